@@ -1,0 +1,352 @@
+//! Microsoft Graph client: typed reads used by onboarding (`/organization`, a users probe) and a
+//! paging primitive for the replication engine. Access tokens are opaque bearer strings here.
+
+use std::{fmt, time::Duration};
+
+use reqwest::{StatusCode, header};
+use serde::{Deserialize, de::DeserializeOwned};
+use url::Url;
+
+use crate::identity::{Secret, TenantId};
+
+/// Why a Graph call failed. Messages never contain tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// Graph answered with an error body, e.g. 403 `Authorization_RequestDenied` (a permission
+    /// is missing) or 401 `InvalidAuthenticationToken`.
+    #[error("Graph returned HTTP {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Graph's `error.code`.
+        code: String,
+        /// Graph's `error.message`.
+        message: String,
+    },
+    /// HTTP 429 or 503: wait `retry_after` (when sent) before trying again.
+    #[error("Graph is throttling (HTTP {status})")]
+    Throttled {
+        /// 429 or 503.
+        status: u16,
+        /// The `Retry-After` delay, fractional seconds allowed.
+        retry_after: Option<Duration>,
+    },
+    /// A delta or skip token is no longer valid (HTTP 410): start a full resync.
+    #[error("Graph says the sync state is gone (HTTP 410)")]
+    SyncStateGone,
+    /// The request could not be sent or the answer not received.
+    #[error("could not talk to Graph: {0}")]
+    Transport(String),
+    /// The answer was not what Graph documents.
+    #[error("unexpected Graph answer: {0}")]
+    Decode(String),
+}
+
+impl GraphError {
+    /// True for 403 `Authorization_RequestDenied`: the token lacks the permission for this call.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Self::Api { status: 403, .. })
+    }
+}
+
+/// The tenant as Graph describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// The tenant id.
+    pub id: TenantId,
+    /// The organisation's display name.
+    #[serde(default)]
+    pub display_name: String,
+    /// The tenant's verified domains.
+    #[serde(default)]
+    pub verified_domains: Vec<VerifiedDomain>,
+}
+
+impl Organization {
+    /// The default domain, else the initial (`*.onmicrosoft.com`) one.
+    pub fn default_domain(&self) -> Option<&str> {
+        self.verified_domains
+            .iter()
+            .find(|d| d.is_default)
+            .or_else(|| self.verified_domains.iter().find(|d| d.is_initial))
+            .map(|d| d.name.as_str())
+    }
+
+    /// Whether `domain` is one of the tenant's verified domains (case-insensitive).
+    pub fn has_domain(&self, domain: &str) -> bool {
+        self.verified_domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(domain.trim()))
+    }
+}
+
+/// One verified domain of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedDomain {
+    /// The domain name, e.g. `contoso.com`.
+    pub name: String,
+    /// Whether it is the tenant's default domain.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Whether it is the initial `*.onmicrosoft.com` domain.
+    #[serde(default)]
+    pub is_initial: bool,
+}
+
+/// One page of a Graph collection.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Page<T> {
+    /// The items on this page (may be empty).
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    /// The next page to fetch, if any.
+    #[serde(rename = "@odata.nextLink", default)]
+    pub next_link: Option<String>,
+    /// On the last page of a delta round: the link to store for the next round.
+    #[serde(rename = "@odata.deltaLink", default)]
+    pub delta_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Collection<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A Microsoft Graph client. Cheap to clone.
+#[derive(Clone)]
+pub struct GraphClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphClient {
+    /// A client for Graph at `graph_url` (`https://graph.microsoft.com` or the emulator).
+    pub fn new(graph_url: Url, http: reqwest::Client) -> Self {
+        let mut base = graph_url;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Self { base, http }
+    }
+
+    /// `path` (like `v1.0/users?$top=1`) resolved against the Graph base URL.
+    pub fn url(&self, path: &str) -> Result<Url, GraphError> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| GraphError::Decode(format!("bad Graph path: {e}")))
+    }
+
+    /// `GET /v1.0/organization`: the tenant the token belongs to.
+    #[tracing::instrument(skip_all)]
+    pub async fn organization(&self, access_token: &Secret) -> Result<Organization, GraphError> {
+        let url = self.url("v1.0/organization")?;
+        let orgs: Collection<Organization> = self.get_json(url, access_token).await?;
+        orgs.value
+            .into_iter()
+            .next()
+            .ok_or_else(|| GraphError::Decode("/organization returned no organization".into()))
+    }
+
+    /// `GET /v1.0/users?$top=1&$select=id`: succeeds only if the token may read users
+    /// (`User.Read.All`); otherwise 403 `Authorization_RequestDenied`.
+    #[tracing::instrument(skip_all)]
+    pub async fn probe_users(&self, access_token: &Secret) -> Result<(), GraphError> {
+        let url = self.url("v1.0/users?$top=1&$select=id")?;
+        let _: Collection<serde_json::Value> = self.get_json(url, access_token).await?;
+        Ok(())
+    }
+
+    /// One page of a collection: `link` is a path under the Graph base (`v1.0/users/delta`) or
+    /// an absolute `@odata.nextLink`/`@odata.deltaLink`. Absolute links must point at the
+    /// configured Graph origin, so the bearer token is never sent elsewhere.
+    #[tracing::instrument(skip_all)]
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        link: &str,
+        access_token: &Secret,
+    ) -> Result<Page<T>, GraphError> {
+        let url = if link.contains("://") {
+            let url = Url::parse(link).map_err(|e| GraphError::Decode(format!("bad link: {e}")))?;
+            if url.origin() != self.base.origin() {
+                return Err(GraphError::Decode(
+                    "link points outside the configured Graph origin".into(),
+                ));
+            }
+            url
+        } else {
+            self.url(link)?
+        };
+        self.get_json(url, access_token).await
+    }
+
+    /// GET `url` with the bearer token and decode the JSON answer, mapping Graph's errors.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        access_token: &Secret,
+    ) -> Result<T, GraphError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token.expose())
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
+            return serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()));
+        }
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(error_from(status, retry_after, &body))
+    }
+}
+
+/// `Retry-After` in seconds; Graph sometimes sends fractions ("1.5"). HTTP dates are ignored.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> GraphError {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => GraphError::Throttled {
+            status: status.as_u16(),
+            retry_after,
+        },
+        StatusCode::GONE => GraphError::SyncStateGone,
+        _ => match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => GraphError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+            },
+            Err(_) => GraphError::Api {
+                status: status.as_u16(),
+                code: String::new(),
+                message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_organization() {
+        let body = r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#organization","value":[{"id":"84DA47F5-0000-4000-8000-0000000000AA","displayName":"Contoso","verifiedDomains":[{"capabilities":"Email, OfficeCommunicationsOnline","isDefault":true,"isInitial":false,"name":"contoso.com","type":"Managed"},{"capabilities":"Email","isDefault":false,"isInitial":true,"name":"contoso.onmicrosoft.com","type":"Managed"}]}]}"#;
+        let c: Collection<Organization> = serde_json::from_str(body).unwrap();
+        let org = &c.value[0];
+        assert_eq!(org.id.to_string(), "84da47f5-0000-4000-8000-0000000000aa");
+        assert_eq!(org.display_name, "Contoso");
+        assert_eq!(org.default_domain(), Some("contoso.com"));
+        assert!(org.has_domain("CONTOSO.onmicrosoft.com"));
+        assert!(!org.has_domain("fabrikam.com"));
+    }
+
+    #[test]
+    fn maps_graph_errors() {
+        let body = br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"date":"2024-05-02T10:11:12","request-id":"5f1c","client-request-id":"5f1c"}}}"#;
+        match error_from(StatusCode::FORBIDDEN, None, body) {
+            e @ GraphError::Api { status: 403, .. } => {
+                assert!(e.is_permission_denied());
+                let GraphError::Api { code, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(code, "Authorization_RequestDenied");
+            }
+            other => panic!("{other:?}"),
+        }
+        let t = error_from(
+            StatusCode::TOO_MANY_REQUESTS,
+            parse_retry_after("1.5"),
+            b"{}",
+        );
+        assert!(matches!(
+            t,
+            GraphError::Throttled { status: 429, retry_after: Some(d) } if d == Duration::from_millis(1500)
+        ));
+        assert!(matches!(
+            error_from(StatusCode::GONE, None, b""),
+            GraphError::SyncStateGone
+        ));
+        assert!(matches!(
+            error_from(StatusCode::BAD_GATEWAY, None, b"<html>"),
+            GraphError::Api { status: 502, .. }
+        ));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn builds_urls_under_the_base() {
+        let g = GraphClient::new(
+            Url::parse("http://127.0.0.1:9000").unwrap(),
+            reqwest::Client::new(),
+        );
+        assert_eq!(
+            g.url("v1.0/users?$top=1&$select=id").unwrap().as_str(),
+            "http://127.0.0.1:9000/v1.0/users?$top=1&$select=id"
+        );
+        let g = GraphClient::new(
+            Url::parse("http://127.0.0.1:9000/graph").unwrap(),
+            reqwest::Client::new(),
+        );
+        assert_eq!(
+            g.url("/v1.0/organization").unwrap().as_str(),
+            "http://127.0.0.1:9000/graph/v1.0/organization"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_links_to_other_origins() {
+        let g = GraphClient::new(
+            Url::parse("https://graph.microsoft.com").unwrap(),
+            reqwest::Client::new(),
+        );
+        let err = g
+            .page::<serde_json::Value>(
+                "https://evil.example/v1.0/users?$skiptoken=x",
+                &Secret::new("t"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GraphError::Decode(_)));
+    }
+}

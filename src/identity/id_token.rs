@@ -1,0 +1,270 @@
+//! ID-token validation: RS256 against the tenant's published keys, then every claim Gangway
+//! relies on. Pure (keys and clock passed in) so it is tested without a network.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use openidconnect::{
+    AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenVerifier, IssuerUrl,
+    JsonWebKeySet, Nonce, SignatureVerificationError,
+    core::{
+        CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+    },
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{IdTokenProblem, SignedInAdmin, TenantId};
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// Global Administrator role template id, as it appears in `wids`.
+pub const GLOBAL_ADMIN_ROLE: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// The Microsoft-specific claims Gangway reads; the standard ones come from openidconnect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EntraClaims {
+    #[serde(default)]
+    tid: Option<String>,
+    #[serde(default)]
+    oid: Option<String>,
+    #[serde(default)]
+    wids: Option<Vec<String>>,
+    #[serde(default)]
+    upn: Option<String>,
+    // openidconnect's IdTokenClaims has no `nbf`; it is checked below.
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+impl AdditionalClaims for EntraClaims {}
+
+type EntraIdToken = IdToken<
+    EntraClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// A JSON Web Key Set as Microsoft publishes it, keeping each key's own `issuer` (which
+/// openidconnect's key type drops).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Jwks {
+    keys: Vec<JwksEntry>,
+}
+
+#[derive(Clone, Debug)]
+struct JwksEntry {
+    kid: Option<String>,
+    key: CoreJsonWebKey,
+    issuer: Option<String>,
+}
+
+impl Jwks {
+    /// Parses `{"keys":[…]}`; keys of a kind openidconnect cannot read are skipped.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Self, String> {
+        let doc: Value =
+            serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let raw_keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("JWKS has no \"keys\" array")?;
+        let keys = raw_keys
+            .iter()
+            .filter_map(|raw| {
+                let key: CoreJsonWebKey = serde_json::from_value(raw.clone()).ok()?;
+                Some(JwksEntry {
+                    kid: raw.get("kid").and_then(Value::as_str).map(str::to_owned),
+                    issuer: raw.get("issuer").and_then(Value::as_str).map(str::to_owned),
+                    key,
+                })
+            })
+            .collect();
+        Ok(Self { keys })
+    }
+
+    /// Whether a key with this `kid` is present.
+    pub(crate) fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    fn with_kid<'a>(&'a self, kid: &'a str) -> impl Iterator<Item = &'a JwksEntry> + 'a {
+        self.keys
+            .iter()
+            .filter(move |k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+type JsonObject = Map<String, Value>;
+
+/// What the token must say.
+pub(crate) struct Expected<'a> {
+    /// Authority base without trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: &'a str,
+    /// Our client id (the only allowed `aud`).
+    pub client_id: &'a str,
+    /// The nonce sent with this session's authorize request.
+    pub nonce: &'a str,
+}
+
+/// The header fields needed before verification: which key to use.
+pub(crate) fn key_id(raw: &str) -> Result<String, IdTokenProblem> {
+    let (header, _) = unverified_parts(raw)?;
+    header_kid(&header)
+}
+
+fn header_kid(header: &Map<String, Value>) -> Result<String, IdTokenProblem> {
+    match header.get("kid").and_then(Value::as_str) {
+        Some(kid) if !kid.is_empty() => Ok(kid.to_owned()),
+        _ => Err(IdTokenProblem::Malformed),
+    }
+}
+
+fn unverified_parts(raw: &str) -> Result<(JsonObject, JsonObject), IdTokenProblem> {
+    let mut parts = raw.split('.');
+    let (Some(h), Some(p), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(IdTokenProblem::Malformed);
+    };
+    let decode = |s: &str| -> Result<Map<String, Value>, IdTokenProblem> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| IdTokenProblem::Malformed)?;
+        serde_json::from_slice(&bytes).map_err(|_| IdTokenProblem::Malformed)
+    };
+    let header = decode(h)?;
+    // The algorithm is decided here, before any key is looked at: RS256 or nothing.
+    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return Err(IdTokenProblem::AlgorithmNotAllowed);
+    }
+    Ok((header, decode(p)?))
+}
+
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// Validates a raw ID token against `jwks` at time `now`.
+///
+/// Order: header (`alg` RS256, `kid` present) → `tid` is a GUID → expected issuer
+/// `{authority}/{tid}/v2.0` → key by `kid` (its own `issuer`, if any, must agree) →
+/// openidconnect's verifier (signature, `iss`, `aud`, `exp`, `nonce`) → `nbf`, `iat`, `oid`.
+pub(crate) fn validate(
+    raw: &str,
+    jwks: &Jwks,
+    expected: &Expected<'_>,
+    now: SystemTime,
+) -> Result<SignedInAdmin, IdTokenProblem> {
+    if expected.nonce.is_empty() {
+        // An empty expected nonce would match a token without one.
+        return Err(IdTokenProblem::NonceMismatch);
+    }
+    let (header, payload) = unverified_parts(raw)?;
+    let kid = header_kid(&header)?;
+
+    // The issuer depends on the tenant, which only the token names: read `tid` unverified to
+    // know which issuer to demand, then the signed token must carry exactly that issuer.
+    let tid = payload
+        .get("tid")
+        .and_then(Value::as_str)
+        .and_then(|t| TenantId::parse(t).ok())
+        .ok_or(IdTokenProblem::TenantNotGuid)?;
+    let expected_iss = format!("{}/{}/v2.0", expected.authority, tid);
+
+    let candidates: Vec<&JwksEntry> = jwks.with_kid(&kid).collect();
+    if candidates.is_empty() {
+        return Err(IdTokenProblem::UnknownKey);
+    }
+    // Microsoft's keys carry `"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"`;
+    // a key scoped to another issuer must not vouch for this one.
+    for c in &candidates {
+        if let Some(key_iss) = &c.issuer
+            && key_iss.replace("{tenantid}", &tid.to_string()) != expected_iss
+        {
+            return Err(IdTokenProblem::WrongIssuer);
+        }
+    }
+
+    let token: EntraIdToken = raw.parse().map_err(|_| IdTokenProblem::Malformed)?;
+    let issuer = IssuerUrl::new(expected_iss.clone()).map_err(|_| IdTokenProblem::WrongIssuer)?;
+    let keys = JsonWebKeySet::new(candidates.iter().map(|c| c.key.clone()).collect());
+    // openidconnect compares `exp` with no leeway, so its clock runs CLOCK_SKEW behind.
+    let lenient_now = now.checked_sub(CLOCK_SKEW).unwrap_or(UNIX_EPOCH);
+    let verifier = IdTokenVerifier::new_public_client(
+        ClientId::new(expected.client_id.to_owned()),
+        issuer,
+        keys,
+    )
+    .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
+    .set_time_fn(move || lenient_now.into());
+    let nonce = Nonce::new(expected.nonce.to_owned());
+    let claims = token.claims(&verifier, &nonce).map_err(classify)?;
+
+    // Everything below reads claims whose signature has been verified.
+    if payload.get("iss").and_then(Value::as_str) != Some(expected_iss.as_str()) {
+        // IssuerUrl equality goes through URL handling; demand the exact string as well.
+        return Err(IdTokenProblem::WrongIssuer);
+    }
+    let extra = claims.additional_claims();
+    if extra.tid.as_deref().and_then(|t| TenantId::parse(t).ok()) != Some(tid) {
+        return Err(IdTokenProblem::TenantNotGuid);
+    }
+    let latest_ok = unix(now) + CLOCK_SKEW.as_secs() as i64;
+    if claims.issue_time().timestamp() > latest_ok || extra.nbf.is_some_and(|nbf| nbf > latest_ok) {
+        return Err(IdTokenProblem::NotYetValid);
+    }
+    let object_id = extra
+        .oid
+        .as_deref()
+        .and_then(|o| Uuid::parse_str(o).ok())
+        .ok_or(IdTokenProblem::Malformed)?;
+    let username = claims
+        .preferred_username()
+        .map(|u| u.as_str().to_owned())
+        .or_else(|| extra.upn.clone())
+        .or_else(|| claims.email().map(|e| e.as_str().to_owned()))
+        .ok_or(IdTokenProblem::Malformed)?;
+    let name = claims
+        .name()
+        .and_then(|n| n.get(None))
+        .map(|n| n.as_str().to_owned());
+    let is_global_admin = extra
+        .wids
+        .iter()
+        .flatten()
+        .any(|w| w.eq_ignore_ascii_case(GLOBAL_ADMIN_ROLE));
+
+    Ok(SignedInAdmin {
+        tenant_id: tid,
+        object_id,
+        username,
+        name,
+        is_global_admin,
+    })
+}
+
+fn classify(e: ClaimsVerificationError) -> IdTokenProblem {
+    use ClaimsVerificationError as C;
+    use SignatureVerificationError as S;
+    match e {
+        C::Expired(_) => IdTokenProblem::Expired,
+        C::InvalidAudience(_) => IdTokenProblem::WrongAudience,
+        C::InvalidIssuer(_) => IdTokenProblem::WrongIssuer,
+        C::InvalidNonce(_) => IdTokenProblem::NonceMismatch,
+        C::SignatureVerification(s) => match s {
+            S::DisallowedAlg(_) | S::NoSignature | S::UnsupportedAlg(_) => {
+                IdTokenProblem::AlgorithmNotAllowed
+            }
+            S::NoMatchingKey | S::AmbiguousKeyId(_) | S::InvalidKey(_) => {
+                IdTokenProblem::UnknownKey
+            }
+            _ => IdTokenProblem::BadSignature,
+        },
+        _ => IdTokenProblem::Malformed,
+    }
+}

@@ -1,0 +1,497 @@
+//! Entra ID client: authorize and admin-consent URLs, code exchange with full ID-token
+//! validation, and client-credentials / refresh-token acquisition.
+//!
+//! Built on `oauth2` (flows) and `openidconnect` (ID-token verification). Endpoints are built
+//! from the configured authority rather than discovered: Microsoft's multi-tenant discovery
+//! document has a templated issuer that openidconnect's issuer check cannot use.
+
+mod error;
+mod id_token;
+mod secret;
+mod tenant_id;
+
+use std::{
+    fmt,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime},
+};
+
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, HttpClientError, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
+    basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType},
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use uuid::Uuid;
+
+pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
+pub use id_token::GLOBAL_ADMIN_ROLE;
+pub use secret::Secret;
+pub use tenant_id::{InvalidTenantId, TenantId};
+
+/// The resource every Graph scope is named under, whatever host Graph is served from.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+/// The scope asking for all the application permissions consented in a tenant.
+pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The OpenID scopes asked for with every delegated sign-in.
+pub const OPENID_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+/// How long fetched signing keys are trusted before they are fetched again.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where Entra ID lives and who Gangway is there.
+#[derive(Clone, Debug)]
+pub struct EntraConfig {
+    /// `https://login.microsoftonline.com`, or the emulator's base URL (a trailing slash is fine).
+    pub authority: Url,
+    /// `https://graph.microsoft.com`, or the emulator's base URL.
+    pub graph_url: Url,
+    /// The provider's multi-tenant application (client) id.
+    pub client_id: String,
+    /// That application's client secret.
+    pub client_secret: Secret,
+    /// `{public_url}/authenticate/OAuth2Callback`, registered on the application.
+    pub redirect_uri: Url,
+}
+
+/// A delegated sign-in about to start: send the browser to `url`, keep the rest in the session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// The authorize URL to redirect the browser to.
+    pub url: Url,
+    /// The `state` sent; the callback must present it exactly once.
+    pub state: String,
+    /// The `nonce` sent; the ID token must carry it.
+    pub nonce: String,
+    /// The PKCE verifier matching the S256 challenge sent; needed to redeem the code.
+    pub pkce_verifier: String,
+}
+
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("url", &self.url.as_str())
+            .field("state", &self.state)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &"[redacted]")
+            .finish()
+    }
+}
+
+/// An application (admin-consent) request: send the browser to `url`, keep `state`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminConsentRequest {
+    /// The v2 admin-consent URL.
+    pub url: Url,
+    /// The `state` sent; the callback must present it exactly once.
+    pub state: String,
+}
+
+/// Who signed in, from a fully validated ID token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInAdmin {
+    /// `tid`: the tenant the user signed in to.
+    pub tenant_id: TenantId,
+    /// `oid`: the user's object id in that tenant.
+    pub object_id: Uuid,
+    /// `preferred_username` (else `upn`, else `email`).
+    pub username: String,
+    /// `name`, when present.
+    pub name: Option<String>,
+    /// Whether `wids` holds the Global Administrator role template id.
+    pub is_global_admin: bool,
+}
+
+/// The outcome of a redeemed authorization code.
+#[derive(Clone, Debug)]
+pub struct DelegatedGrant {
+    /// The verified identity of the signer.
+    pub identity: SignedInAdmin,
+    /// The refresh token (present when `offline_access` was granted).
+    pub refresh_token: Option<Secret>,
+    /// The Graph access token (opaque: never parsed).
+    pub access_token: Secret,
+    /// The scopes granted, as reported by the token endpoint.
+    pub scopes: Vec<String>,
+}
+
+/// Tokens obtained from a refresh token.
+#[derive(Clone, Debug)]
+pub struct RefreshedGrant {
+    /// The new access token.
+    pub access_token: Secret,
+    /// The rotated refresh token: persist it before using the access token.
+    pub refresh_token: Option<Secret>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+}
+
+/// Talks to Entra ID as the provider application. Cheap to clone.
+#[derive(Clone)]
+pub struct EntraClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: EntraConfig,
+    /// `cfg.authority` without a trailing slash.
+    authority: String,
+    http: reqwest::Client,
+    jwks: RwLock<Option<CachedJwks>>,
+    /// Serialises refetches so a burst of unknown-`kid` tokens causes one fetch.
+    jwks_refetch: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct CachedJwks {
+    keys: Arc<id_token::Jwks>,
+    fetched_at: Instant,
+    generation: u64,
+}
+
+impl fmt::Debug for EntraClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntraClient")
+            .field("authority", &self.inner.authority)
+            .field("client_id", &self.inner.cfg.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ID token Microsoft returns beside the access token.
+#[derive(Clone, Deserialize, Serialize)]
+struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+impl fmt::Debug for IdTokenField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdTokenField([redacted])")
+    }
+}
+impl ExtraTokenFields for IdTokenField {}
+
+type EntraTokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+type OAuthClient<HasAuthUrl> = Client<
+    AadError,
+    EntraTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    HasAuthUrl,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+type TokenError = RequestTokenError<HttpClientError<reqwest::Error>, AadError>;
+
+impl EntraClient {
+    /// A client for `cfg`. `http` should follow no redirects (and may trust an extra root CA).
+    pub fn new(cfg: EntraConfig, http: reqwest::Client) -> Self {
+        let authority = cfg.authority.as_str().trim_end_matches('/').to_owned();
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                authority,
+                http,
+                jwks: RwLock::new(None),
+                jwks_refetch: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &EntraConfig {
+        &self.inner.cfg
+    }
+
+    /// The issuer Entra ID puts in ID tokens of `tenant`: `{authority}/{tid}/v2.0`.
+    pub fn issuer_for(&self, tenant: &TenantId) -> String {
+        format!("{}/{tenant}/v2.0", self.inner.authority)
+    }
+
+    /// The token endpoint for `tenant` (`organizations`, `common` or a tenant GUID).
+    pub fn token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.inner.authority)
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.inner.authority)
+    }
+
+    fn oauth_client(
+        &self,
+        client_id: &str,
+        secret: &Secret,
+        token_tenant: &str,
+    ) -> Result<OAuthClient<EndpointNotSet>, IdentityError> {
+        let token_url = TokenUrl::new(self.token_endpoint(token_tenant))
+            .map_err(|_| IdentityError::Transport("invalid token endpoint URL".into()))?;
+        Ok(Client::new(ClientId::new(client_id.to_owned()))
+            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            .set_token_uri(token_url)
+            // Entra ID documents client_secret_post; MSAL sends the secret in the body too.
+            .set_auth_type(AuthType::RequestBody)
+            .set_redirect_uri(RedirectUrl::from_url(self.inner.cfg.redirect_uri.clone())))
+    }
+
+    /// Starts a delegated sign-in: the authorize URL on
+    /// `{authority}/organizations/oauth2/v2.0/authorize` with `response_type=code`, PKCE S256,
+    /// fresh random `state` and `nonce`, scopes `openid profile offline_access` plus each
+    /// of `graph_scopes` (bare names like `User.Read.All`, or full URIs), `prompt=select_account`
+    /// and an optional `login_hint`.
+    pub fn delegated_request(
+        &self,
+        graph_scopes: &[&str],
+        login_hint: Option<&str>,
+    ) -> AuthRequest {
+        let auth_url = AuthUrl::new(self.endpoint("organizations/oauth2/v2.0/authorize"))
+            .expect("authority joined with a fixed path is a URL");
+        let client = self
+            .oauth_client(
+                &self.inner.cfg.client_id,
+                &self.inner.cfg.client_secret,
+                "organizations",
+            )
+            .expect("authority joined with a fixed path is a URL")
+            .set_auth_uri(auth_url);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = CsrfToken::new_random_len(32).into_secret();
+        let mut req = client
+            .authorize_url(|| CsrfToken::new_random_len(32))
+            .set_pkce_challenge(challenge)
+            .add_scopes(OPENID_SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
+            .add_scopes(graph_scopes.iter().map(|s| Scope::new(graph_scope(s))))
+            .add_extra_param("nonce", nonce.clone())
+            .add_extra_param("prompt", "select_account");
+        if let Some(hint) = login_hint.filter(|h| !h.is_empty()) {
+            req = req.add_extra_param("login_hint", hint.to_owned());
+        }
+        let (url, state) = req.url();
+        AuthRequest {
+            url,
+            state: state.into_secret(),
+            nonce,
+            pkce_verifier: verifier.into_secret(),
+        }
+    }
+
+    /// Starts an application-permission consent: the v2 admin-consent URL
+    /// `{authority}/organizations/v2.0/adminconsent?client_id&scope=https://graph.microsoft.com/.default&redirect_uri&state`.
+    /// Success arriving at the callback proves nothing: confirm with [`Self::app_token`].
+    pub fn admin_consent_request(&self) -> AdminConsentRequest {
+        let state = CsrfToken::new_random_len(32).into_secret();
+        let mut url = Url::parse(&self.endpoint("organizations/v2.0/adminconsent"))
+            .expect("authority joined with a fixed path is a URL");
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.inner.cfg.client_id)
+            .append_pair("scope", GRAPH_DEFAULT_SCOPE)
+            .append_pair("redirect_uri", self.inner.cfg.redirect_uri.as_str())
+            .append_pair("state", &state);
+        AdminConsentRequest { url, state }
+    }
+
+    /// Redeems an authorization code (with its PKCE verifier) at
+    /// `{authority}/organizations/oauth2/v2.0/token` and fully validates the ID token against
+    /// `nonce`. Nothing is returned unless the ID token passes every check.
+    #[tracing::instrument(skip_all)]
+    pub async fn redeem_code(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<DelegatedGrant, IdentityError> {
+        let client = self.oauth_client(
+            &self.inner.cfg.client_id,
+            &self.inner.cfg.client_secret,
+            "organizations",
+        )?;
+        let resp = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.inner.http)
+            .await
+            .map_err(token_error)?;
+        let raw_id_token = resp
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .ok_or(IdentityError::InvalidIdToken(IdTokenProblem::Missing))?;
+        let identity = self.verify_id_token(raw_id_token, nonce).await?;
+        tracing::info!(tenant_id = %identity.tenant_id, "authorization code redeemed");
+        Ok(DelegatedGrant {
+            identity,
+            refresh_token: resp
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone())),
+            access_token: Secret::new(resp.access_token().secret().clone()),
+            scopes: granted_scopes(&resp),
+        })
+    }
+
+    /// Validates a raw ID token for this application and `nonce`; see [`IdTokenProblem`] for
+    /// every check. Signing keys come from `{authority}/common/discovery/v2.0/keys`, cached, and
+    /// refetched once when the token names an unknown `kid` (key rotation).
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<SignedInAdmin, IdentityError> {
+        let kid = id_token::key_id(id_token).map_err(IdentityError::InvalidIdToken)?;
+        let mut keys = self.signing_keys().await?;
+        if !keys.keys.has_kid(&kid) {
+            tracing::info!("ID token signed with an unknown key id; refetching signing keys");
+            keys = self.refetch_signing_keys(keys.generation).await?;
+        }
+        let expected = id_token::Expected {
+            authority: &self.inner.authority,
+            client_id: &self.inner.cfg.client_id,
+            nonce,
+        };
+        id_token::validate(id_token, &keys.keys, &expected, SystemTime::now())
+            .map_err(IdentityError::InvalidIdToken)
+    }
+
+    async fn signing_keys(&self) -> Result<CachedJwks, IdentityError> {
+        let cached = self.inner.jwks.read().expect("jwks lock").clone();
+        match cached {
+            Some(c) if c.fetched_at.elapsed() < JWKS_MAX_AGE => Ok(c),
+            Some(c) => self.refetch_signing_keys(c.generation).await,
+            None => self.refetch_signing_keys(0).await,
+        }
+    }
+
+    /// Fetches the key set unless someone else already replaced generation `seen`.
+    async fn refetch_signing_keys(&self, seen: u64) -> Result<CachedJwks, IdentityError> {
+        let _guard = self.inner.jwks_refetch.lock().await;
+        if let Some(c) = self.inner.jwks.read().expect("jwks lock").clone()
+            && c.generation > seen
+        {
+            return Ok(c);
+        }
+        let url = self.endpoint("common/discovery/v2.0/keys");
+        let resp = self
+            .inner
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| IdentityError::Transport(format!("fetching signing keys: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(IdentityError::Transport(format!(
+                "fetching signing keys: HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| IdentityError::Transport(format!("fetching signing keys: {e}")))?;
+        let keys = id_token::Jwks::from_json(&body).map_err(IdentityError::Transport)?;
+        let fresh = CachedJwks {
+            keys: Arc::new(keys),
+            fetched_at: Instant::now(),
+            generation: seen + 1,
+        };
+        *self.inner.jwks.write().expect("jwks lock") = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// A client-credentials access token for Graph (`https://graph.microsoft.com/.default`) in
+    /// `tenant`: as the provider application, or with `creds` (client id, secret) for a
+    /// customer's own application. Proves a consent or a customer's credentials.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn app_token(
+        &self,
+        tenant: &TenantId,
+        creds: Option<(&str, &Secret)>,
+    ) -> Result<Secret, IdentityError> {
+        let (client_id, secret) =
+            creds.unwrap_or((&self.inner.cfg.client_id, &self.inner.cfg.client_secret));
+        let client = self.oauth_client(client_id, secret, &tenant.to_string())?;
+        let resp = client
+            .exchange_client_credentials()
+            .add_scope(Scope::new(GRAPH_DEFAULT_SCOPE.to_owned()))
+            .request_async(&self.inner.http)
+            .await
+            .map_err(token_error)?;
+        Ok(Secret::new(resp.access_token().secret().clone()))
+    }
+
+    /// Redeems a delegated refresh token in `tenant` for new tokens (asking for `scopes`, or
+    /// `https://graph.microsoft.com/.default` when empty). The refresh token rotates: persist the
+    /// returned one before using the access token. `invalid_grant` ([`AadError::is_invalid_grant`])
+    /// means a new consent is needed.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn refresh(
+        &self,
+        tenant: &TenantId,
+        refresh_token: &Secret,
+        scopes: &[&str],
+    ) -> Result<RefreshedGrant, IdentityError> {
+        let client = self.oauth_client(
+            &self.inner.cfg.client_id,
+            &self.inner.cfg.client_secret,
+            &tenant.to_string(),
+        )?;
+        let rt = RefreshToken::new(refresh_token.expose().to_owned());
+        let mut req = client.exchange_refresh_token(&rt);
+        if scopes.is_empty() {
+            req = req.add_scope(Scope::new(GRAPH_DEFAULT_SCOPE.to_owned()));
+        } else {
+            req = req.add_scopes(scopes.iter().map(|s| Scope::new(graph_scope(s))));
+        }
+        let resp = req
+            .request_async(&self.inner.http)
+            .await
+            .map_err(token_error)?;
+        Ok(RefreshedGrant {
+            access_token: Secret::new(resp.access_token().secret().clone()),
+            refresh_token: resp
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone())),
+            scopes: granted_scopes(&resp),
+        })
+    }
+}
+
+/// `User.Read.All` → `https://graph.microsoft.com/User.Read.All`; OpenID scopes and full URIs
+/// are kept as they are.
+pub fn graph_scope(scope: &str) -> String {
+    if scope.contains("://") || OPENID_SCOPES.contains(&scope) || scope == "email" {
+        scope.to_owned()
+    } else {
+        format!("{GRAPH_RESOURCE}/{scope}")
+    }
+}
+
+fn granted_scopes(resp: &EntraTokenResponse) -> Vec<String> {
+    resp.scopes()
+        .map(|s| s.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Maps an oauth2 error without ever echoing a response body (a success body holds tokens).
+fn token_error(e: TokenError) -> IdentityError {
+    match e {
+        RequestTokenError::ServerResponse(aad) => {
+            tracing::info!(error = %aad, "token endpoint refused the request");
+            IdentityError::Aad(Box::new(aad))
+        }
+        RequestTokenError::Request(e) => IdentityError::Transport(format!("token request: {e}")),
+        RequestTokenError::Parse(e, _body) => IdentityError::Transport(format!(
+            "token endpoint answer unreadable at `{}`",
+            e.path()
+        )),
+        RequestTokenError::Other(msg) => IdentityError::Transport(format!("token endpoint: {msg}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
