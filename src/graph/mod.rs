@@ -350,3 +350,56 @@ mod tests {
         assert!(matches!(err, GraphError::Decode(_)));
     }
 }
+
+#[cfg(test)]
+mod http_tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::identity::test_http::{Handler, serve};
+
+    async fn graph(seen: Arc<Mutex<Vec<(String, String)>>>) -> GraphClient {
+        let handler: Arc<Handler> = Arc::new(move |_method, path, head, _body| {
+            seen.lock()
+                .unwrap()
+                .push((path.to_owned(), head.to_owned()));
+            if !head.contains("authorization: bearer good-token") {
+                return (
+                    401,
+                    r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token validation failure."}}"#.into(),
+                );
+            }
+            match path {
+                "/v1.0/organization" => (
+                    200,
+                    r#"{"value":[{"id":"84da47f5-0000-4000-8000-0000000000aa","displayName":"Contoso","verifiedDomains":[{"name":"contoso.onmicrosoft.com","isDefault":true,"isInitial":true}]}]}"#.into(),
+                ),
+                "/v1.0/users?$top=1&$select=id" => (
+                    403,
+                    r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#.into(),
+                ),
+                _ => (404, "{}".into()),
+            }
+        });
+        let base = serve(handler).await;
+        GraphClient::new(Url::parse(&base).unwrap(), reqwest::Client::new())
+    }
+
+    #[tokio::test]
+    async fn reads_organization_and_maps_denial() {
+        let seen = Arc::default();
+        let g = graph(Arc::clone(&seen)).await;
+        let good = Secret::new("good-token");
+        let org = g.organization(&good).await.unwrap();
+        assert_eq!(org.display_name, "Contoso");
+        let err = g.probe_users(&good).await.unwrap_err();
+        assert!(err.is_permission_denied(), "{err:?}");
+        let err = g.organization(&Secret::new("bad")).await.unwrap_err();
+        assert!(
+            matches!(&err, GraphError::Api { status: 401, code, .. } if code == "InvalidAuthenticationToken")
+        );
+        assert!(!err.to_string().contains("bad-token"));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1].0, "/v1.0/users?$top=1&$select=id");
+    }
+}

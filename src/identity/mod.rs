@@ -361,7 +361,15 @@ impl EntraClient {
         let cached = self.inner.jwks.read().expect("jwks lock").clone();
         match cached {
             Some(c) if c.fetched_at.elapsed() < JWKS_MAX_AGE => Ok(c),
-            Some(c) => self.refetch_signing_keys(c.generation).await,
+            // Past their age the keys are refreshed, but an outage at Microsoft should not stop
+            // sign-ins while the old keys still verify; an unknown kid refetches regardless.
+            Some(c) => match self.refetch_signing_keys(c.generation).await {
+                Ok(fresh) => Ok(fresh),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh signing keys; using cached ones");
+                    Ok(c)
+                }
+            },
             None => self.refetch_signing_keys(0).await,
         }
     }
@@ -493,5 +501,7 @@ fn token_error(e: TokenError) -> IdentityError {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod test_http;
 #[cfg(test)]
 mod tests;

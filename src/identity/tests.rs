@@ -17,7 +17,6 @@ use openidconnect::{
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::id_token::{Expected, Jwks, validate};
 use super::*;
@@ -577,57 +576,7 @@ fn graph_scopes_become_full_uris() {
 
 // ---------------------------------------------------------------- over HTTP
 
-type Handler = dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync;
-
-/// A minimal HTTP/1.1 server on loopback: one request per connection, answered by `handler`
-/// with (status, JSON body).
-async fn serve(handler: Arc<Handler>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, content_length) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map(|v| v.trim().parse::<usize>().unwrap())
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + content_length {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                let mut first = head.lines().next().unwrap().split(' ');
-                let (method, path) = (first.next().unwrap(), first.next().unwrap());
-                let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-                let (status, out) = handler(method, path, &body);
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
-                    out.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
+use super::test_http::{Handler, serve};
 
 fn form(body: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(body.as_bytes())
@@ -647,7 +596,7 @@ struct Idp {
 async fn idp() -> (Arc<Idp>, EntraClient) {
     let cell: Arc<Mutex<Option<Arc<Idp>>>> = Arc::default();
     let c2 = cell.clone();
-    let handler: Arc<Handler> = Arc::new(move |method, path, body| {
+    let handler: Arc<Handler> = Arc::new(move |method, path, _headers, body| {
         let idp = c2.lock().unwrap().clone().unwrap();
         idp.handle(method, path, body)
     });
