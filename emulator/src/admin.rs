@@ -1,0 +1,557 @@
+//! The admin API under `/_emulator/` for tests and demos: tenants, apps, consents, directory
+//! changes, faults, key rotation and delta reset. It has no authentication by design.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::apps::{NewApp, Permissions};
+use crate::directory::{Group, Life, Tenant, User};
+use crate::faults::FaultConfig;
+use crate::keys::SigningKey;
+use crate::state::{AppState, Revoked, World};
+
+/// Admin routes.
+pub fn router() -> Router<AppState> {
+    let t = "/_emulator/tenants/{tid}";
+    Router::new()
+        .route("/_emulator/tenants", get(list_tenants).post(create_tenant))
+        .route(t, get(get_tenant))
+        .route("/_emulator/apps", post(register_app))
+        .route(&format!("{t}/consents"), post(grant_consent))
+        .route(
+            &format!("{t}/consents/{{client_id}}"),
+            delete(revoke_consent),
+        )
+        .route(&format!("{t}/users"), post(create_user))
+        .route(
+            &format!("{t}/users/{{id}}"),
+            patch(update_user).delete(delete_user),
+        )
+        .route(&format!("{t}/groups"), post(create_group))
+        .route(
+            &format!("{t}/groups/{{id}}"),
+            patch(update_group).delete(delete_group),
+        )
+        .route(&format!("{t}/groups/{{id}}/members"), post(add_member))
+        .route(
+            &format!("{t}/groups/{{id}}/members/{{uid}}"),
+            delete(remove_member),
+        )
+        .route(&format!("{t}/delta-reset"), post(delta_reset))
+        .route("/_emulator/faults", get(get_faults).post(set_faults))
+        .route("/_emulator/keys/rotate", post(rotate_keys))
+}
+
+/// An admin API failure: `{"error": "..."}`.
+struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Answer = Result<Response, AdminError>;
+
+fn not_found(what: &str) -> AdminError {
+    AdminError(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn login(u: &User) -> Value {
+    json!({"username": u.user_principal_name, "password": u.password(), "id": u.id})
+}
+
+fn tenant_json(t: &Tenant) -> Value {
+    json!({
+        "id": t.id,
+        "display_name": t.display_name,
+        "domain": t.default_domain(),
+        "domains": t.domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        "admin": t.admin().map(login),
+        "member": t.member().map(login),
+        "users": t.active_users(),
+        "groups": t.active_groups(),
+    })
+}
+
+fn tenant_idx(w: &World, tid: &str) -> Result<usize, AdminError> {
+    Uuid::parse_str(tid)
+        .ok()
+        .and_then(|id| w.dir.tenant_index(id))
+        .ok_or_else(|| not_found("tenant"))
+}
+
+async fn list_tenants(State(st): State<AppState>) -> Json<Value> {
+    let w = st.world();
+    Json(Value::Array(
+        w.dir.tenants.iter().map(tenant_json).collect(),
+    ))
+}
+
+async fn get_tenant(State(st): State<AppState>, Path(tid): Path<String>) -> Answer {
+    let w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    Ok(Json(tenant_json(&w.dir.tenants[t])).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct NewTenant {
+    display_name: Option<String>,
+    users: Option<usize>,
+    groups: Option<usize>,
+}
+
+async fn create_tenant(State(st): State<AppState>, body: Option<Json<NewTenant>>) -> Answer {
+    let new = body.map(|b| b.0).unwrap_or_default();
+    let mut w = st.world();
+    let t = w.dir.add_tenant(
+        new.display_name,
+        new.users.unwrap_or(10),
+        new.groups.unwrap_or(2),
+    );
+    Ok((StatusCode::CREATED, Json(tenant_json(&w.dir.tenants[t]))).into_response())
+}
+
+async fn register_app(State(st): State<AppState>, Json(new): Json<NewApp>) -> Answer {
+    let mut w = st.world();
+    tenant_idx(&w, &new.home_tenant.to_string())?;
+    let app = w
+        .reg
+        .register(new, st.cfg.secret_lifetime_days)
+        .map_err(bad)?;
+    let secret = app.secrets.last().expect("registered with a secret");
+    tracing::info!(client_id = %app.client_id, home_tenant = %app.home_tenant, "registered app");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "client_id": app.client_id,
+            "client_secret": secret.value,
+            "secret_expires_at": secret.expires_at.format(&Rfc3339).unwrap_or_default(),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ConsentBody {
+    client_id: String,
+    #[serde(default)]
+    delegated: BTreeSet<String>,
+    #[serde(default)]
+    application: BTreeSet<String>,
+}
+
+async fn grant_consent(
+    State(st): State<AppState>,
+    Path(tid): Path<String>,
+    Json(body): Json<ConsentBody>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    let app = w
+        .reg
+        .apps
+        .get(&body.client_id)
+        .ok_or_else(|| not_found("app"))?;
+    if !app.multi_tenant && app.home_tenant != tid {
+        return Err(bad(
+            "a single-tenant app can only be granted in its home tenant",
+        ));
+    }
+    let perms = Permissions {
+        delegated: body.delegated,
+        application: body.application,
+    }
+    .normalized()
+    .map_err(|p| bad(format!("unknown permission '{p}'")))?;
+    w.reg.grant(tid, &body.client_id, None, &perms);
+    let g = &w.reg.grants[&(tid, body.client_id.clone())].tenant_wide;
+    Ok(Json(json!({"tenant": tid, "client_id": body.client_id, "delegated": g.delegated, "application": g.application})).into_response())
+}
+
+async fn revoke_consent(
+    State(st): State<AppState>,
+    Path((tid, client_id)): Path<(String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    if !w.reg.revoke(tid, &client_id) {
+        return Err(not_found("consent"));
+    }
+    let mut killed = 0;
+    for rt in w.auth.refresh.values_mut() {
+        if rt.tid == tid && rt.client_id == client_id && rt.revoked.is_none() {
+            rt.revoked = Some(Revoked::Consent);
+            killed += 1;
+        }
+    }
+    Ok(Json(json!({"revoked": true, "refresh_tokens_revoked": killed})).into_response())
+}
+
+/// User fields accepted by create and update, named as in Graph.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct UserBody {
+    user_principal_name: Option<String>,
+    display_name: Option<String>,
+    given_name: Option<String>,
+    surname: Option<String>,
+    mail: Option<String>,
+    business_phones: Option<Vec<String>>,
+    mobile_phone: Option<String>,
+    job_title: Option<String>,
+    department: Option<String>,
+    account_enabled: Option<bool>,
+    password: Option<String>,
+    is_admin: Option<bool>,
+}
+
+impl UserBody {
+    fn apply(self, u: &mut User) {
+        if let Some(v) = self.user_principal_name {
+            u.user_principal_name = v;
+        }
+        if let Some(v) = self.display_name {
+            u.display_name = v;
+        }
+        if let Some(v) = self.given_name {
+            u.given_name = Some(v);
+        }
+        if let Some(v) = self.surname {
+            u.surname = Some(v);
+        }
+        if let Some(v) = self.mail {
+            u.mail = Some(v);
+        }
+        if let Some(v) = self.business_phones {
+            u.business_phones = v;
+        }
+        if let Some(v) = self.mobile_phone {
+            u.mobile_phone = Some(v);
+        }
+        if let Some(v) = self.job_title {
+            u.job_title = Some(v);
+        }
+        if let Some(v) = self.department {
+            u.department = Some(v);
+        }
+        if let Some(v) = self.account_enabled {
+            u.account_enabled = v;
+        }
+        if let Some(v) = self.password {
+            u.password_override = Some(v);
+        }
+        if let Some(v) = self.is_admin {
+            u.is_admin = v;
+        }
+    }
+}
+
+fn user_json(u: &User) -> Value {
+    let mut v = Value::Object(u.to_json());
+    v["password"] = json!(u.password());
+    v["isAdmin"] = json!(u.is_admin);
+    v
+}
+
+async fn create_user(
+    State(st): State<AppState>,
+    Path(tid): Path<String>,
+    Json(body): Json<UserBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let id = Uuid::new_v4();
+    let upn = body.user_principal_name.clone().unwrap_or_else(|| {
+        format!(
+            "user{}@{}",
+            &id.simple().to_string()[..8],
+            tenant.default_domain()
+        )
+    });
+    if tenant.upn_taken(&upn) {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!("userPrincipalName '{upn}' is already taken"),
+        ));
+    }
+    let mut user = User {
+        id,
+        user_principal_name: upn.clone(),
+        display_name: upn.clone(),
+        given_name: None,
+        surname: None,
+        mail: Some(upn),
+        business_phones: vec![],
+        mobile_phone: None,
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        is_admin: false,
+        password_override: None,
+        version: 0,
+        life: Life::Active,
+    };
+    body.apply(&mut user);
+    tenant.bump();
+    tenant.insert_user(user);
+    let u = tenant.users.last().expect("just inserted");
+    Ok((StatusCode::CREATED, Json(user_json(u))).into_response())
+}
+
+async fn update_user(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+    Json(body): Json<UserBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let idx = tenant
+        .user_index(&id)
+        .filter(|i| tenant.users[*i].life == Life::Active)
+        .ok_or_else(|| not_found("user"))?;
+    if let Some(upn) = &body.user_principal_name {
+        if tenant.upn_taken(upn)
+            && !tenant.users[idx]
+                .user_principal_name
+                .eq_ignore_ascii_case(upn)
+        {
+            return Err(AdminError(
+                StatusCode::CONFLICT,
+                format!("userPrincipalName '{upn}' is already taken"),
+            ));
+        }
+    }
+    let v = tenant.bump();
+    let old_upn = tenant.users[idx].user_principal_name.clone();
+    body.apply(&mut tenant.users[idx]);
+    tenant.users[idx].version = v;
+    tenant.reindex_upn(idx, &old_upn);
+    Ok(Json(user_json(&tenant.users[idx])).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct DeleteQuery {
+    #[serde(default)]
+    hard: bool,
+}
+
+async fn delete_user(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let idx = tenant.user_index(&id).ok_or_else(|| not_found("user"))?;
+    if tenant.users[idx].life == Life::SoftDeleted && !q.hard {
+        return Err(not_found("user"));
+    }
+    tenant.delete_user(idx, q.hard);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Group fields accepted by create and update, named as in Graph.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GroupBody {
+    display_name: Option<String>,
+    description: Option<String>,
+    mail_nickname: Option<String>,
+    #[serde(default)]
+    members: Vec<Uuid>,
+}
+
+async fn create_group(
+    State(st): State<AppState>,
+    Path(tid): Path<String>,
+    Json(body): Json<GroupBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let name = body
+        .display_name
+        .ok_or_else(|| bad("displayName is required"))?;
+    let nickname = body
+        .mail_nickname
+        .unwrap_or_else(|| name.chars().filter(|c| c.is_ascii_alphanumeric()).collect());
+    let members: BTreeSet<Uuid> = body
+        .members
+        .into_iter()
+        .filter(|m| {
+            tenant
+                .user(&m.to_string())
+                .is_some_and(|u| u.life == Life::Active)
+        })
+        .collect();
+    let v = tenant.bump();
+    tenant.insert_group(Group {
+        id: Uuid::new_v4(),
+        display_name: name,
+        description: body.description,
+        mail_nickname: nickname,
+        mail: None,
+        mail_enabled: false,
+        security_enabled: true,
+        group_types: vec![],
+        member_log: members.iter().map(|m| (v, *m, true)).collect(),
+        members,
+        version: v,
+        life: Life::Active,
+    });
+    let g = tenant.groups.last().expect("just inserted");
+    let mut out = Value::Object(g.to_json());
+    out["members"] = json!(g.members);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+fn active_group(tenant: &Tenant, id: &str) -> Result<usize, AdminError> {
+    tenant
+        .group_index(id)
+        .filter(|g| tenant.groups[*g].life == Life::Active)
+        .ok_or_else(|| not_found("group"))
+}
+
+async fn update_group(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+    Json(body): Json<GroupBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let g = active_group(tenant, &id)?;
+    let v = tenant.bump();
+    let group = &mut tenant.groups[g];
+    if let Some(n) = body.display_name {
+        group.display_name = n;
+    }
+    if let Some(d) = body.description {
+        group.description = Some(d);
+    }
+    if let Some(m) = body.mail_nickname {
+        group.mail_nickname = m;
+    }
+    group.version = v;
+    Ok(Json(Value::Object(group.to_json())).into_response())
+}
+
+async fn delete_group(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let g = tenant.group_index(&id).ok_or_else(|| not_found("group"))?;
+    let v = tenant.bump();
+    let group = &mut tenant.groups[g];
+    group.life = if q.hard {
+        Life::HardDeleted
+    } else {
+        Life::SoftDeleted
+    };
+    group.version = v;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct MemberBody {
+    id: Uuid,
+}
+
+async fn add_member(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+    Json(body): Json<MemberBody>,
+) -> Answer {
+    change_member(&st, &tid, &id, &body.id.to_string(), true)
+}
+
+async fn remove_member(
+    State(st): State<AppState>,
+    Path((tid, id, uid)): Path<(String, String, String)>,
+) -> Answer {
+    change_member(&st, &tid, &id, &uid, false)
+}
+
+fn change_member(st: &AppState, tid: &str, gid: &str, uid: &str, add: bool) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, tid)?;
+    let tenant = &mut w.dir.tenants[t];
+    let g = active_group(tenant, gid)?;
+    let user = tenant
+        .user(uid)
+        .filter(|u| u.life == Life::Active)
+        .ok_or_else(|| not_found("user"))?
+        .id;
+    let already = tenant.groups[g].members.contains(&user) == add;
+    if already {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            if add {
+                "already a member".into()
+            } else {
+                "not a member".into()
+            },
+        ));
+    }
+    let v = tenant.bump();
+    tenant.set_membership(g, user, add, v);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delta_reset(State(st): State<AppState>, Path(tid): Path<String>) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    w.dir.tenants[t].epoch += 1;
+    Ok(Json(json!({"epoch": w.dir.tenants[t].epoch})).into_response())
+}
+
+async fn get_faults(State(st): State<AppState>) -> Json<Value> {
+    let (config, injected) = st.faults.report();
+    Json(json!({"config": config, "injected": injected}))
+}
+
+async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>) -> Answer {
+    let rates = [config.rate_429, config.rate_503, config.rate_drop];
+    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) || rates.iter().sum::<f64>() > 1.0 {
+        return Err(bad("rates must be within 0..=1 and sum to at most 1"));
+    }
+    if config
+        .retry_after
+        .is_some_and(|r| r < 0.0 || !r.is_finite())
+    {
+        return Err(bad("retry_after must be a non-negative number of seconds"));
+    }
+    st.faults.configure(config);
+    Ok(get_faults(State(st)).await.into_response())
+}
+
+async fn rotate_keys(State(st): State<AppState>) -> Answer {
+    let key = tokio::task::spawn_blocking(SigningKey::generate)
+        .await
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut keys = st.keys.write().unwrap_or_else(|e| e.into_inner());
+    keys.push(key);
+    Ok(Json(json!({"kid": keys.current_kid()})).into_response())
+}

@@ -1,0 +1,790 @@
+//! The interactive endpoints: `/oauth2/v2.0/authorize`, `/v2.0/adminconsent` and legacy
+//! `/adminconsent`, with their sign-in, consent and "need admin approval" pages.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use uuid::Uuid;
+
+use crate::apps::App;
+use crate::directory::{Authority, GLOBAL_ADMIN_ROLE};
+use crate::errors::{AadError, now_rfc3339};
+use crate::html::{self, escape, hidden};
+use crate::rng::secret_token;
+use crate::scopes::{self, Scope};
+use crate::state::{AppState, Code, Flow, ResponseMode, Txn, World};
+
+/// Name of the browser-session cookie (Microsoft's is also `ESTSAUTH`).
+const SESSION_COOKIE: &str = "ESTSAUTH";
+
+/// Authorize, admin consent, the form targets of their pages, and logout.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+        .route("/{tenant}/v2.0/adminconsent", get(admin_consent_v2))
+        .route("/{tenant}/adminconsent", get(admin_consent_legacy))
+        .route("/{tenant}/login", post(login))
+        .route("/{tenant}/consent", post(consent))
+        .route("/{tenant}/consent/return", get(return_without_consent))
+        .route("/{tenant}/oauth2/v2.0/logout", get(logout))
+}
+
+type Params = HashMap<String, String>;
+
+/// Where and how answers go back to the app once the redirect URI is trusted.
+struct Reply<'a> {
+    base_url: &'a str,
+    redirect_uri: &'a str,
+    state: Option<&'a str>,
+    mode: ResponseMode,
+}
+
+impl Reply<'_> {
+    fn from_txn<'a>(base_url: &'a str, txn: &'a Txn) -> Reply<'a> {
+        Reply {
+            base_url,
+            redirect_uri: &txn.redirect_uri,
+            state: txn.state.as_deref(),
+            mode: txn.response_mode,
+        }
+    }
+
+    /// Sends `fields` (plus `state`) to the redirect URI by 302 or auto-posting form.
+    fn send(&self, mut fields: Vec<(&'static str, String)>) -> Response {
+        if let Some(state) = self.state {
+            fields.push(("state", state.to_string()));
+        }
+        match self.mode {
+            ResponseMode::FormPost => html::form_post(self.redirect_uri, &fields).into_response(),
+            ResponseMode::Query => {
+                let mut url = match url::Url::parse(self.redirect_uri) {
+                    Ok(u) => u,
+                    Err(_) => {
+                        return html::error(50011, "The redirect URI is not a URL.").into_response();
+                    }
+                };
+                url.query_pairs_mut()
+                    .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())));
+                redirect(url.as_str())
+            }
+        }
+    }
+
+    /// Sends an OAuth error the way Microsoft does (`error`, `error_description`, `error_uri`).
+    fn error(&self, error: &'static str, code: u32, message: &str) -> Response {
+        let e = AadError::bad(error, code, message);
+        self.send(vec![
+            ("error", error.to_string()),
+            (
+                "error_description",
+                e.description(Uuid::new_v4(), Uuid::new_v4(), &now_rfc3339()),
+            ),
+            ("error_uri", e.error_uri(self.base_url)),
+        ])
+    }
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => html::error(50011, "The redirect URI is not valid.").into_response(),
+    }
+}
+
+fn error_page(e: AadError) -> Response {
+    (StatusCode::BAD_REQUEST, html::error(e.code, &e.message)).into_response()
+}
+
+fn app_not_found(client_id: &str, tenant: &str) -> AadError {
+    AadError::bad(
+        "unauthorized_client",
+        700016,
+        format!(
+            "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+        ),
+    )
+}
+
+/// Checks what must hold before anything may be sent to the redirect URI; failures are pages.
+fn trusted_app<'w>(
+    w: &'w World,
+    authority: Authority,
+    tenant: &str,
+    q: &Params,
+) -> Result<(&'w App, String), AadError> {
+    let client_id = q
+        .get("client_id")
+        .ok_or_else(|| AadError::missing("client_id"))?;
+    let app = w
+        .reg
+        .apps
+        .get(client_id)
+        .ok_or_else(|| app_not_found(client_id, tenant))?;
+    match authority {
+        Authority::Tenant(t) if !app.multi_tenant && w.dir.tenants[t].id != app.home_tenant => {
+            return Err(app_not_found(client_id, tenant));
+        }
+        Authority::Organizations | Authority::Common if !app.multi_tenant => {
+            return Err(AadError::bad(
+                "invalid_request",
+                50194,
+                format!(
+                    "Application '{client_id}'({}) is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.",
+                    app.display_name
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let redirect_uri = q
+        .get("redirect_uri")
+        .ok_or_else(|| AadError::missing("redirect_uri"))?;
+    if !app.has_redirect(redirect_uri) {
+        return Err(AadError::bad(
+            "invalid_request",
+            50011,
+            format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal."
+            ),
+        ));
+    }
+    Ok((app, redirect_uri.clone()))
+}
+
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The signed-in user of a browser session, if still valid for `authority`.
+fn session_user(w: &World, headers: &HeaderMap, authority: Authority) -> Option<(Uuid, Uuid)> {
+    let (tid, oid) = *w.auth.sessions.get(&session_of(headers)?)?;
+    let t = w.dir.tenant_index(tid)?;
+    if matches!(authority, Authority::Tenant(a) if a != t) {
+        return None;
+    }
+    let user = w.dir.tenants[t].user(&oid.to_string())?;
+    (user.life == crate::directory::Life::Active && user.account_enabled).then_some((tid, oid))
+}
+
+async fn authorize(
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    let base = st.cfg.base_url.clone();
+    let mut w = st.world();
+    let Some(authority) = w.dir.resolve(&tenant) else {
+        return error_page(crate::oidc::unknown_tenant(&tenant));
+    };
+    let (app, redirect_uri) = match trusted_app(&w, authority, &tenant, &q) {
+        Ok(v) => v,
+        Err(e) => return error_page(e),
+    };
+    let app_delegated = app.permissions.delegated.clone();
+    let mode = match q.get("response_mode").map(String::as_str) {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => ResponseMode::Query,
+    };
+    let reply = Reply {
+        base_url: &base,
+        redirect_uri: &redirect_uri,
+        state: q.get("state").map(String::as_str),
+        mode,
+    };
+    if let Some(other) = q
+        .get("response_mode")
+        .filter(|m| !["query", "form_post"].contains(&m.as_str()))
+    {
+        return reply.error(
+            "invalid_request",
+            9002313,
+            &format!("The emulator does not support response_mode '{other}'."),
+        );
+    }
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return reply.error(
+            "unsupported_response_type",
+            700054,
+            "response_type must be 'code' (the only type the emulator issues).",
+        );
+    }
+    let Some(raw_scope) = q.get("scope") else {
+        return reply.error(
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        );
+    };
+    let parsed = match scopes::parse_all(raw_scope) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            return reply.error(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            );
+        }
+        Err(bad) => {
+            return reply.error(
+                "invalid_scope",
+                70011,
+                &format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' is not valid."),
+            );
+        }
+    };
+    let mut oidc = BTreeSet::new();
+    let mut graph = BTreeSet::new();
+    for s in parsed {
+        match s {
+            Scope::Oidc(s) => {
+                oidc.insert(s.to_string());
+            }
+            Scope::Graph(s) => {
+                graph.insert(s.to_string());
+            }
+            Scope::GraphDefault => graph.extend(app_delegated.iter().cloned()),
+        }
+    }
+    let code_challenge = match (
+        q.get("code_challenge"),
+        q.get("code_challenge_method").map(String::as_str),
+    ) {
+        (None, _) => None,
+        (Some(c), None | Some("plain")) => Some((c.clone(), "plain".to_string())),
+        (Some(c), Some("S256")) => Some((c.clone(), "S256".to_string())),
+        (Some(_), Some(m)) => {
+            return reply.error(
+                "invalid_request",
+                501471,
+                &format!("The code_challenge_method '{m}' is not supported."),
+            );
+        }
+    };
+    let prompt = q.get("prompt").cloned();
+    if let Some(p) = prompt
+        .as_deref()
+        .filter(|p| !["login", "none", "consent", "select_account"].contains(p))
+    {
+        return reply.error(
+            "invalid_request",
+            90023,
+            &format!("Invalid prompt value '{p}'."),
+        );
+    }
+    let session = session_user(&w, &headers, authority);
+    if prompt.as_deref() == Some("none") && session.is_none() {
+        return reply.error(
+            "login_required",
+            50058,
+            "A silent sign-in request was sent but no user is signed in.",
+        );
+    }
+    let reuse_session = !matches!(prompt.as_deref(), Some("login" | "select_account"));
+    let txn = Txn {
+        flow: Flow::Authorize,
+        authority,
+        tenant_segment: tenant.clone(),
+        client_id: app.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        state: q.get("state").cloned(),
+        nonce: q.get("nonce").cloned(),
+        oidc,
+        graph,
+        code_challenge,
+        response_mode: mode,
+        prompt,
+        login_hint: q.get("login_hint").cloned(),
+        user: session.filter(|_| reuse_session),
+    };
+    start(&st, &mut w, txn)
+}
+
+async fn admin_consent_v2(
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    admin_consent(st, tenant, q, headers, true)
+}
+
+async fn admin_consent_legacy(
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    admin_consent(st, tenant, q, headers, false)
+}
+
+fn admin_consent(
+    st: AppState,
+    tenant: String,
+    q: Params,
+    headers: HeaderMap,
+    v2: bool,
+) -> Response {
+    let base = st.cfg.base_url.clone();
+    let mut w = st.world();
+    let Some(authority) = w.dir.resolve(&tenant) else {
+        return error_page(crate::oidc::unknown_tenant(&tenant));
+    };
+    let (app, redirect_uri) = match trusted_app(&w, authority, &tenant, &q) {
+        Ok(v) => v,
+        Err(e) => return error_page(e),
+    };
+    let client_id = app.client_id.clone();
+    if v2 {
+        let reply = Reply {
+            base_url: &base,
+            redirect_uri: &redirect_uri,
+            state: q.get("state").map(String::as_str),
+            mode: ResponseMode::Query,
+        };
+        match q.get("scope").map(|s| scopes::parse_all(s)) {
+            None => {
+                return reply.error(
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'scope'.",
+                );
+            }
+            Some(Err(bad)) => {
+                return reply.error("invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' is not valid."));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    let txn = Txn {
+        flow: Flow::AdminConsent { v2 },
+        authority,
+        tenant_segment: tenant.clone(),
+        client_id,
+        redirect_uri,
+        state: q.get("state").cloned(),
+        nonce: None,
+        oidc: BTreeSet::new(),
+        graph: BTreeSet::new(),
+        code_challenge: None,
+        response_mode: ResponseMode::Query,
+        prompt: None,
+        login_hint: q.get("login_hint").cloned(),
+        user: session_user(&w, &headers, authority),
+    };
+    start(&st, &mut w, txn)
+}
+
+/// Stores the transaction and shows sign-in, or goes on directly when a session is reused.
+fn start(st: &AppState, w: &mut World, txn: Txn) -> Response {
+    let ctx = secret_token(24);
+    let signed_in = txn.user.is_some();
+    let hint = txn.login_hint.clone().unwrap_or_default();
+    let segment = txn.tenant_segment.clone();
+    w.auth.txns.insert(ctx.clone(), txn);
+    if signed_in {
+        after_sign_in(st, w, &ctx)
+    } else {
+        signin_page(&segment, &ctx, &hint, None).into_response()
+    }
+}
+
+fn signin_page(
+    segment: &str,
+    ctx: &str,
+    login: &str,
+    error: Option<(u32, String)>,
+) -> Html<String> {
+    let error = error
+        .map(|(code, msg)| {
+            format!(
+                r#"<p class="error" id="usernameError" role="alert">AADSTS{code}: {}</p>"#,
+                escape(&msg)
+            )
+        })
+        .unwrap_or_default();
+    html::page(
+        "Sign in",
+        &format!(
+            r#"{error}<form method="post" action="/{segment}/login" name="f1">{ctx}
+<label for="i0116">Email, phone, or Skype</label>
+<input type="text" name="login" id="i0116" autocomplete="username" value="{login}">
+<label for="i0118">Password</label>
+<input type="password" name="passwd" id="i0118" autocomplete="current-password">
+<input type="submit" id="idSIButton9" value="Sign in">
+</form>"#,
+            segment = escape(segment),
+            ctx = hidden("ctx", ctx),
+            login = escape(login),
+        ),
+    )
+}
+
+/// The sign-in form's fields.
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    ctx: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    passwd: String,
+}
+
+fn lost_transaction() -> Response {
+    error_page(AadError::bad(
+        "invalid_request",
+        9002313,
+        "Invalid request. Request is malformed or invalid. (The sign-in transaction is unknown or finished; start again from the application.)",
+    ))
+}
+
+async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let mut w = st.world();
+    let Some(txn) = w.auth.txns.get(&f.ctx) else {
+        return lost_transaction();
+    };
+    let (authority, segment) = (txn.authority, txn.tenant_segment.clone());
+    let retry = |code: u32, msg: String| {
+        signin_page(&segment, &f.ctx, &f.login, Some((code, msg))).into_response()
+    };
+    let Some((t, u)) = w.dir.find_login(authority, &f.login) else {
+        return retry(
+            50034,
+            format!(
+                "The user account {} does not exist in the '{segment}' directory. To sign into this application, the account must be added to the directory.",
+                f.login
+            ),
+        );
+    };
+    let tenant = &w.dir.tenants[t];
+    let user = &tenant.users[u];
+    if user.life != crate::directory::Life::Active {
+        return retry(
+            50034,
+            format!(
+                "The user account {} does not exist in the '{segment}' directory.",
+                f.login
+            ),
+        );
+    }
+    if user.password() != f.passwd {
+        return retry(
+            50126,
+            "Error validating credentials due to invalid username or password.".into(),
+        );
+    }
+    if !user.account_enabled {
+        return retry(50057, "The user account is disabled.".into());
+    }
+    let who = (tenant.id, user.id);
+    let sid = secret_token(32);
+    w.auth.sessions.insert(sid.clone(), who);
+    if let Some(txn) = w.auth.txns.get_mut(&f.ctx) {
+        txn.user = Some(who);
+    }
+    let mut resp = after_sign_in(&st, &mut w, &f.ctx);
+    let secure = if st.cfg.base_url.starts_with("https") {
+        "; Secure"
+    } else {
+        ""
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{secure}"
+    )) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// After sign-in: issue a code straight away, or show consent, or the "need admin" page.
+fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
+    let Some(txn) = w.auth.txns.get(ctx).cloned() else {
+        return lost_transaction();
+    };
+    let base = st.cfg.base_url.as_str();
+    let reply = Reply::from_txn(base, &txn);
+    let Some((tid, oid)) = txn.user else {
+        return lost_transaction();
+    };
+    let Some(t) = w.dir.tenant_index(tid) else {
+        return lost_transaction();
+    };
+    let Some(user) = w.dir.tenants[t].user(&oid.to_string()).cloned() else {
+        return lost_transaction();
+    };
+    let Some(app) = w.reg.apps.get(&txn.client_id).cloned() else {
+        return lost_transaction();
+    };
+    if !app.multi_tenant && app.home_tenant != tid {
+        return error_page(app_not_found(&app.client_id, &tid.to_string()));
+    }
+    match txn.flow {
+        Flow::Authorize => {
+            let granted = w.reg.delegated_for(tid, &app.client_id, oid);
+            let missing: Vec<&String> =
+                txn.graph.iter().filter(|s| !granted.contains(*s)).collect();
+            if missing.is_empty() && txn.prompt.as_deref() != Some("consent") {
+                w.auth.txns.remove(ctx);
+                return issue_code(w, &txn, tid, oid, &reply);
+            }
+            if txn.prompt.as_deref() == Some("none") {
+                return reply.error(
+                    "consent_required",
+                    65001,
+                    &format!("The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.", app.client_id, app.display_name),
+                );
+            }
+            if missing.iter().any(|s| scopes::needs_admin(s)) && !user.is_admin {
+                return need_admin_page(&txn, ctx, &app).into_response();
+            }
+            let mut listed: Vec<String> = txn.graph.iter().cloned().collect();
+            listed.extend(txn.oidc.iter().cloned());
+            consent_page(&txn, ctx, &app, &user.user_principal_name, &listed, false).into_response()
+        }
+        Flow::AdminConsent { .. } => {
+            if !user.is_admin {
+                return need_admin_page(&txn, ctx, &app).into_response();
+            }
+            let mut listed: Vec<String> = app.permissions.application.iter().cloned().collect();
+            listed.extend(
+                app.permissions
+                    .delegated
+                    .iter()
+                    .filter(|d| !app.permissions.application.contains(*d))
+                    .cloned(),
+            );
+            consent_page(&txn, ctx, &app, &user.user_principal_name, &listed, true).into_response()
+        }
+    }
+}
+
+fn consent_page(
+    txn: &Txn,
+    ctx: &str,
+    app: &App,
+    upn: &str,
+    perms: &[String],
+    for_org: bool,
+) -> Html<String> {
+    let items: String = perms
+        .iter()
+        .map(|p| format!("<li class=\"permission\">{}</li>", escape(p)))
+        .collect();
+    let org_note = if for_org {
+        "<p id=\"orgConsent\"><strong>Accept for your organization</strong>: accepting grants these permissions for every user in your organization. Only a Global Administrator can accept.</p>"
+    } else {
+        ""
+    };
+    html::page(
+        "Permissions requested",
+        &format!(
+            r#"<p id="signedInAs">{upn}</p>
+<p><strong id="appName">{app}</strong> ({client_id}) wants to:</p>
+<ul id="permissions">{items}</ul>{org_note}
+<form method="post" action="/{segment}/consent">{ctx}
+<button type="submit" name="decision" value="accept" id="idBtn_Accept">Accept</button>
+<button type="submit" name="decision" value="decline" id="idBtn_Back">Cancel</button>
+</form>"#,
+            upn = escape(upn),
+            app = escape(&app.display_name),
+            client_id = escape(&app.client_id),
+            segment = escape(&txn.tenant_segment),
+            ctx = hidden("ctx", ctx),
+        ),
+    )
+}
+
+fn need_admin_page(txn: &Txn, ctx: &str, app: &App) -> Html<String> {
+    html::page(
+        "Need admin approval",
+        &format!(
+            r#"<p id="needAdmin"><strong>{app}</strong> needs permission to access resources in your organization that only an admin can grant. Please ask an admin to grant permission to this app before you can use it.</p>
+<p><a id="returnToApp" href="/{segment}/consent/return?ctx={ctx}">Return to the application without granting consent</a></p>"#,
+            app = escape(&app.display_name),
+            segment = escape(&txn.tenant_segment),
+            ctx = escape(ctx),
+        ),
+    )
+}
+
+/// The consent form's fields.
+#[derive(serde::Deserialize)]
+struct ConsentForm {
+    ctx: String,
+    #[serde(default)]
+    decision: String,
+}
+
+async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Response {
+    let mut w = st.world();
+    let Some(txn) = w.auth.txns.remove(&f.ctx) else {
+        return lost_transaction();
+    };
+    let base = st.cfg.base_url.as_str();
+    let reply = Reply::from_txn(base, &txn);
+    let Some((tid, oid)) = txn.user else {
+        return lost_transaction();
+    };
+    let is_admin = w
+        .dir
+        .tenant_index(tid)
+        .and_then(|t| w.dir.tenants[t].user(&oid.to_string()))
+        .is_some_and(|u| u.is_admin);
+    let Some(app) = w.reg.apps.get(&txn.client_id).cloned() else {
+        return lost_transaction();
+    };
+    let accepted = f.decision == "accept";
+    match txn.flow {
+        Flow::Authorize if !accepted => reply.error(
+            "access_denied",
+            65004,
+            "User declined to consent to access the app.",
+        ),
+        Flow::AdminConsent { .. } if !accepted => reply.error(
+            "consent_required",
+            65004,
+            "User declined to consent to access the app.",
+        ),
+        Flow::Authorize => {
+            let needs_admin = txn.graph.iter().any(|s| scopes::needs_admin(s));
+            if needs_admin && !is_admin {
+                return reply.error(
+                    "access_denied",
+                    90094,
+                    "The grant requires admin permission.",
+                );
+            }
+            let perms = crate::apps::Permissions {
+                delegated: txn.graph.clone(),
+                application: BTreeSet::new(),
+            };
+            // An admin consenting to admin-only scopes consents for the organization, as the
+            // "Consent on behalf of your organization" box does.
+            let on_behalf = if is_admin && needs_admin {
+                None
+            } else {
+                Some(oid)
+            };
+            w.reg.grant(tid, &app.client_id, on_behalf, &perms);
+            issue_code(&mut w, &txn, tid, oid, &reply)
+        }
+        Flow::AdminConsent { v2 } => {
+            if !is_admin {
+                return reply.error(
+                    "access_denied",
+                    90094,
+                    "The grant requires admin permission.",
+                );
+            }
+            w.reg.grant(tid, &app.client_id, None, &app.permissions);
+            let mut fields = vec![
+                ("admin_consent", "True".to_string()),
+                ("tenant", tid.to_string()),
+            ];
+            if v2 {
+                let mut granted: Vec<String> = app
+                    .permissions
+                    .application
+                    .iter()
+                    .map(|p| scopes::full(p))
+                    .collect();
+                for d in &app.permissions.delegated {
+                    if !app.permissions.application.contains(d) {
+                        granted.push(scopes::full(d));
+                    }
+                }
+                fields.push(("scope", granted.join(" ")));
+            }
+            tracing::info!(tenant = %tid, client_id = %app.client_id, "admin consent granted");
+            reply.send(fields)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReturnQuery {
+    ctx: String,
+}
+
+async fn return_without_consent(
+    State(st): State<AppState>,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let mut w = st.world();
+    let Some(txn) = w.auth.txns.remove(&q.ctx) else {
+        return lost_transaction();
+    };
+    Reply::from_txn(&st.cfg.base_url, &txn).error(
+        "access_denied",
+        90094,
+        "The grant requires admin permission.",
+    )
+}
+
+fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> Response {
+    let code = secret_token(48);
+    w.auth.codes.insert(
+        code.clone(),
+        Code {
+            client_id: txn.client_id.clone(),
+            redirect_uri: txn.redirect_uri.clone(),
+            tid,
+            oid,
+            oidc: txn.oidc.clone(),
+            graph: txn.graph.clone(),
+            nonce: txn.nonce.clone(),
+            code_challenge: txn.code_challenge.clone(),
+            issued: Instant::now(),
+            redeemed: false,
+        },
+    );
+    reply.send(vec![
+        ("code", code),
+        ("session_state", Uuid::new_v4().to_string()),
+    ])
+}
+
+async fn logout(
+    State(st): State<AppState>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(sid) = session_of(&headers) {
+        st.world().auth.sessions.remove(&sid);
+    }
+    let clear = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0");
+    let mut resp = match q.get("post_logout_redirect_uri") {
+        Some(uri) => redirect(uri),
+        None => html::page(
+            "You signed out of your account",
+            "<p>It's a good idea to close all browser windows.</p>",
+        )
+        .into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// `wids` claim value for a user.
+pub fn wids(is_admin: bool) -> Vec<&'static str> {
+    if is_admin {
+        vec![GLOBAL_ADMIN_ROLE]
+    } else {
+        vec![]
+    }
+}

@@ -1,0 +1,276 @@
+//! `users/delta` and `groups/delta`: change tracking by tenant version, `@removed`,
+//! `members@delta`, `$deltatoken=latest`, and 410 Gone for expired or reset delta links.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::directory::{Group, Life, Tenant, User};
+use crate::errors::GraphError;
+use crate::graph::{self, Entity, GROUPS, USERS_APP, USERS_DELEGATED};
+use crate::state::AppState;
+
+/// Where a delta round stands; carried opaquely in `$skiptoken` / `$deltatoken`.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// Tenant the link belongs to.
+    tid: Uuid,
+    /// Tenant epoch when minted; a delta-reset makes older links 410.
+    epoch: u64,
+    /// Report changes with a version above this (0: initial full round).
+    since: u64,
+    /// Tenant version when the round started; becomes `since` of the next round.
+    snap: u64,
+    /// Position in the object list to continue from.
+    pos: usize,
+    /// `$select` of the first request, kept for the whole chain as Graph does.
+    sel: Option<Vec<String>>,
+    /// When the round's delta link was minted (unix seconds).
+    iat: i64,
+}
+
+/// GET /v1.0/users/delta.
+pub async fn users(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run::<User>(&st, &headers, raw, USERS_APP, USERS_DELEGATED)
+}
+
+/// GET /v1.0/groups/delta.
+pub async fn groups(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run::<Group>(&st, &headers, raw, GROUPS, GROUPS)
+}
+
+/// Per-kind delta rendering (groups add `members@delta`).
+trait DeltaItem: Entity {
+    fn id(&self) -> Uuid;
+    fn extra(&self, _out: &mut Value, _since: u64, _sel: Option<&[String]>) {}
+}
+
+impl DeltaItem for User {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl DeltaItem for Group {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn extra(&self, out: &mut Value, since: u64, sel: Option<&[String]>) {
+        if sel.is_some_and(|s| !s.iter().any(|p| p == "members")) {
+            return;
+        }
+        let member = |id: Uuid| json!({"@odata.type": "#microsoft.graph.user", "id": id});
+        let changes: Vec<Value> = if since == 0 {
+            self.members.iter().map(|id| member(*id)).collect()
+        } else {
+            // Last change per member wins, so an add-then-remove reports a removal.
+            let mut last: BTreeMap<Uuid, bool> = BTreeMap::new();
+            for (v, id, added) in &self.member_log {
+                if *v > since {
+                    last.insert(*id, *added);
+                }
+            }
+            last.into_iter()
+                .map(|(id, added)| {
+                    let mut m = member(id);
+                    if !added {
+                        m["@removed"] = json!({"reason": "deleted"});
+                    }
+                    m
+                })
+                .collect()
+        };
+        if !changes.is_empty() {
+            out["members@delta"] = json!(changes);
+        }
+    }
+}
+
+fn run<E: DeltaItem>(
+    st: &AppState,
+    headers: &HeaderMap,
+    raw: Option<String>,
+    app: &[&str],
+    delegated: &[&str],
+) -> Response {
+    let result = (|| {
+        let access = graph::caller(st, headers)?;
+        graph::require(&access, app, delegated)?;
+        let opts = graph::query_options(raw);
+        for unsupported in ["$top", "$orderby", "$search", "$filter"] {
+            if opts.contains_key(unsupported) {
+                return Err(GraphError::bad_query(format!(
+                    "The query option '{unsupported}' is not supported with delta queries."
+                )));
+            }
+        }
+        let w = st.world();
+        let tenant = w
+            .dir
+            .tenant_index(access.tid)
+            .map(|t| &w.dir.tenants[t])
+            .ok_or_else(|| {
+                GraphError::unauthenticated("The tenant of this token no longer exists.")
+            })?;
+        let fresh = |sel: Option<Vec<String>>| Cursor {
+            tid: tenant.id,
+            epoch: tenant.epoch,
+            since: 0,
+            snap: tenant.version,
+            pos: 0,
+            sel,
+            iat: now(),
+        };
+        let cursor = match (opts.get("$skiptoken"), opts.get("$deltatoken")) {
+            (Some(t), _) => check(st, tenant, E::SET, t)?,
+            (None, Some(t)) if t == "latest" => {
+                let sel = select::<E>(tenant, &opts)?;
+                let latest = Cursor {
+                    since: tenant.version,
+                    ..fresh(sel)
+                };
+                return Ok(json!({
+                    "@odata.context": graph::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
+                    "@odata.deltaLink": link(st, E::SET, "$deltatoken", &latest),
+                    "value": [],
+                }));
+            }
+            (None, Some(t)) => {
+                let c = check(st, tenant, E::SET, t)?;
+                Cursor {
+                    snap: tenant.version,
+                    pos: 0,
+                    ..c
+                }
+            }
+            (None, None) => fresh(select::<E>(tenant, &opts)?),
+        };
+        Ok(page::<E>(
+            st,
+            tenant,
+            cursor,
+            graph::page_size(st, &Default::default(), headers)?,
+        ))
+    })();
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn select<E: DeltaItem>(
+    tenant: &Tenant,
+    opts: &graph::QueryOptions,
+) -> Result<Option<Vec<String>>, GraphError> {
+    let sample = E::all(tenant).first().map(|e| e.json()).unwrap_or_default();
+    graph::parse_select::<E>(&sample, opts, &["members"])
+}
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Decodes a link's token; 410 with a fresh-start `Location` when reset or expired.
+fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Cursor, GraphError> {
+    let c: Cursor = graph::decode_cursor(token)
+        .filter(|c: &Cursor| c.tid == tenant.id)
+        .ok_or_else(|| {
+            GraphError::new(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid delta or skip token.",
+            )
+        })?;
+    let mut restart = format!("{}/v1.0/{set}/delta", st.cfg.base_url);
+    if let Some(sel) = &c.sel {
+        let sel: Vec<&str> = sel
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != "id")
+            .collect();
+        if !sel.is_empty() {
+            restart.push_str(&format!("?$select={}", sel.join(",")));
+        }
+    }
+    if c.epoch != tenant.epoch {
+        return Err(GraphError::new(
+            StatusCode::GONE,
+            "resyncRequired",
+            "Resync required. Replace any local items with the server's versions (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+        )
+        .with_header(header::LOCATION, restart));
+    }
+    if now() - c.iat > st.cfg.delta_ttl.as_secs() as i64 {
+        return Err(GraphError::new(StatusCode::GONE, "syncStateNotFound", "The sync state generation is not found. The delta token is expired; start a new round from the Location.")
+            .with_header(header::LOCATION, restart));
+    }
+    Ok(c)
+}
+
+fn link(st: &AppState, set: &str, param: &str, c: &Cursor) -> String {
+    format!(
+        "{}/v1.0/{set}/delta?{param}={}",
+        st.cfg.base_url,
+        graph::encode_cursor(c)
+    )
+}
+
+fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize) -> Value {
+    let items = E::all(tenant);
+    let mut value = Vec::new();
+    let mut pos = c.pos;
+    while pos < items.len() && value.len() < size {
+        let item = &items[pos];
+        pos += 1;
+        let changed = item.version() > c.since;
+        let rendered = match item.life() {
+            Life::Active if changed => {
+                let mut v = graph::project::<E>(item.json(), c.sel.as_deref());
+                item.extra(&mut v, c.since, c.sel.as_deref());
+                v
+            }
+            // Deletions matter only to a client that saw the object before.
+            Life::SoftDeleted if changed && c.since > 0 => {
+                json!({"id": item.id(), "@removed": {"reason": "changed"}})
+            }
+            Life::HardDeleted if changed && c.since > 0 => {
+                json!({"id": item.id(), "@removed": {"reason": "deleted"}})
+            }
+            _ => continue,
+        };
+        value.push(rendered);
+    }
+    let mut out = json!({
+        "@odata.context": graph::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
+        "value": value,
+    });
+    if pos < items.len() {
+        c.pos = pos;
+        out["@odata.nextLink"] = json!(link(st, E::SET, "$skiptoken", &c));
+    } else {
+        let next = Cursor {
+            since: c.snap,
+            pos: 0,
+            iat: now(),
+            ..c
+        };
+        out["@odata.deltaLink"] = json!(link(st, E::SET, "$deltatoken", &next));
+    }
+    out
+}

@@ -1,0 +1,696 @@
+//! The seeded directory: tenants with users, groups and memberships, plus the change versions
+//! that delta queries read.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::rng::Seeded;
+
+/// Role template id of Global Administrator, as emitted in `wids`.
+pub const GLOBAL_ADMIN_ROLE: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// Whether a directory object is live, in the recycle bin, or gone for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Present and listed.
+    Active,
+    /// Soft-deleted: delta reports `@removed: {"reason": "changed"}`.
+    SoftDeleted,
+    /// Permanently deleted: delta reports `@removed: {"reason": "deleted"}`.
+    HardDeleted,
+}
+
+/// A user object with the properties Gangway replicates.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub business_phones: Vec<String>,
+    pub mobile_phone: Option<String>,
+    pub job_title: Option<String>,
+    pub department: Option<String>,
+    pub account_enabled: bool,
+    /// Holds the Global Administrator role.
+    pub is_admin: bool,
+    /// Set when created through the admin API with an explicit password.
+    pub password_override: Option<String>,
+    /// Tenant version of the last change.
+    pub version: u64,
+    pub life: Life,
+}
+
+impl User {
+    /// The sign-in password: `Emu-` + first 8 hex digits of the object id + `!`, unless overridden.
+    pub fn password(&self) -> String {
+        self.password_override
+            .clone()
+            .unwrap_or_else(|| seeded_password(self.id))
+    }
+
+    /// All Graph properties the emulator knows, as Graph names them.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let v = json!({
+            "id": self.id,
+            "userPrincipalName": self.user_principal_name,
+            "displayName": self.display_name,
+            "givenName": self.given_name,
+            "surname": self.surname,
+            "mail": self.mail,
+            "businessPhones": self.business_phones,
+            "mobilePhone": self.mobile_phone,
+            "jobTitle": self.job_title,
+            "department": self.department,
+            "officeLocation": Value::Null,
+            "preferredLanguage": Value::Null,
+            "accountEnabled": self.account_enabled,
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// The password rule for seeded users.
+pub fn seeded_password(id: Uuid) -> String {
+    format!("Emu-{}!", &id.simple().to_string()[..8])
+}
+
+/// A group with its members (user ids) and a log of membership changes for delta.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub id: Uuid,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub mail_nickname: String,
+    pub mail: Option<String>,
+    pub mail_enabled: bool,
+    pub security_enabled: bool,
+    pub group_types: Vec<String>,
+    pub members: BTreeSet<Uuid>,
+    /// (tenant version, user id, added?) for every membership change after seeding.
+    pub member_log: Vec<(u64, Uuid, bool)>,
+    pub version: u64,
+    pub life: Life,
+}
+
+impl Group {
+    /// All Graph properties the emulator knows.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let v = json!({
+            "id": self.id,
+            "displayName": self.display_name,
+            "description": self.description,
+            "mailNickname": self.mail_nickname,
+            "mail": self.mail,
+            "mailEnabled": self.mail_enabled,
+            "securityEnabled": self.security_enabled,
+            "groupTypes": self.group_types,
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// A verified domain of a tenant.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    pub name: String,
+    pub is_default: bool,
+    pub is_initial: bool,
+}
+
+/// One Entra tenant.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub display_name: String,
+    pub domains: Vec<Domain>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    user_by_id: HashMap<Uuid, usize>,
+    user_by_upn: HashMap<String, usize>,
+    group_by_id: HashMap<Uuid, usize>,
+    /// Bumped on every change; objects carry the version of their last change.
+    pub version: u64,
+    /// Bumped by delta-reset: links minted under an older epoch answer 410.
+    pub epoch: u64,
+}
+
+const TENANT_NAMES: &[&str] = &[
+    "Contoso",
+    "Fabrikam",
+    "Northwind Traders",
+    "Tailspin Toys",
+    "Woodgrove Bank",
+    "Adventure Works",
+    "Litware",
+    "Proseware",
+    "Wingtip Toys",
+    "Alpine Ski House",
+    "Coho Winery",
+    "Trey Research",
+];
+
+/// (native spelling, ASCII for the user name).
+type Name = (&'static str, &'static str);
+
+struct Culture {
+    given: &'static [Name],
+    surnames: &'static [Name],
+    /// Family name first, no space (Chinese, Japanese).
+    family_first: bool,
+}
+
+const CULTURES: &[(u32, Culture)] = &[
+    (
+        70,
+        Culture {
+            given: &[
+                ("Anna", "anna"),
+                ("James", "james"),
+                ("Chloé", "chloe"),
+                ("José", "jose"),
+                ("Zoë", "zoe"),
+                ("Søren", "soren"),
+                ("Björn", "bjorn"),
+                ("François", "francois"),
+                ("Siobhán", "siobhan"),
+                ("Łukasz", "lukasz"),
+                ("Mary", "mary"),
+                ("Noah", "noah"),
+                ("Amélie", "amelie"),
+                ("Jürgen", "jurgen"),
+                ("Olivia", "olivia"),
+                ("Liam", "liam"),
+                ("Renée", "renee"),
+                ("Ægir", "aegir"),
+                ("Priya", "priya"),
+                ("Mohammed", "mohammed"),
+            ],
+            surnames: &[
+                ("O'Brien", "o'brien"),
+                ("Smith", "smith"),
+                ("García", "garcia"),
+                ("Müller", "muller"),
+                ("Núñez", "nunez"),
+                ("D'Angelo", "d'angelo"),
+                ("Kowalski", "kowalski"),
+                ("van der Berg", "vanderberg"),
+                ("Nguyen", "nguyen"),
+                ("Johansson", "johansson"),
+                ("Lefèvre", "lefevre"),
+                ("O'Connor", "o'connor"),
+                ("Patel", "patel"),
+                ("Brown", "brown"),
+                ("Wiśniewska", "wisniewska"),
+                ("Ødegaard", "odegaard"),
+            ],
+            family_first: false,
+        },
+    ),
+    (
+        10,
+        Culture {
+            given: &[
+                ("芳", "fang"),
+                ("伟", "wei"),
+                ("娜", "na"),
+                ("磊", "lei"),
+                ("静", "jing"),
+            ],
+            surnames: &[
+                ("王", "wang"),
+                ("李", "li"),
+                ("张", "zhang"),
+                ("刘", "liu"),
+                ("陈", "chen"),
+            ],
+            family_first: true,
+        },
+    ),
+    (
+        8,
+        Culture {
+            given: &[
+                ("Σοφία", "sofia"),
+                ("Γιώργος", "giorgos"),
+                ("Ελένη", "eleni"),
+                ("Νίκος", "nikos"),
+            ],
+            surnames: &[
+                ("Παπαδόπουλος", "papadopoulos"),
+                ("Οικονόμου", "oikonomou"),
+                ("Γεωργίου", "georgiou"),
+            ],
+            family_first: false,
+        },
+    ),
+    (
+        6,
+        Culture {
+            given: &[
+                ("Дмитрий", "dmitriy"),
+                ("Анна", "anna"),
+                ("Ольга", "olga"),
+                ("Иван", "ivan"),
+            ],
+            surnames: &[
+                ("Иванов", "ivanov"),
+                ("Смирнова", "smirnova"),
+                ("Петров", "petrov"),
+            ],
+            family_first: false,
+        },
+    ),
+    (
+        6,
+        Culture {
+            given: &[("結衣", "yui"), ("陽翔", "haruto"), ("さくら", "sakura")],
+            surnames: &[("佐藤", "sato"), ("鈴木", "suzuki"), ("高橋", "takahashi")],
+            family_first: true,
+        },
+    ),
+];
+
+const JOB_TITLES: &[&str] = &[
+    "Sales Manager",
+    "Software Engineer",
+    "Accountant",
+    "Marketing Specialist",
+    "HR Partner",
+    "Support Engineer",
+    "Product Manager",
+    "Designer",
+    "Legal Counsel",
+    "Data Analyst",
+];
+const DEPARTMENTS: &[&str] = &[
+    "Sales",
+    "Engineering",
+    "Finance",
+    "Marketing",
+    "Human Resources",
+    "Support",
+    "Legal",
+    "Research & Development",
+];
+const GROUP_NAMES: &[&str] = &[
+    "All Company",
+    "Sales",
+    "Engineering",
+    "Finance",
+    "Marketing",
+    "Support",
+    "Zürich Office",
+    "Research & Development",
+    "Executives",
+    "Interns",
+];
+
+impl Tenant {
+    /// Generates tenant number `index` of a seed: same inputs, same tenant.
+    pub fn generate(
+        seed: u64,
+        index: u64,
+        name: Option<String>,
+        users: usize,
+        groups: usize,
+    ) -> Self {
+        let mut rng = Seeded::new(seed, index + 1);
+        let id = rng.uuid();
+        let base_name = TENANT_NAMES[index as usize % TENANT_NAMES.len()];
+        let round = index as usize / TENANT_NAMES.len();
+        let display_name = name.unwrap_or_else(|| match round {
+            0 => base_name.to_string(),
+            n => format!("{base_name} {}", n + 1),
+        });
+        let mut slug: String = display_name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if slug.is_empty() {
+            slug = "tenant".into();
+        }
+        // Domains must be unique across tenants; the id suffix keeps them so for any name.
+        let slug = format!("{slug}{}", &id.simple().to_string()[..4]);
+        let initial = format!("{slug}.onmicrosoft.com");
+        let mut tenant = Tenant {
+            id,
+            display_name,
+            domains: vec![
+                Domain {
+                    name: initial.clone(),
+                    is_default: true,
+                    is_initial: true,
+                },
+                Domain {
+                    name: format!("{slug}.example"),
+                    is_default: false,
+                    is_initial: false,
+                },
+            ],
+            users: Vec::with_capacity(users),
+            groups: Vec::with_capacity(groups),
+            user_by_id: HashMap::with_capacity(users),
+            user_by_upn: HashMap::with_capacity(users),
+            group_by_id: HashMap::new(),
+            version: 1,
+            epoch: 0,
+        };
+        let mut taken = HashSet::with_capacity(users);
+        for i in 0..users {
+            let user = if i == 0 {
+                let id = rng.uuid();
+                User {
+                    id,
+                    user_principal_name: format!("admin@{initial}"),
+                    display_name: "MOD Administrator".into(),
+                    given_name: Some("MOD".into()),
+                    surname: Some("Administrator".into()),
+                    mail: Some(format!("admin@{initial}")),
+                    business_phones: vec!["+1 425 555 0100".into()],
+                    mobile_phone: None,
+                    job_title: Some("IT Administrator".into()),
+                    department: Some("IT".into()),
+                    account_enabled: true,
+                    is_admin: true,
+                    password_override: None,
+                    version: 1,
+                    life: Life::Active,
+                }
+            } else {
+                random_user(&mut rng, &initial, &mut taken)
+            };
+            tenant.insert_user(user);
+        }
+        let member_ids: Vec<Uuid> = tenant.users.iter().map(|u| u.id).collect();
+        for g in 0..groups {
+            let name = match g / GROUP_NAMES.len() {
+                0 => GROUP_NAMES[g].to_string(),
+                n => format!("{} {}", GROUP_NAMES[g % GROUP_NAMES.len()], n + 1),
+            };
+            let nickname: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let unified = rng.chance(0.5);
+            let members = member_ids
+                .iter()
+                .filter(|_| g == 0 || rng.chance(0.3))
+                .copied()
+                .collect();
+            tenant.insert_group(Group {
+                id: rng.uuid(),
+                display_name: name.clone(),
+                description: Some(format!("{name} at {}", tenant.display_name)),
+                mail: unified.then(|| format!("{nickname}@{initial}")),
+                mail_nickname: nickname,
+                mail_enabled: unified,
+                security_enabled: !unified,
+                group_types: if unified {
+                    vec!["Unified".into()]
+                } else {
+                    vec![]
+                },
+                members,
+                member_log: Vec::new(),
+                version: 1,
+                life: Life::Active,
+            });
+        }
+        tenant
+    }
+
+    /// The domain user names are created in.
+    pub fn default_domain(&self) -> &str {
+        self.domains
+            .iter()
+            .find(|d| d.is_default)
+            .map(|d| d.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// The seeded Global Administrator (first active admin).
+    pub fn admin(&self) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| u.is_admin && u.life == Life::Active)
+    }
+
+    /// A plain member that can sign in.
+    pub fn member(&self) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| !u.is_admin && u.life == Life::Active && u.account_enabled)
+    }
+
+    /// Active users.
+    pub fn active_users(&self) -> usize {
+        self.users.iter().filter(|u| u.life == Life::Active).count()
+    }
+
+    /// Active groups.
+    pub fn active_groups(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.life == Life::Active)
+            .count()
+    }
+
+    /// Finds a non-purged user by object id or user principal name.
+    pub fn user(&self, key: &str) -> Option<&User> {
+        self.user_index(key).map(|i| &self.users[i])
+    }
+
+    /// Index of a non-purged user by object id or user principal name.
+    pub fn user_index(&self, key: &str) -> Option<usize> {
+        let idx = match Uuid::parse_str(key) {
+            Ok(id) => self.user_by_id.get(&id).copied(),
+            Err(_) => self.user_by_upn.get(&key.to_lowercase()).copied(),
+        }?;
+        (self.users[idx].life != Life::HardDeleted).then_some(idx)
+    }
+
+    /// Index of a non-purged group by id.
+    pub fn group_index(&self, id: &str) -> Option<usize> {
+        let idx = self.group_by_id.get(&Uuid::parse_str(id).ok()?).copied()?;
+        (self.groups[idx].life != Life::HardDeleted).then_some(idx)
+    }
+
+    /// Whether `name` is one of this tenant's verified domains.
+    pub fn has_domain(&self, name: &str) -> bool {
+        self.domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Starts a change: returns the version to stamp on what changes.
+    pub fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    /// Adds a user (new id and UPN required); stamps the current version.
+    pub fn insert_user(&mut self, mut user: User) {
+        user.version = self.version;
+        self.user_by_id.insert(user.id, self.users.len());
+        self.user_by_upn
+            .insert(user.user_principal_name.to_lowercase(), self.users.len());
+        self.users.push(user);
+    }
+
+    /// Re-indexes a user's UPN after a rename.
+    pub fn reindex_upn(&mut self, idx: usize, old_upn: &str) {
+        self.user_by_upn.remove(&old_upn.to_lowercase());
+        self.user_by_upn
+            .insert(self.users[idx].user_principal_name.to_lowercase(), idx);
+    }
+
+    /// Whether a UPN is already used in this tenant.
+    pub fn upn_taken(&self, upn: &str) -> bool {
+        self.user_by_upn.contains_key(&upn.to_lowercase())
+    }
+
+    /// Adds a group; stamps the current version.
+    pub fn insert_group(&mut self, mut group: Group) {
+        group.version = self.version;
+        self.group_by_id.insert(group.id, self.groups.len());
+        self.groups.push(group);
+    }
+
+    /// Deletes a user (soft or hard); a hard delete also drops it from every group.
+    pub fn delete_user(&mut self, idx: usize, hard: bool) {
+        let v = self.bump();
+        let user = &mut self.users[idx];
+        user.life = if hard {
+            Life::HardDeleted
+        } else {
+            Life::SoftDeleted
+        };
+        user.version = v;
+        let uid = user.id;
+        let upn = user.user_principal_name.to_lowercase();
+        if hard {
+            self.user_by_upn.remove(&upn);
+        }
+        // Graph drops soft-deleted users from memberships too.
+        for g in 0..self.groups.len() {
+            self.set_membership(g, uid, false, v);
+        }
+    }
+
+    /// Adds or removes a member, logging the change at version `v`; false if nothing changed.
+    pub fn set_membership(&mut self, g: usize, uid: Uuid, add: bool, v: u64) -> bool {
+        let group = &mut self.groups[g];
+        let changed = if add {
+            group.members.insert(uid)
+        } else {
+            group.members.remove(&uid)
+        };
+        if changed {
+            group.member_log.push((v, uid, add));
+            group.version = v;
+        }
+        changed
+    }
+}
+
+fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashSet<String>) -> User {
+    let total: u32 = CULTURES.iter().map(|(w, _)| w).sum();
+    let mut roll = rng.below(total as usize) as u32;
+    let culture = CULTURES
+        .iter()
+        .find(|(w, _)| {
+            if roll < *w {
+                true
+            } else {
+                roll -= w;
+                false
+            }
+        })
+        .map(|(_, c)| c)
+        .unwrap_or(&CULTURES[0].1);
+    let (given, given_ascii) = *rng.pick(culture.given);
+    let (surname, surname_ascii) = *rng.pick(culture.surnames);
+    let display_name = if culture.family_first {
+        format!("{surname}{given}")
+    } else {
+        format!("{given} {surname}")
+    };
+    let stem = format!("{given_ascii}.{surname_ascii}");
+    let mut local = stem.clone();
+    let mut n = 1;
+    while !taken.insert(local.clone()) {
+        n += 1;
+        local = format!("{stem}{n}");
+    }
+    let upn = format!("{local}@{domain}");
+    let phone = |rng: &mut Seeded| format!("+1 425 555 {:04}", rng.below(10_000));
+    User {
+        id: rng.uuid(),
+        mail: rng.chance(0.9).then(|| upn.clone()),
+        user_principal_name: upn,
+        display_name,
+        given_name: Some(given.to_string()),
+        surname: Some(surname.to_string()),
+        business_phones: if rng.chance(0.7) {
+            vec![phone(rng)]
+        } else {
+            vec![]
+        },
+        mobile_phone: rng.chance(0.5).then(|| phone(rng)),
+        job_title: Some(rng.pick(JOB_TITLES).to_string()),
+        department: Some(rng.pick(DEPARTMENTS).to_string()),
+        account_enabled: rng.chance(0.95),
+        is_admin: false,
+        password_override: None,
+        version: 1,
+        life: Life::Active,
+    }
+}
+
+/// All tenants.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub tenants: Vec<Tenant>,
+    seed: u64,
+}
+
+/// How the `{tenant}` path segment of a login URL was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// A specific tenant (by GUID or verified domain), index into `tenants`.
+    Tenant(usize),
+    /// `organizations`: any work account.
+    Organizations,
+    /// `common`: any account (no personal accounts exist here).
+    Common,
+}
+
+impl Directory {
+    /// Seeds `count` tenants.
+    pub fn seeded(seed: u64, count: usize, users: usize, groups: usize) -> Self {
+        let mut dir = Directory {
+            tenants: Vec::with_capacity(count),
+            seed,
+        };
+        for _ in 0..count {
+            dir.add_tenant(None, users, groups);
+        }
+        dir
+    }
+
+    /// Adds the next seeded tenant; returns its index.
+    pub fn add_tenant(&mut self, name: Option<String>, users: usize, groups: usize) -> usize {
+        let index = self.tenants.len();
+        self.tenants.push(Tenant::generate(
+            self.seed,
+            index as u64,
+            name,
+            users,
+            groups,
+        ));
+        index
+    }
+
+    /// Tenant index by GUID.
+    pub fn tenant_index(&self, id: Uuid) -> Option<usize> {
+        self.tenants.iter().position(|t| t.id == id)
+    }
+
+    /// Resolves a login path segment: GUID, verified domain, `organizations` or `common`.
+    pub fn resolve(&self, segment: &str) -> Option<Authority> {
+        match segment.to_ascii_lowercase().as_str() {
+            "organizations" => Some(Authority::Organizations),
+            "common" => Some(Authority::Common),
+            s => match Uuid::parse_str(s) {
+                Ok(id) => self.tenant_index(id).map(Authority::Tenant),
+                Err(_) => self
+                    .tenants
+                    .iter()
+                    .position(|t| t.has_domain(s))
+                    .map(Authority::Tenant),
+            },
+        }
+    }
+
+    /// Finds a user by sign-in name among the tenants `authority` allows: (tenant, user index).
+    pub fn find_login(&self, authority: Authority, login: &str) -> Option<(usize, usize)> {
+        let candidates: Vec<usize> = match authority {
+            Authority::Tenant(t) => vec![t],
+            _ => (0..self.tenants.len()).collect(),
+        };
+        candidates.into_iter().find_map(|t| {
+            let idx = self.tenants[t].user_index(login.trim())?;
+            // Only user names sign in, not object ids.
+            Uuid::parse_str(login.trim()).is_err().then_some((t, idx))
+        })
+    }
+}

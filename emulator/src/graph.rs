@@ -1,0 +1,583 @@
+//! Microsoft Graph v1.0: users, groups, organization and me, with bearer-token and permission
+//! checks, `$select`, `$top`, `$filter` on equality and `@odata.nextLink` paging.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use crate::delta;
+use crate::directory::{Group, Life, Tenant, User};
+use crate::errors::GraphError;
+use crate::scopes::any_of;
+use crate::state::{Access, AppState};
+
+/// Application permissions that allow reading users.
+pub const USERS_APP: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+/// Delegated permissions that allow reading users.
+pub const USERS_DELEGATED: &[&str] = &[
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+/// Permissions (either kind) that allow reading groups.
+pub const GROUPS: &[&str] = &[
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "GroupMember.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const ORG_APP: &[&str] = &[
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const ORG_DELEGATED: &[&str] = &[
+    "User.Read",
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const ME: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Properties Graph returns for a user when there is no `$select`.
+const USER_DEFAULT: &[&str] = &[
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+];
+
+/// The Graph routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/users", get(list_users))
+        .route("/v1.0/users/delta", get(delta::users))
+        .route("/v1.0/users/{id}", get(get_user))
+        .route("/v1.0/groups", get(list_groups))
+        .route("/v1.0/groups/delta", get(delta::groups))
+        .route("/v1.0/groups/{id}", get(get_group))
+        .route("/v1.0/groups/{id}/members", get(group_members))
+        .route("/v1.0/organization", get(organization))
+        .route("/v1.0/me", get(me))
+}
+
+/// A user or group, for the code shared by lists and delta.
+pub trait Entity {
+    /// Graph's entity-set name (`users`, `groups`).
+    const SET: &'static str;
+    /// Graph's type name, for `$select` errors.
+    const TYPE: &'static str;
+    /// All properties.
+    fn json(&self) -> Map<String, Value>;
+    /// Lifecycle state.
+    fn life(&self) -> Life;
+    /// Version of the last change.
+    fn version(&self) -> u64;
+    /// Properties returned without `$select` (`None`: all).
+    fn defaults() -> Option<&'static [&'static str]>;
+    /// The tenant's objects of this kind.
+    fn all(t: &Tenant) -> &[Self]
+    where
+        Self: Sized;
+}
+
+impl Entity for User {
+    const SET: &'static str = "users";
+    const TYPE: &'static str = "microsoft.graph.user";
+    fn json(&self) -> Map<String, Value> {
+        self.to_json()
+    }
+    fn life(&self) -> Life {
+        self.life
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn defaults() -> Option<&'static [&'static str]> {
+        Some(USER_DEFAULT)
+    }
+    fn all(t: &Tenant) -> &[Self] {
+        &t.users
+    }
+}
+
+impl Entity for Group {
+    const SET: &'static str = "groups";
+    const TYPE: &'static str = "microsoft.graph.group";
+    fn json(&self) -> Map<String, Value> {
+        self.to_json()
+    }
+    fn life(&self) -> Life {
+        self.life
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn defaults() -> Option<&'static [&'static str]> {
+        None
+    }
+    fn all(t: &Tenant) -> &[Self] {
+        &t.groups
+    }
+}
+
+/// Query options keyed by name (`$select`, `$top`, …).
+pub type QueryOptions = HashMap<String, String>;
+
+/// Parses the raw query string.
+pub fn query_options(raw: Option<String>) -> QueryOptions {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Resolves the bearer token to its grant; 401 when missing, unknown or expired.
+pub fn caller(st: &AppState, headers: &HeaderMap) -> Result<Access, GraphError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| GraphError::unauthenticated("Access token is empty."))?;
+    let w = st.world();
+    let access = w.auth.access.get(token).ok_or_else(|| {
+        GraphError::unauthenticated(
+            "Invalid token: the access token is not one this service issued.",
+        )
+    })?;
+    if access.expires <= Instant::now() {
+        return Err(GraphError::unauthenticated(
+            "Lifetime validation failed, the token is expired.",
+        ));
+    }
+    Ok(access.clone())
+}
+
+/// 403 unless the caller holds one of the allowed permissions (app roles or delegated scopes).
+pub fn require(access: &Access, app: &[&str], delegated: &[&str]) -> Result<(), GraphError> {
+    let allowed = if access.oid.is_some() { delegated } else { app };
+    if any_of(&access.permissions, allowed) {
+        Ok(())
+    } else {
+        Err(GraphError::forbidden())
+    }
+}
+
+/// Validates `$select` against the entity's properties; returns canonical names.
+pub fn parse_select<E: Entity>(
+    sample: &Map<String, Value>,
+    opts: &QueryOptions,
+    extra: &[&str],
+) -> Result<Option<Vec<String>>, GraphError> {
+    let Some(raw) = opts.get("$select") else {
+        return Ok(None);
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            sample
+                .keys()
+                .map(String::as_str)
+                .chain(extra.iter().copied())
+                .find(|k| k.eq_ignore_ascii_case(s))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    GraphError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Request_BadRequest",
+                        format!(
+                            "Could not find a property named '{s}' on type '{}'.",
+                            E::TYPE
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Keeps the selected (or default) properties; `id` always stays.
+pub fn project<E: Entity>(all: Map<String, Value>, select: Option<&[String]>) -> Value {
+    let keep = |k: &str| match select {
+        Some(sel) => k == "id" || sel.iter().any(|s| s == k),
+        None => E::defaults().is_none_or(|d| d.contains(&k)),
+    };
+    Value::Object(all.into_iter().filter(|(k, _)| keep(k)).collect())
+}
+
+/// Page size from `$top` (1..=999) or `Prefer: odata.maxpagesize`, else the default.
+pub fn page_size(
+    st: &AppState,
+    opts: &QueryOptions,
+    headers: &HeaderMap,
+) -> Result<usize, GraphError> {
+    if let Some(top) = opts.get("$top") {
+        return match top.parse::<usize>() {
+            Ok(n @ 1..=999) => Ok(n),
+            _ => Err(GraphError::bad_query(format!(
+                "Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive."
+            ))),
+        };
+    }
+    let preferred = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix("odata.maxpagesize=")?
+                .parse::<usize>()
+                .ok()
+        });
+    Ok(preferred.unwrap_or(st.cfg.page_size).clamp(1, 999))
+}
+
+/// Opaque paging cursor.
+pub fn encode_cursor(v: &impl serde::Serialize) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Reverses [`encode_cursor`].
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
+}
+
+/// `@odata.context` for an entity set, with the selection as Graph writes it.
+pub fn context(base: &str, set: &str, select: Option<&[String]>) -> String {
+    match select {
+        Some(sel) => format!("{base}/v1.0/$metadata#{set}({})", sel.join(",")),
+        None => format!("{base}/v1.0/$metadata#{set}"),
+    }
+}
+
+/// A `$filter` of the form `property eq 'value'`.
+struct EqFilter {
+    property: String,
+    value: String,
+}
+
+fn parse_filter(sample: &Map<String, Value>, raw: &str) -> Result<EqFilter, GraphError> {
+    let unsupported = || {
+        GraphError::bad_query(format!(
+            "Unsupported or invalid query filter clause specified: '{raw}'. The emulator supports 'property eq 'value''."
+        ))
+    };
+    let (prop, rest) = raw.trim().split_once(" eq ").ok_or_else(unsupported)?;
+    let rest = rest.trim();
+    let value = rest
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .ok_or_else(unsupported)?;
+    let property = sample
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(prop.trim()))
+        .ok_or_else(unsupported)?
+        .clone();
+    Ok(EqFilter {
+        property,
+        value: value.replace("''", "'"),
+    })
+}
+
+fn filter_matches(obj: &Map<String, Value>, f: &EqFilter) -> bool {
+    match obj.get(&f.property) {
+        Some(Value::String(s)) => s.eq_ignore_ascii_case(&f.value),
+        Some(Value::Bool(b)) => b.to_string() == f.value,
+        _ => false,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListCursor {
+    pos: usize,
+}
+
+/// Lists active objects with `$select`, `$top`, `$filter` and nextLink paging.
+fn list<E: Entity>(
+    st: &AppState,
+    tenant: &Tenant,
+    path: &str,
+    opts: &QueryOptions,
+    headers: &HeaderMap,
+) -> Result<Value, GraphError> {
+    let items = E::all(tenant);
+    let sample = items.first().map(|e| e.json()).unwrap_or_default();
+    let select = parse_select::<E>(&sample, opts, &[])?;
+    let top = page_size(st, opts, headers)?;
+    let filter = opts
+        .get("$filter")
+        .map(|f| parse_filter(&sample, f))
+        .transpose()?;
+    let start = match opts.get("$skiptoken") {
+        Some(t) => {
+            decode_cursor::<ListCursor>(t)
+                .ok_or_else(|| GraphError::bad_query("Invalid $skiptoken."))?
+                .pos
+        }
+        None => 0,
+    };
+    let mut value = Vec::new();
+    let mut next = None;
+    for (i, item) in items.iter().enumerate().skip(start) {
+        if item.life() != Life::Active {
+            continue;
+        }
+        if value.len() == top {
+            next = Some(i);
+            break;
+        }
+        let all = item.json();
+        if filter.as_ref().is_some_and(|f| !filter_matches(&all, f)) {
+            continue;
+        }
+        value.push(project::<E>(all, select.as_deref()));
+    }
+    let base = &st.cfg.base_url;
+    let mut out =
+        json!({"@odata.context": context(base, E::SET, select.as_deref()), "value": value});
+    if let Some(pos) = next {
+        let mut url = url::Url::parse(&format!("{base}{path}"))
+            .map_err(|_| GraphError::bad_query("bad base URL"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            for key in ["$top", "$select", "$filter"] {
+                if let Some(v) = opts.get(key) {
+                    q.append_pair(key, v);
+                }
+            }
+            q.append_pair("$skiptoken", &encode_cursor(&ListCursor { pos }));
+        }
+        out["@odata.nextLink"] = json!(url.to_string());
+    }
+    Ok(out)
+}
+
+fn tenant_of(st: &AppState, access: &Access) -> Result<usize, GraphError> {
+    st.world()
+        .dir
+        .tenant_index(access.tid)
+        .ok_or_else(|| GraphError::unauthenticated("The tenant of this token no longer exists."))
+}
+
+fn answer(r: Result<Value, GraphError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_users(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        require(&access, USERS_APP, USERS_DELEGATED)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        list::<User>(
+            &st,
+            &w.dir.tenants[t],
+            "/v1.0/users",
+            &query_options(raw),
+            &headers,
+        )
+    })())
+}
+
+async fn list_groups(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        require(&access, GROUPS, GROUPS)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        list::<Group>(
+            &st,
+            &w.dir.tenants[t],
+            "/v1.0/groups",
+            &query_options(raw),
+            &headers,
+        )
+    })())
+}
+
+fn single<E: Entity>(st: &AppState, item: &E, opts: &QueryOptions) -> Result<Value, GraphError> {
+    let all = item.json();
+    let select = parse_select::<E>(&all, opts, &[])?;
+    let mut v = project::<E>(all, select.as_deref());
+    v["@odata.context"] = json!(format!(
+        "{}/$entity",
+        context(&st.cfg.base_url, E::SET, select.as_deref())
+    ));
+    Ok(v)
+}
+
+async fn get_user(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        let user = w.dir.tenants[t]
+            .user(&id)
+            .filter(|u| u.life == Life::Active)
+            .ok_or_else(|| GraphError::not_found(&id))?;
+        // Reading yourself needs only User.Read.
+        if access.oid != Some(user.id) {
+            require(&access, USERS_APP, USERS_DELEGATED)?;
+        } else {
+            require(&access, USERS_APP, ME)?;
+        }
+        single(&st, user, &query_options(raw))
+    })())
+}
+
+async fn get_group(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        require(&access, GROUPS, GROUPS)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        let tenant = &w.dir.tenants[t];
+        let g = tenant
+            .group_index(&id)
+            .filter(|g| tenant.groups[*g].life == Life::Active)
+            .ok_or_else(|| GraphError::not_found(&id))?;
+        single(&st, &tenant.groups[g], &query_options(raw))
+    })())
+}
+
+async fn group_members(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        require(&access, GROUPS, GROUPS)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        let tenant = &w.dir.tenants[t];
+        let g = tenant
+            .group_index(&id)
+            .filter(|g| tenant.groups[*g].life == Life::Active)
+            .ok_or_else(|| GraphError::not_found(&id))?;
+        let opts = query_options(raw);
+        let members: BTreeSet<_> = tenant.groups[g].members.clone();
+        let mut value = Vec::new();
+        for uid in members {
+            if let Some(u) = tenant.user(&uid.to_string()) {
+                let mut v = project::<User>(u.json(), None);
+                v["@odata.type"] = json!("#microsoft.graph.user");
+                value.push(v);
+            }
+        }
+        let _ = opts;
+        Ok(
+            json!({"@odata.context": format!("{}/v1.0/$metadata#directoryObjects", st.cfg.base_url), "value": value}),
+        )
+    })())
+}
+
+async fn organization(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        require(&access, ORG_APP, ORG_DELEGATED)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        let tenant = &w.dir.tenants[t];
+        let domains: Vec<Value> = tenant
+            .domains
+            .iter()
+            .map(|d| json!({"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": d.is_default, "isInitial": d.is_initial, "name": d.name, "type": "Managed"}))
+            .collect();
+        Ok(json!({
+            "@odata.context": format!("{}/v1.0/$metadata#organization", st.cfg.base_url),
+            "value": [{
+                "id": tenant.id,
+                "displayName": tenant.display_name,
+                "tenantType": "AAD",
+                "countryLetterCode": "US",
+                "preferredLanguage": "en",
+                "businessPhones": [],
+                "technicalNotificationMails": [tenant.admin().map(|a| a.user_principal_name.clone())],
+                "verifiedDomains": domains,
+            }]
+        }))
+    })())
+}
+
+async fn me(State(st): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    answer((|| {
+        let access = caller(&st, &headers)?;
+        let Some(oid) = access.oid else {
+            return Err(GraphError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "/me request is only valid with delegated authentication flow.",
+            ));
+        };
+        require(&access, &[], ME)?;
+        let t = tenant_of(&st, &access)?;
+        let w = st.world();
+        let user = w.dir.tenants[t]
+            .user(&oid.to_string())
+            .filter(|u| u.life == Life::Active)
+            .ok_or_else(|| GraphError::not_found(&oid.to_string()))?;
+        single(&st, user, &query_options(raw))
+    })())
+}

@@ -1,0 +1,472 @@
+//! `/{tenant}/oauth2/v2.0/token`: authorization_code, refresh_token and client_credentials, with
+//! client authentication by `client_secret_post` or `client_secret_basic`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::apps::{App, SecretCheck};
+use crate::directory::Authority;
+use crate::errors::AadError;
+use crate::rng::secret_token;
+use crate::scopes::{self, GRAPH, GRAPH_APP_ID};
+use crate::state::{Access, AppState, Refresh, Revoked, World};
+
+/// Authorization codes live 10 minutes, as Microsoft's do.
+const CODE_LIFETIME_SECS: u64 = 600;
+
+/// The token endpoint.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/{tenant}/oauth2/v2.0/token", post(token))
+}
+
+async fn token(
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match grant(&st, &tenant, &headers, &body) {
+        Ok(v) => {
+            let mut resp = Json(v).into_response();
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store, no-cache"),
+            );
+            resp
+        }
+        Err(e) => e.into_response_with(&st.cfg.base_url),
+    }
+}
+
+fn grant(st: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Result<Value, AadError> {
+    let form_ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_ok {
+        return Err(malformed());
+    }
+    let params: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| AadError::missing("grant_type"))?
+        .clone();
+    let mut w = st.world();
+    let authority = w
+        .dir
+        .resolve(tenant)
+        .ok_or_else(|| crate::oidc::unknown_tenant(tenant))?;
+    let (client_id, secret) = client_credentials(headers, &params)?;
+    let app = authenticate(&w, authority, tenant, &client_id, secret.as_deref())?;
+    match grant_type.as_str() {
+        "authorization_code" => redeem_code(st, &mut w, &app, authority, &params),
+        "refresh_token" => redeem_refresh(st, &mut w, &app, &params),
+        "client_credentials" => app_only(st, &mut w, &app, authority, tenant, &params),
+        other => Err(AadError::bad(
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{other}'."),
+        )),
+    }
+}
+
+/// AADSTS9002313, Microsoft's answer to a request it cannot make sense of.
+fn malformed() -> AadError {
+    AadError::bad(
+        "invalid_request",
+        9002313,
+        "Invalid request. Request is malformed or invalid.",
+    )
+}
+
+/// Client id and secret from HTTP Basic (`client_secret_basic`) or the body (`client_secret_post`).
+fn client_credentials(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(String, Option<String>), AadError> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(b64) = auth.strip_prefix("Basic ") {
+            let decoded = STANDARD.decode(b64.trim()).map_err(|_| malformed())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+            let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+            // RFC 6749 §2.3.1: both parts are form-urlencoded before Base64.
+            let unescape = |s: &str| -> String {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            return Ok((unescape(id), Some(unescape(secret))));
+        }
+    }
+    let id = params
+        .get("client_id")
+        .ok_or_else(|| AadError::missing("client_id"))?;
+    Ok((id.clone(), params.get("client_secret").cloned()))
+}
+
+fn authenticate(
+    w: &World,
+    authority: Authority,
+    tenant: &str,
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<App, AadError> {
+    let not_found = || {
+        AadError::bad(
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        )
+    };
+    let app = match authority {
+        Authority::Tenant(t) => {
+            let tid = w.dir.tenants[t].id;
+            let app = w.reg.apps.get(client_id).ok_or_else(not_found)?;
+            // Multi-tenant apps may redeem codes for any tenant they are being consented in.
+            if !app.multi_tenant && app.home_tenant != tid {
+                return Err(not_found());
+            }
+            app
+        }
+        _ => w.reg.apps.get(client_id).ok_or_else(not_found)?,
+    };
+    let Some(secret) = secret else {
+        return Err(AadError::client(
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
+    };
+    match app.check_secret(secret) {
+        SecretCheck::Valid => Ok(app.clone()),
+        SecretCheck::Wrong => Err(AadError::client(
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )),
+        SecretCheck::Expired => Err(AadError::client(
+            7000222,
+            format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        )),
+    }
+}
+
+fn redeem_code(
+    st: &AppState,
+    w: &mut World,
+    app: &App,
+    authority: Authority,
+    params: &HashMap<String, String>,
+) -> Result<Value, AadError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| AadError::missing("code"))?;
+    let invalid_grant = |n: u32, m: &str| AadError::bad("invalid_grant", n, m);
+    let record = w.auth.codes.get_mut(code).ok_or_else(|| {
+        invalid_grant(9002313, "Invalid request. Request is malformed or invalid.")
+    })?;
+    if record.redeemed {
+        return Err(invalid_grant(
+            54005,
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+        ));
+    }
+    if record.issued.elapsed().as_secs() > CODE_LIFETIME_SECS {
+        return Err(invalid_grant(
+            70008,
+            "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+        ));
+    }
+    if record.client_id != app.client_id {
+        return Err(invalid_grant(
+            700005,
+            "Provided Authorization Code is intended to use against other tenant or app, thus rejected.",
+        ));
+    }
+    if let Authority::Tenant(t) = authority {
+        if w.dir.tenants[t].id != record.tid {
+            return Err(invalid_grant(
+                700005,
+                "Provided Authorization Code is intended to use against other tenant or app, thus rejected.",
+            ));
+        }
+    }
+    if params.get("redirect_uri") != Some(&record.redirect_uri) {
+        return Err(AadError::bad(
+            "invalid_grant",
+            500112,
+            "The reply address does not match the reply address provided when requesting Authorization code.",
+        ));
+    }
+    if let Some((challenge, method)) = &record.code_challenge {
+        let verifier = params.get("code_verifier").ok_or_else(|| {
+            invalid_grant(501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request. (code_verifier is missing)")
+        })?;
+        let computed = if method == "S256" {
+            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+        } else {
+            verifier.clone()
+        };
+        if &computed != challenge {
+            return Err(invalid_grant(
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            ));
+        }
+    }
+    record.redeemed = true;
+    let record = record.clone();
+    let refresh = Refresh {
+        client_id: app.client_id.clone(),
+        tid: record.tid,
+        oid: record.oid,
+        oidc: record.oidc.clone(),
+        graph: record.graph.clone(),
+        issued_at: OffsetDateTime::now_utc(),
+        last_used: Instant::now(),
+        revoked: None,
+    };
+    user_tokens(st, w, app, &refresh, record.nonce.as_deref(), params)
+}
+
+fn redeem_refresh(
+    st: &AppState,
+    w: &mut World,
+    app: &App,
+    params: &HashMap<String, String>,
+) -> Result<Value, AadError> {
+    let rt = params
+        .get("refresh_token")
+        .ok_or_else(|| AadError::missing("refresh_token"))?;
+    let record = w.auth.refresh.get_mut(rt).ok_or_else(|| {
+        AadError::bad(
+            "invalid_grant",
+            9002313,
+            "Invalid request. Request is malformed or invalid.",
+        )
+    })?;
+    if record.client_id != app.client_id {
+        return Err(AadError::bad(
+            "invalid_grant",
+            70000,
+            "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
+        ));
+    }
+    if record.revoked == Some(Revoked::Consent) {
+        return Err(AadError::bad(
+            "invalid_grant",
+            65001,
+            format!(
+                "The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.",
+                app.client_id, app.display_name
+            ),
+        ));
+    }
+    let idle = record.last_used.elapsed();
+    if idle >= st.cfg.refresh_inactivity {
+        return Err(AadError::bad(
+            "invalid_grant",
+            700082,
+            format!(
+                "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {}.",
+                record
+                    .issued_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                humanize(idle)
+            ),
+        ));
+    }
+    record.last_used = Instant::now();
+    let mut next = record.clone();
+    next.issued_at = OffsetDateTime::now_utc();
+    user_tokens(st, w, app, &next, None, params)
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Access, refresh and ID tokens for a signed-in user; the refresh token always rotates.
+fn user_tokens(
+    st: &AppState,
+    w: &mut World,
+    app: &App,
+    grant: &Refresh,
+    nonce: Option<&str>,
+    params: &HashMap<String, String>,
+) -> Result<Value, AadError> {
+    let t = w.dir.tenant_index(grant.tid).ok_or_else(malformed)?;
+    let tenant = &w.dir.tenants[t];
+    let user = tenant
+        .user(&grant.oid.to_string())
+        .filter(|u| u.life == crate::directory::Life::Active && u.account_enabled)
+        .ok_or_else(|| {
+            AadError::bad(
+                "invalid_grant",
+                50057,
+                "The user account is disabled or deleted.",
+            )
+        })?
+        .clone();
+    let ttl = st.cfg.access_ttl;
+    let access = secret_token(64);
+    w.auth.access.insert(
+        access.clone(),
+        Access {
+            tid: grant.tid,
+            oid: Some(grant.oid),
+            permissions: grant.graph.clone(),
+            expires: Instant::now() + ttl,
+        },
+    );
+    let mut scope: Vec<String> = grant.graph.iter().map(|s| scopes::full(s)).collect();
+    scope.extend(
+        grant
+            .oidc
+            .iter()
+            .filter(|s| *s != "offline_access")
+            .cloned(),
+    );
+    let mut out = json!({
+        "token_type": "Bearer",
+        "scope": scope.join(" "),
+        "expires_in": ttl.as_secs(),
+        "ext_expires_in": ttl.as_secs(),
+        "access_token": access,
+    });
+    if grant.oidc.contains("offline_access") {
+        let rt = secret_token(96);
+        w.auth.refresh.insert(rt.clone(), grant.clone());
+        out["refresh_token"] = json!(rt);
+    }
+    if grant.oidc.contains("openid") {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = json!({
+            "aud": app.client_id,
+            "iss": format!("{}/{}/v2.0", st.cfg.base_url, grant.tid),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl.as_secs() as i64,
+            "ver": "2.0",
+            "tid": grant.tid,
+            "oid": grant.oid,
+            "sub": pairwise_sub(grant.oid, &app.client_id),
+            "uti": secret_token(16),
+            "rh": "0.emulator",
+        });
+        if grant.oidc.contains("profile") {
+            claims["name"] = json!(user.display_name);
+            claims["preferred_username"] = json!(user.user_principal_name);
+        } else {
+            claims["preferred_username"] = json!(user.user_principal_name);
+        }
+        if grant.oidc.contains("email") {
+            if let Some(mail) = &user.mail {
+                claims["email"] = json!(mail);
+            }
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        if user.is_admin {
+            claims["wids"] = json!(crate::authorize::wids(true));
+        }
+        let keys = st.keys.read().unwrap_or_else(|e| e.into_inner());
+        let jwt = keys.sign(&claims).map_err(|_| malformed())?;
+        out["id_token"] = json!(jwt);
+    }
+    if params.get("client_info").map(String::as_str) == Some("1") {
+        let info = json!({"uid": grant.oid, "utid": grant.tid}).to_string();
+        out["client_info"] = json!(URL_SAFE_NO_PAD.encode(info));
+    }
+    Ok(out)
+}
+
+/// `sub` is pairwise: stable per user and app, different across apps.
+fn pairwise_sub(oid: Uuid, client_id: &str) -> String {
+    let digest = Sha256::digest(format!("{oid}:{client_id}").as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..32])
+}
+
+fn app_only(
+    st: &AppState,
+    w: &mut World,
+    app: &App,
+    authority: Authority,
+    tenant: &str,
+    params: &HashMap<String, String>,
+) -> Result<Value, AadError> {
+    let scope = params
+        .get("scope")
+        .ok_or_else(|| AadError::missing("scope"))?;
+    let valid = scope.split_whitespace().count() == 1
+        && [GRAPH, GRAPH_APP_ID]
+            .iter()
+            .any(|r| scope.eq_ignore_ascii_case(&format!("{r}/.default")));
+    if !valid {
+        return Err(AadError::bad(
+            "invalid_scope",
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    }
+    let Authority::Tenant(t) = authority else {
+        return Err(AadError::bad(
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{tenant}' cannot be used for the client credentials flow: use the tenant ID or one of its verified domains."
+            ),
+        ));
+    };
+    let tid = w.dir.tenants[t].id;
+    let roles: BTreeSet<String> = w.reg.roles_for(tid, &app.client_id).ok_or_else(|| {
+        AadError::bad(
+            "unauthorized_client",
+            700016,
+            format!("Application with identifier '{}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", app.client_id),
+        )
+    })?;
+    let ttl = st.cfg.access_ttl;
+    let access = secret_token(64);
+    w.auth.access.insert(
+        access.clone(),
+        Access {
+            tid,
+            oid: None,
+            permissions: roles,
+            expires: Instant::now() + ttl,
+        },
+    );
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "ext_expires_in": ttl.as_secs(),
+        "access_token": access,
+    }))
+}
