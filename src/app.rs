@@ -1,0 +1,176 @@
+//! Application state, router assembly and middleware; `Application` runs the server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::{HeaderName, HeaderValue, header};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
+
+use crate::config::{Config, RateLimit};
+use crate::graph::GraphClient;
+use crate::identity::{EntraClient, EntraConfig};
+use crate::invitations;
+use crate::web;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub cfg: Arc<Config>,
+    pub entra: EntraClient,
+    pub graph: GraphClient,
+    pub link_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl AppState {
+    /// State for `cfg` over `db`.
+    pub fn new(cfg: Config, db: PgPool) -> anyhow::Result<Self> {
+        let http = http_client(&cfg)?;
+        let entra = EntraClient::new(
+            EntraConfig {
+                authority: cfg.authority.clone(),
+                graph_url: cfg.graph_url.clone(),
+                client_id: cfg.client_id.clone(),
+                client_secret: cfg.client_secret.clone(),
+                redirect_uri: cfg.redirect_uri(),
+            },
+            http.clone(),
+        );
+        let graph = GraphClient::new(cfg.graph_url.clone(), http);
+        Ok(Self { db, entra, graph, link_limiter: Arc::new(limiter(cfg.link_rate)), cfg: Arc::new(cfg) })
+    }
+
+    /// What invitation links and mail need.
+    pub fn invitation_context(&self) -> invitations::Context<'_> {
+        invitations::Context {
+            public_url: &self.cfg.public_url,
+            provider_name: &self.cfg.provider_name,
+            key: &self.cfg.encryption_key,
+        }
+    }
+}
+
+fn limiter(rate: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
+    let quota = Quota::with_period(rate.period).expect("a non-zero period").allow_burst(
+        std::num::NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one"),
+    );
+    RateLimiter::keyed(quota)
+}
+
+/// The HTTP client for Entra ID and Graph: it follows no redirects (no SSRF through a
+/// redirecting endpoint) and trusts an extra CA when one is configured.
+pub fn http_client(cfg: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("Gangway/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &cfg.extra_ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).context("GANGWAY_EXTRA_CA_FILE holds no PEM certificate")? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// The full router with sessions, CSRF, security headers and tracing.
+pub fn router(state: AppState) -> Router {
+    let store = PostgresStore::new(state.db.clone());
+    // Lax, not Strict: the admin comes back from Microsoft by a top-level redirect, which must
+    // carry the session cookie.
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("gangway_session")
+        .with_secure(state.cfg.secure_cookies())
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
+    let csp = content_security_policy(&state.cfg);
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut headers = vec![
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    ];
+    if state.cfg.secure_cookies() {
+        headers.push((header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
+    }
+    let mut router = web::router()
+        .layer(axum::middleware::from_fn(web::csrf::protect))
+        .layer(sessions)
+        .with_state(state);
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::overriding(name, value));
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                // The path only: query strings may carry tokens or codes.
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id)),
+    )
+}
+
+/// Forms post to ourselves and are then redirected to Microsoft; browsers apply `form-action`
+/// to that redirect too, so the authority must be allowed.
+fn content_security_policy(cfg: &Config) -> HeaderValue {
+    let authority = cfg.authority.origin().ascii_serialization();
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self' {authority}"
+    ))
+    .expect("an origin is a valid header value")
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, migrates it and binds `cfg.listen`.
+    pub async fn build(cfg: Config) -> anyhow::Result<Self> {
+        let db = crate::db::connect(&cfg.database_url).await.context("cannot connect to DATABASE_URL")?;
+        crate::db::migrate(&db).await.context("migrating the database failed")?;
+        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        Self::with_listener(cfg, db, listener)
+    }
+
+    /// Builds on an already-bound listener and migrated pool (tests bind port 0 first).
+    pub fn with_listener(cfg: Config, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::new(cfg, db)?;
+        Ok(Self { router: router(state.clone()), listener, state })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The shared state (for the mail worker).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the process stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).await
+    }
+}

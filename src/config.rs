@@ -1,0 +1,207 @@
+//! Typed settings, read from the environment once at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::crypto::EncryptionKey;
+use crate::secret::Secret;
+
+/// Everything `gangway serve` needs. Tests and `demo` build it directly.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Postgres connection string.
+    pub database_url: String,
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// The address customers and operators use; links and the OAuth redirect derive from it.
+    pub public_url: Url,
+    /// Entra ID login host (`https://login.microsoftonline.com` in production).
+    pub authority: Url,
+    /// Microsoft Graph host (`https://graph.microsoft.com` in production).
+    pub graph_url: Url,
+    /// The provider's multi-tenant app registration.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: Secret,
+    /// Seals refresh tokens, customer secrets and queued mail at rest.
+    pub encryption_key: EncryptionKey,
+    /// `smtp://user:pass@host:port` or `smtps://…`; without it mail waits in the outbox.
+    pub smtp_url: Option<Secret>,
+    /// Sender of invitation mail.
+    pub mail_from: String,
+    /// The provider's name as customers see it.
+    pub provider_name: String,
+    /// PEM of an extra root CA to trust for the authority and Graph (a local emulator with TLS).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Token-link opens allowed per client address: a burst, then one per `period`.
+    pub link_rate: RateLimit,
+}
+
+/// A token bucket: `burst` at once, then one more every `period`.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub period: Duration,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { burst: 10, period: Duration::from_secs(6) }
+    }
+}
+
+impl Config {
+    /// Cookies are `Secure` unless the portal is plain HTTP on loopback (local development).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// Where Microsoft sends the admin back.
+    pub fn redirect_uri(&self) -> Url {
+        self.public_url.join("authenticate/OAuth2Callback").expect("a fixed relative path joins")
+    }
+
+    /// Reads the configuration from the environment, reporting every missing or malformed
+    /// value at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut env = Env::default();
+        let database_url = env.required("DATABASE_URL", |v| Ok(v.to_owned()));
+        let listen = env.optional("GANGWAY_LISTEN", "127.0.0.1:8080", |v| {
+            v.parse::<SocketAddr>().map_err(|_| "must be an address such as 0.0.0.0:8080".into())
+        });
+        let public_url = env.required("GANGWAY_PUBLIC_URL", parse_public_url);
+        let authority = env.optional("GANGWAY_AUTHORITY", "https://login.microsoftonline.com", parse_base_url);
+        let graph_url = env.optional("GANGWAY_GRAPH_URL", "https://graph.microsoft.com", parse_base_url);
+        let client_id = env.required("GANGWAY_CLIENT_ID", |v| {
+            uuid::Uuid::parse_str(v)
+                .map(|_| v.to_owned())
+                .map_err(|_| "must be the app registration's Application (client) ID, a GUID".into())
+        });
+        let client_secret = env.required("GANGWAY_CLIENT_SECRET", |v| Ok(Secret::new(v)));
+        let encryption_key =
+            env.required("GANGWAY_ENCRYPTION_KEY", |v| EncryptionKey::from_base64(v).map_err(|e| e.to_string()));
+        let smtp_url = env.maybe("GANGWAY_SMTP_URL", |v| {
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(v)
+                .map(|_| Secret::new(v))
+                .map_err(|_| "must look like smtp://user:password@host:587 or smtps://host:465".into())
+        });
+        let mail_from = env.optional("GANGWAY_MAIL_FROM", "Gangway <onboarding@localhost>", |v| {
+            v.parse::<lettre::message::Mailbox>()
+                .map(|_| v.to_owned())
+                .map_err(|_| "must be a mailbox such as `Acme Onboarding <onboarding@acme.example>`".into())
+        });
+        let provider_name = env.optional("GANGWAY_PROVIDER_NAME", "Gangway", |v| Ok(v.to_owned()));
+        let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
+            std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
+        });
+        env.finish()?;
+        Ok(Self {
+            database_url: database_url.unwrap(),
+            listen: listen.unwrap(),
+            public_url: public_url.unwrap(),
+            authority: authority.unwrap(),
+            graph_url: graph_url.unwrap(),
+            client_id: client_id.unwrap(),
+            client_secret: client_secret.unwrap(),
+            encryption_key: encryption_key.unwrap(),
+            smtp_url: smtp_url.unwrap(),
+            mail_from: mail_from.unwrap(),
+            provider_name: provider_name.unwrap(),
+            extra_ca_pem: extra_ca_pem.unwrap(),
+            link_rate: RateLimit::default(),
+        })
+    }
+}
+
+/// Reads `DATABASE_URL` alone, for commands that need nothing else.
+pub fn database_url_from_env() -> Result<String, ConfigError> {
+    let mut env = Env::default();
+    let url = env.required("DATABASE_URL", |v| Ok(v.to_owned()));
+    env.finish()?;
+    Ok(url.unwrap())
+}
+
+/// Every configuration problem found, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration is incomplete:\n{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Collects problems instead of stopping at the first.
+#[derive(Default)]
+struct Env {
+    problems: Vec<String>,
+}
+
+impl Env {
+    fn maybe<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<Option<T>> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => match parse(v.trim()) {
+                Ok(value) => Some(Some(value)),
+                Err(why) => {
+                    self.problems.push(format!("  {name}: {why}"));
+                    None
+                }
+            },
+            _ => Some(None),
+        }
+    }
+
+    fn required<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        match self.maybe(name, parse)? {
+            Some(value) => Some(value),
+            None => {
+                self.problems.push(format!("  {name}: is not set (see .env.example)"));
+                None
+            }
+        }
+    }
+
+    fn optional<T>(&mut self, name: &str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        match self.maybe(name, &parse)? {
+            Some(value) => Some(value),
+            None => Some(parse(default).expect("defaults are valid")),
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError(self.problems)) }
+    }
+}
+
+fn parse_base_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|_| "must be an absolute http(s) URL".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an absolute http(s) URL".into());
+    }
+    Ok(url)
+}
+
+/// The public URL must be HTTPS, except plain HTTP on loopback for local development.
+pub fn parse_public_url(value: &str) -> Result<Url, String> {
+    let mut url = parse_base_url(value)?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() != "https" && !loopback {
+        return Err("must be https:// (plain http is allowed only on localhost)".into());
+    }
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_requires_https_off_loopback() {
+        assert!(parse_public_url("http://portal.example.com").is_err());
+        assert_eq!(parse_public_url("http://127.0.0.1:8080").unwrap().as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            parse_public_url("https://portal.example.com/onboard").unwrap().as_str(),
+            "https://portal.example.com/onboard/"
+        );
+    }
+}

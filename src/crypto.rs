@@ -1,0 +1,112 @@
+//! Encryption of secrets at rest (AES-256-GCM) and hashing of link tokens.
+
+use aes_gcm::aead::{Aead, KeyInit, OsRng};
+use aes_gcm::{AeadCore, Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+const NONCE_LEN: usize = 12;
+
+/// The key that seals secrets stored in the database, with a short id stored beside each
+/// ciphertext so keys can be rotated.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+/// Why a key or a ciphertext could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("must be 32 random bytes, base64-encoded (generate one with `openssl rand -base64 32`)")]
+    BadKey,
+    #[error("the ciphertext was sealed with key {0}, which is not configured")]
+    UnknownKey(String),
+    #[error("the ciphertext is damaged or was sealed with another key")]
+    Damaged,
+}
+
+impl EncryptionKey {
+    /// Parses a base64-encoded 32-byte key.
+    pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
+        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| CryptoError::BadKey)?;
+        if bytes.len() != 32 {
+            return Err(CryptoError::BadKey);
+        }
+        let id = hex(&Sha256::digest(&bytes)[..4]);
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self { id, cipher })
+    }
+
+    /// A fresh random key, base64-encoded (for `demo` and tests).
+    pub fn generate_base64() -> String {
+        STANDARD.encode(Aes256Gcm::generate_key(OsRng))
+    }
+
+    /// The key id stored beside each ciphertext.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Seals `plaintext`; the output is nonce || ciphertext.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let mut out = nonce.to_vec();
+        out.extend(self.cipher.encrypt(&nonce, plaintext).expect("AES-GCM encryption cannot fail for in-memory buffers"));
+        out
+    }
+
+    /// Opens what [`seal`](Self::seal) produced under the key named `key_id`.
+    pub fn open(&self, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if key_id != self.id {
+            return Err(CryptoError::UnknownKey(key_id.to_owned()));
+        }
+        if sealed.len() < NONCE_LEN {
+            return Err(CryptoError::Damaged);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Damaged)?;
+        self.cipher.decrypt(&Nonce::from(nonce), ciphertext).map_err(|_| CryptoError::Damaged)
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key() {
+        let key = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+        let sealed = key.seal(b"refresh-token");
+        assert!(!sealed.windows(13).any(|w| w == b"refresh-token"));
+        assert_eq!(key.open(key.id(), &sealed).unwrap(), b"refresh-token");
+
+        let other = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+        assert!(matches!(other.open(key.id(), &sealed), Err(CryptoError::UnknownKey(_))));
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(matches!(key.open(key.id(), &tampered), Err(CryptoError::Damaged)));
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_of_base64() {
+        assert!(EncryptionKey::from_base64("not base64!").is_err());
+        assert!(EncryptionKey::from_base64(&STANDARD.encode([0u8; 16])).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! `gangway demo`: everything needed to try an onboarding on one machine with Postgres running —
+//! the database, the built-in Entra ID emulator, a configured portal and a demo operator.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use base64::Engine;
+use entra_emulator::{Emulator, Options};
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use crate::audit::Actor;
+use crate::config::{Config, RateLimit, parse_public_url};
+use crate::crypto::{EncryptionKey, sha256};
+use crate::invitations::permissions;
+use crate::operators::{self, OperatorError, Role};
+use crate::secret::Secret;
+
+/// Options of `gangway demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Postgres database to use (created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/gangway_demo")]
+    database_url: String,
+    /// Where the portal listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the emulator listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    emulator_listen: SocketAddr,
+    /// Users per emulated tenant.
+    #[arg(long, default_value_t = 40)]
+    users: usize,
+}
+
+/// The demo's fixed app registration, so links and consents survive a restart of the demo.
+const DEMO_CLIENT_ID: &str = "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f";
+const DEMO_OPERATOR: &str = "demo@gangway.test";
+
+/// Runs the demo until interrupted.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    crate::db::create_if_missing(&args.database_url)
+        .await
+        .with_context(|| "cannot reach Postgres; is it running? (DATABASE_URL or --database-url)")?;
+    let pool = crate::db::connect(&args.database_url).await?;
+    crate::db::migrate(&pool).await?;
+
+    let emulator = Emulator::start(Options {
+        listen: args.emulator_listen,
+        tenants: 3,
+        users: args.users,
+        groups: 6,
+        seed: 2026,
+        ..Options::default()
+    })
+    .await
+    .context("starting the Entra ID emulator failed")?;
+    let public_url = parse_public_url(&format!("http://{}", args.listen)).map_err(anyhow::Error::msg)?;
+    let admin = EmulatorAdmin::new(emulator.base_url())?;
+    let tenants = admin.tenants().await?;
+    let [provider, first, second, ..] = tenants.as_slice() else {
+        anyhow::bail!("the emulator did not create three tenants");
+    };
+    let app = admin
+        .register_app(&json!({
+            "home_tenant": provider.id,
+            "multi_tenant": true,
+            "display_name": "Gangway (demo)",
+            "client_id": DEMO_CLIENT_ID,
+            "redirect_uris": [public_url.join("authenticate/OAuth2Callback")?.as_str()],
+            "permissions": provider_permissions(),
+        }))
+        .await?;
+    // The second customer tries the customer-app way: its own app, already granted.
+    let own_app = admin
+        .register_app(&json!({
+            "home_tenant": second.id,
+            "multi_tenant": false,
+            "display_name": "Provider user lookup",
+            "redirect_uris": [],
+            "permissions": { "delegated": [], "application": permissions::graph_scopes() },
+        }))
+        .await?;
+    admin.grant(&second.id, &own_app.client_id, &[], &permissions::graph_scopes()).await?;
+
+    let cfg = Config {
+        database_url: args.database_url.clone(),
+        listen: args.listen,
+        public_url: public_url.clone(),
+        authority: Url::parse(emulator.base_url())?,
+        graph_url: Url::parse(emulator.base_url())?,
+        client_id: app.client_id.clone(),
+        client_secret: Secret::new(app.client_secret.clone()),
+        encryption_key: demo_key(),
+        smtp_url: std::env::var("GANGWAY_SMTP_URL").ok().filter(|v| !v.is_empty()).map(Secret::new),
+        mail_from: "Gangway demo <onboarding@gangway.test>".into(),
+        provider_name: "Gangway Demo Provider".into(),
+        extra_ca_pem: None,
+        link_rate: RateLimit::default(),
+    };
+    let password = Secret::new(random_password());
+    match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {
+        Err(OperatorError::Exists) => operators::set_password(&pool, DEMO_OPERATOR, &password).await?,
+        other => {
+            other?;
+        }
+    }
+    drop(pool);
+
+    println!("\nGangway demo is running. Nothing here talks to Microsoft: logins go to a built-in emulator.\n");
+    println!("  Console          {}console", public_url);
+    println!("  Operator login   {DEMO_OPERATOR} / {}", password.expose());
+    println!("\nCustomer tenants (sign in with these at the emulator's Microsoft-style page):");
+    for t in [first, second] {
+        println!("  {} ({})", t.display_name, t.domain);
+        println!("    Global admin   {} / {}", t.admin.username, t.admin.password);
+        if let Some(member) = &t.member {
+            println!("    Plain member   {} / {}   (not an admin: consent is refused)", member.username, member.password);
+        }
+    }
+    println!("\nFor a customer-app invitation, {} has its own app registered:", second.display_name);
+    println!("  Tenant ID {}   Client ID {}   Secret {}", second.id, own_app.client_id, own_app.client_secret);
+    println!("\nTry it: sign in to the console, create an invitation for {} (mode delegated),", first.admin.username);
+    println!("open the link it shows in another browser window, and consent as that admin.");
+    println!("Mail: {}", if cfg.smtp_url.is_some() { "sent through GANGWAY_SMTP_URL" } else { "no SMTP configured; copy links from the console" });
+    println!("Emulator at {} (admin API for demos only: {}/_emulator/tenants). Ctrl-C stops.\n", emulator.base_url(), emulator.base_url());
+
+    let result = crate::cli::serve(cfg).await;
+    emulator.shutdown().await;
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What the provider's app registration asks for, delegated and application.
+pub fn provider_permissions() -> serde_json::Value {
+    let mut application = permissions::graph_scopes();
+    // Confirming an admin consent reads /organization with an app token.
+    application.push("Organization.Read.All");
+    json!({ "delegated": permissions::graph_scopes(), "application": application })
+}
+
+/// A fixed key, so a restarted demo can still open what it sealed. Demo only.
+fn demo_key() -> EncryptionKey {
+    let key = base64::engine::general_purpose::STANDARD.encode(sha256(b"gangway demo key - never use in production"));
+    EncryptionKey::from_base64(&key).expect("a 32-byte key")
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// A seeded emulator tenant as its admin API describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmulatedTenant {
+    pub id: String,
+    pub display_name: String,
+    pub domain: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub admin: EmulatedLogin,
+    pub member: Option<EmulatedLogin>,
+}
+
+/// A seeded user's sign-in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmulatedLogin {
+    pub username: String,
+    pub password: String,
+    pub id: String,
+}
+
+/// An app registered in the emulator.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegisteredApp {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// The emulator's admin API (`/_emulator/…`), for the demo and the tests.
+#[derive(Clone)]
+pub struct EmulatorAdmin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl EmulatorAdmin {
+    /// A client for the emulator at `base_url`.
+    pub fn new(base_url: &str) -> anyhow::Result<Self> {
+        Ok(Self { base: base_url.trim_end_matches('/').to_owned(), http: reqwest::Client::builder().build()? })
+    }
+
+    /// The seeded tenants; the first is the provider's home tenant.
+    pub async fn tenants(&self) -> anyhow::Result<Vec<EmulatedTenant>> {
+        Ok(self.http.get(format!("{}/_emulator/tenants", self.base)).send().await?.error_for_status()?.json().await?)
+    }
+
+    /// Registers an app (see the emulator's README for the fields).
+    pub async fn register_app(&self, body: &serde_json::Value) -> anyhow::Result<RegisteredApp> {
+        let response = self.http.post(format!("{}/_emulator/apps", self.base)).json(body).send().await?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    /// Grants `client_id` permissions in `tenant` without the consent UI.
+    pub async fn grant(&self, tenant: &str, client_id: &str, delegated: &[&str], application: &[&str]) -> anyhow::Result<()> {
+        let body = json!({ "client_id": client_id, "delegated": delegated, "application": application });
+        self.http
+            .post(format!("{}/_emulator/tenants/{tenant}/consents", self.base))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// POSTs `body` to an admin path such as `/_emulator/forgeries`.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let response = self.http.post(format!("{}{path}", self.base)).json(body).send().await?.error_for_status()?;
+        Ok(response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}

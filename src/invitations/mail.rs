@@ -1,0 +1,239 @@
+//! The invitation email and its outbox: queued in the invitation's transaction, delivered and
+//! retried by a worker, so a mail server outage never loses an invitation.
+
+use std::time::Duration;
+
+use askama::Template;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use url::Url;
+use uuid::Uuid;
+
+use super::{Context, Invitation, permissions};
+use crate::audit::{self, Actor};
+use crate::crypto::EncryptionKey;
+use crate::secret::Secret;
+
+/// A rendered email, as sealed in the outbox.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/invitation.txt")]
+struct InvitationText<'a> {
+    invitation: &'a Invitation,
+    provider: &'a str,
+    link: &'a str,
+    permissions: &'a [permissions::Permission],
+    expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/invitation.html")]
+struct InvitationHtml<'a> {
+    invitation: &'a Invitation,
+    provider: &'a str,
+    link: &'a str,
+    permissions: &'a [permissions::Permission],
+    expires: String,
+}
+
+/// Renders the invitation email for `invitation` with its `link`.
+pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url) -> Email {
+    let expires = crate::format::datetime(invitation.expires_at);
+    let (provider, link) = (cx.provider_name, link.as_str());
+    let permissions = permissions::DIRECTORY_SYNC;
+    let text = InvitationText { invitation, provider, link, permissions, expires: expires.clone() };
+    let html = InvitationHtml { invitation, provider, link, permissions, expires };
+    Email {
+        to: invitation.admin_email.clone(),
+        subject: format!("{provider} asks for access to your Microsoft Entra ID directory"),
+        text: text.render().expect("the invitation text template renders"),
+        html: html.render().expect("the invitation HTML template renders"),
+    }
+}
+
+/// Queues the invitation email, sealed because it carries the link.
+pub async fn enqueue(
+    tx: &mut PgConnection,
+    cx: Context<'_>,
+    invitation: &Invitation,
+    link: &Url,
+) -> Result<(), sqlx::Error> {
+    let email = render(cx, invitation, link);
+    let sealed = cx.key.seal(&serde_json::to_vec(&email).expect("an email serialises"));
+    sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
+        .bind(invitation.id)
+        .bind(&email.to)
+        .bind(sealed)
+        .bind(cx.key.id())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Sends mail over SMTP.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+/// Why a mailer could not be built or a message not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid mail settings: {0}")]
+    Settings(String),
+    #[error("delivery failed: {0}")]
+    Delivery(String),
+}
+
+impl Mailer {
+    /// A mailer for `smtp_url` (`smtp://…` with STARTTLS when offered, `smtps://…`), sending as `from`.
+    pub fn new(smtp_url: &Secret, from: &str) -> Result<Self, MailError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose())
+            .map_err(|e| MailError::Settings(e.to_string()))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        let from = from.parse().map_err(|_| MailError::Settings(format!("`{from}` is not a mailbox")))?;
+        Ok(Self { transport, from })
+    }
+
+    async fn send(&self, email: &Email) -> Result<(), MailError> {
+        let to: Mailbox = email.to.parse().map_err(|_| MailError::Delivery(format!("bad recipient {}", email.to)))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&email.subject)
+            .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+            .map_err(|e| MailError::Delivery(e.to_string()))?;
+        self.transport.send(message).await.map_err(|e| MailError::Delivery(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Queued {
+    id: i64,
+    invitation_id: Option<Uuid>,
+    payload_ciphertext: Vec<u8>,
+    payload_key_id: String,
+    attempts: i32,
+}
+
+/// What one delivery round did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+/// Delivers due mail, a few at a time; failures wait with exponential backoff and are retried.
+pub async fn deliver_due(db: &PgPool, key: &EncryptionKey, mailer: &Mailer) -> Result<Delivered, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // SKIP LOCKED lets several portal processes deliver without sending anything twice.
+    let due: Vec<Queued> = sqlx::query_as(
+        "select id, invitation_id, payload_ciphertext, payload_key_id, attempts from outbox
+         where sent_at is null and next_attempt_at <= now() and payload_ciphertext is not null
+         order by next_attempt_at limit 20 for update skip locked",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut done = Delivered::default();
+    for item in due {
+        let outcome = match key.open(&item.payload_key_id, &item.payload_ciphertext) {
+            Ok(plain) => match serde_json::from_slice::<Email>(&plain) {
+                Ok(email) => mailer.send(&email).await,
+                Err(e) => Err(MailError::Delivery(format!("unreadable queued mail: {e}"))),
+            },
+            Err(e) => Err(MailError::Delivery(e.to_string())),
+        };
+        match outcome {
+            Ok(()) => {
+                done.sent += 1;
+                sqlx::query("update outbox set sent_at = now(), payload_ciphertext = null, payload_key_id = null, last_error = null, attempts = attempts + 1 where id = $1")
+                    .bind(item.id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit::record(&mut *tx, &Actor::System, "invitation.email_sent", item.invitation_id, None, json!({}))
+                    .await?;
+            }
+            Err(e) => {
+                done.failed += 1;
+                let wait = backoff(item.attempts);
+                tracing::warn!(outbox_id = item.id, attempts = item.attempts + 1, error = %e, "mail delivery failed; will retry");
+                sqlx::query(
+                    "update outbox set attempts = attempts + 1, last_error = $2,
+                            next_attempt_at = now() + make_interval(secs => $3) where id = $1",
+                )
+                .bind(item.id)
+                .bind(e.to_string())
+                .bind(wait.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+                let detail = json!({ "error": e.to_string(), "retry_in_seconds": wait.as_secs() });
+                audit::record(&mut *tx, &Actor::System, "invitation.email_failed", item.invitation_id, None, detail)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// 30 s, 1 min, 2 min … capped at one hour.
+fn backoff(attempts: i32) -> Duration {
+    Duration::from_secs((30u64 << attempts.clamp(0, 7) as u32).min(3_600))
+}
+
+/// The latest delivery state of an invitation's mail, for the console.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryState {
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub sent_at: Option<time::OffsetDateTime>,
+    pub next_attempt_at: time::OffsetDateTime,
+}
+
+/// The newest outbox entry of an invitation, if any.
+pub async fn delivery_state(db: &PgPool, invitation_id: Uuid) -> Result<Option<DeliveryState>, sqlx::Error> {
+    sqlx::query_as(
+        "select attempts, last_error, sent_at, next_attempt_at from outbox where invitation_id = $1
+         order by created_at desc, id desc limit 1",
+    )
+    .bind(invitation_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Delivers mail until the process stops, polling every few seconds.
+pub async fn run_worker(db: PgPool, key: EncryptionKey, mailer: Mailer) {
+    loop {
+        match deliver_due(&db, &key, &mailer).await {
+            Ok(Delivered { sent: 0, failed: 0 }) => tokio::time::sleep(Duration::from_secs(3)).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "outbox round failed");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(super::backoff(0).as_secs(), 30);
+        assert_eq!(super::backoff(1).as_secs(), 60);
+        assert_eq!(super::backoff(20).as_secs(), 3_600);
+    }
+}

@@ -1,0 +1,162 @@
+//! Customer tenants: recording a consent, encrypted credentials, listing.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::crypto::EncryptionKey;
+use crate::invitations::{self, ConsentMode, InvitationError, Status};
+use crate::secret::Secret;
+
+/// A tenant as stored (credentials stay sealed and are not read here).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub entra_tenant_id: Uuid,
+    pub display_name: String,
+    pub verified_domains: Vec<String>,
+    pub consent_mode: ConsentMode,
+    pub granted_scopes: Vec<String>,
+    pub consented_by_oid: Option<Uuid>,
+    pub consented_by_upn: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub consented_at: OffsetDateTime,
+    pub customer_client_id: Option<String>,
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What a verified consent established about a tenant.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub entra_tenant_id: Uuid,
+    pub display_name: String,
+    pub verified_domains: Vec<String>,
+    pub mode: ConsentMode,
+    pub granted_scopes: Vec<String>,
+    pub consented_by_oid: Option<Uuid>,
+    pub consented_by_upn: Option<String>,
+    /// Customer-app mode: the customer's own app registration.
+    pub customer_client_id: Option<String>,
+    /// Refresh token (delegated) or client secret (customer app); sealed before storing.
+    pub credential: Option<Secret>,
+}
+
+/// Why a consent could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("the invitation is for the tenant with domain {expected}, but consent came from a tenant verified for {}", .found.join(", "))]
+    WrongTenant { expected: String, found: Vec<String> },
+    #[error("this tenant is already connected for another customer ({owner}); an operator must resolve that first")]
+    OwnedByAnother { owner: String },
+    #[error("the invitation can no longer be used: it is {}", .0.as_str())]
+    InvitationClosed(Status),
+    #[error(transparent)]
+    Invitation(#[from] InvitationError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Records a verified consent in one transaction: tenant upserted with its sealed credential,
+/// invitation marked consented, audit event written. Returns the tenant's id.
+pub async fn record_consent(
+    db: &PgPool,
+    key: &EncryptionKey,
+    invitation_id: Uuid,
+    consent: &Consent,
+) -> Result<Uuid, ConsentError> {
+    let mut tx = db.begin().await?;
+    let invitation = invitations::lock(&mut tx, invitation_id).await?;
+    if !invitation.status.is_open() {
+        return Err(ConsentError::InvitationClosed(invitation.status));
+    }
+    if let Some(expected) = &invitation.tenant_domain {
+        if !consent.verified_domains.iter().any(|d| d.eq_ignore_ascii_case(expected)) {
+            return Err(ConsentError::WrongTenant {
+                expected: expected.clone(),
+                found: consent.verified_domains.clone(),
+            });
+        }
+    }
+    // A tenant connected through another customer's invitation is not silently taken over.
+    let owner: Option<String> = sqlx::query_scalar(
+        "select i.customer_name from tenants t join invitations i on i.tenant_id = t.id
+         where t.entra_tenant_id = $1 and t.status <> 'offboarded' and lower(i.customer_name) <> lower($2)
+         limit 1",
+    )
+    .bind(consent.entra_tenant_id)
+    .bind(&invitation.customer_name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(owner) = owner {
+        return Err(ConsentError::OwnedByAnother { owner });
+    }
+    let sealed = consent.credential.as_ref().map(|s| key.seal(s.expose().as_bytes()));
+    let key_id = sealed.as_ref().map(|_| key.id());
+    let tenant_id: Uuid = sqlx::query_scalar(
+        "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
+                              consented_by_oid, consented_by_upn, customer_client_id, credential_ciphertext,
+                              credential_key_id, consented_at, status)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), 'active')
+         on conflict (entra_tenant_id) do update set
+             display_name = excluded.display_name, verified_domains = excluded.verified_domains,
+             consent_mode = excluded.consent_mode, granted_scopes = excluded.granted_scopes,
+             consented_by_oid = excluded.consented_by_oid, consented_by_upn = excluded.consented_by_upn,
+             customer_client_id = excluded.customer_client_id,
+             credential_ciphertext = excluded.credential_ciphertext, credential_key_id = excluded.credential_key_id,
+             consented_at = now(), status = 'active'
+         returning id",
+    )
+    .bind(consent.entra_tenant_id)
+    .bind(&consent.display_name)
+    .bind(&consent.verified_domains)
+    .bind(consent.mode)
+    .bind(&consent.granted_scopes)
+    .bind(consent.consented_by_oid)
+    .bind(&consent.consented_by_upn)
+    .bind(&consent.customer_client_id)
+    .bind(sealed)
+    .bind(key_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, last_activity_at = now() where id = $1")
+        .bind(invitation_id)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let who = Actor::Customer(consent.consented_by_upn.clone().unwrap_or_else(|| invitation.admin_email.clone()));
+    let detail = json!({
+        "tenant": consent.display_name,
+        "entra_tenant_id": consent.entra_tenant_id,
+        "mode": consent.mode.as_str(),
+        "scopes": consent.granted_scopes.join(" "),
+    });
+    audit::record(&mut *tx, &who, "consent.granted", Some(invitation_id), Some(tenant_id), detail).await?;
+    tx.commit().await?;
+    Ok(tenant_id)
+}
+
+/// Tenants, newest consent first, optionally narrowed by name, domain or tenant id; with the total.
+pub async fn list(db: &PgPool, search: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
+    const WHERE: &str = "where $1::text is null or display_name ilike '%' || $1 || '%'
+          or entra_tenant_id::text = lower($1) or array_to_string(verified_domains, ' ') ilike '%' || $1 || '%'";
+    let search = search.map(str::trim).filter(|s| !s.is_empty());
+    let rows = sqlx::query_as(&format!(
+        "select * from tenants {WHERE} order by consented_at desc limit $2 offset $3"
+    ))
+    .bind(search)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from tenants {WHERE}")).bind(search).fetch_one(db).await?;
+    Ok((rows, total))
+}
+
+/// A tenant by Gangway's id.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as("select * from tenants where id = $1").bind(id).fetch_optional(db).await
+}

@@ -1,0 +1,73 @@
+//! The web layer's one error type: client errors render a page, internal ones are logged with
+//! a reference and never shown.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::paths;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("sign in required")]
+    SignInRequired,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// The page shown for errors.
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub title: String,
+    pub message: String,
+    pub reference: Option<String>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, title, message, reference) = match self {
+            Error::SignInRequired => return Redirect::to(paths::LOGIN).into_response(),
+            Error::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.".to_owned(), None),
+            Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
+            Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
+            Error::TooManyRequests { retry_after_secs } => {
+                let page = ErrorPage {
+                    title: "Too many attempts".into(),
+                    message: format!("Please wait {retry_after_secs} seconds and try again."),
+                    reference: None,
+                };
+                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after_secs.to_string())], page)
+                    .into_response();
+            }
+            Error::Internal(e) => {
+                let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+                tracing::error!(reference, error = ?e, "request failed");
+                let message = "Something went wrong on our side. Please try again; if it keeps happening, \
+                               give this reference to your contact."
+                    .to_owned();
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", message, Some(reference))
+            }
+        };
+        (status, ErrorPage { title: title.into(), message, reference }).into_response()
+    }
+}
+
+/// Handler result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+// Copy buttons: <button data-copy="#id-of-element"> copies that element's text or value.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  const text = "value" in source ? source.value : source.textContent.trim();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    if (source.select) { source.select(); document.execCommand("copy"); }
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  button.classList.add("copied");
+  setTimeout(() => { button.textContent = label; button.classList.remove("copied"); }, 1600);
+});
+
+// Confirm destructive actions: <form data-confirm="Revoke this invitation?">.
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
+// Buttons that start long work show progress and cannot be pressed twice.
+document.addEventListener("submit", (event) => {
+  if (event.defaultPrevented) return;
+  const button = event.target.querySelector("button[data-busy]");
+  if (button) {
+    button.disabled = true;
+    button.textContent = button.dataset.busy;
+    button.classList.add("busy");
+  }
+});
