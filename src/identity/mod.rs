@@ -502,6 +502,8 @@ fn token_error(e: TokenError) -> IdentityError {
 }
 
 #[cfg(test)]
+mod emulator_tests;
+#[cfg(test)]
 pub(crate) mod test_http;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,209 @@
+//! The client against the real emulator over loopback: the flows Gangway's callback relies on,
+//! end to end (sign-in and consent pages are driven by plain form posts).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use url::Url;
+
+use super::*;
+use crate::graph::GraphClient;
+
+const CLIENT_ID: &str = "3f8c2a1e-5b6d-4c7e-9f0a-1b2c3d4e5f60";
+const SECRET: &str = "provider-s3cret";
+const REDIRECT: &str = "http://127.0.0.1:9/authenticate/OAuth2Callback";
+
+struct Login {
+    tenant: TenantId,
+    admin: (String, String),
+    member: (String, String),
+}
+
+fn ctx_of(html: &str) -> String {
+    let marker = r#"name="ctx" value=""#;
+    let i = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no ctx in {html}"));
+    let rest = &html[i + marker.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Follows the emulator's sign-in (and consent, if asked) and returns the callback URL.
+async fn sign_in(http: &reqwest::Client, base: &str, start: &Url, who: &(String, String)) -> Url {
+    let html = http.get(start.clone()).send().await.unwrap();
+    let ctx = ctx_of(&html.text().await.unwrap());
+    let resp = http
+        .post(format!("{base}/organizations/login"))
+        .form(&[("ctx", &ctx), ("login", &who.0), ("passwd", &who.1)])
+        .send()
+        .await
+        .unwrap();
+    let resp = if resp.status().is_redirection() {
+        resp
+    } else {
+        let ctx = ctx_of(&resp.text().await.unwrap());
+        http.post(format!("{base}/organizations/consent"))
+            .form(&[("ctx", ctx.as_str()), ("decision", "accept")])
+            .send()
+            .await
+            .unwrap()
+    };
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+fn login(t: &Value) -> Login {
+    let pair = |v: &Value| {
+        (
+            v["username"].as_str().unwrap().to_owned(),
+            v["password"].as_str().unwrap().to_owned(),
+        )
+    };
+    Login {
+        tenant: TenantId::parse(t["id"].as_str().unwrap()).unwrap(),
+        admin: pair(&t["admin"]),
+        member: pair(&t["member"]),
+    }
+}
+
+#[tokio::test]
+async fn flows_against_the_emulator() {
+    let mut opts = entra_emulator::Options::default();
+    opts.tenants = 3;
+    opts.users = 3;
+    opts.app_client_id = Some(CLIENT_ID.into());
+    opts.app_client_secret = Some(SECRET.into());
+    opts.app_redirect_uris = vec![REDIRECT.into()];
+    let emu = entra_emulator::Emulator::start(opts).await.unwrap();
+    let base = emu.base_url().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tenants: Value = http
+        .get(format!("{base}/_emulator/tenants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (delegated, application) = (login(&tenants[1]), login(&tenants[2]));
+
+    let entra = EntraClient::new(
+        EntraConfig {
+            authority: Url::parse(&base).unwrap(),
+            graph_url: Url::parse(&base).unwrap(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(SECRET),
+            redirect_uri: Url::parse(REDIRECT).unwrap(),
+        },
+        http.clone(),
+    );
+    let graph = GraphClient::new(Url::parse(&base).unwrap(), http.clone());
+
+    // Delegated consent by the global admin.
+    let req = entra.delegated_request(
+        &["User.Read.All", "Organization.Read.All"],
+        Some(&delegated.admin.0),
+    );
+    let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
+    assert_eq!(q["state"], req.state);
+    let grant = entra
+        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap();
+    assert_eq!(grant.identity.tenant_id, delegated.tenant);
+    assert!(grant.identity.is_global_admin);
+    assert_eq!(grant.identity.username, delegated.admin.0);
+    assert!(
+        grant
+            .scopes
+            .contains(&"https://graph.microsoft.com/User.Read.All".to_owned())
+    );
+    assert_eq!(
+        graph.organization(&grant.access_token).await.unwrap().id,
+        delegated.tenant
+    );
+    graph.probe_users(&grant.access_token).await.unwrap();
+
+    let reused = entra
+        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap_err();
+    assert_eq!(reused.aad_kind(), Some(AadErrorKind::CodeExpiredOrReused));
+
+    let refreshed = entra
+        .refresh(
+            &delegated.tenant,
+            grant.refresh_token.as_ref().unwrap(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(refreshed.refresh_token.is_some());
+
+    // Signing key rotated at the emulator: the unknown kid triggers one refetch.
+    http.post(format!("{base}/_emulator/keys/rotate"))
+        .send()
+        .await
+        .unwrap();
+    let req = entra.delegated_request(&["User.Read.All"], None);
+    let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
+    entra
+        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap();
+
+    // A verifier that does not match the challenge.
+    let req = entra.delegated_request(&["User.Read.All"], None);
+    let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
+    let err = entra
+        .redeem_code(&q["code"], &"x".repeat(43), &req.nonce)
+        .await
+        .unwrap_err();
+    assert_eq!(err.aad_kind(), Some(AadErrorKind::PkceMismatch));
+
+    // A plain member signing in is not a global admin.
+    let req = entra.delegated_request(&["User.Read"], None);
+    let q = query(&sign_in(&http, &base, &req.url, &delegated.member).await);
+    let member = entra
+        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap();
+    assert!(!member.identity.is_global_admin);
+
+    // Application consent: no token before, a working one after.
+    let before = entra
+        .app_token(&application.tenant, None)
+        .await
+        .unwrap_err();
+    assert_eq!(before.aad_kind(), Some(AadErrorKind::AppNotFoundInTenant));
+    let ac = entra.admin_consent_request();
+    let q = query(&sign_in(&http, &base, &ac.url, &application.admin).await);
+    assert_eq!(q["state"], ac.state);
+    assert_eq!(q["admin_consent"], "True");
+    let token = entra.app_token(&application.tenant, None).await.unwrap();
+    assert_eq!(
+        graph.organization(&token).await.unwrap().id,
+        application.tenant
+    );
+    graph.probe_users(&token).await.unwrap();
+
+    // Customer-app style credentials that are wrong, and a tenant that does not exist.
+    let wrong = Secret::new("not-the-secret");
+    let err = entra
+        .app_token(&application.tenant, Some((CLIENT_ID, &wrong)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.aad_kind(), Some(AadErrorKind::BadSecret));
+    let nowhere = TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap();
+    let err = entra.app_token(&nowhere, None).await.unwrap_err();
+    assert_eq!(err.aad_kind(), Some(AadErrorKind::UnknownTenant));
+
+    emu.shutdown().await;
+}
