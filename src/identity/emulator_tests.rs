@@ -72,12 +72,14 @@ fn login(t: &Value) -> Login {
 
 #[tokio::test]
 async fn flows_against_the_emulator() {
-    let mut opts = entra_emulator::Options::default();
-    opts.tenants = 3;
-    opts.users = 3;
-    opts.app_client_id = Some(CLIENT_ID.into());
-    opts.app_client_secret = Some(SECRET.into());
-    opts.app_redirect_uris = vec![REDIRECT.into()];
+    let opts = entra_emulator::Options {
+        tenants: 3,
+        users: 3,
+        app_client_id: Some(CLIENT_ID.into()),
+        app_client_secret: Some(SECRET.into()),
+        app_redirect_uris: vec![REDIRECT.into()],
+        ..Default::default()
+    };
     let emu = entra_emulator::Emulator::start(opts).await.unwrap();
     let base = emu.base_url().to_owned();
     let http = reqwest::Client::builder()
