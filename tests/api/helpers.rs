@@ -1,0 +1,489 @@
+//! The test harness: a fresh Postgres database per test, the Entra ID emulator and the portal on
+//! loopback ports, a cookie-keeping HTTP client, and a real SMTP server that keeps what it gets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entra_emulator::{Emulator, Options};
+use gangway::app::{AppState, Application};
+use gangway::audit::Actor;
+use gangway::config::{Config, RateLimit, parse_public_url};
+use gangway::crypto::EncryptionKey;
+use gangway::demo::{EmulatedLogin, EmulatedTenant, EmulatorAdmin, RegisteredApp, provider_permissions};
+use gangway::invitations::{self, NewInvitation};
+use gangway::operators::{self, Role};
+use gangway::secret::Secret;
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use url::Url;
+use uuid::Uuid;
+
+/// The operator password every test operator gets.
+pub const OPERATOR_PASSWORD: &str = "correct horse battery staple";
+
+/// A running portal with its own database, emulator and mail catcher.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub address: String,
+    pub db: PgPool,
+    /// Connection string of this test's database.
+    pub database_url: String,
+    /// The encryption key, base64 (for running the CLI against the same database).
+    pub key_b64: String,
+    pub state: AppState,
+    pub emulator: Emulator,
+    pub admin: EmulatorAdmin,
+    /// The provider's home tenant in the emulator.
+    pub provider: EmulatedTenant,
+    /// Customer tenants (two).
+    pub customers: Vec<EmulatedTenant>,
+    /// The provider's multi-tenant app registration.
+    pub app: RegisteredApp,
+    pub mail: MailCatcher,
+    /// The operator's browser: keeps cookies, follows no redirects.
+    pub client: reqwest::Client,
+}
+
+/// Knobs for [`TestApp::spawn_with`].
+pub struct Setup {
+    pub link_rate: RateLimit,
+    pub smtp: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self { link_rate: RateLimit { burst: 50, period: Duration::from_millis(100) }, smtp: true }
+    }
+}
+
+impl TestApp {
+    /// A portal with default settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Setup::default()).await
+    }
+
+    /// A portal with the given settings.
+    pub async fn spawn_with(setup: Setup) -> Self {
+        gangway::telemetry::init();
+        let (db, database_url) = fresh_database().await;
+        let key_b64 = EncryptionKey::generate_base64();
+        let emulator = Emulator::start(Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tenants: 3,
+            users: 12,
+            groups: 3,
+            seed: 42,
+            ..Options::default()
+        })
+        .await
+        .expect("the emulator starts");
+        let admin = EmulatorAdmin::new(emulator.base_url()).unwrap();
+        let mut tenants = admin.tenants().await.expect("the emulator lists tenants");
+        let provider = tenants.remove(0);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let public_url = parse_public_url(&address).unwrap();
+        let app = admin
+            .register_app(&json!({
+                "home_tenant": provider.id,
+                "multi_tenant": true,
+                "display_name": "Gangway Test Provider",
+                "redirect_uris": [public_url.join("authenticate/OAuth2Callback").unwrap().as_str()],
+                "permissions": provider_permissions(),
+            }))
+            .await
+            .expect("the provider app registers");
+        let mail = MailCatcher::start().await;
+        let cfg = Config {
+            database_url: String::new(),
+            listen: listener.local_addr().unwrap(),
+            public_url,
+            authority: Url::parse(emulator.base_url()).unwrap(),
+            graph_url: Url::parse(emulator.base_url()).unwrap(),
+            client_id: app.client_id.clone(),
+            client_secret: Secret::new(app.client_secret.clone()),
+            encryption_key: EncryptionKey::from_base64(&key_b64).unwrap(),
+            smtp_url: setup.smtp.then(|| Secret::new(mail.url())),
+            mail_from: "Test Provider <onboarding@provider.test>".into(),
+            provider_name: "Test Provider".into(),
+            extra_ca_pem: None,
+            link_rate: setup.link_rate,
+        };
+        let application = Application::with_listener(cfg, db.clone(), listener).unwrap();
+        let state = application.state().clone();
+        tokio::spawn(application.run_until_stopped());
+        TestApp {
+            address,
+            db,
+            database_url,
+            key_b64,
+            state,
+            emulator,
+            admin,
+            provider,
+            customers: tenants,
+            app,
+            mail,
+            client: browser(),
+        }
+    }
+
+    /// Absolute URL of a path on the portal.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// GET with the operator's browser.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// POST a form with the operator's browser, adding this session's CSRF token.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        post_with_csrf(&self.client, self, path, fields).await
+    }
+
+    /// Adds an operator directly and signs the operator's browser in as them.
+    pub async fn sign_in(&self, role: Role) -> String {
+        let email = format!("{}-{}@provider.test", if role == Role::Admin { "admin" } else { "viewer" }, short_id());
+        operators::add(&self.db, &email, role, &Secret::new(OPERATOR_PASSWORD), &Actor::Cli).await.unwrap();
+        let response = self
+            .post_form(gangway::web::paths::LOGIN, &[("email", &email), ("password", OPERATOR_PASSWORD)])
+            .await;
+        assert!(response.status().is_redirection(), "sign-in failed: {}", response.status());
+        email
+    }
+
+    /// Creates an invitation through the domain (as the CLI would) and returns it with its link.
+    pub async fn invite(&self, mode: &str, email: &str, tenant_domain: Option<&str>) -> invitations::Issued {
+        let new = NewInvitation::parse("Contoso Ltd", email, mode, tenant_domain, Some("7d")).unwrap();
+        invitations::create(&self.db, self.state.invitation_context(), &new, &Actor::Cli, None).await.unwrap()
+    }
+
+    /// The link's path and query, relative to the portal.
+    pub fn path_of(&self, link: &Url) -> String {
+        format!("{}?{}", link.path(), link.query().unwrap_or_default())
+    }
+
+    /// Delivers queued mail now, as the worker would.
+    pub async fn deliver_mail(&self) -> invitations::mail::Delivered {
+        let mailer = invitations::mail::Mailer::new(&Secret::new(self.mail.url()), "Test <t@provider.test>").unwrap();
+        invitations::mail::deliver_due(&self.db, &self.state.cfg.encryption_key, &mailer).await.unwrap()
+    }
+
+    /// A customer tenant by index (0 or 1).
+    pub fn customer(&self, index: usize) -> &EmulatedTenant {
+        &self.customers[index]
+    }
+}
+
+/// A new browser: its own cookies, no redirects followed.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// POSTs a form after fetching this browser's CSRF token from the sign-in page.
+pub async fn post_with_csrf(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let token = csrf_token(client, app).await;
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf_token", &token));
+    client.post(app.url(path)).form(&form).send().await.unwrap()
+}
+
+/// This browser's CSRF token, read from the hidden field of the sign-in page.
+pub async fn csrf_token(client: &reqwest::Client, app: &TestApp) -> String {
+    let page = client.get(app.url(gangway::web::paths::LOGIN)).send().await.unwrap().text().await.unwrap();
+    input_value(&page, "csrf_token").expect("the sign-in page carries a CSRF token")
+}
+
+/// The `Location` of a redirect, panicking with the body when it is not one.
+pub async fn location(response: reqwest::Response) -> String {
+    let status = response.status();
+    match response.headers().get("location") {
+        Some(l) if status.is_redirection() => l.to_str().unwrap().to_owned(),
+        _ => panic!("expected a redirect, got {status}: {}", response.text().await.unwrap_or_default()),
+    }
+}
+
+/// The value of the first `<input name="NAME" … value="…">` in `html` (HTML entities decoded).
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let needle = format!("name=\"{name}\"");
+    let at = html.find(&needle)?;
+    let start = html[..at].rfind('<')?;
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start..end];
+    let value_at = tag.find("value=\"")? + 7;
+    let value = &tag[value_at..value_at + tag[value_at..].find('"')?];
+    Some(unescape(value))
+}
+
+/// The `action` of the first form in `html`.
+pub fn form_action(html: &str) -> Option<String> {
+    let at = html.find("<form")?;
+    let action_at = at + html[at..].find("action=\"")? + 8;
+    Some(unescape(&html[action_at..action_at + html[action_at..].find('"')?]))
+}
+
+fn unescape(value: &str) -> String {
+    value
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
+}
+
+/// What the admin does on Microsoft's consent page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Decline,
+}
+
+/// Drives the emulator's sign-in and consent pages from `start` (an authorize or admin-consent
+/// URL) as `login`, and returns the URL Microsoft sends the browser back to.
+pub async fn consent_at_microsoft(
+    browser: &reqwest::Client,
+    start: &str,
+    login: &EmulatedLogin,
+    decision: Decision,
+) -> Url {
+    let mut response = browser.get(start).send().await.unwrap();
+    let start_url = Url::parse(start).unwrap();
+    let origin = start_url.origin().ascii_serialization();
+    for _ in 0..8 {
+        if response.status().is_redirection() {
+            let next = start_url.join(&location(response).await).unwrap();
+            if next.origin().ascii_serialization() != origin {
+                return next;
+            }
+            response = browser.get(next).send().await.unwrap();
+            continue;
+        }
+        let page = response.text().await.unwrap();
+        let ctx = input_value(&page, "ctx");
+        let action = form_action(&page).map(|a| start_url.join(&a).unwrap());
+        response = if page.contains("name=\"passwd\"") {
+            let form = [("ctx", ctx.unwrap()), ("login", login.username.clone()), ("passwd", login.password.clone())];
+            browser.post(action.unwrap()).form(&form).send().await.unwrap()
+        } else if page.contains("idBtn_Accept") {
+            let choice = if decision == Decision::Accept { "accept" } else { "decline" };
+            browser.post(action.unwrap()).form(&[("ctx", ctx.unwrap().as_str()), ("decision", choice)]).send().await.unwrap()
+        } else if let Some(at) = page.find("id=\"returnToApp\" href=\"") {
+            let href = &page[at + 23..];
+            let href = unescape(&href[..href.find('"').unwrap()]);
+            browser.get(start_url.join(&href).unwrap()).send().await.unwrap()
+        } else {
+            panic!("unexpected page at the emulator: {page}");
+        };
+    }
+    panic!("the emulator never sent the browser back");
+}
+
+/// Connects to the server's maintenance database and creates a database just for this test.
+/// Returns the pool and the database's connection string.
+async fn fresh_database() -> (PgPool, String) {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut url = Url::parse(&base).unwrap();
+    let name = format!("gangway_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(url.as_str()).await.expect("Postgres is reachable at DATABASE_URL");
+    admin.execute(format!("create database {name}").as_str()).await.unwrap();
+    url.set_path(&name);
+    let pool = gangway::db::connect(url.as_str()).await.unwrap();
+    gangway::db::migrate(&pool).await.unwrap();
+    (pool, url.to_string())
+}
+
+/// A short unique suffix.
+pub fn short_id() -> String {
+    Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// A real SMTP server on loopback that accepts everything and keeps it.
+#[derive(Clone)]
+pub struct MailCatcher {
+    port: u16,
+    received: Arc<Mutex<Vec<CaughtMail>>>,
+}
+
+/// One message as it arrived.
+#[derive(Clone, Debug)]
+pub struct CaughtMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl MailCatcher {
+    /// Listens on a free port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let catcher = Self { port: listener.local_addr().unwrap().port(), received: Arc::default() };
+        let received = catcher.received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_smtp(stream, received.clone()));
+            }
+        });
+        catcher
+    }
+
+    /// A port where nothing listens, for outage tests.
+    pub async fn dead_url() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("smtp://127.0.0.1:{port}")
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far.
+    pub fn messages(&self) -> Vec<CaughtMail> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl CaughtMail {
+    /// The decoded bodies of every MIME part, concatenated.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let (mut encoding, mut in_body, mut body) = (String::new(), false, String::new());
+        let mut flush = |encoding: &str, body: &mut String, out: &mut String| {
+            out.push_str(&decode(encoding, body));
+            body.clear();
+        };
+        for line in self.data.split("\r\n") {
+            if line.starts_with("--") && line.len() > 10 && !line.contains(' ') {
+                flush(&encoding, &mut body, &mut out);
+                in_body = false;
+                encoding.clear();
+                continue;
+            }
+            if !in_body {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-transfer-encoding:") {
+                    encoding = value.trim().to_owned();
+                }
+                in_body = line.is_empty();
+                continue;
+            }
+            body.push_str(line);
+            body.push('\n');
+        }
+        flush(&encoding, &mut body, &mut out);
+        out
+    }
+
+    /// The first invitation link in the message.
+    pub fn link(&self) -> Url {
+        let text = self.text();
+        let at = text.find("/authenticate?token=").expect("the mail carries a link");
+        let start = text[..at].rfind("http").unwrap();
+        let end = at + text[at..].find(|c: char| c.is_whitespace() || c == '"' || c == '<').unwrap_or(text.len() - at);
+        Url::parse(&text[start..end]).unwrap()
+    }
+
+    /// The Subject header.
+    pub fn subject(&self) -> String {
+        self.data
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+}
+
+fn decode(encoding: &str, body: &str) -> String {
+    use base64::Engine;
+    match encoding {
+        "base64" => {
+            let joined: String = body.split_whitespace().collect();
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(joined).unwrap_or_default())
+                .into_owned()
+        }
+        "quoted-printable" => {
+            let unfolded = body.replace("=\n", "");
+            let bytes = unfolded.as_bytes();
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'=' && i + 2 < bytes.len() {
+                    if let Ok(byte) = u8::from_str_radix(&unfolded[i + 1..i + 3], 16) {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(bytes[i]);
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        _ => body.to_owned(),
+    }
+}
+
+async fn serve_smtp(stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<CaughtMail>>>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let _ = write.write_all(b"220 catcher ESMTP ready\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.to_ascii_uppercase();
+        let answer: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            b"250-catcher\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().to_owned();
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().to_owned());
+            b"250 OK\r\n"
+        } else if upper.starts_with("DATA") {
+            let _ = write.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if lines.read_line(&mut l).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+            }
+            received.lock().unwrap().push(CaughtMail { from: from.clone(), to: std::mem::take(&mut to), data });
+            b"250 OK queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"250 OK\r\n"
+        };
+        if write.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Gangway's integration tests: one binary, real Postgres, the emulator and the portal on loopback.
+
+mod browser;
+mod cli;
+mod console;
+mod helpers;
+mod mail;
+mod security;
+mod wizard;
