@@ -1,0 +1,417 @@
+//! `POST /invitation/customer-app`: the customer's own single-tenant app (the iPECS way).
+//! The credentials are proven at once — a client-credentials token, a users read, the
+//! organisation — and what is wrong is named before anything is saved.
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use super::callback::{display_name, record};
+use super::link;
+use super::pages::CustomerAppForm;
+use super::review::{current_invitation, review_page};
+use super::session_error;
+use crate::app::AppState;
+use crate::audit::Actor;
+use crate::graph::GraphError;
+use crate::identity::{AadErrorKind, IdentityError, Secret, TenantId};
+use crate::invitations::{self, ConsentMode, Setback};
+use crate::tenants::Consent;
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::session;
+
+/// The form as posted (the CSRF field is checked by the middleware).
+#[derive(serde::Deserialize)]
+pub struct RawForm {
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+}
+
+impl std::fmt::Debug for RawForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawForm")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+/// Credentials that have the right shape (not yet proven).
+#[derive(Debug)]
+pub struct Credentials {
+    pub tenant: TenantId,
+    pub client_id: Uuid,
+    pub secret: Secret,
+}
+
+/// Checks the shape of each field, naming every problem; the form keeps tenant and client id.
+pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, CustomerAppForm> {
+    let mut form = CustomerAppForm {
+        tenant_id: raw.tenant_id.trim().to_owned(),
+        client_id: raw.client_id.trim().to_owned(),
+        ..Default::default()
+    };
+    let tenant = if form.tenant_id.is_empty() {
+        form.tenant_id_error =
+            Some("Enter the Directory (tenant) ID from the app's Overview page.".into());
+        None
+    } else if form.tenant_id.contains('.') {
+        form.tenant_id_error = Some(
+            "Enter the tenant ID (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47), not a domain name: \
+             it is shown as Directory (tenant) ID on the app's Overview page."
+                .into(),
+        );
+        None
+    } else {
+        match TenantId::parse(&form.tenant_id) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                form.tenant_id_error = Some(
+                    "This is not a tenant ID: it is a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47, shown as \
+                     Directory (tenant) ID on the app's Overview page."
+                        .into(),
+                );
+                None
+            }
+        }
+    };
+    let client_id = if form.client_id.is_empty() {
+        form.client_id_error =
+            Some("Enter the Application (client) ID from the app's Overview page.".into());
+        None
+    } else {
+        // Same strict GUID shape as a tenant id.
+        match TenantId::parse(&form.client_id) {
+            Ok(id) => Some(id.as_uuid()),
+            Err(_) => {
+                form.client_id_error = Some(
+                    "This is not a client ID: it is a GUID, shown as Application (client) ID on the app's Overview page."
+                        .into(),
+                );
+                None
+            }
+        }
+    };
+    let secret = raw.client_secret.trim();
+    if secret.is_empty() {
+        form.secret_error = Some("Enter the client secret's Value (not its Secret ID).".into());
+    } else if secret.len() > 1024 {
+        form.secret_error =
+            Some("This is too long for a client secret: paste the secret's Value only.".into());
+    }
+    match (tenant, client_id, form.secret_error.is_none()) {
+        (Some(tenant), Some(client_id), true) => Ok(Credentials {
+            tenant,
+            client_id,
+            secret: Secret::new(secret),
+        }),
+        _ => Err(form),
+    }
+}
+
+/// Which field is wrong, and what to tell the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    TenantId(String),
+    ClientId(String),
+    Secret(String),
+    /// Not tied to one field (a missing permission, Microsoft unreachable…).
+    General(String),
+}
+
+impl Finding {
+    fn message(&self) -> &str {
+        match self {
+            Self::TenantId(m) | Self::ClientId(m) | Self::Secret(m) | Self::General(m) => m,
+        }
+    }
+}
+
+/// What a refused client-credentials request means for the admin.
+pub fn explain_token_error(e: &IdentityError) -> Finding {
+    let IdentityError::Aad(aad) = e else {
+        return Finding::General(
+            "Microsoft could not be reached to check these values. Wait a minute and try again."
+                .into(),
+        );
+    };
+    let code = aad
+        .code()
+        .map(|c| format!("AADSTS{c}"))
+        .unwrap_or_else(|| aad.error.clone());
+    match aad.kind() {
+        AadErrorKind::UnknownTenant => Finding::TenantId(format!(
+            "Microsoft knows no tenant with this ID ({code}). Copy the Directory (tenant) ID from the app's Overview page."
+        )),
+        AadErrorKind::AppNotFoundInTenant => Finding::ClientId(format!(
+            "There is no application with this client ID in that tenant ({code}). Copy the Application (client) ID \
+             from the app's Overview page, and check the tenant ID belongs to the same tenant."
+        )),
+        AadErrorKind::BadSecret => Finding::Secret(format!(
+            "Microsoft did not accept this secret ({code}). Copy the secret's Value, not its Secret ID; if the value \
+             is no longer shown, create a new secret."
+        )),
+        AadErrorKind::ExpiredSecret => Finding::Secret(format!(
+            "This secret has expired ({code}). Create a new secret under Certificates & secrets (expiry at most 24 \
+             months) and paste its Value."
+        )),
+        AadErrorKind::ConsentMissing => Finding::General(format!(
+            "The app's permissions have not been granted ({code}). On its API permissions page, click \"Grant admin \
+             consent\" and confirm, then try again."
+        )),
+        _ => Finding::General(format!(
+            "Microsoft refused these values ({code}: {}). Check the three values and try again.",
+            aad.summary().chars().take(200).collect::<String>()
+        )),
+    }
+}
+
+/// What a refused Graph read means; `what` names the read (`users` or `organization`).
+pub fn explain_graph_error(e: &GraphError, what: &str) -> Finding {
+    if e.is_permission_denied() {
+        let permission = if what == "users" {
+            "User.Read.All"
+        } else {
+            "Organization.Read.All"
+        };
+        return Finding::General(format!(
+            "The app may not read your {what} (Microsoft Graph said Authorization_RequestDenied). Add the Microsoft \
+             Graph permission {permission} of type Application (not Delegated) and click \"Grant admin consent\", \
+             then try again."
+        ));
+    }
+    match e {
+        GraphError::Throttled { .. } | GraphError::Transport(_) => Finding::General(
+            "Microsoft Graph could not be reached to check these values. Wait a minute and try again.".into(),
+        ),
+        GraphError::Api { code, .. } => Finding::General(format!(
+            "Microsoft Graph refused to read your {what} ({code}). Check the app's permissions and admin consent."
+        )),
+        _ => Finding::General("Microsoft Graph answered in an unexpected way. Try again in a minute.".into()),
+    }
+}
+
+fn apply(finding: &Finding, form: &mut CustomerAppForm) {
+    match finding {
+        Finding::TenantId(m) => form.tenant_id_error = Some(m.clone()),
+        Finding::ClientId(m) => form.client_id_error = Some(m.clone()),
+        Finding::Secret(m) => form.secret_error = Some(m.clone()),
+        Finding::General(_) => {}
+    }
+    form.problem = Some(finding.message().to_owned());
+}
+
+/// Proves the credentials: a token, a users read, the organisation (its id must be the tenant).
+async fn prove(
+    state: &AppState,
+    creds: &Credentials,
+) -> std::result::Result<crate::graph::Organization, Finding> {
+    let client_id = creds.client_id.to_string();
+    let token = state
+        .entra
+        .app_token(&creds.tenant, Some((&client_id, &creds.secret)))
+        .await
+        .map_err(|e| explain_token_error(&e))?;
+    state
+        .graph
+        .probe_users(&token)
+        .await
+        .map_err(|e| explain_graph_error(&e, "users"))?;
+    let org = state
+        .graph
+        .organization(&token)
+        .await
+        .map_err(|e| explain_graph_error(&e, "organization"))?;
+    if org.id != creds.tenant {
+        return Err(Finding::TenantId(
+            "Microsoft reported a different tenant for these credentials. Check the tenant ID."
+                .into(),
+        ));
+    }
+    Ok(org)
+}
+
+/// The form's target.
+#[tracing::instrument(skip_all)]
+pub async fn submit(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfToken(csrf): CsrfToken,
+    Form(raw): Form<RawForm>,
+) -> Result<Response> {
+    let invitation = match current_invitation(&state, &session).await? {
+        Ok(i) => i,
+        Err(page) => return Ok(page),
+    };
+    if invitation.consent_mode != ConsentMode::CustomerApp {
+        return Err(Error::BadRequest(
+            "This invitation is completed by signing in with Microsoft, not with an app's details."
+                .into(),
+        ));
+    }
+    let rerender = |invitation: &invitations::Invitation, form: CustomerAppForm| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            review_page(&state, invitation, csrf.clone(), Some(form)),
+        )
+            .into_response()
+    };
+    let creds = match parse(&raw) {
+        Ok(c) => c,
+        Err(form) => return Ok(rerender(&invitation, form)),
+    };
+    let who = Actor::Customer(invitation.admin_email.clone());
+    let org = match prove(&state, &creds).await {
+        Ok(org) => org,
+        Err(finding) => {
+            tracing::info!(?finding, "customer app credentials refused");
+            let reason = format!("customer app check failed: {}", finding.message());
+            invitations::record_setback(&state.db, invitation.id, Setback::Failed, &reason, &who)
+                .await
+                .map_err(|e| Error::Internal(e.into()))?;
+            let mut form = CustomerAppForm {
+                tenant_id: creds.tenant.to_string(),
+                client_id: creds.client_id.to_string(),
+                ..Default::default()
+            };
+            apply(&finding, &mut form);
+            // Shown above the form; the stale "last attempt" notice would repeat it.
+            let mut invitation = invitation;
+            invitation.last_error = None;
+            return Ok(rerender(&invitation, form));
+        }
+    };
+    let consent = Consent {
+        entra_tenant_id: org.id.as_uuid(),
+        display_name: display_name(&org),
+        verified_domains: org
+            .verified_domains
+            .iter()
+            .map(|d| d.name.clone())
+            .collect(),
+        mode: ConsentMode::CustomerApp,
+        granted_scopes: vec![crate::identity::GRAPH_DEFAULT_SCOPE.to_owned()],
+        consented_by_oid: None,
+        consented_by_upn: None,
+        customer_client_id: Some(creds.client_id.to_string()),
+        credential: Some(creds.secret),
+    };
+    let provider = state.cfg.provider_name.clone();
+    match record(&state, &invitation, &consent).await? {
+        Ok(name) => {
+            session
+                .remove::<Uuid>(session::INVITATION)
+                .await
+                .map_err(session_error)?;
+            tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
+            Ok(link::done_page(&provider, &name).into_response())
+        }
+        Err(refused) => {
+            invitations::record_setback(
+                &state.db,
+                invitation.id,
+                refused.setback,
+                &refused.reason,
+                &who,
+            )
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+            let status = refused.status;
+            let mut page = refused.page(&provider);
+            page.chrome.middle_step = "Your app's details";
+            Ok(page.with_status(status))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::AadError;
+
+    fn raw(t: &str, c: &str, s: &str) -> RawForm {
+        RawForm {
+            tenant_id: t.into(),
+            client_id: c.into(),
+            client_secret: s.into(),
+        }
+    }
+
+    const T: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const C: &str = "c12be4c0-7943-4450-9b11-b35a00000001";
+
+    #[test]
+    fn fields_are_checked_and_the_secret_never_echoed() {
+        let ok = parse(&raw(&format!(" {T} "), C, " s3cret~value ")).unwrap();
+        assert_eq!(ok.tenant.to_string(), T);
+        assert_eq!(ok.secret.expose(), "s3cret~value");
+
+        let form = parse(&raw("contoso.onmicrosoft.com", C, "x")).unwrap_err();
+        assert!(form.tenant_id_error.unwrap().contains("not a domain name"));
+        assert_eq!(form.tenant_id, "contoso.onmicrosoft.com");
+        assert_eq!(form.client_id, C);
+
+        let form = parse(&raw(T, "not-a-guid", "")).unwrap_err();
+        assert!(form.tenant_id_error.is_none());
+        assert!(form.client_id_error.is_some());
+        assert!(form.secret_error.is_some());
+
+        let form = parse(&raw("", "", "hunter2")).unwrap_err();
+        assert!(form.tenant_id_error.is_some() && form.client_id_error.is_some());
+        assert!(!format!("{form:?}").contains("hunter2"));
+        assert!(!format!("{:?}", raw(T, C, "hunter2")).contains("hunter2"));
+    }
+
+    fn aad(body: &str) -> IdentityError {
+        IdentityError::Aad(Box::new(serde_json::from_str::<AadError>(body).unwrap()))
+    }
+
+    #[test]
+    fn microsoft_refusals_name_the_field_and_the_fix() {
+        let bad = explain_token_error(&aad(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
+        ));
+        assert!(
+            matches!(&bad, Finding::Secret(m) if m.contains("Value, not its Secret ID")),
+            "{bad:?}"
+        );
+        let expired = explain_token_error(&aad(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys are expired."}"#,
+        ));
+        assert!(
+            matches!(&expired, Finding::Secret(m) if m.contains("new secret")),
+            "{expired:?}"
+        );
+        let tenant = explain_token_error(&aad(
+            r#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant not found."}"#,
+        ));
+        assert!(matches!(tenant, Finding::TenantId(_)));
+        let app = explain_token_error(&aad(
+            r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found."}"#,
+        ));
+        assert!(matches!(app, Finding::ClientId(_)));
+        let consent = explain_token_error(&aad(
+            r#"{"error":"invalid_grant","error_description":"AADSTS65001: not consented."}"#,
+        ));
+        assert!(matches!(&consent, Finding::General(m) if m.contains("Grant admin consent")));
+        let denied = GraphError::Api {
+            status: 403,
+            code: "Authorization_RequestDenied".into(),
+            message: "x".into(),
+        };
+        assert!(
+            matches!(explain_graph_error(&denied, "users"), Finding::General(m) if m.contains("User.Read.All") && m.contains("Application"))
+        );
+        assert!(
+            matches!(explain_graph_error(&denied, "organization"), Finding::General(m) if m.contains("Organization.Read.All"))
+        );
+    }
+}

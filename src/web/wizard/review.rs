@@ -1,0 +1,237 @@
+//! `GET /invitation` (the review page) and `POST /invitation/start` (leave for Microsoft).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use time::OffsetDateTime;
+use tower_sessions::Session;
+
+use super::link::{self, Closed};
+use super::pages::{Chrome, CustomerAppForm, ReviewPage};
+use super::{PendingConsent, session_error, session_invitation};
+use crate::app::AppState;
+use crate::audit::Actor;
+use crate::format;
+use crate::invitations::permissions::{self, Permission};
+use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::{paths, session};
+
+/// Read by Gangway to learn which organisation consented (`/organization`). The provider app
+/// and customer apps must hold it too: Graph refuses `/organization` without it.
+pub const ORGANIZATION_READ: Permission = Permission {
+    name: "Organization.Read.All",
+    plain: "Read your organisation's name and verified domains",
+    why: "to confirm which organisation gave consent",
+};
+
+/// Delegated sign-ins also ask for `User.Read`: it lets the signed-in admin's token read
+/// `/organization` (name and verified domains), which `User.Read.All` alone does not.
+pub const USER_READ: Permission = Permission {
+    name: "User.Read",
+    plain: "Read your organisation's name and domains through your sign-in",
+    why: "to confirm which organisation you signed in to",
+};
+
+/// The Graph scopes a delegated sign-in asks for.
+pub fn delegated_graph_scopes() -> Vec<&'static str> {
+    let mut scopes = permissions::graph_scopes();
+    scopes.push(USER_READ.name);
+    scopes
+}
+
+/// What the admin is asked to grant in `mode`, in plain words.
+pub fn permissions_for(mode: ConsentMode) -> Vec<Permission> {
+    let mut list: Vec<Permission> = permissions::DIRECTORY_SYNC.to_vec();
+    match mode {
+        ConsentMode::Delegated => {
+            list.push(USER_READ);
+            list.extend_from_slice(permissions::DELEGATED_EXTRAS);
+        }
+        ConsentMode::Application | ConsentMode::CustomerApp => list.push(ORGANIZATION_READ),
+    }
+    list
+}
+
+/// How `mode` works, for the admin.
+pub fn mode_explained(mode: ConsentMode, provider: &str) -> String {
+    match mode {
+        ConsentMode::Delegated => format!(
+            "You sign in with Microsoft as a Global Administrator and consent on behalf of your organisation. {provider} then \
+             reads the directory with your delegated consent and keeps it current; you can revoke it at any time under \
+             Enterprise applications in the Microsoft Entra admin center."
+        ),
+        ConsentMode::Application => format!(
+            "You sign in with Microsoft as a Global Administrator and grant {provider}'s application read access for your \
+             whole organisation (admin consent). No personal sign-in is kept; you can revoke the consent at any time under \
+             Enterprise applications in the Microsoft Entra admin center."
+        ),
+        ConsentMode::CustomerApp => format!(
+            "You register an application in your own tenant, give it read permissions, and hand its credentials to {provider} \
+             below. You keep full control: delete the app or its secret to end the access."
+        ),
+    }
+}
+
+/// The invitation bound to this session, if it is still usable; otherwise the page to show.
+pub async fn current_invitation(
+    state: &AppState,
+    session: &Session,
+) -> Result<Result<Invitation, Response>> {
+    let provider = &state.cfg.provider_name;
+    let Some(id) = session_invitation(session).await? else {
+        return Ok(Err(
+            link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
+        ));
+    };
+    let invitation = match invitations::get(&state.db, id).await {
+        Ok(i) => i,
+        Err(InvitationError::NotFound) => {
+            session
+                .remove::<uuid::Uuid>(session::INVITATION)
+                .await
+                .map_err(session_error)?;
+            return Ok(Err(
+                link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
+            ));
+        }
+        Err(e) => return Err(Error::Internal(e.into())),
+    };
+    if let Some(closed) = Closed::of(invitation.status) {
+        return Ok(Err(
+            link::closed_page(closed, Some(&invitation), provider).with_status(closed.status())
+        ));
+    }
+    Ok(Ok(invitation))
+}
+
+/// The review page for `invitation`, with the customer-app form state when in that mode.
+pub fn review_page(
+    state: &AppState,
+    invitation: &Invitation,
+    csrf: String,
+    form: Option<CustomerAppForm>,
+) -> ReviewPage {
+    let provider = state.cfg.provider_name.as_str();
+    let mode = invitation.consent_mode;
+    let mut chrome = Chrome::new(provider, format!("{provider} asks for access"), 1);
+    if mode == ConsentMode::CustomerApp {
+        chrome.middle_step = "Your app's details";
+    }
+    ReviewPage {
+        chrome,
+        csrf,
+        customer_name: invitation.customer_name.clone(),
+        admin_email: invitation.admin_email.clone(),
+        mode_label: mode.label(),
+        mode_explained: mode_explained(mode, provider),
+        permissions: permissions_for(mode),
+        permission_kind: if mode == ConsentMode::Delegated {
+            "delegated"
+        } else {
+            "application"
+        },
+        tenant_domain: invitation.tenant_domain.clone(),
+        expires: format::datetime(invitation.expires_at),
+        last_error: invitation.last_error.clone(),
+        attempts: invitation.attempts,
+        start_path: paths::WIZARD_START,
+        customer_app_path: paths::WIZARD_CUSTOMER_APP,
+        customer_app: (mode == ConsentMode::CustomerApp).then(|| form.unwrap_or_default()),
+        button_label: if mode == ConsentMode::Application {
+            "Sign in with Microsoft to grant consent"
+        } else {
+            "Sign in with Microsoft"
+        },
+    }
+}
+
+/// The review page.
+#[tracing::instrument(skip_all)]
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfToken(csrf): CsrfToken,
+) -> Result<Response> {
+    let invitation = match current_invitation(&state, &session).await? {
+        Ok(i) => i,
+        Err(page) => return Ok(page),
+    };
+    Ok(review_page(&state, &invitation, csrf, None).into_response())
+}
+
+/// Leaves for Microsoft: delegated sign-in or admin consent, with a single-use pending record.
+#[tracing::instrument(skip_all)]
+pub async fn start(State(state): State<AppState>, session: Session) -> Result<Response> {
+    let invitation = match current_invitation(&state, &session).await? {
+        Ok(i) => i,
+        Err(page) => return Ok(page),
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (url, pending) = match invitation.consent_mode {
+        ConsentMode::Delegated => {
+            let request = state
+                .entra
+                .delegated_request(&delegated_graph_scopes(), Some(&invitation.admin_email));
+            let pending = PendingConsent {
+                mode: ConsentMode::Delegated,
+                state: request.state,
+                nonce: Some(request.nonce),
+                pkce_verifier: Some(request.pkce_verifier),
+                invitation_id: invitation.id,
+                created_at: now,
+            };
+            (request.url, pending)
+        }
+        ConsentMode::Application => {
+            let request = state.entra.admin_consent_request();
+            let pending = PendingConsent {
+                mode: ConsentMode::Application,
+                state: request.state,
+                nonce: None,
+                pkce_verifier: None,
+                invitation_id: invitation.id,
+                created_at: now,
+            };
+            (request.url, pending)
+        }
+        ConsentMode::CustomerApp => {
+            return Err(Error::BadRequest(
+                "This invitation is completed with your own app's details, not a Microsoft sign-in. Go back to the form.".into(),
+            ));
+        }
+    };
+    // A new round-trip replaces any earlier one: only the latest state is accepted.
+    session
+        .insert(session::PENDING_CONSENT, &pending)
+        .await
+        .map_err(session_error)?;
+    let who = Actor::Customer(invitation.admin_email.clone());
+    invitations::touch(&state.db, invitation.id, &who, "consent.started")
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_lists_what_it_asks_for() {
+        let names = |m| {
+            permissions_for(m)
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names(ConsentMode::Delegated).contains(&"offline_access"));
+        assert!(names(ConsentMode::Delegated).contains(&"User.Read"));
+        assert!(names(ConsentMode::Application).contains(&"User.Read.All"));
+        assert!(!names(ConsentMode::Application).contains(&"offline_access"));
+        assert!(names(ConsentMode::CustomerApp).contains(&"Organization.Read.All"));
+        assert!(delegated_graph_scopes().contains(&"Group.Read.All"));
+    }
+}
