@@ -167,6 +167,13 @@ impl Registry {
             .map(|g| g.tenant_wide.application.clone())
     }
 
+    /// Whether `oid` (or the whole tenant) consented to the app before, so sign-in scopes need no prompt.
+    pub fn has_delegated_consent(&self, tid: Uuid, client_id: &str, oid: Uuid) -> bool {
+        self.grants
+            .get(&(tid, client_id.to_string()))
+            .is_some_and(|g| !g.tenant_wide.delegated.is_empty() || g.by_user.contains_key(&oid))
+    }
+
     /// Records a grant (adds to what was there).
     pub fn grant(&mut self, tid: Uuid, client_id: &str, user: Option<Uuid>, perms: &Permissions) {
         let grant = self.grants.entry((tid, client_id.to_string())).or_default();

@@ -65,7 +65,8 @@ impl Reply<'_> {
                 let mut url = match url::Url::parse(self.redirect_uri) {
                     Ok(u) => u,
                     Err(_) => {
-                        return html::error(50011, "The redirect URI is not a URL.").into_response();
+                        return html::error(50011, "The redirect URI is not a URL.")
+                            .into_response();
                     }
                 };
                 url.query_pairs_mut()
@@ -536,7 +537,8 @@ fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
             let granted = w.reg.delegated_for(tid, &app.client_id, oid);
             let missing: Vec<&String> =
                 txn.graph.iter().filter(|s| !granted.contains(*s)).collect();
-            if missing.is_empty() && txn.prompt.as_deref() != Some("consent") {
+            let consented = w.reg.has_delegated_consent(tid, &app.client_id, oid);
+            if missing.is_empty() && consented && txn.prompt.as_deref() != Some("consent") {
                 w.auth.txns.remove(ctx);
                 return issue_code(w, &txn, tid, oid, &reply);
             }

@@ -1,7 +1,7 @@
 //! The seeded directory: tenants with users, groups and memberships, plus the change versions
 //! that delta queries read.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -367,7 +367,7 @@ impl Tenant {
             version: 1,
             epoch: 0,
         };
-        let mut taken = HashSet::with_capacity(users);
+        let mut taken = HashMap::new();
         for i in 0..users {
             let user = if i == 0 {
                 let id = rng.uuid();
@@ -562,7 +562,7 @@ impl Tenant {
     }
 }
 
-fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashSet<String>) -> User {
+fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashMap<String, u32>) -> User {
     let total: u32 = CULTURES.iter().map(|(w, _)| w).sum();
     let mut roll = rng.below(total as usize) as u32;
     let culture = CULTURES
@@ -585,12 +585,14 @@ fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashSet<String>) -> U
         format!("{given} {surname}")
     };
     let stem = format!("{given_ascii}.{surname_ascii}");
-    let mut local = stem.clone();
-    let mut n = 1;
-    while !taken.insert(local.clone()) {
-        n += 1;
-        local = format!("{stem}{n}");
-    }
+    // Stems never end in a digit, so "stem" + count cannot collide with another stem.
+    let count = taken.entry(stem.clone()).or_insert(0);
+    *count += 1;
+    let local = if *count == 1 {
+        stem
+    } else {
+        format!("{stem}{count}")
+    };
     let upn = format!("{local}@{domain}");
     let phone = |rng: &mut Seeded| format!("+1 425 555 {:04}", rng.below(10_000));
     User {

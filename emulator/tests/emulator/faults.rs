@@ -1,0 +1,92 @@
+//! Fault injection: 429 with fractional Retry-After, 503, dropped connections, latency, counts.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn injected_faults_are_answered_and_counted() {
+    let t = TestEmu::start().await;
+    let token = t.reader(0).await;
+
+    let resp = t
+        .admin_post("/faults", json!({"rate_429": 1.0, "retry_after": 0.5}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    for _ in 0..3 {
+        let resp = t.graph(&token, "/v1.0/users").await;
+        assert_eq!(resp.headers()["retry-after"], "0.5");
+        assert_eq!(
+            graph_error(resp, StatusCode::TOO_MANY_REQUESTS).await,
+            "TooManyRequests"
+        );
+    }
+    // The token endpoint is not under the default prefix.
+    assert_eq!(
+        t.http
+            .get(format!("{}/common/discovery/v2.0/keys", t.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    t.admin_post("/faults", json!({"rate_503": 1.0, "retry_after": null}))
+        .await;
+    let resp = t.graph(&token, "/v1.0/users").await;
+    assert!(resp.headers().get("retry-after").is_none());
+    assert_eq!(
+        graph_error(resp, StatusCode::SERVICE_UNAVAILABLE).await,
+        "serviceNotAvailable"
+    );
+
+    t.admin_post("/faults", json!({"rate_drop": 1.0})).await;
+    let dropped = match t
+        .http
+        .get(format!("{}/v1.0/users", t.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+    {
+        Err(_) => true,
+        Ok(resp) => resp.bytes().await.is_err(),
+    };
+    assert!(dropped, "the connection breaks before a complete answer");
+
+    t.admin_post("/faults", json!({"rate_429": 0.5, "latency_ms": 20}))
+        .await;
+    let mut throttled = 0;
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        if t.graph(&token, "/v1.0/organization").await.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled += 1;
+        }
+    }
+    assert!(started.elapsed().as_millis() >= 800, "latency is added");
+    let report: Value = t
+        .http
+        .get(format!("{}/_emulator/faults", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["injected"]["requests"], 40);
+    assert_eq!(report["injected"]["throttled"], throttled);
+    assert_eq!(report["injected"]["delayed"], 40);
+    assert!((5..=35).contains(&throttled), "about half: {throttled}");
+    assert_eq!(report["config"]["rate_429"], 0.5);
+
+    let resp = t
+        .admin_post("/faults", json!({"rate_429": 0.8, "rate_503": 0.8}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    t.admin_post("/faults", json!({})).await;
+    assert_eq!(
+        t.graph(&token, "/v1.0/users").await.status(),
+        StatusCode::OK
+    );
+}

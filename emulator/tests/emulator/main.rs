@@ -1,0 +1,12 @@
+//! The emulator's own test suite: real HTTP on loopback against an in-process emulator.
+
+mod admin;
+mod admin_consent;
+mod authorize;
+mod delta;
+mod faults;
+mod graph;
+mod helpers;
+mod msal;
+mod oidc;
+mod token;

@@ -1,0 +1,144 @@
+//! Discovery documents, JWKS and key rotation.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::authorize::{authorize_url, consent_flow, redeem};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn discovery_for_a_tenant_and_tenant_independent_authorities() {
+    let t = TestEmu::start().await;
+    let tid = t.tid(0);
+    let doc: Value = t
+        .http
+        .get(format!(
+            "{}/{tid}/v2.0/.well-known/openid-configuration",
+            t.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], format!("{}/{tid}/v2.0", t.base));
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{}/{tid}/oauth2/v2.0/token", t.base)
+    );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{}/{tid}/oauth2/v2.0/authorize", t.base)
+    );
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("{}/{tid}/discovery/v2.0/keys", t.base)
+    );
+    assert_eq!(doc["id_token_signing_alg_values_supported"][0], "RS256");
+    for seg in ["organizations", "common"] {
+        let doc: Value = t
+            .http
+            .get(format!(
+                "{}/{seg}/v2.0/.well-known/openid-configuration",
+                t.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["issuer"], format!("{}/{{tenantid}}/v2.0", t.base));
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{}/{seg}/oauth2/v2.0/authorize", t.base)
+        );
+    }
+    // A verified domain resolves to the tenant's GUID.
+    let domain = t.tenants[0]["domain"].as_str().unwrap();
+    let doc: Value = t
+        .http
+        .get(format!(
+            "{}/{domain}/v2.0/.well-known/openid-configuration",
+            t.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], format!("{}/{tid}/v2.0", t.base));
+    let resp = t
+        .http
+        .get(format!(
+            "{}/00000000-0000-0000-0000-000000000001/v2.0/.well-known/openid-configuration",
+            t.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    aad_error(resp, StatusCode::BAD_REQUEST, "invalid_tenant", 90002).await;
+}
+
+#[tokio::test]
+async fn jwks_lists_keys_with_issuer_and_rotation_adds_a_key_that_signs() {
+    let t = TestEmu::start().await;
+    let jwks = |seg: String| {
+        let http = t.http.clone();
+        let base = t.base.clone();
+        async move {
+            http.get(format!("{base}/{seg}/discovery/v2.0/keys"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = jwks("common".into()).await;
+    let keys = before["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    for field in ["kid", "kty", "use", "n", "e", "x5t"] {
+        assert!(keys[0][field].is_string(), "{field}");
+    }
+    assert_eq!(keys[0]["issuer"], format!("{}/{{tenantid}}/v2.0", t.base));
+    assert_eq!(jwks(t.tid(1)).await, before);
+
+    let rotated: Value = t
+        .admin_post("/keys/rotate", serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_kid = rotated["kid"].as_str().unwrap();
+    let after = jwks("common".into()).await;
+    let kids: Vec<&str> = after["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&new_kid) && kids.contains(&keys[0]["kid"].as_str().unwrap()),
+        "old key stays published"
+    );
+
+    let app = t.provider_app().await;
+    let back = consent_flow(
+        &browser(),
+        &t.base,
+        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
+        &t.admin(0),
+    )
+    .await;
+    let tokens: Value = redeem(&t, "organizations", &app, &params(&back)["code"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(tokens["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(new_kid));
+}

@@ -1,0 +1,387 @@
+//! The token endpoint: client authentication, the three grants and their errors.
+
+use entra_emulator::Options;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::authorize::{authorize_url, consent_flow, redeem};
+use crate::helpers::*;
+
+const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
+
+#[tokio::test]
+async fn client_credentials_with_post_and_basic_auth() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let tid = t.tid(1);
+    t.grant(&tid, &app, &["User.Read.All"]).await;
+    let resp = t
+        .token(
+            &tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+                ("scope", GRAPH_DEFAULT),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(
+        v["expires_in"].is_u64() && v["ext_expires_in"].is_u64() && v["access_token"].is_string()
+    );
+    assert!(v.get("refresh_token").is_none() && v.get("id_token").is_none());
+
+    let resp = t
+        .http
+        .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
+        .basic_auth(&app.client_id, Some(&app.secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", GRAPH_DEFAULT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let resp = t
+        .http
+        .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
+        .basic_auth(&app.client_id, Some("nope"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", GRAPH_DEFAULT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 7000215).await;
+}
+
+#[tokio::test]
+async fn token_errors_have_microsofts_codes_and_shape() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let tid = t.tid(0);
+    let cc = |secret: &'static str| {
+        vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", "X"),
+            ("client_secret", secret),
+            ("scope", GRAPH_DEFAULT),
+        ]
+    };
+    let with = |mut f: Vec<(&'static str, &'static str)>, id: &'static str| {
+        f[1].1 = id;
+        f
+    };
+    let id: &'static str = Box::leak(app.client_id.clone().into_boxed_str());
+    let secret: &'static str = Box::leak(app.secret.clone().into_boxed_str());
+
+    aad_error(
+        t.token(&tid, &with(cc("wrong"), id)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        7000215,
+    )
+    .await;
+    aad_error(
+        t.token(
+            &tid,
+            &with(cc(secret), "6b9a8a3e-0000-4000-8000-000000000000"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        700016,
+    )
+    .await;
+    aad_error(
+        t.token(
+            "00000000-0000-0000-0000-0000000000ff",
+            &with(cc(secret), id),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_tenant",
+        90002,
+    )
+    .await;
+    aad_error(
+        t.token(&tid, &[("client_id", id), ("client_secret", secret)])
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+    )
+    .await;
+    aad_error(
+        t.token(
+            &tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", "User.Read.All"),
+            ],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+        1002012,
+    )
+    .await;
+    aad_error(
+        t.token(
+            &tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("scope", GRAPH_DEFAULT),
+            ],
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        7000218,
+    )
+    .await;
+    aad_error(
+        t.token(
+            &tid,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("code", "garbage"),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        9002313,
+    )
+    .await;
+    aad_error(
+        t.token(
+            &tid,
+            &[
+                ("grant_type", "password"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+        70003,
+    )
+    .await;
+    // Not a form at all.
+    let resp = t
+        .http
+        .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    aad_error(resp, StatusCode::BAD_REQUEST, "invalid_request", 9002313).await;
+
+    // An expired secret is 7000222.
+    let expired = t.register(json!({"home_tenant": tid, "multi_tenant": false, "redirect_uris": [], "secret_lifetime_days": -1})).await;
+    let resp = t
+        .token(
+            &tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &expired.client_id),
+                ("client_secret", &expired.secret),
+                ("scope", GRAPH_DEFAULT),
+            ],
+        )
+        .await;
+    aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 7000222).await;
+}
+
+#[tokio::test]
+async fn customer_single_tenant_app_reads_graph_once_granted() {
+    let t = TestEmu::start().await;
+    let tid = t.tid(2);
+    let app = t.register(json!({"home_tenant": tid, "multi_tenant": false, "display_name": "iPECS connector", "redirect_uris": []})).await;
+    // Unconsented: a token without roles, and Graph says 403.
+    let token = t.app_token(&tid, &app).await;
+    assert_eq!(
+        graph_error(t.graph(&token, "/v1.0/users").await, StatusCode::FORBIDDEN).await,
+        "Authorization_RequestDenied"
+    );
+    t.grant(&tid, &app, &["User.Read.All"]).await;
+    let token = t.app_token(&tid, &app).await;
+    assert_eq!(
+        t.graph(&token, "/v1.0/users").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        graph_error(t.graph(&token, "/v1.0/groups").await, StatusCode::FORBIDDEN).await,
+        "Authorization_RequestDenied"
+    );
+    // The app is unknown in any other tenant.
+    let resp = t
+        .token(
+            &t.tid(0),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+                ("scope", GRAPH_DEFAULT),
+            ],
+        )
+        .await;
+    aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
+}
+
+async fn first_refresh_token(t: &TestEmu, app: &TestApp) -> String {
+    let url = authorize_url(
+        &t.base,
+        "organizations",
+        &app.client_id,
+        "openid offline_access User.Read.All",
+        "",
+    );
+    let back = consent_flow(&browser(), &t.base, &url, &t.admin(1)).await;
+    let tokens: Value = redeem(t, "organizations", app, &params(&back)["code"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    tokens["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn refresh(t: &TestEmu, app: &TestApp, rt: &str) -> reqwest::Response {
+    t.token(
+        "organizations",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.secret),
+            ("refresh_token", rt),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_die_when_consent_is_revoked() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let rt1 = first_refresh_token(&t, &app).await;
+    let resp = refresh(&t, &app, &rt1).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let rt2 = v["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt1, rt2, "each use returns a new refresh token");
+    assert!(v["id_token"].is_string() && v["access_token"].is_string());
+    assert_eq!(
+        t.graph(v["access_token"].as_str().unwrap(), "/v1.0/users")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Like Microsoft, the previous one keeps working until it expires or is revoked.
+    assert_eq!(refresh(&t, &app, &rt1).await.status(), StatusCode::OK);
+
+    let resp = t
+        .http
+        .delete(format!(
+            "{}/_emulator/tenants/{}/consents/{}",
+            t.base,
+            t.tid(1),
+            app.client_id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["refresh_tokens_revoked"].as_u64().unwrap() >= 3);
+    for rt in [&rt1, &rt2] {
+        aad_error(
+            refresh(&t, &app, rt).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            65001,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn idle_refresh_tokens_expire_with_700082() {
+    let t = TestEmu::with(Options {
+        tenants: 2,
+        users: 5,
+        groups: 1,
+        refresh_token_inactivity_secs: 1,
+        ..Options::default()
+    })
+    .await;
+    let app = t.provider_app().await;
+    let rt = first_refresh_token(&t, &app).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    aad_error(
+        refresh(&t, &app, &rt).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        700082,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn code_redeem_checks_redirect_uri_and_client() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let other = t.provider_app().await;
+    let back = consent_flow(
+        &browser(),
+        &t.base,
+        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
+        &t.admin(0),
+    )
+    .await;
+    let code = params(&back)["code"].clone();
+    let resp = t
+        .token(
+            "organizations",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &other.client_id),
+                ("client_secret", &other.secret),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await;
+    aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 700005).await;
+    let resp = t
+        .token(
+            "organizations",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+                ("code", &code),
+                ("redirect_uri", "http://localhost:1/x"),
+                ("code_verifier", crate::authorize::VERIFIER),
+            ],
+        )
+        .await;
+    aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 500112).await;
+    assert_eq!(
+        redeem(&t, "organizations", &app, &code).await.status(),
+        StatusCode::OK
+    );
+}
