@@ -50,7 +50,13 @@ impl AppState {
             http.clone(),
         );
         let graph = GraphClient::new(cfg.graph_url.clone(), http);
-        Ok(Self { db, entra, graph, link_limiter: Arc::new(limiter(cfg.link_rate)), cfg: Arc::new(cfg) })
+        Ok(Self {
+            db,
+            entra,
+            graph,
+            link_limiter: Arc::new(limiter(cfg.link_rate)),
+            cfg: Arc::new(cfg),
+        })
     }
 
     /// What invitation links and mail need.
@@ -64,9 +70,9 @@ impl AppState {
 }
 
 fn limiter(rate: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
-    let quota = Quota::with_period(rate.period).expect("a non-zero period").allow_burst(
-        std::num::NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one"),
-    );
+    let quota = Quota::with_period(rate.period)
+        .expect("a non-zero period")
+        .allow_burst(std::num::NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one"));
     RateLimiter::keyed(quota)
 }
 
@@ -78,7 +84,9 @@ pub fn http_client(cfg: &Config) -> anyhow::Result<reqwest::Client> {
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("Gangway/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &cfg.extra_ca_pem {
-        for cert in reqwest::Certificate::from_pem_bundle(pem).context("GANGWAY_EXTRA_CA_FILE holds no PEM certificate")? {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .context("GANGWAY_EXTRA_CA_FILE holds no PEM certificate")?
+        {
             builder = builder.add_root_certificate(cert);
         }
     }
@@ -101,11 +109,20 @@ pub fn router(state: AppState) -> Router {
     let mut headers = vec![
         (header::CONTENT_SECURITY_POLICY, csp),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
     ];
     if state.cfg.secure_cookies() {
-        headers.push((header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
     }
     let mut router = web::router()
         .layer(axum::middleware::from_fn(web::csrf::protect))
@@ -147,21 +164,34 @@ pub struct Application {
 impl Application {
     /// Connects to the database, migrates it and binds `cfg.listen`.
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let db = crate::db::connect(&cfg.database_url).await.context("cannot connect to DATABASE_URL")?;
-        crate::db::migrate(&db).await.context("migrating the database failed")?;
-        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let db = crate::db::connect(&cfg.database_url)
+            .await
+            .context("cannot connect to DATABASE_URL")?;
+        crate::db::migrate(&db)
+            .await
+            .context("migrating the database failed")?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         Self::with_listener(cfg, db, listener)
     }
 
     /// Builds on an already-bound listener and migrated pool (tests bind port 0 first).
     pub fn with_listener(cfg: Config, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
         let state = AppState::new(cfg, db)?;
-        Ok(Self { router: router(state.clone()), listener, state })
+        Ok(Self {
+            router: router(state.clone()),
+            listener,
+            state,
+        })
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     /// The shared state (for the mail worker).
@@ -171,6 +201,11 @@ impl Application {
 
     /// Serves until the process stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
     }
 }

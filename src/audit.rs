@@ -80,7 +80,12 @@ pub async fn record(
 }
 
 /// One page of the whole trail, newest first, optionally narrowed by a search term.
-pub async fn page(db: &PgPool, search: Option<&str>, limit: i64, offset: i64) -> Result<Vec<AuditEvent>, sqlx::Error> {
+pub async fn page(
+    db: &PgPool,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
     sqlx::query_as(
         "select * from audit_events
          where $1::text is null or actor ilike '%' || $1 || '%' or action ilike '%' || $1 || '%'
@@ -95,7 +100,10 @@ pub async fn page(db: &PgPool, search: Option<&str>, limit: i64, offset: i64) ->
 }
 
 /// An invitation's timeline, oldest first.
-pub async fn for_invitation(db: &PgPool, invitation_id: Uuid) -> Result<Vec<AuditEvent>, sqlx::Error> {
+pub async fn for_invitation(
+    db: &PgPool,
+    invitation_id: Uuid,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
     sqlx::query_as("select * from audit_events where invitation_id = $1 order by at, id")
         .bind(invitation_id)
         .fetch_all(db)
@@ -108,4 +116,16 @@ pub async fn for_tenant(db: &PgPool, tenant_id: Uuid) -> Result<Vec<AuditEvent>,
         .bind(tenant_id)
         .fetch_all(db)
         .await
+}
+
+/// How many events [`page`] would go through for `search`, for "showing 1–50 of N".
+pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select count(*) from audit_events
+         where $1::text is null or actor ilike '%' || $1 || '%' or action ilike '%' || $1 || '%'
+            or detail::text ilike '%' || $1 || '%'",
+    )
+    .bind(search)
+    .fetch_one(db)
+    .await
 }

@@ -181,7 +181,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve => serve(Config::from_env()?).await,
+        Command::Serve => Ok(serve(Config::from_env()?).await?),
         Command::Migrate => {
             let pool = pool(&crate::config::database_url_from_env()?).await?;
             db::migrate(&pool).await?;
@@ -189,10 +189,16 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Demo(args) => Ok(demo::run(args).await?),
-        Command::Operator(OperatorCommand::Add { email, role, password_stdin: _ }) => {
+        Command::Operator(OperatorCommand::Add {
+            email,
+            role,
+            password_stdin: _,
+        }) => {
             let role = Role::parse(&role)?;
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).map_err(anyhow::Error::from)?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(anyhow::Error::from)?;
             let password = Secret::new(password.trim_end_matches(['\r', '\n']));
             let pool = pool(&crate::config::database_url_from_env()?).await?;
             let operator = operators::add(&pool, &email, role, &password, &Actor::Cli).await?;
@@ -205,11 +211,17 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let pool = pool(&cfg.database_url).await?;
             let (rows, total) = tenants::list(&pool, None, 1000, 0).await?;
             if output.json {
-                println!("{}", serde_json::to_string_pretty(&rows).expect("tenants serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("tenants serialise")
+                );
             } else if rows.is_empty() {
                 println!("no tenants yet: they appear when a customer consents");
             } else {
-                println!("{:<36}  {:<28}  {:<12}  {:<8}  CONSENTED", "ENTRA TENANT ID", "NAME", "MODE", "STATUS");
+                println!(
+                    "{:<36}  {:<28}  {:<12}  {:<8}  CONSENTED",
+                    "ENTRA TENANT ID", "NAME", "MODE", "STATUS"
+                );
                 for t in &rows {
                     println!(
                         "{:<36}  {:<28}  {:<12}  {:<8}  {}",
@@ -236,8 +248,21 @@ async fn invite(command: InviteCommand) -> Result<(), Failure> {
         key: &cfg.encryption_key,
     };
     match command {
-        InviteCommand::Create { customer, email, mode, tenant_domain, expires_in, output } => {
-            let new = NewInvitation::parse(&customer, &email, &mode, tenant_domain.as_deref(), Some(&expires_in))?;
+        InviteCommand::Create {
+            customer,
+            email,
+            mode,
+            tenant_domain,
+            expires_in,
+            output,
+        } => {
+            let new = NewInvitation::parse(
+                &customer,
+                &email,
+                &mode,
+                tenant_domain.as_deref(),
+                Some(&expires_in),
+            )?;
             let issued = invitations::create(&pool, cx, &new, &Actor::Cli, None).await?;
             print_issued(&issued, output.json);
             deliver_now(&cfg, &pool).await;
@@ -249,18 +274,36 @@ async fn invite(command: InviteCommand) -> Result<(), Failure> {
         }
         InviteCommand::Revoke { id } => {
             let revoked = invitations::revoke(&pool, id, &Actor::Cli).await?;
-            println!("invitation {} for {} revoked", revoked.id, revoked.customer_name);
+            println!(
+                "invitation {} for {} revoked",
+                revoked.id, revoked.customer_name
+            );
         }
-        InviteCommand::List { status, limit, output } => {
+        InviteCommand::List {
+            status,
+            limit,
+            output,
+        } => {
             let status = status.as_deref().map(Status::parse).transpose()?;
-            let filter = Filter { status, search: None, limit: limit.clamp(1, 10_000), offset: 0 };
+            let filter = Filter {
+                status,
+                search: None,
+                limit: limit.clamp(1, 10_000),
+                offset: 0,
+            };
             let (rows, total) = invitations::list(&pool, &filter).await?;
             if output.json {
-                println!("{}", serde_json::to_string_pretty(&rows).expect("invitations serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("invitations serialise")
+                );
             } else if rows.is_empty() {
                 println!("no invitations");
             } else {
-                println!("{:<36}  {:<10}  {:<24}  {:<28}  {:<12}  EXPIRES", "ID", "STATUS", "CUSTOMER", "EMAIL", "MODE");
+                println!(
+                    "{:<36}  {:<10}  {:<24}  {:<28}  {:<12}  EXPIRES",
+                    "ID", "STATUS", "CUSTOMER", "EMAIL", "MODE"
+                );
                 for i in &rows {
                     println!(
                         "{:<36}  {:<10}  {:<24}  {:<28}  {:<12}  {}",
@@ -291,7 +334,10 @@ fn print_issued(issued: &invitations::Issued, json: bool) {
             "email": i.admin_email,
             "mode": i.consent_mode,
         });
-        println!("{}", serde_json::to_string_pretty(&value).expect("json serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("json serialises")
+        );
     } else {
         println!("id:      {}", i.id);
         println!("link:    {}", issued.link);
@@ -303,11 +349,15 @@ fn print_issued(issued: &invitations::Issued, json: bool) {
 /// The CLI sends right away when it can; otherwise the server's worker retries later.
 async fn deliver_now(cfg: &Config, pool: &PgPool) {
     let Some(url) = &cfg.smtp_url else {
-        eprintln!("No GANGWAY_SMTP_URL: the email is queued; send the link yourself or configure mail.");
+        eprintln!(
+            "No GANGWAY_SMTP_URL: the email is queued; send the link yourself or configure mail."
+        );
         return;
     };
     let outcome = match mail::Mailer::new(url, &cfg.mail_from) {
-        Ok(mailer) => mail::deliver_due(pool, &cfg.encryption_key, &mailer).await.map_err(anyhow::Error::from),
+        Ok(mailer) => mail::deliver_due(pool, &cfg.encryption_key, &mailer)
+            .await
+            .map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),
     };
     match outcome {
@@ -326,16 +376,18 @@ fn truncate(value: &str, width: usize) -> String {
 }
 
 async fn pool(url: &str) -> Result<PgPool, Failure> {
-    db::connect(url).await.map_err(|e| Failure::Other(anyhow::Error::new(e).context("cannot connect to DATABASE_URL")))
+    db::connect(url).await.map_err(|e| {
+        Failure::Other(anyhow::Error::new(e).context("cannot connect to DATABASE_URL"))
+    })
 }
 
 /// Runs the portal and, when mail is configured, the outbox worker, until either stops.
-pub async fn serve(cfg: Config) -> Result<(), Failure> {
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let application = app::Application::build(cfg).await?;
     let state = application.state().clone();
     tracing::info!(port = application.port(), public_url = %state.cfg.public_url, "gangway is listening");
     let mailer = match &state.cfg.smtp_url {
-        Some(url) => Some(mail::Mailer::new(url, &state.cfg.mail_from).map_err(anyhow::Error::from)?),
+        Some(url) => Some(mail::Mailer::new(url, &state.cfg.mail_from)?),
         None => {
             tracing::warn!("GANGWAY_SMTP_URL is not set: invitation mail stays queued");
             None
@@ -343,13 +395,15 @@ pub async fn serve(cfg: Config) -> Result<(), Failure> {
     };
     let worker = async {
         match mailer {
-            Some(mailer) => mail::run_worker(state.db.clone(), state.cfg.encryption_key.clone(), mailer).await,
+            Some(mailer) => {
+                mail::run_worker(state.db.clone(), state.cfg.encryption_key.clone(), mailer).await
+            }
             None => std::future::pending().await,
         }
     };
     tokio::select! {
         result = application.run_until_stopped() => {
-            result.map_err(anyhow::Error::from)?;
+            result?;
             tracing::info!("server stopped");
         }
         () = worker => tracing::error!("mail worker stopped"),

@@ -48,7 +48,10 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        Self { burst: 10, period: Duration::from_secs(6) }
+        Self {
+            burst: 10,
+            period: Duration::from_secs(6),
+        }
     }
 }
 
@@ -60,7 +63,9 @@ impl Config {
 
     /// Where Microsoft sends the admin back.
     pub fn redirect_uri(&self) -> Url {
-        self.public_url.join("authenticate/OAuth2Callback").expect("a fixed relative path joins")
+        self.public_url
+            .join("authenticate/OAuth2Callback")
+            .expect("a fixed relative path joins")
     }
 
     /// Reads the configuration from the environment, reporting every missing or malformed
@@ -69,28 +74,42 @@ impl Config {
         let mut env = Env::default();
         let database_url = env.required("DATABASE_URL", |v| Ok(v.to_owned()));
         let listen = env.optional("GANGWAY_LISTEN", "127.0.0.1:8080", |v| {
-            v.parse::<SocketAddr>().map_err(|_| "must be an address such as 0.0.0.0:8080".into())
+            v.parse::<SocketAddr>()
+                .map_err(|_| "must be an address such as 0.0.0.0:8080".into())
         });
         let public_url = env.required("GANGWAY_PUBLIC_URL", parse_public_url);
-        let authority = env.optional("GANGWAY_AUTHORITY", "https://login.microsoftonline.com", parse_base_url);
-        let graph_url = env.optional("GANGWAY_GRAPH_URL", "https://graph.microsoft.com", parse_base_url);
+        let authority = env.optional(
+            "GANGWAY_AUTHORITY",
+            "https://login.microsoftonline.com",
+            parse_base_url,
+        );
+        let graph_url = env.optional(
+            "GANGWAY_GRAPH_URL",
+            "https://graph.microsoft.com",
+            parse_base_url,
+        );
         let client_id = env.required("GANGWAY_CLIENT_ID", |v| {
-            uuid::Uuid::parse_str(v)
-                .map(|_| v.to_owned())
-                .map_err(|_| "must be the app registration's Application (client) ID, a GUID".into())
+            uuid::Uuid::parse_str(v).map(|_| v.to_owned()).map_err(|_| {
+                "must be the app registration's Application (client) ID, a GUID".into()
+            })
         });
         let client_secret = env.required("GANGWAY_CLIENT_SECRET", |v| Ok(Secret::new(v)));
-        let encryption_key =
-            env.required("GANGWAY_ENCRYPTION_KEY", |v| EncryptionKey::from_base64(v).map_err(|e| e.to_string()));
+        let encryption_key = env.required("GANGWAY_ENCRYPTION_KEY", |v| {
+            EncryptionKey::from_base64(v).map_err(|e| e.to_string())
+        });
         let smtp_url = env.maybe("GANGWAY_SMTP_URL", |v| {
             lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(v)
                 .map(|_| Secret::new(v))
-                .map_err(|_| "must look like smtp://user:password@host:587 or smtps://host:465".into())
+                .map_err(|_| {
+                    "must look like smtp://user:password@host:587 or smtps://host:465".into()
+                })
         });
         let mail_from = env.optional("GANGWAY_MAIL_FROM", "Gangway <onboarding@localhost>", |v| {
             v.parse::<lettre::message::Mailbox>()
                 .map(|_| v.to_owned())
-                .map_err(|_| "must be a mailbox such as `Acme Onboarding <onboarding@acme.example>`".into())
+                .map_err(|_| {
+                    "must be a mailbox such as `Acme Onboarding <onboarding@acme.example>`".into()
+                })
         });
         let provider_name = env.optional("GANGWAY_PROVIDER_NAME", "Gangway", |v| Ok(v.to_owned()));
         let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
@@ -135,7 +154,11 @@ struct Env {
 }
 
 impl Env {
-    fn maybe<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<Option<T>> {
+    fn maybe<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
         match std::env::var(name) {
             Ok(v) if !v.trim().is_empty() => match parse(v.trim()) {
                 Ok(value) => Some(Some(value)),
@@ -148,17 +171,27 @@ impl Env {
         }
     }
 
-    fn required<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn required<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match self.maybe(name, parse)? {
             Some(value) => Some(value),
             None => {
-                self.problems.push(format!("  {name}: is not set (see .env.example)"));
+                self.problems
+                    .push(format!("  {name}: is not set (see .env.example)"));
                 None
             }
         }
     }
 
-    fn optional<T>(&mut self, name: &str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    fn optional<T>(
+        &mut self,
+        name: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match self.maybe(name, &parse)? {
             Some(value) => Some(value),
             None => Some(parse(default).expect("defaults are valid")),
@@ -166,7 +199,11 @@ impl Env {
     }
 
     fn finish(self) -> Result<(), ConfigError> {
-        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError(self.problems)) }
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.problems))
+        }
     }
 }
 
@@ -198,9 +235,14 @@ mod tests {
     #[test]
     fn public_url_requires_https_off_loopback() {
         assert!(parse_public_url("http://portal.example.com").is_err());
-        assert_eq!(parse_public_url("http://127.0.0.1:8080").unwrap().as_str(), "http://127.0.0.1:8080/");
         assert_eq!(
-            parse_public_url("https://portal.example.com/onboard").unwrap().as_str(),
+            parse_public_url("http://127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            parse_public_url("https://portal.example.com/onboard")
+                .unwrap()
+                .as_str(),
             "https://portal.example.com/onboard/"
         );
     }

@@ -19,7 +19,9 @@ pub struct EncryptionKey {
 /// Why a key or a ciphertext could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("must be 32 random bytes, base64-encoded (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "must be 32 random bytes, base64-encoded (generate one with `openssl rand -base64 32`)"
+    )]
     BadKey,
     #[error("the ciphertext was sealed with key {0}, which is not configured")]
     UnknownKey(String),
@@ -30,7 +32,9 @@ pub enum CryptoError {
 impl EncryptionKey {
     /// Parses a base64-encoded 32-byte key.
     pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
-        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| CryptoError::BadKey)?;
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| CryptoError::BadKey)?;
         if bytes.len() != 32 {
             return Err(CryptoError::BadKey);
         }
@@ -53,7 +57,11 @@ impl EncryptionKey {
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let mut out = nonce.to_vec();
-        out.extend(self.cipher.encrypt(&nonce, plaintext).expect("AES-GCM encryption cannot fail for in-memory buffers"));
+        out.extend(
+            self.cipher
+                .encrypt(&nonce, plaintext)
+                .expect("AES-GCM encryption cannot fail for in-memory buffers"),
+        );
         out
     }
 
@@ -67,13 +75,17 @@ impl EncryptionKey {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Damaged)?;
-        self.cipher.decrypt(&Nonce::from(nonce), ciphertext).map_err(|_| CryptoError::Damaged)
+        self.cipher
+            .decrypt(&Nonce::from(nonce), ciphertext)
+            .map_err(|_| CryptoError::Damaged)
     }
 }
 
 impl std::fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncryptionKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("EncryptionKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,10 +110,16 @@ mod tests {
         assert_eq!(key.open(key.id(), &sealed).unwrap(), b"refresh-token");
 
         let other = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
-        assert!(matches!(other.open(key.id(), &sealed), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            other.open(key.id(), &sealed),
+            Err(CryptoError::UnknownKey(_))
+        ));
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(matches!(key.open(key.id(), &tampered), Err(CryptoError::Damaged)));
+        assert!(matches!(
+            key.open(key.id(), &tampered),
+            Err(CryptoError::Damaged)
+        ));
     }
 
     #[test]

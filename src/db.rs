@@ -7,7 +7,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// Opens a pool on `url`.
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new().max_connections(10).connect_with(options(url)?).await
+    PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(options(url)?)
+        .await
 }
 
 /// Creates the database named in `url` if it does not exist yet (used by `demo`).
@@ -15,15 +18,19 @@ pub async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
     let target = options(url)?;
     let name = target.get_database().unwrap_or("postgres").to_owned();
     let mut admin = target.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         // Identifiers cannot be bound as parameters; quote it instead.
-        sqlx::query(&format!("create database \"{}\"", name.replace('"', "\"\"")))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(&format!(
+            "create database \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+        .execute(&mut admin)
+        .await?;
     }
     admin.close().await
 }
@@ -31,7 +38,9 @@ pub async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
 /// Applies Gangway's embedded migrations and the session store's table.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!().run(pool).await?;
-    tower_sessions_sqlx_store::PostgresStore::new(pool.clone()).migrate().await?;
+    tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
+        .migrate()
+        .await?;
     Ok(())
 }
 

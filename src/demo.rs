@@ -21,7 +21,11 @@ use crate::secret::Secret;
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Postgres database to use (created if missing).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/gangway_demo")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/gangway_demo"
+    )]
     database_url: String,
     /// Where the portal listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -42,7 +46,9 @@ const DEMO_OPERATOR: &str = "demo@gangway.test";
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::db::create_if_missing(&args.database_url)
         .await
-        .with_context(|| "cannot reach Postgres; is it running? (DATABASE_URL or --database-url)")?;
+        .with_context(
+            || "cannot reach Postgres; is it running? (DATABASE_URL or --database-url)",
+        )?;
     let pool = crate::db::connect(&args.database_url).await?;
     crate::db::migrate(&pool).await?;
 
@@ -56,7 +62,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the Entra ID emulator failed")?;
-    let public_url = parse_public_url(&format!("http://{}", args.listen)).map_err(anyhow::Error::msg)?;
+    let public_url =
+        parse_public_url(&format!("http://{}", args.listen)).map_err(anyhow::Error::msg)?;
     let admin = EmulatorAdmin::new(emulator.base_url())?;
     let tenants = admin.tenants().await?;
     let [provider, first, second, ..] = tenants.as_slice() else {
@@ -82,7 +89,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "permissions": { "delegated": [], "application": permissions::graph_scopes() },
         }))
         .await?;
-    admin.grant(&second.id, &own_app.client_id, &[], &permissions::graph_scopes()).await?;
+    admin
+        .grant(
+            &second.id,
+            &own_app.client_id,
+            &[],
+            &permissions::graph_scopes(),
+        )
+        .await?;
 
     let cfg = Config {
         database_url: args.database_url.clone(),
@@ -93,7 +107,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         client_id: app.client_id.clone(),
         client_secret: Secret::new(app.client_secret.clone()),
         encryption_key: demo_key(),
-        smtp_url: std::env::var("GANGWAY_SMTP_URL").ok().filter(|v| !v.is_empty()).map(Secret::new),
+        smtp_url: std::env::var("GANGWAY_SMTP_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new),
         mail_from: "Gangway demo <onboarding@gangway.test>".into(),
         provider_name: "Gangway Demo Provider".into(),
         extra_ca_pem: None,
@@ -101,34 +118,64 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {
-        Err(OperatorError::Exists) => operators::set_password(&pool, DEMO_OPERATOR, &password).await?,
+        Err(OperatorError::Exists) => {
+            operators::set_password(&pool, DEMO_OPERATOR, &password).await?
+        }
         other => {
             other?;
         }
     }
     drop(pool);
 
-    println!("\nGangway demo is running. Nothing here talks to Microsoft: logins go to a built-in emulator.\n");
+    println!(
+        "\nGangway demo is running. Nothing here talks to Microsoft: logins go to a built-in emulator.\n"
+    );
     println!("  Console          {}console", public_url);
     println!("  Operator login   {DEMO_OPERATOR} / {}", password.expose());
     println!("\nCustomer tenants (sign in with these at the emulator's Microsoft-style page):");
     for t in [first, second] {
         println!("  {} ({})", t.display_name, t.domain);
-        println!("    Global admin   {} / {}", t.admin.username, t.admin.password);
+        println!(
+            "    Global admin   {} / {}",
+            t.admin.username, t.admin.password
+        );
         if let Some(member) = &t.member {
-            println!("    Plain member   {} / {}   (not an admin: consent is refused)", member.username, member.password);
+            println!(
+                "    Plain member   {} / {}   (not an admin: consent is refused)",
+                member.username, member.password
+            );
         }
     }
-    println!("\nFor a customer-app invitation, {} has its own app registered:", second.display_name);
-    println!("  Tenant ID {}   Client ID {}   Secret {}", second.id, own_app.client_id, own_app.client_secret);
-    println!("\nTry it: sign in to the console, create an invitation for {} (mode delegated),", first.admin.username);
+    println!(
+        "\nFor a customer-app invitation, {} has its own app registered:",
+        second.display_name
+    );
+    println!(
+        "  Tenant ID {}   Client ID {}   Secret {}",
+        second.id, own_app.client_id, own_app.client_secret
+    );
+    println!(
+        "\nTry it: sign in to the console, create an invitation for {} (mode delegated),",
+        first.admin.username
+    );
     println!("open the link it shows in another browser window, and consent as that admin.");
-    println!("Mail: {}", if cfg.smtp_url.is_some() { "sent through GANGWAY_SMTP_URL" } else { "no SMTP configured; copy links from the console" });
-    println!("Emulator at {} (admin API for demos only: {}/_emulator/tenants). Ctrl-C stops.\n", emulator.base_url(), emulator.base_url());
+    println!(
+        "Mail: {}",
+        if cfg.smtp_url.is_some() {
+            "sent through GANGWAY_SMTP_URL"
+        } else {
+            "no SMTP configured; copy links from the console"
+        }
+    );
+    println!(
+        "Emulator at {} (admin API for demos only: {}/_emulator/tenants). Ctrl-C stops.\n",
+        emulator.base_url(),
+        emulator.base_url()
+    );
 
     let result = crate::cli::serve(cfg).await;
     emulator.shutdown().await;
-    result.map_err(|e| anyhow::anyhow!("{e}"))
+    result
 }
 
 /// What the provider's app registration asks for, delegated and application.
@@ -141,7 +188,8 @@ pub fn provider_permissions() -> serde_json::Value {
 
 /// A fixed key, so a restarted demo can still open what it sealed. Demo only.
 fn demo_key() -> EncryptionKey {
-    let key = base64::engine::general_purpose::STANDARD.encode(sha256(b"gangway demo key - never use in production"));
+    let key = base64::engine::general_purpose::STANDARD
+        .encode(sha256(b"gangway demo key - never use in production"));
     EncryptionKey::from_base64(&key).expect("a 32-byte key")
 }
 
@@ -149,7 +197,9 @@ fn random_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// A seeded emulator tenant as its admin API describes it.
@@ -189,23 +239,45 @@ pub struct EmulatorAdmin {
 impl EmulatorAdmin {
     /// A client for the emulator at `base_url`.
     pub fn new(base_url: &str) -> anyhow::Result<Self> {
-        Ok(Self { base: base_url.trim_end_matches('/').to_owned(), http: reqwest::Client::builder().build()? })
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder().build()?,
+        })
     }
 
     /// The seeded tenants; the first is the provider's home tenant.
     pub async fn tenants(&self) -> anyhow::Result<Vec<EmulatedTenant>> {
-        Ok(self.http.get(format!("{}/_emulator/tenants", self.base)).send().await?.error_for_status()?.json().await?)
+        Ok(self
+            .http
+            .get(format!("{}/_emulator/tenants", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// Registers an app (see the emulator's README for the fields).
     pub async fn register_app(&self, body: &serde_json::Value) -> anyhow::Result<RegisteredApp> {
-        let response = self.http.post(format!("{}/_emulator/apps", self.base)).json(body).send().await?;
+        let response = self
+            .http
+            .post(format!("{}/_emulator/apps", self.base))
+            .json(body)
+            .send()
+            .await?;
         Ok(response.error_for_status()?.json().await?)
     }
 
     /// Grants `client_id` permissions in `tenant` without the consent UI.
-    pub async fn grant(&self, tenant: &str, client_id: &str, delegated: &[&str], application: &[&str]) -> anyhow::Result<()> {
-        let body = json!({ "client_id": client_id, "delegated": delegated, "application": application });
+    pub async fn grant(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        delegated: &[&str],
+        application: &[&str],
+    ) -> anyhow::Result<()> {
+        let body =
+            json!({ "client_id": client_id, "delegated": delegated, "application": application });
         self.http
             .post(format!("{}/_emulator/tenants/{tenant}/consents", self.base))
             .json(&body)
@@ -216,8 +288,18 @@ impl EmulatorAdmin {
     }
 
     /// POSTs `body` to an admin path such as `/_emulator/forgeries`.
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        let response = self.http.post(format!("{}{path}", self.base)).json(body).send().await?.error_for_status()?;
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?;
         Ok(response.json().await.unwrap_or(serde_json::Value::Null))
     }
 }

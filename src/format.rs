@@ -6,7 +6,9 @@ use time::macros::format_description;
 /// `2026-11-29 14:05 UTC`.
 pub fn datetime(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
-        .format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .unwrap_or_default()
 }
 
@@ -20,9 +22,17 @@ pub fn relative(at: OffsetDateTime) -> String {
         3_600..86_400 => plural(secs / 3_600, "hour"),
         _ => plural(secs / 86_400, "day"),
     };
-    if delta.is_positive() { format!("in {amount}") } else { format!("{amount} ago") }
+    if delta.is_positive() {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
 }
 
 fn plural(n: i64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }

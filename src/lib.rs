@@ -1,18 +1,18 @@
 //! Gangway: onboard a customer's Microsoft Entra ID tenant by invitation and consent.
 
+pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod format;
 pub mod graph;
 pub mod identity;
 pub mod invitations;
-pub mod secret;
-pub mod tenants;
-pub mod app;
 pub mod operators;
-pub mod web;
-pub mod cli;
-pub mod demo;
+pub mod secret;
 pub mod telemetry;
+pub mod tenants;
+pub mod web;

@@ -51,8 +51,20 @@ pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url) -> Email {
     let expires = crate::format::datetime(invitation.expires_at);
     let (provider, link) = (cx.provider_name, link.as_str());
     let permissions = permissions::DIRECTORY_SYNC;
-    let text = InvitationText { invitation, provider, link, permissions, expires: expires.clone() };
-    let html = InvitationHtml { invitation, provider, link, permissions, expires };
+    let text = InvitationText {
+        invitation,
+        provider,
+        link,
+        permissions,
+        expires: expires.clone(),
+    };
+    let html = InvitationHtml {
+        invitation,
+        provider,
+        link,
+        permissions,
+        expires,
+    };
     Email {
         to: invitation.admin_email.clone(),
         subject: format!("{provider} asks for access to your Microsoft Entra ID directory"),
@@ -69,7 +81,9 @@ pub async fn enqueue(
     link: &Url,
 ) -> Result<(), sqlx::Error> {
     let email = render(cx, invitation, link);
-    let sealed = cx.key.seal(&serde_json::to_vec(&email).expect("an email serialises"));
+    let sealed = cx
+        .key
+        .seal(&serde_json::to_vec(&email).expect("an email serialises"));
     sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
         .bind(invitation.id)
         .bind(&email.to)
@@ -103,19 +117,30 @@ impl Mailer {
             .map_err(|e| MailError::Settings(e.to_string()))?
             .timeout(Some(Duration::from_secs(20)))
             .build();
-        let from = from.parse().map_err(|_| MailError::Settings(format!("`{from}` is not a mailbox")))?;
+        let from = from
+            .parse()
+            .map_err(|_| MailError::Settings(format!("`{from}` is not a mailbox")))?;
         Ok(Self { transport, from })
     }
 
     async fn send(&self, email: &Email) -> Result<(), MailError> {
-        let to: Mailbox = email.to.parse().map_err(|_| MailError::Delivery(format!("bad recipient {}", email.to)))?;
+        let to: Mailbox = email
+            .to
+            .parse()
+            .map_err(|_| MailError::Delivery(format!("bad recipient {}", email.to)))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(&email.subject)
-            .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
             .map_err(|e| MailError::Delivery(e.to_string()))?;
-        self.transport.send(message).await.map_err(|e| MailError::Delivery(e.to_string()))?;
+        self.transport
+            .send(message)
+            .await
+            .map_err(|e| MailError::Delivery(e.to_string()))?;
         Ok(())
     }
 }
@@ -137,7 +162,11 @@ pub struct Delivered {
 }
 
 /// Delivers due mail, a few at a time; failures wait with exponential backoff and are retried.
-pub async fn deliver_due(db: &PgPool, key: &EncryptionKey, mailer: &Mailer) -> Result<Delivered, sqlx::Error> {
+pub async fn deliver_due(
+    db: &PgPool,
+    key: &EncryptionKey,
+    mailer: &Mailer,
+) -> Result<Delivered, sqlx::Error> {
     let mut tx = db.begin().await?;
     // SKIP LOCKED lets several portal processes deliver without sending anything twice.
     let due: Vec<Queued> = sqlx::query_as(
@@ -163,8 +192,15 @@ pub async fn deliver_due(db: &PgPool, key: &EncryptionKey, mailer: &Mailer) -> R
                     .bind(item.id)
                     .execute(&mut *tx)
                     .await?;
-                audit::record(&mut *tx, &Actor::System, "invitation.email_sent", item.invitation_id, None, json!({}))
-                    .await?;
+                audit::record(
+                    &mut *tx,
+                    &Actor::System,
+                    "invitation.email_sent",
+                    item.invitation_id,
+                    None,
+                    json!({}),
+                )
+                .await?;
             }
             Err(e) => {
                 done.failed += 1;
@@ -180,8 +216,15 @@ pub async fn deliver_due(db: &PgPool, key: &EncryptionKey, mailer: &Mailer) -> R
                 .execute(&mut *tx)
                 .await?;
                 let detail = json!({ "error": e.to_string(), "retry_in_seconds": wait.as_secs() });
-                audit::record(&mut *tx, &Actor::System, "invitation.email_failed", item.invitation_id, None, detail)
-                    .await?;
+                audit::record(
+                    &mut *tx,
+                    &Actor::System,
+                    "invitation.email_failed",
+                    item.invitation_id,
+                    None,
+                    detail,
+                )
+                .await?;
             }
         }
     }
@@ -204,7 +247,10 @@ pub struct DeliveryState {
 }
 
 /// The newest outbox entry of an invitation, if any.
-pub async fn delivery_state(db: &PgPool, invitation_id: Uuid) -> Result<Option<DeliveryState>, sqlx::Error> {
+pub async fn delivery_state(
+    db: &PgPool,
+    invitation_id: Uuid,
+) -> Result<Option<DeliveryState>, sqlx::Error> {
     sqlx::query_as(
         "select attempts, last_error, sent_at, next_attempt_at from outbox where invitation_id = $1
          order by created_at desc, id desc limit 1",
@@ -218,7 +264,9 @@ pub async fn delivery_state(db: &PgPool, invitation_id: Uuid) -> Result<Option<D
 pub async fn run_worker(db: PgPool, key: EncryptionKey, mailer: Mailer) {
     loop {
         match deliver_due(&db, &key, &mailer).await {
-            Ok(Delivered { sent: 0, failed: 0 }) => tokio::time::sleep(Duration::from_secs(3)).await,
+            Ok(Delivered { sent: 0, failed: 0 }) => {
+                tokio::time::sleep(Duration::from_secs(3)).await
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "outbox round failed");

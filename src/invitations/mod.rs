@@ -31,7 +31,11 @@ pub enum ConsentMode {
 
 impl ConsentMode {
     /// All modes, for forms.
-    pub const ALL: [ConsentMode; 3] = [ConsentMode::Delegated, ConsentMode::Application, ConsentMode::CustomerApp];
+    pub const ALL: [ConsentMode; 3] = [
+        ConsentMode::Delegated,
+        ConsentMode::Application,
+        ConsentMode::CustomerApp,
+    ];
 
     /// Accepts `delegated`, `application`, `customer-app` or `customer_app`.
     pub fn parse(value: &str) -> Result<Self, InvitationError> {
@@ -39,7 +43,9 @@ impl ConsentMode {
             "delegated" => Ok(Self::Delegated),
             "application" => Ok(Self::Application),
             "customer_app" => Ok(Self::CustomerApp),
-            _ => Err(InvitationError::Invalid("mode must be delegated, application or customer-app".into())),
+            _ => Err(InvitationError::Invalid(
+                "mode must be delegated, application or customer-app".into(),
+            )),
         }
     }
 
@@ -111,7 +117,10 @@ impl Status {
 
     /// Whether the customer may still use the link (a decline or failure may be retried).
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Pending | Self::Opened | Self::Declined | Self::Failed)
+        matches!(
+            self,
+            Self::Pending | Self::Opened | Self::Declined | Self::Failed
+        )
     }
 }
 
@@ -145,7 +154,10 @@ pub enum InvitationError {
     #[error("no such invitation")]
     NotFound,
     #[error("the invitation is {}: {action} is not possible", .status.as_str())]
-    WrongState { status: Status, action: &'static str },
+    WrongState {
+        status: Status,
+        action: &'static str,
+    },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -163,9 +175,15 @@ impl EmailAddress {
         let ok = !local.is_empty()
             && value.len() <= 254
             && is_domain(domain)
-            && !value.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c))
+            && !value
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c))
             && !local.contains('@');
-        if ok { Ok(Self(value.to_owned())) } else { Err(bad()) }
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(bad())
+        }
     }
 
     /// The address.
@@ -179,7 +197,10 @@ fn is_domain(value: &str) -> bool {
     labels.len() >= 2
         && value.len() <= 253
         && labels.iter().all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
 }
@@ -190,14 +211,20 @@ pub fn parse_domain(value: &str) -> Result<String, InvitationError> {
     if is_domain(&value) {
         Ok(value)
     } else {
-        Err(InvitationError::Invalid(format!("`{value}` is not a domain name such as contoso.com")))
+        Err(InvitationError::Invalid(format!(
+            "`{value}` is not a domain name such as contoso.com"
+        )))
     }
 }
 
 /// Parses a validity such as `7d`, `48h` or `90m` (between one hour and 30 days).
 pub fn parse_validity(value: &str) -> Result<Duration, InvitationError> {
     let value = value.trim();
-    let bad = || InvitationError::Invalid(format!("`{value}` is not a validity such as 7d, 48h or 90m"));
+    let bad = || {
+        InvitationError::Invalid(format!(
+            "`{value}` is not a validity such as 7d, 48h or 90m"
+        ))
+    };
     let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let number: u64 = number.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -207,7 +234,9 @@ pub fn parse_validity(value: &str) -> Result<Duration, InvitationError> {
         _ => return Err(bad()),
     };
     if !(3_600..=30 * 86_400).contains(&secs) {
-        return Err(InvitationError::Invalid("validity must be between 1h and 30d".into()));
+        return Err(InvitationError::Invalid(
+            "validity must be between 1h and 30d".into(),
+        ));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -233,13 +262,18 @@ impl NewInvitation {
     ) -> Result<Self, InvitationError> {
         let customer_name = customer_name.trim();
         if customer_name.is_empty() || customer_name.chars().count() > 200 {
-            return Err(InvitationError::Invalid("customer name must be 1 to 200 characters".into()));
+            return Err(InvitationError::Invalid(
+                "customer name must be 1 to 200 characters".into(),
+            ));
         }
         Ok(Self {
             customer_name: customer_name.to_owned(),
             admin_email: EmailAddress::parse(admin_email)?,
             mode: ConsentMode::parse(mode)?,
-            tenant_domain: tenant_domain.filter(|d| !d.trim().is_empty()).map(parse_domain).transpose()?,
+            tenant_domain: tenant_domain
+                .filter(|d| !d.trim().is_empty())
+                .map(parse_domain)
+                .transpose()?,
             valid_for: parse_validity(valid_for.filter(|v| !v.trim().is_empty()).unwrap_or("7d"))?,
         })
     }
@@ -256,7 +290,10 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The customer's link for `token`.
     pub fn link(&self, token: &InvitationToken) -> Url {
-        let mut url = self.public_url.join("authenticate").expect("a fixed relative path joins");
+        let mut url = self
+            .public_url
+            .join("authenticate")
+            .expect("a fixed relative path joins");
         url.query_pairs_mut().append_pair("token", token.expose());
         url
     }
@@ -298,18 +335,34 @@ pub async fn create(
         "mode": new.mode.as_str(),
         "tenant_domain": new.tenant_domain,
     });
-    audit::record(&mut *tx, actor, "invitation.created", Some(id), None, detail).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "invitation.created",
+        Some(id),
+        None,
+        detail,
+    )
+    .await?;
     let issued = issue(&mut tx, cx, id, &token).await?;
     tx.commit().await?;
     Ok(issued)
 }
 
 /// Mints a new link for an invitation (the old one stops working) and sends it again.
-pub async fn resend(db: &PgPool, cx: Context<'_>, id: Uuid, actor: &Actor) -> Result<Issued, InvitationError> {
+pub async fn resend(
+    db: &PgPool,
+    cx: Context<'_>,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Issued, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
     if !(current.status.is_open() || current.status == Status::Expired) {
-        return Err(InvitationError::WrongState { status: current.status, action: "resending" });
+        return Err(InvitationError::WrongState {
+            status: current.status,
+            action: "resending",
+        });
     }
     let token = InvitationToken::mint();
     // A resent link gets the same validity the first one had, counted from now.
@@ -327,7 +380,15 @@ pub async fn resend(db: &PgPool, cx: Context<'_>, id: Uuid, actor: &Actor) -> Re
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut *tx, actor, "invitation.resent", Some(id), None, json!({})).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "invitation.resent",
+        Some(id),
+        None,
+        json!({}),
+    )
+    .await?;
     let issued = issue(&mut tx, cx, id, &token).await?;
     tx.commit().await?;
     Ok(issued)
@@ -350,17 +411,30 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
     if matches!(current.status, Status::Consented | Status::Revoked) {
-        return Err(InvitationError::WrongState { status: current.status, action: "revoking" });
+        return Err(InvitationError::WrongState {
+            status: current.status,
+            action: "revoking",
+        });
     }
-    sqlx::query("update invitations set status = 'revoked', last_activity_at = now() where id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "update invitations set status = 'revoked', last_activity_at = now() where id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut *tx, actor, "invitation.revoked", Some(id), None, json!({})).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "invitation.revoked",
+        Some(id),
+        None,
+        json!({}),
+    )
+    .await?;
     let revoked = find(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(revoked)
@@ -383,23 +457,36 @@ pub enum Opened {
 
 /// Looks a link token up by its hash and, when usable, marks the invitation opened.
 pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, InvitationError> {
-    let found: Option<Invitation> = sqlx::query_as("select * from invitation_view where token_sha256 = $1")
-        .bind(token.hash())
-        .fetch_optional(db)
-        .await?;
-    let Some(invitation) = found else { return Ok(Opened::Unknown) };
+    let found: Option<Invitation> =
+        sqlx::query_as("select * from invitation_view where token_sha256 = $1")
+            .bind(token.hash())
+            .fetch_optional(db)
+            .await?;
+    let Some(invitation) = found else {
+        return Ok(Opened::Unknown);
+    };
     Ok(match invitation.status {
         Status::Expired => Opened::Expired(invitation),
         Status::Revoked => Opened::Revoked(invitation),
         Status::Consented => Opened::AlreadyUsed(invitation),
         _ => {
             let mut tx = db.begin().await?;
-            sqlx::query("update invitations set status = 'opened', last_activity_at = now() where id = $1")
-                .bind(invitation.id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "update invitations set status = 'opened', last_activity_at = now() where id = $1",
+            )
+            .bind(invitation.id)
+            .execute(&mut *tx)
+            .await?;
             let who = Actor::Customer(invitation.admin_email.clone());
-            audit::record(&mut *tx, &who, "invitation.opened", Some(invitation.id), None, json!({})).await?;
+            audit::record(
+                &mut *tx,
+                &who,
+                "invitation.opened",
+                Some(invitation.id),
+                None,
+                json!({}),
+            )
+            .await?;
             let opened = find(&mut *tx, invitation.id).await?;
             tx.commit().await?;
             Opened::Ready(opened)
@@ -461,13 +548,26 @@ pub async fn record_setback(
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut *tx, actor, action, Some(id), None, json!({ "reason": reason })).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        action,
+        Some(id),
+        None,
+        json!({ "reason": reason }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Notes activity (e.g. the admin left for Microsoft's sign-in) without changing status.
-pub async fn touch(db: &PgPool, id: Uuid, actor: &Actor, action: &str) -> Result<(), InvitationError> {
+pub async fn touch(
+    db: &PgPool,
+    id: Uuid,
+    actor: &Actor,
+    action: &str,
+) -> Result<(), InvitationError> {
     let mut tx = db.begin().await?;
     sqlx::query("update invitations set last_activity_at = now() where id = $1")
         .bind(id)
@@ -493,7 +593,11 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
           and ($2::text is null or customer_name ilike '%' || $2 || '%' or admin_email ilike '%' || $2 || '%'
                or tenant_domain ilike '%' || $2 || '%')";
     let status = filter.status.map(Status::as_str);
-    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let search = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let rows = sqlx::query_as(&format!(
         "select * from invitation_view {WHERE}
          order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
@@ -519,8 +623,14 @@ mod tests {
 
     #[test]
     fn new_invitations_are_validated_at_the_edge() {
-        let ok = NewInvitation::parse(" Contoso ", "Admin@Contoso.com", "customer-app", Some("Contoso.COM"), Some("48h"))
-            .unwrap();
+        let ok = NewInvitation::parse(
+            " Contoso ",
+            "Admin@Contoso.com",
+            "customer-app",
+            Some("Contoso.COM"),
+            Some("48h"),
+        )
+        .unwrap();
         assert_eq!(ok.customer_name, "Contoso");
         assert_eq!(ok.mode, ConsentMode::CustomerApp);
         assert_eq!(ok.tenant_domain.as_deref(), Some("contoso.com"));
@@ -535,7 +645,10 @@ mod tests {
             ("X", "a@b.co", "delegated", None, Some("90d")),
             ("X", "a@b.co", "delegated", None, Some("soon")),
         ] {
-            assert!(NewInvitation::parse(name, email, mode, domain, validity).is_err(), "{email} {mode} {validity:?}");
+            assert!(
+                NewInvitation::parse(name, email, mode, domain, validity).is_err(),
+                "{email} {mode} {validity:?}"
+            );
         }
     }
 }

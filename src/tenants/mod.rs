@@ -49,8 +49,13 @@ pub struct Consent {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
     #[error("the invitation is for the tenant with domain {expected}, but consent came from a tenant verified for {}", .found.join(", "))]
-    WrongTenant { expected: String, found: Vec<String> },
-    #[error("this tenant is already connected for another customer ({owner}); an operator must resolve that first")]
+    WrongTenant {
+        expected: String,
+        found: Vec<String>,
+    },
+    #[error(
+        "this tenant is already connected for another customer ({owner}); an operator must resolve that first"
+    )]
     OwnedByAnother { owner: String },
     #[error("the invitation can no longer be used: it is {}", .0.as_str())]
     InvitationClosed(Status),
@@ -74,7 +79,11 @@ pub async fn record_consent(
         return Err(ConsentError::InvitationClosed(invitation.status));
     }
     if let Some(expected) = &invitation.tenant_domain {
-        if !consent.verified_domains.iter().any(|d| d.eq_ignore_ascii_case(expected)) {
+        if !consent
+            .verified_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(expected))
+        {
             return Err(ConsentError::WrongTenant {
                 expected: expected.clone(),
                 found: consent.verified_domains.clone(),
@@ -94,7 +103,10 @@ pub async fn record_consent(
     if let Some(owner) = owner {
         return Err(ConsentError::OwnedByAnother { owner });
     }
-    let sealed = consent.credential.as_ref().map(|s| key.seal(s.expose().as_bytes()));
+    let sealed = consent
+        .credential
+        .as_ref()
+        .map(|s| key.seal(s.expose().as_bytes()));
     let key_id = sealed.as_ref().map(|_| key.id());
     let tenant_id: Uuid = sqlx::query_scalar(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
@@ -127,20 +139,38 @@ pub async fn record_consent(
         .bind(tenant_id)
         .execute(&mut *tx)
         .await?;
-    let who = Actor::Customer(consent.consented_by_upn.clone().unwrap_or_else(|| invitation.admin_email.clone()));
+    let who = Actor::Customer(
+        consent
+            .consented_by_upn
+            .clone()
+            .unwrap_or_else(|| invitation.admin_email.clone()),
+    );
     let detail = json!({
         "tenant": consent.display_name,
         "entra_tenant_id": consent.entra_tenant_id,
         "mode": consent.mode.as_str(),
         "scopes": consent.granted_scopes.join(" "),
     });
-    audit::record(&mut *tx, &who, "consent.granted", Some(invitation_id), Some(tenant_id), detail).await?;
+    audit::record(
+        &mut *tx,
+        &who,
+        "consent.granted",
+        Some(invitation_id),
+        Some(tenant_id),
+        detail,
+    )
+    .await?;
     tx.commit().await?;
     Ok(tenant_id)
 }
 
 /// Tenants, newest consent first, optionally narrowed by name, domain or tenant id; with the total.
-pub async fn list(db: &PgPool, search: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
+pub async fn list(
+    db: &PgPool,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
     const WHERE: &str = "where $1::text is null or display_name ilike '%' || $1 || '%'
           or entra_tenant_id::text = lower($1) or array_to_string(verified_domains, ' ') ilike '%' || $1 || '%'";
     let search = search.map(str::trim).filter(|s| !s.is_empty());
@@ -152,11 +182,17 @@ pub async fn list(db: &PgPool, search: Option<&str>, limit: i64, offset: i64) ->
     .bind(offset)
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from tenants {WHERE}")).bind(search).fetch_one(db).await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from tenants {WHERE}"))
+        .bind(search)
+        .fetch_one(db)
+        .await?;
     Ok((rows, total))
 }
 
 /// A tenant by Gangway's id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as("select * from tenants where id = $1").bind(id).fetch_optional(db).await
+    sqlx::query_as("select * from tenants where id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }

@@ -36,13 +36,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
 }
 
 async fn token(session: &Session) -> Result<String, Error> {
-    if let Some(existing) = session.get::<String>(CSRF).await.map_err(|e| Error::Internal(e.into()))? {
+    if let Some(existing) = session
+        .get::<String>(CSRF)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+    {
         return Ok(existing);
     }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let fresh = URL_SAFE_NO_PAD.encode(bytes);
-    session.insert(CSRF, &fresh).await.map_err(|e| Error::Internal(e.into()))?;
+    session
+        .insert(CSRF, &fresh)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
     Ok(fresh)
 }
 
@@ -55,7 +62,9 @@ pub async fn protect(session: Session, request: Request, next: Next) -> Response
     let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
     };
-    let presented = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned());
+    let presented = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == FIELD)
+        .map(|(_, v)| v.into_owned());
     let expected: Option<String> = session.get(CSRF).await.ok().flatten();
     let valid = matches!((&presented, &expected), (Some(p), Some(e)) if constant_time_eq(p.as_bytes(), e.as_bytes()));
     if !valid {
@@ -67,7 +76,8 @@ pub async fn protect(session: Session, request: Request, next: Next) -> Response
         };
         return (StatusCode::FORBIDDEN, page).into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

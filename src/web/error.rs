@@ -44,7 +44,12 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, title, message, reference) = match self {
             Error::SignInRequired => return Redirect::to(paths::LOGIN).into_response(),
-            Error::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.".to_owned(), None),
+            Error::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address.".to_owned(),
+                None,
+            ),
             Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
             Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
             Error::TooManyRequests { retry_after_secs } => {
@@ -53,19 +58,37 @@ impl IntoResponse for Error {
                     message: format!("Please wait {retry_after_secs} seconds and try again."),
                     reference: None,
                 };
-                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after_secs.to_string())], page)
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", retry_after_secs.to_string())],
+                    page,
+                )
                     .into_response();
             }
             Error::Internal(e) => {
                 let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
                 tracing::error!(reference, error = ?e, "request failed");
-                let message = "Something went wrong on our side. Please try again; if it keeps happening, \
+                let message =
+                    "Something went wrong on our side. Please try again; if it keeps happening, \
                                give this reference to your contact."
-                    .to_owned();
-                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", message, Some(reference))
+                        .to_owned();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    message,
+                    Some(reference),
+                )
             }
         };
-        (status, ErrorPage { title: title.into(), message, reference }).into_response()
+        (
+            status,
+            ErrorPage {
+                title: title.into(),
+                message,
+                reference,
+            },
+        )
+            .into_response()
     }
 }
 

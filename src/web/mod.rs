@@ -27,13 +27,25 @@ pub fn router() -> Router<AppState> {
 // Assets are embedded so the binary runs from any directory; the version in the name lets them
 // be cached for good.
 async fn css() -> impl IntoResponse {
-    asset("text/css; charset=utf-8", include_str!("../../static/gangway.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../static/gangway.css"),
+    )
 }
 
 async fn js() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", include_str!("../../static/gangway.js"))
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/gangway.js"),
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], body)
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body,
+    )
 }

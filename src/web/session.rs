@@ -27,7 +27,10 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentOperator {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-        let operator: Option<Operator> = session.get(OPERATOR).await.map_err(|e| Error::Internal(e.into()))?;
+        let operator: Option<Operator> = session
+            .get(OPERATOR)
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
         operator.map(CurrentOperator).ok_or(Error::SignInRequired)
     }
 }
@@ -42,7 +45,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminOperator {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let CurrentOperator(operator) = CurrentOperator::from_request_parts(parts, state).await?;
         if operator.role != Role::Admin {
-            return Err(Error::Forbidden("Your role is viewer: ask an admin to do this.".into()));
+            return Err(Error::Forbidden(
+                "Your role is viewer: ask an admin to do this.".into(),
+            ));
         }
         Ok(AdminOperator(operator))
     }

@@ -25,7 +25,11 @@ fn gangway(app: &TestApp) -> Command {
 }
 
 async fn run(mut command: Command, args: &[&str]) -> Output {
-    command.args(args).output().await.expect("the gangway binary runs")
+    command
+        .args(args)
+        .output()
+        .await
+        .expect("the gangway binary runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -39,15 +43,34 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn invite_create_prints_id_link_and_expiry_and_sends_the_mail() {
     let app = TestApp::spawn().await;
-    let args = ["invite", "create", "--customer", "Fabrikam", "--email", "admin@fabrikam.example", "--mode", "customer-app", "--expires-in", "48h", "--json"];
+    let args = [
+        "invite",
+        "create",
+        "--customer",
+        "Fabrikam",
+        "--email",
+        "admin@fabrikam.example",
+        "--mode",
+        "customer-app",
+        "--expires-in",
+        "48h",
+        "--json",
+    ];
     let output = run(gangway(&app), &args).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let created: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let link = created["link"].as_str().unwrap();
-    assert!(link.starts_with(&format!("{}/authenticate?token=", app.address)), "{link}");
+    assert!(
+        link.starts_with(&format!("{}/authenticate?token=", app.address)),
+        "{link}"
+    );
     assert_eq!(created["mode"], "customer_app");
     assert_eq!(created["status"], "pending");
-    let expires = time::OffsetDateTime::parse(created["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let expires = time::OffsetDateTime::parse(
+        created["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     let hours = (expires - time::OffsetDateTime::now_utc()).whole_hours();
     assert!((47..=48).contains(&hours), "expires in {hours}h");
 
@@ -57,38 +80,93 @@ async fn invite_create_prints_id_link_and_expiry_and_sends_the_mail() {
     assert_eq!(messages[0].link().as_str(), link);
     // The database holds only the hash.
     let token = link.split("token=").nth(1).unwrap();
-    let hits: i64 = sqlx::query_scalar("select count(*) from invitations where token_sha256 = sha256($1::bytea)")
-        .bind(token.as_bytes())
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let hits: i64 = sqlx::query_scalar(
+        "select count(*) from invitations where token_sha256 = sha256($1::bytea)",
+    )
+    .bind(token.as_bytes())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     assert_eq!(hits, 1);
 
     // Text output names the same three facts.
-    let output = run(gangway(&app), &["invite", "create", "--customer", "Tailspin", "--email", "it@tailspin.example", "--mode", "delegated"]).await;
+    let output = run(
+        gangway(&app),
+        &[
+            "invite",
+            "create",
+            "--customer",
+            "Tailspin",
+            "--email",
+            "it@tailspin.example",
+            "--mode",
+            "delegated",
+        ],
+    )
+    .await;
     let text = stdout(&output);
-    assert!(text.contains("id:") && text.contains("link:") && text.contains("expires:"), "{text}");
+    assert!(
+        text.contains("id:") && text.contains("link:") && text.contains("expires:"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn bad_input_exits_2_and_says_what_is_wrong() {
     let app = TestApp::spawn().await;
     for (args, expected) in [
-        (vec!["--email", "not-an-email", "--mode", "delegated"], "not an email address"),
-        (vec!["--email", "a@b.example", "--mode", "sideways"], "mode must be delegated, application or customer-app"),
-        (vec!["--email", "a@b.example", "--mode", "delegated", "--expires-in", "90d"], "between 1h and 30d"),
-        (vec!["--email", "a@b.example", "--mode", "delegated", "--tenant-domain", "not a domain"], "not a domain name"),
+        (
+            vec!["--email", "not-an-email", "--mode", "delegated"],
+            "not an email address",
+        ),
+        (
+            vec!["--email", "a@b.example", "--mode", "sideways"],
+            "mode must be delegated, application or customer-app",
+        ),
+        (
+            vec![
+                "--email",
+                "a@b.example",
+                "--mode",
+                "delegated",
+                "--expires-in",
+                "90d",
+            ],
+            "between 1h and 30d",
+        ),
+        (
+            vec![
+                "--email",
+                "a@b.example",
+                "--mode",
+                "delegated",
+                "--tenant-domain",
+                "not a domain",
+            ],
+            "not a domain name",
+        ),
     ] {
         let mut all = vec!["invite", "create", "--customer", "X"];
         all.extend(args);
         let output = run(gangway(&app), &all).await;
         assert_eq!(output.status.code(), Some(2), "{all:?}");
-        assert!(stderr(&output).contains(expected), "{all:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{all:?}: {}",
+            stderr(&output)
+        );
     }
-    let count: i64 = sqlx::query_scalar("select count(*) from invitations").fetch_one(&app.db).await.unwrap();
+    let count: i64 = sqlx::query_scalar("select count(*) from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(count, 0, "nothing is created from bad input");
 
-    let output = run(gangway(&app), &["invite", "revoke", "8d1c7f8e-0000-4000-8000-000000000000"]).await;
+    let output = run(
+        gangway(&app),
+        &["invite", "revoke", "8d1c7f8e-0000-4000-8000-000000000000"],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("no such invitation"));
 }
@@ -97,12 +175,21 @@ async fn bad_input_exits_2_and_says_what_is_wrong() {
 async fn missing_or_malformed_configuration_exits_78_naming_each_variable() {
     let app = TestApp::spawn().await;
     let mut bare = gangway(&app);
-    bare.env_remove("GANGWAY_PUBLIC_URL").env_remove("GANGWAY_CLIENT_ID").env("GANGWAY_ENCRYPTION_KEY", "short");
+    bare.env_remove("GANGWAY_PUBLIC_URL")
+        .env_remove("GANGWAY_CLIENT_ID")
+        .env("GANGWAY_ENCRYPTION_KEY", "short");
     let output = run(bare, &["invite", "list"]).await;
     assert_eq!(output.status.code(), Some(78));
     let message = stderr(&output);
-    for expected in ["GANGWAY_PUBLIC_URL: is not set", "GANGWAY_CLIENT_ID: is not set", "GANGWAY_ENCRYPTION_KEY: must be 32 random bytes"] {
-        assert!(message.contains(expected), "missing {expected:?} in:\n{message}");
+    for expected in [
+        "GANGWAY_PUBLIC_URL: is not set",
+        "GANGWAY_CLIENT_ID: is not set",
+        "GANGWAY_ENCRYPTION_KEY: must be 32 random bytes",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
     }
     assert!(!message.contains("panicked"));
 
@@ -116,11 +203,29 @@ async fn missing_or_malformed_configuration_exits_78_naming_each_variable() {
 #[tokio::test]
 async fn list_resend_revoke_and_tenants_work_for_scripts() {
     let app = TestApp::spawn().await;
-    let created = run(gangway(&app), &["invite", "create", "--customer", "Northwind", "--email", "it@northwind.example", "--mode", "application", "--json"]).await;
+    let created = run(
+        gangway(&app),
+        &[
+            "invite",
+            "create",
+            "--customer",
+            "Northwind",
+            "--email",
+            "it@northwind.example",
+            "--mode",
+            "application",
+            "--json",
+        ],
+    )
+    .await;
     let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let id = created["id"].as_str().unwrap();
 
-    let listed = run(gangway(&app), &["invite", "list", "--status", "pending", "--json"]).await;
+    let listed = run(
+        gangway(&app),
+        &["invite", "list", "--status", "pending", "--json"],
+    )
+    .await;
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["customer_name"], "Northwind");
@@ -131,9 +236,17 @@ async fn list_resend_revoke_and_tenants_work_for_scripts() {
     assert_ne!(resent["link"], created["link"]);
     // The old link is dead, the new one works.
     let browser = crate::helpers::browser();
-    let old = browser.get(created["link"].as_str().unwrap()).send().await.unwrap();
+    let old = browser
+        .get(created["link"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(old.status(), 404);
-    let new = browser.get(resent["link"].as_str().unwrap()).send().await.unwrap();
+    let new = browser
+        .get(resent["link"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(location(new).await, "/invitation");
 
     let revoked = run(gangway(&app), &["invite", "revoke", id]).await;
@@ -146,27 +259,61 @@ async fn list_resend_revoke_and_tenants_work_for_scripts() {
     assert_eq!(bad_status.status.code(), Some(2));
 
     let tenants = run(gangway(&app), &["tenant", "list", "--json"]).await;
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&tenants.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&tenants.stdout).unwrap(),
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test]
 async fn operator_add_reads_the_password_from_stdin_and_that_operator_can_sign_in() {
     let app = TestApp::spawn().await;
     let mut command = gangway(&app);
-    command.args(["operator", "add", "--email", "ops@provider.test", "--role", "viewer", "--password-stdin"]);
-    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    command.args([
+        "operator",
+        "add",
+        "--email",
+        "ops@provider.test",
+        "--role",
+        "viewer",
+        "--password-stdin",
+    ]);
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"a long enough passphrase\n").await.unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough passphrase\n")
+        .await
+        .unwrap();
     let output = child.wait_with_output().await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 
     let response = app
-        .post_form(gangway::web::paths::LOGIN, &[("email", "ops@provider.test"), ("password", "a long enough passphrase")])
+        .post_form(
+            gangway::web::paths::LOGIN,
+            &[
+                ("email", "ops@provider.test"),
+                ("password", "a long enough passphrase"),
+            ],
+        )
         .await;
     assert!(response.status().is_redirection());
 
     let mut short = gangway(&app);
-    short.args(["operator", "add", "--email", "x@provider.test", "--password-stdin"]).stdin(std::process::Stdio::null());
+    short
+        .args([
+            "operator",
+            "add",
+            "--email",
+            "x@provider.test",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::null());
     let output = short.output().await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("at least 12 characters"));
@@ -174,15 +321,42 @@ async fn operator_add_reads_the_password_from_stdin_and_that_operator_can_sign_i
 
 #[tokio::test]
 async fn help_documents_every_command_and_the_exit_codes() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gangway")).arg("--help").output().await.unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for expected in ["serve", "migrate", "demo", "operator", "invite", "tenant", "Exit codes", "78"] {
+    for expected in [
+        "serve",
+        "migrate",
+        "demo",
+        "operator",
+        "invite",
+        "tenant",
+        "Exit codes",
+        "78",
+    ] {
         assert!(help.contains(expected), "--help lacks {expected}");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_gangway")).args(["invite", "create", "--help"]).output().await.unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .args(["invite", "create", "--help"])
+        .output()
+        .await
+        .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for expected in ["--customer", "--email", "--mode", "--tenant-domain", "--expires-in", "--json"] {
-        assert!(help.contains(expected), "invite create --help lacks {expected}");
+    for expected in [
+        "--customer",
+        "--email",
+        "--mode",
+        "--tenant-domain",
+        "--expires-in",
+        "--json",
+    ] {
+        assert!(
+            help.contains(expected),
+            "invite create --help lacks {expected}"
+        );
     }
 }

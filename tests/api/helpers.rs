@@ -9,7 +9,9 @@ use gangway::app::{AppState, Application};
 use gangway::audit::Actor;
 use gangway::config::{Config, RateLimit, parse_public_url};
 use gangway::crypto::EncryptionKey;
-use gangway::demo::{EmulatedLogin, EmulatedTenant, EmulatorAdmin, RegisteredApp, provider_permissions};
+use gangway::demo::{
+    EmulatedLogin, EmulatedTenant, EmulatorAdmin, RegisteredApp, provider_permissions,
+};
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
 use gangway::secret::Secret;
@@ -54,7 +56,13 @@ pub struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Self { link_rate: RateLimit { burst: 50, period: Duration::from_millis(100) }, smtp: true }
+        Self {
+            link_rate: RateLimit {
+                burst: 50,
+                period: Duration::from_millis(100),
+            },
+            smtp: true,
+        }
     }
 }
 
@@ -66,7 +74,11 @@ impl TestApp {
 
     /// A portal with the given settings.
     pub async fn spawn_with(setup: Setup) -> Self {
-        gangway::telemetry::init();
+        // Captured per test, shown only when one fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,gangway=info")
+            .try_init();
         let (db, database_url) = fresh_database().await;
         let key_b64 = EncryptionKey::generate_base64();
         let emulator = Emulator::start(Options {
@@ -148,19 +160,56 @@ impl TestApp {
 
     /// Adds an operator directly and signs the operator's browser in as them.
     pub async fn sign_in(&self, role: Role) -> String {
-        let email = format!("{}-{}@provider.test", if role == Role::Admin { "admin" } else { "viewer" }, short_id());
-        operators::add(&self.db, &email, role, &Secret::new(OPERATOR_PASSWORD), &Actor::Cli).await.unwrap();
+        let email = format!(
+            "{}-{}@provider.test",
+            if role == Role::Admin {
+                "admin"
+            } else {
+                "viewer"
+            },
+            short_id()
+        );
+        operators::add(
+            &self.db,
+            &email,
+            role,
+            &Secret::new(OPERATOR_PASSWORD),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
         let response = self
-            .post_form(gangway::web::paths::LOGIN, &[("email", &email), ("password", OPERATOR_PASSWORD)])
+            .post_form(
+                gangway::web::paths::LOGIN,
+                &[("email", &email), ("password", OPERATOR_PASSWORD)],
+            )
             .await;
-        assert!(response.status().is_redirection(), "sign-in failed: {}", response.status());
+        assert!(
+            response.status().is_redirection(),
+            "sign-in failed: {}",
+            response.status()
+        );
         email
     }
 
     /// Creates an invitation through the domain (as the CLI would) and returns it with its link.
-    pub async fn invite(&self, mode: &str, email: &str, tenant_domain: Option<&str>) -> invitations::Issued {
-        let new = NewInvitation::parse("Contoso Ltd", email, mode, tenant_domain, Some("7d")).unwrap();
-        invitations::create(&self.db, self.state.invitation_context(), &new, &Actor::Cli, None).await.unwrap()
+    pub async fn invite(
+        &self,
+        mode: &str,
+        email: &str,
+        tenant_domain: Option<&str>,
+    ) -> invitations::Issued {
+        let new =
+            NewInvitation::parse("Contoso Ltd", email, mode, tenant_domain, Some("7d")).unwrap();
+        invitations::create(
+            &self.db,
+            self.state.invitation_context(),
+            &new,
+            &Actor::Cli,
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// The link's path and query, relative to the portal.
@@ -170,8 +219,12 @@ impl TestApp {
 
     /// Delivers queued mail now, as the worker would.
     pub async fn deliver_mail(&self) -> invitations::mail::Delivered {
-        let mailer = invitations::mail::Mailer::new(&Secret::new(self.mail.url()), "Test <t@provider.test>").unwrap();
-        invitations::mail::deliver_due(&self.db, &self.state.cfg.encryption_key, &mailer).await.unwrap()
+        let mailer =
+            invitations::mail::Mailer::new(&Secret::new(self.mail.url()), "Test <t@provider.test>")
+                .unwrap();
+        invitations::mail::deliver_due(&self.db, &self.state.cfg.encryption_key, &mailer)
+            .await
+            .unwrap()
     }
 
     /// A customer tenant by index (0 or 1).
@@ -204,7 +257,14 @@ pub async fn post_with_csrf(
 
 /// This browser's CSRF token, read from the hidden field of the sign-in page.
 pub async fn csrf_token(client: &reqwest::Client, app: &TestApp) -> String {
-    let page = client.get(app.url(gangway::web::paths::LOGIN)).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(app.url(gangway::web::paths::LOGIN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     input_value(&page, "csrf_token").expect("the sign-in page carries a CSRF token")
 }
 
@@ -213,7 +273,10 @@ pub async fn location(response: reqwest::Response) -> String {
     let status = response.status();
     match response.headers().get("location") {
         Some(l) if status.is_redirection() => l.to_str().unwrap().to_owned(),
-        _ => panic!("expected a redirect, got {status}: {}", response.text().await.unwrap_or_default()),
+        _ => panic!(
+            "expected a redirect, got {status}: {}",
+            response.text().await.unwrap_or_default()
+        ),
     }
 }
 
@@ -233,7 +296,9 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
 pub fn form_action(html: &str) -> Option<String> {
     let at = html.find("<form")?;
     let action_at = at + html[at..].find("action=\"")? + 8;
-    Some(unescape(&html[action_at..action_at + html[action_at..].find('"')?]))
+    Some(unescape(
+        &html[action_at..action_at + html[action_at..].find('"')?],
+    ))
 }
 
 fn unescape(value: &str) -> String {
@@ -279,15 +344,37 @@ pub async fn consent_at_microsoft(
         let ctx = input_value(&page, "ctx");
         let action = form_action(&page).map(|a| start_url.join(&a).unwrap());
         response = if page.contains("name=\"passwd\"") {
-            let form = [("ctx", ctx.unwrap()), ("login", login.username.clone()), ("passwd", login.password.clone())];
-            browser.post(action.unwrap()).form(&form).send().await.unwrap()
+            let form = [
+                ("ctx", ctx.unwrap()),
+                ("login", login.username.clone()),
+                ("passwd", login.password.clone()),
+            ];
+            browser
+                .post(action.unwrap())
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
         } else if page.contains("idBtn_Accept") {
-            let choice = if decision == Decision::Accept { "accept" } else { "decline" };
-            browser.post(action.unwrap()).form(&[("ctx", ctx.unwrap().as_str()), ("decision", choice)]).send().await.unwrap()
+            let choice = if decision == Decision::Accept {
+                "accept"
+            } else {
+                "decline"
+            };
+            browser
+                .post(action.unwrap())
+                .form(&[("ctx", ctx.unwrap().as_str()), ("decision", choice)])
+                .send()
+                .await
+                .unwrap()
         } else if let Some(at) = page.find("id=\"returnToApp\" href=\"") {
             let href = &page[at + 23..];
             let href = unescape(&href[..href.find('"').unwrap()]);
-            browser.get(start_url.join(&href).unwrap()).send().await.unwrap()
+            browser
+                .get(start_url.join(&href).unwrap())
+                .send()
+                .await
+                .unwrap()
         } else {
             panic!("unexpected page at the emulator: {page}");
         };
@@ -298,11 +385,17 @@ pub async fn consent_at_microsoft(
 /// Connects to the server's maintenance database and creates a database just for this test.
 /// Returns the pool and the database's connection string.
 async fn fresh_database() -> (PgPool, String) {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut url = Url::parse(&base).unwrap();
     let name = format!("gangway_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(url.as_str()).await.expect("Postgres is reachable at DATABASE_URL");
-    admin.execute(format!("create database {name}").as_str()).await.unwrap();
+    let mut admin = PgConnection::connect(url.as_str())
+        .await
+        .expect("Postgres is reachable at DATABASE_URL");
+    admin
+        .execute(format!("create database {name}").as_str())
+        .await
+        .unwrap();
     url.set_path(&name);
     let pool = gangway::db::connect(url.as_str()).await.unwrap();
     gangway::db::migrate(&pool).await.unwrap();
@@ -333,7 +426,10 @@ impl MailCatcher {
     /// Listens on a free port.
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let catcher = Self { port: listener.local_addr().unwrap().port(), received: Arc::default() };
+        let catcher = Self {
+            port: listener.local_addr().unwrap().port(),
+            received: Arc::default(),
+        };
         let received = catcher.received.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -367,7 +463,7 @@ impl CaughtMail {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let (mut encoding, mut in_body, mut body) = (String::new(), false, String::new());
-        let mut flush = |encoding: &str, body: &mut String, out: &mut String| {
+        let flush = |encoding: &str, body: &mut String, out: &mut String| {
             out.push_str(&decode(encoding, body));
             body.clear();
         };
@@ -379,7 +475,10 @@ impl CaughtMail {
                 continue;
             }
             if !in_body {
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-transfer-encoding:") {
+                if let Some(value) = line
+                    .to_ascii_lowercase()
+                    .strip_prefix("content-transfer-encoding:")
+                {
                     encoding = value.trim().to_owned();
                 }
                 in_body = line.is_empty();
@@ -395,9 +494,14 @@ impl CaughtMail {
     /// The first invitation link in the message.
     pub fn link(&self) -> Url {
         let text = self.text();
-        let at = text.find("/authenticate?token=").expect("the mail carries a link");
+        let at = text
+            .find("/authenticate?token=")
+            .expect("the mail carries a link");
         let start = text[..at].rfind("http").unwrap();
-        let end = at + text[at..].find(|c: char| c.is_whitespace() || c == '"' || c == '<').unwrap_or(text.len() - at);
+        let end = at
+            + text[at..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+                .unwrap_or(text.len() - at);
         Url::parse(&text[start..end]).unwrap()
     }
 
@@ -416,8 +520,12 @@ fn decode(encoding: &str, body: &str) -> String {
     match encoding {
         "base64" => {
             let joined: String = body.split_whitespace().collect();
-            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(joined).unwrap_or_default())
-                .into_owned()
+            String::from_utf8_lossy(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(joined)
+                    .unwrap_or_default(),
+            )
+            .into_owned()
         }
         "quoted-printable" => {
             let unfolded = body.replace("=\n", "");
@@ -472,9 +580,17 @@ async fn serve_smtp(stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<Caugh
                 if l == ".\r\n" {
                     break;
                 }
-                data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+                data.push_str(
+                    l.strip_prefix('.')
+                        .filter(|_| l.starts_with(".."))
+                        .unwrap_or(&l),
+                );
             }
-            received.lock().unwrap().push(CaughtMail { from: from.clone(), to: std::mem::take(&mut to), data });
+            received.lock().unwrap().push(CaughtMail {
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                data,
+            });
             b"250 OK queued\r\n"
         } else if upper.starts_with("QUIT") {
             let _ = write.write_all(b"221 bye\r\n").await;

@@ -16,19 +16,43 @@ async fn invitation_mail_arrives_with_a_working_link_and_is_wiped_from_the_outbo
     let messages = app.mail.messages();
     assert_eq!(messages.len(), 1);
     let message = &messages[0];
-    assert!(message.to[0].contains(&admin.username), "sent to {:?}", message.to);
-    assert!(message.subject().contains("Test Provider"), "subject: {}", message.subject());
+    assert!(
+        message.to[0].contains(&admin.username),
+        "sent to {:?}",
+        message.to
+    );
+    assert!(
+        message.subject().contains("Test Provider"),
+        "subject: {}",
+        message.subject()
+    );
     let text = message.text();
-    for expected in ["Contoso Ltd", "User.Read.All", "Group.Read.All", "Review the request"] {
+    for expected in [
+        "Contoso Ltd",
+        "User.Read.All",
+        "Group.Read.All",
+        "Review the request",
+    ] {
         assert!(text.contains(expected), "mail lacks {expected:?}:\n{text}");
     }
-    assert_eq!(message.link(), issued.link, "the mailed link is the issued one");
+    assert_eq!(
+        message.link(),
+        issued.link,
+        "the mailed link is the issued one"
+    );
 
     // Sent mail keeps no link at rest.
-    let left: Option<Vec<u8>> = sqlx::query_scalar("select payload_ciphertext from outbox").fetch_one(&app.db).await.unwrap();
+    let left: Option<Vec<u8>> = sqlx::query_scalar("select payload_ciphertext from outbox")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(left.is_none());
     // The link opens the wizard.
-    let response = crate::helpers::browser().get(message.link()).send().await.unwrap();
+    let response = crate::helpers::browser()
+        .get(message.link())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(location(response).await, "/invitation");
 }
 
@@ -37,21 +61,38 @@ async fn a_mail_outage_keeps_the_invitation_queued_and_a_later_round_delivers_it
     let app = TestApp::spawn().await;
     let issued = app.invite("application", "it@contoso.example", None).await;
 
-    let dead = Mailer::new(&Secret::new(MailCatcher::dead_url().await), "T <t@provider.test>").unwrap();
-    let round = mail::deliver_due(&app.db, &app.state.cfg.encryption_key, &dead).await.unwrap();
+    let dead = Mailer::new(
+        &Secret::new(MailCatcher::dead_url().await),
+        "T <t@provider.test>",
+    )
+    .unwrap();
+    let round = mail::deliver_due(&app.db, &app.state.cfg.encryption_key, &dead)
+        .await
+        .unwrap();
     assert_eq!((round.sent, round.failed), (0, 1));
-    let state = mail::delivery_state(&app.db, issued.invitation.id).await.unwrap().unwrap();
+    let state = mail::delivery_state(&app.db, issued.invitation.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.attempts, 1);
     assert!(state.sent_at.is_none());
     assert!(state.last_error.is_some());
-    assert!(state.next_attempt_at > time::OffsetDateTime::now_utc(), "a failed mail waits before the next try");
+    assert!(
+        state.next_attempt_at > time::OffsetDateTime::now_utc(),
+        "a failed mail waits before the next try"
+    );
     // Not due yet: nothing is sent, nothing is lost.
     assert_eq!(app.deliver_mail().await.sent, 0);
 
-    sqlx::query("update outbox set next_attempt_at = now()").execute(&app.db).await.unwrap();
+    sqlx::query("update outbox set next_attempt_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
     assert_eq!(app.deliver_mail().await.sent, 1);
     assert_eq!(app.mail.messages()[0].link(), issued.link);
-    let invitation = gangway::invitations::get(&app.db, issued.invitation.id).await.unwrap();
+    let invitation = gangway::invitations::get(&app.db, issued.invitation.id)
+        .await
+        .unwrap();
     assert_eq!(invitation.status, gangway::invitations::Status::Pending);
     let actions: Vec<String> =
         sqlx::query_scalar("select action from audit_events where invitation_id = $1 order by id")
@@ -59,7 +100,14 @@ async fn a_mail_outage_keeps_the_invitation_queued_and_a_later_round_delivers_it
             .fetch_all(&app.db)
             .await
             .unwrap();
-    assert_eq!(actions, ["invitation.created", "invitation.email_failed", "invitation.email_sent"]);
+    assert_eq!(
+        actions,
+        [
+            "invitation.created",
+            "invitation.email_failed",
+            "invitation.email_sent"
+        ]
+    );
 }
 
 #[tokio::test]
