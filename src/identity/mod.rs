@@ -7,7 +7,6 @@
 
 mod error;
 mod id_token;
-mod secret;
 mod tenant_id;
 
 use std::{
@@ -29,7 +28,7 @@ use uuid::Uuid;
 
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
-pub use secret::Secret;
+pub use crate::secret::Secret;
 pub use tenant_id::{InvalidTenantId, TenantId};
 
 /// The resource every Graph scope is named under, whatever host Graph is served from.
