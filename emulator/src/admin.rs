@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::apps::{NewApp, Permissions};
 use crate::directory::{Group, Life, Tenant, User};
 use crate::faults::FaultConfig;
+use crate::forgeries::{Forgery, ForgeryKind};
 use crate::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
 
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
         .route("/_emulator/keys/rotate", post(rotate_keys))
+        .route("/_emulator/forgeries", post(arm_forgery))
 }
 
 /// An admin API failure: `{"error": "..."}`.
@@ -554,4 +556,18 @@ async fn rotate_keys(State(st): State<AppState>) -> Answer {
     let mut keys = st.keys.write().unwrap_or_else(|e| e.into_inner());
     keys.push(key);
     Ok(Json(json!({"kid": keys.current_kid()})).into_response())
+}
+
+#[derive(Deserialize)]
+struct ForgeryBody {
+    kind: ForgeryKind,
+}
+
+async fn arm_forgery(State(st): State<AppState>, Json(body): Json<ForgeryBody>) -> Answer {
+    let forgery = tokio::task::spawn_blocking(move || Forgery::prepare(body.kind))
+        .await
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    st.forgeries.arm(forgery);
+    Ok(Json(json!({"armed": body.kind})).into_response())
 }

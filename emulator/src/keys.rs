@@ -65,11 +65,15 @@ impl Keys {
 
     /// Signs `claims` as an RS256 JWT with `kid` and `x5t` headers.
     pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
-        let key = self.keys.last().expect("at least one key");
+        self.sign_with(self.keys.last().expect("at least one key"), claims)
+    }
+
+    /// Signs with `signer` but names the current key in the header (a forged signature).
+    pub fn sign_with(&self, signer: &SigningKey, claims: &Value) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
-        header.x5t = Some(key.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        header.kid = Some(self.current_kid().to_string());
+        header.x5t = header.kid.clone();
+        Ok(jsonwebtoken::encode(&header, claims, &signer.encoding)?)
     }
 
     /// The JWKS document; `issuer` is per key, templated like Microsoft's.

@@ -11,6 +11,7 @@ mod delta;
 mod directory;
 mod errors;
 mod faults;
+mod forgeries;
 mod graph;
 mod html;
 mod keys;

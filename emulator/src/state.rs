@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::apps::{NewApp, Permissions, Registry};
 use crate::directory::{Authority, Directory};
 use crate::faults::Faults;
+use crate::forgeries::Forgeries;
 use crate::keys::{Keys, SigningKey};
 use crate::options::Options;
 
@@ -135,6 +136,8 @@ pub struct Shared {
     world: Mutex<World>,
     pub keys: RwLock<Keys>,
     pub faults: Faults,
+    /// A forged ID token waiting to be issued.
+    pub forgeries: Forgeries,
 }
 
 /// Cheap-to-clone handle on [`Shared`].
@@ -214,6 +217,7 @@ impl AppState {
             }),
             keys: RwLock::new(Keys::new(key_task.await??)),
             faults: Faults::new(opts.seed),
+            forgeries: Forgeries::default(),
         })))
     }
 }

@@ -142,3 +142,74 @@ async fn jwks_lists_keys_with_issuer_and_rotation_adds_a_key_that_signs() {
     let header = jsonwebtoken::decode_header(tokens["id_token"].as_str().unwrap()).unwrap();
     assert_eq!(header.kid.as_deref(), Some(new_kid));
 }
+
+#[tokio::test]
+async fn armed_forgeries_spoil_exactly_the_next_id_token() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let tid = t.tid(0);
+    let jwks: Value = t
+        .http
+        .get(format!("{}/common/discovery/v2.0/keys", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = &jwks["keys"][0];
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let next_id_token = async || {
+        let back = consent_flow(
+            &browser(),
+            &t.base,
+            &authorize_url(&t.base, &tid, &app.client_id, "openid", "&prompt=consent"),
+            &t.admin(0),
+        )
+        .await;
+        let tokens: Value = redeem(&t, &tid, &app, &params(&back)["code"])
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokens["id_token"].as_str().unwrap().to_string()
+    };
+    let validate = |jwt: &str| {
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&[&app.client_id]);
+        v.set_issuer(&[format!("{}/{tid}/v2.0", t.base)]);
+        v.leeway = 0;
+        jsonwebtoken::decode::<Value>(jwt, &key, &v).map(|d| d.claims)
+    };
+    for kind in [
+        "wrong_key",
+        "alg_none",
+        "wrong_aud",
+        "wrong_iss",
+        "expired",
+        "bad_nonce",
+    ] {
+        let resp = t
+            .admin_post("/forgeries", serde_json::json!({"kind": kind}))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{kind}");
+        let jwt = next_id_token().await;
+        match kind {
+            "bad_nonce" => assert_ne!(validate(&jwt).unwrap()["nonce"], "n-1"),
+            _ => assert!(validate(&jwt).is_err(), "{kind} must not validate"),
+        }
+        assert_eq!(
+            validate(&next_id_token().await).unwrap()["nonce"],
+            "n-1",
+            "only one token is forged"
+        );
+    }
+    let resp = t
+        .admin_post("/forgeries", serde_json::json!({"kind": "nonsense"}))
+        .await;
+    assert!(resp.status().is_client_error());
+}

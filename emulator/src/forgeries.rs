@@ -1,0 +1,98 @@
+//! Forged ID tokens on request, so a relying party can prove it refuses them: once armed, the
+//! next ID token the emulator issues is spoiled in the chosen way.
+
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::keys::{Keys, SigningKey};
+
+/// How to spoil the next ID token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForgeryKind {
+    /// Signed by a key that is not published (the header still names the current `kid`).
+    WrongKey,
+    /// `alg: none` and no signature.
+    AlgNone,
+    /// `aud` is some other client id.
+    WrongAud,
+    /// `iss` names another tenant.
+    WrongIss,
+    /// `exp` (and `iat`/`nbf`) an hour in the past.
+    Expired,
+    /// `nonce` differs from the one the app sent.
+    BadNonce,
+}
+
+/// An armed forgery; `WrongKey` carries its unpublished key.
+pub struct Forgery {
+    kind: ForgeryKind,
+    foreign: Option<SigningKey>,
+}
+
+impl Forgery {
+    /// Prepares a forgery; generating the foreign key is slow, so call it off the async threads.
+    pub fn prepare(kind: ForgeryKind) -> anyhow::Result<Self> {
+        let foreign = match kind {
+            ForgeryKind::WrongKey => Some(SigningKey::generate()?),
+            _ => None,
+        };
+        Ok(Self { kind, foreign })
+    }
+
+    /// Spoils `claims` and encodes the token.
+    pub fn forge(&self, keys: &Keys, mut claims: Value, base_url: &str) -> anyhow::Result<String> {
+        let now = claims["iat"].as_i64().unwrap_or_default();
+        match self.kind {
+            ForgeryKind::WrongAud => claims["aud"] = json!(Uuid::new_v4()),
+            ForgeryKind::WrongIss => {
+                claims["iss"] = json!(format!("{base_url}/{}/v2.0", Uuid::new_v4()))
+            }
+            ForgeryKind::Expired => {
+                claims["iat"] = json!(now - 7200);
+                claims["nbf"] = json!(now - 7200);
+                claims["exp"] = json!(now - 3600);
+            }
+            ForgeryKind::BadNonce => claims["nonce"] = json!(format!("forged-{}", Uuid::new_v4())),
+            ForgeryKind::WrongKey | ForgeryKind::AlgNone => {}
+        }
+        match (&self.foreign, self.kind) {
+            (Some(key), _) => keys.sign_with(key, &claims),
+            (None, ForgeryKind::AlgNone) => {
+                let header = json!({"typ": "JWT", "alg": "none", "kid": keys.current_kid()});
+                Ok(format!(
+                    "{}.{}.",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                ))
+            }
+            (None, _) => keys.sign(&claims),
+        }
+    }
+
+    /// What it does.
+    pub fn kind(&self) -> ForgeryKind {
+        self.kind
+    }
+}
+
+/// The armed forgery, if any.
+#[derive(Default)]
+pub struct Forgeries(Mutex<Option<Forgery>>);
+
+impl Forgeries {
+    /// Arms `forgery` for the next ID token (replacing one not yet used).
+    pub fn arm(&self, forgery: Forgery) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(forgery);
+    }
+
+    /// Takes the armed forgery, so it applies once.
+    pub fn take(&self) -> Option<Forgery> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
