@@ -1,0 +1,121 @@
+//! Signing operators in and out.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::audit::{self, Actor};
+use crate::operators::{self, Operator};
+use crate::secret::Secret;
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::{paths, session};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::LOGIN, get(form).post(sign_in))
+        .route(paths::LOGOUT, post(sign_out))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    provider: String,
+    csrf: String,
+    email: String,
+    error: Option<&'static str>,
+    /// Who is signed in already, if anyone.
+    current: Option<String>,
+}
+
+// Shown even to a signed-in operator (with a way back to the console): signing in as someone
+// else must stay possible.
+async fn form(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfToken(csrf): CsrfToken,
+) -> Result<LoginPage> {
+    let current = signed_in(&session).await?.map(|o| o.email);
+    Ok(LoginPage {
+        provider: state.cfg.provider_name.clone(),
+        csrf,
+        email: String::new(),
+        error: None,
+        current,
+    })
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfToken(csrf): CsrfToken,
+    Form(form): Form<Credentials>,
+) -> Result<Response> {
+    let password = Secret::new(form.password);
+    let Some(operator) = operators::authenticate(&state.db, &form.email, &password).await? else {
+        let page = LoginPage {
+            provider: state.cfg.provider_name.clone(),
+            csrf,
+            email: form.email.trim().to_owned(),
+            error: Some("Email or password is incorrect."),
+            current: None,
+        };
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    // A new session id at sign-in, so an id planted before it (session fixation) is worthless.
+    session.cycle_id().await.map_err(internal)?;
+    session
+        .insert(session::OPERATOR, &operator)
+        .await
+        .map_err(internal)?;
+    audit::record(
+        &state.db,
+        &Actor::Operator(operator.email.clone()),
+        "operator.signed_in",
+        None,
+        None,
+        json!({}),
+    )
+    .await?;
+    Ok(Redirect::to(paths::INVITATIONS).into_response())
+}
+
+async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Redirect> {
+    if let Some(operator) = signed_in(&session).await? {
+        audit::record(
+            &state.db,
+            &Actor::Operator(operator.email),
+            "operator.signed_out",
+            None,
+            None,
+            json!({}),
+        )
+        .await?;
+    }
+    session.flush().await.map_err(internal)?;
+    Ok(Redirect::to(paths::LOGIN))
+}
+
+async fn signed_in(session: &Session) -> Result<Option<Operator>> {
+    session.get(session::OPERATOR).await.map_err(internal)
+}
+
+fn internal(e: tower_sessions::session::Error) -> Error {
+    Error::Internal(e.into())
+}
