@@ -1,0 +1,758 @@
+//! The operator console through HTTP, as an operator sees it: signing in, invitations (list,
+//! create, detail, resend, revoke), tenants and the audit log.
+
+use gangway::audit::Actor;
+use gangway::invitations::{self, NewInvitation};
+use gangway::operators::{self, Role};
+use gangway::secret::Secret;
+use gangway::tenants::{self, Consent};
+use gangway::web::paths;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::helpers::{
+    OPERATOR_PASSWORD, Setup, TestApp, browser, csrf_token, input_value, location,
+};
+
+/// The form a valid invitation is created with.
+fn valid_form<'a>() -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("customer_name", "Fabrikam Inc"),
+        ("admin_email", "admin@fabrikam.example"),
+        ("mode", "application"),
+        ("tenant_domain", ""),
+        ("valid_for", "3d"),
+    ]
+}
+
+async fn invitation_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Creates `count` invitations through the domain, named `Customer 00`… with their own domains.
+async fn create_many(app: &TestApp, count: usize) -> Vec<invitations::Issued> {
+    let mut issued = Vec::new();
+    for i in 0..count {
+        let new = NewInvitation::parse(
+            &format!("Customer {i:02}"),
+            &format!("admin{i}@customer{i}.example"),
+            "delegated",
+            None,
+            Some("7d"),
+        )
+        .unwrap();
+        issued.push(
+            invitations::create(
+                &app.db,
+                app.state.invitation_context(),
+                &new,
+                &Actor::Cli,
+                None,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    issued
+}
+
+async fn body(response: reqwest::Response) -> String {
+    response.text().await.unwrap()
+}
+
+/// `html` with the entities askama writes for `&` and `'` decoded, for asserting on text.
+fn decoded(html: &str) -> String {
+    html.replace("&#38;", "&")
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#34;", "\"")
+}
+
+#[tokio::test]
+async fn operators_sign_in_and_a_wrong_password_gets_401_and_no_session() {
+    let app = TestApp::spawn().await;
+    let email = "ops@provider.test";
+    operators::add(
+        &app.db,
+        email,
+        Role::Admin,
+        &Secret::new(OPERATOR_PASSWORD),
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
+
+    let login = app.get(paths::LOGIN).await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let page = body(login).await;
+    assert!(page.contains("Sign in to the console") && page.contains("Test Provider"));
+
+    let wrong = app
+        .post_form(
+            paths::LOGIN,
+            &[("email", email), ("password", "not the password")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let page = body(wrong).await;
+    assert!(page.contains("Email or password is incorrect"), "{page}");
+    assert_eq!(
+        input_value(&page, "email").as_deref(),
+        Some(email),
+        "the email is kept"
+    );
+    assert_eq!(
+        location(app.get(paths::INVITATIONS).await).await,
+        paths::LOGIN,
+        "no session after a failure"
+    );
+
+    let unknown = app
+        .post_form(
+            paths::LOGIN,
+            &[("email", "nobody@provider.test"), ("password", "whatever")],
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    let ok = app
+        .post_form(
+            paths::LOGIN,
+            &[("email", email), ("password", OPERATOR_PASSWORD)],
+        )
+        .await;
+    assert_eq!(location(ok).await, paths::INVITATIONS);
+    let home = app.get(paths::INVITATIONS).await;
+    assert_eq!(home.status(), StatusCode::OK);
+    let page = body(home).await;
+    assert!(
+        page.contains(email) && page.contains("<h1>Invitations</h1>") && page.contains("Sign out")
+    );
+
+    let out = app.post_form(paths::LOGOUT, &[]).await;
+    assert_eq!(location(out).await, paths::LOGIN);
+    assert_eq!(
+        location(app.get(paths::INVITATIONS).await).await,
+        paths::LOGIN,
+        "signed out for good"
+    );
+}
+
+#[tokio::test]
+async fn signed_out_visitors_are_sent_to_sign_in() {
+    let app = TestApp::spawn().await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let detail = paths::with_id(paths::INVITATION, issued.invitation.id);
+    for path in ["/", paths::CONSOLE] {
+        assert_eq!(
+            location(app.get(path).await).await,
+            paths::INVITATIONS,
+            "{path}"
+        );
+    }
+    for path in [
+        paths::INVITATIONS,
+        paths::NEW_INVITATION,
+        &detail,
+        paths::TENANTS,
+        paths::AUDIT,
+    ] {
+        assert_eq!(location(app.get(path).await).await, paths::LOGIN, "{path}");
+    }
+    let create = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
+    assert_eq!(location(create).await, paths::LOGIN);
+    let revoke = app
+        .post_form(
+            &paths::with_id(paths::REVOKE_INVITATION, issued.invitation.id),
+            &[],
+        )
+        .await;
+    assert_eq!(location(revoke).await, paths::LOGIN);
+    assert_eq!(invitation_count(&app).await, 1);
+    assert_eq!(
+        invitations::get(&app.db, issued.invitation.id)
+            .await
+            .unwrap()
+            .status,
+        invitations::Status::Pending
+    );
+}
+
+#[tokio::test]
+async fn viewers_may_look_but_see_no_buttons_and_cannot_act() {
+    let app = TestApp::spawn().await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let id = issued.invitation.id;
+    app.sign_in(Role::Viewer).await;
+
+    let list = body(app.get(paths::INVITATIONS).await).await;
+    assert!(list.contains("Contoso Ltd"), "viewers see the list");
+    assert!(
+        !list.contains(&format!("href=\"{}\"", paths::NEW_INVITATION)),
+        "no New invitation button"
+    );
+    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    assert!(detail.contains("admin@contoso.example"));
+    assert!(
+        !detail.contains(&paths::with_id(paths::RESEND_INVITATION, id)),
+        "no Resend button"
+    );
+    assert!(
+        !detail.contains(&paths::with_id(paths::REVOKE_INVITATION, id)),
+        "no Revoke button"
+    );
+
+    assert_eq!(
+        app.get(paths::NEW_INVITATION).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.post_form(paths::NEW_INVITATION, &valid_form())
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let revoke = app
+        .post_form(&paths::with_id(paths::REVOKE_INVITATION, id), &[])
+        .await;
+    assert_eq!(revoke.status(), StatusCode::FORBIDDEN);
+    let resend = app
+        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
+        .await;
+    assert_eq!(resend.status(), StatusCode::FORBIDDEN);
+
+    assert_eq!(invitation_count(&app).await, 1);
+    assert_eq!(
+        invitations::get(&app.db, id).await.unwrap().status,
+        invitations::Status::Pending
+    );
+    // The old link still works: nothing was resent or revoked.
+    let opened = browser()
+        .get(app.url(&app.path_of(&issued.link)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(opened).await, paths::WIZARD);
+}
+
+#[tokio::test]
+async fn invalid_input_is_shown_next_to_its_field_and_all_input_is_kept() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let form = app.get(paths::NEW_INVITATION).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    let page = body(form).await;
+    assert!(
+        page.contains("value=\"7d\" selected"),
+        "7 days is the default validity"
+    );
+    assert!(
+        decoded(&page).contains("Customer's own app"),
+        "every mode is explained"
+    );
+
+    let response = app
+        .post_form(
+            paths::NEW_INVITATION,
+            &[
+                ("customer_name", "Fabrikam <Europe>"),
+                ("admin_email", "not-an-email"),
+                ("mode", "sideways"),
+                ("tenant_domain", "fabrikam.example"),
+                ("valid_for", "14d"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = body(response).await;
+    assert!(
+        page.contains("id=\"admin_email-error\"") && page.contains("is not an email address"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"mode-error\""), "{page}");
+    assert!(
+        !page.contains("id=\"customer_name-error\"")
+            && !page.contains("id=\"tenant_domain-error\"")
+    );
+    assert!(!page.contains("<Europe>"), "input is escaped");
+    assert_eq!(
+        input_value(&page, "customer_name")
+            .map(|v| decoded(&v))
+            .as_deref(),
+        Some("Fabrikam <Europe>")
+    );
+    assert_eq!(
+        input_value(&page, "admin_email").as_deref(),
+        Some("not-an-email")
+    );
+    assert_eq!(
+        input_value(&page, "tenant_domain").as_deref(),
+        Some("fabrikam.example")
+    );
+    assert!(
+        page.contains("value=\"14d\" selected"),
+        "the chosen validity is kept"
+    );
+
+    let mut bad_domain = valid_form();
+    bad_domain[3] = ("tenant_domain", "not a domain");
+    bad_domain[0] = ("customer_name", "  ");
+    let response = app.post_form(paths::NEW_INVITATION, &bad_domain).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = body(response).await;
+    assert!(
+        page.contains("id=\"tenant_domain-error\"") && page.contains("id=\"customer_name-error\"")
+    );
+    assert!(
+        page.contains("value=\"application\" checked"),
+        "the chosen mode is kept"
+    );
+    assert_eq!(invitation_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_created_invitation_shows_its_link_once_and_the_link_opens_the_wizard() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let response = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "rendered directly, not redirected with the link"
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let page = body(response).await;
+    let link = input_value(&page, "invitation_link").expect("the link is shown");
+    assert!(link.starts_with(&app.url("/authenticate?token=")), "{link}");
+    assert!(page.contains("data-copy=\"#invitation-link\""));
+    assert!(page.contains("shown only now"));
+    assert!(page.contains("on its way to <strong>admin@fabrikam.example</strong>"));
+
+    let customer = browser();
+    let opened = customer.get(&link).send().await.unwrap();
+    assert_eq!(location(opened).await, paths::WIZARD);
+
+    assert_eq!(app.deliver_mail().await.sent, 1);
+    let mails = app.mail.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].link().as_str(),
+        link,
+        "the mail carries the same link"
+    );
+
+    let list = body(app.get(paths::INVITATIONS).await).await;
+    assert!(list.contains("Fabrikam Inc") && list.contains("admin@fabrikam.example"));
+    assert!(list.contains("Application (admin consent)"));
+    assert!(list.contains("badge opened") || list.contains("badge pending"));
+    assert!(!list.contains(&link), "the link is never shown again");
+}
+
+#[tokio::test]
+async fn without_a_mail_server_the_operator_is_told_to_send_the_link() {
+    let app = TestApp::spawn_with(Setup {
+        smtp: false,
+        ..Setup::default()
+    })
+    .await;
+    app.sign_in(Role::Admin).await;
+    let response = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = body(response).await;
+    assert!(page.contains("No mail server is configured"), "{page}");
+    assert!(!page.contains("on its way"));
+}
+
+#[tokio::test]
+async fn the_list_filters_searches_and_pages() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+
+    let empty = body(app.get(paths::INVITATIONS).await).await;
+    assert!(empty.contains("No invitations yet — create the first one"));
+
+    let issued = create_many(&app, 30).await;
+    // The three oldest are revoked: closed invitations sort after the open ones.
+    for i in &issued[..3] {
+        invitations::revoke(&app.db, i.invitation.id, &Actor::Cli)
+            .await
+            .unwrap();
+    }
+
+    let first = body(app.get(paths::INVITATIONS).await).await;
+    assert!(first.contains("Showing 1–25 of 30"), "{first}");
+    assert!(first.contains(&format!("href=\"{}?page=2\"", paths::INVITATIONS)));
+    assert!(
+        !first.contains("badge revoked"),
+        "open invitations come first"
+    );
+    assert!(first.contains("Customer 29") && !first.contains("Customer 00"));
+    let second = body(app.get(&format!("{}?page=2", paths::INVITATIONS)).await).await;
+    assert!(second.contains("Showing 26–30 of 30"));
+    assert!(second.contains("badge revoked") && second.contains("Customer 00"));
+    assert!(
+        second.contains(&format!("href=\"{}\"", paths::INVITATIONS)),
+        "a link back to page 1"
+    );
+
+    let revoked = body(
+        app.get(&format!("{}?status=revoked", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(revoked.contains("Showing 1–3 of 3"));
+    assert!(
+        revoked.contains("<option value=\"revoked\" selected>"),
+        "the filter is kept"
+    );
+    assert!(!revoked.contains("badge pending"));
+
+    let pending = body(
+        app.get(&format!("{}?status=pending", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(pending.contains("Showing 1–25 of 27"));
+    assert!(
+        decoded(&pending).contains("?status=pending&page=2"),
+        "next keeps the filter: {}",
+        &pending[pending.find("class=\"pager\"").unwrap()..]
+    );
+
+    let search = body(
+        app.get(&format!("{}?q=customer7.example", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(search.contains("Showing 1–1 of 1") && search.contains("admin7@customer7.example"));
+    assert!(
+        search.contains("value=\"customer7.example\""),
+        "the search is kept"
+    );
+    let by_name = body(
+        app.get(&format!("{}?q=customer+1", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(by_name.contains("of 10"), "Customer 10–19");
+
+    let nothing = body(
+        app.get(&format!("{}?q=zzz-nothing", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(nothing.contains("No invitations match these filters"));
+    assert!(!nothing.contains("No invitations yet"));
+
+    let junk = app
+        .get(&format!("{}?page=abc&status=bogus", paths::INVITATIONS))
+        .await;
+    assert_eq!(
+        junk.status(),
+        StatusCode::OK,
+        "junk parameters mean defaults, not an error"
+    );
+}
+
+#[tokio::test]
+async fn resend_gives_a_new_link_and_the_old_one_stops_working() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let id = issued.invitation.id;
+
+    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    assert!(
+        detail.contains(&paths::with_id(paths::RESEND_INVITATION, id)),
+        "admins see Resend"
+    );
+
+    let response = app
+        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let page = body(response).await;
+    let fresh = input_value(&page, "invitation_link").expect("the new link is shown");
+    assert_ne!(fresh, issued.link.as_str());
+    assert!(page.contains("previous link no longer works"));
+
+    let old = browser().get(issued.link.as_str()).send().await.unwrap();
+    assert_eq!(
+        old.status(),
+        StatusCode::NOT_FOUND,
+        "the old link is unknown now"
+    );
+    let old_page = body(old).await;
+    assert!(
+        old_page.contains("not valid") || old_page.contains("replaced"),
+        "{old_page}"
+    );
+    let new = browser().get(&fresh).send().await.unwrap();
+    assert_eq!(location(new).await, paths::WIZARD);
+
+    let timeline = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    assert!(timeline.contains("invitation.resent"));
+}
+
+#[tokio::test]
+async fn revoke_closes_the_link_for_good() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let id = issued.invitation.id;
+    let revoke_path = paths::with_id(paths::REVOKE_INVITATION, id);
+
+    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    assert!(
+        detail.contains(&revoke_path) && detail.contains("data-confirm"),
+        "admins see a confirmed Revoke"
+    );
+
+    let response = app.post_form(&revoke_path, &[]).await;
+    let target = location(response).await;
+    assert_eq!(
+        target,
+        format!("{}?done=revoked", paths::with_id(paths::INVITATION, id))
+    );
+    let page = body(app.get(&target).await).await;
+    assert!(page.contains("Invitation revoked") && page.contains("badge revoked"));
+    assert!(!page.contains(&revoke_path), "nothing left to revoke");
+
+    let link = browser().get(issued.link.as_str()).send().await.unwrap();
+    assert_eq!(link.status(), StatusCode::GONE);
+    let link_page = body(link).await.to_lowercase();
+    assert!(
+        link_page.contains("withdr") || link_page.contains("revoked"),
+        "{link_page}"
+    );
+
+    let again = app.post_form(&revoke_path, &[]).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "a clear page, not a 500"
+    );
+    assert!(body(again).await.contains("revoked"));
+    let resend = app
+        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
+        .await;
+    assert_eq!(resend.status(), StatusCode::BAD_REQUEST);
+    let missing = app
+        .post_form(
+            &paths::with_id(paths::REVOKE_INVITATION, Uuid::new_v4()),
+            &[],
+        )
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn posts_without_the_csrf_token_are_refused() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let response = app
+        .client
+        .post(app.url(paths::NEW_INVITATION))
+        .form(&valid_form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let mut forged = valid_form();
+    forged.push(("csrf_token", "forged"));
+    let response = app
+        .client
+        .post(app.url(paths::NEW_INVITATION))
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(invitation_count(&app).await, 0);
+
+    // Another browser's token is no good either.
+    let other = browser();
+    let token = csrf_token(&other, &app).await;
+    let mut foreign = valid_form();
+    foreign.push(("csrf_token", &token));
+    let response = app
+        .client
+        .post(app.url(paths::NEW_INVITATION))
+        .form(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let logout = app
+        .client
+        .post(app.url(paths::LOGOUT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(paths::INVITATIONS).await.status(),
+        StatusCode::OK,
+        "still signed in"
+    );
+}
+
+#[tokio::test]
+async fn the_detail_shows_facts_mail_state_and_timeline() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let issued = app
+        .invite(
+            "customer-app",
+            "admin@contoso.example",
+            Some("contoso.example"),
+        )
+        .await;
+    let path = paths::with_id(paths::INVITATION, issued.invitation.id);
+
+    let queued = body(app.get(&path).await).await;
+    assert!(decoded(&queued).contains("Customer's own app"), "{queued}");
+    assert!(queued.contains("contoso.example") && queued.contains("badge pending"));
+    assert!(queued.contains("Queued") && queued.contains("Invitation created"));
+    assert!(
+        !queued.contains(issued.link.as_str()),
+        "the link is never shown again"
+    );
+
+    app.deliver_mail().await;
+    let sent = body(app.get(&path).await).await;
+    assert!(sent.contains("Sent") && sent.contains("Invitation email delivered"));
+
+    assert_eq!(
+        app.get(&paths::with_id(paths::INVITATION, Uuid::new_v4()))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/console/invitations/not-a-uuid").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn tenants_appear_once_consented_and_never_show_credentials() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    let empty = body(app.get(paths::TENANTS).await).await;
+    assert!(
+        empty.contains("No tenants yet") && empty.contains("when a customer"),
+        "{empty}"
+    );
+
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let entra_id = Uuid::new_v4();
+    let oid = Uuid::new_v4();
+    let consent = Consent {
+        entra_tenant_id: entra_id,
+        display_name: "Contoso Europe".into(),
+        verified_domains: vec!["contoso.example".into(), "contoso-eu.example".into()],
+        mode: invitations::ConsentMode::Delegated,
+        granted_scopes: vec!["User.Read.All".into(), "Group.Read.All".into()],
+        consented_by_oid: Some(oid),
+        consented_by_upn: Some("admin@contoso.example".into()),
+        customer_client_id: None,
+        credential: Some(Secret::new("refresh-token-that-must-stay-hidden")),
+    };
+    let tenant_id = tenants::record_consent(
+        &app.db,
+        &app.state.cfg.encryption_key,
+        issued.invitation.id,
+        &consent,
+    )
+    .await
+    .unwrap();
+
+    let list = body(app.get(paths::TENANTS).await).await;
+    assert!(list.contains("Contoso Europe") && list.contains(&entra_id.to_string()));
+    assert!(list.contains("contoso.example, contoso-eu.example") && list.contains("badge active"));
+    assert!(list.contains("data-copy=") && list.contains("Showing 1–1 of 1"));
+    let search = body(app.get(&format!("{}?q=contoso-eu", paths::TENANTS)).await).await;
+    assert!(search.contains("Contoso Europe"));
+    let none = body(app.get(&format!("{}?q=fabrikam", paths::TENANTS)).await).await;
+    assert!(none.contains("No tenants match"));
+
+    let detail = body(app.get(&paths::with_id(paths::TENANT, tenant_id)).await).await;
+    for expected in [
+        "Contoso Europe",
+        "User.Read.All",
+        "Group.Read.All",
+        "admin@contoso.example",
+        "Consent granted",
+    ] {
+        assert!(detail.contains(expected), "{expected} in {detail}");
+    }
+    assert!(detail.contains(&oid.to_string()) && detail.contains(&entra_id.to_string()));
+    assert!(
+        !detail.contains("refresh-token-that-must-stay-hidden") && !list.contains("refresh-token")
+    );
+
+    let invitation = body(
+        app.get(&paths::with_id(paths::INVITATION, issued.invitation.id))
+            .await,
+    )
+    .await;
+    assert!(
+        invitation.contains(&paths::with_id(paths::TENANT, tenant_id)),
+        "the invitation links its tenant"
+    );
+    assert!(invitation.contains("badge consented"));
+    assert_eq!(
+        app.get(&paths::with_id(paths::TENANT, Uuid::new_v4()))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_lists_what_operators_did() {
+    let app = TestApp::spawn().await;
+    let email = app.sign_in(Role::Admin).await;
+    let page = body(app.post_form(paths::NEW_INVITATION, &valid_form()).await).await;
+    assert!(page.contains("Invitation created for Fabrikam Inc"));
+    let id: Uuid = sqlx::query_scalar("select id from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    app.post_form(&paths::with_id(paths::REVOKE_INVITATION, id), &[])
+        .await;
+
+    let log = body(app.get(paths::AUDIT).await).await;
+    for expected in [
+        "operator.signed_in",
+        "invitation.created",
+        "invitation.revoked",
+        email.as_str(),
+    ] {
+        assert!(log.contains(expected), "{expected} in {log}");
+    }
+    assert!(
+        log.contains(&paths::with_id(paths::INVITATION, id)),
+        "events link their invitation"
+    );
+    let revoked_at = log.find("invitation.revoked").unwrap();
+    assert!(
+        revoked_at < log.find("invitation.created").unwrap(),
+        "newest first"
+    );
+
+    let search = body(app.get(&format!("{}?q=revoked", paths::AUDIT)).await).await;
+    assert!(search.contains("invitation.revoked") && !search.contains("invitation.created"));
+    assert!(search.contains("Showing 1–1 of 1"));
+    let none = body(app.get(&format!("{}?q=zzz-nothing", paths::AUDIT)).await).await;
+    assert!(none.contains("No events match"));
+}
