@@ -914,3 +914,39 @@ async fn the_token_link_is_rate_limited_per_client() {
     assert!(response.headers().contains_key("retry-after"));
     assert_no_store(&response);
 }
+
+#[tokio::test]
+async fn a_customer_app_from_another_tenant_than_the_invited_domain_is_rejected() {
+    let app = TestApp::spawn().await;
+    let (invited, other) = (app.customer(0).clone(), app.customer(1).clone());
+    let registered = customer_app(&app, 1, CUSTOMER_APP_PERMISSIONS).await;
+    let issued = app
+        .invite(
+            "customer-app",
+            &invited.admin.username,
+            Some(&invited.domain),
+        )
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let response = customer
+        .customer_app(
+            &app,
+            &other.id,
+            &registered.client_id,
+            &registered.client_secret,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(&format!("This invitation is for {}", invited.domain)),
+        "{page}"
+    );
+    assert!(page.contains("the app you entered belongs to"));
+    assert!(!page.contains(&registered.client_secret));
+    assert_eq!(tenant_count(&app).await, 0);
+    assert_eq!(
+        invitation_state(&app, issued.invitation.id).await.0,
+        "failed"
+    );
+}

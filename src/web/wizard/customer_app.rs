@@ -199,14 +199,15 @@ pub fn explain_graph_error(e: &GraphError, what: &str) -> Finding {
     }
 }
 
+/// Puts a finding beside its field, or above the form when it is about no single field.
 fn apply(finding: &Finding, form: &mut CustomerAppForm) {
+    let message = Some(finding.message().to_owned());
     match finding {
-        Finding::TenantId(m) => form.tenant_id_error = Some(m.clone()),
-        Finding::ClientId(m) => form.client_id_error = Some(m.clone()),
-        Finding::Secret(m) => form.secret_error = Some(m.clone()),
-        Finding::General(_) => {}
+        Finding::TenantId(_) => form.tenant_id_error = message,
+        Finding::ClientId(_) => form.client_id_error = message,
+        Finding::Secret(_) => form.secret_error = message,
+        Finding::General(_) => form.problem = message,
     }
-    form.problem = Some(finding.message().to_owned());
 }
 
 /// Proves the credentials: a token, a users read, the organisation (its id must be the tenant).

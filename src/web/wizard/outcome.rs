@@ -282,8 +282,16 @@ pub fn for_consent_error(e: &ConsentError, mode: ConsentMode, provider: &str) ->
                 format!("consent came from the wrong tenant ({found_text}); invitation is for {expected}"),
                 "That is not the organisation this invitation is for",
             )
-            .say(format!("This invitation is for {expected}, but you signed in to {found_text}. Nothing was connected."))
-            .then(format!("Click Try again and sign in with an account of {expected}."))
+            .say(if mode == ConsentMode::CustomerApp {
+                format!("This invitation is for {expected}, but the app you entered belongs to {found_text}. Nothing was connected.")
+            } else {
+                format!("This invitation is for {expected}, but you signed in to {found_text}. Nothing was connected.")
+            })
+            .then(if mode == ConsentMode::CustomerApp {
+                format!("Click Try again and enter the details of an app registered in {expected}.")
+            } else {
+                format!("Click Try again and sign in with an account of {expected}.")
+            })
             .status(StatusCode::FORBIDDEN);
             if mode == ConsentMode::Application {
                 o = o.then(format!(
