@@ -354,7 +354,10 @@ fn validate(form: &NewForm) -> Result<NewInvitation, FieldErrors> {
     }
 }
 
+/// A domain message as a sentence on the page: capitalised, with a full stop, and with quotes
+/// instead of the backticks the CLI shows.
 fn capitalise(text: &str) -> String {
+    let text = text.replace('`', "\"");
     let mut chars = text.chars();
     let mut out: String = chars
         .next()

@@ -113,7 +113,9 @@ pub(crate) struct EventRow {
     pub summary: &'static str,
     pub detail: String,
     pub invitation_url: Option<String>,
+    pub invitation_short: String,
     pub tenant_url: Option<String>,
+    pub tenant_short: String,
 }
 
 impl From<&AuditEvent> for EventRow {
@@ -135,9 +137,16 @@ impl From<&AuditEvent> for EventRow {
             invitation_url: event
                 .invitation_id
                 .map(|id| paths::with_id(paths::INVITATION, id)),
+            invitation_short: event.invitation_id.map(short_id).unwrap_or_default(),
             tenant_url: event.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
+            tenant_short: event.tenant_id.map(short_id).unwrap_or_default(),
         }
     }
+}
+
+/// The first eight hex digits of an id, enough to tell rows apart.
+fn short_id(id: uuid::Uuid) -> String {
+    id.simple().to_string()[..8].to_owned()
 }
 
 /// Plain words for the actions Gangway records; unknown ones show their code only.
