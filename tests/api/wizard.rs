@@ -260,7 +260,14 @@ async fn delegated_journey_records_the_tenant_and_the_link_is_then_used() {
     assert!(done.contains(&tenant.display_name), "{done}");
     assert!(done.contains("close this window"));
 
-    let (mode, domains, upn, sealed, scopes): (String, Vec<String>, Option<String>, Option<Vec<u8>>, Vec<String>) =
+    type Row = (
+        String,
+        Vec<String>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Vec<String>,
+    );
+    let (mode, domains, upn, sealed, scopes): Row =
         sqlx::query_as(
             "select consent_mode, verified_domains, consented_by_upn, credential_ciphertext, granted_scopes
              from tenants where entra_tenant_id = $1",

@@ -53,7 +53,7 @@ pub struct Credentials {
 }
 
 /// Checks the shape of each field, naming every problem; the form keeps tenant and client id.
-pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, CustomerAppForm> {
+pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, Box<CustomerAppForm>> {
     let mut form = CustomerAppForm {
         tenant_id: raw.tenant_id.trim().to_owned(),
         client_id: raw.client_id.trim().to_owned(),
@@ -113,7 +113,7 @@ pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, CustomerAppForm>
             client_id,
             secret: Secret::new(secret),
         }),
-        _ => Err(form),
+        _ => Err(Box::new(form)),
     }
 }
 
@@ -267,7 +267,7 @@ pub async fn submit(
     };
     let creds = match parse(&raw) {
         Ok(c) => c,
-        Err(form) => return Ok(rerender(&invitation, form)),
+        Err(form) => return Ok(rerender(&invitation, *form)),
     };
     let who = Actor::Customer(invitation.admin_email.clone());
     let org = match prove(&state, &creds).await {

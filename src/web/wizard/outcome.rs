@@ -36,12 +36,11 @@ pub enum Problem {
 
 /// Classifies a Microsoft error by its AADSTS code (then its OAuth `error`).
 pub fn classify(e: &AadError) -> Problem {
-    match e.code() {
-        // 50020: account from another identity provider (guest or personal) not in the tenant;
-        // 50034: no such user; 500200 and 50177: personal or external accounts not allowed;
-        // 90072: external account not in the tenant.
-        Some(50020 | 50034 | 500200 | 50177 | 90072) => return Problem::WrongAccount,
-        _ => {}
+    // 50020: account from another identity provider (guest or personal) not in the tenant;
+    // 50034: no such user; 500200 and 50177: personal or external accounts not allowed;
+    // 90072: external account not in the tenant.
+    if matches!(e.code(), Some(50020 | 50034 | 500200 | 50177 | 90072)) {
+        return Problem::WrongAccount;
     }
     match e.kind() {
         AadErrorKind::ConsentDeclined => Problem::Declined,
@@ -142,7 +141,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
             ..Outcome::failed(format!("declined at Microsoft ({code})"), "You declined the request")
         }
         .say(format!("You chose not to {admin_word} for {provider}, so nothing was connected and {provider} has no access."))
-        .then(format!("If that was a mistake, click Try again and choose Accept on Microsoft's page."))
+        .then("If that was a mistake, click Try again and choose Accept on Microsoft's page.")
         .then(format!("If you have questions about the permissions, contact {provider} before trying again.")),
         Problem::NotAdmin => Outcome::failed(
             format!("signed-in account may not grant consent ({code}): not a Global Administrator"),
