@@ -12,7 +12,9 @@ use crate::scopes;
 /// A client secret and when it stops working.
 #[derive(Clone, Debug)]
 pub struct Secret {
+    /// The secret text.
     pub value: String,
+    /// After this, AADSTS7000222.
     pub expires_at: OffsetDateTime,
 }
 
@@ -48,20 +50,30 @@ impl Permissions {
 /// A registered application.
 #[derive(Clone, Debug)]
 pub struct App {
+    /// Application (client) id, a GUID.
     pub client_id: String,
+    /// Name shown on consent pages.
     pub display_name: String,
+    /// Tenant the app is registered in.
     pub home_tenant: Uuid,
+    /// Whether other tenants may consent to it.
     pub multi_tenant: bool,
+    /// Registered redirect URIs (matched exactly).
     pub redirect_uris: Vec<String>,
+    /// Configured (requested) permissions.
     pub permissions: Permissions,
+    /// Client secrets.
     pub secrets: Vec<Secret>,
 }
 
 /// Outcome of checking a presented client secret.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SecretCheck {
+    /// Matches a live secret.
     Valid,
+    /// Matches an expired secret.
     Expired,
+    /// Matches nothing.
     Wrong,
 }
 
@@ -84,13 +96,16 @@ impl App {
 /// What a tenant granted an app: tenant-wide (admin) and per-user delegated consent.
 #[derive(Clone, Debug, Default)]
 pub struct Grant {
+    /// Granted by an administrator for everyone.
     pub tenant_wide: Permissions,
+    /// Delegated permissions users consented to for themselves.
     pub by_user: HashMap<Uuid, BTreeSet<String>>,
 }
 
 /// All apps and grants.
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// Apps by client id.
     pub apps: HashMap<String, App>,
     /// Keyed by (tenant id, client id); its presence means the app has a service principal there.
     pub grants: HashMap<(Uuid, String), Grant>,
@@ -99,16 +114,24 @@ pub struct Registry {
 /// Input to [`Registry::register`].
 #[derive(Debug, Deserialize)]
 pub struct NewApp {
+    /// Tenant to register in.
     pub home_tenant: Uuid,
+    /// Multi-tenant app (default false).
     #[serde(default)]
     pub multi_tenant: bool,
+    /// Name shown on consent pages.
     pub display_name: Option<String>,
+    /// Redirect URIs.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Requested permissions.
     #[serde(default)]
     pub permissions: Permissions,
+    /// Secret lifetime; negative means already expired.
     pub secret_lifetime_days: Option<i64>,
+    /// A fixed client id (GUID) instead of a random one.
     pub client_id: Option<String>,
+    /// A fixed secret instead of a random one.
     pub client_secret: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::apps::App;
 use crate::directory::{Authority, GLOBAL_ADMIN_ROLE};
-use crate::errors::{AadError, now_rfc3339};
+use crate::errors::{AadError, aad_timestamp};
 use crate::html::{self, escape, hidden};
 use crate::rng::secret_token;
 use crate::scopes::{self, Scope};
@@ -83,7 +83,7 @@ impl Reply<'_> {
             ("error", error.to_string()),
             (
                 "error_description",
-                e.description(Uuid::new_v4(), Uuid::new_v4(), &now_rfc3339()),
+                e.description(Uuid::new_v4(), Uuid::new_v4(), &aad_timestamp()),
             ),
             ("error_uri", e.error_uri(self.base_url)),
         ])

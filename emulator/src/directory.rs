@@ -25,16 +25,27 @@ pub enum Life {
 /// A user object with the properties Gangway replicates.
 #[derive(Clone, Debug)]
 pub struct User {
+    /// Object id.
     pub id: Uuid,
+    /// Sign-in name, unique in the tenant.
     pub user_principal_name: String,
+    /// Graph `displayName`.
     pub display_name: String,
+    /// Graph `givenName`.
     pub given_name: Option<String>,
+    /// Graph `surname`.
     pub surname: Option<String>,
+    /// Graph `mail`.
     pub mail: Option<String>,
+    /// Graph `businessPhones`.
     pub business_phones: Vec<String>,
+    /// Graph `mobilePhone`.
     pub mobile_phone: Option<String>,
+    /// Graph `jobTitle`.
     pub job_title: Option<String>,
+    /// Graph `department`.
     pub department: Option<String>,
+    /// Disabled accounts cannot sign in (AADSTS50057).
     pub account_enabled: bool,
     /// Holds the Global Administrator role.
     pub is_admin: bool,
@@ -42,6 +53,7 @@ pub struct User {
     pub password_override: Option<String>,
     /// Tenant version of the last change.
     pub version: u64,
+    /// Live, soft- or hard-deleted.
     pub life: Life,
 }
 
@@ -85,18 +97,29 @@ pub fn seeded_password(id: Uuid) -> String {
 /// A group with its members (user ids) and a log of membership changes for delta.
 #[derive(Clone, Debug)]
 pub struct Group {
+    /// Object id.
     pub id: Uuid,
+    /// Graph `displayName`.
     pub display_name: String,
+    /// Graph `description`.
     pub description: Option<String>,
+    /// Graph `mailNickname`.
     pub mail_nickname: String,
+    /// Graph `mail` (Microsoft 365 groups only).
     pub mail: Option<String>,
+    /// Graph `mailEnabled`.
     pub mail_enabled: bool,
+    /// Graph `securityEnabled`.
     pub security_enabled: bool,
+    /// Graph `groupTypes` (`Unified` for Microsoft 365 groups).
     pub group_types: Vec<String>,
+    /// Member user ids.
     pub members: BTreeSet<Uuid>,
     /// (tenant version, user id, added?) for every membership change after seeding.
     pub member_log: Vec<(u64, Uuid, bool)>,
+    /// Tenant version of the last change (membership changes included).
     pub version: u64,
+    /// Live, soft- or hard-deleted.
     pub life: Life,
 }
 
@@ -123,18 +146,26 @@ impl Group {
 /// A verified domain of a tenant.
 #[derive(Clone, Debug)]
 pub struct Domain {
+    /// DNS name.
     pub name: String,
+    /// The domain new user names get.
     pub is_default: bool,
+    /// The `*.onmicrosoft.com` domain the tenant was created with.
     pub is_initial: bool,
 }
 
 /// One Entra tenant.
 #[derive(Clone, Debug)]
 pub struct Tenant {
+    /// Tenant id.
     pub id: Uuid,
+    /// Organization name.
     pub display_name: String,
+    /// Verified domains.
     pub domains: Vec<Domain>,
+    /// Users in creation order (deleted ones stay as tombstones for delta).
     pub users: Vec<User>,
+    /// Groups in creation order (with tombstones).
     pub groups: Vec<Group>,
     user_by_id: HashMap<Uuid, usize>,
     user_by_upn: HashMap<String, usize>,
@@ -621,6 +652,7 @@ fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashMap<String, u32>)
 /// All tenants.
 #[derive(Debug, Default)]
 pub struct Directory {
+    /// Tenants in creation order.
     pub tenants: Vec<Tenant>,
     seed: u64,
 }

@@ -15,6 +15,20 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Current time as the identity platform prints it: `2024-05-01 12:34:56Z`.
+pub fn aad_timestamp() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
 /// An identity-platform error: `error` plus an `AADSTSnnnn` code and message.
 #[derive(Debug, Clone)]
 pub struct AadError {
@@ -73,12 +87,12 @@ impl AadError {
 
     /// Renders the JSON body; the base URL is needed for `error_uri`.
     pub fn into_response_with(self, base_url: &str) -> Response {
-        let (trace, corr, ts) = (Uuid::new_v4(), Uuid::new_v4(), now_rfc3339());
+        let (trace, corr, ts) = (Uuid::new_v4(), Uuid::new_v4(), aad_timestamp());
         let body = json!({
             "error": self.error,
             "error_description": self.description(trace, corr, &ts),
             "error_codes": [self.code],
-            "timestamp": ts.replace('T', " "),
+            "timestamp": ts,
             "trace_id": trace,
             "correlation_id": corr,
             "error_uri": self.error_uri(base_url),

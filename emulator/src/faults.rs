@@ -49,10 +49,15 @@ impl Default for FaultConfig {
 /// Counts of matching requests and of what was injected since the last configuration.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FaultCounts {
+    /// Requests under the path prefix.
     pub requests: u64,
+    /// Answered 429.
     pub throttled: u64,
+    /// Answered 503.
     pub unavailable: u64,
+    /// Connections dropped.
     pub dropped: u64,
+    /// Requests delayed by `latency_ms`.
     pub delayed: u64,
 }
 

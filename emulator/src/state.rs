@@ -19,18 +19,26 @@ use crate::options::Options;
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Authority and Graph base, no trailing slash.
     pub base_url: String,
+    /// Access and ID token lifetime.
     pub access_ttl: Duration,
+    /// Idle time after which refresh tokens fail.
     pub refresh_inactivity: Duration,
+    /// Age after which delta links answer 410.
     pub delta_ttl: Duration,
+    /// Default Graph page size.
     pub page_size: usize,
+    /// Default client-secret lifetime.
     pub secret_lifetime_days: i64,
 }
 
 /// How the authorize response is returned to the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseMode {
+    /// 302 to the redirect URI with a query string.
     Query,
+    /// An auto-submitting HTML form.
     FormPost,
 }
 
@@ -46,20 +54,31 @@ pub enum Flow {
 /// An authorize or admin-consent request between its pages (keyed by the `ctx` form field).
 #[derive(Clone, Debug)]
 pub struct Txn {
+    /// Authorize or admin consent.
     pub flow: Flow,
+    /// Which users may sign in.
     pub authority: Authority,
+    /// The `{tenant}` path segment as the app sent it.
     pub tenant_segment: String,
+    /// The app.
     pub client_id: String,
+    /// Verified redirect URI.
     pub redirect_uri: String,
+    /// Echoed back to the app.
     pub state: Option<String>,
+    /// Copied into the ID token.
     pub nonce: Option<String>,
     /// Requested OIDC scopes (as given).
     pub oidc: BTreeSet<String>,
     /// Requested Graph permissions (short names).
     pub graph: BTreeSet<String>,
+    /// PKCE (challenge, method).
     pub code_challenge: Option<(String, String)>,
+    /// How to answer.
     pub response_mode: ResponseMode,
+    /// `prompt` parameter.
     pub prompt: Option<String>,
+    /// Pre-fills the sign-in name.
     pub login_hint: Option<String>,
     /// (tenant, user) once signed in.
     pub user: Option<(Uuid, Uuid)>,
@@ -68,15 +87,25 @@ pub struct Txn {
 /// An issued authorization code.
 #[derive(Clone, Debug)]
 pub struct Code {
+    /// App it was issued to.
     pub client_id: String,
+    /// Must be sent again when redeeming.
     pub redirect_uri: String,
+    /// Signed-in user's tenant.
     pub tid: Uuid,
+    /// Signed-in user.
     pub oid: Uuid,
+    /// OIDC scopes granted.
     pub oidc: BTreeSet<String>,
+    /// Graph permissions granted.
     pub graph: BTreeSet<String>,
+    /// For the ID token.
     pub nonce: Option<String>,
+    /// PKCE (challenge, method).
     pub code_challenge: Option<(String, String)>,
+    /// Codes live 10 minutes.
     pub issued: Instant,
+    /// Codes are single use.
     pub redeemed: bool,
 }
 
@@ -90,51 +119,71 @@ pub enum Revoked {
 /// An issued refresh token.
 #[derive(Clone, Debug)]
 pub struct Refresh {
+    /// App it was issued to.
     pub client_id: String,
+    /// User's tenant.
     pub tid: Uuid,
+    /// User.
     pub oid: Uuid,
+    /// OIDC scopes.
     pub oidc: BTreeSet<String>,
+    /// Graph permissions.
     pub graph: BTreeSet<String>,
+    /// For the 700082 message.
     pub issued_at: OffsetDateTime,
+    /// Inactivity is measured from here.
     pub last_used: Instant,
+    /// Set when revoked.
     pub revoked: Option<Revoked>,
 }
 
 /// An issued (opaque) access token for Graph.
 #[derive(Clone, Debug)]
 pub struct Access {
+    /// Tenant whose Graph data the token reads.
     pub tid: Uuid,
     /// The signed-in user for delegated tokens; `None` for app-only tokens.
     pub oid: Option<Uuid>,
     /// Delegated scopes or application roles.
     pub permissions: BTreeSet<String>,
+    /// Graph answers 401 after this.
     pub expires: Instant,
 }
 
 /// Codes, tokens, browser sessions and pending sign-ins.
 #[derive(Debug, Default)]
 pub struct AuthStore {
+    /// Pending sign-ins by `ctx`.
     pub txns: HashMap<String, Txn>,
     /// `ESTSAUTH` cookie value → (tenant, user).
     pub sessions: HashMap<String, (Uuid, Uuid)>,
+    /// Authorization codes.
     pub codes: HashMap<String, Code>,
+    /// Refresh tokens.
     pub refresh: HashMap<String, Refresh>,
+    /// Access tokens.
     pub access: HashMap<String, Access>,
 }
 
 /// Everything mutable behind one lock; the emulator is small enough that this is simplest.
 #[derive(Debug)]
 pub struct World {
+    /// Tenants, users, groups.
     pub dir: Directory,
+    /// Apps and consents.
     pub reg: Registry,
+    /// Codes, tokens, sessions.
     pub auth: AuthStore,
 }
 
 /// The state shared by every handler.
 pub struct Shared {
+    /// Start-up settings.
     pub cfg: Config,
     world: Mutex<World>,
+    /// ID-token signing keys.
     pub keys: RwLock<Keys>,
+    /// Fault injection.
     pub faults: Faults,
     /// A forged ID token waiting to be issued.
     pub forgeries: Forgeries,
