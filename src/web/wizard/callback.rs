@@ -141,7 +141,7 @@ pub async fn callback(
                 .await
                 .map_err(session_error)?;
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
-            Ok(link::done_page(&provider, &tenant_name).into_response())
+            Ok(link::done_page(&provider, &tenant_name, "Sign in with Microsoft").into_response())
         }
         Err(refused) => {
             let who = Actor::Customer(invitation.admin_email.clone());

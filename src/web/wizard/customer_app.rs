@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::callback::{display_name, record};
 use super::link;
 use super::pages::CustomerAppForm;
-use super::review::{current_invitation, review_page};
+use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
 use super::session_error;
 use crate::app::AppState;
 use crate::audit::Actor;
@@ -313,7 +313,7 @@ pub async fn submit(
                 .await
                 .map_err(session_error)?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
-            Ok(link::done_page(&provider, &name).into_response())
+            Ok(link::done_page(&provider, &name, CUSTOMER_APP_STEP).into_response())
         }
         Err(refused) => {
             invitations::record_setback(
@@ -327,7 +327,7 @@ pub async fn submit(
             .map_err(|e| Error::Internal(e.into()))?;
             let status = refused.status;
             let mut page = refused.page(&provider);
-            page.chrome.middle_step = "Your app's details";
+            page.chrome.middle_step = CUSTOMER_APP_STEP;
             Ok(page.with_status(status))
         }
     }

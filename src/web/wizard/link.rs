@@ -123,10 +123,12 @@ pub fn no_invitation_page(provider: &str) -> MessagePage {
 }
 
 /// The success page.
-pub fn done_page(provider: &str, tenant_name: &str) -> MessagePage {
+pub fn done_page(provider: &str, tenant_name: &str, middle_step: &'static str) -> MessagePage {
     let heading = format!("Done — {tenant_name} is connected");
+    let mut chrome = Chrome::new(provider, heading.clone(), 3);
+    chrome.middle_step = middle_step;
     MessagePage {
-        chrome: Chrome::new(provider, heading.clone(), 3),
+        chrome,
         tone: "ok",
         heading,
         paragraphs: vec![

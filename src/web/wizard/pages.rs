@@ -17,15 +17,19 @@ pub struct Chrome {
     pub step: u8,
     /// The middle step's name: "Sign in with Microsoft" or "Your app's details".
     pub middle_step: &'static str,
+    /// A wider page (the customer-app form beside its instructions).
+    pub wide: bool,
 }
 
 impl Chrome {
+    /// The chrome of a page titled `title` at `step`.
     pub fn new(provider: &str, title: impl Into<String>, step: u8) -> Self {
         Self {
             provider: provider.to_owned(),
             title: title.into(),
             step,
             middle_step: "Sign in with Microsoft",
+            wide: false,
         }
     }
 }

@@ -18,6 +18,9 @@ use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::{paths, session};
 
+/// The middle step's name in customer-app mode.
+pub const CUSTOMER_APP_STEP: &str = "Your app's details";
+
 /// Read by Gangway to learn which organisation consented (`/organization`). The provider app
 /// and customer apps must hold it too: Graph refuses `/organization` without it.
 pub const ORGANIZATION_READ: Permission = Permission {
@@ -117,7 +120,8 @@ pub fn review_page(
     let mode = invitation.consent_mode;
     let mut chrome = Chrome::new(provider, format!("{provider} asks for access"), 1);
     if mode == ConsentMode::CustomerApp {
-        chrome.middle_step = "Your app's details";
+        chrome.middle_step = CUSTOMER_APP_STEP;
+        chrome.wide = true;
     }
     ReviewPage {
         chrome,
