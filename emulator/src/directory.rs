@@ -728,3 +728,59 @@ impl Directory {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_tenant() {
+        let a = Tenant::generate(9, 0, None, 50, 3);
+        let b = Tenant::generate(9, 0, None, 50, 3);
+        assert_eq!(a.id, b.id);
+        let names = |t: &Tenant| {
+            t.users
+                .iter()
+                .map(|u| (u.id, u.user_principal_name.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&a), names(&b));
+        assert_ne!(Tenant::generate(10, 0, None, 1, 0).id, a.id);
+    }
+
+    #[test]
+    fn passwords_follow_the_documented_rule() {
+        let id = Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000000").unwrap();
+        assert_eq!(seeded_password(id), "Emu-1a2b3c4d!");
+    }
+
+    #[test]
+    fn tenants_resolve_by_guid_and_domain_and_logins_by_upn() {
+        let dir = Directory::seeded(1, 2, 5, 1);
+        let t = &dir.tenants[1];
+        assert_eq!(dir.resolve(&t.id.to_string()), Some(Authority::Tenant(1)));
+        assert_eq!(
+            dir.resolve(&t.domains[1].name.to_uppercase()),
+            Some(Authority::Tenant(1))
+        );
+        assert_eq!(dir.resolve("Organizations"), Some(Authority::Organizations));
+        assert_eq!(dir.resolve("nowhere.example"), None);
+        let admin = t.admin().unwrap();
+        assert_eq!(
+            dir.find_login(
+                Authority::Organizations,
+                &admin.user_principal_name.to_uppercase()
+            ),
+            Some((1, 0))
+        );
+        assert_eq!(
+            dir.find_login(Authority::Tenant(0), &admin.user_principal_name),
+            None
+        );
+        assert_eq!(
+            dir.find_login(Authority::Common, &admin.id.to_string()),
+            None,
+            "object ids do not sign in"
+        );
+    }
+}

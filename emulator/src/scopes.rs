@@ -92,3 +92,38 @@ pub fn full(name: &str) -> String {
 pub fn any_of(granted: &BTreeSet<String>, allowed: &[&str]) -> bool {
     allowed.iter().any(|a| granted.contains(*a))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_full_names_parse_to_the_same_permission() {
+        assert_eq!(parse("user.read.all"), Some(Scope::Graph("User.Read.All")));
+        assert_eq!(
+            parse("https://graph.microsoft.com/User.Read.All"),
+            Some(Scope::Graph("User.Read.All"))
+        );
+        assert_eq!(
+            parse("00000003-0000-0000-c000-000000000000/.default"),
+            Some(Scope::GraphDefault)
+        );
+        assert_eq!(parse("offline_access"), Some(Scope::Oidc("offline_access")));
+        assert_eq!(parse("https://outlook.office.com/Mail.Read"), None);
+        assert_eq!(parse("Coffee.Make"), None);
+    }
+
+    #[test]
+    fn admin_only_permissions() {
+        assert!(
+            needs_admin("User.Read.All")
+                && needs_admin("Directory.Read.All")
+                && needs_admin("Group.Read.All")
+        );
+        assert!(
+            !needs_admin("User.Read")
+                && !needs_admin("User.ReadBasic.All")
+                && !needs_admin("openid")
+        );
+    }
+}

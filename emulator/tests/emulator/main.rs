@@ -3,6 +3,7 @@
 mod admin;
 mod admin_consent;
 mod authorize;
+mod cli;
 mod delta;
 mod faults;
 mod graph;
