@@ -92,6 +92,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1.0/groups/{id}/members", get(group_members))
         .route("/v1.0/organization", get(organization))
         .route("/v1.0/me", get(me))
+        .layer(axum::middleware::from_fn(request_ids))
+}
+
+/// Adds Graph's `request-id` and echoes `client-request-id` (or reuses the request id).
+async fn request_ids(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let client = req.headers().get("client-request-id").cloned();
+    let mut resp = next.run(req).await;
+    if let Ok(id) = header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        resp.headers_mut()
+            .insert("client-request-id", client.unwrap_or_else(|| id.clone()));
+        resp.headers_mut().insert("request-id", id);
+    }
+    resp
 }
 
 /// A user or group, for the code shared by lists and delta.

@@ -35,7 +35,17 @@ async fn bearer_is_checked() {
 async fn users_select_top_filter_and_single_user() {
     let t = TestEmu::start().await;
     let token = t.reader(0).await;
-    let page: Value = t.graph(&token, "/v1.0/users").await.json().await.unwrap();
+    let resp = t
+        .http
+        .get(format!("{}/v1.0/users", t.base))
+        .bearer_auth(&token)
+        .header("client-request-id", "c-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["client-request-id"], "c-42");
+    assert!(resp.headers().contains_key("request-id"));
+    let page: Value = resp.json().await.unwrap();
     assert_eq!(
         page["@odata.context"],
         format!("{}/v1.0/$metadata#users", t.base)
