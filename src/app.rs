@@ -1,6 +1,6 @@
 //! Application state, router assembly and middleware; `Application` runs the server.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +8,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::http::{HeaderName, HeaderValue, header};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -19,11 +18,12 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::config::{Config, RateLimit};
+use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::identity::{EntraClient, EntraConfig};
 use crate::invitations;
 use crate::web;
+use crate::web::limits::{Limits, limiter};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone, FromRef)]
@@ -32,7 +32,7 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub entra: EntraClient,
     pub graph: GraphClient,
-    pub link_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -54,7 +54,10 @@ impl AppState {
             db,
             entra,
             graph,
-            link_limiter: Arc::new(limiter(cfg.link_rate)),
+            limits: Arc::new(Limits {
+                links: limiter(cfg.link_rate),
+                sign_ins: limiter(cfg.sign_in_rate),
+            }),
             cfg: Arc::new(cfg),
         })
     }
@@ -67,13 +70,6 @@ impl AppState {
             key: &self.cfg.encryption_key,
         }
     }
-}
-
-fn limiter(rate: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
-    let quota = Quota::with_period(rate.period)
-        .expect("a non-zero period")
-        .allow_burst(std::num::NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one"));
-    RateLimiter::keyed(quota)
 }
 
 /// The HTTP client for Entra ID and Graph: it follows no redirects (no SSRF through a

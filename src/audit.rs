@@ -48,6 +48,7 @@ impl AuditEvent {
         match &self.detail {
             Value::Object(map) => map
                 .iter()
+                .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| match v {
                     Value::String(s) => format!("{k}: {s}"),
                     other => format!("{k}: {other}"),

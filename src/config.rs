@@ -37,6 +37,8 @@ pub struct Config {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Token-link opens allowed per client address: a burst, then one per `period`.
     pub link_rate: RateLimit,
+    /// Operator sign-in attempts allowed per client address.
+    pub sign_in_rate: RateLimit,
 }
 
 /// A token bucket: `burst` at once, then one more every `period`.
@@ -46,7 +48,16 @@ pub struct RateLimit {
     pub period: Duration,
 }
 
+impl RateLimit {
+    /// Ten sign-in attempts, then one every 30 seconds.
+    pub const SIGN_IN: RateLimit = RateLimit {
+        burst: 10,
+        period: Duration::from_secs(30),
+    };
+}
+
 impl Default for RateLimit {
+    /// Ten link opens, then one every 6 seconds.
     fn default() -> Self {
         Self {
             burst: 10,
@@ -130,6 +141,7 @@ impl Config {
             provider_name: provider_name.unwrap(),
             extra_ca_pem: extra_ca_pem.unwrap(),
             link_rate: RateLimit::default(),
+            sign_in_rate: RateLimit::SIGN_IN,
         })
     }
 }

@@ -115,6 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         provider_name: "Gangway Demo Provider".into(),
         extra_ca_pem: None,
         link_rate: RateLimit::default(),
+        sign_in_rate: RateLimit::SIGN_IN,
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

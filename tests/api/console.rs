@@ -786,3 +786,58 @@ async fn the_audit_log_lists_what_operators_did() {
     let none = body(app.get(&format!("{}?q=zzz-nothing", paths::AUDIT)).await).await;
     assert!(none.contains("No events match"));
 }
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited_per_client() {
+    let app = TestApp::spawn_with(Setup {
+        sign_in_rate: gangway::config::RateLimit {
+            burst: 3,
+            period: std::time::Duration::from_secs(3600),
+        },
+        ..Setup::default()
+    })
+    .await;
+    operators::add(
+        &app.db,
+        "ops@provider.test",
+        Role::Admin,
+        &Secret::new(OPERATOR_PASSWORD),
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let response = app
+            .post_form(
+                paths::LOGIN,
+                &[
+                    ("email", "ops@provider.test"),
+                    ("password", "guess guess guess"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Out of attempts: even the right password waits.
+    let response = app
+        .post_form(
+            paths::LOGIN,
+            &[
+                ("email", "ops@provider.test"),
+                ("password", OPERATOR_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0);
+    assert!(response.text().await.unwrap().contains("Too many attempts"));
+    assert!(
+        app.get(paths::INVITATIONS).await.status().is_redirection(),
+        "still signed out"
+    );
+}

@@ -51,16 +51,19 @@ pub struct TestApp {
 /// Knobs for [`TestApp::spawn_with`].
 pub struct Setup {
     pub link_rate: RateLimit,
+    pub sign_in_rate: RateLimit,
     pub smtp: bool,
 }
 
 impl Default for Setup {
     fn default() -> Self {
+        let generous = RateLimit {
+            burst: 50,
+            period: Duration::from_millis(100),
+        };
         Self {
-            link_rate: RateLimit {
-                burst: 50,
-                period: Duration::from_millis(100),
-            },
+            link_rate: generous,
+            sign_in_rate: generous,
             smtp: true,
         }
     }
@@ -123,6 +126,7 @@ impl TestApp {
             provider_name: "Test Provider".into(),
             extra_ca_pem: None,
             link_rate: setup.link_rate,
+            sign_in_rate: setup.sign_in_rate,
         };
         let application = Application::with_listener(cfg, db.clone(), listener).unwrap();
         let state = application.state().clone();

@@ -2,7 +2,9 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +19,7 @@ use crate::operators::{self, Operator};
 use crate::secret::Secret;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
-use crate::web::{paths, session};
+use crate::web::{limits, paths, session};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -63,10 +65,13 @@ struct Credentials {
 
 async fn sign_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     CsrfToken(csrf): CsrfToken,
     Form(form): Form<Credentials>,
 ) -> Result<Response> {
+    // Guessing passwords costs time: a small budget of attempts per client address.
+    limits::check(&state.limits.sign_ins, peer.ip())?;
     let password = Secret::new(form.password);
     let Some(operator) = operators::authenticate(&state.db, &form.email, &password).await? else {
         let page = LoginPage {
