@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use governor::clock::{Clock, DefaultClock};
 use tower_sessions::Session;
 
 use super::pages::{Chrome, MessagePage};
@@ -15,7 +14,7 @@ use crate::app::AppState;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
 use crate::web::error::{Error, Result};
-use crate::web::{paths, session};
+use crate::web::{limits, paths, session};
 
 /// The link's query; the token is optional so a bare `/authenticate` gets the same honest page.
 #[derive(serde::Deserialize)]
@@ -152,13 +151,8 @@ pub async fn open(
     session: Session,
     Query(query): Query<LinkQuery>,
 ) -> Result<Response> {
-    if let Err(not_until) = state.link_limiter.check_key(&peer.ip()) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        tracing::info!("token link rate limit hit");
-        return Err(Error::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
+    limits::check(&state.limits.links, peer.ip())
+        .inspect_err(|_| tracing::info!("token link rate limit hit"))?;
     let provider = &state.cfg.provider_name;
     // Junk never reaches the database.
     let Some(token) = query.token.as_deref().and_then(InvitationToken::parse) else {
