@@ -86,7 +86,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "multi_tenant": false,
             "display_name": "Provider user lookup",
             "redirect_uris": [],
-            "permissions": { "delegated": [], "application": permissions::graph_scopes() },
+            "permissions": { "delegated": [], "application": permissions::application_scopes() },
         }))
         .await?;
     admin
@@ -94,7 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &second.id,
             &own_app.client_id,
             &[],
-            &permissions::graph_scopes(),
+            &permissions::application_scopes(),
         )
         .await?;
 
@@ -181,10 +181,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// What the provider's app registration asks for, delegated and application.
 pub fn provider_permissions() -> serde_json::Value {
-    let mut application = permissions::graph_scopes();
-    // Confirming an admin consent reads /organization with an app token.
-    application.push("Organization.Read.All");
-    json!({ "delegated": permissions::graph_scopes(), "application": application })
+    json!({ "delegated": permissions::graph_scopes(), "application": permissions::application_scopes() })
 }
 
 /// A fixed key, so a restarted demo can still open what it sealed. Demo only.

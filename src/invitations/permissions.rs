@@ -40,3 +40,11 @@ pub const DELEGATED_EXTRAS: &[Permission] = &[
 pub fn graph_scopes() -> Vec<&'static str> {
     DIRECTORY_SYNC.iter().map(|p| p.name).collect()
 }
+
+/// Application permissions an app needs: the directory-sync ones plus `Organization.Read.All`,
+/// with which Gangway confirms which tenant granted them.
+pub fn application_scopes() -> Vec<&'static str> {
+    let mut scopes = graph_scopes();
+    scopes.push("Organization.Read.All");
+    scopes
+}
