@@ -613,9 +613,9 @@ fn need_admin_page(txn: &Txn, ctx: &str, app: &App) -> Html<String> {
     html::page(
         "Need admin approval",
         &format!(
-            r#"<p id="needAdmin"><strong>{app}</strong> needs permission to access resources in your organization that only an admin can grant. Please ask an admin to grant permission to this app before you can use it.</p>
+            r#"<p id="needAdmin">{message}</p>
 <p><a id="returnToApp" href="/{segment}/consent/return?ctx={ctx}">Return to the application without granting consent</a></p>"#,
-            app = escape(&app.display_name),
+            message = escape(&needs_admin_message(&app.display_name)),
             segment = escape(&txn.tenant_segment),
             ctx = escape(ctx),
         ),
@@ -666,7 +666,7 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
                 return reply.error(
                     "access_denied",
                     90094,
-                    "The grant requires admin permission.",
+                    &needs_admin_message(&app.display_name),
                 );
             }
             let perms = crate::apps::Permissions {
@@ -688,7 +688,7 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
                 return reply.error(
                     "access_denied",
                     90094,
-                    "The grant requires admin permission.",
+                    &needs_admin_message(&app.display_name),
                 );
             }
             w.reg.grant(tid, &app.client_id, None, &app.permissions);
@@ -729,10 +729,23 @@ async fn return_without_consent(
     let Some(txn) = w.auth.txns.remove(&q.ctx) else {
         return lost_transaction();
     };
+    let name = w
+        .reg
+        .apps
+        .get(&txn.client_id)
+        .map(|a| a.display_name.clone())
+        .unwrap_or_default();
     Reply::from_txn(&st.cfg.base_url, &txn).error(
         "access_denied",
         90094,
-        "The grant requires admin permission.",
+        &needs_admin_message(&name),
+    )
+}
+
+/// Microsoft's AADSTS90094 text.
+fn needs_admin_message(app_name: &str) -> String {
+    format!(
+        "{app_name} needs permission to access resources in your organization that only an admin can grant. Please ask an admin to grant permission to this app before you can use it."
     )
 }
 

@@ -75,7 +75,7 @@ impl AadError {
     /// `error_description` as Microsoft formats it, with trace and correlation ids.
     pub fn description(&self, trace_id: Uuid, correlation_id: Uuid, timestamp: &str) -> String {
         format!(
-            "AADSTS{}: {} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}",
+            "AADSTS{}: {}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}\r\nTimestamp: {timestamp}",
             self.code, self.message
         )
     }
