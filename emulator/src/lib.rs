@@ -139,5 +139,19 @@ fn router(state: AppState) -> Router {
             state.clone(),
             faults::inject,
         ))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Logs method, path and status at debug level; query strings and bodies may carry codes and
+/// secrets, so they are never logged.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    resp
 }

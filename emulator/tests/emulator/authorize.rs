@@ -500,3 +500,31 @@ async fn verified_domain_works_as_tenant_segment() {
     .await;
     assert_eq!(claims["tid"], t.tid(0));
 }
+
+#[tokio::test]
+async fn logout_ends_the_browser_session() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let client = browser();
+    consent_flow(
+        &client,
+        &t.base,
+        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
+        &t.admin(0),
+    )
+    .await;
+    let silent = authorize_url(
+        &t.base,
+        "organizations",
+        &app.client_id,
+        "openid",
+        "&prompt=none",
+    );
+    assert!(params(&location(&client.get(&silent).send().await.unwrap())).contains_key("code"));
+    let resp = client.get(format!("{}/organizations/oauth2/v2.0/logout?post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A8080%2F", t.base)).send().await.unwrap();
+    assert_eq!(location(&resp).as_str(), "http://localhost:8080/");
+    assert_eq!(
+        params(&location(&client.get(&silent).send().await.unwrap()))["error"],
+        "login_required"
+    );
+}
