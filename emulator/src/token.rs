@@ -452,7 +452,12 @@ fn app_only(
         ));
     };
     let tid = w.dir.tenants[t].id;
-    let roles: BTreeSet<String> = w.reg.roles_for(tid, &app.client_id).ok_or_else(|| {
+    // The home tenant always has the app's service principal, even after its grants are revoked.
+    let roles = w
+        .reg
+        .roles_for(tid, &app.client_id)
+        .or_else(|| (app.home_tenant == tid).then(BTreeSet::new));
+    let roles: BTreeSet<String> = roles.ok_or_else(|| {
         AadError::bad(
             "unauthorized_client",
             700016,
