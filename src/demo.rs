@@ -181,7 +181,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// What the provider's app registration asks for, delegated and application.
 pub fn provider_permissions() -> serde_json::Value {
-    json!({ "delegated": permissions::graph_scopes(), "application": permissions::application_scopes() })
+    json!({ "delegated": permissions::delegated_scopes(), "application": permissions::application_scopes() })
 }
 
 /// A fixed key, so a restarted demo can still open what it sealed. Demo only.

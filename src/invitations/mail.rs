@@ -50,7 +50,7 @@ struct InvitationHtml<'a> {
 pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url) -> Email {
     let expires = crate::format::datetime(invitation.expires_at);
     let (provider, link) = (cx.provider_name, link.as_str());
-    let permissions = permissions::DIRECTORY_SYNC;
+    let permissions = &permissions::for_mode(invitation.consent_mode);
     let text = InvitationText {
         invitation,
         provider,

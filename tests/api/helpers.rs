@@ -37,8 +37,6 @@ pub struct TestApp {
     pub state: AppState,
     pub emulator: Emulator,
     pub admin: EmulatorAdmin,
-    /// The provider's home tenant in the emulator.
-    pub provider: EmulatedTenant,
     /// Customer tenants (two).
     pub customers: Vec<EmulatedTenant>,
     /// The provider's multi-tenant app registration.
@@ -96,6 +94,7 @@ impl TestApp {
         .expect("the emulator starts");
         let admin = EmulatorAdmin::new(emulator.base_url()).unwrap();
         let mut tenants = admin.tenants().await.expect("the emulator lists tenants");
+        // The first tenant is the provider's home; the others are customers.
         let provider = tenants.remove(0);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,7 +138,6 @@ impl TestApp {
             state,
             emulator,
             admin,
-            provider,
             customers: tenants,
             app,
             mail,

@@ -17,6 +17,11 @@ async fn invitation_mail_arrives_with_a_working_link_and_is_wiped_from_the_outbo
     assert_eq!(messages.len(), 1);
     let message = &messages[0];
     assert!(
+        message.from.contains("onboarding@provider.test"),
+        "sent from {}",
+        message.from
+    );
+    assert!(
         message.to[0].contains(&admin.username),
         "sent to {:?}",
         message.to

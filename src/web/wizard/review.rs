@@ -12,7 +12,7 @@ use super::{PendingConsent, session_error, session_invitation};
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::format;
-use crate::invitations::permissions::{self, Permission};
+use crate::invitations::permissions;
 use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -20,42 +20,6 @@ use crate::web::{paths, session};
 
 /// The middle step's name in customer-app mode.
 pub const CUSTOMER_APP_STEP: &str = "Your app's details";
-
-/// Read by Gangway to learn which organisation consented (`/organization`). The provider app
-/// and customer apps must hold it too: Graph refuses `/organization` without it.
-pub const ORGANIZATION_READ: Permission = Permission {
-    name: "Organization.Read.All",
-    plain: "Read your organisation's name and verified domains",
-    why: "to confirm which organisation gave consent",
-};
-
-/// Delegated sign-ins also ask for `User.Read`: it lets the signed-in admin's token read
-/// `/organization` (name and verified domains), which `User.Read.All` alone does not.
-pub const USER_READ: Permission = Permission {
-    name: "User.Read",
-    plain: "Read your organisation's name and domains through your sign-in",
-    why: "to confirm which organisation you signed in to",
-};
-
-/// The Graph scopes a delegated sign-in asks for.
-pub fn delegated_graph_scopes() -> Vec<&'static str> {
-    let mut scopes = permissions::graph_scopes();
-    scopes.push(USER_READ.name);
-    scopes
-}
-
-/// What the admin is asked to grant in `mode`, in plain words.
-pub fn permissions_for(mode: ConsentMode) -> Vec<Permission> {
-    let mut list: Vec<Permission> = permissions::DIRECTORY_SYNC.to_vec();
-    match mode {
-        ConsentMode::Delegated => {
-            list.push(USER_READ);
-            list.extend_from_slice(permissions::DELEGATED_EXTRAS);
-        }
-        ConsentMode::Application | ConsentMode::CustomerApp => list.push(ORGANIZATION_READ),
-    }
-    list
-}
 
 /// How `mode` works, for the admin.
 pub fn mode_explained(mode: ConsentMode, provider: &str) -> String {
@@ -130,7 +94,7 @@ pub fn review_page(
         admin_email: invitation.admin_email.clone(),
         mode_label: mode.label(),
         mode_explained: mode_explained(mode, provider),
-        permissions: permissions_for(mode),
+        permissions: permissions::for_mode(mode),
         permission_kind: if mode == ConsentMode::Delegated {
             "delegated"
         } else {
@@ -175,9 +139,10 @@ pub async fn start(State(state): State<AppState>, session: Session) -> Result<Re
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (url, pending) = match invitation.consent_mode {
         ConsentMode::Delegated => {
-            let request = state
-                .entra
-                .delegated_request(&delegated_graph_scopes(), Some(&invitation.admin_email));
+            let request = state.entra.delegated_request(
+                &permissions::delegated_scopes(),
+                Some(&invitation.admin_email),
+            );
             let pending = PendingConsent {
                 mode: ConsentMode::Delegated,
                 state: request.state,
@@ -217,25 +182,4 @@ pub async fn start(State(state): State<AppState>, session: Session) -> Result<Re
         .map_err(|e| Error::Internal(e.into()))?;
     tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");
     Ok(Redirect::to(url.as_str()).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_mode_lists_what_it_asks_for() {
-        let names = |m| {
-            permissions_for(m)
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-        };
-        assert!(names(ConsentMode::Delegated).contains(&"offline_access"));
-        assert!(names(ConsentMode::Delegated).contains(&"User.Read"));
-        assert!(names(ConsentMode::Application).contains(&"User.Read.All"));
-        assert!(!names(ConsentMode::Application).contains(&"offline_access"));
-        assert!(names(ConsentMode::CustomerApp).contains(&"Organization.Read.All"));
-        assert!(delegated_graph_scopes().contains(&"Group.Read.All"));
-    }
 }
