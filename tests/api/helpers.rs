@@ -221,9 +221,11 @@ impl TestApp {
 
     /// Delivers queued mail now, as the worker would.
     pub async fn deliver_mail(&self) -> invitations::mail::Delivered {
-        let mailer =
-            invitations::mail::Mailer::new(&Secret::new(self.mail.url()), "Test <t@provider.test>")
-                .unwrap();
+        let mailer = invitations::mail::Mailer::new(
+            &Secret::new(self.mail.url()),
+            &self.state.cfg.mail_from,
+        )
+        .unwrap();
         invitations::mail::deliver_due(&self.db, &self.state.cfg.encryption_key, &mailer)
             .await
             .unwrap()
