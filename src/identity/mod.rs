@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
+pub use crate::secret::Secret;
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
-pub use crate::secret::Secret;
 pub use tenant_id::{InvalidTenantId, TenantId};
 
 /// The resource every Graph scope is named under, whatever host Graph is served from.
