@@ -15,7 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::config::Config;
@@ -57,6 +57,7 @@ impl AppState {
             limits: Arc::new(Limits {
                 links: limiter(cfg.link_rate),
                 sign_ins: limiter(cfg.sign_in_rate),
+                app_checks: limiter(cfg.link_rate),
             }),
             cfg: Arc::new(cfg),
         })
@@ -148,6 +149,19 @@ fn content_security_policy(cfg: &Config) -> HeaderValue {
          frame-ancestors 'none'; base-uri 'none'; form-action 'self' {authority}"
     ))
     .expect("an origin is a valid header value")
+}
+
+/// Deletes expired sessions every hour, so abandoned sign-ins (with their PKCE verifiers) do
+/// not pile up.
+pub async fn sweep_expired_sessions(db: PgPool) {
+    let store = PostgresStore::new(db);
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "deleting expired sessions failed");
+        }
+    }
 }
 
 /// A bound, ready-to-run server.

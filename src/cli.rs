@@ -407,6 +407,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracing::info!("server stopped");
         }
         () = worker => tracing::error!("mail worker stopped"),
+        () = app::sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
@@ -42,54 +42,66 @@ pub struct ErrorPage {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let (status, title, message, reference) = match self {
-            Error::SignInRequired => return Redirect::to(paths::LOGIN).into_response(),
-            Error::NotFound => (
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address.".to_owned(),
-                None,
-            ),
-            Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
-            Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
-            Error::TooManyRequests { retry_after_secs } => {
-                let page = ErrorPage {
-                    title: "Too many attempts".into(),
-                    message: format!("Please wait {retry_after_secs} seconds and try again."),
-                    reference: None,
-                };
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("retry-after", retry_after_secs.to_string())],
-                    page,
-                )
-                    .into_response();
-            }
-            Error::Internal(e) => {
-                let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-                tracing::error!(reference, error = ?e, "request failed");
-                let message =
-                    "Something went wrong on our side. Please try again; if it keeps happening, \
-                               give this reference to your contact."
-                        .to_owned();
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    message,
-                    Some(reference),
-                )
-            }
-        };
-        (
-            status,
-            ErrorPage {
-                title: title.into(),
-                message,
-                reference,
-            },
-        )
-            .into_response()
+        if let Error::SignInRequired = self {
+            return Redirect::to(paths::LOGIN).into_response();
+        }
+        let mut response = page_for(self);
+        // Error pages describe one moment of one session: never cache them.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
+}
+
+fn page_for(error: Error) -> Response {
+    let (status, title, message, reference) = match error {
+        Error::SignInRequired => unreachable!("redirected above"),
+        Error::NotFound => (
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is nothing at this address.".to_owned(),
+            None,
+        ),
+        Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
+        Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
+        Error::TooManyRequests { retry_after_secs } => {
+            let page = ErrorPage {
+                title: "Too many attempts".into(),
+                message: format!("Please wait {retry_after_secs} seconds and try again."),
+                reference: None,
+            };
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                page,
+            )
+                .into_response();
+        }
+        Error::Internal(e) => {
+            let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+            tracing::error!(reference, error = ?e, "request failed");
+            let message =
+                "Something went wrong on our side. Please try again; if it keeps happening, \
+                           give this reference to your contact."
+                    .to_owned();
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                message,
+                Some(reference),
+            )
+        }
+    };
+    (
+        status,
+        ErrorPage {
+            title: title.into(),
+            message,
+            reference,
+        },
+    )
+        .into_response()
 }
 
 /// Handler result.

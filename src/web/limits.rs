@@ -18,6 +18,8 @@ pub struct Limits {
     pub links: Limiter,
     /// Operator sign-in attempts.
     pub sign_ins: Limiter,
+    /// Customer-app credential checks (each one calls Microsoft).
+    pub app_checks: Limiter,
 }
 
 /// A limiter allowing `rate.burst` at once, then one per `rate.period`.

@@ -957,3 +957,46 @@ async fn a_customer_app_from_another_tenant_than_the_invited_domain_is_rejected(
         "failed"
     );
 }
+
+#[tokio::test]
+async fn customer_app_checks_are_rate_limited_per_client() {
+    let app = TestApp::spawn_with(Setup {
+        link_rate: RateLimit {
+            burst: 2,
+            period: Duration::from_secs(3600),
+        },
+        ..Setup::default()
+    })
+    .await;
+    let tenant = app.customer(0).clone();
+    let registered = customer_app(&app, 0, CUSTOMER_APP_PERMISSIONS).await;
+    let issued = app
+        .invite("customer-app", &tenant.admin.username, None)
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    for _ in 0..2 {
+        let response = customer
+            .customer_app(
+                &app,
+                &tenant.id,
+                &registered.client_id,
+                "wrong~secret-0123456789",
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Out of checks: even the right secret must wait, and nothing is asked of Microsoft.
+    let response = customer
+        .customer_app(
+            &app,
+            &tenant.id,
+            &registered.client_id,
+            &registered.client_secret,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(tenant_count(&app).await, 0);
+    let (_, attempts, _) = invitation_state(&app, issued.invitation.id).await;
+    assert_eq!(attempts, 2, "a refused check is not an attempt");
+}

@@ -2,8 +2,10 @@
 //! The credentials are proven at once — a client-credentials token, a users read, the
 //! organisation — and what is wrong is named before anything is saved.
 
+use std::net::SocketAddr;
+
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
@@ -22,7 +24,7 @@ use crate::invitations::{self, ConsentMode, Setback};
 use crate::tenants::Consent;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
-use crate::web::session;
+use crate::web::{limits, session};
 
 /// The form as posted (the CSRF field is checked by the middleware).
 #[derive(serde::Deserialize)]
@@ -244,6 +246,7 @@ async fn prove(
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     CsrfToken(csrf): CsrfToken,
     Form(raw): Form<RawForm>,
@@ -269,6 +272,8 @@ pub async fn submit(
         Ok(c) => c,
         Err(form) => return Ok(rerender(&invitation, *form)),
     };
+    // Every check calls Microsoft: a small budget per client address.
+    limits::check(&state.limits.app_checks, peer.ip())?;
     let who = Actor::Customer(invitation.admin_email.clone());
     let org = match prove(&state, &creds).await {
         Ok(org) => org,
