@@ -129,6 +129,16 @@ impl Customer {
     }
 }
 
+/// `url` with query parameter `key` set to `value`, the others kept in order.
+fn with_param(url: &Url, key: &str, value: &str) -> Url {
+    let mut changed = url.clone();
+    let pairs = url
+        .query_pairs()
+        .map(|(k, v)| (k.clone(), if k == key { value.into() } else { v }));
+    changed.query_pairs_mut().clear().extend_pairs(pairs);
+    changed
+}
+
 /// Every wizard answer is `Cache-Control: no-store`.
 pub fn assert_no_store(response: &reqwest::Response) {
     let value = response
@@ -380,18 +390,7 @@ async fn admin_consent_for_a_tenant_named_only_in_the_query_is_not_trusted() {
     )
     .await;
     // Someone rewrites the answer to name a tenant that never consented.
-    let mut forged = real.clone();
-    let pairs: Vec<(String, String)> = real
-        .query_pairs()
-        .map(|(k, v)| {
-            if k == "tenant" {
-                (k.into_owned(), other.id.clone())
-            } else {
-                (k.into_owned(), v.into_owned())
-            }
-        })
-        .collect();
-    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let forged = with_param(&real, "tenant", &other.id);
     let response = customer.back(&forged).await;
     let page = response.text().await.unwrap();
     assert!(!page.contains("is connected"), "{page}");
@@ -772,18 +771,7 @@ async fn a_callback_with_a_foreign_state_is_refused_and_burns_the_pending_sign_i
     )
     .await;
 
-    let mut tampered = real.clone();
-    let pairs: Vec<(String, String)> = real
-        .query_pairs()
-        .map(|(k, v)| {
-            if k == "state" {
-                (k.into_owned(), "attacker-state".into())
-            } else {
-                (k.into_owned(), v.into_owned())
-            }
-        })
-        .collect();
-    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let tampered = with_param(&real, "state", "attacker-state");
     let response = customer.back(&tampered).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("does not match"));

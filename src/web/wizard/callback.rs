@@ -11,7 +11,6 @@ use super::link;
 use super::outcome::{self, Outcome};
 use super::{PendingConsent, session_error, session_invitation};
 use crate::app::AppState;
-use crate::audit::Actor;
 use crate::identity::{AadError, TenantId};
 use crate::invitations::{self, ConsentMode, Invitation};
 use crate::tenants::{self, Consent};
@@ -144,17 +143,7 @@ pub async fn callback(
             Ok(link::done_page(&provider, &tenant_name, "Sign in with Microsoft").into_response())
         }
         Err(refused) => {
-            let who = Actor::Customer(invitation.admin_email.clone());
-            invitations::record_setback(
-                &state.db,
-                invitation.id,
-                refused.setback,
-                &refused.reason,
-                &who,
-            )
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
-            tracing::info!(invitation_id = %invitation.id, setback = ?refused.setback, "consent attempt refused");
+            refused.record(&state.db, &invitation).await?;
             let status = refused.status;
             Ok(refused.page(&provider).with_status(status))
         }

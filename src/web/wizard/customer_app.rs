@@ -321,15 +321,7 @@ pub async fn submit(
             Ok(link::done_page(&provider, &name, CUSTOMER_APP_STEP).into_response())
         }
         Err(refused) => {
-            invitations::record_setback(
-                &state.db,
-                invitation.id,
-                refused.setback,
-                &refused.reason,
-                &who,
-            )
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            refused.record(&state.db, &invitation).await?;
             let status = refused.status;
             let mut page = refused.page(&provider);
             page.chrome.middle_step = CUSTOMER_APP_STEP;

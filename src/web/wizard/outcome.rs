@@ -5,10 +5,12 @@ use axum::http::StatusCode;
 
 use super::StateProblem;
 use super::pages::{Action, Chrome, MessagePage};
+use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
-use crate::invitations::{ConsentMode, Setback, Status};
+use crate::invitations::{self, ConsentMode, Invitation, Setback, Status};
 use crate::tenants::ConsentError;
+use crate::web::error::Error;
 use crate::web::paths;
 
 /// What went wrong, as the admin needs to hear it.
@@ -71,6 +73,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Keeps this setback on the invitation (status, attempts, reason) and in the audit trail.
+    pub async fn record(&self, db: &sqlx::PgPool, invitation: &Invitation) -> Result<(), Error> {
+        let who = Actor::Customer(invitation.admin_email.clone());
+        invitations::record_setback(db, invitation.id, self.setback, &self.reason, &who)
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        tracing::info!(invitation_id = %invitation.id, setback = ?self.setback, "consent attempt refused");
+        Ok(())
+    }
+
     fn failed(reason: impl Into<String>, heading: impl Into<String>) -> Self {
         Self {
             setback: Setback::Failed,
