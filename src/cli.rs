@@ -381,9 +381,14 @@ async fn pool(url: &str) -> Result<PgPool, Failure> {
     })
 }
 
-/// Runs the portal and, when mail is configured, the outbox worker, until either stops.
+/// Builds the portal from `cfg` and runs it.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let application = app::Application::build(cfg).await?;
+    run_portal(app::Application::build(cfg).await?).await
+}
+
+/// Runs the portal, the outbox worker (when mail is configured) and the session sweeper until
+/// one stops or the process is interrupted.
+pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
     let state = application.state().clone();
     tracing::info!(port = application.port(), public_url = %state.cfg.public_url, "gangway is listening");
     let mailer = match &state.cfg.smtp_url {

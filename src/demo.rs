@@ -8,8 +8,10 @@ use base64::Engine;
 use entra_emulator::{Emulator, Options};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::net::TcpListener;
 use url::Url;
 
+use crate::app::Application;
 use crate::audit::Actor;
 use crate::config::{Config, RateLimit, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
@@ -51,6 +53,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )?;
     let pool = crate::db::connect(&args.database_url).await?;
     crate::db::migrate(&pool).await?;
+    // Bound before anything is printed, so a busy port is the first and only thing said.
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another demo running? try --listen)",
+            args.listen
+        )
+    })?;
 
     let emulator = Emulator::start(Options {
         listen: args.emulator_listen,
@@ -126,7 +135,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             other?;
         }
     }
-    drop(pool);
+    let mail_configured = cfg.smtp_url.is_some();
+    let application = Application::with_listener(cfg, pool, listener)?;
 
     println!(
         "\nGangway demo is running. Nothing here talks to Microsoft: logins go to a built-in emulator.\n"
@@ -162,7 +172,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("open the link it shows in another browser window, and consent as that admin.");
     println!(
         "Mail: {}",
-        if cfg.smtp_url.is_some() {
+        if mail_configured {
             "sent through GANGWAY_SMTP_URL"
         } else {
             "no SMTP configured; copy links from the console"
@@ -174,7 +184,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         emulator.base_url()
     );
 
-    let result = crate::cli::serve(cfg).await;
+    let result = crate::cli::run_portal(application).await;
     emulator.shutdown().await;
     result
 }
