@@ -96,6 +96,41 @@ fn tenant_idx(w: &World, tid: &str) -> Result<usize, AdminError> {
         .ok_or_else(|| not_found("tenant"))
 }
 
+fn tenant_mut<'w>(w: &'w mut World, tid: &str) -> Result<&'w mut Tenant, AdminError> {
+    let t = tenant_idx(w, tid)?;
+    Ok(&mut w.dir.tenants[t])
+}
+
+fn upn_taken(upn: &str) -> AdminError {
+    AdminError(
+        StatusCode::CONFLICT,
+        format!("userPrincipalName '{upn}' is already taken"),
+    )
+}
+
+/// Runs slow key work off the async threads.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, AdminError> {
+    let internal = |e: String| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))
+}
+
+/// Overwrites each field of `$target` that `$body` sets; `some:` fields are optional on both.
+macro_rules! overwrite {
+    ($body:expr => $target:expr; $($field:ident),+; some: $($opt:ident),+) => {{
+        $(if let Some(v) = $body.$field {
+            $target.$field = v;
+        })+
+        $(if let Some(v) = $body.$opt {
+            $target.$opt = Some(v);
+        })+
+    }};
+}
+
 async fn list_tenants(State(st): State<AppState>) -> Json<Value> {
     let w = st.world();
     Json(Value::Array(
@@ -217,48 +252,16 @@ struct UserBody {
     job_title: Option<String>,
     department: Option<String>,
     account_enabled: Option<bool>,
-    password: Option<String>,
+    #[serde(rename = "password")]
+    password_override: Option<String>,
     is_admin: Option<bool>,
 }
 
 impl UserBody {
     fn apply(self, u: &mut User) {
-        if let Some(v) = self.user_principal_name {
-            u.user_principal_name = v;
-        }
-        if let Some(v) = self.display_name {
-            u.display_name = v;
-        }
-        if let Some(v) = self.given_name {
-            u.given_name = Some(v);
-        }
-        if let Some(v) = self.surname {
-            u.surname = Some(v);
-        }
-        if let Some(v) = self.mail {
-            u.mail = Some(v);
-        }
-        if let Some(v) = self.business_phones {
-            u.business_phones = v;
-        }
-        if let Some(v) = self.mobile_phone {
-            u.mobile_phone = Some(v);
-        }
-        if let Some(v) = self.job_title {
-            u.job_title = Some(v);
-        }
-        if let Some(v) = self.department {
-            u.department = Some(v);
-        }
-        if let Some(v) = self.account_enabled {
-            u.account_enabled = v;
-        }
-        if let Some(v) = self.password {
-            u.password_override = Some(v);
-        }
-        if let Some(v) = self.is_admin {
-            u.is_admin = v;
-        }
+        overwrite!(self => u;
+            user_principal_name, display_name, business_phones, account_enabled, is_admin;
+            some: given_name, surname, mail, mobile_phone, job_title, department, password_override);
     }
 }
 
@@ -275,8 +278,7 @@ async fn create_user(
     Json(body): Json<UserBody>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let id = Uuid::new_v4();
     let upn = body.user_principal_name.clone().unwrap_or_else(|| {
         format!(
@@ -286,10 +288,7 @@ async fn create_user(
         )
     });
     if tenant.upn_taken(&upn) {
-        return Err(AdminError(
-            StatusCode::CONFLICT,
-            format!("userPrincipalName '{upn}' is already taken"),
-        ));
+        return Err(upn_taken(&upn));
     }
     let mut user = User {
         id,
@@ -321,8 +320,7 @@ async fn update_user(
     Json(body): Json<UserBody>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let idx = tenant
         .user_index(&id)
         .filter(|i| tenant.users[*i].life == Life::Active)
@@ -333,10 +331,7 @@ async fn update_user(
                 .user_principal_name
                 .eq_ignore_ascii_case(upn)
         {
-            return Err(AdminError(
-                StatusCode::CONFLICT,
-                format!("userPrincipalName '{upn}' is already taken"),
-            ));
+            return Err(upn_taken(upn));
         }
     }
     let v = tenant.bump();
@@ -359,8 +354,7 @@ async fn delete_user(
     Query(q): Query<DeleteQuery>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let idx = tenant.user_index(&id).ok_or_else(|| not_found("user"))?;
     if tenant.users[idx].life == Life::SoftDeleted && !q.hard {
         return Err(not_found("user"));
@@ -386,8 +380,7 @@ async fn create_group(
     Json(body): Json<GroupBody>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let name = body
         .display_name
         .ok_or_else(|| bad("displayName is required"))?;
@@ -437,20 +430,11 @@ async fn update_group(
     Json(body): Json<GroupBody>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let g = active_group(tenant, &id)?;
     let v = tenant.bump();
     let group = &mut tenant.groups[g];
-    if let Some(n) = body.display_name {
-        group.display_name = n;
-    }
-    if let Some(d) = body.description {
-        group.description = Some(d);
-    }
-    if let Some(m) = body.mail_nickname {
-        group.mail_nickname = m;
-    }
+    overwrite!(body => group; display_name, mail_nickname; some: description);
     group.version = v;
     Ok(Json(Value::Object(group.to_json())).into_response())
 }
@@ -461,8 +445,7 @@ async fn delete_group(
     Query(q): Query<DeleteQuery>,
 ) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, &tid)?;
     let g = tenant.group_index(&id).ok_or_else(|| not_found("group"))?;
     let v = tenant.bump();
     let group = &mut tenant.groups[g];
@@ -497,8 +480,7 @@ async fn remove_member(
 
 fn change_member(st: &AppState, tid: &str, gid: &str, uid: &str, add: bool) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, tid)?;
-    let tenant = &mut w.dir.tenants[t];
+    let tenant = tenant_mut(&mut w, tid)?;
     let g = active_group(tenant, gid)?;
     let user = tenant
         .user(uid)
@@ -523,9 +505,9 @@ fn change_member(st: &AppState, tid: &str, gid: &str, uid: &str, add: bool) -> A
 
 async fn delta_reset(State(st): State<AppState>, Path(tid): Path<String>) -> Answer {
     let mut w = st.world();
-    let t = tenant_idx(&w, &tid)?;
-    w.dir.tenants[t].epoch += 1;
-    Ok(Json(json!({"epoch": w.dir.tenants[t].epoch})).into_response())
+    let tenant = tenant_mut(&mut w, &tid)?;
+    tenant.epoch += 1;
+    Ok(Json(json!({"epoch": tenant.epoch})).into_response())
 }
 
 async fn get_faults(State(st): State<AppState>) -> Json<Value> {
@@ -549,10 +531,7 @@ async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>)
 }
 
 async fn rotate_keys(State(st): State<AppState>) -> Answer {
-    let key = tokio::task::spawn_blocking(SigningKey::generate)
-        .await
-        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let key = off_thread(SigningKey::generate).await?;
     let mut keys = st.keys.write().unwrap_or_else(|e| e.into_inner());
     keys.push(key);
     Ok(Json(json!({"kid": keys.current_kid()})).into_response())
@@ -564,10 +543,7 @@ struct ForgeryBody {
 }
 
 async fn arm_forgery(State(st): State<AppState>, Json(body): Json<ForgeryBody>) -> Answer {
-    let forgery = tokio::task::spawn_blocking(move || Forgery::prepare(body.kind))
-        .await
-        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let forgery = off_thread(move || Forgery::prepare(body.kind)).await?;
     st.forgeries.arm(forgery);
     Ok(Json(json!({"armed": body.kind})).into_response())
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,9 +25,9 @@ const SESSION_COOKIE: &str = "ESTSAUTH";
 /// Authorize, admin consent, the form targets of their pages, and logout.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
-        .route("/{tenant}/v2.0/adminconsent", get(admin_consent_v2))
-        .route("/{tenant}/adminconsent", get(admin_consent_legacy))
+        .route(AUTHORIZE, get(begin))
+        .route(ADMIN_CONSENT_V2, get(begin))
+        .route(ADMIN_CONSENT_LEGACY, get(begin))
         .route("/{tenant}/login", post(login))
         .route("/{tenant}/consent", post(consent))
         .route("/{tenant}/consent/return", get(return_without_consent))
@@ -76,6 +76,11 @@ impl Reply<'_> {
         }
     }
 
+    /// Sends an [`AadError`] to the redirect URI.
+    fn fail(&self, e: AadError) -> Response {
+        self.error(e.error, e.code, &e.message)
+    }
+
     /// Sends an OAuth error the way Microsoft does (`error`, `error_description`, `error_uri`).
     fn error(&self, error: &'static str, code: u32, message: &str) -> Response {
         let e = AadError::bad(error, code, message);
@@ -88,6 +93,18 @@ impl Reply<'_> {
             ("error_uri", e.error_uri(self.base_url)),
         ])
     }
+}
+
+/// The `scope` parameter, parsed; AADSTS900144 when absent, 70011 when a scope is unknown.
+fn requested_scopes(q: &Params) -> Result<Vec<Scope>, AadError> {
+    let raw = q.get("scope").ok_or_else(|| AadError::missing("scope"))?;
+    scopes::parse_all(raw).map_err(|bad| {
+        AadError::bad(
+            "invalid_scope",
+            70011,
+            format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' is not valid."),
+        )
+    })
 }
 
 fn redirect(location: &str) -> Response {
@@ -114,10 +131,13 @@ fn app_not_found(client_id: &str, tenant: &str) -> AadError {
 /// Checks what must hold before anything may be sent to the redirect URI; failures are pages.
 fn trusted_app<'w>(
     w: &'w World,
-    authority: Authority,
     tenant: &str,
     q: &Params,
-) -> Result<(&'w App, String), AadError> {
+) -> Result<(Authority, &'w App, String), AadError> {
+    let authority = w
+        .dir
+        .resolve(tenant)
+        .ok_or_else(|| crate::oidc::unknown_tenant(tenant))?;
     let client_id = q
         .get("client_id")
         .ok_or_else(|| AadError::missing("client_id"))?;
@@ -154,7 +174,7 @@ fn trusted_app<'w>(
             ),
         ));
     }
-    Ok((app, redirect_uri.clone()))
+    Ok((authority, app, redirect_uri.clone()))
 }
 
 fn session_of(headers: &HeaderMap) -> Option<String> {
@@ -179,73 +199,97 @@ fn session_user(w: &World, headers: &HeaderMap, authority: Authority) -> Option<
     (user.life == crate::directory::Life::Active && user.account_enabled).then_some((tid, oid))
 }
 
-async fn authorize(
+/// The routes that open a sign-in; [`begin`] tells them apart by the matched route.
+const AUTHORIZE: &str = "/{tenant}/oauth2/v2.0/authorize";
+const ADMIN_CONSENT_V2: &str = "/{tenant}/v2.0/adminconsent";
+const ADMIN_CONSENT_LEGACY: &str = "/{tenant}/adminconsent";
+
+/// A sign-in request whose tenant, app and redirect URI have been checked.
+struct Trusted<'a> {
+    base_url: &'a str,
+    tenant: &'a str,
+    authority: Authority,
+    app: &'a App,
+    redirect_uri: String,
+    q: &'a Params,
+    /// The browser session's (tenant, user), if any.
+    session: Option<(Uuid, Uuid)>,
+}
+
+impl Trusted<'_> {
+    fn reply(&self, mode: ResponseMode) -> Reply<'_> {
+        Reply {
+            base_url: self.base_url,
+            redirect_uri: &self.redirect_uri,
+            state: self.q.get("state").map(String::as_str),
+            mode,
+        }
+    }
+}
+
+/// Authorize and admin consent: failures before the redirect URI is trusted are pages; then the
+/// route's own checks may answer the app, else the sign-in starts.
+async fn begin(
     State(st): State<AppState>,
+    route: MatchedPath,
     Path(tenant): Path<String>,
     Query(q): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    let base = st.cfg.base_url.clone();
     let mut w = st.world();
-    let Some(authority) = w.dir.resolve(&tenant) else {
-        return error_page(crate::oidc::unknown_tenant(&tenant));
-    };
-    let (app, redirect_uri) = match trusted_app(&w, authority, &tenant, &q) {
+    let (authority, app, redirect_uri) = match trusted_app(&w, &tenant, &q) {
         Ok(v) => v,
         Err(e) => return error_page(e),
     };
-    let app_delegated = app.permissions.delegated.clone();
+    let asked = Trusted {
+        base_url: &st.cfg.base_url,
+        tenant: &tenant,
+        authority,
+        app,
+        redirect_uri,
+        q: &q,
+        session: session_user(&w, &headers, authority),
+    };
+    let txn = match route.as_str() {
+        ADMIN_CONSENT_V2 => admin_consent(&asked, true),
+        ADMIN_CONSENT_LEGACY => admin_consent(&asked, false),
+        _ => authorize(&asked),
+    };
+    match txn {
+        Ok(txn) => start(&st, &mut w, txn),
+        Err(answer) => answer,
+    }
+}
+
+fn authorize(asked: &Trusted) -> Result<Txn, Response> {
+    let q = asked.q;
     let mode = match q.get("response_mode").map(String::as_str) {
         None | Some("query") => ResponseMode::Query,
         Some("form_post") => ResponseMode::FormPost,
         Some(_) => ResponseMode::Query,
     };
-    let reply = Reply {
-        base_url: &base,
-        redirect_uri: &redirect_uri,
-        state: q.get("state").map(String::as_str),
-        mode,
-    };
+    let reply = asked.reply(mode);
     if let Some(other) = q
         .get("response_mode")
         .filter(|m| !["query", "form_post"].contains(&m.as_str()))
     {
-        return reply.error(
+        return Err(reply.error(
             "invalid_request",
             9002313,
             &format!("The emulator does not support response_mode '{other}'."),
-        );
+        ));
     }
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return reply.error(
+        return Err(reply.error(
             "unsupported_response_type",
             700054,
             "response_type must be 'code' (the only type the emulator issues).",
-        );
+        ));
     }
-    let Some(raw_scope) = q.get("scope") else {
-        return reply.error(
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'scope'.",
-        );
-    };
-    let parsed = match scopes::parse_all(raw_scope) {
+    let parsed = match requested_scopes(q) {
         Ok(p) if !p.is_empty() => p,
-        Ok(_) => {
-            return reply.error(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'scope'.",
-            );
-        }
-        Err(bad) => {
-            return reply.error(
-                "invalid_scope",
-                70011,
-                &format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' is not valid."),
-            );
-        }
+        Ok(_) => return Err(reply.fail(AadError::missing("scope"))),
+        Err(e) => return Err(reply.fail(e)),
     };
     let mut oidc = BTreeSet::new();
     let mut graph = BTreeSet::new();
@@ -257,7 +301,7 @@ async fn authorize(
             Scope::Graph(s) => {
                 graph.insert(s.to_string());
             }
-            Scope::GraphDefault => graph.extend(app_delegated.iter().cloned()),
+            Scope::GraphDefault => graph.extend(asked.app.permissions.delegated.iter().cloned()),
         }
     }
     let code_challenge = match (
@@ -268,11 +312,11 @@ async fn authorize(
         (Some(c), None | Some("plain")) => Some((c.clone(), "plain".to_string())),
         (Some(c), Some("S256")) => Some((c.clone(), "S256".to_string())),
         (Some(_), Some(m)) => {
-            return reply.error(
+            return Err(reply.error(
                 "invalid_request",
                 501471,
                 &format!("The code_challenge_method '{m}' is not supported."),
-            );
+            ));
         }
     };
     let prompt = q.get("prompt").cloned();
@@ -280,27 +324,26 @@ async fn authorize(
         .as_deref()
         .filter(|p| !["login", "none", "consent", "select_account"].contains(p))
     {
-        return reply.error(
+        return Err(reply.error(
             "invalid_request",
             90023,
             &format!("Invalid prompt value '{p}'."),
-        );
+        ));
     }
-    let session = session_user(&w, &headers, authority);
-    if prompt.as_deref() == Some("none") && session.is_none() {
-        return reply.error(
+    if prompt.as_deref() == Some("none") && asked.session.is_none() {
+        return Err(reply.error(
             "login_required",
             50058,
             "A silent sign-in request was sent but no user is signed in.",
-        );
+        ));
     }
     let reuse_session = !matches!(prompt.as_deref(), Some("login" | "select_account"));
-    let txn = Txn {
+    Ok(Txn {
         flow: Flow::Authorize,
-        authority,
-        tenant_segment: tenant.clone(),
-        client_id: app.client_id.clone(),
-        redirect_uri: redirect_uri.clone(),
+        authority: asked.authority,
+        tenant_segment: asked.tenant.to_string(),
+        client_id: asked.app.client_id.clone(),
+        redirect_uri: asked.redirect_uri.clone(),
         state: q.get("state").cloned(),
         nonce: q.get("nonce").cloned(),
         oidc,
@@ -309,73 +352,23 @@ async fn authorize(
         response_mode: mode,
         prompt,
         login_hint: q.get("login_hint").cloned(),
-        user: session.filter(|_| reuse_session),
-    };
-    start(&st, &mut w, txn)
+        user: asked.session.filter(|_| reuse_session),
+    })
 }
 
-async fn admin_consent_v2(
-    State(st): State<AppState>,
-    Path(tenant): Path<String>,
-    Query(q): Query<Params>,
-    headers: HeaderMap,
-) -> Response {
-    admin_consent(st, tenant, q, headers, true)
-}
-
-async fn admin_consent_legacy(
-    State(st): State<AppState>,
-    Path(tenant): Path<String>,
-    Query(q): Query<Params>,
-    headers: HeaderMap,
-) -> Response {
-    admin_consent(st, tenant, q, headers, false)
-}
-
-fn admin_consent(
-    st: AppState,
-    tenant: String,
-    q: Params,
-    headers: HeaderMap,
-    v2: bool,
-) -> Response {
-    let base = st.cfg.base_url.clone();
-    let mut w = st.world();
-    let Some(authority) = w.dir.resolve(&tenant) else {
-        return error_page(crate::oidc::unknown_tenant(&tenant));
-    };
-    let (app, redirect_uri) = match trusted_app(&w, authority, &tenant, &q) {
-        Ok(v) => v,
-        Err(e) => return error_page(e),
-    };
-    let client_id = app.client_id.clone();
+fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Response> {
+    let q = asked.q;
     if v2 {
-        let reply = Reply {
-            base_url: &base,
-            redirect_uri: &redirect_uri,
-            state: q.get("state").map(String::as_str),
-            mode: ResponseMode::Query,
-        };
-        match q.get("scope").map(|s| scopes::parse_all(s)) {
-            None => {
-                return reply.error(
-                    "invalid_request",
-                    900144,
-                    "The request body must contain the following parameter: 'scope'.",
-                );
-            }
-            Some(Err(bad)) => {
-                return reply.error("invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' is not valid."));
-            }
-            Some(Ok(_)) => {}
+        if let Err(e) = requested_scopes(q) {
+            return Err(asked.reply(ResponseMode::Query).fail(e));
         }
     }
-    let txn = Txn {
+    Ok(Txn {
         flow: Flow::AdminConsent { v2 },
-        authority,
-        tenant_segment: tenant.clone(),
-        client_id,
-        redirect_uri,
+        authority: asked.authority,
+        tenant_segment: asked.tenant.to_string(),
+        client_id: asked.app.client_id.clone(),
+        redirect_uri: asked.redirect_uri.clone(),
         state: q.get("state").cloned(),
         nonce: None,
         oidc: BTreeSet::new(),
@@ -384,9 +377,8 @@ fn admin_consent(
         response_mode: ResponseMode::Query,
         prompt: None,
         login_hint: q.get("login_hint").cloned(),
-        user: session_user(&w, &headers, authority),
-    };
-    start(&st, &mut w, txn)
+        user: asked.session,
+    })
 }
 
 /// Stores the transaction and shows sign-in, or goes on directly when a session is reused.

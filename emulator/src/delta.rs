@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use crate::directory::{Group, Life, Tenant, User};
 use crate::errors::GraphError;
-use crate::graph::{self, Entity, GROUPS, USERS_APP, USERS_DELEGATED};
+use crate::graph::{self, Entity};
 use crate::state::AppState;
 
 /// Where a delta round stands; carried opaquely in `$skiptoken` / `$deltatoken`.
@@ -36,27 +35,11 @@ struct Cursor {
     iat: i64,
 }
 
-/// GET /v1.0/users/delta.
-pub async fn users(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    run::<User>(&st, &headers, raw, USERS_APP, USERS_DELEGATED)
-}
-
-/// GET /v1.0/groups/delta.
-pub async fn groups(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    run::<Group>(&st, &headers, raw, GROUPS, GROUPS)
-}
-
 /// Per-kind delta rendering (groups add `members@delta`).
-trait DeltaItem: Entity {
+pub trait DeltaItem: Entity {
+    /// Object id, for `@removed` entries.
     fn id(&self) -> Uuid;
+    /// Adds kind-specific properties to a rendered change.
     fn extra(&self, _out: &mut Value, _since: u64, _sel: Option<&[String]>) {}
 }
 
@@ -102,16 +85,14 @@ impl DeltaItem for Group {
     }
 }
 
-fn run<E: DeltaItem>(
-    st: &AppState,
-    headers: &HeaderMap,
-    raw: Option<String>,
-    app: &[&str],
-    delegated: &[&str],
+/// GET /v1.0/users/delta and /v1.0/groups/delta.
+pub async fn round<E: DeltaItem>(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let result = (|| {
-        let access = graph::caller(st, headers)?;
-        graph::require(&access, app, delegated)?;
+    graph::serve(&st, &headers, |access, tenant| {
+        graph::require(access, E::APP, E::DELEGATED)?;
         let opts = graph::query_options(raw);
         for unsupported in ["$top", "$orderby", "$search", "$filter"] {
             if opts.contains_key(unsupported) {
@@ -120,14 +101,6 @@ fn run<E: DeltaItem>(
                 )));
             }
         }
-        let w = st.world();
-        let tenant = w
-            .dir
-            .tenant_index(access.tid)
-            .map(|t| &w.dir.tenants[t])
-            .ok_or_else(|| {
-                GraphError::unauthenticated("The tenant of this token no longer exists.")
-            })?;
         let fresh = |sel: Option<Vec<String>>| Cursor {
             tid: tenant.id,
             epoch: tenant.epoch,
@@ -138,7 +111,7 @@ fn run<E: DeltaItem>(
             iat: now(),
         };
         let cursor = match (opts.get("$skiptoken"), opts.get("$deltatoken")) {
-            (Some(t), _) => check(st, tenant, E::SET, t)?,
+            (Some(t), _) => check(&st, tenant, E::SET, t)?,
             (None, Some(t)) if t == "latest" => {
                 let sel = select::<E>(tenant, &opts)?;
                 let latest = Cursor {
@@ -147,12 +120,12 @@ fn run<E: DeltaItem>(
                 };
                 return Ok(json!({
                     "@odata.context": graph::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
-                    "@odata.deltaLink": link(st, E::SET, "$deltatoken", &latest),
+                    "@odata.deltaLink": link(&st, E::SET, "$deltatoken", &latest),
                     "value": [],
                 }));
             }
             (None, Some(t)) => {
-                let c = check(st, tenant, E::SET, t)?;
+                let c = check(&st, tenant, E::SET, t)?;
                 Cursor {
                     snap: tenant.version,
                     pos: 0,
@@ -162,16 +135,12 @@ fn run<E: DeltaItem>(
             (None, None) => fresh(select::<E>(tenant, &opts)?),
         };
         Ok(page::<E>(
-            st,
+            &st,
             tenant,
             cursor,
-            graph::page_size(st, &Default::default(), headers)?,
+            graph::page_size(&st, &Default::default(), &headers)?,
         ))
-    })();
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+    })
 }
 
 fn select<E: DeltaItem>(

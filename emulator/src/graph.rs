@@ -1,7 +1,7 @@
 //! Microsoft Graph v1.0: users, groups, organization and me, with bearer-token and permission
 //! checks, `$select`, `$top`, `$filter` on equality and `@odata.nextLink` paging.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::extract::{Path, RawQuery, State};
@@ -83,11 +83,11 @@ const USER_DEFAULT: &[&str] = &[
 /// The Graph routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1.0/users", get(list_users))
-        .route("/v1.0/users/delta", get(delta::users))
+        .route("/v1.0/users", get(list_of::<User>))
+        .route("/v1.0/users/delta", get(delta::round::<User>))
         .route("/v1.0/users/{id}", get(get_user))
-        .route("/v1.0/groups", get(list_groups))
-        .route("/v1.0/groups/delta", get(delta::groups))
+        .route("/v1.0/groups", get(list_of::<Group>))
+        .route("/v1.0/groups/delta", get(delta::round::<Group>))
         .route("/v1.0/groups/{id}", get(get_group))
         .route("/v1.0/groups/{id}/members", get(group_members))
         .route("/v1.0/organization", get(organization))
@@ -113,6 +113,10 @@ pub trait Entity {
     const SET: &'static str;
     /// Graph's type name, for `$select` errors.
     const TYPE: &'static str;
+    /// Application permissions that allow reading this kind.
+    const APP: &'static [&'static str];
+    /// Delegated permissions that allow reading this kind.
+    const DELEGATED: &'static [&'static str];
     /// All properties.
     fn json(&self) -> Map<String, Value>;
     /// Lifecycle state.
@@ -120,52 +124,72 @@ pub trait Entity {
     /// Version of the last change.
     fn version(&self) -> u64;
     /// Properties returned without `$select` (`None`: all).
-    fn defaults() -> Option<&'static [&'static str]>;
+    const DEFAULTS: Option<&'static [&'static str]>;
     /// The tenant's objects of this kind.
     fn all(t: &Tenant) -> &[Self]
     where
         Self: Sized;
+    /// A non-purged object by id (users also by user principal name).
+    fn find<'t>(t: &'t Tenant, id: &str) -> Option<&'t Self>
+    where
+        Self: Sized;
 }
 
-impl Entity for User {
-    const SET: &'static str = "users";
-    const TYPE: &'static str = "microsoft.graph.user";
-    fn json(&self) -> Map<String, Value> {
-        self.to_json()
-    }
-    fn life(&self) -> Life {
-        self.life
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn defaults() -> Option<&'static [&'static str]> {
-        Some(USER_DEFAULT)
-    }
-    fn all(t: &Tenant) -> &[Self] {
-        &t.users
-    }
+/// Implements [`Entity`] for a directory type that has `to_json`, `life` and `version`.
+macro_rules! entity {
+    ($ty:ty {
+        set: $set:literal,
+        type: $name:literal,
+        app: $app:expr,
+        delegated: $delegated:expr,
+        defaults: $defaults:expr,
+        all: |$t:ident| $all:expr,
+        find: |$ft:ident, $id:ident| $find:expr $(,)?
+    }) => {
+        impl Entity for $ty {
+            const SET: &'static str = $set;
+            const TYPE: &'static str = $name;
+            const APP: &'static [&'static str] = $app;
+            const DELEGATED: &'static [&'static str] = $delegated;
+            const DEFAULTS: Option<&'static [&'static str]> = $defaults;
+            fn json(&self) -> Map<String, Value> {
+                self.to_json()
+            }
+            fn life(&self) -> Life {
+                self.life
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn all($t: &Tenant) -> &[Self] {
+                $all
+            }
+            fn find<'t>($ft: &'t Tenant, $id: &str) -> Option<&'t Self> {
+                $find
+            }
+        }
+    };
 }
 
-impl Entity for Group {
-    const SET: &'static str = "groups";
-    const TYPE: &'static str = "microsoft.graph.group";
-    fn json(&self) -> Map<String, Value> {
-        self.to_json()
-    }
-    fn life(&self) -> Life {
-        self.life
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn defaults() -> Option<&'static [&'static str]> {
-        None
-    }
-    fn all(t: &Tenant) -> &[Self] {
-        &t.groups
-    }
-}
+entity!(User {
+    set: "users",
+    type: "microsoft.graph.user",
+    app: USERS_APP,
+    delegated: USERS_DELEGATED,
+    defaults: Some(USER_DEFAULT),
+    all: |t| &t.users,
+    find: |t, id| t.user(id),
+});
+
+entity!(Group {
+    set: "groups",
+    type: "microsoft.graph.group",
+    app: GROUPS,
+    delegated: GROUPS,
+    defaults: None,
+    all: |t| &t.groups,
+    find: |t, id| t.group_index(id).map(|g| &t.groups[g]),
+});
 
 /// Query options keyed by name (`$select`, `$top`, …).
 pub type QueryOptions = HashMap<String, String>;
@@ -251,7 +275,7 @@ pub fn parse_select<E: Entity>(
 pub fn project<E: Entity>(all: Map<String, Value>, select: Option<&[String]>) -> Value {
     let keep = |k: &str| match select {
         Some(sel) => k == "id" || sel.iter().any(|s| s == k),
-        None => E::defaults().is_none_or(|d| d.contains(&k)),
+        None => E::DEFAULTS.is_none_or(|d| d.contains(&k)),
     };
     Value::Object(all.into_iter().filter(|(k, _)| keep(k)).collect())
 }
@@ -404,58 +428,42 @@ fn list<E: Entity>(
     Ok(out)
 }
 
-fn tenant_of(st: &AppState, access: &Access) -> Result<usize, GraphError> {
-    st.world()
-        .dir
-        .tenant_index(access.tid)
-        .ok_or_else(|| GraphError::unauthenticated("The tenant of this token no longer exists."))
-}
-
-fn answer(r: Result<Value, GraphError>) -> Response {
-    match r {
+/// Authenticates the bearer token, then answers with `f` run on the caller's tenant.
+pub fn serve(
+    st: &AppState,
+    headers: &HeaderMap,
+    f: impl FnOnce(&Access, &Tenant) -> Result<Value, GraphError>,
+) -> Response {
+    let result = caller(st, headers).and_then(|access| {
+        let w = st.world();
+        let t = w.dir.tenant_index(access.tid).ok_or_else(|| {
+            GraphError::unauthenticated("The tenant of this token no longer exists.")
+        })?;
+        f(&access, &w.dir.tenants[t])
+    });
+    match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn list_users(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        require(&access, USERS_APP, USERS_DELEGATED)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        list::<User>(
-            &st,
-            &w.dir.tenants[t],
-            "/v1.0/users",
-            &query_options(raw),
-            &headers,
-        )
-    })())
+/// A live object by id (users also by user principal name), else 404.
+fn active<'t, E: Entity>(tenant: &'t Tenant, id: &str) -> Result<&'t E, GraphError> {
+    E::find(tenant, id)
+        .filter(|e| e.life() == Life::Active)
+        .ok_or_else(|| GraphError::not_found(id))
 }
 
-async fn list_groups(
+async fn list_of<E: Entity>(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        require(&access, GROUPS, GROUPS)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        list::<Group>(
-            &st,
-            &w.dir.tenants[t],
-            "/v1.0/groups",
-            &query_options(raw),
-            &headers,
-        )
-    })())
+    serve(&st, &headers, |access, tenant| {
+        require(access, E::APP, E::DELEGATED)?;
+        let path = format!("/v1.0/{}", E::SET);
+        list::<E>(&st, tenant, &path, &query_options(raw), &headers)
+    })
 }
 
 fn single<E: Entity>(st: &AppState, item: &E, opts: &QueryOptions) -> Result<Value, GraphError> {
@@ -475,22 +483,16 @@ async fn get_user(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        let user = w.dir.tenants[t]
-            .user(&id)
-            .filter(|u| u.life == Life::Active)
-            .ok_or_else(|| GraphError::not_found(&id))?;
+    serve(&st, &headers, |access, tenant| {
+        let user = active::<User>(tenant, &id)?;
         // Reading yourself needs only User.Read.
         if access.oid != Some(user.id) {
-            require(&access, USERS_APP, USERS_DELEGATED)?;
+            require(access, USERS_APP, USERS_DELEGATED)?;
         } else {
-            require(&access, USERS_APP, ME)?;
+            require(access, USERS_APP, ME)?;
         }
         single(&st, user, &query_options(raw))
-    })())
+    })
 }
 
 async fn get_group(
@@ -499,60 +501,37 @@ async fn get_group(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        require(&access, GROUPS, GROUPS)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        let tenant = &w.dir.tenants[t];
-        let g = tenant
-            .group_index(&id)
-            .filter(|g| tenant.groups[*g].life == Life::Active)
-            .ok_or_else(|| GraphError::not_found(&id))?;
-        single(&st, &tenant.groups[g], &query_options(raw))
-    })())
+    serve(&st, &headers, |access, tenant| {
+        require(access, GROUPS, GROUPS)?;
+        single(&st, active::<Group>(tenant, &id)?, &query_options(raw))
+    })
 }
 
 async fn group_members(
     State(st): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        require(&access, GROUPS, GROUPS)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        let tenant = &w.dir.tenants[t];
-        let g = tenant
-            .group_index(&id)
-            .filter(|g| tenant.groups[*g].life == Life::Active)
-            .ok_or_else(|| GraphError::not_found(&id))?;
-        let opts = query_options(raw);
-        let members: BTreeSet<_> = tenant.groups[g].members.clone();
+    serve(&st, &headers, |access, tenant| {
+        require(access, GROUPS, GROUPS)?;
+        let group = active::<Group>(tenant, &id)?;
         let mut value = Vec::new();
-        for uid in members {
+        for uid in &group.members {
             if let Some(u) = tenant.user(&uid.to_string()) {
                 let mut v = project::<User>(u.json(), None);
                 v["@odata.type"] = json!("#microsoft.graph.user");
                 value.push(v);
             }
         }
-        let _ = opts;
         Ok(
             json!({"@odata.context": format!("{}/v1.0/$metadata#directoryObjects", st.cfg.base_url), "value": value}),
         )
-    })())
+    })
 }
 
 async fn organization(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        require(&access, ORG_APP, ORG_DELEGATED)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        let tenant = &w.dir.tenants[t];
+    serve(&st, &headers, |access, tenant| {
+        require(access, ORG_APP, ORG_DELEGATED)?;
         let domains: Vec<Value> = tenant
             .domains
             .iter()
@@ -571,12 +550,11 @@ async fn organization(State(st): State<AppState>, headers: HeaderMap) -> Respons
                 "verifiedDomains": domains,
             }]
         }))
-    })())
+    })
 }
 
 async fn me(State(st): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
+    serve(&st, &headers, |access, tenant| {
         let Some(oid) = access.oid else {
             return Err(GraphError::new(
                 StatusCode::BAD_REQUEST,
@@ -584,13 +562,11 @@ async fn me(State(st): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQu
                 "/me request is only valid with delegated authentication flow.",
             ));
         };
-        require(&access, &[], ME)?;
-        let t = tenant_of(&st, &access)?;
-        let w = st.world();
-        let user = w.dir.tenants[t]
-            .user(&oid.to_string())
-            .filter(|u| u.life == Life::Active)
-            .ok_or_else(|| GraphError::not_found(&oid.to_string()))?;
-        single(&st, user, &query_options(raw))
-    })())
+        require(access, &[], ME)?;
+        single(
+            &st,
+            active::<User>(tenant, &oid.to_string())?,
+            &query_options(raw),
+        )
+    })
 }
