@@ -29,6 +29,86 @@ impl Actor {
     }
 }
 
+/// What happened. Stored as its dotted name (`invitation.created`), shown by its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    InvitationCreated,
+    InvitationResent,
+    InvitationRevoked,
+    InvitationOpened,
+    InvitationEmailSent,
+    InvitationEmailFailed,
+    ConsentStarted,
+    ConsentGranted,
+    ConsentDeclined,
+    ConsentFailed,
+    OperatorSignedIn,
+    OperatorSignedOut,
+    OperatorAdded,
+}
+
+impl Action {
+    /// Every action, for parsing stored names.
+    pub const ALL: [Action; 13] = [
+        Action::InvitationCreated,
+        Action::InvitationResent,
+        Action::InvitationRevoked,
+        Action::InvitationOpened,
+        Action::InvitationEmailSent,
+        Action::InvitationEmailFailed,
+        Action::ConsentStarted,
+        Action::ConsentGranted,
+        Action::ConsentDeclined,
+        Action::ConsentFailed,
+        Action::OperatorSignedIn,
+        Action::OperatorSignedOut,
+        Action::OperatorAdded,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvitationCreated => "invitation.created",
+            Self::InvitationResent => "invitation.resent",
+            Self::InvitationRevoked => "invitation.revoked",
+            Self::InvitationOpened => "invitation.opened",
+            Self::InvitationEmailSent => "invitation.email_sent",
+            Self::InvitationEmailFailed => "invitation.email_failed",
+            Self::ConsentStarted => "consent.started",
+            Self::ConsentGranted => "consent.granted",
+            Self::ConsentDeclined => "consent.declined",
+            Self::ConsentFailed => "consent.failed",
+            Self::OperatorSignedIn => "operator.signed_in",
+            Self::OperatorSignedOut => "operator.signed_out",
+            Self::OperatorAdded => "operator.added",
+        }
+    }
+
+    /// Plain words for pages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::InvitationCreated => "Invitation created",
+            Self::InvitationResent => "New link issued (the old one stopped working)",
+            Self::InvitationRevoked => "Invitation revoked",
+            Self::InvitationOpened => "Link opened",
+            Self::InvitationEmailSent => "Invitation email delivered",
+            Self::InvitationEmailFailed => "Invitation email could not be delivered (will retry)",
+            Self::ConsentStarted => "Left for Microsoft's sign-in",
+            Self::ConsentGranted => "Consent granted",
+            Self::ConsentDeclined => "Consent declined",
+            Self::ConsentFailed => "Consent attempt failed",
+            Self::OperatorSignedIn => "Signed in",
+            Self::OperatorSignedOut => "Signed out",
+            Self::OperatorAdded => "Operator added",
+        }
+    }
+
+    /// The action stored under `name`, if it is one Gangway records.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
 /// One line of the audit trail as read back.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AuditEvent {
@@ -64,14 +144,14 @@ impl AuditEvent {
 pub async fn record(
     db: impl PgExecutor<'_>,
     actor: &Actor,
-    action: &str,
+    action: Action,
     invitation_id: Option<Uuid>,
     tenant_id: Option<Uuid>,
     detail: Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("insert into audit_events (actor, action, invitation_id, tenant_id, detail) values ($1, $2, $3, $4, $5)")
         .bind(actor.label())
-        .bind(action)
+        .bind(action.as_str())
         .bind(invitation_id)
         .bind(tenant_id)
         .bind(detail)
@@ -129,4 +209,18 @@ pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error
     .bind(search)
     .fetch_one(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn every_action_parses_back_from_its_name_and_has_a_label() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+            assert!(!action.label().is_empty());
+        }
+        assert_eq!(Action::parse("invitation.exploded"), None);
+    }
 }

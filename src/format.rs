@@ -16,11 +16,12 @@ pub fn datetime(at: OffsetDateTime) -> String {
 pub fn relative(at: OffsetDateTime) -> String {
     let delta = at - OffsetDateTime::now_utc();
     let secs = delta.whole_seconds().abs();
+    // Rounded to the nearest unit: a 7-day link created a moment ago reads "in 7 days".
     let amount = match secs {
         0..60 => return "just now".into(),
-        60..3_600 => plural(secs / 60, "minute"),
-        3_600..86_400 => plural(secs / 3_600, "hour"),
-        _ => plural(secs / 86_400, "day"),
+        60..3_570 => plural((secs + 30) / 60, "minute"),
+        3_570..84_600 => plural((secs + 1_800) / 3_600, "hour"),
+        _ => plural((secs + 43_200) / 86_400, "day"),
     };
     if delta.is_positive() {
         format!("in {amount}")
@@ -34,5 +35,24 @@ fn plural(n: i64, unit: &str) -> String {
         format!("1 {unit}")
     } else {
         format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::{Duration, OffsetDateTime};
+
+    use super::relative;
+
+    #[test]
+    fn relative_times_round_to_the_nearest_unit() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            relative(now + Duration::days(7) - Duration::seconds(5)),
+            "in 7 days"
+        );
+        assert_eq!(relative(now - Duration::minutes(90)), "2 hours ago");
+        assert_eq!(relative(now + Duration::hours(1)), "in 1 hour");
+        assert_eq!(relative(now - Duration::seconds(10)), "just now");
     }
 }

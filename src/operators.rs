@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Action, Actor};
 use crate::invitations::EmailAddress;
 use crate::secret::Secret;
 
@@ -87,7 +87,7 @@ pub async fn add(
     audit::record(
         &mut *tx,
         actor,
-        "operator.added",
+        Action::OperatorAdded,
         None,
         None,
         json!({ "email": operator.email, "role": role }),

@@ -13,7 +13,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::{Context, Invitation, permissions};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Action, Actor};
 use crate::crypto::EncryptionKey;
 use crate::secret::Secret;
 
@@ -195,7 +195,7 @@ pub async fn deliver_due(
                 audit::record(
                     &mut *tx,
                     &Actor::System,
-                    "invitation.email_sent",
+                    Action::InvitationEmailSent,
                     item.invitation_id,
                     None,
                     json!({}),
@@ -219,7 +219,7 @@ pub async fn deliver_due(
                 audit::record(
                     &mut *tx,
                     &Actor::System,
-                    "invitation.email_failed",
+                    Action::InvitationEmailFailed,
                     item.invitation_id,
                     None,
                     detail,

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Action, Actor};
 use crate::crypto::EncryptionKey;
 pub use token::InvitationToken;
 
@@ -338,7 +338,7 @@ pub async fn create(
     audit::record(
         &mut *tx,
         actor,
-        "invitation.created",
+        Action::InvitationCreated,
         Some(id),
         None,
         detail,
@@ -383,7 +383,7 @@ pub async fn resend(
     audit::record(
         &mut *tx,
         actor,
-        "invitation.resent",
+        Action::InvitationResent,
         Some(id),
         None,
         json!({}),
@@ -429,7 +429,7 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     audit::record(
         &mut *tx,
         actor,
-        "invitation.revoked",
+        Action::InvitationRevoked,
         Some(id),
         None,
         json!({}),
@@ -481,7 +481,7 @@ pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, Invita
             audit::record(
                 &mut *tx,
                 &who,
-                "invitation.opened",
+                Action::InvitationOpened,
                 Some(invitation.id),
                 None,
                 json!({}),
@@ -535,8 +535,8 @@ pub async fn record_setback(
     actor: &Actor,
 ) -> Result<(), InvitationError> {
     let (status, action) = match setback {
-        Setback::Declined => ("declined", "consent.declined"),
-        Setback::Failed => ("failed", "consent.failed"),
+        Setback::Declined => ("declined", Action::ConsentDeclined),
+        Setback::Failed => ("failed", Action::ConsentFailed),
     };
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -566,7 +566,7 @@ pub async fn touch(
     db: &PgPool,
     id: Uuid,
     actor: &Actor,
-    action: &str,
+    action: Action,
 ) -> Result<(), InvitationError> {
     let mut tx = db.begin().await?;
     sqlx::query("update invitations set last_activity_at = now() where id = $1")

@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Action, Actor};
 use crate::crypto::EncryptionKey;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
 use crate::secret::Secret;
@@ -154,7 +154,7 @@ pub async fn record_consent(
     audit::record(
         &mut *tx,
         &who,
-        "consent.granted",
+        Action::ConsentGranted,
         Some(invitation_id),
         Some(tenant_id),
         detail,

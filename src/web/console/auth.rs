@@ -14,7 +14,7 @@ use serde_json::json;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::audit::{self, Actor};
+use crate::audit::{self, Action, Actor};
 use crate::operators::{self, Operator};
 use crate::secret::Secret;
 use crate::web::csrf::CsrfToken;
@@ -92,7 +92,7 @@ async fn sign_in(
     audit::record(
         &state.db,
         &Actor::Operator(operator.email.clone()),
-        "operator.signed_in",
+        Action::OperatorSignedIn,
         None,
         None,
         json!({}),
@@ -106,7 +106,7 @@ async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Red
         audit::record(
             &state.db,
             &Actor::Operator(operator.email),
-            "operator.signed_out",
+            Action::OperatorSignedOut,
             None,
             None,
             json!({}),

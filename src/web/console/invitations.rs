@@ -92,7 +92,8 @@ struct Row {
     mode: &'static str,
     badge: Badge,
     created: When,
-    expires: When,
+    /// Only while the link can still be used.
+    expires: Option<When>,
     activity: When,
 }
 
@@ -106,7 +107,8 @@ impl From<&Invitation> for Row {
             mode: i.consent_mode.label(),
             badge: i.status.into(),
             created: When::new(i.created_at),
-            expires: When::new(i.expires_at),
+            expires: (!matches!(i.status, Status::Consented | Status::Revoked))
+                .then(|| When::new(i.expires_at)),
             activity: When::new(i.last_activity_at),
         }
     }

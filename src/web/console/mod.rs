@@ -18,7 +18,7 @@ use axum::routing::get;
 use time::OffsetDateTime;
 
 use crate::app::AppState;
-use crate::audit::AuditEvent;
+use crate::audit::{Action, AuditEvent};
 use crate::format;
 use crate::operators::{Operator, Role};
 use crate::web::error::Error;
@@ -151,21 +151,7 @@ fn short_id(id: uuid::Uuid) -> String {
 
 /// Plain words for the actions Gangway records; unknown ones show their code only.
 fn action_summary(action: &str) -> &'static str {
-    match action {
-        "invitation.created" => "Invitation created",
-        "invitation.resent" => "New link issued (the old one stopped working)",
-        "invitation.revoked" => "Invitation revoked",
-        "invitation.opened" => "Link opened",
-        "invitation.email_sent" => "Invitation email delivered",
-        "invitation.email_failed" => "Invitation email could not be delivered (will retry)",
-        "consent.granted" => "Consent granted",
-        "consent.declined" => "Consent declined",
-        "consent.failed" => "Consent attempt failed",
-        "operator.signed_in" => "Signed in",
-        "operator.signed_out" => "Signed out",
-        "operator.added" => "Operator added",
-        _ => "",
-    }
+    Action::parse(action).map(Action::label).unwrap_or_default()
 }
 
 /// Page numbers from `?page=`, tolerant of junk (a bad number means the first page).

@@ -10,7 +10,7 @@ use super::link::{self, Closed};
 use super::pages::{Chrome, CustomerAppForm, ReviewPage};
 use super::{PendingConsent, session_error, session_invitation};
 use crate::app::AppState;
-use crate::audit::Actor;
+use crate::audit::{Action, Actor};
 use crate::format;
 use crate::invitations::permissions;
 use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
@@ -177,7 +177,7 @@ pub async fn start(State(state): State<AppState>, session: Session) -> Result<Re
         .await
         .map_err(session_error)?;
     let who = Actor::Customer(invitation.admin_email.clone());
-    invitations::touch(&state.db, invitation.id, &who, "consent.started")
+    invitations::touch(&state.db, invitation.id, &who, Action::ConsentStarted)
         .await
         .map_err(|e| Error::Internal(e.into()))?;
     tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");
