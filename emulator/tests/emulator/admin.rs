@@ -1,9 +1,8 @@
 //! The admin API: tenants, apps, users, groups.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::authorize::{authorize_url, consent_flow};
 use crate::helpers::*;
 
 #[tokio::test]
@@ -37,45 +36,27 @@ async fn tenants_list_has_the_contract_fields_and_working_logins() {
         );
     }
     let app = t.provider_app().await;
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
-        &t.member(2),
-    )
-    .await;
+    let back = consent_redirect(&t, "organizations", &app, "openid", "", &t.member(2)).await;
     assert!(params(&back).contains_key("code"));
 
-    let resp = t
-        .admin_post(
+    let created = t
+        .admin_create(
             "/tenants",
             json!({"display_name": "Zürich Bank AG", "users": 3, "groups": 1}),
         )
         .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let created: Value = resp.json().await.unwrap();
     assert_eq!(created["display_name"], "Zürich Bank AG");
     assert_eq!(created["users"], 3);
-    let all: Value = t
-        .http
-        .get(format!("{}/_emulator/tenants", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = t.get_json("/_emulator/tenants").await;
     assert_eq!(all.as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]
 async fn app_registration_answers_client_id_secret_and_expiry() {
     let t = TestEmu::start().await;
-    let resp = t
-        .admin_post("/apps", json!({"home_tenant": t.tid(0), "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}, "client_id": "3f0c6a52-8d55-4c59-9a8a-0a4e1f6f9a10", "client_secret": "s3cret", "secret_lifetime_days": 30}))
+    let v = t
+        .admin_create("/apps", json!({"home_tenant": t.tid(0), "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}, "client_id": "3f0c6a52-8d55-4c59-9a8a-0a4e1f6f9a10", "client_secret": "s3cret", "secret_lifetime_days": 30}))
         .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let v: Value = resp.json().await.unwrap();
     assert_eq!(v["client_id"], "3f0c6a52-8d55-4c59-9a8a-0a4e1f6f9a10");
     assert_eq!(v["client_secret"], "s3cret");
     let expires = time::OffsetDateTime::parse(
@@ -106,9 +87,7 @@ async fn users_and_groups_can_be_changed_and_show_in_graph() {
     let t = TestEmu::start().await;
     let tid = t.tid(1);
     let token = t.reader(1).await;
-    let resp = t.admin_post(&format!("/tenants/{tid}/users"), json!({"displayName": "Zoë D'Souza", "userPrincipalName": "zoe.dsouza@x.test", "password": "pw-1", "jobTitle": "Buyer"})).await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let user: Value = resp.json().await.unwrap();
+    let user = t.admin_create(&format!("/tenants/{tid}/users"), json!({"displayName": "Zoë D'Souza", "userPrincipalName": "zoe.dsouza@x.test", "password": "pw-1", "jobTitle": "Buyer"})).await;
     assert_eq!(user["password"], "pw-1");
     let uid = user["id"].as_str().unwrap();
     let dup = t
@@ -118,31 +97,18 @@ async fn users_and_groups_can_be_changed_and_show_in_graph() {
         )
         .await;
     assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let got: Value = t
-        .graph(&token, &format!("/v1.0/users/{uid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = t.graph_json(&token, &format!("/v1.0/users/{uid}")).await;
     assert_eq!(got["displayName"], "Zoë D'Souza");
 
-    let resp = t
-        .admin_post(
+    let group = t
+        .admin_create(
             &format!("/tenants/{tid}/groups"),
             json!({"displayName": "Buyers", "members": [uid]}),
         )
         .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let gid = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let members: Value = t
-        .graph(&token, &format!("/v1.0/groups/{gid}/members"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let gid = group["id"].as_str().unwrap();
+    let members_path = format!("/v1.0/groups/{gid}/members");
+    let members = t.graph_json(&token, &members_path).await;
     assert_eq!(members["value"][0]["id"], uid);
     assert_eq!(
         t.admin_post(
@@ -154,21 +120,16 @@ async fn users_and_groups_can_be_changed_and_show_in_graph() {
         StatusCode::CONFLICT
     );
     let resp = t
-        .http
-        .patch(format!("{}/_emulator/tenants/{tid}/groups/{gid}", t.base))
-        .json(&json!({"description": "Purchasing"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(
+            &format!("/tenants/{tid}/groups/{gid}"),
+            json!({"description": "Purchasing"}),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
+    let user_path = format!("/tenants/{tid}/users/{uid}");
     assert_eq!(
-        t.http
-            .delete(format!("{}/_emulator/tenants/{tid}/users/{uid}", t.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        t.admin_delete(&user_path).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -177,22 +138,11 @@ async fn users_and_groups_can_be_changed_and_show_in_graph() {
             .status(),
         StatusCode::NOT_FOUND
     );
-    let members: Value = t
-        .graph(&token, &format!("/v1.0/groups/{gid}/members"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let members = t.graph_json(&token, &members_path).await;
     assert!(members["value"].as_array().unwrap().is_empty());
     assert_eq!(
-        t.http
-            .delete(format!(
-                "{}/_emulator/tenants/{tid}/groups/{gid}?hard=true",
-                t.base
-            ))
-            .send()
+        t.admin_delete(&format!("/tenants/{tid}/groups/{gid}?hard=true"))
             .await
-            .unwrap()
             .status(),
         StatusCode::NO_CONTENT
     );
@@ -203,12 +153,7 @@ async fn users_and_groups_can_be_changed_and_show_in_graph() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        t.http
-            .delete(format!("{}/_emulator/tenants/{tid}/users/{uid}", t.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        t.admin_delete(&user_path).await.status(),
         StatusCode::NOT_FOUND
     );
 }

@@ -28,17 +28,7 @@ async fn global_admin_grants_and_client_credentials_then_work() {
     let app = t.provider_app().await;
     let tid = t.tid(2);
     // Before consent, the app does not exist in the customer's tenant.
-    let resp = t
-        .token(
-            &tid,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ],
-        )
-        .await;
+    let resp = t.client_credentials(&tid, &app).await;
     aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
 
     let client = browser();
@@ -48,19 +38,13 @@ async fn global_admin_grants_and_client_credentials_then_work() {
     )
     .await;
     let admin = t.admin(2);
-    let consent = sign_in(&client, &t.base, &html, &admin.0, &admin.1)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let consent = signed_in(&client, &t.base, &html, &admin).await;
     assert!(
         consent.contains("Accept for your organization")
             && consent.contains("Organization.Read.All"),
         "{consent}"
     );
-    let q = params(&location(
-        &decide(&client, &t.base, &consent, "accept").await,
-    ));
+    let q = decided(&client, &t.base, &consent, "accept").await;
     assert_eq!(q["admin_consent"], "True");
     assert_eq!(q["tenant"], tid);
     assert_eq!(q["state"], "ac-1");
@@ -72,12 +56,7 @@ async fn global_admin_grants_and_client_credentials_then_work() {
     );
 
     let token = t.app_token(&tid, &app).await;
-    let org: serde_json::Value = t
-        .graph(&token, "/v1.0/organization")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let org = t.graph_json(&token, "/v1.0/organization").await;
     assert_eq!(org["value"][0]["id"], tid);
 }
 
@@ -92,14 +71,8 @@ async fn legacy_endpoint_and_decline() {
         &consent_url(&t.base, &t.tid(1), &app.client_id, false),
     )
     .await;
-    let consent = sign_in(&client, &t.base, &html, &admin.0, &admin.1)
-        .await
-        .text()
-        .await
-        .unwrap();
-    let q = params(&location(
-        &decide(&client, &t.base, &consent, "decline").await,
-    ));
+    let consent = signed_in(&client, &t.base, &html, &admin).await;
+    let q = decided(&client, &t.base, &consent, "decline").await;
     assert_eq!(q["error"], "consent_required");
     assert!(
         q["error_description"]
@@ -114,7 +87,7 @@ async fn legacy_endpoint_and_decline() {
     .await;
     // The browser session is reused: straight to the consent page.
     assert!(!html.contains("idSIButton9"));
-    let q = params(&location(&decide(&client, &t.base, &html, "accept").await));
+    let q = decided(&client, &t.base, &html, "accept").await;
     assert_eq!(q["admin_consent"], "True");
     assert_eq!(q["tenant"], t.tid(1));
     assert!(
@@ -134,30 +107,11 @@ async fn a_member_cannot_grant_admin_consent() {
         &consent_url(&t.base, "organizations", &app.client_id, true),
     )
     .await;
-    let resp = sign_in(&client, &t.base, &html, &member.0, &member.1).await;
-    let body = resp.text().await.unwrap();
+    let body = signed_in(&client, &t.base, &html, &member).await;
     assert!(body.contains("Need admin approval") && !body.contains("idBtn_Accept"));
-    let start = body.find("href=\"").unwrap() + 6;
-    let href = &body[start..start + body[start..].find('"').unwrap()];
-    let q = params(&location(
-        &client
-            .get(format!("{}{href}", t.base))
-            .send()
-            .await
-            .unwrap(),
-    ));
+    let q = return_to_app(&client, &t.base, &body).await;
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].starts_with("AADSTS90094"));
-    let resp = t
-        .token(
-            &t.tid(1),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ],
-        )
-        .await;
+    let resp = t.client_credentials(&t.tid(1), &app).await;
     aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
 }

@@ -1,102 +1,9 @@
 //! `/oauth2/v2.0/authorize`: sign-in, consent, declines, PKCE, prompt, response modes.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
-
-/// The PKCE verifier every test uses, and its S256 challenge.
-pub const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9ZcmYl2WTtAfeYg8Lh7TtVf0_verifier-with-43-chars";
-
-fn challenge() -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))
-}
-
-/// An authorize URL with PKCE S256, state `st-1` and nonce `n-1`.
-pub fn authorize_url(
-    base: &str,
-    tenant: &str,
-    client_id: &str,
-    scope: &str,
-    extra: &str,
-) -> String {
-    let mut url = url::Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("client_id", client_id)
-        .append_pair("response_type", "code")
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("scope", scope)
-        .append_pair("state", "st-1")
-        .append_pair("nonce", "n-1")
-        .append_pair("code_challenge", &challenge())
-        .append_pair("code_challenge_method", "S256");
-    format!("{url}{extra}")
-}
-
-/// Signs in and accepts consent; returns the redirect back to the app.
-pub async fn consent_flow(
-    client: &Client,
-    base: &str,
-    url: &str,
-    user: &(String, String),
-) -> url::Url {
-    let (status, html) = page(client, url).await;
-    assert_eq!(status, StatusCode::OK);
-    let resp = sign_in(client, base, &html, &user.0, &user.1).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let html = resp.text().await.unwrap();
-    let resp = decide(client, base, &html, "accept").await;
-    location(&resp)
-}
-
-/// Redeems a code with the PKCE verifier.
-pub async fn redeem(t: &TestEmu, tenant: &str, app: &TestApp, code: &str) -> reqwest::Response {
-    t.token(
-        tenant,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &app.client_id),
-            ("client_secret", &app.secret),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await
-}
-
-/// Verifies an ID token against the JWKS and returns its claims.
-pub async fn verify_id_token(t: &TestEmu, tid: &str, jwt: &str, aud: &str) -> Value {
-    let header = jsonwebtoken::decode_header(jwt).unwrap();
-    let kid = header.kid.expect("kid");
-    assert_eq!(header.x5t.as_deref(), Some(kid.as_str()));
-    let jwks: Value = t
-        .http
-        .get(format!("{}/{tid}/discovery/v2.0/keys", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("signing key published");
-    let key =
-        DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
-            .unwrap();
-    let mut v = Validation::new(Algorithm::RS256);
-    v.set_audience(&[aud]);
-    v.set_issuer(&[format!("{}/{tid}/v2.0", t.base)]);
-    jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims
-}
 
 #[tokio::test]
 async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
@@ -116,8 +23,7 @@ async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
         assert!(html.contains(needle), "{needle} missing");
     }
     let admin = t.admin(1);
-    let resp = sign_in(&client, &t.base, &html, &admin.0, &admin.1).await;
-    let consent = resp.text().await.unwrap();
+    let consent = signed_in(&client, &t.base, &html, &admin).await;
     assert!(
         consent.contains("User.Read.All") && consent.contains("Group.Read.All"),
         "{consent}"
@@ -139,13 +45,7 @@ async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
     );
 
     let tid = t.tid(1);
-    let claims = verify_id_token(
-        &t,
-        &tid,
-        tokens["id_token"].as_str().unwrap(),
-        &app.client_id,
-    )
-    .await;
+    let claims = id_claims(&t, &tid, &tokens, &app).await;
     assert_eq!(claims["tid"], tid);
     assert_eq!(claims["oid"], t.tenants[1]["admin"]["id"]);
     assert_eq!(claims["preferred_username"], admin.0.as_str());
@@ -172,9 +72,9 @@ async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
 
     // The delegated token reads Graph in the signer's tenant.
     let at = tokens["access_token"].as_str().unwrap();
-    let me: Value = t.graph(at, "/v1.0/me").await.json().await.unwrap();
+    let me = t.graph_json(at, "/v1.0/me").await;
     assert_eq!(me["userPrincipalName"], admin.0.as_str());
-    let users: Value = t.graph(at, "/v1.0/users").await.json().await.unwrap();
+    let users = t.graph_json(at, "/v1.0/users").await;
     assert_eq!(users["value"].as_array().unwrap().len(), 25);
 
     // A second authorize in the same browser reuses the session and the consent: straight back.
@@ -219,11 +119,7 @@ async fn wrong_password_and_unknown_user_stay_on_the_sign_in_page() {
     assert!(html.contains("AADSTS50034"));
     // A user of another tenant does not exist in a tenant-specific authority.
     let other = t.admin(1);
-    let html = sign_in(&client, &t.base, &html, &other.0, &other.1)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = signed_in(&client, &t.base, &html, &other).await;
     assert!(html.contains("AADSTS50034"));
 }
 
@@ -244,14 +140,8 @@ async fn declining_consent_redirects_with_access_denied() {
     )
     .await;
     let member = t.member(2);
-    let consent = sign_in(&client, &t.base, &html, &member.0, &member.1)
-        .await
-        .text()
-        .await
-        .unwrap();
-    let q = params(&location(
-        &decide(&client, &t.base, &consent, "decline").await,
-    ));
+    let consent = signed_in(&client, &t.base, &html, &member).await;
+    let q = decided(&client, &t.base, &consent, "decline").await;
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].starts_with("AADSTS65004: User declined to consent"));
     assert!(q.contains_key("error_uri"));
@@ -275,53 +165,18 @@ async fn member_needs_admin_approval_for_admin_scopes_but_not_for_user_read() {
         ),
     )
     .await;
-    let page_html = sign_in(&client, &t.base, &html, &member.0, &member.1)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page_html = signed_in(&client, &t.base, &html, &member).await;
     assert!(
         page_html.contains("Need admin approval") && !page_html.contains("idBtn_Accept"),
         "{page_html}"
     );
-    let start = page_html.find("href=\"").unwrap() + 6;
-    let href = &page_html[start..start + page_html[start..].find('"').unwrap()];
-    let q = params(&location(
-        &client
-            .get(format!("{}{href}", t.base))
-            .send()
-            .await
-            .unwrap(),
-    ));
+    let q = return_to_app(&client, &t.base, &page_html).await;
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].starts_with("AADSTS90094"));
 
     // User.Read needs no admin: the member consents for themselves.
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(
-            &t.base,
-            "organizations",
-            &app.client_id,
-            "openid User.Read",
-            "",
-        ),
-        &member,
-    )
-    .await;
-    let tokens: Value = redeem(&t, "organizations", &app, &params(&back)["code"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let claims = verify_id_token(
-        &t,
-        &t.tid(1),
-        tokens["id_token"].as_str().unwrap(),
-        &app.client_id,
-    )
-    .await;
+    let tokens = tokens_for(&t, "organizations", &app, "openid User.Read", "", &member).await;
+    let claims = id_claims(&t, &t.tid(1), &tokens, &app).await;
     assert!(claims.get("wids").is_none(), "members carry no admin role");
     assert!(
         tokens.get("refresh_token").is_none(),
@@ -409,11 +264,7 @@ async fn form_post_mode_answers_with_an_auto_submitting_form() {
     );
     let (_, html) = page(&client, &url).await;
     let admin = t.admin(0);
-    let consent = sign_in(&client, &t.base, &html, &admin.0, &admin.1)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let consent = signed_in(&client, &t.base, &html, &admin).await;
     let resp = decide(&client, &t.base, &consent, "accept").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let form = resp.text().await.unwrap();
@@ -445,19 +296,7 @@ async fn pkce_plain_works_and_a_wrong_verifier_is_501481() {
         StatusCode::OK
     );
 
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(
-            &t.base,
-            &t.tid(0),
-            &app.client_id,
-            "openid",
-            "&prompt=consent",
-        ),
-        &admin,
-    )
-    .await;
+    let back = consent_redirect(&t, &t.tid(0), &app, "openid", "&prompt=consent", &admin).await;
     let resp = t
         .token(
             &t.tid(0),
@@ -479,25 +318,8 @@ async fn verified_domain_works_as_tenant_segment() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let domain = t.tenants[0]["domains"][1].as_str().unwrap().to_string();
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(&t.base, &domain, &app.client_id, "openid profile", ""),
-        &t.admin(0),
-    )
-    .await;
-    let tokens: Value = redeem(&t, &domain, &app, &params(&back)["code"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let claims = verify_id_token(
-        &t,
-        &t.tid(0),
-        tokens["id_token"].as_str().unwrap(),
-        &app.client_id,
-    )
-    .await;
+    let tokens = tokens_for(&t, &domain, &app, "openid profile", "", &t.admin(0)).await;
+    let claims = id_claims(&t, &t.tid(0), &tokens, &app).await;
     assert_eq!(claims["tid"], t.tid(0));
 }
 

@@ -61,41 +61,18 @@ async fn a_delta_round_after_changes_returns_exactly_the_changes() {
         .iter()
         .map(|u| u["id"].as_str().unwrap().to_string())
         .collect::<Vec<_>>();
+    let user_path = |i: usize| format!("/tenants/{tid}/users/{}", users[i]);
     let patch = t
-        .http
-        .patch(format!(
-            "{}/_emulator/tenants/{tid}/users/{}",
-            t.base, users[5]
-        ))
-        .json(&json!({"jobTitle": "CFO", "displayName": "Renamed"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(
+            &user_path(5),
+            json!({"jobTitle": "CFO", "displayName": "Renamed"}),
+        )
+        .await;
     assert_eq!(patch.status(), StatusCode::OK);
-    assert_eq!(
-        t.http
-            .delete(format!(
-                "{}/_emulator/tenants/{tid}/users/{}",
-                t.base, users[7]
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        t.http
-            .delete(format!(
-                "{}/_emulator/tenants/{tid}/users/{}?hard=true",
-                t.base, users[9]
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NO_CONTENT
-    );
+    for path in [user_path(7), format!("{}?hard=true", user_path(9))] {
+        let resp = t.admin_delete(&path).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{path}");
+    }
 
     let (changes, _) = round(&t, &token, &link).await;
     assert_eq!(changes.len(), 4, "{changes:#?}");
@@ -149,12 +126,7 @@ async fn group_delta_reports_membership_changes() {
                 .collect()
         })
         .unwrap_or_default();
-    let users: Value = t
-        .graph(&token, "/v1.0/users?$select=id")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let users = t.graph_json(&token, "/v1.0/users?$select=id").await;
     let outsider = users["value"]
         .as_array()
         .unwrap()
@@ -173,14 +145,8 @@ async fn group_delta_reports_membership_changes() {
         StatusCode::NO_CONTENT
     );
     let resp = t
-        .http
-        .delete(format!(
-            "{}/_emulator/tenants/{tid}/groups/{gid}/members/{leaver}",
-            t.base
-        ))
-        .send()
-        .await
-        .unwrap();
+        .admin_delete(&format!("/tenants/{tid}/groups/{gid}/members/{leaver}"))
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 
     let (changes, _) = round(&t, &token, &link).await;
@@ -201,12 +167,9 @@ async fn latest_token_reset_and_expiry() {
     let t = TestEmu::start().await;
     let tid = t.tid(0);
     let token = t.reader(0).await;
-    let latest: Value = t
-        .graph(&token, "/v1.0/users/delta?$deltatoken=latest")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let latest = t
+        .graph_json(&token, "/v1.0/users/delta?$deltatoken=latest")
+        .await;
     assert!(latest["value"].as_array().unwrap().is_empty());
     let link = latest["@odata.deltaLink"].as_str().unwrap().to_string();
     t.admin_post(

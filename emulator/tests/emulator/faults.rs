@@ -1,7 +1,7 @@
 //! Fault injection: 429 with fractional Retry-After, 503, dropped connections, latency, counts.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -65,15 +65,7 @@ async fn injected_faults_are_answered_and_counted() {
         }
     }
     assert!(started.elapsed().as_millis() >= 800, "latency is added");
-    let report: Value = t
-        .http
-        .get(format!("{}/_emulator/faults", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = t.get_json("/_emulator/faults").await;
     assert_eq!(report["injected"]["requests"], 40);
     assert_eq!(report["injected"]["throttled"], throttled);
     assert_eq!(report["injected"]["delayed"], 40);

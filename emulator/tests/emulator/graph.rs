@@ -71,15 +71,12 @@ async fn users_select_top_filter_and_single_user() {
         "accountEnabled only with $select"
     );
 
-    let sel: Value = t
-        .graph(
+    let sel = t
+        .graph_json(
             &token,
             "/v1.0/users?$select=displayName,accountEnabled,department&$top=10",
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(sel["value"].as_array().unwrap().len(), 10);
     let keys: HashSet<&str> = sel["value"][0]
         .as_object()
@@ -92,7 +89,7 @@ async fn users_select_top_filter_and_single_user() {
         HashSet::from(["id", "displayName", "accountEnabled", "department"])
     );
     let next = sel["@odata.nextLink"].as_str().unwrap();
-    let rest: Value = t.graph(&token, next).await.json().await.unwrap();
+    let rest = t.graph_json(&token, next).await;
     assert_eq!(rest["value"].as_array().unwrap().len(), 10);
     assert!(
         rest["value"][0].get("mail").is_none(),
@@ -100,20 +97,12 @@ async fn users_select_top_filter_and_single_user() {
     );
 
     let id = u["id"].as_str().unwrap();
-    let one: Value = t
-        .graph(&token, &format!("/v1.0/users?$filter=id eq '{id}'"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one = t
+        .graph_json(&token, &format!("/v1.0/users?$filter=id eq '{id}'"))
+        .await;
     assert_eq!(one["value"].as_array().unwrap().len(), 1);
     assert_eq!(one["value"][0]["id"], id);
-    let single: Value = t
-        .graph(&token, &format!("/v1.0/users/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let single = t.graph_json(&token, &format!("/v1.0/users/{id}")).await;
     assert_eq!(single["userPrincipalName"], u["userPrincipalName"]);
     let by_upn = t
         .graph(
@@ -123,35 +112,27 @@ async fn users_select_top_filter_and_single_user() {
         .await;
     assert_eq!(by_upn.status(), StatusCode::OK);
 
-    assert_eq!(
-        graph_error(
-            t.graph(&token, "/v1.0/users?$top=1000").await,
-            StatusCode::BAD_REQUEST
-        )
-        .await,
-        "Request_UnsupportedQuery"
-    );
-    assert_eq!(
-        graph_error(
-            t.graph(&token, "/v1.0/users?$select=shoeSize").await,
-            StatusCode::BAD_REQUEST
-        )
-        .await,
-        "Request_BadRequest"
-    );
-    assert_eq!(
-        graph_error(
-            t.graph(&token, "/v1.0/users/00000000-0000-4000-8000-000000000000")
-                .await,
-            StatusCode::NOT_FOUND
-        )
-        .await,
-        "Request_ResourceNotFound"
-    );
-    assert_eq!(
-        graph_error(t.graph(&token, "/v1.0/me").await, StatusCode::BAD_REQUEST).await,
-        "BadRequest"
-    );
+    for (path, status, code) in [
+        (
+            "/v1.0/users?$top=1000",
+            StatusCode::BAD_REQUEST,
+            "Request_UnsupportedQuery",
+        ),
+        (
+            "/v1.0/users?$select=shoeSize",
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+        ),
+        (
+            "/v1.0/users/00000000-0000-4000-8000-000000000000",
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+        ),
+        ("/v1.0/me", StatusCode::BAD_REQUEST, "BadRequest"),
+    ] {
+        let resp = t.graph(&token, path).await;
+        assert_eq!(graph_error(resp, status).await, code, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -170,12 +151,7 @@ async fn names_are_realistic_and_seeding_is_deterministic() {
         "same seed, same tenants, users and passwords"
     );
     let token = a.reader(0).await;
-    let page: Value = a
-        .graph(&token, "/v1.0/users?$top=999")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = a.graph_json(&token, "/v1.0/users?$top=999").await;
     let names: Vec<&str> = page["value"]
         .as_array()
         .unwrap()
@@ -215,12 +191,7 @@ async fn names_are_realistic_and_seeding_is_deterministic() {
 async fn organization_and_groups() {
     let t = TestEmu::start().await;
     let token = t.reader(1).await;
-    let org: Value = t
-        .graph(&token, "/v1.0/organization")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let org = t.graph_json(&token, "/v1.0/organization").await;
     let o = &org["value"][0];
     assert_eq!(o["id"], t.tid(1));
     assert_eq!(o["tenantType"], "AAD");
@@ -230,16 +201,13 @@ async fn organization_and_groups() {
     assert_eq!(d["capabilities"], "Email, OfficeCommunicationsOnline");
     assert!(d["isDefault"].is_boolean() && d["isInitial"].is_boolean() && d["name"].is_string());
 
-    let groups: Value = t.graph(&token, "/v1.0/groups").await.json().await.unwrap();
+    let groups = t.graph_json(&token, "/v1.0/groups").await;
     let groups = groups["value"].as_array().unwrap();
     assert_eq!(groups.len(), 4);
     let gid = groups[0]["id"].as_str().unwrap();
-    let members: Value = t
-        .graph(&token, &format!("/v1.0/groups/{gid}/members"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let members = t
+        .graph_json(&token, &format!("/v1.0/groups/{gid}/members"))
+        .await;
     assert_eq!(
         members["value"].as_array().unwrap().len(),
         25,
@@ -256,14 +224,12 @@ async fn organization_and_groups() {
 #[tokio::test]
 async fn paging_through_ten_thousand_users() {
     let t = TestEmu::start().await;
-    let resp = t
-        .admin_post(
+    let big = t
+        .admin_create(
             "/tenants",
             json!({"display_name": "Big Co", "users": 10_000, "groups": 1}),
         )
         .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let big: Value = resp.json().await.unwrap();
     assert_eq!(big["users"], 10_000);
     let tid = big["id"].as_str().unwrap();
     let app = t.provider_app().await;
@@ -272,7 +238,7 @@ async fn paging_through_ten_thousand_users() {
     let mut next = Some(format!("{}/v1.0/users?$top=999&$select=id", t.base));
     let (mut ids, mut pages) = (HashSet::new(), 0);
     while let Some(url) = next {
-        let page: Value = t.graph(&token, &url).await.json().await.unwrap();
+        let page = t.graph_json(&token, &url).await;
         pages += 1;
         for u in page["value"].as_array().unwrap() {
             assert!(
@@ -285,7 +251,7 @@ async fn paging_through_ten_thousand_users() {
     assert_eq!(ids.len(), 10_000);
     assert_eq!(pages, 11);
     // Default page size is 100.
-    let page: Value = t.graph(&token, "/v1.0/users").await.json().await.unwrap();
+    let page = t.graph_json(&token, "/v1.0/users").await;
     assert_eq!(page["value"].as_array().unwrap().len(), 100);
 }
 

@@ -39,14 +39,7 @@ async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
         .add_root_certificate(ca)
         .build()
         .unwrap();
-    let tenants: Value = http
-        .get(format!("{base}/_emulator/tenants"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenants = get_json(&http, &format!("{base}/_emulator/tenants")).await;
     let tid = tenants[1]["id"].as_str().unwrap().to_string();
     let body = serde_json::json!({"home_tenant": tenants[0]["id"], "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}});
     let app: Value = http

@@ -3,25 +3,15 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::authorize::{authorize_url, consent_flow, redeem};
 use crate::helpers::*;
 
 #[tokio::test]
 async fn discovery_for_a_tenant_and_tenant_independent_authorities() {
     let t = TestEmu::start().await;
     let tid = t.tid(0);
-    let doc: Value = t
-        .http
-        .get(format!(
-            "{}/{tid}/v2.0/.well-known/openid-configuration",
-            t.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = t
+        .get_json(&format!("/{tid}/v2.0/.well-known/openid-configuration"))
+        .await;
     assert_eq!(doc["issuer"], format!("{}/{tid}/v2.0", t.base));
     assert_eq!(
         doc["token_endpoint"],
@@ -37,18 +27,9 @@ async fn discovery_for_a_tenant_and_tenant_independent_authorities() {
     );
     assert_eq!(doc["id_token_signing_alg_values_supported"][0], "RS256");
     for seg in ["organizations", "common"] {
-        let doc: Value = t
-            .http
-            .get(format!(
-                "{}/{seg}/v2.0/.well-known/openid-configuration",
-                t.base
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = t
+            .get_json(&format!("/{seg}/v2.0/.well-known/openid-configuration"))
+            .await;
         assert_eq!(doc["issuer"], format!("{}/{{tenantid}}/v2.0", t.base));
         assert_eq!(
             doc["authorization_endpoint"],
@@ -57,18 +38,9 @@ async fn discovery_for_a_tenant_and_tenant_independent_authorities() {
     }
     // A verified domain resolves to the tenant's GUID.
     let domain = t.tenants[0]["domain"].as_str().unwrap();
-    let doc: Value = t
-        .http
-        .get(format!(
-            "{}/{domain}/v2.0/.well-known/openid-configuration",
-            t.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = t
+        .get_json(&format!("/{domain}/v2.0/.well-known/openid-configuration"))
+        .await;
     assert_eq!(doc["issuer"], format!("{}/{tid}/v2.0", t.base));
     let resp = t
         .http
@@ -85,27 +57,15 @@ async fn discovery_for_a_tenant_and_tenant_independent_authorities() {
 #[tokio::test]
 async fn jwks_lists_keys_with_issuer_and_rotation_adds_a_key_that_signs() {
     let t = TestEmu::start().await;
-    let jwks = |seg: String| {
-        let http = t.http.clone();
-        let base = t.base.clone();
-        async move {
-            http.get(format!("{base}/{seg}/discovery/v2.0/keys"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let before = jwks("common".into()).await;
+    let jwks = async |seg: &str| t.get_json(&format!("/{seg}/discovery/v2.0/keys")).await;
+    let before = jwks("common").await;
     let keys = before["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     for field in ["kid", "kty", "use", "n", "e", "x5t"] {
         assert!(keys[0][field].is_string(), "{field}");
     }
     assert_eq!(keys[0]["issuer"], format!("{}/{{tenantid}}/v2.0", t.base));
-    assert_eq!(jwks(t.tid(1)).await, before);
+    assert_eq!(jwks(&t.tid(1)).await, before);
 
     let rotated: Value = t
         .admin_post("/keys/rotate", serde_json::json!({}))
@@ -114,7 +74,7 @@ async fn jwks_lists_keys_with_issuer_and_rotation_adds_a_key_that_signs() {
         .await
         .unwrap();
     let new_kid = rotated["kid"].as_str().unwrap();
-    let after = jwks("common".into()).await;
+    let after = jwks("common").await;
     let kids: Vec<&str> = after["keys"]
         .as_array()
         .unwrap()
@@ -127,18 +87,7 @@ async fn jwks_lists_keys_with_issuer_and_rotation_adds_a_key_that_signs() {
     );
 
     let app = t.provider_app().await;
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
-        &t.admin(0),
-    )
-    .await;
-    let tokens: Value = redeem(&t, "organizations", &app, &params(&back)["code"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens = tokens_for(&t, "organizations", &app, "openid", "", &t.admin(0)).await;
     let header = jsonwebtoken::decode_header(tokens["id_token"].as_str().unwrap()).unwrap();
     assert_eq!(header.kid.as_deref(), Some(new_kid));
 }
@@ -148,15 +97,7 @@ async fn armed_forgeries_spoil_exactly_the_next_id_token() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let tid = t.tid(0);
-    let jwks: Value = t
-        .http
-        .get(format!("{}/common/discovery/v2.0/keys", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = t.get_json("/common/discovery/v2.0/keys").await;
     let jwk = &jwks["keys"][0];
     let key = jsonwebtoken::DecodingKey::from_rsa_components(
         jwk["n"].as_str().unwrap(),
@@ -164,18 +105,7 @@ async fn armed_forgeries_spoil_exactly_the_next_id_token() {
     )
     .unwrap();
     let next_id_token = async || {
-        let back = consent_flow(
-            &browser(),
-            &t.base,
-            &authorize_url(&t.base, &tid, &app.client_id, "openid", "&prompt=consent"),
-            &t.admin(0),
-        )
-        .await;
-        let tokens: Value = redeem(&t, &tid, &app, &params(&back)["code"])
-            .await
-            .json()
-            .await
-            .unwrap();
+        let tokens = tokens_for(&t, &tid, &app, "openid", "&prompt=consent", &t.admin(0)).await;
         tokens["id_token"].as_str().unwrap().to_string()
     };
     let validate = |jwt: &str| {

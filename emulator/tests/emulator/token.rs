@@ -4,10 +4,7 @@ use entra_emulator::Options;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::authorize::{authorize_url, consent_flow, redeem};
 use crate::helpers::*;
-
-const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
 
 #[tokio::test]
 async fn client_credentials_with_post_and_basic_auth() {
@@ -15,17 +12,7 @@ async fn client_credentials_with_post_and_basic_auth() {
     let app = t.provider_app().await;
     let tid = t.tid(1);
     t.grant(&tid, &app, &["User.Read.All"]).await;
-    let resp = t
-        .token(
-            &tid,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("scope", GRAPH_DEFAULT),
-            ],
-        )
-        .await;
+    let resp = t.client_credentials(&tid, &app).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["token_type"], "Bearer");
@@ -34,30 +21,21 @@ async fn client_credentials_with_post_and_basic_auth() {
     );
     assert!(v.get("refresh_token").is_none() && v.get("id_token").is_none());
 
-    let resp = t
-        .http
-        .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
-        .basic_auth(&app.client_id, Some(&app.secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", GRAPH_DEFAULT),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let basic = async |secret: &str| {
+        t.http
+            .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
+            .basic_auth(&app.client_id, Some(secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", GRAPH_DEFAULT),
+            ])
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(basic(&app.secret).await.status(), StatusCode::OK);
 
-    let resp = t
-        .http
-        .post(format!("{}/{tid}/oauth2/v2.0/token", t.base))
-        .basic_auth(&app.client_id, Some("nope"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", GRAPH_DEFAULT),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = basic("nope").await;
     aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 7000215).await;
 }
 
@@ -193,17 +171,7 @@ async fn token_errors_have_microsofts_codes_and_shape() {
 
     // An expired secret is 7000222.
     let expired = t.register(json!({"home_tenant": tid, "multi_tenant": false, "redirect_uris": [], "secret_lifetime_days": -1})).await;
-    let resp = t
-        .token(
-            &tid,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &expired.client_id),
-                ("client_secret", &expired.secret),
-                ("scope", GRAPH_DEFAULT),
-            ],
-        )
-        .await;
+    let resp = t.client_credentials(&tid, &expired).await;
     aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 7000222).await;
 }
 
@@ -229,34 +197,13 @@ async fn customer_single_tenant_app_reads_graph_once_granted() {
         "Authorization_RequestDenied"
     );
     // The app is unknown in any other tenant.
-    let resp = t
-        .token(
-            &t.tid(0),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("scope", GRAPH_DEFAULT),
-            ],
-        )
-        .await;
+    let resp = t.client_credentials(&t.tid(0), &app).await;
     aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
 }
 
 async fn first_refresh_token(t: &TestEmu, app: &TestApp) -> String {
-    let url = authorize_url(
-        &t.base,
-        "organizations",
-        &app.client_id,
-        "openid offline_access User.Read.All",
-        "",
-    );
-    let back = consent_flow(&browser(), &t.base, &url, &t.admin(1)).await;
-    let tokens: Value = redeem(t, "organizations", app, &params(&back)["code"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let scope = "openid offline_access User.Read.All";
+    let tokens = tokens_for(t, "organizations", app, scope, "", &t.admin(1)).await;
     tokens["refresh_token"].as_str().unwrap().to_string()
 }
 
@@ -294,16 +241,8 @@ async fn refresh_tokens_rotate_and_die_when_consent_is_revoked() {
     assert_eq!(refresh(&t, &app, &rt1).await.status(), StatusCode::OK);
 
     let resp = t
-        .http
-        .delete(format!(
-            "{}/_emulator/tenants/{}/consents/{}",
-            t.base,
-            t.tid(1),
-            app.client_id
-        ))
-        .send()
-        .await
-        .unwrap();
+        .admin_delete(&format!("/tenants/{}/consents/{}", t.tid(1), app.client_id))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let v: Value = resp.json().await.unwrap();
     assert!(v["refresh_tokens_revoked"].as_u64().unwrap() >= 3);
@@ -345,13 +284,7 @@ async fn code_redeem_checks_redirect_uri_and_client() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let other = t.provider_app().await;
-    let back = consent_flow(
-        &browser(),
-        &t.base,
-        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
-        &t.admin(0),
-    )
-    .await;
+    let back = consent_redirect(&t, "organizations", &app, "openid", "", &t.admin(0)).await;
     let code = params(&back)["code"].clone();
     let resp = t
         .token(
@@ -375,7 +308,7 @@ async fn code_redeem_checks_redirect_uri_and_client() {
                 ("client_secret", &app.secret),
                 ("code", &code),
                 ("redirect_uri", "http://localhost:1/x"),
-                ("code_verifier", crate::authorize::VERIFIER),
+                ("code_verifier", VERIFIER),
             ],
         )
         .await;

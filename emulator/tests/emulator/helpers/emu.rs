@@ -1,10 +1,8 @@
-//! Shared test helpers: an emulator on port 0, HTTP clients that keep cookies and never follow
-//! redirects, and one helper per common step.
-
-use std::collections::HashMap;
+//! An emulator on port 0, HTTP clients that keep cookies and never follow redirects, and one
+//! request helper per common call.
 
 use entra_emulator::{Emulator, Options};
-use reqwest::{Client, Response, StatusCode, redirect};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, redirect};
 use serde_json::{Value, json};
 
 /// A running emulator plus the seeded tenants as the admin API lists them.
@@ -26,6 +24,9 @@ pub struct TestApp {
 /// Default redirect URI used by test apps.
 pub const REDIRECT: &str = "http://localhost:8080/authenticate/OAuth2Callback";
 
+/// The only scope the client-credentials grant accepts.
+pub const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
+
 /// A fresh client with its own cookie jar that does not follow redirects.
 pub fn browser() -> Client {
     Client::builder()
@@ -33,6 +34,11 @@ pub fn browser() -> Client {
         .cookie_store(true)
         .build()
         .expect("client")
+}
+
+/// GETs `url` with `client` and parses the JSON answer.
+pub async fn get_json(client: &Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 impl TestEmu {
@@ -58,19 +64,12 @@ impl TestEmu {
         .expect("emulator starts");
         let base = emu.base_url().to_string();
         let http = browser();
-        let tenants: Vec<Value> = http
-            .get(format!("{base}/_emulator/tenants"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tenants = get_json(&http, &format!("{base}/_emulator/tenants")).await;
         Self {
             _emu: emu,
             base,
             http,
-            tenants,
+            tenants: serde_json::from_value(tenants).unwrap(),
         }
     }
 
@@ -89,14 +88,44 @@ impl TestEmu {
         login(&self.tenants[i]["member"])
     }
 
+    /// GETs `path` (from the base URL) and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        get_json(&self.http, &format!("{}{path}", self.base)).await
+    }
+
     /// POSTs JSON to the admin API and returns the answer.
     pub async fn admin_post(&self, path: &str, body: Value) -> Response {
-        self.http
-            .post(format!("{}/_emulator{path}", self.base))
+        self.admin_request(Method::POST, path)
             .json(&body)
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs JSON to the admin API, asserts 201 Created and returns what was created.
+    pub async fn admin_create(&self, path: &str, body: Value) -> Value {
+        let resp = self.admin_post(path, body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.unwrap()
+    }
+
+    /// PATCHes JSON on the admin API and returns the answer.
+    pub async fn admin_patch(&self, path: &str, body: Value) -> Response {
+        let req = self.admin_request(Method::PATCH, path).json(&body);
+        req.send().await.unwrap()
+    }
+
+    /// DELETEs on the admin API and returns the answer.
+    pub async fn admin_delete(&self, path: &str) -> Response {
+        self.admin_request(Method::DELETE, path)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn admin_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/_emulator{path}", self.base))
     }
 
     /// Registers the provider's multi-tenant app in tenant 0.
@@ -146,19 +175,23 @@ impl TestEmu {
             .unwrap()
     }
 
+    /// Asks for a client-credentials token for Graph (`client_secret_post`).
+    pub async fn client_credentials(&self, tid: &str, app: &TestApp) -> Response {
+        self.token(
+            tid,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+                ("scope", GRAPH_DEFAULT),
+            ],
+        )
+        .await
+    }
+
     /// A client-credentials access token (asserts success).
     pub async fn app_token(&self, tid: &str, app: &TestApp) -> String {
-        let resp = self
-            .token(
-                tid,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &app.client_id),
-                    ("client_secret", &app.secret),
-                    ("scope", "https://graph.microsoft.com/.default"),
-                ],
-            )
-            .await;
+        let resp = self.client_credentials(tid, app).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let v: Value = resp.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_string()
@@ -172,6 +205,11 @@ impl TestEmu {
             format!("{}{path}", self.base)
         };
         self.http.get(url).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// [`TestEmu::graph`], parsed as JSON.
+    pub async fn graph_json(&self, token: &str, path: &str) -> Value {
+        self.graph(token, path).await.json().await.unwrap()
     }
 
     /// An app-only token for tenant `i` with every directory read permission.
@@ -192,111 +230,4 @@ fn login(v: &Value) -> (String, String) {
         v["username"].as_str().unwrap().to_string(),
         v["password"].as_str().unwrap().to_string(),
     )
-}
-
-/// Value of a hidden input `name` in an HTML page.
-pub fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in page:\n{html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end]
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-}
-
-/// The `Location` of a redirect, as a URL.
-pub fn location(resp: &Response) -> url::Url {
-    assert_eq!(resp.status(), StatusCode::FOUND, "expected a redirect");
-    let loc = resp.headers()["location"].to_str().unwrap();
-    url::Url::parse(loc).unwrap()
-}
-
-/// Query parameters of a URL.
-pub fn params(url: &url::Url) -> HashMap<String, String> {
-    url.query_pairs().into_owned().collect()
-}
-
-/// GETs `url` in `client` and returns (status, body).
-pub async fn page(client: &Client, url: &str) -> (StatusCode, String) {
-    let resp = client.get(url).send().await.unwrap();
-    (resp.status(), resp.text().await.unwrap())
-}
-
-/// Submits the sign-in form found in `html`; returns the raw answer.
-pub async fn sign_in(
-    client: &Client,
-    base: &str,
-    html: &str,
-    user: &str,
-    password: &str,
-) -> Response {
-    assert!(
-        html.contains("id=\"idSIButton9\""),
-        "not a sign-in page:\n{html}"
-    );
-    let action = form_action(html);
-    let ctx = hidden(html, "ctx");
-    client
-        .post(format!("{base}{action}"))
-        .form(&[("ctx", ctx.as_str()), ("login", user), ("passwd", password)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Clicks Accept (`accept`) or Cancel (`decline`) on a consent page.
-pub async fn decide(client: &Client, base: &str, html: &str, decision: &str) -> Response {
-    assert!(
-        html.contains("id=\"idBtn_Accept\"") && html.contains("id=\"idBtn_Back\""),
-        "not a consent page:\n{html}"
-    );
-    let action = form_action(html);
-    let ctx = hidden(html, "ctx");
-    client
-        .post(format!("{base}{action}"))
-        .form(&[("ctx", ctx.as_str()), ("decision", decision)])
-        .send()
-        .await
-        .unwrap()
-}
-
-fn form_action(html: &str) -> String {
-    let marker = "action=\"";
-    let start = html.find(marker).unwrap() + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_string()
-}
-
-/// Asserts Microsoft's token-endpoint error shape and returns the body.
-pub async fn aad_error(resp: Response, status: StatusCode, error: &str, code: u64) -> Value {
-    assert_eq!(resp.status(), status);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"], error, "{v}");
-    assert_eq!(v["error_codes"], json!([code]), "{v}");
-    let desc = v["error_description"].as_str().unwrap();
-    assert!(desc.starts_with(&format!("AADSTS{code}: ")), "{desc}");
-    for part in ["Trace ID: ", "Correlation ID: ", "Timestamp: "] {
-        assert!(desc.contains(part), "{desc}");
-    }
-    for field in ["timestamp", "trace_id", "correlation_id", "error_uri"] {
-        assert!(v[field].is_string(), "{field} missing in {v}");
-    }
-    v
-}
-
-/// Asserts Graph's error shape and returns the code.
-pub async fn graph_error(resp: Response, status: StatusCode) -> String {
-    assert_eq!(resp.status(), status);
-    let v: Value = resp.json().await.unwrap();
-    let inner = &v["error"]["innerError"];
-    assert!(
-        inner["request-id"].is_string() && inner["date"].is_string(),
-        "{v}"
-    );
-    assert!(v["error"]["message"].is_string());
-    v["error"]["code"].as_str().unwrap().to_string()
 }
