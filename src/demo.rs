@@ -73,7 +73,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .context("starting the Entra ID emulator failed")?;
     let public_url =
         parse_public_url(&format!("http://{}", args.listen)).map_err(anyhow::Error::msg)?;
-    let admin = EmulatorAdmin::new(emulator.base_url())?;
+    let admin = EmulatorAdmin::new(&emulator)?;
     let tenants = admin.tenants().await?;
     let [provider, first, second, ..] = tenants.as_slice() else {
         anyhow::bail!("the emulator did not create three tenants");
@@ -245,11 +245,15 @@ pub struct EmulatorAdmin {
 }
 
 impl EmulatorAdmin {
-    /// A client for the emulator at `base_url`.
-    pub fn new(base_url: &str) -> anyhow::Result<Self> {
+    /// A client for `emulator`, trusting its CA when it serves HTTPS.
+    pub fn new(emulator: &Emulator) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = emulator.ca_pem() {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+        }
         Ok(Self {
-            base: base_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder().build()?,
+            base: emulator.base_url().trim_end_matches('/').to_owned(),
+            http: http.build()?,
         })
     }
 

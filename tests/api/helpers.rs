@@ -51,6 +51,10 @@ pub struct Setup {
     pub link_rate: RateLimit,
     pub sign_in_rate: RateLimit,
     pub smtp: bool,
+    /// Serve the emulator over HTTPS with its own CA, as Microsoft's client libraries require.
+    pub emulator_tls: bool,
+    /// With `emulator_tls`: give Gangway the emulator's CA (`GANGWAY_EXTRA_CA_FILE`).
+    pub trust_emulator_ca: bool,
 }
 
 impl Default for Setup {
@@ -63,6 +67,8 @@ impl Default for Setup {
             link_rate: generous,
             sign_in_rate: generous,
             smtp: true,
+            emulator_tls: false,
+            trust_emulator_ca: true,
         }
     }
 }
@@ -88,11 +94,12 @@ impl TestApp {
             users: 12,
             groups: 3,
             seed: 42,
+            tls: setup.emulator_tls,
             ..Options::default()
         })
         .await
         .expect("the emulator starts");
-        let admin = EmulatorAdmin::new(emulator.base_url()).unwrap();
+        let admin = EmulatorAdmin::new(&emulator).unwrap();
         let mut tenants = admin.tenants().await.expect("the emulator lists tenants");
         // The first tenant is the provider's home; the others are customers.
         let provider = tenants.remove(0);
@@ -123,7 +130,10 @@ impl TestApp {
             smtp_url: setup.smtp.then(|| Secret::new(mail.url())),
             mail_from: "Test Provider <onboarding@provider.test>".into(),
             provider_name: "Test Provider".into(),
-            extra_ca_pem: None,
+            extra_ca_pem: emulator
+                .ca_pem()
+                .filter(|_| setup.trust_emulator_ca)
+                .map(|pem| pem.as_bytes().to_vec()),
             link_rate: setup.link_rate,
             sign_in_rate: setup.sign_in_rate,
         };
@@ -231,6 +241,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A new browser that, like a real one, trusts the emulator's certificate when it serves
+    /// HTTPS.
+    pub fn new_browser(&self) -> reqwest::Client {
+        browser_trusting(self.emulator.ca_pem())
+    }
+
     /// A customer tenant by index (0 or 1).
     pub fn customer(&self, index: usize) -> &EmulatedTenant {
         &self.customers[index]
@@ -239,11 +255,19 @@ impl TestApp {
 
 /// A new browser: its own cookies, no redirects followed.
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
+    browser_trusting(None)
+}
+
+/// A new browser that also trusts the CA in `ca_pem`.
+pub fn browser_trusting(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
 }
 
 /// POSTs a form after fetching this browser's CSRF token from the sign-in page.

@@ -6,4 +6,5 @@ mod console;
 mod helpers;
 mod mail;
 mod security;
+mod tls;
 mod wizard;

@@ -24,7 +24,7 @@ pub struct Customer {
 impl Customer {
     /// Opens `link` in a fresh browser; expects the redirect to the token-free wizard.
     pub async fn open(app: &TestApp, link: &Url) -> Self {
-        let browser = browser();
+        let browser = app.new_browser();
         let response = browser
             .get(app.url(&app.path_of(link)))
             .send()
