@@ -297,19 +297,16 @@ async fn pkce_plain_works_and_a_wrong_verifier_is_501481() {
     );
 
     let back = consent_redirect(&t, &t.tid(0), &app, "openid", "&prompt=consent", &admin).await;
-    let resp = t
-        .token(
-            &t.tid(0),
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("code", &params(&back)["code"]),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", "not-the-verifier"),
-            ],
-        )
-        .await;
+    let code = &params(&back)["code"];
+    let resp = redeem_with(
+        &t,
+        &t.tid(0),
+        &app,
+        code,
+        REDIRECT,
+        Some("not-the-verifier"),
+    )
+    .await;
     aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 501481).await;
 }
 

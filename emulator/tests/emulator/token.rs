@@ -44,121 +44,96 @@ async fn token_errors_have_microsofts_codes_and_shape() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let tid = t.tid(0);
-    let cc = |secret: &'static str| {
+    let (id, secret) = (app.client_id.as_str(), app.secret.as_str());
+    let cc = |id, secret| {
         vec![
             ("grant_type", "client_credentials"),
-            ("client_id", "X"),
+            ("client_id", id),
             ("client_secret", secret),
             ("scope", GRAPH_DEFAULT),
         ]
     };
-    let with = |mut f: Vec<(&'static str, &'static str)>, id: &'static str| {
-        f[1].1 = id;
-        f
-    };
-    let id: &'static str = Box::leak(app.client_id.clone().into_boxed_str());
-    let secret: &'static str = Box::leak(app.secret.clone().into_boxed_str());
-
-    aad_error(
-        t.token(&tid, &with(cc("wrong"), id)).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        7000215,
-    )
-    .await;
-    aad_error(
-        t.token(
+    let unknown_tenant = "00000000-0000-0000-0000-0000000000ff";
+    let cases = [
+        (
+            tid.as_str(),
+            cc(id, "wrong"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+        ),
+        (
             &tid,
-            &with(cc(secret), "6b9a8a3e-0000-4000-8000-000000000000"),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "unauthorized_client",
-        700016,
-    )
-    .await;
-    aad_error(
-        t.token(
-            "00000000-0000-0000-0000-0000000000ff",
-            &with(cc(secret), id),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_tenant",
-        90002,
-    )
-    .await;
-    aad_error(
-        t.token(&tid, &[("client_id", id), ("client_secret", secret)])
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        900144,
-    )
-    .await;
-    aad_error(
-        t.token(
+            cc("6b9a8a3e-0000-4000-8000-000000000000", secret),
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            unknown_tenant,
+            cc(id, secret),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+        ),
+        (
             &tid,
-            &[
+            vec![("client_id", id), ("client_secret", secret)],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+        ),
+        (
+            &tid,
+            vec![
                 ("grant_type", "client_credentials"),
                 ("client_id", id),
                 ("client_secret", secret),
                 ("scope", "User.Read.All"),
             ],
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_scope",
-        1002012,
-    )
-    .await;
-    aad_error(
-        t.token(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+        ),
+        (
             &tid,
-            &[
+            vec![
                 ("grant_type", "client_credentials"),
                 ("client_id", id),
                 ("scope", GRAPH_DEFAULT),
             ],
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        7000218,
-    )
-    .await;
-    aad_error(
-        t.token(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+        ),
+        (
             &tid,
-            &[
+            vec![
                 ("grant_type", "authorization_code"),
                 ("client_id", id),
                 ("client_secret", secret),
                 ("code", "garbage"),
                 ("redirect_uri", REDIRECT),
             ],
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-        9002313,
-    )
-    .await;
-    aad_error(
-        t.token(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            9002313,
+        ),
+        (
             &tid,
-            &[
+            vec![
                 ("grant_type", "password"),
                 ("client_id", id),
                 ("client_secret", secret),
             ],
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-        70003,
-    )
-    .await;
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+        ),
+    ];
+    for (tenant, form, status, error, code) in cases {
+        aad_error(t.token(tenant, &form).await, status, error, code).await;
+    }
     // Not a form at all.
     let resp = t
         .http
@@ -286,32 +261,18 @@ async fn code_redeem_checks_redirect_uri_and_client() {
     let other = t.provider_app().await;
     let back = consent_redirect(&t, "organizations", &app, "openid", "", &t.admin(0)).await;
     let code = params(&back)["code"].clone();
-    let resp = t
-        .token(
-            "organizations",
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &other.client_id),
-                ("client_secret", &other.secret),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await;
+    let resp = redeem_with(&t, "organizations", &other, &code, REDIRECT, None).await;
     aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 700005).await;
-    let resp = t
-        .token(
-            "organizations",
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &app.client_id),
-                ("client_secret", &app.secret),
-                ("code", &code),
-                ("redirect_uri", "http://localhost:1/x"),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let wrong_redirect = "http://localhost:1/x";
+    let resp = redeem_with(
+        &t,
+        "organizations",
+        &app,
+        &code,
+        wrong_redirect,
+        Some(VERIFIER),
+    )
+    .await;
     aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 500112).await;
     assert_eq!(
         redeem(&t, "organizations", &app, &code).await.status(),

@@ -57,18 +57,27 @@ pub async fn consent_flow(
 
 /// Redeems a code with the PKCE verifier.
 pub async fn redeem(t: &TestEmu, tenant: &str, app: &TestApp, code: &str) -> reqwest::Response {
-    t.token(
-        tenant,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &app.client_id),
-            ("client_secret", &app.secret),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await
+    redeem_with(t, tenant, app, code, REDIRECT, Some(VERIFIER)).await
+}
+
+/// Redeems a code with the given redirect URI and PKCE verifier (`None`: none sent).
+pub async fn redeem_with(
+    t: &TestEmu,
+    tenant: &str,
+    app: &TestApp,
+    code: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", &app.client_id),
+        ("client_secret", &app.secret),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ];
+    form.extend(verifier.map(|v| ("code_verifier", v)));
+    t.token(tenant, &form).await
 }
 
 /// Verifies an ID token against the JWKS and returns its claims.
