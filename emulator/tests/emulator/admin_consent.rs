@@ -32,13 +32,9 @@ async fn global_admin_grants_and_client_credentials_then_work() {
     aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
 
     let client = browser();
-    let (_, html) = page(
-        &client,
-        &consent_url(&t.base, "organizations", &app.client_id, true),
-    )
-    .await;
     let admin = t.admin(2);
-    let consent = signed_in(&client, &t.base, &html, &admin).await;
+    let url = consent_url(&t.base, "organizations", &app.client_id, true);
+    let consent = open_and_sign_in(&client, &t.base, &url, &admin).await;
     assert!(
         consent.contains("Accept for your organization")
             && consent.contains("Organization.Read.All"),
@@ -66,12 +62,8 @@ async fn legacy_endpoint_and_decline() {
     let app = t.provider_app().await;
     let admin = t.admin(1);
     let client = browser();
-    let (_, html) = page(
-        &client,
-        &consent_url(&t.base, &t.tid(1), &app.client_id, false),
-    )
-    .await;
-    let consent = signed_in(&client, &t.base, &html, &admin).await;
+    let url = consent_url(&t.base, &t.tid(1), &app.client_id, false);
+    let consent = open_and_sign_in(&client, &t.base, &url, &admin).await;
     let q = decided(&client, &t.base, &consent, "decline").await;
     assert_eq!(q["error"], "consent_required");
     assert!(
@@ -102,12 +94,8 @@ async fn a_member_cannot_grant_admin_consent() {
     let app = t.provider_app().await;
     let member = t.member(1);
     let client = browser();
-    let (_, html) = page(
-        &client,
-        &consent_url(&t.base, "organizations", &app.client_id, true),
-    )
-    .await;
-    let body = signed_in(&client, &t.base, &html, &member).await;
+    let url = consent_url(&t.base, "organizations", &app.client_id, true);
+    let body = open_and_sign_in(&client, &t.base, &url, &member).await;
     assert!(body.contains("Need admin approval") && !body.contains("idBtn_Accept"));
     let q = return_to_app(&client, &t.base, &body).await;
     assert_eq!(q["error"], "access_denied");

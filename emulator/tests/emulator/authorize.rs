@@ -11,7 +11,7 @@ async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
     let app = t.provider_app().await;
     let client = browser();
     let scope = "openid profile email offline_access https://graph.microsoft.com/User.Read.All Group.Read.All";
-    let url = authorize_url(&t.base, "organizations", &app.client_id, scope, "");
+    let url = t.authorize_url("organizations", &app.client_id, scope, "");
     let (status, html) = page(&client, &url).await;
     assert_eq!(status, StatusCode::OK);
     for needle in [
@@ -79,13 +79,7 @@ async fn admin_signs_in_consents_and_gets_tokens_with_pkce() {
 
     // A second authorize in the same browser reuses the session and the consent: straight back.
     let again = client
-        .get(authorize_url(
-            &t.base,
-            "organizations",
-            &app.client_id,
-            scope,
-            "&prompt=none",
-        ))
+        .get(t.authorize_url("organizations", &app.client_id, scope, "&prompt=none"))
         .send()
         .await
         .unwrap();
@@ -97,8 +91,7 @@ async fn wrong_password_and_unknown_user_stay_on_the_sign_in_page() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let client = browser();
-    let url = authorize_url(
-        &t.base,
+    let url = t.authorize_url(
         &t.tid(0),
         &app.client_id,
         "openid User.Read",
@@ -128,19 +121,9 @@ async fn declining_consent_redirects_with_access_denied() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let client = browser();
-    let (_, html) = page(
-        &client,
-        &authorize_url(
-            &t.base,
-            "organizations",
-            &app.client_id,
-            "openid User.Read",
-            "",
-        ),
-    )
-    .await;
     let member = t.member(2);
-    let consent = signed_in(&client, &t.base, &html, &member).await;
+    let url = t.authorize_url("organizations", &app.client_id, "openid User.Read", "");
+    let consent = open_and_sign_in(&client, &t.base, &url, &member).await;
     let q = decided(&client, &t.base, &consent, "decline").await;
     assert_eq!(q["error"], "access_denied");
     assert!(q["error_description"].starts_with("AADSTS65004: User declined to consent"));
@@ -154,18 +137,8 @@ async fn member_needs_admin_approval_for_admin_scopes_but_not_for_user_read() {
     let app = t.provider_app().await;
     let member = t.member(1);
     let client = browser();
-    let (_, html) = page(
-        &client,
-        &authorize_url(
-            &t.base,
-            "organizations",
-            &app.client_id,
-            "openid User.Read.All",
-            "",
-        ),
-    )
-    .await;
-    let page_html = signed_in(&client, &t.base, &html, &member).await;
+    let url = t.authorize_url("organizations", &app.client_id, "openid User.Read.All", "");
+    let page_html = open_and_sign_in(&client, &t.base, &url, &member).await;
     assert!(
         page_html.contains("Need admin approval") && !page_html.contains("idBtn_Accept"),
         "{page_html}"
@@ -197,8 +170,7 @@ async fn unknown_client_and_unregistered_redirect_show_error_pages_never_redirec
     let app = t.provider_app().await;
     let resp = t
         .http
-        .get(authorize_url(
-            &t.base,
+        .get(t.authorize_url(
             "organizations",
             "11111111-2222-3333-4444-555555555555",
             "openid",
@@ -209,7 +181,8 @@ async fn unknown_client_and_unregistered_redirect_show_error_pages_never_redirec
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.text().await.unwrap().contains("AADSTS700016"));
-    let url = authorize_url(&t.base, "organizations", &app.client_id, "openid", "")
+    let url = t
+        .authorize_url("organizations", &app.client_id, "openid", "")
         .replace("8080", "8081");
     let resp = t.http.get(url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -217,13 +190,7 @@ async fn unknown_client_and_unregistered_redirect_show_error_pages_never_redirec
     assert!(resp.text().await.unwrap().contains("AADSTS50011"));
     let resp = t
         .http
-        .get(authorize_url(
-            &t.base,
-            "no-such-tenant.example",
-            &app.client_id,
-            "openid",
-            "",
-        ))
+        .get(t.authorize_url("no-such-tenant.example", &app.client_id, "openid", ""))
         .send()
         .await
         .unwrap();
@@ -235,13 +202,7 @@ async fn prompt_none_without_session_is_login_required() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let resp = browser()
-        .get(authorize_url(
-            &t.base,
-            "organizations",
-            &app.client_id,
-            "openid",
-            "&prompt=none",
-        ))
+        .get(t.authorize_url("organizations", &app.client_id, "openid", "&prompt=none"))
         .send()
         .await
         .unwrap();
@@ -255,16 +216,14 @@ async fn form_post_mode_answers_with_an_auto_submitting_form() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let client = browser();
-    let url = authorize_url(
-        &t.base,
+    let url = t.authorize_url(
         "common",
         &app.client_id,
         "openid",
         "&response_mode=form_post",
     );
-    let (_, html) = page(&client, &url).await;
     let admin = t.admin(0);
-    let consent = signed_in(&client, &t.base, &html, &admin).await;
+    let consent = open_and_sign_in(&client, &t.base, &url, &admin).await;
     let resp = decide(&client, &t.base, &consent, "accept").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let form = resp.text().await.unwrap();
@@ -282,7 +241,8 @@ async fn pkce_plain_works_and_a_wrong_verifier_is_501481() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
     let admin = t.admin(0);
-    let url = authorize_url(&t.base, &t.tid(0), &app.client_id, "openid", "")
+    let url = t
+        .authorize_url(&t.tid(0), &app.client_id, "openid", "")
         .replace(
             &format!("code_challenge={}", challenge()),
             &format!("code_challenge={VERIFIER}"),
@@ -328,17 +288,11 @@ async fn logout_ends_the_browser_session() {
     consent_flow(
         &client,
         &t.base,
-        &authorize_url(&t.base, "organizations", &app.client_id, "openid", ""),
+        &t.authorize_url("organizations", &app.client_id, "openid", ""),
         &t.admin(0),
     )
     .await;
-    let silent = authorize_url(
-        &t.base,
-        "organizations",
-        &app.client_id,
-        "openid",
-        "&prompt=none",
-    );
+    let silent = t.authorize_url("organizations", &app.client_id, "openid", "&prompt=none");
     assert!(params(&location(&client.get(&silent).send().await.unwrap())).contains_key("code"));
     let resp = client.get(format!("{}/organizations/oauth2/v2.0/logout?post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A8080%2F", t.base)).send().await.unwrap();
     assert_eq!(location(&resp).as_str(), "http://localhost:8080/");

@@ -18,25 +18,28 @@ pub fn challenge() -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))
 }
 
-/// An authorize URL with PKCE S256, state `st-1` and nonce `n-1`.
-pub fn authorize_url(
-    base: &str,
-    tenant: &str,
-    client_id: &str,
-    scope: &str,
-    extra: &str,
-) -> String {
-    let mut url = url::Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("client_id", client_id)
-        .append_pair("response_type", "code")
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("scope", scope)
-        .append_pair("state", "st-1")
-        .append_pair("nonce", "n-1")
-        .append_pair("code_challenge", &challenge())
-        .append_pair("code_challenge_method", "S256");
-    format!("{url}{extra}")
+impl TestEmu {
+    /// An authorize URL on `segment` with PKCE S256, state `st-1` and nonce `n-1`.
+    pub fn authorize_url(
+        &self,
+        segment: &str,
+        client_id: &str,
+        scope: &str,
+        extra: &str,
+    ) -> String {
+        let base = &self.base;
+        let mut url = url::Url::parse(&format!("{base}/{segment}/oauth2/v2.0/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("scope", scope)
+            .append_pair("state", "st-1")
+            .append_pair("nonce", "n-1")
+            .append_pair("code_challenge", &challenge())
+            .append_pair("code_challenge_method", "S256");
+        format!("{url}{extra}")
+    }
 }
 
 /// Signs in and accepts consent; returns the redirect back to the app.
@@ -111,7 +114,7 @@ pub async fn consent_redirect(
     extra: &str,
     user: &(String, String),
 ) -> url::Url {
-    let url = authorize_url(&t.base, segment, &app.client_id, scope, extra);
+    let url = t.authorize_url(segment, &app.client_id, scope, extra);
     consent_flow(&browser(), &t.base, &url, user).await
 }
 

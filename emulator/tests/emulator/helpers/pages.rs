@@ -45,6 +45,17 @@ pub async fn return_to_app(client: &Client, base: &str, html: &str) -> HashMap<S
     params(&location(&resp))
 }
 
+/// Opens the sign-in page at `url` and signs in with `user`; returns the next page.
+pub async fn open_and_sign_in(
+    client: &Client,
+    base: &str,
+    url: &str,
+    user: &(String, String),
+) -> String {
+    let (_, html) = page(client, url).await;
+    signed_in(client, base, &html, user).await
+}
+
 /// Signs in with `user` (name, password) on the sign-in page `html`; returns the next page.
 pub async fn signed_in(client: &Client, base: &str, html: &str, user: &(String, String)) -> String {
     let resp = sign_in(client, base, html, &user.0, &user.1).await;
