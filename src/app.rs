@@ -68,7 +68,7 @@ impl AppState {
         invitations::Context {
             public_url: &self.cfg.public_url,
             provider_name: &self.cfg.provider_name,
-            key: &self.cfg.encryption_key,
+            keys: &self.cfg.keys,
         }
     }
 }

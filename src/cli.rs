@@ -38,6 +38,9 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Re-seal every stored secret with GANGWAY_ENCRYPTION_KEY, after rotating it (the old key
+    /// goes in GANGWAY_PREVIOUS_ENCRYPTION_KEYS until this has run).
+    Rekey,
     /// Try Gangway locally: database, built-in Entra ID emulator, demo operator, all in one.
     Demo(demo::DemoArgs),
     /// Manage console operators.
@@ -182,6 +185,20 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve => Ok(serve(Config::from_env()?).await?),
+        Command::Rekey => {
+            let cfg = Config::from_env()?;
+            let pool = pool(&cfg.database_url).await?;
+            let done = crate::rekey::reseal_all(&pool, &cfg.keys)
+                .await
+                .map_err(anyhow::Error::from)?;
+            println!(
+                "re-sealed {} tenant credential(s) and {} queued email(s) with key {}",
+                done.tenant_credentials,
+                done.queued_mail,
+                cfg.keys.id()
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let pool = pool(&crate::config::database_url_from_env()?).await?;
             db::migrate(&pool).await?;
@@ -245,7 +262,7 @@ async fn invite(command: InviteCommand) -> Result<(), Failure> {
     let cx = invitations::Context {
         public_url: &cfg.public_url,
         provider_name: &cfg.provider_name,
-        key: &cfg.encryption_key,
+        keys: &cfg.keys,
     };
     match command {
         InviteCommand::Create {
@@ -355,7 +372,7 @@ async fn deliver_now(cfg: &Config, pool: &PgPool) {
         return;
     };
     let outcome = match mail::Mailer::new(url, &cfg.mail_from) {
-        Ok(mailer) => mail::deliver_due(pool, &cfg.encryption_key, &mailer)
+        Ok(mailer) => mail::deliver_due(pool, &cfg.keys, &mailer)
             .await
             .map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),
@@ -401,7 +418,7 @@ pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
     let worker = async {
         match mailer {
             Some(mailer) => {
-                mail::run_worker(state.db.clone(), state.cfg.encryption_key.clone(), mailer).await
+                mail::run_worker(state.db.clone(), state.cfg.keys.clone(), mailer).await
             }
             None => std::future::pending().await,
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::crypto::EncryptionKey;
+use crate::crypto::{EncryptionKey, Keyring};
 use crate::secret::Secret;
 
 /// Everything `gangway serve` needs. Tests and `demo` build it directly.
@@ -25,8 +25,8 @@ pub struct Config {
     pub client_id: String,
     /// Its client secret.
     pub client_secret: Secret,
-    /// Seals refresh tokens, customer secrets and queued mail at rest.
-    pub encryption_key: EncryptionKey,
+    /// Seals refresh tokens, customer secrets and queued mail at rest; earlier keys still open.
+    pub keys: Keyring,
     /// `smtp://user:pass@host:port` or `smtps://…`; without it mail waits in the outbox.
     pub smtp_url: Option<Secret>,
     /// Sender of invitation mail.
@@ -108,6 +108,14 @@ impl Config {
         let encryption_key = env.required("GANGWAY_ENCRYPTION_KEY", |v| {
             EncryptionKey::from_base64(v).map_err(|e| e.to_string())
         });
+        let previous_keys = env.maybe("GANGWAY_PREVIOUS_ENCRYPTION_KEYS", |v| {
+            v.split(',')
+                .map(|k| {
+                    EncryptionKey::from_base64(k)
+                        .map_err(|e| format!("each comma-separated key {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
         let smtp_url = env.maybe("GANGWAY_SMTP_URL", |v| {
             lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(v)
                 .map(|_| Secret::new(v))
@@ -135,7 +143,10 @@ impl Config {
             graph_url: graph_url.unwrap(),
             client_id: client_id.unwrap(),
             client_secret: client_secret.unwrap(),
-            encryption_key: encryption_key.unwrap(),
+            keys: Keyring::new(
+                encryption_key.unwrap(),
+                previous_keys.unwrap().unwrap_or_default(),
+            ),
             smtp_url: smtp_url.unwrap(),
             mail_from: mail_from.unwrap(),
             provider_name: provider_name.unwrap(),

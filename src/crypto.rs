@@ -89,6 +89,46 @@ impl std::fmt::Debug for EncryptionKey {
     }
 }
 
+/// The current key, which seals, and earlier ones kept only to open what they sealed until
+/// `gangway rekey` has re-sealed it.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    current: EncryptionKey,
+    previous: Vec<EncryptionKey>,
+}
+
+impl Keyring {
+    /// A keyring sealing with `current` and still opening with `previous`.
+    pub fn new(current: EncryptionKey, previous: Vec<EncryptionKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// The id of the key that seals.
+    pub fn id(&self) -> &str {
+        self.current.id()
+    }
+
+    /// Seals with the current key.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.current.seal(plaintext)
+    }
+
+    /// Opens with whichever key `key_id` names.
+    pub fn open(&self, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id() == key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?
+            .open(key_id, sealed)
+    }
+}
+
+impl From<EncryptionKey> for Keyring {
+    fn from(current: EncryptionKey) -> Self {
+        Self::new(current, Vec::new())
+    }
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
@@ -119,6 +159,22 @@ mod tests {
         assert!(matches!(
             key.open(key.id(), &tampered),
             Err(CryptoError::Damaged)
+        ));
+    }
+
+    #[test]
+    fn a_keyring_seals_with_the_current_key_and_opens_with_any() {
+        let old = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+        let new = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+        let sealed_before = old.seal(b"secret");
+        let ring = Keyring::new(new.clone(), vec![old.clone()]);
+        assert_eq!(ring.open(old.id(), &sealed_before).unwrap(), b"secret");
+        assert_eq!(ring.id(), new.id());
+        assert_eq!(new.open(new.id(), &ring.seal(b"later")).unwrap(), b"later");
+        let without_old = Keyring::from(new);
+        assert!(matches!(
+            without_old.open(old.id(), &sealed_before),
+            Err(CryptoError::UnknownKey(_))
         ));
     }
 

@@ -115,7 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         graph_url: Url::parse(emulator.base_url())?,
         client_id: app.client_id.clone(),
         client_secret: Secret::new(app.client_secret.clone()),
-        encryption_key: demo_key(),
+        keys: demo_key().into(),
         smtp_url: std::env::var("GANGWAY_SMTP_URL")
             .ok()
             .filter(|v| !v.is_empty())

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod identity;
 pub mod invitations;
 pub mod operators;
+pub mod rekey;
 pub mod secret;
 pub mod telemetry;
 pub mod tenants;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Context, Invitation, permissions};
 use crate::audit::{self, Action, Actor};
-use crate::crypto::EncryptionKey;
+use crate::crypto::Keyring;
 use crate::secret::Secret;
 
 /// A rendered email, as sealed in the outbox.
@@ -82,13 +82,13 @@ pub async fn enqueue(
 ) -> Result<(), sqlx::Error> {
     let email = render(cx, invitation, link);
     let sealed = cx
-        .key
+        .keys
         .seal(&serde_json::to_vec(&email).expect("an email serialises"));
     sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
         .bind(invitation.id)
         .bind(&email.to)
         .bind(sealed)
-        .bind(cx.key.id())
+        .bind(cx.keys.id())
         .execute(tx)
         .await?;
     Ok(())
@@ -164,7 +164,7 @@ pub struct Delivered {
 /// Delivers due mail, a few at a time; failures wait with exponential backoff and are retried.
 pub async fn deliver_due(
     db: &PgPool,
-    key: &EncryptionKey,
+    keys: &Keyring,
     mailer: &Mailer,
 ) -> Result<Delivered, sqlx::Error> {
     let mut tx = db.begin().await?;
@@ -178,7 +178,7 @@ pub async fn deliver_due(
     .await?;
     let mut done = Delivered::default();
     for item in due {
-        let outcome = match key.open(&item.payload_key_id, &item.payload_ciphertext) {
+        let outcome = match keys.open(&item.payload_key_id, &item.payload_ciphertext) {
             Ok(plain) => match serde_json::from_slice::<Email>(&plain) {
                 Ok(email) => mailer.send(&email).await,
                 Err(e) => Err(MailError::Delivery(format!("unreadable queued mail: {e}"))),
@@ -261,9 +261,9 @@ pub async fn delivery_state(
 }
 
 /// Delivers mail until the process stops, polling every few seconds.
-pub async fn run_worker(db: PgPool, key: EncryptionKey, mailer: Mailer) {
+pub async fn run_worker(db: PgPool, keys: Keyring, mailer: Mailer) {
     loop {
-        match deliver_due(&db, &key, &mailer).await {
+        match deliver_due(&db, &keys, &mailer).await {
             Ok(Delivered { sent: 0, failed: 0 }) => {
                 tokio::time::sleep(Duration::from_secs(3)).await
             }

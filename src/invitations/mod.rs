@@ -13,7 +13,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
-use crate::crypto::EncryptionKey;
+use crate::crypto::Keyring;
 pub use token::InvitationToken;
 
 /// How the customer grants access.
@@ -284,7 +284,7 @@ impl NewInvitation {
 pub struct Context<'a> {
     pub public_url: &'a Url,
     pub provider_name: &'a str,
-    pub key: &'a EncryptionKey,
+    pub keys: &'a Keyring,
 }
 
 impl Context<'_> {

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
-use crate::crypto::EncryptionKey;
+use crate::crypto::Keyring;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
 use crate::secret::Secret;
 
@@ -69,7 +69,7 @@ pub enum ConsentError {
 /// invitation marked consented, audit event written. Returns the tenant's id.
 pub async fn record_consent(
     db: &PgPool,
-    key: &EncryptionKey,
+    keys: &Keyring,
     invitation_id: Uuid,
     consent: &Consent,
 ) -> Result<Uuid, ConsentError> {
@@ -106,8 +106,8 @@ pub async fn record_consent(
     let sealed = consent
         .credential
         .as_ref()
-        .map(|s| key.seal(s.expose().as_bytes()));
-    let key_id = sealed.as_ref().map(|_| key.id());
+        .map(|s| keys.seal(s.expose().as_bytes()));
+    let key_id = sealed.as_ref().map(|_| keys.id());
     let tenant_id: Uuid = sqlx::query_scalar(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
                               consented_by_oid, consented_by_upn, customer_client_id, credential_ciphertext,

@@ -360,3 +360,73 @@ async fn help_documents_every_command_and_the_exit_codes() {
         );
     }
 }
+
+#[tokio::test]
+async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
+    use gangway::crypto::EncryptionKey;
+    use gangway::secret::Secret;
+    use gangway::tenants::{self, Consent};
+
+    let app = TestApp::spawn().await;
+    // One tenant credential and one queued email, sealed with the old key (the app's).
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let consent = Consent {
+        entra_tenant_id: uuid::Uuid::new_v4(),
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.example".into()],
+        mode: gangway::invitations::ConsentMode::Delegated,
+        granted_scopes: vec![],
+        consented_by_oid: None,
+        consented_by_upn: None,
+        customer_client_id: None,
+        credential: Some(Secret::new("the-refresh-token")),
+    };
+    tenants::record_consent(&app.db, &app.state.cfg.keys, issued.invitation.id, &consent)
+        .await
+        .unwrap();
+    app.invite("application", "it@fabrikam.example", None).await;
+
+    let new_b64 = EncryptionKey::generate_base64();
+    let new = EncryptionKey::from_base64(&new_b64).unwrap();
+    let mut rotated = gangway(&app);
+    rotated
+        .env("GANGWAY_ENCRYPTION_KEY", &new_b64)
+        .env("GANGWAY_PREVIOUS_ENCRYPTION_KEYS", &app.key_b64);
+    let output = run(rotated, &["rekey"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("re-sealed 1 tenant credential(s) and 2 queued email(s)"),
+        "{}",
+        stdout(&output)
+    );
+    let (key_id, sealed): (String, Vec<u8>) =
+        sqlx::query_as("select credential_key_id, credential_ciphertext from tenants")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(key_id, new.id());
+    assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-refresh-token");
+    let other_keys: i64 =
+        sqlx::query_scalar("select count(*) from outbox where payload_key_id <> $1")
+            .bind(new.id())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(other_keys, 0);
+
+    // A key that cannot open what is stored changes nothing and says which key to add.
+    let mut wrong = gangway(&app);
+    wrong.env("GANGWAY_ENCRYPTION_KEY", EncryptionKey::generate_base64());
+    let output = run(wrong, &["rekey"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("GANGWAY_PREVIOUS_ENCRYPTION_KEYS"),
+        "{}",
+        stderr(&output)
+    );
+    let still: String = sqlx::query_scalar("select credential_key_id from tenants")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(still, new.id(), "nothing moved");
+}

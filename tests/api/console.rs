@@ -697,14 +697,10 @@ async fn tenants_appear_once_consented_and_never_show_credentials() {
         customer_client_id: None,
         credential: Some(Secret::new("refresh-token-that-must-stay-hidden")),
     };
-    let tenant_id = tenants::record_consent(
-        &app.db,
-        &app.state.cfg.encryption_key,
-        issued.invitation.id,
-        &consent,
-    )
-    .await
-    .unwrap();
+    let tenant_id =
+        tenants::record_consent(&app.db, &app.state.cfg.keys, issued.invitation.id, &consent)
+            .await
+            .unwrap();
 
     let list = body(app.get(paths::TENANTS).await).await;
     assert!(list.contains("Contoso Europe") && list.contains(&entra_id.to_string()));

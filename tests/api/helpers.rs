@@ -126,7 +126,7 @@ impl TestApp {
             graph_url: Url::parse(emulator.base_url()).unwrap(),
             client_id: app.client_id.clone(),
             client_secret: Secret::new(app.client_secret.clone()),
-            encryption_key: EncryptionKey::from_base64(&key_b64).unwrap(),
+            keys: EncryptionKey::from_base64(&key_b64).unwrap().into(),
             smtp_url: setup.smtp.then(|| Secret::new(mail.url())),
             mail_from: "Test Provider <onboarding@provider.test>".into(),
             provider_name: "Test Provider".into(),
@@ -236,7 +236,7 @@ impl TestApp {
             &self.state.cfg.mail_from,
         )
         .unwrap();
-        invitations::mail::deliver_due(&self.db, &self.state.cfg.encryption_key, &mailer)
+        invitations::mail::deliver_due(&self.db, &self.state.cfg.keys, &mailer)
             .await
             .unwrap()
     }

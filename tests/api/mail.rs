@@ -71,7 +71,7 @@ async fn a_mail_outage_keeps_the_invitation_queued_and_a_later_round_delivers_it
         "T <t@provider.test>",
     )
     .unwrap();
-    let round = mail::deliver_due(&app.db, &app.state.cfg.encryption_key, &dead)
+    let round = mail::deliver_due(&app.db, &app.state.cfg.keys, &dead)
         .await
         .unwrap();
     assert_eq!((round.sent, round.failed), (0, 1));

@@ -279,9 +279,7 @@ pub async fn record(
     invitation: &Invitation,
     consent: &Consent,
 ) -> Result<std::result::Result<String, Refused>> {
-    match tenants::record_consent(&state.db, &state.cfg.encryption_key, invitation.id, consent)
-        .await
-    {
+    match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent).await {
         Ok(_) => Ok(Ok(consent.display_name.clone())),
         Err(e) => match outcome::for_consent_error(&e, consent.mode, &state.cfg.provider_name) {
             Some(refused) => {

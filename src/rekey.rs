@@ -1,0 +1,84 @@
+//! Key rotation: re-seal every stored secret under the current key, so earlier keys can be
+//! retired.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::crypto::{CryptoError, Keyring};
+
+/// How many sealed values were moved to the current key.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    pub tenant_credentials: u64,
+    pub queued_mail: u64,
+}
+
+/// Why re-sealing stopped; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RekeyError {
+    #[error("{table} row {id}: {source} (add that key to GANGWAY_PREVIOUS_ENCRYPTION_KEYS)")]
+    Unreadable {
+        table: &'static str,
+        id: String,
+        source: CryptoError,
+    },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Re-seals tenant credentials and queued mail sealed under any other key than the current
+/// one, in one transaction: all move, or none does.
+pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
+    let mut tx = db.begin().await?;
+    let tenant_credentials = reseal(
+        &mut tx,
+        keys,
+        "tenants",
+        "select id::text, credential_key_id, credential_ciphertext from tenants
+         where credential_key_id <> $1 for update",
+        "update tenants set credential_ciphertext = $2, credential_key_id = $3 where id::text = $1",
+    )
+    .await?;
+    let queued_mail = reseal(
+        &mut tx,
+        keys,
+        "outbox",
+        "select id::text, payload_key_id, payload_ciphertext from outbox
+         where payload_key_id <> $1 for update",
+        "update outbox set payload_ciphertext = $2, payload_key_id = $3 where id::text = $1",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Resealed {
+        tenant_credentials,
+        queued_mail,
+    })
+}
+
+async fn reseal(
+    tx: &mut PgConnection,
+    keys: &Keyring,
+    table: &'static str,
+    select: &str,
+    update: &str,
+) -> Result<u64, RekeyError> {
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(select)
+        .bind(keys.id())
+        .fetch_all(&mut *tx)
+        .await?;
+    for (id, key_id, sealed) in &rows {
+        let plain = keys
+            .open(key_id, sealed)
+            .map_err(|source| RekeyError::Unreadable {
+                table,
+                id: id.clone(),
+                source,
+            })?;
+        sqlx::query(update)
+            .bind(id)
+            .bind(keys.seal(&plain))
+            .bind(keys.id())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
