@@ -204,6 +204,9 @@ const AUTHORIZE: &str = "/{tenant}/oauth2/v2.0/authorize";
 const ADMIN_CONSENT_V2: &str = "/{tenant}/v2.0/adminconsent";
 const ADMIN_CONSENT_LEGACY: &str = "/{tenant}/adminconsent";
 
+/// A refused request: the error, and the response mode that carries it back to the app.
+type Refusal = (ResponseMode, AadError);
+
 /// A sign-in request whose tenant, app and redirect URI have been checked.
 struct Trusted<'a> {
     base_url: &'a str,
@@ -257,39 +260,44 @@ async fn begin(
     };
     match txn {
         Ok(txn) => start(&st, &mut w, txn),
-        Err(answer) => answer,
+        Err((mode, e)) => asked.reply(mode).fail(e),
     }
 }
 
-fn authorize(asked: &Trusted) -> Result<Txn, Response> {
+fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
     let q = asked.q;
     let mode = match q.get("response_mode").map(String::as_str) {
         None | Some("query") => ResponseMode::Query,
         Some("form_post") => ResponseMode::FormPost,
         Some(_) => ResponseMode::Query,
     };
-    let reply = asked.reply(mode);
     if let Some(other) = q
         .get("response_mode")
         .filter(|m| !["query", "form_post"].contains(&m.as_str()))
     {
-        return Err(reply.error(
-            "invalid_request",
-            9002313,
-            &format!("The emulator does not support response_mode '{other}'."),
+        return Err((
+            mode,
+            AadError::bad(
+                "invalid_request",
+                9002313,
+                format!("The emulator does not support response_mode '{other}'."),
+            ),
         ));
     }
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return Err(reply.error(
-            "unsupported_response_type",
-            700054,
-            "response_type must be 'code' (the only type the emulator issues).",
+        return Err((
+            mode,
+            AadError::bad(
+                "unsupported_response_type",
+                700054,
+                "response_type must be 'code' (the only type the emulator issues).",
+            ),
         ));
     }
     let parsed = match requested_scopes(q) {
         Ok(p) if !p.is_empty() => p,
-        Ok(_) => return Err(reply.fail(AadError::missing("scope"))),
-        Err(e) => return Err(reply.fail(e)),
+        Ok(_) => return Err((mode, AadError::missing("scope"))),
+        Err(e) => return Err((mode, e)),
     };
     let mut oidc = BTreeSet::new();
     let mut graph = BTreeSet::new();
@@ -312,10 +320,13 @@ fn authorize(asked: &Trusted) -> Result<Txn, Response> {
         (Some(c), None | Some("plain")) => Some((c.clone(), "plain".to_string())),
         (Some(c), Some("S256")) => Some((c.clone(), "S256".to_string())),
         (Some(_), Some(m)) => {
-            return Err(reply.error(
-                "invalid_request",
-                501471,
-                &format!("The code_challenge_method '{m}' is not supported."),
+            return Err((
+                mode,
+                AadError::bad(
+                    "invalid_request",
+                    501471,
+                    format!("The code_challenge_method '{m}' is not supported."),
+                ),
             ));
         }
     };
@@ -324,17 +335,23 @@ fn authorize(asked: &Trusted) -> Result<Txn, Response> {
         .as_deref()
         .filter(|p| !["login", "none", "consent", "select_account"].contains(p))
     {
-        return Err(reply.error(
-            "invalid_request",
-            90023,
-            &format!("Invalid prompt value '{p}'."),
+        return Err((
+            mode,
+            AadError::bad(
+                "invalid_request",
+                90023,
+                format!("Invalid prompt value '{p}'."),
+            ),
         ));
     }
     if prompt.as_deref() == Some("none") && asked.session.is_none() {
-        return Err(reply.error(
-            "login_required",
-            50058,
-            "A silent sign-in request was sent but no user is signed in.",
+        return Err((
+            mode,
+            AadError::bad(
+                "login_required",
+                50058,
+                "A silent sign-in request was sent but no user is signed in.",
+            ),
         ));
     }
     let reuse_session = !matches!(prompt.as_deref(), Some("login" | "select_account"));
@@ -356,11 +373,11 @@ fn authorize(asked: &Trusted) -> Result<Txn, Response> {
     })
 }
 
-fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Response> {
+fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Refusal> {
     let q = asked.q;
     if v2 {
         if let Err(e) = requested_scopes(q) {
-            return Err(asked.reply(ResponseMode::Query).fail(e));
+            return Err((ResponseMode::Query, e));
         }
     }
     Ok(Txn {
