@@ -94,6 +94,15 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Drops an invitation's undelivered mail: it carries a link that no longer works.
+pub async fn discard_unsent(tx: &mut PgConnection, invitation_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
+        .bind(invitation_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// Sends mail over SMTP.
 #[derive(Clone)]
 pub struct Mailer {

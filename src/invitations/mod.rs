@@ -375,11 +375,7 @@ pub async fn resend(
     .bind(token.hash())
     .execute(&mut *tx)
     .await?;
-    // Mail not yet delivered carries the dead link: drop it.
-    sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    mail::discard_unsent(&mut tx, id).await?;
     audit::record(
         &mut *tx,
         actor,
@@ -422,10 +418,7 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    mail::discard_unsent(&mut tx, id).await?;
     audit::record(
         &mut *tx,
         actor,

@@ -15,6 +15,7 @@ use tower_sessions::Session;
 
 use super::error::{Error, ErrorPage};
 use super::session::CSRF;
+use crate::crypto::constant_time_eq;
 
 /// The form field every POST carries.
 pub const FIELD: &str = "csrf_token";
@@ -83,8 +84,4 @@ pub async fn protect(session: Session, request: Request, next: Next) -> Response
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::error::Error;
 use super::{paths, session};
 use crate::app::AppState;
+use crate::crypto::constant_time_eq;
 use crate::invitations::ConsentMode;
 
 /// Wizard routes. Every answer is `Cache-Control: no-store`: these pages hold a customer's
@@ -106,10 +107,6 @@ impl PendingConsent {
         }
         Ok(())
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn session_error(e: tower_sessions::session::Error) -> Error {
