@@ -45,11 +45,12 @@ pub enum Action {
     OperatorSignedIn,
     OperatorSignedOut,
     OperatorAdded,
+    TenantOffboarded,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -63,6 +64,7 @@ impl Action {
         Action::OperatorSignedIn,
         Action::OperatorSignedOut,
         Action::OperatorAdded,
+        Action::TenantOffboarded,
     ];
 
     /// The stored name.
@@ -81,6 +83,7 @@ impl Action {
             Self::OperatorSignedIn => "operator.signed_in",
             Self::OperatorSignedOut => "operator.signed_out",
             Self::OperatorAdded => "operator.added",
+            Self::TenantOffboarded => "tenant.offboarded",
         }
     }
 
@@ -100,6 +103,7 @@ impl Action {
             Self::OperatorSignedIn => "Signed in",
             Self::OperatorSignedOut => "Signed out",
             Self::OperatorAdded => "Operator added",
+            Self::TenantOffboarded => "Tenant offboarded (credential erased)",
         }
     }
 

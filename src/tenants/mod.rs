@@ -164,6 +164,51 @@ pub async fn record_consent(
     Ok(tenant_id)
 }
 
+/// Why a tenant could not be offboarded.
+#[derive(Debug, thiserror::Error)]
+pub enum OffboardError {
+    #[error("no such tenant")]
+    NotFound,
+    #[error("the tenant is already offboarded")]
+    AlreadyOffboarded,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Offboards a tenant: its stored credential is erased for good and it stops counting as
+/// connected, so another customer's invitation may connect it. Its history stays.
+pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, OffboardError> {
+    let mut tx = db.begin().await?;
+    let status: String = sqlx::query_scalar("select status from tenants where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(OffboardError::NotFound)?;
+    if status == "offboarded" {
+        return Err(OffboardError::AlreadyOffboarded);
+    }
+    let tenant: Tenant = sqlx::query_as(
+        "update tenants set status = 'offboarded', credential_ciphertext = null, credential_key_id = null
+         where id = $1 returning *",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let detail =
+        json!({ "tenant": tenant.display_name, "entra_tenant_id": tenant.entra_tenant_id });
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::TenantOffboarded,
+        None,
+        Some(id),
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tenant)
+}
+
 /// Tenants, newest consent first, optionally narrowed by name, domain or tenant id; with the total.
 pub async fn list(
     db: &PgPool,

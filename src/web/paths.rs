@@ -16,6 +16,7 @@ pub const RESEND_INVITATION: &str = "/console/invitations/{id}/resend";
 pub const REVOKE_INVITATION: &str = "/console/invitations/{id}/revoke";
 pub const TENANTS: &str = "/console/tenants";
 pub const TENANT: &str = "/console/tenants/{id}";
+pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
 pub const AUDIT: &str = "/console/audit";
 
 /// The token link's target; it redirects at once to [`WIZARD`].

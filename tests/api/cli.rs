@@ -364,23 +364,12 @@ async fn help_documents_every_command_and_the_exit_codes() {
 #[tokio::test]
 async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
     use gangway::crypto::EncryptionKey;
-    use gangway::secret::Secret;
-    use gangway::tenants::{self, Consent};
+    use gangway::tenants;
 
     let app = TestApp::spawn().await;
     // One tenant credential and one queued email, sealed with the old key (the app's).
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
-    let consent = Consent {
-        entra_tenant_id: uuid::Uuid::new_v4(),
-        display_name: "Contoso".into(),
-        verified_domains: vec!["contoso.example".into()],
-        mode: gangway::invitations::ConsentMode::Delegated,
-        granted_scopes: vec![],
-        consented_by_oid: None,
-        consented_by_upn: None,
-        customer_client_id: None,
-        credential: Some(Secret::new("the-refresh-token")),
-    };
+    let consent = crate::helpers::consent(uuid::Uuid::new_v4());
     tenants::record_consent(&app.db, &app.state.cfg.keys, issued.invitation.id, &consent)
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use crate::helpers::{
-    OPERATOR_PASSWORD, Setup, TestApp, browser, csrf_token, input_value, location,
+    OPERATOR_PASSWORD, Setup, TestApp, browser, consent, csrf_token, input_value, location,
 };
 
 /// The form a valid invitation is created with.
@@ -687,15 +687,11 @@ async fn tenants_appear_once_consented_and_never_show_credentials() {
     let entra_id = Uuid::new_v4();
     let oid = Uuid::new_v4();
     let consent = Consent {
-        entra_tenant_id: entra_id,
         display_name: "Contoso Europe".into(),
         verified_domains: vec!["contoso.example".into(), "contoso-eu.example".into()],
-        mode: invitations::ConsentMode::Delegated,
-        granted_scopes: vec!["User.Read.All".into(), "Group.Read.All".into()],
         consented_by_oid: Some(oid),
-        consented_by_upn: Some("admin@contoso.example".into()),
-        customer_client_id: None,
         credential: Some(Secret::new("refresh-token-that-must-stay-hidden")),
+        ..consent(entra_id)
     };
     let tenant_id =
         tenants::record_consent(&app.db, &app.state.cfg.keys, issued.invitation.id, &consent)
@@ -836,4 +832,98 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
         app.get(paths::INVITATIONS).await.status().is_redirection(),
         "still signed out"
     );
+}
+
+#[tokio::test]
+async fn offboarding_erases_the_credential_and_lets_another_customer_connect_the_tenant() {
+    let app = TestApp::spawn().await;
+    let entra_id = Uuid::new_v4();
+    let first = app.invite("delegated", "admin@contoso.example", None).await;
+    let tenant_id = tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        first.invitation.id,
+        &consent(entra_id),
+    )
+    .await
+    .unwrap();
+    // Another customer's invitation for the same directory is refused until an operator decides.
+    let second = app
+        .invite_for("Fabrikam Inc", "delegated", "admin@contoso.example", None)
+        .await;
+    let refused = tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        second.invitation.id,
+        &consent(entra_id),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(tenants::ConsentError::OwnedByAnother { .. })),
+        "{refused:?}"
+    );
+
+    let detail = paths::with_id(paths::TENANT, tenant_id);
+    let offboard = paths::with_id(paths::OFFBOARD_TENANT, tenant_id);
+    app.sign_in(Role::Viewer).await;
+    assert!(
+        !body(app.get(&detail).await)
+            .await
+            .contains("Offboard tenant"),
+        "viewers see no button"
+    );
+    assert_eq!(
+        app.post_form(&offboard, &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    app.sign_in(Role::Admin).await;
+    assert!(
+        body(app.get(&detail).await)
+            .await
+            .contains("Offboard tenant")
+    );
+    let to = location(app.post_form(&offboard, &[]).await).await;
+    assert_eq!(to, format!("{detail}?done=offboarded"));
+    let page = body(app.get(&to).await).await;
+    assert!(
+        page.contains("Tenant offboarded") && page.contains("badge offboarded"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Offboard tenant"),
+        "nothing left to offboard"
+    );
+    let credential: Option<Vec<u8>> =
+        sqlx::query_scalar("select credential_ciphertext from tenants where id = $1")
+            .bind(tenant_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(credential.is_none(), "the credential is erased");
+    assert_eq!(
+        app.post_form(&offboard, &[]).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        body(app.get(paths::AUDIT).await)
+            .await
+            .contains("Tenant offboarded")
+    );
+
+    // Now the other customer may connect it.
+    tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        second.invitation.id,
+        &consent(entra_id),
+    )
+    .await
+    .unwrap();
+    let status: String = sqlx::query_scalar("select status from tenants where id = $1")
+        .bind(tenant_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "active");
 }

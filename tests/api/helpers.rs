@@ -15,6 +15,7 @@ use gangway::demo::{
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
 use gangway::secret::Secret;
+use gangway::tenants::Consent;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -211,8 +212,19 @@ impl TestApp {
         email: &str,
         tenant_domain: Option<&str>,
     ) -> invitations::Issued {
-        let new =
-            NewInvitation::parse("Contoso Ltd", email, mode, tenant_domain, Some("7d")).unwrap();
+        self.invite_for("Contoso Ltd", mode, email, tenant_domain)
+            .await
+    }
+
+    /// Like [`invite`](Self::invite), for a named customer.
+    pub async fn invite_for(
+        &self,
+        customer: &str,
+        mode: &str,
+        email: &str,
+        tenant_domain: Option<&str>,
+    ) -> invitations::Issued {
+        let new = NewInvitation::parse(customer, email, mode, tenant_domain, Some("7d")).unwrap();
         invitations::create(
             &self.db,
             self.state.invitation_context(),
@@ -250,6 +262,21 @@ impl TestApp {
     /// A customer tenant by index (0 or 1).
     pub fn customer(&self, index: usize) -> &EmulatedTenant {
         &self.customers[index]
+    }
+}
+
+/// A verified delegated consent for `entra_tenant_id`, as the callback would record it.
+pub fn consent(entra_tenant_id: Uuid) -> Consent {
+    Consent {
+        entra_tenant_id,
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.example".into()],
+        mode: invitations::ConsentMode::Delegated,
+        granted_scopes: vec!["User.Read.All".into(), "Group.Read.All".into()],
+        consented_by_oid: None,
+        consented_by_upn: Some("admin@contoso.example".into()),
+        customer_client_id: None,
+        credential: Some(Secret::new("the-refresh-token")),
     }
 }
 

@@ -4,18 +4,19 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::response::Redirect;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Chrome, EventRow, Pager, Section, When, page_number, parse_id, search_term};
 use crate::app::AppState;
-use crate::audit;
+use crate::audit::{self, Actor};
 use crate::tenants::{self, Tenant};
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::paths;
-use crate::web::session::CurrentOperator;
+use crate::web::session::{AdminOperator, CurrentOperator};
 
 const PER_PAGE: i64 = 25;
 
@@ -23,6 +24,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(paths::TENANTS, get(list))
         .route(paths::TENANT, get(detail))
+        .route(paths::OFFBOARD_TENANT, post(offboard))
 }
 
 /// A tenant status badge: the CSS class is the stored status.
@@ -136,7 +138,14 @@ struct DetailPage {
     consented: When,
     customer_client_id: Option<String>,
     badge: Badge,
+    offboarded: bool,
+    notice: Option<&'static str>,
     history: Vec<EventRow>,
+}
+
+#[derive(Deserialize, Default)]
+struct DetailQuery {
+    done: Option<String>,
 }
 
 async fn detail(
@@ -144,6 +153,7 @@ async fn detail(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> Result<DetailPage> {
     let id = parse_id(&id)?;
     // Credentials stay sealed in the database: `Tenant` does not even carry them.
@@ -165,7 +175,30 @@ async fn detail(
         consented_by_oid: tenant.consented_by_oid.map(|o| o.to_string()),
         consented: When::new(tenant.consented_at),
         customer_client_id: tenant.customer_client_id,
+        offboarded: tenant.status == "offboarded",
         badge: Badge::new(&tenant.status),
+        notice: (query.done.as_deref() == Some("offboarded")).then_some(
+            "Tenant offboarded. Its credential is erased; a new invitation can connect it again.",
+        ),
         history,
     })
+}
+
+async fn offboard(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    let id = parse_id(&id)?;
+    tenants::offboard(&state.db, id, &Actor::Operator(operator.email))
+        .await
+        .map_err(|e| match e {
+            tenants::OffboardError::NotFound => Error::NotFound,
+            tenants::OffboardError::AlreadyOffboarded => Error::BadRequest(e.to_string()),
+            tenants::OffboardError::Db(e) => e.into(),
+        })?;
+    Ok(Redirect::to(&format!(
+        "{}?done=offboarded",
+        paths::with_id(paths::TENANT, id)
+    )))
 }
