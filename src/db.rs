@@ -35,6 +35,17 @@ pub async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
     admin.close().await
 }
 
+/// Creates and migrates a fresh database `{prefix}_{random}` on the server `server_url` points
+/// at, for tests and benchmarks; returns its pool and connection string.
+pub async fn create_scratch(server_url: &str, prefix: &str) -> anyhow::Result<(PgPool, String)> {
+    let mut url = url::Url::parse(server_url)?;
+    url.set_path(&format!("{prefix}_{}", uuid::Uuid::new_v4().simple()));
+    create_if_missing(url.as_str()).await?;
+    let pool = connect(url.as_str()).await?;
+    migrate(&pool).await?;
+    Ok((pool, url.to_string()))
+}
+
 /// Applies Gangway's embedded migrations and the session store's table.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!().run(pool).await?;

@@ -17,7 +17,7 @@ use gangway::operators::{self, Role};
 use gangway::secret::Secret;
 use gangway::tenants::Consent;
 use serde_json::json;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use url::Url;
@@ -440,21 +440,11 @@ pub async fn consent_at_microsoft(
 /// Connects to the server's maintenance database and creates a database just for this test.
 /// Returns the pool and the database's connection string.
 async fn fresh_database() -> (PgPool, String) {
-    let base = std::env::var("DATABASE_URL")
+    let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut url = Url::parse(&base).unwrap();
-    let name = format!("gangway_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(url.as_str())
+    gangway::db::create_scratch(&server, "gangway_test")
         .await
-        .expect("Postgres is reachable at DATABASE_URL");
-    admin
-        .execute(format!("create database {name}").as_str())
-        .await
-        .unwrap();
-    url.set_path(&name);
-    let pool = gangway::db::connect(url.as_str()).await.unwrap();
-    gangway::db::migrate(&pool).await.unwrap();
-    (pool, url.to_string())
+        .expect("Postgres is reachable at DATABASE_URL")
 }
 
 /// A short unique suffix.
