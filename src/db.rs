@@ -35,15 +35,48 @@ pub async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
     admin.close().await
 }
 
-/// Creates and migrates a fresh database `{prefix}_{random}` on the server `server_url` points
-/// at, for tests and benchmarks; returns its pool and connection string.
+/// Creates and migrates a fresh database `{prefix}_{unix time}_{random}` on the server
+/// `server_url` points at, for tests and benchmarks; returns its pool and connection string.
+/// The first call in a process also drops that prefix's databases older than an hour, so
+/// scratch databases do not pile up.
 pub async fn create_scratch(server_url: &str, prefix: &str) -> anyhow::Result<(PgPool, String)> {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| sweep_scratch(server_url, prefix))
+        .await;
     let mut url = url::Url::parse(server_url)?;
-    url.set_path(&format!("{prefix}_{}", uuid::Uuid::new_v4().simple()));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    url.set_path(&format!("{prefix}_{now}_{}", uuid::Uuid::new_v4().simple()));
     create_if_missing(url.as_str()).await?;
     let pool = connect(url.as_str()).await?;
     migrate(&pool).await?;
     Ok((pool, url.to_string()))
+}
+
+async fn sweep_scratch(server_url: &str, prefix: &str) {
+    let swept = async {
+        let mut admin = options(server_url)?.connect().await?;
+        let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - 3_600;
+        let stale: Vec<String> = sqlx::query_scalar(
+            "select datname from pg_database
+             where case when datname ~ ('^' || $1 || '_[0-9]+_')
+                        then split_part(substr(datname, length($1) + 2), '_', 1)::bigint < $2
+                        else false end",
+        )
+        .bind(prefix)
+        .bind(cutoff)
+        .fetch_all(&mut admin)
+        .await?;
+        for name in stale {
+            sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                .execute(&mut admin)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(e) = swept.await {
+        tracing::warn!(error = %e, "could not drop stale scratch databases");
+    }
 }
 
 /// Applies Gangway's embedded migrations and the session store's table.
