@@ -195,19 +195,11 @@ async fn delegated(
         return Ok(Err(outcome::no_refresh_token()));
     };
     let consent = Consent {
-        entra_tenant_id: org.id.as_uuid(),
-        display_name: display_name(&org),
-        verified_domains: org
-            .verified_domains
-            .iter()
-            .map(|d| d.name.clone())
-            .collect(),
-        mode: ConsentMode::Delegated,
         granted_scopes: grant.scopes.clone(),
         consented_by_oid: Some(identity.object_id),
         consented_by_upn: Some(identity.username.clone()),
-        customer_client_id: None,
         credential: Some(refresh_token),
+        ..consent_for(&org, ConsentMode::Delegated)
     };
     record(state, invitation, &consent).await
 }
@@ -246,25 +238,34 @@ async fn application(
         return Ok(Err(outcome::organisation_mismatch()));
     }
     let consent = Consent {
+        granted_scopes: scopes,
+        ..consent_for(&org, ConsentMode::Application)
+    };
+    record(state, invitation, &consent).await
+}
+
+/// What `/organization` proves about the tenant, as a consent in `mode`; callers add who
+/// consented, the scopes and the credential.
+pub fn consent_for(org: &crate::graph::Organization, mode: ConsentMode) -> Consent {
+    Consent {
         entra_tenant_id: org.id.as_uuid(),
-        display_name: display_name(&org),
+        display_name: display_name(org),
         verified_domains: org
             .verified_domains
             .iter()
             .map(|d| d.name.clone())
             .collect(),
-        mode: ConsentMode::Application,
-        granted_scopes: scopes,
+        mode,
+        granted_scopes: Vec::new(),
         consented_by_oid: None,
         consented_by_upn: None,
         customer_client_id: None,
         credential: None,
-    };
-    record(state, invitation, &consent).await
+    }
 }
 
 /// The organisation's name, else its default domain, else its id.
-pub fn display_name(org: &crate::graph::Organization) -> String {
+fn display_name(org: &crate::graph::Organization) -> String {
     if !org.display_name.trim().is_empty() {
         return org.display_name.trim().to_owned();
     }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::callback::{display_name, record};
+use super::callback::{consent_for, record};
 use super::link;
 use super::pages::CustomerAppForm;
 use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
@@ -296,19 +296,10 @@ pub async fn submit(
         }
     };
     let consent = Consent {
-        entra_tenant_id: org.id.as_uuid(),
-        display_name: display_name(&org),
-        verified_domains: org
-            .verified_domains
-            .iter()
-            .map(|d| d.name.clone())
-            .collect(),
-        mode: ConsentMode::CustomerApp,
         granted_scopes: vec![crate::identity::GRAPH_DEFAULT_SCOPE.to_owned()],
-        consented_by_oid: None,
-        consented_by_upn: None,
         customer_client_id: Some(creds.client_id.to_string()),
         credential: Some(creds.secret),
+        ..consent_for(&org, ConsentMode::CustomerApp)
     };
     let provider = state.cfg.provider_name.clone();
     match record(&state, &invitation, &consent).await? {
