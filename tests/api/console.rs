@@ -878,10 +878,12 @@ async fn offboarding_erases_the_credential_and_lets_another_customer_connect_the
     );
 
     app.sign_in(Role::Admin).await;
+    let page = body(app.get(&detail).await).await;
+    assert!(page.contains("Offboard tenant"));
+    let title = &page[..page.find("</title>").unwrap()];
     assert!(
-        body(app.get(&detail).await)
-            .await
-            .contains("Offboard tenant")
+        title.ends_with("<title>Contoso · Tenant · Gangway"),
+        "the title is plain text: {title}"
     );
     let to = location(app.post_form(&offboard, &[]).await).await;
     assert_eq!(to, format!("{detail}?done=offboarded"));
