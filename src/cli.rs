@@ -424,13 +424,29 @@ pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        result = application.run_until_stopped() => {
+        result = application.run_until(shutdown_requested()) => {
             result?;
-            tracing::info!("server stopped");
+            tracing::info!("stopped; requests in flight were finished");
         }
         () = worker => tracing::error!("mail worker stopped"),
         () = app::sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM as sent by `docker stop` and process managers.
+async fn shutdown_requested() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }

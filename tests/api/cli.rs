@@ -419,3 +419,45 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
         .unwrap();
     assert_eq!(still, new.id(), "nothing moved");
 }
+
+#[tokio::test]
+async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
+    let app = TestApp::spawn().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = gangway(&app);
+    serve
+        .env("GANGWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = serve.spawn().unwrap();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(&health).await {
+            assert_eq!(response.text().await.unwrap(), "ok");
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "gangway serve never answered /health");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("serve stops within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit, not death by signal");
+}
