@@ -84,14 +84,7 @@ async fn no_token_secret_or_refresh_token_is_stored_in_plaintext() {
         .customer_app(&app, &app_tenant.id, &registered.client_id, wrong_secret)
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let response = customer
-        .customer_app(
-            &app,
-            &app_tenant.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &app_tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(tenant_count(&app).await, 2);
     // A pending invitation whose link was never opened, and one whose mail is still queued.

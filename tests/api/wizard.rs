@@ -101,6 +101,22 @@ impl Customer {
         (callback, response)
     }
 
+    /// Submits the customer-app form with an app's registered credentials.
+    pub async fn submit_app(
+        &self,
+        app: &TestApp,
+        tenant: &str,
+        registered: &RegisteredApp,
+    ) -> reqwest::Response {
+        self.customer_app(
+            app,
+            tenant,
+            &registered.client_id,
+            &registered.client_secret,
+        )
+        .await
+    }
+
     /// Submits the customer-app form.
     pub async fn customer_app(
         &self,
@@ -435,14 +451,7 @@ async fn customer_app_with_a_good_secret_is_proven_and_recorded() {
         "customer-app mode has no Microsoft sign-in"
     );
 
-    let response = customer
-        .customer_app(
-            &app,
-            &tenant.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::OK);
     let done = response.text().await.unwrap();
     assert!(done.contains("is connected"), "{done}");
@@ -498,14 +507,7 @@ async fn customer_app_with_a_wrong_secret_says_to_copy_the_value_and_saves_nothi
     assert!(last_error.unwrap().contains("7000215"));
 
     // Then with the right one, from the same page.
-    let response = customer
-        .customer_app(
-            &app,
-            &tenant.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(tenant_count(&app).await, 1);
 }
@@ -520,14 +522,7 @@ async fn customer_app_lacking_user_read_all_names_the_missing_permission() {
         .await;
     let customer = Customer::open(&app, &issued.link).await;
 
-    let response = customer
-        .customer_app(
-            &app,
-            &tenant.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let page = response.text().await.unwrap();
     assert!(
@@ -923,14 +918,7 @@ async fn a_customer_app_from_another_tenant_than_the_invited_domain_is_rejected(
         )
         .await;
     let customer = Customer::open(&app, &issued.link).await;
-    let response = customer
-        .customer_app(
-            &app,
-            &other.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &other.id, &registered).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let page = response.text().await.unwrap();
     assert!(
@@ -974,14 +962,7 @@ async fn customer_app_checks_are_rate_limited_per_client() {
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
     // Out of checks: even the right secret must wait, and nothing is asked of Microsoft.
-    let response = customer
-        .customer_app(
-            &app,
-            &tenant.id,
-            &registered.client_id,
-            &registered.client_secret,
-        )
-        .await;
+    let response = customer.submit_app(&app, &tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(tenant_count(&app).await, 0);
