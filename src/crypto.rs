@@ -1,5 +1,6 @@
 //! Encryption of secrets at rest (AES-256-GCM) and hashing of link tokens.
 
+use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Nonce};
 use base64::Engine;
@@ -127,6 +128,14 @@ impl From<EncryptionKey> for Keyring {
     fn from(current: EncryptionKey) -> Self {
         Self::new(current, Vec::new())
     }
+}
+
+/// 32 bytes from the OS's random source, base64url without padding (43 characters): link
+/// tokens, CSRF tokens.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// SHA-256 of `data`.

@@ -2,9 +2,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 
-use crate::crypto::sha256;
+use crate::crypto::{random_token, sha256};
 
 /// A token as it travels in a link. Never stored, never logged.
 pub struct InvitationToken(String);
@@ -12,9 +11,7 @@ pub struct InvitationToken(String);
 impl InvitationToken {
     /// Mints a fresh token from the OS's random source.
     pub fn mint() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(random_token())
     }
 
     /// Accepts only strings shaped like a minted token, so junk never reaches the database.

@@ -8,14 +8,11 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use tower_sessions::Session;
 
 use super::error::{Error, ErrorPage};
 use super::session::CSRF;
-use crate::crypto::constant_time_eq;
+use crate::crypto::{constant_time_eq, random_token};
 
 /// The form field every POST carries.
 pub const FIELD: &str = "csrf_token";
@@ -44,9 +41,7 @@ async fn token(session: &Session) -> Result<String, Error> {
     {
         return Ok(existing);
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let fresh = URL_SAFE_NO_PAD.encode(bytes);
+    let fresh = random_token();
     session
         .insert(CSRF, &fresh)
         .await

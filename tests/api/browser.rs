@@ -4,9 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use gangway::audit::Actor;
-use gangway::operators::{self, Role};
-use gangway::secret::Secret;
+use gangway::operators::Role;
 use gangway::web::paths;
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -116,15 +114,7 @@ async fn wait_for_text(browser: &Client, needle: &str) -> String {
 async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser() {
     let app = TestApp::spawn().await;
     let customer = app.customer(0).clone();
-    operators::add(
-        &app.db,
-        "ops@provider.test",
-        Role::Admin,
-        &Secret::new(OPERATOR_PASSWORD),
-        &Actor::Cli,
-    )
-    .await
-    .unwrap();
+    app.add_operator("ops@provider.test", Role::Admin).await;
     let driver = ChromeDriver::start().await;
 
     // The operator signs in and creates an invitation.

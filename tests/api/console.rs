@@ -3,7 +3,7 @@
 
 use gangway::audit::Actor;
 use gangway::invitations::{self, NewInvitation};
-use gangway::operators::{self, Role};
+use gangway::operators::Role;
 use gangway::secret::Secret;
 use gangway::tenants::{self, Consent};
 use gangway::web::paths;
@@ -89,15 +89,7 @@ fn decoded(html: &str) -> String {
 async fn operators_sign_in_and_a_wrong_password_gets_401_and_no_session() {
     let app = TestApp::spawn().await;
     let email = "ops@provider.test";
-    operators::add(
-        &app.db,
-        email,
-        Role::Admin,
-        &Secret::new(OPERATOR_PASSWORD),
-        &Actor::Cli,
-    )
-    .await
-    .unwrap();
+    app.add_operator(email, Role::Admin).await;
 
     let login = app.get(paths::LOGIN).await;
     assert_eq!(login.status(), StatusCode::OK);
@@ -789,15 +781,7 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
         ..Setup::default()
     })
     .await;
-    operators::add(
-        &app.db,
-        "ops@provider.test",
-        Role::Admin,
-        &Secret::new(OPERATOR_PASSWORD),
-        &Actor::Cli,
-    )
-    .await
-    .unwrap();
+    app.add_operator("ops@provider.test", Role::Admin).await;
     for _ in 0..3 {
         let response = app
             .post_form(

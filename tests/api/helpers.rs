@@ -171,6 +171,19 @@ impl TestApp {
         post_with_csrf(&self.client, self, path, fields).await
     }
 
+    /// Adds an operator with [`OPERATOR_PASSWORD`] directly through the domain.
+    pub async fn add_operator(&self, email: &str, role: Role) {
+        operators::add(
+            &self.db,
+            email,
+            role,
+            &Secret::new(OPERATOR_PASSWORD),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    }
+
     /// Adds an operator directly and signs the operator's browser in as them.
     pub async fn sign_in(&self, role: Role) -> String {
         let email = format!(
@@ -182,15 +195,7 @@ impl TestApp {
             },
             short_id()
         );
-        operators::add(
-            &self.db,
-            &email,
-            role,
-            &Secret::new(OPERATOR_PASSWORD),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
+        self.add_operator(&email, role).await;
         let response = self
             .post_form(
                 gangway::web::paths::LOGIN,

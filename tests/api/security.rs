@@ -8,7 +8,8 @@ use sqlx::Row;
 
 use crate::helpers::{Decision, TestApp};
 use crate::wizard::{
-    CUSTOMER_APP_PERMISSIONS, Customer, customer_app, invitation_state, tenant_count,
+    CUSTOMER_APP_PERMISSIONS, Customer, CustomerAppCase, customer_app_case, invitation_state,
+    tenant_count,
 };
 
 /// Every value of every column of every table (all schemas but the system ones, so the session
@@ -73,12 +74,12 @@ async fn no_token_secret_or_refresh_token_is_stored_in_plaintext() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     // … and a customer-app journey (leaves a client secret), with a failed attempt first.
-    let app_tenant = app.customer(1).clone();
-    let registered = customer_app(&app, 1, CUSTOMER_APP_PERMISSIONS).await;
-    let customer_app_invite = app
-        .invite("customer-app", &app_tenant.admin.username, None)
-        .await;
-    let customer = Customer::open(&app, &customer_app_invite.link).await;
+    let CustomerAppCase {
+        tenant: app_tenant,
+        registered,
+        issued: customer_app_invite,
+        customer,
+    } = customer_app_case(&app, 1, CUSTOMER_APP_PERMISSIONS, false).await;
     let wrong_secret = "Wr0ng~Secret.Value_that-must-not-be-kept";
     let response = customer
         .customer_app(&app, &app_tenant.id, &registered.client_id, wrong_secret)

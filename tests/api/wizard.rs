@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gangway::config::RateLimit;
-use gangway::demo::{EmulatedLogin, RegisteredApp};
+use gangway::demo::{EmulatedLogin, EmulatedTenant, RegisteredApp};
 use gangway::invitations::{self, InvitationToken};
 use gangway::web::paths;
 use reqwest::StatusCode;
@@ -218,6 +218,37 @@ pub async fn customer_app(app: &TestApp, index: usize, application: &[&str]) -> 
     registered
 }
 
+/// A customer-app invitation to customer tenant `index`, whose own app was granted
+/// `application` permissions, opened in a fresh browser.
+pub struct CustomerAppCase {
+    pub tenant: EmulatedTenant,
+    pub registered: RegisteredApp,
+    pub issued: invitations::Issued,
+    pub customer: Customer,
+}
+
+/// Sets up a [`CustomerAppCase`]; `restricted` limits the invitation to the tenant's domain.
+pub async fn customer_app_case(
+    app: &TestApp,
+    index: usize,
+    application: &[&str],
+    restricted: bool,
+) -> CustomerAppCase {
+    let tenant = app.customer(index).clone();
+    let registered = customer_app(app, index, application).await;
+    let domain = restricted.then_some(tenant.domain.as_str());
+    let issued = app
+        .invite("customer-app", &tenant.admin.username, domain)
+        .await;
+    let customer = Customer::open(app, &issued.link).await;
+    CustomerAppCase {
+        tenant,
+        registered,
+        issued,
+        customer,
+    }
+}
+
 /// The permissions the customer-app instructions ask for.
 pub const CUSTOMER_APP_PERMISSIONS: &[&str] =
     &["User.Read.All", "Group.Read.All", "Organization.Read.All"];
@@ -421,12 +452,12 @@ async fn admin_consent_for_a_tenant_named_only_in_the_query_is_not_trusted() {
 #[tokio::test]
 async fn customer_app_with_a_good_secret_is_proven_and_recorded() {
     let app = TestApp::spawn().await;
-    let tenant = app.customer(0).clone();
-    let registered = customer_app(&app, 0, CUSTOMER_APP_PERMISSIONS).await;
-    let issued = app
-        .invite("customer-app", &tenant.admin.username, Some(&tenant.domain))
-        .await;
-    let customer = Customer::open(&app, &issued.link).await;
+    let CustomerAppCase {
+        tenant,
+        registered,
+        issued,
+        customer,
+    } = customer_app_case(&app, 0, CUSTOMER_APP_PERMISSIONS, true).await;
 
     let page = customer.wizard(&app).await;
     for expected in [
@@ -476,12 +507,12 @@ async fn customer_app_with_a_good_secret_is_proven_and_recorded() {
 #[tokio::test]
 async fn customer_app_with_a_wrong_secret_says_to_copy_the_value_and_saves_nothing() {
     let app = TestApp::spawn().await;
-    let tenant = app.customer(0).clone();
-    let registered = customer_app(&app, 0, CUSTOMER_APP_PERMISSIONS).await;
-    let issued = app
-        .invite("customer-app", &tenant.admin.username, None)
-        .await;
-    let customer = Customer::open(&app, &issued.link).await;
+    let CustomerAppCase {
+        tenant,
+        registered,
+        issued,
+        customer,
+    } = customer_app_case(&app, 0, CUSTOMER_APP_PERMISSIONS, false).await;
 
     let wrong = "wrong~secret-value-0123456789";
     let response = customer
@@ -515,12 +546,12 @@ async fn customer_app_with_a_wrong_secret_says_to_copy_the_value_and_saves_nothi
 #[tokio::test]
 async fn customer_app_lacking_user_read_all_names_the_missing_permission() {
     let app = TestApp::spawn().await;
-    let tenant = app.customer(1).clone();
-    let registered = customer_app(&app, 1, &["Group.Read.All", "Organization.Read.All"]).await;
-    let issued = app
-        .invite("customer-app", &tenant.admin.username, None)
-        .await;
-    let customer = Customer::open(&app, &issued.link).await;
+    let CustomerAppCase {
+        tenant,
+        registered,
+        issued,
+        customer,
+    } = customer_app_case(&app, 1, &["Group.Read.All", "Organization.Read.All"], false).await;
 
     let response = customer.submit_app(&app, &tenant.id, &registered).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -944,12 +975,12 @@ async fn customer_app_checks_are_rate_limited_per_client() {
         ..Setup::default()
     })
     .await;
-    let tenant = app.customer(0).clone();
-    let registered = customer_app(&app, 0, CUSTOMER_APP_PERMISSIONS).await;
-    let issued = app
-        .invite("customer-app", &tenant.admin.username, None)
-        .await;
-    let customer = Customer::open(&app, &issued.link).await;
+    let CustomerAppCase {
+        tenant,
+        registered,
+        issued,
+        customer,
+    } = customer_app_case(&app, 0, CUSTOMER_APP_PERMISSIONS, false).await;
     for _ in 0..2 {
         let response = customer
             .customer_app(
