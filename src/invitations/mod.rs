@@ -463,13 +463,16 @@ pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, Invita
         Status::Revoked => Opened::Revoked(invitation),
         Status::Consented => Opened::AlreadyUsed(invitation),
         _ => {
+            let mut invitation = invitation;
             let mut tx = db.begin().await?;
-            sqlx::query(
-                "update invitations set status = 'opened', last_activity_at = now() where id = $1",
+            invitation.last_activity_at = sqlx::query_scalar(
+                "update invitations set status = 'opened', last_activity_at = now() where id = $1
+                 returning last_activity_at",
             )
             .bind(invitation.id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            invitation.status = Status::Opened;
             let who = Actor::Customer(invitation.admin_email.clone());
             audit::record(
                 &mut *tx,
@@ -480,9 +483,8 @@ pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, Invita
                 json!({}),
             )
             .await?;
-            let opened = find(&mut *tx, invitation.id).await?;
             tx.commit().await?;
-            Opened::Ready(opened)
+            Opened::Ready(invitation)
         }
     })
 }

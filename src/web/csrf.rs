@@ -5,7 +5,7 @@
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
@@ -70,12 +70,7 @@ pub async fn protect(session: Session, request: Request, next: Next) -> Response
                 .into(),
             reference: None,
         };
-        return (
-            StatusCode::FORBIDDEN,
-            [(header::CACHE_CONTROL, "no-store")],
-            page,
-        )
-            .into_response();
+        return (StatusCode::FORBIDDEN, page).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

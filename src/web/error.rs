@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
@@ -45,12 +45,7 @@ impl IntoResponse for Error {
         if let Error::SignInRequired = self {
             return Redirect::to(paths::LOGIN).into_response();
         }
-        let mut response = page_for(self);
-        // Error pages describe one moment of one session: never cache them.
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        page_for(self)
     }
 }
 

@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -432,7 +432,7 @@ fn link_page(state: &AppState, chrome: Chrome, issued: Issued, resent: bool) -> 
         resent,
         detail_url: paths::with_id(paths::INVITATION, invitation.id),
     };
-    ([(header::CACHE_CONTROL, "no-store")], page).into_response()
+    page.into_response()
 }
 
 // ---------------------------------------------------------------------------------------------

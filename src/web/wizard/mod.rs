@@ -13,11 +13,9 @@ mod pages;
 mod review;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::Session;
 use uuid::Uuid;
 
@@ -27,8 +25,7 @@ use crate::app::AppState;
 use crate::crypto::constant_time_eq;
 use crate::invitations::ConsentMode;
 
-/// Wizard routes. Every answer is `Cache-Control: no-store`: these pages hold a customer's
-/// invitation details and one-time form tokens.
+/// Wizard routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(paths::AUTHENTICATE, get(link::open))
@@ -36,10 +33,6 @@ pub fn router() -> Router<AppState> {
         .route(paths::WIZARD_START, post(review::start))
         .route(paths::WIZARD_CUSTOMER_APP, post(customer_app::submit))
         .route(paths::CALLBACK, get(callback::callback))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
 }
 
 /// How long a Microsoft round-trip may take before its state is refused.
