@@ -256,6 +256,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cookies_are_secure_whenever_the_portal_is_https() {
+        let local = parse_public_url("http://127.0.0.1:8080").unwrap();
+        let mut cfg = Config {
+            database_url: String::new(),
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            public_url: local,
+            authority: parse_base_url("https://login.microsoftonline.com").unwrap(),
+            graph_url: parse_base_url("https://graph.microsoft.com").unwrap(),
+            client_id: uuid::Uuid::nil().to_string(),
+            client_secret: Secret::new("s"),
+            keys: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
+                .unwrap()
+                .into(),
+            smtp_url: None,
+            mail_from: String::new(),
+            provider_name: String::new(),
+            extra_ca_pem: None,
+            link_rate: RateLimit::default(),
+            sign_in_rate: RateLimit::SIGN_IN,
+        };
+        assert!(!cfg.secure_cookies());
+        cfg.public_url = parse_public_url("https://portal.example.com").unwrap();
+        assert!(cfg.secure_cookies());
+        assert_eq!(
+            cfg.redirect_uri().as_str(),
+            "https://portal.example.com/authenticate/OAuth2Callback"
+        );
+    }
+
+    #[test]
     fn public_url_requires_https_off_loopback() {
         assert!(parse_public_url("http://portal.example.com").is_err());
         assert_eq!(

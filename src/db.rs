@@ -9,6 +9,8 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(10)
+        // Fail within seconds when Postgres is unreachable, instead of the default 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(options(url)?)
         .await
 }

@@ -461,3 +461,212 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "a clean exit, not death by signal");
 }
+
+#[tokio::test]
+async fn tenant_list_shows_connected_tenants_as_text_and_json() {
+    let app = TestApp::spawn().await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let entra_id = uuid::Uuid::new_v4();
+    gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &crate::helpers::consent(entra_id),
+    )
+    .await
+    .unwrap();
+
+    let text = stdout(&run(gangway(&app), &["tenant", "list"]).await);
+    assert!(
+        text.contains(&entra_id.to_string()) && text.contains("Contoso"),
+        "{text}"
+    );
+    assert!(
+        text.contains("delegated") && text.contains("1 tenant(s)"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &run(gangway(&app), &["tenant", "list", "--json"])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["entra_tenant_id"], entra_id.to_string());
+    assert_eq!(
+        json[0]["verified_domains"],
+        serde_json::json!(["contoso.example"])
+    );
+    assert!(
+        !json.to_string().contains("the-refresh-token"),
+        "credentials never printed"
+    );
+}
+
+#[tokio::test]
+async fn migrate_prepares_an_empty_database_and_is_idempotent() {
+    let app = TestApp::spawn().await;
+    let mut url = url::Url::parse(&app.database_url).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    url.set_path(&format!(
+        "gangway_test_{now}_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    gangway::db::create_if_missing(url.as_str()).await.unwrap();
+
+    for _ in 0..2 {
+        let mut migrate = gangway(&app);
+        migrate.env("DATABASE_URL", url.as_str());
+        let output = run(migrate, &["migrate"]).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains("database is up to date"));
+    }
+    let db = gangway::db::connect(url.as_str()).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select table_schema || '.' || table_name from information_schema.tables
+         where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'session')
+         order by 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "public.audit_events",
+            "public.invitations",
+            "public.operators",
+            "public.outbox",
+            "public.tenants",
+            "tower_sessions.session"
+        ]
+    );
+
+    let mut unreachable = gangway(&app);
+    unreachable.env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere");
+    let output = run(unreachable, &["migrate"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot connect to DATABASE_URL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn demo_creates_its_database_and_prints_logins_that_work() {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = TestApp::spawn().await;
+    // A database that does not exist yet: the demo creates it.
+    let mut url = url::Url::parse(&app.database_url).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    url.set_path(&format!(
+        "gangway_test_{now}_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (portal, emulator) = (free_port(), free_port());
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_gangway"));
+    demo.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .args(["demo", "--database-url", url.as_str(), "--users", "5"])
+        .args(["--listen", &format!("127.0.0.1:{portal}")])
+        .args(["--emulator-listen", &format!("127.0.0.1:{emulator}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = demo.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.contains("Ctrl-C stops") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo announces itself within a minute");
+
+    let console = format!("http://127.0.0.1:{portal}/console");
+    assert!(printed.contains(&console), "{printed}");
+    assert_eq!(printed.matches("Global admin").count(), 2, "{printed}");
+    assert!(
+        printed.contains("Plain member") && printed.contains("Client ID"),
+        "{printed}"
+    );
+    let login = printed
+        .lines()
+        .find(|l| l.contains("Operator login"))
+        .unwrap();
+    let (email, password) = login
+        .split_once("Operator login")
+        .unwrap()
+        .1
+        .trim()
+        .split_once(" / ")
+        .unwrap();
+
+    // The printed operator login signs in.
+    let browser = crate::helpers::browser();
+    let page = browser
+        .get(format!("{console}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::helpers::input_value(&page, "csrf_token").unwrap();
+    let form = [
+        ("email", email),
+        ("password", password),
+        ("csrf_token", &csrf),
+    ];
+    let response = browser
+        .post(format!("{console}/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(response).await, "/console/invitations");
+    // The printed customer admins are real users at the emulator.
+    let tenants: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{emulator}/_emulator/tenants"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    for tenant in tenants.as_array().unwrap().iter().skip(1) {
+        let admin = tenant["admin"]["username"].as_str().unwrap();
+        assert!(printed.contains(admin), "{admin} missing from:\n{printed}");
+    }
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("the demo stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

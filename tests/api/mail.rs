@@ -40,6 +40,15 @@ async fn invitation_mail_arrives_with_a_working_link_and_is_wiped_from_the_outbo
     ] {
         assert!(text.contains(expected), "mail lacks {expected:?}:\n{text}");
     }
+    // Both a plain-text and an HTML part, and the link's expiry in words.
+    let data = message.data.to_ascii_lowercase();
+    assert!(data.contains("multipart/alternative"), "{}", message.data);
+    assert!(data.contains("content-type: text/plain") && data.contains("content-type: text/html"));
+    let expires = gangway::format::datetime(issued.invitation.expires_at);
+    assert!(
+        text.contains(&format!("works until {expires}")),
+        "mail lacks the expiry:\n{text}"
+    );
     assert_eq!(
         message.link(),
         issued.link,

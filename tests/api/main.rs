@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod console;
+mod headers;
 mod helpers;
 mod mail;
 mod security;
