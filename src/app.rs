@@ -124,6 +124,8 @@ pub fn router(state: AppState) -> Router {
     let mut router = web::router()
         .layer(axum::middleware::from_fn(web::csrf::protect))
         .layer(sessions)
+        // Outside the sessions: refused input touches no session.
+        .layer(axum::middleware::from_fn(web::input::reject_nul))
         .with_state(state);
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(name, value));

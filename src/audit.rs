@@ -144,7 +144,11 @@ impl AuditEvent {
     }
 }
 
-/// Appends an event.
+/// The longest text kept in one detail value: details carry what customers and Microsoft
+/// said, and an audit row is no place for a megabyte of it.
+pub const MAX_DETAIL_CHARS: usize = 500;
+
+/// Appends an event; string values in `detail` are cut to [`MAX_DETAIL_CHARS`].
 pub async fn record(
     db: impl PgExecutor<'_>,
     actor: &Actor,
@@ -158,10 +162,21 @@ pub async fn record(
         .bind(action.as_str())
         .bind(invitation_id)
         .bind(tenant_id)
-        .bind(detail)
+        .bind(capped(detail))
         .execute(db)
         .await?;
     Ok(())
+}
+
+fn capped(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.chars().count() > MAX_DETAIL_CHARS => {
+            Value::String(s.chars().take(MAX_DETAIL_CHARS).chain(['…']).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(capped).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, capped(v))).collect()),
+        other => other,
+    }
 }
 
 /// One page of the whole trail, newest first, optionally narrowed by a search term.
@@ -217,7 +232,22 @@ pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error
 
 #[cfg(test)]
 mod tests {
-    use super::Action;
+    use super::*;
+
+    #[test]
+    fn long_detail_values_are_capped_at_any_depth() {
+        let long = "x".repeat(MAX_DETAIL_CHARS * 4);
+        let kept = capped(serde_json::json!({ "reason": long, "list": [long], "n": 1 }));
+        assert_eq!(
+            kept["reason"].as_str().unwrap().chars().count(),
+            MAX_DETAIL_CHARS + 1
+        );
+        assert_eq!(
+            kept["list"][0].as_str().unwrap().chars().count(),
+            MAX_DETAIL_CHARS + 1
+        );
+        assert_eq!(kept["n"], 1);
+    }
 
     #[test]
     fn every_action_parses_back_from_its_name_and_has_a_label() {

@@ -250,10 +250,11 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
         },
         StatusCode::GONE => GraphError::SyncStateGone,
         _ => match serde_json::from_slice::<ErrorBody>(body) {
+            // Remote text travels on into logs and stored errors: capped here, where it enters.
             Ok(b) => GraphError::Api {
                 status: status.as_u16(),
-                code: b.error.code,
-                message: b.error.message,
+                code: b.error.code.chars().take(100).collect(),
+                message: b.error.message.chars().take(300).collect(),
             },
             Err(_) => GraphError::Api {
                 status: status.as_u16(),

@@ -28,6 +28,11 @@ impl IdentityError {
     }
 }
 
+/// The longest `error` kept from a redirect (Microsoft's are a few words).
+const MAX_ERROR_CHARS: usize = 64;
+/// The longest `error_description` kept from a redirect.
+const MAX_DESCRIPTION_CHARS: usize = 1_000;
+
 /// Microsoft's OAuth error body, e.g.
 /// `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret …","error_codes":[7000215],…}`.
 /// Also built from the `error`/`error_description` query parameters of a redirect.
@@ -80,10 +85,19 @@ pub enum AadErrorKind {
 
 impl AadError {
     /// An error built from a redirect's `error` and `error_description` query parameters.
+    /// Anyone can put anything in a redirect: `error` keeps only the characters RFC 6749 allows
+    /// in it (printable ASCII but `"` and `\\`) and both are capped, so what is logged, stored
+    /// and shown stays small.
     pub fn from_redirect(error: &str, error_description: Option<&str>) -> Self {
+        let error: String = error
+            .chars()
+            .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+            .take(MAX_ERROR_CHARS)
+            .collect();
         Self {
-            error: error.to_owned(),
-            error_description: error_description.map(str::to_owned),
+            error,
+            error_description: error_description
+                .map(|d| d.chars().take(MAX_DESCRIPTION_CHARS).collect()),
             ..Self::default()
         }
     }
@@ -132,6 +146,18 @@ impl AadError {
         self.error == "invalid_grant"
     }
 
+    /// True for the answers to a `prompt=none` request that only an interactive sign-in can
+    /// resolve (no session, several accounts, consent to ask for).
+    pub fn needs_interaction(&self) -> bool {
+        matches!(
+            self.error.as_str(),
+            "login_required"
+                | "interaction_required"
+                | "consent_required"
+                | "account_selection_required"
+        )
+    }
+
     /// The description's first line (Microsoft appends trace and correlation ids on later lines).
     pub fn summary(&self) -> &str {
         self.error_description
@@ -167,7 +193,7 @@ pub enum IdTokenProblem {
     /// `alg` is not RS256 (`none`, HS256, …).
     #[error("signing algorithm not allowed")]
     AlgorithmNotAllowed,
-    /// `aud` is not our client id (or names other audiences too).
+    /// `aud` is not our client id (or names other audiences too), or `azp` names another app.
     #[error("issued for another application")]
     WrongAudience,
     /// `iss` is not `{authority}/{tid}/v2.0`, or disagrees with the key's own issuer.
@@ -179,6 +205,9 @@ pub enum IdTokenProblem {
     /// `nbf` or `iat` is in the future (beyond the allowed clock skew).
     #[error("not yet valid")]
     NotYetValid,
+    /// `iat` is older than an ID token may live: a replayed or long-stored token.
+    #[error("issued too long ago")]
+    IssuedTooLongAgo,
     /// `nonce` is missing or differs from the one sent with the request.
     #[error("nonce does not match")]
     NonceMismatch,
@@ -299,5 +328,17 @@ mod tests {
             AadErrorKind::Other
         );
         assert_eq!(AadError::from_redirect("server_error", None).code(), None);
+    }
+
+    #[test]
+    fn redirect_errors_are_sanitised_and_capped_where_they_enter() {
+        let e = AadError::from_redirect(
+            "access_denied\n2026-12-01 INFO forged\u{0}",
+            Some(&"d".repeat(50_000)),
+        );
+        assert_eq!(e.error, "access_denied2026-12-01 INFO forged");
+        assert_eq!(e.error_description.unwrap().len(), 1_000);
+        let long = AadError::from_redirect(&"e".repeat(500), None);
+        assert_eq!(long.error.len(), 64);
     }
 }

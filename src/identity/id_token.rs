@@ -20,6 +20,11 @@ use super::{IdTokenProblem, SignedInAdmin, TenantId};
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// The longest an ID token may have existed when it reaches us. Gangway validates only tokens
+/// it has just redeemed, and Entra ID's ID tokens live an hour (at most a day by policy), so an
+/// older `iat` means a replayed or minted-long-ago token whatever its `exp` says.
+pub(crate) const MAX_ID_TOKEN_AGE: Duration = Duration::from_secs(60 * 60);
+
 /// Global Administrator role template id, as it appears in `wids`.
 pub const GLOBAL_ADMIN_ROLE: &str = "62e90394-69f5-4237-9190-012177145e10";
 
@@ -153,7 +158,8 @@ fn unix(t: SystemTime) -> i64 {
 ///
 /// Order: header (`alg` RS256, `kid` present) → `tid` is a GUID → expected issuer
 /// `{authority}/{tid}/v2.0` → key by `kid` (its own `issuer`, if any, must agree) →
-/// openidconnect's verifier (signature, `iss`, `aud`, `exp`, `nonce`) → `nbf`, `iat`, `oid`.
+/// openidconnect's verifier (signature, `iss`, `aud`, `azp`, `exp`, `nonce`) → `nbf`, `iat`
+/// (neither in the future, `iat` not older than [`MAX_ID_TOKEN_AGE`]), `oid`.
 pub(crate) fn validate(
     raw: &str,
     jwks: &Jwks,
@@ -210,6 +216,13 @@ pub(crate) fn validate(
         // IssuerUrl equality goes through URL handling; demand the exact string as well.
         return Err(IdTokenProblem::WrongIssuer);
     }
+    // openidconnect leaves `azp` unchecked: a token obtained by another app must not pass.
+    if claims
+        .authorized_party()
+        .is_some_and(|azp| azp.as_str() != expected.client_id)
+    {
+        return Err(IdTokenProblem::WrongAudience);
+    }
     let extra = claims.additional_claims();
     if extra.tid.as_deref().and_then(|t| TenantId::parse(t).ok()) != Some(tid) {
         return Err(IdTokenProblem::TenantNotGuid);
@@ -217,6 +230,10 @@ pub(crate) fn validate(
     let latest_ok = unix(now) + CLOCK_SKEW.as_secs() as i64;
     if claims.issue_time().timestamp() > latest_ok || extra.nbf.is_some_and(|nbf| nbf > latest_ok) {
         return Err(IdTokenProblem::NotYetValid);
+    }
+    let earliest_ok = unix(now) - (MAX_ID_TOKEN_AGE + CLOCK_SKEW).as_secs() as i64;
+    if claims.issue_time().timestamp() < earliest_ok {
+        return Err(IdTokenProblem::IssuedTooLongAgo);
     }
     let object_id = extra
         .oid

@@ -248,8 +248,38 @@ impl EntraClient {
         graph_scopes: &[&str],
         login_hint: Option<&str>,
     ) -> AuthRequest {
-        let auth_url = AuthUrl::new(self.endpoint("organizations/oauth2/v2.0/authorize"))
-            .expect("authority joined with a fixed path is a URL");
+        let scopes = OPENID_SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(graph_scopes.iter().map(|s| graph_scope(s)));
+        self.authorize_request("organizations", scopes, "select_account", login_hint)
+    }
+
+    /// Starts the sign-in that binds an admin consent to a person: the authorize URL on
+    /// `{authority}/{tenant}/oauth2/v2.0/authorize` asking only for `openid profile` (an ID
+    /// token, no access kept), with PKCE, `state` and `nonce` as for a delegated sign-in.
+    /// `silent` sends `prompt=none`: right after consenting the admin is still signed in at
+    /// Microsoft, so no page is shown; otherwise `prompt=select_account`.
+    pub fn admin_sign_in_request(
+        &self,
+        tenant: &TenantId,
+        login_hint: Option<&str>,
+        silent: bool,
+    ) -> AuthRequest {
+        let scopes = OPENID_SCOPES[..2].iter().map(|s| (*s).to_owned());
+        let prompt = if silent { "none" } else { "select_account" };
+        self.authorize_request(&tenant.to_string(), scopes, prompt, login_hint)
+    }
+
+    fn authorize_request(
+        &self,
+        tenant: &str,
+        scopes: impl Iterator<Item = String>,
+        prompt: &str,
+        login_hint: Option<&str>,
+    ) -> AuthRequest {
+        let auth_url = AuthUrl::new(self.endpoint(&format!("{tenant}/oauth2/v2.0/authorize")))
+            .expect("authority joined with a tenant id and a fixed path is a URL");
         let client = self
             .oauth_client(
                 &self.inner.cfg.client_id,
@@ -263,10 +293,9 @@ impl EntraClient {
         let mut req = client
             .authorize_url(|| CsrfToken::new_random_len(32))
             .set_pkce_challenge(challenge)
-            .add_scopes(OPENID_SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
-            .add_scopes(graph_scopes.iter().map(|s| Scope::new(graph_scope(s))))
+            .add_scopes(scopes.map(Scope::new))
             .add_extra_param("nonce", nonce.clone())
-            .add_extra_param("prompt", "select_account");
+            .add_extra_param("prompt", prompt.to_owned());
         if let Some(hint) = login_hint.filter(|h| !h.is_empty()) {
             req = req.add_extra_param("login_hint", hint.to_owned());
         }
@@ -281,7 +310,9 @@ impl EntraClient {
 
     /// Starts an application-permission consent: the v2 admin-consent URL
     /// `{authority}/organizations/v2.0/adminconsent?client_id&scope=https://graph.microsoft.com/.default&redirect_uri&state`.
-    /// Success arriving at the callback proves nothing: confirm with [`Self::app_token`].
+    /// Success arriving at the callback proves nothing about who is in the browser: bind it to
+    /// an administrator's sign-in ([`Self::admin_sign_in_request`]) and confirm it with
+    /// [`Self::app_token`].
     pub fn admin_consent_request(&self) -> AdminConsentRequest {
         let state = CsrfToken::new_random_len(32).into_secret();
         let mut url = Url::parse(&self.endpoint("organizations/v2.0/adminconsent"))

@@ -320,6 +320,41 @@ fn rejects_a_key_scoped_to_another_issuer() {
 }
 
 #[test]
+fn rejects_a_token_authorized_for_another_party() {
+    let signer = key(SIGNING_PEM, "kid-1");
+    let c = with(claims(), |c| {
+        c.insert("azp".into(), json!("00000003-0000-0000-c000-000000000000"));
+    });
+    assert_eq!(
+        check(&sign(&signer, &header("kid-1"), &c)),
+        Err(IdTokenProblem::WrongAudience)
+    );
+    let ours = with(claims(), |c| {
+        c.insert("azp".into(), json!(CLIENT_ID));
+    });
+    assert!(check(&sign(&signer, &header("kid-1"), &ours)).is_ok());
+}
+
+#[test]
+fn rejects_a_token_issued_longer_ago_than_a_token_lives() {
+    let signer = key(SIGNING_PEM, "kid-1");
+    // Far-future `exp` does not rescue a token minted long ago.
+    let old = with(claims(), |c| {
+        c.insert("iat".into(), json!(NOW - 3600 - 301));
+        c.insert("nbf".into(), json!(NOW - 3600 - 301));
+        c.insert("exp".into(), json!(NOW + 86_400));
+    });
+    assert_eq!(
+        check(&sign(&signer, &header("kid-1"), &old)),
+        Err(IdTokenProblem::IssuedTooLongAgo)
+    );
+    let within_skew = with(claims(), |c| {
+        c.insert("iat".into(), json!(NOW - 3600 - 299));
+    });
+    assert!(check(&sign(&signer, &header("kid-1"), &within_skew)).is_ok());
+}
+
+#[test]
 fn rejects_expired_and_future_tokens() {
     let signer = key(SIGNING_PEM, "kid-1");
     let c = with(claims(), |c| {
@@ -515,6 +550,28 @@ fn delegated_request_has_every_parameter() {
     let q2 = query(&r2.url);
     assert!(!q2.contains_key("login_hint"));
     assert_eq!(q2["scope"], "openid profile offline_access");
+}
+
+#[test]
+fn admin_sign_in_request_targets_the_consenting_tenant_and_keeps_no_access() {
+    let c = EntraClient::new(config(AUTHORITY), reqwest::Client::new());
+    let tenant = TenantId::parse(TID).unwrap();
+    let r = c.admin_sign_in_request(&tenant, Some("ada@contoso.com"), true);
+    assert_eq!(
+        &r.url[..url::Position::AfterPath],
+        format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize")
+    );
+    let q = query(&r.url);
+    assert_eq!(q["scope"], "openid profile");
+    assert_eq!(q["prompt"], "none");
+    assert_eq!(
+        (q["state"].as_str(), q["nonce"].as_str()),
+        (r.state.as_str(), r.nonce.as_str())
+    );
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["login_hint"], "ada@contoso.com");
+    let interactive = c.admin_sign_in_request(&tenant, None, false);
+    assert_eq!(query(&interactive.url)["prompt"], "select_account");
 }
 
 #[test]

@@ -138,7 +138,10 @@ pub struct Invitation {
     #[sqlx(rename = "effective_status")]
     pub status: Status,
     pub attempts: i32,
+    /// Why the last attempt failed, for operators (may name other customers).
     pub last_error: Option<String>,
+    /// What the customer was told about the last failed attempt (safe to show them again).
+    pub customer_notice: Option<String>,
     pub tenant_id: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -227,12 +230,14 @@ pub fn parse_validity(value: &str) -> Result<Duration, InvitationError> {
     };
     let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let number: u64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "d" => number * 86_400,
-        "h" => number * 3_600,
-        "m" => number * 60,
+    let unit_secs: u64 = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
         _ => return Err(bad()),
     };
+    // A huge number must be out of range, not wrap around into it.
+    let secs = number.saturating_mul(unit_secs);
     if !(3_600..=30 * 86_400).contains(&secs) {
         return Err(InvitationError::Invalid(
             "validity must be between 1h and 30d".into(),
@@ -264,6 +269,11 @@ impl NewInvitation {
         if customer_name.is_empty() || customer_name.chars().count() > 200 {
             return Err(InvitationError::Invalid(
                 "customer name must be 1 to 200 characters".into(),
+            ));
+        }
+        if customer_name.chars().any(char::is_control) {
+            return Err(InvitationError::Invalid(
+                "customer name must not contain control characters".into(),
             ));
         }
         Ok(Self {
@@ -521,26 +531,35 @@ pub enum Setback {
     Failed,
 }
 
+/// The longest reason or notice kept on an invitation; both may quote Microsoft or the customer.
+pub const MAX_REASON_CHARS: usize = 500;
+
 /// Records a declined or failed attempt on the invitation; the link stays usable for a retry.
+/// `reason` is for operators, `notice` is what the customer is shown when they come back.
 pub async fn record_setback(
     db: &PgPool,
     id: Uuid,
     setback: Setback,
     reason: &str,
+    notice: &str,
     actor: &Actor,
 ) -> Result<(), InvitationError> {
+    let cap = |s: &str| s.chars().take(MAX_REASON_CHARS).collect::<String>();
+    let (reason, notice) = (cap(reason), cap(notice));
     let (status, action) = match setback {
         Setback::Declined => ("declined", Action::ConsentDeclined),
         Setback::Failed => ("failed", Action::ConsentFailed),
     };
     let mut tx = db.begin().await?;
     sqlx::query(
-        "update invitations set status = $2, attempts = attempts + 1, last_error = $3, last_activity_at = now()
+        "update invitations set status = $2, attempts = attempts + 1, last_error = $3, customer_notice = $4,
+                last_activity_at = now()
          where id = $1 and status not in ('consented', 'revoked')",
     )
     .bind(id)
     .bind(status)
-    .bind(reason)
+    .bind(&reason)
+    .bind(&notice)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -639,6 +658,16 @@ mod tests {
             ("X", "a@b.co", "delegated", Some("no spaces.com x"), None),
             ("X", "a@b.co", "delegated", None, Some("90d")),
             ("X", "a@b.co", "delegated", None, Some("soon")),
+            ("X", "a@b.co", "delegated", None, Some("213503982334602d")),
+            (
+                "X",
+                "a@b.co",
+                "delegated",
+                None,
+                Some("99999999999999999999h"),
+            ),
+            ("Con\0toso", "a@b.co", "delegated", None, None),
+            ("Con\ntoso", "a@b.co", "delegated", None, None),
         ] {
             assert!(
                 NewInvitation::parse(name, email, mode, domain, validity).is_err(),

@@ -134,7 +134,7 @@ pub async fn record_consent(
     .bind(key_id)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, last_activity_at = now() where id = $1")
+    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, customer_notice = null, last_activity_at = now() where id = $1")
         .bind(invitation_id)
         .bind(tenant_id)
         .execute(&mut *tx)

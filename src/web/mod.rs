@@ -3,6 +3,7 @@
 pub mod console;
 pub mod csrf;
 pub mod error;
+pub mod input;
 pub mod limits;
 pub mod paths;
 pub mod session;

@@ -1,5 +1,6 @@
 //! Gangway's integration tests: one binary, real Postgres, the emulator and the portal on loopback.
 
+mod attacks;
 mod browser;
 mod cli;
 mod console;

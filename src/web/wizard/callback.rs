@@ -3,16 +3,18 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::link;
 use super::outcome::{self, Outcome};
-use super::{PendingConsent, session_error, session_invitation};
+use super::{AdminConsented, PendingConsent, session_error, session_invitation};
 use crate::app::AppState;
 use crate::identity::{AadError, TenantId};
 use crate::invitations::{self, ConsentMode, Invitation};
+use crate::onboarding;
+use crate::telemetry::Untrusted;
 use crate::tenants::{self, Consent};
 use crate::web::error::{Error, Result};
 use crate::web::session;
@@ -77,9 +79,6 @@ impl CallbackQuery {
     }
 }
 
-/// Why a verified answer could not be turned into a consent: shown, and recorded as a setback.
-type Refused = Outcome;
-
 /// The callback.
 #[tracing::instrument(skip_all)]
 pub async fn callback(
@@ -114,18 +113,58 @@ pub async fn callback(
         );
     }
 
-    let result = match (query.answer(), pending.mode) {
-        (Answer::Error(e), mode) => {
-            tracing::info!(error = %e, "Microsoft returned an error to the callback");
+    let verified = match (query.answer(), pending.mode, &pending.admin_consent) {
+        (Answer::Error(e), ConsentMode::Application, Some(leg))
+            if leg.silent && e.needs_interaction() =>
+        {
+            // The silent sign-in after consent found no usable Microsoft session: ask once.
+            tracing::info!(error = ?Untrusted(&e.error), "silent admin sign-in needs interaction");
+            let leg = AdminConsented {
+                silent: false,
+                ..leg.clone()
+            };
+            return sign_in_admin(&state, &session, &invitation, leg).await;
+        }
+        (Answer::Error(e), mode, _) => {
+            tracing::info!(
+                error = ?Untrusted(&e.error),
+                description = ?Untrusted(e.summary()),
+                "Microsoft returned an error to the callback"
+            );
             Err(outcome::for_aad_error(&e, mode, &provider))
         }
-        (Answer::Code(code), ConsentMode::Delegated) => {
-            delegated(&state, &pending, &invitation, code).await?
+        (Answer::Code(code), ConsentMode::Delegated, None) => {
+            let redemption = pending.redemption(code)?;
+            onboarding::verify_delegated(&state.entra, &state.graph, &redemption)
+                .await
+                .map_err(|r| outcome::for_refusal(&r, ConsentMode::Delegated, &provider))
         }
-        (Answer::AdminConsent { tenant, scopes }, ConsentMode::Application) => {
-            application(&state, &invitation, tenant, scopes).await?
+        (Answer::AdminConsent { tenant, scopes }, ConsentMode::Application, None) => {
+            // Not trusted yet: it only says which tenant the admin must now prove to run.
+            let Ok(tenant) = TenantId::parse(tenant) else {
+                let refused = outcome::bad_tenant_in_answer();
+                return refuse(&state, &invitation, refused).await;
+            };
+            let leg = AdminConsented {
+                tenant,
+                scopes,
+                silent: true,
+            };
+            return sign_in_admin(&state, &session, &invitation, leg).await;
         }
-        (answer, mode) => {
+        (Answer::Code(code), ConsentMode::Application, Some(leg)) => {
+            let redemption = pending.redemption(code)?;
+            onboarding::verify_admin_consent(
+                &state.entra,
+                &state.graph,
+                &leg.tenant,
+                leg.scopes.clone(),
+                &redemption,
+            )
+            .await
+            .map_err(|r| outcome::for_refusal(&r, ConsentMode::Application, &provider))
+        }
+        (answer, mode, _) => {
             tracing::info!(shape = ?std::mem::discriminant(&answer), mode = mode.as_str(), "callback shape does not fit the round-trip");
             return Ok(
                 outcome::state_page(super::StateProblem::Mismatch, &provider)
@@ -133,7 +172,11 @@ pub async fn callback(
             );
         }
     };
-    match result {
+    let recorded = match verified {
+        Ok(consent) => record(&state, &invitation, &consent).await?,
+        Err(refused) => Err(refused),
+    };
+    match recorded {
         Ok(tenant_name) => {
             session
                 .remove::<uuid::Uuid>(session::INVITATION)
@@ -142,136 +185,44 @@ pub async fn callback(
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
             Ok(link::done_page(&provider, &tenant_name, "Sign in with Microsoft").into_response())
         }
-        Err(refused) => {
-            refused.record(&state.db, &invitation).await?;
-            let status = refused.status;
-            Ok(refused.page(&provider).with_status(status))
-        }
+        Err(refused) => refuse(&state, &invitation, refused).await,
     }
 }
 
-/// Delegated: redeem the code (the ID token is validated there), require a Global
-/// Administrator, confirm the organisation through Graph, record.
-async fn delegated(
+/// Records a refusal on the invitation and shows it.
+async fn refuse(state: &AppState, invitation: &Invitation, refused: Outcome) -> Result<Response> {
+    refused.record(&state.db, invitation).await?;
+    let status = refused.status;
+    Ok(refused.page(&state.cfg.provider_name).with_status(status))
+}
+
+/// Sends the admin to sign in to the tenant that answered the admin consent, with a fresh
+/// single-use state, nonce and PKCE verifier; the consent counts only once that sign-in proves
+/// a Global Administrator of the same tenant.
+async fn sign_in_admin(
     state: &AppState,
-    pending: &PendingConsent,
+    session: &Session,
     invitation: &Invitation,
-    code: &str,
-) -> Result<std::result::Result<String, Refused>> {
-    let provider = state.cfg.provider_name.as_str();
-    let (Some(verifier), Some(nonce)) =
-        (pending.pkce_verifier.as_deref(), pending.nonce.as_deref())
-    else {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "delegated round-trip without verifier or nonce"
-        )));
+    leg: AdminConsented,
+) -> Result<Response> {
+    let request = state
+        .entra
+        .admin_sign_in_request(&leg.tenant, None, leg.silent);
+    let pending = PendingConsent {
+        mode: ConsentMode::Application,
+        state: request.state,
+        nonce: Some(request.nonce),
+        pkce_verifier: Some(request.pkce_verifier),
+        invitation_id: invitation.id,
+        created_at: OffsetDateTime::now_utc().unix_timestamp(),
+        admin_consent: Some(leg),
     };
-    let grant = match state.entra.redeem_code(code, verifier, nonce).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::info!(error = %e, "code redemption refused");
-            return Ok(Err(outcome::for_identity_error(
-                &e,
-                ConsentMode::Delegated,
-                provider,
-            )));
-        }
-    };
-    let identity = &grant.identity;
-    if !identity.is_global_admin {
-        return Ok(Err(outcome::not_global_admin(&identity.username)));
-    }
-    let org = match state.graph.organization(&grant.access_token).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::info!(error = %e, "organization read failed");
-            return Ok(Err(outcome::for_graph_error(&e, provider)));
-        }
-    };
-    if org.id != identity.tenant_id {
-        return Ok(Err(outcome::organisation_mismatch()));
-    }
-    let Some(refresh_token) = grant.refresh_token.clone() else {
-        return Ok(Err(outcome::no_refresh_token()));
-    };
-    let consent = Consent {
-        granted_scopes: grant.scopes.clone(),
-        consented_by_oid: Some(identity.object_id),
-        consented_by_upn: Some(identity.username.clone()),
-        credential: Some(refresh_token),
-        ..consent_for(&org, ConsentMode::Delegated)
-    };
-    record(state, invitation, &consent).await
-}
-
-/// Application: the query's `tenant` only says where to ask. Consent is proven by a
-/// client-credentials token for that tenant and its `/organization`.
-async fn application(
-    state: &AppState,
-    invitation: &Invitation,
-    claimed_tenant: &str,
-    scopes: Vec<String>,
-) -> Result<std::result::Result<String, Refused>> {
-    let provider = state.cfg.provider_name.as_str();
-    let Ok(tenant) = TenantId::parse(claimed_tenant) else {
-        return Ok(Err(outcome::bad_tenant_in_answer()));
-    };
-    let token = match state.entra.app_token(&tenant, None).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::info!(error = %e, "consent could not be confirmed with a client-credentials token");
-            return Ok(Err(outcome::for_identity_error(
-                &e,
-                ConsentMode::Application,
-                provider,
-            )));
-        }
-    };
-    let org = match state.graph.organization(&token).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::info!(error = %e, "organization read failed");
-            return Ok(Err(outcome::for_graph_error(&e, provider)));
-        }
-    };
-    if org.id != tenant {
-        return Ok(Err(outcome::organisation_mismatch()));
-    }
-    let consent = Consent {
-        granted_scopes: scopes,
-        ..consent_for(&org, ConsentMode::Application)
-    };
-    record(state, invitation, &consent).await
-}
-
-/// What `/organization` proves about the tenant, as a consent in `mode`; callers add who
-/// consented, the scopes and the credential.
-pub fn consent_for(org: &crate::graph::Organization, mode: ConsentMode) -> Consent {
-    Consent {
-        entra_tenant_id: org.id.as_uuid(),
-        display_name: display_name(org),
-        verified_domains: org
-            .verified_domains
-            .iter()
-            .map(|d| d.name.clone())
-            .collect(),
-        mode,
-        granted_scopes: Vec::new(),
-        consented_by_oid: None,
-        consented_by_upn: None,
-        customer_client_id: None,
-        credential: None,
-    }
-}
-
-/// The organisation's name, else its default domain, else its id.
-fn display_name(org: &crate::graph::Organization) -> String {
-    if !org.display_name.trim().is_empty() {
-        return org.display_name.trim().to_owned();
-    }
-    org.default_domain()
-        .map(str::to_owned)
-        .unwrap_or_else(|| org.id.to_string())
+    session
+        .insert(session::PENDING_CONSENT, &pending)
+        .await
+        .map_err(session_error)?;
+    tracing::info!(invitation_id = %invitation.id, "admin consent answered; confirming who signed in");
+    Ok(Redirect::to(request.url.as_str()).into_response())
 }
 
 /// Records the consent; the refusals of `record_consent` become outcomes.
@@ -279,12 +230,12 @@ pub async fn record(
     state: &AppState,
     invitation: &Invitation,
     consent: &Consent,
-) -> Result<std::result::Result<String, Refused>> {
+) -> Result<std::result::Result<String, Outcome>> {
     match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent).await {
         Ok(_) => Ok(Ok(consent.display_name.clone())),
         Err(e) => match outcome::for_consent_error(&e, consent.mode, &state.cfg.provider_name) {
             Some(refused) => {
-                tracing::info!(error = %e, "consent refused");
+                tracing::info!(error = ?e, "consent refused");
                 Ok(Err(refused))
             }
             None => Err(Error::Internal(e.into())),

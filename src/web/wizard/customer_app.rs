@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::callback::{consent_for, record};
+use super::callback::record;
 use super::link;
 use super::pages::CustomerAppForm;
 use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
@@ -21,6 +21,7 @@ use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError, Secret, TenantId};
 use crate::invitations::{self, ConsentMode, Setback};
+use crate::onboarding;
 use crate::tenants::Consent;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -280,9 +281,16 @@ pub async fn submit(
         Err(finding) => {
             tracing::info!(?finding, "customer app credentials refused");
             let reason = format!("customer app check failed: {}", finding.message());
-            invitations::record_setback(&state.db, invitation.id, Setback::Failed, &reason, &who)
-                .await
-                .map_err(|e| Error::Internal(e.into()))?;
+            invitations::record_setback(
+                &state.db,
+                invitation.id,
+                Setback::Failed,
+                &reason,
+                finding.message(),
+                &who,
+            )
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
             let mut form = CustomerAppForm {
                 tenant_id: creds.tenant.to_string(),
                 client_id: creds.client_id.to_string(),
@@ -291,7 +299,7 @@ pub async fn submit(
             apply(&finding, &mut form);
             // Shown above the form; the stale "last attempt" notice would repeat it.
             let mut invitation = invitation;
-            invitation.last_error = None;
+            invitation.customer_notice = None;
             return Ok(rerender(&invitation, form));
         }
     };
@@ -299,7 +307,7 @@ pub async fn submit(
         granted_scopes: vec![crate::identity::GRAPH_DEFAULT_SCOPE.to_owned()],
         customer_client_id: Some(creds.client_id.to_string()),
         credential: Some(creds.secret),
-        ..consent_for(&org, ConsentMode::CustomerApp)
+        ..onboarding::consent_for(&org, ConsentMode::CustomerApp)
     };
     let provider = state.cfg.provider_name.clone();
     match record(&state, &invitation, &consent).await? {

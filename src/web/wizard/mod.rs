@@ -23,7 +23,9 @@ use super::error::Error;
 use super::{paths, session};
 use crate::app::AppState;
 use crate::crypto::constant_time_eq;
+use crate::identity::TenantId;
 use crate::invitations::ConsentMode;
+use crate::onboarding::CodeRedemption;
 
 /// Wizard routes.
 pub fn router() -> Router<AppState> {
@@ -51,6 +53,19 @@ pub(crate) struct PendingConsent {
     pub invitation_id: Uuid,
     /// Unix seconds.
     pub created_at: i64,
+    /// Application mode, second leg: the admin consent Microsoft answered, waiting for the
+    /// administrator's sign-in that binds it to a person.
+    #[serde(default)]
+    pub admin_consent: Option<AdminConsented>,
+}
+
+/// An admin-consent answer not yet trusted: the tenant it named and the scopes it listed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AdminConsented {
+    pub tenant: TenantId,
+    pub scopes: Vec<String>,
+    /// Whether the sign-in was sent with `prompt=none` (one interactive retry is left).
+    pub silent: bool,
 }
 
 impl std::fmt::Debug for PendingConsent {
@@ -59,6 +74,7 @@ impl std::fmt::Debug for PendingConsent {
             .field("mode", &self.mode)
             .field("invitation_id", &self.invitation_id)
             .field("created_at", &self.created_at)
+            .field("admin_consent", &self.admin_consent)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +116,20 @@ impl PendingConsent {
         }
         Ok(())
     }
+
+    /// What redeems `code` for this round-trip: its PKCE verifier and nonce.
+    pub fn redemption<'a>(&'a self, code: &'a str) -> Result<CodeRedemption<'a>, Error> {
+        match (self.pkce_verifier.as_deref(), self.nonce.as_deref()) {
+            (Some(pkce_verifier), Some(nonce)) => Ok(CodeRedemption {
+                code,
+                pkce_verifier,
+                nonce,
+            }),
+            _ => Err(Error::Internal(anyhow::anyhow!(
+                "a code arrived for a round-trip without verifier or nonce"
+            ))),
+        }
+    }
 }
 
 fn session_error(e: tower_sessions::session::Error) -> Error {
@@ -126,6 +156,7 @@ mod tests {
             pkce_verifier: Some("v".into()),
             invitation_id: Uuid::from_u128(7),
             created_at,
+            admin_consent: None,
         }
     }
 

@@ -7,8 +7,9 @@ use super::StateProblem;
 use super::pages::{Action, Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::graph::GraphError;
-use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
+use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError, TenantId};
 use crate::invitations::{self, ConsentMode, Invitation, Setback, Status};
+use crate::onboarding::Refusal;
 use crate::tenants::ConsentError;
 use crate::web::error::Error;
 use crate::web::paths;
@@ -61,8 +62,10 @@ pub fn classify(e: &AadError) -> Problem {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub setback: Setback,
-    /// Short, names the code; kept on the invitation for the operator and shown on retry.
+    /// Short, names the code; kept on the invitation for the operator (may name other customers).
     pub reason: String,
+    /// The AADSTS code (or OAuth error) Microsoft answered with, if it did.
+    pub code: Option<String>,
     pub heading: String,
     pub paragraphs: Vec<String>,
     pub next_steps: Vec<String>,
@@ -76,17 +79,34 @@ impl Outcome {
     /// Keeps this setback on the invitation (status, attempts, reason) and in the audit trail.
     pub async fn record(&self, db: &sqlx::PgPool, invitation: &Invitation) -> Result<(), Error> {
         let who = Actor::Customer(invitation.admin_email.clone());
-        invitations::record_setback(db, invitation.id, self.setback, &self.reason, &who)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+        invitations::record_setback(
+            db,
+            invitation.id,
+            self.setback,
+            &self.reason,
+            &self.notice(),
+            &who,
+        )
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
         tracing::info!(invitation_id = %invitation.id, setback = ?self.setback, "consent attempt refused");
         Ok(())
+    }
+
+    /// What the customer is reminded of when they come back: the heading they saw, with
+    /// Microsoft's code for support.
+    pub fn notice(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{} ({code}).", self.heading),
+            None => format!("{}.", self.heading),
+        }
     }
 
     fn failed(reason: impl Into<String>, heading: impl Into<String>) -> Self {
         Self {
             setback: Setback::Failed,
             reason: reason.into(),
+            code: None,
             heading: heading.into(),
             paragraphs: Vec::new(),
             next_steps: Vec::new(),
@@ -204,16 +224,43 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
             .then("Click Try again. If it happens again, send the code below to your contact."),
     };
     outcome.detail = Some(e.summary().chars().take(300).collect());
+    outcome.code = Some(code);
     outcome
 }
 
 /// The outcome of a failed code redemption or app-token request.
-pub fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &str) -> Outcome {
+fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &str) -> Outcome {
     match e {
         IdentityError::Aad(aad) => for_aad_error(aad, mode, provider),
         IdentityError::InvalidIdToken(problem) => for_id_token(*problem),
         IdentityError::Transport(_) => unreachable_microsoft(),
     }
+}
+
+/// A consent that did not verify.
+pub fn for_refusal(refusal: &Refusal, mode: ConsentMode, provider: &str) -> Outcome {
+    match refusal {
+        Refusal::Identity(e) => for_identity_error(e, mode, provider),
+        Refusal::Graph(e) => for_graph_error(e, provider),
+        Refusal::NotGlobalAdmin { username } => not_global_admin(username),
+        Refusal::SignedInElsewhere {
+            consented,
+            signed_in,
+        } => signed_in_elsewhere(consented, signed_in),
+        Refusal::OrganisationMismatch => organisation_mismatch(),
+        Refusal::NoRefreshToken => no_refresh_token(),
+    }
+}
+
+/// Application mode: consent came from one tenant, but the sign-in from another.
+fn signed_in_elsewhere(consented: &TenantId, signed_in: &TenantId) -> Outcome {
+    Outcome::failed(
+        format!("admin consent answer named tenant {consented}, but the administrator signed in to {signed_in}"),
+        "The sign-in does not match the consent",
+    )
+    .say("The consent and the sign-in that confirms it came from different organisations, so nothing was connected.")
+    .then("Click Try again and grant consent and sign in as a Global Administrator of the same organisation, in this same browser window.")
+    .status(StatusCode::FORBIDDEN)
 }
 
 /// An ID token failed validation: refused, whatever the reason.
@@ -234,7 +281,7 @@ pub fn unreachable_microsoft() -> Outcome {
 }
 
 /// The signer is not a Global Administrator (delegated mode).
-pub fn not_global_admin(username: &str) -> Outcome {
+fn not_global_admin(username: &str) -> Outcome {
     Outcome::failed(
         format!("signed in as {username}, who is not a Global Administrator"),
         "A Global Administrator must approve this",
@@ -245,14 +292,14 @@ pub fn not_global_admin(username: &str) -> Outcome {
 }
 
 /// Delegated: the token endpoint gave no refresh token (`offline_access` not granted).
-pub fn no_refresh_token() -> Outcome {
+fn no_refresh_token() -> Outcome {
     Outcome::failed("no refresh token returned (offline_access missing)", "The access could not be kept")
         .say("Microsoft did not grant ongoing access (the \"Maintain access\" permission), without which the directory copy cannot stay current. Nothing was connected.")
         .then("Click Try again and accept all the permissions on Microsoft's page.")
 }
 
 /// The organisation Graph describes is not the one that signed in or consented.
-pub fn organisation_mismatch() -> Outcome {
+fn organisation_mismatch() -> Outcome {
     Outcome::failed("organization read does not match the signed-in tenant", "The organisation could not be confirmed")
         .say("Microsoft reported a different organisation than the one you signed in to, so the consent was not recorded.")
         .then("Click Try again. If it happens again, contact your provider.")
@@ -268,7 +315,7 @@ pub fn bad_tenant_in_answer() -> Outcome {
 }
 
 /// A Graph read failed while confirming the consent.
-pub fn for_graph_error(e: &GraphError, provider: &str) -> Outcome {
+fn for_graph_error(e: &GraphError, provider: &str) -> Outcome {
     match e {
         GraphError::Api { status: 401 | 403, code, .. } => Outcome::failed(
             format!("Graph refused the organization read ({code})"),

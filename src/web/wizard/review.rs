@@ -102,7 +102,7 @@ pub fn review_page(
         },
         tenant_domain: invitation.tenant_domain.clone(),
         expires: format::datetime(invitation.expires_at),
-        last_error: invitation.last_error.clone(),
+        last_error: invitation.customer_notice.clone(),
         attempts: invitation.attempts,
         start_path: paths::WIZARD_START,
         customer_app_path: paths::WIZARD_CUSTOMER_APP,
@@ -150,6 +150,7 @@ pub async fn start(State(state): State<AppState>, session: Session) -> Result<Re
                 pkce_verifier: Some(request.pkce_verifier),
                 invitation_id: invitation.id,
                 created_at: now,
+                admin_consent: None,
             };
             (request.url, pending)
         }
@@ -162,6 +163,7 @@ pub async fn start(State(state): State<AppState>, session: Session) -> Result<Re
                 pkce_verifier: None,
                 invitation_id: invitation.id,
                 created_at: now,
+                admin_consent: None,
             };
             (request.url, pending)
         }
