@@ -27,6 +27,7 @@ use url::Url;
 use uuid::Uuid;
 
 pub use crate::secret::Secret;
+use crate::telemetry::Untrusted;
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
 pub use tenant_id::{InvalidTenantId, TenantId};
@@ -396,7 +397,7 @@ impl EntraClient {
             Some(c) => match self.refetch_signing_keys(c.generation).await {
                 Ok(fresh) => Ok(fresh),
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh signing keys; using cached ones");
+                    tracing::warn!(error = ?e, "could not refresh signing keys; using cached ones");
                     Ok(c)
                 }
             },
@@ -519,7 +520,11 @@ fn granted_scopes(resp: &EntraTokenResponse) -> Vec<String> {
 fn token_error(e: TokenError) -> IdentityError {
     match e {
         RequestTokenError::ServerResponse(aad) => {
-            tracing::info!(error = %aad, "token endpoint refused the request");
+            tracing::info!(
+                error = ?Untrusted(&aad.error),
+                description = ?Untrusted(aad.summary()),
+                "token endpoint refused the request"
+            );
             IdentityError::Aad(Box::new(aad))
         }
         RequestTokenError::Request(e) => IdentityError::Transport(format!("token request: {e}")),
