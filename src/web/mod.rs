@@ -6,6 +6,7 @@ pub mod error;
 pub mod limits;
 pub mod paths;
 pub mod session;
+pub mod session_store;
 pub mod wizard;
 
 use axum::Router;
