@@ -524,7 +524,7 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
     let db = gangway::db::connect(url.as_str()).await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_schema || '.' || table_name from information_schema.tables
-         where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'session')
+         where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'sessions')
          order by 1",
     )
     .fetch_all(&db)
@@ -537,8 +537,8 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
             "public.invitations",
             "public.operators",
             "public.outbox",
-            "public.tenants",
-            "tower_sessions.session"
+            "public.sessions",
+            "public.tenants"
         ]
     );
 
