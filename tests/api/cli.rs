@@ -320,6 +320,90 @@ async fn operator_add_reads_the_password_from_stdin_and_that_operator_can_sign_i
 }
 
 #[tokio::test]
+async fn operator_list_set_role_and_remove_manage_operators_but_keep_one_admin() {
+    use gangway::operators::Role;
+
+    let app = TestApp::spawn().await;
+    let admin = app.sign_in(Role::Admin).await;
+    app.add_operator("viewer@provider.test", Role::Viewer).await;
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &run(gangway(&app), &["operator", "list", "--json"])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    let listed: Vec<(&str, &str, i64)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["email"].as_str().unwrap(),
+                o["role"].as_str().unwrap(),
+                o["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [(admin.as_str(), "admin", 1), ("viewer@provider.test", "viewer", 0)]
+    );
+    assert!(json[0]["last_login_at"].is_string() && json[1]["last_login_at"].is_null());
+    let text = stdout(&run(gangway(&app), &["operator", "list"]).await);
+    assert!(text.contains("never") && text.contains("2 operator(s)"), "{text}");
+
+    // The last admin stays.
+    for args in [
+        &["operator", "set-role", admin.as_str(), "viewer"][..],
+        &["operator", "remove", admin.as_str()][..],
+    ] {
+        let output = run(gangway(&app), args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains("last admin"), "{}", stderr(&output));
+    }
+    let output = run(gangway(&app), &["operator", "remove", "nobody@provider.test"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no such operator"));
+    let output = run(gangway(&app), &["operator", "set-role", admin.as_str(), "owner"]).await;
+    assert_eq!(output.status.code(), Some(2));
+
+    // Promote the viewer, then demote the first admin: signed out at once; then remove them.
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", "viewer@provider.test", "admin"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("is now admin"));
+    let output = run(gangway(&app), &["operator", "set-role", admin.as_str(), "viewer"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        location(app.get(gangway::web::paths::INVITATIONS).await).await,
+        gangway::web::paths::LOGIN
+    );
+    let output = run(gangway(&app), &["operator", "remove", admin.as_str()]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("removed"));
+    let actions: Vec<(String, String)> = sqlx::query_as(
+        "select actor, action from audit_events where action in
+         ('operator.role_changed', 'operator.removed') order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let cli = |action: &str| ("cli".to_owned(), action.to_owned());
+    assert_eq!(
+        actions,
+        [
+            cli("operator.role_changed"),
+            cli("operator.role_changed"),
+            cli("operator.removed")
+        ]
+    );
+}
+
+#[tokio::test]
 async fn help_documents_every_command_and_the_exit_codes() {
     let output = Command::new(env!("CARGO_BIN_EXE_gangway"))
         .arg("--help")
