@@ -280,14 +280,19 @@ async fn operator(command: OperatorCommand) -> Result<(), Failure> {
                     serde_json::to_string_pretty(&rows).expect("operators serialise")
                 );
             } else {
-                println!("{:<40}  {:<6}  {:<8}  LAST SIGN-IN", "EMAIL", "ROLE", "SESSIONS");
+                println!(
+                    "{:<40}  {:<6}  {:<8}  LAST SIGN-IN",
+                    "EMAIL", "ROLE", "SESSIONS"
+                );
                 for o in &rows {
                     println!(
                         "{:<40}  {:<6}  {:<8}  {}",
                         truncate(&o.email, 40),
                         o.role.as_str(),
                         o.sessions,
-                        o.last_login_at.map(format::datetime).unwrap_or_else(|| "never".into())
+                        o.last_login_at
+                            .map(format::datetime)
+                            .unwrap_or_else(|| "never".into())
                     );
                 }
                 println!("{} operator(s)", rows.len());
@@ -297,7 +302,11 @@ async fn operator(command: OperatorCommand) -> Result<(), Failure> {
             let role = Role::parse(&role)?;
             let found = operators::find_by_email(&pool, &email).await?;
             let operator = operators::set_role(&pool, found.id, role, &Actor::Cli).await?;
-            println!("operator {} is now {}", operator.email, operator.role.as_str());
+            println!(
+                "operator {} is now {}",
+                operator.email,
+                operator.role.as_str()
+            );
         }
         OperatorCommand::Remove { email } => {
             let found = operators::find_by_email(&pool, &email).await?;

@@ -347,11 +347,17 @@ async fn operator_list_set_role_and_remove_manage_operators_but_keep_one_admin()
         .collect();
     assert_eq!(
         listed,
-        [(admin.as_str(), "admin", 1), ("viewer@provider.test", "viewer", 0)]
+        [
+            (admin.as_str(), "admin", 1),
+            ("viewer@provider.test", "viewer", 0)
+        ]
     );
     assert!(json[0]["last_login_at"].is_string() && json[1]["last_login_at"].is_null());
     let text = stdout(&run(gangway(&app), &["operator", "list"]).await);
-    assert!(text.contains("never") && text.contains("2 operator(s)"), "{text}");
+    assert!(
+        text.contains("never") && text.contains("2 operator(s)"),
+        "{text}"
+    );
 
     // The last admin stays.
     for args in [
@@ -360,12 +366,24 @@ async fn operator_list_set_role_and_remove_manage_operators_but_keep_one_admin()
     ] {
         let output = run(gangway(&app), args).await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&output).contains("last admin"), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("last admin"),
+            "{}",
+            stderr(&output)
+        );
     }
-    let output = run(gangway(&app), &["operator", "remove", "nobody@provider.test"]).await;
+    let output = run(
+        gangway(&app),
+        &["operator", "remove", "nobody@provider.test"],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("no such operator"));
-    let output = run(gangway(&app), &["operator", "set-role", admin.as_str(), "owner"]).await;
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", admin.as_str(), "owner"],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
 
     // Promote the viewer, then demote the first admin: signed out at once; then remove them.
@@ -376,7 +394,11 @@ async fn operator_list_set_role_and_remove_manage_operators_but_keep_one_admin()
     .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("is now admin"));
-    let output = run(gangway(&app), &["operator", "set-role", admin.as_str(), "viewer"]).await;
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", admin.as_str(), "viewer"],
+    )
+    .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         location(app.get(gangway::web::paths::INVITATIONS).await).await,

@@ -49,7 +49,11 @@ async fn page_token(browser: &reqwest::Client, app: &TestApp, path: &str) -> Str
 
 /// Whether `browser` is still signed in to the console.
 async fn signed_in(browser: &reqwest::Client, app: &TestApp) -> bool {
-    let response = browser.get(app.url(paths::INVITATIONS)).send().await.unwrap();
+    let response = browser
+        .get(app.url(paths::INVITATIONS))
+        .send()
+        .await
+        .unwrap();
     match response.status() {
         StatusCode::OK => true,
         _ => {
@@ -108,7 +112,14 @@ async fn session_table_holds_only_a_hash_of_the_cookie_and_no_readable_payload()
     };
 
     // Rows are keyed by the SHA-256 of the cookie's id, and their payload opens only with the key.
-    let rows: Vec<(Vec<u8>, Option<Uuid>, String, Vec<u8>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id_sha256: Vec<u8>,
+        operator_id: Option<Uuid>,
+        payload_key_id: String,
+        payload_ciphertext: Vec<u8>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "select id_sha256, operator_id, payload_key_id, payload_ciphertext from sessions
          order by operator_id nulls first",
     )
@@ -123,13 +134,16 @@ async fn session_table_holds_only_a_hash_of_the_cookie_and_no_readable_payload()
                 .unwrap(),
         )
     };
-    assert_eq!(rows[0].0, id_hash(&customer_cookie));
-    assert_eq!(rows[0].1, None);
-    assert_eq!(rows[1].0, id_hash(&operator_cookie));
-    assert_eq!(rows[1].1, Some(operator_id(&app, email).await));
+    assert_eq!(rows[0].id_sha256, id_hash(&customer_cookie));
+    assert_eq!(rows[0].operator_id, None);
+    assert_eq!(rows[1].id_sha256, id_hash(&operator_cookie));
+    assert_eq!(rows[1].operator_id, Some(operator_id(&app, email).await));
     let key = EncryptionKey::from_base64(&app.key_b64).unwrap();
-    let pending: serde_json::Value =
-        serde_json::from_slice(&key.open(&rows[0].2, &rows[0].3).unwrap()).unwrap();
+    let pending: serde_json::Value = serde_json::from_slice(
+        &key.open(&rows[0].payload_key_id, &rows[0].payload_ciphertext)
+            .unwrap(),
+    )
+    .unwrap();
     let verifier = pending["pending_consent"]["pkce_verifier"]
         .as_str()
         .expect("the sealed payload holds the PKCE verifier")
@@ -226,7 +240,10 @@ async fn pre_login_session_is_short_lived() {
 async fn demoted_admin_loses_admin_rights_at_the_next_request() {
     let app = TestApp::spawn().await;
     let demoted = app.sign_in(Role::Admin).await;
-    assert_eq!(app.get(paths::NEW_INVITATION).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(paths::NEW_INVITATION).await.status(),
+        StatusCode::OK
+    );
 
     // The role is read on every request, not remembered by the session.
     sqlx::query("update operators set role = 'viewer' where email = $1")
@@ -239,7 +256,10 @@ async fn demoted_admin_loses_admin_rights_at_the_next_request() {
         StatusCode::FORBIDDEN
     );
     let page = app.get(paths::INVITATIONS).await.text().await.unwrap();
-    assert!(!page.contains(paths::OPERATORS), "no Operators entry for a viewer");
+    assert!(
+        !page.contains(paths::OPERATORS),
+        "no Operators entry for a viewer"
+    );
     sqlx::query("update operators set role = 'admin' where email = $1")
         .bind(&demoted)
         .execute(&app.db)
@@ -275,7 +295,10 @@ async fn demoted_admin_loses_admin_rights_at_the_next_request() {
     assert_eq!(audit_count(&app, "operator.role_changed").await, 1);
     // Back as a viewer, the Operators page is closed.
     sign_in_as(&app.client, &app, &demoted).await;
-    assert_eq!(app.get(paths::OPERATORS).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(paths::OPERATORS).await.status(),
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -301,13 +324,20 @@ async fn removed_operator_is_signed_out() {
     assert!(!signed_in(&viewer, &app).await);
     let page = app.get(paths::OPERATORS).await.text().await.unwrap();
     assert!(!page.contains(email), "no longer listed");
-    assert_eq!(session_count(&app).await, 1, "only the admin's session is left");
+    assert_eq!(
+        session_count(&app).await,
+        1,
+        "only the admin's session is left"
+    );
     assert_eq!(audit_count(&app, "operator.removed").await, 1);
     let again = post_with_csrf(
         &viewer,
         &app,
         paths::LOGIN,
-        &[("email", email), ("password", crate::helpers::OPERATOR_PASSWORD)],
+        &[
+            ("email", email),
+            ("password", crate::helpers::OPERATOR_PASSWORD),
+        ],
     )
     .await;
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
@@ -358,7 +388,10 @@ async fn last_admin_cannot_be_demoted_or_removed() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{route}");
         assert!(response.text().await.unwrap().contains("last admin"));
     }
-    assert_eq!(app.get(paths::NEW_INVITATION).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(paths::NEW_INVITATION).await.status(),
+        StatusCode::OK
+    );
 
     // With a second admin, the first may step down.
     let response = operator_action(

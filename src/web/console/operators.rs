@@ -104,7 +104,13 @@ async fn set_role(
     Form(form): Form<RoleForm>,
 ) -> Result<Redirect> {
     let role = Role::parse(&form.role)?;
-    operators::set_role(&state.db, parse_id(&id)?, role, &Actor::Operator(admin.email)).await?;
+    operators::set_role(
+        &state.db,
+        parse_id(&id)?,
+        role,
+        &Actor::Operator(admin.email),
+    )
+    .await?;
     Ok(done("role"))
 }
 
