@@ -38,7 +38,12 @@ impl FromRequestParts<AppState> for CsrfToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let (session, cookies) = session_and_cookies(parts, state).await?;
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
+        let cookies = Cookies::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
         if let Some(token) = session.get::<String>(CSRF).await.map_err(store_error)? {
             return Ok(CsrfToken(token));
         }
@@ -71,9 +76,7 @@ pub async fn rotate(state: &AppState, session: &Session, cookies: &Cookies) -> R
         .insert(CSRF, random_token())
         .await
         .map_err(store_error)?;
-    if cookies.get(&cookie_name(state)).is_some() {
-        cookies.remove(Cookie::build(cookie_name(state)).path("/").build());
-    }
+    cookies.remove(Cookie::build(cookie_name(state)).path("/").build());
     Ok(())
 }
 
@@ -115,19 +118,6 @@ pub async fn protect(
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
-}
-
-async fn session_and_cookies(
-    parts: &mut Parts,
-    state: &AppState,
-) -> Result<(Session, Cookies), Error> {
-    let session = Session::from_request_parts(parts, state)
-        .await
-        .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-    let cookies = Cookies::from_request_parts(parts, state)
-        .await
-        .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-    Ok((session, cookies))
 }
 
 fn cookie_name(state: &AppState) -> String {
