@@ -480,6 +480,8 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
         .await
         .unwrap();
     app.invite("application", "it@fabrikam.example", None).await;
+    // And one signed-in operator's session.
+    app.sign_in(gangway::operators::Role::Admin).await;
 
     let new_b64 = EncryptionKey::generate_base64();
     let new = EncryptionKey::from_base64(&new_b64).unwrap();
@@ -501,13 +503,17 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
             .unwrap();
     assert_eq!(key_id, new.id());
     assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-refresh-token");
-    let other_keys: i64 =
-        sqlx::query_scalar("select count(*) from outbox where payload_key_id <> $1")
-            .bind(new.id())
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(other_keys, 0);
+    assert!(stdout(&output).contains("and 1 session(s)"));
+    for table in ["outbox", "sessions"] {
+        let other_keys: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {table} where payload_key_id <> $1"
+        ))
+        .bind(new.id())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(other_keys, 0, "{table}");
+    }
 
     // A key that cannot open what is stored changes nothing and says which key to add.
     let mut wrong = gangway(&app);
