@@ -15,8 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::PostgresStore;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
 use crate::graph::GraphClient;
@@ -24,6 +23,8 @@ use crate::identity::{EntraClient, EntraConfig};
 use crate::invitations;
 use crate::web;
 use crate::web::limits::{Limits, limiter};
+use crate::web::session::{SIGNED_IN_IDLE, cookie_name};
+use crate::web::session_store::{self, PgSessionStore};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone, FromRef)]
@@ -92,15 +93,17 @@ pub fn http_client(cfg: &Config) -> anyhow::Result<reqwest::Client> {
 
 /// The full router with sessions, CSRF, security headers and tracing.
 pub fn router(state: AppState) -> Router {
-    let store = PostgresStore::new(state.db.clone());
+    let store = PgSessionStore::new(state.db.clone(), state.cfg.keys.clone());
     // Lax, not Strict: the admin comes back from Microsoft by a top-level redirect, which must
-    // carry the session cookie.
+    // carry the session cookie. Path `/` and no Domain, as the `__Host-` prefix requires; the
+    // store shortens the lifetime of sessions nobody signed in to.
     let sessions = SessionManagerLayer::new(store)
-        .with_name("gangway_session")
+        .with_name(cookie_name(&state.cfg, "gangway_session"))
         .with_secure(state.cfg.secure_cookies())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SIGNED_IN_IDLE));
     let csp = content_security_policy(&state.cfg);
     let request_id = HeaderName::from_static("x-request-id");
     let mut headers = vec![
@@ -122,7 +125,10 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     let mut router = web::router()
-        .layer(axum::middleware::from_fn(web::csrf::protect))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::csrf::protect,
+        ))
         .layer(sessions)
         // Outside the sessions: refused input touches no session.
         .layer(axum::middleware::from_fn(web::input::reject_nul))
@@ -162,12 +168,12 @@ fn content_security_policy(cfg: &Config) -> HeaderValue {
 /// Deletes expired sessions every hour, so abandoned sign-ins (with their PKCE verifiers) do
 /// not pile up.
 pub async fn sweep_expired_sessions(db: PgPool) {
-    let store = PostgresStore::new(db);
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        if let Err(e) = store.delete_expired().await {
-            tracing::warn!(error = %e, "deleting expired sessions failed");
+        match session_store::delete_expired(&db).await {
+            Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),
         }
     }
 }

@@ -45,12 +45,15 @@ pub enum Action {
     OperatorSignedIn,
     OperatorSignedOut,
     OperatorAdded,
+    OperatorRoleChanged,
+    OperatorRemoved,
+    OperatorSessionsEnded,
     TenantOffboarded,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 17] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -64,6 +67,9 @@ impl Action {
         Action::OperatorSignedIn,
         Action::OperatorSignedOut,
         Action::OperatorAdded,
+        Action::OperatorRoleChanged,
+        Action::OperatorRemoved,
+        Action::OperatorSessionsEnded,
         Action::TenantOffboarded,
     ];
 
@@ -83,6 +89,9 @@ impl Action {
             Self::OperatorSignedIn => "operator.signed_in",
             Self::OperatorSignedOut => "operator.signed_out",
             Self::OperatorAdded => "operator.added",
+            Self::OperatorRoleChanged => "operator.role_changed",
+            Self::OperatorRemoved => "operator.removed",
+            Self::OperatorSessionsEnded => "operator.sessions_ended",
             Self::TenantOffboarded => "tenant.offboarded",
         }
     }
@@ -103,6 +112,9 @@ impl Action {
             Self::OperatorSignedIn => "Signed in",
             Self::OperatorSignedOut => "Signed out",
             Self::OperatorAdded => "Operator added",
+            Self::OperatorRoleChanged => "Operator's role changed",
+            Self::OperatorRemoved => "Operator removed (signed out everywhere)",
+            Self::OperatorSessionsEnded => "Operator signed out everywhere",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
         }
     }

@@ -67,6 +67,19 @@ enum OperatorCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// List operators with their role and last sign-in.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Make an operator admin or viewer; a demotion signs them out everywhere.
+    SetRole {
+        email: String,
+        /// admin | viewer
+        role: String,
+    },
+    /// Remove an operator; they are signed out at once.
+    Remove { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,10 +205,11 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(anyhow::Error::from)?;
             println!(
-                "re-sealed {} tenant credential(s) and {} queued email(s) with key {}",
+                "re-sealed {} tenant credential(s) and {} queued email(s) with key {}, and {} session(s)",
                 done.tenant_credentials,
                 done.queued_mail,
-                cfg.keys.id()
+                cfg.keys.id(),
+                done.sessions
             );
             Ok(())
         }
@@ -206,22 +220,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Demo(args) => Ok(demo::run(args).await?),
-        Command::Operator(OperatorCommand::Add {
-            email,
-            role,
-            password_stdin: _,
-        }) => {
-            let role = Role::parse(&role)?;
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .map_err(anyhow::Error::from)?;
-            let password = Secret::new(password.trim_end_matches(['\r', '\n']));
-            let pool = pool(&crate::config::database_url_from_env()?).await?;
-            let operator = operators::add(&pool, &email, role, &password, &Actor::Cli).await?;
-            println!("operator {} added ({:?})", operator.email, operator.role);
-            Ok(())
-        }
+        Command::Operator(command) => operator(command).await,
         Command::Invite(command) => invite(command).await,
         Command::Tenant(TenantCommand::List { output }) => {
             let cfg = Config::from_env()?;
@@ -254,6 +253,68 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+async fn operator(command: OperatorCommand) -> Result<(), Failure> {
+    let pool = pool(&crate::config::database_url_from_env()?).await?;
+    match command {
+        OperatorCommand::Add {
+            email,
+            role,
+            password_stdin: _,
+        } => {
+            let role = Role::parse(&role)?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(anyhow::Error::from)?;
+            let password = Secret::new(password.trim_end_matches(['\r', '\n']));
+            let operator = operators::add(&pool, &email, role, &password, &Actor::Cli).await?;
+            println!("operator {} added ({:?})", operator.email, operator.role);
+        }
+        OperatorCommand::List { output } => {
+            let rows = operators::list(&pool).await?;
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("operators serialise")
+                );
+            } else {
+                println!(
+                    "{:<40}  {:<6}  {:<8}  LAST SIGN-IN",
+                    "EMAIL", "ROLE", "SESSIONS"
+                );
+                for o in &rows {
+                    println!(
+                        "{:<40}  {:<6}  {:<8}  {}",
+                        truncate(&o.email, 40),
+                        o.role.as_str(),
+                        o.sessions,
+                        o.last_login_at
+                            .map(format::datetime)
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+                println!("{} operator(s)", rows.len());
+            }
+        }
+        OperatorCommand::SetRole { email, role } => {
+            let role = Role::parse(&role)?;
+            let found = operators::find_by_email(&pool, &email).await?;
+            let operator = operators::set_role(&pool, found.id, role, &Actor::Cli).await?;
+            println!(
+                "operator {} is now {}",
+                operator.email,
+                operator.role.as_str()
+            );
+        }
+        OperatorCommand::Remove { email } => {
+            let found = operators::find_by_email(&pool, &email).await?;
+            let removed = operators::remove(&pool, found.id, &Actor::Cli).await?;
+            println!("operator {} removed and signed out", removed.email);
+        }
+    }
+    Ok(())
 }
 
 async fn invite(command: InviteCommand) -> Result<(), Failure> {

@@ -81,12 +81,9 @@ async fn sweep_scratch(server_url: &str, prefix: &str) {
     }
 }
 
-/// Applies Gangway's embedded migrations and the session store's table.
+/// Applies Gangway's embedded migrations.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!().run(pool).await?;
-    tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
-        .migrate()
-        .await?;
     Ok(())
 }
 

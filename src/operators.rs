@@ -5,7 +5,8 @@ use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
@@ -24,6 +25,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
     /// Parses `admin` or `viewer`.
     pub fn parse(value: &str) -> Result<Self, OperatorError> {
         match value.trim().to_ascii_lowercase().as_str() {
@@ -36,12 +45,26 @@ impl Role {
     }
 }
 
-/// A signed-in or listed operator.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+/// A signed-in operator.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Operator {
     pub id: Uuid,
     pub email: String,
     pub role: Role,
+}
+
+/// An operator as the operator list shows them.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct OperatorSummary {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_login_at: Option<OffsetDateTime>,
+    /// Sessions signed in as this operator that have not expired.
+    pub sessions: i64,
 }
 
 /// Why an operator operation failed.
@@ -51,6 +74,10 @@ pub enum OperatorError {
     Invalid(String),
     #[error("an operator with this email already exists")]
     Exists,
+    #[error("no such operator")]
+    NotFound,
+    #[error("this is the last admin: make another operator admin first")]
+    LastAdmin,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -169,4 +196,155 @@ pub async fn set_password(
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// The operator with `id`, as they are now (one lookup by primary key).
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Operator>, sqlx::Error> {
+    sqlx::query_as("select id, email::text, role from operators where id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The operator signing in with `email`.
+pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Operator, OperatorError> {
+    sqlx::query_as("select id, email::text, role from operators where email = $1")
+        .bind(email.trim())
+        .fetch_optional(db)
+        .await?
+        .ok_or(OperatorError::NotFound)
+}
+
+/// Every operator, by email, with their last sign-in and live session count.
+pub async fn list(db: &PgPool) -> Result<Vec<OperatorSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "select o.id, o.email::text, o.role, o.created_at, o.last_login_at,
+                (select count(*) from sessions s where s.operator_id = o.id and s.expires_at > now()) as sessions
+         from operators o order by o.email",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Gives operator `id` the role `role`. A demotion ends their sessions, so no page they have
+/// open keeps admin buttons; the last admin cannot be demoted.
+pub async fn set_role(
+    db: &PgPool,
+    id: Uuid,
+    role: Role,
+    actor: &Actor,
+) -> Result<Operator, OperatorError> {
+    let mut tx = db.begin().await?;
+    let current = lock_checked(&mut tx, id, role == Role::Viewer).await?;
+    if current.role == role {
+        return Ok(current);
+    }
+    sqlx::query("update operators set role = $2 where id = $1")
+        .bind(id)
+        .bind(role)
+        .execute(&mut *tx)
+        .await?;
+    if role == Role::Viewer {
+        end_sessions_in(&mut tx, id, None).await?;
+    }
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::OperatorRoleChanged,
+        None,
+        None,
+        json!({ "email": current.email, "role": role, "previous": current.role }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Operator { role, ..current })
+}
+
+/// Removes operator `id`; their sessions go with them. The last admin cannot be removed.
+pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, OperatorError> {
+    let mut tx = db.begin().await?;
+    let removed = lock_checked(&mut tx, id, true).await?;
+    // Sessions cascade; invitations they created stay, without the link to them.
+    sqlx::query("delete from operators where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::OperatorRemoved,
+        None,
+        None,
+        json!({ "email": removed.email, "role": removed.role }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// Signs operator `id` out everywhere but the session whose stored key is `keep` (the caller's
+/// own, when they sign themselves out elsewhere); returns how many sessions ended.
+pub async fn end_sessions(
+    db: &PgPool,
+    id: Uuid,
+    keep: Option<&[u8]>,
+    actor: &Actor,
+) -> Result<u64, OperatorError> {
+    let mut tx = db.begin().await?;
+    let operator: Operator =
+        sqlx::query_as("select id, email::text, role from operators where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(OperatorError::NotFound)?;
+    let ended = end_sessions_in(&mut tx, id, keep).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::OperatorSessionsEnded,
+        None,
+        None,
+        json!({ "email": operator.email, "sessions": ended }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// Locks operator `id` and, when `losing_admin` and they are an admin, refuses if they are the
+/// last one. Every admin row is locked, so two admins demoting each other cannot both succeed.
+async fn lock_checked(
+    tx: &mut PgConnection,
+    id: Uuid,
+    losing_admin: bool,
+) -> Result<Operator, OperatorError> {
+    let admins: Vec<Uuid> =
+        sqlx::query_scalar("select id from operators where role = 'admin' for update")
+            .fetch_all(&mut *tx)
+            .await?;
+    let operator: Operator =
+        sqlx::query_as("select id, email::text, role from operators where id = $1 for update")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(OperatorError::NotFound)?;
+    if losing_admin && operator.role == Role::Admin && admins == [id] {
+        return Err(OperatorError::LastAdmin);
+    }
+    Ok(operator)
+}
+
+async fn end_sessions_in(
+    tx: &mut PgConnection,
+    id: Uuid,
+    keep: Option<&[u8]>,
+) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "delete from sessions where operator_id = $1 and ($2::bytea is null or id_sha256 <> $2)",
+    )
+    .bind(id)
+    .bind(keep)
+    .execute(&mut *tx)
+    .await?;
+    Ok(ended.rows_affected())
 }

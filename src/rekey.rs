@@ -10,6 +10,7 @@ use crate::crypto::{CryptoError, Keyring};
 pub struct Resealed {
     pub tenant_credentials: u64,
     pub queued_mail: u64,
+    pub sessions: u64,
 }
 
 /// Why re-sealing stopped; nothing was changed.
@@ -25,8 +26,8 @@ pub enum RekeyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Re-seals tenant credentials and queued mail sealed under any other key than the current
-/// one, in one transaction: all move, or none does.
+/// Re-seals tenant credentials, queued mail and live sessions sealed under any other key than
+/// the current one, in one transaction: all move, or none does.
 pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
     let mut tx = db.begin().await?;
     let tenant_credentials = reseal(
@@ -47,10 +48,22 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
         "update outbox set payload_ciphertext = $2, payload_key_id = $3 where id::text = $1",
     )
     .await?;
+    // Expired sessions are left to the sweeper; live ones move, so nobody is signed out.
+    let sessions = reseal(
+        &mut tx,
+        keys,
+        "sessions",
+        "select encode(id_sha256, 'hex'), payload_key_id, payload_ciphertext from sessions
+         where payload_key_id <> $1 and expires_at > now() for update",
+        "update sessions set payload_ciphertext = $2, payload_key_id = $3
+         where id_sha256 = decode($1, 'hex')",
+    )
+    .await?;
     tx.commit().await?;
     Ok(Resealed {
         tenant_credentials,
         queued_mail,
+        sessions,
     })
 }
 

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
+use crate::operators::OperatorError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,16 @@ pub enum Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())
+    }
+}
+
+impl From<OperatorError> for Error {
+    fn from(e: OperatorError) -> Self {
+        match e {
+            OperatorError::NotFound => Self::NotFound,
+            OperatorError::Db(e) => e.into(),
+            refused => Self::BadRequest(refused.to_string()),
+        }
     }
 }
 

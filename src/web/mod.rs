@@ -7,6 +7,7 @@ pub mod input;
 pub mod limits;
 pub mod paths;
 pub mod session;
+pub mod session_store;
 pub mod wizard;
 
 use axum::Router;

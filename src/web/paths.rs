@@ -18,6 +18,10 @@ pub const TENANTS: &str = "/console/tenants";
 pub const TENANT: &str = "/console/tenants/{id}";
 pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
 pub const AUDIT: &str = "/console/audit";
+pub const OPERATORS: &str = "/console/operators";
+pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
+pub const OPERATOR_SIGN_OUT: &str = "/console/operators/{id}/sign-out";
+pub const REMOVE_OPERATOR: &str = "/console/operators/{id}/remove";
 
 /// The token link's target; it redirects at once to [`WIZARD`].
 pub const AUTHENTICATE: &str = "/authenticate";

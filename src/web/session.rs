@@ -1,14 +1,17 @@
-//! Session keys and the signed-in operator extractors.
+//! Session keys, lifetimes and the signed-in operator extractors.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tower_sessions::Session;
+use uuid::Uuid;
 
 use super::error::Error;
-use crate::operators::{Operator, Role};
+use crate::app::AppState;
+use crate::config::Config;
+use crate::operators::{self, Operator, Role};
 
-/// The signed-in operator.
-pub const OPERATOR: &str = "operator";
+/// The signed-in operator's id (never their role: that is read from the database per request).
+pub const OPERATOR: &str = "operator_id";
 /// The invitation this browser opened by token link.
 pub const INVITATION: &str = "invitation_id";
 /// The pending Microsoft round-trip (state, nonce, PKCE verifier), single use.
@@ -16,22 +19,38 @@ pub const PENDING_CONSENT: &str = "pending_consent";
 /// The CSRF token of this session.
 pub const CSRF: &str = "csrf_token";
 
-/// Any signed-in operator; others are sent to sign in.
+/// A signed-in operator's session ends after this long without a change.
+pub const SIGNED_IN_IDLE: time::Duration = time::Duration::hours(8);
+/// A session before sign-in (a token link just opened, a Microsoft round-trip under way) ends
+/// sooner: long enough to register an app in customer-app mode, short enough not to pile up.
+pub const PRE_LOGIN_IDLE: time::Duration = time::Duration::hours(1);
+
+/// Any signed-in operator, as the database knows them now; others are sent to sign in.
 #[derive(Debug, Clone)]
 pub struct CurrentOperator(pub Operator);
 
-impl<S: Send + Sync> FromRequestParts<S> for CurrentOperator {
+impl FromRequestParts<AppState> for CurrentOperator {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-        let operator: Option<Operator> = session
-            .get(OPERATOR)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
-        operator.map(CurrentOperator).ok_or(Error::SignInRequired)
+        let Some(id) = session.get::<Uuid>(OPERATOR).await.map_err(store_error)? else {
+            return Err(Error::SignInRequired);
+        };
+        // One lookup by primary key per request, so a removed operator is out and a demoted
+        // one is a viewer at their very next request.
+        match operators::get(&state.db, id).await? {
+            Some(operator) => Ok(CurrentOperator(operator)),
+            None => {
+                session.flush().await.map_err(store_error)?;
+                Err(Error::SignInRequired)
+            }
+        }
     }
 }
 
@@ -39,10 +58,13 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentOperator {
 #[derive(Debug, Clone)]
 pub struct AdminOperator(pub Operator);
 
-impl<S: Send + Sync> FromRequestParts<S> for AdminOperator {
+impl FromRequestParts<AppState> for AdminOperator {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let CurrentOperator(operator) = CurrentOperator::from_request_parts(parts, state).await?;
         if operator.role != Role::Admin {
             return Err(Error::Forbidden(
@@ -50,5 +72,20 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminOperator {
             ));
         }
         Ok(AdminOperator(operator))
+    }
+}
+
+/// A session store failure, as the web layer reports it.
+pub fn store_error(e: tower_sessions::session::Error) -> Error {
+    Error::Internal(anyhow::anyhow!("session store: {e}"))
+}
+
+/// The name of cookie `base`: `__Host-` prefixed when served over https, so it is Secure, set
+/// for the whole host only and cannot be planted from a sibling domain.
+pub fn cookie_name(cfg: &Config, base: &str) -> String {
+    if cfg.secure_cookies() {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
     }
 }

@@ -320,6 +320,112 @@ async fn operator_add_reads_the_password_from_stdin_and_that_operator_can_sign_i
 }
 
 #[tokio::test]
+async fn operator_list_set_role_and_remove_manage_operators_but_keep_one_admin() {
+    use gangway::operators::Role;
+
+    let app = TestApp::spawn().await;
+    let admin = app.sign_in(Role::Admin).await;
+    app.add_operator("viewer@provider.test", Role::Viewer).await;
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &run(gangway(&app), &["operator", "list", "--json"])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    let listed: Vec<(&str, &str, i64)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["email"].as_str().unwrap(),
+                o["role"].as_str().unwrap(),
+                o["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (admin.as_str(), "admin", 1),
+            ("viewer@provider.test", "viewer", 0)
+        ]
+    );
+    assert!(json[0]["last_login_at"].is_string() && json[1]["last_login_at"].is_null());
+    let text = stdout(&run(gangway(&app), &["operator", "list"]).await);
+    assert!(
+        text.contains("never") && text.contains("2 operator(s)"),
+        "{text}"
+    );
+
+    // The last admin stays.
+    for args in [
+        &["operator", "set-role", admin.as_str(), "viewer"][..],
+        &["operator", "remove", admin.as_str()][..],
+    ] {
+        let output = run(gangway(&app), args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("last admin"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let output = run(
+        gangway(&app),
+        &["operator", "remove", "nobody@provider.test"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no such operator"));
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", admin.as_str(), "owner"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+
+    // Promote the viewer, then demote the first admin: signed out at once; then remove them.
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", "viewer@provider.test", "admin"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("is now admin"));
+    let output = run(
+        gangway(&app),
+        &["operator", "set-role", admin.as_str(), "viewer"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        location(app.get(gangway::web::paths::INVITATIONS).await).await,
+        gangway::web::paths::LOGIN
+    );
+    let output = run(gangway(&app), &["operator", "remove", admin.as_str()]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("removed"));
+    let actions: Vec<(String, String)> = sqlx::query_as(
+        "select actor, action from audit_events where action in
+         ('operator.role_changed', 'operator.removed') order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let cli = |action: &str| ("cli".to_owned(), action.to_owned());
+    assert_eq!(
+        actions,
+        [
+            cli("operator.role_changed"),
+            cli("operator.role_changed"),
+            cli("operator.removed")
+        ]
+    );
+}
+
+#[tokio::test]
 async fn help_documents_every_command_and_the_exit_codes() {
     let output = Command::new(env!("CARGO_BIN_EXE_gangway"))
         .arg("--help")
@@ -374,6 +480,8 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
         .await
         .unwrap();
     app.invite("application", "it@fabrikam.example", None).await;
+    // And one signed-in operator's session.
+    app.sign_in(gangway::operators::Role::Admin).await;
 
     let new_b64 = EncryptionKey::generate_base64();
     let new = EncryptionKey::from_base64(&new_b64).unwrap();
@@ -395,13 +503,17 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
             .unwrap();
     assert_eq!(key_id, new.id());
     assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-refresh-token");
-    let other_keys: i64 =
-        sqlx::query_scalar("select count(*) from outbox where payload_key_id <> $1")
-            .bind(new.id())
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(other_keys, 0);
+    assert!(stdout(&output).contains("and 1 session(s)"));
+    for table in ["outbox", "sessions"] {
+        let other_keys: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {table} where payload_key_id <> $1"
+        ))
+        .bind(new.id())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(other_keys, 0, "{table}");
+    }
 
     // A key that cannot open what is stored changes nothing and says which key to add.
     let mut wrong = gangway(&app);
@@ -524,7 +636,7 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
     let db = gangway::db::connect(url.as_str()).await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_schema || '.' || table_name from information_schema.tables
-         where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'session')
+         where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'sessions')
          order by 1",
     )
     .fetch_all(&db)
@@ -537,8 +649,8 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
             "public.invitations",
             "public.operators",
             "public.outbox",
-            "public.tenants",
-            "tower_sessions.session"
+            "public.sessions",
+            "public.tenants"
         ]
     );
 

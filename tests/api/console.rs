@@ -65,13 +65,7 @@ async fn body(response: reqwest::Response) -> String {
 
 /// The session id a response sets, if any.
 fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("gangway_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    crate::helpers::set_cookie(response, "gangway_session")
 }
 
 /// `html` with the entities askama writes for `&` and `'` decoded, for asserting on text.
@@ -138,11 +132,23 @@ async fn operators_sign_in_and_a_wrong_password_gets_401_and_no_session() {
         page.contains(email) && page.contains("<h1>Invitations</h1>") && page.contains("Sign out")
     );
 
-    // A fresh browser: the session id it had before signing in is not the one it has after.
+    // A browser with a session (here: from an earlier sign-in): the session id it had before
+    // signing in is not the one it has after.
     let fresh = browser();
-    let login = fresh.get(app.url(paths::LOGIN)).send().await.unwrap();
-    let before = session_cookie(&login).expect("the sign-in page starts a session");
-    let token = input_value(&body(login).await, "csrf_token").unwrap();
+    let token = csrf_token(&fresh, &app).await;
+    let form = [
+        ("email", email),
+        ("password", OPERATOR_PASSWORD),
+        ("csrf_token", &token),
+    ];
+    let first = fresh
+        .post(app.url(paths::LOGIN))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let before = session_cookie(&first).expect("signing in sets the session cookie");
+    let token = csrf_token(&fresh, &app).await;
     let form = [
         ("email", email),
         ("password", OPERATOR_PASSWORD),

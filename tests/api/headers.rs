@@ -33,7 +33,21 @@ async fn pages_carry_the_security_headers_and_a_locked_down_session_cookie() {
     // Plain HTTP on loopback: no HSTS, and the cookie cannot be Secure.
     assert!(header("strict-transport-security").is_none());
 
-    let cookie = header("set-cookie").expect("the sign-in page starts a session");
+    // The sign-in page stores no session: its CSRF token rides in a cookie of its own.
+    let cookie = header("set-cookie").expect("the sign-in page sets its CSRF cookie");
+    assert!(cookie.starts_with("gangway_csrf="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let opened = app.get(&app.path_of(&issued.link)).await;
+    let cookie = opened
+        .headers()
+        .get("set-cookie")
+        .expect("opening a link starts a session")
+        .to_str()
+        .unwrap();
     assert!(cookie.starts_with("gangway_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");

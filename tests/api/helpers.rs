@@ -653,3 +653,27 @@ async fn serve_smtp(stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<Caugh
         }
     }
 }
+
+/// The value of cookie `name` that `response` sets, if it sets one.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Signs `browser` in as `email` (with [`OPERATOR_PASSWORD`]); returns the session cookie set.
+pub async fn sign_in_as(browser: &reqwest::Client, app: &TestApp, email: &str) -> String {
+    let response = post_with_csrf(
+        browser,
+        app,
+        gangway::web::paths::LOGIN,
+        &[("email", email), ("password", OPERATOR_PASSWORD)],
+    )
+    .await;
+    assert!(response.status().is_redirection(), "sign-in failed");
+    set_cookie(&response, "gangway_session").expect("signing in sets the session cookie")
+}

@@ -8,5 +8,6 @@ mod headers;
 mod helpers;
 mod mail;
 mod security;
+mod sessions;
 mod tls;
 mod wizard;

@@ -14,7 +14,7 @@ use crate::wizard::{
 
 /// Every value of every column of every table (all schemas but the system ones, so the session
 /// store too), as raw bytes: text as UTF-8, bytea as stored, anything else as its text form.
-async fn everything_stored(app: &TestApp) -> Vec<(String, Vec<u8>)> {
+pub async fn everything_stored(app: &TestApp) -> Vec<(String, Vec<u8>)> {
     let columns = sqlx::query(
         "select c.table_schema, c.table_name, c.column_name, c.data_type
          from information_schema.columns c
@@ -46,7 +46,7 @@ async fn everything_stored(app: &TestApp) -> Vec<(String, Vec<u8>)> {
     values
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -11,14 +11,17 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tower_cookies::Cookies;
 use tower_sessions::Session;
+use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::audit::{self, Action, Actor};
 use crate::operators::{self, Operator};
 use crate::secret::Secret;
-use crate::web::csrf::CsrfToken;
-use crate::web::error::{Error, Result};
+use crate::web::csrf::{self, CsrfToken};
+use crate::web::error::Result;
+use crate::web::session::store_error;
 use crate::web::{limits, paths, session};
 
 pub(super) fn router() -> Router<AppState> {
@@ -45,7 +48,7 @@ async fn form(
     session: Session,
     CsrfToken(csrf): CsrfToken,
 ) -> Result<LoginPage> {
-    let current = signed_in(&session).await?.map(|o| o.email);
+    let current = signed_in(&state, &session).await?.map(|o| o.email);
     Ok(LoginPage {
         provider: state.cfg.provider_name.clone(),
         csrf,
@@ -67,6 +70,7 @@ async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
+    cookies: Cookies,
     CsrfToken(csrf): CsrfToken,
     Form(form): Form<Credentials>,
 ) -> Result<Response> {
@@ -83,12 +87,14 @@ async fn sign_in(
         };
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
-    // A new session id at sign-in, so an id planted before it (session fixation) is worthless.
-    session.cycle_id().await.map_err(internal)?;
+    // A new session id and CSRF token at sign-in, so an id planted before it (session
+    // fixation) or a token seen before it is worthless.
+    session.cycle_id().await.map_err(store_error)?;
     session
-        .insert(session::OPERATOR, &operator)
+        .insert(session::OPERATOR, operator.id)
         .await
-        .map_err(internal)?;
+        .map_err(store_error)?;
+    csrf::rotate(&state, &session, &cookies).await?;
     audit::record(
         &state.db,
         &Actor::Operator(operator.email.clone()),
@@ -102,7 +108,7 @@ async fn sign_in(
 }
 
 async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Redirect> {
-    if let Some(operator) = signed_in(&session).await? {
+    if let Some(operator) = signed_in(&state, &session).await? {
         audit::record(
             &state.db,
             &Actor::Operator(operator.email),
@@ -113,14 +119,17 @@ async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Red
         )
         .await?;
     }
-    session.flush().await.map_err(internal)?;
+    session.flush().await.map_err(store_error)?;
     Ok(Redirect::to(paths::LOGIN))
 }
 
-async fn signed_in(session: &Session) -> Result<Option<Operator>> {
-    session.get(session::OPERATOR).await.map_err(internal)
-}
-
-fn internal(e: tower_sessions::session::Error) -> Error {
-    Error::Internal(e.into())
+async fn signed_in(state: &AppState, session: &Session) -> Result<Option<Operator>> {
+    let Some(id) = session
+        .get::<Uuid>(session::OPERATOR)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    Ok(operators::get(&state.db, id).await?)
 }

@@ -1,4 +1,5 @@
-//! The operator console: sign-in, invitations, tenants and the audit log.
+//! The operator console: sign-in, invitations, tenants, the audit log and (for admins) the
+//! operators.
 //!
 //! Every page but sign-in needs a signed-in operator ([`CurrentOperator`]); whatever changes
 //! something needs an admin ([`AdminOperator`]), checked on the server whether or not the page
@@ -10,6 +11,7 @@
 mod audit_log;
 mod auth;
 mod invitations;
+mod operators;
 mod tenants;
 
 use axum::Router;
@@ -33,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(invitations::router())
         .merge(tenants::router())
         .merge(audit_log::router())
+        .merge(operators::router())
 }
 
 /// The console's home is the invitations list; signed-out visitors are sent on to sign in.
@@ -46,6 +49,7 @@ pub(crate) enum Section {
     Invitations,
     Tenants,
     Audit,
+    Operators,
 }
 
 /// What the console layout needs on every page: the top bar and the CSRF token for its forms.
@@ -68,7 +72,8 @@ impl Chrome {
         }
     }
 
-    /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`, `audit`).
+    /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`, `audit`,
+    /// `operators`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -80,6 +85,7 @@ impl Section {
             Self::Invitations => "invitations",
             Self::Tenants => "tenants",
             Self::Audit => "audit",
+            Self::Operators => "operators",
         }
     }
 }

@@ -20,6 +20,7 @@ use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::error::Error;
+use super::session::store_error as session_error;
 use super::{paths, session};
 use crate::app::AppState;
 use crate::crypto::constant_time_eq;
@@ -130,10 +131,6 @@ impl PendingConsent {
             ))),
         }
     }
-}
-
-fn session_error(e: tower_sessions::session::Error) -> Error {
-    Error::Internal(anyhow::anyhow!("session store: {e}"))
 }
 
 /// The invitation this browser opened, if any.

@@ -1,0 +1,138 @@
+//! Where sessions live: Postgres, keyed by the SHA-256 of the session id (the cookie carries the
+//! id itself) with the payload sealed by the app's [`Keyring`], so a database dump or backup
+//! yields neither a usable session nor the CSRF token, state, nonce or PKCE verifier inside.
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use uuid::Uuid;
+
+use super::session::{OPERATOR, PRE_LOGIN_IDLE};
+use crate::crypto::{Keyring, sha256};
+
+/// Sessions in the `sessions` table.
+#[derive(Clone)]
+pub struct PgSessionStore {
+    db: PgPool,
+    keys: Keyring,
+}
+
+impl std::fmt::Debug for PgSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSessionStore").finish_non_exhaustive()
+    }
+}
+
+impl PgSessionStore {
+    /// A store over `db`, sealing with `keys`.
+    pub fn new(db: PgPool, keys: Keyring) -> Self {
+        Self { db, keys }
+    }
+
+    /// Inserts or replaces `record`; with `replace` false an existing id is left alone and
+    /// `false` returned (a collision).
+    async fn write(&self, record: &Record, replace: bool) -> session_store::Result<bool> {
+        let payload = serde_json::to_vec(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let operator_id = record
+            .data
+            .get(OPERATOR)
+            .and_then(|v| serde_json::from_value::<Uuid>(v.clone()).ok());
+        // Before sign-in there is little to keep and nothing to resume: a short lifetime.
+        let expires_at = match operator_id {
+            Some(_) => record.expiry_date,
+            None => record
+                .expiry_date
+                .min(OffsetDateTime::now_utc() + PRE_LOGIN_IDLE),
+        };
+        let conflict = if replace {
+            "on conflict (id_sha256) do update set operator_id = excluded.operator_id,
+                 payload_key_id = excluded.payload_key_id,
+                 payload_ciphertext = excluded.payload_ciphertext,
+                 expires_at = excluded.expires_at"
+        } else {
+            "on conflict (id_sha256) do nothing"
+        };
+        let written = sqlx::query(&format!(
+            "insert into sessions (id_sha256, operator_id, payload_key_id, payload_ciphertext, expires_at)
+             values ($1, $2, $3, $4, $5) {conflict}"
+        ))
+        .bind(id_sha256(&record.id))
+        .bind(operator_id)
+        .bind(self.keys.id())
+        .bind(self.keys.seal(&payload))
+        .bind(expires_at)
+        .execute(&self.db)
+        .await
+        .map_err(backend)?;
+        Ok(written.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        while !self.write(record, false).await? {
+            record.id = Id::default();
+        }
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.write(record, true).await.map(|_| ())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row: Option<(String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+            "select payload_key_id, payload_ciphertext, expires_at from sessions
+             where id_sha256 = $1 and expires_at > now()",
+        )
+        .bind(id_sha256(id))
+        .fetch_optional(&self.db)
+        .await
+        .map_err(backend)?;
+        let Some((key_id, sealed, expiry_date)) = row else {
+            return Ok(None);
+        };
+        // Sealed under a key no longer configured: the session simply ended.
+        let Ok(payload) = self.keys.open(&key_id, &sealed) else {
+            tracing::info!(key_id, "session sealed under a retired key: ended");
+            return Ok(None);
+        };
+        let data = serde_json::from_slice(&payload)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("delete from sessions where id_sha256 = $1")
+            .bind(id_sha256(id))
+            .execute(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// The stored key of session `id`: the SHA-256 of its 128 random bits.
+pub fn id_sha256(id: &Id) -> Vec<u8> {
+    sha256(&id.0.to_le_bytes())
+}
+
+/// Deletes expired sessions; returns how many.
+pub async fn delete_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("delete from sessions where expires_at <= now()")
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+fn backend(e: sqlx::Error) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
