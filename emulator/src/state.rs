@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::apps::{NewApp, Permissions, Registry};
+use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
-use crate::faults::Faults;
-use crate::forgeries::Forgeries;
-use crate::keys::{Keys, SigningKey};
+use crate::login::forgeries::Forgeries;
+use crate::login::keys::{Keys, SigningKey};
 use crate::options::Options;
 
 /// Settings fixed at start-up.

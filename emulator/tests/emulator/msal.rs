@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use entra_emulator::Options;
-use reqwest::StatusCode;
+use entra_emulator::{EmulatorAdmin, Options};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -34,38 +33,20 @@ async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
     );
 
     // The same CA works for a Rust client, which is how Gangway is configured to trust it.
-    let ca = reqwest::Certificate::from_pem(emu.ca_pem().unwrap().as_bytes()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let tenants = get_json(&http, &format!("{base}/_emulator/tenants")).await;
-    let tid = tenants[1]["id"].as_str().unwrap().to_string();
-    let body = serde_json::json!({"home_tenant": tenants[0]["id"], "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}});
-    let app: Value = http
-        .post(format!("{base}/_emulator/apps"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let admin = EmulatorAdmin::new(&emu).unwrap();
+    let tenants = admin.tenants().await.unwrap();
+    let tid = tenants[1].id.clone();
+    let app = admin
+        .register_app(&serde_json::json!({"home_tenant": tenants[0].id, "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}}))
         .await
         .unwrap();
-    let grant =
-        serde_json::json!({"client_id": app["client_id"], "application": ["User.Read.All"]});
-    let resp = http
-        .post(format!("{base}/_emulator/tenants/{tid}/consents"))
-        .json(&grant)
-        .send()
+    admin
+        .grant(&tid, &app.client_id, &[], &["User.Read.All"])
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/msal_client.py");
-    let (client_id, secret) = (
-        app["client_id"].as_str().unwrap().to_string(),
-        app["client_secret"].as_str().unwrap().to_string(),
-    );
+    let (client_id, secret) = (app.client_id, app.client_secret);
     let args = [
         "--authority".to_string(),
         format!("{base}/{tid}"),
@@ -104,7 +85,7 @@ async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
     });
     assert_eq!(result["token_type"], "Bearer");
     assert_eq!(result["users"], 12);
-    assert_eq!(result["first"], tenants[1]["admin"]["username"]);
+    assert_eq!(result["first"], tenants[1].admin.username);
     emu.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

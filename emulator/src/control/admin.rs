@@ -14,10 +14,10 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::apps::{NewApp, Permissions};
+use crate::control::faults::FaultConfig;
 use crate::directory::{Group, Life, Tenant, User};
-use crate::faults::FaultConfig;
-use crate::forgeries::{Forgery, ForgeryKind};
-use crate::keys::SigningKey;
+use crate::login::forgeries::{Forgery, ForgeryKind};
+use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
 
 /// Admin routes.

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::entity::Entity;
+use super::errors::GraphError;
+use super::query;
 use crate::directory::{Group, Life, Tenant, User};
-use crate::errors::GraphError;
-use crate::graph::{self, Entity};
 use crate::state::AppState;
 
 /// Where a delta round stands; carried opaquely in `$skiptoken` / `$deltatoken`.
@@ -91,9 +92,9 @@ pub async fn round<E: DeltaItem>(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    graph::serve(&st, &headers, |access, tenant| {
-        graph::require(access, E::APP, E::DELEGATED)?;
-        let opts = graph::query_options(raw);
+    super::serve(&st, &headers, |access, tenant| {
+        super::require(access, E::APP, E::DELEGATED)?;
+        let opts = query::query_options(raw);
         for unsupported in ["$top", "$orderby", "$search", "$filter"] {
             if opts.contains_key(unsupported) {
                 return Err(GraphError::bad_query(format!(
@@ -119,7 +120,7 @@ pub async fn round<E: DeltaItem>(
                     ..fresh(sel)
                 };
                 return Ok(json!({
-                    "@odata.context": graph::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
+                    "@odata.context": query::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
                     "@odata.deltaLink": link(&st, E::SET, "$deltatoken", &latest),
                     "value": [],
                 }));
@@ -138,17 +139,17 @@ pub async fn round<E: DeltaItem>(
             &st,
             tenant,
             cursor,
-            graph::page_size(&st, &Default::default(), &headers)?,
+            query::page_size(&st, &Default::default(), &headers)?,
         ))
     })
 }
 
 fn select<E: DeltaItem>(
     tenant: &Tenant,
-    opts: &graph::QueryOptions,
+    opts: &query::QueryOptions,
 ) -> Result<Option<Vec<String>>, GraphError> {
     let sample = E::all(tenant).first().map(|e| e.json()).unwrap_or_default();
-    graph::parse_select::<E>(&sample, opts, &["members"])
+    query::parse_select::<E>(&sample, opts, &["members"])
 }
 
 fn now() -> i64 {
@@ -157,7 +158,7 @@ fn now() -> i64 {
 
 /// Decodes a link's token; 410 with a fresh-start `Location` when reset or expired.
 fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Cursor, GraphError> {
-    let c: Cursor = graph::decode_cursor(token)
+    let c: Cursor = query::decode_cursor(token)
         .filter(|c: &Cursor| c.tid == tenant.id)
         .ok_or_else(|| {
             GraphError::new(
@@ -196,7 +197,7 @@ fn link(st: &AppState, set: &str, param: &str, c: &Cursor) -> String {
     format!(
         "{}/v1.0/{set}/delta?{param}={}",
         st.cfg.base_url,
-        graph::encode_cursor(c)
+        query::encode_cursor(c)
     )
 }
 
@@ -210,7 +211,7 @@ fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize
         let changed = item.version() > c.since;
         let rendered = match item.life() {
             Life::Active if changed => {
-                let mut v = graph::project::<E>(item.json(), c.sel.as_deref());
+                let mut v = query::project::<E>(item.json(), c.sel.as_deref());
                 item.extra(&mut v, c.since, c.sel.as_deref());
                 v
             }
@@ -226,7 +227,7 @@ fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize
         value.push(rendered);
     }
     let mut out = json!({
-        "@odata.context": graph::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
+        "@odata.context": query::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
         "value": value,
     });
     if pos < items.len() {
