@@ -125,7 +125,7 @@ impl Drop for Emulator {
 fn router(state: AppState) -> Router {
     Router::new()
         .merge(login::router())
-        .merge(graph::router())
+        .merge(graph::router(&state))
         .merge(control::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::apps::{NewApp, Permissions};
 use crate::control::faults::FaultConfig;
-use crate::directory::{Group, Life, Tenant, User};
+use crate::directory::{Changes, Group, Life, Tenant, User};
 use crate::login::forgeries::{Forgery, ForgeryKind};
 use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
+        .route("/_emulator/graph", get(get_graph).post(set_graph))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route("/_emulator/forgeries", post(arm_forgery))
 }
@@ -305,6 +306,7 @@ async fn create_user(
         is_admin: false,
         password_override: None,
         version: 0,
+        changes: Changes::default(),
         life: Life::Active,
     };
     body.apply(&mut user);
@@ -335,9 +337,11 @@ async fn update_user(
         }
     }
     let v = tenant.bump();
-    let old_upn = tenant.users[idx].user_principal_name.clone();
-    body.apply(&mut tenant.users[idx]);
-    tenant.users[idx].version = v;
+    let user = &mut tenant.users[idx];
+    let (old_upn, before) = (user.user_principal_name.clone(), user.to_json());
+    body.apply(user);
+    user.version = v;
+    user.changes.record(&before, &user.to_json(), v);
     tenant.reindex_upn(idx, &old_upn);
     Ok(Json(user_json(&tenant.users[idx])).into_response())
 }
@@ -409,6 +413,7 @@ async fn create_group(
         member_log: members.iter().map(|m| (v, *m, true)).collect(),
         members,
         version: v,
+        changes: Changes::default(),
         life: Life::Active,
     });
     let g = tenant.groups.last().expect("just inserted");
@@ -434,8 +439,10 @@ async fn update_group(
     let g = active_group(tenant, &id)?;
     let v = tenant.bump();
     let group = &mut tenant.groups[g];
+    let before = group.to_json();
     overwrite!(body => group; display_name, mail_nickname; some: description);
     group.version = v;
+    group.changes.record(&before, &group.to_json(), v);
     Ok(Json(Value::Object(group.to_json())).into_response())
 }
 
@@ -528,6 +535,27 @@ async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>)
     }
     st.faults.configure(config);
     Ok(get_faults(State(st)).await.into_response())
+}
+
+async fn get_graph(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "latency_ms": st.graph.latency().as_millis() as u64,
+        "page_size": st.graph.page_size(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct GraphBody {
+    latency_ms: Option<u64>,
+    page_size: Option<usize>,
+}
+
+async fn set_graph(State(st): State<AppState>, Json(body): Json<GraphBody>) -> Answer {
+    if body.page_size.is_some_and(|n| !(1..=999).contains(&n)) {
+        return Err(bad("page_size must be within 1..=999"));
+    }
+    st.graph.set(body.latency_ms, body.page_size);
+    Ok(get_graph(State(st)).await.into_response())
 }
 
 async fn rotate_keys(State(st): State<AppState>) -> Answer {

@@ -1,5 +1,6 @@
 //! `users/delta` and `groups/delta`: change tracking by tenant version, `@removed`,
-//! `members@delta`, `$deltatoken=latest`, and 410 Gone for expired or reset delta links.
+//! `members@delta`, `$deltatoken=latest`, `Prefer: return=minimal`, 400 `syncStateNotFound` for
+//! expired delta links and 410 Gone `resyncRequired` for reset ones.
 
 use std::collections::BTreeMap;
 
@@ -86,13 +87,17 @@ impl DeltaItem for Group {
     }
 }
 
-/// GET /v1.0/users/delta and /v1.0/groups/delta.
+/// The preference that asks for only the changed properties of updated objects.
+const MINIMAL: &str = "return=minimal";
+
+/// GET /v1.0/users/delta and /v1.0/groups/delta (and their function-call forms).
 pub async fn round<E: DeltaItem>(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    super::serve(&st, &headers, |access, tenant| {
+    let minimal = query::preferences(&headers).any(|p| p.eq_ignore_ascii_case(MINIMAL));
+    let mut resp = super::serve(&st, &headers, |access, tenant| {
         super::require(access, E::APP, E::DELEGATED)?;
         let opts = query::query_options(raw);
         for unsupported in ["$top", "$orderby", "$search", "$filter"] {
@@ -135,13 +140,16 @@ pub async fn round<E: DeltaItem>(
             }
             (None, None) => fresh(select::<E>(tenant, &opts)?),
         };
-        Ok(page::<E>(
-            &st,
-            tenant,
-            cursor,
-            query::page_size(&st, &Default::default(), &headers)?,
-        ))
-    })
+        let size = query::page_size(&st, &Default::default(), &headers)?;
+        Ok(page::<E>(&st, tenant, cursor, size, minimal))
+    });
+    if minimal && resp.status().is_success() {
+        resp.headers_mut().insert(
+            "preference-applied",
+            header::HeaderValue::from_static(MINIMAL),
+        );
+    }
+    resp
 }
 
 fn select<E: DeltaItem>(
@@ -156,7 +164,7 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Decodes a link's token; 410 with a fresh-start `Location` when reset or expired.
+/// Decodes a link's token; 410 with a fresh-start `Location` when reset, 400 when expired.
 fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Cursor, GraphError> {
     let c: Cursor = query::decode_cursor(token)
         .filter(|c: &Cursor| c.tid == tenant.id)
@@ -187,8 +195,11 @@ fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Curso
         .with_header(header::LOCATION, restart));
     }
     if now() - c.iat > st.cfg.delta_ttl.as_secs() as i64 {
-        return Err(GraphError::new(StatusCode::GONE, "syncStateNotFound", "The sync state generation is not found. The delta token is expired; start a new round from the Location.")
-            .with_header(header::LOCATION, restart));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+        ));
     }
     Ok(c)
 }
@@ -201,7 +212,15 @@ fn link(st: &AppState, set: &str, param: &str, c: &Cursor) -> String {
     )
 }
 
-fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize) -> Value {
+/// One page of a round from the cursor's position; `minimal` leaves out the unchanged properties
+/// of objects that existed before the round's starting point.
+fn page<E: DeltaItem>(
+    st: &AppState,
+    tenant: &Tenant,
+    mut c: Cursor,
+    size: usize,
+    minimal: bool,
+) -> Value {
     let items = E::all(tenant);
     let mut value = Vec::new();
     let mut pos = c.pos;
@@ -211,7 +230,12 @@ fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize
         let changed = item.version() > c.since;
         let rendered = match item.life() {
             Life::Active if changed => {
-                let mut v = query::project::<E>(item.json(), c.sel.as_deref());
+                let mut all = item.json();
+                let changes = item.changes();
+                if minimal && changes.created <= c.since {
+                    all.retain(|k, _| k == "id" || changes.changed_since(k, c.since));
+                }
+                let mut v = query::project::<E>(all, c.sel.as_deref());
                 item.extra(&mut v, c.since, c.sel.as_deref());
                 v
             }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::directory::{Group, Life, Tenant, User};
+use crate::directory::{Changes, Group, Life, Tenant, User};
 
 /// Application permissions that allow reading users.
 pub const USERS_APP: &[&str] = &[
@@ -60,6 +60,8 @@ pub trait Entity {
     fn life(&self) -> Life;
     /// Version of the last change.
     fn version(&self) -> u64;
+    /// Creation and per-property change versions.
+    fn changes(&self) -> &Changes;
     /// Properties returned without `$select` (`None`: all).
     const DEFAULTS: Option<&'static [&'static str]>;
     /// The tenant's objects of this kind.
@@ -97,6 +99,9 @@ macro_rules! entity {
             }
             fn version(&self) -> u64 {
                 self.version
+            }
+            fn changes(&self) -> &Changes {
+                &self.changes
             }
             fn all($t: &Tenant) -> &[Self] {
                 $all

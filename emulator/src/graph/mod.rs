@@ -21,19 +21,46 @@ use crate::state::{Access, AppState};
 use errors::GraphError;
 use resources::{get_group, get_user, group_members, list_of, me, organization};
 
-/// The Graph routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// How Graph names the delta function: the short form, the OData function call the SDKs send,
+/// and the fully qualified name.
+const DELTA_FORMS: &[&str] = &[
+    "delta",
+    "delta()",
+    "microsoft.graph.delta",
+    "microsoft.graph.delta()",
+];
+
+/// The Graph routes; every answer takes the configured Graph latency.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new()
         .route("/v1.0/users", get(list_of::<User>))
-        .route("/v1.0/users/delta", get(delta::round::<User>))
         .route("/v1.0/users/{id}", get(get_user))
         .route("/v1.0/groups", get(list_of::<Group>))
-        .route("/v1.0/groups/delta", get(delta::round::<Group>))
         .route("/v1.0/groups/{id}", get(get_group))
         .route("/v1.0/groups/{id}/members", get(group_members))
         .route("/v1.0/organization", get(organization))
-        .route("/v1.0/me", get(me))
+        .route("/v1.0/me", get(me));
+    for form in DELTA_FORMS {
+        router = router
+            .route(&format!("/v1.0/users/{form}"), get(delta::round::<User>))
+            .route(&format!("/v1.0/groups/{form}"), get(delta::round::<Group>));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), latency))
         .layer(axum::middleware::from_fn(request_ids))
+}
+
+/// Holds each answer for the configured Graph latency, as a round trip to Microsoft would.
+async fn latency(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let delay = st.graph.latency();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(req).await
 }
 
 /// Adds Graph's `request-id` and echoes `client-request-id` (or reuses the request id).

@@ -79,18 +79,19 @@ pub fn page_size(
             ))),
         };
     }
-    let preferred = headers
+    let preferred = preferences(headers)
+        .find_map(|p| p.strip_prefix("odata.maxpagesize=")?.parse::<usize>().ok());
+    Ok(preferred.unwrap_or(st.graph.page_size()).clamp(1, 999))
+}
+
+/// The preferences of every `Prefer` header (`odata.maxpagesize=200`, `return=minimal`, …).
+pub fn preferences(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| {
-            p.trim()
-                .strip_prefix("odata.maxpagesize=")?
-                .parse::<usize>()
-                .ok()
-        });
-    Ok(preferred.unwrap_or(st.cfg.page_size).clamp(1, 999))
+        .map(str::trim)
 }
 
 /// Opaque paging cursor.
