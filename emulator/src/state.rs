@@ -274,6 +274,8 @@ impl AppState {
                 multi_tenant: true,
                 display_name: Some(opts.app_display_name.clone()),
                 redirect_uris: opts.app_redirect_uris.clone(),
+                logout_url: None,
+                id_token_claims: None,
                 permissions: Permissions {
                     delegated: opts.app_delegated_permissions.iter().cloned().collect(),
                     application: opts.app_application_permissions.iter().cloned().collect(),

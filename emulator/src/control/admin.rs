@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::apps::{NewApp, Permissions};
+use crate::apps::{AppChange, NewApp, Permissions};
 use crate::control::faults::FaultConfig;
 use crate::directory::{Changes, Group, Life, Tenant, User};
 use crate::login::forgeries::{Forgery, ForgeryKind};
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/_emulator/tenants", get(list_tenants).post(create_tenant))
         .route(t, get(get_tenant))
         .route("/_emulator/apps", post(register_app))
+        .route("/_emulator/apps/{client_id}", patch(change_app))
         .route(&format!("{t}/consents"), post(grant_consent))
         .route(
             &format!("{t}/consents/{{client_id}}"),
@@ -181,6 +182,29 @@ async fn register_app(State(st): State<AppState>, Json(new): Json<NewApp>) -> An
         })),
     )
         .into_response())
+}
+
+async fn change_app(
+    State(st): State<AppState>,
+    Path(client_id): Path<String>,
+    Json(change): Json<AppChange>,
+) -> Answer {
+    let mut w = st.world();
+    let app = w
+        .reg
+        .change(&client_id, change)
+        .ok_or_else(|| not_found("app"))?
+        .map_err(bad)?;
+    Ok(Json(json!({
+        "client_id": app.client_id,
+        "multi_tenant": app.multi_tenant,
+        "redirect_uris": app.redirect_uris,
+        "logout_url": app.logout_url,
+        "id_token_claims": app.id_token_claims,
+        "permissions": app.permissions,
+        "secret_expires_at": app.secrets.iter().map(|s| s.expires_at.format(&Rfc3339).unwrap_or_default()).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

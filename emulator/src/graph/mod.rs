@@ -1,6 +1,7 @@
 //! Microsoft Graph v1.0: users, groups, their delta, organization and me, behind bearer-token
 //! and permission checks, answering errors in Graph's shape.
 
+mod applications;
 mod delta;
 mod entity;
 pub mod errors;
@@ -39,7 +40,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1.0/groups/{id}", get(get_group))
         .route("/v1.0/groups/{id}/members", get(group_members))
         .route("/v1.0/organization", get(organization))
-        .route("/v1.0/me", get(me));
+        .route("/v1.0/me", get(me))
+        .route("/v1.0/applications", get(applications::list));
     for form in DELTA_FORMS {
         router = router
             .route(&format!("/v1.0/users/{form}"), get(delta::round::<User>))

@@ -28,6 +28,16 @@ pub fn parse_select<E: Entity>(
     opts: &QueryOptions,
     extra: &[&str],
 ) -> Result<Option<Vec<String>>, GraphError> {
+    select_of(E::TYPE, sample, opts, extra)
+}
+
+/// Validates `$select` against the properties of `sample`, an object of Graph type `type_name`.
+pub fn select_of(
+    type_name: &str,
+    sample: &Map<String, Value>,
+    opts: &QueryOptions,
+    extra: &[&str],
+) -> Result<Option<Vec<String>>, GraphError> {
     let Some(raw) = opts.get("$select") else {
         return Ok(None);
     };
@@ -45,10 +55,7 @@ pub fn parse_select<E: Entity>(
                     GraphError::new(
                         StatusCode::BAD_REQUEST,
                         "Request_BadRequest",
-                        format!(
-                            "Could not find a property named '{s}' on type '{}'.",
-                            E::TYPE
-                        ),
+                        format!("Could not find a property named '{s}' on type '{type_name}'."),
                     )
                 })
         })

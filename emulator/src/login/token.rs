@@ -391,7 +391,8 @@ fn user_tokens(
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        if user.is_admin {
+        // Like Entra, `wids` is emitted only when the registration asks for it.
+        if user.is_admin && app.id_token_claims.iter().any(|c| c == "wids") {
             claims["wids"] = json!(super::authorize::wids(true));
         }
         let keys = st.keys.read().unwrap_or_else(|e| e.into_inner());
