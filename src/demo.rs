@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use base64::Engine;
-use entra_emulator::{Emulator, Options};
-use serde::Deserialize;
+use entra_emulator::{Emulator, EmulatorAdmin, Options};
 use serde_json::json;
 use tokio::net::TcpListener;
 use url::Url;
@@ -208,110 +207,4 @@ fn random_password() -> String {
     (0..16)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-/// A seeded emulator tenant as its admin API describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EmulatedTenant {
-    pub id: String,
-    pub display_name: String,
-    pub domain: String,
-    #[serde(default)]
-    pub domains: Vec<String>,
-    pub admin: EmulatedLogin,
-    pub member: Option<EmulatedLogin>,
-}
-
-/// A seeded user's sign-in.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EmulatedLogin {
-    pub username: String,
-    pub password: String,
-    pub id: String,
-}
-
-/// An app registered in the emulator.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RegisteredApp {
-    pub client_id: String,
-    pub client_secret: String,
-}
-
-/// The emulator's admin API (`/_emulator/…`), for the demo and the tests.
-#[derive(Clone)]
-pub struct EmulatorAdmin {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl EmulatorAdmin {
-    /// A client for `emulator`, trusting its CA when it serves HTTPS.
-    pub fn new(emulator: &Emulator) -> anyhow::Result<Self> {
-        let mut http = reqwest::Client::builder();
-        if let Some(pem) = emulator.ca_pem() {
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-        }
-        Ok(Self {
-            base: emulator.base_url().trim_end_matches('/').to_owned(),
-            http: http.build()?,
-        })
-    }
-
-    /// The seeded tenants; the first is the provider's home tenant.
-    pub async fn tenants(&self) -> anyhow::Result<Vec<EmulatedTenant>> {
-        Ok(self
-            .http
-            .get(format!("{}/_emulator/tenants", self.base))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-
-    /// Registers an app (see the emulator's README for the fields).
-    pub async fn register_app(&self, body: &serde_json::Value) -> anyhow::Result<RegisteredApp> {
-        let response = self
-            .http
-            .post(format!("{}/_emulator/apps", self.base))
-            .json(body)
-            .send()
-            .await?;
-        Ok(response.error_for_status()?.json().await?)
-    }
-
-    /// Grants `client_id` permissions in `tenant` without the consent UI.
-    pub async fn grant(
-        &self,
-        tenant: &str,
-        client_id: &str,
-        delegated: &[&str],
-        application: &[&str],
-    ) -> anyhow::Result<()> {
-        let body =
-            json!({ "client_id": client_id, "delegated": delegated, "application": application });
-        self.http
-            .post(format!("{}/_emulator/tenants/{tenant}/consents", self.base))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
-    }
-
-    /// POSTs `body` to an admin path such as `/_emulator/forgeries`.
-    pub async fn post(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<serde_json::Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(response.json().await.unwrap_or(serde_json::Value::Null))
-    }
 }

@@ -12,8 +12,12 @@ use crate::scopes;
 /// A client secret and when it stops working.
 #[derive(Clone, Debug)]
 pub struct Secret {
+    /// Graph's `keyId` of the password credential.
+    pub key_id: Uuid,
     /// The secret text.
     pub value: String,
+    /// When it was added.
+    pub starts_at: OffsetDateTime,
     /// After this, AADSTS7000222.
     pub expires_at: OffsetDateTime,
 }
@@ -50,6 +54,8 @@ impl Permissions {
 /// A registered application.
 #[derive(Clone, Debug)]
 pub struct App {
+    /// Object id of the application object (Graph's `id`, not the client id).
+    pub object_id: Uuid,
     /// Application (client) id, a GUID.
     pub client_id: String,
     /// Name shown on consent pages.
@@ -60,10 +66,16 @@ pub struct App {
     pub multi_tenant: bool,
     /// Registered redirect URIs (matched exactly).
     pub redirect_uris: Vec<String>,
+    /// Front-channel logout URL.
+    pub logout_url: Option<String>,
+    /// Optional claims of ID tokens (`wids` is emitted only when listed).
+    pub id_token_claims: Vec<String>,
     /// Configured (requested) permissions.
     pub permissions: Permissions,
     /// Client secrets.
     pub secrets: Vec<Secret>,
+    /// When it was registered.
+    pub created_at: OffsetDateTime,
 }
 
 /// Outcome of checking a presented client secret.
@@ -124,6 +136,12 @@ pub struct NewApp {
     /// Redirect URIs.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Front-channel logout URL.
+    #[serde(default)]
+    pub logout_url: Option<String>,
+    /// Optional ID-token claims (default `["wids"]`).
+    #[serde(default)]
+    pub id_token_claims: Option<Vec<String>>,
     /// Requested permissions.
     #[serde(default)]
     pub permissions: Permissions,
@@ -133,6 +151,24 @@ pub struct NewApp {
     pub client_id: Option<String>,
     /// A fixed secret instead of a random one.
     pub client_secret: Option<String>,
+}
+
+/// Changes to a registration, as an admin would make them in the portal; absent fields stay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppChange {
+    /// Replaces the redirect URIs.
+    pub redirect_uris: Option<Vec<String>>,
+    /// Switches between multi-tenant and single-tenant.
+    pub multi_tenant: Option<bool>,
+    /// Sets the front-channel logout URL (an empty string removes it).
+    pub logout_url: Option<String>,
+    /// Replaces the optional ID-token claims.
+    pub id_token_claims: Option<Vec<String>>,
+    /// Replaces the requested permissions (what a tenant granted stays).
+    pub permissions: Option<Permissions>,
+    /// Moves every secret's expiry to this many days from now (negative: already expired).
+    pub secret_expires_in_days: Option<i64>,
 }
 
 impl Registry {
@@ -148,27 +184,65 @@ impl Registry {
                 .to_string(),
             None => Uuid::new_v4().to_string(),
         };
+        let now = OffsetDateTime::now_utc();
         let secret = Secret {
+            key_id: Uuid::new_v4(),
+            starts_at: now,
             value: new
                 .client_secret
                 .unwrap_or_else(|| format!("emu~{}", crate::rng::secret_token(30))),
-            expires_at: OffsetDateTime::now_utc()
+            expires_at: now
                 + Duration::days(new.secret_lifetime_days.unwrap_or(default_lifetime_days)),
         };
         let app = App {
+            object_id: Uuid::new_v4(),
             display_name: new.display_name.unwrap_or_else(|| "Emulated app".into()),
             client_id: client_id.clone(),
             home_tenant: new.home_tenant,
             multi_tenant: new.multi_tenant,
             redirect_uris: new.redirect_uris,
+            logout_url: new.logout_url,
+            id_token_claims: new.id_token_claims.unwrap_or_else(|| vec!["wids".into()]),
             permissions,
             secrets: vec![secret],
+            created_at: now,
         };
         self.grants
             .entry((app.home_tenant, client_id.clone()))
             .or_default();
         self.apps.insert(client_id.clone(), app);
         Ok(&self.apps[&client_id])
+    }
+
+    /// Applies `change` to a registered app; `None` if there is no such app.
+    pub fn change(&mut self, client_id: &str, change: AppChange) -> Option<Result<&App, String>> {
+        let app = self.apps.get_mut(client_id)?;
+        let permissions = match change.permissions.map(|p| p.normalized()).transpose() {
+            Ok(p) => p,
+            Err(p) => return Some(Err(format!("unknown permission '{p}'"))),
+        };
+        if let Some(uris) = change.redirect_uris {
+            app.redirect_uris = uris;
+        }
+        if let Some(multi) = change.multi_tenant {
+            app.multi_tenant = multi;
+        }
+        if let Some(url) = change.logout_url {
+            app.logout_url = Some(url).filter(|u| !u.is_empty());
+        }
+        if let Some(claims) = change.id_token_claims {
+            app.id_token_claims = claims;
+        }
+        if let Some(p) = permissions {
+            app.permissions = p;
+        }
+        if let Some(days) = change.secret_expires_in_days {
+            let expires_at = OffsetDateTime::now_utc() + Duration::days(days);
+            for secret in &mut app.secrets {
+                secret.expires_at = expires_at;
+            }
+        }
+        Some(Ok(app))
     }
 
     /// Delegated permissions `oid` may use for the app in `tid` (tenant-wide plus their own).

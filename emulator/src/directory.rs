@@ -53,8 +53,40 @@ pub struct User {
     pub password_override: Option<String>,
     /// Tenant version of the last change.
     pub version: u64,
+    /// Which properties changed when, for minimal delta answers.
+    pub changes: Changes,
     /// Live, soft- or hard-deleted.
     pub life: Life,
+}
+
+/// When an object was created and when each of its properties last changed, so that a delta
+/// round with `Prefer: return=minimal` can answer only what changed.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// Tenant version at creation.
+    pub created: u64,
+    /// (Graph property name, version of its last change); objects change few properties.
+    properties: Vec<(String, u64)>,
+}
+
+impl Changes {
+    /// Stamps version `v` on every property whose value differs between `before` and `after`.
+    pub fn record(&mut self, before: &Map<String, Value>, after: &Map<String, Value>, v: u64) {
+        for (name, value) in after {
+            if before.get(name) == Some(value) {
+                continue;
+            }
+            match self.properties.iter_mut().find(|(p, _)| p == name) {
+                Some(entry) => entry.1 = v,
+                None => self.properties.push((name.clone(), v)),
+            }
+        }
+    }
+
+    /// Whether property `name` changed after version `since`.
+    pub fn changed_since(&self, name: &str, since: u64) -> bool {
+        self.properties.iter().any(|(p, v)| p == name && *v > since)
+    }
 }
 
 impl User {
@@ -119,6 +151,8 @@ pub struct Group {
     pub member_log: Vec<(u64, Uuid, bool)>,
     /// Tenant version of the last change (membership changes included).
     pub version: u64,
+    /// Which properties changed when, for minimal delta answers.
+    pub changes: Changes,
     /// Live, soft- or hard-deleted.
     pub life: Life,
 }
@@ -417,6 +451,7 @@ impl Tenant {
                     is_admin: true,
                     password_override: None,
                     version: 1,
+                    changes: Changes::default(),
                     life: Life::Active,
                 }
             } else {
@@ -453,6 +488,7 @@ impl Tenant {
                 members,
                 member_log: Vec::new(),
                 version: 1,
+                changes: Changes::default(),
                 life: Life::Active,
             });
         }
@@ -531,6 +567,7 @@ impl Tenant {
     /// Adds a user (new id and UPN required); stamps the current version.
     pub fn insert_user(&mut self, mut user: User) {
         user.version = self.version;
+        user.changes.created = self.version;
         self.user_by_id.insert(user.id, self.users.len());
         self.user_by_upn
             .insert(user.user_principal_name.to_lowercase(), self.users.len());
@@ -552,6 +589,7 @@ impl Tenant {
     /// Adds a group; stamps the current version.
     pub fn insert_group(&mut self, mut group: Group) {
         group.version = self.version;
+        group.changes.created = self.version;
         self.group_by_id.insert(group.id, self.groups.len());
         self.groups.push(group);
     }
@@ -645,6 +683,7 @@ fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashMap<String, u32>)
         is_admin: false,
         password_override: None,
         version: 1,
+        changes: Changes::default(),
         life: Life::Active,
     }
 }

@@ -4,24 +4,17 @@
 //! Login endpoints live under `/{tenant}/…`, Graph under `/v1.0/…` and the test-only admin API
 //! under `/_emulator/…`, all on one port.
 
-mod admin;
 mod apps;
-mod authorize;
-mod delta;
+pub mod client;
+mod control;
 mod directory;
-mod errors;
-mod faults;
-mod forgeries;
 mod graph;
-mod html;
-mod keys;
-mod oidc;
+mod login;
 mod options;
 mod rng;
 mod scopes;
 mod state;
 mod tls;
-mod token;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -30,6 +23,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use client::{EmulatedLogin, EmulatedTenant, EmulatorAdmin, RegisteredApp};
 pub use options::Options;
 use state::AppState;
 
@@ -130,14 +124,12 @@ impl Drop for Emulator {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .merge(oidc::router())
-        .merge(authorize::router())
-        .merge(token::router())
-        .merge(graph::router())
-        .merge(admin::router())
+        .merge(login::router())
+        .merge(graph::router(&state))
+        .merge(control::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            faults::inject,
+            control::faults::inject,
         ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

@@ -85,13 +85,19 @@ pub struct Options {
     #[arg(long, default_value_t = 3600)]
     pub access_token_lifetime_secs: u64,
 
-    /// Delta links older than this answer 410 Gone; Microsoft keeps them about 7 days.
+    /// Delta links older than this answer 400 syncStateNotFound; Microsoft keeps them 7 days.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     pub delta_token_lifetime_secs: u64,
 
-    /// Default Graph page size when no $top or Prefer: odata.maxpagesize is given.
+    /// Default Graph page size (lists and delta rounds) when no $top or Prefer:
+    /// odata.maxpagesize is given; Graph's own delta pages hold up to about 200 objects.
     #[arg(long, default_value_t = 100)]
     pub page_size: usize,
+
+    /// Time every Graph answer (one page or one object) takes, in milliseconds, as a network
+    /// and service round trip would; for realistic benchmarks.
+    #[arg(long, default_value_t = 0)]
+    pub graph_latency_ms: u64,
 }
 
 #[derive(Parser)]

@@ -11,21 +11,118 @@ pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// The OIDC scopes that are not Graph permissions.
 pub const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 
-/// Graph permissions the emulator knows, with whether delegated use needs admin consent.
-const KNOWN: &[(&str, bool)] = &[
-    ("User.Read", false),
-    ("User.ReadBasic.All", false),
-    ("User.Read.All", true),
-    ("User.ReadWrite.All", true),
-    ("Directory.Read.All", true),
-    ("Directory.ReadWrite.All", true),
-    ("Group.Read.All", true),
-    ("Group.ReadWrite.All", true),
-    ("GroupMember.Read.All", true),
-    ("Organization.Read.All", true),
-    ("Application.Read.All", true),
-    ("Mail.Read", false),
-    ("Calendars.Read", false),
+/// A Graph permission the emulator knows.
+struct Known {
+    /// Canonical name.
+    name: &'static str,
+    /// Whether delegated use needs an administrator's consent.
+    admin: bool,
+    /// Microsoft's id of the delegated permission (`Scope` in `requiredResourceAccess`).
+    scope_id: &'static str,
+    /// Microsoft's id of the application permission (`Role`), where one exists.
+    role_id: Option<&'static str>,
+}
+
+const fn known(
+    name: &'static str,
+    admin: bool,
+    scope_id: &'static str,
+    role_id: Option<&'static str>,
+) -> Known {
+    Known {
+        name,
+        admin,
+        scope_id,
+        role_id,
+    }
+}
+
+/// Graph permissions the emulator knows, with Microsoft's permission ids.
+const KNOWN: &[Known] = &[
+    known(
+        "User.Read",
+        false,
+        "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+        None,
+    ),
+    known(
+        "User.ReadBasic.All",
+        false,
+        "b340eb25-3456-403f-be2f-af7a0d370277",
+        Some("97235f07-e226-4f63-ace3-39588e11d3a1"),
+    ),
+    known(
+        "User.Read.All",
+        true,
+        "a154be20-db9c-4678-8ab7-66f6cc099a59",
+        Some("df021288-bdef-4463-88db-98f22de89214"),
+    ),
+    known(
+        "User.ReadWrite.All",
+        true,
+        "204e0828-b5ca-4ad8-b9f3-f32a958e7cc4",
+        Some("741f803b-c850-494e-b5df-cde7c675a1ca"),
+    ),
+    known(
+        "Directory.Read.All",
+        true,
+        "06da0dbc-49e2-44d2-8312-53f166ab848a",
+        Some("7ab1d382-f21e-4acd-a863-ba3e13f7da61"),
+    ),
+    known(
+        "Directory.ReadWrite.All",
+        true,
+        "c5366453-9fb0-48a5-a156-24f0c49a4b84",
+        Some("19dbc75e-c2e2-444c-a770-ec69d8559fc7"),
+    ),
+    known(
+        "Group.Read.All",
+        true,
+        "5f8c59db-677d-491f-a6b8-5f174b11ec1d",
+        Some("5b567255-7703-4780-807c-7be8301ae99b"),
+    ),
+    known(
+        "Group.ReadWrite.All",
+        true,
+        "4e46008b-f24c-477d-8fff-7bb4ec7aafe0",
+        Some("62a82d76-70ea-41e2-9197-370581804d09"),
+    ),
+    known(
+        "GroupMember.Read.All",
+        true,
+        "bc024368-1153-4739-b217-4326f2e966d0",
+        Some("98830695-27a2-44f7-8c18-0c3ebc9698f6"),
+    ),
+    known(
+        "Organization.Read.All",
+        true,
+        "4908d5b9-3fb2-4b1e-9336-1888b7937185",
+        Some("498476ce-e0fe-48b0-b801-37ba7e2685c6"),
+    ),
+    known(
+        "Organization.ReadWrite.All",
+        true,
+        "46ca0847-7e6b-426e-9775-ea810a948356",
+        Some("292d869f-3427-49a8-9dab-8c70152b74e9"),
+    ),
+    known(
+        "Application.Read.All",
+        true,
+        "c79f8feb-a9db-4090-85f9-90d820caa0eb",
+        Some("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"),
+    ),
+    known(
+        "Mail.Read",
+        false,
+        "570282fd-fa5c-430d-a7fd-fc8dc98a9dca",
+        Some("810c84a8-4a9e-49e6-bf7d-12d183f40d01"),
+    ),
+    known(
+        "Calendars.Read",
+        false,
+        "465a38f9-76ea-45b9-9f34-9e8b0d4b0b42",
+        Some("798ee544-9d2d-430c-a058-570e29e34338"),
+    ),
 ];
 
 /// One requested scope after parsing.
@@ -68,19 +165,28 @@ fn strip_resource(raw: &str) -> Option<&str> {
     (!raw.contains('/') && !raw.contains(':')).then_some(raw)
 }
 
+fn lookup(name: &str) -> Option<&'static Known> {
+    KNOWN.iter().find(|k| k.name.eq_ignore_ascii_case(name))
+}
+
 /// The canonical spelling of a known Graph permission.
 pub fn canonical(name: &str) -> Option<&'static str> {
-    KNOWN
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(k, _)| *k)
+    lookup(name).map(|k| k.name)
 }
 
 /// Whether a delegated permission needs an administrator's consent.
 pub fn needs_admin(name: &str) -> bool {
-    KNOWN
-        .iter()
-        .any(|(k, admin)| *admin && k.eq_ignore_ascii_case(name))
+    lookup(name).is_some_and(|k| k.admin)
+}
+
+/// Microsoft's id of a delegated Graph permission.
+pub fn scope_id(name: &str) -> Option<&'static str> {
+    lookup(name).map(|k| k.scope_id)
+}
+
+/// Microsoft's id of an application Graph permission (app role).
+pub fn role_id(name: &str) -> Option<&'static str> {
+    lookup(name).and_then(|k| k.role_id)
 }
 
 /// Full URI of a Graph permission, as Microsoft writes granted scopes.
@@ -111,6 +217,19 @@ mod tests {
         assert_eq!(parse("offline_access"), Some(Scope::Oidc("offline_access")));
         assert_eq!(parse("https://outlook.office.com/Mail.Read"), None);
         assert_eq!(parse("Coffee.Make"), None);
+    }
+
+    #[test]
+    fn permission_ids_are_microsofts() {
+        assert_eq!(
+            role_id("user.read.all"),
+            Some("df021288-bdef-4463-88db-98f22de89214")
+        );
+        assert_eq!(
+            scope_id("User.Read"),
+            Some("e1fe6dd8-ba31-4d61-89e7-88639da4683d")
+        );
+        assert_eq!(role_id("User.Read"), None, "User.Read is delegated only");
     }
 
     #[test]

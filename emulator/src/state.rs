@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::apps::{NewApp, Permissions, Registry};
+use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
-use crate::faults::Faults;
-use crate::forgeries::Forgeries;
-use crate::keys::{Keys, SigningKey};
+use crate::login::forgeries::Forgeries;
+use crate::login::keys::{Keys, SigningKey};
 use crate::options::Options;
 
 /// Settings fixed at start-up.
@@ -25,12 +26,47 @@ pub struct Config {
     pub access_ttl: Duration,
     /// Idle time after which refresh tokens fail.
     pub refresh_inactivity: Duration,
-    /// Age after which delta links answer 410.
+    /// Age after which delta links answer 400 `syncStateNotFound`.
     pub delta_ttl: Duration,
-    /// Default Graph page size.
-    pub page_size: usize,
     /// Default client-secret lifetime.
     pub secret_lifetime_days: i64,
+}
+
+/// How Graph answers when nothing is wrong: the default page size and the time each answer
+/// (one page or one object) takes. Set at start-up, changeable through the admin API.
+#[derive(Debug)]
+pub struct GraphSettings {
+    latency_ms: AtomicU64,
+    page_size: AtomicUsize,
+}
+
+impl GraphSettings {
+    fn new(latency_ms: u64, page_size: usize) -> Self {
+        Self {
+            latency_ms: AtomicU64::new(latency_ms),
+            page_size: AtomicUsize::new(page_size.clamp(1, 999)),
+        }
+    }
+
+    /// Time every Graph answer takes.
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+
+    /// Page size of lists and delta rounds without `$top` or `Prefer: odata.maxpagesize`.
+    pub fn page_size(&self) -> usize {
+        self.page_size.load(Ordering::Relaxed)
+    }
+
+    /// Changes what is given; the page size is kept within Graph's 1..=999.
+    pub fn set(&self, latency_ms: Option<u64>, page_size: Option<usize>) {
+        if let Some(ms) = latency_ms {
+            self.latency_ms.store(ms, Ordering::Relaxed);
+        }
+        if let Some(size) = page_size {
+            self.page_size.store(size.clamp(1, 999), Ordering::Relaxed);
+        }
+    }
 }
 
 /// How the authorize response is returned to the app.
@@ -183,6 +219,8 @@ pub struct Shared {
     world: Mutex<World>,
     /// ID-token signing keys.
     pub keys: RwLock<Keys>,
+    /// Page size and latency of Graph answers.
+    pub graph: GraphSettings,
     /// Fault injection.
     pub faults: Faults,
     /// A forged ID token waiting to be issued.
@@ -236,6 +274,8 @@ impl AppState {
                 multi_tenant: true,
                 display_name: Some(opts.app_display_name.clone()),
                 redirect_uris: opts.app_redirect_uris.clone(),
+                logout_url: None,
+                id_token_claims: None,
                 permissions: Permissions {
                     delegated: opts.app_delegated_permissions.iter().cloned().collect(),
                     application: opts.app_application_permissions.iter().cloned().collect(),
@@ -254,7 +294,6 @@ impl AppState {
             access_ttl: Duration::from_secs(opts.access_token_lifetime_secs),
             refresh_inactivity: Duration::from_secs(opts.refresh_token_inactivity_secs),
             delta_ttl: Duration::from_secs(opts.delta_token_lifetime_secs),
-            page_size: opts.page_size.clamp(1, 999),
             secret_lifetime_days: opts.secret_lifetime_days,
         };
         Ok(Self(Arc::new(Shared {
@@ -265,6 +304,7 @@ impl AppState {
                 auth: AuthStore::default(),
             }),
             keys: RwLock::new(Keys::new(key_task.await??)),
+            graph: GraphSettings::new(opts.graph_latency_ms, opts.page_size),
             faults: Faults::new(opts.seed),
             forgeries: Forgeries::default(),
         })))

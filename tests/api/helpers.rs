@@ -4,14 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entra_emulator::{Emulator, Options};
+use entra_emulator::{
+    EmulatedLogin, EmulatedTenant, Emulator, EmulatorAdmin, Options, RegisteredApp,
+};
 use gangway::app::{AppState, Application};
 use gangway::audit::Actor;
 use gangway::config::{Config, RateLimit, parse_public_url};
 use gangway::crypto::EncryptionKey;
-use gangway::demo::{
-    EmulatedLogin, EmulatedTenant, EmulatorAdmin, RegisteredApp, provider_permissions,
-};
+use gangway::demo::provider_permissions;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
 use gangway::secret::Secret;

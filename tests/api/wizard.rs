@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use entra_emulator::{EmulatedLogin, EmulatedTenant, RegisteredApp};
 use gangway::config::RateLimit;
-use gangway::demo::{EmulatedLogin, EmulatedTenant, RegisteredApp};
 use gangway::invitations::{self, InvitationToken};
 use gangway::web::paths;
 use reqwest::StatusCode;

@@ -1,4 +1,5 @@
-//! users/delta and groups/delta rounds, membership deltas, `latest`, and 410 after reset/expiry.
+//! users/delta and groups/delta rounds in every form Graph accepts, membership deltas, `latest`,
+//! 410 after a reset and 400 after expiry, `Prefer: return=minimal`, page size and latency.
 
 use entra_emulator::Options;
 use reqwest::StatusCode;
@@ -163,7 +164,7 @@ async fn group_delta_reports_membership_changes() {
 }
 
 #[tokio::test]
-async fn latest_token_reset_and_expiry() {
+async fn latest_token_and_reset() {
     let t = TestEmu::start().await;
     let tid = t.tid(0);
     let token = t.reader(0).await;
@@ -200,7 +201,10 @@ async fn latest_token_reset_and_expiry() {
         .await,
         "Request_UnsupportedQuery"
     );
+}
 
+#[tokio::test]
+async fn an_expired_delta_link_answers_400_sync_state_not_found() {
     let short = TestEmu::with(Options {
         tenants: 1,
         users: 3,
@@ -213,9 +217,213 @@ async fn latest_token_reset_and_expiry() {
     let (_, link) = round(&short, &token, "/v1.0/users/delta").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let resp = short.graph(&token, &link).await;
-    assert!(resp.headers().contains_key("location"));
+    assert!(!resp.headers().contains_key("location"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "syncStateNotFound", "{body}");
     assert_eq!(
-        graph_error(resp, StatusCode::GONE).await,
+        body["error"]["message"],
+        "The sync state generation is not found. The delta token is expired and data must be synchronized again."
+    );
+    let resp = short.graph(&token, &link).await;
+    assert_eq!(
+        graph_error(resp, StatusCode::BAD_REQUEST).await,
         "syncStateNotFound"
+    );
+}
+
+/// The ids of a whole round.
+fn ids(items: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn delta_answers_in_the_short_the_function_and_the_qualified_form() {
+    let t = TestEmu::start().await;
+    let token = t.reader(0).await;
+    for set in ["users", "groups"] {
+        let (expected, _) = round(&t, &token, &format!("/v1.0/{set}/delta")).await;
+        assert!(!expected.is_empty());
+        for form in [
+            "delta()",
+            "microsoft.graph.delta()",
+            "microsoft.graph.delta",
+        ] {
+            let (items, link) = round(&t, &token, &format!("/v1.0/{set}/{form}")).await;
+            assert_eq!(ids(&items), ids(&expected), "/{set}/{form}");
+            let (nothing, _) = round(&t, &token, &link).await;
+            assert!(nothing.is_empty(), "/{set}/{form}: {nothing:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn return_minimal_answers_only_the_changed_properties_of_updated_objects() {
+    let t = TestEmu::start().await;
+    let tid = t.tid(0);
+    let token = t.reader(0).await;
+    let select = "$select=displayName,jobTitle,mail,department";
+    let (users, link) = round(&t, &token, &format!("/v1.0/users/delta?{select}")).await;
+    let (groups, group_link) = round(&t, &token, "/v1.0/groups/delta").await;
+    let changed = users[3]["id"].as_str().unwrap();
+    let resp = t
+        .admin_patch(
+            &format!("/tenants/{tid}/users/{changed}"),
+            json!({"jobTitle": "Chief Cartographer", "department": users[3]["department"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let created = t
+        .admin_create(
+            &format!("/tenants/{tid}/users"),
+            json!({"displayName": "New Hire", "jobTitle": "Intern"}),
+        )
+        .await;
+    let gid = groups[1]["id"].as_str().unwrap();
+    let resp = t
+        .admin_patch(
+            &format!("/tenants/{tid}/groups/{gid}"),
+            json!({"description": "Renamed team"}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let minimal = t
+        .http
+        .get(&link)
+        .bearer_auth(&token)
+        .header("prefer", "return=minimal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minimal.status(), StatusCode::OK);
+    assert_eq!(minimal.headers()["preference-applied"], "return=minimal");
+    let page: Value = minimal.json().await.unwrap();
+    let value = page["value"].as_array().unwrap();
+    assert_eq!(value.len(), 2, "{value:#?}");
+    let find = |id: &str| value.iter().find(|v| v["id"] == id).unwrap().clone();
+    assert_eq!(
+        find(changed),
+        json!({"id": changed, "jobTitle": "Chief Cartographer"}),
+        "only what changed (the department was set to its own value)"
+    );
+    let new = find(created["id"].as_str().unwrap());
+    assert_eq!(new["displayName"], "New Hire", "new objects come whole");
+    assert!(new.get("mail").is_some());
+
+    // Without the preference the same link answers whole objects.
+    let full = t.graph(&token, &link).await;
+    assert!(!full.headers().contains_key("preference-applied"));
+    let page: Value = full.json().await.unwrap();
+    let whole = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == changed)
+        .unwrap()
+        .clone();
+    assert_eq!(whole["displayName"], users[3]["displayName"]);
+    assert_eq!(whole["jobTitle"], "Chief Cartographer");
+
+    let group = t
+        .http
+        .get(&group_link)
+        .bearer_auth(&token)
+        .header("prefer", "odata.maxpagesize=50, return=minimal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(group.headers()["preference-applied"], "return=minimal");
+    let page: Value = group.json().await.unwrap();
+    assert_eq!(
+        page["value"],
+        json!([{"id": gid, "description": "Renamed team"}])
+    );
+}
+
+/// Sizes of the pages of a round.
+async fn page_sizes(t: &TestEmu, token: &str, start: &str) -> Vec<usize> {
+    let mut url = start.to_string();
+    let mut sizes = Vec::new();
+    loop {
+        let page = t.graph_json(token, &url).await;
+        sizes.push(page["value"].as_array().unwrap().len());
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => return sizes,
+        }
+    }
+}
+
+#[tokio::test]
+async fn delta_pages_follow_the_page_size_set_at_start_or_through_the_admin_api() {
+    let t = TestEmu::with(Options {
+        tenants: 1,
+        users: 450,
+        groups: 1,
+        page_size: 200,
+        ..Options::default()
+    })
+    .await;
+    let token = t.reader(0).await;
+    assert_eq!(
+        page_sizes(&t, &token, "/v1.0/users/delta").await,
+        [200, 200, 50]
+    );
+    let settings = t.admin_post("/graph", json!({"page_size": 120})).await;
+    assert_eq!(settings.status(), StatusCode::OK);
+    assert_eq!(
+        settings.json::<Value>().await.unwrap(),
+        json!({"latency_ms": 0, "page_size": 120})
+    );
+    assert_eq!(
+        page_sizes(&t, &token, "/v1.0/users/delta()").await,
+        [120, 120, 120, 90]
+    );
+    assert_eq!(
+        page_sizes(&t, &token, "/v1.0/users?$select=id").await,
+        [120, 120, 120, 90],
+        "lists share the default"
+    );
+    let resp = t.admin_post("/graph", json!({"page_size": 0})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn graph_latency_holds_every_page_and_is_not_a_fault() {
+    let t = TestEmu::with(Options {
+        tenants: 1,
+        users: 30,
+        groups: 1,
+        page_size: 10,
+        graph_latency_ms: 150,
+        ..Options::default()
+    })
+    .await;
+    let token = t.reader(0).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        page_sizes(&t, &token, "/v1.0/users/delta").await,
+        [10, 10, 10]
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(3 * 150),
+        "three pages take at least three latencies: {elapsed:?}"
+    );
+    assert_eq!(t.get_json("/_emulator/graph").await["latency_ms"], 150);
+
+    t.admin_post("/graph", json!({"latency_ms": 400})).await;
+    let started = std::time::Instant::now();
+    t.graph_json(&token, "/v1.0/organization").await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+    let faults = t.get_json("/_emulator/faults").await;
+    assert_eq!(
+        faults["injected"]["delayed"], 0,
+        "Graph's latency is not a fault"
     );
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_consent;
+mod applications;
 mod authorize;
 mod cli;
 mod delta;

@@ -1,110 +1,181 @@
-//! Microsoft's own client library works against the emulator unchanged: MSAL for Python over
-//! HTTPS, trusting the emulator's CA, client credentials, then a Graph read.
+//! Microsoft's own client libraries work against the emulator unchanged, over HTTPS and trusting
+//! the emulator's CA: MSAL for Python (client credentials, then a Graph read) and the Graph SDK
+//! for Python with azure-identity (paging `/users` with its PageIterator, a `/users/delta` round).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use entra_emulator::Options;
-use reqwest::StatusCode;
-use serde_json::Value;
+use entra_emulator::{EmulatedTenant, Emulator, EmulatorAdmin, Options, RegisteredApp};
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
-    let dir = std::env::temp_dir().join(format!("entra-emulator-msal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca_file = dir.join("ca.pem");
-    let opts = Options {
-        tls: true,
-        ca_out: Some(ca_file.clone()),
-        tenants: 2,
-        users: 12,
-        groups: 1,
-        ..Options::default()
-    };
-    let emu = entra_emulator::Emulator::start(opts)
-        .await
-        .expect("TLS emulator starts");
-    let base = emu.base_url().to_string();
-    assert!(base.starts_with("https://localhost:"), "{base}");
-    assert_eq!(
-        std::fs::read_to_string(&ca_file).unwrap(),
-        emu.ca_pem().unwrap()
-    );
+/// A TLS emulator whose CA is written to a file, with an app of tenant 0 granted
+/// `User.Read.All` in tenant 1.
+struct TlsEmulator {
+    emu: Emulator,
+    dir: PathBuf,
+    ca_file: PathBuf,
+    tenants: Vec<EmulatedTenant>,
+    app: RegisteredApp,
+}
 
-    // The same CA works for a Rust client, which is how Gangway is configured to trust it.
-    let ca = reqwest::Certificate::from_pem(emu.ca_pem().unwrap().as_bytes()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let tenants = get_json(&http, &format!("{base}/_emulator/tenants")).await;
-    let tid = tenants[1]["id"].as_str().unwrap().to_string();
-    let body = serde_json::json!({"home_tenant": tenants[0]["id"], "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}});
-    let app: Value = http
-        .post(format!("{base}/_emulator/apps"))
-        .json(&body)
-        .send()
+impl TlsEmulator {
+    async fn start(name: &str, users: usize, page_size: usize) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("entra-emulator-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_file = dir.join("ca.pem");
+        let opts = Options {
+            tls: true,
+            ca_out: Some(ca_file.clone()),
+            tenants: 2,
+            users,
+            groups: 1,
+            page_size,
+            ..Options::default()
+        };
+        let emu = Emulator::start(opts).await.expect("TLS emulator starts");
+        assert!(
+            emu.base_url().starts_with("https://localhost:"),
+            "{}",
+            emu.base_url()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&ca_file).unwrap(),
+            emu.ca_pem().unwrap()
+        );
+
+        // The same CA works for a Rust client, which is how Gangway is configured to trust it.
+        let admin = EmulatorAdmin::new(&emu).unwrap();
+        let tenants = admin.tenants().await.unwrap();
+        let app = admin
+            .register_app(&json!({"home_tenant": tenants[0].id, "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}}))
+            .await
+            .unwrap();
+        admin
+            .grant(&tenants[1].id, &app.client_id, &[], &["User.Read.All"])
+            .await
+            .unwrap();
+        Self {
+            emu,
+            dir,
+            ca_file,
+            tenants,
+            app,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.emu.base_url().to_string()
+    }
+
+    /// The arguments both scripts take: the app's credentials, the CA and the Graph base.
+    fn client_args(&self) -> Vec<String> {
+        vec![
+            "--client-id".into(),
+            self.app.client_id.clone(),
+            "--client-secret".into(),
+            self.app.client_secret.clone(),
+            "--ca-file".into(),
+            self.ca_file.display().to_string(),
+            "--graph".into(),
+            self.base(),
+        ]
+    }
+
+    /// Runs `tests/<script>` with `args` and parses the JSON line it prints; exit code 3 means
+    /// the library is missing, which `install` says how to fix.
+    async fn run_python(&self, script: &str, args: Vec<String>, install: &str) -> Value {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(script);
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("python3").arg(&script).args(&args).output()
+        })
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let grant =
-        serde_json::json!({"client_id": app["client_id"], "application": ["User.Read.All"]});
-    let resp = http
-        .post(format!("{base}/_emulator/tenants/{tid}/consents"))
-        .json(&grant)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/msal_client.py");
-    let (client_id, secret) = (
-        app["client_id"].as_str().unwrap().to_string(),
-        app["client_secret"].as_str().unwrap().to_string(),
-    );
-    let args = [
-        "--authority".to_string(),
-        format!("{base}/{tid}"),
-        "--client-id".into(),
-        client_id,
-        "--client-secret".into(),
-        secret,
-        "--ca-file".into(),
-        ca_file.display().to_string(),
-        "--graph".into(),
-        base.clone(),
-    ];
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3").arg(&script).args(&args).output()
-    })
-    .await
-    .unwrap();
-    let output = output
         .unwrap_or_else(|e| panic!("python3 is required for this test and could not be run: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_ne!(
-        output.status.code(),
-        Some(3),
-        "MSAL for Python is not installed: run `pip install msal`.\n{stderr}"
-    );
-    assert!(
-        output.status.success(),
-        "msal_client.py failed ({:?}):\n{stderr}",
-        output.status
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad output {e}: {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(
+            output.status.code(),
+            Some(3),
+            "a Python library is not installed: run `{install}`.\n{stderr}"
+        );
+        assert!(
+            output.status.success(),
+            "failed ({:?}):\n{stderr}",
+            output.status
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bad output {e}: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    async fn stop(self) {
+        self.emu.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
+    let emu = TlsEmulator::start("msal", 12, 100).await;
+    let mut args = vec![
+        "--authority".to_string(),
+        format!("{}/{}", emu.base(), emu.tenants[1].id),
+    ];
+    args.extend(emu.client_args());
+    let result = emu
+        .run_python("msal_client.py", args, "pip install msal")
+        .await;
     assert_eq!(result["token_type"], "Bearer");
     assert_eq!(result["users"], 12);
-    assert_eq!(result["first"], tenants[1]["admin"]["username"]);
-    emu.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(result["first"], emu.tenants[1].admin.username);
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_graph_sdk_pages_users_and_completes_a_delta_round() {
+    let emu = TlsEmulator::start("graph-sdk", 23, 10).await;
+    let mut args = vec![
+        "--authority".to_string(),
+        emu.base(),
+        "--tenant".into(),
+        emu.tenants[1].id.clone(),
+        "--page-size".into(),
+        "5".into(),
+    ];
+    args.extend(emu.client_args());
+    let result = emu
+        .run_python(
+            "graph_sdk_client.py",
+            args,
+            "pip install msgraph-sdk azure-identity",
+        )
+        .await;
+    assert_eq!(result["users"], 23, "{result}");
+    assert_eq!(result["pages"], 5, "23 users at $top=5: {result}");
+    assert_eq!(result["first"], emu.tenants[1].admin.username);
+    assert_eq!(result["delta_users"], 23, "{result}");
+    assert_eq!(
+        result["delta_pages"], 3,
+        "23 users at page size 10: {result}"
+    );
+    assert!(
+        result["delta_paths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/v1.0/users/delta()")),
+        "the SDK calls the OData function form: {result}"
+    );
+    let link = result["delta_link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("{}/v1.0/users/delta?$deltatoken=", emu.base())),
+        "{link}"
+    );
+    emu.stop().await;
 }

@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::apps::{NewApp, Permissions};
-use crate::directory::{Group, Life, Tenant, User};
-use crate::faults::FaultConfig;
-use crate::forgeries::{Forgery, ForgeryKind};
-use crate::keys::SigningKey;
+use crate::apps::{AppChange, NewApp, Permissions};
+use crate::control::faults::FaultConfig;
+use crate::directory::{Changes, Group, Life, Tenant, User};
+use crate::login::forgeries::{Forgery, ForgeryKind};
+use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
 
 /// Admin routes.
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/_emulator/tenants", get(list_tenants).post(create_tenant))
         .route(t, get(get_tenant))
         .route("/_emulator/apps", post(register_app))
+        .route("/_emulator/apps/{client_id}", patch(change_app))
         .route(&format!("{t}/consents"), post(grant_consent))
         .route(
             &format!("{t}/consents/{{client_id}}"),
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
+        .route("/_emulator/graph", get(get_graph).post(set_graph))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route("/_emulator/forgeries", post(arm_forgery))
 }
@@ -182,6 +184,29 @@ async fn register_app(State(st): State<AppState>, Json(new): Json<NewApp>) -> An
         .into_response())
 }
 
+async fn change_app(
+    State(st): State<AppState>,
+    Path(client_id): Path<String>,
+    Json(change): Json<AppChange>,
+) -> Answer {
+    let mut w = st.world();
+    let app = w
+        .reg
+        .change(&client_id, change)
+        .ok_or_else(|| not_found("app"))?
+        .map_err(bad)?;
+    Ok(Json(json!({
+        "client_id": app.client_id,
+        "multi_tenant": app.multi_tenant,
+        "redirect_uris": app.redirect_uris,
+        "logout_url": app.logout_url,
+        "id_token_claims": app.id_token_claims,
+        "permissions": app.permissions,
+        "secret_expires_at": app.secrets.iter().map(|s| s.expires_at.format(&Rfc3339).unwrap_or_default()).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
 #[derive(Deserialize)]
 struct ConsentBody {
     client_id: String,
@@ -305,6 +330,7 @@ async fn create_user(
         is_admin: false,
         password_override: None,
         version: 0,
+        changes: Changes::default(),
         life: Life::Active,
     };
     body.apply(&mut user);
@@ -335,9 +361,11 @@ async fn update_user(
         }
     }
     let v = tenant.bump();
-    let old_upn = tenant.users[idx].user_principal_name.clone();
-    body.apply(&mut tenant.users[idx]);
-    tenant.users[idx].version = v;
+    let user = &mut tenant.users[idx];
+    let (old_upn, before) = (user.user_principal_name.clone(), user.to_json());
+    body.apply(user);
+    user.version = v;
+    user.changes.record(&before, &user.to_json(), v);
     tenant.reindex_upn(idx, &old_upn);
     Ok(Json(user_json(&tenant.users[idx])).into_response())
 }
@@ -409,6 +437,7 @@ async fn create_group(
         member_log: members.iter().map(|m| (v, *m, true)).collect(),
         members,
         version: v,
+        changes: Changes::default(),
         life: Life::Active,
     });
     let g = tenant.groups.last().expect("just inserted");
@@ -434,8 +463,10 @@ async fn update_group(
     let g = active_group(tenant, &id)?;
     let v = tenant.bump();
     let group = &mut tenant.groups[g];
+    let before = group.to_json();
     overwrite!(body => group; display_name, mail_nickname; some: description);
     group.version = v;
+    group.changes.record(&before, &group.to_json(), v);
     Ok(Json(Value::Object(group.to_json())).into_response())
 }
 
@@ -528,6 +559,27 @@ async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>)
     }
     st.faults.configure(config);
     Ok(get_faults(State(st)).await.into_response())
+}
+
+async fn get_graph(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "latency_ms": st.graph.latency().as_millis() as u64,
+        "page_size": st.graph.page_size(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct GraphBody {
+    latency_ms: Option<u64>,
+    page_size: Option<usize>,
+}
+
+async fn set_graph(State(st): State<AppState>, Json(body): Json<GraphBody>) -> Answer {
+    if body.page_size.is_some_and(|n| !(1..=999).contains(&n)) {
+        return Err(bad("page_size must be within 1..=999"));
+    }
+    st.graph.set(body.latency_ms, body.page_size);
+    Ok(get_graph(State(st)).await.into_response())
 }
 
 async fn rotate_keys(State(st): State<AppState>) -> Answer {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::keys::{Keys, SigningKey};
+use crate::login::keys::{Keys, SigningKey};
 
 /// How to spoil the next ID token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

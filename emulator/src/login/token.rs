@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::apps::{App, SecretCheck};
 use crate::directory::Authority;
-use crate::errors::AadError;
+use crate::login::errors::AadError;
 use crate::rng::secret_token;
 use crate::scopes::{self, GRAPH, GRAPH_APP_ID};
 use crate::state::{Access, AppState, Refresh, Revoked, World};
@@ -68,7 +68,7 @@ fn grant(st: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
     let authority = w
         .dir
         .resolve(tenant)
-        .ok_or_else(|| crate::oidc::unknown_tenant(tenant))?;
+        .ok_or_else(|| super::oidc::unknown_tenant(tenant))?;
     let (client_id, secret) = client_credentials(headers, &params)?;
     let app = authenticate(&w, authority, tenant, &client_id, secret.as_deref())?;
     match grant_type.as_str() {
@@ -391,8 +391,9 @@ fn user_tokens(
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        if user.is_admin {
-            claims["wids"] = json!(crate::authorize::wids(true));
+        // Like Entra, `wids` is emitted only when the registration asks for it.
+        if user.is_admin && app.id_token_claims.iter().any(|c| c == "wids") {
+            claims["wids"] = json!(super::authorize::wids(true));
         }
         let keys = st.keys.read().unwrap_or_else(|e| e.into_inner());
         let jwt = match st.forgeries.take() {

@@ -11,10 +11,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use uuid::Uuid;
 
+use super::html::{self, escape, hidden};
 use crate::apps::App;
 use crate::directory::{Authority, GLOBAL_ADMIN_ROLE};
-use crate::errors::{AadError, aad_timestamp};
-use crate::html::{self, escape, hidden};
+use crate::login::errors::{AadError, aad_timestamp};
 use crate::rng::secret_token;
 use crate::scopes::{self, Scope};
 use crate::state::{AppState, Code, Flow, ResponseMode, Txn, World};
@@ -137,7 +137,7 @@ fn trusted_app<'w>(
     let authority = w
         .dir
         .resolve(tenant)
-        .ok_or_else(|| crate::oidc::unknown_tenant(tenant))?;
+        .ok_or_else(|| super::oidc::unknown_tenant(tenant))?;
     let client_id = q
         .get("client_id")
         .ok_or_else(|| AadError::missing("client_id"))?;

@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::html;
 use crate::directory::Authority;
-use crate::errors::AadError;
-use crate::html;
+use crate::login::errors::AadError;
 use crate::state::AppState;
 
 /// Discovery, keys and the error-code page.

@@ -1,5 +1,6 @@
 //! `users/delta` and `groups/delta`: change tracking by tenant version, `@removed`,
-//! `members@delta`, `$deltatoken=latest`, and 410 Gone for expired or reset delta links.
+//! `members@delta`, `$deltatoken=latest`, `Prefer: return=minimal`, 400 `syncStateNotFound` for
+//! expired delta links and 410 Gone `resyncRequired` for reset ones.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +12,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::entity::Entity;
+use super::errors::GraphError;
+use super::query;
 use crate::directory::{Group, Life, Tenant, User};
-use crate::errors::GraphError;
-use crate::graph::{self, Entity};
 use crate::state::AppState;
 
 /// Where a delta round stands; carried opaquely in `$skiptoken` / `$deltatoken`.
@@ -85,15 +87,19 @@ impl DeltaItem for Group {
     }
 }
 
-/// GET /v1.0/users/delta and /v1.0/groups/delta.
+/// The preference that asks for only the changed properties of updated objects.
+const MINIMAL: &str = "return=minimal";
+
+/// GET /v1.0/users/delta and /v1.0/groups/delta (and their function-call forms).
 pub async fn round<E: DeltaItem>(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    graph::serve(&st, &headers, |access, tenant| {
-        graph::require(access, E::APP, E::DELEGATED)?;
-        let opts = graph::query_options(raw);
+    let minimal = query::preferences(&headers).any(|p| p.eq_ignore_ascii_case(MINIMAL));
+    let mut resp = super::serve(&st, &headers, |access, tenant| {
+        super::require(access, E::APP, E::DELEGATED)?;
+        let opts = query::query_options(raw);
         for unsupported in ["$top", "$orderby", "$search", "$filter"] {
             if opts.contains_key(unsupported) {
                 return Err(GraphError::bad_query(format!(
@@ -119,7 +125,7 @@ pub async fn round<E: DeltaItem>(
                     ..fresh(sel)
                 };
                 return Ok(json!({
-                    "@odata.context": graph::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
+                    "@odata.context": query::context(&st.cfg.base_url, E::SET, latest.sel.as_deref()),
                     "@odata.deltaLink": link(&st, E::SET, "$deltatoken", &latest),
                     "value": [],
                 }));
@@ -134,30 +140,33 @@ pub async fn round<E: DeltaItem>(
             }
             (None, None) => fresh(select::<E>(tenant, &opts)?),
         };
-        Ok(page::<E>(
-            &st,
-            tenant,
-            cursor,
-            graph::page_size(&st, &Default::default(), &headers)?,
-        ))
-    })
+        let size = query::page_size(&st, &Default::default(), &headers)?;
+        Ok(page::<E>(&st, tenant, cursor, size, minimal))
+    });
+    if minimal && resp.status().is_success() {
+        resp.headers_mut().insert(
+            "preference-applied",
+            header::HeaderValue::from_static(MINIMAL),
+        );
+    }
+    resp
 }
 
 fn select<E: DeltaItem>(
     tenant: &Tenant,
-    opts: &graph::QueryOptions,
+    opts: &query::QueryOptions,
 ) -> Result<Option<Vec<String>>, GraphError> {
     let sample = E::all(tenant).first().map(|e| e.json()).unwrap_or_default();
-    graph::parse_select::<E>(&sample, opts, &["members"])
+    query::parse_select::<E>(&sample, opts, &["members"])
 }
 
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Decodes a link's token; 410 with a fresh-start `Location` when reset or expired.
+/// Decodes a link's token; 410 with a fresh-start `Location` when reset, 400 when expired.
 fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Cursor, GraphError> {
-    let c: Cursor = graph::decode_cursor(token)
+    let c: Cursor = query::decode_cursor(token)
         .filter(|c: &Cursor| c.tid == tenant.id)
         .ok_or_else(|| {
             GraphError::new(
@@ -186,8 +195,11 @@ fn check(st: &AppState, tenant: &Tenant, set: &str, token: &str) -> Result<Curso
         .with_header(header::LOCATION, restart));
     }
     if now() - c.iat > st.cfg.delta_ttl.as_secs() as i64 {
-        return Err(GraphError::new(StatusCode::GONE, "syncStateNotFound", "The sync state generation is not found. The delta token is expired; start a new round from the Location.")
-            .with_header(header::LOCATION, restart));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+        ));
     }
     Ok(c)
 }
@@ -196,11 +208,19 @@ fn link(st: &AppState, set: &str, param: &str, c: &Cursor) -> String {
     format!(
         "{}/v1.0/{set}/delta?{param}={}",
         st.cfg.base_url,
-        graph::encode_cursor(c)
+        query::encode_cursor(c)
     )
 }
 
-fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize) -> Value {
+/// One page of a round from the cursor's position; `minimal` leaves out the unchanged properties
+/// of objects that existed before the round's starting point.
+fn page<E: DeltaItem>(
+    st: &AppState,
+    tenant: &Tenant,
+    mut c: Cursor,
+    size: usize,
+    minimal: bool,
+) -> Value {
     let items = E::all(tenant);
     let mut value = Vec::new();
     let mut pos = c.pos;
@@ -210,7 +230,12 @@ fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize
         let changed = item.version() > c.since;
         let rendered = match item.life() {
             Life::Active if changed => {
-                let mut v = graph::project::<E>(item.json(), c.sel.as_deref());
+                let mut all = item.json();
+                let changes = item.changes();
+                if minimal && changes.created <= c.since {
+                    all.retain(|k, _| k == "id" || changes.changed_since(k, c.since));
+                }
+                let mut v = query::project::<E>(all, c.sel.as_deref());
                 item.extra(&mut v, c.since, c.sel.as_deref());
                 v
             }
@@ -226,7 +251,7 @@ fn page<E: DeltaItem>(st: &AppState, tenant: &Tenant, mut c: Cursor, size: usize
         value.push(rendered);
     }
     let mut out = json!({
-        "@odata.context": graph::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
+        "@odata.context": query::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
         "value": value,
     });
     if pos < items.len() {

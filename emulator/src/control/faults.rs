@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::errors::GraphError;
+use crate::graph::errors::GraphError;
 use crate::rng::Seeded;
 use crate::state::AppState;
 

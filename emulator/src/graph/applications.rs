@@ -1,0 +1,187 @@
+//! `GET /v1.0/applications`: the app registrations of the caller's tenant as Graph shapes them,
+//! so a client can check its own registration (`$filter=appId eq '…'`).
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::errors::GraphError;
+use super::query::{context, filter_matches, parse_filter, query_options, select_of};
+use super::{caller, require};
+use crate::apps::App;
+use crate::scopes::{self, GRAPH_APP_ID};
+use crate::state::AppState;
+
+/// Permissions (either kind) that allow reading app registrations.
+const APPLICATIONS: &[&str] = &[
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Properties `$filter` accepts (string-valued ones).
+const FILTERABLE: &[&str] = &[
+    "id",
+    "appId",
+    "displayName",
+    "signInAudience",
+    "publisherDomain",
+];
+
+/// The other properties `$select` accepts.
+const SELECTABLE: &[&str] = &[
+    "createdDateTime",
+    "identifierUris",
+    "keyCredentials",
+    "optionalClaims",
+    "passwordCredentials",
+    "publicClient",
+    "requiredResourceAccess",
+    "spa",
+    "web",
+];
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// An app registration as Graph's `application` resource.
+fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
+    let mut access: Vec<Value> = app
+        .permissions
+        .delegated
+        .iter()
+        .filter_map(|p| scopes::scope_id(p))
+        .map(|id| json!({"id": id, "type": "Scope"}))
+        .collect();
+    access.extend(
+        app.permissions
+            .application
+            .iter()
+            .filter_map(|p| scopes::role_id(p))
+            .map(|id| json!({"id": id, "type": "Role"})),
+    );
+    let required = if access.is_empty() {
+        json!([])
+    } else {
+        json!([{"resourceAppId": GRAPH_APP_ID, "resourceAccess": access}])
+    };
+    let claim = |name: &String| json!({"additionalProperties": [], "essential": false, "name": name, "source": null});
+    let optional_claims = if app.id_token_claims.is_empty() {
+        Value::Null
+    } else {
+        json!({
+            "accessToken": [],
+            "idToken": app.id_token_claims.iter().map(claim).collect::<Vec<_>>(),
+            "saml2Token": [],
+        })
+    };
+    let secrets: Vec<Value> = app
+        .secrets
+        .iter()
+        .map(|s| {
+            json!({
+                "customKeyIdentifier": null,
+                "displayName": "Client secret",
+                "endDateTime": rfc3339(s.expires_at),
+                "hint": s.value.chars().take(3).collect::<String>(),
+                "keyId": s.key_id,
+                "secretText": null,
+                "startDateTime": rfc3339(s.starts_at),
+            })
+        })
+        .collect();
+    let v = json!({
+        "id": app.object_id,
+        "appId": app.client_id,
+        "displayName": app.display_name,
+        "createdDateTime": rfc3339(app.created_at),
+        "publisherDomain": publisher_domain,
+        "signInAudience": if app.multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" },
+        "identifierUris": [],
+        "keyCredentials": [],
+        "optionalClaims": optional_claims,
+        "passwordCredentials": secrets,
+        "publicClient": {"redirectUris": []},
+        "requiredResourceAccess": required,
+        "spa": {"redirectUris": []},
+        "web": {
+            "homePageUrl": null,
+            "logoutUrl": app.logout_url,
+            "redirectUris": app.redirect_uris,
+            "implicitGrantSettings": {
+                "enableAccessTokenIssuance": false,
+                "enableIdTokenIssuance": false,
+            },
+            "redirectUriSettings": app
+                .redirect_uris
+                .iter()
+                .map(|uri| json!({"uri": uri, "index": null}))
+                .collect::<Vec<_>>(),
+        },
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// GET /v1.0/applications with `$filter` on equality and `$select`.
+pub async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = caller(&st, &headers).and_then(|access| {
+        require(&access, APPLICATIONS, APPLICATIONS)?;
+        let opts = query_options(raw);
+        let w = st.world();
+        let tenant = w
+            .dir
+            .tenant_index(access.tid)
+            .map(|t| &w.dir.tenants[t])
+            .ok_or_else(|| {
+                GraphError::unauthenticated("The tenant of this token no longer exists.")
+            })?;
+        let mut apps: Vec<&App> = w
+            .reg
+            .apps
+            .values()
+            .filter(|a| a.home_tenant == tenant.id)
+            .collect();
+        apps.sort_by_key(|a| a.created_at);
+        let sample: Map<String, Value> = FILTERABLE
+            .iter()
+            .map(|p| (p.to_string(), Value::Null))
+            .collect();
+        let select = select_of("microsoft.graph.application", &sample, &opts, SELECTABLE)?;
+        let filter = opts
+            .get("$filter")
+            .map(|f| parse_filter(&sample, f))
+            .transpose()?;
+        let value: Vec<Value> = apps
+            .into_iter()
+            .map(|a| application(a, tenant.default_domain()))
+            .filter(|a| filter.as_ref().is_none_or(|f| filter_matches(a, f)))
+            .map(|mut a| {
+                if let Some(sel) = &select {
+                    a.retain(|k, _| k == "id" || sel.contains(k));
+                }
+                Value::Object(a)
+            })
+            .collect();
+        Ok(json!({
+            "@odata.context": context(&st.cfg.base_url, "applications", select.as_deref()),
+            "value": value,
+        }))
+    });
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Independent-client check: Microsoft's Graph SDK for Python (msgraph-sdk, with azure-identity
+for the client-credentials token) pages /v1.0/users with its PageIterator and walks a whole
+/v1.0/users/delta round against the emulator. Only configuration points it there: the
+credential's authority, the request adapter's base URL, the allowed host and the trusted CA.
+
+Prints one JSON line: {"users": N, "pages": P, "first": "<upn>", "delta_users": N,
+"delta_pages": P, "delta_paths": [...], "delta_link": "<url>"}.
+Exit codes: 0 ok, 1 a Graph or token failure, 3 the SDK is not installed.
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+from urllib.parse import urlparse
+
+try:
+    import httpx
+    from azure.identity.aio import ClientSecretCredential
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+    from msgraph.generated.models.user import User
+    from msgraph_core import GraphClientFactory
+    from msgraph_core.tasks.page_iterator import PageIterator
+except ImportError as err:  # the Rust test turns this into a clear failure
+    print(
+        f"The Graph SDK for Python is missing ({err}); install it with: "
+        "pip install msgraph-sdk azure-identity",
+        file=sys.stderr,
+    )
+    sys.exit(3)
+
+GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
+
+
+async def run(args) -> dict:
+    credential = ClientSecretCredential(
+        args.tenant,
+        args.client_id,
+        args.client_secret,
+        authority=args.authority,
+        disable_instance_discovery=True,
+        connection_verify=args.ca_file,
+    )
+    auth = AzureIdentityAuthenticationProvider(
+        credential,
+        scopes=[GRAPH_DEFAULT],
+        allowed_hosts=[urlparse(args.graph).hostname],
+    )
+    paths = []  # every Graph path the SDK requested, to count its pages
+
+    async def record(request):
+        paths.append(request.url.path)
+
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(
+            verify=args.ca_file, timeout=30, event_hooks={"request": [record]}
+        )
+    )
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = f"{args.graph}/v1.0"
+    client = GraphServiceClient(request_adapter=adapter)
+    try:
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "userPrincipalName"], top=args.page_size
+        )
+        config = UsersRequestBuilder.UsersRequestBuilderGetRequestConfiguration(
+            query_parameters=query
+        )
+        first_page = await client.users.get(request_configuration=config)
+        names = []
+
+        def keep(user: User) -> bool:
+            names.append(user.user_principal_name)
+            return True
+
+        await PageIterator(first_page, adapter).iterate(keep)
+        pages = paths.count("/v1.0/users")
+
+        delta_users, delta_pages = [], 0
+        page = await client.users.delta.get()
+        while True:
+            delta_pages += 1
+            delta_users.extend(u.id for u in page.value or [])
+            if page.odata_next_link:
+                page = await client.users.delta.with_url(page.odata_next_link).get()
+                continue
+            break
+        return {
+            "users": len(names),
+            "pages": pages,
+            "first": names[0] if names else None,
+            "delta_users": len(set(delta_users)),
+            "delta_pages": delta_pages,
+            "delta_paths": sorted(set(p for p in paths if "delta" in p)),
+            "delta_link": page.odata_delta_link,
+        }
+    finally:
+        await credential.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--authority", required=True, help="https://localhost:PORT")
+    parser.add_argument("--tenant", required=True, help="tenant id")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-secret", required=True)
+    parser.add_argument("--ca-file", required=True, help="PEM of the emulator's CA")
+    parser.add_argument("--graph", required=True, help="Graph base URL (same as the emulator's)")
+    parser.add_argument("--page-size", type=int, default=5, help="$top of the /users pages")
+    args = parser.parse_args()
+    # requests and azure-core let these variables override the CA given, which would hide ours.
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        os.environ.pop(var, None)
+    try:
+        result = asyncio.run(run(args))
+    except Exception as err:  # any SDK failure is the emulator's fault here
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
