@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::identity::{AadError, TenantId};
 use crate::invitations::{self, ConsentMode, Invitation};
 use crate::tenants::{self, Consent};
+use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
 use crate::web::session;
 
@@ -84,9 +85,12 @@ type Refused = Outcome;
 #[tracing::instrument(skip_all)]
 pub async fn callback(
     State(state): State<AppState>,
+    client: ClientAddr,
     session: Session,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response> {
+    // Before the pending round trip is taken: a limited admin can still come back after the wait.
+    state.limits.callbacks.check(client)?;
     let provider = state.cfg.provider_name.clone();
     // Taken out first: whatever happens next, this state can not be presented again.
     let pending: Option<PendingConsent> = session
