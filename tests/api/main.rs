@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod headers;
 mod helpers;
+mod limits;
 mod mail;
 mod security;
 mod tls;
