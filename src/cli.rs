@@ -379,7 +379,7 @@ async fn deliver_now(cfg: &Config, pool: &PgPool) {
         Err(e) => Err(e.into()),
     };
     match outcome {
-        Ok(done) if done.failed == 0 => eprintln!("Email sent."),
+        Ok(done) if done.sent > 0 && done.failed == 0 => eprintln!("Email sent."),
         Ok(_) => eprintln!("Email not sent yet: it stays queued and `gangway serve` retries it."),
         Err(e) => eprintln!("Email queued, not sent ({e}); `gangway serve` retries it."),
     }

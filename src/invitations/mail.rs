@@ -217,7 +217,7 @@ pub async fn deliver_due(
             Ok(()) => done.sent += 1,
             Err(_) => done.failed += 1,
         }
-        record(db, &item, outcome).await?;
+        record_outcome(db, &item, outcome).await?;
     }
     Ok(done)
 }
@@ -259,7 +259,7 @@ async fn claim(db: &PgPool) -> Result<(usize, Vec<Queued>), sqlx::Error> {
 /// Records how sending `item` went, with its audit event. The outbox row changes only while
 /// this worker's lease is still on it: a worker whose lease ran out can not mark over the one
 /// that took the mail over.
-async fn record(
+async fn record_outcome(
     db: &PgPool,
     item: &Queued,
     outcome: Result<(), MailError>,
