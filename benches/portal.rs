@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gangway::app::Application;
 use gangway::audit::Actor;
-use gangway::config::{Config, RateLimit, parse_public_url};
+use gangway::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use gangway::crypto::EncryptionKey;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
         extra_ca_pem: None,
         link_rate: unlimited,
         sign_in_rate: unlimited,
+        consent_rate: unlimited,
+        trusted_proxies: TrustedProxies::default(),
     };
     let application = Application::with_listener(cfg, db.clone(), listener)?;
     let state = application.state().clone();

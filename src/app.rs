@@ -22,7 +22,7 @@ use crate::graph::GraphClient;
 use crate::identity::{EntraClient, EntraConfig};
 use crate::invitations;
 use crate::web;
-use crate::web::limits::{Limits, limiter};
+use crate::web::limits::Limits;
 use crate::web::session::{SIGNED_IN_IDLE, cookie_name};
 use crate::web::session_store::{self, PgSessionStore};
 
@@ -55,11 +55,7 @@ impl AppState {
             db,
             entra,
             graph,
-            limits: Arc::new(Limits {
-                links: limiter(cfg.link_rate),
-                sign_ins: limiter(cfg.sign_in_rate),
-                app_checks: limiter(cfg.link_rate),
-            }),
+            limits: Arc::new(Limits::new(&cfg)),
             cfg: Arc::new(cfg),
         })
     }

@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::invitations::{self, Filter, InvitationError, NewInvitation, Status, mail};
 use crate::operators::{self, OperatorError, Role};
 use crate::secret::Secret;
+use crate::web::limits;
 use crate::{app, db, demo, format, tenants};
 
 /// Gangway: invite a customer's Microsoft Entra ID admin, record their consent, keep the tenant.
@@ -439,7 +440,7 @@ async fn deliver_now(cfg: &Config, pool: &PgPool) {
         Err(e) => Err(e.into()),
     };
     match outcome {
-        Ok(done) if done.failed == 0 => eprintln!("Email sent."),
+        Ok(done) if done.sent > 0 && done.failed == 0 => eprintln!("Email sent."),
         Ok(_) => eprintln!("Email not sent yet: it stays queued and `gangway serve` retries it."),
         Err(e) => eprintln!("Email queued, not sent ({e}); `gangway serve` retries it."),
     }
@@ -464,8 +465,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     run_portal(app::Application::build(cfg).await?).await
 }
 
-/// Runs the portal, the outbox worker (when mail is configured) and the session sweeper until
-/// one stops or the process is interrupted.
+/// Runs the portal, the outbox worker (when mail is configured), the session sweeper and the
+/// rate-limit pruner until one stops or the process is interrupted.
 pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
     let state = application.state().clone();
     tracing::info!(port = application.port(), public_url = %state.cfg.public_url, "gangway is listening");
@@ -491,6 +492,7 @@ pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
         }
         () = worker => tracing::error!("mail worker stopped"),
         () = app::sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
+        () = limits::prune_idle_clients(state.limits.clone()) => tracing::error!("rate-limit pruner stopped"),
     }
     Ok(())
 }

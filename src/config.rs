@@ -1,8 +1,9 @@
 //! Typed settings, read from the environment once at start-up.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use url::Url;
 
 use crate::crypto::{EncryptionKey, Keyring};
@@ -39,6 +40,11 @@ pub struct Config {
     pub link_rate: RateLimit,
     /// Operator sign-in attempts allowed per client address.
     pub sign_in_rate: RateLimit,
+    /// Consent round trips allowed per client address: leaving for Microsoft and coming back
+    /// each take from their own bucket.
+    pub consent_rate: RateLimit,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client; nobody else's is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A token bucket: `burst` at once, then one more every `period`.
@@ -54,6 +60,13 @@ impl RateLimit {
         burst: 10,
         period: Duration::from_secs(30),
     };
+
+    /// Ten consent round trips, then one every 10 seconds: a retrying admin never notices, a
+    /// script replaying callbacks (each one calls Microsoft) soon does.
+    pub const CONSENT: RateLimit = RateLimit {
+        burst: 10,
+        period: Duration::from_secs(10),
+    };
 }
 
 impl Default for RateLimit {
@@ -63,6 +76,47 @@ impl Default for RateLimit {
             burst: 10,
             period: Duration::from_secs(6),
         }
+    }
+}
+
+/// The proxies (addresses or CIDR blocks) in front of the portal, none by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list such as `10.0.0.0/8, 192.0.2.7, 2001:db8::/48`, naming
+    /// every entry that is neither an IP address nor a CIDR block.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        let mut bad = Vec::new();
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+            {
+                Ok(net) => nets.push(net.trunc()),
+                Err(_) => bad.push(format!("`{entry}`")),
+            }
+        }
+        if bad.is_empty() {
+            Ok(Self(nets))
+        } else {
+            Err(format!(
+                "{} is not an IP address or CIDR block such as 10.0.0.0/8",
+                bad.join(", ")
+            ))
+        }
+    }
+
+    /// Whether `addr` is one of the proxies.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -134,6 +188,7 @@ impl Config {
         let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
             std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
         });
+        let trusted_proxies = env.optional("GANGWAY_TRUSTED_PROXIES", "", TrustedProxies::parse);
         env.finish()?;
         Ok(Self {
             database_url: database_url.unwrap(),
@@ -153,6 +208,8 @@ impl Config {
             extra_ca_pem: extra_ca_pem.unwrap(),
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
+            consent_rate: RateLimit::CONSENT,
+            trusted_proxies: trusted_proxies.unwrap(),
         })
     }
 }
@@ -275,6 +332,8 @@ mod tests {
             extra_ca_pem: None,
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
+            consent_rate: RateLimit::CONSENT,
+            trusted_proxies: TrustedProxies::default(),
         };
         assert!(!cfg.secure_cookies());
         cfg.public_url = parse_public_url("https://portal.example.com").unwrap();
@@ -282,6 +341,28 @@ mod tests {
         assert_eq!(
             cfg.redirect_uri().as_str(),
             "https://portal.example.com/authenticate/OAuth2Callback"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks_and_name_every_bad_entry() {
+        let proxies = TrustedProxies::parse(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/48,").unwrap();
+        for trusted in [
+            "10.1.2.3",
+            "192.0.2.7",
+            "2001:db8:0:ffff::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(proxies.contains(trusted.parse().unwrap()), "{trusted}");
+        }
+        for untrusted in ["11.0.0.1", "192.0.2.8", "2001:db9::1"] {
+            assert!(!proxies.contains(untrusted.parse().unwrap()), "{untrusted}");
+        }
+        assert!(TrustedProxies::parse("").unwrap().is_empty());
+        let why = TrustedProxies::parse("10.0.0.0/8, proxy.internal, 10.0.0.0/33").unwrap_err();
+        assert!(
+            why.contains("`proxy.internal`") && why.contains("`10.0.0.0/33`"),
+            "{why}"
         );
     }
 

@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::app::Application;
 use crate::audit::Actor;
-use crate::config::{Config, RateLimit, parse_public_url};
+use crate::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
 use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
@@ -124,6 +124,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         extra_ca_pem: None,
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
+        consent_rate: RateLimit::CONSENT,
+        trusted_proxies: TrustedProxies::default(),
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

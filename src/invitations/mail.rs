@@ -1,7 +1,7 @@
 //! The invitation email and its outbox: queued in the invitation's transaction, delivered and
 //! retried by a worker, so a mail server outage never loses an invitation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use lettre::message::{Mailbox, MultiPart};
@@ -12,7 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
-use super::{Context, Invitation, permissions};
+use super::{Context, Invitation, Status, permissions};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::secret::Secret;
@@ -146,13 +146,21 @@ impl Mailer {
                 email.html.clone(),
             ))
             .map_err(|e| MailError::Delivery(e.to_string()))?;
-        self.transport
-            .send(message)
+        tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message))
             .await
+            .map_err(|_| MailError::Delivery("the mail server did not answer in time".into()))?
             .map_err(|e| MailError::Delivery(e.to_string()))?;
         Ok(())
     }
 }
+
+/// How many messages one round claims.
+const BATCH: i64 = 10;
+/// How long a claim holds before another worker may take the mail over.
+const LEASE: Duration = Duration::from_secs(300);
+/// The longest one message may take to send. No send starts unless it can end within the lease,
+/// so a message is never sent while another worker may already have claimed it again.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(sqlx::FromRow)]
 struct Queued {
@@ -161,6 +169,8 @@ struct Queued {
     payload_ciphertext: Vec<u8>,
     payload_key_id: String,
     attempts: i32,
+    /// The lease this worker holds: marks count only while it is still the row's.
+    leased_until: time::OffsetDateTime,
 }
 
 /// What one delivery round did.
@@ -168,25 +178,34 @@ struct Queued {
 pub struct Delivered {
     pub sent: usize,
     pub failed: usize,
+    /// Unsent mail dropped because its link no longer works.
+    pub dropped: usize,
 }
 
 /// Delivers due mail, a few at a time; failures wait with exponential backoff and are retried.
+///
+/// Mail is leased in a short transaction of its own and sent outside any transaction; each
+/// message is then marked on its own, so a later failure can not undo a mark and send it again.
 pub async fn deliver_due(
     db: &PgPool,
     keys: &Keyring,
     mailer: &Mailer,
 ) -> Result<Delivered, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    // SKIP LOCKED lets several portal processes deliver without sending anything twice.
-    let due: Vec<Queued> = sqlx::query_as(
-        "select id, invitation_id, payload_ciphertext, payload_key_id, attempts from outbox
-         where sent_at is null and next_attempt_at <= now() and payload_ciphertext is not null
-         order by next_attempt_at limit 20 for update skip locked",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut done = Delivered::default();
+    // Taken before the claim, so the lease surely lasts at least this long from here.
+    let claimed_at = Instant::now();
+    let (dropped, due) = claim(db).await?;
+    let mut done = Delivered {
+        dropped,
+        ..Delivered::default()
+    };
+    if dropped > 0 {
+        tracing::info!(dropped, "dropped queued mail whose link no longer works");
+    }
     for item in due {
+        if claimed_at.elapsed() + SEND_TIMEOUT >= LEASE {
+            // The rest waits for its lease to run out and is claimed again then.
+            break;
+        }
         let outcome = match keys.open(&item.payload_key_id, &item.payload_ciphertext) {
             Ok(plain) => match serde_json::from_slice::<Email>(&plain) {
                 Ok(email) => mailer.send(&email).await,
@@ -194,51 +213,106 @@ pub async fn deliver_due(
             },
             Err(e) => Err(MailError::Delivery(e.to_string())),
         };
-        match outcome {
-            Ok(()) => {
-                done.sent += 1;
-                sqlx::query("update outbox set sent_at = now(), payload_ciphertext = null, payload_key_id = null, last_error = null, attempts = attempts + 1 where id = $1")
-                    .bind(item.id)
-                    .execute(&mut *tx)
-                    .await?;
-                audit::record(
-                    &mut *tx,
-                    &Actor::System,
-                    Action::InvitationEmailSent,
-                    item.invitation_id,
-                    None,
-                    json!({}),
-                )
-                .await?;
-            }
-            Err(e) => {
-                done.failed += 1;
-                let wait = backoff(item.attempts);
-                tracing::warn!(outbox_id = item.id, attempts = item.attempts + 1, error = %e, "mail delivery failed; will retry");
-                sqlx::query(
-                    "update outbox set attempts = attempts + 1, last_error = $2,
-                            next_attempt_at = now() + make_interval(secs => $3) where id = $1",
-                )
-                .bind(item.id)
-                .bind(e.to_string())
-                .bind(wait.as_secs_f64())
-                .execute(&mut *tx)
-                .await?;
-                let detail = json!({ "error": e.to_string(), "retry_in_seconds": wait.as_secs() });
-                audit::record(
-                    &mut *tx,
-                    &Actor::System,
-                    Action::InvitationEmailFailed,
-                    item.invitation_id,
-                    None,
-                    detail,
-                )
-                .await?;
-            }
+        match &outcome {
+            Ok(()) => done.sent += 1,
+            Err(_) => done.failed += 1,
         }
+        record_outcome(db, &item, outcome).await?;
     }
-    tx.commit().await?;
     Ok(done)
+}
+
+/// Drops unsent mail for invitations whose link no longer works, then leases what is due, in
+/// one short transaction. SKIP LOCKED and the lease let several processes deliver side by side.
+async fn claim(db: &PgPool) -> Result<(usize, Vec<Queued>), sqlx::Error> {
+    let usable: Vec<&str> = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_open())
+        .map(Status::as_str)
+        .collect();
+    let mut tx = db.begin().await?;
+    let dropped = sqlx::query(
+        "delete from outbox o using invitation_view i
+         where o.invitation_id = i.id and o.sent_at is null and not (i.effective_status = any($1))",
+    )
+    .bind(&usable)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let due = sqlx::query_as(
+        "update outbox set leased_until = now() + make_interval(secs => $1)
+         where id in (
+             select id from outbox
+             where sent_at is null and payload_ciphertext is not null and next_attempt_at <= now()
+               and (leased_until is null or leased_until <= now())
+             order by next_attempt_at limit $2 for update skip locked)
+         returning id, invitation_id, payload_ciphertext, payload_key_id, attempts, leased_until",
+    )
+    .bind(LEASE.as_secs_f64())
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((usize::try_from(dropped).unwrap_or(usize::MAX), due))
+}
+
+/// Records how sending `item` went, with its audit event. The outbox row changes only while
+/// this worker's lease is still on it: a worker whose lease ran out can not mark over the one
+/// that took the mail over.
+async fn record_outcome(
+    db: &PgPool,
+    item: &Queued,
+    outcome: Result<(), MailError>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let (marked, action, detail) = match outcome {
+        Ok(()) => {
+            let marked = sqlx::query(
+                "update outbox set sent_at = now(), payload_ciphertext = null, payload_key_id = null,
+                        last_error = null, attempts = attempts + 1, leased_until = null
+                 where id = $1 and leased_until = $2",
+            )
+            .bind(item.id)
+            .bind(item.leased_until)
+            .execute(&mut *tx)
+            .await?;
+            (marked, Action::InvitationEmailSent, json!({}))
+        }
+        Err(e) => {
+            let wait = backoff(item.attempts);
+            tracing::warn!(outbox_id = item.id, attempts = item.attempts + 1, error = ?e, "mail delivery failed; will retry");
+            let marked = sqlx::query(
+                "update outbox set attempts = attempts + 1, last_error = $3, leased_until = null,
+                        next_attempt_at = now() + make_interval(secs => $4)
+                 where id = $1 and leased_until = $2",
+            )
+            .bind(item.id)
+            .bind(item.leased_until)
+            .bind(e.to_string())
+            .bind(wait.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({ "error": e.to_string(), "retry_in_seconds": wait.as_secs() });
+            (marked, Action::InvitationEmailFailed, detail)
+        }
+    };
+    if marked.rows_affected() == 0 {
+        tracing::warn!(
+            outbox_id = item.id,
+            "the mail's lease ran out or it was dropped while sending"
+        );
+    }
+    // What happened is recorded either way: the attempt was made.
+    audit::record(
+        &mut *tx,
+        &Actor::System,
+        action,
+        item.invitation_id,
+        None,
+        detail,
+    )
+    .await?;
+    tx.commit().await
 }
 
 /// 30 s, 1 min, 2 min … capped at one hour.
@@ -273,9 +347,9 @@ pub async fn delivery_state(
 pub async fn run_worker(db: PgPool, keys: Keyring, mailer: Mailer) {
     loop {
         match deliver_due(&db, &keys, &mailer).await {
-            Ok(Delivered { sent: 0, failed: 0 }) => {
-                tokio::time::sleep(Duration::from_secs(3)).await
-            }
+            Ok(Delivered {
+                sent: 0, failed: 0, ..
+            }) => tokio::time::sleep(Duration::from_secs(3)).await,
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "outbox round failed");

@@ -139,6 +139,8 @@ pub async fn record_consent(
         .bind(tenant_id)
         .execute(&mut *tx)
         .await?;
+    // The link is used: mail still queued for it must not go out.
+    invitations::mail::discard_unsent(&mut tx, invitation_id).await?;
     let who = Actor::Customer(
         consent
             .consented_by_upn

@@ -1,18 +1,59 @@
-//! Per-client rate limits on the routes worth guessing at: token links and operator sign-in.
+//! Per-client rate limits on the routes worth guessing at or replaying: token links, operator
+//! sign-in, customer-app checks and the Microsoft round trip.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::client_addr::ClientAddr;
 use super::error::Error;
-use crate::config::RateLimit;
+use crate::config::{Config, RateLimit};
 
-/// A token bucket per client address.
-pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
+/// A token bucket per client: per IPv4 address, per IPv6 /64 (what one subscriber gets).
+pub struct Limiter(DefaultKeyedRateLimiter<IpAddr>);
 
-/// The limiters the portal keeps, one bucket per client address each.
+impl Limiter {
+    /// A limiter allowing `rate.burst` at once, then one per `rate.period`.
+    pub fn new(rate: RateLimit) -> Self {
+        let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
+        Self(RateLimiter::keyed(
+            Quota::with_period(rate.period)
+                .expect("a non-zero period")
+                .allow_burst(burst),
+        ))
+    }
+
+    /// Takes one request from `client`'s bucket, or says how long to wait.
+    pub fn check(&self, client: ClientAddr) -> Result<(), Error> {
+        self.0
+            .check_key(&bucket(client.ip()))
+            .map_err(|not_until| Error::TooManyRequests {
+                retry_after_secs: not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    .max(1),
+            })
+    }
+
+    /// Forgets clients whose bucket has filled up again, so the map does not grow for good.
+    fn prune(&self) {
+        self.0.retain_recent();
+        self.0.shrink_to_fit();
+    }
+}
+
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+    }
+}
+
+/// The limiters the portal keeps.
 pub struct Limits {
     /// Opening token links.
     pub links: Limiter,
@@ -20,26 +61,103 @@ pub struct Limits {
     pub sign_ins: Limiter,
     /// Customer-app credential checks (each one calls Microsoft).
     pub app_checks: Limiter,
+    /// Leaving for Microsoft (`POST /invitation/start`).
+    pub consent_starts: Limiter,
+    /// Coming back from Microsoft (the OAuth2 callback; a code exchange calls Microsoft).
+    pub callbacks: Limiter,
 }
 
-/// A limiter allowing `rate.burst` at once, then one per `rate.period`.
-pub fn limiter(rate: RateLimit) -> Limiter {
-    let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
-    RateLimiter::keyed(
-        Quota::with_period(rate.period)
-            .expect("a non-zero period")
-            .allow_burst(burst),
-    )
+impl Limits {
+    /// The limiters `cfg` asks for.
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            links: Limiter::new(cfg.link_rate),
+            sign_ins: Limiter::new(cfg.sign_in_rate),
+            app_checks: Limiter::new(cfg.link_rate),
+            consent_starts: Limiter::new(cfg.consent_rate),
+            callbacks: Limiter::new(cfg.consent_rate),
+        }
+    }
+
+    fn prune(&self) {
+        for limiter in [
+            &self.links,
+            &self.sign_ins,
+            &self.app_checks,
+            &self.consent_starts,
+            &self.callbacks,
+        ] {
+            limiter.prune();
+        }
+    }
 }
 
-/// Takes one request from `client`'s bucket, or says how long to wait.
-pub fn check(limiter: &Limiter, client: IpAddr) -> Result<(), Error> {
-    limiter
-        .check_key(&client)
-        .map_err(|not_until| Error::TooManyRequests {
-            retry_after_secs: not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1),
+/// Prunes idle clients from every limiter once a minute, so addresses seen once (or rotated
+/// through) do not pile up in memory.
+pub async fn prune_idle_clients(limits: Arc<Limits>) {
+    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        limits.prune();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    use crate::config::TrustedProxies;
+
+    fn addr(ip: &str) -> ClientAddr {
+        ClientAddr::resolve(
+            ip.parse().unwrap(),
+            &HeaderMap::new(),
+            &TrustedProxies::default(),
+        )
+    }
+
+    fn one_per_hour() -> Limiter {
+        Limiter::new(RateLimit {
+            burst: 1,
+            period: Duration::from_secs(3600),
         })
+    }
+
+    #[test]
+    fn ipv6_addresses_share_a_bucket_per_64_and_ipv4_addresses_do_not() {
+        let limiter = one_per_hour();
+        assert!(limiter.check(addr("2001:db8:1:2::1")).is_ok());
+        assert!(limiter.check(addr("2001:db8:1:2:ffff::9")).is_err());
+        assert!(limiter.check(addr("2001:db8:1:3::1")).is_ok());
+        assert!(limiter.check(addr("192.0.2.1")).is_ok());
+        assert!(limiter.check(addr("192.0.2.2")).is_ok());
+        assert!(limiter.check(addr("192.0.2.1")).is_err());
+    }
+
+    #[test]
+    fn idle_rate_limit_keys_are_pruned() {
+        let quick = Limiter::new(RateLimit {
+            burst: 1,
+            period: Duration::from_millis(20),
+        });
+        for i in 0..100 {
+            quick.check(addr(&format!("198.51.100.{i}"))).unwrap();
+        }
+        assert_eq!(quick.0.len(), 100);
+        std::thread::sleep(Duration::from_millis(60));
+        quick.prune();
+        assert_eq!(
+            quick.0.len(),
+            0,
+            "buckets that filled up again are forgotten"
+        );
+
+        // A client still waiting for its bucket to refill is remembered.
+        let slow = one_per_hour();
+        slow.check(addr("198.51.100.1")).unwrap();
+        slow.prune();
+        assert_eq!(slow.0.len(), 1);
+        assert!(slow.check(addr("198.51.100.1")).is_err());
+    }
 }

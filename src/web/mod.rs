@@ -1,5 +1,6 @@
 //! HTTP only: routes, thin handlers and views. Domain logic lives in the modules below `web`.
 
+pub mod client_addr;
 pub mod console;
 pub mod csrf;
 pub mod error;

@@ -9,7 +9,7 @@ use entra_emulator::{
 };
 use gangway::app::{AppState, Application};
 use gangway::audit::Actor;
-use gangway::config::{Config, RateLimit, parse_public_url};
+use gangway::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use gangway::crypto::EncryptionKey;
 use gangway::demo::provider_permissions;
 use gangway::invitations::{self, NewInvitation};
@@ -51,6 +51,9 @@ pub struct TestApp {
 pub struct Setup {
     pub link_rate: RateLimit,
     pub sign_in_rate: RateLimit,
+    pub consent_rate: RateLimit,
+    /// Proxies whose forwarding headers are believed (none: tests then share 127.0.0.1).
+    pub trusted_proxies: TrustedProxies,
     pub smtp: bool,
     /// Serve the emulator over HTTPS with its own CA, as Microsoft's client libraries require.
     pub emulator_tls: bool,
@@ -67,6 +70,8 @@ impl Default for Setup {
         Self {
             link_rate: generous,
             sign_in_rate: generous,
+            consent_rate: generous,
+            trusted_proxies: TrustedProxies::default(),
             smtp: true,
             emulator_tls: false,
             trust_emulator_ca: true,
@@ -137,6 +142,8 @@ impl TestApp {
                 .map(|pem| pem.as_bytes().to_vec()),
             link_rate: setup.link_rate,
             sign_in_rate: setup.sign_in_rate,
+            consent_rate: setup.consent_rate,
+            trusted_proxies: setup.trusted_proxies,
         };
         let application = Application::with_listener(cfg, db.clone(), listener).unwrap();
         let state = application.state().clone();

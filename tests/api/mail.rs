@@ -1,9 +1,12 @@
 //! Invitation mail over a real SMTP exchange, and the outbox that never loses it.
 
+use gangway::audit::Actor;
 use gangway::invitations::mail::{self, Mailer};
+use gangway::invitations::{self, Setback};
 use gangway::secret::Secret;
+use gangway::tenants;
 
-use crate::helpers::{MailCatcher, TestApp, location};
+use crate::helpers::{MailCatcher, TestApp, consent, location};
 
 #[tokio::test]
 async fn invitation_mail_arrives_with_a_working_link_and_is_wiped_from_the_outbox() {
@@ -142,4 +145,123 @@ async fn resending_replaces_queued_mail_so_only_the_live_link_is_sent() {
     let messages = app.mail.messages();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].link(), second.link);
+}
+
+/// The messages the catcher received, by link.
+fn links(app: &TestApp) -> Vec<url::Url> {
+    app.mail.messages().iter().map(|m| m.link()).collect()
+}
+
+#[tokio::test]
+async fn mail_is_not_sent_twice_when_marking_fails() {
+    let app = TestApp::spawn().await;
+    let first = app.invite("delegated", "first@contoso.example", None).await;
+    let second = app
+        .invite("delegated", "second@contoso.example", None)
+        .await;
+    // The database refuses to record the second message as sent, after it went out.
+    sqlx::raw_sql(&format!(
+        "create function refuse_second_mark() returns trigger language plpgsql as $$
+         begin raise exception 'the audit log is unavailable'; end $$;
+         create trigger refuse_second_mark before insert on audit_events for each row
+         when (new.action = 'invitation.email_sent' and new.invitation_id = '{}')
+         execute function refuse_second_mark();",
+        second.invitation.id
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mailer = Mailer::new(&Secret::new(app.mail.url()), "T <t@provider.test>").unwrap();
+    let round = mail::deliver_due(&app.db, &app.state.cfg.keys, &mailer).await;
+    assert!(round.is_err(), "the failed mark is reported");
+    assert_eq!(links(&app), [first.link.clone(), second.link.clone()]);
+
+    sqlx::raw_sql("drop trigger refuse_second_mark on audit_events")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let round = app.deliver_mail().await;
+    assert_eq!((round.sent, round.failed), (0, 0));
+    assert_eq!(
+        links(&app),
+        [first.link, second.link],
+        "neither message goes out again"
+    );
+    let first_state = mail::delivery_state(&app.db, first.invitation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first_state.sent_at.is_some(),
+        "the first mark survived the second's failure"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_held_by_one_worker_keeps_another_from_sending_until_it_runs_out() {
+    let app = TestApp::spawn().await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    // Another worker claimed the mail and is sending it.
+    sqlx::query("update outbox set leased_until = now() + interval '5 minutes'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.deliver_mail().await, mail::Delivered::default());
+    assert!(app.mail.messages().is_empty());
+
+    // That worker died: once its lease runs out the mail is claimed again, and sent once.
+    sqlx::query("update outbox set leased_until = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.deliver_mail().await.sent, 1);
+    assert_eq!(app.deliver_mail().await.sent, 0);
+    assert_eq!(links(&app), [issued.link]);
+}
+
+#[tokio::test]
+async fn mail_for_a_consented_or_expired_invitation_is_dropped() {
+    let app = TestApp::spawn().await;
+    let consented = app.invite("delegated", "done@contoso.example", None).await;
+    let expired = app.invite("delegated", "late@contoso.example", None).await;
+    let failed = app.invite("delegated", "retry@contoso.example", None).await;
+    let live = app.invite("delegated", "new@contoso.example", None).await;
+    tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        consented.invitation.id,
+        &consent(uuid::Uuid::new_v4()),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update invitations set expires_at = now() - interval '1 minute' where id = $1")
+        .bind(expired.invitation.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // A failed attempt leaves the link usable for a retry: its mail still goes.
+    invitations::record_setback(
+        &app.db,
+        failed.invitation.id,
+        Setback::Failed,
+        "wrong account",
+        "That account is not one Microsoft accepts here.",
+        &Actor::System,
+    )
+    .await
+    .unwrap();
+
+    let round = app.deliver_mail().await;
+    assert_eq!((round.sent, round.failed, round.dropped), (2, 0, 1));
+    let mut sent = links(&app);
+    sent.sort();
+    let mut expected = vec![failed.link, live.link];
+    expected.sort();
+    assert_eq!(sent, expected);
+    for gone in [consented.invitation.id, expired.invitation.id] {
+        assert!(
+            mail::delivery_state(&app.db, gone).await.unwrap().is_none(),
+            "nothing stays queued for a dead link"
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod headers;
 mod helpers;
+mod limits;
 mod mail;
 mod security;
 mod sessions;

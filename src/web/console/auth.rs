@@ -2,9 +2,8 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -19,10 +18,11 @@ use crate::app::AppState;
 use crate::audit::{self, Action, Actor};
 use crate::operators::{self, Operator};
 use crate::secret::Secret;
+use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::{self, CsrfToken};
 use crate::web::error::Result;
 use crate::web::session::store_error;
-use crate::web::{limits, paths, session};
+use crate::web::{paths, session};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -68,14 +68,14 @@ struct Credentials {
 
 async fn sign_in(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     session: Session,
     cookies: Cookies,
     CsrfToken(csrf): CsrfToken,
     Form(form): Form<Credentials>,
 ) -> Result<Response> {
     // Guessing passwords costs time: a small budget of attempts per client address.
-    limits::check(&state.limits.sign_ins, peer.ip())?;
+    state.limits.sign_ins.check(client)?;
     let password = Secret::new(form.password);
     let Some(operator) = operators::authenticate(&state.db, &form.email, &password).await? else {
         let page = LoginPage {

@@ -16,6 +16,7 @@ use crate::invitations::{self, ConsentMode, Invitation};
 use crate::onboarding;
 use crate::telemetry::Untrusted;
 use crate::tenants::{self, Consent};
+use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
 use crate::web::session;
 
@@ -83,9 +84,12 @@ impl CallbackQuery {
 #[tracing::instrument(skip_all)]
 pub async fn callback(
     State(state): State<AppState>,
+    client: ClientAddr,
     session: Session,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response> {
+    // Before the pending round trip is taken: a limited admin can still come back after the wait.
+    state.limits.callbacks.check(client)?;
     let provider = state.cfg.provider_name.clone();
     // Taken out first: whatever happens next, this state can not be presented again.
     let pending: Option<PendingConsent> = session

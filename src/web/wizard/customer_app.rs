@@ -2,10 +2,8 @@
 //! The credentials are proven at once — a client-credentials token, a users read, the
 //! organisation — and what is wrong is named before anything is saved.
 
-use std::net::SocketAddr;
-
 use axum::Form;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
@@ -23,9 +21,10 @@ use crate::identity::{AadErrorKind, IdentityError, Secret, TenantId};
 use crate::invitations::{self, ConsentMode, Setback};
 use crate::onboarding;
 use crate::tenants::Consent;
+use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
-use crate::web::{limits, session};
+use crate::web::session;
 
 /// The form as posted (the CSRF field is checked by the middleware).
 #[derive(serde::Deserialize)]
@@ -247,7 +246,7 @@ async fn prove(
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     session: Session,
     CsrfToken(csrf): CsrfToken,
     Form(raw): Form<RawForm>,
@@ -274,7 +273,7 @@ pub async fn submit(
         Err(form) => return Ok(rerender(&invitation, *form)),
     };
     // Every check calls Microsoft: a small budget per client address.
-    limits::check(&state.limits.app_checks, peer.ip())?;
+    state.limits.app_checks.check(client)?;
     let who = Actor::Customer(invitation.admin_email.clone());
     let org = match prove(&state, &creds).await {
         Ok(org) => org,

@@ -1,9 +1,7 @@
 //! `GET /authenticate?token=…`: the emailed link. Binds the invitation to a fresh session and
 //! redirects to the token-free wizard, or says honestly why the link does not work.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
@@ -13,8 +11,9 @@ use super::session_error;
 use crate::app::AppState;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
+use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
-use crate::web::{limits, paths, session};
+use crate::web::{paths, session};
 
 /// The link's query; the token is optional so a bare `/authenticate` gets the same honest page.
 #[derive(serde::Deserialize)]
@@ -147,11 +146,14 @@ pub fn done_page(provider: &str, tenant_name: &str, middle_step: &'static str) -
 #[tracing::instrument(skip_all)]
 pub async fn open(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     session: Session,
     Query(query): Query<LinkQuery>,
 ) -> Result<Response> {
-    limits::check(&state.limits.links, peer.ip())
+    state
+        .limits
+        .links
+        .check(client)
         .inspect_err(|_| tracing::info!("token link rate limit hit"))?;
     let provider = &state.cfg.provider_name;
     // Junk never reaches the database.

@@ -14,6 +14,7 @@ use crate::audit::{Action, Actor};
 use crate::format;
 use crate::invitations::permissions;
 use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
+use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::{paths, session};
@@ -131,7 +132,12 @@ pub async fn show(
 
 /// Leaves for Microsoft: delegated sign-in or admin consent, with a single-use pending record.
 #[tracing::instrument(skip_all)]
-pub async fn start(State(state): State<AppState>, session: Session) -> Result<Response> {
+pub async fn start(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    session: Session,
+) -> Result<Response> {
+    state.limits.consent_starts.check(client)?;
     let invitation = match current_invitation(&state, &session).await? {
         Ok(i) => i,
         Err(page) => return Ok(page),
