@@ -13,7 +13,7 @@ use gangway::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use gangway::crypto::EncryptionKey;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
-use gangway::secret::Secret;
+use gangway::types::Secret;
 use sqlx::{Connection, Executor};
 use tokio::net::TcpListener;
 use url::Url;

@@ -12,7 +12,7 @@ use crate::audit::Actor;
 use crate::config::{Config, ConfigError};
 use crate::invitations::{self, Filter, InvitationError, NewInvitation, Status, mail};
 use crate::operators::{self, OperatorError, Role};
-use crate::secret::Secret;
+use crate::types::Secret;
 use crate::web::limits;
 use crate::{app, db, demo, format, tenants};
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::crypto::{EncryptionKey, Keyring};
-use crate::secret::Secret;
+use crate::types::Secret;
 
 /// Everything `gangway serve` needs. Tests and `demo` build it directly.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use crate::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
 use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
-use crate::secret::Secret;
+use crate::types::Secret;
 
 /// Options of `gangway demo`.
 #[derive(Debug, clap::Args)]

@@ -14,7 +14,7 @@ pub mod invitations;
 pub mod onboarding;
 pub mod operators;
 pub mod rekey;
-pub mod secret;
 pub mod telemetry;
 pub mod tenants;
+pub mod types;
 pub mod web;

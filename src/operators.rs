@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
-use crate::invitations::EmailAddress;
-use crate::secret::Secret;
+use crate::types::EmailAddress;
+use crate::types::Secret;
 
 /// What an operator may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]

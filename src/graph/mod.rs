@@ -7,7 +7,7 @@ use reqwest::{StatusCode, header};
 use serde::{Deserialize, de::DeserializeOwned};
 use url::Url;
 
-use crate::identity::{Secret, TenantId};
+use crate::types::{Secret, TenantId};
 
 /// Why a Graph call failed. Messages never contain tokens.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@
 
 mod error;
 mod id_token;
-mod tenant_id;
 
 use std::{
     fmt,
@@ -26,11 +25,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
-pub use crate::secret::Secret;
 use crate::telemetry::Untrusted;
+use crate::types::{Secret, TenantId};
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
-pub use tenant_id::{InvalidTenantId, TenantId};
 
 /// The resource every Graph scope is named under, whatever host Graph is served from.
 pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{Context, Invitation, Status, permissions};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::secret::Secret;
+use crate::types::Secret;
 
 /// A rendered email, as sealed in the outbox.
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
+use crate::types::{DomainName, EmailAddress, Invalid};
 pub use token::InvitationToken;
 
 /// How the customer grants access.
@@ -165,58 +166,9 @@ pub enum InvitationError {
     Db(#[from] sqlx::Error),
 }
 
-/// An email address, checked for shape at the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmailAddress(String);
-
-impl EmailAddress {
-    /// Accepts `local@domain.tld` without spaces or control characters.
-    pub fn parse(value: &str) -> Result<Self, InvitationError> {
-        let value = value.trim();
-        let bad = || InvitationError::Invalid(format!("`{value}` is not an email address"));
-        let (local, domain) = value.split_once('@').ok_or_else(bad)?;
-        let ok = !local.is_empty()
-            && value.len() <= 254
-            && is_domain(domain)
-            && !value
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c))
-            && !local.contains('@');
-        if ok {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err(bad())
-        }
-    }
-
-    /// The address.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-fn is_domain(value: &str) -> bool {
-    let labels: Vec<&str> = value.split('.').collect();
-    labels.len() >= 2
-        && value.len() <= 253
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-}
-
-/// Parses a tenant domain restriction such as `contoso.com`.
-pub fn parse_domain(value: &str) -> Result<String, InvitationError> {
-    let value = value.trim().trim_end_matches('.').to_ascii_lowercase();
-    if is_domain(&value) {
-        Ok(value)
-    } else {
-        Err(InvitationError::Invalid(format!(
-            "`{value}` is not a domain name such as contoso.com"
-        )))
+impl From<Invalid> for InvitationError {
+    fn from(e: Invalid) -> Self {
+        Self::Invalid(e.0)
     }
 }
 
@@ -252,7 +204,7 @@ pub struct NewInvitation {
     pub customer_name: String,
     pub admin_email: EmailAddress,
     pub mode: ConsentMode,
-    pub tenant_domain: Option<String>,
+    pub tenant_domain: Option<DomainName>,
     pub valid_for: Duration,
 }
 
@@ -282,7 +234,7 @@ impl NewInvitation {
             mode: ConsentMode::parse(mode)?,
             tenant_domain: tenant_domain
                 .filter(|d| !d.trim().is_empty())
-                .map(parse_domain)
+                .map(DomainName::parse)
                 .transpose()?,
             valid_for: parse_validity(valid_for.filter(|v| !v.trim().is_empty()).unwrap_or("7d"))?,
         })
@@ -333,7 +285,7 @@ pub async fn create(
     .bind(&new.customer_name)
     .bind(new.admin_email.as_str())
     .bind(new.mode)
-    .bind(&new.tenant_domain)
+    .bind(new.tenant_domain.as_ref().map(DomainName::as_str))
     .bind(token.hash())
     .bind(new.valid_for.as_secs_f64())
     .bind(created_by)
@@ -343,7 +295,7 @@ pub async fn create(
         "customer": new.customer_name,
         "email": new.admin_email.as_str(),
         "mode": new.mode.as_str(),
-        "tenant_domain": new.tenant_domain,
+        "tenant_domain": new.tenant_domain.as_ref().map(DomainName::as_str),
     });
     audit::record(
         &mut *tx,
@@ -647,7 +599,10 @@ mod tests {
         .unwrap();
         assert_eq!(ok.customer_name, "Contoso");
         assert_eq!(ok.mode, ConsentMode::CustomerApp);
-        assert_eq!(ok.tenant_domain.as_deref(), Some("contoso.com"));
+        assert_eq!(
+            ok.tenant_domain.as_ref().map(DomainName::as_str),
+            Some("contoso.com")
+        );
         assert_eq!(ok.valid_for, Duration::from_secs(48 * 3600));
 
         for (name, email, mode, domain, validity) in [

@@ -4,9 +4,10 @@
 //! into a page.
 
 use crate::graph::{GraphClient, GraphError, Organization};
-use crate::identity::{EntraClient, IdentityError, SignedInAdmin, TenantId};
+use crate::identity::{EntraClient, IdentityError, SignedInAdmin};
 use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
+use crate::types::TenantId;
 
 /// Why a consent was not verified. Nothing has been recorded.
 #[derive(Debug)]
@@ -118,7 +119,7 @@ fn require_global_admin(identity: SignedInAdmin) -> Result<SignedInAdmin, Refusa
 /// Reads `/organization` with `token` and requires it to be `expected`.
 pub async fn organization(
     graph: &GraphClient,
-    token: &crate::secret::Secret,
+    token: &crate::types::Secret,
     expected: &TenantId,
 ) -> Result<Organization, Refusal> {
     let org = graph

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
-use crate::secret::Secret;
+use crate::types::Secret;
 
 /// A tenant as stored (credentials stay sealed and are not read here).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

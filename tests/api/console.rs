@@ -4,7 +4,7 @@
 use gangway::audit::Actor;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::Role;
-use gangway::secret::Secret;
+use gangway::types::Secret;
 use gangway::tenants::{self, Consent};
 use gangway::web::paths;
 use reqwest::StatusCode;

@@ -14,7 +14,7 @@ use gangway::crypto::EncryptionKey;
 use gangway::demo::provider_permissions;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
-use gangway::secret::Secret;
+use gangway::types::Secret;
 use gangway::tenants::Consent;
 use serde_json::json;
 use sqlx::PgPool;

@@ -3,7 +3,7 @@
 use gangway::audit::Actor;
 use gangway::invitations::mail::{self, Mailer};
 use gangway::invitations::{self, Setback};
-use gangway::secret::Secret;
+use gangway::types::Secret;
 use gangway::tenants;
 
 use crate::helpers::{MailCatcher, TestApp, consent, location};

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::audit::{self, Action, Actor};
 use crate::operators::{self, Operator};
-use crate::secret::Secret;
+use crate::types::Secret;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::{self, CsrfToken};
 use crate::web::error::Result;

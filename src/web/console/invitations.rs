@@ -14,9 +14,9 @@ use super::{Chrome, EventRow, Pager, Section, When, page_number, parse_id, searc
 use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::invitations::{
-    self, ConsentMode, EmailAddress, Filter, Invitation, InvitationError, Issued, NewInvitation,
-    Status, mail,
+    self, ConsentMode, Filter, Invitation, InvitationError, Issued, NewInvitation, Status, mail,
 };
+use crate::types::{DomainName, EmailAddress};
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::paths;
@@ -314,7 +314,7 @@ fn validate(form: &NewForm) -> Result<NewInvitation, FieldErrors> {
         customer_name: None,
         admin_email: EmailAddress::parse(&form.admin_email)
             .err()
-            .and_then(message),
+            .map(|e| capitalise(&e.0)),
         mode: if form.mode.trim().is_empty() {
             Some("Choose how the customer grants access.".into())
         } else {
@@ -323,7 +323,7 @@ fn validate(form: &NewForm) -> Result<NewInvitation, FieldErrors> {
         tenant_domain: if domain.is_empty() {
             None
         } else {
-            invitations::parse_domain(domain).err().and_then(message)
+            DomainName::parse(domain).err().map(|e| capitalise(&e.0))
         },
         valid_for: if form.valid_for.trim().is_empty() {
             None

@@ -24,7 +24,7 @@ use super::session::store_error as session_error;
 use super::{paths, session};
 use crate::app::AppState;
 use crate::crypto::constant_time_eq;
-use crate::identity::TenantId;
+use crate::types::TenantId;
 use crate::invitations::ConsentMode;
 use crate::onboarding::CodeRedemption;
 

@@ -18,10 +18,6 @@ impl Secret {
         &self.0
     }
 
-    /// Consumes the wrapper and returns the secret value.
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 impl fmt::Debug for Secret {

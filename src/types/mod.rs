@@ -1,0 +1,15 @@
+//! Value types parsed where input enters and shared by several layers: a value of one of
+//! these types has been checked, so code further in never sees a raw string in its place.
+
+mod email;
+mod secret;
+mod tenant_id;
+
+pub use email::{DomainName, EmailAddress};
+pub use secret::Secret;
+pub use tenant_id::{InvalidTenantId, TenantId};
+
+/// A value that does not have the shape its type demands; the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
