@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use gangway::app::Application;
 use gangway::audit::Actor;
 use gangway::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use gangway::crypto::EncryptionKey;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
 use gangway::types::Secret;
+use gangway::web::Application;
 use sqlx::{Connection, Executor};
 use tokio::net::TcpListener;
 use url::Url;

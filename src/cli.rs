@@ -13,8 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::invitations::{self, Filter, InvitationError, NewInvitation, Status, mail};
 use crate::operators::{self, OperatorError, Role};
 use crate::types::Secret;
-use crate::web::limits;
-use crate::{app, db, demo, format, tenants};
+use crate::{db, demo, format, runtime, tenants};
 
 /// Gangway: invite a customer's Microsoft Entra ID admin, record their consent, keep the tenant.
 #[derive(Debug, Parser)]
@@ -198,7 +197,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve => Ok(serve(Config::from_env()?).await?),
+        Command::Serve => Ok(runtime::serve(Config::from_env()?).await?),
         Command::Rekey => {
             let cfg = Config::from_env()?;
             let pool = pool(&cfg.database_url).await?;
@@ -458,58 +457,4 @@ async fn pool(url: &str) -> Result<PgPool, Failure> {
     db::connect(url).await.map_err(|e| {
         Failure::Other(anyhow::Error::new(e).context("cannot connect to DATABASE_URL"))
     })
-}
-
-/// Builds the portal from `cfg` and runs it.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    run_portal(app::Application::build(cfg).await?).await
-}
-
-/// Runs the portal, the outbox worker (when mail is configured), the session sweeper and the
-/// rate-limit pruner until one stops or the process is interrupted.
-pub async fn run_portal(application: app::Application) -> anyhow::Result<()> {
-    let state = application.state().clone();
-    tracing::info!(port = application.port(), public_url = %state.cfg.public_url, "gangway is listening");
-    let mailer = match &state.cfg.smtp_url {
-        Some(url) => Some(mail::Mailer::new(url, &state.cfg.mail_from)?),
-        None => {
-            tracing::warn!("GANGWAY_SMTP_URL is not set: invitation mail stays queued");
-            None
-        }
-    };
-    let worker = async {
-        match mailer {
-            Some(mailer) => {
-                mail::run_worker(state.db.clone(), state.cfg.keys.clone(), mailer).await
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = application.run_until(shutdown_requested()) => {
-            result?;
-            tracing::info!("stopped; requests in flight were finished");
-        }
-        () = worker => tracing::error!("mail worker stopped"),
-        () = app::sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
-        () = limits::prune_idle_clients(state.limits.clone()) => tracing::error!("rate-limit pruner stopped"),
-    }
-    Ok(())
-}
-
-/// Ctrl-C, or SIGTERM as sent by `docker stop` and process managers.
-async fn shutdown_requested() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -10,13 +10,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::app::Application;
 use crate::audit::Actor;
 use crate::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
 use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
 use crate::types::Secret;
+use crate::web::Application;
 
 /// Options of `gangway demo`.
 #[derive(Debug, clap::Args)]
@@ -185,7 +185,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         emulator.base_url()
     );
 
-    let result = crate::cli::run_portal(application).await;
+    let result = crate::runtime::run_portal(application).await;
     emulator.shutdown().await;
     result
 }

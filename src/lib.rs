@@ -1,6 +1,5 @@
 //! Gangway: onboard a customer's Microsoft Entra ID tenant by invitation and consent.
 
-pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -14,6 +13,7 @@ pub mod invitations;
 pub mod onboarding;
 pub mod operators;
 pub mod rekey;
+pub mod runtime;
 pub mod telemetry;
 pub mod tenants;
 pub mod types;

@@ -78,7 +78,10 @@ mod tests {
         for bad in ["a", "a@b", "a b@c.co", "a@b@c.co", "a\0@b.co", "<a@b.co>"] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(DomainName::parse("Contoso.COM.").unwrap().as_str(), "contoso.com");
+        assert_eq!(
+            DomainName::parse("Contoso.COM.").unwrap().as_str(),
+            "contoso.com"
+        );
         for bad in ["contoso", "-a.com", "a..com", "no spaces.com x"] {
             assert!(DomainName::parse(bad).is_err(), "{bad:?}");
         }

@@ -17,7 +17,6 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
 }
 
 impl fmt::Debug for Secret {

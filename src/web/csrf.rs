@@ -18,8 +18,8 @@ use tower_sessions::cookie::SameSite;
 
 use super::error::{Error, ErrorPage};
 use super::session::{CSRF, store_error};
-use crate::app::AppState;
 use crate::crypto::{constant_time_eq, random_token};
+use crate::web::AppState;
 
 /// The form field every POST carries.
 pub const FIELD: &str = "csrf_token";

@@ -7,25 +7,112 @@ pub mod error;
 pub mod input;
 pub mod limits;
 pub mod paths;
+mod server;
 pub mod session;
 pub mod session_store;
+mod state;
 pub mod wizard;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::app::AppState;
+use crate::config::Config;
+pub use server::Application;
+use session::{SIGNED_IN_IDLE, cookie_name};
+use session_store::PgSessionStore;
+pub use state::AppState;
 
 /// Every route: the public wizard, the operator console, health and static assets.
-pub fn router() -> Router<AppState> {
+fn routes() -> Router<AppState> {
     Router::new()
         .merge(wizard::router())
         .merge(console::router())
         .route(paths::HEALTH, get(|| async { "ok" }))
         .route(paths::STATIC_CSS, get(css))
         .route(paths::STATIC_JS, get(js))
+}
+
+/// The whole portal: every route with sessions, CSRF, input checks, security headers and
+/// request tracing.
+pub fn app(state: AppState) -> Router {
+    let store = PgSessionStore::new(state.db.clone(), state.cfg.keys.clone());
+    // Lax, not Strict: the admin comes back from Microsoft by a top-level redirect, which must
+    // carry the session cookie. Path `/` and no Domain, as the `__Host-` prefix requires; the
+    // store shortens the lifetime of sessions nobody signed in to.
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(cookie_name(&state.cfg, "gangway_session"))
+        .with_secure(state.cfg.secure_cookies())
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SIGNED_IN_IDLE));
+    let csp = content_security_policy(&state.cfg);
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut headers = vec![
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+    ];
+    if state.cfg.secure_cookies() {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    let mut router = routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::protect,
+        ))
+        .layer(sessions)
+        // Outside the sessions: refused input touches no session.
+        .layer(axum::middleware::from_fn(input::reject_nul))
+        .with_state(state);
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::overriding(name, value));
+    }
+    // Pages hold invitation details, links and form tokens: never cached, unless a response
+    // says otherwise (the versioned static assets do).
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ));
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                // The path only: query strings may carry tokens or codes.
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id)),
+    )
+}
+
+/// Forms post to ourselves and are then redirected to Microsoft; browsers apply `form-action`
+/// to that redirect too, so the authority must be allowed.
+fn content_security_policy(cfg: &Config) -> HeaderValue {
+    let authority = cfg.authority.origin().ascii_serialization();
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self' {authority}"
+    ))
+    .expect("an origin is a valid header value")
 }
 
 // Assets are embedded so the binary runs from any directory; the version in the name lets them

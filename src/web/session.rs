@@ -6,9 +6,9 @@ use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::error::Error;
-use crate::app::AppState;
 use crate::config::Config;
 use crate::operators::{self, Operator, Role};
+use crate::web::AppState;
 
 /// The signed-in operator's id (never their role: that is read from the database per request).
 pub const OPERATOR: &str = "operator_id";

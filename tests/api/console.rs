@@ -4,8 +4,8 @@
 use gangway::audit::Actor;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::Role;
-use gangway::types::Secret;
 use gangway::tenants::{self, Consent};
+use gangway::types::Secret;
 use gangway::web::paths;
 use reqwest::StatusCode;
 use uuid::Uuid;

@@ -7,15 +7,15 @@ use std::time::Duration;
 use entra_emulator::{
     EmulatedLogin, EmulatedTenant, Emulator, EmulatorAdmin, Options, RegisteredApp,
 };
-use gangway::app::{AppState, Application};
 use gangway::audit::Actor;
 use gangway::config::{Config, RateLimit, TrustedProxies, parse_public_url};
 use gangway::crypto::EncryptionKey;
 use gangway::demo::provider_permissions;
 use gangway::invitations::{self, NewInvitation};
 use gangway::operators::{self, Role};
-use gangway::types::Secret;
 use gangway::tenants::Consent;
+use gangway::types::Secret;
+use gangway::web::{AppState, Application};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -3,8 +3,8 @@
 use gangway::audit::Actor;
 use gangway::invitations::mail::{self, Mailer};
 use gangway::invitations::{self, Setback};
-use gangway::types::Secret;
 use gangway::tenants;
+use gangway::types::Secret;
 
 use crate::helpers::{MailCatcher, TestApp, consent, location};
 

@@ -2,10 +2,10 @@
 //! the operator read on every request, ending an operator's sessions, and cookie names.
 
 use base64::Engine;
-use gangway::app::Application;
 use gangway::config::parse_public_url;
 use gangway::crypto::{EncryptionKey, sha256};
 use gangway::operators::Role;
+use gangway::web::Application;
 use gangway::web::paths;
 use reqwest::StatusCode;
 use tokio::net::TcpListener;

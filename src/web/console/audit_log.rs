@@ -8,8 +8,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::{Chrome, EventRow, Pager, Section, page_number, search_term};
-use crate::app::AppState;
 use crate::audit;
+use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
 use crate::web::paths;

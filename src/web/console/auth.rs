@@ -14,10 +14,10 @@ use tower_cookies::Cookies;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::audit::{self, Action, Actor};
 use crate::operators::{self, Operator};
 use crate::types::Secret;
+use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::{self, CsrfToken};
 use crate::web::error::Result;

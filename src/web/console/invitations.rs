@@ -11,12 +11,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Chrome, EventRow, Pager, Section, When, page_number, parse_id, search_term};
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::invitations::{
     self, ConsentMode, Filter, Invitation, InvitationError, Issued, NewInvitation, Status, mail,
 };
 use crate::types::{DomainName, EmailAddress};
+use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::paths;

@@ -19,10 +19,10 @@ use axum::response::Redirect;
 use axum::routing::get;
 use time::OffsetDateTime;
 
-use crate::app::AppState;
 use crate::audit::{Action, AuditEvent};
 use crate::format;
 use crate::operators::{Operator, Role};
+use crate::web::AppState;
 use crate::web::error::Error;
 use crate::web::paths;
 

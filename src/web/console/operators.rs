@@ -11,9 +11,9 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{Chrome, Section, When, parse_id};
-use crate::app::AppState;
 use crate::audit::Actor;
 use crate::operators::{self, OperatorSummary, Role};
+use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
 use crate::web::paths;

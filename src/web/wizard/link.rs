@@ -8,9 +8,9 @@ use tower_sessions::Session;
 
 use super::pages::{Chrome, MessagePage};
 use super::session_error;
-use crate::app::AppState;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
+use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
 use crate::web::{paths, session};

@@ -22,11 +22,11 @@ use uuid::Uuid;
 use super::error::Error;
 use super::session::store_error as session_error;
 use super::{paths, session};
-use crate::app::AppState;
 use crate::crypto::constant_time_eq;
-use crate::types::TenantId;
 use crate::invitations::ConsentMode;
 use crate::onboarding::CodeRedemption;
+use crate::types::TenantId;
+use crate::web::AppState;
 
 /// Wizard routes.
 pub fn router() -> Router<AppState> {

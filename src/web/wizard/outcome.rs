@@ -8,10 +8,10 @@ use super::pages::{Action, Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
-use crate::types::TenantId;
 use crate::invitations::{self, ConsentMode, Invitation, Setback, Status};
 use crate::onboarding::Refusal;
 use crate::tenants::ConsentError;
+use crate::types::TenantId;
 use crate::web::error::Error;
 use crate::web::paths;
 

@@ -1,0 +1,75 @@
+//! What handlers share: the database, configuration, Entra ID and Graph clients, rate limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use sqlx::PgPool;
+
+use super::limits::Limits;
+use crate::config::Config;
+use crate::graph::GraphClient;
+use crate::identity::{EntraClient, EntraConfig};
+use crate::invitations;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub cfg: Arc<Config>,
+    pub entra: EntraClient,
+    pub graph: GraphClient,
+    pub limits: Arc<Limits>,
+}
+
+impl AppState {
+    /// State for `cfg` over `db`.
+    pub fn new(cfg: Config, db: PgPool) -> anyhow::Result<Self> {
+        let http = http_client(&cfg)?;
+        let entra = EntraClient::new(
+            EntraConfig {
+                authority: cfg.authority.clone(),
+                graph_url: cfg.graph_url.clone(),
+                client_id: cfg.client_id.clone(),
+                client_secret: cfg.client_secret.clone(),
+                redirect_uri: cfg.redirect_uri(),
+            },
+            http.clone(),
+        );
+        let graph = GraphClient::new(cfg.graph_url.clone(), http);
+        Ok(Self {
+            db,
+            entra,
+            graph,
+            limits: Arc::new(Limits::new(&cfg)),
+            cfg: Arc::new(cfg),
+        })
+    }
+
+    /// What invitation links and mail need.
+    pub fn invitation_context(&self) -> invitations::Context<'_> {
+        invitations::Context {
+            public_url: &self.cfg.public_url,
+            provider_name: &self.cfg.provider_name,
+            keys: &self.cfg.keys,
+        }
+    }
+}
+
+/// The HTTP client for Entra ID and Graph: it follows no redirects (no SSRF through a
+/// redirecting endpoint) and trusts an extra CA when one is configured.
+pub fn http_client(cfg: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("Gangway/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &cfg.extra_ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .context("GANGWAY_EXTRA_CA_FILE holds no PEM certificate")?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
+}
