@@ -1,0 +1,161 @@
+//! Command-line interface: `serve`, `migrate`, `demo`, and operator, invitation and tenant
+//! administration for scripts.
+
+mod invite;
+mod operator;
+mod tenant;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::config::{Config, ConfigError};
+use crate::invitations::InvitationError;
+use crate::operators::OperatorError;
+use crate::{db, demo, runtime};
+
+/// Gangway: invite a customer's Microsoft Entra ID admin, record their consent, keep the tenant.
+#[derive(Debug, Parser)]
+#[command(name = "gangway", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "\
+Configuration comes from the environment (see .env.example).
+
+Exit codes:
+  0   success
+  1   the operation failed (database unreachable, mail server down…)
+  2   bad usage or invalid input
+  78  configuration missing or malformed";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web portal (console, invitation wizard, OAuth2 callback) and the mail worker.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Re-seal every stored secret with GANGWAY_ENCRYPTION_KEY, after rotating it (the old key
+    /// goes in GANGWAY_PREVIOUS_ENCRYPTION_KEYS until this has run).
+    Rekey,
+    /// Try Gangway locally: database, built-in Entra ID emulator, demo operator, all in one.
+    Demo(demo::DemoArgs),
+    /// Manage console operators.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
+    /// Create, list, resend and revoke invitations.
+    #[command(subcommand)]
+    Invite(invite::InviteCommand),
+    /// List connected tenants.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Output {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<InvitationError> for Failure {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::Db(e) => Failure::Other(e.into()),
+            other => Failure::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<OperatorError> for Failure {
+    fn from(e: OperatorError) -> Self {
+        match e {
+            OperatorError::Db(e) => Failure::Other(e.into()),
+            other => Failure::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+/// Runs a parsed command and maps its outcome to an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let code = match &failure {
+                Failure::Usage(_) => 2,
+                Failure::Config(_) => 78,
+                Failure::Other(_) => 1,
+            };
+            match failure {
+                Failure::Other(e) => eprintln!("error: {e:#}"),
+                other => eprintln!("error: {other}"),
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve => Ok(runtime::serve(Config::from_env()?).await?),
+        Command::Rekey => {
+            let cfg = Config::from_env()?;
+            let pool = pool(&cfg.database_url).await?;
+            let done = crate::rekey::reseal_all(&pool, &cfg.keys)
+                .await
+                .map_err(anyhow::Error::from)?;
+            println!(
+                "re-sealed {} tenant credential(s) and {} queued email(s) with key {}, and {} session(s)",
+                done.tenant_credentials,
+                done.queued_mail,
+                cfg.keys.id(),
+                done.sessions
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = pool(&crate::config::database_url_from_env()?).await?;
+            db::migrate(&pool).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Demo(args) => Ok(demo::run(args).await?),
+        Command::Operator(command) => operator::run(command).await,
+        Command::Invite(command) => invite::run(command).await,
+        Command::Tenant(command) => tenant::run(command).await,
+    }
+}
+
+pub(crate) fn truncate(value: &str, width: usize) -> String {
+    if value.chars().count() <= width {
+        value.to_owned()
+    } else {
+        format!("{}…", value.chars().take(width - 1).collect::<String>())
+    }
+}
+
+pub(crate) async fn pool(url: &str) -> Result<PgPool, Failure> {
+    db::connect(url).await.map_err(|e| {
+        Failure::Other(anyhow::Error::new(e).context("cannot connect to DATABASE_URL"))
+    })
+}
