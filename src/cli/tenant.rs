@@ -40,7 +40,7 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
                         t.entra_tenant_id,
                         truncate(&t.display_name, 28),
                         t.consent_mode.as_str(),
-                        t.status,
+                        t.status.as_str(),
                         format::datetime(t.consented_at)
                     );
                 }

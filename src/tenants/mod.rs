@@ -10,6 +10,47 @@ use crate::crypto::Keyring;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
 use crate::types::Secret;
 
+/// Where a tenant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Connected; its directory is (or will be) copied.
+    Active,
+    /// A sync is running.
+    Syncing,
+    /// The credential stopped working (revoked consent, expired secret): a new consent is needed.
+    ReconsentRequired,
+    /// Kept but not synced, by an operator's decision.
+    Disabled,
+    /// Disconnected for good: credential erased, history kept.
+    Offboarded,
+}
+
+impl TenantStatus {
+    /// The stored form (also the badge's CSS class).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Syncing => "syncing",
+            Self::ReconsentRequired => "reconsent_required",
+            Self::Disabled => "disabled",
+            Self::Offboarded => "offboarded",
+        }
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Syncing => "Syncing",
+            Self::ReconsentRequired => "Consent needed again",
+            Self::Disabled => "Disabled",
+            Self::Offboarded => "Offboarded",
+        }
+    }
+}
+
 /// A tenant as stored (credentials stay sealed and are not read here).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Tenant {
@@ -24,7 +65,7 @@ pub struct Tenant {
     #[serde(with = "time::serde::rfc3339")]
     pub consented_at: OffsetDateTime,
     pub customer_client_id: Option<String>,
-    pub status: String,
+    pub status: TenantStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -181,12 +222,13 @@ pub enum OffboardError {
 /// connected, so another customer's invitation may connect it. Its history stays.
 pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, OffboardError> {
     let mut tx = db.begin().await?;
-    let status: String = sqlx::query_scalar("select status from tenants where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(OffboardError::NotFound)?;
-    if status == "offboarded" {
+    let status: TenantStatus =
+        sqlx::query_scalar("select status from tenants where id = $1 for update")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(OffboardError::NotFound)?;
+    if status == TenantStatus::Offboarded {
         return Err(OffboardError::AlreadyOffboarded);
     }
     let tenant: Tenant = sqlx::query_as(

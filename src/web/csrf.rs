@@ -17,7 +17,7 @@ use tower_sessions::Session;
 use tower_sessions::cookie::SameSite;
 
 use super::error::{Error, ErrorPage};
-use super::session::{CSRF, store_error};
+use super::session::CSRF;
 use crate::crypto::{constant_time_eq, random_token};
 use crate::web::AppState;
 
@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for CsrfToken {
         let cookies = Cookies::from_request_parts(parts, state)
             .await
             .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-        if let Some(token) = session.get::<String>(CSRF).await.map_err(store_error)? {
+        if let Some(token) = session.get::<String>(CSRF).await? {
             return Ok(CsrfToken(token));
         }
         let fresh = random_token();
@@ -63,7 +63,7 @@ impl FromRequestParts<AppState> for CsrfToken {
                     .build(),
             );
         } else {
-            session.insert(CSRF, &fresh).await.map_err(store_error)?;
+            session.insert(CSRF, &fresh).await?;
         }
         Ok(CsrfToken(fresh))
     }
@@ -72,10 +72,7 @@ impl FromRequestParts<AppState> for CsrfToken {
 /// At sign-in: a fresh token in the (new) session, and the pre-session cookie dropped, so no
 /// token seen before signing in works after.
 pub async fn rotate(state: &AppState, session: &Session, cookies: &Cookies) -> Result<(), Error> {
-    session
-        .insert(CSRF, random_token())
-        .await
-        .map_err(store_error)?;
+    session.insert(CSRF, random_token()).await?;
     cookies.remove(Cookie::build(cookie_name(state)).path("/").build());
     Ok(())
 }

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
+use crate::invitations::InvitationError;
 use crate::operators::OperatorError;
 
 /// Everything a handler can fail with.
@@ -29,6 +30,26 @@ pub enum Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())
+    }
+}
+
+impl From<InvitationError> for Error {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::NotFound => Self::NotFound,
+            InvitationError::WrongState { status, action } => Self::BadRequest(format!(
+                "This invitation is {}, so {action} it is not possible. Open it again to see where it stands.",
+                status.as_str()
+            )),
+            InvitationError::Invalid(message) => Self::BadRequest(message),
+            InvitationError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for Error {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        Self::Internal(anyhow::anyhow!("session store: {e}"))
     }
 }
 

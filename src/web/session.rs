@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for CurrentOperator {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
-        let Some(id) = session.get::<Uuid>(OPERATOR).await.map_err(store_error)? else {
+        let Some(id) = session.get::<Uuid>(OPERATOR).await? else {
             return Err(Error::SignInRequired);
         };
         // One lookup by primary key per request, so a removed operator is out and a demoted
@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for CurrentOperator {
         match operators::get(&state.db, id).await? {
             Some(operator) => Ok(CurrentOperator(operator)),
             None => {
-                session.flush().await.map_err(store_error)?;
+                session.flush().await?;
                 Err(Error::SignInRequired)
             }
         }
@@ -73,11 +73,6 @@ impl FromRequestParts<AppState> for AdminOperator {
         }
         Ok(AdminOperator(operator))
     }
-}
-
-/// A session store failure, as the web layer reports it.
-pub fn store_error(e: tower_sessions::session::Error) -> Error {
-    Error::Internal(anyhow::anyhow!("session store: {e}"))
 }
 
 /// The name of cookie `base`: `__Host-` prefixed when served over https, so it is Secure, set

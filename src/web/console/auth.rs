@@ -21,7 +21,6 @@ use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::{self, CsrfToken};
 use crate::web::error::Result;
-use crate::web::session::store_error;
 use crate::web::{paths, session};
 
 pub(super) fn router() -> Router<AppState> {
@@ -89,11 +88,8 @@ async fn sign_in(
     };
     // A new session id and CSRF token at sign-in, so an id planted before it (session
     // fixation) or a token seen before it is worthless.
-    session.cycle_id().await.map_err(store_error)?;
-    session
-        .insert(session::OPERATOR, operator.id)
-        .await
-        .map_err(store_error)?;
+    session.cycle_id().await?;
+    session.insert(session::OPERATOR, operator.id).await?;
     csrf::rotate(&state, &session, &cookies).await?;
     audit::record(
         &state.db,
@@ -119,16 +115,12 @@ async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Red
         )
         .await?;
     }
-    session.flush().await.map_err(store_error)?;
+    session.flush().await?;
     Ok(Redirect::to(paths::LOGIN))
 }
 
 async fn signed_in(state: &AppState, session: &Session) -> Result<Option<Operator>> {
-    let Some(id) = session
-        .get::<Uuid>(session::OPERATOR)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(id) = session.get::<Uuid>(session::OPERATOR).await? else {
         return Ok(None);
     };
     Ok(operators::get(&state.db, id).await?)

@@ -18,7 +18,7 @@ use crate::invitations::{
 use crate::types::{DomainName, EmailAddress};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
-use crate::web::error::{Error, Result};
+use crate::web::error::Result;
 use crate::web::paths;
 use crate::web::session::{AdminOperator, CurrentOperator};
 
@@ -58,19 +58,6 @@ impl From<Status> for Badge {
             class: status.as_str(),
             label: status_label(status),
         }
-    }
-}
-
-/// Domain refusals become pages that say what happened, never a 500.
-fn refused(e: InvitationError) -> Error {
-    match e {
-        InvitationError::NotFound => Error::NotFound,
-        InvitationError::WrongState { status, action } => Error::BadRequest(format!(
-            "This invitation is {}, so {action} it is not possible. Open it again to see where it stands.",
-            status.as_str()
-        )),
-        InvitationError::Invalid(message) => Error::BadRequest(message),
-        InvitationError::Db(e) => e.into(),
     }
 }
 
@@ -150,9 +137,7 @@ async fn list(
         limit: PER_PAGE,
         offset: (page - 1) * PER_PAGE,
     };
-    let (invitations, total) = invitations::list(&state.db, &filter)
-        .await
-        .map_err(refused)?;
+    let (invitations, total) = invitations::list(&state.db, &filter).await?;
     let q = search.unwrap_or_default();
     let status_value = status.map(Status::as_str).unwrap_or("");
     let pager = Pager::new(
@@ -397,8 +382,7 @@ async fn create(
         &actor,
         Some(operator.id),
     )
-    .await
-    .map_err(refused)?;
+    .await?;
     Ok(link_page(&state, chrome, issued, false))
 }
 
@@ -484,7 +468,7 @@ async fn detail(
     Query(query): Query<DetailQuery>,
 ) -> Result<DetailPage> {
     let id = parse_id(&id)?;
-    let invitation = invitations::get(&state.db, id).await.map_err(refused)?;
+    let invitation = invitations::get(&state.db, id).await?;
     let delivery = mail::delivery_state(&state.db, id)
         .await?
         .map(|d| Delivery {
@@ -542,9 +526,7 @@ async fn resend(
 ) -> Result<Response> {
     let id = parse_id(&id)?;
     let actor = Actor::Operator(operator.email.clone());
-    let issued = invitations::resend(&state.db, state.invitation_context(), id, &actor)
-        .await
-        .map_err(refused)?;
+    let issued = invitations::resend(&state.db, state.invitation_context(), id, &actor).await?;
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
     Ok(link_page(&state, chrome, issued, true))
 }
@@ -555,9 +537,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     let id = parse_id(&id)?;
-    invitations::revoke(&state.db, id, &Actor::Operator(operator.email))
-        .await
-        .map_err(refused)?;
+    invitations::revoke(&state.db, id, &Actor::Operator(operator.email)).await?;
     Ok(Redirect::to(&format!(
         "{}?done=revoked",
         paths::with_id(paths::INVITATION, id)

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{Chrome, EventRow, Pager, Section, When, page_number, parse_id, search_term};
 use crate::audit::{self, Actor};
-use crate::tenants::{self, Tenant};
+use crate::tenants::{self, Tenant, TenantStatus};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -29,23 +29,15 @@ pub(super) fn router() -> Router<AppState> {
 
 /// A tenant status badge: the CSS class is the stored status.
 struct Badge {
-    class: String,
-    label: String,
+    class: &'static str,
+    label: &'static str,
 }
 
 impl Badge {
-    fn new(status: &str) -> Self {
-        let label = match status {
-            "active" => "Active".to_owned(),
-            "syncing" => "Syncing".to_owned(),
-            "reconsent_required" => "Consent needed again".to_owned(),
-            "disabled" => "Disabled".to_owned(),
-            "offboarded" => "Offboarded".to_owned(),
-            other => other.replace('_', " "),
-        };
+    fn new(status: TenantStatus) -> Self {
         Self {
-            class: status.to_owned(),
-            label,
+            class: status.as_str(),
+            label: status.label(),
         }
     }
 }
@@ -75,7 +67,7 @@ impl From<&Tenant> for Row {
             entra_id: t.entra_tenant_id.to_string(),
             domains: t.verified_domains.join(", "),
             mode: t.consent_mode.label(),
-            badge: Badge::new(&t.status),
+            badge: Badge::new(t.status),
             consented_by: t.consented_by_upn.clone().unwrap_or_default(),
             consented: When::new(t.consented_at),
         }
@@ -175,8 +167,8 @@ async fn detail(
         consented_by_oid: tenant.consented_by_oid.map(|o| o.to_string()),
         consented: When::new(tenant.consented_at),
         customer_client_id: tenant.customer_client_id,
-        offboarded: tenant.status == "offboarded",
-        badge: Badge::new(&tenant.status),
+        offboarded: tenant.status == TenantStatus::Offboarded,
+        badge: Badge::new(tenant.status),
         notice: (query.done.as_deref() == Some("offboarded")).then_some(
             "Tenant offboarded. Its credential is erased; a new invitation can connect it again.",
         ),

@@ -9,7 +9,7 @@ use tower_sessions::Session;
 
 use super::link;
 use super::outcome::{self, Outcome};
-use super::{AdminConsented, PendingConsent, session_error, session_invitation};
+use super::{AdminConsented, PendingConsent, session_invitation};
 use crate::identity::AadError;
 use crate::invitations::{self, ConsentMode, Invitation};
 use crate::onboarding;
@@ -93,10 +93,7 @@ pub async fn callback(
     state.limits.callbacks.check(client)?;
     let provider = state.cfg.provider_name.clone();
     // Taken out first: whatever happens next, this state can not be presented again.
-    let pending: Option<PendingConsent> = session
-        .remove(session::PENDING_CONSENT)
-        .await
-        .map_err(session_error)?;
+    let pending: Option<PendingConsent> = session.remove(session::PENDING_CONSENT).await?;
     let Some(pending) = pending else {
         tracing::info!("callback without a pending round-trip (replay, expiry or another browser)");
         return Ok(
@@ -109,9 +106,7 @@ pub async fn callback(
         tracing::info!(?problem, "callback state refused");
         return Ok(outcome::state_page(problem, &provider).with_status(StatusCode::BAD_REQUEST));
     }
-    let invitation = invitations::get(&state.db, pending.invitation_id)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    let invitation = invitations::get(&state.db, pending.invitation_id).await?;
     if let Some(closed) = link::Closed::of(invitation.status) {
         return Ok(
             link::closed_page(closed, Some(&invitation), &provider).with_status(closed.status())
@@ -183,10 +178,7 @@ pub async fn callback(
     };
     match recorded {
         Ok(tenant_name) => {
-            session
-                .remove::<uuid::Uuid>(session::INVITATION)
-                .await
-                .map_err(session_error)?;
+            session.remove::<uuid::Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
             Ok(link::done_page(&provider, &tenant_name, "Sign in with Microsoft").into_response())
         }
@@ -222,10 +214,7 @@ async fn sign_in_admin(
         created_at: OffsetDateTime::now_utc().unix_timestamp(),
         admin_consent: Some(leg),
     };
-    session
-        .insert(session::PENDING_CONSENT, &pending)
-        .await
-        .map_err(session_error)?;
+    session.insert(session::PENDING_CONSENT, &pending).await?;
     tracing::info!(invitation_id = %invitation.id, "admin consent answered; confirming who signed in");
     Ok(Redirect::to(request.url.as_str()).into_response())
 }

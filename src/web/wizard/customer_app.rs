@@ -13,7 +13,6 @@ use super::callback::record;
 use super::link;
 use super::pages::CustomerAppForm;
 use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
-use super::session_error;
 use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
@@ -289,8 +288,7 @@ pub async fn submit(
                 finding.message(),
                 &who,
             )
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .await?;
             let mut form = CustomerAppForm {
                 tenant_id: creds.tenant.to_string(),
                 client_id: creds.client_id.to_string(),
@@ -312,10 +310,7 @@ pub async fn submit(
     let provider = state.cfg.provider_name.clone();
     match record(&state, &invitation, &consent).await? {
         Ok(name) => {
-            session
-                .remove::<Uuid>(session::INVITATION)
-                .await
-                .map_err(session_error)?;
+            session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
             Ok(link::done_page(&provider, &name, CUSTOMER_APP_STEP).into_response())
         }

@@ -7,12 +7,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
 use super::pages::{Chrome, MessagePage};
-use super::session_error;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
-use crate::web::error::{Error, Result};
+use crate::web::error::Result;
 use crate::web::{paths, session};
 
 /// The link's query; the token is optional so a bare `/authenticate` gets the same honest page.
@@ -162,21 +161,15 @@ pub async fn open(
             closed_page(Closed::Unknown, None, provider).with_status(Closed::Unknown.status())
         );
     };
-    let opened = invitations::open(&state.db, &token)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    let opened = invitations::open(&state.db, &token).await?;
     let (closed, invitation) = match opened {
         Opened::Ready(invitation) => {
             // A fresh session id: whoever held the old one (a fixation attempt) gets nothing.
-            session.cycle_id().await.map_err(session_error)?;
+            session.cycle_id().await?;
             session
                 .remove::<serde_json::Value>(session::PENDING_CONSENT)
-                .await
-                .map_err(session_error)?;
-            session
-                .insert(session::INVITATION, invitation.id)
-                .await
-                .map_err(session_error)?;
+                .await?;
+            session.insert(session::INVITATION, invitation.id).await?;
             tracing::info!(invitation_id = %invitation.id, "invitation link opened");
             return Ok(Redirect::to(paths::WIZARD).into_response());
         }

@@ -20,7 +20,6 @@ use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::error::Error;
-use super::session::store_error as session_error;
 use super::{paths, session};
 use crate::crypto::constant_time_eq;
 use crate::invitations::ConsentMode;
@@ -135,10 +134,7 @@ impl PendingConsent {
 
 /// The invitation this browser opened, if any.
 async fn session_invitation(session: &Session) -> Result<Option<Uuid>, Error> {
-    session
-        .get::<Uuid>(session::INVITATION)
-        .await
-        .map_err(session_error)
+    Ok(session.get::<Uuid>(session::INVITATION).await?)
 }
 
 #[cfg(test)]

@@ -88,8 +88,7 @@ impl Outcome {
             &self.notice(),
             &who,
         )
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+        .await?;
         tracing::info!(invitation_id = %invitation.id, setback = ?self.setback, "consent attempt refused");
         Ok(())
     }

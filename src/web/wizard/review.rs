@@ -8,7 +8,7 @@ use tower_sessions::Session;
 
 use super::link::{self, Closed};
 use super::pages::{Chrome, CustomerAppForm, ReviewPage};
-use super::{PendingConsent, session_error, session_invitation};
+use super::{PendingConsent, session_invitation};
 use crate::audit::{Action, Actor};
 use crate::format;
 use crate::invitations::permissions;
@@ -56,10 +56,7 @@ pub async fn current_invitation(
     let invitation = match invitations::get(&state.db, id).await {
         Ok(i) => i,
         Err(InvitationError::NotFound) => {
-            session
-                .remove::<uuid::Uuid>(session::INVITATION)
-                .await
-                .map_err(session_error)?;
+            session.remove::<uuid::Uuid>(session::INVITATION).await?;
             return Ok(Err(
                 link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
             ));
@@ -180,14 +177,9 @@ pub async fn start(
         }
     };
     // A new round-trip replaces any earlier one: only the latest state is accepted.
-    session
-        .insert(session::PENDING_CONSENT, &pending)
-        .await
-        .map_err(session_error)?;
+    session.insert(session::PENDING_CONSENT, &pending).await?;
     let who = Actor::Customer(invitation.admin_email.clone());
-    invitations::touch(&state.db, invitation.id, &who, Action::ConsentStarted)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    invitations::touch(&state.db, invitation.id, &who, Action::ConsentStarted).await?;
     tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");
     Ok(Redirect::to(url.as_str()).into_response())
 }
