@@ -1,5 +1,7 @@
 //! The append-only audit trail: every operator action and every consent outcome.
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
@@ -12,8 +14,12 @@ pub enum Actor {
     Operator(String),
     /// The command line, run by someone with database access.
     Cli,
-    /// The customer's admin, identified as well as we know them.
-    Customer(String),
+    /// A customer's admin whose identity Microsoft verified (an ID token): UPN and object id.
+    Customer { upn: String, oid: Uuid },
+    /// Whoever holds an invitation's link, before anyone signed in: known only by address.
+    LinkHolder(IpAddr),
+    /// Someone not signed in anywhere (a failed operator sign-in), known only by address.
+    Anonymous(IpAddr),
     /// Gangway itself (mail delivery, expiry…).
     System,
 }
@@ -23,7 +29,9 @@ impl Actor {
         match self {
             Actor::Operator(email) => format!("operator:{email}"),
             Actor::Cli => "cli".into(),
-            Actor::Customer(who) => format!("customer:{who}"),
+            Actor::Customer { upn, oid } => format!("customer:{upn} ({oid})"),
+            Actor::LinkHolder(ip) => format!("link-holder:{ip}"),
+            Actor::Anonymous(ip) => format!("anonymous:{ip}"),
             Actor::System => "system".into(),
         }
     }
@@ -43,6 +51,7 @@ pub enum Action {
     ConsentDeclined,
     ConsentFailed,
     OperatorSignedIn,
+    OperatorSignInFailed,
     OperatorSignedOut,
     OperatorAdded,
     OperatorRoleChanged,
@@ -53,7 +62,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -65,6 +74,7 @@ impl Action {
         Action::ConsentDeclined,
         Action::ConsentFailed,
         Action::OperatorSignedIn,
+        Action::OperatorSignInFailed,
         Action::OperatorSignedOut,
         Action::OperatorAdded,
         Action::OperatorRoleChanged,
@@ -87,6 +97,7 @@ impl Action {
             Self::ConsentDeclined => "consent.declined",
             Self::ConsentFailed => "consent.failed",
             Self::OperatorSignedIn => "operator.signed_in",
+            Self::OperatorSignInFailed => "operator.sign_in_failed",
             Self::OperatorSignedOut => "operator.signed_out",
             Self::OperatorAdded => "operator.added",
             Self::OperatorRoleChanged => "operator.role_changed",
@@ -110,6 +121,7 @@ impl Action {
             Self::ConsentDeclined => "Consent declined",
             Self::ConsentFailed => "Consent attempt failed",
             Self::OperatorSignedIn => "Signed in",
+            Self::OperatorSignInFailed => "Sign-in refused",
             Self::OperatorSignedOut => "Signed out",
             Self::OperatorAdded => "Operator added",
             Self::OperatorRoleChanged => "Operator's role changed",

@@ -410,8 +410,12 @@ pub enum Opened {
     Unknown,
 }
 
-/// Looks a link token up by its hash and, when usable, marks the invitation opened.
-pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, InvitationError> {
+/// Looks a link token up by its hash and, when usable, marks the invitation opened by `actor`.
+pub async fn open(
+    db: &PgPool,
+    token: &InvitationToken,
+    actor: &Actor,
+) -> Result<Opened, InvitationError> {
     let found: Option<Invitation> =
         sqlx::query_as("select * from invitation_view where token_sha256 = $1")
             .bind(token.hash())
@@ -435,10 +439,9 @@ pub async fn open(db: &PgPool, token: &InvitationToken) -> Result<Opened, Invita
             .fetch_one(&mut *tx)
             .await?;
             invitation.status = Status::Opened;
-            let who = Actor::Customer(invitation.admin_email.clone());
             audit::record(
                 &mut *tx,
-                &who,
+                actor,
                 Action::InvitationOpened,
                 Some(invitation.id),
                 None,

@@ -42,6 +42,33 @@ impl From<GraphError> for Refusal {
     }
 }
 
+/// A refusal, with who had signed in when it happened (if anyone got that far).
+#[derive(Debug)]
+pub struct Refused {
+    pub refusal: Refusal,
+    /// The verified identity of the person who signed in, when the ID token was valid.
+    pub by: Option<SignedInAdmin>,
+}
+
+impl<E: Into<Refusal>> From<E> for Refused {
+    fn from(e: E) -> Self {
+        Self {
+            refusal: e.into(),
+            by: None,
+        }
+    }
+}
+
+impl Refusal {
+    /// This refusal, after `admin` signed in.
+    fn after(self, admin: &SignedInAdmin) -> Refused {
+        Refused {
+            refusal: self,
+            by: Some(admin.clone()),
+        }
+    }
+}
+
 /// What an authorization code is redeemed with: the single-use values of this sign-in.
 pub struct CodeRedemption<'a> {
     pub code: &'a str,
@@ -57,14 +84,18 @@ pub async fn verify_delegated(
     entra: &EntraClient,
     graph: &GraphClient,
     redemption: &CodeRedemption<'_>,
-) -> Result<Consent, Refusal> {
+) -> Result<Consent, Refused> {
     let grant = entra
         .redeem_code(redemption.code, redemption.pkce_verifier, redemption.nonce)
         .await
         .inspect_err(|e| tracing::info!(error = ?e, "code redemption refused"))?;
     let identity = require_global_admin(grant.identity)?;
-    let org = organization(graph, &grant.access_token, &identity.tenant_id).await?;
-    let refresh_token = grant.refresh_token.ok_or(Refusal::NoRefreshToken)?;
+    let org = organization(graph, &grant.access_token, &identity.tenant_id)
+        .await
+        .map_err(|r| r.after(&identity))?;
+    let refresh_token = grant
+        .refresh_token
+        .ok_or_else(|| Refusal::NoRefreshToken.after(&identity))?;
     Ok(Consent {
         granted_scopes: grant.scopes,
         credential: Some(refresh_token),
@@ -84,35 +115,40 @@ pub async fn verify_admin_consent(
     consented: &TenantId,
     granted_scopes: Vec<String>,
     redemption: &CodeRedemption<'_>,
-) -> Result<Consent, Refusal> {
+) -> Result<Consent, Refused> {
     let grant = entra
         .redeem_code(redemption.code, redemption.pkce_verifier, redemption.nonce)
         .await
         .inspect_err(|e| tracing::info!(error = ?e, "admin sign-in code redemption refused"))?;
     if grant.identity.tenant_id != *consented {
-        return Err(Refusal::SignedInElsewhere {
+        let refusal = Refusal::SignedInElsewhere {
             consented: *consented,
             signed_in: grant.identity.tenant_id,
-        });
+        };
+        return Err(refusal.after(&grant.identity));
     }
     let identity = require_global_admin(grant.identity)?;
-    let token = entra.app_token(consented, None).await.inspect_err(
-        |e| tracing::info!(error = ?e, "consent could not be confirmed with a client-credentials token"),
-    )?;
-    let org = organization(graph, &token, consented).await?;
+    let confirmed = async {
+        let token = entra.app_token(consented, None).await.inspect_err(|e| {
+            tracing::info!(error = ?e, "consent could not be confirmed with a client-credentials token")
+        })?;
+        organization(graph, &token, consented).await
+    };
+    let org = confirmed.await.map_err(|r| r.after(&identity))?;
     Ok(Consent {
         granted_scopes,
         ..consent_for(&org, ConsentMode::Application).signed_by(&identity)
     })
 }
 
-fn require_global_admin(identity: SignedInAdmin) -> Result<SignedInAdmin, Refusal> {
+fn require_global_admin(identity: SignedInAdmin) -> Result<SignedInAdmin, Refused> {
     if identity.is_global_admin {
         Ok(identity)
     } else {
-        Err(Refusal::NotGlobalAdmin {
-            username: identity.username,
-        })
+        let refusal = Refusal::NotGlobalAdmin {
+            username: identity.username.clone(),
+        };
+        Err(refusal.after(&identity))
     }
 }
 

@@ -107,12 +107,14 @@ pub enum ConsentError {
 }
 
 /// Records a verified consent in one transaction: tenant upserted with its sealed credential,
-/// invitation marked consented, audit event written. Returns the tenant's id.
+/// invitation marked consented, audit event written with `actor` (who consented, as verified).
+/// Returns the tenant's id.
 pub async fn record_consent(
     db: &PgPool,
     keys: &Keyring,
     invitation_id: Uuid,
     consent: &Consent,
+    actor: &Actor,
 ) -> Result<Uuid, ConsentError> {
     let mut tx = db.begin().await?;
     let invitation = invitations::lock(&mut tx, invitation_id).await?;
@@ -182,12 +184,6 @@ pub async fn record_consent(
         .await?;
     // The link is used: mail still queued for it must not go out.
     invitations::mail::discard_unsent(&mut tx, invitation_id).await?;
-    let who = Actor::Customer(
-        consent
-            .consented_by_upn
-            .clone()
-            .unwrap_or_else(|| invitation.admin_email.clone()),
-    );
     let detail = json!({
         "tenant": consent.display_name,
         "entra_tenant_id": consent.entra_tenant_id,
@@ -196,7 +192,7 @@ pub async fn record_consent(
     });
     audit::record(
         &mut *tx,
-        &who,
+        actor,
         Action::ConsentGranted,
         Some(invitation_id),
         Some(tenant_id),

@@ -19,8 +19,9 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Not signed in: sent to sign in, then back to `next` (a console path) if given.
     #[error("sign in required")]
-    SignInRequired,
+    SignInRequired { next: Option<String> },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error(transparent)]
@@ -74,8 +75,18 @@ pub struct ErrorPage {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Error::SignInRequired = self {
-            return Redirect::to(paths::LOGIN).into_response();
+        if let Error::SignInRequired { next } = self {
+            let to = match next {
+                Some(next) => format!(
+                    "{}?{}",
+                    paths::LOGIN,
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("next", &next)
+                        .finish()
+                ),
+                None => paths::LOGIN.to_owned(),
+            };
+            return Redirect::to(&to).into_response();
         }
         page_for(self)
     }
@@ -83,7 +94,7 @@ impl IntoResponse for Error {
 
 fn page_for(error: Error) -> Response {
     let (status, title, message, reference) = match error {
-        Error::SignInRequired => unreachable!("redirected above"),
+        Error::SignInRequired { .. } => unreachable!("redirected above"),
         Error::NotFound => (
             StatusCode::NOT_FOUND,
             "Not found",

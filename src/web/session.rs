@@ -39,8 +39,14 @@ impl FromRequestParts<AppState> for CurrentOperator {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, m)| Error::Internal(anyhow::anyhow!(m)))?;
+        // A page asked for comes back after sign-in; a form post does not replay.
+        let sign_in = || Error::SignInRequired {
+            next: (parts.method == axum::http::Method::GET)
+                .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+                .flatten(),
+        };
         let Some(id) = session.get::<Uuid>(OPERATOR).await? else {
-            return Err(Error::SignInRequired);
+            return Err(sign_in());
         };
         // One lookup by primary key per request, so a removed operator is out and a demoted
         // one is a viewer at their very next request.
@@ -48,7 +54,7 @@ impl FromRequestParts<AppState> for CurrentOperator {
             Some(operator) => Ok(CurrentOperator(operator)),
             None => {
                 session.flush().await?;
-                Err(Error::SignInRequired)
+                Err(sign_in())
             }
         }
     }

@@ -209,6 +209,7 @@ async fn declined_and_failed_invitations_expire_like_any_other() {
         &app.state.cfg.keys,
         issued.invitation.id,
         &crate::helpers::consent(Uuid::parse_str(&tenant.id).unwrap()),
+        &gangway::audit::Actor::System,
     )
     .await;
     assert!(

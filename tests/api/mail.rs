@@ -231,6 +231,7 @@ async fn mail_for_a_consented_or_expired_invitation_is_dropped() {
         &app.state.cfg.keys,
         consented.invitation.id,
         &consent(uuid::Uuid::new_v4()),
+        &gangway::audit::Actor::System,
     )
     .await
     .unwrap();

@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,27 @@ struct LoginPage {
     error: Option<&'static str>,
     /// Who is signed in already, if anyone.
     current: Option<String>,
+    /// The console page to return to after signing in.
+    next: String,
+}
+
+/// Where to go after signing in: `next` when it is a console path on this site, else the
+/// invitations list. Anything else (another host, `//evil`, a scheme) is ignored, so the
+/// sign-in page cannot be made to redirect elsewhere.
+fn return_to(next: Option<&str>) -> String {
+    next.filter(|n| {
+        (*n == paths::CONSOLE || n.starts_with("/console/"))
+            && !n.contains("//")
+            && !n.contains('\\')
+            && !n.starts_with(paths::LOGIN)
+    })
+    .unwrap_or(paths::INVITATIONS)
+    .to_owned()
+}
+
+#[derive(Deserialize, Default)]
+struct LoginQuery {
+    next: Option<String>,
 }
 
 // Shown even to a signed-in operator (with a way back to the console): signing in as someone
@@ -46,6 +67,7 @@ async fn form(
     State(state): State<AppState>,
     session: Session,
     CsrfToken(csrf): CsrfToken,
+    Query(query): Query<LoginQuery>,
 ) -> Result<LoginPage> {
     let current = signed_in(&state, &session).await?.map(|o| o.email);
     Ok(LoginPage {
@@ -54,6 +76,7 @@ async fn form(
         email: String::new(),
         error: None,
         current,
+        next: return_to(query.next.as_deref()),
     })
 }
 
@@ -63,6 +86,8 @@ struct Credentials {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 async fn sign_in(
@@ -76,13 +101,24 @@ async fn sign_in(
     // Guessing passwords costs time: a small budget of attempts per client address.
     state.limits.sign_ins.check(client)?;
     let password = Secret::new(form.password);
+    let next = return_to(form.next.as_deref());
     let Some(operator) = operators::authenticate(&state.db, &form.email, &password).await? else {
+        audit::record(
+            &state.db,
+            &Actor::Anonymous(client.ip()),
+            Action::OperatorSignInFailed,
+            None,
+            None,
+            json!({ "email": form.email.trim(), "reason": "unknown email or wrong password" }),
+        )
+        .await?;
         let page = LoginPage {
             provider: state.cfg.provider_name.clone(),
             csrf,
             email: form.email.trim().to_owned(),
             error: Some("Email or password is incorrect."),
             current: None,
+            next,
         };
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
@@ -100,7 +136,7 @@ async fn sign_in(
         json!({}),
     )
     .await?;
-    Ok(Redirect::to(paths::INVITATIONS).into_response())
+    Ok(Redirect::to(&next).into_response())
 }
 
 async fn sign_out(State(state): State<AppState>, session: Session) -> Result<Redirect> {
@@ -124,4 +160,28 @@ async fn signed_in(state: &AppState, session: &Session) -> Result<Option<Operato
         return Ok(None);
     };
     Ok(operators::get(&state.db, id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_to;
+
+    #[test]
+    fn only_console_paths_on_this_site_are_returned_to() {
+        assert_eq!(
+            return_to(Some("/console/tenants?q=x")),
+            "/console/tenants?q=x"
+        );
+        for bad in [
+            None,
+            Some("https://evil.example/console/"),
+            Some("//evil.example/console/"),
+            Some("/console//evil.example"),
+            Some("/\\evil.example"),
+            Some("/invitation"),
+            Some("/console/login?next=/console/audit"),
+        ] {
+            assert_eq!(return_to(bad), "/console/invitations", "{bad:?}");
+        }
+    }
 }

@@ -129,6 +129,8 @@ impl From<&AuditEvent> for EventRow {
         let (actor_kind, actor) = match event.actor.split_once(':') {
             Some(("operator", who)) => ("operator", who.to_owned()),
             Some(("customer", who)) => ("customer", who.to_owned()),
+            Some(("link-holder", from)) => ("link holder", format!("from {from}")),
+            Some(("anonymous", from)) => ("not signed in", format!("from {from}")),
             _ if event.actor == "cli" => ("command line", String::new()),
             _ if event.actor == "system" => ("Gangway", String::new()),
             _ => ("", event.actor.clone()),

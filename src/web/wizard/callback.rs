@@ -10,6 +10,7 @@ use tower_sessions::Session;
 use super::link;
 use super::outcome::{self, Outcome};
 use super::{AdminConsented, PendingConsent, session_invitation};
+use crate::audit::Actor;
 use crate::identity::AadError;
 use crate::invitations::{self, ConsentMode, Invitation};
 use crate::onboarding;
@@ -131,18 +132,21 @@ pub async fn callback(
                 description = ?Untrusted(e.summary()),
                 "Microsoft returned an error to the callback"
             );
-            Err(outcome::for_aad_error(&e, mode, &provider))
+            Err((
+                outcome::for_aad_error(&e, mode, &provider),
+                link_holder(client),
+            ))
         }
         (Answer::Code(code), ConsentMode::Delegated, None) => {
             let redemption = pending.redemption(code)?;
             onboarding::verify_delegated(&state.entra, &state.graph, &redemption)
                 .await
-                .map_err(|r| outcome::for_refusal(&r, ConsentMode::Delegated, &provider))
+                .map_err(|r| refused(&r, ConsentMode::Delegated, &provider, client))
         }
         (Answer::AdminConsent { tenant, scopes }, ConsentMode::Application, None) => {
             // Not trusted yet: it only says which tenant the admin must now prove to run.
             let Ok(tenant) = TenantId::parse(tenant) else {
-                let refused = outcome::bad_tenant_in_answer();
+                let refused = (outcome::bad_tenant_in_answer(), link_holder(client));
                 return refuse(&state, &invitation, refused).await;
             };
             let leg = AdminConsented {
@@ -162,7 +166,7 @@ pub async fn callback(
                 &redemption,
             )
             .await
-            .map_err(|r| outcome::for_refusal(&r, ConsentMode::Application, &provider))
+            .map_err(|r| refused(&r, ConsentMode::Application, &provider, client))
         }
         (answer, mode, _) => {
             tracing::info!(shape = ?std::mem::discriminant(&answer), mode = mode.as_str(), "callback shape does not fit the round-trip");
@@ -173,7 +177,12 @@ pub async fn callback(
         }
     };
     let recorded = match verified {
-        Ok(consent) => record(&state, &invitation, &consent).await?,
+        Ok(consent) => {
+            let actor = consented_by(&consent, client);
+            record(&state, &invitation, &consent, &actor)
+                .await?
+                .map_err(|o| (o, actor))
+        }
         Err(refused) => Err(refused),
     };
     match recorded {
@@ -186,9 +195,47 @@ pub async fn callback(
     }
 }
 
-/// Records a refusal on the invitation and shows it.
-async fn refuse(state: &AppState, invitation: &Invitation, refused: Outcome) -> Result<Response> {
-    refused.record(&state.db, invitation).await?;
+/// A verification that failed, as the page to show and who to credit it to: the person who
+/// signed in when Microsoft verified one, otherwise whoever holds the link.
+fn refused(
+    refused: &onboarding::Refused,
+    mode: ConsentMode,
+    provider: &str,
+    client: ClientAddr,
+) -> (Outcome, Actor) {
+    let actor = refused
+        .by
+        .as_ref()
+        .map(super::verified_actor)
+        .unwrap_or_else(|| link_holder(client));
+    (
+        outcome::for_refusal(&refused.refusal, mode, provider),
+        actor,
+    )
+}
+
+/// Who gave `consent`: its verified signer, else (customer app) whoever holds the link.
+fn consented_by(consent: &Consent, client: ClientAddr) -> Actor {
+    match (&consent.consented_by_upn, consent.consented_by_oid) {
+        (Some(upn), Some(oid)) => Actor::Customer {
+            upn: upn.clone(),
+            oid,
+        },
+        _ => link_holder(client),
+    }
+}
+
+fn link_holder(client: ClientAddr) -> Actor {
+    Actor::LinkHolder(client.ip())
+}
+
+/// Records a refusal on the invitation, credited to its actor, and shows it.
+async fn refuse(
+    state: &AppState,
+    invitation: &Invitation,
+    (refused, actor): (Outcome, Actor),
+) -> Result<Response> {
+    refused.record(&state.db, invitation, &actor).await?;
     let status = refused.status;
     Ok(refused.page(&state.cfg.provider_name).with_status(status))
 }
@@ -219,13 +266,14 @@ async fn sign_in_admin(
     Ok(Redirect::to(request.url.as_str()).into_response())
 }
 
-/// Records the consent; the refusals of `record_consent` become outcomes.
+/// Records the consent, credited to `actor`; the refusals of `record_consent` become outcomes.
 pub async fn record(
     state: &AppState,
     invitation: &Invitation,
     consent: &Consent,
+    actor: &Actor,
 ) -> Result<std::result::Result<String, Outcome>> {
-    match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent).await {
+    match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent, actor).await {
         Ok(_) => Ok(Ok(consent.display_name.clone())),
         Err(e) => match outcome::for_consent_error(&e, consent.mode, &state.cfg.provider_name) {
             Some(refused) => {

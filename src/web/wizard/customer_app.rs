@@ -274,7 +274,8 @@ pub async fn submit(
     };
     // Every check calls Microsoft: a small budget per client address.
     state.limits.app_checks.check(client)?;
-    let who = Actor::Customer(invitation.admin_email.clone());
+    // Nobody signs in here: the credentials prove control of an app, not who is at the keyboard.
+    let who = Actor::LinkHolder(client.ip());
     let org = match prove(&state, &creds).await {
         Ok(org) => org,
         Err(finding) => {
@@ -308,14 +309,14 @@ pub async fn submit(
         ..onboarding::consent_for(&org, ConsentMode::CustomerApp)
     };
     let provider = state.cfg.provider_name.clone();
-    match record(&state, &invitation, &consent).await? {
+    match record(&state, &invitation, &consent, &who).await? {
         Ok(name) => {
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
             Ok(link::done_page(&provider, &name, CUSTOMER_APP_STEP).into_response())
         }
         Err(refused) => {
-            refused.record(&state.db, &invitation).await?;
+            refused.record(&state.db, &invitation, &who).await?;
             let status = refused.status;
             let mut page = refused.page(&provider);
             page.chrome.middle_step = CUSTOMER_APP_STEP;

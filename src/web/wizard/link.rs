@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
 use super::pages::{Chrome, MessagePage};
+use crate::audit::Actor;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
 use crate::web::AppState;
@@ -161,7 +162,7 @@ pub async fn open(
             closed_page(Closed::Unknown, None, provider).with_status(Closed::Unknown.status())
         );
     };
-    let opened = invitations::open(&state.db, &token).await?;
+    let opened = invitations::open(&state.db, &token, &Actor::LinkHolder(client.ip())).await?;
     let (closed, invitation) = match opened {
         Opened::Ready(invitation) => {
             // A fresh session id: whoever held the old one (a fixation attempt) gets nothing.

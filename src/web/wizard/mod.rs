@@ -21,7 +21,9 @@ use uuid::Uuid;
 
 use super::error::Error;
 use super::{paths, session};
+use crate::audit::Actor;
 use crate::crypto::constant_time_eq;
+use crate::identity::SignedInAdmin;
 use crate::invitations::ConsentMode;
 use crate::onboarding::CodeRedemption;
 use crate::types::TenantId;
@@ -129,6 +131,14 @@ impl PendingConsent {
                 "a code arrived for a round-trip without verifier or nonce"
             ))),
         }
+    }
+}
+
+/// The audit trail's name for someone Microsoft signed in.
+fn verified_actor(admin: &SignedInAdmin) -> Actor {
+    Actor::Customer {
+        upn: admin.username.clone(),
+        oid: admin.object_id,
     }
 }
 

@@ -77,16 +77,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Keeps this setback on the invitation (status, attempts, reason) and in the audit trail.
-    pub async fn record(&self, db: &sqlx::PgPool, invitation: &Invitation) -> Result<(), Error> {
-        let who = Actor::Customer(invitation.admin_email.clone());
+    /// Keeps this setback on the invitation (status, attempts, reason) and in the audit trail,
+    /// credited to `actor`.
+    pub async fn record(
+        &self,
+        db: &sqlx::PgPool,
+        invitation: &Invitation,
+        actor: &Actor,
+    ) -> Result<(), Error> {
         invitations::record_setback(
             db,
             invitation.id,
             self.setback,
             &self.reason,
             &self.notice(),
-            &who,
+            actor,
         )
         .await?;
         tracing::info!(invitation_id = %invitation.id, setback = ?self.setback, "consent attempt refused");
