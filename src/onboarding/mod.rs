@@ -47,7 +47,7 @@ impl From<GraphError> for Refusal {
 pub struct Refused {
     pub refusal: Refusal,
     /// The verified identity of the person who signed in, when the ID token was valid.
-    pub by: Option<SignedInAdmin>,
+    pub by: Option<Box<SignedInAdmin>>,
 }
 
 impl<E: Into<Refusal>> From<E> for Refused {
@@ -64,7 +64,7 @@ impl Refusal {
     fn after(self, admin: &SignedInAdmin) -> Refused {
         Refused {
             refusal: self,
-            by: Some(admin.clone()),
+            by: Some(Box::new(admin.clone())),
         }
     }
 }

@@ -206,7 +206,7 @@ fn refused(
     let actor = refused
         .by
         .as_ref()
-        .map(super::verified_actor)
+        .map(|admin| super::verified_actor(admin))
         .unwrap_or_else(|| link_holder(client));
     (
         outcome::for_refusal(&refused.refusal, mode, provider),
