@@ -8,6 +8,7 @@ mod headers;
 mod helpers;
 mod limits;
 mod mail;
+mod polish;
 mod security;
 mod sessions;
 mod tls;

@@ -1,0 +1,155 @@
+//! What a new user stumbled on: the audit trail's actors, the page after success, signing in to
+//! the page asked for, unknown addresses.
+
+use gangway::operators::Role;
+use gangway::web::paths;
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::helpers::{Decision, OPERATOR_PASSWORD, TestApp, location};
+use crate::wizard::Customer;
+
+/// (actor, action) of an invitation's audit events, oldest first.
+async fn actors(app: &TestApp, invitation: Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select actor, action from audit_events where invitation_id = $1 order by at, id",
+    )
+    .bind(invitation)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_audit_trail_names_who_acted_not_the_invited_email() {
+    let app = TestApp::spawn().await;
+    let tenant = app.customer(0).clone();
+    let member = tenant.member.clone().unwrap();
+    // A tenant-wide grant lets Microsoft issue the member a code; Gangway then refuses them.
+    app.admin
+        .grant(
+            &tenant.id,
+            &app.app.client_id,
+            &["User.Read.All", "Group.Read.All", "User.Read"],
+            &[],
+        )
+        .await
+        .unwrap();
+    let issued = app.invite("delegated", &tenant.admin.username, None).await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let (_, refused) = customer.consent(&app, &member, Decision::Accept).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (_, done) = customer
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert!(done.status().is_success() || done.status().is_redirection());
+
+    let trail = actors(&app, issued.invitation.id).await;
+    let by = |action: &str| -> Vec<String> {
+        trail
+            .iter()
+            .filter(|(_, a)| a == action)
+            .map(|(who, _)| who.clone())
+            .collect()
+    };
+    assert_eq!(by("invitation.opened"), ["link-holder:127.0.0.1"]);
+    assert!(
+        by("consent.started")
+            .iter()
+            .all(|a| a == "link-holder:127.0.0.1")
+    );
+    let failed = by("consent.failed");
+    assert_eq!(failed.len(), 1, "{trail:?}");
+    assert!(
+        failed[0].starts_with(&format!("customer:{} (", member.username)),
+        "the refused member, verified, is named: {failed:?}"
+    );
+    let granted = by("consent.granted");
+    assert!(
+        granted[0].starts_with(&format!("customer:{} (", tenant.admin.username)),
+        "{granted:?}"
+    );
+    let oid = granted[0].rsplit_once('(').unwrap().1.trim_end_matches(')');
+    assert!(
+        Uuid::parse_str(oid).is_ok(),
+        "the object id is recorded: {oid}"
+    );
+
+    // The console shows them as people read them.
+    app.sign_in(Role::Viewer).await;
+    let page = app
+        .get(&paths::with_id(paths::INVITATION, issued.invitation.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("link holder") && page.contains("from 127.0.0.1"),
+        "{page}"
+    );
+    assert!(page.contains(&member.username));
+}
+
+#[tokio::test]
+async fn failed_operator_sign_ins_are_audited_with_the_address() {
+    let app = TestApp::spawn().await;
+    let refused = app
+        .post_form(
+            paths::LOGIN,
+            &[("email", "nobody@provider.test"), ("password", "guess")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let (actor, detail): (String, serde_json::Value) = sqlx::query_as(
+        "select actor, detail from audit_events where action = 'operator.sign_in_failed'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "anonymous:127.0.0.1");
+    assert_eq!(detail["email"], "nobody@provider.test");
+    assert!(detail.to_string().contains("wrong password"));
+    assert!(
+        !detail.to_string().contains("guess"),
+        "the password is never kept"
+    );
+}
+
+#[tokio::test]
+async fn signing_in_returns_to_the_page_that_was_asked_for() {
+    let app = TestApp::spawn().await;
+    let email = "returning@provider.test";
+    app.add_operator(email, Role::Viewer).await;
+    let asked = format!("{}?q=contoso", paths::TENANTS);
+    let to_login = location(app.get(&asked).await).await;
+    let login_page = app.get(&to_login).await.text().await.unwrap();
+    let next = crate::helpers::input_value(&login_page, "next").unwrap();
+    assert_eq!(next, asked);
+    let signed_in = app
+        .post_form(
+            paths::LOGIN,
+            &[
+                ("email", email),
+                ("password", OPERATOR_PASSWORD),
+                ("next", &next),
+            ],
+        )
+        .await;
+    assert_eq!(location(signed_in).await, asked);
+
+    // Elsewhere is never a destination.
+    let other = app.new_browser();
+    let token = crate::helpers::csrf_token(&other, &app).await;
+    let offsite = other
+        .post(app.url(paths::LOGIN))
+        .form(&[
+            ("email", email),
+            ("password", OPERATOR_PASSWORD),
+            ("next", "//evil.example/console/"),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(offsite).await, paths::INVITATIONS);
+}
