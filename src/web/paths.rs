@@ -29,6 +29,8 @@ pub const AUTHENTICATE: &str = "/authenticate";
 pub const WIZARD: &str = "/invitation";
 /// POST: leave for Microsoft's sign-in or admin consent.
 pub const WIZARD_START: &str = "/invitation/start";
+/// The outcome of the latest attempt, token-free, safe to refresh.
+pub const WIZARD_RESULT: &str = "/invitation/result";
 /// POST: the customer's own app credentials.
 pub const WIZARD_CUSTOMER_APP: &str = "/invitation/customer-app";
 /// Where Microsoft sends the admin back (registered on the app).

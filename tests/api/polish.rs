@@ -153,3 +153,53 @@ async fn signing_in_returns_to_the_page_that_was_asked_for() {
         .unwrap();
     assert_eq!(location(offsite).await, paths::INVITATIONS);
 }
+
+#[tokio::test]
+async fn after_consent_a_token_free_result_page_shows_the_real_outcome_on_refresh_and_back() {
+    let app = TestApp::spawn().await;
+    let tenant = app.customer(0).clone();
+    let issued = app.invite("delegated", &tenant.admin.username, None).await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let microsoft = customer.start(&app).await;
+    let callback = crate::helpers::consent_at_microsoft(
+        &customer.browser,
+        &microsoft,
+        &tenant.admin,
+        Decision::Accept,
+    )
+    .await;
+    // The callback is processed once, then redirects away from the code-bearing URL.
+    let processed = customer.browser.get(callback.clone()).send().await.unwrap();
+    assert_eq!(processed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(processed).await, paths::WIZARD_RESULT);
+    for _ in 0..2 {
+        let refreshed = customer.get(&app, paths::WIZARD_RESULT).await;
+        assert_eq!(refreshed.status(), StatusCode::OK);
+        assert!(refreshed.text().await.unwrap().contains("is connected"));
+    }
+    // Back to the callback URL: the real outcome again, not "nothing was connected".
+    let back = customer.back(&callback).await;
+    assert_eq!(back.status(), StatusCode::OK);
+    let page = back.text().await.unwrap();
+    assert!(
+        page.contains("is connected") && !page.contains("Nothing was connected"),
+        "{page}"
+    );
+
+    // A refusal is shown again on refresh too, with its status.
+    let fresh = app.customer(1).clone();
+    let second = app.invite("delegated", &fresh.admin.username, None).await;
+    let other = Customer::open(&app, &second.link).await;
+    let (_, declined) = other.consent(&app, &fresh.admin, Decision::Decline).await;
+    assert!(declined.url().path().ends_with(paths::WIZARD_RESULT));
+    let again = other.get(&app, paths::WIZARD_RESULT).await;
+    assert!(again.text().await.unwrap().contains("You declined"));
+    // A browser with nothing finished is told to open its link.
+    let stranger = app
+        .new_browser()
+        .get(app.url(paths::WIZARD_RESULT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
+}

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
-use super::link;
 use super::outcome::{self, Outcome};
 use super::{AdminConsented, PendingConsent, session_invitation};
+use super::{link, result};
 use crate::audit::Actor;
 use crate::identity::AadError;
 use crate::invitations::{self, ConsentMode, Invitation};
@@ -20,7 +20,7 @@ use crate::types::TenantId;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
-use crate::web::session;
+use crate::web::{paths, session};
 
 /// Everything Microsoft may send back; which fields are present decides the shape.
 #[derive(Default, serde::Deserialize)]
@@ -96,6 +96,10 @@ pub async fn callback(
     // Taken out first: whatever happens next, this state can not be presented again.
     let pending: Option<PendingConsent> = session.remove(session::PENDING_CONSENT).await?;
     let Some(pending) = pending else {
+        if result::has_result(&session).await? {
+            // The back button (or a refresh) after the outcome was shown: show it again.
+            return Ok(Redirect::to(paths::WIZARD_RESULT).into_response());
+        }
         tracing::info!("callback without a pending round-trip (replay, expiry or another browser)");
         return Ok(
             outcome::state_page(super::StateProblem::NothingPending, &provider)
@@ -147,7 +151,7 @@ pub async fn callback(
             // Not trusted yet: it only says which tenant the admin must now prove to run.
             let Ok(tenant) = TenantId::parse(tenant) else {
                 let refused = (outcome::bad_tenant_in_answer(), link_holder(client));
-                return refuse(&state, &invitation, refused).await;
+                return refuse(&state, &session, &invitation, refused).await;
             };
             let leg = AdminConsented {
                 tenant,
@@ -189,9 +193,10 @@ pub async fn callback(
         Ok(tenant_name) => {
             session.remove::<uuid::Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
-            Ok(link::done_page(&provider, &tenant_name, "Sign in with Microsoft").into_response())
+            let done = link::done_page(&provider, &tenant_name, "Sign in with Microsoft");
+            result::show_after_redirect(&session, done, StatusCode::OK).await
         }
-        Err(refused) => refuse(&state, &invitation, refused).await,
+        Err(refused) => refuse(&state, &session, &invitation, refused).await,
     }
 }
 
@@ -229,15 +234,16 @@ fn link_holder(client: ClientAddr) -> Actor {
     Actor::LinkHolder(client.ip())
 }
 
-/// Records a refusal on the invitation, credited to its actor, and shows it.
+/// Records a refusal on the invitation, credited to its actor, and shows it on the result page.
 async fn refuse(
     state: &AppState,
+    session: &Session,
     invitation: &Invitation,
     (refused, actor): (Outcome, Actor),
 ) -> Result<Response> {
     refused.record(&state.db, invitation, &actor).await?;
     let status = refused.status;
-    Ok(refused.page(&state.cfg.provider_name).with_status(status))
+    result::show_after_redirect(session, refused.page(&state.cfg.provider_name), status).await
 }
 
 /// Sends the admin to sign in to the tenant that answered the admin consent, with a fresh

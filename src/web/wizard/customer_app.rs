@@ -10,9 +10,9 @@ use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::callback::record;
-use super::link;
 use super::pages::CustomerAppForm;
 use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
+use super::{link, result};
 use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
@@ -313,14 +313,15 @@ pub async fn submit(
         Ok(name) => {
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
-            Ok(link::done_page(&provider, &name, CUSTOMER_APP_STEP).into_response())
+            let done = link::done_page(&provider, &name, CUSTOMER_APP_STEP);
+            result::show_after_redirect(&session, done, StatusCode::OK).await
         }
         Err(refused) => {
             refused.record(&state.db, &invitation, &who).await?;
             let status = refused.status;
             let mut page = refused.page(&provider);
             page.chrome.middle_step = CUSTOMER_APP_STEP;
-            Ok(page.with_status(status))
+            result::show_after_redirect(&session, page, status).await
         }
     }
 }

@@ -167,9 +167,10 @@ pub async fn open(
         Opened::Ready(invitation) => {
             // A fresh session id: whoever held the old one (a fixation attempt) gets nothing.
             session.cycle_id().await?;
-            session
-                .remove::<serde_json::Value>(session::PENDING_CONSENT)
-                .await?;
+            // A new journey: no earlier round-trip or outcome carries over.
+            for key in [session::PENDING_CONSENT, session::RESULT] {
+                session.remove::<serde_json::Value>(key).await?;
+            }
             session.insert(session::INVITATION, invitation.id).await?;
             tracing::info!(invitation_id = %invitation.id, "invitation link opened");
             return Ok(Redirect::to(paths::WIZARD).into_response());

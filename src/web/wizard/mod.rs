@@ -10,6 +10,7 @@ mod customer_app;
 mod link;
 mod outcome;
 mod pages;
+mod result;
 mod review;
 
 use axum::Router;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route(paths::WIZARD, get(review::show))
         .route(paths::WIZARD_START, post(review::start))
         .route(paths::WIZARD_CUSTOMER_APP, post(customer_app::submit))
+        .route(paths::WIZARD_RESULT, get(result::show))
         .route(paths::CALLBACK, get(callback::callback))
 }
 

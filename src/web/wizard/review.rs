@@ -178,6 +178,7 @@ pub async fn start(
     };
     // A new round-trip replaces any earlier one: only the latest state is accepted.
     session.insert(session::PENDING_CONSENT, &pending).await?;
+    session.remove::<serde_json::Value>(session::RESULT).await?;
     let who = Actor::LinkHolder(client.ip());
     invitations::touch(&state.db, invitation.id, &who, Action::ConsentStarted).await?;
     tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");
