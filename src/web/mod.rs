@@ -38,6 +38,30 @@ fn routes() -> Router<AppState> {
         .route(paths::HEALTH, get(|| async { "ok" }))
         .route(paths::STATIC_CSS, get(css))
         .route(paths::STATIC_JS, get(js))
+        .fallback(not_found)
+}
+
+/// Unknown addresses: a page for browsers, JSON for clients that ask for it.
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("json") && !accept.contains("text/html"));
+    if wants_json {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "There is nothing at this address.",
+        });
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    error::Error::NotFound.into_response()
 }
 
 /// The whole portal: every route with sessions, CSRF, input checks, security headers and

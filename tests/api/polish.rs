@@ -203,3 +203,33 @@ async fn after_consent_a_token_free_result_page_shows_the_real_outcome_on_refres
         .unwrap();
     assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn unknown_addresses_get_a_page_or_problem_json_not_an_empty_404() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/console/nowhere").await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Not found") && html.contains(paths::CONSOLE),
+        "{html}"
+    );
+
+    let json = app
+        .client
+        .get(app.url("/api/v1/nowhere"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+}
