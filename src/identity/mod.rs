@@ -498,6 +498,30 @@ impl EntraClient {
     }
 }
 
+/// The application permissions named in an app-only access token's `roles` claim, read
+/// without verifying anything: access tokens belong to Graph and may change shape (or be
+/// encrypted) at any time, so this is for showing what was granted and nothing else; an
+/// unreadable token simply names none.
+pub fn app_token_roles(token: &Secret) -> Vec<String> {
+    use base64::Engine;
+    let payload = token.expose().split('.').nth(1).and_then(|p| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+    });
+    #[derive(Deserialize)]
+    struct Roles {
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    let mut roles = payload
+        .and_then(|p| serde_json::from_slice::<Roles>(&p).ok())
+        .map(|r| r.roles)
+        .unwrap_or_default();
+    roles.sort();
+    roles
+}
+
 /// `User.Read.All` → `https://graph.microsoft.com/User.Read.All`; OpenID scopes and full URIs
 /// are kept as they are.
 pub fn graph_scope(scope: &str) -> String {

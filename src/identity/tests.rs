@@ -848,3 +848,12 @@ async fn unreachable_authority_is_a_transport_error() {
     let err = client.app_token(&tid, None).await.unwrap_err();
     assert!(matches!(err, IdentityError::Transport(_)), "{err:?}");
 }
+
+#[test]
+fn app_token_roles_are_read_for_display_and_junk_names_none() {
+    let payload = b64(br#"{"roles":["User.Read.All","Group.Read.All"],"tid":"x"}"#);
+    let token = Secret::new(format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig"));
+    assert_eq!(app_token_roles(&token), ["Group.Read.All", "User.Read.All"]);
+    assert!(app_token_roles(&Secret::new("opaque-token")).is_empty());
+    assert!(app_token_roles(&Secret::new("a.!!!.c")).is_empty());
+}

@@ -1,13 +1,18 @@
 //! Verifying a consent before anything is recorded. Each way in — a delegated sign-in, an
-//! admin consent bound to a signed-in administrator of the same tenant — ends in a [`Consent`]
+//! admin consent bound to a signed-in administrator of the same tenant, a customer's own app —
+//! ends in a [`Consent`]
 //! ready for [`crate::tenants::record_consent`], or a typed [`Refusal`] the web layer turns
 //! into a page.
+
+mod customer_app;
+
+pub use customer_app::{AppCredentials, AppRefusal, GraphRead, verify_customer_app};
 
 use crate::graph::{GraphClient, GraphError, Organization};
 use crate::identity::{EntraClient, IdentityError, SignedInAdmin};
 use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
-use crate::types::TenantId;
+use crate::types::{Secret, TenantId};
 
 /// Why a consent was not verified. Nothing has been recorded.
 #[derive(Debug)]
@@ -132,11 +137,12 @@ pub async fn verify_admin_consent(
         let token = entra.app_token(consented, None).await.inspect_err(|e| {
             tracing::info!(error = ?e, "consent could not be confirmed with a client-credentials token")
         })?;
-        organization(graph, &token, consented).await
+        let org = organization(graph, &token, consented).await?;
+        Ok::<_, Refusal>((token, org))
     };
-    let org = confirmed.await.map_err(|r| r.after(&identity))?;
+    let (token, org) = confirmed.await.map_err(|r| r.after(&identity))?;
     Ok(Consent {
-        granted_scopes,
+        granted_scopes: granted_or(&token, granted_scopes),
         ..consent_for(&org, ConsentMode::Application).signed_by(&identity)
     })
 }
@@ -155,7 +161,7 @@ fn require_global_admin(identity: SignedInAdmin) -> Result<SignedInAdmin, Refuse
 /// Reads `/organization` with `token` and requires it to be `expected`.
 pub async fn organization(
     graph: &GraphClient,
-    token: &crate::types::Secret,
+    token: &Secret,
     expected: &TenantId,
 ) -> Result<Organization, Refusal> {
     let org = graph
@@ -167,6 +173,13 @@ pub async fn organization(
         return Err(Refusal::OrganisationMismatch);
     }
     Ok(org)
+}
+
+/// The application permissions an app-only token carries (its `roles`), else `fallback`. For
+/// showing what was granted only: nothing is decided on it.
+fn granted_or(token: &Secret, fallback: Vec<String>) -> Vec<String> {
+    let roles = crate::identity::app_token_roles(token);
+    if roles.is_empty() { fallback } else { roles }
 }
 
 /// What `/organization` proves about the tenant, as a consent in `mode`; callers add who

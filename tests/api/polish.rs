@@ -233,3 +233,63 @@ async fn unknown_addresses_get_a_page_or_problem_json_not_an_empty_404() {
     let body: serde_json::Value = json.json().await.unwrap();
     assert_eq!(body["status"], 404);
 }
+
+/// The granted scopes recorded for the tenant `entra_tenant_id`.
+async fn granted(app: &TestApp, entra_tenant_id: &str) -> Vec<String> {
+    sqlx::query_scalar("select granted_scopes from tenants where entra_tenant_id = $1")
+        .bind(Uuid::parse_str(entra_tenant_id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_tenant_page_shows_the_application_permissions_granted_not_default() {
+    let app = TestApp::spawn().await;
+    // Application consent.
+    let tenant = app.customer(1).clone();
+    let issued = app
+        .invite("application", &tenant.admin.username, None)
+        .await;
+    let (_, response) = Customer::open(&app, &issued.link)
+        .await
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut expected = gangway::invitations::permissions::application_scopes();
+    expected.sort();
+    assert_eq!(granted(&app, &tenant.id).await, expected);
+
+    // A customer's own app.
+    let case =
+        crate::wizard::customer_app_case(&app, 0, crate::wizard::CUSTOMER_APP_PERMISSIONS, false)
+            .await;
+    let response = case
+        .customer
+        .submit_app(&app, &case.tenant.id, &case.registered)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut expected: Vec<String> = crate::wizard::CUSTOMER_APP_PERMISSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(granted(&app, &case.tenant.id).await, expected);
+
+    app.sign_in(Role::Viewer).await;
+    let id: Uuid = sqlx::query_scalar("select id from tenants where entra_tenant_id = $1")
+        .bind(Uuid::parse_str(&case.tenant.id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let page = app
+        .get(&paths::with_id(paths::TENANT, id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("User.Read.All") && !page.contains(".default"),
+        "{page}"
+    );
+}

@@ -466,7 +466,33 @@ fn app_only(
         )
     })?;
     let ttl = st.cfg.access_ttl;
-    let access = secret_token(64);
+    // Like Microsoft's, an app-only Graph token is a JWT naming the granted application
+    // permissions in `roles` (clients are told to treat it as opaque; Graph here looks it up).
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": format!("https://sts.windows.net/{tid}/"),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl.as_secs() as i64,
+        "appid": app.client_id,
+        "idtyp": "app",
+        "roles": roles,
+        "tid": tid,
+        "jti": secret_token(16),
+    });
+    let access = st
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .sign(&claims)
+        .map_err(|_| {
+            AadError::bad(
+                "server_error",
+                50000,
+                "The access token could not be signed.",
+            )
+        })?;
     w.auth.access.insert(
         access.clone(),
         Access {

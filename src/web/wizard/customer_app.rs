@@ -17,8 +17,7 @@ use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
 use crate::invitations::{self, ConsentMode, Setback};
-use crate::onboarding;
-use crate::tenants::Consent;
+use crate::onboarding::{self, AppCredentials, AppRefusal, GraphRead};
 use crate::types::{Secret, TenantId};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
@@ -46,16 +45,8 @@ impl std::fmt::Debug for RawForm {
     }
 }
 
-/// Credentials that have the right shape (not yet proven).
-#[derive(Debug)]
-pub struct Credentials {
-    pub tenant: TenantId,
-    pub client_id: Uuid,
-    pub secret: Secret,
-}
-
 /// Checks the shape of each field, naming every problem; the form keeps tenant and client id.
-pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, Box<CustomerAppForm>> {
+pub fn parse(raw: &RawForm) -> std::result::Result<AppCredentials, Box<CustomerAppForm>> {
     let mut form = CustomerAppForm {
         tenant_id: raw.tenant_id.trim().to_owned(),
         client_id: raw.client_id.trim().to_owned(),
@@ -110,7 +101,7 @@ pub fn parse(raw: &RawForm) -> std::result::Result<Credentials, Box<CustomerAppF
             Some("This is too long for a client secret: paste the secret's Value only.".into());
     }
     match (tenant, client_id, form.secret_error.is_none()) {
-        (Some(tenant), Some(client_id), true) => Ok(Credentials {
+        (Some(tenant), Some(client_id), true) => Ok(AppCredentials {
             tenant,
             client_id,
             secret: Secret::new(secret),
@@ -212,34 +203,22 @@ fn apply(finding: &Finding, form: &mut CustomerAppForm) {
     }
 }
 
-/// Proves the credentials: a token, a users read, the organisation (its id must be the tenant).
-async fn prove(
-    state: &AppState,
-    creds: &Credentials,
-) -> std::result::Result<crate::graph::Organization, Finding> {
-    let client_id = creds.client_id.to_string();
-    let token = state
-        .entra
-        .app_token(&creds.tenant, Some((&client_id, &creds.secret)))
-        .await
-        .map_err(|e| explain_token_error(&e))?;
-    state
-        .graph
-        .probe_users(&token)
-        .await
-        .map_err(|e| explain_graph_error(&e, "users"))?;
-    let org = state
-        .graph
-        .organization(&token)
-        .await
-        .map_err(|e| explain_graph_error(&e, "organization"))?;
-    if org.id != creds.tenant {
-        return Err(Finding::TenantId(
+/// What a refused customer app means for the admin, beside the field at fault.
+fn explain(refusal: &AppRefusal) -> Finding {
+    match refusal {
+        AppRefusal::Token(e) => explain_token_error(e),
+        AppRefusal::Graph { read, error } => explain_graph_error(
+            error,
+            match read {
+                GraphRead::Users => "users",
+                GraphRead::Organization => "organization",
+            },
+        ),
+        AppRefusal::OtherTenant => Finding::TenantId(
             "Microsoft reported a different tenant for these credentials. Check the tenant ID."
                 .into(),
-        ));
+        ),
     }
-    Ok(org)
 }
 
 /// The form's target.
@@ -276,9 +255,11 @@ pub async fn submit(
     state.limits.app_checks.check(client)?;
     // Nobody signs in here: the credentials prove control of an app, not who is at the keyboard.
     let who = Actor::LinkHolder(client.ip());
-    let org = match prove(&state, &creds).await {
-        Ok(org) => org,
-        Err(finding) => {
+    let (tenant_id, client_id) = (creds.tenant.to_string(), creds.client_id.to_string());
+    let consent = match onboarding::verify_customer_app(&state.entra, &state.graph, creds).await {
+        Ok(consent) => consent,
+        Err(refusal) => {
+            let finding = explain(&refusal);
             tracing::info!(?finding, "customer app credentials refused");
             let reason = format!("customer app check failed: {}", finding.message());
             invitations::record_setback(
@@ -291,8 +272,8 @@ pub async fn submit(
             )
             .await?;
             let mut form = CustomerAppForm {
-                tenant_id: creds.tenant.to_string(),
-                client_id: creds.client_id.to_string(),
+                tenant_id,
+                client_id,
                 ..Default::default()
             };
             apply(&finding, &mut form);
@@ -301,12 +282,6 @@ pub async fn submit(
             invitation.customer_notice = None;
             return Ok(rerender(&invitation, form));
         }
-    };
-    let consent = Consent {
-        granted_scopes: vec![crate::identity::GRAPH_DEFAULT_SCOPE.to_owned()],
-        customer_client_id: Some(creds.client_id.to_string()),
-        credential: Some(creds.secret),
-        ..onboarding::consent_for(&org, ConsentMode::CustomerApp)
     };
     let provider = state.cfg.provider_name.clone();
     match record(&state, &invitation, &consent, &who).await? {
