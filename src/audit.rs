@@ -15,7 +15,12 @@ pub enum Actor {
     /// The command line, run by someone with database access.
     Cli,
     /// A customer's admin whose identity Microsoft verified (an ID token): UPN and object id.
-    Customer { upn: String, oid: Uuid },
+    Customer {
+        /// `preferred_username` (or `upn`) from the ID token.
+        upn: String,
+        /// `oid` from the ID token.
+        oid: Uuid,
+    },
     /// Whoever holds an invitation's link, before anyone signed in: known only by address.
     LinkHolder(IpAddr),
     /// Someone not signed in anywhere (a failed operator sign-in), known only by address.
@@ -40,23 +45,41 @@ impl Actor {
 /// What happened. Stored as its dotted name (`invitation.created`), shown by its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// An operator or the CLI created an invitation.
     InvitationCreated,
+    /// A new link was issued; the old one stopped working.
     InvitationResent,
+    /// The invitation was withdrawn for good.
     InvitationRevoked,
+    /// Someone opened the link.
     InvitationOpened,
+    /// The invitation mail was delivered to the mail server.
     InvitationEmailSent,
+    /// Delivering the invitation mail failed; it is retried.
     InvitationEmailFailed,
+    /// The admin left for Microsoft.
     ConsentStarted,
+    /// A verified consent was recorded.
     ConsentGranted,
+    /// The admin declined at Microsoft.
     ConsentDeclined,
+    /// A consent attempt failed (wrong account, tenant, credentials…).
     ConsentFailed,
+    /// An operator signed in to the console.
     OperatorSignedIn,
+    /// A console sign-in was refused.
     OperatorSignInFailed,
+    /// An operator signed out.
     OperatorSignedOut,
+    /// An operator account was added.
     OperatorAdded,
+    /// An operator's role changed.
     OperatorRoleChanged,
+    /// An operator account was removed.
     OperatorRemoved,
+    /// An operator's sessions were ended.
     OperatorSessionsEnded,
+    /// A tenant was offboarded (credential erased).
     TenantOffboarded,
 }
 
@@ -140,13 +163,20 @@ impl Action {
 /// One line of the audit trail as read back.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AuditEvent {
+    /// Position in the trail.
     pub id: i64,
+    /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// Who acted, as stored (`operator:…`, `customer:…`, `link-holder:…`, `cli`…).
     pub actor: String,
+    /// What happened, as its dotted name.
     pub action: String,
+    /// The invitation it concerns, if any.
     pub invitation_id: Option<Uuid>,
+    /// The tenant it concerns, if any.
     pub tenant_id: Option<Uuid>,
+    /// Details (strings capped at [`MAX_DETAIL_CHARS`]).
     pub detail: Value,
 }
 

@@ -50,7 +50,9 @@ pub struct Config {
 /// A token bucket: `burst` at once, then one more every `period`.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
+    /// Requests allowed at once.
     pub burst: u32,
+    /// Time to earn one more request.
     pub period: Duration,
 }
 

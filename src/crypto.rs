@@ -23,9 +23,12 @@ pub enum CryptoError {
     #[error(
         "must be 32 random bytes, base64-encoded (generate one with `openssl rand -base64 32`)"
     )]
+    /// The key is not 32 bytes of base64.
     BadKey,
+    /// No configured key has this id.
     #[error("the ciphertext was sealed with key {0}, which is not configured")]
     UnknownKey(String),
+    /// The ciphertext does not open (tampered or truncated).
     #[error("the ciphertext is damaged or was sealed with another key")]
     Damaged,
 }

@@ -1,4 +1,5 @@
 //! Gangway: onboard a customer's Microsoft Entra ID tenant by invitation and consent.
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod cli;

@@ -48,19 +48,27 @@ impl Role {
 /// A signed-in operator.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Operator {
+    /// The operator's id.
     pub id: Uuid,
+    /// Sign-in email.
     pub email: String,
+    /// What they may do.
     pub role: Role,
 }
 
 /// An operator as the operator list shows them.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct OperatorSummary {
+    /// The operator's id.
     pub id: Uuid,
+    /// Sign-in email.
     pub email: String,
+    /// What they may do.
     pub role: Role,
+    /// When the account was added.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Their latest sign-in, if any.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_login_at: Option<OffsetDateTime>,
     /// Sessions signed in as this operator that have not expired.
@@ -70,14 +78,19 @@ pub struct OperatorSummary {
 /// Why an operator operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
+    /// An input was malformed; the message says which.
     #[error("{0}")]
     Invalid(String),
+    /// The email is taken.
     #[error("an operator with this email already exists")]
     Exists,
+    /// No operator has this email or id.
     #[error("no such operator")]
     NotFound,
+    /// The change would leave no admin.
     #[error("this is the last admin: make another operator admin first")]
     LastAdmin,
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }

@@ -8,8 +8,11 @@ use crate::crypto::{CryptoError, Keyring};
 /// How many sealed values were moved to the current key.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {
+    /// Tenant credentials re-sealed.
     pub tenant_credentials: u64,
+    /// Queued mails re-sealed.
     pub queued_mail: u64,
+    /// Sessions re-sealed.
     pub sessions: u64,
 }
 
@@ -17,11 +20,16 @@ pub struct Resealed {
 #[derive(Debug, thiserror::Error)]
 pub enum RekeyError {
     #[error("{table} row {id}: {source} (add that key to GANGWAY_PREVIOUS_ENCRYPTION_KEYS)")]
+    /// A value no configured key opens: the rekey stops and names it.
     Unreadable {
+        /// The table holding it.
         table: &'static str,
+        /// The row's id.
         id: String,
+        /// Why it did not open.
         source: CryptoError,
     },
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -70,6 +78,7 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
 async fn reseal(
     tx: &mut PgConnection,
     keys: &Keyring,
+    /// The table holding it.
     table: &'static str,
     select: &str,
     update: &str,

@@ -14,15 +14,20 @@ use crate::types::{Secret, TenantId};
 /// A customer app's credentials, of the right shape but not yet proven.
 #[derive(Debug)]
 pub struct AppCredentials {
+    /// The Directory (tenant) ID.
     pub tenant: TenantId,
+    /// The Application (client) ID.
     pub client_id: Uuid,
+    /// The client secret's value.
     pub secret: Secret,
 }
 
 /// Which Graph read failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphRead {
+    /// `/users`, which needs `User.Read.All`.
     Users,
+    /// `/organization`, which needs `Organization.Read.All`.
     Organization,
 }
 
@@ -33,7 +38,12 @@ pub enum AppRefusal {
     /// secret, no admin consent…).
     Token(IdentityError),
     /// The token was issued but a Graph read was refused or failed.
-    Graph { read: GraphRead, error: GraphError },
+    Graph {
+        /// Which read.
+        read: GraphRead,
+        /// What Graph answered.
+        error: GraphError,
+    },
     /// Graph describes another tenant than the one entered.
     OtherTenant,
 }

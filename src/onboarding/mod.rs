@@ -23,10 +23,15 @@ pub enum Refusal {
     /// Graph refused or failed the organisation read.
     Graph(GraphError),
     /// The person who signed in is not a Global Administrator.
-    NotGlobalAdmin { username: String },
+    NotGlobalAdmin {
+        /// Who signed in.
+        username: String,
+    },
     /// Admin consent came from one tenant, but the administrator signed in to another.
     SignedInElsewhere {
+        /// The tenant the admin-consent answer named.
         consented: TenantId,
+        /// The tenant of the ID token.
         signed_in: TenantId,
     },
     /// Graph describes another organisation than the one that signed in or consented.
@@ -50,6 +55,7 @@ impl From<GraphError> for Refusal {
 /// A refusal, with who had signed in when it happened (if anyone got that far).
 #[derive(Debug)]
 pub struct Refused {
+    /// Why.
     pub refusal: Refusal,
     /// The verified identity of the person who signed in, when the ID token was valid.
     pub by: Option<Box<SignedInAdmin>>,
@@ -76,8 +82,11 @@ impl Refusal {
 
 /// What an authorization code is redeemed with: the single-use values of this sign-in.
 pub struct CodeRedemption<'a> {
+    /// The authorization code from the callback.
     pub code: &'a str,
+    /// The PKCE verifier matching the challenge sent.
     pub pkce_verifier: &'a str,
+    /// The nonce the ID token must carry.
     pub nonce: &'a str,
 }
 

@@ -13,17 +13,28 @@ use crate::operators::OperatorError;
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Nothing at this address (404).
     #[error("not found")]
     NotFound,
+    /// The request cannot be served as sent (400); the message says why.
     #[error("{0}")]
     BadRequest(String),
+    /// Not allowed for this operator (403).
     #[error("{0}")]
     Forbidden(String),
     /// Not signed in: sent to sign in, then back to `next` (a console path) if given.
     #[error("sign in required")]
-    SignInRequired { next: Option<String> },
+    SignInRequired {
+        /// The page to return to.
+        next: Option<String>,
+    },
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    /// A rate limit was hit (429).
+    TooManyRequests {
+        /// Seconds until the next request is allowed.
+        retry_after_secs: u64,
+    },
+    /// Our fault (500): logged with a reference, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -68,8 +79,11 @@ impl From<OperatorError> for Error {
 #[derive(Template, WebTemplate)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
+    /// The heading.
     pub title: String,
+    /// What happened and what to do.
     pub message: String,
+    /// A reference to quote to support, for internal errors.
     pub reference: Option<String>,
 }
 
