@@ -212,10 +212,11 @@ struct Fit {
 async fn fit(browser: &Client) -> Fit {
     let measured = browser
         .execute(
-            r#"const view = window.innerWidth;
+            r#"const view = document.documentElement.clientWidth;
                const button = document.querySelector(".topbar .who button");
                const box = button && button.getBoundingClientRect();
                return {
+                 // Against the width without the scrollbar: what fits without sideways scrolling.
                  overflow: document.documentElement.scrollWidth > view,
                  clipped_tables: [...document.querySelectorAll(".table-wrap")]
                    .filter(w => w.scrollWidth > w.clientWidth + 1).length,
@@ -286,6 +287,20 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     let operator = driver.browser().await;
     operator.goto(&app.url(paths::LOGIN)).await.unwrap();
     check_page(&operator, "login", false).await;
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", "not the password").await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "error-summary").await;
+    assert_eq!(
+        eval(&operator, "document.activeElement.classList.contains('error-summary')").await,
+        json!(true),
+        "a refused sign-in focuses its message"
+    );
+    check_page(&operator, "login-error", false).await;
     fill(&operator, "input[name=email]", "ops@provider.test").await;
     fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
     click(
