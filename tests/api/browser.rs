@@ -124,10 +124,16 @@ async fn set_viewport(browser: &Client, width: u32, height: u32) {
         .execute("return [window.innerWidth, window.innerHeight];", vec![])
         .await
         .unwrap();
-    let (w, h) = (inner[0].as_u64().unwrap() as u32, inner[1].as_u64().unwrap() as u32);
+    let (w, h) = (
+        inner[0].as_u64().unwrap() as u32,
+        inner[1].as_u64().unwrap() as u32,
+    );
     if (w, h) != (width, height) {
         browser
-            .set_window_size(width + (width - w.min(width)), height + (height - h.min(height)))
+            .set_window_size(
+                width + (width - w.min(width)),
+                height + (height - h.min(height)),
+            )
             .await
             .unwrap();
     }
@@ -296,7 +302,11 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     .await;
     wait_for_text(&operator, "error-summary").await;
     assert_eq!(
-        eval(&operator, "document.activeElement.classList.contains('error-summary')").await,
+        eval(
+            &operator,
+            "document.activeElement.classList.contains('error-summary')"
+        )
+        .await,
         json!(true),
         "a refused sign-in focuses its message"
     );
@@ -324,7 +334,11 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     .await;
     wait_for_text(&operator, "error-summary").await;
     assert_eq!(
-        eval(&operator, "document.activeElement.classList.contains('error-summary')").await,
+        eval(
+            &operator,
+            "document.activeElement.classList.contains('error-summary')"
+        )
+        .await,
         json!(true),
         "the new-invitation form focuses its error summary"
     );
@@ -421,7 +435,10 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
             again.contains(&customer.display_name),
             "the refreshed page names the tenant"
         );
-        assert!(!landed.as_str().contains("code="), "no code in the result address");
+        assert!(
+            !landed.as_str().contains("code="),
+            "no code in the result address"
+        );
         assert!(!again.contains("Nothing was connected"));
     }
 
@@ -485,7 +502,11 @@ async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_brow
         fill(&admin, "#tenant_id", &tenant.id).await;
         fill(&admin, "#client_id", &registered.client_id).await;
         fill(&admin, "#client_secret", "not-the-secret-value").await;
-        click(&admin, "form[action^='/invitation/customer-app'] button[type=submit]").await;
+        click(
+            &admin,
+            "form[action^='/invitation/customer-app'] button[type=submit]",
+        )
+        .await;
         wait_for_text(&admin, "These values did not work").await;
 
         let seen = eval(
@@ -506,10 +527,22 @@ async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_brow
                })()"#,
         )
         .await;
-        assert_eq!(seen["focused"], json!(true), "the summary has focus at {width} px: {seen}");
-        assert_eq!(seen["in_view"], json!(true), "the summary is in view at {width} px: {seen}");
+        assert_eq!(
+            seen["focused"],
+            json!(true),
+            "the summary has focus at {width} px: {seen}"
+        );
+        assert_eq!(
+            seen["in_view"],
+            json!(true),
+            "the summary is in view at {width} px: {seen}"
+        );
         assert_eq!(seen["step"], json!("Your app's details"), "{seen}");
-        assert_eq!(seen["links_secret"], json!(true), "the message links to the field: {seen}");
+        assert_eq!(
+            seen["links_secret"],
+            json!(true),
+            "the message links to the field: {seen}"
+        );
         assert_eq!(seen["invalid"], json!("true"), "{seen}");
         assert!(
             seen["described"].as_str().unwrap().contains("Secret ID"),
