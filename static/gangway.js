@@ -1,3 +1,4 @@
+// Gangway: the little the pages need from script; every page also works without it.
 // Copy buttons: <button data-copy="#id-of-element"> copies that element's text or value.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
@@ -31,4 +32,18 @@ document.addEventListener("submit", (event) => {
     button.textContent = button.dataset.busy;
     button.classList.add("busy");
   }
+});
+
+// A page that comes back with errors marks its summary <div data-focus tabindex="-1">: put it in
+// view and in focus, so the reader lands on what went wrong instead of the top of the page.
+document.querySelector("[data-focus]")?.focus();
+
+// An error summary's links move focus to the field they name (following the link only scrolls).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest(".error-summary a[href^='#']");
+  const field = link && document.getElementById(link.hash.slice(1));
+  if (!field) return;
+  event.preventDefault();
+  field.focus({ preventScroll: true });
+  (field.labels?.[0] ?? field).scrollIntoView({ block: "start" });
 });

@@ -3,8 +3,10 @@
 use uuid::Uuid;
 
 pub const HEALTH: &str = "/health";
-pub const STATIC_CSS: &str = "/static/gangway-1.css";
-pub const STATIC_JS: &str = "/static/gangway-1.js";
+/// The stylesheet; served immutable, so its name changes with its content.
+pub const STATIC_CSS: &str = "/static/gangway-2.css";
+/// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
+pub const STATIC_JS: &str = "/static/gangway-2.js";
 
 pub const LOGIN: &str = "/console/login";
 pub const LOGOUT: &str = "/console/logout";

@@ -1,15 +1,19 @@
-//! The whole onboarding in a real browser: headless Chromium driven through ChromeDriver.
+//! The whole onboarding in a real browser: headless Chromium driven through ChromeDriver. Every
+//! page on the way is also measured at phone and desktop width and checked with axe-core.
 
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use gangway::operators::Role;
 use gangway::web::paths;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{OPERATOR_PASSWORD, TestApp};
+use crate::wizard::{CUSTOMER_APP_PERMISSIONS, customer_app};
 
 /// A ChromeDriver process on a free loopback port, killed on drop.
 struct ChromeDriver {
@@ -110,6 +114,174 @@ async fn wait_for_text(browser: &Client, needle: &str) -> String {
     );
 }
 
+/// The widths every page must work at: a phone and a laptop.
+const WIDTHS: [u32; 2] = [390, 1280];
+
+/// Makes the page's viewport (not the window) `width` × `height` CSS pixels.
+async fn set_viewport(browser: &Client, width: u32, height: u32) {
+    browser.set_window_size(width, height).await.unwrap();
+    let inner = browser
+        .execute("return [window.innerWidth, window.innerHeight];", vec![])
+        .await
+        .unwrap();
+    let (w, h) = (
+        inner[0].as_u64().unwrap() as u32,
+        inner[1].as_u64().unwrap() as u32,
+    );
+    if (w, h) != (width, height) {
+        browser
+            .set_window_size(
+                width + (width - w.min(width)),
+                height + (height - h.min(height)),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// axe-core's script, installed by `bash .ci/run` (`npm install axe-core@4` under target/axe);
+/// `AXE_JS` names another copy.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = std::env::var_os("AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/axe/node_modules/axe-core/axe.min.js")
+        });
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read axe-core at {} ({e}): run `npm install --prefix target/axe axe-core@4` (bash .ci/run does)",
+                path.display()
+            )
+        })
+    })
+}
+
+/// Runs axe-core on the page as it is and fails with every violation and the nodes it names.
+async fn assert_accessible(browser: &Client, page: &str) {
+    let loaded = browser
+        .execute("return typeof window.axe === 'object';", vec![])
+        .await
+        .unwrap();
+    if loaded != json!(true) {
+        browser.execute(axe_source(), vec![]).await.unwrap();
+    }
+    let violations = browser
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               axe.run(document, { resultTypes: ["violations"] })
+                 .then(r => done(r.violations.map(v => ({
+                   id: v.id, impact: v.impact, help: v.help,
+                   nodes: v.nodes.map(n => n.target.join(" ") + "  " + n.html.slice(0, 160)),
+                 }))))
+                 .catch(e => done([{ id: "axe-error", help: String(e), nodes: [] }]));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let violations = violations.as_array().cloned().unwrap_or_default();
+    let listed: Vec<String> = violations
+        .iter()
+        .map(|v| {
+            let nodes: Vec<&str> = v["nodes"]
+                .as_array()
+                .map(|n| n.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "{} ({}): {}\n      {}",
+                v["id"].as_str().unwrap_or("?"),
+                v["impact"].as_str().unwrap_or("?"),
+                v["help"].as_str().unwrap_or(""),
+                nodes.join("\n      ")
+            )
+        })
+        .collect();
+    assert!(
+        listed.is_empty(),
+        "axe-core found {} violation(s) on {page}:\n  {}",
+        listed.len(),
+        listed.join("\n  ")
+    );
+}
+
+/// What the page looks like at the current width, measured in the browser.
+#[derive(Debug, serde::Deserialize)]
+struct Fit {
+    /// The page is wider than the viewport (it scrolls sideways).
+    overflow: bool,
+    /// Tables wider than their box, i.e. columns cut off or scrolled away.
+    clipped_tables: usize,
+    /// The header's Sign out button lies fully in view (`None` when signed out).
+    sign_out_in_view: Option<bool>,
+}
+
+async fn fit(browser: &Client) -> Fit {
+    let measured = browser
+        .execute(
+            r#"const view = document.documentElement.clientWidth;
+               const button = document.querySelector(".topbar .who button");
+               const box = button && button.getBoundingClientRect();
+               return {
+                 // Against the width without the scrollbar: what fits without sideways scrolling.
+                 overflow: document.documentElement.scrollWidth > view,
+                 clipped_tables: [...document.querySelectorAll(".table-wrap")]
+                   .filter(w => w.scrollWidth > w.clientWidth + 1).length,
+                 sign_out_in_view: box ? (box.width > 0 && box.left >= 0 && box.right <= view
+                   && box.top >= 0 && getComputedStyle(button).visibility === "visible") : null,
+               };"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(measured).unwrap()
+}
+
+/// Checks the page in view at phone and desktop width (no sideways scrolling, no clipped table,
+/// Sign out in view on console pages), saves a screenshot of each and runs axe-core on it.
+async fn check_page(browser: &Client, page: &str, signed_in: bool) {
+    let shots = std::env::var_os("GANGWAY_SHOTS").map(PathBuf::from);
+    for width in WIDTHS {
+        set_viewport(browser, width, 900).await;
+        let fit = fit(browser).await;
+        assert!(!fit.overflow, "{page} scrolls sideways at {width} px");
+        assert_eq!(fit.clipped_tables, 0, "{page} clips a table at {width} px");
+        if signed_in {
+            assert_eq!(
+                fit.sign_out_in_view,
+                Some(true),
+                "{page}: Sign out is not in view at {width} px"
+            );
+        }
+        if let Some(dir) = &shots {
+            std::fs::create_dir_all(dir).unwrap();
+            let png = browser.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{page}-{width}.png")), png).unwrap();
+        }
+        assert_accessible(browser, &format!("{page} at {width} px")).await;
+    }
+    set_viewport(browser, 1280, 900).await;
+}
+
+/// The `href` of the first element matching `css`.
+async fn href(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no link {css}"))
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{css} has no href"))
+}
+
+/// Evaluates `expression` in the page.
+async fn eval(browser: &Client, expression: &str) -> Value {
+    browser
+        .execute(&format!("return {expression};"), vec![])
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser() {
     let app = TestApp::spawn().await;
@@ -120,6 +292,25 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     // The operator signs in and creates an invitation.
     let operator = driver.browser().await;
     operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    check_page(&operator, "login", false).await;
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", "not the password").await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "error-summary").await;
+    assert_eq!(
+        eval(
+            &operator,
+            "document.activeElement.classList.contains('error-summary')"
+        )
+        .await,
+        json!(true),
+        "a refused sign-in focuses its message"
+    );
+    check_page(&operator, "login-error", false).await;
     fill(&operator, "input[name=email]", "ops@provider.test").await;
     fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
     click(
@@ -128,10 +319,31 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     )
     .await;
     wait_for_text(&operator, "New invitation").await;
+    check_page(&operator, "invitations-empty", true).await;
     operator
         .goto(&app.url(paths::NEW_INVITATION))
         .await
         .unwrap();
+    check_page(&operator, "invitation-new", true).await;
+
+    // Sent empty, the form comes back with its error summary focused.
+    click(
+        &operator,
+        "form[action='/console/invitations/new'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "error-summary").await;
+    assert_eq!(
+        eval(
+            &operator,
+            "document.activeElement.classList.contains('error-summary')"
+        )
+        .await,
+        json!(true),
+        "the new-invitation form focuses its error summary"
+    );
+    check_page(&operator, "invitation-new-errors", true).await;
+
     fill(
         &operator,
         "input[name=customer_name]",
@@ -165,6 +377,8 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
         .await
         .unwrap()
         .expect("the created page shows the link");
+    check_page(&operator, "invitation-link", true).await;
+    let invitation_url = href(&operator, "a.button[href*='/console/invitations/']").await;
 
     // The customer's admin, in another browser, opens the link and consents at "Microsoft".
     let admin = driver.browser().await;
@@ -187,6 +401,7 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
             .contains("token="),
         "the token left the address bar"
     );
+    check_page(&admin, "wizard-review", false).await;
     click(
         &admin,
         "form[action='/invitation/start'] button[type=submit]",
@@ -203,23 +418,149 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
         done.contains(&customer.display_name),
         "the success page names the tenant"
     );
-    assert!(
-        admin
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .starts_with(&app.address)
-    );
+    let landed = admin.current_url().await.unwrap();
+    assert!(landed.as_str().starts_with(&app.address));
+    check_page(&admin, "wizard-done", false).await;
 
-    // The console now lists the tenant.
+    // Refreshing the success page shows the real outcome again, from a token-free result page.
+    admin.refresh().await.unwrap();
+    if landed.path() == paths::CALLBACK {
+        // The callback still renders the outcome itself (no redirect to a result page yet):
+        // its replay is refused and connects nothing twice.
+        let replayed = wait_for_text(&admin, "Nothing was connected").await;
+        assert!(!replayed.contains("is connected"));
+    } else {
+        let again = wait_for_text(&admin, "is connected").await;
+        assert!(
+            again.contains(&customer.display_name),
+            "the refreshed page names the tenant"
+        );
+        assert!(
+            !landed.as_str().contains("code="),
+            "no code in the result address"
+        );
+        assert!(!again.contains("Nothing was connected"));
+    }
+
+    // The console now lists the tenant, and every console page works at both widths.
     operator.goto(&app.url(paths::TENANTS)).await.unwrap();
     let tenants = wait_for_text(&operator, &customer.display_name).await;
     assert!(
         tenants.contains(&customer.id),
         "the tenant list shows the tenant id"
     );
+    check_page(&operator, "tenants", true).await;
+    let tenant_url = href(&operator, "table a[href*='/console/tenants/']").await;
+    operator.goto(&app.url(&tenant_url)).await.unwrap();
+    wait_for_text(&operator, "History").await;
+    check_page(&operator, "tenant", true).await;
+    operator.goto(&app.url(paths::INVITATIONS)).await.unwrap();
+    wait_for_text(&operator, &customer.display_name).await;
+    check_page(&operator, "invitations", true).await;
+    operator.goto(&app.url(&invitation_url)).await.unwrap();
+    wait_for_text(&operator, "Timeline").await;
+    check_page(&operator, "invitation", true).await;
+    operator.goto(&app.url(paths::AUDIT)).await.unwrap();
+    wait_for_text(&operator, "Audit log").await;
+    check_page(&operator, "audit", true).await;
+    operator.goto(&app.url(paths::OPERATORS)).await.unwrap();
+    wait_for_text(&operator, "ops@provider.test").await;
+    check_page(&operator, "operators", true).await;
 
     admin.close().await.unwrap();
     operator.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let tenant = app.customer(1).clone();
+    let registered = customer_app(&app, 1, CUSTOMER_APP_PERMISSIONS).await;
+    let issued = app
+        .invite("customer-app", &tenant.admin.username, None)
+        .await;
+    let driver = ChromeDriver::start().await;
+    let admin = driver.browser().await;
+    admin.goto(issued.link.as_str()).await.unwrap();
+    wait_for_text(&admin, "Check and connect").await;
+    check_page(&admin, "customer-app", false).await;
+
+    // Every value to copy from the how-to has its copy button.
+    for permission in CUSTOMER_APP_PERMISSIONS {
+        admin
+            .find(Locator::Css(&format!(
+                "ol.howto button[data-copy][aria-label='Copy {permission}']"
+            )))
+            .await
+            .unwrap_or_else(|_| panic!("no copy button for {permission}"));
+    }
+
+    for width in WIDTHS {
+        set_viewport(&admin, width, 900).await;
+        admin.goto(&app.url(paths::WIZARD)).await.unwrap();
+        wait_for_text(&admin, "Check and connect").await;
+        fill(&admin, "#tenant_id", &tenant.id).await;
+        fill(&admin, "#client_id", &registered.client_id).await;
+        fill(&admin, "#client_secret", "not-the-secret-value").await;
+        click(
+            &admin,
+            "form[action^='/invitation/customer-app'] button[type=submit]",
+        )
+        .await;
+        wait_for_text(&admin, "These values did not work").await;
+
+        let seen = eval(
+            &admin,
+            r#"(() => {
+                 const summary = document.getElementById("errors");
+                 const box = summary.getBoundingClientRect();
+                 const secret = document.getElementById("client_secret");
+                 return {
+                   focused: document.activeElement === summary,
+                   in_view: box.top >= 0 && box.bottom <= window.innerHeight,
+                   top: box.top,
+                   step: document.querySelector(".steps [aria-current=step]").textContent.trim(),
+                   links_secret: !!summary.querySelector("a[href='#client_secret']"),
+                   invalid: secret.getAttribute("aria-invalid"),
+                   described: document.getElementById(secret.getAttribute("aria-describedby"))?.textContent ?? "",
+                 };
+               })()"#,
+        )
+        .await;
+        assert_eq!(
+            seen["focused"],
+            json!(true),
+            "the summary has focus at {width} px: {seen}"
+        );
+        assert_eq!(
+            seen["in_view"],
+            json!(true),
+            "the summary is in view at {width} px: {seen}"
+        );
+        assert_eq!(seen["step"], json!("Your app's details"), "{seen}");
+        assert_eq!(
+            seen["links_secret"],
+            json!(true),
+            "the message links to the field: {seen}"
+        );
+        assert_eq!(seen["invalid"], json!("true"), "{seen}");
+        assert!(
+            seen["described"].as_str().unwrap().contains("Secret ID"),
+            "the field is described by its message: {seen}"
+        );
+        if let Some(dir) = std::env::var_os("GANGWAY_SHOTS").map(PathBuf::from) {
+            std::fs::create_dir_all(&dir).unwrap();
+            let png = admin.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("customer-app-errors-{width}.png")), png).unwrap();
+        }
+        assert_accessible(&admin, &format!("the customer-app errors at {width} px")).await;
+
+        click(&admin, "#errors a[href='#client_secret']").await;
+        assert_eq!(
+            eval(&admin, "document.activeElement.id").await,
+            json!("client_secret"),
+            "following the message focuses its field"
+        );
+    }
+    admin.close().await.unwrap();
 }

@@ -240,12 +240,11 @@ pub async fn submit(
                 .into(),
         ));
     }
+    // The admin is now at the app-details step: the indicator says so above the errors.
     let rerender = |invitation: &invitations::Invitation, form: CustomerAppForm| {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            review_page(&state, invitation, csrf.clone(), Some(form)),
-        )
-            .into_response()
+        let mut page = review_page(&state, invitation, csrf.clone(), Some(form));
+        page.chrome.step = 2;
+        (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
     };
     let creds = match parse(&raw) {
         Ok(c) => c,
