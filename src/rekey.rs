@@ -78,7 +78,6 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
 async fn reseal(
     tx: &mut PgConnection,
     keys: &Keyring,
-    /// The table holding it.
     table: &'static str,
     select: &str,
     update: &str,
