@@ -202,11 +202,6 @@ impl EntraClient {
         }
     }
 
-    /// The configuration this client was built with.
-    pub fn config(&self) -> &EntraConfig {
-        &self.inner.cfg
-    }
-
     /// The issuer Entra ID puts in ID tokens of `tenant`: `{authority}/{tid}/v2.0`.
     pub fn issuer_for(&self, tenant: &TenantId) -> String {
         format!("{}/{tenant}/v2.0", self.inner.authority)

@@ -2,14 +2,12 @@
 //! can do — a client-credentials token in its tenant, a users read, and `/organization` naming
 //! that same tenant — before anything is saved.
 
-use uuid::Uuid;
-
 use super::{consent_for, granted_or};
 use crate::graph::{GraphClient, GraphError};
 use crate::identity::{EntraClient, GRAPH_DEFAULT_SCOPE, IdentityError};
 use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
-use crate::types::{Secret, TenantId};
+use crate::types::{ClientId, Secret, TenantId};
 
 /// A customer app's credentials, of the right shape but not yet proven.
 #[derive(Debug)]
@@ -17,7 +15,7 @@ pub struct AppCredentials {
     /// The Directory (tenant) ID.
     pub tenant: TenantId,
     /// The Application (client) ID.
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     /// The client secret's value.
     pub secret: Secret,
 }

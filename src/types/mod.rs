@@ -7,7 +7,7 @@ mod tenant_id;
 
 pub use email::{DomainName, EmailAddress};
 pub use secret::Secret;
-pub use tenant_id::{InvalidTenantId, TenantId};
+pub use tenant_id::{ClientId, InvalidClientId, InvalidTenantId, TenantId};
 
 /// A value that does not have the shape its type demands; the message says which and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,14 +19,7 @@ pub struct InvalidTenantId;
 impl TenantId {
     /// Parses the hyphenated GUID form only.
     pub fn parse(s: &str) -> Result<Self, InvalidTenantId> {
-        let s = s.trim();
-        // Uuid::parse_str also takes the simple, braced and urn forms; a tenant id is always the
-        // 36-character hyphenated form, and being strict here keeps `iss` comparisons exact.
-        let bytes = s.as_bytes();
-        if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
-            return Err(InvalidTenantId);
-        }
-        Uuid::parse_str(s).map(Self).map_err(|_| InvalidTenantId)
+        strict_guid(s).map(Self).ok_or(InvalidTenantId)
     }
 
     /// Wraps a UUID (e.g. read back from the database).
@@ -37,6 +30,39 @@ impl TenantId {
     /// The tenant id as a UUID.
     pub fn as_uuid(&self) -> Uuid {
         self.0
+    }
+}
+
+/// Uuid::parse_str also takes the simple, braced and urn forms; Entra ids are always the
+/// 36-character hyphenated form, and being strict keeps `iss` and `aud` comparisons exact.
+fn strict_guid(s: &str) -> Option<Uuid> {
+    let s = s.trim();
+    let bytes = s.as_bytes();
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    Uuid::parse_str(s).ok()
+}
+
+/// An application (client) id: a GUID in the hyphenated form, shown lowercase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientId(Uuid);
+
+/// The string given is not an application (client) id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a client id (expected a GUID such as 00000000-0000-0000-0000-000000000000)")]
+pub struct InvalidClientId;
+
+impl ClientId {
+    /// Parses the hyphenated GUID form only.
+    pub fn parse(s: &str) -> Result<Self, InvalidClientId> {
+        strict_guid(s).map(Self).ok_or(InvalidClientId)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
 use crate::invitations::{self, ConsentMode, Setback};
 use crate::onboarding::{self, AppCredentials, AppRefusal, GraphRead};
-use crate::types::{Secret, TenantId};
+use crate::types::{ClientId, Secret, TenantId};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
@@ -81,9 +81,8 @@ pub fn parse(raw: &RawForm) -> std::result::Result<AppCredentials, Box<CustomerA
             Some("Enter the Application (client) ID from the app's Overview page.".into());
         None
     } else {
-        // Same strict GUID shape as a tenant id.
-        match TenantId::parse(&form.client_id) {
-            Ok(id) => Some(id.as_uuid()),
+        match ClientId::parse(&form.client_id) {
+            Ok(id) => Some(id),
             Err(_) => {
                 form.client_id_error = Some(
                     "This is not a client ID: it is a GUID, shown as Application (client) ID on the app's Overview page."
