@@ -26,15 +26,7 @@ async fn the_audit_trail_names_who_acted_not_the_invited_email() {
     let tenant = app.customer(0).clone();
     let member = tenant.member.clone().unwrap();
     // A tenant-wide grant lets Microsoft issue the member a code; Gangway then refuses them.
-    app.admin
-        .grant(
-            &tenant.id,
-            &app.app.client_id,
-            &["User.Read.All", "Group.Read.All", "User.Read"],
-            &[],
-        )
-        .await
-        .unwrap();
+    crate::wizard::grant_tenant_wide(&app, &tenant).await;
     let issued = app.invite("delegated", &tenant.admin.username, None).await;
     let customer = Customer::open(&app, &issued.link).await;
     let (_, refused) = customer.consent(&app, &member, Decision::Accept).await;

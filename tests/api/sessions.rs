@@ -16,6 +16,7 @@ use crate::helpers::{
     TestApp, browser, csrf_token, input_value, location, post_with_csrf, set_cookie, sign_in_as,
 };
 use crate::security::{contains, everything_stored};
+use crate::wizard::audit_count;
 
 async fn session_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("select count(*) from sessions")
@@ -27,14 +28,6 @@ async fn session_count(app: &TestApp) -> i64 {
 async fn operator_id(app: &TestApp, email: &str) -> Uuid {
     sqlx::query_scalar("select id from operators where email = $1")
         .bind(email)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-async fn audit_count(app: &TestApp, action: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from audit_events where action = $1")
-        .bind(action)
         .fetch_one(&app.db)
         .await
         .unwrap()

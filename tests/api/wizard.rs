@@ -233,8 +233,22 @@ pub async fn tenant_count(app: &TestApp) -> i64 {
         .unwrap()
 }
 
+/// A tenant-wide delegated grant to the provider's app, as an earlier admin consent leaves:
+/// Microsoft then issues codes to plain members without asking.
+pub async fn grant_tenant_wide(app: &TestApp, tenant: &EmulatedTenant) {
+    app.admin
+        .grant(
+            &tenant.id,
+            &app.app.client_id,
+            &["User.Read.All", "Group.Read.All", "User.Read"],
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
 /// How many audit events of `action` exist.
-async fn audit_count(app: &TestApp, action: &str) -> i64 {
+pub async fn audit_count(app: &TestApp, action: &str) -> i64 {
     sqlx::query_scalar("select count(*) from audit_events where action = $1")
         .bind(action)
         .fetch_one(&app.db)
@@ -773,15 +787,7 @@ async fn a_signed_in_non_admin_is_refused_even_when_microsoft_issues_a_code() {
     let tenant = app.customer(0).clone();
     let member = tenant.member.clone().unwrap();
     // An earlier tenant-wide grant lets Microsoft issue a code to a plain member without asking.
-    app.admin
-        .grant(
-            &tenant.id,
-            &app.app.client_id,
-            &["User.Read.All", "Group.Read.All", "User.Read"],
-            &[],
-        )
-        .await
-        .unwrap();
+    grant_tenant_wide(&app, &tenant).await;
     let issued = app.invite("delegated", &tenant.admin.username, None).await;
     let customer = Customer::open(&app, &issued.link).await;
     let (callback, response) = customer.consent(&app, &member, Decision::Accept).await;
