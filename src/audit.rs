@@ -58,11 +58,13 @@ pub enum Action {
     OperatorRemoved,
     OperatorSessionsEnded,
     TenantOffboarded,
+    CustomerCreated,
+    CustomerUpdated,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 20] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -81,6 +83,8 @@ impl Action {
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
         Action::TenantOffboarded,
+        Action::CustomerCreated,
+        Action::CustomerUpdated,
     ];
 
     /// The stored name.
@@ -104,6 +108,8 @@ impl Action {
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
             Self::TenantOffboarded => "tenant.offboarded",
+            Self::CustomerCreated => "customer.created",
+            Self::CustomerUpdated => "customer.updated",
         }
     }
 
@@ -128,6 +134,8 @@ impl Action {
             Self::OperatorRemoved => "Operator removed (signed out everywhere)",
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
+            Self::CustomerCreated => "Customer created",
+            Self::CustomerUpdated => "Customer details changed",
         }
     }
 
