@@ -30,7 +30,7 @@ pub async fn find_or_create(
             Ok(id)
         }
         None => {
-            sqlx::query_scalar("select id from customers where name = $1")
+            sqlx::query_scalar("select id from customers where name = $1::citext")
                 .bind(name.as_str())
                 .fetch_one(&mut *tx)
                 .await

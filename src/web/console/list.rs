@@ -15,6 +15,8 @@ const MAX_PAGE: i64 = 100_000;
 /// A list's own filters beside page and search, read from the query string. Junk values mean
 /// "no filter", never an error: a list link that went stale still opens.
 pub(crate) trait Filters: Default {
+    /// Whether the list has filters beside the search (then "no match" speaks of filters).
+    const BESIDE_SEARCH: bool = true;
     /// Reads the filters from the query's parameters.
     fn parse(params: &HashMap<String, String>) -> Self;
     /// The active filters as query pairs, for links that keep them.
@@ -23,6 +25,7 @@ pub(crate) trait Filters: Default {
 
 /// A list with nothing to filter but the search.
 impl Filters for () {
+    const BESIDE_SEARCH: bool = false;
     fn parse(_: &HashMap<String, String>) -> Self {}
     fn pairs(&self) -> Vec<(&'static str, String)> {
         Vec::new()
@@ -99,8 +102,8 @@ impl<F: Filters> ListQuery<F> {
         let pager = Pager::new(base, &params, self.page, per_page, shown, total);
         let empty = (shown == 0).then(|| {
             if self.filtered() {
-                let title = match (&self.q, self.filters.pairs().is_empty()) {
-                    (Some(q), true) => format!("No {noun} match “{q}”"),
+                let title = match &self.q {
+                    Some(q) if !F::BESIDE_SEARCH => format!("No {noun} match “{q}”"),
                     _ => format!("No {noun} match these filters"),
                 };
                 Empty {
