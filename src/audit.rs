@@ -58,7 +58,9 @@ pub enum Action {
     OperatorRemoved,
     OperatorSessionsEnded,
     TenantOffboarded,
+    /// A customer record was created (with an invitation or on its own).
     CustomerCreated,
+    /// A customer's name, contact or notes changed.
     CustomerUpdated,
 }
 

@@ -18,12 +18,18 @@ pub const MAX_NOTES_CHARS: usize = 2000;
 /// A customer as stored.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Customer {
+    /// Gangway's id.
     pub id: Uuid,
+    /// Unique regardless of case.
     pub name: String,
+    /// Who to talk to, free text.
     pub contact: Option<String>,
+    /// Free notes for operators.
     pub notes: Option<String>,
+    /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -31,6 +37,7 @@ pub struct Customer {
 /// A customer in the list, with what it owns.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Listed {
+    /// The record.
     #[sqlx(flatten)]
     pub customer: Customer,
     /// All its invitations, whatever their status.
@@ -87,8 +94,11 @@ pub enum Field {
 /// A validated customer record as an operator entered it.
 #[derive(Debug, Clone)]
 pub struct CustomerDetails {
+    /// The name.
     pub name: CustomerName,
+    /// Who to talk to, if given.
     pub contact: Option<String>,
+    /// Notes, if given.
     pub notes: Option<String>,
 }
 
@@ -160,12 +170,19 @@ fn optional_text(
 pub enum CustomerError {
     /// A field's value is not acceptable; the message is a sentence for the page.
     #[error("{message}")]
-    Invalid { field: Field, message: String },
+    Invalid {
+        /// The input it is about.
+        field: Field,
+        /// What to do, as a sentence.
+        message: String,
+    },
+    /// No customer has this id.
     #[error("no such customer")]
     NotFound,
     /// Names are unique regardless of case.
     #[error("A customer named \"{0}\" already exists. Open it instead, or choose another name.")]
     NameTaken(String),
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }

@@ -14,8 +14,11 @@ use crate::types::DomainName;
 /// What building links and invitation mail needs.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
+    /// Where the portal is reached, for the link.
     pub public_url: &'a Url,
+    /// The provider's name, for the email.
     pub provider_name: &'a str,
+    /// Seals the queued email (it holds the link).
     pub keys: &'a Keyring,
 }
 
@@ -34,7 +37,9 @@ impl Context<'_> {
 /// A freshly minted link: shown once, then only its hash remains.
 #[derive(Debug)]
 pub struct Issued {
+    /// The invitation as stored now.
     pub invitation: Invitation,
+    /// The customer's link, with its token.
     pub link: Url,
 }
 

@@ -14,7 +14,9 @@ pub struct Filter {
     pub search: Option<String>,
     /// Only this customer's invitations.
     pub customer_id: Option<Uuid>,
+    /// At most this many rows.
     pub limit: i64,
+    /// Rows skipped first.
     pub offset: i64,
 }
 

@@ -126,18 +126,25 @@ impl Status {
 /// An invitation as stored (with its derived status).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Invitation {
+    /// Gangway's id.
     pub id: Uuid,
     /// The customer record it belongs to.
     pub customer_id: Uuid,
     /// That customer's name (joined in by the view).
     pub customer_name: String,
+    /// The customer's Global Administrator it was sent to.
     pub admin_email: String,
+    /// How access is to be granted.
     pub consent_mode: ConsentMode,
+    /// Only the tenant verified for this domain may consent, if set.
     pub tenant_domain: Option<String>,
+    /// When the link stops working.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Where it stands (expiry derived).
     #[sqlx(rename = "effective_status")]
     pub status: Status,
+    /// Declined or failed attempts so far.
     pub attempts: i32,
     /// Why the last attempt failed, for operators (may name other customers).
     pub last_error: Option<String>,
@@ -145,13 +152,17 @@ pub struct Invitation {
     pub customer_notice: Option<String>,
     /// The last decline or failure, kept when the link is opened again or resent.
     pub last_outcome: Option<Setback>,
+    /// When that outcome happened.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_outcome_at: Option<OffsetDateTime>,
     /// The connected tenant of another customer that refused the last consent, if that is why.
     pub conflict_tenant_id: Option<Uuid>,
+    /// The tenant connected through it, once consented.
     pub tenant_id: Option<Uuid>,
+    /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When anything last happened to it.
     #[serde(with = "time::serde::rfc3339")]
     pub last_activity_at: OffsetDateTime,
 }
@@ -159,15 +170,21 @@ pub struct Invitation {
 /// Why an invitation operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InvitationError {
+    /// An input is not acceptable; the message says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// No invitation has this id.
     #[error("no such invitation")]
     NotFound,
+    /// The action does not fit where the invitation stands.
     #[error("the invitation is {}: {action} is not possible", .status.as_str())]
     WrongState {
+        /// Where it stands.
         status: Status,
+        /// What was asked, e.g. "resending".
         action: &'static str,
     },
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -218,9 +235,13 @@ pub fn parse_validity(value: &str) -> Result<Duration, InvitationError> {
 pub struct NewInvitation {
     /// The customer it is for: an existing record with this name (in any case), else a new one.
     pub customer: CustomerName,
+    /// Who gets the link.
     pub admin_email: EmailAddress,
+    /// How access is to be granted.
     pub mode: ConsentMode,
+    /// Only the tenant verified for this domain may consent, if set.
     pub tenant_domain: Option<DomainName>,
+    /// How long the link works.
     pub valid_for: Duration,
 }
 

@@ -54,22 +54,34 @@ impl TenantStatus {
 /// A tenant as stored (credentials stay sealed and are not read here).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Tenant {
+    /// Gangway's id.
     pub id: Uuid,
     /// The customer it belongs to: the one whose invitation connected it last.
     pub customer_id: Uuid,
     /// That customer's name.
     pub customer_name: String,
+    /// Microsoft's id of the directory.
     pub entra_tenant_id: Uuid,
+    /// The organisation's name, as Microsoft reports it.
     pub display_name: String,
+    /// Its verified domains.
     pub verified_domains: Vec<String>,
+    /// How access was granted.
     pub consent_mode: ConsentMode,
+    /// The permissions granted.
     pub granted_scopes: Vec<String>,
+    /// Who consented (object id), when known.
     pub consented_by_oid: Option<Uuid>,
+    /// Who consented (UPN), when known.
     pub consented_by_upn: Option<String>,
+    /// When consent was (last) given.
     #[serde(with = "time::serde::rfc3339")]
     pub consented_at: OffsetDateTime,
+    /// Customer-app mode: the customer's own app registration.
     pub customer_client_id: Option<String>,
+    /// Where it stands.
     pub status: TenantStatus,
+    /// When it was first connected.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -77,12 +89,19 @@ pub struct Tenant {
 /// What a verified consent established about a tenant.
 #[derive(Debug, Clone)]
 pub struct Consent {
+    /// Microsoft's id of the directory.
     pub entra_tenant_id: Uuid,
+    /// The organisation's name.
     pub display_name: String,
+    /// Its verified domains.
     pub verified_domains: Vec<String>,
+    /// How access was granted.
     pub mode: ConsentMode,
+    /// The permissions granted.
     pub granted_scopes: Vec<String>,
+    /// Who consented (object id), when known.
     pub consented_by_oid: Option<Uuid>,
+    /// Who consented (UPN), when known.
     pub consented_by_upn: Option<String>,
     /// Customer-app mode: the customer's own app registration.
     pub customer_client_id: Option<String>,
@@ -93,9 +112,12 @@ pub struct Consent {
 /// Why a consent could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
+    /// The invitation is restricted to another tenant's domain.
     #[error("the invitation is for the tenant with domain {expected}, but consent came from a tenant verified for {}", .found.join(", "))]
     WrongTenant {
+        /// The invitation's domain.
         expected: String,
+        /// The consenting tenant's verified domains.
         found: Vec<String>,
     },
     /// Connected and not offboarded under another customer record; the invitation remembers
@@ -103,11 +125,17 @@ pub enum ConsentError {
     #[error(
         "this tenant is already connected for another customer ({owner}); an operator must resolve that first"
     )]
-    OwnedByAnother { owner: String },
+    OwnedByAnother {
+        /// The owning customer's name.
+        owner: String,
+    },
+    /// The invitation was used, revoked or expired meanwhile.
     #[error("the invitation can no longer be used: it is {}", .0.as_str())]
     InvitationClosed(Status),
+    /// Reading the invitation failed.
     #[error(transparent)]
     Invitation(#[from] InvitationError),
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -223,10 +251,13 @@ pub async fn record_consent(
 /// Why a tenant could not be offboarded.
 #[derive(Debug, thiserror::Error)]
 pub enum OffboardError {
+    /// No tenant has this id.
     #[error("no such tenant")]
     NotFound,
+    /// Nothing left to do.
     #[error("the tenant is already offboarded")]
     AlreadyOffboarded,
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
