@@ -17,10 +17,10 @@ create trigger customers_updated_at before update on customers
 
 -- Every free-text name becomes one record; names differing only in case or surrounding blanks
 -- were meant as the same customer (the old ownership check already compared them that way).
+-- The earliest spelling wins.
 insert into customers (name, created_at)
-select trim(customer_name), min(created_at) from invitations
-group by trim(customer_name)::citext, trim(customer_name)
-on conflict (name) do nothing;
+select distinct on (trim(customer_name)::citext) trim(customer_name), created_at from invitations
+order by trim(customer_name)::citext, created_at;
 
 drop view invitation_view;
 
@@ -43,6 +43,8 @@ from (select distinct on (invitation_id) invitation_id, at,
       from audit_events where action in ('consent.declined', 'consent.failed') and invitation_id is not null
       order by invitation_id, at desc) e
 where e.invitation_id = i.id;
+update invitations set last_outcome = status, last_outcome_at = last_activity_at
+where last_outcome is null and status in ('declined', 'failed');
 
 -- A tenant belongs to the customer whose invitation connected it last.
 alter table tenants add column customer_id uuid
