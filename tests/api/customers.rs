@@ -314,6 +314,15 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
         );
     }
 
+    // The invitations list narrows to one customer.
+    let only = body(
+        app.get(&format!("{}?customer={id}", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(only.contains("Showing 1–2 of 2") && !only.contains("admin@fabrikam.example"));
+    assert!(only.contains("Only the invitations of <strong>Northwind Traders</strong>"));
+
     // The list finds it by name or contact, with what it owns.
     let list = body(app.get(&format!("{}?q=jo+smith", paths::CUSTOMERS)).await).await;
     assert!(list.contains("Northwind Traders") && !list.contains("Fabrikam Inc"));
