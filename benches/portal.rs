@@ -87,11 +87,17 @@ async fn main() -> anyhow::Result<()> {
 
     // Many more invitations, inserted directly, so the list has something to page through.
     sqlx::query(
-        "insert into invitations (customer_name, admin_email, consent_mode, token_sha256, expires_at, status, created_at)
-         select 'Seeded customer ' || g, 'admin' || g || '@seed' || g || '.example', 'application',
+        "insert into customers (name) select 'Seeded customer ' || g from generate_series(1, $1) g",
+    )
+    .bind(SEEDED)
+    .execute(&db)
+    .await?;
+    sqlx::query(
+        "insert into invitations (customer_id, admin_email, consent_mode, token_sha256, expires_at, status, created_at)
+         select c.id, 'admin' || g || '@seed' || g || '.example', 'application',
                 sha256(('seed' || g)::bytea), now() + interval '7 days' - (g % 10) * interval '1 day',
                 (array['pending','opened','consented','declined'])[1 + g % 4], now() - g * interval '1 minute'
-         from generate_series(1, $1) g",
+         from generate_series(1, $1) g join customers c on c.name = 'Seeded customer ' || g",
     )
     .bind(SEEDED)
     .execute(&db)

@@ -81,11 +81,15 @@ pub enum Action {
     OperatorSessionsEnded,
     /// A tenant was offboarded (credential erased).
     TenantOffboarded,
+    /// A customer record was created (with an invitation or on its own).
+    CustomerCreated,
+    /// A customer's name, contact or notes changed.
+    CustomerUpdated,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 20] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -104,6 +108,8 @@ impl Action {
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
         Action::TenantOffboarded,
+        Action::CustomerCreated,
+        Action::CustomerUpdated,
     ];
 
     /// The stored name.
@@ -127,6 +133,8 @@ impl Action {
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
             Self::TenantOffboarded => "tenant.offboarded",
+            Self::CustomerCreated => "customer.created",
+            Self::CustomerUpdated => "customer.updated",
         }
     }
 
@@ -151,6 +159,8 @@ impl Action {
             Self::OperatorRemoved => "Operator removed (signed out everywhere)",
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
+            Self::CustomerCreated => "Customer created",
+            Self::CustomerUpdated => "Customer details changed",
         }
     }
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod format;

@@ -14,7 +14,8 @@ use crate::invitations::{self, Filter, NewInvitation, Status, mail};
 pub(crate) enum InviteCommand {
     /// Create an invitation and queue its email; prints its id, link and expiry.
     Create {
-        /// The customer's name, as their admin will see it.
+        /// The customer, as their admin will see it: an existing customer with this name (in
+        /// any case) is picked, otherwise a new one is created.
         #[arg(long)]
         customer: String,
         /// The customer's Global Administrator's email address.
@@ -102,9 +103,8 @@ pub(super) async fn run(command: InviteCommand) -> Result<(), Failure> {
             let status = status.as_deref().map(Status::parse).transpose()?;
             let filter = Filter {
                 status,
-                search: None,
                 limit: limit.clamp(1, 10_000),
-                offset: 0,
+                ..Filter::default()
             };
             let (rows, total) = invitations::list(&pool, &filter).await?;
             if output.json {

@@ -20,9 +20,13 @@ use crate::types::Secret;
 /// A rendered email, as sealed in the outbox.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Email {
+    /// The recipient.
     pub to: String,
+    /// The subject line.
     pub subject: String,
+    /// The plain-text part.
     pub text: String,
+    /// The HTML part.
     pub html: String,
 }
 
@@ -113,8 +117,10 @@ pub struct Mailer {
 /// Why a mailer could not be built or a message not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
+    /// The SMTP URL or sender cannot be used.
     #[error("invalid mail settings: {0}")]
     Settings(String),
+    /// The mail server refused or could not be reached.
     #[error("delivery failed: {0}")]
     Delivery(String),
 }
@@ -176,7 +182,9 @@ struct Queued {
 /// What one delivery round did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delivered {
+    /// Messages handed to the mail server.
     pub sent: usize,
+    /// Messages that failed and wait for a retry.
     pub failed: usize,
     /// Unsent mail dropped because its link no longer works.
     pub dropped: usize,
@@ -323,9 +331,13 @@ fn backoff(attempts: i32) -> Duration {
 /// The latest delivery state of an invitation's mail, for the console.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryState {
+    /// Delivery attempts so far.
     pub attempts: i32,
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// When it was delivered, if it was.
     pub sent_at: Option<time::OffsetDateTime>,
+    /// When delivery is tried next.
     pub next_attempt_at: time::OffsetDateTime,
 }
 

@@ -6,8 +6,11 @@ use super::ConsentMode;
 /// One permission: its Microsoft Graph name, what it allows, and why the provider needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Permission {
+    /// The Graph permission, e.g. `User.Read.All`.
     pub name: &'static str,
+    /// What it allows, in plain words.
     pub plain: &'static str,
+    /// Why the provider needs it.
     pub why: &'static str,
 }
 

@@ -54,18 +54,34 @@ impl TenantStatus {
 /// A tenant as stored (credentials stay sealed and are not read here).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Tenant {
+    /// Gangway's id.
     pub id: Uuid,
+    /// The customer it belongs to: the one whose invitation connected it last.
+    pub customer_id: Uuid,
+    /// That customer's name.
+    pub customer_name: String,
+    /// Microsoft's id of the directory.
     pub entra_tenant_id: Uuid,
+    /// The organisation's name, as Microsoft reports it.
     pub display_name: String,
+    /// Its verified domains.
     pub verified_domains: Vec<String>,
+    /// How access was granted.
     pub consent_mode: ConsentMode,
+    /// The permissions granted.
     pub granted_scopes: Vec<String>,
+    /// Who consented (object id), when known.
     pub consented_by_oid: Option<Uuid>,
+    /// Who consented (UPN), when known.
     pub consented_by_upn: Option<String>,
+    /// When consent was (last) given.
     #[serde(with = "time::serde::rfc3339")]
     pub consented_at: OffsetDateTime,
+    /// Customer-app mode: the customer's own app registration.
     pub customer_client_id: Option<String>,
+    /// Where it stands.
     pub status: TenantStatus,
+    /// When it was first connected.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -73,12 +89,19 @@ pub struct Tenant {
 /// What a verified consent established about a tenant.
 #[derive(Debug, Clone)]
 pub struct Consent {
+    /// Microsoft's id of the directory.
     pub entra_tenant_id: Uuid,
+    /// The organisation's name.
     pub display_name: String,
+    /// Its verified domains.
     pub verified_domains: Vec<String>,
+    /// How access was granted.
     pub mode: ConsentMode,
+    /// The permissions granted.
     pub granted_scopes: Vec<String>,
+    /// Who consented (object id), when known.
     pub consented_by_oid: Option<Uuid>,
+    /// Who consented (UPN), when known.
     pub consented_by_upn: Option<String>,
     /// Customer-app mode: the customer's own app registration.
     pub customer_client_id: Option<String>,
@@ -89,19 +112,30 @@ pub struct Consent {
 /// Why a consent could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
+    /// The invitation is restricted to another tenant's domain.
     #[error("the invitation is for the tenant with domain {expected}, but consent came from a tenant verified for {}", .found.join(", "))]
     WrongTenant {
+        /// The invitation's domain.
         expected: String,
+        /// The consenting tenant's verified domains.
         found: Vec<String>,
     },
+    /// Connected and not offboarded under another customer record; the invitation remembers
+    /// the tenant so the operator's page can point at it.
     #[error(
         "this tenant is already connected for another customer ({owner}); an operator must resolve that first"
     )]
-    OwnedByAnother { owner: String },
+    OwnedByAnother {
+        /// The owning customer's name.
+        owner: String,
+    },
+    /// The invitation was used, revoked or expired meanwhile.
     #[error("the invitation can no longer be used: it is {}", .0.as_str())]
     InvitationClosed(Status),
+    /// Reading the invitation failed.
     #[error(transparent)]
     Invitation(#[from] InvitationError),
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -133,17 +167,25 @@ pub async fn record_consent(
             });
         }
     }
-    // A tenant connected through another customer's invitation is not silently taken over.
-    let owner: Option<String> = sqlx::query_scalar(
-        "select i.customer_name from tenants t join invitations i on i.tenant_id = t.id
-         where t.entra_tenant_id = $1 and t.status <> 'offboarded' and lower(i.customer_name) <> lower($2)
-         limit 1",
+    // A tenant connected for another customer record is not silently taken over. The names
+    // do not matter: "Contoso (typo)" and "Contoso Ltd" are two customers unless the operator
+    // picked the same record.
+    let owner: Option<(Uuid, String)> = sqlx::query_as(
+        "select t.id, c.name::text from tenants t join customers c on c.id = t.customer_id
+         where t.entra_tenant_id = $1 and t.status <> 'offboarded' and t.customer_id <> $2",
     )
     .bind(consent.entra_tenant_id)
-    .bind(&invitation.customer_name)
+    .bind(invitation.customer_id)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some(owner) = owner {
+    if let Some((tenant_id, owner)) = owner {
+        // Kept (and committed) although the consent is refused, for the operator to resolve.
+        sqlx::query("update invitations set conflict_tenant_id = $2 where id = $1")
+            .bind(invitation_id)
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         return Err(ConsentError::OwnedByAnother { owner });
     }
     let sealed = consent
@@ -154,9 +196,9 @@ pub async fn record_consent(
     let tenant_id: Uuid = sqlx::query_scalar(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
                               consented_by_oid, consented_by_upn, customer_client_id, credential_ciphertext,
-                              credential_key_id, consented_at, status)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), 'active')
-         on conflict (entra_tenant_id) do update set
+                              credential_key_id, customer_id, consented_at, status)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), 'active')
+         on conflict (entra_tenant_id) do update set customer_id = excluded.customer_id,
              display_name = excluded.display_name, verified_domains = excluded.verified_domains,
              consent_mode = excluded.consent_mode, granted_scopes = excluded.granted_scopes,
              consented_by_oid = excluded.consented_by_oid, consented_by_upn = excluded.consented_by_upn,
@@ -175,9 +217,12 @@ pub async fn record_consent(
     .bind(&consent.customer_client_id)
     .bind(sealed)
     .bind(key_id)
+    .bind(invitation.customer_id)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, customer_notice = null, last_activity_at = now() where id = $1")
+    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, customer_notice = null,
+                conflict_tenant_id = null, last_activity_at = now()
+         where id = $1")
         .bind(invitation_id)
         .bind(tenant_id)
         .execute(&mut *tx)
@@ -206,10 +251,13 @@ pub async fn record_consent(
 /// Why a tenant could not be offboarded.
 #[derive(Debug, thiserror::Error)]
 pub enum OffboardError {
+    /// No tenant has this id.
     #[error("no such tenant")]
     NotFound,
+    /// Nothing left to do.
     #[error("the tenant is already offboarded")]
     AlreadyOffboarded,
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -227,13 +275,14 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     if status == TenantStatus::Offboarded {
         return Err(OffboardError::AlreadyOffboarded);
     }
-    let tenant: Tenant = sqlx::query_as(
+    sqlx::query(
         "update tenants set status = 'offboarded', credential_ciphertext = null, credential_key_id = null
-         where id = $1 returning *",
+         where id = $1",
     )
     .bind(id)
-    .fetch_one(&mut *tx)
+    .execute(&mut *tx)
     .await?;
+    let tenant = find(&mut *tx, id).await?.ok_or(OffboardError::NotFound)?;
     let detail =
         json!({ "tenant": tenant.display_name, "entra_tenant_id": tenant.entra_tenant_id });
     audit::record(
@@ -249,34 +298,56 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     Ok(tenant)
 }
 
-/// Tenants, newest consent first, optionally narrowed by name, domain or tenant id; with the total.
+/// A tenant row with its customer's name.
+const SELECT: &str = "select t.*, c.name::text as customer_name from tenants t join customers c on c.id = t.customer_id";
+
+/// Tenants, newest consent first, optionally narrowed by name, domain, tenant id or customer;
+/// with the total.
 pub async fn list(
     db: &PgPool,
     search: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
-    const WHERE: &str = "where $1::text is null or display_name ilike '%' || $1 || '%'
-          or entra_tenant_id::text = lower($1) or array_to_string(verified_domains, ' ') ilike '%' || $1 || '%'";
+    const WHERE: &str = "where $1::text is null or t.display_name ilike '%' || $1 || '%'
+          or t.entra_tenant_id::text = lower($1) or array_to_string(t.verified_domains, ' ') ilike '%' || $1 || '%'
+          or c.name ilike '%' || $1 || '%'";
     let search = search.map(str::trim).filter(|s| !s.is_empty());
     let rows = sqlx::query_as(&format!(
-        "select * from tenants {WHERE} order by consented_at desc limit $2 offset $3"
+        "{SELECT} {WHERE} order by t.consented_at desc limit $2 offset $3"
     ))
     .bind(search)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from tenants {WHERE}"))
-        .bind(search)
-        .fetch_one(db)
-        .await?;
+    let total = sqlx::query_scalar(&format!(
+        "select count(*) from tenants t join customers c on c.id = t.customer_id {WHERE}"
+    ))
+    .bind(search)
+    .fetch_one(db)
+    .await?;
     Ok((rows, total))
+}
+
+/// A customer's tenants, connected ones first, then newest consent first.
+pub async fn for_customer(db: &PgPool, customer_id: Uuid) -> Result<Vec<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} where t.customer_id = $1
+         order by (t.status = 'offboarded'), t.consented_at desc"
+    ))
+    .bind(customer_id)
+    .fetch_all(db)
+    .await
 }
 
 /// A tenant by Gangway's id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as("select * from tenants where id = $1")
+    find(db, id).await
+}
+
+async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} where t.id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await

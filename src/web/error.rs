@@ -7,8 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
+use crate::customers::CustomerError;
 use crate::invitations::InvitationError;
 use crate::operators::OperatorError;
+use crate::tenants::OffboardError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,26 @@ impl From<InvitationError> for Error {
             )),
             InvitationError::Invalid(message) => Self::BadRequest(message),
             InvitationError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<CustomerError> for Error {
+    fn from(e: CustomerError) -> Self {
+        match e {
+            CustomerError::NotFound => Self::NotFound,
+            CustomerError::Db(e) => e.into(),
+            refused => Self::BadRequest(refused.to_string()),
+        }
+    }
+}
+
+impl From<OffboardError> for Error {
+    fn from(e: OffboardError) -> Self {
+        match e {
+            OffboardError::NotFound => Self::NotFound,
+            OffboardError::Db(e) => e.into(),
+            refused => Self::BadRequest(refused.to_string()),
         }
     }
 }

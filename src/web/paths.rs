@@ -2,27 +2,52 @@
 
 use uuid::Uuid;
 
+/// Liveness for probes.
 pub const HEALTH: &str = "/health";
 /// The stylesheet; served immutable, so its name changes with its content.
 pub const STATIC_CSS: &str = "/static/gangway-2.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
 pub const STATIC_JS: &str = "/static/gangway-2.js";
 
+/// Operator sign-in.
 pub const LOGIN: &str = "/console/login";
+/// POST: sign out.
 pub const LOGOUT: &str = "/console/logout";
+/// The console's home (redirects to the invitations).
 pub const CONSOLE: &str = "/console";
+/// The invitations list.
 pub const INVITATIONS: &str = "/console/invitations";
+/// The new-invitation form.
 pub const NEW_INVITATION: &str = "/console/invitations/new";
+/// One invitation.
 pub const INVITATION: &str = "/console/invitations/{id}";
+/// POST: a new link, the old one dies.
 pub const RESEND_INVITATION: &str = "/console/invitations/{id}/resend";
+/// POST: withdraw for good.
 pub const REVOKE_INVITATION: &str = "/console/invitations/{id}/revoke";
+/// The tenants list.
 pub const TENANTS: &str = "/console/tenants";
+/// One tenant.
 pub const TENANT: &str = "/console/tenants/{id}";
+/// POST: offboard a tenant.
 pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
+/// The customers list.
+pub const CUSTOMERS: &str = "/console/customers";
+/// The new-customer form.
+pub const NEW_CUSTOMER: &str = "/console/customers/new";
+/// One customer, with its invitations and tenants.
+pub const CUSTOMER: &str = "/console/customers/{id}";
+/// Editing a customer's details.
+pub const EDIT_CUSTOMER: &str = "/console/customers/{id}/edit";
+/// The audit trail.
 pub const AUDIT: &str = "/console/audit";
+/// Operators (admins only).
 pub const OPERATORS: &str = "/console/operators";
+/// POST: change an operator's role.
 pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
+/// POST: end an operator's sessions.
 pub const OPERATOR_SIGN_OUT: &str = "/console/operators/{id}/sign-out";
+/// POST: remove an operator.
 pub const REMOVE_OPERATOR: &str = "/console/operators/{id}/remove";
 
 /// The token link's target; it redirects at once to [`WIZARD`].

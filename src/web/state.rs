@@ -16,10 +16,15 @@ use crate::invitations;
 /// What handlers share. Cheap to clone.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// The database.
     pub db: PgPool,
+    /// The settings.
     pub cfg: Arc<Config>,
+    /// Entra ID, as the provider's app.
     pub entra: EntraClient,
+    /// Microsoft Graph.
     pub graph: GraphClient,
+    /// Per-client rate limits.
     pub limits: Arc<Limits>,
 }
 

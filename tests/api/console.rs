@@ -1,5 +1,5 @@
 //! The operator console through HTTP, as an operator sees it: signing in, invitations (list,
-//! create, detail, resend, revoke), tenants and the audit log.
+//! create, detail, resend, revoke), tenants, the audit log, and the shared list behaviour.
 
 use gangway::audit::Actor;
 use gangway::invitations::{self, NewInvitation};
@@ -10,9 +10,12 @@ use gangway::web::paths;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
+use crate::customers::tag_with_id;
 use crate::helpers::{
-    OPERATOR_PASSWORD, Setup, TestApp, browser, consent, csrf_token, input_value, location,
+    Decision, OPERATOR_PASSWORD, Setup, TestApp, browser, consent, csrf_token, input_value,
+    location,
 };
+use crate::wizard::Customer;
 
 /// The form a valid invitation is created with.
 fn valid_form<'a>() -> Vec<(&'a str, &'a str)> {
@@ -937,4 +940,178 @@ async fn offboarding_erases_the_credential_and_lets_another_customer_connect_the
         .await
         .unwrap();
     assert_eq!(status, "active");
+}
+
+#[tokio::test]
+async fn a_decline_stays_visible_and_findable_after_the_admin_reopens_the_link() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let tenant = app.customer(0).clone();
+    let declined = app.invite("delegated", &tenant.admin.username, None).await;
+    let untouched = app
+        .invite_for("Fabrikam Inc", "delegated", "admin@fabrikam.example", None)
+        .await;
+    let admin = Customer::open(&app, &declined.link).await;
+    let (_, response) = admin.consent(&app, &tenant.admin, Decision::Decline).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The admin comes back through the same link: the invitation is `opened` again.
+    Customer::open(&app, &declined.link).await;
+    let detail = paths::with_id(paths::INVITATION, declined.invitation.id);
+    let page = body(app.get(&detail).await).await;
+    assert!(page.contains("badge opened"), "{page}");
+
+    let filtered = body(
+        app.get(&format!("{}?status=declined", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(
+        filtered.contains(&detail),
+        "the Declined filter still finds it"
+    );
+    assert!(!filtered.contains(&paths::with_id(paths::INVITATION, untouched.invitation.id)));
+    assert!(filtered.contains("Showing 1–1 of 1"));
+    let row = &filtered[filtered.find("<tbody>").unwrap()..];
+    assert!(
+        row.contains("badge opened") && row.contains("last-outcome") && row.contains("Declined"),
+        "the list shows the earlier decline: {row}"
+    );
+    let opened = body(
+        app.get(&format!("{}?status=opened", paths::INVITATIONS))
+            .await,
+    )
+    .await;
+    assert!(opened.contains(&detail), "it is opened all the same");
+
+    let decoded_page = decoded(&page);
+    let outcome = &decoded_page[decoded_page.find("<dt>Last outcome</dt>").unwrap()..];
+    assert!(
+        outcome[..outcome.find("</dd>").unwrap()].contains("Declined"),
+        "the detail shows the last outcome"
+    );
+}
+
+#[tokio::test]
+async fn validation_messages_are_sentences_and_the_first_invalid_field_is_focused() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let fresh = body(app.get(paths::NEW_INVITATION).await).await;
+    assert!(
+        !fresh.contains("autofocus"),
+        "nothing is focused before a mistake"
+    );
+
+    let response = app
+        .post_form(
+            paths::NEW_INVITATION,
+            &[
+                ("customer_name", ""),
+                ("admin_email", ""),
+                ("mode", "delegated"),
+                ("tenant_domain", ""),
+                ("valid_for", "7d"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = decoded(&body(response).await);
+    assert!(page.contains("Enter the customer's name."), "{page}");
+    assert!(page.contains("Enter the admin's email address."), "{page}");
+    assert!(
+        page.contains("href=\"#customer_name\"") && page.contains("href=\"#admin_email\""),
+        "the summary links each message to its field"
+    );
+    assert!(tag_with_id(&page, "customer_name").contains("autofocus"));
+    assert!(!tag_with_id(&page, "admin_email").contains("autofocus"));
+
+    let response = app
+        .post_form(
+            paths::NEW_INVITATION,
+            &[
+                ("customer_name", "Fabrikam"),
+                ("admin_email", "admin@fabrikam.example"),
+                ("mode", "delegated"),
+                ("tenant_domain", "not a domain"),
+                ("valid_for", "7d"),
+            ],
+        )
+        .await;
+    let page = decoded(&body(response).await);
+    assert!(
+        page.contains("Enter a domain name such as contoso.com"),
+        "{page}"
+    );
+    assert!(tag_with_id(&page, "tenant_domain").contains("autofocus"));
+    assert!(!tag_with_id(&page, "customer_name").contains("autofocus"));
+    assert_eq!(invitation_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_consented_invitation_shows_its_attempts_and_no_expiry() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let path = paths::with_id(paths::INVITATION, issued.invitation.id);
+    let open = body(app.get(&path).await).await;
+    assert!(
+        open.contains("<dt>Expires</dt>"),
+        "an open link has an expiry"
+    );
+
+    tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &consent(Uuid::new_v4()),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    let page = body(app.get(&path).await).await;
+    assert!(page.contains("badge consented"));
+    assert!(
+        !page.contains("<dt>Expires</dt>"),
+        "a used link does not expire: {page}"
+    );
+    assert!(
+        page.contains("<dt>Attempts</dt><dd>1 (consented at the first attempt)</dd>"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn empty_lists_show_one_call_to_action_and_no_filters() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let invitations = body(app.get(paths::INVITATIONS).await).await;
+    assert!(invitations.contains("No invitations yet"));
+    assert_eq!(
+        invitations
+            .matches(&format!("href=\"{}\"", paths::NEW_INVITATION))
+            .count(),
+        1,
+        "one call to action: {invitations}"
+    );
+    assert!(!invitations.contains("role=\"search\""), "no filters");
+    let tenants = body(app.get(paths::TENANTS).await).await;
+    assert!(tenants.contains("No tenants yet") && !tenants.contains("role=\"search\""));
+    assert_eq!(
+        tenants
+            .matches(&format!("class=\"button\" href=\"{}\"", paths::INVITATIONS))
+            .count(),
+        1
+    );
+
+    // Viewers get no button at all, and are told why.
+    app.sign_in(Role::Viewer).await;
+    let page = decoded(&body(app.get(paths::INVITATIONS).await).await);
+    assert!(!page.contains(&format!("href=\"{}\"", paths::NEW_INVITATION)));
+    assert!(page.contains("Ask an admin to create one"));
+
+    // With something to list, the filters and the header button come back.
+    app.invite("delegated", "admin@contoso.example", None).await;
+    app.sign_in(Role::Admin).await;
+    let page = body(app.get(paths::INVITATIONS).await).await;
+    assert!(page.contains("role=\"search\"") && page.contains("Contoso Ltd"));
+    assert!(page.contains(&format!("href=\"{}\"", paths::NEW_INVITATION)));
 }

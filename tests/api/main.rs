@@ -4,6 +4,7 @@ mod attacks;
 mod browser;
 mod cli;
 mod console;
+mod customers;
 mod headers;
 mod helpers;
 mod limits;

@@ -3,11 +3,11 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
-use serde::Deserialize;
 
-use super::{Chrome, EventRow, Pager, Section, page_number, search_term};
+use super::list::{Empty, ListQuery, Pager};
+use super::{Chrome, EventRow, Section};
 use crate::audit;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
@@ -21,12 +21,6 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route(paths::AUDIT, get(log))
 }
 
-#[derive(Deserialize, Default)]
-struct LogQuery {
-    q: Option<String>,
-    page: Option<String>,
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "console/audit.html")]
 struct LogPage {
@@ -34,37 +28,35 @@ struct LogPage {
     events: Vec<EventRow>,
     q: String,
     pager: Pager,
+    empty: Option<Empty>,
 }
 
 async fn log(
     State(state): State<AppState>,
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
-    Query(query): Query<LogQuery>,
+    query: ListQuery<()>,
 ) -> Result<LogPage> {
-    let search = search_term(query.q.as_deref());
-    let page = page_number(query.page.as_deref());
-    let events = audit::page(
-        &state.db,
-        search.as_deref(),
-        PER_PAGE,
-        (page - 1) * PER_PAGE,
-    )
-    .await?;
-    let total = audit::count(&state.db, search.as_deref()).await?;
-    let q = search.unwrap_or_default();
-    let pager = Pager::new(
+    let search = query.q.as_deref();
+    let events = audit::page(&state.db, search, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let total = audit::count(&state.db, search).await?;
+    let (pager, empty) = query.outcome(
         paths::AUDIT,
-        &[("q", &q)],
-        page,
         PER_PAGE,
         events.len(),
         total,
+        "events",
+        Empty::first_run(
+            "Nothing recorded yet",
+            "Sign-ins, invitations and consents appear here as they happen.",
+            None,
+        ),
     );
     Ok(LogPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Audit),
         events: events.iter().map(EventRow::from).collect(),
-        q,
+        q: query.search_text(),
         pager,
+        empty,
     })
 }

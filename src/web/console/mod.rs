@@ -1,5 +1,5 @@
-//! The operator console: sign-in, invitations, tenants, the audit log and (for admins) the
-//! operators.
+//! The operator console: sign-in, invitations, tenants, customers, the audit log and (for
+//! admins) the operators.
 //!
 //! Every page but sign-in needs a signed-in operator ([`CurrentOperator`]); whatever changes
 //! something needs an admin ([`AdminOperator`]), checked on the server whether or not the page
@@ -10,7 +10,9 @@
 
 mod audit_log;
 mod auth;
+mod customers;
 mod invitations;
+mod list;
 mod operators;
 mod tenants;
 
@@ -34,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(invitations::router())
         .merge(tenants::router())
+        .merge(customers::router())
         .merge(audit_log::router())
         .merge(operators::router())
 }
@@ -48,6 +51,7 @@ async fn home() -> Redirect {
 pub(crate) enum Section {
     Invitations,
     Tenants,
+    Customers,
     Audit,
     Operators,
 }
@@ -72,8 +76,8 @@ impl Chrome {
         }
     }
 
-    /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`, `audit`,
-    /// `operators`).
+    /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
+    /// `customers`, `audit`, `operators`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -84,6 +88,7 @@ impl Section {
         match self {
             Self::Invitations => "invitations",
             Self::Tenants => "tenants",
+            Self::Customers => "customers",
             Self::Audit => "audit",
             Self::Operators => "operators",
         }
@@ -160,98 +165,4 @@ fn short_id(id: uuid::Uuid) -> String {
 /// Plain words for the actions Gangway records; unknown ones show their code only.
 fn action_summary(action: &str) -> &'static str {
     Action::parse(action).map(Action::label).unwrap_or_default()
-}
-
-/// Page numbers from `?page=`, tolerant of junk (a bad number means the first page).
-pub(crate) fn page_number(raw: Option<&str>) -> i64 {
-    raw.and_then(|p| p.trim().parse::<i64>().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(1)
-        .min(100_000)
-}
-
-/// A search term, or `None` when blank.
-pub(crate) fn search_term(raw: Option<&str>) -> Option<String> {
-    raw.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.chars().take(200).collect())
-}
-
-/// "Showing 1–25 of 73" with previous/next links that keep the filters.
-pub(crate) struct Pager {
-    pub from: i64,
-    pub to: i64,
-    pub total: i64,
-    pub prev: Option<String>,
-    pub next: Option<String>,
-}
-
-impl Pager {
-    /// `params` are the active filters (empty values are left out of the links).
-    pub fn new(
-        base: &str,
-        params: &[(&str, &str)],
-        page: i64,
-        per_page: i64,
-        shown: usize,
-        total: i64,
-    ) -> Self {
-        let link = |page: i64| {
-            let mut url = url::form_urlencoded::Serializer::new(String::new());
-            for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
-                url.append_pair(k, v);
-            }
-            if page > 1 {
-                url.append_pair("page", &page.to_string());
-            }
-            let query = url.finish();
-            if query.is_empty() {
-                base.to_owned()
-            } else {
-                format!("{base}?{query}")
-            }
-        };
-        let offset = (page - 1) * per_page;
-        let shown = shown as i64;
-        Self {
-            from: if shown == 0 { 0 } else { offset + 1 },
-            to: offset + shown,
-            total,
-            prev: (page > 1).then(|| link(page - 1)),
-            next: (offset + shown < total).then(|| link(page + 1)),
-        }
-    }
-
-    /// Whether there is more than one page (or the visitor is past the last one).
-    pub fn needed(&self) -> bool {
-        self.prev.is_some() || self.next.is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pager_keeps_filters_and_counts() {
-        let p = Pager::new("/x", &[("status", "pending"), ("q", "a b")], 2, 25, 25, 73);
-        assert_eq!((p.from, p.to, p.total), (26, 50, 73));
-        assert_eq!(p.prev.as_deref(), Some("/x?status=pending&q=a+b"));
-        assert_eq!(p.next.as_deref(), Some("/x?status=pending&q=a+b&page=3"));
-        let last = Pager::new("/x", &[("q", "")], 3, 25, 23, 73);
-        assert_eq!((last.from, last.to), (51, 73));
-        assert!(last.next.is_none());
-        assert_eq!(last.prev.as_deref(), Some("/x?page=2"));
-        let none = Pager::new("/x", &[], 1, 25, 0, 0);
-        assert_eq!((none.from, none.to), (0, 0));
-        assert!(!none.needed());
-    }
-
-    #[test]
-    fn junk_page_numbers_mean_the_first_page() {
-        assert_eq!(page_number(None), 1);
-        assert_eq!(page_number(Some("abc")), 1);
-        assert_eq!(page_number(Some("-3")), 1);
-        assert_eq!(page_number(Some("4")), 4);
-    }
 }

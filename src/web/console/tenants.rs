@@ -9,7 +9,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Chrome, EventRow, Pager, Section, When, page_number, parse_id, search_term};
+use super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::{Chrome, EventRow, Section, When, parse_id};
 use crate::audit::{self, Actor};
 use crate::tenants::{self, Tenant, TenantStatus};
 use crate::web::AppState;
@@ -28,13 +29,13 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A tenant status badge: the CSS class is the stored status.
-struct Badge {
-    class: &'static str,
-    label: &'static str,
+pub(in crate::web::console) struct Badge {
+    pub(in crate::web::console) class: &'static str,
+    pub(in crate::web::console) label: &'static str,
 }
 
 impl Badge {
-    fn new(status: TenantStatus) -> Self {
+    pub(super) fn new(status: TenantStatus) -> Self {
         Self {
             class: status.as_str(),
             label: status.label(),
@@ -42,27 +43,26 @@ impl Badge {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct ListQuery {
-    q: Option<String>,
-    page: Option<String>,
-}
-
-struct Row {
-    url: String,
-    name: String,
-    entra_id: String,
-    domains: String,
-    mode: &'static str,
-    badge: Badge,
-    consented_by: String,
-    consented: When,
+/// A tenant as lists show it (here and on its customer's page).
+pub(in crate::web::console) struct Row {
+    pub(in crate::web::console) url: String,
+    pub(in crate::web::console) customer_url: String,
+    pub(in crate::web::console) customer: String,
+    pub(in crate::web::console) name: String,
+    pub(in crate::web::console) entra_id: String,
+    pub(in crate::web::console) domains: String,
+    pub(in crate::web::console) mode: &'static str,
+    pub(in crate::web::console) badge: Badge,
+    pub(in crate::web::console) consented_by: String,
+    pub(in crate::web::console) consented: When,
 }
 
 impl From<&Tenant> for Row {
     fn from(t: &Tenant) -> Self {
         Self {
             url: paths::with_id(paths::TENANT, t.id),
+            customer_url: paths::with_id(paths::CUSTOMER, t.customer_id),
+            customer: t.customer_name.clone(),
             name: t.display_name.clone(),
             entra_id: t.entra_tenant_id.to_string(),
             domains: t.verified_domains.join(", "),
@@ -81,37 +81,46 @@ struct ListPage {
     rows: Vec<Row>,
     q: String,
     pager: Pager,
+    empty: Option<Empty>,
+}
+
+impl ListPage {
+    fn first_run(&self) -> bool {
+        is_first_run(&self.empty)
+    }
 }
 
 async fn list(
     State(state): State<AppState>,
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
-    Query(query): Query<ListQuery>,
+    query: ListQuery<()>,
 ) -> Result<ListPage> {
-    let search = search_term(query.q.as_deref());
-    let page = page_number(query.page.as_deref());
     let (found, total) = tenants::list(
         &state.db,
-        search.as_deref(),
+        query.q.as_deref(),
         PER_PAGE,
-        (page - 1) * PER_PAGE,
+        query.offset(PER_PAGE),
     )
     .await?;
-    let q = search.unwrap_or_default();
-    let pager = Pager::new(
+    let (pager, empty) = query.outcome(
         paths::TENANTS,
-        &[("q", &q)],
-        page,
         PER_PAGE,
         found.len(),
         total,
+        "tenants",
+        Empty::first_run(
+            "No tenants yet",
+            "Tenants appear here when a customer's admin consents through an invitation.",
+            Some(("Go to invitations", paths::INVITATIONS.to_owned())),
+        ),
     );
     Ok(ListPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
         rows: found.iter().map(Row::from).collect(),
-        q,
+        q: query.search_text(),
         pager,
+        empty,
     })
 }
 
@@ -122,6 +131,8 @@ struct DetailPage {
     id: Uuid,
     name: String,
     entra_id: String,
+    customer: String,
+    customer_url: String,
     domains: Vec<String>,
     mode: &'static str,
     scopes: Vec<String>,
@@ -160,6 +171,8 @@ async fn detail(
         id,
         name: tenant.display_name,
         entra_id: tenant.entra_tenant_id.to_string(),
+        customer_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        customer: tenant.customer_name,
         domains: tenant.verified_domains,
         mode: tenant.consent_mode.label(),
         scopes: tenant.granted_scopes,
@@ -182,13 +195,7 @@ async fn offboard(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     let id = parse_id(&id)?;
-    tenants::offboard(&state.db, id, &Actor::Operator(operator.email))
-        .await
-        .map_err(|e| match e {
-            tenants::OffboardError::NotFound => Error::NotFound,
-            tenants::OffboardError::AlreadyOffboarded => Error::BadRequest(e.to_string()),
-            tenants::OffboardError::Db(e) => e.into(),
-        })?;
+    tenants::offboard(&state.db, id, &Actor::Operator(operator.email)).await?;
     Ok(Redirect::to(&format!(
         "{}?done=offboarded",
         paths::with_id(paths::TENANT, id)

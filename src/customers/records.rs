@@ -1,0 +1,163 @@
+//! Reading and writing customer records.
+
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{Customer, CustomerDetails, CustomerError, CustomerName, Listed};
+use crate::audit::{self, Action, Actor};
+
+/// The constraint that keeps names unique regardless of case.
+const NAME_KEY: &str = "customers_name_key";
+
+/// The customer named `name` (compared regardless of case), created when there is none yet.
+/// Runs inside the caller's transaction, so the invitation and its new customer commit together.
+pub async fn find_or_create(
+    tx: &mut PgConnection,
+    name: &CustomerName,
+    actor: &Actor,
+) -> Result<Uuid, sqlx::Error> {
+    // `on conflict do nothing` returns no row when the name exists: then it is read back.
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "insert into customers (name) values ($1) on conflict (name) do nothing returning id",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    match inserted {
+        Some(id) => {
+            record(tx, actor, Action::CustomerCreated, id, name.as_str()).await?;
+            Ok(id)
+        }
+        None => {
+            sqlx::query_scalar("select id from customers where name = $1::citext")
+                .bind(name.as_str())
+                .fetch_one(&mut *tx)
+                .await
+        }
+    }
+}
+
+/// Creates a customer; a name already taken (in any case) is refused.
+pub async fn create(
+    db: &PgPool,
+    details: &CustomerDetails,
+    actor: &Actor,
+) -> Result<Customer, CustomerError> {
+    let mut tx = db.begin().await?;
+    let created: Customer = sqlx::query_as(
+        "insert into customers (name, contact, notes) values ($1, $2, $3) returning *",
+    )
+    .bind(details.name.as_str())
+    .bind(&details.contact)
+    .bind(&details.notes)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| name_taken(e, &details.name))?;
+    record(
+        &mut tx,
+        actor,
+        Action::CustomerCreated,
+        created.id,
+        &created.name,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Changes a customer's name, contact and notes.
+pub async fn update(
+    db: &PgPool,
+    id: Uuid,
+    details: &CustomerDetails,
+    actor: &Actor,
+) -> Result<Customer, CustomerError> {
+    let mut tx = db.begin().await?;
+    let updated: Customer = sqlx::query_as(
+        "update customers set name = $2, contact = $3, notes = $4 where id = $1 returning *",
+    )
+    .bind(id)
+    .bind(details.name.as_str())
+    .bind(&details.contact)
+    .bind(&details.notes)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| name_taken(e, &details.name))?
+    .ok_or(CustomerError::NotFound)?;
+    record(&mut tx, actor, Action::CustomerUpdated, id, &updated.name).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+fn name_taken(e: sqlx::Error, name: &CustomerName) -> CustomerError {
+    match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some(NAME_KEY) => {
+            CustomerError::NameTaken(name.as_str().to_owned())
+        }
+        _ => e.into(),
+    }
+}
+
+async fn record(
+    tx: &mut PgConnection,
+    actor: &Actor,
+    action: Action,
+    id: Uuid,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        &mut *tx,
+        actor,
+        action,
+        None,
+        None,
+        json!({ "customer": name, "customer_id": id }),
+    )
+    .await
+}
+
+/// A customer by id.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Customer, CustomerError> {
+    sqlx::query_as("select * from customers where id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(CustomerError::NotFound)
+}
+
+/// Customers by name, optionally narrowed by name or contact; with the total.
+pub async fn list(
+    db: &PgPool,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Listed>, i64), sqlx::Error> {
+    const WHERE: &str = "where $1::text is null or c.name ilike '%' || $1 || '%' or c.contact ilike '%' || $1 || '%'";
+    let search = search.map(str::trim).filter(|s| !s.is_empty());
+    let rows = sqlx::query_as(&format!(
+        "select c.*,
+                (select count(*) from invitations i where i.customer_id = c.id) as invitations,
+                (select count(*) from tenants t where t.customer_id = c.id and t.status <> 'offboarded')
+                    as connected_tenants
+         from customers c {WHERE} order by c.name limit $2 offset $3"
+    ))
+    .bind(search)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from customers c {WHERE}"))
+        .bind(search)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// The names to offer when an operator picks a customer (at most `limit`, by name).
+pub async fn names(db: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("select name::text from customers order by name limit $1")
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}

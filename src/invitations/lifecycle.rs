@@ -1,0 +1,317 @@
+//! An invitation's life: created, opened, declined or failed and retried, resent, revoked.
+
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use url::Url;
+use uuid::Uuid;
+
+use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback, Status, mail};
+use crate::audit::{self, Action, Actor};
+use crate::crypto::Keyring;
+use crate::customers;
+use crate::types::DomainName;
+
+/// What building links and invitation mail needs.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// Where the portal is reached, for the link.
+    pub public_url: &'a Url,
+    /// The provider's name, for the email.
+    pub provider_name: &'a str,
+    /// Seals the queued email (it holds the link).
+    pub keys: &'a Keyring,
+}
+
+impl Context<'_> {
+    /// The customer's link for `token`.
+    pub fn link(&self, token: &InvitationToken) -> Url {
+        let mut url = self
+            .public_url
+            .join("authenticate")
+            .expect("a fixed relative path joins");
+        url.query_pairs_mut().append_pair("token", token.expose());
+        url
+    }
+}
+
+/// A freshly minted link: shown once, then only its hash remains.
+#[derive(Debug)]
+pub struct Issued {
+    /// The invitation as stored now.
+    pub invitation: Invitation,
+    /// The customer's link, with its token.
+    pub link: Url,
+}
+
+/// Creates an invitation, records it and queues its email, all in one transaction.
+pub async fn create(
+    db: &PgPool,
+    cx: Context<'_>,
+    new: &NewInvitation,
+    actor: &Actor,
+    created_by: Option<Uuid>,
+) -> Result<Issued, InvitationError> {
+    let token = InvitationToken::mint();
+    let mut tx = db.begin().await?;
+    let customer_id = customers::find_or_create(&mut tx, &new.customer, actor).await?;
+    let id: Uuid = sqlx::query_scalar(
+        "insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at, created_by)
+         values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7) returning id",
+    )
+    .bind(customer_id)
+    .bind(new.admin_email.as_str())
+    .bind(new.mode)
+    .bind(new.tenant_domain.as_ref().map(DomainName::as_str))
+    .bind(token.hash())
+    .bind(new.valid_for.as_secs_f64())
+    .bind(created_by)
+    .fetch_one(&mut *tx)
+    .await?;
+    let detail = json!({
+        "customer": new.customer.as_str(),
+        "email": new.admin_email.as_str(),
+        "mode": new.mode.as_str(),
+        "tenant_domain": new.tenant_domain.as_ref().map(DomainName::as_str),
+    });
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::InvitationCreated,
+        Some(id),
+        None,
+        detail,
+    )
+    .await?;
+    let issued = issue(&mut tx, cx, id, &token).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+/// Mints a new link for an invitation (the old one stops working) and sends it again.
+pub async fn resend(
+    db: &PgPool,
+    cx: Context<'_>,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Issued, InvitationError> {
+    let mut tx = db.begin().await?;
+    let current = lock(&mut tx, id).await?;
+    if !(current.status.is_open() || current.status == Status::Expired) {
+        return Err(InvitationError::WrongState {
+            status: current.status,
+            action: "resending",
+        });
+    }
+    let token = InvitationToken::mint();
+    // A resent link gets the same validity the first one had, counted from now.
+    sqlx::query(
+        "update invitations set token_sha256 = $2, status = 'pending', last_activity_at = now(),
+                expires_at = now() + (expires_at - created_at)
+         where id = $1",
+    )
+    .bind(id)
+    .bind(token.hash())
+    .execute(&mut *tx)
+    .await?;
+    mail::discard_unsent(&mut tx, id).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::InvitationResent,
+        Some(id),
+        None,
+        json!({}),
+    )
+    .await?;
+    let issued = issue(&mut tx, cx, id, &token).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+async fn issue(
+    tx: &mut PgConnection,
+    cx: Context<'_>,
+    id: Uuid,
+    token: &InvitationToken,
+) -> Result<Issued, InvitationError> {
+    let invitation = find(&mut *tx, id).await?;
+    let link = cx.link(token);
+    mail::enqueue(&mut *tx, cx, &invitation, &link).await?;
+    Ok(Issued { invitation, link })
+}
+
+/// Revokes an invitation for good.
+pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, InvitationError> {
+    let mut tx = db.begin().await?;
+    let current = lock(&mut tx, id).await?;
+    if matches!(current.status, Status::Consented | Status::Revoked) {
+        return Err(InvitationError::WrongState {
+            status: current.status,
+            action: "revoking",
+        });
+    }
+    sqlx::query(
+        "update invitations set status = 'revoked', last_activity_at = now() where id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    mail::discard_unsent(&mut tx, id).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::InvitationRevoked,
+        Some(id),
+        None,
+        json!({}),
+    )
+    .await?;
+    let revoked = find(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// What opening a link found.
+#[derive(Debug)]
+pub enum Opened {
+    /// Usable: the wizard may go on.
+    Ready(Invitation),
+    /// The link is past its expiry.
+    Expired(Invitation),
+    /// An operator revoked it.
+    Revoked(Invitation),
+    /// Consent was already given through it.
+    AlreadyUsed(Invitation),
+    /// No invitation has this token (never issued, or replaced by a resend).
+    Unknown,
+}
+
+/// Looks a link token up by its hash and, when usable, marks the invitation opened by `actor`.
+pub async fn open(
+    db: &PgPool,
+    token: &InvitationToken,
+    actor: &Actor,
+) -> Result<Opened, InvitationError> {
+    let found: Option<Invitation> =
+        sqlx::query_as("select * from invitation_view where token_sha256 = $1")
+            .bind(token.hash())
+            .fetch_optional(db)
+            .await?;
+    let Some(invitation) = found else {
+        return Ok(Opened::Unknown);
+    };
+    Ok(match invitation.status {
+        Status::Expired => Opened::Expired(invitation),
+        Status::Revoked => Opened::Revoked(invitation),
+        Status::Consented => Opened::AlreadyUsed(invitation),
+        _ => {
+            let mut invitation = invitation;
+            let mut tx = db.begin().await?;
+            invitation.last_activity_at = sqlx::query_scalar(
+                "update invitations set status = 'opened', last_activity_at = now() where id = $1
+                 returning last_activity_at",
+            )
+            .bind(invitation.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            invitation.status = Status::Opened;
+            audit::record(
+                &mut *tx,
+                actor,
+                Action::InvitationOpened,
+                Some(invitation.id),
+                None,
+                json!({}),
+            )
+            .await?;
+            tx.commit().await?;
+            Opened::Ready(invitation)
+        }
+    })
+}
+
+/// An invitation by id.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Invitation, InvitationError> {
+    find(db, id).await
+}
+
+async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Invitation, InvitationError> {
+    sqlx::query_as("select * from invitation_view where id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(InvitationError::NotFound)
+}
+
+/// Locks the row for a state change and returns it with its derived status.
+pub(crate) async fn lock(tx: &mut PgConnection, id: Uuid) -> Result<Invitation, InvitationError> {
+    sqlx::query("select 1 from invitations where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(InvitationError::NotFound)?;
+    find(&mut *tx, id).await
+}
+
+/// The longest reason or notice kept on an invitation; both may quote Microsoft or the customer.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Records a declined or failed attempt on the invitation; the link stays usable for a retry.
+/// `reason` is for operators, `notice` is what the customer is shown when they come back.
+pub async fn record_setback(
+    db: &PgPool,
+    id: Uuid,
+    setback: Setback,
+    reason: &str,
+    notice: &str,
+    actor: &Actor,
+) -> Result<(), InvitationError> {
+    let cap = |s: &str| s.chars().take(MAX_REASON_CHARS).collect::<String>();
+    let (reason, notice) = (cap(reason), cap(notice));
+    let action = match setback {
+        Setback::Declined => Action::ConsentDeclined,
+        Setback::Failed => Action::ConsentFailed,
+    };
+    let mut tx = db.begin().await?;
+    // The outcome is kept apart from the status: opening the link again makes the status
+    // `opened`, and the decline must stay visible (and findable) all the same.
+    sqlx::query(
+        "update invitations set status = $2, attempts = attempts + 1, last_error = $3, customer_notice = $4,
+                last_outcome = $2, last_outcome_at = now(), last_activity_at = now()
+         where id = $1 and status not in ('consented', 'revoked')",
+    )
+    .bind(id)
+    .bind(setback)
+    .bind(&reason)
+    .bind(&notice)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        action,
+        Some(id),
+        None,
+        json!({ "reason": reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Notes activity (e.g. the admin left for Microsoft's sign-in) without changing status.
+pub async fn touch(
+    db: &PgPool,
+    id: Uuid,
+    actor: &Actor,
+    action: Action,
+) -> Result<(), InvitationError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("update invitations set last_activity_at = now() where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut *tx, actor, action, Some(id), None, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}

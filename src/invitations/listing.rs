@@ -1,0 +1,55 @@
+//! Finding invitations: the console's and the CLI's lists.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Invitation, InvitationError, Status};
+
+/// A filter for listing invitations.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// A status; `declined` and `failed` also find open invitations whose last outcome it was.
+    pub status: Option<Status>,
+    /// Text in the customer's name, the admin's email or the tenant domain.
+    pub search: Option<String>,
+    /// Only this customer's invitations.
+    pub customer_id: Option<Uuid>,
+    /// At most this many rows.
+    pub limit: i64,
+    /// Rows skipped first.
+    pub offset: i64,
+}
+
+/// Invitations matching `filter`, open ones first, then newest first; with the total count.
+pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64), InvitationError> {
+    const WHERE: &str = "where ($1::text is null or effective_status = $1
+               or (last_outcome = $1 and effective_status in ('pending', 'opened')))
+          and ($2::text is null or customer_name ilike '%' || $2 || '%' or admin_email ilike '%' || $2 || '%'
+               or tenant_domain ilike '%' || $2 || '%')
+          and ($3::uuid is null or customer_id = $3)";
+    let status = filter.status.map(Status::as_str);
+    let search = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let rows = sqlx::query_as(&format!(
+        "select * from invitation_view {WHERE}
+         order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
+         limit $4 offset $5"
+    ))
+    .bind(status)
+    .bind(search)
+    .bind(filter.customer_id)
+    .bind(filter.limit)
+    .bind(filter.offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from invitation_view {WHERE}"))
+        .bind(status)
+        .bind(search)
+        .bind(filter.customer_id)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}

@@ -1,0 +1,236 @@
+//! One invitation: its facts, mail delivery, timeline, what stands in the way of a refused
+//! consent, and the Resend and Revoke actions.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Badge, link};
+use crate::audit::{self, Actor};
+use crate::invitations::{self, Invitation, Setback, Status, mail};
+use crate::tenants::{self, TenantStatus};
+use crate::web::AppState;
+use crate::web::console::list::link as query_link;
+use crate::web::console::{Chrome, EventRow, Section, When, parse_id};
+use crate::web::csrf::CsrfToken;
+use crate::web::error::Result;
+use crate::web::paths;
+use crate::web::session::{AdminOperator, CurrentOperator};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::INVITATION, get(detail))
+        .route(paths::RESEND_INVITATION, post(resend))
+        .route(paths::REVOKE_INVITATION, post(revoke))
+}
+
+#[derive(Deserialize, Default)]
+struct DetailQuery {
+    done: Option<String>,
+}
+
+struct Delivery {
+    sent: Option<String>,
+    attempts: i32,
+    last_error: Option<String>,
+    next_try: When,
+}
+
+/// The tenant another customer already connected, which refused this invitation's consent.
+struct Conflict {
+    tenant: String,
+    tenant_url: String,
+    owner: String,
+    owner_url: String,
+    offboard_url: String,
+    /// A new invitation for the owning customer, filled in from this one.
+    invite_owner_url: String,
+}
+
+/// The last decline or failure, kept when the link is opened again.
+struct Outcome {
+    class: &'static str,
+    label: &'static str,
+    at: When,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/invitation.html")]
+struct DetailPage {
+    chrome: Chrome,
+    id: Uuid,
+    customer: String,
+    customer_url: String,
+    email: String,
+    mode: &'static str,
+    domain: Option<String>,
+    badge: Badge,
+    created: When,
+    /// Only while the link can be used (or has just expired): a used link has no expiry.
+    expires: Option<When>,
+    activity: When,
+    attempts: String,
+    last_outcome: Option<Outcome>,
+    last_error: Option<String>,
+    tenant_url: Option<String>,
+    conflict: Option<Conflict>,
+    delivery: Option<Delivery>,
+    mail_configured: bool,
+    timeline: Vec<EventRow>,
+    notice: Option<&'static str>,
+    can_resend: bool,
+    can_revoke: bool,
+    resend_url: String,
+    revoke_url: String,
+}
+
+/// Attempts as people count them: a consent is an attempt too (the stored count is of setbacks).
+fn attempts_text(invitation: &Invitation) -> String {
+    match (invitation.status, invitation.attempts) {
+        (Status::Consented, 0) => "1 (consented at the first attempt)".into(),
+        (Status::Consented, n) => format!("{} (consented after {n} unsuccessful)", n + 1),
+        (_, n) => n.to_string(),
+    }
+}
+
+/// The conflict still standing: the tenant is connected, not offboarded, for another customer.
+async fn conflict(state: &AppState, invitation: &Invitation) -> Result<Option<Conflict>> {
+    let Some(tenant_id) = invitation.conflict_tenant_id else {
+        return Ok(None);
+    };
+    if !invitation.status.is_open() {
+        return Ok(None);
+    }
+    let Some(tenant) = tenants::get(&state.db, tenant_id).await? else {
+        return Ok(None);
+    };
+    if tenant.status == TenantStatus::Offboarded || tenant.customer_id == invitation.customer_id {
+        return Ok(None);
+    }
+    let invite_owner_url = query_link(
+        paths::NEW_INVITATION,
+        &[
+            ("customer_name", tenant.customer_name.clone()),
+            ("admin_email", invitation.admin_email.clone()),
+            ("mode", invitation.consent_mode.as_str().to_owned()),
+            (
+                "tenant_domain",
+                invitation.tenant_domain.clone().unwrap_or_default(),
+            ),
+        ],
+    );
+    Ok(Some(Conflict {
+        tenant_url: paths::with_id(paths::TENANT, tenant.id),
+        offboard_url: format!("{}#offboard", paths::with_id(paths::TENANT, tenant.id)),
+        owner_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        owner: tenant.customer_name,
+        tenant: tenant.display_name,
+        invite_owner_url,
+    }))
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Result<DetailPage> {
+    let id = parse_id(&id)?;
+    let invitation = invitations::get(&state.db, id).await?;
+    let delivery = mail::delivery_state(&state.db, id)
+        .await?
+        .map(|d| Delivery {
+            sent: d.sent_at.map(crate::format::datetime),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            next_try: When::new(d.next_attempt_at),
+        });
+    let timeline = audit::for_invitation(&state.db, id)
+        .await?
+        .iter()
+        .map(EventRow::from)
+        .collect();
+    let notice = match query.done.as_deref() {
+        Some("revoked") => Some("Invitation revoked. Its link no longer works."),
+        _ => None,
+    };
+    let conflict = conflict(&state, &invitation).await?;
+    // The same rules `invitations::resend` and `revoke` enforce; here they only decide which
+    // buttons to offer.
+    let status = invitation.status;
+    let can_resend = status.is_open() || status == Status::Expired;
+    let can_revoke = !matches!(status, Status::Consented | Status::Revoked);
+    let last_outcome =
+        invitation
+            .last_outcome
+            .zip(invitation.last_outcome_at)
+            .map(|(outcome, at)| Outcome {
+                class: outcome.as_str(),
+                label: match outcome {
+                    Setback::Declined => "Declined",
+                    Setback::Failed => "Failed",
+                },
+                at: When::new(at),
+            });
+    Ok(DetailPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Invitations),
+        id,
+        attempts: attempts_text(&invitation),
+        customer_url: paths::with_id(paths::CUSTOMER, invitation.customer_id),
+        customer: invitation.customer_name,
+        email: invitation.admin_email,
+        mode: invitation.consent_mode.label(),
+        domain: invitation.tenant_domain,
+        badge: status.into(),
+        created: When::new(invitation.created_at),
+        expires: (status.is_open() || status == Status::Expired)
+            .then(|| When::new(invitation.expires_at)),
+        activity: When::new(invitation.last_activity_at),
+        last_outcome,
+        last_error: invitation.last_error,
+        tenant_url: invitation
+            .tenant_id
+            .map(|t| paths::with_id(paths::TENANT, t)),
+        conflict,
+        delivery,
+        mail_configured: state.cfg.smtp_url.is_some(),
+        timeline,
+        notice,
+        can_resend,
+        can_revoke,
+        resend_url: paths::with_id(paths::RESEND_INVITATION, id),
+        revoke_url: paths::with_id(paths::REVOKE_INVITATION, id),
+    })
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let actor = Actor::Operator(operator.email.clone());
+    let issued = invitations::resend(&state.db, state.invitation_context(), id, &actor).await?;
+    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
+    Ok(link::page(&state, chrome, issued, true))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    let id = parse_id(&id)?;
+    invitations::revoke(&state.db, id, &Actor::Operator(operator.email)).await?;
+    Ok(Redirect::to(&format!(
+        "{}?done=revoked",
+        paths::with_id(paths::INVITATION, id)
+    )))
+}

@@ -1,0 +1,305 @@
+//! Creating an invitation: the form (picking an existing customer or naming a new one) and its
+//! validation, each message a sentence next to its field, the first invalid field focused.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Choice, link};
+use crate::audit::Actor;
+use crate::customers::{self, CustomerName};
+use crate::invitations::{self, ConsentMode, NewInvitation};
+use crate::types::{DomainName, EmailAddress};
+use crate::web::AppState;
+use crate::web::console::{Chrome, Section};
+use crate::web::csrf::CsrfToken;
+use crate::web::error::Result;
+use crate::web::paths;
+use crate::web::session::AdminOperator;
+
+/// How many existing customers the form offers to pick from.
+const CUSTOMER_CHOICES: i64 = 500;
+
+/// The form as typed, kept whole when it has to be shown again. Also read from the query
+/// string, so another page can link to a form filled in (e.g. for an existing customer).
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct NewForm {
+    customer_name: String,
+    admin_email: String,
+    mode: String,
+    tenant_domain: String,
+    valid_for: String,
+}
+
+/// One message per field, shown next to it, in the form's order.
+#[derive(Default)]
+struct FieldErrors {
+    customer_name: Option<String>,
+    admin_email: Option<String>,
+    mode: Option<String>,
+    tenant_domain: Option<String>,
+    valid_for: Option<String>,
+}
+
+impl FieldErrors {
+    /// (field id, message) in the form's order.
+    fn all(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("customer_name", &self.customer_name),
+            ("admin_email", &self.admin_email),
+            ("mode-delegated", &self.mode),
+            ("tenant_domain", &self.tenant_domain),
+            ("valid_for", &self.valid_for),
+        ]
+        .into_iter()
+        .filter_map(|(field, message)| message.as_deref().map(|m| (field, m)))
+        .collect()
+    }
+
+    fn any(&self) -> bool {
+        !self.all().is_empty()
+    }
+
+    /// Whether `field` is the first invalid one, which gets the focus.
+    fn focus(&self, field: &str) -> bool {
+        self.all().first().is_some_and(|(f, _)| *f == field)
+    }
+}
+
+struct ModeChoice {
+    value: &'static str,
+    label: &'static str,
+    explain: &'static str,
+    checked: bool,
+}
+
+fn mode_explanation(mode: ConsentMode) -> &'static str {
+    match mode {
+        ConsentMode::Delegated => {
+            "The admin signs in with Microsoft and consents; Gangway keeps a refresh token to sync the directory."
+        }
+        ConsentMode::Application => {
+            "The admin grants your app read access for the whole tenant (admin consent); no user token is kept."
+        }
+        ConsentMode::CustomerApp => {
+            "The admin registers an app in their own tenant and enters its tenant id, client id and secret."
+        }
+    }
+}
+
+const VALIDITIES: [(&str, &str); 5] = [
+    ("24h", "24 hours"),
+    ("3d", "3 days"),
+    ("7d", "7 days"),
+    ("14d", "14 days"),
+    ("30d", "30 days"),
+];
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route(paths::NEW_INVITATION, get(form).post(create))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/invitation_new.html")]
+struct NewPage {
+    chrome: Chrome,
+    form: NewForm,
+    errors: FieldErrors,
+    modes: Vec<ModeChoice>,
+    validities: Vec<Choice>,
+    /// Existing customers, for the name field's suggestions.
+    customers: Vec<String>,
+}
+
+impl NewPage {
+    async fn new(
+        state: &AppState,
+        chrome: Chrome,
+        form: NewForm,
+        errors: FieldErrors,
+    ) -> Result<Self> {
+        let chosen_mode = ConsentMode::parse(&form.mode).ok();
+        let modes = ConsentMode::ALL
+            .into_iter()
+            .map(|m| ModeChoice {
+                value: m.as_str(),
+                label: m.label(),
+                explain: mode_explanation(m),
+                checked: Some(m) == chosen_mode,
+            })
+            .collect();
+        let validity = if form.valid_for.is_empty() {
+            "7d"
+        } else {
+            form.valid_for.as_str()
+        };
+        let validities = VALIDITIES
+            .into_iter()
+            .map(|(value, label)| Choice {
+                value,
+                label,
+                selected: value == validity,
+            })
+            .collect();
+        Ok(Self {
+            chrome,
+            form,
+            errors,
+            modes,
+            validities,
+            customers: customers::names(&state.db, CUSTOMER_CHOICES).await?,
+        })
+    }
+}
+
+async fn form(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Query(prefill): Query<NewForm>,
+) -> Result<NewPage> {
+    let form = NewForm {
+        mode: if prefill.mode.is_empty() {
+            ConsentMode::Delegated.as_str().into()
+        } else {
+            prefill.mode.clone()
+        },
+        valid_for: "7d".into(),
+        ..prefill
+    };
+    NewPage::new(
+        &state,
+        Chrome::new(&state, &operator, csrf, Section::Invitations),
+        form,
+        FieldErrors::default(),
+    )
+    .await
+}
+
+/// Checks each field on its own so every problem shows next to its field at once.
+fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
+    let email = form.admin_email.trim();
+    let domain = form.tenant_domain.trim();
+    let errors = FieldErrors {
+        customer_name: CustomerName::parse(&form.customer_name)
+            .err()
+            .map(|e| e.to_string()),
+        admin_email: if email.is_empty() {
+            Some("Enter the admin's email address.".into())
+        } else {
+            EmailAddress::parse(email).err().map(|_| {
+                format!("Enter the admin's email address like admin@contoso.com: “{email}” is not an email address.")
+            })
+        },
+        mode: ConsentMode::parse(&form.mode)
+            .err()
+            .map(|_| "Choose how the customer grants access.".into()),
+        tenant_domain: (!domain.is_empty())
+            .then(|| DomainName::parse(domain).err())
+            .flatten()
+            .map(|_| {
+                format!("Enter a domain name such as contoso.com, or leave the field empty: “{domain}” is not one.")
+            }),
+        valid_for: (!form.valid_for.trim().is_empty())
+            .then(|| invitations::parse_validity(&form.valid_for).err())
+            .flatten()
+            .map(|_| "Choose how long the link works, between 1 hour and 30 days.".into()),
+    };
+    if errors.any() {
+        return Err(errors);
+    }
+    NewInvitation::parse(
+        &form.customer_name,
+        &form.admin_email,
+        &form.mode,
+        Some(&form.tenant_domain),
+        Some(&form.valid_for),
+    )
+    // Every field passed on its own, so the whole passes too; should the rules ever drift
+    // apart, the message still lands on the form.
+    .map_err(|e| FieldErrors {
+        customer_name: Some(e.to_string()),
+        ..FieldErrors::default()
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Form(form): Form<NewForm>,
+) -> Result<Response> {
+    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
+    let new = match validate(&form) {
+        Ok(new) => new,
+        Err(errors) => {
+            let page = NewPage::new(&state, chrome, form, errors).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
+    let actor = Actor::Operator(operator.email.clone());
+    let issued = invitations::create(
+        &state.db,
+        state.invitation_context(),
+        &new,
+        &actor,
+        Some(operator.id),
+    )
+    .await?;
+    Ok(link::page(&state, chrome, issued, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(name: &str, email: &str, mode: &str, domain: &str, validity: &str) -> NewForm {
+        NewForm {
+            customer_name: name.into(),
+            admin_email: email.into(),
+            mode: mode.into(),
+            tenant_domain: domain.into(),
+            valid_for: validity.into(),
+        }
+    }
+
+    #[test]
+    fn each_problem_lands_on_its_field_and_the_first_gets_the_focus() {
+        assert!(validate(&form("Contoso", "admin@contoso.com", "delegated", "", "7d")).is_ok());
+        let e = validate(&form("Contoso", "nope", "sideways", "bad domain", "7d")).unwrap_err();
+        assert!(e.admin_email.is_some() && e.mode.is_some() && e.tenant_domain.is_some());
+        assert!(e.customer_name.is_none() && e.valid_for.is_none());
+        assert!(e.focus("admin_email") && !e.focus("mode-delegated"));
+        let e = validate(&form("", "", "delegated", "", "7d")).unwrap_err();
+        assert_eq!(
+            e.customer_name.as_deref(),
+            Some("Enter the customer's name.")
+        );
+        assert_eq!(
+            e.admin_email.as_deref(),
+            Some("Enter the admin's email address.")
+        );
+        assert!(e.focus("customer_name"));
+        let e = validate(&form(
+            &"x".repeat(201),
+            "admin@contoso.com",
+            "delegated",
+            "",
+            "7d",
+        ))
+        .unwrap_err();
+        assert!(e.customer_name.is_some());
+        let e = validate(&form("C", "admin@contoso.com", "", "", "90d")).unwrap_err();
+        assert!(e.mode.is_some() && e.valid_for.is_some());
+        for (_, message) in e.all() {
+            assert!(message.ends_with('.'), "{message}");
+        }
+    }
+}
