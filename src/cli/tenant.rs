@@ -31,14 +31,15 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
                 println!("no tenants yet: they appear when a customer consents");
             } else {
                 println!(
-                    "{:<36}  {:<28}  {:<12}  {:<8}  CONSENTED",
-                    "ENTRA TENANT ID", "NAME", "MODE", "STATUS"
+                    "{:<36}  {:<28}  {:<24}  {:<12}  {:<8}  CONSENTED",
+                    "ENTRA TENANT ID", "NAME", "CUSTOMER", "MODE", "STATUS"
                 );
                 for t in &rows {
                     println!(
-                        "{:<36}  {:<28}  {:<12}  {:<8}  {}",
+                        "{:<36}  {:<28}  {:<24}  {:<12}  {:<8}  {}",
                         t.entra_tenant_id,
                         truncate(&t.display_name, 28),
+                        truncate(&t.customer_name, 24),
                         t.consent_mode.as_str(),
                         t.status.as_str(),
                         format::datetime(t.consented_at)

@@ -791,3 +791,56 @@ async fn demo_creates_its_database_and_prints_logins_that_work() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn invite_create_picks_an_existing_customer_whatever_the_case_and_tenant_list_names_it() {
+    let app = TestApp::spawn().await;
+    let first = app.invite("delegated", "admin@contoso.example", None).await;
+    let output = run(
+        gangway(&app),
+        &[
+            "invite",
+            "create",
+            "--customer",
+            "  CONTOSO ltd ",
+            "--email",
+            "it@contoso.example",
+            "--mode",
+            "application",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let customers: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("select id, name::text from customers")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    assert_eq!(
+        customers[0].1, "Contoso Ltd",
+        "the existing spelling is kept"
+    );
+    let owners: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select distinct customer_id from invitations")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(owners, [customers[0].0]);
+
+    gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        first.invitation.id,
+        &crate::helpers::consent(uuid::Uuid::new_v4()),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    let text = stdout(&run(gangway(&app), &["tenant", "list"]).await);
+    assert!(
+        text.contains("CUSTOMER") && text.contains("Contoso Ltd"),
+        "{text}"
+    );
+}
