@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod headers;
 mod helpers;
+mod jobs;
 mod limits;
 mod mail;
 mod polish;
