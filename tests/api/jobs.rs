@@ -154,13 +154,15 @@ async fn two_workers_never_run_the_same_tenant_at_once() {
         .await
         .unwrap();
     assert_eq!(done, 20);
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.most_per_tenant, 1, "a tenant ran two jobs at once");
-    assert!(
-        seen.most_at_once > 1,
-        "different tenants ran side by side (at most {} at once)",
-        seen.most_at_once
-    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.most_per_tenant, 1, "a tenant ran two jobs at once");
+        assert!(
+            seen.most_at_once > 1,
+            "different tenants ran side by side (at most {} at once)",
+            seen.most_at_once
+        );
+    }
 
     let intrude = || {
         sqlx::query(
