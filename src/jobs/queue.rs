@@ -200,11 +200,14 @@ async fn requeue(
     error: Option<&str>,
     uncount: i32,
 ) -> Result<OffsetDateTime, JobError> {
-    for _ in 0..TRIES {
+    let mut tries = 1;
+    loop {
         let mut tx = db.begin().await?;
         match try_requeue(&mut tx, job, wait, error, uncount).await {
             // A sibling was enqueued meanwhile and has committed now: the retry finds it.
-            Err(JobError::Database(e)) if violates(&e, ONE_QUEUED) => continue,
+            Err(JobError::Database(e)) if violates(&e, ONE_QUEUED) && tries < TRIES => {
+                tries += 1;
+            }
             Err(e) => return Err(e),
             Ok(run_at) => {
                 tx.commit().await?;
@@ -212,7 +215,6 @@ async fn requeue(
             }
         }
     }
-    Err(JobError::LeaseLost(job.id))
 }
 
 async fn try_requeue(
@@ -279,7 +281,8 @@ fn backoff(attempts: i32) -> Duration {
     full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
-fn capped(error: &str) -> &str {
+/// `error` cut to a length fit to store and log.
+pub(super) fn capped(error: &str) -> &str {
     error
         .char_indices()
         .nth(MAX_ERROR_CHARS)

@@ -41,7 +41,7 @@ impl JobFailure {
 /// and retried with backoff. If the lease is lost meanwhile (it ran out and another worker
 /// took the job over) the handler is dropped at its next await and `LeaseLost` returned, so a
 /// job is never worked on by two workers at once.
-#[tracing::instrument(skip_all, fields(worker_id, job_id))]
+#[tracing::instrument(skip_all, fields(worker_id = worker_id, job_id))]
 pub async fn try_execute_job<T, F, Fut>(
     db: &PgPool,
     worker_id: &str,
@@ -58,7 +58,8 @@ where
     tracing::Span::current().record("job_id", job.id.0);
     let work = handler(job.clone());
     tokio::pin!(work);
-    let mut heartbeat = tokio::time::interval(lease / 3);
+    // `interval` refuses a zero period.
+    let mut heartbeat = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     let result = loop {
@@ -78,7 +79,7 @@ where
         Ok(_) => queue::complete(db, &job).await?,
         Err(failure) => {
             let retry = queue::fail(db, &job, &failure.error, failure.retry_after).await?;
-            tracing::warn!(kind = ?job.kind, attempts = job.attempts, error = ?failure.error, retry_at = ?retry, "job failed");
+            tracing::warn!(kind = ?job.kind, attempts = job.attempts, error = ?queue::capped(&failure.error), retry_at = ?retry, "job failed");
         }
     }
     Ok(Outcome::Ran(job.id, result))
