@@ -12,6 +12,7 @@ pub mod format;
 pub mod graph;
 pub mod identity;
 pub mod invitations;
+pub mod jobs;
 pub mod onboarding;
 pub mod operators;
 pub mod rekey;

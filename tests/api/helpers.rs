@@ -451,7 +451,7 @@ pub async fn consent_at_microsoft(
 
 /// Connects to the server's maintenance database and creates a database just for this test.
 /// Returns the pool and the database's connection string.
-async fn fresh_database() -> (PgPool, String) {
+pub async fn fresh_database() -> (PgPool, String) {
     let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     gangway::db::create_scratch(&server, "gangway_test")

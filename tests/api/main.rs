@@ -7,6 +7,7 @@ mod console;
 mod customers;
 mod headers;
 mod helpers;
+mod jobs;
 mod limits;
 mod mail;
 mod polish;
