@@ -18,8 +18,9 @@ const LEASE: Duration = Duration::from_secs(30);
 /// A consented tenant, as the queue's foreign key needs one.
 async fn tenant(db: &PgPool) -> Uuid {
     sqlx::query_scalar(
-        "insert into tenants (entra_tenant_id, display_name, consent_mode)
-         values (gen_random_uuid(), 'Contoso', 'application') returning id",
+        "with customer as (insert into customers (name) values ('Contoso ' || gen_random_uuid()) returning id)
+         insert into tenants (customer_id, entra_tenant_id, display_name, consent_mode)
+         select id, gen_random_uuid(), 'Contoso', 'application' from customer returning id",
     )
     .fetch_one(db)
     .await
