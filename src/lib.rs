@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod customers;
 pub mod db;
 pub mod demo;
+pub mod directory;
 pub mod format;
 pub mod graph;
 pub mod identity;

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod console;
 mod customers;
+mod directory;
 mod headers;
 mod helpers;
 mod jobs;
