@@ -25,7 +25,6 @@ use crate::web::AppState;
 pub const FIELD: &str = "csrf_token";
 /// The cookie holding the token of a browser that has no session yet.
 pub const COOKIE: &str = "gangway_csrf";
-const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// This browser's CSRF token, created on first use; templates put it in a hidden field.
 #[derive(Debug, Clone)]
@@ -89,7 +88,7 @@ pub async fn protect(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
+    let Ok(bytes) = to_bytes(body, super::input::MAX_FORM_BYTES).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
     };
     let presented = url::form_urlencoded::parse(&bytes)

@@ -1,6 +1,7 @@
 //! Customers: the list, one customer's page (contact, notes, its invitations and tenants), and
 //! creating or editing one (admins).
 
+use super::FormErrors;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
@@ -230,26 +231,16 @@ impl FieldErrors {
         }
         out
     }
+}
 
-    /// (field id, message) in the form's order.
-    fn all(&self) -> Vec<(&'static str, &str)> {
+impl FormErrors for FieldErrors {
+    fn fields(&self) -> Vec<(&'static str, &Option<String>)> {
         [
             ("name", &self.name),
             ("contact", &self.contact),
             ("notes", &self.notes),
         ]
-        .into_iter()
-        .filter_map(|(field, message)| message.as_deref().map(|m| (field, m)))
-        .collect()
-    }
-
-    fn any(&self) -> bool {
-        !self.all().is_empty()
-    }
-
-    /// Whether `field` is the first invalid one, which gets the focus.
-    fn focus(&self, field: &str) -> bool {
-        self.all().first().is_some_and(|(f, _)| *f == field)
+        .into()
     }
 }
 

@@ -115,6 +115,31 @@ pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, Error> {
     uuid::Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound)
 }
 
+/// A form's messages, one per field: the error summary lists them and the first invalid field
+/// gets the focus.
+pub(crate) trait FormErrors {
+    /// Each field id with its message, in the form's order.
+    fn fields(&self) -> Vec<(&'static str, &Option<String>)>;
+
+    /// (field id, message) of the invalid fields, in the form's order.
+    fn all(&self) -> Vec<(&'static str, &str)> {
+        self.fields()
+            .into_iter()
+            .filter_map(|(field, message)| message.as_deref().map(|m| (field, m)))
+            .collect()
+    }
+
+    /// Whether any field is invalid.
+    fn any(&self) -> bool {
+        !self.all().is_empty()
+    }
+
+    /// Whether `field` is the first invalid one, which gets the focus.
+    fn focus(&self, field: &str) -> bool {
+        self.all().first().is_some_and(|(f, _)| *f == field)
+    }
+}
+
 /// One audit event as the timeline, tenant history and audit log show it.
 pub(crate) struct EventRow {
     pub at: When,

@@ -1,6 +1,7 @@
 //! Creating an invitation: the form (picking an existing customer or naming a new one) and its
 //! validation, each message a sentence next to its field, the first invalid field focused.
 
+use crate::web::console::FormErrors;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
@@ -48,9 +49,10 @@ struct FieldErrors {
     valid_for: Option<String>,
 }
 
-impl FieldErrors {
-    /// (field id, message) in the form's order.
-    fn all(&self) -> Vec<(&'static str, &str)> {
+impl FieldErrors {}
+
+impl FormErrors for FieldErrors {
+    fn fields(&self) -> Vec<(&'static str, &Option<String>)> {
         [
             ("customer_name", &self.customer_name),
             ("admin_email", &self.admin_email),
@@ -58,18 +60,7 @@ impl FieldErrors {
             ("tenant_domain", &self.tenant_domain),
             ("valid_for", &self.valid_for),
         ]
-        .into_iter()
-        .filter_map(|(field, message)| message.as_deref().map(|m| (field, m)))
-        .collect()
-    }
-
-    fn any(&self) -> bool {
-        !self.all().is_empty()
-    }
-
-    /// Whether `field` is the first invalid one, which gets the focus.
-    fn focus(&self, field: &str) -> bool {
-        self.all().first().is_some_and(|(f, _)| *f == field)
+        .into()
     }
 }
 
