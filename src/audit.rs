@@ -85,11 +85,17 @@ pub enum Action {
     CustomerCreated,
     /// A customer's name, contact or notes changed.
     CustomerUpdated,
+    /// An operator (or the CLI) asked for a directory sync now.
+    SyncRequested,
+    /// A tenant's sync schedule was changed.
+    SyncScheduleChanged,
+    /// A tenant's credential stopped working; its syncs stop until the customer consents again.
+    TenantReconsentRequired,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -110,6 +116,9 @@ impl Action {
         Action::TenantOffboarded,
         Action::CustomerCreated,
         Action::CustomerUpdated,
+        Action::SyncRequested,
+        Action::SyncScheduleChanged,
+        Action::TenantReconsentRequired,
     ];
 
     /// The stored name.
@@ -135,6 +144,9 @@ impl Action {
             Self::TenantOffboarded => "tenant.offboarded",
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
+            Self::SyncRequested => "sync.requested",
+            Self::SyncScheduleChanged => "sync.schedule_changed",
+            Self::TenantReconsentRequired => "tenant.reconsent_required",
         }
     }
 
@@ -161,6 +173,9 @@ impl Action {
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
             Self::CustomerCreated => "Customer created",
             Self::CustomerUpdated => "Customer details changed",
+            Self::SyncRequested => "Directory sync requested",
+            Self::SyncScheduleChanged => "Sync schedule changed",
+            Self::TenantReconsentRequired => "Access stopped working: the customer must consent again",
         }
     }
 
