@@ -79,6 +79,25 @@ pub struct GroupFields {
     pub security_enabled: Field<bool>,
 }
 
+/// Fields a later sighting of the same object in one page overrides, property by property.
+pub trait Overlay {
+    /// Takes every property `later` carries; keeps the rest.
+    fn overlay(&mut self, later: Self);
+}
+
+/// `Overlay` for a struct of [`Field`]s.
+macro_rules! overlay {
+    ($t:ty: $($f:ident),+) => {
+        impl Overlay for $t {
+            fn overlay(&mut self, later: Self) {
+                $(if later.$f.is_some() { self.$f = later.$f; })+
+            }
+        }
+    };
+}
+overlay!(UserFields: user_principal_name, display_name, given_name, surname, mail, business_phones, mobile_phone, job_title, department, account_enabled);
+overlay!(GroupFields: display_name, description, mail, mail_enabled, security_enabled);
+
 /// One member change from a group's `members@delta`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberChange {
@@ -106,6 +125,47 @@ pub enum Change<F> {
     SoftDeleted(Uuid),
     /// `@removed` with reason `deleted`: gone for good.
     Deleted(Uuid),
+}
+
+impl<F> Change<F> {
+    /// The object's id.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Upsert { id, .. } | Self::SoftDeleted(id) | Self::Deleted(id) => *id,
+        }
+    }
+}
+
+/// The page's changes with one entry per object, in first-seen order: what the object ends
+/// up as after the page. Repeated upserts merge (a large group comes back with another slice
+/// of members); a delete after an upsert wins, an upsert after a delete restores.
+pub fn fold<F: Overlay>(changes: Vec<Change<F>>) -> Vec<Change<F>> {
+    let mut at = std::collections::HashMap::with_capacity(changes.len());
+    let mut out: Vec<Change<F>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let Some(&i) = at.get(&change.id()) else {
+            at.insert(change.id(), out.len());
+            out.push(change);
+            continue;
+        };
+        match (&mut out[i], change) {
+            (
+                Change::Upsert {
+                    fields, members, ..
+                },
+                Change::Upsert {
+                    fields: later,
+                    members: more,
+                    ..
+                },
+            ) => {
+                fields.overlay(later);
+                members.extend(more);
+            }
+            (slot, change) => *slot = change,
+        }
+    }
+    out
 }
 
 /// Where the round goes on.
@@ -274,6 +334,64 @@ mod tests {
         assert_eq!(members.len(), 2);
         assert!(!members[0].removed && members[0].kind == "#microsoft.graph.user");
         assert!(members[1].removed);
+    }
+
+    #[test]
+    fn an_object_seen_twice_in_a_page_ends_as_its_last_state() {
+        let (a, b): (Uuid, Uuid) = (A.parse().unwrap(), B.parse().unwrap());
+        let name = |n: &str| GroupFields {
+            display_name: Some(Some(n.into())),
+            ..GroupFields::default()
+        };
+        let member = |id: Uuid| MemberChange {
+            id,
+            kind: "#microsoft.graph.user".into(),
+            removed: false,
+        };
+        let folded = fold(vec![
+            Change::Upsert {
+                id: a,
+                fields: name("Sales"),
+                members: vec![member(b)],
+            },
+            Change::SoftDeleted(b),
+            Change::Upsert {
+                id: a,
+                fields: GroupFields {
+                    description: Some(None),
+                    ..GroupFields::default()
+                },
+                members: vec![member(a)],
+            },
+            Change::Upsert {
+                id: b,
+                fields: name("Back"),
+                members: vec![],
+            },
+        ]);
+        assert_eq!(folded.len(), 2);
+        let Change::Upsert {
+            fields, members, ..
+        } = &folded[0]
+        else {
+            panic!("{folded:?}");
+        };
+        assert_eq!(fields.display_name, Some(Some("Sales".into())));
+        assert_eq!(fields.description, Some(None));
+        assert_eq!(members.len(), 2, "both slices of members are kept");
+        assert!(matches!(&folded[1], Change::Upsert { id, .. } if *id == b), "restored");
+        assert_eq!(
+            fold(vec![name_change(a), Change::Deleted(a)]),
+            vec![Change::Deleted(a)]
+        );
+    }
+
+    fn name_change(id: Uuid) -> Change<GroupFields> {
+        Change::Upsert {
+            id,
+            fields: GroupFields::default(),
+            members: vec![],
+        }
     }
 
     #[test]

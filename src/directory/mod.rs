@@ -1,4 +1,13 @@
-//! Directory replication: Graph's delta pages read into typed changes ([`delta`]); storing them
-//! (upserts and the next link in one transaction) and the sync runs build on this.
+//! Directory replication: a copy of each consented tenant's users, groups and memberships,
+//! kept current from Microsoft Graph delta rounds.
+//!
+//! [`delta`] reads a page into typed changes, [`store`] applies a page and its link in one
+//! transaction, [`sync`] runs a tenant's two chains, [`credentials`] gets its tokens,
+//! [`schedule`] says when it is due and [`worker`] runs jobs from the queue.
 
+pub mod credentials;
 pub mod delta;
+pub mod schedule;
+pub mod store;
+pub mod sync;
+pub mod worker;

@@ -47,6 +47,19 @@ impl GraphError {
     pub fn is_permission_denied(&self) -> bool {
         matches!(self, Self::Api { status: 403, .. })
     }
+
+    /// True when a delta chain must start over with a full round: 410 Gone (a reset, with
+    /// `Location`), or 400 `syncStateNotFound` / `resyncRequired` (an expired or unknown token).
+    pub fn needs_resync(&self) -> bool {
+        match self {
+            Self::SyncStateGone => true,
+            Self::Api { status: 400, code, .. } => {
+                code.eq_ignore_ascii_case("syncStateNotFound")
+                    || code.eq_ignore_ascii_case("resyncRequired")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The tenant as Graph describes it.
@@ -182,26 +195,40 @@ impl GraphClient {
     }
 
     /// One page of a collection: `link` is a path under the Graph base (`v1.0/users/delta`) or
-    /// an absolute `@odata.nextLink`/`@odata.deltaLink`. Absolute links must point at the
-    /// configured Graph origin, so the bearer token is never sent elsewhere.
+    /// an absolute `@odata.nextLink`/`@odata.deltaLink`.
     #[tracing::instrument(skip_all)]
     pub async fn page<T: DeserializeOwned>(
         &self,
         link: &str,
         access_token: &Secret,
     ) -> Result<Page<T>, GraphError> {
-        let url = if link.contains("://") {
-            let url = Url::parse(link).map_err(|e| GraphError::Decode(format!("bad link: {e}")))?;
-            if url.origin() != self.base.origin() {
-                return Err(GraphError::Decode(
-                    "link points outside the configured Graph origin".into(),
-                ));
-            }
-            url
-        } else {
-            self.url(link)?
-        };
-        self.get_json(url, access_token).await
+        self.get_json(self.link(link)?, access_token).await
+    }
+
+    /// The raw body of one delta page at `link` (as for [`Self::page`]), asked with
+    /// `Prefer: return=minimal` so an updated object carries only what changed.
+    #[tracing::instrument(skip_all)]
+    pub async fn delta_page(&self, link: &str, access_token: &Secret) -> Result<Vec<u8>, GraphError> {
+        let request = self
+            .http
+            .get(self.link(link)?)
+            .header("Prefer", "return=minimal");
+        self.send(request, access_token).await
+    }
+
+    /// A path under the base, or an absolute link that must point at the configured Graph
+    /// origin, so the bearer token is never sent elsewhere.
+    fn link(&self, link: &str) -> Result<Url, GraphError> {
+        if !link.contains("://") {
+            return self.url(link);
+        }
+        let url = Url::parse(link).map_err(|e| GraphError::Decode(format!("bad link: {e}")))?;
+        if url.origin() != self.base.origin() {
+            return Err(GraphError::Decode(
+                "link points outside the configured Graph origin".into(),
+            ));
+        }
+        Ok(url)
     }
 
     /// GET `url` with the bearer token and decode the JSON answer, mapping Graph's errors.
@@ -210,21 +237,26 @@ impl GraphClient {
         url: Url,
         access_token: &Secret,
     ) -> Result<T, GraphError> {
-        let resp = self
-            .http
-            .get(url)
+        let body = self.send(self.http.get(url), access_token).await?;
+        serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()))
+    }
+
+    /// Sends `request` with the bearer token; the body of a success, else Graph's error.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        access_token: &Secret,
+    ) -> Result<Vec<u8>, GraphError> {
+        let transport = |e: reqwest::Error| GraphError::Transport(e.without_url().to_string());
+        let resp = request
             .bearer_auth(access_token.expose())
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
+            .map_err(transport)?;
         let status = resp.status();
         if status.is_success() {
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
-            return serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()));
+            return Ok(resp.bytes().await.map_err(transport)?.to_vec());
         }
         let retry_after = resp
             .headers()

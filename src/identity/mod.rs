@@ -125,6 +125,17 @@ pub struct RefreshedGrant {
     pub refresh_token: Option<Secret>,
     /// The scopes granted.
     pub scopes: Vec<String>,
+    /// How long the access token lives, when Entra ID says.
+    pub expires_in: Option<Duration>,
+}
+
+/// An access token and how long it lives.
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    /// The bearer token (opaque: never parsed).
+    pub token: Secret,
+    /// Its lifetime, when Entra ID says.
+    pub expires_in: Option<Duration>,
 }
 
 /// Talks to Entra ID as the provider application. Cheap to clone.
@@ -444,6 +455,16 @@ impl EntraClient {
         tenant: &TenantId,
         creds: Option<(&str, &Secret)>,
     ) -> Result<Secret, IdentityError> {
+        Ok(self.app_access_token(tenant, creds).await?.token)
+    }
+
+    /// [`Self::app_token`] with its lifetime, for callers that cache it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn app_access_token(
+        &self,
+        tenant: &TenantId,
+        creds: Option<(&str, &Secret)>,
+    ) -> Result<AccessToken, IdentityError> {
         let (client_id, secret) =
             creds.unwrap_or((&self.inner.cfg.client_id, &self.inner.cfg.client_secret));
         let client = self.oauth_client(client_id, secret, &tenant.to_string())?;
@@ -453,7 +474,10 @@ impl EntraClient {
             .request_async(&self.inner.http)
             .await
             .map_err(token_error)?;
-        Ok(Secret::new(resp.access_token().secret().clone()))
+        Ok(AccessToken {
+            token: Secret::new(resp.access_token().secret().clone()),
+            expires_in: resp.expires_in(),
+        })
     }
 
     /// Redeems a delegated refresh token in `tenant` for new tokens (asking for `scopes`, or
@@ -489,6 +513,7 @@ impl EntraClient {
                 .refresh_token()
                 .map(|t| Secret::new(t.secret().clone())),
             scopes: granted_scopes(&resp),
+            expires_in: resp.expires_in(),
         })
     }
 }

@@ -27,7 +27,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(3_600);
 /// of the same kind already queued for the tenant absorbs it instead: its id is returned, its
 /// payload kept, and it becomes due at the sooner of the two times ("Sync now" on a tenant
 /// whose sync is queued makes that sync due now). Jobs without a tenant never coalesce.
-pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobId, JobError> {
+pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobId, sqlx::Error> {
     let id = sqlx::query_scalar(
         "insert into jobs (kind, tenant_id, payload, max_attempts, run_at)
          values ($1, $2, $3, $4, coalesce($5, now()))
@@ -179,7 +179,10 @@ pub async fn release(db: &PgPool, job: &Claimed) -> Result<(), JobError> {
 
 /// Cancels the tenant's queued jobs and returns how many; runs inside the caller's transaction
 /// if given one. A running job is left to finish: stopping it is its handler's business.
-pub async fn cancel_for_tenant(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<u64, JobError> {
+pub async fn cancel_for_tenant(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+) -> Result<u64, sqlx::Error> {
     let cancelled = sqlx::query(
         "update jobs set status = 'cancelled', finished_at = now()
          where tenant_id = $1 and status = 'queued'",

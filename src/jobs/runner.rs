@@ -24,6 +24,9 @@ pub struct JobFailure {
     pub error: String,
     /// Retry after this long instead of the queue's backoff (e.g. a server's `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The handler stopped early on request (shutdown) with its work saved: the job goes back
+    /// to the queue at once, its attempt not counted.
+    pub release: bool,
 }
 
 impl JobFailure {
@@ -32,6 +35,15 @@ impl JobFailure {
         Self {
             error: error.to_string(),
             retry_after: None,
+            release: false,
+        }
+    }
+
+    /// The handler stopped early on request with its work saved; see [`Self::release`].
+    pub fn released(why: impl fmt::Display) -> Self {
+        Self {
+            release: true,
+            ..Self::new(why)
         }
     }
 }
@@ -77,6 +89,7 @@ where
     };
     match &result {
         Ok(_) => queue::complete(db, &job).await?,
+        Err(failure) if failure.release => queue::release(db, &job).await?,
         Err(failure) => {
             let retry = queue::fail(db, &job, &failure.error, failure.retry_after).await?;
             tracing::warn!(kind = ?job.kind, attempts = job.attempts, error = ?queue::capped(&failure.error), retry_at = ?retry, "job failed");

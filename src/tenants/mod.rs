@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
+use crate::jobs;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
 use crate::types::Secret;
 
@@ -229,6 +230,23 @@ pub async fn record_consent(
         .await?;
     // The link is used: mail still queued for it must not go out.
     invitations::mail::discard_unsent(&mut tx, invitation_id).await?;
+    // The first sync is part of the consent: it is queued, or neither happened. The scheduler
+    // looks again in an hour should that sync never run; each run sets the next time itself.
+    sqlx::query(
+        "update tenants set next_sync_at = now() + interval '1 hour', sync_failures = 0, sync_error = null
+         where id = $1",
+    )
+    .bind(tenant_id)
+    .execute(&mut *tx)
+    .await?;
+    jobs::enqueue(
+        &mut *tx,
+        &jobs::NewJob {
+            payload: json!({ "trigger": "first" }),
+            ..jobs::NewJob::new(SYNC_JOB, Some(tenant_id))
+        },
+    )
+    .await?;
     let detail = json!({
         "tenant": consent.display_name,
         "entra_tenant_id": consent.entra_tenant_id,
@@ -246,6 +264,40 @@ pub async fn record_consent(
     .await?;
     tx.commit().await?;
     Ok(tenant_id)
+}
+
+/// The job kind of a directory sync (the replication engine handles it).
+pub const SYNC_JOB: &str = "directory_sync";
+
+/// Marks an active tenant `reconsent_required` because its credential stopped working
+/// (`why`, kept for operators): its queued syncs are cancelled and the scheduler skips it
+/// until the customer consents again; audited. False when it was not active.
+pub async fn require_reconsent(db: &PgPool, id: Uuid, why: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let why: String = why.chars().take(audit::MAX_DETAIL_CHARS).collect();
+    let changed = sqlx::query(
+        "update tenants set status = 'reconsent_required', sync_error = $2 where id = $1 and status = 'active'",
+    )
+    .bind(id)
+    .bind(&why)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if changed {
+        jobs::cancel_for_tenant(&mut *tx, id).await?;
+        audit::record(
+            &mut *tx,
+            &Actor::System,
+            Action::TenantReconsentRequired,
+            None,
+            Some(id),
+            json!({ "reason": why }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }
 
 /// Why a tenant could not be offboarded.

@@ -291,6 +291,7 @@ async fn failures_back_off_then_fail_for_good() {
         Err::<(), _>(JobFailure {
             error: "throttled".into(),
             retry_after: Some(Duration::from_secs(5)),
+            release: false,
         })
     })
     .await

@@ -1,0 +1,614 @@
+//! The directory copy in Postgres. One delta page is applied in one transaction together with
+//! the link that follows it and the run's counts, so a crash resumes at the page it stopped on
+//! and nothing is lost or counted into the copy twice. Upserts are idempotent (a replayed page
+//! changes nothing), write only the properties the page carried, and every statement is
+//! scoped by tenant.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
+
+/// A delta chain: users and groups are synced independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// `/users/delta`.
+    Users,
+    /// `/groups/delta` with members.
+    Groups,
+}
+
+impl Resource {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Groups => "groups",
+        }
+    }
+
+    /// Where a full round starts: the delta function with the replicated properties.
+    pub fn first_link(self) -> &'static str {
+        match self {
+            Self::Users => {
+                "v1.0/users/delta?$select=userPrincipalName,displayName,givenName,surname,mail,businessPhones,mobilePhone,jobTitle,department,accountEnabled"
+            }
+            Self::Groups => {
+                "v1.0/groups/delta?$select=displayName,description,mail,mailEnabled,securityEnabled,members"
+            }
+        }
+    }
+}
+
+/// Where a chain stands, as last committed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChainState {
+    /// Mid-round: the next page.
+    pub next_link: Option<String>,
+    /// After a completed round: where the next round starts.
+    pub delta_link: Option<String>,
+    /// Full rounds so far (from 1); rows carry the last full round that saw them.
+    pub round: i64,
+    /// Whether the current round is a full one (it ends by dropping what it did not see).
+    pub full_round: bool,
+}
+
+impl ChainState {
+    /// The link to fetch next.
+    pub fn link(&self, resource: Resource) -> &str {
+        self.next_link
+            .as_deref()
+            .or(self.delta_link.as_deref())
+            .unwrap_or(resource.first_link())
+    }
+}
+
+/// What a run did so far; also what one page adds to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    /// Objects new to the copy.
+    pub added: i32,
+    /// Objects whose properties changed (or that came back from the recycle bin).
+    pub updated: i32,
+    /// Objects moved to the recycle bin.
+    pub soft_deleted: i32,
+    /// Objects gone for good (deleted, or vanished during a full round).
+    pub removed: i32,
+    /// Memberships added.
+    pub members_added: i32,
+    /// Memberships removed.
+    pub members_removed: i32,
+    /// Pages applied.
+    pub pages: i32,
+    /// Waits Graph asked for (429, 503).
+    pub throttled_waits: i32,
+    /// Their total, in seconds.
+    pub throttled_seconds: f64,
+}
+
+impl Tally {
+    /// Adds `other` in.
+    pub fn add(&mut self, other: &Tally) {
+        self.added += other.added;
+        self.updated += other.updated;
+        self.soft_deleted += other.soft_deleted;
+        self.removed += other.removed;
+        self.members_added += other.members_added;
+        self.members_removed += other.members_removed;
+        self.pages += other.pages;
+        self.throttled_waits += other.throttled_waits;
+        self.throttled_seconds += other.throttled_seconds;
+    }
+
+    /// Objects touched: added, updated, soft-deleted or removed.
+    pub fn objects(&self) -> i64 {
+        i64::from(self.added)
+            + i64::from(self.updated)
+            + i64::from(self.soft_deleted)
+            + i64::from(self.removed)
+    }
+}
+
+/// Why a page was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The tenant was offboarded or stopped meanwhile: the sync ends here.
+    #[error("the tenant is no longer active")]
+    TenantInactive,
+    /// The chain moved on under this worker (its job was taken over): nothing was written.
+    #[error("the sync state changed under this worker")]
+    StateMoved,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The chain's state, created (empty: a full round) on first use.
+pub async fn chain_state(
+    db: &PgPool,
+    tenant: Uuid,
+    resource: Resource,
+) -> Result<ChainState, sqlx::Error> {
+    sqlx::query(
+        "insert into sync_state (tenant_id, resource) values ($1, $2) on conflict do nothing",
+    )
+    .bind(tenant)
+    .bind(resource.as_str())
+    .execute(db)
+    .await?;
+    sqlx::query_as(
+        "select next_link, delta_link, round, full_round from sync_state
+         where tenant_id = $1 and resource = $2",
+    )
+    .bind(tenant)
+    .bind(resource.as_str())
+    .fetch_one(db)
+    .await
+}
+
+/// Starts the chain over with a full round (its delta link expired or was reset); what the
+/// round does not see is dropped at its end. Returns the new state.
+pub async fn restart_chain(
+    db: &PgPool,
+    tenant: Uuid,
+    resource: Resource,
+) -> Result<ChainState, sqlx::Error> {
+    sqlx::query_as(
+        "update sync_state set next_link = null, delta_link = null, round = round + 1,
+                full_round = true, round_started_at = null
+         where tenant_id = $1 and resource = $2
+         returning next_link, delta_link, round, full_round",
+    )
+    .bind(tenant)
+    .bind(resource.as_str())
+    .fetch_one(db)
+    .await
+}
+
+/// An object type the copy keeps.
+pub trait Stored: Overlay + Sized {
+    /// Its chain.
+    const RESOURCE: Resource;
+    /// Its table.
+    const TABLE: &'static str;
+    /// The page's upserts as JSON rows for `jsonb_to_recordset`, with a bit mask `m` of the
+    /// properties present.
+    fn row(id: Uuid, fields: &Self) -> Value;
+    /// Inserts new objects and updates the properties present on known ones; restores
+    /// soft-deleted ones. Returns (added, updated).
+    fn upsert<'c>(
+        tx: &'c mut Transaction<'_, Postgres>,
+        tenant: Uuid,
+        round: i64,
+        rows: Value,
+    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c;
+}
+
+/// `Some(v)` when the page carried the property, and the bit to say so.
+fn bit<T: serde::Serialize>(mask: &mut i32, n: u32, field: &Option<Option<T>>) -> Value {
+    match field {
+        Some(v) => {
+            *mask |= 1 << n;
+            json!(v)
+        }
+        None => Value::Null,
+    }
+}
+
+impl Stored for UserFields {
+    const RESOURCE: Resource = Resource::Users;
+    const TABLE: &'static str = "directory_users";
+
+    fn row(id: Uuid, f: &Self) -> Value {
+        let mut m = 0;
+        let mut row = json!({
+            "id": id,
+            "upn": bit(&mut m, 0, &f.user_principal_name),
+            "dn": bit(&mut m, 1, &f.display_name),
+            "gn": bit(&mut m, 2, &f.given_name),
+            "sn": bit(&mut m, 3, &f.surname),
+            "mail": bit(&mut m, 4, &f.mail),
+            "phones": bit(&mut m, 5, &f.business_phones),
+            "mobile": bit(&mut m, 6, &f.mobile_phone),
+            "title": bit(&mut m, 7, &f.job_title),
+            "dept": bit(&mut m, 8, &f.department),
+            "enabled": bit(&mut m, 9, &f.account_enabled),
+        });
+        row["m"] = json!(m);
+        row
+    }
+
+    fn upsert<'c>(
+        tx: &'c mut Transaction<'_, Postgres>,
+        tenant: Uuid,
+        round: i64,
+        rows: Value,
+    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
+        // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
+        // before the statement, so it never touches what `ins` adds.
+        let q = sqlx::query_as(
+            "with u as (
+                select * from jsonb_to_recordset($2) as u(id uuid, m int, upn text, dn text, gn text,
+                    sn text, mail text, phones text[], mobile text, title text, dept text, enabled boolean)
+             ), ins as (
+                insert into directory_users (tenant_id, object_id, user_principal_name, display_name,
+                    given_name, surname, mail, business_phones, mobile_phone, job_title, department,
+                    account_enabled, seen_round)
+                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $3
+                from u
+                on conflict (tenant_id, object_id) do nothing
+                returning 1
+             ), n as (
+                select o.object_id, x.*,
+                       (x.upn, x.dn, x.gn, x.sn, x.mail, x.phones, x.mobile, x.title, x.dept, x.enabled)
+                         is distinct from
+                       (o.user_principal_name, o.display_name, o.given_name, o.surname, o.mail,
+                        o.business_phones, o.mobile_phone, o.job_title, o.department, o.account_enabled)
+                       or o.soft_deleted_at is not null as changed
+                from u join directory_users o on o.tenant_id = $1 and o.object_id = u.id
+                cross join lateral (select
+                    case when u.m & 1 <> 0 then u.upn else o.user_principal_name end as upn,
+                    case when u.m & 2 <> 0 then u.dn else o.display_name end as dn,
+                    case when u.m & 4 <> 0 then u.gn else o.given_name end as gn,
+                    case when u.m & 8 <> 0 then u.sn else o.surname end as sn,
+                    case when u.m & 16 <> 0 then u.mail else o.mail end as mail,
+                    case when u.m & 32 <> 0 then coalesce(u.phones, '{}') else o.business_phones end as phones,
+                    case when u.m & 64 <> 0 then u.mobile else o.mobile_phone end as mobile,
+                    case when u.m & 128 <> 0 then u.title else o.job_title end as title,
+                    case when u.m & 256 <> 0 then u.dept else o.department end as dept,
+                    case when u.m & 512 <> 0 then u.enabled else o.account_enabled end as enabled) x
+             ), upd as (
+                update directory_users d set user_principal_name = n.upn, display_name = n.dn,
+                    given_name = n.gn, surname = n.sn, mail = n.mail, business_phones = n.phones,
+                    mobile_phone = n.mobile, job_title = n.title, department = n.dept,
+                    account_enabled = n.enabled, soft_deleted_at = null, last_seen_at = now(),
+                    seen_round = $3, updated_at = case when n.changed then now() else d.updated_at end
+                from n where d.tenant_id = $1 and d.object_id = n.object_id
+                returning n.changed
+             )
+             select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
+        )
+        .bind(tenant)
+        .bind(rows)
+        .bind(round);
+        q.fetch_one(&mut **tx)
+    }
+}
+
+impl Stored for GroupFields {
+    const RESOURCE: Resource = Resource::Groups;
+    const TABLE: &'static str = "directory_groups";
+
+    fn row(id: Uuid, f: &Self) -> Value {
+        let mut m = 0;
+        let mut row = json!({
+            "id": id,
+            "dn": bit(&mut m, 0, &f.display_name),
+            "descr": bit(&mut m, 1, &f.description),
+            "mail": bit(&mut m, 2, &f.mail),
+            "me": bit(&mut m, 3, &f.mail_enabled),
+            "se": bit(&mut m, 4, &f.security_enabled),
+        });
+        row["m"] = json!(m);
+        row
+    }
+
+    fn upsert<'c>(
+        tx: &'c mut Transaction<'_, Postgres>,
+        tenant: Uuid,
+        round: i64,
+        rows: Value,
+    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
+        let q = sqlx::query_as(
+            "with u as (
+                select * from jsonb_to_recordset($2)
+                    as u(id uuid, m int, dn text, descr text, mail text, me boolean, se boolean)
+             ), ins as (
+                insert into directory_groups (tenant_id, object_id, display_name, description, mail,
+                    mail_enabled, security_enabled, seen_round)
+                select $1, id, dn, descr, mail, me, se, $3 from u
+                on conflict (tenant_id, object_id) do nothing
+                returning 1
+             ), n as (
+                select o.object_id, x.*,
+                       (x.dn, x.descr, x.mail, x.me, x.se) is distinct from
+                       (o.display_name, o.description, o.mail, o.mail_enabled, o.security_enabled)
+                       or o.soft_deleted_at is not null as changed
+                from u join directory_groups o on o.tenant_id = $1 and o.object_id = u.id
+                cross join lateral (select
+                    case when u.m & 1 <> 0 then u.dn else o.display_name end as dn,
+                    case when u.m & 2 <> 0 then u.descr else o.description end as descr,
+                    case when u.m & 4 <> 0 then u.mail else o.mail end as mail,
+                    case when u.m & 8 <> 0 then u.me else o.mail_enabled end as me,
+                    case when u.m & 16 <> 0 then u.se else o.security_enabled end as se) x
+             ), upd as (
+                update directory_groups d set display_name = n.dn, description = n.descr,
+                    mail = n.mail, mail_enabled = n.me, security_enabled = n.se,
+                    soft_deleted_at = null, last_seen_at = now(), seen_round = $3,
+                    updated_at = case when n.changed then now() else d.updated_at end
+                from n where d.tenant_id = $1 and d.object_id = n.object_id
+                returning n.changed
+             )
+             select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
+        )
+        .bind(tenant)
+        .bind(rows)
+        .bind(round);
+        q.fetch_one(&mut **tx)
+    }
+}
+
+/// Applies one page of `F` objects for `tenant` to the copy, moves the chain to the page's
+/// link, and adds the page's counts plus `waited` (throttling met while fetching it) to run
+/// `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
+/// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
+pub async fn apply_page<F: Stored>(
+    db: &PgPool,
+    tenant: Uuid,
+    run_id: i64,
+    state: &ChainState,
+    page: Page<F>,
+    waited: Tally,
+) -> Result<(ChainState, Tally), StoreError> {
+    let mut tx = db.begin().await?;
+    // Holding the tenant row shared keeps an offboarding from interleaving with the page.
+    let status: Option<String> =
+        sqlx::query_scalar("select status from tenants where id = $1 for share")
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if status.as_deref() != Some("active") {
+        return Err(StoreError::TenantInactive);
+    }
+    let mut tally = Tally {
+        pages: 1,
+        throttled_waits: waited.throttled_waits,
+        throttled_seconds: waited.throttled_seconds,
+        ..Tally::default()
+    };
+    let changes = fold(page.changes);
+    let mut rows = Vec::new();
+    let mut members = Vec::new();
+    let (mut soft, mut gone) = (Vec::new(), Vec::new());
+    for change in &changes {
+        match change {
+            Change::Upsert {
+                id,
+                fields,
+                members: m,
+            } => {
+                rows.push(F::row(*id, fields));
+                members.extend(m.iter().map(|m| (*id, m)));
+            }
+            Change::SoftDeleted(id) => soft.push(*id),
+            Change::Deleted(id) => gone.push(*id),
+        }
+    }
+    if !rows.is_empty() {
+        let (added, updated) = F::upsert(&mut tx, tenant, state.round, Value::Array(rows)).await?;
+        tally.added += added;
+        tally.updated += updated;
+    }
+    if !members.is_empty() {
+        let (added, removed) = apply_members(&mut tx, tenant, state.round, &members).await?;
+        tally.members_added += added;
+        tally.members_removed += removed;
+    }
+    if !soft.is_empty() {
+        let n = sqlx::query(&format!(
+            "update {} set soft_deleted_at = now(), updated_at = now()
+             where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null",
+            F::TABLE
+        ))
+        .bind(tenant)
+        .bind(&soft)
+        .execute(&mut *tx)
+        .await?;
+        tally.soft_deleted += n.rows_affected() as i32;
+    }
+    if !gone.is_empty() {
+        tally.removed += remove(&mut tx, F::RESOURCE, tenant, &gone).await?;
+    }
+    let next = match page.link {
+        Link::Next(next) => ChainState {
+            next_link: Some(next),
+            ..state.clone()
+        },
+        Link::Delta(delta) => {
+            if state.full_round {
+                tally.removed += drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
+            }
+            ChainState {
+                next_link: None,
+                delta_link: Some(delta),
+                round: state.round,
+                full_round: false,
+            }
+        }
+    };
+    let moved = sqlx::query(
+        "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
+                round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
+                last_round_at = case when $5::text is null then now() else last_round_at end
+         where tenant_id = $1 and resource = $2 and round = $3 and next_link is not distinct from $4",
+    )
+    .bind(tenant)
+    .bind(F::RESOURCE.as_str())
+    .bind(state.round)
+    .bind(&state.next_link)
+    .bind(&next.next_link)
+    .bind(&next.delta_link)
+    .bind(next.full_round)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Err(StoreError::StateMoved);
+    }
+    add_to_run(&mut tx, run_id, &tally, state.full_round).await?;
+    tx.commit().await?;
+    Ok((next, tally))
+}
+
+/// Adds and removes memberships; the last word on each (group, member) in the page wins.
+async fn apply_members(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: Uuid,
+    round: i64,
+    changes: &[(Uuid, &MemberChange)],
+) -> Result<(i32, i32), sqlx::Error> {
+    let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
+    for (group, m) in changes {
+        last.insert((*group, m.id), m);
+    }
+    let (mut add_g, mut add_m, mut add_t, mut del_g, mut del_m) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for ((group, member), m) in last {
+        if m.removed {
+            del_g.push(group);
+            del_m.push(member);
+        } else {
+            add_g.push(group);
+            add_m.push(member);
+            add_t.push(m.kind.trim_start_matches("#microsoft.graph.").to_owned());
+        }
+    }
+    let mut added = 0;
+    if !add_g.is_empty() {
+        added = sqlx::query_scalar(
+            "with ins as (
+                insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
+                select $1, g, m, t, $5 from unnest($2::uuid[], $3::uuid[], $4::text[]) as x(g, m, t)
+                on conflict (tenant_id, group_id, member_id)
+                do update set seen_round = excluded.seen_round, member_type = excluded.member_type
+                returning (xmax = 0) as inserted
+             ) select (count(*) filter (where inserted))::int from ins",
+        )
+        .bind(tenant)
+        .bind(&add_g)
+        .bind(&add_m)
+        .bind(&add_t)
+        .bind(round)
+        .fetch_one(&mut **tx)
+        .await?;
+    }
+    let mut removed = 0;
+    if !del_g.is_empty() {
+        removed = sqlx::query(
+            "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
+             where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m",
+        )
+        .bind(tenant)
+        .bind(&del_g)
+        .bind(&del_m)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as i32;
+    }
+    Ok((added, removed))
+}
+
+/// Deletes objects for good; a user takes its memberships with it (a group's go by cascade).
+async fn remove(
+    tx: &mut Transaction<'_, Postgres>,
+    resource: Resource,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<i32, sqlx::Error> {
+    let table = match resource {
+        Resource::Users => "directory_users",
+        Resource::Groups => "directory_groups",
+    };
+    let n = sqlx::query(&format!(
+        "delete from {table} where tenant_id = $1 and object_id = any($2)"
+    ))
+    .bind(tenant)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if resource == Resource::Users {
+        sqlx::query("delete from directory_group_members where tenant_id = $1 and member_id = any($2)")
+            .bind(tenant)
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(n as i32)
+}
+
+/// At the end of a full round: what it did not see vanished meanwhile.
+async fn drop_vanished(
+    tx: &mut Transaction<'_, Postgres>,
+    resource: Resource,
+    tenant: Uuid,
+    round: i64,
+) -> Result<i32, sqlx::Error> {
+    match resource {
+        Resource::Users => {
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "delete from directory_users where tenant_id = $1 and seen_round < $2 returning object_id",
+            )
+            .bind(tenant)
+            .bind(round)
+            .fetch_all(&mut **tx)
+            .await?;
+            if !ids.is_empty() {
+                sqlx::query(
+                    "delete from directory_group_members where tenant_id = $1 and member_id = any($2)",
+                )
+                .bind(tenant)
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(ids.len() as i32)
+        }
+        Resource::Groups => {
+            let n = sqlx::query("delete from directory_groups where tenant_id = $1 and seen_round < $2")
+                .bind(tenant)
+                .bind(round)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            sqlx::query("delete from directory_group_members where tenant_id = $1 and seen_round < $2")
+                .bind(tenant)
+                .bind(round)
+                .execute(&mut **tx)
+                .await?;
+            Ok(n as i32)
+        }
+    }
+}
+
+async fn add_to_run(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+    t: &Tally,
+    full_round: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sync_runs set added = added + $2, updated = updated + $3,
+                soft_deleted = soft_deleted + $4, removed = removed + $5,
+                members_added = members_added + $6, members_removed = members_removed + $7,
+                pages = pages + $8, throttled_waits = throttled_waits + $9,
+                throttled_seconds = throttled_seconds + $10, full_round = full_round or $11
+         where id = $1",
+    )
+    .bind(run_id)
+    .bind(t.added)
+    .bind(t.updated)
+    .bind(t.soft_deleted)
+    .bind(t.removed)
+    .bind(t.members_added)
+    .bind(t.members_removed)
+    .bind(t.pages)
+    .bind(t.throttled_waits)
+    .bind(t.throttled_seconds)
+    .bind(full_round)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! One sync of one tenant: the users and groups delta chains, side by side, each fetching its
+//! next page while the current one is written. Throttling is waited out as Graph says
+//! (`Retry-After`, fractions too) or with jittered backoff; dropped connections are retried; an
+//! expired or reset delta link starts a full round. Memory holds at most two pages per chain,
+//! whatever the directory's size.
+
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::credentials::{CredentialError, TenantAccess, TokenSource};
+use super::delta::{self, GroupFields, Link, Page, UserFields};
+use super::store::{self, ChainState, Resource, StoreError, Stored, Tally};
+use crate::graph::{GraphClient, GraphError};
+
+/// How hard a sync tries before giving a page up (the job is then retried later).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries per request (throttled, dropped or timed out) before the run fails.
+    pub attempts: u32,
+    /// The first backoff without a `Retry-After`; doubled each time, with jitter.
+    pub backoff: Duration,
+    /// No single wait is longer.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 10,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a sync stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The tenant's grant no longer works: only a new consent helps.
+    #[error("{0}")]
+    ReconsentRequired(String),
+    /// Graph refused a read for want of a permission, named.
+    #[error("{0}")]
+    PermissionMissing(String),
+    /// Graph kept failing (after retries) or answered out of shape.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// Getting a token failed for a reason worth retrying.
+    #[error("{0}")]
+    Credentials(String),
+    /// Asked to stop (shutdown), after committing the page in hand.
+    #[error("stopped before the round was complete")]
+    Stopped,
+    /// The tenant was offboarded or stopped meanwhile.
+    #[error("the tenant is no longer active")]
+    TenantInactive,
+    /// The chain moved on under this worker: another worker has the tenant now.
+    #[error("another worker took this sync over")]
+    TakenOver,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<CredentialError> for SyncError {
+    fn from(e: CredentialError) -> Self {
+        match e {
+            CredentialError::ReconsentRequired(why) => Self::ReconsentRequired(why),
+            CredentialError::Failed(why) => Self::Credentials(why),
+            CredentialError::Db(e) => Self::Db(e),
+        }
+    }
+}
+
+impl From<StoreError> for SyncError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::TenantInactive => Self::TenantInactive,
+            StoreError::StateMoved => Self::TakenOver,
+            StoreError::Db(e) => Self::Db(e),
+        }
+    }
+}
+
+/// Runs syncs: Graph, tokens and the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Syncer {
+    db: PgPool,
+    graph: GraphClient,
+    tokens: TokenSource,
+    policy: RetryPolicy,
+}
+
+impl Syncer {
+    /// A syncer over `db`, reading Graph with tokens from `tokens`.
+    pub fn new(db: PgPool, graph: GraphClient, tokens: TokenSource, policy: RetryPolicy) -> Self {
+        Self {
+            db,
+            graph,
+            tokens,
+            policy,
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Syncs `tenant`'s users and groups into the copy, recording progress on run `run_id`
+    /// page by page. Stops after the page in hand when `stop` is cancelled. The run's total is
+    /// in the `sync_runs` row; the returned tally is this call's.
+    pub async fn sync(
+        &self,
+        tenant: &TenantAccess,
+        run_id: i64,
+        stop: &CancellationToken,
+    ) -> Result<Tally, SyncError> {
+        let (users, groups) = tokio::join!(
+            self.chain::<UserFields>(tenant, run_id, stop),
+            self.chain::<GroupFields>(tenant, run_id, stop),
+        );
+        // One chain's failure does not undo the other's progress: both are committed.
+        let (mut total, groups) = (users?, groups?);
+        total.add(&groups);
+        Ok(total)
+    }
+
+    /// One chain to the end of its round, starting over (once or twice) when Graph says the
+    /// delta link is no longer good.
+    async fn chain<F: Stored + serde::de::DeserializeOwned + Default>(
+        &self,
+        tenant: &TenantAccess,
+        run_id: i64,
+        stop: &CancellationToken,
+    ) -> Result<Tally, SyncError> {
+        let mut state = store::chain_state(&self.db, tenant.id, F::RESOURCE).await?;
+        let mut total = Tally::default();
+        for _ in 0..3 {
+            match self.round::<F>(tenant, run_id, &mut state, &mut total, stop).await {
+                Err(SyncError::Graph(e)) if e.needs_resync() => {
+                    tracing::info!(resource = F::RESOURCE.as_str(), error = %e, "delta link no longer valid: starting a full round");
+                    state = store::restart_chain(&self.db, tenant.id, F::RESOURCE).await?;
+                }
+                other => return other.map(|()| total),
+            }
+        }
+        Err(SyncError::Graph(GraphError::SyncStateGone))
+    }
+
+    /// Pages from `state` to the round's delta link. While a page is written the next one is
+    /// already being fetched.
+    async fn round<F: Stored + serde::de::DeserializeOwned + Default>(
+        &self,
+        tenant: &TenantAccess,
+        run_id: i64,
+        state: &mut ChainState,
+        total: &mut Tally,
+        stop: &CancellationToken,
+    ) -> Result<(), SyncError> {
+        let mut fetched = self.fetch::<F>(tenant, state.link(F::RESOURCE), stop).await?;
+        loop {
+            let (page, waited) = fetched;
+            let next = match &page.link {
+                Link::Next(next) => Some(next.clone()),
+                Link::Delta(_) => None,
+            };
+            let write = store::apply_page(&self.db, tenant.id, run_id, state, page, waited);
+            let Some(next) = next else {
+                let (after, tally) = write.await?;
+                *state = after;
+                total.add(&tally);
+                return Ok(());
+            };
+            let (written, prefetched) = tokio::join!(write, self.fetch::<F>(tenant, &next, stop));
+            let (after, tally) = written?;
+            *state = after;
+            total.add(&tally);
+            if stop.is_cancelled() {
+                return Err(SyncError::Stopped);
+            }
+            fetched = prefetched?;
+        }
+    }
+
+    /// One page, retried through throttling and dropped connections; the waits are counted.
+    async fn fetch<F: serde::de::DeserializeOwned + Default>(
+        &self,
+        tenant: &TenantAccess,
+        link: &str,
+        stop: &CancellationToken,
+    ) -> Result<(Page<F>, Tally), SyncError> {
+        let mut waited = Tally::default();
+        let mut refreshed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = self.tokens.token(tenant).await?;
+            let error = match self.graph.delta_page(link, &token).await {
+                Ok(body) => {
+                    let page = delta::parse::<F>(&body)
+                        .map_err(|e| GraphError::Decode(e.to_string()))?;
+                    return Ok((page, waited));
+                }
+                Err(e) => e,
+            };
+            let wait = match &error {
+                // An access token may be revoked before it expires: one fresh try.
+                GraphError::Api { status: 401, .. } if !refreshed => {
+                    refreshed = true;
+                    self.tokens.forget(tenant.id);
+                    continue;
+                }
+                GraphError::Api { status: 403, .. } => {
+                    return Err(SyncError::PermissionMissing(missing_permission(link)));
+                }
+                GraphError::Throttled { retry_after, .. } => {
+                    let wait = retry_after
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.policy.max_wait);
+                    waited.throttled_waits += 1;
+                    waited.throttled_seconds += wait.as_secs_f64();
+                    wait
+                }
+                GraphError::Transport(_) => self.backoff(attempt),
+                _ => return Err(error.into()),
+            };
+            if attempt >= self.policy.attempts {
+                return Err(error.into());
+            }
+            tracing::debug!(error = %error, wait_ms = wait.as_millis() as u64, "Graph read failed; trying again");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => return Err(SyncError::Stopped),
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter: spreads retries of many workers apart.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .policy
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.policy.max_wait);
+        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// The permission a 403 on `link` says is missing, in the words ipSCAPE's admins know.
+fn missing_permission(link: &str) -> String {
+    if link.contains("groups") {
+        "Group.Read.All is required to read the tenant's groups and their members: the customer's admin must grant it (consent again)".into()
+    } else {
+        "User.Read.All is required to read the tenant's users: the customer's admin must grant it (consent again)".into()
+    }
+}
+
+/// Which run a sync records into, and which tenant; read once per job.
+pub async fn tenant_access(db: &PgPool, tenant: Uuid) -> Result<Option<TenantAccess>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, entra_tenant_id, consent_mode, customer_client_id, credential_ciphertext,
+                credential_key_id
+         from tenants where id = $1 and status = 'active'",
+    )
+    .bind(tenant)
+    .fetch_optional(db)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_permission_is_named_by_the_chain_that_met_it() {
+        assert!(missing_permission(Resource::Users.first_link()).starts_with("User.Read.All"));
+        assert!(missing_permission(Resource::Groups.first_link()).starts_with("Group.Read.All"));
+    }
+}

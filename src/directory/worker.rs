@@ -1,0 +1,323 @@
+//! Sync workers and the scheduler. A worker claims a `directory_sync` job from the queue, runs
+//! the tenant's sync outside any transaction and records the run; the scheduler enqueues the
+//! syncs tenants' schedules (and the 6-day rule) make due. Any number of processes run both:
+//! the queue keeps one tenant to one running sync, `SKIP LOCKED` keeps schedulers apart.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::schedule::{self, Schedule};
+use super::store::Tally;
+use super::sync::{SyncError, Syncer, tenant_access};
+use crate::jobs::{self, Claimed, JobFailure, NewJob, Outcome};
+use crate::tenants::{self, SYNC_JOB};
+
+/// How workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Syncs run at once in this process.
+    pub concurrency: usize,
+    /// A job's lease; renewed every third of it while the sync runs.
+    pub lease: Duration,
+    /// How long an idle worker waits before looking for work again.
+    pub poll: Duration,
+    /// How often the scheduler looks for due tenants.
+    pub schedule_every: Duration,
+    /// The schedule of tenants that have none of their own.
+    pub default_schedule: Schedule,
+}
+
+impl WorkerConfig {
+    /// `concurrency` workers with a one-minute lease, polling every two seconds.
+    pub fn new(concurrency: usize, default_schedule: Schedule) -> Self {
+        Self {
+            concurrency: concurrency.max(1),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            schedule_every: Duration::from_secs(15),
+            default_schedule,
+        }
+    }
+}
+
+/// How a run ended, as stored in `sync_runs.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The round completed for both chains.
+    Succeeded,
+    /// It failed; the error says why.
+    Failed,
+    /// Stopped early (shutdown, offboarding) with every page so far kept.
+    Interrupted,
+}
+
+impl RunOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What one job's sync did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The `sync_runs` row (none when the tenant was not active any more).
+    pub run_id: Option<i64>,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// This attempt's counts.
+    pub tally: Tally,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Whether trying again soon may help; a missing permission or a dead grant waits for
+    /// the customer instead (the next scheduled sync tries again).
+    pub retry: bool,
+}
+
+/// Runs `cfg.concurrency` workers and a scheduler until `stop` is cancelled; each worker
+/// finishes the page in hand, commits, gives its job back and returns.
+pub async fn run(syncer: Syncer, cfg: WorkerConfig, stop: CancellationToken) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..cfg.concurrency {
+        let id = format!("{host}:{}:{n}", std::process::id());
+        set.spawn(worker(syncer.clone(), cfg.clone(), id, stop.clone()));
+    }
+    set.spawn(scheduler(syncer.db().clone(), cfg, stop));
+    while set.join_next().await.is_some() {}
+    tracing::info!("sync workers stopped");
+}
+
+/// One worker: claim, sync, record; idle workers poll.
+async fn worker(syncer: Syncer, cfg: WorkerConfig, id: String, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let turn = jobs::try_execute_job(syncer.db(), &id, cfg.lease, |job| {
+            run_job(&syncer, &cfg, job, &stop)
+        })
+        .await;
+        let idle = match turn {
+            Ok(Outcome::Ran(..)) => false,
+            Ok(Outcome::Idle) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "sync worker could not use the job queue");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(cfg.poll) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// The handler of a `directory_sync` job.
+async fn run_job(
+    syncer: &Syncer,
+    cfg: &WorkerConfig,
+    job: Claimed,
+    stop: &CancellationToken,
+) -> Result<RunReport, JobFailure> {
+    let Some(tenant) = job.tenant_id.filter(|_| job.kind == SYNC_JOB) else {
+        return Err(JobFailure::new(format!("not a sync job: {}", job.kind)));
+    };
+    let trigger = job.payload["trigger"].as_str().unwrap_or("schedule");
+    let trigger = if job.attempts > 1 { "retry" } else { trigger };
+    sync_once(syncer, cfg, tenant, Some(job.id.0), trigger, stop)
+        .await
+        .map_err(|e| JobFailure::new(e))
+        .and_then(|report| match report.outcome {
+            RunOutcome::Failed if report.retry => Err(JobFailure::new(
+                report.error.clone().unwrap_or_default(),
+            )),
+            RunOutcome::Interrupted if stop.is_cancelled() => {
+                Err(JobFailure::released("stopped for shutdown"))
+            }
+            _ => Ok(report),
+        })
+}
+
+/// Syncs `tenant` once, recording the run (trigger, counts, outcome) and the tenant's sync
+/// health; a dead grant marks the tenant `reconsent_required`. The job id is kept on the run.
+pub async fn sync_once(
+    syncer: &Syncer,
+    cfg: &WorkerConfig,
+    tenant: Uuid,
+    job_id: Option<i64>,
+    trigger: &str,
+    stop: &CancellationToken,
+) -> Result<RunReport, sqlx::Error> {
+    let db = syncer.db();
+    let Some(access) = tenant_access(db, tenant).await? else {
+        // Offboarded or waiting for consent since the job was queued: nothing to do.
+        return Ok(RunReport {
+            run_id: None,
+            outcome: RunOutcome::Interrupted,
+            tally: Tally::default(),
+            error: Some("the tenant is not active".into()),
+            retry: false,
+        });
+    };
+    // Only one sync of a tenant runs at a time, so a run still marked running is one whose
+    // worker died.
+    sqlx::query(
+        "update sync_runs set outcome = 'abandoned', finished_at = now(),
+                error = 'the worker stopped during this run; the next run went on from its last page'
+         where tenant_id = $1 and outcome = 'running'",
+    )
+    .bind(tenant)
+    .execute(db)
+    .await?;
+    let run_id: i64 = sqlx::query_scalar(
+        "insert into sync_runs (tenant_id, job_id, trigger) values ($1, $2, $3) returning id",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .bind(trigger)
+    .fetch_one(db)
+    .await?;
+    let result = syncer.sync(&access, run_id, stop).await;
+    let (outcome, error) = match &result {
+        Ok(_) => (RunOutcome::Succeeded, None),
+        Err(SyncError::Stopped | SyncError::TenantInactive | SyncError::TakenOver) => {
+            (RunOutcome::Interrupted, result.as_ref().err().map(|e| e.to_string()))
+        }
+        Err(e) => (RunOutcome::Failed, Some(e.to_string())),
+    };
+    sqlx::query(
+        "update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1",
+    )
+    .bind(run_id)
+    .bind(outcome.as_str())
+    .bind(&error)
+    .execute(db)
+    .await?;
+    let now = OffsetDateTime::now_utc();
+    match &result {
+        Ok(_) => {
+            let schedule = tenant_schedule(db, tenant, &cfg.default_schedule).await?;
+            sqlx::query(
+                "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
+                        next_sync_at = $2
+                 where id = $1",
+            )
+            .bind(tenant)
+            .bind(schedule::next_due(&schedule, now, Some(now)))
+            .execute(db)
+            .await?;
+        }
+        Err(SyncError::ReconsentRequired(why)) => {
+            tenants::require_reconsent(db, tenant, why).await?;
+        }
+        Err(e) if outcome == RunOutcome::Failed => {
+            sqlx::query(
+                "update tenants set sync_failures = sync_failures + 1, sync_error = $2 where id = $1",
+            )
+            .bind(tenant)
+            .bind(e.to_string())
+            .execute(db)
+            .await?;
+        }
+        Err(_) => {}
+    }
+    let retry = !matches!(
+        result,
+        Err(SyncError::ReconsentRequired(_) | SyncError::PermissionMissing(_))
+    );
+    Ok(RunReport {
+        run_id: Some(run_id),
+        outcome,
+        tally: result.unwrap_or_default(),
+        error,
+        retry,
+    })
+}
+
+/// The tenant's own schedule, or the default.
+async fn tenant_schedule(
+    db: &PgPool,
+    tenant: Uuid,
+    default: &Schedule,
+) -> Result<Schedule, sqlx::Error> {
+    let stored: Option<String> =
+        sqlx::query_scalar("select sync_schedule from tenants where id = $1")
+            .bind(tenant)
+            .fetch_optional(db)
+            .await?
+            .flatten();
+    Ok(stored
+        .and_then(|s| Schedule::from_str(&s).ok())
+        .unwrap_or_else(|| default.clone()))
+}
+
+/// Every `cfg.schedule_every`, enqueues the syncs that are due.
+async fn scheduler(db: PgPool, cfg: WorkerConfig, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(cfg.schedule_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match enqueue_due(&db, &cfg.default_schedule).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tenants = n, "scheduled syncs enqueued"),
+            Err(e) => tracing::warn!(error = %e, "the sync scheduler could not run"),
+        }
+    }
+}
+
+/// Enqueues a sync for every active tenant whose next sync is due and moves its next time
+/// on; returns how many. Tenants are locked `SKIP LOCKED`, so schedulers in several
+/// processes never enqueue one tenant twice, and a queued sync absorbs a new one.
+pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let due: Vec<(Uuid, Option<String>, Option<OffsetDateTime>)> = sqlx::query_as(
+        "select id, sync_schedule, last_sync_success_at from tenants
+         where status = 'active' and next_sync_at <= now()
+         order by next_sync_at limit 500
+         for update skip locked",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = OffsetDateTime::now_utc();
+    for (tenant, stored, last_success) in &due {
+        let schedule = stored
+            .as_deref()
+            .and_then(|s| Schedule::from_str(s).ok())
+            .unwrap_or_else(|| default.clone());
+        let forced = last_success.is_none_or(|t| now - t >= schedule::FORCED_AFTER);
+        let trigger = if forced && matches!(schedule, Schedule::Manual) {
+            "forced"
+        } else {
+            "schedule"
+        };
+        jobs::enqueue(
+            &mut *tx,
+            &NewJob {
+                payload: json!({ "trigger": trigger }),
+                ..NewJob::new(SYNC_JOB, Some(*tenant))
+            },
+        )
+        .await?;
+        sqlx::query("update tenants set next_sync_at = $2 where id = $1")
+            .bind(tenant)
+            .bind(schedule::next_due(&schedule, now, *last_success))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(due.len())
+}
