@@ -175,7 +175,9 @@ impl Action {
             Self::CustomerUpdated => "Customer details changed",
             Self::SyncRequested => "Directory sync requested",
             Self::SyncScheduleChanged => "Sync schedule changed",
-            Self::TenantReconsentRequired => "Access stopped working: the customer must consent again",
+            Self::TenantReconsentRequired => {
+                "Access stopped working: the customer must consent again"
+            }
         }
     }
 
