@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         sign_in_rate: unlimited,
         consent_rate: unlimited,
         trusted_proxies: TrustedProxies::default(),
+        sync: gangway::config::SyncSettings::default(),
     };
     let application = Application::with_listener(cfg, db.clone(), listener)?;
     let state = application.state().clone();

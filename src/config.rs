@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::crypto::{EncryptionKey, Keyring};
+use crate::directory::schedule::Schedule;
 use crate::types::Secret;
 
 /// Everything `gangway serve` needs. Tests and `demo` build it directly.
@@ -45,6 +46,31 @@ pub struct Config {
     pub consent_rate: RateLimit,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client; nobody else's is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Directory replication: default schedule, workers, lease.
+    pub sync: SyncSettings,
+}
+
+/// How directory syncs run.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// The schedule of tenants without one of their own (`GANGWAY_SYNC_SCHEDULE`).
+    pub schedule: Schedule,
+    /// Syncs `gangway serve` runs at once (`GANGWAY_SYNC_WORKERS`; 0: none, leave it to
+    /// `gangway worker` processes).
+    pub workers: usize,
+    /// A sync job's lease (`GANGWAY_SYNC_LEASE_SECS`): how soon another worker takes over the
+    /// job of a worker that died.
+    pub lease: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            schedule: crate::directory::schedule::default_schedule(),
+            workers: 2,
+            lease: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A token bucket: `burst` at once, then one more every `period`.
@@ -191,6 +217,23 @@ impl Config {
             std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
         });
         let trusted_proxies = env.optional("GANGWAY_TRUSTED_PROXIES", "", TrustedProxies::parse);
+        let defaults = SyncSettings::default();
+        let sync_schedule = env.maybe("GANGWAY_SYNC_SCHEDULE", |v| {
+            v.parse::<Schedule>().map_err(|e| e.to_string())
+        });
+        let sync_workers = env.maybe("GANGWAY_SYNC_WORKERS", |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 64)
+                .ok_or_else(|| "must be a number of workers from 0 to 64".into())
+        });
+        let sync_lease = env.maybe("GANGWAY_SYNC_LEASE_SECS", |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=3600).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| "must be a number of seconds from 1 to 3600".into())
+        });
         env.finish()?;
         Ok(Self {
             database_url: database_url.unwrap(),
@@ -212,6 +255,11 @@ impl Config {
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
             trusted_proxies: trusted_proxies.unwrap(),
+            sync: SyncSettings {
+                schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
+                workers: sync_workers.unwrap().unwrap_or(defaults.workers),
+                lease: sync_lease.unwrap().unwrap_or(defaults.lease),
+            },
         })
     }
 }
@@ -336,6 +384,7 @@ mod tests {
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
             trusted_proxies: TrustedProxies::default(),
+            sync: SyncSettings::default(),
         };
         assert!(!cfg.secure_cookies());
         cfg.public_url = parse_public_url("https://portal.example.com").unwrap();

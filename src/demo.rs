@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::audit::Actor;
-use crate::config::{Config, RateLimit, TrustedProxies, parse_public_url};
+use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
 use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
@@ -126,6 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
         trusted_proxies: TrustedProxies::default(),
+        sync: SyncSettings::default(),
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

@@ -1,14 +1,19 @@
 //! What a process runs and how it stops: the portal with its background tasks (mail delivery,
-//! session sweeping, rate-limit pruning) under one `select!`, ended by Ctrl-C or SIGTERM with
-//! the requests in flight finished. `gangway serve` and `gangway demo` both run through here.
+//! directory sync workers, session sweeping, rate-limit pruning) under one `select!`, ended by
+//! Ctrl-C or SIGTERM with the requests in flight finished and each running sync stopped after
+//! the page in hand. `gangway serve`, `gangway worker` and `gangway demo` run through here.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::directory::credentials::TokenSource;
+use crate::directory::sync::{RetryPolicy, Syncer};
+use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
-use crate::web::{Application, limits, session_store};
+use crate::web::{AppState, Application, limits, session_store};
 
 /// Builds the portal from `cfg` and runs it.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -35,6 +40,12 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let stop = CancellationToken::new();
+    let syncs = tokio::spawn(run_sync_workers(
+        &state,
+        state.cfg.sync.workers,
+        stop.clone(),
+    ));
     tokio::select! {
         result = application.run_until(shutdown_requested()) => {
             result?;
@@ -44,7 +55,54 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
         () = sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
         () = limits::prune_idle_clients(state.limits.clone()) => tracing::error!("rate-limit pruner stopped"),
     }
+    stop.cancel();
+    syncs.await?;
     Ok(())
+}
+
+/// `gangway worker`: only sync workers (and the scheduler), `concurrency` syncs at once,
+/// until Ctrl-C or SIGTERM; each running sync commits the page in hand and gives its job back.
+pub async fn run_workers(state: AppState, concurrency: usize) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let syncs = tokio::spawn(run_sync_workers(&state, concurrency, stop.clone()));
+    shutdown_requested().await;
+    stop.cancel();
+    syncs.await?;
+    Ok(())
+}
+
+/// The sync engine over the state's database, Entra ID and Graph clients.
+pub fn syncer(state: &AppState) -> Syncer {
+    let tokens = TokenSource::new(
+        state.db.clone(),
+        state.cfg.keys.clone(),
+        state.entra.clone(),
+    );
+    Syncer::new(
+        state.db.clone(),
+        state.graph.clone(),
+        tokens,
+        RetryPolicy::default(),
+    )
+}
+
+/// The future running `concurrency` sync workers (none at 0) until `stop`.
+fn run_sync_workers(
+    state: &AppState,
+    concurrency: usize,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let syncer = syncer(state);
+    let cfg = WorkerConfig {
+        lease: state.cfg.sync.lease,
+        ..WorkerConfig::new(concurrency, state.cfg.sync.schedule.clone())
+    };
+    async move {
+        if concurrency > 0 {
+            tracing::info!(concurrency, "directory sync workers started");
+            worker::run(syncer, cfg, stop).await;
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM as sent by `docker stop` and process managers.

@@ -615,6 +615,17 @@ impl Tenant {
         }
     }
 
+    /// Restores a soft-deleted user from the recycle bin (memberships stay lost, as in Entra
+    /// unless they are re-added). Delta answers it in full and without annotation, as Graph
+    /// does for a restored object.
+    pub fn restore_user(&mut self, idx: usize) {
+        let v = self.bump();
+        let user = &mut self.users[idx];
+        user.life = Life::Active;
+        user.version = v;
+        user.changes.created = v;
+    }
+
     /// Adds or removes a member, logging the change at version `v`; false if nothing changed.
     pub fn set_membership(&mut self, g: usize, uid: Uuid, add: bool, v: u64) -> bool {
         let group = &mut self.groups[g];

@@ -34,8 +34,16 @@ Exit codes:
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the web portal (console, invitation wizard, OAuth2 callback) and the mail worker.
+    /// Run the web portal (console, invitation wizard, OAuth2 callback), the mail worker and
+    /// GANGWAY_SYNC_WORKERS directory sync workers.
     Serve,
+    /// Run only directory sync workers and the sync scheduler (scale them out on any number of
+    /// machines: they share the job queue in Postgres). Stops cleanly on SIGTERM.
+    Worker {
+        /// Syncs run at once in this process.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Re-seal every stored secret with GANGWAY_ENCRYPTION_KEY, after rotating it (the old key
@@ -118,6 +126,13 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve => Ok(runtime::serve(Config::from_env()?).await?),
+        Command::Worker { concurrency } => {
+            let cfg = Config::from_env()?;
+            let db = pool(&cfg.database_url).await?;
+            db::migrate(&db).await?;
+            let state = crate::web::AppState::new(cfg, db)?;
+            Ok(runtime::run_workers(state, usize::from(concurrency)).await?)
+        }
         Command::Rekey => {
             let cfg = Config::from_env()?;
             let pool = pool(&cfg.database_url).await?;

@@ -225,7 +225,8 @@ mod tests {
 
     #[test]
     fn only_a_dead_grant_asks_for_a_new_consent() {
-        let reconsent = |e, customer| matches!(classify(e, customer), CredentialError::ReconsentRequired(_));
+        let reconsent =
+            |e, customer| matches!(classify(e, customer), CredentialError::ReconsentRequired(_));
         assert!(reconsent(aad("invalid_grant", 65001), false));
         assert!(reconsent(aad("invalid_grant", 700082), false));
         assert!(reconsent(aad("unauthorized_client", 700016), false));
@@ -235,6 +236,9 @@ mod tests {
         assert!(!reconsent(aad("invalid_client", 7000222), false));
         assert!(!reconsent(aad("invalid_client", 7000215), false));
         assert!(!reconsent(aad("temporarily_unavailable", 50001), false));
-        assert!(!reconsent(IdentityError::Transport("refused".into()), false));
+        assert!(!reconsent(
+            IdentityError::Transport("refused".into()),
+            false
+        ));
     }
 }

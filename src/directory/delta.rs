@@ -379,7 +379,10 @@ mod tests {
         assert_eq!(fields.display_name, Some(Some("Sales".into())));
         assert_eq!(fields.description, Some(None));
         assert_eq!(members.len(), 2, "both slices of members are kept");
-        assert!(matches!(&folded[1], Change::Upsert { id, .. } if *id == b), "restored");
+        assert!(
+            matches!(&folded[1], Change::Upsert { id, .. } if *id == b),
+            "restored"
+        );
         assert_eq!(
             fold(vec![name_change(a), Change::Deleted(a)]),
             vec![Change::Deleted(a)]

@@ -530,11 +530,13 @@ async fn remove(
     .await?
     .rows_affected();
     if resource == Resource::Users {
-        sqlx::query("delete from directory_group_members where tenant_id = $1 and member_id = any($2)")
-            .bind(tenant)
-            .bind(ids)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "delete from directory_group_members where tenant_id = $1 and member_id = any($2)",
+        )
+        .bind(tenant)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(n as i32)
 }
@@ -567,17 +569,21 @@ async fn drop_vanished(
             Ok(ids.len() as i32)
         }
         Resource::Groups => {
-            let n = sqlx::query("delete from directory_groups where tenant_id = $1 and seen_round < $2")
-                .bind(tenant)
-                .bind(round)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-            sqlx::query("delete from directory_group_members where tenant_id = $1 and seen_round < $2")
-                .bind(tenant)
-                .bind(round)
-                .execute(&mut **tx)
-                .await?;
+            let n = sqlx::query(
+                "delete from directory_groups where tenant_id = $1 and seen_round < $2",
+            )
+            .bind(tenant)
+            .bind(round)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "delete from directory_group_members where tenant_id = $1 and seen_round < $2",
+            )
+            .bind(tenant)
+            .bind(round)
+            .execute(&mut **tx)
+            .await?;
             Ok(n as i32)
         }
     }

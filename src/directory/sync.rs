@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::credentials::{CredentialError, TenantAccess, TokenSource};
 use super::delta::{self, GroupFields, Link, Page, UserFields};
-use super::store::{self, ChainState, Resource, StoreError, Stored, Tally};
+use super::store::{self, ChainState, StoreError, Stored, Tally};
 use crate::graph::{GraphClient, GraphError};
 
 /// How hard a sync tries before giving a page up (the job is then retried later).
@@ -141,7 +141,10 @@ impl Syncer {
         let mut state = store::chain_state(&self.db, tenant.id, F::RESOURCE).await?;
         let mut total = Tally::default();
         for _ in 0..3 {
-            match self.round::<F>(tenant, run_id, &mut state, &mut total, stop).await {
+            match self
+                .round::<F>(tenant, run_id, &mut state, &mut total, stop)
+                .await
+            {
                 Err(SyncError::Graph(e)) if e.needs_resync() => {
                     tracing::info!(resource = F::RESOURCE.as_str(), error = %e, "delta link no longer valid: starting a full round");
                     state = store::restart_chain(&self.db, tenant.id, F::RESOURCE).await?;
@@ -162,7 +165,9 @@ impl Syncer {
         total: &mut Tally,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
-        let mut fetched = self.fetch::<F>(tenant, state.link(F::RESOURCE), stop).await?;
+        let mut fetched = self
+            .fetch::<F>(tenant, state.link(F::RESOURCE), stop)
+            .await?;
         loop {
             let (page, waited) = fetched;
             let next = match &page.link {
@@ -202,8 +207,8 @@ impl Syncer {
             let token = self.tokens.token(tenant).await?;
             let error = match self.graph.delta_page(link, &token).await {
                 Ok(body) => {
-                    let page = delta::parse::<F>(&body)
-                        .map_err(|e| GraphError::Decode(e.to_string()))?;
+                    let page =
+                        delta::parse::<F>(&body).map_err(|e| GraphError::Decode(e.to_string()))?;
                     return Ok((page, waited));
                 }
                 Err(e) => e,
@@ -247,7 +252,7 @@ impl Syncer {
             .backoff
             .saturating_mul(1 << attempt.min(16))
             .min(self.policy.max_wait);
-        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+        ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 }
 
@@ -275,6 +280,7 @@ pub async fn tenant_access(db: &PgPool, tenant: Uuid) -> Result<Option<TenantAcc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::store::Resource;
 
     #[test]
     fn a_missing_permission_is_named_by_the_chain_that_met_it() {

@@ -102,11 +102,7 @@ pub async fn run(syncer: Syncer, cfg: WorkerConfig, stop: CancellationToken) {
 /// One worker: claim, sync, record; idle workers poll.
 async fn worker(syncer: Syncer, cfg: WorkerConfig, id: String, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        let turn = jobs::try_execute_job(syncer.db(), &id, cfg.lease, |job| {
-            run_job(&syncer, &cfg, job, &stop)
-        })
-        .await;
-        let idle = match turn {
+        let idle = match work_one(&syncer, &cfg, &id, &stop).await {
             Ok(Outcome::Ran(..)) => false,
             Ok(Outcome::Idle) => true,
             Err(e) => {
@@ -121,6 +117,20 @@ async fn worker(syncer: Syncer, cfg: WorkerConfig, id: String, stop: Cancellatio
             }
         }
     }
+}
+
+/// One worker turn as `worker_id`: claims a due sync job, runs it outside any transaction
+/// (keeping its lease alive) and records it; `Idle` when nothing was due.
+pub async fn work_one(
+    syncer: &Syncer,
+    cfg: &WorkerConfig,
+    worker_id: &str,
+    stop: &CancellationToken,
+) -> Result<Outcome<RunReport>, jobs::JobError> {
+    jobs::try_execute_job(syncer.db(), worker_id, cfg.lease, |job| {
+        run_job(syncer, cfg, job, stop)
+    })
+    .await
 }
 
 /// The handler of a `directory_sync` job.
@@ -139,9 +149,9 @@ async fn run_job(
         .await
         .map_err(|e| JobFailure::new(e))
         .and_then(|report| match report.outcome {
-            RunOutcome::Failed if report.retry => Err(JobFailure::new(
-                report.error.clone().unwrap_or_default(),
-            )),
+            RunOutcome::Failed if report.retry => {
+                Err(JobFailure::new(report.error.clone().unwrap_or_default()))
+            }
             RunOutcome::Interrupted if stop.is_cancelled() => {
                 Err(JobFailure::released("stopped for shutdown"))
             }
@@ -191,19 +201,18 @@ pub async fn sync_once(
     let result = syncer.sync(&access, run_id, stop).await;
     let (outcome, error) = match &result {
         Ok(_) => (RunOutcome::Succeeded, None),
-        Err(SyncError::Stopped | SyncError::TenantInactive | SyncError::TakenOver) => {
-            (RunOutcome::Interrupted, result.as_ref().err().map(|e| e.to_string()))
-        }
+        Err(SyncError::Stopped | SyncError::TenantInactive | SyncError::TakenOver) => (
+            RunOutcome::Interrupted,
+            result.as_ref().err().map(|e| e.to_string()),
+        ),
         Err(e) => (RunOutcome::Failed, Some(e.to_string())),
     };
-    sqlx::query(
-        "update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1",
-    )
-    .bind(run_id)
-    .bind(outcome.as_str())
-    .bind(&error)
-    .execute(db)
-    .await?;
+    sqlx::query("update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1")
+        .bind(run_id)
+        .bind(outcome.as_str())
+        .bind(&error)
+        .execute(db)
+        .await?;
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {

@@ -53,7 +53,9 @@ impl GraphError {
     pub fn needs_resync(&self) -> bool {
         match self {
             Self::SyncStateGone => true,
-            Self::Api { status: 400, code, .. } => {
+            Self::Api {
+                status: 400, code, ..
+            } => {
                 code.eq_ignore_ascii_case("syncStateNotFound")
                     || code.eq_ignore_ascii_case("resyncRequired")
             }
@@ -208,7 +210,11 @@ impl GraphClient {
     /// The raw body of one delta page at `link` (as for [`Self::page`]), asked with
     /// `Prefer: return=minimal` so an updated object carries only what changed.
     #[tracing::instrument(skip_all)]
-    pub async fn delta_page(&self, link: &str, access_token: &Secret) -> Result<Vec<u8>, GraphError> {
+    pub async fn delta_page(
+        &self,
+        link: &str,
+        access_token: &Secret,
+    ) -> Result<Vec<u8>, GraphError> {
         let request = self
             .http
             .get(self.link(link)?)

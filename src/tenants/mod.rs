@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::jobs;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
+use crate::jobs;
 use crate::types::Secret;
 
 /// Where a tenant stands.

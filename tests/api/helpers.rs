@@ -144,6 +144,7 @@ impl TestApp {
             sign_in_rate: setup.sign_in_rate,
             consent_rate: setup.consent_rate,
             trusted_proxies: setup.trusted_proxies,
+            sync: gangway::config::SyncSettings::default(),
         };
         let application = Application::with_listener(cfg, db.clone(), listener).unwrap();
         let state = application.state().clone();

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
             &format!("{t}/users/{{id}}"),
             patch(update_user).delete(delete_user),
         )
+        .route(&format!("{t}/users/{{id}}/restore"), post(restore_user))
         .route(&format!("{t}/groups"), post(create_group))
         .route(
             &format!("{t}/groups/{{id}}"),
@@ -388,6 +389,20 @@ async fn delete_user(
         return Err(not_found("user"));
     }
     tenant.delete_user(idx, q.hard);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restore_user(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tenant = tenant_mut(&mut w, &tid)?;
+    let idx = tenant.user_index(&id).ok_or_else(|| not_found("user"))?;
+    if tenant.users[idx].life != Life::SoftDeleted {
+        return Err(bad("only a soft-deleted user can be restored"));
+    }
+    tenant.restore_user(idx);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
