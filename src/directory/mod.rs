@@ -5,9 +5,12 @@
 //! transaction, [`sync`] runs a tenant's two chains, [`credentials`] gets its tokens,
 //! [`schedule`] says when it is due and [`worker`] runs jobs from the queue.
 
+pub mod control;
 pub mod credentials;
 pub mod delta;
 pub mod schedule;
 pub mod store;
 pub mod sync;
 pub mod worker;
+
+pub use crate::tenants::SYNC_JOB;

@@ -34,6 +34,43 @@ impl Context<'_> {
     }
 }
 
+/// A new invitation for a tenant whose access stopped working: to the admin last invited for
+/// it (else whoever consented), for the same customer and consent mode, bound to one of the
+/// tenant's verified domains so that only this tenant can answer it.
+pub async fn invite_again_for_tenant(
+    db: &PgPool,
+    cx: Context<'_>,
+    tenant_id: Uuid,
+    actor: &Actor,
+    created_by: Option<Uuid>,
+) -> Result<Issued, InvitationError> {
+    let row: Option<(String, Option<String>, super::ConsentMode, Vec<String>)> = sqlx::query_as(
+        "select c.name::text,
+                coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
+                          order by i.created_at desc limit 1), t.consented_by_upn),
+                t.consent_mode, t.verified_domains
+         from tenants t join customers c on c.id = t.customer_id where t.id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(db)
+    .await?;
+    let (customer, admin, mode, domains) =
+        row.ok_or_else(|| InvitationError::Invalid("no such tenant".into()))?;
+    let admin = admin.ok_or_else(|| {
+        InvitationError::Invalid(
+            "nobody is on record as this tenant's admin: create an invitation instead".into(),
+        )
+    })?;
+    let new = NewInvitation::parse(
+        &customer,
+        &admin,
+        mode.as_str(),
+        domains.first().map(String::as_str),
+        None,
+    )?;
+    create(db, cx, &new, actor, created_by).await
+}
+
 /// A freshly minted link: shown once, then only its hash remains.
 #[derive(Debug)]
 pub struct Issued {

@@ -9,8 +9,8 @@ mod types;
 
 pub(crate) use lifecycle::lock;
 pub use lifecycle::{
-    Context, Issued, MAX_REASON_CHARS, Opened, create, get, open, record_setback, resend, revoke,
-    touch,
+    Context, Issued, MAX_REASON_CHARS, Opened, create, get, invite_again_for_tenant, open,
+    record_setback, resend, revoke, touch,
 };
 pub use listing::{Filter, list};
 pub use token::InvitationToken;

@@ -7,7 +7,8 @@ use tokio::process::Command;
 
 use crate::helpers::{TestApp, location};
 
-fn gangway(app: &TestApp) -> Command {
+/// The `gangway` binary configured for `app`'s database, emulator and mail catcher.
+pub fn gangway(app: &TestApp) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gangway"));
     command
         .env_clear()
@@ -24,7 +25,8 @@ fn gangway(app: &TestApp) -> Command {
     command
 }
 
-async fn run(mut command: Command, args: &[&str]) -> Output {
+/// Runs `command` with `args` to the end.
+pub async fn run(mut command: Command, args: &[&str]) -> Output {
     command
         .args(args)
         .output()
@@ -32,11 +34,11 @@ async fn run(mut command: Command, args: &[&str]) -> Output {
         .expect("the gangway binary runs")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -59,6 +59,8 @@ pub struct Setup {
     pub emulator_tls: bool,
     /// With `emulator_tls`: give Gangway the emulator's CA (`GANGWAY_EXTRA_CA_FILE`).
     pub trust_emulator_ca: bool,
+    /// The emulator's delta-link lifetime (Microsoft's 7 days unless set).
+    pub delta_token_lifetime_secs: Option<u64>,
 }
 
 impl Default for Setup {
@@ -75,6 +77,7 @@ impl Default for Setup {
             smtp: true,
             emulator_tls: false,
             trust_emulator_ca: true,
+            delta_token_lifetime_secs: None,
         }
     }
 }
@@ -101,6 +104,9 @@ impl TestApp {
             groups: 3,
             seed: 42,
             tls: setup.emulator_tls,
+            delta_token_lifetime_secs: setup
+                .delta_token_lifetime_secs
+                .unwrap_or(Options::default().delta_token_lifetime_secs),
             ..Options::default()
         })
         .await

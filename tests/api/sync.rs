@@ -1,0 +1,1164 @@
+//! Directory replication against the emulator through Gangway's real entry points: the worker
+//! functions, `gangway worker` processes and the CLI. Every test compares the copy in Postgres
+//! with what Graph itself lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use gangway::audit::Actor;
+use gangway::directory::worker::{self, RunOutcome, RunReport, WorkerConfig};
+use gangway::directory::{schedule, sync::Syncer};
+use gangway::invitations::{self, permissions};
+use gangway::jobs::Outcome;
+use gangway::tenants::{self, Consent};
+use gangway::types::{Secret, TenantId};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::cli::{gangway, run, stderr, stdout};
+use crate::helpers::{Decision, Setup, TestApp};
+use crate::wizard::Customer;
+
+/// A user as Graph lists it and as the copy holds it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+struct User {
+    upn: Option<String>,
+    display_name: Option<String>,
+    given_name: Option<String>,
+    surname: Option<String>,
+    mail: Option<String>,
+    business_phones: Vec<String>,
+    mobile_phone: Option<String>,
+    job_title: Option<String>,
+    department: Option<String>,
+    account_enabled: Option<bool>,
+}
+
+/// A group as Graph lists it and as the copy holds it, with its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    display_name: Option<String>,
+    description: Option<String>,
+    mail: Option<String>,
+    mail_enabled: Option<bool>,
+    security_enabled: Option<bool>,
+    members: BTreeSet<Uuid>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Directory {
+    users: BTreeMap<Uuid, User>,
+    groups: BTreeMap<Uuid, Group>,
+}
+
+/// Reads a tenant through Graph with an app of its own, as an independent observer.
+struct Observer {
+    tenant: TenantId,
+    client_id: String,
+    secret: Secret,
+}
+
+impl Observer {
+    async fn new(app: &TestApp, tid: &str) -> Self {
+        let reg = app
+            .admin
+            .register_app(&json!({
+                "home_tenant": tid,
+                "multi_tenant": false,
+                "display_name": "Directory observer",
+                "permissions": {"application": ["User.Read.All", "Group.Read.All"]},
+            }))
+            .await
+            .unwrap();
+        app.admin
+            .grant(
+                tid,
+                &reg.client_id,
+                &[],
+                &["User.Read.All", "Group.Read.All"],
+            )
+            .await
+            .unwrap();
+        Self {
+            tenant: TenantId::parse(tid).unwrap(),
+            client_id: reg.client_id,
+            secret: Secret::new(reg.client_secret),
+        }
+    }
+
+    async fn all(&self, app: &TestApp, token: &Secret, first: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut link = first.to_owned();
+        loop {
+            let page: gangway::graph::Page<Value> =
+                app.state.graph.page(&link, token).await.unwrap();
+            out.extend(page.value);
+            match page.next_link {
+                Some(next) => link = next,
+                None => return out,
+            }
+        }
+    }
+
+    /// The tenant's live directory as Graph lists it.
+    async fn directory(&self, app: &TestApp) -> Directory {
+        let token = app
+            .state
+            .entra
+            .app_token(&self.tenant, Some((&self.client_id, &self.secret)))
+            .await
+            .unwrap();
+        let s = |v: &Value, k: &str| v[k].as_str().map(str::to_owned);
+        let users = self
+            .all(app, &token, "v1.0/users?$select=id,userPrincipalName,displayName,givenName,surname,mail,businessPhones,mobilePhone,jobTitle,department,accountEnabled&$top=999")
+            .await
+            .into_iter()
+            .map(|u| {
+                let id = u["id"].as_str().unwrap().parse().unwrap();
+                let user = User {
+                    upn: s(&u, "userPrincipalName"),
+                    display_name: s(&u, "displayName"),
+                    given_name: s(&u, "givenName"),
+                    surname: s(&u, "surname"),
+                    mail: s(&u, "mail"),
+                    business_phones: serde_json::from_value(u["businessPhones"].clone())
+                        .unwrap_or_default(),
+                    mobile_phone: s(&u, "mobilePhone"),
+                    job_title: s(&u, "jobTitle"),
+                    department: s(&u, "department"),
+                    account_enabled: u["accountEnabled"].as_bool(),
+                };
+                (id, user)
+            })
+            .collect();
+        let mut groups = BTreeMap::new();
+        for g in self
+            .all(app, &token, "v1.0/groups?$select=id,displayName,description,mail,mailEnabled,securityEnabled&$top=999")
+            .await
+        {
+            let id: Uuid = g["id"].as_str().unwrap().parse().unwrap();
+            let members = self
+                .all(app, &token, &format!("v1.0/groups/{id}/members?$select=id&$top=999"))
+                .await
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+                .collect();
+            let group = Group {
+                display_name: s(&g, "displayName"),
+                description: s(&g, "description"),
+                mail: s(&g, "mail"),
+                mail_enabled: g["mailEnabled"].as_bool(),
+                security_enabled: g["securityEnabled"].as_bool(),
+                members,
+            };
+            groups.insert(id, group);
+        }
+        Directory { users, groups }
+    }
+}
+
+/// The copy of `tenant`'s live (not soft-deleted) directory in Postgres.
+async fn copy(db: &sqlx::PgPool, tenant: Uuid) -> Directory {
+    let users: Vec<(Uuid, User)> = sqlx::query_as::<
+        _,
+        (
+            Uuid,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Vec<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        ),
+    >(
+        "select object_id, user_principal_name, display_name, given_name, surname, mail,
+                business_phones, mobile_phone, job_title, department, account_enabled
+         from directory_users where tenant_id = $1 and soft_deleted_at is null",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(
+        |(
+            id,
+            upn,
+            display_name,
+            given_name,
+            surname,
+            mail,
+            business_phones,
+            mobile_phone,
+            job_title,
+            department,
+            account_enabled,
+        )| {
+            (
+                id,
+                User {
+                    upn,
+                    display_name,
+                    given_name,
+                    surname,
+                    mail,
+                    business_phones,
+                    mobile_phone,
+                    job_title,
+                    department,
+                    account_enabled,
+                },
+            )
+        },
+    )
+    .collect();
+    let groups: Vec<(
+        Uuid,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+        Option<bool>,
+    )> = sqlx::query_as(
+        "select object_id, display_name, description, mail, mail_enabled, security_enabled
+             from directory_groups where tenant_id = $1 and soft_deleted_at is null",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let members: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select group_id, member_id from directory_group_members where tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let groups = groups
+        .into_iter()
+        .map(
+            |(id, display_name, description, mail, mail_enabled, security_enabled)| {
+                let members = members
+                    .iter()
+                    .filter(|(g, _)| *g == id)
+                    .map(|(_, m)| *m)
+                    .collect();
+                (
+                    id,
+                    Group {
+                        display_name,
+                        description,
+                        mail,
+                        mail_enabled,
+                        security_enabled,
+                        members,
+                    },
+                )
+            },
+        )
+        .collect();
+    Directory {
+        users: users.into_iter().collect(),
+        groups,
+    }
+}
+
+/// Connects emulator tenant `tid` in application mode through a real invitation and
+/// `record_consent` (which queues the first sync); returns Gangway's tenant id.
+async fn connect(app: &TestApp, tid: &str, application: &[&str]) -> Uuid {
+    app.admin
+        .grant(tid, &app.app.client_id, &[], application)
+        .await
+        .unwrap();
+    let tenant: Value = reqwest::get(format!(
+        "{}/_emulator/tenants/{tid}",
+        app.emulator.base_url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let issued = app
+        .invite_for(
+            &format!("Customer {tid}"),
+            "application",
+            tenant["admin"]["username"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    let consent = Consent {
+        entra_tenant_id: tid.parse().unwrap(),
+        display_name: tenant["display_name"].as_str().unwrap().into(),
+        verified_domains: vec![tenant["domain"].as_str().unwrap().into()],
+        mode: invitations::ConsentMode::Application,
+        granted_scopes: application.iter().map(|s| s.to_string()).collect(),
+        consented_by_oid: None,
+        consented_by_upn: None,
+        customer_client_id: None,
+        credential: None,
+    };
+    tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &consent,
+        &Actor::System,
+    )
+    .await
+    .unwrap()
+}
+
+fn engine(app: &TestApp) -> (Syncer, WorkerConfig) {
+    (
+        gangway::runtime::syncer(&app.state),
+        WorkerConfig::new(1, schedule::default_schedule()),
+    )
+}
+
+/// One worker turn that must find and run a sync job; its report.
+async fn work(app: &TestApp) -> RunReport {
+    let (syncer, cfg) = engine(app);
+    match worker::work_one(&syncer, &cfg, "test-worker", &CancellationToken::new())
+        .await
+        .unwrap()
+    {
+        Outcome::Ran(_, Ok(report)) => report,
+        Outcome::Ran(_, Err(failure)) => panic!("the sync failed: {}", failure.error),
+        Outcome::Idle => panic!("no sync job was due"),
+    }
+}
+
+/// Queues a manual sync, as "Sync now" does.
+async fn sync_now(app: &TestApp, tenant: Uuid) {
+    gangway::directory::control::request_sync(&app.db, tenant, &Actor::Cli)
+        .await
+        .unwrap();
+}
+
+/// The emulator's admin API.
+async fn emulator(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req =
+        reqwest::Client::new().request(method, format!("{}{path}", app.emulator.base_url()));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+fn all_app_permissions() -> Vec<&'static str> {
+    permissions::application_scopes()
+}
+
+#[tokio::test]
+async fn a_full_sync_equals_graph_and_each_later_round_follows_every_kind_of_change() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    let expected = observer.directory(&app).await;
+    assert!(expected.users.len() > 10 && !expected.groups.is_empty());
+    assert!(
+        expected
+            .users
+            .values()
+            .any(|u| !u.business_phones.is_empty() && u.job_title.is_some())
+    );
+    assert_eq!(
+        copy(&app.db, tenant).await,
+        expected,
+        "the first (full) round copies everything"
+    );
+    let run: (String, bool, i32, i32) = sqlx::query_as(
+        "select trigger, full_round, added, members_added from sync_runs where id = $1",
+    )
+    .bind(first.run_id.unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let memberships: usize = expected.groups.values().map(|g| g.members.len()).sum();
+    assert_eq!(
+        run,
+        (
+            "first".into(),
+            true,
+            (expected.users.len() + expected.groups.len()) as i32,
+            memberships as i32
+        )
+    );
+
+    // Every kind of change, then one incremental round.
+    let t = format!("/_emulator/tenants/{tid}");
+    let ids: Vec<Uuid> = expected.users.keys().copied().collect();
+    let (edited, soft, hard) = (ids[1], ids[2], ids[3]);
+    let added = emulator(
+        &app,
+        reqwest::Method::POST,
+        &format!("{t}/users"),
+        Some(json!({
+            "userPrincipalName": format!("new.person@{}", app.customer(0).domain),
+            "displayName": "New Person", "givenName": "New", "surname": "Person",
+            "mail": format!("new.person@{}", app.customer(0).domain),
+            "businessPhones": ["+1 425 555 0100"], "mobilePhone": "+1 425 555 0199",
+            "jobTitle": "Dispatcher", "department": "Operations", "accountEnabled": true
+        })),
+    )
+    .await;
+    let added: Uuid = added["id"].as_str().unwrap().parse().unwrap();
+    emulator(&app, reqwest::Method::PATCH, &format!("{t}/users/{edited}"), Some(json!({
+        "jobTitle": "Head of Support", "department": "Support", "businessPhones": ["+44 20 7946 0000", "+44 20 7946 0001"]
+    }))).await;
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{soft}"),
+        None,
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{hard}?hard=true"),
+        None,
+    )
+    .await;
+    let group = *expected.groups.keys().next().unwrap();
+    let leaving = *expected.groups[&group]
+        .members
+        .iter()
+        .find(|m| ![soft, hard].contains(m))
+        .unwrap_or(&ids[5]);
+    if expected.groups[&group].members.contains(&leaving) {
+        emulator(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("{t}/groups/{group}/members/{leaving}"),
+            None,
+        )
+        .await;
+    }
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        &format!("{t}/groups/{group}/members"),
+        Some(json!({"id": added})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("{t}/groups/{group}"),
+        Some(json!({"description": "Changed"})),
+    )
+    .await;
+    let new_group = emulator(
+        &app,
+        reqwest::Method::POST,
+        &format!("{t}/groups"),
+        Some(json!({
+            "displayName": "Night shift", "members": [added, edited]
+        })),
+    )
+    .await;
+
+    sync_now(&app, tenant).await;
+    let second = work(&app).await;
+    assert_eq!(second.outcome, RunOutcome::Succeeded, "{:?}", second.error);
+    let expected = observer.directory(&app).await;
+    assert_eq!(
+        copy(&app.db, tenant).await,
+        expected,
+        "the incremental round follows every change"
+    );
+    assert!(
+        expected
+            .groups
+            .contains_key(&new_group["id"].as_str().unwrap().parse().unwrap())
+    );
+    let run: (String, bool, i32, i32, i32) = sqlx::query_as(
+        "select trigger, full_round, added, soft_deleted, removed from sync_runs where id = $1",
+    )
+    .bind(second.run_id.unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        run,
+        ("manual".into(), false, 2, 1, 1),
+        "one user and one group added, one soft and one hard delete"
+    );
+    let flagged: Option<time::OffsetDateTime> = sqlx::query_scalar(
+        "select soft_deleted_at from directory_users where tenant_id = $1 and object_id = $2",
+    )
+    .bind(tenant)
+    .bind(soft)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(flagged.is_some(), "a soft-deleted user is kept, flagged");
+    let gone: i64 = sqlx::query_scalar(
+        "select count(*) from directory_users where tenant_id = $1 and object_id = $2",
+    )
+    .bind(tenant)
+    .bind(hard)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(gone, 0, "a hard-deleted user is removed");
+
+    // A restored user comes back whole; a round with no changes changes nothing.
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        &format!("{t}/users/{soft}/restore"),
+        None,
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+    let expected = observer.directory(&app).await;
+    assert!(expected.users.contains_key(&soft));
+    assert_eq!(
+        copy(&app.db, tenant).await,
+        expected,
+        "the restored user is live again"
+    );
+    sync_now(&app, tenant).await;
+    let idle = work(&app).await;
+    assert_eq!(idle.tally.objects(), 0, "{:?}", idle.tally);
+    assert_eq!(copy(&app.db, tenant).await, expected);
+    let next: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("select next_sync_at from tenants where id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let next = next.unwrap() - time::OffsetDateTime::now_utc();
+    assert!(
+        next > time::Duration::minutes(55) && next <= time::Duration::hours(1),
+        "the default schedule runs hourly: {next}"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_or_expired_delta_link_starts_a_full_round_that_drops_what_vanished() {
+    let app = TestApp::spawn_with(Setup {
+        delta_token_lifetime_secs: Some(2),
+        ..Setup::default()
+    })
+    .await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+
+    // A reset (410 Gone with Location): meanwhile a user went to the recycle bin unseen, and
+    // the copy holds a row Graph never had.
+    let victim = *observer.directory(&app).await.users.keys().nth(4).unwrap();
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/_emulator/tenants/{tid}/users/{victim}"),
+        None,
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        &format!("/_emulator/tenants/{tid}/delta-reset"),
+        None,
+    )
+    .await;
+    sqlx::query("insert into directory_users (tenant_id, object_id, display_name, seen_round) values ($1, gen_random_uuid(), 'Ghost', 1)")
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sync_now(&app, tenant).await;
+    let reset = work(&app).await;
+    assert_eq!(reset.outcome, RunOutcome::Succeeded, "{:?}", reset.error);
+    let all: i64 = sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let expected = observer.directory(&app).await;
+    assert_eq!(copy(&app.db, tenant).await, expected);
+    assert_eq!(
+        all as usize,
+        expected.users.len(),
+        "the ghost and the unseen soft delete are gone"
+    );
+    let full: bool = sqlx::query_scalar("select full_round from sync_runs where id = $1")
+        .bind(reset.run_id.unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(full);
+
+    // An expired link (400 syncStateNotFound) does the same.
+    // The emulator compares whole seconds: wait past the lifetime with a margin.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    sqlx::query("insert into directory_groups (tenant_id, object_id, display_name, seen_round) values ($1, gen_random_uuid(), 'Ghost group', 1)")
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sync_now(&app, tenant).await;
+    let expired = work(&app).await;
+    assert_eq!(
+        expired.outcome,
+        RunOutcome::Succeeded,
+        "{:?}",
+        expired.error
+    );
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+    let rounds: Vec<i64> =
+        sqlx::query_scalar("select round from sync_state where tenant_id = $1 order by resource")
+            .bind(tenant)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rounds, vec![3, 3], "two restarts for each chain");
+}
+
+#[tokio::test]
+async fn throttling_errors_and_dropped_connections_are_waited_out_and_the_copy_ends_equal() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"page_size": 2})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({
+            "rate_429": 0.2, "rate_503": 0.05, "rate_drop": 0.05, "retry_after": 0.25
+        })),
+    )
+    .await;
+    let report = work(&app).await;
+    let faults = emulator(&app, reqwest::Method::GET, "/_emulator/faults", None).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({"rate_429": 0, "rate_503": 0, "rate_drop": 0})),
+    )
+    .await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+    let injected = &faults["injected"];
+    let throttled =
+        injected["throttled"].as_i64().unwrap() + injected["unavailable"].as_i64().unwrap();
+    assert!(
+        throttled > 0 && injected["dropped"].as_i64().unwrap() >= 0,
+        "{faults}"
+    );
+    let (waits, seconds, pages): (i32, f64, i32) = sqlx::query_as(
+        "select throttled_waits, throttled_seconds, pages from sync_runs where id = $1",
+    )
+    .bind(report.run_id.unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(pages >= 8, "{pages} pages");
+    assert_eq!(
+        i64::from(waits),
+        throttled,
+        "every 429 and 503 was waited out once"
+    );
+    assert!(
+        (seconds - f64::from(waits) * 0.25).abs() < 1e-6,
+        "each wait is the Retry-After, fractions too: {seconds}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named_and_not_retried_in_a_storm() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &["User.Read.All", "Organization.Read.All"]).await;
+    let (syncer, cfg) = engine(&app);
+    let Outcome::Ran(job, Ok(report)) =
+        worker::work_one(&syncer, &cfg, "w", &CancellationToken::new())
+            .await
+            .unwrap()
+    else {
+        panic!("the job should complete with a failed run, not be retried");
+    };
+    assert_eq!(report.outcome, RunOutcome::Failed);
+    let error = report.error.unwrap();
+    assert!(error.starts_with("Group.Read.All is required"), "{error}");
+    let (status, sync_error): (String, Option<String>) =
+        sqlx::query_as("select status, sync_error from tenants where id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(status, "active");
+    assert!(sync_error.unwrap().contains("Group.Read.All"));
+    let job_status: String = sqlx::query_scalar("select status from jobs where id = $1")
+        .bind(job)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(job_status, "done");
+    assert!(matches!(
+        worker::work_one(&syncer, &cfg, "w", &CancellationToken::new())
+            .await
+            .unwrap(),
+        Outcome::Idle
+    ));
+    // The users chain, which was allowed, completed its round anyway.
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(users > 10);
+}
+
+#[tokio::test]
+async fn delegated_refresh_tokens_rotate_and_a_revoked_consent_asks_for_a_new_one_that_works() {
+    let app = TestApp::spawn().await;
+    let tenant_at_microsoft = app.customer(0).clone();
+    let issued = app
+        .invite("delegated", &tenant_at_microsoft.admin.username, None)
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    customer
+        .consent(&app, &tenant_at_microsoft.admin, Decision::Accept)
+        .await;
+    let tenant: Uuid = sqlx::query_scalar("select id from tenants where entra_tenant_id = $1")
+        .bind(Uuid::parse_str(&tenant_at_microsoft.id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let app_keys_open = |c: &[u8], k: &str| app.state.cfg.keys.open(k, c).unwrap();
+    let read = || async {
+        let (c, k): (Vec<u8>, String) = sqlx::query_as(
+            "select credential_ciphertext, credential_key_id from tenants where id = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        String::from_utf8(app_keys_open(&c, &k)).unwrap()
+    };
+    let before = read().await;
+    let report = work(&app).await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    let after = read().await;
+    assert_ne!(before, after, "the rotated refresh token is stored");
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(users > 10);
+
+    // The customer revokes consent: the next sync finds out, stops and says so.
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!(
+            "/_emulator/tenants/{}/consents/{}",
+            tenant_at_microsoft.id, app.app.client_id
+        ),
+        None,
+    )
+    .await;
+    // The cached access token would still work for an hour: a new worker has no cache.
+    sync_now(&app, tenant).await;
+    let revoked = work(&app).await;
+    assert_eq!(revoked.outcome, RunOutcome::Failed);
+    assert!(!revoked.retry);
+    let (status, why): (String, Option<String>) =
+        sqlx::query_as("select status, sync_error from tenants where id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(status, "reconsent_required");
+    assert!(why.unwrap().contains("AADSTS65001"));
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where tenant_id = $1 and action = 'tenant.reconsent_required'",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    // No retry storm: nothing is queued, the scheduler skips it, a manual sync is refused.
+    sqlx::query("update tenants set next_sync_at = now() - interval '1 minute' where id = $1")
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        worker::enqueue_due(&app.db, &schedule::default_schedule())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        gangway::directory::control::request_sync(&app.db, tenant, &Actor::Cli)
+            .await
+            .is_err()
+    );
+    let (syncer, cfg) = engine(&app);
+    assert!(matches!(
+        worker::work_one(&syncer, &cfg, "w", &CancellationToken::new())
+            .await
+            .unwrap(),
+        Outcome::Idle
+    ));
+
+    // One click sends a new invitation to the same admin for the same tenant and mode; their
+    // consent reconnects the tenant and its sync runs again.
+    app.sign_in(gangway::operators::Role::Admin).await;
+    let page = app
+        .get(&format!("/console/tenants/{tenant}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Send re-consent invitation"), "{page}");
+    let csrf = crate::helpers::input_value(&page, "csrf_token").unwrap();
+    let response = app
+        .post_form(
+            &format!("/console/tenants/{tenant}/reconsent"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    let invitation: (Uuid, String, String, Option<String>) = sqlx::query_as(
+        "select id, admin_email::text, consent_mode, tenant_domain::text from invitations
+         where id <> $1 order by created_at desc limit 1",
+    )
+    .bind(issued.invitation.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        invitation.1.to_lowercase(),
+        tenant_at_microsoft.admin.username.to_lowercase()
+    );
+    assert_eq!(invitation.2, "delegated");
+    assert!(invitation.3.is_some(), "bound to the tenant's domain");
+    app.deliver_mail().await;
+    let link = app.mail.messages().last().unwrap().link();
+    let customer = Customer::open(&app, &link).await;
+    // The admin consents again at Microsoft.
+    app.admin
+        .grant(
+            &tenant_at_microsoft.id,
+            &app.app.client_id,
+            &permissions::delegated_scopes(),
+            &[],
+        )
+        .await
+        .unwrap();
+    customer
+        .consent(&app, &tenant_at_microsoft.admin, Decision::Accept)
+        .await;
+    let status: String = sqlx::query_scalar("select status from tenants where id = $1")
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "active");
+    let again = work(&app).await;
+    assert_eq!(again.outcome, RunOutcome::Succeeded, "{:?}", again.error);
+}
+
+/// `gangway worker` for `app`, syncing with a short lease so a dead worker's job is taken over
+/// quickly.
+fn worker_process(app: &TestApp) -> tokio::process::Child {
+    let mut command = gangway(app);
+    command
+        .env("GANGWAY_SYNC_LEASE_SECS", "2")
+        .env("RUST_LOG", "warn")
+        .args(["worker", "--concurrency", "2"])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    command.spawn().unwrap()
+}
+
+async fn pages_of_running_run(db: &sqlx::PgPool, tenant: Uuid) -> i32 {
+    sqlx::query_scalar(
+        "select coalesce(max(pages), 0) from sync_runs where tenant_id = $1 and outcome = 'running'",
+    )
+    .bind(tenant)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..600 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_or_stopped_by_sigterm_loses_and_doubles_nothing() {
+    let app = TestApp::spawn().await;
+    let created = emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/tenants",
+        Some(json!({"users": 240, "groups": 6})),
+    )
+    .await;
+    let tid = created["id"].as_str().unwrap().to_owned();
+    let observer = Observer::new(&app, &tid).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"page_size": 5, "latency_ms": 40})),
+    )
+    .await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+
+    let kill_at = 2 + (rand::random::<u8>() % 12) as i32;
+    let mut first = worker_process(&app);
+    wait_for("the first pages", async || {
+        pages_of_running_run(&app.db, tenant).await >= kill_at
+    })
+    .await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+
+    // The second process takes the job over once the lease runs out, goes on from the last
+    // committed page, and is asked to stop with SIGTERM a few pages later.
+    let mut second = worker_process(&app);
+    wait_for("the take-over", async || {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from sync_runs where tenant_id = $1 and outcome = 'running' and pages >= 2
+               and exists (select 1 from sync_runs where tenant_id = $1 and outcome = 'abandoned')",
+        )
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    let pid = second.id().unwrap() as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), second.wait())
+        .await
+        .expect("SIGTERM stops the worker")
+        .unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let runs: Vec<(String, Option<String>)> =
+        sqlx::query_as("select outcome, error from sync_runs where tenant_id = $1 order by id")
+            .bind(tenant)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].0, "abandoned");
+    assert_eq!(runs[1].0, "interrupted");
+    let (status, attempts): (String, i32) = sqlx::query_as(
+        "select status, attempts from jobs where tenant_id = $1 order by id desc limit 1",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(status, "queued", "the stopped worker gave its job back");
+    assert_eq!(
+        attempts, 1,
+        "the killed attempt counts, the stopped one does not"
+    );
+
+    let mut third = worker_process(&app);
+    wait_for("the sync to finish", async || {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from sync_runs where tenant_id = $1 and outcome = 'succeeded'",
+        )
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    third.start_kill().unwrap();
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"latency_ms": 0})),
+    )
+    .await;
+    let expected = observer.directory(&app).await;
+    assert_eq!(expected.users.len(), 240);
+    assert_eq!(copy(&app.db, tenant).await, expected, "nothing lost");
+    let (rows, added): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from directory_users where tenant_id = $1),
+                (select sum(added)::bigint from sync_runs where tenant_id = $1)",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(rows, 240, "nothing doubled");
+    assert_eq!(
+        added as usize,
+        240 + expected.groups.len(),
+        "each object added once over the three runs"
+    );
+}
+
+#[tokio::test]
+async fn two_worker_processes_never_sync_one_tenant_at_once() {
+    let app = TestApp::spawn().await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"page_size": 4, "latency_ms": 15})),
+    )
+    .await;
+    let mut tenants_ = Vec::new();
+    for index in 0..2 {
+        let tid = app.customer(index).id.clone();
+        tenants_.push(connect(&app, &tid, &all_app_permissions()).await);
+    }
+    let workers = [worker_process(&app), worker_process(&app)];
+    for round in 0..3 {
+        wait_for("every sync", async || {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from sync_runs where outcome = 'succeeded'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+                == 2 * (round + 1)
+        })
+        .await;
+        if round < 2 {
+            for tenant in &tenants_ {
+                sync_now(&app, *tenant).await;
+                sync_now(&app, *tenant).await; // coalesces
+            }
+        }
+    }
+    drop(workers);
+    let overlaps: i64 = sqlx::query_scalar(
+        "select count(*) from sync_runs a join sync_runs b
+           on a.tenant_id = b.tenant_id and a.id < b.id
+          and tstzrange(a.started_at, a.finished_at) && tstzrange(b.started_at, b.finished_at)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(overlaps, 0);
+    let runs: i64 = sqlx::query_scalar("select count(*) from sync_runs")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs, 6,
+        "two clicks on Sync now while one is queued make one sync"
+    );
+}
+
+#[tokio::test]
+async fn tenant_sync_wait_reports_progress_and_counts_and_exits_1_when_the_sync_fails() {
+    let app = TestApp::spawn().await;
+    let good = connect(&app, &app.customer(0).id.clone(), &all_app_permissions()).await;
+    let bad = connect(
+        &app,
+        &app.customer(1).id.clone(),
+        &["User.Read.All", "Organization.Read.All"],
+    )
+    .await;
+    // The first syncs were queued by the consents; run them out of the way.
+    work(&app).await;
+    work(&app).await;
+    let stop = CancellationToken::new();
+    let (syncer, cfg) = engine(&app);
+    let workers = tokio::spawn(worker::run(
+        syncer,
+        WorkerConfig {
+            poll: Duration::from_millis(100),
+            ..cfg
+        },
+        stop.clone(),
+    ));
+
+    let entra: Uuid = sqlx::query_scalar("select entra_tenant_id from tenants where id = $1")
+        .bind(good)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let output = run(
+        gangway(&app),
+        &["tenant", "sync", &entra.to_string(), "--wait"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("queued"), "{}", stderr(&output));
+    assert!(stdout(&output).contains("succeeded"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("pages"), "{}", stdout(&output));
+
+    let output = run(
+        gangway(&app),
+        &["tenant", "sync", &bad.to_string(), "--wait"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("Group.Read.All is required"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(
+        gangway(&app),
+        &["tenant", "sync", &Uuid::new_v4().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no tenant"), "{}", stderr(&output));
+    stop.cancel();
+    workers.await.unwrap();
+}
