@@ -161,6 +161,7 @@ async fn run_job(
 
 /// Syncs `tenant` once, recording the run (trigger, counts, outcome) and the tenant's sync
 /// health; a dead grant marks the tenant `reconsent_required`. The job id is kept on the run.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, run_id))]
 pub async fn sync_once(
     syncer: &Syncer,
     cfg: &WorkerConfig,
@@ -198,7 +199,16 @@ pub async fn sync_once(
     .bind(trigger)
     .fetch_one(db)
     .await?;
+    tracing::Span::current().record("run_id", run_id);
     let result = syncer.sync(&access, run_id, stop).await;
+    match &result {
+        Ok(tally) => tracing::info!(
+            objects = tally.objects(),
+            pages = tally.pages,
+            "sync finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, "sync did not finish"),
+    }
     let (outcome, error) = match &result {
         Ok(_) => (RunOutcome::Succeeded, None),
         Err(SyncError::Stopped | SyncError::TenantInactive | SyncError::TakenOver) => (

@@ -1162,3 +1162,76 @@ async fn tenant_sync_wait_reports_progress_and_counts_and_exits_1_when_the_sync_
     stop.cancel();
     workers.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_customer_app_syncs_with_its_own_secret_until_that_secret_expires() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(1).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let own = app
+        .admin
+        .register_app(&json!({
+            "home_tenant": tid,
+            "multi_tenant": false,
+            "display_name": "Contoso's own app for the provider",
+            "permissions": {"application": all_app_permissions()},
+        }))
+        .await
+        .unwrap();
+    app.admin
+        .grant(&tid, &own.client_id, &[], &all_app_permissions())
+        .await
+        .unwrap();
+    let issued = app
+        .invite("customer-app", &app.customer(1).admin.username, None)
+        .await;
+    let consent = Consent {
+        entra_tenant_id: tid.parse().unwrap(),
+        display_name: app.customer(1).display_name.clone(),
+        verified_domains: vec![app.customer(1).domain.clone()],
+        mode: invitations::ConsentMode::CustomerApp,
+        granted_scopes: all_app_permissions()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        consented_by_oid: None,
+        consented_by_upn: None,
+        customer_client_id: Some(own.client_id.clone()),
+        credential: Some(Secret::new(own.client_secret.clone())),
+    };
+    let tenant = tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &consent,
+        &Actor::System,
+    )
+    .await
+    .unwrap();
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/_emulator/apps/{}", own.client_id),
+        Some(json!({"secret_expires_in_days": -1})),
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    let expired = work(&app).await;
+    assert_eq!(expired.outcome, RunOutcome::Failed);
+    let (status, why): (String, Option<String>) =
+        sqlx::query_as("select status, sync_error from tenants where id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(status, "reconsent_required");
+    let why = why.unwrap();
+    assert!(
+        why.contains("client secret expired") && why.contains("AADSTS7000222"),
+        "{why}"
+    );
+}
