@@ -226,6 +226,11 @@ impl Schedule {
         }
     }
 
+    /// An interval as a whole count of its largest unit: (6, "hour"), (90, "minute").
+    pub fn interval_parts(interval: Duration) -> (u64, &'static str) {
+        in_largest_unit(interval)
+    }
+
     /// The schedule stored in `tenants.sync_schedule`: a null column (or, defensively, text
     /// that no longer parses, e.g. a zone dropped from the database) is the default.
     pub fn from_column(stored: Option<&str>) -> Schedule {
@@ -233,6 +238,22 @@ impl Schedule {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(default_schedule)
     }
+}
+
+/// The IANA names a daily schedule may use, sorted (for a form's suggestions).
+pub fn time_zone_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|name| name.as_str().to_owned())
+            .filter(|name| !name.starts_with("Etc/") && name.contains('/'))
+            .collect();
+        names.push("UTC".to_owned());
+        names.sort();
+        names.dedup();
+        names
+    })
 }
 
 /// When the scheduler should next enqueue a sync for a tenant, given `now`, the schedule and
@@ -372,6 +393,16 @@ mod tests {
             default_schedule()
         );
         assert_eq!(Schedule::from_column(Some("manual")), Schedule::Manual);
+    }
+
+    #[test]
+    fn every_suggested_zone_makes_a_daily_schedule() {
+        let names = time_zone_names();
+        assert!(names.iter().any(|n| n == "Europe/Berlin") && names.iter().any(|n| n == "UTC"));
+        for name in names {
+            let schedule = parse(&format!("daily 02:30 {name}"));
+            assert_eq!(schedule.to_string(), format!("daily 02:30 {name}"));
+        }
     }
 
     #[test]
