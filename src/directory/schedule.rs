@@ -131,10 +131,10 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
         .map(Duration::from_secs)
         .unwrap_or(Duration::MAX);
     if interval < MIN_INTERVAL {
-        return Err(ScheduleError::IntervalTooShort(compact));
+        return Err(ScheduleError::IntervalTooShort(text.to_owned()));
     }
     if interval > MAX_INTERVAL {
-        return Err(ScheduleError::IntervalTooLong(compact));
+        return Err(ScheduleError::IntervalTooLong(text.to_owned()));
     }
     Ok(interval)
 }
@@ -418,6 +418,7 @@ mod tests {
             ("every -5m", BadInterval("-5m".into())),
             ("every 1.5h", BadInterval("1.5h".into())),
             ("every 4m", IntervalTooShort("4m".into())),
+            ("every  2   minutes", IntervalTooShort("2 minutes".into())),
             ("every 0h", IntervalTooShort("0h".into())),
             ("every 8d", IntervalTooLong("8d".into())),
             (

@@ -14,5 +14,6 @@ mod mail;
 mod polish;
 mod security;
 mod sessions;
+mod sync_console;
 mod tls;
 mod wizard;
