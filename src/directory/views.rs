@@ -36,8 +36,8 @@ impl RunTrigger {
     pub fn label(self) -> &'static str {
         match self {
             Self::First => "First sync",
-            Self::Schedule => "Schedule",
-            Self::Manual => "Sync now",
+            Self::Schedule => "Scheduled",
+            Self::Manual => "Manual (Sync now)",
             Self::Forced => "Forced (6 days)",
             Self::Retry => "Retry",
         }
