@@ -47,3 +47,45 @@ document.addEventListener("click", (event) => {
   field.focus({ preventScroll: true });
   (field.labels?.[0] ?? field).scrollIntoView({ block: "start" });
 });
+
+// The schedule form shows only the inputs of the kind chosen (without script, all of them show).
+for (const form of document.querySelectorAll("[data-schedule-form]")) {
+  const select = form.querySelector("[data-schedule-kind-select]");
+  const show = () => {
+    for (const part of form.querySelectorAll("[data-schedule-kind]")) {
+      part.hidden = part.dataset.scheduleKind !== select.value;
+    }
+  };
+  select.addEventListener("change", show);
+  show();
+}
+
+// A running sync's counters follow it: <div data-progress-url="…" data-run-id="…"> is polled every
+// 2 s while that run runs; each [data-progress=field] shows the run's field. When it ends (or
+// another run took its place) polling stops and [data-progress-done] appears.
+const progress = document.querySelector("[data-progress-url]");
+if (progress) {
+  const poll = async () => {
+    let state;
+    try {
+      const response = await fetch(progress.dataset.progressUrl, { headers: { Accept: "application/json" } });
+      // Signed out or gone: nothing more to follow.
+      if (!response.ok) return;
+      state = await response.json();
+    } catch {
+      setTimeout(poll, 10000);
+      return;
+    }
+    if (state.running && state.run && String(state.run.id) === progress.dataset.runId) {
+      for (const field of progress.querySelectorAll("[data-progress]")) {
+        const value = state.run[field.dataset.progress];
+        if (value !== undefined) field.textContent = value;
+      }
+      setTimeout(poll, 2000);
+    } else {
+      progress.classList.add("finished");
+      progress.querySelector("[data-progress-done]")?.removeAttribute("hidden");
+    }
+  };
+  setTimeout(poll, 2000);
+}

@@ -3,7 +3,9 @@
 //!
 //! [`delta`] reads a page into typed changes, [`store`] applies a page and its link in one
 //! transaction, [`sync`] runs a tenant's two chains, [`credentials`] gets its tokens,
-//! [`schedule`] says when it is due and [`worker`] runs jobs from the queue.
+//! [`schedule`] says when it is due and [`worker`] runs jobs from the queue. Operators ask for
+//! a sync or change the schedule through [`control`]; the console reads the copy and the runs
+//! through [`views`].
 
 pub mod control;
 pub mod credentials;
@@ -11,6 +13,7 @@ pub mod delta;
 pub mod schedule;
 pub mod store;
 pub mod sync;
+pub mod views;
 pub mod worker;
 
 pub use crate::tenants::SYNC_JOB;

@@ -131,10 +131,10 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
         .map(Duration::from_secs)
         .unwrap_or(Duration::MAX);
     if interval < MIN_INTERVAL {
-        return Err(ScheduleError::IntervalTooShort(compact));
+        return Err(ScheduleError::IntervalTooShort(text.to_owned()));
     }
     if interval > MAX_INTERVAL {
-        return Err(ScheduleError::IntervalTooLong(compact));
+        return Err(ScheduleError::IntervalTooLong(text.to_owned()));
     }
     Ok(interval)
 }
@@ -226,6 +226,11 @@ impl Schedule {
         }
     }
 
+    /// An interval as a whole count of its largest unit: (6, "hour"), (90, "minute").
+    pub fn interval_parts(interval: Duration) -> (u64, &'static str) {
+        in_largest_unit(interval)
+    }
+
     /// The schedule stored in `tenants.sync_schedule`: a null column (or, defensively, text
     /// that no longer parses, e.g. a zone dropped from the database) is the default.
     pub fn from_column(stored: Option<&str>) -> Schedule {
@@ -233,6 +238,22 @@ impl Schedule {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(default_schedule)
     }
+}
+
+/// The IANA names a daily schedule may use, sorted (for a form's suggestions).
+pub fn time_zone_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|name| name.as_str().to_owned())
+            .filter(|name| !name.starts_with("Etc/") && name.contains('/'))
+            .collect();
+        names.push("UTC".to_owned());
+        names.sort();
+        names.dedup();
+        names
+    })
 }
 
 /// When the scheduler should next enqueue a sync for a tenant, given `now`, the schedule and
@@ -375,6 +396,16 @@ mod tests {
     }
 
     #[test]
+    fn every_suggested_zone_makes_a_daily_schedule() {
+        let names = time_zone_names();
+        assert!(names.iter().any(|n| n == "Europe/Berlin") && names.iter().any(|n| n == "UTC"));
+        for name in names {
+            let schedule = parse(&format!("daily 02:30 {name}"));
+            assert_eq!(schedule.to_string(), format!("daily 02:30 {name}"));
+        }
+    }
+
+    #[test]
     fn every_error_names_what_is_wrong() {
         use ScheduleError::*;
         for (text, expected) in [
@@ -387,6 +418,7 @@ mod tests {
             ("every -5m", BadInterval("-5m".into())),
             ("every 1.5h", BadInterval("1.5h".into())),
             ("every 4m", IntervalTooShort("4m".into())),
+            ("every  2   minutes", IntervalTooShort("2 minutes".into())),
             ("every 0h", IntervalTooShort("0h".into())),
             ("every 8d", IntervalTooLong("8d".into())),
             (

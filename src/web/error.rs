@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
 use crate::customers::CustomerError;
+use crate::directory::control::ControlError;
 use crate::invitations::InvitationError;
 use crate::operators::OperatorError;
 use crate::tenants::OffboardError;
@@ -77,6 +78,17 @@ impl From<OffboardError> for Error {
             OffboardError::NotFound => Self::NotFound,
             OffboardError::Db(e) => e.into(),
             refused => Self::BadRequest(refused.to_string()),
+        }
+    }
+}
+
+impl From<ControlError> for Error {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound => Self::NotFound,
+            ControlError::Db(e) => e.into(),
+            ControlError::Job(e) => Self::Internal(e.into()),
+            refused @ ControlError::NotSyncable(_) => Self::BadRequest(refused.to_string()),
         }
     }
 }

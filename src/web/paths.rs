@@ -5,9 +5,9 @@ use uuid::Uuid;
 /// Liveness for probes.
 pub const HEALTH: &str = "/health";
 /// The stylesheet; served immutable, so its name changes with its content.
-pub const STATIC_CSS: &str = "/static/gangway-2.css";
+pub const STATIC_CSS: &str = "/static/gangway-3.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
-pub const STATIC_JS: &str = "/static/gangway-2.js";
+pub const STATIC_JS: &str = "/static/gangway-3.js";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";
@@ -31,6 +31,20 @@ pub const TENANTS: &str = "/console/tenants";
 pub const TENANT: &str = "/console/tenants/{id}";
 /// POST: offboard a tenant.
 pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
+/// POST: sync a tenant's directory now.
+pub const SYNC_TENANT: &str = "/console/tenants/{id}/sync";
+/// JSON: the progress of a tenant's running sync, polled by its page.
+pub const SYNC_PROGRESS: &str = "/console/tenants/{id}/sync/progress";
+/// POST: change a tenant's sync schedule.
+pub const SYNC_SCHEDULE: &str = "/console/tenants/{id}/schedule";
+/// A tenant's sync runs, newest first.
+pub const TENANT_RUNS: &str = "/console/tenants/{id}/runs";
+/// The users of a tenant's directory copy.
+pub const TENANT_USERS: &str = "/console/tenants/{id}/users";
+/// The groups of a tenant's directory copy.
+pub const TENANT_GROUPS: &str = "/console/tenants/{id}/groups";
+/// One group of a tenant's directory copy, with its members.
+pub const TENANT_GROUP: &str = "/console/tenants/{id}/groups/{group_id}";
 /// The customers list.
 pub const CUSTOMERS: &str = "/console/customers";
 /// The new-customer form.
@@ -66,4 +80,9 @@ pub const CALLBACK: &str = "/authenticate/OAuth2Callback";
 /// Fills the `{id}` of a path.
 pub fn with_id(path: &str, id: Uuid) -> String {
     path.replace("{id}", &id.to_string())
+}
+
+/// The page of group `group_id` of tenant `tenant_id`.
+pub fn tenant_group(tenant_id: Uuid, group_id: Uuid) -> String {
+    with_id(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
 }

@@ -282,6 +282,68 @@ async fn eval(browser: &Client, expression: &str) -> Value {
         .unwrap()
 }
 
+/// Fills the (only) tenant's directory copy and sync history as syncs would: users (one in the
+/// recycle bin), groups with members (one not in the copy), a failed run, and one running.
+/// Returns the tenant's id.
+async fn seed_directory(app: &TestApp) -> uuid::Uuid {
+    let tenant: uuid::Uuid = sqlx::query_scalar("select id from tenants")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into directory_users (tenant_id, object_id, display_name, user_principal_name, mail,
+                                      business_phones, mobile_phone, job_title, department,
+                                      account_enabled, soft_deleted_at, seen_round)
+         select $1, gen_random_uuid(), name, upn, upn, '{+1 425 555 0100}', '+1 425 555 0199',
+                'Senior Regional Sales Manager', 'Sales and Marketing', enabled, deleted, 1
+         from (values ('Adele Vance', 'adele.vance@contoso.onmicrosoft.com', true, null::timestamptz),
+                      ('Alex Wilber', 'alex.wilber.with.a.long.name@contoso.onmicrosoft.com', false, null),
+                      ('Gone Person', 'gone@contoso.onmicrosoft.com', true, now()))
+              as u (name, upn, enabled, deleted)",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into directory_groups (tenant_id, object_id, display_name, description, mail,
+                                       mail_enabled, security_enabled, seen_round)
+         values ($1, gen_random_uuid(), 'Sales and Marketing', 'Everyone selling anything, anywhere',
+                 'sales@contoso.onmicrosoft.com', true, false, 1),
+                ($1, gen_random_uuid(), 'Engineering', null, null, false, true, 1)",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
+         select $1, g.object_id, u.object_id, '#microsoft.graph.user', 1
+         from directory_groups g, directory_users u
+         where g.tenant_id = $1 and u.tenant_id = $1
+         union all
+         select $1, g.object_id, gen_random_uuid(), '#microsoft.graph.device', 1
+         from directory_groups g where g.tenant_id = $1",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into sync_runs (tenant_id, trigger, outcome, full_round, added, pages, error,
+                                started_at, finished_at)
+         values ($1, 'first', 'failed', true, 0, 1,
+                 'User.Read.All is required to read users: an admin of the tenant must grant it to the app.',
+                 now() - interval '2 hours', now() - interval '2 hours'),
+                ($1, 'manual', 'running', true, 3, 2, null, now() - interval '30 seconds', null)",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    tenant
+}
+
 #[tokio::test]
 async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser() {
     let app = TestApp::spawn().await;
@@ -450,6 +512,69 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     operator.goto(&app.url(&tenant_url)).await.unwrap();
     wait_for_text(&operator, "History").await;
     check_page(&operator, "tenant", true).await;
+
+    // Its directory copy and sync, seeded as a sync would leave them, with one run under way.
+    let tenant_id = seed_directory(&app).await;
+    operator.goto(&app.url(&tenant_url)).await.unwrap();
+    wait_for_text(&operator, "Syncing now").await;
+    check_page(&operator, "tenant-syncing", true).await;
+    // The counters follow the run without a reload, and say when it has finished.
+    sqlx::query("update sync_runs set pages = 917 where outcome = 'running'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    wait_for_text(&operator, "data-progress=\"pages\">917<").await;
+    sqlx::query(
+        "update sync_runs set outcome = 'succeeded', finished_at = now() where outcome = 'running'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    wait_for_text(&operator, "progress finished").await;
+    // A schedule too frequent comes back with its field focused.
+    operator
+        .form(Locator::Css("form[data-schedule-form]"))
+        .await
+        .unwrap()
+        .set_by_name("schedule_kind", "every")
+        .await
+        .unwrap();
+    fill(&operator, "#every_count", "2").await;
+    operator
+        .form(Locator::Css("form[data-schedule-form]"))
+        .await
+        .unwrap()
+        .set_by_name("every_unit", "minutes")
+        .await
+        .unwrap();
+    click(&operator, "form[data-schedule-form] button[type=submit]").await;
+    wait_for_text(&operator, "too often").await;
+    assert_eq!(
+        eval(&operator, "document.activeElement.id").await,
+        json!("every_count"),
+        "the refused schedule focuses its field"
+    );
+    check_page(&operator, "tenant-schedule-errors", true).await;
+    for (page, path, text) in [
+        ("tenant-users", paths::TENANT_USERS, "Adele Vance"),
+        ("tenant-groups", paths::TENANT_GROUPS, "Sales and Marketing"),
+        ("tenant-runs", paths::TENANT_RUNS, "Succeeded"),
+    ] {
+        operator
+            .goto(&app.url(&paths::with_id(path, tenant_id)))
+            .await
+            .unwrap();
+        wait_for_text(&operator, text).await;
+        check_page(&operator, page, true).await;
+    }
+    operator
+        .goto(&app.url(&paths::with_id(paths::TENANT_GROUPS, tenant_id)))
+        .await
+        .unwrap();
+    let group_url = href(&operator, "table a[href*='/groups/']").await;
+    operator.goto(&app.url(&group_url)).await.unwrap();
+    wait_for_text(&operator, "Not in the copy").await;
+    check_page(&operator, "tenant-group", true).await;
     operator.goto(&app.url(paths::INVITATIONS)).await.unwrap();
     wait_for_text(&operator, &customer.display_name).await;
     check_page(&operator, "invitations", true).await;

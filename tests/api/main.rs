@@ -15,5 +15,6 @@ mod polish;
 mod security;
 mod sessions;
 mod sync;
+mod sync_console;
 mod tls;
 mod wizard;

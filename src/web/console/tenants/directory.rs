@@ -1,0 +1,406 @@
+//! A tenant's directory copy: its users and groups (searchable, paginated), one group's
+//! members, and all its sync runs.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::super::{Chrome, Section, parse_id};
+use super::sync::RunRow;
+use super::{Badge, Head, Tabs};
+use crate::directory::views::{
+    self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary,
+};
+use crate::tenants::{self, Tenant};
+use crate::web::AppState;
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::paths;
+use crate::web::session::CurrentOperator;
+
+const PER_PAGE: i64 = 50;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::TENANT_USERS, get(users))
+        .route(paths::TENANT_GROUPS, get(groups))
+        .route(paths::TENANT_GROUP, get(group))
+        .route(paths::TENANT_RUNS, get(runs))
+}
+
+/// The tenant and its sync summary, or 404.
+async fn load(state: &AppState, id: Uuid, tab: &'static str) -> Result<(Head, SyncSummary)> {
+    let tenant: Tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
+    let summary = views::sync_summary(&state.db, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let head = Head {
+        id,
+        name: tenant.display_name,
+        badge: Badge::new(tenant.status),
+        tabs: Tabs::new(id, tab, summary.users, summary.groups),
+    };
+    Ok((head, summary))
+}
+
+/// The empty state of a copy with nothing in it: why (not synced yet, and whether the first
+/// sync is on its way; not synced in this state; or the directory has none).
+fn nothing_yet(summary: &SyncSummary, noun: &str, overview: &str) -> Empty {
+    let to_sync = Some(("See the sync", overview.to_owned()));
+    match summary.health() {
+        SyncHealth::ReconsentNeeded => Empty::first_run(
+            format!("No {noun} copied"),
+            "The tenant's access stopped working: the directory is copied again once the customer consents again.",
+            to_sync,
+        ),
+        SyncHealth::Stopped => Empty::first_run(
+            format!("No {noun} copied"),
+            "This tenant is not synced.",
+            None,
+        ),
+        _ if summary.last_sync_success_at.is_some() => Empty::first_run(
+            format!("No {noun} in this directory"),
+            format!("The last sync found no {noun}."),
+            None,
+        ),
+        _ if summary.running.is_some() => Empty::first_run(
+            "Not synced yet — the first sync is running",
+            format!("The {noun} appear here as it copies them."),
+            to_sync,
+        ),
+        _ if summary.queued => Empty::first_run(
+            "Not synced yet — the first sync is queued",
+            format!("The {noun} appear here once it has run."),
+            to_sync,
+        ),
+        _ => Empty::first_run(
+            "Not synced yet",
+            format!("The {noun} appear here after the first sync."),
+            to_sync,
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+struct UserRow {
+    name: String,
+    upn: String,
+    mail: String,
+    phones: Vec<String>,
+    mobile: Option<String>,
+    job_title: String,
+    department: String,
+    enabled: Option<bool>,
+    soft_deleted: bool,
+    object_id: String,
+}
+
+impl From<&DirectoryUser> for UserRow {
+    fn from(u: &DirectoryUser) -> Self {
+        let name = u
+            .display_name
+            .clone()
+            .or_else(|| {
+                let full = [u.given_name.as_deref(), u.surname.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (!full.is_empty()).then_some(full)
+            })
+            .unwrap_or_default();
+        Self {
+            name,
+            upn: u.user_principal_name.clone().unwrap_or_default(),
+            mail: u.mail.clone().unwrap_or_default(),
+            phones: u.business_phones.clone(),
+            mobile: u.mobile_phone.clone(),
+            job_title: u.job_title.clone().unwrap_or_default(),
+            department: u.department.clone().unwrap_or_default(),
+            enabled: u.account_enabled,
+            soft_deleted: u.soft_deleted_at.is_some(),
+            object_id: u.object_id.to_string(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant_users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    head: Head,
+    rows: Vec<UserRow>,
+    q: String,
+    search_action: String,
+    pager: Pager,
+    empty: Option<Empty>,
+}
+
+impl UsersPage {
+    fn first_run(&self) -> bool {
+        is_first_run(&self.empty)
+    }
+}
+
+async fn users(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    query: ListQuery<()>,
+) -> Result<UsersPage> {
+    let id = parse_id(&id)?;
+    let (head, summary) = load(&state, id, "users").await?;
+    let (found, total) = views::users(
+        &state.db,
+        id,
+        query.q.as_deref(),
+        PER_PAGE,
+        query.offset(PER_PAGE),
+    )
+    .await?;
+    let base = paths::with_id(paths::TENANT_USERS, id);
+    let (pager, empty) = query.outcome(
+        &base,
+        PER_PAGE,
+        found.len(),
+        total,
+        "users",
+        nothing_yet(&summary, "users", &head.tabs.overview),
+    );
+    Ok(UsersPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        head,
+        rows: found.iter().map(UserRow::from).collect(),
+        q: query.search_text(),
+        search_action: base,
+        pager,
+        empty,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+struct GroupRow {
+    url: String,
+    name: String,
+    description: String,
+    mail: String,
+    kind: &'static str,
+    members: i64,
+    soft_deleted: bool,
+}
+
+impl GroupRow {
+    fn new(tenant_id: Uuid, g: &DirectoryGroup) -> Self {
+        Self {
+            url: paths::tenant_group(tenant_id, g.object_id),
+            name: g.display_name.clone().unwrap_or_default(),
+            description: g.description.clone().unwrap_or_default(),
+            mail: g.mail.clone().unwrap_or_default(),
+            kind: g.kind(),
+            members: g.members,
+            soft_deleted: g.soft_deleted_at.is_some(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant_groups.html")]
+struct GroupsPage {
+    chrome: Chrome,
+    head: Head,
+    rows: Vec<GroupRow>,
+    q: String,
+    search_action: String,
+    pager: Pager,
+    empty: Option<Empty>,
+}
+
+impl GroupsPage {
+    fn first_run(&self) -> bool {
+        is_first_run(&self.empty)
+    }
+}
+
+async fn groups(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    query: ListQuery<()>,
+) -> Result<GroupsPage> {
+    let id = parse_id(&id)?;
+    let (head, summary) = load(&state, id, "groups").await?;
+    let (found, total) = views::groups(
+        &state.db,
+        id,
+        query.q.as_deref(),
+        PER_PAGE,
+        query.offset(PER_PAGE),
+    )
+    .await?;
+    let base = paths::with_id(paths::TENANT_GROUPS, id);
+    let (pager, empty) = query.outcome(
+        &base,
+        PER_PAGE,
+        found.len(),
+        total,
+        "groups",
+        nothing_yet(&summary, "groups", &head.tabs.overview),
+    );
+    Ok(GroupsPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        rows: found.iter().map(|g| GroupRow::new(id, g)).collect(),
+        head,
+        q: query.search_text(),
+        search_action: base,
+        pager,
+        empty,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// One group
+
+struct MemberRow {
+    name: String,
+    upn: String,
+    mail: String,
+    kind: String,
+    /// The member's own page, for a group in the copy.
+    url: Option<String>,
+    in_copy: bool,
+    soft_deleted: bool,
+    member_id: String,
+}
+
+impl MemberRow {
+    fn new(tenant_id: Uuid, m: &GroupMember) -> Self {
+        Self {
+            name: m.display_name.clone().unwrap_or_default(),
+            upn: m.user_principal_name.clone().unwrap_or_default(),
+            mail: m.mail.clone().unwrap_or_default(),
+            kind: m.kind(),
+            url: (m.in_copy && m.is_group()).then(|| paths::tenant_group(tenant_id, m.member_id)),
+            in_copy: m.in_copy,
+            soft_deleted: m.soft_deleted,
+            member_id: m.member_id.to_string(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant_group.html")]
+struct GroupPage {
+    chrome: Chrome,
+    head: Head,
+    group: GroupRow,
+    object_id: String,
+    groups_url: String,
+    rows: Vec<MemberRow>,
+    pager: Pager,
+    empty: Option<Empty>,
+}
+
+async fn group(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path((id, group_id)): Path<(String, String)>,
+    query: ListQuery<()>,
+) -> Result<GroupPage> {
+    let (id, group_id) = (parse_id(&id)?, parse_id(&group_id)?);
+    let (head, _) = load(&state, id, "groups").await?;
+    let found = views::group(&state.db, id, group_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let (members, total) =
+        views::group_members(&state.db, id, group_id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let (pager, empty) = query.outcome(
+        &paths::tenant_group(id, group_id),
+        PER_PAGE,
+        members.len(),
+        total,
+        "members",
+        Empty::first_run(
+            "No members",
+            "The copy holds no members of this group.",
+            None,
+        ),
+    );
+    Ok(GroupPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        group: GroupRow::new(id, &found),
+        object_id: found.object_id.to_string(),
+        groups_url: head.tabs.groups.clone(),
+        rows: members.iter().map(|m| MemberRow::new(id, m)).collect(),
+        head,
+        pager,
+        empty,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant_runs.html")]
+struct RunsPage {
+    chrome: Chrome,
+    head: Head,
+    rows: Vec<RunRow>,
+    pager: Pager,
+    empty: Option<Empty>,
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    query: ListQuery<()>,
+) -> Result<RunsPage> {
+    let id = parse_id(&id)?;
+    let (head, summary) = load(&state, id, "runs").await?;
+    let (found, total) = views::runs(&state.db, id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let first = match summary.health() {
+        SyncHealth::Stopped | SyncHealth::ReconsentNeeded => {
+            Empty::first_run("No syncs", "This tenant has not been synced.", None)
+        }
+        _ if summary.queued => Empty::first_run(
+            "No syncs yet — the first sync is queued",
+            "Each sync shows here with what it changed.",
+            None,
+        ),
+        _ => Empty::first_run(
+            "No syncs yet",
+            "Each sync shows here with what it changed.",
+            None,
+        ),
+    };
+    let (pager, empty) = query.outcome(
+        &paths::with_id(paths::TENANT_RUNS, id),
+        PER_PAGE,
+        found.len(),
+        total,
+        "runs",
+        first,
+    );
+    let now = OffsetDateTime::now_utc();
+    Ok(RunsPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        head,
+        rows: found.iter().map(|r| RunRow::new(r, now)).collect(),
+        pager,
+        empty,
+    })
+}

@@ -1,0 +1,411 @@
+//! Tenants: every customer directory that consented, each one's detail, sync and history
+//! ([`sync`]: "Sync now", the schedule, live progress) and its directory copy ([`directory`]:
+//! users, groups, runs).
+
+mod directory;
+mod sync;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
+use crate::audit::{self, Actor};
+use crate::directory::views::{self, SyncHealth, TenantSync};
+use crate::operators::Operator;
+use crate::tenants::{self, Tenant, TenantStatus};
+use crate::web::AppState;
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::paths;
+use crate::web::session::{AdminOperator, CurrentOperator};
+use sync::{RunRow, ScheduleErrors, ScheduleForm, SyncCard};
+
+const PER_PAGE: i64 = 25;
+/// How many runs the tenant's page shows before linking to all of them.
+const RECENT_RUNS: i64 = 5;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::TENANTS, get(list))
+        .route(paths::TENANT, get(detail))
+        .route(paths::OFFBOARD_TENANT, post(offboard))
+        .merge(sync::router())
+        .merge(directory::router())
+}
+
+/// A tenant status badge: the CSS class is the stored status.
+pub(in crate::web::console) struct Badge {
+    pub(in crate::web::console) class: &'static str,
+    pub(in crate::web::console) label: &'static str,
+}
+
+impl Badge {
+    pub(super) fn new(status: TenantStatus) -> Self {
+        Self {
+            class: status.as_str(),
+            label: status.label(),
+        }
+    }
+
+    fn sync(health: SyncHealth) -> Self {
+        Self {
+            class: health.as_str(),
+            label: health.label(),
+        }
+    }
+}
+
+/// A tenant as lists show it (here and on its customer's page).
+pub(in crate::web::console) struct Row {
+    pub(in crate::web::console) url: String,
+    pub(in crate::web::console) customer_url: String,
+    pub(in crate::web::console) customer: String,
+    pub(in crate::web::console) name: String,
+    pub(in crate::web::console) entra_id: String,
+    pub(in crate::web::console) domains: String,
+    pub(in crate::web::console) mode: &'static str,
+    pub(in crate::web::console) badge: Badge,
+    pub(in crate::web::console) consented_by: String,
+    pub(in crate::web::console) consented: When,
+}
+
+impl From<&Tenant> for Row {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            url: paths::with_id(paths::TENANT, t.id),
+            customer_url: paths::with_id(paths::CUSTOMER, t.customer_id),
+            customer: t.customer_name.clone(),
+            name: t.display_name.clone(),
+            entra_id: t.entra_tenant_id.to_string(),
+            domains: t.verified_domains.join(", "),
+            mode: t.consent_mode.label(),
+            badge: Badge::new(t.status),
+            consented_by: t.consented_by_upn.clone().unwrap_or_default(),
+            consented: When::new(t.consented_at),
+        }
+    }
+}
+
+/// "in 2 hours", "due now" or "—" for a next run, with the absolute time for the tooltip.
+pub(super) struct NextRun {
+    text: String,
+    title: String,
+}
+
+impl NextRun {
+    fn new(at: Option<OffsetDateTime>, health: SyncHealth) -> Self {
+        match at {
+            _ if matches!(health, SyncHealth::Stopped | SyncHealth::ReconsentNeeded) => Self {
+                text: "—".into(),
+                title: "Not synced in this state".into(),
+            },
+            None => Self {
+                text: "—".into(),
+                title: "Not scheduled yet".into(),
+            },
+            Some(at) => Self {
+                text: if at <= OffsetDateTime::now_utc() {
+                    "due now".into()
+                } else {
+                    When::new(at).relative
+                },
+                title: crate::format::datetime(at),
+            },
+        }
+    }
+}
+
+/// A tenant's sync in the tenants list.
+struct SyncCell {
+    badge: Badge,
+    /// Why it fails or needs consent, or how many attempts failed since the last success.
+    reason: Option<String>,
+    last_success: Option<When>,
+    next: NextRun,
+    users: i64,
+    groups: i64,
+}
+
+impl SyncCell {
+    fn new(sync: Option<&TenantSync>) -> Self {
+        let Some(sync) = sync else {
+            return Self {
+                badge: Badge::sync(SyncHealth::NeverSynced),
+                reason: None,
+                last_success: None,
+                next: NextRun::new(None, SyncHealth::NeverSynced),
+                users: 0,
+                groups: 0,
+            };
+        };
+        let health = sync.health();
+        let reason = match health {
+            SyncHealth::Failing | SyncHealth::ReconsentNeeded => sync.sync_error.clone(),
+            SyncHealth::Synced | SyncHealth::NeverSynced if sync.sync_failures > 0 => {
+                Some(failed_attempts(sync.sync_failures))
+            }
+            _ => None,
+        };
+        Self {
+            badge: Badge::sync(health),
+            reason,
+            last_success: sync.last_sync_success_at.map(When::new),
+            next: NextRun::new(sync.next_sync_at, health),
+            users: sync.users,
+            groups: sync.groups,
+        }
+    }
+}
+
+/// "1 failed attempt, retrying", "2 failed attempts in a row, retrying".
+pub(super) fn failed_attempts(n: i32) -> String {
+    if n == 1 {
+        "The last attempt failed; it is retried.".into()
+    } else {
+        format!("The last {n} attempts failed; they are retried.")
+    }
+}
+
+struct ListRow {
+    tenant: Row,
+    sync: SyncCell,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenants.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<ListRow>,
+    q: String,
+    pager: Pager,
+    empty: Option<Empty>,
+}
+
+impl ListPage {
+    fn first_run(&self) -> bool {
+        is_first_run(&self.empty)
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    query: ListQuery<()>,
+) -> Result<ListPage> {
+    let (found, total) = tenants::list(
+        &state.db,
+        query.q.as_deref(),
+        PER_PAGE,
+        query.offset(PER_PAGE),
+    )
+    .await?;
+    let ids: Vec<Uuid> = found.iter().map(|t| t.id).collect();
+    let syncs = views::tenant_syncs(&state.db, &ids).await?;
+    let (pager, empty) = query.outcome(
+        paths::TENANTS,
+        PER_PAGE,
+        found.len(),
+        total,
+        "tenants",
+        Empty::first_run(
+            "No tenants yet",
+            "Tenants appear here when a customer's admin consents through an invitation.",
+            Some(("Go to invitations", paths::INVITATIONS.to_owned())),
+        ),
+    );
+    Ok(ListPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        rows: found
+            .iter()
+            .map(|t| ListRow {
+                tenant: Row::from(t),
+                sync: SyncCell::new(syncs.get(&t.id)),
+            })
+            .collect(),
+        q: query.search_text(),
+        pager,
+        empty,
+    })
+}
+
+/// What every tenant page shows above its content: the name, the status and the tabs.
+pub(super) struct Head {
+    pub id: Uuid,
+    pub name: String,
+    pub badge: Badge,
+    pub tabs: Tabs,
+}
+
+/// The tabs every tenant page shows: overview, users, groups, runs.
+pub(super) struct Tabs {
+    pub current: &'static str,
+    pub overview: String,
+    pub users: String,
+    pub groups: String,
+    pub runs: String,
+    pub user_count: i64,
+    pub group_count: i64,
+}
+
+impl Tabs {
+    pub fn new(id: Uuid, current: &'static str, users: i64, groups: i64) -> Self {
+        Self {
+            current,
+            overview: paths::with_id(paths::TENANT, id),
+            users: paths::with_id(paths::TENANT_USERS, id),
+            groups: paths::with_id(paths::TENANT_GROUPS, id),
+            runs: paths::with_id(paths::TENANT_RUNS, id),
+            user_count: users,
+            group_count: groups,
+        }
+    }
+
+    /// Whether `tab` is the page shown.
+    pub fn is(&self, tab: &str) -> bool {
+        self.current == tab
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant.html")]
+struct DetailPage {
+    chrome: Chrome,
+    head: Head,
+    entra_id: String,
+    customer: String,
+    customer_url: String,
+    domains: Vec<String>,
+    mode: &'static str,
+    scopes: Vec<String>,
+    consented_by_upn: Option<String>,
+    consented_by_oid: Option<String>,
+    consented: When,
+    customer_client_id: Option<String>,
+    offboarded: bool,
+    reconsent_required: bool,
+    /// Where the customer consents again; the re-consent invitation fills it.
+    reconsent_url: Option<String>,
+    notice: Option<&'static str>,
+    sync: SyncCard,
+    schedule: ScheduleForm,
+    errors: ScheduleErrors,
+    zones: &'static [String],
+    runs: Vec<RunRow>,
+    runs_total: i64,
+    history: Vec<EventRow>,
+}
+
+impl DetailPage {
+    /// Whether there are more runs than the page shows.
+    fn more_runs(&self) -> bool {
+        self.runs_total > self.runs.len() as i64
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct DetailQuery {
+    done: Option<String>,
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Result<DetailPage> {
+    let id = parse_id(&id)?;
+    let notice = match query.done.as_deref() {
+        Some("offboarded") => Some(
+            "Tenant offboarded. Its credential is erased; a new invitation can connect it again.",
+        ),
+        Some("sync_queued") => Some("Sync queued. Its progress shows here once it starts."),
+        Some("sync_already_queued") => Some(
+            "A sync was already queued, so no second one was added. It starts as soon as possible.",
+        ),
+        Some("schedule_saved") => Some("Sync schedule saved."),
+        _ => None,
+    };
+    detail_page(&state, &operator, csrf, id, notice, None).await
+}
+
+/// The tenant's page; with `form`, its schedule form as typed and refused.
+async fn detail_page(
+    state: &AppState,
+    operator: &Operator,
+    csrf: String,
+    id: Uuid,
+    notice: Option<&'static str>,
+    form: Option<(ScheduleForm, ScheduleErrors)>,
+) -> Result<DetailPage> {
+    // Credentials stay sealed in the database: `Tenant` does not even carry them.
+    let tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
+    let summary = views::sync_summary(&state.db, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let (runs, runs_total) = views::runs(&state.db, id, RECENT_RUNS, 0).await?;
+    let history = audit::for_tenant(&state.db, id)
+        .await?
+        .iter()
+        .map(EventRow::from)
+        .collect();
+    let (schedule, errors) = form.unwrap_or_else(|| {
+        (
+            ScheduleForm::from(&summary.schedule),
+            ScheduleErrors::default(),
+        )
+    });
+    let now = OffsetDateTime::now_utc();
+    Ok(DetailPage {
+        chrome: Chrome::new(state, operator, csrf, Section::Tenants),
+        head: Head {
+            id,
+            name: tenant.display_name,
+            badge: Badge::new(tenant.status),
+            tabs: Tabs::new(id, "overview", summary.users, summary.groups),
+        },
+        entra_id: tenant.entra_tenant_id.to_string(),
+        customer_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        customer: tenant.customer_name,
+        domains: tenant.verified_domains,
+        mode: tenant.consent_mode.label(),
+        scopes: tenant.granted_scopes,
+        consented_by_upn: tenant.consented_by_upn,
+        consented_by_oid: tenant.consented_by_oid.map(|o| o.to_string()),
+        consented: When::new(tenant.consented_at),
+        customer_client_id: tenant.customer_client_id,
+        offboarded: tenant.status == TenantStatus::Offboarded,
+        reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
+        reconsent_url: None,
+        notice,
+        sync: SyncCard::new(id, &summary),
+        schedule,
+        errors,
+        zones: crate::directory::schedule::time_zone_names(),
+        runs: runs.iter().map(|r| RunRow::new(r, now)).collect(),
+        runs_total,
+        history,
+    })
+}
+
+async fn offboard(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    let id = parse_id(&id)?;
+    tenants::offboard(&state.db, id, &Actor::Operator(operator.email)).await?;
+    Ok(Redirect::to(&format!(
+        "{}?done=offboarded",
+        paths::with_id(paths::TENANT, id)
+    )))
+}
