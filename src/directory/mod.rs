@@ -10,6 +10,7 @@
 pub mod control;
 pub mod credentials;
 pub mod delta;
+pub mod runs;
 pub mod schedule;
 pub mod store;
 pub mod sync;

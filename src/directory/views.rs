@@ -8,82 +8,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::SYNC_JOB;
+use super::runs::{RunOutcome, RunTrigger};
 use super::schedule::Schedule;
 use crate::tenants::TenantStatus;
 
 /// Failed syncs in a row after which a tenant counts as unhealthy.
 pub const UNHEALTHY_AFTER: i32 = 3;
-
-/// Why a sync ran (`sync_runs.trigger`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum RunTrigger {
-    /// The first sync after a consent.
-    First,
-    /// The tenant's schedule.
-    Schedule,
-    /// An operator's "Sync now".
-    Manual,
-    /// The delta token would otherwise expire.
-    Forced,
-    /// A retry after a failure.
-    Retry,
-}
-
-impl RunTrigger {
-    /// As people read it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::First => "First sync",
-            Self::Schedule => "Scheduled",
-            Self::Manual => "Manual (Sync now)",
-            Self::Forced => "Forced (6 days)",
-            Self::Retry => "Retry",
-        }
-    }
-}
-
-/// How a sync run ended (`sync_runs.outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Still going.
-    Running,
-    /// Completed.
-    Succeeded,
-    /// Stopped by an error.
-    Failed,
-    /// Stopped (e.g. on shutdown); the next run resumes where it stood.
-    Interrupted,
-    /// Its worker vanished; the next run resumes where it stood.
-    Abandoned,
-}
-
-impl RunOutcome {
-    /// The stored form (also the badge's CSS class).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-            Self::Abandoned => "abandoned",
-        }
-    }
-
-    /// As people read it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Running => "Running",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Interrupted => "Interrupted",
-            Self::Abandoned => "Abandoned",
-        }
-    }
-}
 
 /// One sync run as recorded.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

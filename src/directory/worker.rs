@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::runs::{RunOutcome, RunTrigger};
 use super::schedule::{self, Schedule};
 use super::store::Tally;
 use super::sync::{SyncError, Syncer, tenant_access};
@@ -42,27 +43,6 @@ impl WorkerConfig {
             poll: Duration::from_secs(2),
             schedule_every: Duration::from_secs(15),
             default_schedule,
-        }
-    }
-}
-
-/// How a run ended, as stored in `sync_runs.outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    /// The round completed for both chains.
-    Succeeded,
-    /// It failed; the error says why.
-    Failed,
-    /// Stopped early (shutdown, offboarding) with every page so far kept.
-    Interrupted,
-}
-
-impl RunOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -143,11 +123,14 @@ async fn run_job(
     let Some(tenant) = job.tenant_id.filter(|_| job.kind == SYNC_JOB) else {
         return Err(JobFailure::new(format!("not a sync job: {}", job.kind)));
     };
-    let trigger = job.payload["trigger"].as_str().unwrap_or("schedule");
-    let trigger = if job.attempts > 1 { "retry" } else { trigger };
+    let trigger = if job.attempts > 1 {
+        RunTrigger::Retry
+    } else {
+        serde_json::from_value(job.payload["trigger"].clone()).unwrap_or(RunTrigger::Schedule)
+    };
     sync_once(syncer, cfg, tenant, Some(job.id.0), trigger, stop)
         .await
-        .map_err(|e| JobFailure::new(e))
+        .map_err(JobFailure::new)
         .and_then(|report| match report.outcome {
             RunOutcome::Failed if report.retry => {
                 Err(JobFailure::new(report.error.clone().unwrap_or_default()))
@@ -167,7 +150,7 @@ pub async fn sync_once(
     cfg: &WorkerConfig,
     tenant: Uuid,
     job_id: Option<i64>,
-    trigger: &str,
+    trigger: RunTrigger,
     stop: &CancellationToken,
 ) -> Result<RunReport, sqlx::Error> {
     let db = syncer.db();
@@ -219,7 +202,7 @@ pub async fn sync_once(
     };
     sqlx::query("update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1")
         .bind(run_id)
-        .bind(outcome.as_str())
+        .bind(outcome)
         .bind(&error)
         .execute(db)
         .await?;
@@ -319,9 +302,9 @@ pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx:
             .unwrap_or_else(|| default.clone());
         let forced = last_success.is_none_or(|t| now - t >= schedule::FORCED_AFTER);
         let trigger = if forced && matches!(schedule, Schedule::Manual) {
-            "forced"
+            RunTrigger::Forced
         } else {
-            "schedule"
+            RunTrigger::Schedule
         };
         jobs::enqueue(
             &mut *tx,

@@ -31,6 +31,8 @@ pub const TENANTS: &str = "/console/tenants";
 pub const TENANT: &str = "/console/tenants/{id}";
 /// POST: offboard a tenant.
 pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
+/// POST: invite the tenant's admin to consent again (its access stopped working).
+pub const RECONSENT_TENANT: &str = "/console/tenants/{id}/reconsent";
 /// POST: sync a tenant's directory now.
 pub const SYNC_TENANT: &str = "/console/tenants/{id}/sync";
 /// JSON: the progress of a tenant's running sync, polled by its page.

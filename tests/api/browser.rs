@@ -554,6 +554,8 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
         json!("every_count"),
         "the refused schedule focuses its field"
     );
+    // Focus scrolled to the field; the layout checks look from the top of the page.
+    eval(&operator, "window.scrollTo(0, 0)").await;
     check_page(&operator, "tenant-schedule-errors", true).await;
     for (page, path, text) in [
         ("tenant-users", paths::TENANT_USERS, "Adele Vance"),

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use gangway::audit::Actor;
-use gangway::directory::worker::{self, RunOutcome, RunReport, WorkerConfig};
+use gangway::directory::runs::RunOutcome;
+use gangway::directory::worker::{self, RunReport, WorkerConfig};
 use gangway::directory::{schedule, sync::Syncer};
 use gangway::invitations::{self, permissions};
 use gangway::jobs::Outcome;
@@ -158,75 +159,37 @@ impl Observer {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    object_id: Uuid,
+    #[sqlx(flatten)]
+    user: User,
+}
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    object_id: Uuid,
+    display_name: Option<String>,
+    description: Option<String>,
+    mail: Option<String>,
+    mail_enabled: Option<bool>,
+    security_enabled: Option<bool>,
+}
+
 /// The copy of `tenant`'s live (not soft-deleted) directory in Postgres.
 async fn copy(db: &sqlx::PgPool, tenant: Uuid) -> Directory {
-    let users: Vec<(Uuid, User)> = sqlx::query_as::<
-        _,
-        (
-            Uuid,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Vec<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<bool>,
-        ),
-    >(
-        "select object_id, user_principal_name, display_name, given_name, surname, mail,
+    let users: Vec<UserRow> = sqlx::query_as(
+        "select object_id, user_principal_name as upn, display_name, given_name, surname, mail,
                 business_phones, mobile_phone, job_title, department, account_enabled
          from directory_users where tenant_id = $1 and soft_deleted_at is null",
     )
     .bind(tenant)
     .fetch_all(db)
     .await
-    .unwrap()
-    .into_iter()
-    .map(
-        |(
-            id,
-            upn,
-            display_name,
-            given_name,
-            surname,
-            mail,
-            business_phones,
-            mobile_phone,
-            job_title,
-            department,
-            account_enabled,
-        )| {
-            (
-                id,
-                User {
-                    upn,
-                    display_name,
-                    given_name,
-                    surname,
-                    mail,
-                    business_phones,
-                    mobile_phone,
-                    job_title,
-                    department,
-                    account_enabled,
-                },
-            )
-        },
-    )
-    .collect();
-    let groups: Vec<(
-        Uuid,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<bool>,
-        Option<bool>,
-    )> = sqlx::query_as(
+    .unwrap();
+    let groups: Vec<GroupRow> = sqlx::query_as(
         "select object_id, display_name, description, mail, mail_enabled, security_enabled
-             from directory_groups where tenant_id = $1 and soft_deleted_at is null",
+         from directory_groups where tenant_id = $1 and soft_deleted_at is null",
     )
     .bind(tenant)
     .fetch_all(db)
@@ -241,29 +204,25 @@ async fn copy(db: &sqlx::PgPool, tenant: Uuid) -> Directory {
     .unwrap();
     let groups = groups
         .into_iter()
-        .map(
-            |(id, display_name, description, mail, mail_enabled, security_enabled)| {
-                let members = members
-                    .iter()
-                    .filter(|(g, _)| *g == id)
-                    .map(|(_, m)| *m)
-                    .collect();
-                (
-                    id,
-                    Group {
-                        display_name,
-                        description,
-                        mail,
-                        mail_enabled,
-                        security_enabled,
-                        members,
-                    },
-                )
-            },
-        )
+        .map(|g| {
+            let members = members
+                .iter()
+                .filter(|(group, _)| *group == g.object_id)
+                .map(|(_, m)| *m)
+                .collect();
+            let group = Group {
+                display_name: g.display_name,
+                description: g.description,
+                mail: g.mail,
+                mail_enabled: g.mail_enabled,
+                security_enabled: g.security_enabled,
+                members,
+            };
+            (g.object_id, group)
+        })
         .collect();
     Directory {
-        users: users.into_iter().collect(),
+        users: users.into_iter().map(|u| (u.object_id, u.user)).collect(),
         groups,
     }
 }
@@ -856,7 +815,15 @@ async fn delegated_refresh_tokens_rotate_and_a_revoked_consent_asks_for_a_new_on
             &[("csrf_token", &csrf)],
         )
         .await;
-    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("/authenticate?token="),
+        "the new link is shown once"
+    );
     let invitation: (Uuid, String, String, Option<String>) = sqlx::query_as(
         "select id, admin_email::text, consent_mode, tenant_domain::text from invitations
          where id <> $1 order by created_at desc limit 1",

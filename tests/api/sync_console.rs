@@ -31,13 +31,14 @@ fn decoded(html: &str) -> String {
 }
 
 /// A consented tenant named `name` (its own invitation and Entra id).
+/// A consented tenant whose first sync (queued by the consent) is out of the way.
 async fn tenant(app: &TestApp, name: &str) -> Uuid {
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
     let consent = tenants::Consent {
         display_name: name.into(),
         ..consent(Uuid::new_v4())
     };
-    tenants::record_consent(
+    let id = tenants::record_consent(
         &app.db,
         &app.state.cfg.keys,
         issued.invitation.id,
@@ -45,7 +46,16 @@ async fn tenant(app: &TestApp, name: &str) -> Uuid {
         &Actor::System,
     )
     .await
-    .unwrap()
+    .unwrap();
+    let first = queued_sync_jobs(app, id).await;
+    assert_eq!(first.len(), 1, "the consent queues the first sync");
+    assert_eq!(first[0]["trigger"], "first");
+    sqlx::query("update jobs set status = 'done', finished_at = now() where tenant_id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    id
 }
 
 /// Inserts a user into the copy and returns its object id.

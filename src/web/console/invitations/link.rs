@@ -24,7 +24,12 @@ struct LinkPage {
 
 /// The page with a freshly minted link. Rendered directly (never a redirect carrying the link)
 /// and never cached: after this response only the link's hash exists.
-pub(super) fn page(state: &AppState, chrome: Chrome, issued: Issued, resent: bool) -> Response {
+pub(in crate::web::console) fn page(
+    state: &AppState,
+    chrome: Chrome,
+    issued: Issued,
+    resent: bool,
+) -> Response {
     let Issued { invitation, link } = issued;
     let page = LinkPage {
         chrome,

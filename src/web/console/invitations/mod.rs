@@ -6,6 +6,7 @@ mod link;
 mod list;
 mod new;
 
+pub(in crate::web::console) use link::page as link_page;
 pub(super) use list::Row;
 
 use axum::Router;

@@ -9,7 +9,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::Redirect;
+use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -19,6 +19,7 @@ use super::list::{Empty, ListQuery, Pager, is_first_run};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
 use crate::directory::views::{self, SyncHealth, TenantSync};
+use crate::invitations;
 use crate::operators::Operator;
 use crate::tenants::{self, Tenant, TenantStatus};
 use crate::web::AppState;
@@ -37,6 +38,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::TENANTS, get(list))
         .route(paths::TENANT, get(detail))
         .route(paths::OFFBOARD_TENANT, post(offboard))
+        .route(paths::RECONSENT_TENANT, post(reconsent))
         .merge(sync::router())
         .merge(directory::router())
 }
@@ -385,7 +387,8 @@ async fn detail_page(
         customer_client_id: tenant.customer_client_id,
         offboarded: tenant.status == TenantStatus::Offboarded,
         reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
-        reconsent_url: None,
+        reconsent_url: (tenant.status == TenantStatus::ReconsentRequired)
+            .then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
         notice,
         sync: SyncCard::new(id, &summary),
         schedule,
@@ -395,6 +398,27 @@ async fn detail_page(
         runs_total,
         history,
     })
+}
+
+/// "Send re-consent invitation": a new invitation for the same admin, customer and mode, bound
+/// to this tenant's domain; the page shows its link as a new invitation's does.
+async fn reconsent(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let issued = invitations::invite_again_for_tenant(
+        &state.db,
+        state.invitation_context(),
+        id,
+        &Actor::Operator(operator.email.clone()),
+        Some(operator.id),
+    )
+    .await?;
+    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
+    Ok(super::invitations::link_page(&state, chrome, issued, false))
 }
 
 async fn offboard(
