@@ -29,6 +29,12 @@ pub enum Actor {
     System,
 }
 
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
 impl Actor {
     fn label(&self) -> String {
         match self {
@@ -91,11 +97,13 @@ pub enum Action {
     SyncScheduleChanged,
     /// A tenant's credential stopped working; its syncs stop until the customer consents again.
     TenantReconsentRequired,
+    /// A System Setting or permission profile was changed.
+    SettingsChanged,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -119,6 +127,7 @@ impl Action {
         Action::SyncRequested,
         Action::SyncScheduleChanged,
         Action::TenantReconsentRequired,
+        Action::SettingsChanged,
     ];
 
     /// The stored name.
@@ -147,6 +156,7 @@ impl Action {
             Self::SyncRequested => "sync.requested",
             Self::SyncScheduleChanged => "sync.schedule_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
+            Self::SettingsChanged => "settings.changed",
         }
     }
 
@@ -178,6 +188,7 @@ impl Action {
             Self::TenantReconsentRequired => {
                 "Access stopped working: the customer must consent again"
             }
+            Self::SettingsChanged => "System settings changed",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod onboarding;
 pub mod operators;
 pub mod rekey;
 pub mod runtime;
+pub mod settings;
 pub mod telemetry;
 pub mod tenants;
 pub mod types;

@@ -1,0 +1,665 @@
+//! System Settings: what a provider configures in the console — its app registration, how
+//! customers see it, the default sync schedule, how operators sign in. Stored in Postgres
+//! (secrets sealed), seeded from the environment on first start, edited by admins (every
+//! change audited, secrets never shown) and read by every process through [`SettingsCache`],
+//! so a change reaches all of them within seconds, without a restart.
+
+pub mod profiles;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use time::{Date, OffsetDateTime};
+use url::Url;
+use uuid::Uuid;
+
+use crate::audit::{self, Action, Actor};
+use crate::crypto::Keyring;
+use crate::directory::schedule::{Schedule, default_schedule};
+use crate::types::{ClientId, EmailAddress, Secret, TenantId};
+
+/// A secret may live at most this long (Microsoft's limit for client secrets).
+pub const MAX_SECRET_MONTHS: i32 = 24;
+
+/// One setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// The provider app's Application (client) ID.
+    ClientId,
+    /// Its client secret (sealed, write-only).
+    ClientSecret,
+    /// When that secret expires.
+    ClientSecretExpires,
+    /// The provider's own tenant (operator sign-in, the doctor's checks).
+    ProviderTenantId,
+    /// The provider's name as customers see it.
+    ProviderName,
+    /// Its logo (an https URL).
+    LogoUrl,
+    /// Where customers get help: email.
+    SupportEmail,
+    /// Where customers get help: a web page.
+    SupportUrl,
+    /// Terms of service.
+    TermsUrl,
+    /// Privacy statement.
+    PrivacyUrl,
+    /// The sync schedule of tenants without one.
+    DefaultSchedule,
+    /// Whether operators may sign in with a local password.
+    LocalPasswords,
+    /// Whether operators may sign in with Entra ID.
+    SsoEnabled,
+    /// Entra group ids whose members are admins.
+    SsoAdminGroups,
+    /// Entra group ids whose members are viewers.
+    SsoViewerGroups,
+    /// App roles (`roles` claim) that make an admin.
+    SsoAdminRoles,
+    /// App roles that make a viewer.
+    SsoViewerRoles,
+}
+
+impl Key {
+    /// Every setting, in the page's order.
+    pub const ALL: [Key; 17] = [
+        Key::ClientId,
+        Key::ClientSecret,
+        Key::ClientSecretExpires,
+        Key::ProviderTenantId,
+        Key::ProviderName,
+        Key::LogoUrl,
+        Key::SupportEmail,
+        Key::SupportUrl,
+        Key::TermsUrl,
+        Key::PrivacyUrl,
+        Key::DefaultSchedule,
+        Key::LocalPasswords,
+        Key::SsoEnabled,
+        Key::SsoAdminGroups,
+        Key::SsoViewerGroups,
+        Key::SsoAdminRoles,
+        Key::SsoViewerRoles,
+    ];
+
+    /// The stored name (also the form field's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientId => "client_id",
+            Self::ClientSecret => "client_secret",
+            Self::ClientSecretExpires => "client_secret_expires",
+            Self::ProviderTenantId => "provider_tenant_id",
+            Self::ProviderName => "provider_name",
+            Self::LogoUrl => "logo_url",
+            Self::SupportEmail => "support_email",
+            Self::SupportUrl => "support_url",
+            Self::TermsUrl => "terms_url",
+            Self::PrivacyUrl => "privacy_url",
+            Self::DefaultSchedule => "default_schedule",
+            Self::LocalPasswords => "local_passwords",
+            Self::SsoEnabled => "sso_enabled",
+            Self::SsoAdminGroups => "sso_admin_groups",
+            Self::SsoViewerGroups => "sso_viewer_groups",
+            Self::SsoAdminRoles => "sso_admin_roles",
+            Self::SsoViewerRoles => "sso_viewer_roles",
+        }
+    }
+
+    /// The key stored under `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The environment variable that seeds it, if any.
+    pub fn env(self) -> Option<&'static str> {
+        match self {
+            Self::ClientId => Some("GANGWAY_CLIENT_ID"),
+            Self::ClientSecret => Some("GANGWAY_CLIENT_SECRET"),
+            Self::ProviderName => Some("GANGWAY_PROVIDER_NAME"),
+            Self::DefaultSchedule => Some("GANGWAY_SYNC_SCHEDULE"),
+            _ => None,
+        }
+    }
+
+    /// As the page labels it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientId => "Application (client) ID",
+            Self::ClientSecret => "Client secret",
+            Self::ClientSecretExpires => "Client secret expires",
+            Self::ProviderTenantId => "Your tenant ID",
+            Self::ProviderName => "Display name",
+            Self::LogoUrl => "Logo URL",
+            Self::SupportEmail => "Support email",
+            Self::SupportUrl => "Support page",
+            Self::TermsUrl => "Terms of service",
+            Self::PrivacyUrl => "Privacy statement",
+            Self::DefaultSchedule => "Default sync schedule",
+            Self::LocalPasswords => "Local passwords",
+            Self::SsoEnabled => "Sign-in with Entra ID",
+            Self::SsoAdminGroups => "Admin groups",
+            Self::SsoViewerGroups => "Viewer groups",
+            Self::SsoAdminRoles => "Admin app roles",
+            Self::SsoViewerRoles => "Viewer app roles",
+        }
+    }
+
+    /// Whether its value is sealed and never shown.
+    pub fn is_secret(self) -> bool {
+        self == Self::ClientSecret
+    }
+}
+
+/// How customers see the provider: on every wizard page, in the invitation mail, on errors.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Branding {
+    /// The provider's name.
+    pub name: String,
+    /// Its logo.
+    pub logo_url: Option<Url>,
+    /// Support by email.
+    pub support_email: Option<EmailAddress>,
+    /// Support on the web.
+    pub support_url: Option<Url>,
+    /// Terms of service.
+    pub terms_url: Option<Url>,
+    /// Privacy statement.
+    pub privacy_url: Option<Url>,
+}
+
+impl Branding {
+    /// "contact X" in words that say how: the email and/or the page, else the provider's name.
+    pub fn contact(&self) -> String {
+        match (&self.support_email, &self.support_url) {
+            (Some(mail), Some(url)) => format!("{} ({} or {})", self.name, mail.as_str(), url),
+            (Some(mail), None) => format!("{} at {}", self.name, mail.as_str()),
+            (None, Some(url)) => format!("{} at {}", self.name, url),
+            (None, None) => format!("{} (your contact there)", self.name),
+        }
+    }
+}
+
+/// Operator sign-in with Entra ID of the provider's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SsoSettings {
+    /// Offered on the sign-in page.
+    pub enabled: bool,
+    /// Members of these groups (`groups` claim) are admins.
+    pub admin_groups: Vec<Uuid>,
+    /// Members of these groups are viewers.
+    pub viewer_groups: Vec<Uuid>,
+    /// Holders of these app roles (`roles` claim) are admins.
+    pub admin_roles: Vec<String>,
+    /// Holders of these app roles are viewers.
+    pub viewer_roles: Vec<String>,
+}
+
+/// The settings as one process sees them now.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The provider app's client id.
+    pub client_id: ClientId,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// When the secret expires, when known.
+    pub client_secret_expires: Option<Date>,
+    /// The provider's own tenant, when set.
+    pub provider_tenant_id: Option<TenantId>,
+    /// How customers see the provider.
+    pub branding: Branding,
+    /// The sync schedule of tenants without one.
+    pub default_schedule: Schedule,
+    /// Whether local passwords are accepted.
+    pub local_passwords: bool,
+    /// Operator sign-in with Entra ID.
+    pub sso: SsoSettings,
+    /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
+    pub origin: BTreeMap<Key, Origin>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Seeded from its environment variable and not changed since.
+    Environment(&'static str),
+    /// Changed in the console (by whom, when).
+    Console {
+        /// Who changed it last.
+        by: Option<String>,
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// Never set: the default applies.
+    Default,
+}
+
+/// What can go wrong with settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Values that cannot be saved, each with why (nothing was saved).
+    #[error("{}", .0.iter().map(|(k, m)| format!("{}: {m}", k.label())).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(Key, String)>),
+    /// A required value is missing from the database (start `gangway serve` once with it in
+    /// the environment, or set it in the console).
+    #[error("the {} is not configured", .0.label())]
+    Missing(Key),
+    /// A sealed value no configured key opens.
+    #[error("the stored {} is sealed with key {}, which is not configured", .0.label(), .1)]
+    Sealed(Key, String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// What the environment offers to seed.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// `GANGWAY_CLIENT_ID`.
+    pub client_id: String,
+    /// `GANGWAY_CLIENT_SECRET`.
+    pub client_secret: Secret,
+    /// `GANGWAY_PROVIDER_NAME`.
+    pub provider_name: String,
+    /// `GANGWAY_SYNC_SCHEDULE`.
+    pub default_schedule: Schedule,
+}
+
+/// Stores the environment's values for every setting not stored yet (first start, or a
+/// setting added since); stored values are left alone.
+pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
+    let rows: [(Key, Option<Value>, Option<&Secret>); 4] = [
+        (Key::ClientId, Some(json!(seed.client_id)), None),
+        (Key::ClientSecret, None, Some(&seed.client_secret)),
+        (Key::ProviderName, Some(json!(seed.provider_name)), None),
+        (
+            Key::DefaultSchedule,
+            Some(json!(seed.default_schedule.to_string())),
+            None,
+        ),
+    ];
+    for (key, value, secret) in rows {
+        let sealed = secret.map(|s| keys.seal(s.expose().as_bytes()));
+        sqlx::query(
+            "insert into settings (key, value, ciphertext, key_id, from_env) values ($1, $2, $3, $4, true)
+             on conflict (key) do nothing",
+        )
+        .bind(key.name())
+        .bind(value)
+        .bind(sealed.as_ref())
+        .bind(sealed.as_ref().map(|_| keys.id()))
+        .execute(db)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    key: String,
+    value: Option<Value>,
+    ciphertext: Option<Vec<u8>>,
+    key_id: Option<String>,
+    from_env: bool,
+    updated_at: OffsetDateTime,
+    updated_by: Option<String>,
+}
+
+/// Reads the settings from the database.
+pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "select key, value, ciphertext, key_id, from_env, updated_at, updated_by from settings",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut values = BTreeMap::new();
+    let mut origin = BTreeMap::new();
+    let mut secret = None;
+    for row in rows {
+        let Some(key) = Key::parse(&row.key) else {
+            continue;
+        };
+        origin.insert(
+            key,
+            match (row.from_env, key.env()) {
+                (true, Some(env)) => Origin::Environment(env),
+                _ => Origin::Console {
+                    by: row.updated_by,
+                    at: row.updated_at,
+                },
+            },
+        );
+        if let (Some(sealed), Some(key_id)) = (row.ciphertext, row.key_id) {
+            let plain = keys
+                .open(&key_id, &sealed)
+                .map_err(|_| SettingsError::Sealed(key, key_id.clone()))?;
+            secret = Some(Secret::new(String::from_utf8_lossy(&plain).into_owned()));
+        } else if let Some(value) = row.value {
+            values.insert(key, value);
+        }
+    }
+    let text = |key: Key| values.get(&key).and_then(Value::as_str).map(str::to_owned);
+    let url = |key: Key| text(key).and_then(|u| Url::parse(&u).ok());
+    let flag = |key: Key, default: bool| values.get(&key).and_then(Value::as_bool).unwrap_or(default);
+    let list = |key: Key| -> Vec<String> {
+        values
+            .get(&key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let client_id = text(Key::ClientId)
+        .and_then(|c| ClientId::parse(&c).ok())
+        .ok_or(SettingsError::Missing(Key::ClientId))?;
+    Ok(Settings {
+        client_id,
+        client_secret: secret.ok_or(SettingsError::Missing(Key::ClientSecret))?,
+        client_secret_expires: text(Key::ClientSecretExpires).and_then(|d| parse_date(&d).ok()),
+        provider_tenant_id: text(Key::ProviderTenantId).and_then(|t| TenantId::parse(&t).ok()),
+        branding: Branding {
+            name: text(Key::ProviderName).unwrap_or_else(|| "Gangway".into()),
+            logo_url: url(Key::LogoUrl),
+            support_email: text(Key::SupportEmail).and_then(|e| EmailAddress::parse(&e).ok()),
+            support_url: url(Key::SupportUrl),
+            terms_url: url(Key::TermsUrl),
+            privacy_url: url(Key::PrivacyUrl),
+        },
+        default_schedule: text(Key::DefaultSchedule)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(default_schedule),
+        local_passwords: flag(Key::LocalPasswords, true),
+        sso: SsoSettings {
+            enabled: flag(Key::SsoEnabled, false),
+            admin_groups: list(Key::SsoAdminGroups)
+                .iter()
+                .filter_map(|g| Uuid::parse_str(g).ok())
+                .collect(),
+            viewer_groups: list(Key::SsoViewerGroups)
+                .iter()
+                .filter_map(|g| Uuid::parse_str(g).ok())
+                .collect(),
+            admin_roles: list(Key::SsoAdminRoles),
+            viewer_roles: list(Key::SsoViewerRoles),
+        },
+        origin,
+    })
+}
+
+fn parse_date(value: &str) -> Result<Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(value.trim(), &format).map_err(|_| "must be a date such as 2027-06-30".into())
+}
+
+/// One value as typed into the settings form. An empty secret keeps the stored one.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    /// The setting.
+    pub key: Key,
+    /// Its new value, as typed (checkboxes: `true`/`false`).
+    pub raw: String,
+}
+
+/// The stored form of a typed value, or why it cannot be one.
+fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
+    let raw = raw.trim();
+    if raw.chars().any(char::is_control) && !matches!(key, Key::SsoAdminGroups | Key::SsoViewerGroups | Key::SsoAdminRoles | Key::SsoViewerRoles) {
+        return Err("must not contain control characters".into());
+    }
+    let optional_url = |raw: &str| -> Result<Option<Value>, String> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        match Url::parse(raw) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() && raw.len() <= 500 => Ok(Some(json!(u.as_str()))),
+            _ => Err("must be an https:// address".into()),
+        }
+    };
+    let items = |raw: &str| raw.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    Ok(match key {
+        Key::ClientId => Some(json!(
+            ClientId::parse(raw)
+                .map_err(|_| "must be the app registration's Application (client) ID, a GUID".to_owned())?
+                .to_string()
+        )),
+        Key::ClientSecret => {
+            if raw.len() > 1024 {
+                return Err("is too long to be a client secret".into());
+            }
+            None
+        }
+        Key::ClientSecretExpires => {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            let date = parse_date(raw)?;
+            let latest = today.replace_year(today.year() + MAX_SECRET_MONTHS / 12).unwrap_or(today);
+            if date > latest {
+                return Err(format!("is more than {MAX_SECRET_MONTHS} months away: Microsoft lets a client secret live 24 months at most"));
+            }
+            Some(json!(date.to_string()))
+        }
+        Key::ProviderTenantId => {
+            if raw.is_empty() {
+                None
+            } else {
+                Some(json!(TenantId::parse(raw).map_err(|_| "must be your tenant's ID, a GUID (Entra admin center → Overview → Tenant ID)".to_owned())?.to_string()))
+            }
+        }
+        Key::ProviderName => {
+            if raw.is_empty() || raw.chars().count() > 100 {
+                return Err("must be 1 to 100 characters".into());
+            }
+            Some(json!(raw))
+        }
+        Key::LogoUrl | Key::SupportUrl | Key::TermsUrl | Key::PrivacyUrl => optional_url(raw)?,
+        Key::SupportEmail => {
+            if raw.is_empty() {
+                None
+            } else {
+                Some(json!(EmailAddress::parse(raw).map_err(|e| e.to_string())?.as_str()))
+            }
+        }
+        Key::DefaultSchedule => Some(json!(raw.parse::<Schedule>().map_err(|e| e.to_string())?.to_string())),
+        Key::LocalPasswords | Key::SsoEnabled => Some(json!(matches!(raw, "true" | "on" | "1"))),
+        Key::SsoAdminGroups | Key::SsoViewerGroups => {
+            let ids = items(raw);
+            let bad: Vec<_> = ids.iter().filter(|g| Uuid::parse_str(g).is_err()).cloned().collect();
+            if !bad.is_empty() {
+                return Err(format!("{} is not a group's object ID (a GUID)", bad.join(", ")));
+            }
+            Some(json!(ids.iter().map(|g| Uuid::parse_str(g).expect("checked").to_string()).collect::<Vec<_>>()))
+        }
+        Key::SsoAdminRoles | Key::SsoViewerRoles => {
+            let roles = items(raw);
+            if let Some(bad) = roles.iter().find(|r| r.len() > 120 || !r.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))) {
+                return Err(format!("`{bad}` is not an app role value (letters, digits, . _ -)"));
+            }
+            Some(json!(roles))
+        }
+    })
+}
+
+/// Saves `edits` (all or nothing), audited per changed key as old → new (secrets: "changed").
+/// Refuses, naming each value at fault, anything invalid, and turning local passwords off
+/// while no admin has signed in with Entra ID (that would lock every admin out). Returns the
+/// keys that changed.
+pub async fn save(
+    db: &PgPool,
+    keys: &Keyring,
+    edits: &[Edit],
+    actor: &Actor,
+) -> Result<Vec<Key>, SettingsError> {
+    let today = OffsetDateTime::now_utc().date();
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for edit in edits {
+        match validate(edit.key, &edit.raw, today) {
+            Ok(value) => checked.push((edit, value)),
+            Err(why) => problems.push((edit.key, why)),
+        }
+    }
+    let mut tx = db.begin().await?;
+    let current: BTreeMap<String, (Option<Value>, bool)> = sqlx::query_as::<_, (String, Option<Value>, bool)>(
+        "select key, value, ciphertext is not null from settings for update",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|(k, v, sealed)| (k, (v, sealed)))
+    .collect();
+    let turning_off_passwords = checked.iter().any(|(e, v)| e.key == Key::LocalPasswords && v == &Some(json!(false)))
+        && current.get(Key::LocalPasswords.name()).and_then(|(v, _)| v.clone()) != Some(json!(false));
+    if turning_off_passwords {
+        let sso_admins: i64 = sqlx::query_scalar(
+            "select count(*) from operators where role = 'admin' and entra_object_id is not null",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if sso_admins == 0 {
+            problems.push((Key::LocalPasswords, "cannot be turned off until an admin has signed in with Entra ID: nobody could sign in as an admin".into()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(SettingsError::Invalid(problems));
+    }
+    let by = actor.to_string();
+    let mut changed = Vec::new();
+    for (edit, value) in checked {
+        let key = edit.key;
+        if key.is_secret() {
+            if edit.raw.trim().is_empty() {
+                continue;
+            }
+            let sealed = keys.seal(edit.raw.trim().as_bytes());
+            sqlx::query(
+                "insert into settings (key, value, ciphertext, key_id, from_env, updated_by) values ($1, null, $2, $3, false, $4)
+                 on conflict (key) do update set ciphertext = excluded.ciphertext, key_id = excluded.key_id,
+                     from_env = false, updated_at = now(), updated_by = excluded.updated_by",
+            )
+            .bind(key.name())
+            .bind(&sealed)
+            .bind(keys.id())
+            .bind(&by)
+            .execute(&mut *tx)
+            .await?;
+            audit::record(&mut *tx, actor, Action::SettingsChanged, None, None, json!({ "setting": key.name(), "change": "secret replaced" })).await?;
+            changed.push(key);
+            continue;
+        }
+        let old = current.get(key.name()).and_then(|(v, _)| v.clone());
+        if old == value {
+            continue;
+        }
+        sqlx::query(
+            "insert into settings (key, value, from_env, updated_by) values ($1, $2, false, $3)
+             on conflict (key) do update set value = excluded.value, from_env = false,
+                 updated_at = now(), updated_by = excluded.updated_by",
+        )
+        .bind(key.name())
+        .bind(&value)
+        .bind(&by)
+        .execute(&mut *tx)
+        .await?;
+        let shown = |v: &Option<Value>| v.as_ref().map(|v| match v { Value::String(s) => s.clone(), other => other.to_string() }).unwrap_or_else(|| "(not set)".into());
+        audit::record(&mut *tx, actor, Action::SettingsChanged, None, None, json!({ "setting": key.name(), "old": shown(&old), "new": shown(&value) })).await?;
+        changed.push(key);
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// The settings, read again from the database at most every `ttl`, so every process sees a
+/// change within that time; the process that saved one sees it at once. Cheap to clone.
+#[derive(Clone)]
+pub struct SettingsCache {
+    db: PgPool,
+    keys: Keyring,
+    ttl: Duration,
+    cell: Arc<RwLock<Option<(Instant, Arc<Settings>)>>>,
+}
+
+impl std::fmt::Debug for SettingsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsCache").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl SettingsCache {
+    /// Settings from `db`, opened with `keys`, at most `ttl` old.
+    pub fn new(db: PgPool, keys: Keyring, ttl: Duration) -> Self {
+        Self {
+            db,
+            keys,
+            ttl,
+            cell: Arc::default(),
+        }
+    }
+
+    /// The settings now.
+    pub async fn current(&self) -> Result<Arc<Settings>, SettingsError> {
+        if let Some((at, settings)) = &*self.cell.read().expect("settings cache") {
+            if at.elapsed() < self.ttl {
+                return Ok(Arc::clone(settings));
+            }
+        }
+        let fresh = Arc::new(load(&self.db, &self.keys).await?);
+        *self.cell.write().expect("settings cache") = Some((Instant::now(), Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+
+    /// Forgets the cached settings (after a save in this process).
+    pub fn invalidate(&self) {
+        *self.cell.write().expect("settings cache") = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> Date {
+        Date::from_calendar_date(2026, time::Month::December, 1).unwrap()
+    }
+
+    #[test]
+    fn each_value_is_checked_where_it_is_typed() {
+        let ok = |k, raw| validate(k, raw, today()).unwrap();
+        let bad = |k, raw| validate(k, raw, today()).unwrap_err();
+        assert_eq!(ok(Key::ClientId, " 6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F "), Some(json!("6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f")));
+        assert!(bad(Key::ClientId, "my-app").contains("GUID"));
+        assert_eq!(ok(Key::ClientSecretExpires, "2028-11-30"), Some(json!("2028-11-30")));
+        assert!(bad(Key::ClientSecretExpires, "2028-12-02").contains("24 months"));
+        assert!(bad(Key::ClientSecretExpires, "30/11/2028").contains("2027-06-30"));
+        assert_eq!(ok(Key::LogoUrl, ""), None);
+        assert!(bad(Key::LogoUrl, "http://example.com/logo.png").contains("https"));
+        assert!(bad(Key::LogoUrl, "javascript:alert(1)").contains("https"));
+        assert!(bad(Key::SupportEmail, "help").len() > 3);
+        assert!(bad(Key::ProviderName, "").contains("1 to 100"));
+        assert!(bad(Key::ProviderName, "Acme\u{0}").contains("control"));
+        assert!(bad(Key::DefaultSchedule, "every 1m").contains("5 minutes"));
+        assert_eq!(ok(Key::SsoEnabled, "on"), Some(json!(true)));
+        assert_eq!(ok(Key::LocalPasswords, "false"), Some(json!(false)));
+        assert_eq!(
+            ok(Key::SsoAdminGroups, "6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F,\n 0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"),
+            Some(json!(["6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f", "0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"]))
+        );
+        assert!(bad(Key::SsoViewerGroups, "ops-team").contains("ops-team"));
+        assert!(bad(Key::SsoAdminRoles, "Gangway Admin").contains("Gangway"));
+        assert_eq!(ok(Key::SsoAdminRoles, "Gangway.Admin"), Some(json!(["Gangway.Admin"])));
+    }
+
+    #[test]
+    fn contact_says_how() {
+        let mut b = Branding {
+            name: "Acme".into(),
+            ..Branding::default()
+        };
+        assert_eq!(b.contact(), "Acme (your contact there)");
+        b.support_email = Some(EmailAddress::parse("help@acme.example").unwrap());
+        assert_eq!(b.contact(), "Acme at help@acme.example");
+        b.support_url = Some(Url::parse("https://acme.example/help").unwrap());
+        assert_eq!(b.contact(), "Acme (help@acme.example or https://acme.example/help)");
+    }
+}
