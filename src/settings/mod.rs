@@ -171,6 +171,13 @@ pub struct Branding {
     pub privacy_url: Option<Url>,
 }
 
+/// The provider's name, as sentences use it.
+impl std::fmt::Display for Branding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 impl Branding {
     /// "contact X" in words that say how: the email and/or the page, else the provider's name.
     pub fn contact(&self) -> String {

@@ -236,9 +236,10 @@ async fn create(
         }
     };
     let actor = Actor::Operator(operator.email.clone());
+    let live = state.live().await?;
     let issued = invitations::create(
         &state.db,
-        state.invitation_context(),
+        state.invitation_context(&live),
         &new,
         &actor,
         Some(operator.id),
