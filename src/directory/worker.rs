@@ -147,7 +147,7 @@ async fn run_job(
     let trigger = if job.attempts > 1 { "retry" } else { trigger };
     sync_once(syncer, cfg, tenant, Some(job.id.0), trigger, stop)
         .await
-        .map_err(|e| JobFailure::new(e))
+        .map_err(JobFailure::new)
         .and_then(|report| match report.outcome {
             RunOutcome::Failed if report.retry => {
                 Err(JobFailure::new(report.error.clone().unwrap_or_default()))
