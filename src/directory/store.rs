@@ -229,6 +229,11 @@ impl Stored for UserFields {
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
         // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
         // before the statement, so it never touches what `ins` adds.
+        // The page's ids as an array too, and the statement planned afresh each time (not
+        // kept prepared): a first round fills the table from empty faster than statistics
+        // follow, and a plan kept from when it was small scans every row of the tenant on
+        // every page; with the array the lookups stay on the primary key however stale the
+        // statistics, and a fresh plan sees the table's size.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2) as u(id uuid, m int, upn text, dn text, gn text,
@@ -249,6 +254,7 @@ impl Stored for UserFields {
                         o.business_phones, o.mobile_phone, o.job_title, o.department, o.account_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_users o on o.tenant_id = $1 and o.object_id = u.id
+                    and o.object_id = any((select array_agg(id) from u)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.upn else o.user_principal_name end as upn,
                     case when u.m & 2 <> 0 then u.dn else o.display_name end as dn,
@@ -267,13 +273,15 @@ impl Stored for UserFields {
                     account_enabled = n.enabled, soft_deleted_at = null, last_seen_at = now(),
                     seen_round = $3, updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
+                    and d.object_id = any((select array_agg(id) from u)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
         )
         .bind(tenant)
         .bind(rows)
-        .bind(round);
+        .bind(round)
+        .persistent(false);
         q.fetch_one(&mut **tx)
     }
 }
@@ -302,6 +310,7 @@ impl Stored for GroupFields {
         round: i64,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
+        // As for users: the ids' array and a fresh plan keep the lookups on the index.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2)
@@ -318,6 +327,7 @@ impl Stored for GroupFields {
                        (o.display_name, o.description, o.mail, o.mail_enabled, o.security_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_groups o on o.tenant_id = $1 and o.object_id = u.id
+                    and o.object_id = any((select array_agg(id) from u)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.dn else o.display_name end as dn,
                     case when u.m & 2 <> 0 then u.descr else o.description end as descr,
@@ -330,13 +340,15 @@ impl Stored for GroupFields {
                     soft_deleted_at = null, last_seen_at = now(), seen_round = $3,
                     updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
+                    and d.object_id = any((select array_agg(id) from u)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
         )
         .bind(tenant)
         .bind(rows)
-        .bind(round);
+        .bind(round)
+        .persistent(false);
         q.fetch_one(&mut **tx)
     }
 }
