@@ -405,6 +405,7 @@ pub async fn apply_page<F: Stored>(
         tally.updated += updated;
     }
     if !members.is_empty() {
+        lock_memberships(&mut tx, tenant).await?;
         let (added, removed) = apply_members(&mut tx, tenant, state.round, &members).await?;
         tally.members_added += added;
         tally.members_removed += removed;
@@ -462,6 +463,27 @@ pub async fn apply_page<F: Stored>(
     add_to_run(&mut tx, run_id, &tally, state.full_round).await?;
     tx.commit().await?;
     Ok((next, tally))
+}
+
+/// Advisory lock class of a tenant's memberships (the key's first half; the second is the
+/// tenant's hash).
+const MEMBERSHIPS_LOCK: i32 = 0x6d656d62;
+
+/// Takes the tenant's memberships for the rest of the page's transaction. Both chains write
+/// them — the groups chain its members, the users chain the memberships of users deleted for
+/// good — and two pages deleting the same memberships in different orders deadlock; so a page
+/// takes this before its first membership write (after which it locks nothing the other
+/// chain's pages hold) and membership-writing pages of a tenant commit one after the other.
+async fn lock_memberships(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2::text))")
+        .bind(MEMBERSHIPS_LOCK)
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Adds and removes memberships; the last word on each (group, member) in the page wins.
@@ -533,6 +555,8 @@ async fn remove(
         Resource::Users => "directory_users",
         Resource::Groups => "directory_groups",
     };
+    // A group's memberships go with it (cascade), a user's below.
+    lock_memberships(tx, tenant).await?;
     let n = sqlx::query(&format!(
         "delete from {table} where tenant_id = $1 and object_id = any($2)"
     ))
@@ -560,6 +584,7 @@ async fn drop_vanished(
     tenant: Uuid,
     round: i64,
 ) -> Result<i32, sqlx::Error> {
+    lock_memberships(tx, tenant).await?;
     match resource {
         Resource::Users => {
             let ids: Vec<Uuid> = sqlx::query_scalar(
