@@ -42,7 +42,7 @@ pub(crate) struct SyncArgs {
     #[arg(long, value_name = "T", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     tenants: u16,
     /// Syncs at once with several tenants [default: one per tenant].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
     /// The Postgres server to create the scratch database on.
     #[arg(
