@@ -719,6 +719,9 @@ impl Expiry {
     }
 }
 
+/// What the cache holds: the settings and when they were read.
+type Cached = Option<(Instant, Arc<Live>)>;
+
 /// The settings, read again from the database at most every `ttl`, so every process sees a
 /// change within that time; the process that saved one sees it at once. The Entra client is
 /// made again only when the app's credentials change (it keeps its signing-key cache
@@ -730,7 +733,7 @@ pub struct SettingsCache {
     entra: EntraConfig,
     http: reqwest::Client,
     ttl: Duration,
-    cell: Arc<RwLock<Option<(Instant, Arc<Live>)>>>,
+    cell: Arc<RwLock<Cached>>,
 }
 
 impl std::fmt::Debug for SettingsCache {

@@ -64,8 +64,6 @@ async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
     error::Error::NotFound.into_response()
 }
 
-/// The whole portal: every route with sessions, CSRF, input checks, security headers and
-/// request tracing.
 /// Reads the settings again when they are older than their time to live, so that pages built
 /// without waiting (the console's top bar) show another process's change within seconds.
 async fn fresh_settings(
@@ -88,6 +86,8 @@ async fn fresh_settings(
     }
 }
 
+/// The whole portal: every route with sessions, CSRF, input checks, security headers and
+/// request tracing.
 pub fn app(state: AppState) -> Router {
     let store = PgSessionStore::new(state.db.clone(), state.cfg.keys.clone());
     // Lax, not Strict: the admin comes back from Microsoft by a top-level redirect, which must

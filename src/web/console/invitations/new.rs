@@ -221,7 +221,7 @@ async fn chosen_profile(
 }
 
 /// Checks each field on its own so every problem shows next to its field at once.
-fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
+fn validate(form: &NewForm) -> std::result::Result<NewInvitation, Box<FieldErrors>> {
     let email = form.admin_email.trim();
     let domain = form.tenant_domain.trim();
     let errors = FieldErrors {
@@ -252,7 +252,7 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
         profile: None,
     };
     if errors.any() {
-        return Err(errors);
+        return Err(Box::new(errors));
     }
     NewInvitation::parse(
         &form.customer_name,
@@ -263,9 +263,11 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
     )
     // Every field passed on its own, so the whole passes too; should the rules ever drift
     // apart, the message still lands on the form.
-    .map_err(|e| FieldErrors {
-        customer_name: Some(e.to_string()),
-        ..FieldErrors::default()
+    .map_err(|e| {
+        Box::new(FieldErrors {
+            customer_name: Some(e.to_string()),
+            ..FieldErrors::default()
+        })
     })
 }
 
@@ -282,7 +284,7 @@ async fn create(
         (validated, profile) => {
             let errors = FieldErrors {
                 profile: profile.err(),
-                ..validated.err().unwrap_or_default()
+                ..validated.err().map(|e| *e).unwrap_or_default()
             };
             let page = NewPage::new(&state, chrome, form, errors).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
