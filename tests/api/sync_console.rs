@@ -32,7 +32,7 @@ fn decoded(html: &str) -> String {
 
 /// A consented tenant named `name` (its own invitation and Entra id).
 /// A consented tenant whose first sync (queued by the consent) is out of the way.
-async fn tenant(app: &TestApp, name: &str) -> Uuid {
+pub async fn tenant(app: &TestApp, name: &str) -> Uuid {
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
     let consent = tenants::Consent {
         display_name: name.into(),
