@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         trusted_proxies: TrustedProxies::default(),
         sync: gangway::config::SyncSettings::default(),
     };
+    gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
     let application = Application::with_listener(cfg, db.clone(), listener)?;
     let state = application.state().clone();
     tokio::spawn(application.run_until_stopped());

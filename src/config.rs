@@ -149,6 +149,16 @@ impl TrustedProxies {
 }
 
 impl Config {
+    /// What the environment offers the stored settings on first start.
+    pub fn settings_seed(&self) -> crate::settings::Seed {
+        crate::settings::Seed {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            provider_name: self.provider_name.clone(),
+            default_schedule: self.sync.schedule.clone(),
+        }
+    }
+
     /// Cookies are `Secure` unless the portal is plain HTTP on loopback (local development).
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"

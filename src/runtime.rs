@@ -76,7 +76,7 @@ pub fn syncer(state: &AppState) -> Syncer {
     let tokens = TokenSource::new(
         state.db.clone(),
         state.cfg.keys.clone(),
-        state.entra.clone(),
+        state.settings.clone(),
     );
     Syncer::new(
         state.db.clone(),

@@ -130,6 +130,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let cfg = Config::from_env()?;
             let db = pool(&cfg.database_url).await?;
             db::migrate(&db).await?;
+            crate::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
             let state = crate::web::AppState::new(cfg, db)?;
             Ok(runtime::run_workers(state, usize::from(concurrency)).await?)
         }

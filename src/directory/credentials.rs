@@ -11,8 +11,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
-use crate::identity::{AadErrorKind, EntraClient, IdentityError};
+use crate::identity::{AadErrorKind, IdentityError};
 use crate::invitations::ConsentMode;
+use crate::settings::SettingsCache;
 use crate::types::{Secret, TenantId};
 
 /// A token is dropped from the cache this long before it expires, so no request carries one
@@ -59,7 +60,7 @@ pub enum CredentialError {
 pub struct TokenSource {
     db: PgPool,
     keys: Keyring,
-    entra: EntraClient,
+    settings: SettingsCache,
     cache: Arc<Mutex<HashMap<Uuid, (Secret, Instant)>>>,
 }
 
@@ -70,12 +71,13 @@ impl std::fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    /// Tokens for tenants stored in `db`, unsealed with `keys`, from `entra`.
-    pub fn new(db: PgPool, keys: Keyring, entra: EntraClient) -> Self {
+    /// Tokens for tenants stored in `db`, unsealed with `keys`, from Entra ID as the provider
+    /// app the `settings` name.
+    pub fn new(db: PgPool, keys: Keyring, settings: SettingsCache) -> Self {
         Self {
             db,
             keys,
-            entra,
+            settings,
             cache: Arc::default(),
         }
     }
@@ -118,10 +120,15 @@ impl TokenSource {
         tenant: &TenantAccess,
     ) -> Result<(Secret, Option<Duration>), CredentialError> {
         let tid = TenantId::from_uuid(tenant.entra_tenant_id);
+        let live = self
+            .settings
+            .current()
+            .await
+            .map_err(|e| CredentialError::Failed(e.to_string()))?;
+        let entra = &live.entra;
         match tenant.consent_mode {
             ConsentMode::Application => {
-                let t = self
-                    .entra
+                let t = entra
                     .app_access_token(&tid, None)
                     .await
                     .map_err(|e| classify(e, false))?;
@@ -134,8 +141,7 @@ impl TokenSource {
                         "the customer's app registration is not on record".into(),
                     )
                 })?;
-                let t = self
-                    .entra
+                let t = entra
                     .app_access_token(&tid, Some((client_id, &secret)))
                     .await
                     .map_err(|e| classify(e, true))?;
@@ -143,8 +149,7 @@ impl TokenSource {
             }
             ConsentMode::Delegated => {
                 let refresh_token = self.unseal(tenant)?;
-                let grant = self
-                    .entra
+                let grant = entra
                     .refresh(&tid, &refresh_token, &[])
                     .await
                     .map_err(|e| classify(e, false))?;

@@ -44,30 +44,40 @@ pub async fn invite_again_for_tenant(
     actor: &Actor,
     created_by: Option<Uuid>,
 ) -> Result<Issued, InvitationError> {
-    let row: Option<(String, Option<String>, super::ConsentMode, Vec<String>)> = sqlx::query_as(
+    type Row = (
+        String,
+        Option<String>,
+        super::ConsentMode,
+        Vec<String>,
+        Option<Uuid>,
+    );
+    let row: Option<Row> = sqlx::query_as(
         "select c.name::text,
                 coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
                           order by i.created_at desc limit 1), t.consented_by_upn),
-                t.consent_mode, t.verified_domains
+                t.consent_mode, t.verified_domains, t.permission_profile_id
          from tenants t join customers c on c.id = t.customer_id where t.id = $1",
     )
     .bind(tenant_id)
     .fetch_optional(db)
     .await?;
-    let (customer, admin, mode, domains) =
+    let (customer, admin, mode, domains, profile) =
         row.ok_or_else(|| InvitationError::Invalid("no such tenant".into()))?;
     let admin = admin.ok_or_else(|| {
         InvitationError::Invalid(
             "nobody is on record as this tenant's admin: create an invitation instead".into(),
         )
     })?;
-    let new = NewInvitation::parse(
-        &customer,
-        &admin,
-        mode.as_str(),
-        domains.first().map(String::as_str),
-        None,
-    )?;
+    let new = NewInvitation {
+        profile,
+        ..NewInvitation::parse(
+            &customer,
+            &admin,
+            mode.as_str(),
+            domains.first().map(String::as_str),
+            None,
+        )?
+    };
     create(db, cx, &new, actor, created_by).await
 }
 
@@ -92,8 +102,10 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let customer_id = customers::find_or_create(&mut tx, &new.customer, actor).await?;
     let id: Uuid = sqlx::query_scalar(
-        "insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at, created_by)
-         values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7) returning id",
+        "insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at,
+                                  created_by, permission_profile_id)
+         values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7,
+                 coalesce($8, (select id from permission_profiles where is_default))) returning id",
     )
     .bind(customer_id)
     .bind(new.admin_email.as_str())
@@ -102,6 +114,7 @@ pub async fn create(
     .bind(token.hash())
     .bind(new.valid_for.as_secs_f64())
     .bind(created_by)
+    .bind(new.profile)
     .fetch_one(&mut *tx)
     .await?;
     let detail = json!({

@@ -243,6 +243,8 @@ pub struct NewInvitation {
     pub tenant_domain: Option<DomainName>,
     /// How long the link works.
     pub valid_for: Duration,
+    /// The permission profile asked for; `None` is the default profile.
+    pub profile: Option<Uuid>,
 }
 
 impl NewInvitation {
@@ -263,6 +265,7 @@ impl NewInvitation {
                 .map(DomainName::parse)
                 .transpose()?,
             valid_for: parse_validity(valid_for.filter(|v| !v.trim().is_empty()).unwrap_or("7d"))?,
+            profile: None,
         })
     }
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::directory::schedule::{Schedule, default_schedule};
+use crate::identity::{EntraClient, EntraConfig};
 use crate::types::{ClientId, EmailAddress, Secret, TenantId};
 
 /// A secret may live at most this long (Microsoft's limit for client secrets).
@@ -267,6 +268,13 @@ pub struct Seed {
     pub default_schedule: Schedule,
 }
 
+/// Gets the settings ready at start: the environment seeds what is not stored yet, and the
+/// built-in permission profile is written from Gangway's own list.
+pub async fn prepare(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
+    self::seed(db, keys, seed).await?;
+    profiles::refresh_built_in(db).await
+}
+
 /// Stores the environment's values for every setting not stored yet (first start, or a
 /// setting added since); stored values are left alone.
 pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
@@ -342,12 +350,18 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
     }
     let text = |key: Key| values.get(&key).and_then(Value::as_str).map(str::to_owned);
     let url = |key: Key| text(key).and_then(|u| Url::parse(&u).ok());
-    let flag = |key: Key, default: bool| values.get(&key).and_then(Value::as_bool).unwrap_or(default);
+    let flag =
+        |key: Key, default: bool| values.get(&key).and_then(Value::as_bool).unwrap_or(default);
     let list = |key: Key| -> Vec<String> {
         values
             .get(&key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let client_id = text(Key::ClientId)
@@ -404,7 +418,12 @@ pub struct Edit {
 /// The stored form of a typed value, or why it cannot be one.
 fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
     let raw = raw.trim();
-    if raw.chars().any(char::is_control) && !matches!(key, Key::SsoAdminGroups | Key::SsoViewerGroups | Key::SsoAdminRoles | Key::SsoViewerRoles) {
+    if raw.chars().any(char::is_control)
+        && !matches!(
+            key,
+            Key::SsoAdminGroups | Key::SsoViewerGroups | Key::SsoAdminRoles | Key::SsoViewerRoles
+        )
+    {
         return Err("must not contain control characters".into());
     }
     let optional_url = |raw: &str| -> Result<Option<Value>, String> {
@@ -412,15 +431,25 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
             return Ok(None);
         }
         match Url::parse(raw) {
-            Ok(u) if u.scheme() == "https" && u.host().is_some() && raw.len() <= 500 => Ok(Some(json!(u.as_str()))),
+            Ok(u) if u.scheme() == "https" && u.host().is_some() && raw.len() <= 500 => {
+                Ok(Some(json!(u.as_str())))
+            }
             _ => Err("must be an https:// address".into()),
         }
     };
-    let items = |raw: &str| raw.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let items = |raw: &str| {
+        raw.split([',', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     Ok(match key {
         Key::ClientId => Some(json!(
             ClientId::parse(raw)
-                .map_err(|_| "must be the app registration's Application (client) ID, a GUID".to_owned())?
+                .map_err(
+                    |_| "must be the app registration's Application (client) ID, a GUID".to_owned()
+                )?
                 .to_string()
         )),
         Key::ClientSecret => {
@@ -434,9 +463,13 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 return Ok(None);
             }
             let date = parse_date(raw)?;
-            let latest = today.replace_year(today.year() + MAX_SECRET_MONTHS / 12).unwrap_or(today);
+            let latest = today
+                .replace_year(today.year() + MAX_SECRET_MONTHS / 12)
+                .unwrap_or(today);
             if date > latest {
-                return Err(format!("is more than {MAX_SECRET_MONTHS} months away: Microsoft lets a client secret live 24 months at most"));
+                return Err(format!(
+                    "is more than {MAX_SECRET_MONTHS} months away: Microsoft lets a client secret live 24 months at most"
+                ));
             }
             Some(json!(date.to_string()))
         }
@@ -458,23 +491,49 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
             if raw.is_empty() {
                 None
             } else {
-                Some(json!(EmailAddress::parse(raw).map_err(|e| e.to_string())?.as_str()))
+                Some(json!(
+                    EmailAddress::parse(raw)
+                        .map_err(|e| e.to_string())?
+                        .as_str()
+                ))
             }
         }
-        Key::DefaultSchedule => Some(json!(raw.parse::<Schedule>().map_err(|e| e.to_string())?.to_string())),
+        Key::DefaultSchedule => Some(json!(
+            raw.parse::<Schedule>()
+                .map_err(|e| e.to_string())?
+                .to_string()
+        )),
         Key::LocalPasswords | Key::SsoEnabled => Some(json!(matches!(raw, "true" | "on" | "1"))),
         Key::SsoAdminGroups | Key::SsoViewerGroups => {
             let ids = items(raw);
-            let bad: Vec<_> = ids.iter().filter(|g| Uuid::parse_str(g).is_err()).cloned().collect();
+            let bad: Vec<_> = ids
+                .iter()
+                .filter(|g| Uuid::parse_str(g).is_err())
+                .cloned()
+                .collect();
             if !bad.is_empty() {
-                return Err(format!("{} is not a group's object ID (a GUID)", bad.join(", ")));
+                return Err(format!(
+                    "{} is not a group's object ID (a GUID)",
+                    bad.join(", ")
+                ));
             }
-            Some(json!(ids.iter().map(|g| Uuid::parse_str(g).expect("checked").to_string()).collect::<Vec<_>>()))
+            Some(json!(
+                ids.iter()
+                    .map(|g| Uuid::parse_str(g).expect("checked").to_string())
+                    .collect::<Vec<_>>()
+            ))
         }
         Key::SsoAdminRoles | Key::SsoViewerRoles => {
             let roles = items(raw);
-            if let Some(bad) = roles.iter().find(|r| r.len() > 120 || !r.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))) {
-                return Err(format!("`{bad}` is not an app role value (letters, digits, . _ -)"));
+            if let Some(bad) = roles.iter().find(|r| {
+                r.len() > 120
+                    || !r
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            }) {
+                return Err(format!(
+                    "`{bad}` is not an app role value (letters, digits, . _ -)"
+                ));
             }
             Some(json!(roles))
         }
@@ -501,16 +560,22 @@ pub async fn save(
         }
     }
     let mut tx = db.begin().await?;
-    let current: BTreeMap<String, (Option<Value>, bool)> = sqlx::query_as::<_, (String, Option<Value>, bool)>(
-        "select key, value, ciphertext is not null from settings for update",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(k, v, sealed)| (k, (v, sealed)))
-    .collect();
-    let turning_off_passwords = checked.iter().any(|(e, v)| e.key == Key::LocalPasswords && v == &Some(json!(false)))
-        && current.get(Key::LocalPasswords.name()).and_then(|(v, _)| v.clone()) != Some(json!(false));
+    let current: BTreeMap<String, (Option<Value>, bool)> =
+        sqlx::query_as::<_, (String, Option<Value>, bool)>(
+            "select key, value, ciphertext is not null from settings for update",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(k, v, sealed)| (k, (v, sealed)))
+        .collect();
+    let turning_off_passwords = checked
+        .iter()
+        .any(|(e, v)| e.key == Key::LocalPasswords && v == &Some(json!(false)))
+        && current
+            .get(Key::LocalPasswords.name())
+            .and_then(|(v, _)| v.clone())
+            != Some(json!(false));
     if turning_off_passwords {
         let sso_admins: i64 = sqlx::query_scalar(
             "select count(*) from operators where role = 'admin' and entra_object_id is not null",
@@ -544,7 +609,15 @@ pub async fn save(
             .bind(&by)
             .execute(&mut *tx)
             .await?;
-            audit::record(&mut *tx, actor, Action::SettingsChanged, None, None, json!({ "setting": key.name(), "change": "secret replaced" })).await?;
+            audit::record(
+                &mut *tx,
+                actor,
+                Action::SettingsChanged,
+                None,
+                None,
+                json!({ "setting": key.name(), "change": "secret replaced" }),
+            )
+            .await?;
             changed.push(key);
             continue;
         }
@@ -562,56 +635,118 @@ pub async fn save(
         .bind(&by)
         .execute(&mut *tx)
         .await?;
-        let shown = |v: &Option<Value>| v.as_ref().map(|v| match v { Value::String(s) => s.clone(), other => other.to_string() }).unwrap_or_else(|| "(not set)".into());
-        audit::record(&mut *tx, actor, Action::SettingsChanged, None, None, json!({ "setting": key.name(), "old": shown(&old), "new": shown(&value) })).await?;
+        let shown = |v: &Option<Value>| {
+            v.as_ref()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "(not set)".into())
+        };
+        audit::record(
+            &mut *tx,
+            actor,
+            Action::SettingsChanged,
+            None,
+            None,
+            json!({ "setting": key.name(), "old": shown(&old), "new": shown(&value) }),
+        )
+        .await?;
         changed.push(key);
     }
     tx.commit().await?;
     Ok(changed)
 }
 
+/// The settings as a process uses them: the values, and the Entra ID client signed in as the
+/// provider app they name.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The settings.
+    pub settings: Settings,
+    /// Entra ID as the provider app, with the client id and secret above.
+    pub entra: EntraClient,
+}
+
 /// The settings, read again from the database at most every `ttl`, so every process sees a
-/// change within that time; the process that saved one sees it at once. Cheap to clone.
+/// change within that time; the process that saved one sees it at once. The Entra client is
+/// made again only when the app's credentials change (it keeps its signing-key cache
+/// otherwise). Cheap to clone.
 #[derive(Clone)]
 pub struct SettingsCache {
     db: PgPool,
     keys: Keyring,
+    entra: EntraConfig,
+    http: reqwest::Client,
     ttl: Duration,
-    cell: Arc<RwLock<Option<(Instant, Arc<Settings>)>>>,
+    cell: Arc<RwLock<Option<(Instant, Arc<Live>)>>>,
 }
 
 impl std::fmt::Debug for SettingsCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettingsCache").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("SettingsCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
 impl SettingsCache {
-    /// Settings from `db`, opened with `keys`, at most `ttl` old.
-    pub fn new(db: PgPool, keys: Keyring, ttl: Duration) -> Self {
+    /// Settings from `db`, opened with `keys`, at most `ttl` old; the Entra client is `entra`
+    /// (authority, redirect URI) with the stored credentials, over `http`.
+    pub fn new(
+        db: PgPool,
+        keys: Keyring,
+        entra: EntraConfig,
+        http: reqwest::Client,
+        ttl: Duration,
+    ) -> Self {
         Self {
             db,
             keys,
+            entra,
+            http,
             ttl,
             cell: Arc::default(),
         }
     }
 
     /// The settings now.
-    pub async fn current(&self) -> Result<Arc<Settings>, SettingsError> {
-        if let Some((at, settings)) = &*self.cell.read().expect("settings cache") {
+    pub async fn current(&self) -> Result<Arc<Live>, SettingsError> {
+        let previous = self.cell.read().expect("settings cache").clone();
+        if let Some((at, live)) = &previous {
             if at.elapsed() < self.ttl {
-                return Ok(Arc::clone(settings));
+                return Ok(Arc::clone(live));
             }
         }
-        let fresh = Arc::new(load(&self.db, &self.keys).await?);
+        let settings = load(&self.db, &self.keys).await?;
+        let entra = match &previous {
+            Some((_, live))
+                if live.settings.client_id == settings.client_id
+                    && live.settings.client_secret.expose() == settings.client_secret.expose() =>
+            {
+                live.entra.clone()
+            }
+            _ => EntraClient::new(
+                EntraConfig {
+                    client_id: settings.client_id.to_string(),
+                    client_secret: settings.client_secret.clone(),
+                    ..self.entra.clone()
+                },
+                self.http.clone(),
+            ),
+        };
+        let fresh = Arc::new(Live { settings, entra });
         *self.cell.write().expect("settings cache") = Some((Instant::now(), Arc::clone(&fresh)));
         Ok(fresh)
     }
 
-    /// Forgets the cached settings (after a save in this process).
+    /// Reads the settings again at the next use (after a save in this process).
     pub fn invalidate(&self) {
-        *self.cell.write().expect("settings cache") = None;
+        let mut cell = self.cell.write().expect("settings cache");
+        match cell.as_mut().map(|(at, _)| at.checked_sub(self.ttl)) {
+            Some(Some(stale)) => cell.as_mut().expect("just read").0 = stale,
+            _ => *cell = None,
+        }
     }
 }
 
@@ -627,9 +762,15 @@ mod tests {
     fn each_value_is_checked_where_it_is_typed() {
         let ok = |k, raw| validate(k, raw, today()).unwrap();
         let bad = |k, raw| validate(k, raw, today()).unwrap_err();
-        assert_eq!(ok(Key::ClientId, " 6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F "), Some(json!("6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f")));
+        assert_eq!(
+            ok(Key::ClientId, " 6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F "),
+            Some(json!("6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f"))
+        );
         assert!(bad(Key::ClientId, "my-app").contains("GUID"));
-        assert_eq!(ok(Key::ClientSecretExpires, "2028-11-30"), Some(json!("2028-11-30")));
+        assert_eq!(
+            ok(Key::ClientSecretExpires, "2028-11-30"),
+            Some(json!("2028-11-30"))
+        );
         assert!(bad(Key::ClientSecretExpires, "2028-12-02").contains("24 months"));
         assert!(bad(Key::ClientSecretExpires, "30/11/2028").contains("2027-06-30"));
         assert_eq!(ok(Key::LogoUrl, ""), None);
@@ -642,12 +783,21 @@ mod tests {
         assert_eq!(ok(Key::SsoEnabled, "on"), Some(json!(true)));
         assert_eq!(ok(Key::LocalPasswords, "false"), Some(json!(false)));
         assert_eq!(
-            ok(Key::SsoAdminGroups, "6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F,\n 0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"),
-            Some(json!(["6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f", "0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"]))
+            ok(
+                Key::SsoAdminGroups,
+                "6F1D9A4E-2C3B-4F7A-9E1D-0A5B8C7D6E5F,\n 0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"
+            ),
+            Some(json!([
+                "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f",
+                "0a5b8c7d-2c3b-4f7a-9e1d-6f1d9a4e6e5f"
+            ]))
         );
         assert!(bad(Key::SsoViewerGroups, "ops-team").contains("ops-team"));
         assert!(bad(Key::SsoAdminRoles, "Gangway Admin").contains("Gangway"));
-        assert_eq!(ok(Key::SsoAdminRoles, "Gangway.Admin"), Some(json!(["Gangway.Admin"])));
+        assert_eq!(
+            ok(Key::SsoAdminRoles, "Gangway.Admin"),
+            Some(json!(["Gangway.Admin"]))
+        );
     }
 
     #[test]
@@ -660,6 +810,9 @@ mod tests {
         b.support_email = Some(EmailAddress::parse("help@acme.example").unwrap());
         assert_eq!(b.contact(), "Acme at help@acme.example");
         b.support_url = Some(Url::parse("https://acme.example/help").unwrap());
-        assert_eq!(b.contact(), "Acme (help@acme.example or https://acme.example/help)");
+        assert_eq!(
+            b.contact(),
+            "Acme (help@acme.example or https://acme.example/help)"
+        );
     }
 }

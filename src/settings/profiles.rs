@@ -95,7 +95,9 @@ pub enum ProfileError {
     #[error("the built-in profile cannot be changed or deleted")]
     BuiltIn,
     /// Invitations or tenants still use it.
-    #[error("profile {0} is in use by invitations or tenants; make another profile the default or leave it")]
+    #[error(
+        "profile {0} is in use by invitations or tenants; make another profile the default or leave it"
+    )]
     InUse(String),
     /// No profile has this id.
     #[error("no such permission profile")]
@@ -105,7 +107,8 @@ pub enum ProfileError {
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, name::text as name, description, delegated, application, built_in, is_default";
+const COLUMNS: &str =
+    "id, name::text as name, description, delegated, application, built_in, is_default";
 
 /// Writes the built-in profile's permissions from Gangway's own list (at every start, so a
 /// new version's list takes effect).
@@ -140,10 +143,12 @@ pub async fn list(db: &PgPool) -> Result<Vec<Profile>, sqlx::Error> {
 
 /// One profile.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Profile>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from permission_profiles where id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from permission_profiles where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// The profile used where none is named.
@@ -221,7 +226,11 @@ impl NewProfile {
 /// `Name | plain words | why` per line; the name must look like a Graph permission.
 fn lines(text: &str, kind: &str) -> Result<Vec<Permission>, ProfileError> {
     let mut out: Vec<Permission> = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let parts: Vec<&str> = line.split('|').map(str::trim).collect();
         let [name, plain, why] = parts[..] else {
             return Err(ProfileError::Invalid(format!(
@@ -294,7 +303,10 @@ pub async fn create(db: &PgPool, new: &NewProfile, actor: &Actor) -> Result<Uuid
 }
 
 fn names(list: &[Permission]) -> String {
-    list.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" ")
+    list.iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Makes `id` the default profile; audited.

@@ -197,9 +197,11 @@ pub async fn record_consent(
     let tenant_id: Uuid = sqlx::query_scalar(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
                               consented_by_oid, consented_by_upn, customer_client_id, credential_ciphertext,
-                              credential_key_id, customer_id, consented_at, status)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), 'active')
+                              credential_key_id, customer_id, consented_at, status, permission_profile_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), 'active',
+                 (select permission_profile_id from invitations where id = $12))
          on conflict (entra_tenant_id) do update set customer_id = excluded.customer_id,
+             permission_profile_id = excluded.permission_profile_id,
              display_name = excluded.display_name, verified_domains = excluded.verified_domains,
              consent_mode = excluded.consent_mode, granted_scopes = excluded.granted_scopes,
              consented_by_oid = excluded.consented_by_oid, consented_by_upn = excluded.consented_by_upn,
@@ -219,6 +221,7 @@ pub async fn record_consent(
     .bind(sealed)
     .bind(key_id)
     .bind(invitation.customer_id)
+    .bind(invitation_id)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, customer_notice = null,

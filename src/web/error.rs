@@ -42,6 +42,12 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::settings::SettingsError> for Error {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())

@@ -26,6 +26,9 @@ impl Application {
         crate::db::migrate(&db)
             .await
             .context("migrating the database failed")?;
+        crate::settings::prepare(&db, &cfg.keys, &cfg.settings_seed())
+            .await
+            .context("preparing the stored settings failed")?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;

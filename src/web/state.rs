@@ -1,4 +1,5 @@
-//! What handlers share: the database, configuration, Entra ID and Graph clients, rate limits.
+//! What handlers share: the database, configuration, the live System Settings (with the Entra
+//! ID client they name), the Graph client, rate limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,12 @@ use sqlx::PgPool;
 use super::limits::Limits;
 use crate::config::Config;
 use crate::graph::GraphClient;
-use crate::identity::{EntraClient, EntraConfig};
+use crate::identity::EntraConfig;
 use crate::invitations;
+use crate::settings::{Live, SettingsCache, SettingsError};
+
+/// How stale another process's settings change may be here.
+const SETTINGS_TTL: Duration = Duration::from_secs(2);
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone, FromRef)]
@@ -20,8 +25,8 @@ pub struct AppState {
     pub db: PgPool,
     /// The settings.
     pub cfg: Arc<Config>,
-    /// Entra ID, as the provider's app.
-    pub entra: EntraClient,
+    /// The System Settings, read again every few seconds.
+    pub settings: SettingsCache,
     /// Microsoft Graph.
     pub graph: GraphClient,
     /// Per-client rate limits.
@@ -32,24 +37,34 @@ impl AppState {
     /// State for `cfg` over `db`.
     pub fn new(cfg: Config, db: PgPool) -> anyhow::Result<Self> {
         let http = http_client(&cfg)?;
-        let entra = EntraClient::new(
-            EntraConfig {
-                authority: cfg.authority.clone(),
-                graph_url: cfg.graph_url.clone(),
-                client_id: cfg.client_id.clone(),
-                client_secret: cfg.client_secret.clone(),
-                redirect_uri: cfg.redirect_uri(),
-            },
+        // The credentials here are the environment's; the stored settings replace them.
+        let entra = EntraConfig {
+            authority: cfg.authority.clone(),
+            graph_url: cfg.graph_url.clone(),
+            client_id: cfg.client_id.clone(),
+            client_secret: cfg.client_secret.clone(),
+            redirect_uri: cfg.redirect_uri(),
+        };
+        let settings = SettingsCache::new(
+            db.clone(),
+            cfg.keys.clone(),
+            entra,
             http.clone(),
+            SETTINGS_TTL,
         );
         let graph = GraphClient::new(cfg.graph_url.clone(), http);
         Ok(Self {
             db,
-            entra,
+            settings,
             graph,
             limits: Arc::new(Limits::new(&cfg)),
             cfg: Arc::new(cfg),
         })
+    }
+
+    /// The settings now, with the Entra client they name.
+    pub async fn live(&self) -> Result<Arc<Live>, SettingsError> {
+        self.settings.current().await
     }
 
     /// What invitation links and mail need.

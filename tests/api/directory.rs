@@ -56,7 +56,15 @@ async fn a_full_delta_round_from_the_emulator_reads_every_user_and_group() {
         .await
         .unwrap();
     let tid = gangway::types::TenantId::parse(&tenant.id).unwrap();
-    let token = app.state.entra.app_token(&tid, None).await.unwrap();
+    let token = app
+        .state
+        .live()
+        .await
+        .unwrap()
+        .entra
+        .app_token(&tid, None)
+        .await
+        .unwrap();
 
     let listed = get(&app, "v1.0/users?$select=id&$top=999", &token).await;
     let expected: BTreeSet<Uuid> = listed["value"]

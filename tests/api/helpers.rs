@@ -152,6 +152,9 @@ impl TestApp {
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
         };
+        gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed())
+            .await
+            .unwrap();
         let application = Application::with_listener(cfg, db.clone(), listener).unwrap();
         let state = application.state().clone();
         tokio::spawn(application.run_until_stopped());

@@ -92,7 +92,8 @@ pub async fn callback(
 ) -> Result<Response> {
     // Before the pending round trip is taken: a limited admin can still come back after the wait.
     state.limits.callbacks.check(client)?;
-    let provider = state.cfg.provider_name.clone();
+    let live = state.live().await?;
+    let provider = live.settings.branding.name.clone();
     // Taken out first: whatever happens next, this state can not be presented again.
     let pending: Option<PendingConsent> = session.remove(session::PENDING_CONSENT).await?;
     let Some(pending) = pending else {
@@ -143,7 +144,7 @@ pub async fn callback(
         }
         (Answer::Code(code), ConsentMode::Delegated, None) => {
             let redemption = pending.redemption(code)?;
-            onboarding::verify_delegated(&state.entra, &state.graph, &redemption)
+            onboarding::verify_delegated(&live.entra, &state.graph, &redemption)
                 .await
                 .map_err(|r| refused(&r, ConsentMode::Delegated, &provider, client))
         }
@@ -163,7 +164,7 @@ pub async fn callback(
         (Answer::Code(code), ConsentMode::Application, Some(leg)) => {
             let redemption = pending.redemption(code)?;
             onboarding::verify_admin_consent(
-                &state.entra,
+                &live.entra,
                 &state.graph,
                 &leg.tenant,
                 leg.scopes.clone(),
@@ -243,7 +244,8 @@ async fn refuse(
 ) -> Result<Response> {
     refused.record(&state.db, invitation, &actor).await?;
     let status = refused.status;
-    result::show_after_redirect(session, refused.page(&state.cfg.provider_name), status).await
+    let provider = state.live().await?.settings.branding.name.clone();
+    result::show_after_redirect(session, refused.page(&provider), status).await
 }
 
 /// Sends the admin to sign in to the tenant that answered the admin consent, with a fresh
@@ -256,6 +258,8 @@ async fn sign_in_admin(
     leg: AdminConsented,
 ) -> Result<Response> {
     let request = state
+        .live()
+        .await?
         .entra
         .admin_sign_in_request(&leg.tenant, None, leg.silent);
     let pending = PendingConsent {
@@ -281,7 +285,11 @@ pub async fn record(
 ) -> Result<std::result::Result<String, Outcome>> {
     match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent, actor).await {
         Ok(_) => Ok(Ok(consent.display_name.clone())),
-        Err(e) => match outcome::for_consent_error(&e, consent.mode, &state.cfg.provider_name) {
+        Err(e) => match outcome::for_consent_error(
+            &e,
+            consent.mode,
+            &state.live().await?.settings.branding.name,
+        ) {
             Some(refused) => {
                 tracing::info!(error = ?e, "consent refused");
                 Ok(Err(refused))

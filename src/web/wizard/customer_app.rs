@@ -254,7 +254,8 @@ pub async fn submit(
     // Nobody signs in here: the credentials prove control of an app, not who is at the keyboard.
     let who = Actor::LinkHolder(client.ip());
     let (tenant_id, client_id) = (creds.tenant.to_string(), creds.client_id.to_string());
-    let consent = match onboarding::verify_customer_app(&state.entra, &state.graph, creds).await {
+    let live = state.live().await?;
+    let consent = match onboarding::verify_customer_app(&live.entra, &state.graph, creds).await {
         Ok(consent) => consent,
         Err(refusal) => {
             let finding = explain(&refusal);
@@ -281,7 +282,7 @@ pub async fn submit(
             return Ok(rerender(&invitation, form));
         }
     };
-    let provider = state.cfg.provider_name.clone();
+    let provider = live.settings.branding.name.clone();
     match record(&state, &invitation, &consent, &who).await? {
         Ok(name) => {
             session.remove::<Uuid>(session::INVITATION).await?;

@@ -142,7 +142,7 @@ pub async fn start(
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (url, pending) = match invitation.consent_mode {
         ConsentMode::Delegated => {
-            let request = state.entra.delegated_request(
+            let request = state.live().await?.entra.delegated_request(
                 &permissions::delegated_scopes(),
                 Some(&invitation.admin_email),
             );
@@ -158,7 +158,7 @@ pub async fn start(
             (request.url, pending)
         }
         ConsentMode::Application => {
-            let request = state.entra.admin_consent_request();
+            let request = state.live().await?.entra.admin_consent_request();
             let pending = PendingConsent {
                 mode: ConsentMode::Application,
                 state: request.state,
