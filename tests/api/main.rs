@@ -14,6 +14,7 @@ mod mail;
 mod polish;
 mod security;
 mod sessions;
+mod sso;
 mod sync;
 mod sync_console;
 mod tls;

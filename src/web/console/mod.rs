@@ -14,6 +14,7 @@ mod customers;
 mod invitations;
 mod list;
 mod operators;
+pub mod sso;
 mod tenants;
 
 use axum::Router;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route(paths::CONSOLE, get(home))
         .merge(auth::router())
+        .merge(sso::router())
         .merge(invitations::router())
         .merge(tenants::router())
         .merge(customers::router())
