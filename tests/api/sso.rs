@@ -590,9 +590,13 @@ async fn signing_out_offers_to_sign_out_of_microsoft_too() {
         .await
         .unwrap();
     assert!(at_microsoft.contains("name=\"passwd\""), "{at_microsoft}");
-    // A password session's sign-out has nothing to offer.
-    app.sign_in(Role::Admin).await;
-    let out = app.post_form(paths::LOGOUT, &[]).await;
+    // A password session's sign-out has nothing to offer, even in a browser that signed in
+    // with Microsoft before.
+    let switching = browser();
+    signed_in_with_microsoft(&app, &switching, &user).await;
+    app.add_operator("local@provider.test", Role::Admin).await;
+    crate::helpers::sign_in_as(&switching, &app, "local@provider.test").await;
+    let out = post_with_csrf(&switching, &app, paths::LOGOUT, &[]).await;
     assert_eq!(location(out).await, paths::LOGIN);
 }
 

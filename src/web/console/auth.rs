@@ -198,6 +198,8 @@ async fn sign_in(
     // fixation) or a token seen before it is worthless.
     session.cycle_id().await?;
     session.insert(session::OPERATOR, operator.id).await?;
+    // Not signed in with Entra ID (whoever this browser was before).
+    session.remove_value(session::SSO).await?;
     csrf::rotate(&state, &session, &cookies).await?;
     audit::record(
         &state.db,

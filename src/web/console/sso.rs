@@ -142,9 +142,17 @@ async fn callback(
         .as_ref()
         .map(|p| p.next.clone())
         .unwrap_or_else(|| return_to(None));
-    match verify(&state, &live, pending, &query).await {
-        Ok(who) => sign_in(&state, &live, &session, &cookies, client, who, next, csrf).await,
-        Err(refusal) => refuse(&state, &live, client, refusal, csrf, next).await,
+    let verified = verify(&state, &live, pending, &query).await;
+    let back = Back {
+        state: &state,
+        live: &live,
+        client,
+        csrf,
+        next,
+    };
+    match verified {
+        Ok(who) => sign_in(back, &session, &cookies, who).await,
+        Err(refusal) => refuse(back, refusal).await,
     }
 }
 
@@ -263,18 +271,23 @@ async fn verify(
     })
 }
 
+/// Coming back from Microsoft: where to go next, and what a refusal needs.
+struct Back<'a> {
+    state: &'a AppState,
+    live: &'a Live,
+    client: ClientAddr,
+    csrf: String,
+    next: String,
+}
+
 /// A verified operator: their role from the mapping, their account, a fresh session.
-#[allow(clippy::too_many_arguments)]
 async fn sign_in(
-    state: &AppState,
-    live: &Live,
+    back: Back<'_>,
     session: &Session,
     cookies: &Cookies,
-    client: ClientAddr,
     who: OperatorIdentity,
-    next: String,
-    csrf: String,
 ) -> Result<Response> {
+    let (state, live) = (back.state, back.live);
     let sso = &live.settings.sso;
     let mapping = RoleMapping {
         admin_groups: &sso.admin_groups,
@@ -292,7 +305,7 @@ async fn sign_in(
         )
         .by(&who.username, who.oid);
         refusal.extra = json!({ "groups": who.groups.len(), "roles": who.roles });
-        return refuse(state, live, client, refusal, csrf, next).await;
+        return refuse(back, refusal).await;
     };
     let signed = operators::sign_in_with_entra(
         &state.db,
@@ -301,7 +314,8 @@ async fn sign_in(
             username: &who.username,
             role,
         },
-        json!({}),
+        // What the role was decided from.
+        json!({ "groups": who.groups.len(), "roles": who.roles }),
     )
     .await;
     let signed = match signed {
@@ -309,7 +323,7 @@ async fn sign_in(
         Err(OperatorError::Invalid(why)) => {
             let refusal = Refusal::new(why.clone(), format!("You cannot sign in: {why}."))
                 .by(&who.username, who.oid);
-            return refuse(state, live, client, refusal, csrf, next).await;
+            return refuse(back, refusal).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -330,18 +344,11 @@ async fn sign_in(
         .await?;
     csrf::rotate(state, session, cookies).await?;
     tracing::info!(operator = %signed.operator.id, role = signed.operator.role.as_str(), created = signed.created, "operator signed in with Entra ID");
-    Ok(Redirect::to(&next).into_response())
+    Ok(Redirect::to(&back.next).into_response())
 }
 
 /// Audits a refused sign-in with its reason and shows the sign-in page saying why.
-async fn refuse(
-    state: &AppState,
-    live: &Live,
-    client: ClientAddr,
-    refusal: Refusal,
-    csrf: String,
-    next: String,
-) -> Result<Response> {
+async fn refuse(back: Back<'_>, refusal: Refusal) -> Result<Response> {
     let mut detail = json!({ "method": "entra", "reason": refusal.reason });
     if let Some((username, oid)) = &refusal.who {
         detail["username"] = json!(username);
@@ -352,15 +359,15 @@ async fn refuse(
     }
     tracing::info!(reason = ?Untrusted(&refusal.reason), "sign-in with Entra ID refused");
     audit::record(
-        &state.db,
-        &Actor::Anonymous(client.ip()),
+        &back.state.db,
+        &Actor::Anonymous(back.client.ip()),
         Action::OperatorSignInFailed,
         None,
         None,
         detail,
     )
     .await?;
-    let page = LoginPage::new(live, csrf, next).refused(refusal.message);
+    let page = LoginPage::new(back.live, back.csrf, back.next).refused(refusal.message);
     Ok((StatusCode::FORBIDDEN, page).into_response())
 }
 
@@ -376,9 +383,12 @@ struct LogoutQuery {
 /// sessions, and only those the caller names by an unguessable `sid` or holds).
 async fn front_channel_logout(
     State(state): State<AppState>,
+    client: ClientAddr,
     session: Session,
     Query(query): Query<LogoutQuery>,
 ) -> Result<Response> {
+    // Each call opens the live sessions: a budget per client, as for the Microsoft round trip.
+    state.limits.callbacks.check(client)?;
     let own: Option<SsoSession> = session.get(session::SSO).await.ok().flatten();
     let sid = query.sid.filter(|s| !s.is_empty() && s.len() <= 128);
     let stored = |data: &std::collections::HashMap<String, Value>| {
