@@ -148,7 +148,8 @@ pub async fn authenticate(
         id: Uuid,
         email: String,
         role: Role,
-        password_hash: String,
+        /// None for operators who sign in with Entra ID only.
+        password_hash: Option<String>,
     }
     let row: Option<Row> = sqlx::query_as(
         "select id, email::text, role, password_hash from operators where email = $1",
@@ -156,14 +157,14 @@ pub async fn authenticate(
     .bind(email.trim())
     .fetch_optional(db)
     .await?;
-    let Some(row) = row else {
+    let Some((row, hash)) = row.and_then(|r| r.password_hash.clone().map(|h| (r, h))) else {
         let _ = verify_password(
             password,
             DUMMY_HASH.get_or_init(|| hash_password(&Secret::new("dummy-password"))),
         );
         return Ok(None);
     };
-    if !verify_password(password, &row.password_hash) {
+    if !verify_password(password, &hash) {
         return Ok(None);
     }
     sqlx::query("update operators set last_login_at = now() where id = $1")
@@ -178,6 +179,203 @@ pub async fn authenticate(
 }
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Which Entra ID groups (object ids) and app roles (values) make an operator an admin or a
+/// viewer when they sign in with Entra ID.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleMapping<'a> {
+    /// Members of these groups are admins.
+    pub admin_groups: &'a [Uuid],
+    /// Members of these groups are viewers.
+    pub viewer_groups: &'a [Uuid],
+    /// Holders of these app roles are admins.
+    pub admin_roles: &'a [String],
+    /// Holders of these app roles are viewers.
+    pub viewer_roles: &'a [String],
+}
+
+impl RoleMapping<'_> {
+    /// The role of someone in `groups` holding app roles `roles`: admin when anything maps to
+    /// admin (admin wins), else viewer when anything maps to viewer, else none. App role values
+    /// are compared exactly, as Entra ID issues them.
+    pub fn role_for(&self, groups: &[Uuid], roles: &[String]) -> Option<Role> {
+        let any = |mapped_groups: &[Uuid], mapped_roles: &[String]| {
+            groups.iter().any(|g| mapped_groups.contains(g))
+                || roles.iter().any(|r| mapped_roles.contains(r))
+        };
+        if any(self.admin_groups, self.admin_roles) {
+            Some(Role::Admin)
+        } else if any(self.viewer_groups, self.viewer_roles) {
+            Some(Role::Viewer)
+        } else {
+            None
+        }
+    }
+
+    /// Whether nothing at all is mapped (no one could sign in).
+    pub fn is_empty(&self) -> bool {
+        self.admin_groups.is_empty()
+            && self.viewer_groups.is_empty()
+            && self.admin_roles.is_empty()
+            && self.viewer_roles.is_empty()
+    }
+}
+
+/// Someone Entra ID signed in to the provider's tenant, as operators need them.
+#[derive(Debug, Clone, Copy)]
+pub struct EntraSignIn<'a> {
+    /// Their object id in the provider's tenant.
+    pub oid: Uuid,
+    /// Their user name (UPN), the operator's email.
+    pub username: &'a str,
+    /// The role their groups and app roles map to.
+    pub role: Role,
+}
+
+/// What [`sign_in_with_entra`] did.
+#[derive(Debug, Clone)]
+pub struct EntraSignedIn {
+    /// The operator, with the role they now have.
+    pub operator: Operator,
+    /// A new operator account was made for them.
+    pub created: bool,
+    /// An existing account with their email was linked to their Entra ID object.
+    pub linked: bool,
+    /// Their role before, when the mapping changed it.
+    pub previous_role: Option<Role>,
+}
+
+/// Signs in the operator Entra ID vouched for, in one transaction: found by Entra object id,
+/// else an account with their UPN as email that no Entra object is linked to yet (linked now),
+/// else created (no password) — with the role their groups and app roles map to, which
+/// replaces the stored one when it differs. Audited (added, linked, role changed, signed in)
+/// with `detail`. An email already linked to another Entra object is refused.
+pub async fn sign_in_with_entra(
+    db: &PgPool,
+    who: EntraSignIn<'_>,
+    detail: serde_json::Value,
+) -> Result<EntraSignedIn, OperatorError> {
+    let email = EmailAddress::parse(who.username).map_err(|_| {
+        OperatorError::Invalid(format!(
+            "the Microsoft account name `{}` is not an email address, which an operator account needs",
+            who.username
+        ))
+    })?;
+    let mut tx = db.begin().await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        email: String,
+        role: Role,
+        entra_object_id: Option<Uuid>,
+    }
+    let by_oid: Option<Row> = sqlx::query_as(
+        "select id, email::text, role, entra_object_id from operators where entra_object_id = $1 for update",
+    )
+    .bind(who.oid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let existing = match by_oid {
+        Some(row) => Some(row),
+        None => sqlx::query_as(
+            "select id, email::text, role, entra_object_id from operators where email = $1 for update",
+        )
+        .bind(email.as_str())
+        .fetch_optional(&mut *tx)
+        .await?,
+    };
+    let actor = Actor::Operator(email.as_str().to_owned());
+    let (mut created, mut linked, mut previous_role) = (false, false, None);
+    let operator = match existing {
+        Some(row) if row.entra_object_id.is_some_and(|o| o != who.oid) => {
+            return Err(OperatorError::Invalid(format!(
+                "the operator account {} belongs to another Microsoft account: an admin must remove it before you can sign in",
+                row.email
+            )));
+        }
+        Some(row) => {
+            linked = row.entra_object_id.is_none();
+            if row.role != who.role {
+                previous_role = Some(row.role);
+            }
+            sqlx::query(
+                "update operators set entra_object_id = $2, role = $3, last_login_at = now() where id = $1",
+            )
+            .bind(row.id)
+            .bind(who.oid)
+            .bind(who.role)
+            .execute(&mut *tx)
+            .await?;
+            if who.role == Role::Viewer && row.role == Role::Admin {
+                // A demotion ends their other sessions, as `set_role` does.
+                end_sessions_in(&mut tx, row.id, None).await?;
+            }
+            Operator {
+                id: row.id,
+                email: row.email,
+                role: who.role,
+            }
+        }
+        None => {
+            created = true;
+            sqlx::query_as(
+                "insert into operators (email, password_hash, role, entra_object_id, last_login_at)
+                 values ($1, null, $2, $3, now()) returning id, email::text, role",
+            )
+            .bind(email.as_str())
+            .bind(who.role)
+            .bind(who.oid)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    let oid = who.oid.to_string();
+    if created {
+        audit::record(
+            &mut *tx,
+            &actor,
+            Action::OperatorAdded,
+            None,
+            None,
+            json!({ "email": operator.email, "role": operator.role, "source": "entra", "entra_object_id": oid }),
+        )
+        .await?;
+    }
+    if let Some(previous) = previous_role {
+        audit::record(
+            &mut *tx,
+            &actor,
+            Action::OperatorRoleChanged,
+            None,
+            None,
+            json!({ "email": operator.email, "role": operator.role, "previous": previous, "source": "entra groups and app roles" }),
+        )
+        .await?;
+    }
+    let mut signed_in = json!({ "method": "entra", "entra_object_id": oid, "role": operator.role });
+    if linked {
+        signed_in["linked"] = json!(true);
+    }
+    if let (Some(out), Some(extra)) = (signed_in.as_object_mut(), detail.as_object()) {
+        out.extend(extra.clone());
+    }
+    audit::record(
+        &mut *tx,
+        &actor,
+        Action::OperatorSignedIn,
+        None,
+        None,
+        signed_in,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(EntraSignedIn {
+        operator,
+        created,
+        linked,
+        previous_role,
+    })
+}
 
 fn hash_password(password: &Secret) -> String {
     Argon2::default()
@@ -360,4 +558,49 @@ async fn end_sessions_in(
     .execute(&mut *tx)
     .await?;
     Ok(ended.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_wins_over_viewer_and_unmapped_is_none() {
+        let (a, v, x) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (admin_roles, viewer_roles) = (
+            vec!["Gangway.Admin".to_owned()],
+            vec!["Gangway.Viewer".to_owned()],
+        );
+        let mapping = RoleMapping {
+            admin_groups: &[a],
+            viewer_groups: &[v],
+            admin_roles: &admin_roles,
+            viewer_roles: &viewer_roles,
+        };
+        let roles = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(mapping.role_for(&[v, a], &[]), Some(Role::Admin));
+        assert_eq!(mapping.role_for(&[v], &[]), Some(Role::Viewer));
+        assert_eq!(
+            mapping.role_for(&[v], &roles(&["Gangway.Admin"])),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            mapping.role_for(&[], &roles(&["Gangway.Viewer"])),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            mapping.role_for(&[x], &roles(&["gangway.admin", "Other"])),
+            None
+        );
+        assert_eq!(mapping.role_for(&[], &[]), None);
+        assert!(!mapping.is_empty());
+        let none = RoleMapping {
+            admin_groups: &[],
+            viewer_groups: &[],
+            admin_roles: &[],
+            viewer_roles: &[],
+        };
+        assert!(none.is_empty());
+        assert_eq!(none.role_for(&[a], &roles(&["Gangway.Admin"])), None);
+    }
 }

@@ -51,6 +51,98 @@ impl Permissions {
     }
 }
 
+/// Which groups an app's tokens name in `groups` (the manifest's `groupMembershipClaims`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum GroupClaims {
+    /// No `groups` claim (the default).
+    #[default]
+    None,
+    /// Security groups the user is a member of.
+    SecurityGroup,
+    /// Every group the user is a member of (security, Microsoft 365, distribution).
+    All,
+}
+
+/// An app role defined on a registration (the manifest's `appRoles`).
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRole {
+    /// The role's id, a GUID.
+    pub id: Uuid,
+    /// What tokens carry in `roles`, e.g. `Gangway.Admin`.
+    pub value: String,
+    /// `User` (assignable to users and groups) and/or `Application`.
+    #[serde(default = "user_member_type")]
+    pub allowed_member_types: Vec<String>,
+    /// Shown in the portal.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Shown in the portal.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A disabled role is neither assignable nor emitted.
+    #[serde(default = "enabled")]
+    pub is_enabled: bool,
+}
+
+fn user_member_type() -> Vec<String> {
+    vec!["User".into()]
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl AppRole {
+    /// Whether users can be assigned the role.
+    pub fn for_users(&self) -> bool {
+        self.is_enabled && self.allowed_member_types.iter().any(|t| t == "User")
+    }
+}
+
+/// Checks app roles as the portal does: GUID ids and values unique, values without spaces.
+fn check_roles(roles: &[AppRole]) -> Result<(), String> {
+    for (i, role) in roles.iter().enumerate() {
+        if role.value.is_empty()
+            || role.value.chars().any(char::is_whitespace)
+            || role.value.len() > 250
+        {
+            return Err(format!(
+                "app role value '{}' must be 1 to 250 characters without spaces",
+                role.value
+            ));
+        }
+        if role
+            .allowed_member_types
+            .iter()
+            .any(|t| t != "User" && t != "Application")
+        {
+            return Err("allowedMemberTypes may only hold \"User\" and \"Application\"".into());
+        }
+        if roles[..i]
+            .iter()
+            .any(|r| r.id == role.id || r.value == role.value)
+        {
+            return Err(format!(
+                "app role '{}' is defined twice (ids and values must be unique)",
+                role.value
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A user assigned an app role of an app in a tenant.
+#[derive(Clone, Debug)]
+pub struct RoleAssignment {
+    /// The assignment's id.
+    pub id: Uuid,
+    /// The user (principal).
+    pub user: Uuid,
+    /// The app role's id.
+    pub role: Uuid,
+}
+
 /// A registered application.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -70,6 +162,10 @@ pub struct App {
     pub logout_url: Option<String>,
     /// Optional claims of ID tokens (`wids` is emitted only when listed).
     pub id_token_claims: Vec<String>,
+    /// Which groups ID tokens name in `groups`.
+    pub group_claims: GroupClaims,
+    /// The app roles users can be assigned.
+    pub app_roles: Vec<AppRole>,
     /// Configured (requested) permissions.
     pub permissions: Permissions,
     /// Client secrets.
@@ -121,6 +217,21 @@ pub struct Registry {
     pub apps: HashMap<String, App>,
     /// Keyed by (tenant id, client id); its presence means the app has a service principal there.
     pub grants: HashMap<(Uuid, String), Grant>,
+    /// App role assignments, keyed by (tenant id, client id).
+    pub role_assignments: HashMap<(Uuid, String), Vec<RoleAssignment>>,
+}
+
+/// Why a role could not be assigned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AssignError {
+    /// No app with that client id.
+    NoApp,
+    /// The app has no service principal in the tenant (not its home, no consent).
+    NoServicePrincipal,
+    /// The app defines no enabled user-assignable role with that value.
+    NoRole,
+    /// The user already holds the role.
+    Exists,
 }
 
 /// Input to [`Registry::register`].
@@ -142,6 +253,12 @@ pub struct NewApp {
     /// Optional ID-token claims (default `["wids"]`).
     #[serde(default)]
     pub id_token_claims: Option<Vec<String>>,
+    /// The `groups` claim: `"None"` (default), `"SecurityGroup"` or `"All"`.
+    #[serde(default)]
+    pub group_membership_claims: Option<GroupClaims>,
+    /// App roles (`[{"value", "id", "allowedMemberTypes"}]`).
+    #[serde(default)]
+    pub app_roles: Vec<AppRole>,
     /// Requested permissions.
     #[serde(default)]
     pub permissions: Permissions,
@@ -165,6 +282,10 @@ pub struct AppChange {
     pub logout_url: Option<String>,
     /// Replaces the optional ID-token claims.
     pub id_token_claims: Option<Vec<String>>,
+    /// Changes which groups tokens name (`"None"` removes the claim).
+    pub group_membership_claims: Option<GroupClaims>,
+    /// Replaces the app roles (assignments of removed roles stop counting).
+    pub app_roles: Option<Vec<AppRole>>,
     /// Replaces the requested permissions (what a tenant granted stays).
     pub permissions: Option<Permissions>,
     /// Moves every secret's expiry to this many days from now (negative: already expired).
@@ -178,6 +299,7 @@ impl Registry {
             .permissions
             .normalized()
             .map_err(|p| format!("unknown permission '{p}'"))?;
+        check_roles(&new.app_roles)?;
         let client_id = match new.client_id {
             Some(id) => Uuid::parse_str(&id)
                 .map_err(|_| format!("client_id '{id}' is not a GUID"))?
@@ -203,6 +325,8 @@ impl Registry {
             redirect_uris: new.redirect_uris,
             logout_url: new.logout_url,
             id_token_claims: new.id_token_claims.unwrap_or_else(|| vec!["wids".into()]),
+            group_claims: new.group_membership_claims.unwrap_or_default(),
+            app_roles: new.app_roles,
             permissions,
             secrets: vec![secret],
             created_at: now,
@@ -221,6 +345,9 @@ impl Registry {
             Ok(p) => p,
             Err(p) => return Some(Err(format!("unknown permission '{p}'"))),
         };
+        if let Some(Err(e)) = change.app_roles.as_deref().map(check_roles) {
+            return Some(Err(e));
+        }
         if let Some(uris) = change.redirect_uris {
             app.redirect_uris = uris;
         }
@@ -232,6 +359,12 @@ impl Registry {
         }
         if let Some(claims) = change.id_token_claims {
             app.id_token_claims = claims;
+        }
+        if let Some(groups) = change.group_membership_claims {
+            app.group_claims = groups;
+        }
+        if let Some(roles) = change.app_roles {
+            app.app_roles = roles;
         }
         if let Some(p) = permissions {
             app.permissions = p;
@@ -291,6 +424,72 @@ impl Registry {
                     .extend(perms.application.iter().cloned());
             }
         }
+    }
+
+    /// Assigns `user` the app role `value` of `client_id` in `tid`; the new assignment, or why not.
+    pub fn assign_role(
+        &mut self,
+        tid: Uuid,
+        client_id: &str,
+        user: Uuid,
+        value: &str,
+    ) -> Result<RoleAssignment, AssignError> {
+        let app = self.apps.get(client_id).ok_or(AssignError::NoApp)?;
+        if !self.grants.contains_key(&(tid, client_id.to_string())) {
+            return Err(AssignError::NoServicePrincipal);
+        }
+        let role = app
+            .app_roles
+            .iter()
+            .find(|r| r.value == value && r.for_users())
+            .ok_or(AssignError::NoRole)?
+            .id;
+        let list = self
+            .role_assignments
+            .entry((tid, client_id.to_string()))
+            .or_default();
+        if list.iter().any(|a| a.user == user && a.role == role) {
+            return Err(AssignError::Exists);
+        }
+        let assignment = RoleAssignment {
+            id: Uuid::new_v4(),
+            user,
+            role,
+        };
+        list.push(assignment.clone());
+        Ok(assignment)
+    }
+
+    /// Removes assignment `id` of `client_id` in `tid`; true if there was one.
+    pub fn unassign_role(&mut self, tid: Uuid, client_id: &str, id: Uuid) -> bool {
+        let Some(list) = self.role_assignments.get_mut(&(tid, client_id.to_string())) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|a| a.id != id);
+        list.len() != before
+    }
+
+    /// The values of the app roles `user` holds for `client_id` in `tid`, sorted; roles since
+    /// removed from the app or disabled do not count.
+    pub fn roles_of(&self, tid: Uuid, client_id: &str, user: Uuid) -> Vec<String> {
+        let (Some(app), Some(list)) = (
+            self.apps.get(client_id),
+            self.role_assignments.get(&(tid, client_id.to_string())),
+        ) else {
+            return Vec::new();
+        };
+        let held: BTreeSet<String> = list
+            .iter()
+            .filter(|a| a.user == user)
+            .filter_map(|a| {
+                app.app_roles
+                    .iter()
+                    .find(|r| r.id == a.role && r.for_users())
+            })
+            .map(|r| r.value.clone())
+            .collect();
+        held.into_iter().collect()
     }
 
     /// Removes every grant of the app in `tid`; true if there was one.

@@ -118,6 +118,8 @@ pub struct Txn {
     pub login_hint: Option<String>,
     /// (tenant, user) once signed in.
     pub user: Option<(Uuid, Uuid)>,
+    /// The browser session (`ESTSAUTH` value) the user signed in with, once signed in.
+    pub session: Option<String>,
 }
 
 /// An issued authorization code.
@@ -139,6 +141,8 @@ pub struct Code {
     pub nonce: Option<String>,
     /// PKCE (challenge, method).
     pub code_challenge: Option<(String, String)>,
+    /// The browser session's `sid`, for the ID token.
+    pub sid: Option<String>,
     /// Codes live 10 minutes.
     pub issued: Instant,
     /// Codes are single use.
@@ -171,6 +175,8 @@ pub struct Refresh {
     pub last_used: Instant,
     /// Set when revoked.
     pub revoked: Option<Revoked>,
+    /// The browser session's `sid` the grant started in (ID tokens keep carrying it).
+    pub sid: Option<String>,
 }
 
 /// An issued (opaque) access token for Graph.
@@ -186,13 +192,27 @@ pub struct Access {
     pub expires: Instant,
 }
 
+/// A browser's sign-in at the emulator (the `ESTSAUTH` cookie).
+#[derive(Clone, Debug)]
+pub struct BrowserSession {
+    /// The user's tenant.
+    pub tid: Uuid,
+    /// The user.
+    pub oid: Uuid,
+    /// The session id ID tokens carry in `sid` (a GUID, as Microsoft's), for front-channel logout.
+    pub sid: String,
+    /// Apps that received a code in this session, in order: signing out notifies their
+    /// front-channel logout URLs.
+    pub apps: Vec<String>,
+}
+
 /// Codes, tokens, browser sessions and pending sign-ins.
 #[derive(Debug, Default)]
 pub struct AuthStore {
     /// Pending sign-ins by `ctx`.
     pub txns: HashMap<String, Txn>,
-    /// `ESTSAUTH` cookie value → (tenant, user).
-    pub sessions: HashMap<String, (Uuid, Uuid)>,
+    /// `ESTSAUTH` cookie value → the session.
+    pub sessions: HashMap<String, BrowserSession>,
     /// Authorization codes.
     pub codes: HashMap<String, Code>,
     /// Refresh tokens.
@@ -282,6 +302,8 @@ impl AppState {
                 redirect_uris: opts.app_redirect_uris.clone(),
                 logout_url: None,
                 id_token_claims: None,
+                group_membership_claims: None,
+                app_roles: Vec::new(),
                 permissions: Permissions {
                     delegated: opts.app_delegated_permissions.iter().cloned().collect(),
                     application: opts.app_application_permissions.iter().cloned().collect(),

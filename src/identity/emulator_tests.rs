@@ -209,3 +209,136 @@ async fn flows_against_the_emulator() {
 
     emu.shutdown().await;
 }
+
+const OPERATOR_CALLBACK: &str = "http://127.0.0.1:9/console/sso/callback";
+
+#[tokio::test]
+async fn operator_sign_in_against_the_emulator() {
+    let opts = entra_emulator::Options {
+        tenants: 2,
+        users: 3,
+        app_client_id: Some(CLIENT_ID.into()),
+        app_client_secret: Some(SECRET.into()),
+        app_redirect_uris: vec![REDIRECT.into(), OPERATOR_CALLBACK.into()],
+        ..Default::default()
+    };
+    let emu = entra_emulator::Emulator::start(opts).await.unwrap();
+    let base = emu.base_url().to_owned();
+    let admin = entra_emulator::EmulatorAdmin::new(&emu).unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tenants: Value = http
+        .get(format!("{base}/_emulator/tenants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (home, other) = (login(&tenants[0]), login(&tenants[1]));
+    let member_id = tenants[0]["member"]["id"].as_str().unwrap().to_owned();
+    let patch = http
+        .patch(format!("{base}/_emulator/apps/{CLIENT_ID}"))
+        .json(&serde_json::json!({
+            "group_membership_claims": "SecurityGroup",
+            "app_roles": [{"value": "Gangway.Admin", "id": "8a4e4c9e-2f7c-4d55-9a2b-6c2f1c0d3e41", "allowedMemberTypes": ["User"]}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(patch.status().is_success());
+    let group = admin
+        .post(
+            &format!("/_emulator/tenants/{}/groups", home.tenant),
+            &serde_json::json!({"displayName": "Gangway operators", "members": [member_id]}),
+        )
+        .await
+        .unwrap();
+    admin
+        .post(
+            &format!(
+                "/_emulator/tenants/{}/apps/{CLIENT_ID}/role-assignments",
+                home.tenant
+            ),
+            &serde_json::json!({"user": home.member.0, "role": "Gangway.Admin"}),
+        )
+        .await
+        .unwrap();
+
+    let entra = EntraClient::new(
+        EntraConfig {
+            authority: Url::parse(&base).unwrap(),
+            graph_url: Url::parse(&base).unwrap(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(SECRET),
+            redirect_uri: Url::parse(REDIRECT).unwrap(),
+        },
+        http.clone(),
+    );
+    let callback = Url::parse(OPERATOR_CALLBACK).unwrap();
+    let req = entra.operator_sign_in_request(&home.tenant, &callback);
+    let back = sign_in(&http, &base, &req.url, &home.member).await;
+    assert!(back.as_str().starts_with(OPERATOR_CALLBACK), "{back}");
+    let q = query(&back);
+    assert_eq!(q["state"], req.state);
+    let who = entra
+        .redeem_operator_code(
+            &home.tenant,
+            &callback,
+            &q["code"],
+            &req.pkce_verifier,
+            &req.nonce,
+        )
+        .await
+        .unwrap();
+    assert_eq!(who.tid, home.tenant);
+    assert_eq!(who.oid.to_string(), member_id);
+    assert_eq!(who.username, home.member.0);
+    // Seeded security groups may hold the member too.
+    assert!(
+        who.groups
+            .contains(&Uuid::parse_str(group["id"].as_str().unwrap()).unwrap()),
+        "{:?}",
+        who.groups
+    );
+    assert_eq!(who.roles, ["Gangway.Admin"]);
+    assert!(who.sid.is_some());
+
+    // Someone of another tenant cannot even sign in at the provider's tenant.
+    let req = entra.operator_sign_in_request(&home.tenant, &callback);
+    let page = http.get(req.url.clone()).send().await.unwrap();
+    let ctx = ctx_of(&page.text().await.unwrap());
+    let refused = http
+        .post(format!("{base}/{}/login", home.tenant))
+        .form(&[
+            ("ctx", ctx.as_str()),
+            ("login", &other.admin.0),
+            ("passwd", &other.admin.1),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.text().await.unwrap().contains("AADSTS50034"));
+
+    // A code of the other tenant is no use at the provider's token endpoint.
+    let req = entra.operator_sign_in_request(&other.tenant, &callback);
+    let q = query(&sign_in(&http, &base, &req.url, &other.admin).await);
+    let err = entra
+        .redeem_operator_code(
+            &home.tenant,
+            &callback,
+            &q["code"],
+            &req.pkce_verifier,
+            &req.nonce,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OperatorSignInError::Identity(IdentityError::Aad(_))),
+        "{err:?}"
+    );
+
+    emu.shutdown().await;
+}

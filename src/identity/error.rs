@@ -28,6 +28,33 @@ impl IdentityError {
     }
 }
 
+/// Why an operator's sign-in with Entra ID was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorSignInError {
+    /// The code could not be redeemed, or the ID token failed a check.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A valid token, but from another tenant than the provider's own.
+    #[error("signed in to tenant {actual}, not the provider's tenant {expected}")]
+    WrongTenant {
+        /// The provider's tenant.
+        expected: crate::types::TenantId,
+        /// The tenant the token was issued by.
+        actual: crate::types::TenantId,
+        /// Who signed in there.
+        username: String,
+    },
+    /// The user is in more groups than fit in a token: Entra sent the overage claim instead of
+    /// `groups`, so the groups cannot be read from it.
+    #[error("the user is in too many groups for the groups claim; map app roles instead")]
+    GroupsOverage {
+        /// Who signed in.
+        username: String,
+        /// Their object id.
+        oid: uuid::Uuid,
+    },
+}
+
 /// The longest `error` kept from a redirect (Microsoft's are a few words).
 const MAX_ERROR_CHARS: usize = 64;
 /// The longest `error_description` kept from a redirect.

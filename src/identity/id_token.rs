@@ -42,6 +42,21 @@ pub(crate) struct EntraClaims {
     // openidconnect's IdTokenClaims has no `nbf`; it is checked below.
     #[serde(default)]
     nbf: Option<i64>,
+    /// Group object ids, when the registration asks for the groups claim.
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    /// App role values the user is assigned.
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    /// The Entra session id (front-channel logout).
+    #[serde(default)]
+    sid: Option<String>,
+    /// Implicit-flow overage marker: too many groups to list.
+    #[serde(default)]
+    hasgroups: Option<bool>,
+    /// Distributed claims: `{"groups": "src1"}` is the JWT overage marker.
+    #[serde(default, rename = "_claim_names")]
+    claim_names: Option<Map<String, Value>>,
 }
 impl AdditionalClaims for EntraClaims {}
 
@@ -154,18 +169,73 @@ fn unix(t: SystemTime) -> i64 {
     }
 }
 
-/// Validates a raw ID token against `jwks` at time `now`.
-///
-/// Order: header (`alg` RS256, `kid` present) → `tid` is a GUID → expected issuer
-/// `{authority}/{tid}/v2.0` → key by `kid` (its own `issuer`, if any, must agree) →
-/// openidconnect's verifier (signature, `iss`, `aud`, `azp`, `exp`, `nonce`) → `nbf`, `iat`
-/// (neither in the future, `iat` not older than [`MAX_ID_TOKEN_AGE`]), `oid`.
+/// The claims beyond identity that operator sign-in reads, from a verified token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OperatorClaims {
+    /// `groups`, the entries that are object ids (GUIDs); others (on-premises names) are skipped.
+    pub groups: Vec<Uuid>,
+    /// Whether the token says the groups did not fit (`_claim_names.groups` or `hasgroups`).
+    pub groups_overage: bool,
+    /// `roles`, in the token's order.
+    pub roles: Vec<String>,
+    /// `sid`, when present.
+    pub sid: Option<String>,
+}
+
+/// The longest `sid` kept (Microsoft's are GUIDs); longer ones are treated as absent.
+const MAX_SID_CHARS: usize = 128;
+
+/// A validated ID token: who signed in, and what operator sign-in reads of it.
+pub(crate) struct Verified {
+    pub identity: SignedInAdmin,
+    pub operator: OperatorClaims,
+}
+
+fn operator_claims(extra: &EntraClaims) -> OperatorClaims {
+    let groups = extra
+        .groups
+        .iter()
+        .flatten()
+        .filter_map(|g| Uuid::parse_str(g).ok())
+        .collect();
+    let groups_overage = extra.hasgroups == Some(true)
+        || extra
+            .claim_names
+            .as_ref()
+            .is_some_and(|names| names.contains_key("groups"));
+    OperatorClaims {
+        groups,
+        groups_overage,
+        roles: extra.roles.clone().unwrap_or_default(),
+        sid: extra.sid.clone().filter(|s| {
+            !s.is_empty() && s.len() <= MAX_SID_CHARS && s.chars().all(|c| c.is_ascii_graphic())
+        }),
+    }
+}
+
+/// Validates a raw ID token against `jwks` at time `now`; see [`validate_full`].
+#[cfg(test)]
 pub(crate) fn validate(
     raw: &str,
     jwks: &Jwks,
     expected: &Expected<'_>,
     now: SystemTime,
 ) -> Result<SignedInAdmin, IdTokenProblem> {
+    validate_full(raw, jwks, expected, now).map(|v| v.identity)
+}
+
+/// Validates a raw ID token against `jwks` at time `now`.
+///
+/// Order: header (`alg` RS256, `kid` present) → `tid` is a GUID → expected issuer
+/// `{authority}/{tid}/v2.0` → key by `kid` (its own `issuer`, if any, must agree) →
+/// openidconnect's verifier (signature, `iss`, `aud`, `azp`, `exp`, `nonce`) → `nbf`, `iat`
+/// (neither in the future, `iat` not older than [`MAX_ID_TOKEN_AGE`]), `oid`.
+pub(crate) fn validate_full(
+    raw: &str,
+    jwks: &Jwks,
+    expected: &Expected<'_>,
+    now: SystemTime,
+) -> Result<Verified, IdTokenProblem> {
     if expected.nonce.is_empty() {
         // An empty expected nonce would match a token without one.
         return Err(IdTokenProblem::NonceMismatch);
@@ -256,12 +326,15 @@ pub(crate) fn validate(
         .flatten()
         .any(|w| w.eq_ignore_ascii_case(GLOBAL_ADMIN_ROLE));
 
-    Ok(SignedInAdmin {
-        tenant_id: tid,
-        object_id,
-        username,
-        name,
-        is_global_admin,
+    Ok(Verified {
+        identity: SignedInAdmin {
+            tenant_id: tid,
+            object_id,
+            username,
+            name,
+            is_global_admin,
+        },
+        operator: operator_claims(extra),
     })
 }
 

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::telemetry::Untrusted;
 use crate::types::{Secret, TenantId};
-pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
+pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
 
 /// The resource every Graph scope is named under, whatever host Graph is served from.
@@ -36,6 +36,8 @@ pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// The OpenID scopes asked for with every delegated sign-in.
 pub const OPENID_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+/// The scopes of an operator's sign-in: an ID token with their name and email, nothing else.
+pub const OPERATOR_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
 /// How long fetched signing keys are trusted before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -101,6 +103,25 @@ pub struct SignedInAdmin {
     pub name: Option<String>,
     /// Whether `wids` holds the Global Administrator role template id.
     pub is_global_admin: bool,
+}
+
+/// An operator Microsoft signed in to the provider's own tenant, from a fully validated ID token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorIdentity {
+    /// `oid`: their object id in the provider's tenant (what Gangway keys operators on).
+    pub oid: Uuid,
+    /// `tid`: always the provider's tenant.
+    pub tid: TenantId,
+    /// `preferred_username` (else `upn`, else `email`): their UPN, normally.
+    pub username: String,
+    /// `name`, when present.
+    pub name: Option<String>,
+    /// `groups`: object ids of their groups, when the app registration asks for the claim.
+    pub groups: Vec<Uuid>,
+    /// `roles`: the app roles they are assigned.
+    pub roles: Vec<String>,
+    /// `sid`: their Entra session, which front-channel logout names.
+    pub sid: Option<String>,
 }
 
 /// The outcome of a redeemed authorization code.
@@ -233,6 +254,22 @@ impl EntraClient {
         secret: &Secret,
         token_tenant: &str,
     ) -> Result<OAuthClient<EndpointNotSet>, IdentityError> {
+        self.oauth_client_for(
+            client_id,
+            secret,
+            token_tenant,
+            &self.inner.cfg.redirect_uri,
+        )
+    }
+
+    /// [`Self::oauth_client`] sending `redirect_uri` (the operator sign-in has its own).
+    fn oauth_client_for(
+        &self,
+        client_id: &str,
+        secret: &Secret,
+        token_tenant: &str,
+        redirect_uri: &Url,
+    ) -> Result<OAuthClient<EndpointNotSet>, IdentityError> {
         let token_url = TokenUrl::new(self.token_endpoint(token_tenant))
             .map_err(|_| IdentityError::Transport("invalid token endpoint URL".into()))?;
         Ok(Client::new(ClientId::new(client_id.to_owned()))
@@ -240,7 +277,7 @@ impl EntraClient {
             .set_token_uri(token_url)
             // Entra ID documents client_secret_post; MSAL sends the secret in the body too.
             .set_auth_type(AuthType::RequestBody)
-            .set_redirect_uri(RedirectUrl::from_url(self.inner.cfg.redirect_uri.clone())))
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone())))
     }
 
     /// Starts a delegated sign-in: the authorize URL on
@@ -257,7 +294,13 @@ impl EntraClient {
             .iter()
             .map(|s| (*s).to_owned())
             .chain(graph_scopes.iter().map(|s| graph_scope(s)));
-        self.authorize_request("organizations", scopes, "select_account", login_hint)
+        self.authorize_request(
+            "organizations",
+            scopes,
+            Some("select_account"),
+            login_hint,
+            &self.inner.cfg.redirect_uri,
+        )
     }
 
     /// Starts the sign-in that binds an admin consent to a person: the authorize URL on
@@ -273,23 +316,82 @@ impl EntraClient {
     ) -> AuthRequest {
         let scopes = OPENID_SCOPES[..2].iter().map(|s| (*s).to_owned());
         let prompt = if silent { "none" } else { "select_account" };
-        self.authorize_request(&tenant.to_string(), scopes, prompt, login_hint)
+        self.authorize_request(
+            &tenant.to_string(),
+            scopes,
+            Some(prompt),
+            login_hint,
+            &self.inner.cfg.redirect_uri,
+        )
+    }
+
+    /// Starts an operator's sign-in to the console with their account in the provider's own
+    /// `tenant`: the authorize URL on `{authority}/{tenant}/oauth2/v2.0/authorize` asking for
+    /// `openid profile email` (an ID token, nothing kept), with PKCE S256, fresh `state` and
+    /// `nonce`, `response_mode=query`, back to `redirect_uri` (registered on the app beside the
+    /// consent callback). No `prompt`: someone already signed in at Microsoft goes straight
+    /// through, which is what single sign-on is for. Finish with [`Self::redeem_operator_code`].
+    pub fn operator_sign_in_request(&self, tenant: &TenantId, redirect_uri: &Url) -> AuthRequest {
+        let scopes = OPERATOR_SCOPES.iter().map(|s| (*s).to_owned());
+        let mut req = self.authorize_request(&tenant.to_string(), scopes, None, None, redirect_uri);
+        req.url
+            .query_pairs_mut()
+            .append_pair("response_mode", "query");
+        req
+    }
+
+    /// Redeems the code of an operator sign-in ([`Self::operator_sign_in_request`]) at
+    /// `{authority}/{tenant}/oauth2/v2.0/token` and validates the ID token with every check of
+    /// [`Self::verify_id_token`], then demands that it was issued by `tenant` itself (a
+    /// single-tenant sign-in: any other `tid` is refused) and that its groups fit in it (an
+    /// overage — too many groups, `_claim_names` / `hasgroups` instead of `groups` — is refused:
+    /// map app roles instead).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn redeem_operator_code(
+        &self,
+        tenant: &TenantId,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<OperatorIdentity, OperatorSignInError> {
+        let client = self.oauth_client_for(
+            &self.inner.cfg.client_id,
+            &self.inner.cfg.client_secret,
+            &tenant.to_string(),
+            redirect_uri,
+        )?;
+        let resp = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.inner.http)
+            .await
+            .map_err(token_error)?;
+        let raw_id_token = resp
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .ok_or(IdentityError::InvalidIdToken(IdTokenProblem::Missing))?;
+        let verified = self.verify_full(raw_id_token, nonce).await?;
+        operator_identity(verified, tenant)
     }
 
     fn authorize_request(
         &self,
         tenant: &str,
         scopes: impl Iterator<Item = String>,
-        prompt: &str,
+        prompt: Option<&str>,
         login_hint: Option<&str>,
+        redirect_uri: &Url,
     ) -> AuthRequest {
         let auth_url = AuthUrl::new(self.endpoint(&format!("{tenant}/oauth2/v2.0/authorize")))
             .expect("authority joined with a tenant id and a fixed path is a URL");
         let client = self
-            .oauth_client(
+            .oauth_client_for(
                 &self.inner.cfg.client_id,
                 &self.inner.cfg.client_secret,
                 "organizations",
+                redirect_uri,
             )
             .expect("authority joined with a fixed path is a URL")
             .set_auth_uri(auth_url);
@@ -299,8 +401,10 @@ impl EntraClient {
             .authorize_url(|| CsrfToken::new_random_len(32))
             .set_pkce_challenge(challenge)
             .add_scopes(scopes.map(Scope::new))
-            .add_extra_param("nonce", nonce.clone())
-            .add_extra_param("prompt", prompt.to_owned());
+            .add_extra_param("nonce", nonce.clone());
+        if let Some(prompt) = prompt {
+            req = req.add_extra_param("prompt", prompt.to_owned());
+        }
         if let Some(hint) = login_hint.filter(|h| !h.is_empty()) {
             req = req.add_extra_param("login_hint", hint.to_owned());
         }
@@ -377,6 +481,14 @@ impl EntraClient {
         id_token: &str,
         nonce: &str,
     ) -> Result<SignedInAdmin, IdentityError> {
+        Ok(self.verify_full(id_token, nonce).await?.identity)
+    }
+
+    async fn verify_full(
+        &self,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<id_token::Verified, IdentityError> {
         let kid = id_token::key_id(id_token).map_err(IdentityError::InvalidIdToken)?;
         let mut keys = self.signing_keys().await?;
         if !keys.keys.has_kid(&kid) {
@@ -388,7 +500,7 @@ impl EntraClient {
             client_id: &self.inner.cfg.client_id,
             nonce,
         };
-        id_token::validate(id_token, &keys.keys, &expected, SystemTime::now())
+        id_token::validate_full(id_token, &keys.keys, &expected, SystemTime::now())
             .map_err(IdentityError::InvalidIdToken)
     }
 
@@ -540,6 +652,36 @@ pub fn app_token_roles(token: &Secret) -> Vec<String> {
         .unwrap_or_default();
     roles.sort();
     roles
+}
+
+/// The operator behind a verified token, if it was issued by `tenant` and its groups fit.
+fn operator_identity(
+    verified: id_token::Verified,
+    tenant: &TenantId,
+) -> Result<OperatorIdentity, OperatorSignInError> {
+    let id_token::Verified { identity, operator } = verified;
+    if identity.tenant_id != *tenant {
+        return Err(OperatorSignInError::WrongTenant {
+            expected: *tenant,
+            actual: identity.tenant_id,
+            username: identity.username,
+        });
+    }
+    if operator.groups_overage {
+        return Err(OperatorSignInError::GroupsOverage {
+            username: identity.username,
+            oid: identity.object_id,
+        });
+    }
+    Ok(OperatorIdentity {
+        oid: identity.object_id,
+        tid: identity.tenant_id,
+        username: identity.username,
+        name: identity.name,
+        groups: operator.groups,
+        roles: operator.roles,
+        sid: operator.sid,
+    })
 }
 
 /// `User.Read.All` → `https://graph.microsoft.com/User.Read.All`; OpenID scopes and full URIs

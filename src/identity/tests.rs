@@ -18,7 +18,7 @@ use openidconnect::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::id_token::{Expected, Jwks, validate};
+use super::id_token::{Expected, Jwks, validate, validate_full};
 use super::*;
 
 const SIGNING_PEM: &str = include_str!("testdata/signing_key.pem");
@@ -487,6 +487,152 @@ fn rejects_nested_or_critical_headers() {
     assert!(check(&sign(&signer, &h, &claims())).is_err());
 }
 
+// ---------------------------------------------------------------- operator sign-in claims
+
+const GROUP_A: &str = "0f3c6a1e-7b2d-4c9e-8a5f-1d2e3f4a5b6c";
+const GROUP_B: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+
+/// The operator identity a token with these claims yields for the provider's tenant `TID`.
+fn operator_of(c: &Value) -> Result<OperatorIdentity, OperatorSignInError> {
+    let t = sign(&key(SIGNING_PEM, "kid-1"), &header("kid-1"), c);
+    let expected = Expected {
+        authority: AUTHORITY,
+        client_id: CLIENT_ID,
+        nonce: NONCE,
+    };
+    let verified = validate_full(&t, &ms_jwks(), &expected, now())
+        .map_err(|p| OperatorSignInError::Identity(IdentityError::InvalidIdToken(p)))?;
+    operator_identity(verified, &TenantId::parse(TID).unwrap())
+}
+
+#[test]
+fn operator_claims_are_read_from_the_verified_token() {
+    let c = with(claims(), |c| {
+        c.insert(
+            "groups".into(),
+            json!([GROUP_A, "Ops-OnPrem", GROUP_B.to_uppercase()]),
+        );
+        c.insert("roles".into(), json!(["Gangway.Admin", "Gangway.Viewer"]));
+        c.insert("sid".into(), json!("007e3899-e104-731f-b675-0617c1f2dd72"));
+        c.insert("email".into(), json!("ada@contoso.com"));
+    });
+    let who = operator_of(&c).unwrap();
+    assert_eq!(
+        who,
+        OperatorIdentity {
+            oid: Uuid::parse_str(OID).unwrap(),
+            tid: TenantId::parse(TID).unwrap(),
+            username: "ada@contoso.onmicrosoft.com".into(),
+            name: Some("Ada Admin".into()),
+            // Names of on-premises groups are not object ids: skipped, never matched.
+            groups: vec![
+                Uuid::parse_str(GROUP_A).unwrap(),
+                Uuid::parse_str(GROUP_B).unwrap()
+            ],
+            roles: vec!["Gangway.Admin".into(), "Gangway.Viewer".into()],
+            sid: Some("007e3899-e104-731f-b675-0617c1f2dd72".into()),
+        }
+    );
+}
+
+#[test]
+fn operator_claims_absent_are_empty() {
+    let c = with(claims(), |c| {
+        c.remove("preferred_username");
+        c.insert("upn".into(), json!("ada@contoso.com"));
+    });
+    let who = operator_of(&c).unwrap();
+    assert!(who.groups.is_empty() && who.roles.is_empty());
+    assert_eq!(who.sid, None);
+    assert_eq!(who.username, "ada@contoso.com");
+    // A sid no Microsoft session would have is treated as absent.
+    for junk in [json!(""), json!("x".repeat(200)), json!("a b")] {
+        let c = with(claims(), |c| {
+            c.insert("sid".into(), junk.clone());
+        });
+        assert_eq!(operator_of(&c).unwrap().sid, None, "{junk}");
+    }
+}
+
+#[test]
+fn operator_of_another_tenant_is_refused() {
+    let authority_other = with(claims(), |c| {
+        c.insert("tid".into(), json!(OTHER_TID));
+        c.insert("iss".into(), json!(format!("{AUTHORITY}/{OTHER_TID}/v2.0")));
+    });
+    match operator_of(&authority_other).unwrap_err() {
+        OperatorSignInError::WrongTenant {
+            expected,
+            actual,
+            username,
+        } => {
+            assert_eq!(expected.to_string(), TID);
+            assert_eq!(actual.to_string(), OTHER_TID);
+            assert_eq!(username, "ada@contoso.onmicrosoft.com");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `tid` and issuer disagreeing is no way around it: the issuer check refuses first.
+    let mixed = with(claims(), |c| {
+        c.insert("tid".into(), json!(OTHER_TID));
+    });
+    assert!(matches!(
+        operator_of(&mixed).unwrap_err(),
+        OperatorSignInError::Identity(IdentityError::InvalidIdToken(IdTokenProblem::WrongIssuer))
+    ));
+}
+
+#[test]
+fn a_groups_overage_is_refused_with_its_reason() {
+    let jwt_overage = with(claims(), |c| {
+        c.insert("_claim_names".into(), json!({"groups": "src1"}));
+        c.insert(
+            "_claim_sources".into(),
+            json!({"src1": {"endpoint": format!("https://graph.windows.net/{TID}/users/{OID}/getMemberObjects")}}),
+        );
+    });
+    let implicit_overage = with(claims(), |c| {
+        c.insert("hasgroups".into(), json!(true));
+    });
+    for c in [jwt_overage, implicit_overage] {
+        let err = operator_of(&c).unwrap_err();
+        assert!(
+            matches!(&err, OperatorSignInError::GroupsOverage { username, oid }
+                if username == "ada@contoso.onmicrosoft.com" && oid.to_string() == OID),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("too many groups"), "{err}");
+    }
+    // Other distributed claims are no overage.
+    let other = with(claims(), |c| {
+        c.insert("_claim_names".into(), json!({"roles": "src1"}));
+        c.insert("hasgroups".into(), json!(false));
+    });
+    operator_of(&other).unwrap();
+}
+
+#[test]
+fn malformed_operator_claims_refuse_the_token() {
+    for (name, value) in [
+        ("groups", json!(GROUP_A)),
+        ("roles", json!("Gangway.Admin")),
+        ("sid", json!(42)),
+    ] {
+        let c = with(claims(), |c| {
+            c.insert(name.into(), value.clone());
+        });
+        assert!(
+            matches!(
+                operator_of(&c).unwrap_err(),
+                OperatorSignInError::Identity(IdentityError::InvalidIdToken(
+                    IdTokenProblem::Malformed
+                ))
+            ),
+            "{name}: {value}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- URLs
 
 fn config(authority: &str) -> EntraConfig {
@@ -574,6 +720,38 @@ fn admin_sign_in_request_targets_the_consenting_tenant_and_keeps_no_access() {
     assert_eq!(query(&interactive.url)["prompt"], "select_account");
 }
 
+const OPERATOR_CALLBACK: &str = "https://gangway.example.com/console/sso/callback";
+
+#[test]
+fn operator_sign_in_request_targets_the_providers_tenant() {
+    let c = EntraClient::new(config(AUTHORITY), reqwest::Client::new());
+    let tenant = TenantId::parse(TID).unwrap();
+    let r = c.operator_sign_in_request(&tenant, &Url::parse(OPERATOR_CALLBACK).unwrap());
+    assert_eq!(
+        &r.url[..url::Position::AfterPath],
+        format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize")
+    );
+    let q = query(&r.url);
+    assert_eq!(q["scope"], "openid profile email");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["response_mode"], "query");
+    assert_eq!(q["redirect_uri"], OPERATOR_CALLBACK);
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(
+        (q["state"].as_str(), q["nonce"].as_str()),
+        (r.state.as_str(), r.nonce.as_str())
+    );
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(
+        q["code_challenge"],
+        b64(&Sha256::digest(r.pkce_verifier.as_bytes()))
+    );
+    assert!(!q.contains_key("prompt") && !q.contains_key("login_hint"));
+    let again = c.operator_sign_in_request(&tenant, &Url::parse(OPERATOR_CALLBACK).unwrap());
+    assert_ne!(again.state, r.state);
+    assert_ne!(again.nonce, r.nonce);
+}
+
 #[test]
 fn auth_request_debug_hides_the_verifier() {
     let c = EntraClient::new(config(AUTHORITY), reqwest::Client::new());
@@ -648,6 +826,9 @@ struct Idp {
     published: Mutex<Vec<u8>>,
     key_fetches: AtomicUsize,
     last_token_form: Mutex<HashMap<String, String>>,
+    last_token_path: Mutex<String>,
+    /// Claims merged into every ID token issued (a `null` removes one).
+    extra_claims: Mutex<serde_json::Map<String, Value>>,
 }
 
 async fn idp() -> (Arc<Idp>, EntraClient) {
@@ -666,6 +847,8 @@ async fn idp() -> (Arc<Idp>, EntraClient) {
         published: Mutex::new(published),
         key_fetches: AtomicUsize::new(0),
         last_token_form: Mutex::default(),
+        last_token_path: Mutex::default(),
+        extra_claims: Mutex::default(),
     });
     *cell.lock().unwrap() = Some(idp.clone());
     let client = EntraClient::new(config(&authority), reqwest::Client::new());
@@ -685,6 +868,7 @@ impl Idp {
             ("POST", p) if p.ends_with("/oauth2/v2.0/token") => {
                 let f = form(body);
                 *self.last_token_form.lock().unwrap() = f.clone();
+                *self.last_token_path.lock().unwrap() = p.to_owned();
                 if f.get("client_secret").map(String::as_str) != Some("provider-secret") {
                     return (401, json!({
                         "error": "invalid_client",
@@ -705,7 +889,14 @@ impl Idp {
                         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
                         let signer = self.signer.lock().unwrap();
                         let kid = openidconnect::JsonWebKey::key_id(&signer.as_verification_key()).unwrap().to_string();
-                        let id_token = sign(&signer, &header(&kid), &claims_at(&self.authority, now));
+                        let mut claims = claims_at(&self.authority, now);
+                        for (k, v) in self.extra_claims.lock().unwrap().iter() {
+                            match v {
+                                Value::Null => claims.as_object_mut().unwrap().remove(k),
+                                v => claims.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+                            };
+                        }
+                        let id_token = sign(&signer, &header(&kid), &claims);
                         (200, json!({
                             "token_type": "Bearer",
                             "scope": "https://graph.microsoft.com/User.Read.All https://graph.microsoft.com/.default",
@@ -775,6 +966,75 @@ async fn redeems_a_code_and_caches_keys() {
         err,
         IdentityError::InvalidIdToken(IdTokenProblem::NonceMismatch)
     ));
+}
+
+#[tokio::test]
+async fn redeems_an_operator_code_at_the_providers_tenant() {
+    let (idp, client) = idp().await;
+    let tenant = TenantId::parse(TID).unwrap();
+    let callback = Url::parse(OPERATOR_CALLBACK).unwrap();
+    idp.extra_claims.lock().unwrap().extend([
+        ("groups".to_owned(), json!([GROUP_A])),
+        ("roles".to_owned(), json!(["Gangway.Viewer"])),
+        ("sid".to_owned(), json!("s-1")),
+    ]);
+    let who = client
+        .redeem_operator_code(&tenant, &callback, "code-1", "verifier-1", NONCE)
+        .await
+        .unwrap();
+    assert_eq!(who.oid.to_string(), OID);
+    assert_eq!(who.groups, [Uuid::parse_str(GROUP_A).unwrap()]);
+    assert_eq!(who.roles, ["Gangway.Viewer"]);
+    assert_eq!(who.sid.as_deref(), Some("s-1"));
+    assert_eq!(
+        *idp.last_token_path.lock().unwrap(),
+        format!("/{TID}/oauth2/v2.0/token")
+    );
+    let f = idp.last_token_form.lock().unwrap().clone();
+    assert_eq!(f["redirect_uri"], OPERATOR_CALLBACK);
+    assert_eq!(f["code_verifier"], "verifier-1");
+
+    // The stand-in signs for TID: a provider tenant of OTHER_TID refuses it.
+    let other = TenantId::parse(OTHER_TID).unwrap();
+    let err = client
+        .redeem_operator_code(&other, &callback, "code-2", "v", NONCE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OperatorSignInError::WrongTenant { .. }),
+        "{err:?}"
+    );
+
+    // Every check of the consent sign-in still applies.
+    let err = client
+        .redeem_operator_code(&tenant, &callback, "code-3", "v", "another-nonce")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        OperatorSignInError::Identity(IdentityError::InvalidIdToken(IdTokenProblem::NonceMismatch))
+    ));
+    let err = client
+        .redeem_operator_code(&tenant, &callback, "used", "v", NONCE)
+        .await
+        .unwrap_err();
+    let OperatorSignInError::Identity(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.aad_kind(), Some(AadErrorKind::CodeExpiredOrReused));
+
+    idp.extra_claims
+        .lock()
+        .unwrap()
+        .insert("_claim_names".into(), json!({"groups": "src1"}));
+    let err = client
+        .redeem_operator_code(&tenant, &callback, "code-4", "v", NONCE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OperatorSignInError::GroupsOverage { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ pub mod wizard;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -103,8 +103,6 @@ pub fn app(state: AppState) -> Router {
     let csp = content_security_policy(&state.cfg);
     let request_id = HeaderName::from_static("x-request-id");
     let mut headers = vec![
-        (header::CONTENT_SECURITY_POLICY, csp),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -136,6 +134,15 @@ pub fn app(state: AppState) -> Router {
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(name, value));
     }
+    router = router.layer(axum::middleware::map_response(
+        move |mut response: Response| {
+            let csp = csp.clone();
+            async move {
+                frame_policy(&mut response, csp);
+                response
+            }
+        },
+    ));
     // Pages hold invitation details, links and form tokens: never cached, unless a response
     // says otherwise (the versioned static assets do).
     router = router.layer(SetResponseHeaderLayer::if_not_present(
@@ -152,6 +159,28 @@ pub fn app(state: AppState) -> Router {
             }))
             .layer(PropagateRequestIdLayer::new(request_id)),
     )
+}
+
+/// Marks the one response Entra ID may frame (front-channel logout): it brings its own CSP,
+/// whose `frame-ancestors` names the authority, and gets no `X-Frame-Options`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FramedByAuthority;
+
+/// The portal's CSP and `X-Frame-Options: DENY` on every response, overriding whatever a
+/// handler set, except on a response marked [`FramedByAuthority`].
+fn frame_policy(response: &mut Response, csp: HeaderValue) {
+    let framed = response.extensions().get::<FramedByAuthority>().is_some()
+        && response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .is_some();
+    let headers = response.headers_mut();
+    if framed {
+        headers.remove(header::X_FRAME_OPTIONS);
+        return;
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 /// Forms post to ourselves and are then redirected to Microsoft; browsers apply `form-action`

@@ -13,6 +13,12 @@ pub const STATIC_JS: &str = "/static/gangway-4.js";
 pub const LOGIN: &str = "/console/login";
 /// POST: sign out.
 pub const LOGOUT: &str = "/console/logout";
+/// Leave for Microsoft to sign in with Entra ID (the provider's own tenant).
+pub const SSO_START: &str = "/console/sso/start";
+/// Where Microsoft sends an operator back (registered on the app as a second redirect URI).
+pub const SSO_CALLBACK: &str = "/console/sso/callback";
+/// Front-channel logout: Entra ID loads it (in a frame) when the operator signs out there.
+pub const SSO_LOGOUT: &str = "/console/sso/logout";
 /// The console's home (redirects to the invitations).
 pub const CONSOLE: &str = "/console";
 /// The invitations list.

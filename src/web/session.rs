@@ -20,6 +20,22 @@ pub const PENDING_CONSENT: &str = "pending_consent";
 pub const RESULT: &str = "result";
 /// The CSRF token of this session.
 pub const CSRF: &str = "csrf_token";
+/// The pending sign-in with Entra ID (state, nonce, PKCE verifier, tenant), single use.
+pub const PENDING_SSO: &str = "pending_sso";
+/// How the operator signed in with Entra ID ([`SsoSession`]); absent after a password sign-in.
+pub const SSO: &str = "sso";
+
+/// What a session signed in with Entra ID remembers: enough to sign out there too and to be
+/// found by front-channel logout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SsoSession {
+    /// The provider's tenant they signed in to.
+    pub tenant: crate::types::TenantId,
+    /// Their object id there.
+    pub oid: Uuid,
+    /// Their Entra session (`sid`), which front-channel logout names.
+    pub sid: Option<String>,
+}
 
 /// A signed-in operator's session ends after this long without a change.
 pub const SIGNED_IN_IDLE: time::Duration = time::Duration::hours(8);

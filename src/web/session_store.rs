@@ -2,7 +2,10 @@
 //! id itself) with the payload sealed by the app's [`Keyring`], so a database dump or backup
 //! yields neither a usable session nor the CSRF token, state, nonce or PKCE verifier inside.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -123,6 +126,41 @@ impl SessionStore for PgSessionStore {
 /// The stored key of session `id`: the SHA-256 of its 128 random bits.
 pub fn id_sha256(id: &Id) -> Vec<u8> {
     sha256(&id.0.to_le_bytes())
+}
+
+/// Ends every live signed-in session whose payload `matches`; returns the operator of each
+/// ended one. Payloads are sealed, so each is opened to be looked at: fine for the few
+/// hundred sessions a console has (front-channel logout uses it to find an Entra session).
+pub async fn end_matching(
+    db: &PgPool,
+    keys: &Keyring,
+    matches: impl Fn(&HashMap<String, Value>) -> bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Vec<u8>, Uuid, String, Vec<u8>)> = sqlx::query_as(
+        "select id_sha256, operator_id, payload_key_id, payload_ciphertext from sessions
+         where operator_id is not null and expires_at > now()",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut ended = Vec::new();
+    for (id, operator, key_id, sealed) in rows {
+        let Ok(payload) = keys.open(&key_id, &sealed) else {
+            continue;
+        };
+        let Ok(data) = serde_json::from_slice::<HashMap<String, Value>>(&payload) else {
+            continue;
+        };
+        if matches(&data) {
+            let gone = sqlx::query("delete from sessions where id_sha256 = $1")
+                .bind(&id)
+                .execute(db)
+                .await?;
+            if gone.rows_affected() == 1 {
+                ended.push(operator);
+            }
+        }
+    }
+    Ok(ended)
 }
 
 /// Deletes expired sessions; returns how many.

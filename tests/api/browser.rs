@@ -687,3 +687,74 @@ async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_brow
     }
     admin.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_operator_signs_in_with_entra_id_and_out_again_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let sso = crate::sso::Sso::set_up(&app).await;
+    let user = sso.user(&app, "Nia", &[&sso.admin_group]).await;
+    let driver = ChromeDriver::start().await;
+    let operator = driver.browser().await;
+
+    // "Sign in with Microsoft" on the sign-in page, Microsoft's own pages, back in the console.
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    wait_for_text(&operator, "Sign in with Microsoft").await;
+    check_page(&operator, "login-sso", false).await;
+    click(&operator, "#sso").await;
+    wait_for_text(&operator, "idSIButton9").await;
+    fill(&operator, "#i0116", &user.username).await;
+    fill(&operator, "#i0118", &user.password).await;
+    click(&operator, "#idSIButton9").await;
+    wait_for_text(&operator, "idBtn_Accept").await;
+    click(&operator, "#idBtn_Accept").await;
+    let console = wait_for_text(&operator, "New invitation").await;
+    assert!(console.contains(&user.username), "the top bar names them");
+    assert_eq!(
+        operator.current_url().await.unwrap().path(),
+        paths::INVITATIONS
+    );
+    operator.goto(&app.url(paths::OPERATORS)).await.unwrap();
+    wait_for_text(&operator, &user.username).await;
+    check_page(&operator, "operators-sso", true).await;
+
+    // Signing out at Microsoft (from any app): its page frames Gangway's front-channel logout
+    // URL, which ends this session, and comes back to the sign-in page.
+    let logout = format!(
+        "{}/{}/oauth2/v2.0/logout?post_logout_redirect_uri={}",
+        app.emulator.base_url(),
+        sso.tenant,
+        url::form_urlencoded::byte_serialize(app.url(paths::LOGIN).as_bytes()).collect::<String>()
+    );
+    operator.goto(&logout).await.unwrap();
+    wait_for_text(&operator, "Sign in to the console").await;
+    assert_eq!(operator.current_url().await.unwrap().path(), paths::LOGIN);
+    let ended: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'operator.signed_out'
+         and detail->>'method' = 'entra front-channel logout'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(ended, 1, "the framed logout URL ran in the browser");
+    operator.goto(&app.url(paths::INVITATIONS)).await.unwrap();
+    wait_for_text(&operator, "Sign in to the console").await;
+
+    // Again, then Sign out in Gangway, which offers signing out of Microsoft too.
+    click(&operator, "#sso").await;
+    wait_for_text(&operator, "idSIButton9").await;
+    fill(&operator, "#i0116", &user.username).await;
+    fill(&operator, "#i0118", &user.password).await;
+    click(&operator, "#idSIButton9").await;
+    wait_for_text(&operator, "New invitation").await;
+    click(&operator, ".topbar .who button").await;
+    wait_for_text(&operator, "sign out of Microsoft too").await;
+    check_page(&operator, "login-signed-out", false).await;
+    click(&operator, "#microsoft-logout").await;
+    wait_for_text(&operator, "Sign in to the console").await;
+    assert_eq!(operator.current_url().await.unwrap().path(), paths::LOGIN);
+    // Microsoft's session is over too: signing in asks for the password again.
+    click(&operator, "#sso").await;
+    wait_for_text(&operator, "idSIButton9").await;
+
+    operator.close().await.unwrap();
+}

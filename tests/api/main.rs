@@ -15,6 +15,7 @@ mod polish;
 mod security;
 mod sessions;
 mod settings;
+mod sso;
 mod sync;
 mod sync_console;
 mod tls;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::apps::{AppChange, NewApp, Permissions};
+use crate::apps::{AppChange, AssignError, NewApp, Permissions};
 use crate::control::faults::FaultConfig;
 use crate::directory::{Changes, Group, Life, Tenant, User};
 use crate::login::forgeries::{Forgery, ForgeryKind};
@@ -29,6 +29,14 @@ pub fn router() -> Router<AppState> {
         .route("/_emulator/apps", post(register_app))
         .route("/_emulator/apps/{client_id}", patch(change_app))
         .route(&format!("{t}/consents"), post(grant_consent))
+        .route(
+            &format!("{t}/apps/{{client_id}}/role-assignments"),
+            post(assign_role),
+        )
+        .route(
+            &format!("{t}/apps/{{client_id}}/role-assignments/{{id}}"),
+            delete(unassign_role),
+        )
         .route(
             &format!("{t}/consents/{{client_id}}"),
             delete(revoke_consent),
@@ -204,10 +212,80 @@ async fn change_app(
         "redirect_uris": app.redirect_uris,
         "logout_url": app.logout_url,
         "id_token_claims": app.id_token_claims,
+        "group_membership_claims": app.group_claims,
+        "app_roles": app.app_roles,
         "permissions": app.permissions,
         "secret_expires_at": app.secrets.iter().map(|s| s.expires_at.format(&Rfc3339).unwrap_or_default()).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct AssignBody {
+    /// Object id or UPN.
+    user: String,
+    /// The app role's value.
+    role: String,
+}
+
+/// Assigns a user an app role, as "Enterprise applications → Users and groups" does.
+async fn assign_role(
+    State(st): State<AppState>,
+    Path((tid, client_id)): Path<(String, String)>,
+    Json(body): Json<AssignBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &w.dir.tenants[t];
+    let (tid, user) = (
+        tenant.id,
+        tenant
+            .user(&body.user)
+            .filter(|u| u.life == Life::Active)
+            .ok_or_else(|| not_found("user"))?
+            .id,
+    );
+    let assignment = w
+        .reg
+        .assign_role(tid, &client_id, user, &body.role)
+        .map_err(|e| match e {
+            AssignError::NoApp => not_found("app"),
+            AssignError::NoServicePrincipal => bad(
+                "the app has no service principal in this tenant (not its home tenant, no consent)",
+            ),
+            AssignError::NoRole => bad(format!(
+                "the app defines no enabled app role '{}' that users can be assigned",
+                body.role
+            )),
+            AssignError::Exists => AdminError(
+                StatusCode::CONFLICT,
+                "the user already holds this role".into(),
+            ),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": assignment.id,
+            "appRoleId": assignment.role,
+            "principalId": assignment.user,
+            "principalType": "User",
+            "role": body.role,
+        })),
+    )
+        .into_response())
+}
+
+async fn unassign_role(
+    State(st): State<AppState>,
+    Path((tid, client_id, id)): Path<(String, String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    let id = Uuid::parse_str(&id).map_err(|_| not_found("role assignment"))?;
+    if !w.reg.unassign_role(tid, &client_id, id) {
+        return Err(not_found("role assignment"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -415,6 +493,10 @@ struct GroupBody {
     display_name: Option<String>,
     description: Option<String>,
     mail_nickname: Option<String>,
+    /// Creation only: a security group (default true).
+    security_enabled: Option<bool>,
+    /// Creation only: mail-enabled (default false); with `securityEnabled: false` a Microsoft 365 group.
+    mail_enabled: Option<bool>,
     #[serde(default)]
     members: Vec<Uuid>,
 }
@@ -442,15 +524,22 @@ async fn create_group(
         })
         .collect();
     let v = tenant.bump();
+    let mail_enabled = body.mail_enabled.unwrap_or(false);
+    let security_enabled = body.security_enabled.unwrap_or(true);
+    let mail = mail_enabled.then(|| format!("{nickname}@{}", tenant.default_domain()));
     tenant.insert_group(Group {
         id: Uuid::new_v4(),
         display_name: name,
         description: body.description,
         mail_nickname: nickname,
-        mail: None,
-        mail_enabled: false,
-        security_enabled: true,
-        group_types: vec![],
+        mail,
+        mail_enabled,
+        security_enabled,
+        group_types: if mail_enabled && !security_enabled {
+            vec!["Unified".into()]
+        } else {
+            vec![]
+        },
         member_log: members.iter().map(|m| (v, *m, true)).collect(),
         members,
         version: v,

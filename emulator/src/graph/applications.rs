@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use super::errors::GraphError;
 use super::query::{context, filter_matches, parse_filter, query_options, select_of};
 use super::{caller, require};
-use crate::apps::App;
+use crate::apps::{App, GroupClaims};
 use crate::scopes::{self, GRAPH_APP_ID};
 use crate::state::AppState;
 
@@ -35,7 +35,9 @@ const FILTERABLE: &[&str] = &[
 
 /// The other properties `$select` accepts.
 const SELECTABLE: &[&str] = &[
+    "appRoles",
     "createdDateTime",
+    "groupMembershipClaims",
     "identifierUris",
     "keyCredentials",
     "optionalClaims",
@@ -101,6 +103,11 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
         "appId": app.client_id,
         "displayName": app.display_name,
         "createdDateTime": rfc3339(app.created_at),
+        "appRoles": app.app_roles,
+        "groupMembershipClaims": match app.group_claims {
+            GroupClaims::None => Value::Null,
+            other => json!(other),
+        },
         "publisherDomain": publisher_domain,
         "signInAudience": if app.multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" },
         "identifierUris": [],

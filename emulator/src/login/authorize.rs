@@ -17,7 +17,7 @@ use crate::directory::{Authority, GLOBAL_ADMIN_ROLE};
 use crate::login::errors::{AadError, aad_timestamp};
 use crate::rng::secret_token;
 use crate::scopes::{self, Scope};
-use crate::state::{AppState, Code, Flow, ResponseMode, Txn, World};
+use crate::state::{AppState, BrowserSession, Code, Flow, ResponseMode, Txn, World};
 
 /// Name of the browser-session cookie (Microsoft's is also `ESTSAUTH`).
 const SESSION_COOKIE: &str = "ESTSAUTH";
@@ -188,15 +188,22 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// The signed-in user of a browser session, if still valid for `authority`.
-fn session_user(w: &World, headers: &HeaderMap, authority: Authority) -> Option<(Uuid, Uuid)> {
-    let (tid, oid) = *w.auth.sessions.get(&session_of(headers)?)?;
+/// The browser session's key and signed-in (tenant, user), if still valid for `authority`.
+fn session_user(
+    w: &World,
+    headers: &HeaderMap,
+    authority: Authority,
+) -> Option<(String, (Uuid, Uuid))> {
+    let key = session_of(headers)?;
+    let session = w.auth.sessions.get(&key)?;
+    let (tid, oid) = (session.tid, session.oid);
     let t = w.dir.tenant_index(tid)?;
     if matches!(authority, Authority::Tenant(a) if a != t) {
         return None;
     }
     let user = w.dir.tenants[t].user(&oid.to_string())?;
-    (user.life == crate::directory::Life::Active && user.account_enabled).then_some((tid, oid))
+    (user.life == crate::directory::Life::Active && user.account_enabled)
+        .then_some((key, (tid, oid)))
 }
 
 /// The routes that open a sign-in; [`begin`] tells them apart by the matched route.
@@ -215,8 +222,8 @@ struct Trusted<'a> {
     app: &'a App,
     redirect_uri: String,
     q: &'a Params,
-    /// The browser session's (tenant, user), if any.
-    session: Option<(Uuid, Uuid)>,
+    /// The browser session's key and (tenant, user), if any.
+    session: Option<(String, (Uuid, Uuid))>,
 }
 
 impl Trusted<'_> {
@@ -355,6 +362,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
         ));
     }
     let reuse_session = !matches!(prompt.as_deref(), Some("login" | "select_account"));
+    let session = asked.session.clone().filter(|_| reuse_session);
     Ok(Txn {
         flow: Flow::Authorize,
         authority: asked.authority,
@@ -369,7 +377,8 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
         response_mode: mode,
         prompt,
         login_hint: q.get("login_hint").cloned(),
-        user: asked.session.filter(|_| reuse_session),
+        user: session.as_ref().map(|(_, who)| *who),
+        session: session.map(|(key, _)| key),
     })
 }
 
@@ -394,7 +403,8 @@ fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Refusal> {
         response_mode: ResponseMode::Query,
         prompt: None,
         login_hint: q.get("login_hint").cloned(),
-        user: asked.session,
+        user: asked.session.as_ref().map(|(_, who)| *who),
+        session: asked.session.as_ref().map(|(key, _)| key.clone()),
     })
 }
 
@@ -500,10 +510,19 @@ async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response
         return retry(50057, "The user account is disabled.".into());
     }
     let who = (tenant.id, user.id);
-    let sid = secret_token(32);
-    w.auth.sessions.insert(sid.clone(), who);
+    let key = secret_token(32);
+    w.auth.sessions.insert(
+        key.clone(),
+        BrowserSession {
+            tid: who.0,
+            oid: who.1,
+            sid: Uuid::new_v4().to_string(),
+            apps: Vec::new(),
+        },
+    );
     if let Some(txn) = w.auth.txns.get_mut(&f.ctx) {
         txn.user = Some(who);
+        txn.session = Some(key.clone());
     }
     let mut resp = after_sign_in(&st, &mut w, &f.ctx);
     let secure = if st.cfg.base_url.starts_with("https") {
@@ -512,7 +531,7 @@ async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response
         ""
     };
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{secure}"
+        "{SESSION_COOKIE}={key}; Path=/; HttpOnly; SameSite=Lax{secure}"
     )) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -760,6 +779,17 @@ fn needs_admin_message(app_name: &str) -> String {
 
 fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> Response {
     let code = secret_token(48);
+    // The session remembers the app, so signing out reaches its front-channel logout URL.
+    let sid = txn
+        .session
+        .as_ref()
+        .and_then(|key| w.auth.sessions.get_mut(key))
+        .map(|session| {
+            if !session.apps.contains(&txn.client_id) {
+                session.apps.push(txn.client_id.clone());
+            }
+            session.sid.clone()
+        });
     w.auth.codes.insert(
         code.clone(),
         Code {
@@ -771,6 +801,7 @@ fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> 
             graph: txn.graph.clone(),
             nonce: txn.nonce.clone(),
             code_challenge: txn.code_challenge.clone(),
+            sid,
             issued: Instant::now(),
             redeemed: false,
         },
@@ -781,27 +812,78 @@ fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> 
     ])
 }
 
+/// Ends the browser session. When it had signed in to apps with a front-channel logout URL,
+/// the page loads each in an iframe (`?sid=…`, as Microsoft calls them) and then goes on to
+/// `post_logout_redirect_uri`; the redirect is followed only when it is a registered redirect
+/// URI of the app named by `client_id`, or of an app signed in to in this session.
 async fn logout(
     State(st): State<AppState>,
     Query(q): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(sid) = session_of(&headers) {
-        st.world().auth.sessions.remove(&sid);
-    }
-    let clear = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0");
-    let mut resp = match q.get("post_logout_redirect_uri") {
-        Some(uri) => redirect(uri),
-        None => html::page(
-            "You signed out of your account",
-            "<p>It's a good idea to close all browser windows.</p>",
-        )
-        .into_response(),
+    let mut w = st.world();
+    let session = session_of(&headers).and_then(|key| w.auth.sessions.remove(&key));
+    let apps: Vec<App> = session
+        .iter()
+        .flat_map(|s| s.apps.iter())
+        .chain(q.get("client_id"))
+        .filter_map(|id| w.reg.apps.get(id).cloned())
+        .collect();
+    drop(w);
+    let next = q
+        .get("post_logout_redirect_uri")
+        .filter(|uri| apps.iter().any(|a| a.has_redirect(uri)));
+    let frames: Vec<String> = match &session {
+        Some(s) => apps
+            .iter()
+            .filter(|a| s.apps.contains(&a.client_id))
+            .filter_map(|a| a.logout_url.as_deref())
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|mut u| {
+                u.query_pairs_mut().append_pair("sid", &s.sid);
+                u.to_string()
+            })
+            .collect(),
+        None => Vec::new(),
     };
+    let mut resp = match (next, frames.is_empty()) {
+        (Some(uri), true) => redirect(uri),
+        _ => signed_out_page(&frames, next.map(String::as_str)).into_response(),
+    };
+    let clear = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// "You signed out": the front-channel logout iframes, then on to `next` once they loaded
+/// (or after three seconds), with a link for browsers without script.
+fn signed_out_page(frames: &[String], next: Option<&str>) -> Html<String> {
+    let iframes: String = frames
+        .iter()
+        .map(|src| {
+            format!(
+                r#"<iframe class="logout" src="{}" width="0" height="0" style="display:none" title="Signing out of an application"></iframe>"#,
+                escape(src)
+            )
+        })
+        .collect();
+    let onward = match next {
+        Some(uri) => format!(
+            r#"<p><a id="continue" href="{uri}">Continue</a></p>
+<script>(function(){{var f=document.querySelectorAll("iframe.logout"),n=f.length,done=false;
+function go(){{if(!done){{done=true;location.replace(document.getElementById("continue").href);}}}}
+if(n===0){{go();}}f.forEach(function(e){{e.addEventListener("load",function(){{if(--n<=0){{go();}}}});}});
+setTimeout(go,3000);}})();</script>"#,
+            uri = escape(uri)
+        ),
+        None => "<p>It's a good idea to close all browser windows.</p>".into(),
+    };
+    html::page(
+        "You signed out of your account",
+        &format!("{iframes}{onward}"),
+    )
 }
 
 /// `wids` claim value for a user.

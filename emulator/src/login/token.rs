@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::apps::{App, SecretCheck};
+use crate::apps::{App, GroupClaims, SecretCheck};
 use crate::directory::Authority;
 use crate::login::errors::AadError;
 use crate::rng::secret_token;
@@ -246,6 +246,7 @@ fn redeem_code(
         issued_at: OffsetDateTime::now_utc(),
         last_used: Instant::now(),
         revoked: None,
+        sid: record.sid.clone(),
     };
     user_tokens(st, w, app, &refresh, record.nonce.as_deref(), params)
 }
@@ -395,6 +396,14 @@ fn user_tokens(
         if user.is_admin && app.id_token_claims.iter().any(|c| c == "wids") {
             claims["wids"] = json!(super::authorize::wids(true));
         }
+        if let Some(sid) = &grant.sid {
+            claims["sid"] = json!(sid);
+        }
+        group_claims(&mut claims, &w.dir.tenants[t], app, grant.oid);
+        let roles = w.reg.roles_of(grant.tid, &app.client_id, grant.oid);
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
+        }
         let keys = st.keys.read().unwrap_or_else(|e| e.into_inner());
         let jwt = match st.forgeries.take() {
             Some(forgery) => {
@@ -411,6 +420,38 @@ fn user_tokens(
         out["client_info"] = json!(URL_SAFE_NO_PAD.encode(info));
     }
     Ok(out)
+}
+
+/// The most groups a JWT names; past it Entra sends the overage claim instead.
+pub const MAX_TOKEN_GROUPS: usize = 200;
+
+/// `groups` as the registration's `groupMembershipClaims` asks: the object ids of the user's
+/// (security, or all) groups; past [`MAX_TOKEN_GROUPS`] none, and `_claim_names` /
+/// `_claim_sources` pointing at the Graph call that lists them, as Entra does.
+fn group_claims(claims: &mut Value, tenant: &crate::directory::Tenant, app: &App, oid: Uuid) {
+    let wanted = |g: &&crate::directory::Group| match app.group_claims {
+        GroupClaims::None => false,
+        GroupClaims::SecurityGroup => g.security_enabled,
+        GroupClaims::All => true,
+    };
+    if app.group_claims == GroupClaims::None {
+        return;
+    }
+    let groups: Vec<Uuid> = tenant
+        .groups
+        .iter()
+        .filter(|g| g.life == crate::directory::Life::Active && g.members.contains(&oid))
+        .filter(wanted)
+        .map(|g| g.id)
+        .collect();
+    if groups.len() > MAX_TOKEN_GROUPS {
+        claims["_claim_names"] = json!({"groups": "src1"});
+        claims["_claim_sources"] = json!({"src1": {
+            "endpoint": format!("https://graph.windows.net/{}/users/{oid}/getMemberObjects", tenant.id)
+        }});
+    } else {
+        claims["groups"] = json!(groups);
+    }
 }
 
 /// `sub` is pairwise: stable per user and app, different across apps.

@@ -15,6 +15,7 @@ mod invitations;
 mod list;
 mod operators;
 mod settings;
+pub mod sso;
 mod tenants;
 
 use axum::Router;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route(paths::CONSOLE, get(home))
         .merge(auth::router())
+        .merge(sso::router())
         .merge(invitations::router())
         .merge(tenants::router())
         .merge(customers::router())
