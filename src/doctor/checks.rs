@@ -538,7 +538,9 @@ pub fn secret_expiry(
     };
     let date = end.date();
     let found = from_registration.then_some(date);
-    let days = (end - now).whole_days();
+    // Calendar days, as people count them: a secret ending on the 11th expires "in 10 days"
+    // on the 1st, whatever the hour.
+    let days = (date - now.date()).whole_days();
     let check = if end <= now {
         Check {
             status: Status::Fail,
