@@ -183,12 +183,12 @@ impl Expected {
             redirect_uris: vec![
                 RedirectUri {
                     uri: at(CALLBACK_PATH),
-                    purpose: "customers' admins come back here after consenting",
+                    purpose: "Customers' admins come back here after consenting",
                     required: true,
                 },
                 RedirectUri {
                     uri: at(SSO_CALLBACK_PATH),
-                    purpose: "operators come back here after signing in to the console with Entra ID",
+                    purpose: "Operators come back here after signing in to the console with Entra ID",
                     required: settings.sso.enabled,
                 },
             ],

@@ -499,3 +499,79 @@ async fn the_doctor_exits_78_when_it_cannot_read_the_configuration() {
     );
     assert!(stdout(&output).is_empty());
 }
+
+#[tokio::test]
+async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
+    use crate::browser::{ChromeDriver, check_page, click, eval, fill, wait_for_text};
+
+    let app = TestApp::spawn().await;
+    let reg = good_setup(&app).await;
+    // Broken three ways, so the page shows failures with their fixes, values to paste and a
+    // warning.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({
+            "redirect_uris": [public(&app, "/authenticate/oauth2callback")],
+            "id_token_claims": [],
+            "secret_expires_in_days": 10,
+        }),
+    )
+    .await;
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&browser, "input[name=email]", "ops@provider.test").await;
+    fill(
+        &browser,
+        "input[name=password]",
+        crate::helpers::OPERATOR_PASSWORD,
+    )
+    .await;
+    click(
+        &browser,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&browser, "New invitation").await;
+    click(
+        &browser,
+        &format!(".topbar nav a[href='{}']", paths::DOCTOR),
+    )
+    .await;
+    wait_for_text(&browser, "Something needs fixing.").await;
+    check_page(&browser, "doctor-faults", true).await;
+
+    // A value's copy button copies it (and says so).
+    click(&browser, "#check-redirect_uri button[data-copy]").await;
+    wait_for_text(&browser, ">Copied<").await;
+
+    // Fixed in the admin center, Run again shows every check passing.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({
+            "redirect_uris": [public(&app, paths::CALLBACK), public(&app, "/console/sso/callback")],
+            "id_token_claims": ["wids"],
+            "secret_expires_in_days": 365,
+        }),
+    )
+    .await;
+    click(
+        &browser,
+        &format!("form[action='{}'] button[type=submit]", paths::DOCTOR),
+    )
+    .await;
+    wait_for_text(&browser, "Everything checks out.").await;
+    assert_eq!(
+        eval(
+            &browser,
+            "document.querySelectorAll('.badge.succeeded').length"
+        )
+        .await,
+        json!(11)
+    );
+    check_page(&browser, "doctor-pass", true).await;
+    browser.close().await.unwrap();
+}

@@ -23,12 +23,14 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A value to paste, with the id its copy button points at.
+#[derive(Clone)]
 struct Value {
     id: String,
     label: String,
     value: String,
 }
 
+#[derive(Clone)]
 struct Row {
     anchor: String,
     title: String,
@@ -53,9 +55,11 @@ impl Row {
             badge: badge(check.status),
             detail: check.detail.clone(),
             fix: check.fix.clone(),
+            // A check that passes needs nothing pasted.
             values: check
                 .values
                 .iter()
+                .filter(|_| check.status != Status::Pass)
                 .enumerate()
                 .map(|(i, v)| Value {
                     id: format!("check-{n}-value-{i}"),
@@ -94,6 +98,8 @@ struct Page {
     summary_class: &'static str,
     stored_expiry: Option<String>,
     rows: Vec<Row>,
+    /// The failed checks, then the warnings: linked from the summary.
+    problems: Vec<Row>,
     expected: Expected,
     redirects: Vec<(Value, &'static str, bool)>,
     logout: Value,
@@ -163,6 +169,23 @@ async fn page(
             application: list(&p.application),
         })
         .collect();
+    let rows: Vec<Row> = report
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(n, c)| Row::new(n, c))
+        .collect();
+    let problems = [Status::Fail, Status::Warn]
+        .into_iter()
+        .flat_map(|status| {
+            report
+                .checks
+                .iter()
+                .zip(&rows)
+                .filter(move |(c, _)| c.status == status)
+                .map(|(_, row)| row.clone())
+        })
+        .collect();
     Ok(Page {
         chrome: Chrome::new(&state, &admin, csrf, Section::Doctor),
         checked_at: format::datetime(OffsetDateTime::now_utc()),
@@ -170,12 +193,8 @@ async fn page(
         summary: report.summary(),
         summary_class,
         stored_expiry: report.stored_secret_expiry.map(|d| d.to_string()),
-        rows: report
-            .checks
-            .iter()
-            .enumerate()
-            .map(|(n, c)| Row::new(n, c))
-            .collect(),
+        rows,
+        problems,
         expected,
         redirects,
         logout,
