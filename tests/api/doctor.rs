@@ -360,7 +360,7 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 1);
     let id = format!("permissions:{teams}");
-    assert_eq!(with_status(&report, "fail"), [id.clone()], "{report:#}");
+    assert_eq!(with_status(&report, "fail"), vec![id.clone()], "{report:#}");
     let found = text(check(&report, &id));
     assert!(
         found.contains("lacks Presence.Read.All (delegated) and Presence.Read.All (application)"),
