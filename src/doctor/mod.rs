@@ -219,7 +219,16 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// The secret's expiry as read from the registration, when the doctor stored it in System
     /// Settings (it differed from the stored one).
+    #[serde(serialize_with = "iso_date")]
     pub stored_secret_expiry: Option<Date>,
+}
+
+/// `2027-06-30`, as System Settings stores it.
+fn iso_date<S: serde::Serializer>(date: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(d) => s.serialize_some(&d.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Report {

@@ -191,6 +191,9 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
     assert_eq!(code, 0);
     assert_eq!(with_status(&report, "pass").len(), 11, "{report:#}");
     assert_eq!(report["stored_secret_expiry"], Value::Null);
+    set(&app, &[(Key::ClientSecretExpires, "")]).await;
+    let (_, again) = doctor(&app).await;
+    assert_eq!(again["stored_secret_expiry"], expires.to_string());
     assert_eq!(report["expected"]["client_id"], reg.client_id);
     assert_eq!(report["expected"]["tenant_id"], reg.tenant);
     assert_eq!(
@@ -232,6 +235,16 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
         assert!(html.contains(&format!(r#"value="{value}""#)), "{value}");
     }
     assert!(html.contains(r##"data-copy="#expected-redirect-0""##));
+    let anonymous = crate::helpers::browser()
+        .get(app.url(paths::DOCTOR))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        crate::helpers::location(anonymous)
+            .await
+            .starts_with(paths::LOGIN)
+    );
     assert!(html.contains(&format!(r#"href="{}""#, paths::DOCTOR)));
     assert!(
         !html.contains(&reg.secret),
