@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Creating invitations through the domain, as the console and CLI do.
+    let live = state.live().await?;
     let started = Instant::now();
     let mut links = Vec::with_capacity(CREATED);
     for n in 0..CREATED {
@@ -75,9 +76,15 @@ async fn main() -> anyhow::Result<()> {
             None,
         )?;
         links.push(
-            invitations::create(&db, state.invitation_context(), &new, &Actor::Cli, None)
-                .await?
-                .link,
+            invitations::create(
+                &db,
+                state.invitation_context(&live),
+                &new,
+                &Actor::Cli,
+                None,
+            )
+            .await?
+            .link,
         );
     }
     let took = started.elapsed();

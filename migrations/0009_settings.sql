@@ -57,6 +57,9 @@ select i.*,
             else i.status end as effective_status
 from invitations i join customers c on c.id = i.customer_id;
 
+-- When a customer app's secret expires, where known (the admin may say so in the wizard).
+alter table tenants add column credential_expires_on date;
+
 -- Operators who sign in with Entra ID: their object id in the provider's tenant. A local
 -- password stays for bootstrap accounts only.
 alter table operators add column entra_object_id uuid constraint operators_entra_object_id_key unique;

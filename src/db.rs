@@ -55,6 +55,21 @@ pub async fn create_scratch(server_url: &str, prefix: &str) -> anyhow::Result<(P
     Ok((pool, url.to_string()))
 }
 
+/// Drops the database `url` names (one [`create_scratch`] made), ending its sessions first;
+/// close its pools before.
+pub async fn drop_scratch(url: &str) -> Result<(), sqlx::Error> {
+    let target = options(url)?;
+    let name = target.get_database().unwrap_or_default().to_owned();
+    let mut admin = target.database("postgres").connect().await?;
+    sqlx::query(&format!(
+        "drop database if exists \"{}\" with (force)",
+        name.replace('"', "\"\"")
+    ))
+    .execute(&mut admin)
+    .await?;
+    admin.close().await
+}
+
 async fn sweep_scratch(server_url: &str, prefix: &str) {
     let swept = async {
         let mut admin = options(server_url)?.connect().await?;

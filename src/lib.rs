@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -6,6 +6,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    gangway::telemetry::init();
-    gangway::cli::run(gangway::cli::Cli::parse()).await
+    let cli = gangway::cli::Cli::parse();
+    gangway::telemetry::init_with_default(cli.default_log_filter());
+    gangway::cli::run(cli).await
 }

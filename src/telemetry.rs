@@ -2,10 +2,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber (idempotent).
+/// What is logged when `RUST_LOG` says nothing.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_sessions=warn,tower_http=info";
+
+/// Installs the global subscriber with [`DEFAULT_FILTER`] (idempotent).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn,tower_http=info"));
+    init_with_default(DEFAULT_FILTER)
+}
+
+/// Installs the global subscriber, logging what `RUST_LOG` says or else `default` (`off` for
+/// commands whose output is their figures).
+pub fn init_with_default(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -98,13 +98,41 @@ impl EmulatorAdmin {
 
     /// POSTs `body` to an admin path such as `/_emulator/forgeries`; `null` when nothing is answered.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(response.json().await.unwrap_or(Value::Null))
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// GETs an admin path such as `/_emulator/graph`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// PATCHes `body` to an admin path such as `/_emulator/tenants/{tid}/users/{id}`.
+    pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// DELETEs an admin path such as `/_emulator/tenants/{tid}/users/{id}?hard=true`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+            .map(drop)
+    }
+
+    /// Sends an admin call: its JSON answer (`null` when there is none), or the status and
+    /// the emulator's `{"error": …}` message as the error.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            anyhow::bail!(
+                "the emulator answered {status}: {}",
+                body["error"].as_str().unwrap_or("no message")
+            );
+        }
+        Ok(body)
     }
 }

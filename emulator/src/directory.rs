@@ -382,13 +382,16 @@ const GROUP_NAMES: &[&str] = &[
 ];
 
 impl Tenant {
-    /// Generates tenant number `index` of a seed: same inputs, same tenant.
+    /// Generates tenant number `index` of a seed: same inputs, same tenant. Without
+    /// `memberships`, group 0 has every user and every other group about 30 % of them; with it,
+    /// that many memberships are dealt evenly over the groups (see [`dealt`]).
     pub fn generate(
         seed: u64,
         index: u64,
         name: Option<String>,
         users: usize,
         groups: usize,
+        memberships: Option<usize>,
     ) -> Self {
         let mut rng = Seeded::new(seed, index + 1);
         let id = rng.uuid();
@@ -467,11 +470,14 @@ impl Tenant {
             };
             let nickname: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             let unified = rng.chance(0.5);
-            let members = member_ids
-                .iter()
-                .filter(|_| g == 0 || rng.chance(0.3))
-                .copied()
-                .collect();
+            let members = match memberships {
+                None => member_ids
+                    .iter()
+                    .filter(|_| g == 0 || rng.chance(0.3))
+                    .copied()
+                    .collect(),
+                Some(total) => dealt(&member_ids, g, groups, total),
+            };
             tenant.insert_group(Group {
                 id: rng.uuid(),
                 display_name: name.clone(),
@@ -642,6 +648,22 @@ impl Tenant {
     }
 }
 
+/// Group `g`'s share when `total` memberships are dealt over `groups` groups: a run of
+/// consecutive users that continues where the previous group's stopped, wrapping around, so
+/// every group gets `total / groups` members (give or take one) and every user is in about
+/// `total / users` groups. A group holds each user once: at most `users` members each.
+fn dealt(users: &[Uuid], g: usize, groups: usize, total: usize) -> BTreeSet<Uuid> {
+    if users.is_empty() {
+        return BTreeSet::new();
+    }
+    let (each, extra) = (total / groups, total % groups);
+    let count = (each + usize::from(g < extra)).min(users.len());
+    let start = (g * each + g.min(extra)) % users.len();
+    (0..count)
+        .map(|k| users[(start + k) % users.len()])
+        .collect()
+}
+
 fn random_user(rng: &mut Seeded, domain: &str, taken: &mut HashMap<String, u32>) -> User {
     let total: u32 = CULTURES.iter().map(|(w, _)| w).sum();
     let mut roll = rng.below(total as usize) as u32;
@@ -719,20 +741,32 @@ pub enum Authority {
 }
 
 impl Directory {
-    /// Seeds `count` tenants.
-    pub fn seeded(seed: u64, count: usize, users: usize, groups: usize) -> Self {
+    /// Seeds `count` tenants (memberships as [`Tenant::generate`] says).
+    pub fn seeded(
+        seed: u64,
+        count: usize,
+        users: usize,
+        groups: usize,
+        memberships: Option<usize>,
+    ) -> Self {
         let mut dir = Directory {
             tenants: Vec::with_capacity(count),
             seed,
         };
         for _ in 0..count {
-            dir.add_tenant(None, users, groups);
+            dir.add_tenant(None, users, groups, memberships);
         }
         dir
     }
 
     /// Adds the next seeded tenant; returns its index.
-    pub fn add_tenant(&mut self, name: Option<String>, users: usize, groups: usize) -> usize {
+    pub fn add_tenant(
+        &mut self,
+        name: Option<String>,
+        users: usize,
+        groups: usize,
+        memberships: Option<usize>,
+    ) -> usize {
         let index = self.tenants.len();
         self.tenants.push(Tenant::generate(
             self.seed,
@@ -740,6 +774,7 @@ impl Directory {
             name,
             users,
             groups,
+            memberships,
         ));
         index
     }
@@ -785,8 +820,8 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_tenant() {
-        let a = Tenant::generate(9, 0, None, 50, 3);
-        let b = Tenant::generate(9, 0, None, 50, 3);
+        let a = Tenant::generate(9, 0, None, 50, 3, None);
+        let b = Tenant::generate(9, 0, None, 50, 3, None);
         assert_eq!(a.id, b.id);
         let names = |t: &Tenant| {
             t.users
@@ -795,7 +830,28 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&a), names(&b));
-        assert_ne!(Tenant::generate(10, 0, None, 1, 0).id, a.id);
+        assert_ne!(Tenant::generate(10, 0, None, 1, 0, None).id, a.id);
+    }
+
+    #[test]
+    fn memberships_are_dealt_evenly_over_the_groups() {
+        let t = Tenant::generate(3, 0, None, 10, 4, Some(25));
+        let sizes: Vec<usize> = t.groups.iter().map(|g| g.members.len()).collect();
+        assert_eq!(sizes, [7, 6, 6, 6]);
+        let mut per_user = HashMap::new();
+        for g in &t.groups {
+            for m in &g.members {
+                *per_user.entry(*m).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(per_user.len(), 10, "every user is in a group");
+        assert!(
+            per_user.values().all(|n| (2..=3).contains(n)),
+            "{per_user:?}"
+        );
+        // No more than every user in every group.
+        let full = Tenant::generate(3, 0, None, 3, 2, Some(100));
+        assert!(full.groups.iter().all(|g| g.members.len() == 3));
     }
 
     #[test]
@@ -806,7 +862,7 @@ mod tests {
 
     #[test]
     fn tenants_resolve_by_guid_and_domain_and_logins_by_upn() {
-        let dir = Directory::seeded(1, 2, 5, 1);
+        let dir = Directory::seeded(1, 2, 5, 1, None);
         let t = &dir.tenants[1];
         assert_eq!(dir.resolve(&t.id.to_string()), Some(Authority::Tenant(1)));
         assert_eq!(

@@ -24,6 +24,12 @@ pub struct Options {
     #[arg(long, default_value_t = 3)]
     pub groups: usize,
 
+    /// Memberships per seeded tenant, dealt evenly over the groups (each group about
+    /// memberships / groups users, each user in about memberships / users groups; at most every
+    /// user in every group). Without it group 0 has every user and the others about 30 % each.
+    #[arg(long, value_name = "N")]
+    pub memberships: Option<usize>,
+
     /// Seed for all generated data: the same seed gives the same tenants, users and passwords.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -251,7 +251,13 @@ impl AppState {
         // Key generation overlaps with seeding.
         let key_task = tokio::task::spawn_blocking(SigningKey::generate);
         let started = Instant::now();
-        let dir = Directory::seeded(opts.seed, opts.tenants, opts.users, opts.groups);
+        let dir = Directory::seeded(
+            opts.seed,
+            opts.tenants,
+            opts.users,
+            opts.groups,
+            opts.memberships,
+        );
         tracing::info!(
             tenants = opts.tenants,
             users_per_tenant = opts.users,

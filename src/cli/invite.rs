@@ -58,9 +58,13 @@ pub(crate) enum InviteCommand {
 pub(super) async fn run(command: InviteCommand) -> Result<(), Failure> {
     let cfg = Config::from_env()?;
     let pool = pool(&cfg.database_url).await?;
+    crate::settings::prepare(&pool, &cfg.keys, &cfg.settings_seed()).await?;
+    let settings = crate::settings::load(&pool, &cfg.keys)
+        .await
+        .map_err(anyhow::Error::from)?;
     let cx = invitations::Context {
         public_url: &cfg.public_url,
-        provider_name: &cfg.provider_name,
+        brand: &settings.branding,
         keys: &cfg.keys,
     };
     match command {

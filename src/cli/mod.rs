@@ -1,6 +1,7 @@
-//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, and operator, invitation and
-//! tenant administration for scripts.
+//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation and tenant
+//! administration for scripts, and benchmarks.
 
+mod bench;
 mod doctor;
 mod invite;
 mod operator;
@@ -68,6 +69,19 @@ enum Command {
     /// List connected tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Measure Gangway on this machine with a scratch database and the built-in emulator.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+impl Cli {
+    /// The log filter when `RUST_LOG` is unset: benchmarks print figures, not logs.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Bench(_) => "off",
+            _ => crate::telemetry::DEFAULT_FILTER,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +182,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Operator(command) => operator::run(command).await,
         Command::Invite(command) => invite::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
+        Command::Bench(command) => bench::run(command).await,
     }
 }
 

@@ -37,6 +37,9 @@ pub struct TenantAccess {
     pub credential_ciphertext: Option<Vec<u8>>,
     /// The key that sealed it.
     pub credential_key_id: Option<String>,
+    /// Delegated mode: the Graph scopes of the tenant's permission profile, asked for again at
+    /// each refresh (none: everything consented).
+    pub profile_scopes: Vec<String>,
 }
 
 /// Why no token could be had.
@@ -149,8 +152,9 @@ impl TokenSource {
             }
             ConsentMode::Delegated => {
                 let refresh_token = self.unseal(tenant)?;
+                let scopes: Vec<&str> = tenant.profile_scopes.iter().map(String::as_str).collect();
                 let grant = entra
-                    .refresh(&tid, &refresh_token, &[])
+                    .refresh(&tid, &refresh_token, &scopes)
                     .await
                     .map_err(|e| classify(e, false))?;
                 // The old refresh token may already be dead: the new one is stored before the

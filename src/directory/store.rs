@@ -229,6 +229,11 @@ impl Stored for UserFields {
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
         // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
         // before the statement, so it never touches what `ins` adds.
+        // The page's ids as an array too, and the statement planned afresh each time (not
+        // kept prepared): a first round fills the table from empty faster than statistics
+        // follow, and a plan kept from when it was small scans every row of the tenant on
+        // every page; with the array the lookups stay on the primary key however stale the
+        // statistics, and a fresh plan sees the table's size.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2) as u(id uuid, m int, upn text, dn text, gn text,
@@ -249,6 +254,7 @@ impl Stored for UserFields {
                         o.business_phones, o.mobile_phone, o.job_title, o.department, o.account_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_users o on o.tenant_id = $1 and o.object_id = u.id
+                    and o.object_id = any((select array_agg(id) from u)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.upn else o.user_principal_name end as upn,
                     case when u.m & 2 <> 0 then u.dn else o.display_name end as dn,
@@ -267,13 +273,15 @@ impl Stored for UserFields {
                     account_enabled = n.enabled, soft_deleted_at = null, last_seen_at = now(),
                     seen_round = $3, updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
+                    and d.object_id = any((select array_agg(id) from u)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
         )
         .bind(tenant)
         .bind(rows)
-        .bind(round);
+        .bind(round)
+        .persistent(false);
         q.fetch_one(&mut **tx)
     }
 }
@@ -302,6 +310,7 @@ impl Stored for GroupFields {
         round: i64,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
+        // As for users: the ids' array and a fresh plan keep the lookups on the index.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2)
@@ -318,6 +327,7 @@ impl Stored for GroupFields {
                        (o.display_name, o.description, o.mail, o.mail_enabled, o.security_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_groups o on o.tenant_id = $1 and o.object_id = u.id
+                    and o.object_id = any((select array_agg(id) from u)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.dn else o.display_name end as dn,
                     case when u.m & 2 <> 0 then u.descr else o.description end as descr,
@@ -330,13 +340,15 @@ impl Stored for GroupFields {
                     soft_deleted_at = null, last_seen_at = now(), seen_round = $3,
                     updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
+                    and d.object_id = any((select array_agg(id) from u)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
         )
         .bind(tenant)
         .bind(rows)
-        .bind(round);
+        .bind(round)
+        .persistent(false);
         q.fetch_one(&mut **tx)
     }
 }
@@ -393,6 +405,7 @@ pub async fn apply_page<F: Stored>(
         tally.updated += updated;
     }
     if !members.is_empty() {
+        lock_memberships(&mut tx, tenant).await?;
         let (added, removed) = apply_members(&mut tx, tenant, state.round, &members).await?;
         tally.members_added += added;
         tally.members_removed += removed;
@@ -450,6 +463,27 @@ pub async fn apply_page<F: Stored>(
     add_to_run(&mut tx, run_id, &tally, state.full_round).await?;
     tx.commit().await?;
     Ok((next, tally))
+}
+
+/// Advisory lock class of a tenant's memberships (the key's first half; the second is the
+/// tenant's hash).
+const MEMBERSHIPS_LOCK: i32 = 0x6d656d62;
+
+/// Takes the tenant's memberships for the rest of the page's transaction. Both chains write
+/// them — the groups chain its members, the users chain the memberships of users deleted for
+/// good — and two pages deleting the same memberships in different orders deadlock; so a page
+/// takes this before its first membership write (after which it locks nothing the other
+/// chain's pages hold) and membership-writing pages of a tenant commit one after the other.
+async fn lock_memberships(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2::text))")
+        .bind(MEMBERSHIPS_LOCK)
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Adds and removes memberships; the last word on each (group, member) in the page wins.
@@ -521,6 +555,8 @@ async fn remove(
         Resource::Users => "directory_users",
         Resource::Groups => "directory_groups",
     };
+    // A group's memberships go with it (cascade), a user's below.
+    lock_memberships(tx, tenant).await?;
     let n = sqlx::query(&format!(
         "delete from {table} where tenant_id = $1 and object_id = any($2)"
     ))
@@ -548,6 +584,7 @@ async fn drop_vanished(
     tenant: Uuid,
     round: i64,
 ) -> Result<i32, sqlx::Error> {
+    lock_memberships(tx, tenant).await?;
     match resource {
         Resource::Users => {
             let ids: Vec<Uuid> = sqlx::query_scalar(

@@ -268,9 +268,11 @@ fn missing_permission(link: &str) -> String {
 /// Which run a sync records into, and which tenant; read once per job.
 pub async fn tenant_access(db: &PgPool, tenant: Uuid) -> Result<Option<TenantAccess>, sqlx::Error> {
     sqlx::query_as(
-        "select id, entra_tenant_id, consent_mode, customer_client_id, credential_ciphertext,
-                credential_key_id
-         from tenants where id = $1 and status = 'active'",
+        "select t.id, t.entra_tenant_id, t.consent_mode, t.customer_client_id, t.credential_ciphertext,
+                t.credential_key_id,
+                coalesce(array(select jsonb_array_elements(p.delegated)->>'name'), '{}') as profile_scopes
+         from tenants t left join permission_profiles p on p.id = t.permission_profile_id
+         where t.id = $1 and t.status = 'active'",
     )
     .bind(tenant)
     .fetch_optional(db)

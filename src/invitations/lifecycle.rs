@@ -9,6 +9,7 @@ use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::customers;
+use crate::settings::Branding;
 use crate::types::DomainName;
 
 /// What building links and invitation mail needs.
@@ -16,8 +17,8 @@ use crate::types::DomainName;
 pub struct Context<'a> {
     /// Where the portal is reached, for the link.
     pub public_url: &'a Url,
-    /// The provider's name, for the email.
-    pub provider_name: &'a str,
+    /// How the provider presents itself, for the email.
+    pub brand: &'a Branding,
     /// Seals the queued email (it holds the link).
     pub keys: &'a Keyring,
 }

@@ -12,9 +12,11 @@ use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
-use super::{Context, Invitation, Status, permissions};
+use super::{Context, Invitation, Status};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
+use crate::settings::Branding;
+use crate::settings::profiles::{Permission, Profile};
 use crate::types::Secret;
 
 /// A rendered email, as sealed in the outbox.
@@ -34,9 +36,9 @@ pub struct Email {
 #[template(path = "email/invitation.txt")]
 struct InvitationText<'a> {
     invitation: &'a Invitation,
-    provider: &'a str,
+    provider: &'a Branding,
     link: &'a str,
-    permissions: &'a [permissions::Permission],
+    permissions: &'a [Permission],
     expires: String,
 }
 
@@ -44,17 +46,17 @@ struct InvitationText<'a> {
 #[template(path = "email/invitation.html")]
 struct InvitationHtml<'a> {
     invitation: &'a Invitation,
-    provider: &'a str,
+    provider: &'a Branding,
     link: &'a str,
-    permissions: &'a [permissions::Permission],
+    permissions: &'a [Permission],
     expires: String,
 }
 
-/// Renders the invitation email for `invitation` with its `link`.
-pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url) -> Email {
+/// Renders the invitation email for `invitation` with its `link`, listing what `profile` asks.
+pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url, profile: &Profile) -> Email {
     let expires = crate::format::datetime(invitation.expires_at);
-    let (provider, link) = (cx.provider_name, link.as_str());
-    let permissions = &permissions::for_mode(invitation.consent_mode);
+    let (provider, link) = (cx.brand, link.as_str());
+    let permissions = &profile.for_mode(invitation.consent_mode);
     let text = InvitationText {
         invitation,
         provider,
@@ -84,7 +86,14 @@ pub async fn enqueue(
     invitation: &Invitation,
     link: &Url,
 ) -> Result<(), sqlx::Error> {
-    let email = render(cx, invitation, link);
+    let profile: Profile = sqlx::query_as(
+        "select id, name::text as name, description, delegated, application, built_in, is_default
+         from permission_profiles where id = $1",
+    )
+    .bind(invitation.permission_profile_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let email = render(cx, invitation, link, &profile);
     let sealed = cx
         .keys
         .seal(&serde_json::to_vec(&email).expect("an email serialises"));

@@ -159,6 +159,8 @@ pub struct Invitation {
     pub conflict_tenant_id: Option<Uuid>,
     /// The tenant connected through it, once consented.
     pub tenant_id: Option<Uuid>,
+    /// The permission profile it asks for.
+    pub permission_profile_id: Uuid,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -171,6 +171,13 @@ pub struct Branding {
     pub privacy_url: Option<Url>,
 }
 
+/// The provider's name, as sentences use it.
+impl std::fmt::Display for Branding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 impl Branding {
     /// "contact X" in words that say how: the email and/or the page, else the provider's name.
     pub fn contact(&self) -> String {
@@ -666,7 +673,54 @@ pub struct Live {
     pub settings: Settings,
     /// Entra ID as the provider app, with the client id and secret above.
     pub entra: EntraClient,
+    /// Customer apps' secrets that expire within [`WARN_DAYS`] (or have), soonest first.
+    pub customer_secrets: Vec<CustomerSecret>,
 }
+
+/// Warn this many days before a secret expires.
+pub const WARN_DAYS: i64 = 60;
+/// Sound the alarm this many days before.
+pub const ALARM_DAYS: i64 = 14;
+
+/// A customer app's secret and when it expires.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CustomerSecret {
+    /// The tenant (Gangway's id).
+    pub tenant_id: Uuid,
+    /// Its name.
+    pub display_name: String,
+    /// The expiry.
+    pub expires_on: Date,
+}
+
+/// How close a secret is to expiring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// More than [`WARN_DAYS`] away (or unknown).
+    Fine,
+    /// Within [`WARN_DAYS`].
+    Soon(i64),
+    /// Within [`ALARM_DAYS`].
+    Imminent(i64),
+    /// Already expired.
+    Expired,
+}
+
+impl Expiry {
+    /// Where `expires_on` stands on `today`.
+    pub fn of(expires_on: Date, today: Date) -> Self {
+        let days = (expires_on - today).whole_days();
+        match days {
+            d if d < 0 => Self::Expired,
+            d if d <= ALARM_DAYS => Self::Imminent(d),
+            d if d <= WARN_DAYS => Self::Soon(d),
+            _ => Self::Fine,
+        }
+    }
+}
+
+/// What the cache holds: the settings and when they were read.
+type Cached = Option<(Instant, Arc<Live>)>;
 
 /// The settings, read again from the database at most every `ttl`, so every process sees a
 /// change within that time; the process that saved one sees it at once. The Entra client is
@@ -679,7 +733,7 @@ pub struct SettingsCache {
     entra: EntraConfig,
     http: reqwest::Client,
     ttl: Duration,
-    cell: Arc<RwLock<Option<(Instant, Arc<Live>)>>>,
+    cell: Arc<RwLock<Cached>>,
 }
 
 impl std::fmt::Debug for SettingsCache {
@@ -735,9 +789,32 @@ impl SettingsCache {
                 self.http.clone(),
             ),
         };
-        let fresh = Arc::new(Live { settings, entra });
+        let customer_secrets = sqlx::query_as(
+            "select id as tenant_id, display_name, credential_expires_on as expires_on from tenants
+             where status <> 'offboarded' and consent_mode = 'customer_app'
+               and credential_expires_on <= current_date + $1::int
+             order by credential_expires_on, display_name limit 20",
+        )
+        .bind(WARN_DAYS as i32)
+        .fetch_all(&self.db)
+        .await?;
+        let fresh = Arc::new(Live {
+            settings,
+            entra,
+            customer_secrets,
+        });
         *self.cell.write().expect("settings cache") = Some((Instant::now(), Arc::clone(&fresh)));
         Ok(fresh)
+    }
+
+    /// The settings as last read, without reading them again (pages that cannot wait; the
+    /// request layer keeps them fresh). `None` before the first read.
+    pub fn peek(&self) -> Option<Arc<Live>> {
+        self.cell
+            .read()
+            .expect("settings cache")
+            .as_ref()
+            .map(|(_, live)| Arc::clone(live))
     }
 
     /// Reads the settings again at the next use (after a save in this process).

@@ -104,13 +104,11 @@ pub async fn protect(
     };
     let valid = matches!((&presented, &expected), (Some(p), Some(e)) if is_token(e) && constant_time_eq(p.as_bytes(), e.as_bytes()));
     if !valid {
-        let page = ErrorPage {
-            title: "This form has expired".into(),
-            message: "The page was open too long or came from elsewhere. Go back, reload the page and try again."
-                .into(),
-            reference: None,
-        };
-        return (StatusCode::FORBIDDEN, page).into_response();
+        return ErrorPage::new(
+            "This form has expired",
+            "The page was open too long or came from elsewhere. Go back, reload the page and try again.",
+        )
+        .respond(StatusCode::FORBIDDEN);
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

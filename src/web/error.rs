@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::paths;
@@ -116,7 +116,7 @@ impl From<OperatorError> for Error {
 }
 
 /// The page shown for errors.
-#[derive(Template, WebTemplate)]
+#[derive(Clone, Template, WebTemplate)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
     /// The heading.
@@ -125,6 +125,45 @@ pub struct ErrorPage {
     pub message: String,
     /// A reference to quote to support, for internal errors.
     pub reference: Option<String>,
+    /// How to reach the provider's support, filled in by [`with_contact`] from the settings.
+    pub contact: Option<String>,
+}
+
+impl ErrorPage {
+    /// A page with `title` and `message`.
+    pub fn new(title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            message: message.into(),
+            reference: None,
+            contact: None,
+        }
+    }
+
+    /// The response with `status`; the page rides along so [`with_contact`] can add the
+    /// provider's support contact, which only the settings know.
+    pub fn respond(self, status: StatusCode) -> Response {
+        let mut response = (status, self.clone()).into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// `response` again with the support contact on it, if it is an error page.
+pub fn with_contact(response: Response, contact: &str) -> Response {
+    let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    let page = ErrorPage {
+        contact: Some(contact.to_owned()),
+        ..page
+    };
+    let Ok(html) = page.render() else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(html))
 }
 
 impl IntoResponse for Error {
@@ -158,17 +197,15 @@ fn page_for(error: Error) -> Response {
         Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
         Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
         Error::TooManyRequests { retry_after_secs } => {
-            let page = ErrorPage {
-                title: "Too many attempts".into(),
-                message: format!("Please wait {retry_after_secs} seconds and try again."),
-                reference: None,
-            };
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry_after_secs.to_string())],
-                page,
-            )
-                .into_response();
+            let page = ErrorPage::new(
+                "Too many attempts",
+                format!("Please wait {retry_after_secs} seconds and try again."),
+            );
+            let mut response = page.respond(StatusCode::TOO_MANY_REQUESTS);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            return response;
         }
         Error::Internal(e) => {
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -185,15 +222,11 @@ fn page_for(error: Error) -> Response {
             )
         }
     };
-    (
-        status,
-        ErrorPage {
-            title: title.into(),
-            message,
-            reference,
-        },
-    )
-        .into_response()
+    ErrorPage {
+        reference,
+        ..ErrorPage::new(title, message)
+    }
+    .respond(status)
 }
 
 /// Handler result.

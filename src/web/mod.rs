@@ -64,6 +64,28 @@ async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
     error::Error::NotFound.into_response()
 }
 
+/// Reads the settings again when they are older than their time to live, so that pages built
+/// without waiting (the console's top bar) show another process's change within seconds.
+async fn fresh_settings(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let live = match state.settings.current().await {
+        Ok(live) => Some(live),
+        Err(e) => {
+            // The handlers that need the settings report it; this one only keeps them fresh.
+            tracing::warn!(error = %e, "could not read the settings");
+            None
+        }
+    };
+    let response = next.run(request).await;
+    match live {
+        Some(live) => error::with_contact(response, &live.settings.branding.contact()),
+        None => response,
+    }
+}
+
 /// The whole portal: every route with sessions, CSRF, input checks, security headers and
 /// request tracing.
 pub fn app(state: AppState) -> Router {
@@ -103,6 +125,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             csrf::protect,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fresh_settings,
+        ))
         .layer(sessions)
         // Outside the sessions: refused input touches no session.
         .layer(axum::middleware::from_fn(input::reject_nul))
@@ -133,7 +159,7 @@ pub fn app(state: AppState) -> Router {
 fn content_security_policy(cfg: &Config) -> HeaderValue {
     let authority = cfg.authority.origin().ascii_serialization();
     HeaderValue::from_str(&format!(
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'self' {authority}"
     ))
     .expect("an origin is a valid header value")

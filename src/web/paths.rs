@@ -5,9 +5,9 @@ use uuid::Uuid;
 /// Liveness for probes.
 pub const HEALTH: &str = "/health";
 /// The stylesheet; served immutable, so its name changes with its content.
-pub const STATIC_CSS: &str = "/static/gangway-3.css";
+pub const STATIC_CSS: &str = "/static/gangway-4.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
-pub const STATIC_JS: &str = "/static/gangway-3.js";
+pub const STATIC_JS: &str = "/static/gangway-4.js";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";
@@ -25,6 +25,14 @@ pub const INVITATION: &str = "/console/invitations/{id}";
 pub const RESEND_INVITATION: &str = "/console/invitations/{id}/resend";
 /// POST: withdraw for good.
 pub const REVOKE_INVITATION: &str = "/console/invitations/{id}/revoke";
+/// System Settings (admins).
+pub const SETTINGS: &str = "/console/settings";
+/// POST: create a permission profile.
+pub const PROFILES: &str = "/console/settings/profiles";
+/// POST: make a profile the default.
+pub const PROFILE_DEFAULT: &str = "/console/settings/profiles/{id}/default";
+/// POST: delete a profile.
+pub const PROFILE_DELETE: &str = "/console/settings/profiles/{id}/delete";
 /// The tenants list.
 pub const TENANTS: &str = "/console/tenants";
 /// One tenant.

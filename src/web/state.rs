@@ -67,11 +67,11 @@ impl AppState {
         self.settings.current().await
     }
 
-    /// What invitation links and mail need.
-    pub fn invitation_context(&self) -> invitations::Context<'_> {
+    /// What invitation links and mail need, with the provider as `live` presents it.
+    pub fn invitation_context<'a>(&'a self, live: &'a Live) -> invitations::Context<'a> {
         invitations::Context {
             public_url: &self.cfg.public_url,
-            provider_name: &self.cfg.provider_name,
+            brand: &live.settings.branding,
             keys: &self.cfg.keys,
         }
     }

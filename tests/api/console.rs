@@ -50,7 +50,8 @@ async fn create_many(app: &TestApp, count: usize) -> Vec<invitations::Issued> {
         issued.push(
             invitations::create(
                 &app.db,
-                app.state.invitation_context(),
+                app.state
+                    .invitation_context(&app.state.live().await.unwrap()),
                 &new,
                 &Actor::Cli,
                 None,

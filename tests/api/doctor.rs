@@ -361,9 +361,10 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     )
     .unwrap();
     new.profile = Some(teams);
+    let live = app.state.live().await.unwrap();
     let invitation = invitations::create(
         &app.db,
-        app.state.invitation_context(),
+        app.state.invitation_context(&live),
         &new,
         &Actor::Cli,
         None,

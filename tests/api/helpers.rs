@@ -249,7 +249,8 @@ impl TestApp {
         let new = NewInvitation::parse(customer, email, mode, tenant_domain, Some("7d")).unwrap();
         invitations::create(
             &self.db,
-            self.state.invitation_context(),
+            self.state
+                .invitation_context(&self.state.live().await.unwrap()),
             &new,
             &Actor::Cli,
             None,

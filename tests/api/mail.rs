@@ -133,7 +133,8 @@ async fn resending_replaces_queued_mail_so_only_the_live_link_is_sent() {
     let first = app.invite("delegated", "admin@contoso.example", None).await;
     let second = gangway::invitations::resend(
         &app.db,
-        app.state.invitation_context(),
+        app.state
+            .invitation_context(&app.state.live().await.unwrap()),
         first.invitation.id,
         &gangway::audit::Actor::Cli,
     )

@@ -947,7 +947,8 @@ async fn expired_revoked_and_unknown_links_get_honest_pages() {
     // Resending (here: the expired one, with its original validity) kills the old link.
     let resent = invitations::resend(
         &app.db,
-        app.state.invitation_context(),
+        app.state
+            .invitation_context(&app.state.live().await.unwrap()),
         expired.invitation.id,
         &gangway::audit::Actor::Cli,
     )

@@ -152,6 +152,7 @@ struct NewTenant {
     display_name: Option<String>,
     users: Option<usize>,
     groups: Option<usize>,
+    memberships: Option<usize>,
 }
 
 async fn create_tenant(State(st): State<AppState>, body: Option<Json<NewTenant>>) -> Answer {
@@ -161,6 +162,7 @@ async fn create_tenant(State(st): State<AppState>, body: Option<Json<NewTenant>>
         new.display_name,
         new.users.unwrap_or(10),
         new.groups.unwrap_or(2),
+        new.memberships,
     );
     Ok((StatusCode::CREATED, Json(tenant_json(&w.dir.tenants[t]))).into_response())
 }

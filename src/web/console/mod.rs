@@ -15,6 +15,7 @@ mod doctor;
 mod invitations;
 mod list;
 mod operators;
+mod settings;
 mod tenants;
 
 use axum::Router;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use crate::audit::{Action, AuditEvent};
 use crate::format;
 use crate::operators::{Operator, Role};
+use crate::settings::{Expiry, Live};
 use crate::web::AppState;
 use crate::web::error::Error;
 use crate::web::paths;
@@ -40,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(audit_log::router())
         .merge(operators::router())
+        .merge(settings::router())
         .merge(doctor::router())
 }
 
@@ -56,31 +59,47 @@ pub(crate) enum Section {
     Customers,
     Audit,
     Operators,
+    Settings,
     Doctor,
 }
 
-/// What the console layout needs on every page: the top bar and the CSRF token for its forms.
+/// What the console layout needs on every page: the top bar, the CSRF token for its forms and
+/// the banners every operator must see (secrets about to expire).
 pub(crate) struct Chrome {
     pub provider: String,
     pub email: String,
     pub is_admin: bool,
     pub csrf: String,
     pub section: Section,
+    pub banners: Vec<Banner>,
+}
+
+/// A console-wide notice: `warn` or `bad`, its text and where to act.
+pub(crate) struct Banner {
+    pub tone: &'static str,
+    pub text: String,
+    pub href: String,
+    pub action: &'static str,
 }
 
 impl Chrome {
     pub fn new(state: &AppState, operator: &Operator, csrf: String, section: Section) -> Self {
+        let live = state.settings.peek();
         Self {
-            provider: state.cfg.provider_name.clone(),
+            provider: live
+                .as_ref()
+                .map(|l| l.settings.branding.name.clone())
+                .unwrap_or_else(|| state.cfg.provider_name.clone()),
             email: operator.email.clone(),
             is_admin: operator.role == Role::Admin,
             csrf,
             section,
+            banners: live.as_deref().map(banners).unwrap_or_default(),
         }
     }
 
     /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
-    /// `customers`, `audit`, `operators`, `doctor`).
+    /// `customers`, `audit`, `operators`, `settings`, `doctor`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -94,9 +113,64 @@ impl Section {
             Self::Customers => "customers",
             Self::Audit => "audit",
             Self::Operators => "operators",
+            Self::Settings => "settings",
             Self::Doctor => "doctor",
         }
     }
+}
+
+/// The provider's secret and customer apps' secrets close to expiry, alarm first.
+fn banners(live: &Live) -> Vec<Banner> {
+    let today = OffsetDateTime::now_utc().date();
+    let words = |what: &str, expiry: Expiry, on: time::Date| match expiry {
+        Expiry::Expired => Some((
+            "bad",
+            format!(
+                "{what} expired on {on}: nothing that depends on it works until it is replaced."
+            ),
+        )),
+        Expiry::Imminent(d) => Some((
+            "bad",
+            format!("{what} expires in {d} day(s), on {on}. Replace it now."),
+        )),
+        Expiry::Soon(d) => Some((
+            "warn",
+            format!("{what} expires in {d} days, on {on}. Plan its replacement."),
+        )),
+        Expiry::Fine => None,
+    };
+    let mut out = Vec::new();
+    if let Some(on) = live.settings.client_secret_expires {
+        if let Some((tone, text)) = words(
+            "The provider app's client secret",
+            Expiry::of(on, today),
+            on,
+        ) {
+            out.push(Banner {
+                tone,
+                text: format!("{text} Create a new secret in the Entra admin center (at most 24 months) and enter it in System Settings."),
+                href: paths::SETTINGS.into(),
+                action: "System Settings",
+            });
+        }
+    }
+    for secret in &live.customer_secrets {
+        let what = format!("{}'s own app secret", secret.display_name);
+        if let Some((tone, text)) = words(
+            &what,
+            Expiry::of(secret.expires_on, today),
+            secret.expires_on,
+        ) {
+            out.push(Banner {
+                tone,
+                text: format!("{text} The customer must create a new one and enter it through a new invitation."),
+                href: paths::with_id(paths::TENANT, secret.tenant_id),
+                action: "Open tenant",
+            });
+        }
+    }
+    out.sort_by_key(|b| b.tone != "bad");
+    out
 }
 
 /// A time as pages show it: relative text with the absolute time for the `title` tooltip.

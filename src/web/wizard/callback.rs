@@ -14,6 +14,7 @@ use crate::audit::Actor;
 use crate::identity::AadError;
 use crate::invitations::{self, ConsentMode, Invitation};
 use crate::onboarding;
+use crate::settings::Branding;
 use crate::telemetry::Untrusted;
 use crate::tenants::{self, Consent};
 use crate::types::TenantId;
@@ -93,7 +94,7 @@ pub async fn callback(
     // Before the pending round trip is taken: a limited admin can still come back after the wait.
     state.limits.callbacks.check(client)?;
     let live = state.live().await?;
-    let provider = live.settings.branding.name.clone();
+    let provider = live.settings.branding.clone();
     // Taken out first: whatever happens next, this state can not be presented again.
     let pending: Option<PendingConsent> = session.remove(session::PENDING_CONSENT).await?;
     let Some(pending) = pending else {
@@ -206,7 +207,7 @@ pub async fn callback(
 fn refused(
     refused: &onboarding::Refused,
     mode: ConsentMode,
-    provider: &str,
+    provider: &Branding,
     client: ClientAddr,
 ) -> (Outcome, Actor) {
     let actor = refused
@@ -244,7 +245,7 @@ async fn refuse(
 ) -> Result<Response> {
     refused.record(&state.db, invitation, &actor).await?;
     let status = refused.status;
-    let provider = state.live().await?.settings.branding.name.clone();
+    let provider = state.live().await?.settings.branding.clone();
     result::show_after_redirect(session, refused.page(&provider), status).await
 }
 
@@ -288,7 +289,7 @@ pub async fn record(
         Err(e) => match outcome::for_consent_error(
             &e,
             consent.mode,
-            &state.live().await?.settings.branding.name,
+            &state.live().await?.settings.branding,
         ) {
             Some(refused) => {
                 tracing::info!(error = ?e, "consent refused");

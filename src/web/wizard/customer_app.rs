@@ -240,8 +240,10 @@ pub async fn submit(
         ));
     }
     // The admin is now at the app-details step: the indicator says so above the errors.
+    let brand = state.live().await?.settings.branding.clone();
+    let profile = super::review::invitation_profile(&state, &invitation).await?;
     let rerender = |invitation: &invitations::Invitation, form: CustomerAppForm| {
-        let mut page = review_page(&state, invitation, csrf.clone(), Some(form));
+        let mut page = review_page(&brand, &profile, invitation, csrf.clone(), Some(form));
         page.chrome.step = 2;
         (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
     };
@@ -282,7 +284,7 @@ pub async fn submit(
             return Ok(rerender(&invitation, form));
         }
     };
-    let provider = live.settings.branding.name.clone();
+    let provider = live.settings.branding.clone();
     match record(&state, &invitation, &consent, &who).await? {
         Ok(name) => {
             session.remove::<Uuid>(session::INVITATION).await?;

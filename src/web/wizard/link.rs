@@ -10,6 +10,7 @@ use super::pages::{Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
+use crate::settings::Branding;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
@@ -52,7 +53,11 @@ impl Closed {
 }
 
 /// The honest page for a closed link.
-pub fn closed_page(closed: Closed, invitation: Option<&Invitation>, provider: &str) -> MessagePage {
+pub fn closed_page(
+    closed: Closed,
+    invitation: Option<&Invitation>,
+    provider: &Branding,
+) -> MessagePage {
     let page = |heading: &str,
                 tone: &'static str,
                 paragraphs: Vec<String>,
@@ -79,7 +84,7 @@ pub fn closed_page(closed: Closed, invitation: Option<&Invitation>, provider: &s
             "This invitation was withdrawn",
             "warn",
             vec![format!("{provider} withdrew this invitation, so the link no longer works.")],
-            vec![format!("If you expected to connect your organisation, contact {provider}.")],
+            vec![format!("If you expected to connect your organisation, contact {contact}.", contact = provider.contact())],
         ),
         Closed::AlreadyUsed => {
             let customer = invitation.map(|i| format!(" for {}", i.customer_name)).unwrap_or_default();
@@ -106,7 +111,7 @@ pub fn closed_page(closed: Closed, invitation: Option<&Invitation>, provider: &s
 }
 
 /// The page for a browser that has no invitation in its session.
-pub fn no_invitation_page(provider: &str) -> MessagePage {
+pub fn no_invitation_page(provider: &Branding) -> MessagePage {
     MessagePage {
         chrome: Chrome::new(provider, "Open the link from your invitation email", 0),
         tone: "warn",
@@ -121,7 +126,7 @@ pub fn no_invitation_page(provider: &str) -> MessagePage {
 }
 
 /// The success page.
-pub fn done_page(provider: &str, tenant_name: &str, middle_step: &'static str) -> MessagePage {
+pub fn done_page(provider: &Branding, tenant_name: &str, middle_step: &'static str) -> MessagePage {
     let heading = format!("Done — {tenant_name} is connected");
     let mut chrome = Chrome::new(provider, heading.clone(), 3);
     chrome.middle_step = middle_step;
@@ -155,7 +160,8 @@ pub async fn open(
         .links
         .check(client)
         .inspect_err(|_| tracing::info!("token link rate limit hit"))?;
-    let provider = &state.cfg.provider_name;
+    let live = state.live().await?;
+    let provider = &live.settings.branding;
     // Junk never reaches the database.
     let Some(token) = query.token.as_deref().and_then(InvitationToken::parse) else {
         return Ok(
@@ -188,6 +194,13 @@ pub async fn open(
 mod tests {
     use super::*;
 
+    fn acme() -> Branding {
+        Branding {
+            name: "Acme".into(),
+            ..Branding::default()
+        }
+    }
+
     #[test]
     fn statuses_map_to_honest_pages() {
         assert_eq!(Closed::of(Status::Expired), Some(Closed::Expired));
@@ -203,9 +216,9 @@ mod tests {
         }
         assert_eq!(Closed::Unknown.status(), StatusCode::NOT_FOUND);
         assert_eq!(Closed::Expired.status(), StatusCode::GONE);
-        let unknown = closed_page(Closed::Unknown, None, "Acme");
+        let unknown = closed_page(Closed::Unknown, None, &acme());
         assert!(unknown.next_steps.join(" ").contains("newest"));
-        let used = closed_page(Closed::AlreadyUsed, None, "Acme");
+        let used = closed_page(Closed::AlreadyUsed, None, &acme());
         assert!(used.paragraphs.join(" ").contains("nothing more to do"));
     }
 }

@@ -10,6 +10,7 @@ use crate::graph::GraphError;
 use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
 use crate::invitations::{self, ConsentMode, Invitation, Setback, Status};
 use crate::onboarding::Refusal;
+use crate::settings::Branding;
 use crate::tenants::ConsentError;
 use crate::types::TenantId;
 use crate::web::error::Error;
@@ -137,7 +138,7 @@ impl Outcome {
     }
 
     /// The page for this outcome, with a "Try again" button back to the wizard.
-    pub fn page(self, provider: &str) -> MessagePage {
+    pub fn page(self, provider: &Branding) -> MessagePage {
         let tone = if self.setback == Setback::Declined {
             "warn"
         } else {
@@ -166,7 +167,7 @@ fn code_label(e: &AadError) -> String {
 
 /// The outcome of an `error` (+ `error_description`) Microsoft sent back, or returned by the
 /// token endpoint, during `mode`'s round-trip.
-pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome {
+pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &Branding) -> Outcome {
     let code = code_label(e);
     let admin_word = match mode {
         ConsentMode::Application => "grant admin consent",
@@ -179,7 +180,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
         }
         .say(format!("You chose not to {admin_word} for {provider}, so nothing was connected and {provider} has no access."))
         .then("If that was a mistake, click Try again and choose Accept on Microsoft's page.")
-        .then(format!("If you have questions about the permissions, contact {provider} before trying again.")),
+        .then(format!("If you have questions about the permissions, contact {contact} before trying again.", contact = provider.contact())),
         Problem::NotAdmin => Outcome::failed(
             format!("signed-in account may not grant consent ({code}): not a Global Administrator"),
             "This account cannot approve the request",
@@ -199,7 +200,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
         )
         .say(format!("Microsoft could not find {provider}'s application in your organisation. Your tenant may block applications from other organisations, or the request went to a different tenant than the one you signed in to."))
         .then("Click Try again and sign in with an account of your organisation.")
-        .then(format!("If your organisation restricts third-party applications, allow {provider}'s application, or contact {provider} with the code below.")),
+        .then(format!("If your organisation restricts third-party applications, allow {provider}'s application, or contact {contact} with the code below.", contact = provider.contact())),
         Problem::ConsentMissing => Outcome::failed(
             format!("consent not in effect ({code})"),
             "Consent was not granted",
@@ -223,7 +224,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
             format!("A problem on {provider}'s side"),
         )
         .say(format!("Microsoft refused {provider}'s own application credentials. This is not something you can fix."))
-        .then(format!("Contact {provider} and mention the code below; the link in your email will keep working.")),
+        .then(format!("Contact {contact} and mention the code below; the link in your email will keep working.", contact = provider.contact())),
         Problem::Other => Outcome::failed(format!("Microsoft error {code}"), "Microsoft returned an error")
             .say("The sign-in did not complete because Microsoft reported an error.")
             .then("Click Try again. If it happens again, send the code below to your contact."),
@@ -234,7 +235,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &str) -> Outcome
 }
 
 /// The outcome of a failed code redemption or app-token request.
-fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &str) -> Outcome {
+fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &Branding) -> Outcome {
     match e {
         IdentityError::Aad(aad) => for_aad_error(aad, mode, provider),
         IdentityError::InvalidIdToken(problem) => for_id_token(*problem),
@@ -243,7 +244,7 @@ fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &str) -> O
 }
 
 /// A consent that did not verify.
-pub fn for_refusal(refusal: &Refusal, mode: ConsentMode, provider: &str) -> Outcome {
+pub fn for_refusal(refusal: &Refusal, mode: ConsentMode, provider: &Branding) -> Outcome {
     match refusal {
         Refusal::Identity(e) => for_identity_error(e, mode, provider),
         Refusal::Graph(e) => for_graph_error(e, provider),
@@ -273,7 +274,7 @@ pub fn for_id_token(problem: IdTokenProblem) -> Outcome {
     Outcome::failed(format!("ID token rejected: {problem}"), "The sign-in could not be verified")
         .say("The identity Microsoft's answer claimed could not be verified, so it was refused for your safety. Nothing was connected.")
         .then("Click Try again and sign in once more in this same browser window.")
-        .then("If it happens again, contact your provider.")
+        .then("If it happens again, contact your provider: how is at the bottom of this page.")
         .status(StatusCode::BAD_REQUEST)
 }
 
@@ -307,7 +308,7 @@ fn no_refresh_token() -> Outcome {
 fn organisation_mismatch() -> Outcome {
     Outcome::failed("organization read does not match the signed-in tenant", "The organisation could not be confirmed")
         .say("Microsoft reported a different organisation than the one you signed in to, so the consent was not recorded.")
-        .then("Click Try again. If it happens again, contact your provider.")
+        .then("Click Try again. If it happens again, contact your provider: how is at the bottom of this page.")
         .status(StatusCode::BAD_REQUEST)
 }
 
@@ -320,7 +321,7 @@ pub fn bad_tenant_in_answer() -> Outcome {
 }
 
 /// A Graph read failed while confirming the consent.
-fn for_graph_error(e: &GraphError, provider: &str) -> Outcome {
+fn for_graph_error(e: &GraphError, provider: &Branding) -> Outcome {
     match e {
         GraphError::Api { status: 401 | 403, code, .. } => Outcome::failed(
             format!("Graph refused the organization read ({code})"),
@@ -331,13 +332,17 @@ fn for_graph_error(e: &GraphError, provider: &str) -> Outcome {
         GraphError::Throttled { .. } | GraphError::Transport(_) => unreachable_microsoft(),
         _ => Outcome::failed("unexpected Graph answer", "The consent could not be confirmed")
             .say("Microsoft Graph answered in an unexpected way, so nothing was recorded.")
-            .then("Click Try again. If it happens again, contact your provider."),
+            .then("Click Try again. If it happens again, contact your provider: how is at the bottom of this page."),
     }
 }
 
 /// `record_consent` refused: wrong tenant, tenant owned by another customer, invitation closed.
 /// `None` for internal errors (database), which are not the admin's to fix.
-pub fn for_consent_error(e: &ConsentError, mode: ConsentMode, provider: &str) -> Option<Outcome> {
+pub fn for_consent_error(
+    e: &ConsentError,
+    mode: ConsentMode,
+    provider: &Branding,
+) -> Option<Outcome> {
     Some(match e {
         ConsentError::WrongTenant { expected, found } => {
             let found_text = if found.is_empty() { "another organisation".to_owned() } else { found.join(", ") };
@@ -368,7 +373,7 @@ pub fn for_consent_error(e: &ConsentError, mode: ConsentMode, provider: &str) ->
             "This organisation is already connected",
         )
         .say(format!("Your organisation is already connected to {provider} under another customer account, so it cannot be connected again without {provider}'s decision."))
-        .then(format!("Contact {provider}: they need to resolve this before you try again."))
+        .then(format!("Contact {contact}: they need to resolve this before you try again.", contact = provider.contact()))
         .status(StatusCode::CONFLICT),
         ConsentError::InvitationClosed(status) => {
             let mut o = Outcome::failed(format!("invitation is {}", status.as_str()), "This invitation can no longer be used")
@@ -376,7 +381,7 @@ pub fn for_consent_error(e: &ConsentError, mode: ConsentMode, provider: &str) ->
             o.retry = false;
             match status {
                 Status::Consented => o.say("Consent was already given through this invitation: nothing more to do."),
-                Status::Revoked => o.say(format!("{provider} withdrew this invitation.")).then(format!("Contact {provider} if you still need to connect.")),
+                Status::Revoked => o.say(format!("{provider} withdrew this invitation.")).then(format!("Contact {contact} if you still need to connect.", contact = provider.contact())),
                 _ => o.say("The link expired.").then(format!("Ask {provider} for a new link.")),
             }
         }
@@ -386,7 +391,7 @@ pub fn for_consent_error(e: &ConsentError, mode: ConsentMode, provider: &str) ->
 
 /// The page for a callback whose `state` was refused (nothing is recorded: it may not even be
 /// this admin's browser).
-pub fn state_page(problem: StateProblem, provider: &str) -> MessagePage {
+pub fn state_page(problem: StateProblem, provider: &Branding) -> MessagePage {
     let (heading, paragraph) = match problem {
         StateProblem::NothingPending => (
             "This sign-in was already used or has expired",
@@ -415,6 +420,13 @@ pub fn state_page(problem: StateProblem, provider: &str) -> MessagePage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acme() -> Branding {
+        Branding {
+            name: "Acme".into(),
+            ..Branding::default()
+        }
+    }
 
     fn redirect(error: &str, description: Option<&str>) -> AadError {
         AadError::from_redirect(error, description)
@@ -533,7 +545,7 @@ mod tests {
         let declined = for_aad_error(
             &redirect("consent_required", Some("AADSTS65004: User declined.")),
             ConsentMode::Application,
-            "Acme",
+            &acme(),
         );
         assert_eq!(declined.setback, Setback::Declined);
         assert!(
@@ -546,12 +558,12 @@ mod tests {
         let other = for_aad_error(
             &redirect("server_error", Some("AADSTS50000: Boom.\r\nTrace ID: x")),
             ConsentMode::Delegated,
-            "Acme",
+            &acme(),
         );
         assert_eq!(other.setback, Setback::Failed);
         assert!(other.reason.contains("AADSTS50000"));
         assert_eq!(other.detail.as_deref(), Some("AADSTS50000: Boom."));
-        let page = other.page("Acme");
+        let page = other.page(&acme());
         assert_eq!(page.action.unwrap().href, paths::WIZARD);
     }
 
@@ -561,7 +573,7 @@ mod tests {
             expected: "contoso.com".into(),
             found: vec!["fabrikam.com".into()],
         };
-        let o = for_consent_error(&e, ConsentMode::Delegated, "Acme").unwrap();
+        let o = for_consent_error(&e, ConsentMode::Delegated, &acme()).unwrap();
         let text = o.paragraphs.join(" ") + &o.next_steps.join(" ");
         assert!(
             text.contains("contoso.com") && text.contains("fabrikam.com"),
@@ -573,7 +585,7 @@ mod tests {
                 owner: "Globex".into(),
             },
             ConsentMode::Delegated,
-            "Acme",
+            &acme(),
         )
         .unwrap();
         // The other customer's name is for the operator, never for this admin.
@@ -582,7 +594,7 @@ mod tests {
         let closed = for_consent_error(
             &ConsentError::InvitationClosed(Status::Revoked),
             ConsentMode::Delegated,
-            "Acme",
+            &acme(),
         )
         .unwrap();
         assert!(!closed.retry);

@@ -6,12 +6,14 @@ use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::invitations::permissions::Permission;
+use crate::settings::Branding;
+use crate::settings::profiles::Permission;
 
 /// What every wizard page's layout needs: whose portal this is and where in the steps we are.
 #[derive(Debug, Clone)]
 pub struct Chrome {
-    pub provider: String,
+    /// Who asks: name, logo, support contact, terms and privacy links (every page shows them).
+    pub provider: Branding,
     pub title: String,
     /// 1 Review, 2 Microsoft (or app details), 3 Done; 0 hides the steps.
     pub step: u8,
@@ -23,9 +25,9 @@ pub struct Chrome {
 
 impl Chrome {
     /// The chrome of a page titled `title` at `step`.
-    pub fn new(provider: &str, title: impl Into<String>, step: u8) -> Self {
+    pub fn new(provider: &Branding, title: impl Into<String>, step: u8) -> Self {
         Self {
-            provider: provider.to_owned(),
+            provider: provider.clone(),
             title: title.into(),
             step,
             middle_step: "Sign in with Microsoft",

@@ -10,6 +10,7 @@ use tower_sessions::Session;
 use super::link;
 use super::pages::{Action, Chrome, MessagePage};
 use super::review::CUSTOMER_APP_STEP;
+use crate::settings::Branding;
 use crate::web::error::Result;
 use crate::web::{AppState, paths, session};
 use axum::extract::State;
@@ -45,7 +46,7 @@ impl Finished {
         }
     }
 
-    fn page(self, provider: &str) -> Response {
+    fn page(self, provider: &Branding) -> Response {
         let mut chrome = Chrome::new(provider, self.title, self.step);
         if self.customer_app {
             chrome.middle_step = CUSTOMER_APP_STEP;
@@ -87,7 +88,8 @@ pub async fn has_result(session: &Session) -> Result<bool> {
 
 /// The result page: the latest outcome of this browser, as often as it is asked for.
 pub async fn show(State(state): State<AppState>, session: Session) -> Result<Response> {
-    let provider = &state.cfg.provider_name;
+    let live = state.live().await?;
+    let provider = &live.settings.branding;
     Ok(match session.get::<Finished>(session::RESULT).await? {
         Some(finished) => finished.page(provider),
         None => link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST),

@@ -11,8 +11,9 @@ use super::pages::{Chrome, CustomerAppForm, ReviewPage};
 use super::{PendingConsent, session_invitation};
 use crate::audit::{Action, Actor};
 use crate::format;
-use crate::invitations::permissions;
 use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
+use crate::settings::Branding;
+use crate::settings::profiles::{self, Profile};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
@@ -23,7 +24,7 @@ use crate::web::{paths, session};
 pub const CUSTOMER_APP_STEP: &str = "Your app's details";
 
 /// How `mode` works, for the admin.
-pub fn mode_explained(mode: ConsentMode, provider: &str) -> String {
+pub fn mode_explained(mode: ConsentMode, provider: &Branding) -> String {
     match mode {
         ConsentMode::Delegated => format!(
             "You sign in with Microsoft as a Global Administrator and consent on behalf of your organisation. {provider} then \
@@ -47,7 +48,8 @@ pub async fn current_invitation(
     state: &AppState,
     session: &Session,
 ) -> Result<Result<Invitation, Response>> {
-    let provider = &state.cfg.provider_name;
+    let live = state.live().await?;
+    let provider = &live.settings.branding;
     let Some(id) = session_invitation(session).await? else {
         return Ok(Err(
             link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
@@ -71,14 +73,21 @@ pub async fn current_invitation(
     Ok(Ok(invitation))
 }
 
+/// The permission profile `invitation` asks for.
+pub async fn invitation_profile(state: &AppState, invitation: &Invitation) -> Result<Profile> {
+    Ok(profiles::get(&state.db, invitation.permission_profile_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invitation {} names a missing profile", invitation.id))?)
+}
+
 /// The review page for `invitation`, with the customer-app form state when in that mode.
 pub fn review_page(
-    state: &AppState,
+    provider: &Branding,
+    profile: &Profile,
     invitation: &Invitation,
     csrf: String,
     form: Option<CustomerAppForm>,
 ) -> ReviewPage {
-    let provider = state.cfg.provider_name.as_str();
     let mode = invitation.consent_mode;
     let mut chrome = Chrome::new(provider, format!("{provider} asks for access"), 1);
     if mode == ConsentMode::CustomerApp {
@@ -92,7 +101,7 @@ pub fn review_page(
         admin_email: invitation.admin_email.clone(),
         mode_label: mode.label(),
         mode_explained: mode_explained(mode, provider),
-        permissions: permissions::for_mode(mode),
+        permissions: profile.for_mode(mode),
         permission_kind: if mode == ConsentMode::Delegated {
             "delegated"
         } else {
@@ -124,7 +133,9 @@ pub async fn show(
         Ok(i) => i,
         Err(page) => return Ok(page),
     };
-    Ok(review_page(&state, &invitation, csrf, None).into_response())
+    let live = state.live().await?;
+    let profile = invitation_profile(&state, &invitation).await?;
+    Ok(review_page(&live.settings.branding, &profile, &invitation, csrf, None).into_response())
 }
 
 /// Leaves for Microsoft: delegated sign-in or admin consent, with a single-use pending record.
@@ -142,10 +153,15 @@ pub async fn start(
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (url, pending) = match invitation.consent_mode {
         ConsentMode::Delegated => {
-            let request = state.live().await?.entra.delegated_request(
-                &permissions::delegated_scopes(),
-                Some(&invitation.admin_email),
-            );
+            let scopes = invitation_profile(&state, &invitation)
+                .await?
+                .delegated_scopes();
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let request = state
+                .live()
+                .await?
+                .entra
+                .delegated_request(&scopes, Some(&invitation.admin_email));
             let pending = PendingConsent {
                 mode: ConsentMode::Delegated,
                 state: request.state,

@@ -217,7 +217,9 @@ async fn resend(
 ) -> Result<Response> {
     let id = parse_id(&id)?;
     let actor = Actor::Operator(operator.email.clone());
-    let issued = invitations::resend(&state.db, state.invitation_context(), id, &actor).await?;
+    let live = state.live().await?;
+    let issued =
+        invitations::resend(&state.db, state.invitation_context(&live), id, &actor).await?;
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
     Ok(link::page(&state, chrome, issued, true))
 }

@@ -11,11 +11,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use super::{Choice, link};
 use crate::audit::Actor;
 use crate::customers::{self, CustomerName};
 use crate::invitations::{self, ConsentMode, NewInvitation};
+use crate::settings::profiles;
 use crate::types::{DomainName, EmailAddress};
 use crate::web::AppState;
 use crate::web::console::{Chrome, Section};
@@ -37,6 +39,8 @@ struct NewForm {
     mode: String,
     tenant_domain: String,
     valid_for: String,
+    /// The permission profile's id; empty: the default profile.
+    profile: String,
 }
 
 /// One message per field, shown next to it, in the form's order.
@@ -47,9 +51,8 @@ struct FieldErrors {
     mode: Option<String>,
     tenant_domain: Option<String>,
     valid_for: Option<String>,
+    profile: Option<String>,
 }
-
-impl FieldErrors {}
 
 impl FormErrors for FieldErrors {
     fn fields(&self) -> Vec<(&'static str, &Option<String>)> {
@@ -59,9 +62,17 @@ impl FormErrors for FieldErrors {
             ("mode-delegated", &self.mode),
             ("tenant_domain", &self.tenant_domain),
             ("valid_for", &self.valid_for),
+            ("profile", &self.profile),
         ]
         .into()
     }
+}
+
+/// A permission profile in the form's list.
+struct ProfileChoice {
+    value: String,
+    label: String,
+    selected: bool,
 }
 
 struct ModeChoice {
@@ -105,6 +116,8 @@ struct NewPage {
     errors: FieldErrors,
     modes: Vec<ModeChoice>,
     validities: Vec<Choice>,
+    /// The permission profiles to pick from (the default first).
+    profiles: Vec<ProfileChoice>,
     /// Existing customers, for the name field's suggestions.
     customers: Vec<String>,
 }
@@ -139,12 +152,27 @@ impl NewPage {
                 selected: value == validity,
             })
             .collect();
+        let profiles = profiles::list(&state.db)
+            .await?
+            .into_iter()
+            .map(|p| ProfileChoice {
+                selected: form.profile == p.id.to_string()
+                    || (form.profile.is_empty() && p.is_default),
+                value: p.id.to_string(),
+                label: if p.is_default {
+                    format!("{} (default)", p.name)
+                } else {
+                    p.name
+                },
+            })
+            .collect();
         Ok(Self {
             chrome,
             form,
             errors,
             modes,
             validities,
+            profiles,
             customers: customers::names(&state.db, CUSTOMER_CHOICES).await?,
         })
     }
@@ -174,8 +202,26 @@ async fn form(
     .await
 }
 
+/// The profile picked (`None`: the default), or why it cannot be used.
+async fn chosen_profile(
+    state: &AppState,
+    raw: &str,
+) -> Result<std::result::Result<Option<Uuid>, String>> {
+    if raw.trim().is_empty() {
+        return Ok(Ok(None));
+    }
+    let missing = || "Choose one of the permission profiles listed.".to_owned();
+    let Ok(id) = Uuid::parse_str(raw.trim()) else {
+        return Ok(Err(missing()));
+    };
+    Ok(match profiles::get(&state.db, id).await? {
+        Some(p) => Ok(Some(p.id)),
+        None => Err(missing()),
+    })
+}
+
 /// Checks each field on its own so every problem shows next to its field at once.
-fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
+fn validate(form: &NewForm) -> std::result::Result<NewInvitation, Box<FieldErrors>> {
     let email = form.admin_email.trim();
     let domain = form.tenant_domain.trim();
     let errors = FieldErrors {
@@ -202,9 +248,11 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
             .then(|| invitations::parse_validity(&form.valid_for).err())
             .flatten()
             .map(|_| "Choose how long the link works, between 1 hour and 30 days.".into()),
+        // Checked against the stored profiles by the handler.
+        profile: None,
     };
     if errors.any() {
-        return Err(errors);
+        return Err(Box::new(errors));
     }
     NewInvitation::parse(
         &form.customer_name,
@@ -215,9 +263,11 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, FieldErrors> {
     )
     // Every field passed on its own, so the whole passes too; should the rules ever drift
     // apart, the message still lands on the form.
-    .map_err(|e| FieldErrors {
-        customer_name: Some(e.to_string()),
-        ..FieldErrors::default()
+    .map_err(|e| {
+        Box::new(FieldErrors {
+            customer_name: Some(e.to_string()),
+            ..FieldErrors::default()
+        })
     })
 }
 
@@ -228,17 +278,23 @@ async fn create(
     Form(form): Form<NewForm>,
 ) -> Result<Response> {
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
-    let new = match validate(&form) {
-        Ok(new) => new,
-        Err(errors) => {
+    let profile = chosen_profile(&state, &form.profile).await?;
+    let new = match (validate(&form), profile) {
+        (Ok(new), Ok(profile)) => NewInvitation { profile, ..new },
+        (validated, profile) => {
+            let errors = FieldErrors {
+                profile: profile.err(),
+                ..validated.err().map(|e| *e).unwrap_or_default()
+            };
             let page = NewPage::new(&state, chrome, form, errors).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
     let actor = Actor::Operator(operator.email.clone());
+    let live = state.live().await?;
     let issued = invitations::create(
         &state.db,
-        state.invitation_context(),
+        state.invitation_context(&live),
         &new,
         &actor,
         Some(operator.id),
@@ -258,6 +314,7 @@ mod tests {
             mode: mode.into(),
             tenant_domain: domain.into(),
             valid_for: validity.into(),
+            profile: String::new(),
         }
     }
 

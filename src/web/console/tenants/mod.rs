@@ -409,9 +409,10 @@ async fn reconsent(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
+    let live = state.live().await?;
     let issued = invitations::invite_again_for_tenant(
         &state.db,
-        state.invitation_context(),
+        state.invitation_context(&live),
         id,
         &Actor::Operator(operator.email.clone()),
         Some(operator.id),

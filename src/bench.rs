@@ -1,0 +1,826 @@
+//! `gangway bench sync`: the directory replication benchmark. An in-process emulator seeded
+//! with the directory asked for, a scratch database (created, migrated and dropped), customer
+//! tenants connected the way a consent connects them (an invitation, application consent
+//! granted, [`tenants::record_consent`] queueing the first sync), and the real engine (the job
+//! queue, [`worker::work_one`] or [`worker::run`], the page store) timed phase by phase: the
+//! first full sync, a round of changes made through the emulator's admin API, a sync with
+//! nothing to do — beside the time Postgres takes to `COPY` as many rows. Figures only; it
+//! asserts nothing but that every sync succeeded and the copy matches the emulator.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use entra_emulator::{EmulatedTenant, Emulator, EmulatorAdmin, Options};
+use futures_util::StreamExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Connection, PgPool};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+
+use crate::audit::Actor;
+use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_public_url};
+use crate::crypto::EncryptionKey;
+use crate::directory::sync::Syncer;
+use crate::directory::worker::{self, WorkerConfig};
+use crate::invitations::{self, ConsentMode, NewInvitation, permissions};
+use crate::jobs::{self, NewJob, Outcome};
+use crate::tenants::{self, Consent, SYNC_JOB};
+use crate::types::Secret;
+use crate::web::AppState;
+
+/// The emulator's seed: the same directory every run.
+const SEED: u64 = 2026;
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncBenchParams {
+    /// Users per customer tenant.
+    pub users: usize,
+    /// Groups per customer tenant.
+    pub groups: usize,
+    /// Memberships per customer tenant, dealt evenly over its groups.
+    pub memberships: usize,
+    /// Changes per customer tenant before the incremental sync (at most one per user: the
+    /// report gives the number made).
+    pub changes: usize,
+    /// Customer tenants.
+    pub tenants: usize,
+    /// Syncs at once when there are several tenants.
+    pub concurrency: usize,
+    /// Time every Graph answer takes, in milliseconds.
+    pub latency_ms: u64,
+    /// Graph's page size; `None` keeps the emulator's default (reported as used).
+    pub page_size: Option<usize>,
+}
+
+impl SyncBenchParams {
+    /// The first contradiction between the parameters, if any.
+    pub fn problem(&self) -> Option<String> {
+        if self.users == 0 {
+            return Some(
+                "--users must be at least 1 (user 0 is the tenant's administrator)".into(),
+            );
+        }
+        if self.tenants == 0 || self.concurrency == 0 {
+            return Some("--tenants and --concurrency must be at least 1".into());
+        }
+        if self.memberships > self.users.saturating_mul(self.groups) {
+            return Some(format!(
+                "--memberships {} is more than every user in every group ({} × {})",
+                self.memberships, self.users, self.groups
+            ));
+        }
+        if self.page_size.is_some_and(|p| !(1..=999).contains(&p)) {
+            return Some("--page-size must be within 1..=999, as Graph's".into());
+        }
+        None
+    }
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// Kernel name and release (`uname -sr`).
+    pub os: String,
+}
+
+/// Delta pages fetched, per chain.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Pages {
+    /// `/users/delta` pages.
+    pub users: i64,
+    /// `/groups/delta` pages.
+    pub groups: i64,
+}
+
+/// One timed phase, summed over every tenant's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// Wall time, from the job's claim to the last run recorded.
+    pub seconds: f64,
+    /// Users and groups added, updated, soft-deleted or removed.
+    pub objects: i64,
+    /// Memberships added or removed.
+    pub memberships: i64,
+    /// `objects` / `seconds`.
+    pub objects_per_second: f64,
+    /// The process's peak resident set during the phase (emulator included), MiB; `None`
+    /// where Linux's `/proc/self/clear_refs` is not available.
+    pub peak_rss_mb: Option<f64>,
+    /// Delta pages fetched, per chain.
+    pub pages: Pages,
+    /// Sync runs (one per tenant).
+    pub runs: usize,
+    /// Changes made through the emulator before this phase, all tenants together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<usize>,
+    /// With several tenants: the runs' durations added up (from `sync_runs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_sum_seconds: Option<f64>,
+    /// With latency: what Graph's round trips alone take — the longer chain's pages per
+    /// tenant × latency × the tenants one worker has in turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_floor_seconds: Option<f64>,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncBenchReport {
+    /// Where.
+    pub machine: Machine,
+    /// What (with the page size the emulator used).
+    pub params: SyncBenchParams,
+    /// The first sync: a full round of both chains.
+    pub full: Phase,
+    /// The sync after the changes.
+    pub incremental: Phase,
+    /// A sync with no changes.
+    pub idle: Phase,
+    /// Postgres `COPY` of the user, group and membership rows the full sync wrote (the same
+    /// rows and columns, under another tenant) into the same tables, in one transaction.
+    pub copy_floor_seconds: f64,
+    /// The rows that `COPY` wrote.
+    pub copy_floor_rows: u64,
+    /// Resident set before the full sync (emulator and its directory included), MiB.
+    pub rss_baseline_mb: Option<f64>,
+    /// The full phase's latency floor, with latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_floor_seconds: Option<f64>,
+    /// The full phase's runs added up, with several tenants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_sum_seconds: Option<f64>,
+}
+
+/// Runs the benchmark against a scratch database on the Postgres server `server_url` points
+/// at; the database is dropped at the end, whatever happened (Ctrl-C included).
+pub async fn run_sync_bench(
+    params: SyncBenchParams,
+    server_url: &str,
+) -> anyhow::Result<SyncBenchReport> {
+    if let Some(problem) = params.problem() {
+        bail!(problem);
+    }
+    let (db, db_url) = crate::db::create_scratch(server_url, "gangway_bench_sync")
+        .await
+        .context("cannot create a scratch database: is Postgres running at DATABASE_URL?")?;
+    let result = tokio::select! {
+        report = measure(params, db.clone(), &db_url) => report,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Workers stopped with the measurement; whatever is left is ended by the forced drop.
+    let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
+    let dropped = crate::db::drop_scratch(&db_url)
+        .await
+        .with_context(|| format!("dropping the scratch database {db_url} failed"));
+    let report = result?;
+    dropped?;
+    Ok(report)
+}
+
+/// A connected customer tenant.
+struct Customer {
+    /// Gangway's id.
+    id: Uuid,
+    /// The emulator's view.
+    entra: EmulatedTenant,
+}
+
+/// What the phases share.
+struct Bench {
+    params: SyncBenchParams,
+    db: PgPool,
+    db_url: String,
+    admin: EmulatorAdmin,
+    syncer: Syncer,
+    workers: WorkerConfig,
+    customers: Vec<Customer>,
+}
+
+async fn measure(
+    mut params: SyncBenchParams,
+    db: PgPool,
+    db_url: &str,
+) -> anyhow::Result<SyncBenchReport> {
+    let emulator = Emulator::start(Options {
+        tenants: 1 + params.tenants,
+        users: params.users,
+        groups: params.groups,
+        memberships: Some(params.memberships),
+        seed: SEED,
+        ..Options::default()
+    })
+    .await
+    .context("starting the emulator failed")?;
+    let admin = EmulatorAdmin::new(&emulator)?;
+    params.concurrency = params.concurrency.min(params.tenants);
+    params.changes = params.changes.min(params.users);
+    let state = connect(&emulator, &admin, &db).await?;
+    let customers = customers(&admin, &state).await?;
+    let mut graph = json!({ "latency_ms": params.latency_ms });
+    if let Some(size) = params.page_size {
+        graph["page_size"] = json!(size);
+    }
+    let graph = admin.post("/_emulator/graph", &graph).await?;
+    params.page_size = graph["page_size"].as_u64().map(|p| p as usize);
+    let bench = Bench {
+        workers: WorkerConfig {
+            lease: state.cfg.sync.lease,
+            ..WorkerConfig::new(params.concurrency, state.cfg.sync.schedule.clone())
+        },
+        syncer: crate::runtime::syncer(&state),
+        params,
+        db,
+        db_url: db_url.to_owned(),
+        admin,
+        customers,
+    };
+
+    let rss_baseline_mb = memory::resident_mb();
+    // The first syncs were queued by the consents.
+    let full = bench.phase().await.context("the full sync")?;
+    let floor_rows = bench.capture_floor_rows().await?;
+    let mut changes = 0;
+    for (n, customer) in bench.customers.iter().enumerate() {
+        changes += bench.change_directory(customer, n as u64).await?;
+    }
+    bench.enqueue().await?;
+    let incremental = Phase {
+        changes: Some(changes),
+        ..bench.phase().await.context("the incremental sync")?
+    };
+    bench.enqueue().await?;
+    let idle = bench.phase().await.context("the idle sync")?;
+    bench.check_copy().await?;
+    let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
+    emulator.shutdown().await;
+    Ok(SyncBenchReport {
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: os(),
+        },
+        latency_floor_seconds: full.latency_floor_seconds,
+        serial_sum_seconds: full.serial_sum_seconds,
+        params: bench.params,
+        full,
+        incremental,
+        idle,
+        copy_floor_seconds,
+        copy_floor_rows,
+        rss_baseline_mb,
+    })
+}
+
+/// The provider's app registered in the emulator's tenant 0 and Gangway configured against
+/// it, as `gangway demo` does.
+async fn connect(
+    emulator: &Emulator,
+    admin: &EmulatorAdmin,
+    db: &PgPool,
+) -> anyhow::Result<AppState> {
+    let tenants = admin.tenants().await?;
+    let provider = tenants.first().context("the emulator has no tenant")?;
+    let public_url = parse_public_url("http://127.0.0.1:9").map_err(anyhow::Error::msg)?;
+    let app = admin
+        .register_app(&json!({
+            "home_tenant": provider.id,
+            "multi_tenant": true,
+            "display_name": "Gangway (benchmark)",
+            "redirect_uris": [public_url.join("authenticate/OAuth2Callback")?.as_str()],
+            "permissions": crate::demo::provider_permissions(),
+        }))
+        .await?;
+    for customer in &tenants[1..] {
+        admin
+            .grant(
+                &customer.id,
+                &app.client_id,
+                &[],
+                &permissions::application_scopes(),
+            )
+            .await?;
+    }
+    let cfg = Config {
+        database_url: String::new(),
+        listen: "127.0.0.1:0".parse()?,
+        public_url,
+        authority: Url::parse(emulator.base_url())?,
+        graph_url: Url::parse(emulator.base_url())?,
+        client_id: app.client_id,
+        client_secret: Secret::new(app.client_secret),
+        keys: EncryptionKey::from_base64(&EncryptionKey::generate_base64())?.into(),
+        smtp_url: None,
+        mail_from: "Gangway benchmark <bench@provider.test>".into(),
+        provider_name: "Gangway benchmark".into(),
+        extra_ca_pem: None,
+        link_rate: RateLimit::default(),
+        sign_in_rate: RateLimit::SIGN_IN,
+        consent_rate: RateLimit::CONSENT,
+        trusted_proxies: TrustedProxies::default(),
+        sync: SyncSettings::default(),
+    };
+    crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
+    AppState::new(cfg, db.clone())
+}
+
+/// Every customer tenant invited and its application consent recorded (which queues its
+/// first sync).
+async fn customers(admin: &EmulatorAdmin, state: &AppState) -> anyhow::Result<Vec<Customer>> {
+    let mut out = Vec::new();
+    for entra in admin.tenants().await?.into_iter().skip(1) {
+        let new = NewInvitation::parse(
+            &format!("{} ({})", entra.display_name, &entra.id[..8]),
+            &entra.admin.username,
+            ConsentMode::Application.as_str(),
+            Some(&entra.domain),
+            None,
+        )?;
+        let live = state.live().await?;
+        let issued = invitations::create(
+            &state.db,
+            state.invitation_context(&live),
+            &new,
+            &Actor::Cli,
+            None,
+        )
+        .await?;
+        let admin_oid: Uuid = entra.admin.id.parse()?;
+        let consent = Consent {
+            entra_tenant_id: entra.id.parse()?,
+            display_name: entra.display_name.clone(),
+            verified_domains: entra.domains.clone(),
+            mode: ConsentMode::Application,
+            granted_scopes: permissions::application_scopes()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            consented_by_oid: Some(admin_oid),
+            consented_by_upn: Some(entra.admin.username.clone()),
+            customer_client_id: None,
+            credential: None,
+        };
+        let actor = Actor::Customer {
+            upn: entra.admin.username.clone(),
+            oid: admin_oid,
+        };
+        let id = tenants::record_consent(
+            &state.db,
+            &state.cfg.keys,
+            issued.invitation.id,
+            &consent,
+            &actor,
+        )
+        .await?;
+        out.push(Customer { id, entra });
+    }
+    Ok(out)
+}
+
+/// One finished sync run, as `sync_runs` has it.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    outcome: String,
+    error: Option<String>,
+    added: i32,
+    updated: i32,
+    soft_deleted: i32,
+    removed: i32,
+    members_added: i32,
+    members_removed: i32,
+    pages: i32,
+    seconds: f64,
+}
+
+impl Bench {
+    /// Queues a sync of every tenant, as "Sync now" does.
+    async fn enqueue(&self) -> anyhow::Result<()> {
+        for customer in &self.customers {
+            let job = NewJob {
+                payload: json!({ "trigger": "manual" }),
+                ..NewJob::new(SYNC_JOB, Some(customer.id))
+            };
+            jobs::enqueue(&self.db, &job).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the queued syncs (one tenant: one worker turn; several: the workers, until every
+    /// tenant's run is recorded) and sums up their runs.
+    async fn phase(&self) -> anyhow::Result<Phase> {
+        let before: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from sync_runs")
+            .fetch_one(&self.db)
+            .await?;
+        // The emulator counts the requests under a fault prefix (no fault is injected): the
+        // users chain's pages. The groups chain has the rest of the runs' pages.
+        self.admin
+            .post(
+                "/_emulator/faults",
+                &json!({ "path_prefix": "/v1.0/users/delta" }),
+            )
+            .await?;
+        let mut watch = match self.customers.len() {
+            1 => None,
+            _ => Some(sqlx::PgConnection::connect(&self.db_url).await?),
+        };
+        let peak_reset = memory::reset_peak();
+        let started = Instant::now();
+        let seconds = match &mut watch {
+            None => self.sync_one(started).await?,
+            Some(watch) => self.sync_all(started, before, watch).await?,
+        }
+        .as_secs_f64();
+        let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
+        if let Some(watch) = watch {
+            watch.close().await?;
+        }
+        let users_pages = self.admin.get("/_emulator/faults").await?["injected"]["requests"]
+            .as_i64()
+            .unwrap_or(0);
+        let runs: Vec<RunRow> = sqlx::query_as(
+            "select outcome, error, added, updated, soft_deleted, removed, members_added,
+                    members_removed, pages,
+                    extract(epoch from finished_at - started_at)::float8 as seconds
+             from sync_runs where id > $1 order by id",
+        )
+        .bind(before)
+        .fetch_all(&self.db)
+        .await?;
+        if let Some(run) = runs.iter().find(|r| r.outcome != "succeeded") {
+            bail!(
+                "a sync run ended {}: {}",
+                run.outcome,
+                run.error.as_deref().unwrap_or("no error recorded")
+            );
+        }
+        let tenants = self.customers.len();
+        if runs.len() != tenants {
+            bail!("{} sync runs for {tenants} tenant(s)", runs.len());
+        }
+        let sum = |field: fn(&RunRow) -> i32| runs.iter().map(|r| i64::from(field(r))).sum::<i64>();
+        let objects: i64 =
+            sum(|r| r.added) + sum(|r| r.updated) + sum(|r| r.soft_deleted) + sum(|r| r.removed);
+        let pages = Pages {
+            users: users_pages,
+            groups: sum(|r| r.pages) - users_pages,
+        };
+        let latency = self.params.latency_ms as f64 / 1000.0;
+        let turns = tenants.div_ceil(self.params.concurrency) as f64;
+        Ok(Phase {
+            seconds: round(seconds, 4),
+            objects,
+            memberships: sum(|r| r.members_added) + sum(|r| r.members_removed),
+            objects_per_second: round(objects as f64 / seconds, 0),
+            peak_rss_mb,
+            pages,
+            runs: runs.len(),
+            changes: None,
+            serial_sum_seconds: (tenants > 1)
+                .then(|| round(runs.iter().map(|r| r.seconds).sum(), 4)),
+            latency_floor_seconds: (latency > 0.0).then(|| {
+                let longer = pages.users.max(pages.groups) as f64 / tenants as f64;
+                round(longer * turns * latency, 4)
+            }),
+        })
+    }
+
+    /// One worker turn: claims the queued sync, runs and records it.
+    async fn sync_one(&self, started: Instant) -> anyhow::Result<Duration> {
+        let stop = CancellationToken::new();
+        match worker::work_one(&self.syncer, &self.workers, "bench", &stop).await? {
+            // How the run ended is read from `sync_runs` with the others.
+            Outcome::Ran(_, Ok(_)) => Ok(started.elapsed()),
+            Outcome::Ran(_, Err(failure)) => bail!("the sync failed: {}", failure.error),
+            Outcome::Idle => bail!("no sync was queued"),
+        }
+    }
+
+    /// The sync workers, until every tenant's run after `before` is recorded (watched on a
+    /// connection of its own, so the workers' pool is theirs alone).
+    async fn sync_all(
+        &self,
+        started: Instant,
+        before: i64,
+        watch: &mut sqlx::PgConnection,
+    ) -> anyhow::Result<Duration> {
+        let stop = CancellationToken::new();
+        let _stopped_whatever_happens = stop.clone().drop_guard();
+        let workers = tokio::spawn(worker::run(
+            self.syncer.clone(),
+            self.workers.clone(),
+            stop.clone(),
+        ));
+        let want = self.customers.len() as i64;
+        let took = loop {
+            let done: i64 = sqlx::query_scalar(
+                "select count(*) from sync_runs where id > $1 and outcome <> 'running'",
+            )
+            .bind(before)
+            .fetch_one(&mut *watch)
+            .await?;
+            if done >= want {
+                break started.elapsed();
+            }
+            if workers.is_finished() {
+                bail!("the sync workers stopped early");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        stop.cancel();
+        workers.await?;
+        Ok(took)
+    }
+
+    /// Changes a tenant's directory through the emulator's admin API: of `changes` (at most
+    /// one per user), a quarter new users, 40 % edits (one in twenty of a group), 15 % users
+    /// deleted (every other one for good), the rest memberships removed and added. The
+    /// objects are picked from the copy with a seeded shuffle. Returns the changes made.
+    async fn change_directory(&self, customer: &Customer, n: u64) -> anyhow::Result<usize> {
+        let total = self.params.changes;
+        let mut rng = StdRng::seed_from_u64(SEED ^ n);
+        let base = format!("/_emulator/tenants/{}", customer.entra.id);
+        let administrator: Uuid = customer.entra.admin.id.parse()?;
+        let mut users: Vec<Uuid> = sqlx::query_scalar(
+            "select object_id from directory_users
+             where tenant_id = $1 and soft_deleted_at is null order by object_id",
+        )
+        .bind(customer.id)
+        .fetch_all(&self.db)
+        .await?;
+        users.retain(|u| *u != administrator);
+        users.shuffle(&mut rng);
+        let groups: Vec<Uuid> = sqlx::query_scalar(
+            "select object_id from directory_groups
+             where tenant_id = $1 and soft_deleted_at is null order by object_id",
+        )
+        .bind(customer.id)
+        .fetch_all(&self.db)
+        .await?;
+        let mut members: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "select group_id, member_id from directory_group_members
+             where tenant_id = $1 order by group_id, member_id",
+        )
+        .bind(customer.id)
+        .fetch_all(&self.db)
+        .await?;
+
+        let (adds, edits) = (total / 4, total * 2 / 5);
+        let deletes = total * 3 / 20;
+        let member_changes = total - adds - edits - deletes;
+        let group_edits = (edits / 20).min(groups.len());
+        let user_edits = (edits - group_edits).min(users.len());
+        let deletes = deletes.min(users.len() - user_edits);
+        let (edited, rest) = users.split_at(user_edits);
+        let (deleted, untouched) = rest.split_at(deletes);
+
+        for k in 0..adds {
+            let user = json!({
+                "userPrincipalName": format!("bench.user{k}@{}", customer.entra.domain),
+                "displayName": format!("Bench User {k}"),
+                "givenName": "Bench",
+                "surname": format!("User {k}"),
+                "jobTitle": "Benchmark",
+                "department": "Research & Development",
+                "businessPhones": ["+1 425 555 0199"],
+            });
+            self.admin.post(&format!("{base}/users"), &user).await?;
+        }
+        for (k, user) in edited.iter().enumerate() {
+            let change = json!({
+                "jobTitle": format!("Benchmark role {k}"),
+                "mobilePhone": format!("+1 425 555 {:04}", k % 10_000),
+            });
+            self.admin
+                .patch(&format!("{base}/users/{user}"), &change)
+                .await?;
+        }
+        for (k, group) in groups.choose_multiple(&mut rng, group_edits).enumerate() {
+            let change = json!({ "description": format!("Edited by the benchmark ({k})") });
+            self.admin
+                .patch(&format!("{base}/groups/{group}"), &change)
+                .await?;
+        }
+        for (k, user) in deleted.iter().enumerate() {
+            let hard = if k % 2 == 1 { "?hard=true" } else { "" };
+            self.admin
+                .delete(&format!("{base}/users/{user}{hard}"))
+                .await?;
+        }
+        // A deleted user left its groups already.
+        let gone: HashSet<Uuid> = deleted.iter().copied().collect();
+        members.retain(|(_, member)| !gone.contains(member));
+        members.shuffle(&mut rng);
+        let removals = (member_changes / 2).min(members.len());
+        for (group, member) in &members[..removals] {
+            self.admin
+                .delete(&format!("{base}/groups/{group}/members/{member}"))
+                .await?;
+        }
+        let mut known: HashSet<(Uuid, Uuid)> = members.iter().copied().collect();
+        let (mut additions, mut tries) = (0, 0);
+        while additions < member_changes - removals
+            && tries < 20 * member_changes
+            && !groups.is_empty()
+            && !untouched.is_empty()
+        {
+            tries += 1;
+            let pair = (
+                *groups.choose(&mut rng).expect("groups"),
+                *untouched.choose(&mut rng).expect("users"),
+            );
+            if known.insert(pair) {
+                self.admin
+                    .post(
+                        &format!("{base}/groups/{}/members", pair.0),
+                        &json!({ "id": pair.1 }),
+                    )
+                    .await?;
+                additions += 1;
+            }
+        }
+        Ok(adds + user_edits + group_edits + deletes + removals + additions)
+    }
+
+    /// Fails unless every tenant's copy has as many live users and groups as the emulator.
+    async fn check_copy(&self) -> anyhow::Result<()> {
+        for customer in &self.customers {
+            let seen = self
+                .admin
+                .get(&format!("/_emulator/tenants/{}", customer.entra.id))
+                .await?;
+            let (users, groups): (i64, i64) = sqlx::query_as(
+                "select (select count(*) from directory_users
+                         where tenant_id = $1 and soft_deleted_at is null),
+                        (select count(*) from directory_groups
+                         where tenant_id = $1 and soft_deleted_at is null)",
+            )
+            .bind(customer.id)
+            .fetch_one(&self.db)
+            .await?;
+            if Some(users) != seen["users"].as_i64() || Some(groups) != seen["groups"].as_i64() {
+                bail!(
+                    "the copy of {} holds {users} users and {groups} groups, the emulator {} and {}",
+                    customer.entra.display_name,
+                    seen["users"],
+                    seen["groups"]
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows the full sync wrote, as `COPY` text under a scratch tenant (with the same
+    /// columns), kept in files until [`Self::copy_floor`] so they weigh on no phase's memory.
+    async fn capture_floor_rows(&self) -> anyhow::Result<FloorRows> {
+        let scratch: Uuid = sqlx::query_scalar(
+            "insert into tenants (entra_tenant_id, display_name, consent_mode, customer_id, status)
+             select gen_random_uuid(), 'COPY floor (benchmark)', 'application', customer_id, 'disabled'
+             from tenants where id = $1
+             returning id",
+        )
+        .bind(self.customers[0].id)
+        .fetch_one(&self.db)
+        .await?;
+        let tenants: Vec<String> = self.customers.iter().map(|c| c.id.to_string()).collect();
+        let tenants = tenants.join(",");
+        let mut rows = FloorRows {
+            scratch,
+            tables: Vec::new(),
+        };
+        let mut conn = self.db.acquire().await?;
+        for (table, columns) in FLOOR_TABLES {
+            let path = std::env::temp_dir()
+                .join(format!("gangway-bench-{}-{table}.copy", std::process::id()));
+            rows.tables.push((table, columns, path.clone()));
+            let mut file = tokio::fs::File::create(&path).await?;
+            let mut out = conn
+                .copy_out_raw(&format!(
+                    "copy (select '{scratch}'::uuid, {columns} from {table}
+                           where tenant_id = any('{{{tenants}}}'::uuid[])) to stdout"
+                ))
+                .await?;
+            while let Some(chunk) = out.next().await {
+                file.write_all(&chunk?).await?;
+            }
+            file.flush().await?;
+        }
+        Ok(rows)
+    }
+
+    /// Times Postgres `COPY`ing the captured rows into the same tables under the scratch
+    /// tenant, in one transaction; deletes them and the tenant afterwards. Returns the
+    /// seconds and the rows written.
+    async fn copy_floor(&self, rows: &FloorRows) -> anyhow::Result<(f64, u64)> {
+        let mut data = Vec::with_capacity(rows.tables.len());
+        for (table, columns, path) in &rows.tables {
+            data.push((table, columns, tokio::fs::read(path).await?));
+        }
+        let mut conn = self.db.acquire().await?;
+        let started = Instant::now();
+        let mut tx = conn.begin().await?;
+        let mut written = 0;
+        for (table, columns, rows) in &data {
+            let mut copy = tx
+                .copy_in_raw(&format!("copy {table} (tenant_id, {columns}) from stdin"))
+                .await?;
+            copy.send(rows.as_slice()).await?;
+            written += copy.finish().await?;
+        }
+        tx.commit().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        drop(data);
+        sqlx::query("delete from tenants where id = $1")
+            .bind(rows.scratch)
+            .execute(&mut *conn)
+            .await?;
+        Ok((round(seconds, 4), written))
+    }
+}
+
+/// The tables the full sync writes, with the columns it writes (the others take defaults).
+const FLOOR_TABLES: [(&str, &str); 3] = [
+    (
+        "directory_users",
+        "object_id, user_principal_name, display_name, given_name, surname, mail, \
+         business_phones, mobile_phone, job_title, department, account_enabled, seen_round",
+    ),
+    (
+        "directory_groups",
+        "object_id, display_name, description, mail, mail_enabled, security_enabled, seen_round",
+    ),
+    (
+        "directory_group_members",
+        "group_id, member_id, member_type, seen_round",
+    ),
+];
+
+/// Rows captured for the `COPY` floor: the scratch tenant they belong to and, per table,
+/// its columns and the file holding them (removed when dropped).
+struct FloorRows {
+    scratch: Uuid,
+    tables: Vec<(&'static str, &'static str, std::path::PathBuf)>,
+}
+
+impl Drop for FloorRows {
+    fn drop(&mut self) {
+        for (_, _, path) in &self.tables {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+/// Kernel name and release, as `uname -sr` prints them; the OS's name elsewhere.
+fn os() -> String {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    match (read("ostype"), read("osrelease")) {
+        (Some(kind), Some(release)) => format!("{kind} {release}"),
+        _ => std::env::consts::OS.to_owned(),
+    }
+}
+
+/// The process's resident set, from Linux's `/proc/self`.
+mod memory {
+    /// Resets the peak (`VmHWM`) to the current resident set; false where that is not possible.
+    pub fn reset_peak() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+
+    /// The peak resident set since the last reset, MiB.
+    pub fn peak_mb() -> Option<f64> {
+        status_mb("VmHWM:")
+    }
+
+    /// The resident set now, MiB.
+    pub fn resident_mb() -> Option<f64> {
+        status_mb("VmRSS:")
+    }
+
+    fn status_mb(field: &str) -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(super::round(kb / 1024.0, 1))
+    }
+}
