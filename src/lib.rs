@@ -10,6 +10,7 @@ pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod directory;
+pub mod doctor;
 pub mod format;
 pub mod graph;
 pub mod identity;

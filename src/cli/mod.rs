@@ -1,7 +1,8 @@
-//! Command-line interface: `serve`, `migrate`, `demo`, operator, invitation and tenant
+//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation and tenant
 //! administration for scripts, and benchmarks.
 
 mod bench;
+mod doctor;
 mod invite;
 mod operator;
 mod tenant;
@@ -50,6 +51,13 @@ enum Command {
     /// Re-seal every stored secret with GANGWAY_ENCRYPTION_KEY, after rotating it (the old key
     /// goes in GANGWAY_PREVIOUS_ENCRYPTION_KEYS until this has run).
     Rekey,
+    /// Check the provider's app registration in Entra ID: every value it must hold and what
+    /// Gangway can verify itself, each PASS, WARN or FAIL with the exact fix. Exit 0 when
+    /// nothing failed, 1 when a check failed, 78 when the configuration cannot be read.
+    Doctor {
+        #[command(flatten)]
+        output: Output,
+    },
     /// Try Gangway locally: database, built-in Entra ID emulator, demo operator, all in one.
     Demo(demo::DemoArgs),
     /// Manage console operators.
@@ -170,6 +178,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Demo(args) => Ok(demo::run(args).await?),
+        Command::Doctor { output } => doctor::run(output).await,
         Command::Operator(command) => operator::run(command).await,
         Command::Invite(command) => invite::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,

@@ -7,7 +7,7 @@ use reqwest::{StatusCode, header};
 use serde::{Deserialize, de::DeserializeOwned};
 use url::Url;
 
-use crate::types::{Secret, TenantId};
+use crate::types::{ClientId, Secret, TenantId};
 
 /// Why a Graph call failed. Messages never contain tokens.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +194,25 @@ impl GraphClient {
         let url = self.url("v1.0/users?$top=1&$select=id")?;
         let _: Collection<serde_json::Value> = self.get_json(url, access_token).await?;
         Ok(())
+    }
+
+    /// `GET /v1.0/applications?$filter=appId eq '{app_id}'`: the app registration with this
+    /// Application (client) ID in the token's tenant, as Graph's `application` resource (its
+    /// redirect URIs, sign-in audience, optional claims, password credentials without their
+    /// secrets, `requiredResourceAccess`); `None` when the tenant has none. Needs
+    /// `Application.Read.All`, else 403 `Authorization_RequestDenied`.
+    #[tracing::instrument(skip_all)]
+    pub async fn application(
+        &self,
+        access_token: &Secret,
+        app_id: &ClientId,
+    ) -> Result<Option<serde_json::Value>, GraphError> {
+        // A GUID needs no quoting; spaces as %20, as Graph's own examples write them.
+        let url = self.url(&format!(
+            "v1.0/applications?$filter=appId%20eq%20'{app_id}'"
+        ))?;
+        let apps: Collection<serde_json::Value> = self.get_json(url, access_token).await?;
+        Ok(apps.value.into_iter().next())
     }
 
     /// One page of a collection: `link` is a path under the Graph base (`v1.0/users/delta`) or

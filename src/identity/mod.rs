@@ -159,6 +159,19 @@ pub struct AccessToken {
     pub expires_in: Option<Duration>,
 }
 
+/// The fields of an OpenID discovery document Gangway looks at.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Discovery {
+    /// Where it was read.
+    #[serde(skip)]
+    pub url: String,
+    /// The issuer ID tokens carry; `{authority}/{tenantid}/v2.0` (a template) for
+    /// `organizations` and `common`.
+    pub issuer: String,
+    /// The token endpoint.
+    pub token_endpoint: String,
+}
+
 /// Talks to Entra ID as the provider application. Cheap to clone.
 #[derive(Clone)]
 pub struct EntraClient {
@@ -556,6 +569,39 @@ impl EntraClient {
         };
         *self.inner.jwks.write().expect("jwks lock") = Some(fresh.clone());
         Ok(fresh)
+    }
+
+    /// Reads `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (`tenant`:
+    /// `organizations`, `common` or a tenant GUID): whether the authority answers as Entra ID
+    /// does, and with which issuer. Gangway builds its endpoints from the authority instead
+    /// (see the module's docs); the setup check reads this to prove the two agree.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn discovery(&self, tenant: &str) -> Result<Discovery, IdentityError> {
+        let url = self.endpoint(&format!("{tenant}/v2.0/.well-known/openid-configuration"));
+        let transport = |e: reqwest::Error| {
+            IdentityError::Transport(format!("fetching {url}: {}", e.without_url()))
+        };
+        let resp = self
+            .inner
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<AadError>(&body) {
+                Ok(aad) if !aad.error.is_empty() => IdentityError::Aad(Box::new(aad)),
+                _ => IdentityError::Transport(format!("fetching {url}: HTTP {}", status.as_u16())),
+            });
+        }
+        let mut doc: Discovery = serde_json::from_slice(&body).map_err(|_| {
+            IdentityError::Transport(format!("{url} is not an OpenID discovery document"))
+        })?;
+        doc.url = url;
+        Ok(doc)
     }
 
     /// A client-credentials access token for Graph (`https://graph.microsoft.com/.default`) in

@@ -79,6 +79,8 @@ pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
 pub const OPERATOR_SIGN_OUT: &str = "/console/operators/{id}/sign-out";
 /// POST: remove an operator.
 pub const REMOVE_OPERATOR: &str = "/console/operators/{id}/remove";
+/// The app-registration doctor (admins only): each check of the provider's app registration.
+pub const DOCTOR: &str = "/console/doctor";
 
 /// The token link's target; it redirects at once to [`WIZARD`].
 pub const AUTHENTICATE: &str = "/authenticate";

@@ -16,13 +16,13 @@ use crate::helpers::{OPERATOR_PASSWORD, TestApp};
 use crate::wizard::{CUSTOMER_APP_PERMISSIONS, customer_app};
 
 /// A ChromeDriver process on a free loopback port, killed on drop.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     _process: Child,
     url: String,
 }
 
 impl ChromeDriver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -54,7 +54,7 @@ impl ChromeDriver {
     }
 
     /// A fresh headless browser with its own profile (its own cookies).
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         let profile =
             std::env::temp_dir().join(format!("gangway-chrome-{}", crate::helpers::short_id()));
         let binary = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -79,7 +79,7 @@ impl ChromeDriver {
     }
 }
 
-async fn fill(browser: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(browser: &Client, css: &str, text: &str) {
     let field = browser
         .find(Locator::Css(css))
         .await
@@ -88,7 +88,7 @@ async fn fill(browser: &Client, css: &str, text: &str) {
     field.send_keys(text).await.unwrap();
 }
 
-async fn click(browser: &Client, css: &str) {
+pub(crate) async fn click(browser: &Client, css: &str) {
     browser
         .find(Locator::Css(css))
         .await
@@ -99,7 +99,7 @@ async fn click(browser: &Client, css: &str) {
 }
 
 /// Waits until the page's text contains `needle`, returning the page source.
-async fn wait_for_text(browser: &Client, needle: &str) -> String {
+pub(crate) async fn wait_for_text(browser: &Client, needle: &str) -> String {
     for _ in 0..100 {
         let source = browser.source().await.unwrap();
         if source.contains(needle) {
@@ -238,7 +238,7 @@ async fn fit(browser: &Client) -> Fit {
 
 /// Checks the page in view at phone and desktop width (no sideways scrolling, no clipped table,
 /// Sign out in view on console pages), saves a screenshot of each and runs axe-core on it.
-async fn check_page(browser: &Client, page: &str, signed_in: bool) {
+pub(crate) async fn check_page(browser: &Client, page: &str, signed_in: bool) {
     let shots = std::env::var_os("GANGWAY_SHOTS").map(PathBuf::from);
     for width in WIDTHS {
         set_viewport(browser, width, 900).await;
@@ -275,7 +275,7 @@ async fn href(browser: &Client, css: &str) -> String {
 }
 
 /// Evaluates `expression` in the page.
-async fn eval(browser: &Client, expression: &str) -> Value {
+pub(crate) async fn eval(browser: &Client, expression: &str) -> Value {
     browser
         .execute(&format!("return {expression};"), vec![])
         .await

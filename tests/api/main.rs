@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod customers;
 mod directory;
+mod doctor;
 mod headers;
 mod helpers;
 mod jobs;

@@ -1,5 +1,5 @@
 //! The operator console: sign-in, invitations, tenants, customers, the audit log and (for
-//! admins) the operators.
+//! admins) the operators and the app-registration doctor.
 //!
 //! Every page but sign-in needs a signed-in operator ([`CurrentOperator`]); whatever changes
 //! something needs an admin ([`AdminOperator`]), checked on the server whether or not the page
@@ -11,6 +11,7 @@
 mod audit_log;
 mod auth;
 mod customers;
+mod doctor;
 mod invitations;
 mod list;
 mod operators;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit_log::router())
         .merge(operators::router())
         .merge(settings::router())
+        .merge(doctor::router())
 }
 
 /// The console's home is the invitations list; signed-out visitors are sent on to sign in.
@@ -60,6 +62,7 @@ pub(crate) enum Section {
     Audit,
     Operators,
     Settings,
+    Doctor,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -98,7 +101,7 @@ impl Chrome {
     }
 
     /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
-    /// `customers`, `audit`, `operators`).
+    /// `customers`, `audit`, `operators`, `settings`, `doctor`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -113,6 +116,7 @@ impl Section {
             Self::Audit => "audit",
             Self::Operators => "operators",
             Self::Settings => "settings",
+            Self::Doctor => "doctor",
         }
     }
 }

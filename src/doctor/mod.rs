@@ -1,0 +1,410 @@
+//! The app-registration doctor: what the provider's app registration in Entra ID must hold
+//! (each value to enter in the Entra admin center), and what Gangway verifies itself — that
+//! Entra ID answers, that the provider's tenant accepts the app's client secret, and, read
+//! through Graph's `/applications`, that the registration has the redirect URIs, sign-in
+//! audience, ID-token claim, live secret and permissions the permission profiles in use need.
+//! Each finding is a [`Check`]: pass, warn, fail or skip, with what was seen and the exact fix.
+//!
+//! `gangway doctor` and the console's Doctor page both run [`run`]; the comparisons themselves
+//! are the pure functions of [`checks`].
+
+pub mod checks;
+pub mod graph_ids;
+
+use serde::Serialize;
+use sqlx::PgPool;
+use time::{Date, OffsetDateTime};
+use url::Url;
+
+use crate::audit::Actor;
+use crate::crypto::Keyring;
+use crate::graph::GraphClient;
+use crate::identity::{AadErrorKind, IdentityError};
+use crate::settings::{self, Edit, Key, Live, Settings, profiles};
+
+/// Where Microsoft sends a customer's admin back (the web layer's `CALLBACK`), relative to
+/// the public URL.
+pub const CALLBACK_PATH: &str = "authenticate/OAuth2Callback";
+/// Where Microsoft sends an operator back after signing in to the console with Entra ID.
+pub const SSO_CALLBACK_PATH: &str = "console/sso/callback";
+/// The console's front-channel logout URL: Entra ID loads it when an operator signs out there.
+pub const SSO_LOGOUT_PATH: &str = "console/sso/logout";
+/// The sign-in audience of a multi-tenant app (any organization's Entra ID).
+pub const MULTI_TENANT_AUDIENCE: &str = "AzureADMultipleOrgs";
+/// The Graph permission Gangway needs in the provider's own tenant to read its registration.
+pub const OWN_PERMISSION: &str = "Application.Read.All";
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// As it should be.
+    Pass,
+    /// Works today, but needs attention (soon, or before a feature is turned on).
+    Warn,
+    /// Broken: something customers or operators do fails until it is fixed.
+    Fail,
+    /// Not checked, because an earlier check failed; the fix says what to look at by hand.
+    Skip,
+}
+
+impl Status {
+    /// `PASS`, `WARN`, `FAIL` or `SKIP`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Warn => "WARN",
+            Self::Fail => "FAIL",
+            Self::Skip => "SKIP",
+        }
+    }
+
+    /// `pass`, `warn`, `fail` or `skip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// A stable name (`redirect_uri`, `permissions:<profile id>`, …).
+    pub id: String,
+    /// What is checked, in a few words.
+    pub title: String,
+    /// The outcome.
+    pub status: Status,
+    /// What was seen.
+    pub detail: String,
+    /// What to do, where it is not a pass.
+    pub fix: Option<String>,
+    /// Values the fix asks to paste (redirect URIs, a URL, permission names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl Check {
+    /// A finding without a fix or values.
+    pub fn new(id: impl Into<String>, title: impl Into<String>, status: Status) -> Self {
+        Self {
+            id: id.into(),
+            title: title.into(),
+            status,
+            detail: String::new(),
+            fix: None,
+            values: Vec::new(),
+        }
+    }
+
+    /// With what was seen.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// With the fix.
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    /// With values to paste.
+    pub fn values(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.values = values.into_iter().collect();
+        self
+    }
+}
+
+/// A redirect URI the registration needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedirectUri {
+    /// The URI, exactly as it must be registered (platform Web).
+    pub uri: String,
+    /// What it is for.
+    pub purpose: &'static str,
+    /// Whether something in use needs it now (operator sign-in's only once it is on).
+    pub required: bool,
+}
+
+/// What one permission profile in use needs of the registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileNeeds {
+    /// The profile's id.
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// Delegated Microsoft Graph permissions.
+    pub delegated: Vec<String>,
+    /// Application Microsoft Graph permissions.
+    pub application: Vec<String>,
+}
+
+/// Every value the app registration must hold, as entered in the Entra admin center.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expected {
+    /// The Application (client) ID Gangway signs in as.
+    pub client_id: String,
+    /// The provider's tenant, where the app is registered (when set).
+    pub tenant_id: Option<String>,
+    /// Redirect URIs, platform Web.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// The front-channel logout URL.
+    pub logout_url: String,
+    /// `signInAudience`.
+    pub sign_in_audience: &'static str,
+    /// The same as the admin center words it.
+    pub account_types: &'static str,
+    /// Claims ID tokens must carry.
+    pub id_token_claims: Vec<&'static str>,
+    /// The Microsoft Graph permissions each profile in use needs.
+    pub profiles: Vec<ProfileNeeds>,
+    /// The application permission the doctor needs, granted in the provider's own tenant.
+    pub own_permission: &'static str,
+}
+
+impl Expected {
+    /// What `settings`, the portal at `public_url` and the profiles in use ask of the
+    /// registration.
+    pub fn new(settings: &Settings, public_url: &Url, profiles: &[profiles::Profile]) -> Self {
+        let at = |path: &str| {
+            public_url
+                .join(path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| format!("{public_url}{path}"))
+        };
+        Self {
+            client_id: settings.client_id.to_string(),
+            tenant_id: settings.provider_tenant_id.map(|t| t.to_string()),
+            redirect_uris: vec![
+                RedirectUri {
+                    uri: at(CALLBACK_PATH),
+                    purpose: "Customers' admins come back here after consenting",
+                    required: true,
+                },
+                RedirectUri {
+                    uri: at(SSO_CALLBACK_PATH),
+                    purpose: "Operators come back here after signing in to the console with Entra ID",
+                    required: settings.sso.enabled,
+                },
+            ],
+            logout_url: at(SSO_LOGOUT_PATH),
+            sign_in_audience: MULTI_TENANT_AUDIENCE,
+            account_types: "Accounts in any organizational directory (Any Microsoft Entra ID tenant – Multitenant)",
+            id_token_claims: vec!["wids"],
+            profiles: profiles
+                .iter()
+                .map(|p| ProfileNeeds {
+                    id: p.id,
+                    name: p.name.clone(),
+                    delegated: p.delegated_scopes(),
+                    application: p.application_scopes(),
+                })
+                .collect(),
+            own_permission: OWN_PERMISSION,
+        }
+    }
+}
+
+/// Everything the doctor found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What the registration must hold.
+    pub expected: Expected,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// The secret's expiry as read from the registration, when the doctor stored it in System
+    /// Settings (it differed from the stored one).
+    #[serde(serialize_with = "iso_date")]
+    pub stored_secret_expiry: Option<Date>,
+}
+
+/// `2027-06-30`, as System Settings stores it.
+fn iso_date<S: serde::Serializer>(date: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(d) => s.serialize_some(&d.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Report {
+    /// Whether no check failed (warnings and skips do not count).
+    pub fn passed(&self) -> bool {
+        !self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    /// How many checks came out `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
+    }
+
+    /// "12 passed, 1 warning, 2 failed" (and skipped, when any).
+    pub fn summary(&self) -> String {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = vec![
+            format!("{} passed", self.count(Status::Pass)),
+            plural(self.count(Status::Warn), "warning", "warnings"),
+            format!("{} failed", self.count(Status::Fail)),
+        ];
+        let skipped = self.count(Status::Skip);
+        if skipped > 0 {
+            parts.push(format!("{skipped} skipped"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Runs every check for the provider app of `live` (its settings and Entra client) with Graph
+/// at `graph`, the portal at `public_url` and Entra ID at `authority`.
+///
+/// The secret's `endDateTime`, when read from the registration and different from the stored
+/// *Client secret expires*, is saved in System Settings (audited as Gangway itself, sealed
+/// with `keys` like every save), so the settings page and its reminders show the real date.
+/// The report says when it did, so a caching caller can read the settings again.
+pub async fn run(
+    db: &PgPool,
+    keys: &Keyring,
+    live: &Live,
+    graph: &GraphClient,
+    public_url: &Url,
+    authority: &Url,
+) -> Report {
+    let settings = &live.settings;
+    let mut checks = Vec::new();
+    let profiles = match profiles::in_use(db).await {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(
+                Check::new("profiles", "Permission profiles in use", Status::Fail)
+                    .detail(format!("Gangway could not read them: {e}"))
+                    .fix("Check that the database is reachable, then run the doctor again."),
+            );
+            Vec::new()
+        }
+    };
+    let expected = Expected::new(settings, public_url, &profiles);
+
+    checks.push(checks::discovery(
+        &live.entra.discovery("organizations").await,
+        authority,
+    ));
+
+    let mut secret_expired = false;
+    let registration = match settings.provider_tenant_id {
+        None => {
+            checks.push(checks::provider_tenant(None));
+            None
+        }
+        Some(tenant) => {
+            checks.push(checks::provider_tenant(Some(&tenant)));
+            let token = live.entra.app_token(&tenant, None).await;
+            secret_expired = matches!(
+                &token,
+                Err(e @ IdentityError::Aad(_)) if e.aad_kind() == Some(AadErrorKind::ExpiredSecret)
+            );
+            checks.push(checks::client_credentials(
+                &token,
+                &settings.client_id,
+                &tenant,
+            ));
+            match token {
+                Ok(token) => {
+                    let read = graph.application(&token, &settings.client_id).await;
+                    checks.push(checks::registration(&read, &settings.client_id, &tenant));
+                    read.ok().flatten()
+                }
+                Err(_) => None,
+            }
+        }
+    };
+
+    let now = OffsetDateTime::now_utc();
+    let secret = match (&registration, secret_expired) {
+        (Some(reg), _) => checks::SecretSource::Registration(reg),
+        (None, true) => checks::SecretSource::ExpiredPerEntra,
+        (None, false) => checks::SecretSource::Stored(settings.client_secret_expires),
+    };
+    let (found, expiry) = checks::registration_checks(
+        registration.as_ref(),
+        &expected,
+        settings.sso.enabled,
+        &settings.client_secret,
+        secret,
+        now,
+    );
+    checks.extend(found);
+
+    let stored_secret_expiry = match expiry {
+        Some(date) if registration.is_some() && settings.client_secret_expires != Some(date) => {
+            remember_expiry(db, keys, date).await.then_some(date)
+        }
+        _ => None,
+    };
+    Report {
+        expected,
+        checks,
+        stored_secret_expiry,
+    }
+}
+
+/// Saves the secret's expiry as read from the registration; a date the settings refuse (more
+/// than 24 months away, which Microsoft's own portal does not offer) is left unsaved.
+async fn remember_expiry(db: &PgPool, keys: &Keyring, date: Date) -> bool {
+    let edit = Edit {
+        key: Key::ClientSecretExpires,
+        raw: date.to_string(),
+    };
+    match settings::save(db, keys, &[edit], &Actor::System).await {
+        Ok(changed) => !changed.is_empty(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store the client secret's expiry");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expected_callback_is_the_route_microsoft_calls() {
+        assert_eq!(format!("/{CALLBACK_PATH}"), crate::web::paths::CALLBACK);
+    }
+
+    #[test]
+    fn the_summary_counts_each_outcome() {
+        let check = |status| Check::new("x", "x", status);
+        let report = Report {
+            expected: Expected {
+                client_id: String::new(),
+                tenant_id: None,
+                redirect_uris: Vec::new(),
+                logout_url: String::new(),
+                sign_in_audience: MULTI_TENANT_AUDIENCE,
+                account_types: "",
+                id_token_claims: Vec::new(),
+                profiles: Vec::new(),
+                own_permission: OWN_PERMISSION,
+            },
+            checks: vec![
+                check(Status::Pass),
+                check(Status::Pass),
+                check(Status::Warn),
+            ],
+            stored_secret_expiry: None,
+        };
+        assert!(report.passed());
+        assert_eq!(report.summary(), "2 passed, 1 warning, 0 failed");
+        let mut failed = report.clone();
+        failed.checks.push(check(Status::Fail));
+        failed.checks.push(check(Status::Skip));
+        assert!(!failed.passed());
+        assert_eq!(failed.summary(), "2 passed, 1 warning, 1 failed, 1 skipped");
+    }
+}
