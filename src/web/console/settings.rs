@@ -359,14 +359,20 @@ impl SettingsPage {
             CopyValue {
                 id: "sso-redirect-uri",
                 label: "Operator sign-in redirect URI (Web)",
-                value: join("/console/sso/callback"),
+                value: join(paths::SSO_CALLBACK),
                 hint: "a second redirect URI, for operator sign-in with Entra ID",
             },
             CopyValue {
                 id: "logout-url",
                 label: "Front-channel logout URL",
-                value: join("/console/sso/logout"),
+                value: join(paths::SSO_LOGOUT),
                 hint: "Authentication → Front-channel logout URL",
+            },
+            CopyValue {
+                id: "post-logout-uri",
+                label: "Redirect URI after signing out (Web)",
+                value: join(paths::LOGIN),
+                hint: "where Microsoft returns an operator who signed out of both",
             },
         ];
         Ok(Self {
