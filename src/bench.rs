@@ -234,7 +234,7 @@ async fn measure(
     let bench = Bench {
         workers: WorkerConfig {
             lease: state.cfg.sync.lease,
-            ..WorkerConfig::new(params.concurrency, state.cfg.sync.schedule.clone())
+            ..WorkerConfig::new(params.concurrency)
         },
         syncer: crate::runtime::syncer(&state),
         params,

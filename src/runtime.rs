@@ -95,7 +95,7 @@ fn run_sync_workers(
     let syncer = syncer(state);
     let cfg = WorkerConfig {
         lease: state.cfg.sync.lease,
-        ..WorkerConfig::new(concurrency, state.cfg.sync.schedule.clone())
+        ..WorkerConfig::new(concurrency)
     };
     async move {
         if concurrency > 0 {

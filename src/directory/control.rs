@@ -128,7 +128,8 @@ pub async fn set_schedule(
     if tenant.status == TenantStatus::Offboarded {
         return Err(ControlError::NotSyncable(tenant.status));
     }
-    let old = Schedule::from_column(tenant.sync_schedule.as_deref());
+    let default = crate::settings::stored_default_schedule(db).await?;
+    let old = Schedule::from_column(tenant.sync_schedule.as_deref(), &default);
     let next = next_due(
         schedule,
         OffsetDateTime::now_utc(),

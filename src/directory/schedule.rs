@@ -232,11 +232,11 @@ impl Schedule {
     }
 
     /// The schedule stored in `tenants.sync_schedule`: a null column (or, defensively, text
-    /// that no longer parses, e.g. a zone dropped from the database) is the default.
-    pub fn from_column(stored: Option<&str>) -> Schedule {
+    /// that no longer parses, e.g. a zone dropped from the database) is `default`.
+    pub fn from_column(stored: Option<&str>, default: &Schedule) -> Schedule {
         stored
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(default_schedule)
+            .unwrap_or_else(|| default.clone())
     }
 }
 
@@ -387,12 +387,18 @@ mod tests {
         }
         assert_eq!(parse("every 6h"), Schedule::Every(hours(6)));
         assert_eq!(default_schedule().to_string(), "every 1h");
-        assert_eq!(Schedule::from_column(None), default_schedule());
         assert_eq!(
-            Schedule::from_column(Some("daily 03:00 Mars/Olympus")),
+            Schedule::from_column(None, &default_schedule()),
             default_schedule()
         );
-        assert_eq!(Schedule::from_column(Some("manual")), Schedule::Manual);
+        assert_eq!(
+            Schedule::from_column(Some("daily 03:00 Mars/Olympus"), &default_schedule()),
+            default_schedule()
+        );
+        assert_eq!(
+            Schedule::from_column(Some("manual"), &default_schedule()),
+            Schedule::Manual
+        );
     }
 
     #[test]

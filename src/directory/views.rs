@@ -211,10 +211,11 @@ pub async fn sync_summary(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let default = crate::settings::stored_default_schedule(db).await?;
     Ok(Some(SyncSummary {
         status: row.status,
         default_schedule: row.sync_schedule.is_none(),
-        schedule: Schedule::from_column(row.sync_schedule.as_deref()),
+        schedule: Schedule::from_column(row.sync_schedule.as_deref(), &default),
         next_sync_at: row.next_sync_at,
         last_sync_success_at: row.last_sync_success_at,
         sync_failures: row.sync_failures,

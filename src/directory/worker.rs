@@ -17,6 +17,7 @@ use super::schedule::{self, Schedule};
 use super::store::Tally;
 use super::sync::{SyncError, Syncer, tenant_access};
 use crate::jobs::{self, Claimed, JobFailure, NewJob, Outcome};
+use crate::settings;
 use crate::tenants::{self, SYNC_JOB};
 
 /// How workers run.
@@ -30,19 +31,16 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// How often the scheduler looks for due tenants.
     pub schedule_every: Duration,
-    /// The schedule of tenants that have none of their own.
-    pub default_schedule: Schedule,
 }
 
 impl WorkerConfig {
     /// `concurrency` workers with a one-minute lease, polling every two seconds.
-    pub fn new(concurrency: usize, default_schedule: Schedule) -> Self {
+    pub fn new(concurrency: usize) -> Self {
         Self {
             concurrency: concurrency.max(1),
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(2),
             schedule_every: Duration::from_secs(15),
-            default_schedule,
         }
     }
 }
@@ -108,7 +106,7 @@ pub async fn work_one(
     stop: &CancellationToken,
 ) -> Result<Outcome<RunReport>, jobs::JobError> {
     jobs::try_execute_job(syncer.db(), worker_id, cfg.lease, |job| {
-        run_job(syncer, cfg, job, stop)
+        run_job(syncer, job, stop)
     })
     .await
 }
@@ -116,7 +114,6 @@ pub async fn work_one(
 /// The handler of a `directory_sync` job.
 async fn run_job(
     syncer: &Syncer,
-    cfg: &WorkerConfig,
     job: Claimed,
     stop: &CancellationToken,
 ) -> Result<RunReport, JobFailure> {
@@ -128,7 +125,7 @@ async fn run_job(
     } else {
         serde_json::from_value(job.payload["trigger"].clone()).unwrap_or(RunTrigger::Schedule)
     };
-    sync_once(syncer, cfg, tenant, Some(job.id.0), trigger, stop)
+    sync_once(syncer, tenant, Some(job.id.0), trigger, stop)
         .await
         .map_err(JobFailure::new)
         .and_then(|report| match report.outcome {
@@ -147,7 +144,6 @@ async fn run_job(
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, run_id))]
 pub async fn sync_once(
     syncer: &Syncer,
-    cfg: &WorkerConfig,
     tenant: Uuid,
     job_id: Option<i64>,
     trigger: RunTrigger,
@@ -209,7 +205,7 @@ pub async fn sync_once(
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {
-            let schedule = tenant_schedule(db, tenant, &cfg.default_schedule).await?;
+            let schedule = tenant_schedule(db, tenant).await?;
             sqlx::query(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
                         next_sync_at = $2
@@ -247,21 +243,16 @@ pub async fn sync_once(
     })
 }
 
-/// The tenant's own schedule, or the default.
-async fn tenant_schedule(
-    db: &PgPool,
-    tenant: Uuid,
-    default: &Schedule,
-) -> Result<Schedule, sqlx::Error> {
+/// The tenant's own schedule, or the stored default.
+async fn tenant_schedule(db: &PgPool, tenant: Uuid) -> Result<Schedule, sqlx::Error> {
     let stored: Option<String> =
         sqlx::query_scalar("select sync_schedule from tenants where id = $1")
             .bind(tenant)
             .fetch_optional(db)
             .await?
             .flatten();
-    Ok(stored
-        .and_then(|s| Schedule::from_str(&s).ok())
-        .unwrap_or_else(|| default.clone()))
+    let default = settings::stored_default_schedule(db).await?;
+    Ok(Schedule::from_column(stored.as_deref(), &default))
 }
 
 /// Every `cfg.schedule_every`, enqueues the syncs that are due.
@@ -273,7 +264,11 @@ async fn scheduler(db: PgPool, cfg: WorkerConfig, stop: CancellationToken) {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        match enqueue_due(&db, &cfg.default_schedule).await {
+        let due = match settings::stored_default_schedule(&db).await {
+            Ok(default) => enqueue_due(&db, &default).await,
+            Err(e) => Err(e),
+        };
+        match due {
             Ok(0) => {}
             Ok(n) => tracing::info!(tenants = n, "scheduled syncs enqueued"),
             Err(e) => tracing::warn!(error = %e, "the sync scheduler could not run"),

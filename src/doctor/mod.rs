@@ -375,7 +375,10 @@ mod tests {
     #[test]
     fn the_expected_callback_is_the_route_microsoft_calls() {
         assert_eq!(format!("/{CALLBACK_PATH}"), crate::web::paths::CALLBACK);
-        assert_eq!(format!("/{SSO_CALLBACK_PATH}"), crate::web::paths::SSO_CALLBACK);
+        assert_eq!(
+            format!("/{SSO_CALLBACK_PATH}"),
+            crate::web::paths::SSO_CALLBACK
+        );
         assert_eq!(format!("/{SSO_LOGOUT_PATH}"), crate::web::paths::SSO_LOGOUT);
     }
 

@@ -275,6 +275,20 @@ pub struct Seed {
     pub default_schedule: Schedule,
 }
 
+/// The stored default sync schedule (System Settings), or Gangway's own default.
+pub async fn stored_default_schedule(db: &PgPool) -> Result<Schedule, sqlx::Error> {
+    let stored: Option<Value> =
+        sqlx::query_scalar("select value from settings where key = 'default_schedule'")
+            .fetch_optional(db)
+            .await?
+            .flatten();
+    Ok(stored
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(default_schedule))
+}
+
 /// Gets the settings ready at start: the environment seeds what is not stored yet, and the
 /// built-in permission profile is written from Gangway's own list.
 pub async fn prepare(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {

@@ -277,10 +277,7 @@ async fn connect(app: &TestApp, tid: &str, application: &[&str]) -> Uuid {
 }
 
 fn engine(app: &TestApp) -> (Syncer, WorkerConfig) {
-    (
-        gangway::runtime::syncer(&app.state),
-        WorkerConfig::new(1, schedule::default_schedule()),
-    )
+    (gangway::runtime::syncer(&app.state), WorkerConfig::new(1))
 }
 
 /// One worker turn that must find and run a sync job; its report.
