@@ -269,6 +269,21 @@ pub async fn record_consent(
     Ok(tenant_id)
 }
 
+/// Records when the customer app's secret of the tenant `entra_tenant_id` expires (`None`:
+/// unknown), for the console's reminders.
+pub async fn set_credential_expiry(
+    db: &PgPool,
+    entra_tenant_id: Uuid,
+    expires_on: Option<time::Date>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update tenants set credential_expires_on = $2 where entra_tenant_id = $1")
+        .bind(entra_tenant_id)
+        .bind(expires_on)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// The job kind of a directory sync (the replication engine handles it).
 pub const SYNC_JOB: &str = "directory_sync";
 

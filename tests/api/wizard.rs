@@ -170,12 +170,26 @@ impl Customer {
         client: &str,
         secret: &str,
     ) -> reqwest::Response {
+        self.customer_app_expiring(app, tenant, client, secret, "")
+            .await
+    }
+
+    /// Submits the customer-app form with the secret's expiry (`""`: not given).
+    pub async fn customer_app_expiring(
+        &self,
+        app: &TestApp,
+        tenant: &str,
+        client: &str,
+        secret: &str,
+        expires: &str,
+    ) -> reqwest::Response {
         let page = self.wizard(app).await;
         let csrf = input_value(&page, "csrf_token").unwrap();
         let form = [
             ("tenant_id", tenant),
             ("client_id", client),
             ("client_secret", secret),
+            ("secret_expires", expires),
             ("csrf_token", &csrf),
         ];
         let response = self
@@ -577,11 +591,43 @@ async fn customer_app_with_a_good_secret_is_proven_and_recorded() {
         "customer-app mode has no Microsoft sign-in"
     );
 
-    let response = customer.submit_app(&app, &tenant.id, &registered).await;
+    let far = (time::OffsetDateTime::now_utc().date() + time::Duration::days(900)).to_string();
+    let refused = customer
+        .customer_app_expiring(
+            &app,
+            &tenant.id,
+            &registered.client_id,
+            &registered.client_secret,
+            &far,
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("at most 24 months"));
+    let expires = time::OffsetDateTime::now_utc().date() + time::Duration::days(40);
+    let response = customer
+        .customer_app_expiring(
+            &app,
+            &tenant.id,
+            &registered.client_id,
+            &registered.client_secret,
+            &expires.to_string(),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let done = response.text().await.unwrap();
     assert!(done.contains("is connected"), "{done}");
     assert!(!done.contains(&registered.client_secret));
+    let known: Option<time::Date> =
+        sqlx::query_scalar("select credential_expires_on from tenants where entra_tenant_id = $1")
+            .bind(Uuid::parse_str(&tenant.id).unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        known,
+        Some(expires),
+        "the secret's expiry is kept for reminders"
+    );
 
     let (mode, client_id, sealed): (String, Option<String>, Option<Vec<u8>>) = sqlx::query_as(
         "select consent_mode, customer_client_id, credential_ciphertext from tenants where entra_tenant_id = $1",

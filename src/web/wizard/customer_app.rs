@@ -6,6 +6,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use time::{Date, OffsetDateTime};
 use tower_sessions::Session;
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
 use crate::invitations::{self, ConsentMode, Setback};
 use crate::onboarding::{self, AppCredentials, AppRefusal, GraphRead};
+use crate::tenants;
 use crate::types::{ClientId, Secret, TenantId};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
@@ -34,6 +36,9 @@ pub struct RawForm {
     client_id: String,
     #[serde(default)]
     client_secret: String,
+    /// When the secret expires (YYYY-MM-DD), optional.
+    #[serde(default)]
+    secret_expires: String,
 }
 
 impl std::fmt::Debug for RawForm {
@@ -45,13 +50,45 @@ impl std::fmt::Debug for RawForm {
     }
 }
 
-/// Checks the shape of each field, naming every problem; the form keeps tenant and client id.
-pub fn parse(raw: &RawForm) -> std::result::Result<AppCredentials, Box<CustomerAppForm>> {
+/// A secret may live at most this long, as Microsoft allows.
+const MAX_SECRET_DAYS: i64 = 731;
+
+/// The secret's expiry as typed: empty is unknown; else a date from today to 24 months ahead.
+fn parse_expiry(raw: &str, today: Date) -> std::result::Result<Option<Date>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(raw, &format).map_err(|_| {
+        "Enter the date the secret expires as shown in the Entra admin center, such as 2027-06-30, or leave it empty.".to_owned()
+    })?;
+    if date < today {
+        return Err(
+            "This secret has already expired: create a new one and enter its Value.".into(),
+        );
+    }
+    if date > today + time::Duration::days(MAX_SECRET_DAYS) {
+        return Err("A client secret lives at most 24 months: check the expiry date.".into());
+    }
+    Ok(Some(date))
+}
+
+/// Checks the shape of each field, naming every problem; the form keeps tenant and client id
+/// (and the secret's expiry, when given).
+pub fn parse(
+    raw: &RawForm,
+) -> std::result::Result<(AppCredentials, Option<Date>), Box<CustomerAppForm>> {
     let mut form = CustomerAppForm {
         tenant_id: raw.tenant_id.trim().to_owned(),
         client_id: raw.client_id.trim().to_owned(),
+        secret_expires: raw.secret_expires.trim().to_owned(),
         ..Default::default()
     };
+    let expires = parse_expiry(&raw.secret_expires, OffsetDateTime::now_utc().date())
+        .map_err(|e| form.expires_error = Some(e))
+        .ok()
+        .flatten();
     let tenant = if form.tenant_id.is_empty() {
         form.tenant_id_error =
             Some("Enter the Directory (tenant) ID from the app's Overview page.".into());
@@ -99,12 +136,16 @@ pub fn parse(raw: &RawForm) -> std::result::Result<AppCredentials, Box<CustomerA
         form.secret_error =
             Some("This is too long for a client secret: paste the secret's Value only.".into());
     }
-    match (tenant, client_id, form.secret_error.is_none()) {
-        (Some(tenant), Some(client_id), true) => Ok(AppCredentials {
-            tenant,
-            client_id,
-            secret: Secret::new(secret),
-        }),
+    let valid = form.secret_error.is_none() && form.expires_error.is_none();
+    match (tenant, client_id, valid) {
+        (Some(tenant), Some(client_id), true) => Ok((
+            AppCredentials {
+                tenant,
+                client_id,
+                secret: Secret::new(secret),
+            },
+            expires,
+        )),
         _ => Err(Box::new(form)),
     }
 }
@@ -247,7 +288,7 @@ pub async fn submit(
         page.chrome.step = 2;
         (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
     };
-    let creds = match parse(&raw) {
+    let (creds, expires) = match parse(&raw) {
         Ok(c) => c,
         Err(form) => return Ok(rerender(&invitation, *form)),
     };
@@ -275,6 +316,7 @@ pub async fn submit(
             let mut form = CustomerAppForm {
                 tenant_id,
                 client_id,
+                secret_expires: raw.secret_expires.trim().to_owned(),
                 ..Default::default()
             };
             apply(&finding, &mut form);
@@ -287,6 +329,7 @@ pub async fn submit(
     let provider = live.settings.branding.clone();
     match record(&state, &invitation, &consent, &who).await? {
         Ok(name) => {
+            tenants::set_credential_expiry(&state.db, consent.entra_tenant_id, expires).await?;
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
             let done = link::done_page(&provider, &name, CUSTOMER_APP_STEP);
@@ -312,6 +355,7 @@ mod tests {
             tenant_id: t.into(),
             client_id: c.into(),
             client_secret: s.into(),
+            secret_expires: String::new(),
         }
     }
 
@@ -320,7 +364,8 @@ mod tests {
 
     #[test]
     fn fields_are_checked_and_the_secret_never_echoed() {
-        let ok = parse(&raw(&format!(" {T} "), C, " s3cret~value ")).unwrap();
+        let (ok, expires) = parse(&raw(&format!(" {T} "), C, " s3cret~value ")).unwrap();
+        assert_eq!(expires, None);
         assert_eq!(ok.tenant.to_string(), T);
         assert_eq!(ok.secret.expose(), "s3cret~value");
 
@@ -338,6 +383,33 @@ mod tests {
         assert!(form.tenant_id_error.is_some() && form.client_id_error.is_some());
         assert!(!format!("{form:?}").contains("hunter2"));
         assert!(!format!("{:?}", raw(T, C, "hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_expiry_is_optional_and_at_most_24_months_ahead() {
+        let today = Date::from_calendar_date(2026, time::Month::December, 1).unwrap();
+        assert_eq!(parse_expiry("", today), Ok(None));
+        assert_eq!(
+            parse_expiry(" 2028-11-30 ", today),
+            Ok(Some(
+                Date::from_calendar_date(2028, time::Month::November, 30).unwrap()
+            ))
+        );
+        assert!(
+            parse_expiry("2029-01-01", today)
+                .unwrap_err()
+                .contains("24 months")
+        );
+        assert!(
+            parse_expiry("2026-11-30", today)
+                .unwrap_err()
+                .contains("already expired")
+        );
+        assert!(
+            parse_expiry("30/11/2028", today)
+                .unwrap_err()
+                .contains("2027-06-30")
+        );
     }
 
     fn aad(body: &str) -> IdentityError {

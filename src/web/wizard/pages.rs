@@ -74,6 +74,9 @@ pub struct CustomerAppForm {
     pub tenant_id_error: Option<String>,
     pub client_id_error: Option<String>,
     pub secret_error: Option<String>,
+    /// When the secret expires, as typed (optional).
+    pub secret_expires: String,
+    pub expires_error: Option<String>,
     /// What the proof found wrong, shown above the form.
     pub problem: Option<String>,
 }
