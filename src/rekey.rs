@@ -14,6 +14,8 @@ pub struct Resealed {
     pub queued_mail: u64,
     /// Sessions re-sealed.
     pub sessions: u64,
+    /// Secret settings (the provider app's client secret) re-sealed.
+    pub settings: u64,
 }
 
 /// Why re-sealing stopped; nothing was changed.
@@ -34,7 +36,7 @@ pub enum RekeyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Re-seals tenant credentials, queued mail and live sessions sealed under any other key than
+/// Re-seals tenant credentials, queued mail, live sessions and secret settings sealed under any other key than
 /// the current one, in one transaction: all move, or none does.
 pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
     let mut tx = db.begin().await?;
@@ -67,11 +69,20 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
          where id_sha256 = decode($1, 'hex')",
     )
     .await?;
+    let settings = reseal(
+        &mut tx,
+        keys,
+        "settings",
+        "select key, key_id, ciphertext from settings where key_id <> $1 for update",
+        "update settings set ciphertext = $2, key_id = $3 where key = $1",
+    )
+    .await?;
     tx.commit().await?;
     Ok(Resealed {
         tenant_credentials,
         queued_mail,
         sessions,
+        settings,
     })
 }
 

@@ -163,11 +163,12 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(anyhow::Error::from)?;
             println!(
-                "re-sealed {} tenant credential(s) and {} queued email(s) with key {}, and {} session(s)",
+                "re-sealed {} tenant credential(s), {} queued email(s), {} session(s) and {} secret setting(s) with key {}",
                 done.tenant_credentials,
                 done.queued_mail,
-                cfg.keys.id(),
-                done.sessions
+                done.sessions,
+                done.settings,
+                cfg.keys.id()
             );
             Ok(())
         }

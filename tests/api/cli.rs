@@ -502,7 +502,9 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
     let output = run(rotated, &["rekey"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stdout(&output).contains("re-sealed 1 tenant credential(s) and 1 queued email(s)"),
+        stdout(&output).contains(
+            "re-sealed 1 tenant credential(s), 1 queued email(s), 1 session(s) and 1 secret setting(s)"
+        ),
         "{}",
         stdout(&output)
     );
@@ -513,7 +515,16 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
             .unwrap();
     assert_eq!(key_id, new.id());
     assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-refresh-token");
-    assert!(stdout(&output).contains("and 1 session(s)"));
+    let (key_id, sealed): (String, Vec<u8>) =
+        sqlx::query_as("select key_id, ciphertext from settings where key = 'client_secret'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        new.open(&key_id, &sealed).unwrap(),
+        app.app.client_secret.as_bytes(),
+        "the provider's client secret moves too"
+    );
     for table in ["outbox", "sessions"] {
         let other_keys: i64 = sqlx::query_scalar(&format!(
             "select count(*) from {table} where payload_key_id <> $1"
