@@ -10,6 +10,7 @@ use super::{Failure, Output, pool, truncate};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::directory::control::{self, ControlError};
+use crate::directory::store::Tally;
 use crate::jobs::JobId;
 use crate::{format, tenants};
 
@@ -40,15 +41,9 @@ struct Run {
     id: i64,
     outcome: String,
     full_round: bool,
-    added: i32,
-    updated: i32,
-    soft_deleted: i32,
-    removed: i32,
-    members_added: i32,
-    members_removed: i32,
-    pages: i32,
-    throttled_waits: i32,
-    throttled_seconds: f64,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    counts: Tally,
     seconds: f64,
     error: Option<String>,
 }
@@ -95,10 +90,13 @@ async fn wait_for(db: &PgPool, job: JobId) -> Result<Run, Failure> {
             .await?;
         match run {
             Some(run) if matches!(run.outcome.as_str(), "succeeded" | "failed") => return Ok(run),
-            Some(run) if run.pages != shown => {
-                shown = run.pages;
-                let objects = run.added + run.updated + run.soft_deleted + run.removed;
-                eprintln!("syncing: {} page(s), {objects} object(s) so far", run.pages);
+            Some(run) if run.counts.pages != shown => {
+                shown = run.counts.pages;
+                eprintln!(
+                    "syncing: {} page(s), {} object(s) so far",
+                    run.counts.pages,
+                    run.counts.objects()
+                );
             }
             None if job_status == "cancelled" => {
                 return Err(Failure::Other(anyhow::anyhow!(
@@ -184,15 +182,15 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
                     } else {
                         "incremental"
                     },
-                    run.added,
-                    run.updated,
-                    run.soft_deleted,
-                    run.removed,
-                    run.members_added,
-                    run.members_removed,
-                    run.pages,
-                    run.throttled_waits,
-                    run.throttled_seconds
+                    run.counts.added,
+                    run.counts.updated,
+                    run.counts.soft_deleted,
+                    run.counts.removed,
+                    run.counts.members_added,
+                    run.counts.members_removed,
+                    run.counts.pages,
+                    run.counts.throttled_waits,
+                    run.counts.throttled_seconds
                 );
             }
             match run.error {

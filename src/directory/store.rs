@@ -67,7 +67,7 @@ impl ChainState {
 }
 
 /// What a run did so far; also what one page adds to it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Tally {
     /// Objects new to the copy.
     pub added: i32,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::SYNC_JOB;
 use super::runs::{RunOutcome, RunTrigger};
 use super::schedule::Schedule;
+use super::store::Tally;
 use crate::tenants::TenantStatus;
 
 /// Failed syncs in a row after which a tenant counts as unhealthy.
@@ -26,24 +27,10 @@ pub struct SyncRun {
     pub outcome: RunOutcome,
     /// A full round (everything read again) rather than the changes since the last one.
     pub full_round: bool,
-    /// Objects new to the copy.
-    pub added: i32,
-    /// Objects changed.
-    pub updated: i32,
-    /// Objects moved to Entra's recycle bin.
-    pub soft_deleted: i32,
-    /// Objects gone for good.
-    pub removed: i32,
-    /// Group memberships added.
-    pub members_added: i32,
-    /// Group memberships removed.
-    pub members_removed: i32,
-    /// Delta pages read.
-    pub pages: i32,
-    /// Times Graph throttled the run (429/503).
-    pub throttled_waits: i32,
-    /// Seconds spent waiting on throttling.
-    pub throttled_seconds: f64,
+    /// What it did so far.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub counts: Tally,
     /// Why it failed, in plain words.
     pub error: Option<String>,
     /// When it started.
@@ -55,14 +42,6 @@ pub struct SyncRun {
 }
 
 impl SyncRun {
-    /// Objects added, updated, soft-deleted or removed so far.
-    pub fn objects(&self) -> i64 {
-        [self.added, self.updated, self.soft_deleted, self.removed]
-            .into_iter()
-            .map(i64::from)
-            .sum()
-    }
-
     /// How long it ran, or has been running until `now`.
     pub fn duration(&self, now: OffsetDateTime) -> time::Duration {
         self.finished_at.unwrap_or(now) - self.started_at
