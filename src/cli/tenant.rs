@@ -33,6 +33,12 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Offboard a tenant: erase its credential and directory copy, cancel its syncs. Its
+    /// history stays; an invitation can connect it again later.
+    Offboard {
+        /// Gangway's tenant id or Microsoft's.
+        id: String,
+    },
 }
 
 /// A run as `--wait` reports it.
@@ -147,6 +153,22 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
                 }
                 println!("{total} tenant(s)");
             }
+            Ok(())
+        }
+        TenantCommand::Offboard { id } => {
+            let cfg = Config::from_env()?;
+            let pool = pool(&cfg.database_url).await?;
+            let tenant = resolve(&pool, &id).await?;
+            let done = tenants::offboard(&pool, tenant, &Actor::Cli)
+                .await
+                .map_err(|e| match e {
+                    tenants::OffboardError::Db(e) => Failure::Other(e.into()),
+                    other => Failure::Other(anyhow::anyhow!("{other}")),
+                })?;
+            println!(
+                "offboarded {} ({}): credential and directory copy erased",
+                done.display_name, done.entra_tenant_id
+            );
             Ok(())
         }
         TenantCommand::Sync { id, wait, output } => {

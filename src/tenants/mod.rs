@@ -332,8 +332,10 @@ pub enum OffboardError {
     Db(#[from] sqlx::Error),
 }
 
-/// Offboards a tenant: its stored credential is erased for good and it stops counting as
-/// connected, so another customer's invitation may connect it. Its history stays.
+/// Offboards a tenant: its stored credential is erased for good, its directory copy and sync
+/// state deleted, its queued syncs cancelled (a running one stops at its next page), and it
+/// stops counting as connected, so another customer's invitation may connect it. Its runs and
+/// audit history stay.
 pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, OffboardError> {
     let mut tx = db.begin().await?;
     let status: TenantStatus =
@@ -346,15 +348,25 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
         return Err(OffboardError::AlreadyOffboarded);
     }
     sqlx::query(
-        "update tenants set status = 'offboarded', credential_ciphertext = null, credential_key_id = null
+        "update tenants set status = 'offboarded', credential_ciphertext = null, credential_key_id = null,
+                credential_expires_on = null, next_sync_at = null, sync_failures = 0, sync_error = null
          where id = $1",
     )
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    // The directory copy and where its syncs stood go with the credential: a tenant invited
+    // again syncs from scratch. A sync running now stops at its next page (it finds the tenant
+    // no longer active); queued ones are cancelled. Runs and the audit trail stay as history.
+    let removed = erase_directory(&mut tx, id).await?;
+    let cancelled = jobs::cancel_for_tenant(&mut *tx, id).await?;
     let tenant = find(&mut *tx, id).await?.ok_or(OffboardError::NotFound)?;
-    let detail =
-        json!({ "tenant": tenant.display_name, "entra_tenant_id": tenant.entra_tenant_id });
+    let detail = json!({
+        "tenant": tenant.display_name,
+        "entra_tenant_id": tenant.entra_tenant_id,
+        "directory_objects_deleted": removed,
+        "queued_syncs_cancelled": cancelled,
+    });
     audit::record(
         &mut *tx,
         actor,
@@ -366,6 +378,32 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     .await?;
     tx.commit().await?;
     Ok(tenant)
+}
+
+/// Deletes the tenant's directory copy and sync state; returns the users and groups deleted.
+async fn erase_directory(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: Uuid,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("delete from directory_group_members where tenant_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let users = sqlx::query("delete from directory_users where tenant_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let groups = sqlx::query("delete from directory_groups where tenant_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query("delete from sync_state where tenant_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok((users + groups) as i64)
 }
 
 /// A tenant row with its customer's name.

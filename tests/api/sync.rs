@@ -1198,3 +1198,96 @@ async fn a_customer_app_syncs_with_its_own_secret_until_that_secret_expires() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn offboarding_erases_the_copy_stops_a_running_sync_and_a_new_consent_syncs_from_scratch() {
+    let app = TestApp::spawn().await;
+    let created = emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/tenants",
+        Some(json!({"users": 200, "groups": 4})),
+    )
+    .await;
+    let tid = created["id"].as_str().unwrap().to_owned();
+    let observer = Observer::new(&app, &tid).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"page_size": 5, "latency_ms": 40})),
+    )
+    .await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let worker = worker_process(&app);
+    wait_for("the sync to be under way", async || {
+        pages_of_running_run(&app.db, tenant).await >= 2
+    })
+    .await;
+    sync_now(&app, tenant).await; // queued behind the running one
+
+    let output = run(gangway(&app), &["tenant", "offboard", &tid]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("credential and directory copy erased"));
+    wait_for("the running sync to stop", async || {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from sync_runs where tenant_id = $1 and outcome = 'running'",
+        )
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+            == 0
+    })
+    .await;
+    drop(worker);
+    let (outcome, error): (String, Option<String>) = sqlx::query_as(
+        "select outcome, error from sync_runs where tenant_id = $1 order by id desc limit 1",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "interrupted");
+    assert!(error.unwrap().contains("no longer active"));
+    let left: (i64, i64, i64, i64, i64, bool) = sqlx::query_as(
+        "select (select count(*) from directory_users where tenant_id = $1),
+                (select count(*) from directory_groups where tenant_id = $1),
+                (select count(*) from directory_group_members where tenant_id = $1),
+                (select count(*) from sync_state where tenant_id = $1),
+                (select count(*) from jobs where tenant_id = $1 and status in ('queued', 'running')),
+                (select credential_ciphertext is null and status = 'offboarded' from tenants where id = $1)",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0, 0, 0, 0, true), "nothing of the tenant is left");
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where tenant_id = $1 and action = 'tenant.offboarded'",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+
+    // Invited and consenting again, the tenant syncs from scratch.
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"latency_ms": 0})),
+    )
+    .await;
+    assert_eq!(connect(&app, &tid, &all_app_permissions()).await, tenant);
+    let again = work(&app).await;
+    assert_eq!(again.outcome, RunOutcome::Succeeded, "{:?}", again.error);
+    let full: bool = sqlx::query_scalar("select full_round from sync_runs where id = $1")
+        .bind(again.run_id.unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(full);
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+}

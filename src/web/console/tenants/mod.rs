@@ -328,7 +328,7 @@ async fn detail(
     let id = parse_id(&id)?;
     let notice = match query.done.as_deref() {
         Some("offboarded") => Some(
-            "Tenant offboarded. Its credential is erased; a new invitation can connect it again.",
+            "Tenant offboarded. Its credential and directory copy are erased; a new invitation can connect it again.",
         ),
         Some("sync_queued") => Some("Sync queued. Its progress shows here once it starts."),
         Some("sync_already_queued") => Some(
