@@ -589,6 +589,9 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     operator.goto(&app.url(paths::OPERATORS)).await.unwrap();
     wait_for_text(&operator, "ops@provider.test").await;
     check_page(&operator, "operators", true).await;
+    operator.goto(&app.url(paths::SETTINGS)).await.unwrap();
+    wait_for_text(&operator, "Permission profiles").await;
+    check_page(&operator, "settings", true).await;
 
     admin.close().await.unwrap();
     operator.close().await.unwrap();
