@@ -27,6 +27,8 @@ pub enum Actor {
     Anonymous(IpAddr),
     /// Gangway itself (mail delivery, expiry…).
     System,
+    /// A caller of the JSON API, by its token's name.
+    ApiToken(String),
 }
 
 impl std::fmt::Display for Actor {
@@ -40,6 +42,7 @@ impl Actor {
         match self {
             Actor::Operator(email) => format!("operator:{email}"),
             Actor::Cli => "cli".into(),
+            Actor::ApiToken(name) => format!("api-token:{name}"),
             Actor::Customer { upn, oid } => format!("customer:{upn} ({oid})"),
             Actor::LinkHolder(ip) => format!("link-holder:{ip}"),
             Actor::Anonymous(ip) => format!("anonymous:{ip}"),
@@ -99,11 +102,15 @@ pub enum Action {
     TenantReconsentRequired,
     /// A System Setting or permission profile was changed.
     SettingsChanged,
+    /// An API token was created.
+    ApiTokenCreated,
+    /// An API token was revoked.
+    ApiTokenRevoked,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 26] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -128,6 +135,8 @@ impl Action {
         Action::SyncScheduleChanged,
         Action::TenantReconsentRequired,
         Action::SettingsChanged,
+        Action::ApiTokenCreated,
+        Action::ApiTokenRevoked,
     ];
 
     /// The stored name.
@@ -157,6 +166,8 @@ impl Action {
             Self::SyncScheduleChanged => "sync.schedule_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
             Self::SettingsChanged => "settings.changed",
+            Self::ApiTokenCreated => "api_token.created",
+            Self::ApiTokenRevoked => "api_token.revoked",
         }
     }
 
@@ -189,6 +200,8 @@ impl Action {
                 "Access stopped working: the customer must consent again"
             }
             Self::SettingsChanged => "System settings changed",
+            Self::ApiTokenCreated => "API token created",
+            Self::ApiTokenRevoked => "API token revoked",
         }
     }
 

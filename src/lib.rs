@@ -1,6 +1,7 @@
 //! Gangway: onboard a customer's Microsoft Entra ID tenant by invitation and consent.
 #![warn(missing_docs)]
 
+pub mod api_tokens;
 pub mod audit;
 pub mod bench;
 pub mod cli;

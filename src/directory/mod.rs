@@ -5,11 +5,12 @@
 //! transaction, [`sync`] runs a tenant's two chains, [`credentials`] gets its tokens,
 //! [`schedule`] says when it is due and [`worker`] runs jobs from the queue. Operators ask for
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
-//! through [`views`].
+//! through [`views`]; scripts page through it with [`feed`].
 
 pub mod control;
 pub mod credentials;
 pub mod delta;
+pub mod feed;
 pub mod runs;
 pub mod schedule;
 pub mod store;

@@ -151,7 +151,8 @@ impl SyncSummary {
     }
 }
 
-const RUN_COLUMNS: &str = "id, trigger, outcome, full_round, added, updated, soft_deleted, removed,
+pub(super) const RUN_COLUMNS: &str =
+    "id, trigger, outcome, full_round, added, updated, soft_deleted, removed,
     members_added, members_removed, pages, throttled_waits, throttled_seconds, error, started_at,
     finished_at";
 
@@ -326,7 +327,7 @@ fn contains_pattern(text: &str) -> String {
 
 /// A search term as the directory queries take it: a pattern, and the object id it names if
 /// it is one.
-fn search_terms(search: Option<&str>) -> (Option<String>, Option<Uuid>) {
+pub(super) fn search_terms(search: Option<&str>) -> (Option<String>, Option<Uuid>) {
     let search = search.map(str::trim).filter(|s| !s.is_empty());
     (
         search.map(contains_pattern),
@@ -335,7 +336,7 @@ fn search_terms(search: Option<&str>) -> (Option<String>, Option<Uuid>) {
 }
 
 /// A user in the directory copy.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct DirectoryUser {
     /// Entra's object id.
     pub object_id: Uuid,
@@ -365,6 +366,9 @@ pub struct DirectoryUser {
     /// When a sync last saw it.
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
+    /// When a sync last changed it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
 }
 
 /// One page of the tenant's users by display name, optionally narrowed to those whose name,
@@ -385,7 +389,7 @@ pub async fn users(
     let rows = sqlx::query_as(&format!(
         "select object_id, user_principal_name, display_name, given_name, surname, mail,
                 business_phones, mobile_phone, job_title, department, account_enabled,
-                soft_deleted_at, last_seen_at
+                soft_deleted_at, last_seen_at, updated_at
          from directory_users {WHERE}
          order by display_name, object_id limit $4 offset $5"
     ))
@@ -406,7 +410,7 @@ pub async fn users(
 }
 
 /// A group in the directory copy, with its member count.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct DirectoryGroup {
     /// Entra's object id.
     pub object_id: Uuid,
@@ -439,7 +443,8 @@ impl DirectoryGroup {
     }
 }
 
-const GROUP_COLUMNS: &str = "g.object_id, g.display_name, g.description, g.mail, g.mail_enabled,
+pub(super) const GROUP_COLUMNS: &str =
+    "g.object_id, g.display_name, g.description, g.mail, g.mail_enabled,
     g.security_enabled, g.soft_deleted_at,
     (select count(*) from directory_group_members m
       where m.tenant_id = g.tenant_id and m.group_id = g.object_id) as members";
@@ -495,7 +500,7 @@ pub async fn group(
 }
 
 /// A member of a group: a user or group of the copy, or one the copy does not hold (yet).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct GroupMember {
     /// The member's object id.
     pub member_id: Uuid,

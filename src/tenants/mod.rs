@@ -406,6 +406,21 @@ async fn erase_directory(
     Ok((users + groups) as i64)
 }
 
+/// Tenants by id after `after`, for paging by cursor (scripts).
+pub async fn page_after(
+    db: &PgPool,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} where ($1::uuid is null or t.id > $1) order by t.id limit $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// A tenant row with its customer's name.
 const SELECT: &str = "select t.*, c.name::text as customer_name from tenants t join customers c on c.id = t.customer_id";
 

@@ -53,6 +53,37 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A token bucket per API token.
+pub struct TokenLimiter(DefaultKeyedRateLimiter<uuid::Uuid>);
+
+impl TokenLimiter {
+    /// A limiter allowing `rate.burst` at once per token, then one per `rate.period`.
+    pub fn new(rate: RateLimit) -> Self {
+        let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
+        Self(RateLimiter::keyed(
+            Quota::with_period(rate.period)
+                .expect("a non-zero period")
+                .allow_burst(burst),
+        ))
+    }
+
+    /// Takes one request from `token`'s bucket, or says how many seconds to wait.
+    pub fn check_key(&self, token: uuid::Uuid) -> Result<(), u64> {
+        self.0.check_key(&token).map_err(|not_until| {
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1)
+        })
+    }
+}
+
+/// API calls one token may make: 100 at once, then 20 a second.
+pub const API_RATE: RateLimit = RateLimit {
+    burst: 100,
+    period: Duration::from_millis(50),
+};
+
 /// The limiters the portal keeps.
 pub struct Limits {
     /// Opening token links.
@@ -65,6 +96,8 @@ pub struct Limits {
     pub consent_starts: Limiter,
     /// Coming back from Microsoft (the OAuth2 callback; a code exchange calls Microsoft).
     pub callbacks: Limiter,
+    /// JSON API calls, per token.
+    pub api_calls: TokenLimiter,
 }
 
 impl Limits {
@@ -76,6 +109,7 @@ impl Limits {
             app_checks: Limiter::new(cfg.link_rate),
             consent_starts: Limiter::new(cfg.consent_rate),
             callbacks: Limiter::new(cfg.consent_rate),
+            api_calls: TokenLimiter::new(API_RATE),
         }
     }
 
@@ -89,6 +123,8 @@ impl Limits {
         ] {
             limiter.prune();
         }
+        self.api_calls.0.retain_recent();
+        self.api_calls.0.shrink_to_fit();
     }
 }
 

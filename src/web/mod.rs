@@ -1,5 +1,6 @@
 //! HTTP only: routes, thin handlers and views. Domain logic lives in the modules below `web`.
 
+pub mod api;
 pub mod client_addr;
 pub mod console;
 pub mod csrf;
@@ -128,6 +129,8 @@ pub fn app(state: AppState) -> Router {
             fresh_settings,
         ))
         .layer(sessions)
+        // The JSON API has no cookies, sessions or CSRF: its callers present tokens.
+        .merge(api::router())
         // Outside the sessions: refused input touches no session.
         .layer(axum::middleware::from_fn(input::reject_nul))
         .with_state(state);

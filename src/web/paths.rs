@@ -39,6 +39,14 @@ pub const PROFILES: &str = "/console/settings/profiles";
 pub const PROFILE_DEFAULT: &str = "/console/settings/profiles/{id}/default";
 /// POST: delete a profile.
 pub const PROFILE_DELETE: &str = "/console/settings/profiles/{id}/delete";
+/// API tokens (admins).
+pub const API_TOKENS: &str = "/console/api-tokens";
+/// POST: revoke an API token.
+pub const API_TOKEN_REVOKE: &str = "/console/api-tokens/{id}/revoke";
+/// The API's OpenAPI document.
+pub const API_OPENAPI: &str = "/api/v1/openapi.json";
+/// Every other address under the API (answered 404 as a problem).
+pub const API_ANY: &str = "/api/v1/{*rest}";
 /// The tenants list.
 pub const TENANTS: &str = "/console/tenants";
 /// One tenant.

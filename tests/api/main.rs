@@ -10,6 +10,7 @@ mod doctor;
 mod headers;
 mod helpers;
 mod jobs;
+mod json_api;
 mod limits;
 mod mail;
 mod polish;

@@ -59,7 +59,7 @@ pub async fn tenant(app: &TestApp, name: &str) -> Uuid {
 }
 
 /// Inserts a user into the copy and returns its object id.
-async fn user(
+pub async fn user(
     app: &TestApp,
     tenant: Uuid,
     name: &str,
@@ -85,7 +85,7 @@ async fn user(
     .unwrap()
 }
 
-async fn group(app: &TestApp, tenant: Uuid, name: &str, mail: Option<&str>) -> Uuid {
+pub async fn group(app: &TestApp, tenant: Uuid, name: &str, mail: Option<&str>) -> Uuid {
     sqlx::query_scalar(
         "insert into directory_groups (tenant_id, object_id, display_name, description, mail,
                                        mail_enabled, security_enabled, seen_round)
@@ -100,7 +100,7 @@ async fn group(app: &TestApp, tenant: Uuid, name: &str, mail: Option<&str>) -> U
     .unwrap()
 }
 
-async fn member(app: &TestApp, tenant: Uuid, group: Uuid, member: Uuid, kind: &str) {
+pub async fn member(app: &TestApp, tenant: Uuid, group: Uuid, member: Uuid, kind: &str) {
     sqlx::query(
         "insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
          values ($1, $2, $3, $4, 1)",

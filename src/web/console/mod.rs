@@ -8,6 +8,7 @@
 //! [`CurrentOperator`]: crate::web::session::CurrentOperator
 //! [`AdminOperator`]: crate::web::session::AdminOperator
 
+mod api_tokens;
 mod audit_log;
 mod auth;
 mod customers;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit_log::router())
         .merge(operators::router())
         .merge(settings::router())
+        .merge(api_tokens::router())
         .merge(doctor::router())
 }
 
@@ -63,6 +65,7 @@ pub(crate) enum Section {
     Operators,
     Settings,
     Doctor,
+    Api,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -116,6 +119,7 @@ impl Section {
             Self::Audit => "audit",
             Self::Operators => "operators",
             Self::Settings => "settings",
+            Self::Api => "api",
             Self::Doctor => "doctor",
         }
     }

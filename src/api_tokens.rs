@@ -1,0 +1,207 @@
+//! API tokens for the JSON API: `gw_` and 32 random bytes, shown once, only their SHA-256
+//! stored; scoped read or write, optionally expiring, revocable; each use records when and
+//! from where.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::{self, Action, Actor};
+use crate::crypto::{random_token, sha256};
+use crate::types::Secret;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type, serde::Serialize)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read anything the API lists.
+    Read,
+    /// Read, and change things (create, sync, revoke).
+    Write,
+}
+
+impl Scope {
+    /// `read` or `write`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "read" => Some(Self::Read),
+            "write" => Some(Self::Write),
+            _ => None,
+        }
+    }
+
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// A token as listed (never the token itself).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiToken {
+    /// Its id.
+    pub id: Uuid,
+    /// What it is for.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: OffsetDateTime,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// When it was last used.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// From which address.
+    pub last_used_addr: Option<String>,
+}
+
+impl ApiToken {
+    /// Whether it still lets a caller in.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// The caller a presented token stands for.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's id.
+    pub token_id: Uuid,
+    /// Its name, for the audit trail.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// Why a token could not be created or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// An input is not acceptable; the message says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// No token has this id (or it is revoked already).
+    #[error("no such API token")]
+    NotFound,
+    /// The presented token is unknown, revoked or expired.
+    #[error("the API token is unknown, revoked or expired")]
+    Refused,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Tokens start with this, so leaked ones are easy to recognise (secret scanners).
+pub const PREFIX: &str = "gw_";
+
+/// Creates a token named `name` with `scope`, valid for `valid_days` (none: until revoked);
+/// returns it (shown once) with its record. Audited.
+pub async fn create(
+    db: &PgPool,
+    name: &str,
+    scope: Scope,
+    valid_days: Option<u32>,
+    actor: &Actor,
+) -> Result<(Secret, ApiToken), TokenError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(TokenError::Invalid(
+            "Give the token a name of 1 to 100 characters, e.g. the system that uses it.".into(),
+        ));
+    }
+    if valid_days.is_some_and(|d| !(1..=730).contains(&d)) {
+        return Err(TokenError::Invalid(
+            "A token lives from 1 to 730 days, or until revoked.".into(),
+        ));
+    }
+    let token = Secret::new(format!("{PREFIX}{}", random_token()));
+    let mut tx = db.begin().await?;
+    let record: ApiToken = sqlx::query_as(
+        "insert into api_tokens (name, token_sha256, scope, created_by, expires_at)
+         values ($1, $2, $3, $4, now() + make_interval(days => $5))
+         returning id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at, last_used_addr",
+    )
+    .bind(name)
+    .bind(sha256(token.expose().as_bytes()))
+    .bind(scope)
+    .bind(actor.to_string())
+    .bind(valid_days.map(|d| d as i32))
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::ApiTokenCreated,
+        None,
+        None,
+        json!({ "token": record.name, "scope": scope.as_str(), "expires_at": record.expires_at.map(crate::format::datetime) }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((token, record))
+}
+
+/// Every token, newest first.
+pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at, last_used_addr
+         from api_tokens order by created_at desc",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Revokes a token at once; audited.
+pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), TokenError> {
+    let mut tx = db.begin().await?;
+    let name: Option<String> = sqlx::query_scalar(
+        "update api_tokens set revoked_at = now() where id = $1 and revoked_at is null returning name",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let name = name.ok_or(TokenError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::ApiTokenRevoked,
+        None,
+        None,
+        json!({ "token": name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The caller `presented` stands for, recording this use (time and `addr`); refused when the
+/// token is unknown, revoked or expired. The lookup is by hash, so a token is never compared
+/// in the clear.
+pub async fn authenticate(db: &PgPool, presented: &str, addr: &str) -> Result<Caller, TokenError> {
+    if !presented.starts_with(PREFIX) || presented.len() > 200 {
+        return Err(TokenError::Refused);
+    }
+    let row: Option<(Uuid, String, Scope)> = sqlx::query_as(
+        "update api_tokens set last_used_at = now(), last_used_addr = $2
+         where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
+         returning id, name, scope",
+    )
+    .bind(sha256(presented.as_bytes()))
+    .bind(addr)
+    .fetch_optional(db)
+    .await?;
+    let (token_id, name, scope) = row.ok_or(TokenError::Refused)?;
+    Ok(Caller {
+        token_id,
+        name,
+        scope,
+    })
+}

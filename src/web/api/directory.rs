@@ -1,0 +1,143 @@
+//! `/api/v1/tenants/{id}/users|groups`: the directory copy, by cursor, changed-since and search.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::auth::Reader;
+use super::problem::{ApiError, Problem};
+use super::{Page, cursor_uuid, limit};
+use crate::directory::feed;
+use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
+use crate::tenants;
+use crate::web::AppState;
+
+/// Filters and paging for the directory copy.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DirectoryQuery {
+    /// The `next_cursor` of the page before.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 500 (100).
+    pub limit: Option<i64>,
+    /// Only objects a sync changed at or after this time (RFC 3339).
+    pub updated_since: Option<String>,
+    /// Only objects whose name, UPN, mail (or description) contains this, or with this id.
+    pub search: Option<String>,
+}
+
+impl DirectoryQuery {
+    fn updated_since(&self) -> Result<Option<OffsetDateTime>, ApiError> {
+        self.updated_since
+            .as_deref()
+            .map(|t| {
+                OffsetDateTime::parse(t.trim(), &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        ApiError::BadRequest(
+                            "updated_since must be an RFC 3339 time such as 2026-12-01T09:30:00Z"
+                                .into(),
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    fn search(&self) -> Result<Option<&str>, ApiError> {
+        match self.search.as_deref().map(str::trim) {
+            Some(s) if s.chars().count() > 200 || s.contains('\0') => Err(ApiError::BadRequest(
+                "search must be at most 200 characters".into(),
+            )),
+            other => Ok(other.filter(|s| !s.is_empty())),
+        }
+    }
+}
+
+async fn tenant_id(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such tenant".into()))?;
+    tenants::get(&state.db, id)
+        .await?
+        .map(|t| t.id)
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
+}
+
+/// The tenant's users (recycle-bin ones flagged by `soft_deleted_at`), by object id.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/users", tag = "directory",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<DirectoryUser>), (status = 400, body = Problem),
+               (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn users(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+    Query(q): Query<DirectoryQuery>,
+) -> Result<Json<Page<DirectoryUser>>, ApiError> {
+    let tenant = tenant_id(&state, &id).await?;
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = feed::users(
+        &state.db,
+        tenant,
+        after,
+        q.updated_since()?,
+        q.search()?,
+        limit,
+    )
+    .await?;
+    Ok(Json(Page::new(rows, limit, |u| u.object_id.to_string())))
+}
+
+/// The tenant's groups with member counts, by object id.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/groups", tag = "directory",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<DirectoryGroup>), (status = 400, body = Problem),
+               (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn groups(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+    Query(q): Query<DirectoryQuery>,
+) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
+    let tenant = tenant_id(&state, &id).await?;
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = feed::groups(
+        &state.db,
+        tenant,
+        after,
+        q.updated_since()?,
+        q.search()?,
+        limit,
+    )
+    .await?;
+    Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
+}
+
+/// A group's members, by member id.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/groups/{group_id}/members", tag = "directory",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"),
+           ("group_id" = Uuid, Path, description = "the group's object id"),
+           super::tenants::Paging),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<GroupMember>), (status = 400, body = Problem),
+               (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn members(
+    State(state): State<AppState>,
+    _: Reader,
+    Path((id, group)): Path<(String, String)>,
+    Query(q): Query<super::tenants::Paging>,
+) -> Result<Json<Page<GroupMember>>, ApiError> {
+    let tenant = tenant_id(&state, &id).await?;
+    let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
+    let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
+    crate::directory::views::group(&state.db, tenant, group)
+        .await?
+        .ok_or_else(not_found)?;
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = feed::members(&state.db, tenant, group, after, limit).await?;
+    Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+}

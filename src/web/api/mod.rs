@@ -1,0 +1,142 @@
+//! The JSON API under `/api/v1`: its own router and error type (RFC 9457 problem details), no
+//! cookies and no CSRF — callers present an API token (`Authorization: Bearer gw_…`), scoped
+//! read or write and rate-limited per token. The OpenAPI 3.1 document is generated from these
+//! handlers and served at `/api/v1/openapi.json`.
+
+mod auth;
+mod directory;
+mod problem;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub use problem::{ApiError, Problem};
+
+use crate::web::AppState;
+use crate::web::paths;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gangway API",
+        version = "1",
+        description = "Tenants connected through Gangway, their directory copies and syncs. \
+                       Authenticate with an API token (`Authorization: Bearer gw_…`) that an \
+                       admin creates in the console; read tokens list, write tokens also act. \
+                       Errors are RFC 9457 problem details. Lists page by cursor: pass a page's \
+                       `next_cursor` as `cursor` until it is null."
+    ),
+    modifiers(&TokenAuth),
+    components(schemas(Problem)),
+    tags(
+        (name = "tenants", description = "Connected tenants and their syncs"),
+        (name = "directory", description = "The directory copy of a tenant")
+    )
+)]
+struct ApiDoc;
+
+/// The bearer scheme every route uses.
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("gw_ API token")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// One page of a list and where the next one starts (`null`: this was the last).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `rows` asked with `limit`; a full page names its last row's `key` as the next
+    /// cursor.
+    fn new<U: Into<T>>(rows: Vec<U>, limit: i64, key: impl Fn(&U) -> String) -> Self {
+        let next_cursor = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(&key))
+            .flatten();
+        Self {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Items per page: 1 to 500, 100 unless asked.
+fn limit(asked: Option<i64>) -> Result<i64, ApiError> {
+    match asked {
+        None => Ok(100),
+        Some(n @ 1..=500) => Ok(n),
+        Some(_) => Err(ApiError::BadRequest("limit must be from 1 to 500".into())),
+    }
+}
+
+/// A cursor this API gave: an id.
+fn cursor_uuid(cursor: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+    cursor
+        .map(|c| {
+            Uuid::parse_str(c.trim())
+                .map_err(|_| ApiError::BadRequest("cursor is not one this API gave".into()))
+        })
+        .transpose()
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The API's routes and its OpenAPI document.
+pub fn router() -> Router<AppState> {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::get))
+        .routes(routes!(tenants::sync_now))
+        .routes(routes!(tenants::set_schedule))
+        .routes(routes!(tenants::offboard))
+        .routes(routes!(tenants::runs))
+        .routes(routes!(directory::users))
+        .routes(routes!(directory::groups))
+        .routes(routes!(directory::members))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            paths::API_OPENAPI,
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route(paths::API_ANY, any(unknown))
+}
+
+/// An address under `/api/v1` that is not a route.
+async fn unknown() -> impl IntoResponse {
+    ApiError::NotFound("There is no such API route; see /api/v1/openapi.json.".into())
+}

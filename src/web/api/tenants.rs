@@ -1,0 +1,312 @@
+//! `/api/v1/tenants`: connected tenants, their sync (now, schedule, runs) and offboarding.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::{Reader, Writer};
+use super::problem::{ApiError, Problem};
+use super::{Page, cursor_uuid, limit, rfc3339};
+use crate::directory::schedule::Schedule;
+use crate::directory::{control, feed, views};
+use crate::tenants::{self, Tenant};
+use crate::web::AppState;
+
+/// A connected tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    /// Gangway's id.
+    pub id: Uuid,
+    /// Microsoft's id of the directory.
+    pub entra_tenant_id: Uuid,
+    /// The organisation's name.
+    pub display_name: String,
+    /// Its verified domains.
+    pub verified_domains: Vec<String>,
+    /// The customer it belongs to.
+    pub customer_id: Uuid,
+    /// That customer's name.
+    pub customer_name: String,
+    /// `delegated`, `application` or `customer_app`.
+    pub consent_mode: String,
+    /// `active`, `reconsent_required`, `disabled` or `offboarded`.
+    pub status: String,
+    /// The permissions granted.
+    pub granted_scopes: Vec<String>,
+    /// When consent was (last) given (RFC 3339).
+    pub consented_at: String,
+}
+
+impl From<Tenant> for TenantOut {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id,
+            entra_tenant_id: t.entra_tenant_id,
+            display_name: t.display_name,
+            verified_domains: t.verified_domains,
+            customer_id: t.customer_id,
+            customer_name: t.customer_name,
+            consent_mode: t.consent_mode.as_str().into(),
+            status: t.status.as_str().into(),
+            granted_scopes: t.granted_scopes,
+            consented_at: rfc3339(t.consented_at),
+        }
+    }
+}
+
+/// A tenant with where its directory sync stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDetail {
+    /// The tenant.
+    #[serde(flatten)]
+    pub tenant: TenantOut,
+    /// Its sync.
+    pub sync: SyncOut,
+}
+
+/// Where a tenant's sync stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncOut {
+    /// Its schedule (`every 6h`, `daily 02:30 Europe/Berlin`, `manual`).
+    pub schedule: String,
+    /// Whether that is the default schedule (none of its own).
+    pub default_schedule: bool,
+    /// When the scheduler next queues a sync.
+    pub next_sync_at: Option<String>,
+    /// When a sync last succeeded.
+    pub last_success_at: Option<String>,
+    /// Failed syncs in a row since.
+    pub failures: i32,
+    /// The last failure, in words.
+    pub error: Option<String>,
+    /// Users in the copy.
+    pub users: i64,
+    /// Groups in the copy.
+    pub groups: i64,
+    /// Memberships in the copy.
+    pub memberships: i64,
+    /// Whether a sync is running.
+    pub running: bool,
+    /// Whether one is queued.
+    pub queued: bool,
+}
+
+/// One sync run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOut {
+    /// Its id (runs are listed newest first; a page's last id is the next cursor).
+    pub id: i64,
+    /// `first`, `schedule`, `manual`, `forced` or `retry`.
+    pub trigger: String,
+    /// `running`, `succeeded`, `failed`, `interrupted` or `abandoned`.
+    pub outcome: String,
+    /// Whether it read everything again.
+    pub full_round: bool,
+    /// Objects added.
+    pub added: i32,
+    /// Objects changed.
+    pub updated: i32,
+    /// Objects moved to the recycle bin.
+    pub soft_deleted: i32,
+    /// Objects removed.
+    pub removed: i32,
+    /// Memberships added.
+    pub members_added: i32,
+    /// Memberships removed.
+    pub members_removed: i32,
+    /// Pages read.
+    pub pages: i32,
+    /// Waits Graph asked for.
+    pub throttled_waits: i32,
+    /// Their seconds.
+    pub throttled_seconds: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+impl From<views::SyncRun> for RunOut {
+    fn from(r: views::SyncRun) -> Self {
+        Self {
+            id: r.id,
+            trigger: serde_json::to_value(r.trigger)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            outcome: r.outcome.as_str().into(),
+            full_round: r.full_round,
+            added: r.counts.added,
+            updated: r.counts.updated,
+            soft_deleted: r.counts.soft_deleted,
+            removed: r.counts.removed,
+            members_added: r.counts.members_added,
+            members_removed: r.counts.members_removed,
+            pages: r.counts.pages,
+            throttled_waits: r.counts.throttled_waits,
+            throttled_seconds: r.counts.throttled_seconds,
+            error: r.error,
+            started_at: rfc3339(r.started_at),
+            finished_at: r.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// Paging by cursor.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Paging {
+    /// The `next_cursor` of the page before.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 500 (100).
+    pub limit: Option<i64>,
+}
+
+/// Lists connected tenants by id.
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(Paging),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<TenantOut>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _: Reader,
+    Query(q): Query<Paging>,
+) -> Result<Json<Page<TenantOut>>, ApiError> {
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = tenants::page_after(&state.db, after, limit).await?;
+    Ok(Json(Page::new(rows, limit, |t| t.id.to_string())))
+}
+
+async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such tenant".into()))?;
+    tenants::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
+}
+
+/// One tenant with its sync.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = TenantDetail), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<Json<TenantDetail>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    let s = views::sync_summary(&state.db, tenant.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    Ok(Json(TenantDetail {
+        tenant: tenant.into(),
+        sync: SyncOut {
+            schedule: s.schedule.to_string(),
+            default_schedule: s.default_schedule,
+            next_sync_at: s.next_sync_at.map(rfc3339),
+            last_success_at: s.last_sync_success_at.map(rfc3339),
+            failures: s.sync_failures,
+            error: s.sync_error,
+            users: s.users,
+            groups: s.groups,
+            memberships: s.memberships,
+            running: s.running.is_some(),
+            queued: s.queued,
+        },
+    }))
+}
+
+/// A sync was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    /// The job that will run it (an already queued sync absorbs the request: its id).
+    pub job_id: i64,
+}
+
+/// Syncs the tenant's directory now.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/sync", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 202, body = Queued), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 404, body = Problem), (status = 409, body = Problem, description = "not active")))]
+pub async fn sync_now(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    let job = control::request_sync(&state.db, tenant.id, &writer.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Queued { job_id: job.0 })))
+}
+
+/// A new schedule.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ScheduleIn {
+    /// `every 30m`, `every 6h`, `daily 02:30 Europe/Berlin` or `manual`.
+    pub schedule: String,
+}
+
+/// Sets the tenant's sync schedule.
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/schedule", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    request_body = ScheduleIn,
+    security(("api_token" = [])),
+    responses((status = 200, body = TenantDetail), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn set_schedule(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+    Json(body): Json<ScheduleIn>,
+) -> Result<Json<TenantDetail>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    let schedule: Schedule = body.schedule.parse()?;
+    control::set_schedule(&state.db, tenant.id, &schedule, &writer.actor()).await?;
+    get(State(state), Reader, Path(id)).await
+}
+
+/// Offboards the tenant: credential, directory copy and sync state erased, syncs stopped.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/offboard", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = TenantOut), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 404, body = Problem), (status = 409, body = Problem, description = "already offboarded")))]
+pub async fn offboard(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<TenantOut>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    let done = tenants::offboard(&state.db, tenant.id, &writer.actor()).await?;
+    Ok(Json(done.into()))
+}
+
+/// The tenant's sync runs, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/sync-runs", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"), Paging),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<RunOut>), (status = 400, body = Problem), (status = 401, body = Problem),
+               (status = 404, body = Problem)))]
+pub async fn runs(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+    Query(q): Query<Paging>,
+) -> Result<Json<Page<RunOut>>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    let limit = limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("cursor is not one this API gave".into()))
+        })
+        .transpose()?;
+    let rows = feed::runs(&state.db, tenant.id, before, limit).await?;
+    Ok(Json(Page::new(rows, limit, |r| r.id.to_string())))
+}

@@ -1,0 +1,164 @@
+//! API tokens (admins only): create one (shown once), see when and from where each was last
+//! used, revoke.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{Chrome, Section, When, parse_id};
+use crate::api_tokens::{self, Scope, TokenError};
+use crate::audit::Actor;
+use crate::web::AppState;
+use crate::web::csrf::CsrfToken;
+use crate::web::error::{Error, Result};
+use crate::web::paths;
+use crate::web::session::AdminOperator;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::API_TOKENS, get(list).post(create))
+        .route(paths::API_TOKEN_REVOKE, post(revoke))
+}
+
+struct Row {
+    name: String,
+    scope: &'static str,
+    created: When,
+    created_by: String,
+    expires: Option<When>,
+    last_used: Option<When>,
+    last_used_addr: Option<String>,
+    state: &'static str,
+    revoke_url: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct NewToken {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    valid_days: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/api_tokens.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<Row>,
+    notice: Option<&'static str>,
+    /// The token just created: shown this once.
+    created: Option<String>,
+    form: NewToken,
+    error: Option<String>,
+    openapi: &'static str,
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    done: Option<String>,
+}
+
+async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
+    let now = OffsetDateTime::now_utc();
+    let rows = api_tokens::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|t| Row {
+            state: if t.revoked_at.is_some() {
+                "revoked"
+            } else if !t.is_live(now) {
+                "expired"
+            } else {
+                "active"
+            },
+            revoke_url: t
+                .is_live(now)
+                .then(|| paths::with_id(paths::API_TOKEN_REVOKE, t.id)),
+            name: t.name,
+            scope: t.scope.as_str(),
+            created: When::new(t.created_at),
+            created_by: t.created_by,
+            expires: t.expires_at.map(When::new),
+            last_used: t.last_used_at.map(When::new),
+            last_used_addr: t.last_used_addr,
+        })
+        .collect();
+    Ok(ListPage {
+        chrome,
+        rows,
+        notice: None,
+        created: None,
+        form: NewToken::default(),
+        error: None,
+        openapi: paths::API_OPENAPI,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Query(query): Query<ListQuery>,
+) -> Result<ListPage> {
+    let mut page = page(&state, Chrome::new(&state, &operator, csrf, Section::Api)).await?;
+    if query.done.as_deref() == Some("revoked") {
+        page.notice = Some("Token revoked: it stopped working at once.");
+    }
+    Ok(page)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Form(form): Form<NewToken>,
+) -> Result<Response> {
+    let chrome = Chrome::new(&state, &operator, csrf, Section::Api);
+    let scope = Scope::parse(&form.scope);
+    let days = match form.valid_days.trim() {
+        "" | "never" => Ok(None),
+        d => d.parse::<u32>().map(Some).map_err(|_| ()),
+    };
+    let result = match (scope, days) {
+        (Some(scope), Ok(days)) => {
+            let actor = Actor::Operator(operator.email.clone());
+            api_tokens::create(&state.db, &form.name, scope, days, &actor).await
+        }
+        _ => Err(TokenError::Invalid(
+            "Choose read or write, and how long the token works.".into(),
+        )),
+    };
+    let mut page = page(&state, chrome).await?;
+    match result {
+        Ok((token, _)) => {
+            page.created = Some(token.expose().to_owned());
+            Ok(page.into_response())
+        }
+        Err(TokenError::Invalid(message)) => {
+            page.error = Some(message);
+            page.form = form;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(Error::Internal(e.into())),
+    }
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    Path(id): Path<String>,
+) -> Result<Redirect> {
+    match api_tokens::revoke(&state.db, parse_id(&id)?, &Actor::Operator(operator.email)).await {
+        Ok(()) => Ok(Redirect::to(&format!("{}?done=revoked", paths::API_TOKENS))),
+        Err(TokenError::NotFound) => Err(Error::NotFound),
+        Err(e) => Err(Error::Internal(e.into())),
+    }
+}

@@ -1,0 +1,383 @@
+//! The JSON API through real HTTP: tokens made in the console, scopes, problem details, cursor
+//! pages, the directory copy, sync, schedule, offboarding and the OpenAPI document.
+
+use gangway::operators::Role;
+use gangway::web::paths;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, input_value};
+use crate::sync_console::{group, member, tenant, user};
+
+/// Creates a token in the console as the signed-in admin and returns it (shown once).
+async fn token(app: &TestApp, name: &str, scope: &str) -> String {
+    let response = app
+        .post_form(
+            paths::API_TOKENS,
+            &[("name", name), ("scope", scope), ("valid_days", "90")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    let token = page
+        .split("id=\"new-token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the new token is shown")
+        .to_owned();
+    assert!(token.starts_with("gw_") && token.len() > 40, "{token}");
+    token
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value, status: u16) -> bool {
+    headers
+        .get("content-type")
+        .is_some_and(|v| v == "application/problem+json")
+        && body["status"] == status
+        && body["title"].is_string()
+        && body["detail"].as_str().is_some_and(|d| !d.is_empty())
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_scoped_and_refused_once_revoked_or_expired() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let reader = token(&app, "dashboards", "read").await;
+    let writer = token(&app, "provisioning", "write").await;
+    let stored: i64 = sqlx::query_scalar("select count(*) from api_tokens where position($1 in name) > 0 or token_sha256 = convert_to($1, 'utf8')")
+        .bind(&reader)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "only a hash is kept");
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(!page.contains(&reader) && page.contains("dashboards") && page.contains("never"));
+
+    let (status, headers, body) =
+        call(&app, reqwest::Method::GET, "/api/v1/tenants", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(is_problem(&headers, &body, 401), "{body}");
+    assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/tenants",
+        Some("gw_not-a-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/tenants",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"items": [], "next_cursor": null}));
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(
+        page.contains("from 127.0.0.1"),
+        "last use and address are shown"
+    );
+
+    // A read token cannot act; a write token can.
+    let id = tenant(&app, "Contoso").await;
+    let sync = format!("/api/v1/tenants/{id}/sync");
+    let (status, headers, body) =
+        call(&app, reqwest::Method::POST, &sync, Some(&reader), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        is_problem(&headers, &body, 403)
+            && body["detail"].as_str().unwrap().contains("write token")
+    );
+    let (status, _, body) = call(&app, reqwest::Method::POST, &sync, Some(&writer), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(body["job_id"].is_i64());
+    let actor: String = sqlx::query_scalar(
+        "select actor from audit_events where action = 'sync.requested' order by id desc limit 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "api-token:provisioning");
+
+    // Revoked and expired tokens stop working at once.
+    let revoke_id: Uuid =
+        sqlx::query_scalar("select id from api_tokens where name = 'provisioning'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let csrf_page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(input_value(&csrf_page, "csrf_token").is_some());
+    let revoked = app
+        .post_form(&paths::with_id(paths::API_TOKEN_REVOKE, revoke_id), &[])
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    let (status, ..) = call(&app, reqwest::Method::POST, &sync, Some(&writer), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    sqlx::query(
+        "update api_tokens set expires_at = now() - interval '1 second' where name = 'dashboards'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/tenants",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(page.contains("revoked") && page.contains("expired"));
+
+    let refused = app
+        .post_form(
+            paths::API_TOKENS,
+            &[("name", ""), ("scope", "read"), ("valid_days", "90")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn tenants_runs_and_the_directory_page_by_cursor_and_errors_are_problems() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "reader", "read").await;
+    let write = token(&app, "writer", "write").await;
+    let a = tenant(&app, "Contoso").await;
+    let b = tenant(&app, "Fabrikam").await;
+    let get = |path: String| {
+        let read = read.clone();
+        let app = &app;
+        async move { call(app, reqwest::Method::GET, &path, Some(&read), None).await }
+    };
+
+    // Tenants, one per page.
+    let (status, _, first) = get("/api/v1/tenants?limit=1".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, _, second) = get(format!("/api/v1/tenants?limit=1&cursor={cursor}")).await;
+    let (_, _, third) = get(format!(
+        "/api/v1/tenants?limit=1&cursor={}",
+        second["next_cursor"].as_str().unwrap()
+    ))
+    .await;
+    let mut seen: Vec<String> = [&first, &second]
+        .iter()
+        .map(|p| p["items"][0]["id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut expected = vec![a.to_string(), b.to_string()];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(third, json!({"items": [], "next_cursor": null}));
+    for bad in ["/api/v1/tenants?limit=0", "/api/v1/tenants?cursor=nope"] {
+        let (status, headers, body) = get(bad.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(is_problem(&headers, &body, 400));
+    }
+    let (status, _, detail) = get(format!("/api/v1/tenants/{a}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["display_name"], "Contoso");
+    assert_eq!(detail["sync"]["schedule"], "every 1h");
+    for missing in [
+        format!("/api/v1/tenants/{}", Uuid::new_v4()),
+        "/api/v1/tenants/nope".into(),
+        "/api/v1/nothing".into(),
+    ] {
+        let (status, headers, body) = get(missing.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        assert!(is_problem(&headers, &body, 404), "{missing}: {body}");
+    }
+
+    // The directory copy: cursor, search, changed since, members.
+    let adele = user(
+        &app,
+        a,
+        "Adele Vance",
+        "adele@contoso.example",
+        Some("adele@mail.example"),
+        false,
+    )
+    .await;
+    let alex = user(&app, a, "Alex Wilber", "alex@contoso.example", None, true).await;
+    user(&app, b, "Other Tenant", "x@fabrikam.example", None, false).await;
+    sqlx::query(
+        "update directory_users set updated_at = now() - interval '2 days' where object_id = $1",
+    )
+    .bind(alex)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let sales = group(&app, a, "Sales", Some("sales@contoso.example")).await;
+    member(&app, a, sales, adele, "user").await;
+    member(&app, a, sales, Uuid::new_v4(), "device").await;
+    let (_, _, page) = get(format!("/api/v1/tenants/{a}/users?limit=1")).await;
+    let (_, _, rest) = get(format!(
+        "/api/v1/tenants/{a}/users?limit=1&cursor={}",
+        page["next_cursor"].as_str().unwrap()
+    ))
+    .await;
+    let mut ids = vec![
+        page["items"][0]["object_id"].clone(),
+        rest["items"][0]["object_id"].clone(),
+    ];
+    ids.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    let mut want = vec![json!(adele), json!(alex)];
+    want.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(ids, want, "only this tenant's users, each once");
+    let (_, _, found) = get(format!("/api/v1/tenants/{a}/users?search=MAIL.EXAMPLE")).await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    assert_eq!(found["items"][0]["display_name"], "Adele Vance");
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (_, _, recent) = get(format!(
+        "/api/v1/tenants/{a}/users?updated_since={}",
+        urlencode(&since)
+    ))
+    .await;
+    assert_eq!(recent["items"].as_array().unwrap().len(), 1, "{recent}");
+    let (status, ..) = get(format!("/api/v1/tenants/{a}/users?updated_since=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, _, groups) = get(format!("/api/v1/tenants/{a}/groups")).await;
+    assert_eq!(groups["items"][0]["members"], 2);
+    let (_, _, members) = get(format!("/api/v1/tenants/{a}/groups/{sales}/members")).await;
+    assert_eq!(members["items"].as_array().unwrap().len(), 2);
+    let (status, ..) = get(format!("/api/v1/tenants/{b}/groups/{sales}/members")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "scoped by tenant");
+
+    // Runs, schedule, offboarding.
+    sqlx::query("insert into sync_runs (tenant_id, trigger, outcome, finished_at, added) values ($1, 'first', 'succeeded', now(), 3), ($1, 'manual', 'failed', now(), 0)")
+        .bind(a)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (_, _, runs) = get(format!("/api/v1/tenants/{a}/sync-runs?limit=1")).await;
+    assert_eq!(runs["items"][0]["trigger"], "manual");
+    let (_, _, older) = get(format!(
+        "/api/v1/tenants/{a}/sync-runs?cursor={}",
+        runs["next_cursor"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(older["items"][0]["added"], 3);
+    let schedule = format!("/api/v1/tenants/{a}/schedule");
+    let (status, headers, body) = call(
+        &app,
+        reqwest::Method::PUT,
+        &schedule,
+        Some(&write),
+        Some(json!({"schedule": "every 2m"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        is_problem(&headers, &body, 422) && body["detail"].as_str().unwrap().contains("5 minutes")
+    );
+    let (status, _, body) = call(
+        &app,
+        reqwest::Method::PUT,
+        &schedule,
+        Some(&write),
+        Some(json!({"schedule": "daily 02:30 Europe/Berlin"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sync"]["schedule"], "daily 02:30 Europe/Berlin");
+    let offboard = format!("/api/v1/tenants/{a}/offboard");
+    let (status, _, body) = call(&app, reqwest::Method::POST, &offboard, Some(&write), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "offboarded");
+    let (status, headers, body) =
+        call(&app, reqwest::Method::POST, &offboard, Some(&write), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(is_problem(&headers, &body, 409));
+    let (_, _, gone) = get(format!("/api/v1/tenants/{a}/users")).await;
+    assert_eq!(
+        gone["items"],
+        json!([]),
+        "the copy went with the offboarding"
+    );
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/tenants/{a}/sync"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an offboarded tenant is not synced"
+    );
+}
+
+fn urlencode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_the_token_scheme() {
+    let app = TestApp::spawn().await;
+    let (status, _, doc) = call(&app, reqwest::Method::GET, paths::API_OPENAPI, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/tenants/{id}", "get"),
+        ("/api/v1/tenants/{id}/sync", "post"),
+        ("/api/v1/tenants/{id}/schedule", "put"),
+        ("/api/v1/tenants/{id}/offboard", "post"),
+        ("/api/v1/tenants/{id}/sync-runs", "get"),
+        ("/api/v1/tenants/{id}/users", "get"),
+        ("/api/v1/tenants/{id}/groups", "get"),
+        ("/api/v1/tenants/{id}/groups/{group_id}/members", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path} documents 401"
+        );
+        assert_eq!(op["security"][0]["api_token"], json!([]));
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_token"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    app.sign_in(Role::Viewer).await;
+    assert_eq!(
+        app.get(paths::API_TOKENS).await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
