@@ -230,6 +230,7 @@ pub async fn sync_once(
         }
         Err(_) => {}
     }
+    crate::metrics::record_sync_run(outcome.as_str(), result.as_ref().ok());
     let retry = !matches!(
         result,
         Err(SyncError::ReconsentRequired(_) | SyncError::PermissionMissing(_))

@@ -12,6 +12,7 @@ mod helpers;
 mod jobs;
 mod limits;
 mod mail;
+mod ops;
 mod polish;
 mod security;
 mod sessions;
