@@ -6,8 +6,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::directory::store::Tally;
-
 /// HTTP requests served, by method, route template and status.
 pub const HTTP_REQUESTS: &str = "gangway_http_requests_total";
 /// How long requests took, by method, route template and status.
@@ -92,9 +90,27 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
     metrics::histogram!(HTTP_DURATION, &labels).record(seconds);
 }
 
+/// What a completed sync run changed and waited, as plain numbers (this module sits below the
+/// directory code that counts them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncCounts {
+    /// Objects new to the copy.
+    pub added: i32,
+    /// Objects whose properties changed.
+    pub updated: i32,
+    /// Objects moved to the recycle bin.
+    pub soft_deleted: i32,
+    /// Objects gone for good.
+    pub removed: i32,
+    /// Waits Graph asked for (429, 503).
+    pub throttled_waits: i32,
+    /// Their total, in seconds.
+    pub throttled_seconds: f64,
+}
+
 /// Counts a finished sync run: its outcome and, when it completed, the objects it changed and
 /// its throttled waits.
-pub fn record_sync_run(outcome: &str, tally: Option<&Tally>) {
+pub fn record_sync_run(outcome: &str, tally: Option<SyncCounts>) {
     let _ = handle();
     metrics::counter!(SYNC_RUNS, "outcome" => outcome.to_owned()).increment(1);
     let Some(tally) = tally else { return };

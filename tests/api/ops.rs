@@ -489,3 +489,112 @@ async fn a_sync_run_is_counted_and_its_logs_name_the_tenant_and_run() {
     );
     assert_eq!(finished["span"]["run_id"], run_id, "{finished}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_puts_metrics_on_their_own_listener_behind_the_token_and_logs_json() {
+    let app = TestApp::spawn().await;
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut serve = crate::cli::gangway(&app);
+    serve
+        .env("GANGWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "GANGWAY_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .env("GANGWAY_METRICS_TOKEN", "serve-metrics-token-0123456789")
+        .env("GANGWAY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = serve.spawn().unwrap();
+    let portal = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("{portal}/readyz")).await {
+            assert_eq!(response.status(), StatusCode::OK);
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "gangway serve never answered /readyz");
+    assert_eq!(
+        reqwest::get(format!("{portal}/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND,
+        "not on the portal's listener"
+    );
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(&metrics).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let scraped = client
+        .get(&metrics)
+        .bearer_auth("serve-metrics-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"gangway_http_requests_total{method="GET",route="/readyz",status="200"} 1"#
+        ),
+        "{text}"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("serve stops within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "metrics are served on their own listener"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_metrics_setting_is_named_at_start() {
+    let app = TestApp::spawn().await;
+    let output = crate::cli::gangway(&app)
+        .env("GANGWAY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("GANGWAY_METRICS_LISTEN", "everywhere")
+        .env("GANGWAY_METRICS_TOKEN", "short")
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("GANGWAY_METRICS_LISTEN"), "{stderr}");
+    assert!(stderr.contains("GANGWAY_METRICS_TOKEN"), "{stderr}");
+}
