@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         consent_rate: unlimited,
         trusted_proxies: TrustedProxies::default(),
         sync: gangway::config::SyncSettings::default(),
+        metrics: gangway::config::MetricsSettings::default(),
     };
     gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
     let application = Application::with_listener(cfg, db.clone(), listener)?;

@@ -326,6 +326,7 @@ async fn connect(
         consent_rate: RateLimit::CONSENT,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
+        metrics: crate::config::MetricsSettings::default(),
     };
     crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
     AppState::new(cfg, db.clone())

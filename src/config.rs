@@ -48,6 +48,19 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Directory replication: default schedule, workers, lease.
     pub sync: SyncSettings,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsSettings,
+}
+
+/// Who may read the Prometheus `/metrics`. With neither set, the main listener serves it to
+/// loopback clients only.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    /// `GANGWAY_METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// `GANGWAY_METRICS_LISTEN`: when set, `/metrics` is served on this address only, not on the
+    /// portal's listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// How directory syncs run.
@@ -244,6 +257,17 @@ impl Config {
                 .map(Duration::from_secs)
                 .ok_or_else(|| "must be a number of seconds from 1 to 3600".into())
         });
+        let metrics_token = env.maybe("GANGWAY_METRICS_TOKEN", |v| {
+            if v.len() < 16 {
+                Err("must be at least 16 characters (e.g. openssl rand -hex 32)".into())
+            } else {
+                Ok(Secret::new(v))
+            }
+        });
+        let metrics_listen = env.maybe("GANGWAY_METRICS_LISTEN", |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| "must be an address and port, like 127.0.0.1:9100".into())
+        });
         env.finish()?;
         Ok(Self {
             database_url: database_url.unwrap(),
@@ -269,6 +293,10 @@ impl Config {
                 schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
                 workers: sync_workers.unwrap().unwrap_or(defaults.workers),
                 lease: sync_lease.unwrap().unwrap_or(defaults.lease),
+            },
+            metrics: MetricsSettings {
+                token: metrics_token.unwrap(),
+                listen: metrics_listen.unwrap(),
             },
         })
     }
@@ -395,6 +423,7 @@ mod tests {
             consent_rate: RateLimit::CONSENT,
             trusted_proxies: TrustedProxies::default(),
             sync: SyncSettings::default(),
+            metrics: MetricsSettings::default(),
         };
         assert!(!cfg.secure_cookies());
         cfg.public_url = parse_public_url("https://portal.example.com").unwrap();

@@ -96,12 +96,29 @@ async fn sweep_scratch(server_url: &str, prefix: &str) {
     }
 }
 
+/// Gangway's migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
 /// Applies Gangway's embedded migrations.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!().run(pool).await?;
+    MIGRATOR.run(pool).await?;
     Ok(())
 }
 
 fn options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// The embedded migrations the database has not applied successfully, as `version description`;
+/// empty when the schema is current.
+pub async fn missing_migrations(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{:04} {}", m.version, m.description))
+        .collect())
 }

@@ -127,6 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         consent_rate: RateLimit::CONSENT,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
+        metrics: crate::config::MetricsSettings::default(),
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

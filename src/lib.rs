@@ -17,6 +17,7 @@ pub mod graph;
 pub mod identity;
 pub mod invitations;
 pub mod jobs;
+pub mod metrics;
 pub mod onboarding;
 pub mod operators;
 pub mod rekey;

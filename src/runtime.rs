@@ -13,7 +13,7 @@ use crate::directory::credentials::TokenSource;
 use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
-use crate::web::{AppState, Application, limits, session_store};
+use crate::web::{AppState, Application, MetricsServer, limits, session_store};
 
 /// Builds the portal from `cfg` and runs it.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -41,6 +41,7 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
         }
     };
     let stop = CancellationToken::new();
+    let metrics = spawn_metrics(&state, stop.clone()).await?;
     let syncs = tokio::spawn(run_sync_workers(
         &state,
         state.cfg.sync.workers,
@@ -57,6 +58,7 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
     }
     stop.cancel();
     syncs.await?;
+    metrics.abort();
     Ok(())
 }
 
@@ -64,11 +66,49 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
 /// until Ctrl-C or SIGTERM; each running sync commits the page in hand and gives its job back.
 pub async fn run_workers(state: AppState, concurrency: usize) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
+    let metrics = spawn_metrics(&state, stop.clone()).await?;
     let syncs = tokio::spawn(run_sync_workers(&state, concurrency, stop.clone()));
     shutdown_requested().await;
     stop.cancel();
     syncs.await?;
+    metrics.abort();
     Ok(())
+}
+
+/// Drains the metrics' histograms now and then and, with `GANGWAY_METRICS_LISTEN`, serves
+/// `/metrics` there until `stop`.
+async fn spawn_metrics(
+    state: &AppState,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let server = match state.cfg.metrics.listen {
+        Some(addr) => Some(MetricsServer::bind(state.clone(), addr).await?),
+        None => None,
+    };
+    Ok(tokio::spawn(async move {
+        let serve = async {
+            match server {
+                Some(server) => {
+                    if let Ok(addr) = server.local_addr() {
+                        tracing::info!(%addr, "metrics are served on their own listener");
+                    }
+                    let stopped = stop.clone();
+                    if let Err(e) = server
+                        .run_until(async move { stopped.cancelled().await })
+                        .await
+                    {
+                        tracing::error!(error = %e, "the metrics listener stopped");
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = serve => {}
+            () = crate::metrics::upkeep() => {}
+            () = stop.cancelled() => {}
+        }
+    }))
 }
 
 /// The sync engine over the state's database, Entra ID and Graph clients.

@@ -230,6 +230,17 @@ pub async fn sync_once(
         }
         Err(_) => {}
     }
+    crate::metrics::record_sync_run(
+        outcome.as_str(),
+        result.as_ref().ok().map(|t| crate::metrics::SyncCounts {
+            added: t.added,
+            updated: t.updated,
+            soft_deleted: t.soft_deleted,
+            removed: t.removed,
+            throttled_waits: t.throttled_waits,
+            throttled_seconds: t.throttled_seconds,
+        }),
+    );
     let retry = !matches!(
         result,
         Err(SyncError::ReconsentRequired(_) | SyncError::PermissionMissing(_))

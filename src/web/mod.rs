@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod error;
 pub mod input;
 pub mod limits;
+pub mod ops;
 pub mod paths;
 mod server;
 pub mod session;
@@ -26,17 +27,27 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
+pub use ops::MetricsServer;
 pub use server::Application;
 use session::{SIGNED_IN_IDLE, cookie_name};
 use session_store::PgSessionStore;
 pub use state::AppState;
 
-/// Every route: the public wizard, the operator console, health and static assets.
-fn routes() -> Router<AppState> {
-    Router::new()
+/// Every route: the public wizard, the operator console, probes, metrics (unless they have a
+/// listener of their own) and static assets.
+fn routes(cfg: &Config) -> Router<AppState> {
+    let router = Router::new()
         .merge(wizard::router())
         .merge(console::router())
-        .route(paths::HEALTH, get(|| async { "ok" }))
+        .route(paths::HEALTH, get(ops::healthz))
+        .route(paths::HEALTHZ, get(ops::healthz))
+        .route(paths::READYZ, get(ops::readyz));
+    let router = if cfg.metrics.listen.is_none() {
+        router.route(paths::METRICS, get(ops::metrics_on_portal))
+    } else {
+        router
+    };
+    router
         .route(paths::STATIC_CSS, get(css))
         .route(paths::STATIC_JS, get(js))
         .fallback(not_found)
@@ -119,7 +130,7 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         ));
     }
-    let mut router = routes()
+    let mut router = routes(&state.cfg)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::protect,
@@ -162,6 +173,8 @@ pub fn app(state: AppState) -> Router {
             }))
             .layer(PropagateRequestIdLayer::new(request_id)),
     )
+    // Outermost: the latency counted is the whole response's.
+    .layer(axum::middleware::from_fn(ops::track))
 }
 
 /// Marks the one response Entra ID may frame (front-channel logout): it brings its own CSP,

@@ -2,8 +2,14 @@
 
 use uuid::Uuid;
 
-/// Liveness for probes.
+/// Liveness for probes (kept beside [`HEALTHZ`], which it aliases).
 pub const HEALTH: &str = "/health";
+/// Liveness: the process answers.
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness: the database answers and its schema is current (503 otherwise).
+pub const READYZ: &str = "/readyz";
+/// Prometheus metrics (restricted: see `GANGWAY_METRICS_TOKEN`, `GANGWAY_METRICS_LISTEN`).
+pub const METRICS: &str = "/metrics";
 /// The stylesheet; served immutable, so its name changes with its content.
 pub const STATIC_CSS: &str = "/static/gangway-4.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.

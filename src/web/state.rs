@@ -36,6 +36,8 @@ pub struct AppState {
 impl AppState {
     /// State for `cfg` over `db`.
     pub fn new(cfg: Config, db: PgPool) -> anyhow::Result<Self> {
+        // Before any request or sync is counted (installed once per process).
+        crate::metrics::handle();
         let http = http_client(&cfg)?;
         // The credentials here are the environment's; the stored settings replace them.
         let entra = EntraConfig {

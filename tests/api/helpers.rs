@@ -61,6 +61,8 @@ pub struct Setup {
     pub trust_emulator_ca: bool,
     /// The emulator's delta-link lifetime (Microsoft's 7 days unless set).
     pub delta_token_lifetime_secs: Option<u64>,
+    /// Who may read `/metrics`.
+    pub metrics: gangway::config::MetricsSettings,
 }
 
 impl Default for Setup {
@@ -78,6 +80,7 @@ impl Default for Setup {
             emulator_tls: false,
             trust_emulator_ca: true,
             delta_token_lifetime_secs: None,
+            metrics: gangway::config::MetricsSettings::default(),
         }
     }
 }
@@ -151,6 +154,7 @@ impl TestApp {
             consent_rate: setup.consent_rate,
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
+            metrics: setup.metrics,
         };
         gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed())
             .await

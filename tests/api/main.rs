@@ -13,6 +13,7 @@ mod jobs;
 mod json_api;
 mod limits;
 mod mail;
+mod ops;
 mod polish;
 mod security;
 mod sessions;
