@@ -11,3 +11,16 @@ create table api_tokens (
     last_used_at   timestamptz,
     last_used_addr text
 );
+
+-- Idempotency-Key on creating POSTs: the first answer is kept (sealed: it may hold a link) for a
+-- day and replayed for the same token, key and request; `status` 0 while it is being made.
+create table api_idempotency (
+    token_id            uuid not null references api_tokens (id) on delete cascade,
+    key                 text not null constraint api_idempotency_key_check check (length(key) between 1 and 200),
+    request_sha256      bytea not null,
+    status              integer not null default 0,
+    response_ciphertext bytea,
+    response_key_id     text,
+    created_at          timestamptz not null default now(),
+    primary key (token_id, key)
+);

@@ -53,3 +53,22 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
         .await?;
     Ok((rows, total))
 }
+
+/// Invitations by id after `after` (a cursor, for scripts), optionally in `status` only.
+pub async fn page_after(
+    db: &PgPool,
+    status: Option<Status>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Invitation>, InvitationError> {
+    Ok(sqlx::query_as(
+        "select * from invitation_view
+         where ($1::text is null or effective_status = $1) and ($2::uuid is null or id > $2)
+         order by id limit $3",
+    )
+    .bind(status.map(Status::as_str))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}

@@ -12,7 +12,7 @@ pub use lifecycle::{
     Context, Issued, MAX_REASON_CHARS, Opened, create, get, invite_again_for_tenant, open,
     record_setback, resend, revoke, touch,
 };
-pub use listing::{Filter, list};
+pub use listing::{Filter, list, page_after};
 pub use token::InvitationToken;
 pub use types::{
     ConsentMode, Invitation, InvitationError, NewInvitation, Setback, Status, parse_validity,

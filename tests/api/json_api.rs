@@ -352,6 +352,11 @@ async fn the_openapi_document_describes_every_route_and_the_token_scheme() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
+        ("/api/v1/invitations", "post"),
+        ("/api/v1/invitations", "get"),
+        ("/api/v1/invitations/{id}", "get"),
+        ("/api/v1/invitations/{id}/resend", "post"),
+        ("/api/v1/invitations/{id}/revoke", "post"),
         ("/api/v1/tenants", "get"),
         ("/api/v1/tenants/{id}", "get"),
         ("/api/v1/tenants/{id}/sync", "post"),
@@ -380,4 +385,171 @@ async fn the_openapi_document_describes_every_route_and_the_token_scheme() {
         app.get(paths::API_TOKENS).await.status(),
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test]
+async fn invitations_are_created_once_per_idempotency_key_listed_resent_and_revoked() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "reader", "read").await;
+    let write = token(&app, "scripts", "write").await;
+    let body =
+        json!({"customer": "Contoso", "admin_email": "admin@contoso.example", "mode": "delegated"});
+    let post = |key: Option<&'static str>, body: Value, token: String| {
+        let app = &app;
+        async move {
+            let mut request = reqwest::Client::new()
+                .post(app.url("/api/v1/invitations"))
+                .bearer_auth(token)
+                .json(&body);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, _) = post(None, body.clone(), read.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, first) = post(Some("order-42"), body.clone(), write.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let link = first["link"].as_str().unwrap();
+    assert!(link.starts_with(&format!("{}/authenticate?token=", app.address)));
+    assert_eq!(first["invitation"]["status"], "pending");
+    let (status, again) = post(Some("order-42"), body.clone(), write.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        again, first,
+        "a retry gets the same answer, not a second invitation"
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let stored: i64 = sqlx::query_scalar("select count(*) from api_idempotency where position(convert_to($1, 'utf8') in response_ciphertext) > 0")
+        .bind(link)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "the kept answer is sealed");
+    let (status, other) = post(
+        Some("order-42"),
+        json!({"customer": "Fabrikam", "admin_email": "a@fabrikam.example", "mode": "delegated"}),
+        write.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        other["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different request")
+    );
+    let (status, bad) = post(
+        Some("order-43"),
+        json!({"customer": "Contoso", "admin_email": "nope", "mode": "delegated"}),
+        write.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (status, _) = post(Some("order-43"), json!({"customer": "Contoso", "admin_email": "it@contoso.example", "mode": "application", "profile_id": Uuid::new_v4()}), write.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an unknown profile is named"
+    );
+    let (status, second) = post(Some("order-43"), json!({"customer": "Contoso", "admin_email": "it@contoso.example", "mode": "application", "expires_in": "3d"}), write.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a key whose request failed can be used again"
+    );
+
+    // Listing, by status and cursor.
+    let (_, _, page) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/invitations?limit=1&status=pending",
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, _, rest) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!(
+            "/api/v1/invitations?limit=1&status=pending&cursor={}",
+            page["next_cursor"].as_str().unwrap()
+        ),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_ne!(rest["items"][0]["id"], page["items"][0]["id"]);
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/invitations?status=sleeping",
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Resend gives a new link; revoke is final.
+    let id = second["invitation"]["id"].as_str().unwrap();
+    let (status, _, got) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/invitations/{id}"),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["consent_mode"], "application");
+    assert!(got.get("link").is_none(), "the link is never shown again");
+    let (status, _, resent) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/invitations/{id}/resend"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(resent["link"], second["link"]);
+    let (status, _, revoked) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/invitations/{id}/revoke"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoked["status"], "revoked");
+    let (status, headers, body) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/invitations/{id}/revoke"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(is_problem(&headers, &body, 409));
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/invitations/{}", Uuid::new_v4()),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

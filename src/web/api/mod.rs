@@ -5,6 +5,8 @@
 
 mod auth;
 mod directory;
+mod idempotency;
+mod invitations;
 mod problem;
 mod tenants;
 
@@ -40,6 +42,7 @@ use crate::web::paths;
     modifiers(&TokenAuth),
     components(schemas(Problem)),
     tags(
+        (name = "invitations", description = "Invitations and their links"),
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant")
     )
@@ -114,6 +117,10 @@ fn rfc3339(at: OffsetDateTime) -> String {
 /// The API's routes and its OpenAPI document.
 pub fn router() -> Router<AppState> {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(invitations::create, invitations::list))
+        .routes(routes!(invitations::get))
+        .routes(routes!(invitations::resend))
+        .routes(routes!(invitations::revoke))
         .routes(routes!(tenants::list))
         .routes(routes!(tenants::get))
         .routes(routes!(tenants::sync_now))

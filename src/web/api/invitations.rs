@@ -1,0 +1,279 @@
+//! `/api/v1/invitations`: create (answering the link once, `Idempotency-Key` honoured), list,
+//! get, resend, revoke.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::{Reader, Writer};
+use super::problem::{ApiError, Problem};
+use super::{Page, cursor_uuid, idempotency, limit, rfc3339};
+use crate::invitations::{self, Invitation, InvitationError, Issued, NewInvitation, Status};
+use crate::settings::profiles;
+use crate::web::AppState;
+
+/// An invitation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvitationOut {
+    /// Its id.
+    pub id: Uuid,
+    /// The customer it is for.
+    pub customer_id: Uuid,
+    /// That customer's name.
+    pub customer_name: String,
+    /// Who gets the link.
+    pub admin_email: String,
+    /// `delegated`, `application` or `customer_app`.
+    pub consent_mode: String,
+    /// Only the tenant verified for this domain may consent, if set.
+    pub tenant_domain: Option<String>,
+    /// `pending`, `opened`, `consented`, `declined`, `failed`, `revoked` or `expired`.
+    pub status: String,
+    /// Consent attempts so far.
+    pub attempts: i32,
+    /// The operator's reason for the last failure.
+    pub last_error: Option<String>,
+    /// The permission profile it asks for.
+    pub permission_profile_id: Uuid,
+    /// The tenant it connected, once consented.
+    pub tenant_id: Option<Uuid>,
+    /// When the link stops working.
+    pub expires_at: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+impl From<Invitation> for InvitationOut {
+    fn from(i: Invitation) -> Self {
+        Self {
+            id: i.id,
+            customer_id: i.customer_id,
+            customer_name: i.customer_name,
+            admin_email: i.admin_email,
+            consent_mode: i.consent_mode.as_str().into(),
+            tenant_domain: i.tenant_domain,
+            status: i.status.as_str().into(),
+            attempts: i.attempts,
+            last_error: i.last_error,
+            permission_profile_id: i.permission_profile_id,
+            tenant_id: i.tenant_id,
+            expires_at: rfc3339(i.expires_at),
+            created_at: rfc3339(i.created_at),
+        }
+    }
+}
+
+/// An invitation with its link: answered once, when created or resent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssuedOut {
+    /// The invitation.
+    pub invitation: InvitationOut,
+    /// The customer's link (only a hash is kept: it is not shown again).
+    pub link: String,
+}
+
+impl From<Issued> for IssuedOut {
+    fn from(i: Issued) -> Self {
+        Self {
+            invitation: i.invitation.into(),
+            link: i.link.to_string(),
+        }
+    }
+}
+
+/// A new invitation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewInvitationIn {
+    /// The customer: an existing one with this name (whatever the case), else a new one.
+    pub customer: String,
+    /// The customer's Global Administrator.
+    pub admin_email: String,
+    /// `delegated`, `application` or `customer_app`.
+    pub mode: String,
+    /// Accept consent only from the tenant verified for this domain.
+    pub tenant_domain: Option<String>,
+    /// How long the link works: `24h`, `7d`… (1 hour to 30 days; 7 days unless given).
+    pub expires_in: Option<String>,
+    /// A permission profile's id; the default profile unless given.
+    pub profile_id: Option<Uuid>,
+}
+
+/// Filters and paging for invitations.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvitationQuery {
+    /// Only invitations in this status.
+    pub status: Option<String>,
+    /// The `next_cursor` of the page before.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 500 (100).
+    pub limit: Option<i64>,
+}
+
+impl From<InvitationError> for ApiError {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::NotFound => Self::NotFound("no such invitation".into()),
+            InvitationError::WrongState { .. } => Self::Conflict(e.to_string()),
+            InvitationError::Invalid(m) => Self::Unprocessable(m),
+            InvitationError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Creates an invitation and queues its mail; answers the link once. With an
+/// `Idempotency-Key` header, a retry of the same request gets the same answer (for a day)
+/// instead of a second invitation.
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations",
+    request_body = NewInvitationIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
+    security(("api_token" = [])),
+    responses((status = 201, body = IssuedOut), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 409, body = Problem, description = "the key is in use by a request still running"),
+               (status = 422, body = Problem, description = "invalid field, or the key was used for another request")))]
+pub async fn create(
+    State(state): State<AppState>,
+    writer: Writer,
+    headers: HeaderMap,
+    Json(body): Json<NewInvitationIn>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::key(&headers)?;
+    let request = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(key) = &key {
+        if let Some(replay) = idempotency::begin(&state, writer.0.token_id, key, &request).await? {
+            return Ok(replay);
+        }
+    }
+    let result = issue(&state, &writer, &body).await;
+    match (&key, result) {
+        (Some(key), Ok(issued)) => {
+            idempotency::finish(&state, writer.0.token_id, key, StatusCode::CREATED, &issued)
+                .await?;
+            Ok((StatusCode::CREATED, Json(issued)).into_response())
+        }
+        (None, Ok(issued)) => Ok((StatusCode::CREATED, Json(issued)).into_response()),
+        (Some(key), Err(e)) => {
+            // Nothing was made: the same key may be used again once the request is fixed.
+            idempotency::abandon(&state, writer.0.token_id, key).await?;
+            Err(e)
+        }
+        (None, Err(e)) => Err(e),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    writer: &Writer,
+    body: &NewInvitationIn,
+) -> Result<IssuedOut, ApiError> {
+    let mut new = NewInvitation::parse(
+        &body.customer,
+        &body.admin_email,
+        &body.mode,
+        body.tenant_domain.as_deref(),
+        body.expires_in.as_deref(),
+    )?;
+    if let Some(id) = body.profile_id {
+        profiles::get(&state.db, id).await?.ok_or_else(|| {
+            ApiError::Unprocessable("profile_id names no permission profile".into())
+        })?;
+        new.profile = Some(id);
+    }
+    let live = state
+        .live()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let issued = invitations::create(
+        &state.db,
+        state.invitation_context(&live),
+        &new,
+        &writer.actor(),
+        None,
+    )
+    .await?;
+    Ok(issued.into())
+}
+
+/// Lists invitations by id.
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<InvitationOut>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _: Reader,
+    Query(q): Query<InvitationQuery>,
+) -> Result<Json<Page<InvitationOut>>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| Status::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .transpose()?;
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = invitations::page_after(&state.db, status, after, limit).await?;
+    Ok(Json(Page::new(rows, limit, |i| i.id.to_string())))
+}
+
+fn invitation_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such invitation".into()))
+}
+
+/// One invitation.
+#[utoipa::path(get, path = "/api/v1/invitations/{id}", tag = "invitations",
+    params(("id" = Uuid, Path, description = "the invitation's id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = InvitationOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<Json<InvitationOut>, ApiError> {
+    Ok(Json(
+        invitations::get(&state.db, invitation_id(&id)?)
+            .await?
+            .into(),
+    ))
+}
+
+/// Issues a new link (the old one stops working) and mails it; answers the link once.
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/resend", tag = "invitations",
+    params(("id" = Uuid, Path, description = "the invitation's id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = IssuedOut), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn resend(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<IssuedOut>, ApiError> {
+    let live = state
+        .live()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let issued = invitations::resend(
+        &state.db,
+        state.invitation_context(&live),
+        invitation_id(&id)?,
+        &writer.actor(),
+    )
+    .await?;
+    Ok(Json(issued.into()))
+}
+
+/// Revokes the invitation for good.
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/revoke", tag = "invitations",
+    params(("id" = Uuid, Path, description = "the invitation's id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = InvitationOut), (status = 401, body = Problem), (status = 403, body = Problem),
+               (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<InvitationOut>, ApiError> {
+    let revoked = invitations::revoke(&state.db, invitation_id(&id)?, &writer.actor()).await?;
+    Ok(Json(revoked.into()))
+}
