@@ -6,7 +6,7 @@ mod records;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use records::{create, find_or_create, get, list, names, update};
+pub use records::{create, find_or_create, get, list, names, page_after, update};
 
 /// The longest customer name.
 pub const MAX_NAME_CHARS: usize = 200;

@@ -154,6 +154,21 @@ pub async fn list(
     Ok((rows, total))
 }
 
+/// Customers by id after `after` (a cursor, for scripts).
+pub async fn page_after(
+    db: &PgPool,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Customer>, sqlx::Error> {
+    sqlx::query_as(
+        "select * from customers where ($1::uuid is null or id > $1) order by id limit $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// The names to offer when an operator picks a customer (at most `limit`, by name).
 pub async fn names(db: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("select name::text from customers order by name limit $1")

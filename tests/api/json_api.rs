@@ -352,6 +352,8 @@ async fn the_openapi_document_describes_every_route_and_the_token_scheme() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
+        ("/api/v1/customers", "get"),
+        ("/api/v1/customers/{id}", "get"),
         ("/api/v1/invitations", "post"),
         ("/api/v1/invitations", "get"),
         ("/api/v1/invitations/{id}", "get"),

@@ -4,6 +4,7 @@
 //! handlers and served at `/api/v1/openapi.json`.
 
 mod auth;
+mod customers;
 mod directory;
 mod idempotency;
 mod invitations;
@@ -42,6 +43,7 @@ use crate::web::paths;
     modifiers(&TokenAuth),
     components(schemas(Problem)),
     tags(
+        (name = "customers", description = "Customer records"),
         (name = "invitations", description = "Invitations and their links"),
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant")
@@ -117,6 +119,8 @@ fn rfc3339(at: OffsetDateTime) -> String {
 /// The API's routes and its OpenAPI document.
 pub fn router() -> Router<AppState> {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(customers::list))
+        .routes(routes!(customers::get))
         .routes(routes!(invitations::create, invitations::list))
         .routes(routes!(invitations::get))
         .routes(routes!(invitations::resend))
