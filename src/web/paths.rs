@@ -45,6 +45,8 @@ pub const PROFILES: &str = "/console/settings/profiles";
 pub const PROFILE_DEFAULT: &str = "/console/settings/profiles/{id}/default";
 /// POST: delete a profile.
 pub const PROFILE_DELETE: &str = "/console/settings/profiles/{id}/delete";
+/// The JSON API described for people.
+pub const API_DOCS: &str = "/console/api";
 /// API tokens (admins).
 pub const API_TOKENS: &str = "/console/api-tokens";
 /// POST: revoke an API token.

@@ -592,6 +592,12 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     operator.goto(&app.url(paths::SETTINGS)).await.unwrap();
     wait_for_text(&operator, "Permission profiles").await;
     check_page(&operator, "settings", true).await;
+    operator.goto(&app.url(paths::API_DOCS)).await.unwrap();
+    wait_for_text(&operator, "OpenAPI 3.1 document").await;
+    check_page(&operator, "api-docs", true).await;
+    operator.goto(&app.url(paths::API_TOKENS)).await.unwrap();
+    wait_for_text(&operator, "New token").await;
+    check_page(&operator, "api-tokens", true).await;
 
     admin.close().await.unwrap();
     operator.close().await.unwrap();

@@ -387,6 +387,12 @@ async fn the_openapi_document_describes_every_route_and_the_token_scheme() {
         app.get(paths::API_TOKENS).await.status(),
         StatusCode::FORBIDDEN
     );
+    let page = app.get(paths::API_DOCS).await.text().await.unwrap();
+    assert!(
+        page.contains("POST /api/v1/invitations") && page.contains("Creates an invitation"),
+        "{page}"
+    );
+    assert!(page.contains("GET /api/v1/tenants/{id}/users"));
 }
 
 #[tokio::test]

@@ -118,7 +118,27 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 /// The API's routes and its OpenAPI document.
 pub fn router() -> Router<AppState> {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = routes();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            paths::API_OPENAPI,
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route(paths::API_ANY, any(unknown))
+}
+
+/// The OpenAPI document, as served (the console's API page reads it too).
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// Every route with the document generated from them.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(customers::list))
         .routes(routes!(customers::get))
         .routes(routes!(invitations::create, invitations::list))
@@ -134,17 +154,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))
-        .split_for_parts();
-    let doc = Arc::new(doc);
-    router
-        .route(
-            paths::API_OPENAPI,
-            get(move || {
-                let doc = Arc::clone(&doc);
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .route(paths::API_ANY, any(unknown))
+        .split_for_parts()
 }
 
 /// An address under `/api/v1` that is not a route.

@@ -8,6 +8,7 @@
 //! [`CurrentOperator`]: crate::web::session::CurrentOperator
 //! [`AdminOperator`]: crate::web::session::AdminOperator
 
+mod api_docs;
 mod api_tokens;
 mod audit_log;
 mod auth;
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(operators::router())
         .merge(settings::router())
         .merge(api_tokens::router())
+        .merge(api_docs::router())
         .merge(doctor::router())
 }
 
