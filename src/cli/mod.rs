@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation and tenant
 //! administration for scripts, and benchmarks.
 
+mod api_token;
 mod bench;
 mod doctor;
 mod invite;
@@ -69,6 +70,9 @@ enum Command {
     /// List connected tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Create, list and revoke JSON API tokens.
+    #[command(subcommand)]
+    ApiToken(api_token::ApiTokenCommand),
     /// Measure Gangway on this machine with a scratch database and the built-in emulator.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -183,6 +187,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Operator(command) => operator::run(command).await,
         Command::Invite(command) => invite::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
+        Command::ApiToken(command) => api_token::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

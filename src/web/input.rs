@@ -16,6 +16,13 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Answers 400 to a request whose query or urlencoded form holds a NUL byte.
 pub async fn reject_nul(request: Request, next: Next) -> Response {
     if request.uri().query().is_some_and(|q| has_nul(q.as_bytes())) {
+        // The JSON API answers its own way: a problem, not a page.
+        if request.uri().path().starts_with("/api/") {
+            return crate::web::api::ApiError::BadRequest(
+                "A query parameter contains a NUL byte.".into(),
+            )
+            .into_response();
+        }
         return refused();
     }
     let is_form = request.method() == Method::POST

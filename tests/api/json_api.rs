@@ -561,3 +561,56 @@ async fn invitations_are_created_once_per_idempotency_key_listed_resent_and_revo
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn scripts_make_list_and_revoke_tokens_with_the_cli() {
+    let app = TestApp::spawn().await;
+    let output = crate::cli::run(
+        crate::cli::gangway(&app),
+        &[
+            "api-token",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "write",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{}", crate::cli::stderr(&output));
+    let made: Value = serde_json::from_str(&crate::cli::stdout(&output)).unwrap();
+    let token = made["token"].as_str().unwrap();
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/tenants",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = crate::cli::run(crate::cli::gangway(&app), &["api-token", "list"]).await;
+    assert!(crate::cli::stdout(&list).contains("ci") && !crate::cli::stdout(&list).contains(token));
+    let bad = crate::cli::run(
+        crate::cli::gangway(&app),
+        &["api-token", "create", "--name", "ci", "--scope", "admin"],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
+    let revoke = crate::cli::run(
+        crate::cli::gangway(&app),
+        &["api-token", "revoke", made["id"].as_str().unwrap()],
+    )
+    .await;
+    assert!(revoke.status.success());
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/tenants",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

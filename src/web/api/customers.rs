@@ -1,13 +1,13 @@
 //! `/api/v1/customers`: the customer records invitations and tenants belong to.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Reader;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ApiQuery, Problem};
 use super::tenants::Paging;
 use super::{Page, cursor_uuid, limit, rfc3339};
 use crate::customers::{self, Customer, CustomerError};
@@ -43,11 +43,11 @@ impl From<Customer> for CustomerOut {
 /// Lists customers by id.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(Paging),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<CustomerOut>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<CustomerOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
-    Query(q): Query<Paging>,
+    ApiQuery(q): ApiQuery<Paging>,
 ) -> Result<Json<Page<CustomerOut>>, ApiError> {
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
@@ -59,7 +59,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
     params(("id" = Uuid, Path, description = "the customer's id")),
     security(("api_token" = [])),
-    responses((status = 200, body = CustomerOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = CustomerOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,

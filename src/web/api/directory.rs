@@ -1,14 +1,14 @@
 //! `/api/v1/tenants/{id}/users|groups`: the directory copy, by cursor, changed-since and search.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Reader;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ApiQuery, Problem};
 use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
@@ -17,10 +17,12 @@ use crate::web::AppState;
 
 /// Filters and paging for the directory copy.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
     /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
     /// Items per page, 1 to 500 (100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Only objects a sync changed at or after this time (RFC 3339).
     pub updated_since: Option<String>,
@@ -66,13 +68,13 @@ async fn tenant_id(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/users", tag = "directory",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<DirectoryUser>), (status = 400, body = Problem),
-               (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<DirectoryUser>),
+               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn users(
     State(state): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-    Query(q): Query<DirectoryQuery>,
+    ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryUser>>, ApiError> {
     let tenant = tenant_id(&state, &id).await?;
     let limit = limit(q.limit)?;
@@ -93,13 +95,13 @@ pub async fn users(
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/groups", tag = "directory",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<DirectoryGroup>), (status = 400, body = Problem),
-               (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<DirectoryGroup>),
+               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn groups(
     State(state): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-    Query(q): Query<DirectoryQuery>,
+    ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
     let tenant = tenant_id(&state, &id).await?;
     let limit = limit(q.limit)?;
@@ -122,13 +124,13 @@ pub async fn groups(
            ("group_id" = Uuid, Path, description = "the group's object id"),
            super::tenants::Paging),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<GroupMember>), (status = 400, body = Problem),
-               (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<GroupMember>),
+               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn members(
     State(state): State<AppState>,
     _: Reader,
     Path((id, group)): Path<(String, String)>,
-    Query(q): Query<super::tenants::Paging>,
+    ApiQuery(q): ApiQuery<super::tenants::Paging>,
 ) -> Result<Json<Page<GroupMember>>, ApiError> {
     let tenant = tenant_id(&state, &id).await?;
     let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());

@@ -2,7 +2,7 @@
 //! get, resend, revoke.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
 use super::{Page, cursor_uuid, idempotency, limit, rfc3339};
 use crate::invitations::{self, Invitation, InvitationError, Issued, NewInvitation, Status};
 use crate::settings::profiles;
@@ -104,12 +104,14 @@ pub struct NewInvitationIn {
 
 /// Filters and paging for invitations.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvitationQuery {
     /// Only invitations in this status.
     pub status: Option<String>,
     /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
     /// Items per page, 1 to 500 (100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -131,14 +133,14 @@ impl From<InvitationError> for ApiError {
     request_body = NewInvitationIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     security(("api_token" = [])),
-    responses((status = 201, body = IssuedOut), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 409, body = Problem, description = "the key is in use by a request still running"),
-               (status = 422, body = Problem, description = "invalid field, or the key was used for another request")))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 201, body = IssuedOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 409, body = Problem, content_type = "application/problem+json", description = "the key is in use by a request still running"),
+               (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid field, or the key was used for another request")))]
 pub async fn create(
     State(state): State<AppState>,
     writer: Writer,
     headers: HeaderMap,
-    Json(body): Json<NewInvitationIn>,
+    ApiJson(body): ApiJson<NewInvitationIn>,
 ) -> Result<Response, ApiError> {
     let key = idempotency::key(&headers)?;
     let request = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
@@ -200,11 +202,11 @@ async fn issue(
 /// Lists invitations by id.
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<InvitationOut>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<InvitationOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
-    Query(q): Query<InvitationQuery>,
+    ApiQuery(q): ApiQuery<InvitationQuery>,
 ) -> Result<Json<Page<InvitationOut>>, ApiError> {
     let status = q
         .status
@@ -225,7 +227,7 @@ fn invitation_id(id: &str) -> Result<Uuid, ApiError> {
 #[utoipa::path(get, path = "/api/v1/invitations/{id}", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 200, body = InvitationOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = InvitationOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,
@@ -242,8 +244,8 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/invitations/{id}/resend", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 200, body = IssuedOut), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = IssuedOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn resend(
     State(state): State<AppState>,
     writer: Writer,
@@ -267,8 +269,8 @@ pub async fn resend(
 #[utoipa::path(post, path = "/api/v1/invitations/{id}/revoke", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 200, body = InvitationOut), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = InvitationOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
     State(state): State<AppState>,
     writer: Writer,

@@ -141,3 +141,63 @@ impl From<ScheduleError> for ApiError {
         Self::Unprocessable(e.to_string())
     }
 }
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match e {
+            J::JsonDataError(e) => {
+                Self::Unprocessable(format!("The body does not fit: {}", e.body_text()))
+            }
+            other => Self::BadRequest(format!(
+                "The body must be JSON, sent with Content-Type: application/json ({})",
+                other.body_text()
+            )),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::BadRequest(format!("A query parameter is malformed: {}", e.body_text()))
+    }
+}
+
+/// `axum::Json` whose refusals are problems.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>:
+        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(axum::Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// `axum::extract::Query` whose refusals are problems.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    axum::extract::Query<T>:
+        axum::extract::FromRequestParts<S, Rejection = axum::extract::rejection::QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Ok(Self(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
+    }
+}

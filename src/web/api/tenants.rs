@@ -1,14 +1,14 @@
 //! `/api/v1/tenants`: connected tenants, their sync (now, schedule, runs) and offboarding.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
 use super::{Page, cursor_uuid, limit, rfc3339};
 use crate::directory::schedule::Schedule;
 use crate::directory::{control, feed, views};
@@ -159,21 +159,23 @@ impl From<views::SyncRun> for RunOut {
 
 /// Paging by cursor.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
     /// Items per page, 1 to 500 (100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 /// Lists connected tenants by id.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(Paging),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<TenantOut>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<TenantOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
-    Query(q): Query<Paging>,
+    ApiQuery(q): ApiQuery<Paging>,
 ) -> Result<Json<Page<TenantOut>>, ApiError> {
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
@@ -192,7 +194,7 @@ async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 200, body = TenantDetail), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,
@@ -231,8 +233,8 @@ pub struct Queued {
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/sync", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 202, body = Queued), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 404, body = Problem), (status = 409, body = Problem, description = "not active")))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 202, body = Queued), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "not active")))]
 pub async fn sync_now(
     State(state): State<AppState>,
     writer: Writer,
@@ -255,13 +257,13 @@ pub struct ScheduleIn {
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     request_body = ScheduleIn,
     security(("api_token" = [])),
-    responses((status = 200, body = TenantDetail), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn set_schedule(
     State(state): State<AppState>,
     writer: Writer,
     Path(id): Path<String>,
-    Json(body): Json<ScheduleIn>,
+    ApiJson(body): ApiJson<ScheduleIn>,
 ) -> Result<Json<TenantDetail>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let schedule: Schedule = body.schedule.parse()?;
@@ -273,8 +275,8 @@ pub async fn set_schedule(
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/offboard", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 200, body = TenantOut), (status = 401, body = Problem), (status = 403, body = Problem),
-               (status = 404, body = Problem), (status = 409, body = Problem, description = "already offboarded")))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "already offboarded")))]
 pub async fn offboard(
     State(state): State<AppState>,
     writer: Writer,
@@ -289,13 +291,13 @@ pub async fn offboard(
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/sync-runs", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), Paging),
     security(("api_token" = [])),
-    responses((status = 200, body = Page<RunOut>), (status = 400, body = Problem), (status = 401, body = Problem),
-               (status = 404, body = Problem)))]
+    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<RunOut>), (status = 401, body = Problem, content_type = "application/problem+json"),
+               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn runs(
     State(state): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-    Query(q): Query<Paging>,
+    ApiQuery(q): ApiQuery<Paging>,
 ) -> Result<Json<Page<RunOut>>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let limit = limit(q.limit)?;
