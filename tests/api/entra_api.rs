@@ -214,6 +214,33 @@ async fn a_users_token_for_the_exposed_scope_reads_and_writes_as_their_groups_ma
         format!("api:{}", admin.username)
     );
 
+    // Kept answers are per API token: an Entra caller is told so rather than failing later.
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/invitations"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "order-1")
+        .json(&json!({"customer": "Contoso", "admin_email": "it@contoso.example", "mode": "application"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("Idempotency-Key"));
+
+    // The OpenAPI document names both kinds of bearer.
+    let doc: Value = reqwest::get(app.url(paths::API_OPENAPI))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["api_token"];
+    assert!(
+        scheme["description"].as_str().unwrap().contains(SCOPE)
+            && scheme["bearerFormat"].as_str().unwrap().contains("Entra"),
+        "{scheme}"
+    );
+
     // The refresh token gets another access token for the API.
     let refreshed = token_endpoint(
         &app,
