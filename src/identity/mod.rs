@@ -43,6 +43,9 @@ pub const OPERATOR_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
 /// How long fetched signing keys are trusted before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The least time between refetches of the signing keys caused by API access tokens naming an
+/// unknown `kid` (unauthenticated input, unlike the ID tokens Gangway just redeemed).
+const API_KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where Entra ID lives and who Gangway is there.
 #[derive(Clone, Debug)]
@@ -533,7 +536,8 @@ impl EntraClient {
     /// Validates an access token Entra ID issued for the API the provider exposes on its own
     /// registration (`client_id`, application ID URI `api://{client_id}`) in `tenant`, the
     /// provider's own: see [`ApiTokenProblem`] for every check. Keys as for
-    /// [`Self::verify_id_token`]: cached, refetched once on an unknown `kid`.
+    /// [`Self::verify_id_token`]: cached, refetched once on an unknown `kid` — at most once a
+    /// minute for these tokens, which anyone can send.
     #[tracing::instrument(skip_all)]
     pub async fn verify_api_token(
         &self,
@@ -543,7 +547,9 @@ impl EntraClient {
     ) -> Result<ApiIdentity, ApiTokenError> {
         let kid = access_token::key_id(token).map_err(ApiTokenError::Invalid)?;
         let mut keys = self.signing_keys().await.map_err(ApiTokenError::Keys)?;
-        if !keys.keys.has_kid(&kid) {
+        // Anyone can send an API request naming a made-up `kid`: refetch at most once a
+        // minute for those, so they cannot hammer the keys endpoint.
+        if !keys.keys.has_kid(&kid) && keys.fetched_at.elapsed() >= API_KEY_REFETCH_INTERVAL {
             tracing::info!("access token signed with an unknown key id; refetching signing keys");
             keys = self
                 .refetch_signing_keys(keys.generation)
