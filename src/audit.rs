@@ -29,6 +29,12 @@ pub enum Actor {
     System,
     /// A caller of the JSON API, by its token's name.
     ApiToken(String),
+    /// A caller of the JSON API with an access token Entra ID issued for the provider's API:
+    /// a user by UPN, or a daemon by its application id.
+    ApiUser {
+        /// `upn` (else `preferred_username`) of a user; the app id of a daemon.
+        upn: String,
+    },
 }
 
 impl std::fmt::Display for Actor {
@@ -43,6 +49,7 @@ impl Actor {
             Actor::Operator(email) => format!("operator:{email}"),
             Actor::Cli => "cli".into(),
             Actor::ApiToken(name) => format!("api-token:{name}"),
+            Actor::ApiUser { upn } => format!("api:{upn}"),
             Actor::Customer { upn, oid } => format!("customer:{upn} ({oid})"),
             Actor::LinkHolder(ip) => format!("link-holder:{ip}"),
             Actor::Anonymous(ip) => format!("anonymous:{ip}"),

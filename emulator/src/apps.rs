@@ -98,6 +98,62 @@ impl AppRole {
     pub fn for_users(&self) -> bool {
         self.is_enabled && self.allowed_member_types.iter().any(|t| t == "User")
     }
+
+    /// Whether applications (daemons, client credentials) can be granted the role.
+    pub fn for_apps(&self) -> bool {
+        self.is_enabled && self.allowed_member_types.iter().any(|t| t == "Application")
+    }
+}
+
+/// A delegated scope an app exposes ("Expose an API", the manifest's
+/// `api.oauth2PermissionScopes`), e.g. `Gangway.Manage`.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposedScope {
+    /// The scope's id, a GUID.
+    pub id: Uuid,
+    /// What tokens carry in `scp`, and what clients ask for after the application ID URI.
+    pub value: String,
+    /// A disabled scope cannot be asked for.
+    #[serde(default = "enabled")]
+    pub is_enabled: bool,
+}
+
+/// Checks exposed scopes as the portal does: values unique, without spaces.
+fn check_scopes(scopes: &[ExposedScope]) -> Result<(), String> {
+    for (i, scope) in scopes.iter().enumerate() {
+        if scope.value.is_empty()
+            || scope.value.chars().any(|c| c.is_whitespace() || c == '/')
+            || scope.value.len() > 120
+        {
+            return Err(format!(
+                "scope value '{}' must be 1 to 120 characters without spaces or slashes",
+                scope.value
+            ));
+        }
+        if scopes[..i]
+            .iter()
+            .any(|s| s.id == scope.id || s.value == scope.value)
+        {
+            return Err(format!(
+                "scope '{}' is defined twice (ids and values must be unique)",
+                scope.value
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An app granted an app role of another app (a resource) in a tenant: what "API permissions →
+/// Application permissions" plus admin consent records, for client credentials.
+#[derive(Clone, Debug)]
+pub struct AppRoleGrant {
+    /// The grant's id.
+    pub id: Uuid,
+    /// The client id of the app granted the role.
+    pub client_id: String,
+    /// The resource's app role id.
+    pub role: Uuid,
 }
 
 /// Checks app roles as the portal does: GUID ids and values unique, values without spaces.
@@ -164,8 +220,12 @@ pub struct App {
     pub id_token_claims: Vec<String>,
     /// Which groups ID tokens name in `groups`.
     pub group_claims: GroupClaims,
-    /// The app roles users can be assigned.
+    /// The app roles users (and apps) can be assigned.
     pub app_roles: Vec<AppRole>,
+    /// Application ID URIs (`identifierUris`): `api://{client_id}` unless registered otherwise.
+    pub identifier_uris: Vec<String>,
+    /// The delegated scopes the app exposes as an API.
+    pub api_scopes: Vec<ExposedScope>,
     /// Configured (requested) permissions.
     pub permissions: Permissions,
     /// Client secrets.
@@ -219,6 +279,8 @@ pub struct Registry {
     pub grants: HashMap<(Uuid, String), Grant>,
     /// App role assignments, keyed by (tenant id, client id).
     pub role_assignments: HashMap<(Uuid, String), Vec<RoleAssignment>>,
+    /// App roles granted to apps, keyed by (tenant id, the resource's client id).
+    pub app_role_grants: HashMap<(Uuid, String), Vec<AppRoleGrant>>,
 }
 
 /// Why a role could not be assigned.
@@ -259,6 +321,12 @@ pub struct NewApp {
     /// App roles (`[{"value", "id", "allowedMemberTypes"}]`).
     #[serde(default)]
     pub app_roles: Vec<AppRole>,
+    /// Application ID URIs (default `["api://{client_id}"]`).
+    #[serde(default)]
+    pub identifier_uris: Option<Vec<String>>,
+    /// Exposed delegated scopes (`[{"value": "Gangway.Manage", "id": GUID}]`).
+    #[serde(default)]
+    pub oauth2_permission_scopes: Vec<ExposedScope>,
     /// Requested permissions.
     #[serde(default)]
     pub permissions: Permissions,
@@ -286,6 +354,10 @@ pub struct AppChange {
     pub group_membership_claims: Option<GroupClaims>,
     /// Replaces the app roles (assignments of removed roles stop counting).
     pub app_roles: Option<Vec<AppRole>>,
+    /// Replaces the application ID URIs.
+    pub identifier_uris: Option<Vec<String>>,
+    /// Replaces the exposed delegated scopes.
+    pub oauth2_permission_scopes: Option<Vec<ExposedScope>>,
     /// Replaces the requested permissions (what a tenant granted stays).
     pub permissions: Option<Permissions>,
     /// Moves every secret's expiry to this many days from now (negative: already expired).
@@ -300,6 +372,7 @@ impl Registry {
             .normalized()
             .map_err(|p| format!("unknown permission '{p}'"))?;
         check_roles(&new.app_roles)?;
+        check_scopes(&new.oauth2_permission_scopes)?;
         let client_id = match new.client_id {
             Some(id) => Uuid::parse_str(&id)
                 .map_err(|_| format!("client_id '{id}' is not a GUID"))?
@@ -327,6 +400,10 @@ impl Registry {
             id_token_claims: new.id_token_claims.unwrap_or_else(|| vec!["wids".into()]),
             group_claims: new.group_membership_claims.unwrap_or_default(),
             app_roles: new.app_roles,
+            identifier_uris: new
+                .identifier_uris
+                .unwrap_or_else(|| vec![format!("api://{client_id}")]),
+            api_scopes: new.oauth2_permission_scopes,
             permissions,
             secrets: vec![secret],
             created_at: now,
@@ -347,6 +424,15 @@ impl Registry {
         };
         if let Some(Err(e)) = change.app_roles.as_deref().map(check_roles) {
             return Some(Err(e));
+        }
+        if let Some(Err(e)) = change.oauth2_permission_scopes.as_deref().map(check_scopes) {
+            return Some(Err(e));
+        }
+        if let Some(uris) = change.identifier_uris {
+            app.identifier_uris = uris;
+        }
+        if let Some(scopes) = change.oauth2_permission_scopes {
+            app.api_scopes = scopes;
         }
         if let Some(uris) = change.redirect_uris {
             app.redirect_uris = uris;
@@ -486,6 +572,82 @@ impl Registry {
                 app.app_roles
                     .iter()
                     .find(|r| r.id == a.role && r.for_users())
+            })
+            .map(|r| r.value.clone())
+            .collect();
+        held.into_iter().collect()
+    }
+
+    /// The app whose application ID URI (or client id) is `resource`, compared as Entra does
+    /// (case-insensitively, a trailing slash ignored).
+    pub fn resource(&self, resource: &str) -> Option<&App> {
+        let resource = resource.trim_end_matches('/');
+        self.apps.values().find(|a| {
+            a.client_id.eq_ignore_ascii_case(resource)
+                || a.identifier_uris
+                    .iter()
+                    .any(|u| u.trim_end_matches('/').eq_ignore_ascii_case(resource))
+        })
+    }
+
+    /// Grants the app `client_id` the app role `value` of `resource` in `tid`.
+    pub fn grant_app_role(
+        &mut self,
+        tid: Uuid,
+        resource: &str,
+        client_id: &str,
+        value: &str,
+    ) -> Result<AppRoleGrant, AssignError> {
+        let app = self.apps.get(resource).ok_or(AssignError::NoApp)?;
+        if !self.apps.contains_key(client_id) {
+            return Err(AssignError::NoApp);
+        }
+        if !self.grants.contains_key(&(tid, resource.to_string()))
+            || !self.grants.contains_key(&(tid, client_id.to_string()))
+        {
+            return Err(AssignError::NoServicePrincipal);
+        }
+        let role = app
+            .app_roles
+            .iter()
+            .find(|r| r.value == value && r.for_apps())
+            .ok_or(AssignError::NoRole)?
+            .id;
+        let list = self
+            .app_role_grants
+            .entry((tid, resource.to_string()))
+            .or_default();
+        if list
+            .iter()
+            .any(|g| g.client_id == client_id && g.role == role)
+        {
+            return Err(AssignError::Exists);
+        }
+        let grant = AppRoleGrant {
+            id: Uuid::new_v4(),
+            client_id: client_id.to_string(),
+            role,
+        };
+        list.push(grant.clone());
+        Ok(grant)
+    }
+
+    /// The values of the app roles of `resource` granted to the app `client_id` in `tid`, sorted;
+    /// roles since removed or disabled do not count.
+    pub fn app_roles_of(&self, tid: Uuid, resource: &str, client_id: &str) -> Vec<String> {
+        let (Some(app), Some(list)) = (
+            self.apps.get(resource),
+            self.app_role_grants.get(&(tid, resource.to_string())),
+        ) else {
+            return Vec::new();
+        };
+        let held: BTreeSet<String> = list
+            .iter()
+            .filter(|g| g.client_id == client_id)
+            .filter_map(|g| {
+                app.app_roles
+                    .iter()
+                    .find(|r| r.id == g.role && r.for_apps())
             })
             .map(|r| r.value.clone())
             .collect();

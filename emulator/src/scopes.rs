@@ -134,12 +134,18 @@ pub enum Scope {
     Graph(&'static str),
     /// `https://graph.microsoft.com/.default`.
     GraphDefault,
+    /// A scope of an API an app exposes, in full: `api://{id}/Gangway.Manage`. Whether the
+    /// resource exposes it is checked when a token is issued.
+    Api(String),
 }
 
 /// Parses one scope; `None` for anything the emulator does not know (AADSTS70011 / 65005).
 pub fn parse(raw: &str) -> Option<Scope> {
     if let Some(s) = OIDC.iter().find(|s| s.eq_ignore_ascii_case(raw)) {
         return Some(Scope::Oidc(s));
+    }
+    if is_api_scope(raw) {
+        return Some(Scope::Api(raw.to_string()));
     }
     let short = strip_resource(raw)?;
     if short == ".default" {
@@ -153,6 +159,15 @@ pub fn parse_all(raw: &str) -> Result<Vec<Scope>, String> {
     raw.split_whitespace()
         .map(|s| parse(s).ok_or_else(|| s.to_string()))
         .collect()
+}
+
+/// Whether `raw` names a scope of an exposed API (`api://…/value`).
+pub fn is_api_scope(raw: &str) -> bool {
+    raw.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("api://"))
+        && raw[6..]
+            .rsplit_once('/')
+            .is_some_and(|(r, v)| !r.is_empty() && !v.is_empty())
 }
 
 fn strip_resource(raw: &str) -> Option<&str> {

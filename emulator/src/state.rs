@@ -108,6 +108,8 @@ pub struct Txn {
     pub oidc: BTreeSet<String>,
     /// Requested Graph permissions (short names).
     pub graph: BTreeSet<String>,
+    /// Requested scopes of an API an app exposes, in full (`api://{id}/Gangway.Manage`).
+    pub api: BTreeSet<String>,
     /// PKCE (challenge, method).
     pub code_challenge: Option<(String, String)>,
     /// How to answer.
@@ -137,6 +139,8 @@ pub struct Code {
     pub oidc: BTreeSet<String>,
     /// Graph permissions granted.
     pub graph: BTreeSet<String>,
+    /// Scopes of an exposed API granted, in full (`api://{id}/Gangway.Manage`).
+    pub api: BTreeSet<String>,
     /// For the ID token.
     pub nonce: Option<String>,
     /// PKCE (challenge, method).
@@ -169,6 +173,8 @@ pub struct Refresh {
     pub oidc: BTreeSet<String>,
     /// Graph permissions.
     pub graph: BTreeSet<String>,
+    /// Scopes of an exposed API, in full: when present, access tokens are for that API.
+    pub api: BTreeSet<String>,
     /// For the 700082 message.
     pub issued_at: OffsetDateTime,
     /// Inactivity is measured from here.
@@ -304,6 +310,8 @@ impl AppState {
                 id_token_claims: None,
                 group_membership_claims: None,
                 app_roles: Vec::new(),
+                identifier_uris: None,
+                oauth2_permission_scopes: Vec::new(),
                 permissions: Permissions {
                     delegated: opts.app_delegated_permissions.iter().cloned().collect(),
                     application: opts.app_application_permissions.iter().cloned().collect(),

@@ -109,6 +109,14 @@ impl Jwks {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
+    /// The keys published under `kid`, each with the `issuer` it is scoped to (if any).
+    pub(crate) fn keys_with_kid<'a>(
+        &'a self,
+        kid: &'a str,
+    ) -> impl Iterator<Item = (&'a CoreJsonWebKey, Option<&'a str>)> + 'a {
+        self.with_kid(kid).map(|e| (&e.key, e.issuer.as_deref()))
+    }
+
     fn with_kid<'a>(&'a self, kid: &'a str) -> impl Iterator<Item = &'a JwksEntry> + 'a {
         self.keys
             .iter()

@@ -5,6 +5,7 @@
 //! from the configured authority rather than discovered: Microsoft's multi-tenant discovery
 //! document has a templated issuer that openidconnect's issuer check cannot use.
 
+mod access_token;
 mod error;
 mod id_token;
 
@@ -27,6 +28,7 @@ use uuid::Uuid;
 
 use crate::telemetry::Untrusted;
 use crate::types::{Secret, TenantId};
+pub use access_token::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE, ApiIdentity, ApiTokenProblem};
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError};
 pub use id_token::GLOBAL_ADMIN_ROLE;
 
@@ -41,6 +43,9 @@ pub const OPERATOR_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
 /// How long fetched signing keys are trusted before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The least time between refetches of the signing keys caused by API access tokens naming an
+/// unknown `kid` (unauthenticated input, unlike the ID tokens Gangway just redeemed).
+const API_KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where Entra ID lives and who Gangway is there.
 #[derive(Clone, Debug)]
@@ -122,6 +127,17 @@ pub struct OperatorIdentity {
     pub roles: Vec<String>,
     /// `sid`: their Entra session, which front-channel logout names.
     pub sid: Option<String>,
+}
+
+/// Why [`EntraClient::verify_api_token`] refused a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiTokenError {
+    /// The token failed a check.
+    #[error("the access token was rejected: {0}")]
+    Invalid(ApiTokenProblem),
+    /// The signing keys could not be fetched.
+    #[error(transparent)]
+    Keys(IdentityError),
 }
 
 /// The outcome of a redeemed authorization code.
@@ -515,6 +531,38 @@ impl EntraClient {
         };
         id_token::validate_full(id_token, &keys.keys, &expected, SystemTime::now())
             .map_err(IdentityError::InvalidIdToken)
+    }
+
+    /// Validates an access token Entra ID issued for the API the provider exposes on its own
+    /// registration (`client_id`, application ID URI `api://{client_id}`) in `tenant`, the
+    /// provider's own: see [`ApiTokenProblem`] for every check. Keys as for
+    /// [`Self::verify_id_token`]: cached, refetched once on an unknown `kid` — at most once a
+    /// minute for these tokens, which anyone can send.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_api_token(
+        &self,
+        token: &str,
+        tenant: &TenantId,
+        client_id: &str,
+    ) -> Result<ApiIdentity, ApiTokenError> {
+        let kid = access_token::key_id(token).map_err(ApiTokenError::Invalid)?;
+        let mut keys = self.signing_keys().await.map_err(ApiTokenError::Keys)?;
+        // Anyone can send an API request naming a made-up `kid`: refetch at most once a
+        // minute for those, so they cannot hammer the keys endpoint.
+        if !keys.keys.has_kid(&kid) && keys.fetched_at.elapsed() >= API_KEY_REFETCH_INTERVAL {
+            tracing::info!("access token signed with an unknown key id; refetching signing keys");
+            keys = self
+                .refetch_signing_keys(keys.generation)
+                .await
+                .map_err(ApiTokenError::Keys)?;
+        }
+        let expected = access_token::ApiExpected {
+            authority: &self.inner.authority,
+            tenant: *tenant,
+            client_id,
+        };
+        access_token::validate(token, &keys.keys, &expected, SystemTime::now())
+            .map_err(ApiTokenError::Invalid)
     }
 
     async fn signing_keys(&self) -> Result<CachedJwks, IdentityError> {

@@ -1117,3 +1117,5 @@ fn app_token_roles_are_read_for_display_and_junk_names_none() {
     assert!(app_token_roles(&Secret::new("opaque-token")).is_empty());
     assert!(app_token_roles(&Secret::new("a.!!!.c")).is_empty());
 }
+
+mod access_tokens;

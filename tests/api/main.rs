@@ -7,6 +7,7 @@ mod console;
 mod customers;
 mod directory;
 mod doctor;
+mod entra_api;
 mod headers;
 mod helpers;
 mod jobs;

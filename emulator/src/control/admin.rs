@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::apps::{AppChange, AssignError, NewApp, Permissions};
 use crate::control::faults::FaultConfig;
 use crate::directory::{Changes, Group, Life, Tenant, User};
-use crate::login::forgeries::{Forgery, ForgeryKind};
+use crate::login::forgeries::{Forgery, ForgeryKind, ForgeryTarget};
 use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
 
@@ -36,6 +36,10 @@ pub fn router() -> Router<AppState> {
         .route(
             &format!("{t}/apps/{{client_id}}/role-assignments/{{id}}"),
             delete(unassign_role),
+        )
+        .route(
+            &format!("{t}/apps/{{client_id}}/app-role-grants"),
+            post(grant_app_role),
         )
         .route(
             &format!("{t}/consents/{{client_id}}"),
@@ -214,6 +218,8 @@ async fn change_app(
         "id_token_claims": app.id_token_claims,
         "group_membership_claims": app.group_claims,
         "app_roles": app.app_roles,
+        "identifier_uris": app.identifier_uris,
+        "oauth2_permission_scopes": app.api_scopes,
         "permissions": app.permissions,
         "secret_expires_at": app.secrets.iter().map(|s| s.expires_at.format(&Rfc3339).unwrap_or_default()).collect::<Vec<_>>(),
     }))
@@ -698,10 +704,63 @@ async fn rotate_keys(State(st): State<AppState>) -> Answer {
 #[derive(Deserialize)]
 struct ForgeryBody {
     kind: ForgeryKind,
+    /// `id_token` (default) or `access_token` (of an exposed API).
+    #[serde(default)]
+    token: ForgeryTarget,
 }
 
 async fn arm_forgery(State(st): State<AppState>, Json(body): Json<ForgeryBody>) -> Answer {
-    let forgery = off_thread(move || Forgery::prepare(body.kind)).await?;
+    let (kind, token) = (body.kind, body.token);
+    let forgery = off_thread(move || Forgery::prepare_for(kind, token)).await?;
     st.forgeries.arm(forgery);
-    Ok(Json(json!({"armed": body.kind})).into_response())
+    Ok(Json(json!({"armed": kind, "token": token})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AppRoleGrantBody {
+    /// The client id of the app (daemon) granted the role.
+    client_id: String,
+    /// The resource's app role value.
+    role: String,
+}
+
+/// Grants an app an app role of another app (the resource) in a tenant, as "API permissions →
+/// Application permissions" and an admin's consent do: client-credentials tokens of the app for
+/// the resource then carry the role in `roles`.
+async fn grant_app_role(
+    State(st): State<AppState>,
+    Path((tid, resource)): Path<(String, String)>,
+    Json(body): Json<AppRoleGrantBody>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    let grant = w
+        .reg
+        .grant_app_role(tid, &resource, &body.client_id, &body.role)
+        .map_err(|e| match e {
+            AssignError::NoApp => not_found("app"),
+            AssignError::NoServicePrincipal => bad(
+                "the resource or the client app has no service principal in this tenant (not its home tenant, no consent)",
+            ),
+            AssignError::NoRole => bad(format!(
+                "the resource defines no enabled app role '{}' that applications can be granted",
+                body.role
+            )),
+            AssignError::Exists => AdminError(
+                StatusCode::CONFLICT,
+                "the app already holds this role".into(),
+            ),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": grant.id,
+            "appRoleId": grant.role,
+            "principalId": grant.client_id,
+            "principalType": "ServicePrincipal",
+            "resourceId": resource,
+            "role": body.role,
+        })),
+    )
+        .into_response())
 }

@@ -308,6 +308,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
     };
     let mut oidc = BTreeSet::new();
     let mut graph = BTreeSet::new();
+    let mut api = BTreeSet::new();
     for s in parsed {
         match s {
             Scope::Oidc(s) => {
@@ -317,6 +318,9 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
                 graph.insert(s.to_string());
             }
             Scope::GraphDefault => graph.extend(asked.app.permissions.delegated.iter().cloned()),
+            Scope::Api(s) => {
+                api.insert(s);
+            }
         }
     }
     let code_challenge = match (
@@ -373,6 +377,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
         nonce: q.get("nonce").cloned(),
         oidc,
         graph,
+        api,
         code_challenge,
         response_mode: mode,
         prompt,
@@ -399,6 +404,7 @@ fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Refusal> {
         nonce: None,
         oidc: BTreeSet::new(),
         graph: BTreeSet::new(),
+        api: BTreeSet::new(),
         code_challenge: None,
         response_mode: ResponseMode::Query,
         prompt: None,
@@ -799,6 +805,7 @@ fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> 
             oid,
             oidc: txn.oidc.clone(),
             graph: txn.graph.clone(),
+            api: txn.api.clone(),
             nonce: txn.nonce.clone(),
             code_challenge: txn.code_challenge.clone(),
             sid,

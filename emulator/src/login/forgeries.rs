@@ -1,5 +1,5 @@
-//! Forged ID tokens on request, so a relying party can prove it refuses them: once armed, the
-//! next ID token the emulator issues is spoiled in the chosen way.
+//! Forged tokens on request, so a relying party can prove it refuses them: once armed, the next
+//! ID token (or access token for an exposed API) the emulator issues is spoiled in the chosen way.
 
 use std::sync::Mutex;
 
@@ -29,20 +29,37 @@ pub enum ForgeryKind {
     BadNonce,
 }
 
+/// Which token a forgery spoils.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForgeryTarget {
+    /// The next ID token (the default).
+    #[default]
+    IdToken,
+    /// The next access token issued for an API an app exposes (not Graph's).
+    AccessToken,
+}
+
 /// An armed forgery; `WrongKey` carries its unpublished key.
 pub struct Forgery {
     kind: ForgeryKind,
+    target: ForgeryTarget,
     foreign: Option<SigningKey>,
 }
 
 impl Forgery {
-    /// Prepares a forgery; generating the foreign key is slow, so call it off the async threads.
-    pub fn prepare(kind: ForgeryKind) -> anyhow::Result<Self> {
+    /// Prepares a forgery of the next token of `target`; generating the foreign key is slow, so
+    /// call it off the async threads.
+    pub fn prepare_for(kind: ForgeryKind, target: ForgeryTarget) -> anyhow::Result<Self> {
         let foreign = match kind {
             ForgeryKind::WrongKey => Some(SigningKey::generate()?),
             _ => None,
         };
-        Ok(Self { kind, foreign })
+        Ok(Self {
+            kind,
+            target,
+            foreign,
+        })
     }
 
     /// Spoils `claims` and encodes the token.
@@ -81,18 +98,30 @@ impl Forgery {
     }
 }
 
-/// The armed forgery, if any.
+/// The armed forgeries, if any: one for ID tokens, one for API access tokens.
 #[derive(Default)]
-pub struct Forgeries(Mutex<Option<Forgery>>);
+pub struct Forgeries {
+    id: Mutex<Option<Forgery>>,
+    access: Mutex<Option<Forgery>>,
+}
 
 impl Forgeries {
-    /// Arms `forgery` for the next ID token (replacing one not yet used).
+    /// Arms `forgery` for the next token of its target (replacing one not yet used).
     pub fn arm(&self, forgery: Forgery) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(forgery);
+        let slot = match forgery.target {
+            ForgeryTarget::IdToken => &self.id,
+            ForgeryTarget::AccessToken => &self.access,
+        };
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(forgery);
     }
 
-    /// Takes the armed forgery, so it applies once.
+    /// Takes the armed ID-token forgery, so it applies once.
     pub fn take(&self) -> Option<Forgery> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Takes the armed API access-token forgery, so it applies once.
+    pub fn take_access(&self) -> Option<Forgery> {
+        self.access.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

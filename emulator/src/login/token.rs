@@ -243,6 +243,7 @@ fn redeem_code(
         oid: record.oid,
         oidc: record.oidc.clone(),
         graph: record.graph.clone(),
+        api: record.api.clone(),
         issued_at: OffsetDateTime::now_utc(),
         last_used: Instant::now(),
         revoked: None,
@@ -302,6 +303,14 @@ fn redeem_refresh(
     record.last_used = Instant::now();
     let mut next = record.clone();
     next.issued_at = OffsetDateTime::now_utc();
+    // A `scope` picks the resource of the new access token: an exposed API's scopes, or Graph.
+    if let Some(scope) = params.get("scope") {
+        next.api = scope
+            .split_whitespace()
+            .filter(|s| scopes::is_api_scope(s))
+            .map(str::to_owned)
+            .collect();
+    }
     user_tokens(st, w, app, &next, None, params)
 }
 
@@ -333,17 +342,28 @@ fn user_tokens(
         })?
         .clone();
     let ttl = st.cfg.access_ttl;
-    let access = secret_token(64);
-    w.auth.access.insert(
-        access.clone(),
-        Access {
-            tid: grant.tid,
-            oid: Some(grant.oid),
-            permissions: grant.graph.clone(),
-            expires: Instant::now() + ttl,
-        },
-    );
-    let mut scope: Vec<String> = grant.graph.iter().map(|s| scopes::full(s)).collect();
+    let (access, mut scope) = match api_grant(w, grant.tid, &grant.api)? {
+        Some((resource, values)) => {
+            let access = api_user_token(st, w, t, app, &resource, &values, grant, &user)?;
+            (access, grant.api.iter().cloned().collect::<Vec<String>>())
+        }
+        None => {
+            let access = secret_token(64);
+            w.auth.access.insert(
+                access.clone(),
+                Access {
+                    tid: grant.tid,
+                    oid: Some(grant.oid),
+                    permissions: grant.graph.clone(),
+                    expires: Instant::now() + ttl,
+                },
+            );
+            (
+                access,
+                grant.graph.iter().map(|s| scopes::full(s)).collect(),
+            )
+        }
+    };
     scope.extend(
         grant
             .oidc
@@ -422,6 +442,187 @@ fn user_tokens(
     Ok(out)
 }
 
+/// AADSTS500011: the resource an exposed-API scope names is not in the tenant.
+fn unknown_resource(uri: &str) -> AadError {
+    AadError::bad(
+        "invalid_resource",
+        500011,
+        format!(
+            "The resource principal named {uri} was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+        ),
+    )
+}
+
+/// The exposed API that `scopes` (in full, `api://{id}/value`) ask for in `tid`: its app and
+/// the scope values, or `None` when there are none. Refused as Entra does when the resource has
+/// no service principal in the tenant, a scope is not exposed, or two resources are named.
+fn api_grant(
+    w: &World,
+    tid: Uuid,
+    scopes: &BTreeSet<String>,
+) -> Result<Option<(App, Vec<String>)>, AadError> {
+    let mut found: Option<(App, Vec<String>)> = None;
+    for scope in scopes {
+        let (uri, value) = scope.rsplit_once('/').ok_or_else(malformed)?;
+        let resource = w
+            .reg
+            .resource(uri)
+            .filter(|r| w.reg.grants.contains_key(&(tid, r.client_id.clone())))
+            .ok_or_else(|| unknown_resource(uri))?;
+        let exposed = resource
+            .api_scopes
+            .iter()
+            .find(|e| e.is_enabled && e.value.eq_ignore_ascii_case(value))
+            .ok_or_else(|| {
+                AadError::bad(
+                    "invalid_scope",
+                    70011,
+                    format!("The provided value for the input parameter 'scope' is not valid. The scope '{scope}' does not exist."),
+                )
+            })?
+            .value
+            .clone();
+        match &mut found {
+            None => found = Some((resource.clone(), vec![exposed])),
+            Some((r, values)) if r.client_id == resource.client_id => values.push(exposed),
+            Some(_) => {
+                return Err(AadError::bad(
+                    "invalid_request",
+                    28000,
+                    format!(
+                        "Provided value for the input parameter scope is not valid because it contains more than one resource. Scope {scope} is not valid."
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Signs an access token for an exposed API, spoiled instead when an access-token forgery is
+/// armed.
+fn sign_api_token(st: &AppState, claims: Value) -> Result<String, AadError> {
+    let keys = st.keys.read().unwrap_or_else(|e| e.into_inner());
+    match st.forgeries.take_access() {
+        Some(forgery) => {
+            tracing::warn!(kind = ?forgery.kind(), "issuing a forged access token, as armed through the admin API");
+            forgery.forge(&keys, claims, &st.cfg.base_url)
+        }
+        None => keys.sign(&claims),
+    }
+    .map_err(|_| {
+        AadError::bad(
+            "server_error",
+            50000,
+            "The access token could not be signed.",
+        )
+    })
+}
+
+/// A v2 access token for `resource` (an API an app exposes) on behalf of the signed-in user:
+/// `aud` its client id, `scp` the granted scopes, the user's `groups` (as the resource's
+/// registration asks) and app roles of the resource, `upn` and `preferred_username`.
+#[allow(clippy::too_many_arguments)]
+fn api_user_token(
+    st: &AppState,
+    w: &World,
+    t: usize,
+    app: &App,
+    resource: &App,
+    values: &[String],
+    grant: &Refresh,
+    user: &crate::directory::User,
+) -> Result<String, AadError> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "aud": resource.client_id,
+        "iss": format!("{}/{}/v2.0", st.cfg.base_url, grant.tid),
+        "iat": now,
+        "nbf": now,
+        "exp": now + st.cfg.access_ttl.as_secs() as i64,
+        "ver": "2.0",
+        "tid": grant.tid,
+        "oid": grant.oid,
+        "sub": pairwise_sub(grant.oid, &resource.client_id),
+        "azp": app.client_id,
+        "azpacr": "1",
+        "scp": values.join(" "),
+        "name": user.display_name,
+        "preferred_username": user.user_principal_name,
+        "upn": user.user_principal_name,
+        "uti": secret_token(16),
+        "rh": "0.emulator",
+    });
+    group_claims(&mut claims, &w.dir.tenants[t], resource, grant.oid);
+    let roles = w.reg.roles_of(grant.tid, &resource.client_id, grant.oid);
+    if !roles.is_empty() {
+        claims["roles"] = json!(roles);
+    }
+    sign_api_token(st, claims)
+}
+
+/// The object id of an app's service principal in a tenant: stable, made up from both.
+fn service_principal_id(tid: Uuid, client_id: &str) -> Uuid {
+    let digest = Sha256::digest(format!("sp:{tid}:{client_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// A v2 app-only access token of `app` for `resource` (client credentials with
+/// `{application ID URI}/.default`): the app roles of the resource granted to the app in
+/// `roles` (none: no `roles` claim), no `scp`.
+fn api_app_token(
+    st: &AppState,
+    w: &World,
+    app: &App,
+    resource: &App,
+    tid: Uuid,
+) -> Result<Value, AadError> {
+    let uri = resource
+        .identifier_uris
+        .first()
+        .cloned()
+        .unwrap_or_else(|| resource.client_id.clone());
+    if !w
+        .reg
+        .grants
+        .contains_key(&(tid, resource.client_id.clone()))
+    {
+        return Err(unknown_resource(&uri));
+    }
+    let ttl = st.cfg.access_ttl;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let sp = service_principal_id(tid, &app.client_id);
+    let mut claims = json!({
+        "aud": resource.client_id,
+        "iss": format!("{}/{tid}/v2.0", st.cfg.base_url),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl.as_secs() as i64,
+        "ver": "2.0",
+        "tid": tid,
+        "oid": sp,
+        "sub": sp,
+        "azp": app.client_id,
+        "azpacr": "1",
+        "idtyp": "app",
+        "uti": secret_token(16),
+        "rh": "0.emulator",
+    });
+    let roles = w.reg.app_roles_of(tid, &resource.client_id, &app.client_id);
+    if !roles.is_empty() {
+        claims["roles"] = json!(roles);
+    }
+    let access = sign_api_token(st, claims)?;
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "ext_expires_in": ttl.as_secs(),
+        "access_token": access,
+    }))
+}
+
 /// The most groups a JWT names; past it Entra sends the overage claim instead.
 pub const MAX_TOKEN_GROUPS: usize = 200;
 
@@ -471,11 +672,17 @@ fn app_only(
     let scope = params
         .get("scope")
         .ok_or_else(|| AadError::missing("scope"))?;
-    let valid = scope.split_whitespace().count() == 1
+    let single = scope.split_whitespace().count() == 1;
+    let valid = single
         && [GRAPH, GRAPH_APP_ID]
             .iter()
             .any(|r| scope.eq_ignore_ascii_case(&format!("{r}/.default")));
-    if !valid {
+    // `{application ID URI}/.default`: an API another (or this) app exposes.
+    let api = (!valid && single)
+        .then(|| scope.strip_suffix("/.default"))
+        .flatten()
+        .and_then(|uri| w.reg.resource(uri).cloned());
+    if !valid && api.is_none() {
         return Err(AadError::bad(
             "invalid_scope",
             1002012,
@@ -494,6 +701,19 @@ fn app_only(
         ));
     };
     let tid = w.dir.tenants[t].id;
+    if let Some(resource) = api {
+        if app.home_tenant != tid && !w.reg.grants.contains_key(&(tid, app.client_id.clone())) {
+            return Err(AadError::bad(
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{}' was not found in the directory '{tenant}'.",
+                    app.client_id
+                ),
+            ));
+        }
+        return api_app_token(st, w, app, &resource, tid);
+    }
     // The home tenant always has the app's service principal, even after its grants are revoked.
     let roles = w
         .reg

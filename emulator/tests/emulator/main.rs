@@ -7,6 +7,7 @@ mod authorize;
 mod claims;
 mod cli;
 mod delta;
+mod exposed_api;
 mod faults;
 mod graph;
 mod helpers;

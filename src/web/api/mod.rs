@@ -62,7 +62,16 @@ impl Modify for TokenAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("gw_ API token")
+                    .bearer_format("gw_ API token, or an Entra ID access token (JWT)")
+                    .description(Some(
+                        "Either an API token (`gw_…`) an admin creates in the console, read or \
+                         write; or an access token Entra ID issues for the API exposed on the \
+                         provider's app registration (`aud` its client id or `api://{client \
+                         id}`, issued by the provider's tenant): a user's with the scope \
+                         `Gangway.Manage`, their groups and app roles mapped as for operator \
+                         sign-in (admin writes, viewer reads); a daemon's with the app role \
+                         `Gangway.Write` (writes) or `Gangway.Read` (reads).",
+                    ))
                     .build(),
             ),
         );
