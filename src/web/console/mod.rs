@@ -19,6 +19,7 @@ mod operators;
 mod settings;
 pub mod sso;
 mod tenants;
+mod webhooks;
 
 use axum::Router;
 use axum::response::Redirect;
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(operators::router())
         .merge(settings::router())
         .merge(api_tokens::router())
+        .merge(webhooks::router())
         .merge(doctor::router())
 }
 
@@ -66,6 +68,7 @@ pub(crate) enum Section {
     Settings,
     Doctor,
     Api,
+    Webhooks,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -120,6 +123,7 @@ impl Section {
             Self::Operators => "operators",
             Self::Settings => "settings",
             Self::Api => "api",
+            Self::Webhooks => "webhooks",
             Self::Doctor => "doctor",
         }
     }
