@@ -346,3 +346,129 @@ async fn the_event_filter_is_respected_and_urls_are_checked() {
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_real_consent_and_offboarding_emit_their_events_in_their_transactions() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = add_endpoint(
+        &app,
+        &receiver.url,
+        &[
+            "tenant.connected",
+            "tenant.offboarded",
+            "invitation.consented",
+            "invitation.revoked",
+        ],
+    )
+    .await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let entra_id = Uuid::new_v4();
+    let tenant_id = gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &crate::helpers::consent(entra_id),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    gangway::tenants::offboard(&app.db, tenant_id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    // Revoked elsewhere: an invitation never opened.
+    let other = app
+        .invite("delegated", "admin@fabrikam.example", None)
+        .await;
+    gangway::invitations::revoke(&app.db, other.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    deliver(&app).await;
+    let got = receiver.received();
+    assert!(got.iter().all(|r| verifies(&secret, r)));
+    let mut events: Vec<Value> = got.iter().map(Received::json).collect();
+    events.sort_by_key(|e| e["timestamp"].as_str().unwrap().to_owned());
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in [
+        "invitation.consented",
+        "tenant.connected",
+        "tenant.offboarded",
+        "invitation.revoked",
+    ] {
+        assert_eq!(
+            types.iter().filter(|x| **x == t).count(),
+            1,
+            "{t}: {types:?}"
+        );
+    }
+    let connected = events
+        .iter()
+        .find(|e| e["type"] == "tenant.connected")
+        .unwrap();
+    assert_eq!(connected["data"]["tenant_id"], tenant_id.to_string());
+    assert_eq!(connected["data"]["entra_tenant_id"], entra_id.to_string());
+    let offboarded = events
+        .iter()
+        .find(|e| e["type"] == "tenant.offboarded")
+        .unwrap();
+    assert_eq!(offboarded["data"]["tenant_id"], tenant_id.to_string());
+
+    // A refused consent (the invitation is closed) writes no event.
+    let before: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        gangway::tenants::record_consent(
+            &app.db,
+            &app.state.cfg.keys,
+            other.invitation.id,
+            &crate::helpers::consent(Uuid::new_v4()),
+            &gangway::audit::Actor::System,
+        )
+        .await
+        .is_err()
+    );
+    let after: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from webhook_deliveries")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 0);
+    let receiver = Receiver::start().await;
+    let (id, _) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    let response = app
+        .post_form(
+            &paths::with_id(paths::WEBHOOK_ENABLED, id),
+            &[("enabled", "false")],
+        )
+        .await;
+    assert!(response.status().is_redirection());
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0);
+    let response = app
+        .post_form(&paths::with_id(paths::WEBHOOK_DELETE, id), &[])
+        .await;
+    assert!(response.status().is_redirection());
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+}
