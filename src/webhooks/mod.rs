@@ -335,6 +335,21 @@ pub async fn wanted(conn: &mut PgConnection, event: &str) -> Result<bool, sqlx::
     .await
 }
 
+/// Which of `events` some enabled endpoint wants, in one query (a sync page asks once).
+pub async fn wanted_of(
+    conn: &mut PgConnection,
+    events: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select e from unnest($1::text[]) as e
+         where exists (select 1 from webhook_endpoints
+                       where enabled and ('*' = any(events) or e = any(events)))",
+    )
+    .bind(events)
+    .fetch_all(conn)
+    .await
+}
+
 /// Writes `event` with `data` to the outbox for every enabled endpoint whose filter matches, in
 /// the caller's transaction; returns how many deliveries were queued (0 without endpoints).
 pub async fn emit(conn: &mut PgConnection, event: &str, data: Value) -> Result<u64, sqlx::Error> {

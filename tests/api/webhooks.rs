@@ -472,3 +472,130 @@ async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothi
     assert!(response.status().is_redirection());
     assert!(webhooks::list(&app.db).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
+    use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = add_endpoint(
+        &app,
+        &receiver.url,
+        &[
+            "directory.user.created",
+            "directory.user.updated",
+            "directory.user.deleted",
+            "directory.group.created",
+            "directory.membership.added",
+            "sync.completed",
+        ],
+    )
+    .await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let first = work(&app).await;
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let pages: i64 = sqlx::query_scalar("select pages from sync_runs where id = $1")
+        .bind(first.run_id.unwrap())
+        .fetch_one(&app.db)
+        .await
+        .map(|p: i32| i64::from(p))
+        .unwrap();
+    deliver(&app).await;
+    let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    assert!(receiver.received().iter().all(|r| verifies(&secret, r)));
+    let of = |t: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let created = of("directory.user.created");
+    // Batched: one request per page at most, never one per object.
+    assert!(
+        !created.is_empty() && (created.len() as i64) <= pages,
+        "{} events, {pages} pages",
+        created.len()
+    );
+    let listed: usize = created
+        .iter()
+        .map(|e| e["data"]["objects"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed as i64, users);
+    assert!(created[0]["data"]["objects"][0]["user_principal_name"].is_string());
+    assert_eq!(created[0]["data"]["tenant_id"], tenant.to_string());
+    assert!(!of("directory.group.created").is_empty());
+    assert!(!of("directory.membership.added").is_empty());
+    assert!(of("directory.user.updated").is_empty());
+    let completed = of("sync.completed");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        completed[0]["data"]["added"].as_i64().unwrap() as usize,
+        listed + {
+            let g: i64 =
+                sqlx::query_scalar("select count(*) from directory_groups where tenant_id = $1")
+                    .bind(tenant)
+                    .fetch_one(&app.db)
+                    .await
+                    .unwrap();
+            g as usize
+        }
+    );
+
+    // An incremental round: one edit, one deletion.
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select object_id from directory_users where tenant_id = $1 order by object_id",
+    )
+    .bind(tenant)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let t = format!("/_emulator/tenants/{tid}");
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("{t}/users/{}", ids[0]),
+        Some(serde_json::json!({"jobTitle": "Head of Webhooks"})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{}?hard=true", ids[1]),
+        None,
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    work(&app).await;
+    let before = events.len();
+    deliver(&app).await;
+    let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    let later = &events[before..];
+    let updated: Vec<&Value> = later
+        .iter()
+        .filter(|e| e["type"] == "directory.user.updated")
+        .collect();
+    assert_eq!(updated.len(), 1, "{later:?}");
+    assert_eq!(
+        updated[0]["data"]["objects"][0]["object_id"],
+        ids[0].to_string()
+    );
+    assert_eq!(
+        updated[0]["data"]["objects"][0]["job_title"],
+        "Head of Webhooks"
+    );
+    let deleted: Vec<&Value> = later
+        .iter()
+        .filter(|e| e["type"] == "directory.user.deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["data"]["deleted"], serde_json::json!([ids[1]]));
+    assert!(later.iter().all(|e| e["type"] != "directory.user.created"));
+}
