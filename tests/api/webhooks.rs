@@ -599,3 +599,37 @@ async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
     assert_eq!(deleted[0]["data"]["deleted"], serde_json::json!([ids[1]]));
     assert!(later.iter().all(|e| e["type"] != "directory.user.created"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_webhook_with_its_headers_and_body() {
+    let app = TestApp::spawn().await;
+    let doc: Value = reqwest::get(app.url(paths::API_OPENAPI))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for event in webhooks::EVENT_TYPES.iter().chain([&webhooks::TEST_EVENT]) {
+        let op = &doc["webhooks"][*event]["post"];
+        assert!(op.is_object(), "{event}");
+        let headers: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        let body = &op["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["properties"]["type"]["const"], *event);
+        assert!(
+            body["properties"]["data"]["properties"].is_object(),
+            "{event}"
+        );
+    }
+    // The routes are still there.
+    assert!(doc["paths"]["/api/v1/tenants"]["get"].is_object());
+}
