@@ -510,15 +510,6 @@ pub async fn apply_page<F: Stored>(
         }
         tally.removed += remove(&mut tx, F::RESOURCE, tenant, &gone).await?;
     }
-    if wants(2) && !(soft_deleted.is_empty() && deleted.is_empty()) {
-        let data = json!({
-            "tenant_id": tenant,
-            "run_id": run_id,
-            "soft_deleted": soft_deleted,
-            "deleted": deleted,
-        });
-        webhooks::emit(&mut tx, &names[2], data).await?;
-    }
     let next = match page.link {
         Link::Next(next) => ChainState {
             next_link: Some(next),
@@ -526,7 +517,9 @@ pub async fn apply_page<F: Stored>(
         },
         Link::Delta(delta) => {
             if state.full_round {
-                tally.removed += drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
+                let vanished = drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
+                tally.removed += vanished.len() as i32;
+                deleted.extend(vanished);
             }
             ChainState {
                 next_link: None,
@@ -536,6 +529,15 @@ pub async fn apply_page<F: Stored>(
             }
         }
     };
+    if wants(2) && !(soft_deleted.is_empty() && deleted.is_empty()) {
+        let data = json!({
+            "tenant_id": tenant,
+            "run_id": run_id,
+            "soft_deleted": soft_deleted,
+            "deleted": deleted,
+        });
+        webhooks::emit(&mut tx, &names[2], data).await?;
+    }
     let moved = sqlx::query(
         "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
                 round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
@@ -712,7 +714,7 @@ async fn drop_vanished(
     resource: Resource,
     tenant: Uuid,
     round: i64,
-) -> Result<i32, sqlx::Error> {
+) -> Result<Vec<Uuid>, sqlx::Error> {
     lock_memberships(tx, tenant).await?;
     match resource {
         Resource::Users => {
@@ -732,17 +734,16 @@ async fn drop_vanished(
                 .execute(&mut **tx)
                 .await?;
             }
-            Ok(ids.len() as i32)
+            Ok(ids)
         }
         Resource::Groups => {
-            let n = sqlx::query(
-                "delete from directory_groups where tenant_id = $1 and seen_round < $2",
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "delete from directory_groups where tenant_id = $1 and seen_round < $2 returning object_id",
             )
             .bind(tenant)
             .bind(round)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut **tx)
+            .await?;
             sqlx::query(
                 "delete from directory_group_members where tenant_id = $1 and seen_round < $2",
             )
@@ -750,7 +751,7 @@ async fn drop_vanished(
             .bind(round)
             .execute(&mut **tx)
             .await?;
-            Ok(n as i32)
+            Ok(ids)
         }
     }
 }

@@ -172,12 +172,15 @@ async fn send(keys: &Keyring, http: &reqwest::Client, item: &Due) -> Result<u16,
             .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()))
     };
     let mut secrets = vec![open(&item.secret_ciphertext, &item.secret_key_id)?];
-    if let (Some(sealed), Some(key_id), Some(until)) = (
+    // The previous secret signs too while the rotation's overlap lasts.
+    let overlap = item
+        .previous_secret_until
+        .is_some_and(|until| until > OffsetDateTime::now_utc());
+    if let (true, Some(sealed), Some(key_id)) = (
+        overlap,
         &item.previous_secret_ciphertext,
         &item.previous_secret_key_id,
-        item.previous_secret_until,
-    ) && until > OffsetDateTime::now_utc()
-    {
+    ) {
         secrets.push(open(sealed, key_id)?);
     }
     let body = serde_json::to_vec(&item.payload).map_err(|e| e.to_string())?;
@@ -209,10 +212,33 @@ async fn send(keys: &Keyring, http: &reqwest::Client, item: &Due) -> Result<u16,
     Ok(response.status().as_u16())
 }
 
-/// Delivers webhooks until the process stops, polling every couple of seconds.
+/// How long delivered and failed events stay in the delivery log.
+pub const RETENTION_DAYS: i32 = 30;
+
+/// Deletes delivered and failed events (with their attempts) older than [`RETENTION_DAYS`].
+pub async fn prune(db: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "delete from webhook_deliveries
+         where coalesce(delivered_at, failed_at) < now() - make_interval(days => $1)",
+    )
+    .bind(RETENTION_DAYS)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Delivers webhooks until the process stops, polling every couple of seconds; prunes the
+/// delivery log hourly.
 pub async fn run_worker(db: PgPool, keys: Keyring) {
     let http = client();
+    let mut pruned_at: Option<Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+            pruned_at = Some(Instant::now());
+            if let Err(e) = prune(&db).await {
+                tracing::warn!(error = %e, "pruning the webhook delivery log failed");
+            }
+        }
         match deliver_due(&db, &keys, &http).await {
             Ok(Round {
                 delivered: 0,

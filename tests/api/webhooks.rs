@@ -633,3 +633,61 @@ async fn the_openapi_document_lists_every_webhook_with_its_headers_and_body() {
     // The routes are still there.
     assert!(doc["paths"]["/api/v1/tenants"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn viewers_cannot_see_or_change_webhooks_and_old_deliveries_are_pruned() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    let page = app.get(paths::WEBHOOKS).await;
+    assert!(!page.status().is_success(), "{}", page.status());
+    let response = app
+        .post_form(
+            paths::WEBHOOKS,
+            &[("url", "https://hooks.example/x"), ("events", "*")],
+        )
+        .await;
+    assert!(!response.status().is_success());
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+
+    let (endpoint, _) = webhooks::create(
+        &app.db,
+        &app.state.cfg.keys,
+        "https://hooks.example/x",
+        "",
+        &["*".to_owned()],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let old = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let recent = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let pending = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update webhook_deliveries set delivered_at = now() - interval '31 days' where id = $1",
+    )
+    .bind(old)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update webhook_deliveries set delivered_at = now() - interval '1 day' where id = $1",
+    )
+    .bind(recent)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(delivery::prune(&app.db).await.unwrap(), 1);
+    let left: Vec<Uuid> = sqlx::query_scalar("select id from webhook_deliveries order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let mut expected = vec![recent, pending];
+    expected.sort();
+    assert_eq!(left, expected);
+}
