@@ -113,11 +113,21 @@ pub enum Action {
     ApiTokenCreated,
     /// An API token was revoked.
     ApiTokenRevoked,
+    /// A webhook endpoint was added.
+    WebhookEndpointCreated,
+    /// A webhook endpoint's secret was rotated.
+    WebhookSecretRotated,
+    /// A webhook endpoint was enabled or disabled.
+    WebhookEndpointChanged,
+    /// A webhook endpoint was deleted.
+    WebhookEndpointDeleted,
+    /// A test event was queued for a webhook endpoint.
+    WebhookTestSent,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 31] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -144,6 +154,11 @@ impl Action {
         Action::SettingsChanged,
         Action::ApiTokenCreated,
         Action::ApiTokenRevoked,
+        Action::WebhookEndpointCreated,
+        Action::WebhookSecretRotated,
+        Action::WebhookEndpointChanged,
+        Action::WebhookEndpointDeleted,
+        Action::WebhookTestSent,
     ];
 
     /// The stored name.
@@ -175,6 +190,11 @@ impl Action {
             Self::SettingsChanged => "settings.changed",
             Self::ApiTokenCreated => "api_token.created",
             Self::ApiTokenRevoked => "api_token.revoked",
+            Self::WebhookEndpointCreated => "webhook.endpoint_created",
+            Self::WebhookSecretRotated => "webhook.secret_rotated",
+            Self::WebhookEndpointChanged => "webhook.endpoint_changed",
+            Self::WebhookEndpointDeleted => "webhook.endpoint_deleted",
+            Self::WebhookTestSent => "webhook.test_sent",
         }
     }
 
@@ -209,6 +229,13 @@ impl Action {
             Self::SettingsChanged => "System settings changed",
             Self::ApiTokenCreated => "API token created",
             Self::ApiTokenRevoked => "API token revoked",
+            Self::WebhookEndpointCreated => "Webhook endpoint added",
+            Self::WebhookSecretRotated => {
+                "Webhook secret rotated (the old one signs for 24 h more)"
+            }
+            Self::WebhookEndpointChanged => "Webhook endpoint enabled or disabled",
+            Self::WebhookEndpointDeleted => "Webhook endpoint deleted",
+            Self::WebhookTestSent => "Webhook test event sent",
         }
     }
 

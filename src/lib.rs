@@ -27,3 +27,4 @@ pub mod telemetry;
 pub mod tenants;
 pub mod types;
 pub mod web;
+pub mod webhooks;

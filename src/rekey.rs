@@ -16,6 +16,8 @@ pub struct Resealed {
     pub sessions: u64,
     /// Secret settings (the provider app's client secret) re-sealed.
     pub settings: u64,
+    /// Webhook endpoint secrets (current and, during a rotation's overlap, previous) re-sealed.
+    pub webhook_secrets: u64,
 }
 
 /// Why re-sealing stopped; nothing was changed.
@@ -36,7 +38,7 @@ pub enum RekeyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Re-seals tenant credentials, queued mail, live sessions and secret settings sealed under any other key than
+/// Re-seals tenant credentials, queued mail, live sessions, secret settings and webhook secrets sealed under any other key than
 /// the current one, in one transaction: all move, or none does.
 pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
     let mut tx = db.begin().await?;
@@ -77,12 +79,32 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
         "update settings set ciphertext = $2, key_id = $3 where key = $1",
     )
     .await?;
+    let webhook_secrets = reseal(
+        &mut tx,
+        keys,
+        "webhook_endpoints",
+        "select id::text, secret_key_id, secret_ciphertext from webhook_endpoints
+         where secret_key_id <> $1 for update",
+        "update webhook_endpoints set secret_ciphertext = $2, secret_key_id = $3 where id::text = $1",
+    )
+    .await?
+        + reseal(
+            &mut tx,
+            keys,
+            "webhook_endpoints",
+            "select id::text, previous_secret_key_id, previous_secret_ciphertext from webhook_endpoints
+             where previous_secret_key_id <> $1 for update",
+            "update webhook_endpoints set previous_secret_ciphertext = $2, previous_secret_key_id = $3
+             where id::text = $1",
+        )
+        .await?;
     tx.commit().await?;
     Ok(Resealed {
         tenant_credentials,
         queued_mail,
         sessions,
         settings,
+        webhook_secrets,
     })
 }
 

@@ -1,4 +1,4 @@
-//! What a process runs and how it stops: the portal with its background tasks (mail delivery,
+//! What a process runs and how it stops: the portal with its background tasks (mail and webhook delivery,
 //! directory sync workers, session sweeping, rate-limit pruning) under one `select!`, ended by
 //! Ctrl-C or SIGTERM with the requests in flight finished and each running sync stopped after
 //! the page in hand. `gangway serve`, `gangway worker` and `gangway demo` run through here.
@@ -14,6 +14,7 @@ use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
 use crate::web::{AppState, Application, MetricsServer, limits, session_store};
+use crate::webhooks;
 
 /// Builds the portal from `cfg` and runs it.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -53,6 +54,7 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
             tracing::info!("stopped; requests in flight were finished");
         }
         () = worker => tracing::error!("mail worker stopped"),
+        () = webhooks::delivery::run_worker(state.db.clone(), state.cfg.keys.clone()) => tracing::error!("webhook worker stopped"),
         () = sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
         () = limits::prune_idle_clients(state.limits.clone()) => tracing::error!("rate-limit pruner stopped"),
     }
@@ -62,13 +64,16 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `gangway worker`: only sync workers (and the scheduler), `concurrency` syncs at once,
+/// `gangway worker`: only sync workers (and the scheduler) and webhook delivery, `concurrency` syncs at once,
 /// until Ctrl-C or SIGTERM; each running sync commits the page in hand and gives its job back.
 pub async fn run_workers(state: AppState, concurrency: usize) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let metrics = spawn_metrics(&state, stop.clone()).await?;
     let syncs = tokio::spawn(run_sync_workers(&state, concurrency, stop.clone()));
-    shutdown_requested().await;
+    tokio::select! {
+        () = shutdown_requested() => {}
+        () = webhooks::delivery::run_worker(state.db.clone(), state.cfg.keys.clone()) => tracing::error!("webhook worker stopped"),
+    }
     stop.cancel();
     syncs.await?;
     metrics.abort();

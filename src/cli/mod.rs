@@ -167,12 +167,13 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(anyhow::Error::from)?;
             println!(
-                "re-sealed {} tenant credential(s), {} queued email(s), {} session(s) and {} secret setting(s) with key {}",
+                "re-sealed {} tenant credential(s), {} queued email(s), {} session(s) and {} secret setting(s) with key {}; {} webhook secret(s)",
                 done.tenant_credentials,
                 done.queued_mail,
                 done.sessions,
                 done.settings,
-                cfg.keys.id()
+                cfg.keys.id(),
+                done.webhook_secrets
             );
             Ok(())
         }

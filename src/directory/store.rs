@@ -11,6 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
+use crate::webhooks;
 
 /// A delta chain: users and groups are synced independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -381,6 +382,24 @@ pub async fn apply_page<F: Stored>(
         throttled_seconds: waited.throttled_seconds,
         ..Tally::default()
     };
+    let kind = match F::RESOURCE {
+        Resource::Users => "user",
+        Resource::Groups => "group",
+    };
+    let names = [
+        format!("directory.{kind}.created"),
+        format!("directory.{kind}.updated"),
+        format!("directory.{kind}.deleted"),
+        "directory.membership.added".to_owned(),
+        "directory.membership.removed".to_owned(),
+    ];
+    // One cheap query a page; without endpoints nothing more is read or written.
+    let wanted = webhooks::wanted_of(
+        &mut tx,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await?;
+    let wants = |i: usize| wanted.iter().any(|w| *w == names[i]);
     let changes = fold(page.changes);
     let mut rows = Vec::new();
     let mut members = Vec::new();
@@ -400,29 +419,95 @@ pub async fn apply_page<F: Stored>(
         }
     }
     if !rows.is_empty() {
+        let ids: Vec<Uuid> = rows
+            .iter()
+            .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
+            .collect();
+        let known: std::collections::HashSet<Uuid> = if wants(0) || wants(1) {
+            sqlx::query_scalar(&format!(
+                "select object_id from {} where tenant_id = $1 and object_id = any($2)",
+                F::TABLE
+            ))
+            .bind(tenant)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        } else {
+            Default::default()
+        };
         let (added, updated) = F::upsert(&mut tx, tenant, state.round, Value::Array(rows)).await?;
         tally.added += added;
         tally.updated += updated;
+        if wants(0) || wants(1) {
+            // New and changed rows carry the transaction's `now()` as `updated_at`.
+            let touched: Vec<(Uuid, Value)> = sqlx::query_as(&format!(
+                "select object_id, to_jsonb(d) - array['tenant_id', 'seen_round', 'soft_deleted_at']
+                 from {} d where tenant_id = $1 and object_id = any($2) and updated_at = now()
+                 order by object_id",
+                F::TABLE
+            ))
+            .bind(tenant)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let (old, new): (Vec<_>, Vec<_>) =
+                touched.into_iter().partition(|(id, _)| known.contains(id));
+            for (i, list) in [(0, new), (1, old)] {
+                if wants(i) && !list.is_empty() {
+                    let objects: Vec<Value> = list.into_iter().map(|(_, o)| o).collect();
+                    let data = json!({ "tenant_id": tenant, "run_id": run_id, "objects": objects });
+                    webhooks::emit(&mut tx, &names[i], data).await?;
+                }
+            }
+        }
     }
     if !members.is_empty() {
         lock_memberships(&mut tx, tenant).await?;
-        let (added, removed) = apply_members(&mut tx, tenant, state.round, &members).await?;
+        let keep = wants(3) || wants(4);
+        let (added, removed, joined, left) =
+            apply_members(&mut tx, tenant, state.round, &members, keep).await?;
         tally.members_added += added;
         tally.members_removed += removed;
+        for (i, pairs) in [(3, joined), (4, left)] {
+            if wants(i) && !pairs.is_empty() {
+                let memberships: Vec<Value> = pairs
+                    .iter()
+                    .map(|(g, m)| json!({ "group_id": g, "member_id": m }))
+                    .collect();
+                let data =
+                    json!({ "tenant_id": tenant, "run_id": run_id, "memberships": memberships });
+                webhooks::emit(&mut tx, &names[i], data).await?;
+            }
+        }
     }
+    let mut soft_deleted: Vec<Uuid> = Vec::new();
     if !soft.is_empty() {
-        let n = sqlx::query(&format!(
+        soft_deleted = sqlx::query_scalar(&format!(
             "update {} set soft_deleted_at = now(), updated_at = now()
-             where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null",
+             where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
+             returning object_id",
             F::TABLE
         ))
         .bind(tenant)
         .bind(&soft)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        tally.soft_deleted += n.rows_affected() as i32;
+        tally.soft_deleted += soft_deleted.len() as i32;
     }
+    let mut deleted: Vec<Uuid> = Vec::new();
     if !gone.is_empty() {
+        if wants(2) {
+            deleted = sqlx::query_scalar(&format!(
+                "select object_id from {} where tenant_id = $1 and object_id = any($2)",
+                F::TABLE
+            ))
+            .bind(tenant)
+            .bind(&gone)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
         tally.removed += remove(&mut tx, F::RESOURCE, tenant, &gone).await?;
     }
     let next = match page.link {
@@ -432,7 +517,9 @@ pub async fn apply_page<F: Stored>(
         },
         Link::Delta(delta) => {
             if state.full_round {
-                tally.removed += drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
+                let vanished = drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
+                tally.removed += vanished.len() as i32;
+                deleted.extend(vanished);
             }
             ChainState {
                 next_link: None,
@@ -442,6 +529,15 @@ pub async fn apply_page<F: Stored>(
             }
         }
     };
+    if wants(2) && !(soft_deleted.is_empty() && deleted.is_empty()) {
+        let data = json!({
+            "tenant_id": tenant,
+            "run_id": run_id,
+            "soft_deleted": soft_deleted,
+            "deleted": deleted,
+        });
+        webhooks::emit(&mut tx, &names[2], data).await?;
+    }
     let moved = sqlx::query(
         "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
                 round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
@@ -492,7 +588,8 @@ async fn apply_members(
     tenant: Uuid,
     round: i64,
     changes: &[(Uuid, &MemberChange)],
-) -> Result<(i32, i32), sqlx::Error> {
+    keep: bool,
+) -> Result<MemberOutcome, sqlx::Error> {
     let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
     for (group, m) in changes {
         last.insert((*group, m.id), m);
@@ -509,8 +606,27 @@ async fn apply_members(
             add_t.push(m.kind.trim_start_matches("#microsoft.graph.").to_owned());
         }
     }
+    let (mut joined, mut left) = (Vec::new(), Vec::new());
     let mut added = 0;
-    if !add_g.is_empty() {
+    if keep && !add_g.is_empty() {
+        joined = sqlx::query_as(
+            "with ins as (
+                insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
+                select $1, g, m, t, $5 from unnest($2::uuid[], $3::uuid[], $4::text[]) as x(g, m, t)
+                on conflict (tenant_id, group_id, member_id)
+                do update set seen_round = excluded.seen_round, member_type = excluded.member_type
+                returning group_id, member_id, (xmax = 0) as inserted
+             ) select group_id, member_id from ins where inserted order by group_id, member_id",
+        )
+        .bind(tenant)
+        .bind(&add_g)
+        .bind(&add_m)
+        .bind(&add_t)
+        .bind(round)
+        .fetch_all(&mut **tx)
+        .await?;
+        added = joined.len() as i32;
+    } else if !add_g.is_empty() {
         added = sqlx::query_scalar(
             "with ins as (
                 insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
@@ -529,7 +645,19 @@ async fn apply_members(
         .await?;
     }
     let mut removed = 0;
-    if !del_g.is_empty() {
+    if keep && !del_g.is_empty() {
+        left = sqlx::query_as(
+            "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
+             where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m
+             returning d.group_id, d.member_id",
+        )
+        .bind(tenant)
+        .bind(&del_g)
+        .bind(&del_m)
+        .fetch_all(&mut **tx)
+        .await?;
+        removed = left.len() as i32;
+    } else if !del_g.is_empty() {
         removed = sqlx::query(
             "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
              where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m",
@@ -541,8 +669,11 @@ async fn apply_members(
         .await?
         .rows_affected() as i32;
     }
-    Ok((added, removed))
+    Ok((added, removed, joined, left))
 }
+
+/// Memberships added and removed, with the (group, member) pairs when they were asked for.
+type MemberOutcome = (i32, i32, Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>);
 
 /// Deletes objects for good; a user takes its memberships with it (a group's go by cascade).
 async fn remove(
@@ -583,7 +714,7 @@ async fn drop_vanished(
     resource: Resource,
     tenant: Uuid,
     round: i64,
-) -> Result<i32, sqlx::Error> {
+) -> Result<Vec<Uuid>, sqlx::Error> {
     lock_memberships(tx, tenant).await?;
     match resource {
         Resource::Users => {
@@ -603,17 +734,16 @@ async fn drop_vanished(
                 .execute(&mut **tx)
                 .await?;
             }
-            Ok(ids.len() as i32)
+            Ok(ids)
         }
         Resource::Groups => {
-            let n = sqlx::query(
-                "delete from directory_groups where tenant_id = $1 and seen_round < $2",
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "delete from directory_groups where tenant_id = $1 and seen_round < $2 returning object_id",
             )
             .bind(tenant)
             .bind(round)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut **tx)
+            .await?;
             sqlx::query(
                 "delete from directory_group_members where tenant_id = $1 and seen_round < $2",
             )
@@ -621,7 +751,7 @@ async fn drop_vanished(
             .bind(round)
             .execute(&mut **tx)
             .await?;
-            Ok(n as i32)
+            Ok(ids)
         }
     }
 }

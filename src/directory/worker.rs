@@ -196,12 +196,45 @@ pub async fn sync_once(
         ),
         Err(e) => (RunOutcome::Failed, Some(e.to_string())),
     };
+    // The run's end and its webhook are one transaction: both happen or neither.
+    let mut tx = db.begin().await?;
     sqlx::query("update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1")
         .bind(run_id)
         .bind(outcome)
         .bind(&error)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
+    match (&result, outcome) {
+        (Ok(tally), _) => {
+            crate::webhooks::emit(
+                &mut tx,
+                "sync.completed",
+                serde_json::json!({
+                    "tenant_id": tenant,
+                    "run_id": run_id,
+                    "trigger": trigger,
+                    "added": tally.added,
+                    "updated": tally.updated,
+                    "soft_deleted": tally.soft_deleted,
+                    "removed": tally.removed,
+                    "members_added": tally.members_added,
+                    "members_removed": tally.members_removed,
+                    "pages": tally.pages,
+                }),
+            )
+            .await?;
+        }
+        (Err(_), RunOutcome::Failed) => {
+            crate::webhooks::emit(
+                &mut tx,
+                "sync.failed",
+                serde_json::json!({ "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error }),
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    tx.commit().await?;
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {

@@ -11,6 +11,7 @@ use crate::crypto::Keyring;
 use crate::customers;
 use crate::settings::Branding;
 use crate::types::DomainName;
+use crate::webhooks;
 
 /// What building links and invitation mail needs.
 #[derive(Clone, Copy)]
@@ -218,6 +219,12 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     )
     .await?;
     let revoked = find(&mut *tx, id).await?;
+    webhooks::emit(
+        &mut tx,
+        "invitation.revoked",
+        json!({ "invitation_id": id, "customer_id": revoked.customer_id }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(revoked)
 }
@@ -273,6 +280,12 @@ pub async fn open(
                 Some(invitation.id),
                 None,
                 json!({}),
+            )
+            .await?;
+            webhooks::emit(
+                &mut tx,
+                "invitation.opened",
+                json!({ "invitation_id": invitation.id, "customer_id": invitation.customer_id }),
             )
             .await?;
             tx.commit().await?;
@@ -344,6 +357,21 @@ pub async fn record_setback(
         Some(id),
         None,
         json!({ "reason": reason }),
+    )
+    .await?;
+    let customer_id: Option<Uuid> =
+        sqlx::query_scalar("select customer_id from invitations where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let event = match setback {
+        Setback::Declined => "invitation.declined",
+        Setback::Failed => "invitation.failed",
+    };
+    webhooks::emit(
+        &mut tx,
+        event,
+        json!({ "invitation_id": id, "customer_id": customer_id, "reason": reason }),
     )
     .await?;
     tx.commit().await?;

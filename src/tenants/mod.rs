@@ -10,6 +10,7 @@ use crate::crypto::Keyring;
 use crate::invitations::{self, ConsentMode, InvitationError, Status};
 use crate::jobs;
 use crate::types::Secret;
+use crate::webhooks;
 
 /// Where a tenant stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
@@ -265,6 +266,25 @@ pub async fn record_consent(
         detail,
     )
     .await?;
+    webhooks::emit(
+        &mut tx,
+        "invitation.consented",
+        json!({ "invitation_id": invitation_id, "customer_id": invitation.customer_id, "tenant_id": tenant_id }),
+    )
+    .await?;
+    webhooks::emit(
+        &mut tx,
+        "tenant.connected",
+        json!({
+            "tenant_id": tenant_id,
+            "entra_tenant_id": consent.entra_tenant_id,
+            "display_name": consent.display_name,
+            "customer_id": invitation.customer_id,
+            "consent_mode": consent.mode.as_str(),
+            "invitation_id": invitation_id,
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(tenant_id)
 }
@@ -311,6 +331,12 @@ pub async fn require_reconsent(db: &PgPool, id: Uuid, why: &str) -> Result<bool,
             None,
             Some(id),
             json!({ "reason": why }),
+        )
+        .await?;
+        webhooks::emit(
+            &mut tx,
+            "tenant.reconsent_required",
+            json!({ "tenant_id": id, "reason": why }),
         )
         .await?;
     }
@@ -374,6 +400,17 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
         None,
         Some(id),
         detail,
+    )
+    .await?;
+    webhooks::emit(
+        &mut tx,
+        "tenant.offboarded",
+        json!({
+            "tenant_id": id,
+            "entra_tenant_id": tenant.entra_tenant_id,
+            "display_name": tenant.display_name,
+            "customer_id": tenant.customer_id,
+        }),
     )
     .await?;
     tx.commit().await?;

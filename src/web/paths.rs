@@ -51,6 +51,18 @@ pub const API_DOCS: &str = "/console/api";
 pub const API_TOKENS: &str = "/console/api-tokens";
 /// POST: revoke an API token.
 pub const API_TOKEN_REVOKE: &str = "/console/api-tokens/{id}/revoke";
+/// Webhook endpoints (admins).
+pub const WEBHOOKS: &str = "/console/webhooks";
+/// One webhook endpoint with its delivery log.
+pub const WEBHOOK: &str = "/console/webhooks/{id}";
+/// POST: rotate an endpoint's secret.
+pub const WEBHOOK_ROTATE: &str = "/console/webhooks/{id}/rotate";
+/// POST: send a test event.
+pub const WEBHOOK_TEST: &str = "/console/webhooks/{id}/test";
+/// POST: enable or disable (`enabled=true|false`).
+pub const WEBHOOK_ENABLED: &str = "/console/webhooks/{id}/enabled";
+/// POST: delete an endpoint.
+pub const WEBHOOK_DELETE: &str = "/console/webhooks/{id}/delete";
 /// The API's OpenAPI document.
 pub const API_OPENAPI: &str = "/api/v1/openapi.json";
 /// Every other address under the API (answered 404 as a problem).

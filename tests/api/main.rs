@@ -23,4 +23,5 @@ mod sso;
 mod sync;
 mod sync_console;
 mod tls;
+mod webhooks;
 mod wizard;

@@ -232,7 +232,7 @@ async fn copy(db: &sqlx::PgPool, tenant: Uuid) -> Directory {
 
 /// Connects emulator tenant `tid` in application mode through a real invitation and
 /// `record_consent` (which queues the first sync); returns Gangway's tenant id.
-async fn connect(app: &TestApp, tid: &str, application: &[&str]) -> Uuid {
+pub(crate) async fn connect(app: &TestApp, tid: &str, application: &[&str]) -> Uuid {
     app.admin
         .grant(tid, &app.app.client_id, &[], application)
         .await
@@ -281,7 +281,7 @@ fn engine(app: &TestApp) -> (Syncer, WorkerConfig) {
 }
 
 /// One worker turn that must find and run a sync job; its report.
-async fn work(app: &TestApp) -> RunReport {
+pub(crate) async fn work(app: &TestApp) -> RunReport {
     let (syncer, cfg) = engine(app);
     match worker::work_one(&syncer, &cfg, "test-worker", &CancellationToken::new())
         .await
@@ -294,14 +294,14 @@ async fn work(app: &TestApp) -> RunReport {
 }
 
 /// Queues a manual sync, as "Sync now" does.
-async fn sync_now(app: &TestApp, tenant: Uuid) {
+pub(crate) async fn sync_now(app: &TestApp, tenant: Uuid) {
     gangway::directory::control::request_sync(&app.db, tenant, &Actor::Cli)
         .await
         .unwrap();
 }
 
 /// The emulator's admin API.
-async fn emulator(
+pub(crate) async fn emulator(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -317,7 +317,7 @@ async fn emulator(
     resp.json().await.unwrap_or(Value::Null)
 }
 
-fn all_app_permissions() -> Vec<&'static str> {
+pub(crate) fn all_app_permissions() -> Vec<&'static str> {
     permissions::application_scopes()
 }
 

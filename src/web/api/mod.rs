@@ -10,6 +10,7 @@ mod idempotency;
 mod invitations;
 mod problem;
 mod tenants;
+mod webhook_doc;
 
 use std::sync::Arc;
 
@@ -46,7 +47,8 @@ use crate::web::paths;
         (name = "customers", description = "Customer records"),
         (name = "invitations", description = "Invitations and their links"),
         (name = "tenants", description = "Connected tenants and their syncs"),
-        (name = "directory", description = "The directory copy of a tenant")
+        (name = "directory", description = "The directory copy of a tenant"),
+        (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
     )
 )]
 struct ApiDoc;
@@ -128,7 +130,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 /// The API's routes and its OpenAPI document.
 pub fn router() -> Router<AppState> {
     let (router, doc) = routes();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(served(doc));
     router
         .route(
             paths::API_OPENAPI,
@@ -140,9 +142,16 @@ pub fn router() -> Router<AppState> {
         .route(paths::API_ANY, any(unknown))
 }
 
-/// The OpenAPI document, as served (the console's API page reads it too).
+/// The OpenAPI document as generated from the routes (the console's API page reads it).
 pub fn document() -> utoipa::openapi::OpenApi {
     routes().1
+}
+
+/// The document as served: OpenAPI 3.1's `webhooks`, which utoipa does not model, added.
+fn served(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    doc["webhooks"] = webhook_doc::section();
+    doc
 }
 
 /// Every route with the document generated from them.

@@ -20,6 +20,7 @@ mod operators;
 mod settings;
 pub mod sso;
 mod tenants;
+mod webhooks;
 
 use axum::Router;
 use axum::response::Redirect;
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .merge(settings::router())
         .merge(api_tokens::router())
         .merge(api_docs::router())
+        .merge(webhooks::router())
         .merge(doctor::router())
 }
 
@@ -68,6 +70,7 @@ pub(crate) enum Section {
     Settings,
     Doctor,
     Api,
+    Webhooks,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -122,6 +125,7 @@ impl Section {
             Self::Operators => "operators",
             Self::Settings => "settings",
             Self::Api => "api",
+            Self::Webhooks => "webhooks",
             Self::Doctor => "doctor",
         }
     }

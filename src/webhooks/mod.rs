@@ -1,0 +1,409 @@
+//! Webhooks to the provider's endpoints, signed per the Standard Webhooks specification.
+//!
+//! Events are written to an outbox ([`emit`]) in the same transaction as the change they
+//! report, one row per endpoint whose filter matches (none when no endpoint wants the event, so
+//! a change costs one indexed lookup without webhooks). [`delivery`] leases due rows, POSTs them
+//! signed outside any transaction, and marks each under its lease: a delivered event is never
+//! sent again; a failed one is retried with exponential backoff for more than a day, then marked
+//! failed. Endpoint secrets are sealed at rest; a rotation keeps the old secret signing beside
+//! the new one for [`ROTATION_OVERLAP`].
+
+pub mod delivery;
+pub mod signing;
+
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::{self, Action, Actor};
+use crate::crypto::Keyring;
+use crate::types::Secret;
+
+/// Every event type an endpoint may subscribe to.
+pub const EVENT_TYPES: [&str; 18] = [
+    "invitation.opened",
+    "invitation.consented",
+    "invitation.declined",
+    "invitation.failed",
+    "invitation.revoked",
+    "tenant.connected",
+    "tenant.reconsent_required",
+    "tenant.offboarded",
+    "sync.completed",
+    "sync.failed",
+    "directory.user.created",
+    "directory.user.updated",
+    "directory.user.deleted",
+    "directory.group.created",
+    "directory.group.updated",
+    "directory.group.deleted",
+    "directory.membership.added",
+    "directory.membership.removed",
+];
+
+/// The type of the event "Send test event" sends (whatever the endpoint's filter).
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+
+/// An endpoint, as the console lists it (its secrets stay sealed).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: Uuid,
+    /// Where events are POSTed.
+    pub url: String,
+    /// What it is for.
+    pub description: String,
+    /// Event types it receives; `*` for all.
+    pub events: Vec<String>,
+    /// Whether events are written for it.
+    pub enabled: bool,
+    /// Until when the previous secret still signs, after a rotation.
+    pub previous_secret_until: Option<OffsetDateTime>,
+    /// Who added it.
+    pub created_by: String,
+    /// When.
+    pub created_at: OffsetDateTime,
+}
+
+impl Endpoint {
+    /// Whether the endpoint receives `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == event)
+    }
+}
+
+/// Why an endpoint could not be added or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The input cannot be used; the message says why, in words for the form.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such endpoint.
+    #[error("no such webhook endpoint")]
+    NotFound,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Checks an endpoint URL: https, or http only to a loopback host (tests and development).
+pub fn check_url(raw: &str) -> Result<url::Url, WebhookError> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| WebhookError::Invalid("Enter the endpoint's full URL (https://…).".into()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(WebhookError::Invalid(
+            "The URL must be https:// (http:// only to 127.0.0.1, ::1 or localhost, for tests and development).".into(),
+        )),
+    }
+}
+
+/// Checks an event filter: `*` or known event types, at least one.
+pub fn check_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
+    let mut kept: Vec<String> = Vec::new();
+    for e in events {
+        let e = e.trim();
+        if e == "*" {
+            return Ok(vec!["*".into()]);
+        }
+        if !EVENT_TYPES.contains(&e) {
+            return Err(WebhookError::Invalid(format!(
+                "`{e}` is not an event type."
+            )));
+        }
+        if !kept.iter().any(|k| k == e) {
+            kept.push(e.to_owned());
+        }
+    }
+    if kept.is_empty() {
+        return Err(WebhookError::Invalid(
+            "Choose at least one event, or all events.".into(),
+        ));
+    }
+    Ok(kept)
+}
+
+/// Adds an endpoint and returns it with its secret (shown once).
+pub async fn create(
+    db: &PgPool,
+    keys: &Keyring,
+    url: &str,
+    description: &str,
+    events: &[String],
+    actor: &Actor,
+) -> Result<(Endpoint, Secret), WebhookError> {
+    let url = check_url(url)?;
+    let events = check_events(events)?;
+    let description: String = description.trim().chars().take(200).collect();
+    let secret = signing::new_secret();
+    let mut tx = db.begin().await?;
+    let endpoint: Endpoint = sqlx::query_as(
+        "insert into webhook_endpoints (url, description, events, secret_ciphertext, secret_key_id, created_by)
+         values ($1, $2, $3, $4, $5, $6)
+         returning id, url, description, events, enabled, previous_secret_until, created_by, created_at",
+    )
+    .bind(url.as_str())
+    .bind(&description)
+    .bind(&events)
+    .bind(keys.seal(secret.as_bytes()))
+    .bind(keys.id())
+    .bind(actor.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookEndpointCreated,
+        None,
+        None,
+        json!({ "endpoint_id": endpoint.id, "url": endpoint.url, "events": events }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((endpoint, Secret::new(secret)))
+}
+
+/// Every endpoint, oldest first.
+pub async fn list(db: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
+         from webhook_endpoints order by created_at, id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One endpoint.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Endpoint, WebhookError> {
+    sqlx::query_as(
+        "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
+         from webhook_endpoints where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or(WebhookError::NotFound)
+}
+
+/// Replaces an endpoint's secret with a new one (returned, shown once); the old one keeps
+/// signing beside it for [`ROTATION_OVERLAP`].
+pub async fn rotate_secret(
+    db: &PgPool,
+    keys: &Keyring,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Secret, WebhookError> {
+    let secret = signing::new_secret();
+    let mut tx = db.begin().await?;
+    let done = sqlx::query(
+        "update webhook_endpoints set
+             previous_secret_ciphertext = secret_ciphertext, previous_secret_key_id = secret_key_id,
+             previous_secret_until = now() + make_interval(secs => $4),
+             secret_ciphertext = $2, secret_key_id = $3
+         where id = $1",
+    )
+    .bind(id)
+    .bind(keys.seal(secret.as_bytes()))
+    .bind(keys.id())
+    .bind(ROTATION_OVERLAP.as_seconds_f64())
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(WebhookError::NotFound);
+    }
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookSecretRotated,
+        None,
+        None,
+        json!({ "endpoint_id": id, "previous_signs_for_hours": ROTATION_OVERLAP.whole_hours() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Secret::new(secret))
+}
+
+/// Turns an endpoint on or off; while off no events are written for it.
+pub async fn set_enabled(
+    db: &PgPool,
+    id: Uuid,
+    enabled: bool,
+    actor: &Actor,
+) -> Result<(), WebhookError> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query("update webhook_endpoints set enabled = $2 where id = $1")
+        .bind(id)
+        .bind(enabled)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(WebhookError::NotFound);
+    }
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookEndpointChanged,
+        None,
+        None,
+        json!({ "endpoint_id": id, "enabled": enabled }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes an endpoint with its undelivered events and its delivery log.
+pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), WebhookError> {
+    let mut tx = db.begin().await?;
+    let url: Option<String> =
+        sqlx::query_scalar("delete from webhook_endpoints where id = $1 returning url")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let url = url.ok_or(WebhookError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookEndpointDeleted,
+        None,
+        None,
+        json!({ "endpoint_id": id, "url": url }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queues a `webhook.test` event for one endpoint, whatever its filter or state.
+pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, WebhookError> {
+    get(db, id).await?;
+    let mut tx = db.begin().await?;
+    let payload = envelope(
+        TEST_EVENT,
+        json!({ "endpoint_id": id, "message": "A test event from Gangway." }),
+    );
+    let delivery: Uuid = sqlx::query_scalar(
+        "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3) returning id",
+    )
+    .bind(id)
+    .bind(TEST_EVENT)
+    .bind(&payload)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookTestSent,
+        None,
+        None,
+        json!({ "endpoint_id": id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(delivery)
+}
+
+/// The body of an event: `{"type", "timestamp", "data"}`, as Standard Webhooks suggests.
+fn envelope(event: &str, data: Value) -> Value {
+    let now = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    json!({ "type": event, "timestamp": now, "data": data })
+}
+
+/// Whether any enabled endpoint wants `event`: lets a caller skip building a payload nobody
+/// receives.
+pub async fn wanted(conn: &mut PgConnection, event: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from webhook_endpoints
+                        where enabled and ('*' = any(events) or $1 = any(events)))",
+    )
+    .bind(event)
+    .fetch_one(conn)
+    .await
+}
+
+/// Which of `events` some enabled endpoint wants, in one query (a sync page asks once).
+pub async fn wanted_of(
+    conn: &mut PgConnection,
+    events: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select e from unnest($1::text[]) as e
+         where exists (select 1 from webhook_endpoints
+                       where enabled and ('*' = any(events) or e = any(events)))",
+    )
+    .bind(events)
+    .fetch_all(conn)
+    .await
+}
+
+/// Writes `event` with `data` to the outbox for every enabled endpoint whose filter matches, in
+/// the caller's transaction; returns how many deliveries were queued (0 without endpoints).
+pub async fn emit(conn: &mut PgConnection, event: &str, data: Value) -> Result<u64, sqlx::Error> {
+    let payload = envelope(event, data);
+    let done = sqlx::query(
+        "insert into webhook_deliveries (endpoint_id, event_type, payload)
+         select id, $1, $2 from webhook_endpoints
+         where enabled and ('*' = any(events) or $1 = any(events))",
+    )
+    .bind(event)
+    .bind(&payload)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// One line of an endpoint's delivery log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    /// The delivery's id (`webhook-id` is `msg_` and its simple form).
+    pub id: Uuid,
+    /// The event type.
+    pub event_type: String,
+    /// When the event was queued.
+    pub created_at: OffsetDateTime,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// The last attempt's HTTP status, if it got one.
+    pub last_status: Option<i32>,
+    /// The last attempt's error, when it got no answer or not a 2xx.
+    pub last_error: Option<String>,
+    /// How long the last attempt took.
+    pub last_duration_ms: Option<i32>,
+    /// When it was delivered (a 2xx).
+    pub delivered_at: Option<OffsetDateTime>,
+    /// When it was given up.
+    pub failed_at: Option<OffsetDateTime>,
+    /// When it is tried next (while neither delivered nor failed).
+    pub next_attempt_at: OffsetDateTime,
+}
+
+/// The newest `limit` deliveries of an endpoint.
+pub async fn deliveries(
+    db: &PgPool,
+    endpoint_id: Uuid,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, event_type, created_at, attempts, last_status, last_error, last_duration_ms,
+                delivered_at, failed_at, next_attempt_at
+         from webhook_deliveries where endpoint_id = $1 order by created_at desc, id desc limit $2",
+    )
+    .bind(endpoint_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

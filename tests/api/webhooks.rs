@@ -1,0 +1,693 @@
+//! Webhooks through a real HTTP receiver on loopback: endpoints added in the console (secret
+//! shown once), Standard Webhooks signatures verified with the specification's algorithm,
+//! retries with backoff until a success stops them, rotation overlap, the event filter, and
+//! events emitted by the domain.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gangway::operators::Role;
+use gangway::web::paths;
+use gangway::webhooks::{self, delivery};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub id: String,
+    pub timestamp: i64,
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A webhook receiver on loopback answering with a status the test sets.
+pub struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let status = Arc::new(AtomicU16::new(200));
+        let (g, s) = (got.clone(), status.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    let h = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    g.lock().unwrap().push(Received {
+                        id: h("webhook-id"),
+                        timestamp: h("webhook-timestamp").parse().unwrap_or(0),
+                        signature: h("webhook-signature"),
+                        body: body.to_vec(),
+                    });
+                    StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got, status }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// The receiver's check, written from the specification (not Gangway's code): HMAC-SHA256 over
+/// `{id}.{timestamp}.{body}` keyed with the base64 after `whsec_`, any `v1,` signature matching.
+pub fn verifies(secret: &str, r: &Received) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", r.id, r.timestamp).as_bytes());
+    mac.update(&r.body);
+    let expected = STANDARD.encode(mac.finalize().into_bytes());
+    r.signature
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == expected)
+}
+
+/// Adds an endpoint in the console as the signed-in admin; returns its id and secret.
+pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (Uuid, String) {
+    let mut fields = vec![("url", url), ("description", "tests")];
+    fields.extend(events.iter().map(|e| ("events", *e)));
+    let response = app.post_form(paths::WEBHOOKS, &fields).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    let secret = page
+        .split("id=\"new-secret\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the secret is shown once")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let endpoint = webhooks::list(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.url == url)
+        .unwrap();
+    (endpoint.id, secret)
+}
+
+pub async fn deliver(app: &TestApp) -> delivery::Round {
+    delivery::deliver_due(&app.db, &app.state.cfg.keys, &delivery::client())
+        .await
+        .unwrap()
+}
+
+async fn make_due(app: &TestApp) {
+    sqlx::query("update webhook_deliveries set next_attempt_at = now() where delivered_at is null")
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_test_event_arrives_signed_and_the_delivery_log_shows_it() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = add_endpoint(&app, &receiver.url, &["*"]).await;
+
+    // The secret is shown once, then only sealed.
+    let page = app
+        .get(&paths::with_id(paths::WEBHOOK, id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(&secret));
+    let sealed: Vec<u8> = sqlx::query_scalar("select secret_ciphertext from webhook_endpoints")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!sealed.windows(10).any(|w| w == &secret.as_bytes()[6..16]));
+
+    let response = app
+        .post_form(&paths::with_id(paths::WEBHOOK_TEST, id), &[])
+        .await;
+    assert!(response.status().is_redirection());
+    assert_eq!(deliver(&app).await.delivered, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert!(verifies(&secret, &got[0]), "{got:?}");
+    assert!(got[0].id.starts_with("msg_"));
+    assert_eq!(got[0].json()["type"], "webhook.test");
+    assert!((got[0].timestamp - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 60);
+
+    // Delivered once: another round sends nothing.
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+    assert_eq!(receiver.received().len(), 1);
+
+    let page = app
+        .get(&paths::with_id(paths::WEBHOOK, id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("webhook.test") && page.contains("delivered") && page.contains(">200<"),
+        "{page}"
+    );
+    assert!(page.contains(" ms<"));
+
+    let audit: Vec<String> = sqlx::query_scalar(
+        "select action from audit_events where action like 'webhook.%' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(audit, ["webhook.endpoint_created", "webhook.test_sent"]);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_retries_with_backoff_until_a_success_stops_them() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    receiver.status.store(500, Ordering::SeqCst);
+    webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+
+    assert_eq!(deliver(&app).await.retried, 1);
+    // Not due yet: nothing is sent before the backoff has passed.
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+    let (attempts, wait): (i32, f64) = sqlx::query_as(
+        "select attempts, extract(epoch from next_attempt_at - now())::float8 from webhook_deliveries",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
+    assert!((20.0..=40.0).contains(&wait), "{wait}");
+
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await.retried, 1);
+    let wait: f64 = sqlx::query_scalar(
+        "select extract(epoch from next_attempt_at - now())::float8 from webhook_deliveries",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!((50.0..=75.0).contains(&wait), "doubled: {wait}");
+
+    receiver.status.store(204, Ordering::SeqCst);
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await.delivered, 1);
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    // The same message id on every retry, each signed.
+    assert!(
+        got.iter()
+            .all(|r| r.id == got[0].id && verifies(&secret, r))
+    );
+
+    let log: Vec<(Option<i32>, i32)> =
+        sqlx::query_as("select status, duration_ms from webhook_attempts order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.0).collect::<Vec<_>>(),
+        [Some(500), Some(500), Some(204)]
+    );
+
+    // An endpoint that never answers 2xx is given up after the last attempt.
+    receiver.status.store(503, Ordering::SeqCst);
+    webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    sqlx::query("update webhook_deliveries set attempts = $1 - 1 where delivered_at is null")
+        .bind(delivery::MAX_ATTEMPTS)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&app).await.failed, 1);
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+    let page = app
+        .get(&paths::with_id(paths::WEBHOOK, id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("failed") && page.contains("503"));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_beside_the_old_one_during_the_overlap() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (id, old) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    let page = app
+        .post_form(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let new = page
+        .split("id=\"new-secret\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old);
+    webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    deliver(&app).await;
+    let got = receiver.received();
+    assert_eq!(got[0].signature.split(' ').count(), 2);
+    assert!(verifies(&old, &got[0]) && verifies(&new, &got[0]));
+
+    // After the overlap only the new one signs.
+    sqlx::query("update webhook_endpoints set previous_secret_until = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    deliver(&app).await;
+    let got = receiver.received();
+    assert!(verifies(&new, &got[1]) && !verifies(&old, &got[1]));
+}
+
+#[tokio::test]
+async fn the_event_filter_is_respected_and_urls_are_checked() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let (offboards, everything) = (Receiver::start().await, Receiver::start().await);
+    add_endpoint(&app, &offboards.url, &["tenant.offboarded"]).await;
+    add_endpoint(&app, &everything.url, &["*"]).await;
+    let mut tx = app.db.begin().await.unwrap();
+    let queued = webhooks::emit(&mut tx, "tenant.connected", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    webhooks::emit(&mut tx, "tenant.offboarded", serde_json::json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    deliver(&app).await;
+    let types = |r: &Receiver| {
+        r.received()
+            .iter()
+            .map(|x| x.json()["type"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(types(&offboards), ["tenant.offboarded"]);
+    assert_eq!(types(&everything).len(), 2);
+
+    for bad in ["http://example.com/hook", "ftp://127.0.0.1/x", "not a url"] {
+        let response = app
+            .post_form(paths::WEBHOOKS, &[("url", bad), ("events", "*")])
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let response = app
+        .post_form(paths::WEBHOOKS, &[("url", "https://hooks.example/x")])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_real_consent_and_offboarding_emit_their_events_in_their_transactions() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = add_endpoint(
+        &app,
+        &receiver.url,
+        &[
+            "tenant.connected",
+            "tenant.offboarded",
+            "invitation.consented",
+            "invitation.revoked",
+        ],
+    )
+    .await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let entra_id = Uuid::new_v4();
+    let tenant_id = gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &crate::helpers::consent(entra_id),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    gangway::tenants::offboard(&app.db, tenant_id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    // Revoked elsewhere: an invitation never opened.
+    let other = app
+        .invite("delegated", "admin@fabrikam.example", None)
+        .await;
+    gangway::invitations::revoke(&app.db, other.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    deliver(&app).await;
+    let got = receiver.received();
+    assert!(got.iter().all(|r| verifies(&secret, r)));
+    let mut events: Vec<Value> = got.iter().map(Received::json).collect();
+    events.sort_by_key(|e| e["timestamp"].as_str().unwrap().to_owned());
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in [
+        "invitation.consented",
+        "tenant.connected",
+        "tenant.offboarded",
+        "invitation.revoked",
+    ] {
+        assert_eq!(
+            types.iter().filter(|x| **x == t).count(),
+            1,
+            "{t}: {types:?}"
+        );
+    }
+    let connected = events
+        .iter()
+        .find(|e| e["type"] == "tenant.connected")
+        .unwrap();
+    assert_eq!(connected["data"]["tenant_id"], tenant_id.to_string());
+    assert_eq!(connected["data"]["entra_tenant_id"], entra_id.to_string());
+    let offboarded = events
+        .iter()
+        .find(|e| e["type"] == "tenant.offboarded")
+        .unwrap();
+    assert_eq!(offboarded["data"]["tenant_id"], tenant_id.to_string());
+
+    // A refused consent (the invitation is closed) writes no event.
+    let before: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        gangway::tenants::record_consent(
+            &app.db,
+            &app.state.cfg.keys,
+            other.invitation.id,
+            &crate::helpers::consent(Uuid::new_v4()),
+            &gangway::audit::Actor::System,
+        )
+        .await
+        .is_err()
+    );
+    let after: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from webhook_deliveries")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 0);
+    let receiver = Receiver::start().await;
+    let (id, _) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    let response = app
+        .post_form(
+            &paths::with_id(paths::WEBHOOK_ENABLED, id),
+            &[("enabled", "false")],
+        )
+        .await;
+    assert!(response.status().is_redirection());
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0);
+    let response = app
+        .post_form(&paths::with_id(paths::WEBHOOK_DELETE, id), &[])
+        .await;
+    assert!(response.status().is_redirection());
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
+    use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = add_endpoint(
+        &app,
+        &receiver.url,
+        &[
+            "directory.user.created",
+            "directory.user.updated",
+            "directory.user.deleted",
+            "directory.group.created",
+            "directory.membership.added",
+            "sync.completed",
+        ],
+    )
+    .await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let first = work(&app).await;
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let pages: i64 = sqlx::query_scalar("select pages from sync_runs where id = $1")
+        .bind(first.run_id.unwrap())
+        .fetch_one(&app.db)
+        .await
+        .map(|p: i32| i64::from(p))
+        .unwrap();
+    deliver(&app).await;
+    let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    assert!(receiver.received().iter().all(|r| verifies(&secret, r)));
+    let of = |t: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let created = of("directory.user.created");
+    // Batched: one request per page at most, never one per object.
+    assert!(
+        !created.is_empty() && (created.len() as i64) <= pages,
+        "{} events, {pages} pages",
+        created.len()
+    );
+    let listed: usize = created
+        .iter()
+        .map(|e| e["data"]["objects"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed as i64, users);
+    assert!(created[0]["data"]["objects"][0]["user_principal_name"].is_string());
+    assert_eq!(created[0]["data"]["tenant_id"], tenant.to_string());
+    assert!(!of("directory.group.created").is_empty());
+    assert!(!of("directory.membership.added").is_empty());
+    assert!(of("directory.user.updated").is_empty());
+    let completed = of("sync.completed");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        completed[0]["data"]["added"].as_i64().unwrap() as usize,
+        listed + {
+            let g: i64 =
+                sqlx::query_scalar("select count(*) from directory_groups where tenant_id = $1")
+                    .bind(tenant)
+                    .fetch_one(&app.db)
+                    .await
+                    .unwrap();
+            g as usize
+        }
+    );
+
+    // An incremental round: one edit, one deletion.
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select object_id from directory_users where tenant_id = $1 order by object_id",
+    )
+    .bind(tenant)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let t = format!("/_emulator/tenants/{tid}");
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("{t}/users/{}", ids[0]),
+        Some(serde_json::json!({"jobTitle": "Head of Webhooks"})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{}?hard=true", ids[1]),
+        None,
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    work(&app).await;
+    let before = events.len();
+    deliver(&app).await;
+    let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    let later = &events[before..];
+    let updated: Vec<&Value> = later
+        .iter()
+        .filter(|e| e["type"] == "directory.user.updated")
+        .collect();
+    assert_eq!(updated.len(), 1, "{later:?}");
+    assert_eq!(
+        updated[0]["data"]["objects"][0]["object_id"],
+        ids[0].to_string()
+    );
+    assert_eq!(
+        updated[0]["data"]["objects"][0]["job_title"],
+        "Head of Webhooks"
+    );
+    let deleted: Vec<&Value> = later
+        .iter()
+        .filter(|e| e["type"] == "directory.user.deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["data"]["deleted"], serde_json::json!([ids[1]]));
+    assert!(later.iter().all(|e| e["type"] != "directory.user.created"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_webhook_with_its_headers_and_body() {
+    let app = TestApp::spawn().await;
+    let doc: Value = reqwest::get(app.url(paths::API_OPENAPI))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for event in webhooks::EVENT_TYPES.iter().chain([&webhooks::TEST_EVENT]) {
+        let op = &doc["webhooks"][*event]["post"];
+        assert!(op.is_object(), "{event}");
+        let headers: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        let body = &op["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["properties"]["type"]["const"], *event);
+        assert!(
+            body["properties"]["data"]["properties"].is_object(),
+            "{event}"
+        );
+    }
+    // The routes are still there.
+    assert!(doc["paths"]["/api/v1/tenants"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn viewers_cannot_see_or_change_webhooks_and_old_deliveries_are_pruned() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    let page = app.get(paths::WEBHOOKS).await;
+    assert!(!page.status().is_success(), "{}", page.status());
+    let response = app
+        .post_form(
+            paths::WEBHOOKS,
+            &[("url", "https://hooks.example/x"), ("events", "*")],
+        )
+        .await;
+    assert!(!response.status().is_success());
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+
+    let (endpoint, _) = webhooks::create(
+        &app.db,
+        &app.state.cfg.keys,
+        "https://hooks.example/x",
+        "",
+        &["*".to_owned()],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let old = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let recent = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let pending = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update webhook_deliveries set delivered_at = now() - interval '31 days' where id = $1",
+    )
+    .bind(old)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update webhook_deliveries set delivered_at = now() - interval '1 day' where id = $1",
+    )
+    .bind(recent)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(delivery::prune(&app.db).await.unwrap(), 1);
+    let left: Vec<Uuid> = sqlx::query_scalar("select id from webhook_deliveries order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let mut expected = vec![recent, pending];
+    expected.sort();
+    assert_eq!(left, expected);
+}
