@@ -202,6 +202,21 @@ pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
          gangway_jobs_oldest_due_age_seconds {}",
         oldest.max(0.0)
     );
+    let deliveries: Vec<(String, i64)> = sqlx::query_as(
+        "select case when delivered_at is not null then 'delivered'
+                     when failed_at is not null then 'failed' else 'pending' end, count(*)
+         from webhook_deliveries group by 1",
+    )
+    .fetch_all(db)
+    .await?;
+    by_label(
+        &mut out,
+        "gangway_webhook_deliveries",
+        "Webhook deliveries: waiting or retrying, delivered, failed for good",
+        "state",
+        &["pending", "delivered", "failed"],
+        &deliveries,
+    );
     let unsent: i64 = sqlx::query_scalar("select count(*) from outbox where sent_at is null")
         .fetch_one(db)
         .await?;

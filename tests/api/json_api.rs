@@ -614,3 +614,38 @@ async fn scripts_make_list_and_revoke_tokens_with_the_cli() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn each_token_has_its_own_rate_limit() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let busy = token(&app, "busy", "read").await;
+    let calm = token(&app, "calm", "read").await;
+    let mut limited = None;
+    for _ in 0..400 {
+        let (status, headers, body) = call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(&busy),
+            None,
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((headers, body));
+            break;
+        }
+    }
+    let (headers, body) = limited.expect("a burst past the limit is refused");
+    assert!(is_problem(&headers, &body, 429), "{body}");
+    assert!(headers.get("retry-after").is_some());
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/customers",
+        Some(&calm),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "another token is not held back");
+}

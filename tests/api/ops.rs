@@ -254,6 +254,11 @@ async fn metrics_count_requests_by_route_and_mirror_the_database() {
         Some(unsent as f64)
     );
     assert_eq!(sample(&metrics, "gangway_database_up"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, r#"gangway_webhook_deliveries{state="failed"}"#),
+        Some(0.0),
+        "webhook deliveries are counted by state"
+    );
 }
 
 #[tokio::test]
