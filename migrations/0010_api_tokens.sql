@@ -13,14 +13,15 @@ create table api_tokens (
 );
 
 -- Idempotency-Key on creating POSTs: the first answer is kept (sealed: it may hold a link) for a
--- day and replayed for the same token, key and request; `status` 0 while it is being made.
+-- day and replayed for the same caller, key and request; `status` 0 while it is being made. The
+-- caller is an API token's id or the id derived from an Entra caller's tenant and object id.
 create table api_idempotency (
-    token_id            uuid not null references api_tokens (id) on delete cascade,
+    caller_id           uuid not null,
     key                 text not null constraint api_idempotency_key_check check (length(key) between 1 and 200),
     request_sha256      bytea not null,
     status              integer not null default 0,
     response_ciphertext bytea,
     response_key_id     text,
     created_at          timestamptz not null default now(),
-    primary key (token_id, key)
+    primary key (caller_id, key)
 );

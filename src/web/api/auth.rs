@@ -205,13 +205,6 @@ impl FromRequestParts<AppState> for Writer {
                 ),
             }));
         }
-        // Kept answers are stored per API token; an Entra caller has none to keep them under.
-        if origin == Origin::Entra && parts.headers.contains_key("idempotency-key") {
-            return Err(ApiError::BadRequest(
-                "Idempotency-Key is supported with API tokens (gw_…) only: send the request without it, or with an API token."
-                    .into(),
-            ));
-        }
         Ok(Self(caller, origin))
     }
 }

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on creating POSTs: the first answer for a (token, key) is kept for a day,
+//! `Idempotency-Key` on creating POSTs: the first answer for a (caller, key) is kept for a day,
 //! sealed (it may carry a link), and replayed to a retry of the same request; the same key
 //! with another request is refused. A placeholder row taken before the work makes two
 //! concurrent retries create one thing.
@@ -33,22 +33,22 @@ pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// 422 for another request, 409 while the first one is still running.
 pub async fn begin(
     state: &AppState,
-    token: Uuid,
+    caller: Uuid,
     key: &str,
     request: &[u8],
 ) -> Result<Option<Response>, ApiError> {
     let hash = sha256(request);
     sqlx::query(
-        "delete from api_idempotency where token_id = $1 and created_at < now() - interval '1 day'",
+        "delete from api_idempotency where caller_id = $1 and created_at < now() - interval '1 day'",
     )
-    .bind(token)
+    .bind(caller)
     .execute(&state.db)
     .await?;
     let claimed = sqlx::query(
-        "insert into api_idempotency (token_id, key, request_sha256) values ($1, $2, $3)
+        "insert into api_idempotency (caller_id, key, request_sha256) values ($1, $2, $3)
          on conflict do nothing",
     )
-    .bind(token)
+    .bind(caller)
     .bind(key)
     .bind(&hash)
     .execute(&state.db)
@@ -61,9 +61,9 @@ pub async fn begin(
     let (kept_hash, status, sealed, key_id): (Vec<u8>, i32, Option<Vec<u8>>, Option<String>) =
         sqlx::query_as(
             "select request_sha256, status, response_ciphertext, response_key_id
-             from api_idempotency where token_id = $1 and key = $2",
+             from api_idempotency where caller_id = $1 and key = $2",
         )
-        .bind(token)
+        .bind(caller)
         .bind(key)
         .fetch_one(&state.db)
         .await?;
@@ -91,7 +91,7 @@ pub async fn begin(
 /// Keeps the answer to the claimed key.
 pub async fn finish(
     state: &AppState,
-    token: Uuid,
+    caller: Uuid,
     key: &str,
     status: StatusCode,
     body: &impl Serialize,
@@ -99,9 +99,9 @@ pub async fn finish(
     let body = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
     sqlx::query(
         "update api_idempotency set status = $3, response_ciphertext = $4, response_key_id = $5
-         where token_id = $1 and key = $2",
+         where caller_id = $1 and key = $2",
     )
-    .bind(token)
+    .bind(caller)
     .bind(key)
     .bind(i32::from(status.as_u16()))
     .bind(state.cfg.keys.seal(&body))
@@ -112,9 +112,9 @@ pub async fn finish(
 }
 
 /// Gives the key back: the request made nothing.
-pub async fn abandon(state: &AppState, token: Uuid, key: &str) -> Result<(), ApiError> {
-    sqlx::query("delete from api_idempotency where token_id = $1 and key = $2 and status = 0")
-        .bind(token)
+pub async fn abandon(state: &AppState, caller: Uuid, key: &str) -> Result<(), ApiError> {
+    sqlx::query("delete from api_idempotency where caller_id = $1 and key = $2 and status = 0")
+        .bind(caller)
         .bind(key)
         .execute(&state.db)
         .await?;
