@@ -12,7 +12,6 @@ use super::problem::{ApiError, ApiQuery, Problem};
 use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
-use crate::tenants;
 use crate::web::AppState;
 
 /// Filters and paging for the directory copy.
@@ -56,14 +55,6 @@ impl DirectoryQuery {
     }
 }
 
-async fn tenant_id(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such tenant".into()))?;
-    tenants::get(&state.db, id)
-        .await?
-        .map(|t| t.id)
-        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
-}
-
 /// The tenant's users (recycle-bin ones flagged by `soft_deleted_at`), by object id.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/users", tag = "directory",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
@@ -76,7 +67,7 @@ pub async fn users(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryUser>>, ApiError> {
-    let tenant = tenant_id(&state, &id).await?;
+    let tenant = super::tenants::tenant(&state, &id).await?.id;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::users(
@@ -103,7 +94,7 @@ pub async fn groups(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
-    let tenant = tenant_id(&state, &id).await?;
+    let tenant = super::tenants::tenant(&state, &id).await?.id;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::groups(
@@ -132,7 +123,7 @@ pub async fn members(
     Path((id, group)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<super::tenants::Paging>,
 ) -> Result<Json<Page<GroupMember>>, ApiError> {
-    let tenant = tenant_id(&state, &id).await?;
+    let tenant = super::tenants::tenant(&state, &id).await?.id;
     let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
     let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
     crate::directory::views::group(&state.db, tenant, group)

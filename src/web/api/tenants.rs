@@ -183,7 +183,8 @@ pub async fn list(
     Ok(Json(Page::new(rows, limit, |t| t.id.to_string())))
 }
 
-async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
+/// The tenant with Gangway's id `id` (from a path), or 404.
+pub(super) async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such tenant".into()))?;
     tenants::get(&state.db, id)
         .await?
