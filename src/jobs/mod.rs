@@ -11,7 +11,9 @@ use std::fmt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use queue::{cancel_for_tenant, claim, complete, enqueue, extend_lease, fail, release};
+pub use queue::{
+    MAX_TAKEOVERS, cancel_for_tenant, claim, complete, enqueue, extend_lease, fail, release,
+};
 pub use runner::{JobFailure, Outcome, try_execute_job};
 
 /// How many times a job is tried unless its [`NewJob`] says otherwise.
@@ -88,6 +90,8 @@ pub struct Claimed {
     pub attempts: i32,
     /// Attempts before the job fails for good.
     pub max_attempts: i32,
+    /// How many times a worker died holding it and another took it over (not attempts).
+    pub takeovers: i32,
     /// The worker holding the lease.
     pub leased_by: String,
     /// When the lease runs out unless extended.

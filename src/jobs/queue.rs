@@ -22,6 +22,8 @@ const MAX_ERROR_CHARS: usize = 2_000;
 const BACKOFF_BASE: Duration = Duration::from_secs(30);
 /// No retry waits longer.
 const BACKOFF_CAP: Duration = Duration::from_secs(3_600);
+/// A job whose worker died this many times while running it fails: it is what kills them.
+pub const MAX_TAKEOVERS: i32 = 10;
 
 /// Enqueues `job` and returns its id; runs inside the caller's transaction if given one. A job
 /// of the same kind already queued for the tenant absorbs it instead: its id is returned, its
@@ -45,10 +47,10 @@ pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobId, sql
     Ok(id)
 }
 
-/// Leases the most overdue job for `worker_id` for `lease`, counting an attempt, and commits
-/// at once so the work runs outside any transaction. Takes a due queued job whose tenant has
-/// nothing running, or takes over a running job whose lease ran out (its worker died).
-/// `None` when nothing is claimable.
+/// Leases the most overdue job for `worker_id` for `lease` and commits at once so the work runs
+/// outside any transaction. Takes a due queued job whose tenant has nothing running (counting
+/// an attempt), or takes over a running job whose lease ran out (its worker died: counted as a
+/// takeover, not as an attempt, since the job did not fail). `None` when nothing is claimable.
 pub async fn claim(
     db: &PgPool,
     worker_id: &str,
@@ -70,29 +72,33 @@ async fn try_claim(
     lease: Duration,
 ) -> Result<Option<Claimed>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    // A worker that died on the last attempt does not earn the job another one.
+    // A job whose workers keep dying on it is not taken over forever.
     sqlx::query(
         "update jobs set status = 'failed', finished_at = now(), leased_by = null,
                 lease_expires_at = null,
-                last_error = 'the lease ran out on the last attempt (the worker stopped)'
-         where status = 'running' and lease_expires_at <= now() and attempts >= max_attempts",
+                last_error = format('its worker stopped %s times while running it (the lease ran out each time)',
+                                    takeovers + 1)
+         where status = 'running' and lease_expires_at <= now() and takeovers + 1 >= $1",
     )
+    .bind(MAX_TAKEOVERS)
     .execute(&mut *tx)
     .await?;
+    // On the right of `set`, `status` is the row's status before this update.
     let claimed = sqlx::query_as(
-        "update jobs set status = 'running', attempts = attempts + 1, leased_by = $1,
+        "update jobs set status = 'running', leased_by = $1,
+                attempts = attempts + (status = 'queued')::int,
+                takeovers = takeovers + (status = 'running')::int,
                 lease_expires_at = now() + make_interval(secs => $2)
          where id = (
              select j.id from jobs j
              where (j.status = 'queued' and j.run_at <= now()
                     and not exists (select 1 from jobs r
                                     where r.tenant_id = j.tenant_id and r.status = 'running'))
-                or (j.status = 'running' and j.lease_expires_at <= now()
-                    and j.attempts < j.max_attempts)
+                or (j.status = 'running' and j.lease_expires_at <= now())
              order by j.run_at, j.id
              limit 1
              for update skip locked)
-         returning id, kind, tenant_id, payload, attempts, max_attempts, leased_by,
+         returning id, kind, tenant_id, payload, attempts, max_attempts, takeovers, leased_by,
                    lease_expires_at",
     )
     .bind(worker_id)
@@ -110,13 +116,15 @@ pub async fn extend_lease(
     lease: Duration,
 ) -> Result<OffsetDateTime, JobError> {
     sqlx::query_scalar(
-        "update jobs set lease_expires_at = now() + make_interval(secs => $4)
+        "update jobs set lease_expires_at = now() + make_interval(secs => $5)
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
+               and takeovers = $4
          returning lease_expires_at",
     )
     .bind(job.id)
     .bind(&job.leased_by)
     .bind(job.attempts)
+    .bind(job.takeovers)
     .bind(lease.as_secs_f64())
     .fetch_optional(db)
     .await?
@@ -128,11 +136,13 @@ pub async fn complete(db: &PgPool, job: &Claimed) -> Result<(), JobError> {
     let done = sqlx::query(
         "update jobs set status = 'done', finished_at = now(), leased_by = null,
                 lease_expires_at = null, last_error = null
-         where id = $1 and status = 'running' and leased_by = $2 and attempts = $3",
+         where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
+               and takeovers = $4",
     )
     .bind(job.id)
     .bind(&job.leased_by)
     .bind(job.attempts)
+    .bind(job.takeovers)
     .execute(db)
     .await?;
     if done.rows_affected() == 0 {
@@ -157,12 +167,14 @@ pub async fn fail(
     }
     let failed = sqlx::query(
         "update jobs set status = 'failed', finished_at = now(), leased_by = null,
-                lease_expires_at = null, last_error = $4
-         where id = $1 and status = 'running' and leased_by = $2 and attempts = $3",
+                lease_expires_at = null, last_error = $5
+         where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
+               and takeovers = $4",
     )
     .bind(job.id)
     .bind(&job.leased_by)
     .bind(job.attempts)
+    .bind(job.takeovers)
     .bind(error)
     .execute(db)
     .await?;
@@ -230,11 +242,13 @@ async fn try_requeue(
     let held: Option<i64> = sqlx::query_scalar(
         "select id from jobs
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
+               and takeovers = $4
          for update",
     )
     .bind(job.id)
     .bind(&job.leased_by)
     .bind(job.attempts)
+    .bind(job.takeovers)
     .fetch_optional(&mut **tx)
     .await?;
     if held.is_none() {

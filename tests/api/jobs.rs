@@ -180,7 +180,7 @@ async fn two_workers_never_run_the_same_tenant_at_once() {
 }
 
 #[tokio::test]
-async fn an_expired_lease_is_taken_over() {
+async fn an_expired_lease_is_taken_over_without_costing_an_attempt() {
     let (db, _) = fresh_database().await;
     let id = jobs::enqueue(&db, &NewJob::new("sync", Some(tenant(&db).await)))
         .await
@@ -193,7 +193,11 @@ async fn an_expired_lease_is_taken_over() {
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     let taken = claim(&db, "second-worker").await.expect("taken over");
-    assert_eq!((taken.id, taken.attempts), (id, 2));
+    assert_eq!(
+        (taken.id, taken.attempts, taken.takeovers),
+        (id, 1, 1),
+        "a worker that died is not a failed attempt"
+    );
     assert_eq!(
         job(&db, id).await.leased_by.as_deref(),
         Some("second-worker")
@@ -219,23 +223,41 @@ async fn an_expired_lease_is_taken_over() {
 }
 
 #[tokio::test]
-async fn a_worker_that_dies_on_the_last_attempt_fails_the_job() {
+async fn a_job_whose_workers_keep_dying_fails_after_the_takeover_bound() {
     let (db, _) = fresh_database().await;
     let new = NewJob {
         max_attempts: 1,
         ..NewJob::new("sync", Some(tenant(&db).await))
     };
     let id = jobs::enqueue(&db, &new).await.unwrap();
-    jobs::claim(&db, "dead-worker", Duration::from_millis(100))
+    let short = Duration::from_millis(50);
+    // The same worker id each time: the takeover count still tells the leases apart.
+    let mut stale = jobs::claim(&db, "crashing-worker", short)
         .await
         .unwrap()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for takeover in 1..jobs::MAX_TAKEOVERS {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let next = jobs::claim(&db, "crashing-worker", short)
+            .await
+            .unwrap()
+            .expect("taken over while under the bound");
+        assert_eq!((next.attempts, next.takeovers), (1, takeover));
+        assert!(matches!(
+            jobs::complete(&db, &stale).await,
+            Err(JobError::LeaseLost(_))
+        ));
+        stale = next;
+    }
+    tokio::time::sleep(Duration::from_millis(80)).await;
 
     assert_eq!(claim(&db, "second-worker").await.map(|j| j.id), None);
     let gone = job(&db, id).await;
-    assert_eq!(gone.status, JobStatus::Failed);
-    assert!(gone.last_error.unwrap().contains("lease ran out"));
+    assert_eq!((gone.status, gone.attempts), (JobStatus::Failed, 1));
+    assert_eq!(
+        gone.last_error.as_deref(),
+        Some("its worker stopped 10 times while running it (the lease ran out each time)")
+    );
 }
 
 #[tokio::test]

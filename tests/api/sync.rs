@@ -971,8 +971,8 @@ async fn a_worker_killed_mid_sync_or_stopped_by_sigterm_loses_and_doubles_nothin
     .unwrap();
     assert_eq!(status, "queued", "the stopped worker gave its job back");
     assert_eq!(
-        attempts, 1,
-        "the killed attempt counts, the stopped one does not"
+        attempts, 0,
+        "neither the killed run (taken over) nor the stopped one (given back) counts"
     );
 
     let mut third = worker_process(&app);
