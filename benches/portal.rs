@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         link_rate: unlimited,
         sign_in_rate: unlimited,
         consent_rate: unlimited,
+        api_rate: unlimited,
         trusted_proxies: TrustedProxies::default(),
         sync: gangway::config::SyncSettings::default(),
         metrics: gangway::config::MetricsSettings::default(),

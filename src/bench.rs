@@ -324,6 +324,7 @@ async fn connect(
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
+        api_rate: RateLimit::api(20),
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),

@@ -44,6 +44,8 @@ pub struct Config {
     /// Consent round trips allowed per client address: leaving for Microsoft and coming back
     /// each take from their own bucket.
     pub consent_rate: RateLimit,
+    /// JSON API calls allowed per token (`GANGWAY_API_CALLS_PER_SECOND`).
+    pub api_rate: RateLimit,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client; nobody else's is believed.
     pub trusted_proxies: TrustedProxies,
     /// Directory replication: default schedule, workers, lease.
@@ -108,6 +110,15 @@ impl RateLimit {
         burst: 10,
         period: Duration::from_secs(10),
     };
+
+    /// JSON API calls per token: five seconds' worth at once, then `per_second`.
+    pub const fn api(per_second: u32) -> RateLimit {
+        let per_second = if per_second == 0 { 1 } else { per_second };
+        RateLimit {
+            burst: per_second.saturating_mul(5),
+            period: Duration::from_nanos(1_000_000_000 / per_second as u64),
+        }
+    }
 }
 
 impl Default for RateLimit {
@@ -239,6 +250,7 @@ impl Config {
         let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
             std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
         });
+        let api_rate = env.optional(API_RATE_VAR, "20", parse_api_rate);
         let trusted_proxies = env.optional("GANGWAY_TRUSTED_PROXIES", "", TrustedProxies::parse);
         let defaults = SyncSettings::default();
         let sync_schedule = env.maybe("GANGWAY_SYNC_SCHEDULE", |v| {
@@ -288,6 +300,7 @@ impl Config {
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
+            api_rate: api_rate.unwrap(),
             trusted_proxies: trusted_proxies.unwrap(),
             sync: SyncSettings {
                 schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
@@ -308,6 +321,26 @@ pub fn database_url_from_env() -> Result<String, ConfigError> {
     let url = env.required("DATABASE_URL", |v| Ok(v.to_owned()));
     env.finish()?;
     Ok(url.unwrap())
+}
+
+/// Reads `GANGWAY_API_CALLS_PER_SECOND` alone, for `gangway demo`, which configures the rest
+/// itself.
+pub fn api_rate_from_env() -> Result<RateLimit, ConfigError> {
+    let mut env = Env::default();
+    let rate = env.optional(API_RATE_VAR, "20", parse_api_rate);
+    env.finish()?;
+    Ok(rate.unwrap())
+}
+
+const API_RATE_VAR: &str = "GANGWAY_API_CALLS_PER_SECOND";
+
+fn parse_api_rate(value: &str) -> Result<RateLimit, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
+        .map(RateLimit::api)
+        .ok_or_else(|| "must be a number of calls per second from 1 to 100000".into())
 }
 
 /// Every configuration problem found, one line each.
@@ -421,6 +454,7 @@ mod tests {
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
+            api_rate: RateLimit::api(20),
             trusted_proxies: TrustedProxies::default(),
             sync: SyncSettings::default(),
             metrics: MetricsSettings::default(),
@@ -454,6 +488,20 @@ mod tests {
             why.contains("`proxy.internal`") && why.contains("`10.0.0.0/33`"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn api_rate_is_five_seconds_of_calls_at_once_then_the_given_rate() {
+        let rate = parse_api_rate("20").unwrap();
+        assert_eq!((rate.burst, rate.period), (100, Duration::from_millis(50)));
+        let fast = parse_api_rate("10000").unwrap();
+        assert_eq!(
+            (fast.burst, fast.period),
+            (50_000, Duration::from_micros(100))
+        );
+        for bad in ["0", "-1", "fast", "100001"] {
+            assert!(parse_api_rate(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! `gangway demo`: everything needed to try an onboarding on one machine with Postgres running —
-//! the database, the built-in Entra ID emulator, a configured portal and a demo operator.
+//! `gangway demo`: everything needed to try an onboarding on one machine — the database (on a
+//! private PostgreSQL server when none runs), the built-in Entra ID emulator, a configured
+//! portal, a demo operator, and the environment that points the CLI at it.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use base64::Engine;
@@ -15,19 +18,22 @@ use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_publi
 use crate::crypto::{EncryptionKey, sha256};
 use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
+use crate::private_postgres::{self, PostgresError, PrivatePostgres};
 use crate::types::Secret;
 use crate::web::Application;
 
 /// Options of `gangway demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Postgres database to use (created if missing).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/gangway_demo"
-    )]
-    database_url: String,
+    /// Postgres database to use (created if missing). Without it: `gangway_demo` on the server
+    /// at 127.0.0.1 (port $PGPORT or 5432, user postgres) or, when none answers there, on a
+    /// private server started from this machine's PostgreSQL programs in --dir.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// The demo's own directory: the private server's data (kept across runs) and demo.env,
+    /// the environment for the `gangway` CLI.
+    #[arg(long, env = "GANGWAY_DEMO_DIR", default_value_os_t = default_dir())]
+    dir: PathBuf,
     /// Where the portal listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -45,12 +51,13 @@ const DEMO_OPERATOR: &str = "demo@gangway.test";
 
 /// Runs the demo until interrupted.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    crate::db::create_if_missing(&args.database_url)
+    let (database_url, private) = database(&args).await?;
+    crate::db::create_if_missing(&database_url)
         .await
         .with_context(
             || "cannot reach Postgres; is it running? (DATABASE_URL or --database-url)",
         )?;
-    let pool = crate::db::connect(&args.database_url).await?;
+    let pool = crate::db::connect(&database_url).await?;
     crate::db::migrate(&pool).await?;
     // Bound before anything is printed, so a busy port is the first and only thing said.
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
@@ -107,7 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
 
     let cfg = Config {
-        database_url: args.database_url.clone(),
+        database_url,
         listen: args.listen,
         public_url: public_url.clone(),
         authority: Url::parse(emulator.base_url())?,
@@ -125,6 +132,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
+        api_rate: crate::config::api_rate_from_env()?,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
@@ -144,6 +152,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     crate::settings::prepare(&pool, &cfg.keys, &cfg.settings_seed()).await?;
+    let cli_env = args.dir.join("demo.env");
+    write_cli_env(&cli_env, &cfg)?;
     let application = Application::with_listener(cfg, pool, listener)?;
 
     println!(
@@ -151,6 +161,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  Console          {}console", public_url);
     println!("  Operator login   {DEMO_OPERATOR} / {}", password.expose());
+    if let Some(server) = &private {
+        println!(
+            "  PostgreSQL       a private server on {}, data in {} (stops with the demo)",
+            server.url(""),
+            server.data_dir().display()
+        );
+    }
+    println!(
+        "  The CLI          set -a; . {}; set +a   then e.g. gangway invite list",
+        cli_env.display()
+    );
     println!("\nCustomer tenants (sign in with these at the emulator's Microsoft-style page):");
     for t in [first, second] {
         println!("  {} ({})", t.display_name, t.domain);
@@ -194,7 +215,105 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let result = crate::runtime::run_portal(application).await;
     emulator.shutdown().await;
+    if let Some(mut server) = private {
+        tokio::task::spawn_blocking(move || server.stop()).await??;
+    }
     result
+}
+
+/// The database to use and, when the demo had to start one, its private server: the database
+/// given; else `gangway_demo` on the local server; else, when none answers there, on a private
+/// server in the demo's directory.
+async fn database(args: &DemoArgs) -> anyhow::Result<(String, Option<PrivatePostgres>)> {
+    if let Some(url) = &args.database_url {
+        return Ok((url.clone(), None));
+    }
+    let port = std::env::var("PGPORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(5432);
+    if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        return Ok((
+            format!("postgres://postgres@127.0.0.1:{port}/gangway_demo"),
+            None,
+        ));
+    }
+    let unavailable =
+        || format!("no PostgreSQL answers on 127.0.0.1:{port} and the demo cannot start its own");
+    let bin = private_postgres::find_binaries()
+        .ok_or(PostgresError::NotInstalled)
+        .with_context(unavailable)?;
+    let data = args.dir.join("postgres");
+    println!(
+        "No PostgreSQL answers on 127.0.0.1:{port}: starting a private one in {}",
+        data.display()
+    );
+    let server = tokio::task::spawn_blocking(move || PrivatePostgres::start(&bin, &data))
+        .await?
+        .with_context(unavailable)?;
+    Ok((server.url("gangway_demo"), Some(server)))
+}
+
+/// The demo's directory unless --dir says otherwise: under the user's data directory, or
+/// /var/lib when run as root (whose home the `postgres` user running the server cannot enter).
+fn default_dir() -> PathBuf {
+    if private_postgres::running_as_root() {
+        return PathBuf::from("/var/lib/gangway/demo");
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .map_or_else(
+            || PathBuf::from(".gangway-demo"),
+            |dir| dir.join("gangway/demo"),
+        )
+}
+
+/// Writes `path`, readable by its owner only (it holds the demo's key and app secret): the
+/// environment that points the `gangway` CLI at this demo, for `set -a; . FILE; set +a`.
+fn write_cli_env(path: &Path, cfg: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let mut vars = vec![
+        ("DATABASE_URL", cfg.database_url.clone()),
+        ("GANGWAY_PUBLIC_URL", cfg.public_url.to_string()),
+        ("GANGWAY_AUTHORITY", cfg.authority.to_string()),
+        ("GANGWAY_GRAPH_URL", cfg.graph_url.to_string()),
+        ("GANGWAY_CLIENT_ID", cfg.client_id.clone()),
+        (
+            "GANGWAY_CLIENT_SECRET",
+            cfg.client_secret.expose().to_owned(),
+        ),
+        ("GANGWAY_ENCRYPTION_KEY", demo_key_base64()),
+        ("GANGWAY_MAIL_FROM", cfg.mail_from.clone()),
+    ];
+    if let Some(smtp) = &cfg.smtp_url {
+        vars.push(("GANGWAY_SMTP_URL", smtp.expose().to_owned()));
+    }
+    let mut text = String::from(
+        "# Written by `gangway demo` at each start: the environment of the gangway CLI for it.\n",
+    );
+    for (name, value) in vars {
+        // Single-quoted for the shell: only a quote itself needs escaping.
+        text.push_str(&format!("{name}='{}'\n", value.replace('\'', r"'\''")));
+    }
+    let written = (|| {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // A file left by an earlier run keeps its mode otherwise.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
+    })();
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What the provider's app registration asks for, delegated and application.
@@ -204,9 +323,12 @@ pub fn provider_permissions() -> serde_json::Value {
 
 /// A fixed key, so a restarted demo can still open what it sealed. Demo only.
 fn demo_key() -> EncryptionKey {
-    let key = base64::engine::general_purpose::STANDARD
-        .encode(sha256(b"gangway demo key - never use in production"));
-    EncryptionKey::from_base64(&key).expect("a 32-byte key")
+    EncryptionKey::from_base64(&demo_key_base64()).expect("a 32-byte key")
+}
+
+fn demo_key_base64() -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(sha256(b"gangway demo key - never use in production"))
 }
 
 fn random_password() -> String {

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod onboarding;
 pub mod operators;
+pub mod private_postgres;
 pub mod rekey;
 pub mod runtime;
 pub mod settings;

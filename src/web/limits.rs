@@ -78,12 +78,6 @@ impl TokenLimiter {
     }
 }
 
-/// API calls one token may make: 100 at once, then 20 a second.
-pub const API_RATE: RateLimit = RateLimit {
-    burst: 100,
-    period: Duration::from_millis(50),
-};
-
 /// The limiters the portal keeps.
 pub struct Limits {
     /// Opening token links.
@@ -109,7 +103,7 @@ impl Limits {
             app_checks: Limiter::new(cfg.link_rate),
             consent_starts: Limiter::new(cfg.consent_rate),
             callbacks: Limiter::new(cfg.consent_rate),
-            api_calls: TokenLimiter::new(API_RATE),
+            api_calls: TokenLimiter::new(cfg.api_rate),
         }
     }
 

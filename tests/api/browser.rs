@@ -36,7 +36,7 @@ impl ChromeDriver {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {binary} ({e}): install Debian's chromium and chromium-driver (bash .ci/run does)")
+                panic!("cannot start {binary} ({e}): install Debian's chromium and chromium-driver (scripts/test does)")
             });
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -139,7 +139,7 @@ async fn set_viewport(browser: &Client, width: u32, height: u32) {
     }
 }
 
-/// axe-core's script, installed by `bash .ci/run` (`npm install axe-core@4` under target/axe);
+/// axe-core's script, installed by `scripts/test` (`npm install axe-core@4` under target/axe);
 /// `AXE_JS` names another copy.
 fn axe_source() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
@@ -150,7 +150,7 @@ fn axe_source() -> &'static str {
         });
         std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "cannot read axe-core at {} ({e}): run `npm install --prefix target/axe axe-core@4` (bash .ci/run does)",
+                "cannot read axe-core at {} ({e}): run `npm install --prefix target/axe axe-core@4` (scripts/test does)",
                 path.display()
             )
         })

@@ -696,33 +696,35 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn demo_creates_its_database_and_prints_logins_that_work() {
+/// A directory for one demo (`--dir`).
+fn demo_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("gangway-demo-{}", uuid::Uuid::new_v4()))
+}
+
+/// `gangway demo --dir DIR` with `args` and `env` (and PATH only): the process and what it
+/// printed up to "Ctrl-C stops".
+async fn start_demo(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
 
-    let app = TestApp::spawn().await;
-    // A database that does not exist yet: the demo creates it.
-    let mut url = url::Url::parse(&app.database_url).unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    url.set_path(&format!(
-        "gangway_test_{now}_{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let (portal, emulator) = (free_port(), free_port());
     let mut demo = Command::new(env!("CARGO_BIN_EXE_gangway"));
     demo.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
-        .args(["demo", "--database-url", url.as_str(), "--users", "5"])
-        .args(["--listen", &format!("127.0.0.1:{portal}")])
-        .args(["--emulator-listen", &format!("127.0.0.1:{emulator}")])
+        .envs(env.iter().copied())
+        .args(["demo", "--users", "5", "--dir"])
+        .arg(dir)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
     let mut child = demo.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = String::new();
-    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             printed.push_str(&line);
             printed.push('\n');
@@ -732,7 +734,84 @@ async fn demo_creates_its_database_and_prints_logins_that_work() {
         }
     })
     .await
-    .expect("the demo announces itself within a minute");
+    .unwrap_or_else(|_| panic!("the demo did not announce itself in time:\n{printed}"));
+    assert!(
+        printed.contains("Ctrl-C stops"),
+        "the demo stopped:\n{printed}"
+    );
+    (child, printed)
+}
+
+/// Stops the demo as a service manager would and expects it to exit cleanly.
+async fn stop_demo(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("the demo stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `gangway ARGS` in a shell that read the demo's `demo.env` as the README says.
+async fn cli_with_demo_env(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .args(["-c", r#"set -a; . "$0"; set +a; exec "$@""#])
+        .arg(dir.join("demo.env"))
+        .arg(env!("CARGO_BIN_EXE_gangway"))
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+const DEMO_INVITE: [&str; 9] = [
+    "invite",
+    "create",
+    "--customer",
+    "Fabrikam",
+    "--email",
+    "admin@fabrikam.example",
+    "--mode",
+    "delegated",
+    "--json",
+];
+
+#[tokio::test]
+async fn demo_creates_its_database_and_prints_logins_that_work() {
+    let app = TestApp::spawn().await;
+    // A database that does not exist yet: the demo creates it.
+    let mut url = url::Url::parse(&app.database_url).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    url.set_path(&format!(
+        "gangway_test_{now}_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (portal, emulator) = (free_port(), free_port());
+    let dir = demo_dir();
+    let (child, printed) = start_demo(
+        &dir,
+        &[
+            "--database-url",
+            url.as_str(),
+            "--listen",
+            &format!("127.0.0.1:{portal}"),
+            "--emulator-listen",
+            &format!("127.0.0.1:{emulator}"),
+        ],
+        &[],
+    )
+    .await;
 
     let console = format!("http://127.0.0.1:{portal}/console");
     assert!(printed.contains(&console), "{printed}");
@@ -789,22 +868,106 @@ async fn demo_creates_its_database_and_prints_logins_that_work() {
         assert!(printed.contains(admin), "{admin} missing from:\n{printed}");
     }
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
-        .await
-        .expect("the demo stops on SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    stop_demo(child).await;
+    gangway::db::drop_scratch(url.as_str()).await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test]
+async fn the_cli_reaches_the_demo_through_the_environment_file_it_names() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let database = crate::helpers::fresh_database().await;
+    let portal = free_port();
+    let dir = demo_dir();
+    let (child, printed) = start_demo(
+        &dir,
+        &[
+            "--database-url",
+            &database.url,
+            "--listen",
+            &format!("127.0.0.1:{portal}"),
+            "--emulator-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    )
+    .await;
+    let file = dir.join("demo.env");
+    assert!(
+        printed.contains(&format!("set -a; . {}; set +a", file.display())),
+        "{printed}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds the demo's key and secret");
+
+    let output = cli_with_demo_env(&dir, &DEMO_INVITE).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let link = created["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{portal}/authenticate?token=")),
+        "{created}"
+    );
+    // The invitation is the demo's: its link opens the wizard on the running portal.
+    let opened = crate::helpers::browser().get(link).send().await.unwrap();
+    assert!(opened.status().is_redirection(), "{}", opened.status());
+
+    stop_demo(child).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn demo_without_a_postgres_server_starts_a_private_one_and_stops_it_on_exit() {
+    let closed = free_port().to_string();
+    let portal = free_port();
+    let listen = format!("127.0.0.1:{portal}");
+    let args = ["--listen", &listen, "--emulator-listen", "127.0.0.1:0"];
+    let dir = demo_dir();
+    let (child, printed) = start_demo(&dir, &args, &[("PGPORT", &closed)]).await;
+    let data = dir.join("postgres");
+    assert!(
+        printed.contains(&format!(
+            "No PostgreSQL answers on 127.0.0.1:{closed}: starting a private one in {}",
+            data.display()
+        )),
+        "{printed}"
+    );
+    let ready = reqwest::get(format!("http://127.0.0.1:{portal}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let env = std::fs::read_to_string(dir.join("demo.env")).unwrap();
+    let server = env
+        .lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL='"))
+        .and_then(|url| url.strip_suffix('\''))
+        .map(|url| url::Url::parse(url).unwrap())
+        .unwrap();
+    assert_eq!(server.path(), "/gangway_demo", "{env}");
+    let port = server.port().unwrap();
+    assert_ne!(port.to_string(), closed);
+    // The CLI works against it too.
+    let output = cli_with_demo_env(&dir, &DEMO_INVITE).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    stop_demo(child).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the private server still answers after the demo stopped"
+    );
+    assert!(!data.join("postmaster.pid").exists());
+
+    // A second start reuses the data directory: the invitation made above is still there.
+    let (child, _) = start_demo(&dir, &args, &[("PGPORT", &closed)]).await;
+    let output = cli_with_demo_env(&dir, &["invite", "list", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("admin@fabrikam.example"));
+    stop_demo(child).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
 #[tokio::test]
 async fn invite_create_picks_an_existing_customer_whatever_the_case_and_tenant_list_names_it() {
     let app = TestApp::spawn().await;

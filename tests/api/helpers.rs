@@ -33,6 +33,8 @@ pub struct TestApp {
     pub db: PgPool,
     /// Connection string of this test's database.
     pub database_url: String,
+    /// Drops the database when the test ends.
+    _database: ScratchDatabase,
     /// The encryption key, base64 (for running the CLI against the same database).
     pub key_b64: String,
     pub state: AppState,
@@ -98,7 +100,8 @@ impl TestApp {
             .with_test_writer()
             .with_env_filter("warn,gangway=info")
             .try_init();
-        let (db, database_url) = fresh_database().await;
+        let database = fresh_database().await;
+        let (db, database_url) = (database.pool.clone(), database.url.clone());
         let key_b64 = EncryptionKey::generate_base64();
         let emulator = Emulator::start(Options {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -152,6 +155,7 @@ impl TestApp {
             link_rate: setup.link_rate,
             sign_in_rate: setup.sign_in_rate,
             consent_rate: setup.consent_rate,
+            api_rate: RateLimit::api(20),
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
             metrics: setup.metrics,
@@ -166,6 +170,7 @@ impl TestApp {
             address,
             db,
             database_url,
+            _database: database,
             key_b64,
             state,
             emulator,
@@ -464,14 +469,42 @@ pub async fn consent_at_microsoft(
     panic!("the emulator never sent the browser back");
 }
 
+/// A database made for one test, dropped when the test ends (passed or panicked); the first
+/// one made in a run also drops leftovers an hour old (a test killed before its end).
+pub struct ScratchDatabase {
+    pub pool: PgPool,
+    /// Its connection string.
+    pub url: String,
+}
+
 /// Connects to the server's maintenance database and creates a database just for this test.
-/// Returns the pool and the database's connection string.
-pub async fn fresh_database() -> (PgPool, String) {
+pub async fn fresh_database() -> ScratchDatabase {
     let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    gangway::db::create_scratch(&server, "gangway_test")
+    let (pool, url) = gangway::db::create_scratch(&server, "gangway_test")
         .await
-        .expect("Postgres is reachable at DATABASE_URL")
+        .expect("Postgres is reachable at DATABASE_URL");
+    ScratchDatabase { pool, url }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await and may run inside the test's runtime (which must not block on
+        // another) or during its shutdown: a thread of its own, with its own runtime and
+        // connection, drops the database, ending the test's connections (`with (force)`).
+        let url = self.url.clone();
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(gangway::db::drop_scratch(&url))
+                .map_err(std::io::Error::other)
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test database {}: {e}", self.url);
+        }
+    }
 }
 
 /// A short unique suffix.

@@ -64,10 +64,10 @@ async fn claim(db: &PgPool, worker: &str) -> Option<Claimed> {
 
 #[tokio::test]
 async fn two_workers_never_run_the_same_tenant_at_once() {
-    let (_, url) = fresh_database().await;
+    let database = fresh_database().await;
     let db = PgPoolOptions::new()
         .max_connections(20)
-        .connect(&url)
+        .connect(&database.url)
         .await
         .unwrap();
     let mut tenants = Vec::new();
@@ -181,7 +181,8 @@ async fn two_workers_never_run_the_same_tenant_at_once() {
 
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_without_costing_an_attempt() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let id = jobs::enqueue(&db, &NewJob::new("sync", Some(tenant(&db).await)))
         .await
         .unwrap();
@@ -224,7 +225,8 @@ async fn an_expired_lease_is_taken_over_without_costing_an_attempt() {
 
 #[tokio::test]
 async fn a_job_whose_workers_keep_dying_fails_after_the_takeover_bound() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let new = NewJob {
         max_attempts: 1,
         ..NewJob::new("sync", Some(tenant(&db).await))
@@ -262,7 +264,8 @@ async fn a_job_whose_workers_keep_dying_fails_after_the_takeover_bound() {
 
 #[tokio::test]
 async fn failures_back_off_then_fail_for_good() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let new = NewJob {
         max_attempts: 3,
         ..NewJob::new("sync", Some(tenant(&db).await))
@@ -324,7 +327,8 @@ async fn failures_back_off_then_fail_for_good() {
 
 #[tokio::test]
 async fn enqueue_for_a_queued_tenant_coalesces_and_runs_sooner() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let tenant = tenant(&db).await;
     let scheduled = NewJob {
         run_at: Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
@@ -365,7 +369,8 @@ async fn enqueue_for_a_queued_tenant_coalesces_and_runs_sooner() {
 
 #[tokio::test]
 async fn a_failed_run_hands_its_retry_to_the_round_queued_meanwhile() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let tenant = tenant(&db).await;
     let id = jobs::enqueue(&db, &NewJob::new("sync", Some(tenant)))
         .await
@@ -387,7 +392,8 @@ async fn a_failed_run_hands_its_retry_to_the_round_queued_meanwhile() {
 
 #[tokio::test]
 async fn release_gives_the_job_back_without_counting_an_attempt() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let id = jobs::enqueue(&db, &NewJob::new("sync", Some(tenant(&db).await)))
         .await
         .unwrap();
@@ -408,7 +414,8 @@ async fn release_gives_the_job_back_without_counting_an_attempt() {
 
 #[tokio::test]
 async fn cancelling_a_tenant_drops_its_queued_jobs_only() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let (cancelled, kept) = (tenant(&db).await, tenant(&db).await);
     for kind in ["users", "groups"] {
         jobs::enqueue(&db, &NewJob::new(kind, Some(cancelled)))
@@ -425,7 +432,8 @@ async fn cancelling_a_tenant_drops_its_queued_jobs_only() {
 
 #[tokio::test]
 async fn the_claim_is_committed_before_the_work_runs() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     let id = jobs::enqueue(&db, &NewJob::new("sync", Some(tenant(&db).await)))
         .await
         .unwrap();
@@ -453,7 +461,8 @@ async fn the_claim_is_committed_before_the_work_runs() {
 
 #[tokio::test]
 async fn a_worker_whose_lease_is_lost_stops_its_work() {
-    let (db, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let db = database.pool.clone();
     jobs::enqueue(&db, &NewJob::new("sync", Some(tenant(&db).await)))
         .await
         .unwrap();

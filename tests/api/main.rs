@@ -8,6 +8,7 @@ mod customers;
 mod directory;
 mod doctor;
 mod entra_api;
+mod harness;
 mod headers;
 mod helpers;
 mod jobs;

@@ -73,7 +73,8 @@ async fn readyz_names_a_missing_migration() {
 async fn readyz_is_503_when_postgres_is_unreachable() {
     let app = TestApp::spawn().await;
     // A second portal over a pool whose database is gone: dropped with its sessions ended.
-    let (pool, url) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (pool, url) = (database.pool.clone(), database.url.clone());
     gangway::settings::prepare(&pool, &app.state.cfg.keys, &app.state.cfg.settings_seed())
         .await
         .unwrap();

@@ -100,7 +100,7 @@ impl TlsEmulator {
         assert_ne!(
             output.status.code(),
             Some(3),
-            "a Python library is not installed: run `{install}`.\n{stderr}"
+            "a Python library is not installed: run `{install}` (scripts/test at the repository root installs them all).\n{stderr}"
         );
         assert!(
             output.status.success(),

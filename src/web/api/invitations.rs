@@ -89,16 +89,22 @@ impl From<Issued> for IssuedOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewInvitationIn {
     /// The customer: an existing one with this name (whatever the case), else a new one.
+    #[schema(example = "Contoso")]
     pub customer: String,
     /// The customer's Global Administrator.
+    #[schema(example = "admin@contoso.example")]
     pub admin_email: String,
     /// `delegated`, `application` or `customer_app`.
+    #[schema(example = "delegated")]
     pub mode: String,
     /// Accept consent only from the tenant verified for this domain.
+    #[schema(example = "contoso.example")]
     pub tenant_domain: Option<String>,
     /// How long the link works: `24h`, `7d`… (1 hour to 30 days; 7 days unless given).
+    #[schema(example = "7d")]
     pub expires_in: Option<String>,
     /// A permission profile's id; the default profile unless given.
+    #[schema(example = "00000000-0000-4000-8000-000000000001")]
     pub profile_id: Option<Uuid>,
 }
 

@@ -250,6 +250,7 @@ pub async fn sync_now(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ScheduleIn {
     /// `every 30m`, `every 6h`, `daily 02:30 Europe/Berlin` or `manual`.
+    #[schema(example = "every 6h")]
     pub schedule: String,
 }
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Gives the API check something real to work on, through the running demo: two tenants
+connected the way a customer does it (an app of their own at the emulator, proved in the
+wizard's customer-app form), the first synced; a customer; invitations. Writes the schemathesis
+configuration (the path given) that hands their ids to the operations that need them, so each
+operation reaches its success path. Reads the CLI's environment (demo.env), GANGWAY_BIN and
+GANGWAY_API_TOKEN."""
+import http.cookiejar
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+PUBLIC = os.environ["GANGWAY_PUBLIC_URL"].rstrip("/")
+EMULATOR = os.environ["GANGWAY_AUTHORITY"].rstrip("/")
+TOKEN = os.environ["GANGWAY_API_TOKEN"]
+GANGWAY = os.environ["GANGWAY_BIN"]
+# What a customer's own app needs (README: the built-in profile, customer app).
+APPLICATION = ["User.Read.All", "Group.Read.All", "Organization.Read.All"]
+
+
+def call(url, body=None, headers=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    with urllib.request.urlopen(request) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def api(path):
+    return call(f"{PUBLIC}/api/v1{path}", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def invite(customer, email, mode):
+    out = subprocess.run(
+        [GANGWAY, "invite", "create", "--customer", customer, "--email", email,
+         "--mode", mode, "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def connect(tenant):
+    """Registers and grants the tenant's own app at the emulator, then proves it in the wizard."""
+    app = call(f"{EMULATOR}/_emulator/apps", {
+        "home_tenant": tenant["id"], "multi_tenant": False,
+        "display_name": "Directory reader", "redirect_uris": [],
+        "permissions": {"delegated": [], "application": APPLICATION},
+    })
+    call(f"{EMULATOR}/_emulator/tenants/{tenant['id']}/consents",
+         {"client_id": app["client_id"], "delegated": [], "application": APPLICATION})
+    issued = invite(tenant["display_name"], tenant["admin"]["username"], "customer-app")
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    page = browser.open(issued["link"]).read().decode()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({
+        "tenant_id": tenant["id"], "client_id": app["client_id"],
+        "client_secret": app["client_secret"], "secret_expires": "", "csrf_token": csrf,
+    }).encode()
+    done = browser.open(f"{PUBLIC}/invitation/customer-app", form).read().decode()
+    if "is connected" not in done:
+        sys.exit(f"connecting {tenant['display_name']} failed:\n{done}")
+
+
+def main(config_path):
+    customers = call(f"{EMULATOR}/_emulator/tenants")[1:]  # the first is the provider's
+    for tenant in customers[:2]:
+        connect(tenant)
+    tenants = {t["entra_tenant_id"]: t["id"] for t in api("/tenants")["items"]}
+    synced, offboarded = (tenants[t["id"]] for t in customers[:2])
+    for _ in range(120):
+        groups = api(f"/tenants/{synced}/groups")["items"]
+        if groups:
+            break
+        time.sleep(0.5)
+    else:
+        sys.exit("the first sync brought no groups within a minute")
+    customer = api("/customers")["items"][0]["id"]
+    kept = invite("Contoso", "admin@contoso.example", "delegated")["id"]
+    revoked = invite("Contoso", "it@contoso.example", "delegated")["id"]
+
+    ids = {
+        "GET /api/v1/customers/{id}": {"id": customer},
+        "GET /api/v1/invitations/{id}": {"id": kept},
+        "POST /api/v1/invitations/{id}/resend": {"id": kept},
+        "POST /api/v1/invitations/{id}/revoke": {"id": revoked},
+        "POST /api/v1/tenants/{id}/offboard": {"id": offboarded},
+        "GET /api/v1/tenants/{id}/groups/{group_id}/members":
+            {"id": synced, "group_id": groups[0]["object_id"]},
+    }
+    for operation in ["GET /api/v1/tenants/{id}", "POST /api/v1/tenants/{id}/sync",
+                      "PUT /api/v1/tenants/{id}/schedule", "GET /api/v1/tenants/{id}/sync-runs",
+                      "GET /api/v1/tenants/{id}/users", "GET /api/v1/tenants/{id}/groups"]:
+        ids[operation] = {"id": synced}
+    with open(config_path, "w") as config:
+        for operation, parameters in ids.items():
+            values = ", ".join(f'"path.{k}" = "{v}"' for k, v in parameters.items())
+            config.write(f'[[operations]]\ninclude-name = "{operation}"\n'
+                         f"parameters = {{ {values} }}\n\n")
+    print(f"seeded: tenants {synced} (synced, {len(groups)} groups) and {offboarded} "
+          f"(to offboard), customer {customer}, invitations {kept} and {revoked} (to revoke)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
