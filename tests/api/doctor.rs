@@ -341,11 +341,19 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     .await;
     let (_, report) = doctor(&app).await;
     assert_eq!(with_status(&report, "fail"), ["wids"]);
-    let found = text(check(&report, "wids"));
+    let wids = check(&report, "wids");
+    let (detail, fix) = (
+        wids["detail"].as_str().unwrap(),
+        wids["fix"].as_str().unwrap(),
+    );
     assert!(
-        found.contains("groupMembershipClaims is not set")
-            && found.contains("\"groupMembershipClaims\": \"DirectoryRole\""),
-        "{found}"
+        detail.contains("groupMembershipClaims is not set"),
+        "{detail}"
+    );
+    assert!(
+        fix.contains("Directory roles")
+            && fix.contains("\"groupMembershipClaims\": \"DirectoryRole\""),
+        "{fix}"
     );
     patch(
         &app,
