@@ -659,7 +659,7 @@ fn membership_claims(claims: &mut Value, tenant: &crate::directory::Tenant, app:
     if groups.len() > MAX_TOKEN_GROUPS {
         claims["_claim_names"] = json!({"groups": "src1"});
         claims["_claim_sources"] = json!({"src1": {
-            "endpoint": format!("https://graph.windows.net/{}/users/{oid}/getMemberObjects", tenant.id)
+            "endpoint": format!("https://graph.microsoft.com/v1.0/users/{oid}/getMemberObjects")
         }});
     } else {
         claims["groups"] = json!(groups);
