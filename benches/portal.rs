@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         trusted_proxies: TrustedProxies::default(),
         sync: gangway::config::SyncSettings::default(),
         metrics: gangway::config::MetricsSettings::default(),
+        consent_propagation: gangway::config::CONSENT_PROPAGATION,
     };
     gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
     let application = Application::with_listener(cfg, db.clone(), listener)?;

@@ -328,6 +328,7 @@ async fn connect(
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
+        consent_propagation: crate::config::CONSENT_PROPAGATION,
     };
     crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
     AppState::new(cfg, db.clone())

@@ -52,7 +52,13 @@ pub struct Config {
     pub sync: SyncSettings,
     /// Who may read `/metrics`.
     pub metrics: MetricsSettings,
+    /// How long an admin consent is retried while Entra ID finishes setting it up
+    /// (`GANGWAY_CONSENT_PROPAGATION_SECS`, default 60) before its failure is shown.
+    pub consent_propagation: Duration,
 }
+
+/// How long an admin consent is retried by default while Entra ID sets it up.
+pub const CONSENT_PROPAGATION: Duration = Duration::from_secs(60);
 
 /// Who may read the Prometheus `/metrics`. With neither set, the main listener serves it to
 /// loopback clients only.
@@ -280,6 +286,13 @@ impl Config {
             v.parse::<SocketAddr>()
                 .map_err(|_| "must be an address and port, like 127.0.0.1:9100".into())
         });
+        let consent_propagation = env.maybe("GANGWAY_CONSENT_PROPAGATION_SECS", |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 600)
+                .map(Duration::from_secs)
+                .ok_or_else(|| "must be a number of seconds from 0 to 600".into())
+        });
         env.finish()?;
         Ok(Self {
             database_url: database_url.unwrap(),
@@ -311,6 +324,7 @@ impl Config {
                 token: metrics_token.unwrap(),
                 listen: metrics_listen.unwrap(),
             },
+            consent_propagation: consent_propagation.unwrap().unwrap_or(CONSENT_PROPAGATION),
         })
     }
 }
@@ -458,6 +472,7 @@ mod tests {
             trusted_proxies: TrustedProxies::default(),
             sync: SyncSettings::default(),
             metrics: MetricsSettings::default(),
+            consent_propagation: CONSENT_PROPAGATION,
         };
         assert!(!cfg.secure_cookies());
         cfg.public_url = parse_public_url("https://portal.example.com").unwrap();

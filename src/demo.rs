@@ -91,6 +91,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "display_name": "Gangway (demo)",
             "client_id": DEMO_CLIENT_ID,
             "redirect_uris": [public_url.join("authenticate/OAuth2Callback")?.as_str()],
+            // ID tokens name the signer's directory roles (`wids`), as Microsoft needs it set.
+            "group_membership_claims": "DirectoryRole",
             "permissions": provider_permissions(),
         }))
         .await?;
@@ -136,6 +138,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
+        consent_propagation: crate::config::CONSENT_PROPAGATION,
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

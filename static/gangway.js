@@ -89,3 +89,10 @@ if (progress) {
   };
   setTimeout(poll, 2000);
 }
+
+// A page still waiting on something (<section data-reload-after="3">) looks again after that
+// many seconds, so whoever waits need not reload it; it also offers a link to do so by hand.
+const waiting = document.querySelector("[data-reload-after]");
+if (waiting) {
+  setTimeout(() => window.location.reload(), Number(waiting.dataset.reloadAfter) * 1000);
+}

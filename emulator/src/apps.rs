@@ -2,6 +2,7 @@
 //! grants per tenant and app.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -51,16 +52,30 @@ impl Permissions {
     }
 }
 
-/// Which groups an app's tokens name in `groups` (the manifest's `groupMembershipClaims`).
+/// What an app's tokens say about the user's memberships (the manifest's
+/// `groupMembershipClaims`): `groups` and `wids`, in ID tokens and in access tokens for the app.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum GroupClaims {
-    /// No `groups` claim (the default).
+    /// Neither `groups` nor `wids` (the default).
     #[default]
     None,
-    /// Security groups the user is a member of.
+    /// `groups`: the security groups the user is a member of.
     SecurityGroup,
-    /// Every group the user is a member of (security, Microsoft 365, distribution).
+    /// `wids`: the directory roles the user holds (role template ids).
+    DirectoryRole,
+    /// `groups`: only groups assigned to the application (the emulator assigns app roles to
+    /// users only, so none).
+    ApplicationGroup,
+    /// `groups` (every group: security, Microsoft 365, distribution) and `wids`.
     All,
+}
+
+impl GroupClaims {
+    /// Whether tokens carry `wids`: the access-token claims reference has it configured by
+    /// `groupMembershipClaims` `All` or `DirectoryRole`, never by an optional claim.
+    pub fn emits_wids(self) -> bool {
+        matches!(self, Self::DirectoryRole | Self::All)
+    }
 }
 
 /// An app role defined on a registration (the manifest's `appRoles`).
@@ -216,9 +231,7 @@ pub struct App {
     pub redirect_uris: Vec<String>,
     /// Front-channel logout URL.
     pub logout_url: Option<String>,
-    /// Optional claims of ID tokens (`wids` is emitted only when listed).
-    pub id_token_claims: Vec<String>,
-    /// Which groups ID tokens name in `groups`.
+    /// What tokens say of the user's groups and directory roles (`groups`, `wids`).
     pub group_claims: GroupClaims,
     /// The app roles users (and apps) can be assigned.
     pub app_roles: Vec<AppRole>,
@@ -268,6 +281,15 @@ pub struct Grant {
     pub tenant_wide: Permissions,
     /// Delegated permissions users consented to for themselves.
     pub by_user: HashMap<Uuid, BTreeSet<String>>,
+    /// A new service principal is not usable for app-only tokens before this.
+    pub usable_from: Option<Instant>,
+}
+
+impl Grant {
+    /// Whether the service principal has propagated (app-only tokens can be issued).
+    pub fn usable(&self) -> bool {
+        self.usable_from.is_none_or(|at| at <= Instant::now())
+    }
 }
 
 /// All apps and grants.
@@ -312,10 +334,8 @@ pub struct NewApp {
     /// Front-channel logout URL.
     #[serde(default)]
     pub logout_url: Option<String>,
-    /// Optional ID-token claims (default `["wids"]`).
-    #[serde(default)]
-    pub id_token_claims: Option<Vec<String>>,
-    /// The `groups` claim: `"None"` (default), `"SecurityGroup"` or `"All"`.
+    /// `groupMembershipClaims`: `"None"` (default), `"SecurityGroup"`, `"DirectoryRole"`,
+    /// `"ApplicationGroup"` or `"All"`.
     #[serde(default)]
     pub group_membership_claims: Option<GroupClaims>,
     /// App roles (`[{"value", "id", "allowedMemberTypes"}]`).
@@ -348,9 +368,7 @@ pub struct AppChange {
     pub multi_tenant: Option<bool>,
     /// Sets the front-channel logout URL (an empty string removes it).
     pub logout_url: Option<String>,
-    /// Replaces the optional ID-token claims.
-    pub id_token_claims: Option<Vec<String>>,
-    /// Changes which groups tokens name (`"None"` removes the claim).
+    /// Changes `groupMembershipClaims` (`"None"` removes `groups` and `wids`).
     pub group_membership_claims: Option<GroupClaims>,
     /// Replaces the app roles (assignments of removed roles stop counting).
     pub app_roles: Option<Vec<AppRole>>,
@@ -397,7 +415,6 @@ impl Registry {
             multi_tenant: new.multi_tenant,
             redirect_uris: new.redirect_uris,
             logout_url: new.logout_url,
-            id_token_claims: new.id_token_claims.unwrap_or_else(|| vec!["wids".into()]),
             group_claims: new.group_membership_claims.unwrap_or_default(),
             app_roles: new.app_roles,
             identifier_uris: new
@@ -442,9 +459,6 @@ impl Registry {
         }
         if let Some(url) = change.logout_url {
             app.logout_url = Some(url).filter(|u| !u.is_empty());
-        }
-        if let Some(claims) = change.id_token_claims {
-            app.id_token_claims = claims;
         }
         if let Some(groups) = change.group_membership_claims {
             app.group_claims = groups;

@@ -11,6 +11,19 @@ use crate::rng::Seeded;
 /// Role template id of Global Administrator, as emitted in `wids`.
 pub const GLOBAL_ADMIN_ROLE: &str = "62e90394-69f5-4237-9190-012177145e10";
 
+/// An activated directory role (Graph's `directoryRole`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryRole {
+    /// Object id, per tenant.
+    pub id: Uuid,
+    /// The built-in role's template id, as `wids` carries it.
+    pub role_template_id: &'static str,
+    /// Graph `displayName`.
+    pub display_name: &'static str,
+    /// Graph `description`.
+    pub description: &'static str,
+}
+
 /// Whether a directory object is live, in the recycle bin, or gone for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Life {
@@ -515,6 +528,30 @@ impl Tenant {
         self.users
             .iter()
             .find(|u| u.is_admin && u.life == Life::Active)
+    }
+
+    /// The Global Administrator `directoryRole` of this tenant (the one role modelled): its
+    /// object id differs per tenant, its `roleTemplateId` is the same everywhere.
+    pub fn global_admin_role(&self) -> DirectoryRole {
+        let mut bytes = *self.id.as_bytes();
+        // A fixed, different id per tenant: the tenant id with its first bytes marked.
+        bytes[0] ^= 0x5a;
+        bytes[1] ^= 0xa5;
+        DirectoryRole {
+            id: Uuid::from_bytes(bytes),
+            role_template_id: GLOBAL_ADMIN_ROLE,
+            display_name: "Global Administrator",
+            description: "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities.",
+        }
+    }
+
+    /// The directory roles `oid` holds (Global Administrator for admins).
+    pub fn roles_of(&self, oid: Uuid) -> Vec<DirectoryRole> {
+        self.users
+            .iter()
+            .filter(|u| u.id == oid && u.is_admin && u.life == Life::Active)
+            .map(|_| self.global_admin_role())
+            .collect()
     }
 
     /// A plain member that can sign in.

@@ -104,6 +104,11 @@ pub struct Options {
     /// and service round trip would; for realistic benchmarks.
     #[arg(long, default_value_t = 0)]
     pub graph_latency_ms: u64,
+
+    /// Time a new admin consent (a new service principal) takes to be usable, in milliseconds:
+    /// until then client-credentials requests for the app in that tenant fail with AADSTS700016.
+    #[arg(long, default_value_t = 0)]
+    pub consent_propagation_ms: u64,
 }
 
 #[derive(Parser)]

@@ -112,6 +112,12 @@ const KNOWN: &[Known] = &[
         Some("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"),
     ),
     known(
+        "RoleManagement.Read.Directory",
+        true,
+        "741c54c3-0c1e-44a1-818b-3f97ab4e8c83",
+        Some("483bed4a-2ad3-4361-a73b-c83ccdbdc53c"),
+    ),
+    known(
         "Mail.Read",
         false,
         "570282fd-fa5c-430d-a7fd-fc8dc98a9dca",

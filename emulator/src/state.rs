@@ -69,6 +69,31 @@ impl GraphSettings {
     }
 }
 
+/// How long a new service principal (the first admin consent of an app in a tenant) takes to
+/// be usable: until then client-credentials requests for it fail with AADSTS700016, as a
+/// freshly consented app's can at Microsoft for a short while.
+pub struct Propagation {
+    delay_ms: AtomicU64,
+}
+
+impl Propagation {
+    fn new(delay_ms: u64) -> Self {
+        Self {
+            delay_ms: AtomicU64::new(delay_ms),
+        }
+    }
+
+    /// The delay given to consents from now on.
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the delay of later consents (earlier ones keep theirs).
+    pub fn set(&self, delay_ms: u64) {
+        self.delay_ms.store(delay_ms, Ordering::Relaxed);
+    }
+}
+
 /// How the authorize response is returned to the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseMode {
@@ -129,6 +154,8 @@ pub struct Txn {
 pub struct Code {
     /// App it was issued to.
     pub client_id: String,
+    /// The authority (`{tenant}` path) it was requested on: it is redeemed there or nowhere.
+    pub authority: Authority,
     /// Must be sent again when redeeming.
     pub redirect_uri: String,
     /// Signed-in user's tenant.
@@ -247,6 +274,8 @@ pub struct Shared {
     pub keys: RwLock<Keys>,
     /// Page size and latency of Graph answers.
     pub graph: GraphSettings,
+    /// How long new consents take to be usable.
+    pub propagation: Propagation,
     /// Fault injection.
     pub faults: Faults,
     /// A forged ID token waiting to be issued.
@@ -307,7 +336,6 @@ impl AppState {
                 display_name: Some(opts.app_display_name.clone()),
                 redirect_uris: opts.app_redirect_uris.clone(),
                 logout_url: None,
-                id_token_claims: None,
                 group_membership_claims: None,
                 app_roles: Vec::new(),
                 identifier_uris: None,
@@ -341,6 +369,7 @@ impl AppState {
             }),
             keys: RwLock::new(Keys::new(key_task.await??)),
             graph: GraphSettings::new(opts.graph_latency_ms, opts.page_size),
+            propagation: Propagation::new(opts.consent_propagation_ms),
             faults: Faults::new(opts.seed),
             forgeries: Forgeries::default(),
         })))

@@ -391,19 +391,36 @@ pub fn audience(reg: &Value) -> Check {
     }
 }
 
-const WIDS_TITLE: &str = "ID tokens carry directory roles (wids)";
+const WIDS_TITLE: &str = "ID tokens carry directory roles (groupMembershipClaims)";
 
 fn wids_fix() -> String {
     format!(
-        "{APP} → Token configuration: make ID tokens carry the optional claim wids — Add groups claim → tick Directory roles (in the manifest: \"groupMembershipClaims\": \"DirectoryRole\"), or list wids among the ID token's optional claims — then Save."
+        "{APP} → Token configuration → Add groups claim → tick Directory roles → Save (in the manifest: \"groupMembershipClaims\": \"DirectoryRole\"; \"All\" works too). There is no optional claim named wids: Entra ID puts wids in tokens only for these two settings."
     )
 }
 
-/// Whether ID tokens carry `wids` (the signer's directory roles): delegated consent requires
-/// the signer to be a Global Administrator and reads that from `wids`. Entra ID emits it for an
-/// ID-token optional claim `wids`, or with `groupMembershipClaims` `DirectoryRole` / `All`.
+/// Whether ID tokens carry `wids` (the signer's directory roles), which Entra ID emits only
+/// when the registration's `groupMembershipClaims` is `DirectoryRole` or `All` (access-token
+/// claims reference; the portal may write several values, comma-separated). Without it Gangway
+/// can confirm a Global Administrator only through Graph, with a permission that reads
+/// directory roles.
 pub fn wids_claim(reg: &Value) -> Check {
     let check = Check::new("wids", WIDS_TITLE, Status::Pass);
+    let groups = text(reg, "/groupMembershipClaims").unwrap_or("");
+    let by_groups = groups
+        .split(',')
+        .map(str::trim)
+        .any(|g| g.eq_ignore_ascii_case("DirectoryRole") || g.eq_ignore_ascii_case("All"));
+    if by_groups {
+        return check.detail(format!(
+            "ID tokens carry wids (groupMembershipClaims is {groups})."
+        ));
+    }
+    let setting = if groups.is_empty() {
+        "groupMembershipClaims is not set".to_owned()
+    } else {
+        format!("groupMembershipClaims is {groups}")
+    };
     let optional = reg
         .pointer("/optionalClaims/idToken")
         .and_then(Value::as_array)
@@ -414,27 +431,19 @@ pub fn wids_claim(reg: &Value) -> Check {
                     .is_some_and(|n| n.eq_ignore_ascii_case("wids"))
             })
         });
-    let groups = text(reg, "/groupMembershipClaims").unwrap_or("");
-    let by_groups = groups
-        .split(',')
-        .map(str::trim)
-        .any(|g| g.eq_ignore_ascii_case("DirectoryRole") || g.eq_ignore_ascii_case("All"));
-    if optional {
-        check.detail("ID tokens carry the optional claim wids.")
-    } else if by_groups {
-        check.detail(format!(
-            "ID tokens carry wids (groupMembershipClaims is {groups})."
-        ))
+    let listed = if optional {
+        " (the optional claim wids listed on the registration does nothing)"
     } else {
-        Check {
-            status: Status::Fail,
-            ..check
-        }
-        .detail(
-            "ID tokens do not carry wids, so Gangway cannot see that the admin signing a delegated consent is a Global Administrator: every delegated consent is refused.",
-        )
-        .fix(wids_fix())
+        ""
+    };
+    Check {
+        status: Status::Fail,
+        ..check
     }
+    .detail(format!(
+        "{setting}, so ID tokens carry no wids{listed}: Gangway can then confirm that the admin giving consent is a Global Administrator only through Microsoft Graph with a permission that reads directory roles (RoleManagement.Read.Directory), and refuses every consent it cannot confirm."
+    ))
+    .fix(wids_fix())
 }
 
 /// When the client secret in use expires: a fail once expired, a warning within
@@ -748,8 +757,8 @@ mod tests {
             "appId": "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f",
             "displayName": "Gangway",
             "signInAudience": "AzureADMultipleOrgs",
-            "groupMembershipClaims": null,
-            "optionalClaims": {"accessToken": [], "idToken": [{"name": "wids", "essential": false, "source": null, "additionalProperties": []}], "saml2Token": []},
+            "groupMembershipClaims": "DirectoryRole",
+            "optionalClaims": null,
             "passwordCredentials": [
                 {"displayName": "old", "endDateTime": "2026-01-10T09:00:00Z", "hint": "Xy7", "keyId": "a", "secretText": null, "startDateTime": "2024-01-10T09:00:00Z"},
                 {"displayName": "Gangway", "endDateTime": "2027-06-30T12:00:00.1234567Z", "hint": "abc", "keyId": "b", "secretText": null, "startDateTime": "2025-06-30T12:00:00Z"}
@@ -796,7 +805,7 @@ mod tests {
             logout_url: format!("{PUBLIC}console/sso/logout"),
             sign_in_audience: MULTI_TENANT_AUDIENCE,
             account_types: "",
-            id_token_claims: vec!["wids"],
+            group_membership_claims: "DirectoryRole",
             profiles: vec![profile()],
             own_permission: OWN_PERMISSION,
         }
@@ -900,17 +909,35 @@ mod tests {
     }
 
     #[test]
-    fn wids_comes_from_the_optional_claim_or_directory_roles() {
+    fn wids_come_only_from_group_membership_claims_directory_role_or_all() {
         let mut reg = good();
-        reg["optionalClaims"] = json!(null);
-        let c = wids_claim(&reg);
-        assert_eq!(c.status, Status::Fail);
-        assert!(c.fix.unwrap().contains("Directory roles"));
+        assert_eq!(wids_claim(&reg).status, Status::Pass);
         reg["groupMembershipClaims"] = json!("SecurityGroup, DirectoryRole");
         assert_eq!(wids_claim(&reg).status, Status::Pass);
+        reg["groupMembershipClaims"] = json!("All");
+        assert_eq!(wids_claim(&reg).status, Status::Pass);
+        // The registration the doctor approved before: an optional claim "wids", which Entra ID
+        // does not have, and no groupMembershipClaims.
+        reg["groupMembershipClaims"] = json!(null);
+        reg["optionalClaims"] = json!({"idToken": [{"name": "wids"}]});
+        let c = wids_claim(&reg);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.detail.contains("groupMembershipClaims is not set"),
+            "{}",
+            c.detail
+        );
+        assert!(c.detail.contains("does nothing"), "{}", c.detail);
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.contains("Directory roles")
+                && fix.contains("\"groupMembershipClaims\": \"DirectoryRole\""),
+            "{fix}"
+        );
         reg["groupMembershipClaims"] = json!("SecurityGroup");
-        reg["optionalClaims"] = json!({"idToken": [{"name": "email"}]});
-        assert_eq!(wids_claim(&reg).status, Status::Fail);
+        let c = wids_claim(&reg);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("groupMembershipClaims is SecurityGroup"));
     }
 
     #[test]

@@ -159,8 +159,8 @@ pub struct Expected {
     pub sign_in_audience: &'static str,
     /// The same as the admin center words it.
     pub account_types: &'static str,
-    /// Claims ID tokens must carry.
-    pub id_token_claims: Vec<&'static str>,
+    /// `groupMembershipClaims`: what makes ID tokens carry `wids`.
+    pub group_membership_claims: &'static str,
     /// The Microsoft Graph permissions each profile in use needs.
     pub profiles: Vec<ProfileNeeds>,
     /// The application permission the doctor needs, granted in the provider's own tenant.
@@ -195,7 +195,7 @@ impl Expected {
             logout_url: at(SSO_LOGOUT_PATH),
             sign_in_audience: MULTI_TENANT_AUDIENCE,
             account_types: "Accounts in any organizational directory (Any Microsoft Entra ID tenant – Multitenant)",
-            id_token_claims: vec!["wids"],
+            group_membership_claims: "DirectoryRole",
             profiles: profiles
                 .iter()
                 .map(|p| ProfileNeeds {
@@ -393,7 +393,7 @@ mod tests {
                 logout_url: String::new(),
                 sign_in_audience: MULTI_TENANT_AUDIENCE,
                 account_types: "",
-                id_token_claims: Vec::new(),
+                group_membership_claims: "DirectoryRole",
                 profiles: Vec::new(),
                 own_permission: OWN_PERMISSION,
             },

@@ -187,6 +187,36 @@ impl GraphClient {
             .ok_or_else(|| GraphError::Decode("/organization returned no organization".into()))
     }
 
+    /// The role template ids of the directory roles a user holds, directly or through a group
+    /// (`transitiveMemberOf`, cast to `directoryRole`, every page): the signed-in user's with a
+    /// delegated token (`/me`, least permission `User.Read`), else `user`'s with an app-only
+    /// token (least permission `User.Read.All`). A role the token may not read comes back with
+    /// its id only (Graph's limited information for inaccessible objects): it is `None` here.
+    #[tracing::instrument(skip_all)]
+    pub async fn directory_roles(
+        &self,
+        access_token: &Secret,
+        user: Option<uuid::Uuid>,
+    ) -> Result<Vec<Option<String>>, GraphError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Role {
+            #[serde(default)]
+            role_template_id: Option<String>,
+        }
+        let who = user.map_or_else(|| "me".to_owned(), |id| format!("users/{id}"));
+        let mut link = format!("v1.0/{who}/transitiveMemberOf/microsoft.graph.directoryRole");
+        let mut roles = Vec::new();
+        loop {
+            let page: Page<Role> = self.page(&link, access_token).await?;
+            roles.extend(page.value.into_iter().map(|r| r.role_template_id));
+            match page.next_link {
+                Some(next) => link = next,
+                None => return Ok(roles),
+            }
+        }
+    }
+
     /// `GET /v1.0/users?$top=1&$select=id`: succeeds only if the token may read users
     /// (`User.Read.All`); otherwise 403 `Authorization_RequestDenied`.
     #[tracing::instrument(skip_all)]

@@ -95,6 +95,14 @@ async fn flows_against_the_emulator() {
         .await
         .unwrap();
     let (delegated, application) = (login(&tenants[1]), login(&tenants[2]));
+    // ID tokens name the signer's directory roles only when the registration asks for them.
+    http.patch(format!("{base}/_emulator/apps/{CLIENT_ID}"))
+        .json(&serde_json::json!({"group_membership_claims": "DirectoryRole"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
 
     let entra = EntraClient::new(
         EntraConfig {
@@ -116,11 +124,11 @@ async fn flows_against_the_emulator() {
     let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
     assert_eq!(q["state"], req.state);
     let grant = entra
-        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .redeem_code(&req.authority, &q["code"], &req.pkce_verifier, &req.nonce)
         .await
         .unwrap();
     assert_eq!(grant.identity.tenant_id, delegated.tenant);
-    assert!(grant.identity.is_global_admin);
+    assert_eq!(grant.identity.global_admin, RoleClaim::Holds);
     assert_eq!(grant.identity.username, delegated.admin.0);
     assert!(
         grant
@@ -134,7 +142,7 @@ async fn flows_against_the_emulator() {
     graph.probe_users(&grant.access_token).await.unwrap();
 
     let reused = entra
-        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .redeem_code(&req.authority, &q["code"], &req.pkce_verifier, &req.nonce)
         .await
         .unwrap_err();
     assert_eq!(reused.aad_kind(), Some(AadErrorKind::CodeExpiredOrReused));
@@ -157,7 +165,7 @@ async fn flows_against_the_emulator() {
     let req = entra.delegated_request(&["User.Read.All"], None);
     let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
     entra
-        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .redeem_code(&req.authority, &q["code"], &req.pkce_verifier, &req.nonce)
         .await
         .unwrap();
 
@@ -165,7 +173,7 @@ async fn flows_against_the_emulator() {
     let req = entra.delegated_request(&["User.Read.All"], None);
     let q = query(&sign_in(&http, &base, &req.url, &delegated.admin).await);
     let err = entra
-        .redeem_code(&q["code"], &"x".repeat(43), &req.nonce)
+        .redeem_code(&req.authority, &q["code"], &"x".repeat(43), &req.nonce)
         .await
         .unwrap_err();
     assert_eq!(err.aad_kind(), Some(AadErrorKind::PkceMismatch));
@@ -174,10 +182,11 @@ async fn flows_against_the_emulator() {
     let req = entra.delegated_request(&["User.Read"], None);
     let q = query(&sign_in(&http, &base, &req.url, &delegated.member).await);
     let member = entra
-        .redeem_code(&q["code"], &req.pkce_verifier, &req.nonce)
+        .redeem_code(&req.authority, &q["code"], &req.pkce_verifier, &req.nonce)
         .await
         .unwrap();
-    assert!(!member.identity.is_global_admin);
+    // No role, so no `wids` at all: the token says nothing either way.
+    assert_eq!(member.identity.global_admin, RoleClaim::Unstated);
 
     // Application consent: no token before, a working one after.
     let before = entra
@@ -340,5 +349,67 @@ async fn operator_sign_in_against_the_emulator() {
         "{err:?}"
     );
 
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_code_is_redeemed_at_the_authority_its_sign_in_was_requested_on() {
+    let opts = entra_emulator::Options {
+        tenants: 2,
+        users: 3,
+        app_client_id: Some(CLIENT_ID.into()),
+        app_client_secret: Some(SECRET.into()),
+        app_redirect_uris: vec![REDIRECT.into()],
+        ..Default::default()
+    };
+    let emu = entra_emulator::Emulator::start(opts).await.unwrap();
+    let base = emu.base_url().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tenants: Value = http
+        .get(format!("{base}/_emulator/tenants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let customer = login(&tenants[1]);
+    let entra = EntraClient::new(
+        EntraConfig {
+            authority: Url::parse(&base).unwrap(),
+            graph_url: Url::parse(&base).unwrap(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(SECRET),
+            redirect_uri: Url::parse(REDIRECT).unwrap(),
+        },
+        http.clone(),
+    );
+
+    // The sign-in that binds an admin consent goes to the consenting tenant itself.
+    let req = entra.admin_sign_in_request(&customer.tenant, None, false);
+    assert_eq!(req.authority, customer.tenant.to_string());
+    let q = query(&sign_in(&http, &base, &req.url, &customer.admin).await);
+    // Entra ID refuses its code anywhere else (AADSTS700005)…
+    let elsewhere = entra
+        .redeem_code("organizations", &q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap_err();
+    match elsewhere {
+        IdentityError::Aad(e) => assert_eq!(e.code(), Some(700005), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // …and takes it where it was requested.
+    let grant = entra
+        .redeem_code(&req.authority, &q["code"], &req.pkce_verifier, &req.nonce)
+        .await
+        .unwrap();
+    assert_eq!(grant.identity.tenant_id, customer.tenant);
+
+    // A delegated sign-in goes to `organizations`, and is redeemed there.
+    let req = entra.delegated_request(&["User.Read"], None);
+    assert_eq!(req.authority, "organizations");
     emu.shutdown().await;
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{IdTokenProblem, SignedInAdmin, TenantId};
+use super::{IdTokenProblem, RoleClaim, SignedInAdmin, TenantId};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -328,11 +328,17 @@ pub(crate) fn validate_full(
         .name()
         .and_then(|n| n.get(None))
         .map(|n| n.as_str().to_owned());
-    let is_global_admin = extra
-        .wids
-        .iter()
-        .flatten()
-        .any(|w| w.eq_ignore_ascii_case(GLOBAL_ADMIN_ROLE));
+    let global_admin = match &extra.wids {
+        None => RoleClaim::Unstated,
+        Some(wids)
+            if wids
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(GLOBAL_ADMIN_ROLE)) =>
+        {
+            RoleClaim::Holds
+        }
+        Some(_) => RoleClaim::Lacks,
+    };
 
     Ok(Verified {
         identity: SignedInAdmin {
@@ -340,7 +346,7 @@ pub(crate) fn validate_full(
             object_id,
             username,
             name,
-            is_global_admin,
+            global_admin,
         },
         operator: operator_claims(extra),
     })

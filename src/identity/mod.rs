@@ -73,6 +73,9 @@ pub struct AuthRequest {
     pub nonce: String,
     /// The PKCE verifier matching the S256 challenge sent; needed to redeem the code.
     pub pkce_verifier: String,
+    /// The `{tenant}` path it was sent to (`organizations` or a tenant id): the code is
+    /// redeemed there and nowhere else (AADSTS700005).
+    pub authority: String,
 }
 
 impl fmt::Debug for AuthRequest {
@@ -82,6 +85,7 @@ impl fmt::Debug for AuthRequest {
             .field("state", &self.state)
             .field("nonce", &self.nonce)
             .field("pkce_verifier", &"[redacted]")
+            .field("authority", &self.authority)
             .finish()
     }
 }
@@ -106,8 +110,21 @@ pub struct SignedInAdmin {
     pub username: String,
     /// `name`, when present.
     pub name: Option<String>,
-    /// Whether `wids` holds the Global Administrator role template id.
-    pub is_global_admin: bool,
+    /// What the ID token's `wids` says about the Global Administrator role.
+    pub global_admin: RoleClaim,
+}
+
+/// What an ID token's `wids` (role template ids) says about one directory role. Entra ID puts
+/// `wids` in tokens only when the app registration's `groupMembershipClaims` is
+/// `DirectoryRole` or `All`, and only for users who hold a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoleClaim {
+    /// `wids` names the role.
+    Holds,
+    /// `wids` is there without it.
+    Lacks,
+    /// No `wids`: the token says nothing either way; ask Graph.
+    Unstated,
 }
 
 /// An operator Microsoft signed in to the provider's own tenant, from a fully validated ID token.
@@ -443,6 +460,7 @@ impl EntraClient {
             state: state.into_secret(),
             nonce,
             pkce_verifier: verifier.into_secret(),
+            authority: tenant.to_owned(),
         }
     }
 
@@ -464,11 +482,14 @@ impl EntraClient {
     }
 
     /// Redeems an authorization code (with its PKCE verifier) at
-    /// `{authority}/organizations/oauth2/v2.0/token` and fully validates the ID token against
-    /// `nonce`. Nothing is returned unless the ID token passes every check.
-    #[tracing::instrument(skip_all)]
+    /// `{authority}/{tenant}/oauth2/v2.0/token`, where `tenant` is the path the sign-in was
+    /// requested on ([`AuthRequest::authority`]: Entra ID refuses a code redeemed against another,
+    /// AADSTS700005), and fully validates the ID token against `nonce`. Nothing is returned
+    /// unless the ID token passes every check.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn redeem_code(
         &self,
+        tenant: &str,
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
@@ -476,7 +497,7 @@ impl EntraClient {
         let client = self.oauth_client(
             &self.inner.cfg.client_id,
             &self.inner.cfg.client_secret,
-            "organizations",
+            tenant,
         )?;
         let resp = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))

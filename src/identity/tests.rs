@@ -139,11 +139,11 @@ fn accepts_a_valid_token() {
     assert_eq!(who.object_id.to_string(), OID);
     assert_eq!(who.username, "ada@contoso.onmicrosoft.com");
     assert_eq!(who.name.as_deref(), Some("Ada Admin"));
-    assert!(who.is_global_admin);
+    assert_eq!(who.global_admin, RoleClaim::Holds);
 }
 
 #[test]
-fn not_a_global_admin_without_the_role() {
+fn wids_without_the_role_deny_it_and_no_wids_say_nothing() {
     let signer = key(SIGNING_PEM, "kid-1");
     let c = with(claims(), |c| {
         c.insert(
@@ -151,18 +151,20 @@ fn not_a_global_admin_without_the_role() {
             json!(["b79fbf4d-3ef9-4689-8143-76b194e85509"]),
         );
     });
-    assert!(
-        !check(&sign(&signer, &header("kid-1"), &c))
+    assert_eq!(
+        check(&sign(&signer, &header("kid-1"), &c))
             .unwrap()
-            .is_global_admin
+            .global_admin,
+        RoleClaim::Lacks
     );
     let c = with(claims(), |c| {
         c.remove("wids");
     });
-    assert!(
-        !check(&sign(&signer, &header("kid-1"), &c))
+    assert_eq!(
+        check(&sign(&signer, &header("kid-1"), &c))
             .unwrap()
-            .is_global_admin
+            .global_admin,
+        RoleClaim::Unstated
     );
 }
 
@@ -934,11 +936,11 @@ impl Idp {
 async fn redeems_a_code_and_caches_keys() {
     let (idp, client) = idp().await;
     let g = client
-        .redeem_code("code-1", "verifier-1", NONCE)
+        .redeem_code("organizations", "code-1", "verifier-1", NONCE)
         .await
         .unwrap();
     assert_eq!(g.identity.tenant_id.to_string(), TID);
-    assert!(g.identity.is_global_admin);
+    assert_eq!(g.identity.global_admin, RoleClaim::Holds);
     assert_eq!(g.access_token.expose(), "at-opaque");
     assert_eq!(g.refresh_token.unwrap().expose(), "rt-opaque");
     assert_eq!(g.scopes.len(), 2);
@@ -953,13 +955,13 @@ async fn redeems_a_code_and_caches_keys() {
     );
 
     client
-        .redeem_code("code-2", "verifier-2", NONCE)
+        .redeem_code("organizations", "code-2", "verifier-2", NONCE)
         .await
         .unwrap();
     assert_eq!(idp.key_fetches.load(Ordering::SeqCst), 1, "keys are cached");
 
     let err = client
-        .redeem_code("code-3", "v", "another-nonce")
+        .redeem_code("organizations", "code-3", "v", "another-nonce")
         .await
         .unwrap_err();
     assert!(matches!(
@@ -1040,14 +1042,23 @@ async fn redeems_an_operator_code_at_the_providers_tenant() {
 #[tokio::test]
 async fn refetches_keys_once_on_rotation() {
     let (idp, client) = idp().await;
-    client.redeem_code("code-1", "v", NONCE).await.unwrap();
+    client
+        .redeem_code("organizations", "code-1", "v", NONCE)
+        .await
+        .unwrap();
     idp.rotate("kid-2", true);
-    client.redeem_code("code-2", "v", NONCE).await.unwrap();
+    client
+        .redeem_code("organizations", "code-2", "v", NONCE)
+        .await
+        .unwrap();
     assert_eq!(idp.key_fetches.load(Ordering::SeqCst), 2);
 
     // A kid nobody publishes: one refetch, then refusal.
     idp.rotate("kid-x", false);
-    let err = client.redeem_code("code-3", "v", NONCE).await.unwrap_err();
+    let err = client
+        .redeem_code("organizations", "code-3", "v", NONCE)
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         IdentityError::InvalidIdToken(IdTokenProblem::UnknownKey)
@@ -1058,7 +1069,10 @@ async fn refetches_keys_once_on_rotation() {
 #[tokio::test]
 async fn token_endpoint_errors_are_classified_without_leaking() {
     let (idp, client) = idp().await;
-    let err = client.redeem_code("used", "v", NONCE).await.unwrap_err();
+    let err = client
+        .redeem_code("organizations", "used", "v", NONCE)
+        .await
+        .unwrap_err();
     assert_eq!(err.aad_kind(), Some(AadErrorKind::CodeExpiredOrReused));
 
     let tid = TenantId::parse(TID).unwrap();

@@ -9,7 +9,7 @@ mod customer_app;
 pub use customer_app::{AppCredentials, AppRefusal, GraphRead, verify_customer_app};
 
 use crate::graph::{GraphClient, GraphError, Organization};
-use crate::identity::{EntraClient, IdentityError, SignedInAdmin};
+use crate::identity::{EntraClient, GLOBAL_ADMIN_ROLE, IdentityError, RoleClaim, SignedInAdmin};
 use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
 use crate::types::{Secret, TenantId};
@@ -24,6 +24,13 @@ pub enum Refusal {
     Graph(GraphError),
     /// The person who signed in is not a Global Administrator.
     NotGlobalAdmin {
+        /// Who signed in.
+        username: String,
+    },
+    /// Neither the ID token (no `wids`: the app registration's `groupMembershipClaims` does not
+    /// ask for directory roles) nor Graph (the token may not read directory roles) says whether
+    /// the person who signed in is a Global Administrator.
+    RoleUnproven {
         /// Who signed in.
         username: String,
     },
@@ -70,6 +77,18 @@ impl<E: Into<Refusal>> From<E> for Refused {
     }
 }
 
+impl Refused {
+    /// Whether Entra ID may only not have finished setting up a consent just given: the app is
+    /// not (yet) known in the tenant (AADSTS700016) or its consent not (yet) in effect
+    /// (AADSTS65001). A new service principal takes a while to be usable; try again shortly.
+    pub fn may_be_propagating(&self) -> bool {
+        matches!(
+            &self.refusal,
+            Refusal::Identity(IdentityError::Aad(e)) if matches!(e.code(), Some(700016 | 65001))
+        )
+    }
+}
+
 impl Refusal {
     /// This refusal, after `admin` signed in.
     fn after(self, admin: &SignedInAdmin) -> Refused {
@@ -82,6 +101,8 @@ impl Refusal {
 
 /// What an authorization code is redeemed with: the single-use values of this sign-in.
 pub struct CodeRedemption<'a> {
+    /// The `{tenant}` path the sign-in was requested on, where the code must be redeemed.
+    pub authority: &'a str,
     /// The authorization code from the callback.
     pub code: &'a str,
     /// The PKCE verifier matching the challenge sent.
@@ -91,19 +112,19 @@ pub struct CodeRedemption<'a> {
 }
 
 /// Delegated consent: redeem the code (the ID token is validated there), require a Global
-/// Administrator, confirm the organisation through Graph with the admin's own token, and keep
-/// the refresh token.
+/// Administrator (from `wids`, else from Graph with the admin's own token), confirm the
+/// organisation through Graph with that token, and keep the refresh token.
 #[tracing::instrument(skip_all)]
 pub async fn verify_delegated(
     entra: &EntraClient,
     graph: &GraphClient,
     redemption: &CodeRedemption<'_>,
 ) -> Result<Consent, Refused> {
-    let grant = entra
-        .redeem_code(redemption.code, redemption.pkce_verifier, redemption.nonce)
+    let grant = redeem(entra, redemption).await?;
+    let identity = grant.identity;
+    require_global_admin(graph, &identity, &grant.access_token, None)
         .await
-        .inspect_err(|e| tracing::info!(error = ?e, "code redemption refused"))?;
-    let identity = require_global_admin(grant.identity)?;
+        .map_err(|r| r.after(&identity))?;
     let org = organization(graph, &grant.access_token, &identity.tenant_id)
         .await
         .map_err(|r| r.after(&identity))?;
@@ -117,53 +138,118 @@ pub async fn verify_delegated(
     })
 }
 
-/// Application (admin) consent. Microsoft's `admin_consent=True&tenant=…` answer is unsigned and
-/// proves nothing about who is in the browser, so it counts only together with a sign-in: the
-/// code redeemed here must carry an ID token of a Global Administrator of exactly the
-/// `consented` tenant. Then a client-credentials token for that tenant and its
-/// `/organization` confirm the provider's app really has access there.
+/// Application (admin) consent, first half. Microsoft's `admin_consent=True&tenant=…` answer is
+/// unsigned and proves nothing about who is in the browser, so it counts only together with a
+/// sign-in: the code redeemed here must carry an ID token of exactly the `consented` tenant,
+/// whose `wids` (when there) name a Global Administrator. [`confirm_admin_consent`] finishes.
 #[tracing::instrument(skip_all, fields(tenant_id = %consented))]
-pub async fn verify_admin_consent(
+pub async fn verify_admin_sign_in(
     entra: &EntraClient,
-    graph: &GraphClient,
     consented: &TenantId,
-    granted_scopes: Vec<String>,
     redemption: &CodeRedemption<'_>,
-) -> Result<Consent, Refused> {
-    let grant = entra
-        .redeem_code(redemption.code, redemption.pkce_verifier, redemption.nonce)
-        .await
-        .inspect_err(|e| tracing::info!(error = ?e, "admin sign-in code redemption refused"))?;
-    if grant.identity.tenant_id != *consented {
+) -> Result<SignedInAdmin, Refused> {
+    let identity = redeem(entra, redemption).await?.identity;
+    if identity.tenant_id != *consented {
         let refusal = Refusal::SignedInElsewhere {
             consented: *consented,
-            signed_in: grant.identity.tenant_id,
+            signed_in: identity.tenant_id,
         };
-        return Err(refusal.after(&grant.identity));
+        return Err(refusal.after(&identity));
     }
-    let identity = require_global_admin(grant.identity)?;
+    if identity.global_admin == RoleClaim::Lacks {
+        return Err(not_global_admin(&identity).after(&identity));
+    }
+    Ok(identity)
+}
+
+/// Application consent, second half, one attempt: a client-credentials token for the admin's
+/// tenant proves the provider's app has access there; where the ID token had no `wids`, Graph
+/// read with that token proves the admin's role; `/organization` names the tenant. Right after
+/// the consent Entra ID may not be ready yet ([`Refused::may_be_propagating`]): try again.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.tenant_id))]
+pub async fn confirm_admin_consent(
+    entra: &EntraClient,
+    graph: &GraphClient,
+    admin: &SignedInAdmin,
+    granted_scopes: Vec<String>,
+) -> Result<Consent, Refused> {
+    let tenant = &admin.tenant_id;
     let confirmed = async {
-        let token = entra.app_token(consented, None).await.inspect_err(|e| {
+        let token = entra.app_token(tenant, None).await.inspect_err(|e| {
             tracing::info!(error = ?e, "consent could not be confirmed with a client-credentials token")
         })?;
-        let org = organization(graph, &token, consented).await?;
+        require_global_admin(graph, admin, &token, Some(admin.object_id)).await?;
+        let org = organization(graph, &token, tenant).await?;
         Ok::<_, Refusal>((token, org))
     };
-    let (token, org) = confirmed.await.map_err(|r| r.after(&identity))?;
+    let (token, org) = confirmed.await.map_err(|r| r.after(admin))?;
     Ok(Consent {
         granted_scopes: granted_or(&token, granted_scopes),
-        ..consent_for(&org, ConsentMode::Application).signed_by(&identity)
+        ..consent_for(&org, ConsentMode::Application).signed_by(admin)
     })
 }
 
-fn require_global_admin(identity: SignedInAdmin) -> Result<SignedInAdmin, Refused> {
-    if identity.is_global_admin {
-        Ok(identity)
+async fn redeem(
+    entra: &EntraClient,
+    redemption: &CodeRedemption<'_>,
+) -> Result<crate::identity::DelegatedGrant, Refused> {
+    Ok(entra
+        .redeem_code(
+            redemption.authority,
+            redemption.code,
+            redemption.pkce_verifier,
+            redemption.nonce,
+        )
+        .await
+        .inspect_err(|e| tracing::info!(error = ?e, "code redemption refused"))?)
+}
+
+/// Requires `admin` to be a Global Administrator: from `wids` when the ID token carries it,
+/// else from Graph with `token` (delegated: the signer's own memberships, `user` `None`;
+/// app-only: `user`'s). Graph may list a role without saying which (the token may not read
+/// directory roles): no proof, so no consent.
+async fn require_global_admin(
+    graph: &GraphClient,
+    admin: &SignedInAdmin,
+    token: &Secret,
+    user: Option<uuid::Uuid>,
+) -> Result<(), Refusal> {
+    match admin.global_admin {
+        RoleClaim::Holds => return Ok(()),
+        RoleClaim::Lacks => return Err(not_global_admin(admin)),
+        RoleClaim::Unstated => {}
+    }
+    let roles = match graph.directory_roles(token, user).await {
+        Ok(roles) => roles,
+        Err(e) if e.is_permission_denied() => {
+            tracing::info!(error = ?e, "Graph may not list the signer's directory roles");
+            return Err(role_unproven(admin));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let global_admin = |r: &Option<String>| {
+        r.as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(GLOBAL_ADMIN_ROLE))
+    };
+    if roles.iter().any(global_admin) {
+        Ok(())
+    } else if roles.iter().all(Option::is_some) {
+        Err(not_global_admin(admin))
     } else {
-        let refusal = Refusal::NotGlobalAdmin {
-            username: identity.username.clone(),
-        };
-        Err(refusal.after(&identity))
+        tracing::info!("Graph lists directory roles of the signer without naming them");
+        Err(role_unproven(admin))
+    }
+}
+
+fn not_global_admin(admin: &SignedInAdmin) -> Refusal {
+    Refusal::NotGlobalAdmin {
+        username: admin.username.clone(),
+    }
+}
+
+fn role_unproven(admin: &SignedInAdmin) -> Refusal {
+    Refusal::RoleUnproven {
+        username: admin.username.clone(),
     }
 }
 

@@ -13,7 +13,7 @@ pub const METRICS: &str = "/metrics";
 /// The stylesheet; served immutable, so its name changes with its content.
 pub const STATIC_CSS: &str = "/static/gangway-4.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
-pub const STATIC_JS: &str = "/static/gangway-4.js";
+pub const STATIC_JS: &str = "/static/gangway-5.js";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";

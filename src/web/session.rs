@@ -16,6 +16,8 @@ pub const OPERATOR: &str = "operator_id";
 pub const INVITATION: &str = "invitation_id";
 /// The pending Microsoft round-trip (state, nonce, PKCE verifier), single use.
 pub const PENDING_CONSENT: &str = "pending_consent";
+/// An admin consent being confirmed while Entra ID finishes setting it up.
+pub const CONFIRMING: &str = "confirming_consent";
 /// The outcome the result page shows (after the callback or the customer-app form).
 pub const RESULT: &str = "result";
 /// The CSRF token of this session.

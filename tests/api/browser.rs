@@ -767,3 +767,67 @@ async fn an_operator_signs_in_with_entra_id_and_out_again_in_a_real_browser() {
 
     operator.close().await.unwrap();
 }
+
+/// Goes from the invitation `link` through Microsoft as `login` (sign-in, then Accept).
+async fn consent_in_browser(browser: &Client, link: &str, login: &entra_emulator::EmulatedLogin) {
+    browser.goto(link).await.unwrap();
+    wait_for_text(browser, "Sign in with Microsoft").await;
+    click(
+        browser,
+        "form[action='/invitation/start'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(browser, "idSIButton9").await;
+    fill(browser, "#i0116", &login.username).await;
+    fill(browser, "#i0118", &login.password).await;
+    click(browser, "#idSIButton9").await;
+    wait_for_text(browser, "idBtn_Accept").await;
+    click(browser, "#idBtn_Accept").await;
+}
+
+#[tokio::test]
+async fn a_consent_still_propagating_finishes_by_itself_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let set_delay = async |millis: u64| {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/_emulator/propagation",
+                app.emulator.base_url().trim_end_matches('/')
+            ))
+            .json(&json!({"consent_delay_ms": millis}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    };
+    let driver = ChromeDriver::start().await;
+
+    // Entra ID needs a few seconds: the admin watches the page finish without touching it.
+    set_delay(3000).await;
+    let first = app.customer(1).clone();
+    let issued = app.invite("application", &first.admin.username, None).await;
+    let admin = driver.browser().await;
+    consent_in_browser(&admin, issued.link.as_str(), &first.admin).await;
+    wait_for_text(&admin, "Finishing the connection").await;
+    let done = wait_for_text(&admin, "is connected").await;
+    assert!(done.contains(&first.display_name));
+
+    // The finishing page itself, held still (its timer cleared) to be measured and checked.
+    set_delay(600_000).await;
+    let second = app.customer(0).clone();
+    let issued = app
+        .invite("application", &second.admin.username, None)
+        .await;
+    let admin = driver.browser().await;
+    consent_in_browser(&admin, issued.link.as_str(), &second.admin).await;
+    wait_for_text(&admin, "Finishing the connection").await;
+    admin
+        .execute(
+            "let id = setTimeout(() => {}, 0); while (id--) clearTimeout(id);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    check_page(&admin, "wizard-finishing", false).await;
+}

@@ -41,7 +41,7 @@ fn public(app: &TestApp, path: &str) -> String {
 }
 
 /// Registers the provider app as the doctor wants it — both redirect URIs, multi-tenant,
-/// `wids` in ID tokens, the front-channel logout URL, the built-in profile's permissions, a
+/// directory roles (`wids`) in ID tokens, the front-channel logout URL, the built-in profile's permissions, a
 /// one-year secret — grants it Application.Read.All in its home tenant, and points Gangway's
 /// settings at it.
 async fn good_setup(app: &TestApp) -> Registration {
@@ -54,7 +54,7 @@ async fn good_setup(app: &TestApp) -> Registration {
             "display_name": "Gangway (doctor test)",
             "redirect_uris": [public(app, paths::CALLBACK), public(app, "/console/sso/callback")],
             "logout_url": public(app, "/console/sso/logout"),
-            "id_token_claims": ["wids"],
+            "group_membership_claims": "DirectoryRole",
             "permissions": gangway::demo::provider_permissions(),
             "secret_lifetime_days": 365,
         }))
@@ -160,7 +160,7 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
         "Redirect URI for operator sign-in",
         "Front-channel logout URL",
         "Supported account types: multiple tenants",
-        "ID tokens carry directory roles (wids)",
+        "ID tokens carry directory roles (groupMembershipClaims)",
         "Client secret expiry",
         "Permissions of profile “Read-only directory”",
     ] {
@@ -332,11 +332,35 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     );
     patch(&app, &reg.client_id, json!({"multi_tenant": true})).await;
 
-    // No wids in ID tokens.
-    patch(&app, &reg.client_id, json!({"id_token_claims": []})).await;
+    // No groupMembershipClaims: ID tokens carry no wids.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"group_membership_claims": "None"}),
+    )
+    .await;
     let (_, report) = doctor(&app).await;
     assert_eq!(with_status(&report, "fail"), ["wids"]);
-    patch(&app, &reg.client_id, json!({"id_token_claims": ["wids"]})).await;
+    let wids = check(&report, "wids");
+    let (detail, fix) = (
+        wids["detail"].as_str().unwrap(),
+        wids["fix"].as_str().unwrap(),
+    );
+    assert!(
+        detail.contains("groupMembershipClaims is not set"),
+        "{detail}"
+    );
+    assert!(
+        fix.contains("Directory roles")
+            && fix.contains("\"groupMembershipClaims\": \"DirectoryRole\""),
+        "{fix}"
+    );
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"group_membership_claims": "DirectoryRole"}),
+    )
+    .await;
 
     // A second profile in use needs a permission the registration lacks.
     let teams = profiles::create(
@@ -527,7 +551,7 @@ async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
         &reg.client_id,
         json!({
             "redirect_uris": [public(&app, "/authenticate/oauth2callback")],
-            "id_token_claims": [],
+            "group_membership_claims": "None",
             "secret_expires_in_days": 10,
         }),
     )
@@ -567,7 +591,7 @@ async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
         &reg.client_id,
         json!({
             "redirect_uris": [public(&app, paths::CALLBACK), public(&app, "/console/sso/callback")],
-            "id_token_claims": ["wids"],
+            "group_membership_claims": "DirectoryRole",
             "secret_expires_in_days": 365,
         }),
     )

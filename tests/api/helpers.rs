@@ -65,6 +65,8 @@ pub struct Setup {
     pub delta_token_lifetime_secs: Option<u64>,
     /// Who may read `/metrics`.
     pub metrics: gangway::config::MetricsSettings,
+    /// How long Gangway retries an admin consent Entra ID has not finished setting up.
+    pub consent_propagation: Duration,
 }
 
 impl Default for Setup {
@@ -83,6 +85,7 @@ impl Default for Setup {
             trust_emulator_ca: true,
             delta_token_lifetime_secs: None,
             metrics: gangway::config::MetricsSettings::default(),
+            consent_propagation: gangway::config::CONSENT_PROPAGATION,
         }
     }
 }
@@ -131,6 +134,8 @@ impl TestApp {
                 "multi_tenant": true,
                 "display_name": "Gangway Test Provider",
                 "redirect_uris": [public_url.join("authenticate/OAuth2Callback").unwrap().as_str()],
+                // ID tokens name the signer's directory roles (`wids`), as Gangway needs.
+                "group_membership_claims": "DirectoryRole",
                 "permissions": provider_permissions(),
             }))
             .await
@@ -159,6 +164,7 @@ impl TestApp {
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
             metrics: setup.metrics,
+            consent_propagation: setup.consent_propagation,
         };
         gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed())
             .await

@@ -1130,3 +1130,167 @@ async fn customer_app_checks_are_rate_limited_per_client() {
     let (_, attempts, _) = invitation_state(&app, issued.invitation.id).await;
     assert_eq!(attempts, 2, "a refused check is not an attempt");
 }
+
+/// Changes the provider's registration as an edit in the Entra admin center would.
+async fn change_registration(app: &TestApp, change: serde_json::Value) {
+    reqwest::Client::new()
+        .patch(format!(
+            "{}/_emulator/apps/{}",
+            app.emulator.base_url().trim_end_matches('/'),
+            app.app.client_id
+        ))
+        .json(&change)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// Makes the emulator's new consents usable only `millis` after they are given.
+async fn consents_take(app: &TestApp, millis: u64) {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_emulator/propagation",
+            app.emulator.base_url().trim_end_matches('/')
+        ))
+        .json(&json!({"consent_delay_ms": millis}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// Looks at the result page again, as the finishing page does by itself, until it shows
+/// something else; returns that page's status and HTML.
+async fn result_after_finishing(customer: &Customer, app: &TestApp) -> (StatusCode, String) {
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let response = customer.get(app, paths::WIZARD_RESULT).await;
+        assert_no_store(&response);
+        let status = response.status();
+        let page = response.text().await.unwrap();
+        if !page.contains("Finishing the connection") {
+            return (status, page);
+        }
+    }
+    panic!("the consent was still being confirmed after 20 s");
+}
+
+#[tokio::test]
+async fn consent_is_refused_without_wids_unless_graph_proves_the_role() {
+    let app = TestApp::spawn().await;
+    // The registration as the doctor used to approve it: no groupMembershipClaims, so Entra ID
+    // puts no `wids` in ID tokens.
+    change_registration(&app, json!({"group_membership_claims": "None"})).await;
+
+    // Delegated: the admin's token may list their directory roles (User.Read) but not read
+    // which they are, so nothing proves a Global Administrator.
+    let tenant = app.customer(0).clone();
+    let issued = app.invite("delegated", &tenant.admin.username, None).await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let (_, response) = customer
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Your administrator role could not be confirmed"),
+        "{page}"
+    );
+    assert_eq!(tenant_count(&app).await, 0);
+    let (status, _, reason) = invitation_state(&app, issued.invitation.id).await;
+    assert_eq!(status, "failed");
+    let reason = reason.unwrap();
+    assert!(
+        reason.contains("Directory roles")
+            && reason.contains("\"groupMembershipClaims\": \"DirectoryRole\""),
+        "the operator is told what to change: {reason}"
+    );
+
+    // Application: an app permission that reads directory roles lets Graph prove the role.
+    let mut permissions = gangway::demo::provider_permissions();
+    permissions["application"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("RoleManagement.Read.Directory"));
+    change_registration(&app, json!({"permissions": permissions})).await;
+    let other = app.customer(1).clone();
+    let issued = app.invite("application", &other.admin.username, None).await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let (_, response) = customer.consent(&app, &other.admin, Decision::Accept).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("is connected"));
+    assert_eq!(
+        invitation_state(&app, issued.invitation.id).await.0,
+        "consented"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_consent_still_propagating_shows_finishing_and_then_records_the_tenant() {
+    let app = TestApp::spawn().await;
+    consents_take(&app, 2500).await;
+    let tenant = app.customer(1).clone();
+    let issued = app
+        .invite("application", &tenant.admin.username, None)
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let (callback, response) = customer
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    // A calm page that looks again by itself; no token in any URL.
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.url().path(), paths::WIZARD_RESULT);
+    assert!(response.url().query().is_none());
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Finishing the connection") && page.contains("data-reload-after"),
+        "{page}"
+    );
+    assert_eq!(tenant_count(&app).await, 0);
+    let (status, page) = result_after_finishing(&customer, &app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("is connected"), "{page}");
+    assert_eq!(tenant_count(&app).await, 1);
+    assert_eq!(
+        invitation_state(&app, issued.invitation.id).await.0,
+        "consented"
+    );
+    // Post/redirect/get holds: the callback again shows the outcome, records nothing twice.
+    let again = customer.back(&callback).await;
+    assert!(again.text().await.unwrap().contains("is connected"));
+    assert_eq!(tenant_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn an_admin_consent_that_never_becomes_usable_fails_after_the_wait_with_the_real_reason() {
+    let app = TestApp::spawn_with(Setup {
+        consent_propagation: Duration::from_secs(3),
+        ..Setup::default()
+    })
+    .await;
+    consents_take(&app, 600_000).await;
+    let tenant = app.customer(1).clone();
+    let issued = app
+        .invite("application", &tenant.admin.username, None)
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let (_, response) = customer
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Finishing the connection")
+    );
+    let (_, page) = result_after_finishing(&customer, &app).await;
+    assert!(page.contains("AADSTS700016"), "{page}");
+    assert_eq!(tenant_count(&app).await, 0);
+    let (status, _, reason) = invitation_state(&app, issued.invitation.id).await;
+    assert_eq!(status, "failed");
+    assert!(reason.unwrap().contains("700016"));
+}

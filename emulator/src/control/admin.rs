@@ -64,6 +64,10 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
         .route("/_emulator/graph", get(get_graph).post(set_graph))
+        .route(
+            "/_emulator/propagation",
+            get(get_propagation).post(set_propagation),
+        )
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route("/_emulator/forgeries", post(arm_forgery))
 }
@@ -215,7 +219,6 @@ async fn change_app(
         "multi_tenant": app.multi_tenant,
         "redirect_uris": app.redirect_uris,
         "logout_url": app.logout_url,
-        "id_token_claims": app.id_token_claims,
         "group_membership_claims": app.group_claims,
         "app_roles": app.app_roles,
         "identifier_uris": app.identifier_uris,
@@ -692,6 +695,25 @@ async fn set_graph(State(st): State<AppState>, Json(body): Json<GraphBody>) -> A
     }
     st.graph.set(body.latency_ms, body.page_size);
     Ok(get_graph(State(st)).await.into_response())
+}
+
+async fn get_propagation(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({"consent_delay_ms": st.propagation.delay().as_millis() as u64}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PropagationBody {
+    consent_delay_ms: u64,
+}
+
+/// Sets how long later admin consents take to be usable for app-only tokens.
+async fn set_propagation(
+    State(st): State<AppState>,
+    Json(body): Json<PropagationBody>,
+) -> Json<Value> {
+    st.propagation.set(body.consent_delay_ms);
+    get_propagation(State(st)).await
 }
 
 async fn rotate_keys(State(st): State<AppState>) -> Answer {

@@ -73,16 +73,6 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
     } else {
         json!([{"resourceAppId": GRAPH_APP_ID, "resourceAccess": access}])
     };
-    let claim = |name: &String| json!({"additionalProperties": [], "essential": false, "name": name, "source": null});
-    let optional_claims = if app.id_token_claims.is_empty() {
-        Value::Null
-    } else {
-        json!({
-            "accessToken": [],
-            "idToken": app.id_token_claims.iter().map(claim).collect::<Vec<_>>(),
-            "saml2Token": [],
-        })
-    };
     let secrets: Vec<Value> = app
         .secrets
         .iter()
@@ -112,7 +102,7 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
         "signInAudience": if app.multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" },
         "identifierUris": [],
         "keyCredentials": [],
-        "optionalClaims": optional_claims,
+        "optionalClaims": null,
         "passwordCredentials": secrets,
         "publicClient": {"redirectUris": []},
         "requiredResourceAccess": required,

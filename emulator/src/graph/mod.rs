@@ -1,10 +1,11 @@
-//! Microsoft Graph v1.0: users, groups, their delta, organization and me, behind bearer-token
+//! Microsoft Graph v1.0: users, groups, their delta, organization, me and memberships, behind bearer-token
 //! and permission checks, answering errors in Graph's shape.
 
 mod applications;
 mod delta;
 mod entity;
 pub mod errors;
+mod memberships;
 mod query;
 mod resources;
 
@@ -41,6 +42,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1.0/groups/{id}/members", get(group_members))
         .route("/v1.0/organization", get(organization))
         .route("/v1.0/me", get(me))
+        .route("/v1.0/me/{*rest}", get(memberships::of_me))
+        .route("/v1.0/users/{id}/{*rest}", get(memberships::of_user))
         .route("/v1.0/applications", get(applications::list));
     for form in DELTA_FORMS {
         router = router

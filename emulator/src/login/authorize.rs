@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::html::{self, escape, hidden};
 use crate::apps::App;
-use crate::directory::{Authority, GLOBAL_ADMIN_ROLE};
+use crate::directory::Authority;
 use crate::login::errors::{AadError, aad_timestamp};
 use crate::rng::secret_token;
 use crate::scopes::{self, Scope};
@@ -725,7 +725,14 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
                     &needs_admin_message(&app.display_name),
                 );
             }
+            let new_principal = !w.reg.grants.contains_key(&(tid, app.client_id.clone()));
             w.reg.grant(tid, &app.client_id, None, &app.permissions);
+            if new_principal {
+                let delay = st.propagation.delay();
+                if let Some(grant) = w.reg.grants.get_mut(&(tid, app.client_id.clone())) {
+                    grant.usable_from = Some(Instant::now() + delay);
+                }
+            }
             let mut fields = vec![
                 ("admin_consent", "True".to_string()),
                 ("tenant", tid.to_string()),
@@ -800,6 +807,7 @@ fn issue_code(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> 
         code.clone(),
         Code {
             client_id: txn.client_id.clone(),
+            authority: txn.authority,
             redirect_uri: txn.redirect_uri.clone(),
             tid,
             oid,
@@ -891,13 +899,4 @@ setTimeout(go,3000);}})();</script>"#,
         "You signed out of your account",
         &format!("{iframes}{onward}"),
     )
-}
-
-/// `wids` claim value for a user.
-pub fn wids(is_admin: bool) -> Vec<&'static str> {
-    if is_admin {
-        vec![GLOBAL_ADMIN_ROLE]
-    } else {
-        vec![]
-    }
 }

@@ -204,13 +204,13 @@ fn redeem_code(
             "Provided Authorization Code is intended to use against other tenant or app, thus rejected.",
         ));
     }
-    if let Authority::Tenant(t) = authority {
-        if w.dir.tenants[t].id != record.tid {
-            return Err(invalid_grant(
-                700005,
-                "Provided Authorization Code is intended to use against other tenant or app, thus rejected.",
-            ));
-        }
+    // AADSTS700005: a code is redeemed against the same tenant path it was acquired for
+    // (`/organizations`, `/common` or `/{tenant}`), never another.
+    if authority != record.authority {
+        return Err(invalid_grant(
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        ));
     }
     if params.get("redirect_uri") != Some(&record.redirect_uri) {
         return Err(AadError::bad(
@@ -412,14 +412,10 @@ fn user_tokens(
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        // Like Entra, `wids` is emitted only when the registration asks for it.
-        if user.is_admin && app.id_token_claims.iter().any(|c| c == "wids") {
-            claims["wids"] = json!(super::authorize::wids(true));
-        }
         if let Some(sid) = &grant.sid {
             claims["sid"] = json!(sid);
         }
-        group_claims(&mut claims, &w.dir.tenants[t], app, grant.oid);
+        membership_claims(&mut claims, &w.dir.tenants[t], app, grant.oid);
         let roles = w.reg.roles_of(grant.tid, &app.client_id, grant.oid);
         if !roles.is_empty() {
             claims["roles"] = json!(roles);
@@ -553,7 +549,7 @@ fn api_user_token(
         "uti": secret_token(16),
         "rh": "0.emulator",
     });
-    group_claims(&mut claims, &w.dir.tenants[t], resource, grant.oid);
+    membership_claims(&mut claims, &w.dir.tenants[t], resource, grant.oid);
     let roles = w.reg.roles_of(grant.tid, &resource.client_id, grant.oid);
     if !roles.is_empty() {
         claims["roles"] = json!(roles);
@@ -626,16 +622,31 @@ fn api_app_token(
 /// The most groups a JWT names; past it Entra sends the overage claim instead.
 pub const MAX_TOKEN_GROUPS: usize = 200;
 
-/// `groups` as the registration's `groupMembershipClaims` asks: the object ids of the user's
-/// (security, or all) groups; past [`MAX_TOKEN_GROUPS`] none, and `_claim_names` /
-/// `_claim_sources` pointing at the Graph call that lists them, as Entra does.
-fn group_claims(claims: &mut Value, tenant: &crate::directory::Tenant, app: &App, oid: Uuid) {
+/// `groups` and `wids` as the registration's `groupMembershipClaims` asks. `wids`: the role
+/// template ids of the user's directory roles (`DirectoryRole`, `All`), absent when they hold
+/// none. `groups`: the object ids of the user's security groups (`SecurityGroup`) or of all
+/// (`All`); past [`MAX_TOKEN_GROUPS`] none, and `_claim_names` / `_claim_sources` pointing at
+/// the Graph call that lists them, as Entra does.
+fn membership_claims(claims: &mut Value, tenant: &crate::directory::Tenant, app: &App, oid: Uuid) {
+    if app.group_claims.emits_wids() {
+        let wids: Vec<&str> = tenant
+            .roles_of(oid)
+            .iter()
+            .map(|r| r.role_template_id)
+            .collect();
+        if !wids.is_empty() {
+            claims["wids"] = json!(wids);
+        }
+    }
     let wanted = |g: &&crate::directory::Group| match app.group_claims {
-        GroupClaims::None => false,
+        GroupClaims::None | GroupClaims::DirectoryRole | GroupClaims::ApplicationGroup => false,
         GroupClaims::SecurityGroup => g.security_enabled,
         GroupClaims::All => true,
     };
-    if app.group_claims == GroupClaims::None {
+    if !matches!(
+        app.group_claims,
+        GroupClaims::SecurityGroup | GroupClaims::All
+    ) {
         return;
     }
     let groups: Vec<Uuid> = tenant
@@ -648,7 +659,7 @@ fn group_claims(claims: &mut Value, tenant: &crate::directory::Tenant, app: &App
     if groups.len() > MAX_TOKEN_GROUPS {
         claims["_claim_names"] = json!({"groups": "src1"});
         claims["_claim_sources"] = json!({"src1": {
-            "endpoint": format!("https://graph.windows.net/{}/users/{oid}/getMemberObjects", tenant.id)
+            "endpoint": format!("https://graph.microsoft.com/v1.0/users/{oid}/getMemberObjects")
         }});
     } else {
         claims["groups"] = json!(groups);
@@ -714,10 +725,17 @@ fn app_only(
         }
         return api_app_token(st, w, app, &resource, tid);
     }
+    // A service principal just created by an admin consent is not usable yet.
+    let propagating = w
+        .reg
+        .grants
+        .get(&(tid, app.client_id.clone()))
+        .is_some_and(|g| !g.usable());
     // The home tenant always has the app's service principal, even after its grants are revoked.
     let roles = w
         .reg
         .roles_for(tid, &app.client_id)
+        .filter(|_| !propagating)
         .or_else(|| (app.home_tenant == tid).then(BTreeSet::new));
     let roles: BTreeSet<String> = roles.ok_or_else(|| {
         AadError::bad(

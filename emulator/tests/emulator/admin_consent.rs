@@ -103,3 +103,34 @@ async fn a_member_cannot_grant_admin_consent() {
     let resp = t.client_credentials(&t.tid(1), &app).await;
     aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
 }
+
+#[tokio::test]
+async fn a_new_consent_is_usable_for_app_tokens_only_after_the_propagation_delay() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let tid = t.tid(2);
+    let resp = t
+        .admin_post(
+            "/propagation",
+            serde_json::json!({"consent_delay_ms": 1500}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        t.get_json("/_emulator/propagation").await["consent_delay_ms"],
+        1500
+    );
+
+    let client = browser();
+    let url = consent_url(&t.base, "organizations", &app.client_id, true);
+    let consent = open_and_sign_in(&client, &t.base, &url, &t.admin(2)).await;
+    let q = decided(&client, &t.base, &consent, "accept").await;
+    assert_eq!(q["admin_consent"], "True");
+    // The new service principal is not usable yet: AADSTS700016, as right after a real consent.
+    let resp = t.client_credentials(&tid, &app).await;
+    aad_error(resp, StatusCode::BAD_REQUEST, "unauthorized_client", 700016).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let token = t.app_token(&tid, &app).await;
+    let org = t.graph_json(&token, "/v1.0/organization").await;
+    assert_eq!(org["value"][0]["id"], tid);
+}

@@ -22,6 +22,7 @@ async fn provider(t: &TestEmu) -> (TestApp, Value, String) {
                 "display_name": "Gangway",
                 "redirect_uris": [REDIRECT],
                 "logout_url": LOGOUT,
+                "group_membership_claims": "DirectoryRole",
                 "permissions": {
                     "delegated": ["User.Read", "User.Read.All", "GroupMember.Read.All"],
                     "application": ["User.Read.All", "GroupMember.Read.All", "Application.Read.All"],
@@ -70,7 +71,8 @@ async fn an_application_answers_as_graph_shapes_it_with_microsofts_permission_id
     assert_eq!(reg["signInAudience"], "AzureADMultipleOrgs");
     assert_eq!(reg["web"]["redirectUris"], json!([REDIRECT]));
     assert_eq!(reg["web"]["logoutUrl"], LOGOUT);
-    assert_eq!(reg["optionalClaims"]["idToken"][0]["name"], "wids");
+    assert_eq!(reg["groupMembershipClaims"], "DirectoryRole");
+    assert!(reg["optionalClaims"].is_null(), "{reg}");
     let secrets = reg["passwordCredentials"].as_array().unwrap();
     assert_eq!(secrets.len(), 1);
     assert!(
@@ -170,7 +172,7 @@ async fn the_admin_api_breaks_a_registration_as_a_portal_edit_would() {
                 "redirect_uris": ["https://wrong.example/callback"],
                 "multi_tenant": false,
                 "logout_url": "",
-                "id_token_claims": [],
+                "group_membership_claims": "None",
                 "permissions": {"application": ["User.Read.All"]},
                 "secret_expires_in_days": 10,
             }),
@@ -237,23 +239,58 @@ async fn the_admin_api_breaks_a_registration_as_a_portal_edit_would() {
 }
 
 #[tokio::test]
-async fn id_tokens_carry_wids_only_while_the_registration_asks_for_it() {
+async fn wids_come_from_group_membership_claims_directory_role_or_all_never_from_an_optional_claim()
+{
     let t = TestEmu::start().await;
     let app = t.provider_app().await;
+    let path = format!("/apps/{}", app.client_id);
     let admin = t.admin(1);
-    let tokens = tokens_for(&t, "organizations", &app, "openid profile", "", &admin).await;
-    let claims = id_claims(&t, &t.tid(1), &tokens, &app).await;
-    assert_eq!(claims["wids"][0], "62e90394-69f5-4237-9190-012177145e10");
-
-    let resp = t
-        .admin_patch(
-            &format!("/apps/{}", app.client_id),
-            json!({"id_token_claims": []}),
-        )
+    let mut again = "";
+    for (setting, wids, groups) in [
+        ("DirectoryRole", true, false),
+        ("All", true, true),
+        ("SecurityGroup", false, true),
+        ("ApplicationGroup", false, false),
+        ("None", false, false),
+    ] {
+        let resp = t
+            .admin_patch(&path, json!({"group_membership_claims": setting}))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{setting}");
+        let tokens = tokens_for(&t, "organizations", &app, "openid profile", again, &admin).await;
+        again = "&prompt=consent";
+        let claims = id_claims(&t, &t.tid(1), &tokens, &app).await;
+        if wids {
+            assert_eq!(claims["wids"], json!([GLOBAL_ADMIN]), "{setting}: {claims}");
+        } else {
+            assert!(claims.get("wids").is_none(), "{setting}: {claims}");
+        }
+        assert_eq!(
+            claims.get("groups").is_some(),
+            groups,
+            "{setting}: {claims}"
+        );
+    }
+    // A member holds no directory role: no `wids` even where the registration asks for them.
+    t.admin_patch(&path, json!({"group_membership_claims": "DirectoryRole"}))
         .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let again = "&prompt=consent";
-    let tokens = tokens_for(&t, "organizations", &app, "openid profile", again, &admin).await;
+    let tokens = tokens_for(
+        &t,
+        "organizations",
+        &app,
+        "openid profile",
+        "",
+        &t.member(1),
+    )
+    .await;
     let claims = id_claims(&t, &t.tid(1), &tokens, &app).await;
     assert!(claims.get("wids").is_none(), "{claims}");
+    // There is no optional claim named `wids` to ask for, nor any other value.
+    for refused in [
+        json!({"id_token_claims": ["wids"]}),
+        json!({"group_membership_claims": "DirectoryRoles"}),
+    ] {
+        let resp = t.admin_patch(&path, refused.clone()).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    }
 }

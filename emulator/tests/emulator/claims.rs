@@ -157,10 +157,7 @@ async fn more_than_200_groups_give_the_overage_claim_instead() {
     assert_eq!(claims["_claim_names"], json!({"groups": "src1"}));
     assert_eq!(
         claims["_claim_sources"]["src1"]["endpoint"],
-        format!(
-            "https://graph.windows.net/{}/users/{oid}/getMemberObjects",
-            t.tid(0)
-        )
+        format!("https://graph.microsoft.com/v1.0/users/{oid}/getMemberObjects")
     );
 }
 

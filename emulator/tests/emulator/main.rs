@@ -11,6 +11,7 @@ mod exposed_api;
 mod faults;
 mod graph;
 mod helpers;
+mod memberships;
 mod msal;
 mod oidc;
 mod token;

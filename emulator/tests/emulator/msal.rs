@@ -179,3 +179,111 @@ async fn the_python_graph_sdk_pages_users_and_completes_a_delta_round() {
     );
     emu.stop().await;
 }
+
+/// A client trusting the emulator's CA.
+fn trusting(emu: &TlsEmulator) -> reqwest::ClientBuilder {
+    let ca = emu.emu.ca_pem().unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+}
+
+/// Signs `login` in to the app through MSAL for Python's authorization code flow on `authority`,
+/// driving the emulator's pages over HTTPS as a browser would; the ID token claims MSAL read.
+async fn msal_sign_in(
+    emu: &TlsEmulator,
+    authority: &str,
+    login: &entra_emulator::EmulatedLogin,
+) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("msal_sign_in.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--authority",
+            authority,
+            "--client-id",
+            &emu.app.client_id,
+            "--client-secret",
+            &emu.app.client_secret,
+            "--ca-file",
+            &emu.ca_file.display().to_string(),
+            "--redirect-uri",
+            REDIRECT,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 is required for this test and could not be run: {e}"));
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (first, mut lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = stdout.lines();
+        (lines.next(), lines)
+    })
+    .await
+    .unwrap();
+    let first = first
+        .expect("MSAL printed no authorize URL: is it installed? pip install msal")
+        .unwrap();
+    let auth_uri: Value = serde_json::from_str(&first).unwrap();
+    let browser = trusting(emu)
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let user = (login.username.clone(), login.password.clone());
+    let back = consent_flow(
+        &browser,
+        &emu.base(),
+        auth_uri["auth_uri"].as_str().unwrap(),
+        &user,
+    )
+    .await;
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{back}").unwrap();
+    drop(stdin);
+    let (answer, status) = tokio::task::spawn_blocking(move || {
+        let answer = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        (answer, child.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "MSAL failed: {answer}");
+    serde_json::from_str::<Value>(&answer).unwrap()["id_token_claims"].clone()
+}
+
+#[tokio::test]
+async fn msal_python_reads_wids_in_id_tokens_only_when_group_membership_claims_ask_for_them() {
+    let emu = TlsEmulator::start("msal-wids", 4, 100).await;
+    let authority = format!("{}/{}", emu.base(), emu.tenants[1].id);
+    let set = async |value: &str| {
+        trusting(&emu)
+            .build()
+            .unwrap()
+            .patch(format!(
+                "{}/_emulator/apps/{}",
+                emu.base(),
+                emu.app.client_id
+            ))
+            .json(&json!({"group_membership_claims": value}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    };
+
+    let claims = msal_sign_in(&emu, &authority, &emu.tenants[1].admin).await;
+    assert_eq!(claims["tid"], emu.tenants[1].id.as_str(), "{claims}");
+    assert!(
+        claims.get("wids").is_none(),
+        "no groupMembershipClaims, no wids: {claims}"
+    );
+
+    set("DirectoryRole").await;
+    let claims = msal_sign_in(&emu, &authority, &emu.tenants[1].admin).await;
+    assert_eq!(claims["wids"], json!([GLOBAL_ADMIN]), "{claims}");
+    emu.stop().await;
+}

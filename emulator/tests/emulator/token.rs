@@ -279,3 +279,31 @@ async fn code_redeem_checks_redirect_uri_and_client() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_code_is_redeemed_only_at_the_authority_path_it_was_requested_on() {
+    let t = TestEmu::start().await;
+    let app = t.provider_app().await;
+    let tid = t.tid(1);
+    let admin = t.admin(1);
+    let mut again = "";
+    for (asked_at, redeemed_at) in [
+        (tid.as_str(), "organizations"),
+        ("organizations", tid.as_str()),
+    ] {
+        let back = consent_redirect(&t, asked_at, &app, "openid profile", again, &admin).await;
+        again = "&prompt=consent";
+        let code = params(&back)["code"].clone();
+        let resp = redeem(&t, redeemed_at, &app, &code).await;
+        let v = aad_error(resp, StatusCode::BAD_REQUEST, "invalid_grant", 700005).await;
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("AADSTS700005: Provided Authorization Code is intended to use against other tenant, thus rejected."),
+            "{v}"
+        );
+        let resp = redeem(&t, asked_at, &app, &code).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{asked_at}");
+    }
+}

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
+use super::confirming::{self, Confirming, Step};
 use super::outcome::{self, Outcome};
 use super::{AdminConsented, PendingConsent, session_invitation};
 use super::{link, result};
@@ -164,15 +165,20 @@ pub async fn callback(
         }
         (Answer::Code(code), ConsentMode::Application, Some(leg)) => {
             let redemption = pending.redemption(code)?;
-            onboarding::verify_admin_consent(
-                &live.entra,
-                &state.graph,
-                &leg.tenant,
-                leg.scopes.clone(),
-                &redemption,
-            )
-            .await
-            .map_err(|r| refused(&r, ConsentMode::Application, &provider, client))
+            match onboarding::verify_admin_sign_in(&live.entra, &leg.tenant, &redemption).await {
+                Ok(admin) => {
+                    let confirming = Confirming::new(invitation.id, admin, leg.scopes.clone());
+                    return Ok(
+                        match confirming::attempt(&state, &session, &invitation, confirming, client)
+                            .await?
+                        {
+                            Step::Finished(response) => response,
+                            Step::Waiting(_) => Redirect::to(paths::WIZARD_RESULT).into_response(),
+                        },
+                    );
+                }
+                Err(r) => Err(refused(&r, ConsentMode::Application, &provider, client)),
+            }
         }
         (answer, mode, _) => {
             tracing::info!(shape = ?std::mem::discriminant(&answer), mode = mode.as_str(), "callback shape does not fit the round-trip");
@@ -204,7 +210,7 @@ pub async fn callback(
 
 /// A verification that failed, as the page to show and who to credit it to: the person who
 /// signed in when Microsoft verified one, otherwise whoever holds the link.
-fn refused(
+pub(super) fn refused(
     refused: &onboarding::Refused,
     mode: ConsentMode,
     provider: &Branding,
@@ -222,7 +228,7 @@ fn refused(
 }
 
 /// Who gave `consent`: its verified signer, else (customer app) whoever holds the link.
-fn consented_by(consent: &Consent, client: ClientAddr) -> Actor {
+pub(super) fn consented_by(consent: &Consent, client: ClientAddr) -> Actor {
     match (&consent.consented_by_upn, consent.consented_by_oid) {
         (Some(upn), Some(oid)) => Actor::Customer {
             upn: upn.clone(),
@@ -237,7 +243,7 @@ fn link_holder(client: ClientAddr) -> Actor {
 }
 
 /// Records a refusal on the invitation, credited to its actor, and shows it on the result page.
-async fn refuse(
+pub(super) async fn refuse(
     state: &AppState,
     session: &Session,
     invitation: &Invitation,
@@ -268,6 +274,7 @@ async fn sign_in_admin(
         state: request.state,
         nonce: Some(request.nonce),
         pkce_verifier: Some(request.pkce_verifier),
+        authority: Some(request.authority),
         invitation_id: invitation.id,
         created_at: OffsetDateTime::now_utc().unix_timestamp(),
         admin_consent: Some(leg),

@@ -6,6 +6,7 @@
 //! [`customer_app`], unit-tested there.
 
 mod callback;
+mod confirming;
 mod customer_app;
 mod link;
 mod outcome;
@@ -54,6 +55,9 @@ pub(crate) struct PendingConsent {
     pub nonce: Option<String>,
     /// Delegated only: the PKCE verifier that redeems the code.
     pub pkce_verifier: Option<String>,
+    /// Delegated only: the `{tenant}` path the sign-in went to, where its code is redeemed.
+    #[serde(default)]
+    pub authority: Option<String>,
     pub invitation_id: Uuid,
     /// Unix seconds.
     pub created_at: i64,
@@ -121,16 +125,22 @@ impl PendingConsent {
         Ok(())
     }
 
-    /// What redeems `code` for this round-trip: its PKCE verifier and nonce.
+    /// What redeems `code` for this round-trip: where its sign-in went, its PKCE verifier and
+    /// nonce.
     pub fn redemption<'a>(&'a self, code: &'a str) -> Result<CodeRedemption<'a>, Error> {
-        match (self.pkce_verifier.as_deref(), self.nonce.as_deref()) {
-            (Some(pkce_verifier), Some(nonce)) => Ok(CodeRedemption {
+        match (
+            self.authority.as_deref(),
+            self.pkce_verifier.as_deref(),
+            self.nonce.as_deref(),
+        ) {
+            (Some(authority), Some(pkce_verifier), Some(nonce)) => Ok(CodeRedemption {
+                authority,
                 code,
                 pkce_verifier,
                 nonce,
             }),
             _ => Err(Error::Internal(anyhow::anyhow!(
-                "a code arrived for a round-trip without verifier or nonce"
+                "a code arrived for a round-trip without authority, verifier or nonce"
             ))),
         }
     }
@@ -159,6 +169,7 @@ mod tests {
             state: "s3cr3t-state".into(),
             nonce: Some("n".into()),
             pkce_verifier: Some("v".into()),
+            authority: Some("organizations".into()),
             invitation_id: Uuid::from_u128(7),
             created_at,
             admin_consent: None,

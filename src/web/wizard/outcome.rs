@@ -249,6 +249,7 @@ pub fn for_refusal(refusal: &Refusal, mode: ConsentMode, provider: &Branding) ->
         Refusal::Identity(e) => for_identity_error(e, mode, provider),
         Refusal::Graph(e) => for_graph_error(e, provider),
         Refusal::NotGlobalAdmin { username } => not_global_admin(username),
+        Refusal::RoleUnproven { username } => role_unproven(username, provider),
         Refusal::SignedInElsewhere {
             consented,
             signed_in,
@@ -294,6 +295,19 @@ fn not_global_admin(username: &str) -> Outcome {
     )
     .say(format!("You signed in as {username}, who is not a Global Administrator of the organisation."))
     .then("Click Try again and, on Microsoft's page, choose \"Use another account\" to sign in as a Global Administrator.")
+    .status(StatusCode::FORBIDDEN)
+}
+
+/// Neither `wids` nor Graph proved the signer a Global Administrator: the provider's app
+/// registration must be changed, which the reason (kept for the operator) spells out.
+fn role_unproven(username: &str, provider: &Branding) -> Outcome {
+    Outcome::failed(
+        format!("could not confirm that {username} is a Global Administrator: ID tokens carry no wids and Graph did not name the role. Fix the app registration: Token configuration → Add groups claim → tick Directory roles (manifest \"groupMembershipClaims\": \"DirectoryRole\"), or grant it RoleManagement.Read.Directory"),
+        "Your administrator role could not be confirmed",
+    )
+    .say(format!("Microsoft did not tell {provider} whether {username} is a Global Administrator, so nothing was connected. This is a setting of {provider}'s app, not of your organisation."))
+    .then(format!("Let {provider} know (how is at the bottom of this page): they have been told what to change."))
+    .then("Once they have, click Try again.")
     .status(StatusCode::FORBIDDEN)
 }
 

@@ -7,10 +7,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use super::confirming::{self, Confirming, Step};
 use super::link;
 use super::pages::{Action, Chrome, MessagePage};
 use super::review::CUSTOMER_APP_STEP;
+use crate::invitations;
 use crate::settings::Branding;
+use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
 use crate::web::{AppState, paths, session};
 use axum::extract::State;
@@ -86,10 +89,26 @@ pub async fn has_result(session: &Session) -> Result<bool> {
     Ok(session.get::<Finished>(session::RESULT).await?.is_some())
 }
 
-/// The result page: the latest outcome of this browser, as often as it is asked for.
-pub async fn show(State(state): State<AppState>, session: Session) -> Result<Response> {
+/// The result page: the latest outcome of this browser, as often as it is asked for; while an
+/// admin consent is being confirmed, the next attempt when it is due, else the finishing page.
+pub async fn show(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    session: Session,
+) -> Result<Response> {
     let live = state.live().await?;
     let provider = &live.settings.branding;
+    if let Some(confirming) = session.get::<Confirming>(session::CONFIRMING).await? {
+        if !confirming.due() {
+            return Ok(confirming::finishing_page(provider, &confirming));
+        }
+        let invitation = invitations::get(&state.db, confirming.invitation_id).await?;
+        let step = confirming::attempt(&state, &session, &invitation, confirming, client).await?;
+        if let Step::Waiting(waiting) = step {
+            return Ok(confirming::finishing_page(provider, &waiting));
+        }
+        // Finished: the outcome is kept in the session; show it here, no further redirect.
+    }
     Ok(match session.get::<Finished>(session::RESULT).await? {
         Some(finished) => finished.page(provider),
         None => link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST),

@@ -167,6 +167,7 @@ pub async fn start(
                 state: request.state,
                 nonce: Some(request.nonce),
                 pkce_verifier: Some(request.pkce_verifier),
+                authority: Some(request.authority),
                 invitation_id: invitation.id,
                 created_at: now,
                 admin_consent: None,
@@ -180,6 +181,7 @@ pub async fn start(
                 state: request.state,
                 nonce: None,
                 pkce_verifier: None,
+                authority: None,
                 invitation_id: invitation.id,
                 created_at: now,
                 admin_consent: None,
@@ -195,6 +197,9 @@ pub async fn start(
     // A new round-trip replaces any earlier one: only the latest state is accepted.
     session.insert(session::PENDING_CONSENT, &pending).await?;
     session.remove::<serde_json::Value>(session::RESULT).await?;
+    session
+        .remove::<serde_json::Value>(session::CONFIRMING)
+        .await?;
     let who = Actor::LinkHolder(client.ip());
     invitations::touch(&state.db, invitation.id, &who, Action::ConsentStarted).await?;
     tracing::info!(invitation_id = %invitation.id, mode = invitation.consent_mode.as_str(), "leaving for Microsoft");

@@ -25,6 +25,8 @@ pub struct TestApp {
 pub const REDIRECT: &str = "http://localhost:8080/authenticate/OAuth2Callback";
 
 /// The only scope the client-credentials grant accepts.
+/// Role template id of Global Administrator, as `wids` and `roleTemplateId` carry it.
+pub const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
 pub const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
 
 /// A fresh client with its own cookie jar that does not follow redirects.
@@ -135,6 +137,8 @@ impl TestEmu {
             "multi_tenant": true,
             "display_name": "Gangway",
             "redirect_uris": [REDIRECT],
+            // ID tokens name the signer's directory roles (`wids`), as Gangway's registration asks.
+            "group_membership_claims": "DirectoryRole",
             "permissions": {
                 "delegated": ["User.Read", "User.Read.All", "Group.Read.All"],
                 "application": ["User.Read.All", "Group.Read.All", "Organization.Read.All"],
