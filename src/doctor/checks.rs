@@ -238,6 +238,14 @@ pub fn registration_checks(
     });
     let (expiry_check, expiry) = secret_expiry(source, secret, now);
     checks.push(expiry_check);
+    checks.push(match reg {
+        Some(reg) => access_token_version(reg, &expected.client_id, expected.tenant_id.as_deref()),
+        None => skipped(
+            "access_token_version",
+            TOKEN_VERSION_TITLE,
+            token_version_fix(&expected.client_id),
+        ),
+    });
     for profile in &expected.profiles {
         checks.push(match reg {
             Some(reg) => permissions(reg, profile),
@@ -434,6 +442,59 @@ pub fn wids_claim(reg: &Value) -> Check {
             "ID tokens do not carry wids, so Gangway cannot see that the admin signing a delegated consent is a Global Administrator: every delegated consent is refused.",
         )
         .fix(wids_fix())
+    }
+}
+
+const TOKEN_VERSION_TITLE: &str = "Access tokens for your API";
+
+fn token_version_fix(client_id: &str) -> String {
+    format!(
+        "{APP} → Manifest: set \"requestedAccessTokenVersion\": 2 in \"api\" (v2.0 tokens always name the client id as their audience), or keep v1.0 and add api://{client_id} under Expose an API → Application ID URI; then Save."
+    )
+}
+
+/// Which access tokens Entra ID mints for the API the app exposes: the version the
+/// registration asks for in `api.requestedAccessTokenVersion` (`null`, Microsoft's default,
+/// means v1.0), whichever endpoint the caller used. Gangway accepts both; a v1.0 token's
+/// audience is the application ID URI the client asked for, so then `api://{client id}`
+/// must be one of the registration's `identifierUris`.
+pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) -> Check {
+    let check = Check::new("access_token_version", TOKEN_VERSION_TITLE, Status::Pass);
+    let tenant = tenant.unwrap_or("{tenant}");
+    let app_id_uri = format!("api://{client_id}");
+    let version = reg
+        .pointer("/api/requestedAccessTokenVersion")
+        .unwrap_or(&Value::Null);
+    let v1 = |asked: &str| {
+        if strings(reg, "/identifierUris").contains(&app_id_uri.as_str()) {
+            check.clone().detail(format!(
+                "v1.0 tokens (api.requestedAccessTokenVersion is {asked}): Gangway accepts them issued by https://sts.windows.net/{tenant}/ for {app_id_uri}, the calling app in appid."
+            ))
+        } else {
+            Check {
+                status: Status::Warn,
+                ..check.clone()
+            }
+            .detail(format!(
+                "v1.0 tokens (api.requestedAccessTokenVersion is {asked}) name the application ID URI a client asked for as their audience, and {app_id_uri} is not among the registration's identifierUris: Gangway refuses tokens for any other."
+            ))
+            .fix(token_version_fix(client_id))
+        }
+    };
+    match version.as_u64() {
+        Some(2) => check.detail(format!(
+            "v2.0 tokens (api.requestedAccessTokenVersion is 2): Gangway accepts them issued for tenant {tenant} to {client_id}, the calling app in azp."
+        )),
+        Some(1) => v1("1"),
+        None if version.is_null() => v1("null, Microsoft's default"),
+        _ => Check {
+            status: Status::Fail,
+            ..check
+        }
+        .detail(format!(
+            "api.requestedAccessTokenVersion is {version}, which Entra ID does not know (1, 2 or null)."
+        ))
+        .fix(token_version_fix(client_id)),
     }
 }
 
