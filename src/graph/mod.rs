@@ -163,7 +163,10 @@ impl ErrorDetail {
     fn resync_code(&self) -> Option<&'static str> {
         let mut at = Some(self);
         while let Some(e) = at {
-            if let Some(code) = RESYNC_CODES.iter().find(|c| c.eq_ignore_ascii_case(&e.code)) {
+            if let Some(code) = RESYNC_CODES
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(&e.code))
+            {
                 return Some(*code);
             }
             at = e.inner.as_deref();
@@ -334,11 +337,11 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
             status: status.as_u16(),
             retry_after,
         },
-        StatusCode::INTERNAL_SERVER_ERROR | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
-            GraphError::ServerError {
-                status: status.as_u16(),
-            }
-        }
+        StatusCode::INTERNAL_SERVER_ERROR
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::GATEWAY_TIMEOUT => GraphError::ServerError {
+            status: status.as_u16(),
+        },
         _ => match serde_json::from_slice::<ErrorBody>(body) {
             Ok(b) if status.is_client_error() && b.error.resync_code().is_some() => {
                 GraphError::Resync {
@@ -415,14 +418,24 @@ mod tests {
     #[test]
     fn any_4xx_carrying_a_resync_code_at_any_depth_means_start_over() {
         let body = |code: &str, inner: &str| {
-            format!(r#"{{"error":{{"code":"{code}","message":"m","innerError":{{"code":"{inner}","date":"2024-05-02T10:11:12"}}}}}}"#)
+            format!(
+                r#"{{"error":{{"code":"{code}","message":"m","innerError":{{"code":"{inner}","date":"2024-05-02T10:11:12"}}}}}}"#
+            )
         };
         for (status, code, inner) in [
             (StatusCode::BAD_REQUEST, "syncStateNotFound", ""),
             (StatusCode::NOT_FOUND, "SyncStateNotFound", ""),
             (StatusCode::CONFLICT, "resyncRequired", ""),
-            (StatusCode::BAD_REQUEST, "invalidRequest", "resyncApplyDifferences"),
-            (StatusCode::PRECONDITION_FAILED, "generalException", "resyncUploadDifferences"),
+            (
+                StatusCode::BAD_REQUEST,
+                "invalidRequest",
+                "resyncApplyDifferences",
+            ),
+            (
+                StatusCode::PRECONDITION_FAILED,
+                "generalException",
+                "resyncUploadDifferences",
+            ),
         ] {
             let e = error_from(status, None, body(code, inner).as_bytes());
             assert!(e.needs_resync(), "{status} {code}/{inner}: {e:?}");
@@ -435,7 +448,11 @@ mod tests {
         }
         // A 5xx is Graph's own trouble, never a reason to throw the chain away.
         assert!(matches!(
-            error_from(StatusCode::INTERNAL_SERVER_ERROR, None, body("syncStateNotFound", "").as_bytes()),
+            error_from(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                body("syncStateNotFound", "").as_bytes()
+            ),
             GraphError::ServerError { status: 500 }
         ));
     }

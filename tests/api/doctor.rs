@@ -624,7 +624,12 @@ async fn the_doctor_names_a_registration_with_v1_access_tokens_and_an_audience_g
     );
 
     // v2.0 tokens always name the client id: the identifier URI no longer matters.
-    patch(&app, &reg.client_id, json!({"requested_access_token_version": 2})).await;
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"requested_access_token_version": 2}),
+    )
+    .await;
     let (_, report) = doctor(&app).await;
     let found = check(&report, "access_token_version");
     assert_eq!(found["status"], "pass", "{found}");

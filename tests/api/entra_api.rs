@@ -452,7 +452,10 @@ async fn v1_access_tokens_are_accepted_when_the_registration_leaves_the_version_
     let token = user_token(&app, &sso, &admin, &manage(&app)).await;
     let said = claims(&token);
     assert_eq!(said["ver"], "1.0");
-    assert_eq!(said["iss"], format!("https://sts.windows.net/{}/", sso.tenant));
+    assert_eq!(
+        said["iss"],
+        format!("https://sts.windows.net/{}/", sso.tenant)
+    );
     assert_eq!(said["aud"], format!("api://{}", app.app.client_id));
     assert_eq!(said["appid"], app.app.client_id.as_str());
     assert!(said.get("azp").is_none());
@@ -489,11 +492,19 @@ async fn v1_access_tokens_are_accepted_when_the_registration_leaves_the_version_
         .await
         .unwrap();
     let forged = user_token(&app, &sso, &admin, &manage(&app)).await;
-    assert!(claims(&forged)["iss"].as_str().unwrap().starts_with("https://sts.windows.net/"));
+    assert!(
+        claims(&forged)["iss"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://sts.windows.net/")
+    );
     let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/tenants", &forged).await;
     assert_eq!(status, 401, "{body}");
     assert!(
-        body["detail"].as_str().unwrap().contains("https://sts.windows.net/"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("https://sts.windows.net/"),
         "{body}"
     );
 }

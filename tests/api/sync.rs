@@ -683,7 +683,13 @@ async fn delta_restarts_on_any_4xx_with_a_resync_code() {
     sync_now(&app, tenant).await;
     let report = work(&app).await;
     let faults = emulator(&app, reqwest::Method::GET, "/_emulator/faults", None).await;
-    emulator(&app, reqwest::Method::POST, "/_emulator/faults", Some(json!({}))).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
     assert_eq!(faults["injected"]["stale_tokens"], 2, "{faults}");
     assert_eq!(
@@ -722,9 +728,18 @@ async fn graph_500_502_and_504_are_retried_within_the_run_and_the_copy_ends_equa
     .await;
     let report = work(&app).await;
     let faults = emulator(&app, reqwest::Method::GET, "/_emulator/faults", None).await;
-    emulator(&app, reqwest::Method::POST, "/_emulator/faults", Some(json!({}))).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
-    assert!(faults["injected"]["server_errors"].as_i64().unwrap() > 0, "{faults}");
+    assert!(
+        faults["injected"]["server_errors"].as_i64().unwrap() > 0,
+        "{faults}"
+    );
     assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
 }
 
@@ -761,7 +776,11 @@ async fn a_large_group_split_across_pages_is_copied_whole() {
         .unwrap();
     let token = observer.token(&app).await;
     let sightings = observer
-        .all(&app, &token, "v1.0/groups/delta?$select=displayName,members")
+        .all(
+            &app,
+            &token,
+            "v1.0/groups/delta?$select=displayName,members",
+        )
         .await
         .iter()
         .filter(|g| g["id"] == largest.to_string())
@@ -957,7 +976,9 @@ async fn a_deleted_security_group_is_gone_for_good_and_a_microsoft_365_group_wai
             &app,
             reqwest::Method::POST,
             &at(&tid, "/groups"),
-            Some(json!({"displayName": "Team site", "mailEnabled": true, "securityEnabled": false})),
+            Some(
+                json!({"displayName": "Team site", "mailEnabled": true, "securityEnabled": false}),
+            ),
         )
         .await,
     );
@@ -974,7 +995,12 @@ async fn a_deleted_security_group_is_gone_for_good_and_a_microsoft_365_group_wai
     sync_now(&app, tenant).await;
     let run = work(&app).await;
     assert_eq!(run.outcome, RunOutcome::Succeeded, "{:?}", run.error);
-    assert_eq!((run.tally.removed, run.tally.soft_deleted), (1, 1), "{:?}", run.tally);
+    assert_eq!(
+        (run.tally.removed, run.tally.soft_deleted),
+        (1, 1),
+        "{:?}",
+        run.tally
+    );
     assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
     let kept: Vec<Uuid> = sqlx::query_scalar(
         "select object_id from directory_groups where tenant_id = $1 and soft_deleted_at is not null",
@@ -983,7 +1009,11 @@ async fn a_deleted_security_group_is_gone_for_good_and_a_microsoft_365_group_wai
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert_eq!(kept, vec![unified], "only the Microsoft 365 group can come back");
+    assert_eq!(
+        kept,
+        vec![unified],
+        "only the Microsoft 365 group can come back"
+    );
 }
 
 #[tokio::test]

@@ -685,7 +685,12 @@ async fn create_object(
     let kind = OTHER_TYPES
         .into_iter()
         .find(|k| *k == body.kind)
-        .ok_or_else(|| bad(format!("@odata.type must be one of {}", OTHER_TYPES.join(", "))))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "@odata.type must be one of {}",
+                OTHER_TYPES.join(", ")
+            ))
+        })?;
     let mut w = st.world();
     let tenant = tenant_mut(&mut w, &tid)?;
     let object = DirectoryObject {

@@ -532,7 +532,10 @@ fn as_version(claims: &mut Value, resource: &App, requested: &str, tid: Uuid) {
         return;
     };
     c.insert("ver".into(), json!("1.0"));
-    c.insert("iss".into(), json!(format!("https://sts.windows.net/{tid}/")));
+    c.insert(
+        "iss".into(),
+        json!(format!("https://sts.windows.net/{tid}/")),
+    );
     c.insert("aud".into(), json!(requested));
     for (v2, v1) in [
         ("azp", "appid"),

@@ -568,10 +568,7 @@ async fn a_property_cleared_through_the_admin_api_comes_as_null_under_return_min
     let tid = t.tid(0);
     let token = t.reader(0).await;
     let (users, link) = round(&t, &token, "/v1.0/users/delta").await;
-    let user = users
-        .iter()
-        .find(|u| u["jobTitle"].is_string())
-        .unwrap()["id"]
+    let user = users.iter().find(|u| u["jobTitle"].is_string()).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();

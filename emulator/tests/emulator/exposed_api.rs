@@ -179,7 +179,13 @@ async fn an_api_left_at_microsofts_default_gets_v1_access_tokens_and_graph_shows
         assert!(claims.get(v2_only).is_none(), "{v2_only} in {claims}");
     }
     // The ID token is still v2.0: the endpoint decides it, the resource decides the access token.
-    let id = verify_id_token(&t, &tid, tokens["id_token"].as_str().unwrap(), &app.client_id).await;
+    let id = verify_id_token(
+        &t,
+        &tid,
+        tokens["id_token"].as_str().unwrap(),
+        &app.client_id,
+    )
+    .await;
     assert_eq!(id["ver"], "2.0");
 
     let daemon = t
@@ -215,10 +221,20 @@ async fn an_api_left_at_microsofts_default_gets_v1_access_tokens_and_graph_shows
     let reader = t.provider_app().await;
     t.grant(&tid, &reader, &["Application.Read.All"]).await;
     let reader = t.app_token(&tid, &reader).await;
-    let filter = format!("/v1.0/applications?$filter=appId%20eq%20'{}'", app.client_id);
+    let filter = format!(
+        "/v1.0/applications?$filter=appId%20eq%20'{}'",
+        app.client_id
+    );
     let reg = &t.graph_json(&reader, &filter).await["value"][0];
-    assert_eq!(reg["api"]["requestedAccessTokenVersion"], Value::Null, "{reg}");
-    assert_eq!(reg["api"]["oauth2PermissionScopes"][0]["value"], "Gangway.Manage");
+    assert_eq!(
+        reg["api"]["requestedAccessTokenVersion"],
+        Value::Null,
+        "{reg}"
+    );
+    assert_eq!(
+        reg["api"]["oauth2PermissionScopes"][0]["value"],
+        "Gangway.Manage"
+    );
     assert_eq!(reg["identifierUris"], json!([uri]));
     let resp = t
         .admin_patch(
@@ -238,7 +254,13 @@ async fn an_api_left_at_microsofts_default_gets_v1_access_tokens_and_graph_shows
         &t.admin(0),
     )
     .await;
-    let claims = verify_id_token(&t, &tid, tokens["access_token"].as_str().unwrap(), &app.client_id).await;
+    let claims = verify_id_token(
+        &t,
+        &tid,
+        tokens["access_token"].as_str().unwrap(),
+        &app.client_id,
+    )
+    .await;
     assert_eq!(claims["ver"], "2.0");
     let bad = t
         .admin_patch(

@@ -134,6 +134,10 @@ async fn a_stale_token_is_refused_with_any_4xx_and_a_resync_code_and_5xx_are_inj
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "generalException");
     }
-    assert_eq!(seen, [500, 502, 504].into(), "500, 502 and 504 are all drawn");
+    assert_eq!(
+        seen,
+        [500, 502, 504].into(),
+        "500, 502 and 504 are all drawn"
+    );
     t.admin_post("/faults", json!({})).await;
 }

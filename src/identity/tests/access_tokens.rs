@@ -206,13 +206,19 @@ fn refuses_other_issuers_tenants_and_audiences() {
 fn v1_user_claims() -> Value {
     with(user_claims(), |c| {
         c.insert("ver".into(), json!("1.0"));
-        c.insert("iss".into(), json!(format!("https://sts.windows.net/{TID}/")));
+        c.insert(
+            "iss".into(),
+            json!(format!("https://sts.windows.net/{TID}/")),
+        );
         c.insert("aud".into(), json!(format!("api://{CLIENT_ID}")));
         let client = c.remove("azp").unwrap();
         c.insert("appid".into(), client);
         c.insert("appidacr".into(), json!("1"));
         c.remove("preferred_username");
-        c.insert("unique_name".into(), json!("ada.unique@contoso.onmicrosoft.com"));
+        c.insert(
+            "unique_name".into(),
+            json!("ada.unique@contoso.onmicrosoft.com"),
+        );
     })
 }
 
@@ -241,7 +247,10 @@ fn v1_access_tokens_are_accepted_when_issued_by_sts_windows_net_for_the_provider
         c.insert("roles".into(), json!(["Gangway.Write"]));
     });
     let who = api_check(&signed(&daemon)).unwrap();
-    assert_eq!(who.name, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f", "named by appid");
+    assert_eq!(
+        who.name, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f",
+        "named by appid"
+    );
     assert_eq!(who.roles, ["Gangway.Write"]);
 }
 
@@ -258,18 +267,33 @@ fn each_access_token_version_is_held_to_its_own_shape() {
         format!("{AUTHORITY}/{TID}/"),
     ] {
         assert_eq!(
-            refused(&|c| { c.insert("iss".into(), json!(iss.clone())); }, v1_user_claims()),
+            refused(
+                &|c| {
+                    c.insert("iss".into(), json!(iss.clone()));
+                },
+                v1_user_claims()
+            ),
             Err(ApiTokenProblem::WrongIssuer),
             "{iss}"
         );
     }
     assert_eq!(
-        refused(&|c| { c.insert("aud".into(), json!("api://someone-else")); }, v1_user_claims()),
+        refused(
+            &|c| {
+                c.insert("aud".into(), json!("api://someone-else"));
+            },
+            v1_user_claims()
+        ),
         Err(ApiTokenProblem::WrongAudience)
     );
     for ver in [json!("3.0"), json!(2), Value::Null] {
         assert_eq!(
-            refused(&|c| { c.insert("ver".into(), ver.clone()); }, user_claims()),
+            refused(
+                &|c| {
+                    c.insert("ver".into(), ver.clone());
+                },
+                user_claims()
+            ),
             Err(ApiTokenProblem::UnknownVersion),
             "{ver}"
         );
@@ -279,14 +303,20 @@ fn each_access_token_version_is_held_to_its_own_shape() {
         let client = c.remove("azp").unwrap();
         c.insert("appid".into(), client);
     });
-    assert_eq!(api_check(&signed(&v2_with_appid)), Err(ApiTokenProblem::Malformed));
+    assert_eq!(
+        api_check(&signed(&v2_with_appid)),
+        Err(ApiTokenProblem::Malformed)
+    );
     let v1_with_azp = with(v1_user_claims(), |c| {
         c.remove("scp");
         c.insert("roles".into(), json!(["Gangway.Read"]));
         let client = c.remove("appid").unwrap();
         c.insert("azp".into(), client);
     });
-    assert_eq!(api_check(&signed(&v1_with_azp)), Err(ApiTokenProblem::Malformed));
+    assert_eq!(
+        api_check(&signed(&v1_with_azp)),
+        Err(ApiTokenProblem::Malformed)
+    );
 }
 
 #[test]
