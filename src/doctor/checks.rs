@@ -809,6 +809,8 @@ mod tests {
             "appId": "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f",
             "displayName": "Gangway",
             "signInAudience": "AzureADMultipleOrgs",
+            "identifierUris": ["api://6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f"],
+            "api": {"requestedAccessTokenVersion": null, "oauth2PermissionScopes": []},
             "groupMembershipClaims": null,
             "optionalClaims": {"accessToken": [], "idToken": [{"name": "wids", "essential": false, "source": null, "additionalProperties": []}], "saml2Token": []},
             "passwordCredentials": [
@@ -886,11 +888,20 @@ mod tests {
         for c in &checks {
             assert_eq!(c.status, Status::Pass, "{c:?}");
         }
-        assert_eq!(checks.len(), 7);
+        assert_eq!(checks.len(), 8);
         assert_eq!(expiry, Some(time::macros::date!(2027 - 06 - 30)));
         let secret = by_id(&checks, "secret_expiry");
         assert!(secret.detail.contains("2027-06-30") && secret.detail.contains("211 days"));
         assert!(secret.detail.contains("24 months"), "{}", secret.detail);
+    }
+
+    #[test]
+    fn an_access_token_version_entra_does_not_know_fails() {
+        let mut reg = good();
+        reg["api"]["requestedAccessTokenVersion"] = json!(3);
+        let check = access_token_version(&reg, &expected().client_id, None);
+        assert_eq!(check.status, Status::Fail, "{check:?}");
+        assert!(check.detail.contains("is 3"), "{}", check.detail);
     }
 
     #[test]
