@@ -134,6 +134,16 @@ pub struct ExposedScope {
     pub is_enabled: bool,
 }
 
+/// `requestedAccessTokenVersion` takes 1, 2 or null (apiApplication resource).
+fn check_token_version(version: Option<u8>) -> Result<(), String> {
+    match version {
+        None | Some(1 | 2) => Ok(()),
+        Some(v) => Err(format!(
+            "requestedAccessTokenVersion must be 1, 2 or null, not {v}"
+        )),
+    }
+}
+
 /// Checks exposed scopes as the portal does: values unique, without spaces.
 fn check_scopes(scopes: &[ExposedScope]) -> Result<(), String> {
     for (i, scope) in scopes.iter().enumerate() {
@@ -239,6 +249,9 @@ pub struct App {
     pub identifier_uris: Vec<String>,
     /// The delegated scopes the app exposes as an API.
     pub api_scopes: Vec<ExposedScope>,
+    /// `api.requestedAccessTokenVersion`: `None` (Microsoft's default) or 1 mints v1.0 access
+    /// tokens for the API, 2 mints v2.0 — whatever endpoint the client used.
+    pub access_token_version: Option<u8>,
     /// Configured (requested) permissions.
     pub permissions: Permissions,
     /// Client secrets.
@@ -347,6 +360,9 @@ pub struct NewApp {
     /// Exposed delegated scopes (`[{"value": "Gangway.Manage", "id": GUID}]`).
     #[serde(default)]
     pub oauth2_permission_scopes: Vec<ExposedScope>,
+    /// `api.requestedAccessTokenVersion`: 1, 2 or absent (v1.0 tokens, as Microsoft defaults).
+    #[serde(default)]
+    pub requested_access_token_version: Option<u8>,
     /// Requested permissions.
     #[serde(default)]
     pub permissions: Permissions,
@@ -376,6 +392,8 @@ pub struct AppChange {
     pub identifier_uris: Option<Vec<String>>,
     /// Replaces the exposed delegated scopes.
     pub oauth2_permission_scopes: Option<Vec<ExposedScope>>,
+    /// Sets `api.requestedAccessTokenVersion` (1 or 2).
+    pub requested_access_token_version: Option<u8>,
     /// Replaces the requested permissions (what a tenant granted stays).
     pub permissions: Option<Permissions>,
     /// Moves every secret's expiry to this many days from now (negative: already expired).
@@ -391,6 +409,7 @@ impl Registry {
             .map_err(|p| format!("unknown permission '{p}'"))?;
         check_roles(&new.app_roles)?;
         check_scopes(&new.oauth2_permission_scopes)?;
+        check_token_version(new.requested_access_token_version)?;
         let client_id = match new.client_id {
             Some(id) => Uuid::parse_str(&id)
                 .map_err(|_| format!("client_id '{id}' is not a GUID"))?
@@ -421,6 +440,7 @@ impl Registry {
                 .identifier_uris
                 .unwrap_or_else(|| vec![format!("api://{client_id}")]),
             api_scopes: new.oauth2_permission_scopes,
+            access_token_version: new.requested_access_token_version,
             permissions,
             secrets: vec![secret],
             created_at: now,
@@ -444,6 +464,12 @@ impl Registry {
         }
         if let Some(Err(e)) = change.oauth2_permission_scopes.as_deref().map(check_scopes) {
             return Some(Err(e));
+        }
+        if let Err(e) = check_token_version(change.requested_access_token_version) {
+            return Some(Err(e));
+        }
+        if let Some(version) = change.requested_access_token_version {
+            app.access_token_version = Some(version);
         }
         if let Some(uris) = change.identifier_uris {
             app.identifier_uris = uris;

@@ -1,7 +1,7 @@
 //! The seeded directory: tenants with users, groups and memberships, plus the change versions
 //! that delta queries read.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -139,7 +139,31 @@ pub fn seeded_password(id: Uuid) -> String {
     format!("Emu-{}!", &id.simple().to_string()[..8])
 }
 
-/// A group with its members (user ids) and a log of membership changes for delta.
+/// Graph's `@odata.type` of a user member.
+pub const USER_TYPE: &str = "#microsoft.graph.user";
+/// Graph's `@odata.type` of a group member (a nested group).
+pub const GROUP_TYPE: &str = "#microsoft.graph.group";
+/// The other directory objects a group can hold (group resource, `members`): service
+/// principals, devices and organizational contacts. The emulator keeps only their name.
+pub const OTHER_TYPES: [&str; 3] = [
+    "#microsoft.graph.servicePrincipal",
+    "#microsoft.graph.device",
+    "#microsoft.graph.orgContact",
+];
+
+/// A service principal, device or organizational contact: only ever seen as a group member.
+#[derive(Clone, Debug)]
+pub struct DirectoryObject {
+    /// Object id.
+    pub id: Uuid,
+    /// One of [`OTHER_TYPES`].
+    pub kind: &'static str,
+    /// Graph `displayName`.
+    pub display_name: String,
+}
+
+/// A group with its members (users, groups and other directory objects) and a log of
+/// membership changes for delta.
 #[derive(Clone, Debug)]
 pub struct Group {
     /// Object id.
@@ -158,9 +182,11 @@ pub struct Group {
     pub security_enabled: bool,
     /// Graph `groupTypes` (`Unified` for Microsoft 365 groups).
     pub group_types: Vec<String>,
-    /// Member user ids.
+    /// Member object ids.
     pub members: BTreeSet<Uuid>,
-    /// (tenant version, user id, added?) for every membership change after seeding.
+    /// `@odata.type` of every member that ever was one and is not a user.
+    pub member_types: BTreeMap<Uuid, &'static str>,
+    /// (tenant version, member id, added?) for every membership change after seeding.
     pub member_log: Vec<(u64, Uuid, bool)>,
     /// Tenant version of the last change (membership changes included).
     pub version: u64,
@@ -171,6 +197,17 @@ pub struct Group {
 }
 
 impl Group {
+    /// A member's `@odata.type`.
+    pub fn member_type(&self, id: Uuid) -> &'static str {
+        self.member_types.get(&id).copied().unwrap_or(USER_TYPE)
+    }
+
+    /// Only Microsoft 365 groups go to the recycle bin: "Deleted security groups are deleted
+    /// permanently" (directory deletedItems).
+    pub fn restorable(&self) -> bool {
+        self.group_types.iter().any(|t| t == "Unified")
+    }
+
     /// All Graph properties the emulator knows.
     pub fn to_json(&self) -> Map<String, Value> {
         let v = json!({
@@ -214,6 +251,8 @@ pub struct Tenant {
     pub users: Vec<User>,
     /// Groups in creation order (with tombstones).
     pub groups: Vec<Group>,
+    /// Service principals, devices and contacts (group members only); deleted ones are gone.
+    pub objects: Vec<DirectoryObject>,
     user_by_id: HashMap<Uuid, usize>,
     user_by_upn: HashMap<String, usize>,
     group_by_id: HashMap<Uuid, usize>,
@@ -442,6 +481,7 @@ impl Tenant {
             ],
             users: Vec::with_capacity(users),
             groups: Vec::with_capacity(groups),
+            objects: Vec::new(),
             user_by_id: HashMap::with_capacity(users),
             user_by_upn: HashMap::with_capacity(users),
             group_by_id: HashMap::new(),
@@ -505,6 +545,7 @@ impl Tenant {
                     vec![]
                 },
                 members,
+                member_types: BTreeMap::new(),
                 member_log: Vec::new(),
                 version: 1,
                 changes: Changes::default(),
@@ -653,9 +694,55 @@ impl Tenant {
             self.user_by_upn.remove(&upn);
         }
         // Graph drops soft-deleted users from memberships too.
+        self.leave_all(uid, v);
+    }
+
+    /// Deletes a group: a security group for good (it cannot be restored), a Microsoft 365
+    /// group to the recycle bin unless `hard`. Either way it leaves the groups it was in.
+    pub fn delete_group(&mut self, g: usize, hard: bool) {
+        let v = self.bump();
+        let group = &mut self.groups[g];
+        group.life = if hard || !group.restorable() {
+            Life::HardDeleted
+        } else {
+            Life::SoftDeleted
+        };
+        group.version = v;
+        let id = group.id;
+        self.leave_all(id, v);
+    }
+
+    /// Removes `id` from every group it is a member of, at version `v`.
+    fn leave_all(&mut self, id: Uuid, v: u64) {
         for g in 0..self.groups.len() {
-            self.set_membership(g, uid, false, v);
+            self.set_membership(g, id, None, false, v);
         }
+    }
+
+    /// The `@odata.type` of a live object that can be a group member, if there is one by `id`.
+    pub fn member_kind(&self, id: Uuid) -> Option<&'static str> {
+        let key = id.to_string();
+        if self.user(&key).is_some_and(|u| u.life == Life::Active) {
+            Some(USER_TYPE)
+        } else if self
+            .group_index(&key)
+            .is_some_and(|g| self.groups[g].life == Life::Active)
+        {
+            Some(GROUP_TYPE)
+        } else {
+            self.objects.iter().find(|o| o.id == id).map(|o| o.kind)
+        }
+    }
+
+    /// Deletes a service principal, device or contact; it leaves every group. False if none.
+    pub fn delete_object(&mut self, id: Uuid) -> bool {
+        let Some(at) = self.objects.iter().position(|o| o.id == id) else {
+            return false;
+        };
+        self.objects.remove(at);
+        let v = self.bump();
+        self.leave_all(id, v);
+        true
     }
 
     /// Restores a soft-deleted user from the recycle bin (memberships stay lost, as in Entra
@@ -669,9 +756,20 @@ impl Tenant {
         user.changes.created = v;
     }
 
-    /// Adds or removes a member, logging the change at version `v`; false if nothing changed.
-    pub fn set_membership(&mut self, g: usize, uid: Uuid, add: bool, v: u64) -> bool {
+    /// Adds (with its `@odata.type`, `None` for a user) or removes a member, logging the
+    /// change at version `v`; false if nothing changed.
+    pub fn set_membership(
+        &mut self,
+        g: usize,
+        uid: Uuid,
+        kind: Option<&'static str>,
+        add: bool,
+        v: u64,
+    ) -> bool {
         let group = &mut self.groups[g];
+        if let Some(kind) = kind.filter(|k| *k != USER_TYPE) {
+            group.member_types.insert(uid, kind);
+        }
         let changed = if add {
             group.members.insert(uid)
         } else {

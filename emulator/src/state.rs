@@ -38,14 +38,27 @@ pub struct Config {
 pub struct GraphSettings {
     latency_ms: AtomicU64,
     page_size: AtomicUsize,
+    members_per_slice: AtomicUsize,
 }
+
+/// Members a group carries in one `members@delta` slice unless set otherwise; Microsoft does
+/// not say how many, only that a large group repeats across pages with other slices.
+pub const MEMBERS_PER_SLICE: usize = 100;
 
 impl GraphSettings {
     fn new(latency_ms: u64, page_size: usize) -> Self {
         Self {
             latency_ms: AtomicU64::new(latency_ms),
             page_size: AtomicUsize::new(page_size.clamp(1, 999)),
+            members_per_slice: AtomicUsize::new(MEMBERS_PER_SLICE),
         }
+    }
+
+    /// The most `members@delta` entries a group carries in one page; a group with more
+    /// changes comes back on the following pages with the next slices (delta-query-groups,
+    /// "Paging through members in a large group").
+    pub fn members_per_slice(&self) -> usize {
+        self.members_per_slice.load(Ordering::Relaxed)
     }
 
     /// Time every Graph answer takes.
@@ -59,9 +72,17 @@ impl GraphSettings {
     }
 
     /// Changes what is given; the page size is kept within Graph's 1..=999.
-    pub fn set(&self, latency_ms: Option<u64>, page_size: Option<usize>) {
+    pub fn set(
+        &self,
+        latency_ms: Option<u64>,
+        page_size: Option<usize>,
+        members_per_slice: Option<usize>,
+    ) {
         if let Some(ms) = latency_ms {
             self.latency_ms.store(ms, Ordering::Relaxed);
+        }
+        if let Some(n) = members_per_slice {
+            self.members_per_slice.store(n.max(1), Ordering::Relaxed);
         }
         if let Some(size) = page_size {
             self.page_size.store(size.clamp(1, 999), Ordering::Relaxed);
@@ -340,6 +361,7 @@ impl AppState {
                 app_roles: Vec::new(),
                 identifier_uris: None,
                 oauth2_permission_scopes: Vec::new(),
+                requested_access_token_version: None,
                 permissions: Permissions {
                     delegated: opts.app_delegated_permissions.iter().cloned().collect(),
                     application: opts.app_application_permissions.iter().cloned().collect(),

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Independent-client check: Microsoft's Graph SDK for Python (msgraph-sdk, with azure-identity
 for the client-credentials token) pages /v1.0/users with its PageIterator and walks a whole
-/v1.0/users/delta round against the emulator. Only configuration points it there: the
-credential's authority, the request adapter's base URL, the allowed host and the trusted CA.
+/v1.0/users/delta round against the emulator; with --groups, a whole /v1.0/groups/delta round
+too, merging each group's members@delta slices as Graph asks. Only configuration points it
+there: the credential's authority, the request adapter's base URL, the allowed host and the
+trusted CA.
 
 Prints one JSON line: {"users": N, "pages": P, "first": "<upn>", "delta_users": N,
-"delta_pages": P, "delta_paths": [...], "delta_link": "<url>"}.
+"delta_pages": P, "delta_paths": [...], "delta_link": "<url>"}; with --groups also
+"groups": {"<id>": {"name", "sightings": N, "members": {"<id>": "<@odata.type>"}}}.
 Exit codes: 0 ok, 1 a Graph or token failure, 3 the SDK is not installed.
 """
 import argparse
@@ -90,7 +93,9 @@ async def run(args) -> dict:
                 page = await client.users.delta.with_url(page.odata_next_link).get()
                 continue
             break
+        groups = await groups_round(client) if args.groups else None
         return {
+            "groups": groups,
             "users": len(names),
             "pages": pages,
             "first": names[0] if names else None,
@@ -103,6 +108,29 @@ async def run(args) -> dict:
         await credential.close()
 
 
+async def groups_round(client) -> dict:
+    """A /groups/delta round; a group may come on several pages, each with a slice of its
+    members@delta (kept by the SDK in additional_data): merged by id, removals applied."""
+    groups = {}
+    page = await client.groups.delta.get()
+    while True:
+        for group in page.value or []:
+            entry = groups.setdefault(
+                str(group.id), {"name": group.display_name, "sightings": 0, "members": {}}
+            )
+            entry["sightings"] += 1
+            for member in (group.additional_data or {}).get("members@delta", []):
+                # The SDK reads a GUID-shaped string in additional_data as a UUID.
+                member_id = str(member["id"])
+                if "@removed" in member:
+                    entry["members"].pop(member_id, None)
+                else:
+                    entry["members"][member_id] = member.get("@odata.type")
+        if not page.odata_next_link:
+            return groups
+        page = await client.groups.delta.with_url(page.odata_next_link).get()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--authority", required=True, help="https://localhost:PORT")
@@ -112,6 +140,7 @@ def main() -> int:
     parser.add_argument("--ca-file", required=True, help="PEM of the emulator's CA")
     parser.add_argument("--graph", required=True, help="Graph base URL (same as the emulator's)")
     parser.add_argument("--page-size", type=int, default=5, help="$top of the /users pages")
+    parser.add_argument("--groups", action="store_true", help="also walk a /groups/delta round")
     args = parser.parse_args()
     # requests and azure-core let these variables override the CA given, which would hide ours.
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):

@@ -675,7 +675,9 @@ async fn apply_members(
 /// Memberships added and removed, with the (group, member) pairs when they were asked for.
 type MemberOutcome = (i32, i32, Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>);
 
-/// Deletes objects for good; a user takes its memberships with it (a group's go by cascade).
+/// Deletes objects for good; they leave every group they were in (a group's own members go by
+/// cascade). Graph reports those departures in the groups' `members@delta` too, but the other
+/// chain may not have reached them yet.
 async fn remove(
     tx: &mut Transaction<'_, Postgres>,
     resource: Resource,
@@ -686,7 +688,6 @@ async fn remove(
         Resource::Users => "directory_users",
         Resource::Groups => "directory_groups",
     };
-    // A group's memberships go with it (cascade), a user's below.
     lock_memberships(tx, tenant).await?;
     let n = sqlx::query(&format!(
         "delete from {table} where tenant_id = $1 and object_id = any($2)"
@@ -696,15 +697,11 @@ async fn remove(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    if resource == Resource::Users {
-        sqlx::query(
-            "delete from directory_group_members where tenant_id = $1 and member_id = any($2)",
-        )
+    sqlx::query("delete from directory_group_members where tenant_id = $1 and member_id = any($2)")
         .bind(tenant)
         .bind(ids)
         .execute(&mut **tx)
         .await?;
-    }
     Ok(n as i32)
 }
 
@@ -744,11 +741,14 @@ async fn drop_vanished(
             .bind(round)
             .fetch_all(&mut **tx)
             .await?;
+            // Memberships the round did not see, and those of the vanished groups in others.
             sqlx::query(
-                "delete from directory_group_members where tenant_id = $1 and seen_round < $2",
+                "delete from directory_group_members
+                 where tenant_id = $1 and (seen_round < $2 or member_id = any($3))",
             )
             .bind(tenant)
             .bind(round)
+            .bind(&ids)
             .execute(&mut **tx)
             .await?;
             Ok(ids)

@@ -1,7 +1,8 @@
 //! One sync of one tenant: the users and groups delta chains, side by side, each fetching its
 //! next page while the current one is written. Throttling is waited out as Graph says
-//! (`Retry-After`, fractions too) or with jittered backoff; dropped connections are retried; an
-//! expired or reset delta link starts a full round. Memory holds at most two pages per chain,
+//! (`Retry-After`, fractions too) or with jittered backoff; dropped connections and Graph's
+//! 500/502/504 are retried the same way; an expired or reset delta link (410, or any 4xx with a
+//! resync code) starts a full round. Memory holds at most two pages per chain,
 //! whatever the directory's size.
 
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::graph::{GraphClient, GraphError};
 /// How hard a sync tries before giving a page up (the job is then retried later).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Tries per request (throttled, dropped or timed out) before the run fails.
+    /// Tries per request (throttled, dropped, timed out or a 5xx) before the run fails.
     pub attempts: u32,
     /// The first backoff without a `Retry-After`; doubled each time, with jitter.
     pub backoff: Duration,
@@ -152,7 +153,10 @@ impl Syncer {
                 other => return other.map(|()| total),
             }
         }
-        Err(SyncError::Graph(GraphError::SyncStateGone))
+        Err(SyncError::Graph(GraphError::Resync {
+            status: 410,
+            code: "resyncRequired".into(),
+        }))
     }
 
     /// Pages from `state` to the round's delta link. While a page is written the next one is
@@ -231,7 +235,8 @@ impl Syncer {
                     waited.throttled_seconds += wait.as_secs_f64();
                     wait
                 }
-                GraphError::Transport(_) => self.backoff(attempt),
+                // 500, 502, 504: Graph's passing trouble; 503 came as throttling above.
+                GraphError::Transport(_) | GraphError::ServerError { .. } => self.backoff(attempt),
                 _ => return Err(error.into()),
             };
             if attempt >= self.policy.attempts {

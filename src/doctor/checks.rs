@@ -238,6 +238,14 @@ pub fn registration_checks(
     });
     let (expiry_check, expiry) = secret_expiry(source, secret, now);
     checks.push(expiry_check);
+    checks.push(match reg {
+        Some(reg) => access_token_version(reg, &expected.client_id, expected.tenant_id.as_deref()),
+        None => skipped(
+            "access_token_version",
+            TOKEN_VERSION_TITLE,
+            token_version_fix(&expected.client_id),
+        ),
+    });
     for profile in &expected.profiles {
         checks.push(match reg {
             Some(reg) => permissions(reg, profile),
@@ -444,6 +452,59 @@ pub fn wids_claim(reg: &Value) -> Check {
         "{setting}, so ID tokens carry no wids{listed}: Gangway can then confirm that the admin giving consent is a Global Administrator only through Microsoft Graph with a permission that reads directory roles (RoleManagement.Read.Directory), and refuses every consent it cannot confirm."
     ))
     .fix(wids_fix())
+}
+
+const TOKEN_VERSION_TITLE: &str = "Access tokens for your API";
+
+fn token_version_fix(client_id: &str) -> String {
+    format!(
+        "{APP} → Manifest: set \"requestedAccessTokenVersion\": 2 in \"api\" (v2.0 tokens always name the client id as their audience), or keep v1.0 and add api://{client_id} under Expose an API → Application ID URI; then Save."
+    )
+}
+
+/// Which access tokens Entra ID mints for the API the app exposes: the version the
+/// registration asks for in `api.requestedAccessTokenVersion` (`null`, Microsoft's default,
+/// means v1.0), whichever endpoint the caller used. Gangway accepts both; a v1.0 token's
+/// audience is the application ID URI the client asked for, so then `api://{client id}`
+/// must be one of the registration's `identifierUris`.
+pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) -> Check {
+    let check = Check::new("access_token_version", TOKEN_VERSION_TITLE, Status::Pass);
+    let tenant = tenant.unwrap_or("{tenant}");
+    let app_id_uri = format!("api://{client_id}");
+    let version = reg
+        .pointer("/api/requestedAccessTokenVersion")
+        .unwrap_or(&Value::Null);
+    let v1 = |asked: &str| {
+        if strings(reg, "/identifierUris").contains(&app_id_uri.as_str()) {
+            check.clone().detail(format!(
+                "v1.0 tokens (api.requestedAccessTokenVersion is {asked}): Gangway accepts them issued by https://sts.windows.net/{tenant}/ for {app_id_uri}, the calling app in appid."
+            ))
+        } else {
+            Check {
+                status: Status::Warn,
+                ..check.clone()
+            }
+            .detail(format!(
+                "v1.0 tokens (api.requestedAccessTokenVersion is {asked}) name the application ID URI a client asked for as their audience, and {app_id_uri} is not among the registration's identifierUris: Gangway refuses tokens for any other."
+            ))
+            .fix(token_version_fix(client_id))
+        }
+    };
+    match version.as_u64() {
+        Some(2) => check.detail(format!(
+            "v2.0 tokens (api.requestedAccessTokenVersion is 2): Gangway accepts them issued for tenant {tenant} to {client_id}, the calling app in azp."
+        )),
+        Some(1) => v1("1"),
+        None if version.is_null() => v1("null, Microsoft's default"),
+        _ => Check {
+            status: Status::Fail,
+            ..check
+        }
+        .detail(format!(
+            "api.requestedAccessTokenVersion is {version}, which Entra ID does not know (1, 2 or null)."
+        ))
+        .fix(token_version_fix(client_id)),
+    }
 }
 
 /// When the client secret in use expires: a fail once expired, a warning within
@@ -757,6 +818,8 @@ mod tests {
             "appId": "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f",
             "displayName": "Gangway",
             "signInAudience": "AzureADMultipleOrgs",
+            "identifierUris": ["api://6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f"],
+            "api": {"requestedAccessTokenVersion": null, "oauth2PermissionScopes": []},
             "groupMembershipClaims": "DirectoryRole",
             "optionalClaims": null,
             "passwordCredentials": [
@@ -834,11 +897,20 @@ mod tests {
         for c in &checks {
             assert_eq!(c.status, Status::Pass, "{c:?}");
         }
-        assert_eq!(checks.len(), 7);
+        assert_eq!(checks.len(), 8);
         assert_eq!(expiry, Some(time::macros::date!(2027 - 06 - 30)));
         let secret = by_id(&checks, "secret_expiry");
         assert!(secret.detail.contains("2027-06-30") && secret.detail.contains("211 days"));
         assert!(secret.detail.contains("24 months"), "{}", secret.detail);
+    }
+
+    #[test]
+    fn an_access_token_version_entra_does_not_know_fails() {
+        let mut reg = good();
+        reg["api"]["requestedAccessTokenVersion"] = json!(3);
+        let check = access_token_version(&reg, &expected().client_id, None);
+        assert_eq!(check.status, Status::Fail, "{check:?}");
+        assert!(check.detail.contains("is 3"), "{}", check.detail);
     }
 
     #[test]

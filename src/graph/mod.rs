@@ -31,9 +31,21 @@ pub enum GraphError {
         /// The `Retry-After` delay, fractional seconds allowed.
         retry_after: Option<Duration>,
     },
-    /// A delta or skip token is no longer valid (HTTP 410): start a full resync.
-    #[error("Graph says the sync state is gone (HTTP 410)")]
-    SyncStateGone,
+    /// HTTP 500, 502 or 504: a passing fault on Graph's side, worth another try after a wait.
+    #[error("Graph failed (HTTP {status}) and may answer if asked again")]
+    ServerError {
+        /// 500, 502 or 504.
+        status: u16,
+    },
+    /// The delta or skip token is no longer good: 410 Gone (a reset), or any 4xx whose error
+    /// code (or an inner one) is one Graph documents for it. Only a full round helps.
+    #[error("Graph says the sync state is gone (HTTP {status} {code}): starting over")]
+    Resync {
+        /// 410, or the 4xx that carried the code.
+        status: u16,
+        /// The resync code that was met (empty for a bare 410).
+        code: String,
+    },
     /// The request could not be sent or the answer not received.
     #[error("could not talk to Graph: {0}")]
     Transport(String),
@@ -48,21 +60,21 @@ impl GraphError {
         matches!(self, Self::Api { status: 403, .. })
     }
 
-    /// True when a delta chain must start over with a full round: 410 Gone (a reset, with
-    /// `Location`), or 400 `syncStateNotFound` / `resyncRequired` (an expired or unknown token).
+    /// True when a delta chain must start over with a full round (see [`Self::Resync`]).
     pub fn needs_resync(&self) -> bool {
-        match self {
-            Self::SyncStateGone => true,
-            Self::Api {
-                status: 400, code, ..
-            } => {
-                code.eq_ignore_ascii_case("syncStateNotFound")
-                    || code.eq_ignore_ascii_case("resyncRequired")
-            }
-            _ => false,
-        }
+        matches!(self, Self::Resync { .. })
     }
 }
+
+/// The error codes Graph documents for a delta or skip token it no longer honours, at the top
+/// or nested in `innerError`; delta-query-overview promises only "a 40X-series error with
+/// error codes such as `syncStateNotFound`", so the status alone decides nothing.
+const RESYNC_CODES: [&str; 4] = [
+    "syncStateNotFound",
+    "resyncRequired",
+    "resyncApplyDifferences",
+    "resyncUploadDifferences",
+];
 
 /// The tenant as Graph describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -141,6 +153,26 @@ struct ErrorDetail {
     code: String,
     #[serde(default)]
     message: String,
+    /// Graph spells it `innerError`; its errors page, `innererror`.
+    #[serde(default, rename = "innerError", alias = "innererror")]
+    inner: Option<Box<ErrorDetail>>,
+}
+
+impl ErrorDetail {
+    /// The first resync code in this error or its inner ones.
+    fn resync_code(&self) -> Option<&'static str> {
+        let mut at = Some(self);
+        while let Some(e) = at {
+            if let Some(code) = RESYNC_CODES
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(&e.code))
+            {
+                return Some(*code);
+            }
+            at = e.inner.as_deref();
+        }
+        None
+    }
 }
 
 /// A Microsoft Graph client. Cheap to clone.
@@ -335,8 +367,22 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
             status: status.as_u16(),
             retry_after,
         },
-        StatusCode::GONE => GraphError::SyncStateGone,
+        StatusCode::INTERNAL_SERVER_ERROR
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::GATEWAY_TIMEOUT => GraphError::ServerError {
+            status: status.as_u16(),
+        },
         _ => match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) if status.is_client_error() && b.error.resync_code().is_some() => {
+                GraphError::Resync {
+                    status: status.as_u16(),
+                    code: b.error.resync_code().unwrap_or_default().to_owned(),
+                }
+            }
+            _ if status == StatusCode::GONE => GraphError::Resync {
+                status: 410,
+                code: String::new(),
+            },
             // Remote text travels on into logs and stored errors: capped here, where it enters.
             Ok(b) => GraphError::Api {
                 status: status.as_u16(),
@@ -390,16 +436,55 @@ mod tests {
             t,
             GraphError::Throttled { status: 429, retry_after: Some(d) } if d == Duration::from_millis(1500)
         ));
-        assert!(matches!(
-            error_from(StatusCode::GONE, None, b""),
-            GraphError::SyncStateGone
-        ));
+        assert!(error_from(StatusCode::GONE, None, b"").needs_resync());
         assert!(matches!(
             error_from(StatusCode::BAD_GATEWAY, None, b"<html>"),
-            GraphError::Api { status: 502, .. }
+            GraphError::ServerError { status: 502 }
         ));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn any_4xx_carrying_a_resync_code_at_any_depth_means_start_over() {
+        let body = |code: &str, inner: &str| {
+            format!(
+                r#"{{"error":{{"code":"{code}","message":"m","innerError":{{"code":"{inner}","date":"2024-05-02T10:11:12"}}}}}}"#
+            )
+        };
+        for (status, code, inner) in [
+            (StatusCode::BAD_REQUEST, "syncStateNotFound", ""),
+            (StatusCode::NOT_FOUND, "SyncStateNotFound", ""),
+            (StatusCode::CONFLICT, "resyncRequired", ""),
+            (
+                StatusCode::BAD_REQUEST,
+                "invalidRequest",
+                "resyncApplyDifferences",
+            ),
+            (
+                StatusCode::PRECONDITION_FAILED,
+                "generalException",
+                "resyncUploadDifferences",
+            ),
+        ] {
+            let e = error_from(status, None, body(code, inner).as_bytes());
+            assert!(e.needs_resync(), "{status} {code}/{inner}: {e:?}");
+        }
+        for (status, code) in [
+            (StatusCode::BAD_REQUEST, "Request_BadRequest"),
+            (StatusCode::FORBIDDEN, "Authorization_RequestDenied"),
+        ] {
+            assert!(!error_from(status, None, body(code, "").as_bytes()).needs_resync());
+        }
+        // A 5xx is Graph's own trouble, never a reason to throw the chain away.
+        assert!(matches!(
+            error_from(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                body("syncStateNotFound", "").as_bytes()
+            ),
+            GraphError::ServerError { status: 500 }
+        ));
     }
 
     #[test]

@@ -1,6 +1,20 @@
 //! Access tokens Entra ID issues for the API the provider exposes on its own app registration
 //! (`api://{client id}`): RS256 against the published keys, then every claim Gangway relies on.
 //! Pure (keys and clock passed in) so it is tested without a network.
+//!
+//! Entra ID mints the version the registration asks for (`api.requestedAccessTokenVersion`;
+//! `null`, its default, means 1), whatever endpoint the client used, and Gangway takes both,
+//! each held to its own shape (access-token claims reference):
+//!
+//! | `ver` | `iss`                                  | `aud`                              | client  |
+//! |-------|----------------------------------------|------------------------------------|---------|
+//! | `2.0` | `{authority}/{tenant}/v2.0`            | the client id                      | `azp`   |
+//! | `1.0` | `https://sts.windows.net/{tenant}/`    | the client id or `api://{client id}` | `appid` |
+//!
+//! The v1 issuer is Microsoft's fixed security token service, not the authority's host; the
+//! emulator mints the same string, so no setting is needed (a sovereign cloud's v1 issuer is
+//! another host: there, ask for v2 tokens). Either way the signature must verify with a key the
+//! configured authority publishes, so the string alone vouches for nothing.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,10 +49,16 @@ pub enum ApiTokenProblem {
     /// The signature does not verify with the published key.
     #[error("the token's signature does not verify")]
     BadSignature,
-    /// `iss` is not `{authority}/{provider tenant}/v2.0` (or `tid` is another tenant).
-    #[error("the token was issued by another tenant or issuer than the provider's")]
+    /// `ver` is neither `1.0` nor `2.0`.
+    #[error("the token's version (ver) is neither 1.0 nor 2.0")]
+    UnknownVersion,
+    /// `iss` is not the provider tenant's issuer for the token's version (or `tid` is another
+    /// tenant).
+    #[error(
+        "the token was issued by another tenant or issuer than the provider's (v1.0 tokens: https://sts.windows.net/{{tenant}}/, v2.0: {{authority}}/{{tenant}}/v2.0)"
+    )]
     WrongIssuer,
-    /// `aud` is neither the provider app's client id nor `api://{client id}`.
+    /// `aud` is not this API: the client id (v2.0), or it or `api://{client id}` (v1.0).
     #[error("the token is for another audience than this API")]
     WrongAudience,
     /// `exp` has passed.
@@ -59,8 +79,8 @@ pub struct ApiIdentity {
     pub oid: Uuid,
     /// `tid`: the provider's tenant.
     pub tid: TenantId,
-    /// `upn` (else `preferred_username`) for a user; the calling app's id (`azp`, else `appid`)
-    /// for a daemon.
+    /// `upn` (else `preferred_username` in v2.0, `unique_name` in v1.0) for a user; the
+    /// calling app's id (`azp` in v2.0, `appid` in v1.0) for a daemon.
     pub name: String,
     /// `scp`, split on spaces: empty for an app-only (client credentials) token.
     pub scp: Vec<String>,
@@ -147,12 +167,53 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The two shapes of access token Entra ID issues (see the module's table).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    fn of(claims: &JsonObject) -> Result<Self, ApiTokenProblem> {
+        match claims.get("ver").and_then(Value::as_str) {
+            Some("1.0") => Ok(Self::V1),
+            Some("2.0") => Ok(Self::V2),
+            _ => Err(ApiTokenProblem::UnknownVersion),
+        }
+    }
+
+    fn issuer(self, expected: &ApiExpected<'_>) -> String {
+        match self {
+            Self::V1 => format!("https://sts.windows.net/{}/", expected.tenant),
+            Self::V2 => format!("{}/{}/v2.0", expected.authority, expected.tenant),
+        }
+    }
+
+    /// The claim naming the calling application.
+    fn client_claim(self) -> &'static str {
+        match self {
+            Self::V1 => "appid",
+            Self::V2 => "azp",
+        }
+    }
+
+    /// The user's name after `upn`.
+    fn username_claim(self) -> &'static str {
+        match self {
+            Self::V1 => "unique_name",
+            Self::V2 => "preferred_username",
+        }
+    }
+}
+
 /// Validates a raw access token against `jwks` at time `now`.
 ///
-/// Order: header (`alg` RS256, `kid`) → key by `kid` (its own `issuer`, if any, must agree) →
-/// signature → `iss` exactly `{authority}/{tenant}/v2.0` and `tid` the tenant → `aud` the
-/// client id or `api://{client id}` → `exp` and `nbf`/`iat` with [`CLOCK_SKEW`] → `oid` →
-/// `scp` holding [`API_SCOPE`] (a user) or `roles` not empty (an app).
+/// Order: header (`alg` RS256, `kid`) → key by `kid` (its own `issuer`, if any, must be the
+/// tenant's v2.0 issuer: Microsoft publishes one key set for both versions) → signature →
+/// `ver` 1.0 or 2.0 → `iss` exactly that version's issuer and `tid` the tenant → `aud` as that
+/// version puts it → `exp` and `nbf`/`iat` with [`CLOCK_SKEW`] → `oid` → `scp` holding
+/// [`API_SCOPE`] (a user) or `roles` not empty (an app) → the caller's name.
 pub(crate) fn validate(
     raw: &str,
     jwks: &Jwks,
@@ -161,7 +222,7 @@ pub(crate) fn validate(
 ) -> Result<ApiIdentity, ApiTokenProblem> {
     let kid = key_id(raw)?;
     let (_, claims, message, signature) = split(raw)?;
-    let expected_iss = format!("{}/{}/v2.0", expected.authority, expected.tenant);
+    let key_iss = Version::V2.issuer(expected);
 
     let candidates: Vec<_> = jwks.keys_with_kid(&kid).collect();
     if candidates.is_empty() {
@@ -170,7 +231,7 @@ pub(crate) fn validate(
     let tenant = expected.tenant.to_string();
     if candidates
         .iter()
-        .any(|(_, iss)| iss.is_some_and(|iss| iss.replace("{tenantid}", &tenant) != expected_iss))
+        .any(|(_, iss)| iss.is_some_and(|iss| iss.replace("{tenantid}", &tenant) != key_iss))
     {
         return Err(ApiTokenProblem::WrongIssuer);
     }
@@ -187,15 +248,18 @@ pub(crate) fn validate(
     }
 
     // Everything below reads claims whose signature has been verified.
+    let version = Version::of(&claims)?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
-    if text("iss") != Some(expected_iss.as_str())
+    if text("iss") != Some(version.issuer(expected).as_str())
         || text("tid").and_then(|t| TenantId::parse(t).ok()) != Some(expected.tenant)
     {
         return Err(ApiTokenProblem::WrongIssuer);
     }
     let app_id_uri = format!("api://{}", expected.client_id);
     let aud_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => aud == expected.client_id || *aud == app_id_uri,
+        Some(Value::String(aud)) => {
+            aud == expected.client_id || (version == Version::V1 && *aud == app_id_uri)
+        }
         _ => false,
     };
     if !aud_ok {
@@ -226,9 +290,9 @@ pub(crate) fn validate(
         return Err(ApiTokenProblem::MissingScope);
     }
     let name = if delegated {
-        text("upn").or_else(|| text("preferred_username"))
+        text("upn").or_else(|| text(version.username_claim()))
     } else {
-        text("azp").or_else(|| text("appid"))
+        text(version.client_claim())
     }
     .filter(|n| !n.is_empty() && n.len() <= 256 && !n.chars().any(char::is_control))
     .ok_or(ApiTokenProblem::Malformed)?

@@ -189,7 +189,7 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
     // JSON: every check passes, the values to enter are listed; nothing stored a second time.
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 0);
-    assert_eq!(with_status(&report, "pass").len(), 11, "{report:#}");
+    assert_eq!(with_status(&report, "pass").len(), 12, "{report:#}");
     assert_eq!(report["stored_secret_expiry"], Value::Null);
     set(&app, &[(Key::ClientSecretExpires, "")]).await;
     let (_, again) = doctor(&app).await;
@@ -226,7 +226,7 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Everything checks out."), "{html}");
     assert!(html.contains("Run again") && html.contains(r#"method="get""#));
-    assert_eq!(html.matches(r#"class="badge succeeded">Pass<"#).count(), 11);
+    assert_eq!(html.matches(r#"class="badge succeeded">Pass<"#).count(), 12);
     for value in [
         public(&app, paths::CALLBACK),
         public(&app, "/console/sso/callback"),
@@ -608,8 +608,54 @@ async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
             "document.querySelectorAll('.badge.succeeded').length"
         )
         .await,
-        json!(11)
+        json!(12)
     );
     check_page(&browser, "doctor-pass", true).await;
     browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_doctor_names_a_registration_with_v1_access_tokens_and_an_audience_gangway_would_refuse()
+ {
+    let app = TestApp::spawn().await;
+    let reg = good_setup(&app).await;
+    // Registered without api.requestedAccessTokenVersion: Microsoft's default, v1.0 tokens.
+    let (_, report) = doctor(&app).await;
+    let found = check(&report, "access_token_version");
+    assert_eq!(found["status"], "pass", "{found}");
+    let said = text(found);
+    assert!(said.contains("v1.0 tokens"), "{said}");
+    assert!(said.contains("null, Microsoft's default"), "{said}");
+    assert!(
+        said.contains(&format!("https://sts.windows.net/{}/", reg.tenant)),
+        "{said}"
+    );
+
+    // A v1.0 token's audience is the URI the client asked for: without api://{client id}
+    // among the identifier URIs, clients get tokens Gangway refuses.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"identifier_uris": ["https://api.contoso.example/gangway"]}),
+    )
+    .await;
+    let (_, report) = doctor(&app).await;
+    let found = check(&report, "access_token_version");
+    assert_eq!(found["status"], "warn", "{found}");
+    assert!(
+        text(found).contains("\\\"requestedAccessTokenVersion\\\": 2"),
+        "{found}"
+    );
+
+    // v2.0 tokens always name the client id: the identifier URI no longer matters.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"requested_access_token_version": 2}),
+    )
+    .await;
+    let (_, report) = doctor(&app).await;
+    let found = check(&report, "access_token_version");
+    assert_eq!(found["status"], "pass", "{found}");
+    assert!(text(found).contains("v2.0 tokens"), "{found}");
 }

@@ -18,9 +18,15 @@ use crate::sync_console::tenant;
 const SCOPE: &str = "Gangway.Manage";
 
 /// The provider's registration as README says to set it up: operator sign-in (groups, user app
-/// roles), "Expose an API" with the scope `Gangway.Manage` (and another), and the application
-/// roles `Gangway.Read` / `Gangway.Write` for daemons.
+/// roles), "Expose an API" with the scope `Gangway.Manage` (and another), the application
+/// roles `Gangway.Read` / `Gangway.Write` for daemons, and v2.0 access tokens.
 async fn expose(app: &TestApp) -> Sso {
+    expose_with(app, Some(2)).await
+}
+
+/// [`expose`] with `api.requestedAccessTokenVersion` set to `version` (`None`: left at
+/// Microsoft's default, which mints v1.0 tokens).
+async fn expose_with(app: &TestApp, version: Option<u8>) -> Sso {
     let sso = Sso::set_up(app).await;
     let user_role =
         |value: &str| json!({"value": value, "id": Uuid::new_v4(), "allowedMemberTypes": ["User"]});
@@ -42,6 +48,7 @@ async fn expose(app: &TestApp) -> Sso {
                 {"value": SCOPE, "id": Uuid::new_v4()},
                 {"value": "Reports.Read", "id": Uuid::new_v4()},
             ],
+            "requested_access_token_version": version,
         }))
         .send()
         .await
@@ -371,7 +378,12 @@ async fn forged_expired_foreign_and_unscoped_tokens_are_refused() {
         &format!("api://{}/{SCOPE}", other.client_id),
     )
     .await;
-    assert_eq!(claims(&foreign)["aud"], other.client_id.as_str());
+    assert!(
+        claims(&foreign)["aud"]
+            .as_str()
+            .unwrap()
+            .ends_with(&other.client_id)
+    );
     let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/tenants", &foreign).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("audience"));
@@ -427,4 +439,72 @@ async fn daemon_tokens_read_with_gangway_read_and_write_with_gangway_write() {
     assert!(claims(&none).get("roles").is_none());
     let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/tenants", &none).await;
     assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn v1_access_tokens_are_accepted_when_the_registration_leaves_the_version_at_microsofts_default()
+ {
+    let app = TestApp::spawn().await;
+    let sso = expose_with(&app, None).await;
+    let id = tenant(&app, "Contoso").await;
+    let admin = sso.user(&app, "ada", &[&sso.admin_group]).await;
+
+    let token = user_token(&app, &sso, &admin, &manage(&app)).await;
+    let said = claims(&token);
+    assert_eq!(said["ver"], "1.0");
+    assert_eq!(
+        said["iss"],
+        format!("https://sts.windows.net/{}/", sso.tenant)
+    );
+    assert_eq!(said["aud"], format!("api://{}", app.app.client_id));
+    assert_eq!(said["appid"], app.app.client_id.as_str());
+    assert!(said.get("azp").is_none());
+    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/tenants", &token).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/tenants/{id}/sync"),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    // A daemon's v1.0 token names its application in appid.
+    let (writer, writer_id) = daemon_token(&app, &sso, &["Gangway.Write"]).await;
+    assert_eq!(claims(&writer)["appid"], writer_id.as_str());
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/tenants/{id}/sync"),
+        &writer,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(last_sync_actor(&app).await, format!("api:{writer_id}"));
+
+    // Held to the v1.0 shape: another tenant's STS is refused, saying which issuer counts.
+    app.admin
+        .post(
+            "/_emulator/forgeries",
+            &json!({"kind": "wrong_iss", "token": "access_token"}),
+        )
+        .await
+        .unwrap();
+    let forged = user_token(&app, &sso, &admin, &manage(&app)).await;
+    assert!(
+        claims(&forged)["iss"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://sts.windows.net/")
+    );
+    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/tenants", &forged).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("https://sts.windows.net/"),
+        "{body}"
+    );
 }

@@ -102,17 +102,21 @@ impl Observer {
         }
     }
 
-    /// The tenant's live directory as Graph lists it.
-    async fn directory(&self, app: &TestApp) -> Directory {
-        let token = app
-            .state
+    /// A Graph token of the observer's own app.
+    async fn token(&self, app: &TestApp) -> Secret {
+        app.state
             .live()
             .await
             .unwrap()
             .entra
             .app_token(&self.tenant, Some((&self.client_id, &self.secret)))
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The tenant's live directory as Graph lists it.
+    async fn directory(&self, app: &TestApp) -> Directory {
+        let token = self.token(app).await;
         let s = |v: &Value, k: &str| v[k].as_str().map(str::to_owned);
         let users = self
             .all(app, &token, "v1.0/users?$select=id,userPrincipalName,displayName,givenName,surname,mail,businessPhones,mobilePhone,jobTitle,department,accountEnabled&$top=999")
@@ -652,6 +656,363 @@ async fn throttling_errors_and_dropped_connections_are_waited_out_and_the_copy_e
     assert!(
         (seconds - f64::from(waits) * 0.25).abs() < 1e-6,
         "each wait is the Retry-After, fractions too: {seconds}"
+    );
+}
+
+#[tokio::test]
+async fn delta_restarts_on_any_4xx_with_a_resync_code() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+    sqlx::query("insert into directory_users (tenant_id, object_id, display_name, seen_round) values ($1, gen_random_uuid(), 'Ghost', 1)")
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Both chains' stored delta links are refused: a 404 with a detailed resync code, as
+    // Graph's errors page lists them (not the 400 or 410 Gangway used to expect).
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({"stale_token": {"status": 404, "code": "resyncApplyDifferences", "count": 2}})),
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    let report = work(&app).await;
+    let faults = emulator(&app, reqwest::Method::GET, "/_emulator/faults", None).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    assert_eq!(faults["injected"]["stale_tokens"], 2, "{faults}");
+    assert_eq!(
+        copy(&app.db, tenant).await,
+        observer.directory(&app).await,
+        "the full round dropped the ghost"
+    );
+    let rounds: Vec<i64> =
+        sqlx::query_scalar("select round from sync_state where tenant_id = $1 order by resource")
+            .bind(tenant)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rounds, vec![2, 2], "each chain started over once");
+}
+
+#[tokio::test]
+async fn graph_500_502_and_504_are_retried_within_the_run_and_the_copy_ends_equal() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"page_size": 3})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({"rate_5xx": 0.3})),
+    )
+    .await;
+    let report = work(&app).await;
+    let faults = emulator(&app, reqwest::Method::GET, "/_emulator/faults", None).await;
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/faults",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    assert!(
+        faults["injected"]["server_errors"].as_i64().unwrap() > 0,
+        "{faults}"
+    );
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+}
+
+/// `path` under the emulator tenant `tid`'s admin API.
+fn at(tid: &str, path: &str) -> String {
+    format!("/_emulator/tenants/{tid}{path}")
+}
+
+fn id_of(v: &Value) -> Uuid {
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_large_group_split_across_pages_is_copied_whole() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    // Three members a slice: a group of every user comes back on page after page.
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"members_per_slice": 3})),
+    )
+    .await;
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    let expected = observer.directory(&app).await;
+    let (largest, _) = expected
+        .groups
+        .iter()
+        .max_by_key(|(_, g)| g.members.len())
+        .unwrap();
+    let token = observer.token(&app).await;
+    let sightings = observer
+        .all(
+            &app,
+            &token,
+            "v1.0/groups/delta?$select=displayName,members",
+        )
+        .await
+        .iter()
+        .filter(|g| g["id"] == largest.to_string())
+        .count();
+    assert!(sightings >= 3, "the largest group came {sightings} times");
+    assert_eq!(copy(&app.db, tenant).await, expected);
+
+    // Later rounds: many joins and a leave in one large group arrive in slices too.
+    let (group, members) = expected
+        .groups
+        .iter()
+        .max_by_key(|(_, g)| g.members.len())
+        .unwrap();
+    let outsiders: Vec<Uuid> = expected
+        .users
+        .keys()
+        .filter(|u| !members.members.contains(u))
+        .copied()
+        .collect();
+    for i in 0..8 {
+        let user = emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, "/users"),
+            Some(json!({"userPrincipalName": format!("joiner{i}@{}", app.customer(0).domain)})),
+        )
+        .await;
+        emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, &format!("/groups/{group}/members")),
+            Some(json!({"id": id_of(&user)})),
+        )
+        .await;
+    }
+    for user in outsiders.iter().take(2) {
+        emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, &format!("/groups/{group}/members")),
+            Some(json!({"id": user})),
+        )
+        .await;
+    }
+    let leaving = members.members.iter().next().unwrap();
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &at(&tid, &format!("/groups/{group}/members/{leaving}")),
+        None,
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    let second = work(&app).await;
+    assert_eq!(second.outcome, RunOutcome::Succeeded, "{:?}", second.error);
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+}
+
+#[tokio::test]
+async fn nested_groups_service_principals_devices_and_contacts_are_copied_as_members() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let before = observer.directory(&app).await;
+    let user = *before.users.keys().nth(1).unwrap();
+    let nested = *before.groups.keys().next().unwrap();
+    let mut others = Vec::new();
+    for (kind, name) in [
+        ("#microsoft.graph.servicePrincipal", "Payroll connector"),
+        ("#microsoft.graph.device", "Front desk kiosk"),
+        ("#microsoft.graph.orgContact", "Auditor at Fabrikam"),
+    ] {
+        let made = emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, "/objects"),
+            Some(json!({"@odata.type": kind, "displayName": name})),
+        )
+        .await;
+        others.push(id_of(&made));
+    }
+    let mut members = vec![user, nested];
+    members.extend(&others);
+    let parent = emulator(
+        &app,
+        reqwest::Method::POST,
+        &at(&tid, "/groups"),
+        Some(json!({"displayName": "Everything", "members": members})),
+    )
+    .await;
+    let parent = id_of(&parent);
+
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    let expected = observer.directory(&app).await;
+    assert_eq!(expected.groups[&parent].members.len(), 5);
+    assert_eq!(copy(&app.db, tenant).await, expected);
+    // Each member keeps the kind Graph named; users and groups resolve to the copy.
+    let kinds: BTreeMap<Uuid, String> = sqlx::query_as(
+        "select member_id, member_type from directory_group_members where tenant_id = $1 and group_id = $2",
+    )
+    .bind(tenant)
+    .bind(parent)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(kinds[&user], "user");
+    assert_eq!(kinds[&nested], "group");
+    assert_eq!(kinds[&others[0]], "servicePrincipal");
+    assert_eq!(kinds[&others[1]], "device");
+    assert_eq!(kinds[&others[2]], "orgContact");
+
+    // The device is deleted and the nested group too: both leave the parent.
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &at(&tid, &format!("/objects/{}", others[1])),
+        None,
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &at(&tid, &format!("/groups/{nested}?hard=true")),
+        None,
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    let second = work(&app).await;
+    assert_eq!(second.outcome, RunOutcome::Succeeded, "{:?}", second.error);
+    let expected = observer.directory(&app).await;
+    assert_eq!(expected.groups[&parent].members.len(), 3);
+    assert_eq!(copy(&app.db, tenant).await, expected);
+}
+
+#[tokio::test]
+async fn a_property_cleared_to_null_under_minimal_is_cleared_in_the_copy() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+    let before = observer.directory(&app).await;
+    let (user, _) = before
+        .users
+        .iter()
+        .find(|(_, u)| u.job_title.is_some() && u.department.is_some())
+        .unwrap();
+    let group = *before.groups.keys().next().unwrap();
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &at(&tid, &format!("/users/{user}")),
+        Some(json!({"jobTitle": null, "department": null})),
+    )
+    .await;
+    emulator(
+        &app,
+        reqwest::Method::PATCH,
+        &at(&tid, &format!("/groups/{group}")),
+        Some(json!({"description": null})),
+    )
+    .await;
+    sync_now(&app, tenant).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+    let expected = observer.directory(&app).await;
+    assert_eq!(expected.users[user].job_title, None);
+    assert_eq!(expected.groups[&group].description, None);
+    assert_eq!(copy(&app.db, tenant).await, expected);
+}
+
+#[tokio::test]
+async fn a_deleted_security_group_is_gone_for_good_and_a_microsoft_365_group_waits_in_the_recycle_bin()
+ {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let observer = Observer::new(&app, &tid).await;
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let security = id_of(
+        &emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, "/groups"),
+            Some(json!({"displayName": "Badge access"})),
+        )
+        .await,
+    );
+    let unified = id_of(
+        &emulator(
+            &app,
+            reqwest::Method::POST,
+            &at(&tid, "/groups"),
+            Some(
+                json!({"displayName": "Team site", "mailEnabled": true, "securityEnabled": false}),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
+    for group in [security, unified] {
+        emulator(
+            &app,
+            reqwest::Method::DELETE,
+            &at(&tid, &format!("/groups/{group}")),
+            None,
+        )
+        .await;
+    }
+    sync_now(&app, tenant).await;
+    let run = work(&app).await;
+    assert_eq!(run.outcome, RunOutcome::Succeeded, "{:?}", run.error);
+    assert_eq!(
+        (run.tally.removed, run.tally.soft_deleted),
+        (1, 1),
+        "{:?}",
+        run.tally
+    );
+    assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+    let kept: Vec<Uuid> = sqlx::query_scalar(
+        "select object_id from directory_groups where tenant_id = $1 and soft_deleted_at is not null",
+    )
+    .bind(tenant)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept,
+        vec![unified],
+        "only the Microsoft 365 group can come back"
     );
 }
 

@@ -796,6 +796,13 @@ async fn an_admin_consent_decline_is_recorded() {
             .any(|(k, v)| k == "error" && v == "consent_required"),
         "{callback}"
     );
+    // Microsoft's decline carries admin_consent=True beside the error: still a decline.
+    assert!(
+        callback
+            .query_pairs()
+            .any(|(k, v)| k == "admin_consent" && v == "True"),
+        "{callback}"
+    );
     let page = response.text().await.unwrap();
     assert!(page.contains("You declined"), "{page}");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The admin API under `/_emulator/` for tests and demos: tenants, apps, consents, directory
 //! changes, faults, key rotation and delta reset. It has no authentication by design.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::apps::{AppChange, AssignError, NewApp, Permissions};
 use crate::control::faults::FaultConfig;
-use crate::directory::{Changes, Group, Life, Tenant, User};
+use crate::directory::{
+    Changes, DirectoryObject, Group, Life, OTHER_TYPES, Tenant, USER_TYPE, User,
+};
 use crate::login::forgeries::{Forgery, ForgeryKind, ForgeryTarget};
 use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
@@ -61,6 +63,8 @@ pub fn router() -> Router<AppState> {
             &format!("{t}/groups/{{id}}/members/{{uid}}"),
             delete(remove_member),
         )
+        .route(&format!("{t}/objects"), post(create_object))
+        .route(&format!("{t}/objects/{{id}}"), delete(delete_object))
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
         .route("/_emulator/graph", get(get_graph).post(set_graph))
@@ -138,16 +142,20 @@ async fn off_thread<T: Send + 'static>(
         .map_err(|e| internal(e.to_string()))
 }
 
-/// Overwrites each field of `$target` that `$body` sets; `some:` fields are optional on both.
+/// Overwrites each field of `$target` that `$body` sets (an optional one also to `null`).
 macro_rules! overwrite {
-    ($body:expr => $target:expr; $($field:ident),+; some: $($opt:ident),+) => {{
+    ($body:expr => $target:expr; $($field:ident),+) => {{
         $(if let Some(v) = $body.$field {
             $target.$field = v;
         })+
-        $(if let Some(v) = $body.$opt {
-            $target.$opt = Some(v);
-        })+
     }};
+}
+
+/// Reads a present property, `null` included, as `Some(…)`: `null` clears an optional one.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn list_tenants(State(st): State<AppState>) -> Json<Value> {
@@ -223,6 +231,7 @@ async fn change_app(
         "app_roles": app.app_roles,
         "identifier_uris": app.identifier_uris,
         "oauth2_permission_scopes": app.api_scopes,
+        "requested_access_token_version": app.access_token_version,
         "permissions": app.permissions,
         "secret_expires_at": app.secrets.iter().map(|s| s.expires_at.format(&Rfc3339).unwrap_or_default()).collect::<Vec<_>>(),
     }))
@@ -353,30 +362,37 @@ async fn revoke_consent(
     Ok(Json(json!({"revoked": true, "refresh_tokens_revoked": killed})).into_response())
 }
 
-/// User fields accepted by create and update, named as in Graph.
+/// User fields accepted by create and update, named as in Graph; `null` clears an optional
+/// one, as a PATCH to Graph does.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct UserBody {
     user_principal_name: Option<String>,
     display_name: Option<String>,
-    given_name: Option<String>,
-    surname: Option<String>,
-    mail: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    surname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    mail: Option<Option<String>>,
     business_phones: Option<Vec<String>>,
-    mobile_phone: Option<String>,
-    job_title: Option<String>,
-    department: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    mobile_phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    job_title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    department: Option<Option<String>>,
     account_enabled: Option<bool>,
-    #[serde(rename = "password")]
-    password_override: Option<String>,
+    #[serde(rename = "password", default, deserialize_with = "present")]
+    password_override: Option<Option<String>>,
     is_admin: Option<bool>,
 }
 
 impl UserBody {
     fn apply(self, u: &mut User) {
         overwrite!(self => u;
-            user_principal_name, display_name, business_phones, account_enabled, is_admin;
-            some: given_name, surname, mail, mobile_phone, job_title, department, password_override);
+            user_principal_name, display_name, business_phones, account_enabled, is_admin,
+            given_name, surname, mail, mobile_phone, job_title, department, password_override);
     }
 }
 
@@ -500,7 +516,8 @@ async fn restore_user(
 #[serde(rename_all = "camelCase")]
 struct GroupBody {
     display_name: Option<String>,
-    description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
     mail_nickname: Option<String>,
     /// Creation only: a security group (default true).
     security_enabled: Option<bool>,
@@ -523,14 +540,17 @@ async fn create_group(
     let nickname = body
         .mail_nickname
         .unwrap_or_else(|| name.chars().filter(|c| c.is_ascii_alphanumeric()).collect());
-    let members: BTreeSet<Uuid> = body
+    // Any live directory object can be a member: users, groups, service principals, devices,
+    // contacts.
+    let member_types: BTreeMap<Uuid, &'static str> = body
         .members
         .into_iter()
-        .filter(|m| {
-            tenant
-                .user(&m.to_string())
-                .is_some_and(|u| u.life == Life::Active)
-        })
+        .filter_map(|m| Some((m, tenant.member_kind(m)?)))
+        .collect();
+    let members: BTreeSet<Uuid> = member_types.keys().copied().collect();
+    let member_types = member_types
+        .into_iter()
+        .filter(|(_, kind)| *kind != USER_TYPE)
         .collect();
     let v = tenant.bump();
     let mail_enabled = body.mail_enabled.unwrap_or(false);
@@ -539,7 +559,7 @@ async fn create_group(
     tenant.insert_group(Group {
         id: Uuid::new_v4(),
         display_name: name,
-        description: body.description,
+        description: body.description.flatten(),
         mail_nickname: nickname,
         mail,
         mail_enabled,
@@ -551,6 +571,7 @@ async fn create_group(
         },
         member_log: members.iter().map(|m| (v, *m, true)).collect(),
         members,
+        member_types,
         version: v,
         changes: Changes::default(),
         life: Life::Active,
@@ -579,7 +600,7 @@ async fn update_group(
     let v = tenant.bump();
     let group = &mut tenant.groups[g];
     let before = group.to_json();
-    overwrite!(body => group; display_name, mail_nickname; some: description);
+    overwrite!(body => group; display_name, mail_nickname, description);
     group.version = v;
     group.changes.record(&before, &group.to_json(), v);
     Ok(Json(Value::Object(group.to_json())).into_response())
@@ -593,14 +614,7 @@ async fn delete_group(
     let mut w = st.world();
     let tenant = tenant_mut(&mut w, &tid)?;
     let g = tenant.group_index(&id).ok_or_else(|| not_found("group"))?;
-    let v = tenant.bump();
-    let group = &mut tenant.groups[g];
-    group.life = if q.hard {
-        Life::HardDeleted
-    } else {
-        Life::SoftDeleted
-    };
-    group.version = v;
+    tenant.delete_group(g, q.hard);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -628,12 +642,20 @@ fn change_member(st: &AppState, tid: &str, gid: &str, uid: &str, add: bool) -> A
     let mut w = st.world();
     let tenant = tenant_mut(&mut w, tid)?;
     let g = active_group(tenant, gid)?;
-    let user = tenant
-        .user(uid)
-        .filter(|u| u.life == Life::Active)
-        .ok_or_else(|| not_found("user"))?
-        .id;
-    let already = tenant.groups[g].members.contains(&user) == add;
+    let member = Uuid::parse_str(uid)
+        .ok()
+        .or_else(|| tenant.user(uid).map(|u| u.id))
+        .ok_or_else(|| not_found("member"))?;
+    let kind = match tenant.member_kind(member) {
+        Some(kind) => kind,
+        // A member may leave after it was deleted; nothing joins once deleted.
+        None if !add => tenant.groups[g].member_type(member),
+        None => return Err(not_found("member")),
+    };
+    if member == tenant.groups[g].id {
+        return Err(bad("a group cannot be a member of itself"));
+    }
+    let already = tenant.groups[g].members.contains(&member) == add;
     if already {
         return Err(AdminError(
             StatusCode::CONFLICT,
@@ -645,7 +667,56 @@ fn change_member(st: &AppState, tid: &str, gid: &str, uid: &str, add: bool) -> A
         ));
     }
     let v = tenant.bump();
-    tenant.set_membership(g, user, add, v);
+    tenant.set_membership(g, member, Some(kind), add, v);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ObjectBody {
+    #[serde(rename = "@odata.type")]
+    kind: String,
+    #[serde(rename = "displayName")]
+    display_name: String,
+}
+
+/// Creates a service principal, device or organizational contact, to be made a group member.
+async fn create_object(
+    State(st): State<AppState>,
+    Path(tid): Path<String>,
+    Json(body): Json<ObjectBody>,
+) -> Answer {
+    let kind = OTHER_TYPES
+        .into_iter()
+        .find(|k| *k == body.kind)
+        .ok_or_else(|| {
+            bad(format!(
+                "@odata.type must be one of {}",
+                OTHER_TYPES.join(", ")
+            ))
+        })?;
+    let mut w = st.world();
+    let tenant = tenant_mut(&mut w, &tid)?;
+    let object = DirectoryObject {
+        id: Uuid::new_v4(),
+        kind,
+        display_name: body.display_name,
+    };
+    let out = json!({"@odata.type": kind, "id": object.id, "displayName": object.display_name});
+    tenant.objects.push(object);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Deletes a service principal, device or contact: it leaves every group.
+async fn delete_object(
+    State(st): State<AppState>,
+    Path((tid, id)): Path<(String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tenant = tenant_mut(&mut w, &tid)?;
+    let id = Uuid::parse_str(&id).map_err(|_| not_found("object"))?;
+    if !tenant.delete_object(id) {
+        return Err(not_found("object"));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -662,7 +733,12 @@ async fn get_faults(State(st): State<AppState>) -> Json<Value> {
 }
 
 async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>) -> Answer {
-    let rates = [config.rate_429, config.rate_503, config.rate_drop];
+    let rates = [
+        config.rate_429,
+        config.rate_503,
+        config.rate_drop,
+        config.rate_5xx,
+    ];
     if rates.iter().any(|r| !(0.0..=1.0).contains(r)) || rates.iter().sum::<f64>() > 1.0 {
         return Err(bad("rates must be within 0..=1 and sum to at most 1"));
     }
@@ -672,6 +748,9 @@ async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>)
     {
         return Err(bad("retry_after must be a non-negative number of seconds"));
     }
+    if let Some(problem) = config.stale_token.as_ref().and_then(|s| s.problem()) {
+        return Err(bad(problem));
+    }
     st.faults.configure(config);
     Ok(get_faults(State(st)).await.into_response())
 }
@@ -680,6 +759,7 @@ async fn get_graph(State(st): State<AppState>) -> Json<Value> {
     Json(json!({
         "latency_ms": st.graph.latency().as_millis() as u64,
         "page_size": st.graph.page_size(),
+        "members_per_slice": st.graph.members_per_slice(),
     }))
 }
 
@@ -687,13 +767,18 @@ async fn get_graph(State(st): State<AppState>) -> Json<Value> {
 struct GraphBody {
     latency_ms: Option<u64>,
     page_size: Option<usize>,
+    members_per_slice: Option<usize>,
 }
 
 async fn set_graph(State(st): State<AppState>, Json(body): Json<GraphBody>) -> Answer {
     if body.page_size.is_some_and(|n| !(1..=999).contains(&n)) {
         return Err(bad("page_size must be within 1..=999"));
     }
-    st.graph.set(body.latency_ms, body.page_size);
+    if body.members_per_slice == Some(0) {
+        return Err(bad("members_per_slice must be at least 1"));
+    }
+    st.graph
+        .set(body.latency_ms, body.page_size, body.members_per_slice);
     Ok(get_graph(State(st)).await.into_response())
 }
 

@@ -1,5 +1,6 @@
-//! Fault injection for Graph calls: 429 with `Retry-After`, 503, dropped connections and
-//! latency, at configurable rates, with counts of what was injected.
+//! Fault injection for Graph calls: 429 with `Retry-After`, 503, 500/502/504, dropped
+//! connections and latency, at configurable rates; and delta or skip tokens refused with a 4xx
+//! and a resync code, as Graph answers a token it no longer honours. Counts what was injected.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub struct FaultConfig {
     pub rate_503: f64,
     /// Share whose connection is dropped before a complete answer.
     pub rate_drop: f64,
+    /// Share answered 500, 502 or 504 (drawn evenly) with Graph's `generalException`.
+    pub rate_5xx: f64,
+    /// The next delta requests that carry a `$deltatoken` or `$skiptoken` are refused so.
+    pub stale_token: Option<StaleToken>,
     /// Delay added to every matching request, in milliseconds.
     pub latency_ms: u64,
     /// `Retry-After` seconds on 429/503 (fractions allowed); `null` omits the header.
@@ -39,10 +44,54 @@ impl Default for FaultConfig {
             rate_429: 0.0,
             rate_503: 0.0,
             rate_drop: 0.0,
+            rate_5xx: 0.0,
+            stale_token: None,
             latency_ms: 0,
             retry_after: Some(1.0),
             path_prefix: "/v1.0/".into(),
         }
+    }
+}
+
+/// A delta or skip token refused as Graph documents for one it no longer honours: "a
+/// 40X-series error with error codes such as `syncStateNotFound`" (delta-query-overview).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StaleToken {
+    /// A 4xx status.
+    pub status: u16,
+    /// One of [`RESYNC_CODES`].
+    pub code: String,
+    /// How many requests are refused (then tokens work again).
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The resync codes of Graph's errors page (`syncStateNotFound`, `resyncRequired` as codes;
+/// `resyncApplyDifferences`, `resyncUploadDifferences` as detailed codes).
+pub const RESYNC_CODES: [&str; 4] = [
+    "syncStateNotFound",
+    "resyncRequired",
+    "resyncApplyDifferences",
+    "resyncUploadDifferences",
+];
+
+impl StaleToken {
+    /// Why this is not an answer Graph documents, if it is not.
+    pub fn problem(&self) -> Option<String> {
+        if !(400..500).contains(&self.status) {
+            return Some("stale_token.status must be a 4xx".into());
+        }
+        if !RESYNC_CODES.contains(&self.code.as_str()) {
+            return Some(format!(
+                "stale_token.code must be one of {}",
+                RESYNC_CODES.join(", ")
+            ));
+        }
+        None
     }
 }
 
@@ -57,6 +106,10 @@ pub struct FaultCounts {
     pub unavailable: u64,
     /// Connections dropped.
     pub dropped: u64,
+    /// Answered 500, 502 or 504.
+    pub server_errors: u64,
+    /// Delta or skip tokens refused with a resync code.
+    pub stale_tokens: u64,
     /// Requests delayed by `latency_ms`.
     pub delayed: u64,
 }
@@ -77,6 +130,8 @@ enum Decision {
     Pass,
     Throttle(Option<f64>),
     Unavailable(Option<f64>),
+    ServerError(StatusCode),
+    Stale(StatusCode, &'static str),
     Drop,
 }
 
@@ -113,7 +168,7 @@ impl Faults {
         (inner.config.clone(), inner.counts.clone())
     }
 
-    fn decide(&self, path: &str) -> Option<(Decision, u64)> {
+    fn decide(&self, path: &str, query: &str) -> Option<(Decision, u64)> {
         let mut inner = self.lock();
         if !path.starts_with(&inner.config.path_prefix) {
             return None;
@@ -122,6 +177,20 @@ impl Faults {
         let latency = inner.config.latency_ms;
         if latency > 0 {
             inner.counts.delayed += 1;
+        }
+        let carries_token = path.contains("delta")
+            && (query.contains("$deltatoken=") || query.contains("$skiptoken="));
+        if let Some(stale) = inner.config.stale_token.as_mut().filter(|_| carries_token)
+            && stale.count > 0
+        {
+            stale.count -= 1;
+            let status = StatusCode::from_u16(stale.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let code = RESYNC_CODES
+                .into_iter()
+                .find(|c| *c == stale.code)
+                .unwrap_or(RESYNC_CODES[0]);
+            inner.counts.stale_tokens += 1;
+            return Some((Decision::Stale(status, code), latency));
         }
         let roll = (inner.rng.next() >> 11) as f64 / (1u64 << 53) as f64;
         let c = inner.config.clone();
@@ -134,6 +203,14 @@ impl Faults {
         } else if roll < c.rate_drop + c.rate_429 + c.rate_503 {
             inner.counts.unavailable += 1;
             Decision::Unavailable(c.retry_after)
+        } else if roll < c.rate_drop + c.rate_429 + c.rate_503 + c.rate_5xx {
+            inner.counts.server_errors += 1;
+            let status = [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::BAD_GATEWAY,
+                StatusCode::GATEWAY_TIMEOUT,
+            ][inner.rng.next() as usize % 3];
+            Decision::ServerError(status)
         } else {
             Decision::Pass
         };
@@ -151,7 +228,8 @@ fn retry_after(secs: f64) -> String {
 
 /// Middleware applying the configured faults.
 pub async fn inject(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some((decision, latency)) = st.faults.decide(req.uri().path()) else {
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let Some((decision, latency)) = st.faults.decide(req.uri().path(), &query) else {
         return next.run(req).await;
     };
     if latency > 0 {
@@ -179,6 +257,18 @@ pub async fn inject(State(st): State<AppState>, req: Request, next: Next) -> Res
                 "The service is temporarily unavailable. Retry later.",
             ),
             after,
+        )
+        .into_response(),
+        Decision::ServerError(status) => GraphError::new(
+            status,
+            "generalException",
+            "An unspecified error has occurred.",
+        )
+        .into_response(),
+        Decision::Stale(status, code) => GraphError::new(
+            status,
+            code,
+            "The delta token is no longer valid: synchronize again from the start.",
         )
         .into_response(),
         Decision::Drop => {

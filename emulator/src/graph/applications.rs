@@ -35,6 +35,7 @@ const FILTERABLE: &[&str] = &[
 
 /// The other properties `$select` accepts.
 const SELECTABLE: &[&str] = &[
+    "api",
     "appRoles",
     "createdDateTime",
     "groupMembershipClaims",
@@ -100,7 +101,14 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
         },
         "publisherDomain": publisher_domain,
         "signInAudience": if app.multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" },
-        "identifierUris": [],
+        "identifierUris": app.identifier_uris,
+        "api": {
+            "acceptMappedClaims": null,
+            "knownClientApplications": [],
+            "oauth2PermissionScopes": app.api_scopes,
+            "preAuthorizedApplications": [],
+            "requestedAccessTokenVersion": app.access_token_version,
+        },
         "keyCredentials": [],
         "optionalClaims": null,
         "passwordCredentials": secrets,

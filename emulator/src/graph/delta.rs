@@ -1,5 +1,6 @@
 //! `users/delta` and `groups/delta`: change tracking by tenant version, `@removed`,
-//! `members@delta`, `$deltatoken=latest`, `Prefer: return=minimal`, 400 `syncStateNotFound` for
+//! `members@delta` (a large group repeated across pages, a slice of members each time; members
+//! of every kind), `$deltatoken=latest`, `Prefer: return=minimal`, 400 `syncStateNotFound` for
 //! expired delta links and 410 Gone `resyncRequired` for reset ones.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ struct Cursor {
     snap: u64,
     /// Position in the object list to continue from.
     pos: usize,
+    /// The `members@delta` slice of the object at `pos` to continue from.
+    #[serde(default)]
+    slice: usize,
     /// `$select` of the first request, kept for the whole chain as Graph does.
     sel: Option<Vec<String>>,
     /// When the round's delta link was minted (unix seconds).
@@ -41,8 +45,10 @@ struct Cursor {
 pub trait DeltaItem: Entity {
     /// Object id, for `@removed` entries.
     fn id(&self) -> Uuid;
-    /// Adds kind-specific properties to a rendered change.
-    fn extra(&self, _out: &mut Value, _since: u64, _sel: Option<&[String]>) {}
+    /// Every `members@delta` entry of a changed object (none but for groups).
+    fn member_changes(&self, _since: u64, _sel: Option<&[String]>) -> Vec<Value> {
+        Vec::new()
+    }
 }
 
 impl DeltaItem for User {
@@ -56,12 +62,12 @@ impl DeltaItem for Group {
         self.id
     }
 
-    fn extra(&self, out: &mut Value, since: u64, sel: Option<&[String]>) {
+    fn member_changes(&self, since: u64, sel: Option<&[String]>) -> Vec<Value> {
         if sel.is_some_and(|s| !s.iter().any(|p| p == "members")) {
-            return;
+            return Vec::new();
         }
-        let member = |id: Uuid| json!({"@odata.type": "#microsoft.graph.user", "id": id});
-        let changes: Vec<Value> = if since == 0 {
+        let member = |id: Uuid| json!({"@odata.type": self.member_type(id), "id": id});
+        if since == 0 {
             self.members.iter().map(|id| member(*id)).collect()
         } else {
             // Last change per member wins, so an add-then-remove reports a removal.
@@ -80,9 +86,6 @@ impl DeltaItem for Group {
                     m
                 })
                 .collect()
-        };
-        if !changes.is_empty() {
-            out["members@delta"] = json!(changes);
         }
     }
 }
@@ -113,6 +116,7 @@ pub async fn round<E: DeltaItem>(
             since: 0,
             snap: tenant.version,
             pos: 0,
+            slice: 0,
             sel,
             iat: now(),
         };
@@ -135,6 +139,7 @@ pub async fn round<E: DeltaItem>(
                 Cursor {
                     snap: tenant.version,
                     pos: 0,
+                    slice: 0,
                     ..c
                 }
             }
@@ -213,7 +218,9 @@ fn link(st: &AppState, set: &str, param: &str, c: &Cursor) -> String {
 }
 
 /// One page of a round from the cursor's position; `minimal` leaves out the unchanged properties
-/// of objects that existed before the round's starting point.
+/// of objects that existed before the round's starting point. A group with more member changes
+/// than a slice holds fills the page with one slice and comes again on the next page, with the
+/// same properties and the next slice, as Graph pages through a large group.
 fn page<E: DeltaItem>(
     st: &AppState,
     tenant: &Tenant,
@@ -222,12 +229,14 @@ fn page<E: DeltaItem>(
     minimal: bool,
 ) -> Value {
     let items = E::all(tenant);
+    let per_slice = st.graph.members_per_slice();
     let mut value = Vec::new();
     let mut pos = c.pos;
+    let mut slice = c.slice;
     while pos < items.len() && value.len() < size {
         let item = &items[pos];
-        pos += 1;
         let changed = item.version() > c.since;
+        let mut more_slices = false;
         let rendered = match item.life() {
             Life::Active if changed => {
                 let mut all = item.json();
@@ -236,7 +245,13 @@ fn page<E: DeltaItem>(
                     all.retain(|k, _| k == "id" || changes.changed_since(k, c.since));
                 }
                 let mut v = query::project::<E>(all, c.sel.as_deref());
-                item.extra(&mut v, c.since, c.sel.as_deref());
+                let members = item.member_changes(c.since, c.sel.as_deref());
+                let from = slice * per_slice;
+                if from < members.len() {
+                    let to = (from + per_slice).min(members.len());
+                    v["members@delta"] = json!(members[from..to]);
+                    more_slices = to < members.len();
+                }
                 v
             }
             // Deletions matter only to a client that saw the object before.
@@ -246,9 +261,19 @@ fn page<E: DeltaItem>(
             Life::HardDeleted if changed && c.since > 0 => {
                 json!({"id": item.id(), "@removed": {"reason": "deleted"}})
             }
-            _ => continue,
+            _ => {
+                pos += 1;
+                continue;
+            }
         };
         value.push(rendered);
+        if more_slices {
+            // This group fills the response; its next slice opens the next page.
+            slice += 1;
+            break;
+        }
+        pos += 1;
+        slice = 0;
     }
     let mut out = json!({
         "@odata.context": query::context(&st.cfg.base_url, E::SET, c.sel.as_deref()),
@@ -256,11 +281,13 @@ fn page<E: DeltaItem>(
     });
     if pos < items.len() {
         c.pos = pos;
+        c.slice = slice;
         out["@odata.nextLink"] = json!(link(st, E::SET, "$skiptoken", &c));
     } else {
         let next = Cursor {
             since: c.snap,
             pos: 0,
+            slice: 0,
             iat: now(),
             ..c
         };

@@ -12,7 +12,7 @@ use super::query::{
     parse_select, project, query_options,
 };
 use super::{require, serve};
-use crate::directory::{Group, Life, Tenant, User};
+use crate::directory::{GROUP_TYPE, Group, Life, Tenant, USER_TYPE, User};
 use crate::state::AppState;
 
 const ORG_APP: &[&str] = &[
@@ -175,13 +175,26 @@ pub async fn group_members(
     serve(&st, &headers, |access, tenant| {
         require(access, GROUPS, GROUPS)?;
         let group = active::<Group>(tenant, &id)?;
+        // Members of every kind, each with its `@odata.type`.
         let mut value = Vec::new();
-        for uid in &group.members {
-            if let Some(u) = tenant.user(&uid.to_string()) {
-                let mut v = project::<User>(u.json(), None);
-                v["@odata.type"] = json!("#microsoft.graph.user");
-                value.push(v);
-            }
+        for id in &group.members {
+            let key = id.to_string();
+            let mut v = match group.member_type(*id) {
+                USER_TYPE => match tenant.user(&key) {
+                    Some(u) => project::<User>(u.json(), None),
+                    None => continue,
+                },
+                GROUP_TYPE => match tenant.group_index(&key) {
+                    Some(g) => project::<Group>(tenant.groups[g].json(), None),
+                    None => continue,
+                },
+                _ => match tenant.objects.iter().find(|o| o.id == *id) {
+                    Some(o) => json!({"id": o.id, "displayName": o.display_name}),
+                    None => continue,
+                },
+            };
+            v["@odata.type"] = json!(group.member_type(*id));
+            value.push(v);
         }
         Ok(
             json!({"@odata.context": format!("{}/v1.0/$metadata#directoryObjects", st.cfg.base_url), "value": value}),

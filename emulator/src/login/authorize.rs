@@ -83,15 +83,28 @@ impl Reply<'_> {
 
     /// Sends an OAuth error the way Microsoft does (`error`, `error_description`, `error_uri`).
     fn error(&self, error: &'static str, code: u32, message: &str) -> Response {
+        self.error_after(Vec::new(), error, code, message)
+    }
+
+    /// [`Self::error`] after `first`: an admin consent's answer keeps `admin_consent=True` even
+    /// when it carries an error (v2-admin-consent, "Unsuccessful response").
+    fn error_after(
+        &self,
+        mut first: Vec<(&'static str, String)>,
+        error: &'static str,
+        code: u32,
+        message: &str,
+    ) -> Response {
         let e = AadError::bad(error, code, message);
-        self.send(vec![
+        first.extend([
             ("error", error.to_string()),
             (
                 "error_description",
                 e.description(Uuid::new_v4(), Uuid::new_v4(), &aad_timestamp()),
             ),
             ("error_uri", e.error_uri(self.base_url)),
-        ])
+        ]);
+        self.send(first)
     }
 }
 
@@ -689,7 +702,8 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
             65004,
             "User declined to consent to access the app.",
         ),
-        Flow::AdminConsent { .. } if !accepted => reply.error(
+        Flow::AdminConsent { .. } if !accepted => reply.error_after(
+            vec![("admin_consent", "True".into())],
             "consent_required",
             65004,
             "User declined to consent to access the app.",

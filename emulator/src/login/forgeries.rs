@@ -67,6 +67,10 @@ impl Forgery {
         let now = claims["iat"].as_i64().unwrap_or_default();
         match self.kind {
             ForgeryKind::WrongAud => claims["aud"] = json!(Uuid::new_v4()),
+            // Another tenant's issuer, in the token's own version.
+            ForgeryKind::WrongIss if claims["ver"] == "1.0" => {
+                claims["iss"] = json!(format!("https://sts.windows.net/{}/", Uuid::new_v4()))
+            }
             ForgeryKind::WrongIss => {
                 claims["iss"] = json!(format!("{base_url}/{}/v2.0", Uuid::new_v4()))
             }

@@ -515,9 +515,38 @@ fn sign_api_token(st: &AppState, claims: Value) -> Result<String, AadError> {
     })
 }
 
-/// A v2 access token for `resource` (an API an app exposes) on behalf of the signed-in user:
-/// `aud` its client id, `scp` the granted scopes, the user's `groups` (as the resource's
-/// registration asks) and app roles of the resource, `upn` and `preferred_username`.
+/// Reshapes v2.0 access-token claims into v1.0 ones unless `resource` asks for v2.0
+/// (`api.requestedAccessTokenVersion` 2; null or 1 mean v1.0 — apiApplication resource): the
+/// issuer is Microsoft's fixed `https://sts.windows.net/{tid}/` (not this emulator's host),
+/// `aud` the resource identifier the client asked for, `appid`/`appidacr` instead of
+/// `azp`/`azpacr`, `unique_name` instead of `preferred_username` (access-token claims reference).
+fn as_version(claims: &mut Value, resource: &App, requested: &str, tid: Uuid) {
+    if resource.access_token_version == Some(2) {
+        return;
+    }
+    let Some(c) = claims.as_object_mut() else {
+        return;
+    };
+    c.insert("ver".into(), json!("1.0"));
+    c.insert(
+        "iss".into(),
+        json!(format!("https://sts.windows.net/{tid}/")),
+    );
+    c.insert("aud".into(), json!(requested));
+    for (v2, v1) in [
+        ("azp", "appid"),
+        ("azpacr", "appidacr"),
+        ("preferred_username", "unique_name"),
+    ] {
+        if let Some(value) = c.remove(v2) {
+            c.insert(v1.into(), value);
+        }
+    }
+}
+
+/// An access token for `resource` (an API an app exposes) on behalf of the signed-in user, in
+/// the version the resource asks for ([`as_version`]): `scp` the granted scopes, the user's
+/// `groups` (as the resource's registration asks) and app roles of the resource, `upn`.
 #[allow(clippy::too_many_arguments)]
 fn api_user_token(
     st: &AppState,
@@ -554,6 +583,14 @@ fn api_user_token(
     if !roles.is_empty() {
         claims["roles"] = json!(roles);
     }
+    // The resource as the client named it (every scope names the same one).
+    let requested = grant
+        .api
+        .iter()
+        .next()
+        .and_then(|s| s.rsplit_once('/'))
+        .map_or(resource.client_id.as_str(), |(uri, _)| uri);
+    as_version(&mut claims, resource, requested, grant.tid);
     sign_api_token(st, claims)
 }
 
@@ -565,14 +602,16 @@ fn service_principal_id(tid: Uuid, client_id: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
-/// A v2 app-only access token of `app` for `resource` (client credentials with
-/// `{application ID URI}/.default`): the app roles of the resource granted to the app in
+/// An app-only access token of `app` for `resource` (client credentials with
+/// `{requested}/.default`, `requested` an application ID URI or client id), in the version the
+/// resource asks for ([`as_version`]): the app roles of the resource granted to the app in
 /// `roles` (none: no `roles` claim), no `scp`.
 fn api_app_token(
     st: &AppState,
     w: &World,
     app: &App,
     resource: &App,
+    requested: &str,
     tid: Uuid,
 ) -> Result<Value, AadError> {
     let uri = resource
@@ -610,6 +649,7 @@ fn api_app_token(
     if !roles.is_empty() {
         claims["roles"] = json!(roles);
     }
+    as_version(&mut claims, resource, requested, tid);
     let access = sign_api_token(st, claims)?;
     Ok(json!({
         "token_type": "Bearer",
@@ -723,7 +763,8 @@ fn app_only(
                 ),
             ));
         }
-        return api_app_token(st, w, app, &resource, tid);
+        let requested = scope.strip_suffix("/.default").unwrap_or(scope);
+        return api_app_token(st, w, app, &resource, requested, tid);
     }
     // A service principal just created by an admin consent is not usable yet.
     let propagating = w

@@ -66,6 +66,8 @@ async fn legacy_endpoint_and_decline() {
     let consent = open_and_sign_in(&client, &t.base, &url, &admin).await;
     let q = decided(&client, &t.base, &consent, "decline").await;
     assert_eq!(q["error"], "consent_required");
+    // Microsoft keeps the flow's flag on the decline: only the error says it failed.
+    assert_eq!(q["admin_consent"], "True");
     assert!(
         q["error_description"]
             .starts_with("AADSTS65004: User declined to consent to access the app.")

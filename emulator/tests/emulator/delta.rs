@@ -378,7 +378,7 @@ async fn delta_pages_follow_the_page_size_set_at_start_or_through_the_admin_api(
     assert_eq!(settings.status(), StatusCode::OK);
     assert_eq!(
         settings.json::<Value>().await.unwrap(),
-        json!({"latency_ms": 0, "page_size": 120})
+        json!({"latency_ms": 0, "page_size": 120, "members_per_slice": 100})
     );
     assert_eq!(
         page_sizes(&t, &token, "/v1.0/users/delta()").await,
@@ -426,4 +426,169 @@ async fn graph_latency_holds_every_page_and_is_not_a_fault() {
         faults["injected"]["delayed"], 0,
         "Graph's latency is not a fault"
     );
+}
+
+#[tokio::test]
+async fn a_large_group_repeats_across_pages_with_a_slice_of_members_each_time() {
+    let t = TestEmu::start().await;
+    let token = t.reader(0).await;
+    let resp = t
+        .admin_post("/graph", json!({"members_per_slice": 2}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (items, _) = round(&t, &token, "/v1.0/groups/delta").await;
+    let groups = t.graph_json(&token, "/v1.0/groups").await;
+    for group in groups["value"].as_array().unwrap() {
+        let id = group["id"].as_str().unwrap();
+        let listed = t
+            .graph_json(&token, &format!("/v1.0/groups/{id}/members"))
+            .await["value"]
+            .as_array()
+            .unwrap()
+            .len();
+        let sightings: Vec<&Value> = items.iter().filter(|i| i["id"] == id).collect();
+        // Every sighting carries the same properties and at most a slice of members; together
+        // they hold every member once.
+        assert_eq!(sightings.len(), listed.div_ceil(2).max(1), "{id}");
+        let mut members = std::collections::BTreeSet::new();
+        for s in &sightings {
+            assert_eq!(s["displayName"], group["displayName"]);
+            let slice = s["members@delta"].as_array().map_or(0, |m| m.len());
+            assert!(slice <= 2);
+            members.extend(
+                s["members@delta"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| m["id"].as_str().unwrap().to_owned()),
+            );
+        }
+        assert_eq!(members.len(), listed, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn members_of_every_kind_carry_their_type_and_a_deleted_security_group_is_gone_for_good() {
+    let t = TestEmu::start().await;
+    let tid = t.tid(0);
+    let token = t.reader(0).await;
+    let (groups, _) = round(&t, &token, "/v1.0/groups/delta").await;
+    let nested = groups[0]["id"].as_str().unwrap().to_owned();
+    let user = t.admin(0);
+    let user = t
+        .graph_json(&token, &format!("/v1.0/users/{}", user.0))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut members = vec![json!(user), json!(nested)];
+    for kind in [
+        "#microsoft.graph.servicePrincipal",
+        "#microsoft.graph.device",
+        "#microsoft.graph.orgContact",
+    ] {
+        let made = t
+            .admin_create(
+                &format!("/tenants/{tid}/objects"),
+                json!({"@odata.type": kind, "displayName": kind}),
+            )
+            .await;
+        members.push(made["id"].clone());
+    }
+    let wrong = t
+        .admin_post(
+            &format!("/tenants/{tid}/objects"),
+            json!({"@odata.type": "#microsoft.graph.user", "displayName": "x"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let (_, link) = round(&t, &token, "/v1.0/groups/delta").await;
+    let parent = t
+        .admin_create(
+            &format!("/tenants/{tid}/groups"),
+            json!({"displayName": "Everything", "members": members}),
+        )
+        .await;
+    let pid = parent["id"].as_str().unwrap().to_owned();
+    let listed = t
+        .graph_json(&token, &format!("/v1.0/groups/{pid}/members"))
+        .await;
+    let mut kinds: Vec<&str> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["@odata.type"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "#microsoft.graph.device",
+            "#microsoft.graph.group",
+            "#microsoft.graph.orgContact",
+            "#microsoft.graph.servicePrincipal",
+            "#microsoft.graph.user",
+        ]
+    );
+    let (items, link) = round(&t, &token, &link).await;
+    let parent_delta = items.iter().find(|i| i["id"] == pid.as_str()).unwrap();
+    let mut kinds: Vec<&str> = parent_delta["members@delta"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["@odata.type"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds.len(), 5);
+    assert!(kinds.contains(&"#microsoft.graph.orgContact"));
+
+    // A security group deleted without `hard` is gone for good, and leaves its parent.
+    let resp = t
+        .admin_delete(&format!("/tenants/{tid}/groups/{nested}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (items, _) = round(&t, &token, &link).await;
+    let gone = items.iter().find(|i| i["id"] == nested.as_str()).unwrap();
+    let security = groups[0]["securityEnabled"] == true;
+    assert_eq!(
+        gone["@removed"]["reason"],
+        if security { "deleted" } else { "changed" },
+        "{gone}"
+    );
+    let parent_delta = items.iter().find(|i| i["id"] == pid.as_str()).unwrap();
+    assert_eq!(
+        parent_delta["members@delta"],
+        json!([{"@odata.type": "#microsoft.graph.group", "id": nested, "@removed": {"reason": "deleted"}}])
+    );
+}
+
+#[tokio::test]
+async fn a_property_cleared_through_the_admin_api_comes_as_null_under_return_minimal() {
+    let t = TestEmu::start().await;
+    let tid = t.tid(0);
+    let token = t.reader(0).await;
+    let (users, link) = round(&t, &token, "/v1.0/users/delta").await;
+    let user = users.iter().find(|u| u["jobTitle"].is_string()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = t
+        .admin_patch(
+            &format!("/tenants/{tid}/users/{user}"),
+            json!({"jobTitle": null}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page: Value = t
+        .http
+        .get(&link)
+        .bearer_auth(&token)
+        .header("prefer", "return=minimal")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["value"], json!([{"id": user, "jobTitle": null}]));
 }

@@ -82,3 +82,62 @@ async fn injected_faults_are_answered_and_counted() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_stale_token_is_refused_with_any_4xx_and_a_resync_code_and_5xx_are_injected() {
+    let t = TestEmu::start().await;
+    let token = t.reader(0).await;
+    let first = t.graph_json(&token, "/v1.0/users/delta").await;
+    let delta = first["@odata.deltaLink"].as_str().unwrap().to_owned();
+
+    let resp = t
+        .admin_post(
+            "/faults",
+            json!({"stale_token": {"status": 404, "code": "resyncApplyDifferences", "count": 1}}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A round's first request carries no token: it is never refused.
+    assert_eq!(
+        t.graph(&token, "/v1.0/users/delta").await.status(),
+        StatusCode::OK
+    );
+    let path = delta.strip_prefix(&t.base).unwrap().to_owned();
+    let resp = t.graph(&token, &path).await;
+    assert_eq!(
+        graph_error(resp, StatusCode::NOT_FOUND).await,
+        "resyncApplyDifferences"
+    );
+    assert_eq!(
+        t.graph(&token, &path).await.status(),
+        StatusCode::OK,
+        "only `count` requests are refused"
+    );
+    let report = t.get_json("/_emulator/faults").await;
+    assert_eq!(report["injected"]["stale_tokens"], 1);
+
+    for wrong in [
+        json!({"stale_token": {"status": 500, "code": "syncStateNotFound"}}),
+        json!({"stale_token": {"status": 400, "code": "Request_BadRequest"}}),
+    ] {
+        assert_eq!(
+            t.admin_post("/faults", wrong).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    t.admin_post("/faults", json!({"rate_5xx": 1.0})).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let resp = t.graph(&token, "/v1.0/users").await;
+        seen.insert(resp.status().as_u16());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "generalException");
+    }
+    assert_eq!(
+        seen,
+        [500, 502, 504].into(),
+        "500, 502 and 504 are all drawn"
+    );
+    t.admin_post("/faults", json!({})).await;
+}

@@ -1,6 +1,7 @@
 //! Microsoft's own client libraries work against the emulator unchanged, over HTTPS and trusting
 //! the emulator's CA: MSAL for Python (client credentials, then a Graph read) and the Graph SDK
-//! for Python with azure-identity (paging `/users` with its PageIterator, a `/users/delta` round).
+//! for Python with azure-identity (paging `/users` with its PageIterator, a `/users/delta` round,
+//! a `/groups/delta` round with a nested group and members of other kinds, in slices).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// A TLS emulator whose CA is written to a file, with an app of tenant 0 granted
-/// `User.Read.All` in tenant 1.
+/// `User.Read.All` and `Group.Read.All` in tenant 1.
 struct TlsEmulator {
     emu: Emulator,
     dir: PathBuf,
@@ -50,11 +51,16 @@ impl TlsEmulator {
         let admin = EmulatorAdmin::new(&emu).unwrap();
         let tenants = admin.tenants().await.unwrap();
         let app = admin
-            .register_app(&json!({"home_tenant": tenants[0].id, "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All"]}}))
+            .register_app(&json!({"home_tenant": tenants[0].id, "multi_tenant": true, "redirect_uris": [REDIRECT], "permissions": {"application": ["User.Read.All", "Group.Read.All"]}}))
             .await
             .unwrap();
         admin
-            .grant(&tenants[1].id, &app.client_id, &[], &["User.Read.All"])
+            .grant(
+                &tenants[1].id,
+                &app.client_id,
+                &[],
+                &["User.Read.All", "Group.Read.All"],
+            )
             .await
             .unwrap();
         Self {
@@ -100,7 +106,7 @@ impl TlsEmulator {
         assert_ne!(
             output.status.code(),
             Some(3),
-            "a Python library is not installed: run `{install}` (scripts/test at the repository root installs them all).\n{stderr}"
+            "a Python library is not installed: run `{install}`.\n{stderr}"
         );
         assert!(
             output.status.success(),
@@ -176,6 +182,89 @@ async fn the_python_graph_sdk_pages_users_and_completes_a_delta_round() {
     assert!(
         link.starts_with(&format!("{}/v1.0/users/delta?$deltatoken=", emu.base())),
         "{link}"
+    );
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_graph_sdk_reads_a_nested_group_and_members_of_every_kind_through_delta() {
+    let emu = TlsEmulator::start("graph-sdk-groups", 6, 10).await;
+    let admin = EmulatorAdmin::new(&emu.emu).unwrap();
+    let tid = emu.tenants[1].id.clone();
+    let t = format!("/_emulator/tenants/{tid}");
+    let users: Vec<String> = (0..5)
+        .map(|i| format!("slice{i}@{}", emu.tenants[1].domain))
+        .collect();
+    let mut members = Vec::new();
+    for upn in &users {
+        let made = admin
+            .post(&format!("{t}/users"), &json!({"userPrincipalName": upn}))
+            .await
+            .unwrap();
+        members.push(made["id"].clone());
+    }
+    let nested = admin
+        .post(
+            &format!("{t}/groups"),
+            &json!({"displayName": "Night shift"}),
+        )
+        .await
+        .unwrap();
+    members.push(nested["id"].clone());
+    let contact = admin
+        .post(
+            &format!("{t}/objects"),
+            &json!({"@odata.type": "#microsoft.graph.orgContact", "displayName": "Auditor"}),
+        )
+        .await
+        .unwrap();
+    members.push(contact["id"].clone());
+    let parent = admin
+        .post(
+            &format!("{t}/groups"),
+            &json!({"displayName": "Everyone on call", "members": members}),
+        )
+        .await
+        .unwrap();
+    // Three members a slice: the parent's seven come on three pages.
+    admin
+        .post("/_emulator/graph", &json!({"members_per_slice": 3}))
+        .await
+        .unwrap();
+    let mut args = vec![
+        "--authority".to_string(),
+        emu.base(),
+        "--tenant".into(),
+        tid,
+        "--groups".into(),
+    ];
+    args.extend(emu.client_args());
+    let result = emu
+        .run_python(
+            "graph_sdk_client.py",
+            args,
+            "pip install msgraph-sdk azure-identity",
+        )
+        .await;
+    let seen = &result["groups"][parent["id"].as_str().unwrap()];
+    assert_eq!(seen["name"], "Everyone on call", "{result}");
+    assert_eq!(seen["sightings"], 3, "{result}");
+    let kinds = seen["members"].as_object().unwrap();
+    assert_eq!(kinds.len(), 7, "{result}");
+    assert_eq!(
+        kinds[nested["id"].as_str().unwrap()],
+        "#microsoft.graph.group"
+    );
+    assert_eq!(
+        kinds[contact["id"].as_str().unwrap()],
+        "#microsoft.graph.orgContact"
+    );
+    assert_eq!(
+        kinds
+            .values()
+            .filter(|k| *k == "#microsoft.graph.user")
+            .count(),
+        5
     );
     emu.stop().await;
 }

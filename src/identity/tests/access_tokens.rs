@@ -74,10 +74,6 @@ fn accepts_a_users_token_with_the_scope() {
         api_check(&signed(&no_upn)).unwrap().name,
         "ada.pref@contoso.onmicrosoft.com"
     );
-    let app_id_uri = with(user_claims(), |c| {
-        c.insert("aud".into(), json!(format!("api://{CLIENT_ID}")));
-    });
-    assert!(api_check(&signed(&app_id_uri)).is_ok());
     let overage = with(user_claims(), |c| {
         c.remove("groups");
         c.insert("_claim_names".into(), json!({"groups": "src1"}));
@@ -177,6 +173,8 @@ fn refuses_other_issuers_tenants_and_audiences() {
     );
     for aud in [
         json!("https://graph.microsoft.com"),
+        // A v2.0 token's audience is always the client id.
+        json!(format!("api://{CLIENT_ID}")),
         json!(format!("api://{CLIENT_ID}/")),
         json!([CLIENT_ID]),
     ] {
@@ -199,6 +197,125 @@ fn refuses_other_issuers_tenants_and_audiences() {
     assert_eq!(
         api_check_with(&signed(&user_claims()), &scoped),
         Err(ApiTokenProblem::WrongIssuer)
+    );
+}
+
+/// Claims as Entra ID v1.0 puts them in an access token for the API (the registration leaves
+/// `requestedAccessTokenVersion` null): Microsoft's fixed issuer, `appid`, `unique_name`, and
+/// the application ID URI the client asked for as the audience.
+fn v1_user_claims() -> Value {
+    with(user_claims(), |c| {
+        c.insert("ver".into(), json!("1.0"));
+        c.insert(
+            "iss".into(),
+            json!(format!("https://sts.windows.net/{TID}/")),
+        );
+        c.insert("aud".into(), json!(format!("api://{CLIENT_ID}")));
+        let client = c.remove("azp").unwrap();
+        c.insert("appid".into(), client);
+        c.insert("appidacr".into(), json!("1"));
+        c.remove("preferred_username");
+        c.insert(
+            "unique_name".into(),
+            json!("ada.unique@contoso.onmicrosoft.com"),
+        );
+    })
+}
+
+#[test]
+fn v1_access_tokens_are_accepted_when_issued_by_sts_windows_net_for_the_provider_tenant() {
+    let who = api_check(&signed(&v1_user_claims())).unwrap();
+    assert!(who.is_delegated());
+    assert_eq!(who.name, "ada@contoso.onmicrosoft.com");
+    assert_eq!(who.scp, ["Gangway.Manage", "Reports.Read"]);
+    let no_upn = with(v1_user_claims(), |c| {
+        c.remove("upn");
+    });
+    assert_eq!(
+        api_check(&signed(&no_upn)).unwrap().name,
+        "ada.unique@contoso.onmicrosoft.com"
+    );
+    let by_client_id = with(v1_user_claims(), |c| {
+        c.insert("aud".into(), json!(CLIENT_ID));
+    });
+    assert!(api_check(&signed(&by_client_id)).is_ok());
+    let daemon = with(v1_user_claims(), |c| {
+        c.remove("scp");
+        c.remove("upn");
+        c.remove("unique_name");
+        c.remove("groups");
+        c.insert("roles".into(), json!(["Gangway.Write"]));
+    });
+    let who = api_check(&signed(&daemon)).unwrap();
+    assert_eq!(
+        who.name, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f",
+        "named by appid"
+    );
+    assert_eq!(who.roles, ["Gangway.Write"]);
+}
+
+#[test]
+fn each_access_token_version_is_held_to_its_own_shape() {
+    let refused = |edit: &dyn Fn(&mut serde_json::Map<String, Value>), base: Value| {
+        api_check(&signed(&with(base, |c| edit(c))))
+    };
+    // A v1.0 token from the v2.0 issuer, another tenant's STS, or with a trailing path.
+    for iss in [
+        format!("{AUTHORITY}/{TID}/v2.0"),
+        format!("https://sts.windows.net/{OTHER_TID}/"),
+        format!("https://sts.windows.net/{TID}"),
+        format!("{AUTHORITY}/{TID}/"),
+    ] {
+        assert_eq!(
+            refused(
+                &|c| {
+                    c.insert("iss".into(), json!(iss.clone()));
+                },
+                v1_user_claims()
+            ),
+            Err(ApiTokenProblem::WrongIssuer),
+            "{iss}"
+        );
+    }
+    assert_eq!(
+        refused(
+            &|c| {
+                c.insert("aud".into(), json!("api://someone-else"));
+            },
+            v1_user_claims()
+        ),
+        Err(ApiTokenProblem::WrongAudience)
+    );
+    for ver in [json!("3.0"), json!(2), Value::Null] {
+        assert_eq!(
+            refused(
+                &|c| {
+                    c.insert("ver".into(), ver.clone());
+                },
+                user_claims()
+            ),
+            Err(ApiTokenProblem::UnknownVersion),
+            "{ver}"
+        );
+    }
+    // A daemon is named by its version's claim only: azp in v2.0, appid in v1.0.
+    let v2_with_appid = with(app_claims(), |c| {
+        let client = c.remove("azp").unwrap();
+        c.insert("appid".into(), client);
+    });
+    assert_eq!(
+        api_check(&signed(&v2_with_appid)),
+        Err(ApiTokenProblem::Malformed)
+    );
+    let v1_with_azp = with(v1_user_claims(), |c| {
+        c.remove("scp");
+        c.insert("roles".into(), json!(["Gangway.Read"]));
+        let client = c.remove("appid").unwrap();
+        c.insert("azp".into(), client);
+    });
+    assert_eq!(
+        api_check(&signed(&v1_with_azp)),
+        Err(ApiTokenProblem::Malformed)
     );
 }
 

@@ -85,6 +85,12 @@ pub async fn redeem_with(
 
 /// Verifies an ID token against the JWKS and returns its claims.
 pub async fn verify_id_token(t: &TestEmu, tid: &str, jwt: &str, aud: &str) -> Value {
+    verify_jwt(t, tid, jwt, aud, &format!("{}/{tid}/v2.0", t.base)).await
+}
+
+/// Checks a JWT's signature against the tenant's published keys, its `aud` and `iss`; returns
+/// its claims.
+pub async fn verify_jwt(t: &TestEmu, tid: &str, jwt: &str, aud: &str, iss: &str) -> Value {
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     let kid = header.kid.expect("kid");
     assert_eq!(header.x5t.as_deref(), Some(kid.as_str()));
@@ -100,7 +106,7 @@ pub async fn verify_id_token(t: &TestEmu, tid: &str, jwt: &str, aud: &str) -> Va
             .unwrap();
     let mut v = Validation::new(Algorithm::RS256);
     v.set_audience(&[aud]);
-    v.set_issuer(&[format!("{}/{tid}/v2.0", t.base)]);
+    v.set_issuer(&[iss]);
     jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims
 }
 
