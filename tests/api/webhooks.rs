@@ -691,3 +691,51 @@ async fn viewers_cannot_see_or_change_webhooks_and_old_deliveries_are_pruned() {
     expected.sort();
     assert_eq!(left, expected);
 }
+
+#[tokio::test]
+async fn a_viewer_never_reads_a_webhook_urls_secret_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let url = format!("{}?token=s3cret-in-the-url", receiver.url);
+    let (id, _) = add_endpoint(&app, &url, &["*"]).await;
+    webhooks::delete(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    // A row written before URLs were redacted, scrubbed by the migration that shipped the fix.
+    sqlx::query("insert into audit_events (actor, action, detail) values ('cli', 'webhook.endpoint_created', $1)")
+        .bind(serde_json::json!({ "url": "https://bob:old-password@hooks.example/in?token=old-secret" }))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../../migrations/0012_audit_url_secrets.sql"))
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let viewer = crate::helpers::browser();
+    let email = format!("viewer-{}@provider.test", crate::helpers::short_id());
+    app.add_operator(&email, Role::Viewer).await;
+    crate::helpers::sign_in_as(&viewer, &app, &email).await;
+    let page = viewer
+        .get(app.url(paths::AUDIT))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("{}?[redacted]", receiver.url)), "{page}");
+    assert!(page.contains("https://hooks.example/in?[redacted]"), "{page}");
+    for secret in ["s3cret-in-the-url", "old-secret", "old-password", "bob"] {
+        assert!(!page.contains(secret), "{secret} in {page}");
+    }
+    // Nor can a search find it out a character at a time.
+    let stored: Vec<String> = sqlx::query_scalar("select detail::text from audit_events")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    for secret in ["s3cret-in-the-url", "old-secret", "old-password"] {
+        assert!(stored.iter().all(|d| !d.contains(secret)), "{stored:?}");
+    }
+}
