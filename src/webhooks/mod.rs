@@ -366,6 +366,32 @@ pub async fn emit(conn: &mut PgConnection, event: &str, data: Value) -> Result<u
     Ok(done.rows_affected())
 }
 
+/// Erases the directory data (users, groups, memberships) from the tenant's `directory.*`
+/// events, delivered or not, in the caller's transaction (offboarding's): the delivery log
+/// keeps each event's type, tenant and run and says its data was erased; one not yet delivered
+/// is not sent any more. Returns how many events were erased.
+pub async fn erase_tenant_payloads(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update webhook_deliveries set
+             payload = jsonb_set(payload, '{data}', jsonb_build_object(
+                 'tenant_id', payload->'data'->'tenant_id', 'run_id', payload->'data'->'run_id',
+                 'erased', 'the tenant was offboarded')),
+             failed_at = case when delivered_at is null then coalesce(failed_at, now()) end,
+             last_error = case when delivered_at is null and failed_at is null
+                               then 'not sent: the tenant was offboarded and its data erased'
+                               else last_error end
+         where event_type like 'directory.%' and payload->'data'->>'tenant_id' = $1::text
+           and not payload->'data' ? 'erased'",
+    )
+    .bind(tenant)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// One line of an endpoint's delivery log.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {

@@ -739,3 +739,74 @@ async fn a_viewer_never_reads_a_webhook_urls_secret_in_the_audit_log() {
         assert!(stored.iter().all(|d| !d.contains(secret)), "{stored:?}");
     }
 }
+
+#[tokio::test]
+async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    add_endpoint(&app, &receiver.url, &["*"]).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let tenant = gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &crate::helpers::consent(Uuid::new_v4()),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    let user = |tenant: Uuid, name: &str| {
+        serde_json::json!({ "tenant_id": tenant, "run_id": null,
+                            "objects": [{ "displayName": name, "mail": format!("{name}@contoso.example") }] })
+    };
+    let emit = |data: Value| {
+        let db = app.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            webhooks::emit(&mut tx, "directory.user.created", data)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    emit(user(tenant, "delivered-alice")).await;
+    deliver(&app).await;
+    emit(user(tenant, "pending-bob")).await;
+    let elsewhere = Uuid::new_v4();
+    emit(user(elsewhere, "other-tenant-carol")).await;
+
+    gangway::tenants::offboard(&app.db, tenant, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let log: Vec<(Value, Option<String>)> = sqlx::query_as(
+        "select payload, last_error from webhook_deliveries where event_type = 'directory.user.created'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let text = format!("{log:?}");
+    assert!(!text.contains("alice") && !text.contains("bob"), "{text}");
+    assert!(text.contains("other-tenant-carol"), "{text}");
+    let erased: Vec<&Value> = log
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p["data"]["tenant_id"] == tenant.to_string())
+        .collect();
+    assert_eq!(erased.len(), 2);
+    assert!(erased.iter().all(|p| p["data"]["erased"].is_string()));
+    assert!(
+        log.iter()
+            .any(|(_, e)| e.as_deref().is_some_and(|e| e.contains("offboarded"))),
+        "{text}"
+    );
+
+    deliver(&app).await;
+    let names: Vec<String> = receiver
+        .received()
+        .iter()
+        .flat_map(|r| r.json()["data"]["objects"].as_array().cloned().unwrap_or_default())
+        .map(|o| o["displayName"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["delivered-alice", "other-tenant-carol"]);
+}
