@@ -649,3 +649,61 @@ async fn each_token_has_its_own_rate_limit() {
     .await;
     assert_eq!(status, StatusCode::OK, "another token is not held back");
 }
+
+#[tokio::test]
+async fn a_client_guessing_tokens_is_slowed_down_and_valid_tokens_are_not() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let good = token(&app, "steady", "read").await;
+    let mut limited = None;
+    for i in 0..100 {
+        let guess = format!("gw_guess{i:040}");
+        let (status, headers, body) = call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(&guess),
+            None,
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((i, headers, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        // Valid calls between the guesses neither count nor are held back.
+        let (status, ..) = call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(&good),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (guesses, headers, body) = limited.expect("guessing is slowed down");
+    assert_eq!(guesses, 20, "the first 20 refusals are answered 401");
+    assert!(is_problem(&headers, &body, 429), "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&wait), "{wait}");
+    // A forged Entra token counts as a guess too.
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/customers",
+        Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.sig"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/customers",
+        Some(&good),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a working token is never slowed");
+}
