@@ -681,6 +681,36 @@ async fn local_passwords_can_be_turned_off_once_an_admin_signs_in_with_microsoft
 }
 
 #[tokio::test]
+async fn turning_local_passwords_off_ends_every_session_signed_in_with_a_password() {
+    let app = TestApp::spawn().await;
+    let sso = Sso::set_up(&app).await;
+    let microsoft = browser();
+    let ivy = sso.user(&app, "ivy", &[&sso.admin_group]).await;
+    signed_in_with_microsoft(&app, &microsoft, &ivy).await;
+    let admin = app.sign_in(Role::Admin).await;
+    let viewer = browser();
+    let viewer_email = format!("viewer-{}@provider.test", short_id());
+    app.add_operator(&viewer_email, Role::Viewer).await;
+    crate::helpers::sign_in_as(&viewer, &app, &viewer_email).await;
+
+    // The password admin turns passwords off from the console: their own session ends too.
+    let saved = app
+        .post_form(paths::SETTINGS, &[("local_passwords", "false")])
+        .await;
+    assert_eq!(location(saved).await, paths::LOGIN);
+    assert_eq!(status_of(&app, &app.client, paths::INVITATIONS).await, paths::LOGIN);
+    assert_eq!(status_of(&app, &viewer, paths::INVITATIONS).await, paths::LOGIN);
+    assert_eq!(status_of(&app, &microsoft, paths::INVITATIONS).await, "200");
+    let ended = audited(&app, "operator.sessions_ended").await;
+    let mut who: Vec<&str> = ended.iter().map(|(actor, _)| actor.as_str()).collect();
+    who.sort_unstable();
+    let mut expected = [format!("operator:{admin}"), format!("operator:{viewer_email}")];
+    expected.sort_unstable();
+    assert_eq!(who, expected);
+    assert!(ended.iter().all(|(_, d)| d["reason"] == "local passwords were turned off" && d["sessions"] == 1));
+}
+
+#[tokio::test]
 async fn role_changes_take_effect_at_the_next_request_or_the_next_sign_in() {
     let app = TestApp::spawn().await;
     let sso = Sso::set_up(&app).await;

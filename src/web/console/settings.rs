@@ -12,16 +12,19 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use serde_json::json;
+use tower_sessions::Session;
 
 use super::{Chrome, FormErrors, Section, parse_id};
-use crate::audit::Actor;
+use crate::audit::{Action, Actor};
 use crate::settings::profiles::{self, NewProfile, Profile, ProfileError};
 use crate::settings::{self, Edit, Key, Origin, Settings, SettingsError};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::paths;
-use crate::web::session::AdminOperator;
+use crate::web::session::{self, AdminOperator};
+use crate::web::session_store;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -425,6 +428,7 @@ fn typed(form: &[(String, String)]) -> BTreeMap<Key, String> {
 async fn save(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
+    session: Session,
     CsrfToken(csrf): CsrfToken,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
@@ -440,6 +444,12 @@ async fn save(
     match settings::save(&state.db, &state.cfg.keys, &edits, &actor).await {
         Ok(changed) => {
             state.settings.invalidate();
+            if changed.contains(&Key::LocalPasswords)
+                && !state.live().await?.settings.local_passwords
+                && end_password_sessions(&state, &session).await?
+            {
+                return Ok(Redirect::to(paths::LOGIN).into_response());
+            }
             let done = if changed.is_empty() {
                 "unchanged"
             } else {
@@ -466,6 +476,28 @@ async fn save(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Local passwords were just turned off: ends every session signed in with one (those signed
+/// in with Entra ID carry [`session::SSO`]), audited per operator. Returns whether the
+/// caller's own session was one of them (it is flushed, so nothing saves it again).
+async fn end_password_sessions(state: &AppState, own: &Session) -> Result<bool> {
+    let ended = session_store::end_matching(&state.db, &state.cfg.keys, |data| {
+        !data.contains_key(session::SSO)
+    })
+    .await?;
+    session_store::audit_ended(
+        &state.db,
+        &ended,
+        Action::OperatorSessionsEnded,
+        json!({ "reason": "local passwords were turned off" }),
+    )
+    .await?;
+    let mine = own.get::<session::SsoSession>(session::SSO).await?.is_none();
+    if mine {
+        own.flush().await?;
+    }
+    Ok(mine)
 }
 
 async fn create_profile(
