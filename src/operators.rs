@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::api_tokens;
 use crate::audit::{self, Action, Actor};
 use crate::types::EmailAddress;
 use crate::types::Secret;
@@ -307,8 +308,8 @@ pub async fn sign_in_with_entra(
             .execute(&mut *tx)
             .await?;
             if who.role == Role::Viewer && row.role == Role::Admin {
-                // A demotion ends their other sessions, as `set_role` does.
-                end_sessions_in(&mut tx, row.id, None).await?;
+                // A demotion ends their other sessions and write tokens, as `set_role` does.
+                lost_admin(&mut tx, row.id, &row.email, &actor).await?;
             }
             Operator {
                 id: row.id,
@@ -438,7 +439,7 @@ pub async fn list(db: &PgPool) -> Result<Vec<OperatorSummary>, sqlx::Error> {
 }
 
 /// Gives operator `id` the role `role`. A demotion ends their sessions, so no page they have
-/// open keeps admin buttons; the last admin cannot be demoted.
+/// open keeps admin buttons, and revokes their write tokens; the last admin cannot be demoted.
 pub async fn set_role(
     db: &PgPool,
     id: Uuid,
@@ -456,7 +457,7 @@ pub async fn set_role(
         .execute(&mut *tx)
         .await?;
     if role == Role::Viewer {
-        end_sessions_in(&mut tx, id, None).await?;
+        lost_admin(&mut tx, id, &current.email, actor).await?;
     }
     audit::record(
         &mut *tx,
@@ -471,10 +472,20 @@ pub async fn set_role(
     Ok(Operator { role, ..current })
 }
 
-/// Removes operator `id`; their sessions go with them. The last admin cannot be removed.
+/// Removes operator `id`; their sessions and API tokens go with them. The last admin cannot be
+/// removed.
 pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, OperatorError> {
     let mut tx = db.begin().await?;
     let removed = lock_checked(&mut tx, id, true).await?;
+    api_tokens::revoke_owned(
+        &mut tx,
+        id,
+        &removed.email,
+        false,
+        "its owner was removed",
+        actor,
+    )
+    .await?;
     // Sessions cascade; invitations they created stay, without the link to them.
     sqlx::query("delete from operators where id = $1")
         .bind(id)
@@ -543,6 +554,26 @@ async fn lock_checked(
         return Err(OperatorError::LastAdmin);
     }
     Ok(operator)
+}
+
+/// What an admin who becomes a viewer loses: their sessions and their write tokens.
+async fn lost_admin(
+    tx: &mut PgConnection,
+    id: Uuid,
+    email: &str,
+    actor: &Actor,
+) -> Result<(), sqlx::Error> {
+    end_sessions_in(tx, id, None).await?;
+    api_tokens::revoke_owned(
+        tx,
+        id,
+        email,
+        true,
+        "its owner is no longer an admin",
+        actor,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn end_sessions_in(

@@ -707,3 +707,88 @@ async fn a_client_guessing_tokens_is_slowed_down_and_valid_tokens_are_not() {
     .await;
     assert_eq!(status, StatusCode::OK, "a working token is never slowed");
 }
+
+#[tokio::test]
+async fn a_token_dies_with_its_owners_removal_and_a_write_token_with_their_admin_role() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_in(Role::Admin).await;
+    let writer = token(&app, "provisioning", "write").await;
+    let reader = token(&app, "dashboards", "read").await;
+    let other = format!("other-admin-{}@provider.test", crate::helpers::short_id());
+    app.add_operator(&other, Role::Admin).await;
+    let id_of = |email: String| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>("select id from operators where email = $1")
+                .bind(email)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let works = |token: String| {
+        let app = &app;
+        async move {
+            call(app, reqwest::Method::GET, "/api/v1/customers", Some(&token), None)
+                .await
+                .0
+        }
+    };
+    let cli = crate::cli::run(
+        crate::cli::gangway(&app),
+        &["api-token", "create", "--name", "ci", "--scope", "write", "--json"],
+    )
+    .await;
+    let cli_token: Value = serde_json::from_str(&crate::cli::stdout(&cli)).unwrap();
+
+    // The list says whose each token is.
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(page.contains(&owner) && page.contains("CLI (no operator)"), "{page}");
+    let listed = crate::cli::run(crate::cli::gangway(&app), &["api-token", "list", "--json"]).await;
+    let listed: Value = serde_json::from_str(&crate::cli::stdout(&listed)).unwrap();
+    let owners: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["owner"].as_str().unwrap()))
+        .collect();
+    assert!(owners.contains(&("provisioning", owner.as_str())), "{owners:?}");
+    assert!(owners.contains(&("ci", "CLI (no operator)")), "{owners:?}");
+
+    // Demoted: the write token dies, the read token keeps working.
+    gangway::operators::set_role(
+        &app.db,
+        id_of(owner.clone()).await,
+        Role::Viewer,
+        &gangway::audit::Actor::Operator(other.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(works(writer.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(reader.clone()).await, StatusCode::OK);
+    // Removed: every token of theirs dies; the CLI's is no one's and lives on.
+    gangway::operators::remove(
+        &app.db,
+        id_of(owner.clone()).await,
+        &gangway::audit::Actor::Operator(other.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(works(reader).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        works(cli_token["token"].as_str().unwrap().to_owned()).await,
+        StatusCode::OK
+    );
+    let revoked: Vec<(String, Value)> = sqlx::query_as(
+        "select actor, detail from audit_events where action = 'api_token.revoked' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert_eq!(revoked[0].0, format!("operator:{other}"));
+    assert_eq!(revoked[0].1["token"], "provisioning");
+    assert_eq!(revoked[0].1["reason"], "its owner is no longer an admin");
+    assert_eq!(revoked[1].1["token"], "dashboards");
+    assert_eq!(revoked[1].1["reason"], "its owner was removed");
+}
