@@ -95,6 +95,8 @@ pub enum Action {
     OperatorRemoved,
     /// An operator's sessions were ended.
     OperatorSessionsEnded,
+    /// A removed operator may sign in again.
+    OperatorRestored,
     /// A tenant was offboarded (credential erased).
     TenantOffboarded,
     /// A customer record was created (with an invitation or on its own).
@@ -127,7 +129,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -145,6 +147,7 @@ impl Action {
         Action::OperatorRoleChanged,
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
+        Action::OperatorRestored,
         Action::TenantOffboarded,
         Action::CustomerCreated,
         Action::CustomerUpdated,
@@ -181,6 +184,7 @@ impl Action {
             Self::OperatorRoleChanged => "operator.role_changed",
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
+            Self::OperatorRestored => "operator.restored",
             Self::TenantOffboarded => "tenant.offboarded",
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
@@ -216,8 +220,11 @@ impl Action {
             Self::OperatorSignedOut => "Signed out",
             Self::OperatorAdded => "Operator added",
             Self::OperatorRoleChanged => "Operator's role changed",
-            Self::OperatorRemoved => "Operator removed (signed out everywhere)",
+            Self::OperatorRemoved => {
+                "Operator removed (signed out everywhere, blocked until restored)"
+            }
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
+            Self::OperatorRestored => "Removed operator restored (may sign in again)",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
             Self::CustomerCreated => "Customer created",
             Self::CustomerUpdated => "Customer details changed",

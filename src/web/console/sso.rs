@@ -318,7 +318,8 @@ async fn sign_in(
     .await;
     let signed = match signed {
         Ok(signed) => signed,
-        Err(OperatorError::Invalid(why)) => {
+        Err(e @ (OperatorError::Invalid(_) | OperatorError::Blocked(_))) => {
+            let why = e.to_string();
             let refusal = Refusal::new(why.clone(), format!("You cannot sign in: {why}."))
                 .by(&who.username, who.oid);
             return refuse(back, refusal).await;
