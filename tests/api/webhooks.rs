@@ -96,8 +96,22 @@ pub fn verifies(secret: &str, r: &Received) -> bool {
         .any(|s| s == expected)
 }
 
-/// Adds an endpoint in the console as the signed-in admin; returns its id and secret.
+/// Lets webhooks reach loopback, where the test receivers listen (as an admin would in System
+/// Settings; without it such endpoints are refused).
+pub async fn allow_loopback(app: &TestApp) {
+    let edit = gangway::settings::Edit {
+        key: gangway::settings::Key::WebhookAllowedNetworks,
+        raw: "127.0.0.0/8\n::1".into(),
+    };
+    gangway::settings::save(&app.db, &app.state.cfg.keys, &[edit], &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+}
+
+/// Adds an endpoint in the console as the signed-in admin, loopback allowed; returns its id
+/// and secret.
 pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (Uuid, String) {
+    allow_loopback(app).await;
     let mut fields = vec![("url", url), ("description", "tests")];
     fields.extend(events.iter().map(|e| ("events", *e)));
     let response = app.post_form(paths::WEBHOOKS, &fields).await;
@@ -809,4 +823,70 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
         .map(|o| o["displayName"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(names, ["delivered-alice", "other-tenant-carol"]);
+}
+
+#[tokio::test]
+async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    for (url, why) in [
+        ("https://169.254.169.254/latest/meta-data", "the cloud metadata service"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://[fd00::1]/hook", "unique local"),
+        (receiver.url.as_str(), "loopback"),
+    ] {
+        let response = app
+            .post_form(paths::WEBHOOKS, &[("url", url), ("events", "*")])
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains(why) && page.contains("Webhooks may reach"), "{url}: {page}");
+    }
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+
+    // An admin allows loopback in System Settings (audited): endpoints there work.
+    let saved = app
+        .post_form(paths::SETTINGS, &[("webhook_allowed_networks", "127.0.0.0/8\n::1")])
+        .await;
+    assert!(saved.status().is_redirection(), "{}", saved.status());
+    let changed: Vec<Value> = sqlx::query_scalar(
+        "select detail from audit_events where action = 'settings.changed'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(changed.iter().any(|d| d["setting"] == "webhook_allowed_networks"), "{changed:?}");
+    let by_address = format!("{}?via=address", receiver.url);
+    let by_name = by_address.replace("127.0.0.1", "localhost");
+    let mut endpoints = Vec::new();
+    for url in [&by_address, &by_name] {
+        let response = app
+            .post_form(paths::WEBHOOKS, &[("url", url.as_str()), ("events", "*")])
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        endpoints.push(webhooks::list(&app.db).await.unwrap().into_iter().find(|e| e.url == *url).unwrap().id);
+    }
+    for id in &endpoints {
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli).await.unwrap();
+    }
+    assert_eq!(deliver(&app).await.delivered, 2);
+
+    // Allowed no more: what was saved is checked again at every send, the name as it resolves.
+    let saved = app
+        .post_form(paths::SETTINGS, &[("webhook_allowed_networks", "")])
+        .await;
+    assert!(saved.status().is_redirection());
+    for id in &endpoints {
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli).await.unwrap();
+    }
+    let round = deliver(&app).await;
+    assert_eq!((round.delivered, round.retried), (0, 2));
+    assert_eq!(receiver.received().len(), 2, "nothing more reached the receiver");
+    for id in &endpoints {
+        let log = webhooks::deliveries(&app.db, *id, 1).await.unwrap();
+        let error = log[0].last_error.clone().unwrap_or_default();
+        assert!(error.starts_with("not sent:"), "{error}");
+    }
 }

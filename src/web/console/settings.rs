@@ -190,6 +190,7 @@ fn shown(settings: &Settings, key: Key) -> String {
         Key::SsoViewerGroups => join(&settings.sso.viewer_groups),
         Key::SsoAdminRoles => settings.sso.admin_roles.join("\n"),
         Key::SsoViewerRoles => settings.sso.viewer_roles.join("\n"),
+        Key::WebhookAllowedNetworks => settings.webhook_allowed_networks.join("\n"),
     }
 }
 
@@ -251,10 +252,14 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Lines,
             "app role values from the roles claim, one per line",
         ),
+        Key::WebhookAllowedNetworks => (
+            Kind::Lines,
+            "internal networks (10.20.0.0/16), addresses (127.0.0.1, ::1) or host names webhook endpoints may point to, one per line; empty: public addresses only",
+        ),
     }
 }
 
-const GROUPS: [(&str, &str, &[Key]); 4] = [
+const GROUPS: [(&str, &str, &[Key]); 5] = [
     (
         "App registration",
         "The multi-tenant app customers consent to, registered in your own tenant.",
@@ -293,6 +298,11 @@ const GROUPS: [(&str, &str, &[Key]); 4] = [
             Key::SsoAdminRoles,
             Key::SsoViewerRoles,
         ],
+    ),
+    (
+        "Webhooks",
+        "Endpoints must be public https addresses: loopback, private, link-local and cloud metadata addresses are refused, when an endpoint is saved and at every delivery, unless allowed here.",
+        &[Key::WebhookAllowedNetworks],
     ),
 ];
 
