@@ -453,7 +453,9 @@ mod tests {
             "https://hooks.example/in?[redacted]"
         );
         assert_eq!(
-            redact_urls("url was HTTPS://bob:pw@hooks.example:8443/a#key=1, then http://x.example/ok"),
+            redact_urls(
+                "url was HTTPS://bob:pw@hooks.example:8443/a#key=1, then http://x.example/ok"
+            ),
             "url was HTTPS://hooks.example:8443/a#[redacted] then http://x.example/ok"
         );
         assert_eq!(
@@ -461,7 +463,9 @@ mod tests {
             "error sending request for url (https://h.example/?[redacted]"
         );
         assert_eq!(redact_urls("no url here: a@b?c"), "no url here: a@b?c");
-        let kept = capped(serde_json::json!({ "url": "https://h.example/?t=1", "n": [ "http://a:b@h/" ] }));
+        let kept = capped(
+            serde_json::json!({ "url": "https://h.example/?t=1", "n": [ "http://a:b@h/" ] }),
+        );
         assert_eq!(kept["url"], "https://h.example/?[redacted]");
         assert_eq!(kept["n"][0], "http://h/");
     }

@@ -92,7 +92,9 @@ pub enum OperatorError {
     #[error("this is the last admin: make another operator admin first")]
     LastAdmin,
     /// The account was removed by an admin and stays out until one restores it.
-    #[error("the operator account {0} was removed by an admin: ask an admin to restore it (Operators page, or `gangway operator restore {0}`)")]
+    #[error(
+        "the operator account {0} was removed by an admin: ask an admin to restore it (Operators page, or `gangway operator restore {0}`)"
+    )]
     Blocked(String),
     /// The database failed.
     #[error(transparent)]

@@ -58,7 +58,8 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
             output,
         } => {
             let scope = Scope::parse(&scope).expect("clap checked the scope");
-            let (token, record) = api_tokens::create(&db, &name, scope, days, None, &Actor::Cli).await?;
+            let (token, record) =
+                api_tokens::create(&db, &name, scope, days, None, &Actor::Cli).await?;
             if output.json {
                 println!(
                     "{}",

@@ -907,7 +907,10 @@ mod tests {
             Some(json!(["Gangway.Admin"]))
         );
         assert_eq!(
-            ok(Key::WebhookAllowedNetworks, "127.0.0.0/8\n ::1, hooks.internal"),
+            ok(
+                Key::WebhookAllowedNetworks,
+                "127.0.0.0/8\n ::1, hooks.internal"
+            ),
             Some(json!(["127.0.0.0/8", "::1", "hooks.internal"]))
         );
         assert!(bad(Key::WebhookAllowedNetworks, "10.0.0.0/99").contains("10.0.0.0/99"));

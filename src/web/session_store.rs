@@ -181,8 +181,15 @@ pub async fn audit_ended(
         if let Some(operator) = operators::get(db, id).await? {
             let mut detail = detail.clone();
             detail["sessions"] = sessions.into();
-            audit::record(db, &Actor::Operator(operator.email), action, None, None, detail)
-                .await?;
+            audit::record(
+                db,
+                &Actor::Operator(operator.email),
+                action,
+                None,
+                None,
+                detail,
+            )
+            .await?;
         }
     }
     Ok(())

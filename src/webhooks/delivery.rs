@@ -82,11 +82,7 @@ pub fn client() -> Client {
 }
 
 /// Delivers what is due, a batch at a time.
-pub async fn deliver_due(
-    db: &PgPool,
-    keys: &Keyring,
-    http: &Client,
-) -> Result<Round, sqlx::Error> {
+pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<Round, sqlx::Error> {
     http.resolver.set(egress::allowed(db).await?);
     let claimed_at = Instant::now();
     let due = claim(db).await?;
@@ -232,11 +228,11 @@ async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<u16, String> 
         .send()
         .await
         .map_err(|e| {
-            let refused = std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |e| e.source(),
-            )
-            .find_map(|e| e.downcast_ref::<egress::Refused>());
+            let refused =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .find_map(|e| e.downcast_ref::<egress::Refused>());
             if let Some(refused) = refused {
                 format!("not sent: {refused}")
             } else if e.is_timeout() {

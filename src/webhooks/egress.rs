@@ -69,9 +69,7 @@ fn is_host_name(entry: &str) -> bool {
         && entry.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
 
@@ -217,7 +215,9 @@ impl Resolver {
 
 /// A host that resolved only to addresses webhooks may not reach.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves only to addresses webhooks may not reach ({addresses}); an admin can allow them under System Settings → Webhooks may reach")]
+#[error(
+    "{host} resolves only to addresses webhooks may not reach ({addresses}); an admin can allow them under System Settings → Webhooks may reach"
+)]
 pub struct Refused {
     host: String,
     addresses: String,
@@ -228,9 +228,8 @@ impl reqwest::dns::Resolve for Resolver {
         let allowed = self.allowed();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let open = allowed.lists_host(&host);
             let kept: Vec<SocketAddr> = found
                 .iter()
@@ -350,14 +349,33 @@ mod tests {
         let why = check(&url("https://169.254.169.254/"), &none)
             .await
             .unwrap_err();
-        assert!(why.contains("the cloud metadata service's address"), "{why}");
+        assert!(
+            why.contains("the cloud metadata service's address"),
+            "{why}"
+        );
         assert!(check(&url("https://1.1.1.1/hook"), &none).await.is_ok());
 
         let loopback = Allowed::parse(&["127.0.0.0/8".into(), "::1".into()]).unwrap();
-        assert!(check(&url("http://127.0.0.1:8080/hook"), &loopback).await.is_ok());
-        assert!(check(&url("http://[::1]:8080/hook"), &loopback).await.is_ok());
-        assert!(check(&url("http://localhost:8080/hook"), &loopback).await.is_ok());
-        assert!(check(&url("https://10.0.0.5/hook"), &loopback).await.is_err());
+        assert!(
+            check(&url("http://127.0.0.1:8080/hook"), &loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check(&url("http://[::1]:8080/hook"), &loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check(&url("http://localhost:8080/hook"), &loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check(&url("https://10.0.0.5/hook"), &loopback)
+                .await
+                .is_err()
+        );
         assert!(check(&url("http://1.1.1.1/hook"), &loopback).await.is_err());
     }
 }

@@ -98,7 +98,9 @@ pub async fn check_url(raw: &str, allowed: &egress::Allowed) -> Result<url::Url,
     let url = url::Url::parse(raw.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
-        .ok_or_else(|| WebhookError::Invalid("Enter the endpoint's full URL (https://…).".into()))?;
+        .ok_or_else(|| {
+            WebhookError::Invalid("Enter the endpoint's full URL (https://…).".into())
+        })?;
     egress::check(&url, allowed)
         .await
         .map_err(WebhookError::Invalid)?;

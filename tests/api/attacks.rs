@@ -400,7 +400,8 @@ async fn a_control_character_in_the_sign_in_next_gets_the_sign_in_page_and_the_d
     );
 
     let email = format!("ops-{}@provider.test", crate::helpers::short_id());
-    app.add_operator(&email, gangway::operators::Role::Viewer).await;
+    app.add_operator(&email, gangway::operators::Role::Viewer)
+        .await;
     let decoded = "/console/tenants\r\nSet-Cookie: x=1\u{1}";
     let signed_in = app
         .post_form(

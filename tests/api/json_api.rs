@@ -729,21 +729,38 @@ async fn a_token_dies_with_its_owners_removal_and_a_write_token_with_their_admin
     let works = |token: String| {
         let app = &app;
         async move {
-            call(app, reqwest::Method::GET, "/api/v1/customers", Some(&token), None)
-                .await
-                .0
+            call(
+                app,
+                reqwest::Method::GET,
+                "/api/v1/customers",
+                Some(&token),
+                None,
+            )
+            .await
+            .0
         }
     };
     let cli = crate::cli::run(
         crate::cli::gangway(&app),
-        &["api-token", "create", "--name", "ci", "--scope", "write", "--json"],
+        &[
+            "api-token",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "write",
+            "--json",
+        ],
     )
     .await;
     let cli_token: Value = serde_json::from_str(&crate::cli::stdout(&cli)).unwrap();
 
     // The list says whose each token is.
     let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
-    assert!(page.contains(&owner) && page.contains("CLI (no operator)"), "{page}");
+    assert!(
+        page.contains(&owner) && page.contains("CLI (no operator)"),
+        "{page}"
+    );
     let listed = crate::cli::run(crate::cli::gangway(&app), &["api-token", "list", "--json"]).await;
     let listed: Value = serde_json::from_str(&crate::cli::stdout(&listed)).unwrap();
     let owners: Vec<(&str, &str)> = listed
@@ -752,7 +769,10 @@ async fn a_token_dies_with_its_owners_removal_and_a_write_token_with_their_admin
         .iter()
         .map(|t| (t["name"].as_str().unwrap(), t["owner"].as_str().unwrap()))
         .collect();
-    assert!(owners.contains(&("provisioning", owner.as_str())), "{owners:?}");
+    assert!(
+        owners.contains(&("provisioning", owner.as_str())),
+        "{owners:?}"
+    );
     assert!(owners.contains(&("ci", "CLI (no operator)")), "{owners:?}");
 
     // Demoted: the write token dies, the read token keeps working.

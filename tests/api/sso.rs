@@ -698,16 +698,29 @@ async fn turning_local_passwords_off_ends_every_session_signed_in_with_a_passwor
         .post_form(paths::SETTINGS, &[("local_passwords", "false")])
         .await;
     assert_eq!(location(saved).await, paths::LOGIN);
-    assert_eq!(status_of(&app, &app.client, paths::INVITATIONS).await, paths::LOGIN);
-    assert_eq!(status_of(&app, &viewer, paths::INVITATIONS).await, paths::LOGIN);
+    assert_eq!(
+        status_of(&app, &app.client, paths::INVITATIONS).await,
+        paths::LOGIN
+    );
+    assert_eq!(
+        status_of(&app, &viewer, paths::INVITATIONS).await,
+        paths::LOGIN
+    );
     assert_eq!(status_of(&app, &microsoft, paths::INVITATIONS).await, "200");
     let ended = audited(&app, "operator.sessions_ended").await;
     let mut who: Vec<&str> = ended.iter().map(|(actor, _)| actor.as_str()).collect();
     who.sort_unstable();
-    let mut expected = [format!("operator:{admin}"), format!("operator:{viewer_email}")];
+    let mut expected = [
+        format!("operator:{admin}"),
+        format!("operator:{viewer_email}"),
+    ];
     expected.sort_unstable();
     assert_eq!(who, expected);
-    assert!(ended.iter().all(|(_, d)| d["reason"] == "local passwords were turned off" && d["sessions"] == 1));
+    assert!(
+        ended
+            .iter()
+            .all(|(_, d)| d["reason"] == "local passwords were turned off" && d["sessions"] == 1)
+    );
 }
 
 #[tokio::test]
@@ -735,14 +748,20 @@ async fn a_removed_operator_stays_out_at_their_next_microsoft_sign_in_until_rest
     assert_eq!(operator_of(&app, &lee.id).await, None);
     let failed = audited(&app, "operator.sign_in_failed").await;
     assert!(
-        failed[0].1["reason"].as_str().unwrap().contains("removed by an admin"),
+        failed[0].1["reason"]
+            .as_str()
+            .unwrap()
+            .contains("removed by an admin"),
         "{failed:?}"
     );
     assert_eq!(failed[0].1["username"], lee.username.as_str());
 
     // The Operators page lists them with Restore; restoring lets them in, the mapping deciding.
     let operators = app.get(paths::OPERATORS).await.text().await.unwrap();
-    assert!(operators.contains("Removed operators") && operators.contains(&lee.username), "{operators}");
+    assert!(
+        operators.contains("Removed operators") && operators.contains(&lee.username),
+        "{operators}"
+    );
     let restored = app
         .post_form(paths::RESTORE_OPERATOR, &[("email", &lee.username)])
         .await;

@@ -103,9 +103,14 @@ pub async fn allow_loopback(app: &TestApp) {
         key: gangway::settings::Key::WebhookAllowedNetworks,
         raw: "127.0.0.0/8\n::1".into(),
     };
-    gangway::settings::save(&app.db, &app.state.cfg.keys, &[edit], &gangway::audit::Actor::Cli)
-        .await
-        .unwrap();
+    gangway::settings::save(
+        &app.db,
+        &app.state.cfg.keys,
+        &[edit],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
 }
 
 /// Adds an endpoint in the console as the signed-in admin, loopback allowed; returns its id
@@ -739,8 +744,14 @@ async fn a_viewer_never_reads_a_webhook_urls_secret_in_the_audit_log() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&format!("{}?[redacted]", receiver.url)), "{page}");
-    assert!(page.contains("https://hooks.example/in?[redacted]"), "{page}");
+    assert!(
+        page.contains(&format!("{}?[redacted]", receiver.url)),
+        "{page}"
+    );
+    assert!(
+        page.contains("https://hooks.example/in?[redacted]"),
+        "{page}"
+    );
     for secret in ["s3cret-in-the-url", "old-secret", "old-password", "bob"] {
         assert!(!page.contains(secret), "{secret} in {page}");
     }
@@ -819,7 +830,12 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
     let names: Vec<String> = receiver
         .received()
         .iter()
-        .flat_map(|r| r.json()["data"]["objects"].as_array().cloned().unwrap_or_default())
+        .flat_map(|r| {
+            r.json()["data"]["objects"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|o| o["displayName"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(names, ["delivered-alice", "other-tenant-carol"]);
@@ -831,7 +847,10 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
     app.sign_in(Role::Admin).await;
     let receiver = Receiver::start().await;
     for (url, why) in [
-        ("https://169.254.169.254/latest/meta-data", "the cloud metadata service"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "the cloud metadata service",
+        ),
         ("https://[::ffff:127.0.0.1]/hook", "loopback"),
         ("https://10.1.2.3/hook", "private"),
         ("https://[fd00::1]/hook", "unique local"),
@@ -842,22 +861,32 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
             .await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
         let page = response.text().await.unwrap();
-        assert!(page.contains(why) && page.contains("Webhooks may reach"), "{url}: {page}");
+        assert!(
+            page.contains(why) && page.contains("Webhooks may reach"),
+            "{url}: {page}"
+        );
     }
     assert!(webhooks::list(&app.db).await.unwrap().is_empty());
 
     // An admin allows loopback in System Settings (audited): endpoints there work.
     let saved = app
-        .post_form(paths::SETTINGS, &[("webhook_allowed_networks", "127.0.0.0/8\n::1")])
+        .post_form(
+            paths::SETTINGS,
+            &[("webhook_allowed_networks", "127.0.0.0/8\n::1")],
+        )
         .await;
     assert!(saved.status().is_redirection(), "{}", saved.status());
-    let changed: Vec<Value> = sqlx::query_scalar(
-        "select detail from audit_events where action = 'settings.changed'",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    assert!(changed.iter().any(|d| d["setting"] == "webhook_allowed_networks"), "{changed:?}");
+    let changed: Vec<Value> =
+        sqlx::query_scalar("select detail from audit_events where action = 'settings.changed'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|d| d["setting"] == "webhook_allowed_networks"),
+        "{changed:?}"
+    );
     let by_address = format!("{}?via=address", receiver.url);
     let by_name = by_address.replace("127.0.0.1", "localhost");
     let mut endpoints = Vec::new();
@@ -866,10 +895,20 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
             .post_form(paths::WEBHOOKS, &[("url", url.as_str()), ("events", "*")])
             .await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
-        endpoints.push(webhooks::list(&app.db).await.unwrap().into_iter().find(|e| e.url == *url).unwrap().id);
+        endpoints.push(
+            webhooks::list(&app.db)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.url == *url)
+                .unwrap()
+                .id,
+        );
     }
     for id in &endpoints {
-        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli).await.unwrap();
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli)
+            .await
+            .unwrap();
     }
     assert_eq!(deliver(&app).await.delivered, 2);
 
@@ -879,11 +918,17 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
         .await;
     assert!(saved.status().is_redirection());
     for id in &endpoints {
-        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli).await.unwrap();
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli)
+            .await
+            .unwrap();
     }
     let round = deliver(&app).await;
     assert_eq!((round.delivered, round.retried), (0, 2));
-    assert_eq!(receiver.received().len(), 2, "nothing more reached the receiver");
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "nothing more reached the receiver"
+    );
     for id in &endpoints {
         let log = webhooks::deliveries(&app.db, *id, 1).await.unwrap();
         let error = log[0].last_error.clone().unwrap_or_default();

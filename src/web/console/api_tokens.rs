@@ -130,7 +130,15 @@ async fn create(
     let result = match (scope, days) {
         (Some(scope), Ok(days)) => {
             let actor = Actor::Operator(operator.email.clone());
-            api_tokens::create(&state.db, &form.name, scope, days, Some(operator.id), &actor).await
+            api_tokens::create(
+                &state.db,
+                &form.name,
+                scope,
+                days,
+                Some(operator.id),
+                &actor,
+            )
+            .await
         }
         _ => Err(TokenError::Invalid(
             "Choose read or write, and how long the token works.".into(),

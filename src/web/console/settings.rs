@@ -503,7 +503,10 @@ async fn end_password_sessions(state: &AppState, own: &Session) -> Result<bool> 
         json!({ "reason": "local passwords were turned off" }),
     )
     .await?;
-    let mine = own.get::<session::SsoSession>(session::SSO).await?.is_none();
+    let mine = own
+        .get::<session::SsoSession>(session::SSO)
+        .await?
+        .is_none();
     if mine {
         own.flush().await?;
     }
