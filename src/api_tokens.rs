@@ -1,9 +1,14 @@
 //! API tokens for the JSON API: `gw_` and 32 random bytes, shown once, only their SHA-256
 //! stored; scoped read or write, optionally expiring, revocable; each use records when and
 //! from where.
+//!
+//! A token made in the console belongs to the operator who made it: it is revoked when they are
+//! removed, and a write token when they stop being an admin (a viewer holds none), each
+//! audited. One made with the CLI belongs to no operator (whoever runs the CLI has the database
+//! and the key anyway) and lives until it expires or is revoked.
 
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -52,6 +57,8 @@ pub struct ApiToken {
     pub scope: Scope,
     /// Who created it.
     pub created_by: String,
+    /// The operator it belongs to, by email; none for a CLI token (or one whose owner is gone).
+    pub owner: Option<String>,
     /// When.
     pub created_at: OffsetDateTime,
     /// When it stops working, if ever.
@@ -69,7 +76,21 @@ impl ApiToken {
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
+
+    /// Who it belongs to, in words: the operator's email, the CLI, or the operator it belonged
+    /// to until they were removed.
+    pub fn owner_label(&self) -> String {
+        match (&self.owner, self.created_by.strip_prefix("operator:")) {
+            (Some(email), _) => email.clone(),
+            (None, Some(email)) => format!("{email} (removed)"),
+            (None, None) => "CLI (no operator)".into(),
+        }
+    }
 }
+
+/// The columns of [`ApiToken`], from `api_tokens t` joined to its owner `o`.
+const COLUMNS: &str = "t.id, t.name, t.scope, t.created_by, o.email::text as owner, t.created_at,
+    t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr";
 
 /// The caller a presented token stands for.
 #[derive(Debug, Clone)]
@@ -102,13 +123,15 @@ pub enum TokenError {
 /// Tokens start with this, so leaked ones are easy to recognise (secret scanners).
 pub const PREFIX: &str = "gw_";
 
-/// Creates a token named `name` with `scope`, valid for `valid_days` (none: until revoked);
-/// returns it (shown once) with its record. Audited.
+/// Creates a token named `name` with `scope`, valid for `valid_days` (none: until revoked),
+/// belonging to operator `owner` (none: the CLI's); returns it (shown once) with its record.
+/// Audited.
 pub async fn create(
     db: &PgPool,
     name: &str,
     scope: Scope,
     valid_days: Option<u32>,
+    owner: Option<Uuid>,
     actor: &Actor,
 ) -> Result<(Secret, ApiToken), TokenError> {
     let name = name.trim();
@@ -124,16 +147,18 @@ pub async fn create(
     }
     let token = Secret::new(format!("{PREFIX}{}", random_token()));
     let mut tx = db.begin().await?;
-    let record: ApiToken = sqlx::query_as(
-        "insert into api_tokens (name, token_sha256, scope, created_by, expires_at)
-         values ($1, $2, $3, $4, now() + make_interval(days => $5))
-         returning id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at, last_used_addr",
-    )
+    let record: ApiToken = sqlx::query_as(&format!(
+        "with t as (
+             insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id)
+             values ($1, $2, $3, $4, now() + make_interval(days => $5), $6) returning *)
+         select {COLUMNS} from t left join operators o on o.id = t.owner_id"
+    ))
     .bind(name)
     .bind(sha256(token.expose().as_bytes()))
     .bind(scope)
     .bind(actor.to_string())
     .bind(valid_days.map(|d| d as i32))
+    .bind(owner)
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -142,19 +167,19 @@ pub async fn create(
         Action::ApiTokenCreated,
         None,
         None,
-        json!({ "token": record.name, "scope": scope.as_str(), "expires_at": record.expires_at.map(crate::format::datetime) }),
+        json!({ "token": record.name, "scope": scope.as_str(), "owner": record.owner_label(), "expires_at": record.expires_at.map(crate::format::datetime) }),
     )
     .await?;
     tx.commit().await?;
     Ok((token, record))
 }
 
-/// Every token, newest first.
+/// Every token, newest first, with its owner.
 pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at, last_used_addr
-         from api_tokens order by created_at desc",
-    )
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from api_tokens t left join operators o on o.id = t.owner_id
+         order by t.created_at desc"
+    ))
     .fetch_all(db)
     .await
 }
@@ -182,6 +207,40 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), TokenErr
     Ok(())
 }
 
+/// Revokes the live tokens operator `owner` (`email`) holds — only the write tokens when
+/// `writes_only` (they stopped being an admin) — in the caller's transaction, each audited with
+/// `reason`; returns how many.
+pub async fn revoke_owned(
+    conn: &mut PgConnection,
+    owner: Uuid,
+    email: &str,
+    writes_only: bool,
+    reason: &str,
+    actor: &Actor,
+) -> Result<u64, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "update api_tokens set revoked_at = now()
+         where owner_id = $1 and revoked_at is null and (not $2 or scope = 'write')
+         returning name",
+    )
+    .bind(owner)
+    .bind(writes_only)
+    .fetch_all(&mut *conn)
+    .await?;
+    for name in &names {
+        audit::record(
+            &mut *conn,
+            actor,
+            Action::ApiTokenRevoked,
+            None,
+            None,
+            json!({ "token": name, "owner": email, "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(names.len() as u64)
+}
+
 /// The caller `presented` stands for, recording this use (time and `addr`); refused when the
 /// token is unknown, revoked or expired. The lookup is by hash, so a token is never compared
 /// in the clear.
@@ -192,6 +251,9 @@ pub async fn authenticate(db: &PgPool, presented: &str, addr: &str) -> Result<Ca
     let row: Option<(Uuid, String, Scope)> = sqlx::query_as(
         "update api_tokens set last_used_at = now(), last_used_addr = $2
          where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
+           -- Revoked with their owner's role anyway; checked again so no path can miss it.
+           and (owner_id is null or exists (select 1 from operators o
+                                             where o.id = owner_id and (scope = 'read' or o.role = 'admin')))
          returning id, name, scope",
     )
     .bind(sha256(presented.as_bytes()))

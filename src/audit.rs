@@ -95,6 +95,8 @@ pub enum Action {
     OperatorRemoved,
     /// An operator's sessions were ended.
     OperatorSessionsEnded,
+    /// A removed operator may sign in again.
+    OperatorRestored,
     /// A tenant was offboarded (credential erased).
     TenantOffboarded,
     /// A customer record was created (with an invitation or on its own).
@@ -127,7 +129,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -145,6 +147,7 @@ impl Action {
         Action::OperatorRoleChanged,
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
+        Action::OperatorRestored,
         Action::TenantOffboarded,
         Action::CustomerCreated,
         Action::CustomerUpdated,
@@ -181,6 +184,7 @@ impl Action {
             Self::OperatorRoleChanged => "operator.role_changed",
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
+            Self::OperatorRestored => "operator.restored",
             Self::TenantOffboarded => "tenant.offboarded",
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
@@ -216,8 +220,11 @@ impl Action {
             Self::OperatorSignedOut => "Signed out",
             Self::OperatorAdded => "Operator added",
             Self::OperatorRoleChanged => "Operator's role changed",
-            Self::OperatorRemoved => "Operator removed (signed out everywhere)",
+            Self::OperatorRemoved => {
+                "Operator removed (signed out everywhere, blocked until restored)"
+            }
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
+            Self::OperatorRestored => "Removed operator restored (may sign in again)",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
             Self::CustomerCreated => "Customer created",
             Self::CustomerUpdated => "Customer details changed",
@@ -287,7 +294,8 @@ impl AuditEvent {
 /// said, and an audit row is no place for a megabyte of it.
 pub const MAX_DETAIL_CHARS: usize = 500;
 
-/// Appends an event; string values in `detail` are cut to [`MAX_DETAIL_CHARS`].
+/// Appends an event; string values in `detail` have the secrets of the URLs they hold removed
+/// ([`redact_urls`]) and are cut to [`MAX_DETAIL_CHARS`].
 pub async fn record(
     db: impl PgExecutor<'_>,
     actor: &Actor,
@@ -309,13 +317,63 @@ pub async fn record(
 
 fn capped(value: Value) -> Value {
     match value {
-        Value::String(s) if s.chars().count() > MAX_DETAIL_CHARS => {
-            Value::String(s.chars().take(MAX_DETAIL_CHARS).chain(['…']).collect())
+        Value::String(s) => {
+            let s = redact_urls(&s);
+            if s.chars().count() > MAX_DETAIL_CHARS {
+                Value::String(s.chars().take(MAX_DETAIL_CHARS).chain(['…']).collect())
+            } else {
+                Value::String(s)
+            }
         }
         Value::Array(items) => Value::Array(items.into_iter().map(capped).collect()),
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, capped(v))).collect()),
         other => other,
     }
+}
+
+/// What replaces a URL's query or fragment in the trail.
+pub const REDACTED: &str = "[redacted]";
+
+/// `text` with every http(s) URL in it stripped of what may be a secret: its credentials
+/// (`user:password@`) and everything from its query or fragment on (`?token=…` becomes
+/// `?[redacted]`). Viewers read the trail, and webhook receivers often take their secret in
+/// the URL. A URL ends at whitespace, `"`, `\`, `<` or `>`; a migration scrubbed the rows
+/// written before with the same rule.
+pub fn redact_urls(text: &str) -> String {
+    const END: &[char] = &['"', '\\', '<', '>'];
+    let ends = |c: char| c.is_whitespace() || END.contains(&c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_url(rest) {
+        let (before, url) = rest.split_at(at);
+        out.push_str(before);
+        let len = url.find(ends).unwrap_or(url.len());
+        let (url, after) = url.split_at(len);
+        let (scheme, tail) = url.split_at(url.find("://").expect("found by find_url") + 3);
+        out.push_str(scheme);
+        let authority_len = tail.find(['/', '?', '#']).unwrap_or(tail.len());
+        let host_at = tail[..authority_len].rfind('@').map_or(0, |a| a + 1);
+        let tail = &tail[host_at..];
+        match tail.find(['?', '#']) {
+            Some(cut) => {
+                out.push_str(&tail[..=cut]);
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(tail),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the first `http://` or `https://` (any case) in `text` starts.
+fn find_url(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("http://"), lower.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// One page of the whole trail, newest first, optionally narrowed by a search term.
@@ -386,6 +444,30 @@ mod tests {
             MAX_DETAIL_CHARS + 1
         );
         assert_eq!(kept["n"], 1);
+    }
+
+    #[test]
+    fn secrets_in_urls_never_reach_the_trail() {
+        assert_eq!(
+            redact_urls("https://hooks.example/in?token=s3cret&x=1"),
+            "https://hooks.example/in?[redacted]"
+        );
+        assert_eq!(
+            redact_urls(
+                "url was HTTPS://bob:pw@hooks.example:8443/a#key=1, then http://x.example/ok"
+            ),
+            "url was HTTPS://hooks.example:8443/a#[redacted] then http://x.example/ok"
+        );
+        assert_eq!(
+            redact_urls("error sending request for url (https://u@h.example/?t=1)"),
+            "error sending request for url (https://h.example/?[redacted]"
+        );
+        assert_eq!(redact_urls("no url here: a@b?c"), "no url here: a@b?c");
+        let kept = capped(
+            serde_json::json!({ "url": "https://h.example/?t=1", "n": [ "http://a:b@h/" ] }),
+        );
+        assert_eq!(kept["url"], "https://h.example/?[redacted]");
+        assert_eq!(kept["n"][0], "http://h/");
     }
 
     #[test]

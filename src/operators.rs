@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::api_tokens;
 use crate::audit::{self, Action, Actor};
 use crate::types::EmailAddress;
 use crate::types::Secret;
@@ -90,6 +91,11 @@ pub enum OperatorError {
     /// The change would leave no admin.
     #[error("this is the last admin: make another operator admin first")]
     LastAdmin,
+    /// The account was removed by an admin and stays out until one restores it.
+    #[error(
+        "the operator account {0} was removed by an admin: ask an admin to restore it (Operators page, or `gangway operator restore {0}`)"
+    )]
+    Blocked(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -114,6 +120,11 @@ pub async fn add(
     }
     let hash = hash_password(password);
     let mut tx = db.begin().await?;
+    // Adding a removed operator back is restoring them.
+    sqlx::query("delete from operator_blocks where email = $1")
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?;
     let operator: Operator = sqlx::query_as(
         "insert into operators (email, password_hash, role) values ($1, $2, $3)
          on conflict (email) do nothing returning id, email::text, role",
@@ -249,7 +260,8 @@ pub struct EntraSignedIn {
 /// else an account with their UPN as email that no Entra object is linked to yet (linked now),
 /// else created (no password) — with the role their groups and app roles map to, which
 /// replaces the stored one when it differs. Audited (added, linked, role changed, signed in)
-/// with `detail`. An email already linked to another Entra object is refused.
+/// with `detail`. An email already linked to another Entra object is refused, and so is an
+/// operator an admin removed (by object id or email), whatever the mapping says.
 pub async fn sign_in_with_entra(
     db: &PgPool,
     who: EntraSignIn<'_>,
@@ -262,6 +274,16 @@ pub async fn sign_in_with_entra(
         ))
     })?;
     let mut tx = db.begin().await?;
+    let blocked: Option<String> = sqlx::query_scalar(
+        "select email::text from operator_blocks where entra_object_id = $1 or email = $2 limit 1",
+    )
+    .bind(who.oid)
+    .bind(email.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(email) = blocked {
+        return Err(OperatorError::Blocked(email));
+    }
     #[derive(sqlx::FromRow)]
     struct Row {
         id: Uuid,
@@ -307,8 +329,8 @@ pub async fn sign_in_with_entra(
             .execute(&mut *tx)
             .await?;
             if who.role == Role::Viewer && row.role == Role::Admin {
-                // A demotion ends their other sessions, as `set_role` does.
-                end_sessions_in(&mut tx, row.id, None).await?;
+                // A demotion ends their other sessions and write tokens, as `set_role` does.
+                lost_admin(&mut tx, row.id, &row.email, &actor).await?;
             }
             Operator {
                 id: row.id,
@@ -438,7 +460,7 @@ pub async fn list(db: &PgPool) -> Result<Vec<OperatorSummary>, sqlx::Error> {
 }
 
 /// Gives operator `id` the role `role`. A demotion ends their sessions, so no page they have
-/// open keeps admin buttons; the last admin cannot be demoted.
+/// open keeps admin buttons, and revokes their write tokens; the last admin cannot be demoted.
 pub async fn set_role(
     db: &PgPool,
     id: Uuid,
@@ -456,7 +478,7 @@ pub async fn set_role(
         .execute(&mut *tx)
         .await?;
     if role == Role::Viewer {
-        end_sessions_in(&mut tx, id, None).await?;
+        lost_admin(&mut tx, id, &current.email, actor).await?;
     }
     audit::record(
         &mut *tx,
@@ -471,15 +493,38 @@ pub async fn set_role(
     Ok(Operator { role, ..current })
 }
 
-/// Removes operator `id`; their sessions go with them. The last admin cannot be removed.
+/// Removes operator `id`; their sessions and API tokens go with them, and they are blocked:
+/// signing in with Entra ID does not make the account again until an admin restores it
+/// ([`restore`]). The last admin cannot be removed.
 pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, OperatorError> {
     let mut tx = db.begin().await?;
     let removed = lock_checked(&mut tx, id, true).await?;
+    api_tokens::revoke_owned(
+        &mut tx,
+        id,
+        &removed.email,
+        false,
+        "its owner was removed",
+        actor,
+    )
+    .await?;
     // Sessions cascade; invitations they created stay, without the link to them.
-    sqlx::query("delete from operators where id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    let entra_object_id: Option<Uuid> =
+        sqlx::query_scalar("delete from operators where id = $1 returning entra_object_id")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::query(
+        "insert into operator_blocks (email, entra_object_id, role, blocked_by) values ($1, $2, $3, $4)
+         on conflict (email) do update set entra_object_id = excluded.entra_object_id,
+             role = excluded.role, blocked_at = now(), blocked_by = excluded.blocked_by",
+    )
+    .bind(&removed.email)
+    .bind(entra_object_id)
+    .bind(removed.role)
+    .bind(actor.to_string())
+    .execute(&mut *tx)
+    .await?;
     audit::record(
         &mut *tx,
         actor,
@@ -491,6 +536,52 @@ pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, Op
     .await?;
     tx.commit().await?;
     Ok(removed)
+}
+
+/// An operator removed by an admin, blocked until restored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct RemovedOperator {
+    /// Their email.
+    pub email: String,
+    /// The role they had.
+    pub role: Role,
+    /// When they were removed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub blocked_at: OffsetDateTime,
+    /// Who removed them.
+    pub blocked_by: String,
+}
+
+/// Every removed operator, most recently removed first.
+pub async fn removed(db: &PgPool) -> Result<Vec<RemovedOperator>, sqlx::Error> {
+    sqlx::query_as(
+        "select email::text, role, blocked_at, blocked_by from operator_blocks order by blocked_at desc",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Lets the removed operator `email` sign in again (with Entra ID, where the mapping decides
+/// their role; a password account is added again with `add`). Audited.
+pub async fn restore(db: &PgPool, email: &str, actor: &Actor) -> Result<(), OperatorError> {
+    let mut tx = db.begin().await?;
+    let email: String =
+        sqlx::query_scalar("delete from operator_blocks where email = $1 returning email::text")
+            .bind(email.trim())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(OperatorError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::OperatorRestored,
+        None,
+        None,
+        json!({ "email": email }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Signs operator `id` out everywhere but the session whose stored key is `keep` (the caller's
@@ -543,6 +634,26 @@ async fn lock_checked(
         return Err(OperatorError::LastAdmin);
     }
     Ok(operator)
+}
+
+/// What an admin who becomes a viewer loses: their sessions and their write tokens.
+async fn lost_admin(
+    tx: &mut PgConnection,
+    id: Uuid,
+    email: &str,
+    actor: &Actor,
+) -> Result<(), sqlx::Error> {
+    end_sessions_in(tx, id, None).await?;
+    api_tokens::revoke_owned(
+        tx,
+        id,
+        email,
+        true,
+        "its owner is no longer an admin",
+        actor,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn end_sessions_in(

@@ -10,7 +10,8 @@ use crate::format;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ApiTokenCommand {
-    /// Create a token; it is printed once (only its hash is kept).
+    /// Create a token; it is printed once (only its hash is kept). It belongs to no operator:
+    /// it lives until it expires or is revoked.
     Create {
         /// Which system uses it.
         #[arg(long)]
@@ -57,7 +58,8 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
             output,
         } => {
             let scope = Scope::parse(&scope).expect("clap checked the scope");
-            let (token, record) = api_tokens::create(&db, &name, scope, days, &Actor::Cli).await?;
+            let (token, record) =
+                api_tokens::create(&db, &name, scope, days, None, &Actor::Cli).await?;
             if output.json {
                 println!(
                     "{}",
@@ -74,16 +76,17 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
             if output.json {
                 let rows: Vec<_> = tokens
                     .iter()
-                    .map(|t| serde_json::json!({ "id": t.id, "name": t.name, "scope": t.scope.as_str(), "revoked": t.revoked_at.is_some() }))
+                    .map(|t| serde_json::json!({ "id": t.id, "name": t.name, "scope": t.scope.as_str(), "owner": t.owner_label(), "revoked": t.revoked_at.is_some() }))
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for t in &tokens {
                     println!(
-                        "{}  {:<24}  {:<5}  {}",
+                        "{}  {:<24}  {:<5}  {:<32}  {}",
                         t.id,
                         truncate(&t.name, 24),
                         t.scope.as_str(),
+                        truncate(&t.owner_label(), 32),
                         t.last_used_at
                             .map(format::datetime)
                             .unwrap_or_else(|| "never used".into())

@@ -34,8 +34,11 @@ pub(crate) enum OperatorCommand {
         /// admin | viewer
         role: String,
     },
-    /// Remove an operator; they are signed out at once.
+    /// Remove an operator; they are signed out at once and blocked (signing in with Entra ID
+    /// does not bring them back) until restored.
     Remove { email: String },
+    /// Let a removed operator sign in again.
+    Restore { email: String },
 }
 
 /// Runs an operator command.
@@ -80,6 +83,15 @@ pub(super) async fn run(command: OperatorCommand) -> Result<(), Failure> {
                     );
                 }
                 println!("{} operator(s)", rows.len());
+                for r in operators::removed(&pool).await? {
+                    println!(
+                        "removed: {} ({}) on {} by {}; `gangway operator restore` lets them in again",
+                        r.email,
+                        r.role.as_str(),
+                        format::datetime(r.blocked_at),
+                        r.blocked_by
+                    );
+                }
             }
         }
         OperatorCommand::SetRole { email, role } => {
@@ -95,7 +107,14 @@ pub(super) async fn run(command: OperatorCommand) -> Result<(), Failure> {
         OperatorCommand::Remove { email } => {
             let found = operators::find_by_email(&pool, &email).await?;
             let removed = operators::remove(&pool, found.id, &Actor::Cli).await?;
-            println!("operator {} removed and signed out", removed.email);
+            println!(
+                "operator {} removed and signed out; blocked until `gangway operator restore`",
+                removed.email
+            );
+        }
+        OperatorCommand::Restore { email } => {
+            operators::restore(&pool, &email, &Actor::Cli).await?;
+            println!("operator {} restored: they may sign in again", email.trim());
         }
     }
     Ok(())

@@ -62,11 +62,13 @@ pub enum Key {
     SsoAdminRoles,
     /// App roles that make a viewer.
     SsoViewerRoles,
+    /// Internal networks and hosts webhooks may reach anyway.
+    WebhookAllowedNetworks,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 17] = [
+    pub const ALL: [Key; 18] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -84,6 +86,7 @@ impl Key {
         Key::SsoViewerGroups,
         Key::SsoAdminRoles,
         Key::SsoViewerRoles,
+        Key::WebhookAllowedNetworks,
     ];
 
     /// The stored name (also the form field's).
@@ -106,6 +109,7 @@ impl Key {
             Self::SsoViewerGroups => "sso_viewer_groups",
             Self::SsoAdminRoles => "sso_admin_roles",
             Self::SsoViewerRoles => "sso_viewer_roles",
+            Self::WebhookAllowedNetworks => crate::webhooks::egress::SETTING,
         }
     }
 
@@ -145,6 +149,7 @@ impl Key {
             Self::SsoViewerGroups => "Viewer groups",
             Self::SsoAdminRoles => "Admin app roles",
             Self::SsoViewerRoles => "Viewer app roles",
+            Self::WebhookAllowedNetworks => "Webhooks may reach",
         }
     }
 
@@ -224,6 +229,8 @@ pub struct Settings {
     pub local_passwords: bool,
     /// Operator sign-in with Entra ID.
     pub sso: SsoSettings,
+    /// Internal networks and hosts webhooks may reach anyway (see `webhooks::egress`).
+    pub webhook_allowed_networks: Vec<String>,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -418,6 +425,7 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             admin_roles: list(Key::SsoAdminRoles),
             viewer_roles: list(Key::SsoViewerRoles),
         },
+        webhook_allowed_networks: list(Key::WebhookAllowedNetworks),
         origin,
     })
 }
@@ -442,7 +450,11 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
     if raw.chars().any(char::is_control)
         && !matches!(
             key,
-            Key::SsoAdminGroups | Key::SsoViewerGroups | Key::SsoAdminRoles | Key::SsoViewerRoles
+            Key::SsoAdminGroups
+                | Key::SsoViewerGroups
+                | Key::SsoAdminRoles
+                | Key::SsoViewerRoles
+                | Key::WebhookAllowedNetworks
         )
     {
         return Err("must not contain control characters".into());
@@ -557,6 +569,11 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 ));
             }
             Some(json!(roles))
+        }
+        Key::WebhookAllowedNetworks => {
+            let entries = items(raw);
+            crate::webhooks::egress::Allowed::parse(&entries)?;
+            Some(json!(entries))
         }
     })
 }
@@ -889,6 +906,14 @@ mod tests {
             ok(Key::SsoAdminRoles, "Gangway.Admin"),
             Some(json!(["Gangway.Admin"]))
         );
+        assert_eq!(
+            ok(
+                Key::WebhookAllowedNetworks,
+                "127.0.0.0/8\n ::1, hooks.internal"
+            ),
+            Some(json!(["127.0.0.0/8", "::1", "hooks.internal"]))
+        );
+        assert!(bad(Key::WebhookAllowedNetworks, "10.0.0.0/99").contains("10.0.0.0/99"));
     }
 
     #[test]

@@ -386,12 +386,15 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     // no longer active); queued ones are cancelled. Runs and the audit trail stay as history.
     let removed = erase_directory(&mut tx, id).await?;
     let cancelled = jobs::cancel_for_tenant(&mut *tx, id).await?;
+    // So are the copies of it in webhook events waiting in the delivery log.
+    let erased = webhooks::erase_tenant_payloads(&mut tx, id).await?;
     let tenant = find(&mut *tx, id).await?.ok_or(OffboardError::NotFound)?;
     let detail = json!({
         "tenant": tenant.display_name,
         "entra_tenant_id": tenant.entra_tenant_id,
         "directory_objects_deleted": removed,
         "queued_syncs_cancelled": cancelled,
+        "webhook_events_erased": erased,
     });
     audit::record(
         &mut *tx,

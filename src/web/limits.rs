@@ -1,5 +1,5 @@
 //! Per-client rate limits on the routes worth guessing at or replaying: token links, operator
-//! sign-in, customer-app checks and the Microsoft round trip.
+//! sign-in, customer-app checks, the Microsoft round trip and refused API bearer tokens.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -29,14 +29,18 @@ impl Limiter {
 
     /// Takes one request from `client`'s bucket, or says how long to wait.
     pub fn check(&self, client: ClientAddr) -> Result<(), Error> {
-        self.0
-            .check_key(&bucket(client.ip()))
-            .map_err(|not_until| Error::TooManyRequests {
-                retry_after_secs: not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    .max(1),
-            })
+        self.wait_secs(client)
+            .map_err(|retry_after_secs| Error::TooManyRequests { retry_after_secs })
+    }
+
+    /// Takes one request from `client`'s bucket, or says how many seconds to wait.
+    pub fn wait_secs(&self, client: ClientAddr) -> Result<(), u64> {
+        self.0.check_key(&bucket(client.ip())).map_err(|not_until| {
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1)
+        })
     }
 
     /// Forgets clients whose bucket has filled up again, so the map does not grow for good.
@@ -78,6 +82,13 @@ impl TokenLimiter {
     }
 }
 
+/// Bearer tokens a client may present that let nobody in (unknown, revoked, expired, forged):
+/// 20 at once, then one every 3 s. Tokens that work are never counted.
+pub const API_AUTH_FAILURE_RATE: RateLimit = RateLimit {
+    burst: 20,
+    period: Duration::from_secs(3),
+};
+
 /// The limiters the portal keeps.
 pub struct Limits {
     /// Opening token links.
@@ -92,6 +103,8 @@ pub struct Limits {
     pub callbacks: Limiter,
     /// JSON API calls, per token.
     pub api_calls: TokenLimiter,
+    /// Refused JSON API bearer tokens, per client.
+    pub api_auth_failures: Limiter,
 }
 
 impl Limits {
@@ -104,6 +117,7 @@ impl Limits {
             consent_starts: Limiter::new(cfg.consent_rate),
             callbacks: Limiter::new(cfg.consent_rate),
             api_calls: TokenLimiter::new(cfg.api_rate),
+            api_auth_failures: Limiter::new(API_AUTH_FAILURE_RATE),
         }
     }
 
@@ -114,6 +128,7 @@ impl Limits {
             &self.app_checks,
             &self.consent_starts,
             &self.callbacks,
+            &self.api_auth_failures,
         ] {
             limiter.prune();
         }

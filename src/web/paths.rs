@@ -107,6 +107,8 @@ pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
 pub const OPERATOR_SIGN_OUT: &str = "/console/operators/{id}/sign-out";
 /// POST: remove an operator.
 pub const REMOVE_OPERATOR: &str = "/console/operators/{id}/remove";
+/// POST: let a removed operator sign in again (their email in the form).
+pub const RESTORE_OPERATOR: &str = "/console/operators/restore";
 /// The app-registration doctor (admins only): each check of the provider's app registration.
 pub const DOCTOR: &str = "/console/doctor";
 

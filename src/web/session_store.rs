@@ -2,7 +2,7 @@
 //! id itself) with the payload sealed by the app's [`Keyring`], so a database dump or backup
 //! yields neither a usable session nor the CSRF token, state, nonce or PKCE verifier inside.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -13,7 +13,9 @@ use tower_sessions::session_store::{self, SessionStore};
 use uuid::Uuid;
 
 use super::session::{OPERATOR, PRE_LOGIN_IDLE};
+use crate::audit::{self, Action, Actor};
 use crate::crypto::{Keyring, sha256};
+use crate::operators;
 
 /// Sessions in the `sessions` table.
 #[derive(Clone)]
@@ -161,6 +163,36 @@ pub async fn end_matching(
         }
     }
     Ok(ended)
+}
+
+/// Records, for each operator in `ended` (one entry per session [`end_matching`] ended),
+/// `action` with how many of their sessions ended and `detail`.
+pub async fn audit_ended(
+    db: &PgPool,
+    ended: &[Uuid],
+    action: Action,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    let mut per_operator: BTreeMap<Uuid, u64> = BTreeMap::new();
+    for operator in ended {
+        *per_operator.entry(*operator).or_default() += 1;
+    }
+    for (id, sessions) in per_operator {
+        if let Some(operator) = operators::get(db, id).await? {
+            let mut detail = detail.clone();
+            detail["sessions"] = sessions.into();
+            audit::record(
+                db,
+                &Actor::Operator(operator.email),
+                action,
+                None,
+                None,
+                detail,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes expired sessions; returns how many.

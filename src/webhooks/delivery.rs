@@ -3,7 +3,11 @@
 //! lease. A 2xx marks the event delivered for good; anything else retries it with exponential
 //! backoff and jitter (30 s doubling to 2 h) until [`MAX_ATTEMPTS`] (more than a day), then it
 //! is marked failed. Every attempt is logged with its status code or error and duration.
+//! Each round reads the allow-list again; an address it refuses is never connected to
+//! ([`egress`]).
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -11,7 +15,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::signing;
+use super::{egress, signing};
 use crate::crypto::Keyring;
 
 /// How many events one round claims.
@@ -56,22 +60,30 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::from_secs(base + jitter)
 }
 
-/// A client for deliveries: 10 s timeout, no redirects followed.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The HTTP client deliveries use, with the resolver that keeps them off internal addresses.
+pub struct Client {
+    http: reqwest::Client,
+    resolver: egress::Resolver,
+}
+
+/// A client for deliveries: 10 s timeout, no redirects followed, no proxy, names resolved by
+/// [`egress::Resolver`].
+pub fn client() -> Client {
+    let resolver = egress::Resolver::default();
+    let http = reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver.clone()))
         .user_agent("Gangway-Webhooks/1")
         .build()
-        .expect("the webhook client builds")
+        .expect("the webhook client builds");
+    Client { http, resolver }
 }
 
 /// Delivers what is due, a batch at a time.
-pub async fn deliver_due(
-    db: &PgPool,
-    keys: &Keyring,
-    http: &reqwest::Client,
-) -> Result<Round, sqlx::Error> {
+pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<Round, sqlx::Error> {
+    http.resolver.set(egress::allowed(db).await?);
     let claimed_at = Instant::now();
     let due = claim(db).await?;
     let mut round = Round::default();
@@ -165,7 +177,21 @@ pub fn message_id(delivery: Uuid) -> String {
 }
 
 /// POSTs one event; `Ok(status)` when the endpoint answered.
-async fn send(keys: &Keyring, http: &reqwest::Client, item: &Due) -> Result<u16, String> {
+async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<u16, String> {
+    // An address in the URL is not resolved, so the resolver never sees it: checked here.
+    let literal = url::Url::parse(&item.url)
+        .ok()
+        .and_then(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        });
+    if let Some(ip) = literal.filter(|ip| !http.resolver.allowed().admits(*ip)) {
+        return Err(format!(
+            "not sent: {ip} is {}, which webhooks may not reach",
+            egress::internal_kind(ip).unwrap_or("an internal address")
+        ));
+    }
     let open = |sealed: &[u8], key_id: &str| {
         keys.open(key_id, sealed)
             .map_err(|e| e.to_string())
@@ -192,6 +218,7 @@ async fn send(keys: &Keyring, http: &reqwest::Client, item: &Due) -> Result<u16,
         .collect::<Vec<_>>()
         .join(" ");
     let response = http
+        .http
         .post(&item.url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
@@ -201,7 +228,14 @@ async fn send(keys: &Keyring, http: &reqwest::Client, item: &Due) -> Result<u16,
         .send()
         .await
         .map_err(|e| {
-            if e.is_timeout() {
+            let refused =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .find_map(|e| e.downcast_ref::<egress::Refused>());
+            if let Some(refused) = refused {
+                format!("not sent: {refused}")
+            } else if e.is_timeout() {
                 "no answer within 10 s".to_owned()
             } else if e.is_connect() {
                 "could not connect".to_owned()

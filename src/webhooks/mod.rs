@@ -9,6 +9,7 @@
 //! the new one for [`ROTATION_OVERLAP`].
 
 pub mod delivery;
+pub mod egress;
 pub mod signing;
 
 use serde_json::{Value, json};
@@ -90,23 +91,20 @@ pub enum WebhookError {
     Db(#[from] sqlx::Error),
 }
 
-/// Checks an endpoint URL: https, or http only to a loopback host (tests and development).
-pub fn check_url(raw: &str) -> Result<url::Url, WebhookError> {
+/// Checks an endpoint URL: an http(s) URL with a host that webhooks may reach (see
+/// [`egress`]: https to a public host, or to a host an admin allowed in `allowed`; http only to
+/// one they allowed).
+pub async fn check_url(raw: &str, allowed: &egress::Allowed) -> Result<url::Url, WebhookError> {
     let url = url::Url::parse(raw.trim())
-        .map_err(|_| WebhookError::Invalid("Enter the endpoint's full URL (https://…).".into()))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(WebhookError::Invalid(
-            "The URL must be https:// (http:// only to 127.0.0.1, ::1 or localhost, for tests and development).".into(),
-        )),
-    }
+        .ok()
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        .ok_or_else(|| {
+            WebhookError::Invalid("Enter the endpoint's full URL (https://…).".into())
+        })?;
+    egress::check(&url, allowed)
+        .await
+        .map_err(WebhookError::Invalid)?;
+    Ok(url)
 }
 
 /// Checks an event filter: `*` or known event types, at least one.
@@ -143,7 +141,7 @@ pub async fn create(
     events: &[String],
     actor: &Actor,
 ) -> Result<(Endpoint, Secret), WebhookError> {
-    let url = check_url(url)?;
+    let url = check_url(url, &egress::allowed(db).await?).await?;
     let events = check_events(events)?;
     let description: String = description.trim().chars().take(200).collect();
     let secret = signing::new_secret();
@@ -361,6 +359,32 @@ pub async fn emit(conn: &mut PgConnection, event: &str, data: Value) -> Result<u
     )
     .bind(event)
     .bind(&payload)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Erases the directory data (users, groups, memberships) from the tenant's `directory.*`
+/// events, delivered or not, in the caller's transaction (offboarding's): the delivery log
+/// keeps each event's type, tenant and run and says its data was erased; one not yet delivered
+/// is not sent any more. Returns how many events were erased.
+pub async fn erase_tenant_payloads(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update webhook_deliveries set
+             payload = jsonb_set(payload, '{data}', jsonb_build_object(
+                 'tenant_id', payload->'data'->'tenant_id', 'run_id', payload->'data'->'run_id',
+                 'erased', 'the tenant was offboarded')),
+             failed_at = case when delivered_at is null then coalesce(failed_at, now()) end,
+             last_error = case when delivered_at is null and failed_at is null
+                               then 'not sent: the tenant was offboarded and its data erased'
+                               else last_error end
+         where event_type like 'directory.%' and payload->'data'->>'tenant_id' = $1::text
+           and not payload->'data' ? 'erased'",
+    )
+    .bind(tenant)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

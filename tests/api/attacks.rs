@@ -387,3 +387,33 @@ async fn attacker_values_in_the_callback_cannot_forge_log_lines() {
         "log lines are capped"
     );
 }
+
+#[tokio::test]
+async fn a_control_character_in_the_sign_in_next_gets_the_sign_in_page_and_the_default_next() {
+    let app = TestApp::spawn().await;
+    let next = "/console/tenants%0d%0aSet-Cookie:%20x=1%01";
+    let page = app.get(&format!("{}?next={next}", paths::LOGIN)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert_eq!(
+        crate::helpers::input_value(&page, "next").as_deref(),
+        Some(paths::INVITATIONS),
+        "{page}"
+    );
+
+    let email = format!("ops-{}@provider.test", crate::helpers::short_id());
+    app.add_operator(&email, gangway::operators::Role::Viewer)
+        .await;
+    let decoded = "/console/tenants\r\nSet-Cookie: x=1\u{1}";
+    let signed_in = app
+        .post_form(
+            paths::LOGIN,
+            &[
+                ("email", email.as_str()),
+                ("password", crate::helpers::OPERATOR_PASSWORD),
+                ("next", decoded),
+            ],
+        )
+        .await;
+    assert_eq!(location(signed_in).await, paths::INVITATIONS);
+}

@@ -649,3 +649,166 @@ async fn each_token_has_its_own_rate_limit() {
     .await;
     assert_eq!(status, StatusCode::OK, "another token is not held back");
 }
+
+#[tokio::test]
+async fn a_client_guessing_tokens_is_slowed_down_and_valid_tokens_are_not() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let good = token(&app, "steady", "read").await;
+    let mut limited = None;
+    for i in 0..100 {
+        let guess = format!("gw_guess{i:040}");
+        let (status, headers, body) = call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(&guess),
+            None,
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((i, headers, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        // Valid calls between the guesses neither count nor are held back.
+        let (status, ..) = call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(&good),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (guesses, headers, body) = limited.expect("guessing is slowed down");
+    assert_eq!(guesses, 20, "the first 20 refusals are answered 401");
+    assert!(is_problem(&headers, &body, 429), "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&wait), "{wait}");
+    // A forged Entra token counts as a guess too.
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/customers",
+        Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.sig"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, ..) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/customers",
+        Some(&good),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a working token is never slowed");
+}
+
+#[tokio::test]
+async fn a_token_dies_with_its_owners_removal_and_a_write_token_with_their_admin_role() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_in(Role::Admin).await;
+    let writer = token(&app, "provisioning", "write").await;
+    let reader = token(&app, "dashboards", "read").await;
+    let other = format!("other-admin-{}@provider.test", crate::helpers::short_id());
+    app.add_operator(&other, Role::Admin).await;
+    let id_of = |email: String| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>("select id from operators where email = $1")
+                .bind(email)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let works = |token: String| {
+        let app = &app;
+        async move {
+            call(
+                app,
+                reqwest::Method::GET,
+                "/api/v1/customers",
+                Some(&token),
+                None,
+            )
+            .await
+            .0
+        }
+    };
+    let cli = crate::cli::run(
+        crate::cli::gangway(&app),
+        &[
+            "api-token",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "write",
+            "--json",
+        ],
+    )
+    .await;
+    let cli_token: Value = serde_json::from_str(&crate::cli::stdout(&cli)).unwrap();
+
+    // The list says whose each token is.
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(
+        page.contains(&owner) && page.contains("CLI (no operator)"),
+        "{page}"
+    );
+    let listed = crate::cli::run(crate::cli::gangway(&app), &["api-token", "list", "--json"]).await;
+    let listed: Value = serde_json::from_str(&crate::cli::stdout(&listed)).unwrap();
+    let owners: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["owner"].as_str().unwrap()))
+        .collect();
+    assert!(
+        owners.contains(&("provisioning", owner.as_str())),
+        "{owners:?}"
+    );
+    assert!(owners.contains(&("ci", "CLI (no operator)")), "{owners:?}");
+
+    // Demoted: the write token dies, the read token keeps working.
+    gangway::operators::set_role(
+        &app.db,
+        id_of(owner.clone()).await,
+        Role::Viewer,
+        &gangway::audit::Actor::Operator(other.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(works(writer.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(reader.clone()).await, StatusCode::OK);
+    // Removed: every token of theirs dies; the CLI's is no one's and lives on.
+    gangway::operators::remove(
+        &app.db,
+        id_of(owner.clone()).await,
+        &gangway::audit::Actor::Operator(other.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(works(reader).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        works(cli_token["token"].as_str().unwrap().to_owned()).await,
+        StatusCode::OK
+    );
+    let revoked: Vec<(String, Value)> = sqlx::query_as(
+        "select actor, detail from audit_events where action = 'api_token.revoked' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert_eq!(revoked[0].0, format!("operator:{other}"));
+    assert_eq!(revoked[0].1["token"], "provisioning");
+    assert_eq!(revoked[0].1["reason"], "its owner is no longer an admin");
+    assert_eq!(revoked[1].1["token"], "dashboards");
+    assert_eq!(revoked[1].1["reason"], "its owner was removed");
+}

@@ -316,7 +316,10 @@ async fn removed_operator_is_signed_out() {
     );
     assert!(!signed_in(&viewer, &app).await);
     let page = app.get(paths::OPERATORS).await.text().await.unwrap();
-    assert!(!page.contains(email), "no longer listed");
+    let (current, removed) =
+        page.split_at(page.find("Removed operators").expect("listed as removed"));
+    assert!(!current.contains(email), "no longer listed as an operator");
+    assert!(removed.contains(email), "listed as removed, to restore");
     assert_eq!(
         session_count(&app).await,
         1,

@@ -681,6 +681,117 @@ async fn local_passwords_can_be_turned_off_once_an_admin_signs_in_with_microsoft
 }
 
 #[tokio::test]
+async fn turning_local_passwords_off_ends_every_session_signed_in_with_a_password() {
+    let app = TestApp::spawn().await;
+    let sso = Sso::set_up(&app).await;
+    let microsoft = browser();
+    let ivy = sso.user(&app, "ivy", &[&sso.admin_group]).await;
+    signed_in_with_microsoft(&app, &microsoft, &ivy).await;
+    let admin = app.sign_in(Role::Admin).await;
+    let viewer = browser();
+    let viewer_email = format!("viewer-{}@provider.test", short_id());
+    app.add_operator(&viewer_email, Role::Viewer).await;
+    crate::helpers::sign_in_as(&viewer, &app, &viewer_email).await;
+
+    // The password admin turns passwords off from the console: their own session ends too.
+    let saved = app
+        .post_form(paths::SETTINGS, &[("local_passwords", "false")])
+        .await;
+    assert_eq!(location(saved).await, paths::LOGIN);
+    assert_eq!(
+        status_of(&app, &app.client, paths::INVITATIONS).await,
+        paths::LOGIN
+    );
+    assert_eq!(
+        status_of(&app, &viewer, paths::INVITATIONS).await,
+        paths::LOGIN
+    );
+    assert_eq!(status_of(&app, &microsoft, paths::INVITATIONS).await, "200");
+    let ended = audited(&app, "operator.sessions_ended").await;
+    let mut who: Vec<&str> = ended.iter().map(|(actor, _)| actor.as_str()).collect();
+    who.sort_unstable();
+    let mut expected = [
+        format!("operator:{admin}"),
+        format!("operator:{viewer_email}"),
+    ];
+    expected.sort_unstable();
+    assert_eq!(who, expected);
+    assert!(
+        ended
+            .iter()
+            .all(|(_, d)| d["reason"] == "local passwords were turned off" && d["sessions"] == 1)
+    );
+}
+
+#[tokio::test]
+async fn a_removed_operator_stays_out_at_their_next_microsoft_sign_in_until_restored() {
+    let app = TestApp::spawn().await;
+    let sso = Sso::set_up(&app).await;
+    let lee = sso.user(&app, "lee", &[&sso.admin_group]).await;
+    signed_in_with_microsoft(&app, &browser(), &lee).await;
+    app.sign_in(Role::Admin).await;
+    let id: Uuid = sqlx::query_scalar("select id from operators where entra_object_id = $1")
+        .bind(Uuid::parse_str(&lee.id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let removed = app
+        .post_form(&paths::with_id(paths::REMOVE_OPERATOR, id), &[])
+        .await;
+    assert!(removed.status().is_redirection());
+
+    // Still in the admin group at Microsoft: refused, told why, audited.
+    let page =
+        refused_page(sign_in_with_microsoft(&app, &browser(), &lee, Decision::Accept).await).await;
+    assert!(page.contains("was removed by an admin"), "{page}");
+    assert!(page.contains("restore"), "{page}");
+    assert_eq!(operator_of(&app, &lee.id).await, None);
+    let failed = audited(&app, "operator.sign_in_failed").await;
+    assert!(
+        failed[0].1["reason"]
+            .as_str()
+            .unwrap()
+            .contains("removed by an admin"),
+        "{failed:?}"
+    );
+    assert_eq!(failed[0].1["username"], lee.username.as_str());
+
+    // The Operators page lists them with Restore; restoring lets them in, the mapping deciding.
+    let operators = app.get(paths::OPERATORS).await.text().await.unwrap();
+    assert!(
+        operators.contains("Removed operators") && operators.contains(&lee.username),
+        "{operators}"
+    );
+    let restored = app
+        .post_form(paths::RESTORE_OPERATOR, &[("email", &lee.username)])
+        .await;
+    assert!(restored.status().is_redirection());
+    signed_in_with_microsoft(&app, &browser(), &lee).await;
+    assert_eq!(
+        operator_of(&app, &lee.id).await,
+        Some((lee.username.clone(), Role::Admin))
+    );
+    assert_eq!(audited(&app, "operator.restored").await.len(), 1);
+
+    // The same from the command line.
+    let id: Uuid = sqlx::query_scalar("select id from operators where entra_object_id = $1")
+        .bind(Uuid::parse_str(&lee.id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    operators::remove(&app.db, id, &Actor::Cli).await.unwrap();
+    let listed = crate::cli::run(crate::cli::gangway(&app), &["operator", "list"]).await;
+    assert!(crate::cli::stdout(&listed).contains(&format!("removed: {}", lee.username)));
+    let cli = crate::cli::run(
+        crate::cli::gangway(&app),
+        &["operator", "restore", &lee.username],
+    )
+    .await;
+    assert!(cli.status.success(), "{}", crate::cli::stderr(&cli));
+    signed_in_with_microsoft(&app, &browser(), &lee).await;
+}
+
+#[tokio::test]
 async fn role_changes_take_effect_at_the_next_request_or_the_next_sign_in() {
     let app = TestApp::spawn().await;
     let sso = Sso::set_up(&app).await;

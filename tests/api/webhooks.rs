@@ -96,8 +96,27 @@ pub fn verifies(secret: &str, r: &Received) -> bool {
         .any(|s| s == expected)
 }
 
-/// Adds an endpoint in the console as the signed-in admin; returns its id and secret.
+/// Lets webhooks reach loopback, where the test receivers listen (as an admin would in System
+/// Settings; without it such endpoints are refused).
+pub async fn allow_loopback(app: &TestApp) {
+    let edit = gangway::settings::Edit {
+        key: gangway::settings::Key::WebhookAllowedNetworks,
+        raw: "127.0.0.0/8\n::1".into(),
+    };
+    gangway::settings::save(
+        &app.db,
+        &app.state.cfg.keys,
+        &[edit],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+}
+
+/// Adds an endpoint in the console as the signed-in admin, loopback allowed; returns its id
+/// and secret.
 pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (Uuid, String) {
+    allow_loopback(app).await;
     let mut fields = vec![("url", url), ("description", "tests")];
     fields.extend(events.iter().map(|e| ("events", *e)));
     let response = app.post_form(paths::WEBHOOKS, &fields).await;
@@ -690,4 +709,243 @@ async fn viewers_cannot_see_or_change_webhooks_and_old_deliveries_are_pruned() {
     let mut expected = vec![recent, pending];
     expected.sort();
     assert_eq!(left, expected);
+}
+
+#[tokio::test]
+async fn a_viewer_never_reads_a_webhook_urls_secret_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let url = format!("{}?token=s3cret-in-the-url", receiver.url);
+    let (id, _) = add_endpoint(&app, &url, &["*"]).await;
+    webhooks::delete(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let stored = || async {
+        sqlx::query_scalar::<_, String>("select detail::text from audit_events")
+            .fetch_all(&app.db)
+            .await
+            .unwrap()
+    };
+    // Redacted as it is written (the endpoint added, then deleted).
+    let written = stored().await;
+    assert_eq!(
+        written
+            .iter()
+            .filter(|d| d.contains(&format!("{}?[redacted]", receiver.url)))
+            .count(),
+        2,
+        "{written:?}"
+    );
+    assert!(written.iter().all(|d| !d.contains("s3cret")), "{written:?}");
+    // A row written before URLs were redacted, scrubbed by the migration that shipped the fix.
+    sqlx::query("insert into audit_events (actor, action, detail) values ('cli', 'webhook.endpoint_created', $1)")
+        .bind(serde_json::json!({ "url": "https://bob:old-password@hooks.example/in?token=old-secret" }))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../../migrations/0013_audit_url_secrets.sql"))
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let viewer = crate::helpers::browser();
+    let email = format!("viewer-{}@provider.test", crate::helpers::short_id());
+    app.add_operator(&email, Role::Viewer).await;
+    crate::helpers::sign_in_as(&viewer, &app, &email).await;
+    let page = viewer
+        .get(app.url(paths::AUDIT))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("{}?[redacted]", receiver.url)),
+        "{page}"
+    );
+    assert!(
+        page.contains("https://hooks.example/in?[redacted]"),
+        "{page}"
+    );
+    for secret in ["s3cret-in-the-url", "old-secret", "old-password", "bob"] {
+        assert!(!page.contains(secret), "{secret} in {page}");
+    }
+    // Nor can a search find it out a character at a time.
+    let stored = stored().await;
+    for secret in ["s3cret-in-the-url", "old-secret", "old-password"] {
+        assert!(stored.iter().all(|d| !d.contains(secret)), "{stored:?}");
+    }
+}
+
+#[tokio::test]
+async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    add_endpoint(&app, &receiver.url, &["*"]).await;
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    let tenant = gangway::tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &crate::helpers::consent(Uuid::new_v4()),
+        &gangway::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    let user = |tenant: Uuid, name: &str| {
+        serde_json::json!({ "tenant_id": tenant, "run_id": null,
+                            "objects": [{ "displayName": name, "mail": format!("{name}@contoso.example") }] })
+    };
+    let emit = |data: Value| {
+        let db = app.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            webhooks::emit(&mut tx, "directory.user.created", data)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    emit(user(tenant, "delivered-alice")).await;
+    deliver(&app).await;
+    emit(user(tenant, "pending-bob")).await;
+    let elsewhere = Uuid::new_v4();
+    emit(user(elsewhere, "other-tenant-carol")).await;
+
+    gangway::tenants::offboard(&app.db, tenant, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    let log: Vec<(Value, Option<String>)> = sqlx::query_as(
+        "select payload, last_error from webhook_deliveries where event_type = 'directory.user.created'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let text = format!("{log:?}");
+    assert!(!text.contains("alice") && !text.contains("bob"), "{text}");
+    assert!(text.contains("other-tenant-carol"), "{text}");
+    let erased: Vec<&Value> = log
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p["data"]["tenant_id"] == tenant.to_string())
+        .collect();
+    assert_eq!(erased.len(), 2);
+    assert!(erased.iter().all(|p| p["data"]["erased"].is_string()));
+    assert!(
+        log.iter()
+            .any(|(_, e)| e.as_deref().is_some_and(|e| e.contains("offboarded"))),
+        "{text}"
+    );
+
+    deliver(&app).await;
+    let names: Vec<String> = receiver
+        .received()
+        .iter()
+        .flat_map(|r| {
+            r.json()["data"]["objects"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|o| o["displayName"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["delivered-alice", "other-tenant-carol"]);
+}
+
+#[tokio::test]
+async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    for (url, why) in [
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "the cloud metadata service",
+        ),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://[fd00::1]/hook", "unique local"),
+        (receiver.url.as_str(), "loopback"),
+    ] {
+        let response = app
+            .post_form(paths::WEBHOOKS, &[("url", url), ("events", "*")])
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains(why) && page.contains("Webhooks may reach"),
+            "{url}: {page}"
+        );
+    }
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+
+    // An admin allows loopback in System Settings (audited): endpoints there work.
+    let saved = app
+        .post_form(
+            paths::SETTINGS,
+            &[("webhook_allowed_networks", "127.0.0.0/8\n::1")],
+        )
+        .await;
+    assert!(saved.status().is_redirection(), "{}", saved.status());
+    let changed: Vec<Value> =
+        sqlx::query_scalar("select detail from audit_events where action = 'settings.changed'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|d| d["setting"] == "webhook_allowed_networks"),
+        "{changed:?}"
+    );
+    let by_address = format!("{}?via=address", receiver.url);
+    let by_name = by_address.replace("127.0.0.1", "localhost");
+    let mut endpoints = Vec::new();
+    for url in [&by_address, &by_name] {
+        let response = app
+            .post_form(paths::WEBHOOKS, &[("url", url.as_str()), ("events", "*")])
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        endpoints.push(
+            webhooks::list(&app.db)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.url == *url)
+                .unwrap()
+                .id,
+        );
+    }
+    for id in &endpoints {
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli)
+            .await
+            .unwrap();
+    }
+    assert_eq!(deliver(&app).await.delivered, 2);
+
+    // Allowed no more: what was saved is checked again at every send, the name as it resolves.
+    let saved = app
+        .post_form(paths::SETTINGS, &[("webhook_allowed_networks", "")])
+        .await;
+    assert!(saved.status().is_redirection());
+    for id in &endpoints {
+        webhooks::send_test(&app.db, *id, &gangway::audit::Actor::Cli)
+            .await
+            .unwrap();
+    }
+    let round = deliver(&app).await;
+    assert_eq!((round.delivered, round.retried), (0, 2));
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "nothing more reached the receiver"
+    );
+    for id in &endpoints {
+        let log = webhooks::deliveries(&app.db, *id, 1).await.unwrap();
+        let error = log[0].last_error.clone().unwrap_or_default();
+        assert!(error.starts_with("not sent:"), "{error}");
+    }
 }

@@ -82,15 +82,28 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<(Caller, Origin),
                     .into(),
             )
         })?;
-    let (caller, origin) = if !presented.starts_with("gw_") && looks_like_jwt(&presented) {
-        (entra_caller(state, &presented).await?, Origin::Entra)
-    } else {
-        let addr = ClientAddr::from_request_parts(parts, state)
+    let client = ClientAddr::from_request_parts(parts, state).await.ok();
+    let checked = if !presented.starts_with("gw_") && looks_like_jwt(&presented) {
+        entra_caller(state, &presented)
             .await
-            .map(|c| c.ip().to_string())
-            .unwrap_or_default();
-        let caller = api_tokens::authenticate(&state.db, &presented, &addr).await?;
-        (caller, Origin::ApiToken)
+            .map(|c| (c, Origin::Entra))
+    } else {
+        let addr = client.map(|c| c.ip().to_string()).unwrap_or_default();
+        api_tokens::authenticate(&state.db, &presented, &addr)
+            .await
+            .map(|c| (c, Origin::ApiToken))
+            .map_err(ApiError::from)
+    };
+    let (caller, origin) = match (checked, client) {
+        // A client presenting tokens that let nobody in is slowed down per address; one that
+        // works is never counted.
+        (Err(refused @ ApiError::Unauthorized(_)), Some(client)) => {
+            return Err(match state.limits.api_auth_failures.wait_secs(client) {
+                Ok(()) => refused,
+                Err(secs) => ApiError::TooManyRequests(secs),
+            });
+        }
+        (checked, _) => checked?,
     };
     state
         .limits

@@ -1,5 +1,5 @@
-//! API tokens (admins only): create one (shown once), see when and from where each was last
-//! used, revoke.
+//! API tokens (admins only): create one (shown once, owned by its creator), see whose each is
+//! and when and from where it was last used, revoke.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -30,7 +30,7 @@ struct Row {
     name: String,
     scope: &'static str,
     created: When,
-    created_by: String,
+    owner: String,
     expires: Option<When>,
     last_used: Option<When>,
     last_used_addr: Option<String>,
@@ -79,13 +79,13 @@ async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
             } else {
                 "active"
             },
+            owner: t.owner_label(),
             revoke_url: t
                 .is_live(now)
                 .then(|| paths::with_id(paths::API_TOKEN_REVOKE, t.id)),
             name: t.name,
             scope: t.scope.as_str(),
             created: When::new(t.created_at),
-            created_by: t.created_by,
             expires: t.expires_at.map(When::new),
             last_used: t.last_used_at.map(When::new),
             last_used_addr: t.last_used_addr,
@@ -130,7 +130,15 @@ async fn create(
     let result = match (scope, days) {
         (Some(scope), Ok(days)) => {
             let actor = Actor::Operator(operator.email.clone());
-            api_tokens::create(&state.db, &form.name, scope, days, &actor).await
+            api_tokens::create(
+                &state.db,
+                &form.name,
+                scope,
+                days,
+                Some(operator.id),
+                &actor,
+            )
+            .await
         }
         _ => Err(TokenError::Invalid(
             "Choose read or write, and how long the token works.".into(),

@@ -87,10 +87,12 @@ pub(super) fn sso_tenant(settings: &Settings) -> Option<TenantId> {
 
 /// Where to go after signing in: `next` when it is a console path on this site, else the
 /// invitations list. Anything else (another host, `//evil`, a scheme) is ignored, so the
-/// sign-in page cannot be made to redirect elsewhere.
+/// sign-in page cannot be made to redirect elsewhere; so is anything but printable ASCII (a
+/// control character cannot go into a `Location` header, and console paths have none).
 pub(super) fn return_to(next: Option<&str>) -> String {
     next.filter(|n| {
         (*n == paths::CONSOLE || n.starts_with("/console/"))
+            && n.chars().all(|c| c.is_ascii_graphic())
             && !n.contains("//")
             && !n.contains('\\')
             && !n.starts_with(paths::LOGIN)
@@ -265,6 +267,9 @@ mod tests {
             Some("/\\evil.example"),
             Some("/invitation"),
             Some("/console/login?next=/console/audit"),
+            Some("/console/tenants\r\nSet-Cookie: x=1"),
+            Some("/console/tenants\u{1}"),
+            Some("/console/tenants?q=Müller"),
         ] {
             assert_eq!(return_to(bad), "/console/invitations", "{bad:?}");
         }

@@ -1,5 +1,5 @@
 //! Operators (admins only): who may use the console, their role and last sign-in; change a
-//! role, remove an operator, or sign one out everywhere.
+//! role, remove an operator, or sign one out everywhere; restore a removed one.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
-use crate::operators::{self, OperatorSummary, Role};
+use crate::operators::{self, OperatorSummary, RemovedOperator, Role};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
@@ -26,6 +26,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::OPERATOR_ROLE, post(set_role))
         .route(paths::OPERATOR_SIGN_OUT, post(sign_out_everywhere))
         .route(paths::REMOVE_OPERATOR, post(remove))
+        .route(paths::RESTORE_OPERATOR, post(restore))
 }
 
 struct Row {
@@ -54,11 +55,31 @@ impl Row {
     }
 }
 
+/// A removed operator, blocked until restored.
+struct Removed {
+    email: String,
+    role: &'static str,
+    at: When,
+    by: String,
+}
+
+impl From<RemovedOperator> for Removed {
+    fn from(r: RemovedOperator) -> Self {
+        Self {
+            email: r.email,
+            role: r.role.as_str(),
+            at: When::new(r.blocked_at),
+            by: r.blocked_by,
+        }
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "console/operators.html")]
 struct ListPage {
     chrome: Chrome,
     rows: Vec<Row>,
+    removed: Vec<Removed>,
     notice: Option<&'static str>,
 }
 
@@ -81,12 +102,20 @@ async fn list(
     let notice = match query.done.as_deref() {
         Some("role") => Some("Role changed. A demoted operator was signed out everywhere."),
         Some("signed-out") => Some("Signed out everywhere (your own session here stays)."),
-        Some("removed") => Some("Operator removed and signed out."),
+        Some("removed") => Some(
+            "Operator removed and signed out; they cannot sign in again, even with Microsoft, until restored.",
+        ),
+        Some("restored") => Some("Operator restored: they may sign in again."),
         _ => None,
     };
     Ok(ListPage {
         chrome: Chrome::new(&state, &admin, csrf, Section::Operators),
         rows,
+        removed: operators::removed(&state.db)
+            .await?
+            .into_iter()
+            .map(Removed::from)
+            .collect(),
         notice,
     })
 }
@@ -139,6 +168,21 @@ async fn remove(
 ) -> Result<Redirect> {
     operators::remove(&state.db, parse_id(&id)?, &Actor::Operator(admin.email)).await?;
     Ok(done("removed"))
+}
+
+#[derive(Deserialize)]
+struct RestoreForm {
+    #[serde(default)]
+    email: String,
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    AdminOperator(admin): AdminOperator,
+    Form(form): Form<RestoreForm>,
+) -> Result<Redirect> {
+    operators::restore(&state.db, &form.email, &Actor::Operator(admin.email)).await?;
+    Ok(done("restored"))
 }
 
 fn done(what: &str) -> Redirect {

@@ -12,16 +12,19 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use serde_json::json;
+use tower_sessions::Session;
 
 use super::{Chrome, FormErrors, Section, parse_id};
-use crate::audit::Actor;
+use crate::audit::{Action, Actor};
 use crate::settings::profiles::{self, NewProfile, Profile, ProfileError};
 use crate::settings::{self, Edit, Key, Origin, Settings, SettingsError};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
 use crate::web::paths;
-use crate::web::session::AdminOperator;
+use crate::web::session::{self, AdminOperator};
+use crate::web::session_store;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -187,6 +190,7 @@ fn shown(settings: &Settings, key: Key) -> String {
         Key::SsoViewerGroups => join(&settings.sso.viewer_groups),
         Key::SsoAdminRoles => settings.sso.admin_roles.join("\n"),
         Key::SsoViewerRoles => settings.sso.viewer_roles.join("\n"),
+        Key::WebhookAllowedNetworks => settings.webhook_allowed_networks.join("\n"),
     }
 }
 
@@ -248,10 +252,14 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Lines,
             "app role values from the roles claim, one per line",
         ),
+        Key::WebhookAllowedNetworks => (
+            Kind::Lines,
+            "internal networks (10.20.0.0/16), addresses (127.0.0.1, ::1) or host names webhook endpoints may point to, one per line; empty: public addresses only",
+        ),
     }
 }
 
-const GROUPS: [(&str, &str, &[Key]); 4] = [
+const GROUPS: [(&str, &str, &[Key]); 5] = [
     (
         "App registration",
         "The multi-tenant app customers consent to, registered in your own tenant.",
@@ -290,6 +298,11 @@ const GROUPS: [(&str, &str, &[Key]); 4] = [
             Key::SsoAdminRoles,
             Key::SsoViewerRoles,
         ],
+    ),
+    (
+        "Webhooks",
+        "Endpoints must be public https addresses: loopback, private, link-local and cloud metadata addresses are refused, when an endpoint is saved and at every delivery, unless allowed here.",
+        &[Key::WebhookAllowedNetworks],
     ),
 ];
 
@@ -425,6 +438,7 @@ fn typed(form: &[(String, String)]) -> BTreeMap<Key, String> {
 async fn save(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
+    session: Session,
     CsrfToken(csrf): CsrfToken,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
@@ -440,6 +454,12 @@ async fn save(
     match settings::save(&state.db, &state.cfg.keys, &edits, &actor).await {
         Ok(changed) => {
             state.settings.invalidate();
+            if changed.contains(&Key::LocalPasswords)
+                && !state.live().await?.settings.local_passwords
+                && end_password_sessions(&state, &session).await?
+            {
+                return Ok(Redirect::to(paths::LOGIN).into_response());
+            }
             let done = if changed.is_empty() {
                 "unchanged"
             } else {
@@ -466,6 +486,31 @@ async fn save(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Local passwords were just turned off: ends every session signed in with one (those signed
+/// in with Entra ID carry [`session::SSO`]), audited per operator. Returns whether the
+/// caller's own session was one of them (it is flushed, so nothing saves it again).
+async fn end_password_sessions(state: &AppState, own: &Session) -> Result<bool> {
+    let ended = session_store::end_matching(&state.db, &state.cfg.keys, |data| {
+        !data.contains_key(session::SSO)
+    })
+    .await?;
+    session_store::audit_ended(
+        &state.db,
+        &ended,
+        Action::OperatorSessionsEnded,
+        json!({ "reason": "local passwords were turned off" }),
+    )
+    .await?;
+    let mine = own
+        .get::<session::SsoSession>(session::SSO)
+        .await?
+        .is_none();
+    if mine {
+        own.flush().await?;
+    }
+    Ok(mine)
 }
 
 async fn create_profile(

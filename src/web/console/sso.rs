@@ -1,8 +1,6 @@
 //! Operators signing in with Entra ID of the provider's own tenant: leaving for Microsoft,
 //! coming back (the role from their groups and app roles), and front-channel logout.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -320,7 +318,8 @@ async fn sign_in(
     .await;
     let signed = match signed {
         Ok(signed) => signed,
-        Err(OperatorError::Invalid(why)) => {
+        Err(e @ (OperatorError::Invalid(_) | OperatorError::Blocked(_))) => {
+            let why = e.to_string();
             let refusal = Refusal::new(why.clone(), format!("You cannot sign in: {why}."))
                 .by(&who.username, who.oid);
             return refuse(back, refusal).await;
@@ -414,23 +413,13 @@ async fn front_channel_logout(
     if mine {
         session.flush().await?;
     }
-    let mut per_operator: BTreeMap<Uuid, u64> = BTreeMap::new();
-    for operator in &ended {
-        *per_operator.entry(*operator).or_default() += 1;
-    }
-    for (id, sessions) in per_operator {
-        if let Some(operator) = operators::get(&state.db, id).await? {
-            audit::record(
-                &state.db,
-                &Actor::Operator(operator.email),
-                Action::OperatorSignedOut,
-                None,
-                None,
-                json!({ "method": "entra front-channel logout", "sessions": sessions }),
-            )
-            .await?;
-        }
-    }
+    session_store::audit_ended(
+        &state.db,
+        &ended,
+        Action::OperatorSignedOut,
+        json!({ "method": "entra front-channel logout" }),
+    )
+    .await?;
     tracing::info!(sessions = ended.len(), "front-channel logout");
     let authority = state.cfg.authority.origin().ascii_serialization();
     let csp = HeaderValue::from_str(&format!(
