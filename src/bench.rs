@@ -325,6 +325,7 @@ async fn connect(
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
         api_rate: RateLimit::api(20),
+        api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),

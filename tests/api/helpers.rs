@@ -65,6 +65,8 @@ pub struct Setup {
     pub delta_token_lifetime_secs: Option<u64>,
     /// Who may read `/metrics`.
     pub metrics: gangway::config::MetricsSettings,
+    /// How often an API token's last use is recorded.
+    pub api_last_use_every: Duration,
 }
 
 impl Default for Setup {
@@ -83,6 +85,7 @@ impl Default for Setup {
             trust_emulator_ca: true,
             delta_token_lifetime_secs: None,
             metrics: gangway::config::MetricsSettings::default(),
+            api_last_use_every: gangway::config::API_LAST_USE_EVERY,
         }
     }
 }
@@ -156,6 +159,7 @@ impl TestApp {
             sign_in_rate: setup.sign_in_rate,
             consent_rate: setup.consent_rate,
             api_rate: RateLimit::api(20),
+            api_last_use_every: setup.api_last_use_every,
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
             metrics: setup.metrics,

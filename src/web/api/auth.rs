@@ -89,7 +89,7 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<(Caller, Origin),
             .await
             .map(|c| c.ip().to_string())
             .unwrap_or_default();
-        let caller = api_tokens::authenticate(&state.db, &presented, &addr).await?;
+        let caller = api_tokens::authenticate(&state.db, &state.api_tokens, &presented, &addr).await?;
         (caller, Origin::ApiToken)
     };
     state
