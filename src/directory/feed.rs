@@ -23,7 +23,11 @@ impl Page {
         Self(q)
     }
 
-    fn and(&mut self, condition: &str, value: Option<impl sqlx::Encode<'static, Postgres> + sqlx::Type<Postgres> + Send + 'static>) -> &mut Self {
+    fn and(
+        &mut self,
+        condition: &str,
+        value: Option<impl sqlx::Encode<'static, Postgres> + sqlx::Type<Postgres> + Send + 'static>,
+    ) -> &mut Self {
         if let Some(value) = value {
             self.0.push(format_args!(" and {condition} "));
             self.0.push_bind(value);

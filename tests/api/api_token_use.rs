@@ -80,7 +80,15 @@ async fn an_api_read_makes_no_write() {
     app.sign_in(Role::Admin).await;
     let reader = token(&app, "dashboards", "read").await;
     let id = tenant(&app, "Contoso").await;
-    user(&app, id, "Adele Vance", "adele@contoso.example", None, false).await;
+    user(
+        &app,
+        id,
+        "Adele Vance",
+        "adele@contoso.example",
+        None,
+        false,
+    )
+    .await;
     let users = format!("/api/v1/tenants/{id}/users?limit=100");
 
     // The first use is recorded (off the request path); then reads leave the row alone.

@@ -89,7 +89,8 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<(Caller, Origin),
             .await
             .map(|c| c.ip().to_string())
             .unwrap_or_default();
-        let caller = api_tokens::authenticate(&state.db, &state.api_tokens, &presented, &addr).await?;
+        let caller =
+            api_tokens::authenticate(&state.db, &state.api_tokens, &presented, &addr).await?;
         (caller, Origin::ApiToken)
     };
     state

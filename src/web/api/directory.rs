@@ -12,8 +12,8 @@ use super::problem::{ApiError, ApiQuery, Problem};
 use super::tenants::{no_such_tenant, tenant_id};
 use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
-use crate::tenants;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
+use crate::tenants;
 use crate::web::AppState;
 
 /// Filters and paging for the directory copy.
