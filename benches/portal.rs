@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         sign_in_rate: unlimited,
         consent_rate: unlimited,
         api_rate: unlimited,
+        api_last_use_every: gangway::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
         sync: gangway::config::SyncSettings::default(),
         metrics: gangway::config::MetricsSettings::default(),

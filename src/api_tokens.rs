@@ -1,13 +1,16 @@
 //! API tokens for the JSON API: `gw_` and 32 random bytes, shown once, only their SHA-256
-//! stored; scoped read or write, optionally expiring, revocable; each use records when and
-//! from where.
+//! stored; scoped read or write, optionally expiring, revocable; their last use (when, from
+//! where) recorded at most once a minute per process, and checks cached for seconds ([`cache`]).
 //!
 //! A token made in the console belongs to the operator who made it: it is revoked when they are
 //! removed, and a write token when they stop being an admin (a viewer holds none), each
 //! audited. One made with the CLI belongs to no operator (whoever runs the CLI has the database
 //! and the key anyway) and lives until it expires or is revoked.
 
+mod cache;
+
 use serde_json::json;
+use sha2::Digest;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -15,6 +18,8 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{random_token, sha256};
 use crate::types::Secret;
+
+pub use cache::{CHECK_TTL, TokenCache};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type, serde::Serialize)]
@@ -241,29 +246,60 @@ pub async fn revoke_owned(
     Ok(names.len() as u64)
 }
 
-/// The caller `presented` stands for, recording this use (time and `addr`); refused when the
-/// token is unknown, revoked or expired. The lookup is by hash, so a token is never compared
-/// in the clear.
-pub async fn authenticate(db: &PgPool, presented: &str, addr: &str) -> Result<Caller, TokenError> {
+/// The caller `presented` stands for; refused when the token is unknown, revoked or expired.
+/// The lookup is by hash, so a token is never compared in the clear. A token checked within
+/// [`CHECK_TTL`] is taken from `cache`; its use (time and `addr`) is recorded when due, off
+/// the request path.
+pub async fn authenticate(
+    db: &PgPool,
+    cache: &TokenCache,
+    presented: &str,
+    addr: &str,
+) -> Result<Caller, TokenError> {
     if !presented.starts_with(PREFIX) || presented.len() > 200 {
         return Err(TokenError::Refused);
     }
-    let row: Option<(Uuid, String, Scope)> = sqlx::query_as(
-        "update api_tokens set last_used_at = now(), last_used_addr = $2
-         where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
-           -- Revoked with their owner's role anyway; checked again so no path can miss it.
-           and (owner_id is null or exists (select 1 from operators o
-                                             where o.id = owner_id and (scope = 'read' or o.role = 'admin')))
-         returning id, name, scope",
+    let hash: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+    let caller = match cache.get(&hash) {
+        Some(caller) => caller,
+        None => {
+            let row: Option<(Uuid, String, Scope, Option<OffsetDateTime>)> = sqlx::query_as(
+                "select id, name, scope, expires_at from api_tokens
+                 where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
+                   -- Revoked with their owner's role anyway; checked again so no path can miss it.
+                   and (owner_id is null or exists (select 1 from operators o
+                                                     where o.id = owner_id and (scope = 'read' or o.role = 'admin')))",
+            )
+            .bind(hash.as_slice())
+            .fetch_optional(db)
+            .await?;
+            let (token_id, name, scope, expires_at) = row.ok_or(TokenError::Refused)?;
+            let caller = Caller {
+                token_id,
+                name,
+                scope,
+            };
+            cache.put(hash, caller.clone(), expires_at);
+            caller
+        }
+    };
+    if cache.use_due(caller.token_id) {
+        tokio::spawn(record_use(db.clone(), caller.token_id, addr.to_owned()));
+    }
+    Ok(caller)
+}
+
+/// Records that token `id` was just used from `addr`.
+async fn record_use(db: PgPool, id: Uuid, addr: String) {
+    let recorded = sqlx::query(
+        "update api_tokens set last_used_at = now(), last_used_addr = $2 where id = $1",
     )
-    .bind(sha256(presented.as_bytes()))
-    .bind(addr)
-    .fetch_optional(db)
-    .await?;
-    let (token_id, name, scope) = row.ok_or(TokenError::Refused)?;
-    Ok(Caller {
-        token_id,
-        name,
-        scope,
-    })
+    .bind(id)
+    .bind(&addr)
+    .execute(&db)
+    .await;
+    // Not again before the interval: the last use then shows up to two intervals late.
+    if let Err(error) = recorded {
+        tracing::warn!(%error, token_id = %id, "recording an API token's last use failed");
+    }
 }

@@ -6,6 +6,10 @@
 //! first full sync, a round of changes made through the emulator's admin API, a sync with
 //! nothing to do — beside the time Postgres takes to `COPY` as many rows. Figures only; it
 //! asserts nothing but that every sync succeeded and the copy matches the emulator.
+//!
+//! `gangway bench api` is in [`api`].
+
+pub mod api;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -263,10 +267,7 @@ async fn measure(
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
     emulator.shutdown().await;
     Ok(SyncBenchReport {
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            os: os(),
-        },
+        machine: machine(),
         latency_floor_seconds: full.latency_floor_seconds,
         serial_sum_seconds: full.serial_sum_seconds,
         params: bench.params,
@@ -308,14 +309,32 @@ async fn connect(
             )
             .await?;
     }
-    let cfg = Config {
+    let cfg = config(
+        public_url,
+        Url::parse(emulator.base_url())?,
+        app.client_id,
+        app.client_secret,
+    )?;
+    crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
+    AppState::new(cfg, db.clone())
+}
+
+/// A portal's settings for a benchmark: `entra` serves as Entra ID and Graph, where the
+/// provider's app is `client_id`.
+fn config(
+    public_url: Url,
+    entra: Url,
+    client_id: String,
+    client_secret: String,
+) -> anyhow::Result<Config> {
+    Ok(Config {
         database_url: String::new(),
         listen: "127.0.0.1:0".parse()?,
         public_url,
-        authority: Url::parse(emulator.base_url())?,
-        graph_url: Url::parse(emulator.base_url())?,
-        client_id: app.client_id,
-        client_secret: Secret::new(app.client_secret),
+        authority: entra.clone(),
+        graph_url: entra,
+        client_id,
+        client_secret: Secret::new(client_secret),
         keys: EncryptionKey::from_base64(&EncryptionKey::generate_base64())?.into(),
         smtp_url: None,
         mail_from: "Gangway benchmark <bench@provider.test>".into(),
@@ -325,13 +344,12 @@ async fn connect(
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
         api_rate: RateLimit::api(20),
+        api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
-    };
-    crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
-    AppState::new(cfg, db.clone())
+    })
 }
 
 /// Every customer tenant invited and its application consent recorded (which queues its
@@ -776,6 +794,14 @@ impl Drop for FloorRows {
         for (_, _, path) in &self.tables {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// This machine.
+fn machine() -> Machine {
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os: os(),
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Config {
     pub consent_rate: RateLimit,
     /// JSON API calls allowed per token (`GANGWAY_API_CALLS_PER_SECOND`).
     pub api_rate: RateLimit,
+    /// How often an API token's last use is recorded, per process ([`API_LAST_USE_EVERY`];
+    /// tests shorten it).
+    pub api_last_use_every: Duration,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client; nobody else's is believed.
     pub trusted_proxies: TrustedProxies,
     /// Directory replication: default schedule, workers, lease.
@@ -314,6 +317,7 @@ impl Config {
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
             api_rate: api_rate.unwrap(),
+            api_last_use_every: API_LAST_USE_EVERY,
             trusted_proxies: trusted_proxies.unwrap(),
             sync: SyncSettings {
                 schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
@@ -345,6 +349,10 @@ pub fn api_rate_from_env() -> Result<RateLimit, ConfigError> {
     env.finish()?;
     Ok(rate.unwrap())
 }
+
+/// How often an API token's last use is recorded, per process: the console's "last used" is
+/// at most this late, and reads do not write per request.
+pub const API_LAST_USE_EVERY: Duration = Duration::from_secs(60);
 
 const API_RATE_VAR: &str = "GANGWAY_API_CALLS_PER_SECOND";
 
@@ -469,6 +477,7 @@ mod tests {
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
             api_rate: RateLimit::api(20),
+            api_last_use_every: API_LAST_USE_EVERY,
             trusted_proxies: TrustedProxies::default(),
             sync: SyncSettings::default(),
             metrics: MetricsSettings::default(),

@@ -135,6 +135,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
         api_rate: crate::config::api_rate_from_env()?,
+        api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 
 use super::{Failure, Output};
+use crate::bench::api::{ApiBenchParams, ApiBenchReport, Load, run_api_bench};
 use crate::bench::{Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
 
 #[derive(Debug, Subcommand)]
@@ -13,6 +14,37 @@ pub(crate) enum BenchCommand {
     /// many rows for scale. A scratch database is created on DATABASE_URL's server and dropped
     /// at the end. Logs are off unless RUST_LOG asks for them.
     Sync(SyncArgs),
+    /// The JSON API's read path: K keep-alive connections reading a tenant's users 100 at a
+    /// time by cursor for D seconds, then /healthz as long, each round; the portal serves in
+    /// this process on loopback over a scratch database (created on DATABASE_URL's server,
+    /// dropped at the end) seeded with N users. Only 200s count.
+    Api(ApiArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApiArgs {
+    /// Users in the tenant's directory copy.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    users: usize,
+    /// Keep-alive connections, one request in flight on each.
+    #[arg(long, value_name = "K", default_value_t = 64)]
+    connections: usize,
+    /// Seconds of load per target and round.
+    #[arg(long, value_name = "D", default_value_t = 10)]
+    seconds: u64,
+    /// Rounds; medians are taken over them.
+    #[arg(long, value_name = "R", default_value_t = 3)]
+    repeat: usize,
+    /// The Postgres server to create the scratch database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    database_url: String,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -58,7 +90,13 @@ pub(crate) struct SyncArgs {
 
 /// Runs a benchmark and prints its figures.
 pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
-    let BenchCommand::Sync(args) = command;
+    match command {
+        BenchCommand::Sync(args) => sync(args).await,
+        BenchCommand::Api(args) => api(args).await,
+    }
+}
+
+async fn sync(args: SyncArgs) -> Result<(), Failure> {
     let tenants = usize::from(args.tenants);
     let params = SyncBenchParams {
         users: args.users,
@@ -74,15 +112,88 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
         return Err(Failure::Usage(problem));
     }
     let report = run_sync_bench(params, &args.database_url).await?;
-    if args.output.json {
+    print(&args.output, &report, text);
+    Ok(())
+}
+
+async fn api(args: ApiArgs) -> Result<(), Failure> {
+    let params = ApiBenchParams {
+        users: args.users,
+        connections: args.connections,
+        seconds: args.seconds,
+        repeat: args.repeat,
+    };
+    if let Some(problem) = params.problem() {
+        return Err(Failure::Usage(problem));
+    }
+    let report = run_api_bench(params, &args.database_url).await?;
+    print(&args.output, &report, api_text);
+    Ok(())
+}
+
+fn print<R: serde::Serialize>(output: &Output, report: &R, text: fn(&R) -> String) {
+    if output.json {
         println!(
             "{}",
-            serde_json::to_string(&report).expect("the report serialises")
+            serde_json::to_string(report).expect("the report serialises")
         );
     } else {
-        print!("{}", text(&report));
+        print!("{}", text(report));
     }
-    Ok(())
+}
+
+/// The API report as a small table, a line per round and the medians.
+fn api_text(r: &ApiBenchReport) -> String {
+    let p = &r.params;
+    let mut out = format!(
+        "JSON API reads: {} users, {} connections, {} s per target and round, {} round(s)\n\
+         {} CPU(s), {}; load average {} before, {} after\n\n",
+        p.users,
+        p.connections,
+        p.seconds,
+        p.repeat,
+        r.machine.cpus,
+        r.machine.os,
+        r.load_average[0].as_deref().unwrap_or("?"),
+        r.load_average[1].as_deref().unwrap_or("?"),
+    );
+    out.push_str(&format!(
+        "{:<8} {:<10} {:>9} {:>8} {:>8} {:>8} {:>12}  {}\n",
+        "round", "target", "req/s", "p50 ms", "p90 ms", "p99 ms", "of /healthz", "not 200"
+    ));
+    let line = |round: &str, target: &str, l: &Load, share: Option<f64>| {
+        let not_ok: Vec<String> = l.not_ok.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        format!(
+            "{:<8} {:<10} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>12}  {}\n",
+            round,
+            target,
+            l.requests_per_second,
+            l.p50_ms,
+            l.p90_ms,
+            l.p99_ms,
+            share.map_or(String::new(), |s| format!("{:.1} %", s * 100.0)),
+            if not_ok.is_empty() {
+                "none".to_owned()
+            } else {
+                not_ok.join(", ")
+            },
+        )
+    };
+    let rounds = r
+        .rounds
+        .iter()
+        .enumerate()
+        .map(|(n, round)| ((n + 1).to_string(), round));
+    for (name, round) in rounds.chain([("median".to_owned(), &r.median)]) {
+        out.push_str(&line(
+            &name,
+            "directory",
+            &round.directory,
+            Some(round.directory_to_healthz),
+        ));
+        out.push_str(&line(&name, "/healthz", &round.healthz, None));
+    }
+    out
 }
 
 /// The report as a small table.

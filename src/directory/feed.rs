@@ -2,13 +2,65 @@
 //! after the last item of the one before (a cursor), so rows added meanwhile neither repeat nor
 //! get skipped. Every query is scoped by the tenant.
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::views::{
     DirectoryGroup, DirectoryUser, GROUP_COLUMNS, GroupMember, RUN_COLUMNS, SyncRun, search_terms,
 };
+
+/// A page's query, `… where {tenant} = $1`, with only the filters asked: each form is planned
+/// as the keyset scan it is, on the primary key from the cursor on. (One text for every form,
+/// `$2 is null or object_id > $2`, lets Postgres's generic plan read the tenant from its first
+/// row to the cursor on every page.)
+struct Page(QueryBuilder<'static, Postgres>);
+
+impl Page {
+    fn new(select: &str, tenant: &str, tenant_id: Uuid) -> Self {
+        let mut q = QueryBuilder::new(format!("{select} where {tenant} = "));
+        q.push_bind(tenant_id);
+        Self(q)
+    }
+
+    fn and(
+        &mut self,
+        condition: &str,
+        value: Option<impl sqlx::Encode<'static, Postgres> + sqlx::Type<Postgres> + Send + 'static>,
+    ) -> &mut Self {
+        if let Some(value) = value {
+            self.0.push(format_args!(" and {condition} "));
+            self.0.push_bind(value);
+        }
+        self
+    }
+
+    /// Rows with a `columns` containing `search`, or whose `id` it is.
+    fn search(&mut self, columns: &[&str], id: &str, search: Option<&str>) -> &mut Self {
+        let (Some(pattern), object_id) = search_terms(search) else {
+            return self;
+        };
+        let mut separator = " and (";
+        for column in columns {
+            self.0.push(format_args!("{separator}{column} ilike "));
+            self.0.push_bind(pattern.clone());
+            self.0.push(" escape '\\'");
+            separator = " or ";
+        }
+        if let Some(object_id) = object_id {
+            self.0.push(format_args!(" or {id} = "));
+            self.0.push_bind(object_id);
+        }
+        self.0.push(")");
+        self
+    }
+
+    fn ordered(&mut self, key: &str, limit: i64) -> &mut QueryBuilder<'static, Postgres> {
+        self.0.push(format_args!(" order by {key} limit "));
+        self.0.push_bind(limit);
+        &mut self.0
+    }
+}
 
 /// The tenant's users by object id after `after`, optionally only those changed since
 /// `updated_since` or matching `search` (name, UPN, mail or object id).
@@ -20,25 +72,23 @@ pub async fn users(
     search: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DirectoryUser>, sqlx::Error> {
-    let (pattern, id) = search_terms(search);
-    sqlx::query_as(
+    Page::new(
         "select object_id, user_principal_name, display_name, given_name, surname, mail,
                 business_phones, mobile_phone, job_title, department, account_enabled,
                 soft_deleted_at, last_seen_at, updated_at
-         from directory_users
-         where tenant_id = $1 and ($2::uuid is null or object_id > $2)
-           and ($3::timestamptz is null or updated_at >= $3)
-           and ($4::text is null or display_name ilike $4 escape '\\'
-                or user_principal_name ilike $4 escape '\\' or mail ilike $4 escape '\\'
-                or object_id = $5)
-         order by object_id limit $6",
+         from directory_users",
+        "tenant_id",
+        tenant_id,
     )
-    .bind(tenant_id)
-    .bind(after)
-    .bind(updated_since)
-    .bind(&pattern)
-    .bind(id)
-    .bind(limit)
+    .and("object_id >", after)
+    .and("updated_at >=", updated_since)
+    .search(
+        &["display_name", "user_principal_name", "mail"],
+        "object_id",
+        search,
+    )
+    .ordered("object_id", limit)
+    .build_query_as()
     .fetch_all(db)
     .await
 }
@@ -53,22 +103,20 @@ pub async fn groups(
     search: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DirectoryGroup>, sqlx::Error> {
-    let (pattern, id) = search_terms(search);
-    sqlx::query_as(&format!(
-        "select {GROUP_COLUMNS} from directory_groups g
-         where g.tenant_id = $1 and ($2::uuid is null or g.object_id > $2)
-           and ($3::timestamptz is null or g.updated_at >= $3)
-           and ($4::text is null or g.display_name ilike $4 escape '\\'
-                or g.mail ilike $4 escape '\\' or g.description ilike $4 escape '\\'
-                or g.object_id = $5)
-         order by g.object_id limit $6"
-    ))
-    .bind(tenant_id)
-    .bind(after)
-    .bind(updated_since)
-    .bind(&pattern)
-    .bind(id)
-    .bind(limit)
+    Page::new(
+        &format!("select {GROUP_COLUMNS} from directory_groups g"),
+        "g.tenant_id",
+        tenant_id,
+    )
+    .and("g.object_id >", after)
+    .and("g.updated_at >=", updated_since)
+    .search(
+        &["g.display_name", "g.mail", "g.description"],
+        "g.object_id",
+        search,
+    )
+    .ordered("g.object_id", limit)
+    .build_query_as()
     .fetch_all(db)
     .await
 }
@@ -81,7 +129,7 @@ pub async fn members(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<GroupMember>, sqlx::Error> {
-    sqlx::query_as(
+    Page::new(
         "select m.member_id, m.member_type,
                 (u.object_id is not null or g.object_id is not null) as in_copy,
                 coalesce(u.display_name, g.display_name) as display_name,
@@ -89,14 +137,14 @@ pub async fn members(
                 coalesce(u.soft_deleted_at, g.soft_deleted_at) is not null as soft_deleted
          from directory_group_members m
          left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
-         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-         where m.tenant_id = $1 and m.group_id = $2 and ($3::uuid is null or m.member_id > $3)
-         order by m.member_id limit $4",
+         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id",
+        "m.tenant_id",
+        tenant_id,
     )
-    .bind(tenant_id)
-    .bind(group_id)
-    .bind(after)
-    .bind(limit)
+    .and("m.group_id =", Some(group_id))
+    .and("m.member_id >", after)
+    .ordered("m.member_id", limit)
+    .build_query_as()
     .fetch_all(db)
     .await
 }

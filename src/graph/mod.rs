@@ -1,6 +1,7 @@
 //! Microsoft Graph client: typed reads used by onboarding (`/organization`, a users probe) and a
 //! paging primitive for the replication engine. Access tokens are opaque bearer strings here.
 
+use std::sync::Arc;
 use std::{fmt, time::Duration};
 
 use reqwest::{StatusCode, header};
@@ -178,7 +179,8 @@ impl ErrorDetail {
 /// A Microsoft Graph client. Cheap to clone.
 #[derive(Clone)]
 pub struct GraphClient {
-    base: Url,
+    // Behind an `Arc`: the portal's state, which holds this client, is cloned per request.
+    base: Arc<Url>,
     http: reqwest::Client,
 }
 
@@ -198,7 +200,10 @@ impl GraphClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        Self { base, http }
+        Self {
+            base: Arc::new(base),
+            http,
+        }
     }
 
     /// `path` (like `v1.0/users?$top=1`) resolved against the Graph base URL.

@@ -760,8 +760,9 @@ type Cached = Option<(Instant, Arc<Live>)>;
 #[derive(Clone)]
 pub struct SettingsCache {
     db: PgPool,
-    keys: Keyring,
-    entra: EntraConfig,
+    // Behind `Arc`s: the portal's state, which holds this cache, is cloned per request.
+    keys: Arc<Keyring>,
+    entra: Arc<EntraConfig>,
     http: reqwest::Client,
     ttl: Duration,
     cell: Arc<RwLock<Cached>>,
@@ -787,8 +788,8 @@ impl SettingsCache {
     ) -> Self {
         Self {
             db,
-            keys,
-            entra,
+            keys: Arc::new(keys),
+            entra: Arc::new(entra),
             http,
             ttl,
             cell: Arc::default(),
@@ -815,7 +816,7 @@ impl SettingsCache {
                 EntraConfig {
                     client_id: settings.client_id.to_string(),
                     client_secret: settings.client_secret.clone(),
-                    ..self.entra.clone()
+                    ..(*self.entra).clone()
                 },
                 self.http.clone(),
             ),

@@ -1,5 +1,5 @@
 //! What handlers share: the database, configuration, the live System Settings (with the Entra
-//! ID client they name), the Graph client, rate limits.
+//! ID client they name), the Graph client, rate limits, checked API tokens.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use super::limits::Limits;
+use crate::api_tokens::TokenCache;
 use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::identity::EntraConfig;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub graph: GraphClient,
     /// Per-client rate limits.
     pub limits: Arc<Limits>,
+    /// API tokens checked in the last seconds, and when their use was last recorded.
+    pub api_tokens: Arc<TokenCache>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             settings,
             graph,
             limits: Arc::new(Limits::new(&cfg)),
+            api_tokens: Arc::new(TokenCache::new(cfg.api_last_use_every)),
             cfg: Arc::new(cfg),
         })
     }

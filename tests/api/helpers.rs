@@ -67,6 +67,8 @@ pub struct Setup {
     pub metrics: gangway::config::MetricsSettings,
     /// How long Gangway retries an admin consent Entra ID has not finished setting up.
     pub consent_propagation: Duration,
+    /// How often an API token's last use is recorded.
+    pub api_last_use_every: Duration,
 }
 
 impl Default for Setup {
@@ -86,6 +88,7 @@ impl Default for Setup {
             delta_token_lifetime_secs: None,
             metrics: gangway::config::MetricsSettings::default(),
             consent_propagation: gangway::config::CONSENT_PROPAGATION,
+            api_last_use_every: gangway::config::API_LAST_USE_EVERY,
         }
     }
 }
@@ -161,6 +164,7 @@ impl TestApp {
             sign_in_rate: setup.sign_in_rate,
             consent_rate: setup.consent_rate,
             api_rate: RateLimit::api(20),
+            api_last_use_every: setup.api_last_use_every,
             trusted_proxies: setup.trusted_proxies,
             sync: gangway::config::SyncSettings::default(),
             metrics: setup.metrics,

@@ -1,5 +1,6 @@
 //! Gangway's integration tests: one binary, real Postgres, the emulator and the portal on loopback.
 
+mod api_token_use;
 mod attacks;
 mod browser;
 mod cli;

@@ -89,7 +89,7 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<(Caller, Origin),
             .map(|c| (c, Origin::Entra))
     } else {
         let addr = client.map(|c| c.ip().to_string()).unwrap_or_default();
-        api_tokens::authenticate(&state.db, &presented, &addr)
+        api_tokens::authenticate(&state.db, &state.api_tokens, &presented, &addr)
             .await
             .map(|c| (c, Origin::ApiToken))
             .map_err(ApiError::from)

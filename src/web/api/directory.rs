@@ -9,9 +9,11 @@ use uuid::Uuid;
 
 use super::auth::Reader;
 use super::problem::{ApiError, ApiQuery, Problem};
+use super::tenants::{no_such_tenant, tenant_id};
 use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
+use crate::tenants;
 use crate::web::AppState;
 
 /// Filters and paging for the directory copy.
@@ -67,7 +69,7 @@ pub async fn users(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryUser>>, ApiError> {
-    let tenant = super::tenants::tenant(&state, &id).await?.id;
+    let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::users(
@@ -79,6 +81,7 @@ pub async fn users(
         limit,
     )
     .await?;
+    known(&state, tenant, &rows).await?;
     Ok(Json(Page::new(rows, limit, |u| u.object_id.to_string())))
 }
 
@@ -94,7 +97,7 @@ pub async fn groups(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
 ) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
-    let tenant = super::tenants::tenant(&state, &id).await?.id;
+    let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::groups(
@@ -106,6 +109,7 @@ pub async fn groups(
         limit,
     )
     .await?;
+    known(&state, tenant, &rows).await?;
     Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
 }
 
@@ -133,4 +137,12 @@ pub async fn members(
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::members(&state.db, tenant, group, after, limit).await?;
     Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+}
+
+/// 404 unless tenant `id` exists: a page with rows proves it, so only an empty one asks.
+async fn known<T>(state: &AppState, id: Uuid, page: &[T]) -> Result<(), ApiError> {
+    if page.is_empty() && tenants::get(&state.db, id).await?.is_none() {
+        return Err(no_such_tenant());
+    }
+    Ok(())
 }

@@ -185,10 +185,18 @@ pub async fn list(
 
 /// The tenant with Gangway's id `id` (from a path), or 404.
 pub(super) async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such tenant".into()))?;
-    tenants::get(&state.db, id)
+    tenants::get(&state.db, tenant_id(id)?)
         .await?
-        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
+        .ok_or_else(no_such_tenant)
+}
+
+/// The tenant id in a path (a 404 when it is none).
+pub(super) fn tenant_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| no_such_tenant())
+}
+
+pub(super) fn no_such_tenant() -> ApiError {
+    ApiError::NotFound("no such tenant".into())
 }
 
 /// One tenant with its sync.

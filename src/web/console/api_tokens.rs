@@ -164,8 +164,12 @@ async fn revoke(
     AdminOperator(operator): AdminOperator,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    match api_tokens::revoke(&state.db, parse_id(&id)?, &Actor::Operator(operator.email)).await {
-        Ok(()) => Ok(Redirect::to(&format!("{}?done=revoked", paths::API_TOKENS))),
+    let id = parse_id(&id)?;
+    match api_tokens::revoke(&state.db, id, &Actor::Operator(operator.email)).await {
+        Ok(()) => {
+            state.api_tokens.forget(id);
+            Ok(Redirect::to(&format!("{}?done=revoked", paths::API_TOKENS)))
+        }
         Err(TokenError::NotFound) => Err(Error::NotFound),
         Err(e) => Err(Error::Internal(e.into())),
     }

@@ -140,6 +140,8 @@ async fn set_role(
         &Actor::Operator(admin.email),
     )
     .await?;
+    // A demotion revoked write tokens: no cached check may outlive it.
+    state.api_tokens.forget_all();
     Ok(done("role"))
 }
 
@@ -167,6 +169,8 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     operators::remove(&state.db, parse_id(&id)?, &Actor::Operator(admin.email)).await?;
+    // Their tokens were revoked: no cached check may outlive them.
+    state.api_tokens.forget_all();
     Ok(done("removed"))
 }
 
