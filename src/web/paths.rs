@@ -33,6 +33,8 @@ pub const INVITATIONS: &str = "/console/invitations";
 pub const NEW_INVITATION: &str = "/console/invitations/new";
 /// One invitation.
 pub const INVITATION: &str = "/console/invitations/{id}";
+/// The link just minted for an invitation, shown once (after create, resend or re-consent).
+pub const INVITATION_LINK: &str = "/console/invitations/{id}/link";
 /// POST: a new link, the old one dies.
 pub const RESEND_INVITATION: &str = "/console/invitations/{id}/resend";
 /// POST: withdraw for good.

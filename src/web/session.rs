@@ -18,6 +18,8 @@ pub const INVITATION: &str = "invitation_id";
 pub const PENDING_CONSENT: &str = "pending_consent";
 /// The outcome the result page shows (after the callback or the customer-app form).
 pub const RESULT: &str = "result";
+/// A link, token or secret just made, shown once on the page the POST redirects to.
+pub const REVEAL: &str = "reveal";
 /// The CSRF token of this session.
 pub const CSRF: &str = "csrf_token";
 /// The pending sign-in with Entra ID (state, nonce, PKCE verifier, tenant), single use.

@@ -353,7 +353,7 @@ async fn the_profile_an_invitation_picks_decides_what_the_wizard_and_the_sign_in
     );
     let profile_id = profile.to_string();
     let page = text(
-        app.post_form(
+        app.post_and_follow(
             paths::NEW_INVITATION,
             &[
                 ("customer_name", "Contoso"),

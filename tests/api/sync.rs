@@ -810,7 +810,7 @@ async fn delegated_refresh_tokens_rotate_and_a_revoked_consent_asks_for_a_new_on
     assert!(page.contains("Send re-consent invitation"), "{page}");
     let csrf = crate::helpers::input_value(&page, "csrf_token").unwrap();
     let response = app
-        .post_form(
+        .post_and_follow(
             &format!("/console/tenants/{tenant}/reconsent"),
             &[("csrf_token", &csrf)],
         )

@@ -17,6 +17,7 @@ mod doctor;
 mod invitations;
 mod list;
 mod operators;
+mod reveal;
 mod settings;
 pub mod sso;
 mod tenants;

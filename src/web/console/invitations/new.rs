@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::{Choice, link};
@@ -275,6 +276,7 @@ async fn create(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Form(form): Form<NewForm>,
 ) -> Result<Response> {
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
@@ -300,7 +302,7 @@ async fn create(
         Some(operator.id),
     )
     .await?;
-    Ok(link::page(&state, chrome, issued, false))
+    Ok(link::reveal(&session, issued, false).await?.into_response())
 }
 
 #[cfg(test)]

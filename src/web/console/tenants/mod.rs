@@ -9,10 +9,11 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use time::OffsetDateTime;
+use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::list::{Empty, ListQuery, Pager, is_first_run};
@@ -405,9 +406,9 @@ async fn detail_page(
 async fn reconsent(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
+    session: Session,
     Path(id): Path<String>,
-) -> Result<Response> {
+) -> Result<Redirect> {
     let id = parse_id(&id)?;
     let live = state.live().await?;
     let issued = invitations::invite_again_for_tenant(
@@ -418,8 +419,7 @@ async fn reconsent(
         Some(operator.id),
     )
     .await?;
-    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
-    Ok(super::invitations::link_page(&state, chrome, issued, false))
+    super::invitations::reveal_link(&session, issued, false).await
 }
 
 async fn offboard(
