@@ -120,6 +120,8 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
         number.parse().map_err(|_| bad())?
     };
     let unit_secs: u64 = match unit.to_ascii_lowercase().as_str() {
+        // Never enough, but named so the message says "too often" rather than "not a unit".
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
         "m" | "min" | "mins" | "minute" | "minutes" => 60,
         "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
@@ -135,6 +137,10 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
     }
     if interval > MAX_INTERVAL {
         return Err(ScheduleError::IntervalTooLong(text.to_owned()));
+    }
+    // Stored in whole minutes: 330 seconds would come back as 5 minutes.
+    if interval.as_secs() % 60 != 0 {
+        return Err(bad());
     }
     Ok(interval)
 }
@@ -424,6 +430,9 @@ mod tests {
             ("every -5m", BadInterval("-5m".into())),
             ("every 1.5h", BadInterval("1.5h".into())),
             ("every 4m", IntervalTooShort("4m".into())),
+            ("every 30 seconds", IntervalTooShort("30 seconds".into())),
+            ("every 299s", IntervalTooShort("299s".into())),
+            ("every 330s", BadInterval("330s".into())),
             ("every  2   minutes", IntervalTooShort("2 minutes".into())),
             ("every 0h", IntervalTooShort("0h".into())),
             ("every 8d", IntervalTooLong("8d".into())),

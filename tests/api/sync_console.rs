@@ -486,6 +486,24 @@ async fn a_schedule_edit_is_saved_and_audited_and_bad_input_comes_back_with_its_
     );
     assert!(page.contains("<option value=\"minutes\" selected>"));
 
+    // A unit the form does not offer is not read as hours: 30 seconds is refused as too often.
+    let seconds = app
+        .post_form(
+            &schedule_url,
+            &[
+                ("schedule_kind", "every"),
+                ("every_count", "30"),
+                ("every_unit", "seconds"),
+            ],
+        )
+        .await;
+    assert_eq!(seconds.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = decoded(&body(seconds).await);
+    assert!(
+        page.contains("Every 30 seconds is too often: the shortest interval is 5 minutes."),
+        "{page}"
+    );
+
     let unknown_zone = app
         .post_form(
             &schedule_url,

@@ -291,10 +291,19 @@ impl ScheduleForm {
                     errors.every_count = Some("Enter how often, e.g. every 6 hours.".into());
                     return Err(errors);
                 }
-                let unit = UNITS
-                    .iter()
-                    .find(|(v, _)| *v == self.every_unit)
-                    .map_or("hours", |(v, _)| *v);
+                if !count.bytes().all(|b| b.is_ascii_digit()) {
+                    errors.every_count = Some(format!(
+                        "Enter a whole number, e.g. 6: “{count}” is not one."
+                    ));
+                    return Err(errors);
+                }
+                // The unit as sent, never a default: whatever it names is what is checked
+                // (seconds are refused as too often, an unknown unit as not an interval).
+                let unit = self.every_unit.trim();
+                if !unit.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    errors.every_count = Some("Choose minutes, hours or days.".into());
+                    return Err(errors);
+                }
                 format!("every {count} {unit}")
             }
             "daily" => {
@@ -486,6 +495,15 @@ mod tests {
         assert_eq!(ok(form("manual", "x", "", "", "")), "manual");
         let err = |f: ScheduleForm| f.parse().err().unwrap().all().first().unwrap().0;
         assert_eq!(err(form("every", "2", "minutes", "", "")), "every_count");
+        // A unit is never replaced by another: 30 seconds is too often, not every 30 hours.
+        let message = |f: ScheduleForm| f.parse().err().unwrap().every_count.unwrap();
+        assert_eq!(
+            message(form("every", "30", "seconds", "", "")),
+            "Every 30 seconds is too often: the shortest interval is 5 minutes."
+        );
+        assert!(message(form("every", "30", "fortnights", "", "")).contains("not an interval"));
+        assert!(message(form("every", "30", "", "", "")).contains("not an interval"));
+        assert!(message(form("every", "30 seconds", "hours", "", "")).contains("whole number"));
         assert_eq!(err(form("every", "", "hours", "", "")), "every_count");
         assert_eq!(err(form("daily", "", "", "", "UTC")), "daily_at");
         assert_eq!(err(form("daily", "", "", "25:00", "UTC")), "daily_at");
