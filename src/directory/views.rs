@@ -11,6 +11,7 @@ use super::SYNC_JOB;
 use super::runs::{RunOutcome, RunTrigger};
 use super::schedule::Schedule;
 use super::store::Tally;
+use super::sync::FailureKind;
 use crate::tenants::TenantStatus;
 
 /// Failed syncs in a row after which a tenant counts as unhealthy.
@@ -56,8 +57,10 @@ pub enum SyncHealth {
     NeverSynced,
     /// A sync is running.
     Syncing,
-    /// The last sync succeeded (or fewer than [`UNHEALTHY_AFTER`] failed since).
+    /// The last sync succeeded.
     Synced,
+    /// The last attempt (or fewer than [`UNHEALTHY_AFTER`] in a row) failed; retried.
+    Retrying,
     /// [`UNHEALTHY_AFTER`] or more syncs in a row failed.
     Failing,
     /// The credential stopped working: the customer must consent again.
@@ -80,6 +83,7 @@ impl SyncHealth {
             TenantStatus::Offboarded | TenantStatus::Disabled => Self::Stopped,
             _ if running || status == TenantStatus::Syncing => Self::Syncing,
             _ if failures >= UNHEALTHY_AFTER => Self::Failing,
+            _ if failures > 0 => Self::Retrying,
             _ if last_success.is_some() => Self::Synced,
             _ => Self::NeverSynced,
         }
@@ -91,6 +95,7 @@ impl SyncHealth {
             Self::NeverSynced => "never_synced",
             Self::Syncing => "syncing",
             Self::Synced => "synced",
+            Self::Retrying => "retrying",
             Self::Failing => "failing",
             Self::ReconsentNeeded => "reconsent_required",
             Self::Stopped => "stopped",
@@ -103,6 +108,7 @@ impl SyncHealth {
             Self::NeverSynced => "Never synced",
             Self::Syncing => "Syncing",
             Self::Synced => "Synced",
+            Self::Retrying => "Retrying after a failure",
             Self::Failing => "Failing",
             Self::ReconsentNeeded => "Consent needed again",
             Self::Stopped => "Not synced",
@@ -127,6 +133,8 @@ pub struct SyncSummary {
     pub sync_failures: i32,
     /// The last failure, in plain words.
     pub sync_error: Option<String>,
+    /// What kind of failure that was (with `sync_error` only).
+    pub failure_kind: Option<FailureKind>,
     /// Users in the copy (not in the recycle bin).
     pub users: i64,
     /// Groups in the copy (not in the recycle bin).
@@ -137,6 +145,11 @@ pub struct SyncSummary {
     pub running: Option<SyncRun>,
     /// Whether a sync job is waiting in the queue.
     pub queued: bool,
+    /// When the queued job is due (a failed run's retry waits its backoff).
+    pub queued_for: Option<OffsetDateTime>,
+    /// About how many objects a full round touches: the last successful full round's count,
+    /// else the copy's size; `None` before any copy exists.
+    pub full_round_objects: Option<i64>,
 }
 
 impl SyncSummary {
@@ -169,21 +182,26 @@ pub async fn sync_summary(
         last_sync_success_at: Option<OffsetDateTime>,
         sync_failures: i32,
         sync_error: Option<String>,
+        sync_failure_kind: Option<String>,
         users: i64,
         groups: i64,
         memberships: i64,
-        queued: bool,
+        queued_for: Option<OffsetDateTime>,
+        last_full_round: Option<i64>,
     }
     let row: Option<Row> = sqlx::query_as(
         "select t.status, t.sync_schedule, t.next_sync_at, t.last_sync_success_at,
-                t.sync_failures, t.sync_error,
+                t.sync_failures, t.sync_error, t.sync_failure_kind,
                 (select count(*) from directory_users u
                   where u.tenant_id = t.id and u.soft_deleted_at is null) as users,
                 (select count(*) from directory_groups g
                   where g.tenant_id = t.id and g.soft_deleted_at is null) as groups,
                 (select count(*) from directory_group_members m where m.tenant_id = t.id) as memberships,
-                exists (select 1 from jobs j
-                         where j.tenant_id = t.id and j.kind = $2 and j.status = 'queued') as queued
+                (select min(j.run_at) from jobs j
+                  where j.tenant_id = t.id and j.kind = $2 and j.status = 'queued') as queued_for,
+                (select r.added::bigint + r.updated + r.soft_deleted + r.removed from sync_runs r
+                  where r.tenant_id = t.id and r.full_round and r.outcome = 'succeeded'
+                  order by r.id desc limit 1) as last_full_round
          from tenants t where t.id = $1",
     )
     .bind(tenant_id)
@@ -199,12 +217,21 @@ pub async fn sync_summary(
         next_sync_at: row.next_sync_at,
         last_sync_success_at: row.last_sync_success_at,
         sync_failures: row.sync_failures,
+        failure_kind: row
+            .sync_failure_kind
+            .filter(|_| row.sync_error.is_some())
+            .map(|k| FailureKind::parse(&k)),
         sync_error: row.sync_error,
+        full_round_objects: row
+            .last_full_round
+            .or(Some(row.users + row.groups))
+            .filter(|n| *n > 0),
         users: row.users,
         groups: row.groups,
         memberships: row.memberships,
         running: running_run(db, tenant_id).await?,
-        queued: row.queued,
+        queued: row.queued_for.is_some(),
+        queued_for: row.queued_for,
     }))
 }
 
@@ -595,7 +622,9 @@ mod tests {
 
     #[test]
     fn health_puts_consent_first_then_a_running_sync_then_failures() {
-        use SyncHealth::{Failing, NeverSynced, ReconsentNeeded, Stopped, Synced, Syncing};
+        use SyncHealth::{
+            Failing, NeverSynced, ReconsentNeeded, Retrying, Stopped, Synced, Syncing,
+        };
         use TenantStatus::{Active, Offboarded, ReconsentRequired};
         let at = Some(OffsetDateTime::now_utc());
         assert_eq!(
@@ -606,7 +635,10 @@ mod tests {
         assert_eq!(SyncHealth::of(Active, true, at, 4), Syncing);
         assert_eq!(SyncHealth::of(Active, false, at, 3), Failing);
         assert_eq!(SyncHealth::of(Active, false, None, 3), Failing);
-        assert_eq!(SyncHealth::of(Active, false, at, 2), Synced);
-        assert_eq!(SyncHealth::of(Active, false, None, 1), NeverSynced);
+        // The first failure already warns: it is not "Synced".
+        assert_eq!(SyncHealth::of(Active, false, at, 2), Retrying);
+        assert_eq!(SyncHealth::of(Active, false, None, 1), Retrying);
+        assert_eq!(SyncHealth::of(Active, false, at, 0), Synced);
+        assert_eq!(SyncHealth::of(Active, false, None, 0), NeverSynced);
     }
 }

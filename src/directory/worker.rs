@@ -241,7 +241,7 @@ pub async fn sync_once(
             let schedule = tenant_schedule(db, tenant).await?;
             sqlx::query(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
-                        next_sync_at = $2
+                        sync_failure_kind = null, next_sync_at = $2
                  where id = $1",
             )
             .bind(tenant)
@@ -254,10 +254,13 @@ pub async fn sync_once(
         }
         Err(e) if outcome == RunOutcome::Failed => {
             sqlx::query(
-                "update tenants set sync_failures = sync_failures + 1, sync_error = $2 where id = $1",
+                "update tenants set sync_failures = sync_failures + 1, sync_error = $2,
+                        sync_failure_kind = $3
+                 where id = $1",
             )
             .bind(tenant)
             .bind(e.to_string())
+            .bind(e.failure_kind().as_str())
             .execute(db)
             .await?;
         }
@@ -276,7 +279,9 @@ pub async fn sync_once(
     );
     let retry = !matches!(
         result,
-        Err(SyncError::ReconsentRequired(_) | SyncError::PermissionMissing(_))
+        Err(SyncError::ReconsentRequired(_)
+            | SyncError::PermissionMissing(_)
+            | SyncError::TenantNotFound(_))
     );
     Ok(RunReport {
         run_id: Some(run_id),

@@ -767,3 +767,84 @@ async fn an_operator_signs_in_with_entra_id_and_out_again_in_a_real_browser() {
 
     operator.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sync_is_followed_from_queued_to_its_result_without_reloading_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    // Consenting queues the first sync.
+    let tenant = crate::sync::connect(&app, &tid, &crate::sync::all_app_permissions()).await;
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let operator = driver.browser().await;
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "New invitation").await;
+    operator
+        .goto(&app.url(&paths::with_id(paths::TENANT, tenant)))
+        .await
+        .unwrap();
+    wait_for_text(&operator, "A sync is queued").await;
+    check_page(&operator, "tenant-queued", true).await;
+    // A mark a reload would wipe.
+    eval(&operator, "(window.stillThisPage = true)").await;
+
+    let report = crate::sync::work(&app).await;
+    assert_eq!(
+        report.outcome,
+        gangway::directory::runs::RunOutcome::Succeeded
+    );
+    for _ in 0..100 {
+        let badge = eval(
+            &operator,
+            "document.getElementById('sync-badge').textContent",
+        )
+        .await;
+        if badge == json!("Synced") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let source = wait_for_text(&operator, ">Succeeded<").await;
+    assert!(
+        !source.contains("A sync is queued"),
+        "the queued notice went"
+    );
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        eval(
+            &operator,
+            "document.querySelector('#tenant-tabs .count').textContent"
+        )
+        .await,
+        json!(users.to_string()),
+        "the tabs count what the sync brought"
+    );
+    assert_eq!(
+        eval(
+            &operator,
+            "document.getElementById('sync-badge').textContent"
+        )
+        .await,
+        json!("Synced"),
+        "the badge follows the run"
+    );
+    assert_eq!(
+        eval(&operator, "window.stillThisPage === true").await,
+        json!(true),
+        "followed without a reload"
+    );
+    check_page(&operator, "tenant-synced", true).await;
+    operator.close().await.unwrap();
+}

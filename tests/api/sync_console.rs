@@ -656,9 +656,10 @@ async fn the_progress_json_follows_a_running_sync() {
     assert!(idle["run"].is_null());
     let page_url = paths::with_id(paths::TENANT, id);
     assert!(
-        !body(app.get(&page_url).await)
+        body(app.get(&page_url).await)
             .await
-            .contains("data-progress-url")
+            .contains("data-sync-phase=\"idle\""),
+        "nothing to follow"
     );
 
     let run_id = run(&app, id, "running", None).await;
@@ -716,6 +717,20 @@ async fn the_progress_json_follows_a_running_sync() {
     ] {
         assert!(runs[0].contains(expected), "{expected} in {}", runs[0]);
     }
+
+    // The next full round is measured against the last one: "N of about M objects".
+    let next = run(&app, id, "running", None).await;
+    let following: Value = app.get(&progress_url).await.json().await.unwrap();
+    assert_eq!(following["phase"], "running");
+    assert_eq!(following["run"]["id"], next);
+    assert_eq!(following["run"]["expected_objects"], 404);
+    let page = body(app.get(&page_url).await).await;
+    assert!(
+        page.contains("<span data-progress=\"objects\">124</span> of about 404 objects"),
+        "{page}"
+    );
+    assert!(page.contains("<progress max=\"404\" value=\"124\""));
+
     assert_eq!(
         app.get(&paths::with_id(paths::SYNC_PROGRESS, Uuid::new_v4()))
             .await
@@ -805,7 +820,7 @@ async fn the_tenants_list_shows_each_sync_and_a_missing_permission_is_shown_prom
     );
     let retrying_row = row("Retrying Corp");
     assert!(
-        retrying_row.contains("badge synced") && retrying_row.contains("The last attempt failed"),
+        retrying_row.contains("badge retrying") && retrying_row.contains("The last attempt failed"),
         "{retrying_row}"
     );
     assert!(row("Revoked Corp").contains("Consent needed again"));

@@ -186,10 +186,12 @@ fn banners(live: &Live) -> Vec<Banner> {
     out
 }
 
-/// A time as pages show it: relative text with the absolute time for the `title` tooltip.
+/// A time as pages show it: relative text with the absolute time for the `title` tooltip, and
+/// the instant (RFC 3339, UTC) for `<time datetime>`.
 pub(crate) struct When {
     pub relative: String,
     pub absolute: String,
+    pub iso: String,
 }
 
 impl When {
@@ -197,6 +199,7 @@ impl When {
         Self {
             relative: format::relative(at),
             absolute: format::datetime(at),
+            iso: format::iso(at),
         }
     }
 }

@@ -152,9 +152,7 @@ impl SyncCell {
         let health = sync.health();
         let reason = match health {
             SyncHealth::Failing | SyncHealth::ReconsentNeeded => sync.sync_error.clone(),
-            SyncHealth::Synced | SyncHealth::NeverSynced if sync.sync_failures > 0 => {
-                Some(failed_attempts(sync.sync_failures))
-            }
+            SyncHealth::Retrying => Some(failed_attempts(sync.sync_failures)),
             _ => None,
         };
         Self {
@@ -298,6 +296,8 @@ struct DetailPage {
     /// Where the customer consents again; the re-consent invitation fills it.
     reconsent_url: Option<String>,
     notice: Option<&'static str>,
+    /// A new invitation for the customer, when the tenant is gone at Microsoft.
+    invite_again_url: Option<String>,
     sync: SyncCard,
     schedule: ScheduleForm,
     errors: ScheduleErrors,
@@ -368,12 +368,37 @@ async fn detail_page(
         )
     });
     let now = OffsetDateTime::now_utc();
+    let sync = SyncCard::new(id, &summary);
+    let gone = sync.next_step.as_ref().is_some_and(|s| s.tenant_gone());
+    // An active tenant whose syncs fail does not look fine at the top of its page.
+    let badge = match tenant.status {
+        TenantStatus::Active if gone => Badge {
+            class: SyncHealth::Failing.as_str(),
+            label: "Not found at Microsoft",
+        },
+        TenantStatus::Active if summary.sync_failures > 0 => Badge {
+            class: summary.health().as_str(),
+            label: "Active, syncs failing",
+        },
+        status => Badge::new(status),
+    };
+    let needs_consent = tenant.status == TenantStatus::ReconsentRequired
+        || sync.next_step.as_ref().is_some_and(|s| s.needs_consent());
+    let invite_again_url = gone.then(|| {
+        super::list::link(
+            paths::NEW_INVITATION,
+            &[
+                ("customer_name", tenant.customer_name.clone()),
+                ("mode", tenant.consent_mode.as_str().to_owned()),
+            ],
+        )
+    });
     Ok(DetailPage {
         chrome: Chrome::new(state, operator, csrf, Section::Tenants),
         head: Head {
             id,
             name: tenant.display_name,
-            badge: Badge::new(tenant.status),
+            badge,
             tabs: Tabs::new(id, "overview", summary.users, summary.groups),
         },
         entra_id: tenant.entra_tenant_id.to_string(),
@@ -388,10 +413,10 @@ async fn detail_page(
         customer_client_id: tenant.customer_client_id,
         offboarded: tenant.status == TenantStatus::Offboarded,
         reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
-        reconsent_url: (tenant.status == TenantStatus::ReconsentRequired)
-            .then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        reconsent_url: needs_consent.then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        invite_again_url,
         notice,
-        sync: SyncCard::new(id, &summary),
+        sync,
         schedule,
         errors,
         zones: crate::directory::schedule::time_zone_names(),
