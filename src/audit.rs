@@ -95,6 +95,8 @@ pub enum Action {
     OperatorRemoved,
     /// An operator's sessions were ended.
     OperatorSessionsEnded,
+    /// An operator was invited from the console (a link to set a password).
+    OperatorInvited,
     /// A tenant was offboarded (credential erased).
     TenantOffboarded,
     /// A customer record was created (with an invitation or on its own).
@@ -127,7 +129,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -145,6 +147,7 @@ impl Action {
         Action::OperatorRoleChanged,
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
+        Action::OperatorInvited,
         Action::TenantOffboarded,
         Action::CustomerCreated,
         Action::CustomerUpdated,
@@ -181,6 +184,7 @@ impl Action {
             Self::OperatorRoleChanged => "operator.role_changed",
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
+            Self::OperatorInvited => "operator.invited",
             Self::TenantOffboarded => "tenant.offboarded",
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
@@ -218,6 +222,7 @@ impl Action {
             Self::OperatorRoleChanged => "Operator's role changed",
             Self::OperatorRemoved => "Operator removed (signed out everywhere)",
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
+            Self::OperatorInvited => "Operator invited",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
             Self::CustomerCreated => "Customer created",
             Self::CustomerUpdated => "Customer details changed",

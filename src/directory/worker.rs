@@ -234,7 +234,8 @@ pub async fn sync_once(
         }
         _ => {}
     }
-    tx.commit().await?;
+    // The tenant's health changes with the run's end, so no page shows a finished run beside a
+    // tenant that looks as before.
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {
@@ -246,12 +247,10 @@ pub async fn sync_once(
             )
             .bind(tenant)
             .bind(schedule::next_due(&schedule, now, Some(now)))
-            .execute(db)
+            .execute(&mut *tx)
             .await?;
         }
-        Err(SyncError::ReconsentRequired(why)) => {
-            tenants::require_reconsent(db, tenant, why).await?;
-        }
+        Err(SyncError::ReconsentRequired(_)) => {}
         Err(e) if outcome == RunOutcome::Failed => {
             sqlx::query(
                 "update tenants set sync_failures = sync_failures + 1, sync_error = $2,
@@ -261,10 +260,15 @@ pub async fn sync_once(
             .bind(tenant)
             .bind(e.to_string())
             .bind(e.failure_kind().as_str())
-            .execute(db)
+            .execute(&mut *tx)
             .await?;
         }
         Err(_) => {}
+    }
+    tx.commit().await?;
+    // Its own transaction (it cancels queued syncs and audits), after the run's end.
+    if let Err(SyncError::ReconsentRequired(why)) = &result {
+        tenants::require_reconsent(db, tenant, why).await?;
     }
     crate::metrics::record_sync_run(
         outcome.as_str(),

@@ -103,6 +103,11 @@ pub const EDIT_CUSTOMER: &str = "/console/customers/{id}/edit";
 pub const AUDIT: &str = "/console/audit";
 /// Operators (admins only).
 pub const OPERATORS: &str = "/console/operators";
+/// POST: invite an operator by email (admins).
+pub const OPERATOR_INVITE: &str = "/console/operators/invite";
+/// An invited operator sets their password: opened with `?token=…`, which moves into the
+/// session, then shown without it.
+pub const OPERATOR_JOIN: &str = crate::operator_invites::JOIN_PATH;
 /// POST: change an operator's role.
 pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
 /// POST: end an operator's sessions.

@@ -530,7 +530,10 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     .execute(&app.db)
     .await
     .unwrap();
-    wait_for_text(&operator, "progress finished").await;
+    // Once it ends, the page shows how it went, without a reload (the first sync, queued by
+    // the consent, still waits).
+    wait_for_text(&operator, "data-sync-phase=\"queued\"").await;
+    assert!(!operator.source().await.unwrap().contains("Syncing now"));
     // A schedule too frequent comes back with its field focused.
     operator
         .form(Locator::Css("form[data-schedule-form]"))
@@ -847,4 +850,64 @@ async fn a_sync_is_followed_from_queued_to_its_result_without_reloading_in_a_rea
     );
     check_page(&operator, "tenant-synced", true).await;
     operator.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_invites_an_operator_who_sets_a_password_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let admin = driver.browser().await;
+    admin.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&admin, "input[name=email]", "ops@provider.test").await;
+    fill(&admin, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(&admin, "form[action='/console/login'] button[type=submit]").await;
+    wait_for_text(&admin, "New invitation").await;
+    admin.goto(&app.url(paths::OPERATORS)).await.unwrap();
+    wait_for_text(&admin, "Invite an operator").await;
+    check_page(&admin, "operators-invite", true).await;
+    fill(&admin, "#invite-email", "jane.doe@provider.test").await;
+    click(
+        &admin,
+        "form[action='/console/operators/invite'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&admin, "This link is shown only now").await;
+    check_page(&admin, "operators-invited", true).await;
+    let link = admin
+        .find(Locator::Css("#operator-link-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the link is shown");
+
+    let invitee = driver.browser().await;
+    invitee.goto(&link).await.unwrap();
+    wait_for_text(&invitee, "Set your password").await;
+    assert!(
+        !invitee
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("token"),
+        "the token left the address"
+    );
+    check_page(&invitee, "operator-join", false).await;
+    fill(&invitee, "#password", "correct horse battery").await;
+    fill(&invitee, "#confirm", "correct horse battery").await;
+    click(&invitee, "form[action='/console/join'] button[type=submit]").await;
+    wait_for_text(&invitee, "Your account is ready").await;
+    check_page(&invitee, "login-joined", false).await;
+    fill(&invitee, "input[name=password]", "correct horse battery").await;
+    click(
+        &invitee,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&invitee, "jane.doe@provider.test").await;
+    admin.close().await.unwrap();
+    invitee.close().await.unwrap();
 }

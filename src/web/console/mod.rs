@@ -15,6 +15,7 @@ mod auth;
 mod customers;
 mod doctor;
 mod invitations;
+mod join;
 mod list;
 mod operators;
 mod reveal;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(audit_log::router())
         .merge(operators::router())
+        .merge(join::router())
         .merge(settings::router())
         .merge(api_tokens::router())
         .merge(api_docs::router())

@@ -1,4 +1,4 @@
-//! What is shown once — an invitation link, an API token, a webhook secret. The POST that makes
+//! What is shown once — an invitation link, an operator's link, an API token, a webhook secret. The POST that makes
 //! it keeps it in the session (sealed at rest, like every session payload) and redirects; the
 //! page the redirect leads to takes it out. A reload of that page repeats nothing and shows the
 //! value no more.
@@ -19,6 +19,8 @@ pub(crate) enum Reveal {
         link: String,
         resent: bool,
     },
+    /// An invited operator's link to set their password.
+    OperatorLink { email: String, link: String },
     /// A freshly created API token.
     ApiToken { token: String },
     /// A webhook endpoint's new signing secret (added or rotated).
