@@ -111,3 +111,27 @@ if (syncState()) {
   };
   setTimeout(poll, 2000);
 }
+
+// Times: the server writes UTC and puts the instant in <time datetime>. Here they read in the
+// viewer's own time zone, UTC kept in the tooltip. <time data-absolute> shows the time itself;
+// others show "in 2 hours" and get the local time in their tooltip.
+const localTime = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+});
+const localizeTimes = () => {
+  for (const time of document.querySelectorAll("time[datetime]:not([data-local])")) {
+    const at = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(at.getTime())) continue;
+    const local = localTime.format(at);
+    if ("absolute" in time.dataset) {
+      const utc = time.textContent.trim();
+      time.title = time.title ? `${utc} · ${time.title}` : utc;
+      time.textContent = local;
+    } else {
+      time.title = time.title ? `${local} · ${time.title}` : local;
+    }
+    time.dataset.local = "";
+  }
+};
+localizeTimes();
+document.addEventListener("gangway:updated", localizeTimes);

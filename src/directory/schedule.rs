@@ -237,6 +237,16 @@ impl Schedule {
         in_largest_unit(interval)
     }
 
+    /// `at` on the wall clock of a daily schedule's zone ("2026-12-07 02:30 Europe/Berlin"),
+    /// the way the schedule itself was given; `None` for schedules without a zone.
+    pub fn in_own_zone(&self, at: OffsetDateTime) -> Option<String> {
+        let Schedule::Daily { tz, zone, .. } = self else {
+            return None;
+        };
+        let local = to_jiff(at).to_zoned(tz.clone());
+        Some(format!("{} {zone}", local.strftime("%Y-%m-%d %H:%M")))
+    }
+
     /// The schedule stored in `tenants.sync_schedule`: a null column (or, defensively, text
     /// that no longer parses, e.g. a zone dropped from the database) is `default`.
     pub fn from_column(stored: Option<&str>, default: &Schedule) -> Schedule {
@@ -415,6 +425,20 @@ mod tests {
             let schedule = parse(&format!("daily 02:30 {name}"));
             assert_eq!(schedule.to_string(), format!("daily 02:30 {name}"));
         }
+    }
+
+    #[test]
+    fn a_daily_run_reads_in_its_own_zone() {
+        let schedule: Schedule = "daily 02:30 Europe/Berlin".parse().unwrap();
+        let winter = time::macros::datetime!(2026-12-07 01:30 UTC);
+        assert_eq!(
+            schedule.in_own_zone(winter).as_deref(),
+            Some("2026-12-07 02:30 Europe/Berlin")
+        );
+        assert_eq!(
+            "every 6h".parse::<Schedule>().unwrap().in_own_zone(winter),
+            None
+        );
     }
 
     #[test]

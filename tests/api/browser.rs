@@ -23,6 +23,11 @@ pub(crate) struct ChromeDriver {
 
 impl ChromeDriver {
     pub(crate) async fn start() -> Self {
+        Self::start_in_zone("UTC").await
+    }
+
+    /// A ChromeDriver whose browsers live in time zone `tz` (an IANA name).
+    pub(crate) async fn start_in_zone(tz: &str) -> Self {
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -31,6 +36,7 @@ impl ChromeDriver {
             .port();
         let process = Command::new(&binary)
             .arg(format!("--port={port}"))
+            .env("TZ", tz)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -910,4 +916,71 @@ async fn an_admin_invites_an_operator_who_sets_a_password_in_a_real_browser() {
     wait_for_text(&invitee, "jane.doe@provider.test").await;
     admin.close().await.unwrap();
     invitee.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn times_read_in_the_viewers_zone_with_utc_on_hover_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let customer = app.customer(0).clone();
+    let issued = app
+        .invite("delegated", &customer.admin.username, None)
+        .await;
+    let driver = ChromeDriver::start_in_zone("Asia/Kolkata").await;
+
+    // The customer in India reads the link's expiry in their own time.
+    let admin = driver.browser().await;
+    admin.goto(issued.link.as_str()).await.unwrap();
+    wait_for_text(&admin, "Link valid until").await;
+    let utc = gangway::format::datetime(issued.invitation.expires_at);
+    let shown = eval(
+        &admin,
+        "document.querySelector('time[datetime]').textContent",
+    )
+    .await;
+    let title = eval(&admin, "document.querySelector('time[datetime]').title").await;
+    assert!(
+        shown.as_str().unwrap().contains("GMT+5:30"),
+        "in the viewer's zone: {shown}"
+    );
+    assert_eq!(title, json!(utc), "UTC on hover");
+    check_page(&admin, "wizard-local-time", false).await;
+
+    // So does the operator, on the console's pages.
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let operator = driver.browser().await;
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "New invitation").await;
+    operator
+        .goto(&app.url(&paths::with_id(paths::INVITATION, issued.invitation.id)))
+        .await
+        .unwrap();
+    wait_for_text(&operator, "Timeline").await;
+    let created = eval(
+        &operator,
+        "[...document.querySelectorAll('time[data-absolute]')].map(t => t.textContent + ' | ' + t.title)[0]",
+    )
+    .await;
+    let created = created.as_str().unwrap();
+    assert!(
+        created.contains("GMT+5:30") && created.contains(" UTC"),
+        "local time, UTC on hover: {created}"
+    );
+    let expires = eval(
+        &operator,
+        "[...document.querySelectorAll('time:not([data-absolute])')].map(t => t.title).find(t => t.includes('UTC'))",
+    )
+    .await;
+    assert!(
+        expires.as_str().unwrap().contains("GMT+5:30"),
+        "relative times get the local time on hover: {expires}"
+    );
+    admin.close().await.unwrap();
+    operator.close().await.unwrap();
 }

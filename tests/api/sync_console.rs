@@ -438,7 +438,10 @@ async fn a_schedule_edit_is_saved_and_audited_and_bad_input_comes_back_with_its_
     );
     let page = decoded(&body(app.get(&format!("{page_url}?done=schedule_saved")).await).await);
     assert!(
-        page.contains("Sync schedule saved") && page.contains("Daily at 02:30 (Europe/Berlin)")
+        page.contains("Sync schedule saved")
+            && page.contains("Daily at 02:30 (Europe/Berlin)")
+            && page.contains(" 02:30 Europe/Berlin</time>)"),
+        "the next run reads in the schedule's own zone: {page}"
     );
     assert!(!page.contains("(the default)"));
     assert_eq!(

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::list::{Empty, ListQuery, Pager, is_first_run};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
+use crate::directory::schedule::Schedule;
 use crate::directory::views::{self, SyncHealth, TenantSync};
 use crate::invitations;
 use crate::operators::Operator;
@@ -97,23 +98,28 @@ impl From<&Tenant> for Row {
     }
 }
 
-/// "in 2 hours", "due now" or "—" for a next run, with the absolute time for the tooltip.
+/// "in 2 hours", "due now" or "—" for a next run, with the absolute time for the tooltip: in
+/// a daily schedule's own zone (`zoned`), else the instant the page's script shows locally.
 pub(super) struct NextRun {
     text: String,
     title: String,
+    iso: Option<String>,
+    zoned: Option<String>,
 }
 
 impl NextRun {
-    fn new(at: Option<OffsetDateTime>, health: SyncHealth) -> Self {
+    fn new(at: Option<OffsetDateTime>, health: SyncHealth, schedule: Option<&Schedule>) -> Self {
+        let none = |title: &str| Self {
+            text: "—".into(),
+            title: title.into(),
+            iso: None,
+            zoned: None,
+        };
         match at {
-            _ if matches!(health, SyncHealth::Stopped | SyncHealth::ReconsentNeeded) => Self {
-                text: "—".into(),
-                title: "Not synced in this state".into(),
-            },
-            None => Self {
-                text: "—".into(),
-                title: "Not scheduled yet".into(),
-            },
+            _ if matches!(health, SyncHealth::Stopped | SyncHealth::ReconsentNeeded) => {
+                none("Not synced in this state")
+            }
+            None => none("Not scheduled yet"),
             Some(at) => Self {
                 text: if at <= OffsetDateTime::now_utc() {
                     "due now".into()
@@ -121,6 +127,8 @@ impl NextRun {
                     When::new(at).relative
                 },
                 title: crate::format::datetime(at),
+                iso: Some(crate::format::iso(at)),
+                zoned: schedule.and_then(|s| s.in_own_zone(at)),
             },
         }
     }
@@ -144,7 +152,7 @@ impl SyncCell {
                 badge: Badge::sync(SyncHealth::NeverSynced),
                 reason: None,
                 last_success: None,
-                next: NextRun::new(None, SyncHealth::NeverSynced),
+                next: NextRun::new(None, SyncHealth::NeverSynced, None),
                 users: 0,
                 groups: 0,
             };
@@ -159,7 +167,7 @@ impl SyncCell {
             badge: Badge::sync(health),
             reason,
             last_success: sync.last_sync_success_at.map(When::new),
-            next: NextRun::new(sync.next_sync_at, health),
+            next: NextRun::new(sync.next_sync_at, health, None),
             users: sync.users,
             groups: sync.groups,
         }

@@ -116,7 +116,7 @@ impl SyncCard {
             badge: Badge::sync(health),
             schedule: s.schedule.label(),
             default_schedule: s.default_schedule,
-            next: NextRun::new(s.next_sync_at, health),
+            next: NextRun::new(s.next_sync_at, health, Some(&s.schedule)),
             last_success: s.last_sync_success_at.map(When::new),
             error: s.sync_error.clone().filter(|e| !e.trim().is_empty()),
             failing: health == SyncHealth::Failing,
