@@ -42,6 +42,20 @@ pub fn relative(at: OffsetDateTime) -> String {
     }
 }
 
+/// `1 day`, `10 days`: a count with its noun, never "day(s)".
+pub fn count(n: i64, unit: &str) -> String {
+    plural(n, unit)
+}
+
+/// `Contoso's`, `Northwind Traders'`: a name's possessive as English writes it.
+pub fn possessive(name: &str) -> String {
+    if name.ends_with('s') || name.ends_with('S') {
+        format!("{name}'")
+    } else {
+        format!("{name}'s")
+    }
+}
+
 fn plural(n: i64, unit: &str) -> String {
     if n == 1 {
         format!("1 {unit}")
@@ -54,7 +68,15 @@ fn plural(n: i64, unit: &str) -> String {
 mod tests {
     use time::{Duration, OffsetDateTime};
 
-    use super::relative;
+    use super::{count, possessive, relative};
+
+    #[test]
+    fn counts_and_possessives_read_as_english() {
+        assert_eq!(count(1, "day"), "1 day");
+        assert_eq!(count(10, "day"), "10 days");
+        assert_eq!(possessive("Contoso"), "Contoso's");
+        assert_eq!(possessive("Northwind Traders"), "Northwind Traders'");
+    }
 
     #[test]
     fn relative_times_round_to_the_nearest_unit() {

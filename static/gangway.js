@@ -135,3 +135,19 @@ const localizeTimes = () => {
 };
 localizeTimes();
 document.addEventListener("gangway:updated", localizeTimes);
+
+// Banners can be dismissed for this browser session (they come back after signing in again,
+// or when what they say changes). Without script the button stays hidden.
+for (const banner of document.querySelectorAll(".banner")) {
+  const key = `gangway:dismissed:${banner.querySelector("p").textContent.trim()}`;
+  if (sessionStorage.getItem(key)) {
+    banner.hidden = true;
+    continue;
+  }
+  const button = banner.querySelector("[data-dismiss]");
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    sessionStorage.setItem(key, "1");
+    banner.hidden = true;
+  });
+}

@@ -87,7 +87,7 @@ async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
             name: t.name,
             scope: t.scope.as_str(),
             created: When::new(t.created_at),
-            created_by: t.created_by,
+            created_by: super::actor_name(&t.created_by),
             expires: t.expires_at.map(When::new),
             last_used: t.last_used_at.map(When::new),
             last_used_addr: t.last_used_addr,

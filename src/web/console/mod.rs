@@ -146,7 +146,10 @@ fn banners(live: &Live) -> Vec<Banner> {
         )),
         Expiry::Imminent(d) => Some((
             "bad",
-            format!("{what} expires in {d} day(s), on {on}. Replace it now."),
+            format!(
+                "{what} expires in {}, on {on}. Replace it now.",
+                format::count(d, "day")
+            ),
         )),
         Expiry::Soon(d) => Some((
             "warn",
@@ -170,7 +173,10 @@ fn banners(live: &Live) -> Vec<Banner> {
         }
     }
     for secret in &live.customer_secrets {
-        let what = format!("{}'s own app secret", secret.display_name);
+        let what = format!(
+            "{} own app secret",
+            format::possessive(&secret.display_name)
+        );
         if let Some((tone, text)) = words(
             &what,
             Expiry::of(secret.expires_on, today),
@@ -275,6 +281,16 @@ impl From<&AuditEvent> for EventRow {
             tenant_url: event.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
             tenant_short: event.tenant_id.map(short_id).unwrap_or_default(),
         }
+    }
+}
+
+/// Who did something, as a stored actor (`operator:ops@…`, `cli`, `system`) reads to people.
+pub(crate) fn actor_name(stored: &str) -> String {
+    match stored.split_once(':') {
+        Some(("operator" | "customer", who)) => who.to_owned(),
+        _ if stored == "cli" => "the command line".into(),
+        _ if stored == "system" => "Gangway".into(),
+        _ => stored.to_owned(),
     }
 }
 

@@ -79,7 +79,8 @@ async fn list_page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
         event_types: &webhooks::EVENT_TYPES,
         url: String::new(),
         description: String::new(),
-        chosen: Vec::new(),
+        // A new endpoint gets every event unless narrowed: an empty choice is refused anyway.
+        chosen: vec!["*".into()],
         error: None,
     })
 }
@@ -225,7 +226,7 @@ async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result
             .filter(|u| *u > now)
             .map(When::new),
         created: When::new(endpoint.created_at),
-        created_by: endpoint.created_by,
+        created_by: super::actor_name(&endpoint.created_by),
         url: endpoint.url,
         description: endpoint.description,
         secret: None,

@@ -121,6 +121,9 @@ struct NewPage {
     profiles: Vec<ProfileChoice>,
     /// Existing customers, for the name field's suggestions.
     customers: Vec<String>,
+    /// No support contact is set: the customer's pages and mail can only point back at the
+    /// person who invited them.
+    no_support_contact: bool,
 }
 
 impl NewPage {
@@ -175,6 +178,7 @@ impl NewPage {
             validities,
             profiles,
             customers: customers::names(&state.db, CUSTOMER_CHOICES).await?,
+            no_support_contact: !state.live().await?.settings.branding.has_support_contact(),
         })
     }
 }

@@ -414,7 +414,16 @@ async fn detail_page(
         customer: tenant.customer_name,
         domains: tenant.verified_domains,
         mode: tenant.consent_mode.label(),
-        scopes: tenant.granted_scopes,
+        // Delegated consents record Graph's full scope URLs, application ones the role names:
+        // both read as the permission's name.
+        scopes: tenant
+            .granted_scopes
+            .iter()
+            .map(|s| {
+                s.trim_start_matches("https://graph.microsoft.com/")
+                    .to_owned()
+            })
+            .collect(),
         consented_by_upn: tenant.consented_by_upn,
         consented_by_oid: tenant.consented_by_oid.map(|o| o.to_string()),
         consented: When::new(tenant.consented_at),
