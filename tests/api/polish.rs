@@ -327,10 +327,16 @@ async fn the_console_speaks_of_people_and_permissions_by_name_and_warns_of_a_mis
         page.contains("<code>User.Read.All</code>") && !page.contains("graph.microsoft.com/User")
     );
 
+    // The application-mode wizard explains the sign-in permission Microsoft's page adds.
+    let issued = app
+        .invite("application", "admin@contoso.example", None)
+        .await;
+    let wizard = Customer::open(&app, &issued.link).await.wizard(&app).await;
+    assert!(wizard.contains("Sign in and read user profile"), "{wizard}");
+
     // Without a support contact the operator is told so; the customer is pointed at a person.
     let form = app.get(paths::NEW_INVITATION).await.text().await.unwrap();
     assert!(form.contains("No support contact is set"), "{form}");
-    app.invite("delegated", "admin@contoso.example", None).await;
     app.deliver_mail().await;
     let mail = app.mail.messages().pop().unwrap().text();
     assert!(
