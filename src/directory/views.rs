@@ -405,24 +405,31 @@ pub async fn users(
     db: &PgPool,
     tenant_id: Uuid,
     search: Option<&str>,
+    state: Option<UserState>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<DirectoryUser>, i64), sqlx::Error> {
     const WHERE: &str = "where tenant_id = $1
           and ($2::text is null or display_name ilike $2 escape '\\'
                or user_principal_name ilike $2 escape '\\' or mail ilike $2 escape '\\'
-               or object_id = $3)";
+               or object_id = $3)
+          and ($4::text is null
+               or ($4 = 'enabled' and soft_deleted_at is null and account_enabled is not false)
+               or ($4 = 'disabled' and soft_deleted_at is null and account_enabled is false)
+               or ($4 = 'deleted' and soft_deleted_at is not null))";
+    let state = state.map(UserState::as_str);
     let (pattern, id) = search_terms(search);
     let rows = sqlx::query_as(&format!(
         "select object_id, user_principal_name, display_name, given_name, surname, mail,
                 business_phones, mobile_phone, job_title, department, account_enabled,
                 soft_deleted_at, last_seen_at, updated_at
          from directory_users {WHERE}
-         order by display_name, object_id limit $4 offset $5"
+         order by display_name, object_id limit $5 offset $6"
     ))
     .bind(tenant_id)
     .bind(&pattern)
     .bind(id)
+    .bind(state)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
@@ -431,9 +438,50 @@ pub async fn users(
         .bind(tenant_id)
         .bind(&pattern)
         .bind(id)
+        .bind(state)
         .fetch_one(db)
         .await?;
     Ok((rows, total))
+}
+
+/// Which users of the copy a list shows: active accounts, disabled ones, or those in Entra's
+/// recycle bin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserState {
+    /// Enabled (or not known to be disabled), not deleted.
+    Enabled,
+    /// Sign-in blocked, not deleted.
+    Disabled,
+    /// In the recycle bin.
+    Deleted,
+}
+
+impl UserState {
+    /// Every state, in the order a filter offers them.
+    pub const ALL: [UserState; 3] = [Self::Enabled, Self::Disabled, Self::Deleted];
+
+    /// Its name in links and queries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Disabled => "Disabled",
+            Self::Deleted => "In recycle bin",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// A group in the directory copy, with its member count.

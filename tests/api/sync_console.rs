@@ -272,6 +272,34 @@ async fn users_are_found_by_upn_mail_or_name_paged_and_soft_deleted_ones_flagged
 
     let none = body(app.get(&format!("{users}?q=nobody-at-all")).await).await;
     assert!(none.contains("No users match"), "{none}");
+
+    // Filtered by account: disabled ones, those in the recycle bin, enabled ones with a search.
+    sqlx::query("update directory_users set account_enabled = false where user_principal_name = 'alexw@contoso.example'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let by_state = |state: &str, q: &str| {
+        let url = format!("{users}?state={state}&q={q}");
+        let app = &app;
+        async move { rows(&body(app.get(&url).await).await) }
+    };
+    let disabled = by_state("disabled", "").await;
+    assert_eq!(disabled.len(), 1);
+    assert!(disabled[0].contains("Alex Wilber"));
+    let deleted = by_state("deleted", "").await;
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].contains("Gone Person"));
+    assert!(by_state("enabled", "alexw").await.is_empty());
+    assert_eq!(by_state("enabled", "adele").await.len(), 1);
+    let page = body(app.get(&format!("{users}?state=disabled")).await).await;
+    assert!(
+        page.contains("<option value=\"disabled\" selected>") && page.contains("Clear filters")
+    );
+    assert_eq!(
+        by_state("sideways", "").await.len(),
+        50,
+        "junk means no filter"
+    );
 }
 
 #[tokio::test]
