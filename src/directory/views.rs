@@ -622,36 +622,44 @@ pub async fn group_members(
     db: &PgPool,
     tenant_id: Uuid,
     group_id: Uuid,
+    search: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<GroupMember>, i64), sqlx::Error> {
-    let rows = sqlx::query_as(
+    const FROM: &str = "from directory_group_members m
+         left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
+         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
+         where m.tenant_id = $1 and m.group_id = $2
+           and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\\'
+                or u.user_principal_name ilike $3 escape '\\'
+                or coalesce(u.mail, g.mail) ilike $3 escape '\\' or m.member_id = $4)";
+    let (pattern, id) = search_terms(search);
+    let rows = sqlx::query_as(&format!(
         "select m.member_id, m.member_type,
                 (u.object_id is not null or g.object_id is not null) as in_copy,
                 coalesce(u.display_name, g.display_name) as display_name,
                 u.user_principal_name, coalesce(u.mail, g.mail) as mail,
                 coalesce(u.soft_deleted_at, g.soft_deleted_at) is not null as soft_deleted
-         from directory_group_members m
-         left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
-         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-         where m.tenant_id = $1 and m.group_id = $2
+         {FROM}
          order by (u.object_id is null and g.object_id is null),
                   coalesce(u.display_name, g.display_name), m.member_id
-         limit $3 offset $4",
-    )
+         limit $5 offset $6"
+    ))
     .bind(tenant_id)
     .bind(group_id)
+    .bind(&pattern)
+    .bind(id)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(
-        "select count(*) from directory_group_members where tenant_id = $1 and group_id = $2",
-    )
-    .bind(tenant_id)
-    .bind(group_id)
-    .fetch_one(db)
-    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) {FROM}"))
+        .bind(tenant_id)
+        .bind(group_id)
+        .bind(&pattern)
+        .bind(id)
+        .fetch_one(db)
+        .await?;
     Ok((rows, total))
 }
 

@@ -374,6 +374,26 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
         "a member the copy does not hold shows by id and type: {}",
         members[3]
     );
+    // Members are found by name, UPN, mail or object id.
+    let group_url = paths::tenant_group(id, sales);
+    for (q, expected) in [
+        ("wilber", "Alex Wilber"),
+        ("adele.vance@", "Adele Vance"),
+        ("sales eu", "Sales EU"),
+        (&not_yet.to_string()[..], "Not in the copy"),
+    ] {
+        let found = rows(
+            &body(
+                app.get(&format!("{group_url}?q={q}").replace(' ', "+"))
+                    .await,
+            )
+            .await,
+        );
+        assert_eq!(found.len(), 1, "{q}: {found:?}");
+        assert!(found[0].contains(expected), "{q}: {}", found[0]);
+    }
+    let none = body(app.get(&format!("{group_url}?q=nobody")).await).await;
+    assert!(none.contains("No members match"), "{none}");
     // Another tenant's id in the path finds nothing.
     let other = tenant(&app, "Fabrikam").await;
     assert_eq!(

@@ -339,6 +339,8 @@ struct GroupPage {
     object_id: String,
     groups_url: String,
     rows: Vec<MemberRow>,
+    q: String,
+    search_action: String,
     pager: Pager,
     empty: Option<Empty>,
 }
@@ -355,10 +357,18 @@ async fn group(
     let found = views::group(&state.db, id, group_id)
         .await?
         .ok_or(Error::NotFound)?;
-    let (members, total) =
-        views::group_members(&state.db, id, group_id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let (members, total) = views::group_members(
+        &state.db,
+        id,
+        group_id,
+        query.q.as_deref(),
+        PER_PAGE,
+        query.offset(PER_PAGE),
+    )
+    .await?;
+    let base = paths::tenant_group(id, group_id);
     let (pager, empty) = query.outcome(
-        &paths::tenant_group(id, group_id),
+        &base,
         PER_PAGE,
         members.len(),
         total,
@@ -376,6 +386,8 @@ async fn group(
         groups_url: head.tabs.groups.clone(),
         rows: members.iter().map(|m| MemberRow::new(id, m)).collect(),
         head,
+        q: query.search_text(),
+        search_action: base,
         pager,
         empty,
     })
