@@ -97,6 +97,8 @@ pub enum Action {
     OperatorSessionsEnded,
     /// A removed operator may sign in again.
     OperatorRestored,
+    /// An operator was invited from the console (a link to set a password).
+    OperatorInvited,
     /// A tenant was offboarded (credential erased).
     TenantOffboarded,
     /// A customer record was created (with an invitation or on its own).
@@ -129,7 +131,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 33] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -148,6 +150,7 @@ impl Action {
         Action::OperatorRemoved,
         Action::OperatorSessionsEnded,
         Action::OperatorRestored,
+        Action::OperatorInvited,
         Action::TenantOffboarded,
         Action::CustomerCreated,
         Action::CustomerUpdated,
@@ -185,6 +188,7 @@ impl Action {
             Self::OperatorRemoved => "operator.removed",
             Self::OperatorSessionsEnded => "operator.sessions_ended",
             Self::OperatorRestored => "operator.restored",
+            Self::OperatorInvited => "operator.invited",
             Self::TenantOffboarded => "tenant.offboarded",
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
@@ -225,6 +229,7 @@ impl Action {
             }
             Self::OperatorSessionsEnded => "Operator signed out everywhere",
             Self::OperatorRestored => "Removed operator restored (may sign in again)",
+            Self::OperatorInvited => "Operator invited",
             Self::TenantOffboarded => "Tenant offboarded (credential erased)",
             Self::CustomerCreated => "Customer created",
             Self::CustomerUpdated => "Customer details changed",

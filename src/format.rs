@@ -12,12 +12,24 @@ pub fn datetime(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// `2026-11-29T14:05:00Z`: the instant for `<time datetime>`, which the page's script shows in
+/// the viewer's own time zone.
+pub fn iso(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
+}
+
 /// `in 6 days`, `3 hours ago`: relative to now, coarse on purpose.
 pub fn relative(at: OffsetDateTime) -> String {
     let delta = at - OffsetDateTime::now_utc();
     let secs = delta.whole_seconds().abs();
     // Rounded to the nearest unit: a 7-day link created a moment ago reads "in 7 days".
     let amount = match secs {
+        // What is due within the minute has not happened yet: "next try: just now" misleads.
+        0..60 if delta.is_positive() => return "in under a minute".into(),
         0..60 => return "just now".into(),
         60..3_570 => plural((secs + 30) / 60, "minute"),
         3_570..84_600 => plural((secs + 1_800) / 3_600, "hour"),
@@ -27,6 +39,20 @@ pub fn relative(at: OffsetDateTime) -> String {
         format!("in {amount}")
     } else {
         format!("{amount} ago")
+    }
+}
+
+/// `1 day`, `10 days`: a count with its noun, never "day(s)".
+pub fn count(n: i64, unit: &str) -> String {
+    plural(n, unit)
+}
+
+/// `Contoso's`, `Northwind Traders'`: a name's possessive as English writes it.
+pub fn possessive(name: &str) -> String {
+    if name.ends_with('s') || name.ends_with('S') {
+        format!("{name}'")
+    } else {
+        format!("{name}'s")
     }
 }
 
@@ -42,7 +68,15 @@ fn plural(n: i64, unit: &str) -> String {
 mod tests {
     use time::{Duration, OffsetDateTime};
 
-    use super::relative;
+    use super::{count, possessive, relative};
+
+    #[test]
+    fn counts_and_possessives_read_as_english() {
+        assert_eq!(count(1, "day"), "1 day");
+        assert_eq!(count(10, "day"), "10 days");
+        assert_eq!(possessive("Contoso"), "Contoso's");
+        assert_eq!(possessive("Northwind Traders"), "Northwind Traders'");
+    }
 
     #[test]
     fn relative_times_round_to_the_nearest_unit() {
@@ -54,5 +88,6 @@ mod tests {
         assert_eq!(relative(now - Duration::minutes(90)), "2 hours ago");
         assert_eq!(relative(now + Duration::hours(1)), "in 1 hour");
         assert_eq!(relative(now - Duration::seconds(10)), "just now");
+        assert_eq!(relative(now + Duration::seconds(10)), "in under a minute");
     }
 }

@@ -19,6 +19,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod metrics;
 pub mod onboarding;
+pub mod operator_invites;
 pub mod operators;
 pub mod private_postgres;
 pub mod rekey;

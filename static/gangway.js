@@ -60,15 +60,35 @@ for (const form of document.querySelectorAll("[data-schedule-form]")) {
   show();
 }
 
-// A running sync's counters follow it: <div data-progress-url="…" data-run-id="…"> is polled every
-// 2 s while that run runs; each [data-progress=field] shows the run's field. When it ends (or
-// another run took its place) polling stops and [data-progress-done] appears.
-const progress = document.querySelector("[data-progress-url]");
-if (progress) {
+// A tenant's sync follows itself without reloads. <div id="sync-state" data-sync-phase="queued|
+// running|idle" data-progress-url="…" data-run-id="…"> polls the progress JSON every 2 s while a
+// sync is queued or running: the running run's counters ([data-progress=field]) change in place;
+// when the phase or the run changes, the page is fetched again and each [data-live] element is
+// replaced by its fresh copy (badges, error and next step, recent runs).
+const syncState = () => document.getElementById("sync-state");
+if (syncState()) {
+  const refresh = async () => {
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return false;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const ids = (doc) => [...doc.querySelectorAll("[data-live]")].map((e) => e.id).sort().join(" ");
+    // Something appeared or went (e.g. "Consent needed again"): the whole page, then.
+    if (ids(fresh) !== ids(document)) {
+      window.location.reload();
+      return false;
+    }
+    for (const part of document.querySelectorAll("[data-live]")) {
+      part.replaceWith(document.importNode(fresh.getElementById(part.id), true));
+    }
+    document.dispatchEvent(new Event("gangway:updated"));
+    return true;
+  };
   const poll = async () => {
+    const element = syncState();
+    if (!element || element.dataset.syncPhase === "idle") return;
     let state;
     try {
-      const response = await fetch(progress.dataset.progressUrl, { headers: { Accept: "application/json" } });
+      const response = await fetch(element.dataset.progressUrl, { headers: { Accept: "application/json" } });
       // Signed out or gone: nothing more to follow.
       if (!response.ok) return;
       state = await response.json();
@@ -76,16 +96,18 @@ if (progress) {
       setTimeout(poll, 10000);
       return;
     }
-    if (state.running && state.run && String(state.run.id) === progress.dataset.runId) {
-      for (const field of progress.querySelectorAll("[data-progress]")) {
-        const value = state.run[field.dataset.progress];
-        if (value !== undefined) field.textContent = value;
+    const sameRun = state.phase === "running" && state.run && String(state.run.id) === element.dataset.runId;
+    if (state.phase === element.dataset.syncPhase && (state.phase !== "running" || sameRun)) {
+      for (const field of element.querySelectorAll("[data-progress]")) {
+        const value = state.run?.[field.dataset.progress];
+        if (value === undefined || value === null) continue;
+        if (field.tagName === "PROGRESS") field.value = value;
+        else field.textContent = value;
       }
-      setTimeout(poll, 2000);
-    } else {
-      progress.classList.add("finished");
-      progress.querySelector("[data-progress-done]")?.removeAttribute("hidden");
+    } else if (!(await refresh())) {
+      return;
     }
+    setTimeout(poll, 2000);
   };
   setTimeout(poll, 2000);
 }
@@ -95,4 +117,44 @@ if (progress) {
 const waiting = document.querySelector("[data-reload-after]");
 if (waiting) {
   setTimeout(() => window.location.reload(), Number(waiting.dataset.reloadAfter) * 1000);
+}
+
+// Times: the server writes UTC and puts the instant in <time datetime>. Here they read in the
+// viewer's own time zone, UTC kept in the tooltip. <time data-absolute> shows the time itself;
+// others show "in 2 hours" and get the local time in their tooltip.
+const localTime = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+});
+const localizeTimes = () => {
+  for (const time of document.querySelectorAll("time[datetime]:not([data-local])")) {
+    const at = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(at.getTime())) continue;
+    const local = localTime.format(at);
+    if ("absolute" in time.dataset) {
+      const utc = time.textContent.trim();
+      time.title = time.title ? `${utc} · ${time.title}` : utc;
+      time.textContent = local;
+    } else {
+      time.title = time.title ? `${local} · ${time.title}` : local;
+    }
+    time.dataset.local = "";
+  }
+};
+localizeTimes();
+document.addEventListener("gangway:updated", localizeTimes);
+
+// Banners can be dismissed for this browser session (they come back after signing in again,
+// or when what they say changes). Without script the button stays hidden.
+for (const banner of document.querySelectorAll(".banner")) {
+  const key = `gangway:dismissed:${banner.querySelector("p").textContent.trim()}`;
+  if (sessionStorage.getItem(key)) {
+    banner.hidden = true;
+    continue;
+  }
+  const button = banner.querySelector("[data-dismiss]");
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    sessionStorage.setItem(key, "1");
+    banner.hidden = true;
+  });
 }

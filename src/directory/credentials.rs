@@ -49,6 +49,10 @@ pub enum CredentialError {
     /// replaced customer secret, app removed from the tenant): only a new consent helps.
     #[error("{0}")]
     ReconsentRequired(String),
+    /// Entra ID knows no such tenant (AADSTS90002): it was deleted, or its id is wrong. Neither
+    /// a retry nor a consent brings it back.
+    #[error("{0}")]
+    TenantNotFound(String),
     /// Anything else (Entra ID unreachable, the provider's own secret refused, a key missing);
     /// worth retrying later.
     #[error("{0}")]
@@ -202,6 +206,12 @@ fn classify(e: IdentityError, customer_secret: bool) -> CredentialError {
         return CredentialError::Failed(e.to_string());
     };
     let reason = match aad.kind() {
+        AadErrorKind::UnknownTenant => {
+            return CredentialError::TenantNotFound(format!(
+                "Microsoft Entra ID does not know this tenant any more (deleted, or its id changed): {}",
+                aad.summary()
+            ));
+        }
         AadErrorKind::ConsentMissing => "consent was revoked in the customer's tenant",
         AadErrorKind::AppNotFoundInTenant => {
             "the application was removed from the customer's tenant"
@@ -245,6 +255,10 @@ mod tests {
         assert!(!reconsent(aad("invalid_client", 7000222), false));
         assert!(!reconsent(aad("invalid_client", 7000215), false));
         assert!(!reconsent(aad("temporarily_unavailable", 50001), false));
+        assert!(matches!(
+            classify(aad("invalid_request", 90002), false),
+            CredentialError::TenantNotFound(_)
+        ));
         assert!(!reconsent(
             IdentityError::Transport("refused".into()),
             false

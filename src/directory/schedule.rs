@@ -120,6 +120,8 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
         number.parse().map_err(|_| bad())?
     };
     let unit_secs: u64 = match unit.to_ascii_lowercase().as_str() {
+        // Never enough, but named so the message says "too often" rather than "not a unit".
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
         "m" | "min" | "mins" | "minute" | "minutes" => 60,
         "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
@@ -135,6 +137,10 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
     }
     if interval > MAX_INTERVAL {
         return Err(ScheduleError::IntervalTooLong(text.to_owned()));
+    }
+    // Stored in whole minutes: 330 seconds would come back as 5 minutes.
+    if interval.as_secs() % 60 != 0 {
+        return Err(bad());
     }
     Ok(interval)
 }
@@ -229,6 +235,16 @@ impl Schedule {
     /// An interval as a whole count of its largest unit: (6, "hour"), (90, "minute").
     pub fn interval_parts(interval: Duration) -> (u64, &'static str) {
         in_largest_unit(interval)
+    }
+
+    /// `at` on the wall clock of a daily schedule's zone ("2026-12-07 02:30 Europe/Berlin"),
+    /// the way the schedule itself was given; `None` for schedules without a zone.
+    pub fn in_own_zone(&self, at: OffsetDateTime) -> Option<String> {
+        let Schedule::Daily { tz, zone, .. } = self else {
+            return None;
+        };
+        let local = to_jiff(at).to_zoned(tz.clone());
+        Some(format!("{} {zone}", local.strftime("%Y-%m-%d %H:%M")))
     }
 
     /// The schedule stored in `tenants.sync_schedule`: a null column (or, defensively, text
@@ -412,6 +428,20 @@ mod tests {
     }
 
     #[test]
+    fn a_daily_run_reads_in_its_own_zone() {
+        let schedule: Schedule = "daily 02:30 Europe/Berlin".parse().unwrap();
+        let winter = time::macros::datetime!(2026-12-07 01:30 UTC);
+        assert_eq!(
+            schedule.in_own_zone(winter).as_deref(),
+            Some("2026-12-07 02:30 Europe/Berlin")
+        );
+        assert_eq!(
+            "every 6h".parse::<Schedule>().unwrap().in_own_zone(winter),
+            None
+        );
+    }
+
+    #[test]
     fn every_error_names_what_is_wrong() {
         use ScheduleError::*;
         for (text, expected) in [
@@ -424,6 +454,9 @@ mod tests {
             ("every -5m", BadInterval("-5m".into())),
             ("every 1.5h", BadInterval("1.5h".into())),
             ("every 4m", IntervalTooShort("4m".into())),
+            ("every 30 seconds", IntervalTooShort("30 seconds".into())),
+            ("every 299s", IntervalTooShort("299s".into())),
+            ("every 330s", BadInterval("330s".into())),
             ("every  2   minutes", IntervalTooShort("2 minutes".into())),
             ("every 0h", IntervalTooShort("0h".into())),
             ("every 8d", IntervalTooLong("8d".into())),

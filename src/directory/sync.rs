@@ -47,6 +47,9 @@ pub enum SyncError {
     /// Graph refused a read for want of a permission, named.
     #[error("{0}")]
     PermissionMissing(String),
+    /// Entra ID knows no such tenant any more.
+    #[error("{0}")]
+    TenantNotFound(String),
     /// Graph kept failing (after retries) or answered out of shape.
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -71,8 +74,65 @@ impl From<CredentialError> for SyncError {
     fn from(e: CredentialError) -> Self {
         match e {
             CredentialError::ReconsentRequired(why) => Self::ReconsentRequired(why),
+            CredentialError::TenantNotFound(why) => Self::TenantNotFound(why),
             CredentialError::Failed(why) => Self::Credentials(why),
             CredentialError::Db(e) => Self::Db(e),
+        }
+    }
+}
+
+/// What kind of failure a failed run was, stored beside the tenant's sync error so the console
+/// can say what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Entra ID knows no such tenant any more (AADSTS90002).
+    TenantNotFound,
+    /// Graph refused for want of a permission.
+    PermissionMissing,
+    /// Graph kept throttling (429/503) after the retries.
+    Throttled,
+    /// Anything else: retried later.
+    Other,
+}
+
+impl FailureKind {
+    /// Its stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantNotFound => "tenant_not_found",
+            Self::PermissionMissing => "permission_missing",
+            Self::Throttled => "throttled",
+            Self::Other => "other",
+        }
+    }
+
+    /// Whether a later run may succeed without anyone doing anything.
+    pub fn retried(self) -> bool {
+        matches!(self, Self::Throttled | Self::Other)
+    }
+
+    /// Reads the stored form; an unknown one is `Other`.
+    pub fn parse(stored: &str) -> Self {
+        [
+            Self::TenantNotFound,
+            Self::PermissionMissing,
+            Self::Throttled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == stored)
+        .unwrap_or(Self::Other)
+    }
+}
+
+impl SyncError {
+    /// The kind of failure this is, as the tenant's page explains it.
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::TenantNotFound(_) => FailureKind::TenantNotFound,
+            Self::PermissionMissing(_) => FailureKind::PermissionMissing,
+            Self::Graph(GraphError::Throttled { .. }) => FailureKind::Throttled,
+            _ => FailureKind::Other,
         }
     }
 }

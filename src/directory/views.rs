@@ -11,6 +11,7 @@ use super::SYNC_JOB;
 use super::runs::{RunOutcome, RunTrigger};
 use super::schedule::Schedule;
 use super::store::Tally;
+use super::sync::FailureKind;
 use crate::tenants::TenantStatus;
 
 /// Failed syncs in a row after which a tenant counts as unhealthy.
@@ -56,8 +57,10 @@ pub enum SyncHealth {
     NeverSynced,
     /// A sync is running.
     Syncing,
-    /// The last sync succeeded (or fewer than [`UNHEALTHY_AFTER`] failed since).
+    /// The last sync succeeded.
     Synced,
+    /// The last attempt (or fewer than [`UNHEALTHY_AFTER`] in a row) failed; retried.
+    Retrying,
     /// [`UNHEALTHY_AFTER`] or more syncs in a row failed.
     Failing,
     /// The credential stopped working: the customer must consent again.
@@ -80,6 +83,7 @@ impl SyncHealth {
             TenantStatus::Offboarded | TenantStatus::Disabled => Self::Stopped,
             _ if running || status == TenantStatus::Syncing => Self::Syncing,
             _ if failures >= UNHEALTHY_AFTER => Self::Failing,
+            _ if failures > 0 => Self::Retrying,
             _ if last_success.is_some() => Self::Synced,
             _ => Self::NeverSynced,
         }
@@ -91,6 +95,7 @@ impl SyncHealth {
             Self::NeverSynced => "never_synced",
             Self::Syncing => "syncing",
             Self::Synced => "synced",
+            Self::Retrying => "retrying",
             Self::Failing => "failing",
             Self::ReconsentNeeded => "reconsent_required",
             Self::Stopped => "stopped",
@@ -103,6 +108,7 @@ impl SyncHealth {
             Self::NeverSynced => "Never synced",
             Self::Syncing => "Syncing",
             Self::Synced => "Synced",
+            Self::Retrying => "Retrying after a failure",
             Self::Failing => "Failing",
             Self::ReconsentNeeded => "Consent needed again",
             Self::Stopped => "Not synced",
@@ -127,6 +133,8 @@ pub struct SyncSummary {
     pub sync_failures: i32,
     /// The last failure, in plain words.
     pub sync_error: Option<String>,
+    /// What kind of failure that was (with `sync_error` only).
+    pub failure_kind: Option<FailureKind>,
     /// Users in the copy (not in the recycle bin).
     pub users: i64,
     /// Groups in the copy (not in the recycle bin).
@@ -137,6 +145,11 @@ pub struct SyncSummary {
     pub running: Option<SyncRun>,
     /// Whether a sync job is waiting in the queue.
     pub queued: bool,
+    /// When the queued job is due (a failed run's retry waits its backoff).
+    pub queued_for: Option<OffsetDateTime>,
+    /// About how many objects a full round touches: the last successful full round's count,
+    /// else the copy's size; `None` before any copy exists.
+    pub full_round_objects: Option<i64>,
 }
 
 impl SyncSummary {
@@ -169,21 +182,26 @@ pub async fn sync_summary(
         last_sync_success_at: Option<OffsetDateTime>,
         sync_failures: i32,
         sync_error: Option<String>,
+        sync_failure_kind: Option<String>,
         users: i64,
         groups: i64,
         memberships: i64,
-        queued: bool,
+        queued_for: Option<OffsetDateTime>,
+        last_full_round: Option<i64>,
     }
     let row: Option<Row> = sqlx::query_as(
         "select t.status, t.sync_schedule, t.next_sync_at, t.last_sync_success_at,
-                t.sync_failures, t.sync_error,
+                t.sync_failures, t.sync_error, t.sync_failure_kind,
                 (select count(*) from directory_users u
                   where u.tenant_id = t.id and u.soft_deleted_at is null) as users,
                 (select count(*) from directory_groups g
                   where g.tenant_id = t.id and g.soft_deleted_at is null) as groups,
                 (select count(*) from directory_group_members m where m.tenant_id = t.id) as memberships,
-                exists (select 1 from jobs j
-                         where j.tenant_id = t.id and j.kind = $2 and j.status = 'queued') as queued
+                (select min(j.run_at) from jobs j
+                  where j.tenant_id = t.id and j.kind = $2 and j.status = 'queued') as queued_for,
+                (select r.added::bigint + r.updated + r.soft_deleted + r.removed from sync_runs r
+                  where r.tenant_id = t.id and r.full_round and r.outcome = 'succeeded'
+                  order by r.id desc limit 1) as last_full_round
          from tenants t where t.id = $1",
     )
     .bind(tenant_id)
@@ -199,12 +217,21 @@ pub async fn sync_summary(
         next_sync_at: row.next_sync_at,
         last_sync_success_at: row.last_sync_success_at,
         sync_failures: row.sync_failures,
+        failure_kind: row
+            .sync_failure_kind
+            .filter(|_| row.sync_error.is_some())
+            .map(|k| FailureKind::parse(&k)),
         sync_error: row.sync_error,
+        full_round_objects: row
+            .last_full_round
+            .or(Some(row.users + row.groups))
+            .filter(|n| *n > 0),
         users: row.users,
         groups: row.groups,
         memberships: row.memberships,
         running: running_run(db, tenant_id).await?,
-        queued: row.queued,
+        queued: row.queued_for.is_some(),
+        queued_for: row.queued_for,
     }))
 }
 
@@ -378,24 +405,31 @@ pub async fn users(
     db: &PgPool,
     tenant_id: Uuid,
     search: Option<&str>,
+    state: Option<UserState>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<DirectoryUser>, i64), sqlx::Error> {
     const WHERE: &str = "where tenant_id = $1
           and ($2::text is null or display_name ilike $2 escape '\\'
                or user_principal_name ilike $2 escape '\\' or mail ilike $2 escape '\\'
-               or object_id = $3)";
+               or object_id = $3)
+          and ($4::text is null
+               or ($4 = 'enabled' and soft_deleted_at is null and account_enabled is not false)
+               or ($4 = 'disabled' and soft_deleted_at is null and account_enabled is false)
+               or ($4 = 'deleted' and soft_deleted_at is not null))";
+    let state = state.map(UserState::as_str);
     let (pattern, id) = search_terms(search);
     let rows = sqlx::query_as(&format!(
         "select object_id, user_principal_name, display_name, given_name, surname, mail,
                 business_phones, mobile_phone, job_title, department, account_enabled,
                 soft_deleted_at, last_seen_at, updated_at
          from directory_users {WHERE}
-         order by display_name, object_id limit $4 offset $5"
+         order by display_name, object_id limit $5 offset $6"
     ))
     .bind(tenant_id)
     .bind(&pattern)
     .bind(id)
+    .bind(state)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
@@ -404,9 +438,50 @@ pub async fn users(
         .bind(tenant_id)
         .bind(&pattern)
         .bind(id)
+        .bind(state)
         .fetch_one(db)
         .await?;
     Ok((rows, total))
+}
+
+/// Which users of the copy a list shows: active accounts, disabled ones, or those in Entra's
+/// recycle bin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserState {
+    /// Enabled (or not known to be disabled), not deleted.
+    Enabled,
+    /// Sign-in blocked, not deleted.
+    Disabled,
+    /// In the recycle bin.
+    Deleted,
+}
+
+impl UserState {
+    /// Every state, in the order a filter offers them.
+    pub const ALL: [UserState; 3] = [Self::Enabled, Self::Disabled, Self::Deleted];
+
+    /// Its name in links and queries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Disabled => "Disabled",
+            Self::Deleted => "In recycle bin",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// A group in the directory copy, with its member count.
@@ -547,36 +622,44 @@ pub async fn group_members(
     db: &PgPool,
     tenant_id: Uuid,
     group_id: Uuid,
+    search: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<GroupMember>, i64), sqlx::Error> {
-    let rows = sqlx::query_as(
+    const FROM: &str = "from directory_group_members m
+         left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
+         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
+         where m.tenant_id = $1 and m.group_id = $2
+           and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\\'
+                or u.user_principal_name ilike $3 escape '\\'
+                or coalesce(u.mail, g.mail) ilike $3 escape '\\' or m.member_id = $4)";
+    let (pattern, id) = search_terms(search);
+    let rows = sqlx::query_as(&format!(
         "select m.member_id, m.member_type,
                 (u.object_id is not null or g.object_id is not null) as in_copy,
                 coalesce(u.display_name, g.display_name) as display_name,
                 u.user_principal_name, coalesce(u.mail, g.mail) as mail,
                 coalesce(u.soft_deleted_at, g.soft_deleted_at) is not null as soft_deleted
-         from directory_group_members m
-         left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
-         left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-         where m.tenant_id = $1 and m.group_id = $2
+         {FROM}
          order by (u.object_id is null and g.object_id is null),
                   coalesce(u.display_name, g.display_name), m.member_id
-         limit $3 offset $4",
-    )
+         limit $5 offset $6"
+    ))
     .bind(tenant_id)
     .bind(group_id)
+    .bind(&pattern)
+    .bind(id)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(
-        "select count(*) from directory_group_members where tenant_id = $1 and group_id = $2",
-    )
-    .bind(tenant_id)
-    .bind(group_id)
-    .fetch_one(db)
-    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) {FROM}"))
+        .bind(tenant_id)
+        .bind(group_id)
+        .bind(&pattern)
+        .bind(id)
+        .fetch_one(db)
+        .await?;
     Ok((rows, total))
 }
 
@@ -595,7 +678,9 @@ mod tests {
 
     #[test]
     fn health_puts_consent_first_then_a_running_sync_then_failures() {
-        use SyncHealth::{Failing, NeverSynced, ReconsentNeeded, Stopped, Synced, Syncing};
+        use SyncHealth::{
+            Failing, NeverSynced, ReconsentNeeded, Retrying, Stopped, Synced, Syncing,
+        };
         use TenantStatus::{Active, Offboarded, ReconsentRequired};
         let at = Some(OffsetDateTime::now_utc());
         assert_eq!(
@@ -606,7 +691,10 @@ mod tests {
         assert_eq!(SyncHealth::of(Active, true, at, 4), Syncing);
         assert_eq!(SyncHealth::of(Active, false, at, 3), Failing);
         assert_eq!(SyncHealth::of(Active, false, None, 3), Failing);
-        assert_eq!(SyncHealth::of(Active, false, at, 2), Synced);
-        assert_eq!(SyncHealth::of(Active, false, None, 1), NeverSynced);
+        // The first failure already warns: it is not "Synced".
+        assert_eq!(SyncHealth::of(Active, false, at, 2), Retrying);
+        assert_eq!(SyncHealth::of(Active, false, None, 1), Retrying);
+        assert_eq!(SyncHealth::of(Active, false, at, 0), Synced);
+        assert_eq!(SyncHealth::of(Active, false, None, 0), NeverSynced);
     }
 }

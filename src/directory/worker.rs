@@ -234,34 +234,41 @@ pub async fn sync_once(
         }
         _ => {}
     }
-    tx.commit().await?;
+    // The tenant's health changes with the run's end, so no page shows a finished run beside a
+    // tenant that looks as before.
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {
             let schedule = tenant_schedule(db, tenant).await?;
             sqlx::query(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
-                        next_sync_at = $2
+                        sync_failure_kind = null, next_sync_at = $2
                  where id = $1",
             )
             .bind(tenant)
             .bind(schedule::next_due(&schedule, now, Some(now)))
-            .execute(db)
+            .execute(&mut *tx)
             .await?;
         }
-        Err(SyncError::ReconsentRequired(why)) => {
-            tenants::require_reconsent(db, tenant, why).await?;
-        }
+        Err(SyncError::ReconsentRequired(_)) => {}
         Err(e) if outcome == RunOutcome::Failed => {
             sqlx::query(
-                "update tenants set sync_failures = sync_failures + 1, sync_error = $2 where id = $1",
+                "update tenants set sync_failures = sync_failures + 1, sync_error = $2,
+                        sync_failure_kind = $3
+                 where id = $1",
             )
             .bind(tenant)
             .bind(e.to_string())
-            .execute(db)
+            .bind(e.failure_kind().as_str())
+            .execute(&mut *tx)
             .await?;
         }
         Err(_) => {}
+    }
+    tx.commit().await?;
+    // Its own transaction (it cancels queued syncs and audits), after the run's end.
+    if let Err(SyncError::ReconsentRequired(why)) = &result {
+        tenants::require_reconsent(db, tenant, why).await?;
     }
     crate::metrics::record_sync_run(
         outcome.as_str(),
@@ -276,7 +283,9 @@ pub async fn sync_once(
     );
     let retry = !matches!(
         result,
-        Err(SyncError::ReconsentRequired(_) | SyncError::PermissionMissing(_))
+        Err(SyncError::ReconsentRequired(_)
+            | SyncError::PermissionMissing(_)
+            | SyncError::TenantNotFound(_))
     );
     Ok(RunReport {
         run_id: Some(run_id),

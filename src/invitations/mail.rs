@@ -94,14 +94,23 @@ pub async fn enqueue(
     .fetch_one(&mut *tx)
     .await?;
     let email = render(cx, invitation, link, &profile);
-    let sealed = cx
-        .keys
-        .seal(&serde_json::to_vec(&email).expect("an email serialises"));
+    enqueue_email(tx, cx.keys, &email, Some(invitation.id)).await
+}
+
+/// Queues any email carrying a link, sealed, for the outbox worker (`invitation`: the
+/// customer invitation it belongs to, whose end drops it unsent).
+pub async fn enqueue_email(
+    tx: &mut PgConnection,
+    keys: &Keyring,
+    email: &Email,
+    invitation: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let sealed = keys.seal(&serde_json::to_vec(email).expect("an email serialises"));
     sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
-        .bind(invitation.id)
+        .bind(invitation)
         .bind(&email.to)
         .bind(sealed)
-        .bind(cx.keys.id())
+        .bind(keys.id())
         .execute(tx)
         .await?;
     Ok(())

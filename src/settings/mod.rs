@@ -184,13 +184,19 @@ impl std::fmt::Display for Branding {
 }
 
 impl Branding {
-    /// "contact X" in words that say how: the email and/or the page, else the provider's name.
+    /// Whether customers are given a support email or page to write to.
+    pub fn has_support_contact(&self) -> bool {
+        self.support_email.is_some() || self.support_url.is_some()
+    }
+
+    /// "contact X" in words that say how: the email and/or the page, else the person who
+    /// invited them (the console warns the operator that no contact is set).
     pub fn contact(&self) -> String {
         match (&self.support_email, &self.support_url) {
             (Some(mail), Some(url)) => format!("{} ({} or {})", self.name, mail.as_str(), url),
             (Some(mail), None) => format!("{} at {}", self.name, mail.as_str()),
             (None, Some(url)) => format!("{} at {}", self.name, url),
-            (None, None) => format!("{} (your contact there)", self.name),
+            (None, None) => format!("the person at {} who invited you", self.name),
         }
     }
 }
@@ -923,7 +929,7 @@ mod tests {
             name: "Acme".into(),
             ..Branding::default()
         };
-        assert_eq!(b.contact(), "Acme (your contact there)");
+        assert_eq!(b.contact(), "the person at Acme who invited you");
         b.support_email = Some(EmailAddress::parse("help@acme.example").unwrap());
         assert_eq!(b.contact(), "Acme at help@acme.example");
         b.support_url = Some(Url::parse("https://acme.example/help").unwrap());

@@ -11,7 +11,7 @@ pub const READYZ: &str = "/readyz";
 /// Prometheus metrics (restricted: see `GANGWAY_METRICS_TOKEN`, `GANGWAY_METRICS_LISTEN`).
 pub const METRICS: &str = "/metrics";
 /// The stylesheet; served immutable, so its name changes with its content.
-pub const STATIC_CSS: &str = "/static/gangway-4.css";
+pub const STATIC_CSS: &str = "/static/gangway-5.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
 pub const STATIC_JS: &str = "/static/gangway-5.js";
 
@@ -33,6 +33,8 @@ pub const INVITATIONS: &str = "/console/invitations";
 pub const NEW_INVITATION: &str = "/console/invitations/new";
 /// One invitation.
 pub const INVITATION: &str = "/console/invitations/{id}";
+/// The link just minted for an invitation, shown once (after create, resend or re-consent).
+pub const INVITATION_LINK: &str = "/console/invitations/{id}/link";
 /// POST: a new link, the old one dies.
 pub const RESEND_INVITATION: &str = "/console/invitations/{id}/resend";
 /// POST: withdraw for good.
@@ -101,6 +103,11 @@ pub const EDIT_CUSTOMER: &str = "/console/customers/{id}/edit";
 pub const AUDIT: &str = "/console/audit";
 /// Operators (admins only).
 pub const OPERATORS: &str = "/console/operators";
+/// POST: invite an operator by email (admins).
+pub const OPERATOR_INVITE: &str = "/console/operators/invite";
+/// An invited operator sets their password: opened with `?token=…`, which moves into the
+/// session, then shown without it.
+pub const OPERATOR_JOIN: &str = crate::operator_invites::JOIN_PATH;
 /// POST: change an operator's role.
 pub const OPERATOR_ROLE: &str = "/console/operators/{id}/role";
 /// POST: end an operator's sessions.

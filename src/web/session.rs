@@ -20,6 +20,10 @@ pub const PENDING_CONSENT: &str = "pending_consent";
 pub const CONFIRMING: &str = "confirming_consent";
 /// The outcome the result page shows (after the callback or the customer-app form).
 pub const RESULT: &str = "result";
+/// A link, token or secret just made, shown once on the page the POST redirects to.
+pub const REVEAL: &str = "reveal";
+/// The link token of an operator invitation being used (moved out of the address at once).
+pub const OPERATOR_INVITE: &str = "operator_invite";
 /// The CSRF token of this session.
 pub const CSRF: &str = "csrf_token";
 /// The pending sign-in with Entra ID (state, nonce, PKCE verifier, tenant), single use.

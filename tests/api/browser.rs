@@ -23,6 +23,11 @@ pub(crate) struct ChromeDriver {
 
 impl ChromeDriver {
     pub(crate) async fn start() -> Self {
+        Self::start_in_zone("UTC").await
+    }
+
+    /// A ChromeDriver whose browsers live in time zone `tz` (an IANA name).
+    pub(crate) async fn start_in_zone(tz: &str) -> Self {
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -31,6 +36,7 @@ impl ChromeDriver {
             .port();
         let process = Command::new(&binary)
             .arg(format!("--port={port}"))
+            .env("TZ", tz)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -530,7 +536,10 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     .execute(&app.db)
     .await
     .unwrap();
-    wait_for_text(&operator, "progress finished").await;
+    // Once it ends, the page shows how it went, without a reload (the first sync, queued by
+    // the consent, still waits).
+    wait_for_text(&operator, "data-sync-phase=\"queued\"").await;
+    assert!(!operator.source().await.unwrap().contains("Syncing now"));
     // A schedule too frequent comes back with its field focused.
     operator
         .form(Locator::Css("form[data-schedule-form]"))
@@ -830,4 +839,212 @@ async fn a_consent_still_propagating_finishes_by_itself_in_a_real_browser() {
         .await
         .unwrap();
     check_page(&admin, "wizard-finishing", false).await;
+}
+
+#[tokio::test]
+async fn a_sync_is_followed_from_queued_to_its_result_without_reloading_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    // Consenting queues the first sync.
+    let tenant = crate::sync::connect(&app, &tid, &crate::sync::all_app_permissions()).await;
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let operator = driver.browser().await;
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "New invitation").await;
+    operator
+        .goto(&app.url(&paths::with_id(paths::TENANT, tenant)))
+        .await
+        .unwrap();
+    wait_for_text(&operator, "A sync is queued").await;
+    check_page(&operator, "tenant-queued", true).await;
+    // A mark a reload would wipe.
+    eval(&operator, "(window.stillThisPage = true)").await;
+
+    let report = crate::sync::work(&app).await;
+    assert_eq!(
+        report.outcome,
+        gangway::directory::runs::RunOutcome::Succeeded
+    );
+    for _ in 0..100 {
+        let badge = eval(
+            &operator,
+            "document.getElementById('sync-badge').textContent",
+        )
+        .await;
+        if badge == json!("Synced") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let source = wait_for_text(&operator, ">Succeeded<").await;
+    assert!(
+        !source.contains("A sync is queued"),
+        "the queued notice went"
+    );
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        eval(
+            &operator,
+            "document.querySelector('#tenant-tabs .count').textContent"
+        )
+        .await,
+        json!(users.to_string()),
+        "the tabs count what the sync brought"
+    );
+    assert_eq!(
+        eval(
+            &operator,
+            "document.getElementById('sync-badge').textContent"
+        )
+        .await,
+        json!("Synced"),
+        "the badge follows the run"
+    );
+    assert_eq!(
+        eval(&operator, "window.stillThisPage === true").await,
+        json!(true),
+        "followed without a reload"
+    );
+    check_page(&operator, "tenant-synced", true).await;
+    operator.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_invites_an_operator_who_sets_a_password_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let admin = driver.browser().await;
+    admin.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&admin, "input[name=email]", "ops@provider.test").await;
+    fill(&admin, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(&admin, "form[action='/console/login'] button[type=submit]").await;
+    wait_for_text(&admin, "New invitation").await;
+    admin.goto(&app.url(paths::OPERATORS)).await.unwrap();
+    wait_for_text(&admin, "Invite an operator").await;
+    check_page(&admin, "operators-invite", true).await;
+    fill(&admin, "#invite-email", "jane.doe@provider.test").await;
+    click(
+        &admin,
+        "form[action='/console/operators/invite'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&admin, "This link is shown only now").await;
+    check_page(&admin, "operators-invited", true).await;
+    let link = admin
+        .find(Locator::Css("#operator-link-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the link is shown");
+
+    let invitee = driver.browser().await;
+    invitee.goto(&link).await.unwrap();
+    wait_for_text(&invitee, "Set your password").await;
+    assert!(
+        !invitee
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("token"),
+        "the token left the address"
+    );
+    check_page(&invitee, "operator-join", false).await;
+    fill(&invitee, "#password", "correct horse battery").await;
+    fill(&invitee, "#confirm", "correct horse battery").await;
+    click(&invitee, "form[action='/console/join'] button[type=submit]").await;
+    wait_for_text(&invitee, "Your account is ready").await;
+    check_page(&invitee, "login-joined", false).await;
+    fill(&invitee, "input[name=password]", "correct horse battery").await;
+    click(
+        &invitee,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&invitee, "jane.doe@provider.test").await;
+    admin.close().await.unwrap();
+    invitee.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn times_read_in_the_viewers_zone_with_utc_on_hover_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let customer = app.customer(0).clone();
+    let issued = app
+        .invite("delegated", &customer.admin.username, None)
+        .await;
+    let driver = ChromeDriver::start_in_zone("Asia/Kolkata").await;
+
+    // The customer in India reads the link's expiry in their own time.
+    let admin = driver.browser().await;
+    admin.goto(issued.link.as_str()).await.unwrap();
+    wait_for_text(&admin, "Link valid until").await;
+    let utc = gangway::format::datetime(issued.invitation.expires_at);
+    let shown = eval(
+        &admin,
+        "document.querySelector('time[datetime]').textContent",
+    )
+    .await;
+    let title = eval(&admin, "document.querySelector('time[datetime]').title").await;
+    assert!(
+        shown.as_str().unwrap().contains("GMT+5:30"),
+        "in the viewer's zone: {shown}"
+    );
+    assert_eq!(title, json!(utc), "UTC on hover");
+    check_page(&admin, "wizard-local-time", false).await;
+
+    // So does the operator, on the console's pages.
+    app.add_operator("ops@provider.test", Role::Admin).await;
+    let operator = driver.browser().await;
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&operator, "input[name=email]", "ops@provider.test").await;
+    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "New invitation").await;
+    operator
+        .goto(&app.url(&paths::with_id(paths::INVITATION, issued.invitation.id)))
+        .await
+        .unwrap();
+    wait_for_text(&operator, "Timeline").await;
+    let created = eval(
+        &operator,
+        "[...document.querySelectorAll('time[data-absolute]')].map(t => t.textContent + ' | ' + t.title)[0]",
+    )
+    .await;
+    let created = created.as_str().unwrap();
+    assert!(
+        created.contains("GMT+5:30") && created.contains(" UTC"),
+        "local time, UTC on hover: {created}"
+    );
+    let expires = eval(
+        &operator,
+        "[...document.querySelectorAll('time:not([data-absolute])')].map(t => t.title).find(t => t.includes('UTC'))",
+    )
+    .await;
+    assert!(
+        expires.as_str().unwrap().contains("GMT+5:30"),
+        "relative times get the local time on hover: {expires}"
+    );
+    admin.close().await.unwrap();
+    operator.close().await.unwrap();
 }

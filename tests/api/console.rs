@@ -363,12 +363,15 @@ async fn invalid_input_is_shown_next_to_its_field_and_all_input_is_kept() {
 async fn a_created_invitation_shows_its_link_once_and_the_link_opens_the_wizard() {
     let app = TestApp::spawn().await;
     app.sign_in(Role::Admin).await;
-    let response = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "rendered directly, not redirected with the link"
+    let created = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER, "post/redirect/get");
+    let to = location(created).await;
+    assert!(
+        !to.contains("token"),
+        "the link is not in the redirect: {to}"
     );
+    let response = app.get(&to).await;
+    assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let page = body(response).await;
     let link = input_value(&page, "invitation_link").expect("the link is shown");
@@ -395,6 +398,35 @@ async fn a_created_invitation_shows_its_link_once_and_the_link_opens_the_wizard(
     assert!(list.contains("Application (admin consent)"));
     assert!(list.contains("badge opened") || list.contains("badge pending"));
     assert!(!list.contains(&link), "the link is never shown again");
+
+    // Reloading the page that showed the link repeats nothing and shows it no more.
+    let reloaded = app.get(&to).await;
+    let detail = location(reloaded).await;
+    assert!(
+        detail.starts_with(&paths::with_id(
+            paths::INVITATION,
+            invitation_id(&app).await
+        )),
+        "{detail}"
+    );
+    let detail = body(app.get(&detail).await).await;
+    assert!(
+        !detail.contains(&link),
+        "the link is not shown a second time"
+    );
+    assert!(detail.contains("shown once"), "{detail}");
+    assert_eq!(invitation_count(&app).await, 1, "no second invitation");
+    assert_eq!(app.deliver_mail().await.sent, 0, "no second mail");
+    let still = browser().get(&link).send().await.unwrap();
+    assert_eq!(location(still).await, paths::WIZARD, "the link still works");
+}
+
+/// The id of the only invitation.
+async fn invitation_id(app: &TestApp) -> Uuid {
+    sqlx::query_scalar("select id from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -405,7 +437,9 @@ async fn without_a_mail_server_the_operator_is_told_to_send_the_link() {
     })
     .await;
     app.sign_in(Role::Admin).await;
-    let response = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
+    let response = app
+        .post_and_follow(paths::NEW_INVITATION, &valid_form())
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = body(response).await;
     assert!(page.contains("No mail server is configured"), "{page}");
@@ -516,15 +550,25 @@ async fn resend_gives_a_new_link_and_the_old_one_stops_working() {
         "admins see Resend"
     );
 
-    let response = app
+    let resent = app
         .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
         .await;
+    let to = location(resent).await;
+    let response = app.get(&to).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let page = body(response).await;
     let fresh = input_value(&page, "invitation_link").expect("the new link is shown");
     assert_ne!(fresh, issued.link.as_str());
     assert!(page.contains("previous link no longer works"));
+    // A reload mints no further link: the one just shown keeps working.
+    let reloaded = app.get(&to).await;
+    assert!(reloaded.status().is_redirection());
+    let again = body(app.get(&location(reloaded).await).await).await;
+    assert!(
+        !again.contains(&fresh),
+        "the link is not shown a second time"
+    );
 
     let old = browser().get(issued.link.as_str()).send().await.unwrap();
     assert_eq!(
@@ -762,7 +806,11 @@ async fn tenants_appear_once_consented_and_never_show_credentials() {
 async fn the_audit_log_lists_what_operators_did() {
     let app = TestApp::spawn().await;
     let email = app.sign_in(Role::Admin).await;
-    let page = body(app.post_form(paths::NEW_INVITATION, &valid_form()).await).await;
+    let page = body(
+        app.post_and_follow(paths::NEW_INVITATION, &valid_form())
+            .await,
+    )
+    .await;
     assert!(page.contains("Invitation created for Fabrikam Inc"));
     let id: Uuid = sqlx::query_scalar("select id from invitations")
         .fetch_one(&app.db)

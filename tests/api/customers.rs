@@ -41,7 +41,7 @@ async fn body(response: reqwest::Response) -> String {
 /// Creates an invitation through the console form and returns its link.
 async fn invite_through_the_console(app: &TestApp, customer: &str, email: &str) -> Url {
     let response = app
-        .post_form(
+        .post_and_follow(
             paths::NEW_INVITATION,
             &[
                 ("customer_name", customer),

@@ -207,6 +207,13 @@ impl TestApp {
         post_with_csrf(&self.client, self, path, fields).await
     }
 
+    /// POST a form as [`post_form`](Self::post_form) does, insist on a redirect (post/redirect/
+    /// get) and follow it: the page the browser shows after the POST.
+    pub async fn post_and_follow(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let to = location(self.post_form(path, fields).await).await;
+        self.get(&to).await
+    }
+
     /// Adds an operator with [`OPERATOR_PASSWORD`] directly through the domain.
     pub async fn add_operator(&self, email: &str, role: Role) {
         operators::add(

@@ -16,7 +16,7 @@ use crate::sync_console::{group, member, tenant, user};
 /// Creates a token in the console as the signed-in admin and returns it (shown once).
 pub(crate) async fn token(app: &TestApp, name: &str, scope: &str) -> String {
     let response = app
-        .post_form(
+        .post_and_follow(
             paths::API_TOKENS,
             &[("name", name), ("scope", scope), ("valid_days", "90")],
         )
@@ -61,6 +61,33 @@ fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value, status: u16) -
         && body["status"] == status
         && body["title"].is_string()
         && body["detail"].as_str().is_some_and(|d| !d.is_empty())
+}
+
+#[tokio::test]
+async fn reloading_the_new_token_page_neither_shows_it_again_nor_makes_another() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let created = app
+        .post_form(
+            paths::API_TOKENS,
+            &[("name", "crm"), ("scope", "read"), ("valid_days", "90")],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER, "post/redirect/get");
+    let to = crate::helpers::location(created).await;
+    let shown = app.get(&to).await.text().await.unwrap();
+    let token = shown
+        .split("id=\"new-token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("shown on the page the POST led to");
+    let reloaded = app.get(&to).await.text().await.unwrap();
+    assert!(!reloaded.contains("id=\"new-token\"") && !reloaded.contains(token));
+    let count: i64 = sqlx::query_scalar("select count(*) from api_tokens")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod jobs;
 mod json_api;
 mod limits;
 mod mail;
+mod operator_invites;
 mod ops;
 mod polish;
 mod security;

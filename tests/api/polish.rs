@@ -285,3 +285,63 @@ async fn the_tenant_page_shows_the_application_permissions_granted_not_default()
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn the_console_speaks_of_people_and_permissions_by_name_and_warns_of_a_missing_contact() {
+    let app = TestApp::spawn().await;
+    let email = app.sign_in(Role::Admin).await;
+
+    // Who made a token or an endpoint is their address, not a stored actor code.
+    app.post_form(
+        paths::API_TOKENS,
+        &[("name", "crm"), ("scope", "read"), ("valid_days", "90")],
+    )
+    .await;
+    let tokens = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(tokens.contains(&format!("by {email}")) && !tokens.contains("operator:"));
+
+    // A new webhook endpoint starts with every event ticked.
+    let webhooks = app.get(paths::WEBHOOKS).await.text().await.unwrap();
+    assert!(
+        webhooks.contains("name=\"events\" value=\"*\" checked"),
+        "{webhooks}"
+    );
+
+    // A delegated consent's scopes read as names, as an application consent's roles do.
+    let tenant = crate::sync_console::tenant(&app, "Contoso").await;
+    sqlx::query(
+        "update tenants set granted_scopes = '{https://graph.microsoft.com/User.Read.All,offline_access}'
+         where id = $1",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let page = app
+        .get(&paths::with_id(paths::TENANT, tenant))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<code>User.Read.All</code>") && !page.contains("graph.microsoft.com/User")
+    );
+
+    // The application-mode wizard explains the sign-in permission Microsoft's page adds.
+    let issued = app
+        .invite("application", "admin@contoso.example", None)
+        .await;
+    let wizard = Customer::open(&app, &issued.link).await.wizard(&app).await;
+    assert!(wizard.contains("Sign in and read user profile"), "{wizard}");
+
+    // Without a support contact the operator is told so; the customer is pointed at a person.
+    let form = app.get(paths::NEW_INVITATION).await.text().await.unwrap();
+    assert!(form.contains("No support contact is set"), "{form}");
+    app.deliver_mail().await;
+    let mail = app.mail.messages().pop().unwrap().text();
+    assert!(
+        mail.contains("Contact the person at Test Provider who invited you")
+            && !mail.contains("(your contact there)"),
+        "{mail}"
+    );
+}

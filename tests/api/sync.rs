@@ -11,6 +11,7 @@ use gangway::directory::worker::{self, RunReport, WorkerConfig};
 use gangway::directory::{schedule, sync::Syncer};
 use gangway::invitations::{self, permissions};
 use gangway::jobs::Outcome;
+use gangway::operators::Role;
 use gangway::tenants::{self, Consent};
 use gangway::types::{Secret, TenantId};
 use serde_json::{Value, json};
@@ -1040,6 +1041,22 @@ async fn a_missing_permission_is_named_and_not_retried_in_a_storm() {
             .unwrap();
     assert_eq!(status, "active");
     assert!(sync_error.unwrap().contains("Group.Read.All"));
+    // The page names the next step: the admin grants it, asked by a re-consent invitation.
+    app.sign_in(Role::Admin).await;
+    let page = app
+        .get(&gangway::web::paths::with_id(
+            gangway::web::paths::TENANT,
+            tenant,
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Group.Read.All is required") && page.contains("Grant admin consent"));
+    assert!(page.contains(&gangway::web::paths::with_id(
+        gangway::web::paths::RECONSENT_TENANT,
+        tenant
+    )));
     let job_status: String = sqlx::query_scalar("select status from jobs where id = $1")
         .bind(job)
         .fetch_one(&app.db)
@@ -1060,6 +1077,59 @@ async fn a_missing_permission_is_named_and_not_retried_in_a_storm() {
             .await
             .unwrap();
     assert!(users > 10);
+}
+
+#[tokio::test]
+async fn a_tenant_microsoft_no_longer_knows_stops_looking_active_and_says_what_to_do() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    // As if the tenant was deleted at Microsoft: Entra ID answers AADSTS90002 for its id.
+    sqlx::query("update tenants set entra_tenant_id = gen_random_uuid() where id = $1")
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = work(&app).await;
+    assert_eq!(report.outcome, RunOutcome::Failed);
+    assert!(!report.retry, "no retry brings a deleted tenant back");
+    assert!(report.error.unwrap().contains("AADSTS90002"));
+
+    let page = app
+        .get(&gangway::web::paths::with_id(
+            gangway::web::paths::TENANT,
+            tenant,
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains(">Active<") && page.contains("Not found at Microsoft"),
+        "the tenant no longer looks active: {page}"
+    );
+    assert!(
+        page.contains("class=\"badge failing\" id=\"sync-badge\" data-live>Failing<"),
+        "no retry mends it, so it fails from the first time: {page}"
+    );
+    assert!(page.contains("What to do:") && page.contains("If the customer left, offboard it"));
+    assert!(
+        page.contains("href=\"#offboard\"") && page.contains("Invite the customer's admin again"),
+        "{page}"
+    );
+    let progress: Value = app
+        .get(&gangway::web::paths::with_id(
+            gangway::web::paths::SYNC_PROGRESS,
+            tenant,
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["phase"], "idle");
+    assert_eq!(progress["failure_kind"], "tenant_not_found");
+    assert_eq!(progress["health"], "retrying", "the first failure");
 }
 
 #[tokio::test]
@@ -1171,7 +1241,7 @@ async fn delegated_refresh_tokens_rotate_and_a_revoked_consent_asks_for_a_new_on
     assert!(page.contains("Send re-consent invitation"), "{page}");
     let csrf = crate::helpers::input_value(&page, "csrf_token").unwrap();
     let response = app
-        .post_form(
+        .post_and_follow(
             &format!("/console/tenants/{tenant}/reconsent"),
             &[("csrf_token", &csrf)],
         )

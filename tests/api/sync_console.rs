@@ -272,6 +272,34 @@ async fn users_are_found_by_upn_mail_or_name_paged_and_soft_deleted_ones_flagged
 
     let none = body(app.get(&format!("{users}?q=nobody-at-all")).await).await;
     assert!(none.contains("No users match"), "{none}");
+
+    // Filtered by account: disabled ones, those in the recycle bin, enabled ones with a search.
+    sqlx::query("update directory_users set account_enabled = false where user_principal_name = 'alexw@contoso.example'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let by_state = |state: &str, q: &str| {
+        let url = format!("{users}?state={state}&q={q}");
+        let app = &app;
+        async move { rows(&body(app.get(&url).await).await) }
+    };
+    let disabled = by_state("disabled", "").await;
+    assert_eq!(disabled.len(), 1);
+    assert!(disabled[0].contains("Alex Wilber"));
+    let deleted = by_state("deleted", "").await;
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].contains("Gone Person"));
+    assert!(by_state("enabled", "alexw").await.is_empty());
+    assert_eq!(by_state("enabled", "adele").await.len(), 1);
+    let page = body(app.get(&format!("{users}?state=disabled")).await).await;
+    assert!(
+        page.contains("<option value=\"disabled\" selected>") && page.contains("Clear filters")
+    );
+    assert_eq!(
+        by_state("sideways", "").await.len(),
+        50,
+        "junk means no filter"
+    );
 }
 
 #[tokio::test]
@@ -346,6 +374,26 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
         "a member the copy does not hold shows by id and type: {}",
         members[3]
     );
+    // Members are found by name, UPN, mail or object id.
+    let group_url = paths::tenant_group(id, sales);
+    for (q, expected) in [
+        ("wilber", "Alex Wilber"),
+        ("adele.vance@", "Adele Vance"),
+        ("sales eu", "Sales EU"),
+        (&not_yet.to_string()[..], "Not in the copy"),
+    ] {
+        let found = rows(
+            &body(
+                app.get(&format!("{group_url}?q={q}").replace(' ', "+"))
+                    .await,
+            )
+            .await,
+        );
+        assert_eq!(found.len(), 1, "{q}: {found:?}");
+        assert!(found[0].contains(expected), "{q}: {}", found[0]);
+    }
+    let none = body(app.get(&format!("{group_url}?q=nobody")).await).await;
+    assert!(none.contains("No members match"), "{none}");
     // Another tenant's id in the path finds nothing.
     let other = tenant(&app, "Fabrikam").await;
     assert_eq!(
@@ -438,7 +486,10 @@ async fn a_schedule_edit_is_saved_and_audited_and_bad_input_comes_back_with_its_
     );
     let page = decoded(&body(app.get(&format!("{page_url}?done=schedule_saved")).await).await);
     assert!(
-        page.contains("Sync schedule saved") && page.contains("Daily at 02:30 (Europe/Berlin)")
+        page.contains("Sync schedule saved")
+            && page.contains("Daily at 02:30 (Europe/Berlin)")
+            && page.contains(" 02:30 Europe/Berlin</time>)"),
+        "the next run reads in the schedule's own zone: {page}"
     );
     assert!(!page.contains("(the default)"));
     assert_eq!(
@@ -485,6 +536,24 @@ async fn a_schedule_edit_is_saved_and_audited_and_bad_input_comes_back_with_its_
             && page.contains("aria-describedby=\"every_count-error\"")
     );
     assert!(page.contains("<option value=\"minutes\" selected>"));
+
+    // A unit the form does not offer is not read as hours: 30 seconds is refused as too often.
+    let seconds = app
+        .post_form(
+            &schedule_url,
+            &[
+                ("schedule_kind", "every"),
+                ("every_count", "30"),
+                ("every_unit", "seconds"),
+            ],
+        )
+        .await;
+    assert_eq!(seconds.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = decoded(&body(seconds).await);
+    assert!(
+        page.contains("Every 30 seconds is too often: the shortest interval is 5 minutes."),
+        "{page}"
+    );
 
     let unknown_zone = app
         .post_form(
@@ -638,9 +707,10 @@ async fn the_progress_json_follows_a_running_sync() {
     assert!(idle["run"].is_null());
     let page_url = paths::with_id(paths::TENANT, id);
     assert!(
-        !body(app.get(&page_url).await)
+        body(app.get(&page_url).await)
             .await
-            .contains("data-progress-url")
+            .contains("data-sync-phase=\"idle\""),
+        "nothing to follow"
     );
 
     let run_id = run(&app, id, "running", None).await;
@@ -698,6 +768,20 @@ async fn the_progress_json_follows_a_running_sync() {
     ] {
         assert!(runs[0].contains(expected), "{expected} in {}", runs[0]);
     }
+
+    // The next full round is measured against the last one: "N of about M objects".
+    let next = run(&app, id, "running", None).await;
+    let following: Value = app.get(&progress_url).await.json().await.unwrap();
+    assert_eq!(following["phase"], "running");
+    assert_eq!(following["run"]["id"], next);
+    assert_eq!(following["run"]["expected_objects"], 404);
+    let page = body(app.get(&page_url).await).await;
+    assert!(
+        page.contains("<span data-progress=\"objects\">124</span> of about 404 objects"),
+        "{page}"
+    );
+    assert!(page.contains("<progress max=\"404\" value=\"124\""));
+
     assert_eq!(
         app.get(&paths::with_id(paths::SYNC_PROGRESS, Uuid::new_v4()))
             .await
@@ -787,7 +871,7 @@ async fn the_tenants_list_shows_each_sync_and_a_missing_permission_is_shown_prom
     );
     let retrying_row = row("Retrying Corp");
     assert!(
-        retrying_row.contains("badge synced") && retrying_row.contains("The last attempt failed"),
+        retrying_row.contains("badge retrying") && retrying_row.contains("The last attempt failed"),
         "{retrying_row}"
     );
     assert!(row("Revoked Corp").contains("Consent needed again"));

@@ -119,7 +119,7 @@ pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (Uuid, S
     allow_loopback(app).await;
     let mut fields = vec![("url", url), ("description", "tests")];
     fields.extend(events.iter().map(|e| ("events", *e)));
-    let response = app.post_form(paths::WEBHOOKS, &fields).await;
+    let response = app.post_and_follow(paths::WEBHOOKS, &fields).await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = response.text().await.unwrap();
     let secret = page
@@ -289,13 +289,59 @@ async fn a_failing_receiver_gets_retries_with_backoff_until_a_success_stops_them
 }
 
 #[tokio::test]
+async fn reloading_after_adding_or_rotating_shows_the_secret_no_more_and_repeats_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let added = app
+        .post_form(
+            paths::WEBHOOKS,
+            &[("url", "https://hooks.example/in"), ("events", "*")],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER, "post/redirect/get");
+    let to = crate::helpers::location(added).await;
+    let shown = app.get(&to).await.text().await.unwrap();
+    assert!(shown.contains("id=\"new-secret\"") && shown.contains("Endpoint added."));
+    let reloaded = app.get(&to).await.text().await.unwrap();
+    assert!(!reloaded.contains("id=\"new-secret\"") && !reloaded.contains("whsec_"));
+    assert_eq!(
+        webhooks::list(&app.db).await.unwrap().len(),
+        1,
+        "no second endpoint"
+    );
+
+    let id = webhooks::list(&app.db).await.unwrap()[0].id;
+    let rotated = app
+        .post_form(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
+        .await;
+    let to = crate::helpers::location(rotated).await;
+    let shown = app.get(&to).await.text().await.unwrap();
+    assert!(shown.contains("id=\"new-secret\"") && shown.contains("Secret rotated"));
+    let rotations: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'webhook.secret_rotated'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let reloaded = app.get(&to).await.text().await.unwrap();
+    assert!(!reloaded.contains("id=\"new-secret\""));
+    let after: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'webhook.secret_rotated'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((rotations, after), (1, 1), "a reload rotates nothing");
+}
+
+#[tokio::test]
 async fn a_rotated_secret_signs_beside_the_old_one_during_the_overlap() {
     let app = TestApp::spawn().await;
     app.sign_in(Role::Admin).await;
     let receiver = Receiver::start().await;
     let (id, old) = add_endpoint(&app, &receiver.url, &["*"]).await;
     let page = app
-        .post_form(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
+        .post_and_follow(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
         .await
         .text()
         .await

@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use time::OffsetDateTime;
+use tower_sessions::Session;
 
+use super::reveal::{self, Reveal};
 use super::{Chrome, Section, When, parse_id};
 use crate::api_tokens::{self, Scope, TokenError};
 use crate::audit::Actor;
@@ -106,12 +108,18 @@ async fn list(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Query(query): Query<ListQuery>,
 ) -> Result<ListPage> {
     let mut page = page(&state, Chrome::new(&state, &operator, csrf, Section::Api)).await?;
     if query.done.as_deref() == Some("revoked") {
         page.notice = Some("Token revoked: it stopped working at once.");
     }
+    page.created = reveal::take(&session, |r| match r {
+        Reveal::ApiToken { token } => Some(token),
+        _ => None,
+    })
+    .await?;
     Ok(page)
 }
 
@@ -119,9 +127,9 @@ async fn create(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Form(form): Form<NewToken>,
 ) -> Result<Response> {
-    let chrome = Chrome::new(&state, &operator, csrf, Section::Api);
     let scope = Scope::parse(&form.scope);
     let days = match form.valid_days.trim() {
         "" | "never" => Ok(None),
@@ -144,13 +152,15 @@ async fn create(
             "Choose read or write, and how long the token works.".into(),
         )),
     };
-    let mut page = page(&state, chrome).await?;
     match result {
         Ok((token, _)) => {
-            page.created = Some(token.expose().to_owned());
-            Ok(page.into_response())
+            let token = token.expose().to_owned();
+            reveal::keep(&session, Reveal::ApiToken { token }).await?;
+            Ok(Redirect::to(&format!("{}?done=created", paths::API_TOKENS)).into_response())
         }
         Err(TokenError::Invalid(message)) => {
+            let chrome = Chrome::new(&state, &operator, csrf, Section::Api);
+            let mut page = page(&state, chrome).await?;
             page.error = Some(message);
             page.form = form;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())

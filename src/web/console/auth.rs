@@ -39,6 +39,8 @@ pub(super) struct LoginPage {
     error: Option<String>,
     /// Who is signed in already, if anyone.
     current: Option<String>,
+    /// An invited operator just set their password (their address is filled in).
+    joined: bool,
     /// The console page to return to after signing in.
     next: String,
     /// "Sign in with Microsoft" is offered (sign-in with Entra ID is on and the provider's
@@ -60,6 +62,7 @@ impl LoginPage {
             email: String::new(),
             error: None,
             current: None,
+            joined: false,
             next,
             sso: sso_tenant(&live.settings).is_some(),
             passwords: live.settings.local_passwords,
@@ -106,6 +109,8 @@ pub(super) struct LoginQuery {
     pub(super) next: Option<String>,
     /// `microsoft` after signing out of a session that came from Entra ID.
     signed_out: Option<String>,
+    /// The address of an invited operator who just set their password.
+    joined: Option<String>,
 }
 
 // Shown even to a signed-in operator (with a way back to the console): signing in as someone
@@ -119,6 +124,10 @@ async fn form(
     let live = state.live().await?;
     let mut page = LoginPage::new(&live, csrf, return_to(query.next.as_deref()));
     page.current = signed_in(&state, &session).await?.map(|o| o.email);
+    if let Some(email) = query.joined {
+        page.joined = true;
+        page.email = email;
+    }
     if query.signed_out.as_deref() == Some("microsoft") {
         page.microsoft_logout = live
             .settings

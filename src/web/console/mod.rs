@@ -15,8 +15,10 @@ mod auth;
 mod customers;
 mod doctor;
 mod invitations;
+mod join;
 mod list;
 mod operators;
+mod reveal;
 mod settings;
 pub mod sso;
 mod tenants;
@@ -47,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(audit_log::router())
         .merge(operators::router())
+        .merge(join::router())
         .merge(settings::router())
         .merge(api_tokens::router())
         .merge(api_docs::router())
@@ -143,7 +146,10 @@ fn banners(live: &Live) -> Vec<Banner> {
         )),
         Expiry::Imminent(d) => Some((
             "bad",
-            format!("{what} expires in {d} day(s), on {on}. Replace it now."),
+            format!(
+                "{what} expires in {}, on {on}. Replace it now.",
+                format::count(d, "day")
+            ),
         )),
         Expiry::Soon(d) => Some((
             "warn",
@@ -167,7 +173,10 @@ fn banners(live: &Live) -> Vec<Banner> {
         }
     }
     for secret in &live.customer_secrets {
-        let what = format!("{}'s own app secret", secret.display_name);
+        let what = format!(
+            "{} own app secret",
+            format::possessive(&secret.display_name)
+        );
         if let Some((tone, text)) = words(
             &what,
             Expiry::of(secret.expires_on, today),
@@ -185,10 +194,12 @@ fn banners(live: &Live) -> Vec<Banner> {
     out
 }
 
-/// A time as pages show it: relative text with the absolute time for the `title` tooltip.
+/// A time as pages show it: relative text with the absolute time for the `title` tooltip, and
+/// the instant (RFC 3339, UTC) for `<time datetime>`.
 pub(crate) struct When {
     pub relative: String,
     pub absolute: String,
+    pub iso: String,
 }
 
 impl When {
@@ -196,6 +207,7 @@ impl When {
         Self {
             relative: format::relative(at),
             absolute: format::datetime(at),
+            iso: format::iso(at),
         }
     }
 }
@@ -269,6 +281,16 @@ impl From<&AuditEvent> for EventRow {
             tenant_url: event.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
             tenant_short: event.tenant_id.map(short_id).unwrap_or_default(),
         }
+    }
+}
+
+/// Who did something, as a stored actor (`operator:ops@…`, `cli`, `system`) reads to people.
+pub(crate) fn actor_name(stored: &str) -> String {
+    match stored.split_once(':') {
+        Some(("operator" | "customer", who)) => who.to_owned(),
+        _ if stored == "cli" => "the command line".into(),
+        _ if stored == "system" => "Gangway".into(),
+        _ => stored.to_owned(),
     }
 }
 

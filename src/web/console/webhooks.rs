@@ -10,9 +10,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use tower_sessions::Session;
 
+use super::reveal::{self, Reveal};
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
+use crate::types::Secret;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -76,7 +79,8 @@ async fn list_page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
         event_types: &webhooks::EVENT_TYPES,
         url: String::new(),
         description: String::new(),
-        chosen: Vec::new(),
+        // A new endpoint gets every event unless narrowed: an empty choice is refused anyway.
+        chosen: vec!["*".into()],
         error: None,
     })
 }
@@ -100,6 +104,7 @@ async fn create(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
     let field = |name: &str| {
@@ -125,17 +130,12 @@ async fn create(
         &actor,
     )
     .await;
-    let chrome = Chrome::new(&state, &operator, csrf.clone(), Section::Webhooks);
     match result {
-        Ok((endpoint, secret)) => Ok(detail_page(&state, chrome, endpoint.id)
-            .await
-            .map(|mut page| {
-                page.secret = Some(secret.expose().to_owned());
-                page.notice = Some("Endpoint added.");
-                page
-            })?
+        Ok((endpoint, secret)) => Ok(reveal_secret(&session, endpoint.id, &secret, "added")
+            .await?
             .into_response()),
         Err(WebhookError::Invalid(message)) => {
+            let chrome = Chrome::new(&state, &operator, csrf, Section::Webhooks);
             let mut page = list_page(&state, chrome).await?;
             page.error = Some(message);
             page.url = url;
@@ -226,7 +226,7 @@ async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result
             .filter(|u| *u > now)
             .map(When::new),
         created: When::new(endpoint.created_at),
-        created_by: endpoint.created_by,
+        created_by: super::actor_name(&endpoint.created_by),
         url: endpoint.url,
         description: endpoint.description,
         secret: None,
@@ -239,12 +239,23 @@ async fn detail(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Path(id): Path<String>,
     Query(query): Query<Done>,
 ) -> Result<DetailPage> {
+    let id = parse_id(&id)?;
     let chrome = Chrome::new(&state, &operator, csrf, Section::Webhooks);
-    let mut page = detail_page(&state, chrome, parse_id(&id)?).await?;
+    let mut page = detail_page(&state, chrome, id).await?;
+    page.secret = reveal::take(&session, |r| match r {
+        Reveal::WebhookSecret { endpoint, secret } if endpoint == id => Some(secret),
+        _ => None,
+    })
+    .await?;
     page.notice = match query.done.as_deref() {
+        Some("added") => Some("Endpoint added."),
+        Some("rotated") => {
+            Some("Secret rotated: the old one keeps signing beside the new one for 24 hours.")
+        }
         Some("test") => Some("Test event queued: it appears below once sent."),
         Some("enabled") => Some("Endpoint enabled."),
         Some("disabled") => Some("Endpoint disabled: no events are written for it."),
@@ -260,23 +271,40 @@ fn refused(e: WebhookError) -> Error {
     }
 }
 
+/// Keeps a new secret for the endpoint's page, shown there once, and redirects to it.
+async fn reveal_secret(
+    session: &Session,
+    id: uuid::Uuid,
+    secret: &Secret,
+    done: &str,
+) -> Result<Redirect> {
+    let secret = secret.expose().to_owned();
+    reveal::keep(
+        session,
+        Reveal::WebhookSecret {
+            endpoint: id,
+            secret,
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!(
+        "{}?done={done}",
+        paths::with_id(paths::WEBHOOK, id)
+    )))
+}
+
 async fn rotate(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
+    session: Session,
     Path(id): Path<String>,
-) -> Result<DetailPage> {
+) -> Result<Redirect> {
     let id = parse_id(&id)?;
-    let actor = Actor::Operator(operator.email.clone());
+    let actor = Actor::Operator(operator.email);
     let secret = webhooks::rotate_secret(&state.db, &state.cfg.keys, id, &actor)
         .await
         .map_err(refused)?;
-    let chrome = Chrome::new(&state, &operator, csrf, Section::Webhooks);
-    let mut page = detail_page(&state, chrome, id).await?;
-    page.secret = Some(secret.expose().to_owned());
-    page.notice =
-        Some("Secret rotated: the old one keeps signing beside the new one for 24 hours.");
-    Ok(page)
+    reveal_secret(&session, id, &secret, "rotated").await
 }
 
 async fn test(

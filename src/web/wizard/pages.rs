@@ -96,6 +96,8 @@ pub struct ReviewPage {
     pub permission_kind: &'static str,
     pub tenant_domain: Option<String>,
     pub expires: String,
+    /// The same instant for `<time datetime>`, which the page shows in the viewer's zone.
+    pub expires_iso: String,
     pub last_error: Option<String>,
     /// Earlier attempts (declined or failed).
     pub attempts: i32,

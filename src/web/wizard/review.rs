@@ -109,6 +109,7 @@ pub fn review_page(
         },
         tenant_domain: invitation.tenant_domain.clone(),
         expires: format::datetime(invitation.expires_at),
+        expires_iso: format::iso(invitation.expires_at),
         last_error: invitation.customer_notice.clone(),
         attempts: invitation.attempts,
         start_path: paths::WIZARD_START,

@@ -5,9 +5,10 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::{Badge, link};
@@ -158,6 +159,9 @@ async fn detail(
         .collect();
     let notice = match query.done.as_deref() {
         Some("revoked") => Some("Invitation revoked. Its link no longer works."),
+        Some("link_shown") => Some(
+            "The link was shown once and Gangway keeps only its hash: if it was not saved, Resend makes a new one.",
+        ),
         _ => None,
     };
     let conflict = conflict(&state, &invitation).await?;
@@ -212,16 +216,15 @@ async fn detail(
 async fn resend(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
+    session: Session,
     Path(id): Path<String>,
-) -> Result<Response> {
+) -> Result<Redirect> {
     let id = parse_id(&id)?;
     let actor = Actor::Operator(operator.email.clone());
     let live = state.live().await?;
     let issued =
         invitations::resend(&state.db, state.invitation_context(&live), id, &actor).await?;
-    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
-    Ok(link::page(&state, chrome, issued, true))
+    link::reveal(&session, issued, true).await
 }
 
 async fn revoke(

@@ -6,7 +6,7 @@ mod link;
 mod list;
 mod new;
 
-pub(in crate::web::console) use link::page as link_page;
+pub(in crate::web::console) use link::reveal as reveal_link;
 pub(super) use list::Row;
 
 use axum::Router;
@@ -19,6 +19,7 @@ pub(super) fn router() -> Router<AppState> {
         .merge(list::router())
         .merge(new::router())
         .merge(detail::router())
+        .merge(link::router())
 }
 
 /// How a status reads on a badge.

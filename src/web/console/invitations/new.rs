@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::{Choice, link};
@@ -120,6 +121,9 @@ struct NewPage {
     profiles: Vec<ProfileChoice>,
     /// Existing customers, for the name field's suggestions.
     customers: Vec<String>,
+    /// No support contact is set: the customer's pages and mail can only point back at the
+    /// person who invited them.
+    no_support_contact: bool,
 }
 
 impl NewPage {
@@ -174,6 +178,7 @@ impl NewPage {
             validities,
             profiles,
             customers: customers::names(&state.db, CUSTOMER_CHOICES).await?,
+            no_support_contact: !state.live().await?.settings.branding.has_support_contact(),
         })
     }
 }
@@ -275,6 +280,7 @@ async fn create(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
     CsrfToken(csrf): CsrfToken,
+    session: Session,
     Form(form): Form<NewForm>,
 ) -> Result<Response> {
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
@@ -300,7 +306,7 @@ async fn create(
         Some(operator.id),
     )
     .await?;
-    Ok(link::page(&state, chrome, issued, false))
+    Ok(link::reveal(&session, issued, false).await?.into_response())
 }
 
 #[cfg(test)]

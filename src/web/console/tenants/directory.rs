@@ -1,6 +1,8 @@
 //! A tenant's directory copy: its users and groups (searchable, paginated), one group's
 //! members, and all its sync runs.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -9,12 +11,12 @@ use axum::routing::get;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::super::list::{Empty, Filters, ListQuery, Pager, is_first_run};
 use super::super::{Chrome, Section, parse_id};
 use super::sync::RunRow;
 use super::{Badge, Head, Tabs};
 use crate::directory::views::{
-    self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary,
+    self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary, UserState,
 };
 use crate::tenants::{self, Tenant};
 use crate::web::AppState;
@@ -138,6 +140,9 @@ struct UsersPage {
     head: Head,
     rows: Vec<UserRow>,
     q: String,
+    /// The state filter's choices: (value, label, chosen).
+    states: Vec<(&'static str, &'static str, bool)>,
+    filtered: bool,
     search_action: String,
     pager: Pager,
     empty: Option<Empty>,
@@ -149,12 +154,33 @@ impl UsersPage {
     }
 }
 
+/// The users list's filter beside the search: enabled, disabled or in the recycle bin.
+#[derive(Default)]
+struct UserFilters {
+    state: Option<UserState>,
+}
+
+impl Filters for UserFilters {
+    fn parse(params: &HashMap<String, String>) -> Self {
+        Self {
+            state: params.get("state").and_then(|s| UserState::parse(s)),
+        }
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.state
+            .map(|s| ("state", s.as_str().to_owned()))
+            .into_iter()
+            .collect()
+    }
+}
+
 async fn users(
     State(state): State<AppState>,
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     Path(id): Path<String>,
-    query: ListQuery<()>,
+    query: ListQuery<UserFilters>,
 ) -> Result<UsersPage> {
     let id = parse_id(&id)?;
     let (head, summary) = load(&state, id, "users").await?;
@@ -162,6 +188,7 @@ async fn users(
         &state.db,
         id,
         query.q.as_deref(),
+        query.filters.state,
         PER_PAGE,
         query.offset(PER_PAGE),
     )
@@ -180,6 +207,11 @@ async fn users(
         head,
         rows: found.iter().map(UserRow::from).collect(),
         q: query.search_text(),
+        states: UserState::ALL
+            .into_iter()
+            .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
+            .collect(),
+        filtered: query.filtered(),
         search_action: base,
         pager,
         empty,
@@ -307,6 +339,8 @@ struct GroupPage {
     object_id: String,
     groups_url: String,
     rows: Vec<MemberRow>,
+    q: String,
+    search_action: String,
     pager: Pager,
     empty: Option<Empty>,
 }
@@ -323,10 +357,18 @@ async fn group(
     let found = views::group(&state.db, id, group_id)
         .await?
         .ok_or(Error::NotFound)?;
-    let (members, total) =
-        views::group_members(&state.db, id, group_id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let (members, total) = views::group_members(
+        &state.db,
+        id,
+        group_id,
+        query.q.as_deref(),
+        PER_PAGE,
+        query.offset(PER_PAGE),
+    )
+    .await?;
+    let base = paths::tenant_group(id, group_id);
     let (pager, empty) = query.outcome(
-        &paths::tenant_group(id, group_id),
+        &base,
         PER_PAGE,
         members.len(),
         total,
@@ -344,6 +386,8 @@ async fn group(
         groups_url: head.tabs.groups.clone(),
         rows: members.iter().map(|m| MemberRow::new(id, m)).collect(),
         head,
+        q: query.search_text(),
+        search_action: base,
         pager,
         empty,
     })

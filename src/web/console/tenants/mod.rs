@@ -9,15 +9,17 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use time::OffsetDateTime;
+use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::list::{Empty, ListQuery, Pager, is_first_run};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
+use crate::directory::schedule::Schedule;
 use crate::directory::views::{self, SyncHealth, TenantSync};
 use crate::invitations;
 use crate::operators::Operator;
@@ -96,23 +98,28 @@ impl From<&Tenant> for Row {
     }
 }
 
-/// "in 2 hours", "due now" or "—" for a next run, with the absolute time for the tooltip.
+/// "in 2 hours", "due now" or "—" for a next run, with the absolute time for the tooltip: in
+/// a daily schedule's own zone (`zoned`), else the instant the page's script shows locally.
 pub(super) struct NextRun {
     text: String,
     title: String,
+    iso: Option<String>,
+    zoned: Option<String>,
 }
 
 impl NextRun {
-    fn new(at: Option<OffsetDateTime>, health: SyncHealth) -> Self {
+    fn new(at: Option<OffsetDateTime>, health: SyncHealth, schedule: Option<&Schedule>) -> Self {
+        let none = |title: &str| Self {
+            text: "—".into(),
+            title: title.into(),
+            iso: None,
+            zoned: None,
+        };
         match at {
-            _ if matches!(health, SyncHealth::Stopped | SyncHealth::ReconsentNeeded) => Self {
-                text: "—".into(),
-                title: "Not synced in this state".into(),
-            },
-            None => Self {
-                text: "—".into(),
-                title: "Not scheduled yet".into(),
-            },
+            _ if matches!(health, SyncHealth::Stopped | SyncHealth::ReconsentNeeded) => {
+                none("Not synced in this state")
+            }
+            None => none("Not scheduled yet"),
             Some(at) => Self {
                 text: if at <= OffsetDateTime::now_utc() {
                     "due now".into()
@@ -120,6 +127,8 @@ impl NextRun {
                     When::new(at).relative
                 },
                 title: crate::format::datetime(at),
+                iso: Some(crate::format::iso(at)),
+                zoned: schedule.and_then(|s| s.in_own_zone(at)),
             },
         }
     }
@@ -143,7 +152,7 @@ impl SyncCell {
                 badge: Badge::sync(SyncHealth::NeverSynced),
                 reason: None,
                 last_success: None,
-                next: NextRun::new(None, SyncHealth::NeverSynced),
+                next: NextRun::new(None, SyncHealth::NeverSynced, None),
                 users: 0,
                 groups: 0,
             };
@@ -151,16 +160,14 @@ impl SyncCell {
         let health = sync.health();
         let reason = match health {
             SyncHealth::Failing | SyncHealth::ReconsentNeeded => sync.sync_error.clone(),
-            SyncHealth::Synced | SyncHealth::NeverSynced if sync.sync_failures > 0 => {
-                Some(failed_attempts(sync.sync_failures))
-            }
+            SyncHealth::Retrying => Some(failed_attempts(sync.sync_failures)),
             _ => None,
         };
         Self {
             badge: Badge::sync(health),
             reason,
             last_success: sync.last_sync_success_at.map(When::new),
-            next: NextRun::new(sync.next_sync_at, health),
+            next: NextRun::new(sync.next_sync_at, health, None),
             users: sync.users,
             groups: sync.groups,
         }
@@ -297,6 +304,8 @@ struct DetailPage {
     /// Where the customer consents again; the re-consent invitation fills it.
     reconsent_url: Option<String>,
     notice: Option<&'static str>,
+    /// A new invitation for the customer, when the tenant is gone at Microsoft.
+    invite_again_url: Option<String>,
     sync: SyncCard,
     schedule: ScheduleForm,
     errors: ScheduleErrors,
@@ -367,12 +376,37 @@ async fn detail_page(
         )
     });
     let now = OffsetDateTime::now_utc();
+    let sync = SyncCard::new(id, &summary);
+    let gone = sync.next_step.as_ref().is_some_and(|s| s.tenant_gone());
+    // An active tenant whose syncs fail does not look fine at the top of its page.
+    let badge = match tenant.status {
+        TenantStatus::Active if gone => Badge {
+            class: SyncHealth::Failing.as_str(),
+            label: "Not found at Microsoft",
+        },
+        TenantStatus::Active if summary.sync_failures > 0 => Badge {
+            class: summary.health().as_str(),
+            label: "Active, syncs failing",
+        },
+        status => Badge::new(status),
+    };
+    let needs_consent = tenant.status == TenantStatus::ReconsentRequired
+        || sync.next_step.as_ref().is_some_and(|s| s.needs_consent());
+    let invite_again_url = gone.then(|| {
+        super::list::link(
+            paths::NEW_INVITATION,
+            &[
+                ("customer_name", tenant.customer_name.clone()),
+                ("mode", tenant.consent_mode.as_str().to_owned()),
+            ],
+        )
+    });
     Ok(DetailPage {
         chrome: Chrome::new(state, operator, csrf, Section::Tenants),
         head: Head {
             id,
             name: tenant.display_name,
-            badge: Badge::new(tenant.status),
+            badge,
             tabs: Tabs::new(id, "overview", summary.users, summary.groups),
         },
         entra_id: tenant.entra_tenant_id.to_string(),
@@ -380,17 +414,26 @@ async fn detail_page(
         customer: tenant.customer_name,
         domains: tenant.verified_domains,
         mode: tenant.consent_mode.label(),
-        scopes: tenant.granted_scopes,
+        // Delegated consents record Graph's full scope URLs, application ones the role names:
+        // both read as the permission's name.
+        scopes: tenant
+            .granted_scopes
+            .iter()
+            .map(|s| {
+                s.trim_start_matches("https://graph.microsoft.com/")
+                    .to_owned()
+            })
+            .collect(),
         consented_by_upn: tenant.consented_by_upn,
         consented_by_oid: tenant.consented_by_oid.map(|o| o.to_string()),
         consented: When::new(tenant.consented_at),
         customer_client_id: tenant.customer_client_id,
         offboarded: tenant.status == TenantStatus::Offboarded,
         reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
-        reconsent_url: (tenant.status == TenantStatus::ReconsentRequired)
-            .then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        reconsent_url: needs_consent.then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        invite_again_url,
         notice,
-        sync: SyncCard::new(id, &summary),
+        sync,
         schedule,
         errors,
         zones: crate::directory::schedule::time_zone_names(),
@@ -405,9 +448,9 @@ async fn detail_page(
 async fn reconsent(
     State(state): State<AppState>,
     AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
+    session: Session,
     Path(id): Path<String>,
-) -> Result<Response> {
+) -> Result<Redirect> {
     let id = parse_id(&id)?;
     let live = state.live().await?;
     let issued = invitations::invite_again_for_tenant(
@@ -418,8 +461,7 @@ async fn reconsent(
         Some(operator.id),
     )
     .await?;
-    let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
-    Ok(super::invitations::link_page(&state, chrome, issued, false))
+    super::invitations::reveal_link(&session, issued, false).await
 }
 
 async fn offboard(

@@ -16,6 +16,7 @@ use super::{Badge, NextRun, detail_page, failed_attempts};
 use crate::audit::Actor;
 use crate::directory::control;
 use crate::directory::schedule::{Schedule, ScheduleError};
+use crate::directory::sync::FailureKind;
 use crate::directory::views::{self, SyncHealth, SyncRun, SyncSummary};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
@@ -45,11 +46,15 @@ pub(super) struct Running {
     pub(super) members_added: i32,
     pub(super) members_removed: i32,
     pub(super) throttled_waits: i32,
+    /// About how many objects this run touches: a full round's only (a round of changes
+    /// cannot be foreseen).
+    pub(super) expected: Option<i64>,
 }
 
-impl From<&SyncRun> for Running {
-    fn from(run: &SyncRun) -> Self {
+impl Running {
+    fn new(run: &SyncRun, full_round_objects: Option<i64>) -> Self {
         Self {
+            expected: full_round_objects.filter(|_| run.full_round),
             id: run.id,
             started: When::new(run.started_at),
             trigger: run.trigger.label(),
@@ -78,6 +83,8 @@ pub(super) struct SyncCard {
     pub(super) error: Option<String>,
     /// Failing for good (unhealthy), rather than an attempt or two that failed.
     pub(super) failing: bool,
+    /// What to do about the failure.
+    pub(super) next_step: Option<NextStep>,
     pub(super) failures: i32,
     pub(super) users: i64,
     pub(super) groups: i64,
@@ -93,12 +100,23 @@ pub(super) struct SyncCard {
 
 impl SyncCard {
     pub fn new(id: Uuid, s: &SyncSummary) -> Self {
-        let health = s.health();
+        let next_step = s
+            .sync_error
+            .as_ref()
+            .zip(s.failure_kind)
+            .map(|(_, kind)| NextStep::new(kind, s.queued_for));
+        // A failure no retry mends fails for good from the first time.
+        let health = match s.health() {
+            SyncHealth::Retrying if next_step.as_ref().is_some_and(|n| !n.retried()) => {
+                SyncHealth::Failing
+            }
+            health => health,
+        };
         Self {
             badge: Badge::sync(health),
             schedule: s.schedule.label(),
             default_schedule: s.default_schedule,
-            next: NextRun::new(s.next_sync_at, health),
+            next: NextRun::new(s.next_sync_at, health, Some(&s.schedule)),
             last_success: s.last_sync_success_at.map(When::new),
             error: s.sync_error.clone().filter(|e| !e.trim().is_empty()),
             failing: health == SyncHealth::Failing,
@@ -106,8 +124,12 @@ impl SyncCard {
             users: s.users,
             groups: s.groups,
             memberships: s.memberships,
-            running: s.running.as_ref().map(Running::from),
+            running: s
+                .running
+                .as_ref()
+                .map(|r| Running::new(r, s.full_round_objects)),
             queued: s.queued,
+            next_step,
             can_sync: control::syncable(s.status),
             never_synced: s.last_sync_success_at.is_none(),
             sync_url: paths::with_id(paths::SYNC_TENANT, id),
@@ -116,15 +138,74 @@ impl SyncCard {
         }
     }
 
+    /// Where the sync stands, for the script that follows it: `running`, `queued` or `idle`.
+    pub(super) fn phase(&self) -> &'static str {
+        if self.running.is_some() {
+            "running"
+        } else if self.queued {
+            "queued"
+        } else {
+            "idle"
+        }
+    }
+
     /// What the error notice says first.
     pub(super) fn error_heading(&self) -> String {
-        if self.failing {
+        let retried = self.next_step.as_ref().is_none_or(NextStep::retried);
+        if self.failing && self.failures > 1 {
             format!("The last {} syncs failed.", self.failures)
+        } else if !retried {
+            "The last sync failed.".into()
         } else if self.failures > 0 {
             failed_attempts(self.failures)
         } else {
             "The last sync reported a problem.".into()
         }
+    }
+}
+
+/// What to do about a failing sync, by the kind of failure.
+pub(super) struct NextStep {
+    pub(super) kind: FailureKind,
+    pub(super) text: &'static str,
+    /// When the retry is due, for the kinds that are retried.
+    pub(super) retry: Option<When>,
+}
+
+impl NextStep {
+    fn new(kind: FailureKind, queued_for: Option<OffsetDateTime>) -> Self {
+        let text = match kind {
+            FailureKind::TenantNotFound => {
+                "Microsoft Entra ID no longer knows this tenant: it was deleted, or the customer moved to another tenant. Gangway stopped syncing it. If the customer left, offboard it; if they use a new tenant, invite their admin again."
+            }
+            FailureKind::PermissionMissing => {
+                "The customer's admin must grant the permission named above: a re-consent invitation asks them for every permission again. An admin of that tenant can also grant it in the Microsoft Entra admin center, under Enterprise applications, this app, Permissions, \"Grant admin consent\"; then sync again."
+            }
+            FailureKind::Throttled => {
+                "Microsoft is limiting requests for this tenant. Gangway waits as Microsoft asks and tries again by itself."
+            }
+            FailureKind::Other => "Gangway tries again by itself.",
+        };
+        Self {
+            kind,
+            text,
+            retry: queued_for.filter(|_| kind.retried()).map(When::new),
+        }
+    }
+
+    /// Whether Gangway tries again by itself.
+    pub(super) fn retried(&self) -> bool {
+        self.kind.retried()
+    }
+
+    /// Whether the next step is to offboard or invite again.
+    pub(super) fn tenant_gone(&self) -> bool {
+        self.kind == FailureKind::TenantNotFound
+    }
+
+    /// Whether a re-consent invitation is the next step.
+    pub(super) fn needs_consent(&self) -> bool {
+        self.kind == FailureKind::PermissionMissing
     }
 }
 
@@ -291,10 +372,19 @@ impl ScheduleForm {
                     errors.every_count = Some("Enter how often, e.g. every 6 hours.".into());
                     return Err(errors);
                 }
-                let unit = UNITS
-                    .iter()
-                    .find(|(v, _)| *v == self.every_unit)
-                    .map_or("hours", |(v, _)| *v);
+                if !count.bytes().all(|b| b.is_ascii_digit()) {
+                    errors.every_count = Some(format!(
+                        "Enter a whole number, e.g. 6: “{count}” is not one."
+                    ));
+                    return Err(errors);
+                }
+                // The unit as sent, never a default: whatever it names is what is checked
+                // (seconds are refused as too often, an unknown unit as not an interval).
+                let unit = self.every_unit.trim();
+                if !unit.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    errors.every_count = Some("Choose minutes, hours or days.".into());
+                    return Err(errors);
+                }
                 format!("every {count} {unit}")
             }
             "daily" => {
@@ -429,6 +519,7 @@ async fn progress(
             "started_at": run.started_at.format(&time::format_description::well_known::Rfc3339).ok(),
             "elapsed_seconds": run.duration(now).whole_seconds(),
             "objects": run.counts.objects(),
+            "expected_objects": summary.full_round_objects.filter(|_| run.full_round),
             "pages": run.counts.pages,
             "added": run.counts.added,
             "updated": run.counts.updated,
@@ -441,7 +532,15 @@ async fn progress(
         })
     });
     let health = summary.health();
+    let phase = if summary.running.is_some() {
+        "running"
+    } else if summary.queued {
+        "queued"
+    } else {
+        "idle"
+    };
     Ok(Json(json!({
+        "phase": phase,
         "running": summary.running.is_some(),
         "queued": summary.queued,
         "health": health,
@@ -454,6 +553,7 @@ async fn progress(
             .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()),
         "sync_failures": summary.sync_failures,
         "sync_error": summary.sync_error,
+        "failure_kind": summary.failure_kind,
         "run": run,
     }))
     .into_response())
@@ -486,6 +586,15 @@ mod tests {
         assert_eq!(ok(form("manual", "x", "", "", "")), "manual");
         let err = |f: ScheduleForm| f.parse().err().unwrap().all().first().unwrap().0;
         assert_eq!(err(form("every", "2", "minutes", "", "")), "every_count");
+        // A unit is never replaced by another: 30 seconds is too often, not every 30 hours.
+        let message = |f: ScheduleForm| f.parse().err().unwrap().every_count.unwrap();
+        assert_eq!(
+            message(form("every", "30", "seconds", "", "")),
+            "Every 30 seconds is too often: the shortest interval is 5 minutes."
+        );
+        assert!(message(form("every", "30", "fortnights", "", "")).contains("not an interval"));
+        assert!(message(form("every", "30", "", "", "")).contains("not an interval"));
+        assert!(message(form("every", "30 seconds", "hours", "", "")).contains("whole number"));
         assert_eq!(err(form("every", "", "hours", "", "")), "every_count");
         assert_eq!(err(form("daily", "", "", "", "UTC")), "daily_at");
         assert_eq!(err(form("daily", "", "", "25:00", "UTC")), "daily_at");
