@@ -128,7 +128,8 @@ pub async fn run_api_bench(
 
 async fn measure(params: ApiBenchParams, db: PgPool) -> anyhow::Result<ApiBenchReport> {
     let tenant = seed(&db, params.users).await?;
-    let (token, _) = api_tokens::create(&db, "benchmark", Scope::Read, None, None, &Actor::Cli).await?;
+    let (token, _) =
+        api_tokens::create(&db, "benchmark", Scope::Read, None, None, &Actor::Cli).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     // Nothing here calls Entra ID or Graph: their addresses lead nowhere.
