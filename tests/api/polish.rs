@@ -298,7 +298,11 @@ async fn the_console_speaks_of_people_and_permissions_by_name_and_warns_of_a_mis
     )
     .await;
     let tokens = app.get(paths::API_TOKENS).await.text().await.unwrap();
-    assert!(tokens.contains(&format!("by {email}")) && !tokens.contains("operator:"));
+    assert!(
+        tokens.contains(&format!("<td data-label=\"Owner\">{email}</td>"))
+            && !tokens.contains("operator:"),
+        "{tokens}"
+    );
 
     // A new webhook endpoint starts with every event ticked.
     let webhooks = app.get(paths::WEBHOOKS).await.text().await.unwrap();
