@@ -173,14 +173,31 @@ pub async fn run_sync_bench(
     if let Some(problem) = params.problem() {
         bail!(problem);
     }
-    let (db, db_url) = crate::db::create_scratch(server_url, "gangway_bench_sync")
+    on_scratch_database(server_url, "gangway_bench_sync", |db, db_url| async move {
+        measure(params, db, &db_url).await
+    })
+    .await
+}
+
+/// Runs `measure` on a scratch database made on the Postgres server `server_url` points at
+/// (named from `prefix`), and drops it at the end whatever happened, Ctrl-C included.
+pub(crate) async fn on_scratch_database<T, F, Fut>(
+    server_url: &str,
+    prefix: &str,
+    measure: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(PgPool, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let (db, db_url) = crate::db::create_scratch(server_url, prefix)
         .await
         .context("cannot create a scratch database: is Postgres running at DATABASE_URL?")?;
     let result = tokio::select! {
-        report = measure(params, db.clone(), &db_url) => report,
+        report = measure(db.clone(), db_url.clone()) => report,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-    // Workers stopped with the measurement; whatever is left is ended by the forced drop.
+    // The work stopped with the measurement; whatever is left is ended by the forced drop.
     let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
     let dropped = crate::db::drop_scratch(&db_url)
         .await

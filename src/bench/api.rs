@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1;
@@ -110,20 +110,7 @@ pub async fn run_api_bench(
     if let Some(problem) = params.problem() {
         bail!(problem);
     }
-    let (db, db_url) = crate::db::create_scratch(server_url, "gangway_bench_api")
-        .await
-        .context("cannot create a scratch database: is Postgres running at DATABASE_URL?")?;
-    let result = tokio::select! {
-        report = measure(params, db.clone()) => report,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
-    let dropped = crate::db::drop_scratch(&db_url)
-        .await
-        .with_context(|| format!("dropping the scratch database {db_url} failed"));
-    let report = result?;
-    dropped?;
-    Ok(report)
+    super::on_scratch_database(server_url, "gangway_bench_api", |db, _| measure(params, db)).await
 }
 
 async fn measure(params: ApiBenchParams, db: PgPool) -> anyhow::Result<ApiBenchReport> {
