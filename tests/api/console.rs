@@ -846,6 +846,42 @@ async fn the_audit_log_lists_what_operators_did() {
 }
 
 #[tokio::test]
+async fn the_audit_log_names_customers_and_tenants_and_labels_its_details() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    let issued = app
+        .invite(
+            "delegated",
+            "admin@contoso.example",
+            Some("contoso.example"),
+        )
+        .await;
+    let tenant = tenants::record_consent(
+        &app.db,
+        &app.state.cfg.keys,
+        issued.invitation.id,
+        &consent(Uuid::new_v4()),
+        &Actor::System,
+    )
+    .await
+    .unwrap();
+
+    let log = body(app.get(paths::AUDIT).await).await;
+    assert!(
+        log.contains("Invitation for Contoso Ltd (admin@contoso.example)</a>"),
+        "{log}"
+    );
+    assert!(log.contains("Tenant Contoso</a>"), "{log}");
+    // Ids stay within reach, on hover.
+    let short = &tenant.simple().to_string()[..8];
+    assert!(log.contains(&format!("title=\"Tenant {short}\"")), "{log}");
+    assert!(
+        log.contains("Tenant domain: contoso.example") && !log.contains("tenant_domain:"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn sign_in_attempts_are_rate_limited_per_client() {
     let app = TestApp::spawn_with(Setup {
         sign_in_rate: gangway::config::RateLimit {
