@@ -640,6 +640,19 @@ async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_brow
         set_viewport(&admin, width, 900).await;
         admin.goto(&app.url(paths::WIZARD)).await.unwrap();
         wait_for_text(&admin, "Check and connect").await;
+        // The how-to is followed before the form is filled: above it on a phone, to its left on
+        // a laptop.
+        let layout = eval(
+            &admin,
+            r#"(() => {
+                 const form = document.querySelector("form[action^='/invitation/customer-app']").getBoundingClientRect();
+                 const howto = document.querySelector("ol.howto").getBoundingClientRect();
+                 return { above: howto.bottom <= form.top, beside: form.left >= howto.right };
+               })()"#,
+        )
+        .await;
+        let expected = if width < 800 { "above" } else { "beside" };
+        assert_eq!(layout[expected], json!(true), "at {width} px: {layout}");
         fill(&admin, "#tenant_id", &tenant.id).await;
         fill(&admin, "#client_id", &registered.client_id).await;
         fill(&admin, "#client_secret", "not-the-secret-value").await;
