@@ -275,6 +275,14 @@ pub struct AuditEvent {
     pub tenant_id: Option<Uuid>,
     /// Details (strings capped at [`MAX_DETAIL_CHARS`]).
     pub detail: Value,
+    /// The tenant's display name, joined in for pages.
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub tenant_name: Option<String>,
+    /// The invitation as people name it, "customer (admin email)", joined in for pages.
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub invitation_name: Option<String>,
 }
 
 impl AuditEvent {
@@ -285,8 +293,8 @@ impl AuditEvent {
                 .iter()
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| match v {
-                    Value::String(s) => format!("{k}: {s}"),
-                    other => format!("{k}: {other}"),
+                    Value::String(s) => format!("{}: {s}", field_label(k)),
+                    other => format!("{}: {other}", field_label(k)),
                 })
                 .collect::<Vec<_>>()
                 .join(" · "),
@@ -294,6 +302,24 @@ impl AuditEvent {
         }
     }
 }
+
+/// A detail's field name as people read it: `tenant_domain` is "Tenant domain".
+fn field_label(key: &str) -> String {
+    let words = key.replace('_', " ");
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Audit rows with the names of the tenant and invitation they concern, for pages.
+const NAMED_EVENTS: &str = "select a.*, t.display_name as tenant_name,
+        c.name::text || ' (' || i.admin_email::text || ')' as invitation_name
+    from audit_events a
+    left join tenants t on t.id = a.tenant_id
+    left join invitations i on i.id = a.invitation_id
+    left join customers c on c.id = i.customer_id";
 
 /// The longest text kept in one detail value: details carry what customers and Microsoft
 /// said, and an audit row is no place for a megabyte of it.
@@ -388,12 +414,12 @@ pub async fn page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as(
-        "select * from audit_events
-         where $1::text is null or actor ilike '%' || $1 || '%' or action ilike '%' || $1 || '%'
-            or detail::text ilike '%' || $1 || '%'
-         order by at desc, id desc limit $2 offset $3",
-    )
+    sqlx::query_as(&format!(
+        "{NAMED_EVENTS}
+         where $1::text is null or a.actor ilike '%' || $1 || '%' or a.action ilike '%' || $1 || '%'
+            or a.detail::text ilike '%' || $1 || '%'
+         order by a.at desc, a.id desc limit $2 offset $3"
+    ))
     .bind(search)
     .bind(limit)
     .bind(offset)
@@ -406,18 +432,22 @@ pub async fn for_invitation(
     db: &PgPool,
     invitation_id: Uuid,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as("select * from audit_events where invitation_id = $1 order by at, id")
-        .bind(invitation_id)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "{NAMED_EVENTS} where a.invitation_id = $1 order by a.at, a.id"
+    ))
+    .bind(invitation_id)
+    .fetch_all(db)
+    .await
 }
 
 /// A tenant's history, newest first.
 pub async fn for_tenant(db: &PgPool, tenant_id: Uuid) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as("select * from audit_events where tenant_id = $1 order by at desc, id desc")
-        .bind(tenant_id)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "{NAMED_EVENTS} where a.tenant_id = $1 order by a.at desc, a.id desc"
+    ))
+    .bind(tenant_id)
+    .fetch_all(db)
+    .await
 }
 
 /// How many events [`page`] would go through for `search`, for "showing 1–50 of N".

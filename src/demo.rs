@@ -20,7 +20,7 @@ use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
 use crate::private_postgres::{self, PostgresError, PrivatePostgres};
 use crate::types::Secret;
-use crate::web::Application;
+use crate::web::{Application, paths};
 
 /// Options of `gangway demo`.
 #[derive(Debug, clap::Args)]
@@ -90,11 +90,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "multi_tenant": true,
             "display_name": "Gangway (demo)",
             "client_id": DEMO_CLIENT_ID,
-            "redirect_uris": [public_url.join("authenticate/OAuth2Callback")?.as_str()],
+            // Registered as the doctor asks, so that it finds nothing to fix in a fresh demo:
+            // the consent and operator sign-in redirects, the sign-out URL, a one-year secret.
+            "redirect_uris": [
+                public_url.join(paths::CALLBACK.trim_start_matches('/'))?.as_str(),
+                public_url.join(paths::SSO_CALLBACK.trim_start_matches('/'))?.as_str(),
+            ],
+            "logout_url": public_url.join(paths::SSO_LOGOUT.trim_start_matches('/'))?.as_str(),
             // ID tokens name the signer's directory roles (`wids`), as Microsoft needs it set.
             "group_membership_claims": "DirectoryRole",
             "permissions": provider_permissions(),
+            "secret_lifetime_days": 365,
         }))
+        .await?;
+    // The doctor reads the registration with this grant, in the provider's own tenant.
+    admin
+        .grant(&provider.id, &app.client_id, &[], &["Application.Read.All"])
         .await?;
     // The second customer tries the customer-app way: its own app, already granted.
     let own_app = admin
@@ -156,6 +167,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     crate::settings::prepare(&pool, &cfg.keys, &cfg.settings_seed()).await?;
+    crate::settings::save(
+        &pool,
+        &cfg.keys,
+        &[crate::settings::Edit {
+            key: crate::settings::Key::ProviderTenantId,
+            raw: provider.id.clone(),
+        }],
+        &Actor::System,
+    )
+    .await?;
     let cli_env = args.dir.join("demo.env");
     write_cli_env(&cli_env, &cfg)?;
     let application = Application::with_listener(cfg, pool, listener)?;

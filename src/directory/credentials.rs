@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::identity::{AadErrorKind, IdentityError};
-use crate::invitations::ConsentMode;
+use crate::invitations::{ConsentMode, reconsent};
 use crate::settings::SettingsCache;
 use crate::types::{Secret, TenantId};
 
@@ -184,7 +184,7 @@ impl TokenSource {
             (&tenant.credential_ciphertext, &tenant.credential_key_id)
         else {
             return Err(CredentialError::ReconsentRequired(
-                "no credential is stored for this tenant".into(),
+                reconsent::NO_CREDENTIAL.operator.into(),
             ));
         };
         let plain = self.keys.open(key_id, sealed).map_err(|_| {
@@ -212,20 +212,14 @@ fn classify(e: IdentityError, customer_secret: bool) -> CredentialError {
                 aad.summary()
             ));
         }
-        AadErrorKind::ConsentMissing => "consent was revoked in the customer's tenant",
-        AadErrorKind::AppNotFoundInTenant => {
-            "the application was removed from the customer's tenant"
-        }
-        AadErrorKind::ExpiredSecret if customer_secret => "the customer's client secret expired",
-        AadErrorKind::BadSecret if customer_secret => {
-            "the customer's client secret was refused (replaced or deleted)"
-        }
-        _ if aad.is_invalid_grant() => {
-            "the stored sign-in no longer works (refresh token revoked or expired)"
-        }
+        AadErrorKind::ConsentMissing => reconsent::CONSENT_REVOKED,
+        AadErrorKind::AppNotFoundInTenant => reconsent::APP_REMOVED,
+        AadErrorKind::ExpiredSecret if customer_secret => reconsent::SECRET_EXPIRED,
+        AadErrorKind::BadSecret if customer_secret => reconsent::SECRET_REFUSED,
+        _ if aad.is_invalid_grant() => reconsent::GRANT_ENDED,
         _ => return CredentialError::Failed(e.to_string()),
     };
-    CredentialError::ReconsentRequired(format!("{reason}: {}", aad.summary()))
+    CredentialError::ReconsentRequired(format!("{}: {}", reason.operator, aad.summary()))
 }
 
 #[cfg(test)]

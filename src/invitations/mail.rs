@@ -37,6 +37,8 @@ pub struct Email {
 struct InvitationText<'a> {
     invitation: &'a Invitation,
     provider: &'a Branding,
+    /// Why the customer is asked again, for a re-consent.
+    why_again: Option<&'a str>,
     link: &'a str,
     permissions: &'a [Permission],
     expires: String,
@@ -47,19 +49,29 @@ struct InvitationText<'a> {
 struct InvitationHtml<'a> {
     invitation: &'a Invitation,
     provider: &'a Branding,
+    /// Why the customer is asked again, for a re-consent.
+    why_again: Option<&'a str>,
     link: &'a str,
     permissions: &'a [Permission],
     expires: String,
 }
 
-/// Renders the invitation email for `invitation` with its `link`, listing what `profile` asks.
-pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url, profile: &Profile) -> Email {
+/// Renders the invitation email for `invitation` with its `link`, listing what `profile` asks
+/// and, for a re-consent, why the customer is asked again (`why_again`).
+pub fn render(
+    cx: Context<'_>,
+    invitation: &Invitation,
+    link: &Url,
+    profile: &Profile,
+    why_again: Option<&str>,
+) -> Email {
     let expires = crate::format::datetime(invitation.expires_at);
     let (provider, link) = (cx.brand, link.as_str());
     let permissions = &profile.for_mode(invitation.consent_mode);
     let text = InvitationText {
         invitation,
         provider,
+        why_again,
         link,
         permissions,
         expires: expires.clone(),
@@ -67,13 +79,17 @@ pub fn render(cx: Context<'_>, invitation: &Invitation, link: &Url, profile: &Pr
     let html = InvitationHtml {
         invitation,
         provider,
+        why_again,
         link,
         permissions,
         expires,
     };
     Email {
         to: invitation.admin_email.clone(),
-        subject: format!("{provider} asks for access to your Microsoft Entra ID directory"),
+        subject: format!(
+            "{provider} asks {}for access to your Microsoft Entra ID directory",
+            if why_again.is_some() { "again " } else { "" }
+        ),
         text: text.render().expect("the invitation text template renders"),
         html: html.render().expect("the invitation HTML template renders"),
     }
@@ -93,7 +109,8 @@ pub async fn enqueue(
     .bind(invitation.permission_profile_id)
     .fetch_one(&mut *tx)
     .await?;
-    let email = render(cx, invitation, link, &profile);
+    let why_again = super::reconsent::why_asked_again(&mut *tx, invitation).await?;
+    let email = render(cx, invitation, link, &profile, why_again);
     enqueue_email(tx, cx.keys, &email, Some(invitation.id)).await
 }
 

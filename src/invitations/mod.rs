@@ -4,6 +4,7 @@ mod lifecycle;
 mod listing;
 pub mod mail;
 pub mod permissions;
+pub mod reconsent;
 pub mod token;
 mod types;
 

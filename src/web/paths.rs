@@ -11,9 +11,9 @@ pub const READYZ: &str = "/readyz";
 /// Prometheus metrics (restricted: see `GANGWAY_METRICS_TOKEN`, `GANGWAY_METRICS_LISTEN`).
 pub const METRICS: &str = "/metrics";
 /// The stylesheet; served immutable, so its name changes with its content.
-pub const STATIC_CSS: &str = "/static/gangway-5.css";
+pub const STATIC_CSS: &str = "/static/gangway-6.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
-pub const STATIC_JS: &str = "/static/gangway-5.js";
+pub const STATIC_JS: &str = "/static/gangway-6.js";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";

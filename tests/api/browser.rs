@@ -219,6 +219,8 @@ struct Fit {
     clipped_tables: usize,
     /// The header's Sign out button lies fully in view (`None` when signed out).
     sign_out_in_view: Option<bool>,
+    /// Stacked-card cells whose label is not set flush left like the others.
+    misaligned_labels: Vec<String>,
 }
 
 async fn fit(browser: &Client) -> Fit {
@@ -234,6 +236,14 @@ async fn fit(browser: &Client) -> Fit {
                    .filter(w => w.scrollWidth > w.clientWidth + 1).length,
                  sign_out_in_view: box ? (box.width > 0 && box.left >= 0 && box.right <= view
                    && box.top >= 0 && getComputedStyle(button).visibility === "visible") : null,
+                 misaligned_labels: [...document.querySelectorAll("table.stack td[data-label]")]
+                   .filter(td => {
+                     // Stacked: the header row is moved out of sight.
+                     const head = td.closest("table").querySelector("thead");
+                     return head && getComputedStyle(head).position === "absolute";
+                   })
+                   .filter(td => getComputedStyle(td, "::before").textAlign === "right")
+                   .map(td => td.dataset.label),
                };"#,
             vec![],
         )
@@ -251,6 +261,11 @@ pub(crate) async fn check_page(browser: &Client, page: &str, signed_in: bool) {
         let fit = fit(browser).await;
         assert!(!fit.overflow, "{page} scrolls sideways at {width} px");
         assert_eq!(fit.clipped_tables, 0, "{page} clips a table at {width} px");
+        assert!(
+            fit.misaligned_labels.is_empty(),
+            "{page} sets card labels out of line at {width} px: {:?}",
+            fit.misaligned_labels
+        );
         if signed_in {
             assert_eq!(
                 fit.sign_out_in_view,
@@ -640,6 +655,19 @@ async fn a_refused_customer_app_puts_the_errors_in_view_and_focus_in_a_real_brow
         set_viewport(&admin, width, 900).await;
         admin.goto(&app.url(paths::WIZARD)).await.unwrap();
         wait_for_text(&admin, "Check and connect").await;
+        // The how-to is followed before the form is filled: above it on a phone, to its left on
+        // a laptop.
+        let layout = eval(
+            &admin,
+            r#"(() => {
+                 const form = document.querySelector("form[action^='/invitation/customer-app']").getBoundingClientRect();
+                 const howto = document.querySelector("ol.howto").getBoundingClientRect();
+                 return { above: howto.bottom <= form.top, beside: form.left >= howto.right };
+               })()"#,
+        )
+        .await;
+        let expected = if width < 800 { "above" } else { "beside" };
+        assert_eq!(layout[expected], json!(true), "at {width} px: {layout}");
         fill(&admin, "#tenant_id", &tenant.id).await;
         fill(&admin, "#client_id", &registered.client_id).await;
         fill(&admin, "#client_secret", "not-the-secret-value").await;

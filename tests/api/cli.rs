@@ -1020,3 +1020,46 @@ async fn invite_create_picks_an_existing_customer_whatever_the_case_and_tenant_l
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_doctor_finds_nothing_failing_in_a_fresh_demo() {
+    let database = crate::helpers::fresh_database().await;
+    let portal = free_port();
+    let dir = demo_dir();
+    let (child, _) = start_demo(
+        &dir,
+        &[
+            "--database-url",
+            &database.url,
+            "--listen",
+            &format!("127.0.0.1:{portal}"),
+            "--emulator-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    )
+    .await;
+
+    let output = cli_with_demo_env(&dir, &["doctor", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", stderr(&output)));
+    let failing: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert!(failing.is_empty(), "{failing:#?}");
+    // What the demo can not meet says why in words.
+    for check in report["checks"].as_array().unwrap() {
+        if check["status"] != "pass" {
+            assert!(
+                !check["detail"].as_str().unwrap_or_default().is_empty(),
+                "{check:#}"
+            );
+        }
+    }
+
+    stop_demo(child).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

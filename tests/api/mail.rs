@@ -267,3 +267,52 @@ async fn mail_for_a_consented_or_expired_invitation_is_dropped() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_consented_invitation_page_says_its_mail_link_was_used_and_offers_no_resend() {
+    let app = TestApp::spawn().await;
+    app.sign_in(gangway::operators::Role::Viewer).await;
+    let mailed = app
+        .invite("delegated", "mailed@contoso.example", None)
+        .await;
+    app.deliver_mail().await;
+    let quick = app.invite("delegated", "quick@contoso.example", None).await;
+    for issued in [&mailed, &quick] {
+        tenants::record_consent(
+            &app.db,
+            &app.state.cfg.keys,
+            issued.invitation.id,
+            &consent(uuid::Uuid::new_v4()),
+            &Actor::System,
+        )
+        .await
+        .unwrap();
+    }
+    let app = &app;
+    let page = |id| async move {
+        app.get(&gangway::web::paths::with_id(
+            gangway::web::paths::INVITATION,
+            id,
+        ))
+        .await
+        .text()
+        .await
+        .unwrap()
+    };
+
+    let sent = page(mailed.invitation.id).await;
+    assert!(
+        sent.contains("Link used: the customer consented."),
+        "{sent}"
+    );
+    // Consented before the worker's round: the mail was dropped, and nothing suggests resending.
+    let dropped = page(quick.invitation.id).await;
+    assert!(
+        dropped
+            .contains("Not sent: the customer consented with the link before the email went out"),
+        "{dropped}"
+    );
+    for page in [&sent, &dropped] {
+        assert!(!page.contains("Resend"), "{page}");
+    }
+}

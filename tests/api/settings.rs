@@ -175,6 +175,24 @@ async fn settings_are_edited_audited_and_seen_by_another_portal_process() {
 }
 
 #[tokio::test]
+async fn the_secret_expiry_field_is_a_date_field_whose_hint_names_no_other_format() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let page = text(app.get(paths::SETTINGS).await).await;
+    let label_at = page
+        .find("<label for=\"client_secret_expires\"")
+        .expect("the expiry field has a label");
+    let label = &page[label_at..label_at + page[label_at..].find("</label>").unwrap()];
+    // The browser shows a date field in the viewer's own format (mm/dd/yyyy in Chromium's
+    // en-US): a hint naming another one contradicts what is on the screen.
+    assert!(
+        !label.contains("YYYY") && label.contains("Certificates &#38; secrets"),
+        "{label}"
+    );
+    assert!(page.contains("<input type=\"date\" id=\"client_secret_expires\""));
+}
+
+#[tokio::test]
 async fn bad_settings_are_refused_field_by_field_and_nothing_is_saved() {
     let app = TestApp::spawn().await;
     app.sign_in(Role::Admin).await;

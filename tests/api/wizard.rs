@@ -1301,3 +1301,48 @@ async fn an_admin_consent_that_never_becomes_usable_fails_after_the_wait_with_th
     assert_eq!(status, "failed");
     assert!(reason.unwrap().contains("700016"));
 }
+
+#[tokio::test]
+async fn a_reconsent_invitation_says_in_its_mail_and_wizard_why_the_customer_is_asked_again() {
+    use crate::sync::{all_app_permissions, connect, emulator, work};
+    let app = TestApp::spawn().await;
+    app.sign_in(gangway::operators::Role::Admin).await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    // The customer revokes the consent at Microsoft; the next sync finds out.
+    emulator(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/_emulator/tenants/{tid}/consents/{}", app.app.client_id),
+        None,
+    )
+    .await;
+    work(&app).await;
+    app.deliver_mail().await;
+    let first_mails = app.mail.messages().len();
+
+    let shown = app
+        .post_and_follow(&paths::with_id(paths::RECONSENT_TENANT, tenant), &[])
+        .await;
+    assert!(shown.status().is_success());
+    app.deliver_mail().await;
+    let messages = app.mail.messages();
+    assert_eq!(messages.len(), first_mails + 1);
+    let mail = &messages[first_mails];
+    // Without its consent the app has no service principal there: Entra ID answers AADSTS700016.
+    let why = "stopped working: its application was removed from your tenant";
+    assert!(mail.subject().contains("asks again"), "{}", mail.subject());
+    let text = mail.text();
+    assert!(text.contains(why), "{text}");
+    assert!(!text.contains("AADSTS"), "no internal codes: {text}");
+
+    let customer = Customer::open(&app, &mail.link()).await;
+    let page = customer.wizard(&app).await;
+    assert!(page.contains(why), "{page}");
+    assert!(!page.contains("AADSTS") && !page.contains("customer's tenant"));
+
+    // A first invitation says nothing of the kind.
+    let first = app.invite("delegated", "new@contoso.example", None).await;
+    let page = Customer::open(&app, &first.link).await.wizard(&app).await;
+    assert!(!page.contains("stopped working"), "{page}");
+}

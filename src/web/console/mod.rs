@@ -252,8 +252,12 @@ pub(crate) struct EventRow {
     pub detail: String,
     pub invitation_url: Option<String>,
     pub invitation_short: String,
+    /// "Customer (admin email)"; the short id shows on hover.
+    pub invitation_name: Option<String>,
     pub tenant_url: Option<String>,
     pub tenant_short: String,
+    /// The tenant's display name; the short id shows on hover.
+    pub tenant_name: Option<String>,
 }
 
 impl From<&AuditEvent> for EventRow {
@@ -278,8 +282,10 @@ impl From<&AuditEvent> for EventRow {
                 .invitation_id
                 .map(|id| paths::with_id(paths::INVITATION, id)),
             invitation_short: event.invitation_id.map(short_id).unwrap_or_default(),
+            invitation_name: event.invitation_name.clone(),
             tenant_url: event.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
             tenant_short: event.tenant_id.map(short_id).unwrap_or_default(),
+            tenant_name: event.tenant_name.clone(),
         }
     }
 }

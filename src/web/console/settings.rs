@@ -214,7 +214,8 @@ fn describe(key: Key) -> (Kind, &'static str) {
         ),
         Key::ClientSecretExpires => (
             Kind::Date,
-            "YYYY-MM-DD, as the admin center shows it; a secret may live at most 24 months. The doctor reads it itself when it can",
+            // No format: the browser's date field shows the date in the viewer's own.
+            "the secret's Expires date on the app's Certificates & secrets page; a secret may live at most 24 months. The doctor reads it itself when it can",
         ),
         Key::ProviderTenantId => (
             Kind::Text,

@@ -283,8 +283,16 @@ pub async fn submit(
     // The admin is now at the app-details step: the indicator says so above the errors.
     let brand = state.live().await?.settings.branding.clone();
     let profile = super::review::invitation_profile(&state, &invitation).await?;
+    let why_again = invitations::reconsent::why_asked_again(&state.db, &invitation).await?;
     let rerender = |invitation: &invitations::Invitation, form: CustomerAppForm| {
-        let mut page = review_page(&brand, &profile, invitation, csrf.clone(), Some(form));
+        let mut page = review_page(
+            &brand,
+            &profile,
+            invitation,
+            why_again,
+            csrf.clone(),
+            Some(form),
+        );
         page.chrome.step = 2;
         (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
     };

@@ -80,11 +80,13 @@ pub async fn invitation_profile(state: &AppState, invitation: &Invitation) -> Re
         .ok_or_else(|| anyhow::anyhow!("invitation {} names a missing profile", invitation.id))?)
 }
 
-/// The review page for `invitation`, with the customer-app form state when in that mode.
+/// The review page for `invitation`, with the customer-app form state when in that mode and,
+/// for a re-consent, why the customer is asked again.
 pub fn review_page(
     provider: &Branding,
     profile: &Profile,
     invitation: &Invitation,
+    why_again: Option<&'static str>,
     csrf: String,
     form: Option<CustomerAppForm>,
 ) -> ReviewPage {
@@ -108,6 +110,7 @@ pub fn review_page(
             "application"
         },
         tenant_domain: invitation.tenant_domain.clone(),
+        why_again,
         expires: format::datetime(invitation.expires_at),
         expires_iso: format::iso(invitation.expires_at),
         last_error: invitation.customer_notice.clone(),
@@ -136,7 +139,16 @@ pub async fn show(
     };
     let live = state.live().await?;
     let profile = invitation_profile(&state, &invitation).await?;
-    Ok(review_page(&live.settings.branding, &profile, &invitation, csrf, None).into_response())
+    let why_again = invitations::reconsent::why_asked_again(&state.db, &invitation).await?;
+    Ok(review_page(
+        &live.settings.branding,
+        &profile,
+        &invitation,
+        why_again,
+        csrf,
+        None,
+    )
+    .into_response())
 }
 
 /// Leaves for Microsoft: delegated sign-in or admin consent, with a single-use pending record.

@@ -81,6 +81,8 @@ struct DetailPage {
     tenant_url: Option<String>,
     conflict: Option<Conflict>,
     delivery: Option<Delivery>,
+    /// What became of the mail, said once the link can no longer be used.
+    mail_note: Option<&'static str>,
     mail_configured: bool,
     timeline: Vec<EventRow>,
     notice: Option<&'static str>,
@@ -88,6 +90,29 @@ struct DetailPage {
     can_revoke: bool,
     resend_url: String,
     revoke_url: String,
+}
+
+/// What the Email card adds once the link is used or dead: mail sent is past its use, mail
+/// not sent was dropped (an unsent link that no longer works is never mailed).
+fn mail_note(status: Status, sent: bool) -> Option<&'static str> {
+    match (status, sent) {
+        (Status::Consented, true) => Some("Link used: the customer consented."),
+        (Status::Consented, false) => Some(
+            "Not sent: the customer consented with the link before the email went out, so it was dropped.",
+        ),
+        (Status::Revoked, true) => Some("Link revoked: the emailed link no longer works."),
+        (Status::Revoked, false) => {
+            Some("Not sent: the invitation was revoked before the email went out.")
+        }
+        (Status::Expired, true) => {
+            Some("Link expired: the emailed link no longer works. Resend makes a new one.")
+        }
+        (Status::Expired, false) => Some(
+            "Not sent: the link expired before the email went out. Resend makes a new link and emails it.",
+        ),
+        (_, true) => None,
+        (_, false) => Some("No email is waiting for this invitation. Resend queues a new one."),
+    }
 }
 
 /// Attempts as people count them: a consent is an attempt too (the stored count is of setbacks).
@@ -202,6 +227,7 @@ async fn detail(
             .tenant_id
             .map(|t| paths::with_id(paths::TENANT, t)),
         conflict,
+        mail_note: mail_note(status, delivery.as_ref().is_some_and(|d| d.sent.is_some())),
         delivery,
         mail_configured: state.cfg.smtp_url.is_some(),
         timeline,
