@@ -225,17 +225,15 @@ async fn declined_and_failed_invitations_expire_like_any_other() {
         .text()
         .await
         .unwrap();
-    assert!(
-        expired.contains(&issued.invitation.admin_email),
-        "{expired}"
-    );
+    let listed = gangway::format::breakable(issued.invitation.admin_email.as_str());
+    assert!(expired.contains(&listed), "{expired}");
     let failed = app
         .get(&format!("{}?status=failed", paths::INVITATIONS))
         .await
         .text()
         .await
         .unwrap();
-    assert!(!failed.contains(&issued.invitation.admin_email));
+    assert!(!failed.contains(&listed));
 }
 
 #[tokio::test]
