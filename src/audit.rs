@@ -127,11 +127,13 @@ pub enum Action {
     WebhookEndpointDeleted,
     /// A test event was queued for a webhook endpoint.
     WebhookTestSent,
+    /// An event was queued again for the endpoint it went to.
+    WebhookDeliveryResent,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 33] = [
+    pub const ALL: [Action; 34] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -165,6 +167,7 @@ impl Action {
         Action::WebhookEndpointChanged,
         Action::WebhookEndpointDeleted,
         Action::WebhookTestSent,
+        Action::WebhookDeliveryResent,
     ];
 
     /// The stored name.
@@ -203,6 +206,7 @@ impl Action {
             Self::WebhookEndpointChanged => "webhook.endpoint_changed",
             Self::WebhookEndpointDeleted => "webhook.endpoint_deleted",
             Self::WebhookTestSent => "webhook.test_sent",
+            Self::WebhookDeliveryResent => "webhook.delivery_resent",
         }
     }
 
@@ -248,6 +252,7 @@ impl Action {
             Self::WebhookEndpointChanged => "Webhook endpoint enabled or disabled",
             Self::WebhookEndpointDeleted => "Webhook endpoint deleted",
             Self::WebhookTestSent => "Webhook test event sent",
+            Self::WebhookDeliveryResent => "Webhook event sent again",
         }
     }
 

@@ -11,9 +11,9 @@ pub const READYZ: &str = "/readyz";
 /// Prometheus metrics (restricted: see `GANGWAY_METRICS_TOKEN`, `GANGWAY_METRICS_LISTEN`).
 pub const METRICS: &str = "/metrics";
 /// The stylesheet; served immutable, so its name changes with its content.
-pub const STATIC_CSS: &str = "/static/gangway-6.css";
+pub const STATIC_CSS: &str = "/static/gangway-7.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
-pub const STATIC_JS: &str = "/static/gangway-6.js";
+pub const STATIC_JS: &str = "/static/gangway-7.js";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";
@@ -65,6 +65,8 @@ pub const WEBHOOK_TEST: &str = "/console/webhooks/{id}/test";
 pub const WEBHOOK_ENABLED: &str = "/console/webhooks/{id}/enabled";
 /// POST: delete an endpoint.
 pub const WEBHOOK_DELETE: &str = "/console/webhooks/{id}/delete";
+/// POST: queue a delivery's event again (`delivery=<id>`).
+pub const WEBHOOK_SEND_AGAIN: &str = "/console/webhooks/{id}/send-again";
 /// The API's OpenAPI document.
 pub const API_OPENAPI: &str = "/api/v1/openapi.json";
 /// Every other address under the API (answered 404 as a problem).

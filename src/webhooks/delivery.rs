@@ -2,7 +2,8 @@
 //! LOCKED`), POSTed signed outside any transaction with a 10 s timeout, then marked under the
 //! lease. A 2xx marks the event delivered for good; anything else retries it with exponential
 //! backoff and jitter (30 s doubling to 2 h) until [`MAX_ATTEMPTS`] (more than a day), then it
-//! is marked failed. Every attempt is logged with its status code or error and duration.
+//! is marked failed. Every attempt is logged with its status code or error and duration; the
+//! delivery keeps the last answer's body, its first [`RESPONSE_CAP`] bytes.
 //! Each round reads the allow-list again; an address it refuses is never connected to
 //! ([`egress`]).
 
@@ -26,10 +27,13 @@ const LEASE: Duration = Duration::from_secs(120);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts before an event is marked failed: with the backoff below they span more than 24 h.
 pub const MAX_ATTEMPTS: i32 = 20;
+/// How much of a receiver's answer the delivery log keeps.
+pub const RESPONSE_CAP: usize = 4096;
 
 #[derive(sqlx::FromRow)]
 struct Due {
     id: Uuid,
+    event_id: Option<Uuid>,
     payload: serde_json::Value,
     attempts: i32,
     leased_until: OffsetDateTime,
@@ -94,10 +98,16 @@ pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<R
         let started = Instant::now();
         let outcome = send(keys, http, &item).await;
         let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let (status, error) = match &outcome {
-            Ok(status) if (200..300).contains(status) => (Some(i32::from(*status)), None),
-            Ok(status) => (Some(i32::from(*status)), Some(format!("HTTP {status}"))),
-            Err(e) => (None, Some(e.clone())),
+        let (status, error, answer) = match outcome {
+            Ok((status, body)) if (200..300).contains(&status) => {
+                (Some(i32::from(status)), None, Some(body))
+            }
+            Ok((status, body)) => (
+                Some(i32::from(status)),
+                Some(format!("HTTP {status}")),
+                Some(body),
+            ),
+            Err(e) => (None, Some(e), None),
         };
         let delivered = error.is_none();
         let last = item.attempts + 1 >= MAX_ATTEMPTS;
@@ -105,7 +115,7 @@ pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<R
         let mut tx = db.begin().await?;
         let marked = sqlx::query(
             "update webhook_deliveries set attempts = attempts + 1, leased_until = null,
-                    last_status = $3, last_error = $4, last_duration_ms = $5,
+                    last_status = $3, last_error = $4, last_duration_ms = $5, response_body = $9,
                     delivered_at = case when $6 then now() end,
                     failed_at = case when not $6 and $7 then now() end,
                     next_attempt_at = case when $6 or $7 then next_attempt_at
@@ -120,6 +130,7 @@ pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<R
         .bind(delivered)
         .bind(last)
         .bind(wait.as_secs_f64())
+        .bind(&answer)
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() == 0 {
@@ -157,8 +168,8 @@ async fn claim(db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
                  where delivered_at is null and failed_at is null and next_attempt_at <= now()
                    and (leased_until is null or leased_until <= now())
                  order by next_attempt_at limit $2 for update skip locked)
-             returning id, endpoint_id, payload, attempts, leased_until)
-         select l.id, l.payload, l.attempts, l.leased_until, e.url, e.secret_ciphertext,
+             returning id, event_id, endpoint_id, payload, attempts, leased_until)
+         select l.id, l.event_id, l.payload, l.attempts, l.leased_until, e.url, e.secret_ciphertext,
                 e.secret_key_id, e.previous_secret_ciphertext, e.previous_secret_key_id,
                 e.previous_secret_until
          from leased l join webhook_endpoints e on e.id = l.endpoint_id",
@@ -171,13 +182,15 @@ async fn claim(db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
     Ok(due)
 }
 
-/// The `webhook-id` of a delivery: the same on every retry, so receivers can drop duplicates.
-pub fn message_id(delivery: Uuid) -> String {
-    format!("msg_{}", delivery.simple())
+/// The `webhook-id` of an event (its first delivery's id): the same on every retry and every
+/// "send again", so receivers can drop duplicates.
+pub fn message_id(event: Uuid) -> String {
+    format!("msg_{}", event.simple())
 }
 
-/// POSTs one event; `Ok(status)` when the endpoint answered.
-async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<u16, String> {
+/// POSTs one event; `Ok((status, body))` when the endpoint answered, the body cut at
+/// [`RESPONSE_CAP`] bytes (read no further).
+async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<(u16, String), String> {
     // An address in the URL is not resolved, so the resolver never sees it: checked here.
     let literal = url::Url::parse(&item.url)
         .ok()
@@ -210,14 +223,14 @@ async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<u16, String> 
         secrets.push(open(sealed, key_id)?);
     }
     let body = serde_json::to_vec(&item.payload).map_err(|e| e.to_string())?;
-    let id = message_id(item.id);
+    let id = message_id(item.event_id.unwrap_or(item.id));
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let signatures = secrets
         .iter()
         .filter_map(|s| signing::sign(s, &id, timestamp, &body))
         .collect::<Vec<_>>()
         .join(" ");
-    let response = http
+    let mut response = http
         .http
         .post(&item.url)
         .header("content-type", "application/json")
@@ -243,7 +256,17 @@ async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<u16, String> 
                 format!("request failed: {e}")
             }
         })?;
-    Ok(response.status().as_u16())
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    // An answer that breaks off still has its status: the body is only for the log.
+    while body.len() < RESPONSE_CAP {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(RESPONSE_CAP);
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// How long delivered and failed events stay in the delivery log.

@@ -377,6 +377,7 @@ pub async fn erase_tenant_payloads(
              payload = jsonb_set(payload, '{data}', jsonb_build_object(
                  'tenant_id', payload->'data'->'tenant_id', 'run_id', payload->'data'->'run_id',
                  'erased', 'the tenant was offboarded')),
+             response_body = null,
              failed_at = case when delivered_at is null then coalesce(failed_at, now()) end,
              last_error = case when delivered_at is null and failed_at is null
                                then 'not sent: the tenant was offboarded and its data erased'
@@ -390,11 +391,50 @@ pub async fn erase_tenant_payloads(
     Ok(done.rows_affected())
 }
 
+/// Queues `delivery`'s event again for the endpoint it went to: a new delivery with its own
+/// attempts, the same body and `webhook-id`. An event whose data was erased is not sent again.
+pub async fn send_again(
+    db: &PgPool,
+    endpoint: Uuid,
+    delivery: Uuid,
+    actor: &Actor,
+) -> Result<Uuid, WebhookError> {
+    let mut tx = db.begin().await?;
+    let queued: Option<(Uuid, String)> = sqlx::query_as(
+        "insert into webhook_deliveries (endpoint_id, event_type, payload, event_id)
+         select endpoint_id, event_type, payload, coalesce(event_id, id) from webhook_deliveries
+         where id = $1 and endpoint_id = $2 and not coalesce(payload->'data' ? 'erased', false)
+         returning id, event_type",
+    )
+    .bind(delivery)
+    .bind(endpoint)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, event_type) = queued.ok_or(WebhookError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookDeliveryResent,
+        None,
+        None,
+        json!({ "endpoint_id": endpoint, "delivery_id": delivery, "event_type": event_type }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
 /// One line of an endpoint's delivery log.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    /// The delivery's id (`webhook-id` is `msg_` and its simple form).
+    /// The delivery's id.
     pub id: Uuid,
+    /// The event's `webhook-id` is `msg_` and the simple form of this (the first delivery's id).
+    pub event_id: Uuid,
+    /// The body sent.
+    pub payload: Value,
+    /// The start of the last answer's body.
+    pub response_body: Option<String>,
     /// The event type.
     pub event_type: String,
     /// When the event was queued.
@@ -422,7 +462,8 @@ pub async fn deliveries(
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
-        "select id, event_type, created_at, attempts, last_status, last_error, last_duration_ms,
+        "select id, coalesce(event_id, id) as event_id, payload, response_body, event_type,
+                created_at, attempts, last_status, last_error, last_duration_ms,
                 delivered_at, failed_at, next_attempt_at
          from webhook_deliveries where endpoint_id = $1 order by created_at desc, id desc limit $2",
     )

@@ -221,6 +221,8 @@ struct Fit {
     sign_out_in_view: Option<bool>,
     /// Stacked-card cells whose label is not set flush left like the others.
     misaligned_labels: Vec<String>,
+    /// Placeholders of fields in view wider than the room inside their field (cut off).
+    clipped_placeholders: Vec<String>,
 }
 
 async fn fit(browser: &Client) -> Fit {
@@ -244,6 +246,17 @@ async fn fit(browser: &Client) -> Fit {
                    })
                    .filter(td => getComputedStyle(td, "::before").textAlign === "right")
                    .map(td => td.dataset.label),
+                 clipped_placeholders: [...document.querySelectorAll("input[placeholder]")]
+                   .filter(i => i.offsetParent !== null)
+                   .filter(i => {
+                     const s = getComputedStyle(i);
+                     const pen = document.createElement("canvas").getContext("2d");
+                     pen.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+                     const room = i.clientWidth - parseFloat(s.paddingLeft)
+                       - parseFloat(s.paddingRight);
+                     return pen.measureText(i.placeholder).width > room;
+                   })
+                   .map(i => i.placeholder),
                };"#,
             vec![],
         )
@@ -265,6 +278,11 @@ pub(crate) async fn check_page(browser: &Client, page: &str, signed_in: bool) {
             fit.misaligned_labels.is_empty(),
             "{page} sets card labels out of line at {width} px: {:?}",
             fit.misaligned_labels
+        );
+        assert!(
+            fit.clipped_placeholders.is_empty(),
+            "{page} cuts placeholders off at {width} px: {:?}",
+            fit.clipped_placeholders
         );
         if signed_in {
             assert_eq!(

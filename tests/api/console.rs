@@ -904,6 +904,22 @@ async fn addresses_in_narrow_cells_wrap_at_their_at_sign_and_dots_not_mid_word()
         let html = body(app.get(&page).await).await;
         assert!(html.contains(wrapped), "{page}: {html}");
     }
+
+    // A synced directory's users and a group's members: their UPN and mail alike.
+    let tenant = crate::sync_console::tenant(&app, "Fabrikam").await;
+    let upn = "adele.vance@fabrikam308a.onmicrosoft.com";
+    let user = crate::sync_console::user(&app, tenant, "Adele Vance", upn, Some(upn), false).await;
+    let group = crate::sync_console::group(&app, tenant, "Sales", Some(upn)).await;
+    crate::sync_console::member(&app, tenant, group, user, "user").await;
+    let wrapped = "adele<wbr>.vance@<wbr>fabrikam308a<wbr>.onmicrosoft<wbr>.com";
+    for page in [
+        paths::with_id(paths::TENANT_USERS, tenant),
+        paths::tenant_group(tenant, group),
+    ] {
+        let html = body(app.get(&page).await).await;
+        assert!(!html.contains(upn), "{page}: {html}");
+        assert!(html.contains(wrapped), "{page}: {html}");
+    }
 }
 
 #[tokio::test]

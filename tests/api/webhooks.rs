@@ -35,22 +35,24 @@ impl Received {
     }
 }
 
-/// A webhook receiver on loopback answering with a status the test sets.
+/// A webhook receiver on loopback answering with a status and body the test sets.
 pub struct Receiver {
     pub url: String,
     pub got: Arc<Mutex<Vec<Received>>>,
     pub status: Arc<AtomicU16>,
+    pub answer: Arc<Mutex<String>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (g, s) = (got.clone(), status.clone());
+        let answer: Arc<Mutex<String>> = Arc::default();
+        let (g, s, a) = (got.clone(), status.clone(), answer.clone());
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let (g, s) = (g.clone(), s.clone());
+                let (g, s, a) = (g.clone(), s.clone(), a.clone());
                 async move {
                     let h = |n: &str| {
                         headers
@@ -65,14 +67,22 @@ impl Receiver {
                         signature: h("webhook-signature"),
                         body: body.to_vec(),
                     });
-                    StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                    (
+                        StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap(),
+                        a.lock().unwrap().clone(),
+                    )
                 }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, got, status }
+        Self {
+            url,
+            got,
+            status,
+            answer,
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -855,6 +865,7 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
             tx.commit().await.unwrap();
         }
     };
+    *receiver.answer.lock().unwrap() = "received delivered-alice".into();
     emit(user(tenant, "delivered-alice")).await;
     deliver(&app).await;
     emit(user(tenant, "pending-bob")).await;
@@ -864,8 +875,9 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
     gangway::tenants::offboard(&app.db, tenant, &gangway::audit::Actor::Cli)
         .await
         .unwrap();
-    let log: Vec<(Value, Option<String>)> = sqlx::query_as(
-        "select payload, last_error from webhook_deliveries where event_type = 'directory.user.created'",
+    let log: Vec<(Value, Option<String>, Option<String>)> = sqlx::query_as(
+        "select payload, last_error, response_body from webhook_deliveries
+         where event_type = 'directory.user.created'",
     )
     .fetch_all(&app.db)
     .await
@@ -875,14 +887,14 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
     assert!(text.contains("other-tenant-carol"), "{text}");
     let erased: Vec<&Value> = log
         .iter()
-        .map(|(p, _)| p)
+        .map(|(p, _, _)| p)
         .filter(|p| p["data"]["tenant_id"] == tenant.to_string())
         .collect();
     assert_eq!(erased.len(), 2);
     assert!(erased.iter().all(|p| p["data"]["erased"].is_string()));
     assert!(
         log.iter()
-            .any(|(_, e)| e.as_deref().is_some_and(|e| e.contains("offboarded"))),
+            .any(|(_, e, _)| e.as_deref().is_some_and(|e| e.contains("offboarded"))),
         "{text}"
     );
 
@@ -998,4 +1010,134 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
         let error = log[0].last_error.clone().unwrap_or_default();
         assert!(error.starts_with("not sent:"), "{error}");
     }
+}
+
+/// The delivery log of `endpoint` as the signed-in operator sees it.
+async fn log_page(app: &TestApp, endpoint: Uuid) -> String {
+    app.get(&paths::with_id(paths::WEBHOOK, endpoint))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_delivery_log_shows_the_body_sent_and_the_receivers_answer_escaped_and_capped() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    receiver.status.store(422, Ordering::SeqCst);
+    *receiver.answer.lock().unwrap() = format!(
+        "<b>unknown event</b> {}",
+        "x".repeat(10 * delivery::RESPONSE_CAP)
+    );
+    let (id, secret) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&app).await.retried, 1);
+
+    let page = log_page(&app, id).await;
+    assert!(page.contains("A test event from Gangway."), "{page}");
+    assert!(
+        page.contains("&#34;type&#34;: &#34;webhook.test&#34;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&#60;b&#62;unknown event&#60;/b&#62;"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>unknown event"), "{page}");
+    assert!(page.contains("Answer (422)"), "{page}");
+    assert!(page.contains(&receiver.received()[0].id), "{page}");
+    assert!(!page.contains(&secret));
+    let stored: String = sqlx::query_scalar("select response_body from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), delivery::RESPONSE_CAP);
+    let kept = delivery::RESPONSE_CAP - "<b>unknown event</b> ".len();
+    assert!(
+        page.contains(&format!("{}<", "x".repeat(kept))),
+        "capped on the page too"
+    );
+    assert!(!page.contains(&"x".repeat(kept + 1)));
+}
+
+#[tokio::test]
+async fn sending_again_delivers_the_event_once_more_under_the_same_webhook_id() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = add_endpoint(&app, &receiver.url, &["*"]).await;
+    let first = webhooks::send_test(&app.db, id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&app).await.delivered, 1);
+
+    let page = app
+        .post_and_follow(
+            &paths::with_id(paths::WEBHOOK_SEND_AGAIN, id),
+            &[("delivery", &first.to_string())],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("queued again"), "{page}");
+    // Reloading the page it led to queues nothing more.
+    log_page(&app, id).await;
+    assert_eq!(deliver(&app).await.delivered, 1);
+    make_due(&app).await;
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, got[1].id);
+    assert_eq!(got[0].json()["data"], got[1].json()["data"]);
+    assert!(verifies(&secret, &got[1]));
+    let log = webhooks::deliveries(&app.db, id, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter()
+            .all(|d| d.attempts == 1 && d.delivered_at.is_some())
+    );
+    let audit: Vec<String> = sqlx::query_scalar(
+        "select action from audit_events where action = 'webhook.delivery_resent'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(audit.len(), 1);
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_send_a_webhook_event_again() {
+    let app = TestApp::spawn().await;
+    let (endpoint, _) = webhooks::create(
+        &app.db,
+        &app.state.cfg.keys,
+        "https://hooks.example/x",
+        "",
+        &["*".to_owned()],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let sent = webhooks::send_test(&app.db, endpoint.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    app.sign_in(Role::Viewer).await;
+    let response = app
+        .post_form(
+            &paths::with_id(paths::WEBHOOK_SEND_AGAIN, endpoint.id),
+            &[("delivery", &sent.to_string())],
+        )
+        .await;
+    assert!(!response.status().is_success(), "{}", response.status());
+    let count: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
 }

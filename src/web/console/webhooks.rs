@@ -1,6 +1,6 @@
 //! Webhook endpoints (admins): add one (its secret shown once), rotate the secret (the old one
 //! keeps signing for a day), send a test event, enable or disable, delete, and each endpoint's
-//! delivery log.
+//! delivery log with what was sent and answered, where an event can be sent again.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -31,6 +31,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::WEBHOOK_TEST, post(test))
         .route(paths::WEBHOOK_ENABLED, post(enabled))
         .route(paths::WEBHOOK_DELETE, post(delete))
+        .route(paths::WEBHOOK_SEND_AGAIN, post(send_again))
 }
 
 struct Row {
@@ -148,6 +149,15 @@ async fn create(
 }
 
 struct DeliveryView {
+    id: String,
+    /// The `webhook-id` receivers see, shared by the event's deliveries.
+    message_id: String,
+    /// The body sent, indented.
+    request: String,
+    /// The start of the last answer's body, if one came.
+    response: Option<String>,
+    /// Whether it can be sent again: not once its data was erased.
+    resendable: bool,
     event_type: String,
     created: When,
     attempts: i32,
@@ -163,6 +173,7 @@ struct DetailPage {
     chrome: Chrome,
     rotate_url: String,
     test_url: String,
+    send_again_url: String,
     enabled_url: String,
     delete_url: String,
     url: String,
@@ -189,6 +200,11 @@ async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result
         .await?
         .into_iter()
         .map(|d| DeliveryView {
+            id: d.id.to_string(),
+            message_id: webhooks::delivery::message_id(d.event_id),
+            request: serde_json::to_string_pretty(&d.payload).unwrap_or_default(),
+            response: d.response_body,
+            resendable: d.payload["data"].get("erased").is_none(),
             state: if d.delivered_at.is_some() {
                 "delivered"
             } else if d.failed_at.is_some() {
@@ -217,6 +233,7 @@ async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result
         chrome,
         rotate_url: paths::with_id(paths::WEBHOOK_ROTATE, endpoint.id),
         test_url: paths::with_id(paths::WEBHOOK_TEST, endpoint.id),
+        send_again_url: paths::with_id(paths::WEBHOOK_SEND_AGAIN, endpoint.id),
         enabled_url: paths::with_id(paths::WEBHOOK_ENABLED, endpoint.id),
         delete_url: paths::with_id(paths::WEBHOOK_DELETE, endpoint.id),
         events: endpoint.events.join(", "),
@@ -257,6 +274,9 @@ async fn detail(
             Some("Secret rotated: the old one keeps signing beside the new one for 24 hours.")
         }
         Some("test") => Some("Test event queued: it appears below once sent."),
+        Some("again") => Some(
+            "Event queued again with the same webhook-id, so a receiver that has it can drop it.",
+        ),
         Some("enabled") => Some("Endpoint enabled."),
         Some("disabled") => Some("Endpoint disabled: no events are written for it."),
         _ => None,
@@ -318,6 +338,29 @@ async fn test(
         .map_err(refused)?;
     Ok(Redirect::to(&format!(
         "{}?done=test",
+        paths::with_id(paths::WEBHOOK, id)
+    )))
+}
+
+#[derive(Deserialize)]
+struct SendAgain {
+    #[serde(default)]
+    delivery: String,
+}
+
+async fn send_again(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    Path(id): Path<String>,
+    Form(form): Form<SendAgain>,
+) -> Result<Redirect> {
+    let id = parse_id(&id)?;
+    let delivery = parse_id(&form.delivery)?;
+    webhooks::send_again(&state.db, id, delivery, &Actor::Operator(operator.email))
+        .await
+        .map_err(refused)?;
+    Ok(Redirect::to(&format!(
+        "{}?done=again",
         paths::with_id(paths::WEBHOOK, id)
     )))
 }
