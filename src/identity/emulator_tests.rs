@@ -70,10 +70,13 @@ fn login(t: &Value) -> Login {
     }
 }
 
-#[tokio::test]
-async fn flows_against_the_emulator() {
+/// The emulator with `tenants` tenants and the app registered, its base URL, a client that does
+/// not follow redirects, and its tenants as the admin API lists them.
+async fn start_emulator(
+    tenants: usize,
+) -> (entra_emulator::Emulator, String, reqwest::Client, Value) {
     let opts = entra_emulator::Options {
-        tenants: 3,
+        tenants,
         users: 3,
         app_client_id: Some(CLIENT_ID.into()),
         app_client_secret: Some(SECRET.into()),
@@ -94,6 +97,12 @@ async fn flows_against_the_emulator() {
         .json()
         .await
         .unwrap();
+    (emu, base, http, tenants)
+}
+
+#[tokio::test]
+async fn flows_against_the_emulator() {
+    let (emu, base, http, tenants) = start_emulator(3).await;
     let (delegated, application) = (login(&tenants[1]), login(&tenants[2]));
     // ID tokens name the signer's directory roles only when the registration asks for them.
     http.patch(format!("{base}/_emulator/apps/{CLIENT_ID}"))
@@ -354,28 +363,7 @@ async fn operator_sign_in_against_the_emulator() {
 
 #[tokio::test]
 async fn a_code_is_redeemed_at_the_authority_its_sign_in_was_requested_on() {
-    let opts = entra_emulator::Options {
-        tenants: 2,
-        users: 3,
-        app_client_id: Some(CLIENT_ID.into()),
-        app_client_secret: Some(SECRET.into()),
-        app_redirect_uris: vec![REDIRECT.into()],
-        ..Default::default()
-    };
-    let emu = entra_emulator::Emulator::start(opts).await.unwrap();
-    let base = emu.base_url().to_owned();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let tenants: Value = http
-        .get(format!("{base}/_emulator/tenants"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (emu, base, http, tenants) = start_emulator(2).await;
     let customer = login(&tenants[1]);
     let entra = EntraClient::new(
         EntraConfig {
