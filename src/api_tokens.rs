@@ -52,7 +52,7 @@ impl Scope {
 }
 
 /// A token as listed (never the token itself).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApiToken {
     /// Its id.
     pub id: Uuid,
@@ -92,10 +92,6 @@ impl ApiToken {
         }
     }
 }
-
-/// The columns of [`ApiToken`], from `api_tokens t` joined to its owner `o`.
-const COLUMNS: &str = "t.id, t.name, t.scope, t.created_by, o.email::text as owner, t.created_at,
-    t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr";
 
 /// The caller a presented token stands for.
 #[derive(Debug, Clone)]
@@ -152,18 +148,22 @@ pub async fn create(
     }
     let token = Secret::new(format!("{PREFIX}{}", random_token()));
     let mut tx = db.begin().await?;
-    let record: ApiToken = sqlx::query_as(&format!(
-        "with t as (
-             insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id)
-             values ($1, $2, $3, $4, now() + make_interval(days => $5), $6) returning *)
-         select {COLUMNS} from t left join operators o on o.id = t.owner_id"
-    ))
-    .bind(name)
-    .bind(sha256(token.expose().as_bytes()))
-    .bind(scope)
-    .bind(actor.to_string())
-    .bind(valid_days.map(|d| d as i32))
-    .bind(owner)
+    let record = sqlx::query_as!(
+        ApiToken,
+        r#"with t as (
+               insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id)
+               values ($1, $2, $3, $4, now() + make_interval(days => $5), $6) returning *)
+           select t.id as "id!", t.name as "name!", t.scope as "scope!: Scope",
+                  t.created_by as "created_by!", o.email::text as owner, t.created_at as "created_at!",
+                  t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr
+           from t left join operators o on o.id = t.owner_id"#,
+        name,
+        sha256(token.expose().as_bytes()),
+        scope as Scope,
+        actor.to_string(),
+        valid_days.map(|d| d as i32),
+        owner,
+    )
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -181,10 +181,13 @@ pub async fn create(
 
 /// Every token, newest first, with its owner.
 pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from api_tokens t left join operators o on o.id = t.owner_id
-         order by t.created_at desc"
-    ))
+    sqlx::query_as!(
+        ApiToken,
+        r#"select t.id, t.name, t.scope as "scope: Scope", t.created_by, o.email::text as owner,
+                  t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr
+           from api_tokens t left join operators o on o.id = t.owner_id
+           order by t.created_at desc"#,
+    )
     .fetch_all(db)
     .await
 }
@@ -192,10 +195,11 @@ pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
 /// Revokes a token at once; audited.
 pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), TokenError> {
     let mut tx = db.begin().await?;
-    let name: Option<String> = sqlx::query_scalar(
-        "update api_tokens set revoked_at = now() where id = $1 and revoked_at is null returning name",
+    let name = sqlx::query_scalar!(
+        "update api_tokens set revoked_at = now() where id = $1 and revoked_at is null
+         returning name",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let name = name.ok_or(TokenError::NotFound)?;
@@ -223,13 +227,13 @@ pub async fn revoke_owned(
     reason: &str,
     actor: &Actor,
 ) -> Result<u64, sqlx::Error> {
-    let names: Vec<String> = sqlx::query_scalar(
+    let names = sqlx::query_scalar!(
         "update api_tokens set revoked_at = now()
          where owner_id = $1 and revoked_at is null and (not $2 or scope = 'write')
          returning name",
+        owner,
+        writes_only,
     )
-    .bind(owner)
-    .bind(writes_only)
     .fetch_all(&mut *conn)
     .await?;
     for name in &names {
@@ -263,23 +267,23 @@ pub async fn authenticate(
     let caller = match cache.get(&hash) {
         Some(caller) => caller,
         None => {
-            let row: Option<(Uuid, String, Scope, Option<OffsetDateTime>)> = sqlx::query_as(
-                "select id, name, scope, expires_at from api_tokens
+            let row = sqlx::query!(
+                r#"select id, name, scope as "scope: Scope", expires_at from api_tokens
                  where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
                    -- Revoked with their owner's role anyway; checked again so no path can miss it.
                    and (owner_id is null or exists (select 1 from operators o
-                                                     where o.id = owner_id and (scope = 'read' or o.role = 'admin')))",
+                                                     where o.id = owner_id and (scope = 'read' or o.role = 'admin')))"#,
+                hash.as_slice(),
             )
-            .bind(hash.as_slice())
             .fetch_optional(db)
-            .await?;
-            let (token_id, name, scope, expires_at) = row.ok_or(TokenError::Refused)?;
+            .await?
+            .ok_or(TokenError::Refused)?;
             let caller = Caller {
-                token_id,
-                name,
-                scope,
+                token_id: row.id,
+                name: row.name,
+                scope: row.scope,
             };
-            cache.put(hash, caller.clone(), expires_at);
+            cache.put(hash, caller.clone(), row.expires_at);
             caller
         }
     };
@@ -291,11 +295,11 @@ pub async fn authenticate(
 
 /// Records that token `id` was just used from `addr`.
 async fn record_use(db: PgPool, id: Uuid, addr: String) {
-    let recorded = sqlx::query(
+    let recorded = sqlx::query!(
         "update api_tokens set last_used_at = now(), last_used_addr = $2 where id = $1",
+        id,
+        addr,
     )
-    .bind(id)
-    .bind(&addr)
     .execute(&db)
     .await;
     // Not again before the interval: the last use then shows up to two intervals late.

@@ -263,7 +263,7 @@ impl Action {
 }
 
 /// One line of the audit trail as read back.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEvent {
     /// Position in the trail.
     pub id: i64,
@@ -281,11 +281,9 @@ pub struct AuditEvent {
     /// Details (strings capped at [`MAX_DETAIL_CHARS`]).
     pub detail: Value,
     /// The tenant's display name, joined in for pages.
-    #[sqlx(default)]
     #[serde(skip)]
     pub tenant_name: Option<String>,
     /// The invitation as people name it, "customer (admin email)", joined in for pages.
-    #[sqlx(default)]
     #[serde(skip)]
     pub invitation_name: Option<String>,
 }
@@ -318,13 +316,23 @@ fn field_label(key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Audit rows with the names of the tenant and invitation they concern, for pages.
-const NAMED_EVENTS: &str = "select a.*, t.display_name as tenant_name,
-        c.name::text || ' (' || i.admin_email::text || ')' as invitation_name
-    from audit_events a
-    left join tenants t on t.id = a.tenant_id
-    left join invitations i on i.id = a.invitation_id
-    left join customers c on c.id = i.customer_id";
+/// A checked query over the audit trail with the names of the tenant and invitation each row
+/// concerns joined in, for pages; `$tail` (a string literal) filters and orders.
+macro_rules! named_events {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            AuditEvent,
+            r#"select a.id, a.at, a.actor, a.action, a.invitation_id, a.tenant_id, a.detail,
+                      t.display_name as "tenant_name?",
+                      c.name::text || ' (' || i.admin_email::text || ')' as "invitation_name?"
+               from audit_events a
+               left join tenants t on t.id = a.tenant_id
+               left join invitations i on i.id = a.invitation_id
+               left join customers c on c.id = i.customer_id "# + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 /// The longest text kept in one detail value: details carry what customers and Microsoft
 /// said, and an audit row is no place for a megabyte of it.
@@ -340,14 +348,17 @@ pub async fn record(
     tenant_id: Option<Uuid>,
     detail: Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into audit_events (actor, action, invitation_id, tenant_id, detail) values ($1, $2, $3, $4, $5)")
-        .bind(actor.label())
-        .bind(action.as_str())
-        .bind(invitation_id)
-        .bind(tenant_id)
-        .bind(capped(detail))
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "insert into audit_events (actor, action, invitation_id, tenant_id, detail)
+         values ($1, $2, $3, $4, $5)",
+        actor.label(),
+        action.as_str(),
+        invitation_id,
+        tenant_id,
+        capped(detail),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -419,15 +430,14 @@ pub async fn page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{NAMED_EVENTS}
-         where $1::text is null or a.actor ilike '%' || $1 || '%' or a.action ilike '%' || $1 || '%'
-            or a.detail::text ilike '%' || $1 || '%'
-         order by a.at desc, a.id desc limit $2 offset $3"
-    ))
-    .bind(search)
-    .bind(limit)
-    .bind(offset)
+    named_events!(
+        r"where $1::text is null or a.actor ilike $1 escape '\' or a.action ilike $1 escape '\'
+             or a.detail::text ilike $1 escape '\'
+          order by a.at desc, a.id desc limit $2 offset $3",
+        search.map(crate::db::contains_pattern),
+        limit,
+        offset,
+    )
     .fetch_all(db)
     .await
 }
@@ -437,32 +447,32 @@ pub async fn for_invitation(
     db: &PgPool,
     invitation_id: Uuid,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{NAMED_EVENTS} where a.invitation_id = $1 order by a.at, a.id"
-    ))
-    .bind(invitation_id)
+    named_events!(
+        "where a.invitation_id = $1 order by a.at, a.id",
+        invitation_id
+    )
     .fetch_all(db)
     .await
 }
 
 /// A tenant's history, newest first.
 pub async fn for_tenant(db: &PgPool, tenant_id: Uuid) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{NAMED_EVENTS} where a.tenant_id = $1 order by a.at desc, a.id desc"
-    ))
-    .bind(tenant_id)
+    named_events!(
+        "where a.tenant_id = $1 order by a.at desc, a.id desc",
+        tenant_id
+    )
     .fetch_all(db)
     .await
 }
 
 /// How many events [`page`] would go through for `search`, for "showing 1–50 of N".
 pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from audit_events
-         where $1::text is null or actor ilike '%' || $1 || '%' or action ilike '%' || $1 || '%'
-            or detail::text ilike '%' || $1 || '%'",
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from audit_events
+           where $1::text is null or actor ilike $1 escape '\' or action ilike $1 escape '\'
+              or detail::text ilike $1 escape '\'"#,
+        search.map(crate::db::contains_pattern),
     )
-    .bind(search)
     .fetch_one(db)
     .await
 }

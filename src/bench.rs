@@ -423,7 +423,6 @@ async fn customers(admin: &EmulatorAdmin, state: &AppState) -> anyhow::Result<Ve
 }
 
 /// One finished sync run, as `sync_runs` has it.
-#[derive(sqlx::FromRow)]
 struct RunRow {
     outcome: String,
     error: Option<String>,
@@ -453,7 +452,7 @@ impl Bench {
     /// Runs the queued syncs (one tenant: one worker turn; several: the workers, until every
     /// tenant's run is recorded) and sums up their runs.
     async fn phase(&self) -> anyhow::Result<Phase> {
-        let before: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from sync_runs")
+        let before = sqlx::query_scalar!(r#"select coalesce(max(id), 0) as "id!" from sync_runs"#)
             .fetch_one(&self.db)
             .await?;
         // The emulator counts the requests under a fault prefix (no fault is injected): the
@@ -482,13 +481,14 @@ impl Bench {
         let users_pages = self.admin.get("/_emulator/faults").await?["injected"]["requests"]
             .as_i64()
             .unwrap_or(0);
-        let runs: Vec<RunRow> = sqlx::query_as(
-            "select outcome, error, added, updated, soft_deleted, removed, members_added,
-                    members_removed, pages,
-                    extract(epoch from finished_at - started_at)::float8 as seconds
-             from sync_runs where id > $1 order by id",
+        let runs = sqlx::query_as!(
+            RunRow,
+            r#"select outcome, error, added, updated, soft_deleted, removed, members_added,
+                      members_removed, pages,
+                      extract(epoch from finished_at - started_at)::float8 as "seconds!"
+               from sync_runs where id > $1 order by id"#,
+            before,
         )
-        .bind(before)
         .fetch_all(&self.db)
         .await?;
         if let Some(run) = runs.iter().find(|r| r.outcome != "succeeded") {
@@ -557,10 +557,10 @@ impl Bench {
         ));
         let want = self.customers.len() as i64;
         let took = loop {
-            let done: i64 = sqlx::query_scalar(
-                "select count(*) from sync_runs where id > $1 and outcome <> 'running'",
+            let done = sqlx::query_scalar!(
+                r#"select count(*) as "count!" from sync_runs where id > $1 and outcome <> 'running'"#,
+                before,
             )
-            .bind(before)
             .fetch_one(&mut *watch)
             .await?;
             if done >= want {
@@ -585,29 +585,32 @@ impl Bench {
         let mut rng = StdRng::seed_from_u64(SEED ^ n);
         let base = format!("/_emulator/tenants/{}", customer.entra.id);
         let administrator: Uuid = customer.entra.admin.id.parse()?;
-        let mut users: Vec<Uuid> = sqlx::query_scalar(
+        let mut users = sqlx::query_scalar!(
             "select object_id from directory_users
              where tenant_id = $1 and soft_deleted_at is null order by object_id",
+            customer.id,
         )
-        .bind(customer.id)
         .fetch_all(&self.db)
         .await?;
         users.retain(|u| *u != administrator);
         users.shuffle(&mut rng);
-        let groups: Vec<Uuid> = sqlx::query_scalar(
+        let groups = sqlx::query_scalar!(
             "select object_id from directory_groups
              where tenant_id = $1 and soft_deleted_at is null order by object_id",
+            customer.id,
         )
-        .bind(customer.id)
         .fetch_all(&self.db)
         .await?;
-        let mut members: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        let mut members: Vec<(Uuid, Uuid)> = sqlx::query!(
             "select group_id, member_id from directory_group_members
              where tenant_id = $1 order by group_id, member_id",
+            customer.id,
         )
-        .bind(customer.id)
         .fetch_all(&self.db)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|m| (m.group_id, m.member_id))
+        .collect();
 
         let (adds, edits) = (total / 4, total * 2 / 5);
         let deletes = total * 3 / 20;
@@ -693,15 +696,16 @@ impl Bench {
                 .admin
                 .get(&format!("/_emulator/tenants/{}", customer.entra.id))
                 .await?;
-            let (users, groups): (i64, i64) = sqlx::query_as(
-                "select (select count(*) from directory_users
-                         where tenant_id = $1 and soft_deleted_at is null),
-                        (select count(*) from directory_groups
-                         where tenant_id = $1 and soft_deleted_at is null)",
+            let counts = sqlx::query!(
+                r#"select (select count(*) from directory_users
+                           where tenant_id = $1 and soft_deleted_at is null) as "users!",
+                          (select count(*) from directory_groups
+                           where tenant_id = $1 and soft_deleted_at is null) as "groups!""#,
+                customer.id,
             )
-            .bind(customer.id)
             .fetch_one(&self.db)
             .await?;
+            let (users, groups) = (counts.users, counts.groups);
             if Some(users) != seen["users"].as_i64() || Some(groups) != seen["groups"].as_i64() {
                 bail!(
                     "the copy of {} holds {users} users and {groups} groups, the emulator {} and {}",
@@ -717,13 +721,13 @@ impl Bench {
     /// The rows the full sync wrote, as `COPY` text under a scratch tenant (with the same
     /// columns), kept in files until [`Self::copy_floor`] so they weigh on no phase's memory.
     async fn capture_floor_rows(&self) -> anyhow::Result<FloorRows> {
-        let scratch: Uuid = sqlx::query_scalar(
+        let scratch = sqlx::query_scalar!(
             "insert into tenants (entra_tenant_id, display_name, consent_mode, customer_id, status)
              select gen_random_uuid(), 'COPY floor (benchmark)', 'application', customer_id, 'disabled'
              from tenants where id = $1
              returning id",
+            self.customers[0].id,
         )
-        .bind(self.customers[0].id)
         .fetch_one(&self.db)
         .await?;
         let tenants: Vec<String> = self.customers.iter().map(|c| c.id.to_string()).collect();
@@ -774,8 +778,7 @@ impl Bench {
         tx.commit().await?;
         let seconds = started.elapsed().as_secs_f64();
         drop(data);
-        sqlx::query("delete from tenants where id = $1")
-            .bind(rows.scratch)
+        sqlx::query!("delete from tenants where id = $1", rows.scratch)
             .execute(&mut *conn)
             .await?;
         Ok((round(seconds, 4), written))

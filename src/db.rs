@@ -20,13 +20,14 @@ pub async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
     let target = options(url)?;
     let name = target.get_database().unwrap_or("postgres").to_owned();
     let mut admin = target.clone().database("postgres").connect().await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"select exists(select 1 from pg_database where datname = $1) as "exists!""#,
+        name
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
-        // Identifiers cannot be bound as parameters; quote it instead.
+        // Identifiers cannot be bound as parameters (so not checked either); quote it instead.
         sqlx::query(&format!(
             "create database \"{}\"",
             name.replace('"', "\"\"")
@@ -61,6 +62,7 @@ pub async fn drop_scratch(url: &str) -> Result<(), sqlx::Error> {
     let target = options(url)?;
     let name = target.get_database().unwrap_or_default().to_owned();
     let mut admin = target.database("postgres").connect().await?;
+    // A database name cannot be a parameter: the statement is built.
     sqlx::query(&format!(
         "drop database if exists \"{}\" with (force)",
         name.replace('"', "\"\"")
@@ -74,17 +76,18 @@ async fn sweep_scratch(server_url: &str, prefix: &str) {
     let swept = async {
         let mut admin = options(server_url)?.connect().await?;
         let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - 3_600;
-        let stale: Vec<String> = sqlx::query_scalar(
-            "select datname from pg_database
+        let stale = sqlx::query_scalar!(
+            r#"select datname::text as "datname!" from pg_database
              where case when datname ~ ('^' || $1 || '_[0-9]+_')
                         then split_part(substr(datname, length($1) + 2), '_', 1)::bigint < $2
-                        else false end",
+                        else false end"#,
+            prefix,
+            cutoff
         )
-        .bind(prefix)
-        .bind(cutoff)
         .fetch_all(&mut admin)
         .await?;
         for name in stale {
+            // A database name cannot be a parameter: each statement is built.
             sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
                 .execute(&mut admin)
                 .await?;
@@ -112,6 +115,8 @@ fn options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
 /// The embedded migrations the database has not applied successfully, as `version description`;
 /// empty when the schema is current.
 pub async fn missing_migrations(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    // sqlx's own table, made by the migrator at run time: not in the schema queries are checked
+    // against.
     let applied: Vec<i64> =
         sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
             .fetch_all(pool)
@@ -121,4 +126,55 @@ pub async fn missing_migrations(pool: &PgPool) -> Result<Vec<String>, sqlx::Erro
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
         .map(|m| format!("{:04} {}", m.version, m.description))
         .collect())
+}
+
+/// `text` as an `ILIKE` pattern matching it anywhere, its wildcards (`%`, `_`) and the escape
+/// character `\` taken literally; use it with `ilike $n escape '\'`. Every list's search uses it.
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Maps a constraint violation, by the constraint's name, to a domain error: the one place a
+/// database refusal becomes a domain refusal (realworld-axum-sqlx's `on_constraint`).
+pub trait ResultExt<T> {
+    /// `f(error)` when the error is a violation of `constraint`; any other error converted with
+    /// `From`.
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        constraint: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        constraint: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> E,
+    ) -> Result<T, E> {
+        self.map_err(|e| match e {
+            sqlx::Error::Database(db) if db.constraint() == Some(constraint) => f(db),
+            e => e.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn a_search_takes_wildcards_and_the_escape_character_literally() {
+        assert_eq!(contains_pattern("adele"), "%adele%");
+        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
 }

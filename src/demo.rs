@@ -163,7 +163,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let mail_configured = cfg.smtp_url.is_some();
     // The demo's app is new each run: its credentials replace any stored ones.
-    sqlx::query("delete from settings where key in ('client_id', 'client_secret')")
+    sqlx::query!("delete from settings where key in ('client_id', 'client_secret')")
         .execute(&pool)
         .await?;
     crate::settings::prepare(&pool, &cfg.keys, &cfg.settings_seed()).await?;

@@ -134,11 +134,15 @@ pub fn record_sync_run(outcome: &str, tally: Option<SyncCounts>) {
 pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
     use std::fmt::Write;
     let mut out = String::new();
-    let invitations: Vec<(String, i64)> = sqlx::query_as(
-        "select effective_status, count(*) from invitation_view group by 1 order by 1",
+    let invitations: Vec<(String, i64)> = sqlx::query!(
+        r#"select effective_status as "status!", count(*) as "count!"
+           from invitation_view group by 1 order by 1"#,
     )
     .fetch_all(db)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.status, r.count))
+    .collect();
     by_label(
         &mut out,
         "gangway_invitations",
@@ -156,9 +160,12 @@ pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
         &invitations,
     );
     let tenants: Vec<(String, i64)> =
-        sqlx::query_as("select status, count(*) from tenants group by 1 order by 1")
+        sqlx::query!(r#"select status, count(*) as "count!" from tenants group by 1 order by 1"#,)
             .fetch_all(db)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|r| (r.status, r.count))
+            .collect();
     by_label(
         &mut out,
         "gangway_tenants",
@@ -173,19 +180,20 @@ pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
         ],
         &tenants,
     );
-    let (queued, due, running, oldest): (i64, i64, i64, f64) = sqlx::query_as(
-        "select count(*) filter (where status = 'queued'),
-                count(*) filter (where status = 'queued' and run_at <= now()),
-                count(*) filter (where status = 'running'),
-                coalesce(extract(epoch from now() - min(run_at) filter (where status = 'queued' and run_at <= now()))::float8, 0)
-         from jobs where status in ('queued', 'running')",
+    let queue = sqlx::query!(
+        r#"select count(*) filter (where status = 'queued') as "queued!",
+                  count(*) filter (where status = 'queued' and run_at <= now()) as "due!",
+                  count(*) filter (where status = 'running') as "running!",
+                  coalesce(extract(epoch from now() - min(run_at) filter (where status = 'queued' and run_at <= now()))::float8, 0)
+                      as "oldest!"
+           from jobs where status in ('queued', 'running')"#,
     )
     .fetch_one(db)
     .await?;
     let jobs = [
-        ("queued".to_owned(), queued),
-        ("due".to_owned(), due),
-        ("running".to_owned(), running),
+        ("queued".to_owned(), queue.queued),
+        ("due".to_owned(), queue.due),
+        ("running".to_owned(), queue.running),
     ];
     by_label(
         &mut out,
@@ -200,15 +208,19 @@ pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
         "# HELP gangway_jobs_oldest_due_age_seconds How long the oldest due job has waited to be claimed\n\
          # TYPE gangway_jobs_oldest_due_age_seconds gauge\n\
          gangway_jobs_oldest_due_age_seconds {}",
-        oldest.max(0.0)
+        queue.oldest.max(0.0)
     );
-    let deliveries: Vec<(String, i64)> = sqlx::query_as(
-        "select case when delivered_at is not null then 'delivered'
-                     when failed_at is not null then 'failed' else 'pending' end, count(*)
-         from webhook_deliveries group by 1",
+    let deliveries: Vec<(String, i64)> = sqlx::query!(
+        r#"select case when delivered_at is not null then 'delivered'
+                       when failed_at is not null then 'failed' else 'pending' end as "state!",
+                  count(*) as "count!"
+           from webhook_deliveries group by 1"#,
     )
     .fetch_all(db)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.state, r.count))
+    .collect();
     by_label(
         &mut out,
         "gangway_webhook_deliveries",
@@ -217,9 +229,10 @@ pub async fn database_gauges(db: &sqlx::PgPool) -> Result<String, sqlx::Error> {
         &["pending", "delivered", "failed"],
         &deliveries,
     );
-    let unsent: i64 = sqlx::query_scalar("select count(*) from outbox where sent_at is null")
-        .fetch_one(db)
-        .await?;
+    let unsent =
+        sqlx::query_scalar!(r#"select count(*) as "count!" from outbox where sent_at is null"#)
+            .fetch_one(db)
+            .await?;
     let _ = writeln!(
         out,
         "# HELP gangway_outbox_unsent Invitation mail not delivered yet\n\

@@ -47,7 +47,7 @@ impl From<OperatorError> for InviteError {
 }
 
 /// An invitation waiting to be used.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Pending {
     /// Who is invited.
     pub email: String,
@@ -88,32 +88,35 @@ pub async fn invite(
         ))
     })?;
     let mut tx = db.begin().await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from operators where email = $1)")
-            .bind(email.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"select exists (select 1 from operators where email = $1) as "exists!""#,
+        email.as_str() as &str,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if exists {
         return Err(InviteError::AlreadyOperator(email.as_str().to_owned()));
     }
     let token = InvitationToken::mint();
-    sqlx::query("delete from operator_invitations where email = $1 and accepted_at is null")
-        .bind(email.as_str())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "delete from operator_invitations where email = $1 and accepted_at is null",
+        email.as_str() as &str,
+    )
+    .execute(&mut *tx)
+    .await?;
     let expires_at = OffsetDateTime::now_utc() + VALID_FOR;
-    sqlx::query(
+    sqlx::query!(
         "insert into operator_invitations (email, role, token_sha256, expires_at, created_by)
          values ($1, $2, $3, $4, $5)",
+        email.as_str() as &str,
+        role as Role,
+        token.hash(),
+        expires_at,
+        match actor {
+            Actor::Operator(email) => email.clone(),
+            other => other.to_string(),
+        },
     )
-    .bind(email.as_str())
-    .bind(role)
-    .bind(token.hash())
-    .bind(expires_at)
-    .bind(match actor {
-        Actor::Operator(email) => email.clone(),
-        other => other.to_string(),
-    })
     .execute(&mut *tx)
     .await?;
     let mut link = public_url
@@ -164,11 +167,13 @@ fn html_escape(text: &str) -> String {
 
 /// The open invitation a link names, if it still works.
 pub async fn find(db: &PgPool, token: &InvitationToken) -> Result<Pending, InviteError> {
-    sqlx::query_as(
-        "select email::text, role, expires_at, created_by from operator_invitations
-         where token_sha256 = $1 and accepted_at is null and expires_at > now()",
+    sqlx::query_as!(
+        Pending,
+        r#"select email::text as "email!", role as "role: Role", expires_at, created_by
+           from operator_invitations
+           where token_sha256 = $1 and accepted_at is null and expires_at > now()"#,
+        token.hash(),
     )
-    .bind(token.hash())
     .fetch_optional(db)
     .await?
     .ok_or(InviteError::LinkNotValid)
@@ -186,23 +191,33 @@ pub async fn accept(
             "Choose a password of at least {MIN_PASSWORD_LEN} characters; a few words make a good one."
         )));
     }
-    let used: Option<(String, Role)> = sqlx::query_as(
-        "update operator_invitations set accepted_at = now()
-         where token_sha256 = $1 and accepted_at is null and expires_at > now()
-         returning email::text, role",
+    let used = sqlx::query!(
+        r#"update operator_invitations set accepted_at = now()
+           where token_sha256 = $1 and accepted_at is null and expires_at > now()
+           returning email::text as "email!", role as "role: Role""#,
+        token.hash(),
     )
-    .bind(token.hash())
     .fetch_optional(db)
-    .await?;
-    let (email, role) = used.ok_or(InviteError::LinkNotValid)?;
-    Ok(operators::add(db, &email, role, password, &Actor::Operator(email.clone())).await?)
+    .await?
+    .ok_or(InviteError::LinkNotValid)?;
+    let email = used.email;
+    Ok(operators::add(
+        db,
+        &email,
+        used.role,
+        password,
+        &Actor::Operator(email.clone()),
+    )
+    .await?)
 }
 
 /// The invitations not used yet, newest first (expired ones included, until replaced).
 pub async fn pending(db: &PgPool) -> Result<Vec<Pending>, sqlx::Error> {
-    sqlx::query_as(
-        "select email::text, role, expires_at, created_by from operator_invitations
-         where accepted_at is null order by created_at desc",
+    sqlx::query_as!(
+        Pending,
+        r#"select email::text as "email!", role as "role: Role", expires_at, created_by
+           from operator_invitations
+           where accepted_at is null order by created_at desc"#,
     )
     .fetch_all(db)
     .await

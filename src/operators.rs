@@ -47,7 +47,7 @@ impl Role {
 }
 
 /// A signed-in operator.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Operator {
     /// The operator's id.
     pub id: Uuid,
@@ -58,7 +58,7 @@ pub struct Operator {
 }
 
 /// An operator as the operator list shows them.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct OperatorSummary {
     /// The operator's id.
     pub id: Uuid,
@@ -121,17 +121,21 @@ pub async fn add(
     let hash = hash_password(password);
     let mut tx = db.begin().await?;
     // Adding a removed operator back is restoring them.
-    sqlx::query("delete from operator_blocks where email = $1")
-        .bind(email.as_str())
-        .execute(&mut *tx)
-        .await?;
-    let operator: Operator = sqlx::query_as(
-        "insert into operators (email, password_hash, role) values ($1, $2, $3)
-         on conflict (email) do nothing returning id, email::text, role",
+    sqlx::query!(
+        "delete from operator_blocks where email = $1",
+        email.as_str() as &str
     )
-    .bind(email.as_str())
-    .bind(hash)
-    .bind(role)
+    .execute(&mut *tx)
+    .await?;
+    let operator = sqlx::query_as!(
+        Operator,
+        r#"insert into operators (email, password_hash, role) values ($1, $2, $3)
+           on conflict (email) do nothing
+           returning id, email::text as "email!", role as "role: Role""#,
+        email.as_str() as &str,
+        hash,
+        role as Role,
+    )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(OperatorError::Exists)?;
@@ -154,18 +158,12 @@ pub async fn authenticate(
     email: &str,
     password: &Secret,
 ) -> Result<Option<Operator>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        id: Uuid,
-        email: String,
-        role: Role,
-        /// None for operators who sign in with Entra ID only.
-        password_hash: Option<String>,
-    }
-    let row: Option<Row> = sqlx::query_as(
-        "select id, email::text, role, password_hash from operators where email = $1",
+    // `password_hash` is None for operators who sign in with Entra ID only.
+    let row = sqlx::query!(
+        r#"select id, email::text as "email!", role as "role: Role", password_hash
+           from operators where email = $1"#,
+        email.trim() as &str,
     )
-    .bind(email.trim())
     .fetch_optional(db)
     .await?;
     let Some((row, hash)) = row.and_then(|r| r.password_hash.clone().map(|h| (r, h))) else {
@@ -178,10 +176,12 @@ pub async fn authenticate(
     if !verify_password(password, &hash) {
         return Ok(None);
     }
-    sqlx::query("update operators set last_login_at = now() where id = $1")
-        .bind(row.id)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update operators set last_login_at = now() where id = $1",
+        row.id
+    )
+    .execute(db)
+    .await?;
     Ok(Some(Operator {
         id: row.id,
         email: row.email,
@@ -274,37 +274,43 @@ pub async fn sign_in_with_entra(
         ))
     })?;
     let mut tx = db.begin().await?;
-    let blocked: Option<String> = sqlx::query_scalar(
-        "select email::text from operator_blocks where entra_object_id = $1 or email = $2 limit 1",
+    let blocked = sqlx::query_scalar!(
+        r#"select email::text as "email!" from operator_blocks
+           where entra_object_id = $1 or email = $2 limit 1"#,
+        who.oid,
+        email.as_str() as &str,
     )
-    .bind(who.oid)
-    .bind(email.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(email) = blocked {
         return Err(OperatorError::Blocked(email));
     }
-    #[derive(sqlx::FromRow)]
     struct Row {
         id: Uuid,
         email: String,
         role: Role,
         entra_object_id: Option<Uuid>,
     }
-    let by_oid: Option<Row> = sqlx::query_as(
-        "select id, email::text, role, entra_object_id from operators where entra_object_id = $1 for update",
+    let by_oid = sqlx::query_as!(
+        Row,
+        r#"select id, email::text as "email!", role as "role: Role", entra_object_id
+           from operators where entra_object_id = $1 for update"#,
+        who.oid
     )
-    .bind(who.oid)
     .fetch_optional(&mut *tx)
     .await?;
     let existing = match by_oid {
         Some(row) => Some(row),
-        None => sqlx::query_as(
-            "select id, email::text, role, entra_object_id from operators where email = $1 for update",
-        )
-        .bind(email.as_str())
-        .fetch_optional(&mut *tx)
-        .await?,
+        None => {
+            sqlx::query_as!(
+                Row,
+                r#"select id, email::text as "email!", role as "role: Role", entra_object_id
+                   from operators where email = $1 for update"#,
+                email.as_str() as &str,
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+        }
     };
     let actor = Actor::Operator(email.as_str().to_owned());
     let (mut created, mut linked, mut previous_role) = (false, false, None);
@@ -320,12 +326,13 @@ pub async fn sign_in_with_entra(
             if row.role != who.role {
                 previous_role = Some(row.role);
             }
-            sqlx::query(
-                "update operators set entra_object_id = $2, role = $3, last_login_at = now() where id = $1",
+            sqlx::query!(
+                "update operators set entra_object_id = $2, role = $3, last_login_at = now()
+                 where id = $1",
+                row.id,
+                who.oid,
+                who.role as Role,
             )
-            .bind(row.id)
-            .bind(who.oid)
-            .bind(who.role)
             .execute(&mut *tx)
             .await?;
             if who.role == Role::Viewer && row.role == Role::Admin {
@@ -340,13 +347,15 @@ pub async fn sign_in_with_entra(
         }
         None => {
             created = true;
-            sqlx::query_as(
-                "insert into operators (email, password_hash, role, entra_object_id, last_login_at)
-                 values ($1, null, $2, $3, now()) returning id, email::text, role",
+            sqlx::query_as!(
+                Operator,
+                r#"insert into operators (email, password_hash, role, entra_object_id, last_login_at)
+                   values ($1, null, $2, $3, now())
+                   returning id, email::text as "email!", role as "role: Role""#,
+                email.as_str() as &str,
+                who.role as Role,
+                who.oid,
             )
-            .bind(email.as_str())
-            .bind(who.role)
-            .bind(who.oid)
             .fetch_one(&mut *tx)
             .await?
         }
@@ -423,37 +432,48 @@ pub async fn set_password(
     email: &str,
     password: &Secret,
 ) -> Result<(), OperatorError> {
-    sqlx::query("update operators set password_hash = $2 where email = $1")
-        .bind(email)
-        .bind(hash_password(password))
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update operators set password_hash = $2 where email = $1",
+        email as &str,
+        hash_password(password),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// The operator with `id`, as they are now (one lookup by primary key).
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Operator>, sqlx::Error> {
-    sqlx::query_as("select id, email::text, role from operators where id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Operator,
+        r#"select id, email::text as "email!", role as "role: Role" from operators where id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// The operator signing in with `email`.
 pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Operator, OperatorError> {
-    sqlx::query_as("select id, email::text, role from operators where email = $1")
-        .bind(email.trim())
-        .fetch_optional(db)
-        .await?
-        .ok_or(OperatorError::NotFound)
+    sqlx::query_as!(
+        Operator,
+        r#"select id, email::text as "email!", role as "role: Role" from operators where email = $1"#,
+        email.trim() as &str,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(OperatorError::NotFound)
 }
 
 /// Every operator, by email, with their last sign-in and live session count.
 pub async fn list(db: &PgPool) -> Result<Vec<OperatorSummary>, sqlx::Error> {
-    sqlx::query_as(
-        "select o.id, o.email::text, o.role, o.created_at, o.last_login_at,
-                (select count(*) from sessions s where s.operator_id = o.id and s.expires_at > now()) as sessions
-         from operators o order by o.email",
+    sqlx::query_as!(
+        OperatorSummary,
+        r#"select o.id, o.email::text as "email!", o.role as "role: Role", o.created_at,
+                  o.last_login_at,
+                  (select count(*) from sessions s
+                   where s.operator_id = o.id and s.expires_at > now()) as "sessions!"
+           from operators o order by o.email"#,
     )
     .fetch_all(db)
     .await
@@ -472,11 +492,13 @@ pub async fn set_role(
     if current.role == role {
         return Ok(current);
     }
-    sqlx::query("update operators set role = $2 where id = $1")
-        .bind(id)
-        .bind(role)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update operators set role = $2 where id = $1",
+        id,
+        role as Role
+    )
+    .execute(&mut *tx)
+    .await?;
     if role == Role::Viewer {
         lost_admin(&mut tx, id, &current.email, actor).await?;
     }
@@ -509,20 +531,22 @@ pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, Op
     )
     .await?;
     // Sessions cascade; invitations they created stay, without the link to them.
-    let entra_object_id: Option<Uuid> =
-        sqlx::query_scalar("delete from operators where id = $1 returning entra_object_id")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-    sqlx::query(
-        "insert into operator_blocks (email, entra_object_id, role, blocked_by) values ($1, $2, $3, $4)
+    let entra_object_id = sqlx::query_scalar!(
+        "delete from operators where id = $1 returning entra_object_id",
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "insert into operator_blocks (email, entra_object_id, role, blocked_by)
+         values ($1, $2, $3, $4)
          on conflict (email) do update set entra_object_id = excluded.entra_object_id,
              role = excluded.role, blocked_at = now(), blocked_by = excluded.blocked_by",
+        removed.email.as_str() as &str,
+        entra_object_id,
+        removed.role as Role,
+        actor.to_string(),
     )
-    .bind(&removed.email)
-    .bind(entra_object_id)
-    .bind(removed.role)
-    .bind(actor.to_string())
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -539,7 +563,7 @@ pub async fn remove(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Operator, Op
 }
 
 /// An operator removed by an admin, blocked until restored.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RemovedOperator {
     /// Their email.
     pub email: String,
@@ -554,8 +578,10 @@ pub struct RemovedOperator {
 
 /// Every removed operator, most recently removed first.
 pub async fn removed(db: &PgPool) -> Result<Vec<RemovedOperator>, sqlx::Error> {
-    sqlx::query_as(
-        "select email::text, role, blocked_at, blocked_by from operator_blocks order by blocked_at desc",
+    sqlx::query_as!(
+        RemovedOperator,
+        r#"select email::text as "email!", role as "role: Role", blocked_at, blocked_by
+           from operator_blocks order by blocked_at desc"#,
     )
     .fetch_all(db)
     .await
@@ -565,12 +591,13 @@ pub async fn removed(db: &PgPool) -> Result<Vec<RemovedOperator>, sqlx::Error> {
 /// their role; a password account is added again with `add`). Audited.
 pub async fn restore(db: &PgPool, email: &str, actor: &Actor) -> Result<(), OperatorError> {
     let mut tx = db.begin().await?;
-    let email: String =
-        sqlx::query_scalar("delete from operator_blocks where email = $1 returning email::text")
-            .bind(email.trim())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(OperatorError::NotFound)?;
+    let email = sqlx::query_scalar!(
+        r#"delete from operator_blocks where email = $1 returning email::text as "email!""#,
+        email.trim() as &str,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(OperatorError::NotFound)?;
     audit::record(
         &mut *tx,
         actor,
@@ -593,12 +620,14 @@ pub async fn end_sessions(
     actor: &Actor,
 ) -> Result<u64, OperatorError> {
     let mut tx = db.begin().await?;
-    let operator: Operator =
-        sqlx::query_as("select id, email::text, role from operators where id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(OperatorError::NotFound)?;
+    let operator = sqlx::query_as!(
+        Operator,
+        r#"select id, email::text as "email!", role as "role: Role" from operators where id = $1"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(OperatorError::NotFound)?;
     let ended = end_sessions_in(&mut tx, id, keep).await?;
     audit::record(
         &mut *tx,
@@ -620,16 +649,13 @@ async fn lock_checked(
     id: Uuid,
     losing_admin: bool,
 ) -> Result<Operator, OperatorError> {
-    let admins: Vec<Uuid> =
-        sqlx::query_scalar("select id from operators where role = 'admin' for update")
-            .fetch_all(&mut *tx)
-            .await?;
-    let operator: Operator =
-        sqlx::query_as("select id, email::text, role from operators where id = $1 for update")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(OperatorError::NotFound)?;
+    let admins = sqlx::query_scalar!("select id from operators where role = 'admin' for update")
+        .fetch_all(&mut *tx)
+        .await?;
+    let operator = sqlx::query_as!(Operator, r#"select id, email::text as "email!", role as "role: Role" from operators where id = $1 for update"#, id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(OperatorError::NotFound)?;
     if losing_admin && operator.role == Role::Admin && admins == [id] {
         return Err(OperatorError::LastAdmin);
     }
@@ -661,11 +687,11 @@ async fn end_sessions_in(
     id: Uuid,
     keep: Option<&[u8]>,
 ) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query(
+    let ended = sqlx::query!(
         "delete from sessions where operator_id = $1 and ($2::bytea is null or id_sha256 <> $2)",
+        id,
+        keep,
     )
-    .bind(id)
-    .bind(keep)
     .execute(&mut *tx)
     .await?;
     Ok(ended.rows_affected())

@@ -115,6 +115,8 @@ async fn reseal(
     select: &str,
     update: &str,
 ) -> Result<u64, RekeyError> {
+    // The table's statements come from the caller, so one loop reseals every table: checked
+    // queries need literal text, which a statement passed in is not.
     let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(select)
         .bind(keys.id())
         .fetch_all(&mut *tx)

@@ -167,19 +167,19 @@ async fn measure(params: ApiBenchParams, db: PgPool) -> anyhow::Result<ApiBenchR
 /// A tenant whose copy holds `users` users, as a sync leaves them; returns its id.
 async fn seed(db: &PgPool, users: usize) -> anyhow::Result<Uuid> {
     let mut tx = db.begin().await?;
-    let customer: Uuid =
-        sqlx::query_scalar("insert into customers (name) values ('Benchmark') returning id")
+    let customer =
+        sqlx::query_scalar!("insert into customers (name) values ('Benchmark') returning id")
             .fetch_one(&mut *tx)
             .await?;
-    let tenant: Uuid = sqlx::query_scalar(
+    let tenant = sqlx::query_scalar!(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, customer_id)
          values (gen_random_uuid(), 'Benchmark', '{bench.example}', 'application', $1)
          returning id",
+        customer,
     )
-    .bind(customer)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into directory_users (tenant_id, object_id, user_principal_name, display_name,
                                       given_name, surname, mail, business_phones, mobile_phone,
                                       job_title, department, account_enabled, seen_round)
@@ -187,14 +187,14 @@ async fn seed(db: &PgPool, users: usize) -> anyhow::Result<Uuid> {
                 'Bench', 'User ' || i, 'user' || i || '@bench.example', '{+1 425 555 0100}',
                 case when i % 3 = 0 then '+1 425 555 0199' end, 'Engineer',
                 'Research & Development', i % 50 <> 0, 1
-         from generate_series(1, $2) i",
+         from generate_series(1, $2::bigint) i",
+        tenant,
+        i64::try_from(users)?,
     )
-    .bind(tenant)
-    .bind(i64::try_from(users)?)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    sqlx::query("analyze directory_users").execute(db).await?;
+    sqlx::query!("analyze directory_users").execute(db).await?;
     Ok(tenant)
 }
 

@@ -10,6 +10,7 @@ use super::{Failure, Output, pool, truncate};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::directory::control::{self, ControlError};
+use crate::directory::runs::tally_of;
 use crate::directory::store::Tally;
 use crate::jobs::JobId;
 use crate::{format, tenants};
@@ -42,12 +43,11 @@ pub(crate) enum TenantCommand {
 }
 
 /// A run as `--wait` reports it.
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 struct Run {
     id: i64,
     outcome: String,
     full_round: bool,
-    #[sqlx(flatten)]
     #[serde(flatten)]
     counts: Tally,
     seconds: f64,
@@ -68,11 +68,13 @@ impl From<ControlError> for Failure {
 async fn resolve(db: &PgPool, id: &str) -> Result<Uuid, Failure> {
     let parsed = Uuid::parse_str(id.trim())
         .map_err(|_| Failure::Usage(format!("`{id}` is not a tenant id (a GUID)")))?;
-    sqlx::query_scalar("select id from tenants where id = $1 or entra_tenant_id = $1")
-        .bind(parsed)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| Failure::Usage(format!("no tenant has the id {parsed}")))
+    sqlx::query_scalar!(
+        "select id from tenants where id = $1 or entra_tenant_id = $1",
+        parsed
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| Failure::Usage(format!("no tenant has the id {parsed}")))
 }
 
 /// Follows job `job`'s runs until one ends (an interrupted run is continued by another
@@ -81,17 +83,25 @@ async fn wait_for(db: &PgPool, job: JobId) -> Result<Run, Failure> {
     let started = Instant::now();
     let (mut shown, mut hinted) = (-1, false);
     loop {
-        let run: Option<Run> = sqlx::query_as(
-            "select id, outcome, full_round, added, updated, soft_deleted, removed, members_added,
-                    members_removed, pages, throttled_waits, throttled_seconds, error,
-                    extract(epoch from coalesce(finished_at, now()) - started_at)::float8 as seconds
-             from sync_runs where job_id = $1 order by id desc limit 1",
+        let run = sqlx::query!(
+            r#"select id, outcome, full_round, added, updated, soft_deleted, removed, members_added,
+                      members_removed, pages, throttled_waits, throttled_seconds, error,
+                      extract(epoch from coalesce(finished_at, now()) - started_at)::float8
+                          as "seconds!"
+               from sync_runs where job_id = $1 order by id desc limit 1"#,
+            job.0,
         )
-        .bind(job.0)
         .fetch_optional(db)
-        .await?;
-        let job_status: String = sqlx::query_scalar("select status from jobs where id = $1")
-            .bind(job.0)
+        .await?
+        .map(|r| Run {
+            id: r.id,
+            outcome: r.outcome,
+            full_round: r.full_round,
+            counts: tally_of!(r),
+            seconds: r.seconds,
+            error: r.error,
+        });
+        let job_status = sqlx::query_scalar!("select status from jobs where id = $1", job.0)
             .fetch_one(db)
             .await?;
         match run {

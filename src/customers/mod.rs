@@ -16,7 +16,7 @@ pub const MAX_CONTACT_CHARS: usize = 200;
 pub const MAX_NOTES_CHARS: usize = 2000;
 
 /// A customer as stored.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Customer {
     /// Gangway's id.
     pub id: Uuid,
@@ -35,10 +35,9 @@ pub struct Customer {
 }
 
 /// A customer in the list, with what it owns.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Listed {
     /// The record.
-    #[sqlx(flatten)]
     pub customer: Customer,
     /// All its invitations, whatever their status.
     pub invitations: i64,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{Customer, CustomerDetails, CustomerError, CustomerName, Listed};
 use crate::audit::{self, Action, Actor};
+use crate::db::ResultExt;
 
 /// The constraint that keeps names unique regardless of case.
 const NAME_KEY: &str = "customers_name_key";
@@ -18,10 +19,10 @@ pub async fn find_or_create(
     actor: &Actor,
 ) -> Result<Uuid, sqlx::Error> {
     // `on conflict do nothing` returns no row when the name exists: then it is read back.
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let inserted = sqlx::query_scalar!(
         "insert into customers (name) values ($1) on conflict (name) do nothing returning id",
+        name.as_str() as &str,
     )
-    .bind(name.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     match inserted {
@@ -30,10 +31,12 @@ pub async fn find_or_create(
             Ok(id)
         }
         None => {
-            sqlx::query_scalar("select id from customers where name = $1::citext")
-                .bind(name.as_str())
-                .fetch_one(&mut *tx)
-                .await
+            sqlx::query_scalar!(
+                "select id from customers where name = $1::citext",
+                name.as_str() as &str,
+            )
+            .fetch_one(&mut *tx)
+            .await
         }
     }
 }
@@ -45,15 +48,17 @@ pub async fn create(
     actor: &Actor,
 ) -> Result<Customer, CustomerError> {
     let mut tx = db.begin().await?;
-    let created: Customer = sqlx::query_as(
-        "insert into customers (name, contact, notes) values ($1, $2, $3) returning *",
+    let created = sqlx::query_as!(
+        Customer,
+        r#"insert into customers (name, contact, notes) values ($1, $2, $3)
+           returning id, name as "name: String", contact, notes, created_at, updated_at"#,
+        details.name.as_str() as &str,
+        details.contact,
+        details.notes,
     )
-    .bind(details.name.as_str())
-    .bind(&details.contact)
-    .bind(&details.notes)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| name_taken(e, &details.name))?;
+    .on_constraint(NAME_KEY, |_| name_taken(&details.name))?;
     record(
         &mut tx,
         actor,
@@ -74,29 +79,26 @@ pub async fn update(
     actor: &Actor,
 ) -> Result<Customer, CustomerError> {
     let mut tx = db.begin().await?;
-    let updated: Customer = sqlx::query_as(
-        "update customers set name = $2, contact = $3, notes = $4 where id = $1 returning *",
+    let updated = sqlx::query_as!(
+        Customer,
+        r#"update customers set name = $2, contact = $3, notes = $4 where id = $1
+           returning id, name as "name: String", contact, notes, created_at, updated_at"#,
+        id,
+        details.name.as_str() as &str,
+        details.contact,
+        details.notes,
     )
-    .bind(id)
-    .bind(details.name.as_str())
-    .bind(&details.contact)
-    .bind(&details.notes)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(|e| name_taken(e, &details.name))?
+    .on_constraint(NAME_KEY, |_| name_taken(&details.name))?
     .ok_or(CustomerError::NotFound)?;
     record(&mut tx, actor, Action::CustomerUpdated, id, &updated.name).await?;
     tx.commit().await?;
     Ok(updated)
 }
 
-fn name_taken(e: sqlx::Error, name: &CustomerName) -> CustomerError {
-    match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some(NAME_KEY) => {
-            CustomerError::NameTaken(name.as_str().to_owned())
-        }
-        _ => e.into(),
-    }
+fn name_taken(name: &CustomerName) -> CustomerError {
+    CustomerError::NameTaken(name.as_str().to_owned())
 }
 
 async fn record(
@@ -119,11 +121,15 @@ async fn record(
 
 /// A customer by id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Customer, CustomerError> {
-    sqlx::query_as("select * from customers where id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(CustomerError::NotFound)
+    sqlx::query_as!(
+        Customer,
+        r#"select id, name as "name: String", contact, notes, created_at, updated_at
+           from customers where id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(CustomerError::NotFound)
 }
 
 /// Customers by name, optionally narrowed by name or contact; with the total.
@@ -133,24 +139,45 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Listed>, i64), sqlx::Error> {
-    const WHERE: &str = "where $1::text is null or c.name ilike '%' || $1 || '%' or c.contact ilike '%' || $1 || '%'";
-    let search = search.map(str::trim).filter(|s| !s.is_empty());
-    let rows = sqlx::query_as(&format!(
-        "select c.*,
-                (select count(*) from invitations i where i.customer_id = c.id) as invitations,
-                (select count(*) from tenants t where t.customer_id = c.id and t.status <> 'offboarded')
-                    as connected_tenants
-         from customers c {WHERE} order by c.name limit $2 offset $3"
-    ))
-    .bind(search)
-    .bind(limit)
-    .bind(offset)
+    let pattern = search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(crate::db::contains_pattern);
+    let rows = sqlx::query!(
+        r#"select c.id, c.name as "name: String", c.contact, c.notes, c.created_at, c.updated_at,
+                  (select count(*) from invitations i where i.customer_id = c.id) as "invitations!",
+                  (select count(*) from tenants t
+                   where t.customer_id = c.id and t.status <> 'offboarded') as "connected_tenants!"
+           from customers c
+           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'
+           order by c.name limit $2 offset $3"#,
+        pattern,
+        limit,
+        offset,
+    )
     .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| Listed {
+        customer: Customer {
+            id: r.id,
+            name: r.name,
+            contact: r.contact,
+            notes: r.notes,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        invitations: r.invitations,
+        connected_tenants: r.connected_tenants,
+    })
+    .collect();
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from customers c
+           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'"#,
+        pattern,
+    )
+    .fetch_one(db)
     .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from customers c {WHERE}"))
-        .bind(search)
-        .fetch_one(db)
-        .await?;
     Ok((rows, total))
 }
 
@@ -160,19 +187,23 @@ pub async fn page_after(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Customer>, sqlx::Error> {
-    sqlx::query_as(
-        "select * from customers where ($1::uuid is null or id > $1) order by id limit $2",
+    sqlx::query_as!(
+        Customer,
+        r#"select id, name as "name: String", contact, notes, created_at, updated_at
+           from customers where ($1::uuid is null or id > $1) order by id limit $2"#,
+        after,
+        limit,
     )
-    .bind(after)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
 /// The names to offer when an operator picks a customer (at most `limit`, by name).
 pub async fn names(db: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("select name::text from customers order by name limit $1")
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_scalar!(
+        r#"select name::text as "name!" from customers order by name limit $1"#,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }

@@ -52,18 +52,15 @@ struct Locked {
 }
 
 async fn lock(tx: &mut Transaction<'_, Postgres>, tenant_id: Uuid) -> Result<Locked, ControlError> {
-    let row: Option<(TenantStatus, Option<String>, Option<OffsetDateTime>)> = sqlx::query_as(
-        "select status, sync_schedule, last_sync_success_at from tenants where id = $1 for update",
+    sqlx::query_as!(
+        Locked,
+        r#"select status as "status: TenantStatus", sync_schedule, last_sync_success_at
+           from tenants where id = $1 for update"#,
+        tenant_id,
     )
-    .bind(tenant_id)
     .fetch_optional(&mut **tx)
-    .await?;
-    let (status, sync_schedule, last_sync_success_at) = row.ok_or(ControlError::NotFound)?;
-    Ok(Locked {
-        status,
-        sync_schedule,
-        last_sync_success_at,
-    })
+    .await?
+    .ok_or(ControlError::NotFound)
 }
 
 /// Whether a tenant in `status` is synced at all.
@@ -86,11 +83,12 @@ pub async fn request_sync(
     if !syncable(tenant.status) {
         return Err(ControlError::NotSyncable(tenant.status));
     }
-    let already_queued: bool = sqlx::query_scalar(
-        "select exists (select 1 from jobs where tenant_id = $1 and kind = $2 and status = 'queued')",
+    let already_queued = sqlx::query_scalar!(
+        r#"select exists (select 1 from jobs where tenant_id = $1 and kind = $2 and status = 'queued')
+               as "queued!""#,
+        tenant_id,
+        SYNC_JOB,
     )
-    .bind(tenant_id)
-    .bind(SYNC_JOB)
     .fetch_one(&mut *tx)
     .await?;
     let job = jobs::enqueue(
@@ -135,12 +133,14 @@ pub async fn set_schedule(
         OffsetDateTime::now_utc(),
         tenant.last_sync_success_at,
     );
-    sqlx::query("update tenants set sync_schedule = $2, next_sync_at = $3 where id = $1")
-        .bind(tenant_id)
-        .bind(schedule.to_string())
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update tenants set sync_schedule = $2, next_sync_at = $3 where id = $1",
+        tenant_id,
+        schedule.to_string(),
+        next,
+    )
+    .execute(&mut *tx)
+    .await?;
     if tenant.sync_schedule.as_deref() != Some(schedule.to_string().as_str()) {
         let from = match &tenant.sync_schedule {
             Some(_) => old.to_string(),

@@ -23,7 +23,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// What the sync needs to know about a tenant to get a token for it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TenantAccess {
     /// Gangway's id.
     pub id: Uuid,
@@ -164,13 +164,13 @@ impl TokenSource {
                 // The old refresh token may already be dead: the new one is stored before the
                 // access token is used, or a crash here would lose the tenant's only grant.
                 if let Some(rotated) = &grant.refresh_token {
-                    sqlx::query(
+                    sqlx::query!(
                         "update tenants set credential_ciphertext = $2, credential_key_id = $3
                          where id = $1 and status <> 'offboarded'",
+                        tenant.id,
+                        self.keys.seal(rotated.expose().as_bytes()),
+                        self.keys.id(),
                     )
-                    .bind(tenant.id)
-                    .bind(self.keys.seal(rotated.expose().as_bytes()))
-                    .bind(self.keys.id())
                     .execute(&self.db)
                     .await?;
                 }

@@ -7,10 +7,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::views::{
-    DirectoryGroup, DirectoryUser, GROUP_COLUMNS, GroupMember, RUN_COLUMNS, SyncRun, search_terms,
+    DirectoryGroup, DirectoryUser, GROUP_COLUMNS, GroupMember, SyncRun, search_terms, select_runs,
 };
 
-/// A page's query, `… where {tenant} = $1`, with only the filters asked: each form is planned
+/// A page's query, `… where {tenant} = $1`, with only the filters asked (built at run time, so
+/// not checked at compile time): each form is planned
 /// as the keyset scan it is, on the primary key from the cursor on. (One text for every form,
 /// `$2 is null or object_id > $2`, lets Postgres's generic plan read the tenant from its first
 /// row to the cursor on every page.)
@@ -156,14 +157,12 @@ pub async fn runs(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<SyncRun>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {RUN_COLUMNS} from sync_runs
-         where tenant_id = $1 and ($2::bigint is null or id < $2)
-         order by id desc limit $3"
-    ))
-    .bind(tenant_id)
-    .bind(before)
-    .bind(limit)
+    select_runs!(
+        "where tenant_id = $1 and ($2::bigint is null or id < $2) order by id desc limit $3",
+        tenant_id,
+        before,
+        limit,
+    )
     .fetch_all(db)
     .await
 }

@@ -70,3 +70,22 @@ impl RunOutcome {
         }
     }
 }
+
+/// The [`Tally`](super::store::Tally) in a checked query's row that selected a run's counting
+/// columns (`added` … `throttled_seconds`): `query!` rows cannot fill a flattened struct.
+macro_rules! tally_of {
+    ($row:ident) => {
+        $crate::directory::store::Tally {
+            added: $row.added,
+            updated: $row.updated,
+            soft_deleted: $row.soft_deleted,
+            removed: $row.removed,
+            members_added: $row.members_added,
+            members_removed: $row.members_removed,
+            pages: $row.pages,
+            throttled_waits: $row.throttled_waits,
+            throttled_seconds: $row.throttled_seconds,
+        }
+    };
+}
+pub(crate) use tally_of;

@@ -332,14 +332,16 @@ fn missing_permission(link: &str) -> String {
 
 /// Which run a sync records into, and which tenant; read once per job.
 pub async fn tenant_access(db: &PgPool, tenant: Uuid) -> Result<Option<TenantAccess>, sqlx::Error> {
-    sqlx::query_as(
-        "select t.id, t.entra_tenant_id, t.consent_mode, t.customer_client_id, t.credential_ciphertext,
-                t.credential_key_id,
-                coalesce(array(select jsonb_array_elements(p.delegated)->>'name'), '{}') as profile_scopes
-         from tenants t left join permission_profiles p on p.id = t.permission_profile_id
-         where t.id = $1 and t.status = 'active'",
+    sqlx::query_as!(
+        TenantAccess,
+        r#"select t.id, t.entra_tenant_id, t.consent_mode as "consent_mode: crate::invitations::ConsentMode",
+                  t.customer_client_id, t.credential_ciphertext, t.credential_key_id,
+                  coalesce(array(select jsonb_array_elements(p.delegated)->>'name'), '{}')
+                      as "profile_scopes!"
+           from tenants t left join permission_profiles p on p.id = t.permission_profile_id
+           where t.id = $1 and t.status = 'active'"#,
+        tenant,
     )
-    .bind(tenant)
     .fetch_optional(db)
     .await
 }

@@ -5,6 +5,7 @@ use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
+use super::types::select_invitations;
 use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback, Status, mail};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
@@ -46,25 +47,25 @@ pub async fn invite_again_for_tenant(
     actor: &Actor,
     created_by: Option<Uuid>,
 ) -> Result<Issued, InvitationError> {
-    type Row = (
-        String,
-        Option<String>,
-        super::ConsentMode,
-        Vec<String>,
-        Option<Uuid>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "select c.name::text,
-                coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
-                          order by i.created_at desc limit 1), t.consented_by_upn),
-                t.consent_mode, t.verified_domains, t.permission_profile_id
-         from tenants t join customers c on c.id = t.customer_id where t.id = $1",
+    let row = sqlx::query!(
+        r#"select c.name::text as "customer!",
+                  coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
+                            order by i.created_at desc limit 1), t.consented_by_upn) as admin,
+                  t.consent_mode as "mode: super::ConsentMode", t.verified_domains,
+                  t.permission_profile_id
+           from tenants t join customers c on c.id = t.customer_id where t.id = $1"#,
+        tenant_id,
     )
-    .bind(tenant_id)
     .fetch_optional(db)
-    .await?;
-    let (customer, admin, mode, domains, profile) =
-        row.ok_or_else(|| InvitationError::Invalid("no such tenant".into()))?;
+    .await?
+    .ok_or_else(|| InvitationError::Invalid("no such tenant".into()))?;
+    let (customer, admin, mode, domains, profile) = (
+        row.customer,
+        row.admin,
+        row.mode,
+        row.verified_domains,
+        row.permission_profile_id,
+    );
     let admin = admin.ok_or_else(|| {
         InvitationError::Invalid(
             "nobody is on record as this tenant's admin: create an invitation instead".into(),
@@ -103,20 +104,20 @@ pub async fn create(
     let token = InvitationToken::mint();
     let mut tx = db.begin().await?;
     let customer_id = customers::find_or_create(&mut tx, &new.customer, actor).await?;
-    let id: Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at,
                                   created_by, permission_profile_id)
          values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7,
                  coalesce($8, (select id from permission_profiles where is_default))) returning id",
+        customer_id,
+        new.admin_email.as_str() as &str,
+        new.mode as super::ConsentMode,
+        new.tenant_domain.as_ref().map(DomainName::as_str) as Option<&str>,
+        token.hash(),
+        new.valid_for.as_secs_f64(),
+        created_by,
+        new.profile,
     )
-    .bind(customer_id)
-    .bind(new.admin_email.as_str())
-    .bind(new.mode)
-    .bind(new.tenant_domain.as_ref().map(DomainName::as_str))
-    .bind(token.hash())
-    .bind(new.valid_for.as_secs_f64())
-    .bind(created_by)
-    .bind(new.profile)
     .fetch_one(&mut *tx)
     .await?;
     let detail = json!({
@@ -156,13 +157,13 @@ pub async fn resend(
     }
     let token = InvitationToken::mint();
     // A resent link gets the same validity the first one had, counted from now.
-    sqlx::query(
+    sqlx::query!(
         "update invitations set token_sha256 = $2, status = 'pending', last_activity_at = now(),
                 expires_at = now() + (expires_at - created_at)
          where id = $1",
+        id,
+        token.hash(),
     )
-    .bind(id)
-    .bind(token.hash())
     .execute(&mut *tx)
     .await?;
     mail::discard_unsent(&mut tx, id).await?;
@@ -202,10 +203,10 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
             action: "revoking",
         });
     }
-    sqlx::query(
+    sqlx::query!(
         "update invitations set status = 'revoked', last_activity_at = now() where id = $1",
+        id,
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?;
     mail::discard_unsent(&mut tx, id).await?;
@@ -250,11 +251,9 @@ pub async fn open(
     token: &InvitationToken,
     actor: &Actor,
 ) -> Result<Opened, InvitationError> {
-    let found: Option<Invitation> =
-        sqlx::query_as("select * from invitation_view where token_sha256 = $1")
-            .bind(token.hash())
-            .fetch_optional(db)
-            .await?;
+    let found = select_invitations!("where token_sha256 = $1", token.hash())
+        .fetch_optional(db)
+        .await?;
     let Some(invitation) = found else {
         return Ok(Opened::Unknown);
     };
@@ -265,11 +264,11 @@ pub async fn open(
         _ => {
             let mut invitation = invitation;
             let mut tx = db.begin().await?;
-            invitation.last_activity_at = sqlx::query_scalar(
+            invitation.last_activity_at = sqlx::query_scalar!(
                 "update invitations set status = 'opened', last_activity_at = now() where id = $1
                  returning last_activity_at",
+                invitation.id,
             )
-            .bind(invitation.id)
             .fetch_one(&mut *tx)
             .await?;
             invitation.status = Status::Opened;
@@ -300,8 +299,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Invitation, InvitationError> {
 }
 
 async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Invitation, InvitationError> {
-    sqlx::query_as("select * from invitation_view where id = $1")
-        .bind(id)
+    select_invitations!("where id = $1", id)
         .fetch_optional(db)
         .await?
         .ok_or(InvitationError::NotFound)
@@ -309,11 +307,13 @@ async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Invitation, Inv
 
 /// Locks the row for a state change and returns it with its derived status.
 pub(crate) async fn lock(tx: &mut PgConnection, id: Uuid) -> Result<Invitation, InvitationError> {
-    sqlx::query("select 1 from invitations where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(InvitationError::NotFound)?;
+    sqlx::query!(
+        "select 1 as locked from invitations where id = $1 for update",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(InvitationError::NotFound)?;
     find(&mut *tx, id).await
 }
 
@@ -339,15 +339,15 @@ pub async fn record_setback(
     let mut tx = db.begin().await?;
     // The outcome is kept apart from the status: opening the link again makes the status
     // `opened`, and the decline must stay visible (and findable) all the same.
-    sqlx::query(
+    sqlx::query!(
         "update invitations set status = $2, attempts = attempts + 1, last_error = $3, customer_notice = $4,
                 last_outcome = $2, last_outcome_at = now(), last_activity_at = now()
          where id = $1 and status not in ('consented', 'revoked')",
+        id,
+        setback as Setback,
+        reason,
+        notice,
     )
-    .bind(id)
-    .bind(setback)
-    .bind(&reason)
-    .bind(&notice)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -359,11 +359,9 @@ pub async fn record_setback(
         json!({ "reason": reason }),
     )
     .await?;
-    let customer_id: Option<Uuid> =
-        sqlx::query_scalar("select customer_id from invitations where id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let customer_id = sqlx::query_scalar!("select customer_id from invitations where id = $1", id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let event = match setback {
         Setback::Declined => "invitation.declined",
         Setback::Failed => "invitation.failed",
@@ -386,10 +384,12 @@ pub async fn touch(
     action: Action,
 ) -> Result<(), InvitationError> {
     let mut tx = db.begin().await?;
-    sqlx::query("update invitations set last_activity_at = now() where id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update invitations set last_activity_at = now() where id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     audit::record(&mut *tx, actor, action, Some(id), None, json!({})).await?;
     tx.commit().await?;
     Ok(())

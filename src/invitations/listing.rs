@@ -3,6 +3,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::types::select_invitations;
 use super::{Invitation, InvitationError, Status};
 
 /// A filter for listing invitations.
@@ -22,35 +23,42 @@ pub struct Filter {
 
 /// Invitations matching `filter`, open ones first, then newest first; with the total count.
 pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64), InvitationError> {
-    const WHERE: &str = "where ($1::text is null or effective_status = $1
-               or (last_outcome = $1 and effective_status in ('pending', 'opened')))
-          and ($2::text is null or customer_name ilike '%' || $2 || '%' or admin_email ilike '%' || $2 || '%'
-               or tenant_domain ilike '%' || $2 || '%')
-          and ($3::uuid is null or customer_id = $3)";
     let status = filter.status.map(Status::as_str);
-    let search = filter
+    let pattern = filter
         .search
         .as_deref()
         .map(str::trim)
-        .filter(|s| !s.is_empty());
-    let rows = sqlx::query_as(&format!(
-        "select * from invitation_view {WHERE}
-         order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
-         limit $4 offset $5"
-    ))
-    .bind(status)
-    .bind(search)
-    .bind(filter.customer_id)
-    .bind(filter.limit)
-    .bind(filter.offset)
+        .filter(|s| !s.is_empty())
+        .map(crate::db::contains_pattern);
+    let rows = select_invitations!(
+        r"where ($1::text is null or effective_status = $1
+                 or (last_outcome = $1 and effective_status in ('pending', 'opened')))
+            and ($2::text is null or customer_name ilike $2 escape '\' or admin_email ilike $2 escape '\'
+                 or tenant_domain ilike $2 escape '\')
+            and ($3::uuid is null or customer_id = $3)
+          order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
+          limit $4 offset $5",
+        status,
+        pattern,
+        filter.customer_id,
+        filter.limit,
+        filter.offset,
+    )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from invitation_view {WHERE}"))
-        .bind(status)
-        .bind(search)
-        .bind(filter.customer_id)
-        .fetch_one(db)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from invitation_view
+           where ($1::text is null or effective_status = $1
+                  or (last_outcome = $1 and effective_status in ('pending', 'opened')))
+             and ($2::text is null or customer_name ilike $2 escape '\' or admin_email ilike $2 escape '\'
+                  or tenant_domain ilike $2 escape '\')
+             and ($3::uuid is null or customer_id = $3)"#,
+        status,
+        pattern,
+        filter.customer_id,
+    )
+    .fetch_one(db)
+    .await?;
     Ok((rows, total))
 }
 
@@ -61,14 +69,13 @@ pub async fn page_after(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Invitation>, InvitationError> {
-    Ok(sqlx::query_as(
-        "select * from invitation_view
-         where ($1::text is null or effective_status = $1) and ($2::uuid is null or id > $2)
+    Ok(select_invitations!(
+        "where ($1::text is null or effective_status = $1) and ($2::uuid is null or id > $2)
          order by id limit $3",
+        status.map(Status::as_str),
+        after,
+        limit,
     )
-    .bind(status.map(Status::as_str))
-    .bind(after)
-    .bind(limit)
     .fetch_all(db)
     .await?)
 }

@@ -76,13 +76,13 @@ pub async fn why_asked_again(
     let Some(domain) = &invitation.tenant_domain else {
         return Ok(None);
     };
-    let error: Option<Option<String>> = sqlx::query_scalar(
+    let error = sqlx::query_scalar!(
         "select sync_error from tenants
          where customer_id = $1 and status = 'reconsent_required' and $2 = any(verified_domains)
          limit 1",
+        invitation.customer_id,
+        domain,
     )
-    .bind(invitation.customer_id)
-    .bind(domain)
     .fetch_optional(db)
     .await?;
     Ok(error.map(|e| customer_words(e.as_deref())))

@@ -124,7 +124,7 @@ impl Status {
 }
 
 /// An invitation as stored (with its derived status).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Invitation {
     /// Gangway's id.
     pub id: Uuid,
@@ -142,7 +142,6 @@ pub struct Invitation {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// Where it stands (expiry derived).
-    #[sqlx(rename = "effective_status")]
     pub status: Status,
     /// Declined or failed attempts so far.
     pub attempts: i32,
@@ -168,6 +167,28 @@ pub struct Invitation {
     #[serde(with = "time::serde::rfc3339")]
     pub last_activity_at: OffsetDateTime,
 }
+
+/// A checked query reading [`Invitation`] rows from `invitation_view` (whose columns Postgres
+/// reports as nullable, hence the overrides); `$tail` (a string literal) filters and orders.
+macro_rules! select_invitations {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            crate::invitations::Invitation,
+            r#"select id as "id!", customer_id as "customer_id!", customer_name as "customer_name!",
+                      admin_email::text as "admin_email!",
+                      consent_mode as "consent_mode!: crate::invitations::ConsentMode",
+                      tenant_domain::text as tenant_domain, expires_at as "expires_at!",
+                      effective_status as "status!: crate::invitations::Status",
+                      attempts as "attempts!", last_error, customer_notice,
+                      last_outcome as "last_outcome: crate::invitations::Setback", last_outcome_at,
+                      conflict_tenant_id, tenant_id, permission_profile_id as "permission_profile_id!",
+                      created_at as "created_at!", last_activity_at as "last_activity_at!"
+               from invitation_view "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+pub(super) use select_invitations;
 
 /// Why an invitation operation was refused.
 #[derive(Debug, thiserror::Error)]

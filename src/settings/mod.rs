@@ -290,11 +290,10 @@ pub struct Seed {
 
 /// The stored default sync schedule (System Settings), or Gangway's own default.
 pub async fn stored_default_schedule(db: &PgPool) -> Result<Schedule, sqlx::Error> {
-    let stored: Option<Value> =
-        sqlx::query_scalar("select value from settings where key = 'default_schedule'")
-            .fetch_optional(db)
-            .await?
-            .flatten();
+    let stored = sqlx::query_scalar!("select value from settings where key = 'default_schedule'")
+        .fetch_optional(db)
+        .await?
+        .flatten();
     Ok(stored
         .as_ref()
         .and_then(Value::as_str)
@@ -324,34 +323,23 @@ pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::
     ];
     for (key, value, secret) in rows {
         let sealed = secret.map(|s| keys.seal(s.expose().as_bytes()));
-        sqlx::query(
+        sqlx::query!(
             "insert into settings (key, value, ciphertext, key_id, from_env) values ($1, $2, $3, $4, true)
              on conflict (key) do nothing",
+            key.name(),
+            value,
+            sealed,
+            sealed.as_ref().map(|_| keys.id()),
         )
-        .bind(key.name())
-        .bind(value)
-        .bind(sealed.as_ref())
-        .bind(sealed.as_ref().map(|_| keys.id()))
         .execute(db)
         .await?;
     }
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    key: String,
-    value: Option<Value>,
-    ciphertext: Option<Vec<u8>>,
-    key_id: Option<String>,
-    from_env: bool,
-    updated_at: OffsetDateTime,
-    updated_by: Option<String>,
-}
-
 /// Reads the settings from the database.
 pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError> {
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query!(
         "select key, value, ciphertext, key_id, from_env, updated_at, updated_by from settings",
     )
     .fetch_all(db)
@@ -604,15 +592,14 @@ pub async fn save(
         }
     }
     let mut tx = db.begin().await?;
-    let current: BTreeMap<String, (Option<Value>, bool)> =
-        sqlx::query_as::<_, (String, Option<Value>, bool)>(
-            "select key, value, ciphertext is not null from settings for update",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(k, v, sealed)| (k, (v, sealed)))
-        .collect();
+    let current: BTreeMap<String, (Option<Value>, bool)> = sqlx::query!(
+        r#"select key, value, ciphertext is not null as "sealed!" from settings for update"#,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.key, (r.value, r.sealed)))
+    .collect();
     let turning_off_passwords = checked
         .iter()
         .any(|(e, v)| e.key == Key::LocalPasswords && v == &Some(json!(false)))
@@ -621,8 +608,9 @@ pub async fn save(
             .and_then(|(v, _)| v.clone())
             != Some(json!(false));
     if turning_off_passwords {
-        let sso_admins: i64 = sqlx::query_scalar(
-            "select count(*) from operators where role = 'admin' and entra_object_id is not null",
+        let sso_admins = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from operators
+               where role = 'admin' and entra_object_id is not null"#,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -642,15 +630,15 @@ pub async fn save(
                 continue;
             }
             let sealed = keys.seal(edit.raw.trim().as_bytes());
-            sqlx::query(
+            sqlx::query!(
                 "insert into settings (key, value, ciphertext, key_id, from_env, updated_by) values ($1, null, $2, $3, false, $4)
                  on conflict (key) do update set ciphertext = excluded.ciphertext, key_id = excluded.key_id,
                      from_env = false, updated_at = now(), updated_by = excluded.updated_by",
+                key.name(),
+                sealed,
+                keys.id(),
+                by,
             )
-            .bind(key.name())
-            .bind(&sealed)
-            .bind(keys.id())
-            .bind(&by)
             .execute(&mut *tx)
             .await?;
             audit::record(
@@ -669,14 +657,14 @@ pub async fn save(
         if old == value {
             continue;
         }
-        sqlx::query(
+        sqlx::query!(
             "insert into settings (key, value, from_env, updated_by) values ($1, $2, false, $3)
              on conflict (key) do update set value = excluded.value, from_env = false,
                  updated_at = now(), updated_by = excluded.updated_by",
+            key.name(),
+            value,
+            by,
         )
-        .bind(key.name())
-        .bind(&value)
-        .bind(&by)
         .execute(&mut *tx)
         .await?;
         let shown = |v: &Option<Value>| {
@@ -720,7 +708,7 @@ pub const WARN_DAYS: i64 = 60;
 pub const ALARM_DAYS: i64 = 14;
 
 /// A customer app's secret and when it expires.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct CustomerSecret {
     /// The tenant (Gangway's id).
     pub tenant_id: Uuid,
@@ -827,13 +815,15 @@ impl SettingsCache {
                 self.http.clone(),
             ),
         };
-        let customer_secrets = sqlx::query_as(
-            "select id as tenant_id, display_name, credential_expires_on as expires_on from tenants
-             where status <> 'offboarded' and consent_mode = 'customer_app'
-               and credential_expires_on <= current_date + $1::int
-             order by credential_expires_on, display_name limit 20",
+        let customer_secrets = sqlx::query_as!(
+            CustomerSecret,
+            r#"select id as tenant_id, display_name, credential_expires_on as "expires_on!"
+               from tenants
+               where status <> 'offboarded' and consent_mode = 'customer_app'
+                 and credential_expires_on <= current_date + $1::int
+               order by credential_expires_on, display_name limit 20"#,
+            WARN_DAYS as i32,
         )
-        .bind(WARN_DAYS as i32)
         .fetch_all(&self.db)
         .await?;
         let fresh = Arc::new(Live {

@@ -107,8 +107,20 @@ pub enum ProfileError {
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str =
-    "id, name::text as name, description, delegated, application, built_in, is_default";
+/// A checked query reading [`Profile`] rows from `permission_profiles p`; `$tail` (a string
+/// literal) filters and orders.
+macro_rules! select_profiles {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Profile,
+            r#"select id, name::text as "name!", description,
+                      delegated as "delegated: Json<Vec<Permission>>",
+                      application as "application: Json<Vec<Permission>>", built_in, is_default
+               from permission_profiles p "# + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 /// Writes the built-in profile's permissions from Gangway's own list (at every start, so a
 /// new version's list takes effect).
@@ -123,53 +135,45 @@ pub async fn refresh_built_in(db: &PgPool) -> Result<(), sqlx::Error> {
         .chain([&permissions::ORGANIZATION_READ])
         .map(Permission::from)
         .collect();
-    sqlx::query("update permission_profiles set delegated = $2, application = $3 where id = $1")
-        .bind(BUILT_IN)
-        .bind(Json(delegated))
-        .bind(Json(application))
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update permission_profiles set delegated = $2, application = $3 where id = $1",
+        BUILT_IN,
+        Json(delegated) as _,
+        Json(application) as _,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// Every profile, the default first, then by name.
 pub async fn list(db: &PgPool) -> Result<Vec<Profile>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from permission_profiles order by is_default desc, name"
-    ))
-    .fetch_all(db)
-    .await
+    select_profiles!("order by is_default desc, name")
+        .fetch_all(db)
+        .await
 }
 
 /// One profile.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Profile>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from permission_profiles where id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
+    select_profiles!("where id = $1", id)
+        .fetch_optional(db)
+        .await
 }
 
 /// The profile used where none is named.
 pub async fn default(db: &PgPool) -> Result<Profile, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from permission_profiles where is_default"
-    ))
-    .fetch_one(db)
-    .await
+    select_profiles!("where is_default").fetch_one(db).await
 }
 
 /// The profiles that open invitations or connected tenants use (the doctor checks these).
 pub async fn in_use(db: &PgPool) -> Result<Vec<Profile>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from permission_profiles p
-         where is_default
+    select_profiles!(
+        "where is_default
             or exists (select 1 from tenants t where t.permission_profile_id = p.id and t.status <> 'offboarded')
             or exists (select 1 from invitation_view i where i.permission_profile_id = p.id
                        and i.effective_status in ('pending', 'opened', 'declined', 'failed'))
          order by is_default desc, name"
-    ))
+    )
     .fetch_all(db)
     .await
 }
@@ -278,14 +282,14 @@ pub fn as_lines(list: &[Permission]) -> String {
 /// Creates a profile; audited.
 pub async fn create(db: &PgPool, new: &NewProfile, actor: &Actor) -> Result<Uuid, ProfileError> {
     let mut tx = db.begin().await?;
-    let id: Option<Uuid> = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into permission_profiles (name, description, delegated, application)
          values ($1, $2, $3, $4) on conflict (name) do nothing returning id",
+        new.name.as_str() as &str,
+        new.description,
+        Json(&new.delegated) as _,
+        Json(&new.application) as _,
     )
-    .bind(&new.name)
-    .bind(&new.description)
-    .bind(Json(&new.delegated))
-    .bind(Json(&new.application))
     .fetch_optional(&mut *tx)
     .await?;
     let id = id.ok_or_else(|| ProfileError::Exists(new.name.clone()))?;
@@ -312,20 +316,25 @@ fn names(list: &[Permission]) -> String {
 /// Makes `id` the default profile; audited.
 pub async fn make_default(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), ProfileError> {
     let mut tx = db.begin().await?;
-    let name: Option<String> =
-        sqlx::query_scalar("select name::text from permission_profiles where id = $1 for update")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let name = sqlx::query_scalar!(
+        r#"select name::text as "name!" from permission_profiles where id = $1 for update"#,
+        id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let name = name.ok_or(ProfileError::NotFound)?;
-    sqlx::query("update permission_profiles set is_default = false where is_default and id <> $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("update permission_profiles set is_default = true where id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update permission_profiles set is_default = false where is_default and id <> $1",
+        id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update permission_profiles set is_default = true where id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     audit::record(
         &mut *tx,
         actor,
@@ -342,29 +351,30 @@ pub async fn make_default(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), Pr
 /// Deletes a profile nothing uses; audited.
 pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), ProfileError> {
     let mut tx = db.begin().await?;
-    let profile: Option<(String, bool, bool)> = sqlx::query_as(
-        "select name::text, built_in, is_default from permission_profiles where id = $1 for update",
+    let profile = sqlx::query!(
+        r#"select name::text as "name!", built_in, is_default from permission_profiles
+           where id = $1 for update"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
-    .await?;
-    let (name, built_in, is_default) = profile.ok_or(ProfileError::NotFound)?;
-    if built_in {
+    .await?
+    .ok_or(ProfileError::NotFound)?;
+    let name = profile.name;
+    if profile.built_in {
         return Err(ProfileError::BuiltIn);
     }
-    let used: bool = sqlx::query_scalar(
-        "select $2 or exists (select 1 from invitations where permission_profile_id = $1)
-                   or exists (select 1 from tenants where permission_profile_id = $1)",
+    let used = sqlx::query_scalar!(
+        r#"select $2 or exists (select 1 from invitations where permission_profile_id = $1)
+                     or exists (select 1 from tenants where permission_profile_id = $1) as "used!""#,
+        id,
+        profile.is_default,
     )
-    .bind(id)
-    .bind(is_default)
     .fetch_one(&mut *tx)
     .await?;
     if used {
         return Err(ProfileError::InUse(name));
     }
-    sqlx::query("delete from permission_profiles where id = $1")
-        .bind(id)
+    sqlx::query!("delete from permission_profiles where id = $1", id)
         .execute(&mut *tx)
         .await?;
     audit::record(

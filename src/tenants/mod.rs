@@ -54,7 +54,7 @@ impl TenantStatus {
 }
 
 /// A tenant as stored (credentials stay sealed and are not read here).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Tenant {
     /// Gangway's id.
     pub id: Uuid,
@@ -86,6 +86,22 @@ pub struct Tenant {
     /// When it was first connected.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// A checked query reading [`Tenant`] rows (a tenant with its customer's name); `$tail` (a
+/// string literal) filters and orders.
+macro_rules! select_tenants {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Tenant,
+            r#"select t.id, t.customer_id, c.name::text as "customer_name!", t.entra_tenant_id,
+                      t.display_name, t.verified_domains, t.consent_mode as "consent_mode: ConsentMode",
+                      t.granted_scopes, t.consented_by_oid, t.consented_by_upn, t.consented_at,
+                      t.customer_client_id, t.status as "status: TenantStatus", t.created_at
+               from tenants t join customers c on c.id = t.customer_id "# + $tail
+            $(, $arg)*
+        )
+    };
 }
 
 /// What a verified consent established about a tenant.
@@ -172,30 +188,32 @@ pub async fn record_consent(
     // A tenant connected for another customer record is not silently taken over. The names
     // do not matter: "Contoso (typo)" and "Contoso Ltd" are two customers unless the operator
     // picked the same record.
-    let owner: Option<(Uuid, String)> = sqlx::query_as(
-        "select t.id, c.name::text from tenants t join customers c on c.id = t.customer_id
-         where t.entra_tenant_id = $1 and t.status <> 'offboarded' and t.customer_id <> $2",
+    let owner = sqlx::query!(
+        r#"select t.id, c.name::text as "owner!" from tenants t join customers c on c.id = t.customer_id
+           where t.entra_tenant_id = $1 and t.status <> 'offboarded' and t.customer_id <> $2"#,
+        consent.entra_tenant_id,
+        invitation.customer_id,
     )
-    .bind(consent.entra_tenant_id)
-    .bind(invitation.customer_id)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some((tenant_id, owner)) = owner {
+    if let Some(owner) = owner {
         // Kept (and committed) although the consent is refused, for the operator to resolve.
-        sqlx::query("update invitations set conflict_tenant_id = $2 where id = $1")
-            .bind(invitation_id)
-            .bind(tenant_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update invitations set conflict_tenant_id = $2 where id = $1",
+            invitation_id,
+            owner.id,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        return Err(ConsentError::OwnedByAnother { owner });
+        return Err(ConsentError::OwnedByAnother { owner: owner.owner });
     }
     let sealed = consent
         .credential
         .as_ref()
         .map(|s| keys.seal(s.expose().as_bytes()));
     let key_id = sealed.as_ref().map(|_| keys.id());
-    let tenant_id: Uuid = sqlx::query_scalar(
+    let tenant_id = sqlx::query_scalar!(
         "insert into tenants (entra_tenant_id, display_name, verified_domains, consent_mode, granted_scopes,
                               consented_by_oid, consented_by_upn, customer_client_id, credential_ciphertext,
                               credential_key_id, customer_id, consented_at, status, permission_profile_id)
@@ -210,37 +228,39 @@ pub async fn record_consent(
              credential_ciphertext = excluded.credential_ciphertext, credential_key_id = excluded.credential_key_id,
              consented_at = now(), status = 'active'
          returning id",
+        consent.entra_tenant_id,
+        consent.display_name,
+        &consent.verified_domains,
+        consent.mode as ConsentMode,
+        &consent.granted_scopes,
+        consent.consented_by_oid,
+        consent.consented_by_upn,
+        consent.customer_client_id,
+        sealed,
+        key_id,
+        invitation.customer_id,
+        invitation_id,
     )
-    .bind(consent.entra_tenant_id)
-    .bind(&consent.display_name)
-    .bind(&consent.verified_domains)
-    .bind(consent.mode)
-    .bind(&consent.granted_scopes)
-    .bind(consent.consented_by_oid)
-    .bind(&consent.consented_by_upn)
-    .bind(&consent.customer_client_id)
-    .bind(sealed)
-    .bind(key_id)
-    .bind(invitation.customer_id)
-    .bind(invitation_id)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("update invitations set status = 'consented', tenant_id = $2, last_error = null, customer_notice = null,
-                conflict_tenant_id = null, last_activity_at = now()
-         where id = $1")
-        .bind(invitation_id)
-        .bind(tenant_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update invitations set status = 'consented', tenant_id = $2, last_error = null,
+                customer_notice = null, conflict_tenant_id = null, last_activity_at = now()
+         where id = $1",
+        invitation_id,
+        tenant_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     // The link is used: mail still queued for it must not go out.
     invitations::mail::discard_unsent(&mut tx, invitation_id).await?;
     // The first sync is part of the consent: it is queued, or neither happened. The scheduler
     // looks again in an hour should that sync never run; each run sets the next time itself.
-    sqlx::query(
+    sqlx::query!(
         "update tenants set next_sync_at = now() + interval '1 hour', sync_failures = 0, sync_error = null
          where id = $1",
+        tenant_id,
     )
-    .bind(tenant_id)
     .execute(&mut *tx)
     .await?;
     jobs::enqueue(
@@ -296,11 +316,13 @@ pub async fn set_credential_expiry(
     entra_tenant_id: Uuid,
     expires_on: Option<time::Date>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update tenants set credential_expires_on = $2 where entra_tenant_id = $1")
-        .bind(entra_tenant_id)
-        .bind(expires_on)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update tenants set credential_expires_on = $2 where entra_tenant_id = $1",
+        entra_tenant_id,
+        expires_on,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -313,11 +335,12 @@ pub const SYNC_JOB: &str = "directory_sync";
 pub async fn require_reconsent(db: &PgPool, id: Uuid, why: &str) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let why: String = why.chars().take(audit::MAX_DETAIL_CHARS).collect();
-    let changed = sqlx::query(
-        "update tenants set status = 'reconsent_required', sync_error = $2 where id = $1 and status = 'active'",
+    let changed = sqlx::query!(
+        "update tenants set status = 'reconsent_required', sync_error = $2
+         where id = $1 and status = 'active'",
+        id,
+        why,
     )
-    .bind(id)
-    .bind(&why)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -364,21 +387,22 @@ pub enum OffboardError {
 /// audit history stay.
 pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, OffboardError> {
     let mut tx = db.begin().await?;
-    let status: TenantStatus =
-        sqlx::query_scalar("select status from tenants where id = $1 for update")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(OffboardError::NotFound)?;
+    let status = sqlx::query_scalar!(
+        r#"select status as "status: TenantStatus" from tenants where id = $1 for update"#,
+        id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(OffboardError::NotFound)?;
     if status == TenantStatus::Offboarded {
         return Err(OffboardError::AlreadyOffboarded);
     }
-    sqlx::query(
+    sqlx::query!(
         "update tenants set status = 'offboarded', credential_ciphertext = null, credential_key_id = null,
                 credential_expires_on = null, next_sync_at = null, sync_failures = 0, sync_error = null
          where id = $1",
+        id,
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?;
     // The directory copy and where its syncs stood go with the credential: a tenant invited
@@ -425,22 +449,21 @@ async fn erase_directory(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     id: Uuid,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("delete from directory_group_members where tenant_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    let users = sqlx::query("delete from directory_users where tenant_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    let groups = sqlx::query("delete from directory_groups where tenant_id = $1")
-        .bind(id)
+    sqlx::query!(
+        "delete from directory_group_members where tenant_id = $1",
+        id
+    )
+    .execute(&mut **tx)
+    .await?;
+    let users = sqlx::query!("delete from directory_users where tenant_id = $1", id)
         .execute(&mut **tx)
         .await?
         .rows_affected();
-    sqlx::query("delete from sync_state where tenant_id = $1")
-        .bind(id)
+    let groups = sqlx::query!("delete from directory_groups where tenant_id = $1", id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query!("delete from sync_state where tenant_id = $1", id)
         .execute(&mut **tx)
         .await?;
     Ok((users + groups) as i64)
@@ -452,17 +475,14 @@ pub async fn page_after(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{SELECT} where ($1::uuid is null or t.id > $1) order by t.id limit $2"
-    ))
-    .bind(after)
-    .bind(limit)
+    select_tenants!(
+        "where ($1::uuid is null or t.id > $1) order by t.id limit $2",
+        after,
+        limit,
+    )
     .fetch_all(db)
     .await
 }
-
-/// A tenant row with its customer's name.
-const SELECT: &str = "select t.*, c.name::text as customer_name from tenants t join customers c on c.id = t.customer_id";
 
 /// Tenants, newest consent first, optionally narrowed by name, domain, tenant id or customer;
 /// with the total.
@@ -472,22 +492,30 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
-    const WHERE: &str = "where $1::text is null or t.display_name ilike '%' || $1 || '%'
-          or t.entra_tenant_id::text = lower($1) or array_to_string(t.verified_domains, ' ') ilike '%' || $1 || '%'
-          or c.name ilike '%' || $1 || '%'";
     let search = search.map(str::trim).filter(|s| !s.is_empty());
-    let rows = sqlx::query_as(&format!(
-        "{SELECT} {WHERE} order by t.consented_at desc limit $2 offset $3"
-    ))
-    .bind(search)
-    .bind(limit)
-    .bind(offset)
+    let pattern = search.map(crate::db::contains_pattern);
+    let rows = select_tenants!(
+        r"where $1::text is null or t.display_name ilike $4 escape '\'
+             or t.entra_tenant_id::text = lower($1)
+             or array_to_string(t.verified_domains, ' ') ilike $4 escape '\'
+             or c.name ilike $4 escape '\'
+          order by t.consented_at desc limit $2 offset $3",
+        search,
+        limit,
+        offset,
+        pattern,
+    )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(&format!(
-        "select count(*) from tenants t join customers c on c.id = t.customer_id {WHERE}"
-    ))
-    .bind(search)
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from tenants t join customers c on c.id = t.customer_id
+           where $1::text is null or t.display_name ilike $2 escape '\'
+              or t.entra_tenant_id::text = lower($1)
+              or array_to_string(t.verified_domains, ' ') ilike $2 escape '\'
+              or c.name ilike $2 escape '\'"#,
+        search,
+        pattern,
+    )
     .fetch_one(db)
     .await?;
     Ok((rows, total))
@@ -495,11 +523,10 @@ pub async fn list(
 
 /// A customer's tenants, connected ones first, then newest consent first.
 pub async fn for_customer(db: &PgPool, customer_id: Uuid) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{SELECT} where t.customer_id = $1
-         order by (t.status = 'offboarded'), t.consented_at desc"
-    ))
-    .bind(customer_id)
+    select_tenants!(
+        "where t.customer_id = $1 order by (t.status = 'offboarded'), t.consented_at desc",
+        customer_id,
+    )
     .fetch_all(db)
     .await
 }
@@ -510,8 +537,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
 }
 
 async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT} where t.id = $1"))
-        .bind(id)
+    select_tenants!("where t.id = $1", id)
         .fetch_optional(db)
         .await
 }

@@ -52,23 +52,22 @@ impl PgSessionStore {
                 .expiry_date
                 .min(OffsetDateTime::now_utc() + PRE_LOGIN_IDLE),
         };
-        let conflict = if replace {
-            "on conflict (id_sha256) do update set operator_id = excluded.operator_id,
+        // Without `replace`, an existing id is left alone and nothing is written (`where false`).
+        let written = sqlx::query!(
+            "insert into sessions (id_sha256, operator_id, payload_key_id, payload_ciphertext, expires_at)
+             values ($1, $2, $3, $4, $5)
+             on conflict (id_sha256) do update set operator_id = excluded.operator_id,
                  payload_key_id = excluded.payload_key_id,
                  payload_ciphertext = excluded.payload_ciphertext,
-                 expires_at = excluded.expires_at"
-        } else {
-            "on conflict (id_sha256) do nothing"
-        };
-        let written = sqlx::query(&format!(
-            "insert into sessions (id_sha256, operator_id, payload_key_id, payload_ciphertext, expires_at)
-             values ($1, $2, $3, $4, $5) {conflict}"
-        ))
-        .bind(id_sha256(&record.id))
-        .bind(operator_id)
-        .bind(self.keys.id())
-        .bind(self.keys.seal(&payload))
-        .bind(expires_at)
+                 expires_at = excluded.expires_at
+             where $6",
+            id_sha256(&record.id),
+            operator_id,
+            self.keys.id(),
+            self.keys.seal(&payload),
+            expires_at,
+            replace,
+        )
         .execute(&self.db)
         .await
         .map_err(backend)?;
@@ -90,15 +89,17 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+        let row = sqlx::query!(
             "select payload_key_id, payload_ciphertext, expires_at from sessions
              where id_sha256 = $1 and expires_at > now()",
+            id_sha256(id),
         )
-        .bind(id_sha256(id))
         .fetch_optional(&self.db)
         .await
         .map_err(backend)?;
-        let Some((key_id, sealed, expiry_date)) = row else {
+        let Some((key_id, sealed, expiry_date)) =
+            row.map(|r| (r.payload_key_id, r.payload_ciphertext, r.expires_at))
+        else {
             return Ok(None);
         };
         // Sealed under a key no longer configured: the session simply ended.
@@ -116,8 +117,7 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("delete from sessions where id_sha256 = $1")
-            .bind(id_sha256(id))
+        sqlx::query!("delete from sessions where id_sha256 = $1", id_sha256(id))
             .execute(&self.db)
             .await
             .map_err(backend)?;
@@ -138,27 +138,26 @@ pub async fn end_matching(
     keys: &Keyring,
     matches: impl Fn(&HashMap<String, Value>) -> bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let rows: Vec<(Vec<u8>, Uuid, String, Vec<u8>)> = sqlx::query_as(
-        "select id_sha256, operator_id, payload_key_id, payload_ciphertext from sessions
-         where operator_id is not null and expires_at > now()",
+    let rows = sqlx::query!(
+        r#"select id_sha256, operator_id as "operator_id!", payload_key_id, payload_ciphertext
+           from sessions where operator_id is not null and expires_at > now()"#,
     )
     .fetch_all(db)
     .await?;
     let mut ended = Vec::new();
-    for (id, operator, key_id, sealed) in rows {
-        let Ok(payload) = keys.open(&key_id, &sealed) else {
+    for row in rows {
+        let Ok(payload) = keys.open(&row.payload_key_id, &row.payload_ciphertext) else {
             continue;
         };
         let Ok(data) = serde_json::from_slice::<HashMap<String, Value>>(&payload) else {
             continue;
         };
         if matches(&data) {
-            let gone = sqlx::query("delete from sessions where id_sha256 = $1")
-                .bind(&id)
+            let gone = sqlx::query!("delete from sessions where id_sha256 = $1", row.id_sha256)
                 .execute(db)
                 .await?;
             if gone.rows_affected() == 1 {
-                ended.push(operator);
+                ended.push(row.operator_id);
             }
         }
     }
@@ -197,7 +196,7 @@ pub async fn audit_ended(
 
 /// Deletes expired sessions; returns how many.
 pub async fn delete_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("delete from sessions where expires_at <= now()")
+    let done = sqlx::query!("delete from sessions where expires_at <= now()")
         .execute(db)
         .await?;
     Ok(done.rows_affected())

@@ -75,12 +75,10 @@ fn is_host_name(entry: &str) -> bool {
 
 /// The allow-list as stored (none: nothing beyond the public internet).
 pub async fn allowed(db: &PgPool) -> Result<Allowed, sqlx::Error> {
-    let stored: Option<serde_json::Value> =
-        sqlx::query_scalar("select value from settings where key = $1")
-            .bind(SETTING)
-            .fetch_optional(db)
-            .await?
-            .flatten();
+    let stored = sqlx::query_scalar!("select value from settings where key = $1", SETTING)
+        .fetch_optional(db)
+        .await?
+        .flatten();
     let entries: Vec<String> = stored
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();

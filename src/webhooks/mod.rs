@@ -50,7 +50,7 @@ pub const TEST_EVENT: &str = "webhook.test";
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// An endpoint, as the console lists it (its secrets stay sealed).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Its id.
     pub id: Uuid,
@@ -146,17 +146,18 @@ pub async fn create(
     let description: String = description.trim().chars().take(200).collect();
     let secret = signing::new_secret();
     let mut tx = db.begin().await?;
-    let endpoint: Endpoint = sqlx::query_as(
+    let endpoint = sqlx::query_as!(
+        Endpoint,
         "insert into webhook_endpoints (url, description, events, secret_ciphertext, secret_key_id, created_by)
          values ($1, $2, $3, $4, $5, $6)
          returning id, url, description, events, enabled, previous_secret_until, created_by, created_at",
+        url.as_str(),
+        description,
+        &events,
+        keys.seal(secret.as_bytes()),
+        keys.id(),
+        actor.to_string(),
     )
-    .bind(url.as_str())
-    .bind(&description)
-    .bind(&events)
-    .bind(keys.seal(secret.as_bytes()))
-    .bind(keys.id())
-    .bind(actor.to_string())
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -174,7 +175,8 @@ pub async fn create(
 
 /// Every endpoint, oldest first.
 pub async fn list(db: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Endpoint,
         "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
          from webhook_endpoints order by created_at, id",
     )
@@ -184,11 +186,12 @@ pub async fn list(db: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
 
 /// One endpoint.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Endpoint, WebhookError> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Endpoint,
         "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
          from webhook_endpoints where id = $1",
+        id,
     )
-    .bind(id)
     .fetch_optional(db)
     .await?
     .ok_or(WebhookError::NotFound)
@@ -204,17 +207,17 @@ pub async fn rotate_secret(
 ) -> Result<Secret, WebhookError> {
     let secret = signing::new_secret();
     let mut tx = db.begin().await?;
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update webhook_endpoints set
              previous_secret_ciphertext = secret_ciphertext, previous_secret_key_id = secret_key_id,
              previous_secret_until = now() + make_interval(secs => $4),
              secret_ciphertext = $2, secret_key_id = $3
          where id = $1",
+        id,
+        keys.seal(secret.as_bytes()),
+        keys.id(),
+        ROTATION_OVERLAP.as_seconds_f64(),
     )
-    .bind(id)
-    .bind(keys.seal(secret.as_bytes()))
-    .bind(keys.id())
-    .bind(ROTATION_OVERLAP.as_seconds_f64())
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -241,11 +244,13 @@ pub async fn set_enabled(
     actor: &Actor,
 ) -> Result<(), WebhookError> {
     let mut tx = db.begin().await?;
-    let done = sqlx::query("update webhook_endpoints set enabled = $2 where id = $1")
-        .bind(id)
-        .bind(enabled)
-        .execute(&mut *tx)
-        .await?;
+    let done = sqlx::query!(
+        "update webhook_endpoints set enabled = $2 where id = $1",
+        id,
+        enabled
+    )
+    .execute(&mut *tx)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(WebhookError::NotFound);
     }
@@ -265,11 +270,12 @@ pub async fn set_enabled(
 /// Deletes an endpoint with its undelivered events and its delivery log.
 pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), WebhookError> {
     let mut tx = db.begin().await?;
-    let url: Option<String> =
-        sqlx::query_scalar("delete from webhook_endpoints where id = $1 returning url")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let url = sqlx::query_scalar!(
+        "delete from webhook_endpoints where id = $1 returning url",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let url = url.ok_or(WebhookError::NotFound)?;
     audit::record(
         &mut *tx,
@@ -292,12 +298,13 @@ pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, Web
         TEST_EVENT,
         json!({ "endpoint_id": id, "message": "A test event from Gangway." }),
     );
-    let delivery: Uuid = sqlx::query_scalar(
-        "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3) returning id",
+    let delivery = sqlx::query_scalar!(
+        "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3)
+         returning id",
+        id,
+        TEST_EVENT,
+        payload,
     )
-    .bind(id)
-    .bind(TEST_EVENT)
-    .bind(&payload)
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -324,11 +331,11 @@ fn envelope(event: &str, data: Value) -> Value {
 /// Whether any enabled endpoint wants `event`: lets a caller skip building a payload nobody
 /// receives.
 pub async fn wanted(conn: &mut PgConnection, event: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from webhook_endpoints
-                        where enabled and ('*' = any(events) or $1 = any(events)))",
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from webhook_endpoints
+                          where enabled and ('*' = any(events) or $1 = any(events))) as "wanted!""#,
+        event,
     )
-    .bind(event)
     .fetch_one(conn)
     .await
 }
@@ -338,12 +345,12 @@ pub async fn wanted_of(
     conn: &mut PgConnection,
     events: &[&str],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select e from unnest($1::text[]) as e
-         where exists (select 1 from webhook_endpoints
-                       where enabled and ('*' = any(events) or e = any(events)))",
+    sqlx::query_scalar!(
+        r#"select e as "e!" from unnest($1::text[]) as e
+           where exists (select 1 from webhook_endpoints
+                         where enabled and ('*' = any(events) or e = any(events)))"#,
+        events as &[&str],
     )
-    .bind(events)
     .fetch_all(conn)
     .await
 }
@@ -372,7 +379,7 @@ pub async fn erase_tenant_payloads(
     conn: &mut PgConnection,
     tenant: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update webhook_deliveries set
              payload = jsonb_set(payload, '{data}', jsonb_build_object(
                  'tenant_id', payload->'data'->'tenant_id', 'run_id', payload->'data'->'run_id',
@@ -384,8 +391,8 @@ pub async fn erase_tenant_payloads(
                                else last_error end
          where event_type like 'directory.%' and payload->'data'->>'tenant_id' = $1::text
            and not payload->'data' ? 'erased'",
+        tenant as Uuid,
     )
-    .bind(tenant)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -400,17 +407,18 @@ pub async fn send_again(
     actor: &Actor,
 ) -> Result<Uuid, WebhookError> {
     let mut tx = db.begin().await?;
-    let queued: Option<(Uuid, String)> = sqlx::query_as(
+    let queued = sqlx::query!(
         "insert into webhook_deliveries (endpoint_id, event_type, payload, event_id)
          select endpoint_id, event_type, payload, coalesce(event_id, id) from webhook_deliveries
          where id = $1 and endpoint_id = $2 and not coalesce(payload->'data' ? 'erased', false)
          returning id, event_type",
+        delivery,
+        endpoint,
     )
-    .bind(delivery)
-    .bind(endpoint)
     .fetch_optional(&mut *tx)
-    .await?;
-    let (id, event_type) = queued.ok_or(WebhookError::NotFound)?;
+    .await?
+    .ok_or(WebhookError::NotFound)?;
+    let (id, event_type) = (queued.id, queued.event_type);
     audit::record(
         &mut *tx,
         actor,
@@ -425,7 +433,7 @@ pub async fn send_again(
 }
 
 /// One line of an endpoint's delivery log.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeliveryRow {
     /// The delivery's id.
     pub id: Uuid,
@@ -461,14 +469,15 @@ pub async fn deliveries(
     endpoint_id: Uuid,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, coalesce(event_id, id) as event_id, payload, response_body, event_type,
-                created_at, attempts, last_status, last_error, last_duration_ms,
-                delivered_at, failed_at, next_attempt_at
-         from webhook_deliveries where endpoint_id = $1 order by created_at desc, id desc limit $2",
+    sqlx::query_as!(
+        DeliveryRow,
+        r#"select id, coalesce(event_id, id) as "event_id!", payload, response_body, event_type,
+                  created_at, attempts, last_status, last_error, last_duration_ms,
+                  delivered_at, failed_at, next_attempt_at
+           from webhook_deliveries where endpoint_id = $1 order by created_at desc, id desc limit $2"#,
+        endpoint_id,
+        limit,
     )
-    .bind(endpoint_id)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

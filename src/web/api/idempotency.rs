@@ -38,19 +38,19 @@ pub async fn begin(
     request: &[u8],
 ) -> Result<Option<Response>, ApiError> {
     let hash = sha256(request);
-    sqlx::query(
+    sqlx::query!(
         "delete from api_idempotency where caller_id = $1 and created_at < now() - interval '1 day'",
+        caller,
     )
-    .bind(caller)
     .execute(&state.db)
     .await?;
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "insert into api_idempotency (caller_id, key, request_sha256) values ($1, $2, $3)
          on conflict do nothing",
+        caller,
+        key,
+        hash,
     )
-    .bind(caller)
-    .bind(key)
-    .bind(&hash)
     .execute(&state.db)
     .await?
     .rows_affected()
@@ -58,21 +58,20 @@ pub async fn begin(
     if claimed {
         return Ok(None);
     }
-    let (kept_hash, status, sealed, key_id): (Vec<u8>, i32, Option<Vec<u8>>, Option<String>) =
-        sqlx::query_as(
-            "select request_sha256, status, response_ciphertext, response_key_id
-             from api_idempotency where caller_id = $1 and key = $2",
-        )
-        .bind(caller)
-        .bind(key)
-        .fetch_one(&state.db)
-        .await?;
-    if kept_hash != hash {
+    let kept = sqlx::query!(
+        "select request_sha256, status, response_ciphertext, response_key_id
+         from api_idempotency where caller_id = $1 and key = $2",
+        caller,
+        key,
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if kept.request_sha256 != hash {
         return Err(ApiError::Unprocessable(
             "This Idempotency-Key was used for a different request.".into(),
         ));
     }
-    let (Some(sealed), Some(key_id)) = (sealed, key_id) else {
+    let (Some(sealed), Some(key_id)) = (kept.response_ciphertext, kept.response_key_id) else {
         return Err(ApiError::Conflict(
             "A request with this Idempotency-Key is still being handled; retry shortly.".into(),
         ));
@@ -84,7 +83,7 @@ pub async fn begin(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let body: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.into()))?;
-    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    let status = StatusCode::from_u16(kept.status as u16).unwrap_or(StatusCode::OK);
     Ok(Some((status, Json(body)).into_response()))
 }
 
@@ -97,15 +96,15 @@ pub async fn finish(
     body: &impl Serialize,
 ) -> Result<(), ApiError> {
     let body = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
-    sqlx::query(
+    sqlx::query!(
         "update api_idempotency set status = $3, response_ciphertext = $4, response_key_id = $5
          where caller_id = $1 and key = $2",
+        caller,
+        key,
+        i32::from(status.as_u16()),
+        state.cfg.keys.seal(&body),
+        state.cfg.keys.id(),
     )
-    .bind(caller)
-    .bind(key)
-    .bind(i32::from(status.as_u16()))
-    .bind(state.cfg.keys.seal(&body))
-    .bind(state.cfg.keys.id())
     .execute(&state.db)
     .await?;
     Ok(())
@@ -113,10 +112,12 @@ pub async fn finish(
 
 /// Gives the key back: the request made nothing.
 pub async fn abandon(state: &AppState, caller: Uuid, key: &str) -> Result<(), ApiError> {
-    sqlx::query("delete from api_idempotency where caller_id = $1 and key = $2 and status = 0")
-        .bind(caller)
-        .bind(key)
-        .execute(&state.db)
-        .await?;
+    sqlx::query!(
+        "delete from api_idempotency where caller_id = $1 and key = $2 and status = 0",
+        caller,
+        key,
+    )
+    .execute(&state.db)
+    .await?;
     Ok(())
 }
