@@ -1241,3 +1241,49 @@ async fn empty_lists_show_one_call_to_action_and_no_filters() {
     assert!(page.contains("role=\"search\"") && page.contains("Contoso Ltd"));
     assert!(page.contains(&format!("href=\"{}\"", paths::NEW_INVITATION)));
 }
+
+#[tokio::test]
+async fn every_list_search_takes_underscore_and_percent_literally() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Viewer).await;
+    // `_` and `%` are LIKE wildcards: typed in a search they must match only themselves, so
+    // "Acme_Corp" finds Acme_Corp and not AcmeXCorp.
+    for (customer, email, tenant) in [
+        ("Acme_Corp", "admin@acme.example", "Acme_Europe"),
+        ("AcmeXCorp", "admin@acmex.example", "AcmeXEurope"),
+        ("Acme%Labs", "admin@acmelabs.example", "Acme%Asia"),
+    ] {
+        let issued = app.invite_for(customer, "delegated", email, None).await;
+        tenants::record_consent(
+            &app.db,
+            &app.state.cfg.keys,
+            issued.invitation.id,
+            &Consent {
+                display_name: tenant.into(),
+                ..consent(Uuid::new_v4())
+            },
+            &Actor::System,
+        )
+        .await
+        .unwrap();
+    }
+    // Each search is part of a name, so the page shows the name only in a row it found.
+    for (list, search, found, not_found) in [
+        (paths::CUSTOMERS, "me_Co", "Acme_Corp", "AcmeXCorp"),
+        (paths::INVITATIONS, "me_Co", "Acme_Corp", "AcmeXCorp"),
+        (paths::TENANTS, "me_Eu", "Acme_Europe", "AcmeXEurope"),
+        (paths::AUDIT, "me_Co", "Acme_Corp", "AcmeXCorp"),
+        (paths::CUSTOMERS, "me%", "Acme%Labs", "Acme_Corp"),
+        (paths::TENANTS, "me%", "Acme%Asia", "Acme_Europe"),
+    ] {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", search)
+            .finish();
+        let page = body(app.get(&format!("{list}?{query}")).await).await;
+        assert!(page.contains(found), "{list}?{query} finds {found}: {page}");
+        assert!(
+            !page.contains(not_found),
+            "{list}?{query} does not find {not_found}: {page}"
+        );
+    }
+}
