@@ -11,6 +11,18 @@ use crate::db::ResultExt;
 /// The constraint that keeps names unique regardless of case.
 const NAME_KEY: &str = "customers_name_key";
 
+/// A checked query reading [`Customer`] rows: `$head`, the columns, then `$tail` (string
+/// literals), e.g. `"select", "from customers …"` or `"insert … returning", ""`.
+macro_rules! customers {
+    ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Customer,
+            $head + r#" id, name as "name: String", contact, notes, created_at, updated_at "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// The customer named `name` (compared regardless of case), created when there is none yet.
 /// Runs inside the caller's transaction, so the invitation and its new customer commit together.
 pub async fn find_or_create(
@@ -48,10 +60,9 @@ pub async fn create(
     actor: &Actor,
 ) -> Result<Customer, CustomerError> {
     let mut tx = db.begin().await?;
-    let created = sqlx::query_as!(
-        Customer,
-        r#"insert into customers (name, contact, notes) values ($1, $2, $3)
-           returning id, name as "name: String", contact, notes, created_at, updated_at"#,
+    let created = customers!(
+        "insert into customers (name, contact, notes) values ($1, $2, $3) returning",
+        "",
         details.name.as_str() as &str,
         details.contact,
         details.notes,
@@ -79,10 +90,9 @@ pub async fn update(
     actor: &Actor,
 ) -> Result<Customer, CustomerError> {
     let mut tx = db.begin().await?;
-    let updated = sqlx::query_as!(
-        Customer,
-        r#"update customers set name = $2, contact = $3, notes = $4 where id = $1
-           returning id, name as "name: String", contact, notes, created_at, updated_at"#,
+    let updated = customers!(
+        "update customers set name = $2, contact = $3, notes = $4 where id = $1 returning",
+        "",
         id,
         details.name.as_str() as &str,
         details.contact,
@@ -121,15 +131,10 @@ async fn record(
 
 /// A customer by id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Customer, CustomerError> {
-    sqlx::query_as!(
-        Customer,
-        r#"select id, name as "name: String", contact, notes, created_at, updated_at
-           from customers where id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await?
-    .ok_or(CustomerError::NotFound)
+    customers!("select", "from customers where id = $1", id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(CustomerError::NotFound)
 }
 
 /// Customers by name, optionally narrowed by name or contact; with the total.
@@ -187,10 +192,9 @@ pub async fn page_after(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Customer>, sqlx::Error> {
-    sqlx::query_as!(
-        Customer,
-        r#"select id, name as "name: String", contact, notes, created_at, updated_at
-           from customers where ($1::uuid is null or id > $1) order by id limit $2"#,
+    customers!(
+        "select",
+        "from customers where ($1::uuid is null or id > $1) order by id limit $2",
         after,
         limit,
     )
