@@ -58,6 +58,9 @@ pub struct SyncBenchParams {
     pub tenants: usize,
     /// Syncs at once when there are several tenants.
     pub concurrency: usize,
+    /// Database connections the engine may hold; `None`: as `gangway serve` sizes its pool
+    /// for `concurrency` workers (reported as used).
+    pub pool_size: Option<u32>,
     /// Time every Graph answer takes, in milliseconds.
     pub latency_ms: u64,
     /// Graph's page size; `None` keeps the emulator's default (reported as used).
@@ -127,9 +130,6 @@ pub struct Phase {
     /// Changes made through the emulator before this phase, all tenants together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<usize>,
-    /// With several tenants: the runs' durations added up (from `sync_runs`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial_sum_seconds: Option<f64>,
     /// With latency: what Graph's round trips alone take — the longer chain's pages per
     /// tenant × latency × the tenants one worker has in turn.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,9 +159,13 @@ pub struct SyncBenchReport {
     /// The full phase's latency floor, with latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_floor_seconds: Option<f64>,
-    /// The full phase's runs added up, with several tenants.
+    /// With several tenants: the same full sync of the same tenants one after another (one
+    /// worker), measured in this run before `full` (the copy is then emptied and vacuumed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial_sum_seconds: Option<f64>,
+    pub serial: Option<Phase>,
+    /// `serial.seconds / full.seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup_over_serial: Option<f64>,
 }
 
 /// Runs the benchmark against a scratch database on the Postgres server `server_url` points
@@ -222,15 +226,21 @@ struct Bench {
     db_url: String,
     admin: EmulatorAdmin,
     syncer: Syncer,
-    workers: WorkerConfig,
+    lease: Duration,
     customers: Vec<Customer>,
 }
 
 async fn measure(
     mut params: SyncBenchParams,
-    db: PgPool,
+    scratch: PgPool,
     db_url: &str,
 ) -> anyhow::Result<SyncBenchReport> {
+    params.concurrency = params.concurrency.min(params.tenants);
+    let pool_size = *params
+        .pool_size
+        .get_or_insert(crate::config::default_pool_size(params.concurrency));
+    scratch.close().await;
+    let db = crate::db::connect(db_url, pool_size).await?;
     let emulator = Emulator::start(Options {
         tenants: 1 + params.tenants,
         users: params.users,
@@ -242,7 +252,6 @@ async fn measure(
     .await
     .context("starting the emulator failed")?;
     let admin = EmulatorAdmin::new(&emulator)?;
-    params.concurrency = params.concurrency.min(params.tenants);
     params.changes = params.changes.min(params.users);
     let state = connect(&emulator, &admin, &db).await?;
     let customers = customers(&admin, &state).await?;
@@ -253,10 +262,7 @@ async fn measure(
     let graph = admin.post("/_emulator/graph", &graph).await?;
     params.page_size = graph["page_size"].as_u64().map(|p| p as usize);
     let bench = Bench {
-        workers: WorkerConfig {
-            lease: state.cfg.sync.lease,
-            ..WorkerConfig::new(params.concurrency)
-        },
+        lease: state.cfg.sync.lease,
         syncer: crate::runtime::syncer(&state),
         params,
         db,
@@ -266,8 +272,18 @@ async fn measure(
     };
 
     let rss_baseline_mb = memory::resident_mb();
-    // The first syncs were queued by the consents.
-    let full = bench.phase().await.context("the full sync")?;
+    // The first syncs were queued by the consents. With several tenants, the baseline first:
+    // the same full sync one tenant after another; then the copy is emptied for the real one.
+    let serial = if bench.customers.len() > 1 {
+        let serial = bench.phase(1).await.context("the serial full sync")?;
+        bench.empty_copy().await?;
+        bench.enqueue().await?;
+        Some(serial)
+    } else {
+        None
+    };
+    let concurrency = bench.params.concurrency;
+    let full = bench.phase(concurrency).await.context("the full sync")?;
     let floor_rows = bench.capture_floor_rows().await?;
     let mut changes = 0;
     for (n, customer) in bench.customers.iter().enumerate() {
@@ -276,17 +292,21 @@ async fn measure(
     bench.enqueue().await?;
     let incremental = Phase {
         changes: Some(changes),
-        ..bench.phase().await.context("the incremental sync")?
+        ..bench
+            .phase(concurrency)
+            .await
+            .context("the incremental sync")?
     };
     bench.enqueue().await?;
-    let idle = bench.phase().await.context("the idle sync")?;
+    let idle = bench.phase(concurrency).await.context("the idle sync")?;
     bench.check_copy().await?;
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
     emulator.shutdown().await;
     Ok(SyncBenchReport {
         machine: machine(),
         latency_floor_seconds: full.latency_floor_seconds,
-        serial_sum_seconds: full.serial_sum_seconds,
+        speedup_over_serial: serial.as_ref().map(|s| round(s.seconds / full.seconds, 1)),
+        serial,
         params: bench.params,
         full,
         incremental,
@@ -360,9 +380,10 @@ fn config(
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
-        api_rate: RateLimit::api(20),
+        api_calls_per_second: crate::settings::DEFAULT_API_CALLS_PER_SECOND,
         api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
+        database_pool_size: None,
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
@@ -434,7 +455,6 @@ struct RunRow {
     members_added: i32,
     members_removed: i32,
     pages: i32,
-    seconds: f64,
 }
 
 impl Bench {
@@ -450,9 +470,31 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs the queued syncs (one tenant: one worker turn; several: the workers, until every
-    /// tenant's run is recorded) and sums up their runs.
-    async fn phase(&self) -> anyhow::Result<Phase> {
+    /// Empties the copy and the chains' state, so the next sync is a first one again, and
+    /// vacuums the tables, so the next full sync finds them as the first did.
+    async fn empty_copy(&self) -> anyhow::Result<()> {
+        let ids: Vec<Uuid> = self.customers.iter().map(|c| c.id).collect();
+        for table in [
+            "directory_group_members",
+            "directory_users",
+            "directory_groups",
+            "sync_state",
+        ] {
+            // The table names are the constants above.
+            sqlx::query(&format!("delete from {table} where tenant_id = any($1)"))
+                .bind(&ids)
+                .execute(&self.db)
+                .await?;
+        }
+        sqlx::query("vacuum analyze directory_group_members, directory_users, directory_groups")
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the queued syncs (one tenant: one worker turn; several: `concurrency` workers,
+    /// until every tenant's run is recorded) and sums up their runs.
+    async fn phase(&self, concurrency: usize) -> anyhow::Result<Phase> {
         let before: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from sync_runs")
             .fetch_one(&self.db)
             .await?;
@@ -470,9 +512,13 @@ impl Bench {
         };
         let peak_reset = memory::reset_peak();
         let started = Instant::now();
+        let workers = WorkerConfig {
+            lease: self.lease,
+            ..WorkerConfig::new(concurrency)
+        };
         let seconds = match &mut watch {
-            None => self.sync_one(started).await?,
-            Some(watch) => self.sync_all(started, before, watch).await?,
+            None => self.sync_one(&workers, started).await?,
+            Some(watch) => self.sync_all(&workers, started, before, watch).await?,
         }
         .as_secs_f64();
         let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
@@ -484,8 +530,7 @@ impl Bench {
             .unwrap_or(0);
         let runs: Vec<RunRow> = sqlx::query_as(
             "select outcome, error, added, updated, soft_deleted, removed, members_added,
-                    members_removed, pages,
-                    extract(epoch from finished_at - started_at)::float8 as seconds
+                    members_removed, pages
              from sync_runs where id > $1 order by id",
         )
         .bind(before)
@@ -510,7 +555,7 @@ impl Bench {
             groups: sum(|r| r.pages) - users_pages,
         };
         let latency = self.params.latency_ms as f64 / 1000.0;
-        let turns = tenants.div_ceil(self.params.concurrency) as f64;
+        let turns = tenants.div_ceil(concurrency) as f64;
         Ok(Phase {
             seconds: round(seconds, 4),
             objects,
@@ -520,8 +565,6 @@ impl Bench {
             pages,
             runs: runs.len(),
             changes: None,
-            serial_sum_seconds: (tenants > 1)
-                .then(|| round(runs.iter().map(|r| r.seconds).sum(), 4)),
             latency_floor_seconds: (latency > 0.0).then(|| {
                 let longer = pages.users.max(pages.groups) as f64 / tenants as f64;
                 round(longer * turns * latency, 4)
@@ -530,9 +573,9 @@ impl Bench {
     }
 
     /// One worker turn: claims the queued sync, runs and records it.
-    async fn sync_one(&self, started: Instant) -> anyhow::Result<Duration> {
+    async fn sync_one(&self, workers: &WorkerConfig, started: Instant) -> anyhow::Result<Duration> {
         let stop = CancellationToken::new();
-        match worker::work_one(&self.syncer, &self.workers, "bench", &stop).await? {
+        match worker::work_one(&self.syncer, workers, "bench", &stop).await? {
             // How the run ended is read from `sync_runs` with the others.
             Outcome::Ran(_, Ok(_)) => Ok(started.elapsed()),
             Outcome::Ran(_, Err(failure)) => bail!("the sync failed: {}", failure.error),
@@ -544,6 +587,7 @@ impl Bench {
     /// connection of its own, so the workers' pool is theirs alone).
     async fn sync_all(
         &self,
+        workers: &WorkerConfig,
         started: Instant,
         before: i64,
         watch: &mut sqlx::PgConnection,
@@ -552,7 +596,7 @@ impl Bench {
         let _stopped_whatever_happens = stop.clone().drop_guard();
         let workers = tokio::spawn(worker::run(
             self.syncer.clone(),
-            self.workers.clone(),
+            workers.clone(),
             stop.clone(),
         ));
         let want = self.customers.len() as i64;
