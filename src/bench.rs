@@ -1,5 +1,5 @@
-//! `gangway bench sync`: the directory replication benchmark. An in-process emulator seeded
-//! with the directory asked for, a scratch database (created, migrated and dropped), customer
+//! `gangway bench sync`: the directory replication benchmark. An emulator in a process of its
+//! own ([`emulator`]) seeded with the directory asked for, a scratch database (created, migrated and dropped), customer
 //! tenants connected the way a consent connects them (an invitation, application consent
 //! granted, [`tenants::record_consent`] queueing the first sync), and the real engine (the job
 //! queue, [`worker::work_one`] or [`worker::run`], the page store) timed phase by phase: the
@@ -10,12 +10,13 @@
 //! `gangway bench api` is in [`api`].
 
 pub mod api;
+pub mod emulator;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use entra_emulator::{EmulatedTenant, Emulator, EmulatorAdmin, Options};
+use entra_emulator::{EmulatedTenant, EmulatorAdmin, Options};
 use futures_util::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -38,6 +39,7 @@ use crate::jobs::{self, NewJob, Outcome};
 use crate::tenants::{self, Consent, SYNC_JOB};
 use crate::types::Secret;
 use crate::web::AppState;
+use emulator::EmulatorProcess;
 
 /// The emulator's seed: the same directory every run.
 const SEED: u64 = 2026;
@@ -120,7 +122,8 @@ pub struct Phase {
     pub memberships: i64,
     /// `objects` / `seconds`.
     pub objects_per_second: f64,
-    /// The process's peak resident set during the phase (emulator included), MiB; `None`
+    /// This process's peak resident set during the phase (the engine's; the emulator runs
+    /// apart), MiB; `None`
     /// where Linux's `/proc/self/clear_refs` is not available.
     pub peak_rss_mb: Option<f64>,
     /// Delta pages fetched, per chain.
@@ -154,8 +157,11 @@ pub struct SyncBenchReport {
     pub copy_floor_seconds: f64,
     /// The rows that `COPY` wrote.
     pub copy_floor_rows: u64,
-    /// Resident set before the full sync (emulator and its directory included), MiB.
+    /// This process's resident set before the full sync, MiB: the engine's, the emulator
+    /// runs in a process of its own.
     pub rss_baseline_mb: Option<f64>,
+    /// The emulator process's resident set at the end (its seeded directory), MiB.
+    pub emulator_rss_mb: Option<f64>,
     /// The full phase's latency floor, with latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_floor_seconds: Option<f64>,
@@ -241,7 +247,7 @@ async fn measure(
         .get_or_insert(crate::config::default_pool_size(params.concurrency));
     scratch.close().await;
     let db = crate::db::connect(db_url, pool_size).await?;
-    let emulator = Emulator::start(Options {
+    let emulator = EmulatorProcess::start(&Options {
         tenants: 1 + params.tenants,
         users: params.users,
         groups: params.groups,
@@ -251,9 +257,9 @@ async fn measure(
     })
     .await
     .context("starting the emulator failed")?;
-    let admin = EmulatorAdmin::new(&emulator)?;
+    let admin = EmulatorAdmin::at(emulator.base_url())?;
     params.changes = params.changes.min(params.users);
-    let state = connect(&emulator, &admin, &db).await?;
+    let state = connect(emulator.base_url(), &admin, &db).await?;
     let customers = customers(&admin, &state).await?;
     let mut graph = json!({ "latency_ms": params.latency_ms });
     if let Some(size) = params.page_size {
@@ -301,7 +307,8 @@ async fn measure(
     let idle = bench.phase(concurrency).await.context("the idle sync")?;
     bench.check_copy().await?;
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
-    emulator.shutdown().await;
+    let emulator_rss_mb = emulator.resident_mb();
+    emulator.stop().await;
     Ok(SyncBenchReport {
         machine: machine(),
         latency_floor_seconds: full.latency_floor_seconds,
@@ -314,16 +321,13 @@ async fn measure(
         copy_floor_seconds,
         copy_floor_rows,
         rss_baseline_mb,
+        emulator_rss_mb,
     })
 }
 
 /// The provider's app registered in the emulator's tenant 0 and Gangway configured against
 /// it, as `gangway demo` does.
-async fn connect(
-    emulator: &Emulator,
-    admin: &EmulatorAdmin,
-    db: &PgPool,
-) -> anyhow::Result<AppState> {
+async fn connect(emulator: &str, admin: &EmulatorAdmin, db: &PgPool) -> anyhow::Result<AppState> {
     let tenants = admin.tenants().await?;
     let provider = tenants.first().context("the emulator has no tenant")?;
     let public_url = parse_public_url("http://127.0.0.1:9").map_err(anyhow::Error::msg)?;
@@ -348,7 +352,7 @@ async fn connect(
     }
     let cfg = config(
         public_url,
-        Url::parse(emulator.base_url())?,
+        Url::parse(emulator)?,
         app.client_id,
         app.client_secret,
     )?;
@@ -902,7 +906,11 @@ mod memory {
     }
 
     fn status_mb(field: &str) -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        field_mb(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+    }
+
+    /// A `/proc/…/status` size field, MiB.
+    pub fn field_mb(status: &str, field: &str) -> Option<f64> {
         let kb: f64 = status
             .lines()
             .find_map(|line| line.strip_prefix(field))?

@@ -19,6 +19,9 @@ pub(crate) enum BenchCommand {
     /// this process on loopback over a scratch database (created on DATABASE_URL's server,
     /// dropped at the end) seeded with N users. Only 200s count.
     Api(ApiArgs),
+    /// The emulator `bench sync` runs in a process of its own: serves until stdin closes.
+    #[command(hide = true)]
+    Emulator(Box<entra_emulator::Options>),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +100,7 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
     match command {
         BenchCommand::Sync(args) => sync(args).await,
         BenchCommand::Api(args) => api(args).await,
+        BenchCommand::Emulator(opts) => Ok(crate::bench::emulator::serve(*opts).await?),
     }
 }
 
@@ -251,11 +255,12 @@ fn text(r: &SyncBenchReport) -> String {
     out.push_str(&row("incremental", &r.incremental));
     out.push_str(&row("idle", &r.idle));
     out.push_str(&format!(
-        "\nCOPY floor   {:.3} s for {} rows (the full sync took {:.1}× as long)\nRSS before   {} MB\n",
+        "\nCOPY floor   {:.3} s for {} rows (the full sync took {:.1}× as long)\nRSS before   {} MB (the engine's; the emulator's process: {} MB)\n",
         r.copy_floor_seconds,
         r.copy_floor_rows,
         r.full.seconds / r.copy_floor_seconds,
         mb(r.rss_baseline_mb),
+        mb(r.emulator_rss_mb),
     ));
     if let (Some(serial), Some(speedup)) = (&r.serial, r.speedup_over_serial) {
         out.push_str(&format!(
