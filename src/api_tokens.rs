@@ -74,6 +74,8 @@ pub struct ApiToken {
     pub last_used_at: Option<OffsetDateTime>,
     /// From which address.
     pub last_used_addr: Option<String>,
+    /// Its own JSON API rate, calls per second; none: the System Settings default.
+    pub calls_per_second: Option<i32>,
 }
 
 impl ApiToken {
@@ -102,7 +104,12 @@ pub struct Caller {
     pub name: String,
     /// What it may do.
     pub scope: Scope,
+    /// Its own rate, calls per second; none: the System Settings default.
+    pub calls_per_second: Option<u32>,
 }
+
+/// A token's own JSON API rate may be set from 1 to this many calls per second.
+pub const MAX_CALLS_PER_SECOND: u32 = 100_000;
 
 /// Why a token could not be created or used.
 #[derive(Debug, thiserror::Error)]
@@ -124,17 +131,34 @@ pub enum TokenError {
 /// Tokens start with this, so leaked ones are easy to recognise (secret scanners).
 pub const PREFIX: &str = "gw_";
 
-/// Creates a token named `name` with `scope`, valid for `valid_days` (none: until revoked),
-/// belonging to operator `owner` (none: the CLI's); returns it (shown once) with its record.
-/// Audited.
+/// What a new token is to be.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    /// What it is for.
+    pub name: &'a str,
+    /// What it may do.
+    pub scope: Scope,
+    /// How long it works (none: until revoked).
+    pub valid_days: Option<u32>,
+    /// Its own rate, calls per second (none: the System Settings default).
+    pub calls_per_second: Option<u32>,
+    /// The operator it belongs to (none: the CLI's).
+    pub owner: Option<Uuid>,
+}
+
+/// Creates the token `new` describes; returns it (shown once) with its record. Audited.
 pub async fn create(
     db: &PgPool,
-    name: &str,
-    scope: Scope,
-    valid_days: Option<u32>,
-    owner: Option<Uuid>,
+    new: &NewToken<'_>,
     actor: &Actor,
 ) -> Result<(Secret, ApiToken), TokenError> {
+    let NewToken {
+        name,
+        scope,
+        valid_days,
+        calls_per_second,
+        owner,
+    } = *new;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(TokenError::Invalid(
@@ -146,16 +170,17 @@ pub async fn create(
             "A token lives from 1 to 730 days, or until revoked.".into(),
         ));
     }
+    check_rate(calls_per_second)?;
     let token = Secret::new(format!("{PREFIX}{}", random_token()));
     let mut tx = db.begin().await?;
     let record = sqlx::query_as!(
         ApiToken,
         r#"with t as (
-               insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id)
-               values ($1, $2, $3, $4, now() + make_interval(days => $5), $6) returning *)
+               insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id, calls_per_second)
+               values ($1, $2, $3, $4, now() + make_interval(days => $5), $6, $7) returning *)
            select t.id as "id!", t.name as "name!", t.scope as "scope!: Scope",
                   t.created_by as "created_by!", o.email::text as owner, t.created_at as "created_at!",
-                  t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr
+                  t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr, t.calls_per_second
            from t left join operators o on o.id = t.owner_id"#,
         name,
         sha256(token.expose().as_bytes()),
@@ -163,6 +188,7 @@ pub async fn create(
         actor.to_string(),
         valid_days.map(|d| d as i32),
         owner,
+        calls_per_second.map(|n| n as i32),
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -172,11 +198,62 @@ pub async fn create(
         Action::ApiTokenCreated,
         None,
         None,
-        json!({ "token": record.name, "scope": scope.as_str(), "owner": record.owner_label(), "expires_at": record.expires_at.map(crate::format::datetime) }),
+        json!({ "token": record.name, "scope": scope.as_str(), "owner": record.owner_label(), "expires_at": record.expires_at.map(crate::format::datetime), "calls_per_second": rate_label(calls_per_second) }),
     )
     .await?;
     tx.commit().await?;
     Ok((token, record))
+}
+
+/// A rate as the audit trail and the console name it.
+fn rate_label(calls_per_second: Option<u32>) -> String {
+    match calls_per_second {
+        Some(n) => format!("{n}/s"),
+        None => "default".into(),
+    }
+}
+
+fn check_rate(calls_per_second: Option<u32>) -> Result<(), TokenError> {
+    if calls_per_second.is_some_and(|n| !(1..=MAX_CALLS_PER_SECOND).contains(&n)) {
+        return Err(TokenError::Invalid(format!(
+            "A token's rate is from 1 to {MAX_CALLS_PER_SECOND} calls per second, or empty for the System Settings default."
+        )));
+    }
+    Ok(())
+}
+
+/// Sets token `id`'s own rate (none: back to the System Settings default); audited. Takes
+/// effect within [`cache::CHECK_TTL`], when the cached check expires.
+pub async fn set_rate(
+    db: &PgPool,
+    id: Uuid,
+    calls_per_second: Option<u32>,
+    actor: &Actor,
+) -> Result<(), TokenError> {
+    check_rate(calls_per_second)?;
+    let mut tx = db.begin().await?;
+    let changed = sqlx::query!(
+        "update api_tokens t set calls_per_second = $2
+         from api_tokens old where t.id = $1 and old.id = t.id and t.revoked_at is null
+         returning t.name, old.calls_per_second as old",
+        id,
+        calls_per_second.map(|n| n as i32),
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(TokenError::NotFound)?;
+    let (name, old) = (changed.name, changed.old);
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::ApiTokenRateChanged,
+        None,
+        None,
+        json!({ "token": name, "old": rate_label(old.map(|n| n as u32)), "new": rate_label(calls_per_second) }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Every token, newest first, with its owner.
@@ -184,7 +261,8 @@ pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
     sqlx::query_as!(
         ApiToken,
         r#"select t.id, t.name, t.scope as "scope: Scope", t.created_by, o.email::text as owner,
-                  t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr
+                  t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr,
+                  t.calls_per_second
            from api_tokens t left join operators o on o.id = t.owner_id
            order by t.created_at desc"#,
     )
@@ -268,7 +346,7 @@ pub async fn authenticate(
         Some(caller) => caller,
         None => {
             let row = sqlx::query!(
-                r#"select id, name, scope as "scope: Scope", expires_at from api_tokens
+                r#"select id, name, scope as "scope: Scope", expires_at, calls_per_second from api_tokens
                  where token_sha256 = $1 and revoked_at is null and (expires_at is null or expires_at > now())
                    -- Revoked with their owner's role anyway; checked again so no path can miss it.
                    and (owner_id is null or exists (select 1 from operators o
@@ -282,6 +360,7 @@ pub async fn authenticate(
                 token_id: row.id,
                 name: row.name,
                 scope: row.scope,
+                calls_per_second: row.calls_per_second.map(|n| n as u32),
             };
             cache.put(hash, caller.clone(), row.expires_at);
             caller

@@ -117,6 +117,8 @@ pub enum Action {
     ApiTokenCreated,
     /// An API token was revoked.
     ApiTokenRevoked,
+    /// An API token's own rate was changed.
+    ApiTokenRateChanged,
     /// A webhook endpoint was added.
     WebhookEndpointCreated,
     /// A webhook endpoint's secret was rotated.
@@ -133,7 +135,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 35] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -162,6 +164,7 @@ impl Action {
         Action::SettingsChanged,
         Action::ApiTokenCreated,
         Action::ApiTokenRevoked,
+        Action::ApiTokenRateChanged,
         Action::WebhookEndpointCreated,
         Action::WebhookSecretRotated,
         Action::WebhookEndpointChanged,
@@ -201,6 +204,7 @@ impl Action {
             Self::SettingsChanged => "settings.changed",
             Self::ApiTokenCreated => "api_token.created",
             Self::ApiTokenRevoked => "api_token.revoked",
+            Self::ApiTokenRateChanged => "api_token.rate_changed",
             Self::WebhookEndpointCreated => "webhook.endpoint_created",
             Self::WebhookSecretRotated => "webhook.secret_rotated",
             Self::WebhookEndpointChanged => "webhook.endpoint_changed",
@@ -245,6 +249,7 @@ impl Action {
             Self::SettingsChanged => "System settings changed",
             Self::ApiTokenCreated => "API token created",
             Self::ApiTokenRevoked => "API token revoked",
+            Self::ApiTokenRateChanged => "API token's rate changed",
             Self::WebhookEndpointCreated => "Webhook endpoint added",
             Self::WebhookSecretRotated => {
                 "Webhook secret rotated (the old one signs for 24 h more)"

@@ -1,5 +1,5 @@
-//! `gangway bench sync`: the directory replication benchmark. An in-process emulator seeded
-//! with the directory asked for, a scratch database (created, migrated and dropped), customer
+//! `gangway bench sync`: the directory replication benchmark. An emulator in a process of its
+//! own ([`emulator`]) seeded with the directory asked for, a scratch database (created, migrated and dropped), customer
 //! tenants connected the way a consent connects them (an invitation, application consent
 //! granted, [`tenants::record_consent`] queueing the first sync), and the real engine (the job
 //! queue, [`worker::work_one`] or [`worker::run`], the page store) timed phase by phase: the
@@ -10,12 +10,13 @@
 //! `gangway bench api` is in [`api`].
 
 pub mod api;
+pub mod emulator;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use entra_emulator::{EmulatedTenant, Emulator, EmulatorAdmin, Options};
+use entra_emulator::{EmulatedTenant, EmulatorAdmin, Options};
 use futures_util::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -38,6 +39,7 @@ use crate::jobs::{self, NewJob, Outcome};
 use crate::tenants::{self, Consent, SYNC_JOB};
 use crate::types::Secret;
 use crate::web::AppState;
+use emulator::EmulatorProcess;
 
 /// The emulator's seed: the same directory every run.
 const SEED: u64 = 2026;
@@ -58,6 +60,9 @@ pub struct SyncBenchParams {
     pub tenants: usize,
     /// Syncs at once when there are several tenants.
     pub concurrency: usize,
+    /// Database connections the engine may hold; `None`: as `gangway serve` sizes its pool
+    /// for `concurrency` workers (reported as used).
+    pub pool_size: Option<u32>,
     /// Time every Graph answer takes, in milliseconds.
     pub latency_ms: u64,
     /// Graph's page size; `None` keeps the emulator's default (reported as used).
@@ -117,7 +122,8 @@ pub struct Phase {
     pub memberships: i64,
     /// `objects` / `seconds`.
     pub objects_per_second: f64,
-    /// The process's peak resident set during the phase (emulator included), MiB; `None`
+    /// This process's peak resident set during the phase (the engine's; the emulator runs
+    /// apart), MiB; `None`
     /// where Linux's `/proc/self/clear_refs` is not available.
     pub peak_rss_mb: Option<f64>,
     /// Delta pages fetched, per chain.
@@ -127,9 +133,6 @@ pub struct Phase {
     /// Changes made through the emulator before this phase, all tenants together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<usize>,
-    /// With several tenants: the runs' durations added up (from `sync_runs`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial_sum_seconds: Option<f64>,
     /// With latency: what Graph's round trips alone take — the longer chain's pages per
     /// tenant × latency × the tenants one worker has in turn.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,14 +157,21 @@ pub struct SyncBenchReport {
     pub copy_floor_seconds: f64,
     /// The rows that `COPY` wrote.
     pub copy_floor_rows: u64,
-    /// Resident set before the full sync (emulator and its directory included), MiB.
+    /// This process's resident set before the full sync, MiB: the engine's, the emulator
+    /// runs in a process of its own.
     pub rss_baseline_mb: Option<f64>,
+    /// The emulator process's resident set at the end (its seeded directory), MiB.
+    pub emulator_rss_mb: Option<f64>,
     /// The full phase's latency floor, with latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_floor_seconds: Option<f64>,
-    /// The full phase's runs added up, with several tenants.
+    /// With several tenants: the same full sync of the same tenants one after another (one
+    /// worker), measured in this run before `full` (the copy is then emptied and vacuumed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial_sum_seconds: Option<f64>,
+    pub serial: Option<Phase>,
+    /// `serial.seconds / full.seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup_over_serial: Option<f64>,
 }
 
 /// Runs the benchmark against a scratch database on the Postgres server `server_url` points
@@ -222,16 +232,22 @@ struct Bench {
     db_url: String,
     admin: EmulatorAdmin,
     syncer: Syncer,
-    workers: WorkerConfig,
+    lease: Duration,
     customers: Vec<Customer>,
 }
 
 async fn measure(
     mut params: SyncBenchParams,
-    db: PgPool,
+    scratch: PgPool,
     db_url: &str,
 ) -> anyhow::Result<SyncBenchReport> {
-    let emulator = Emulator::start(Options {
+    params.concurrency = params.concurrency.min(params.tenants);
+    let pool_size = *params
+        .pool_size
+        .get_or_insert(crate::config::default_pool_size(params.concurrency));
+    scratch.close().await;
+    let db = crate::db::connect(db_url, pool_size).await?;
+    let emulator = EmulatorProcess::start(&Options {
         tenants: 1 + params.tenants,
         users: params.users,
         groups: params.groups,
@@ -241,10 +257,9 @@ async fn measure(
     })
     .await
     .context("starting the emulator failed")?;
-    let admin = EmulatorAdmin::new(&emulator)?;
-    params.concurrency = params.concurrency.min(params.tenants);
+    let admin = EmulatorAdmin::at(emulator.base_url())?;
     params.changes = params.changes.min(params.users);
-    let state = connect(&emulator, &admin, &db).await?;
+    let state = connect(emulator.base_url(), &admin, &db).await?;
     let customers = customers(&admin, &state).await?;
     let mut graph = json!({ "latency_ms": params.latency_ms });
     if let Some(size) = params.page_size {
@@ -253,10 +268,7 @@ async fn measure(
     let graph = admin.post("/_emulator/graph", &graph).await?;
     params.page_size = graph["page_size"].as_u64().map(|p| p as usize);
     let bench = Bench {
-        workers: WorkerConfig {
-            lease: state.cfg.sync.lease,
-            ..WorkerConfig::new(params.concurrency)
-        },
+        lease: state.cfg.sync.lease,
         syncer: crate::runtime::syncer(&state),
         params,
         db,
@@ -266,8 +278,18 @@ async fn measure(
     };
 
     let rss_baseline_mb = memory::resident_mb();
-    // The first syncs were queued by the consents.
-    let full = bench.phase().await.context("the full sync")?;
+    // The first syncs were queued by the consents. With several tenants, the baseline first:
+    // the same full sync one tenant after another; then the copy is emptied for the real one.
+    let serial = if bench.customers.len() > 1 {
+        let serial = bench.phase(1).await.context("the serial full sync")?;
+        bench.empty_copy().await?;
+        bench.enqueue().await?;
+        Some(serial)
+    } else {
+        None
+    };
+    let concurrency = bench.params.concurrency;
+    let full = bench.phase(concurrency).await.context("the full sync")?;
     let floor_rows = bench.capture_floor_rows().await?;
     let mut changes = 0;
     for (n, customer) in bench.customers.iter().enumerate() {
@@ -276,17 +298,22 @@ async fn measure(
     bench.enqueue().await?;
     let incremental = Phase {
         changes: Some(changes),
-        ..bench.phase().await.context("the incremental sync")?
+        ..bench
+            .phase(concurrency)
+            .await
+            .context("the incremental sync")?
     };
     bench.enqueue().await?;
-    let idle = bench.phase().await.context("the idle sync")?;
+    let idle = bench.phase(concurrency).await.context("the idle sync")?;
     bench.check_copy().await?;
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
-    emulator.shutdown().await;
+    let emulator_rss_mb = emulator.resident_mb();
+    emulator.stop().await;
     Ok(SyncBenchReport {
         machine: machine(),
         latency_floor_seconds: full.latency_floor_seconds,
-        serial_sum_seconds: full.serial_sum_seconds,
+        speedup_over_serial: serial.as_ref().map(|s| round(s.seconds / full.seconds, 1)),
+        serial,
         params: bench.params,
         full,
         incremental,
@@ -294,16 +321,13 @@ async fn measure(
         copy_floor_seconds,
         copy_floor_rows,
         rss_baseline_mb,
+        emulator_rss_mb,
     })
 }
 
 /// The provider's app registered in the emulator's tenant 0 and Gangway configured against
 /// it, as `gangway demo` does.
-async fn connect(
-    emulator: &Emulator,
-    admin: &EmulatorAdmin,
-    db: &PgPool,
-) -> anyhow::Result<AppState> {
+async fn connect(emulator: &str, admin: &EmulatorAdmin, db: &PgPool) -> anyhow::Result<AppState> {
     let tenants = admin.tenants().await?;
     let provider = tenants.first().context("the emulator has no tenant")?;
     let public_url = parse_public_url("http://127.0.0.1:9").map_err(anyhow::Error::msg)?;
@@ -328,7 +352,7 @@ async fn connect(
     }
     let cfg = config(
         public_url,
-        Url::parse(emulator.base_url())?,
+        Url::parse(emulator)?,
         app.client_id,
         app.client_secret,
     )?;
@@ -360,9 +384,10 @@ fn config(
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
-        api_rate: RateLimit::api(20),
+        api_calls_per_second: crate::settings::DEFAULT_API_CALLS_PER_SECOND,
         api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
+        database_pool_size: None,
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
@@ -433,7 +458,6 @@ struct RunRow {
     members_added: i32,
     members_removed: i32,
     pages: i32,
-    seconds: f64,
 }
 
 impl Bench {
@@ -449,9 +473,42 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs the queued syncs (one tenant: one worker turn; several: the workers, until every
-    /// tenant's run is recorded) and sums up their runs.
-    async fn phase(&self) -> anyhow::Result<Phase> {
+    /// Empties the copy and the chains' state, so the next sync is a first one again, and
+    /// vacuums the tables, so the next full sync finds them as the first did.
+    async fn empty_copy(&self) -> anyhow::Result<()> {
+        let ids: Vec<Uuid> = self.customers.iter().map(|c| c.id).collect();
+        let mut tx = self.db.begin().await?;
+        sqlx::query!(
+            "delete from directory_group_members where tenant_id = any($1)",
+            &ids
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "delete from directory_users where tenant_id = any($1)",
+            &ids
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "delete from directory_groups where tenant_id = any($1)",
+            &ids
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!("delete from sync_state where tenant_id = any($1)", &ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sqlx::query!("vacuum analyze directory_group_members, directory_users, directory_groups")
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the queued syncs (one tenant: one worker turn; several: `concurrency` workers,
+    /// until every tenant's run is recorded) and sums up their runs.
+    async fn phase(&self, concurrency: usize) -> anyhow::Result<Phase> {
         let before = sqlx::query_scalar!(r#"select coalesce(max(id), 0) as "id!" from sync_runs"#)
             .fetch_one(&self.db)
             .await?;
@@ -469,9 +526,13 @@ impl Bench {
         };
         let peak_reset = memory::reset_peak();
         let started = Instant::now();
+        let workers = WorkerConfig {
+            lease: self.lease,
+            ..WorkerConfig::new(concurrency)
+        };
         let seconds = match &mut watch {
-            None => self.sync_one(started).await?,
-            Some(watch) => self.sync_all(started, before, watch).await?,
+            None => self.sync_one(&workers, started).await?,
+            Some(watch) => self.sync_all(&workers, started, before, watch).await?,
         }
         .as_secs_f64();
         let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
@@ -484,8 +545,7 @@ impl Bench {
         let runs = sqlx::query_as!(
             RunRow,
             r#"select outcome, error, added, updated, soft_deleted, removed, members_added,
-                      members_removed, pages,
-                      extract(epoch from finished_at - started_at)::float8 as "seconds!"
+                      members_removed, pages
                from sync_runs where id > $1 order by id"#,
             before,
         )
@@ -510,7 +570,7 @@ impl Bench {
             groups: sum(|r| r.pages) - users_pages,
         };
         let latency = self.params.latency_ms as f64 / 1000.0;
-        let turns = tenants.div_ceil(self.params.concurrency) as f64;
+        let turns = tenants.div_ceil(concurrency) as f64;
         Ok(Phase {
             seconds: round(seconds, 4),
             objects,
@@ -520,8 +580,6 @@ impl Bench {
             pages,
             runs: runs.len(),
             changes: None,
-            serial_sum_seconds: (tenants > 1)
-                .then(|| round(runs.iter().map(|r| r.seconds).sum(), 4)),
             latency_floor_seconds: (latency > 0.0).then(|| {
                 let longer = pages.users.max(pages.groups) as f64 / tenants as f64;
                 round(longer * turns * latency, 4)
@@ -530,9 +588,9 @@ impl Bench {
     }
 
     /// One worker turn: claims the queued sync, runs and records it.
-    async fn sync_one(&self, started: Instant) -> anyhow::Result<Duration> {
+    async fn sync_one(&self, workers: &WorkerConfig, started: Instant) -> anyhow::Result<Duration> {
         let stop = CancellationToken::new();
-        match worker::work_one(&self.syncer, &self.workers, "bench", &stop).await? {
+        match worker::work_one(&self.syncer, workers, "bench", &stop).await? {
             // How the run ended is read from `sync_runs` with the others.
             Outcome::Ran(_, Ok(_)) => Ok(started.elapsed()),
             Outcome::Ran(_, Err(failure)) => bail!("the sync failed: {}", failure.error),
@@ -544,6 +602,7 @@ impl Bench {
     /// connection of its own, so the workers' pool is theirs alone).
     async fn sync_all(
         &self,
+        workers: &WorkerConfig,
         started: Instant,
         before: i64,
         watch: &mut sqlx::PgConnection,
@@ -552,7 +611,7 @@ impl Bench {
         let _stopped_whatever_happens = stop.clone().drop_guard();
         let workers = tokio::spawn(worker::run(
             self.syncer.clone(),
-            self.workers.clone(),
+            workers.clone(),
             stop.clone(),
         ));
         let want = self.customers.len() as i64;
@@ -861,7 +920,11 @@ mod memory {
     }
 
     fn status_mb(field: &str) -> Option<f64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        field_mb(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+    }
+
+    /// A `/proc/…/status` size field, MiB.
+    pub fn field_mb(status: &str, field: &str) -> Option<f64> {
         let kb: f64 = status
             .lines()
             .find_map(|line| line.strip_prefix(field))?

@@ -44,13 +44,17 @@ pub struct Config {
     /// Consent round trips allowed per client address: leaving for Microsoft and coming back
     /// each take from their own bucket.
     pub consent_rate: RateLimit,
-    /// JSON API calls allowed per token (`GANGWAY_API_CALLS_PER_SECOND`).
-    pub api_rate: RateLimit,
+    /// JSON API calls allowed per token and second, unless the token has its own rate
+    /// (`GANGWAY_API_CALLS_PER_SECOND`): seeds the System Setting on first start.
+    pub api_calls_per_second: u32,
     /// How often an API token's last use is recorded, per process ([`API_LAST_USE_EVERY`];
     /// tests shorten it).
     pub api_last_use_every: Duration,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client; nobody else's is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Database connections per process at most (`GANGWAY_DATABASE_POOL_SIZE`); none:
+    /// [`default_pool_size`] for the process's sync workers.
+    pub database_pool_size: Option<u32>,
     /// Directory replication: default schedule, workers, lease.
     pub sync: SyncSettings,
     /// Who may read `/metrics`.
@@ -181,7 +185,20 @@ impl TrustedProxies {
     }
 }
 
+/// A process's database connections when `GANGWAY_DATABASE_POOL_SIZE` is unset: ten for
+/// requests, mail and webhooks, and one per sync worker — a sync holds a connection only while
+/// it writes a page, so with fewer, runs mostly wait for one while Graph has answered.
+pub fn default_pool_size(sync_workers: usize) -> u32 {
+    crate::db::DEFAULT_POOL_SIZE + u32::try_from(sync_workers).unwrap_or(u32::MAX - 10)
+}
+
 impl Config {
+    /// The pool size for a process running `sync_workers` syncs at once.
+    pub fn pool_size(&self, sync_workers: usize) -> u32 {
+        self.database_pool_size
+            .unwrap_or_else(|| default_pool_size(sync_workers))
+    }
+
     /// What the environment offers the stored settings on first start.
     pub fn settings_seed(&self) -> crate::settings::Seed {
         crate::settings::Seed {
@@ -189,6 +206,7 @@ impl Config {
             client_secret: self.client_secret.clone(),
             provider_name: self.provider_name.clone(),
             default_schedule: self.sync.schedule.clone(),
+            api_calls_per_second: self.api_calls_per_second,
         }
     }
 
@@ -259,8 +277,14 @@ impl Config {
         let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
             std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
         });
-        let api_rate = env.optional(API_RATE_VAR, "20", parse_api_rate);
+        let api_calls_per_second = env.optional(API_RATE_VAR, "20", parse_api_rate);
         let trusted_proxies = env.optional("GANGWAY_TRUSTED_PROXIES", "", TrustedProxies::parse);
+        let database_pool_size = env.maybe("GANGWAY_DATABASE_POOL_SIZE", |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (2..=1000).contains(n))
+                .ok_or_else(|| "must be a number of connections from 2 to 1000".into())
+        });
         let defaults = SyncSettings::default();
         let sync_schedule = env.maybe("GANGWAY_SYNC_SCHEDULE", |v| {
             v.parse::<Schedule>().map_err(|e| e.to_string())
@@ -316,9 +340,10 @@ impl Config {
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
-            api_rate: api_rate.unwrap(),
+            api_calls_per_second: api_calls_per_second.unwrap(),
             api_last_use_every: API_LAST_USE_EVERY,
             trusted_proxies: trusted_proxies.unwrap(),
+            database_pool_size: database_pool_size.flatten(),
             sync: SyncSettings {
                 schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
                 workers: sync_workers.unwrap().unwrap_or(defaults.workers),
@@ -343,7 +368,7 @@ pub fn database_url_from_env() -> Result<String, ConfigError> {
 
 /// Reads `GANGWAY_API_CALLS_PER_SECOND` alone, for `gangway demo`, which configures the rest
 /// itself.
-pub fn api_rate_from_env() -> Result<RateLimit, ConfigError> {
+pub fn api_rate_from_env() -> Result<u32, ConfigError> {
     let mut env = Env::default();
     let rate = env.optional(API_RATE_VAR, "20", parse_api_rate);
     env.finish()?;
@@ -356,12 +381,11 @@ pub const API_LAST_USE_EVERY: Duration = Duration::from_secs(60);
 
 const API_RATE_VAR: &str = "GANGWAY_API_CALLS_PER_SECOND";
 
-fn parse_api_rate(value: &str) -> Result<RateLimit, String> {
+fn parse_api_rate(value: &str) -> Result<u32, String> {
     value
         .parse::<u32>()
         .ok()
-        .filter(|n| (1..=100_000).contains(n))
-        .map(RateLimit::api)
+        .filter(|n| (1..=crate::api_tokens::MAX_CALLS_PER_SECOND).contains(n))
         .ok_or_else(|| "must be a number of calls per second from 1 to 100000".into())
 }
 
@@ -476,9 +500,10 @@ mod tests {
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
             consent_rate: RateLimit::CONSENT,
-            api_rate: RateLimit::api(20),
+            api_calls_per_second: 20,
             api_last_use_every: API_LAST_USE_EVERY,
             trusted_proxies: TrustedProxies::default(),
+            database_pool_size: None,
             sync: SyncSettings::default(),
             metrics: MetricsSettings::default(),
             consent_propagation: CONSENT_PROPAGATION,
@@ -515,10 +540,17 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_holds_ten_connections_and_one_per_sync_worker() {
+        assert_eq!(default_pool_size(0), 10);
+        assert_eq!(default_pool_size(64), 74);
+    }
+
+    #[test]
     fn api_rate_is_five_seconds_of_calls_at_once_then_the_given_rate() {
-        let rate = parse_api_rate("20").unwrap();
+        assert_eq!(parse_api_rate("20"), Ok(20));
+        let rate = RateLimit::api(20);
         assert_eq!((rate.burst, rate.period), (100, Duration::from_millis(50)));
-        let fast = parse_api_rate("10000").unwrap();
+        let fast = RateLimit::api(parse_api_rate("10000").unwrap());
         assert_eq!(
             (fast.burst, fast.period),
             (50_000, Duration::from_micros(100))

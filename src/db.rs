@@ -5,10 +5,13 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-/// Opens a pool on `url`.
-pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
+/// Connections a pool opens at most when nothing says otherwise (the CLI's commands, tests).
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// Opens a pool of at most `size` connections on `url`, each opened when first needed.
+pub async fn connect(url: &str, size: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
-        .max_connections(10)
+        .max_connections(size.max(1))
         // Fail within seconds when Postgres is unreachable, instead of the default 30 s.
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(options(url)?)
@@ -51,7 +54,7 @@ pub async fn create_scratch(server_url: &str, prefix: &str) -> anyhow::Result<(P
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     url.set_path(&format!("{prefix}_{now}_{}", uuid::Uuid::new_v4().simple()));
     create_if_missing(url.as_str()).await?;
-    let pool = connect(url.as_str()).await?;
+    let pool = connect(url.as_str(), DEFAULT_POOL_SIZE).await?;
     migrate(&pool).await?;
     Ok((pool, url.to_string()))
 }

@@ -57,7 +57,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(
             || "cannot reach Postgres; is it running? (DATABASE_URL or --database-url)",
         )?;
-    let pool = crate::db::connect(&database_url).await?;
+    let pool = crate::db::connect(&database_url, crate::db::DEFAULT_POOL_SIZE).await?;
     crate::db::migrate(&pool).await?;
     // Bound before anything is printed, so a busy port is the first and only thing said.
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
@@ -145,9 +145,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,
         consent_rate: RateLimit::CONSENT,
-        api_rate: crate::config::api_rate_from_env()?,
+        api_calls_per_second: crate::config::api_rate_from_env()?,
         api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
+        database_pool_size: None,
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,

@@ -63,6 +63,14 @@ impl EmulatorAdmin {
         })
     }
 
+    /// A client for the emulator another process serves at `base_url` over plain HTTP.
+    pub fn at(base_url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder().build()?,
+        })
+    }
+
     /// The seeded tenants; the first is the provider's home tenant.
     pub async fn tenants(&self) -> anyhow::Result<Vec<EmulatedTenant>> {
         Ok(self

@@ -110,6 +110,7 @@ mod tests {
             token_id: Uuid::new_v4(),
             name: "ci".into(),
             scope: Scope::Read,
+            calls_per_second: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::{Failure, Output, pool, truncate};
-use crate::api_tokens::{self, Scope, TokenError};
+use crate::api_tokens::{self, NewToken, Scope, TokenError};
 use crate::audit::Actor;
 use crate::config::database_url_from_env;
 use crate::format;
@@ -22,6 +22,10 @@ pub(crate) enum ApiTokenCommand {
         /// Days it works (1–730); without: until revoked.
         #[arg(long)]
         days: Option<u32>,
+        /// Its own JSON API rate, calls per second (1–100000); without: the System Settings
+        /// default (`api_calls_per_second`).
+        #[arg(long, value_name = "N")]
+        calls_per_second: Option<u32>,
         #[command(flatten)]
         output: Output,
     },
@@ -35,6 +39,28 @@ pub(crate) enum ApiTokenCommand {
         /// The token's id (from `list`).
         id: uuid::Uuid,
     },
+    /// Set a token's own JSON API rate; it applies within seconds.
+    Rate {
+        /// The token's id (from `list`).
+        id: uuid::Uuid,
+        /// Calls per second (1–100000), or `default` for the System Settings default.
+        #[arg(value_parser = parse_rate)]
+        calls_per_second: Rate,
+    },
+}
+
+/// A token's rate as typed: a number, or the default.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate(Option<u32>);
+
+fn parse_rate(value: &str) -> Result<Rate, String> {
+    match value {
+        "default" => Ok(Rate(None)),
+        n => n
+            .parse()
+            .map(|n| Rate(Some(n)))
+            .map_err(|_| "expected calls per second (1–100000) or `default`".into()),
+    }
 }
 
 impl From<TokenError> for Failure {
@@ -55,11 +81,18 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
             name,
             scope,
             days,
+            calls_per_second,
             output,
         } => {
             let scope = Scope::parse(&scope).expect("clap checked the scope");
-            let (token, record) =
-                api_tokens::create(&db, &name, scope, days, None, &Actor::Cli).await?;
+            let new = NewToken {
+                name: &name,
+                scope,
+                valid_days: days,
+                calls_per_second,
+                owner: None,
+            };
+            let (token, record) = api_tokens::create(&db, &new, &Actor::Cli).await?;
             if output.json {
                 println!(
                     "{}",
@@ -76,7 +109,7 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
             if output.json {
                 let rows: Vec<_> = tokens
                     .iter()
-                    .map(|t| serde_json::json!({ "id": t.id, "name": t.name, "scope": t.scope.as_str(), "owner": t.owner_label(), "revoked": t.revoked_at.is_some() }))
+                    .map(|t| serde_json::json!({ "id": t.id, "name": t.name, "scope": t.scope.as_str(), "owner": t.owner_label(), "revoked": t.revoked_at.is_some(), "calls_per_second": t.calls_per_second }))
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
@@ -98,6 +131,17 @@ pub(super) async fn run(command: ApiTokenCommand) -> Result<(), Failure> {
         ApiTokenCommand::Revoke { id } => {
             api_tokens::revoke(&db, id, &Actor::Cli).await?;
             println!("revoked");
+            Ok(())
+        }
+        ApiTokenCommand::Rate {
+            id,
+            calls_per_second: Rate(rate),
+        } => {
+            api_tokens::set_rate(&db, id, rate, &Actor::Cli).await?;
+            match rate {
+                Some(n) => println!("{n} calls per second"),
+                None => println!("the System Settings default"),
+            }
             Ok(())
         }
     }

@@ -19,6 +19,9 @@ pub(crate) enum BenchCommand {
     /// this process on loopback over a scratch database (created on DATABASE_URL's server,
     /// dropped at the end) seeded with N users. Only 200s count.
     Api(ApiArgs),
+    /// The emulator `bench sync` runs in a process of its own: serves until stdin closes.
+    #[command(hide = true)]
+    Emulator(Box<entra_emulator::Options>),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,10 @@ pub(crate) struct SyncArgs {
     /// Syncs at once with several tenants [default: one per tenant].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
+    /// Database connections the engine may hold [default: as `gangway serve` sizes its pool
+    /// for that many workers].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pool_size: Option<u32>,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -93,6 +100,7 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
     match command {
         BenchCommand::Sync(args) => sync(args).await,
         BenchCommand::Api(args) => api(args).await,
+        BenchCommand::Emulator(opts) => Ok(crate::bench::emulator::serve(*opts).await?),
     }
 }
 
@@ -105,6 +113,7 @@ async fn sync(args: SyncArgs) -> Result<(), Failure> {
         changes: args.changes,
         tenants,
         concurrency: args.concurrency.map_or(tenants, usize::from),
+        pool_size: args.pool_size,
         latency_ms: args.latency_ms,
         page_size: args.page_size.map(usize::from),
     };
@@ -215,7 +224,7 @@ fn text(r: &SyncBenchReport) -> String {
         r.machine.os,
     );
     out.push_str(&format!(
-        "{:<12} {:>9} {:>9} {:>11} {:>10} {:>13} {:>12} {:>10} {:>10}\n",
+        "{:<12} {:>9} {:>9} {:>11} {:>10} {:>13} {:>12} {:>10}\n",
         "phase",
         "seconds",
         "objects",
@@ -223,12 +232,11 @@ fn text(r: &SyncBenchReport) -> String {
         "objects/s",
         "pages u/g",
         "peak RSS MB",
-        "serial s",
         "latency s"
     ));
     let row = |name: &str, ph: &Phase| {
         format!(
-            "{:<12} {:>9.3} {:>9} {:>11} {:>10.0} {:>13} {:>12} {:>10} {:>10}\n",
+            "{:<12} {:>9.3} {:>9} {:>11} {:>10.0} {:>13} {:>12} {:>10}\n",
             name,
             ph.seconds,
             ph.objects,
@@ -236,24 +244,33 @@ fn text(r: &SyncBenchReport) -> String {
             ph.objects_per_second,
             format!("{}/{}", ph.pages.users, ph.pages.groups),
             mb(ph.peak_rss_mb),
-            ph.serial_sum_seconds
-                .map_or("-".to_owned(), |s| format!("{s:.3}")),
             ph.latency_floor_seconds
                 .map_or("-".to_owned(), |s| format!("{s:.3}")),
         )
     };
+    if let Some(serial) = &r.serial {
+        out.push_str(&row("full, serial", serial));
+    }
     out.push_str(&row("full", &r.full));
     out.push_str(&row("incremental", &r.incremental));
     out.push_str(&row("idle", &r.idle));
     out.push_str(&format!(
-        "\nCOPY floor   {:.3} s for {} rows (the full sync took {:.1}× as long)\nRSS before   {} MB\n",
+        "\nCOPY floor   {:.3} s for {} rows (the full sync took {:.1}× as long)\nRSS before   {} MB (the engine's; the emulator's process: {} MB)\n",
         r.copy_floor_seconds,
         r.copy_floor_rows,
         r.full.seconds / r.copy_floor_seconds,
         mb(r.rss_baseline_mb),
+        mb(r.emulator_rss_mb),
     ));
-    out.push_str(
-        "\n\"serial s\": the runs' durations added up; \"latency s\": the Graph round trips alone.\n",
-    );
+    if let (Some(serial), Some(speedup)) = (&r.serial, r.speedup_over_serial) {
+        out.push_str(&format!(
+            "Serial      {:.3} s: the same tenants synced one after another (one worker) in this run; all at once was {speedup:.1}× faster\n",
+            serial.seconds
+        ));
+    }
+    out.push_str(&format!(
+        "Pool        {} database connections\n\"latency s\": the Graph round trips alone.\n",
+        p.pool_size.map_or("?".to_owned(), |n| n.to_string())
+    ));
     out
 }

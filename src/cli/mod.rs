@@ -154,7 +154,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Serve => Ok(runtime::serve(Config::from_env()?).await?),
         Command::Worker { concurrency } => {
             let cfg = Config::from_env()?;
-            let db = pool(&cfg.database_url).await?;
+            let db = sized_pool(&cfg.database_url, cfg.pool_size(concurrency.into())).await?;
             db::migrate(&db).await?;
             crate::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
             let state = crate::web::AppState::new(cfg, db)?;
@@ -202,7 +202,12 @@ pub(crate) fn truncate(value: &str, width: usize) -> String {
 }
 
 pub(crate) async fn pool(url: &str) -> Result<PgPool, Failure> {
-    db::connect(url).await.map_err(|e| {
+    sized_pool(url, db::DEFAULT_POOL_SIZE).await
+}
+
+/// A pool of at most `size` connections on `url`.
+pub(crate) async fn sized_pool(url: &str, size: u32) -> Result<PgPool, Failure> {
+    db::connect(url, size).await.map_err(|e| {
         Failure::Other(anyhow::Error::new(e).context("cannot connect to DATABASE_URL"))
     })
 }

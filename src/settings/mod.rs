@@ -64,11 +64,13 @@ pub enum Key {
     SsoViewerRoles,
     /// Internal networks and hosts webhooks may reach anyway.
     WebhookAllowedNetworks,
+    /// JSON API calls per second allowed to each token without a rate of its own.
+    ApiCallsPerSecond,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 19] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -87,6 +89,7 @@ impl Key {
         Key::SsoAdminRoles,
         Key::SsoViewerRoles,
         Key::WebhookAllowedNetworks,
+        Key::ApiCallsPerSecond,
     ];
 
     /// The stored name (also the form field's).
@@ -110,6 +113,7 @@ impl Key {
             Self::SsoAdminRoles => "sso_admin_roles",
             Self::SsoViewerRoles => "sso_viewer_roles",
             Self::WebhookAllowedNetworks => crate::webhooks::egress::SETTING,
+            Self::ApiCallsPerSecond => "api_calls_per_second",
         }
     }
 
@@ -125,6 +129,7 @@ impl Key {
             Self::ClientSecret => Some("GANGWAY_CLIENT_SECRET"),
             Self::ProviderName => Some("GANGWAY_PROVIDER_NAME"),
             Self::DefaultSchedule => Some("GANGWAY_SYNC_SCHEDULE"),
+            Self::ApiCallsPerSecond => Some("GANGWAY_API_CALLS_PER_SECOND"),
             _ => None,
         }
     }
@@ -150,6 +155,7 @@ impl Key {
             Self::SsoAdminRoles => "Admin app roles",
             Self::SsoViewerRoles => "Viewer app roles",
             Self::WebhookAllowedNetworks => "Webhooks may reach",
+            Self::ApiCallsPerSecond => "API calls per second, per token",
         }
     }
 
@@ -237,6 +243,8 @@ pub struct Settings {
     pub sso: SsoSettings,
     /// Internal networks and hosts webhooks may reach anyway (see `webhooks::egress`).
     pub webhook_allowed_networks: Vec<String>,
+    /// JSON API calls per second allowed to each token without a rate of its own.
+    pub api_calls_per_second: u32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -286,7 +294,12 @@ pub struct Seed {
     pub provider_name: String,
     /// `GANGWAY_SYNC_SCHEDULE`.
     pub default_schedule: Schedule,
+    /// `GANGWAY_API_CALLS_PER_SECOND`.
+    pub api_calls_per_second: u32,
 }
+
+/// JSON API calls per second per token when nothing else is set.
+pub const DEFAULT_API_CALLS_PER_SECOND: u32 = 20;
 
 /// The stored default sync schedule (System Settings), or Gangway's own default.
 pub async fn stored_default_schedule(db: &PgPool) -> Result<Schedule, sqlx::Error> {
@@ -311,13 +324,18 @@ pub async fn prepare(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sql
 /// Stores the environment's values for every setting not stored yet (first start, or a
 /// setting added since); stored values are left alone.
 pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
-    let rows: [(Key, Option<Value>, Option<&Secret>); 4] = [
+    let rows: [(Key, Option<Value>, Option<&Secret>); 5] = [
         (Key::ClientId, Some(json!(seed.client_id)), None),
         (Key::ClientSecret, None, Some(&seed.client_secret)),
         (Key::ProviderName, Some(json!(seed.provider_name)), None),
         (
             Key::DefaultSchedule,
             Some(json!(seed.default_schedule.to_string())),
+            None,
+        ),
+        (
+            Key::ApiCallsPerSecond,
+            Some(json!(seed.api_calls_per_second)),
             None,
         ),
     ];
@@ -420,6 +438,11 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             viewer_roles: list(Key::SsoViewerRoles),
         },
         webhook_allowed_networks: list(Key::WebhookAllowedNetworks),
+        api_calls_per_second: values
+            .get(&Key::ApiCallsPerSecond)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(DEFAULT_API_CALLS_PER_SECOND),
         origin,
     })
 }
@@ -568,6 +591,17 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
             let entries = items(raw);
             crate::webhooks::egress::Allowed::parse(&entries)?;
             Some(json!(entries))
+        }
+        Key::ApiCallsPerSecond => {
+            let max = crate::api_tokens::MAX_CALLS_PER_SECOND;
+            let n = raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    format!("must be a whole number of calls per second from 1 to {max}")
+                })?;
+            Some(json!(n))
         }
     })
 }

@@ -1,9 +1,10 @@
 //! Per-client rate limits on the routes worth guessing at or replaying: token links, operator
 //! sign-in, customer-app checks, the Microsoft round trip and refused API bearer tokens.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -19,12 +20,7 @@ pub struct Limiter(DefaultKeyedRateLimiter<IpAddr>);
 impl Limiter {
     /// A limiter allowing `rate.burst` at once, then one per `rate.period`.
     pub fn new(rate: RateLimit) -> Self {
-        let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
-        Self(RateLimiter::keyed(
-            Quota::with_period(rate.period)
-                .expect("a non-zero period")
-                .allow_burst(burst),
-        ))
+        Self(keyed(rate))
     }
 
     /// Takes one request from `client`'s bucket, or says how long to wait.
@@ -57,29 +53,57 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A token bucket per API token.
-pub struct TokenLimiter(DefaultKeyedRateLimiter<uuid::Uuid>);
+/// A token bucket per API token, filled at the token's own rate: tokens at the same rate share
+/// one keyed limiter, so a rate change (the System Settings default or the token's own) gives
+/// the token a fresh bucket at the new rate.
+#[derive(Default)]
+pub struct TokenLimiter(RwLock<HashMap<u32, DefaultKeyedRateLimiter<uuid::Uuid>>>);
 
 impl TokenLimiter {
-    /// A limiter allowing `rate.burst` at once per token, then one per `rate.period`.
-    pub fn new(rate: RateLimit) -> Self {
-        let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
-        Self(RateLimiter::keyed(
-            Quota::with_period(rate.period)
-                .expect("a non-zero period")
-                .allow_burst(burst),
-        ))
+    /// Takes one request from `token`'s bucket at `per_second` calls per second (five seconds'
+    /// worth at once), or says how many seconds to wait.
+    pub fn check_key(&self, token: uuid::Uuid, per_second: u32) -> Result<(), u64> {
+        let checked = |limiter: &DefaultKeyedRateLimiter<uuid::Uuid>| {
+            limiter.check_key(&token).map_err(|not_until| {
+                not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    .max(1)
+            })
+        };
+        if let Some(limiter) = self.read().get(&per_second) {
+            return checked(limiter);
+        }
+        let mut limiters = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        checked(
+            limiters
+                .entry(per_second)
+                .or_insert_with(|| keyed(RateLimit::api(per_second))),
+        )
     }
 
-    /// Takes one request from `token`'s bucket, or says how many seconds to wait.
-    pub fn check_key(&self, token: uuid::Uuid) -> Result<(), u64> {
-        self.0.check_key(&token).map_err(|not_until| {
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        })
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<u32, DefaultKeyedRateLimiter<uuid::Uuid>>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Forgets tokens whose bucket has filled up again, and rates no token uses any more.
+    fn prune(&self) {
+        let mut limiters = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        limiters.retain(|_, limiter| {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            !limiter.is_empty()
+        });
+    }
+}
+
+fn keyed<K: std::hash::Hash + Eq + Clone>(rate: RateLimit) -> DefaultKeyedRateLimiter<K> {
+    let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst is at least one");
+    RateLimiter::keyed(
+        Quota::with_period(rate.period)
+            .expect("a non-zero period")
+            .allow_burst(burst),
+    )
 }
 
 /// Bearer tokens a client may present that let nobody in (unknown, revoked, expired, forged):
@@ -116,7 +140,7 @@ impl Limits {
             app_checks: Limiter::new(cfg.link_rate),
             consent_starts: Limiter::new(cfg.consent_rate),
             callbacks: Limiter::new(cfg.consent_rate),
-            api_calls: TokenLimiter::new(cfg.api_rate),
+            api_calls: TokenLimiter::default(),
             api_auth_failures: Limiter::new(API_AUTH_FAILURE_RATE),
         }
     }
@@ -132,8 +156,7 @@ impl Limits {
         ] {
             limiter.prune();
         }
-        self.api_calls.0.retain_recent();
-        self.api_calls.0.shrink_to_fit();
+        self.api_calls.prune();
     }
 }
 
@@ -204,5 +227,21 @@ mod tests {
         slow.prune();
         assert_eq!(slow.0.len(), 1);
         assert!(slow.check(addr("198.51.100.1")).is_err());
+    }
+
+    #[test]
+    fn each_token_gets_five_seconds_of_its_own_rate_at_once() {
+        let limiter = TokenLimiter::default();
+        let (slow, fast) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        for _ in 0..5 {
+            limiter.check_key(slow, 1).unwrap();
+        }
+        assert_eq!(limiter.check_key(slow, 1), Err(1), "the sixth call waits");
+        for _ in 0..500 {
+            limiter.check_key(fast, 100).unwrap();
+        }
+        assert!(limiter.check_key(fast, 100).is_err());
+        // A new rate is a new bucket: raising a token's rate takes effect at once.
+        limiter.check_key(slow, 1000).unwrap();
     }
 }

@@ -53,6 +53,8 @@ pub const API_DOCS: &str = "/console/api";
 pub const API_TOKENS: &str = "/console/api-tokens";
 /// POST: revoke an API token.
 pub const API_TOKEN_REVOKE: &str = "/console/api-tokens/{id}/revoke";
+/// Set an API token's own rate (admins).
+pub const API_TOKEN_RATE: &str = "/console/api-tokens/{id}/rate";
 /// Webhook endpoints (admins).
 pub const WEBHOOKS: &str = "/console/webhooks";
 /// One webhook endpoint with its delivery log.

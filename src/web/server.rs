@@ -20,7 +20,7 @@ pub struct Application {
 impl Application {
     /// Connects to the database, migrates it and binds `cfg.listen`.
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let db = crate::db::connect(&cfg.database_url)
+        let db = crate::db::connect(&cfg.database_url, cfg.pool_size(cfg.sync.workers))
             .await
             .context("cannot connect to DATABASE_URL")?;
         crate::db::migrate(&db)

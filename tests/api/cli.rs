@@ -655,7 +655,9 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
         assert!(output.status.success(), "{}", stderr(&output));
         assert!(stdout(&output).contains("database is up to date"));
     }
-    let db = gangway::db::connect(url.as_str()).await.unwrap();
+    let db = gangway::db::connect(url.as_str(), gangway::db::DEFAULT_POOL_SIZE)
+        .await
+        .unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_schema || '.' || table_name from information_schema.tables
          where table_name in ('invitations', 'tenants', 'audit_events', 'outbox', 'operators', 'sessions')

@@ -623,11 +623,30 @@ async fn scripts_make_list_and_revoke_tokens_with_the_cli() {
     )
     .await;
     assert_eq!(bad.status.code(), Some(2));
-    let revoke = crate::cli::run(
+    let id = made["id"].as_str().unwrap();
+    let listed_rate = || async {
+        let list =
+            crate::cli::run(crate::cli::gangway(&app), &["api-token", "list", "--json"]).await;
+        let rows: Value = serde_json::from_str(&crate::cli::stdout(&list)).unwrap();
+        rows[0]["calls_per_second"].clone()
+    };
+    assert_eq!(listed_rate().await, Value::Null, "the default until set");
+    let set = crate::cli::run(crate::cli::gangway(&app), &["api-token", "rate", id, "500"]).await;
+    assert!(set.status.success(), "{}", crate::cli::stderr(&set));
+    assert_eq!(listed_rate().await, json!(500));
+    for bad in ["0", "fast", "100001"] {
+        let refused =
+            crate::cli::run(crate::cli::gangway(&app), &["api-token", "rate", id, bad]).await;
+        assert_eq!(refused.status.code(), Some(2), "{bad}");
+    }
+    let reset = crate::cli::run(
         crate::cli::gangway(&app),
-        &["api-token", "revoke", made["id"].as_str().unwrap()],
+        &["api-token", "rate", id, "default"],
     )
     .await;
+    assert!(reset.status.success());
+    assert_eq!(listed_rate().await, Value::Null);
+    let revoke = crate::cli::run(crate::cli::gangway(&app), &["api-token", "revoke", id]).await;
     assert!(revoke.status.success());
     refused_within_the_bound(&app, token).await;
 }
@@ -665,6 +684,134 @@ async fn each_token_has_its_own_rate_limit() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "another token is not held back");
+}
+
+/// How many calls in a row `token` gets before a 429 (at most `up_to`).
+async fn calls_before_refusal(app: &TestApp, token: &str, up_to: usize) -> usize {
+    calls_within_rate(app, token, up_to, None).await
+}
+
+/// Like [`calls_before_refusal`], and checks the count is what `per_second` allows: five
+/// seconds' worth at once, plus what refilled while the calls ran.
+async fn calls_within_rate(
+    app: &TestApp,
+    token: &str,
+    up_to: usize,
+    per_second: Option<f64>,
+) -> usize {
+    let started = std::time::Instant::now();
+    let n = count_calls(app, token, up_to).await;
+    if let Some(rate) = per_second {
+        let burst = (rate * 5.0) as usize;
+        let most = burst + (rate * started.elapsed().as_secs_f64()).ceil() as usize + 1;
+        assert!(
+            (burst..=most).contains(&n),
+            "{n} calls at {rate}/s, expected {burst}..={most}"
+        );
+    }
+    n
+}
+
+async fn count_calls(app: &TestApp, token: &str, up_to: usize) -> usize {
+    for n in 0..up_to {
+        let (status, ..) = call(
+            app,
+            reqwest::Method::GET,
+            "/api/v1/customers",
+            Some(token),
+            None,
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return n;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    up_to
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_the_settings_default_or_the_tokens_own() {
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let saved = app
+        .post_form(
+            paths::SETTINGS,
+            &crate::settings::form(&app, &[("api_calls_per_second", "2")]),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    // Five seconds' worth at once (10), and a call or two more refilled while they ran.
+    let plain = token(&app, "plain", "read").await;
+    calls_within_rate(&app, &plain, 40, Some(2.0)).await;
+
+    // A token of its own rate, set when created…
+    let response = app
+        .post_and_follow(
+            paths::API_TOKENS,
+            &[
+                ("name", "bulk reader"),
+                ("scope", "read"),
+                ("valid_days", "90"),
+                ("calls_per_second", "40"),
+            ],
+        )
+        .await;
+    let page = response.text().await.unwrap();
+    let fast = page
+        .split("id=\"new-token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    calls_within_rate(&app, &fast, 1000, Some(40.0)).await;
+
+    // …or changed later, effective at once in this process.
+    let id: Uuid = sqlx::query_scalar("select id from api_tokens where name = 'plain'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let rate_path = paths::with_id(paths::API_TOKEN_RATE, id);
+    let refused = app
+        .post_form(&rate_path, &[("calls_per_second", "fast")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("whole number of calls per second")
+    );
+    let refused = app
+        .post_form(&rate_path, &[("calls_per_second", "0")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let changed = app
+        .post_form(&rate_path, &[("calls_per_second", "100")])
+        .await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(calls_before_refusal(&app, &plain, 100).await, 100);
+    let page = app.get(paths::API_TOKENS).await.text().await.unwrap();
+    assert!(
+        page.contains("Rate saved") || page.contains("value=\"100\""),
+        "{page}"
+    );
+    let audited: Vec<String> = sqlx::query_scalar(
+        "select detail::text from audit_events where action = 'api_token.rate_changed'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited.len(),
+        1,
+        "only the saved change is audited: {audited:?}"
+    );
+    assert!(
+        audited[0].contains("\"old\": \"default\"") && audited[0].contains("100/s"),
+        "{audited:?}"
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,10 @@ async fn text(response: reqwest::Response) -> String {
 }
 
 /// The settings form as the page would send it, with `changes` applied.
-fn form<'a>(app: &'a TestApp, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn form<'a>(
+    app: &'a TestApp,
+    changes: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut fields = vec![
         ("client_id", app.app.client_id.as_str()),
         ("client_secret", ""),

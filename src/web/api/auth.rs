@@ -105,10 +105,21 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<(Caller, Origin),
         }
         (checked, _) => checked?,
     };
+    let per_second = match caller.calls_per_second {
+        Some(own) => own,
+        None => {
+            state
+                .live()
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
+                .settings
+                .api_calls_per_second
+        }
+    };
     state
         .limits
         .api_calls
-        .check_key(caller.token_id)
+        .check_key(caller.token_id, per_second)
         .map_err(ApiError::TooManyRequests)?;
     Ok((caller, origin))
 }
@@ -154,6 +165,7 @@ async fn entra_caller(state: &AppState, token: &str) -> Result<Caller, ApiError>
         token_id: entra_key(&who),
         name: who.name,
         scope,
+        calls_per_second: None,
     })
 }
 

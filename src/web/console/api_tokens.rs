@@ -26,6 +26,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(paths::API_TOKENS, get(list).post(create))
         .route(paths::API_TOKEN_REVOKE, post(revoke))
+        .route(paths::API_TOKEN_RATE, post(set_rate))
 }
 
 struct Row {
@@ -38,6 +39,12 @@ struct Row {
     last_used_addr: Option<String>,
     state: &'static str,
     revoke_url: Option<String>,
+    /// Its own rate, as typed in its rate field (empty: the default).
+    rate: String,
+    rate_url: Option<String>,
+    /// Why the rate typed into this row could not be saved.
+    rate_error: Option<String>,
+    id: uuid::Uuid,
 }
 
 #[derive(Default, Deserialize)]
@@ -48,6 +55,20 @@ struct NewToken {
     scope: String,
     #[serde(default)]
     valid_days: String,
+    #[serde(default)]
+    calls_per_second: String,
+}
+
+/// A rate as typed: empty for the default, else calls per second.
+fn parse_rate(typed: &str) -> std::result::Result<Option<u32>, TokenError> {
+    match typed.trim() {
+        "" | "default" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| {
+            TokenError::Invalid(
+                "A rate is a whole number of calls per second, or empty for the default.".into(),
+            )
+        }),
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -61,11 +82,19 @@ struct ListPage {
     form: NewToken,
     error: Option<String>,
     openapi: &'static str,
+    /// The System Settings default rate, calls per second.
+    default_rate: u32,
 }
 
 #[derive(Deserialize, Default)]
 struct ListQuery {
     done: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RateForm {
+    #[serde(default)]
+    calls_per_second: String,
 }
 
 async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
@@ -85,6 +114,15 @@ async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
             revoke_url: t
                 .is_live(now)
                 .then(|| paths::with_id(paths::API_TOKEN_REVOKE, t.id)),
+            rate_url: t
+                .is_live(now)
+                .then(|| paths::with_id(paths::API_TOKEN_RATE, t.id)),
+            rate: t
+                .calls_per_second
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            rate_error: None,
+            id: t.id,
             name: t.name,
             scope: t.scope.as_str(),
             created: When::new(t.created_at),
@@ -101,6 +139,7 @@ async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
         form: NewToken::default(),
         error: None,
         openapi: paths::API_OPENAPI,
+        default_rate: state.live().await?.settings.api_calls_per_second,
     })
 }
 
@@ -112,9 +151,11 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<ListPage> {
     let mut page = page(&state, Chrome::new(&state, &operator, csrf, Section::Api)).await?;
-    if query.done.as_deref() == Some("revoked") {
-        page.notice = Some("Token revoked: it stopped working at once.");
-    }
+    page.notice = match query.done.as_deref() {
+        Some("revoked") => Some("Token revoked: it stopped working at once."),
+        Some("rate") => Some("Rate saved: it applies within seconds."),
+        _ => None,
+    };
     page.created = reveal::take(&session, |r| match r {
         Reveal::ApiToken { token } => Some(token),
         _ => None,
@@ -135,18 +176,18 @@ async fn create(
         "" | "never" => Ok(None),
         d => d.parse::<u32>().map(Some).map_err(|_| ()),
     };
-    let result = match (scope, days) {
-        (Some(scope), Ok(days)) => {
+    let result = match (scope, days, parse_rate(&form.calls_per_second)) {
+        (_, _, Err(e)) => Err(e),
+        (Some(scope), Ok(valid_days), Ok(calls_per_second)) => {
             let actor = Actor::Operator(operator.email.clone());
-            api_tokens::create(
-                &state.db,
-                &form.name,
+            let new = api_tokens::NewToken {
+                name: &form.name,
                 scope,
-                days,
-                Some(operator.id),
-                &actor,
-            )
-            .await
+                valid_days,
+                calls_per_second,
+                owner: Some(operator.id),
+            };
+            api_tokens::create(&state.db, &new, &actor).await
         }
         _ => Err(TokenError::Invalid(
             "Choose read or write, and how long the token works.".into(),
@@ -179,6 +220,38 @@ async fn revoke(
         Ok(()) => {
             state.api_tokens.forget(id);
             Ok(Redirect::to(&format!("{}?done=revoked", paths::API_TOKENS)))
+        }
+        Err(TokenError::NotFound) => Err(Error::NotFound),
+        Err(e) => Err(Error::Internal(e.into())),
+    }
+}
+
+async fn set_rate(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    Form(form): Form<RateForm>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let actor = Actor::Operator(operator.email.clone());
+    let saved = match parse_rate(&form.calls_per_second) {
+        Ok(rate) => api_tokens::set_rate(&state.db, id, rate, &actor).await,
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(()) => {
+            state.api_tokens.forget(id);
+            Ok(Redirect::to(&format!("{}?done=rate", paths::API_TOKENS)).into_response())
+        }
+        Err(TokenError::Invalid(message)) => {
+            let chrome = Chrome::new(&state, &operator, csrf, Section::Api);
+            let mut page = page(&state, chrome).await?;
+            if let Some(row) = page.rows.iter_mut().find(|r| r.id == id) {
+                row.rate = form.calls_per_second;
+                row.rate_error = Some(message);
+            }
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(TokenError::NotFound) => Err(Error::NotFound),
         Err(e) => Err(Error::Internal(e.into())),

@@ -1,0 +1,82 @@
+//! The emulator in a process of its own for `gangway bench sync`, so that the benchmark's
+//! resident set is the engine's alone and the emulator's (its whole seeded directory) is
+//! reported apart. The child is this same binary, `gangway bench emulator …` (hidden), which
+//! serves until its standard input closes — when the benchmark ends, however it ends.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use entra_emulator::{Emulator, Options};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running emulator process.
+pub struct EmulatorProcess {
+    child: Child,
+    base_url: String,
+}
+
+impl EmulatorProcess {
+    /// Starts `gangway bench emulator` with `opts` and waits until it serves.
+    pub async fn start(opts: &Options) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["bench", "emulator"])
+            .args(["--tenants", &opts.tenants.to_string()])
+            .args(["--users", &opts.users.to_string()])
+            .args(["--groups", &opts.groups.to_string()])
+            .args(["--seed", &opts.seed.to_string()])
+            .args(
+                opts.memberships
+                    .iter()
+                    .flat_map(|m| ["--memberships".to_owned(), m.to_string()]),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the emulator process failed")?;
+        let stdout = child.stdout.take().context("the emulator's output")?;
+        let mut first = String::new();
+        // Seeding a large directory takes a while before the first line.
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            BufReader::new(stdout).read_line(&mut first),
+        )
+        .await
+        .context("the emulator process did not start within 10 minutes")??;
+        let base_url = first.trim().to_owned();
+        anyhow::ensure!(
+            base_url.starts_with("http"),
+            "the emulator process did not say where it serves"
+        );
+        Ok(Self { child, base_url })
+    }
+
+    /// Where it serves Entra ID, Graph and its admin API.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Its resident set now, MiB.
+    pub fn resident_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        super::memory::field_mb(&status, "VmRSS:")
+    }
+
+    /// Ends it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// `gangway bench emulator`: serves an emulator seeded by `opts`, prints its address, and
+/// stops when standard input closes.
+pub async fn serve(opts: Options) -> anyhow::Result<()> {
+    let emulator = Emulator::start(opts).await?;
+    println!("{}", emulator.base_url());
+    let mut rest = Vec::new();
+    tokio::io::stdin().read_to_end(&mut rest).await?;
+    emulator.shutdown().await;
+    Ok(())
+}
