@@ -208,28 +208,26 @@ pub async fn sync_once(
         (Ok(tally), _) => {
             crate::webhooks::emit(
                 &mut tx,
-                "sync.completed",
-                serde_json::json!({
-                    "tenant_id": tenant,
-                    "run_id": run_id,
-                    "trigger": trigger,
-                    "added": tally.added,
-                    "updated": tally.updated,
-                    "soft_deleted": tally.soft_deleted,
-                    "removed": tally.removed,
-                    "members_added": tally.members_added,
-                    "members_removed": tally.members_removed,
-                    "pages": tally.pages,
-                }),
+                &crate::webhooks::Event::new(
+                    crate::webhooks::EventType::SyncCompleted,
+                    serde_json::json!({
+                        "tenant_id": tenant,
+                        "run_id": run_id,
+                        "trigger": trigger,
+                        "added": tally.added,
+                        "updated": tally.updated,
+                        "soft_deleted": tally.soft_deleted,
+                        "removed": tally.removed,
+                        "members_added": tally.members_added,
+                        "members_removed": tally.members_removed,
+                        "pages": tally.pages,
+                    }),
+                ),
             )
             .await?;
         }
         (Err(_), RunOutcome::Failed) => {
-            crate::webhooks::emit(
-                &mut tx,
-                "sync.failed",
-                serde_json::json!({ "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error }),
-            )
+            crate::webhooks::emit(&mut tx, &crate::webhooks::Event::new(crate::webhooks::EventType::SyncFailed, serde_json::json!({ "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error })))
             .await?;
         }
         _ => {}

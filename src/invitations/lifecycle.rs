@@ -221,8 +221,10 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     let revoked = find(&mut *tx, id).await?;
     webhooks::emit(
         &mut tx,
-        "invitation.revoked",
-        json!({ "invitation_id": id, "customer_id": revoked.customer_id }),
+        &webhooks::Event::new(
+            webhooks::EventType::InvitationRevoked,
+            json!({ "invitation_id": id, "customer_id": revoked.customer_id }),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -282,11 +284,7 @@ pub async fn open(
                 json!({}),
             )
             .await?;
-            webhooks::emit(
-                &mut tx,
-                "invitation.opened",
-                json!({ "invitation_id": invitation.id, "customer_id": invitation.customer_id }),
-            )
+            webhooks::emit(&mut tx, &webhooks::Event::new(webhooks::EventType::InvitationOpened, json!({ "invitation_id": invitation.id, "customer_id": invitation.customer_id })))
             .await?;
             tx.commit().await?;
             Opened::Ready(invitation)
@@ -365,13 +363,15 @@ pub async fn record_setback(
             .fetch_optional(&mut *tx)
             .await?;
     let event = match setback {
-        Setback::Declined => "invitation.declined",
-        Setback::Failed => "invitation.failed",
+        Setback::Declined => webhooks::EventType::InvitationDeclined,
+        Setback::Failed => webhooks::EventType::InvitationFailed,
     };
     webhooks::emit(
         &mut tx,
-        event,
-        json!({ "invitation_id": id, "customer_id": customer_id, "reason": reason }),
+        &webhooks::Event::new(
+            event,
+            json!({ "invitation_id": id, "customer_id": customer_id, "reason": reason }),
+        ),
     )
     .await?;
     tx.commit().await?;
