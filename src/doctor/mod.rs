@@ -170,7 +170,7 @@ pub struct Expected {
 impl Expected {
     /// What `settings`, the portal at `public_url` and the profiles in use ask of the
     /// registration.
-    pub fn new(settings: &Settings, public_url: &Url, profiles: &[profiles::Profile]) -> Self {
+    pub fn new(settings: &Settings, public_url: &Url, profiles: &[crate::types::Profile]) -> Self {
         let at = |path: &str| {
             public_url
                 .join(path)
@@ -371,16 +371,6 @@ async fn remember_expiry(db: &PgPool, keys: &Keyring, date: Date) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_expected_callback_is_the_route_microsoft_calls() {
-        assert_eq!(format!("/{CALLBACK_PATH}"), crate::web::paths::CALLBACK);
-        assert_eq!(
-            format!("/{SSO_CALLBACK_PATH}"),
-            crate::web::paths::SSO_CALLBACK
-        );
-        assert_eq!(format!("/{SSO_LOGOUT_PATH}"), crate::web::paths::SSO_LOGOUT);
-    }
 
     #[test]
     fn the_summary_counts_each_outcome() {

@@ -9,7 +9,7 @@ use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::customers;
-use crate::settings::Branding;
+use crate::types::Branding;
 use crate::types::DomainName;
 use crate::webhooks;
 
@@ -49,7 +49,7 @@ pub async fn invite_again_for_tenant(
     type Row = (
         String,
         Option<String>,
-        super::ConsentMode,
+        crate::types::ConsentMode,
         Vec<String>,
         Option<Uuid>,
     );

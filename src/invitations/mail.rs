@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::{Context, Invitation, Status};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::settings::Branding;
-use crate::settings::profiles::{Permission, Profile};
+use crate::types::Branding;
+use crate::types::Profile;
 use crate::types::Secret;
+use crate::types::profile::Permission;
 
 /// A rendered email, as sealed in the outbox.
 #[derive(Debug, Serialize, Deserialize)]

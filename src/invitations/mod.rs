@@ -3,7 +3,6 @@
 mod lifecycle;
 mod listing;
 pub mod mail;
-pub mod permissions;
 pub mod reconsent;
 pub mod token;
 mod types;
@@ -15,6 +14,4 @@ pub use lifecycle::{
 };
 pub use listing::{Filter, list, page_after};
 pub use token::InvitationToken;
-pub use types::{
-    ConsentMode, Invitation, InvitationError, NewInvitation, Setback, Status, parse_validity,
-};
+pub use types::{Invitation, InvitationError, NewInvitation, Setback, Status, parse_validity};

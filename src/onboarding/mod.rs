@@ -10,8 +10,8 @@ pub use customer_app::{AppCredentials, AppRefusal, GraphRead, verify_customer_ap
 
 use crate::graph::{GraphClient, GraphError, Organization};
 use crate::identity::{EntraClient, GLOBAL_ADMIN_ROLE, IdentityError, RoleClaim, SignedInAdmin};
-use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
+use crate::types::ConsentMode;
 use crate::types::{Secret, TenantId};
 
 /// Why a consent was not verified. Nothing has been recorded.

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::invitations::{self, ConsentMode, InvitationError, Status};
+use crate::invitations::{self, InvitationError, Status};
 use crate::jobs;
+use crate::types::ConsentMode;
 use crate::types::Secret;
 use crate::webhooks;
 

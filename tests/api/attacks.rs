@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use gangway::invitations::permissions;
+use gangway::types::permissions;
 use gangway::web::paths;
 use reqwest::StatusCode;
 use url::Url;

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 
 use crate::api_tokens::TokenError;
 use crate::directory::control::ControlError;
-use crate::directory::schedule::ScheduleError;
 use crate::tenants::OffboardError;
+use crate::types::ScheduleError;
 
 /// What went wrong, as the API tells it.
 #[derive(Debug, thiserror::Error)]

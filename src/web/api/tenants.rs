@@ -10,9 +10,9 @@ use uuid::Uuid;
 use super::auth::{Reader, Writer};
 use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
 use super::{Page, cursor_uuid, limit, rfc3339};
-use crate::directory::schedule::Schedule;
 use crate::directory::{control, feed, views};
 use crate::tenants::{self, Tenant};
+use crate::types::Schedule;
 use crate::web::AppState;
 
 /// A connected tenant.

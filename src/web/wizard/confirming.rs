@@ -18,8 +18,9 @@ use super::callback::{consented_by, record, refuse, refused};
 use super::pages::Chrome;
 use super::{link, result};
 use crate::identity::SignedInAdmin;
-use crate::invitations::{ConsentMode, Invitation};
+use crate::invitations::Invitation;
 use crate::onboarding;
+use crate::types::ConsentMode;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
@@ -143,7 +144,7 @@ pub struct FinishingPage {
 }
 
 /// The finishing page for `confirming`.
-pub fn finishing_page(provider: &crate::settings::Branding, confirming: &Confirming) -> Response {
+pub fn finishing_page(provider: &crate::types::Branding, confirming: &Confirming) -> Response {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let page = FinishingPage {
         chrome: Chrome::new(provider, "Finishing the connection", 2),

@@ -10,7 +10,7 @@ use super::pages::{Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::format;
 use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
-use crate::settings::Branding;
+use crate::types::Branding;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
