@@ -5,7 +5,9 @@ use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
-use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback, Status, mail};
+use super::{
+    Invitation, InvitationError, InvitationStatus, InvitationToken, NewInvitation, Setback, mail,
+};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::customers;
@@ -148,7 +150,7 @@ pub async fn resend(
 ) -> Result<Issued, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
-    if !(current.status.is_open() || current.status == Status::Expired) {
+    if !(current.status.is_open() || current.status == InvitationStatus::Expired) {
         return Err(InvitationError::WrongState {
             status: current.status,
             action: "resending",
@@ -196,7 +198,10 @@ async fn issue(
 pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
-    if matches!(current.status, Status::Consented | Status::Revoked) {
+    if matches!(
+        current.status,
+        InvitationStatus::Consented | InvitationStatus::Revoked
+    ) {
         return Err(InvitationError::WrongState {
             status: current.status,
             action: "revoking",
@@ -261,9 +266,9 @@ pub async fn open(
         return Ok(Opened::Unknown);
     };
     Ok(match invitation.status {
-        Status::Expired => Opened::Expired(invitation),
-        Status::Revoked => Opened::Revoked(invitation),
-        Status::Consented => Opened::AlreadyUsed(invitation),
+        InvitationStatus::Expired => Opened::Expired(invitation),
+        InvitationStatus::Revoked => Opened::Revoked(invitation),
+        InvitationStatus::Consented => Opened::AlreadyUsed(invitation),
         _ => {
             let mut invitation = invitation;
             let mut tx = db.begin().await?;
@@ -274,7 +279,7 @@ pub async fn open(
             .bind(invitation.id)
             .fetch_one(&mut *tx)
             .await?;
-            invitation.status = Status::Opened;
+            invitation.status = InvitationStatus::Opened;
             audit::record(
                 &mut *tx,
                 actor,

@@ -3,13 +3,13 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Invitation, InvitationError, Status};
+use super::{Invitation, InvitationError, InvitationStatus};
 
 /// A filter for listing invitations.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// A status; `declined` and `failed` also find open invitations whose last outcome it was.
-    pub status: Option<Status>,
+    pub status: Option<InvitationStatus>,
     /// Text in the customer's name, the admin's email or the tenant domain.
     pub search: Option<String>,
     /// Only this customer's invitations.
@@ -27,7 +27,7 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
           and ($2::text is null or customer_name ilike '%' || $2 || '%' or admin_email ilike '%' || $2 || '%'
                or tenant_domain ilike '%' || $2 || '%')
           and ($3::uuid is null or customer_id = $3)";
-    let status = filter.status.map(Status::as_str);
+    let status = filter.status.map(InvitationStatus::as_str);
     let search = filter
         .search
         .as_deref()
@@ -57,7 +57,7 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
 /// Invitations by id after `after` (a cursor, for scripts), optionally in `status` only.
 pub async fn page_after(
     db: &PgPool,
-    status: Option<Status>,
+    status: Option<InvitationStatus>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Invitation>, InvitationError> {
@@ -66,7 +66,7 @@ pub async fn page_after(
          where ($1::text is null or effective_status = $1) and ($2::uuid is null or id > $2)
          order by id limit $3",
     )
-    .bind(status.map(Status::as_str))
+    .bind(status.map(InvitationStatus::as_str))
     .bind(after)
     .bind(limit)
     .fetch_all(db)

@@ -14,4 +14,6 @@ pub use lifecycle::{
 };
 pub use listing::{Filter, list, page_after};
 pub use token::InvitationToken;
-pub use types::{Invitation, InvitationError, NewInvitation, Setback, Status, parse_validity};
+pub use types::{
+    Invitation, InvitationError, InvitationStatus, NewInvitation, Setback, parse_validity,
+};

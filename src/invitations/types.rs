@@ -12,7 +12,7 @@ use crate::types::{ConsentMode, DomainName, EmailAddress, Invalid};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum InvitationStatus {
     /// Created; the link was not opened yet (or was just resent).
     Pending,
     /// The admin opened the link.
@@ -29,16 +29,16 @@ pub enum Status {
     Revoked,
 }
 
-impl Status {
+impl InvitationStatus {
     /// All statuses, for filters.
-    pub const ALL: [Status; 7] = [
-        Status::Pending,
-        Status::Opened,
-        Status::Consented,
-        Status::Declined,
-        Status::Failed,
-        Status::Expired,
-        Status::Revoked,
+    pub const ALL: [InvitationStatus; 7] = [
+        InvitationStatus::Pending,
+        InvitationStatus::Opened,
+        InvitationStatus::Consented,
+        InvitationStatus::Declined,
+        InvitationStatus::Failed,
+        InvitationStatus::Expired,
+        InvitationStatus::Revoked,
     ];
 
     /// The stored form.
@@ -91,7 +91,7 @@ pub struct Invitation {
     pub expires_at: OffsetDateTime,
     /// Where it stands (expiry derived).
     #[sqlx(rename = "effective_status")]
-    pub status: Status,
+    pub status: InvitationStatus,
     /// Declined or failed attempts so far.
     pub attempts: i32,
     /// Why the last attempt failed, for operators (may name other customers).
@@ -130,7 +130,7 @@ pub enum InvitationError {
     #[error("the invitation is {}: {action} is not possible", .status.as_str())]
     WrongState {
         /// Where it stands.
-        status: Status,
+        status: InvitationStatus,
         /// What was asked, e.g. "resending".
         action: &'static str,
     },
@@ -238,10 +238,10 @@ impl Setback {
     }
 
     /// The status an invitation takes when this happens.
-    pub fn status(self) -> Status {
+    pub fn status(self) -> InvitationStatus {
         match self {
-            Self::Declined => Status::Declined,
-            Self::Failed => Status::Failed,
+            Self::Declined => InvitationStatus::Declined,
+            Self::Failed => InvitationStatus::Failed,
         }
     }
 }

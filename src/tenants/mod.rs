@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::invitations::{self, InvitationError, Status};
+use crate::invitations::{self, InvitationError, InvitationStatus};
 use crate::jobs;
 use crate::types::ConsentMode;
 use crate::types::Secret;
@@ -134,7 +134,7 @@ pub enum ConsentError {
     },
     /// The invitation was used, revoked or expired meanwhile.
     #[error("the invitation can no longer be used: it is {}", .0.as_str())]
-    InvitationClosed(Status),
+    InvitationClosed(InvitationStatus),
     /// Reading the invitation failed.
     #[error(transparent)]
     Invitation(#[from] InvitationError),

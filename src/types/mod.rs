@@ -9,6 +9,7 @@ pub mod profile;
 pub mod schedule;
 mod secret;
 mod tenant_id;
+mod untrusted;
 
 pub use branding::Branding;
 pub use consent_mode::ConsentMode;
@@ -17,6 +18,7 @@ pub use profile::Profile;
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
 pub use tenant_id::{ClientId, InvalidClientId, InvalidTenantId, TenantId};
+pub use untrusted::{UNTRUSTED_LOG_CHARS, Untrusted};
 
 /// A value that does not have the shape its type demands; the message says which and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

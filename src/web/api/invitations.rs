@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::auth::{Reader, Writer};
 use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
 use super::{Page, cursor_uuid, idempotency, limit, rfc3339};
-use crate::invitations::{self, Invitation, InvitationError, Issued, NewInvitation, Status};
+use crate::invitations::{
+    self, Invitation, InvitationError, InvitationStatus, Issued, NewInvitation,
+};
 use crate::settings::profiles;
 use crate::web::AppState;
 
@@ -217,7 +219,7 @@ pub async fn list(
     let status = q
         .status
         .as_deref()
-        .map(|s| Status::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .map(|s| InvitationStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::callback::{consented_by, record, refuse, refused};
+use super::callback::{Recorded, consented_by, record, refuse, refused};
 use super::pages::Chrome;
 use super::{link, result};
 use crate::identity::SignedInAdmin;
@@ -122,13 +122,13 @@ pub async fn attempt(
     session.remove::<Confirming>(session::CONFIRMING).await?;
     let actor = consented_by(&consent, client);
     let response = match record(state, invitation, &consent, &actor).await? {
-        Ok(tenant_name) => {
+        Recorded::Connected(tenant_name) => {
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
             let done = link::done_page(&provider, &tenant_name, "Sign in with Microsoft");
             result::show_after_redirect(session, done, StatusCode::OK).await?
         }
-        Err(outcome) => refuse(state, session, invitation, (outcome, actor)).await?,
+        Recorded::Refused(refused) => refuse(state, session, invitation, (refused, actor)).await?,
     };
     Ok(Step::Finished(response))
 }
