@@ -227,8 +227,11 @@ pub async fn sync_once(
             .await?;
         }
         (Err(_), RunOutcome::Failed) => {
-            crate::webhooks::emit(&mut tx, &crate::webhooks::Event::new(crate::webhooks::EventType::SyncFailed, serde_json::json!({ "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error })))
-            .await?;
+            let data = serde_json::json!({
+                "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error,
+            });
+            let event = crate::webhooks::Event::new(crate::webhooks::EventType::SyncFailed, data);
+            crate::webhooks::emit(&mut tx, &event).await?;
         }
         _ => {}
     }
