@@ -34,10 +34,12 @@ use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_publi
 use crate::crypto::EncryptionKey;
 use crate::directory::sync::Syncer;
 use crate::directory::worker::{self, WorkerConfig};
-use crate::invitations::{self, ConsentMode, NewInvitation, permissions};
+use crate::invitations::{self, NewInvitation};
 use crate::jobs::{self, NewJob, Outcome};
 use crate::tenants::{self, Consent, SYNC_JOB};
+use crate::types::ConsentMode;
 use crate::types::Secret;
+use crate::types::permissions;
 use crate::web::AppState;
 use emulator::EmulatorProcess;
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::crypto::{EncryptionKey, Keyring};
-use crate::directory::schedule::Schedule;
+use crate::types::Schedule;
 use crate::types::Secret;
 
 /// Everything `gangway serve` needs. Tests and `demo` build it directly.
@@ -94,7 +94,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
-            schedule: crate::directory::schedule::default_schedule(),
+            schedule: crate::types::schedule::default_schedule(),
             workers: 2,
             lease: Duration::from_secs(60),
         }

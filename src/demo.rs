@@ -16,10 +16,10 @@ use url::Url;
 use crate::audit::Actor;
 use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_public_url};
 use crate::crypto::{EncryptionKey, sha256};
-use crate::invitations::permissions;
 use crate::operators::{self, OperatorError, Role};
 use crate::private_postgres::{self, PostgresError, PrivatePostgres};
 use crate::types::Secret;
+use crate::types::permissions;
 use crate::web::{Application, paths};
 
 /// Options of `gangway demo`.

@@ -17,6 +17,8 @@ pub mod graph;
 pub mod identity;
 pub mod invitations;
 pub mod jobs;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 pub mod onboarding;
 pub mod operator_invites;

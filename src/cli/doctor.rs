@@ -39,7 +39,7 @@ pub(super) async fn run(output: Output) -> Result<(), Failure> {
     } else {
         Err(Failure::Other(anyhow::anyhow!(
             "{} check(s) failed: fix them as each says, then run `gangway doctor` again",
-            report.count(doctor::Status::Fail)
+            report.count(doctor::CheckStatus::Fail)
         )))
     }
 }

@@ -8,7 +8,7 @@ use super::{Failure, Output, pool, truncate};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::format;
-use crate::invitations::{self, Filter, NewInvitation, Status, mail};
+use crate::invitations::{self, Filter, InvitationStatus, NewInvitation, mail};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum InviteCommand {
@@ -104,7 +104,7 @@ pub(super) async fn run(command: InviteCommand) -> Result<(), Failure> {
             limit,
             output,
         } => {
-            let status = status.as_deref().map(Status::parse).transpose()?;
+            let status = status.as_deref().map(InvitationStatus::parse).transpose()?;
             let filter = Filter {
                 status,
                 limit: limit.clamp(1, 10_000),

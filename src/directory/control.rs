@@ -7,10 +7,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::SYNC_JOB;
-use super::schedule::{Schedule, next_due};
+use super::schedule::{self, next_due};
 use crate::audit::{self, Action, Actor};
 use crate::jobs::{self, JobError, JobId, NewJob};
 use crate::tenants::TenantStatus;
+use crate::types::Schedule;
 
 /// Why a sync could not be requested or a schedule changed.
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +127,7 @@ pub async fn set_schedule(
     if tenant.status == TenantStatus::Offboarded {
         return Err(ControlError::NotSyncable(tenant.status));
     }
-    let default = crate::settings::stored_default_schedule(db).await?;
-    let old = Schedule::from_column(tenant.sync_schedule.as_deref(), &default);
+    let old = schedule::effective(db, tenant.sync_schedule.as_deref()).await?;
     let next = next_due(
         schedule,
         OffsetDateTime::now_utc(),

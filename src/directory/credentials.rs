@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::identity::{AadErrorKind, IdentityError};
-use crate::invitations::{ConsentMode, reconsent};
+use crate::invitations::reconsent;
 use crate::settings::SettingsCache;
+use crate::types::ConsentMode;
 use crate::types::{Secret, TenantId};
 
 /// A token is dropped from the cache this long before it expires, so no request carries one

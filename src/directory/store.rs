@@ -11,7 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
-use crate::webhooks;
+use crate::webhooks::{self, Event, EventType};
 
 /// A delta chain: users and groups are synced independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,6 +175,12 @@ pub trait Stored: Overlay + Sized {
     const RESOURCE: Resource;
     /// Its table.
     const TABLE: &'static str;
+    /// The event reporting objects new to the copy.
+    const CREATED: EventType;
+    /// The event reporting objects whose properties changed.
+    const UPDATED: EventType;
+    /// The event reporting objects deleted.
+    const DELETED: EventType;
     /// The page's upserts as JSON rows for `jsonb_to_recordset`, with a bit mask `m` of the
     /// properties present.
     fn row(id: Uuid, fields: &Self) -> Value;
@@ -202,6 +208,9 @@ fn bit<T: serde::Serialize>(mask: &mut i32, n: u32, field: &Option<Option<T>>) -
 impl Stored for UserFields {
     const RESOURCE: Resource = Resource::Users;
     const TABLE: &'static str = "directory_users";
+    const CREATED: EventType = EventType::UserCreated;
+    const UPDATED: EventType = EventType::UserUpdated;
+    const DELETED: EventType = EventType::UserDeleted;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -290,6 +299,9 @@ impl Stored for UserFields {
 impl Stored for GroupFields {
     const RESOURCE: Resource = Resource::Groups;
     const TABLE: &'static str = "directory_groups";
+    const CREATED: EventType = EventType::GroupCreated;
+    const UPDATED: EventType = EventType::GroupUpdated;
+    const DELETED: EventType = EventType::GroupDeleted;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -358,6 +370,11 @@ impl Stored for GroupFields {
 /// link, and adds the page's counts plus `waited` (throttling met while fetching it) to run
 /// `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
+///
+/// The steps run in this order, each returning what it counted and the events it reports:
+/// upserts, memberships, soft deletes, deletes, the link (with, at the end of a full round,
+/// what the round did not see), then the page's deletion event, the run's counts and the
+/// events, written to the outbox in the same transaction.
 pub async fn apply_page<F: Stored>(
     db: &PgPool,
     tenant: Uuid,
@@ -367,159 +384,342 @@ pub async fn apply_page<F: Stored>(
     waited: Tally,
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
-    // Holding the tenant row shared keeps an offboarding from interleaving with the page.
-    let status: Option<String> =
-        sqlx::query_scalar("select status from tenants where id = $1 for share")
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
+    ensure_active(&mut tx, tenant).await?;
+    // One cheap query a page; without endpoints nothing more is read or written.
+    let wanted = webhooks::wanted_of(&mut tx, &PageCtx::<F>::EVENT_TYPES).await?;
+    let ctx = PageCtx::<F> {
+        tenant,
+        run_id,
+        round: state.round,
+        wanted,
+        stored: std::marker::PhantomData,
+    };
+    let changes = Changes::split(page.changes);
+    let mut done = Step {
+        tally: Tally {
+            pages: 1,
+            throttled_waits: waited.throttled_waits,
+            throttled_seconds: waited.throttled_seconds,
+            ..Tally::default()
+        },
+        events: Vec::new(),
+    };
+    done.absorb(upsert_objects(&mut tx, &ctx, changes.rows).await?);
+    done.absorb(apply_memberships(&mut tx, &ctx, &changes.members).await?);
+    let mut removed = soft_delete(&mut tx, &ctx, &changes.soft).await?;
+    removed.absorb(delete_for_good(&mut tx, &ctx, &changes.gone).await?);
+    let (next, vanished) = follow_link(&mut tx, &ctx, state, page.link).await?;
+    removed.absorb(vanished);
+    done.tally.add(&removed.tally);
+    done.events.extend(ctx.deletion_event(removed));
+    add_to_run(&mut tx, run_id, &done.tally, state.full_round).await?;
+    for event in &done.events {
+        webhooks::emit(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok((next, done.tally))
+}
+
+/// Holds the tenant row shared for the page's transaction, which keeps an offboarding from
+/// interleaving with the page; refuses a tenant no longer active.
+async fn ensure_active(tx: &mut Transaction<'_, Postgres>, tenant: Uuid) -> Result<(), StoreError> {
+    let status = sqlx::query_scalar!("select status from tenants where id = $1 for share", tenant)
+        .fetch_optional(&mut **tx)
+        .await?;
     if status.as_deref() != Some("active") {
         return Err(StoreError::TenantInactive);
     }
-    let mut tally = Tally {
-        pages: 1,
-        throttled_waits: waited.throttled_waits,
-        throttled_seconds: waited.throttled_seconds,
-        ..Tally::default()
-    };
-    let kind = match F::RESOURCE {
-        Resource::Users => "user",
-        Resource::Groups => "group",
-    };
-    let names = [
-        format!("directory.{kind}.created"),
-        format!("directory.{kind}.updated"),
-        format!("directory.{kind}.deleted"),
-        "directory.membership.added".to_owned(),
-        "directory.membership.removed".to_owned(),
+    Ok(())
+}
+
+/// What one step of a page did: its counts and the events that report it.
+#[derive(Debug, Default)]
+struct Step {
+    /// What it counted.
+    tally: Tally,
+    /// What it reports, in order.
+    events: Vec<Event>,
+}
+
+impl Step {
+    /// Adds a later step's counts and events.
+    fn absorb(&mut self, other: Step) {
+        self.tally.add(&other.tally);
+        self.events.extend(other.events);
+    }
+}
+
+/// Objects a page removed from the copy, reported together by one deletion event.
+#[derive(Debug, Default)]
+struct Removed {
+    /// Their counts (`soft_deleted`, `removed`).
+    tally: Tally,
+    /// Moved to the recycle bin.
+    soft_deleted: Vec<Uuid>,
+    /// Gone for good (listed only when an endpoint wants the deletion event).
+    deleted: Vec<Uuid>,
+}
+
+impl Removed {
+    /// Adds a later step's removals.
+    fn absorb(&mut self, other: Removed) {
+        self.tally.add(&other.tally);
+        self.soft_deleted.extend(other.soft_deleted);
+        self.deleted.extend(other.deleted);
+    }
+}
+
+/// What every step of one page knows: whose page it is, and which events anyone wants.
+struct PageCtx<F> {
+    tenant: Uuid,
+    run_id: i64,
+    round: i64,
+    wanted: Vec<EventType>,
+    stored: std::marker::PhantomData<F>,
+}
+
+impl<F: Stored> PageCtx<F> {
+    /// The events a page of `F` may report.
+    const EVENT_TYPES: [EventType; 5] = [
+        F::CREATED,
+        F::UPDATED,
+        F::DELETED,
+        EventType::MembershipAdded,
+        EventType::MembershipRemoved,
     ];
-    // One cheap query a page; without endpoints nothing more is read or written.
-    let wanted = webhooks::wanted_of(
-        &mut tx,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await?;
-    let wants = |i: usize| wanted.iter().any(|w| *w == names[i]);
-    let changes = fold(page.changes);
-    let mut rows = Vec::new();
-    let mut members = Vec::new();
-    let (mut soft, mut gone) = (Vec::new(), Vec::new());
-    for change in &changes {
-        match change {
-            Change::Upsert {
-                id,
-                fields,
-                members: m,
-            } => {
-                rows.push(F::row(*id, fields));
-                members.extend(m.iter().map(|m| (*id, m)));
-            }
-            Change::SoftDeleted(id) => soft.push(*id),
-            Change::Deleted(id) => gone.push(*id),
-        }
+
+    /// Whether some endpoint wants events of `event_type`.
+    fn wants(&self, event_type: EventType) -> bool {
+        self.wanted.contains(&event_type)
     }
-    if !rows.is_empty() {
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
-            .collect();
-        let known: std::collections::HashSet<Uuid> = if wants(0) || wants(1) {
-            sqlx::query_scalar(&format!(
-                "select object_id from {} where tenant_id = $1 and object_id = any($2)",
-                F::TABLE
-            ))
-            .bind(tenant)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-        } else {
-            Default::default()
+
+    /// `event_type` with `data`'s fields after the tenant's and the run's, when it is wanted
+    /// and `items` is not empty.
+    fn event<T: serde::Serialize>(
+        &self,
+        event_type: EventType,
+        key: &str,
+        items: &[T],
+    ) -> Option<Event> {
+        (self.wants(event_type) && !items.is_empty()).then(|| {
+            Event::new(
+                event_type,
+                json!({ "tenant_id": self.tenant, "run_id": self.run_id, key: items }),
+            )
+        })
+    }
+
+    /// The page's one deletion event, when it removed anything and someone wants it.
+    fn deletion_event(&self, removed: Removed) -> Option<Event> {
+        (self.wants(F::DELETED) && !(removed.soft_deleted.is_empty() && removed.deleted.is_empty()))
+            .then(|| {
+                Event::new(
+                    F::DELETED,
+                    json!({
+                        "tenant_id": self.tenant,
+                        "run_id": self.run_id,
+                        "soft_deleted": removed.soft_deleted,
+                        "deleted": removed.deleted,
+                    }),
+                )
+            })
+    }
+}
+
+/// A page's changes, sorted by what is done with them.
+struct Changes {
+    /// Upserts as rows for [`Stored::upsert`].
+    rows: Vec<Value>,
+    /// Membership changes of the upserted groups: (group, change).
+    members: Vec<(Uuid, MemberChange)>,
+    /// Moved to the recycle bin.
+    soft: Vec<Uuid>,
+    /// Gone for good.
+    gone: Vec<Uuid>,
+}
+
+impl Changes {
+    /// Folds the page's changes (the last word on each object wins) and sorts them.
+    fn split<F: Stored>(changes: Vec<Change<F>>) -> Self {
+        let mut out = Changes {
+            rows: Vec::new(),
+            members: Vec::new(),
+            soft: Vec::new(),
+            gone: Vec::new(),
         };
-        let (added, updated) = F::upsert(&mut tx, tenant, state.round, Value::Array(rows)).await?;
-        tally.added += added;
-        tally.updated += updated;
-        if wants(0) || wants(1) {
-            // New and changed rows carry the transaction's `now()` as `updated_at`.
-            let touched: Vec<(Uuid, Value)> = sqlx::query_as(&format!(
-                "select object_id, to_jsonb(d) - array['tenant_id', 'seen_round', 'soft_deleted_at']
-                 from {} d where tenant_id = $1 and object_id = any($2) and updated_at = now()
-                 order by object_id",
-                F::TABLE
-            ))
-            .bind(tenant)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            let (old, new): (Vec<_>, Vec<_>) =
-                touched.into_iter().partition(|(id, _)| known.contains(id));
-            for (i, list) in [(0, new), (1, old)] {
-                if wants(i) && !list.is_empty() {
-                    let objects: Vec<Value> = list.into_iter().map(|(_, o)| o).collect();
-                    let data = json!({ "tenant_id": tenant, "run_id": run_id, "objects": objects });
-                    webhooks::emit(&mut tx, &names[i], data).await?;
+        for change in fold(changes) {
+            match change {
+                Change::Upsert {
+                    id,
+                    fields,
+                    members,
+                } => {
+                    out.rows.push(F::row(id, &fields));
+                    out.members.extend(members.into_iter().map(|m| (id, m)));
                 }
+                Change::SoftDeleted(id) => out.soft.push(id),
+                Change::Deleted(id) => out.gone.push(id),
             }
         }
+        out
     }
-    if !members.is_empty() {
-        lock_memberships(&mut tx, tenant).await?;
-        let keep = wants(3) || wants(4);
-        let (added, removed, joined, left) =
-            apply_members(&mut tx, tenant, state.round, &members, keep).await?;
-        tally.members_added += added;
-        tally.members_removed += removed;
-        for (i, pairs) in [(3, joined), (4, left)] {
-            if wants(i) && !pairs.is_empty() {
-                let memberships: Vec<Value> = pairs
-                    .iter()
-                    .map(|(g, m)| json!({ "group_id": g, "member_id": m }))
-                    .collect();
-                let data =
-                    json!({ "tenant_id": tenant, "run_id": run_id, "memberships": memberships });
-                webhooks::emit(&mut tx, &names[i], data).await?;
-            }
-        }
+}
+
+/// Upserts the page's objects; reports those created and those changed, each as now stored.
+async fn upsert_objects<F: Stored>(
+    tx: &mut Transaction<'_, Postgres>,
+    ctx: &PageCtx<F>,
+    rows: Vec<Value>,
+) -> Result<Step, sqlx::Error> {
+    let mut step = Step::default();
+    if rows.is_empty() {
+        return Ok(step);
     }
-    let mut soft_deleted: Vec<Uuid> = Vec::new();
-    if !soft.is_empty() {
-        soft_deleted = sqlx::query_scalar(&format!(
-            "update {} set soft_deleted_at = now(), updated_at = now()
-             where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
-             returning object_id",
+    let report = ctx.wants(F::CREATED) || ctx.wants(F::UPDATED);
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
+        .collect();
+    // The table is the type's: these two queries are built per type, so they are not checked.
+    let known: std::collections::HashSet<Uuid> = if report {
+        sqlx::query_scalar(&format!(
+            "select object_id from {} where tenant_id = $1 and object_id = any($2)",
             F::TABLE
         ))
-        .bind(tenant)
-        .bind(&soft)
-        .fetch_all(&mut *tx)
+        .bind(ctx.tenant)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect()
+    } else {
+        Default::default()
+    };
+    let (added, updated) = F::upsert(tx, ctx.tenant, ctx.round, Value::Array(rows)).await?;
+    step.tally.added = added;
+    step.tally.updated = updated;
+    if report {
+        // New and changed rows carry the transaction's `now()` as `updated_at`.
+        let touched: Vec<(Uuid, Value)> = sqlx::query_as(&format!(
+            "select object_id, to_jsonb(d) - array['tenant_id', 'seen_round', 'soft_deleted_at']
+             from {} d where tenant_id = $1 and object_id = any($2) and updated_at = now()
+             order by object_id",
+            F::TABLE
+        ))
+        .bind(ctx.tenant)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
         .await?;
-        tally.soft_deleted += soft_deleted.len() as i32;
-    }
-    let mut deleted: Vec<Uuid> = Vec::new();
-    if !gone.is_empty() {
-        if wants(2) {
-            deleted = sqlx::query_scalar(&format!(
-                "select object_id from {} where tenant_id = $1 and object_id = any($2)",
-                F::TABLE
-            ))
-            .bind(tenant)
-            .bind(&gone)
-            .fetch_all(&mut *tx)
-            .await?;
+        let (old, new): (Vec<_>, Vec<_>) =
+            touched.into_iter().partition(|(id, _)| known.contains(id));
+        for (event_type, list) in [(F::CREATED, new), (F::UPDATED, old)] {
+            let objects: Vec<Value> = list.into_iter().map(|(_, o)| o).collect();
+            step.events
+                .extend(ctx.event(event_type, "objects", &objects));
         }
-        tally.removed += remove(&mut tx, F::RESOURCE, tenant, &gone).await?;
     }
-    let next = match page.link {
+    Ok(step)
+}
+
+/// Applies the page's membership changes; reports those added and removed.
+async fn apply_memberships<F: Stored>(
+    tx: &mut Transaction<'_, Postgres>,
+    ctx: &PageCtx<F>,
+    members: &[(Uuid, MemberChange)],
+) -> Result<Step, sqlx::Error> {
+    let mut step = Step::default();
+    if members.is_empty() {
+        return Ok(step);
+    }
+    lock_memberships(tx, ctx.tenant).await?;
+    let keep = ctx.wants(EventType::MembershipAdded) || ctx.wants(EventType::MembershipRemoved);
+    let (added, removed, joined, left) =
+        apply_members(tx, ctx.tenant, ctx.round, members, keep).await?;
+    step.tally.members_added = added;
+    step.tally.members_removed = removed;
+    for (event_type, pairs) in [
+        (EventType::MembershipAdded, joined),
+        (EventType::MembershipRemoved, left),
+    ] {
+        let memberships: Vec<Value> = pairs
+            .iter()
+            .map(|(g, m)| json!({ "group_id": g, "member_id": m }))
+            .collect();
+        step.events
+            .extend(ctx.event(event_type, "memberships", &memberships));
+    }
+    Ok(step)
+}
+
+/// Moves the page's soft-deleted objects to the recycle bin (those not there already).
+async fn soft_delete<F: Stored>(
+    tx: &mut Transaction<'_, Postgres>,
+    ctx: &PageCtx<F>,
+    ids: &[Uuid],
+) -> Result<Removed, sqlx::Error> {
+    let mut removed = Removed::default();
+    if ids.is_empty() {
+        return Ok(removed);
+    }
+    // The table is the type's: built per type, so not checked.
+    removed.soft_deleted = sqlx::query_scalar(&format!(
+        "update {} set soft_deleted_at = now(), updated_at = now()
+         where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
+         returning object_id",
+        F::TABLE
+    ))
+    .bind(ctx.tenant)
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    removed.tally.soft_deleted = removed.soft_deleted.len() as i32;
+    Ok(removed)
+}
+
+/// Deletes the page's objects gone for good; lists those the copy had when an endpoint wants
+/// the deletion event.
+async fn delete_for_good<F: Stored>(
+    tx: &mut Transaction<'_, Postgres>,
+    ctx: &PageCtx<F>,
+    ids: &[Uuid],
+) -> Result<Removed, sqlx::Error> {
+    let mut removed = Removed::default();
+    if ids.is_empty() {
+        return Ok(removed);
+    }
+    if ctx.wants(F::DELETED) {
+        // The table is the type's: built per type, so not checked.
+        removed.deleted = sqlx::query_scalar(&format!(
+            "select object_id from {} where tenant_id = $1 and object_id = any($2)",
+            F::TABLE
+        ))
+        .bind(ctx.tenant)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    removed.tally.removed = remove(tx, F::RESOURCE, ctx.tenant, ids).await?;
+    Ok(removed)
+}
+
+/// Moves the chain to the page's link, unless it moved under this worker meanwhile. A delta
+/// link ends the round; at the end of a full round what it did not see is dropped (returned).
+async fn follow_link<F: Stored>(
+    tx: &mut Transaction<'_, Postgres>,
+    ctx: &PageCtx<F>,
+    state: &ChainState,
+    link: Link,
+) -> Result<(ChainState, Removed), StoreError> {
+    let mut vanished = Removed::default();
+    let next = match link {
         Link::Next(next) => ChainState {
             next_link: Some(next),
             ..state.clone()
         },
         Link::Delta(delta) => {
             if state.full_round {
-                let vanished = drop_vanished(&mut tx, F::RESOURCE, tenant, state.round).await?;
-                tally.removed += vanished.len() as i32;
-                deleted.extend(vanished);
+                vanished.deleted = drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?;
+                vanished.tally.removed = vanished.deleted.len() as i32;
             }
             ChainState {
                 next_link: None,
@@ -529,36 +729,25 @@ pub async fn apply_page<F: Stored>(
             }
         }
     };
-    if wants(2) && !(soft_deleted.is_empty() && deleted.is_empty()) {
-        let data = json!({
-            "tenant_id": tenant,
-            "run_id": run_id,
-            "soft_deleted": soft_deleted,
-            "deleted": deleted,
-        });
-        webhooks::emit(&mut tx, &names[2], data).await?;
-    }
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
                 round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
                 last_round_at = case when $5::text is null then now() else last_round_at end
          where tenant_id = $1 and resource = $2 and round = $3 and next_link is not distinct from $4",
+        ctx.tenant,
+        F::RESOURCE.as_str(),
+        state.round,
+        state.next_link.as_deref(),
+        next.next_link.as_deref(),
+        next.delta_link.as_deref(),
+        next.full_round,
     )
-    .bind(tenant)
-    .bind(F::RESOURCE.as_str())
-    .bind(state.round)
-    .bind(&state.next_link)
-    .bind(&next.next_link)
-    .bind(&next.delta_link)
-    .bind(next.full_round)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if moved.rows_affected() != 1 {
         return Err(StoreError::StateMoved);
     }
-    add_to_run(&mut tx, run_id, &tally, state.full_round).await?;
-    tx.commit().await?;
-    Ok((next, tally))
+    Ok((next, vanished))
 }
 
 /// Advisory lock class of a tenant's memberships (the key's first half; the second is the
@@ -587,7 +776,7 @@ async fn apply_members(
     tx: &mut Transaction<'_, Postgres>,
     tenant: Uuid,
     round: i64,
-    changes: &[(Uuid, &MemberChange)],
+    changes: &[(Uuid, MemberChange)],
     keep: bool,
 ) -> Result<MemberOutcome, sqlx::Error> {
     let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::SYNC_JOB;
 use super::runs::{RunOutcome, RunTrigger};
-use super::schedule::Schedule;
 use super::store::Tally;
 use super::sync::FailureKind;
 use crate::tenants::TenantStatus;
+use crate::types::Schedule;
 
 /// Failed syncs in a row after which a tenant counts as unhealthy.
 pub const UNHEALTHY_AFTER: i32 = 3;
@@ -216,11 +216,11 @@ pub async fn sync_summary(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let default = crate::settings::stored_default_schedule(db).await?;
+    let schedule = super::schedule::effective(db, row.sync_schedule.as_deref()).await?;
     Ok(Some(SyncSummary {
         status: row.status,
         default_schedule: row.sync_schedule.is_none(),
-        schedule: Schedule::from_column(row.sync_schedule.as_deref(), &default),
+        schedule,
         next_sync_at: row.next_sync_at,
         last_sync_success_at: row.last_sync_success_at,
         sync_failures: row.sync_failures,

@@ -3,7 +3,6 @@
 //! syncs tenants' schedules (and the 6-day rule) make due. Any number of processes run both:
 //! the queue keeps one tenant to one running sync, `SKIP LOCKED` keeps schedulers apart.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,12 +12,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::runs::{RunOutcome, RunTrigger};
-use super::schedule::{self, Schedule};
+use super::schedule;
 use super::store::Tally;
 use super::sync::{SyncError, Syncer, tenant_access};
 use crate::jobs::{self, Claimed, JobFailure, NewJob, Outcome};
 use crate::settings;
 use crate::tenants::{self, SYNC_JOB};
+use crate::types::Schedule;
 
 /// How workers run.
 #[derive(Debug, Clone)]
@@ -208,29 +208,30 @@ pub async fn sync_once(
         (Ok(tally), _) => {
             crate::webhooks::emit(
                 &mut tx,
-                "sync.completed",
-                serde_json::json!({
-                    "tenant_id": tenant,
-                    "run_id": run_id,
-                    "trigger": trigger,
-                    "added": tally.added,
-                    "updated": tally.updated,
-                    "soft_deleted": tally.soft_deleted,
-                    "removed": tally.removed,
-                    "members_added": tally.members_added,
-                    "members_removed": tally.members_removed,
-                    "pages": tally.pages,
-                }),
+                &crate::webhooks::Event::new(
+                    crate::webhooks::EventType::SyncCompleted,
+                    serde_json::json!({
+                        "tenant_id": tenant,
+                        "run_id": run_id,
+                        "trigger": trigger,
+                        "added": tally.added,
+                        "updated": tally.updated,
+                        "soft_deleted": tally.soft_deleted,
+                        "removed": tally.removed,
+                        "members_added": tally.members_added,
+                        "members_removed": tally.members_removed,
+                        "pages": tally.pages,
+                    }),
+                ),
             )
             .await?;
         }
         (Err(_), RunOutcome::Failed) => {
-            crate::webhooks::emit(
-                &mut tx,
-                "sync.failed",
-                serde_json::json!({ "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error }),
-            )
-            .await?;
+            let data = serde_json::json!({
+                "tenant_id": tenant, "run_id": run_id, "trigger": trigger, "error": error,
+            });
+            let event = crate::webhooks::Event::new(crate::webhooks::EventType::SyncFailed, data);
+            crate::webhooks::emit(&mut tx, &event).await?;
         }
         _ => {}
     }
@@ -239,7 +240,7 @@ pub async fn sync_once(
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {
-            let schedule = tenant_schedule(db, tenant).await?;
+            let schedule = schedule::of_tenant(db, tenant).await?;
             sqlx::query(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
                         sync_failure_kind = null, next_sync_at = $2
@@ -296,18 +297,6 @@ pub async fn sync_once(
     })
 }
 
-/// The tenant's own schedule, or the stored default.
-async fn tenant_schedule(db: &PgPool, tenant: Uuid) -> Result<Schedule, sqlx::Error> {
-    let stored: Option<String> =
-        sqlx::query_scalar("select sync_schedule from tenants where id = $1")
-            .bind(tenant)
-            .fetch_optional(db)
-            .await?
-            .flatten();
-    let default = settings::stored_default_schedule(db).await?;
-    Ok(Schedule::from_column(stored.as_deref(), &default))
-}
-
 /// Every `cfg.schedule_every`, enqueues the syncs that are due.
 async fn scheduler(db: PgPool, cfg: WorkerConfig, stop: CancellationToken) {
     let mut tick = tokio::time::interval(cfg.schedule_every);
@@ -344,10 +333,7 @@ pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx:
     .await?;
     let now = OffsetDateTime::now_utc();
     for (tenant, stored, last_success) in &due {
-        let schedule = stored
-            .as_deref()
-            .and_then(|s| Schedule::from_str(s).ok())
-            .unwrap_or_else(|| default.clone());
+        let schedule = Schedule::from_column(stored.as_deref(), default);
         let forced = last_success.is_none_or(|t| now - t >= schedule::FORCED_AFTER);
         let trigger = if forced && matches!(schedule, Schedule::Manual) {
             RunTrigger::Forced

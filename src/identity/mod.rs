@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
-use crate::telemetry::Untrusted;
+use crate::types::Untrusted;
 use crate::types::{Secret, TenantId};
 pub use access_token::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE, ApiIdentity, ApiTokenProblem};
 pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError};
@@ -185,7 +185,7 @@ pub struct RefreshedGrant {
 
 /// An access token and how long it lives.
 #[derive(Clone, Debug)]
-pub struct AccessToken {
+pub struct AppToken {
     /// The bearer token (opaque: never parsed).
     pub token: Secret,
     /// Its lifetime, when Entra ID says.
@@ -401,10 +401,34 @@ impl EntraClient {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<OperatorIdentity, OperatorSignInError> {
+        let (_, verified) = self
+            .exchange_code(
+                &tenant.to_string(),
+                redirect_uri,
+                code,
+                pkce_verifier,
+                nonce,
+            )
+            .await?;
+        operator_identity(verified, tenant)
+    }
+
+    /// The one code exchange every sign-in uses: redeems `code` with its PKCE verifier at
+    /// `{authority}/{tenant}/oauth2/v2.0/token` (sending `redirect_uri`, the one the sign-in
+    /// asked with) and validates the ID token the answer carries against `nonce` with every
+    /// check; nothing is returned unless it passes.
+    async fn exchange_code(
+        &self,
+        tenant: &str,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<(EntraTokenResponse, id_token::Verified), IdentityError> {
         let client = self.oauth_client_for(
             &self.inner.cfg.client_id,
             &self.inner.cfg.client_secret,
-            &tenant.to_string(),
+            tenant,
             redirect_uri,
         )?;
         let resp = client
@@ -419,7 +443,7 @@ impl EntraClient {
             .as_deref()
             .ok_or(IdentityError::InvalidIdToken(IdTokenProblem::Missing))?;
         let verified = self.verify_full(raw_id_token, nonce).await?;
-        operator_identity(verified, tenant)
+        Ok((resp, verified))
     }
 
     fn authorize_request(
@@ -494,23 +518,11 @@ impl EntraClient {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<DelegatedGrant, IdentityError> {
-        let client = self.oauth_client(
-            &self.inner.cfg.client_id,
-            &self.inner.cfg.client_secret,
-            tenant,
-        )?;
-        let resp = client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
-            .request_async(&self.inner.http)
-            .await
-            .map_err(token_error)?;
-        let raw_id_token = resp
-            .extra_fields()
-            .id_token
-            .as_deref()
-            .ok_or(IdentityError::InvalidIdToken(IdTokenProblem::Missing))?;
-        let identity = self.verify_id_token(raw_id_token, nonce).await?;
+        let redirect_uri = &self.inner.cfg.redirect_uri;
+        let (resp, verified) = self
+            .exchange_code(tenant, redirect_uri, code, pkce_verifier, nonce)
+            .await?;
+        let identity = verified.identity;
         tracing::info!(tenant_id = %identity.tenant_id, "authorization code redeemed");
         Ok(DelegatedGrant {
             identity,
@@ -691,7 +703,7 @@ impl EntraClient {
         &self,
         tenant: &TenantId,
         creds: Option<(&str, &Secret)>,
-    ) -> Result<AccessToken, IdentityError> {
+    ) -> Result<AppToken, IdentityError> {
         let (client_id, secret) =
             creds.unwrap_or((&self.inner.cfg.client_id, &self.inner.cfg.client_secret));
         let client = self.oauth_client(client_id, secret, &tenant.to_string())?;
@@ -701,7 +713,7 @@ impl EntraClient {
             .request_async(&self.inner.http)
             .await
             .map_err(token_error)?;
-        Ok(AccessToken {
+        Ok(AppToken {
             token: Secret::new(resp.access_token().secret().clone()),
             expires_in: resp.expires_in(),
         })

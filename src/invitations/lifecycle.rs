@@ -6,11 +6,13 @@ use url::Url;
 use uuid::Uuid;
 
 use super::types::select_invitations;
-use super::{Invitation, InvitationError, InvitationToken, NewInvitation, Setback, Status, mail};
+use super::{
+    Invitation, InvitationError, InvitationStatus, InvitationToken, NewInvitation, Setback, mail,
+};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::customers;
-use crate::settings::Branding;
+use crate::types::Branding;
 use crate::types::DomainName;
 use crate::webhooks;
 
@@ -51,7 +53,7 @@ pub async fn invite_again_for_tenant(
         r#"select c.name::text as "customer!",
                   coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
                             order by i.created_at desc limit 1), t.consented_by_upn) as admin,
-                  t.consent_mode as "mode: super::ConsentMode", t.verified_domains,
+                  t.consent_mode as "mode: crate::types::ConsentMode", t.verified_domains,
                   t.permission_profile_id
            from tenants t join customers c on c.id = t.customer_id where t.id = $1"#,
         tenant_id,
@@ -149,7 +151,7 @@ pub async fn resend(
 ) -> Result<Issued, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
-    if !(current.status.is_open() || current.status == Status::Expired) {
+    if !(current.status.is_open() || current.status == InvitationStatus::Expired) {
         return Err(InvitationError::WrongState {
             status: current.status,
             action: "resending",
@@ -197,7 +199,10 @@ async fn issue(
 pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
-    if matches!(current.status, Status::Consented | Status::Revoked) {
+    if matches!(
+        current.status,
+        InvitationStatus::Consented | InvitationStatus::Revoked
+    ) {
         return Err(InvitationError::WrongState {
             status: current.status,
             action: "revoking",
@@ -222,8 +227,10 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     let revoked = find(&mut *tx, id).await?;
     webhooks::emit(
         &mut tx,
-        "invitation.revoked",
-        json!({ "invitation_id": id, "customer_id": revoked.customer_id }),
+        &webhooks::Event::new(
+            webhooks::EventType::InvitationRevoked,
+            json!({ "invitation_id": id, "customer_id": revoked.customer_id }),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -258,9 +265,9 @@ pub async fn open(
         return Ok(Opened::Unknown);
     };
     Ok(match invitation.status {
-        Status::Expired => Opened::Expired(invitation),
-        Status::Revoked => Opened::Revoked(invitation),
-        Status::Consented => Opened::AlreadyUsed(invitation),
+        InvitationStatus::Expired => Opened::Expired(invitation),
+        InvitationStatus::Revoked => Opened::Revoked(invitation),
+        InvitationStatus::Consented => Opened::AlreadyUsed(invitation),
         _ => {
             let mut invitation = invitation;
             let mut tx = db.begin().await?;
@@ -271,7 +278,7 @@ pub async fn open(
             )
             .fetch_one(&mut *tx)
             .await?;
-            invitation.status = Status::Opened;
+            invitation.status = InvitationStatus::Opened;
             audit::record(
                 &mut *tx,
                 actor,
@@ -281,11 +288,7 @@ pub async fn open(
                 json!({}),
             )
             .await?;
-            webhooks::emit(
-                &mut tx,
-                "invitation.opened",
-                json!({ "invitation_id": invitation.id, "customer_id": invitation.customer_id }),
-            )
+            webhooks::emit(&mut tx, &webhooks::Event::new(webhooks::EventType::InvitationOpened, json!({ "invitation_id": invitation.id, "customer_id": invitation.customer_id })))
             .await?;
             tx.commit().await?;
             Opened::Ready(invitation)
@@ -363,13 +366,15 @@ pub async fn record_setback(
         .fetch_optional(&mut *tx)
         .await?;
     let event = match setback {
-        Setback::Declined => "invitation.declined",
-        Setback::Failed => "invitation.failed",
+        Setback::Declined => webhooks::EventType::InvitationDeclined,
+        Setback::Failed => webhooks::EventType::InvitationFailed,
     };
     webhooks::emit(
         &mut tx,
-        event,
-        json!({ "invitation_id": id, "customer_id": customer_id, "reason": reason }),
+        &webhooks::Event::new(
+            event,
+            json!({ "invitation_id": id, "customer_id": customer_id, "reason": reason }),
+        ),
     )
     .await?;
     tx.commit().await?;

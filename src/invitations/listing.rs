@@ -4,13 +4,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::types::select_invitations;
-use super::{Invitation, InvitationError, Status};
+use super::{Invitation, InvitationError, InvitationStatus};
 
 /// A filter for listing invitations.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// A status; `declined` and `failed` also find open invitations whose last outcome it was.
-    pub status: Option<Status>,
+    pub status: Option<InvitationStatus>,
     /// Text in the customer's name, the admin's email or the tenant domain.
     pub search: Option<String>,
     /// Only this customer's invitations.
@@ -23,7 +23,7 @@ pub struct Filter {
 
 /// Invitations matching `filter`, open ones first, then newest first; with the total count.
 pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64), InvitationError> {
-    let status = filter.status.map(Status::as_str);
+    let status = filter.status.map(InvitationStatus::as_str);
     let pattern = filter
         .search
         .as_deref()
@@ -65,14 +65,14 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
 /// Invitations by id after `after` (a cursor, for scripts), optionally in `status` only.
 pub async fn page_after(
     db: &PgPool,
-    status: Option<Status>,
+    status: Option<InvitationStatus>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Invitation>, InvitationError> {
     Ok(select_invitations!(
         "where ($1::text is null or effective_status = $1) and ($2::uuid is null or id > $2)
          order by id limit $3",
-        status.map(Status::as_str),
+        status.map(InvitationStatus::as_str),
         after,
         limit,
     )

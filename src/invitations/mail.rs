@@ -12,12 +12,13 @@ use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
-use super::{Context, Invitation, Status};
+use super::{Context, Invitation, InvitationStatus};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::settings::Branding;
-use crate::settings::profiles::{Permission, Profile};
+use crate::types::Branding;
+use crate::types::Profile;
 use crate::types::Secret;
+use crate::types::profile::Permission;
 
 /// A rendered email, as sealed in the outbox.
 #[derive(Debug, Serialize, Deserialize)]
@@ -268,10 +269,10 @@ pub async fn deliver_due(
 /// Drops unsent mail for invitations whose link no longer works, then leases what is due, in
 /// one short transaction. SKIP LOCKED and the lease let several processes deliver side by side.
 async fn claim(db: &PgPool) -> Result<(usize, Vec<Queued>), sqlx::Error> {
-    let usable: Vec<&str> = Status::ALL
+    let usable: Vec<&str> = InvitationStatus::ALL
         .into_iter()
         .filter(|s| s.is_open())
-        .map(Status::as_str)
+        .map(InvitationStatus::as_str)
         .collect();
     let mut tx = db.begin().await?;
     let dropped = sqlx::query(

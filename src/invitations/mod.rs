@@ -3,7 +3,6 @@
 mod lifecycle;
 mod listing;
 pub mod mail;
-pub mod permissions;
 pub mod reconsent;
 pub mod token;
 mod types;
@@ -16,5 +15,5 @@ pub use lifecycle::{
 pub use listing::{Filter, list, page_after};
 pub use token::InvitationToken;
 pub use types::{
-    ConsentMode, Invitation, InvitationError, NewInvitation, Setback, Status, parse_validity,
+    Invitation, InvitationError, InvitationStatus, NewInvitation, Setback, parse_validity,
 };

@@ -6,65 +6,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::customers::{CustomerError, CustomerName};
-use crate::types::{DomainName, EmailAddress, Invalid};
-
-/// How the customer grants access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentMode {
-    /// The admin signs in and consents for themselves; Gangway keeps a refresh token.
-    Delegated,
-    /// The admin grants the provider's app application permissions for the whole tenant.
-    Application,
-    /// The admin registers an app in their own tenant and hands over its credentials.
-    CustomerApp,
-}
-
-impl ConsentMode {
-    /// All modes, for forms.
-    pub const ALL: [ConsentMode; 3] = [
-        ConsentMode::Delegated,
-        ConsentMode::Application,
-        ConsentMode::CustomerApp,
-    ];
-
-    /// Accepts `delegated`, `application`, `customer-app` or `customer_app`.
-    pub fn parse(value: &str) -> Result<Self, InvitationError> {
-        match value.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "delegated" => Ok(Self::Delegated),
-            "application" => Ok(Self::Application),
-            "customer_app" => Ok(Self::CustomerApp),
-            _ => Err(InvitationError::Invalid(
-                "mode must be delegated, application or customer-app".into(),
-            )),
-        }
-    }
-
-    /// The stored and CLI form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delegated => "delegated",
-            Self::Application => "application",
-            Self::CustomerApp => "customer_app",
-        }
-    }
-
-    /// As people read it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Delegated => "Delegated (admin signs in)",
-            Self::Application => "Application (admin consent)",
-            Self::CustomerApp => "Customer's own app",
-        }
-    }
-}
+use crate::types::{ConsentMode, DomainName, EmailAddress, Invalid};
 
 /// Where an invitation stands. `Expired` is derived from `expires_at`, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum InvitationStatus {
     /// Created; the link was not opened yet (or was just resent).
     Pending,
     /// The admin opened the link.
@@ -81,16 +29,16 @@ pub enum Status {
     Revoked,
 }
 
-impl Status {
+impl InvitationStatus {
     /// All statuses, for filters.
-    pub const ALL: [Status; 7] = [
-        Status::Pending,
-        Status::Opened,
-        Status::Consented,
-        Status::Declined,
-        Status::Failed,
-        Status::Expired,
-        Status::Revoked,
+    pub const ALL: [InvitationStatus; 7] = [
+        InvitationStatus::Pending,
+        InvitationStatus::Opened,
+        InvitationStatus::Consented,
+        InvitationStatus::Declined,
+        InvitationStatus::Failed,
+        InvitationStatus::Expired,
+        InvitationStatus::Revoked,
     ];
 
     /// The stored form.
@@ -142,7 +90,7 @@ pub struct Invitation {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// Where it stands (expiry derived).
-    pub status: Status,
+    pub status: InvitationStatus,
     /// Declined or failed attempts so far.
     pub attempts: i32,
     /// Why the last attempt failed, for operators (may name other customers).
@@ -178,7 +126,7 @@ macro_rules! select_invitations {
                       admin_email::text as "admin_email!",
                       consent_mode as "consent_mode!: crate::invitations::ConsentMode",
                       tenant_domain::text as tenant_domain, expires_at as "expires_at!",
-                      effective_status as "status!: crate::invitations::Status",
+                      effective_status as "status!: crate::invitations::InvitationStatus",
                       attempts as "attempts!", last_error, customer_notice,
                       last_outcome as "last_outcome: crate::invitations::Setback", last_outcome_at,
                       conflict_tenant_id, tenant_id, permission_profile_id as "permission_profile_id!",
@@ -203,7 +151,7 @@ pub enum InvitationError {
     #[error("the invitation is {}: {action} is not possible", .status.as_str())]
     WrongState {
         /// Where it stands.
-        status: Status,
+        status: InvitationStatus,
         /// What was asked, e.g. "resending".
         action: &'static str,
     },
@@ -311,10 +259,10 @@ impl Setback {
     }
 
     /// The status an invitation takes when this happens.
-    pub fn status(self) -> Status {
+    pub fn status(self) -> InvitationStatus {
         match self {
-            Self::Declined => Status::Declined,
-            Self::Failed => Status::Failed,
+            Self::Declined => InvitationStatus::Declined,
+            Self::Failed => InvitationStatus::Failed,
         }
     }
 }

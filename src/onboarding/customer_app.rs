@@ -5,8 +5,8 @@
 use super::{consent_for, granted_or};
 use crate::graph::{GraphClient, GraphError};
 use crate::identity::{EntraClient, GRAPH_DEFAULT_SCOPE, IdentityError};
-use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
+use crate::types::ConsentMode;
 use crate::types::{ClientId, Secret, TenantId};
 
 /// A customer app's credentials, of the right shape but not yet proven.

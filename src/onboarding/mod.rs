@@ -1,7 +1,7 @@
 //! Verifying a consent before anything is recorded. Each way in — a delegated sign-in, an
 //! admin consent bound to a signed-in administrator of the same tenant, a customer's own app —
 //! ends in a [`Consent`]
-//! ready for [`crate::tenants::record_consent`], or a typed [`Refusal`] the web layer turns
+//! ready for [`crate::tenants::record_consent`], or a typed [`ConsentRefusal`] the web layer turns
 //! into a page.
 
 mod customer_app;
@@ -10,13 +10,13 @@ pub use customer_app::{AppCredentials, AppRefusal, GraphRead, verify_customer_ap
 
 use crate::graph::{GraphClient, GraphError, Organization};
 use crate::identity::{EntraClient, GLOBAL_ADMIN_ROLE, IdentityError, RoleClaim, SignedInAdmin};
-use crate::invitations::ConsentMode;
 use crate::tenants::Consent;
+use crate::types::ConsentMode;
 use crate::types::{Secret, TenantId};
 
 /// Why a consent was not verified. Nothing has been recorded.
 #[derive(Debug)]
-pub enum Refusal {
+pub enum ConsentRefusal {
     /// Entra ID refused a token request (code redemption, client credentials), or the ID token
     /// failed validation.
     Identity(IdentityError),
@@ -47,13 +47,13 @@ pub enum Refusal {
     NoRefreshToken,
 }
 
-impl From<IdentityError> for Refusal {
+impl From<IdentityError> for ConsentRefusal {
     fn from(e: IdentityError) -> Self {
         Self::Identity(e)
     }
 }
 
-impl From<GraphError> for Refusal {
+impl From<GraphError> for ConsentRefusal {
     fn from(e: GraphError) -> Self {
         Self::Graph(e)
     }
@@ -63,12 +63,12 @@ impl From<GraphError> for Refusal {
 #[derive(Debug)]
 pub struct Refused {
     /// Why.
-    pub refusal: Refusal,
+    pub refusal: ConsentRefusal,
     /// The verified identity of the person who signed in, when the ID token was valid.
     pub by: Option<Box<SignedInAdmin>>,
 }
 
-impl<E: Into<Refusal>> From<E> for Refused {
+impl<E: Into<ConsentRefusal>> From<E> for Refused {
     fn from(e: E) -> Self {
         Self {
             refusal: e.into(),
@@ -84,12 +84,12 @@ impl Refused {
     pub fn may_be_propagating(&self) -> bool {
         matches!(
             &self.refusal,
-            Refusal::Identity(IdentityError::Aad(e)) if matches!(e.code(), Some(700016 | 65001))
+            ConsentRefusal::Identity(IdentityError::Aad(e)) if matches!(e.code(), Some(700016 | 65001))
         )
     }
 }
 
-impl Refusal {
+impl ConsentRefusal {
     /// This refusal, after `admin` signed in.
     fn after(self, admin: &SignedInAdmin) -> Refused {
         Refused {
@@ -130,7 +130,7 @@ pub async fn verify_delegated(
         .map_err(|r| r.after(&identity))?;
     let refresh_token = grant
         .refresh_token
-        .ok_or_else(|| Refusal::NoRefreshToken.after(&identity))?;
+        .ok_or_else(|| ConsentRefusal::NoRefreshToken.after(&identity))?;
     Ok(Consent {
         granted_scopes: grant.scopes,
         credential: Some(refresh_token),
@@ -150,7 +150,7 @@ pub async fn verify_admin_sign_in(
 ) -> Result<SignedInAdmin, Refused> {
     let identity = redeem(entra, redemption).await?.identity;
     if identity.tenant_id != *consented {
-        let refusal = Refusal::SignedInElsewhere {
+        let refusal = ConsentRefusal::SignedInElsewhere {
             consented: *consented,
             signed_in: identity.tenant_id,
         };
@@ -180,7 +180,7 @@ pub async fn confirm_admin_consent(
         })?;
         require_global_admin(graph, admin, &token, Some(admin.object_id)).await?;
         let org = organization(graph, &token, tenant).await?;
-        Ok::<_, Refusal>((token, org))
+        Ok::<_, ConsentRefusal>((token, org))
     };
     let (token, org) = confirmed.await.map_err(|r| r.after(admin))?;
     Ok(Consent {
@@ -213,7 +213,7 @@ async fn require_global_admin(
     admin: &SignedInAdmin,
     token: &Secret,
     user: Option<uuid::Uuid>,
-) -> Result<(), Refusal> {
+) -> Result<(), ConsentRefusal> {
     match admin.global_admin {
         RoleClaim::Holds => return Ok(()),
         RoleClaim::Lacks => return Err(not_global_admin(admin)),
@@ -241,14 +241,14 @@ async fn require_global_admin(
     }
 }
 
-fn not_global_admin(admin: &SignedInAdmin) -> Refusal {
-    Refusal::NotGlobalAdmin {
+fn not_global_admin(admin: &SignedInAdmin) -> ConsentRefusal {
+    ConsentRefusal::NotGlobalAdmin {
         username: admin.username.clone(),
     }
 }
 
-fn role_unproven(admin: &SignedInAdmin) -> Refusal {
-    Refusal::RoleUnproven {
+fn role_unproven(admin: &SignedInAdmin) -> ConsentRefusal {
+    ConsentRefusal::RoleUnproven {
         username: admin.username.clone(),
     }
 }
@@ -258,14 +258,14 @@ pub async fn organization(
     graph: &GraphClient,
     token: &Secret,
     expected: &TenantId,
-) -> Result<Organization, Refusal> {
+) -> Result<Organization, ConsentRefusal> {
     let org = graph
         .organization(token)
         .await
         .inspect_err(|e| tracing::info!(error = ?e, "organization read failed"))?;
     if org.id != *expected {
         tracing::info!(found = %org.id, "organization read names another tenant");
-        return Err(Refusal::OrganisationMismatch);
+        return Err(ConsentRefusal::OrganisationMismatch);
     }
     Ok(org)
 }

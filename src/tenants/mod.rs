@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::invitations::{self, ConsentMode, InvitationError, Status};
+use crate::invitations::{self, InvitationError, InvitationStatus};
 use crate::jobs;
+use crate::types::ConsentMode;
 use crate::types::Secret;
 use crate::webhooks;
 
@@ -149,7 +150,7 @@ pub enum ConsentError {
     },
     /// The invitation was used, revoked or expired meanwhile.
     #[error("the invitation can no longer be used: it is {}", .0.as_str())]
-    InvitationClosed(Status),
+    InvitationClosed(InvitationStatus),
     /// Reading the invitation failed.
     #[error(transparent)]
     Invitation(#[from] InvitationError),
@@ -286,23 +287,21 @@ pub async fn record_consent(
         detail,
     )
     .await?;
-    webhooks::emit(
-        &mut tx,
-        "invitation.consented",
-        json!({ "invitation_id": invitation_id, "customer_id": invitation.customer_id, "tenant_id": tenant_id }),
-    )
+    webhooks::emit(&mut tx, &webhooks::Event::new(webhooks::EventType::InvitationConsented, json!({ "invitation_id": invitation_id, "customer_id": invitation.customer_id, "tenant_id": tenant_id })))
     .await?;
     webhooks::emit(
         &mut tx,
-        "tenant.connected",
-        json!({
-            "tenant_id": tenant_id,
-            "entra_tenant_id": consent.entra_tenant_id,
-            "display_name": consent.display_name,
-            "customer_id": invitation.customer_id,
-            "consent_mode": consent.mode.as_str(),
-            "invitation_id": invitation_id,
-        }),
+        &webhooks::Event::new(
+            webhooks::EventType::TenantConnected,
+            json!({
+                "tenant_id": tenant_id,
+                "entra_tenant_id": consent.entra_tenant_id,
+                "display_name": consent.display_name,
+                "customer_id": invitation.customer_id,
+                "consent_mode": consent.mode.as_str(),
+                "invitation_id": invitation_id,
+            }),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -358,8 +357,10 @@ pub async fn require_reconsent(db: &PgPool, id: Uuid, why: &str) -> Result<bool,
         .await?;
         webhooks::emit(
             &mut tx,
-            "tenant.reconsent_required",
-            json!({ "tenant_id": id, "reason": why }),
+            &webhooks::Event::new(
+                webhooks::EventType::TenantReconsentRequired,
+                json!({ "tenant_id": id, "reason": why }),
+            ),
         )
         .await?;
     }
@@ -431,13 +432,15 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     .await?;
     webhooks::emit(
         &mut tx,
-        "tenant.offboarded",
-        json!({
-            "tenant_id": id,
-            "entra_tenant_id": tenant.entra_tenant_id,
-            "display_name": tenant.display_name,
-            "customer_id": tenant.customer_id,
-        }),
+        &webhooks::Event::new(
+            webhooks::EventType::TenantOffboarded,
+            json!({
+                "tenant_id": id,
+                "entra_tenant_id": tenant.entra_tenant_id,
+                "display_name": tenant.display_name,
+                "customer_id": tenant.customer_id,
+            }),
+        ),
     )
     .await?;
     tx.commit().await?;

@@ -145,3 +145,15 @@ pub fn with_id(path: &str, id: Uuid) -> String {
 pub fn tenant_group(tenant_id: Uuid, group_id: Uuid) -> String {
     with_id(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::doctor::{CALLBACK_PATH, SSO_CALLBACK_PATH, SSO_LOGOUT_PATH};
+
+    #[test]
+    fn the_callbacks_the_doctor_expects_are_the_routes_microsoft_calls() {
+        assert_eq!(format!("/{CALLBACK_PATH}"), super::CALLBACK);
+        assert_eq!(format!("/{SSO_CALLBACK_PATH}"), super::SSO_CALLBACK);
+        assert_eq!(format!("/{SSO_LOGOUT_PATH}"), super::SSO_LOGOUT);
+    }
+}

@@ -10,7 +10,10 @@
 
 pub mod delivery;
 pub mod egress;
+mod event;
 pub mod signing;
+
+pub use event::{Event, EventType};
 
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -20,31 +23,6 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::types::Secret;
-
-/// Every event type an endpoint may subscribe to.
-pub const EVENT_TYPES: [&str; 18] = [
-    "invitation.opened",
-    "invitation.consented",
-    "invitation.declined",
-    "invitation.failed",
-    "invitation.revoked",
-    "tenant.connected",
-    "tenant.reconsent_required",
-    "tenant.offboarded",
-    "sync.completed",
-    "sync.failed",
-    "directory.user.created",
-    "directory.user.updated",
-    "directory.user.deleted",
-    "directory.group.created",
-    "directory.group.updated",
-    "directory.group.deleted",
-    "directory.membership.added",
-    "directory.membership.removed",
-];
-
-/// The type of the event "Send test event" sends (whatever the endpoint's filter).
-pub const TEST_EVENT: &str = "webhook.test";
 
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
@@ -71,9 +49,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Whether the endpoint receives `event`.
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.iter().any(|e| e == "*" || e == event)
+    /// Whether the endpoint receives events of `event_type`.
+    pub fn wants(&self, event_type: EventType) -> bool {
+        self.events
+            .iter()
+            .any(|e| e == "*" || e == event_type.name())
     }
 }
 
@@ -115,7 +95,7 @@ pub fn check_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
         if e == "*" {
             return Ok(vec!["*".into()]);
         }
-        if !EVENT_TYPES.contains(&e) {
+        if EventType::parse(e).is_none() {
             return Err(WebhookError::Invalid(format!(
                 "`{e}` is not an event type."
             )));
@@ -294,15 +274,16 @@ pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), WebhookE
 pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, WebhookError> {
     get(db, id).await?;
     let mut tx = db.begin().await?;
-    let payload = envelope(
-        TEST_EVENT,
+    let test = Event::new(
+        EventType::WebhookTest,
         json!({ "endpoint_id": id, "message": "A test event from Gangway." }),
     );
+    let payload = envelope(&test);
     let delivery = sqlx::query_scalar!(
         "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3)
          returning id",
         id,
-        TEST_EVENT,
+        test.event_type.name(),
         payload,
     )
     .fetch_one(&mut *tx)
@@ -321,51 +302,46 @@ pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, Web
 }
 
 /// The body of an event: `{"type", "timestamp", "data"}`, as Standard Webhooks suggests.
-fn envelope(event: &str, data: Value) -> Value {
+fn envelope(event: &Event) -> Value {
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    json!({ "type": event, "timestamp": now, "data": data })
+    json!({ "type": event.event_type.name(), "timestamp": now, "data": event.data })
 }
 
-/// Whether any enabled endpoint wants `event`: lets a caller skip building a payload nobody
-/// receives.
-pub async fn wanted(conn: &mut PgConnection, event: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select exists (select 1 from webhook_endpoints
-                          where enabled and ('*' = any(events) or $1 = any(events))) as "wanted!""#,
-        event,
-    )
-    .fetch_one(conn)
-    .await
-}
-
-/// Which of `events` some enabled endpoint wants, in one query (a sync page asks once).
+/// Which of `types` some enabled endpoint wants, in one query: lets a caller skip building
+/// payloads nobody receives (a sync page asks once).
 pub async fn wanted_of(
     conn: &mut PgConnection,
-    events: &[&str],
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select e as "e!" from unnest($1::text[]) as e
+    types: &[EventType],
+) -> Result<Vec<EventType>, sqlx::Error> {
+    let names: Vec<String> = types.iter().map(|t| t.name().to_owned()).collect();
+    let wanted = sqlx::query_scalar!(
+        r#"select e as "name!" from unnest($1::text[]) as e
            where exists (select 1 from webhook_endpoints
                          where enabled and ('*' = any(events) or e = any(events)))"#,
-        events as &[&str],
+        &names,
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(types
+        .iter()
+        .copied()
+        .filter(|t| wanted.iter().any(|w| w == t.name()))
+        .collect())
 }
 
-/// Writes `event` with `data` to the outbox for every enabled endpoint whose filter matches, in
-/// the caller's transaction; returns how many deliveries were queued (0 without endpoints).
-pub async fn emit(conn: &mut PgConnection, event: &str, data: Value) -> Result<u64, sqlx::Error> {
-    let payload = envelope(event, data);
-    let done = sqlx::query(
+/// Writes `event` to the outbox for every enabled endpoint whose filter matches, in the
+/// caller's transaction; returns how many deliveries were queued (0 without endpoints).
+pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<u64, sqlx::Error> {
+    let payload = envelope(event);
+    let done = sqlx::query!(
         "insert into webhook_deliveries (endpoint_id, event_type, payload)
          select id, $1, $2 from webhook_endpoints
          where enabled and ('*' = any(events) or $1 = any(events))",
+        event.event_type.name(),
+        payload,
     )
-    .bind(event)
-    .bind(&payload)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

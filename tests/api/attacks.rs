@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use gangway::invitations::permissions;
+use gangway::types::permissions;
 use gangway::web::paths;
 use reqwest::StatusCode;
 use url::Url;
@@ -215,7 +215,7 @@ async fn declined_and_failed_invitations_expire_like_any_other() {
     )
     .await;
     assert!(
-        matches!(refused, Err(gangway::tenants::ConsentError::InvitationClosed(s)) if s == gangway::invitations::Status::Expired),
+        matches!(refused, Err(gangway::tenants::ConsentError::InvitationClosed(s)) if s == gangway::invitations::InvitationStatus::Expired),
         "{refused:?}"
     );
     app.sign_in(gangway::operators::Role::Viewer).await;

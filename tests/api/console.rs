@@ -223,7 +223,7 @@ async fn signed_out_visitors_are_sent_to_sign_in() {
             .await
             .unwrap()
             .status,
-        invitations::Status::Pending
+        invitations::InvitationStatus::Pending
     );
 }
 
@@ -273,7 +273,7 @@ async fn viewers_may_look_but_see_no_buttons_and_cannot_act() {
     assert_eq!(invitation_count(&app).await, 1);
     assert_eq!(
         invitations::get(&app.db, id).await.unwrap().status,
-        invitations::Status::Pending
+        invitations::InvitationStatus::Pending
     );
     // The old link still works: nothing was resent or revoked.
     let opened = browser()

@@ -1,7 +1,7 @@
 //! Reading real delta rounds from the emulator into typed changes.
 
 use gangway::directory::delta::{self, Change, GroupFields, Link, UserFields};
-use gangway::invitations::permissions;
+use gangway::types::permissions;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use uuid::Uuid;

@@ -321,7 +321,7 @@ pub fn consent(entra_tenant_id: Uuid) -> Consent {
         entra_tenant_id,
         display_name: "Contoso".into(),
         verified_domains: vec!["contoso.example".into()],
-        mode: invitations::ConsentMode::Delegated,
+        mode: gangway::types::ConsentMode::Delegated,
         granted_scopes: vec!["User.Read.All".into(), "Group.Read.All".into()],
         consented_by_oid: None,
         consented_by_upn: Some("admin@contoso.example".into()),

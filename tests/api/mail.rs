@@ -110,7 +110,10 @@ async fn a_mail_outage_keeps_the_invitation_queued_and_a_later_round_delivers_it
     let invitation = gangway::invitations::get(&app.db, issued.invitation.id)
         .await
         .unwrap();
-    assert_eq!(invitation.status, gangway::invitations::Status::Pending);
+    assert_eq!(
+        invitation.status,
+        gangway::invitations::InvitationStatus::Pending
+    );
     let actions: Vec<String> =
         sqlx::query_scalar("select action from audit_events where invitation_id = $1 order by id")
             .bind(issued.invitation.id)

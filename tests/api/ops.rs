@@ -407,7 +407,7 @@ async fn json_logs_carry_the_request_id() {
 /// Connects the emulator's first customer tenant in application mode (its first sync queued).
 async fn connect_first_customer(app: &TestApp) -> uuid::Uuid {
     let tenant = app.customer(0).clone();
-    let scopes = gangway::invitations::permissions::application_scopes();
+    let scopes = gangway::types::permissions::application_scopes();
     app.admin
         .grant(&tenant.id, &app.app.client_id, &[], &scopes)
         .await
@@ -419,7 +419,7 @@ async fn connect_first_customer(app: &TestApp) -> uuid::Uuid {
         entra_tenant_id: tenant.id.parse().unwrap(),
         display_name: tenant.display_name.clone(),
         verified_domains: vec![tenant.domain.clone()],
-        mode: gangway::invitations::ConsentMode::Application,
+        mode: gangway::types::ConsentMode::Application,
         granted_scopes: scopes.iter().map(|s| s.to_string()).collect(),
         consented_by_oid: None,
         consented_by_upn: None,

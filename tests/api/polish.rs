@@ -248,7 +248,7 @@ async fn the_tenant_page_shows_the_application_permissions_granted_not_default()
         .consent(&app, &tenant.admin, Decision::Accept)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let mut expected = gangway::invitations::permissions::application_scopes();
+    let mut expected = gangway::types::permissions::application_scopes();
     expected.sort();
     assert_eq!(granted(&app, &tenant.id).await, expected);
 

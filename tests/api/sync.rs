@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use gangway::audit::Actor;
 use gangway::directory::runs::RunOutcome;
+use gangway::directory::sync::Syncer;
 use gangway::directory::worker::{self, RunReport, WorkerConfig};
-use gangway::directory::{schedule, sync::Syncer};
-use gangway::invitations::{self, permissions};
 use gangway::jobs::Outcome;
 use gangway::operators::Role;
 use gangway::tenants::{self, Consent};
+use gangway::types::permissions;
 use gangway::types::{Secret, TenantId};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -263,7 +263,7 @@ pub(crate) async fn connect(app: &TestApp, tid: &str, application: &[&str]) -> U
         entra_tenant_id: tid.parse().unwrap(),
         display_name: tenant["display_name"].as_str().unwrap().into(),
         verified_domains: vec![tenant["domain"].as_str().unwrap().into()],
-        mode: invitations::ConsentMode::Application,
+        mode: gangway::types::ConsentMode::Application,
         granted_scopes: application.iter().map(|s| s.to_string()).collect(),
         consented_by_oid: None,
         consented_by_upn: None,
@@ -1211,7 +1211,7 @@ async fn delegated_refresh_tokens_rotate_and_a_revoked_consent_asks_for_a_new_on
         .await
         .unwrap();
     assert_eq!(
-        worker::enqueue_due(&app.db, &schedule::default_schedule())
+        worker::enqueue_due(&app.db, &gangway::types::schedule::default_schedule())
             .await
             .unwrap(),
         0
@@ -1583,7 +1583,7 @@ async fn a_customer_app_syncs_with_its_own_secret_until_that_secret_expires() {
         entra_tenant_id: tid.parse().unwrap(),
         display_name: app.customer(1).display_name.clone(),
         verified_domains: vec![app.customer(1).domain.clone()],
-        mode: invitations::ConsentMode::CustomerApp,
+        mode: gangway::types::ConsentMode::CustomerApp,
         granted_scopes: all_app_permissions()
             .iter()
             .map(|s| s.to_string())

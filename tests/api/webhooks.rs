@@ -392,13 +392,19 @@ async fn the_event_filter_is_respected_and_urls_are_checked() {
     add_endpoint(&app, &offboards.url, &["tenant.offboarded"]).await;
     add_endpoint(&app, &everything.url, &["*"]).await;
     let mut tx = app.db.begin().await.unwrap();
-    let queued = webhooks::emit(&mut tx, "tenant.connected", serde_json::json!({}))
-        .await
-        .unwrap();
+    let queued = webhooks::emit(
+        &mut tx,
+        &webhooks::Event::new(webhooks::EventType::TenantConnected, serde_json::json!({})),
+    )
+    .await
+    .unwrap();
     assert_eq!(queued, 1);
-    webhooks::emit(&mut tx, "tenant.offboarded", serde_json::json!({}))
-        .await
-        .unwrap();
+    webhooks::emit(
+        &mut tx,
+        &webhooks::Event::new(webhooks::EventType::TenantOffboarded, serde_json::json!({})),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     deliver(&app).await;
     let types = |r: &Receiver| {
@@ -685,8 +691,12 @@ async fn the_openapi_document_lists_every_webhook_with_its_headers_and_body() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for event in webhooks::EVENT_TYPES.iter().chain([&webhooks::TEST_EVENT]) {
-        let op = &doc["webhooks"][*event]["post"];
+    let all = webhooks::EventType::SUBSCRIBABLE.iter();
+    for event in all
+        .chain([&webhooks::EventType::WebhookTest])
+        .map(|t| t.name())
+    {
+        let op = &doc["webhooks"][event]["post"];
         assert!(op.is_object(), "{event}");
         let headers: Vec<&str> = op["parameters"]
             .as_array()
@@ -859,9 +869,12 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
         let db = app.db.clone();
         async move {
             let mut tx = db.begin().await.unwrap();
-            webhooks::emit(&mut tx, "directory.user.created", data)
-                .await
-                .unwrap();
+            webhooks::emit(
+                &mut tx,
+                &webhooks::Event::new(webhooks::EventType::UserCreated, data),
+            )
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
         }
     };

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Reader;
-use super::problem::{ApiError, ApiQuery, Problem};
+use super::problem::{ApiError, ApiQuery, CommonProblems, NotFoundProblem};
 use super::tenants::Paging;
 use super::{Page, cursor_uuid, limit, rfc3339};
 use crate::customers::{self, Customer, CustomerError};
@@ -43,7 +43,7 @@ impl From<Customer> for CustomerOut {
 /// Lists customers by id.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(Paging),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<CustomerOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<CustomerOut>), CommonProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
@@ -59,7 +59,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
     params(("id" = Uuid, Path, description = "the customer's id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = CustomerOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = CustomerOut), CommonProblems, NotFoundProblem))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,

@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Reader;
-use super::problem::{ApiError, ApiQuery, Problem};
+use super::problem::{ApiError, ApiQuery, CommonProblems, NotFoundProblem};
 use super::tenants::{no_such_tenant, tenant_id};
 use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
@@ -61,8 +61,8 @@ impl DirectoryQuery {
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/users", tag = "directory",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<DirectoryUser>),
-               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<DirectoryUser>),
+               CommonProblems, NotFoundProblem))]
 pub async fn users(
     State(state): State<AppState>,
     _: Reader,
@@ -89,8 +89,8 @@ pub async fn users(
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/groups", tag = "directory",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), DirectoryQuery),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<DirectoryGroup>),
-               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<DirectoryGroup>),
+               CommonProblems, NotFoundProblem))]
 pub async fn groups(
     State(state): State<AppState>,
     _: Reader,
@@ -119,8 +119,8 @@ pub async fn groups(
            ("group_id" = Uuid, Path, description = "the group's object id"),
            super::tenants::Paging),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<GroupMember>),
-               (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<GroupMember>),
+               CommonProblems, NotFoundProblem))]
 pub async fn members(
     State(state): State<AppState>,
     _: Reader,

@@ -10,9 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer};
-use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
+use super::problem::{
+    ApiError, ApiJson, ApiQuery, CommonProblems, ForbiddenProblem, NotFoundProblem, Problem,
+};
 use super::{Page, cursor_uuid, idempotency, limit, rfc3339};
-use crate::invitations::{self, Invitation, InvitationError, Issued, NewInvitation, Status};
+use crate::invitations::{
+    self, Invitation, InvitationError, InvitationStatus, Issued, NewInvitation,
+};
 use crate::settings::profiles;
 use crate::web::AppState;
 
@@ -139,7 +143,7 @@ impl From<InvitationError> for ApiError {
     request_body = NewInvitationIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 201, body = IssuedOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = IssuedOut), CommonProblems, ForbiddenProblem,
                (status = 409, body = Problem, content_type = "application/problem+json", description = "the key is in use by a request still running"),
                (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid field, or the key was used for another request")))]
 pub async fn create(
@@ -208,7 +212,7 @@ async fn issue(
 /// Lists invitations by id.
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<InvitationOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<InvitationOut>), CommonProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
@@ -217,7 +221,7 @@ pub async fn list(
     let status = q
         .status
         .as_deref()
-        .map(|s| Status::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .map(|s| InvitationStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
@@ -233,7 +237,7 @@ fn invitation_id(id: &str) -> Result<Uuid, ApiError> {
 #[utoipa::path(get, path = "/api/v1/invitations/{id}", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = InvitationOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = InvitationOut), CommonProblems, NotFoundProblem))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,
@@ -250,8 +254,8 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/invitations/{id}/resend", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = IssuedOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = IssuedOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn resend(
     State(state): State<AppState>,
     writer: Writer,
@@ -275,8 +279,8 @@ pub async fn resend(
 #[utoipa::path(post, path = "/api/v1/invitations/{id}/revoke", tag = "invitations",
     params(("id" = Uuid, Path, description = "the invitation's id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = InvitationOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = InvitationOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
     State(state): State<AppState>,
     writer: Writer,

@@ -179,3 +179,25 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 async fn unknown() -> impl IntoResponse {
     ApiError::NotFound("There is no such API route; see /api/v1/openapi.json.".into())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_documents_the_common_problems_as_problem_details() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for status in ["400", "401", "429"] {
+                    let content = &op["responses"][status]["content"]["application/problem+json"];
+                    assert_eq!(
+                        content["schema"]["$ref"], "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+                operations += 1;
+            }
+        }
+        assert!(operations >= 16, "{operations}");
+    }
+}

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 
 use crate::api_tokens::TokenError;
 use crate::directory::control::ControlError;
-use crate::directory::schedule::ScheduleError;
 use crate::tenants::OffboardError;
+use crate::types::ScheduleError;
 
 /// What went wrong, as the API tells it.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,52 @@ pub struct Problem {
     /// What happened and what to do, in words.
     pub detail: String,
 }
+
+/// The problems every route of the JSON API may answer with, for its OpenAPI `responses`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used: routes answer with an ApiError.
+pub enum CommonProblems {
+    /// A malformed path, query or body.
+    #[response(
+        status = 400,
+        content_type = "application/problem+json",
+        description = "malformed request"
+    )]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(
+        status = 401,
+        content_type = "application/problem+json",
+        description = ""
+    )]
+    Unauthorized(Problem),
+    /// Too many requests from this client.
+    #[response(
+        status = 429,
+        content_type = "application/problem+json",
+        description = "rate limit: wait for Retry-After"
+    )]
+    RateLimited(Problem),
+}
+
+/// A write route's answer to a read-only token, for its OpenAPI `responses`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    content_type = "application/problem+json",
+    description = ""
+)]
+pub struct ForbiddenProblem(#[allow(dead_code)] Problem);
+
+/// The answer of a route about one record when there is no such record, for its OpenAPI
+/// `responses`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    content_type = "application/problem+json",
+    description = ""
+)]
+pub struct NotFoundProblem(#[allow(dead_code)] Problem);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -8,11 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer};
-use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
+use super::problem::{
+    ApiError, ApiJson, ApiQuery, CommonProblems, ForbiddenProblem, NotFoundProblem, Problem,
+};
 use super::{Page, cursor_uuid, limit, rfc3339};
-use crate::directory::schedule::Schedule;
 use crate::directory::{control, feed, views};
 use crate::tenants::{self, Tenant};
+use crate::types::Schedule;
 use crate::web::AppState;
 
 /// A connected tenant.
@@ -171,7 +173,7 @@ pub struct Paging {
 /// Lists connected tenants by id.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(Paging),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<TenantOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<TenantOut>), CommonProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
@@ -203,7 +205,7 @@ pub(super) fn no_such_tenant() -> ApiError {
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TenantDetail), CommonProblems, NotFoundProblem))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,
@@ -242,8 +244,8 @@ pub struct Queued {
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/sync", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 202, body = Queued), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "not active")))]
+    responses((status = 202, body = Queued), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json", description = "not active")))]
 pub async fn sync_now(
     State(state): State<AppState>,
     writer: Writer,
@@ -267,8 +269,8 @@ pub struct ScheduleIn {
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     request_body = ScheduleIn,
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantDetail), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TenantDetail), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn set_schedule(
     State(state): State<AppState>,
     writer: Writer,
@@ -285,8 +287,8 @@ pub async fn set_schedule(
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/offboard", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = TenantOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "already offboarded")))]
+    responses((status = 200, body = TenantOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json", description = "already offboarded")))]
 pub async fn offboard(
     State(state): State<AppState>,
     writer: Writer,
@@ -301,8 +303,8 @@ pub async fn offboard(
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/sync-runs", tag = "tenants",
     params(("id" = Uuid, Path, description = "Gangway's tenant id"), Paging),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<RunOut>), (status = 401, body = Problem, content_type = "application/problem+json"),
-               (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<RunOut>), CommonProblems,
+               NotFoundProblem))]
 pub async fn runs(
     State(state): State<AppState>,
     _: Reader,

@@ -4,24 +4,29 @@
 
 use serde_json::{Value, json};
 
-use crate::webhooks::{EVENT_TYPES, TEST_EVENT};
+use crate::webhooks::EventType;
 
 /// What an event's `data` holds, in words and as a schema.
-fn data_schema(event: &str) -> (&'static str, Value) {
+fn data_schema(event: EventType) -> (&'static str, Value) {
     let uuid = json!({ "type": "string", "format": "uuid" });
     let ids = json!({ "type": "array", "items": uuid });
     let run =
         json!({ "type": "integer", "description": "The sync run (see /tenants/{id}/sync-runs)" });
     let base = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required });
+    use EventType as E;
     match event {
-        e if e.starts_with("invitation.") => (
+        E::InvitationOpened
+        | E::InvitationConsented
+        | E::InvitationDeclined
+        | E::InvitationFailed
+        | E::InvitationRevoked => (
             "An invitation changed state (opened, consented, declined, failed, revoked); `reason` for declined and failed.",
             base(
                 json!({ "invitation_id": uuid, "customer_id": uuid, "tenant_id": uuid, "reason": { "type": "string" } }),
                 &["invitation_id"],
             ),
         ),
-        "tenant.connected" => (
+        E::TenantConnected => (
             "A verified consent connected (or reconnected) a tenant.",
             base(
                 json!({ "tenant_id": uuid, "entra_tenant_id": uuid, "display_name": { "type": "string" },
@@ -30,21 +35,21 @@ fn data_schema(event: &str) -> (&'static str, Value) {
                 &["tenant_id", "entra_tenant_id"],
             ),
         ),
-        "tenant.reconsent_required" => (
+        E::TenantReconsentRequired => (
             "The tenant's credential stopped working; its syncs stop until the customer consents again.",
             base(
                 json!({ "tenant_id": uuid, "reason": { "type": "string" } }),
                 &["tenant_id"],
             ),
         ),
-        "tenant.offboarded" => (
+        E::TenantOffboarded => (
             "The tenant was offboarded: credential, directory copy and sync state erased.",
             base(
                 json!({ "tenant_id": uuid, "entra_tenant_id": uuid, "display_name": { "type": "string" }, "customer_id": uuid }),
                 &["tenant_id"],
             ),
         ),
-        "sync.completed" => (
+        E::SyncCompleted => (
             "A directory sync run finished, with its counts.",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "trigger": { "type": "string" },
@@ -55,14 +60,14 @@ fn data_schema(event: &str) -> (&'static str, Value) {
                 &["tenant_id", "run_id"],
             ),
         ),
-        "sync.failed" => (
+        E::SyncFailed => (
             "A directory sync run failed; it is retried with backoff.",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "trigger": { "type": "string" }, "error": { "type": "string" } }),
                 &["tenant_id", "run_id"],
             ),
         ),
-        e if e.starts_with("directory.membership.") => (
+        E::MembershipAdded | E::MembershipRemoved => (
             "Memberships added or removed by one sync page: one request per page, listing them all.",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "memberships": { "type": "array", "items": {
@@ -70,21 +75,21 @@ fn data_schema(event: &str) -> (&'static str, Value) {
                 &["tenant_id", "memberships"],
             ),
         ),
-        e if e.ends_with(".deleted") => (
+        E::UserDeleted | E::GroupDeleted => (
             "Objects deleted by one sync page: `soft_deleted` (in Entra ID's recycle bin) and `deleted` (for good).",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "soft_deleted": ids, "deleted": ids }),
                 &["tenant_id"],
             ),
         ),
-        e if e.starts_with("directory.") => (
+        E::UserCreated | E::UserUpdated | E::GroupCreated | E::GroupUpdated => (
             "Objects created or updated by one sync page: one request per page, each object as now stored (as the directory API returns it).",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "objects": { "type": "array", "items": { "type": "object" } } }),
                 &["tenant_id", "objects"],
             ),
         ),
-        _ => (
+        E::WebhookTest => (
             "Sent by \"Send test event\" in the console, whatever the endpoint's filter.",
             base(
                 json!({ "endpoint_id": uuid, "message": { "type": "string" } }),
@@ -118,8 +123,12 @@ pub fn section() -> Value {
         ),
     ]);
     let mut out = serde_json::Map::new();
-    for event in EVENT_TYPES.iter().copied().chain([TEST_EVENT]) {
-        let (description, data) = data_schema(event);
+    for event_type in EventType::SUBSCRIBABLE
+        .iter()
+        .chain([&EventType::WebhookTest])
+    {
+        let (description, data) = data_schema(*event_type);
+        let event = event_type.name();
         let body = json!({
             "type": "object",
             "properties": {

@@ -10,7 +10,7 @@ use axum::routing::get;
 use time::OffsetDateTime;
 
 use super::{Chrome, Section};
-use crate::doctor::{self, Check, Expected, Status};
+use crate::doctor::{self, Check, CheckStatus, Expected};
 use crate::format;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
@@ -47,10 +47,10 @@ impl Row {
             anchor: format!("check-{}", check.id.replace(':', "-")),
             title: check.title.clone(),
             status: match check.status {
-                Status::Pass => "Pass",
-                Status::Warn => "Warning",
-                Status::Fail => "Fail",
-                Status::Skip => "Not checked",
+                CheckStatus::Pass => "Pass",
+                CheckStatus::Warn => "Warning",
+                CheckStatus::Fail => "Fail",
+                CheckStatus::Skip => "Not checked",
             },
             badge: badge(check.status),
             detail: check.detail.clone(),
@@ -59,7 +59,7 @@ impl Row {
             values: check
                 .values
                 .iter()
-                .filter(|_| check.status != Status::Pass)
+                .filter(|_| check.status != CheckStatus::Pass)
                 .enumerate()
                 .map(|(i, v)| Value {
                     id: format!("check-{n}-value-{i}"),
@@ -72,12 +72,12 @@ impl Row {
 }
 
 /// The existing badge colours: green, amber, red, grey.
-fn badge(status: Status) -> &'static str {
+fn badge(status: CheckStatus) -> &'static str {
     match status {
-        Status::Pass => "succeeded",
-        Status::Warn => "interrupted",
-        Status::Fail => "failed",
-        Status::Skip => "disabled",
+        CheckStatus::Pass => "succeeded",
+        CheckStatus::Warn => "interrupted",
+        CheckStatus::Fail => "failed",
+        CheckStatus::Skip => "disabled",
     }
 }
 
@@ -126,7 +126,7 @@ async fn page(
     }
     let (headline, summary_class) = if !report.passed() {
         ("Something needs fixing.", "bad")
-    } else if report.count(Status::Warn) > 0 {
+    } else if report.count(CheckStatus::Warn) > 0 {
         ("Working, with warnings.", "warn")
     } else {
         ("Everything checks out.", "ok")
@@ -175,7 +175,7 @@ async fn page(
         .enumerate()
         .map(|(n, c)| Row::new(n, c))
         .collect();
-    let problems = [Status::Fail, Status::Warn]
+    let problems = [CheckStatus::Fail, CheckStatus::Warn]
         .into_iter()
         .flat_map(|status| {
             report

@@ -17,8 +17,10 @@ use tower_sessions::Session;
 
 use super::{Chrome, FormErrors, Section, parse_id};
 use crate::audit::{Action, Actor};
-use crate::settings::profiles::{self, NewProfile, Profile, ProfileError};
+use crate::settings::profiles::{self, NewProfile, ProfileError};
 use crate::settings::{self, Edit, Key, Origin, Settings, SettingsError};
+use crate::types::Profile;
+use crate::types::profile::Permission;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -104,8 +106,8 @@ struct ProfileRow {
     id: uuid::Uuid,
     name: String,
     description: String,
-    delegated: Vec<profiles::Permission>,
-    application: Vec<profiles::Permission>,
+    delegated: Vec<Permission>,
+    application: Vec<Permission>,
     built_in: bool,
     is_default: bool,
 }

@@ -18,8 +18,8 @@ use crate::audit::{self, Action, Actor};
 use crate::identity::{AadError, IdentityError, OperatorIdentity, OperatorSignInError};
 use crate::operators::{self, EntraSignIn, OperatorError, RoleMapping};
 use crate::settings::Live;
-use crate::telemetry::Untrusted;
 use crate::types::TenantId;
+use crate::types::Untrusted;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::{self, CsrfToken};
 use crate::web::error::Result;
@@ -95,7 +95,7 @@ struct CallbackQuery {
 }
 
 /// A refused sign-in: what the audit trail records and what the page says.
-struct Refusal {
+struct SsoRefusal {
     /// For the audit trail and the log.
     reason: String,
     /// For the person at the browser.
@@ -105,7 +105,7 @@ struct Refusal {
     extra: Value,
 }
 
-impl Refusal {
+impl SsoRefusal {
     fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
@@ -160,10 +160,10 @@ async fn verify(
     live: &Live,
     pending: Option<PendingSso>,
     query: &CallbackQuery,
-) -> std::result::Result<OperatorIdentity, Refusal> {
+) -> std::result::Result<OperatorIdentity, SsoRefusal> {
     let start_again = "This sign-in expired or was already used (or was started in another browser). Start again with \u{201c}Sign in with Microsoft\u{201d}.";
     let Some(pending) = pending else {
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             "no sign-in with Microsoft was under way in this browser",
             start_again,
         ));
@@ -173,7 +173,7 @@ async fn verify(
         .as_deref()
         .is_some_and(|s| crate::crypto::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
     if !state_ok {
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             "state missing or does not match this browser's sign-in",
             start_again,
         ));
@@ -181,7 +181,7 @@ async fn verify(
     if let Some(error) = query.error.as_deref().filter(|e| !e.is_empty()) {
         let aad = AadError::from_redirect(error, query.error_description.as_deref());
         tracing::info!(error = ?Untrusted(&aad.error), description = ?Untrusted(aad.summary()), "Microsoft refused the operator sign-in");
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             format!(
                 "Microsoft answered {aad}: {}",
                 aad.summary().chars().take(300).collect::<String>()
@@ -195,19 +195,19 @@ async fn verify(
         ));
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             "Microsoft's answer carried neither a code nor an error",
             start_again,
         ));
     };
     let Some(tenant) = sso_tenant(&live.settings) else {
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             "sign-in with Entra ID was turned off meanwhile",
             "Sign-in with Microsoft has been turned off.",
         ));
     };
     if tenant != pending.tenant {
-        return Err(Refusal::new(
+        return Err(SsoRefusal::new(
             "the provider's tenant changed in the settings meanwhile",
             start_again,
         ));
@@ -227,7 +227,7 @@ async fn verify(
             expected,
             actual,
             username,
-        } => Refusal {
+        } => SsoRefusal {
             reason: format!("signed in to tenant {actual}, not the provider's tenant {expected}"),
             message: format!(
                 "You signed in with {username}, an account of another organization (tenant {actual}). Sign in with your account of {}'s own tenant.",
@@ -236,18 +236,18 @@ async fn verify(
             who: None,
             extra: json!({ "username": username, "tenant": actual.to_string() }),
         },
-        OperatorSignInError::GroupsOverage { username, oid } => Refusal::new(
+        OperatorSignInError::GroupsOverage { username, oid } => SsoRefusal::new(
             "groups overage: too many groups for the token's groups claim",
             "You are in too many groups for Microsoft to list them in the sign-in (over 200), so Gangway cannot tell your role from your groups. Ask an admin to use app roles of the Gangway app instead of groups (and to stop the app's groups claim, or limit it to groups assigned to the app).",
         )
         .by(&username, oid),
-        OperatorSignInError::Identity(IdentityError::InvalidIdToken(problem)) => Refusal::new(
+        OperatorSignInError::Identity(IdentityError::InvalidIdToken(problem)) => SsoRefusal::new(
             format!("the ID token was rejected: {problem}"),
             "Microsoft's answer did not pass Gangway's checks, so it was refused for safety. Start again; if it keeps happening, tell an administrator.",
         ),
         // The code was issued by another tenant than the one redeeming it (Microsoft checks).
         OperatorSignInError::Identity(IdentityError::Aad(aad)) if aad.code() == Some(700005) => {
-            Refusal::new(
+            SsoRefusal::new(
                 "the code was issued by another tenant than the provider's (AADSTS700005)",
                 format!(
                     "You signed in with an account of another organization. Sign in with your account of {}'s own tenant.",
@@ -255,14 +255,14 @@ async fn verify(
                 ),
             )
         }
-        OperatorSignInError::Identity(IdentityError::Aad(aad)) => Refusal::new(
+        OperatorSignInError::Identity(IdentityError::Aad(aad)) => SsoRefusal::new(
             format!("the code was not redeemed: {aad}: {}", aad.summary().chars().take(300).collect::<String>()),
             format!(
                 "Microsoft did not complete the sign-in ({}). Start again.",
                 aad.code().map(|c| format!("AADSTS{c}")).unwrap_or(aad.error.clone())
             ),
         ),
-        OperatorSignInError::Identity(IdentityError::Transport(why)) => Refusal::new(
+        OperatorSignInError::Identity(IdentityError::Transport(why)) => SsoRefusal::new(
             format!("could not reach Microsoft: {why}"),
             "Gangway could not reach Microsoft to complete the sign-in. Try again in a moment.",
         ),
@@ -294,7 +294,7 @@ async fn sign_in(
         viewer_roles: &sso.viewer_roles,
     };
     let Some(role) = mapping.role_for(&who.groups, &who.roles) else {
-        let mut refusal = Refusal::new(
+        let mut refusal = SsoRefusal::new(
             "none of the user's groups or app roles is mapped to admin or viewer",
             format!(
                 "Microsoft signed you in as {}, but none of your groups or app roles is one Gangway maps to a role (admin or viewer). Ask a Gangway admin to add one of your groups, or an app role you hold, to the sign-in settings.",
@@ -320,7 +320,7 @@ async fn sign_in(
         Ok(signed) => signed,
         Err(e @ (OperatorError::Invalid(_) | OperatorError::Blocked(_))) => {
             let why = e.to_string();
-            let refusal = Refusal::new(why.clone(), format!("You cannot sign in: {why}."))
+            let refusal = SsoRefusal::new(why.clone(), format!("You cannot sign in: {why}."))
                 .by(&who.username, who.oid);
             return refuse(back, refusal).await;
         }
@@ -347,7 +347,7 @@ async fn sign_in(
 }
 
 /// Audits a refused sign-in with its reason and shows the sign-in page saying why.
-async fn refuse(back: Back<'_>, refusal: Refusal) -> Result<Response> {
+async fn refuse(back: Back<'_>, refusal: SsoRefusal) -> Result<Response> {
     let mut detail = json!({ "method": "entra", "reason": refusal.reason });
     if let Some((username, oid)) = &refusal.who {
         detail["username"] = json!(username);

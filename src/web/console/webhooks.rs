@@ -48,7 +48,7 @@ struct ListPage {
     chrome: Chrome,
     rows: Vec<Row>,
     notice: Option<&'static str>,
-    event_types: &'static [&'static str],
+    event_types: &'static [webhooks::EventType],
     /// What the form was sent with, kept on a refusal.
     url: String,
     description: String,
@@ -77,7 +77,7 @@ async fn list_page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
         chrome,
         rows,
         notice: None,
-        event_types: &webhooks::EVENT_TYPES,
+        event_types: webhooks::EventType::SUBSCRIBABLE,
         url: String::new(),
         description: String::new(),
         // A new endpoint gets every event unless narrowed: an empty choice is refused anyway.

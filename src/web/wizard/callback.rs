@@ -8,17 +8,18 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::confirming::{self, Confirming, Step};
-use super::outcome::{self, Outcome};
+use super::outcome::{self, SetbackReport};
 use super::{AdminConsented, PendingConsent, session_invitation};
 use super::{link, result};
 use crate::audit::Actor;
 use crate::identity::AadError;
-use crate::invitations::{self, ConsentMode, Invitation};
+use crate::invitations::{self, Invitation};
 use crate::onboarding;
-use crate::settings::Branding;
-use crate::telemetry::Untrusted;
 use crate::tenants::{self, Consent};
+use crate::types::Branding;
+use crate::types::ConsentMode;
 use crate::types::TenantId;
+use crate::types::Untrusted;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::{Error, Result};
@@ -191,9 +192,10 @@ pub async fn callback(
     let recorded = match verified {
         Ok(consent) => {
             let actor = consented_by(&consent, client);
-            record(&state, &invitation, &consent, &actor)
-                .await?
-                .map_err(|o| (o, actor))
+            match record(&state, &invitation, &consent, &actor).await? {
+                Recorded::Connected(tenant_name) => Ok(tenant_name),
+                Recorded::Refused(refused) => Err((refused, actor)),
+            }
         }
         Err(refused) => Err(refused),
     };
@@ -215,7 +217,7 @@ pub(super) fn refused(
     mode: ConsentMode,
     provider: &Branding,
     client: ClientAddr,
-) -> (Outcome, Actor) {
+) -> (SetbackReport, Actor) {
     let actor = refused
         .by
         .as_ref()
@@ -247,7 +249,7 @@ pub(super) async fn refuse(
     state: &AppState,
     session: &Session,
     invitation: &Invitation,
-    (refused, actor): (Outcome, Actor),
+    (refused, actor): (SetbackReport, Actor),
 ) -> Result<Response> {
     refused.record(&state.db, invitation, &actor).await?;
     let status = refused.status;
@@ -284,15 +286,23 @@ async fn sign_in_admin(
     Ok(Redirect::to(request.url.as_str()).into_response())
 }
 
-/// Records the consent, credited to `actor`; the refusals of `record_consent` become outcomes.
+/// What became of a verified consent.
+pub enum Recorded {
+    /// The tenant is connected; its name, for the done page.
+    Connected(String),
+    /// `record_consent` refused it: the setback to record and show.
+    Refused(SetbackReport),
+}
+
+/// Records the consent, credited to `actor`; the refusals of `record_consent` become setbacks.
 pub async fn record(
     state: &AppState,
     invitation: &Invitation,
     consent: &Consent,
     actor: &Actor,
-) -> Result<std::result::Result<String, Outcome>> {
+) -> Result<Recorded> {
     match tenants::record_consent(&state.db, &state.cfg.keys, invitation.id, consent, actor).await {
-        Ok(_) => Ok(Ok(consent.display_name.clone())),
+        Ok(_) => Ok(Recorded::Connected(consent.display_name.clone())),
         Err(e) => match outcome::for_consent_error(
             &e,
             consent.mode,
@@ -300,7 +310,7 @@ pub async fn record(
         ) {
             Some(refused) => {
                 tracing::info!(error = ?e, "consent refused");
-                Ok(Err(refused))
+                Ok(Recorded::Refused(refused))
             }
             None => Err(Error::Internal(e.into())),
         },

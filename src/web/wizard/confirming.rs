@@ -14,12 +14,13 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::callback::{consented_by, record, refuse, refused};
+use super::callback::{Recorded, consented_by, record, refuse, refused};
 use super::pages::Chrome;
 use super::{link, result};
 use crate::identity::SignedInAdmin;
-use crate::invitations::{ConsentMode, Invitation};
+use crate::invitations::Invitation;
 use crate::onboarding;
+use crate::types::ConsentMode;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
@@ -121,13 +122,13 @@ pub async fn attempt(
     session.remove::<Confirming>(session::CONFIRMING).await?;
     let actor = consented_by(&consent, client);
     let response = match record(state, invitation, &consent, &actor).await? {
-        Ok(tenant_name) => {
+        Recorded::Connected(tenant_name) => {
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "consent recorded");
             let done = link::done_page(&provider, &tenant_name, "Sign in with Microsoft");
             result::show_after_redirect(session, done, StatusCode::OK).await?
         }
-        Err(outcome) => refuse(state, session, invitation, (outcome, actor)).await?,
+        Recorded::Refused(refused) => refuse(state, session, invitation, (refused, actor)).await?,
     };
     Ok(Step::Finished(response))
 }
@@ -143,7 +144,7 @@ pub struct FinishingPage {
 }
 
 /// The finishing page for `confirming`.
-pub fn finishing_page(provider: &crate::settings::Branding, confirming: &Confirming) -> Response {
+pub fn finishing_page(provider: &crate::types::Branding, confirming: &Confirming) -> Response {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let page = FinishingPage {
         chrome: Chrome::new(provider, "Finishing the connection", 2),

@@ -10,16 +10,17 @@ use time::{Date, OffsetDateTime};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::callback::record;
+use super::callback::{Recorded, record};
 use super::pages::CustomerAppForm;
-use super::review::{CUSTOMER_APP_STEP, current_invitation, review_page};
+use super::review::{CUSTOMER_APP_STEP, SessionInvitation, current_invitation, review_page};
 use super::{link, result};
 use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadErrorKind, IdentityError};
-use crate::invitations::{self, ConsentMode, Setback};
+use crate::invitations::{self, Setback};
 use crate::onboarding::{self, AppCredentials, AppRefusal, GraphRead};
 use crate::tenants;
+use crate::types::ConsentMode;
 use crate::types::{ClientId, Secret, TenantId};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
@@ -271,8 +272,8 @@ pub async fn submit(
     Form(raw): Form<RawForm>,
 ) -> Result<Response> {
     let invitation = match current_invitation(&state, &session).await? {
-        Ok(i) => i,
-        Err(page) => return Ok(page),
+        SessionInvitation::Usable(i) => i,
+        SessionInvitation::Unusable(page) => return Ok(page),
     };
     if invitation.consent_mode != ConsentMode::CustomerApp {
         return Err(Error::BadRequest(
@@ -336,14 +337,14 @@ pub async fn submit(
     };
     let provider = live.settings.branding.clone();
     match record(&state, &invitation, &consent, &who).await? {
-        Ok(name) => {
+        Recorded::Connected(name) => {
             tenants::set_credential_expiry(&state.db, consent.entra_tenant_id, expires).await?;
             session.remove::<Uuid>(session::INVITATION).await?;
             tracing::info!(invitation_id = %invitation.id, "customer app consent recorded");
             let done = link::done_page(&provider, &name, CUSTOMER_APP_STEP);
             result::show_after_redirect(&session, done, StatusCode::OK).await
         }
-        Err(refused) => {
+        Recorded::Refused(refused) => {
             refused.record(&state.db, &invitation, &who).await?;
             let status = refused.status;
             let mut page = refused.page(&provider);

@@ -9,8 +9,8 @@ use tower_sessions::Session;
 use super::pages::{Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::format;
-use crate::invitations::{self, Invitation, InvitationToken, Opened, Status};
-use crate::settings::Branding;
+use crate::invitations::{self, Invitation, InvitationStatus, InvitationToken, Opened};
+use crate::types::Branding;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
@@ -34,12 +34,15 @@ pub enum Closed {
 
 impl Closed {
     /// The closed state an invitation's status means, if any.
-    pub fn of(status: Status) -> Option<Self> {
+    pub fn of(status: InvitationStatus) -> Option<Self> {
         match status {
-            Status::Expired => Some(Self::Expired),
-            Status::Revoked => Some(Self::Revoked),
-            Status::Consented => Some(Self::AlreadyUsed),
-            Status::Pending | Status::Opened | Status::Declined | Status::Failed => None,
+            InvitationStatus::Expired => Some(Self::Expired),
+            InvitationStatus::Revoked => Some(Self::Revoked),
+            InvitationStatus::Consented => Some(Self::AlreadyUsed),
+            InvitationStatus::Pending
+            | InvitationStatus::Opened
+            | InvitationStatus::Declined
+            | InvitationStatus::Failed => None,
         }
     }
 
@@ -203,14 +206,17 @@ mod tests {
 
     #[test]
     fn statuses_map_to_honest_pages() {
-        assert_eq!(Closed::of(Status::Expired), Some(Closed::Expired));
-        assert_eq!(Closed::of(Status::Revoked), Some(Closed::Revoked));
-        assert_eq!(Closed::of(Status::Consented), Some(Closed::AlreadyUsed));
+        assert_eq!(Closed::of(InvitationStatus::Expired), Some(Closed::Expired));
+        assert_eq!(Closed::of(InvitationStatus::Revoked), Some(Closed::Revoked));
+        assert_eq!(
+            Closed::of(InvitationStatus::Consented),
+            Some(Closed::AlreadyUsed)
+        );
         for open in [
-            Status::Pending,
-            Status::Opened,
-            Status::Declined,
-            Status::Failed,
+            InvitationStatus::Pending,
+            InvitationStatus::Opened,
+            InvitationStatus::Declined,
+            InvitationStatus::Failed,
         ] {
             assert_eq!(Closed::of(open), None, "{open:?} must stay usable");
         }

@@ -26,8 +26,8 @@ use super::{paths, session};
 use crate::audit::Actor;
 use crate::crypto::constant_time_eq;
 use crate::identity::SignedInAdmin;
-use crate::invitations::ConsentMode;
 use crate::onboarding::CodeRedemption;
+use crate::types::ConsentMode;
 use crate::types::TenantId;
 use crate::web::AppState;
 

@@ -8,10 +8,11 @@ use super::pages::{Action, Chrome, MessagePage};
 use crate::audit::Actor;
 use crate::graph::GraphError;
 use crate::identity::{AadError, AadErrorKind, IdTokenProblem, IdentityError};
-use crate::invitations::{self, ConsentMode, Invitation, Setback, Status};
-use crate::onboarding::Refusal;
-use crate::settings::Branding;
+use crate::invitations::{self, Invitation, InvitationStatus, Setback};
+use crate::onboarding::ConsentRefusal;
 use crate::tenants::ConsentError;
+use crate::types::Branding;
+use crate::types::ConsentMode;
 use crate::types::TenantId;
 use crate::web::error::Error;
 use crate::web::paths;
@@ -62,7 +63,7 @@ pub fn classify(e: &AadError) -> Problem {
 
 /// A bad ending of a consent attempt: recorded on the invitation, then shown.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct SetbackReport {
     pub setback: Setback,
     /// Short, names the code; kept on the invitation for the operator (may name other customers).
     pub reason: String,
@@ -77,7 +78,7 @@ pub struct Outcome {
     pub retry: bool,
 }
 
-impl Outcome {
+impl SetbackReport {
     /// Keeps this setback on the invitation (status, attempts, reason) and in the audit trail,
     /// credited to `actor`.
     pub async fn record(
@@ -167,65 +168,65 @@ fn code_label(e: &AadError) -> String {
 
 /// The outcome of an `error` (+ `error_description`) Microsoft sent back, or returned by the
 /// token endpoint, during `mode`'s round-trip.
-pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &Branding) -> Outcome {
+pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &Branding) -> SetbackReport {
     let code = code_label(e);
     let admin_word = match mode {
         ConsentMode::Application => "grant admin consent",
         _ => "consent",
     };
     let mut outcome = match classify(e) {
-        Problem::Declined => Outcome {
+        Problem::Declined => SetbackReport {
             setback: Setback::Declined,
-            ..Outcome::failed(format!("declined at Microsoft ({code})"), "You declined the request")
+            ..SetbackReport::failed(format!("declined at Microsoft ({code})"), "You declined the request")
         }
         .say(format!("You chose not to {admin_word} for {provider}, so nothing was connected and {provider} has no access."))
         .then("If that was a mistake, click Try again and choose Accept on Microsoft's page.")
         .then(format!("If you have questions about the permissions, contact {contact} before trying again.", contact = provider.contact())),
-        Problem::NotAdmin => Outcome::failed(
+        Problem::NotAdmin => SetbackReport::failed(
             format!("signed-in account may not grant consent ({code}): not a Global Administrator"),
             "This account cannot approve the request",
         )
         .say("Microsoft says the account you signed in with may not grant these permissions: only a Global Administrator (or a Privileged Role Administrator) can approve them for your organisation.")
         .then("Click Try again and, on Microsoft's page, choose \"Use another account\" to sign in as a Global Administrator.")
         .then("Or forward the invitation email to your Global Administrator."),
-        Problem::WrongAccount => Outcome::failed(
+        Problem::WrongAccount => SetbackReport::failed(
             format!("wrong account or tenant ({code})"),
             "That account is not one Microsoft accepts here",
         )
         .say("Microsoft did not accept the account for this request: it may be a personal Microsoft account, a guest account, or an account of another organisation.")
         .then("Click Try again and sign in with a work account of your own organisation that is a Global Administrator."),
-        Problem::AppUnknownInTenant => Outcome::failed(
+        Problem::AppUnknownInTenant => SetbackReport::failed(
             format!("the provider's app is not available in the tenant ({code})"),
             format!("{provider}'s app is not available in your organisation"),
         )
         .say(format!("Microsoft could not find {provider}'s application in your organisation. Your tenant may block applications from other organisations, or the request went to a different tenant than the one you signed in to."))
         .then("Click Try again and sign in with an account of your organisation.")
         .then(format!("If your organisation restricts third-party applications, allow {provider}'s application, or contact {contact} with the code below.", contact = provider.contact())),
-        Problem::ConsentMissing => Outcome::failed(
+        Problem::ConsentMissing => SetbackReport::failed(
             format!("consent not in effect ({code})"),
             "Consent was not granted",
         )
         .say(format!("Microsoft reports that the permissions for {provider} have not been granted in your organisation."))
         .then("Click Try again and choose Accept on Microsoft's page. If you just accepted, wait a minute: Microsoft can take a moment to apply a new consent."),
-        Problem::CodeExpired => Outcome::failed(
+        Problem::CodeExpired => SetbackReport::failed(
             format!("sign-in expired or was already used ({code})"),
             "The sign-in expired",
         )
         .say("The answer from Microsoft was too old or had already been used, so it could not be accepted. Nothing was connected.")
         .then("Click Try again and sign in once more, without pausing between the steps."),
-        Problem::Verification => Outcome::failed(
+        Problem::Verification => SetbackReport::failed(
             format!("sign-in could not be verified ({code})"),
             "The sign-in could not be verified",
         )
         .say("The answer from Microsoft did not match the sign-in this browser started, so it was refused for your safety.")
         .then("Click Try again and complete the sign-in in this same browser window."),
-        Problem::ProviderSetup => Outcome::failed(
+        Problem::ProviderSetup => SetbackReport::failed(
             format!("provider app credentials refused ({code})"),
             format!("A problem on {provider}'s side"),
         )
         .say(format!("Microsoft refused {provider}'s own application credentials. This is not something you can fix."))
         .then(format!("Contact {contact} and mention the code below; the link in your email will keep working.", contact = provider.contact())),
-        Problem::Other => Outcome::failed(format!("Microsoft error {code}"), "Microsoft returned an error")
+        Problem::Other => SetbackReport::failed(format!("Microsoft error {code}"), "Microsoft returned an error")
             .say("The sign-in did not complete because Microsoft reported an error.")
             .then("Click Try again. If it happens again, send the code below to your contact."),
     };
@@ -235,7 +236,7 @@ pub fn for_aad_error(e: &AadError, mode: ConsentMode, provider: &Branding) -> Ou
 }
 
 /// The outcome of a failed code redemption or app-token request.
-fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &Branding) -> Outcome {
+fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &Branding) -> SetbackReport {
     match e {
         IdentityError::Aad(aad) => for_aad_error(aad, mode, provider),
         IdentityError::InvalidIdToken(problem) => for_id_token(*problem),
@@ -244,24 +245,28 @@ fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &Branding)
 }
 
 /// A consent that did not verify.
-pub fn for_refusal(refusal: &Refusal, mode: ConsentMode, provider: &Branding) -> Outcome {
+pub fn for_refusal(
+    refusal: &ConsentRefusal,
+    mode: ConsentMode,
+    provider: &Branding,
+) -> SetbackReport {
     match refusal {
-        Refusal::Identity(e) => for_identity_error(e, mode, provider),
-        Refusal::Graph(e) => for_graph_error(e, provider),
-        Refusal::NotGlobalAdmin { username } => not_global_admin(username),
-        Refusal::RoleUnproven { username } => role_unproven(username, provider),
-        Refusal::SignedInElsewhere {
+        ConsentRefusal::Identity(e) => for_identity_error(e, mode, provider),
+        ConsentRefusal::Graph(e) => for_graph_error(e, provider),
+        ConsentRefusal::NotGlobalAdmin { username } => not_global_admin(username),
+        ConsentRefusal::RoleUnproven { username } => role_unproven(username, provider),
+        ConsentRefusal::SignedInElsewhere {
             consented,
             signed_in,
         } => signed_in_elsewhere(consented, signed_in),
-        Refusal::OrganisationMismatch => organisation_mismatch(),
-        Refusal::NoRefreshToken => no_refresh_token(),
+        ConsentRefusal::OrganisationMismatch => organisation_mismatch(),
+        ConsentRefusal::NoRefreshToken => no_refresh_token(),
     }
 }
 
 /// Application mode: consent came from one tenant, but the sign-in from another.
-fn signed_in_elsewhere(consented: &TenantId, signed_in: &TenantId) -> Outcome {
-    Outcome::failed(
+fn signed_in_elsewhere(consented: &TenantId, signed_in: &TenantId) -> SetbackReport {
+    SetbackReport::failed(
         format!("admin consent answer named tenant {consented}, but the administrator signed in to {signed_in}"),
         "The sign-in does not match the consent",
     )
@@ -271,8 +276,8 @@ fn signed_in_elsewhere(consented: &TenantId, signed_in: &TenantId) -> Outcome {
 }
 
 /// An ID token failed validation: refused, whatever the reason.
-pub fn for_id_token(problem: IdTokenProblem) -> Outcome {
-    Outcome::failed(format!("ID token rejected: {problem}"), "The sign-in could not be verified")
+pub fn for_id_token(problem: IdTokenProblem) -> SetbackReport {
+    SetbackReport::failed(format!("ID token rejected: {problem}"), "The sign-in could not be verified")
         .say("The identity Microsoft's answer claimed could not be verified, so it was refused for your safety. Nothing was connected.")
         .then("Click Try again and sign in once more in this same browser window.")
         .then("If it happens again, contact your provider: how is at the bottom of this page.")
@@ -280,16 +285,16 @@ pub fn for_id_token(problem: IdTokenProblem) -> Outcome {
 }
 
 /// Microsoft (or Graph) could not be reached or answered nonsense.
-pub fn unreachable_microsoft() -> Outcome {
-    Outcome::failed("could not reach Microsoft", "Microsoft could not be reached")
+pub fn unreachable_microsoft() -> SetbackReport {
+    SetbackReport::failed("could not reach Microsoft", "Microsoft could not be reached")
         .say("The connection to Microsoft failed before the consent could be confirmed. Nothing was connected.")
         .then("Wait a minute and click Try again.")
         .status(StatusCode::BAD_GATEWAY)
 }
 
 /// The signer is not a Global Administrator (delegated mode).
-fn not_global_admin(username: &str) -> Outcome {
-    Outcome::failed(
+fn not_global_admin(username: &str) -> SetbackReport {
+    SetbackReport::failed(
         format!("signed in as {username}, who is not a Global Administrator"),
         "A Global Administrator must approve this",
     )
@@ -300,8 +305,8 @@ fn not_global_admin(username: &str) -> Outcome {
 
 /// Neither `wids` nor Graph proved the signer a Global Administrator: the provider's app
 /// registration must be changed, which the reason (kept for the operator) spells out.
-fn role_unproven(username: &str, provider: &Branding) -> Outcome {
-    Outcome::failed(
+fn role_unproven(username: &str, provider: &Branding) -> SetbackReport {
+    SetbackReport::failed(
         format!("could not confirm that {username} is a Global Administrator: ID tokens carry no wids and Graph did not name the role. Fix the app registration: Token configuration → Add groups claim → tick Directory roles (manifest \"groupMembershipClaims\": \"DirectoryRole\"), or grant it RoleManagement.Read.Directory"),
         "Your administrator role could not be confirmed",
     )
@@ -312,39 +317,39 @@ fn role_unproven(username: &str, provider: &Branding) -> Outcome {
 }
 
 /// Delegated: the token endpoint gave no refresh token (`offline_access` not granted).
-fn no_refresh_token() -> Outcome {
-    Outcome::failed("no refresh token returned (offline_access missing)", "The access could not be kept")
+fn no_refresh_token() -> SetbackReport {
+    SetbackReport::failed("no refresh token returned (offline_access missing)", "The access could not be kept")
         .say("Microsoft did not grant ongoing access (the \"Maintain access\" permission), without which the directory copy cannot stay current. Nothing was connected.")
         .then("Click Try again and accept all the permissions on Microsoft's page.")
 }
 
 /// The organisation Graph describes is not the one that signed in or consented.
-fn organisation_mismatch() -> Outcome {
-    Outcome::failed("organization read does not match the signed-in tenant", "The organisation could not be confirmed")
+fn organisation_mismatch() -> SetbackReport {
+    SetbackReport::failed("organization read does not match the signed-in tenant", "The organisation could not be confirmed")
         .say("Microsoft reported a different organisation than the one you signed in to, so the consent was not recorded.")
         .then("Click Try again. If it happens again, contact your provider: how is at the bottom of this page.")
         .status(StatusCode::BAD_REQUEST)
 }
 
 /// Application mode: the query's `tenant` is not a tenant id.
-pub fn bad_tenant_in_answer() -> Outcome {
-    Outcome::failed("admin consent answer named no valid tenant", "Microsoft's answer was incomplete")
+pub fn bad_tenant_in_answer() -> SetbackReport {
+    SetbackReport::failed("admin consent answer named no valid tenant", "Microsoft's answer was incomplete")
         .say("The answer from Microsoft did not say which organisation gave consent, so nothing was recorded.")
         .then("Click Try again.")
         .status(StatusCode::BAD_REQUEST)
 }
 
 /// A Graph read failed while confirming the consent.
-fn for_graph_error(e: &GraphError, provider: &Branding) -> Outcome {
+fn for_graph_error(e: &GraphError, provider: &Branding) -> SetbackReport {
     match e {
-        GraphError::Api { status: 401 | 403, code, .. } => Outcome::failed(
+        GraphError::Api { status: 401 | 403, code, .. } => SetbackReport::failed(
             format!("Graph refused the organization read ({code})"),
             "The consent could not be confirmed",
         )
         .say(format!("Microsoft Graph refused to tell {provider} which organisation this is ({code}). The permissions may not have been granted fully."))
         .then("Click Try again and accept every permission on Microsoft's page. If you just accepted, wait a minute first."),
         GraphError::Throttled { .. } | GraphError::Transport(_) => unreachable_microsoft(),
-        _ => Outcome::failed("unexpected Graph answer", "The consent could not be confirmed")
+        _ => SetbackReport::failed("unexpected Graph answer", "The consent could not be confirmed")
             .say("Microsoft Graph answered in an unexpected way, so nothing was recorded.")
             .then("Click Try again. If it happens again, contact your provider: how is at the bottom of this page."),
     }
@@ -356,11 +361,11 @@ pub fn for_consent_error(
     e: &ConsentError,
     mode: ConsentMode,
     provider: &Branding,
-) -> Option<Outcome> {
+) -> Option<SetbackReport> {
     Some(match e {
         ConsentError::WrongTenant { expected, found } => {
             let found_text = if found.is_empty() { "another organisation".to_owned() } else { found.join(", ") };
-            let mut o = Outcome::failed(
+            let mut o = SetbackReport::failed(
                 format!("consent came from the wrong tenant ({found_text}); invitation is for {expected}"),
                 "That is not the organisation this invitation is for",
             )
@@ -382,7 +387,7 @@ pub fn for_consent_error(
             }
             o
         }
-        ConsentError::OwnedByAnother { owner } => Outcome::failed(
+        ConsentError::OwnedByAnother { owner } => SetbackReport::failed(
             format!("tenant already connected for another customer ({owner})"),
             "This organisation is already connected",
         )
@@ -390,12 +395,12 @@ pub fn for_consent_error(
         .then(format!("Contact {contact}: they need to resolve this before you try again.", contact = provider.contact()))
         .status(StatusCode::CONFLICT),
         ConsentError::InvitationClosed(status) => {
-            let mut o = Outcome::failed(format!("invitation is {}", status.as_str()), "This invitation can no longer be used")
+            let mut o = SetbackReport::failed(format!("invitation is {}", status.as_str()), "This invitation can no longer be used")
                 .status(StatusCode::GONE);
             o.retry = false;
             match status {
-                Status::Consented => o.say("Consent was already given through this invitation: nothing more to do."),
-                Status::Revoked => o.say(format!("{provider} withdrew this invitation.")).then(format!("Contact {contact} if you still need to connect.", contact = provider.contact())),
+                InvitationStatus::Consented => o.say("Consent was already given through this invitation: nothing more to do."),
+                InvitationStatus::Revoked => o.say(format!("{provider} withdrew this invitation.")).then(format!("Contact {contact} if you still need to connect.", contact = provider.contact())),
                 _ => o.say("The link expired.").then(format!("Ask {provider} for a new link.")),
             }
         }
@@ -606,7 +611,7 @@ mod tests {
         assert!(!owned.paragraphs.join(" ").contains("Globex"));
         assert!(owned.reason.contains("Globex"));
         let closed = for_consent_error(
-            &ConsentError::InvitationClosed(Status::Revoked),
+            &ConsentError::InvitationClosed(InvitationStatus::Revoked),
             ConsentMode::Delegated,
             &acme(),
         )

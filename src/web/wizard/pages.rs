@@ -6,8 +6,8 @@ use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::settings::Branding;
-use crate::settings::profiles::Permission;
+use crate::types::Branding;
+use crate::types::profile::Permission;
 
 /// What every wizard page's layout needs: whose portal this is and where in the steps we are.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::link;
 use super::pages::{Action, Chrome, MessagePage};
 use super::review::CUSTOMER_APP_STEP;
 use crate::invitations;
-use crate::settings::Branding;
+use crate::types::Branding;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
 use crate::web::{AppState, paths, session};

@@ -11,9 +11,11 @@ use super::pages::{Chrome, CustomerAppForm, ReviewPage};
 use super::{PendingConsent, session_invitation};
 use crate::audit::{Action, Actor};
 use crate::format;
-use crate::invitations::{self, ConsentMode, Invitation, InvitationError};
-use crate::settings::Branding;
-use crate::settings::profiles::{self, Profile};
+use crate::invitations::{self, Invitation, InvitationError};
+use crate::settings::profiles;
+use crate::types::Branding;
+use crate::types::ConsentMode;
+use crate::types::Profile;
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
@@ -43,34 +45,39 @@ pub fn mode_explained(mode: ConsentMode, provider: &Branding) -> String {
     }
 }
 
+/// The invitation a wizard step works on, or the page that says why there is none.
+pub enum SessionInvitation {
+    /// Bound to this session and still usable.
+    Usable(Invitation),
+    /// None, gone, or closed: the page to show instead.
+    Unusable(Response),
+}
+
 /// The invitation bound to this session, if it is still usable; otherwise the page to show.
-pub async fn current_invitation(
-    state: &AppState,
-    session: &Session,
-) -> Result<Result<Invitation, Response>> {
+pub async fn current_invitation(state: &AppState, session: &Session) -> Result<SessionInvitation> {
     let live = state.live().await?;
     let provider = &live.settings.branding;
     let Some(id) = session_invitation(session).await? else {
-        return Ok(Err(
-            link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
+        return Ok(SessionInvitation::Unusable(
+            link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST),
         ));
     };
     let invitation = match invitations::get(&state.db, id).await {
         Ok(i) => i,
         Err(InvitationError::NotFound) => {
             session.remove::<uuid::Uuid>(session::INVITATION).await?;
-            return Ok(Err(
-                link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST)
+            return Ok(SessionInvitation::Unusable(
+                link::no_invitation_page(provider).with_status(StatusCode::BAD_REQUEST),
             ));
         }
         Err(e) => return Err(Error::Internal(e.into())),
     };
     if let Some(closed) = Closed::of(invitation.status) {
-        return Ok(Err(
-            link::closed_page(closed, Some(&invitation), provider).with_status(closed.status())
+        return Ok(SessionInvitation::Unusable(
+            link::closed_page(closed, Some(&invitation), provider).with_status(closed.status()),
         ));
     }
-    Ok(Ok(invitation))
+    Ok(SessionInvitation::Usable(invitation))
 }
 
 /// The permission profile `invitation` asks for.
@@ -134,8 +141,8 @@ pub async fn show(
     CsrfToken(csrf): CsrfToken,
 ) -> Result<Response> {
     let invitation = match current_invitation(&state, &session).await? {
-        Ok(i) => i,
-        Err(page) => return Ok(page),
+        SessionInvitation::Usable(i) => i,
+        SessionInvitation::Unusable(page) => return Ok(page),
     };
     let live = state.live().await?;
     let profile = invitation_profile(&state, &invitation).await?;
@@ -160,8 +167,8 @@ pub async fn start(
 ) -> Result<Response> {
     state.limits.consent_starts.check(client)?;
     let invitation = match current_invitation(&state, &session).await? {
-        Ok(i) => i,
-        Err(page) => return Ok(page),
+        SessionInvitation::Usable(i) => i,
+        SessionInvitation::Unusable(page) => return Ok(page),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (url, pending) = match invitation.consent_mode {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Badge, link};
 use crate::audit::{self, Actor};
-use crate::invitations::{self, Invitation, Setback, Status, mail};
+use crate::invitations::{self, Invitation, InvitationStatus, Setback, mail};
 use crate::tenants::{self, TenantStatus};
 use crate::web::AppState;
 use crate::web::console::list::link as query_link;
@@ -54,7 +54,7 @@ struct Conflict {
 }
 
 /// The last decline or failure, kept when the link is opened again.
-struct Outcome {
+struct LastSetback {
     class: &'static str,
     label: &'static str,
     at: When,
@@ -76,7 +76,7 @@ struct DetailPage {
     expires: Option<When>,
     activity: When,
     attempts: String,
-    last_outcome: Option<Outcome>,
+    last_outcome: Option<LastSetback>,
     last_error: Option<String>,
     tenant_url: Option<String>,
     conflict: Option<Conflict>,
@@ -94,20 +94,22 @@ struct DetailPage {
 
 /// What the Email card adds once the link is used or dead: mail sent is past its use, mail
 /// not sent was dropped (an unsent link that no longer works is never mailed).
-fn mail_note(status: Status, sent: bool) -> Option<&'static str> {
+fn mail_note(status: InvitationStatus, sent: bool) -> Option<&'static str> {
     match (status, sent) {
-        (Status::Consented, true) => Some("Link used: the customer consented."),
-        (Status::Consented, false) => Some(
+        (InvitationStatus::Consented, true) => Some("Link used: the customer consented."),
+        (InvitationStatus::Consented, false) => Some(
             "Not sent: the customer consented with the link before the email went out, so it was dropped.",
         ),
-        (Status::Revoked, true) => Some("Link revoked: the emailed link no longer works."),
-        (Status::Revoked, false) => {
+        (InvitationStatus::Revoked, true) => {
+            Some("Link revoked: the emailed link no longer works.")
+        }
+        (InvitationStatus::Revoked, false) => {
             Some("Not sent: the invitation was revoked before the email went out.")
         }
-        (Status::Expired, true) => {
+        (InvitationStatus::Expired, true) => {
             Some("Link expired: the emailed link no longer works. Resend makes a new one.")
         }
-        (Status::Expired, false) => Some(
+        (InvitationStatus::Expired, false) => Some(
             "Not sent: the link expired before the email went out. Resend makes a new link and emails it.",
         ),
         (_, true) => None,
@@ -118,8 +120,8 @@ fn mail_note(status: Status, sent: bool) -> Option<&'static str> {
 /// Attempts as people count them: a consent is an attempt too (the stored count is of setbacks).
 fn attempts_text(invitation: &Invitation) -> String {
     match (invitation.status, invitation.attempts) {
-        (Status::Consented, 0) => "1 (consented at the first attempt)".into(),
-        (Status::Consented, n) => format!("{} (consented after {n} unsuccessful)", n + 1),
+        (InvitationStatus::Consented, 0) => "1 (consented at the first attempt)".into(),
+        (InvitationStatus::Consented, n) => format!("{} (consented after {n} unsuccessful)", n + 1),
         (_, n) => n.to_string(),
     }
 }
@@ -193,13 +195,16 @@ async fn detail(
     // The same rules `invitations::resend` and `revoke` enforce; here they only decide which
     // buttons to offer.
     let status = invitation.status;
-    let can_resend = status.is_open() || status == Status::Expired;
-    let can_revoke = !matches!(status, Status::Consented | Status::Revoked);
+    let can_resend = status.is_open() || status == InvitationStatus::Expired;
+    let can_revoke = !matches!(
+        status,
+        InvitationStatus::Consented | InvitationStatus::Revoked
+    );
     let last_outcome =
         invitation
             .last_outcome
             .zip(invitation.last_outcome_at)
-            .map(|(outcome, at)| Outcome {
+            .map(|(outcome, at)| LastSetback {
                 class: outcome.as_str(),
                 label: match outcome {
                     Setback::Declined => "Declined",
@@ -218,7 +223,7 @@ async fn detail(
         domain: invitation.tenant_domain,
         badge: status.into(),
         created: When::new(invitation.created_at),
-        expires: (status.is_open() || status == Status::Expired)
+        expires: (status.is_open() || status == InvitationStatus::Expired)
             .then(|| When::new(invitation.expires_at)),
         activity: When::new(invitation.last_activity_at),
         last_outcome,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Badge, Choice, status_label};
 use crate::customers;
-use crate::invitations::{self, Filter, Invitation, Setback, Status};
+use crate::invitations::{self, Filter, Invitation, InvitationStatus, Setback};
 use crate::web::AppState;
 use crate::web::console::list::{Empty, Filters, ListQuery, Pager, is_first_run, link};
 use crate::web::console::{Chrome, Section, When};
@@ -26,14 +26,16 @@ const PER_PAGE: i64 = 25;
 /// `?status=` and `?customer=`.
 #[derive(Default)]
 struct InvitationFilters {
-    status: Option<Status>,
+    status: Option<InvitationStatus>,
     customer: Option<Uuid>,
 }
 
 impl Filters for InvitationFilters {
     fn parse(params: &HashMap<String, String>) -> Self {
         Self {
-            status: params.get("status").and_then(|s| Status::parse(s).ok()),
+            status: params
+                .get("status")
+                .and_then(|s| InvitationStatus::parse(s).ok()),
             customer: params
                 .get("customer")
                 .and_then(|c| Uuid::parse_str(c.trim()).ok()),
@@ -179,7 +181,7 @@ async fn list(
         }
         None => None,
     };
-    let statuses = Status::ALL
+    let statuses = InvitationStatus::ALL
         .into_iter()
         .map(|s| Choice {
             value: s.as_str(),

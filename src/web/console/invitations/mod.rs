@@ -11,7 +11,7 @@ pub(super) use list::Row;
 
 use axum::Router;
 
-use crate::invitations::Status;
+use crate::invitations::InvitationStatus;
 use crate::web::AppState;
 
 pub(super) fn router() -> Router<AppState> {
@@ -23,15 +23,15 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// How a status reads on a badge.
-fn status_label(status: Status) -> &'static str {
+fn status_label(status: InvitationStatus) -> &'static str {
     match status {
-        Status::Pending => "Pending",
-        Status::Opened => "Opened",
-        Status::Consented => "Consented",
-        Status::Declined => "Declined",
-        Status::Failed => "Failed",
-        Status::Expired => "Expired",
-        Status::Revoked => "Revoked",
+        InvitationStatus::Pending => "Pending",
+        InvitationStatus::Opened => "Opened",
+        InvitationStatus::Consented => "Consented",
+        InvitationStatus::Declined => "Declined",
+        InvitationStatus::Failed => "Failed",
+        InvitationStatus::Expired => "Expired",
+        InvitationStatus::Revoked => "Revoked",
     }
 }
 
@@ -41,8 +41,8 @@ pub(in crate::web::console) struct Badge {
     pub(in crate::web::console) label: &'static str,
 }
 
-impl From<Status> for Badge {
-    fn from(status: Status) -> Self {
+impl From<InvitationStatus> for Badge {
+    fn from(status: InvitationStatus) -> Self {
         Self {
             class: status.as_str(),
             label: status_label(status),

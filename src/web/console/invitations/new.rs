@@ -17,8 +17,9 @@ use uuid::Uuid;
 use super::{Choice, link};
 use crate::audit::Actor;
 use crate::customers::{self, CustomerName};
-use crate::invitations::{self, ConsentMode, NewInvitation};
+use crate::invitations::{self, NewInvitation};
 use crate::settings::profiles;
+use crate::types::ConsentMode;
 use crate::types::{DomainName, EmailAddress};
 use crate::web::AppState;
 use crate::web::console::{Chrome, Section};
@@ -207,21 +208,38 @@ async fn form(
     .await
 }
 
-/// The profile picked (`None`: the default), or why it cannot be used.
-async fn chosen_profile(
-    state: &AppState,
-    raw: &str,
-) -> Result<std::result::Result<Option<Uuid>, String>> {
-    if raw.trim().is_empty() {
-        return Ok(Ok(None));
+/// The permission profile the form picked.
+enum PickedProfile {
+    /// None: the default profile.
+    Default,
+    /// This one.
+    Chosen(Uuid),
+    /// Not one of the profiles listed (gone meanwhile, or not an id).
+    Unknown,
+}
+
+impl PickedProfile {
+    /// What the invitation stores: `None` for the default; the field's error when unknown.
+    fn profile(self) -> std::result::Result<Option<Uuid>, String> {
+        match self {
+            Self::Default => Ok(None),
+            Self::Chosen(id) => Ok(Some(id)),
+            Self::Unknown => Err("Choose one of the permission profiles listed.".to_owned()),
+        }
     }
-    let missing = || "Choose one of the permission profiles listed.".to_owned();
+}
+
+/// The profile picked in the form's `raw` value.
+async fn chosen_profile(state: &AppState, raw: &str) -> Result<PickedProfile> {
+    if raw.trim().is_empty() {
+        return Ok(PickedProfile::Default);
+    }
     let Ok(id) = Uuid::parse_str(raw.trim()) else {
-        return Ok(Err(missing()));
+        return Ok(PickedProfile::Unknown);
     };
     Ok(match profiles::get(&state.db, id).await? {
-        Some(p) => Ok(Some(p.id)),
-        None => Err(missing()),
+        Some(p) => PickedProfile::Chosen(p.id),
+        None => PickedProfile::Unknown,
     })
 }
 
@@ -284,7 +302,7 @@ async fn create(
     Form(form): Form<NewForm>,
 ) -> Result<Response> {
     let chrome = Chrome::new(&state, &operator, csrf, Section::Invitations);
-    let profile = chosen_profile(&state, &form.profile).await?;
+    let profile = chosen_profile(&state, &form.profile).await?.profile();
     let new = match (validate(&form), profile) {
         (Ok(new), Ok(profile)) => NewInvitation { profile, ..new },
         (validated, profile) => {

@@ -19,11 +19,11 @@ use uuid::Uuid;
 use super::list::{Empty, ListQuery, Pager, is_first_run};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
-use crate::directory::schedule::Schedule;
 use crate::directory::views::{self, SyncHealth, TenantSync};
 use crate::invitations;
 use crate::operators::Operator;
 use crate::tenants::{self, Tenant, TenantStatus};
+use crate::types::Schedule;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -436,7 +436,7 @@ async fn detail_page(
         sync,
         schedule,
         errors,
-        zones: crate::directory::schedule::time_zone_names(),
+        zones: crate::types::schedule::time_zone_names(),
         runs: runs.iter().map(|r| RunRow::new(r, now)).collect(),
         runs_total,
         history,
