@@ -334,7 +334,7 @@ fn missing_permission(link: &str) -> String {
 pub async fn tenant_access(db: &PgPool, tenant: Uuid) -> Result<Option<TenantAccess>, sqlx::Error> {
     sqlx::query_as!(
         TenantAccess,
-        r#"select t.id, t.entra_tenant_id, t.consent_mode as "consent_mode: crate::invitations::ConsentMode",
+        r#"select t.id, t.entra_tenant_id, t.consent_mode as "consent_mode: crate::types::ConsentMode",
                   t.customer_client_id, t.credential_ciphertext, t.credential_key_id,
                   coalesce(array(select jsonb_array_elements(p.delegated)->>'name'), '{}')
                       as "profile_scopes!"

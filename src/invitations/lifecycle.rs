@@ -113,7 +113,7 @@ pub async fn create(
                  coalesce($8, (select id from permission_profiles where is_default))) returning id",
         customer_id,
         new.admin_email.as_str() as &str,
-        new.mode as super::ConsentMode,
+        new.mode as crate::types::ConsentMode,
         new.tenant_domain.as_ref().map(DomainName::as_str) as Option<&str>,
         token.hash(),
         new.valid_for.as_secs_f64(),

@@ -124,7 +124,7 @@ macro_rules! select_invitations {
             crate::invitations::Invitation,
             r#"select id as "id!", customer_id as "customer_id!", customer_name as "customer_name!",
                       admin_email::text as "admin_email!",
-                      consent_mode as "consent_mode!: crate::invitations::ConsentMode",
+                      consent_mode as "consent_mode!: crate::types::ConsentMode",
                       tenant_domain::text as tenant_domain, expires_at as "expires_at!",
                       effective_status as "status!: crate::invitations::InvitationStatus",
                       attempts as "attempts!", last_error, customer_notice,

@@ -1,7 +1,7 @@
 //! What Gangway asks of a customer's tenant, in Microsoft's names and in plain words, per
 //! consent mode. The wizard, the invitation email and the app registrations all read this.
 
-use super::ConsentMode;
+use crate::types::ConsentMode;
 
 /// One permission: its Microsoft Graph name, what it allows, and why the provider needs it.
 #[derive(Debug, Clone, Copy)]

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::ConsentMode;
 use super::permissions::{self, DELEGATED_EXTRAS};
+use crate::types::ConsentMode;
 
 /// One permission and why it is asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
