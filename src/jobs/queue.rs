@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Claimed, JobError, JobId, NewJob};
+use crate::background::Backoff;
 
 /// The index that keeps a tenant to one running job.
 const ONE_RUNNING: &str = "jobs_one_running_per_tenant";
@@ -18,10 +18,13 @@ const ONE_QUEUED: &str = "jobs_one_queued_per_tenant_kind";
 const TRIES: usize = 5;
 /// Errors are stored for operators to read, not whole.
 const MAX_ERROR_CHARS: usize = 2_000;
-/// The first retry waits about this long; each further one doubles it.
-const BACKOFF_BASE: Duration = Duration::from_secs(30);
-/// No retry waits longer.
-const BACKOFF_CAP: Duration = Duration::from_secs(3_600);
+/// 30 s, 1 min, 2 min … after attempts 1, 2, 3 …, capped at an hour, each between half and
+/// all of that so that jobs failing together do not retry together.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(30),
+    cap: Duration::from_secs(3_600),
+    jitter: (0.5, 1.0),
+};
 /// A job whose worker died this many times while running it fails: it is what kills them.
 pub const MAX_TAKEOVERS: i32 = 10;
 
@@ -162,7 +165,8 @@ pub async fn fail(
 ) -> Result<Option<OffsetDateTime>, JobError> {
     let error = capped(error);
     if job.attempts < job.max_attempts {
-        let wait = retry_after.unwrap_or_else(|| backoff(job.attempts));
+        let failures = u32::try_from(job.attempts - 1).unwrap_or(0);
+        let wait = retry_after.unwrap_or_else(|| BACKOFF.after(failures));
         return requeue(db, job, wait, Some(error), 0).await.map(Some);
     }
     let failed = sqlx::query(
@@ -287,15 +291,6 @@ async fn try_requeue(
     .fetch_one(&mut **tx)
     .await?;
     Ok(sibling.unwrap_or(run_at))
-}
-
-/// 30 s, 1 min, 2 min … after attempts 1, 2, 3 …, capped at an hour, each between half and
-/// all of that so that jobs failing together do not retry together.
-fn backoff(attempts: i32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << (attempts - 1).clamp(0, 16))
-        .min(BACKOFF_CAP);
-    full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
 /// `error` cut to a length fit to store and log.
