@@ -24,8 +24,10 @@ pub trait Leased: Sync {
 
     /// Leases due items and commits at once, so the work runs outside any transaction. Items
     /// whose lease ran out (their worker died) are claimable again.
-    fn claim(&self, db: &PgPool)
-    -> impl Future<Output = Result<Vec<Self::Item>, Self::Error>> + Send;
+    fn claim(
+        &self,
+        db: &PgPool,
+    ) -> impl Future<Output = Result<Vec<Self::Item>, Self::Error>> + Send;
 
     /// How long a claim holds.
     fn lease(&self) -> Duration;
@@ -109,22 +111,22 @@ pub async fn work_on<K: Leased>(
     Ok(done)
 }
 
-/// One round of a batch kind: claims what is due and works through it one item at a time with
-/// `deliver`, each recorded on its own (a later failure can not undo an earlier record). Items
+/// A kind of leased work claimed in batches, each item worked on the same way.
+pub trait Batch: Leased {
+    /// Works on one item, outside any transaction.
+    fn deliver(&self, item: &Self::Item) -> impl Future<Output = Self::Done> + Send;
+}
+
+/// One round of a batch kind: claims what is due and works through it one item at a time,
+/// each recorded on its own (a later failure can not undo an earlier record). Items
 /// not started are given back when `stop` is cancelled (the one in hand finishes) or when the
 /// next could not end within the lease. Says what it is doing through `activity`.
-pub async fn try_run_due<K, F, Fut>(
+pub async fn try_run_due<K: Batch>(
     kind: &K,
     db: &PgPool,
     stop: &CancellationToken,
     activity: &Activity,
-    mut deliver: F,
-) -> Result<Vec<K::Done>, K::Error>
-where
-    K: Leased,
-    F: FnMut(&K::Item) -> Fut,
-    Fut: Future<Output = K::Done>,
-{
+) -> Result<Vec<K::Done>, K::Error> {
     // Taken before the claim, so the lease surely lasts at least this long from here.
     let claimed_at = Instant::now();
     let items = kind.claim(db).await?;
@@ -141,8 +143,7 @@ where
             kind.give_back(db, &item).await?;
             break;
         }
-        let work = deliver(&item);
-        done.push(work_on(kind, db, &item, work).await?);
+        done.push(work_on(kind, db, &item, kind.deliver(&item)).await?);
     }
     for rest in items {
         kind.give_back(db, &rest).await?;

@@ -8,8 +8,8 @@ pub mod registry;
 pub mod status;
 
 pub use backoff::Backoff;
-pub use lease::{Leased, try_run_due, work_on};
-pub use registry::{Activity, BackgroundTask, Registry, request_run};
+pub use lease::{Batch, Leased, try_run_due, work_on};
+pub use registry::{Activity, BackgroundTask, Registry, from_fn, request_run};
 
 /// Every background task Gangway runs (a closed list: the console and "Run now" name them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,13 +76,25 @@ impl Task {
     /// What it does, in a sentence.
     pub fn description(self) -> &'static str {
         match self {
-            Self::SyncScheduler => "Queues a directory sync for every active tenant whose schedule makes one due.",
-            Self::SyncWorkers => "Takes queued directory syncs into free worker slots and runs them.",
-            Self::MailOutbox => "Sends queued mail (invitations, operator invitations); failures retry with backoff.",
-            Self::WebhookDeliveries => "POSTs queued webhook events to their endpoints; failures retry with backoff.",
-            Self::WebhookLogPruning => "Deletes delivered and failed webhook events older than the retention period.",
+            Self::SyncScheduler => {
+                "Queues a directory sync for every active tenant whose schedule makes one due."
+            }
+            Self::SyncWorkers => {
+                "Takes queued directory syncs into free worker slots and runs them."
+            }
+            Self::MailOutbox => {
+                "Sends queued mail (invitations, operator invitations); failures retry with backoff."
+            }
+            Self::WebhookDeliveries => {
+                "POSTs queued webhook events to their endpoints; failures retry with backoff."
+            }
+            Self::WebhookLogPruning => {
+                "Deletes delivered and failed webhook events older than the retention period."
+            }
             Self::SessionSweep => "Deletes expired sessions, so abandoned sign-ins do not pile up.",
-            Self::RateLimitPruning => "Forgets clients the rate limiters have not seen lately (this process's memory).",
+            Self::RateLimitPruning => {
+                "Forgets clients the rate limiters have not seen lately (this process's memory)."
+            }
             Self::MetricsUpkeep => "Drains the metrics' histograms (this process's memory).",
         }
     }

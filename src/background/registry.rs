@@ -5,7 +5,7 @@
 //! process's tasks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -39,17 +39,55 @@ pub trait BackgroundTask: Send + 'static {
     }
 }
 
+/// A task whose activation is a plain function: for small periodic chores.
+pub struct FnTask<F>(F);
+
+/// The task activating `f`.
+pub fn from_fn<F>(f: F) -> FnTask<F>
+where
+    F: FnMut() -> BoxFuture<'static, anyhow::Result<String>> + Send + 'static,
+{
+    FnTask(f)
+}
+
+impl<F> BackgroundTask for FnTask<F>
+where
+    F: FnMut() -> BoxFuture<'static, anyhow::Result<String>> + Send + 'static,
+{
+    fn activate<'a>(
+        &'a mut self,
+        _: &'a Activity,
+        _: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        (self.0)()
+    }
+}
+
 /// Where a running task reports what it is doing; a detached one (tests driving the `try_…`
 /// entry points) reports nowhere.
 #[derive(Clone, Default)]
 pub struct Activity {
     row: Option<(PgPool, Task, Arc<str>)>,
+    /// Wakes the task's loop.
+    wake: Arc<Notify>,
+    /// Work that outlives an activation (running syncs), shown once it returns.
+    ongoing: Arc<Mutex<Option<String>>>,
 }
 
 impl Activity {
     /// Reports nowhere.
     pub fn detached() -> Self {
         Self::default()
+    }
+
+    /// Activates the task again as soon as its current activation ends.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Says what goes on after the activation returns (`None`: nothing).
+    pub fn ongoing(&self, what: Option<String>) {
+        *self.ongoing.lock().unwrap_or_else(|e| e.into_inner()) = what;
     }
 
     /// Says what the task is doing now ("delivering 3 webhooks").
@@ -125,31 +163,30 @@ impl Registry {
             process,
             entries,
         } = self;
+        let names: Vec<String> = entries.iter().map(|e| e.task.name().to_owned()).collect();
         let mut wakers = HashMap::new();
         let mut loops = tokio::task::JoinSet::new();
         for entry in entries {
             if let Err(e) = register_row(&db, &process, entry.task, entry.period).await {
                 tracing::warn!(task = entry.task.name(), error = %e, "could not record a background task");
             }
-            let wake = Arc::new(Notify::new());
-            wakers.insert(entry.task, wake.clone());
             let activity = Activity {
                 row: Some((db.clone(), entry.task, process.clone())),
+                ..Activity::default()
             };
-            loops.spawn(run_task(entry, activity, wake, stop.clone()));
+            wakers.insert(entry.task, activity.wake.clone());
+            loops.spawn(run_task(entry, activity, stop.clone()));
         }
-        let upkeep = async {
-            tokio::join!(
-                listen(&db, &wakers, &stop),
-                heartbeat(&db, &process, &stop)
-            )
-        };
-        tokio::join!(upkeep, async {
-            while loops.join_next().await.is_some() {}
-        });
-        let deleted = sqlx::query!("delete from background_tasks where process = $1", &*process)
-            .execute(&db)
-            .await;
+        let upkeep =
+            async { tokio::join!(listen(&db, &wakers, &stop), heartbeat(&db, &process, &stop)) };
+        tokio::join!(upkeep, async { while loops.join_next().await.is_some() {} });
+        let deleted = sqlx::query!(
+            "delete from background_tasks where process = $1 and name = any($2)",
+            &*process,
+            &names
+        )
+        .execute(&db)
+        .await;
         if let Err(e) = deleted {
             tracing::warn!(error = %e, "could not remove this process's background tasks");
         }
@@ -190,7 +227,7 @@ async fn register_row(
 }
 
 /// One task's loop: activate at once, then on each period or request, until `stop`.
-async fn run_task(mut entry: Entry, activity: Activity, wake: Arc<Notify>, stop: CancellationToken) {
+async fn run_task(mut entry: Entry, activity: Activity, stop: CancellationToken) {
     let name = entry.task.name();
     loop {
         if stop.is_cancelled() {
@@ -204,7 +241,7 @@ async fn run_task(mut entry: Entry, activity: Activity, wake: Arc<Notify>, stop:
         finished(&activity, &result).await;
         tokio::select! {
             () = tokio::time::sleep(entry.period) => {}
-            () = wake.notified() => tracing::info!(task = name, "background task activated on request"),
+            () = activity.wake.notified() => tracing::debug!(task = name, "background task activated"),
             () = stop.cancelled() => {}
         }
     }
@@ -236,14 +273,20 @@ async fn finished(activity: &Activity, result: &anyhow::Result<String>) {
         Ok(summary) => (Some(summary.as_str()), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
+    let ongoing = activity
+        .ongoing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let written = sqlx::query!(
-        "update background_tasks set last_finished_at = now(), doing = null, last_summary = $3,
+        "update background_tasks set last_finished_at = now(), doing = $5, last_summary = $3,
                 last_error = $4
          where name = $1 and process = $2",
         task.name(),
         &**process,
         summary,
-        error
+        error,
+        ongoing
     )
     .execute(db)
     .await;
