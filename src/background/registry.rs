@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Task;
+use crate::audit::{self, Action, Actor};
 
 /// The notification channel "Run now" speaks on; its payload is the task's name.
 const CHANNEL: &str = "gangway_background_tasks";
@@ -109,13 +110,23 @@ impl Activity {
     }
 }
 
-/// Asks every process running `task` to run it now (delivered when the caller's transaction
-/// commits, if given one).
-pub async fn request_run(db: impl sqlx::PgExecutor<'_>, task: Task) -> Result<(), sqlx::Error> {
+/// Asks every process running `task` to run it now, audited as `actor`'s request; the request
+/// reaches the processes when the audit event commits.
+pub async fn request_run(db: &PgPool, task: Task, actor: &Actor) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::BackgroundTaskRunRequested,
+        None,
+        None,
+        serde_json::json!({ "task": task.name() }),
+    )
+    .await?;
     sqlx::query_scalar!("select pg_notify($1, $2)::text", CHANNEL, task.name())
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 struct Entry {
