@@ -308,20 +308,20 @@ pub async fn sync_once(
     };
     // Only one sync of a tenant runs at a time, so a run still marked running is one whose
     // worker died.
-    sqlx::query(
+    sqlx::query!(
         "update sync_runs set outcome = 'abandoned', finished_at = now(),
                 error = 'the worker stopped during this run; the next run went on from its last page'
          where tenant_id = $1 and outcome = 'running'",
+        tenant
     )
-    .bind(tenant)
     .execute(db)
     .await?;
-    let run_id: i64 = sqlx::query_scalar(
+    let run_id = sqlx::query_scalar!(
         "insert into sync_runs (tenant_id, job_id, trigger) values ($1, $2, $3) returning id",
+        tenant,
+        job_id,
+        trigger as RunTrigger
     )
-    .bind(tenant)
-    .bind(job_id)
-    .bind(trigger)
     .fetch_one(db)
     .await?;
     tracing::Span::current().record("run_id", run_id);
@@ -344,12 +344,14 @@ pub async fn sync_once(
     };
     // The run's end and its webhook are one transaction: both happen or neither.
     let mut tx = db.begin().await?;
-    sqlx::query("update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1")
-        .bind(run_id)
-        .bind(outcome)
-        .bind(&error)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1",
+        run_id,
+        outcome as RunOutcome,
+        error
+    )
+    .execute(&mut *tx)
+    .await?;
     match (&result, outcome) {
         (Ok(tally), _) => {
             crate::webhooks::emit(
@@ -386,26 +388,26 @@ pub async fn sync_once(
     match &result {
         Ok(_) => {
             let schedule = tenant_schedule(db, tenant).await?;
-            sqlx::query(
+            sqlx::query!(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
                         sync_failure_kind = null, next_sync_at = $2
                  where id = $1",
+                tenant,
+                schedule::next_due(&schedule, now, Some(now))
             )
-            .bind(tenant)
-            .bind(schedule::next_due(&schedule, now, Some(now)))
             .execute(&mut *tx)
             .await?;
         }
         Err(SyncError::ReconsentRequired(_)) => {}
         Err(e) if outcome == RunOutcome::Failed => {
-            sqlx::query(
+            sqlx::query!(
                 "update tenants set sync_failures = sync_failures + 1, sync_error = $2,
                         sync_failure_kind = $3
                  where id = $1",
+                tenant,
+                e.to_string(),
+                e.failure_kind().as_str()
             )
-            .bind(tenant)
-            .bind(e.to_string())
-            .bind(e.failure_kind().as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -444,12 +446,10 @@ pub async fn sync_once(
 
 /// The tenant's own schedule, or the stored default.
 async fn tenant_schedule(db: &PgPool, tenant: Uuid) -> Result<Schedule, sqlx::Error> {
-    let stored: Option<String> =
-        sqlx::query_scalar("select sync_schedule from tenants where id = $1")
-            .bind(tenant)
-            .fetch_optional(db)
-            .await?
-            .flatten();
+    let stored = sqlx::query_scalar!("select sync_schedule from tenants where id = $1", tenant)
+        .fetch_optional(db)
+        .await?
+        .flatten();
     let default = settings::stored_default_schedule(db).await?;
     Ok(Schedule::from_column(stored.as_deref(), &default))
 }
@@ -459,16 +459,18 @@ async fn tenant_schedule(db: &PgPool, tenant: Uuid) -> Result<Schedule, sqlx::Er
 /// processes never enqueue one tenant twice, and a queued sync absorbs a new one.
 pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let due: Vec<(Uuid, Option<String>, Option<OffsetDateTime>)> = sqlx::query_as(
+    let due = sqlx::query!(
         "select id, sync_schedule, last_sync_success_at from tenants
          where status = 'active' and next_sync_at <= now()
          order by next_sync_at limit 500
-         for update skip locked",
+         for update skip locked"
     )
     .fetch_all(&mut *tx)
     .await?;
     let now = OffsetDateTime::now_utc();
-    for (tenant, stored, last_success) in &due {
+    for row in &due {
+        let (tenant, stored, last_success) =
+            (&row.id, &row.sync_schedule, &row.last_sync_success_at);
         let schedule = stored
             .as_deref()
             .and_then(|s| Schedule::from_str(s).ok())
@@ -487,11 +489,13 @@ pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx:
             },
         )
         .await?;
-        sqlx::query("update tenants set next_sync_at = $2 where id = $1")
-            .bind(tenant)
-            .bind(schedule::next_due(&schedule, now, *last_success))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update tenants set next_sync_at = $2 where id = $1",
+            tenant,
+            schedule::next_due(&schedule, now, *last_success)
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(due.len())

@@ -8,6 +8,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
@@ -106,11 +107,14 @@ pub async fn enqueue(
     invitation: &Invitation,
     link: &Url,
 ) -> Result<(), sqlx::Error> {
-    let profile: Profile = sqlx::query_as(
-        "select id, name::text as name, description, delegated, application, built_in, is_default
-         from permission_profiles where id = $1",
+    let profile = sqlx::query_as!(
+        Profile,
+        r#"select id, name::text as "name!", description,
+                  delegated as "delegated: Json<Vec<Permission>>",
+                  application as "application: Json<Vec<Permission>>", built_in, is_default
+           from permission_profiles where id = $1"#,
+        invitation.permission_profile_id
     )
-    .bind(invitation.permission_profile_id)
     .fetch_one(&mut *tx)
     .await?;
     let why_again = super::reconsent::why_asked_again(&mut *tx, invitation).await?;
@@ -127,22 +131,27 @@ pub async fn enqueue_email(
     invitation: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
     let sealed = keys.seal(&serde_json::to_vec(email).expect("an email serialises"));
-    sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
-        .bind(invitation)
-        .bind(&email.to)
-        .bind(sealed)
-        .bind(keys.id())
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id)
+         values ($1, $2, $3, $4)",
+        invitation,
+        email.to,
+        sealed,
+        keys.id()
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
 /// Drops an invitation's undelivered mail: it carries a link that no longer works.
 pub async fn discard_unsent(tx: &mut PgConnection, invitation_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
-        .bind(invitation_id)
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "delete from outbox where invitation_id = $1 and sent_at is null",
+        invitation_id
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -455,11 +464,12 @@ pub async fn delivery_state(
     db: &PgPool,
     invitation_id: Uuid,
 ) -> Result<Option<DeliveryState>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DeliveryState,
         "select attempts, last_error, sent_at, next_attempt_at from outbox where invitation_id = $1
          order by created_at desc, id desc limit 1",
+        invitation_id
     )
-    .bind(invitation_id)
     .fetch_optional(db)
     .await
 }

@@ -36,7 +36,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = match tokio::time::timeout(
         CHECK_TIMEOUT,
-        sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db),
+        sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.db),
     )
     .await
     {

@@ -98,10 +98,10 @@ async fn one_registry_delivers_mail_and_webhooks_runs_syncs_and_stops_promptly()
 
     let (stop, tasks) = start_tasks(&app, 1);
     wait_until("the invitation mail is delivered", || async {
-        app.mail
-            .messages()
-            .iter()
-            .any(|m| m.to.iter().any(|to| to.contains(&issued.invitation.admin_email)))
+        app.mail.messages().iter().any(|m| {
+            m.to.iter()
+                .any(|to| to.contains(&issued.invitation.admin_email))
+        })
     })
     .await;
     wait_until("the tenant's first sync succeeds", || async {
@@ -192,13 +192,7 @@ async fn run_now_in_the_console_activates_the_task_in_the_running_process() {
         .unwrap();
     assert!(page.contains("Session sweep"), "{page}");
     assert!(!page.contains("Run now"), "{page}");
-    let refused = post_with_csrf(
-        &viewer,
-        &app,
-        &paths::background_run("session_sweep"),
-        &[],
-    )
-    .await;
+    let refused = post_with_csrf(&viewer, &app, &paths::background_run("session_sweep"), &[]).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     // Without the CSRF token, nothing runs either.
@@ -216,9 +210,15 @@ async fn run_now_in_the_console_activates_the_task_in_the_running_process() {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let to = location(response).await;
-    assert_eq!(to, "/console/background?ran=session_sweep#task-session-sweep");
+    assert_eq!(
+        to,
+        "/console/background?ran=session_sweep#task-session-sweep"
+    );
     let page = app.get(&to).await.text().await.unwrap();
-    assert!(page.contains("Session sweep was asked to run now"), "{page}");
+    assert!(
+        page.contains("Session sweep was asked to run now"),
+        "{page}"
+    );
     wait_until("the sweep runs again on request", || async {
         runs(&app, "session_sweep").await == 2
     })
@@ -276,7 +276,11 @@ async fn readyz_and_the_page_show_every_task_and_flag_a_failed_overdue_or_silent
     .unwrap();
 
     let response = app.get(paths::READYZ).await;
-    assert_eq!(response.status(), StatusCode::OK, "a task's trouble is detail, not unreadiness");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a task's trouble is detail, not unreadiness"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["background"]["ok"], false, "{body}");
     let state = |name: &str, process: Option<&str>| {
@@ -326,7 +330,11 @@ async fn the_background_tasks_page_reads_well_and_passes_axe_in_a_real_browser()
     browser.goto(&app.url(paths::LOGIN)).await.unwrap();
     fill(&browser, "input[name=email]", "ops@provider.test").await;
     fill(&browser, "input[name=password]", OPERATOR_PASSWORD).await;
-    click(&browser, "form[action='/console/login'] button[type=submit]").await;
+    click(
+        &browser,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
     wait_for_text(&browser, "New invitation").await;
     browser.goto(&app.url(paths::BACKGROUND)).await.unwrap();
     wait_for_text(&browser, "Sync workers").await;
