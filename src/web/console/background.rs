@@ -189,10 +189,9 @@ async fn run_now(
     let task = Task::parse(&name).ok_or(Error::NotFound)?;
     background::request_run(&state.db, task, &Actor::Operator(admin.email)).await?;
     Ok(Redirect::to(&format!(
-        "{}?ran={}#task-{}",
+        "{}?ran={}",
         paths::BACKGROUND,
-        task.name(),
-        task.name().replace('_', "-")
+        task.name()
     )))
 }
 
