@@ -131,11 +131,13 @@ pub enum Action {
     WebhookTestSent,
     /// An event was queued again for the endpoint it went to.
     WebhookDeliveryResent,
+    /// An admin asked a background task to run now.
+    BackgroundTaskRunRequested,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -171,6 +173,7 @@ impl Action {
         Action::WebhookEndpointDeleted,
         Action::WebhookTestSent,
         Action::WebhookDeliveryResent,
+        Action::BackgroundTaskRunRequested,
     ];
 
     /// The stored name.
@@ -211,6 +214,7 @@ impl Action {
             Self::WebhookEndpointDeleted => "webhook.endpoint_deleted",
             Self::WebhookTestSent => "webhook.test_sent",
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
+            Self::BackgroundTaskRunRequested => "background_task.run_requested",
         }
     }
 
@@ -258,6 +262,7 @@ impl Action {
             Self::WebhookEndpointDeleted => "Webhook endpoint deleted",
             Self::WebhookTestSent => "Webhook test event sent",
             Self::WebhookDeliveryResent => "Webhook event sent again",
+            Self::BackgroundTaskRunRequested => "Background task run on request",
         }
     }
 

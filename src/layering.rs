@@ -29,6 +29,7 @@ const LAYERS: &[&[&str]] = &[
         "api_tokens",
     ],
     &["jobs", "webhooks", "identity", "graph"],
+    &["background"],
     &[
         "types",
         "crypto",

@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod background;
 pub mod bench;
 pub mod cli;
 pub mod config;

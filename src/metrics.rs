@@ -70,13 +70,10 @@ pub fn render() -> String {
     handle.render()
 }
 
-/// Drains histograms now and then, so a process nobody scrapes does not keep every sample.
-pub async fn upkeep() {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
-    loop {
-        every.tick().await;
-        handle().run_upkeep();
-    }
+/// Drains the histograms, so a process nobody scrapes does not keep every sample (the
+/// `metrics_upkeep` background task calls it).
+pub fn upkeep() {
+    handle().run_upkeep();
 }
 
 /// Counts one HTTP request.

@@ -1,87 +1,148 @@
-//! What a process runs and how it stops: the portal with its background tasks (mail and webhook delivery,
-//! directory sync workers, session sweeping, rate-limit pruning) under one `select!`, ended by
-//! Ctrl-C or SIGTERM with the requests in flight finished and each running sync stopped after
+//! What a process runs and how it stops: the portal and its background tasks (mail and webhook
+//! delivery, directory sync workers and scheduler, session sweeping, rate-limit pruning,
+//! metrics upkeep) in one [`Registry`], ended by Ctrl-C or SIGTERM: the requests in flight
+//! finish, each task finishes or gives back the item in hand, each running sync stops after
 //! the page in hand. `gangway serve`, `gangway worker` and `gangway demo` run through here.
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::background::{Registry, Task, from_fn};
 use crate::directory::credentials::TokenSource;
 use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
-use crate::web::{AppState, Application, MetricsServer, limits, session_store};
-use crate::webhooks;
+use crate::web::{AppState, Application, MetricsServer, session_store};
+use crate::webhooks::delivery;
 
 /// Builds the portal from `cfg` and runs it.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+pub async fn serve(cfg: crate::config::Config) -> anyhow::Result<()> {
     run_portal(Application::build(cfg).await?).await
 }
 
-/// Runs the portal, the outbox worker (when mail is configured), the session sweeper and the
-/// rate-limit pruner until one stops or the process is interrupted.
+/// Runs the portal with its background tasks until the process is interrupted.
 pub async fn run_portal(application: Application) -> anyhow::Result<()> {
     let state = application.state().clone();
     tracing::info!(port = application.port(), public_url = %state.cfg.public_url, "gangway is listening");
-    let mailer = match &state.cfg.smtp_url {
-        Some(url) => Some(mail::Mailer::new(url, &state.cfg.mail_from)?),
-        None => {
-            tracing::warn!("GANGWAY_SMTP_URL is not set: invitation mail stays queued");
-            None
-        }
-    };
-    let worker = async {
-        match mailer {
-            Some(mailer) => {
-                mail::run_worker(state.db.clone(), state.cfg.keys.clone(), mailer).await
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let stop = CancellationToken::new();
+    let stop = stop_on_signal();
+    let tasks = portal_tasks(&state, state.cfg.sync.workers, stop.clone())?;
     let metrics = spawn_metrics(&state, stop.clone()).await?;
-    let syncs = tokio::spawn(run_sync_workers(
-        &state,
-        state.cfg.sync.workers,
-        stop.clone(),
-    ));
-    tokio::select! {
-        result = application.run_until(shutdown_requested()) => {
-            result?;
-            tracing::info!("stopped; requests in flight were finished");
-        }
-        () = worker => tracing::error!("mail worker stopped"),
-        () = webhooks::delivery::run_worker(state.db.clone(), state.cfg.keys.clone()) => tracing::error!("webhook worker stopped"),
-        () = sweep_expired_sessions(state.db.clone()) => tracing::error!("session sweeper stopped"),
-        () = limits::prune_idle_clients(state.limits.clone()) => tracing::error!("rate-limit pruner stopped"),
-    }
+    let tasks = tokio::spawn(tasks.run(stop.clone()));
+    let served = application.run_until(stop.clone().cancelled_owned()).await;
+    // The portal can also end on its own (a listener error): its tasks end with it.
     stop.cancel();
-    syncs.await?;
-    metrics.abort();
+    tasks.await?;
+    metrics.await?;
+    served?;
+    tracing::info!("stopped; requests in flight were finished");
     Ok(())
 }
 
-/// `gangway worker`: only sync workers (and the scheduler) and webhook delivery, `concurrency` syncs at once,
-/// until Ctrl-C or SIGTERM; each running sync commits the page in hand and gives its job back.
+/// The portal process's background tasks: mail (when SMTP is configured), webhooks, sessions,
+/// rate limits, metrics and `sync_workers` syncs at once (none at 0).
+pub fn portal_tasks(
+    state: &AppState,
+    sync_workers: usize,
+    stop: CancellationToken,
+) -> anyhow::Result<Registry> {
+    let mut registry = worker_tasks(state, sync_workers, stop);
+    match &state.cfg.smtp_url {
+        Some(url) => registry.register(
+            Task::MailOutbox,
+            mail::PERIOD,
+            mail::OutboxTask::new(
+                state.db.clone(),
+                state.cfg.keys.clone(),
+                mail::Mailer::new(url, &state.cfg.mail_from)?,
+            ),
+        ),
+        None => tracing::warn!("GANGWAY_SMTP_URL is not set: invitation mail stays queued"),
+    }
+    let db = state.db.clone();
+    registry.register(
+        Task::SessionSweep,
+        Duration::from_secs(3600),
+        from_fn(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let deleted = session_store::delete_expired(&db).await?;
+                Ok(format!("deleted {deleted} expired sessions"))
+            })
+        }),
+    );
+    let limits = state.limits.clone();
+    registry.register(
+        Task::RateLimitPruning,
+        Duration::from_secs(60),
+        from_fn(move || {
+            limits.prune();
+            Box::pin(async { Ok("pruned".to_owned()) })
+        }),
+    );
+    Ok(registry)
+}
+
+/// A worker process's background tasks: `concurrency` syncs at once with their scheduler (none
+/// at 0), webhook delivery and its log's pruning, metrics upkeep.
+pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToken) -> Registry {
+    let mut registry = Registry::new(state.db.clone());
+    if concurrency > 0 {
+        tracing::info!(concurrency, "directory sync workers started");
+        let cfg = WorkerConfig {
+            lease: state.cfg.sync.lease,
+            ..WorkerConfig::new(concurrency)
+        };
+        worker::register(&mut registry, syncer(state), cfg, stop);
+    }
+    registry.register(
+        Task::WebhookDeliveries,
+        delivery::PERIOD,
+        delivery::DeliveryTask::new(state.db.clone(), state.cfg.keys.clone()),
+    );
+    registry.register(
+        Task::WebhookLogPruning,
+        Duration::from_secs(3600),
+        delivery::PruneTask::new(state.db.clone()),
+    );
+    registry.register(
+        Task::MetricsUpkeep,
+        Duration::from_secs(10),
+        from_fn(|| {
+            crate::metrics::upkeep();
+            Box::pin(async { Ok("histograms drained".to_owned()) })
+        }),
+    );
+    registry
+}
+
+/// `gangway worker`: sync workers (and the scheduler) and webhook delivery, `concurrency` syncs
+/// at once, until Ctrl-C or SIGTERM; each running sync commits the page in hand and gives its
+/// job back.
 pub async fn run_workers(state: AppState, concurrency: usize) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
+    let stop = stop_on_signal();
     let metrics = spawn_metrics(&state, stop.clone()).await?;
-    let syncs = tokio::spawn(run_sync_workers(&state, concurrency, stop.clone()));
-    tokio::select! {
-        () = shutdown_requested() => {}
-        () = webhooks::delivery::run_worker(state.db.clone(), state.cfg.keys.clone()) => tracing::error!("webhook worker stopped"),
-    }
-    stop.cancel();
-    syncs.await?;
-    metrics.abort();
+    worker_tasks(&state, concurrency, stop.clone())
+        .run(stop.clone())
+        .await;
+    metrics.await?;
     Ok(())
 }
 
-/// Drains the metrics' histograms now and then and, with `GANGWAY_METRICS_LISTEN`, serves
-/// `/metrics` there until `stop`.
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown_requested() => cancel.cancel(),
+            () = cancel.cancelled() => {}
+        }
+    });
+    stop
+}
+
+/// With `GANGWAY_METRICS_LISTEN`, serves `/metrics` there until `stop`.
 async fn spawn_metrics(
     state: &AppState,
     stop: CancellationToken,
@@ -91,27 +152,12 @@ async fn spawn_metrics(
         None => None,
     };
     Ok(tokio::spawn(async move {
-        let serve = async {
-            match server {
-                Some(server) => {
-                    if let Ok(addr) = server.local_addr() {
-                        tracing::info!(%addr, "metrics are served on their own listener");
-                    }
-                    let stopped = stop.clone();
-                    if let Err(e) = server
-                        .run_until(async move { stopped.cancelled().await })
-                        .await
-                    {
-                        tracing::error!(error = %e, "the metrics listener stopped");
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = serve => {}
-            () = crate::metrics::upkeep() => {}
-            () = stop.cancelled() => {}
+        let Some(server) = server else { return };
+        if let Ok(addr) = server.local_addr() {
+            tracing::info!(%addr, "metrics are served on their own listener");
+        }
+        if let Err(e) = server.run_until(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
         }
     }))
 }
@@ -131,25 +177,6 @@ pub fn syncer(state: &AppState) -> Syncer {
     )
 }
 
-/// The future running `concurrency` sync workers (none at 0) until `stop`.
-fn run_sync_workers(
-    state: &AppState,
-    concurrency: usize,
-    stop: CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let syncer = syncer(state);
-    let cfg = WorkerConfig {
-        lease: state.cfg.sync.lease,
-        ..WorkerConfig::new(concurrency)
-    };
-    async move {
-        if concurrency > 0 {
-            tracing::info!(concurrency, "directory sync workers started");
-            worker::run(syncer, cfg, stop).await;
-        }
-    }
-}
-
 /// Ctrl-C, or SIGTERM as sent by `docker stop` and process managers.
 async fn shutdown_requested() {
     let terminate = async {
@@ -164,18 +191,5 @@ async fn shutdown_requested() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
-/// Deletes expired sessions every hour, so abandoned sign-ins (with their PKCE verifiers) do
-/// not pile up.
-pub async fn sweep_expired_sessions(db: PgPool) {
-    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        every_hour.tick().await;
-        match session_store::delete_expired(&db).await {
-            Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
-            Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),
-        }
-    }
+    tracing::info!("shutting down: finishing requests in flight and the work in hand");
 }

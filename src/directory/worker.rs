@@ -3,11 +3,15 @@
 //! syncs tenants' schedules (and the 6-day rule) make due. Any number of processes run both:
 //! the queue keeps one tenant to one running sync, `SKIP LOCKED` keeps schedulers apart.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -15,6 +19,8 @@ use super::runs::{RunOutcome, RunTrigger};
 use super::schedule;
 use super::store::Tally;
 use super::sync::{SyncError, Syncer, tenant_access};
+use crate::background::{Activity, BackgroundTask, Registry, Task, registry};
+use crate::format;
 use crate::jobs::{self, Claimed, JobFailure, NewJob, Outcome};
 use crate::settings;
 use crate::tenants::{self, SYNC_JOB};
@@ -64,36 +70,176 @@ pub struct RunReport {
 /// Runs `cfg.concurrency` workers and a scheduler until `stop` is cancelled; each worker
 /// finishes the page in hand, commits, gives its job back and returns.
 pub async fn run(syncer: Syncer, cfg: WorkerConfig, stop: CancellationToken) {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".into());
-    let mut set = tokio::task::JoinSet::new();
-    for n in 0..cfg.concurrency {
-        let id = format!("{host}:{}:{n}", std::process::id());
-        set.spawn(worker(syncer.clone(), cfg.clone(), id, stop.clone()));
-    }
-    set.spawn(scheduler(syncer.db().clone(), cfg, stop));
-    while set.join_next().await.is_some() {}
+    let mut registry = Registry::new(syncer.db().clone());
+    register(&mut registry, syncer, cfg, stop.clone());
+    registry.run(stop).await;
     tracing::info!("sync workers stopped");
 }
 
-/// One worker: claim, sync, record; idle workers poll.
-async fn worker(syncer: Syncer, cfg: WorkerConfig, id: String, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        let idle = match work_one(&syncer, &cfg, &id, &stop).await {
-            Ok(Outcome::Ran(..)) => false,
-            Ok(Outcome::Idle) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "sync worker could not use the job queue");
-                true
+/// Adds the sync scheduler and the sync workers to `registry`; `stop` must be the token the
+/// registry runs until (running syncs watch it).
+pub fn register(
+    registry: &mut Registry,
+    syncer: Syncer,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+) {
+    registry.register(
+        Task::SyncScheduler,
+        cfg.schedule_every,
+        SchedulerTask {
+            db: syncer.db().clone(),
+        },
+    );
+    registry.register(
+        Task::SyncWorkers,
+        cfg.poll,
+        WorkersTask::new(syncer, cfg, stop),
+    );
+}
+
+/// The sync scheduler as a background task.
+struct SchedulerTask {
+    db: PgPool,
+}
+
+impl BackgroundTask for SchedulerTask {
+    fn activate<'a>(
+        &'a mut self,
+        _: &'a Activity,
+        _: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let default = settings::stored_default_schedule(&self.db).await?;
+            let queued = enqueue_due(&self.db, &default).await?;
+            if queued > 0 {
+                tracing::info!(tenants = queued, "scheduled syncs enqueued");
             }
-        };
-        if idle {
-            tokio::select! {
-                () = tokio::time::sleep(cfg.poll) => {}
-                () = stop.cancelled() => {}
-            }
+            Ok(format!(
+                "queued {}",
+                format::count(i64::try_from(queued).unwrap_or(i64::MAX), "sync")
+            ))
+        })
+    }
+}
+
+/// What a worker slot's turn came to.
+type Turn = (String, Result<Outcome<RunReport>, jobs::JobError>);
+
+/// The sync workers as a background task. Each activation collects the turns that ended and
+/// starts one in every free slot (a turn claims a due sync and runs it); syncs outlive the
+/// activation that started them, and a turn that ran one activates the task again at once.
+struct WorkersTask {
+    syncer: Syncer,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+    free: Vec<String>,
+    turns: JoinSet<Turn>,
+    /// Slots running a sync now (a turn counts only once it has claimed one).
+    syncing: Arc<AtomicUsize>,
+    /// For slot ids made after a turn panicked.
+    next_slot: usize,
+}
+
+impl WorkersTask {
+    fn new(syncer: Syncer, cfg: WorkerConfig, stop: CancellationToken) -> Self {
+        let process = registry::process_name();
+        Self {
+            free: (0..cfg.concurrency)
+                .map(|n| format!("{process}:{n}"))
+                .collect(),
+            next_slot: cfg.concurrency,
+            syncer,
+            cfg,
+            stop,
+            turns: JoinSet::new(),
+            syncing: Arc::new(AtomicUsize::new(0)),
         }
+    }
+}
+
+/// Counts a running sync for as long as it lives, however its future ends.
+struct Syncing(Arc<AtomicUsize>);
+
+impl Syncing {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Syncing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl BackgroundTask for WorkersTask {
+    fn activate<'a>(
+        &'a mut self,
+        activity: &'a Activity,
+        _: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let (mut finished, mut failed, mut error) = (0, 0, None);
+            while let Some(joined) = self.turns.try_join_next() {
+                match joined {
+                    Ok((slot, result)) => {
+                        self.free.push(slot);
+                        match result {
+                            Ok(Outcome::Ran(_, Ok(_))) => finished += 1,
+                            Ok(Outcome::Ran(_, Err(_))) => failed += 1,
+                            Ok(Outcome::Idle) => {}
+                            Err(e) => error = Some(e),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a sync worker's turn panicked");
+                        self.free
+                            .push(format!("{}:{}", registry::process_name(), self.next_slot));
+                        self.next_slot += 1;
+                    }
+                }
+            }
+            if !self.stop.is_cancelled() {
+                for slot in self.free.drain(..) {
+                    let (syncer, cfg, stop) =
+                        (self.syncer.clone(), self.cfg.clone(), self.stop.clone());
+                    let (syncing, activity) = (self.syncing.clone(), activity.clone());
+                    self.turns.spawn(async move {
+                        let result =
+                            jobs::try_execute_job(syncer.db(), &slot, cfg.lease, |job| async {
+                                let _counted = Syncing::start(&syncing);
+                                run_job(&syncer, job, &stop).await
+                            })
+                            .await;
+                        if matches!(result, Ok(Outcome::Ran(..))) {
+                            // The slot is free again: fill it without waiting for the period.
+                            activity.wake();
+                        }
+                        (slot, result)
+                    });
+                }
+            }
+            let now = self.syncing.load(Ordering::Relaxed);
+            activity.ongoing((now > 0).then(|| {
+                format!(
+                    "syncing {}",
+                    format::count(i64::try_from(now).unwrap_or(i64::MAX), "tenant")
+                )
+            }));
+            if let Some(e) = error {
+                return Err(anyhow::Error::new(e).context("the job queue could not be used"));
+            }
+            Ok(format!(
+                "{finished} finished, {failed} failed since the last look; {now} running"
+            ))
+        })
+    }
+
+    fn stopped(&mut self) -> BoxFuture<'_, ()> {
+        // Each running sync commits the page in hand and gives its job back.
+        Box::pin(async move { while self.turns.join_next().await.is_some() {} })
     }
 }
 
@@ -162,20 +308,20 @@ pub async fn sync_once(
     };
     // Only one sync of a tenant runs at a time, so a run still marked running is one whose
     // worker died.
-    sqlx::query(
+    sqlx::query!(
         "update sync_runs set outcome = 'abandoned', finished_at = now(),
                 error = 'the worker stopped during this run; the next run went on from its last page'
          where tenant_id = $1 and outcome = 'running'",
+        tenant
     )
-    .bind(tenant)
     .execute(db)
     .await?;
-    let run_id: i64 = sqlx::query_scalar(
+    let run_id = sqlx::query_scalar!(
         "insert into sync_runs (tenant_id, job_id, trigger) values ($1, $2, $3) returning id",
+        tenant,
+        job_id,
+        trigger as RunTrigger
     )
-    .bind(tenant)
-    .bind(job_id)
-    .bind(trigger)
     .fetch_one(db)
     .await?;
     tracing::Span::current().record("run_id", run_id);
@@ -198,12 +344,14 @@ pub async fn sync_once(
     };
     // The run's end and its webhook are one transaction: both happen or neither.
     let mut tx = db.begin().await?;
-    sqlx::query("update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1")
-        .bind(run_id)
-        .bind(outcome)
-        .bind(&error)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update sync_runs set outcome = $2, error = $3, finished_at = now() where id = $1",
+        run_id,
+        outcome as RunOutcome,
+        error
+    )
+    .execute(&mut *tx)
+    .await?;
     match (&result, outcome) {
         (Ok(tally), _) => {
             crate::webhooks::emit(
@@ -241,26 +389,26 @@ pub async fn sync_once(
     match &result {
         Ok(_) => {
             let schedule = schedule::of_tenant(db, tenant).await?;
-            sqlx::query(
+            sqlx::query!(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
                         sync_failure_kind = null, next_sync_at = $2
                  where id = $1",
+                tenant,
+                schedule::next_due(&schedule, now, Some(now))
             )
-            .bind(tenant)
-            .bind(schedule::next_due(&schedule, now, Some(now)))
             .execute(&mut *tx)
             .await?;
         }
         Err(SyncError::ReconsentRequired(_)) => {}
         Err(e) if outcome == RunOutcome::Failed => {
-            sqlx::query(
+            sqlx::query!(
                 "update tenants set sync_failures = sync_failures + 1, sync_error = $2,
                         sync_failure_kind = $3
                  where id = $1",
+                tenant,
+                e.to_string(),
+                e.failure_kind().as_str()
             )
-            .bind(tenant)
-            .bind(e.to_string())
-            .bind(e.failure_kind().as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -297,42 +445,23 @@ pub async fn sync_once(
     })
 }
 
-/// Every `cfg.schedule_every`, enqueues the syncs that are due.
-async fn scheduler(db: PgPool, cfg: WorkerConfig, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(cfg.schedule_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        let due = match settings::stored_default_schedule(&db).await {
-            Ok(default) => enqueue_due(&db, &default).await,
-            Err(e) => Err(e),
-        };
-        match due {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(tenants = n, "scheduled syncs enqueued"),
-            Err(e) => tracing::warn!(error = %e, "the sync scheduler could not run"),
-        }
-    }
-}
-
 /// Enqueues a sync for every active tenant whose next sync is due and moves its next time
 /// on; returns how many. Tenants are locked `SKIP LOCKED`, so schedulers in several
 /// processes never enqueue one tenant twice, and a queued sync absorbs a new one.
 pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let due: Vec<(Uuid, Option<String>, Option<OffsetDateTime>)> = sqlx::query_as(
+    let due = sqlx::query!(
         "select id, sync_schedule, last_sync_success_at from tenants
          where status = 'active' and next_sync_at <= now()
          order by next_sync_at limit 500
-         for update skip locked",
+         for update skip locked"
     )
     .fetch_all(&mut *tx)
     .await?;
     let now = OffsetDateTime::now_utc();
-    for (tenant, stored, last_success) in &due {
+    for row in &due {
+        let (tenant, stored, last_success) =
+            (&row.id, &row.sync_schedule, &row.last_sync_success_at);
         let schedule = Schedule::from_column(stored.as_deref(), default);
         let forced = last_success.is_none_or(|t| now - t >= schedule::FORCED_AFTER);
         let trigger = if forced && matches!(schedule, Schedule::Manual) {
@@ -348,11 +477,13 @@ pub async fn enqueue_due(db: &PgPool, default: &Schedule) -> Result<usize, sqlx:
             },
         )
         .await?;
-        sqlx::query("update tenants set next_sync_at = $2 where id = $1")
-            .bind(tenant)
-            .bind(schedule::next_due(&schedule, now, *last_success))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update tenants set next_sync_at = $2 where id = $1",
+            tenant,
+            schedule::next_due(&schedule, now, *last_success)
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(due.len())

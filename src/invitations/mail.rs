@@ -1,19 +1,24 @@
 //! The invitation email and its outbox: queued in the invitation's transaction, delivered and
 //! retried by a worker, so a mail server outage never loses an invitation.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use askama::Template;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
 use super::{Context, Invitation, InvitationStatus};
 use crate::audit::{self, Action, Actor};
+use crate::background::{self, Activity, BackgroundTask, Backoff, Batch, Leased};
 use crate::crypto::Keyring;
 use crate::types::Branding;
 use crate::types::Profile;
@@ -103,11 +108,14 @@ pub async fn enqueue(
     invitation: &Invitation,
     link: &Url,
 ) -> Result<(), sqlx::Error> {
-    let profile: Profile = sqlx::query_as(
-        "select id, name::text as name, description, delegated, application, built_in, is_default
-         from permission_profiles where id = $1",
+    let profile = sqlx::query_as!(
+        Profile,
+        r#"select id, name::text as "name!", description,
+                  delegated as "delegated: Json<Vec<Permission>>",
+                  application as "application: Json<Vec<Permission>>", built_in, is_default
+           from permission_profiles where id = $1"#,
+        invitation.permission_profile_id
     )
-    .bind(invitation.permission_profile_id)
     .fetch_one(&mut *tx)
     .await?;
     let why_again = super::reconsent::why_asked_again(&mut *tx, invitation).await?;
@@ -124,22 +132,27 @@ pub async fn enqueue_email(
     invitation: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
     let sealed = keys.seal(&serde_json::to_vec(email).expect("an email serialises"));
-    sqlx::query("insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id) values ($1, $2, $3, $4)")
-        .bind(invitation)
-        .bind(&email.to)
-        .bind(sealed)
-        .bind(keys.id())
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "insert into outbox (invitation_id, recipient, payload_ciphertext, payload_key_id)
+         values ($1, $2, $3, $4)",
+        invitation,
+        email.to,
+        sealed,
+        keys.id()
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
 /// Drops an invitation's undelivered mail: it carries a link that no longer works.
 pub async fn discard_unsent(tx: &mut PgConnection, invitation_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from outbox where invitation_id = $1 and sent_at is null")
-        .bind(invitation_id)
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "delete from outbox where invitation_id = $1 and sent_at is null",
+        invitation_id
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -203,9 +216,17 @@ const LEASE: Duration = Duration::from_secs(300);
 /// The longest one message may take to send. No send starts unless it can end within the lease,
 /// so a message is never sent while another worker may already have claimed it again.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// 30 s, 1 min, 2 min … after each failure, capped at an hour, up to a fifth longer.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(30),
+    cap: Duration::from_secs(3_600),
+    jitter: (1.0, 1.2),
+};
+/// How often the outbox task looks for due mail.
+pub const PERIOD: Duration = Duration::from_secs(3);
 
-#[derive(sqlx::FromRow)]
-struct Queued {
+/// A leased message.
+pub struct Queued {
     id: i64,
     invitation_id: Option<Uuid>,
     payload_ciphertext: Vec<u8>,
@@ -226,78 +247,145 @@ pub struct Delivered {
     pub dropped: usize,
 }
 
+/// The outbox as a kind of leased work.
+struct Outbox<'a> {
+    keys: &'a Keyring,
+    mailer: &'a Mailer,
+}
+
+impl Leased for Outbox<'_> {
+    type Item = Queued;
+    type Done = Result<(), MailError>;
+    type Error = sqlx::Error;
+
+    fn describe(&self, n: usize) -> String {
+        format!(
+            "delivering {}",
+            crate::format::count(i64::try_from(n).unwrap_or(i64::MAX), "email")
+        )
+    }
+
+    /// Leases what is due. SKIP LOCKED and the lease let several processes deliver side by side.
+    async fn claim(&self, db: &PgPool) -> Result<Vec<Queued>, sqlx::Error> {
+        sqlx::query_as!(
+            Queued,
+            r#"update outbox set leased_until = now() + make_interval(secs => $1)
+             where id in (
+                 select id from outbox
+                 where sent_at is null and payload_ciphertext is not null and next_attempt_at <= now()
+                   and (leased_until is null or leased_until <= now())
+                 order by next_attempt_at limit $2 for update skip locked)
+             returning id, invitation_id, payload_ciphertext as "payload_ciphertext!",
+                       payload_key_id as "payload_key_id!", attempts, leased_until as "leased_until!""#,
+            LEASE.as_secs_f64(),
+            BATCH
+        )
+        .fetch_all(db)
+        .await
+    }
+
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+
+    fn longest(&self) -> Duration {
+        SEND_TIMEOUT
+    }
+
+    async fn record(
+        &self,
+        db: &PgPool,
+        item: &Queued,
+        outcome: &Result<(), MailError>,
+    ) -> Result<(), sqlx::Error> {
+        record_outcome(db, item, outcome).await
+    }
+
+    async fn give_back(&self, db: &PgPool, item: &Queued) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "update outbox set leased_until = null where id = $1 and leased_until = $2",
+            item.id,
+            item.leased_until
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Batch for Outbox<'_> {
+    async fn deliver(&self, item: &Queued) -> Result<(), MailError> {
+        match self
+            .keys
+            .open(&item.payload_key_id, &item.payload_ciphertext)
+        {
+            Ok(plain) => match serde_json::from_slice::<Email>(&plain) {
+                Ok(email) => self.mailer.send(&email).await,
+                Err(e) => Err(MailError::Delivery(format!("unreadable queued mail: {e}"))),
+            },
+            Err(e) => Err(MailError::Delivery(e.to_string())),
+        }
+    }
+}
+
 /// Delivers due mail, a few at a time; failures wait with exponential backoff and are retried.
 ///
 /// Mail is leased in a short transaction of its own and sent outside any transaction; each
 /// message is then marked on its own, so a later failure can not undo a mark and send it again.
+/// The `try_…` entry point tests drive: one round, not stoppable, reporting nowhere.
 pub async fn deliver_due(
     db: &PgPool,
     keys: &Keyring,
     mailer: &Mailer,
 ) -> Result<Delivered, sqlx::Error> {
-    // Taken before the claim, so the lease surely lasts at least this long from here.
-    let claimed_at = Instant::now();
-    let (dropped, due) = claim(db).await?;
-    let mut done = Delivered {
-        dropped,
-        ..Delivered::default()
-    };
+    deliver_round(
+        db,
+        keys,
+        mailer,
+        &CancellationToken::new(),
+        &Activity::detached(),
+    )
+    .await
+}
+
+/// One round: drops mail whose link died, then delivers a batch through the leased engine,
+/// giving back what it has not started once `stop` is cancelled.
+async fn deliver_round(
+    db: &PgPool,
+    keys: &Keyring,
+    mailer: &Mailer,
+    stop: &CancellationToken,
+    activity: &Activity,
+) -> Result<Delivered, sqlx::Error> {
+    let dropped = drop_dead_links(db).await?;
     if dropped > 0 {
         tracing::info!(dropped, "dropped queued mail whose link no longer works");
     }
-    for item in due {
-        if claimed_at.elapsed() + SEND_TIMEOUT >= LEASE {
-            // The rest waits for its lease to run out and is claimed again then.
-            break;
-        }
-        let outcome = match keys.open(&item.payload_key_id, &item.payload_ciphertext) {
-            Ok(plain) => match serde_json::from_slice::<Email>(&plain) {
-                Ok(email) => mailer.send(&email).await,
-                Err(e) => Err(MailError::Delivery(format!("unreadable queued mail: {e}"))),
-            },
-            Err(e) => Err(MailError::Delivery(e.to_string())),
-        };
-        match &outcome {
-            Ok(()) => done.sent += 1,
-            Err(_) => done.failed += 1,
-        }
-        record_outcome(db, &item, outcome).await?;
-    }
-    Ok(done)
+    let outcomes = background::try_run_due(&Outbox { keys, mailer }, db, stop, activity).await?;
+    let sent = outcomes.iter().filter(|o| o.is_ok()).count();
+    Ok(Delivered {
+        sent,
+        failed: outcomes.len() - sent,
+        dropped,
+    })
 }
 
-/// Drops unsent mail for invitations whose link no longer works, then leases what is due, in
-/// one short transaction. SKIP LOCKED and the lease let several processes deliver side by side.
-async fn claim(db: &PgPool) -> Result<(usize, Vec<Queued>), sqlx::Error> {
-    let usable: Vec<&str> = InvitationStatus::ALL
+/// Drops unsent mail for invitations whose link no longer works.
+async fn drop_dead_links(db: &PgPool) -> Result<usize, sqlx::Error> {
+    let usable: Vec<String> = InvitationStatus::ALL
         .into_iter()
         .filter(|s| s.is_open())
-        .map(InvitationStatus::as_str)
+        .map(|s| s.as_str().to_owned())
         .collect();
-    let mut tx = db.begin().await?;
-    let dropped = sqlx::query(
+    let dropped = sqlx::query!(
         "delete from outbox o using invitation_view i
          where o.invitation_id = i.id and o.sent_at is null and not (i.effective_status = any($1))",
+        &usable
     )
-    .bind(&usable)
-    .execute(&mut *tx)
+    .execute(db)
     .await?
     .rows_affected();
-    let due = sqlx::query_as(
-        "update outbox set leased_until = now() + make_interval(secs => $1)
-         where id in (
-             select id from outbox
-             where sent_at is null and payload_ciphertext is not null and next_attempt_at <= now()
-               and (leased_until is null or leased_until <= now())
-             order by next_attempt_at limit $2 for update skip locked)
-         returning id, invitation_id, payload_ciphertext, payload_key_id, attempts, leased_until",
-    )
-    .bind(LEASE.as_secs_f64())
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok((usize::try_from(dropped).unwrap_or(usize::MAX), due))
+    Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
 }
 
 /// Records how sending `item` went, with its audit event. The outbox row changes only while
@@ -306,34 +394,34 @@ async fn claim(db: &PgPool) -> Result<(usize, Vec<Queued>), sqlx::Error> {
 async fn record_outcome(
     db: &PgPool,
     item: &Queued,
-    outcome: Result<(), MailError>,
+    outcome: &Result<(), MailError>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     let (marked, action, detail) = match outcome {
         Ok(()) => {
-            let marked = sqlx::query(
+            let marked = sqlx::query!(
                 "update outbox set sent_at = now(), payload_ciphertext = null, payload_key_id = null,
                         last_error = null, attempts = attempts + 1, leased_until = null
                  where id = $1 and leased_until = $2",
+                item.id,
+                item.leased_until
             )
-            .bind(item.id)
-            .bind(item.leased_until)
             .execute(&mut *tx)
             .await?;
             (marked, Action::InvitationEmailSent, json!({}))
         }
         Err(e) => {
-            let wait = backoff(item.attempts);
+            let wait = BACKOFF.after(u32::try_from(item.attempts).unwrap_or(0));
             tracing::warn!(outbox_id = item.id, attempts = item.attempts + 1, error = ?e, "mail delivery failed; will retry");
-            let marked = sqlx::query(
+            let marked = sqlx::query!(
                 "update outbox set attempts = attempts + 1, last_error = $3, leased_until = null,
                         next_attempt_at = now() + make_interval(secs => $4)
                  where id = $1 and leased_until = $2",
+                item.id,
+                item.leased_until,
+                e.to_string(),
+                wait.as_secs_f64()
             )
-            .bind(item.id)
-            .bind(item.leased_until)
-            .bind(e.to_string())
-            .bind(wait.as_secs_f64())
             .execute(&mut *tx)
             .await?;
             let detail = json!({ "error": e.to_string(), "retry_in_seconds": wait.as_secs() });
@@ -359,11 +447,6 @@ async fn record_outcome(
     tx.commit().await
 }
 
-/// 30 s, 1 min, 2 min … capped at one hour.
-fn backoff(attempts: i32) -> Duration {
-    Duration::from_secs((30u64 << attempts.clamp(0, 7) as u32).min(3_600))
-}
-
 /// The latest delivery state of an invitation's mail, for the console.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryState {
@@ -382,37 +465,53 @@ pub async fn delivery_state(
     db: &PgPool,
     invitation_id: Uuid,
 ) -> Result<Option<DeliveryState>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DeliveryState,
         "select attempts, last_error, sent_at, next_attempt_at from outbox where invitation_id = $1
          order by created_at desc, id desc limit 1",
+        invitation_id
     )
-    .bind(invitation_id)
     .fetch_optional(db)
     .await
 }
 
-/// Delivers mail until the process stops, polling every few seconds.
-pub async fn run_worker(db: PgPool, keys: Keyring, mailer: Mailer) {
-    loop {
-        match deliver_due(&db, &keys, &mailer).await {
-            Ok(Delivered {
-                sent: 0, failed: 0, ..
-            }) => tokio::time::sleep(Duration::from_secs(3)).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "outbox round failed");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-        }
+/// The mail outbox as a background task: each activation delivers rounds until one finds
+/// nothing to send or the process stops.
+pub struct OutboxTask {
+    db: PgPool,
+    keys: Keyring,
+    mailer: Mailer,
+}
+
+impl OutboxTask {
+    /// The task over `db`, opening mail with `keys` and sending it with `mailer`.
+    pub fn new(db: PgPool, keys: Keyring, mailer: Mailer) -> Self {
+        Self { db, keys, mailer }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(super::backoff(0).as_secs(), 30);
-        assert_eq!(super::backoff(1).as_secs(), 60);
-        assert_eq!(super::backoff(20).as_secs(), 3_600);
+impl BackgroundTask for OutboxTask {
+    fn activate<'a>(
+        &'a mut self,
+        activity: &'a Activity,
+        stop: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let mut total = Delivered::default();
+            loop {
+                let round =
+                    deliver_round(&self.db, &self.keys, &self.mailer, stop, activity).await?;
+                total.sent += round.sent;
+                total.failed += round.failed;
+                total.dropped += round.dropped;
+                if round.sent + round.failed == 0 || stop.is_cancelled() {
+                    break;
+                }
+            }
+            Ok(format!(
+                "sent {}, failed {}, dropped {}",
+                total.sent, total.failed, total.dropped
+            ))
+        })
     }
 }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Claimed, JobError, JobId, NewJob};
+use crate::background::Backoff;
 
 /// The index that keeps a tenant to one running job.
 const ONE_RUNNING: &str = "jobs_one_running_per_tenant";
@@ -18,10 +18,13 @@ const ONE_QUEUED: &str = "jobs_one_queued_per_tenant_kind";
 const TRIES: usize = 5;
 /// Errors are stored for operators to read, not whole.
 const MAX_ERROR_CHARS: usize = 2_000;
-/// The first retry waits about this long; each further one doubles it.
-const BACKOFF_BASE: Duration = Duration::from_secs(30);
-/// No retry waits longer.
-const BACKOFF_CAP: Duration = Duration::from_secs(3_600);
+/// 30 s, 1 min, 2 min … after attempts 1, 2, 3 …, capped at an hour, each between half and
+/// all of that so that jobs failing together do not retry together.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(30),
+    cap: Duration::from_secs(3_600),
+    jitter: (0.5, 1.0),
+};
 /// A job whose worker died this many times while running it fails: it is what kills them.
 pub const MAX_TAKEOVERS: i32 = 10;
 
@@ -30,21 +33,21 @@ pub const MAX_TAKEOVERS: i32 = 10;
 /// payload kept, and it becomes due at the sooner of the two times ("Sync now" on a tenant
 /// whose sync is queued makes that sync due now). Jobs without a tenant never coalesce.
 pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobId, sqlx::Error> {
-    let id = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into jobs (kind, tenant_id, payload, max_attempts, run_at)
          values ($1, $2, $3, $4, coalesce($5, now()))
          on conflict (tenant_id, kind) where status = 'queued'
          do update set run_at = least(jobs.run_at, excluded.run_at)
          returning id",
+        job.kind,
+        job.tenant_id,
+        job.payload,
+        job.max_attempts,
+        job.run_at
     )
-    .bind(&job.kind)
-    .bind(job.tenant_id)
-    .bind(&job.payload)
-    .bind(job.max_attempts)
-    .bind(job.run_at)
     .fetch_one(db)
     .await?;
-    Ok(id)
+    Ok(JobId(id))
 }
 
 /// Leases the most overdue job for `worker_id` for `lease` and commits at once so the work runs
@@ -73,19 +76,20 @@ async fn try_claim(
 ) -> Result<Option<Claimed>, sqlx::Error> {
     let mut tx = db.begin().await?;
     // A job whose workers keep dying on it is not taken over forever.
-    sqlx::query(
+    sqlx::query!(
         "update jobs set status = 'failed', finished_at = now(), leased_by = null,
                 lease_expires_at = null,
                 last_error = format('its worker stopped %s times while running it (the lease ran out each time)',
                                     takeovers + 1)
          where status = 'running' and lease_expires_at <= now() and takeovers + 1 >= $1",
+        MAX_TAKEOVERS
     )
-    .bind(MAX_TAKEOVERS)
     .execute(&mut *tx)
     .await?;
     // On the right of `set`, `status` is the row's status before this update.
-    let claimed = sqlx::query_as(
-        "update jobs set status = 'running', leased_by = $1,
+    let claimed = sqlx::query_as!(
+        Claimed,
+        r#"update jobs set status = 'running', leased_by = $1,
                 attempts = attempts + (status = 'queued')::int,
                 takeovers = takeovers + (status = 'running')::int,
                 lease_expires_at = now() + make_interval(secs => $2)
@@ -98,11 +102,11 @@ async fn try_claim(
              order by j.run_at, j.id
              limit 1
              for update skip locked)
-         returning id, kind, tenant_id, payload, attempts, max_attempts, takeovers, leased_by,
-                   lease_expires_at",
+         returning id as "id: JobId", kind, tenant_id, payload, attempts, max_attempts,
+                   takeovers, leased_by as "leased_by!", lease_expires_at as "lease_expires_at!""#,
+        worker_id,
+        lease.as_secs_f64()
     )
-    .bind(worker_id)
-    .bind(lease.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -115,17 +119,17 @@ pub async fn extend_lease(
     job: &Claimed,
     lease: Duration,
 ) -> Result<OffsetDateTime, JobError> {
-    sqlx::query_scalar(
-        "update jobs set lease_expires_at = now() + make_interval(secs => $5)
+    sqlx::query_scalar!(
+        r#"update jobs set lease_expires_at = now() + make_interval(secs => $5)
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
                and takeovers = $4
-         returning lease_expires_at",
+         returning lease_expires_at as "lease_expires_at!""#,
+        job.id.0,
+        job.leased_by,
+        job.attempts,
+        job.takeovers,
+        lease.as_secs_f64()
     )
-    .bind(job.id)
-    .bind(&job.leased_by)
-    .bind(job.attempts)
-    .bind(job.takeovers)
-    .bind(lease.as_secs_f64())
     .fetch_optional(db)
     .await?
     .ok_or(JobError::LeaseLost(job.id))
@@ -133,16 +137,16 @@ pub async fn extend_lease(
 
 /// Marks `job` done.
 pub async fn complete(db: &PgPool, job: &Claimed) -> Result<(), JobError> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update jobs set status = 'done', finished_at = now(), leased_by = null,
                 lease_expires_at = null, last_error = null
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
                and takeovers = $4",
+        job.id.0,
+        job.leased_by,
+        job.attempts,
+        job.takeovers
     )
-    .bind(job.id)
-    .bind(&job.leased_by)
-    .bind(job.attempts)
-    .bind(job.takeovers)
     .execute(db)
     .await?;
     if done.rows_affected() == 0 {
@@ -162,20 +166,21 @@ pub async fn fail(
 ) -> Result<Option<OffsetDateTime>, JobError> {
     let error = capped(error);
     if job.attempts < job.max_attempts {
-        let wait = retry_after.unwrap_or_else(|| backoff(job.attempts));
+        let failures = u32::try_from(job.attempts - 1).unwrap_or(0);
+        let wait = retry_after.unwrap_or_else(|| BACKOFF.after(failures));
         return requeue(db, job, wait, Some(error), 0).await.map(Some);
     }
-    let failed = sqlx::query(
+    let failed = sqlx::query!(
         "update jobs set status = 'failed', finished_at = now(), leased_by = null,
                 lease_expires_at = null, last_error = $5
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
                and takeovers = $4",
+        job.id.0,
+        job.leased_by,
+        job.attempts,
+        job.takeovers,
+        error
     )
-    .bind(job.id)
-    .bind(&job.leased_by)
-    .bind(job.attempts)
-    .bind(job.takeovers)
-    .bind(error)
     .execute(db)
     .await?;
     if failed.rows_affected() == 0 {
@@ -195,11 +200,11 @@ pub async fn cancel_for_tenant(
     db: impl PgExecutor<'_>,
     tenant_id: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let cancelled = sqlx::query(
+    let cancelled = sqlx::query!(
         "update jobs set status = 'cancelled', finished_at = now()
          where tenant_id = $1 and status = 'queued'",
+        tenant_id
     )
-    .bind(tenant_id)
     .execute(db)
     .await?;
     Ok(cancelled.rows_affected())
@@ -239,63 +244,54 @@ async fn try_requeue(
     error: Option<&str>,
     uncount: i32,
 ) -> Result<OffsetDateTime, JobError> {
-    let held: Option<i64> = sqlx::query_scalar(
+    let held = sqlx::query_scalar!(
         "select id from jobs
          where id = $1 and status = 'running' and leased_by = $2 and attempts = $3
                and takeovers = $4
          for update",
+        job.id.0,
+        job.leased_by,
+        job.attempts,
+        job.takeovers
     )
-    .bind(job.id)
-    .bind(&job.leased_by)
-    .bind(job.attempts)
-    .bind(job.takeovers)
     .fetch_optional(&mut **tx)
     .await?;
     if held.is_none() {
         return Err(JobError::LeaseLost(job.id));
     }
-    let sibling: Option<OffsetDateTime> = sqlx::query_scalar(
+    let sibling = sqlx::query_scalar!(
         "update jobs set run_at = least(run_at, now() + make_interval(secs => $3))
          where tenant_id = $1 and kind = $2 and status = 'queued'
          returning run_at",
+        job.tenant_id,
+        job.kind,
+        wait.as_secs_f64()
     )
-    .bind(job.tenant_id)
-    .bind(&job.kind)
-    .bind(wait.as_secs_f64())
     .fetch_optional(&mut **tx)
     .await?;
     let (status, finished) = match sibling {
         Some(_) => ("cancelled", true),
         None => ("queued", false),
     };
-    let run_at: OffsetDateTime = sqlx::query_scalar(
+    let run_at = sqlx::query_scalar!(
         "update jobs set status = $4, finished_at = case when $5 then now() end,
                 run_at = case when $5 then run_at else now() + make_interval(secs => $6) end,
                 attempts = attempts - $7, last_error = coalesce($8, last_error),
                 leased_by = null, lease_expires_at = null
          where id = $1 and leased_by = $2 and attempts = $3
          returning run_at",
+        job.id.0,
+        job.leased_by,
+        job.attempts,
+        status,
+        finished,
+        wait.as_secs_f64(),
+        uncount,
+        error
     )
-    .bind(job.id)
-    .bind(&job.leased_by)
-    .bind(job.attempts)
-    .bind(status)
-    .bind(finished)
-    .bind(wait.as_secs_f64())
-    .bind(uncount)
-    .bind(error)
     .fetch_one(&mut **tx)
     .await?;
     Ok(sibling.unwrap_or(run_at))
-}
-
-/// 30 s, 1 min, 2 min … after attempts 1, 2, 3 …, capped at an hour, each between half and
-/// all of that so that jobs failing together do not retry together.
-fn backoff(attempts: i32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << (attempts - 1).clamp(0, 16))
-        .min(BACKOFF_CAP);
-    full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
 /// `error` cut to a length fit to store and log.

@@ -1,12 +1,14 @@
 //! One turn of a worker: claim a job, run its handler outside any transaction while keeping
-//! the lease alive, record the result.
+//! the lease alive, record the result — the job queue as a kind of [`Leased`] work.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
 use super::{Claimed, JobError, JobId, queue};
+use crate::background::{self, Leased};
 
 /// What one call of [`try_execute_job`] did.
 #[derive(Debug)]
@@ -48,6 +50,68 @@ impl JobFailure {
     }
 }
 
+/// The job queue as a kind of leased work: one job per claim, its lease extended every third
+/// of `lease` while its handler runs.
+struct Queue<'a, T> {
+    worker_id: &'a str,
+    lease: Duration,
+    result: PhantomData<fn() -> T>,
+}
+
+impl<T: Send + Sync> Leased for Queue<'_, T> {
+    type Item = Claimed;
+    type Done = Result<T, JobFailure>;
+    type Error = JobError;
+
+    fn describe(&self, _: usize) -> String {
+        "running a job".into()
+    }
+
+    async fn claim(&self, db: &PgPool) -> Result<Vec<Claimed>, JobError> {
+        Ok(queue::claim(db, self.worker_id, self.lease)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        Some(self.lease / 3)
+    }
+
+    async fn extend(&self, db: &PgPool, job: &Claimed) -> Result<(), JobError> {
+        queue::extend_lease(db, job, self.lease).await.map(|_| ())
+    }
+
+    fn transient(error: &JobError) -> bool {
+        matches!(error, JobError::Database(_))
+    }
+
+    async fn record(
+        &self,
+        db: &PgPool,
+        job: &Claimed,
+        done: &Result<T, JobFailure>,
+    ) -> Result<(), JobError> {
+        match done {
+            Ok(_) => queue::complete(db, job).await,
+            Err(failure) if failure.release => queue::release(db, job).await,
+            Err(failure) => {
+                let retry = queue::fail(db, job, &failure.error, failure.retry_after).await?;
+                tracing::warn!(kind = ?job.kind, attempts = job.attempts, error = ?queue::capped(&failure.error), retry_at = ?retry, "job failed");
+                Ok(())
+            }
+        }
+    }
+
+    async fn give_back(&self, db: &PgPool, job: &Claimed) -> Result<(), JobError> {
+        queue::release(db, job).await
+    }
+}
+
 /// Claims one job for `worker_id` and runs `handler` on it outside any transaction, extending
 /// the lease every third of `lease` while it runs, then records the result: done, or failed
 /// and retried with backoff. If the lease is lost meanwhile (it ran out and another worker
@@ -61,39 +125,19 @@ pub async fn try_execute_job<T, F, Fut>(
     handler: F,
 ) -> Result<Outcome<T>, JobError>
 where
+    T: Send + Sync,
     F: FnOnce(Claimed) -> Fut,
     Fut: Future<Output = Result<T, JobFailure>>,
 {
-    let Some(job) = queue::claim(db, worker_id, lease).await? else {
+    let queue = Queue {
+        worker_id,
+        lease,
+        result: PhantomData,
+    };
+    let Some(job) = queue.claim(db).await?.pop() else {
         return Ok(Outcome::Idle);
     };
     tracing::Span::current().record("job_id", job.id.0);
-    let work = handler(job.clone());
-    tokio::pin!(work);
-    // `interval` refuses a zero period.
-    let mut heartbeat = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    let result = loop {
-        tokio::select! {
-            result = &mut work => break result,
-            _ = heartbeat.tick() => match queue::extend_lease(db, &job, lease).await {
-                Ok(_) => {}
-                // A passing database hiccup should not stop the work; the next beat may pass.
-                Err(JobError::Database(e)) => {
-                    tracing::warn!(error = %e, "could not extend a job's lease");
-                }
-                Err(lost) => return Err(lost),
-            },
-        }
-    };
-    match &result {
-        Ok(_) => queue::complete(db, &job).await?,
-        Err(failure) if failure.release => queue::release(db, &job).await?,
-        Err(failure) => {
-            let retry = queue::fail(db, &job, &failure.error, failure.retry_after).await?;
-            tracing::warn!(kind = ?job.kind, attempts = job.attempts, error = ?queue::capped(&failure.error), retry_at = ?retry, "job failed");
-        }
-    }
+    let result = background::work_on(&queue, db, &job, handler(job.clone())).await?;
     Ok(Outcome::Ran(job.id, result))
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -145,7 +145,9 @@ impl Limits {
         }
     }
 
-    fn prune(&self) {
+    /// Forgets idle clients in every limiter, so addresses seen once (or rotated through) do
+    /// not pile up in memory (the `rate_limit_pruning` background task calls it).
+    pub fn prune(&self) {
         for limiter in [
             &self.links,
             &self.sign_ins,
@@ -157,16 +159,6 @@ impl Limits {
             limiter.prune();
         }
         self.api_calls.prune();
-    }
-}
-
-/// Prunes idle clients from every limiter once a minute, so addresses seen once (or rotated
-/// through) do not pile up in memory.
-pub async fn prune_idle_clients(limits: Arc<Limits>) {
-    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        every_minute.tick().await;
-        limits.prune();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Probes and metrics: `/healthz` (the process answers), `/readyz` (the database answers and its
-//! schema is this binary's), `/metrics` (Prometheus) and the middleware counting requests.
+//! schema is this binary's; its detail lists every process's background tasks), `/metrics`
+//! (Prometheus) and the middleware counting requests.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,8 +15,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 use super::client_addr::ClientAddr;
 use super::{AppState, paths};
+use crate::background::status::{self, TaskState};
 use crate::config::Config;
 
 /// How long each readiness check may take.
@@ -59,6 +64,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(missing) => json!({ "ok": missing.is_empty(), "missing": missing }),
         Err(e) => json!({ "ok": false, "error": e }),
     };
+    let background_json = match &database {
+        Err(_) => json!({ "ok": false, "error": "not checked: the database is unreachable" }),
+        Ok(()) => match tokio::time::timeout(CHECK_TIMEOUT, status::list(&state.db)).await {
+            Ok(Ok(tasks)) => background_detail(&tasks),
+            Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
+            Err(_) => {
+                json!({ "ok": false, "error": format!("no answer within {}s", CHECK_TIMEOUT.as_secs()) })
+            }
+        },
+    };
     let ready = database.is_ok() && matches!(&migrations, Ok(m) if m.is_empty());
     if !ready {
         tracing::warn!(database = %database_json, migrations = %migrations_json, "not ready");
@@ -66,6 +81,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "database": database_json, "migrations": migrations_json },
+        // Detail for people and alerts: a failing task does not take the portal out of service.
+        "background": background_json,
     });
     let status = if ready {
         StatusCode::OK
@@ -73,6 +90,36 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Every process's background tasks with their health; `ok` is false when any errored, is
+/// overdue or belongs to a silent process.
+fn background_detail(tasks: &[TaskState]) -> serde_json::Value {
+    let now = OffsetDateTime::now_utc();
+    let rfc3339 = |at: Option<OffsetDateTime>| at.and_then(|at| at.format(&Rfc3339).ok());
+    let rows: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            let health = t.health(now);
+            json!({
+                "name": t.name,
+                "process": t.process,
+                "state": health.as_str(),
+                "ok": !health.is_problem(),
+                "period_seconds": t.period.as_secs_f64(),
+                "doing": t.doing,
+                "runs": t.runs,
+                "last_started_at": rfc3339(t.last_started_at),
+                "last_finished_at": rfc3339(t.last_finished_at),
+                "last_error": t.last_error,
+                "heartbeat_at": rfc3339(Some(t.heartbeat_at)),
+            })
+        })
+        .collect();
+    json!({
+        "ok": tasks.iter().all(|t| !t.health(now).is_problem()),
+        "tasks": rows,
+    })
 }
 
 /// `/metrics` on the portal's listener (routed only when no separate metrics listener is

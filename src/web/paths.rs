@@ -123,6 +123,11 @@ pub const RESTORE_OPERATOR: &str = "/console/operators/restore";
 /// The app-registration doctor (admins only): each check of the provider's app registration.
 pub const DOCTOR: &str = "/console/doctor";
 
+/// The background tasks of every process, with their state.
+pub const BACKGROUND: &str = "/console/background";
+/// POST: run a background task now (admins), in every process that runs it.
+pub const BACKGROUND_RUN: &str = "/console/background/{name}/run";
+
 /// The token link's target; it redirects at once to [`WIZARD`].
 pub const AUTHENTICATE: &str = "/authenticate";
 /// The token-free wizard page.
@@ -139,6 +144,11 @@ pub const CALLBACK: &str = "/authenticate/OAuth2Callback";
 /// Fills the `{id}` of a path.
 pub fn with_id(path: &str, id: Uuid) -> String {
     path.replace("{id}", &id.to_string())
+}
+
+/// The "Run now" address of the background task named `name`.
+pub fn background_run(name: &str) -> String {
+    BACKGROUND_RUN.replace("{name}", name)
 }
 
 /// The page of group `group_id` of tenant `tenant_id`.

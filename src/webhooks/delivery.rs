@@ -11,12 +11,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{egress, signing};
+use crate::background::{self, Activity, BackgroundTask, Backoff, Batch, Leased};
 use crate::crypto::Keyring;
 
 /// How many events one round claims.
@@ -30,8 +33,8 @@ pub const MAX_ATTEMPTS: i32 = 20;
 /// How much of a receiver's answer the delivery log keeps.
 pub const RESPONSE_CAP: usize = 4096;
 
-#[derive(sqlx::FromRow)]
-struct Due {
+/// A leased event with its endpoint.
+pub struct Due {
     id: Uuid,
     event_id: Option<Uuid>,
     payload: serde_json::Value,
@@ -56,12 +59,96 @@ pub struct Round {
     pub failed: usize,
 }
 
-/// The wait before the attempt after `attempts` failed ones: 30 s doubling, capped at 2 h,
-/// plus up to 20 % jitter (never less, so the schedule spans at least its nominal length).
-pub fn backoff(attempts: i32) -> Duration {
-    let base = (30u64 << attempts.clamp(0, 12) as u32).min(7_200);
-    let jitter = rand::thread_rng().gen_range(0..=base / 5);
-    Duration::from_secs(base + jitter)
+/// The wait before the attempt after each failed one: 30 s doubling, capped at 2 h, plus up to
+/// 20 % jitter (never less, so the schedule spans at least its nominal length).
+pub const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(30),
+    cap: Duration::from_secs(7_200),
+    jitter: (1.0, 1.2),
+};
+/// How often the delivery task looks for due events.
+pub const PERIOD: Duration = Duration::from_secs(2);
+
+/// How one POST went.
+pub struct Attempt {
+    status: Option<i32>,
+    error: Option<String>,
+    answer: Option<String>,
+    ms: i32,
+    /// Whether this was the event's last attempt.
+    last: bool,
+}
+
+/// Webhook deliveries as a kind of leased work.
+struct Deliveries<'a> {
+    keys: &'a Keyring,
+    http: &'a Client,
+}
+
+impl Leased for Deliveries<'_> {
+    type Item = Due;
+    type Done = Attempt;
+    type Error = sqlx::Error;
+
+    fn describe(&self, n: usize) -> String {
+        format!(
+            "delivering {}",
+            crate::format::count(i64::try_from(n).unwrap_or(i64::MAX), "webhook")
+        )
+    }
+
+    async fn claim(&self, db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
+        claim(db).await
+    }
+
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+
+    fn longest(&self) -> Duration {
+        SEND_TIMEOUT
+    }
+
+    async fn record(&self, db: &PgPool, item: &Due, attempt: &Attempt) -> Result<(), sqlx::Error> {
+        record(db, item, attempt).await
+    }
+
+    async fn give_back(&self, db: &PgPool, item: &Due) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "update webhook_deliveries set leased_until = null where id = $1 and leased_until = $2",
+            item.id,
+            item.leased_until
+        )
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Batch for Deliveries<'_> {
+    async fn deliver(&self, item: &Due) -> Attempt {
+        let started = Instant::now();
+        let outcome = send(self.keys, self.http, item).await;
+        let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let (status, error, answer) = match outcome {
+            Ok((status, body)) if (200..300).contains(&status) => {
+                (Some(i32::from(status)), None, Some(body))
+            }
+            Ok((status, body)) => (
+                Some(i32::from(status)),
+                Some(format!("HTTP {status}")),
+                Some(body),
+            ),
+            Err(e) => (None, Some(e), None),
+        };
+        Attempt {
+            status,
+            error,
+            answer,
+            ms,
+            last: item.attempts + 1 >= MAX_ATTEMPTS,
+        }
+    }
 }
 
 /// The HTTP client deliveries use, with the resolver that keeps them off internal addresses.
@@ -85,83 +172,89 @@ pub fn client() -> Client {
     Client { http, resolver }
 }
 
-/// Delivers what is due, a batch at a time.
+/// Delivers what is due, a batch at a time: the `try_…` entry point tests drive (one round,
+/// not stoppable, reporting nowhere).
 pub async fn deliver_due(db: &PgPool, keys: &Keyring, http: &Client) -> Result<Round, sqlx::Error> {
+    deliver_round(
+        db,
+        keys,
+        http,
+        &CancellationToken::new(),
+        &Activity::detached(),
+    )
+    .await
+}
+
+/// One round through the leased engine, reading the allow-list first; what it has not started
+/// is given back once `stop` is cancelled.
+async fn deliver_round(
+    db: &PgPool,
+    keys: &Keyring,
+    http: &Client,
+    stop: &CancellationToken,
+    activity: &Activity,
+) -> Result<Round, sqlx::Error> {
     http.resolver.set(egress::allowed(db).await?);
-    let claimed_at = Instant::now();
-    let due = claim(db).await?;
+    let attempts = background::try_run_due(&Deliveries { keys, http }, db, stop, activity).await?;
     let mut round = Round::default();
-    for item in due {
-        if claimed_at.elapsed() + SEND_TIMEOUT >= LEASE {
-            break;
-        }
-        let started = Instant::now();
-        let outcome = send(keys, http, &item).await;
-        let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let (status, error, answer) = match outcome {
-            Ok((status, body)) if (200..300).contains(&status) => {
-                (Some(i32::from(status)), None, Some(body))
-            }
-            Ok((status, body)) => (
-                Some(i32::from(status)),
-                Some(format!("HTTP {status}")),
-                Some(body),
-            ),
-            Err(e) => (None, Some(e), None),
-        };
-        let delivered = error.is_none();
-        let last = item.attempts + 1 >= MAX_ATTEMPTS;
-        let wait = backoff(item.attempts);
-        let mut tx = db.begin().await?;
-        let marked = sqlx::query(
-            "update webhook_deliveries set attempts = attempts + 1, leased_until = null,
-                    last_status = $3, last_error = $4, last_duration_ms = $5, response_body = $9,
-                    delivered_at = case when $6 then now() end,
-                    failed_at = case when not $6 and $7 then now() end,
-                    next_attempt_at = case when $6 or $7 then next_attempt_at
-                                           else now() + make_interval(secs => $8) end
-             where id = $1 and leased_until = $2 and delivered_at is null",
-        )
-        .bind(item.id)
-        .bind(item.leased_until)
-        .bind(status)
-        .bind(&error)
-        .bind(ms)
-        .bind(delivered)
-        .bind(last)
-        .bind(wait.as_secs_f64())
-        .bind(&answer)
-        .execute(&mut *tx)
-        .await?;
-        if marked.rows_affected() == 0 {
-            tracing::warn!(delivery = %item.id, "a webhook's lease ran out while sending");
-        }
-        sqlx::query(
-            "insert into webhook_attempts (delivery_id, status, error, duration_ms) values ($1, $2, $3, $4)",
-        )
-        .bind(item.id)
-        .bind(status)
-        .bind(&error)
-        .bind(ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        match (delivered, last) {
+    for attempt in attempts {
+        match (attempt.error.is_none(), attempt.last) {
             (true, _) => round.delivered += 1,
-            (false, true) => {
-                tracing::warn!(delivery = %item.id, error = ?error, "webhook given up");
-                round.failed += 1;
-            }
+            (false, true) => round.failed += 1,
             (false, false) => round.retried += 1,
         }
     }
     Ok(round)
 }
 
-async fn claim(db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
+/// Marks `item` under its lease and logs the attempt, in one transaction.
+async fn record(db: &PgPool, item: &Due, attempt: &Attempt) -> Result<(), sqlx::Error> {
+    let delivered = attempt.error.is_none();
+    let wait = BACKOFF.after(u32::try_from(item.attempts).unwrap_or(0));
     let mut tx = db.begin().await?;
-    let due = sqlx::query_as(
-        "with leased as (
+    let marked = sqlx::query!(
+        "update webhook_deliveries set attempts = attempts + 1, leased_until = null,
+                last_status = $3, last_error = $4, last_duration_ms = $5, response_body = $9,
+                delivered_at = case when $6 then now() end,
+                failed_at = case when not $6 and $7 then now() end,
+                next_attempt_at = case when $6 or $7 then next_attempt_at
+                                       else now() + make_interval(secs => $8) end
+         where id = $1 and leased_until = $2 and delivered_at is null",
+        item.id,
+        item.leased_until,
+        attempt.status,
+        attempt.error,
+        attempt.ms,
+        delivered,
+        attempt.last,
+        wait.as_secs_f64(),
+        attempt.answer
+    )
+    .execute(&mut *tx)
+    .await?;
+    if marked.rows_affected() == 0 {
+        tracing::warn!(delivery = %item.id, "a webhook's lease ran out while sending");
+    }
+    sqlx::query!(
+        "insert into webhook_attempts (delivery_id, status, error, duration_ms) values ($1, $2, $3, $4)",
+        item.id,
+        attempt.status,
+        attempt.error,
+        attempt.ms
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if !delivered && attempt.last {
+        tracing::warn!(delivery = %item.id, error = ?attempt.error, "webhook given up");
+    }
+    Ok(())
+}
+
+async fn claim(db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
+    sqlx::query_as!(
+        Due,
+        r#"with leased as (
              update webhook_deliveries set leased_until = now() + make_interval(secs => $1)
              where id in (
                  select id from webhook_deliveries
@@ -169,17 +262,15 @@ async fn claim(db: &PgPool) -> Result<Vec<Due>, sqlx::Error> {
                    and (leased_until is null or leased_until <= now())
                  order by next_attempt_at limit $2 for update skip locked)
              returning id, event_id, endpoint_id, payload, attempts, leased_until)
-         select l.id, l.event_id, l.payload, l.attempts, l.leased_until, e.url, e.secret_ciphertext,
-                e.secret_key_id, e.previous_secret_ciphertext, e.previous_secret_key_id,
-                e.previous_secret_until
-         from leased l join webhook_endpoints e on e.id = l.endpoint_id",
+         select l.id, l.event_id, l.payload, l.attempts, l.leased_until as "leased_until!", e.url,
+                e.secret_ciphertext, e.secret_key_id, e.previous_secret_ciphertext,
+                e.previous_secret_key_id, e.previous_secret_until
+         from leased l join webhook_endpoints e on e.id = l.endpoint_id"#,
+        LEASE.as_secs_f64(),
+        BATCH
     )
-    .bind(LEASE.as_secs_f64())
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(due)
+    .fetch_all(db)
+    .await
 }
 
 /// The `webhook-id` of an event (its first delivery's id): the same on every retry and every
@@ -274,40 +365,82 @@ pub const RETENTION_DAYS: i32 = 30;
 
 /// Deletes delivered and failed events (with their attempts) older than [`RETENTION_DAYS`].
 pub async fn prune(db: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "delete from webhook_deliveries
          where coalesce(delivered_at, failed_at) < now() - make_interval(days => $1)",
+        RETENTION_DAYS
     )
-    .bind(RETENTION_DAYS)
     .execute(db)
     .await?
     .rows_affected())
 }
 
-/// Delivers webhooks until the process stops, polling every couple of seconds; prunes the
-/// delivery log hourly.
-pub async fn run_worker(db: PgPool, keys: Keyring) {
-    let http = client();
-    let mut pruned_at: Option<Instant> = None;
-    loop {
-        if pruned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
-            pruned_at = Some(Instant::now());
-            if let Err(e) = prune(&db).await {
-                tracing::warn!(error = %e, "pruning the webhook delivery log failed");
-            }
+/// Webhook delivery as a background task: each activation delivers rounds until one finds
+/// nothing due or the process stops.
+pub struct DeliveryTask {
+    db: PgPool,
+    keys: Keyring,
+    http: Client,
+}
+
+impl DeliveryTask {
+    /// The task over `db`, opening endpoint secrets with `keys`.
+    pub fn new(db: PgPool, keys: Keyring) -> Self {
+        Self {
+            db,
+            keys,
+            http: client(),
         }
-        match deliver_due(&db, &keys, &http).await {
-            Ok(Round {
-                delivered: 0,
-                retried: 0,
-                failed: 0,
-            }) => tokio::time::sleep(Duration::from_secs(2)).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "webhook round failed");
-                tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+impl BackgroundTask for DeliveryTask {
+    fn activate<'a>(
+        &'a mut self,
+        activity: &'a Activity,
+        stop: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let mut total = Round::default();
+            loop {
+                let round = deliver_round(&self.db, &self.keys, &self.http, stop, activity).await?;
+                total.delivered += round.delivered;
+                total.retried += round.retried;
+                total.failed += round.failed;
+                if round == Round::default() || stop.is_cancelled() {
+                    break;
+                }
             }
-        }
+            Ok(format!(
+                "delivered {}, retrying {}, given up {}",
+                total.delivered, total.retried, total.failed
+            ))
+        })
+    }
+}
+
+/// Pruning the delivery log as a background task.
+pub struct PruneTask {
+    db: PgPool,
+}
+
+impl PruneTask {
+    /// The task over `db`.
+    pub fn new(db: PgPool) -> Self {
+        Self { db }
+    }
+}
+
+impl BackgroundTask for PruneTask {
+    fn activate<'a>(
+        &'a mut self,
+        _: &'a Activity,
+        _: &'a CancellationToken,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let deleted = prune(&self.db).await?;
+            Ok(format!("deleted {deleted} old deliveries"))
+        })
     }
 }
 
@@ -317,11 +450,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_is_capped_and_spans_more_than_a_day() {
-        assert!((30..=36).contains(&backoff(0).as_secs()));
-        assert!((60..=72).contains(&backoff(1).as_secs()));
-        assert!((7_200..=8_640).contains(&backoff(15).as_secs()));
+        assert!((30..=36).contains(&BACKOFF.after(0).as_secs()));
+        assert!((60..=72).contains(&BACKOFF.after(1).as_secs()));
+        assert!((7_200..=8_640).contains(&BACKOFF.after(15).as_secs()));
         let nominal: u64 = (0..MAX_ATTEMPTS - 1)
-            .map(|a| (30u64 << a.clamp(0, 12) as u32).min(7_200))
+            .map(|a| BACKOFF.nominal(a.unsigned_abs()).as_secs())
             .sum();
         assert!(nominal > 24 * 3_600, "{nominal}");
     }

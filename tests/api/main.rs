@@ -2,6 +2,7 @@
 
 mod api_token_use;
 mod attacks;
+mod background;
 mod browser;
 mod cli;
 mod console;

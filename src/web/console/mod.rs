@@ -12,6 +12,7 @@ mod api_docs;
 mod api_tokens;
 mod audit_log;
 mod auth;
+mod background;
 mod customers;
 mod doctor;
 mod invitations;
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .merge(api_docs::router())
         .merge(webhooks::router())
         .merge(doctor::router())
+        .merge(background::router())
 }
 
 /// The console's home is the invitations list; signed-out visitors are sent on to sign in.
@@ -74,6 +76,7 @@ pub(crate) enum Section {
     Doctor,
     Api,
     Webhooks,
+    Background,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -112,7 +115,7 @@ impl Chrome {
     }
 
     /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
-    /// `customers`, `audit`, `operators`, `settings`, `doctor`).
+    /// `customers`, `audit`, `operators`, `settings`, `doctor`, `background`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -130,6 +133,7 @@ impl Section {
             Self::Api => "api",
             Self::Webhooks => "webhooks",
             Self::Doctor => "doctor",
+            Self::Background => "background",
         }
     }
 }

@@ -1,0 +1,106 @@
+//! Background work, in one place: the leased queue engine every kind of queued work uses
+//! ([`lease`]: jobs, mail, webhooks), one backoff ([`backoff`]), and the registry of background
+//! tasks with their state ([`registry`], [`status`]) that the console and `/readyz` show.
+
+pub mod backoff;
+pub mod lease;
+pub mod registry;
+pub mod status;
+
+pub use backoff::Backoff;
+pub use lease::{Batch, Leased, try_run_due, work_on};
+pub use registry::{Activity, BackgroundTask, Registry, from_fn, request_run};
+
+/// Every background task Gangway runs (a closed list: the console and "Run now" name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// Enqueues the directory syncs tenants' schedules make due.
+    SyncScheduler,
+    /// Runs queued directory syncs.
+    SyncWorkers,
+    /// Delivers queued mail.
+    MailOutbox,
+    /// Delivers queued webhook events.
+    WebhookDeliveries,
+    /// Deletes old entries of the webhook delivery log.
+    WebhookLogPruning,
+    /// Deletes expired console and wizard sessions.
+    SessionSweep,
+    /// Forgets idle clients of the rate limiters (in this process's memory).
+    RateLimitPruning,
+    /// Drains the metrics' histograms (in this process's memory).
+    MetricsUpkeep,
+}
+
+impl Task {
+    /// Every task, in the order pages list them.
+    pub const ALL: [Task; 8] = [
+        Task::SyncScheduler,
+        Task::SyncWorkers,
+        Task::MailOutbox,
+        Task::WebhookDeliveries,
+        Task::WebhookLogPruning,
+        Task::SessionSweep,
+        Task::RateLimitPruning,
+        Task::MetricsUpkeep,
+    ];
+
+    /// The stored and wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SyncScheduler => "sync_scheduler",
+            Self::SyncWorkers => "sync_workers",
+            Self::MailOutbox => "mail_outbox",
+            Self::WebhookDeliveries => "webhook_deliveries",
+            Self::WebhookLogPruning => "webhook_log_pruning",
+            Self::SessionSweep => "session_sweep",
+            Self::RateLimitPruning => "rate_limit_pruning",
+            Self::MetricsUpkeep => "metrics_upkeep",
+        }
+    }
+
+    /// The name people read.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::SyncScheduler => "Sync scheduler",
+            Self::SyncWorkers => "Sync workers",
+            Self::MailOutbox => "Mail outbox",
+            Self::WebhookDeliveries => "Webhook deliveries",
+            Self::WebhookLogPruning => "Webhook log pruning",
+            Self::SessionSweep => "Session sweep",
+            Self::RateLimitPruning => "Rate-limit pruning",
+            Self::MetricsUpkeep => "Metrics upkeep",
+        }
+    }
+
+    /// What it does, in a sentence.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::SyncScheduler => {
+                "Queues a directory sync for every active tenant whose schedule makes one due."
+            }
+            Self::SyncWorkers => {
+                "Takes queued directory syncs into free worker slots and runs them."
+            }
+            Self::MailOutbox => {
+                "Sends queued mail (invitations, operator invitations); failures retry with backoff."
+            }
+            Self::WebhookDeliveries => {
+                "POSTs queued webhook events to their endpoints; failures retry with backoff."
+            }
+            Self::WebhookLogPruning => {
+                "Deletes delivered and failed webhook events older than the retention period."
+            }
+            Self::SessionSweep => "Deletes expired sessions, so abandoned sign-ins do not pile up.",
+            Self::RateLimitPruning => {
+                "Forgets clients the rate limiters have not seen lately (this process's memory)."
+            }
+            Self::MetricsUpkeep => "Drains the metrics' histograms (this process's memory).",
+        }
+    }
+
+    /// The task named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
