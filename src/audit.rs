@@ -129,11 +129,17 @@ pub enum Action {
     WebhookTestSent,
     /// An event was queued again for the endpoint it went to.
     WebhookDeliveryResent,
+    /// An application was registered for sign-in through Gangway.
+    SigninApplicationCreated,
+    /// A customer's user signed in to an application through Gangway.
+    SignInSucceeded,
+    /// A customer's user was refused sign-in (the reason in the detail).
+    SignInRefused,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 37] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -168,6 +174,9 @@ impl Action {
         Action::WebhookEndpointDeleted,
         Action::WebhookTestSent,
         Action::WebhookDeliveryResent,
+        Action::SigninApplicationCreated,
+        Action::SignInSucceeded,
+        Action::SignInRefused,
     ];
 
     /// The stored name.
@@ -207,6 +216,9 @@ impl Action {
             Self::WebhookEndpointDeleted => "webhook.endpoint_deleted",
             Self::WebhookTestSent => "webhook.test_sent",
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
+            Self::SigninApplicationCreated => "signin.application_created",
+            Self::SignInSucceeded => "signin.succeeded",
+            Self::SignInRefused => "signin.refused",
         }
     }
 
@@ -253,6 +265,9 @@ impl Action {
             Self::WebhookEndpointDeleted => "Webhook endpoint deleted",
             Self::WebhookTestSent => "Webhook test event sent",
             Self::WebhookDeliveryResent => "Webhook event sent again",
+            Self::SigninApplicationCreated => "Sign-in application registered",
+            Self::SignInSucceeded => "User signed in to an application",
+            Self::SignInRefused => "User refused sign-in to an application",
         }
     }
 
