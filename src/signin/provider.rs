@@ -231,3 +231,52 @@ pub fn userinfo(user: &UserClaims, scopes: &[String]) -> UserInfoClaims<GangwayC
     extra.sid = None;
     UserInfoClaims::new(standard_claims(user, scopes), extra)
 }
+
+/// Gangway's ID token type.
+pub type GangwayIdToken = IdToken<
+    GangwayClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// What a logout request's `id_token_hint` says, once its signature is verified.
+#[derive(Debug, Clone)]
+pub struct LogoutHint {
+    /// The application it was issued to (`aud`).
+    pub client_id: String,
+    /// Gangway's session (`sid`).
+    pub sid: Option<String>,
+}
+
+/// Verifies an `id_token_hint`: signed by one of Gangway's published keys, issued by
+/// `issuer`, with a single audience. An expired token is fine (RP-initiated logout §2).
+pub fn verify_hint(keys: &SigningKeys, issuer: &str, raw: &str) -> Option<LogoutHint> {
+    let token: GangwayIdToken = raw.parse().ok()?;
+    // The audience is needed to build the verifier; the signature check below covers it.
+    let payload = raw.split('.').nth(1)?;
+    let unverified: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?,
+    )
+    .ok()?;
+    let client_id = match &unverified["aud"] {
+        serde_json::Value::String(aud) => aud.clone(),
+        serde_json::Value::Array(auds) if auds.len() == 1 => auds[0].as_str()?.to_owned(),
+        _ => return None,
+    };
+    let verifier = openidconnect::IdTokenVerifier::new_public_client(
+        openidconnect::ClientId::new(client_id.clone()),
+        IssuerUrl::new(issuer.to_owned()).ok()?,
+        keys.jwks(),
+    )
+    .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
+    // Expired hints are welcome: logout often comes after the ID token's hour.
+    .set_time_fn(|| std::time::UNIX_EPOCH.into());
+    let claims = token
+        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+        .ok()?;
+    Some(LogoutHint {
+        client_id,
+        sid: claims.additional_claims().sid.clone(),
+    })
+}

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{SESSION_IDLE, SESSION_MAX, SigninError, span};
 use crate::crypto::random_token;
 use crate::identity::SignedInUser;
+use crate::types::TenantId;
 
 /// A live session.
 #[derive(Debug, Clone)]
@@ -85,28 +86,66 @@ pub async fn resume(db: &PgPool, id: Uuid) -> Result<Option<SigninSession>, Sign
     }))
 }
 
-/// Ends session `id` and revokes every grant made through it; returns the ids of the
-/// applications it had signed in to (for back-channel logout).
-pub async fn end(db: &PgPool, id: Uuid, reason: &str) -> Result<Vec<Uuid>, SigninError> {
-    let mut tx = db.begin().await?;
-    sqlx::query!(
-        "update signin_sessions set ended_at = now() where id = $1 and ended_at is null",
+/// Session `id` unless it was ended (logged out); whether it idled out does not matter here:
+/// tokens issued in it outlive the browser's single sign-on.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<SigninSession>, SigninError> {
+    Ok(sqlx::query_as!(
+        SigninSession,
+        "select id, sid, tenant_id, object_id, auth_time, amr from signin_sessions
+         where id = $1 and ended_at is null",
         id
     )
-    .execute(&mut *tx)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A session just ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// Microsoft's id of the user's tenant (for Entra ID's own sign-out).
+    pub entra_tenant_id: TenantId,
+    /// The applications it had signed in to (for back-channel logout).
+    pub applications: Vec<Uuid>,
+}
+
+/// The id of the live session named by `sid`.
+pub async fn by_sid(db: &PgPool, sid: &str) -> Result<Option<Uuid>, SigninError> {
+    Ok(sqlx::query_scalar!(
+        "select id from signin_sessions where sid = $1 and ended_at is null",
+        sid
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Ends session `id` (if not ended already) and revokes every grant made through it.
+pub async fn end(db: &PgPool, id: Uuid, reason: &str) -> Result<Option<Ended>, SigninError> {
+    let mut tx = db.begin().await?;
+    let tenant = sqlx::query_scalar!(
+        "update signin_sessions s set ended_at = now() from tenants t
+         where s.id = $1 and s.ended_at is null and t.id = s.tenant_id
+         returning t.entra_tenant_id",
+        id
+    )
+    .fetch_optional(&mut *tx)
     .await?;
-    let apps = sqlx::query_scalar!(
-        r#"update signin_grants set revoked_at = coalesce(revoked_at, now()),
-                  revoked_reason = coalesce(revoked_reason, $2)
-           where session_id = $1 returning application_id"#,
+    let Some(tenant) = tenant else {
+        return Ok(None);
+    };
+    let mut applications = sqlx::query_scalar!(
+        "update signin_grants set revoked_at = coalesce(revoked_at, now()),
+                revoked_reason = coalesce(revoked_reason, $2)
+         where session_id = $1 returning application_id",
         id,
         reason
     )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let mut apps = apps;
-    apps.sort();
-    apps.dedup();
-    Ok(apps)
+    applications.sort();
+    applications.dedup();
+    Ok(Some(Ended {
+        entra_tenant_id: TenantId::from(tenant),
+        applications,
+    }))
 }
