@@ -440,8 +440,13 @@ impl EntraClient {
         prompt: Option<&str>,
     ) -> AuthRequest {
         let scopes = OPERATOR_SCOPES.iter().map(|s| (*s).to_owned());
-        let mut req =
-            self.authorize_request(&tenant.to_string(), scopes, prompt, login_hint, redirect_uri);
+        let mut req = self.authorize_request(
+            &tenant.to_string(),
+            scopes,
+            prompt,
+            login_hint,
+            redirect_uri,
+        );
         let mut query = req.url.query_pairs_mut();
         query.append_pair("response_mode", "query");
         if let Some(hint) = domain_hint.filter(|h| !h.is_empty()) {

@@ -166,7 +166,11 @@ impl NewApplication {
         if self.redirect_uris.is_empty() || self.redirect_uris.len() > 20 {
             return invalid("give 1 to 20 redirect URIs".into());
         }
-        for uri in self.redirect_uris.iter().chain(&self.post_logout_redirect_uris) {
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
             redirect::check_registered(self.kind, uri).map_err(ApplicationError::Invalid)?;
         }
         if self.post_logout_redirect_uris.len() > 20 {

@@ -158,7 +158,11 @@ pub fn subject(app: &Application, tid: Uuid, oid: Uuid) -> String {
 
 /// The user's groups' names, transitive (nesting followed, cycles harmless), sorted, at most
 /// [`MAX_GROUPS`] + 1 (to tell that some were cut).
-async fn group_names(db: &PgPool, tenant_id: Uuid, object_id: Uuid) -> Result<Vec<String>, SigninError> {
+async fn group_names(
+    db: &PgPool,
+    tenant_id: Uuid,
+    object_id: Uuid,
+) -> Result<Vec<String>, SigninError> {
     Ok(sqlx::query_scalar!(
         r#"with recursive member_of(id) as (
                select group_id from directory_group_members where tenant_id = $1 and member_id = $2

@@ -181,12 +181,10 @@ pub async fn redeem_code(
         return Err(TokenError::InvalidGrant("the code is unknown"));
     };
     if row.used_at.is_some() {
-        let grant = sqlx::query_scalar!(
-            "select id from signin_grants where code_sha256 = $1",
-            hash
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let grant =
+            sqlx::query_scalar!("select id from signin_grants where code_sha256 = $1", hash)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(grant) = grant {
             revoke_grant(&mut tx, grant, "authorization code presented again").await?;
         }
@@ -245,7 +243,11 @@ fn pkce_problem(challenge: Option<&str>, verifier: Option<&str>) -> Option<&'sta
         (None, None) => None,
         (None, Some(_)) => Some("a code_verifier was sent for a code issued without a challenge"),
         (Some(_), None) => Some("code_verifier is missing"),
-        (Some(c), Some(v)) if verifier_well_formed(v) && constant_time_eq(c.as_bytes(), s256(v).as_bytes()) => None,
+        (Some(c), Some(v))
+            if verifier_well_formed(v) && constant_time_eq(c.as_bytes(), s256(v).as_bytes()) =>
+        {
+            None
+        }
         (Some(_), Some(_)) => Some("code_verifier does not match the code_challenge"),
     }
 }
@@ -272,13 +274,17 @@ pub async fn refresh(db: &PgPool, app: &Application, token: &str) -> Result<Issu
         return Err(TokenError::InvalidGrant("the refresh token is unknown"));
     };
     if row.application_id != app.id {
-        return Err(TokenError::InvalidGrant("the refresh token was issued to another client"));
+        return Err(TokenError::InvalidGrant(
+            "the refresh token was issued to another client",
+        ));
     }
     if row.used_at.is_some() {
         revoke_grant(&mut tx, row.grant_id, "refresh token used again").await?;
         tx.commit().await?;
         tracing::warn!(application = %app.client_id, "refresh token reused; its family is revoked");
-        return Err(TokenError::InvalidGrant("the refresh token was already used"));
+        return Err(TokenError::InvalidGrant(
+            "the refresh token was already used",
+        ));
     }
     if row.revoked_at.is_some() {
         return Err(TokenError::InvalidGrant("the refresh token was revoked"));
@@ -382,7 +388,13 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let challenge = s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-        assert_eq!(pkce_problem(Some(&challenge), Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")), None);
+        assert_eq!(
+            pkce_problem(
+                Some(&challenge),
+                Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+            ),
+            None
+        );
         assert!(pkce_problem(Some(&challenge), None).is_some());
         assert!(pkce_problem(Some(&challenge), Some("x")).is_some());
         assert!(pkce_problem(None, Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")).is_some());

@@ -135,7 +135,10 @@ pub async fn rotate(db: &PgPool, keys: &Keyring) -> Result<(), SigninError> {
 /// The keys now: the current one opened, every published one's public part.
 pub async fn load(db: &PgPool, keys: &Keyring) -> Result<SigningKeys, SigninError> {
     let mut stored = fetch(db).await?;
-    if !stored.iter().any(|k| k.activates_at <= OffsetDateTime::now_utc()) {
+    if !stored
+        .iter()
+        .any(|k| k.activates_at <= OffsetDateTime::now_utc())
+    {
         maintain(db, keys).await?;
         stored = fetch(db).await?;
     }

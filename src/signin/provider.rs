@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGenderClaim,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
-    CoreTokenType,
+    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType, CoreTokenType,
 };
 use openidconnect::{
     AccessToken, AdditionalProviderMetadata, Audience, AuthUrl, AuthenticationMethodReference,
@@ -79,9 +79,27 @@ pub type Metadata = ProviderMetadata<
 
 /// The claims Gangway issues, for discovery.
 const CLAIMS: [&str; 21] = [
-    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid", "email", "name",
-    "given_name", "family_name", "preferred_username", "tid", "oid", "org_id", "org_name",
-    "groups", "groups_truncated", "roles",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "amr",
+    "sid",
+    "email",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "tid",
+    "oid",
+    "org_id",
+    "org_name",
+    "groups",
+    "groups_truncated",
+    "roles",
 ];
 
 fn url_error(e: url::ParseError) -> SigninError {
@@ -118,7 +136,9 @@ pub fn metadata(ends: &Endpoints) -> Result<Metadata, SigninError> {
     .set_userinfo_endpoint(Some(
         UserInfoUrl::new(ends.userinfo.clone()).map_err(url_error)?,
     ))
-    .set_scopes_supported(Some(SCOPES.iter().map(|s| Scope::new((*s).into())).collect()))
+    .set_scopes_supported(Some(
+        SCOPES.iter().map(|s| Scope::new((*s).into())).collect(),
+    ))
     .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
     .set_grant_types_supported(Some(vec![
         CoreGrantType::AuthorizationCode,
@@ -126,7 +146,10 @@ pub fn metadata(ends: &Endpoints) -> Result<Metadata, SigninError> {
     ]))
     .set_token_endpoint_auth_methods_supported(Some(auth))
     .set_claims_supported(Some(
-        CLAIMS.iter().map(|c| CoreClaimName::new((*c).into())).collect(),
+        CLAIMS
+            .iter()
+            .map(|c| CoreClaimName::new((*c).into()))
+            .collect(),
     )))
 }
 
@@ -137,7 +160,11 @@ fn standard_claims(user: &UserClaims, scopes: &[String]) -> StandardClaims<CoreG
     if has("profile") {
         claims = claims
             .set_name(user.name.clone().map(|n| EndUserName::new(n).into()))
-            .set_given_name(user.given_name.clone().map(|n| EndUserGivenName::new(n).into()))
+            .set_given_name(
+                user.given_name
+                    .clone()
+                    .map(|n| EndUserGivenName::new(n).into()),
+            )
             .set_family_name(
                 user.family_name
                     .clone()
@@ -226,7 +253,10 @@ pub fn token_response(keys: &SigningKeys, issue: &Issue<'_>) -> Result<TokenResp
 }
 
 /// The userinfo answer for `user` under `scopes` (no `sid`: that belongs to ID tokens).
-pub fn userinfo(user: &UserClaims, scopes: &[String]) -> UserInfoClaims<GangwayClaims, CoreGenderClaim> {
+pub fn userinfo(
+    user: &UserClaims,
+    scopes: &[String],
+) -> UserInfoClaims<GangwayClaims, CoreGenderClaim> {
     let mut extra = user.extra.clone();
     extra.sid = None;
     UserInfoClaims::new(standard_claims(user, scopes), extra)
@@ -272,9 +302,7 @@ pub fn verify_hint(keys: &SigningKeys, issuer: &str, raw: &str) -> Option<Logout
     .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
     // Expired hints are welcome: logout often comes after the ID token's hour.
     .set_time_fn(|| std::time::UNIX_EPOCH.into());
-    let claims = token
-        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-        .ok()?;
+    let claims = token.claims(&verifier, |_: Option<&Nonce>| Ok(())).ok()?;
     Some(LogoutHint {
         client_id,
         sid: claims.additional_claims().sid.clone(),

@@ -31,9 +31,12 @@ pub fn check_registered(kind: AppKind, raw: &str) -> Result<Url, String> {
     if raw.is_empty() || raw.len() > MAX_URI_CHARS || raw.trim() != raw {
         return Err(format!("\u{201c}{raw}\u{201d} is not a URI"));
     }
-    let url = Url::parse(raw).map_err(|_| format!("\u{201c}{raw}\u{201d} is not an absolute URI"))?;
+    let url =
+        Url::parse(raw).map_err(|_| format!("\u{201c}{raw}\u{201d} is not an absolute URI"))?;
     if url.fragment().is_some() {
-        return Err(format!("\u{201c}{raw}\u{201d} has a fragment (#…), which redirect URIs may not"));
+        return Err(format!(
+            "\u{201c}{raw}\u{201d} has a fragment (#…), which redirect URIs may not"
+        ));
     }
     match url.scheme() {
         "https" => Ok(url),
@@ -64,14 +67,17 @@ pub fn matches(kind: AppKind, registered: &[String], presented: &str) -> bool {
     if asked.scheme() != "http" || !matches!(asked.host(), Some(Host::Ipv4(_) | Host::Ipv6(_))) {
         return false;
     }
-    registered.iter().filter_map(|r| Url::parse(r).ok()).any(|r| {
-        r.scheme() == "http"
-            && is_loopback(&r)
-            && r.host() == asked.host()
-            && r.path() == asked.path()
-            && r.query() == asked.query()
-            && asked.fragment().is_none()
-    })
+    registered
+        .iter()
+        .filter_map(|r| Url::parse(r).ok())
+        .any(|r| {
+            r.scheme() == "http"
+                && is_loopback(&r)
+                && r.host() == asked.host()
+                && r.path() == asked.path()
+                && r.query() == asked.query()
+                && asked.fragment().is_none()
+        })
 }
 
 #[cfg(test)]
@@ -93,13 +99,41 @@ mod tests {
     #[test]
     fn only_native_loopback_uris_match_on_any_port() {
         let native = vec!["http://127.0.0.1/callback".to_owned()];
-        assert!(matches(AppKind::Native, &native, "http://127.0.0.1:53122/callback"));
-        assert!(!matches(AppKind::Native, &native, "http://127.0.0.1:53122/other"));
-        assert!(!matches(AppKind::Native, &native, "http://127.0.0.2:53122/callback"));
-        assert!(!matches(AppKind::Native, &native, "https://127.0.0.1:53122/callback"));
+        assert!(matches(
+            AppKind::Native,
+            &native,
+            "http://127.0.0.1:53122/callback"
+        ));
+        assert!(!matches(
+            AppKind::Native,
+            &native,
+            "http://127.0.0.1:53122/other"
+        ));
+        assert!(!matches(
+            AppKind::Native,
+            &native,
+            "http://127.0.0.2:53122/callback"
+        ));
+        assert!(!matches(
+            AppKind::Native,
+            &native,
+            "https://127.0.0.1:53122/callback"
+        ));
         let web = vec!["http://127.0.0.1:4000/callback".to_owned()];
-        assert!(matches(AppKind::Web, &web, "http://127.0.0.1:4000/callback"));
-        assert!(!matches(AppKind::Web, &web, "http://127.0.0.1:4001/callback"));
-        assert!(!matches(AppKind::Web, &web, "http://127.0.0.1:4000/callback/"));
+        assert!(matches(
+            AppKind::Web,
+            &web,
+            "http://127.0.0.1:4000/callback"
+        ));
+        assert!(!matches(
+            AppKind::Web,
+            &web,
+            "http://127.0.0.1:4001/callback"
+        ));
+        assert!(!matches(
+            AppKind::Web,
+            &web,
+            "http://127.0.0.1:4000/callback/"
+        ));
     }
 }

@@ -195,8 +195,14 @@ mod tests {
 
     #[test]
     fn the_domain_of_an_email_is_lowercased_and_plausible() {
-        assert_eq!(domain_of("Ann@Contoso.Example").as_deref(), Some("contoso.example"));
-        assert_eq!(domain_of("ann@contoso.example.").as_deref(), Some("contoso.example"));
+        assert_eq!(
+            domain_of("Ann@Contoso.Example").as_deref(),
+            Some("contoso.example")
+        );
+        assert_eq!(
+            domain_of("ann@contoso.example.").as_deref(),
+            Some("contoso.example")
+        );
         assert_eq!(domain_of("contoso.example"), None);
         assert_eq!(domain_of("@contoso.example"), None);
         assert_eq!(domain_of("ann@localhost"), None);

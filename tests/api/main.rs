@@ -22,6 +22,7 @@ mod polish;
 mod security;
 mod sessions;
 mod settings;
+mod signin;
 mod sso;
 mod sync;
 mod sync_console;

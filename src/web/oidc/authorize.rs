@@ -93,10 +93,17 @@ pub(super) struct Upstream {
 }
 
 /// The application's redirect URI with an OAuth error (and the request's `state`).
-fn error_to_app(redirect_uri: &str, state: Option<&str>, error: &str, description: &str) -> Response {
+fn error_to_app(
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
     let mut url = match Url::parse(redirect_uri) {
         Ok(url) => url,
-        Err(_) => return Error::BadRequest("The redirect URI is not a URL.".into()).into_response(),
+        Err(_) => {
+            return Error::BadRequest("The redirect URI is not a URL.".into()).into_response();
+        }
     };
     {
         let mut query = url.query_pairs_mut();
@@ -118,7 +125,11 @@ fn bounded(value: Option<String>) -> Result<Option<String>, ()> {
 }
 
 /// Checks what must hold after the redirect URI is trusted; an error goes back to the app.
-fn check(app: &Application, q: AuthorizeQuery, redirect_uri: String) -> Result<Pending, (&'static str, String)> {
+fn check(
+    app: &Application,
+    q: AuthorizeQuery,
+    redirect_uri: String,
+) -> Result<Pending, (&'static str, String)> {
     let too_long = || ("invalid_request", "a parameter is too long".to_owned());
     if q.response_type.as_deref() != Some("code") {
         return Err((
@@ -139,15 +150,22 @@ fn check(app: &Application, q: AuthorizeQuery, redirect_uri: String) -> Result<P
     match (&challenge, q.code_challenge_method.as_deref()) {
         (Some(c), Some("S256")) if c.len() == 43 => {}
         (Some(_), Some("S256")) => {
-            return Err(("invalid_request", "code_challenge must be a SHA-256 in base64url (43 characters)".into()));
+            return Err((
+                "invalid_request",
+                "code_challenge must be a SHA-256 in base64url (43 characters)".into(),
+            ));
         }
         (Some(_), _) => {
-            return Err(("invalid_request", "code_challenge_method must be S256".into()));
+            return Err((
+                "invalid_request",
+                "code_challenge_method must be S256".into(),
+            ));
         }
         (None, _) if !app.kind.is_confidential() => {
             return Err((
                 "invalid_request",
-                "a public client must send a PKCE code_challenge with code_challenge_method=S256".into(),
+                "a public client must send a PKCE code_challenge with code_challenge_method=S256"
+                    .into(),
             ));
         }
         (None, _) => {}
@@ -166,10 +184,12 @@ fn check(app: &Application, q: AuthorizeQuery, redirect_uri: String) -> Result<P
     };
     let max_age = match q.max_age.as_deref() {
         None | Some("") => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ("invalid_request", "max_age must be a number of seconds".into()))?,
-        ),
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            (
+                "invalid_request",
+                "max_age must be a number of seconds".into(),
+            )
+        })?),
     };
     Ok(Pending {
         application_id: app.id,
@@ -216,7 +236,12 @@ pub(super) async fn authorize(
     let pending = match check(&app, q, redirect_uri.clone()) {
         Ok(p) => p,
         Err((error, description)) => {
-            return Ok(error_to_app(&redirect_uri, raw_state.as_deref(), error, &description));
+            return Ok(error_to_app(
+                &redirect_uri,
+                raw_state.as_deref(),
+                error,
+                &description,
+            ));
         }
     };
     // Single sign-on: a live Gangway session answers at once, unless the request wants a
@@ -242,11 +267,17 @@ pub(super) async fn authorize(
         .login_hint
         .as_deref()
         .and_then(routing::domain_of)
-        .or_else(|| pending.domain_hint.as_deref().and_then(|d| routing::domain_of(&format!("x@{d}"))))
-    {
+        .or_else(|| {
+            pending
+                .domain_hint
+                .as_deref()
+                .and_then(|d| routing::domain_of(&format!("x@{d}")))
+        }) {
         Some(routing::by_domain(&state.db, &app, &domain).await?)
     } else if let Some(customer) = customer_id.as_deref().and_then(|c| Uuid::parse_str(c).ok()) {
-        routing::by_customer(&state.db, &app, customer).await?.transpose()
+        routing::by_customer(&state.db, &app, customer)
+            .await?
+            .transpose()
     } else {
         None
     };
@@ -464,12 +495,33 @@ pub(super) async fn callback(
     if let Some(error) = query.error.as_deref().filter(|e| !e.is_empty()) {
         let aad = AadError::from_redirect(error, query.error_description.as_deref());
         tracing::info!(error = ?Untrusted(&aad.error), description = ?Untrusted(aad.summary()), "Microsoft refused the sign-in");
-        let code = aad.code().map(|c| format!("AADSTS{c}")).unwrap_or(aad.error.clone());
-        audit_refusal(&state, client, &app, &tenant, None, &format!("Microsoft answered {code}")).await?;
-        let mut page = MessagePage::new(&live.settings.branding, "bad", "Microsoft did not sign you in")
-            .says(microsoft_refusal_text(&aad, &tenant))
-            .says(format!("Go back to {} and try again; if it keeps happening, contact your IT department.", app.name));
-        page.detail = Some(format!("{code}: {}", aad.summary().chars().take(300).collect::<String>()));
+        let code = aad
+            .code()
+            .map(|c| format!("AADSTS{c}"))
+            .unwrap_or(aad.error.clone());
+        audit_refusal(
+            &state,
+            client,
+            &app,
+            &tenant,
+            None,
+            &format!("Microsoft answered {code}"),
+        )
+        .await?;
+        let mut page = MessagePage::new(
+            &live.settings.branding,
+            "bad",
+            "Microsoft did not sign you in",
+        )
+        .says(microsoft_refusal_text(&aad, &tenant))
+        .says(format!(
+            "Go back to {} and try again; if it keeps happening, contact your IT department.",
+            app.name
+        ));
+        page.detail = Some(format!(
+            "{code}: {}",
+            aad.summary().chars().take(300).collect::<String>()
+        ));
         return Ok(page.respond(StatusCode::FORBIDDEN));
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
@@ -505,23 +557,38 @@ pub(super) async fn callback(
                 ),
             };
             audit_refusal(&state, client, &app, &tenant, None, &reason).await?;
-            return Ok(MessagePage::new(&live.settings.branding, "bad", "You could not be signed in")
-                .says(text)
-                .respond(StatusCode::FORBIDDEN));
+            return Ok(MessagePage::new(
+                &live.settings.branding,
+                "bad",
+                "You could not be signed in",
+            )
+            .says(text)
+            .respond(StatusCode::FORBIDDEN));
         }
     };
     // The tenant may have been offboarded (or the application changed) while the user was at
     // Microsoft.
     let tenant = match routing::recheck(&state.db, &app, &tenant).await? {
         Ok(tenant) => tenant,
-        Err(refusal) => return refuse(&state, &live, client, &app, Some(&user.username), refusal).await,
+        Err(refusal) => {
+            return refuse(&state, &live, client, &app, Some(&user.username), refusal).await;
+        }
     };
     let standing = claims::standing(&state.db, tenant.id, user.object_id).await?;
     let refused_user = match standing {
         Standing::Present(_) | Standing::NotYetCopied => None,
-        Standing::Disabled => Some(("the user is disabled in the directory", "Your account is disabled in your organization's directory.")),
-        Standing::Deleted => Some(("the user is deleted in the directory", "Your account was deleted from your organization's directory.")),
-        Standing::Unknown => Some(("the user is not in the directory copy", "Your account is not (or no longer) in your organization's directory as Gangway knows it.")),
+        Standing::Disabled => Some((
+            "the user is disabled in the directory",
+            "Your account is disabled in your organization's directory.",
+        )),
+        Standing::Deleted => Some((
+            "the user is deleted in the directory",
+            "Your account was deleted from your organization's directory.",
+        )),
+        Standing::Unknown => Some((
+            "the user is not in the directory copy",
+            "Your account is not (or no longer) in your organization's directory as Gangway knows it.",
+        )),
     };
     if let Some((reason, text)) = refused_user {
         audit_refusal(&state, client, &app, &tenant, Some(&user.username), reason).await?;
@@ -578,9 +645,10 @@ async fn complete(
         },
     )
     .await?;
-    let username = sqlx::query_scalar!("select username from signin_sessions where id = $1", sso.id)
-        .fetch_one(&state.db)
-        .await?;
+    let username =
+        sqlx::query_scalar!("select username from signin_sessions where id = $1", sso.id)
+            .fetch_one(&state.db)
+            .await?;
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: Some(tenant.id),
@@ -644,31 +712,47 @@ async fn refuse(
     let (heading, text) = match &refusal {
         Refusal::UnknownDomain(domain) => (
             "Your organization is not connected".to_owned(),
-            format!("No organization connected to {provider} uses the domain {domain}. Check the email you entered; if it is right, your organization has not connected its Microsoft directory to {provider} yet: ask your IT department to contact {provider}."),
+            format!(
+                "No organization connected to {provider} uses the domain {domain}. Check the email you entered; if it is right, your organization has not connected its Microsoft directory to {provider} yet: ask your IT department to contact {provider}."
+            ),
         ),
         Refusal::NotConnected => (
             "Your organization is not connected".to_owned(),
-            format!("Your organization has not connected its Microsoft directory to {provider} yet. Ask your IT department to contact {provider}."),
+            format!(
+                "Your organization has not connected its Microsoft directory to {provider} yet. Ask your IT department to contact {provider}."
+            ),
         ),
         Refusal::Offboarded(org) => (
             format!("{org} is no longer connected"),
-            format!("{org} disconnected its Microsoft directory from {provider}, so its people cannot sign in to {} through it.", app.name),
+            format!(
+                "{org} disconnected its Microsoft directory from {provider}, so its people cannot sign in to {} through it.",
+                app.name
+            ),
         ),
         Refusal::ReconsentRequired(org) => (
             format!("{org} needs to renew its connection"),
-            format!("{provider}'s access to {org}'s Microsoft directory has stopped working. An administrator of {org} must approve it again; {provider} can send them a new link."),
+            format!(
+                "{provider}'s access to {org}'s Microsoft directory has stopped working. An administrator of {org} must approve it again; {provider} can send them a new link."
+            ),
         ),
         Refusal::Disabled(org) => (
             format!("Sign-in for {org} is paused"),
-            format!("{provider} has paused its connection to {org}. Contact {provider} to resume it."),
+            format!(
+                "{provider} has paused its connection to {org}. Contact {provider} to resume it."
+            ),
         ),
         Refusal::OwnApplication(org) => (
             format!("{org} cannot sign in this way"),
-            format!("{org} connected to {provider} with its own app registration, which does not sign people in. An administrator of {org} can connect {provider}'s application instead."),
+            format!(
+                "{org} connected to {provider} with its own app registration, which does not sign people in. An administrator of {org} can connect {provider}'s application instead."
+            ),
         ),
         Refusal::NotAdmitted(org) => (
             format!("{} is not available to {org}", app.name),
-            format!("{} is not offered to {org}. If you think it should be, contact {provider}.", app.name),
+            format!(
+                "{} is not offered to {org}. If you think it should be, contact {provider}.",
+                app.name
+            ),
         ),
     };
     Ok(MessagePage::new(&live.settings.branding, "bad", heading)

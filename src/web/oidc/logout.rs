@@ -17,10 +17,10 @@ use crate::settings::Live;
 use crate::signin::sessions::{self, Ended};
 use crate::signin::{Application, applications, keys, provider};
 use crate::types::TenantId;
-use crate::web::{AppState, paths};
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
+use crate::web::{AppState, paths};
 
 /// A logout request.
 #[derive(Deserialize, Default)]
@@ -97,7 +97,11 @@ pub(super) async fn logout(
 ) -> Result<Response> {
     state.limits.callbacks.check(client)?;
     let live = state.live().await?;
-    let hint = match q.id_token_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 8_000) {
+    let hint = match q
+        .id_token_hint
+        .as_deref()
+        .filter(|h| !h.is_empty() && h.len() <= 8_000)
+    {
         Some(raw) => {
             let keys = keys::load(&state.db, &state.cfg.keys).await?;
             provider::verify_hint(&keys, &super::issuer(&state.cfg), raw)
@@ -123,7 +127,11 @@ pub(super) async fn logout(
             return Ok(signed_out(&state, &live, ended.as_ref(), done.back));
         }
         if session.get::<Uuid>(SSO).await?.is_none() {
-            let back = back_to_app(app.as_ref(), q.post_logout_redirect_uri.as_deref(), q.state.as_deref());
+            let back = back_to_app(
+                app.as_ref(),
+                q.post_logout_redirect_uri.as_deref(),
+                q.state.as_deref(),
+            );
             return Ok(signed_out(&state, &live, None, back));
         }
         let mut page = MessagePage::new(&live.settings.branding, "warn", "Sign out?")
@@ -137,7 +145,11 @@ pub(super) async fn logout(
         return Ok(page.respond(StatusCode::OK));
     };
     let ended = end_sessions(&state, &session, hint.sid.as_deref()).await?;
-    match back_to_app(app.as_ref(), q.post_logout_redirect_uri.as_deref(), q.state.as_deref()) {
+    match back_to_app(
+        app.as_ref(),
+        q.post_logout_redirect_uri.as_deref(),
+        q.state.as_deref(),
+    ) {
         Some(back) => Ok(Redirect::to(back.as_str()).into_response()),
         None => Ok(signed_out(&state, &live, ended.as_ref(), None)),
     }
@@ -165,7 +177,11 @@ pub(super) async fn confirmed(
         None => None,
     };
     // A link on the page, not a redirect: the form may only lead to Gangway's own pages.
-    let back = back_to_app(app.as_ref(), form.post_logout_redirect_uri.as_deref(), form.state.as_deref());
+    let back = back_to_app(
+        app.as_ref(),
+        form.post_logout_redirect_uri.as_deref(),
+        form.state.as_deref(),
+    );
     session
         .insert(
             SIGNED_OUT,

@@ -48,7 +48,10 @@ pub fn router() -> Router<AppState> {
             get(authorize::email_page).post(authorize::email_submit),
         )
         .route(paths::SIGNIN_CALLBACK, get(authorize::callback))
-        .route(paths::SIGNIN_LOGOUT, get(logout::logout).post(logout::confirmed))
+        .route(
+            paths::SIGNIN_LOGOUT,
+            get(logout::logout).post(logout::confirmed),
+        )
 }
 
 /// The machine endpoints (no cookies, no CSRF: callers present client credentials or tokens).

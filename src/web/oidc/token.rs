@@ -65,10 +65,7 @@ pub(super) struct TokenForm {
 
 /// The client's id and secret: HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the
 /// form's `client_id`/`client_secret`. `None` when they are missing, garbled or sent twice.
-fn client_credentials(
-    headers: &HeaderMap,
-    form: &TokenForm,
-) -> Option<(String, Option<String>)> {
+fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, Option<String>)> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -134,7 +131,11 @@ pub(super) async fn token(
     let issued = match form.grant_type.as_deref() {
         Some("authorization_code") => {
             let Some(code) = form.code.as_deref() else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is missing");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "code is missing",
+                );
             };
             grants::redeem_code(
                 &state.db,
@@ -177,7 +178,11 @@ pub(super) async fn token(
 }
 
 /// The token response for tokens just issued.
-async fn respond(state: &AppState, app: &Application, issued: Issued) -> Result<Response, SigninError> {
+async fn respond(
+    state: &AppState,
+    app: &Application,
+    issued: Issued,
+) -> Result<Response, SigninError> {
     let session = sessions::get(&state.db, issued.session_id)
         .await?
         .ok_or_else(|| SigninError::Key("the session vanished".into()))?;
@@ -265,7 +270,11 @@ pub(super) async fn revoke(
         Err(refused) => return refused,
     };
     let Some(token) = form.token.as_deref() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is missing");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
     };
     match grants::revoke(&state.db, &app, token).await {
         Ok(()) => StatusCode::OK.into_response(),
