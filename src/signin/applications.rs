@@ -381,3 +381,27 @@ pub async fn authenticate(
     let ok = stored.is_some_and(|h| constant_time_eq(&h, &sha256(secret.as_bytes())));
     Ok(ok.then_some(app))
 }
+
+/// Applications by name, at most `limit` after the name `after` (case-insensitive order).
+pub async fn page_after(
+    db: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Application>, SigninError> {
+    let rows = sqlx::query_as!(
+        Row,
+        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
+                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
+                  array(select customer_id from signin_application_customers c
+                        where c.application_id = a.id) as customers,
+                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
+           from signin_applications a
+           where $1::text is null or a.name > $1::text::citext
+           order by a.name limit $2"#,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Row::into_application).collect())
+}

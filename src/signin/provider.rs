@@ -58,6 +58,8 @@ pub struct ExtraMetadata {
     pub backchannel_logout_session_supported: bool,
     /// How clients authenticate at the revocation endpoint.
     pub revocation_endpoint_auth_methods_supported: Vec<CoreClientAuthMethod>,
+    /// RFC 9207: the authorization response carries `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -130,6 +132,7 @@ pub fn metadata(ends: &Endpoints) -> Result<Metadata, SigninError> {
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
             revocation_endpoint_auth_methods_supported: auth.clone(),
+            authorization_response_iss_parameter_supported: true,
         },
     )
     .set_token_endpoint(Some(TokenUrl::new(ends.token.clone()).map_err(url_error)?))

@@ -23,6 +23,7 @@ mod security;
 mod sessions;
 mod settings;
 mod signin;
+mod signin_clients;
 mod sso;
 mod sync;
 mod sync_console;

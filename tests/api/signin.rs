@@ -28,27 +28,27 @@ use crate::helpers::{Decision, TestApp, consent_at_microsoft, form_action, input
 use crate::sync;
 
 /// The application's redirect URI (nothing listens there: the test reads the redirect).
-const APP_CALLBACK: &str = "http://127.0.0.1:9/callback";
+pub(crate) const APP_CALLBACK: &str = "http://127.0.0.1:9/callback";
 /// Where the application wants users after logout.
-const APP_SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
+pub(crate) const APP_SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
 
 /// A connected customer tenant with its copy synced, and a registered application.
-struct Case {
-    app: TestApp,
+pub(crate) struct Case {
+    pub app: TestApp,
     /// Gangway's id of the connected tenant.
-    tenant_id: Uuid,
+    pub tenant_id: Uuid,
     /// Microsoft's id of it.
-    entra_tenant_id: String,
+    pub entra_tenant_id: String,
     /// A plain member of the tenant.
-    member: EmulatedLogin,
-    registered: Registered,
+    pub member: EmulatedLogin,
+    pub registered: Registered,
 }
 
 impl Case {
     /// A portal whose provider app also has the sign-in callback registered, customer tenant 0
     /// connected (its users may sign in to the provider's app) and synced, and a web
     /// application registered (or `kind`).
-    async fn new(kind: AppKind) -> Self {
+    pub async fn new(kind: AppKind) -> Self {
         let app = TestApp::spawn().await;
         let callback = format!("{}{}", app.address, paths::SIGNIN_CALLBACK);
         let consent_callback = format!("{}{}", app.address, paths::CALLBACK);
@@ -80,11 +80,11 @@ impl Case {
         }
     }
 
-    fn issuer(&self) -> String {
+    pub fn issuer(&self) -> String {
         self.app.address.clone()
     }
 
-    fn client_id(&self) -> &str {
+    pub fn client_id(&self) -> &str {
         &self.registered.application.client_id
     }
 
@@ -149,7 +149,7 @@ async fn register(app: &TestApp, name: &str, kind: AppKind) -> Registered {
 /// Follows a browser from the application's authorize URL through Gangway's email page (when
 /// shown) and Microsoft's sign-in as `login`, back to Gangway's callback; returns Gangway's
 /// answer to the callback.
-async fn sign_in_through(
+pub(crate) async fn sign_in_through(
     case: &Case,
     browser: &reqwest::Client,
     authorize: &str,
@@ -579,4 +579,103 @@ async fn a_public_client_must_prove_pkce() {
     // A wrong verifier spent the code: the right one no longer helps.
     let right = token(verifier.secret()).await.unwrap();
     assert_eq!(right.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn applications_are_registered_through_the_json_api_with_a_write_token() {
+    let app = TestApp::spawn().await;
+    app.sign_in(gangway::operators::Role::Admin).await;
+    let read = crate::json_api::token(&app, "reader", "read").await;
+    let write = crate::json_api::token(&app, "writer", "write").await;
+    let body = json!({
+        "name": "Agent Toolbar",
+        "kind": "web",
+        "redirect_uris": ["https://toolbar.example/callback"],
+        "post_logout_redirect_uris": ["https://toolbar.example/"],
+        "groups": "filter",
+        "groups_filter": "Agents",
+        "role_mapping": {"Agents - Supervisors": "supervisor"},
+    });
+    let (status, _, _) = post(&app, &read, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a read token registers nothing"
+    );
+    let (status, _, created) = post(&app, &write, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_owned();
+    let client_id = created["application"]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created["application"]["groups_filter"], "Agents");
+    let (status, _, _) = post(&app, &write, body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "names are unique");
+    let (status, _, refused) = post(
+        &app,
+        &write,
+        json!({"name": "Open", "kind": "spa", "redirect_uris": ["http://toolbar.example/cb"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused["detail"].as_str().unwrap().contains("https"),
+        "{refused}"
+    );
+
+    let id = created["application"]["id"].as_str().unwrap();
+    let (status, _, one) = crate::json_api::call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/applications/{id}"),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        one.get("client_secret").is_none(),
+        "the secret is never read back"
+    );
+    // Only its hash is stored: the secret authenticates, a wrong one does not.
+    assert!(
+        applications::authenticate(&app.db, &client_id, Some(&secret))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        applications::authenticate(&app.db, &client_id, Some("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "select count(*) from signin_applications where client_secret_sha256 = sha256($1::bytea)",
+    )
+    .bind(secret.as_bytes())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, 1);
+}
+
+/// POSTs `body` to the applications API with `token`.
+async fn post(
+    app: &TestApp,
+    token: &str,
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    crate::json_api::call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/applications",
+        Some(token),
+        Some(body),
+    )
+    .await
 }
