@@ -95,7 +95,7 @@ async fn openid_client_signs_in(case: &Case) -> Value {
 fn assert_member_claims(case: &Case, report: &Value) {
     let claims = &report["claims"];
     assert_eq!(claims["iss"], case.issuer());
-    assert_eq!(claims["aud"], case.client_id());
+    assert_eq!(claims["aud"], serde_json::json!([case.client_id()]));
     assert_eq!(claims["tid"], case.entra_tenant_id);
     assert_eq!(claims["oid"], case.member.id);
     assert_eq!(claims["preferred_username"], case.member.username);
