@@ -133,11 +133,17 @@ pub enum Action {
     WebhookDeliveryResent,
     /// An admin asked a background task to run now.
     BackgroundTaskRunRequested,
+    /// An application was registered for sign-in through Gangway.
+    SigninApplicationCreated,
+    /// A customer's user signed in to an application through Gangway.
+    SignInSucceeded,
+    /// A customer's user was refused sign-in (the reason in the detail).
+    SignInRefused,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 39] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -174,6 +180,9 @@ impl Action {
         Action::WebhookTestSent,
         Action::WebhookDeliveryResent,
         Action::BackgroundTaskRunRequested,
+        Action::SigninApplicationCreated,
+        Action::SignInSucceeded,
+        Action::SignInRefused,
     ];
 
     /// The stored name.
@@ -215,6 +224,9 @@ impl Action {
             Self::WebhookTestSent => "webhook.test_sent",
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
             Self::BackgroundTaskRunRequested => "background_task.run_requested",
+            Self::SigninApplicationCreated => "signin.application_created",
+            Self::SignInSucceeded => "signin.succeeded",
+            Self::SignInRefused => "signin.refused",
         }
     }
 
@@ -263,6 +275,9 @@ impl Action {
             Self::WebhookTestSent => "Webhook test event sent",
             Self::WebhookDeliveryResent => "Webhook event sent again",
             Self::BackgroundTaskRunRequested => "Background task run on request",
+            Self::SigninApplicationCreated => "Sign-in application registered",
+            Self::SignInSucceeded => "User signed in to an application",
+            Self::SignInRefused => "User refused sign-in to an application",
         }
     }
 

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "private_postgres",
     ],
     &["web", "config"],
-    &["onboarding", "directory", "doctor"],
+    &["onboarding", "signin", "directory", "doctor"],
     &[
         "settings",
         "customers",

@@ -28,6 +28,7 @@ pub mod private_postgres;
 pub mod rekey;
 pub mod runtime;
 pub mod settings;
+pub mod signin;
 pub mod telemetry;
 pub mod tenants;
 pub mod types;

@@ -55,6 +55,24 @@ pub enum OperatorSignInError {
     },
 }
 
+/// Why a customer user's sign-in with Entra ID was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UserSignInError {
+    /// The code could not be redeemed, or the ID token failed a check.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A valid token, but from another tenant than the one the user was routed to.
+    #[error("signed in to tenant {actual}, not the routed tenant {expected}")]
+    WrongTenant {
+        /// The tenant Gangway routed the user to.
+        expected: crate::types::TenantId,
+        /// The tenant the token was issued by.
+        actual: crate::types::TenantId,
+        /// Who signed in there.
+        username: String,
+    },
+}
+
 /// The longest `error` kept from a redirect (Microsoft's are a few words).
 const MAX_ERROR_CHARS: usize = 64;
 /// The longest `error_description` kept from a redirect.

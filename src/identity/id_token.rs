@@ -51,6 +51,9 @@ pub(crate) struct EntraClaims {
     /// The Entra session id (front-channel logout).
     #[serde(default)]
     sid: Option<String>,
+    /// How the user authenticated (`pwd`, `mfa`, …), when present.
+    #[serde(default)]
+    amr: Option<Vec<String>>,
     /// Implicit-flow overage marker: too many groups to list.
     #[serde(default)]
     hasgroups: Option<bool>,
@@ -188,6 +191,8 @@ pub(crate) struct OperatorClaims {
     pub roles: Vec<String>,
     /// `sid`, when present.
     pub sid: Option<String>,
+    /// `amr`, when present (passed through to the provider's applications).
+    pub amr: Vec<String>,
 }
 
 /// The longest `sid` kept (Microsoft's are GUIDs); longer ones are treated as absent.
@@ -215,6 +220,14 @@ fn operator_claims(extra: &EntraClaims) -> OperatorClaims {
         groups,
         groups_overage,
         roles: extra.roles.clone().unwrap_or_default(),
+        amr: extra
+            .amr
+            .iter()
+            .flatten()
+            .filter(|m| !m.is_empty() && m.len() <= 32 && m.chars().all(|c| c.is_ascii_graphic()))
+            .take(10)
+            .cloned()
+            .collect(),
         sid: extra.sid.clone().filter(|s| {
             !s.is_empty() && s.len() <= MAX_SID_CHARS && s.chars().all(|c| c.is_ascii_graphic())
         }),

@@ -29,7 +29,9 @@ use uuid::Uuid;
 use crate::types::Untrusted;
 use crate::types::{Secret, TenantId};
 pub use access_token::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE, ApiIdentity, ApiTokenProblem};
-pub use error::{AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError};
+pub use error::{
+    AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError, UserSignInError,
+};
 pub use id_token::GLOBAL_ADMIN_ROLE;
 
 /// The resource every Graph scope is named under, whatever host Graph is served from.
@@ -144,6 +146,23 @@ pub struct OperatorIdentity {
     pub roles: Vec<String>,
     /// `sid`: their Entra session, which front-channel logout names.
     pub sid: Option<String>,
+}
+
+/// A customer's user Microsoft signed in to their own tenant, from a fully validated ID token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInUser {
+    /// `tid`: the tenant they signed in to (always the one they were routed to).
+    pub tenant_id: TenantId,
+    /// `oid`: their object id there.
+    pub object_id: Uuid,
+    /// `preferred_username` (else `upn`, else `email`).
+    pub username: String,
+    /// `name`, when present.
+    pub name: Option<String>,
+    /// `sid`: their Entra session, when the token names one.
+    pub sid: Option<String>,
+    /// `amr`: how they authenticated, when the token says.
+    pub amr: Vec<String>,
 }
 
 /// Why [`EntraClient::verify_api_token`] refused a token.
@@ -411,6 +430,76 @@ impl EntraClient {
             )
             .await?;
         operator_identity(verified, tenant)
+    }
+
+    /// Starts the sign-in of a customer's user (Gangway as an OpenID Provider federating to
+    /// the user's own tenant): the authorize URL on `{authority}/{tenant}/oauth2/v2.0/authorize`
+    /// asking for `openid profile email` with PKCE S256, fresh `state` and `nonce`,
+    /// `response_mode=query`, back to `redirect_uri`; `login_hint`, `domain_hint` and `prompt`
+    /// passed on when given. Finish with [`Self::redeem_user_code`].
+    pub fn user_sign_in_request(
+        &self,
+        tenant: &TenantId,
+        redirect_uri: &Url,
+        login_hint: Option<&str>,
+        domain_hint: Option<&str>,
+        prompt: Option<&str>,
+    ) -> AuthRequest {
+        let scopes = OPERATOR_SCOPES.iter().map(|s| (*s).to_owned());
+        let mut req = self.authorize_request(
+            &tenant.to_string(),
+            scopes,
+            prompt,
+            login_hint,
+            redirect_uri,
+        );
+        let mut query = req.url.query_pairs_mut();
+        query.append_pair("response_mode", "query");
+        if let Some(hint) = domain_hint.filter(|h| !h.is_empty()) {
+            query.append_pair("domain_hint", hint);
+        }
+        drop(query);
+        req
+    }
+
+    /// Redeems the code of a customer user's sign-in ([`Self::user_sign_in_request`]) at
+    /// `{authority}/{tenant}/oauth2/v2.0/token`, validates the ID token with every check of
+    /// [`Self::verify_id_token`], and demands that its `tid` is `tenant`, the tenant the user
+    /// was routed to.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn redeem_user_code(
+        &self,
+        tenant: &TenantId,
+        redirect_uri: &Url,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<SignedInUser, UserSignInError> {
+        let (_, verified) = self
+            .exchange_code(
+                &tenant.to_string(),
+                redirect_uri,
+                code,
+                pkce_verifier,
+                nonce,
+            )
+            .await?;
+        let id_token::Verified { identity, operator } = verified;
+        if identity.tenant_id != *tenant {
+            return Err(UserSignInError::WrongTenant {
+                expected: *tenant,
+                actual: identity.tenant_id,
+                username: identity.username,
+            });
+        }
+        Ok(SignedInUser {
+            tenant_id: identity.tenant_id,
+            object_id: identity.object_id,
+            username: identity.username,
+            name: identity.name,
+            sid: operator.sid,
+            amr: operator.amr,
+        })
     }
 
     /// The one code exchange every sign-in uses: redeems `code` with its PKCE verifier at

@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod error;
 pub mod input;
 pub mod limits;
+pub mod oidc;
 pub mod ops;
 pub mod paths;
 mod server;
@@ -39,6 +40,7 @@ fn routes(cfg: &Config) -> Router<AppState> {
     let router = Router::new()
         .merge(wizard::router())
         .merge(console::router())
+        .merge(oidc::router())
         .route(paths::HEALTH, get(ops::healthz))
         .route(paths::HEALTHZ, get(ops::healthz))
         .route(paths::READYZ, get(ops::readyz));
@@ -142,6 +144,8 @@ pub fn app(state: AppState) -> Router {
         .layer(sessions)
         // The JSON API has no cookies, sessions or CSRF: its callers present tokens.
         .merge(api::router())
+        // The OpenID Provider's machine endpoints: client credentials and tokens, no cookies.
+        .merge(oidc::machine_router())
         // Outside the sessions: refused input touches no session.
         .layer(axum::middleware::from_fn(input::reject_nul))
         .with_state(state);

@@ -141,6 +141,25 @@ pub const WIZARD_CUSTOMER_APP: &str = "/invitation/customer-app";
 /// Where Microsoft sends the admin back (registered on the app).
 pub const CALLBACK: &str = "/authenticate/OAuth2Callback";
 
+/// The OpenID Provider's discovery document (sign-in for the customers' users).
+pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
+/// The OpenID Provider's signing keys (current, next and recently replaced).
+pub const SIGNIN_JWKS: &str = "/oidc/jwks";
+/// Where the provider's applications send users to sign in.
+pub const SIGNIN_AUTHORIZE: &str = "/oidc/authorize";
+/// The page asking for the work email, whose domain finds the user's tenant.
+pub const SIGNIN_EMAIL: &str = "/oidc/signin";
+/// Where Microsoft sends a signing-in user back (registered on the provider's app).
+pub const SIGNIN_CALLBACK: &str = "/oidc/callback";
+/// POST: the token endpoint.
+pub const SIGNIN_TOKEN: &str = "/oidc/token";
+/// The userinfo endpoint.
+pub const SIGNIN_USERINFO: &str = "/oidc/userinfo";
+/// POST: RFC 7009 token revocation.
+pub const SIGNIN_REVOKE: &str = "/oidc/revoke";
+/// RP-initiated logout.
+pub const SIGNIN_LOGOUT: &str = "/oidc/logout";
+
 /// Fills the `{id}` of a path.
 pub fn with_id(path: &str, id: Uuid) -> String {
     path.replace("{id}", &id.to_string())

@@ -23,6 +23,8 @@ mod polish;
 mod security;
 mod sessions;
 mod settings;
+mod signin;
+mod signin_clients;
 mod sso;
 mod sync;
 mod sync_console;

@@ -3,6 +3,7 @@
 //! read or write and rate-limited per token. The OpenAPI 3.1 document is generated from these
 //! handlers and served at `/api/v1/openapi.json`.
 
+mod applications;
 mod auth;
 mod customers;
 mod directory;
@@ -48,6 +49,7 @@ use crate::web::paths;
         (name = "invitations", description = "Invitations and their links"),
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant"),
+        (name = "applications", description = "The provider's applications that sign customers' users in through Gangway (OpenID Connect clients)"),
         (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
     )
 )]
@@ -172,6 +174,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))
+        .routes(routes!(applications::create, applications::list))
+        .routes(routes!(applications::get))
         .split_for_parts()
 }
 

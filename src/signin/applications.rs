@@ -1,0 +1,407 @@
+//! The provider's applications that sign users in through Gangway (OIDC clients): registering
+//! them (a web application's client secret is shown once and only its hash kept), finding
+//! them by client id, and authenticating them at the token endpoint.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{SigninError, redirect};
+use crate::audit::{self, Action, Actor};
+use crate::crypto::{constant_time_eq, random_token, sha256};
+use crate::types::Secret;
+
+/// What kind of client an application is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// A server-side web application: confidential, authenticates with its client secret.
+    Web,
+    /// A single-page application: public, PKCE S256 required.
+    Spa,
+    /// A native (desktop, mobile) application: public, PKCE S256 required, loopback on any
+    /// port and private-use schemes as redirect URIs.
+    Native,
+}
+
+impl AppKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Spa => "spa",
+            Self::Native => "native",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Web, Self::Spa, Self::Native]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
+    /// Whether it holds a client secret (otherwise PKCE is its only proof).
+    pub fn is_confidential(self) -> bool {
+        self == Self::Web
+    }
+}
+
+/// Which groups the `groups` claim lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "prefix")]
+pub enum GroupsClaim {
+    /// No `groups` claim.
+    None,
+    /// Every group of the user, by name.
+    All,
+    /// The user's groups whose names start with this prefix (case-insensitive).
+    Filter(String),
+}
+
+/// A registered application.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Application {
+    /// Gangway's id.
+    pub id: Uuid,
+    /// Its name, shown to users and operators.
+    pub name: String,
+    /// Confidential or public, and how.
+    pub kind: AppKind,
+    /// The `client_id` it presents.
+    pub client_id: String,
+    /// Where codes may be sent (exact match; see [`redirect::matches`]).
+    pub redirect_uris: Vec<String>,
+    /// Where the user may be sent after logging out.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are posted, if anywhere.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether every connected customer may sign in (else only `customers`).
+    pub all_customers: bool,
+    /// The customers admitted when not all are.
+    pub customers: Vec<Uuid>,
+    /// Whether `sub` is pairwise (different for each application).
+    pub pairwise_subject: bool,
+    /// Which groups its tokens list.
+    pub groups: GroupsClaim,
+    /// Group name → role value, for the `roles` claim.
+    pub role_mapping: BTreeMap<String, String>,
+}
+
+impl Application {
+    /// Whether `uri` is one of its redirect URIs.
+    pub fn accepts_redirect(&self, uri: &str) -> bool {
+        redirect::matches(self.kind, &self.redirect_uris, uri)
+    }
+
+    /// Whether `uri` is one of its post-logout redirect URIs (exact match only).
+    pub fn accepts_post_logout_redirect(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether users of `customer_id` may sign in to it.
+    pub fn admits(&self, customer_id: Uuid) -> bool {
+        self.all_customers || self.customers.contains(&customer_id)
+    }
+}
+
+/// An application to register, checked by [`NewApplication::check`].
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NewApplication {
+    /// Its name (1–200 characters, unique whatever the case).
+    pub name: String,
+    /// Its kind.
+    pub kind: AppKind,
+    /// Its redirect URIs (1–20).
+    pub redirect_uris: Vec<String>,
+    /// Its post-logout redirect URIs.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Its back-channel logout URI.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// The customers admitted; `None` admits every connected customer.
+    #[serde(default)]
+    pub customers: Option<Vec<Uuid>>,
+    /// Whether `sub` is pairwise.
+    #[serde(default)]
+    pub pairwise_subject: bool,
+    /// Which groups its tokens list.
+    pub groups: GroupsClaim,
+    /// Group name → role value.
+    #[serde(default)]
+    pub role_mapping: BTreeMap<String, String>,
+}
+
+/// Why an application was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplicationError {
+    /// A field is not acceptable; the message says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another application already has this name.
+    #[error("an application named \u{201c}{0}\u{201d} already exists")]
+    NameTaken(String),
+    /// Something failed that is not the caller's doing.
+    #[error(transparent)]
+    Internal(#[from] SigninError),
+}
+
+impl From<sqlx::Error> for ApplicationError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl NewApplication {
+    /// Checks every field, reporting the first problem.
+    pub fn check(&self) -> Result<(), ApplicationError> {
+        let invalid = |m: String| Err(ApplicationError::Invalid(m));
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return invalid("the name must be 1 to 200 characters".into());
+        }
+        if self.redirect_uris.is_empty() || self.redirect_uris.len() > 20 {
+            return invalid("give 1 to 20 redirect URIs".into());
+        }
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            redirect::check_registered(self.kind, uri).map_err(ApplicationError::Invalid)?;
+        }
+        if self.post_logout_redirect_uris.len() > 20 {
+            return invalid("give at most 20 post-logout redirect URIs".into());
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            redirect::check_registered(AppKind::Web, uri).map_err(ApplicationError::Invalid)?;
+        }
+        if let GroupsClaim::Filter(prefix) = &self.groups
+            && (prefix.trim().is_empty() || prefix.chars().count() > 200)
+        {
+            return invalid("the groups filter must be 1 to 200 characters".into());
+        }
+        if self.role_mapping.len() > 200
+            || self
+                .role_mapping
+                .iter()
+                .any(|(g, r)| g.is_empty() || r.is_empty() || g.len() > 256 || r.len() > 120)
+        {
+            return invalid("each role mapping needs a group name and a role value".into());
+        }
+        Ok(())
+    }
+}
+
+/// A newly registered application and, for a web application, its client secret: shown once.
+#[derive(Debug)]
+pub struct Registered {
+    /// The application.
+    pub application: Application,
+    /// The client secret (web applications only); only its hash is stored.
+    pub client_secret: Option<Secret>,
+}
+
+/// Registers `new` and audits it.
+pub async fn register(
+    db: &PgPool,
+    new: &NewApplication,
+    actor: &Actor,
+) -> Result<Registered, ApplicationError> {
+    new.check()?;
+    let client_id = Uuid::new_v4().to_string();
+    let secret = new.kind.is_confidential().then(random_token);
+    let secret_hash = secret.as_deref().map(|s| sha256(s.as_bytes()));
+    let (groups_claim, groups_filter) = match &new.groups {
+        GroupsClaim::None => ("none", None),
+        GroupsClaim::All => ("all", None),
+        GroupsClaim::Filter(prefix) => ("filter", Some(prefix.trim().to_owned())),
+    };
+    let mut tx = db.begin().await?;
+    let id = sqlx::query_scalar!(
+        r#"insert into signin_applications
+             (name, kind, client_id, client_secret_sha256, redirect_uris, post_logout_redirect_uris,
+              backchannel_logout_uri, all_customers, pairwise_subject, groups_claim, groups_filter,
+              role_mapping)
+           values ($1::text, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           on conflict on constraint signin_applications_name_key do nothing
+           returning id"#,
+        new.name.trim(),
+        new.kind.as_str(),
+        client_id,
+        secret_hash,
+        &new.redirect_uris,
+        &new.post_logout_redirect_uris,
+        new.backchannel_logout_uri,
+        new.customers.is_none(),
+        new.pairwise_subject,
+        groups_claim,
+        groups_filter,
+        json!(new.role_mapping),
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApplicationError::NameTaken(new.name.trim().to_owned()))?;
+    let customers = new.customers.clone().unwrap_or_default();
+    sqlx::query!(
+        "insert into signin_application_customers (application_id, customer_id)
+         select $1, unnest($2::uuid[])",
+        id,
+        &customers,
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::SigninApplicationCreated,
+        None,
+        None,
+        json!({ "application": new.name.trim(), "client_id": client_id, "kind": new.kind.as_str() }),
+    )
+    .await?;
+    tx.commit().await?;
+    let application = by_id(db, id)
+        .await?
+        .ok_or_else(|| SigninError::Key("the application vanished".into()))?;
+    Ok(Registered {
+        application,
+        client_secret: secret.map(Secret::new),
+    })
+}
+
+/// One stored row, before its kind and claims are parsed.
+struct Row {
+    id: Uuid,
+    name: String,
+    kind: String,
+    client_id: String,
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    backchannel_logout_uri: Option<String>,
+    all_customers: bool,
+    customers: Option<Vec<Uuid>>,
+    pairwise_subject: bool,
+    groups_claim: String,
+    groups_filter: Option<String>,
+    role_mapping: serde_json::Value,
+}
+
+impl Row {
+    fn into_application(self) -> Application {
+        let groups = match (self.groups_claim.as_str(), self.groups_filter) {
+            ("all", _) => GroupsClaim::All,
+            ("filter", Some(prefix)) => GroupsClaim::Filter(prefix),
+            _ => GroupsClaim::None,
+        };
+        Application {
+            id: self.id,
+            name: self.name,
+            // The column's check constraint admits only the three kinds.
+            kind: AppKind::parse(&self.kind).unwrap_or(AppKind::Web),
+            client_id: self.client_id,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            all_customers: self.all_customers,
+            customers: self.customers.unwrap_or_default(),
+            pairwise_subject: self.pairwise_subject,
+            groups,
+            role_mapping: serde_json::from_value(self.role_mapping).unwrap_or_default(),
+        }
+    }
+}
+
+/// The application with Gangway id `id`.
+pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<Application>, SigninError> {
+    let row = sqlx::query_as!(
+        Row,
+        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
+                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
+                  array(select customer_id from signin_application_customers c
+                        where c.application_id = a.id) as customers,
+                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
+           from signin_applications a where a.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Row::into_application))
+}
+
+/// The application presenting `client_id`.
+pub async fn by_client_id(
+    db: &PgPool,
+    client_id: &str,
+) -> Result<Option<Application>, SigninError> {
+    if client_id.is_empty() || client_id.len() > 100 {
+        return Ok(None);
+    }
+    let row = sqlx::query_as!(
+        Row,
+        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
+                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
+                  array(select customer_id from signin_application_customers c
+                        where c.application_id = a.id) as customers,
+                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
+           from signin_applications a where a.client_id = $1"#,
+        client_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Row::into_application))
+}
+
+/// Authenticates a client at the token, revocation and similar endpoints: a web application
+/// must present its secret; a public one presents none (PKCE proves it instead). `None` when
+/// the client is unknown or its proof is wrong, which callers answer `invalid_client`.
+pub async fn authenticate(
+    db: &PgPool,
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<Option<Application>, SigninError> {
+    let Some(app) = by_client_id(db, client_id).await? else {
+        return Ok(None);
+    };
+    if !app.kind.is_confidential() {
+        return Ok(secret.is_none().then_some(app));
+    }
+    let Some(secret) = secret else {
+        return Ok(None);
+    };
+    let stored = sqlx::query_scalar!(
+        "select client_secret_sha256 from signin_applications where id = $1",
+        app.id
+    )
+    .fetch_one(db)
+    .await?;
+    let ok = stored.is_some_and(|h| constant_time_eq(&h, &sha256(secret.as_bytes())));
+    Ok(ok.then_some(app))
+}
+
+/// Applications by name, at most `limit` after the name `after` (case-insensitive order).
+pub async fn page_after(
+    db: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Application>, SigninError> {
+    let rows = sqlx::query_as!(
+        Row,
+        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
+                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
+                  array(select customer_id from signin_application_customers c
+                        where c.application_id = a.id) as customers,
+                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
+           from signin_applications a
+           where $1::text is null or a.name > $1::text::citext
+           order by a.name limit $2"#,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Row::into_application).collect())
+}

@@ -1,0 +1,52 @@
+//! Sign-in for the customers' users: Gangway as an OpenID Provider for the provider's own
+//! applications. Each sign-in is federated to the user's own Entra tenant (found by the domain
+//! of their work email), and the tokens carry what the directory copy knows.
+//!
+//! The pieces, each a plain module taking a pool or transaction: [`applications`] (the
+//! clients and their redirect URIs), [`keys`] (signing keys, sealed, rotated with overlap),
+//! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
+//! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
+//! [`claims`] (what a token says about the user) and [`provider`] (discovery, JWKS, signing).
+
+pub mod applications;
+pub mod claims;
+pub mod grants;
+pub mod keys;
+pub mod provider;
+pub mod redirect;
+pub mod routing;
+pub mod sessions;
+
+use std::time::Duration;
+
+pub use applications::{AppKind, Application, GroupsClaim, NewApplication};
+
+/// How long an authorization code may wait to be redeemed.
+pub const CODE_LIFETIME: Duration = Duration::from_secs(120);
+/// How long an access token (and an ID token) lives.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// How long a refresh token lives unused (each use rotates it).
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+/// Gangway's SSO session ends after this long without a sign-in through it (sliding).
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// …and after this long whatever happens.
+pub const SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Why a sign-in operation failed for a reason that is not the caller's.
+#[derive(Debug, thiserror::Error)]
+pub enum SigninError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// A sealed signing key could not be opened.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// A signing key could not be made, read or used.
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+/// `time` from a `std` duration (all ours are small).
+pub(crate) fn span(d: Duration) -> time::Duration {
+    time::Duration::seconds(d.as_secs() as i64)
+}
