@@ -26,8 +26,8 @@ use crate::signin::grants::{self, CodeRequest};
 use crate::signin::routing::{self, Refusal, RoutedTenant};
 use crate::signin::sessions::{self, SigninSession};
 use crate::signin::{Application, applications, provider};
-use crate::telemetry::Untrusted;
 use crate::types::TenantId;
+use crate::types::Untrusted;
 use crate::web::client_addr::ClientAddr;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -327,7 +327,7 @@ async fn usable_session(
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "signin/email.html")]
 struct EmailPage {
-    provider: crate::settings::Branding,
+    provider: crate::types::Branding,
     title: String,
     application: String,
     csrf: String,

@@ -22,9 +22,9 @@ use super::error::Error;
 use super::{AppState, paths};
 use crate::audit::{self, Action, Actor};
 use crate::config::Config;
-use crate::settings::Branding;
 use crate::signin::SigninError;
 use crate::signin::provider::Endpoints;
+use crate::types::Branding;
 
 /// The session key of the authorize request being served ([`authorize::Pending`]).
 const REQUEST: &str = "signin_request";

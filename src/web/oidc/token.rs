@@ -111,7 +111,7 @@ async fn client(
     match applications::authenticate(&state.db, &id, secret.as_deref()).await {
         Ok(Some(app)) => Ok(app),
         Ok(None) => {
-            tracing::info!(client_id = ?crate::telemetry::Untrusted(&id), "client authentication failed");
+            tracing::info!(client_id = ?crate::types::Untrusted(&id), "client authentication failed");
             Err(unauthorized())
         }
         Err(e) => Err(internal(e)),
