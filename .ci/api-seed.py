@@ -83,11 +83,16 @@ def main(config_path):
     else:
         sys.exit("the first sync brought no groups within a minute")
     customer = api("/customers")["items"][0]["id"]
+    application = call(f"{PUBLIC}/api/v1/applications", {
+        "name": "Seeded sign-in application", "kind": "spa",
+        "redirect_uris": ["https://app.provider.example/signed-in"],
+    }, headers={"Authorization": f"Bearer {TOKEN}"})["application"]["id"]
     kept = invite("Contoso", "admin@contoso.example", "delegated")["id"]
     revoked = invite("Contoso", "it@contoso.example", "delegated")["id"]
 
     ids = {
         "GET /api/v1/customers/{id}": {"id": customer},
+        "GET /api/v1/applications/{id}": {"id": application},
         "GET /api/v1/invitations/{id}": {"id": kept},
         "POST /api/v1/invitations/{id}/resend": {"id": kept},
         "POST /api/v1/invitations/{id}/revoke": {"id": revoked},

@@ -30,11 +30,13 @@ impl From<SigninError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct NewApplicationIn {
     /// Its name (unique whatever the case).
+    #[schema(example = "Agent workspace")]
     pub name: String,
     /// `web` (confidential: a client secret), `spa` or `native` (public: PKCE S256).
     #[schema(example = "web")]
     pub kind: String,
     /// Where codes may be sent (exact match; native apps: loopback on any port, private-use schemes).
+    #[schema(example = json!(["https://workspace.provider.example/callback"]))]
     pub redirect_uris: Vec<String>,
     /// Where users may be sent after logging out.
     #[serde(default)]
@@ -50,6 +52,7 @@ pub struct NewApplicationIn {
     pub pairwise_subject: bool,
     /// `none`, `all`, or `filter` (with `groups_filter`, a name prefix).
     #[serde(default = "none")]
+    #[schema(example = "all")]
     pub groups: String,
     /// With `groups: filter`: the prefix group names must start with.
     #[serde(default)]
