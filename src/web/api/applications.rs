@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer};
-use super::problem::{ApiError, ApiJson, ApiQuery, Problem};
+use super::problem::{
+    ApiError, ApiJson, ApiQuery, CommonProblems, ForbiddenProblem, NotFoundProblem, Problem,
+};
 use super::tenants::Paging;
 use super::{Page, limit};
 use crate::signin::applications::{self, ApplicationError};
@@ -132,7 +134,7 @@ pub struct RegisteredOut {
 #[utoipa::path(post, path = "/api/v1/applications", tag = "applications",
     request_body = NewApplicationIn,
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 201, body = RegisteredOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = RegisteredOut), CommonProblems, ForbiddenProblem,
                (status = 409, body = Problem, content_type = "application/problem+json", description = "the name is taken"),
                (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid field")))]
 pub async fn create(
@@ -180,7 +182,7 @@ pub async fn create(
 /// Lists applications by name.
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications", params(Paging),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = Page<ApplicationOut>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<ApplicationOut>), CommonProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _: Reader,
@@ -197,7 +199,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/applications/{id}", tag = "applications",
     params(("id" = Uuid, Path, description = "the application's id")),
     security(("api_token" = [])),
-    responses((status = 400, body = Problem, content_type = "application/problem+json", description = "malformed request"), (status = 429, body = Problem, content_type = "application/problem+json", description = "rate limit: wait for Retry-After"), (status = 200, body = ApplicationOut), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ApplicationOut), CommonProblems, NotFoundProblem))]
 pub async fn get(
     State(state): State<AppState>,
     _: Reader,
