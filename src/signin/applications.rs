@@ -315,20 +315,28 @@ impl Row {
     }
 }
 
-/// The application with Gangway id `id`.
-pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<Application>, SigninError> {
-    let row = sqlx::query_as!(
-        Row,
-        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
+/// A checked query for [`Row`]s: the application columns, then `$tail` (its `where`, order and
+/// limit) with its arguments.
+macro_rules! select_applications {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Row,
+            r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
                   a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
                   array(select customer_id from signin_application_customers c
                         where c.application_id = a.id) as customers,
                   a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
-           from signin_applications a where a.id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await?;
+           from signin_applications a"# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
+/// The application with Gangway id `id`.
+pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<Application>, SigninError> {
+    let row = select_applications!(" where a.id = $1", id)
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(Row::into_application))
 }
 
@@ -340,18 +348,9 @@ pub async fn by_client_id(
     if client_id.is_empty() || client_id.len() > 100 {
         return Ok(None);
     }
-    let row = sqlx::query_as!(
-        Row,
-        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
-                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
-                  array(select customer_id from signin_application_customers c
-                        where c.application_id = a.id) as customers,
-                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
-           from signin_applications a where a.client_id = $1"#,
-        client_id
-    )
-    .fetch_optional(db)
-    .await?;
+    let row = select_applications!(" where a.client_id = $1", client_id)
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(Row::into_application))
 }
 
@@ -388,16 +387,10 @@ pub async fn page_after(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Application>, SigninError> {
-    let rows = sqlx::query_as!(
-        Row,
-        r#"select a.id, a.name::text as "name!", a.kind, a.client_id, a.redirect_uris,
-                  a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
-                  array(select customer_id from signin_application_customers c
-                        where c.application_id = a.id) as customers,
-                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
-           from signin_applications a
+    let rows = select_applications!(
+        "
            where $1::text is null or a.name > $1::text::citext
-           order by a.name limit $2"#,
+           order by a.name limit $2",
         after,
         limit
     )
