@@ -186,6 +186,25 @@ pub struct Page<F> {
     pub link: Link,
 }
 
+impl<F> Page<F> {
+    /// Objects and member changes: what applying the page writes.
+    pub fn size(&self) -> usize {
+        self.changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert { members, .. } => 1 + members.len(),
+                _ => 1,
+            })
+            .sum()
+    }
+
+    /// Takes the round's next page in: its changes after these, and its link.
+    pub fn append(&mut self, later: Page<F>) {
+        self.changes.extend(later.changes);
+        self.link = later.link;
+    }
+}
+
 /// Why a page could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {

@@ -1,6 +1,7 @@
-//! The directory copy in Postgres. One delta page is applied in one transaction together with
-//! the link that follows it and the run's counts, so a crash resumes at the page it stopped on
-//! and nothing is lost or counted into the copy twice. Upserts are idempotent (a replayed page
+//! The directory copy in Postgres. One delta page (during a full round, a few pages in a row)
+//! is applied in one transaction together with the link that follows it and the run's counts,
+//! so a crash resumes at the page it stopped on and nothing is lost or counted into the copy
+//! twice. Upserts are idempotent (a replayed page
 //! changes nothing), write only the properties the page carried, and every statement is
 //! scoped by tenant.
 
@@ -366,9 +367,9 @@ impl Stored for GroupFields {
     }
 }
 
-/// Applies one page of `F` objects for `tenant` to the copy, moves the chain to the page's
-/// link, and adds the page's counts plus `waited` (throttling met while fetching it) to run
-/// `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
+/// Applies one page of `F` objects for `tenant` to the copy (or several pages of a round,
+/// joined), moves the chain to the page's link, and adds the page's counts plus `fetching`
+/// (the pages fetched and the throttling met) to run `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
 ///
 /// The steps run in this order, each returning what it counted and the events it reports:
@@ -381,7 +382,7 @@ pub async fn apply_page<F: Stored>(
     run_id: i64,
     state: &ChainState,
     page: Page<F>,
-    waited: Tally,
+    fetching: Tally,
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
     ensure_active(&mut tx, tenant).await?;
@@ -397,9 +398,9 @@ pub async fn apply_page<F: Stored>(
     let changes = Changes::split(page.changes);
     let mut done = Step {
         tally: Tally {
-            pages: 1,
-            throttled_waits: waited.throttled_waits,
-            throttled_seconds: waited.throttled_seconds,
+            pages: fetching.pages,
+            throttled_waits: fetching.throttled_waits,
+            throttled_seconds: fetching.throttled_seconds,
             ..Tally::default()
         },
         events: Vec::new(),

@@ -17,6 +17,15 @@ use super::delta::{self, GroupFields, Link, Page, UserFields};
 use super::store::{self, ChainState, StoreError, Stored, Tally};
 use crate::graph::{GraphClient, GraphError};
 
+/// During a full round, pages are gathered until they hold this many objects and member
+/// changes (or [`BATCH_PAGES`] pages), then written in one transaction: a round that copies a
+/// whole directory is bound by the cost of each transaction and statement, not by its rows.
+/// Incremental rounds keep one page a transaction, and the events and counts of each.
+const BATCH_SIZE: usize = 1_000;
+
+/// At most this many pages in one transaction.
+const BATCH_PAGES: i32 = 10;
+
 /// How hard a sync tries before giving a page up (the job is then retried later).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -229,23 +238,24 @@ impl Syncer {
         total: &mut Tally,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
+        let full = state.full_round;
         let mut fetched = self
-            .fetch::<F>(tenant, state.link(F::RESOURCE), stop)
+            .fetch_batch::<F>(tenant, state.link(F::RESOURCE), full, stop)
             .await?;
         loop {
-            let (page, waited) = fetched;
+            let (page, fetching) = fetched;
             let next = match &page.link {
                 Link::Next(next) => Some(next.clone()),
                 Link::Delta(_) => None,
             };
-            let write = store::apply_page(&self.db, tenant.id, run_id, state, page, waited);
+            let write = store::apply_page(&self.db, tenant.id, run_id, state, page, fetching);
             let Some(next) = next else {
                 let (after, tally) = write.await?;
                 *state = after;
                 total.add(&tally);
                 return Ok(());
             };
-            let (written, prefetched) = tokio::join!(write, self.fetch::<F>(tenant, &next, stop));
+            let (written, prefetched) = tokio::join!(write, self.fetch_batch::<F>(tenant, &next, full, stop));
             let (after, tally) = written?;
             *state = after;
             total.add(&tally);
@@ -256,14 +266,42 @@ impl Syncer {
         }
     }
 
-    /// One page, retried through throttling and dropped connections; the waits are counted.
+    /// The page at `link`; during a full round, with the pages after it until the batch is
+    /// worth a transaction of its own (see [`BATCH_SIZE`]). Their changes and the last one's
+    /// link are applied together. Stops gathering when asked to stop.
+    async fn fetch_batch<F: serde::de::DeserializeOwned + Default>(
+        &self,
+        tenant: &TenantAccess,
+        link: &str,
+        full_round: bool,
+        stop: &CancellationToken,
+    ) -> Result<(Page<F>, Tally), SyncError> {
+        let (mut page, mut fetching) = self.fetch::<F>(tenant, link, stop).await?;
+        while full_round
+            && fetching.pages < BATCH_PAGES
+            && page.size() < BATCH_SIZE
+            && !stop.is_cancelled()
+        {
+            let Link::Next(next) = &page.link else { break };
+            let (later, more) = self.fetch::<F>(tenant, &next.clone(), stop).await?;
+            page.append(later);
+            fetching.add(&more);
+        }
+        Ok((page, fetching))
+    }
+
+    /// One page, retried through throttling and dropped connections; the page and the waits
+    /// are counted.
     async fn fetch<F: serde::de::DeserializeOwned + Default>(
         &self,
         tenant: &TenantAccess,
         link: &str,
         stop: &CancellationToken,
     ) -> Result<(Page<F>, Tally), SyncError> {
-        let mut waited = Tally::default();
+        let mut waited = Tally {
+            pages: 1,
+            ..Tally::default()
+        };
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
