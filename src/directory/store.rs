@@ -239,8 +239,9 @@ impl Stored for UserFields {
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
         // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
-        // before the statement, so it never touches what `ins` adds.
-        // The page's ids as an array too, and the statement planned afresh each time (not
+        // before the statement, so it never touches what `ins` adds; `known` (the ids `ins`
+        // did not add) spares a first round one lookup per row.
+        // The ids as an array, and the statement planned afresh each time (not
         // kept prepared): a first round fills the table from empty faster than statistics
         // follow, and a plan kept from when it was small scans every row of the tenant on
         // every page; with the array the lookups stay on the primary key however stale the
@@ -256,7 +257,9 @@ impl Stored for UserFields {
                 select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $3
                 from u
                 on conflict (tenant_id, object_id) do nothing
-                returning 1
+                returning object_id
+             ), known as (
+                select array_agg(id) as ids from u where id not in (select object_id from ins)
              ), n as (
                 select o.object_id, x.*,
                        (x.upn, x.dn, x.gn, x.sn, x.mail, x.phones, x.mobile, x.title, x.dept, x.enabled)
@@ -265,7 +268,7 @@ impl Stored for UserFields {
                         o.business_phones, o.mobile_phone, o.job_title, o.department, o.account_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_users o on o.tenant_id = $1 and o.object_id = u.id
-                    and o.object_id = any((select array_agg(id) from u)::uuid[])
+                    and o.object_id = any((select ids from known)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.upn else o.user_principal_name end as upn,
                     case when u.m & 2 <> 0 then u.dn else o.display_name end as dn,
@@ -284,7 +287,7 @@ impl Stored for UserFields {
                     account_enabled = n.enabled, soft_deleted_at = null, last_seen_at = now(),
                     seen_round = $3, updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
-                    and d.object_id = any((select array_agg(id) from u)::uuid[])
+                    and d.object_id = any((select ids from known)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
@@ -334,14 +337,16 @@ impl Stored for GroupFields {
                     mail_enabled, security_enabled, seen_round)
                 select $1, id, dn, descr, mail, me, se, $3 from u
                 on conflict (tenant_id, object_id) do nothing
-                returning 1
+                returning object_id
+             ), known as (
+                select array_agg(id) as ids from u where id not in (select object_id from ins)
              ), n as (
                 select o.object_id, x.*,
                        (x.dn, x.descr, x.mail, x.me, x.se) is distinct from
                        (o.display_name, o.description, o.mail, o.mail_enabled, o.security_enabled)
                        or o.soft_deleted_at is not null as changed
                 from u join directory_groups o on o.tenant_id = $1 and o.object_id = u.id
-                    and o.object_id = any((select array_agg(id) from u)::uuid[])
+                    and o.object_id = any((select ids from known)::uuid[])
                 cross join lateral (select
                     case when u.m & 1 <> 0 then u.dn else o.display_name end as dn,
                     case when u.m & 2 <> 0 then u.descr else o.description end as descr,
@@ -354,7 +359,7 @@ impl Stored for GroupFields {
                     soft_deleted_at = null, last_seen_at = now(), seen_round = $3,
                     updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
-                    and d.object_id = any((select array_agg(id) from u)::uuid[])
+                    and d.object_id = any((select ids from known)::uuid[])
                 returning n.changed
              )
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",

@@ -255,7 +255,8 @@ impl Syncer {
                 total.add(&tally);
                 return Ok(());
             };
-            let (written, prefetched) = tokio::join!(write, self.fetch_batch::<F>(tenant, &next, full, stop));
+            let (written, prefetched) =
+                tokio::join!(write, self.fetch_batch::<F>(tenant, &next, full, stop));
             let (after, tally) = written?;
             *state = after;
             total.add(&tally);
