@@ -52,6 +52,15 @@ impl PgSessionStore {
                 .expiry_date
                 .min(OffsetDateTime::now_utc() + PRE_LOGIN_IDLE),
         };
+        // A session write lost to a crash in the moment after it only asks its holder to open
+        // the link or sign in again, so it does not wait for the disk (`synchronous_commit`
+        // off for this transaction alone: the commit stays atomic and is on disk within
+        // milliseconds). Ending a session (`delete`) still waits.
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        sqlx::query!("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         // Without `replace`, an existing id is left alone and nothing is written (`where false`).
         let written = sqlx::query!(
             "insert into sessions (id_sha256, operator_id, payload_key_id, payload_ciphertext, expires_at)
@@ -68,9 +77,10 @@ impl PgSessionStore {
             expires_at,
             replace,
         )
-        .execute(&self.db)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(written.rows_affected() == 1)
     }
 }
