@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::views::{
-    DirectoryGroup, DirectoryUser, GROUP_COLUMNS, GroupMember, SyncRun, search_terms, select_runs,
+    DirectoryGroup, GROUP_COLUMNS, GroupMember, SyncRun, search_terms, select_runs,
 };
 
 /// A page's query, `… where {tenant} = $1`, with only the filters asked (built at run time, so
@@ -63,6 +63,21 @@ impl Page {
     }
 }
 
+/// A page of users as the JSON API gives it, built by Postgres: how many there are, the last
+/// one's id, and the items as one JSON array (the fields of
+/// [`DirectoryUser`](super::views::DirectoryUser), in its order,
+/// times as its serde writes them), so the page is never decoded into Rust values and encoded
+/// again.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UsersJson {
+    /// Users on the page.
+    pub count: i64,
+    /// The last one's object id (the next cursor when the page is full).
+    pub last: Option<Uuid>,
+    /// `[{"object_id": …, …}, …]`.
+    pub items: String,
+}
+
 /// The tenant's users by object id after `after`, optionally only those changed since
 /// `updated_since` or matching `search` (name, UPN, mail or object id).
 pub async fn users(
@@ -72,26 +87,34 @@ pub async fn users(
     updated_since: Option<OffsetDateTime>,
     search: Option<&str>,
     limit: i64,
-) -> Result<Vec<DirectoryUser>, sqlx::Error> {
-    Page::new(
-        "select object_id, user_principal_name, display_name, given_name, surname, mail,
-                business_phones, mobile_phone, job_title, department, account_enabled,
-                soft_deleted_at, last_seen_at, updated_at
-         from directory_users",
+) -> Result<UsersJson, sqlx::Error> {
+    let mut page = Page::new(
+        "select count(*) as count, (array_agg(u.object_id order by u.object_id desc))[1] as last,
+                coalesce(json_agg(json_build_object(
+                    'object_id', u.object_id, 'user_principal_name', u.user_principal_name,
+                    'display_name', u.display_name, 'given_name', u.given_name,
+                    'surname', u.surname, 'mail', u.mail, 'business_phones', u.business_phones,
+                    'mobile_phone', u.mobile_phone, 'job_title', u.job_title,
+                    'department', u.department, 'account_enabled', u.account_enabled,
+                    'soft_deleted_at', rfc3339_utc(u.soft_deleted_at),
+                    'last_seen_at', rfc3339_utc(u.last_seen_at),
+                    'updated_at', rfc3339_utc(u.updated_at)) order by u.object_id), '[]')::text as items
+         from (select * from directory_users",
         "tenant_id",
         tenant_id,
-    )
-    .and("object_id >", after)
-    .and("updated_at >=", updated_since)
-    .search(
-        &["display_name", "user_principal_name", "mail"],
-        "object_id",
-        search,
-    )
-    .ordered("object_id", limit)
-    .build_query_as()
-    .fetch_all(db)
-    .await
+    );
+    page.and("object_id >", after)
+        .and("updated_at >=", updated_since)
+        .search(
+            &["display_name", "user_principal_name", "mail"],
+            "object_id",
+            search,
+        )
+        .ordered("object_id", limit)
+        .push(") u")
+        .build_query_as()
+        .fetch_one(db)
+        .await
 }
 
 /// The tenant's groups by object id after `after`, optionally only those changed since

@@ -366,6 +366,78 @@ async fn tenants_runs_and_the_directory_page_by_cursor_and_errors_are_problems()
     );
 }
 
+#[tokio::test]
+async fn a_users_page_written_by_postgres_is_the_documented_shape_with_times_as_serde_writes_them()
+{
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "reader", "read").await;
+    let a = tenant(&app, "Contoso").await;
+    user(&app, a, "Adele Vance", "adele@contoso.example", None, true).await;
+    let quoted = user(
+        &app,
+        a,
+        "Alex \"W\" \\ Ünal",
+        "alex@contoso.example",
+        None,
+        false,
+    )
+    .await;
+    // Nulls, an empty list, a whole second and a fraction with trailing zeros trimmed.
+    sqlx::query(
+        "update directory_users set mail = null, business_phones = '{}', account_enabled = null,
+                last_seen_at = '2026-12-01T09:30:00Z', updated_at = '2026-12-01T09:30:00.120+02:00'
+         where object_id = $1",
+    )
+    .bind(quoted)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (status, headers, page) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/tenants/{a}/users?limit=2"),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let (rows, _) = gangway::directory::views::users(&app.db, a, None, None, 10, 0)
+        .await
+        .unwrap();
+    let mut want: Vec<Value> = rows
+        .iter()
+        .map(|u| serde_json::to_value(u).unwrap())
+        .collect();
+    want.sort_by_key(|u| u["object_id"].as_str().unwrap().to_owned());
+    assert_eq!(
+        page["items"],
+        json!(want),
+        "as serde writes a DirectoryUser"
+    );
+    let last = want[1]["object_id"].clone();
+    assert_eq!(page["next_cursor"], last, "a full page names its last id");
+    let alex = want
+        .iter()
+        .find(|u| u["object_id"] == json!(quoted))
+        .unwrap();
+    assert_eq!(alex["updated_at"], "2026-12-01T07:30:00.12Z");
+    assert_eq!(alex["last_seen_at"], "2026-12-01T09:30:00Z");
+    let (_, _, rest) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!(
+            "/api/v1/tenants/{a}/users?limit=2&cursor={}",
+            last.as_str().unwrap()
+        ),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(rest, json!({"items": [], "next_cursor": null}));
+}
+
 fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -68,11 +70,11 @@ pub async fn users(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
-) -> Result<Json<Page<DirectoryUser>>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
-    let rows = feed::users(
+    let page = feed::users(
         &state.db,
         tenant,
         after,
@@ -81,8 +83,14 @@ pub async fn users(
         limit,
     )
     .await?;
-    known(&state, tenant, &rows).await?;
-    Ok(Json(Page::new(rows, limit, |u| u.object_id.to_string())))
+    known(&state, tenant, page.count == 0).await?;
+    // A `Page<DirectoryUser>` written around the items Postgres wrote.
+    let next_cursor = match page.last.filter(|_| page.count == limit) {
+        Some(last) => format!("\"{last}\""),
+        None => "null".into(),
+    };
+    let body = format!(r#"{{"items":{},"next_cursor":{next_cursor}}}"#, page.items);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The tenant's groups with member counts, by object id.
@@ -109,7 +117,7 @@ pub async fn groups(
         limit,
     )
     .await?;
-    known(&state, tenant, &rows).await?;
+    known(&state, tenant, rows.is_empty()).await?;
     Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
 }
 
@@ -139,9 +147,9 @@ pub async fn members(
     Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
 }
 
-/// 404 unless tenant `id` exists: a page with rows proves it, so only an empty one asks.
-async fn known<T>(state: &AppState, id: Uuid, page: &[T]) -> Result<(), ApiError> {
-    if page.is_empty() && tenants::get(&state.db, id).await?.is_none() {
+/// 404 unless tenant `id` exists: a page with rows proves it, so only an `empty` one asks.
+async fn known(state: &AppState, id: Uuid, empty: bool) -> Result<(), ApiError> {
+    if empty && tenants::get(&state.db, id).await?.is_none() {
         return Err(no_such_tenant());
     }
     Ok(())
