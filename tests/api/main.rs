@@ -24,6 +24,7 @@ mod security;
 mod sessions;
 mod settings;
 mod signin;
+mod signin_backchannel;
 mod signin_clients;
 mod signin_refusals;
 mod sso;
