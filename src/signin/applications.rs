@@ -340,6 +340,25 @@ pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<Application>, SigninE
     Ok(row.map(Row::into_application))
 }
 
+/// The origins (`scheme://host[:port]`) of single-page applications' redirect URIs: the pages
+/// that may call the token endpoint from a browser.
+pub async fn spa_origins(db: &PgPool) -> Result<Vec<String>, SigninError> {
+    let uris = sqlx::query_scalar!(
+        r#"select distinct unnest(redirect_uris) as "uri!" from signin_applications
+           where kind = 'spa'"#
+    )
+    .fetch_all(db)
+    .await?;
+    let mut origins: Vec<String> = uris
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    Ok(origins)
+}
+
 /// The application presenting `client_id`.
 pub async fn by_client_id(
     db: &PgPool,

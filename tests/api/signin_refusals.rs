@@ -1,7 +1,9 @@
 //! Sign-in refusals of the customer's side, driven through HTTP as a browser meets them: an
 //! organization whose connection needs a new consent, that withdrew its consent at Microsoft,
-//! or that the application does not admit; a user deleted in the copy; and a Microsoft answer
-//! for another tenant than the one Gangway routed to.
+//! or that the application does not admit; a user deleted in the copy; a Microsoft answer for
+//! another tenant than the one Gangway routed to. And the token endpoint's guards: refused
+//! requests slowed down per address, browsers' calls allowed only from single-page
+//! applications' origins.
 
 use gangway::audit::Actor;
 use gangway::customers::CustomerDetails;
@@ -214,4 +216,97 @@ async fn a_microsoft_answer_for_another_tenant_than_the_routed_one_is_refused() 
         Value::Null,
         "nobody was signed in: {refused}"
     );
+}
+
+#[tokio::test]
+async fn refused_token_requests_from_one_address_are_slowed_down_and_good_ones_still_answered() {
+    let case = Case::new(AppKind::Web).await;
+    let browser = case.app.new_browser();
+    let (code, _) =
+        code_from(sign_in_through(&case, &browser, &hinted(&case), &case.member).await).await;
+    let token = |secret: &str, form: &[(&str, &str)]| {
+        reqwest::Client::new()
+            .post(case.app.url(paths::SIGNIN_TOKEN))
+            .basic_auth(case.client_id(), Some(secret))
+            .form(form)
+            .send()
+    };
+    let guess = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "a-guess"),
+    ];
+    for _ in 0..20 {
+        let refused = token("not-the-secret", &guess).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let slowed = token("not-the-secret", &guess).await.unwrap();
+    assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(slowed.headers().contains_key("retry-after"));
+    // A request that succeeds is answered and never counted.
+    let secret = case.registered.client_secret.as_ref().unwrap().expose();
+    let redeemed = token(
+        secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", APP_CALLBACK),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(redeemed.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_single_page_applications_origins_may_call_the_token_endpoint_from_a_browser() {
+    let case = Case::new(AppKind::Spa).await;
+    let spa = "http://127.0.0.1:9";
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, case.app.url(paths::SIGNIN_TOKEN))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight(spa).await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], spa);
+    let other = preflight("https://evil.example").await.unwrap();
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+
+    // The answer itself (here a refusal) is readable by the application's origin only.
+    let post = |origin: &'static str| {
+        http.post(case.app.url(paths::SIGNIN_TOKEN))
+            .header("origin", origin)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", "nothing"),
+                ("client_id", case.client_id()),
+            ])
+            .send()
+    };
+    let answer = post(spa).await.unwrap();
+    assert_eq!(answer.headers()["access-control-allow-origin"], spa);
+    let answer = post("https://evil.example").await.unwrap();
+    assert!(!answer.headers().contains_key("access-control-allow-origin"));
+
+    // Discovery, the JWKS and userinfo are open to any origin.
+    for path in [
+        paths::OIDC_DISCOVERY,
+        paths::SIGNIN_JWKS,
+        paths::SIGNIN_USERINFO,
+    ] {
+        let response = http
+            .get(case.app.url(path))
+            .header("origin", "https://any.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+    }
 }

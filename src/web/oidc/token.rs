@@ -11,12 +11,14 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cors;
 use crate::signin::grants::{self, Issued, TokenError};
 use crate::signin::provider::{self, Issue};
 use crate::signin::{
     ACCESS_TOKEN_LIFETIME, Application, SigninError, applications, claims, sessions,
 };
 use crate::web::AppState;
+use crate::web::client_addr::ClientAddr;
 
 /// An OAuth error answer.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -33,6 +35,26 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         );
     }
     response
+}
+
+/// A refused token or revocation request as answered to `client`: once the client's refusals
+/// exceed [`crate::web::limits::API_AUTH_FAILURE_RATE`], 429 with `Retry-After` instead (a
+/// request that succeeds is never counted), as refused API tokens are.
+fn counted(state: &AppState, client: ClientAddr, refused: Response) -> Response {
+    match state.limits.token_failures.wait_secs(client) {
+        Ok(()) => refused,
+        Err(secs) => {
+            let mut response = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request",
+                &format!("Too many refused requests from this address; try again in {secs} s."),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+        }
+    }
 }
 
 fn no_store(response: &mut Response) {
@@ -121,12 +143,24 @@ async fn client(
 /// `POST /oidc/token`.
 pub(super) async fn token(
     State(state): State<AppState>,
+    caller: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let app = match client(&state, &headers, &form).await {
+    let response = grant(&state, caller, &headers, &form).await;
+    cors::for_spa(&state, &headers, response).await
+}
+
+/// The token endpoint's answer to `form`.
+async fn grant(
+    state: &AppState,
+    caller: ClientAddr,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Response {
+    let app = match client(state, headers, form).await {
         Ok(app) => app,
-        Err(refused) => return refused,
+        Err(refused) => return counted(state, caller, refused),
     };
     let issued = match form.grant_type.as_deref() {
         Some("authorization_code") => {
@@ -165,13 +199,17 @@ pub(super) async fn token(
         }
     };
     match issued {
-        Ok(issued) => match respond(&state, &app, issued).await {
+        Ok(issued) => match respond(state, &app, issued).await {
             Ok(response) => response,
             Err(e) => internal(e),
         },
         Err(TokenError::InvalidGrant(why)) => {
             tracing::info!(application = %app.client_id, why, "token request refused");
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
+            counted(
+                state,
+                caller,
+                oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            )
         }
         Err(TokenError::Internal(e)) => internal(e),
     }
@@ -220,6 +258,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// `GET|POST /oidc/userinfo` with a bearer access token.
 pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    cors::open(claims_of(&state, &headers).await)
+}
+
+/// Userinfo's answer to a request with `headers`.
+async fn claims_of(state: &AppState, headers: &HeaderMap) -> Response {
     let invalid = || {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response.headers_mut().insert(
@@ -228,7 +271,7 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
         );
         response
     };
-    let Some(token) = bearer(&headers) else {
+    let Some(token) = bearer(headers) else {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response
             .headers_mut()
@@ -262,22 +305,27 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
 /// `POST /oidc/revoke` (RFC 7009): 200 whether or not the token was known.
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    caller: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let app = match client(&state, &headers, &form).await {
-        Ok(app) => app,
-        Err(refused) => return refused,
+    let answer = async {
+        let app = match client(&state, &headers, &form).await {
+            Ok(app) => app,
+            Err(refused) => return counted(&state, caller, refused),
+        };
+        let Some(token) = form.token.as_deref() else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is missing",
+            );
+        };
+        match grants::revoke(&state.db, &app, token).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => internal(e),
+        }
     };
-    let Some(token) = form.token.as_deref() else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is missing",
-        );
-    };
-    match grants::revoke(&state.db, &app, token).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => internal(e),
-    }
+    let response = answer.await;
+    cors::for_spa(&state, &headers, response).await
 }
