@@ -6,11 +6,13 @@
 //! clients and their redirect URIs), [`keys`] (signing keys, sealed, rotated with overlap),
 //! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
 //! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
-//! [`claims`] (what a token says about the user), [`provider`] (discovery, JWKS, signing),
+//! [`claims`] (what a token says about the user), [`assertions`] (`private_key_jwt` client
+//! authentication), [`provider`] (discovery, JWKS, signing),
 //! [`backchannel`] (logout tokens to the applications when a session ends) and [`ends`]
 //! (sessions ended because the copy or the tenant changed).
 
 pub mod applications;
+pub mod assertions;
 pub mod backchannel;
 pub mod claims;
 pub mod ends;

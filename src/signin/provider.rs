@@ -113,6 +113,7 @@ pub fn metadata(ends: &Endpoints) -> Result<Metadata, SigninError> {
     let auth = vec![
         CoreClientAuthMethod::ClientSecretBasic,
         CoreClientAuthMethod::ClientSecretPost,
+        CoreClientAuthMethod::PrivateKeyJwt,
         CoreClientAuthMethod::None,
     ];
     Ok(Metadata::new(
@@ -148,6 +149,10 @@ pub fn metadata(ends: &Endpoints) -> Result<Metadata, SigninError> {
         CoreGrantType::RefreshToken,
     ]))
     .set_token_endpoint_auth_methods_supported(Some(auth))
+    // What private_key_jwt assertions may be signed with.
+    .set_token_endpoint_auth_signing_alg_values_supported(Some(vec![
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    ]))
     .set_claims_supported(Some(
         CLAIMS
             .iter()

@@ -26,6 +26,7 @@ mod settings;
 mod signin;
 mod signin_backchannel;
 mod signin_clients;
+mod signin_private_key_jwt;
 mod signin_refusals;
 mod sso;
 mod sync;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::cors;
+use crate::signin::assertions;
 use crate::signin::grants::{self, Issued, TokenError};
 use crate::signin::provider::{self, Issue};
 use crate::signin::{
@@ -83,6 +84,8 @@ pub(super) struct TokenForm {
     token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 /// The client's id and secret: HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the
@@ -114,6 +117,33 @@ fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, 
     }
 }
 
+/// The client of a request authenticated by a JWT assertion (`private_key_jwt`): the only
+/// credential sent, addressed to this endpoint or the issuer, of the `client_id` given if any.
+async fn by_assertion(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Option<Application>, SigninError> {
+    let assertion = match (&form.client_assertion_type, &form.client_assertion) {
+        (Some(kind), Some(assertion)) if kind == assertions::ASSERTION_TYPE => assertion,
+        _ => return Ok(None),
+    };
+    if assertion.len() > 8_000
+        || form.client_secret.is_some()
+        || headers.contains_key(header::AUTHORIZATION)
+    {
+        return Ok(None);
+    }
+    let ends = super::endpoints(&state.cfg);
+    let audiences = [
+        ends.token.as_str(),
+        ends.revocation.as_str(),
+        ends.issuer.as_str(),
+    ];
+    let app = assertions::authenticate(&state.db, assertion, &audiences).await?;
+    Ok(app.filter(|a| form.client_id.as_ref().is_none_or(|c| *c == a.client_id)))
+}
+
 /// Authenticates the client of a request, or answers `invalid_client`.
 async fn client(
     state: &AppState,
@@ -127,6 +157,13 @@ async fn client(
             "The client is unknown or its credentials are wrong.",
         )
     };
+    if form.client_assertion_type.is_some() || form.client_assertion.is_some() {
+        return match by_assertion(state, headers, form).await {
+            Ok(Some(app)) => Ok(app),
+            Ok(None) => Err(unauthorized()),
+            Err(e) => Err(internal(e)),
+        };
+    }
     let Some((id, secret)) = client_credentials(headers, form) else {
         return Err(unauthorized());
     };
