@@ -12,6 +12,7 @@ use super::{SigninError, redirect};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{constant_time_eq, random_token, sha256};
 use crate::types::Secret;
+use crate::webhooks::egress;
 
 /// What kind of client an application is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -212,6 +213,16 @@ pub async fn register(
     actor: &Actor,
 ) -> Result<Registered, ApplicationError> {
     new.check()?;
+    // Logout tokens go where webhooks may go: no internal address unless an admin allowed it
+    // (checked again at each send).
+    if let Some(uri) = &new.backchannel_logout_uri {
+        let url = url::Url::parse(uri).map_err(|_| {
+            ApplicationError::Invalid("the back-channel logout URI is not a URL".into())
+        })?;
+        egress::check(&url, &egress::allowed(db).await?)
+            .await
+            .map_err(|why| ApplicationError::Invalid(format!("back-channel logout URI: {why}")))?;
+    }
     let client_id = Uuid::new_v4().to_string();
     let secret = new.kind.is_confidential().then(random_token);
     let secret_hash = secret.as_deref().map(|s| sha256(s.as_bytes()));

@@ -304,7 +304,28 @@ async fn the_upkeep_sweep_ends_sessions_of_a_tenant_offboarded_without_the_hook(
 #[tokio::test]
 async fn a_logout_token_is_never_sent_to_an_internal_address_unless_allowed() {
     let case = Case::new(AppKind::Web).await;
-    let signed_in = sign_in_with_backchannel(&case, "http://127.0.0.1:9/logout").await;
+    let internal = "http://127.0.0.1:9/logout";
+    // Registering refuses it, as saving a webhook endpoint does.
+    let mut new = sample_application("Internal", AppKind::Web);
+    new.backchannel_logout_uri = Some(internal.into());
+    let refused = applications::register(&case.app.db, &new, &Actor::Cli)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("loopback"), "{refused}");
+    // Allowed when registered, then no longer: the send checks again.
+    crate::webhooks::allow_loopback(&case.app).await;
+    let signed_in = sign_in_with_backchannel(&case, internal).await;
+    gangway::settings::save(
+        &case.app.db,
+        &case.app.state.cfg.keys,
+        &[gangway::settings::Edit {
+            key: gangway::settings::Key::WebhookAllowedNetworks,
+            raw: String::new(),
+        }],
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
     let mut logout = Url::parse(&case.app.url(paths::SIGNIN_LOGOUT)).unwrap();
     logout.query_pairs_mut().append_pair(
         "id_token_hint",
