@@ -135,6 +135,8 @@ pub enum Action {
     BackgroundTaskRunRequested,
     /// An application was registered for sign-in through Gangway.
     SigninApplicationCreated,
+    /// A sign-in application registered its public keys (`private_key_jwt`).
+    SigninApplicationKeysRegistered,
     /// A customer's user signed in to an application through Gangway.
     SignInSucceeded,
     /// A customer's user was refused sign-in (the reason in the detail).
@@ -143,7 +145,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 39] = [
+    pub const ALL: [Action; 40] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -181,6 +183,7 @@ impl Action {
         Action::WebhookDeliveryResent,
         Action::BackgroundTaskRunRequested,
         Action::SigninApplicationCreated,
+        Action::SigninApplicationKeysRegistered,
         Action::SignInSucceeded,
         Action::SignInRefused,
     ];
@@ -225,6 +228,7 @@ impl Action {
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
             Self::BackgroundTaskRunRequested => "background_task.run_requested",
             Self::SigninApplicationCreated => "signin.application_created",
+            Self::SigninApplicationKeysRegistered => "signin.application_keys_registered",
             Self::SignInSucceeded => "signin.succeeded",
             Self::SignInRefused => "signin.refused",
         }
@@ -276,6 +280,7 @@ impl Action {
             Self::WebhookDeliveryResent => "Webhook event sent again",
             Self::BackgroundTaskRunRequested => "Background task run on request",
             Self::SigninApplicationCreated => "Sign-in application registered",
+            Self::SigninApplicationKeysRegistered => "Sign-in application's keys registered",
             Self::SignInSucceeded => "User signed in to an application",
             Self::SignInRefused => "User refused sign-in to an application",
         }

@@ -13,6 +13,7 @@ use crate::directory::credentials::TokenSource;
 use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
+use crate::signin::{self, backchannel};
 use crate::web::{AppState, Application, MetricsServer, session_store};
 use crate::webhooks::delivery;
 
@@ -84,7 +85,8 @@ pub fn portal_tasks(
 }
 
 /// A worker process's background tasks: `concurrency` syncs at once with their scheduler (none
-/// at 0), webhook delivery and its log's pruning, metrics upkeep.
+/// at 0), webhook delivery and its log's pruning, back-channel logouts, sign-in upkeep, metrics
+/// upkeep.
 pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToken) -> Registry {
     let mut registry = Registry::new(state.db.clone());
     if concurrency > 0 {
@@ -104,6 +106,24 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         Task::WebhookLogPruning,
         Duration::from_secs(3600),
         delivery::PruneTask::new(state.db.clone()),
+    );
+    registry.register(
+        Task::BackchannelLogouts,
+        backchannel::PERIOD,
+        backchannel::LogoutTask::new(
+            state.db.clone(),
+            state.cfg.keys.clone(),
+            crate::web::oidc::issuer(&state.cfg),
+        ),
+    );
+    let (db, keys) = (state.db.clone(), state.cfg.keys.clone());
+    registry.register(
+        Task::SigninUpkeep,
+        signin::UPKEEP_PERIOD,
+        from_fn(move || {
+            let (db, keys) = (db.clone(), keys.clone());
+            Box::pin(async move { Ok(signin::upkeep(&db, &keys).await?) })
+        }),
     );
     registry.register(
         Task::MetricsUpkeep,

@@ -260,6 +260,9 @@ pub struct Tenant {
     pub version: u64,
     /// Bumped by delta-reset: links minted under an older epoch answer 410.
     pub epoch: u64,
+    /// "User consent for applications": whether members may consent for themselves to
+    /// permissions that need no admin (Microsoft's default), or only an admin can consent.
+    pub user_consent: bool,
 }
 
 const TENANT_NAMES: &[&str] = &[
@@ -487,6 +490,7 @@ impl Tenant {
             group_by_id: HashMap::new(),
             version: 1,
             epoch: 0,
+            user_consent: true,
         };
         let mut taken = HashMap::new();
         for i in 0..users {

@@ -164,6 +164,9 @@ pub struct Txn {
     pub prompt: Option<String>,
     /// Pre-fills the sign-in name.
     pub login_hint: Option<String>,
+    /// The tenant a `domain_hint` named on `organizations`/`common`: the user is looked up
+    /// there, not discovered from the name they type.
+    pub realm: Option<usize>,
     /// (tenant, user) once signed in.
     pub user: Option<(Uuid, Uuid)>,
     /// The browser session (`ESTSAUTH` value) the user signed in with, once signed in.

@@ -24,6 +24,10 @@ pub enum Task {
     WebhookDeliveries,
     /// Deletes old entries of the webhook delivery log.
     WebhookLogPruning,
+    /// Sends back-channel logout tokens to applications when sessions end.
+    BackchannelLogouts,
+    /// Keeps the sign-in signing keys and ends sessions that may no longer run.
+    SigninUpkeep,
     /// Deletes expired console and wizard sessions.
     SessionSweep,
     /// Forgets idle clients of the rate limiters (in this process's memory).
@@ -34,12 +38,14 @@ pub enum Task {
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 8] = [
+    pub const ALL: [Task; 10] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::MailOutbox,
         Task::WebhookDeliveries,
         Task::WebhookLogPruning,
+        Task::BackchannelLogouts,
+        Task::SigninUpkeep,
         Task::SessionSweep,
         Task::RateLimitPruning,
         Task::MetricsUpkeep,
@@ -53,6 +59,8 @@ impl Task {
             Self::MailOutbox => "mail_outbox",
             Self::WebhookDeliveries => "webhook_deliveries",
             Self::WebhookLogPruning => "webhook_log_pruning",
+            Self::BackchannelLogouts => "backchannel_logouts",
+            Self::SigninUpkeep => "signin_upkeep",
             Self::SessionSweep => "session_sweep",
             Self::RateLimitPruning => "rate_limit_pruning",
             Self::MetricsUpkeep => "metrics_upkeep",
@@ -67,6 +75,8 @@ impl Task {
             Self::MailOutbox => "Mail outbox",
             Self::WebhookDeliveries => "Webhook deliveries",
             Self::WebhookLogPruning => "Webhook log pruning",
+            Self::BackchannelLogouts => "Back-channel logouts",
+            Self::SigninUpkeep => "Sign-in upkeep",
             Self::SessionSweep => "Session sweep",
             Self::RateLimitPruning => "Rate-limit pruning",
             Self::MetricsUpkeep => "Metrics upkeep",
@@ -90,6 +100,12 @@ impl Task {
             }
             Self::WebhookLogPruning => {
                 "Deletes delivered and failed webhook events older than the retention period."
+            }
+            Self::BackchannelLogouts => {
+                "POSTs logout tokens to the applications an ended sign-in session used; failures retry with backoff."
+            }
+            Self::SigninUpkeep => {
+                "Keeps a current and a next sign-in signing key, retires old ones, and ends the sessions of users and tenants that may no longer sign in."
             }
             Self::SessionSweep => "Deletes expired sessions, so abandoned sign-ins do not pile up.",
             Self::RateLimitPruning => {

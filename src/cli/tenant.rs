@@ -175,6 +175,9 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
                     tenants::OffboardError::Db(e) => Failure::Other(e.into()),
                     other => Failure::Other(anyhow::anyhow!("{other}")),
                 })?;
+            crate::signin::ends::for_tenant(&pool, tenant)
+                .await
+                .map_err(|e| Failure::Other(e.into()))?;
             println!(
                 "offboarded {} ({}): credential and directory copy erased",
                 done.display_name, done.entra_tenant_id

@@ -418,6 +418,8 @@ pub async fn apply_page<F: Stored>(
     removed.absorb(vanished);
     done.tally.add(&removed.tally);
     done.events.extend(ctx.deletion_event(removed));
+    // Sign-in sessions of users this page disabled or deleted end with it.
+    crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
     add_to_run(&mut tx, run_id, &done.tally, state.full_round).await?;
     for event in &done.events {
         webhooks::emit(&mut tx, event).await?;

@@ -12,6 +12,7 @@ use super::{SigninError, redirect};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{constant_time_eq, random_token, sha256};
 use crate::types::Secret;
+use crate::webhooks::egress;
 
 /// What kind of client an application is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -212,6 +213,16 @@ pub async fn register(
     actor: &Actor,
 ) -> Result<Registered, ApplicationError> {
     new.check()?;
+    // Logout tokens go where webhooks may go: no internal address unless an admin allowed it
+    // (checked again at each send).
+    if let Some(uri) = &new.backchannel_logout_uri {
+        let url = url::Url::parse(uri).map_err(|_| {
+            ApplicationError::Invalid("the back-channel logout URI is not a URL".into())
+        })?;
+        egress::check(&url, &egress::allowed(db).await?)
+            .await
+            .map_err(|why| ApplicationError::Invalid(format!("back-channel logout URI: {why}")))?;
+    }
     let client_id = Uuid::new_v4().to_string();
     let secret = new.kind.is_confidential().then(random_token);
     let secret_hash = secret.as_deref().map(|s| sha256(s.as_bytes()));
@@ -338,6 +349,25 @@ pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<Application>, SigninE
         .fetch_optional(db)
         .await?;
     Ok(row.map(Row::into_application))
+}
+
+/// The origins (`scheme://host[:port]`) of single-page applications' redirect URIs: the pages
+/// that may call the token endpoint from a browser.
+pub async fn spa_origins(db: &PgPool) -> Result<Vec<String>, SigninError> {
+    let uris = sqlx::query_scalar!(
+        r#"select distinct unnest(redirect_uris) as "uri!" from signin_applications
+           where kind = 'spa'"#
+    )
+    .fetch_all(db)
+    .await?;
+    let mut origins: Vec<String> = uris
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    Ok(origins)
 }
 
 /// The application presenting `client_id`.

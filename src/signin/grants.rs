@@ -254,17 +254,18 @@ fn pkce_problem(challenge: Option<&str>, verifier: Option<&str>) -> Option<&'sta
 
 /// Uses a refresh token of `app`. The checks, in order: the token exists and is a refresh
 /// token; it is `app`'s; it was not used before (a second use revokes the whole family); its
-/// grant is not revoked; it has not expired; the session was not logged out; the user is
-/// still in the copy, enabled and not deleted (else the grant is revoked). The token is spent
-/// and a new one issued (rotation).
+/// grant is not revoked; it has not expired; the session was not logged out; the tenant was
+/// not offboarded or turned off, and the user is still in the copy, enabled and not deleted
+/// (else the grant is revoked). The token is spent and a new one issued (rotation).
 pub async fn refresh(db: &PgPool, app: &Application, token: &str) -> Result<Issued, TokenError> {
     let hash = sha256(token.as_bytes());
     let mut tx = db.begin().await?;
     let Some(row) = sqlx::query!(
         r#"select t.grant_id, t.expires_at, t.used_at, g.application_id, g.session_id, g.scopes,
-                  g.revoked_at, s.ended_at, s.tenant_id, s.object_id
+                  g.revoked_at, s.ended_at, s.tenant_id, s.object_id,
+                  tn.status in ('offboarded', 'disabled') as "tenant_gone!"
            from signin_tokens t join signin_grants g on g.id = t.grant_id
-             join signin_sessions s on s.id = g.session_id
+             join signin_sessions s on s.id = g.session_id join tenants tn on tn.id = s.tenant_id
            where t.token_sha256 = $1 and t.kind = 'refresh' for update of t"#,
         hash
     )
@@ -295,7 +296,13 @@ pub async fn refresh(db: &PgPool, app: &Application, token: &str) -> Result<Issu
     if row.ended_at.is_some() {
         return Err(TokenError::InvalidGrant("the user has signed out"));
     }
-    match claims::standing(db, row.tenant_id, row.object_id).await? {
+    // An offboarded tenant's copy is erased, so its users would read as not copied yet.
+    let standing = if row.tenant_gone {
+        Standing::Unknown
+    } else {
+        claims::standing(db, row.tenant_id, row.object_id).await?
+    };
+    match standing {
         Standing::Present(_) | Standing::NotYetCopied => {}
         Standing::Disabled | Standing::Deleted | Standing::Unknown => {
             revoke_grant(&mut tx, row.grant_id, "the user is disabled or gone").await?;

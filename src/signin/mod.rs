@@ -6,10 +6,16 @@
 //! clients and their redirect URIs), [`keys`] (signing keys, sealed, rotated with overlap),
 //! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
 //! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
-//! [`claims`] (what a token says about the user) and [`provider`] (discovery, JWKS, signing).
+//! [`claims`] (what a token says about the user), [`assertions`] (`private_key_jwt` client
+//! authentication), [`provider`] (discovery, JWKS, signing),
+//! [`backchannel`] (logout tokens to the applications when a session ends) and [`ends`]
+//! (sessions ended because the copy or the tenant changed).
 
 pub mod applications;
+pub mod assertions;
+pub mod backchannel;
 pub mod claims;
+pub mod ends;
 pub mod grants;
 pub mod keys;
 pub mod provider;
@@ -18,6 +24,10 @@ pub mod routing;
 pub mod sessions;
 
 use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::crypto::Keyring;
 
 pub use applications::{AppKind, Application, GroupsClaim, NewApplication};
 
@@ -31,6 +41,17 @@ pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 60 * 
 pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// …and after this long whatever happens.
 pub const SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How often the sign-in upkeep task runs ([`upkeep`]).
+pub const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
+
+/// One round of sign-in upkeep: a current and a next signing key (old ones retired), and the
+/// sessions that may no longer run ended ([`ends::sweep`]). Idempotent.
+pub async fn upkeep(db: &PgPool, keys: &Keyring) -> Result<String, SigninError> {
+    keys::maintain(db, keys).await?;
+    let ended = ends::sweep(db).await?;
+    Ok(format!("signing keys maintained; {ended} sessions ended"))
+}
 
 /// Why a sign-in operation failed for a reason that is not the caller's.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! in, reused by later sign-ins to any application (sliding, [`SESSION_IDLE`] and at most
 //! [`SESSION_MAX`]), named by the `sid` of the tokens, ended by logout.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -118,34 +118,62 @@ pub async fn by_sid(db: &PgPool, sid: &str) -> Result<Option<Uuid>, SigninError>
     .await?)
 }
 
-/// Ends session `id` (if not ended already) and revokes every grant made through it.
+/// Ends session `id` (if not ended already), revokes every grant made through it and queues
+/// its back-channel logouts.
 pub async fn end(db: &PgPool, id: Uuid, reason: &str) -> Result<Option<Ended>, SigninError> {
     let mut tx = db.begin().await?;
-    let tenant = sqlx::query_scalar!(
-        "update signin_sessions s set ended_at = now() from tenants t
-         where s.id = $1 and s.ended_at is null and t.id = s.tenant_id
-         returning t.entra_tenant_id",
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(tenant) = tenant else {
-        return Ok(None);
-    };
-    let mut applications = sqlx::query_scalar!(
-        "update signin_grants set revoked_at = coalesce(revoked_at, now()),
-                revoked_reason = coalesce(revoked_reason, $2)
-         where session_id = $1 returning application_id",
-        id,
+    let ended = end_all(&mut tx, &[id], reason).await?;
+    tx.commit().await?;
+    Ok(ended.into_iter().next())
+}
+
+/// Ends, in `tx`, the sessions `ids` not ended already: revokes every grant made through them
+/// and queues a back-channel logout for each application they signed in to (a code issued or
+/// redeemed) that registered a back-channel logout URI. Returns the sessions it ended.
+pub async fn end_all(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<Vec<Ended>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query!(
+        r#"with ended as (
+               update signin_sessions s set ended_at = now() from tenants t
+               where s.id = any($1) and s.ended_at is null and t.id = s.tenant_id
+               returning s.id, t.entra_tenant_id
+           ), revoked as (
+               update signin_grants g set revoked_at = coalesce(g.revoked_at, now()),
+                      revoked_reason = coalesce(g.revoked_reason, $2)
+               from ended e where g.session_id = e.id
+               returning g.session_id, g.application_id
+           ), signed_in as (
+               select session_id, application_id from revoked
+               union
+               select c.session_id, c.application_id from signin_codes c join ended e on e.id = c.session_id
+           ), queued as (
+               insert into signin_logouts (application_id, session_id, reason)
+               select s.application_id, s.session_id, $2 from signed_in s
+                 join signin_applications a on a.id = s.application_id
+               where a.backchannel_logout_uri is not null
+               on conflict on constraint signin_logouts_once do nothing
+           )
+           select e.entra_tenant_id,
+                  coalesce(array_agg(s.application_id order by s.application_id)
+                           filter (where s.application_id is not null), '{}') as "applications!"
+           from ended e left join signed_in s on s.session_id = e.id
+           group by e.id, e.entra_tenant_id"#,
+        ids,
         reason
     )
     .fetch_all(&mut *tx)
     .await?;
-    tx.commit().await?;
-    applications.sort();
-    applications.dedup();
-    Ok(Some(Ended {
-        entra_tenant_id: TenantId::from(tenant),
-        applications,
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| Ended {
+            entra_tenant_id: TenantId::from(r.entra_tenant_id),
+            applications: r.applications,
+        })
+        .collect())
 }

@@ -129,6 +129,8 @@ pub struct Limits {
     pub api_calls: TokenLimiter,
     /// Refused JSON API bearer tokens, per client.
     pub api_auth_failures: Limiter,
+    /// Refused requests at the sign-in token and revocation endpoints, per client.
+    pub token_failures: Limiter,
 }
 
 impl Limits {
@@ -142,6 +144,7 @@ impl Limits {
             callbacks: Limiter::new(cfg.consent_rate),
             api_calls: TokenLimiter::default(),
             api_auth_failures: Limiter::new(API_AUTH_FAILURE_RATE),
+            token_failures: Limiter::new(API_AUTH_FAILURE_RATE),
         }
     }
 
@@ -155,6 +158,7 @@ impl Limits {
             &self.consent_starts,
             &self.callbacks,
             &self.api_auth_failures,
+            &self.token_failures,
         ] {
             limiter.prune();
         }

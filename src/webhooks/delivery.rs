@@ -7,8 +7,6 @@
 //! Each round reads the allow-list again; an address it refuses is never connected to
 //! ([`egress`]).
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -161,14 +159,7 @@ pub struct Client {
 /// [`egress::Resolver`].
 pub fn client() -> Client {
     let resolver = egress::Resolver::default();
-    let http = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(Arc::new(resolver.clone()))
-        .user_agent("Gangway-Webhooks/1")
-        .build()
-        .expect("the webhook client builds");
+    let http = egress::client(&resolver, "Gangway-Webhooks/1", SEND_TIMEOUT);
     Client { http, resolver }
 }
 
@@ -282,19 +273,8 @@ pub fn message_id(event: Uuid) -> String {
 /// POSTs one event; `Ok((status, body))` when the endpoint answered, the body cut at
 /// [`RESPONSE_CAP`] bytes (read no further).
 async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<(u16, String), String> {
-    // An address in the URL is not resolved, so the resolver never sees it: checked here.
-    let literal = url::Url::parse(&item.url)
-        .ok()
-        .and_then(|u| match u.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        });
-    if let Some(ip) = literal.filter(|ip| !http.resolver.allowed().admits(*ip)) {
-        return Err(format!(
-            "not sent: {ip} is {}, which webhooks may not reach",
-            egress::internal_kind(ip).unwrap_or("an internal address")
-        ));
+    if let Some(refused) = egress::literal_refusal(&item.url, &http.resolver.allowed()) {
+        return Err(refused);
     }
     let open = |sealed: &[u8], key_id: &str| {
         keys.open(key_id, sealed)
@@ -331,22 +311,7 @@ async fn send(keys: &Keyring, http: &Client, item: &Due) -> Result<(u16, String)
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            let refused =
-                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .find_map(|e| e.downcast_ref::<egress::Refused>());
-            if let Some(refused) = refused {
-                format!("not sent: {refused}")
-            } else if e.is_timeout() {
-                "no answer within 10 s".to_owned()
-            } else if e.is_connect() {
-                "could not connect".to_owned()
-            } else {
-                format!("request failed: {e}")
-            }
-        })?;
+        .map_err(|e| egress::failure(&e, SEND_TIMEOUT))?;
     let status = response.status().as_u16();
     let mut body = Vec::new();
     // An answer that breaks off still has its status: the body is only for the log.

@@ -211,6 +211,53 @@ impl Resolver {
     }
 }
 
+/// An outbound client whose names resolve through `resolver` (so internal addresses are never
+/// connected to): `timeout`, no redirects followed, no proxy.
+pub fn client(resolver: &Resolver, user_agent: &str, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver.clone()))
+        .user_agent(user_agent)
+        .build()
+        .expect("the outbound client builds")
+}
+
+/// Why nothing may be sent to `url` when its host is an address `allowed` refuses: an address
+/// written in the URL is not resolved, so the resolver never sees it.
+pub fn literal_refusal(url: &str, allowed: &Allowed) -> Option<String> {
+    let ip = match url::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(ip) => IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    (!allowed.admits(ip)).then(|| {
+        format!(
+            "not sent: {ip} is {}, which webhooks may not reach",
+            internal_kind(ip).unwrap_or("an internal address")
+        )
+    })
+}
+
+/// A failed request in words for the delivery log: the resolver's refusal, no answer within
+/// `timeout`, no connection.
+pub fn failure(e: &reqwest::Error, timeout: Duration) -> String {
+    let refused = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<Refused>());
+    if let Some(refused) = refused {
+        format!("not sent: {refused}")
+    } else if e.is_timeout() {
+        format!("no answer within {} s", timeout.as_secs())
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        format!("request failed: {e}")
+    }
+}
+
 /// A host that resolved only to addresses webhooks may not reach.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -18,12 +18,14 @@ use crate::sync::{all_app_permissions, connect};
 use crate::webhooks::{Receiver, add_endpoint};
 
 /// Every task a portal with sync workers registers.
-const PORTAL_TASKS: [&str; 8] = [
+const PORTAL_TASKS: [&str; 10] = [
     "sync_scheduler",
     "sync_workers",
     "mail_outbox",
     "webhook_deliveries",
     "webhook_log_pruning",
+    "backchannel_logouts",
+    "signin_upkeep",
     "session_sweep",
     "rate_limit_pruning",
     "metrics_upkeep",

@@ -120,30 +120,31 @@ type CoreClientSet = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-/// Registers an application with the sample redirect URIs, every group and a role mapping.
-async fn register(app: &TestApp, name: &str, kind: AppKind) -> Registered {
+/// An application with the sample redirect URIs, admitting every customer, with every group.
+pub(crate) fn sample_application(name: &str, kind: AppKind) -> NewApplication {
     let redirect = if kind == AppKind::Native {
         "http://127.0.0.1/callback"
     } else {
         APP_CALLBACK
     };
-    applications::register(
-        &app.db,
-        &NewApplication {
-            name: name.into(),
-            kind,
-            redirect_uris: vec![redirect.into()],
-            post_logout_redirect_uris: vec![APP_SIGNED_OUT.into()],
-            backchannel_logout_uri: None,
-            customers: None,
-            pairwise_subject: false,
-            groups: GroupsClaim::All,
-            role_mapping: BTreeMap::new(),
-        },
-        &Actor::Cli,
-    )
-    .await
-    .unwrap()
+    NewApplication {
+        name: name.into(),
+        kind,
+        redirect_uris: vec![redirect.into()],
+        post_logout_redirect_uris: vec![APP_SIGNED_OUT.into()],
+        backchannel_logout_uri: None,
+        customers: None,
+        pairwise_subject: false,
+        groups: GroupsClaim::All,
+        role_mapping: BTreeMap::new(),
+    }
+}
+
+/// Registers [`sample_application`].
+async fn register(app: &TestApp, name: &str, kind: AppKind) -> Registered {
+    applications::register(&app.db, &sample_application(name, kind), &Actor::Cli)
+        .await
+        .unwrap()
 }
 
 /// Follows a browser from the application's authorize URL through Gangway's email page (when
@@ -201,7 +202,7 @@ pub(crate) async fn sign_in_through(
 }
 
 /// The `code` (and `state`) Gangway sent the application, asserting a redirect there.
-async fn code_from(response: reqwest::Response) -> (String, Option<String>) {
+pub(crate) async fn code_from(response: reqwest::Response) -> (String, Option<String>) {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let to = Url::parse(&location(response).await).unwrap();
     assert!(
@@ -352,10 +353,20 @@ async fn a_customer_user_signs_in_to_a_web_application_through_the_openidconnect
 }
 
 /// An authorize URL of the case's application with `extra` parameters.
-fn authorize_url(case: &Case, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_url(case: &Case, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+    authorize_url_of(case, case.client_id(), redirect_uri, extra)
+}
+
+/// An authorize URL of application `client_id` with `extra` parameters.
+pub(crate) fn authorize_url_of(
+    case: &Case,
+    client_id: &str,
+    redirect_uri: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let mut url = Url::parse(&case.app.url(paths::SIGNIN_AUTHORIZE)).unwrap();
     url.query_pairs_mut()
-        .append_pair("client_id", case.client_id())
+        .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect_uri)
         .append_pair("response_type", "code")
         .append_pair("scope", "openid profile email offline_access")

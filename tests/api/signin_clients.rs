@@ -2,14 +2,16 @@
 //! `openid-client` (npm, OpenID Certified), driven as a child process by
 //! `tests/oidc-clients/openid-client.mjs`. It does discovery, the code flow with PKCE, ID-token
 //! verification against the JWKS, userinfo, refresh (and sees reuse refused) and builds the
-//! RP-initiated logout URL, which the browser then follows.
+//! RP-initiated logout URL, which the browser then follows. A web application may also prove
+//! itself with openid-client's `private_key_jwt`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use gangway::signin::AppKind;
+use gangway::audit::Actor;
+use gangway::signin::{AppKind, assertions};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -31,9 +33,18 @@ fn openid_client() -> PathBuf {
     path
 }
 
+/// How the application proves itself at the token endpoint.
+#[derive(PartialEq)]
+enum ClientAuth {
+    /// Its client secret (web) or nothing (public clients).
+    Registered,
+    /// `private_key_jwt`, with a key openid-client makes and the test registers.
+    PrivateKeyJwt,
+}
+
 /// Signs the case's member in with openid-client as the case's application; the script's
 /// final report.
-async fn openid_client_signs_in(case: &Case) -> Value {
+async fn openid_client_signs_in(case: &Case, auth: ClientAuth) -> Value {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-clients/openid-client.mjs");
     let mut command = Command::new("node");
@@ -47,18 +58,39 @@ async fn openid_client_signs_in(case: &Case) -> Value {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(secret) = &case.registered.client_secret {
-        command.env("CLIENT_SECRET", secret.expose());
+    match (&auth, &case.registered.client_secret) {
+        (ClientAuth::PrivateKeyJwt, _) => {
+            command.env("PRIVATE_KEY_JWT", "1");
+        }
+        (ClientAuth::Registered, Some(secret)) => {
+            command.env("CLIENT_SECRET", secret.expose());
+        }
+        (ClientAuth::Registered, None) => {}
     }
     let mut child = command.spawn().expect("node runs");
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(NODE_WAIT, out.next_line())
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(NODE_WAIT, out.next_line())
+            .await
+            .expect("openid-client answers in time")
+            .unwrap()
+            .expect("openid-client prints its next step");
+        serde_json::from_str(&line).unwrap()
+    };
+    if auth == ClientAuth::PrivateKeyJwt {
+        let jwk = next().await["jwk"].clone();
+        assertions::register_keys(
+            &case.app.db,
+            case.registered.application.id,
+            &json!({ "keys": [jwk] }),
+            &Actor::Cli,
+        )
         .await
-        .expect("openid-client answers in time")
-        .unwrap()
-        .expect("openid-client prints the authorize URL");
-    let first: Value = serde_json::from_str(&first).unwrap();
+        .expect("openid-client's public key registers");
+        stdin.write_all(b"registered\n").await.unwrap();
+    }
+    let first = next().await;
     let authorize = first["authorize"].as_str().unwrap().to_owned();
 
     let browser = case.app.new_browser();
@@ -109,13 +141,20 @@ fn assert_member_claims(case: &Case, report: &Value) {
 #[tokio::test]
 async fn openid_client_signs_a_user_in_to_a_confidential_web_application() {
     let case = Case::new(AppKind::Web).await;
-    let report = openid_client_signs_in(&case).await;
+    let report = openid_client_signs_in(&case, ClientAuth::Registered).await;
     assert_member_claims(&case, &report);
 }
 
 #[tokio::test]
 async fn openid_client_signs_a_user_in_to_a_public_client_with_pkce() {
     let case = Case::new(AppKind::Spa).await;
-    let report = openid_client_signs_in(&case).await;
+    let report = openid_client_signs_in(&case, ClientAuth::Registered).await;
+    assert_member_claims(&case, &report);
+}
+
+#[tokio::test]
+async fn openid_client_authenticates_a_web_application_with_private_key_jwt() {
+    let case = Case::new(AppKind::Web).await;
+    let report = openid_client_signs_in(&case, ClientAuth::PrivateKeyJwt).await;
     assert_member_claims(&case, &report);
 }

@@ -1,7 +1,9 @@
 // A relying party built on openid-client (npm), the certified OpenID Connect client, signing a
 // user in through Gangway unchanged. Driven by tests/api/signin_clients.rs over stdin/stdout:
-//   env: ISSUER, CLIENT_ID, CLIENT_SECRET (absent: a public client), REDIRECT_URI,
-//        POST_LOGOUT_REDIRECT_URI, LOGIN_HINT, OPENID_CLIENT (the module's path)
+//   env: ISSUER, CLIENT_ID, CLIENT_SECRET (absent: a public client), PRIVATE_KEY_JWT (set:
+//        authenticate with private_key_jwt instead), REDIRECT_URI, POST_LOGOUT_REDIRECT_URI,
+//        LOGIN_HINT, OPENID_CLIENT (the module's path)
+//   with PRIVATE_KEY_JWT: out: {"jwk": the public key to register}   in: any line, once done
 //   out: {"authorize": URL}          in: the URL Gangway sent the browser back to
 //   out: {"claims", "userinfo", "refreshed_claims", "refresh_reused_error", "end_session"}
 import { createInterface } from 'node:readline';
@@ -13,12 +15,25 @@ const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const say = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
 const secret = env('CLIENT_SECRET');
+let authentication = secret ? client.ClientSecretBasic(secret) : client.None();
+if (env('PRIVATE_KEY_JWT')) {
+  // The application's own key pair: the public half is registered with Gangway.
+  const { publicKey, privateKey } = await crypto.subtle.generateKey(
+    { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+    true,
+    ['sign', 'verify'],
+  );
+  const kid = 'rp-key-1';
+  say({ jwk: { ...(await crypto.subtle.exportKey('jwk', publicKey)), kid } });
+  await lines.next();
+  authentication = client.PrivateKeyJwt({ key: privateKey, kid });
+}
 // Loopback http in tests; a real deployment is https and needs no such option.
 const config = await client.discovery(
   new URL(env('ISSUER')),
   env('CLIENT_ID'),
   secret,
-  secret ? client.ClientSecretBasic(secret) : client.None(),
+  authentication,
   { execute: [client.allowInsecureRequests] },
 );
 // Verify ID token signatures against the JWKS (not only TLS to the token endpoint).

@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
     let t = "/_emulator/tenants/{tid}";
     Router::new()
         .route("/_emulator/tenants", get(list_tenants).post(create_tenant))
-        .route(t, get(get_tenant))
+        .route(t, get(get_tenant).patch(change_tenant))
         .route("/_emulator/apps", post(register_app))
         .route("/_emulator/apps/{client_id}", patch(change_app))
         .route(&format!("{t}/consents"), post(grant_consent))
@@ -109,6 +109,7 @@ fn tenant_json(t: &Tenant) -> Value {
         "member": t.member().map(login),
         "users": t.active_users(),
         "groups": t.active_groups(),
+        "user_consent": t.user_consent,
     })
 }
 
@@ -169,6 +170,27 @@ async fn get_tenant(State(st): State<AppState>, Path(tid): Path<String>) -> Answ
     let w = st.world();
     let t = tenant_idx(&w, &tid)?;
     Ok(Json(tenant_json(&w.dir.tenants[t])).into_response())
+}
+
+/// What `PATCH /_emulator/tenants/{tid}` changes: the tenant's settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    /// "User consent for applications": allowed (Microsoft's default) or not.
+    user_consent: Option<bool>,
+}
+
+async fn change_tenant(
+    State(st): State<AppState>,
+    Path(tid): Path<String>,
+    Json(change): Json<TenantChange>,
+) -> Answer {
+    let mut w = st.world();
+    let tenant = tenant_mut(&mut w, &tid)?;
+    if let Some(allowed) = change.user_consent {
+        tenant.user_consent = allowed;
+    }
+    Ok(Json(tenant_json(tenant)).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -237,6 +237,8 @@ struct Trusted<'a> {
     q: &'a Params,
     /// The browser session's key and (tenant, user), if any.
     session: Option<(String, (Uuid, Uuid))>,
+    /// The tenant a `domain_hint` names, on `organizations`/`common`.
+    realm: Option<usize>,
 }
 
 impl Trusted<'_> {
@@ -272,6 +274,7 @@ async fn begin(
         redirect_uri,
         q: &q,
         session: session_user(&w, &headers, authority),
+        realm: hinted_realm(&w, authority, &q),
     };
     let txn = match route.as_str() {
         ADMIN_CONSENT_V2 => admin_consent(&asked, true),
@@ -281,6 +284,20 @@ async fn begin(
     match txn {
         Ok(txn) => start(&st, &mut w, txn),
         Err((mode, e)) => asked.reply(mode).fail(e),
+    }
+}
+
+/// The tenant whose verified domain `domain_hint` names, when the authority leaves the tenant
+/// open: the hint "skips the email-based discovery process", so the user is looked up there.
+/// Other hints (`organizations`, `consumers`, a domain nobody has) change nothing.
+fn hinted_realm(w: &World, authority: Authority, q: &Params) -> Option<usize> {
+    if matches!(authority, Authority::Tenant(_)) {
+        return None;
+    }
+    let hint = q.get("domain_hint")?;
+    match w.dir.resolve(hint) {
+        Some(Authority::Tenant(t)) if Uuid::parse_str(hint).is_err() => Some(t),
+        _ => None,
     }
 }
 
@@ -395,6 +412,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
         response_mode: mode,
         prompt,
         login_hint: q.get("login_hint").cloned(),
+        realm: asked.realm,
         user: session.as_ref().map(|(_, who)| *who),
         session: session.map(|(key, _)| key),
     })
@@ -422,6 +440,7 @@ fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Refusal> {
         response_mode: ResponseMode::Query,
         prompt: None,
         login_hint: q.get("login_hint").cloned(),
+        realm: asked.realm,
         user: asked.session.as_ref().map(|(_, who)| *who),
         session: asked.session.as_ref().map(|(key, _)| key.clone()),
     })
@@ -495,11 +514,12 @@ async fn login(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Response
     let Some(txn) = w.auth.txns.get(&f.ctx) else {
         return lost_transaction();
     };
-    let (authority, segment) = (txn.authority, txn.tenant_segment.clone());
+    let lookup = txn.realm.map_or(txn.authority, Authority::Tenant);
+    let segment = txn.tenant_segment.clone();
     let retry = |code: u32, msg: String| {
         signin_page(&segment, &f.ctx, &f.login, Some((code, msg))).into_response()
     };
-    let Some((t, u)) = w.dir.find_login(authority, &f.login) else {
+    let Some((t, u)) = w.dir.find_login(lookup, &f.login) else {
         return retry(
             50034,
             format!(
@@ -567,10 +587,7 @@ fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
     let Some((tid, oid)) = txn.user else {
         return lost_transaction();
     };
-    let Some(t) = w.dir.tenant_index(tid) else {
-        return lost_transaction();
-    };
-    let Some(user) = w.dir.tenants[t].user(&oid.to_string()).cloned() else {
+    let Some((t, user)) = signer(w, tid, oid) else {
         return lost_transaction();
     };
     let Some(app) = w.reg.apps.get(&txn.client_id).cloned() else {
@@ -596,8 +613,8 @@ fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
                     &format!("The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.", app.client_id, app.display_name),
                 );
             }
-            if missing.iter().any(|s| scopes::needs_admin(s)) && !user.is_admin {
-                return need_admin_page(&txn, ctx, &app).into_response();
+            if let Some((_, message)) = consent_refusal(w, t, &user, &app, missing.into_iter()) {
+                return need_admin_page(&txn, ctx, &message).into_response();
             }
             let mut listed: Vec<String> = txn.graph.iter().cloned().collect();
             listed.extend(txn.oidc.iter().cloned());
@@ -605,7 +622,8 @@ fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
         }
         Flow::AdminConsent { .. } => {
             if !user.is_admin {
-                return need_admin_page(&txn, ctx, &app).into_response();
+                let message = needs_admin_message(&app.display_name);
+                return need_admin_page(&txn, ctx, &message).into_response();
             }
             let mut listed: Vec<String> = app.permissions.application.iter().cloned().collect();
             listed.extend(
@@ -656,13 +674,43 @@ fn consent_page(
     )
 }
 
-fn need_admin_page(txn: &Txn, ctx: &str, app: &App) -> Html<String> {
+/// Why `user` of tenant `t` may not consent themselves to `scopes` of `app`: Microsoft's code
+/// and text. Admins always may; a member may not grant admin-only permissions (AADSTS90094),
+/// nor anything when the tenant turned user consent off (AADSTS90093, "Policy prevents
+/// granting permissions").
+fn consent_refusal<'s>(
+    w: &World,
+    t: usize,
+    user: &crate::directory::User,
+    app: &App,
+    mut scopes: impl Iterator<Item = &'s String>,
+) -> Option<(u32, String)> {
+    if user.is_admin {
+        return None;
+    }
+    if scopes.any(|s| scopes::needs_admin(s)) {
+        return Some((90094, needs_admin_message(&app.display_name)));
+    }
+    let tenant = &w.dir.tenants[t];
+    (!tenant.user_consent).then(|| {
+        let org = &tenant.display_name;
+        (
+            90093,
+            format!(
+                "An administrator of {org} set a policy that prevents you from granting {} the permissions it's requesting. Contact an administrator of {org}, who can grant permissions to this app on your behalf.",
+                app.display_name
+            ),
+        )
+    })
+}
+
+fn need_admin_page(txn: &Txn, ctx: &str, message: &str) -> Html<String> {
     html::page(
         "Need admin approval",
         &format!(
             r#"<p id="needAdmin">{message}</p>
 <p><a id="returnToApp" href="/{segment}/consent/return?ctx={ctx}">Return to the application without granting consent</a></p>"#,
-            message = escape(&needs_admin_message(&app.display_name)),
+            message = escape(message),
             segment = escape(&txn.tenant_segment),
             ctx = escape(ctx),
         ),
@@ -687,11 +735,10 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
     let Some((tid, oid)) = txn.user else {
         return lost_transaction();
     };
-    let is_admin = w
-        .dir
-        .tenant_index(tid)
-        .and_then(|t| w.dir.tenants[t].user(&oid.to_string()))
-        .is_some_and(|u| u.is_admin);
+    let Some((t, user)) = signer(&w, tid, oid) else {
+        return lost_transaction();
+    };
+    let is_admin = user.is_admin;
     let Some(app) = w.reg.apps.get(&txn.client_id).cloned() else {
         return lost_transaction();
     };
@@ -709,14 +756,10 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
             "User declined to consent to access the app.",
         ),
         Flow::Authorize => {
-            let needs_admin = txn.graph.iter().any(|s| scopes::needs_admin(s));
-            if needs_admin && !is_admin {
-                return reply.error(
-                    "access_denied",
-                    90094,
-                    &needs_admin_message(&app.display_name),
-                );
+            if let Some((code, message)) = consent_refusal(&w, t, &user, &app, txn.graph.iter()) {
+                return reply.error("access_denied", code, &message);
             }
+            let needs_admin = txn.graph.iter().any(|s| scopes::needs_admin(s));
             let perms = crate::apps::Permissions {
                 delegated: txn.graph.clone(),
                 application: BTreeSet::new(),
@@ -784,17 +827,23 @@ async fn return_without_consent(
     let Some(txn) = w.auth.txns.remove(&q.ctx) else {
         return lost_transaction();
     };
-    let name = w
-        .reg
-        .apps
-        .get(&txn.client_id)
-        .map(|a| a.display_name.clone())
-        .unwrap_or_default();
-    Reply::from_txn(&st.cfg.base_url, &txn).error(
-        "access_denied",
-        90094,
-        &needs_admin_message(&name),
-    )
+    let Some(app) = w.reg.apps.get(&txn.client_id) else {
+        return lost_transaction();
+    };
+    // The page said why (AADSTS90093 or 90094); the answer says the same.
+    let refusal = txn
+        .user
+        .and_then(|(tid, oid)| signer(&w, tid, oid))
+        .and_then(|(t, user)| consent_refusal(&w, t, &user, app, txn.graph.iter()));
+    let (code, message) =
+        refusal.unwrap_or_else(|| (90094, needs_admin_message(&app.display_name)));
+    Reply::from_txn(&st.cfg.base_url, &txn).error("access_denied", code, &message)
+}
+
+/// The signed-in user of a transaction: their tenant's index and a copy of them.
+fn signer(w: &World, tid: Uuid, oid: Uuid) -> Option<(usize, crate::directory::User)> {
+    let t = w.dir.tenant_index(tid)?;
+    Some((t, w.dir.tenants[t].user(&oid.to_string())?.clone()))
 }
 
 /// Microsoft's AADSTS90094 text.

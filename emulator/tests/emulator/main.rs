@@ -15,3 +15,4 @@ mod memberships;
 mod msal;
 mod oidc;
 mod token;
+mod user_sign_in;

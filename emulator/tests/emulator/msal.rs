@@ -376,3 +376,19 @@ async fn msal_python_reads_wids_in_id_tokens_only_when_group_membership_claims_a
     assert_eq!(claims["wids"], json!([GLOBAL_ADMIN]), "{claims}");
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn msal_python_signs_a_plain_member_in_to_the_multi_tenant_app() {
+    let emu = TlsEmulator::start("msal-member", 20, 100).await;
+    let tenant = &emu.tenants[1];
+    let authority = format!("{}/{}", emu.base(), tenant.id);
+    let member = tenant
+        .member
+        .clone()
+        .expect("the tenant has a plain member");
+    let claims = msal_sign_in(&emu, &authority, &member).await;
+    assert_eq!(claims["oid"], member.id.as_str(), "{claims}");
+    assert_eq!(claims["tid"], tenant.id.as_str());
+    assert_eq!(claims["preferred_username"], member.username.as_str());
+    emu.stop().await;
+}

@@ -296,6 +296,7 @@ pub async fn offboard(
 ) -> Result<Json<TenantOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let done = tenants::offboard(&state.db, tenant.id, &writer.actor()).await?;
+    crate::signin::ends::for_tenant(&state.db, tenant.id).await?;
     Ok(Json(done.into()))
 }
 

@@ -608,7 +608,7 @@ pub(super) async fn callback(
 fn microsoft_refusal_text(aad: &AadError, tenant: &RoutedTenant) -> String {
     match aad.code() {
         Some(50057) => "Your account is disabled in your organization's directory.".into(),
-        Some(65001 | 65004 | 90094 | 90095) => format!(
+        Some(65001 | 65004 | 90093 | 90094 | 90095) => format!(
             "{} has not allowed this application to sign its people in. An administrator of {} can allow it.",
             tenant.display_name, tenant.display_name
         ),

@@ -4,6 +4,7 @@
 //! revocation) without, like the JSON API.
 
 mod authorize;
+mod cors;
 mod discovery;
 mod logout;
 mod token;
@@ -57,14 +58,28 @@ pub fn router() -> Router<AppState> {
 /// The machine endpoints (no cookies, no CSRF: callers present client credentials or tokens).
 pub fn machine_router() -> Router<AppState> {
     Router::new()
-        .route(paths::OIDC_DISCOVERY, get(discovery::discovery))
-        .route(paths::SIGNIN_JWKS, get(discovery::jwks))
-        .route(paths::SIGNIN_TOKEN, post(token::token))
+        .route(
+            paths::OIDC_DISCOVERY,
+            get(discovery::discovery).options(cors::open_preflight),
+        )
+        .route(
+            paths::SIGNIN_JWKS,
+            get(discovery::jwks).options(cors::open_preflight),
+        )
+        .route(
+            paths::SIGNIN_TOKEN,
+            post(token::token).options(cors::spa_preflight),
+        )
         .route(
             paths::SIGNIN_USERINFO,
-            get(token::userinfo).post(token::userinfo),
+            get(token::userinfo)
+                .post(token::userinfo)
+                .options(cors::open_preflight),
         )
-        .route(paths::SIGNIN_REVOKE, post(token::revoke))
+        .route(
+            paths::SIGNIN_REVOKE,
+            post(token::revoke).options(cors::spa_preflight),
+        )
 }
 
 /// The issuer: the public URL without its trailing slash.

@@ -11,12 +11,15 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cors;
+use crate::signin::assertions;
 use crate::signin::grants::{self, Issued, TokenError};
 use crate::signin::provider::{self, Issue};
 use crate::signin::{
     ACCESS_TOKEN_LIFETIME, Application, SigninError, applications, claims, sessions,
 };
 use crate::web::AppState;
+use crate::web::client_addr::ClientAddr;
 
 /// An OAuth error answer.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -33,6 +36,26 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         );
     }
     response
+}
+
+/// A refused token or revocation request as answered to `client`: once the client's refusals
+/// exceed [`crate::web::limits::API_AUTH_FAILURE_RATE`], 429 with `Retry-After` instead (a
+/// request that succeeds is never counted), as refused API tokens are.
+fn counted(state: &AppState, client: ClientAddr, refused: Response) -> Response {
+    match state.limits.token_failures.wait_secs(client) {
+        Ok(()) => refused,
+        Err(secs) => {
+            let mut response = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request",
+                &format!("Too many refused requests from this address; try again in {secs} s."),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+        }
+    }
 }
 
 fn no_store(response: &mut Response) {
@@ -61,6 +84,8 @@ pub(super) struct TokenForm {
     token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 /// The client's id and secret: HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the
@@ -92,6 +117,33 @@ fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, 
     }
 }
 
+/// The client of a request authenticated by a JWT assertion (`private_key_jwt`): the only
+/// credential sent, addressed to this endpoint or the issuer, of the `client_id` given if any.
+async fn by_assertion(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Option<Application>, SigninError> {
+    let assertion = match (&form.client_assertion_type, &form.client_assertion) {
+        (Some(kind), Some(assertion)) if kind == assertions::ASSERTION_TYPE => assertion,
+        _ => return Ok(None),
+    };
+    if assertion.len() > 8_000
+        || form.client_secret.is_some()
+        || headers.contains_key(header::AUTHORIZATION)
+    {
+        return Ok(None);
+    }
+    let ends = super::endpoints(&state.cfg);
+    let audiences = [
+        ends.token.as_str(),
+        ends.revocation.as_str(),
+        ends.issuer.as_str(),
+    ];
+    let app = assertions::authenticate(&state.db, assertion, &audiences).await?;
+    Ok(app.filter(|a| form.client_id.as_ref().is_none_or(|c| *c == a.client_id)))
+}
+
 /// Authenticates the client of a request, or answers `invalid_client`.
 async fn client(
     state: &AppState,
@@ -105,6 +157,13 @@ async fn client(
             "The client is unknown or its credentials are wrong.",
         )
     };
+    if form.client_assertion_type.is_some() || form.client_assertion.is_some() {
+        return match by_assertion(state, headers, form).await {
+            Ok(Some(app)) => Ok(app),
+            Ok(None) => Err(unauthorized()),
+            Err(e) => Err(internal(e)),
+        };
+    }
     let Some((id, secret)) = client_credentials(headers, form) else {
         return Err(unauthorized());
     };
@@ -121,12 +180,24 @@ async fn client(
 /// `POST /oidc/token`.
 pub(super) async fn token(
     State(state): State<AppState>,
+    caller: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let app = match client(&state, &headers, &form).await {
+    let response = grant(&state, caller, &headers, &form).await;
+    cors::for_spa(&state, &headers, response).await
+}
+
+/// The token endpoint's answer to `form`.
+async fn grant(
+    state: &AppState,
+    caller: ClientAddr,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Response {
+    let app = match client(state, headers, form).await {
         Ok(app) => app,
-        Err(refused) => return refused,
+        Err(refused) => return counted(state, caller, refused),
     };
     let issued = match form.grant_type.as_deref() {
         Some("authorization_code") => {
@@ -165,13 +236,17 @@ pub(super) async fn token(
         }
     };
     match issued {
-        Ok(issued) => match respond(&state, &app, issued).await {
+        Ok(issued) => match respond(state, &app, issued).await {
             Ok(response) => response,
             Err(e) => internal(e),
         },
         Err(TokenError::InvalidGrant(why)) => {
             tracing::info!(application = %app.client_id, why, "token request refused");
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
+            counted(
+                state,
+                caller,
+                oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            )
         }
         Err(TokenError::Internal(e)) => internal(e),
     }
@@ -220,6 +295,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// `GET|POST /oidc/userinfo` with a bearer access token.
 pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    cors::open(claims_of(&state, &headers).await)
+}
+
+/// Userinfo's answer to a request with `headers`.
+async fn claims_of(state: &AppState, headers: &HeaderMap) -> Response {
     let invalid = || {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response.headers_mut().insert(
@@ -228,7 +308,7 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
         );
         response
     };
-    let Some(token) = bearer(&headers) else {
+    let Some(token) = bearer(headers) else {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response
             .headers_mut()
@@ -262,22 +342,27 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
 /// `POST /oidc/revoke` (RFC 7009): 200 whether or not the token was known.
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    caller: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let app = match client(&state, &headers, &form).await {
-        Ok(app) => app,
-        Err(refused) => return refused,
+    let answer = async {
+        let app = match client(&state, &headers, &form).await {
+            Ok(app) => app,
+            Err(refused) => return counted(&state, caller, refused),
+        };
+        let Some(token) = form.token.as_deref() else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is missing",
+            );
+        };
+        match grants::revoke(&state.db, &app, token).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => internal(e),
+        }
     };
-    let Some(token) = form.token.as_deref() else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is missing",
-        );
-    };
-    match grants::revoke(&state.db, &app, token).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => internal(e),
-    }
+    let response = answer.await;
+    cors::for_spa(&state, &headers, response).await
 }

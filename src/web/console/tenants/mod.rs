@@ -471,6 +471,7 @@ async fn offboard(
 ) -> Result<Redirect> {
     let id = parse_id(&id)?;
     tenants::offboard(&state.db, id, &Actor::Operator(operator.email)).await?;
+    crate::signin::ends::for_tenant(&state.db, id).await?;
     Ok(Redirect::to(&format!(
         "{}?done=offboarded",
         paths::with_id(paths::TENANT, id)

@@ -1,0 +1,192 @@
+//! `private_key_jwt` client authentication (RFC 7523): a web application registers its public
+//! keys and proves itself at the token endpoint with JWTs it signs; each check of the
+//! assertion refuses through HTTP with `invalid_client`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gangway::audit::Actor;
+use gangway::signin::applications::ApplicationError;
+use gangway::signin::{AppKind, assertions};
+use gangway::web::paths;
+use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
+use openidconnect::{JsonWebKeyId, PrivateSigningKey};
+use reqwest::StatusCode;
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+use serde_json::{Value, json};
+
+use crate::signin::{APP_CALLBACK, Case, authorize_url, code_from, sign_in_through};
+
+/// A fresh RSA key named `kid`.
+fn key(kid: &str) -> CoreRsaPrivateSigningKey {
+    let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = key.to_pkcs1_pem(LineEnding::LF).unwrap();
+    CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.into()))).unwrap()
+}
+
+/// `claims` signed RS256 by `key`, named by `kid`.
+fn assertion(key: &CoreRsaPrivateSigningKey, kid: &str, claims: &Value) -> String {
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key
+        .sign(
+            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            input.as_bytes(),
+        )
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn a_web_application_authenticates_with_a_signed_assertion_each_used_once() {
+    let case = Case::new(AppKind::Web).await;
+    let app = &case.registered.application;
+    let signing = key("toolbar-1");
+    let public = json!({ "keys": [signing.as_verification_key()] });
+    // Only a JWK Set of RSA keys with a kid is taken.
+    let refused =
+        assertions::register_keys(&case.app.db, app.id, &json!({"keys": []}), &Actor::Cli)
+            .await
+            .unwrap_err();
+    assert!(matches!(refused, ApplicationError::Invalid(_)), "{refused}");
+    assertions::register_keys(&case.app.db, app.id, &public, &Actor::Cli)
+        .await
+        .unwrap();
+
+    let discovery: Value = reqwest::get(case.app.url(paths::OIDC_DISCOVERY))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        discovery["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("private_key_jwt"))
+    );
+
+    let browser = case.app.new_browser();
+    let hinted = authorize_url(
+        &case,
+        APP_CALLBACK,
+        &[("login_hint", case.member.username.as_str())],
+    );
+    let (code, _) = code_from(sign_in_through(&case, &browser, &hinted, &case.member).await).await;
+    let token_url = case.app.url(paths::SIGNIN_TOKEN);
+    let post = |credentials: Vec<(&'static str, String)>, grant: Vec<(&'static str, String)>| {
+        let mut form = grant;
+        form.extend(credentials);
+        reqwest::Client::new().post(&token_url).form(&form).send()
+    };
+    let by = |jwt: String| {
+        vec![
+            (
+                "client_assertion_type",
+                assertions::ASSERTION_TYPE.to_owned(),
+            ),
+            ("client_assertion", jwt),
+        ]
+    };
+    let claims = |jti: &str, aud: &str, exp: i64| json!({"iss": app.client_id, "sub": app.client_id, "aud": aud, "exp": exp, "jti": jti});
+    let code_grant = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", code.clone()),
+        ("redirect_uri", APP_CALLBACK.to_owned()),
+    ];
+
+    // The secret it had no longer works.
+    let secret = case.registered.client_secret.as_ref().unwrap().expose();
+    let with_secret = reqwest::Client::new()
+        .post(&token_url)
+        .basic_auth(&app.client_id, Some(secret))
+        .form(&code_grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_secret.status(), StatusCode::UNAUTHORIZED);
+
+    let good = assertion(
+        &signing,
+        "toolbar-1",
+        &claims("a-1", &token_url, now() + 60),
+    );
+    let redeemed = post(by(good.clone()), code_grant).await.unwrap();
+    assert_eq!(redeemed.status(), StatusCode::OK);
+    let tokens: Value = redeemed.json().await.unwrap();
+    let refresh = |token: &Value| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            (
+                "refresh_token",
+                token["refresh_token"].as_str().unwrap().to_owned(),
+            ),
+        ]
+    };
+
+    // Each refused with invalid_client, the refresh token untouched.
+    let other = key("toolbar-1");
+    for (why, jwt) in [
+        ("used before", good),
+        (
+            "another audience",
+            assertion(
+                &signing,
+                "toolbar-1",
+                &claims("a-2", "https://elsewhere.example/token", now() + 60),
+            ),
+        ),
+        (
+            "expired",
+            assertion(
+                &signing,
+                "toolbar-1",
+                &claims("a-3", &token_url, now() - 300),
+            ),
+        ),
+        (
+            "too far ahead",
+            assertion(
+                &signing,
+                "toolbar-1",
+                &claims("a-4", &token_url, now() + 3600),
+            ),
+        ),
+        (
+            "signed by a key it did not register",
+            assertion(&other, "toolbar-1", &claims("a-5", &token_url, now() + 60)),
+        ),
+        (
+            "sub differs from iss",
+            assertion(
+                &signing,
+                "toolbar-1",
+                &json!({"iss": app.client_id, "sub": "someone", "aud": token_url, "exp": now() + 60, "jti": "a-6"}),
+            ),
+        ),
+    ] {
+        let refused = post(by(jwt), refresh(&tokens)).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{why}");
+        assert_eq!(
+            refused.json::<Value>().await.unwrap()["error"],
+            "invalid_client",
+            "{why}"
+        );
+    }
+    // A fresh assertion, addressed to the issuer, refreshes.
+    let fresh = assertion(
+        &signing,
+        "toolbar-1",
+        &claims("a-7", &case.issuer(), now() + 60),
+    );
+    let refreshed = post(by(fresh), refresh(&tokens)).await.unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+}
