@@ -6,12 +6,14 @@
 //! clients and their redirect URIs), [`keys`] (signing keys, sealed, rotated with overlap),
 //! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
 //! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
-//! [`claims`] (what a token says about the user) and [`provider`] (discovery, JWKS, signing).
+//! [`claims`] (what a token says about the user), [`links`] (users linked to the provider's
+//! own account ids) and [`provider`] (discovery, JWKS, signing).
 
 pub mod applications;
 pub mod claims;
 pub mod grants;
 pub mod keys;
+pub mod links;
 pub mod provider;
 pub mod redirect;
 pub mod routing;

@@ -25,6 +25,7 @@ mod sessions;
 mod settings;
 mod signin;
 mod signin_clients;
+mod signin_console;
 mod sso;
 mod sync;
 mod sync_console;

@@ -139,6 +139,7 @@ async fn register(app: &TestApp, name: &str, kind: AppKind) -> Registered {
             pairwise_subject: false,
             groups: GroupsClaim::All,
             role_mapping: BTreeMap::new(),
+            require_account_link: false,
         },
         &Actor::Cli,
     )
