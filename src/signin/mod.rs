@@ -7,11 +7,13 @@
 //! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
 //! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
 //! [`claims`] (what a token says about the user), [`links`] (users linked to the provider's
-//! own account ids) and [`provider`] (discovery, JWKS, signing).
+//! own account ids), [`history`] (the sign-ins seen) and [`provider`] (discovery, JWKS,
+//! signing).
 
 pub mod applications;
 pub mod claims;
 pub mod grants;
+pub mod history;
 pub mod keys;
 pub mod links;
 pub mod provider;

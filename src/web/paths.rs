@@ -191,6 +191,8 @@ pub const APPLICATION_DELETE: &str = "/console/applications/{id}/delete";
 pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
 /// POST: remove a user's account link.
 pub const APPLICATION_UNLINK: &str = "/console/applications/{id}/links/remove";
+/// Every sign-in of a customer's user to one of the applications.
+pub const SIGN_INS: &str = "/console/sign-ins";
 
 #[cfg(test)]
 mod tests {

@@ -432,6 +432,7 @@ async fn account_links_refuse_a_second_link_and_reach_the_tokens_and_an_unlinked
         }
     };
 
+    let counted_before = signins_counted(&case.app).await;
     let (status, _, made) = put(case.member.id.clone(), "ipecs-1").await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     assert_eq!(made["account_id"], "ipecs-1");
@@ -559,6 +560,64 @@ async fn account_links_refuse_a_second_link_and_reach_the_tokens_and_an_unlinked
     let actions = actions(&case.app).await;
     assert!(actions.iter().any(|a| a == "signin.account_linked"));
     assert!(actions.iter().any(|a| a == "signin.account_unlinked"));
+
+    // Operators see every sign-in: three successes and the refusal with its reason.
+    let page = text(case.app.get(paths::SIGN_INS).await).await;
+    assert_eq!(
+        page.matches("badge active\">signed in").count(),
+        3,
+        "{page}"
+    );
+    assert!(page.contains("no account link") && page.contains(&case.member.username));
+    let refused = text(
+        case.app
+            .get(&format!("{}?outcome=refused", paths::SIGN_INS))
+            .await,
+    )
+    .await;
+    assert!(refused.contains(&admin.username) && !refused.contains(&case.member.username));
+    let searched = text(
+        case.app
+            .get(&format!("{}?q={}", paths::SIGN_INS, case.member.username))
+            .await,
+    )
+    .await;
+    assert_eq!(searched.matches("badge active\">signed in").count(), 2);
+    let other = text(
+        case.app
+            .get(&format!(
+                "{}?application={}",
+                paths::SIGN_INS,
+                Uuid::new_v4()
+            ))
+            .await,
+    )
+    .await;
+    assert!(other.contains("No sign-ins match these filters"), "{other}");
+    let tenant = text(
+        case.app
+            .get(&paths::with_id(paths::TENANT, case.tenant_id))
+            .await,
+    )
+    .await;
+    assert!(tenant.contains("Recent sign-ins") && tenant.contains(&case.member.username));
+    let (succeeded, refused) = signins_counted(&case.app).await;
+    assert!(succeeded >= counted_before.0 + 3.0, "{succeeded}");
+    assert!(refused > counted_before.1, "{refused}");
+}
+
+/// `gangway_signins_total` by outcome (succeeded, refused), as `/metrics` renders them. The
+/// counters are the process's: other tests add to them too.
+async fn signins_counted(app: &TestApp) -> (f64, f64) {
+    let metrics = text(app.get("/metrics").await).await;
+    let sample = |outcome: &str| {
+        let series = format!("gangway_signins_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    (sample("succeeded"), sample("refused"))
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The operator console: sign-in, invitations, tenants, customers, sign-in applications, the
-//! audit log and (for admins) the operators and the app-registration doctor.
+//! The operator console: sign-in, invitations, tenants, customers, sign-in applications and
+//! sign-ins, the audit log and (for admins) the operators and the app-registration doctor.
 //!
 //! Every page but sign-in needs a signed-in operator ([`CurrentOperator`]); whatever changes
 //! something needs an admin ([`AdminOperator`]), checked on the server whether or not the page
@@ -22,6 +22,7 @@ mod list;
 mod operators;
 mod reveal;
 mod settings;
+mod sign_ins;
 pub mod sso;
 mod tenants;
 mod webhooks;
@@ -59,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .merge(doctor::router())
         .merge(background::router())
         .merge(applications::router())
+        .merge(sign_ins::router())
 }
 
 /// The console's home is the invitations list; signed-out visitors are sent on to sign in.
@@ -80,6 +82,7 @@ pub(crate) enum Section {
     Webhooks,
     Background,
     Applications,
+    SignIns,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -118,7 +121,7 @@ impl Chrome {
     }
 
     /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
-    /// `customers`, `audit`, `operators`, `settings`, `doctor`, `background`, `applications`).
+    /// `customers`, `audit`, `operators`, `settings`, `doctor`, `background`, `applications`, `sign-ins`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -138,6 +141,7 @@ impl Section {
             Self::Doctor => "doctor",
             Self::Background => "background",
             Self::Applications => "applications",
+            Self::SignIns => "sign-ins",
         }
     }
 }

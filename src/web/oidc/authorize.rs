@@ -673,7 +673,7 @@ async fn complete(
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: Some(tenant.id),
-        application: &app.name,
+        application: app,
         customer: Some(&tenant.customer_name),
         user: Some(&username),
     }
@@ -703,7 +703,7 @@ async fn audit_refusal(
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: Some(tenant.id),
-        application: &app.name,
+        application: app,
         customer: Some(&tenant.customer_name),
         user,
     }
@@ -723,7 +723,7 @@ async fn refuse(
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: None,
-        application: &app.name,
+        application: app,
         customer: None,
         user,
     }
