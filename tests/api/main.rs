@@ -4,6 +4,7 @@ mod api_token_use;
 mod attacks;
 mod background;
 mod browser;
+mod browser_signin;
 mod cli;
 mod console;
 mod customers;

@@ -126,6 +126,17 @@ struct Choice {
     selected: bool,
 }
 
+/// The longest choice label shown: a select as wide as its longest name would not fit a phone.
+const CHOICE_CHARS: usize = 28;
+
+/// `name` cut to [`CHOICE_CHARS`], with an ellipsis when cut.
+fn choice_label(name: String) -> String {
+    if name.chars().count() <= CHOICE_CHARS {
+        return name;
+    }
+    name.chars().take(CHOICE_CHARS - 1).chain(['…']).collect()
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "console/sign_ins.html")]
 struct ListPage {
@@ -167,7 +178,7 @@ async fn list(
         .map(|l| Choice {
             selected: f.customer == Some(l.customer.id),
             value: l.customer.id.to_string(),
-            label: l.customer.name,
+            label: choice_label(l.customer.name),
         })
         .collect();
     let (apps, _) = applications::list(&state.db, None, CHOICES, 0).await?;
@@ -176,7 +187,7 @@ async fn list(
         .map(|a| Choice {
             selected: f.application == Some(a.id),
             value: a.id.to_string(),
-            label: a.name,
+            label: choice_label(a.name),
         })
         .collect();
     let outcomes = Outcome::ALL
