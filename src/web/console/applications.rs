@@ -525,7 +525,7 @@ impl AppForm {
 
     /// The application the form describes, or what is wrong with it (the domain checks the
     /// rest when saving).
-    fn parse(&self) -> std::result::Result<NewApplication, FieldErrors> {
+    fn parse(&self) -> std::result::Result<NewApplication, Box<FieldErrors>> {
         let mut errors = FieldErrors::default();
         let lines = |text: &str| -> Vec<String> {
             text.lines()
@@ -573,7 +573,7 @@ impl AppForm {
             }
         }
         if errors.any() {
-            return Err(errors);
+            return Err(Box::new(errors));
         }
         Ok(NewApplication {
             name: self.name.trim().to_owned(),
@@ -744,7 +744,7 @@ async fn create(
     let page = FormPage::new(&state, chrome, None, form).await?;
     let new = match parsed {
         Ok(new) => new,
-        Err(errors) => return Ok(page.refused(errors)),
+        Err(errors) => return Ok(page.refused(*errors)),
     };
     match applications::register(&state.db, &new, &Actor::Operator(operator.email)).await {
         Ok(Registered {
@@ -791,7 +791,7 @@ async fn update(
     let page = FormPage::new(&state, chrome, Some(&app), form).await?;
     let changed = match parsed {
         Ok(changed) => changed,
-        Err(errors) => return Ok(page.refused(errors)),
+        Err(errors) => return Ok(page.refused(*errors)),
     };
     match applications::update(
         &state.db,
