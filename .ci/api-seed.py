@@ -23,10 +23,11 @@ GANGWAY = os.environ["GANGWAY_BIN"]
 APPLICATION = ["User.Read.All", "Group.Read.All", "Organization.Read.All"]
 
 
-def call(url, body=None, headers=None):
+def call(url, body=None, headers=None, method=None):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
+        method=method,
     )
     with urllib.request.urlopen(request) as response:
         text = response.read()
@@ -83,16 +84,36 @@ def main(config_path):
     else:
         sys.exit("the first sync brought no groups within a minute")
     customer = api("/customers")["items"][0]["id"]
-    application = call(f"{PUBLIC}/api/v1/applications", {
-        "name": "Seeded sign-in application", "kind": "spa",
-        "redirect_uris": ["https://app.provider.example/signed-in"],
-    }, headers={"Authorization": f"Bearer {TOKEN}"})["application"]["id"]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def register(name):
+        return call(f"{PUBLIC}/api/v1/applications", {
+            "name": name, "kind": "spa",
+            "redirect_uris": ["https://app.provider.example/signed-in"],
+        }, headers=auth)["application"]["id"]
+
+    application, doomed = register("Seeded sign-in application"), register("To delete")
+    # Account links: one user linked (read), one linked (to unlink), one left to link.
+    users = [u["object_id"] for u in api(f"/tenants/{synced}/users")["items"][:3]]
+    if len(users) < 3:
+        sys.exit("the synced tenant has fewer than three users to link")
+    tid = customers[0]["id"]
+    links = "/api/v1/applications/{id}/links/{tid}/{oid}"
+    for user, account in zip(users[:2], ["seeded-account", "account-to-unlink"]):
+        call(f"{PUBLIC}/api/v1/applications/{application}/links/{tid}/{user}",
+             {"account_id": account}, headers=auth, method="PUT")
     kept = invite("Contoso", "admin@contoso.example", "delegated")["id"]
     revoked = invite("Contoso", "it@contoso.example", "delegated")["id"]
 
     ids = {
         "GET /api/v1/customers/{id}": {"id": customer},
         "GET /api/v1/applications/{id}": {"id": application},
+        "PATCH /api/v1/applications/{id}": {"id": application},
+        "DELETE /api/v1/applications/{id}": {"id": doomed},
+        "GET /api/v1/applications/{id}/links": {"id": application},
+        f"GET {links}": {"id": application, "tid": tid, "oid": users[0]},
+        f"DELETE {links}": {"id": application, "tid": tid, "oid": users[1]},
+        f"PUT {links}": {"id": application, "tid": tid, "oid": users[2]},
         "GET /api/v1/invitations/{id}": {"id": kept},
         "POST /api/v1/invitations/{id}/resend": {"id": kept},
         "POST /api/v1/invitations/{id}/revoke": {"id": revoked},
@@ -110,7 +131,8 @@ def main(config_path):
             config.write(f'[[operations]]\ninclude-name = "{operation}"\n'
                          f"parameters = {{ {values} }}\n\n")
     print(f"seeded: tenants {synced} (synced, {len(groups)} groups) and {offboarded} "
-          f"(to offboard), customer {customer}, invitations {kept} and {revoked} (to revoke)")
+          f"(to offboard), customer {customer}, invitations {kept} and {revoked} (to revoke), "
+          f"applications {application} and {doomed} (to delete) with account links")
 
 
 if __name__ == "__main__":

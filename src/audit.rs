@@ -141,11 +141,21 @@ pub enum Action {
     SignInSucceeded,
     /// A customer's user was refused sign-in (the reason in the detail).
     SignInRefused,
+    /// A sign-in application's settings were changed.
+    SigninApplicationUpdated,
+    /// A sign-in application was deleted.
+    SigninApplicationDeleted,
+    /// A sign-in application was given a new client secret.
+    SigninSecretRotated,
+    /// A directory user was linked to an account of an application.
+    SigninAccountLinked,
+    /// A directory user's account link was removed.
+    SigninAccountUnlinked,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 45] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -186,6 +196,11 @@ impl Action {
         Action::SigninApplicationKeysRegistered,
         Action::SignInSucceeded,
         Action::SignInRefused,
+        Action::SigninApplicationUpdated,
+        Action::SigninApplicationDeleted,
+        Action::SigninSecretRotated,
+        Action::SigninAccountLinked,
+        Action::SigninAccountUnlinked,
     ];
 
     /// The stored name.
@@ -231,6 +246,11 @@ impl Action {
             Self::SigninApplicationKeysRegistered => "signin.application_keys_registered",
             Self::SignInSucceeded => "signin.succeeded",
             Self::SignInRefused => "signin.refused",
+            Self::SigninApplicationUpdated => "signin.application_updated",
+            Self::SigninApplicationDeleted => "signin.application_deleted",
+            Self::SigninSecretRotated => "signin.secret_rotated",
+            Self::SigninAccountLinked => "signin.account_linked",
+            Self::SigninAccountUnlinked => "signin.account_unlinked",
         }
     }
 
@@ -283,6 +303,11 @@ impl Action {
             Self::SigninApplicationKeysRegistered => "Sign-in application's keys registered",
             Self::SignInSucceeded => "User signed in to an application",
             Self::SignInRefused => "User refused sign-in to an application",
+            Self::SigninApplicationUpdated => "Sign-in application changed",
+            Self::SigninApplicationDeleted => "Sign-in application deleted",
+            Self::SigninSecretRotated => "Sign-in application's client secret replaced",
+            Self::SigninAccountLinked => "User linked to an application account",
+            Self::SigninAccountUnlinked => "User's application account link removed",
         }
     }
 

@@ -19,6 +19,9 @@ pub const SYNC_THROTTLED_WAITS: &str = "gangway_sync_throttled_waits_total";
 /// Their total length, in milliseconds.
 pub const SYNC_THROTTLED_MILLIS: &str = "gangway_sync_throttled_wait_milliseconds_total";
 
+/// Sign-ins through Gangway's OpenID Provider, by outcome (succeeded, refused).
+pub const SIGNINS: &str = "gangway_signins_total";
+
 /// Latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -55,6 +58,7 @@ fn describe() {
         "HTTP request latency"
     );
     metrics::describe_counter!(SYNC_RUNS, "Directory sync runs finished, by outcome");
+    metrics::describe_counter!(SIGNINS, "Sign-ins of customers' users, by outcome");
     metrics::describe_counter!(SYNC_OBJECTS, "Directory objects synced, by change");
     metrics::describe_counter!(SYNC_THROTTLED_WAITS, "Waits Graph asked for (429, 503)");
     metrics::describe_counter!(
@@ -85,6 +89,12 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
     ];
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_DURATION, &labels).record(seconds);
+}
+
+/// Counts a sign-in through Gangway's OpenID Provider by `outcome`.
+pub fn record_signin(outcome: &'static str) {
+    let _ = handle();
+    metrics::counter!(SIGNINS, "outcome" => outcome).increment(1);
 }
 
 /// What a completed sync run changed and waited, as plain numbers (this module sits below the

@@ -212,15 +212,10 @@ pub fn registration_checks(
     now: OffsetDateTime,
 ) -> (Vec<Check>, Option<Date>) {
     let mut checks = Vec::new();
-    for (n, uri) in expected.redirect_uris.iter().enumerate() {
-        let (id, title) = if n == 0 {
-            ("redirect_uri", "Redirect URI for customers' consent")
-        } else {
-            ("sso_redirect_uri", "Redirect URI for operator sign-in")
-        };
+    for uri in &expected.redirect_uris {
         checks.push(match reg {
-            Some(reg) => redirect_uri(reg, id, title, &uri.uri, uri.required),
-            None => skipped(id, title, redirect_fix(&uri.uri)).values([uri.uri.clone()]),
+            Some(reg) => redirect_uri(reg, uri),
+            None => skipped(uri.check, uri.title, redirect_fix(&uri.uri)).values([uri.uri.clone()]),
         });
     }
     checks.push(match reg {
@@ -256,6 +251,19 @@ pub fn registration_checks(
             ),
         });
     }
+    // Users' sign-in asks for its permissions at each sign-in: until an application signs
+    // users in, nothing asks for them.
+    if expected.signin_in_use {
+        let scopes: Vec<String> = expected.signin_scopes.map(str::to_owned).into();
+        checks.push(match reg {
+            Some(reg) => signin_permissions(reg, &scopes),
+            None => skipped(
+                SIGNIN_PERMISSIONS,
+                SIGNIN_PERMISSIONS_TITLE,
+                permissions_fix(&scopes, &[]),
+            ),
+        });
+    }
     (checks, expiry)
 }
 
@@ -284,7 +292,13 @@ fn redirect_fix(uri: &str) -> String {
 
 /// Whether the registration's Web platform has redirect URI `uri` (exactly, as Microsoft
 /// matches it); a URI only needed later (`required` false) is a warning when missing.
-pub fn redirect_uri(reg: &Value, id: &str, title: &str, uri: &str, required: bool) -> Check {
+pub fn redirect_uri(reg: &Value, expected: &super::RedirectUri) -> Check {
+    let (id, title, uri, required) = (
+        expected.check,
+        expected.title,
+        expected.uri.as_str(),
+        expected.required,
+    );
     let web = strings(reg, "/web/redirectUris");
     let check = Check::new(id, title, CheckStatus::Pass).values([uri.to_owned()]);
     if web.contains(&uri) {
@@ -321,7 +335,8 @@ pub fn redirect_uri(reg: &Value, id: &str, title: &str, uri: &str, required: boo
         (None, None) => format!("{uri} is not registered. {registered}."),
     };
     if !required {
-        detail.push_str(" It is needed once operators sign in with Entra ID.");
+        detail.push(' ');
+        detail.push_str(expected.needed_once);
     }
     Check {
         status: missing,
@@ -692,6 +707,26 @@ fn permissions_fix(delegated: &[String], application: &[String]) -> String {
 /// matched by Microsoft's permission ids. A missing one fails, naming it; a name Gangway has
 /// no id for is a warning ("cannot verify").
 pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
+    requested(
+        reg,
+        &format!("permissions:{}", profile.id),
+        &permissions_title(profile),
+        &format!("profile “{}”", profile.name),
+        &profile.delegated,
+        &profile.application,
+    )
+}
+
+/// The check of id `id` that the registration requests every one of `delegated` and
+/// `application`, which `needed_by` (words) needs.
+fn requested(
+    reg: &Value,
+    id: &str,
+    title: &str,
+    needed_by: &str,
+    delegated: &[String],
+    application: &[String],
+) -> Check {
     let granted: BTreeSet<(String, String)> = reg
         .get("requiredResourceAccess")
         .and_then(Value::as_array)
@@ -714,8 +749,8 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
     let (mut missing, mut unknown, mut present) = (Vec::new(), Vec::new(), Vec::new());
     let (mut missing_delegated, mut missing_application) = (Vec::new(), Vec::new());
     for (names, kind) in [
-        (&profile.delegated, Kind::Delegated),
-        (&profile.application, Kind::Application),
+        (delegated, Kind::Delegated),
+        (application, Kind::Application),
     ] {
         for name in names {
             let label = format!("{name} ({})", kind.label());
@@ -743,8 +778,6 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
             }
         }
     }
-    let id = format!("permissions:{}", profile.id);
-    let title = permissions_title(profile);
     let cannot_verify = (!unknown.is_empty()).then(|| {
         format!(
             " Gangway cannot verify {}: it does not know Microsoft's id for {}; check that API permissions lists {}.",
@@ -762,9 +795,8 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
         }
         return Check::new(id, title, CheckStatus::Fail)
             .detail(format!(
-                "The registration lacks {}, which profile “{}” needs: customers' consent cannot grant what the app does not ask for.{}",
+                "The registration lacks {}, which {needed_by} needs: customers' consent cannot grant what the app does not ask for.{}",
                 join_and(&missing),
-                profile.name,
                 cannot_verify.unwrap_or_default()
             ))
             .fix(permissions_fix(&missing_delegated, &missing_application))
@@ -780,9 +812,26 @@ pub fn permissions(reg: &Value, profile: &ProfileNeeds) -> Check {
                     present.join(", ")
                 }
             ))
-            .fix(permissions_fix(&profile.delegated, &profile.application));
+            .fix(permissions_fix(delegated, application));
     }
     Check::new(id, title, CheckStatus::Pass).detail(format!("Requested: {}.", present.join(", ")))
+}
+
+/// The id of the sign-in permissions check.
+const SIGNIN_PERMISSIONS: &str = "signin_permissions";
+const SIGNIN_PERMISSIONS_TITLE: &str = "Permissions of users' sign-in to your applications";
+
+/// Whether the registration requests the delegated `scopes` (`openid profile email`) users'
+/// sign-in through Gangway asks of Entra ID.
+pub fn signin_permissions(reg: &Value, scopes: &[String]) -> Check {
+    requested(
+        reg,
+        SIGNIN_PERMISSIONS,
+        SIGNIN_PERMISSIONS_TITLE,
+        "users' sign-in to your applications",
+        scopes,
+        &[],
+    )
 }
 
 fn join_and(items: &[String]) -> String {
@@ -841,7 +890,8 @@ mod tests {
                 "logoutUrl": "https://onboard.provider.example/console/sso/logout",
                 "redirectUris": [
                     "https://onboard.provider.example/authenticate/OAuth2Callback",
-                    "https://onboard.provider.example/console/sso/callback"
+                    "https://onboard.provider.example/console/sso/callback",
+                    "https://onboard.provider.example/oidc/callback"
                 ]
             },
             "requiredResourceAccess": [
@@ -850,6 +900,9 @@ mod tests {
                     {"id": "a154be20-db9c-4678-8ab7-66f6cc099a59", "type": "Scope"},
                     {"id": "5f8c59db-677d-491f-a6b8-5f174b11ec1d", "type": "Scope"},
                     {"id": "e1fe6dd8-ba31-4d61-89e7-88639da4683d", "type": "Scope"},
+                    {"id": "37f7f235-527c-4136-accd-4a02d197296e", "type": "Scope"},
+                    {"id": "14dad69e-099b-42c9-810b-d002981feec1", "type": "Scope"},
+                    {"id": "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0", "type": "Scope"},
                     {"id": "df021288-bdef-4463-88db-98f22de89214", "type": "Role"},
                     {"id": "5b567255-7703-4780-807c-7be8301ae99b", "type": "Role"},
                     {"id": "498476ce-e0fe-48b0-b801-37ba7e2685c6", "type": "Role"}
@@ -863,16 +916,19 @@ mod tests {
             client_id: "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f".into(),
             tenant_id: None,
             redirect_uris: vec![
-                super::super::RedirectUri {
-                    uri: format!("{PUBLIC}authenticate/OAuth2Callback"),
-                    purpose: "",
-                    required: true,
-                },
-                super::super::RedirectUri {
-                    uri: format!("{PUBLIC}console/sso/callback"),
-                    purpose: "",
-                    required: false,
-                },
+                redirect("redirect_uri", "authenticate/OAuth2Callback", true, ""),
+                redirect(
+                    "sso_redirect_uri",
+                    "console/sso/callback",
+                    false,
+                    "It is needed once operators sign in with Entra ID.",
+                ),
+                redirect(
+                    "signin_redirect_uri",
+                    "oidc/callback",
+                    false,
+                    "It is needed once an application signs users in.",
+                ),
             ],
             logout_url: format!("{PUBLIC}console/sso/logout"),
             sign_in_audience: MULTI_TENANT_AUDIENCE,
@@ -880,6 +936,24 @@ mod tests {
             group_membership_claims: "DirectoryRole",
             profiles: vec![profile()],
             own_permission: OWN_PERMISSION,
+            signin_scopes: super::super::SIGNIN_SCOPES,
+            signin_in_use: false,
+        }
+    }
+
+    fn redirect(
+        check: &'static str,
+        path: &str,
+        required: bool,
+        needed_once: &'static str,
+    ) -> super::super::RedirectUri {
+        super::super::RedirectUri {
+            uri: format!("{PUBLIC}{path}"),
+            purpose: "",
+            required,
+            check,
+            title: "t",
+            needed_once,
         }
     }
 
@@ -906,7 +980,7 @@ mod tests {
         for c in &checks {
             assert_eq!(c.status, CheckStatus::Pass, "{c:?}");
         }
-        assert_eq!(checks.len(), 8);
+        assert_eq!(checks.len(), 9);
         assert_eq!(expiry, Some(time::macros::date!(2027 - 06 - 30)));
         let secret = by_id(&checks, "secret_expiry");
         assert!(secret.detail.contains("2027-06-30") && secret.detail.contains("211 days"));
@@ -924,10 +998,11 @@ mod tests {
 
     #[test]
     fn redirect_uris_must_match_exactly_and_under_web() {
-        let uri = format!("{PUBLIC}authenticate/OAuth2Callback");
+        let consent = redirect("redirect_uri", "authenticate/OAuth2Callback", true, "");
+        let uri = consent.uri.clone();
         let mut reg = good();
         reg["web"]["redirectUris"] = json!([format!("{PUBLIC}authenticate/oauth2callback/")]);
-        let c = redirect_uri(&reg, "redirect_uri", "t", &uri, true);
+        let c = redirect_uri(&reg, &consent);
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("needs exactly"), "{}", c.detail);
         assert!(c.fix.as_deref().unwrap().contains(&uri));
@@ -935,12 +1010,12 @@ mod tests {
 
         reg["web"]["redirectUris"] = json!([]);
         reg["spa"]["redirectUris"] = json!([uri]);
-        let c = redirect_uri(&reg, "redirect_uri", "t", &uri, true);
+        let c = redirect_uri(&reg, &consent);
         assert!(c.detail.contains("Single-page application"), "{}", c.detail);
 
         reg["spa"]["redirectUris"] = json!([]);
         reg["web"]["redirectUris"] = json!(["https://elsewhere.example/cb"]);
-        let c = redirect_uri(&reg, "redirect_uri", "t", &uri, true);
+        let c = redirect_uri(&reg, &consent);
         assert!(
             c.detail.contains("is not registered") && c.detail.contains("elsewhere.example"),
             "{}",
@@ -948,13 +1023,68 @@ mod tests {
         );
 
         // Operator sign-in's URI, while operator sign-in is off: a warning.
-        let sso = format!("{PUBLIC}console/sso/callback");
-        let c = redirect_uri(&reg, "sso_redirect_uri", "t", &sso, false);
+        let mut sso = expected().redirect_uris[1].clone();
+        let c = redirect_uri(&reg, &sso);
         assert_eq!(c.status, CheckStatus::Warn);
         assert!(c.detail.contains("once operators sign in"));
+        sso.required = true;
+        assert_eq!(redirect_uri(&reg, &sso).status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn users_sign_in_needs_its_redirect_uri_and_openid_profile_email_once_in_use() {
+        let mut reg = good();
+        reg["web"]["redirectUris"] = json!([format!("{PUBLIC}authenticate/OAuth2Callback")]);
+        reg["requiredResourceAccess"][1]["resourceAccess"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|a| a["id"] != "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0");
+        let scopes: Vec<String> = super::super::SIGNIN_SCOPES.map(str::to_owned).into();
+        let mut expected = expected();
+        let idle = registration_checks(
+            Some(&reg),
+            &expected,
+            true,
+            &Secret::new("abc~secret"),
+            SecretSource::Registration(&reg),
+            NOW,
+        )
+        .0;
+        let uri = by_id(&idle, "signin_redirect_uri");
+        assert_eq!(uri.status, CheckStatus::Warn, "{uri:?}");
+        assert!(uri.detail.contains("once an application signs users in"));
+        assert_eq!(uri.values, [format!("{PUBLIC}oidc/callback")]);
+        assert!(
+            idle.iter().all(|c| c.id != "signin_permissions"),
+            "nothing asks for them yet"
+        );
+
+        // Once an application signs users in: failures, naming what is missing.
+        expected.signin_in_use = true;
+        expected.redirect_uris[2].required = true;
+        let busy = registration_checks(
+            Some(&reg),
+            &expected,
+            true,
+            &Secret::new("abc~secret"),
+            SecretSource::Registration(&reg),
+            NOW,
+        )
+        .0;
         assert_eq!(
-            redirect_uri(&reg, "sso_redirect_uri", "t", &sso, true).status,
+            by_id(&busy, "signin_redirect_uri").status,
             CheckStatus::Fail
+        );
+        let permissions = by_id(&busy, "signin_permissions");
+        assert_eq!(permissions.status, CheckStatus::Fail, "{permissions:?}");
+        assert!(
+            permissions.detail.contains("email (delegated)"),
+            "{permissions:?}"
+        );
+        assert_eq!(permissions.values, ["email"]);
+        assert_eq!(
+            signin_permissions(&good(), &scopes).status,
+            CheckStatus::Pass
         );
     }
 

@@ -23,6 +23,22 @@ const fn known(name: &'static str, scope: &'static str, role: &'static str) -> K
 /// From Microsoft's Graph permissions reference. A name missing here is reported as
 /// "cannot verify", never as missing.
 const KNOWN: &[Known] = &[
+    // OpenID Connect's scopes, delegated only: what a user's sign-in asks.
+    Known {
+        name: "openid",
+        scope: Some("37f7f235-527c-4136-accd-4a02d197296e"),
+        role: None,
+    },
+    Known {
+        name: "profile",
+        scope: Some("14dad69e-099b-42c9-810b-d002981feec1"),
+        role: None,
+    },
+    Known {
+        name: "email",
+        scope: Some("64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0"),
+        role: None,
+    },
     Known {
         name: "User.Read",
         scope: Some("e1fe6dd8-ba31-4d61-89e7-88639da4683d"),

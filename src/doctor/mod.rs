@@ -2,7 +2,8 @@
 //! (each value to enter in the Entra admin center), and what Gangway verifies itself — that
 //! Entra ID answers, that the provider's tenant accepts the app's client secret, and, read
 //! through Graph's `/applications`, that the registration has the redirect URIs, sign-in
-//! audience, ID-token claim, live secret and permissions the permission profiles in use need.
+//! audience, ID-token claim, live secret and permissions the permission profiles in use need,
+//! and what users' sign-in through Gangway needs (its redirect URI, `openid profile email`).
 //! Each finding is a [`Check`]: pass, warn, fail or skip, with what was seen and the exact fix.
 //!
 //! `gangway doctor` and the console's Doctor page both run [`run`]; the comparisons themselves
@@ -29,6 +30,11 @@ pub const CALLBACK_PATH: &str = "authenticate/OAuth2Callback";
 pub const SSO_CALLBACK_PATH: &str = "console/sso/callback";
 /// The console's front-channel logout URL: Entra ID loads it when an operator signs out there.
 pub const SSO_LOGOUT_PATH: &str = "console/sso/logout";
+/// Where Microsoft sends a customer's user back when they sign in to one of the provider's
+/// applications through Gangway (the web layer's `SIGNIN_CALLBACK`).
+pub const SIGNIN_CALLBACK_PATH: &str = "oidc/callback";
+/// The delegated permissions a user's sign-in through Gangway asks of Entra ID.
+pub const SIGNIN_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 /// The sign-in audience of a multi-tenant app (any organization's Entra ID).
 pub const MULTI_TENANT_AUDIENCE: &str = "AzureADMultipleOrgs";
 /// The Graph permission Gangway needs in the provider's own tenant to read its registration.
@@ -129,6 +135,15 @@ pub struct RedirectUri {
     pub purpose: &'static str,
     /// Whether something in use needs it now (operator sign-in's only once it is on).
     pub required: bool,
+    /// The id of its check.
+    #[serde(skip)]
+    pub check: &'static str,
+    /// The title of its check.
+    #[serde(skip)]
+    pub title: &'static str,
+    /// When it becomes needed, said when it is missing before that.
+    #[serde(skip)]
+    pub needed_once: &'static str,
 }
 
 /// What one permission profile in use needs of the registration.
@@ -165,12 +180,21 @@ pub struct Expected {
     pub profiles: Vec<ProfileNeeds>,
     /// The application permission the doctor needs, granted in the provider's own tenant.
     pub own_permission: &'static str,
+    /// The delegated permissions users' sign-in through Gangway needs.
+    pub signin_scopes: [&'static str; 3],
+    /// Whether an application signs users in through Gangway (then sign-in's needs are due).
+    pub signin_in_use: bool,
 }
 
 impl Expected {
-    /// What `settings`, the portal at `public_url` and the profiles in use ask of the
-    /// registration.
-    pub fn new(settings: &Settings, public_url: &Url, profiles: &[crate::types::Profile]) -> Self {
+    /// What `settings`, the portal at `public_url`, the profiles in use and sign-in (when an
+    /// application uses it) ask of the registration.
+    pub fn new(
+        settings: &Settings,
+        public_url: &Url,
+        profiles: &[crate::types::Profile],
+        signin_in_use: bool,
+    ) -> Self {
         let at = |path: &str| {
             public_url
                 .join(path)
@@ -185,11 +209,25 @@ impl Expected {
                     uri: at(CALLBACK_PATH),
                     purpose: "Customers' admins come back here after consenting",
                     required: true,
+                    check: "redirect_uri",
+                    title: "Redirect URI for customers' consent",
+                    needed_once: "",
                 },
                 RedirectUri {
                     uri: at(SSO_CALLBACK_PATH),
                     purpose: "Operators come back here after signing in to the console with Entra ID",
                     required: settings.sso.enabled,
+                    check: "sso_redirect_uri",
+                    title: "Redirect URI for operator sign-in",
+                    needed_once: "It is needed once operators sign in with Entra ID.",
+                },
+                RedirectUri {
+                    uri: at(SIGNIN_CALLBACK_PATH),
+                    purpose: "Customers' users come back here when signing in to your applications through Gangway",
+                    required: signin_in_use,
+                    check: "signin_redirect_uri",
+                    title: "Redirect URI for users' sign-in to your applications",
+                    needed_once: "It is needed once an application signs users in through Gangway (Applications).",
                 },
             ],
             logout_url: at(SSO_LOGOUT_PATH),
@@ -206,6 +244,8 @@ impl Expected {
                 })
                 .collect(),
             own_permission: OWN_PERMISSION,
+            signin_scopes: SIGNIN_SCOPES,
+            signin_in_use,
         }
     }
 }
@@ -287,7 +327,15 @@ pub async fn run(
             Vec::new()
         }
     };
-    let expected = Expected::new(settings, public_url, &profiles);
+    let signin_in_use =
+        sqlx::query_scalar!(r#"select exists (select 1 from signin_applications) as "in_use!""#)
+            .fetch_one(db)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not tell whether sign-in is in use");
+                true
+            });
+    let expected = Expected::new(settings, public_url, &profiles, signin_in_use);
 
     checks.push(checks::discovery(
         &live.entra.discovery("organizations").await,
@@ -386,6 +434,8 @@ mod tests {
                 group_membership_claims: "DirectoryRole",
                 profiles: Vec::new(),
                 own_permission: OWN_PERMISSION,
+                signin_scopes: SIGNIN_SCOPES,
+                signin_in_use: false,
             },
             checks: vec![
                 check(CheckStatus::Pass),

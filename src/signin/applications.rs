@@ -2,7 +2,7 @@
 //! them (a web application's client secret is shown once and only its hash kept), finding
 //! them by client id, and authenticating them at the token endpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{SigninError, redirect};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{constant_time_eq, random_token, sha256};
+use crate::db::ResultExt;
 use crate::types::Secret;
 use crate::webhooks::egress;
 
@@ -62,6 +63,17 @@ pub enum GroupsClaim {
     Filter(String),
 }
 
+impl GroupsClaim {
+    /// The stored form: the kind (`none`, `all`, `filter`) and the prefix of a filter.
+    pub fn stored(&self) -> (&'static str, Option<String>) {
+        match self {
+            Self::None => ("none", None),
+            Self::All => ("all", None),
+            Self::Filter(prefix) => ("filter", Some(prefix.trim().to_owned())),
+        }
+    }
+}
+
 /// A registered application.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Application {
@@ -89,6 +101,8 @@ pub struct Application {
     pub groups: GroupsClaim,
     /// Group name → role value, for the `roles` claim.
     pub role_mapping: BTreeMap<String, String>,
+    /// Whether a user needs an account link ([`super::links`]) to sign in.
+    pub require_account_link: bool,
 }
 
 impl Application {
@@ -134,17 +148,67 @@ pub struct NewApplication {
     /// Group name → role value.
     #[serde(default)]
     pub role_mapping: BTreeMap<String, String>,
+    /// Whether a user needs an account link to sign in.
+    #[serde(default)]
+    pub require_account_link: bool,
 }
 
-/// Why an application was not registered.
+impl From<&Application> for NewApplication {
+    /// The application's settings as they stand, to change some and save them again.
+    fn from(a: &Application) -> Self {
+        Self {
+            name: a.name.clone(),
+            kind: a.kind,
+            redirect_uris: a.redirect_uris.clone(),
+            post_logout_redirect_uris: a.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: a.backchannel_logout_uri.clone(),
+            customers: (!a.all_customers).then(|| a.customers.clone()),
+            pairwise_subject: a.pairwise_subject,
+            groups: a.groups.clone(),
+            role_mapping: a.role_mapping.clone(),
+            require_account_link: a.require_account_link,
+        }
+    }
+}
+
+/// Which field of an application a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `name`.
+    Name,
+    /// `kind`.
+    Kind,
+    /// `redirect_uris`.
+    RedirectUris,
+    /// `post_logout_redirect_uris`.
+    PostLogoutRedirectUris,
+    /// `backchannel_logout_uri`.
+    BackchannelLogoutUri,
+    /// `customers`.
+    Customers,
+    /// `groups` and its filter.
+    Groups,
+    /// `role_mapping`.
+    RoleMapping,
+}
+
+/// Why an application was not registered or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplicationError {
-    /// A field is not acceptable; the message says which and why.
-    #[error("{0}")]
-    Invalid(String),
+    /// A field is not acceptable; the message says why.
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: Field,
+        /// Why, in words.
+        message: String,
+    },
     /// Another application already has this name.
     #[error("an application named \u{201c}{0}\u{201d} already exists")]
     NameTaken(String),
+    /// There is no such application (anymore).
+    #[error("no such application")]
+    NotFound,
     /// Something failed that is not the caller's doing.
     #[error(transparent)]
     Internal(#[from] SigninError),
@@ -156,34 +220,59 @@ impl From<sqlx::Error> for ApplicationError {
     }
 }
 
+impl ApplicationError {
+    fn invalid(field: Field, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 impl NewApplication {
     /// Checks every field, reporting the first problem.
     pub fn check(&self) -> Result<(), ApplicationError> {
-        let invalid = |m: String| Err(ApplicationError::Invalid(m));
+        let invalid = |field, m: &str| Err(ApplicationError::invalid(field, m));
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return invalid("the name must be 1 to 200 characters".into());
+            return invalid(Field::Name, "the name must be 1 to 200 characters");
         }
         if self.redirect_uris.is_empty() || self.redirect_uris.len() > 20 {
-            return invalid("give 1 to 20 redirect URIs".into());
+            return invalid(Field::RedirectUris, "give 1 to 20 redirect URIs");
         }
-        for uri in self
-            .redirect_uris
-            .iter()
-            .chain(&self.post_logout_redirect_uris)
-        {
-            redirect::check_registered(self.kind, uri).map_err(ApplicationError::Invalid)?;
-        }
+        let uris = |field, list: &[String], kind| {
+            list.iter().try_for_each(|uri| {
+                redirect::check_registered(kind, uri)
+                    .map(drop)
+                    .map_err(|m| ApplicationError::invalid(field, m))
+            })
+        };
+        uris(Field::RedirectUris, &self.redirect_uris, self.kind)?;
         if self.post_logout_redirect_uris.len() > 20 {
-            return invalid("give at most 20 post-logout redirect URIs".into());
+            return invalid(
+                Field::PostLogoutRedirectUris,
+                "give at most 20 post-logout redirect URIs",
+            );
         }
+        uris(
+            Field::PostLogoutRedirectUris,
+            &self.post_logout_redirect_uris,
+            self.kind,
+        )?;
         if let Some(uri) = &self.backchannel_logout_uri {
-            redirect::check_registered(AppKind::Web, uri).map_err(ApplicationError::Invalid)?;
+            uris(
+                Field::BackchannelLogoutUri,
+                std::slice::from_ref(uri),
+                AppKind::Web,
+            )?;
         }
         if let GroupsClaim::Filter(prefix) = &self.groups
             && (prefix.trim().is_empty() || prefix.chars().count() > 200)
         {
-            return invalid("the groups filter must be 1 to 200 characters".into());
+            return invalid(
+                Field::Groups,
+                "the groups filter must be 1 to 200 characters",
+            );
         }
         if self.role_mapping.len() > 200
             || self
@@ -191,7 +280,10 @@ impl NewApplication {
                 .iter()
                 .any(|(g, r)| g.is_empty() || r.is_empty() || g.len() > 256 || r.len() > 120)
         {
-            return invalid("each role mapping needs a group name and a role value".into());
+            return invalid(
+                Field::RoleMapping,
+                "each role mapping needs a group name and a role value",
+            );
         }
         Ok(())
     }
@@ -226,18 +318,14 @@ pub async fn register(
     let client_id = Uuid::new_v4().to_string();
     let secret = new.kind.is_confidential().then(random_token);
     let secret_hash = secret.as_deref().map(|s| sha256(s.as_bytes()));
-    let (groups_claim, groups_filter) = match &new.groups {
-        GroupsClaim::None => ("none", None),
-        GroupsClaim::All => ("all", None),
-        GroupsClaim::Filter(prefix) => ("filter", Some(prefix.trim().to_owned())),
-    };
+    let (groups_claim, groups_filter) = new.groups.stored();
     let mut tx = db.begin().await?;
     let id = sqlx::query_scalar!(
         r#"insert into signin_applications
              (name, kind, client_id, client_secret_sha256, redirect_uris, post_logout_redirect_uris,
               backchannel_logout_uri, all_customers, pairwise_subject, groups_claim, groups_filter,
-              role_mapping)
-           values ($1::text, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+              role_mapping, require_account_link)
+           values ($1::text, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            on conflict on constraint signin_applications_name_key do nothing
            returning id"#,
         new.name.trim(),
@@ -252,19 +340,12 @@ pub async fn register(
         groups_claim,
         groups_filter,
         json!(new.role_mapping),
+        new.require_account_link,
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApplicationError::NameTaken(new.name.trim().to_owned()))?;
-    let customers = new.customers.clone().unwrap_or_default();
-    sqlx::query!(
-        "insert into signin_application_customers (application_id, customer_id)
-         select $1, unnest($2::uuid[])",
-        id,
-        &customers,
-    )
-    .execute(&mut *tx)
-    .await?;
+    admit(&mut tx, id, new.customers.as_deref()).await?;
     audit::record(
         &mut *tx,
         actor,
@@ -284,6 +365,164 @@ pub async fn register(
     })
 }
 
+/// Replaces the customers application `id` admits with `customers` (`None`: all of them); each
+/// must exist.
+async fn admit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: Uuid,
+    customers: Option<&[Uuid]>,
+) -> Result<(), ApplicationError> {
+    sqlx::query!(
+        "delete from signin_application_customers where application_id = $1",
+        id
+    )
+    .execute(&mut **tx)
+    .await?;
+    let customers = customers.unwrap_or_default();
+    let admitted = sqlx::query_scalar!(
+        r#"with added as (
+               insert into signin_application_customers (application_id, customer_id)
+               select $1, c.id from customers c where c.id = any($2::uuid[])
+               returning 1)
+           select count(*) as "n!" from added"#,
+        id,
+        customers,
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let asked = customers.iter().collect::<HashSet<_>>().len();
+    if admitted != asked as i64 {
+        return Err(ApplicationError::invalid(
+            Field::Customers,
+            "a customer to admit does not exist",
+        ));
+    }
+    Ok(())
+}
+
+/// Saves `changed` as the settings of application `id` and audits it. Its kind cannot change
+/// (a web application holds a secret, a public one none): register another instead.
+pub async fn update(
+    db: &PgPool,
+    id: Uuid,
+    changed: &NewApplication,
+    actor: &Actor,
+) -> Result<Application, ApplicationError> {
+    changed.check()?;
+    let before = by_id(db, id).await?.ok_or(ApplicationError::NotFound)?;
+    if before.kind != changed.kind {
+        return Err(ApplicationError::invalid(
+            Field::Kind,
+            "an application's kind cannot change: register a new application instead",
+        ));
+    }
+    let (groups_claim, groups_filter) = changed.groups.stored();
+    let mut tx = db.begin().await?;
+    let updated = sqlx::query_scalar!(
+        r#"update signin_applications a
+           set name = $2::text, redirect_uris = $3, post_logout_redirect_uris = $4,
+               backchannel_logout_uri = $5, all_customers = $6, pairwise_subject = $7,
+               groups_claim = $8, groups_filter = $9, role_mapping = $10,
+               require_account_link = $11
+           where a.id = $1
+             and not exists (select 1 from signin_applications o
+                             where o.name = $2::text::citext and o.id <> $1)
+           returning a.id"#,
+        id,
+        changed.name.trim(),
+        &changed.redirect_uris,
+        &changed.post_logout_redirect_uris,
+        changed.backchannel_logout_uri,
+        changed.customers.is_none(),
+        changed.pairwise_subject,
+        groups_claim,
+        groups_filter,
+        json!(changed.role_mapping),
+        changed.require_account_link,
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    // Two renames to one name at once: the constraint has the last word.
+    .on_constraint("signin_applications_name_key", |_| {
+        ApplicationError::NameTaken(changed.name.trim().to_owned())
+    })?;
+    if updated.is_none() {
+        return Err(ApplicationError::NameTaken(changed.name.trim().to_owned()));
+    }
+    admit(&mut tx, id, changed.customers.as_deref()).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::SigninApplicationUpdated,
+        None,
+        None,
+        json!({ "application": changed.name.trim(), "client_id": before.client_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    by_id(db, id).await?.ok_or(ApplicationError::NotFound)
+}
+
+/// Deletes application `id` with everything issued to it (codes, grants, tokens, account
+/// links) and audits it; its client id stops working at once.
+pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), ApplicationError> {
+    let mut tx = db.begin().await?;
+    let gone = sqlx::query!(
+        r#"delete from signin_applications where id = $1 returning name::text as "name!", client_id"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApplicationError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::SigninApplicationDeleted,
+        None,
+        None,
+        json!({ "application": gone.name, "client_id": gone.client_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Gives web application `id` a new client secret (the old one stops working at once: the
+/// application must be given the new one) and audits it. The secret is answered once.
+pub async fn rotate_secret(
+    db: &PgPool,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Secret, ApplicationError> {
+    let app = by_id(db, id).await?.ok_or(ApplicationError::NotFound)?;
+    if !app.kind.is_confidential() {
+        return Err(ApplicationError::invalid(
+            Field::Kind,
+            "only a web application has a client secret",
+        ));
+    }
+    let secret = random_token();
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "update signin_applications set client_secret_sha256 = $2 where id = $1",
+        id,
+        sha256(secret.as_bytes()),
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::SigninSecretRotated,
+        None,
+        None,
+        json!({ "application": app.name, "client_id": app.client_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Secret::new(secret))
+}
+
 /// One stored row, before its kind and claims are parsed.
 struct Row {
     id: Uuid,
@@ -299,6 +538,7 @@ struct Row {
     groups_claim: String,
     groups_filter: Option<String>,
     role_mapping: serde_json::Value,
+    require_account_link: bool,
 }
 
 impl Row {
@@ -322,6 +562,7 @@ impl Row {
             pairwise_subject: self.pairwise_subject,
             groups,
             role_mapping: serde_json::from_value(self.role_mapping).unwrap_or_default(),
+            require_account_link: self.require_account_link,
         }
     }
 }
@@ -336,7 +577,8 @@ macro_rules! select_applications {
                   a.post_logout_redirect_uris, a.backchannel_logout_uri, a.all_customers,
                   array(select customer_id from signin_application_customers c
                         where c.application_id = a.id) as customers,
-                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping
+                  a.pairwise_subject, a.groups_claim, a.groups_filter, a.role_mapping,
+                  a.require_account_link
            from signin_applications a"# + $tail
             $(, $arg)*
         )
@@ -427,4 +669,33 @@ pub async fn page_after(
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(Row::into_application).collect())
+}
+
+/// Applications by name, optionally those whose name or client id contains `search`; with the
+/// total matching.
+pub async fn list(
+    db: &PgPool,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Application>, i64), SigninError> {
+    let pattern = search.map(crate::db::contains_pattern);
+    let rows = select_applications!(
+        r"
+           where $1::text is null or a.name ilike $1 escape '\' or a.client_id ilike $1 escape '\'
+           order by a.name limit $2 offset $3",
+        pattern,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from signin_applications a
+           where $1::text is null or a.name ilike $1 escape '\' or a.client_id ilike $1 escape '\'"#,
+        pattern
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((rows.into_iter().map(Row::into_application).collect(), total))
 }

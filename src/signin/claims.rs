@@ -116,6 +116,9 @@ pub struct GangwayClaims {
     /// Roles from the application's group → role mapping.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The provider's account id the user is linked to in this application ([`super::links`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// Gangway's session id (ID tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
@@ -247,6 +250,8 @@ pub async fn for_session(
             groups_truncated: truncated && groups.is_some(),
             groups,
             roles,
+            account_id: super::links::account_of(db, app.id, session.tenant_id, session.object_id)
+                .await?,
             sid: Some(session.sid.clone()),
         },
     })

@@ -6,10 +6,11 @@
 //! clients and their redirect URIs), [`keys`] (signing keys, sealed, rotated with overlap),
 //! [`routing`] (which tenant a user belongs to, and whether it may sign in), [`sessions`]
 //! (Gangway's own short SSO session), [`grants`] (codes, access and refresh tokens),
-//! [`claims`] (what a token says about the user), [`assertions`] (`private_key_jwt` client
-//! authentication), [`provider`] (discovery, JWKS, signing),
-//! [`backchannel`] (logout tokens to the applications when a session ends) and [`ends`]
-//! (sessions ended because the copy or the tenant changed).
+//! [`claims`] (what a token says about the user), [`links`] (users linked to the provider's
+//! own account ids), [`history`] (the sign-ins seen), [`assertions`] (`private_key_jwt` client
+//! authentication), [`provider`] (discovery, JWKS, signing), [`backchannel`] (logout tokens to
+//! the applications when a session ends) and [`ends`] (sessions ended because the copy or the
+//! tenant changed).
 
 pub mod applications;
 pub mod assertions;
@@ -17,7 +18,9 @@ pub mod backchannel;
 pub mod claims;
 pub mod ends;
 pub mod grants;
+pub mod history;
 pub mod keys;
+pub mod links;
 pub mod provider;
 pub mod redirect;
 pub mod routing;

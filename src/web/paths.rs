@@ -175,6 +175,25 @@ pub fn tenant_group(tenant_id: Uuid, group_id: Uuid) -> String {
     with_id(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
 }
 
+/// The provider's applications that sign customers' users in through Gangway.
+pub const APPLICATIONS: &str = "/console/applications";
+/// Registering an application (admins).
+pub const NEW_APPLICATION: &str = "/console/applications/new";
+/// One application, with its account links.
+pub const APPLICATION: &str = "/console/applications/{id}";
+/// Changing an application's settings (admins).
+pub const EDIT_APPLICATION: &str = "/console/applications/{id}/edit";
+/// POST: a new client secret for a web application, shown once.
+pub const APPLICATION_ROTATE: &str = "/console/applications/{id}/rotate-secret";
+/// POST: delete an application.
+pub const APPLICATION_DELETE: &str = "/console/applications/{id}/delete";
+/// POST: link a directory user to an account of the application.
+pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
+/// POST: remove a user's account link.
+pub const APPLICATION_UNLINK: &str = "/console/applications/{id}/links/remove";
+/// Every sign-in of a customer's user to one of the applications.
+pub const SIGN_INS: &str = "/console/sign-ins";
+
 #[cfg(test)]
 mod tests {
     use crate::doctor::{CALLBACK_PATH, SSO_CALLBACK_PATH, SSO_LOGOUT_PATH};

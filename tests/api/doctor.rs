@@ -40,7 +40,7 @@ fn public(app: &TestApp, path: &str) -> String {
     format!("{}{path}", app.address)
 }
 
-/// Registers the provider app as the doctor wants it — both redirect URIs, multi-tenant,
+/// Registers the provider app as the doctor wants it — the three redirect URIs, multi-tenant,
 /// directory roles (`wids`) in ID tokens, the front-channel logout URL, the built-in profile's permissions, a
 /// one-year secret — grants it Application.Read.All in its home tenant, and points Gangway's
 /// settings at it.
@@ -52,7 +52,11 @@ async fn good_setup(app: &TestApp) -> Registration {
             "home_tenant": tenant,
             "multi_tenant": true,
             "display_name": "Gangway (doctor test)",
-            "redirect_uris": [public(app, paths::CALLBACK), public(app, "/console/sso/callback")],
+            "redirect_uris": [
+                public(app, paths::CALLBACK),
+                public(app, "/console/sso/callback"),
+                public(app, paths::SIGNIN_CALLBACK),
+            ],
             "logout_url": public(app, "/console/sso/logout"),
             "group_membership_claims": "DirectoryRole",
             "permissions": gangway::demo::provider_permissions(),
@@ -189,7 +193,7 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
     // JSON: every check passes, the values to enter are listed; nothing stored a second time.
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 0);
-    assert_eq!(with_status(&report, "pass").len(), 12, "{report:#}");
+    assert_eq!(with_status(&report, "pass").len(), 13, "{report:#}");
     assert_eq!(report["stored_secret_expiry"], Value::Null);
     set(&app, &[(Key::ClientSecretExpires, "")]).await;
     let (_, again) = doctor(&app).await;
@@ -226,7 +230,7 @@ async fn the_doctor_passes_a_good_setup_through_the_cli_and_the_page() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Everything checks out."), "{html}");
     assert!(html.contains("Run again") && html.contains(r#"method="get""#));
-    assert_eq!(html.matches(r#"class="badge succeeded">Pass<"#).count(), 12);
+    assert_eq!(html.matches(r#"class="badge succeeded">Pass<"#).count(), 13);
     for value in [
         public(&app, paths::CALLBACK),
         public(&app, "/console/sso/callback"),
@@ -273,7 +277,8 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     let reg = good_setup(&app).await;
     let redirects = json!([
         public(&app, paths::CALLBACK),
-        public(&app, "/console/sso/callback")
+        public(&app, "/console/sso/callback"),
+        public(&app, paths::SIGNIN_CALLBACK)
     ]);
     let (code, _) = doctor(&app).await;
     assert_eq!(code, 0);
@@ -283,7 +288,7 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     patch(
         &app,
         &reg.client_id,
-        json!({"redirect_uris": [wrong, public(&app, "/console/sso/callback")]}),
+        json!({"redirect_uris": [wrong, public(&app, "/console/sso/callback"), public(&app, paths::SIGNIN_CALLBACK)]}),
     )
     .await;
     let (code, report) = doctor(&app).await;
@@ -312,7 +317,10 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
     .await;
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 0, "a warning alone passes");
-    assert_eq!(with_status(&report, "warn"), ["sso_redirect_uri"]);
+    assert_eq!(
+        with_status(&report, "warn"),
+        ["sso_redirect_uri", "signin_redirect_uri"]
+    );
     set(&app, &[(Key::SsoEnabled, "true")]).await;
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 1);
@@ -590,7 +598,11 @@ async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
         &app,
         &reg.client_id,
         json!({
-            "redirect_uris": [public(&app, paths::CALLBACK), public(&app, "/console/sso/callback")],
+            "redirect_uris": [
+                public(&app, paths::CALLBACK),
+                public(&app, "/console/sso/callback"),
+                public(&app, paths::SIGNIN_CALLBACK),
+            ],
             "group_membership_claims": "DirectoryRole",
             "secret_expires_in_days": 365,
         }),
@@ -608,7 +620,7 @@ async fn the_doctor_page_works_at_phone_and_laptop_width_in_a_real_browser() {
             "document.querySelectorAll('.badge.succeeded').length"
         )
         .await,
-        json!(12)
+        json!(13)
     );
     check_page(&browser, "doctor-pass", true).await;
     browser.close().await.unwrap();
@@ -658,4 +670,83 @@ async fn the_doctor_names_a_registration_with_v1_access_tokens_and_an_audience_g
     let found = check(&report, "access_token_version");
     assert_eq!(found["status"], "pass", "{found}");
     assert!(text(found).contains("v2.0 tokens"), "{found}");
+}
+
+#[tokio::test]
+async fn users_sign_in_needs_its_redirect_uri_and_openid_profile_email_once_an_application_exists()
+{
+    let app = TestApp::spawn().await;
+    let reg = good_setup(&app).await;
+    let signin_callback = public(&app, paths::SIGNIN_CALLBACK);
+    let (code, report) = doctor(&app).await;
+    assert_eq!(code, 0);
+    assert_eq!(check(&report, "signin_redirect_uri")["status"], "pass");
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "signin_permissions"),
+        "no application asks for them yet"
+    );
+    assert_eq!(
+        report["expected"]["redirect_uris"][2]["uri"],
+        signin_callback
+    );
+    assert_eq!(
+        report["expected"]["signin_scopes"],
+        json!(["openid", "profile", "email"])
+    );
+
+    // Without the sign-in redirect URI: a warning while no application signs users in.
+    patch(
+        &app,
+        &reg.client_id,
+        json!({"redirect_uris": [public(&app, paths::CALLBACK), public(&app, "/console/sso/callback")]}),
+    )
+    .await;
+    let (code, report) = doctor(&app).await;
+    assert_eq!(code, 0);
+    assert_eq!(with_status(&report, "warn"), ["signin_redirect_uri"]);
+    assert!(
+        text(check(&report, "signin_redirect_uri")).contains("once an application signs users in")
+    );
+
+    // Once one does: the URI and the permissions are failures, with what to enter.
+    gangway::signin::applications::register(
+        &app.db,
+        &gangway::signin::NewApplication {
+            name: "Workspace".into(),
+            kind: gangway::signin::AppKind::Spa,
+            redirect_uris: vec!["https://workspace.example/cb".into()],
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            customers: None,
+            pairwise_subject: false,
+            groups: gangway::signin::GroupsClaim::None,
+            role_mapping: Default::default(),
+            require_account_link: false,
+        },
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let (code, report) = doctor(&app).await;
+    assert_eq!(code, 1);
+    // The emulator's registrations carry only Graph permissions it knows the ids of, which
+    // leaves out OpenID Connect's scopes: the check finds them missing.
+    assert_eq!(
+        with_status(&report, "fail"),
+        ["signin_redirect_uri", "signin_permissions"],
+        "{report:#}"
+    );
+    let uri = check(&report, "signin_redirect_uri");
+    assert_eq!(uri["values"], json!([signin_callback]));
+    let permissions = check(&report, "signin_permissions");
+    assert!(
+        text(permissions).contains("openid (delegated)"),
+        "{permissions}"
+    );
+    assert_eq!(permissions["values"], json!(["openid", "profile", "email"]));
+    assert!(text(permissions).contains("Delegated permissions: openid, profile, email"));
 }

@@ -137,6 +137,7 @@ pub(crate) fn sample_application(name: &str, kind: AppKind) -> NewApplication {
         pairwise_subject: false,
         groups: GroupsClaim::All,
         role_mapping: BTreeMap::new(),
+        require_account_link: false,
     }
 }
 

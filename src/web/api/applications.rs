@@ -62,10 +62,78 @@ pub struct NewApplicationIn {
     /// Group name → role value, for the `roles` claim.
     #[serde(default)]
     pub role_mapping: BTreeMap<String, String>,
+    /// Users need an account link (`/applications/{id}/links`) to sign in.
+    #[serde(default)]
+    pub require_account_link: bool,
 }
 
 fn none() -> String {
     "none".into()
+}
+
+/// Changes to an application: what is absent stays as it is; `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationPatch {
+    /// Its name (unique whatever the case).
+    #[schema(example = "Agent workspace")]
+    pub name: Option<String>,
+    /// Where codes may be sent.
+    #[schema(example = json!(["https://workspace.provider.example/callback"]))]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Where users may be sent after logging out.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Where back-channel logout tokens go; `null`: nowhere.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub backchannel_logout_uri: Option<Option<String>>,
+    /// The customers whose users may sign in; `null`: every connected customer.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    pub customers: Option<Option<Vec<Uuid>>>,
+    /// A `sub` of its own for this application.
+    pub pairwise_subject: Option<bool>,
+    /// `none`, `all`, or `filter` (with `groups_filter`).
+    #[schema(example = "all")]
+    pub groups: Option<String>,
+    /// With `groups: filter`: the prefix group names must start with.
+    pub groups_filter: Option<String>,
+    /// Group name → role value (replaces the whole mapping).
+    pub role_mapping: Option<BTreeMap<String, String>>,
+    /// Users need an account link to sign in.
+    pub require_account_link: Option<bool>,
+}
+
+/// A field that is present, `null` included, as `Some(…)`; absence is left to `default`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The `groups` claim from its wire form (`groups` and `groups_filter`).
+fn groups_claim(groups: &str, filter: Option<String>) -> Result<GroupsClaim, ApiError> {
+    match (groups, filter) {
+        ("none", None) => Ok(GroupsClaim::None),
+        ("all", None) => Ok(GroupsClaim::All),
+        ("filter", Some(prefix)) => Ok(GroupsClaim::Filter(prefix)),
+        _ => Err(ApiError::Unprocessable(
+            "groups must be none, all, or filter with groups_filter".into(),
+        )),
+    }
+}
+
+impl From<ApplicationError> for ApiError {
+    fn from(e: ApplicationError) -> Self {
+        match e {
+            e @ ApplicationError::Invalid { .. } => Self::Unprocessable(e.to_string()),
+            e @ ApplicationError::NameTaken(_) => Self::Conflict(e.to_string()),
+            ApplicationError::NotFound => Self::NotFound("no such application".into()),
+            ApplicationError::Internal(e) => e.into(),
+        }
+    }
 }
 
 /// A registered application.
@@ -95,15 +163,13 @@ pub struct ApplicationOut {
     pub groups_filter: Option<String>,
     /// Group name → role value.
     pub role_mapping: BTreeMap<String, String>,
+    /// Whether users need an account link to sign in.
+    pub require_account_link: bool,
 }
 
 impl From<Application> for ApplicationOut {
     fn from(a: Application) -> Self {
-        let (groups, groups_filter) = match a.groups {
-            GroupsClaim::None => ("none", None),
-            GroupsClaim::All => ("all", None),
-            GroupsClaim::Filter(prefix) => ("filter", Some(prefix)),
-        };
+        let (groups, groups_filter) = a.groups.stored();
         Self {
             id: a.id,
             name: a.name,
@@ -117,6 +183,7 @@ impl From<Application> for ApplicationOut {
             groups: groups.to_owned(),
             groups_filter,
             role_mapping: a.role_mapping,
+            require_account_link: a.require_account_link,
         }
     }
 }
@@ -144,16 +211,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<RegisteredOut>), ApiError> {
     let kind = AppKind::parse(&body.kind)
         .ok_or_else(|| ApiError::Unprocessable("kind must be web, spa or native".into()))?;
-    let groups = match (body.groups.as_str(), body.groups_filter) {
-        ("none", None) => GroupsClaim::None,
-        ("all", None) => GroupsClaim::All,
-        ("filter", Some(prefix)) => GroupsClaim::Filter(prefix),
-        _ => {
-            return Err(ApiError::Unprocessable(
-                "groups must be none, all, or filter with groups_filter".into(),
-            ));
-        }
-    };
+    let groups = groups_claim(&body.groups, body.groups_filter)?;
     let new = NewApplication {
         name: body.name,
         kind,
@@ -164,19 +222,16 @@ pub async fn create(
         pairwise_subject: body.pairwise_subject,
         groups,
         role_mapping: body.role_mapping,
+        require_account_link: body.require_account_link,
     };
-    match applications::register(&state.db, &new, &writer.actor()).await {
-        Ok(registered) => Ok((
-            StatusCode::CREATED,
-            Json(RegisteredOut {
-                application: registered.application.into(),
-                client_secret: registered.client_secret.map(|s| s.expose().to_owned()),
-            }),
-        )),
-        Err(ApplicationError::Invalid(why)) => Err(ApiError::Unprocessable(why)),
-        Err(e @ ApplicationError::NameTaken(_)) => Err(ApiError::Conflict(e.to_string())),
-        Err(ApplicationError::Internal(e)) => Err(e.into()),
-    }
+    let registered = applications::register(&state.db, &new, &writer.actor()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredOut {
+            application: registered.application.into(),
+            client_secret: registered.client_secret.map(|s| s.expose().to_owned()),
+        }),
+    ))
 }
 
 /// Lists applications by name.
@@ -205,10 +260,79 @@ pub async fn get(
     _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    let not_found = || ApiError::NotFound("no such application".into());
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let app = applications::by_id(&state.db, id)
+    Ok(Json(application(&state, &id).await?.into()))
+}
+
+/// The application `id` names, or 404.
+pub(super) async fn application(state: &AppState, id: &str) -> Result<Application, ApiError> {
+    let id = Uuid::parse_str(id.trim()).map_err(|_| ApplicationError::NotFound)?;
+    Ok(applications::by_id(&state.db, id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or(ApplicationError::NotFound)?)
+}
+
+/// Changes an application's settings (its kind and client id stay).
+#[utoipa::path(patch, path = "/api/v1/applications/{id}", tag = "applications",
+    params(("id" = Uuid, Path, description = "the application's id")),
+    request_body = ApplicationPatch,
+    security(("api_token" = [])),
+    responses((status = 200, body = ApplicationOut), CommonProblems, ForbiddenProblem, NotFoundProblem,
+               (status = 409, body = Problem, content_type = "application/problem+json", description = "the name is taken"),
+               (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid field")))]
+pub async fn update(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<ApplicationPatch>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    let app = application(&state, &id).await?;
+    let mut changed = NewApplication::from(&app);
+    if let Some(name) = patch.name {
+        changed.name = name;
+    }
+    if let Some(uris) = patch.redirect_uris {
+        changed.redirect_uris = uris;
+    }
+    if let Some(uris) = patch.post_logout_redirect_uris {
+        changed.post_logout_redirect_uris = uris;
+    }
+    if let Some(uri) = patch.backchannel_logout_uri {
+        changed.backchannel_logout_uri = uri;
+    }
+    if let Some(customers) = patch.customers {
+        changed.customers = customers;
+    }
+    if let Some(pairwise) = patch.pairwise_subject {
+        changed.pairwise_subject = pairwise;
+    }
+    if let Some(groups) = patch.groups {
+        changed.groups = groups_claim(&groups, patch.groups_filter)?;
+    } else if patch.groups_filter.is_some() {
+        return Err(ApiError::Unprocessable(
+            "groups_filter goes with groups: filter".into(),
+        ));
+    }
+    if let Some(mapping) = patch.role_mapping {
+        changed.role_mapping = mapping;
+    }
+    if let Some(required) = patch.require_account_link {
+        changed.require_account_link = required;
+    }
+    let app = applications::update(&state.db, app.id, &changed, &writer.actor()).await?;
     Ok(Json(app.into()))
+}
+
+/// Deletes an application: its client id, codes, tokens and account links stop working at once.
+#[utoipa::path(delete, path = "/api/v1/applications/{id}", tag = "applications",
+    params(("id" = Uuid, Path, description = "the application's id")),
+    security(("api_token" = [])),
+    responses((status = 204, description = "deleted"), CommonProblems, ForbiddenProblem, NotFoundProblem))]
+pub async fn delete(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = application(&state, &id).await?;
+    applications::delete(&state.db, app.id, &writer.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ mod customers;
 mod directory;
 mod idempotency;
 mod invitations;
+mod links;
 mod problem;
 mod tenants;
 mod webhook_doc;
@@ -175,7 +176,13 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))
         .routes(routes!(applications::create, applications::list))
-        .routes(routes!(applications::get))
+        .routes(routes!(
+            applications::get,
+            applications::update,
+            applications::delete
+        ))
+        .routes(routes!(links::list))
+        .routes(routes!(links::get, links::put, links::delete))
         .split_for_parts()
 }
 

@@ -1,5 +1,5 @@
-//! The operator console: sign-in, invitations, tenants, customers, the audit log and (for
-//! admins) the operators and the app-registration doctor.
+//! The operator console: sign-in, invitations, tenants, customers, sign-in applications and
+//! sign-ins, the audit log and (for admins) the operators and the app-registration doctor.
 //!
 //! Every page but sign-in needs a signed-in operator ([`CurrentOperator`]); whatever changes
 //! something needs an admin ([`AdminOperator`]), checked on the server whether or not the page
@@ -10,6 +10,7 @@
 
 mod api_docs;
 mod api_tokens;
+mod applications;
 mod audit_log;
 mod auth;
 mod background;
@@ -21,6 +22,7 @@ mod list;
 mod operators;
 mod reveal;
 mod settings;
+mod sign_ins;
 pub mod sso;
 mod tenants;
 mod webhooks;
@@ -57,6 +59,8 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(doctor::router())
         .merge(background::router())
+        .merge(applications::router())
+        .merge(sign_ins::router())
 }
 
 /// The console's home is the invitations list; signed-out visitors are sent on to sign in.
@@ -77,6 +81,8 @@ pub(crate) enum Section {
     Api,
     Webhooks,
     Background,
+    Applications,
+    SignIns,
 }
 
 /// What the console layout needs on every page: the top bar, the CSRF token for its forms and
@@ -115,7 +121,7 @@ impl Chrome {
     }
 
     /// Whether the page belongs to the nav entry `name` (`invitations`, `tenants`,
-    /// `customers`, `audit`, `operators`, `settings`, `doctor`, `background`).
+    /// `customers`, `audit`, `operators`, `settings`, `doctor`, `background`, `applications`, `sign-ins`).
     pub fn is(&self, name: &str) -> bool {
         self.section.as_str() == name
     }
@@ -134,6 +140,8 @@ impl Section {
             Self::Webhooks => "webhooks",
             Self::Doctor => "doctor",
             Self::Background => "background",
+            Self::Applications => "applications",
+            Self::SignIns => "sign-ins",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! What is shown once — an invitation link, an operator's link, an API token, a webhook secret. The POST that makes
+//! What is shown once — an invitation link, an operator's link, an API token, a webhook secret, a client secret. The POST that makes
 //! it keeps it in the session (sealed at rest, like every session payload) and redirects; the
 //! page the redirect leads to takes it out. A reload of that page repeats nothing and shows the
 //! value no more.
@@ -25,6 +25,8 @@ pub(crate) enum Reveal {
     ApiToken { token: String },
     /// A webhook endpoint's new signing secret (added or rotated).
     WebhookSecret { endpoint: Uuid, secret: String },
+    /// A web application's new client secret (registered or rotated).
+    ClientSecret { application: Uuid, secret: String },
 }
 
 /// Keeps `reveal` for the page the redirect leads to (replacing one not yet shown).

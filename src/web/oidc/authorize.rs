@@ -25,7 +25,7 @@ use crate::signin::claims::{self, Standing};
 use crate::signin::grants::{self, CodeRequest};
 use crate::signin::routing::{self, Refusal, RoutedTenant};
 use crate::signin::sessions::{self, SigninSession};
-use crate::signin::{Application, applications, provider};
+use crate::signin::{Application, applications, links, provider};
 use crate::types::TenantId;
 use crate::types::Untrusted;
 use crate::web::client_addr::ClientAddr;
@@ -633,6 +633,31 @@ async fn complete(
     sso: SigninSession,
 ) -> Result<Response> {
     session.remove::<Pending>(REQUEST).await?;
+    let username =
+        sqlx::query_scalar!("select username from signin_sessions where id = $1", sso.id)
+            .fetch_one(&state.db)
+            .await?;
+    if app.require_account_link
+        && links::account_of(&state.db, app.id, tenant.id, sso.object_id)
+            .await?
+            .is_none()
+    {
+        audit_refusal(
+            state,
+            client,
+            app,
+            tenant,
+            Some(&username),
+            "no account link",
+        )
+        .await?;
+        let live = state.live().await?;
+        let provider = &live.settings.branding;
+        return Ok(MessagePage::new(provider, "bad", format!("Your account is not set up for {}", app.name))
+            .says(format!("Microsoft signed you in as {username}, but {} needs your {provider} account linked to it first, and it is not yet.", app.name))
+            .says(format!("Contact {} to have it set up, then sign in again.", provider.contact()))
+            .respond(StatusCode::FORBIDDEN));
+    }
     let code = grants::issue_code(
         &state.db,
         &CodeRequest {
@@ -645,14 +670,10 @@ async fn complete(
         },
     )
     .await?;
-    let username =
-        sqlx::query_scalar!("select username from signin_sessions where id = $1", sso.id)
-            .fetch_one(&state.db)
-            .await?;
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: Some(tenant.id),
-        application: &app.name,
+        application: app,
         customer: Some(&tenant.customer_name),
         user: Some(&username),
     }
@@ -682,7 +703,7 @@ async fn audit_refusal(
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: Some(tenant.id),
-        application: &app.name,
+        application: app,
         customer: Some(&tenant.customer_name),
         user,
     }
@@ -702,7 +723,7 @@ async fn refuse(
     SignInEvent {
         actor: Actor::Anonymous(client.ip()),
         tenant_id: None,
-        application: &app.name,
+        application: app,
         customer: None,
         user,
     }

@@ -23,8 +23,9 @@ use super::error::Error;
 use super::{AppState, paths};
 use crate::audit::{self, Action, Actor};
 use crate::config::Config;
-use crate::signin::SigninError;
+use crate::signin::history::{self, NewSignIn};
 use crate::signin::provider::Endpoints;
+use crate::signin::{Application, SigninError};
 use crate::types::Branding;
 
 /// The session key of the authorize request being served ([`authorize::Pending`]).
@@ -164,11 +165,11 @@ impl MessagePage {
     }
 }
 
-/// What the audit trail records of a sign-in.
+/// What the audit trail and the sign-ins history record of a sign-in.
 struct SignInEvent<'a> {
     actor: Actor,
     tenant_id: Option<Uuid>,
-    application: &'a str,
+    application: &'a Application,
     customer: Option<&'a str>,
     user: Option<&'a str>,
 }
@@ -176,7 +177,7 @@ struct SignInEvent<'a> {
 impl SignInEvent<'_> {
     /// Records a success (`reason` `None`) or a refusal.
     async fn record(self, db: &sqlx::PgPool, reason: Option<&str>) -> Result<(), Error> {
-        let mut detail = json!({ "application": self.application });
+        let mut detail = json!({ "application": self.application.name });
         let extra = [
             ("customer", self.customer),
             ("user", self.user),
@@ -192,7 +193,21 @@ impl SignInEvent<'_> {
         } else {
             Action::SignInSucceeded
         };
-        audit::record(db, &self.actor, action, None, self.tenant_id, detail).await?;
+        let mut tx = db.begin().await?;
+        audit::record(&mut *tx, &self.actor, action, None, self.tenant_id, detail).await?;
+        history::record(
+            &mut *tx,
+            &NewSignIn {
+                application_id: self.application.id,
+                application: &self.application.name,
+                tenant_id: self.tenant_id,
+                customer: self.customer,
+                user: self.user,
+                reason,
+            },
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

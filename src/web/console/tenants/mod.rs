@@ -313,6 +313,7 @@ struct DetailPage {
     runs: Vec<RunRow>,
     runs_total: i64,
     history: Vec<EventRow>,
+    sign_ins: super::sign_ins::Recent,
 }
 
 impl DetailPage {
@@ -349,6 +350,9 @@ async fn detail(
     detail_page(&state, &operator, csrf, id, notice, None).await
 }
 
+/// How many sign-ins a tenant's page shows before linking to the Sign-ins page.
+const RECENT_SIGN_INS: i64 = 10;
+
 /// The tenant's page; with `form`, its schedule form as typed and refused.
 async fn detail_page(
     state: &AppState,
@@ -364,6 +368,7 @@ async fn detail_page(
         .await?
         .ok_or(Error::NotFound)?;
     let (runs, runs_total) = views::runs(&state.db, id, RECENT_RUNS, 0).await?;
+    let sign_ins = super::sign_ins::recent(state, &tenant, RECENT_SIGN_INS).await?;
     let history = audit::for_tenant(&state.db, id)
         .await?
         .iter()
@@ -440,6 +445,7 @@ async fn detail_page(
         runs: runs.iter().map(|r| RunRow::new(r, now)).collect(),
         runs_total,
         history,
+        sign_ins,
     })
 }
 
