@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::invitations::Row as InvitationRow;
-use super::list::{Empty, ListQuery, Pager, is_first_run, link};
+use super::list::{Empty, ListPage, ListQuery, link};
 use super::tenants::Row as TenantRow;
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
@@ -65,18 +65,9 @@ impl From<&Listed> for Row {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/customers.html")]
-struct ListPage {
+struct CustomersPage {
     chrome: Chrome,
-    rows: Vec<Row>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<Row>,
 }
 
 async fn list(
@@ -84,7 +75,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<()>,
-) -> Result<ListPage> {
+) -> Result<CustomersPage> {
     let (found, total) = customers::list(
         &state.db,
         query.q.as_deref(),
@@ -100,20 +91,18 @@ async fn list(
             .is_admin
             .then(|| ("New customer", paths::NEW_CUSTOMER.to_owned())),
     );
-    let (pager, empty) = query.outcome(
-        paths::CUSTOMERS,
-        PER_PAGE,
-        found.len(),
-        total,
-        "customers",
-        first,
-    );
-    Ok(ListPage {
+    let rows = found.iter().map(Row::from).collect();
+    Ok(CustomersPage {
         chrome,
-        rows: found.iter().map(Row::from).collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list: ListPage::new(
+            query,
+            paths::CUSTOMERS,
+            PER_PAGE,
+            rows,
+            total,
+            "customers",
+            first,
+        ),
     })
 }
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::list::{Empty, Filters, ListQuery, Pager, is_first_run};
+use super::super::list::{Empty, Filters, ListPage, ListQuery};
 use super::super::{Chrome, Section, parse_id};
 use super::sync::RunRow;
 use super::{Badge, Head, Tabs};
@@ -138,20 +138,9 @@ impl From<&DirectoryUser> for UserRow {
 struct UsersPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<UserRow>,
-    q: String,
+    list: ListPage<UserRow, UserFilters>,
     /// The state filter's choices: (value, label, chosen).
     states: Vec<(&'static str, &'static str, bool)>,
-    filtered: bool,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl UsersPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
 }
 
 /// The users list's filter beside the search: enabled, disabled or in the recycle bin.
@@ -193,28 +182,25 @@ async fn users(
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::with_id(paths::TENANT_USERS, id);
-    let (pager, empty) = query.outcome(
-        &base,
-        PER_PAGE,
-        found.len(),
-        total,
-        "users",
-        nothing_yet(&summary, "users", &head.tabs.overview),
-    );
+    let states = UserState::ALL
+        .into_iter()
+        .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
+        .collect();
+    let empty = nothing_yet(&summary, "users", &head.tabs.overview);
+    let rows = found.iter().map(UserRow::from).collect();
     Ok(UsersPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        list: ListPage::new(
+            query,
+            &head.tabs.users,
+            PER_PAGE,
+            rows,
+            total,
+            "users",
+            empty,
+        ),
         head,
-        rows: found.iter().map(UserRow::from).collect(),
-        q: query.search_text(),
-        states: UserState::ALL
-            .into_iter()
-            .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
-            .collect(),
-        filtered: query.filtered(),
-        search_action: base,
-        pager,
-        empty,
+        states,
     })
 }
 
@@ -250,17 +236,7 @@ impl GroupRow {
 struct GroupsPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<GroupRow>,
-    q: String,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl GroupsPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<GroupRow>,
 }
 
 async fn groups(
@@ -280,23 +256,20 @@ async fn groups(
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::with_id(paths::TENANT_GROUPS, id);
-    let (pager, empty) = query.outcome(
-        &base,
-        PER_PAGE,
-        found.len(),
-        total,
-        "groups",
-        nothing_yet(&summary, "groups", &head.tabs.overview),
-    );
+    let empty = nothing_yet(&summary, "groups", &head.tabs.overview);
+    let rows = found.iter().map(|g| GroupRow::new(id, g)).collect();
     Ok(GroupsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
-        rows: found.iter().map(|g| GroupRow::new(id, g)).collect(),
+        list: ListPage::new(
+            query,
+            &head.tabs.groups,
+            PER_PAGE,
+            rows,
+            total,
+            "groups",
+            empty,
+        ),
         head,
-        q: query.search_text(),
-        search_action: base,
-        pager,
-        empty,
     })
 }
 
@@ -338,11 +311,7 @@ struct GroupPage {
     group: GroupRow,
     object_id: String,
     groups_url: String,
-    rows: Vec<MemberRow>,
-    q: String,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<MemberRow>,
 }
 
 async fn group(
@@ -366,11 +335,12 @@ async fn group(
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::tenant_group(id, group_id);
-    let (pager, empty) = query.outcome(
-        &base,
+    let rows = members.iter().map(|m| MemberRow::new(id, m)).collect();
+    let list = ListPage::new(
+        query,
+        paths::tenant_group(id, group_id),
         PER_PAGE,
-        members.len(),
+        rows,
         total,
         "members",
         Empty::first_run(
@@ -384,12 +354,8 @@ async fn group(
         group: GroupRow::new(id, &found),
         object_id: found.object_id.to_string(),
         groups_url: head.tabs.groups.clone(),
-        rows: members.iter().map(|m| MemberRow::new(id, m)).collect(),
         head,
-        q: query.search_text(),
-        search_action: base,
-        pager,
-        empty,
+        list,
     })
 }
 
@@ -401,9 +367,7 @@ async fn group(
 struct RunsPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<RunRow>,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<RunRow>,
 }
 
 async fn runs(
@@ -431,20 +395,11 @@ async fn runs(
             None,
         ),
     };
-    let (pager, empty) = query.outcome(
-        &paths::with_id(paths::TENANT_RUNS, id),
-        PER_PAGE,
-        found.len(),
-        total,
-        "runs",
-        first,
-    );
     let now = OffsetDateTime::now_utc();
+    let rows = found.iter().map(|r| RunRow::new(r, now)).collect();
     Ok(RunsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        list: ListPage::new(query, &head.tabs.runs, PER_PAGE, rows, total, "runs", first),
         head,
-        rows: found.iter().map(|r| RunRow::new(r, now)).collect(),
-        pager,
-        empty,
     })
 }

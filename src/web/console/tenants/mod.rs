@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::list::{Empty, ListPage, ListQuery};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
 use crate::directory::views::{self, SyncHealth, TenantSync};
@@ -190,18 +190,9 @@ struct ListRow {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/tenants.html")]
-struct ListPage {
+struct TenantsPage {
     chrome: Chrome,
-    rows: Vec<ListRow>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<ListRow>,
 }
 
 async fn list(
@@ -209,7 +200,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<()>,
-) -> Result<ListPage> {
+) -> Result<TenantsPage> {
     let (found, total) = tenants::list(
         &state.db,
         query.q.as_deref(),
@@ -219,10 +210,18 @@ async fn list(
     .await?;
     let ids: Vec<Uuid> = found.iter().map(|t| t.id).collect();
     let syncs = views::tenant_syncs(&state.db, &ids).await?;
-    let (pager, empty) = query.outcome(
+    let rows = found
+        .iter()
+        .map(|t| ListRow {
+            tenant: Row::from(t),
+            sync: SyncCell::new(syncs.get(&t.id)),
+        })
+        .collect();
+    let list = ListPage::new(
+        query,
         paths::TENANTS,
         PER_PAGE,
-        found.len(),
+        rows,
         total,
         "tenants",
         Empty::first_run(
@@ -231,18 +230,9 @@ async fn list(
             Some(("Go to invitations", paths::INVITATIONS.to_owned())),
         ),
     );
-    Ok(ListPage {
+    Ok(TenantsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
-        rows: found
-            .iter()
-            .map(|t| ListRow {
-                tenant: Row::from(t),
-                sync: SyncCell::new(syncs.get(&t.id)),
-            })
-            .collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list,
     })
 }
 
