@@ -7,6 +7,8 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::types::{InvitationId, TenantRecordId};
+
 /// Who did something.
 #[derive(Clone, Debug)]
 pub enum Actor {
@@ -300,9 +302,9 @@ pub struct AuditEvent {
     /// What happened, as its dotted name.
     pub action: String,
     /// The invitation it concerns, if any.
-    pub invitation_id: Option<Uuid>,
+    pub invitation_id: Option<InvitationId>,
     /// The tenant it concerns, if any.
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantRecordId>,
     /// Details (strings capped at [`MAX_DETAIL_CHARS`]).
     pub detail: Value,
     /// The tenant's display name, joined in for pages.
@@ -347,7 +349,9 @@ macro_rules! named_events {
     ($tail:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             AuditEvent,
-            r#"select a.id, a.at, a.actor, a.action, a.invitation_id, a.tenant_id, a.detail,
+            r#"select a.id, a.at, a.actor, a.action,
+                      a.invitation_id as "invitation_id: crate::types::InvitationId",
+                      a.tenant_id as "tenant_id: crate::types::TenantRecordId", a.detail,
                       t.display_name as "tenant_name?",
                       c.name::text || ' (' || i.admin_email::text || ')' as "invitation_name?"
                from audit_events a

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::types::select_invitations;
 use super::{Invitation, InvitationError, InvitationStatus};
+use crate::types::CustomerId;
 
 /// A filter for listing invitations.
 #[derive(Debug, Clone, Default)]
@@ -14,7 +15,7 @@ pub struct Filter {
     /// Text in the customer's name, the admin's email or the tenant domain.
     pub search: Option<String>,
     /// Only this customer's invitations.
-    pub customer_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
     /// At most this many rows.
     pub limit: i64,
     /// Rows skipped first.
@@ -40,7 +41,7 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
           limit $4 offset $5",
         status,
         pattern,
-        filter.customer_id,
+        filter.customer_id as Option<CustomerId>,
         filter.limit,
         filter.offset,
     )
@@ -55,7 +56,7 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
              and ($3::uuid is null or customer_id = $3)"#,
         status,
         pattern,
-        filter.customer_id,
+        filter.customer_id as Option<CustomerId>,
     )
     .fetch_one(db)
     .await?;

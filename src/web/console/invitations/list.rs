@@ -8,11 +8,11 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use uuid::Uuid;
 
 use super::{Badge, Choice, status_label};
 use crate::customers;
 use crate::invitations::{self, Filter, Invitation, InvitationStatus, Setback};
+use crate::types::CustomerId;
 use crate::web::AppState;
 use crate::web::console::list::{Empty, Filters, ListPage, ListQuery, link};
 use crate::web::console::{Chrome, Section, When};
@@ -27,7 +27,7 @@ const PER_PAGE: i64 = 25;
 #[derive(Default)]
 struct InvitationFilters {
     status: Option<InvitationStatus>,
-    customer: Option<Uuid>,
+    customer: Option<CustomerId>,
 }
 
 impl Filters for InvitationFilters {
@@ -36,9 +36,7 @@ impl Filters for InvitationFilters {
             status: params
                 .get("status")
                 .and_then(|s| InvitationStatus::parse(s).ok()),
-            customer: params
-                .get("customer")
-                .and_then(|c| Uuid::parse_str(c.trim()).ok()),
+            customer: params.get("customer").and_then(|c| c.trim().parse().ok()),
         }
     }
 
@@ -92,7 +90,7 @@ pub(in crate::web::console) struct Row {
 impl From<&Invitation> for Row {
     fn from(i: &Invitation) -> Self {
         Self {
-            url: paths::with_id(paths::INVITATION, i.id),
+            url: paths::invitation(i.id),
             customer: i.customer_name.clone(),
             email: i.admin_email.clone(),
             domain: i.tenant_domain.clone(),

@@ -19,6 +19,7 @@ use crate::directory::views::{
     self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary, UserState,
 };
 use crate::tenants::{self, Tenant};
+use crate::types::TenantRecordId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -36,9 +37,13 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The tenant and its sync summary, or 404.
-async fn load(state: &AppState, id: Uuid, tab: &'static str) -> Result<(Head, SyncSummary)> {
+async fn load(
+    state: &AppState,
+    id: TenantRecordId,
+    tab: &'static str,
+) -> Result<(Head, SyncSummary)> {
     let tenant: Tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
-    let summary = views::sync_summary(&state.db, id)
+    let summary = views::sync_summary(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
     let head = Head {
@@ -171,11 +176,11 @@ async fn users(
     Path(id): Path<String>,
     query: ListQuery<UserFilters>,
 ) -> Result<UsersPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "users").await?;
     let (found, total) = views::users(
         &state.db,
-        id,
+        id.into(),
         query.q.as_deref(),
         query.filters.state,
         PER_PAGE,
@@ -218,7 +223,7 @@ struct GroupRow {
 }
 
 impl GroupRow {
-    fn new(tenant_id: Uuid, g: &DirectoryGroup) -> Self {
+    fn new(tenant_id: TenantRecordId, g: &DirectoryGroup) -> Self {
         Self {
             url: paths::tenant_group(tenant_id, g.object_id),
             name: g.display_name.clone().unwrap_or_default(),
@@ -246,11 +251,11 @@ async fn groups(
     Path(id): Path<String>,
     query: ListQuery<()>,
 ) -> Result<GroupsPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "groups").await?;
     let (found, total) = views::groups(
         &state.db,
-        id,
+        id.into(),
         query.q.as_deref(),
         PER_PAGE,
         query.offset(PER_PAGE),
@@ -289,7 +294,7 @@ struct MemberRow {
 }
 
 impl MemberRow {
-    fn new(tenant_id: Uuid, m: &GroupMember) -> Self {
+    fn new(tenant_id: TenantRecordId, m: &GroupMember) -> Self {
         Self {
             name: m.display_name.clone().unwrap_or_default(),
             upn: m.user_principal_name.clone().unwrap_or_default(),
@@ -321,14 +326,14 @@ async fn group(
     Path((id, group_id)): Path<(String, String)>,
     query: ListQuery<()>,
 ) -> Result<GroupPage> {
-    let (id, group_id) = (parse_id(&id)?, parse_id(&group_id)?);
+    let (id, group_id): (TenantRecordId, Uuid) = (parse_id(&id)?, parse_id(&group_id)?);
     let (head, _) = load(&state, id, "groups").await?;
-    let found = views::group(&state.db, id, group_id)
+    let found = views::group(&state.db, id.into(), group_id)
         .await?
         .ok_or(Error::NotFound)?;
     let (members, total) = views::group_members(
         &state.db,
-        id,
+        id.into(),
         group_id,
         query.q.as_deref(),
         PER_PAGE,
@@ -377,9 +382,10 @@ async fn runs(
     Path(id): Path<String>,
     query: ListQuery<()>,
 ) -> Result<RunsPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "runs").await?;
-    let (found, total) = views::runs(&state.db, id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let (found, total) =
+        views::runs(&state.db, id.into(), PER_PAGE, query.offset(PER_PAGE)).await?;
     let first = match summary.health() {
         SyncHealth::Stopped | SyncHealth::ReconsentNeeded => {
             Empty::first_run("No syncs", "This tenant has not been synced.", None)

@@ -23,7 +23,7 @@ use crate::directory::views::{self, SyncHealth, TenantSync};
 use crate::invitations;
 use crate::operators::Operator;
 use crate::tenants::{self, Tenant, TenantStatus};
-use crate::types::Schedule;
+use crate::types::{Schedule, TenantRecordId};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -84,8 +84,8 @@ pub(in crate::web::console) struct Row {
 impl From<&Tenant> for Row {
     fn from(t: &Tenant) -> Self {
         Self {
-            url: paths::with_id(paths::TENANT, t.id),
-            customer_url: paths::with_id(paths::CUSTOMER, t.customer_id),
+            url: paths::tenant(t.id),
+            customer_url: paths::customer(t.customer_id),
             customer: t.customer_name.clone(),
             name: t.display_name.clone(),
             entra_id: t.entra_tenant_id.to_string(),
@@ -208,13 +208,13 @@ async fn list(
         query.offset(PER_PAGE),
     )
     .await?;
-    let ids: Vec<Uuid> = found.iter().map(|t| t.id).collect();
+    let ids: Vec<Uuid> = found.iter().map(|t| t.id.into()).collect();
     let syncs = views::tenant_syncs(&state.db, &ids).await?;
     let rows = found
         .iter()
         .map(|t| ListRow {
             tenant: Row::from(t),
-            sync: SyncCell::new(syncs.get(&t.id)),
+            sync: SyncCell::new(syncs.get(&t.id.into())),
         })
         .collect();
     let list = ListPage::new(
@@ -238,7 +238,7 @@ async fn list(
 
 /// What every tenant page shows above its content: the name, the status and the tabs.
 pub(super) struct Head {
-    pub id: Uuid,
+    pub id: TenantRecordId,
     pub name: String,
     pub badge: Badge,
     pub tabs: Tabs,
@@ -256,13 +256,13 @@ pub(super) struct Tabs {
 }
 
 impl Tabs {
-    pub fn new(id: Uuid, current: &'static str, users: i64, groups: i64) -> Self {
+    pub fn new(id: TenantRecordId, current: &'static str, users: i64, groups: i64) -> Self {
         Self {
             current,
-            overview: paths::with_id(paths::TENANT, id),
-            users: paths::with_id(paths::TENANT_USERS, id),
-            groups: paths::with_id(paths::TENANT_GROUPS, id),
-            runs: paths::with_id(paths::TENANT_RUNS, id),
+            overview: paths::tenant(id),
+            users: paths::tenant_users(id),
+            groups: paths::tenant_groups(id),
+            runs: paths::tenant_runs(id),
             user_count: users,
             group_count: groups,
         }
@@ -324,7 +324,7 @@ async fn detail(
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<DetailPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let notice = match query.done.as_deref() {
         Some("offboarded") => Some(
             "Tenant offboarded. Its credential and directory copy are erased; a new invitation can connect it again.",
@@ -344,17 +344,17 @@ async fn detail_page(
     state: &AppState,
     operator: &Operator,
     csrf: String,
-    id: Uuid,
+    id: TenantRecordId,
     notice: Option<&'static str>,
     form: Option<(ScheduleForm, ScheduleErrors)>,
 ) -> Result<DetailPage> {
     // Credentials stay sealed in the database: `Tenant` does not even carry them.
     let tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
-    let summary = views::sync_summary(&state.db, id)
+    let summary = views::sync_summary(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
-    let (runs, runs_total) = views::runs(&state.db, id, RECENT_RUNS, 0).await?;
-    let history = audit::for_tenant(&state.db, id)
+    let (runs, runs_total) = views::runs(&state.db, id.into(), RECENT_RUNS, 0).await?;
+    let history = audit::for_tenant(&state.db, id.into())
         .await?
         .iter()
         .map(EventRow::from)
@@ -400,7 +400,7 @@ async fn detail_page(
             tabs: Tabs::new(id, "overview", summary.users, summary.groups),
         },
         entra_id: tenant.entra_tenant_id.to_string(),
-        customer_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        customer_url: paths::customer(tenant.customer_id),
         customer: tenant.customer_name,
         domains: tenant.verified_domains,
         mode: tenant.consent_mode.label(),
@@ -420,7 +420,7 @@ async fn detail_page(
         customer_client_id: tenant.customer_client_id,
         offboarded: tenant.status == TenantStatus::Offboarded,
         reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
-        reconsent_url: needs_consent.then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        reconsent_url: needs_consent.then(|| paths::reconsent_tenant(id)),
         invite_again_url,
         notice,
         sync,
@@ -441,12 +441,12 @@ async fn reconsent(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let live = state.live().await?;
     let issued = invitations::invite_again_for_tenant(
         &state.db,
         state.invitation_context(&live),
-        id,
+        id.into(),
         &Actor::Operator(operator.email.clone()),
         Some(operator.id),
     )
@@ -459,10 +459,10 @@ async fn offboard(
     AdminOperator(operator): AdminOperator,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
-    tenants::offboard(&state.db, id, &Actor::Operator(operator.email)).await?;
+    let id: TenantRecordId = parse_id(&id)?;
+    tenants::offboard(&state.db, id.into(), &Actor::Operator(operator.email)).await?;
     Ok(Redirect::to(&format!(
         "{}?done=offboarded",
-        paths::with_id(paths::TENANT, id)
+        paths::tenant(id)
     )))
 }
