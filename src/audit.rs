@@ -344,9 +344,9 @@ fn field_label(key: &str) -> String {
 }
 
 /// A checked query over the audit trail with the names of the tenant and invitation each row
-/// concerns joined in, for pages; `$tail` (a string literal) filters and orders.
+/// concerns joined in, for pages; `$tail` (string literals joined with `+`) filters and orders.
 macro_rules! named_events {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             AuditEvent,
             r#"select a.id, a.at, a.actor, a.action,
@@ -357,7 +357,7 @@ macro_rules! named_events {
                from audit_events a
                left join tenants t on t.id = a.tenant_id
                left join invitations i on i.id = a.invitation_id
-               left join customers c on c.id = i.customer_id "# + $tail
+               left join customers c on c.id = i.customer_id "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };
@@ -452,6 +452,20 @@ fn find_url(text: &str) -> Option<usize> {
         .min()
 }
 
+/// A checked query over the trail narrowed by a search (`$1`, a `contains_pattern`), given as
+/// `query!(head tokens)` then `$tail` and the arguments: the page and its count share this one
+/// condition.
+macro_rules! events_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or a.actor ilike $1 escape '\'
+                           or a.action ilike $1 escape '\' or a.detail::text ilike $1 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// One page of the whole trail, newest first, optionally narrowed by a search term.
 pub async fn page(
     db: &PgPool,
@@ -459,10 +473,9 @@ pub async fn page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    named_events!(
-        r"where $1::text is null or a.actor ilike $1 escape '\' or a.action ilike $1 escape '\'
-             or a.detail::text ilike $1 escape '\'
-          order by a.at desc, a.id desc limit $2 offset $3",
+    events_matching!(
+        named_events!(),
+        "order by a.at desc, a.id desc limit $2 offset $3",
         search.map(crate::db::contains_pattern),
         limit,
         offset,
@@ -496,10 +509,9 @@ pub async fn for_tenant(db: &PgPool, tenant_id: Uuid) -> Result<Vec<AuditEvent>,
 
 /// How many events [`page`] would go through for `search`, for "showing 1–50 of N".
 pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select count(*) as "count!" from audit_events
-           where $1::text is null or actor ilike $1 escape '\' or action ilike $1 escape '\'
-              or detail::text ilike $1 escape '\'"#,
+    events_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from audit_events a "# +),
+        "",
         search.map(crate::db::contains_pattern),
     )
     .fetch_one(db)

@@ -140,6 +140,20 @@ pub async fn get(db: &PgPool, id: CustomerId) -> Result<Customer, CustomerError>
         .ok_or(CustomerError::NotFound)
 }
 
+/// A checked query over `customers c` narrowed by a search (`$1`, a `contains_pattern`, in the
+/// name or contact), given as `query!(head tokens)` then `$tail` and the arguments: the list
+/// and its count share this one condition.
+macro_rules! customers_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or c.name ilike $1 escape '\'
+                           or c.contact ilike $1 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// Customers by name, optionally narrowed by name or contact; with the total.
 pub async fn list(
     db: &PgPool,
@@ -151,15 +165,16 @@ pub async fn list(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(crate::db::contains_pattern);
-    let rows = sqlx::query!(
-        r#"select c.id as "id: CustomerId", c.name as "name: String", c.contact, c.notes,
-                  c.created_at, c.updated_at,
-                  (select count(*) from invitations i where i.customer_id = c.id) as "invitations!",
-                  (select count(*) from tenants t
-                   where t.customer_id = c.id and t.status <> 'offboarded') as "connected_tenants!"
-           from customers c
-           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'
-           order by c.name limit $2 offset $3"#,
+    let rows = customers_matching!(
+        sqlx::query!(
+            r#"select c.id as "id: CustomerId", c.name as "name: String", c.contact, c.notes,
+                      c.created_at, c.updated_at,
+                      (select count(*) from invitations i where i.customer_id = c.id) as "invitations!",
+                      (select count(*) from tenants t
+                       where t.customer_id = c.id and t.status <> 'offboarded') as "connected_tenants!"
+               from customers c "# +
+        ),
+        "order by c.name limit $2 offset $3",
         pattern,
         limit,
         offset,
@@ -180,9 +195,9 @@ pub async fn list(
         connected_tenants: r.connected_tenants,
     })
     .collect();
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from customers c
-           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'"#,
+    let total = customers_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from customers c "# +),
+        "",
         pattern,
     )
     .fetch_one(db)

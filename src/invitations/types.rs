@@ -119,9 +119,10 @@ pub struct Invitation {
 }
 
 /// A checked query reading [`Invitation`] rows from `invitation_view` (whose columns Postgres
-/// reports as nullable, hence the overrides); `$tail` (a string literal) filters and orders.
+/// reports as nullable, hence the overrides); `$tail` (string literals joined with `+`) filters
+/// and orders.
 macro_rules! select_invitations {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             crate::invitations::Invitation,
             r#"select id as "id!: crate::types::InvitationId",
@@ -136,7 +137,7 @@ macro_rules! select_invitations {
                       tenant_id as "tenant_id: crate::types::TenantRecordId",
                       permission_profile_id as "permission_profile_id!: crate::types::ProfileId",
                       created_at as "created_at!", last_activity_at as "last_activity_at!"
-               from invitation_view "# + $tail
+               from invitation_view "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };

@@ -89,10 +89,10 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
 }
 
-/// A checked query reading [`Tenant`] rows (a tenant with its customer's name); `$tail` (a
-/// string literal) filters and orders.
+/// A checked query reading [`Tenant`] rows (a tenant with its customer's name); `$tail` (string
+/// literals joined with `+`) filters and orders.
 macro_rules! select_tenants {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Tenant,
             r#"select t.id as "id: crate::types::TenantRecordId",
@@ -101,7 +101,7 @@ macro_rules! select_tenants {
                       t.display_name, t.verified_domains, t.consent_mode as "consent_mode: ConsentMode",
                       t.granted_scopes, t.consented_by_oid, t.consented_by_upn, t.consented_at,
                       t.customer_client_id, t.status as "status: TenantStatus", t.created_at
-               from tenants t join customers c on c.id = t.customer_id "# + $tail
+               from tenants t join customers c on c.id = t.customer_id "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };
@@ -491,6 +491,23 @@ pub async fn page_after(
     .await
 }
 
+/// A checked query over `tenants t join customers c` narrowed by a search (`$1` the term, `$2`
+/// its `contains_pattern`: the name, a domain or the customer's name, or the tenant id),
+/// given as `query!(head tokens)` then `$tail` and the arguments: the list and its count share
+/// this one condition.
+macro_rules! tenants_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or t.display_name ilike $2 escape '\'
+                           or t.entra_tenant_id::text = lower($1)
+                           or array_to_string(t.verified_domains, ' ') ilike $2 escape '\'
+                           or c.name ilike $2 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// Tenants, newest consent first, optionally narrowed by name, domain, tenant id or customer;
 /// with the total.
 pub async fn list(
@@ -501,25 +518,21 @@ pub async fn list(
 ) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
     let search = search.map(str::trim).filter(|s| !s.is_empty());
     let pattern = search.map(crate::db::contains_pattern);
-    let rows = select_tenants!(
-        r"where $1::text is null or t.display_name ilike $4 escape '\'
-             or t.entra_tenant_id::text = lower($1)
-             or array_to_string(t.verified_domains, ' ') ilike $4 escape '\'
-             or c.name ilike $4 escape '\'
-          order by t.consented_at desc limit $2 offset $3",
+    let rows = tenants_matching!(
+        select_tenants!(),
+        "order by t.consented_at desc limit $3 offset $4",
         search,
+        pattern,
         limit,
         offset,
-        pattern,
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from tenants t join customers c on c.id = t.customer_id
-           where $1::text is null or t.display_name ilike $2 escape '\'
-              or t.entra_tenant_id::text = lower($1)
-              or array_to_string(t.verified_domains, ' ') ilike $2 escape '\'
-              or c.name ilike $2 escape '\'"#,
+    let total = tenants_matching!(
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from tenants t join customers c on c.id = t.customer_id "# +
+        ),
+        "",
         search,
         pattern,
     )
