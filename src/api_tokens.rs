@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{random_token, sha256};
-use crate::types::Secret;
+use crate::types::{ApiTokenId, Secret};
 
 pub use cache::{CHECK_TTL, TokenCache};
 
@@ -55,7 +55,7 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     /// Its id.
-    pub id: Uuid,
+    pub id: ApiTokenId,
     /// What it is for.
     pub name: String,
     /// What it may do.
@@ -178,7 +178,7 @@ pub async fn create(
         r#"with t as (
                insert into api_tokens (name, token_sha256, scope, created_by, expires_at, owner_id, calls_per_second)
                values ($1, $2, $3, $4, now() + make_interval(days => $5), $6, $7) returning *)
-           select t.id as "id!", t.name as "name!", t.scope as "scope!: Scope",
+           select t.id as "id!: ApiTokenId", t.name as "name!", t.scope as "scope!: Scope",
                   t.created_by as "created_by!", o.email::text as owner, t.created_at as "created_at!",
                   t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr, t.calls_per_second
            from t left join operators o on o.id = t.owner_id"#,
@@ -226,7 +226,7 @@ fn check_rate(calls_per_second: Option<u32>) -> Result<(), TokenError> {
 /// effect within [`cache::CHECK_TTL`], when the cached check expires.
 pub async fn set_rate(
     db: &PgPool,
-    id: Uuid,
+    id: ApiTokenId,
     calls_per_second: Option<u32>,
     actor: &Actor,
 ) -> Result<(), TokenError> {
@@ -236,7 +236,7 @@ pub async fn set_rate(
         "update api_tokens t set calls_per_second = $2
          from api_tokens old where t.id = $1 and old.id = t.id and t.revoked_at is null
          returning t.name, old.calls_per_second as old",
-        id,
+        id as ApiTokenId,
         calls_per_second.map(|n| n as i32),
     )
     .fetch_optional(&mut *tx)
@@ -260,7 +260,8 @@ pub async fn set_rate(
 pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
     sqlx::query_as!(
         ApiToken,
-        r#"select t.id, t.name, t.scope as "scope: Scope", t.created_by, o.email::text as owner,
+        r#"select t.id as "id: ApiTokenId", t.name, t.scope as "scope: Scope", t.created_by,
+                  o.email::text as owner,
                   t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.last_used_addr,
                   t.calls_per_second
            from api_tokens t left join operators o on o.id = t.owner_id
@@ -271,12 +272,12 @@ pub async fn list(db: &PgPool) -> Result<Vec<ApiToken>, sqlx::Error> {
 }
 
 /// Revokes a token at once; audited.
-pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), TokenError> {
+pub async fn revoke(db: &PgPool, id: ApiTokenId, actor: &Actor) -> Result<(), TokenError> {
     let mut tx = db.begin().await?;
     let name = sqlx::query_scalar!(
         "update api_tokens set revoked_at = now() where id = $1 and revoked_at is null
          returning name",
-        id
+        id as ApiTokenId
     )
     .fetch_optional(&mut *tx)
     .await?;

@@ -7,6 +7,8 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::types::{InvitationId, TenantRecordId};
+
 /// Who did something.
 #[derive(Clone, Debug)]
 pub enum Actor {
@@ -330,9 +332,9 @@ pub struct AuditEvent {
     /// What happened, as its dotted name.
     pub action: String,
     /// The invitation it concerns, if any.
-    pub invitation_id: Option<Uuid>,
+    pub invitation_id: Option<InvitationId>,
     /// The tenant it concerns, if any.
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantRecordId>,
     /// Details (strings capped at [`MAX_DETAIL_CHARS`]).
     pub detail: Value,
     /// The tenant's display name, joined in for pages.
@@ -372,18 +374,20 @@ fn field_label(key: &str) -> String {
 }
 
 /// A checked query over the audit trail with the names of the tenant and invitation each row
-/// concerns joined in, for pages; `$tail` (a string literal) filters and orders.
+/// concerns joined in, for pages; `$tail` (string literals joined with `+`) filters and orders.
 macro_rules! named_events {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             AuditEvent,
-            r#"select a.id, a.at, a.actor, a.action, a.invitation_id, a.tenant_id, a.detail,
+            r#"select a.id, a.at, a.actor, a.action,
+                      a.invitation_id as "invitation_id: crate::types::InvitationId",
+                      a.tenant_id as "tenant_id: crate::types::TenantRecordId", a.detail,
                       t.display_name as "tenant_name?",
                       c.name::text || ' (' || i.admin_email::text || ')' as "invitation_name?"
                from audit_events a
                left join tenants t on t.id = a.tenant_id
                left join invitations i on i.id = a.invitation_id
-               left join customers c on c.id = i.customer_id "# + $tail
+               left join customers c on c.id = i.customer_id "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };
@@ -478,6 +482,20 @@ fn find_url(text: &str) -> Option<usize> {
         .min()
 }
 
+/// A checked query over the trail narrowed by a search (`$1`, a `contains_pattern`), given as
+/// `query!(head tokens)` then `$tail` and the arguments: the page and its count share this one
+/// condition.
+macro_rules! events_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or a.actor ilike $1 escape '\'
+                           or a.action ilike $1 escape '\' or a.detail::text ilike $1 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// One page of the whole trail, newest first, optionally narrowed by a search term.
 pub async fn page(
     db: &PgPool,
@@ -485,10 +503,9 @@ pub async fn page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    named_events!(
-        r"where $1::text is null or a.actor ilike $1 escape '\' or a.action ilike $1 escape '\'
-             or a.detail::text ilike $1 escape '\'
-          order by a.at desc, a.id desc limit $2 offset $3",
+    events_matching!(
+        named_events!(),
+        "order by a.at desc, a.id desc limit $2 offset $3",
         search.map(crate::db::contains_pattern),
         limit,
         offset,
@@ -522,10 +539,9 @@ pub async fn for_tenant(db: &PgPool, tenant_id: Uuid) -> Result<Vec<AuditEvent>,
 
 /// How many events [`page`] would go through for `search`, for "showing 1–50 of N".
 pub async fn count(db: &PgPool, search: Option<&str>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select count(*) as "count!" from audit_events
-           where $1::text is null or actor ilike $1 escape '\' or action ilike $1 escape '\'
-              or detail::text ilike $1 escape '\'"#,
+    events_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from audit_events a "# +),
+        "",
         search.map(crate::db::contains_pattern),
     )
     .fetch_one(db)

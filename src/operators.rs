@@ -61,7 +61,7 @@ pub struct Operator {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OperatorSummary {
     /// The operator's id.
-    pub id: Uuid,
+    pub id: crate::types::OperatorId,
     /// Sign-in email.
     pub email: String,
     /// What they may do.
@@ -469,7 +469,8 @@ pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Operator, Operato
 pub async fn list(db: &PgPool) -> Result<Vec<OperatorSummary>, sqlx::Error> {
     sqlx::query_as!(
         OperatorSummary,
-        r#"select o.id, o.email::text as "email!", o.role as "role: Role", o.created_at,
+        r#"select o.id as "id: crate::types::OperatorId", o.email::text as "email!",
+                  o.role as "role: Role", o.created_at,
                   o.last_login_at,
                   (select count(*) from sessions s
                    where s.operator_id = o.id and s.expires_at > now()) as "sessions!"

@@ -37,12 +37,12 @@ pub(crate) enum ApiTokenCommand {
     /// Revoke a token at once.
     Revoke {
         /// The token's id (from `list`).
-        id: uuid::Uuid,
+        id: crate::types::ApiTokenId,
     },
     /// Set a token's own JSON API rate; it applies within seconds.
     Rate {
         /// The token's id (from `list`).
-        id: uuid::Uuid,
+        id: crate::types::ApiTokenId,
         /// Calls per second (1–100000), or `default` for the System Settings default.
         #[arg(value_parser = parse_rate)]
         calls_per_second: Rate,

@@ -2,13 +2,13 @@
 
 use clap::Subcommand;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::{Failure, Output, pool, truncate};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::format;
 use crate::invitations::{self, Filter, InvitationStatus, NewInvitation, mail};
+use crate::types::InvitationId;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum InviteCommand {
@@ -45,10 +45,10 @@ pub(crate) enum InviteCommand {
         output: Output,
     },
     /// Revoke an invitation: its link stops working for good.
-    Revoke { id: Uuid },
+    Revoke { id: InvitationId },
     /// Mint a new link (the old one stops working) and email it again.
     Resend {
-        id: Uuid,
+        id: InvitationId,
         #[command(flatten)]
         output: Output,
     },

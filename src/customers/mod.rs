@@ -3,8 +3,8 @@
 
 mod records;
 
+use crate::types::CustomerId;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 pub use records::{create, find_or_create, get, list, names, page_after, update};
 
@@ -19,7 +19,7 @@ pub const MAX_NOTES_CHARS: usize = 2000;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Customer {
     /// Gangway's id.
-    pub id: Uuid,
+    pub id: CustomerId,
     /// Unique regardless of case.
     pub name: String,
     /// Who to talk to, free text.

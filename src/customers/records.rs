@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{Customer, CustomerDetails, CustomerError, CustomerName, Listed};
 use crate::audit::{self, Action, Actor};
 use crate::db::ResultExt;
+use crate::types::CustomerId;
 
 /// The constraint that keeps names unique regardless of case.
 const NAME_KEY: &str = "customers_name_key";
@@ -17,7 +18,8 @@ macro_rules! customers {
     ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Customer,
-            $head + r#" id, name as "name: String", contact, notes, created_at, updated_at "# + $tail
+            $head + r#" id as "id: CustomerId", name as "name: String", contact, notes,
+                        created_at, updated_at "# + $tail
             $(, $arg)*
         )
     };
@@ -29,10 +31,11 @@ pub async fn find_or_create(
     tx: &mut PgConnection,
     name: &CustomerName,
     actor: &Actor,
-) -> Result<Uuid, sqlx::Error> {
+) -> Result<CustomerId, sqlx::Error> {
     // `on conflict do nothing` returns no row when the name exists: then it is read back.
     let inserted = sqlx::query_scalar!(
-        "insert into customers (name) values ($1) on conflict (name) do nothing returning id",
+        r#"insert into customers (name) values ($1) on conflict (name) do nothing
+           returning id as "id: CustomerId""#,
         name.as_str() as &str,
     )
     .fetch_optional(&mut *tx)
@@ -44,7 +47,7 @@ pub async fn find_or_create(
         }
         None => {
             sqlx::query_scalar!(
-                "select id from customers where name = $1::citext",
+                r#"select id as "id: CustomerId" from customers where name = $1::citext"#,
                 name.as_str() as &str,
             )
             .fetch_one(&mut *tx)
@@ -85,7 +88,7 @@ pub async fn create(
 /// Changes a customer's name, contact and notes.
 pub async fn update(
     db: &PgPool,
-    id: Uuid,
+    id: CustomerId,
     details: &CustomerDetails,
     actor: &Actor,
 ) -> Result<Customer, CustomerError> {
@@ -93,7 +96,7 @@ pub async fn update(
     let updated = customers!(
         "update customers set name = $2, contact = $3, notes = $4 where id = $1 returning",
         "",
-        id,
+        id as CustomerId,
         details.name.as_str() as &str,
         details.contact,
         details.notes,
@@ -115,7 +118,7 @@ async fn record(
     tx: &mut PgConnection,
     actor: &Actor,
     action: Action,
-    id: Uuid,
+    id: CustomerId,
     name: &str,
 ) -> Result<(), sqlx::Error> {
     audit::record(
@@ -130,11 +133,25 @@ async fn record(
 }
 
 /// A customer by id.
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Customer, CustomerError> {
-    customers!("select", "from customers where id = $1", id)
+pub async fn get(db: &PgPool, id: CustomerId) -> Result<Customer, CustomerError> {
+    customers!("select", "from customers where id = $1", id as CustomerId)
         .fetch_optional(db)
         .await?
         .ok_or(CustomerError::NotFound)
+}
+
+/// A checked query over `customers c` narrowed by a search (`$1`, a `contains_pattern`, in the
+/// name or contact), given as `query!(head tokens)` then `$tail` and the arguments: the list
+/// and its count share this one condition.
+macro_rules! customers_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or c.name ilike $1 escape '\'
+                           or c.contact ilike $1 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
 }
 
 /// Customers by name, optionally narrowed by name or contact; with the total.
@@ -148,14 +165,16 @@ pub async fn list(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(crate::db::contains_pattern);
-    let rows = sqlx::query!(
-        r#"select c.id, c.name as "name: String", c.contact, c.notes, c.created_at, c.updated_at,
-                  (select count(*) from invitations i where i.customer_id = c.id) as "invitations!",
-                  (select count(*) from tenants t
-                   where t.customer_id = c.id and t.status <> 'offboarded') as "connected_tenants!"
-           from customers c
-           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'
-           order by c.name limit $2 offset $3"#,
+    let rows = customers_matching!(
+        sqlx::query!(
+            r#"select c.id as "id: CustomerId", c.name as "name: String", c.contact, c.notes,
+                      c.created_at, c.updated_at,
+                      (select count(*) from invitations i where i.customer_id = c.id) as "invitations!",
+                      (select count(*) from tenants t
+                       where t.customer_id = c.id and t.status <> 'offboarded') as "connected_tenants!"
+               from customers c "# +
+        ),
+        "order by c.name limit $2 offset $3",
         pattern,
         limit,
         offset,
@@ -176,9 +195,9 @@ pub async fn list(
         connected_tenants: r.connected_tenants,
     })
     .collect();
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from customers c
-           where $1::text is null or c.name ilike $1 escape '\' or c.contact ilike $1 escape '\'"#,
+    let total = customers_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from customers c "# +),
+        "",
         pattern,
     )
     .fetch_one(db)

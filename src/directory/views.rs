@@ -392,6 +392,26 @@ pub struct DirectoryUser {
     pub updated_at: OffsetDateTime,
 }
 
+/// A checked query over a tenant's `directory_users` (`$1`) narrowed by a search (`$2` a
+/// `contains_pattern`, `$3` an object id) and a [`UserState`] (`$4`), given as `query!(head
+/// tokens)` then `$tail` and the arguments: the page and its count share this one condition.
+macro_rules! users_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where tenant_id = $1
+                  and ($2::text is null or display_name ilike $2 escape '\'
+                       or user_principal_name ilike $2 escape '\' or mail ilike $2 escape '\'
+                       or object_id = $3)
+                  and ($4::text is null
+                       or ($4 = 'enabled' and soft_deleted_at is null and account_enabled is not false)
+                       or ($4 = 'disabled' and soft_deleted_at is null and account_enabled is false)
+                       or ($4 = 'deleted' and soft_deleted_at is not null)) "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// One page of the tenant's users by display name, optionally narrowed to those whose name,
 /// UPN or mail contains `search` (or whose object id it is); recycle-bin users included. With
 /// the total.
@@ -405,21 +425,15 @@ pub async fn users(
 ) -> Result<(Vec<DirectoryUser>, i64), sqlx::Error> {
     let state = state.map(UserState::as_str);
     let (pattern, id) = search_terms(search);
-    let rows = sqlx::query_as!(
-        DirectoryUser,
-        r"select object_id, user_principal_name, display_name, given_name, surname, mail,
-                 business_phones, mobile_phone, job_title, department, account_enabled,
-                 soft_deleted_at, last_seen_at, updated_at
-          from directory_users
-          where tenant_id = $1
-            and ($2::text is null or display_name ilike $2 escape '\'
-                 or user_principal_name ilike $2 escape '\' or mail ilike $2 escape '\'
-                 or object_id = $3)
-            and ($4::text is null
-                 or ($4 = 'enabled' and soft_deleted_at is null and account_enabled is not false)
-                 or ($4 = 'disabled' and soft_deleted_at is null and account_enabled is false)
-                 or ($4 = 'deleted' and soft_deleted_at is not null))
-          order by display_name, object_id limit $5 offset $6",
+    let rows = users_matching!(
+        sqlx::query_as!(
+            DirectoryUser,
+            r"select object_id, user_principal_name, display_name, given_name, surname, mail,
+                     business_phones, mobile_phone, job_title, department, account_enabled,
+                     soft_deleted_at, last_seen_at, updated_at
+              from directory_users " +
+        ),
+        "order by display_name, object_id limit $5 offset $6",
         tenant_id,
         pattern,
         id,
@@ -429,16 +443,9 @@ pub async fn users(
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from directory_users
-           where tenant_id = $1
-             and ($2::text is null or display_name ilike $2 escape '\'
-                  or user_principal_name ilike $2 escape '\' or mail ilike $2 escape '\'
-                  or object_id = $3)
-             and ($4::text is null
-                  or ($4 = 'enabled' and soft_deleted_at is null and account_enabled is not false)
-                  or ($4 = 'disabled' and soft_deleted_at is null and account_enabled is false)
-                  or ($4 = 'deleted' and soft_deleted_at is not null))"#,
+    let total = users_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from directory_users "# +),
+        "",
         tenant_id,
         pattern,
         id,
@@ -530,16 +537,33 @@ pub(super) const GROUP_COLUMNS: &str =
       where m.tenant_id = g.tenant_id and m.group_id = g.object_id) as members";
 
 /// A checked query reading [`DirectoryGroup`]s from `directory_groups g` (the columns of
-/// [`GROUP_COLUMNS`], which the dynamic feed uses); `$tail` (a string literal) filters and orders.
+/// [`GROUP_COLUMNS`], which the dynamic feed uses); `$tail` (string literals, joined with `+`)
+/// filters and orders.
 macro_rules! select_groups {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             DirectoryGroup,
             r#"select g.object_id, g.display_name, g.description, g.mail, g.mail_enabled,
                       g.security_enabled, g.soft_deleted_at,
                       (select count(*) from directory_group_members m
                         where m.tenant_id = g.tenant_id and m.group_id = g.object_id) as "members!"
-               from directory_groups g "# + $tail
+               from directory_groups g "# + $tail $(+ $more)*
+            $(, $arg)*
+        )
+    };
+}
+
+/// A checked query over a tenant's `directory_groups g` (`$1`) narrowed by a search (`$2` a
+/// `contains_pattern`, `$3` an object id), given as `query!(head tokens)` then `$tail` and the
+/// arguments: the page and its count share this one condition.
+macro_rules! groups_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where g.tenant_id = $1
+                  and ($2::text is null or g.display_name ilike $2 escape '\'
+                       or g.mail ilike $2 escape '\' or g.description ilike $2 escape '\'
+                       or g.object_id = $3) "
+                + $tail
             $(, $arg)*
         )
     };
@@ -555,12 +579,9 @@ pub async fn groups(
     offset: i64,
 ) -> Result<(Vec<DirectoryGroup>, i64), sqlx::Error> {
     let (pattern, id) = search_terms(search);
-    let rows = select_groups!(
-        r"where g.tenant_id = $1
-            and ($2::text is null or g.display_name ilike $2 escape '\'
-                 or g.mail ilike $2 escape '\' or g.description ilike $2 escape '\'
-                 or g.object_id = $3)
-          order by g.display_name, g.object_id limit $4 offset $5",
+    let rows = groups_matching!(
+        select_groups!(),
+        "order by g.display_name, g.object_id limit $4 offset $5",
         tenant_id,
         pattern,
         id,
@@ -569,12 +590,9 @@ pub async fn groups(
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from directory_groups g
-           where g.tenant_id = $1
-             and ($2::text is null or g.display_name ilike $2 escape '\'
-                  or g.mail ilike $2 escape '\' or g.description ilike $2 escape '\'
-                  or g.object_id = $3)"#,
+    let total = groups_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from directory_groups g "# +),
+        "",
         tenant_id,
         pattern,
         id,
@@ -641,6 +659,26 @@ impl GroupMember {
     }
 }
 
+/// A checked query over the members of a tenant's (`$1`) group (`$2`), with the users and groups
+/// of the copy they are, narrowed by a search (`$3` a `contains_pattern`, `$4` an object id);
+/// given as `query!(head tokens)` (the columns) then `$tail` and the arguments: the page and its
+/// count share this one `from` and condition.
+macro_rules! members_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"from directory_group_members m
+                left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
+                left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
+                where m.tenant_id = $1 and m.group_id = $2
+                  and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\'
+                       or u.user_principal_name ilike $3 escape '\'
+                       or coalesce(u.mail, g.mail) ilike $3 escape '\' or m.member_id = $4) "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// One page of a group's members, those in the copy first by name, then the others by id.
 /// With the total.
 pub async fn group_members(
@@ -652,23 +690,19 @@ pub async fn group_members(
     offset: i64,
 ) -> Result<(Vec<GroupMember>, i64), sqlx::Error> {
     let (pattern, id) = search_terms(search);
-    let rows = sqlx::query_as!(
-        GroupMember,
-        r#"select m.member_id, m.member_type,
-                  (u.object_id is not null or g.object_id is not null) as "in_copy!",
-                  coalesce(u.display_name, g.display_name) as display_name,
-                  u.user_principal_name as "user_principal_name?", coalesce(u.mail, g.mail) as mail,
-                  coalesce(u.soft_deleted_at, g.soft_deleted_at) is not null as "soft_deleted!"
-           from directory_group_members m
-           left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
-           left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-           where m.tenant_id = $1 and m.group_id = $2
-             and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\'
-                  or u.user_principal_name ilike $3 escape '\'
-                  or coalesce(u.mail, g.mail) ilike $3 escape '\' or m.member_id = $4)
-           order by (u.object_id is null and g.object_id is null),
-                    coalesce(u.display_name, g.display_name), m.member_id
-           limit $5 offset $6"#,
+    let rows = members_matching!(
+        sqlx::query_as!(
+            GroupMember,
+            r#"select m.member_id, m.member_type,
+                      (u.object_id is not null or g.object_id is not null) as "in_copy!",
+                      coalesce(u.display_name, g.display_name) as display_name,
+                      u.user_principal_name as "user_principal_name?",
+                      coalesce(u.mail, g.mail) as mail,
+                      coalesce(u.soft_deleted_at, g.soft_deleted_at) is not null as "soft_deleted!" "# +
+        ),
+        "order by (u.object_id is null and g.object_id is null),
+                  coalesce(u.display_name, g.display_name), m.member_id
+         limit $5 offset $6",
         tenant_id,
         group_id,
         pattern,
@@ -678,15 +712,9 @@ pub async fn group_members(
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!"
-           from directory_group_members m
-           left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
-           left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-           where m.tenant_id = $1 and m.group_id = $2
-             and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\'
-                  or u.user_principal_name ilike $3 escape '\'
-                  or coalesce(u.mail, g.mail) ilike $3 escape '\' or m.member_id = $4)"#,
+    let total = members_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" "# +),
+        "",
         tenant_id,
         group_id,
         pattern,

@@ -854,7 +854,7 @@ mod tests {
 
     fn profile() -> ProfileNeeds {
         ProfileNeeds {
-            id: uuid::Uuid::nil(),
+            id: uuid::Uuid::nil().into(),
             name: "Read-only directory".into(),
             delegated: vec![
                 "User.Read.All".into(),

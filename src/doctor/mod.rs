@@ -150,7 +150,7 @@ pub struct RedirectUri {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProfileNeeds {
     /// The profile's id.
-    pub id: uuid::Uuid,
+    pub id: crate::types::ProfileId,
     /// Its name.
     pub name: String,
     /// Delegated Microsoft Graph permissions.

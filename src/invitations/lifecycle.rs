@@ -13,7 +13,7 @@ use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::customers;
 use crate::types::Branding;
-use crate::types::DomainName;
+use crate::types::{CustomerId, DomainName, InvitationId, ProfileId};
 use crate::webhooks;
 
 /// What building links and invitation mail needs.
@@ -54,7 +54,7 @@ pub async fn invite_again_for_tenant(
                   coalesce((select i.admin_email::text from invitations i where i.tenant_id = t.id
                             order by i.created_at desc limit 1), t.consented_by_upn) as admin,
                   t.consent_mode as "mode: crate::types::ConsentMode", t.verified_domains,
-                  t.permission_profile_id
+                  t.permission_profile_id as "permission_profile_id: ProfileId"
            from tenants t join customers c on c.id = t.customer_id where t.id = $1"#,
         tenant_id,
     )
@@ -107,18 +107,19 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let customer_id = customers::find_or_create(&mut tx, &new.customer, actor).await?;
     let id = sqlx::query_scalar!(
-        "insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at,
-                                  created_by, permission_profile_id)
-         values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7,
-                 coalesce($8, (select id from permission_profiles where is_default))) returning id",
-        customer_id,
+        r#"insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at,
+                                    created_by, permission_profile_id)
+           values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7,
+                   coalesce($8, (select id from permission_profiles where is_default)))
+           returning id as "id: InvitationId""#,
+        customer_id as CustomerId,
         new.admin_email.as_str() as &str,
         new.mode as crate::types::ConsentMode,
         new.tenant_domain.as_ref().map(DomainName::as_str) as Option<&str>,
         token.hash(),
         new.valid_for.as_secs_f64(),
         created_by,
-        new.profile,
+        new.profile as Option<ProfileId>,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -132,7 +133,7 @@ pub async fn create(
         &mut *tx,
         actor,
         Action::InvitationCreated,
-        Some(id),
+        Some(id.into()),
         None,
         detail,
     )
@@ -146,7 +147,7 @@ pub async fn create(
 pub async fn resend(
     db: &PgPool,
     cx: Context<'_>,
-    id: Uuid,
+    id: InvitationId,
     actor: &Actor,
 ) -> Result<Issued, InvitationError> {
     let mut tx = db.begin().await?;
@@ -163,7 +164,7 @@ pub async fn resend(
         "update invitations set token_sha256 = $2, status = 'pending', last_activity_at = now(),
                 expires_at = now() + (expires_at - created_at)
          where id = $1",
-        id,
+        id as InvitationId,
         token.hash(),
     )
     .execute(&mut *tx)
@@ -173,7 +174,7 @@ pub async fn resend(
         &mut *tx,
         actor,
         Action::InvitationResent,
-        Some(id),
+        Some(id.into()),
         None,
         json!({}),
     )
@@ -186,7 +187,7 @@ pub async fn resend(
 async fn issue(
     tx: &mut PgConnection,
     cx: Context<'_>,
-    id: Uuid,
+    id: InvitationId,
     token: &InvitationToken,
 ) -> Result<Issued, InvitationError> {
     let invitation = find(&mut *tx, id).await?;
@@ -196,7 +197,11 @@ async fn issue(
 }
 
 /// Revokes an invitation for good.
-pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, InvitationError> {
+pub async fn revoke(
+    db: &PgPool,
+    id: InvitationId,
+    actor: &Actor,
+) -> Result<Invitation, InvitationError> {
     let mut tx = db.begin().await?;
     let current = lock(&mut tx, id).await?;
     if matches!(
@@ -210,7 +215,7 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
     }
     sqlx::query!(
         "update invitations set status = 'revoked', last_activity_at = now() where id = $1",
-        id,
+        id as InvitationId,
     )
     .execute(&mut *tx)
     .await?;
@@ -219,7 +224,7 @@ pub async fn revoke(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Invitation, 
         &mut *tx,
         actor,
         Action::InvitationRevoked,
-        Some(id),
+        Some(id.into()),
         None,
         json!({}),
     )
@@ -274,7 +279,7 @@ pub async fn open(
             invitation.last_activity_at = sqlx::query_scalar!(
                 "update invitations set status = 'opened', last_activity_at = now() where id = $1
                  returning last_activity_at",
-                invitation.id,
+                invitation.id as InvitationId,
             )
             .fetch_one(&mut *tx)
             .await?;
@@ -283,7 +288,7 @@ pub async fn open(
                 &mut *tx,
                 actor,
                 Action::InvitationOpened,
-                Some(invitation.id),
+                Some(invitation.id.into()),
                 None,
                 json!({}),
             )
@@ -297,22 +302,28 @@ pub async fn open(
 }
 
 /// An invitation by id.
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Invitation, InvitationError> {
+pub async fn get(db: &PgPool, id: InvitationId) -> Result<Invitation, InvitationError> {
     find(db, id).await
 }
 
-async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Invitation, InvitationError> {
-    select_invitations!("where id = $1", id)
+async fn find(
+    db: impl sqlx::PgExecutor<'_>,
+    id: InvitationId,
+) -> Result<Invitation, InvitationError> {
+    select_invitations!("where id = $1", id as InvitationId)
         .fetch_optional(db)
         .await?
         .ok_or(InvitationError::NotFound)
 }
 
 /// Locks the row for a state change and returns it with its derived status.
-pub(crate) async fn lock(tx: &mut PgConnection, id: Uuid) -> Result<Invitation, InvitationError> {
+pub(crate) async fn lock(
+    tx: &mut PgConnection,
+    id: InvitationId,
+) -> Result<Invitation, InvitationError> {
     sqlx::query!(
         "select 1 as locked from invitations where id = $1 for update",
-        id
+        id as InvitationId
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -327,7 +338,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// `reason` is for operators, `notice` is what the customer is shown when they come back.
 pub async fn record_setback(
     db: &PgPool,
-    id: Uuid,
+    id: InvitationId,
     setback: Setback,
     reason: &str,
     notice: &str,
@@ -346,7 +357,7 @@ pub async fn record_setback(
         "update invitations set status = $2, attempts = attempts + 1, last_error = $3, customer_notice = $4,
                 last_outcome = $2, last_outcome_at = now(), last_activity_at = now()
          where id = $1 and status not in ('consented', 'revoked')",
-        id,
+        id as InvitationId,
         setback as Setback,
         reason,
         notice,
@@ -357,14 +368,17 @@ pub async fn record_setback(
         &mut *tx,
         actor,
         action,
-        Some(id),
+        Some(id.into()),
         None,
         json!({ "reason": reason }),
     )
     .await?;
-    let customer_id = sqlx::query_scalar!("select customer_id from invitations where id = $1", id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let customer_id = sqlx::query_scalar!(
+        "select customer_id from invitations where id = $1",
+        id as InvitationId
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let event = match setback {
         Setback::Declined => webhooks::EventType::InvitationDeclined,
         Setback::Failed => webhooks::EventType::InvitationFailed,
@@ -384,18 +398,18 @@ pub async fn record_setback(
 /// Notes activity (e.g. the admin left for Microsoft's sign-in) without changing status.
 pub async fn touch(
     db: &PgPool,
-    id: Uuid,
+    id: InvitationId,
     actor: &Actor,
     action: Action,
 ) -> Result<(), InvitationError> {
     let mut tx = db.begin().await?;
     sqlx::query!(
         "update invitations set last_activity_at = now() where id = $1",
-        id
+        id as InvitationId
     )
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut *tx, actor, action, Some(id), None, json!({})).await?;
+    audit::record(&mut *tx, actor, action, Some(id.into()), None, json!({})).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::types::select_invitations;
 use super::{Invitation, InvitationError, InvitationStatus};
+use crate::types::CustomerId;
 
 /// A filter for listing invitations.
 #[derive(Debug, Clone, Default)]
@@ -14,11 +15,28 @@ pub struct Filter {
     /// Text in the customer's name, the admin's email or the tenant domain.
     pub search: Option<String>,
     /// Only this customer's invitations.
-    pub customer_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
     /// At most this many rows.
     pub limit: i64,
     /// Rows skipped first.
     pub offset: i64,
+}
+
+/// A checked query over `invitation_view` narrowed by a [`Filter`] (`$1` status, `$2` search
+/// pattern, `$3` customer), given as `query!(head tokens)` then `$tail` and the arguments: the
+/// list and its count share this one condition.
+macro_rules! invitations_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where ($1::text is null or effective_status = $1
+                              or (last_outcome = $1 and effective_status in ('pending', 'opened')))
+                         and ($2::text is null or customer_name ilike $2 escape '\'
+                              or admin_email ilike $2 escape '\' or tenant_domain ilike $2 escape '\')
+                         and ($3::uuid is null or customer_id = $3) "
+                + $tail
+            $(, $arg)*
+        )
+    };
 }
 
 /// Invitations matching `filter`, open ones first, then newest first; with the total count.
@@ -30,32 +48,24 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(crate::db::contains_pattern);
-    let rows = select_invitations!(
-        r"where ($1::text is null or effective_status = $1
-                 or (last_outcome = $1 and effective_status in ('pending', 'opened')))
-            and ($2::text is null or customer_name ilike $2 escape '\' or admin_email ilike $2 escape '\'
-                 or tenant_domain ilike $2 escape '\')
-            and ($3::uuid is null or customer_id = $3)
-          order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
-          limit $4 offset $5",
+    let rows = invitations_matching!(
+        select_invitations!(),
+        "order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
+         limit $4 offset $5",
         status,
         pattern,
-        filter.customer_id,
+        filter.customer_id as Option<CustomerId>,
         filter.limit,
         filter.offset,
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from invitation_view
-           where ($1::text is null or effective_status = $1
-                  or (last_outcome = $1 and effective_status in ('pending', 'opened')))
-             and ($2::text is null or customer_name ilike $2 escape '\' or admin_email ilike $2 escape '\'
-                  or tenant_domain ilike $2 escape '\')
-             and ($3::uuid is null or customer_id = $3)"#,
+    let total = invitations_matching!(
+        sqlx::query_scalar!(r#"select count(*) as "count!" from invitation_view "# +),
+        "",
         status,
         pattern,
-        filter.customer_id,
+        filter.customer_id as Option<CustomerId>,
     )
     .fetch_one(db)
     .await?;

@@ -21,9 +21,9 @@ use crate::audit::{self, Action, Actor};
 use crate::background::{self, Activity, BackgroundTask, Backoff, Batch, Leased};
 use crate::crypto::Keyring;
 use crate::types::Branding;
-use crate::types::Profile;
 use crate::types::Secret;
 use crate::types::profile::Permission;
+use crate::types::{InvitationId, Profile, ProfileId};
 
 /// A rendered email, as sealed in the outbox.
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,17 +110,17 @@ pub async fn enqueue(
 ) -> Result<(), sqlx::Error> {
     let profile = sqlx::query_as!(
         Profile,
-        r#"select id, name::text as "name!", description,
+        r#"select id as "id: ProfileId", name::text as "name!", description,
                   delegated as "delegated: Json<Vec<Permission>>",
                   application as "application: Json<Vec<Permission>>", built_in, is_default
            from permission_profiles where id = $1"#,
-        invitation.permission_profile_id
+        invitation.permission_profile_id as ProfileId
     )
     .fetch_one(&mut *tx)
     .await?;
     let why_again = super::reconsent::why_asked_again(&mut *tx, invitation).await?;
     let email = render(cx, invitation, link, &profile, why_again);
-    enqueue_email(tx, cx.keys, &email, Some(invitation.id)).await
+    enqueue_email(tx, cx.keys, &email, Some(invitation.id.into())).await
 }
 
 /// Queues any email carrying a link, sealed, for the outbox worker (`invitation`: the
@@ -146,10 +146,13 @@ pub async fn enqueue_email(
 }
 
 /// Drops an invitation's undelivered mail: it carries a link that no longer works.
-pub async fn discard_unsent(tx: &mut PgConnection, invitation_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn discard_unsent(
+    tx: &mut PgConnection,
+    invitation_id: InvitationId,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "delete from outbox where invitation_id = $1 and sent_at is null",
-        invitation_id
+        invitation_id as InvitationId
     )
     .execute(tx)
     .await?;

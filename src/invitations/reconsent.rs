@@ -4,6 +4,7 @@
 use sqlx::PgExecutor;
 
 use super::Invitation;
+use crate::types::CustomerId;
 
 /// One reason a tenant's access stops working: as recorded for operators (the start of the
 /// tenant's sync error) and as the customer's admin reads it.
@@ -80,7 +81,7 @@ pub async fn why_asked_again(
         "select sync_error from tenants
          where customer_id = $1 and status = 'reconsent_required' and $2 = any(verified_domains)
          limit 1",
-        invitation.customer_id,
+        invitation.customer_id as CustomerId,
         domain,
     )
     .fetch_optional(db)

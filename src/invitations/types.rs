@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::customers::{CustomerError, CustomerName};
-use crate::types::{ConsentMode, DomainName, EmailAddress, Invalid};
+use crate::types::{
+    ConsentMode, CustomerId, DomainName, EmailAddress, Invalid, InvitationId, ProfileId,
+    TenantRecordId,
+};
 
 /// Where an invitation stands. `Expired` is derived from `expires_at`, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
@@ -75,9 +77,9 @@ impl InvitationStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Invitation {
     /// Gangway's id.
-    pub id: Uuid,
+    pub id: InvitationId,
     /// The customer record it belongs to.
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     /// That customer's name (joined in by the view).
     pub customer_name: String,
     /// The customer's Global Administrator it was sent to.
@@ -103,11 +105,11 @@ pub struct Invitation {
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_outcome_at: Option<OffsetDateTime>,
     /// The connected tenant of another customer that refused the last consent, if that is why.
-    pub conflict_tenant_id: Option<Uuid>,
+    pub conflict_tenant_id: Option<TenantRecordId>,
     /// The tenant connected through it, once consented.
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantRecordId>,
     /// The permission profile it asks for.
-    pub permission_profile_id: Uuid,
+    pub permission_profile_id: ProfileId,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -117,21 +119,25 @@ pub struct Invitation {
 }
 
 /// A checked query reading [`Invitation`] rows from `invitation_view` (whose columns Postgres
-/// reports as nullable, hence the overrides); `$tail` (a string literal) filters and orders.
+/// reports as nullable, hence the overrides); `$tail` (string literals joined with `+`) filters
+/// and orders.
 macro_rules! select_invitations {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             crate::invitations::Invitation,
-            r#"select id as "id!", customer_id as "customer_id!", customer_name as "customer_name!",
+            r#"select id as "id!: crate::types::InvitationId",
+                      customer_id as "customer_id!: crate::types::CustomerId", customer_name as "customer_name!",
                       admin_email::text as "admin_email!",
                       consent_mode as "consent_mode!: crate::types::ConsentMode",
                       tenant_domain::text as tenant_domain, expires_at as "expires_at!",
                       effective_status as "status!: crate::invitations::InvitationStatus",
                       attempts as "attempts!", last_error, customer_notice,
                       last_outcome as "last_outcome: crate::invitations::Setback", last_outcome_at,
-                      conflict_tenant_id, tenant_id, permission_profile_id as "permission_profile_id!",
+                      conflict_tenant_id as "conflict_tenant_id: crate::types::TenantRecordId",
+                      tenant_id as "tenant_id: crate::types::TenantRecordId",
+                      permission_profile_id as "permission_profile_id!: crate::types::ProfileId",
                       created_at as "created_at!", last_activity_at as "last_activity_at!"
-               from invitation_view "# + $tail
+               from invitation_view "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };
@@ -215,7 +221,7 @@ pub struct NewInvitation {
     /// How long the link works.
     pub valid_for: Duration,
     /// The permission profile asked for; `None` is the default profile.
-    pub profile: Option<Uuid>,
+    pub profile: Option<ProfileId>,
 }
 
 impl NewInvitation {

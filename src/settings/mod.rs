@@ -703,7 +703,7 @@ pub const ALARM_DAYS: i64 = 14;
 #[derive(Debug, Clone)]
 pub struct CustomerSecret {
     /// The tenant (Gangway's id).
-    pub tenant_id: Uuid,
+    pub tenant_id: crate::types::TenantRecordId,
     /// Its name.
     pub display_name: String,
     /// The expiry.
@@ -809,7 +809,8 @@ impl SettingsCache {
         };
         let customer_secrets = sqlx::query_as!(
             CustomerSecret,
-            r#"select id as tenant_id, display_name, credential_expires_on as "expires_on!"
+            r#"select id as "tenant_id: crate::types::TenantRecordId", display_name,
+                      credential_expires_on as "expires_on!"
                from tenants
                where status <> 'offboarded' and consent_mode = 'customer_app'
                  and credential_expires_on <= current_date + $1::int

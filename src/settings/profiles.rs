@@ -9,8 +9,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
-use crate::types::permissions;
 use crate::types::profile::{Permission, Profile};
+use crate::types::{ProfileId, permissions};
 
 /// The built-in profile's id (fixed by the migration).
 pub const BUILT_IN: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_000000000001);
@@ -46,7 +46,7 @@ macro_rules! select_profiles {
     ($tail:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Profile,
-            r#"select id, name::text as "name!", description,
+            r#"select id as "id: crate::types::ProfileId", name::text as "name!", description,
                       delegated as "delegated: Json<Vec<Permission>>",
                       application as "application: Json<Vec<Permission>>", built_in, is_default
                from permission_profiles p "# + $tail
@@ -87,8 +87,8 @@ pub async fn list(db: &PgPool) -> Result<Vec<Profile>, sqlx::Error> {
 }
 
 /// One profile.
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Profile>, sqlx::Error> {
-    select_profiles!("where id = $1", id)
+pub async fn get(db: &PgPool, id: ProfileId) -> Result<Option<Profile>, sqlx::Error> {
+    select_profiles!("where id = $1", id as ProfileId)
         .fetch_optional(db)
         .await
 }

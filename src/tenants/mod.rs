@@ -9,8 +9,8 @@ use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::invitations::{self, InvitationError, InvitationStatus};
 use crate::jobs;
-use crate::types::ConsentMode;
 use crate::types::Secret;
+use crate::types::{ConsentMode, CustomerId, InvitationId, TenantRecordId};
 use crate::webhooks;
 
 /// Where a tenant stands.
@@ -58,9 +58,9 @@ impl TenantStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Tenant {
     /// Gangway's id.
-    pub id: Uuid,
+    pub id: TenantRecordId,
     /// The customer it belongs to: the one whose invitation connected it last.
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     /// That customer's name.
     pub customer_name: String,
     /// Microsoft's id of the directory.
@@ -89,17 +89,19 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
 }
 
-/// A checked query reading [`Tenant`] rows (a tenant with its customer's name); `$tail` (a
-/// string literal) filters and orders.
+/// A checked query reading [`Tenant`] rows (a tenant with its customer's name); `$tail` (string
+/// literals joined with `+`) filters and orders.
 macro_rules! select_tenants {
-    ($tail:tt $(, $arg:expr)* $(,)?) => {
+    ($tail:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Tenant,
-            r#"select t.id, t.customer_id, c.name::text as "customer_name!", t.entra_tenant_id,
+            r#"select t.id as "id: crate::types::TenantRecordId",
+                      t.customer_id as "customer_id: crate::types::CustomerId",
+                      c.name::text as "customer_name!", t.entra_tenant_id,
                       t.display_name, t.verified_domains, t.consent_mode as "consent_mode: ConsentMode",
                       t.granted_scopes, t.consented_by_oid, t.consented_by_upn, t.consented_at,
                       t.customer_client_id, t.status as "status: TenantStatus", t.created_at
-               from tenants t join customers c on c.id = t.customer_id "# + $tail
+               from tenants t join customers c on c.id = t.customer_id "# + $tail $(+ $more)*
             $(, $arg)*
         )
     };
@@ -165,7 +167,7 @@ pub enum ConsentError {
 pub async fn record_consent(
     db: &PgPool,
     keys: &Keyring,
-    invitation_id: Uuid,
+    invitation_id: InvitationId,
     consent: &Consent,
     actor: &Actor,
 ) -> Result<Uuid, ConsentError> {
@@ -193,7 +195,7 @@ pub async fn record_consent(
         r#"select t.id, c.name::text as "owner!" from tenants t join customers c on c.id = t.customer_id
            where t.entra_tenant_id = $1 and t.status <> 'offboarded' and t.customer_id <> $2"#,
         consent.entra_tenant_id,
-        invitation.customer_id,
+        invitation.customer_id as CustomerId,
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -201,7 +203,7 @@ pub async fn record_consent(
         // Kept (and committed) although the consent is refused, for the operator to resolve.
         sqlx::query!(
             "update invitations set conflict_tenant_id = $2 where id = $1",
-            invitation_id,
+            invitation_id as InvitationId,
             owner.id,
         )
         .execute(&mut *tx)
@@ -239,8 +241,8 @@ pub async fn record_consent(
         consent.customer_client_id,
         sealed,
         key_id,
-        invitation.customer_id,
-        invitation_id,
+        invitation.customer_id as CustomerId,
+        invitation_id as InvitationId,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -248,7 +250,7 @@ pub async fn record_consent(
         "update invitations set status = 'consented', tenant_id = $2, last_error = null,
                 customer_notice = null, conflict_tenant_id = null, last_activity_at = now()
          where id = $1",
-        invitation_id,
+        invitation_id as InvitationId,
         tenant_id,
     )
     .execute(&mut *tx)
@@ -282,7 +284,7 @@ pub async fn record_consent(
         &mut *tx,
         actor,
         Action::ConsentGranted,
-        Some(invitation_id),
+        Some(invitation_id.into()),
         Some(tenant_id),
         detail,
     )
@@ -413,7 +415,9 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     let cancelled = jobs::cancel_for_tenant(&mut *tx, id).await?;
     // So are the copies of it in webhook events waiting in the delivery log.
     let erased = webhooks::erase_tenant_payloads(&mut tx, id).await?;
-    let tenant = find(&mut *tx, id).await?.ok_or(OffboardError::NotFound)?;
+    let tenant = find(&mut *tx, id.into())
+        .await?
+        .ok_or(OffboardError::NotFound)?;
     let detail = json!({
         "tenant": tenant.display_name,
         "entra_tenant_id": tenant.entra_tenant_id,
@@ -487,6 +491,23 @@ pub async fn page_after(
     .await
 }
 
+/// A checked query over `tenants t join customers c` narrowed by a search (`$1` the term, `$2`
+/// its `contains_pattern`: the name, a domain or the customer's name, or the tenant id),
+/// given as `query!(head tokens)` then `$tail` and the arguments: the list and its count share
+/// this one condition.
+macro_rules! tenants_matching {
+    ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
+        $($query)::+!(
+            $($head)* r"where $1::text is null or t.display_name ilike $2 escape '\'
+                           or t.entra_tenant_id::text = lower($1)
+                           or array_to_string(t.verified_domains, ' ') ilike $2 escape '\'
+                           or c.name ilike $2 escape '\' "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// Tenants, newest consent first, optionally narrowed by name, domain, tenant id or customer;
 /// with the total.
 pub async fn list(
@@ -497,25 +518,21 @@ pub async fn list(
 ) -> Result<(Vec<Tenant>, i64), sqlx::Error> {
     let search = search.map(str::trim).filter(|s| !s.is_empty());
     let pattern = search.map(crate::db::contains_pattern);
-    let rows = select_tenants!(
-        r"where $1::text is null or t.display_name ilike $4 escape '\'
-             or t.entra_tenant_id::text = lower($1)
-             or array_to_string(t.verified_domains, ' ') ilike $4 escape '\'
-             or c.name ilike $4 escape '\'
-          order by t.consented_at desc limit $2 offset $3",
+    let rows = tenants_matching!(
+        select_tenants!(),
+        "order by t.consented_at desc limit $3 offset $4",
         search,
+        pattern,
         limit,
         offset,
-        pattern,
     )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from tenants t join customers c on c.id = t.customer_id
-           where $1::text is null or t.display_name ilike $2 escape '\'
-              or t.entra_tenant_id::text = lower($1)
-              or array_to_string(t.verified_domains, ' ') ilike $2 escape '\'
-              or c.name ilike $2 escape '\'"#,
+    let total = tenants_matching!(
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from tenants t join customers c on c.id = t.customer_id "# +
+        ),
+        "",
         search,
         pattern,
     )
@@ -525,22 +542,28 @@ pub async fn list(
 }
 
 /// A customer's tenants, connected ones first, then newest consent first.
-pub async fn for_customer(db: &PgPool, customer_id: Uuid) -> Result<Vec<Tenant>, sqlx::Error> {
+pub async fn for_customer(
+    db: &PgPool,
+    customer_id: CustomerId,
+) -> Result<Vec<Tenant>, sqlx::Error> {
     select_tenants!(
         "where t.customer_id = $1 order by (t.status = 'offboarded'), t.consented_at desc",
-        customer_id,
+        customer_id as CustomerId,
     )
     .fetch_all(db)
     .await
 }
 
 /// A tenant by Gangway's id.
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+pub async fn get(db: &PgPool, id: TenantRecordId) -> Result<Option<Tenant>, sqlx::Error> {
     find(db, id).await
 }
 
-async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
-    select_tenants!("where t.id = $1", id)
+async fn find(
+    db: impl sqlx::PgExecutor<'_>,
+    id: TenantRecordId,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    select_tenants!("where t.id = $1", id as TenantRecordId)
         .fetch_optional(db)
         .await
 }

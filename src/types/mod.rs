@@ -4,6 +4,7 @@
 mod branding;
 mod consent_mode;
 mod email;
+mod ids;
 pub mod permissions;
 pub mod profile;
 pub mod schedule;
@@ -14,6 +15,9 @@ mod untrusted;
 pub use branding::Branding;
 pub use consent_mode::ConsentMode;
 pub use email::{DomainName, EmailAddress};
+pub use ids::{
+    ApiTokenId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId, WebhookId,
+};
 pub use profile::Profile;
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;

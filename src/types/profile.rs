@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::permissions::{self, DELEGATED_EXTRAS};
 use crate::types::ConsentMode;
@@ -33,7 +32,7 @@ impl From<&permissions::Permission> for Permission {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Profile {
     /// Its id.
-    pub id: Uuid,
+    pub id: super::ProfileId,
     /// Its name, unique whatever the case.
     pub name: String,
     /// What it is for.

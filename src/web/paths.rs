@@ -1,6 +1,15 @@
-//! Every route path, in one place: handlers, redirects and templates use these.
+//! Every route path, in one place: routes are registered with the patterns (`{id}` and
+//! friends); handlers, redirects and templates build addresses with the functions below, each
+//! taking only the id type its path is about, so a tenant's address cannot be built from an
+//! invitation's id.
+
+use std::fmt::Display;
 
 use uuid::Uuid;
+
+use crate::types::{
+    ApiTokenId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId, WebhookId,
+};
 
 /// Liveness for probes (kept beside [`HEALTHZ`], which it aliases).
 pub const HEALTH: &str = "/health";
@@ -160,9 +169,78 @@ pub const SIGNIN_REVOKE: &str = "/oidc/revoke";
 /// RP-initiated logout.
 pub const SIGNIN_LOGOUT: &str = "/oidc/logout";
 
-/// Fills the `{id}` of a path.
-pub fn with_id(path: &str, id: Uuid) -> String {
-    path.replace("{id}", &id.to_string())
+/// `pattern` with its `{id}` filled.
+fn fill(pattern: &str, id: impl Display) -> String {
+    pattern.replace("{id}", &id.to_string())
+}
+
+/// Declares one address builder per pattern with an `{id}`, taking the id type it is about.
+macro_rules! addresses {
+    ($($(#[$doc:meta])* $name:ident($id:ty) = $pattern:ident;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(id: $id) -> String {
+            fill($pattern, id)
+        }
+    )+};
+}
+
+addresses! {
+    /// One invitation's page.
+    invitation(InvitationId) = INVITATION;
+    /// The page showing an invitation's new link once.
+    invitation_link(InvitationId) = INVITATION_LINK;
+    /// POST: resend an invitation.
+    resend_invitation(InvitationId) = RESEND_INVITATION;
+    /// POST: revoke an invitation.
+    revoke_invitation(InvitationId) = REVOKE_INVITATION;
+    /// POST: make a profile the default.
+    profile_default(ProfileId) = PROFILE_DEFAULT;
+    /// POST: delete a profile.
+    profile_delete(ProfileId) = PROFILE_DELETE;
+    /// POST: revoke an API token.
+    api_token_revoke(ApiTokenId) = API_TOKEN_REVOKE;
+    /// POST: set an API token's rate.
+    api_token_rate(ApiTokenId) = API_TOKEN_RATE;
+    /// One webhook endpoint's page.
+    webhook(WebhookId) = WEBHOOK;
+    /// POST: rotate an endpoint's secret.
+    webhook_rotate(WebhookId) = WEBHOOK_ROTATE;
+    /// POST: send an endpoint a test event.
+    webhook_test(WebhookId) = WEBHOOK_TEST;
+    /// POST: enable or disable an endpoint.
+    webhook_enabled(WebhookId) = WEBHOOK_ENABLED;
+    /// POST: delete an endpoint.
+    webhook_delete(WebhookId) = WEBHOOK_DELETE;
+    /// POST: queue a delivery of an endpoint again.
+    webhook_send_again(WebhookId) = WEBHOOK_SEND_AGAIN;
+    /// One tenant's page.
+    tenant(TenantRecordId) = TENANT;
+    /// POST: offboard a tenant.
+    offboard_tenant(TenantRecordId) = OFFBOARD_TENANT;
+    /// POST: invite a tenant's admin to consent again.
+    reconsent_tenant(TenantRecordId) = RECONSENT_TENANT;
+    /// POST: sync a tenant now.
+    sync_tenant(TenantRecordId) = SYNC_TENANT;
+    /// JSON: a tenant's running sync.
+    sync_progress(TenantRecordId) = SYNC_PROGRESS;
+    /// POST: change a tenant's schedule.
+    sync_schedule(TenantRecordId) = SYNC_SCHEDULE;
+    /// A tenant's sync runs.
+    tenant_runs(TenantRecordId) = TENANT_RUNS;
+    /// A tenant's users.
+    tenant_users(TenantRecordId) = TENANT_USERS;
+    /// A tenant's groups.
+    tenant_groups(TenantRecordId) = TENANT_GROUPS;
+    /// One customer's page.
+    customer(CustomerId) = CUSTOMER;
+    /// Editing a customer.
+    edit_customer(CustomerId) = EDIT_CUSTOMER;
+    /// POST: change an operator's role.
+    operator_role(OperatorId) = OPERATOR_ROLE;
+    /// POST: end an operator's sessions.
+    operator_sign_out(OperatorId) = OPERATOR_SIGN_OUT;
+    /// POST: remove an operator.
+    remove_operator(OperatorId) = REMOVE_OPERATOR;
 }
 
 /// The "Run now" address of the background task named `name`.
@@ -170,9 +248,9 @@ pub fn background_run(name: &str) -> String {
     BACKGROUND_RUN.replace("{name}", name)
 }
 
-/// The page of group `group_id` of tenant `tenant_id`.
-pub fn tenant_group(tenant_id: Uuid, group_id: Uuid) -> String {
-    with_id(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
+/// The page of group `group_id` (its object id in Entra ID) of tenant `tenant_id`.
+pub fn tenant_group(tenant_id: TenantRecordId, group_id: Uuid) -> String {
+    fill(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
 }
 
 /// The provider's applications that sign customers' users in through Gangway.
@@ -197,6 +275,27 @@ pub const SIGN_INS: &str = "/console/sign-ins";
 #[cfg(test)]
 mod tests {
     use crate::doctor::{CALLBACK_PATH, SSO_CALLBACK_PATH, SSO_LOGOUT_PATH};
+
+    #[test]
+    fn addresses_fill_the_pattern_with_their_id() {
+        let id = uuid::Uuid::parse_str("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap();
+        assert_eq!(
+            super::tenant(id.into()),
+            "/console/tenants/72f988bf-86f1-41af-91ab-2d7cd011db47"
+        );
+        assert_eq!(
+            super::webhook_send_again(id.into()),
+            "/console/webhooks/72f988bf-86f1-41af-91ab-2d7cd011db47/send-again"
+        );
+        assert_eq!(
+            super::tenant_group(id.into(), uuid::Uuid::nil()),
+            "/console/tenants/72f988bf-86f1-41af-91ab-2d7cd011db47/groups/00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            super::background_run("mail_outbox"),
+            "/console/background/mail_outbox/run"
+        );
+    }
 
     #[test]
     fn the_callbacks_the_doctor_expects_are_the_routes_microsoft_calls() {

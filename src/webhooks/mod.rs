@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::types::Secret;
+use crate::types::{Secret, WebhookId};
 
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
@@ -31,7 +31,7 @@ pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Its id.
-    pub id: Uuid,
+    pub id: WebhookId,
     /// Where events are POSTed.
     pub url: String,
     /// What it is for.
@@ -128,9 +128,10 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let endpoint = sqlx::query_as!(
         Endpoint,
-        "insert into webhook_endpoints (url, description, events, secret_ciphertext, secret_key_id, created_by)
-         values ($1, $2, $3, $4, $5, $6)
-         returning id, url, description, events, enabled, previous_secret_until, created_by, created_at",
+        r#"insert into webhook_endpoints (url, description, events, secret_ciphertext, secret_key_id, created_by)
+           values ($1, $2, $3, $4, $5, $6)
+           returning id as "id: WebhookId", url, description, events, enabled, previous_secret_until,
+                     created_by, created_at"#,
         url.as_str(),
         description,
         &events,
@@ -157,20 +158,22 @@ pub async fn create(
 pub async fn list(db: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
     sqlx::query_as!(
         Endpoint,
-        "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
-         from webhook_endpoints order by created_at, id",
+        r#"select id as "id: WebhookId", url, description, events, enabled, previous_secret_until,
+                created_by, created_at
+         from webhook_endpoints order by created_at, id"#,
     )
     .fetch_all(db)
     .await
 }
 
 /// One endpoint.
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Endpoint, WebhookError> {
+pub async fn get(db: &PgPool, id: WebhookId) -> Result<Endpoint, WebhookError> {
     sqlx::query_as!(
         Endpoint,
-        "select id, url, description, events, enabled, previous_secret_until, created_by, created_at
-         from webhook_endpoints where id = $1",
-        id,
+        r#"select id as "id: WebhookId", url, description, events, enabled, previous_secret_until,
+                  created_by, created_at
+           from webhook_endpoints where id = $1"#,
+        id as WebhookId,
     )
     .fetch_optional(db)
     .await?
@@ -182,7 +185,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Endpoint, WebhookError> {
 pub async fn rotate_secret(
     db: &PgPool,
     keys: &Keyring,
-    id: Uuid,
+    id: WebhookId,
     actor: &Actor,
 ) -> Result<Secret, WebhookError> {
     let secret = signing::new_secret();
@@ -193,7 +196,7 @@ pub async fn rotate_secret(
              previous_secret_until = now() + make_interval(secs => $4),
              secret_ciphertext = $2, secret_key_id = $3
          where id = $1",
-        id,
+        id as WebhookId,
         keys.seal(secret.as_bytes()),
         keys.id(),
         ROTATION_OVERLAP.as_seconds_f64(),
@@ -219,14 +222,14 @@ pub async fn rotate_secret(
 /// Turns an endpoint on or off; while off no events are written for it.
 pub async fn set_enabled(
     db: &PgPool,
-    id: Uuid,
+    id: WebhookId,
     enabled: bool,
     actor: &Actor,
 ) -> Result<(), WebhookError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query!(
         "update webhook_endpoints set enabled = $2 where id = $1",
-        id,
+        id as WebhookId,
         enabled
     )
     .execute(&mut *tx)
@@ -248,11 +251,11 @@ pub async fn set_enabled(
 }
 
 /// Deletes an endpoint with its undelivered events and its delivery log.
-pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), WebhookError> {
+pub async fn delete(db: &PgPool, id: WebhookId, actor: &Actor) -> Result<(), WebhookError> {
     let mut tx = db.begin().await?;
     let url = sqlx::query_scalar!(
         "delete from webhook_endpoints where id = $1 returning url",
-        id
+        id as WebhookId
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -271,7 +274,7 @@ pub async fn delete(db: &PgPool, id: Uuid, actor: &Actor) -> Result<(), WebhookE
 }
 
 /// Queues a `webhook.test` event for one endpoint, whatever its filter or state.
-pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, WebhookError> {
+pub async fn send_test(db: &PgPool, id: WebhookId, actor: &Actor) -> Result<Uuid, WebhookError> {
     get(db, id).await?;
     let mut tx = db.begin().await?;
     let test = Event::new(
@@ -282,7 +285,7 @@ pub async fn send_test(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Uuid, Web
     let delivery = sqlx::query_scalar!(
         "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3)
          returning id",
-        id,
+        id as WebhookId,
         test.event_type.name(),
         payload,
     )
@@ -378,7 +381,7 @@ pub async fn erase_tenant_payloads(
 /// attempts, the same body and `webhook-id`. An event whose data was erased is not sent again.
 pub async fn send_again(
     db: &PgPool,
-    endpoint: Uuid,
+    endpoint: WebhookId,
     delivery: Uuid,
     actor: &Actor,
 ) -> Result<Uuid, WebhookError> {
@@ -389,7 +392,7 @@ pub async fn send_again(
          where id = $1 and endpoint_id = $2 and not coalesce(payload->'data' ? 'erased', false)
          returning id, event_type",
         delivery,
-        endpoint,
+        endpoint as WebhookId,
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -442,7 +445,7 @@ pub struct DeliveryRow {
 /// The newest `limit` deliveries of an endpoint.
 pub async fn deliveries(
     db: &PgPool,
-    endpoint_id: Uuid,
+    endpoint_id: WebhookId,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as!(
@@ -451,7 +454,7 @@ pub async fn deliveries(
                   created_at, attempts, last_status, last_error, last_duration_ms,
                   delivered_at, failed_at, next_attempt_at
            from webhook_deliveries where endpoint_id = $1 order by created_at desc, id desc limit $2"#,
-        endpoint_id,
+        endpoint_id as WebhookId,
         limit,
     )
     .fetch_all(db)

@@ -141,10 +141,7 @@ async fn a_revoked_token_stops_working_within_the_documented_bound() {
 
     // Revoked in the console: this process forgets it at once.
     let revoked = app
-        .post_form(
-            &paths::with_id(paths::API_TOKEN_REVOKE, id("console").await),
-            &[],
-        )
+        .post_form(&paths::api_token_revoke(id("console").await.into()), &[])
         .await;
     assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
     let (status, ..) = call(
@@ -159,7 +156,7 @@ async fn a_revoked_token_stops_working_within_the_documented_bound() {
 
     // Revoked elsewhere — as the CLI or another portal process does, or straight in SQL — and
     // expired early: refused within the bound.
-    api_tokens::revoke(&app.db, id("domain").await, &Actor::Cli)
+    api_tokens::revoke(&app.db, id("domain").await.into(), &Actor::Cli)
         .await
         .unwrap();
     refused_within_the_bound(&app, &tokens[1]).await;

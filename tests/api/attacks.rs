@@ -83,7 +83,7 @@ async fn forged_admin_consent_answer_connects_nothing_without_that_tenants_admin
     assert!(page.contains("AADSTS700005"), "{page}");
     assert!(!page.contains("is connected"));
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     assert!(last_error.unwrap().contains("700005"));
 }
@@ -149,7 +149,7 @@ async fn declined_then_expired(app: &TestApp) -> (gangway::invitations::Issued, 
         .await;
     assert!(response.text().await.unwrap().contains("You declined"));
     assert_eq!(
-        invitation_state(app, issued.invitation.id).await.0,
+        invitation_state(app, issued.invitation.id.into()).await.0,
         "declined"
     );
     sqlx::query("update invitations set expires_at = now() - interval '1 minute' where id = $1")
@@ -166,7 +166,7 @@ async fn declined_and_failed_invitations_expire_like_any_other() {
     let tenant = app.customer(0).clone();
     let (issued, customer) = declined_then_expired(&app).await;
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "expired"
     );
 
@@ -273,7 +273,7 @@ async fn a_customer_never_learns_which_other_customer_owns_their_tenant() {
     // The operator sees who owns it.
     app.sign_in(gangway::operators::Role::Viewer).await;
     let console = app
-        .get(&paths::with_id(paths::INVITATION, second.invitation.id))
+        .get(&paths::invitation(second.invitation.id))
         .await
         .text()
         .await

@@ -600,19 +600,23 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     eval(&operator, "window.scrollTo(0, 0)").await;
     check_page(&operator, "tenant-schedule-errors", true).await;
     for (page, path, text) in [
-        ("tenant-users", paths::TENANT_USERS, "Adele Vance"),
-        ("tenant-groups", paths::TENANT_GROUPS, "Sales and Marketing"),
-        ("tenant-runs", paths::TENANT_RUNS, "Succeeded"),
+        (
+            "tenant-users",
+            paths::tenant_users as fn(_) -> _,
+            "Adele Vance",
+        ),
+        ("tenant-groups", paths::tenant_groups, "Sales and Marketing"),
+        ("tenant-runs", paths::tenant_runs, "Succeeded"),
     ] {
         operator
-            .goto(&app.url(&paths::with_id(path, tenant_id)))
+            .goto(&app.url(&path(tenant_id.into())))
             .await
             .unwrap();
         wait_for_text(&operator, text).await;
         check_page(&operator, page, true).await;
     }
     operator
-        .goto(&app.url(&paths::with_id(paths::TENANT_GROUPS, tenant_id)))
+        .goto(&app.url(&paths::tenant_groups(tenant_id.into())))
         .await
         .unwrap();
     let group_url = href(&operator, "table a[href*='/groups/']").await;
@@ -906,7 +910,7 @@ async fn a_sync_is_followed_from_queued_to_its_result_without_reloading_in_a_rea
     .await;
     wait_for_text(&operator, "New invitation").await;
     operator
-        .goto(&app.url(&paths::with_id(paths::TENANT, tenant)))
+        .goto(&app.url(&paths::tenant(tenant.into())))
         .await
         .unwrap();
     wait_for_text(&operator, "A sync is queued").await;
@@ -1068,7 +1072,7 @@ async fn times_read_in_the_viewers_zone_with_utc_on_hover_in_a_real_browser() {
     .await;
     wait_for_text(&operator, "New invitation").await;
     operator
-        .goto(&app.url(&paths::with_id(paths::INVITATION, issued.invitation.id)))
+        .goto(&app.url(&paths::invitation(issued.invitation.id)))
         .await
         .unwrap();
     wait_for_text(&operator, "Timeline").await;

@@ -182,7 +182,7 @@ async fn operators_sign_in_and_a_wrong_password_gets_401_and_no_session() {
 async fn signed_out_visitors_are_sent_to_sign_in() {
     let app = TestApp::spawn().await;
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
-    let detail = paths::with_id(paths::INVITATION, issued.invitation.id);
+    let detail = paths::invitation(issued.invitation.id);
     for path in ["/", paths::CONSOLE] {
         assert_eq!(
             location(app.get(path).await).await,
@@ -211,10 +211,7 @@ async fn signed_out_visitors_are_sent_to_sign_in() {
     let create = app.post_form(paths::NEW_INVITATION, &valid_form()).await;
     assert_eq!(location(create).await, paths::LOGIN);
     let revoke = app
-        .post_form(
-            &paths::with_id(paths::REVOKE_INVITATION, issued.invitation.id),
-            &[],
-        )
+        .post_form(&paths::revoke_invitation(issued.invitation.id), &[])
         .await;
     assert_eq!(location(revoke).await, paths::LOGIN);
     assert_eq!(invitation_count(&app).await, 1);
@@ -240,14 +237,14 @@ async fn viewers_may_look_but_see_no_buttons_and_cannot_act() {
         !list.contains(&format!("href=\"{}\"", paths::NEW_INVITATION)),
         "no New invitation button"
     );
-    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    let detail = body(app.get(&paths::invitation(id)).await).await;
     assert!(detail.contains("admin@contoso.example"));
     assert!(
-        !detail.contains(&paths::with_id(paths::RESEND_INVITATION, id)),
+        !detail.contains(&paths::resend_invitation(id)),
         "no Resend button"
     );
     assert!(
-        !detail.contains(&paths::with_id(paths::REVOKE_INVITATION, id)),
+        !detail.contains(&paths::revoke_invitation(id)),
         "no Revoke button"
     );
 
@@ -261,13 +258,9 @@ async fn viewers_may_look_but_see_no_buttons_and_cannot_act() {
             .status(),
         StatusCode::FORBIDDEN
     );
-    let revoke = app
-        .post_form(&paths::with_id(paths::REVOKE_INVITATION, id), &[])
-        .await;
+    let revoke = app.post_form(&paths::revoke_invitation(id), &[]).await;
     assert_eq!(revoke.status(), StatusCode::FORBIDDEN);
-    let resend = app
-        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
-        .await;
+    let resend = app.post_form(&paths::resend_invitation(id), &[]).await;
     assert_eq!(resend.status(), StatusCode::FORBIDDEN);
 
     assert_eq!(invitation_count(&app).await, 1);
@@ -406,10 +399,7 @@ async fn a_created_invitation_shows_its_link_once_and_the_link_opens_the_wizard(
     let reloaded = app.get(&to).await;
     let detail = location(reloaded).await;
     assert!(
-        detail.starts_with(&paths::with_id(
-            paths::INVITATION,
-            invitation_id(&app).await
-        )),
+        detail.starts_with(&paths::invitation(invitation_id(&app).await.into())),
         "{detail}"
     );
     let detail = body(app.get(&detail).await).await;
@@ -550,15 +540,13 @@ async fn resend_gives_a_new_link_and_the_old_one_stops_working() {
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
     let id = issued.invitation.id;
 
-    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    let detail = body(app.get(&paths::invitation(id)).await).await;
     assert!(
-        detail.contains(&paths::with_id(paths::RESEND_INVITATION, id)),
+        detail.contains(&paths::resend_invitation(id)),
         "admins see Resend"
     );
 
-    let resent = app
-        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
-        .await;
+    let resent = app.post_form(&paths::resend_invitation(id), &[]).await;
     let to = location(resent).await;
     let response = app.get(&to).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -590,7 +578,7 @@ async fn resend_gives_a_new_link_and_the_old_one_stops_working() {
     let new = browser().get(&fresh).send().await.unwrap();
     assert_eq!(location(new).await, paths::WIZARD);
 
-    let timeline = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    let timeline = body(app.get(&paths::invitation(id)).await).await;
     assert!(timeline.contains("invitation.resent"));
 }
 
@@ -600,9 +588,9 @@ async fn revoke_closes_the_link_for_good() {
     app.sign_in(Role::Admin).await;
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
     let id = issued.invitation.id;
-    let revoke_path = paths::with_id(paths::REVOKE_INVITATION, id);
+    let revoke_path = paths::revoke_invitation(id);
 
-    let detail = body(app.get(&paths::with_id(paths::INVITATION, id)).await).await;
+    let detail = body(app.get(&paths::invitation(id)).await).await;
     assert!(
         detail.contains(&revoke_path) && detail.contains("data-confirm"),
         "admins see a confirmed Revoke"
@@ -610,10 +598,7 @@ async fn revoke_closes_the_link_for_good() {
 
     let response = app.post_form(&revoke_path, &[]).await;
     let target = location(response).await;
-    assert_eq!(
-        target,
-        format!("{}?done=revoked", paths::with_id(paths::INVITATION, id))
-    );
+    assert_eq!(target, format!("{}?done=revoked", paths::invitation(id)));
     let page = body(app.get(&target).await).await;
     assert!(page.contains("Invitation revoked") && page.contains("badge revoked"));
     assert!(!page.contains(&revoke_path), "nothing left to revoke");
@@ -633,15 +618,10 @@ async fn revoke_closes_the_link_for_good() {
         "a clear page, not a 500"
     );
     assert!(body(again).await.contains("revoked"));
-    let resend = app
-        .post_form(&paths::with_id(paths::RESEND_INVITATION, id), &[])
-        .await;
+    let resend = app.post_form(&paths::resend_invitation(id), &[]).await;
     assert_eq!(resend.status(), StatusCode::BAD_REQUEST);
     let missing = app
-        .post_form(
-            &paths::with_id(paths::REVOKE_INVITATION, Uuid::new_v4()),
-            &[],
-        )
+        .post_form(&paths::revoke_invitation(Uuid::new_v4().into()), &[])
         .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
@@ -709,7 +689,7 @@ async fn the_detail_shows_facts_mail_state_and_timeline() {
             Some("contoso.example"),
         )
         .await;
-    let path = paths::with_id(paths::INVITATION, issued.invitation.id);
+    let path = paths::invitation(issued.invitation.id);
 
     let queued = body(app.get(&path).await).await;
     assert!(decoded(&queued).contains("Customer's own app"), "{queued}");
@@ -725,7 +705,7 @@ async fn the_detail_shows_facts_mail_state_and_timeline() {
     assert!(sent.contains("Sent") && sent.contains("Invitation email delivered"));
 
     assert_eq!(
-        app.get(&paths::with_id(paths::INVITATION, Uuid::new_v4()))
+        app.get(&paths::invitation(Uuid::new_v4().into()))
             .await
             .status(),
         StatusCode::NOT_FOUND
@@ -775,7 +755,7 @@ async fn tenants_appear_once_consented_and_never_show_credentials() {
     let none = body(app.get(&format!("{}?q=fabrikam", paths::TENANTS)).await).await;
     assert!(none.contains("No tenants match"));
 
-    let detail = body(app.get(&paths::with_id(paths::TENANT, tenant_id)).await).await;
+    let detail = body(app.get(&paths::tenant(tenant_id.into())).await).await;
     for expected in [
         "Contoso Europe",
         "User.Read.All",
@@ -790,18 +770,14 @@ async fn tenants_appear_once_consented_and_never_show_credentials() {
         !detail.contains("refresh-token-that-must-stay-hidden") && !list.contains("refresh-token")
     );
 
-    let invitation = body(
-        app.get(&paths::with_id(paths::INVITATION, issued.invitation.id))
-            .await,
-    )
-    .await;
+    let invitation = body(app.get(&paths::invitation(issued.invitation.id)).await).await;
     assert!(
-        invitation.contains(&paths::with_id(paths::TENANT, tenant_id)),
+        invitation.contains(&paths::tenant(tenant_id.into())),
         "the invitation links its tenant"
     );
     assert!(invitation.contains("badge consented"));
     assert_eq!(
-        app.get(&paths::with_id(paths::TENANT, Uuid::new_v4()))
+        app.get(&paths::tenant(Uuid::new_v4().into()))
             .await
             .status(),
         StatusCode::NOT_FOUND
@@ -822,7 +798,7 @@ async fn the_audit_log_lists_what_operators_did() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    app.post_form(&paths::with_id(paths::REVOKE_INVITATION, id), &[])
+    app.post_form(&paths::revoke_invitation(id.into()), &[])
         .await;
 
     let log = body(app.get(paths::AUDIT).await).await;
@@ -835,7 +811,7 @@ async fn the_audit_log_lists_what_operators_did() {
         assert!(log.contains(expected), "{expected} in {log}");
     }
     assert!(
-        log.contains(&paths::with_id(paths::INVITATION, id)),
+        log.contains(&paths::invitation(id.into())),
         "events link their invitation"
     );
     let revoked_at = log.find("invitation.revoked").unwrap();
@@ -897,8 +873,8 @@ async fn addresses_in_narrow_cells_wrap_at_their_at_sign_and_dots_not_mid_word()
     let wrapped = "admin@<wbr>fabrikam308a<wbr>.onmicrosoft<wbr>.com";
     for page in [
         paths::INVITATIONS.to_owned(),
-        paths::with_id(paths::INVITATION, issued.invitation.id),
-        paths::with_id(paths::CUSTOMER, issued.invitation.customer_id),
+        paths::invitation(issued.invitation.id),
+        paths::customer(issued.invitation.customer_id),
         paths::AUDIT.to_owned(),
     ] {
         let html = body(app.get(&page).await).await;
@@ -913,8 +889,8 @@ async fn addresses_in_narrow_cells_wrap_at_their_at_sign_and_dots_not_mid_word()
     crate::sync_console::member(&app, tenant, group, user, "user").await;
     let wrapped = "adele<wbr>.vance@<wbr>fabrikam308a<wbr>.onmicrosoft<wbr>.com";
     for page in [
-        paths::with_id(paths::TENANT_USERS, tenant),
-        paths::tenant_group(tenant, group),
+        paths::tenant_users(tenant.into()),
+        paths::tenant_group(tenant.into(), group),
     ] {
         let html = body(app.get(&page).await).await;
         assert!(!html.contains(upn), "{page}: {html}");
@@ -1000,8 +976,8 @@ async fn offboarding_erases_the_credential_and_lets_another_customer_connect_the
         "{refused:?}"
     );
 
-    let detail = paths::with_id(paths::TENANT, tenant_id);
-    let offboard = paths::with_id(paths::OFFBOARD_TENANT, tenant_id);
+    let detail = paths::tenant(tenant_id.into());
+    let offboard = paths::offboard_tenant(tenant_id.into());
     app.sign_in(Role::Viewer).await;
     assert!(
         !body(app.get(&detail).await)
@@ -1082,7 +1058,7 @@ async fn a_decline_stays_visible_and_findable_after_the_admin_reopens_the_link()
     assert_eq!(response.status(), StatusCode::OK);
     // The admin comes back through the same link: the invitation is `opened` again.
     Customer::open(&app, &declined.link).await;
-    let detail = paths::with_id(paths::INVITATION, declined.invitation.id);
+    let detail = paths::invitation(declined.invitation.id);
     let page = body(app.get(&detail).await).await;
     assert!(page.contains("badge opened"), "{page}");
 
@@ -1095,7 +1071,7 @@ async fn a_decline_stays_visible_and_findable_after_the_admin_reopens_the_link()
         filtered.contains(&detail),
         "the Declined filter still finds it"
     );
-    assert!(!filtered.contains(&paths::with_id(paths::INVITATION, untouched.invitation.id)));
+    assert!(!filtered.contains(&paths::invitation(untouched.invitation.id)));
     assert!(filtered.contains("Showing 1–1 of 1"));
     let row = &filtered[filtered.find("<tbody>").unwrap()..];
     assert!(
@@ -1177,7 +1153,7 @@ async fn a_consented_invitation_shows_its_attempts_and_no_expiry() {
     let app = TestApp::spawn().await;
     app.sign_in(Role::Viewer).await;
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
-    let path = paths::with_id(paths::INVITATION, issued.invitation.id);
+    let path = paths::invitation(issued.invitation.id);
     let open = body(app.get(&path).await).await;
     assert!(
         open.contains("<dt>Expires</dt>"),

@@ -106,9 +106,9 @@ async fn a_misspelt_customer_is_refused_until_the_operator_picks_the_existing_cu
         .fetch_one(&app.db)
         .await
         .unwrap();
-    let page = body(app.get(&paths::with_id(paths::INVITATION, typo_id)).await).await;
-    let owner_url = paths::with_id(paths::CUSTOMER, owner_id);
-    let tenant_url = paths::with_id(paths::TENANT, tenant_id);
+    let page = body(app.get(&paths::invitation(typo_id.into())).await).await;
+    let owner_url = paths::customer(owner_id.into());
+    let tenant_url = paths::tenant(tenant_id.into());
     for href in [
         owner_url.clone(),
         tenant_url.clone(),
@@ -189,13 +189,7 @@ async fn the_conflict_page_offers_an_invitation_for_the_owning_customer_filled_i
     ));
 
     app.sign_in(Role::Admin).await;
-    let page = decoded(
-        &body(
-            app.get(&paths::with_id(paths::INVITATION, typo.invitation.id))
-                .await,
-        )
-        .await,
-    );
+    let page = decoded(&body(app.get(&paths::invitation(typo.invitation.id)).await).await);
     let at = page
         .find("invite them again as Contoso Ltd")
         .expect("the fix is offered");
@@ -224,11 +218,7 @@ async fn the_conflict_page_offers_an_invitation_for_the_owning_customer_filled_i
     tenants::offboard(&app.db, tenant_id, &Actor::Cli)
         .await
         .unwrap();
-    let page = body(
-        app.get(&paths::with_id(paths::INVITATION, typo.invitation.id))
-            .await,
-    )
-    .await;
+    let page = body(app.get(&paths::invitation(typo.invitation.id)).await).await;
     assert!(!page.contains("already connected for another customer"));
 }
 
@@ -252,10 +242,7 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(
-        to,
-        format!("{}?done=created", paths::with_id(paths::CUSTOMER, id))
-    );
+    assert_eq!(to, format!("{}?done=created", paths::customer(id.into())));
 
     let mine = app
         .invite_for(
@@ -290,23 +277,21 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
     .await
     .unwrap();
 
-    let page = body(app.get(&paths::with_id(paths::CUSTOMER, id)).await).await;
+    let page = body(app.get(&paths::customer(id.into())).await).await;
     assert!(page.contains("Jo Smith, IT") && page.contains("Renewal in March."));
-    assert!(page.contains(&paths::with_id(paths::INVITATION, mine.invitation.id)));
-    assert!(page.contains(&paths::with_id(paths::INVITATION, open.invitation.id)));
+    assert!(page.contains(&paths::invitation(mine.invitation.id)));
+    assert!(page.contains(&paths::invitation(open.invitation.id)));
     assert!(
-        !page.contains(&paths::with_id(paths::INVITATION, other.invitation.id)),
+        !page.contains(&paths::invitation(other.invitation.id)),
         "another customer's invitation is not listed"
     );
-    assert!(
-        page.contains(&paths::with_id(paths::TENANT, tenant_id)) && page.contains("Northwind EU")
-    );
+    assert!(page.contains(&paths::tenant(tenant_id.into())) && page.contains("Northwind EU"));
     assert!(page.contains(&entra_id.to_string()));
     // The tenant's page and the invitation's page link back to the customer.
-    let customer_url = paths::with_id(paths::CUSTOMER, id);
+    let customer_url = paths::customer(id.into());
     for path in [
-        paths::with_id(paths::TENANT, tenant_id),
-        paths::with_id(paths::INVITATION, open.invitation.id),
+        paths::tenant(tenant_id.into()),
+        paths::invitation(open.invitation.id),
     ] {
         assert!(
             body(app.get(&path).await).await.contains(&customer_url),
@@ -329,7 +314,7 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
     assert!(list.contains("Showing 1–1 of 1"));
 
     // Admins edit the details; every change is audited.
-    let edit = paths::with_id(paths::EDIT_CUSTOMER, id);
+    let edit = paths::edit_customer(id.into());
     let form = body(app.get(&edit).await).await;
     assert_eq!(
         input_value(&form, "contact").as_deref(),
@@ -354,7 +339,7 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
 
     // Viewers read, but may not edit.
     app.sign_in(Role::Viewer).await;
-    let page = body(app.get(&paths::with_id(paths::CUSTOMER, id)).await).await;
+    let page = body(app.get(&paths::customer(id.into())).await).await;
     assert!(page.contains("Sam Lee") && !page.contains(&edit));
     assert_eq!(app.get(&edit).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(
@@ -362,7 +347,7 @@ async fn a_customer_page_lists_its_invitations_and_tenants_and_admins_edit_its_d
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        app.get(&paths::with_id(paths::CUSTOMER, Uuid::new_v4()))
+        app.get(&paths::customer(Uuid::new_v4().into()))
             .await
             .status(),
         StatusCode::NOT_FOUND

@@ -392,7 +392,7 @@ async fn the_doctor_names_each_fault_of_a_broken_registration() {
         Some("7d"),
     )
     .unwrap();
-    new.profile = Some(teams);
+    new.profile = Some(teams.into());
     let live = app.state.live().await.unwrap();
     let invitation = invitations::create(
         &app.db,

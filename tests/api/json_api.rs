@@ -167,7 +167,7 @@ async fn tokens_are_shown_once_scoped_and_refused_once_revoked_or_expired() {
     let csrf_page = app.get(paths::API_TOKENS).await.text().await.unwrap();
     assert!(input_value(&csrf_page, "csrf_token").is_some());
     let revoked = app
-        .post_form(&paths::with_id(paths::API_TOKEN_REVOKE, revoke_id), &[])
+        .post_form(&paths::api_token_revoke(revoke_id.into()), &[])
         .await;
     assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
     let (status, ..) = call(&app, reqwest::Method::POST, &sync, Some(&writer), None).await;
@@ -843,7 +843,7 @@ async fn the_rate_limit_is_the_settings_default_or_the_tokens_own() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    let rate_path = paths::with_id(paths::API_TOKEN_RATE, id);
+    let rate_path = paths::api_token_rate(id.into());
     let refused = app
         .post_form(&rate_path, &[("calls_per_second", "fast")])
         .await;

@@ -87,7 +87,7 @@ async fn a_mail_outage_keeps_the_invitation_queued_and_a_later_round_delivers_it
         .await
         .unwrap();
     assert_eq!((round.sent, round.failed), (0, 1));
-    let state = mail::delivery_state(&app.db, issued.invitation.id)
+    let state = mail::delivery_state(&app.db, issued.invitation.id.into())
         .await
         .unwrap()
         .unwrap();
@@ -191,7 +191,7 @@ async fn mail_is_not_sent_twice_when_marking_fails() {
         [first.link, second.link],
         "neither message goes out again"
     );
-    let first_state = mail::delivery_state(&app.db, first.invitation.id)
+    let first_state = mail::delivery_state(&app.db, first.invitation.id.into())
         .await
         .unwrap()
         .unwrap();
@@ -265,7 +265,10 @@ async fn mail_for_a_consented_or_expired_invitation_is_dropped() {
     assert_eq!(sent, expected);
     for gone in [consented.invitation.id, expired.invitation.id] {
         assert!(
-            mail::delivery_state(&app.db, gone).await.unwrap().is_none(),
+            mail::delivery_state(&app.db, gone.into())
+                .await
+                .unwrap()
+                .is_none(),
             "nothing stays queued for a dead link"
         );
     }
@@ -293,14 +296,11 @@ async fn a_consented_invitation_page_says_its_mail_link_was_used_and_offers_no_r
     }
     let app = &app;
     let page = |id| async move {
-        app.get(&gangway::web::paths::with_id(
-            gangway::web::paths::INVITATION,
-            id,
-        ))
-        .await
-        .text()
-        .await
-        .unwrap()
+        app.get(&gangway::web::paths::invitation(id))
+            .await
+            .text()
+            .await
+            .unwrap()
     };
 
     let sent = page(mailed.invitation.id).await;

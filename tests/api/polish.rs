@@ -36,7 +36,7 @@ async fn the_audit_trail_names_who_acted_not_the_invited_email() {
         .await;
     assert!(done.status().is_success() || done.status().is_redirection());
 
-    let trail = actors(&app, issued.invitation.id).await;
+    let trail = actors(&app, issued.invitation.id.into()).await;
     let by = |action: &str| -> Vec<String> {
         trail
             .iter()
@@ -70,7 +70,7 @@ async fn the_audit_trail_names_who_acted_not_the_invited_email() {
     // The console shows them as people read them.
     app.sign_in(Role::Viewer).await;
     let page = app
-        .get(&paths::with_id(paths::INVITATION, issued.invitation.id))
+        .get(&paths::invitation(issued.invitation.id))
         .await
         .text()
         .await
@@ -275,7 +275,7 @@ async fn the_tenant_page_shows_the_application_permissions_granted_not_default()
         .await
         .unwrap();
     let page = app
-        .get(&paths::with_id(paths::TENANT, id))
+        .get(&paths::tenant(id.into()))
         .await
         .text()
         .await
@@ -322,7 +322,7 @@ async fn the_console_speaks_of_people_and_permissions_by_name_and_warns_of_a_mis
     .await
     .unwrap();
     let page = app
-        .get(&paths::with_id(paths::TENANT, tenant))
+        .get(&paths::tenant(tenant.into()))
         .await
         .text()
         .await

@@ -184,7 +184,7 @@ async fn forged_id_token_is_refused(kind: &str, problem: &str) {
             .await
             .unwrap();
     assert_eq!(granted, 0);
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed", "{kind}");
     let last_error = last_error.unwrap();
     assert!(

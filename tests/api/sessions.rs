@@ -5,6 +5,7 @@ use base64::Engine;
 use gangway::config::parse_public_url;
 use gangway::crypto::{EncryptionKey, sha256};
 use gangway::operators::Role;
+use gangway::types::OperatorId;
 use gangway::web::Application;
 use gangway::web::paths;
 use reqwest::StatusCode;
@@ -60,11 +61,11 @@ async fn signed_in(browser: &reqwest::Client, app: &TestApp) -> bool {
 async fn operator_action(
     browser: &reqwest::Client,
     app: &TestApp,
-    route: &str,
+    route: fn(OperatorId) -> String,
     email: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let path = paths::with_id(route, operator_id(app, email).await);
+    let path = route(operator_id(app, email).await.into());
     post_with_csrf(browser, app, &path, fields).await
 }
 
@@ -269,7 +270,7 @@ async fn demoted_admin_loses_admin_rights_at_the_next_request() {
     let response = operator_action(
         &other,
         &app,
-        paths::OPERATOR_ROLE,
+        paths::operator_role,
         &demoted,
         &[("role", "viewer")],
     )
@@ -306,7 +307,7 @@ async fn removed_operator_is_signed_out() {
 
     let response = app
         .post_form(
-            &paths::with_id(paths::REMOVE_OPERATOR, operator_id(&app, email).await),
+            &paths::remove_operator(operator_id(&app, email).await.into()),
             &[],
         )
         .await;
@@ -351,7 +352,7 @@ async fn admin_signs_out_an_operators_other_sessions() {
     let page = app.get(paths::OPERATORS).await.text().await.unwrap();
     assert!(page.contains("Sign out everywhere"), "{page}");
 
-    let response = operator_action(&app.client, &app, paths::OPERATOR_SIGN_OUT, email, &[]).await;
+    let response = operator_action(&app.client, &app, paths::operator_sign_out, email, &[]).await;
     assert_eq!(
         location(response).await,
         format!("{}?done=signed-out", paths::OPERATORS)
@@ -363,7 +364,7 @@ async fn admin_signs_out_an_operators_other_sessions() {
     // An admin signing themselves out elsewhere keeps the session they do it from.
     let elsewhere = browser();
     sign_in_as(&elsewhere, &app, &admin).await;
-    let response = operator_action(&app.client, &app, paths::OPERATOR_SIGN_OUT, &admin, &[]).await;
+    let response = operator_action(&app.client, &app, paths::operator_sign_out, &admin, &[]).await;
     assert!(response.status().is_redirection());
     assert!(!signed_in(&elsewhere, &app).await);
     assert!(signed_in(&app.client, &app).await);
@@ -376,12 +377,16 @@ async fn last_admin_cannot_be_demoted_or_removed() {
     let admin = app.sign_in(Role::Admin).await;
     app.add_operator("viewer@provider.test", Role::Viewer).await;
 
-    for (route, fields) in [
-        (paths::OPERATOR_ROLE, &[("role", "viewer")][..]),
-        (paths::REMOVE_OPERATOR, &[][..]),
+    for (action, route, fields) in [
+        (
+            "role",
+            paths::operator_role as fn(_) -> _,
+            &[("role", "viewer")][..],
+        ),
+        ("remove", paths::remove_operator, &[][..]),
     ] {
         let response = operator_action(&app.client, &app, route, &admin, fields).await;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{route}");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{action}");
         assert!(response.text().await.unwrap().contains("last admin"));
     }
     assert_eq!(
@@ -393,7 +398,7 @@ async fn last_admin_cannot_be_demoted_or_removed() {
     let response = operator_action(
         &app.client,
         &app,
-        paths::OPERATOR_ROLE,
+        paths::operator_role,
         "viewer@provider.test",
         &[("role", "admin")],
     )
@@ -402,7 +407,7 @@ async fn last_admin_cannot_be_demoted_or_removed() {
     let response = operator_action(
         &app.client,
         &app,
-        paths::OPERATOR_ROLE,
+        paths::operator_role,
         &admin,
         &[("role", "viewer")],
     )

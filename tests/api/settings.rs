@@ -318,7 +318,7 @@ async fn secrets_about_to_expire_show_a_banner_on_every_console_page() {
         page.contains("Fabrikam&#39;s own app secret expires in 10 days"),
         "{page}"
     );
-    assert!(page.contains(&paths::with_id(paths::TENANT, tenant)));
+    assert!(page.contains(&paths::tenant(tenant.into())));
 }
 
 #[tokio::test]
@@ -427,12 +427,12 @@ async fn the_profile_an_invitation_picks_decides_what_the_wizard_and_the_sign_in
 
     // A profile in use cannot be deleted; the built-in one never.
     let delete = app
-        .post_form(&paths::with_id(paths::PROFILE_DELETE, profile), &[])
+        .post_form(&paths::profile_delete(profile.into()), &[])
         .await;
     assert_eq!(delete.status(), StatusCode::BAD_REQUEST);
     assert!(text(delete).await.contains("in use"));
     let default = app
-        .post_form(&paths::with_id(paths::PROFILE_DEFAULT, profile), &[])
+        .post_form(&paths::profile_default(profile.into()), &[])
         .await;
     assert_eq!(default.status(), StatusCode::SEE_OTHER);
     let bad = app

@@ -735,9 +735,7 @@ async fn a_removed_operator_stays_out_at_their_next_microsoft_sign_in_until_rest
         .fetch_one(&app.db)
         .await
         .unwrap();
-    let removed = app
-        .post_form(&paths::with_id(paths::REMOVE_OPERATOR, id), &[])
-        .await;
+    let removed = app.post_form(&paths::remove_operator(id.into()), &[]).await;
     assert!(removed.status().is_redirection());
 
     // Still in the admin group at Microsoft: refused, told why, audited.

@@ -1044,19 +1044,13 @@ async fn a_missing_permission_is_named_and_not_retried_in_a_storm() {
     // The page names the next step: the admin grants it, asked by a re-consent invitation.
     app.sign_in(Role::Admin).await;
     let page = app
-        .get(&gangway::web::paths::with_id(
-            gangway::web::paths::TENANT,
-            tenant,
-        ))
+        .get(&gangway::web::paths::tenant(tenant.into()))
         .await
         .text()
         .await
         .unwrap();
     assert!(page.contains("Group.Read.All is required") && page.contains("Grant admin consent"));
-    assert!(page.contains(&gangway::web::paths::with_id(
-        gangway::web::paths::RECONSENT_TENANT,
-        tenant
-    )));
+    assert!(page.contains(&gangway::web::paths::reconsent_tenant(tenant.into())));
     let job_status: String = sqlx::query_scalar("select status from jobs where id = $1")
         .bind(job)
         .fetch_one(&app.db)
@@ -1097,10 +1091,7 @@ async fn a_tenant_microsoft_no_longer_knows_stops_looking_active_and_says_what_t
     assert!(report.error.unwrap().contains("AADSTS90002"));
 
     let page = app
-        .get(&gangway::web::paths::with_id(
-            gangway::web::paths::TENANT,
-            tenant,
-        ))
+        .get(&gangway::web::paths::tenant(tenant.into()))
         .await
         .text()
         .await
@@ -1119,10 +1110,7 @@ async fn a_tenant_microsoft_no_longer_knows_stops_looking_active_and_says_what_t
         "{page}"
     );
     let progress: Value = app
-        .get(&gangway::web::paths::with_id(
-            gangway::web::paths::SYNC_PROGRESS,
-            tenant,
-        ))
+        .get(&gangway::web::paths::sync_progress(tenant.into()))
         .await
         .json()
         .await

@@ -230,7 +230,7 @@ async fn users_are_found_by_upn_mail_or_name_paged_and_soft_deleted_ones_flagged
     )
     .await;
     app.sign_in(Role::Viewer).await;
-    let users = paths::with_id(paths::TENANT_USERS, id);
+    let users = paths::tenant_users(id.into());
 
     let first = body(app.get(&users).await).await;
     assert_eq!(rows(&first).len(), 50, "{first}");
@@ -336,7 +336,7 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
     member(&app, id, sales_eu, adele, "user").await;
     app.sign_in(Role::Viewer).await;
 
-    let groups = body(app.get(&paths::with_id(paths::TENANT_GROUPS, id)).await).await;
+    let groups = body(app.get(&paths::tenant_groups(id.into())).await).await;
     let listed = rows(&groups);
     assert_eq!(listed.len(), 3, "{groups}");
     let sales_row = listed.iter().find(|r| r.contains(">Sales</a>")).unwrap();
@@ -344,19 +344,16 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
         sales_row.contains("Mail-enabled security") && sales_row.contains("sales@contoso.example")
     );
     assert!(sales_row.contains("class=\"num\">4<"), "{sales_row}");
-    assert!(groups.contains(&paths::tenant_group(id, sales)));
+    assert!(groups.contains(&paths::tenant_group(id.into(), sales)));
     let searched = body(
-        app.get(&format!(
-            "{}?q=eu",
-            paths::with_id(paths::TENANT_GROUPS, id)
-        ))
-        .await,
+        app.get(&format!("{}?q=eu", paths::tenant_groups(id.into())))
+            .await,
     )
     .await;
     assert_eq!(rows(&searched).len(), 1);
     assert!(rows(&searched)[0].contains("Sales EU"));
 
-    let page = body(app.get(&paths::tenant_group(id, sales)).await).await;
+    let page = body(app.get(&paths::tenant_group(id.into(), sales)).await).await;
     // Addresses carry word-break hints (`<wbr>`), read past here.
     let members: Vec<String> = rows(&page).iter().map(|r| r.replace("<wbr>", "")).collect();
     assert_eq!(members.len(), 4, "{page}");
@@ -365,7 +362,8 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
     );
     assert!(members[1].contains("Alex Wilber"));
     assert!(
-        members[2].contains("Sales EU") && members[2].contains(&paths::tenant_group(id, sales_eu)),
+        members[2].contains("Sales EU")
+            && members[2].contains(&paths::tenant_group(id.into(), sales_eu)),
         "a nested group links to its page"
     );
     assert!(
@@ -376,7 +374,7 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
         members[3]
     );
     // Members are found by name, UPN, mail or object id.
-    let group_url = paths::tenant_group(id, sales);
+    let group_url = paths::tenant_group(id.into(), sales);
     for (q, expected) in [
         ("wilber", "Alex Wilber"),
         ("adele.vance@", "Adele Vance"),
@@ -398,11 +396,13 @@ async fn groups_show_member_counts_and_a_group_page_lists_its_members() {
     // Another tenant's id in the path finds nothing.
     let other = tenant(&app, "Fabrikam").await;
     assert_eq!(
-        app.get(&paths::tenant_group(other, sales)).await.status(),
+        app.get(&paths::tenant_group(other.into(), sales))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.get(&paths::tenant_group(id, Uuid::new_v4()))
+        app.get(&paths::tenant_group(id.into(), Uuid::new_v4()))
             .await
             .status(),
         StatusCode::NOT_FOUND
@@ -414,22 +414,21 @@ async fn an_empty_copy_says_why() {
     let app = TestApp::spawn().await;
     let id = tenant(&app, "Contoso").await;
     app.sign_in(Role::Admin).await;
-    let users = paths::with_id(paths::TENANT_USERS, id);
+    let users = paths::tenant_users(id.into());
     let page = body(app.get(&users).await).await;
     assert!(
         page.contains("Not synced yet") && !page.contains("role=\"search\""),
         "{page}"
     );
-    app.post_form(&paths::with_id(paths::SYNC_TENANT, id), &[])
-        .await;
+    app.post_form(&paths::sync_tenant(id.into()), &[]).await;
     let page = decoded(&body(app.get(&users).await).await);
     assert!(
         page.contains("Not synced yet — the first sync is queued"),
         "{page}"
     );
-    let groups = decoded(&body(app.get(&paths::with_id(paths::TENANT_GROUPS, id)).await).await);
+    let groups = decoded(&body(app.get(&paths::tenant_groups(id.into())).await).await);
     assert!(groups.contains("Not synced yet — the first sync is queued"));
-    let runs = decoded(&body(app.get(&paths::with_id(paths::TENANT_RUNS, id)).await).await);
+    let runs = decoded(&body(app.get(&paths::tenant_runs(id.into())).await).await);
     assert!(
         runs.contains("No syncs yet — the first sync is queued"),
         "{runs}"
@@ -444,8 +443,8 @@ async fn a_schedule_edit_is_saved_and_audited_and_bad_input_comes_back_with_its_
     let app = TestApp::spawn().await;
     let id = tenant(&app, "Contoso").await;
     app.sign_in(Role::Admin).await;
-    let page_url = paths::with_id(paths::TENANT, id);
-    let schedule_url = paths::with_id(paths::SYNC_SCHEDULE, id);
+    let page_url = paths::tenant(id.into());
+    let schedule_url = paths::sync_schedule(id.into());
     let page = body(app.get(&page_url).await).await;
     assert!(
         page.contains("Every hour") && page.contains("(the default)"),
@@ -606,19 +605,17 @@ async fn viewers_can_neither_sync_nor_edit_the_schedule() {
     let app = TestApp::spawn().await;
     let id = tenant(&app, "Contoso").await;
     app.sign_in(Role::Viewer).await;
-    let page = body(app.get(&paths::with_id(paths::TENANT, id)).await).await;
+    let page = body(app.get(&paths::tenant(id.into())).await).await;
     assert!(page.contains("Directory sync") && page.contains("Every hour"));
     assert!(
         !page.contains(">Sync now<") && !page.contains("Save schedule"),
         "no buttons for viewers"
     );
-    let sync = app
-        .post_form(&paths::with_id(paths::SYNC_TENANT, id), &[])
-        .await;
+    let sync = app.post_form(&paths::sync_tenant(id.into()), &[]).await;
     assert_eq!(sync.status(), StatusCode::FORBIDDEN);
     let schedule = app
         .post_form(
-            &paths::with_id(paths::SYNC_SCHEDULE, id),
+            &paths::sync_schedule(id.into()),
             &[("schedule_kind", "manual")],
         )
         .await;
@@ -638,8 +635,8 @@ async fn sync_now_queues_exactly_one_job_even_when_clicked_twice() {
     let app = TestApp::spawn().await;
     let id = tenant(&app, "Contoso").await;
     app.sign_in(Role::Admin).await;
-    let page_url = paths::with_id(paths::TENANT, id);
-    let sync_url = paths::with_id(paths::SYNC_TENANT, id);
+    let page_url = paths::tenant(id.into());
+    let sync_url = paths::sync_tenant(id.into());
     assert!(body(app.get(&page_url).await).await.contains(">Sync now<"));
 
     let first = location(app.post_form(&sync_url, &[]).await).await;
@@ -679,12 +676,12 @@ async fn sync_now_queues_exactly_one_job_even_when_clicked_twice() {
     .await
     .unwrap();
     let refused = app
-        .post_form(&paths::with_id(paths::SYNC_TENANT, stopped), &[])
+        .post_form(&paths::sync_tenant(stopped.into()), &[])
         .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert!(decoded(&body(refused).await).contains("consents again"));
     assert!(queued_sync_jobs(&app, stopped).await.is_empty());
-    let page = decoded(&body(app.get(&paths::with_id(paths::TENANT, stopped)).await).await);
+    let page = decoded(&body(app.get(&paths::tenant(stopped.into())).await).await);
     assert!(
         page.contains("Consent needed again") && page.contains("AADSTS50173"),
         "{page}"
@@ -696,7 +693,7 @@ async fn sync_now_queues_exactly_one_job_even_when_clicked_twice() {
 async fn the_progress_json_follows_a_running_sync() {
     let app = TestApp::spawn().await;
     let id = tenant(&app, "Contoso").await;
-    let progress_url = paths::with_id(paths::SYNC_PROGRESS, id);
+    let progress_url = paths::sync_progress(id.into());
     // Signed out: a status for the script, not a page.
     let anonymous = browser().get(app.url(&progress_url)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
@@ -706,7 +703,7 @@ async fn the_progress_json_follows_a_running_sync() {
     assert_eq!(idle["running"], false);
     assert_eq!(idle["health"], "never_synced");
     assert!(idle["run"].is_null());
-    let page_url = paths::with_id(paths::TENANT, id);
+    let page_url = paths::tenant(id.into());
     assert!(
         body(app.get(&page_url).await)
             .await
@@ -757,7 +754,7 @@ async fn the_progress_json_follows_a_running_sync() {
     assert!(done["last_success_at"].is_string());
 
     // The finished run is in the history, with what it did.
-    let runs = rows(&body(app.get(&paths::with_id(paths::TENANT_RUNS, id)).await).await);
+    let runs = rows(&body(app.get(&paths::tenant_runs(id.into())).await).await);
     assert_eq!(runs.len(), 1);
     for expected in [
         "Schedule",
@@ -784,7 +781,7 @@ async fn the_progress_json_follows_a_running_sync() {
     assert!(page.contains("<progress max=\"404\" value=\"124\""));
 
     assert_eq!(
-        app.get(&paths::with_id(paths::SYNC_PROGRESS, Uuid::new_v4()))
+        app.get(&paths::sync_progress(Uuid::new_v4().into()))
             .await
             .status(),
         StatusCode::NOT_FOUND
@@ -879,7 +876,7 @@ async fn the_tenants_list_shows_each_sync_and_a_missing_permission_is_shown_prom
     assert!(row("New Corp").contains("Never synced") && row("New Corp").contains(">never<"));
     assert!(row("Busy Corp").contains("badge syncing"));
 
-    let page = decoded(&body(app.get(&paths::with_id(paths::TENANT, failing)).await).await);
+    let page = decoded(&body(app.get(&paths::tenant(failing.into())).await).await);
     let notice_at = page
         .find("notice bad sync-error")
         .expect("the error is a notice");

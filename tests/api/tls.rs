@@ -48,6 +48,6 @@ async fn an_untrusted_authority_certificate_fails_the_consent_and_records_nothin
     assert!(page.contains("Microsoft could not be reached"), "{page}");
     assert_eq!(tenant_count(&app).await, 0);
     let (status, attempts, _): (String, i32, Option<String>) =
-        crate::wizard::invitation_state(&app, issued.invitation.id).await;
+        crate::wizard::invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!((status.as_str(), attempts), ("failed", 1));
 }

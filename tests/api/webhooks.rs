@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gangway::operators::Role;
+use gangway::types::WebhookId;
 use gangway::web::paths;
 use gangway::webhooks::{self, delivery};
 use hmac::{Hmac, Mac};
@@ -125,7 +126,7 @@ pub async fn allow_loopback(app: &TestApp) {
 
 /// Adds an endpoint in the console as the signed-in admin, loopback allowed; returns its id
 /// and secret.
-pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (Uuid, String) {
+pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (WebhookId, String) {
     allow_loopback(app).await;
     let mut fields = vec![("url", url), ("description", "tests")];
     fields.extend(events.iter().map(|e| ("events", *e)));
@@ -169,12 +170,7 @@ async fn a_test_event_arrives_signed_and_the_delivery_log_shows_it() {
     let (id, secret) = add_endpoint(&app, &receiver.url, &["*"]).await;
 
     // The secret is shown once, then only sealed.
-    let page = app
-        .get(&paths::with_id(paths::WEBHOOK, id))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get(&paths::webhook(id)).await.text().await.unwrap();
     assert!(!page.contains(&secret));
     let sealed: Vec<u8> = sqlx::query_scalar("select secret_ciphertext from webhook_endpoints")
         .fetch_one(&app.db)
@@ -182,9 +178,7 @@ async fn a_test_event_arrives_signed_and_the_delivery_log_shows_it() {
         .unwrap();
     assert!(!sealed.windows(10).any(|w| w == &secret.as_bytes()[6..16]));
 
-    let response = app
-        .post_form(&paths::with_id(paths::WEBHOOK_TEST, id), &[])
-        .await;
+    let response = app.post_form(&paths::webhook_test(id), &[]).await;
     assert!(response.status().is_redirection());
     assert_eq!(deliver(&app).await.delivered, 1);
     let got = receiver.received();
@@ -199,12 +193,7 @@ async fn a_test_event_arrives_signed_and_the_delivery_log_shows_it() {
     assert_eq!(deliver(&app).await, delivery::Round::default());
     assert_eq!(receiver.received().len(), 1);
 
-    let page = app
-        .get(&paths::with_id(paths::WEBHOOK, id))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get(&paths::webhook(id)).await.text().await.unwrap();
     assert!(
         page.contains("webhook.test") && page.contains("delivered") && page.contains(">200<"),
         "{page}"
@@ -289,12 +278,7 @@ async fn a_failing_receiver_gets_retries_with_backoff_until_a_success_stops_them
     assert_eq!(deliver(&app).await.failed, 1);
     make_due(&app).await;
     assert_eq!(deliver(&app).await, delivery::Round::default());
-    let page = app
-        .get(&paths::with_id(paths::WEBHOOK, id))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get(&paths::webhook(id)).await.text().await.unwrap();
     assert!(page.contains("failed") && page.contains("503"));
 }
 
@@ -321,9 +305,7 @@ async fn reloading_after_adding_or_rotating_shows_the_secret_no_more_and_repeats
     );
 
     let id = webhooks::list(&app.db).await.unwrap()[0].id;
-    let rotated = app
-        .post_form(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
-        .await;
+    let rotated = app.post_form(&paths::webhook_rotate(id), &[]).await;
     let to = crate::helpers::location(rotated).await;
     let shown = app.get(&to).await.text().await.unwrap();
     assert!(shown.contains("id=\"new-secret\"") && shown.contains("Secret rotated"));
@@ -351,7 +333,7 @@ async fn a_rotated_secret_signs_beside_the_old_one_during_the_overlap() {
     let receiver = Receiver::start().await;
     let (id, old) = add_endpoint(&app, &receiver.url, &["*"]).await;
     let page = app
-        .post_and_follow(&paths::with_id(paths::WEBHOOK_ROTATE, id), &[])
+        .post_and_follow(&paths::webhook_rotate(id), &[])
         .await
         .text()
         .await
@@ -536,10 +518,7 @@ async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothi
     let receiver = Receiver::start().await;
     let (id, _) = add_endpoint(&app, &receiver.url, &["*"]).await;
     let response = app
-        .post_form(
-            &paths::with_id(paths::WEBHOOK_ENABLED, id),
-            &[("enabled", "false")],
-        )
+        .post_form(&paths::webhook_enabled(id), &[("enabled", "false")])
         .await;
     assert!(response.status().is_redirection());
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
@@ -547,9 +526,7 @@ async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothi
         .await
         .unwrap();
     assert_eq!(count().await, 0);
-    let response = app
-        .post_form(&paths::with_id(paths::WEBHOOK_DELETE, id), &[])
-        .await;
+    let response = app.post_form(&paths::webhook_delete(id), &[]).await;
     assert!(response.status().is_redirection());
     assert!(webhooks::list(&app.db).await.unwrap().is_empty());
 }
@@ -1026,8 +1003,8 @@ async fn webhooks_never_reach_internal_addresses_unless_an_admin_allows_them() {
 }
 
 /// The delivery log of `endpoint` as the signed-in operator sees it.
-async fn log_page(app: &TestApp, endpoint: Uuid) -> String {
-    app.get(&paths::with_id(paths::WEBHOOK, endpoint))
+async fn log_page(app: &TestApp, endpoint: WebhookId) -> String {
+    app.get(&paths::webhook(endpoint))
         .await
         .text()
         .await
@@ -1090,7 +1067,7 @@ async fn sending_again_delivers_the_event_once_more_under_the_same_webhook_id() 
 
     let page = app
         .post_and_follow(
-            &paths::with_id(paths::WEBHOOK_SEND_AGAIN, id),
+            &paths::webhook_send_again(id),
             &[("delivery", &first.to_string())],
         )
         .await
@@ -1143,7 +1120,7 @@ async fn a_viewer_cannot_send_a_webhook_event_again() {
     app.sign_in(Role::Viewer).await;
     let response = app
         .post_form(
-            &paths::with_id(paths::WEBHOOK_SEND_AGAIN, endpoint.id),
+            &paths::webhook_send_again(endpoint.id),
             &[("delivery", &sent.to_string())],
         )
         .await;

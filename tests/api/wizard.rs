@@ -421,7 +421,7 @@ async fn delegated_journey_records_the_tenant_and_the_link_is_then_used() {
         scopes.iter().any(|s| s.contains("User.Read.All")),
         "{scopes:?}"
     );
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "consented");
     assert_eq!(last_error, None);
     assert_eq!(audit_count(&app, "consent.granted").await, 1);
@@ -505,7 +505,7 @@ async fn application_journey_is_confirmed_with_an_app_token_and_records_the_tena
     assert!(sealed.is_none(), "application consent keeps no credential");
     assert!(!scopes.is_empty());
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "consented"
     );
 }
@@ -553,7 +553,7 @@ async fn admin_consent_for_a_tenant_named_only_in_the_query_is_not_trusted() {
     );
     assert_eq!(tenant_count(&app).await, 0);
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "opened"
     );
 }
@@ -640,7 +640,7 @@ async fn customer_app_with_a_good_secret_is_proven_and_recorded() {
     assert_eq!(client_id.as_deref(), Some(registered.client_id.as_str()));
     assert!(sealed.is_some());
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "consented"
     );
 }
@@ -674,7 +674,7 @@ async fn customer_app_with_a_wrong_secret_says_to_copy_the_value_and_saves_nothi
     );
 
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, attempts, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, attempts, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!((status.as_str(), attempts), ("failed", 1));
     assert!(last_error.unwrap().contains("7000215"));
 
@@ -703,7 +703,7 @@ async fn customer_app_lacking_user_read_all_names_the_missing_permission() {
     );
     assert!(page.contains("Authorization_RequestDenied"));
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, attempts, _) = invitation_state(&app, issued.invitation.id).await;
+    let (status, attempts, _) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!((status.as_str(), attempts), ("failed", 1));
 }
 
@@ -739,7 +739,10 @@ async fn customer_app_fields_are_checked_before_asking_microsoft() {
     assert!(page.contains("no tenant with this ID"), "{page}");
     assert_eq!(tenant_count(&app).await, 0);
     // Shape errors are not attempts; the unknown tenant is.
-    assert_eq!(invitation_state(&app, issued.invitation.id).await.1, 1);
+    assert_eq!(
+        invitation_state(&app, issued.invitation.id.into()).await.1,
+        1
+    );
 }
 
 #[tokio::test]
@@ -757,7 +760,7 @@ async fn a_decline_is_recorded_and_the_link_still_works_for_a_retry() {
     assert!(page.contains("You declined"), "{page}");
     assert!(page.contains("Try again") && page.contains(paths::WIZARD));
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, attempts, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, attempts, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!((status.as_str(), attempts), ("declined", 1));
     assert!(last_error.unwrap().contains("65004"));
     assert_eq!(audit_count(&app, "consent.declined").await, 1);
@@ -774,7 +777,7 @@ async fn a_decline_is_recorded_and_the_link_still_works_for_a_retry() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(tenant_count(&app).await, 1);
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "consented"
     );
 }
@@ -806,7 +809,7 @@ async fn an_admin_consent_decline_is_recorded() {
     let page = response.text().await.unwrap();
     assert!(page.contains("You declined"), "{page}");
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "declined"
     );
     assert_eq!(tenant_count(&app).await, 0);
@@ -828,7 +831,7 @@ async fn a_member_who_is_not_an_admin_cannot_consent() {
         page.contains("cannot approve") && page.contains("Global Administrator"),
         "{page}"
     );
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     assert!(last_error.unwrap().contains("90094"));
     assert_eq!(tenant_count(&app).await, 0);
@@ -856,7 +859,7 @@ async fn a_signed_in_non_admin_is_refused_even_when_microsoft_issues_a_code() {
     );
     assert!(page.contains("not a Global Administrator"));
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     assert!(last_error.unwrap().contains("not a Global Administrator"));
 }
@@ -887,7 +890,7 @@ async fn consent_from_another_tenant_than_the_invited_domain_is_rejected() {
     );
     assert!(page.contains(&other.domain), "{page}");
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, _, last_error) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, last_error) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     assert!(last_error.unwrap().contains("wrong tenant"));
 }
@@ -914,7 +917,7 @@ async fn replaying_the_callback_is_refused_and_records_nothing_twice() {
 
     assert_eq!(tenant_count(&app).await, 1);
     assert_eq!(audit_count(&app, "consent.granted").await, 1);
-    let (status, attempts, _) = invitation_state(&app, issued.invitation.id).await;
+    let (status, attempts, _) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!((status.as_str(), attempts), ("consented", 0));
 }
 
@@ -942,7 +945,10 @@ async fn a_callback_with_a_foreign_state_is_refused_and_burns_the_pending_sign_i
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(tenant_count(&app).await, 0);
     // Session-level refusals are not the invitation's setbacks.
-    assert_eq!(invitation_state(&app, issued.invitation.id).await.1, 0);
+    assert_eq!(
+        invitation_state(&app, issued.invitation.id.into()).await.1,
+        0
+    );
 }
 
 #[tokio::test]
@@ -1097,7 +1103,7 @@ async fn a_customer_app_from_another_tenant_than_the_invited_domain_is_rejected(
     assert!(!page.contains(&registered.client_secret));
     assert_eq!(tenant_count(&app).await, 0);
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "failed"
     );
 }
@@ -1134,7 +1140,7 @@ async fn customer_app_checks_are_rate_limited_per_client() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(tenant_count(&app).await, 0);
-    let (_, attempts, _) = invitation_state(&app, issued.invitation.id).await;
+    let (_, attempts, _) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(attempts, 2, "a refused check is not an attempt");
 }
 
@@ -1207,7 +1213,7 @@ async fn consent_is_refused_without_wids_unless_graph_proves_the_role() {
         "{page}"
     );
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, _, reason) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, reason) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     let reason = reason.unwrap();
     assert!(
@@ -1230,7 +1236,7 @@ async fn consent_is_refused_without_wids_unless_graph_proves_the_role() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.text().await.unwrap().contains("is connected"));
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "consented"
     );
 }
@@ -1262,7 +1268,7 @@ async fn an_admin_consent_still_propagating_shows_finishing_and_then_records_the
     assert!(page.contains("is connected"), "{page}");
     assert_eq!(tenant_count(&app).await, 1);
     assert_eq!(
-        invitation_state(&app, issued.invitation.id).await.0,
+        invitation_state(&app, issued.invitation.id.into()).await.0,
         "consented"
     );
     // Post/redirect/get holds: the callback again shows the outcome, records nothing twice.
@@ -1297,7 +1303,7 @@ async fn an_admin_consent_that_never_becomes_usable_fails_after_the_wait_with_th
     let (_, page) = result_after_finishing(&customer, &app).await;
     assert!(page.contains("AADSTS700016"), "{page}");
     assert_eq!(tenant_count(&app).await, 0);
-    let (status, _, reason) = invitation_state(&app, issued.invitation.id).await;
+    let (status, _, reason) = invitation_state(&app, issued.invitation.id.into()).await;
     assert_eq!(status, "failed");
     assert!(reason.unwrap().contains("700016"));
 }
@@ -1322,7 +1328,7 @@ async fn a_reconsent_invitation_says_in_its_mail_and_wizard_why_the_customer_is_
     let first_mails = app.mail.messages().len();
 
     let shown = app
-        .post_and_follow(&paths::with_id(paths::RECONSENT_TENANT, tenant), &[])
+        .post_and_follow(&paths::reconsent_tenant(tenant.into()), &[])
         .await;
     assert!(shown.status().is_success());
     app.deliver_mail().await;

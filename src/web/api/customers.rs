@@ -31,7 +31,7 @@ pub struct CustomerOut {
 impl From<Customer> for CustomerOut {
     fn from(c: Customer) -> Self {
         Self {
-            id: c.id,
+            id: c.id.into(),
             name: c.name,
             contact: c.contact,
             notes: c.notes,
@@ -66,7 +66,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<CustomerOut>, ApiError> {
     let not_found = || ApiError::NotFound("no such customer".into());
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = id.parse().map_err(|_| not_found())?;
     match customers::get(&state.db, id).await {
         Ok(c) => Ok(Json(c.into())),
         Err(CustomerError::NotFound) => Err(not_found()),

@@ -16,6 +16,7 @@ use super::{Page, cursor_uuid, limit};
 use crate::directory::feed;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
 use crate::tenants;
+use crate::types::TenantRecordId;
 use crate::web::AppState;
 
 /// Filters and paging for the directory copy.
@@ -76,7 +77,7 @@ pub async fn users(
     let after = cursor_uuid(q.cursor.as_deref())?;
     let page = feed::users(
         &state.db,
-        tenant,
+        tenant.into(),
         after,
         q.updated_since()?,
         q.search()?,
@@ -110,7 +111,7 @@ pub async fn groups(
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::groups(
         &state.db,
-        tenant,
+        tenant.into(),
         after,
         q.updated_since()?,
         q.search()?,
@@ -138,17 +139,17 @@ pub async fn members(
     let tenant = super::tenants::tenant(&state, &id).await?.id;
     let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
     let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
-    crate::directory::views::group(&state.db, tenant, group)
+    crate::directory::views::group(&state.db, tenant.into(), group)
         .await?
         .ok_or_else(not_found)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
-    let rows = feed::members(&state.db, tenant, group, after, limit).await?;
+    let rows = feed::members(&state.db, tenant.into(), group, after, limit).await?;
     Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
 }
 
 /// 404 unless tenant `id` exists: a page with rows proves it, so only an `empty` one asks.
-async fn known(state: &AppState, id: Uuid, empty: bool) -> Result<(), ApiError> {
+async fn known(state: &AppState, id: TenantRecordId, empty: bool) -> Result<(), ApiError> {
     if empty && tenants::get(&state.db, id).await?.is_none() {
         return Err(no_such_tenant());
     }

@@ -18,6 +18,7 @@ use crate::invitations::{
     self, Invitation, InvitationError, InvitationStatus, Issued, NewInvitation,
 };
 use crate::settings::profiles;
+use crate::types::InvitationId;
 use crate::web::AppState;
 
 /// An invitation.
@@ -54,8 +55,8 @@ pub struct InvitationOut {
 impl From<Invitation> for InvitationOut {
     fn from(i: Invitation) -> Self {
         Self {
-            id: i.id,
-            customer_id: i.customer_id,
+            id: i.id.into(),
+            customer_id: i.customer_id.into(),
             customer_name: i.customer_name,
             admin_email: i.admin_email,
             consent_mode: i.consent_mode.as_str().into(),
@@ -63,8 +64,8 @@ impl From<Invitation> for InvitationOut {
             status: i.status.as_str().into(),
             attempts: i.attempts,
             last_error: i.last_error,
-            permission_profile_id: i.permission_profile_id,
-            tenant_id: i.tenant_id,
+            permission_profile_id: i.permission_profile_id.into(),
+            tenant_id: i.tenant_id.map(Uuid::from),
             expires_at: rfc3339(i.expires_at),
             created_at: rfc3339(i.created_at),
         }
@@ -189,10 +190,10 @@ async fn issue(
         body.expires_in.as_deref(),
     )?;
     if let Some(id) = body.profile_id {
-        profiles::get(&state.db, id).await?.ok_or_else(|| {
+        profiles::get(&state.db, id.into()).await?.ok_or_else(|| {
             ApiError::Unprocessable("profile_id names no permission profile".into())
         })?;
-        new.profile = Some(id);
+        new.profile = Some(id.into());
     }
     let live = state
         .live()
@@ -229,8 +230,9 @@ pub async fn list(
     Ok(Json(Page::new(rows, limit, |i| i.id.to_string())))
 }
 
-fn invitation_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such invitation".into()))
+fn invitation_id(id: &str) -> Result<InvitationId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound("no such invitation".into()))
 }
 
 /// One invitation.

@@ -14,7 +14,7 @@ use super::problem::{
 use super::{Page, cursor_uuid, limit, rfc3339};
 use crate::directory::{control, feed, views};
 use crate::tenants::{self, Tenant};
-use crate::types::Schedule;
+use crate::types::{Schedule, TenantRecordId};
 use crate::web::AppState;
 
 /// A connected tenant.
@@ -45,11 +45,11 @@ pub struct TenantOut {
 impl From<Tenant> for TenantOut {
     fn from(t: Tenant) -> Self {
         Self {
-            id: t.id,
+            id: t.id.into(),
             entra_tenant_id: t.entra_tenant_id,
             display_name: t.display_name,
             verified_domains: t.verified_domains,
-            customer_id: t.customer_id,
+            customer_id: t.customer_id.into(),
             customer_name: t.customer_name,
             consent_mode: t.consent_mode.as_str().into(),
             status: t.status.as_str().into(),
@@ -193,8 +193,8 @@ pub(super) async fn tenant(state: &AppState, id: &str) -> Result<Tenant, ApiErro
 }
 
 /// The tenant id in a path (a 404 when it is none).
-pub(super) fn tenant_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| no_such_tenant())
+pub(super) fn tenant_id(id: &str) -> Result<TenantRecordId, ApiError> {
+    id.parse().map_err(|_| no_such_tenant())
 }
 
 pub(super) fn no_such_tenant() -> ApiError {
@@ -212,7 +212,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<TenantDetail>, ApiError> {
     let tenant = tenant(&state, &id).await?;
-    let s = views::sync_summary(&state.db, tenant.id)
+    let s = views::sync_summary(&state.db, tenant.id.into())
         .await?
         .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
     Ok(Json(TenantDetail {
@@ -252,7 +252,7 @@ pub async fn sync_now(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let tenant = tenant(&state, &id).await?;
-    let job = control::request_sync(&state.db, tenant.id, &writer.actor()).await?;
+    let job = control::request_sync(&state.db, tenant.id.into(), &writer.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { job_id: job.0 })))
 }
 
@@ -279,7 +279,7 @@ pub async fn set_schedule(
 ) -> Result<Json<TenantDetail>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let schedule: Schedule = body.schedule.parse()?;
-    control::set_schedule(&state.db, tenant.id, &schedule, &writer.actor()).await?;
+    control::set_schedule(&state.db, tenant.id.into(), &schedule, &writer.actor()).await?;
     get(State(state), Reader, Path(id)).await
 }
 
@@ -295,7 +295,7 @@ pub async fn offboard(
     Path(id): Path<String>,
 ) -> Result<Json<TenantOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
-    let done = tenants::offboard(&state.db, tenant.id, &writer.actor()).await?;
+    let done = tenants::offboard(&state.db, tenant.id.into(), &writer.actor()).await?;
     crate::signin::ends::for_tenant(&state.db, tenant.id).await?;
     Ok(Json(done.into()))
 }
@@ -322,6 +322,6 @@ pub async fn runs(
                 .map_err(|_| ApiError::BadRequest("cursor is not one this API gave".into()))
         })
         .transpose()?;
-    let rows = feed::runs(&state.db, tenant.id, before, limit).await?;
+    let rows = feed::runs(&state.db, tenant.id.into(), before, limit).await?;
     Ok(Json(Page::new(rows, limit, |r| r.id.to_string())))
 }

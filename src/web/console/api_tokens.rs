@@ -16,6 +16,7 @@ use super::reveal::{self, Reveal};
 use super::{Chrome, Section, When, parse_id};
 use crate::api_tokens::{self, Scope, TokenError};
 use crate::audit::Actor;
+use crate::types::ApiTokenId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -44,7 +45,7 @@ struct Row {
     rate_url: Option<String>,
     /// Why the rate typed into this row could not be saved.
     rate_error: Option<String>,
-    id: uuid::Uuid,
+    id: ApiTokenId,
 }
 
 #[derive(Default, Deserialize)]
@@ -111,12 +112,8 @@ async fn page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
                 "active"
             },
             owner: t.owner_label(),
-            revoke_url: t
-                .is_live(now)
-                .then(|| paths::with_id(paths::API_TOKEN_REVOKE, t.id)),
-            rate_url: t
-                .is_live(now)
-                .then(|| paths::with_id(paths::API_TOKEN_RATE, t.id)),
+            revoke_url: t.is_live(now).then(|| paths::api_token_revoke(t.id)),
+            rate_url: t.is_live(now).then(|| paths::api_token_rate(t.id)),
             rate: t
                 .calls_per_second
                 .map(|n| n.to_string())
@@ -218,7 +215,7 @@ async fn revoke(
     let id = parse_id(&id)?;
     match api_tokens::revoke(&state.db, id, &Actor::Operator(operator.email)).await {
         Ok(()) => {
-            state.api_tokens.forget(id);
+            state.api_tokens.forget(id.into());
             Ok(Redirect::to(&format!("{}?done=revoked", paths::API_TOKENS)))
         }
         Err(TokenError::NotFound) => Err(Error::NotFound),
@@ -241,7 +238,7 @@ async fn set_rate(
     };
     match saved {
         Ok(()) => {
-            state.api_tokens.forget(id);
+            state.api_tokens.forget(id.into());
             Ok(Redirect::to(&format!("{}?done=rate", paths::API_TOKENS)).into_response())
         }
         Err(TokenError::Invalid(message)) => {

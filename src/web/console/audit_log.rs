@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 
-use super::list::{Empty, ListQuery, Pager};
+use super::list::{Empty, ListPage, ListQuery};
 use super::{Chrome, EventRow, Section};
 use crate::audit;
 use crate::web::AppState;
@@ -25,10 +25,7 @@ pub(super) fn router() -> Router<AppState> {
 #[template(path = "console/audit.html")]
 struct LogPage {
     chrome: Chrome,
-    events: Vec<EventRow>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<EventRow>,
 }
 
 async fn log(
@@ -40,10 +37,12 @@ async fn log(
     let search = query.q.as_deref();
     let events = audit::page(&state.db, search, PER_PAGE, query.offset(PER_PAGE)).await?;
     let total = audit::count(&state.db, search).await?;
-    let (pager, empty) = query.outcome(
+    let rows = events.iter().map(EventRow::from).collect();
+    let list = ListPage::new(
+        query,
         paths::AUDIT,
         PER_PAGE,
-        events.len(),
+        rows,
         total,
         "events",
         Empty::first_run(
@@ -54,9 +53,6 @@ async fn log(
     );
     Ok(LogPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Audit),
-        events: events.iter().map(EventRow::from).collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list,
     })
 }

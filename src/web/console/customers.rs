@@ -10,16 +10,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::invitations::Row as InvitationRow;
-use super::list::{Empty, ListQuery, Pager, is_first_run, link};
+use super::list::{Empty, ListPage, ListQuery, link};
 use super::tenants::Row as TenantRow;
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
 use crate::customers::{self, Customer, CustomerDetails, CustomerError, Field, Listed};
 use crate::invitations::{self, Filter};
 use crate::tenants;
+use crate::types::CustomerId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
@@ -53,7 +53,7 @@ struct Row {
 impl From<&Listed> for Row {
     fn from(l: &Listed) -> Self {
         Self {
-            url: paths::with_id(paths::CUSTOMER, l.customer.id),
+            url: paths::customer(l.customer.id),
             name: l.customer.name.clone(),
             contact: l.customer.contact.clone(),
             invitations: l.invitations,
@@ -65,18 +65,9 @@ impl From<&Listed> for Row {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/customers.html")]
-struct ListPage {
+struct CustomersPage {
     chrome: Chrome,
-    rows: Vec<Row>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<Row>,
 }
 
 async fn list(
@@ -84,7 +75,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<()>,
-) -> Result<ListPage> {
+) -> Result<CustomersPage> {
     let (found, total) = customers::list(
         &state.db,
         query.q.as_deref(),
@@ -100,20 +91,18 @@ async fn list(
             .is_admin
             .then(|| ("New customer", paths::NEW_CUSTOMER.to_owned())),
     );
-    let (pager, empty) = query.outcome(
-        paths::CUSTOMERS,
-        PER_PAGE,
-        found.len(),
-        total,
-        "customers",
-        first,
-    );
-    Ok(ListPage {
+    let rows = found.iter().map(Row::from).collect();
+    Ok(CustomersPage {
         chrome,
-        rows: found.iter().map(Row::from).collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list: ListPage::new(
+            query,
+            paths::CUSTOMERS,
+            PER_PAGE,
+            rows,
+            total,
+            "customers",
+            first,
+        ),
     })
 }
 
@@ -173,7 +162,7 @@ async fn detail(
         }),
         invitations: invitations.iter().map(InvitationRow::from).collect(),
         tenants: tenants.iter().map(TenantRow::from).collect(),
-        edit_url: paths::with_id(paths::EDIT_CUSTOMER, id),
+        edit_url: paths::edit_customer(id),
         invite_url: link(
             paths::NEW_INVITATION,
             &[("customer_name", customer.name.clone())],
@@ -249,7 +238,7 @@ impl FormErrors for FieldErrors {
 struct FormPage {
     chrome: Chrome,
     /// `None` when creating.
-    customer: Option<(Uuid, String)>,
+    customer: Option<(CustomerId, String)>,
     action: String,
     form: CustomerForm,
     errors: FieldErrors,
@@ -261,7 +250,7 @@ impl FormPage {
             chrome,
             action: editing.map_or_else(
                 || paths::NEW_CUSTOMER.to_owned(),
-                |c| paths::with_id(paths::EDIT_CUSTOMER, c.id),
+                |c| paths::edit_customer(c.id),
             ),
             customer: editing.map(|c| (c.id, c.name.clone())),
             form,
@@ -292,11 +281,9 @@ fn save(
     done: &str,
 ) -> Result<Response> {
     match result {
-        Ok(saved) => Ok(Redirect::to(&format!(
-            "{}?done={done}",
-            paths::with_id(paths::CUSTOMER, saved.id)
-        ))
-        .into_response()),
+        Ok(saved) => {
+            Ok(Redirect::to(&format!("{}?done={done}", paths::customer(saved.id))).into_response())
+        }
         Err(e @ (CustomerError::NameTaken(_) | CustomerError::Invalid { .. })) => {
             Ok(page.refused(FieldErrors::from_errors(vec![e])))
         }

@@ -1,5 +1,5 @@
 //! What every console list shares: the query (page, search and the list's own filters, parsed
-//! once), the pager, and the empty state.
+//! once), the pager, the empty state, and the [`ListPage`] that holds them with the rows.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -72,58 +72,90 @@ impl<F: Filters> ListQuery<F> {
         (self.page - 1) * per_page
     }
 
-    /// The search term as the search box shows it.
-    pub fn search_text(&self) -> String {
-        self.q.clone().unwrap_or_default()
-    }
-
     /// Whether a search or filter narrows the list.
     pub fn filtered(&self) -> bool {
         self.q.is_some() || !self.filters.pairs().is_empty()
     }
+}
 
-    /// The pager and, when the page has no rows, the empty state: no `noun` (plural) match
-    /// (with a link that clears the filters), past the last page, or `first` — the list has
-    /// nothing at all yet, with its one call to action.
-    pub fn outcome(
-        &self,
-        base: &str,
+/// One page of a console list, as every list template reads it (`list.rows`, `list.pager`,
+/// `list.empty`, and the search partial's `list.base` and `list.search_text()`).
+pub(crate) struct ListPage<R, F = ()> {
+    pub rows: Vec<R>,
+    pub query: ListQuery<F>,
+    /// The list's address: the search form's action, and where "Clear filters" leads.
+    pub base: String,
+    pub pager: Pager,
+    /// Set when the page has no rows.
+    pub empty: Option<Empty>,
+}
+
+impl<R, F: Filters> ListPage<R, F> {
+    /// The page of `rows` (of `total`, `per_page` a page) that `query` asked of the list at
+    /// `base`. Without rows it says why: no `noun` (plural) match (with a link that clears the
+    /// filters), past the last page, or `first` — the list has nothing at all yet, with its one
+    /// call to action.
+    pub fn new(
+        query: ListQuery<F>,
+        base: impl Into<String>,
         per_page: i64,
-        shown: usize,
+        rows: Vec<R>,
         total: i64,
         noun: &str,
         first: Empty,
-    ) -> (Pager, Option<Empty>) {
-        let mut params = self.filters.pairs();
-        if let Some(q) = &self.q {
+    ) -> Self {
+        let base = base.into();
+        let mut params = query.filters.pairs();
+        if let Some(q) = &query.q {
             params.push(("q", q.clone()));
         }
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let pager = Pager::new(base, &params, self.page, per_page, shown, total);
-        let empty = (shown == 0).then(|| {
-            if self.filtered() {
-                let title = match &self.q {
+        let pager = Pager::new(&base, &params, query.page, per_page, rows.len(), total);
+        let empty = rows.is_empty().then(|| {
+            if query.filtered() {
+                let title = match &query.q {
                     Some(q) if !F::BESIDE_SEARCH => format!("No {noun} match “{q}”"),
                     _ => format!("No {noun} match these filters"),
                 };
                 Empty {
                     title,
                     text: "Try another search term or filter.".into(),
-                    action: Some(("Clear filters", base.to_owned())),
+                    action: Some(("Clear filters", base.clone())),
                     first_run: false,
                 }
             } else if total > 0 {
                 Empty {
                     title: "Nothing on this page".into(),
                     text: String::new(),
-                    action: Some(("Back to the first page", base.to_owned())),
+                    action: Some(("Back to the first page", base.clone())),
                     first_run: false,
                 }
             } else {
                 first
             }
         });
-        (pager, empty)
+        Self {
+            rows,
+            query,
+            base,
+            pager,
+            empty,
+        }
+    }
+
+    /// The search term as the search box shows it.
+    pub fn search_text(&self) -> &str {
+        self.query.q.as_deref().unwrap_or_default()
+    }
+
+    /// Whether a search or filter narrows the list.
+    pub fn filtered(&self) -> bool {
+        self.query.filtered()
+    }
+
+    /// Whether the list has nothing at all yet: the page shows no filters or other buttons then.
+    pub fn first_run(&self) -> bool {
+        self.empty.as_ref().is_some_and(|e| e.first_run)
     }
 }
 
@@ -151,12 +183,6 @@ impl Empty {
             first_run: true,
         }
     }
-}
-
-/// Whether a page's empty state (if any) is the first-run one, for templates that hide their
-/// filters then.
-pub(crate) fn is_first_run(empty: &Option<Empty>) -> bool {
-    empty.as_ref().is_some_and(|e| e.first_run)
 }
 
 /// Page numbers from `?page=`, tolerant of junk (a bad number means the first page).
@@ -261,19 +287,23 @@ mod tests {
                 .collect()
         };
         let first = || Empty::first_run("Nothing yet", "", None);
-        let blank: ListQuery<()> = ListQuery::from_params(&params(&[("q", "  "), ("page", "x")]));
+        let query =
+            |pairs: &[(&str, &str)]| -> ListQuery<()> { ListQuery::from_params(&params(pairs)) };
+        let blank = query(&[("q", "  "), ("page", "x")]);
         assert_eq!((blank.page, blank.q.as_deref()), (1, None));
-        let (_, empty) = blank.outcome("/x", 25, 0, 0, "rows", first());
-        assert!(is_first_run(&empty));
-        let (_, empty) = blank.outcome("/x", 25, 0, 3, "rows", first());
-        assert_eq!(empty.unwrap().title, "Nothing on this page");
-        let searched: ListQuery<()> = ListQuery::from_params(&params(&[("q", " ab ")]));
-        let (pager, empty) = searched.outcome("/x", 25, 0, 0, "rows", first());
-        let empty = empty.unwrap();
+        let page = ListPage::<(), ()>::new(blank, "/x", 25, vec![], 0, "rows", first());
+        assert!(page.first_run());
+        let blank = query(&[("page", "2")]);
+        let page = ListPage::<(), ()>::new(blank, "/x", 25, vec![], 3, "rows", first());
+        assert_eq!(page.empty.unwrap().title, "Nothing on this page");
+        let searched = || query(&[("q", " ab ")]);
+        let page = ListPage::<(), ()>::new(searched(), "/x", 25, vec![], 0, "rows", first());
+        assert_eq!(page.search_text(), "ab");
+        let empty = page.empty.unwrap();
         assert_eq!(empty.title, "No rows match “ab”");
         assert_eq!(empty.action.unwrap().1, "/x");
-        assert_eq!(pager.total, 0);
-        let (_, empty) = searched.outcome("/x", 25, 1, 1, "rows", first());
-        assert!(empty.is_none());
+        assert_eq!(page.pager.total, 0);
+        let page = ListPage::new(searched(), "/x", 25, vec![()], 1, "rows", first());
+        assert!(page.empty.is_none() && !page.first_run());
     }
 }

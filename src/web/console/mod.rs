@@ -197,7 +197,7 @@ fn banners(live: &Live) -> Vec<Banner> {
             out.push(Banner {
                 tone,
                 text: format!("{text} The customer must create a new one and enter it through a new invitation."),
-                href: paths::with_id(paths::TENANT, secret.tenant_id),
+                href: paths::tenant(secret.tenant_id),
                 action: "Open tenant",
             });
         }
@@ -225,8 +225,8 @@ impl When {
 }
 
 /// An id from the path; anything that is not a UUID is simply not found.
-pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, Error> {
-    uuid::Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound)
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, Error> {
+    raw.trim().parse().map_err(|_| Error::NotFound)
 }
 
 /// A form's messages, one per field: the error summary lists them and the first invalid field
@@ -290,12 +290,10 @@ impl From<&AuditEvent> for EventRow {
             action: event.action.clone(),
             summary: action_summary(&event.action),
             detail: event.detail_text(),
-            invitation_url: event
-                .invitation_id
-                .map(|id| paths::with_id(paths::INVITATION, id)),
+            invitation_url: event.invitation_id.map(paths::invitation),
             invitation_short: event.invitation_id.map(short_id).unwrap_or_default(),
             invitation_name: event.invitation_name.clone(),
-            tenant_url: event.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
+            tenant_url: event.tenant_id.map(paths::tenant),
             tenant_short: event.tenant_id.map(short_id).unwrap_or_default(),
             tenant_name: event.tenant_name.clone(),
         }
@@ -313,8 +311,8 @@ pub(crate) fn actor_name(stored: &str) -> String {
 }
 
 /// The first eight hex digits of an id, enough to tell rows apart.
-fn short_id(id: uuid::Uuid) -> String {
-    id.simple().to_string()[..8].to_owned()
+fn short_id(id: impl Into<uuid::Uuid>) -> String {
+    id.into().simple().to_string()[..8].to_owned()
 }
 
 /// Plain words for the actions Gangway records; unknown ones show their code only.

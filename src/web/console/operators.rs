@@ -16,6 +16,7 @@ use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
 use crate::operator_invites::{self, InviteError};
 use crate::operators::{self, Operator, OperatorSummary, RemovedOperator, Role};
+use crate::types::OperatorId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
@@ -47,7 +48,7 @@ struct Row {
 }
 
 impl Row {
-    fn new(o: &OperatorSummary, you: uuid::Uuid, admins: usize) -> Self {
+    fn new(o: &OperatorSummary, you: OperatorId, admins: usize) -> Self {
         Self {
             email: o.email.clone(),
             is_admin: o.role == Role::Admin,
@@ -55,9 +56,9 @@ impl Row {
             last_admin: o.role == Role::Admin && admins == 1,
             last_sign_in: o.last_login_at.map(When::new),
             sessions: o.sessions,
-            role_url: paths::with_id(paths::OPERATOR_ROLE, o.id),
-            sign_out_url: paths::with_id(paths::OPERATOR_SIGN_OUT, o.id),
-            remove_url: paths::with_id(paths::REMOVE_OPERATOR, o.id),
+            role_url: paths::operator_role(o.id),
+            sign_out_url: paths::operator_sign_out(o.id),
+            remove_url: paths::remove_operator(o.id),
         }
     }
 }
@@ -119,7 +120,7 @@ async fn list_page(state: &AppState, admin: &Operator, csrf: String) -> Result<L
     let admins = operators.iter().filter(|o| o.role == Role::Admin).count();
     let rows = operators
         .iter()
-        .map(|o| Row::new(o, admin.id, admins))
+        .map(|o| Row::new(o, admin.id.into(), admins))
         .collect();
     let now = time::OffsetDateTime::now_utc();
     let pending = operator_invites::pending(&state.db)

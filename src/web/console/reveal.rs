@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
-use uuid::Uuid;
 
+use crate::types::{InvitationId, WebhookId};
 use crate::web::error::Result;
 use crate::web::session::REVEAL;
 
@@ -15,7 +15,7 @@ use crate::web::session::REVEAL;
 pub(crate) enum Reveal {
     /// A freshly minted invitation link (created, resent or a re-consent invitation).
     InvitationLink {
-        invitation: Uuid,
+        invitation: InvitationId,
         link: String,
         resent: bool,
     },
@@ -24,7 +24,7 @@ pub(crate) enum Reveal {
     /// A freshly created API token.
     ApiToken { token: String },
     /// A webhook endpoint's new signing secret (added or rotated).
-    WebhookSecret { endpoint: Uuid, secret: String },
+    WebhookSecret { endpoint: WebhookId, secret: String },
     /// A web application's new client secret (registered or rotated).
     ClientSecret { application: Uuid, secret: String },
 }

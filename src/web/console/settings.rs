@@ -19,8 +19,8 @@ use super::{Chrome, FormErrors, Section, parse_id};
 use crate::audit::{Action, Actor};
 use crate::settings::profiles::{self, NewProfile, ProfileError};
 use crate::settings::{self, Edit, Key, Origin, Settings, SettingsError};
-use crate::types::Profile;
 use crate::types::profile::Permission;
+use crate::types::{Profile, ProfileId};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -103,7 +103,7 @@ impl FormErrors for Errors {
 
 /// A profile as the page lists it.
 struct ProfileRow {
-    id: uuid::Uuid,
+    id: ProfileId,
     name: String,
     description: String,
     delegated: Vec<Permission>,

@@ -15,7 +15,7 @@ use tower_sessions::Session;
 use super::reveal::{self, Reveal};
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
-use crate::types::Secret;
+use crate::types::{Secret, WebhookId};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -66,7 +66,7 @@ async fn list_page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
         .await?
         .into_iter()
         .map(|e| Row {
-            href: paths::with_id(paths::WEBHOOK, e.id),
+            href: paths::webhook(e.id),
             events: e.events.join(", "),
             url: e.url,
             description: e.description,
@@ -189,7 +189,7 @@ struct DetailPage {
     deliveries: Vec<DeliveryView>,
 }
 
-async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result<DetailPage> {
+async fn detail_page(state: &AppState, chrome: Chrome, id: WebhookId) -> Result<DetailPage> {
     let endpoint = match webhooks::get(&state.db, id).await {
         Ok(e) => e,
         Err(WebhookError::NotFound) => return Err(Error::NotFound),
@@ -231,11 +231,11 @@ async fn detail_page(state: &AppState, chrome: Chrome, id: uuid::Uuid) -> Result
         .collect();
     Ok(DetailPage {
         chrome,
-        rotate_url: paths::with_id(paths::WEBHOOK_ROTATE, endpoint.id),
-        test_url: paths::with_id(paths::WEBHOOK_TEST, endpoint.id),
-        send_again_url: paths::with_id(paths::WEBHOOK_SEND_AGAIN, endpoint.id),
-        enabled_url: paths::with_id(paths::WEBHOOK_ENABLED, endpoint.id),
-        delete_url: paths::with_id(paths::WEBHOOK_DELETE, endpoint.id),
+        rotate_url: paths::webhook_rotate(endpoint.id),
+        test_url: paths::webhook_test(endpoint.id),
+        send_again_url: paths::webhook_send_again(endpoint.id),
+        enabled_url: paths::webhook_enabled(endpoint.id),
+        delete_url: paths::webhook_delete(endpoint.id),
         events: endpoint.events.join(", "),
         enabled: endpoint.enabled,
         overlap_until: endpoint
@@ -294,7 +294,7 @@ fn refused(e: WebhookError) -> Error {
 /// Keeps a new secret for the endpoint's page, shown there once, and redirects to it.
 async fn reveal_secret(
     session: &Session,
-    id: uuid::Uuid,
+    id: WebhookId,
     secret: &Secret,
     done: &str,
 ) -> Result<Redirect> {
@@ -307,10 +307,7 @@ async fn reveal_secret(
         },
     )
     .await?;
-    Ok(Redirect::to(&format!(
-        "{}?done={done}",
-        paths::with_id(paths::WEBHOOK, id)
-    )))
+    Ok(Redirect::to(&format!("{}?done={done}", paths::webhook(id))))
 }
 
 async fn rotate(
@@ -336,10 +333,7 @@ async fn test(
     webhooks::send_test(&state.db, id, &Actor::Operator(operator.email))
         .await
         .map_err(refused)?;
-    Ok(Redirect::to(&format!(
-        "{}?done=test",
-        paths::with_id(paths::WEBHOOK, id)
-    )))
+    Ok(Redirect::to(&format!("{}?done=test", paths::webhook(id))))
 }
 
 #[derive(Deserialize)]
@@ -359,10 +353,7 @@ async fn send_again(
     webhooks::send_again(&state.db, id, delivery, &Actor::Operator(operator.email))
         .await
         .map_err(refused)?;
-    Ok(Redirect::to(&format!(
-        "{}?done=again",
-        paths::with_id(paths::WEBHOOK, id)
-    )))
+    Ok(Redirect::to(&format!("{}?done=again", paths::webhook(id))))
 }
 
 #[derive(Deserialize)]
@@ -384,7 +375,7 @@ async fn enabled(
         .map_err(refused)?;
     Ok(Redirect::to(&format!(
         "{}?done={}",
-        paths::with_id(paths::WEBHOOK, id),
+        paths::webhook(id),
         if on { "enabled" } else { "disabled" }
     )))
 }

@@ -20,7 +20,7 @@ use super::{link, result};
 use crate::identity::SignedInAdmin;
 use crate::invitations::Invitation;
 use crate::onboarding;
-use crate::types::ConsentMode;
+use crate::types::{ConsentMode, InvitationId};
 use crate::web::AppState;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::Result;
@@ -32,7 +32,7 @@ const MAX_BACKOFF_SECS: i64 = 8;
 /// An admin consent being confirmed, kept in the session under [`session::CONFIRMING`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Confirming {
-    pub invitation_id: Uuid,
+    pub invitation_id: InvitationId,
     /// The verified administrator who consented.
     pub admin: SignedInAdmin,
     /// The scopes the admin-consent answer listed (shown if the token names none).
@@ -47,7 +47,7 @@ pub(crate) struct Confirming {
 
 impl Confirming {
     /// A confirmation not yet tried.
-    pub fn new(invitation_id: Uuid, admin: SignedInAdmin, scopes: Vec<String>) -> Self {
+    pub fn new(invitation_id: InvitationId, admin: SignedInAdmin, scopes: Vec<String>) -> Self {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         Self {
             invitation_id,
@@ -168,7 +168,7 @@ mod tests {
             name: None,
             global_admin: crate::identity::RoleClaim::Holds,
         };
-        let mut c = Confirming::new(Uuid::from_u128(7), admin, Vec::new());
+        let mut c = Confirming::new(Uuid::from_u128(7).into(), admin, Vec::new());
         let waits: Vec<i64> = (0..6)
             .map(|_| {
                 c = c.clone().backed_off(100);

@@ -19,7 +19,6 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::Session;
-use uuid::Uuid;
 
 use super::error::Error;
 use super::{paths, session};
@@ -27,8 +26,8 @@ use crate::audit::Actor;
 use crate::crypto::constant_time_eq;
 use crate::identity::SignedInAdmin;
 use crate::onboarding::CodeRedemption;
-use crate::types::ConsentMode;
 use crate::types::TenantId;
+use crate::types::{ConsentMode, InvitationId};
 use crate::web::AppState;
 
 /// Wizard routes.
@@ -58,7 +57,7 @@ pub(crate) struct PendingConsent {
     /// Delegated only: the `{tenant}` path the sign-in went to, where its code is redeemed.
     #[serde(default)]
     pub authority: Option<String>,
-    pub invitation_id: Uuid,
+    pub invitation_id: InvitationId,
     /// Unix seconds.
     pub created_at: i64,
     /// Application mode, second leg: the admin consent Microsoft answered, waiting for the
@@ -106,7 +105,7 @@ impl PendingConsent {
     pub fn check(
         &self,
         presented: Option<&str>,
-        session_invitation: Option<Uuid>,
+        session_invitation: Option<InvitationId>,
         now: OffsetDateTime,
     ) -> Result<(), StateProblem> {
         let Some(presented) = presented else {
@@ -155,13 +154,14 @@ fn verified_actor(admin: &SignedInAdmin) -> Actor {
 }
 
 /// The invitation this browser opened, if any.
-async fn session_invitation(session: &Session) -> Result<Option<Uuid>, Error> {
-    Ok(session.get::<Uuid>(session::INVITATION).await?)
+async fn session_invitation(session: &Session) -> Result<Option<InvitationId>, Error> {
+    Ok(session.get::<InvitationId>(session::INVITATION).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn pending(created_at: i64) -> PendingConsent {
         PendingConsent {
@@ -170,7 +170,7 @@ mod tests {
             nonce: Some("n".into()),
             pkce_verifier: Some("v".into()),
             authority: Some("organizations".into()),
-            invitation_id: Uuid::from_u128(7),
+            invitation_id: Uuid::from_u128(7).into(),
             created_at,
             admin_consent: None,
         }
@@ -180,7 +180,7 @@ mod tests {
     fn state_must_match_belong_to_the_invitation_and_be_fresh() {
         let now = OffsetDateTime::now_utc();
         let p = pending(now.unix_timestamp() - 60);
-        let inv = Some(Uuid::from_u128(7));
+        let inv = Some(Uuid::from_u128(7).into());
         assert_eq!(p.check(Some("s3cr3t-state"), inv, now), Ok(()));
         assert_eq!(
             p.check(Some("s3cr3t-statf"), inv, now),
@@ -192,7 +192,7 @@ mod tests {
         );
         assert_eq!(p.check(None, inv, now), Err(StateProblem::Mismatch));
         assert_eq!(
-            p.check(Some("s3cr3t-state"), Some(Uuid::from_u128(8)), now),
+            p.check(Some("s3cr3t-state"), Some(Uuid::from_u128(8).into()), now),
             Err(StateProblem::OtherInvitation)
         );
         assert_eq!(

@@ -9,12 +9,12 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_sessions::Session;
-use uuid::Uuid;
 
 use super::{Badge, link};
 use crate::audit::{self, Actor};
 use crate::invitations::{self, Invitation, InvitationStatus, Setback, mail};
 use crate::tenants::{self, TenantStatus};
+use crate::types::InvitationId;
 use crate::web::AppState;
 use crate::web::console::list::link as query_link;
 use crate::web::console::{Chrome, EventRow, Section, When, parse_id};
@@ -64,7 +64,7 @@ struct LastSetback {
 #[template(path = "console/invitation.html")]
 struct DetailPage {
     chrome: Chrome,
-    id: Uuid,
+    id: InvitationId,
     customer: String,
     customer_url: String,
     email: String,
@@ -153,9 +153,9 @@ async fn conflict(state: &AppState, invitation: &Invitation) -> Result<Option<Co
         ],
     );
     Ok(Some(Conflict {
-        tenant_url: paths::with_id(paths::TENANT, tenant.id),
-        offboard_url: format!("{}#offboard", paths::with_id(paths::TENANT, tenant.id)),
-        owner_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        tenant_url: paths::tenant(tenant.id),
+        offboard_url: format!("{}#offboard", paths::tenant(tenant.id)),
+        owner_url: paths::customer(tenant.customer_id),
         owner: tenant.customer_name,
         tenant: tenant.display_name,
         invite_owner_url,
@@ -171,7 +171,7 @@ async fn detail(
 ) -> Result<DetailPage> {
     let id = parse_id(&id)?;
     let invitation = invitations::get(&state.db, id).await?;
-    let delivery = mail::delivery_state(&state.db, id)
+    let delivery = mail::delivery_state(&state.db, id.into())
         .await?
         .map(|d| Delivery {
             sent: d.sent_at.map(crate::format::datetime),
@@ -179,7 +179,7 @@ async fn detail(
             last_error: d.last_error,
             next_try: When::new(d.next_attempt_at),
         });
-    let timeline = audit::for_invitation(&state.db, id)
+    let timeline = audit::for_invitation(&state.db, id.into())
         .await?
         .iter()
         .map(EventRow::from)
@@ -216,7 +216,7 @@ async fn detail(
         chrome: Chrome::new(&state, &operator, csrf, Section::Invitations),
         id,
         attempts: attempts_text(&invitation),
-        customer_url: paths::with_id(paths::CUSTOMER, invitation.customer_id),
+        customer_url: paths::customer(invitation.customer_id),
         customer: invitation.customer_name,
         email: invitation.admin_email,
         mode: invitation.consent_mode.label(),
@@ -228,9 +228,7 @@ async fn detail(
         activity: When::new(invitation.last_activity_at),
         last_outcome,
         last_error: invitation.last_error,
-        tenant_url: invitation
-            .tenant_id
-            .map(|t| paths::with_id(paths::TENANT, t)),
+        tenant_url: invitation.tenant_id.map(paths::tenant),
         conflict,
         mail_note: mail_note(status, delivery.as_ref().is_some_and(|d| d.sent.is_some())),
         delivery,
@@ -239,8 +237,8 @@ async fn detail(
         notice,
         can_resend,
         can_revoke,
-        resend_url: paths::with_id(paths::RESEND_INVITATION, id),
-        revoke_url: paths::with_id(paths::REVOKE_INVITATION, id),
+        resend_url: paths::resend_invitation(id),
+        revoke_url: paths::revoke_invitation(id),
     })
 }
 
@@ -267,6 +265,6 @@ async fn revoke(
     invitations::revoke(&state.db, id, &Actor::Operator(operator.email)).await?;
     Ok(Redirect::to(&format!(
         "{}?done=revoked",
-        paths::with_id(paths::INVITATION, id)
+        paths::invitation(id)
     )))
 }

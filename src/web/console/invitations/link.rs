@@ -51,7 +51,7 @@ pub(in crate::web::console) async fn reveal(
         },
     )
     .await?;
-    Ok(Redirect::to(&paths::with_id(paths::INVITATION_LINK, id)))
+    Ok(Redirect::to(&paths::invitation_link(id)))
 }
 
 /// The link, the first time; afterwards (a reload, a bookmark) the invitation's page, which
@@ -74,11 +74,9 @@ async fn show(
     })
     .await?;
     let Some((link, resent)) = kept else {
-        return Ok(Redirect::to(&format!(
-            "{}?done=link_shown",
-            paths::with_id(paths::INVITATION, id)
-        ))
-        .into_response());
+        return Ok(
+            Redirect::to(&format!("{}?done=link_shown", paths::invitation(id))).into_response(),
+        );
     };
     let invitation = invitations::get(&state.db, id).await?;
     Ok(LinkPage {
@@ -89,7 +87,7 @@ async fn show(
         expires: When::new(invitation.expires_at),
         mail_configured: state.cfg.smtp_url.is_some(),
         resent,
-        detail_url: paths::with_id(paths::INVITATION, id),
+        detail_url: paths::invitation(id),
     }
     .into_response())
 }

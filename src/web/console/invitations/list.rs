@@ -8,13 +8,13 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use uuid::Uuid;
 
 use super::{Badge, Choice, status_label};
 use crate::customers;
 use crate::invitations::{self, Filter, Invitation, InvitationStatus, Setback};
+use crate::types::CustomerId;
 use crate::web::AppState;
-use crate::web::console::list::{Empty, Filters, ListQuery, Pager, is_first_run, link};
+use crate::web::console::list::{Empty, Filters, ListPage, ListQuery, link};
 use crate::web::console::{Chrome, Section, When};
 use crate::web::csrf::CsrfToken;
 use crate::web::error::Result;
@@ -27,7 +27,7 @@ const PER_PAGE: i64 = 25;
 #[derive(Default)]
 struct InvitationFilters {
     status: Option<InvitationStatus>,
-    customer: Option<Uuid>,
+    customer: Option<CustomerId>,
 }
 
 impl Filters for InvitationFilters {
@@ -36,9 +36,7 @@ impl Filters for InvitationFilters {
             status: params
                 .get("status")
                 .and_then(|s| InvitationStatus::parse(s).ok()),
-            customer: params
-                .get("customer")
-                .and_then(|c| Uuid::parse_str(c.trim()).ok()),
+            customer: params.get("customer").and_then(|c| c.trim().parse().ok()),
         }
     }
 
@@ -92,7 +90,7 @@ pub(in crate::web::console) struct Row {
 impl From<&Invitation> for Row {
     fn from(i: &Invitation) -> Self {
         Self {
-            url: paths::with_id(paths::INVITATION, i.id),
+            url: paths::invitation(i.id),
             customer: i.customer_name.clone(),
             email: i.admin_email.clone(),
             domain: i.tenant_domain.clone(),
@@ -112,23 +110,13 @@ pub(super) fn router() -> Router<AppState> {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/invitations.html")]
-struct ListPage {
+struct InvitationsPage {
     chrome: Chrome,
-    rows: Vec<Row>,
+    list: ListPage<Row, InvitationFilters>,
     statuses: Vec<Choice>,
     /// The customer the list is narrowed to: name and the address without that filter.
     customer: Option<(String, String)>,
     customer_id: String,
-    q: String,
-    filtered: bool,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
 }
 
 async fn list(
@@ -136,7 +124,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<InvitationFilters>,
-) -> Result<ListPage> {
+) -> Result<InvitationsPage> {
     let InvitationFilters { status, customer } = query.filters;
     let filter = Filter {
         status,
@@ -157,14 +145,6 @@ async fn list(
         chrome
             .is_admin
             .then(|| ("New invitation", paths::NEW_INVITATION.to_owned())),
-    );
-    let (pager, empty) = query.outcome(
-        paths::INVITATIONS,
-        PER_PAGE,
-        invitations.len(),
-        total,
-        "invitations",
-        first,
     );
     let customer = match customer {
         Some(id) => {
@@ -189,18 +169,23 @@ async fn list(
             selected: Some(s) == status,
         })
         .collect();
-    Ok(ListPage {
+    let rows = invitations.iter().map(Row::from).collect();
+    Ok(InvitationsPage {
         chrome,
-        rows: invitations.iter().map(Row::from).collect(),
+        list: ListPage::new(
+            query,
+            paths::INVITATIONS,
+            PER_PAGE,
+            rows,
+            total,
+            "invitations",
+            first,
+        ),
         statuses,
         customer,
         customer_id: filter
             .customer_id
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        filtered: query.filtered(),
-        q: query.search_text(),
-        pager,
-        empty,
     })
 }

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tower_sessions::Session;
-use uuid::Uuid;
 
 use super::{Choice, link};
 use crate::audit::Actor;
@@ -20,7 +19,7 @@ use crate::customers::{self, CustomerName};
 use crate::invitations::{self, NewInvitation};
 use crate::settings::profiles;
 use crate::types::ConsentMode;
-use crate::types::{DomainName, EmailAddress};
+use crate::types::{DomainName, EmailAddress, ProfileId};
 use crate::web::AppState;
 use crate::web::console::{Chrome, Section};
 use crate::web::csrf::CsrfToken;
@@ -213,14 +212,14 @@ enum PickedProfile {
     /// None: the default profile.
     Default,
     /// This one.
-    Chosen(Uuid),
+    Chosen(ProfileId),
     /// Not one of the profiles listed (gone meanwhile, or not an id).
     Unknown,
 }
 
 impl PickedProfile {
     /// What the invitation stores: `None` for the default; the field's error when unknown.
-    fn profile(self) -> std::result::Result<Option<Uuid>, String> {
+    fn profile(self) -> std::result::Result<Option<ProfileId>, String> {
         match self {
             Self::Default => Ok(None),
             Self::Chosen(id) => Ok(Some(id)),
@@ -234,7 +233,7 @@ async fn chosen_profile(state: &AppState, raw: &str) -> Result<PickedProfile> {
     if raw.trim().is_empty() {
         return Ok(PickedProfile::Default);
     }
-    let Ok(id) = Uuid::parse_str(raw.trim()) else {
+    let Ok(id) = raw.trim().parse() else {
         return Ok(PickedProfile::Unknown);
     };
     Ok(match profiles::get(&state.db, id).await? {

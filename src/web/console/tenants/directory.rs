@@ -11,7 +11,7 @@ use axum::routing::get;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::list::{Empty, Filters, ListQuery, Pager, is_first_run};
+use super::super::list::{Empty, Filters, ListPage, ListQuery};
 use super::super::{Chrome, Section, parse_id};
 use super::sync::RunRow;
 use super::{Badge, Head, Tabs};
@@ -19,6 +19,7 @@ use crate::directory::views::{
     self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary, UserState,
 };
 use crate::tenants::{self, Tenant};
+use crate::types::TenantRecordId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -36,9 +37,13 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The tenant and its sync summary, or 404.
-async fn load(state: &AppState, id: Uuid, tab: &'static str) -> Result<(Head, SyncSummary)> {
+async fn load(
+    state: &AppState,
+    id: TenantRecordId,
+    tab: &'static str,
+) -> Result<(Head, SyncSummary)> {
     let tenant: Tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
-    let summary = views::sync_summary(&state.db, id)
+    let summary = views::sync_summary(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
     let head = Head {
@@ -138,20 +143,9 @@ impl From<&DirectoryUser> for UserRow {
 struct UsersPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<UserRow>,
-    q: String,
+    list: ListPage<UserRow, UserFilters>,
     /// The state filter's choices: (value, label, chosen).
     states: Vec<(&'static str, &'static str, bool)>,
-    filtered: bool,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl UsersPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
 }
 
 /// The users list's filter beside the search: enabled, disabled or in the recycle bin.
@@ -182,39 +176,36 @@ async fn users(
     Path(id): Path<String>,
     query: ListQuery<UserFilters>,
 ) -> Result<UsersPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "users").await?;
     let (found, total) = views::users(
         &state.db,
-        id,
+        id.into(),
         query.q.as_deref(),
         query.filters.state,
         PER_PAGE,
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::with_id(paths::TENANT_USERS, id);
-    let (pager, empty) = query.outcome(
-        &base,
-        PER_PAGE,
-        found.len(),
-        total,
-        "users",
-        nothing_yet(&summary, "users", &head.tabs.overview),
-    );
+    let states = UserState::ALL
+        .into_iter()
+        .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
+        .collect();
+    let empty = nothing_yet(&summary, "users", &head.tabs.overview);
+    let rows = found.iter().map(UserRow::from).collect();
     Ok(UsersPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        list: ListPage::new(
+            query,
+            &head.tabs.users,
+            PER_PAGE,
+            rows,
+            total,
+            "users",
+            empty,
+        ),
         head,
-        rows: found.iter().map(UserRow::from).collect(),
-        q: query.search_text(),
-        states: UserState::ALL
-            .into_iter()
-            .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
-            .collect(),
-        filtered: query.filtered(),
-        search_action: base,
-        pager,
-        empty,
+        states,
     })
 }
 
@@ -232,7 +223,7 @@ struct GroupRow {
 }
 
 impl GroupRow {
-    fn new(tenant_id: Uuid, g: &DirectoryGroup) -> Self {
+    fn new(tenant_id: TenantRecordId, g: &DirectoryGroup) -> Self {
         Self {
             url: paths::tenant_group(tenant_id, g.object_id),
             name: g.display_name.clone().unwrap_or_default(),
@@ -250,17 +241,7 @@ impl GroupRow {
 struct GroupsPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<GroupRow>,
-    q: String,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl GroupsPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<GroupRow>,
 }
 
 async fn groups(
@@ -270,33 +251,30 @@ async fn groups(
     Path(id): Path<String>,
     query: ListQuery<()>,
 ) -> Result<GroupsPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "groups").await?;
     let (found, total) = views::groups(
         &state.db,
-        id,
+        id.into(),
         query.q.as_deref(),
         PER_PAGE,
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::with_id(paths::TENANT_GROUPS, id);
-    let (pager, empty) = query.outcome(
-        &base,
-        PER_PAGE,
-        found.len(),
-        total,
-        "groups",
-        nothing_yet(&summary, "groups", &head.tabs.overview),
-    );
+    let empty = nothing_yet(&summary, "groups", &head.tabs.overview);
+    let rows = found.iter().map(|g| GroupRow::new(id, g)).collect();
     Ok(GroupsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
-        rows: found.iter().map(|g| GroupRow::new(id, g)).collect(),
+        list: ListPage::new(
+            query,
+            &head.tabs.groups,
+            PER_PAGE,
+            rows,
+            total,
+            "groups",
+            empty,
+        ),
         head,
-        q: query.search_text(),
-        search_action: base,
-        pager,
-        empty,
     })
 }
 
@@ -316,7 +294,7 @@ struct MemberRow {
 }
 
 impl MemberRow {
-    fn new(tenant_id: Uuid, m: &GroupMember) -> Self {
+    fn new(tenant_id: TenantRecordId, m: &GroupMember) -> Self {
         Self {
             name: m.display_name.clone().unwrap_or_default(),
             upn: m.user_principal_name.clone().unwrap_or_default(),
@@ -338,11 +316,7 @@ struct GroupPage {
     group: GroupRow,
     object_id: String,
     groups_url: String,
-    rows: Vec<MemberRow>,
-    q: String,
-    search_action: String,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<MemberRow>,
 }
 
 async fn group(
@@ -352,25 +326,26 @@ async fn group(
     Path((id, group_id)): Path<(String, String)>,
     query: ListQuery<()>,
 ) -> Result<GroupPage> {
-    let (id, group_id) = (parse_id(&id)?, parse_id(&group_id)?);
+    let (id, group_id): (TenantRecordId, Uuid) = (parse_id(&id)?, parse_id(&group_id)?);
     let (head, _) = load(&state, id, "groups").await?;
-    let found = views::group(&state.db, id, group_id)
+    let found = views::group(&state.db, id.into(), group_id)
         .await?
         .ok_or(Error::NotFound)?;
     let (members, total) = views::group_members(
         &state.db,
-        id,
+        id.into(),
         group_id,
         query.q.as_deref(),
         PER_PAGE,
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::tenant_group(id, group_id);
-    let (pager, empty) = query.outcome(
-        &base,
+    let rows = members.iter().map(|m| MemberRow::new(id, m)).collect();
+    let list = ListPage::new(
+        query,
+        paths::tenant_group(id, group_id),
         PER_PAGE,
-        members.len(),
+        rows,
         total,
         "members",
         Empty::first_run(
@@ -384,12 +359,8 @@ async fn group(
         group: GroupRow::new(id, &found),
         object_id: found.object_id.to_string(),
         groups_url: head.tabs.groups.clone(),
-        rows: members.iter().map(|m| MemberRow::new(id, m)).collect(),
         head,
-        q: query.search_text(),
-        search_action: base,
-        pager,
-        empty,
+        list,
     })
 }
 
@@ -401,9 +372,7 @@ async fn group(
 struct RunsPage {
     chrome: Chrome,
     head: Head,
-    rows: Vec<RunRow>,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<RunRow>,
 }
 
 async fn runs(
@@ -413,9 +382,10 @@ async fn runs(
     Path(id): Path<String>,
     query: ListQuery<()>,
 ) -> Result<RunsPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let (head, summary) = load(&state, id, "runs").await?;
-    let (found, total) = views::runs(&state.db, id, PER_PAGE, query.offset(PER_PAGE)).await?;
+    let (found, total) =
+        views::runs(&state.db, id.into(), PER_PAGE, query.offset(PER_PAGE)).await?;
     let first = match summary.health() {
         SyncHealth::Stopped | SyncHealth::ReconsentNeeded => {
             Empty::first_run("No syncs", "This tenant has not been synced.", None)
@@ -431,20 +401,11 @@ async fn runs(
             None,
         ),
     };
-    let (pager, empty) = query.outcome(
-        &paths::with_id(paths::TENANT_RUNS, id),
-        PER_PAGE,
-        found.len(),
-        total,
-        "runs",
-        first,
-    );
     let now = OffsetDateTime::now_utc();
+    let rows = found.iter().map(|r| RunRow::new(r, now)).collect();
     Ok(RunsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        list: ListPage::new(query, &head.tabs.runs, PER_PAGE, rows, total, "runs", first),
         head,
-        rows: found.iter().map(|r| RunRow::new(r, now)).collect(),
-        pager,
-        empty,
     })
 }

@@ -16,14 +16,14 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::list::{Empty, ListPage, ListQuery};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
 use crate::directory::views::{self, SyncHealth, TenantSync};
 use crate::invitations;
 use crate::operators::Operator;
 use crate::tenants::{self, Tenant, TenantStatus};
-use crate::types::Schedule;
+use crate::types::{Schedule, TenantRecordId};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -84,8 +84,8 @@ pub(in crate::web::console) struct Row {
 impl From<&Tenant> for Row {
     fn from(t: &Tenant) -> Self {
         Self {
-            url: paths::with_id(paths::TENANT, t.id),
-            customer_url: paths::with_id(paths::CUSTOMER, t.customer_id),
+            url: paths::tenant(t.id),
+            customer_url: paths::customer(t.customer_id),
             customer: t.customer_name.clone(),
             name: t.display_name.clone(),
             entra_id: t.entra_tenant_id.to_string(),
@@ -190,18 +190,9 @@ struct ListRow {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/tenants.html")]
-struct ListPage {
+struct TenantsPage {
     chrome: Chrome,
-    rows: Vec<ListRow>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
+    list: ListPage<ListRow>,
 }
 
 async fn list(
@@ -209,7 +200,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<()>,
-) -> Result<ListPage> {
+) -> Result<TenantsPage> {
     let (found, total) = tenants::list(
         &state.db,
         query.q.as_deref(),
@@ -217,12 +208,20 @@ async fn list(
         query.offset(PER_PAGE),
     )
     .await?;
-    let ids: Vec<Uuid> = found.iter().map(|t| t.id).collect();
+    let ids: Vec<Uuid> = found.iter().map(|t| t.id.into()).collect();
     let syncs = views::tenant_syncs(&state.db, &ids).await?;
-    let (pager, empty) = query.outcome(
+    let rows = found
+        .iter()
+        .map(|t| ListRow {
+            tenant: Row::from(t),
+            sync: SyncCell::new(syncs.get(&t.id.into())),
+        })
+        .collect();
+    let list = ListPage::new(
+        query,
         paths::TENANTS,
         PER_PAGE,
-        found.len(),
+        rows,
         total,
         "tenants",
         Empty::first_run(
@@ -231,24 +230,15 @@ async fn list(
             Some(("Go to invitations", paths::INVITATIONS.to_owned())),
         ),
     );
-    Ok(ListPage {
+    Ok(TenantsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
-        rows: found
-            .iter()
-            .map(|t| ListRow {
-                tenant: Row::from(t),
-                sync: SyncCell::new(syncs.get(&t.id)),
-            })
-            .collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list,
     })
 }
 
 /// What every tenant page shows above its content: the name, the status and the tabs.
 pub(super) struct Head {
-    pub id: Uuid,
+    pub id: TenantRecordId,
     pub name: String,
     pub badge: Badge,
     pub tabs: Tabs,
@@ -266,13 +256,13 @@ pub(super) struct Tabs {
 }
 
 impl Tabs {
-    pub fn new(id: Uuid, current: &'static str, users: i64, groups: i64) -> Self {
+    pub fn new(id: TenantRecordId, current: &'static str, users: i64, groups: i64) -> Self {
         Self {
             current,
-            overview: paths::with_id(paths::TENANT, id),
-            users: paths::with_id(paths::TENANT_USERS, id),
-            groups: paths::with_id(paths::TENANT_GROUPS, id),
-            runs: paths::with_id(paths::TENANT_RUNS, id),
+            overview: paths::tenant(id),
+            users: paths::tenant_users(id),
+            groups: paths::tenant_groups(id),
+            runs: paths::tenant_runs(id),
             user_count: users,
             group_count: groups,
         }
@@ -335,7 +325,7 @@ async fn detail(
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<DetailPage> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let notice = match query.done.as_deref() {
         Some("offboarded") => Some(
             "Tenant offboarded. Its credential and directory copy are erased; a new invitation can connect it again.",
@@ -358,18 +348,18 @@ async fn detail_page(
     state: &AppState,
     operator: &Operator,
     csrf: String,
-    id: Uuid,
+    id: TenantRecordId,
     notice: Option<&'static str>,
     form: Option<(ScheduleForm, ScheduleErrors)>,
 ) -> Result<DetailPage> {
     // Credentials stay sealed in the database: `Tenant` does not even carry them.
     let tenant = tenants::get(&state.db, id).await?.ok_or(Error::NotFound)?;
-    let summary = views::sync_summary(&state.db, id)
+    let summary = views::sync_summary(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
-    let (runs, runs_total) = views::runs(&state.db, id, RECENT_RUNS, 0).await?;
+    let (runs, runs_total) = views::runs(&state.db, id.into(), RECENT_RUNS, 0).await?;
     let sign_ins = super::sign_ins::recent(state, &tenant, RECENT_SIGN_INS).await?;
-    let history = audit::for_tenant(&state.db, id)
+    let history = audit::for_tenant(&state.db, id.into())
         .await?
         .iter()
         .map(EventRow::from)
@@ -415,7 +405,7 @@ async fn detail_page(
             tabs: Tabs::new(id, "overview", summary.users, summary.groups),
         },
         entra_id: tenant.entra_tenant_id.to_string(),
-        customer_url: paths::with_id(paths::CUSTOMER, tenant.customer_id),
+        customer_url: paths::customer(tenant.customer_id),
         customer: tenant.customer_name,
         domains: tenant.verified_domains,
         mode: tenant.consent_mode.label(),
@@ -435,7 +425,7 @@ async fn detail_page(
         customer_client_id: tenant.customer_client_id,
         offboarded: tenant.status == TenantStatus::Offboarded,
         reconsent_required: tenant.status == TenantStatus::ReconsentRequired,
-        reconsent_url: needs_consent.then(|| paths::with_id(paths::RECONSENT_TENANT, id)),
+        reconsent_url: needs_consent.then(|| paths::reconsent_tenant(id)),
         invite_again_url,
         notice,
         sync,
@@ -457,12 +447,12 @@ async fn reconsent(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     let live = state.live().await?;
     let issued = invitations::invite_again_for_tenant(
         &state.db,
         state.invitation_context(&live),
-        id,
+        id.into(),
         &Actor::Operator(operator.email.clone()),
         Some(operator.id),
     )
@@ -475,11 +465,11 @@ async fn offboard(
     AdminOperator(operator): AdminOperator,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
-    tenants::offboard(&state.db, id, &Actor::Operator(operator.email)).await?;
-    crate::signin::ends::for_tenant(&state.db, id).await?;
+    let id: TenantRecordId = parse_id(&id)?;
+    tenants::offboard(&state.db, id.into(), &Actor::Operator(operator.email)).await?;
+    crate::signin::ends::for_tenant(&state.db, id.into()).await?;
     Ok(Redirect::to(&format!(
         "{}?done=offboarded",
-        paths::with_id(paths::TENANT, id)
+        paths::tenant(id)
     )))
 }

@@ -9,7 +9,6 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::super::{FormErrors, When, parse_id};
 use super::{Badge, NextRun, detail_page, failed_attempts};
@@ -17,7 +16,7 @@ use crate::audit::Actor;
 use crate::directory::control;
 use crate::directory::sync::FailureKind;
 use crate::directory::views::{self, SyncHealth, SyncRun, SyncSummary};
-use crate::types::{Schedule, ScheduleError};
+use crate::types::{Schedule, ScheduleError, TenantRecordId};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -99,7 +98,7 @@ pub(super) struct SyncCard {
 }
 
 impl SyncCard {
-    pub fn new(id: Uuid, s: &SyncSummary) -> Self {
+    pub fn new(id: TenantRecordId, s: &SyncSummary) -> Self {
         let next_step = s
             .sync_error
             .as_ref()
@@ -132,9 +131,9 @@ impl SyncCard {
             next_step,
             can_sync: control::syncable(s.status),
             never_synced: s.last_sync_success_at.is_none(),
-            sync_url: paths::with_id(paths::SYNC_TENANT, id),
-            schedule_url: paths::with_id(paths::SYNC_SCHEDULE, id),
-            progress_url: paths::with_id(paths::SYNC_PROGRESS, id),
+            sync_url: paths::sync_tenant(id),
+            schedule_url: paths::sync_schedule(id),
+            progress_url: paths::sync_progress(id),
         }
     }
 
@@ -271,19 +270,16 @@ async fn sync_now(
     AdminOperator(operator): AdminOperator,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     // Only for the message: the request itself coalesces with a queued sync either way.
-    let already = views::sync_queued(&state.db, id).await?;
-    control::request_sync(&state.db, id, &Actor::Operator(operator.email)).await?;
+    let already = views::sync_queued(&state.db, id.into()).await?;
+    control::request_sync(&state.db, id.into(), &Actor::Operator(operator.email)).await?;
     let done = if already {
         "sync_already_queued"
     } else {
         "sync_queued"
     };
-    Ok(Redirect::to(&format!(
-        "{}?done={done}",
-        paths::with_id(paths::TENANT, id)
-    )))
+    Ok(Redirect::to(&format!("{}?done={done}", paths::tenant(id))))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,16 +455,12 @@ async fn set_schedule(
     Path(id): Path<String>,
     Form(form): Form<ScheduleForm>,
 ) -> Result<Response> {
-    let id = parse_id(&id)?;
+    let id: TenantRecordId = parse_id(&id)?;
     match form.parse() {
         Ok(schedule) => {
             let actor = Actor::Operator(operator.email);
-            control::set_schedule(&state.db, id, &schedule, &actor).await?;
-            Ok(Redirect::to(&format!(
-                "{}?done=schedule_saved",
-                paths::with_id(paths::TENANT, id)
-            ))
-            .into_response())
+            control::set_schedule(&state.db, id.into(), &schedule, &actor).await?;
+            Ok(Redirect::to(&format!("{}?done=schedule_saved", paths::tenant(id))).into_response())
         }
         Err(errors) => {
             let page = detail_page(&state, &operator, csrf, id, None, Some((form, errors))).await?;
@@ -506,8 +498,8 @@ async fn progress(
         }
         Err(other) => return Err(other),
     }
-    let id = parse_id(&id)?;
-    let summary = views::sync_summary(&state.db, id)
+    let id: TenantRecordId = parse_id(&id)?;
+    let summary = views::sync_summary(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
     let now = OffsetDateTime::now_utc();
