@@ -190,6 +190,8 @@ pub enum Field {
     Groups,
     /// `role_mapping`.
     RoleMapping,
+    /// The keys a `private_key_jwt` application authenticates with.
+    Keys,
 }
 
 /// Why an application was not registered or changed.
@@ -221,7 +223,7 @@ impl From<sqlx::Error> for ApplicationError {
 }
 
 impl ApplicationError {
-    fn invalid(field: Field, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: Field, message: impl Into<String>) -> Self {
         Self::Invalid {
             field,
             message: message.into(),
@@ -298,6 +300,20 @@ pub struct Registered {
     pub client_secret: Option<Secret>,
 }
 
+/// Logout tokens go where webhooks may go: no internal address unless an admin allowed it
+/// (checked again at each send).
+async fn check_outbound(db: &PgPool, app: &NewApplication) -> Result<(), ApplicationError> {
+    let Some(uri) = &app.backchannel_logout_uri else {
+        return Ok(());
+    };
+    let invalid = |m: String| ApplicationError::invalid(Field::BackchannelLogoutUri, m);
+    let url = url::Url::parse(uri)
+        .map_err(|_| invalid("the back-channel logout URI is not a URL".into()))?;
+    egress::check(&url, &egress::allowed(db).await?)
+        .await
+        .map_err(|why| invalid(format!("back-channel logout URI: {why}")))
+}
+
 /// Registers `new` and audits it.
 pub async fn register(
     db: &PgPool,
@@ -305,16 +321,7 @@ pub async fn register(
     actor: &Actor,
 ) -> Result<Registered, ApplicationError> {
     new.check()?;
-    // Logout tokens go where webhooks may go: no internal address unless an admin allowed it
-    // (checked again at each send).
-    if let Some(uri) = &new.backchannel_logout_uri {
-        let url = url::Url::parse(uri).map_err(|_| {
-            ApplicationError::Invalid("the back-channel logout URI is not a URL".into())
-        })?;
-        egress::check(&url, &egress::allowed(db).await?)
-            .await
-            .map_err(|why| ApplicationError::Invalid(format!("back-channel logout URI: {why}")))?;
-    }
+    check_outbound(db, new).await?;
     let client_id = Uuid::new_v4().to_string();
     let secret = new.kind.is_confidential().then(random_token);
     let secret_hash = secret.as_deref().map(|s| sha256(s.as_bytes()));
@@ -409,6 +416,7 @@ pub async fn update(
     actor: &Actor,
 ) -> Result<Application, ApplicationError> {
     changed.check()?;
+    check_outbound(db, changed).await?;
     let before = by_id(db, id).await?.ok_or(ApplicationError::NotFound)?;
     if before.kind != changed.kind {
         return Err(ApplicationError::invalid(

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::applications::{self, ApplicationError};
+use super::applications::{self, ApplicationError, Field};
 use super::{AppKind, Application, SigninError, span};
 use crate::audit::{self, Action, Actor};
 
@@ -36,7 +36,7 @@ pub async fn register_keys(
     jwks: &Value,
     actor: &Actor,
 ) -> Result<Application, ApplicationError> {
-    let invalid = |m: &str| ApplicationError::Invalid(m.to_owned());
+    let invalid = |m: &str| ApplicationError::invalid(Field::Keys, m);
     let set: CoreJsonWebKeySet = serde_json::from_value(jwks.clone())
         .map_err(|_| invalid("the keys must be a JWK Set: {\"keys\": [...]}"))?;
     if set.keys().is_empty() || set.keys().len() > MAX_KEYS {

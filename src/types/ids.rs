@@ -63,6 +63,8 @@ record_id! {
     ProfileId;
     /// A console operator (`operators.id`).
     OperatorId;
+    /// A sign-in application, an OpenID Connect client of Gangway (`signin_applications.id`).
+    ApplicationId;
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::fmt::Display;
 use uuid::Uuid;
 
 use crate::types::{
-    ApiTokenId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId, WebhookId,
+    ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId,
+    WebhookId,
 };
 
 /// Liveness for probes (kept beside [`HEALTHZ`], which it aliases).
@@ -169,6 +170,25 @@ pub const SIGNIN_REVOKE: &str = "/oidc/revoke";
 /// RP-initiated logout.
 pub const SIGNIN_LOGOUT: &str = "/oidc/logout";
 
+/// The provider's applications that sign customers' users in through Gangway.
+pub const APPLICATIONS: &str = "/console/applications";
+/// Registering an application (admins).
+pub const NEW_APPLICATION: &str = "/console/applications/new";
+/// One application, with its account links.
+pub const APPLICATION: &str = "/console/applications/{id}";
+/// Changing an application's settings (admins).
+pub const EDIT_APPLICATION: &str = "/console/applications/{id}/edit";
+/// POST: a new client secret for a web application, shown once.
+pub const APPLICATION_ROTATE: &str = "/console/applications/{id}/rotate-secret";
+/// POST: delete an application.
+pub const APPLICATION_DELETE: &str = "/console/applications/{id}/delete";
+/// POST: link a directory user to an account of the application.
+pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
+/// POST: remove a user's account link.
+pub const APPLICATION_UNLINK: &str = "/console/applications/{id}/links/remove";
+/// Every sign-in of a customer's user to one of the applications.
+pub const SIGN_INS: &str = "/console/sign-ins";
+
 /// `pattern` with its `{id}` filled.
 fn fill(pattern: &str, id: impl Display) -> String {
     pattern.replace("{id}", &id.to_string())
@@ -241,6 +261,18 @@ addresses! {
     operator_sign_out(OperatorId) = OPERATOR_SIGN_OUT;
     /// POST: remove an operator.
     remove_operator(OperatorId) = REMOVE_OPERATOR;
+    /// One sign-in application's page.
+    application(ApplicationId) = APPLICATION;
+    /// Changing an application's settings.
+    edit_application(ApplicationId) = EDIT_APPLICATION;
+    /// POST: a new client secret for an application.
+    application_rotate(ApplicationId) = APPLICATION_ROTATE;
+    /// POST: delete an application.
+    application_delete(ApplicationId) = APPLICATION_DELETE;
+    /// POST: link a user to an account of an application.
+    application_link(ApplicationId) = APPLICATION_LINK;
+    /// POST: remove a user's account link.
+    application_unlink(ApplicationId) = APPLICATION_UNLINK;
 }
 
 /// The "Run now" address of the background task named `name`.
@@ -252,25 +284,6 @@ pub fn background_run(name: &str) -> String {
 pub fn tenant_group(tenant_id: TenantRecordId, group_id: Uuid) -> String {
     fill(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
 }
-
-/// The provider's applications that sign customers' users in through Gangway.
-pub const APPLICATIONS: &str = "/console/applications";
-/// Registering an application (admins).
-pub const NEW_APPLICATION: &str = "/console/applications/new";
-/// One application, with its account links.
-pub const APPLICATION: &str = "/console/applications/{id}";
-/// Changing an application's settings (admins).
-pub const EDIT_APPLICATION: &str = "/console/applications/{id}/edit";
-/// POST: a new client secret for a web application, shown once.
-pub const APPLICATION_ROTATE: &str = "/console/applications/{id}/rotate-secret";
-/// POST: delete an application.
-pub const APPLICATION_DELETE: &str = "/console/applications/{id}/delete";
-/// POST: link a directory user to an account of the application.
-pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
-/// POST: remove a user's account link.
-pub const APPLICATION_UNLINK: &str = "/console/applications/{id}/links/remove";
-/// Every sign-in of a customer's user to one of the applications.
-pub const SIGN_INS: &str = "/console/sign-ins";
 
 #[cfg(test)]
 mod tests {

@@ -213,7 +213,7 @@ async fn a_customer_user_signs_in_to_a_sample_application_in_a_real_browser() {
     check_page(&operator, "application", true).await;
     let id = case.registered.application.id;
     operator
-        .goto(&case.app.url(&paths::with_id(paths::EDIT_APPLICATION, id)))
+        .goto(&case.app.url(&paths::edit_application(id.into())))
         .await
         .unwrap();
     wait_for_text(&operator, "Redirect URIs").await;

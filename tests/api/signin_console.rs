@@ -121,13 +121,10 @@ async fn an_admin_registers_edits_rotates_and_deletes_an_application_and_a_viewe
     assert!(list.contains("Every connected customer"));
 
     // A new secret replaces the old one at once.
-    let page_url = paths::with_id(paths::APPLICATION, registered.id);
+    let page_url = paths::application(registered.id.into());
     let rotated = text(
-        app.post_and_follow(
-            &paths::with_id(paths::APPLICATION_ROTATE, registered.id),
-            &[],
-        )
-        .await,
+        app.post_and_follow(&paths::application_rotate(registered.id.into()), &[])
+            .await,
     )
     .await;
     let new_secret = shown_secret(&rotated).expect("the new secret is shown once");
@@ -136,7 +133,7 @@ async fn an_admin_registers_edits_rotates_and_deletes_an_application_and_a_viewe
     assert!(authenticates(&app, &registered.client_id, &new_secret).await);
 
     // Editing: refusals on their fields, then the settings saved.
-    let edit = paths::with_id(paths::EDIT_APPLICATION, registered.id);
+    let edit = paths::edit_application(registered.id.into());
     let form = text(app.get(&edit).await).await;
     assert!(form.contains("https://workspace.example/callback"));
     let mut changes = vec![
@@ -201,8 +198,8 @@ async fn an_admin_registers_edits_rotates_and_deletes_an_application_and_a_viewe
     assert!(seen.contains("Agent workspace") && !seen.contains(&edit));
     for path in [
         edit.clone(),
-        paths::with_id(paths::APPLICATION_ROTATE, registered.id),
-        paths::with_id(paths::APPLICATION_DELETE, registered.id),
+        paths::application_rotate(registered.id.into()),
+        paths::application_delete(registered.id.into()),
     ] {
         let response = crate::helpers::post_with_csrf(&viewer, &app, &path, &changes).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
@@ -211,11 +208,8 @@ async fn an_admin_registers_edits_rotates_and_deletes_an_application_and_a_viewe
     // Deleted, with a confirmation asked first.
     assert!(page.contains("data-confirm=\"Delete Agent workspace?"));
     let gone = text(
-        app.post_and_follow(
-            &paths::with_id(paths::APPLICATION_DELETE, registered.id),
-            &[],
-        )
-        .await,
+        app.post_and_follow(&paths::application_delete(registered.id.into()), &[])
+            .await,
     )
     .await;
     assert!(gone.contains("Application deleted"));
@@ -594,12 +588,7 @@ async fn account_links_refuse_a_second_link_and_reach_the_tokens_and_an_unlinked
     )
     .await;
     assert!(other.contains("No sign-ins match these filters"), "{other}");
-    let tenant = text(
-        case.app
-            .get(&paths::with_id(paths::TENANT, case.tenant_id))
-            .await,
-    )
-    .await;
+    let tenant = text(case.app.get(&paths::tenant(case.tenant_id.into())).await).await;
     assert!(tenant.contains("Recent sign-ins") && tenant.contains(&case.member.username));
     let (succeeded, refused) = signins_counted(&case.app).await;
     assert!(succeeded >= counted_before.0 + 3.0, "{succeeded}");
@@ -626,8 +615,8 @@ async fn the_console_links_accounts_by_upn_lists_them_and_refuses_a_second_link_
     let app = &case.app;
     app.sign_in(Role::Admin).await;
     let id = case.registered.application.id;
-    let page_url = paths::with_id(paths::APPLICATION, id);
-    let add = paths::with_id(paths::APPLICATION_LINK, id);
+    let page_url = paths::application(id.into());
+    let add = paths::application_link(id.into());
     let admin = app.customer(0).admin.clone();
 
     let page = text(app.get(&page_url).await).await;
@@ -694,7 +683,7 @@ async fn the_console_links_accounts_by_upn_lists_them_and_refuses_a_second_link_
 
     let removed = app
         .post_form(
-            &paths::with_id(paths::APPLICATION_UNLINK, id),
+            &paths::application_unlink(id.into()),
             &[
                 ("tenant_id", case.tenant_id.to_string().as_str()),
                 ("object_id", case.member.id.as_str()),

@@ -56,7 +56,10 @@ async fn a_web_application_authenticates_with_a_signed_assertion_each_used_once(
         assertions::register_keys(&case.app.db, app.id, &json!({"keys": []}), &Actor::Cli)
             .await
             .unwrap_err();
-    assert!(matches!(refused, ApplicationError::Invalid(_)), "{refused}");
+    assert!(
+        matches!(refused, ApplicationError::Invalid { .. }),
+        "{refused}"
+    );
     assertions::register_keys(&case.app.db, app.id, &public, &Actor::Cli)
         .await
         .unwrap();

@@ -83,7 +83,7 @@ async fn a_customer_the_application_does_not_admit_gets_a_page_before_microsoft(
     .await
     .unwrap();
     let mut only_other = sample_application("Agent Toolbar", AppKind::Web);
-    only_other.customers = Some(vec![other.id]);
+    only_other.customers = Some(vec![other.id.into()]);
     let toolbar = applications::register(&case.app.db, &only_other, &Actor::Cli)
         .await
         .unwrap();

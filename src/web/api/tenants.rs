@@ -296,7 +296,7 @@ pub async fn offboard(
 ) -> Result<Json<TenantOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let done = tenants::offboard(&state.db, tenant.id.into(), &writer.actor()).await?;
-    crate::signin::ends::for_tenant(&state.db, tenant.id).await?;
+    crate::signin::ends::for_tenant(&state.db, tenant.id.into()).await?;
     Ok(Json(done.into()))
 }
 

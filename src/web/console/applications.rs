@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::list::{Empty, ListQuery, Pager, is_first_run};
+use super::list::{Empty, ListPage, ListQuery};
 use super::reveal::{self, Reveal};
 use super::{Chrome, FormErrors, Section, When, parse_id};
 use crate::audit::Actor;
@@ -23,7 +23,7 @@ use crate::customers;
 use crate::signin::applications::{self, ApplicationError, Field, Registered};
 use crate::signin::links::{self, LinkError, LinkedUser};
 use crate::signin::{AppKind, Application, GroupsClaim, NewApplication};
-use crate::types::Secret;
+use crate::types::{ApplicationId, Secret};
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -72,7 +72,7 @@ async fn customer_names(state: &AppState) -> Result<Vec<(Uuid, String)>> {
     let (found, _) = customers::list(&state.db, None, CUSTOMERS_SHOWN, 0).await?;
     Ok(found
         .into_iter()
-        .map(|l| (l.customer.id, l.customer.name))
+        .map(|l| (l.customer.id.into(), l.customer.name))
         .collect())
 }
 
@@ -108,19 +108,10 @@ struct Row {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/applications.html")]
-struct ListPage {
+struct ApplicationsPage {
     chrome: Chrome,
-    rows: Vec<Row>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
+    list: ListPage<Row>,
     notice: Option<&'static str>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -134,7 +125,7 @@ async fn list(
     CsrfToken(csrf): CsrfToken,
     Query(done): Query<Done>,
     query: ListQuery<()>,
-) -> Result<ListPage> {
+) -> Result<ApplicationsPage> {
     let (found, total) = applications::list(
         &state.db,
         query.q.as_deref(),
@@ -151,30 +142,28 @@ async fn list(
             .is_admin
             .then(|| ("Register an application", paths::NEW_APPLICATION.to_owned())),
     );
-    let (pager, empty) = query.outcome(
-        paths::APPLICATIONS,
-        PER_PAGE,
-        found.len(),
-        total,
-        "applications",
-        first,
-    );
-    Ok(ListPage {
+    let rows = found
+        .iter()
+        .map(|a| Row {
+            url: paths::application(a.id.into()),
+            name: a.name.clone(),
+            kind: kind_label(a.kind),
+            client_id: a.client_id.clone(),
+            redirect_uris: a.redirect_uris.clone(),
+            customers: admitted(a, &names),
+        })
+        .collect();
+    Ok(ApplicationsPage {
         chrome,
-        rows: found
-            .iter()
-            .map(|a| Row {
-                url: paths::with_id(paths::APPLICATION, a.id),
-                name: a.name.clone(),
-                kind: kind_label(a.kind),
-                client_id: a.client_id.clone(),
-                redirect_uris: a.redirect_uris.clone(),
-                customers: admitted(a, &names),
-            })
-            .collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list: ListPage::new(
+            query,
+            paths::APPLICATIONS,
+            PER_PAGE,
+            rows,
+            total,
+            "applications",
+            first,
+        ),
         notice: (done.done.as_deref() == Some("deleted")).then_some(
             "Application deleted: its client id, tokens and account links no longer work.",
         ),
@@ -206,6 +195,7 @@ struct LinkForm {
 #[template(path = "console/application.html")]
 struct DetailPage {
     chrome: Chrome,
+    id: ApplicationId,
     app: Application,
     kind: &'static str,
     customers: String,
@@ -215,27 +205,19 @@ struct DetailPage {
     notice: Option<&'static str>,
     /// A client secret just made: shown this once.
     secret: Option<String>,
-    links: Vec<LinkRow>,
-    q: String,
-    pager: Pager,
-    empty: Option<Empty>,
+    /// The account links.
+    list: ListPage<LinkRow>,
     link_form: LinkForm,
     link_error: Option<String>,
-}
-
-impl DetailPage {
-    fn url(&self, path: &str) -> String {
-        paths::with_id(path, self.app.id)
-    }
 }
 
 async fn detail_page(
     state: &AppState,
     chrome: Chrome,
-    id: Uuid,
-    query: &ListQuery<()>,
+    id: ApplicationId,
+    query: ListQuery<()>,
 ) -> Result<DetailPage> {
-    let app = applications::by_id(&state.db, id)
+    let app = applications::by_id(&state.db, id.into())
         .await?
         .ok_or(Error::NotFound)?;
     let names: HashMap<Uuid, String> = customer_names(state).await?.into_iter().collect();
@@ -247,13 +229,23 @@ async fn detail_page(
         query.offset(PER_PAGE),
     )
     .await?;
-    let base = paths::with_id(paths::APPLICATION, app.id);
     let first = Empty::first_run(
         "No account links yet",
         "Link a user of a connected tenant to their account in this application: its tokens then carry it as account_id.",
         None,
     );
-    let (pager, empty) = query.outcome(&base, PER_PAGE, found.len(), total, "links", first);
+    let links = found
+        .into_iter()
+        .map(|l| LinkRow {
+            user: l.display_name.unwrap_or_else(|| "(not in the copy)".into()),
+            upn: l.user_principal_name.unwrap_or_default(),
+            tenant: l.tenant_name,
+            tenant_id: l.tenant_id,
+            object_id: l.object_id,
+            account_id: l.account_id,
+            linked: When::new(l.created_at),
+        })
+        .collect();
     Ok(DetailPage {
         kind: kind_label(app.kind),
         customers: admitted(&app, &names),
@@ -270,24 +262,19 @@ async fn detail_page(
         issuer: crate::web::oidc::issuer(&state.cfg),
         notice: None,
         secret: None,
-        links: found
-            .into_iter()
-            .map(|l| LinkRow {
-                user: l.display_name.unwrap_or_else(|| "(not in the copy)".into()),
-                upn: l.user_principal_name.unwrap_or_default(),
-                tenant: l.tenant_name,
-                tenant_id: l.tenant_id,
-                object_id: l.object_id,
-                account_id: l.account_id,
-                linked: When::new(l.created_at),
-            })
-            .collect(),
-        q: query.search_text(),
-        pager,
-        empty,
+        list: ListPage::new(
+            query,
+            paths::application(id),
+            PER_PAGE,
+            links,
+            total,
+            "links",
+            first,
+        ),
         link_form: LinkForm::default(),
         link_error: None,
         chrome,
+        id,
         app,
     })
 }
@@ -301,9 +288,9 @@ async fn detail(
     Query(done): Query<Done>,
     query: ListQuery<()>,
 ) -> Result<DetailPage> {
-    let id = parse_id(&id)?;
+    let id: ApplicationId = parse_id(&id)?;
     let chrome = Chrome::new(&state, &operator, csrf, Section::Applications);
-    let mut page = detail_page(&state, chrome, id, &query).await?;
+    let mut page = detail_page(&state, chrome, id, query).await?;
     page.secret = reveal::take(&session, |r| match r {
         Reveal::ClientSecret {
             application,
@@ -328,7 +315,7 @@ async fn detail(
 /// Keeps a new client secret for the application's page, shown there once, and redirects.
 async fn reveal_secret(
     session: &Session,
-    id: Uuid,
+    id: ApplicationId,
     secret: Secret,
     done: &str,
 ) -> Result<Redirect> {
@@ -344,11 +331,8 @@ async fn reveal_secret(
 }
 
 /// The application's page with `?done=`.
-fn done_at(id: Uuid, done: &str) -> Redirect {
-    Redirect::to(&format!(
-        "{}?done={done}",
-        paths::with_id(paths::APPLICATION, id)
-    ))
+fn done_at(id: ApplicationId, done: &str) -> Redirect {
+    Redirect::to(&format!("{}?done={done}", paths::application(id)))
 }
 
 async fn rotate(
@@ -357,9 +341,9 @@ async fn rotate(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
+    let id: ApplicationId = parse_id(&id)?;
     let secret =
-        applications::rotate_secret(&state.db, id, &Actor::Operator(operator.email)).await?;
+        applications::rotate_secret(&state.db, id.into(), &Actor::Operator(operator.email)).await?;
     reveal_secret(&session, id, secret, "rotated").await
 }
 
@@ -383,10 +367,10 @@ async fn add_link(
     query: ListQuery<()>,
     Form(form): Form<LinkForm>,
 ) -> Result<Response> {
-    let id = parse_id(&id)?;
+    let id: ApplicationId = parse_id(&id)?;
     let actor = Actor::Operator(operator.email.clone());
     let result = match links::find_user(&state.db, &form.user).await? {
-        Some(user) => links::link(&state.db, id, user, &form.account_id, &actor).await,
+        Some(user) => links::link(&state.db, id.into(), user, &form.account_id, &actor).await,
         None => Err(LinkError::UnknownUser),
     };
     let refusal = match result {
@@ -400,7 +384,7 @@ async fn add_link(
         Err(e) => e.to_string(),
     };
     let chrome = Chrome::new(&state, &operator, csrf, Section::Applications);
-    let mut page = detail_page(&state, chrome, id, &query).await?;
+    let mut page = detail_page(&state, chrome, id, query).await?;
     page.link_error = Some(refusal);
     page.link_form = form;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
@@ -420,12 +404,12 @@ async fn remove_link(
     Path(id): Path<String>,
     Form(form): Form<UnlinkForm>,
 ) -> Result<Redirect> {
-    let id = parse_id(&id)?;
+    let id: ApplicationId = parse_id(&id)?;
     let user = LinkedUser {
         tenant_id: parse_id(&form.tenant_id)?,
         object_id: parse_id(&form.object_id)?,
     };
-    match links::unlink(&state.db, id, user, &Actor::Operator(operator.email)).await {
+    match links::unlink(&state.db, id.into(), user, &Actor::Operator(operator.email)).await {
         Ok(()) => Ok(done_at(id, "unlinked")),
         Err(LinkError::Internal(e)) => Err(e.into()),
         Err(_) => Err(Error::NotFound),
@@ -622,6 +606,8 @@ impl FieldErrors {
                     Field::Customers => &mut out.customers,
                     Field::Groups => &mut out.groups,
                     Field::RoleMapping => &mut out.role_mapping,
+                    // Keys are registered through the JSON API only.
+                    Field::Keys => return None,
                 } = message;
             }
             _ => return None,
@@ -660,7 +646,7 @@ impl FormErrors for FieldErrors {
 struct FormPage {
     chrome: Chrome,
     /// `None` when registering.
-    editing: Option<(Uuid, String)>,
+    editing: Option<(ApplicationId, String)>,
     action: String,
     form: AppForm,
     errors: FieldErrors,
@@ -678,9 +664,9 @@ impl FormPage {
             chrome,
             action: editing.map_or_else(
                 || paths::NEW_APPLICATION.to_owned(),
-                |a| paths::with_id(paths::EDIT_APPLICATION, a.id),
+                |a| paths::edit_application(a.id.into()),
             ),
-            editing: editing.map(|a| (a.id, a.name.clone())),
+            editing: editing.map(|a| (a.id.into(), a.name.clone())),
             form,
             errors: FieldErrors::default(),
             all_customers: customer_names(state).await?,
@@ -751,11 +737,13 @@ async fn create(
             application,
             client_secret: Some(secret),
         }) => Ok(
-            reveal_secret(&session, application.id, secret, "registered")
+            reveal_secret(&session, application.id.into(), secret, "registered")
                 .await?
                 .into_response(),
         ),
-        Ok(registered) => Ok(done_at(registered.application.id, "registered").into_response()),
+        Ok(registered) => {
+            Ok(done_at(registered.application.id.into(), "registered").into_response())
+        }
         Err(e) => refusal(page, e),
     }
 }
@@ -801,7 +789,7 @@ async fn update(
     )
     .await
     {
-        Ok(app) => Ok(done_at(app.id, "updated").into_response()),
+        Ok(app) => Ok(done_at(app.id.into(), "updated").into_response()),
         Err(e) => refusal(page, e),
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use crate::types::{InvitationId, WebhookId};
+use crate::types::{ApplicationId, InvitationId, WebhookId};
 use crate::web::error::Result;
 use crate::web::session::REVEAL;
 
@@ -26,7 +26,10 @@ pub(crate) enum Reveal {
     /// A webhook endpoint's new signing secret (added or rotated).
     WebhookSecret { endpoint: WebhookId, secret: String },
     /// A web application's new client secret (registered or rotated).
-    ClientSecret { application: Uuid, secret: String },
+    ClientSecret {
+        application: ApplicationId,
+        secret: String,
+    },
 }
 
 /// Keeps `reveal` for the page the redirect leads to (replacing one not yet shown).

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use uuid::Uuid;
 
-use super::list::{Empty, Filters, ListQuery, Pager, is_first_run, link};
+use super::list::{Empty, Filters, ListPage, ListQuery, link};
 use super::{Chrome, Section, When};
 use crate::customers;
 use crate::signin::applications;
@@ -48,15 +48,13 @@ impl From<SignIn> for SignInRow {
     fn from(s: SignIn) -> Self {
         Self {
             at: When::new(s.at),
-            application_url: s
-                .application_id
-                .map(|id| paths::with_id(paths::APPLICATION, id)),
+            application_url: s.application_id.map(|id| paths::application(id.into())),
             application: s.application_name,
             customer: s
                 .customer_name
                 .or(s.tenant_name)
                 .unwrap_or_else(|| "—".into()),
-            tenant_url: s.tenant_id.map(|id| paths::with_id(paths::TENANT, id)),
+            tenant_url: s.tenant_id.map(|id| paths::tenant(id.into())),
             user: s.username.unwrap_or_else(|| "—".into()),
             succeeded: s.outcome == Outcome::Succeeded.as_str(),
             reason: s.reason.unwrap_or_default(),
@@ -73,7 +71,7 @@ pub(crate) struct Recent {
 /// The latest `limit` sign-ins of `tenant`, for its page.
 pub(crate) async fn recent(state: &AppState, tenant: &Tenant, limit: i64) -> Result<Recent> {
     let filter = Filter {
-        tenant_id: Some(tenant.id),
+        tenant_id: Some(tenant.id.into()),
         ..Filter::default()
     };
     let (rows, _) = history::list(&state.db, &filter, limit, 0).await?;
@@ -139,22 +137,12 @@ fn choice_label(name: String) -> String {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/sign_ins.html")]
-struct ListPage {
+struct SignInsPage {
     chrome: Chrome,
-    rows: Vec<SignInRow>,
-    q: String,
+    list: ListPage<SignInRow, SignInFilters>,
     customers: Vec<Choice>,
     applications: Vec<Choice>,
     outcomes: Vec<Choice>,
-    filtered: bool,
-    pager: Pager,
-    empty: Option<Empty>,
-}
-
-impl ListPage {
-    fn first_run(&self) -> bool {
-        is_first_run(&self.empty)
-    }
 }
 
 async fn list(
@@ -162,7 +150,7 @@ async fn list(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     query: ListQuery<SignInFilters>,
-) -> Result<ListPage> {
+) -> Result<SignInsPage> {
     let f = &query.filters;
     let filter = Filter {
         customer_id: f.customer,
@@ -176,7 +164,7 @@ async fn list(
     let customers = found
         .into_iter()
         .map(|l| Choice {
-            selected: f.customer == Some(l.customer.id),
+            selected: f.customer == Some(l.customer.id.into()),
             value: l.customer.id.to_string(),
             label: choice_label(l.customer.name),
         })
@@ -206,23 +194,20 @@ async fn list(
         "Each sign-in of a customer's user to one of your applications shows here, refusals with their reason.",
         Some(("Applications", paths::APPLICATIONS.to_owned())),
     );
-    let (pager, empty) = query.outcome(
-        paths::SIGN_INS,
-        PER_PAGE,
-        rows.len(),
-        total,
-        "sign-ins",
-        first,
-    );
-    Ok(ListPage {
+    let rows = rows.into_iter().map(SignInRow::from).collect();
+    Ok(SignInsPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::SignIns),
-        rows: rows.into_iter().map(SignInRow::from).collect(),
-        q: query.search_text(),
+        list: ListPage::new(
+            query,
+            paths::SIGN_INS,
+            PER_PAGE,
+            rows,
+            total,
+            "sign-ins",
+            first,
+        ),
         customers,
         applications,
         outcomes,
-        filtered: query.filtered(),
-        pager,
-        empty,
     })
 }
