@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::helpers::location;
 use crate::signin::{
-    APP_CALLBACK, APP_SIGNED_OUT, Case, authorize_url_of, code_from, sample_application,
+    APP_CALLBACK, APP_SIGNED_OUT, Case, authorize_url_of, code_from, payload, sample_application,
     sign_in_through,
 };
 use crate::sync;
@@ -128,18 +128,6 @@ async fn sign_in_with_backchannel(case: &Case, backchannel: &str) -> SignedIn {
     let mut tokens: Value = response.json().await.unwrap();
     tokens["client_secret"] = json!(secret);
     SignedIn { client_id, tokens }
-}
-
-/// The claims of a JWT, unverified (the receiver verified it).
-fn payload(jwt: &str) -> Value {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// Sends the queued logouts once; what the round did.
