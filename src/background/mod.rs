@@ -105,7 +105,7 @@ impl Task {
                 "POSTs logout tokens to the applications an ended sign-in session used; failures retry with backoff."
             }
             Self::SigninUpkeep => {
-                "Keeps a current and a next sign-in signing key, retires old ones, and ends the sessions of users and tenants that may no longer sign in."
+                "Keeps a current and a next sign-in signing key, retires old ones, ends the sessions of users and tenants that may no longer sign in, and deletes sessions ended long ago."
             }
             Self::SessionSweep => "Deletes expired sessions, so abandoned sign-ins do not pile up.",
             Self::RateLimitPruning => {

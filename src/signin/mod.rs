@@ -48,12 +48,42 @@ pub const SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
 /// How often the sign-in upkeep task runs ([`upkeep`]).
 pub const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
 
-/// One round of sign-in upkeep: a current and a next signing key (old ones retired), and the
-/// sessions that may no longer run ended ([`ends::sweep`]). Idempotent.
+/// How long an ended session (with its grants, tokens and logouts) is kept, for the record.
+pub const RETENTION_DAYS: i32 = 30;
+
+/// One round of sign-in upkeep: a current and a next signing key (old ones retired), the
+/// sessions that may no longer run ended ([`ends::sweep`]), and what is no longer needed
+/// deleted ([`prune`]). Idempotent.
 pub async fn upkeep(db: &PgPool, keys: &Keyring) -> Result<String, SigninError> {
     keys::maintain(db, keys).await?;
     let ended = ends::sweep(db).await?;
-    Ok(format!("signing keys maintained; {ended} sessions ended"))
+    let pruned = prune(db).await?;
+    Ok(format!(
+        "signing keys maintained; {ended} sessions ended; {pruned} old sessions and codes deleted"
+    ))
+}
+
+/// Deletes codes expired a day ago, tokens expired a day ago (a used refresh token is kept
+/// until then, so its reuse still revokes the family), and sessions ended more than
+/// [`RETENTION_DAYS`] ago with everything made through them. Returns the sessions and codes
+/// deleted.
+pub async fn prune(db: &PgPool) -> Result<u64, SigninError> {
+    let codes =
+        sqlx::query!("delete from signin_codes where expires_at < now() - interval '1 day'")
+            .execute(db)
+            .await?
+            .rows_affected();
+    sqlx::query!("delete from signin_tokens where expires_at < now() - interval '1 day'")
+        .execute(db)
+        .await?;
+    let sessions = sqlx::query!(
+        "delete from signin_sessions where ended_at < now() - make_interval(days => $1)",
+        RETENTION_DAYS
+    )
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(codes + sessions)
 }
 
 /// Why a sign-in operation failed for a reason that is not the caller's.

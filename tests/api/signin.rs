@@ -49,6 +49,11 @@ impl Case {
     /// connected (its users may sign in to the provider's app) and synced, and a web
     /// application registered (or `kind`).
     pub async fn new(kind: AppKind) -> Self {
+        Self::copied(kind, true).await
+    }
+
+    /// [`Case::new`], its first sync run (`synced`) or not yet.
+    pub async fn copied(kind: AppKind, synced: bool) -> Self {
         let app = TestApp::spawn().await;
         let callback = format!("{}{}", app.address, paths::SIGNIN_CALLBACK);
         let consent_callback = format!("{}{}", app.address, paths::CALLBACK);
@@ -66,7 +71,9 @@ impl Case {
             .grant(&tenant.id, &app.app.client_id, &["User.Read"], &[])
             .await
             .unwrap();
-        sync::work(&app).await;
+        if synced {
+            sync::work(&app).await;
+        }
         let registered = register(&app, "Workspace", kind).await;
         Case {
             tenant_id,
@@ -220,7 +227,7 @@ pub(crate) async fn code_from(response: reqwest::Response) -> (String, Option<St
 }
 
 /// The claims of a JWT, unverified (the test verifies them with the client library first).
-fn payload(jwt: &str) -> Value {
+pub(crate) fn payload(jwt: &str) -> Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::helpers::location;
 use crate::signin::{
-    APP_CALLBACK, APP_SIGNED_OUT, Case, authorize_url_of, code_from, sample_application,
+    APP_CALLBACK, APP_SIGNED_OUT, Case, authorize_url_of, code_from, payload, sample_application,
     sign_in_through,
 };
 use crate::sync;
@@ -128,18 +128,6 @@ async fn sign_in_with_backchannel(case: &Case, backchannel: &str) -> SignedIn {
     let mut tokens: Value = response.json().await.unwrap();
     tokens["client_secret"] = json!(secret);
     SignedIn { client_id, tokens }
-}
-
-/// The claims of a JWT, unverified (the receiver verified it).
-fn payload(jwt: &str) -> Value {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// Sends the queued logouts once; what the round did.
@@ -343,4 +331,39 @@ async fn a_logout_token_is_never_sent_to_an_internal_address_unless_allowed() {
         error.starts_with("not sent: 127.0.0.1 is a loopback address"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn upkeep_deletes_sessions_ended_long_ago_with_what_was_made_through_them() {
+    let case = Case::new(AppKind::Web).await;
+    let signed_in = sign_in_with_backchannel(&case, "https://toolbar.example/logout").await;
+    let mut logout = Url::parse(&case.app.url(paths::SIGNIN_LOGOUT)).unwrap();
+    logout.query_pairs_mut().append_pair(
+        "id_token_hint",
+        signed_in.tokens["id_token"].as_str().unwrap(),
+    );
+    case.app.new_browser().get(logout).send().await.unwrap();
+    let count = |table: &'static str| {
+        let db = case.app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table}"))
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    gangway::signin::upkeep(&case.app.db, &case.app.state.cfg.keys)
+        .await
+        .unwrap();
+    assert_eq!(count("signin_sessions").await, 1, "ended lately: kept");
+    sqlx::query("update signin_sessions set ended_at = now() - interval '31 days'")
+        .execute(&case.app.db)
+        .await
+        .unwrap();
+    gangway::signin::upkeep(&case.app.db, &case.app.state.cfg.keys)
+        .await
+        .unwrap();
+    for table in ["signin_sessions", "signin_grants", "signin_logouts"] {
+        assert_eq!(count(table).await, 0, "{table}");
+    }
 }

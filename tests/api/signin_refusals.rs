@@ -1,7 +1,8 @@
 //! Sign-in refusals of the customer's side, driven through HTTP as a browser meets them: an
 //! organization whose connection needs a new consent, that withdrew its consent at Microsoft,
 //! or that the application does not admit; a user deleted in the copy; a Microsoft answer for
-//! another tenant than the one Gangway routed to. And the token endpoint's guards: refused
+//! another tenant than the one Gangway routed to; a user the first copy has not reached yet
+//! (admitted on Microsoft's word, without groups). And the token endpoint's guards: refused
 //! requests slowed down per address, browsers' calls allowed only from single-page
 //! applications' origins.
 
@@ -309,4 +310,35 @@ async fn only_single_page_applications_origins_may_call_the_token_endpoint_from_
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn while_the_first_copy_runs_a_user_it_has_not_reached_is_admitted_on_microsofts_word() {
+    let case = Case::copied(AppKind::Web, false).await;
+    let browser = case.app.new_browser();
+    let (code, _) =
+        code_from(sign_in_through(&case, &browser, &hinted(&case), &case.member).await).await;
+    let secret = case.registered.client_secret.as_ref().unwrap().expose();
+    let tokens: Value = reqwest::Client::new()
+        .post(case.app.url(paths::SIGNIN_TOKEN))
+        .basic_auth(case.client_id(), Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", APP_CALLBACK),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = crate::signin::payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["oid"], case.member.id);
+    assert_eq!(claims["preferred_username"], case.member.username);
+    // The copy knows no groups of theirs yet: none are claimed.
+    assert!(
+        claims["groups"].as_array().is_none_or(|g| g.is_empty()),
+        "{claims}"
+    );
 }
