@@ -107,10 +107,12 @@ async fn main() -> anyhow::Result<()> {
     .execute(&db)
     .await?;
     sqlx::query(
-        "insert into invitations (customer_id, admin_email, consent_mode, token_sha256, expires_at, status, created_at)
+        "insert into invitations (customer_id, admin_email, consent_mode, token_sha256, expires_at, status, created_at,
+                                  permission_profile_id)
          select c.id, 'admin' || g || '@seed' || g || '.example', 'application',
                 sha256(('seed' || g)::bytea), now() + interval '7 days' - (g % 10) * interval '1 day',
-                (array['pending','opened','consented','declined'])[1 + g % 4], now() - g * interval '1 minute'
+                (array['pending','opened','consented','declined'])[1 + g % 4], now() - g * interval '1 minute',
+                (select id from permission_profiles where is_default)
          from generate_series(1, $1) g join customers c on c.name = 'Seeded customer ' || g",
     )
     .bind(SEEDED)
