@@ -63,7 +63,7 @@ impl From<ApplicationError> for Error {
 /// A kind as operators read it.
 fn kind_label(kind: AppKind) -> &'static str {
     match kind {
-        AppKind::Web => "Web (confidential: client secret)",
+        AppKind::Web => "Web (confidential: client secret or keys)",
         AppKind::Spa => "Single-page (public: PKCE)",
         AppKind::Native => "Native (public: PKCE)",
     }
