@@ -86,13 +86,15 @@ def main(config_path):
     customer = api("/customers")["items"][0]["id"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
-    def register(name):
+    def register(name, kind="spa"):
         return call(f"{PUBLIC}/api/v1/applications", {
-            "name": name, "kind": "spa",
+            "name": name, "kind": kind,
             "redirect_uris": ["https://app.provider.example/signed-in"],
         }, headers=auth)["application"]["id"]
 
     application, doomed = register("Seeded sign-in application"), register("To delete")
+    # Keys are a web application's: the documented example set registers.
+    web = register("Seeded web application", "web")
     # Account links: one user linked (read), one linked (to unlink), one left to link.
     users = [u["object_id"] for u in api(f"/tenants/{synced}/users")["items"][:3]]
     if len(users) < 3:
@@ -110,6 +112,7 @@ def main(config_path):
         "GET /api/v1/applications/{id}": {"id": application},
         "PATCH /api/v1/applications/{id}": {"id": application},
         "DELETE /api/v1/applications/{id}": {"id": doomed},
+        "PUT /api/v1/applications/{id}/keys": {"id": web},
         "GET /api/v1/applications/{id}/links": {"id": application},
         f"GET {links}": {"id": application, "tid": tid, "oid": users[0]},
         f"DELETE {links}": {"id": application, "tid": tid, "oid": users[1]},
@@ -132,7 +135,8 @@ def main(config_path):
                          f"parameters = {{ {values} }}\n\n")
     print(f"seeded: tenants {synced} (synced, {len(groups)} groups) and {offboarded} "
           f"(to offboard), customer {customer}, invitations {kept} and {revoked} (to revoke), "
-          f"applications {application} and {doomed} (to delete) with account links")
+          f"applications {application} and {doomed} (to delete) with account links, {web} (web, "
+          f"for keys)")
 
 
 if __name__ == "__main__":

@@ -91,10 +91,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "display_name": "Gangway (demo)",
             "client_id": DEMO_CLIENT_ID,
             // Registered as the doctor asks, so that it finds nothing to fix in a fresh demo:
-            // the consent and operator sign-in redirects, the sign-out URL, a one-year secret.
+            // the consent, operator sign-in and users' sign-in redirects, the sign-out URL, a
+            // one-year secret.
             "redirect_uris": [
                 public_url.join(paths::CALLBACK.trim_start_matches('/'))?.as_str(),
                 public_url.join(paths::SSO_CALLBACK.trim_start_matches('/'))?.as_str(),
+                public_url.join(paths::SIGNIN_CALLBACK.trim_start_matches('/'))?.as_str(),
             ],
             "logout_url": public_url.join(paths::SSO_LOGOUT.trim_start_matches('/'))?.as_str(),
             // ID tokens name the signer's directory roles (`wids`), as Microsoft needs it set.
@@ -342,9 +344,12 @@ fn write_cli_env(path: &Path, cfg: &Config) -> anyhow::Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// What the provider's app registration asks for, delegated and application.
+/// What the provider's app registration asks for, delegated (users' sign-in through Gangway
+/// among them) and application.
 pub fn provider_permissions() -> serde_json::Value {
-    json!({ "delegated": permissions::delegated_scopes(), "application": permissions::application_scopes() })
+    let mut delegated = permissions::delegated_scopes();
+    delegated.extend(crate::doctor::SIGNIN_SCOPES);
+    json!({ "delegated": delegated, "application": permissions::application_scopes() })
 }
 
 /// A fixed key, so a restarted demo can still open what it sealed. Demo only.

@@ -35,20 +35,30 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    /// Canonicalises names; returns the first unknown one as an error.
+    /// Canonicalises names; returns the first unknown one as an error. OIDC scopes are
+    /// delegated permissions of Graph too, never application ones.
     pub fn normalized(&self) -> Result<Self, String> {
-        let norm = |set: &BTreeSet<String>| -> Result<BTreeSet<String>, String> {
+        let norm = |set: &BTreeSet<String>, oidc: bool| -> Result<BTreeSet<String>, String> {
             set.iter()
                 .map(|p| match scopes::parse(p) {
                     Some(scopes::Scope::Graph(s)) => Ok(s.to_string()),
+                    Some(scopes::Scope::Oidc(s)) if oidc => Ok(s.to_string()),
                     _ => Err(p.clone()),
                 })
                 .collect()
         };
         Ok(Self {
-            delegated: norm(&self.delegated)?,
-            application: norm(&self.application)?,
+            delegated: norm(&self.delegated, true)?,
+            application: norm(&self.application, false)?,
         })
+    }
+
+    /// The delegated Graph permissions proper: what `.default` asks for and access tokens
+    /// carry (the OIDC scopes are asked for by name).
+    pub fn delegated_graph(&self) -> impl Iterator<Item = &String> {
+        self.delegated
+            .iter()
+            .filter(|p| scopes::canonical(p).is_some())
     }
 }
 

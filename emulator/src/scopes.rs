@@ -11,6 +11,15 @@ pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// The OIDC scopes that are not Graph permissions.
 pub const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 
+/// Microsoft Graph's ids of the OIDC scopes as delegated permissions: a registration requests
+/// them in `requiredResourceAccess` like any Graph permission (Graph permissions reference).
+const OIDC_IDS: [(&str, &str); 4] = [
+    ("openid", "37f7f235-527c-4136-accd-4a02d197296e"),
+    ("profile", "14dad69e-099b-42c9-810b-d002981feec1"),
+    ("email", "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0"),
+    ("offline_access", "7427e0e9-2fba-42fe-b0c0-848c9e6a8182"),
+];
+
 /// A Graph permission the emulator knows.
 struct Known {
     /// Canonical name.
@@ -200,9 +209,14 @@ pub fn needs_admin(name: &str) -> bool {
     lookup(name).is_some_and(|k| k.admin)
 }
 
-/// Microsoft's id of a delegated Graph permission.
+/// Microsoft's id of a delegated Graph permission, OIDC scopes included.
 pub fn scope_id(name: &str) -> Option<&'static str> {
-    lookup(name).map(|k| k.scope_id)
+    lookup(name).map(|k| k.scope_id).or_else(|| {
+        OIDC_IDS
+            .iter()
+            .find(|(oidc, _)| oidc.eq_ignore_ascii_case(name))
+            .map(|(_, id)| *id)
+    })
 }
 
 /// Microsoft's id of an application Graph permission (app role).
@@ -251,6 +265,11 @@ mod tests {
             Some("e1fe6dd8-ba31-4d61-89e7-88639da4683d")
         );
         assert_eq!(role_id("User.Read"), None, "User.Read is delegated only");
+        assert_eq!(
+            scope_id("openid"),
+            Some("37f7f235-527c-4136-accd-4a02d197296e")
+        );
+        assert_eq!(role_id("openid"), None, "OIDC scopes are delegated only");
     }
 
     #[test]

@@ -81,6 +81,26 @@ pub async fn register_keys(
     Ok(app)
 }
 
+/// The keys application `id` registered, if it did.
+async fn registered_set(db: &PgPool, id: Uuid) -> Result<Option<CoreJsonWebKeySet>, SigninError> {
+    let jwks = sqlx::query_scalar!("select jwks from signin_applications where id = $1", id)
+        .fetch_optional(db)
+        .await?
+        .flatten();
+    Ok(jwks.and_then(|j| serde_json::from_value(j).ok()))
+}
+
+/// The `kid`s of the keys application `id` registered: `None` while it has none (a web
+/// application then holds a client secret: the database keeps exactly one of the two).
+pub async fn registered_kids(db: &PgPool, id: Uuid) -> Result<Option<Vec<String>>, SigninError> {
+    Ok(registered_set(db, id).await?.map(|set| {
+        set.keys()
+            .iter()
+            .filter_map(|k| k.key_id().map(|kid| kid.as_str().to_owned()))
+            .collect()
+    }))
+}
+
 /// The claims an assertion must carry, as read (then checked).
 #[derive(serde::Deserialize)]
 struct Claims {
@@ -150,10 +170,7 @@ pub async fn authenticate(
     let Some(app) = applications::by_client_id(db, &claims.iss).await? else {
         return refuse("no such client");
     };
-    let jwks = sqlx::query_scalar!("select jwks from signin_applications where id = $1", app.id)
-        .fetch_one(db)
-        .await?;
-    let Some(set) = jwks.and_then(|j| serde_json::from_value::<CoreJsonWebKeySet>(j).ok()) else {
+    let Some(set) = registered_set(db, app.id).await? else {
         return refuse("the client registered no keys");
     };
     let kid = header["kid"].as_str();

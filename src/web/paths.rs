@@ -182,6 +182,8 @@ pub const EDIT_APPLICATION: &str = "/console/applications/{id}/edit";
 pub const APPLICATION_ROTATE: &str = "/console/applications/{id}/rotate-secret";
 /// POST: delete an application.
 pub const APPLICATION_DELETE: &str = "/console/applications/{id}/delete";
+/// POST: register the application's keys for `private_key_jwt`.
+pub const APPLICATION_KEYS: &str = "/console/applications/{id}/keys";
 /// POST: link a directory user to an account of the application.
 pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
 /// POST: remove a user's account link.
@@ -269,6 +271,8 @@ addresses! {
     application_rotate(ApplicationId) = APPLICATION_ROTATE;
     /// POST: delete an application.
     application_delete(ApplicationId) = APPLICATION_DELETE;
+    /// POST: register an application's keys.
+    application_keys(ApplicationId) = APPLICATION_KEYS;
     /// POST: link a user to an account of an application.
     application_link(ApplicationId) = APPLICATION_LINK;
     /// POST: remove a user's account link.

@@ -1062,6 +1062,40 @@ async fn the_doctor_finds_nothing_failing_in_a_fresh_demo() {
         }
     }
 
+    // Once an application signs users in, what sign-in needs of the registration is there.
+    let db = gangway::db::connect(&database.url, 1).await.unwrap();
+    gangway::signin::applications::register(
+        &db,
+        &gangway::signin::NewApplication {
+            name: "Workspace".into(),
+            kind: gangway::signin::AppKind::Spa,
+            redirect_uris: vec!["https://workspace.example/cb".into()],
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            customers: None,
+            pairwise_subject: false,
+            groups: gangway::signin::GroupsClaim::None,
+            role_mapping: Default::default(),
+            require_account_link: false,
+        },
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let output = cli_with_demo_env(&dir, &["doctor", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", stderr(&output)));
+    for id in ["signin_redirect_uri", "signin_permissions"] {
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} check: {report:#}"));
+        assert_eq!(check["status"], "pass", "{check:#}");
+    }
+    db.close().await;
+
     stop_demo(child).await;
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -733,15 +733,28 @@ async fn users_sign_in_needs_its_redirect_uri_and_openid_profile_email_once_an_a
     .unwrap();
     let (code, report) = doctor(&app).await;
     assert_eq!(code, 1);
-    // The emulator's registrations carry only Graph permissions it knows the ids of, which
-    // leaves out OpenID Connect's scopes: the check finds them missing.
+    // The registration requests openid, profile and email (Graph's ids in
+    // `requiredResourceAccess`): only the redirect URI is missing.
+    assert_eq!(
+        with_status(&report, "fail"),
+        ["signin_redirect_uri"],
+        "{report:#}"
+    );
+    let uri = check(&report, "signin_redirect_uri");
+    assert_eq!(uri["values"], json!([signin_callback]));
+    assert_eq!(check(&report, "signin_permissions")["status"], "pass");
+
+    // Without them, as a registration made before sign-in existed: named, with what to add.
+    let mut without_signin = gangway::demo::provider_permissions();
+    without_signin["delegated"] = json!(gangway::types::permissions::delegated_scopes());
+    patch(&app, &reg.client_id, json!({"permissions": without_signin})).await;
+    let (code, report) = doctor(&app).await;
+    assert_eq!(code, 1);
     assert_eq!(
         with_status(&report, "fail"),
         ["signin_redirect_uri", "signin_permissions"],
         "{report:#}"
     );
-    let uri = check(&report, "signin_redirect_uri");
-    assert_eq!(uri["values"], json!([signin_callback]));
     let permissions = check(&report, "signin_permissions");
     assert!(
         text(permissions).contains("openid (delegated)"),

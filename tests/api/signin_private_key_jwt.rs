@@ -5,16 +5,18 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gangway::audit::Actor;
+use gangway::operators::Role;
 use gangway::signin::applications::ApplicationError;
 use gangway::signin::{AppKind, assertions};
 use gangway::web::paths;
 use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
 use openidconnect::{JsonWebKeyId, PrivateSigningKey};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use serde_json::{Value, json};
 
+use crate::json_api::{call, token};
 use crate::signin::{APP_CALLBACK, Case, authorize_url, code_from, sign_in_through};
 
 /// A fresh RSA key named `kid`.
@@ -192,4 +194,202 @@ async fn a_web_application_authenticates_with_a_signed_assertion_each_used_once(
     );
     let refreshed = post(by(fresh), refresh(&tokens)).await.unwrap();
     assert_eq!(refreshed.status(), StatusCode::OK);
+}
+
+/// A code for the member's sign-in to the case's application.
+async fn fresh_code(case: &Case) -> String {
+    let hinted = authorize_url(
+        case,
+        APP_CALLBACK,
+        &[("login_hint", case.member.username.as_str())],
+    );
+    let browser = case.app.new_browser();
+    code_from(sign_in_through(case, &browser, &hinted, &case.member).await)
+        .await
+        .0
+}
+
+/// The status of redeeming `code` at the token endpoint, proving the client with `credentials`.
+async fn redeem(case: &Case, code: &str, credentials: &[(&str, &str)]) -> StatusCode {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", APP_CALLBACK),
+    ];
+    form.extend_from_slice(credentials);
+    reqwest::Client::new()
+        .post(case.app.url(paths::SIGNIN_TOKEN))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_api_registers_keys_then_the_secret_no_longer_works_and_an_assertion_does() {
+    let case = Case::new(AppKind::Web).await;
+    let app = &case.registered.application;
+    case.app.sign_in(Role::Admin).await;
+    let write = token(&case.app, "keys", "write").await;
+    let keys = format!("/api/v1/applications/{}/keys", app.id);
+    let signing = key("crm-2026");
+
+    // A set Gangway cannot check RS256 signatures with is refused with problem details.
+    for (why, bad) in [
+        (
+            "a symmetric key",
+            json!({"keys": [{"kty": "oct", "kid": "k", "k": "c2VjcmV0"}]}),
+        ),
+        (
+            "no kid",
+            json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}),
+        ),
+        ("no keys", json!({"keys": []})),
+        ("not a set", json!({"keys": "none"})),
+    ] {
+        let (status, headers, problem) =
+            call(&case.app, Method::PUT, &keys, Some(&write), Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json", "{why}");
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{why}"
+        );
+    }
+    let (status, _, _) = call(
+        &case.app,
+        Method::PUT,
+        &format!("/api/v1/applications/{}/keys", uuid::Uuid::new_v4()),
+        Some(&write),
+        Some(json!({"keys": [signing.as_verification_key()]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let read = token(&case.app, "keys-read", "read").await;
+    let (status, _, _) = call(
+        &case.app,
+        Method::PUT,
+        &keys,
+        Some(&read),
+        Some(json!({"keys": [signing.as_verification_key()]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a read token sets no keys");
+
+    // The secret still works until keys are registered.
+    let secret = case.registered.client_secret.as_ref().unwrap().expose();
+    let with_secret = [
+        ("client_id", app.client_id.as_str()),
+        ("client_secret", secret),
+    ];
+    assert_eq!(
+        redeem(&case, &fresh_code(&case).await, &with_secret).await,
+        StatusCode::OK
+    );
+
+    let (status, _, answer) = call(
+        &case.app,
+        Method::PUT,
+        &keys,
+        Some(&write),
+        Some(json!({"keys": [signing.as_verification_key()]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"token_endpoint_auth_method": "private_key_jwt", "key_ids": ["crm-2026"]})
+    );
+
+    let code = fresh_code(&case).await;
+    assert_eq!(
+        redeem(&case, &code, &with_secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let token_url = case.app.url(paths::SIGNIN_TOKEN);
+    let jwt = assertion(
+        &signing,
+        "crm-2026",
+        &json!({"iss": app.client_id, "sub": app.client_id, "aud": token_url, "exp": now() + 60, "jti": "api-1"}),
+    );
+    let by_assertion = [
+        ("client_assertion_type", assertions::ASSERTION_TYPE),
+        ("client_assertion", jwt.as_str()),
+    ];
+    assert_eq!(redeem(&case, &code, &by_assertion).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_admin_pastes_keys_on_the_application_page_and_a_bad_set_is_refused_there() {
+    let case = Case::new(AppKind::Web).await;
+    let app = &case.registered.application;
+    case.app.sign_in(Role::Admin).await;
+    let page_path = paths::application(app.id.into());
+    let keys_path = paths::application_keys(app.id.into());
+    let page = case.app.get(&page_path).await.text().await.unwrap();
+    assert!(
+        page.contains("Client secret (<code>client_secret_basic</code>"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("action=\"{keys_path}\"")), "{page}");
+    assert!(page.contains(&paths::application_rotate(app.id.into())));
+
+    let refused = case
+        .app
+        .post_form(&keys_path, &[("jwks", "not json")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("This is not JSON"));
+    let symmetric = r#"{"keys": [{"kty": "oct", "kid": "k", "k": "c2VjcmV0"}]}"#;
+    let refused = case.app.post_form(&keys_path, &[("jwks", symmetric)]).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("Each key must be an RSA public key with a kid"),
+        "{page}"
+    );
+    assert!(
+        page.contains("{&quot;keys&quot;: [{&quot;kty&quot;: &quot;oct&quot;")
+            || page.contains("{&#34;keys&#34;: [{&#34;kty&#34;: &#34;oct&#34;"),
+        "what was pasted is kept, escaped: {page}"
+    );
+    assert!(page.contains("Client secret (<code>client_secret_basic</code>"));
+
+    let signing = key("toolbar-2026");
+    let jwks = json!({"keys": [signing.as_verification_key()]}).to_string();
+    let page = case
+        .app
+        .post_and_follow(&keys_path, &[("jwks", &jwks)])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Keys registered"), "{page}");
+    assert!(
+        page.contains(
+            "(<code>private_key_jwt</code>, RS256) with the keys <code>toolbar-2026</code>"
+        ),
+        "{page}"
+    );
+    let secret = case.registered.client_secret.as_ref().unwrap().expose();
+    let code = fresh_code(&case).await;
+    assert_eq!(
+        redeem(
+            &case,
+            &code,
+            &[
+                ("client_id", app.client_id.as_str()),
+                ("client_secret", secret)
+            ]
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // An application has keys or a secret, never both: no new secret is offered.
+    assert!(
+        !page.contains(&paths::application_rotate(app.id.into())),
+        "{page}"
+    );
 }

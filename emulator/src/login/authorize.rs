@@ -347,7 +347,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
             Scope::Graph(s) => {
                 graph.insert(s.to_string());
             }
-            Scope::GraphDefault => graph.extend(asked.app.permissions.delegated.iter().cloned()),
+            Scope::GraphDefault => graph.extend(asked.app.permissions.delegated_graph().cloned()),
             Scope::Api(s) => {
                 api.insert(s);
             }
@@ -801,7 +801,7 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
                     .iter()
                     .map(|p| scopes::full(p))
                     .collect();
-                for d in &app.permissions.delegated {
+                for d in app.permissions.delegated_graph() {
                     if !app.permissions.application.contains(d) {
                         granted.push(scopes::full(d));
                     }

@@ -148,6 +148,47 @@ async fn an_application_answers_as_graph_shapes_it_with_microsofts_permission_id
 }
 
 #[tokio::test]
+async fn a_registration_keeps_the_openid_connect_scopes_it_requests_with_graphs_ids() {
+    let t = TestEmu::start().await;
+    let (_, _, token) = provider(&t).await;
+    let signin = t
+        .register(json!({
+            "home_tenant": t.tid(0),
+            "display_name": "Sign-in",
+            "permissions": {"delegated": ["openid", "Profile", "email", "offline_access", "User.Read"]},
+        }))
+        .await;
+    let reg = registration(&t, &token, &signin.client_id).await;
+    let mut access: Vec<&str> = reg["requiredResourceAccess"][0]["resourceAccess"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|a| assert_eq!(a["type"], "Scope", "{a}"))
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    access.sort_unstable();
+    assert_eq!(
+        access,
+        [
+            "14dad69e-099b-42c9-810b-d002981feec1", // profile
+            "37f7f235-527c-4136-accd-4a02d197296e", // openid
+            "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0", // email
+            "7427e0e9-2fba-42fe-b0c0-848c9e6a8182", // offline_access
+            "e1fe6dd8-ba31-4d61-89e7-88639da4683d", // User.Read
+        ]
+    );
+
+    // They are delegated only: no app role stands for them.
+    let resp = t
+        .admin_post(
+            "/apps",
+            json!({"home_tenant": t.tid(0), "permissions": {"application": ["openid"]}}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn reading_applications_needs_application_read_all() {
     let t = TestEmu::start().await;
     let app = t.provider_app().await;

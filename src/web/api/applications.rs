@@ -18,6 +18,7 @@ use super::problem::{
 use super::tenants::Paging;
 use super::{Page, limit};
 use crate::signin::applications::{self, ApplicationError};
+use crate::signin::assertions;
 use crate::signin::{AppKind, Application, GroupsClaim, NewApplication, SigninError};
 use crate::web::AppState;
 
@@ -335,4 +336,56 @@ pub async fn delete(
     let app = application(&state, &id).await?;
     applications::delete(&state.db, app.id, &writer.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A JWK Set of RSA public keys, each with a `kid`, for RS256 client assertions.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JwksIn {
+    /// The keys (1 to 10), as JWKs.
+    #[schema(value_type = Vec<Object>, example = json!([{
+        "kty": "RSA",
+        "kid": "workspace-2026-01",
+        "use": "sig",
+        "alg": "RS256",
+        "n": "56014AzZYINC0q6P-PtFJVUy5kxnN5Mjm2L5JwpcxEsCWCjYbP3ypBs2um_HhHVZSQQYMzlmFvT4aHAMwxGjUy2g6UiRZdd7F_fqEjAOi3ugAB6OpGmiUaCwC7Hw1aBmzPgmJK0FTgAnXkTulL_c3pr4SNruT5TAZlBmUTV7e2VkVcl7vt1xUa22dSr5EH8p2yJIjl9Z__Yops_mESFZHJIy3SO6RdgH8rztKFhsLEbMIFFFwO_2gCGiAz8CuooVtISLu5iD713B2RHFrV_40EGbIahagrhoYq9LW28RryPhWu2XDvYUTQ26bKa-yiaJm3mnx2JAFWyVJchJ0bEtlQ",
+        "e": "AQAB"
+    }]))]
+    pub keys: Vec<serde_json::Value>,
+}
+
+/// How a web application now authenticates at the token endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysOut {
+    /// Always `private_key_jwt` once keys are registered.
+    #[schema(example = "private_key_jwt")]
+    pub token_endpoint_auth_method: &'static str,
+    /// The `kid`s of the registered keys.
+    #[schema(example = json!(["workspace-2026-01"]))]
+    pub key_ids: Vec<String>,
+}
+
+/// Registers a web application's public keys: from now on it authenticates with JWTs it signs
+/// (`private_key_jwt`, RS256) and its client secret stops working. Replaces any keys it had.
+#[utoipa::path(put, path = "/api/v1/applications/{id}/keys", tag = "applications",
+    params(("id" = Uuid, Path, description = "the application's id")),
+    request_body = JwksIn,
+    security(("api_token" = [])),
+    responses((status = 200, body = KeysOut), CommonProblems, ForbiddenProblem, NotFoundProblem,
+               (status = 422, body = Problem, content_type = "application/problem+json", description = "not a JWK Set of RSA keys with a kid, or not a web application")))]
+pub async fn put_keys(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<JwksIn>,
+) -> Result<Json<KeysOut>, ApiError> {
+    let app = application(&state, &id).await?;
+    let jwks = serde_json::json!({ "keys": body.keys });
+    assertions::register_keys(&state.db, app.id, &jwks, &writer.actor()).await?;
+    let key_ids = assertions::registered_kids(&state.db, app.id)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(KeysOut {
+        token_endpoint_auth_method: "private_key_jwt",
+        key_ids,
+    }))
 }

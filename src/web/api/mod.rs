@@ -181,6 +181,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             applications::update,
             applications::delete
         ))
+        .routes(routes!(applications::put_keys))
         .routes(routes!(links::list))
         .routes(routes!(links::get, links::put, links::delete))
         .split_for_parts()

@@ -21,6 +21,7 @@ use super::{Chrome, FormErrors, Section, When, parse_id};
 use crate::audit::Actor;
 use crate::customers;
 use crate::signin::applications::{self, ApplicationError, Field, Registered};
+use crate::signin::assertions;
 use crate::signin::links::{self, LinkError, LinkedUser};
 use crate::signin::{AppKind, Application, GroupsClaim, NewApplication};
 use crate::types::{ApplicationId, Secret};
@@ -42,6 +43,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::EDIT_APPLICATION, get(edit_form).post(update))
         .route(paths::APPLICATION_ROTATE, post(rotate))
         .route(paths::APPLICATION_DELETE, post(delete))
+        .route(paths::APPLICATION_KEYS, post(register_keys))
         .route(paths::APPLICATION_LINK, post(add_link))
         .route(paths::APPLICATION_UNLINK, post(remove_link))
 }
@@ -61,7 +63,7 @@ impl From<ApplicationError> for Error {
 /// A kind as operators read it.
 fn kind_label(kind: AppKind) -> &'static str {
     match kind {
-        AppKind::Web => "Web (confidential: client secret)",
+        AppKind::Web => "Web (confidential: client secret or keys)",
         AppKind::Spa => "Single-page (public: PKCE)",
         AppKind::Native => "Native (public: PKCE)",
     }
@@ -205,6 +207,11 @@ struct DetailPage {
     notice: Option<&'static str>,
     /// A client secret just made: shown this once.
     secret: Option<String>,
+    /// The `kid`s of its keys, when it authenticates with `private_key_jwt`.
+    key_ids: Option<Vec<String>>,
+    /// The JWK Set as pasted, kept on a refusal.
+    keys_form: String,
+    keys_error: Option<String>,
     /// The account links.
     list: ListPage<LinkRow>,
     link_form: LinkForm,
@@ -262,6 +269,9 @@ async fn detail_page(
         issuer: crate::web::oidc::issuer(&state.cfg),
         notice: None,
         secret: None,
+        key_ids: assertions::registered_kids(&state.db, app.id).await?,
+        keys_form: String::new(),
+        keys_error: None,
         list: ListPage::new(
             query,
             paths::application(id),
@@ -304,6 +314,9 @@ async fn detail(
         Some("updated") => Some("Settings saved: they apply to the next sign-in."),
         Some("rotated") => Some(
             "New client secret made: the old one no longer works. Give this one to the application.",
+        ),
+        Some("keys") => Some(
+            "Keys registered: the application now signs its token requests (private_key_jwt), and its client secret no longer works.",
         ),
         Some("linked") => Some("Account linked."),
         Some("unlinked") => Some("Account link removed."),
@@ -387,6 +400,38 @@ async fn add_link(
     let mut page = detail_page(&state, chrome, id, query).await?;
     page.link_error = Some(refusal);
     page.link_form = form;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+/// The keys form: a JWK Set as pasted.
+#[derive(Deserialize)]
+struct KeysForm {
+    #[serde(default)]
+    jwks: String,
+}
+
+async fn register_keys(
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
+    query: ListQuery<()>,
+    Form(form): Form<KeysForm>,
+) -> Result<Response> {
+    let id: ApplicationId = parse_id(&id)?;
+    let actor = Actor::Operator(operator.email.clone());
+    let refusal = match serde_json::from_str::<serde_json::Value>(&form.jwks) {
+        Err(_) => "This is not JSON: paste the application's JWK Set, {\"keys\": [...]}.".into(),
+        Ok(jwks) => match assertions::register_keys(&state.db, id.into(), &jwks, &actor).await {
+            Ok(_) => return Ok(done_at(id, "keys").into_response()),
+            Err(e @ ApplicationError::Invalid { .. }) => capitalized(&e.to_string()),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let chrome = Chrome::new(&state, &operator, csrf, Section::Applications);
+    let mut page = detail_page(&state, chrome, id, query).await?;
+    page.keys_error = Some(refusal);
+    page.keys_form = form.jwks;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
