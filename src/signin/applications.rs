@@ -235,6 +235,7 @@ impl NewApplication {
     /// Checks every field, reporting the first problem.
     pub fn check(&self) -> Result<(), ApplicationError> {
         let invalid = |field, m: &str| Err(ApplicationError::invalid(field, m));
+        self.check_plain()?;
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return invalid(Field::Name, "the name must be 1 to 200 characters");
@@ -288,6 +289,39 @@ impl NewApplication {
             );
         }
         Ok(())
+    }
+
+    /// No field has a use for control characters (and Postgres refuses NUL in text): each is
+    /// refused on its field, before anything else is said about it.
+    fn check_plain(&self) -> Result<(), ApplicationError> {
+        let control = |v: &String| v.chars().any(char::is_control);
+        let filter = match &self.groups {
+            GroupsClaim::Filter(prefix) => Some(prefix),
+            _ => None,
+        };
+        let found = if control(&self.name) {
+            Field::Name
+        } else if self.redirect_uris.iter().any(control) {
+            Field::RedirectUris
+        } else if self.post_logout_redirect_uris.iter().any(control) {
+            Field::PostLogoutRedirectUris
+        } else if self.backchannel_logout_uri.iter().any(control) {
+            Field::BackchannelLogoutUri
+        } else if filter.is_some_and(control) {
+            Field::Groups
+        } else if self
+            .role_mapping
+            .iter()
+            .any(|(g, r)| control(g) || control(r))
+        {
+            Field::RoleMapping
+        } else {
+            return Ok(());
+        };
+        Err(ApplicationError::invalid(
+            found,
+            "control characters are not allowed here",
+        ))
     }
 }
 
@@ -511,13 +545,21 @@ pub async fn rotate_secret(
     }
     let secret = random_token();
     let mut tx = db.begin().await?;
-    sqlx::query!(
-        "update signin_applications set client_secret_sha256 = $2 where id = $1",
+    let replaced = sqlx::query!(
+        "update signin_applications set client_secret_sha256 = $2
+         where id = $1 and jwks is null",
         id,
         sha256(secret.as_bytes()),
     )
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if replaced == 0 {
+        return Err(ApplicationError::invalid(
+            Field::Keys,
+            "this application authenticates with its registered keys (private_key_jwt): it has no client secret to replace",
+        ));
+    }
     audit::record(
         &mut *tx,
         actor,

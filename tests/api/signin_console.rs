@@ -299,6 +299,13 @@ async fn the_json_api_patches_and_deletes_applications_with_problem_details() {
         (json!({ "groups_filter": "x" }), 422),
         (json!({ "kind": "web" }), 422),
         (json!({ "customers": [Uuid::new_v4()] }), 422),
+        // Postgres refuses NUL in text: refused as input, not a 500.
+        (json!({ "role_mapping": { "Agents\u{0}": "agent" } }), 422),
+        (json!({ "name": "Tab\tname" }), 422),
+        (
+            json!({ "groups": "filter", "groups_filter": "A\u{0}" }),
+            422,
+        ),
     ] {
         let (got, headers, problem) =
             call(&app, Method::PATCH, &one, Some(&write), Some(body.clone())).await;

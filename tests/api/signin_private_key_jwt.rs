@@ -387,9 +387,22 @@ async fn an_admin_pastes_keys_on_the_application_page_and_a_bad_set_is_refused_t
         StatusCode::UNAUTHORIZED
     );
 
-    // An application has keys or a secret, never both: no new secret is offered.
+    // An application has keys or a secret, never both: no new secret is offered, and asking
+    // anyway is refused with the reason (not a failed write).
     assert!(
         !page.contains(&paths::application_rotate(app.id.into())),
         "{page}"
+    );
+    let refused = case
+        .app
+        .post_form(&paths::application_rotate(app.id.into()), &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("it has no client secret to replace")
     );
 }
