@@ -7,10 +7,11 @@
 //! nothing to do — beside the time Postgres takes to `COPY` as many rows. Figures only; it
 //! asserts nothing but that every sync succeeded and the copy matches the emulator.
 //!
-//! `gangway bench api` is in [`api`].
+//! `gangway bench api` is in [`api`]; its HTTP load generator in [`load`].
 
 pub mod api;
 pub mod emulator;
+pub mod load;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -4,7 +4,8 @@
 use clap::{Args, Subcommand};
 
 use super::{Failure, Output};
-use crate::bench::api::{ApiBenchParams, ApiBenchReport, Load, run_api_bench};
+use crate::bench::api::{ApiBenchParams, ApiBenchReport, run_api_bench};
+use crate::bench::load::Load;
 use crate::bench::{Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
 
 #[derive(Debug, Subcommand)]
