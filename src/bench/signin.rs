@@ -6,8 +6,8 @@
 //!
 //! - **Throughput**: K keep-alive connections ([`super::load`]) for D seconds each on the
 //!   token endpoint (the authorization-code grant with `client_secret_basic`; the codes are
-//!   issued beforehand by [`grants::issue_code`] for a session [`sessions::start`] made, each
-//!   used once: enough for the rate the last round reached), on userinfo with a bearer access
+//!   issued beforehand by [`grants::issue_code`], each used once: twice what the last round
+//!   reached; each connection's in a session of its own, as [`sessions::start`] makes one), on userinfo with a bearer access
 //!   token per connection, and on `/healthz`, the floor at the same moment; medians of rounds.
 //! - **Gangway's own time per sign-in**: N sign-ins one after another by a cookie-keeping
 //!   client, each as a new browser to Gangway (so its single sign-on does not short-cut the
@@ -51,8 +51,10 @@ use crate::web::{Application, paths};
 const APP_CALLBACK: &str = "http://127.0.0.1:9/callback";
 /// What a web application usually asks for.
 const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
-/// Codes each connection gets for the first, short round, before any rate is known.
-const FIRST_CODES: usize = 50;
+/// Codes each connection gets for the warm-up, before any rate is known.
+const FIRST_CODES: usize = 100;
+/// The warm-up on the token endpoint, whose rate sizes the first round's codes.
+const WARM_UP: Duration = Duration::from_secs(2);
 /// Concurrent [`grants::issue_code`] calls while codes are prepared.
 const ISSUING: usize = 8;
 
@@ -287,8 +289,7 @@ async fn measure(params: SigninBenchParams, db: PgPool) -> anyhow::Result<Signin
     };
     let load_before = load_average();
     let sign_ins = bench.sign_ins(params.sign_ins).await?;
-    let session = bench.session(customer.id).await?;
-    let (rounds, median) = bench.throughput(&params, session).await?;
+    let (rounds, median) = bench.throughput(&params, customer.id).await?;
     server.abort();
     emulator.stop().await;
     Ok(SigninBenchReport {
@@ -336,11 +337,9 @@ impl Bench {
     /// Connection makers redeeming `per_connection` codes each at the token endpoint.
     async fn token_calls(
         &self,
-        session: Uuid,
-        connections: usize,
+        sessions: &[Uuid],
         per_connection: usize,
     ) -> anyhow::Result<Vec<impl FnMut(Option<&[u8]>) -> Option<Call> + use<>>> {
-        let codes = self.codes(session, connections * per_connection).await?;
         let encode =
             |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let basic = HeaderValue::try_from(format!(
@@ -351,35 +350,34 @@ impl Bench {
                 encode(&self.client_secret)
             ))
         ))?;
-        Ok(codes
-            .chunks(per_connection)
-            .map(|chunk| {
-                let mut codes = chunk.to_vec();
-                let basic = basic.clone();
-                move |_: Option<&[u8]>| {
-                    let code = codes.pop()?;
-                    let call = Call::form(
-                        paths::SIGNIN_TOKEN,
-                        &[
-                            ("grant_type", "authorization_code"),
-                            ("code", &code),
-                            ("redirect_uri", APP_CALLBACK),
-                        ],
-                    );
-                    Some(call.header(header::AUTHORIZATION, basic.clone()))
-                }
-            })
-            .collect())
+        let mut calls = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let mut codes = self.codes(*session, per_connection).await?;
+            let basic = basic.clone();
+            calls.push(move |_: Option<&[u8]>| {
+                let code = codes.pop()?;
+                let call = Call::form(
+                    paths::SIGNIN_TOKEN,
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", &code),
+                        ("redirect_uri", APP_CALLBACK),
+                    ],
+                );
+                Some(call.header(header::AUTHORIZATION, basic.clone()))
+            });
+        }
+        Ok(calls)
     }
 
     /// Connection makers asking userinfo, each with an access token of its own.
     async fn userinfo_calls(
         &self,
-        session: Uuid,
-        connections: usize,
+        sessions: &[Uuid],
     ) -> anyhow::Result<Vec<impl FnMut(Option<&[u8]>) -> Option<Call> + use<>>> {
-        let mut calls = Vec::with_capacity(connections);
-        for code in self.codes(session, connections).await? {
+        let mut calls = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let code = self.codes(*session, 1).await?.remove(0);
             let issued =
                 grants::redeem_code(&self.db, &self.application, &code, Some(APP_CALLBACK), None)
                     .await
@@ -398,30 +396,35 @@ impl Bench {
     async fn throughput(
         &self,
         params: &SigninBenchParams,
-        session: Uuid,
+        tenant_id: Uuid,
     ) -> anyhow::Result<(Vec<SigninRound>, SigninRound)> {
         let k = params.connections;
+        // A session per connection, as many users signing in at once have.
+        let mut sessions = Vec::with_capacity(k);
+        for _ in 0..k {
+            sessions.push(self.session(tenant_id).await?);
+        }
         // Connections opened, statements prepared, keys loaded; its rate sizes the next codes.
-        let first = self.token_calls(session, k, FIRST_CODES).await?;
-        let mut rate = drive(self.address, Duration::from_secs(1), first)
+        let first = self.token_calls(&sessions, FIRST_CODES).await?;
+        let mut rate = drive(self.address, WARM_UP, first)
             .await?
             .requests_per_second;
         drive(
             self.address,
             Duration::from_secs(1),
-            self.userinfo_calls(session, k).await?,
+            self.userinfo_calls(&sessions).await?,
         )
         .await?;
         let seconds = Duration::from_secs(params.seconds);
         let mut rounds = Vec::with_capacity(params.repeat);
         for _ in 0..params.repeat {
-            // Half again what the last round reached, so that the codes last the round.
-            let wanted = (rate * 1.5 * params.seconds as f64) as usize;
+            // Twice what the last round reached, so that the codes last the round.
+            let wanted = (rate * 2.0 * params.seconds as f64) as usize;
             let per_connection = wanted.div_ceil(k).max(FIRST_CODES);
-            let calls = self.token_calls(session, k, per_connection).await?;
+            let calls = self.token_calls(&sessions, per_connection).await?;
             let token = drive(self.address, seconds, calls).await?;
             rate = token.requests_per_second;
-            let calls = self.userinfo_calls(session, k).await?;
+            let calls = self.userinfo_calls(&sessions).await?;
             let userinfo = drive(self.address, seconds, calls).await?;
             let healthz = drive(self.address, seconds, super::api::healthz(k)).await?;
             rounds.push(SigninRound {
