@@ -28,7 +28,8 @@ pub(crate) enum BenchCommand {
     /// serves in this process on loopback over a scratch database (created on DATABASE_URL's
     /// server, dropped at the end), the emulator in a process of its own. Only 200s count.
     Signin(SigninArgs),
-    /// The emulator `bench sync` and `bench signin` run in a process of its own: serves until stdin closes.
+    /// The emulator `bench sync` and `bench signin` run in a process of its own: serves until
+    /// stdin closes.
     #[command(hide = true)]
     Emulator(Box<entra_emulator::Options>),
 }
