@@ -7,10 +7,13 @@
 //! nothing to do — beside the time Postgres takes to `COPY` as many rows. Figures only; it
 //! asserts nothing but that every sync succeeded and the copy matches the emulator.
 //!
-//! `gangway bench api` is in [`api`].
+//! `gangway bench api` is in [`api`], `gangway bench signin` in [`signin`]; the HTTP load
+//! generator they share in [`load`].
 
 pub mod api;
 pub mod emulator;
+pub mod load;
+pub mod signin;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -261,7 +264,8 @@ async fn measure(
     .context("starting the emulator failed")?;
     let admin = EmulatorAdmin::at(emulator.base_url())?;
     params.changes = params.changes.min(params.users);
-    let state = connect(emulator.base_url(), &admin, &db).await?;
+    // Nothing calls the portal's own address: it leads nowhere.
+    let state = connect(emulator.base_url(), &admin, &db, "http://127.0.0.1:9").await?;
     let customers = customers(&admin, &state).await?;
     let mut graph = json!({ "latency_ms": params.latency_ms });
     if let Some(size) = params.page_size {
@@ -327,18 +331,27 @@ async fn measure(
     })
 }
 
-/// The provider's app registered in the emulator's tenant 0 and Gangway configured against
-/// it, as `gangway demo` does.
-async fn connect(emulator: &str, admin: &EmulatorAdmin, db: &PgPool) -> anyhow::Result<AppState> {
+/// The provider's app registered in the emulator's tenant 0 (with both of Gangway's redirect
+/// URIs, consent's and sign-in's) and Gangway configured against it, as `gangway demo` does;
+/// Gangway's public URL is `public_url`.
+async fn connect(
+    emulator: &str,
+    admin: &EmulatorAdmin,
+    db: &PgPool,
+    public_url: &str,
+) -> anyhow::Result<AppState> {
     let tenants = admin.tenants().await?;
     let provider = tenants.first().context("the emulator has no tenant")?;
-    let public_url = parse_public_url("http://127.0.0.1:9").map_err(anyhow::Error::msg)?;
+    let public_url = parse_public_url(public_url).map_err(anyhow::Error::msg)?;
     let app = admin
         .register_app(&json!({
             "home_tenant": provider.id,
             "multi_tenant": true,
             "display_name": "Gangway (benchmark)",
-            "redirect_uris": [public_url.join("authenticate/OAuth2Callback")?.as_str()],
+            "redirect_uris": [
+                public_url.join("authenticate/OAuth2Callback")?.as_str(),
+                crate::web::oidc::callback_url(&public_url).as_str(),
+            ],
             "permissions": crate::demo::provider_permissions(),
         }))
         .await?;

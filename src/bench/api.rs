@@ -1,26 +1,22 @@
 //! `gangway bench api`: the JSON API's read path under load. A scratch database (created,
 //! migrated, dropped) holding one tenant's directory copy of N users, a read token made by
-//! [`api_tokens::create`], the portal serving on loopback in this process, and a load generator
-//! holding K keep-alive HTTP/1.1 connections, each sending its next request as soon as the
-//! last one is answered: for D seconds on the directory (100-user pages, following the cursor
-//! through the whole copy and starting over), then for D seconds on `/healthz`, the floor the
-//! same machine reaches at the same moment. Only 200s count; anything else is reported.
+//! [`api_tokens::create`], the portal serving on loopback in this process, and the load
+//! generator of [`super::load`] holding K keep-alive HTTP/1.1 connections: for D seconds on the
+//! directory (100-user pages, following the cursor through the whole copy and starting over),
+//! then for D seconds on `/healthz`, the floor the same machine reaches at the same moment.
+//! Only 200s count; anything else is reported.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::header::{self, HeaderValue};
 use serde::Serialize;
 use sqlx::PgPool;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use url::Url;
 use uuid::Uuid;
 
+use super::load::{self, Call, Load, drive, load_average};
 use super::{Machine, machine, round};
 use crate::api_tokens::{self, Scope};
 use crate::audit::Actor;
@@ -55,23 +51,6 @@ impl ApiBenchParams {
         }
         None
     }
-}
-
-/// One target's figures over one round.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Load {
-    /// 200 answers.
-    pub ok: u64,
-    /// 200 answers per second of the round.
-    pub requests_per_second: f64,
-    /// Latency of the 200 answers, from sending the request to the body's last byte, ms.
-    pub p50_ms: f64,
-    /// 90th percentile, ms.
-    pub p90_ms: f64,
-    /// 99th percentile, ms.
-    pub p99_ms: f64,
-    /// Anything but a 200, by status (`error`: the connection failed).
-    pub not_ok: BTreeMap<String, u64>,
 }
 
 /// One round: the directory, then `/healthz`, the same connections and time each.
@@ -137,18 +116,20 @@ async fn measure(params: ApiBenchParams, db: PgPool) -> anyhow::Result<ApiBenchR
     crate::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
     let server = tokio::spawn(Application::with_listener(cfg, db, listener)?.run_until_stopped());
 
-    let directory = Target::Directory {
-        tenant,
-        authorization: format!("Bearer {}", token.expose()),
+    let authorization = HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+    let directory = || {
+        (0..params.connections)
+            .map(|_| directory_pages(tenant, authorization.clone()))
+            .collect()
     };
     let load_before = load_average();
     // Connections opened, statements prepared, pages cached.
-    drive(address, &params, &directory, Duration::from_secs(1)).await?;
+    drive(address, Duration::from_secs(1), directory()).await?;
     let seconds = Duration::from_secs(params.seconds);
     let mut rounds = Vec::with_capacity(params.repeat);
     for _ in 0..params.repeat {
-        let directory = drive(address, &params, &directory, seconds).await?;
-        let healthz = drive(address, &params, &Target::Healthz, seconds).await?;
+        let directory = drive(address, seconds, directory()).await?;
+        let healthz = drive(address, seconds, healthz(params.connections)).await?;
         rounds.push(ApiRound {
             directory_to_healthz: round(
                 directory.requests_per_second / healthz.requests_per_second,
@@ -202,136 +183,30 @@ async fn seed(db: &PgPool, users: usize) -> anyhow::Result<Uuid> {
     Ok(tenant)
 }
 
-/// What the connections ask for.
-enum Target {
-    /// `/healthz`.
-    Healthz,
-    /// The tenant's users, page after page.
-    Directory { tenant: Uuid, authorization: String },
-}
-
-impl Target {
-    fn request(&self, cursor: Option<&str>) -> anyhow::Result<hyper::Request<Empty<Bytes>>> {
-        let request = hyper::Request::get(match self {
-            Self::Healthz => "/healthz".to_owned(),
-            Self::Directory { tenant, .. } => match cursor {
-                None => format!("/api/v1/tenants/{tenant}/users?limit={PAGE}"),
-                Some(c) => format!("/api/v1/tenants/{tenant}/users?limit={PAGE}&cursor={c}"),
-            },
-        })
-        .header(hyper::header::HOST, "127.0.0.1");
-        let request = match self {
-            Self::Healthz => request,
-            Self::Directory { authorization, .. } => {
-                request.header(hyper::header::AUTHORIZATION, authorization)
-            }
-        };
-        Ok(request.body(Empty::new())?)
-    }
-}
-
-/// What one connection saw.
-#[derive(Default)]
-struct Tally {
-    latencies: Vec<Duration>,
-    not_ok: BTreeMap<String, u64>,
-}
-
-/// `params.connections` connections on `target` for `time`.
-async fn drive(
-    address: SocketAddr,
-    params: &ApiBenchParams,
-    target: &Target,
-    time: Duration,
-) -> anyhow::Result<Load> {
-    let started = Instant::now();
-    let deadline = started + time;
-    let tallies = futures_util::future::join_all(
-        (0..params.connections).map(|_| connection(address, target, deadline)),
-    )
-    .await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    let mut not_ok = BTreeMap::new();
-    for tally in tallies {
-        let tally = tally?;
-        latencies.extend(tally.latencies);
-        for (status, n) in tally.not_ok {
-            *not_ok.entry(status).or_default() += n;
-        }
-    }
-    latencies.sort_unstable();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| round(d.as_secs_f64() * 1000.0, 2))
-    };
-    Ok(Load {
-        ok: latencies.len() as u64,
-        requests_per_second: round(latencies.len() as f64 / elapsed, 0),
-        p50_ms: percentile(50),
-        p90_ms: percentile(90),
-        p99_ms: percentile(99),
-        not_ok,
-    })
-}
-
-/// One keep-alive connection sending requests one after another until `deadline` (opened
-/// again if it fails).
-async fn connection(
-    address: SocketAddr,
-    target: &Target,
-    deadline: Instant,
-) -> anyhow::Result<Tally> {
-    let mut tally = Tally::default();
+/// One connection's calls: the tenant's users page after page, following the cursor through
+/// the whole copy and starting over.
+fn directory_pages(
+    tenant: Uuid,
+    authorization: HeaderValue,
+) -> impl FnMut(Option<&[u8]>) -> Option<Call> {
     let mut cursor: Option<String> = None;
-    let mut sender = None;
-    while Instant::now() < deadline {
-        let conn = match &mut sender {
-            Some(conn) => conn,
-            None => sender.insert(open(address).await?),
-        };
-        let request = target.request(cursor.as_deref())?;
-        let sent = Instant::now();
-        // The connection takes the next request once it has finished with the last one.
-        let answer = match conn.ready().await {
-            Ok(()) => conn.send_request(request).await,
-            Err(e) => Err(e),
-        };
-        let answer = match answer {
-            Ok(response) => {
-                let status = response.status();
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|body| (status, body.to_bytes()))
-            }
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok((status, body)) if status == hyper::StatusCode::OK => {
-                tally.latencies.push(sent.elapsed());
-                if let Target::Directory { .. } = target {
-                    cursor = next_cursor(&body);
-                }
-            }
-            Ok((status, _)) => *tally.not_ok.entry(status.as_str().to_owned()).or_default() += 1,
-            Err(_) => {
-                *tally.not_ok.entry("error".to_owned()).or_default() += 1;
-                sender = None;
-            }
+    move |last| {
+        if let Some(page) = last {
+            cursor = next_cursor(page);
         }
+        let path = match &cursor {
+            None => format!("/api/v1/tenants/{tenant}/users?limit={PAGE}"),
+            Some(c) => format!("/api/v1/tenants/{tenant}/users?limit={PAGE}&cursor={c}"),
+        };
+        Some(Call::get(path).header(header::AUTHORIZATION, authorization.clone()))
     }
-    Ok(tally)
 }
 
-async fn open(address: SocketAddr) -> anyhow::Result<http1::SendRequest<Empty<Bytes>>> {
-    let stream = TcpStream::connect(address).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
+/// `connections` connections' calls to `/healthz`, the floor.
+pub(super) fn healthz(connections: usize) -> Vec<impl FnMut(Option<&[u8]>) -> Option<Call>> {
+    (0..connections)
+        .map(|_| |_: Option<&[u8]>| Some(Call::get("/healthz")))
+        .collect()
 }
 
 /// A page's `next_cursor`, read from where it stands without parsing the page.
@@ -343,42 +218,12 @@ fn next_cursor(page: &[u8]) -> Option<String> {
     String::from_utf8(rest[..end].to_vec()).ok()
 }
 
-/// `/proc/loadavg`'s three averages.
-fn load_average() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(
-        text.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
-}
-
 /// Each figure's median over `rounds`.
 fn median(rounds: &[ApiRound]) -> ApiRound {
-    let of = |figure: &dyn Fn(&ApiRound) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(figure).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or_default()
-    };
-    let load = |pick: fn(&ApiRound) -> &Load| Load {
-        ok: of(&|r| pick(r).ok as f64) as u64,
-        requests_per_second: of(&|r| pick(r).requests_per_second),
-        p50_ms: of(&|r| pick(r).p50_ms),
-        p90_ms: of(&|r| pick(r).p90_ms),
-        p99_ms: of(&|r| pick(r).p99_ms),
-        not_ok: rounds.iter().flat_map(|r| pick(r).not_ok.clone()).fold(
-            BTreeMap::new(),
-            |mut all, (status, n)| {
-                *all.entry(status).or_default() += n;
-                all
-            },
-        ),
-    };
     ApiRound {
-        directory: load(|r| &r.directory),
-        healthz: load(|r| &r.healthz),
-        directory_to_healthz: of(&|r| r.directory_to_healthz),
+        directory: Load::median(rounds.iter().map(|r| &r.directory)),
+        healthz: Load::median(rounds.iter().map(|r| &r.healthz)),
+        directory_to_healthz: load::median(rounds.iter().map(|r| r.directory_to_healthz)),
     }
 }
 

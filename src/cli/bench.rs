@@ -4,7 +4,9 @@
 use clap::{Args, Subcommand};
 
 use super::{Failure, Output};
-use crate::bench::api::{ApiBenchParams, ApiBenchReport, Load, run_api_bench};
+use crate::bench::api::{ApiBenchParams, ApiBenchReport, run_api_bench};
+use crate::bench::load::Load;
+use crate::bench::signin::{SigninBenchParams, SigninBenchReport, Step, run_signin_bench};
 use crate::bench::{Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
 
 #[derive(Debug, Subcommand)]
@@ -19,7 +21,15 @@ pub(crate) enum BenchCommand {
     /// this process on loopback over a scratch database (created on DATABASE_URL's server,
     /// dropped at the end) seeded with N users. Only 200s count.
     Api(ApiArgs),
-    /// The emulator `bench sync` runs in a process of its own: serves until stdin closes.
+    /// The OpenID Provider: K keep-alive connections on the token endpoint (authorization-code
+    /// grant, codes issued beforehand, each used once), then userinfo with a bearer token, then
+    /// /healthz, D seconds each, each round; and N sign-ins through the email page and the
+    /// emulator timed step by step, Gangway's own time apart from the emulator's. The portal
+    /// serves in this process on loopback over a scratch database (created on DATABASE_URL's
+    /// server, dropped at the end), the emulator in a process of its own. Only 200s count.
+    Signin(SigninArgs),
+    /// The emulator `bench sync` and `bench signin` run in a process of its own: serves until
+    /// stdin closes.
     #[command(hide = true)]
     Emulator(Box<entra_emulator::Options>),
 }
@@ -38,6 +48,32 @@ pub(crate) struct ApiArgs {
     /// Rounds; medians are taken over them.
     #[arg(long, value_name = "R", default_value_t = 3)]
     repeat: usize,
+    /// The Postgres server to create the scratch database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    database_url: String,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SigninArgs {
+    /// Keep-alive connections, one request in flight on each.
+    #[arg(long, value_name = "K", default_value_t = 32)]
+    connections: usize,
+    /// Seconds of load per target and round.
+    #[arg(long, value_name = "D", default_value_t = 10)]
+    seconds: u64,
+    /// Rounds; medians are taken over them.
+    #[arg(long, value_name = "R", default_value_t = 3)]
+    repeat: usize,
+    /// Sign-ins timed, one after another.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    sign_ins: usize,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -100,6 +136,7 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
     match command {
         BenchCommand::Sync(args) => sync(args).await,
         BenchCommand::Api(args) => api(args).await,
+        BenchCommand::Signin(args) => signin(args).await,
         BenchCommand::Emulator(opts) => Ok(crate::bench::emulator::serve(*opts).await?),
     }
 }
@@ -140,6 +177,21 @@ async fn api(args: ApiArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn signin(args: SigninArgs) -> Result<(), Failure> {
+    let params = SigninBenchParams {
+        connections: args.connections,
+        seconds: args.seconds,
+        repeat: args.repeat,
+        sign_ins: args.sign_ins,
+    };
+    if let Some(problem) = params.problem() {
+        return Err(Failure::Usage(problem));
+    }
+    let report = run_signin_bench(params, &args.database_url).await?;
+    print(&args.output, &report, signin_text);
+    Ok(())
+}
+
 fn print<R: serde::Serialize>(output: &Output, report: &R, text: fn(&R) -> String) {
     if output.json {
         println!(
@@ -156,7 +208,7 @@ fn api_text(r: &ApiBenchReport) -> String {
     let p = &r.params;
     let mut out = format!(
         "JSON API reads: {} users, {} connections, {} s per target and round, {} round(s)\n\
-         {} CPU(s), {}; load average {} before, {} after\n\n",
+         {} CPU(s), {}; load average {} before, {} after\n\n{}",
         p.users,
         p.connections,
         p.seconds,
@@ -165,44 +217,114 @@ fn api_text(r: &ApiBenchReport) -> String {
         r.machine.os,
         r.load_average[0].as_deref().unwrap_or("?"),
         r.load_average[1].as_deref().unwrap_or("?"),
+        load_header(),
     );
-    out.push_str(&format!(
-        "{:<8} {:<10} {:>9} {:>8} {:>8} {:>8} {:>12}  {}\n",
-        "round", "target", "req/s", "p50 ms", "p90 ms", "p99 ms", "of /healthz", "not 200"
-    ));
-    let line = |round: &str, target: &str, l: &Load, share: Option<f64>| {
-        let not_ok: Vec<String> = l.not_ok.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-        format!(
-            "{:<8} {:<10} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>12}  {}\n",
-            round,
-            target,
-            l.requests_per_second,
-            l.p50_ms,
-            l.p90_ms,
-            l.p99_ms,
-            share.map_or(String::new(), |s| format!("{:.1} %", s * 100.0)),
-            if not_ok.is_empty() {
-                "none".to_owned()
-            } else {
-                not_ok.join(", ")
-            },
-        )
-    };
     let rounds = r
         .rounds
         .iter()
         .enumerate()
         .map(|(n, round)| ((n + 1).to_string(), round));
     for (name, round) in rounds.chain([("median".to_owned(), &r.median)]) {
-        out.push_str(&line(
+        out.push_str(&load_line(
             &name,
             "directory",
             &round.directory,
             Some(round.directory_to_healthz),
         ));
-        out.push_str(&line(&name, "/healthz", &round.healthz, None));
+        out.push_str(&load_line(&name, "/healthz", &round.healthz, None));
     }
     out
+}
+
+/// The sign-in report: the throughput table, a line per round and the medians, then the
+/// sign-in's steps.
+fn signin_text(r: &SigninBenchReport) -> String {
+    let p = &r.params;
+    let mut out = format!(
+        "OpenID Provider: {} connections, {} s per target and round, {} round(s); {} sign-ins\n\
+         {} CPU(s), {}; load average {} before, {} after\n\n{}",
+        p.connections,
+        p.seconds,
+        p.repeat,
+        p.sign_ins,
+        r.machine.cpus,
+        r.machine.os,
+        r.load_average[0].as_deref().unwrap_or("?"),
+        r.load_average[1].as_deref().unwrap_or("?"),
+        load_header(),
+    );
+    let rounds = r
+        .rounds
+        .iter()
+        .enumerate()
+        .map(|(n, round)| ((n + 1).to_string(), round));
+    for (name, round) in rounds.chain([("median".to_owned(), &r.median)]) {
+        out.push_str(&load_line(
+            &name,
+            "token",
+            &round.token,
+            Some(round.token_to_healthz),
+        ));
+        out.push_str(&load_line(
+            &name,
+            "userinfo",
+            &round.userinfo,
+            Some(round.userinfo_to_healthz),
+        ));
+        out.push_str(&load_line(&name, "/healthz", &round.healthz, None));
+    }
+    let s = &r.sign_ins;
+    out.push_str(&format!(
+        "\nSign-in, {} times one after another   {:>8} {:>8}\n",
+        s.count, "p50 ms", "p90 ms"
+    ));
+    let steps: [(&str, &Step); 7] = [
+        ("Gangway's own time per sign-in", &s.gangway),
+        ("  GET /oidc/authorize", &s.authorize),
+        ("  GET the email page", &s.email_page),
+        ("  POST the email", &s.email_answer),
+        ("  GET /oidc/callback (exchange incl.)", &s.callback),
+        ("Emulator: authorize (user known)", &s.emulator_authorize),
+        ("Emulator: token (the code exchange)", &s.emulator_token),
+    ];
+    for (name, step) in steps {
+        out.push_str(&format!(
+            "{name:<38} {:>8.2} {:>8.2}\n",
+            step.p50_ms, step.p90_ms
+        ));
+    }
+    out.push_str(
+        "Gangway's own time: its four answers less the emulator's median code exchange.\n",
+    );
+    out
+}
+
+/// The header of a load table.
+fn load_header() -> String {
+    format!(
+        "{:<8} {:<10} {:>9} {:>8} {:>8} {:>8} {:>12}  {}\n",
+        "round", "target", "req/s", "p50 ms", "p90 ms", "p99 ms", "of /healthz", "not 200"
+    )
+}
+
+/// One target's line in a load table.
+fn load_line(round: &str, target: &str, l: &Load, share: Option<f64>) -> String {
+    let not_ok: Vec<String> = l.not_ok.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    format!(
+        "{:<8} {:<10} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>12}  {}\n",
+        round,
+        target,
+        l.requests_per_second,
+        l.p50_ms,
+        l.p90_ms,
+        l.p99_ms,
+        share.map_or(String::new(), |s| format!("{:.1} %", s * 100.0)),
+        if not_ok.is_empty() {
+            "none".to_owned()
+        } else {
+            not_ok.join(", ")
+        },
+    )
 }
 
 /// The report as a small table.
