@@ -7,7 +7,7 @@ use super::{Failure, Output};
 use crate::bench::api::{ApiBenchParams, ApiBenchReport, run_api_bench};
 use crate::bench::load::Load;
 use crate::bench::signin::{SigninBenchParams, SigninBenchReport, Step, run_signin_bench};
-use crate::bench::{Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
+use crate::bench::{Machine, Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -203,28 +203,39 @@ fn print<R: serde::Serialize>(output: &Output, report: &R, text: fn(&R) -> Strin
     }
 }
 
+/// The machine and its load around the run, then the load table's header.
+fn machine_head(machine: &Machine, load_average: &[Option<String>; 2]) -> String {
+    format!(
+        "{} CPU(s), {}; load average {} before, {} after\n\n{}",
+        machine.cpus,
+        machine.os,
+        load_average[0].as_deref().unwrap_or("?"),
+        load_average[1].as_deref().unwrap_or("?"),
+        load_header(),
+    )
+}
+
+/// Each round named by its number, then the medians named `median`.
+fn with_median<'a, R>(rounds: &'a [R], median: &'a R) -> impl Iterator<Item = (String, &'a R)> {
+    let numbered = rounds
+        .iter()
+        .enumerate()
+        .map(|(n, round)| ((n + 1).to_string(), round));
+    numbered.chain([("median".to_owned(), median)])
+}
+
 /// The API report as a small table, a line per round and the medians.
 fn api_text(r: &ApiBenchReport) -> String {
     let p = &r.params;
     let mut out = format!(
-        "JSON API reads: {} users, {} connections, {} s per target and round, {} round(s)\n\
-         {} CPU(s), {}; load average {} before, {} after\n\n{}",
+        "JSON API reads: {} users, {} connections, {} s per target and round, {} round(s)\n{}",
         p.users,
         p.connections,
         p.seconds,
         p.repeat,
-        r.machine.cpus,
-        r.machine.os,
-        r.load_average[0].as_deref().unwrap_or("?"),
-        r.load_average[1].as_deref().unwrap_or("?"),
-        load_header(),
+        machine_head(&r.machine, &r.load_average),
     );
-    let rounds = r
-        .rounds
-        .iter()
-        .enumerate()
-        .map(|(n, round)| ((n + 1).to_string(), round));
-    for (name, round) in rounds.chain([("median".to_owned(), &r.median)]) {
+    for (name, round) in with_median(&r.rounds, &r.median) {
         out.push_str(&load_line(
             &name,
             "directory",
@@ -241,24 +252,14 @@ fn api_text(r: &ApiBenchReport) -> String {
 fn signin_text(r: &SigninBenchReport) -> String {
     let p = &r.params;
     let mut out = format!(
-        "OpenID Provider: {} connections, {} s per target and round, {} round(s); {} sign-ins\n\
-         {} CPU(s), {}; load average {} before, {} after\n\n{}",
+        "OpenID Provider: {} connections, {} s per target and round, {} round(s); {} sign-ins\n{}",
         p.connections,
         p.seconds,
         p.repeat,
         p.sign_ins,
-        r.machine.cpus,
-        r.machine.os,
-        r.load_average[0].as_deref().unwrap_or("?"),
-        r.load_average[1].as_deref().unwrap_or("?"),
-        load_header(),
+        machine_head(&r.machine, &r.load_average),
     );
-    let rounds = r
-        .rounds
-        .iter()
-        .enumerate()
-        .map(|(n, round)| ((n + 1).to_string(), round));
-    for (name, round) in rounds.chain([("median".to_owned(), &r.median)]) {
+    for (name, round) in with_median(&r.rounds, &r.median) {
         out.push_str(&load_line(
             &name,
             "token",
