@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
         "operator_invites",
         "api_tokens",
     ],
-    &["jobs", "webhooks", "identity", "graph"],
+    &["jobs", "webhooks", "events", "identity", "graph"],
     &["background"],
     &[
         "types",

@@ -12,6 +12,7 @@ pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod directory;
+pub mod events;
 pub mod doctor;
 pub mod format;
 pub mod graph;

@@ -108,6 +108,11 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         delivery::PruneTask::new(state.db.clone()),
     );
     registry.register(
+        Task::EventLogPruning,
+        Duration::from_secs(3600),
+        crate::events::PruneTask::new(state.db.clone()),
+    );
+    registry.register(
         Task::BackchannelLogouts,
         backchannel::PERIOD,
         backchannel::LogoutTask::new(

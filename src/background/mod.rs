@@ -24,6 +24,8 @@ pub enum Task {
     WebhookDeliveries,
     /// Deletes old entries of the webhook delivery log.
     WebhookLogPruning,
+    /// Deletes events older than the event retention period.
+    EventLogPruning,
     /// Sends back-channel logout tokens to applications when sessions end.
     BackchannelLogouts,
     /// Keeps the sign-in signing keys and ends sessions that may no longer run.
@@ -38,12 +40,13 @@ pub enum Task {
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 10] = [
+    pub const ALL: [Task; 11] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::MailOutbox,
         Task::WebhookDeliveries,
         Task::WebhookLogPruning,
+        Task::EventLogPruning,
         Task::BackchannelLogouts,
         Task::SigninUpkeep,
         Task::SessionSweep,
@@ -59,6 +62,7 @@ impl Task {
             Self::MailOutbox => "mail_outbox",
             Self::WebhookDeliveries => "webhook_deliveries",
             Self::WebhookLogPruning => "webhook_log_pruning",
+            Self::EventLogPruning => "event_log_pruning",
             Self::BackchannelLogouts => "backchannel_logouts",
             Self::SigninUpkeep => "signin_upkeep",
             Self::SessionSweep => "session_sweep",
@@ -75,6 +79,7 @@ impl Task {
             Self::MailOutbox => "Mail outbox",
             Self::WebhookDeliveries => "Webhook deliveries",
             Self::WebhookLogPruning => "Webhook log pruning",
+            Self::EventLogPruning => "Event log pruning",
             Self::BackchannelLogouts => "Back-channel logouts",
             Self::SigninUpkeep => "Sign-in upkeep",
             Self::SessionSweep => "Session sweep",
@@ -100,6 +105,9 @@ impl Task {
             }
             Self::WebhookLogPruning => {
                 "Deletes delivered and failed webhook events older than the retention period."
+            }
+            Self::EventLogPruning => {
+                "Deletes events older than the event retention period (a System Setting, 30 days by default) from the event stream."
             }
             Self::BackchannelLogouts => {
                 "POSTs logout tokens to the applications an ended sign-in session used; failures retry with backoff."

@@ -12,7 +12,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
-use crate::webhooks::{self, Event, EventType};
+use crate::events::{self, EventType};
+use crate::webhooks;
 
 /// A delta chain: users and groups are synced independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -377,10 +378,10 @@ impl Stored for GroupFields {
 /// (the pages fetched and the throttling met) to run `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
 ///
-/// The steps run in this order, each returning what it counted and the events it reports:
-/// upserts, memberships, soft deletes, deletes, the link (with, at the end of a full round,
-/// what the round did not see), then the page's deletion event, the run's counts and the
-/// events, written to the outbox in the same transaction.
+/// The steps run in this order, each returning what it counted and logging one event per
+/// object and membership it changed (before it deletes anything, so the event carries what
+/// went): upserts, memberships, soft deletes, deletes, the link (with, at the end of a full
+/// round, what the round did not see), then the run's counts — all in the same transaction.
 pub async fn apply_page<F: Stored>(
     db: &PgPool,
     tenant: Uuid,
@@ -391,41 +392,30 @@ pub async fn apply_page<F: Stored>(
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
     ensure_active(&mut tx, tenant).await?;
-    // One cheap query a page; without endpoints nothing more is read or written.
-    let wanted = webhooks::wanted_of(&mut tx, &PageCtx::<F>::EVENT_TYPES).await?;
     let ctx = PageCtx::<F> {
         tenant,
         run_id,
         round: state.round,
-        wanted,
         stored: std::marker::PhantomData,
     };
     let changes = Changes::split(page.changes);
-    let mut done = Step {
-        tally: Tally {
-            pages: fetching.pages,
-            throttled_waits: fetching.throttled_waits,
-            throttled_seconds: fetching.throttled_seconds,
-            ..Tally::default()
-        },
-        events: Vec::new(),
+    let mut done = Tally {
+        pages: fetching.pages,
+        throttled_waits: fetching.throttled_waits,
+        throttled_seconds: fetching.throttled_seconds,
+        ..Tally::default()
     };
-    done.absorb(upsert_objects(&mut tx, &ctx, changes.rows).await?);
-    done.absorb(apply_memberships(&mut tx, &ctx, &changes.members).await?);
-    let mut removed = soft_delete(&mut tx, &ctx, &changes.soft).await?;
-    removed.absorb(delete_for_good(&mut tx, &ctx, &changes.gone).await?);
+    done.add(&upsert_objects(&mut tx, &ctx, changes.rows).await?);
+    done.add(&apply_memberships(&mut tx, &ctx, &changes.members).await?);
+    done.add(&soft_delete(&mut tx, &ctx, &changes.soft).await?);
+    done.add(&delete_for_good(&mut tx, &ctx, &changes.gone).await?);
     let (next, vanished) = follow_link(&mut tx, &ctx, state, page.link).await?;
-    removed.absorb(vanished);
-    done.tally.add(&removed.tally);
-    done.events.extend(ctx.deletion_event(removed));
+    done.add(&vanished);
     // Sign-in sessions of users this page disabled or deleted end with it.
     crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
-    add_to_run(&mut tx, run_id, &done.tally, state.full_round).await?;
-    for event in &done.events {
-        webhooks::emit(&mut tx, event).await?;
-    }
+    add_to_run(&mut tx, run_id, &done, state.full_round).await?;
     tx.commit().await?;
-    Ok((next, done.tally))
+    Ok((next, done))
 }
 
 /// Holds the tenant row shared for the page's transaction, which keeps an offboarding from
@@ -440,97 +430,124 @@ async fn ensure_active(tx: &mut Transaction<'_, Postgres>, tenant: Uuid) -> Resu
     Ok(())
 }
 
-/// What one step of a page did: its counts and the events that report it.
-#[derive(Debug, Default)]
-struct Step {
-    /// What it counted.
-    tally: Tally,
-    /// What it reports, in order.
-    events: Vec<Event>,
-}
-
-impl Step {
-    /// Adds a later step's counts and events.
-    fn absorb(&mut self, other: Step) {
-        self.tally.add(&other.tally);
-        self.events.extend(other.events);
-    }
-}
-
-/// Objects a page removed from the copy, reported together by one deletion event.
-#[derive(Debug, Default)]
-struct Removed {
-    /// Their counts (`soft_deleted`, `removed`).
-    tally: Tally,
-    /// Moved to the recycle bin.
-    soft_deleted: Vec<Uuid>,
-    /// Gone for good (listed only when an endpoint wants the deletion event).
-    deleted: Vec<Uuid>,
-}
-
-impl Removed {
-    /// Adds a later step's removals.
-    fn absorb(&mut self, other: Removed) {
-        self.tally.add(&other.tally);
-        self.soft_deleted.extend(other.soft_deleted);
-        self.deleted.extend(other.deleted);
-    }
-}
-
-/// What every step of one page knows: whose page it is, and which events anyone wants.
+/// What every step of one page knows: whose page it is, and how to log what it changed.
 struct PageCtx<F> {
     tenant: Uuid,
     run_id: i64,
     round: i64,
-    wanted: Vec<EventType>,
     stored: std::marker::PhantomData<F>,
 }
 
+/// A user as the directory API shows it, from `directory_users d`.
+const USER_JSON: &str = "jsonb_build_object(
+    'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
+    'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
+    'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
+    'job_title', d.job_title, 'department', d.department, 'account_enabled', d.account_enabled,
+    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at), 'last_seen_at', rfc3339_utc(d.last_seen_at),
+    'updated_at', rfc3339_utc(d.updated_at))";
+
+/// A group as the directory API shows it (without its member count), from `directory_groups d`.
+const GROUP_JSON: &str = "jsonb_build_object(
+    'object_id', d.object_id, 'display_name', d.display_name, 'description', d.description,
+    'mail', d.mail, 'mail_enabled', d.mail_enabled, 'security_enabled', d.security_enabled,
+    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at))";
+
+/// In the statements [`PageCtx::log`] runs: `$1` the tenant, `$2` the run, `$3` object (or
+/// group) ids, `$4` the round, `$5` member ids.
 impl<F: Stored> PageCtx<F> {
-    /// The events a page of `F` may report.
-    const EVENT_TYPES: [EventType; 5] = [
-        F::CREATED,
-        F::UPDATED,
-        F::DELETED,
-        EventType::MembershipAdded,
-        EventType::MembershipRemoved,
-    ];
-
-    /// Whether some endpoint wants events of `event_type`.
-    fn wants(&self, event_type: EventType) -> bool {
-        self.wanted.contains(&event_type)
-    }
-
-    /// `event_type` with `data`'s fields after the tenant's and the run's, when it is wanted
-    /// and `items` is not empty.
-    fn event<T: serde::Serialize>(
+    /// Logs one event per object of `F` that `condition` keeps (over its table as `d`), of the
+    /// type `event_type` names (an SQL expression over `d`), carrying the object as the
+    /// directory API shows it and `extra` (a jsonb expression), in object id order.
+    async fn log_objects(
         &self,
-        event_type: EventType,
-        key: &str,
-        items: &[T],
-    ) -> Option<Event> {
-        (self.wants(event_type) && !items.is_empty()).then(|| {
-            Event::new(
-                event_type,
-                json!({ "tenant_id": self.tenant, "run_id": self.run_id, key: items }),
-            )
-        })
+        tx: &mut Transaction<'_, Postgres>,
+        event_type: &str,
+        condition: &str,
+        extra: &str,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let object = match F::RESOURCE {
+            Resource::Users => USER_JSON,
+            Resource::Groups => GROUP_JSON,
+        };
+        let sql = events::insert_select(&format!(
+            "select {event_type}, jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint)
+                    || {object} || {extra}
+             from {} d where d.tenant_id = $1 and {condition} order by d.object_id",
+            F::TABLE
+        ));
+        self.log(tx, &sql, ids, &[]).await
     }
 
-    /// The page's one deletion event, when it removed anything and someone wants it.
-    fn deletion_event(&self, removed: Removed) -> Option<Event> {
-        (self.wants(F::DELETED) && !(removed.soft_deleted.is_empty() && removed.deleted.is_empty()))
-            .then(|| {
-                Event::new(
-                    F::DELETED,
-                    json!({
-                        "tenant_id": self.tenant,
-                        "run_id": self.run_id,
-                        "soft_deleted": removed.soft_deleted,
-                        "deleted": removed.deleted,
-                    }),
-                )
-            })
+    /// Logs one `event_type` event per membership of the tenant that `condition` keeps (over
+    /// `directory_group_members d`), in (group, member) order.
+    async fn log_memberships(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event_type: EventType,
+        condition: &str,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let sql = events::insert_select(&format!(
+            "select '{}', jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
+                        'group_id', d.group_id, 'member_id', d.member_id)
+             from directory_group_members d where d.tenant_id = $1 and {condition}
+             order by d.group_id, d.member_id",
+            event_type.name(),
+        ));
+        self.log(tx, &sql, ids, &[]).await
+    }
+
+    /// Logs one `event_type` event per (group, member) pair, in the order given.
+    async fn log_pairs(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event_type: EventType,
+        pairs: &[(Uuid, Uuid)],
+    ) -> Result<(), sqlx::Error> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (groups, members): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+        let sql = events::insert_select(&format!(
+            "select '{}', jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
+                        'group_id', x.g, 'member_id', x.m)
+             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n) order by x.n",
+            event_type.name(),
+        ));
+        self.log(tx, &sql, &groups, &members).await
+    }
+
+    /// Runs one event-appending statement (one per step, however many objects) and fans
+    /// what it appended out to the webhooks.
+    async fn log(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        sql: &str,
+        ids: &[Uuid],
+        members: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let positions: Vec<i64> = sqlx::query_scalar(sql)
+            .bind(self.tenant)
+            .bind(self.run_id)
+            .bind(ids)
+            .bind(self.round)
+            .bind(members)
+            .fetch_all(&mut **tx)
+            .await?;
+        webhooks::fan_out(&mut **tx, &positions).await?;
+        Ok(())
+    }
+
+    /// The memberships that go with the objects `condition` keeps (over the type's table as
+    /// `o`) when they are deleted: theirs as members, and a group's own.
+    fn departing(condition: &str) -> String {
+        format!(
+            "(d.member_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition})
+              or d.group_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition}))",
+            table = F::TABLE
+        )
     }
 }
 
@@ -573,104 +590,82 @@ impl Changes {
     }
 }
 
-/// Upserts the page's objects; reports those created and those changed, each as now stored.
+/// Upserts the page's objects; logs those created and those changed, each as now stored.
 async fn upsert_objects<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     rows: Vec<Value>,
-) -> Result<Step, sqlx::Error> {
-    let mut step = Step::default();
+) -> Result<Tally, sqlx::Error> {
+    let mut tally = Tally::default();
     if rows.is_empty() {
-        return Ok(step);
+        return Ok(tally);
     }
-    let report = ctx.wants(F::CREATED) || ctx.wants(F::UPDATED);
     let ids: Vec<Uuid> = rows
         .iter()
         .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
         .collect();
-    // The table is the type's: these two queries are built per type, so they are not checked.
-    let known: std::collections::HashSet<Uuid> = if report {
-        sqlx::query_scalar(&format!(
-            "select object_id from {} where tenant_id = $1 and object_id = any($2)",
-            F::TABLE
-        ))
-        .bind(ctx.tenant)
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .collect()
-    } else {
-        Default::default()
-    };
     let (added, updated) = F::upsert(tx, ctx.tenant, ctx.round, Value::Array(rows)).await?;
-    step.tally.added = added;
-    step.tally.updated = updated;
-    if report {
-        // New and changed rows carry the transaction's `now()` as `updated_at`.
-        let touched: Vec<(Uuid, Value)> = sqlx::query_as(&format!(
-            "select object_id, to_jsonb(d) - array['tenant_id', 'seen_round', 'soft_deleted_at']
-             from {} d where tenant_id = $1 and object_id = any($2) and updated_at = now()
-             order by object_id",
-            F::TABLE
-        ))
-        .bind(ctx.tenant)
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
-        let (old, new): (Vec<_>, Vec<_>) =
-            touched.into_iter().partition(|(id, _)| known.contains(id));
-        for (event_type, list) in [(F::CREATED, new), (F::UPDATED, old)] {
-            let objects: Vec<Value> = list.into_iter().map(|(_, o)| o).collect();
-            step.events
-                .extend(ctx.event(event_type, "objects", &objects));
-        }
-    }
-    Ok(step)
+    tally.added = added;
+    tally.updated = updated;
+    // New and changed rows carry the transaction's `now()` as `updated_at`; new ones as
+    // `first_seen_at` too.
+    let event_type = format!(
+        "case when d.first_seen_at = now() then '{}' else '{}' end",
+        F::CREATED.name(),
+        F::UPDATED.name()
+    );
+    ctx.log_objects(
+        tx,
+        &event_type,
+        "d.object_id = any($3) and d.updated_at = now()",
+        "'{}'::jsonb",
+        &ids,
+    )
+    .await?;
+    Ok(tally)
 }
 
-/// Applies the page's membership changes; reports those added and removed.
+/// Applies the page's membership changes; logs those added and removed.
 async fn apply_memberships<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     members: &[(Uuid, MemberChange)],
-) -> Result<Step, sqlx::Error> {
-    let mut step = Step::default();
+) -> Result<Tally, sqlx::Error> {
+    let mut tally = Tally::default();
     if members.is_empty() {
-        return Ok(step);
+        return Ok(tally);
     }
     lock_memberships(tx, ctx.tenant).await?;
-    let keep = ctx.wants(EventType::MembershipAdded) || ctx.wants(EventType::MembershipRemoved);
-    let (added, removed, joined, left) =
-        apply_members(tx, ctx.tenant, ctx.round, members, keep).await?;
-    step.tally.members_added = added;
-    step.tally.members_removed = removed;
-    for (event_type, pairs) in [
-        (EventType::MembershipAdded, joined),
-        (EventType::MembershipRemoved, left),
-    ] {
-        let memberships: Vec<Value> = pairs
-            .iter()
-            .map(|(g, m)| json!({ "group_id": g, "member_id": m }))
-            .collect();
-        step.events
-            .extend(ctx.event(event_type, "memberships", &memberships));
-    }
-    Ok(step)
+    let (joined, left) = apply_members(tx, ctx.tenant, ctx.round, members).await?;
+    tally.members_added = joined.len() as i32;
+    tally.members_removed = left.len() as i32;
+    ctx.log_pairs(tx, EventType::MembershipAdded, &joined).await?;
+    ctx.log_pairs(tx, EventType::MembershipRemoved, &left).await?;
+    Ok(tally)
 }
 
-/// Moves the page's soft-deleted objects to the recycle bin (those not there already).
+/// The `extra` of a deletion event: whether the object is gone for good or in the recycle bin.
+fn deletion(permanent: bool) -> &'static str {
+    if permanent {
+        "jsonb_build_object('permanent', true)"
+    } else {
+        "jsonb_build_object('permanent', false)"
+    }
+}
+
+/// Moves the page's soft-deleted objects to the recycle bin (those not there already) and
+/// logs their deletion.
 async fn soft_delete<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     ids: &[Uuid],
-) -> Result<Removed, sqlx::Error> {
-    let mut removed = Removed::default();
+) -> Result<Tally, sqlx::Error> {
+    let mut tally = Tally::default();
     if ids.is_empty() {
-        return Ok(removed);
+        return Ok(tally);
     }
     // The table is the type's: built per type, so not checked.
-    removed.soft_deleted = sqlx::query_scalar(&format!(
+    let moved: Vec<Uuid> = sqlx::query_scalar(&format!(
         "update {} set soft_deleted_at = now(), updated_at = now()
          where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
          returning object_id",
@@ -680,45 +675,45 @@ async fn soft_delete<F: Stored>(
     .bind(ids)
     .fetch_all(&mut **tx)
     .await?;
-    removed.tally.soft_deleted = removed.soft_deleted.len() as i32;
-    Ok(removed)
+    tally.soft_deleted = moved.len() as i32;
+    let event_type = format!("'{}'", F::DELETED.name());
+    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(false), &moved)
+        .await?;
+    Ok(tally)
 }
 
-/// Deletes the page's objects gone for good; lists those the copy had when an endpoint wants
-/// the deletion event.
+/// Deletes the page's objects gone for good; logs, before, the deletion of those the copy had
+/// and the removal of the memberships that go with them.
 async fn delete_for_good<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     ids: &[Uuid],
-) -> Result<Removed, sqlx::Error> {
-    let mut removed = Removed::default();
+) -> Result<Tally, sqlx::Error> {
+    let mut tally = Tally::default();
     if ids.is_empty() {
-        return Ok(removed);
+        return Ok(tally);
     }
-    if ctx.wants(F::DELETED) {
-        // The table is the type's: built per type, so not checked.
-        removed.deleted = sqlx::query_scalar(&format!(
-            "select object_id from {} where tenant_id = $1 and object_id = any($2)",
-            F::TABLE
-        ))
-        .bind(ctx.tenant)
-        .bind(ids)
-        .fetch_all(&mut **tx)
+    lock_memberships(tx, ctx.tenant).await?;
+    let event_type = format!("'{}'", F::DELETED.name());
+    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(true), ids)
         .await?;
-    }
-    removed.tally.removed = remove(tx, F::RESOURCE, ctx.tenant, ids).await?;
-    Ok(removed)
+    let departing = PageCtx::<F>::departing("o.object_id = any($3)");
+    ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, ids)
+        .await?;
+    tally.removed = remove(tx, F::RESOURCE, ctx.tenant, ids).await?;
+    Ok(tally)
 }
 
 /// Moves the chain to the page's link, unless it moved under this worker meanwhile. A delta
-/// link ends the round; at the end of a full round what it did not see is dropped (returned).
+/// link ends the round; at the end of a full round what it did not see is logged as deleted
+/// (with the memberships that go with it, and those the round did not see) and dropped.
 async fn follow_link<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     state: &ChainState,
     link: Link,
-) -> Result<(ChainState, Removed), StoreError> {
-    let mut vanished = Removed::default();
+) -> Result<(ChainState, Tally), StoreError> {
+    let mut vanished = Tally::default();
     let next = match link {
         Link::Next(next) => ChainState {
             next_link: Some(next),
@@ -726,8 +721,18 @@ async fn follow_link<F: Stored>(
         },
         Link::Delta(delta) => {
             if state.full_round {
-                vanished.deleted = drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?;
-                vanished.tally.removed = vanished.deleted.len() as i32;
+                lock_memberships(tx, ctx.tenant).await?;
+                let event_type = format!("'{}'", F::DELETED.name());
+                ctx.log_objects(tx, &event_type, "d.seen_round < $4", deletion(true), &[])
+                    .await?;
+                let mut departing = PageCtx::<F>::departing("o.seen_round < $4");
+                if F::RESOURCE == Resource::Groups {
+                    departing = format!("({departing} or d.seen_round < $4)");
+                }
+                ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, &[])
+                    .await?;
+                vanished.removed =
+                    drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?.len() as i32;
             }
             ChainState {
                 next_link: None,
@@ -780,13 +785,13 @@ async fn lock_memberships(
 }
 
 /// Adds and removes memberships; the last word on each (group, member) in the page wins.
+/// Returns the (group, member) pairs added and removed, in order.
 async fn apply_members(
     tx: &mut Transaction<'_, Postgres>,
     tenant: Uuid,
     round: i64,
     changes: &[(Uuid, MemberChange)],
-    keep: bool,
-) -> Result<MemberOutcome, sqlx::Error> {
+) -> Result<(Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>), sqlx::Error> {
     let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
     for (group, m) in changes {
         last.insert((*group, m.id), m);
@@ -804,8 +809,7 @@ async fn apply_members(
         }
     }
     let (mut joined, mut left) = (Vec::new(), Vec::new());
-    let mut added = 0;
-    if keep && !add_g.is_empty() {
+    if !add_g.is_empty() {
         joined = sqlx::query_as(
             "with ins as (
                 insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
@@ -822,27 +826,8 @@ async fn apply_members(
         .bind(round)
         .fetch_all(&mut **tx)
         .await?;
-        added = joined.len() as i32;
-    } else if !add_g.is_empty() {
-        added = sqlx::query_scalar(
-            "with ins as (
-                insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
-                select $1, g, m, t, $5 from unnest($2::uuid[], $3::uuid[], $4::text[]) as x(g, m, t)
-                on conflict (tenant_id, group_id, member_id)
-                do update set seen_round = excluded.seen_round, member_type = excluded.member_type
-                returning (xmax = 0) as inserted
-             ) select (count(*) filter (where inserted))::int from ins",
-        )
-        .bind(tenant)
-        .bind(&add_g)
-        .bind(&add_m)
-        .bind(&add_t)
-        .bind(round)
-        .fetch_one(&mut **tx)
-        .await?;
     }
-    let mut removed = 0;
-    if keep && !del_g.is_empty() {
+    if !del_g.is_empty() {
         left = sqlx::query_as(
             "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
              where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m
@@ -853,24 +838,10 @@ async fn apply_members(
         .bind(&del_m)
         .fetch_all(&mut **tx)
         .await?;
-        removed = left.len() as i32;
-    } else if !del_g.is_empty() {
-        removed = sqlx::query(
-            "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
-             where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m",
-        )
-        .bind(tenant)
-        .bind(&del_g)
-        .bind(&del_m)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected() as i32;
+        left.sort_unstable();
     }
-    Ok((added, removed, joined, left))
+    Ok((joined, left))
 }
-
-/// Memberships added and removed, with the (group, member) pairs when they were asked for.
-type MemberOutcome = (i32, i32, Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>);
 
 /// Deletes objects for good; they leave every group they were in (a group's own members go by
 /// cascade). Graph reports those departures in the groups' `members@delta` too, but the other

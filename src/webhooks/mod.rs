@@ -1,8 +1,8 @@
 //! Webhooks to the provider's endpoints, signed per the Standard Webhooks specification.
 //!
-//! Events are written to an outbox ([`emit`]) in the same transaction as the change they
-//! report, one row per endpoint whose filter matches (none when no endpoint wants the event, so
-//! a change costs one indexed lookup without webhooks). [`delivery`] leases due rows, POSTs them
+//! Events are written to the event log ([`crate::events`]) in the same transaction as the change
+//! they report, and fanned out from it ([`emit`], [`fan_out`]) to an outbox: one row per
+//! endpoint whose filter matches, carrying the event's id (the body's `id`, and `webhook-id`). [`delivery`] leases due rows, POSTs them
 //! signed outside any transaction, and marks each under its lease: a delivered event is never
 //! sent again; a failed one is retried with exponential backoff for more than a day, then marked
 //! failed. Endpoint secrets are sealed at rest; a rotation keeps the old secret signing beside
@@ -10,10 +10,9 @@
 
 pub mod delivery;
 pub mod egress;
-mod event;
 pub mod signing;
 
-pub use event::{Event, EventType};
+pub use crate::events::{Event, EventType};
 
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -22,6 +21,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
+use crate::events;
 use crate::types::{Secret, WebhookId};
 
 /// How long the previous secret keeps signing after a rotation.
@@ -281,13 +281,15 @@ pub async fn send_test(db: &PgPool, id: WebhookId, actor: &Actor) -> Result<Uuid
         EventType::WebhookTest,
         json!({ "endpoint_id": id, "message": "A test event from Gangway." }),
     );
-    let payload = envelope(&test);
+    // Not in the event log (it concerns one endpoint): its id is its delivery's.
+    let delivery = Uuid::new_v4();
     let delivery = sqlx::query_scalar!(
-        "insert into webhook_deliveries (endpoint_id, event_type, payload) values ($1, $2, $3)
+        "insert into webhook_deliveries (id, endpoint_id, event_type, payload) values ($1, $2, $3, $4)
          returning id",
+        delivery,
         id as WebhookId,
         test.event_type.name(),
-        payload,
+        envelope(delivery, &test),
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -304,46 +306,41 @@ pub async fn send_test(db: &PgPool, id: WebhookId, actor: &Actor) -> Result<Uuid
     Ok(delivery)
 }
 
-/// The body of an event: `{"type", "timestamp", "data"}`, as Standard Webhooks suggests.
-fn envelope(event: &Event) -> Value {
+/// The body of an event that is not in the log: `{"id", "type", "timestamp", "data"}`, as
+/// [`fan_out`] writes those that are.
+fn envelope(id: Uuid, event: &Event) -> Value {
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    json!({ "type": event.event_type.name(), "timestamp": now, "data": event.data })
+    json!({ "id": id, "type": event.event_type.name(), "timestamp": now, "data": event.data })
 }
 
-/// Which of `types` some enabled endpoint wants, in one query: lets a caller skip building
-/// payloads nobody receives (a sync page asks once).
-pub async fn wanted_of(
-    conn: &mut PgConnection,
-    types: &[EventType],
-) -> Result<Vec<EventType>, sqlx::Error> {
-    let names: Vec<String> = types.iter().map(|t| t.name().to_owned()).collect();
-    let wanted = sqlx::query_scalar!(
-        r#"select e as "name!" from unnest($1::text[]) as e
-           where exists (select 1 from webhook_endpoints
-                         where enabled and ('*' = any(events) or e = any(events)))"#,
-        &names,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(types
-        .iter()
-        .copied()
-        .filter(|t| wanted.iter().any(|w| w == t.name()))
-        .collect())
-}
-
-/// Writes `event` to the outbox for every enabled endpoint whose filter matches, in the
-/// caller's transaction; returns how many deliveries were queued (0 without endpoints).
+/// Appends `event` to the event log and queues it for every enabled endpoint whose filter
+/// matches, in the caller's transaction; returns how many deliveries were queued.
 pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<u64, sqlx::Error> {
-    let payload = envelope(event);
+    let position = events::append(&mut *conn, event).await?;
+    fan_out(conn, &[position]).await
+}
+
+/// Queues the logged events at `positions` for every enabled endpoint whose filter matches, in
+/// the caller's transaction (the one that appended them); returns how many deliveries were
+/// queued. The body is `{"id", "type", "timestamp", "data"}`, as Standard Webhooks suggests,
+/// with the event's own id and time.
+pub async fn fan_out(conn: &mut PgConnection, positions: &[i64]) -> Result<u64, sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(0);
+    }
     let done = sqlx::query!(
-        "insert into webhook_deliveries (endpoint_id, event_type, payload)
-         select id, $1, $2 from webhook_endpoints
-         where enabled and ('*' = any(events) or $1 = any(events))",
-        event.event_type.name(),
-        payload,
+        "insert into webhook_deliveries (endpoint_id, event_type, payload, event_id)
+         select w.id, e.event_type,
+                jsonb_build_object('id', e.id, 'type', e.event_type,
+                                   'timestamp', rfc3339_utc(e.occurred_at), 'data', e.data),
+                e.id
+         from events e
+         join webhook_endpoints w on w.enabled and ('*' = any(w.events) or e.event_type = any(w.events))
+         where e.position = any($1)
+         order by e.writer_xid, e.position",
+        positions,
     )
     .execute(conn)
     .await?;
@@ -351,13 +348,14 @@ pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<u64, sqlx::E
 }
 
 /// Erases the directory data (users, groups, memberships) from the tenant's `directory.*`
-/// events, delivered or not, in the caller's transaction (offboarding's): the delivery log
-/// keeps each event's type, tenant and run and says its data was erased; one not yet delivered
-/// is not sent any more. Returns how many events were erased.
+/// events, in the event log and in deliveries delivered or not, in the caller's transaction
+/// (offboarding's): each keeps its type, tenant and run and says its data was erased; one not
+/// yet delivered is not sent any more. Returns how many deliveries were erased.
 pub async fn erase_tenant_payloads(
     conn: &mut PgConnection,
     tenant: Uuid,
 ) -> Result<u64, sqlx::Error> {
+    events::erase_tenant_data(&mut *conn, tenant).await?;
     let done = sqlx::query!(
         "update webhook_deliveries set
              payload = jsonb_set(payload, '{data}', jsonb_build_object(
