@@ -117,14 +117,15 @@ pub fn insert_select(select: &str) -> String {
     )
 }
 
-/// Up to `limit` events after `after` (from the start without one) that `filter` keeps, in
-/// the log's order; the same ones in the same order on every read.
+/// Up to `limit` events after `after` (from the oldest kept without one) that `filter` keeps,
+/// in the log's order; the same ones in the same order on every read.
 pub async fn read(
     db: &PgPool,
     after: Option<Cursor>,
     filter: &Filter,
     limit: i64,
 ) -> Result<Vec<Logged>, ReadError> {
+    let given = after.is_some();
     let after = after.unwrap_or_default();
     let types: Option<Vec<String>> = (!filter.types.is_empty())
         .then(|| filter.types.iter().map(|t| t.name().to_owned()).collect());
@@ -151,7 +152,8 @@ pub async fn read(
     )
     .fetch_optional(db)
     .await?;
-    if pruned.is_some_and(|p| {
+    if given
+        && pruned.is_some_and(|p| {
         after
             < Cursor {
                 xid: p.xid,

@@ -219,6 +219,67 @@ pub async fn rotate_secret(
     Ok(Secret::new(secret))
 }
 
+/// Changes to an endpoint: what is `None` stays as it is.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    /// Where events are POSTed (checked as at creation).
+    pub url: Option<String>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Event types it receives (checked as at creation).
+    pub events: Option<Vec<String>>,
+    /// Whether events are queued for it.
+    pub enabled: Option<bool>,
+}
+
+/// Changes an endpoint's URL, description, filter or state, checked as at creation, and
+/// audits what changed; returns it as it now is.
+pub async fn update(
+    db: &PgPool,
+    id: WebhookId,
+    changes: &Changes,
+    actor: &Actor,
+) -> Result<Endpoint, WebhookError> {
+    let url = match &changes.url {
+        Some(raw) => Some(check_url(raw, &egress::allowed(db).await?).await?),
+        None => None,
+    };
+    let events = changes.events.as_deref().map(check_events).transpose()?;
+    let description: Option<String> = changes
+        .description
+        .as_deref()
+        .map(|d| d.trim().chars().take(200).collect());
+    let mut tx = db.begin().await?;
+    let endpoint = sqlx::query_as!(
+        Endpoint,
+        r#"update webhook_endpoints set url = coalesce($2, url), description = coalesce($3, description),
+                  events = coalesce($4, events), enabled = coalesce($5, enabled)
+           where id = $1
+           returning id as "id: WebhookId", url, description, events, enabled, previous_secret_until,
+                     created_by, created_at"#,
+        id as WebhookId,
+        url.as_ref().map(url::Url::as_str),
+        description,
+        events.as_deref(),
+        changes.enabled,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(WebhookError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        Action::WebhookEndpointChanged,
+        None,
+        None,
+        json!({ "endpoint_id": id, "url": url.as_ref().map(url::Url::as_str),
+                "description": description, "events": events, "enabled": changes.enabled }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
 /// Turns an endpoint on or off; while off no events are written for it.
 pub async fn set_enabled(
     db: &PgPool,

@@ -532,7 +532,7 @@ async fn without_endpoints_nothing_is_written_and_a_disabled_endpoint_gets_nothi
 }
 
 #[tokio::test]
-async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
+async fn a_sync_emits_one_directory_event_per_object_and_membership_and_sync_completed() {
     use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
     let app = TestApp::spawn().await;
     app.sign_in(Role::Admin).await;
@@ -546,87 +546,88 @@ async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
             "directory.user.deleted",
             "directory.group.created",
             "directory.membership.added",
+            "directory.membership.removed",
             "sync.completed",
         ],
     )
     .await;
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
-    let first = work(&app).await;
-    let users: i64 =
-        sqlx::query_scalar("select count(*) from directory_users where tenant_id = $1")
-            .bind(tenant)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let pages: i64 = sqlx::query_scalar("select pages from sync_runs where id = $1")
-        .bind(first.run_id.unwrap())
-        .fetch_one(&app.db)
-        .await
-        .map(|p: i32| i64::from(p))
-        .unwrap();
+    work(&app).await;
+    let count = |sql: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(tenant)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let users = count("select count(*) from directory_users where tenant_id = $1").await;
+    let groups = count("select count(*) from directory_groups where tenant_id = $1").await;
+    let memberships =
+        count("select count(*) from directory_group_members where tenant_id = $1").await;
     deliver(&app).await;
     let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
     assert!(receiver.received().iter().all(|r| verifies(&secret, r)));
-    let of = |t: &str| {
+    let of = |events: &[Value], t: &str| {
         events
             .iter()
             .filter(|e| e["type"] == t)
             .cloned()
             .collect::<Vec<_>>()
     };
-    let created = of("directory.user.created");
-    // Batched: one request per page at most, never one per object.
-    assert!(
-        !created.is_empty() && (created.len() as i64) <= pages,
-        "{} events, {pages} pages",
-        created.len()
-    );
-    let listed: usize = created
-        .iter()
-        .map(|e| e["data"]["objects"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(listed as i64, users);
-    assert!(created[0]["data"]["objects"][0]["user_principal_name"].is_string());
+    // One event per object and per membership, each carrying the object as the API shows it.
+    let created = of(&events, "directory.user.created");
+    assert_eq!(created.len() as i64, users);
+    assert!(created[0]["data"]["user_principal_name"].is_string());
     assert_eq!(created[0]["data"]["tenant_id"], tenant.to_string());
-    assert!(!of("directory.group.created").is_empty());
-    assert!(!of("directory.membership.added").is_empty());
-    assert!(of("directory.user.updated").is_empty());
-    let completed = of("sync.completed");
-    assert_eq!(completed.len(), 1);
     assert_eq!(
-        completed[0]["data"]["added"].as_i64().unwrap() as usize,
-        listed + {
-            let g: i64 =
-                sqlx::query_scalar("select count(*) from directory_groups where tenant_id = $1")
-                    .bind(tenant)
-                    .fetch_one(&app.db)
-                    .await
-                    .unwrap();
-            g as usize
-        }
+        of(&events, "directory.group.created").len() as i64,
+        groups
     );
+    assert_eq!(
+        of(&events, "directory.membership.added").len() as i64,
+        memberships
+    );
+    assert!(of(&events, "directory.user.updated").is_empty());
+    let completed = of(&events, "sync.completed");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["data"]["added"].as_i64().unwrap(), users + groups);
 
-    // An incremental round: one edit, one deletion.
+    // An incremental round: one edit, one deletion for good (whose memberships go with it).
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "select object_id from directory_users where tenant_id = $1 order by object_id",
+        "select object_id from directory_users u where tenant_id = $1
+         order by (select count(*) from directory_group_members m
+                   where m.tenant_id = u.tenant_id and m.member_id = u.object_id), object_id",
     )
     .bind(tenant)
     .fetch_all(&app.db)
     .await
     .unwrap();
+    let (edited, gone) = (ids[0], *ids.last().unwrap());
+    let gone_memberships: i64 = sqlx::query_scalar(
+        "select count(*) from directory_group_members where tenant_id = $1 and member_id = $2",
+    )
+    .bind(tenant)
+    .bind(gone)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(gone_memberships > 0, "the deleted user is in a group");
     let t = format!("/_emulator/tenants/{tid}");
     emulator(
         &app,
         reqwest::Method::PATCH,
-        &format!("{t}/users/{}", ids[0]),
+        &format!("{t}/users/{edited}"),
         Some(serde_json::json!({"jobTitle": "Head of Webhooks"})),
     )
     .await;
     emulator(
         &app,
         reqwest::Method::DELETE,
-        &format!("{t}/users/{}?hard=true", ids[1]),
+        &format!("{t}/users/{gone}?hard=true"),
         None,
     )
     .await;
@@ -636,25 +637,19 @@ async fn a_sync_emits_directory_events_batched_per_page_and_sync_completed() {
     deliver(&app).await;
     let events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
     let later = &events[before..];
-    let updated: Vec<&Value> = later
-        .iter()
-        .filter(|e| e["type"] == "directory.user.updated")
-        .collect();
+    let updated = of(later, "directory.user.updated");
     assert_eq!(updated.len(), 1, "{later:?}");
-    assert_eq!(
-        updated[0]["data"]["objects"][0]["object_id"],
-        ids[0].to_string()
-    );
-    assert_eq!(
-        updated[0]["data"]["objects"][0]["job_title"],
-        "Head of Webhooks"
-    );
-    let deleted: Vec<&Value> = later
-        .iter()
-        .filter(|e| e["type"] == "directory.user.deleted")
-        .collect();
+    assert_eq!(updated[0]["data"]["object_id"], edited.to_string());
+    assert_eq!(updated[0]["data"]["job_title"], "Head of Webhooks");
+    let deleted = of(later, "directory.user.deleted");
     assert_eq!(deleted.len(), 1);
-    assert_eq!(deleted[0]["data"]["deleted"], serde_json::json!([ids[1]]));
+    assert_eq!(deleted[0]["data"]["object_id"], gone.to_string());
+    assert_eq!(deleted[0]["data"]["permanent"], true);
+    assert!(deleted[0]["data"]["user_principal_name"].is_string());
+    // Graph may report the departures in the groups' members too: each is logged once.
+    let removed = of(later, "directory.membership.removed");
+    assert_eq!(removed.len() as i64, gone_memberships, "{removed:?}");
+    assert!(removed.iter().all(|e| e["data"]["member_id"] == gone.to_string()));
     assert!(later.iter().all(|e| e["type"] != "directory.user.created"));
 }
 
@@ -874,6 +869,13 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
     .unwrap();
     let text = format!("{log:?}");
     assert!(!text.contains("alice") && !text.contains("bob"), "{text}");
+    let stream: Vec<Value> = sqlx::query_scalar("select data from events order by position")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let stream = format!("{stream:?}");
+    assert!(!stream.contains("alice") && !stream.contains("bob"), "{stream}");
+    assert!(stream.contains("other-tenant-carol"), "{stream}");
     assert!(text.contains("other-tenant-carol"), "{text}");
     let erased: Vec<&Value> = log
         .iter()
@@ -1130,4 +1132,252 @@ async fn a_viewer_cannot_send_a_webhook_event_again() {
         .await
         .unwrap();
     assert_eq!(count, 1);
+}
+
+/// Calls the webhooks API with `token`.
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (status, _, body) = crate::json_api::call(app, method, path, Some(token), body).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and_audit() {
+    use reqwest::Method;
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let read = crate::json_api::token(&app, "reader", "read").await;
+    let write = crate::json_api::token(&app, "hooks", "write").await;
+    allow_loopback(&app).await;
+    let receiver = Receiver::start().await;
+    *receiver.answer.lock().unwrap() = "thanks".into();
+    let body = json!({ "url": receiver.url, "description": "crm", "events": ["invitation.revoked"] });
+
+    let (status, _) = api(&app, Method::POST, "/api/v1/webhooks", &read, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a read token adds nothing");
+    let (status, _) = api(&app, Method::GET, "/api/v1/webhooks", &read, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "nor reads endpoints");
+
+    // Bad input: each refused with a problem saying why.
+    for (bad, why) in [
+        (json!({ "url": "ftp://hooks.example/x", "events": ["*"] }), "full URL"),
+        (json!({ "url": receiver.url, "events": ["directory.user.exploded"] }), "not an event type"),
+        (json!({ "url": receiver.url, "events": [] }), "at least one"),
+        (json!({ "url": receiver.url, "events": ["*"], "secret": "mine" }), "unknown field"),
+        (json!({ "events": ["*"] }), "url"),
+    ] {
+        let (status, problem) =
+            api(&app, Method::POST, "/api/v1/webhooks", &write, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{bad}: {problem}"
+        );
+    }
+    let (status, _, problem) = crate::json_api::call(
+        &app,
+        Method::POST,
+        "/api/v1/webhooks",
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+
+    // Create: the secret once, then never again.
+    let (status, created) =
+        api(&app, Method::POST, "/api/v1/webhooks", &write, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let one = format!("/api/v1/webhooks/{id}");
+    let (status, listed) = api(&app, Method::GET, "/api/v1/webhooks", &write, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+    assert!(!listed.to_string().contains(&secret));
+    let (status, got) = api(&app, Method::GET, &one, &write, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["events"], json!(["invitation.revoked"]));
+    assert_eq!(got["description"], "crm");
+
+    // Update: checked as at creation; what is absent stays.
+    let (status, problem) = api(
+        &app,
+        Method::PATCH,
+        &one,
+        &write,
+        Some(json!({ "url": "https://10.9.8.7/hook" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, changed) = api(
+        &app,
+        Method::PATCH,
+        &one,
+        &write,
+        Some(json!({ "events": ["*"], "description": "all of it" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["events"], json!(["*"]));
+    assert_eq!(changed["url"], receiver.url.as_str());
+    assert_eq!(changed["enabled"], true);
+
+    // Rotate: a new secret, the old one signing beside it.
+    let (status, rotated) =
+        api(&app, Method::POST, &format!("{one}/rotate-secret"), &write, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let (_, got) = api(&app, Method::GET, &one, &write, None).await;
+    assert!(got["previous_secret_until"].is_string());
+
+    // Test, the delivery log with both bodies, and send again under the same webhook-id.
+    let (status, queued) = api(&app, Method::POST, &format!("{one}/test"), &write, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(deliver(&app).await.delivered, 1);
+    let got = receiver.received();
+    assert!(verifies(&new_secret, &got[0]) && verifies(&secret, &got[0]));
+    let (status, log) = api(&app, Method::GET, &format!("{one}/deliveries"), &write, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = &log["items"][0];
+    assert_eq!(first["id"], queued["delivery_id"]);
+    assert_eq!(first["request_body"]["type"], "webhook.test");
+    assert_eq!(first["response_body"], "thanks");
+    assert_eq!(first["last_status"], 200);
+    assert_eq!(first["webhook_id"], got[0].id.as_str());
+    let (status, again) = api(
+        &app,
+        Method::POST,
+        &format!("{one}/deliveries/{}/send-again", queued["delivery_id"].as_str().unwrap()),
+        &write,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(deliver(&app).await.delivered, 1);
+    let got = receiver.received();
+    assert_eq!(got[1].id, got[0].id);
+    assert_eq!(got[1].body, got[0].body);
+    let (status, _) = api(
+        &app,
+        Method::POST,
+        &format!("{one}/deliveries/{}/send-again", Uuid::new_v4()),
+        &write,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Disable: nothing queued while off.
+    let (status, _) = api(&app, Method::PATCH, &one, &write, Some(json!({ "enabled": false }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let issued = app.invite("delegated", "admin@contoso.example", None).await;
+    gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&app).await, delivery::Round::default());
+
+    // Every change audited under the token's name.
+    let actions: Vec<String> = sqlx::query_scalar(
+        "select action from audit_events where actor like '%hooks%' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    for action in [
+        "webhook.endpoint_created",
+        "webhook.endpoint_changed",
+        "webhook.secret_rotated",
+        "webhook.test_sent",
+        "webhook.delivery_resent",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+
+    // Delete, then it is gone.
+    let (status, _) = api(&app, Method::DELETE, &one, &write, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (method, path) in [
+        (Method::GET, one.clone()),
+        (Method::DELETE, one.clone()),
+        (Method::POST, format!("{one}/rotate-secret")),
+        (Method::GET, "/api/v1/webhooks/not-an-id".to_owned()),
+    ] {
+        let (status, problem) = api(&app, method, &path, &write, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn the_api_refuses_endpoints_on_every_internal_address_class_until_allow_listed() {
+    use reqwest::Method;
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let write = crate::json_api::token(&app, "hooks", "write").await;
+    let classes = [
+        ("https://127.0.0.1/hook", "loopback"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://10.20.30.40/hook", "private"),
+        ("https://172.16.5.4/hook", "private"),
+        ("https://192.168.1.10/hook", "private"),
+        ("https://169.254.10.20/hook", "link-local"),
+        ("https://169.254.169.254/latest/meta-data", "metadata"),
+        ("https://[fe80::1]/hook", "link-local"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://[::ffff:10.0.0.1]/hook", "private"),
+        ("https://localhost/hook", "loopback"),
+    ];
+    for (url, why) in classes {
+        let (status, problem) = api(
+            &app,
+            Method::POST,
+            "/api/v1/webhooks",
+            &write,
+            Some(json!({ "url": url, "events": ["*"] })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {problem}");
+        assert_eq!(problem["status"], 422);
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(why) && detail.contains("Webhooks may reach"),
+            "{url}: {detail}"
+        );
+    }
+    assert!(webhooks::list(&app.db).await.unwrap().is_empty());
+
+    // Allow-listed by an admin: the same addresses are accepted.
+    let edit = gangway::settings::Edit {
+        key: gangway::settings::Key::WebhookAllowedNetworks,
+        raw: "127.0.0.0/8\n::1\n10.0.0.0/8\n172.16.0.0/12\n192.168.0.0/16\n169.254.0.0/16\nfe80::/10"
+            .into(),
+    };
+    gangway::settings::save(
+        &app.db,
+        &app.state.cfg.keys,
+        &[edit],
+        &gangway::audit::Actor::Cli,
+    )
+    .await
+    .unwrap();
+    for (url, _) in classes {
+        let (status, created) = api(
+            &app,
+            Method::POST,
+            "/api/v1/webhooks",
+            &write,
+            Some(json!({ "url": url, "events": ["*"] })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {created}");
+    }
 }

@@ -7,12 +7,14 @@ mod applications;
 mod auth;
 mod customers;
 mod directory;
+mod events;
 mod idempotency;
 mod invitations;
 mod links;
 mod problem;
 mod tenants;
 mod webhook_doc;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,6 +53,8 @@ use crate::web::paths;
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant"),
         (name = "applications", description = "The provider's applications that sign customers' users in through Gangway (OpenID Connect clients)"),
+        (name = "events", description = "The event stream: every event Gangway emits, in a stable order, by cursor"),
+        (name = "webhook endpoints", description = "The endpoints events are POSTed to, their secrets and delivery logs"),
         (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
     )
 )]
@@ -184,6 +188,13 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(applications::put_keys))
         .routes(routes!(links::list))
         .routes(routes!(links::get, links::put, links::delete))
+        .routes(routes!(events::list))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::send_test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::send_again))
         .split_for_parts()
 }
 

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The request does not fit where the resource stands (409).
     #[error("{0}")]
     Conflict(String),
+    /// What the request points at is gone for good (410), e.g. an expired event cursor.
+    #[error("{0}")]
+    Gone(String),
     /// A body that reads but cannot be accepted (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -108,6 +111,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             Self::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            Self::Gone(m) => (StatusCode::GONE, m.clone()),
             Self::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             Self::TooManyRequests(secs) => (
                 StatusCode::TOO_MANY_REQUESTS,

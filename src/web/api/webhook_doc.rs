@@ -9,7 +9,6 @@ use crate::webhooks::EventType;
 /// What an event's `data` holds, in words and as a schema.
 fn data_schema(event: EventType) -> (&'static str, Value) {
     let uuid = json!({ "type": "string", "format": "uuid" });
-    let ids = json!({ "type": "array", "items": uuid });
     let run =
         json!({ "type": "integer", "description": "The sync run (see /tenants/{id}/sync-runs)" });
     let base = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required });
@@ -68,25 +67,24 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
             ),
         ),
         E::MembershipAdded | E::MembershipRemoved => (
-            "Memberships added or removed by one sync page: one request per page, listing them all.",
+            "A membership added or removed: one event per membership (removals include those that go with a deleted user or group).",
             base(
-                json!({ "tenant_id": uuid, "run_id": run, "memberships": { "type": "array", "items": {
-                    "type": "object", "properties": { "group_id": uuid, "member_id": uuid } } } }),
-                &["tenant_id", "memberships"],
+                json!({ "tenant_id": uuid, "run_id": run, "group_id": uuid, "member_id": uuid }),
+                &["tenant_id", "group_id", "member_id"],
             ),
         ),
         E::UserDeleted | E::GroupDeleted => (
-            "Objects deleted by one sync page: `soft_deleted` (in Entra ID's recycle bin) and `deleted` (for good).",
+            "An object deleted: one event per object, with its fields as last stored (as the directory API shows them) and `permanent` (false: in Entra ID's recycle bin).",
             base(
-                json!({ "tenant_id": uuid, "run_id": run, "soft_deleted": ids, "deleted": ids }),
-                &["tenant_id"],
+                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid, "permanent": { "type": "boolean" } }),
+                &["tenant_id", "object_id", "permanent"],
             ),
         ),
         E::UserCreated | E::UserUpdated | E::GroupCreated | E::GroupUpdated => (
-            "Objects created or updated by one sync page: one request per page, each object as now stored (as the directory API returns it).",
+            "An object created or updated: one event per object, with its fields as now stored (as the directory API shows them; a group without its member count).",
             base(
-                json!({ "tenant_id": uuid, "run_id": run, "objects": { "type": "array", "items": { "type": "object" } } }),
-                &["tenant_id", "objects"],
+                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid }),
+                &["tenant_id", "object_id"],
             ),
         ),
         E::WebhookTest => (
@@ -132,11 +130,12 @@ pub fn section() -> Value {
         let body = json!({
             "type": "object",
             "properties": {
+                "id": { "type": "string", "format": "uuid", "description": "The event's id, as the event stream (GET /api/v1/events) shows it." },
                 "type": { "type": "string", "const": event },
-                "timestamp": { "type": "string", "format": "date-time" },
+                "timestamp": { "type": "string", "format": "date-time", "description": "When the change was made." },
                 "data": data,
             },
-            "required": ["type", "timestamp", "data"],
+            "required": ["id", "type", "timestamp", "data"],
         });
         out.insert(
             event.to_owned(),
