@@ -12,6 +12,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
+use super::guard;
 use crate::webhooks::{self, Event, EventType};
 
 /// A delta chain: users and groups are synced independently.
@@ -410,12 +411,34 @@ pub async fn apply_page<F: Stored>(
         },
         events: Vec::new(),
     };
+    let upserted = changes.ids();
     done.absorb(upsert_objects(&mut tx, &ctx, changes.rows).await?);
+    guard::release(&mut tx, tenant, F::RESOURCE, &upserted).await?;
     done.absorb(apply_memberships(&mut tx, &ctx, &changes.members).await?);
-    let mut removed = soft_delete(&mut tx, &ctx, &changes.soft).await?;
-    removed.absorb(delete_for_good(&mut tx, &ctx, &changes.gone).await?);
-    let (next, vanished) = follow_link(&mut tx, &ctx, state, page.link).await?;
-    removed.absorb(vanished);
+    // Deletions wait for the round's end, where the guard decides them all at once.
+    guard::stage(
+        &mut tx,
+        tenant,
+        F::RESOURCE,
+        run_id,
+        guard::Kind::Soft,
+        &changes.soft,
+    )
+    .await?;
+    guard::stage(
+        &mut tx,
+        tenant,
+        F::RESOURCE,
+        run_id,
+        guard::Kind::Gone,
+        &changes.gone,
+    )
+    .await?;
+    let removed = match &page.link {
+        Link::Delta(_) => end_round(&mut tx, &ctx, state).await?,
+        Link::Next(_) => Removed::default(),
+    };
+    let next = follow_link(&mut tx, &ctx, state, page.link).await?;
     done.tally.add(&removed.tally);
     done.events.extend(ctx.deletion_event(removed));
     // Sign-in sessions of users this page disabled or deleted end with it.
@@ -457,24 +480,15 @@ impl Step {
     }
 }
 
-/// Objects a page removed from the copy, reported together by one deletion event.
+/// Objects a round's end removed from the copy, reported together by one deletion event.
 #[derive(Debug, Default)]
 struct Removed {
     /// Their counts (`soft_deleted`, `removed`).
     tally: Tally,
     /// Moved to the recycle bin.
     soft_deleted: Vec<Uuid>,
-    /// Gone for good (listed only when an endpoint wants the deletion event).
+    /// Gone for good.
     deleted: Vec<Uuid>,
-}
-
-impl Removed {
-    /// Adds a later step's removals.
-    fn absorb(&mut self, other: Removed) {
-        self.tally.add(&other.tally);
-        self.soft_deleted.extend(other.soft_deleted);
-        self.deleted.extend(other.deleted);
-    }
 }
 
 /// What every step of one page knows: whose page it is, and which events anyone wants.
@@ -547,6 +561,14 @@ struct Changes {
 }
 
 impl Changes {
+    /// The ids of the objects upserted.
+    fn ids(&self) -> Vec<Uuid> {
+        self.rows
+            .iter()
+            .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
+            .collect()
+    }
+
     /// Folds the page's changes (the last word on each object wins) and sorts them.
     fn split<F: Stored>(changes: Vec<Change<F>>) -> Self {
         let mut out = Changes {
@@ -659,83 +681,67 @@ async fn apply_memberships<F: Stored>(
     Ok(step)
 }
 
-/// Moves the page's soft-deleted objects to the recycle bin (those not there already).
-async fn soft_delete<F: Stored>(
+/// Moves objects to the recycle bin (those not there already); returns those moved.
+pub(super) async fn soft_remove(
     tx: &mut Transaction<'_, Postgres>,
-    ctx: &PageCtx<F>,
+    resource: Resource,
+    tenant: Uuid,
     ids: &[Uuid],
-) -> Result<Removed, sqlx::Error> {
-    let mut removed = Removed::default();
+) -> Result<Vec<Uuid>, sqlx::Error> {
     if ids.is_empty() {
-        return Ok(removed);
+        return Ok(Vec::new());
     }
-    // The table is the type's: built per type, so not checked.
-    removed.soft_deleted = sqlx::query_scalar(&format!(
-        "update {} set soft_deleted_at = now(), updated_at = now()
+    let table = table(resource);
+    // The table is the resource's: built per resource, so not checked.
+    sqlx::query_scalar(&format!(
+        "update {table} set soft_deleted_at = now(), updated_at = now()
          where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
-         returning object_id",
-        F::TABLE
+         returning object_id"
     ))
-    .bind(ctx.tenant)
+    .bind(tenant)
     .bind(ids)
     .fetch_all(&mut **tx)
-    .await?;
-    removed.tally.soft_deleted = removed.soft_deleted.len() as i32;
-    Ok(removed)
+    .await
 }
 
-/// Deletes the page's objects gone for good; lists those the copy had when an endpoint wants
-/// the deletion event.
-async fn delete_for_good<F: Stored>(
+/// The end of the chain's round: at the end of a full round what it did not see is staged as
+/// gone, then the guard decides the round's deletions. Returns those applied.
+async fn end_round<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
-    ids: &[Uuid],
+    state: &ChainState,
 ) -> Result<Removed, sqlx::Error> {
+    if state.full_round {
+        stage_vanished(tx, F::RESOURCE, ctx.tenant, ctx.run_id, state.round).await?;
+    }
+    let decision = guard::decide(tx, ctx.tenant, F::RESOURCE, ctx.run_id).await?;
     let mut removed = Removed::default();
-    if ids.is_empty() {
-        return Ok(removed);
-    }
-    if ctx.wants(F::DELETED) {
-        // The table is the type's: built per type, so not checked.
-        removed.deleted = sqlx::query_scalar(&format!(
-            "select object_id from {} where tenant_id = $1 and object_id = any($2)",
-            F::TABLE
-        ))
-        .bind(ctx.tenant)
-        .bind(ids)
-        .fetch_all(&mut **tx)
-        .await?;
-    }
-    removed.tally.removed = remove(tx, F::RESOURCE, ctx.tenant, ids).await?;
+    removed.tally.soft_deleted = decision.soft_deleted.len() as i32;
+    removed.tally.removed = decision.deleted.len() as i32;
+    removed.soft_deleted = decision.soft_deleted;
+    removed.deleted = decision.deleted;
     Ok(removed)
 }
 
 /// Moves the chain to the page's link, unless it moved under this worker meanwhile. A delta
-/// link ends the round; at the end of a full round what it did not see is dropped (returned).
+/// link ends the round.
 async fn follow_link<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     state: &ChainState,
     link: Link,
-) -> Result<(ChainState, Removed), StoreError> {
-    let mut vanished = Removed::default();
+) -> Result<ChainState, StoreError> {
     let next = match link {
         Link::Next(next) => ChainState {
             next_link: Some(next),
             ..state.clone()
         },
-        Link::Delta(delta) => {
-            if state.full_round {
-                vanished.deleted = drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?;
-                vanished.tally.removed = vanished.deleted.len() as i32;
-            }
-            ChainState {
-                next_link: None,
-                delta_link: Some(delta),
-                round: state.round,
-                full_round: false,
-            }
-        }
+        Link::Delta(delta) => ChainState {
+            next_link: None,
+            delta_link: Some(delta),
+            round: state.round,
+            full_round: false,
+        },
     };
     let moved = sqlx::query!(
         "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
@@ -755,7 +761,7 @@ async fn follow_link<F: Stored>(
     if moved.rows_affected() != 1 {
         return Err(StoreError::StateMoved);
     }
-    Ok((next, vanished))
+    Ok(next)
 }
 
 /// Advisory lock class of a tenant's memberships (the key's first half; the second is the
@@ -875,16 +881,13 @@ type MemberOutcome = (i32, i32, Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>);
 /// Deletes objects for good; they leave every group they were in (a group's own members go by
 /// cascade). Graph reports those departures in the groups' `members@delta` too, but the other
 /// chain may not have reached them yet.
-async fn remove(
+pub(super) async fn remove(
     tx: &mut Transaction<'_, Postgres>,
     resource: Resource,
     tenant: Uuid,
     ids: &[Uuid],
 ) -> Result<i32, sqlx::Error> {
-    let table = match resource {
-        Resource::Users => "directory_users",
-        Resource::Groups => "directory_groups",
-    };
+    let table = table(resource);
     lock_memberships(tx, tenant).await?;
     let n = sqlx::query(&format!(
         "delete from {table} where tenant_id = $1 and object_id = any($2)"
@@ -902,55 +905,53 @@ async fn remove(
     Ok(n as i32)
 }
 
-/// At the end of a full round: what it did not see vanished meanwhile.
-async fn drop_vanished(
+/// The table of a resource's objects.
+fn table(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Users => "directory_users",
+        Resource::Groups => "directory_groups",
+    }
+}
+
+/// At the end of a full round: what it did not see vanished meanwhile, and is staged as gone
+/// (objects the guard holds or keeps are its own). The groups chain also drops the memberships
+/// the round did not see, but not those of objects in the guard's hands: nothing held is lost.
+async fn stage_vanished(
     tx: &mut Transaction<'_, Postgres>,
     resource: Resource,
     tenant: Uuid,
+    run_id: i64,
     round: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    lock_memberships(tx, tenant).await?;
-    match resource {
-        Resource::Users => {
-            let ids: Vec<Uuid> = sqlx::query_scalar(
-                "delete from directory_users where tenant_id = $1 and seen_round < $2 returning object_id",
-            )
-            .bind(tenant)
-            .bind(round)
-            .fetch_all(&mut **tx)
-            .await?;
-            if !ids.is_empty() {
-                sqlx::query(
-                    "delete from directory_group_members where tenant_id = $1 and member_id = any($2)",
-                )
-                .bind(tenant)
-                .bind(&ids)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(ids)
-        }
-        Resource::Groups => {
-            let ids: Vec<Uuid> = sqlx::query_scalar(
-                "delete from directory_groups where tenant_id = $1 and seen_round < $2 returning object_id",
-            )
-            .bind(tenant)
-            .bind(round)
-            .fetch_all(&mut **tx)
-            .await?;
-            // Memberships the round did not see, and those of the vanished groups in others.
-            sqlx::query(
-                "delete from directory_group_members
-                 where tenant_id = $1 and (seen_round < $2 or member_id = any($3))",
-            )
-            .bind(tenant)
-            .bind(round)
-            .bind(&ids)
-            .execute(&mut **tx)
-            .await?;
-            Ok(ids)
-        }
+) -> Result<(), sqlx::Error> {
+    let guarded = guard::guarded(tx, tenant, resource).await?;
+    // The table is the resource's: built per resource, so not checked.
+    let vanished: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "select object_id from {} where tenant_id = $1 and seen_round < $2 and object_id <> all($3)",
+        table(resource)
+    ))
+    .bind(tenant)
+    .bind(round)
+    .bind(&guarded)
+    .fetch_all(&mut **tx)
+    .await?;
+    guard::stage(tx, tenant, resource, run_id, guard::Kind::Gone, &vanished).await?;
+    if resource == Resource::Groups {
+        lock_memberships(tx, tenant).await?;
+        let users = guard::guarded(tx, tenant, Resource::Users).await?;
+        let groups = guard::guarded(tx, tenant, Resource::Groups).await?;
+        sqlx::query(
+            "delete from directory_group_members
+             where tenant_id = $1 and seen_round < $2
+               and group_id <> all($3) and member_id <> all($3) and member_id <> all($4)",
+        )
+        .bind(tenant)
+        .bind(round)
+        .bind(&groups)
+        .bind(&users)
+        .execute(&mut **tx)
+        .await?;
     }
+    Ok(())
 }
 
 async fn add_to_run(

@@ -11,6 +11,7 @@ mod customers;
 mod directory;
 mod doctor;
 mod entra_api;
+mod guard;
 mod harness;
 mod headers;
 mod helpers;

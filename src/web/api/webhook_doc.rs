@@ -76,10 +76,19 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
             ),
         ),
         E::UserDeleted | E::GroupDeleted => (
-            "Objects deleted by one sync page: `soft_deleted` (in Entra ID's recycle bin) and `deleted` (for good).",
+            "Objects deleted by a sync round (at its end, once the deletion guard let them through) or by an operator approving held deletions (no `run_id`): `soft_deleted` (in Entra ID's recycle bin) and `deleted` (for good).",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "soft_deleted": ids, "deleted": ids }),
                 &["tenant_id"],
+            ),
+        ),
+        E::DeletionsHeld => (
+            "A sync round would have deleted more than the tenant's threshold (`percent` of a chain's objects, or more than `objects`): everything else was applied and the deletions wait for an operator to approve or reject them. `users` and `groups` count all that is held now, `sample` names a few.",
+            base(
+                json!({ "tenant_id": uuid, "run_id": run, "users": { "type": "integer" }, "groups": { "type": "integer" },
+                        "sample": { "type": "array", "items": { "type": "string" } },
+                        "percent": { "type": "integer" }, "objects": { "type": "integer" } }),
+                &["tenant_id", "users", "groups", "sample"],
             ),
         ),
         E::UserCreated | E::UserUpdated | E::GroupCreated | E::GroupUpdated => (
