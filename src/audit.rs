@@ -111,6 +111,12 @@ pub enum Action {
     SyncRequested,
     /// A tenant's sync schedule was changed.
     SyncScheduleChanged,
+    /// An operator applied a tenant's held deletions.
+    DeletionsApproved,
+    /// An operator kept the objects of a tenant's held deletions.
+    DeletionsRejected,
+    /// A tenant's deletion guard thresholds were changed.
+    DeletionGuardChanged,
     /// A tenant's credential stopped working; its syncs stop until the customer consents again.
     TenantReconsentRequired,
     /// A System Setting or permission profile was changed.
@@ -157,7 +163,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 45] = [
+    pub const ALL: [Action; 48] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -182,6 +188,9 @@ impl Action {
         Action::CustomerUpdated,
         Action::SyncRequested,
         Action::SyncScheduleChanged,
+        Action::DeletionsApproved,
+        Action::DeletionsRejected,
+        Action::DeletionGuardChanged,
         Action::TenantReconsentRequired,
         Action::SettingsChanged,
         Action::ApiTokenCreated,
@@ -232,6 +241,9 @@ impl Action {
             Self::CustomerUpdated => "customer.updated",
             Self::SyncRequested => "sync.requested",
             Self::SyncScheduleChanged => "sync.schedule_changed",
+            Self::DeletionsApproved => "sync.deletions_approved",
+            Self::DeletionsRejected => "sync.deletions_rejected",
+            Self::DeletionGuardChanged => "sync.deletion_guard_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
             Self::SettingsChanged => "settings.changed",
             Self::ApiTokenCreated => "api_token.created",
@@ -285,6 +297,9 @@ impl Action {
             Self::CustomerUpdated => "Customer details changed",
             Self::SyncRequested => "Directory sync requested",
             Self::SyncScheduleChanged => "Sync schedule changed",
+            Self::DeletionsApproved => "Held deletions approved (applied)",
+            Self::DeletionsRejected => "Held deletions rejected (objects kept)",
+            Self::DeletionGuardChanged => "Deletion guard thresholds changed",
             Self::TenantReconsentRequired => {
                 "Access stopped working: the customer must consent again"
             }

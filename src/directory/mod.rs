@@ -7,10 +7,12 @@
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
 //! through [`views`]; scripts page through it with [`feed`].
 
+mod changelog;
 pub mod control;
 pub mod credentials;
 pub mod delta;
 pub mod feed;
+pub mod guard;
 pub mod runs;
 pub mod schedule;
 pub mod store;

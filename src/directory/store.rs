@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::changelog::{self, Logger};
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
-use crate::events::{self, EventType};
-use crate::webhooks;
+use super::guard;
+use crate::events::EventType;
 
 /// A delta chain: users and groups are synced independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,14 +176,10 @@ pub async fn restart_chain(
 pub trait Stored: Overlay + Sized {
     /// Its chain.
     const RESOURCE: Resource;
-    /// Its table.
-    const TABLE: &'static str;
     /// The event reporting objects new to the copy.
     const CREATED: EventType;
     /// The event reporting objects whose properties changed.
     const UPDATED: EventType;
-    /// The event reporting objects deleted.
-    const DELETED: EventType;
     /// The page's upserts as JSON rows for `jsonb_to_recordset`, with a bit mask `m` of the
     /// properties present.
     fn row(id: Uuid, fields: &Self) -> Value;
@@ -209,10 +206,8 @@ fn bit<T: serde::Serialize>(mask: &mut i32, n: u32, field: &Option<Option<T>>) -
 
 impl Stored for UserFields {
     const RESOURCE: Resource = Resource::Users;
-    const TABLE: &'static str = "directory_users";
     const CREATED: EventType = EventType::UserCreated;
     const UPDATED: EventType = EventType::UserUpdated;
-    const DELETED: EventType = EventType::UserDeleted;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -303,10 +298,8 @@ impl Stored for UserFields {
 
 impl Stored for GroupFields {
     const RESOURCE: Resource = Resource::Groups;
-    const TABLE: &'static str = "directory_groups";
     const CREATED: EventType = EventType::GroupCreated;
     const UPDATED: EventType = EventType::GroupUpdated;
-    const DELETED: EventType = EventType::GroupDeleted;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -379,9 +372,10 @@ impl Stored for GroupFields {
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
 ///
 /// The steps run in this order, each returning what it counted and logging one event per
-/// object and membership it changed (before it deletes anything, so the event carries what
-/// went): upserts, memberships, soft deletes, deletes, the link (with, at the end of a full
-/// round, what the round did not see), then the run's counts — all in the same transaction.
+/// object and membership it changed: upserts (releasing them from the deletion guard),
+/// memberships, deletions staged for the guard, at a round's end what it did not see staged too
+/// and the guard's decision on them all (the deletions it lets through logged before the rows
+/// go), the link, then the run's counts — all in the same transaction.
 pub async fn apply_page<F: Stored>(
     db: &PgPool,
     tenant: Uuid,
@@ -393,9 +387,11 @@ pub async fn apply_page<F: Stored>(
     let mut tx = db.begin().await?;
     ensure_active(&mut tx, tenant).await?;
     let ctx = PageCtx::<F> {
-        tenant,
-        run_id,
-        round: state.round,
+        log: Logger {
+            tenant,
+            run_id: Some(run_id),
+            round: state.round,
+        },
         stored: std::marker::PhantomData,
     };
     let changes = Changes::split(page.changes);
@@ -405,12 +401,21 @@ pub async fn apply_page<F: Stored>(
         throttled_seconds: fetching.throttled_seconds,
         ..Tally::default()
     };
+    let upserted = changes.ids();
     done.add(&upsert_objects(&mut tx, &ctx, changes.rows).await?);
+    guard::release(&mut tx, tenant, F::RESOURCE, &upserted).await?;
     done.add(&apply_memberships(&mut tx, &ctx, &changes.members).await?);
-    done.add(&soft_delete(&mut tx, &ctx, &changes.soft).await?);
-    done.add(&delete_for_good(&mut tx, &ctx, &changes.gone).await?);
-    let (next, vanished) = follow_link(&mut tx, &ctx, state, page.link).await?;
-    done.add(&vanished);
+    // Deletions wait for the round's end, where the guard decides them all at once.
+    for (kind, ids) in [
+        (guard::Kind::Soft, &changes.soft),
+        (guard::Kind::Gone, &changes.gone),
+    ] {
+        guard::stage(&mut tx, tenant, F::RESOURCE, run_id, kind, ids).await?;
+    }
+    if matches!(page.link, Link::Delta(_)) {
+        done.add(&end_round(&mut tx, &ctx, state).await?);
+    }
+    let next = follow_link(&mut tx, &ctx, state, page.link).await?;
     // Sign-in sessions of users this page disabled or deleted end with it.
     crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
     add_to_run(&mut tx, run_id, &done, state.full_round).await?;
@@ -432,123 +437,8 @@ async fn ensure_active(tx: &mut Transaction<'_, Postgres>, tenant: Uuid) -> Resu
 
 /// What every step of one page knows: whose page it is, and how to log what it changed.
 struct PageCtx<F> {
-    tenant: Uuid,
-    run_id: i64,
-    round: i64,
+    log: Logger,
     stored: std::marker::PhantomData<F>,
-}
-
-/// A user as the directory API shows it, from `directory_users d`.
-const USER_JSON: &str = "jsonb_build_object(
-    'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
-    'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
-    'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
-    'job_title', d.job_title, 'department', d.department, 'account_enabled', d.account_enabled,
-    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at), 'last_seen_at', rfc3339_utc(d.last_seen_at),
-    'updated_at', rfc3339_utc(d.updated_at))";
-
-/// A group as the directory API shows it (without its member count), from `directory_groups d`.
-const GROUP_JSON: &str = "jsonb_build_object(
-    'object_id', d.object_id, 'display_name', d.display_name, 'description', d.description,
-    'mail', d.mail, 'mail_enabled', d.mail_enabled, 'security_enabled', d.security_enabled,
-    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at))";
-
-/// In the statements [`PageCtx::log`] runs: `$1` the tenant, `$2` the run, `$3` object (or
-/// group) ids, `$4` the round, `$5` member ids.
-impl<F: Stored> PageCtx<F> {
-    /// Logs one event per object of `F` that `condition` keeps (over its table as `d`), of the
-    /// type `event_type` names (an SQL expression over `d`), carrying the object as the
-    /// directory API shows it and `extra` (a jsonb expression), in object id order.
-    async fn log_objects(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        event_type: &str,
-        condition: &str,
-        extra: &str,
-        ids: &[Uuid],
-    ) -> Result<(), sqlx::Error> {
-        let object = match F::RESOURCE {
-            Resource::Users => USER_JSON,
-            Resource::Groups => GROUP_JSON,
-        };
-        let sql = events::insert_select(&format!(
-            "select {event_type}, jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint)
-                    || {object} || {extra}
-             from {} d where d.tenant_id = $1 and {condition} order by d.object_id",
-            F::TABLE
-        ));
-        self.log(tx, &sql, ids, &[]).await
-    }
-
-    /// Logs one `event_type` event per membership of the tenant that `condition` keeps (over
-    /// `directory_group_members d`), in (group, member) order.
-    async fn log_memberships(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        event_type: EventType,
-        condition: &str,
-        ids: &[Uuid],
-    ) -> Result<(), sqlx::Error> {
-        let sql = events::insert_select(&format!(
-            "select '{}', jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
-                        'group_id', d.group_id, 'member_id', d.member_id)
-             from directory_group_members d where d.tenant_id = $1 and {condition}
-             order by d.group_id, d.member_id",
-            event_type.name(),
-        ));
-        self.log(tx, &sql, ids, &[]).await
-    }
-
-    /// Logs one `event_type` event per (group, member) pair, in the order given.
-    async fn log_pairs(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        event_type: EventType,
-        pairs: &[(Uuid, Uuid)],
-    ) -> Result<(), sqlx::Error> {
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        let (groups, members): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-        let sql = events::insert_select(&format!(
-            "select '{}', jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
-                        'group_id', x.g, 'member_id', x.m)
-             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n) order by x.n",
-            event_type.name(),
-        ));
-        self.log(tx, &sql, &groups, &members).await
-    }
-
-    /// Runs one event-appending statement (one per step, however many objects) and fans
-    /// what it appended out to the webhooks.
-    async fn log(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        sql: &str,
-        ids: &[Uuid],
-        members: &[Uuid],
-    ) -> Result<(), sqlx::Error> {
-        let positions: Vec<i64> = sqlx::query_scalar(sql)
-            .bind(self.tenant)
-            .bind(self.run_id)
-            .bind(ids)
-            .bind(self.round)
-            .bind(members)
-            .fetch_all(&mut **tx)
-            .await?;
-        webhooks::fan_out(&mut **tx, &positions).await?;
-        Ok(())
-    }
-
-    /// The memberships that go with the objects `condition` keeps (over the type's table as
-    /// `o`) when they are deleted: theirs as members, and a group's own.
-    fn departing(condition: &str) -> String {
-        format!(
-            "(d.member_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition})
-              or d.group_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition}))",
-            table = F::TABLE
-        )
-    }
 }
 
 /// A page's changes, sorted by what is done with them.
@@ -564,6 +454,14 @@ struct Changes {
 }
 
 impl Changes {
+    /// The ids of the objects upserted.
+    fn ids(&self) -> Vec<Uuid> {
+        self.rows
+            .iter()
+            .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
+            .collect()
+    }
+
     /// Folds the page's changes (the last word on each object wins) and sorts them.
     fn split<F: Stored>(changes: Vec<Change<F>>) -> Self {
         let mut out = Changes {
@@ -604,7 +502,7 @@ async fn upsert_objects<F: Stored>(
         .iter()
         .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
         .collect();
-    let (added, updated) = F::upsert(tx, ctx.tenant, ctx.round, Value::Array(rows)).await?;
+    let (added, updated) = F::upsert(tx, ctx.log.tenant, ctx.log.round, Value::Array(rows)).await?;
     tally.added = added;
     tally.updated = updated;
     // New and changed rows carry the transaction's `now()` as `updated_at`; new ones as
@@ -614,14 +512,16 @@ async fn upsert_objects<F: Stored>(
         F::CREATED.name(),
         F::UPDATED.name()
     );
-    ctx.log_objects(
-        tx,
-        &event_type,
-        "d.object_id = any($3) and d.updated_at = now()",
-        "'{}'::jsonb",
-        &ids,
-    )
-    .await?;
+    ctx.log
+        .objects(
+            tx,
+            F::RESOURCE,
+            &event_type,
+            "d.object_id = any($3) and d.updated_at = now()",
+            "'{}'::jsonb",
+            &ids,
+        )
+        .await?;
     Ok(tally)
 }
 
@@ -635,119 +535,90 @@ async fn apply_memberships<F: Stored>(
     if members.is_empty() {
         return Ok(tally);
     }
-    lock_memberships(tx, ctx.tenant).await?;
-    let (joined, left) = apply_members(tx, ctx.tenant, ctx.round, members).await?;
+    lock_memberships(tx, ctx.log.tenant).await?;
+    let (joined, left) = apply_members(tx, ctx.log.tenant, ctx.log.round, members).await?;
     tally.members_added = joined.len() as i32;
     tally.members_removed = left.len() as i32;
-    ctx.log_pairs(tx, EventType::MembershipAdded, &joined).await?;
-    ctx.log_pairs(tx, EventType::MembershipRemoved, &left).await?;
+    ctx.log
+        .pairs(tx, EventType::MembershipAdded, &joined)
+        .await?;
+    ctx.log
+        .pairs(tx, EventType::MembershipRemoved, &left)
+        .await?;
     Ok(tally)
 }
 
-/// The `extra` of a deletion event: whether the object is gone for good or in the recycle bin.
-fn deletion(permanent: bool) -> &'static str {
-    if permanent {
-        "jsonb_build_object('permanent', true)"
-    } else {
-        "jsonb_build_object('permanent', false)"
-    }
-}
-
-/// Moves the page's soft-deleted objects to the recycle bin (those not there already) and
-/// logs their deletion.
-async fn soft_delete<F: Stored>(
+/// Moves objects to the recycle bin (those not there already) and logs their deletion;
+/// returns those moved.
+pub(super) async fn soft_remove(
     tx: &mut Transaction<'_, Postgres>,
-    ctx: &PageCtx<F>,
+    log: &Logger,
+    resource: Resource,
     ids: &[Uuid],
-) -> Result<Tally, sqlx::Error> {
-    let mut tally = Tally::default();
+) -> Result<Vec<Uuid>, sqlx::Error> {
     if ids.is_empty() {
-        return Ok(tally);
+        return Ok(Vec::new());
     }
-    // The table is the type's: built per type, so not checked.
+    // The table is the resource's: built per resource, so not checked.
     let moved: Vec<Uuid> = sqlx::query_scalar(&format!(
         "update {} set soft_deleted_at = now(), updated_at = now()
          where tenant_id = $1 and object_id = any($2) and soft_deleted_at is null
          returning object_id",
-        F::TABLE
+        changelog::table(resource)
     ))
-    .bind(ctx.tenant)
+    .bind(log.tenant)
     .bind(ids)
     .fetch_all(&mut **tx)
     .await?;
-    tally.soft_deleted = moved.len() as i32;
-    let event_type = format!("'{}'", F::DELETED.name());
-    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(false), &moved)
+    log.deletions(tx, resource, "d.object_id = any($3)", false, &moved)
         .await?;
-    Ok(tally)
+    Ok(moved)
 }
 
-/// Deletes the page's objects gone for good; logs, before, the deletion of those the copy had
-/// and the removal of the memberships that go with them.
-async fn delete_for_good<F: Stored>(
+/// The end of the chain's round: at the end of a full round what it did not see is staged as
+/// gone, then the guard decides the round's deletions. Counts those applied.
+async fn end_round<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
-    ids: &[Uuid],
+    state: &ChainState,
 ) -> Result<Tally, sqlx::Error> {
-    let mut tally = Tally::default();
-    if ids.is_empty() {
-        return Ok(tally);
+    if state.full_round {
+        stage_vanished(tx, &ctx.log, F::RESOURCE).await?;
     }
-    lock_memberships(tx, ctx.tenant).await?;
-    let event_type = format!("'{}'", F::DELETED.name());
-    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(true), ids)
-        .await?;
-    let departing = PageCtx::<F>::departing("o.object_id = any($3)");
-    ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, ids)
-        .await?;
-    tally.removed = remove(tx, F::RESOURCE, ctx.tenant, ids).await?;
-    Ok(tally)
+    let decision = guard::decide(tx, &ctx.log, F::RESOURCE).await?;
+    Ok(Tally {
+        soft_deleted: decision.soft_deleted.len() as i32,
+        removed: decision.deleted.len() as i32,
+        ..Tally::default()
+    })
 }
 
 /// Moves the chain to the page's link, unless it moved under this worker meanwhile. A delta
-/// link ends the round; at the end of a full round what it did not see is logged as deleted
-/// (with the memberships that go with it, and those the round did not see) and dropped.
+/// link ends the round.
 async fn follow_link<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     state: &ChainState,
     link: Link,
-) -> Result<(ChainState, Tally), StoreError> {
-    let mut vanished = Tally::default();
+) -> Result<ChainState, StoreError> {
     let next = match link {
         Link::Next(next) => ChainState {
             next_link: Some(next),
             ..state.clone()
         },
-        Link::Delta(delta) => {
-            if state.full_round {
-                lock_memberships(tx, ctx.tenant).await?;
-                let event_type = format!("'{}'", F::DELETED.name());
-                ctx.log_objects(tx, &event_type, "d.seen_round < $4", deletion(true), &[])
-                    .await?;
-                let mut departing = PageCtx::<F>::departing("o.seen_round < $4");
-                if F::RESOURCE == Resource::Groups {
-                    departing = format!("({departing} or d.seen_round < $4)");
-                }
-                ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, &[])
-                    .await?;
-                vanished.removed =
-                    drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?.len() as i32;
-            }
-            ChainState {
-                next_link: None,
-                delta_link: Some(delta),
-                round: state.round,
-                full_round: false,
-            }
-        }
+        Link::Delta(delta) => ChainState {
+            next_link: None,
+            delta_link: Some(delta),
+            round: state.round,
+            full_round: false,
+        },
     };
     let moved = sqlx::query!(
         "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
                 round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
                 last_round_at = case when $5::text is null then now() else last_round_at end
          where tenant_id = $1 and resource = $2 and round = $3 and next_link is not distinct from $4",
-        ctx.tenant,
+        ctx.log.tenant,
         F::RESOURCE.as_str(),
         state.round,
         state.next_link.as_deref(),
@@ -760,7 +631,7 @@ async fn follow_link<F: Stored>(
     if moved.rows_affected() != 1 {
         return Err(StoreError::StateMoved);
     }
-    Ok((next, vanished))
+    Ok(next)
 }
 
 /// Advisory lock class of a tenant's memberships (the key's first half; the second is the
@@ -843,85 +714,88 @@ async fn apply_members(
     Ok((joined, left))
 }
 
-/// Deletes objects for good; they leave every group they were in (a group's own members go by
-/// cascade). Graph reports those departures in the groups' `members@delta` too, but the other
-/// chain may not have reached them yet.
-async fn remove(
+/// Deletes objects for good, logging first their deletion (those the copy has) and the
+/// removal of the memberships that go with them; they leave every group they were in (a
+/// group's own members go by cascade). Graph reports those departures in the groups'
+/// `members@delta` too, but the other chain may not have reached them yet. Returns how many.
+pub(super) async fn remove(
     tx: &mut Transaction<'_, Postgres>,
+    log: &Logger,
     resource: Resource,
-    tenant: Uuid,
     ids: &[Uuid],
 ) -> Result<i32, sqlx::Error> {
-    let table = match resource {
-        Resource::Users => "directory_users",
-        Resource::Groups => "directory_groups",
-    };
-    lock_memberships(tx, tenant).await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    lock_memberships(tx, log.tenant).await?;
+    log.deletions(tx, resource, "d.object_id = any($3)", true, ids)
+        .await?;
+    let departing = changelog::departing(resource, "o.object_id = any($3)");
+    log.memberships(tx, EventType::MembershipRemoved, &departing, ids, &[])
+        .await?;
+    // The table is the resource's: built per resource, so not checked.
     let n = sqlx::query(&format!(
-        "delete from {table} where tenant_id = $1 and object_id = any($2)"
+        "delete from {} where tenant_id = $1 and object_id = any($2)",
+        changelog::table(resource)
     ))
-    .bind(tenant)
+    .bind(log.tenant)
     .bind(ids)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     sqlx::query("delete from directory_group_members where tenant_id = $1 and member_id = any($2)")
-        .bind(tenant)
+        .bind(log.tenant)
         .bind(ids)
         .execute(&mut **tx)
         .await?;
     Ok(n as i32)
 }
 
-/// At the end of a full round: what it did not see vanished meanwhile.
-async fn drop_vanished(
+/// At the end of a full round: what it did not see vanished meanwhile, and is staged as gone
+/// (objects the guard holds or keeps are its own). The groups chain also drops (and logs the
+/// removal of) the memberships the round did not see, but not those of objects in the guard's
+/// hands: nothing held is lost.
+async fn stage_vanished(
     tx: &mut Transaction<'_, Postgres>,
+    log: &Logger,
     resource: Resource,
-    tenant: Uuid,
-    round: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    lock_memberships(tx, tenant).await?;
-    match resource {
-        Resource::Users => {
-            let ids: Vec<Uuid> = sqlx::query_scalar(
-                "delete from directory_users where tenant_id = $1 and seen_round < $2 returning object_id",
-            )
-            .bind(tenant)
-            .bind(round)
-            .fetch_all(&mut **tx)
+) -> Result<(), sqlx::Error> {
+    let (tenant, round) = (log.tenant, log.round);
+    let guarded = guard::guarded(tx, tenant, resource).await?;
+    // The table is the resource's: built per resource, so not checked.
+    let vanished: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "select object_id from {} where tenant_id = $1 and seen_round < $2 and object_id <> all($3)",
+        changelog::table(resource)
+    ))
+    .bind(tenant)
+    .bind(round)
+    .bind(&guarded)
+    .fetch_all(&mut **tx)
+    .await?;
+    let run_id = log.run_id.unwrap_or_default();
+    guard::stage(tx, tenant, resource, run_id, guard::Kind::Gone, &vanished).await?;
+    if resource == Resource::Groups {
+        lock_memberships(tx, tenant).await?;
+        let users = guard::guarded(tx, tenant, Resource::Users).await?;
+        let groups = guard::guarded(tx, tenant, Resource::Groups).await?;
+        // `$3` the guarded groups, `$5` the guarded users.
+        let unseen = "d.seen_round < $4 and d.group_id <> all($3) and d.member_id <> all($3)
+                      and d.member_id <> all($5)";
+        log.memberships(tx, EventType::MembershipRemoved, unseen, &groups, &users)
             .await?;
-            if !ids.is_empty() {
-                sqlx::query(
-                    "delete from directory_group_members where tenant_id = $1 and member_id = any($2)",
-                )
-                .bind(tenant)
-                .bind(&ids)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(ids)
-        }
-        Resource::Groups => {
-            let ids: Vec<Uuid> = sqlx::query_scalar(
-                "delete from directory_groups where tenant_id = $1 and seen_round < $2 returning object_id",
-            )
-            .bind(tenant)
-            .bind(round)
-            .fetch_all(&mut **tx)
-            .await?;
-            // Memberships the round did not see, and those of the vanished groups in others.
-            sqlx::query(
-                "delete from directory_group_members
-                 where tenant_id = $1 and (seen_round < $2 or member_id = any($3))",
-            )
-            .bind(tenant)
-            .bind(round)
-            .bind(&ids)
-            .execute(&mut **tx)
-            .await?;
-            Ok(ids)
-        }
+        sqlx::query(
+            "delete from directory_group_members
+             where tenant_id = $1 and seen_round < $2
+               and group_id <> all($3) and member_id <> all($3) and member_id <> all($4)",
+        )
+        .bind(tenant)
+        .bind(round)
+        .bind(&groups)
+        .bind(&users)
+        .execute(&mut **tx)
+        .await?;
     }
+    Ok(())
 }
 
 async fn add_to_run(

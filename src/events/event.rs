@@ -68,6 +68,9 @@ event_types! {
     MembershipAdded => "directory.membership.added",
     /// Memberships removed.
     MembershipRemoved => "directory.membership.removed",
+    /// A round would have deleted more than the tenant's threshold: its deletions wait for an
+    /// operator.
+    DeletionsHeld => "directory.deletions_held",
 }
 
 impl EventType {

@@ -66,11 +66,15 @@ pub enum Key {
     WebhookAllowedNetworks,
     /// JSON API calls per second allowed to each token without a rate of its own.
     ApiCallsPerSecond,
+    /// The deletion guard's share (%) of tenants without their own.
+    DeletionGuardPercent,
+    /// The deletion guard's number of objects for tenants without their own.
+    DeletionGuardObjects,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 19] = [
+    pub const ALL: [Key; 21] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -90,6 +94,8 @@ impl Key {
         Key::SsoViewerRoles,
         Key::WebhookAllowedNetworks,
         Key::ApiCallsPerSecond,
+        Key::DeletionGuardPercent,
+        Key::DeletionGuardObjects,
     ];
 
     /// The stored name (also the form field's).
@@ -114,6 +120,8 @@ impl Key {
             Self::SsoViewerRoles => "sso_viewer_roles",
             Self::WebhookAllowedNetworks => crate::webhooks::egress::SETTING,
             Self::ApiCallsPerSecond => "api_calls_per_second",
+            Self::DeletionGuardPercent => crate::directory::guard::PERCENT_SETTING,
+            Self::DeletionGuardObjects => crate::directory::guard::OBJECTS_SETTING,
         }
     }
 
@@ -156,6 +164,8 @@ impl Key {
             Self::SsoViewerRoles => "Viewer app roles",
             Self::WebhookAllowedNetworks => "Webhooks may reach",
             Self::ApiCallsPerSecond => "API calls per second, per token",
+            Self::DeletionGuardPercent => "Hold deletions above (% of a tenant's users or groups)",
+            Self::DeletionGuardObjects => "Hold deletions above (objects)",
         }
     }
 
@@ -203,6 +213,10 @@ pub struct Settings {
     pub webhook_allowed_networks: Vec<String>,
     /// JSON API calls per second allowed to each token without a rate of its own.
     pub api_calls_per_second: u32,
+    /// The deletion guard's share (%) for tenants without their own.
+    pub deletion_guard_percent: i32,
+    /// The deletion guard's number of objects for tenants without their own.
+    pub deletion_guard_objects: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -362,6 +376,12 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             })
             .unwrap_or_default()
     };
+    let number = |key: Key| {
+        values
+            .get(&key)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+    };
     let client_id = text(Key::ClientId)
         .and_then(|c| ClientId::parse(&c).ok())
         .ok_or(SettingsError::Missing(Key::ClientId))?;
@@ -401,6 +421,10 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(DEFAULT_API_CALLS_PER_SECOND),
+        deletion_guard_percent: number(Key::DeletionGuardPercent)
+            .unwrap_or(crate::directory::guard::DEFAULT_PERCENT),
+        deletion_guard_objects: number(Key::DeletionGuardObjects)
+            .unwrap_or(crate::directory::guard::DEFAULT_OBJECTS),
         origin,
     })
 }
@@ -559,6 +583,19 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok_or_else(|| {
                     format!("must be a whole number of calls per second from 1 to {max}")
                 })?;
+            Some(json!(n))
+        }
+        Key::DeletionGuardPercent | Key::DeletionGuardObjects => {
+            let max = if key == Key::DeletionGuardPercent {
+                100
+            } else {
+                1_000_000
+            };
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("must be a whole number from 1 to {max}"))?;
             Some(json!(n))
         }
     })

@@ -473,6 +473,9 @@ async fn erase_directory(
     sqlx::query!("delete from sync_state where tenant_id = $1", id)
         .execute(&mut **tx)
         .await?;
+    sqlx::query!("delete from held_deletions where tenant_id = $1", id)
+        .execute(&mut **tx)
+        .await?;
     Ok((users + groups) as i64)
 }
 

@@ -97,6 +97,12 @@ pub const SYNC_TENANT: &str = "/console/tenants/{id}/sync";
 pub const SYNC_PROGRESS: &str = "/console/tenants/{id}/sync/progress";
 /// POST: change a tenant's sync schedule.
 pub const SYNC_SCHEDULE: &str = "/console/tenants/{id}/schedule";
+/// POST: apply a tenant's held deletions.
+pub const APPROVE_DELETIONS: &str = "/console/tenants/{id}/deletions/approve";
+/// POST: keep the objects of a tenant's held deletions.
+pub const REJECT_DELETIONS: &str = "/console/tenants/{id}/deletions/reject";
+/// POST: change a tenant's deletion guard thresholds.
+pub const DELETION_GUARD: &str = "/console/tenants/{id}/deletion-guard";
 /// A tenant's sync runs, newest first.
 pub const TENANT_RUNS: &str = "/console/tenants/{id}/runs";
 /// The users of a tenant's directory copy.
@@ -247,6 +253,12 @@ addresses! {
     sync_progress(TenantRecordId) = SYNC_PROGRESS;
     /// POST: change a tenant's schedule.
     sync_schedule(TenantRecordId) = SYNC_SCHEDULE;
+    /// POST: apply a tenant's held deletions.
+    approve_deletions(TenantRecordId) = APPROVE_DELETIONS;
+    /// POST: keep the objects of a tenant's held deletions.
+    reject_deletions(TenantRecordId) = REJECT_DELETIONS;
+    /// POST: change a tenant's deletion guard thresholds.
+    deletion_guard(TenantRecordId) = DELETION_GUARD;
     /// A tenant's sync runs.
     tenant_runs(TenantRecordId) = TENANT_RUNS;
     /// A tenant's users.

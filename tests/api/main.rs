@@ -12,6 +12,7 @@ mod directory;
 mod doctor;
 mod entra_api;
 mod events;
+mod guard;
 mod harness;
 mod headers;
 mod helpers;

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api_tokens::TokenError;
 use crate::directory::control::ControlError;
+use crate::directory::guard::GuardError;
 use crate::tenants::OffboardError;
 use crate::types::ScheduleError;
 
@@ -182,6 +183,17 @@ impl From<OffboardError> for ApiError {
             OffboardError::NotFound => Self::NotFound("no such tenant".into()),
             OffboardError::AlreadyOffboarded => Self::Conflict(e.to_string()),
             OffboardError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<GuardError> for ApiError {
+    fn from(e: GuardError) -> Self {
+        match e {
+            GuardError::NothingHeld => Self::Conflict(e.to_string()),
+            GuardError::Invalid(why) => Self::Unprocessable(why),
+            GuardError::NotFound => Self::NotFound(e.to_string()),
+            GuardError::Db(e) => e.into(),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::problem::{
     ApiError, ApiJson, ApiQuery, CommonProblems, ForbiddenProblem, NotFoundProblem, Problem,
 };
 use super::{Page, cursor_uuid, limit, rfc3339};
-use crate::directory::{control, feed, views};
+use crate::directory::{control, feed, guard, views};
 use crate::tenants::{self, Tenant};
 use crate::types::{Schedule, TenantRecordId};
 use crate::web::AppState;
@@ -324,4 +324,149 @@ pub async fn runs(
         .transpose()?;
     let rows = feed::runs(&state.db, tenant.id.into(), before, limit).await?;
     Ok(Json(Page::new(rows, limit, |r| r.id.to_string())))
+}
+
+/// The tenant's deletion guard: its thresholds and what it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionsOut {
+    /// Whether deletions wait for an operator.
+    pub held: bool,
+    /// Users held.
+    pub users: i64,
+    /// Groups held.
+    pub groups: i64,
+    /// Of those, to the recycle bin.
+    pub soft_deleted: i64,
+    /// Of those, for good.
+    pub deleted: i64,
+    /// A few of their names, alphabetically.
+    pub sample: Vec<String>,
+    /// Since when the oldest is held (RFC 3339).
+    pub held_since: Option<String>,
+    /// The thresholds in force.
+    pub thresholds: ThresholdsOut,
+}
+
+/// A tenant's deletion guard thresholds: a round deleting more than `percent` % of a chain's
+/// objects (and more than 10 of them), or more than `objects`, is held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThresholdsOut {
+    /// The share in force (%).
+    pub percent: i32,
+    /// The number in force.
+    pub objects: i32,
+    /// The tenant's own share; null: the System Setting's.
+    pub own_percent: Option<i32>,
+    /// The tenant's own number; null: the System Setting's.
+    pub own_objects: Option<i32>,
+}
+
+impl From<guard::Thresholds> for ThresholdsOut {
+    fn from(t: guard::Thresholds) -> Self {
+        Self {
+            percent: t.percent,
+            objects: t.objects,
+            own_percent: t.own_percent,
+            own_objects: t.own_objects,
+        }
+    }
+}
+
+async fn deletions_of(state: &AppState, tenant: Uuid) -> Result<DeletionsOut, ApiError> {
+    let held = guard::summary(&state.db, tenant).await?;
+    let thresholds = guard::thresholds(&state.db, tenant).await?;
+    Ok(DeletionsOut {
+        held: held.any(),
+        users: held.users,
+        groups: held.groups,
+        soft_deleted: held.soft_deleted,
+        deleted: held.deleted,
+        sample: held.sample,
+        held_since: held.since.map(rfc3339),
+        thresholds: thresholds.into(),
+    })
+}
+
+/// The tenant's deletion guard: thresholds, and the deletions held for an operator.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/deletions", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = DeletionsOut), CommonProblems, NotFoundProblem))]
+pub async fn deletions(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<Json<DeletionsOut>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    Ok(Json(deletions_of(&state, tenant.id.into()).await?))
+}
+
+/// Applies the held deletions (audited; the provider gets the deletion events).
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/deletions/approve", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = DeletionsOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json", description = "nothing held")))]
+pub async fn approve_deletions(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<DeletionsOut>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    guard::approve(&state.db, tenant.id.into(), &writer.actor()).await?;
+    Ok(Json(deletions_of(&state, tenant.id.into()).await?))
+}
+
+/// Keeps the held objects (audited): they stay in the copy, and later rounds do not hold them
+/// again.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/deletions/reject", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = DeletionsOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 409, body = Problem, content_type = "application/problem+json", description = "nothing held")))]
+pub async fn reject_deletions(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<DeletionsOut>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    guard::reject(&state.db, tenant.id.into(), &writer.actor()).await?;
+    Ok(Json(deletions_of(&state, tenant.id.into()).await?))
+}
+
+/// The tenant's own deletion guard thresholds; a null (or absent) one follows the System
+/// Setting.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ThresholdsIn {
+    /// 1 to 100 (%).
+    #[schema(example = 20)]
+    pub percent: Option<i64>,
+    /// 1 to 1,000,000.
+    #[schema(example = 500)]
+    pub objects: Option<i64>,
+}
+
+/// Sets the tenant's deletion guard thresholds (audited).
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/deletion-guard", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    request_body = ThresholdsIn,
+    security(("api_token" = [])),
+    responses((status = 200, body = DeletionsOut), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn set_deletion_guard(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ThresholdsIn>,
+) -> Result<Json<DeletionsOut>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    guard::set_thresholds(
+        &state.db,
+        tenant.id.into(),
+        body.percent,
+        body.objects,
+        &writer.actor(),
+    )
+    .await?;
+    Ok(Json(deletions_of(&state, tenant.id.into()).await?))
 }

@@ -74,10 +74,19 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
             ),
         ),
         E::UserDeleted | E::GroupDeleted => (
-            "An object deleted: one event per object, with its fields as last stored (as the directory API shows them) and `permanent` (false: in Entra ID's recycle bin).",
+            "An object deleted: one event per object, with its fields as last stored (as the directory API shows them) and `permanent` (false: in Entra ID's recycle bin). A sync round's deletions are logged at its end, once the deletion guard let them through; an operator approving held deletions logs them without a `run_id`.",
             base(
                 json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid, "permanent": { "type": "boolean" } }),
                 &["tenant_id", "object_id", "permanent"],
+            ),
+        ),
+        E::DeletionsHeld => (
+            "A sync round would have deleted more than the tenant's threshold (`percent` of a chain's objects, or more than `objects`): everything else was applied and the deletions wait for an operator to approve or reject them. `users` and `groups` count all that is held now, `sample` names a few.",
+            base(
+                json!({ "tenant_id": uuid, "run_id": run, "users": { "type": "integer" }, "groups": { "type": "integer" },
+                        "sample": { "type": "array", "items": { "type": "string" } },
+                        "percent": { "type": "integer" }, "objects": { "type": "integer" } }),
+                &["tenant_id", "users", "groups", "sample"],
             ),
         ),
         E::UserCreated | E::UserUpdated | E::GroupCreated | E::GroupUpdated => (

@@ -196,6 +196,8 @@ fn shown(settings: &Settings, key: Key) -> String {
         Key::SsoViewerRoles => settings.sso.viewer_roles.join("\n"),
         Key::WebhookAllowedNetworks => settings.webhook_allowed_networks.join("\n"),
         Key::ApiCallsPerSecond => settings.api_calls_per_second.to_string(),
+        Key::DeletionGuardPercent => settings.deletion_guard_percent.to_string(),
+        Key::DeletionGuardObjects => settings.deletion_guard_objects.to_string(),
     }
 }
 
@@ -266,6 +268,14 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "for each token without a rate of its own (set on the API tokens page); five seconds' worth may come at once. At 1000, a 100,000-user copy reads in about a second in pages of 100",
         ),
+        Key::DeletionGuardPercent => (
+            Kind::Number,
+            "a round deleting more than this share of a tenant's users (or groups), and more than 10 of them, waits for an operator; 1 to 100, default 20",
+        ),
+        Key::DeletionGuardObjects => (
+            Kind::Number,
+            "a round deleting more than this many users (or groups) waits for an operator; default 500. A tenant's page can set its own",
+        ),
     }
 }
 
@@ -294,8 +304,12 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
     ),
     (
         "Directory sync",
-        "Whatever the schedule, a directory is synced at least every 6 days.",
-        &[Key::DefaultSchedule],
+        "Whatever the schedule, a directory is synced at least every 6 days. A round that would delete more than the deletion guard allows applies everything else and holds the deletions for an operator.",
+        &[
+            Key::DefaultSchedule,
+            Key::DeletionGuardPercent,
+            Key::DeletionGuardObjects,
+        ],
     ),
     (
         "Operator sign-in",

@@ -3,6 +3,7 @@
 //! users, groups, runs).
 
 mod directory;
+mod guard;
 mod sync;
 
 use askama::Template;
@@ -42,6 +43,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::OFFBOARD_TENANT, post(offboard))
         .route(paths::RECONSENT_TENANT, post(reconsent))
         .merge(sync::router())
+        .merge(guard::router())
         .merge(directory::router())
 }
 
@@ -143,10 +145,12 @@ struct SyncCell {
     next: NextRun,
     users: i64,
     groups: i64,
+    /// Deletions waiting for an operator.
+    held: i64,
 }
 
 impl SyncCell {
-    fn new(sync: Option<&TenantSync>) -> Self {
+    fn new(sync: Option<&TenantSync>, held: i64) -> Self {
         let Some(sync) = sync else {
             return Self {
                 badge: Badge::sync(SyncHealth::NeverSynced),
@@ -155,6 +159,7 @@ impl SyncCell {
                 next: NextRun::new(None, SyncHealth::NeverSynced, None),
                 users: 0,
                 groups: 0,
+                held,
             };
         };
         let health = sync.health();
@@ -170,6 +175,7 @@ impl SyncCell {
             next: NextRun::new(sync.next_sync_at, health, None),
             users: sync.users,
             groups: sync.groups,
+            held,
         }
     }
 }
@@ -210,11 +216,19 @@ async fn list(
     .await?;
     let ids: Vec<Uuid> = found.iter().map(|t| t.id.into()).collect();
     let syncs = views::tenant_syncs(&state.db, &ids).await?;
+    let held: std::collections::HashMap<Uuid, i64> =
+        crate::directory::guard::held_counts(&state.db, &ids)
+            .await?
+            .into_iter()
+            .collect();
     let rows = found
         .iter()
-        .map(|t| ListRow {
-            tenant: Row::from(t),
-            sync: SyncCell::new(syncs.get(&t.id.into())),
+        .map(|t| {
+            let id: Uuid = t.id.into();
+            ListRow {
+                tenant: Row::from(t),
+                sync: SyncCell::new(syncs.get(&id), held.get(&id).copied().unwrap_or(0)),
+            }
         })
         .collect();
     let list = ListPage::new(
@@ -297,6 +311,7 @@ struct DetailPage {
     /// A new invitation for the customer, when the tenant is gone at Microsoft.
     invite_again_url: Option<String>,
     sync: SyncCard,
+    guard: guard::GuardCard,
     schedule: ScheduleForm,
     errors: ScheduleErrors,
     zones: &'static [String],
@@ -335,6 +350,16 @@ async fn detail(
             "A sync was already queued, so no second one was added. It starts as soon as possible.",
         ),
         Some("schedule_saved") => Some("Sync schedule saved."),
+        Some("deletions_approved") => {
+            Some("Held deletions applied: the objects left the copy and the provider was told.")
+        }
+        Some("deletions_rejected") => Some(
+            "Held deletions rejected: the objects stay in the copy, and later syncs do not hold them again.",
+        ),
+        Some("nothing_held") => Some(
+            "Nothing is held any more: the deletions were decided meanwhile, or a sync found the objects again.",
+        ),
+        Some("guard_saved") => Some("Deletion guard thresholds saved."),
         _ => None,
     };
     detail_page(&state, &operator, csrf, id, notice, None).await
@@ -372,6 +397,11 @@ async fn detail_page(
     });
     let now = OffsetDateTime::now_utc();
     let sync = SyncCard::new(id, &summary);
+    let guard = guard::GuardCard::new(
+        id,
+        crate::directory::guard::summary(&state.db, id.into()).await?,
+        crate::directory::guard::thresholds(&state.db, id.into()).await?,
+    );
     let gone = sync.next_step.as_ref().is_some_and(|s| s.tenant_gone());
     // An active tenant whose syncs fail does not look fine at the top of its page.
     let badge = match tenant.status {
@@ -429,6 +459,7 @@ async fn detail_page(
         invite_again_url,
         notice,
         sync,
+        guard,
         schedule,
         errors,
         zones: crate::types::schedule::time_zone_names(),

@@ -1,0 +1,177 @@
+//! The copy's changes as events: one per object and membership a step changed, appended to
+//! the event log set-based (one statement per step, however many objects) in the transaction
+//! of the change, and fanned out to the webhooks. Deletions are logged before the rows go, so
+//! the event carries what went.
+
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::store::Resource;
+use crate::events::{self, EventType};
+use crate::webhooks;
+
+/// A user as the directory API shows it, from `directory_users d`.
+const USER_JSON: &str = "jsonb_build_object(
+    'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
+    'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
+    'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
+    'job_title', d.job_title, 'department', d.department, 'account_enabled', d.account_enabled,
+    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at), 'last_seen_at', rfc3339_utc(d.last_seen_at),
+    'updated_at', rfc3339_utc(d.updated_at))";
+
+/// A group as the directory API shows it (without its member count), from `directory_groups d`.
+const GROUP_JSON: &str = "jsonb_build_object(
+    'object_id', d.object_id, 'display_name', d.display_name, 'description', d.description,
+    'mail', d.mail, 'mail_enabled', d.mail_enabled, 'security_enabled', d.security_enabled,
+    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at))";
+
+/// The table of a resource's objects.
+pub(super) fn table(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Users => "directory_users",
+        Resource::Groups => "directory_groups",
+    }
+}
+
+/// The deletion event of a resource's objects.
+fn deleted(resource: Resource) -> EventType {
+    match resource {
+        Resource::Users => EventType::UserDeleted,
+        Resource::Groups => EventType::GroupDeleted,
+    }
+}
+
+/// Whose changes are logged: the tenant, the run that made them (none for an operator's
+/// decision) and the chain's round.
+///
+/// In the statements [`Logger::run`] runs: `$1` the tenant, `$2` the run, `$3` object (or
+/// group) ids, `$4` the round, `$5` member ids.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logger {
+    pub(super) tenant: Uuid,
+    pub(super) run_id: Option<i64>,
+    pub(super) round: i64,
+}
+
+impl Logger {
+    /// For an operator's decision on held deletions: no run, and no round (it logs by id).
+    pub(super) fn decision(tenant: Uuid) -> Self {
+        Self {
+            tenant,
+            run_id: None,
+            round: 0,
+        }
+    }
+
+    /// Logs one event per object of `resource` that `condition` keeps (over its table as `d`),
+    /// of the type `event_type` names (an SQL expression over `d`), carrying the object as the
+    /// directory API shows it and `extra` (a jsonb expression), in object id order.
+    pub(super) async fn objects(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        resource: Resource,
+        event_type: &str,
+        condition: &str,
+        extra: &str,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let object = match resource {
+            Resource::Users => USER_JSON,
+            Resource::Groups => GROUP_JSON,
+        };
+        let sql = events::insert_select(&format!(
+            "select {event_type}, jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint))
+                    || {object} || {extra}
+             from {} d where d.tenant_id = $1 and {condition} order by d.object_id",
+            table(resource)
+        ));
+        self.run(tx, &sql, ids, &[]).await
+    }
+
+    /// Logs the deletion of the objects of `resource` that `condition` keeps, `permanent` (gone
+    /// for good) or not (in Entra ID's recycle bin).
+    pub(super) async fn deletions(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        resource: Resource,
+        condition: &str,
+        permanent: bool,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let event_type = format!("'{}'", deleted(resource).name());
+        let extra = format!("jsonb_build_object('permanent', {permanent})");
+        self.objects(tx, resource, &event_type, condition, &extra, ids)
+            .await
+    }
+
+    /// Logs one `event_type` event per membership of the tenant that `condition` keeps (over
+    /// `directory_group_members d`, with `ids` as `$3` and `members` as `$5`), in (group,
+    /// member) order.
+    pub(super) async fn memberships(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event_type: EventType,
+        condition: &str,
+        ids: &[Uuid],
+        members: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let sql = events::insert_select(&format!(
+            "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
+                        'group_id', d.group_id, 'member_id', d.member_id))
+             from directory_group_members d where d.tenant_id = $1 and {condition}
+             order by d.group_id, d.member_id",
+            event_type.name(),
+        ));
+        self.run(tx, &sql, ids, members).await
+    }
+
+    /// Logs one `event_type` event per (group, member) pair, in the order given.
+    pub(super) async fn pairs(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event_type: EventType,
+        pairs: &[(Uuid, Uuid)],
+    ) -> Result<(), sqlx::Error> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (groups, members): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+        let sql = events::insert_select(&format!(
+            "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
+                        'group_id', x.g, 'member_id', x.m))
+             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n) order by x.n",
+            event_type.name(),
+        ));
+        self.run(tx, &sql, &groups, &members).await
+    }
+
+    /// Runs one event-appending statement and fans what it appended out to the webhooks.
+    async fn run(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        sql: &str,
+        ids: &[Uuid],
+        members: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let positions: Vec<i64> = sqlx::query_scalar(sql)
+            .bind(self.tenant)
+            .bind(self.run_id)
+            .bind(ids)
+            .bind(self.round)
+            .bind(members)
+            .fetch_all(&mut **tx)
+            .await?;
+        webhooks::fan_out(&mut **tx, &positions).await?;
+        Ok(())
+    }
+}
+
+/// The memberships that go with the objects of `resource` that `condition` keeps (over its
+/// table as `o`) when they are deleted: theirs as members, and a group's own.
+pub(super) fn departing(resource: Resource, condition: &str) -> String {
+    format!(
+        "(d.member_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition})
+          or d.group_id in (select o.object_id from {table} o where o.tenant_id = $1 and {condition}))",
+        table = table(resource)
+    )
+}
