@@ -18,6 +18,8 @@ pub enum Task {
     SyncScheduler,
     /// Runs queued directory syncs.
     SyncWorkers,
+    /// Keeps the tenants' change-notification subscriptions.
+    DirectorySubscriptions,
     /// Delivers queued mail.
     MailOutbox,
     /// Delivers queued webhook events.
@@ -38,9 +40,10 @@ pub enum Task {
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 10] = [
+    pub const ALL: [Task; 11] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
+        Task::DirectorySubscriptions,
         Task::MailOutbox,
         Task::WebhookDeliveries,
         Task::WebhookLogPruning,
@@ -56,6 +59,7 @@ impl Task {
         match self {
             Self::SyncScheduler => "sync_scheduler",
             Self::SyncWorkers => "sync_workers",
+            Self::DirectorySubscriptions => "directory_subscriptions",
             Self::MailOutbox => "mail_outbox",
             Self::WebhookDeliveries => "webhook_deliveries",
             Self::WebhookLogPruning => "webhook_log_pruning",
@@ -72,6 +76,7 @@ impl Task {
         match self {
             Self::SyncScheduler => "Sync scheduler",
             Self::SyncWorkers => "Sync workers",
+            Self::DirectorySubscriptions => "Change notifications",
             Self::MailOutbox => "Mail outbox",
             Self::WebhookDeliveries => "Webhook deliveries",
             Self::WebhookLogPruning => "Webhook log pruning",
@@ -91,6 +96,9 @@ impl Task {
             }
             Self::SyncWorkers => {
                 "Takes queued directory syncs into free worker slots and runs them."
+            }
+            Self::DirectorySubscriptions => {
+                "Creates, renews and recreates each synced tenant's Graph subscriptions on users and groups, so changes arrive in seconds."
             }
             Self::MailOutbox => {
                 "Sends queued mail (invitations, operator invitations); failures retry with backoff."

@@ -295,6 +295,7 @@ pub async fn offboard(
     Path(id): Path<String>,
 ) -> Result<Json<TenantOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
+    state.subscriptions().delete_all(tenant.id.into()).await?;
     let done = tenants::offboard(&state.db, tenant.id.into(), &writer.actor()).await?;
     crate::signin::ends::for_tenant(&state.db, tenant.id.into()).await?;
     Ok(Json(done.into()))
