@@ -101,7 +101,8 @@ pub struct SyncOut {
 pub struct RunOut {
     /// Its id (runs are listed newest first; a page's last id is the next cursor).
     pub id: i64,
-    /// `first`, `schedule`, `manual`, `forced` or `retry`.
+    /// `first`, `schedule`, `manual`, `forced`, `retry` or `notification` (Graph said something
+    /// changed).
     pub trigger: String,
     /// `running`, `succeeded`, `failed`, `interrupted` or `abandoned`.
     pub outcome: String,
