@@ -89,6 +89,10 @@ pub struct SyncSettings {
     /// A sync job's lease (`GANGWAY_SYNC_LEASE_SECS`): how soon another worker takes over the
     /// job of a worker that died.
     pub lease: Duration,
+    /// `GANGWAY_NOTIFICATIONS_OVER_HTTP` (development only): subscribe to Graph's change
+    /// notifications even though the public URL is plain HTTP, for an emulator on loopback.
+    /// Graph itself delivers only over HTTPS.
+    pub notifications_over_http: bool,
 }
 
 impl Default for SyncSettings {
@@ -97,6 +101,7 @@ impl Default for SyncSettings {
             schedule: crate::types::schedule::default_schedule(),
             workers: 2,
             lease: Duration::from_secs(60),
+            notifications_over_http: false,
         }
     }
 }
@@ -302,6 +307,11 @@ impl Config {
                 .map(Duration::from_secs)
                 .ok_or_else(|| "must be a number of seconds from 1 to 3600".into())
         });
+        let notifications_over_http = env.maybe("GANGWAY_NOTIFICATIONS_OVER_HTTP", |v| match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err("must be true or false".into()),
+        });
         let metrics_token = env.maybe("GANGWAY_METRICS_TOKEN", |v| {
             if v.len() < 16 {
                 Err("must be at least 16 characters (e.g. openssl rand -hex 32)".into())
@@ -348,6 +358,7 @@ impl Config {
                 schedule: sync_schedule.unwrap().unwrap_or(defaults.schedule),
                 workers: sync_workers.unwrap().unwrap_or(defaults.workers),
                 lease: sync_lease.unwrap().unwrap_or(defaults.lease),
+                notifications_over_http: notifications_over_http.unwrap().unwrap_or(false),
             },
             metrics: MetricsSettings {
                 token: metrics_token.unwrap(),

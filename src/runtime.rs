@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::background::{Registry, Task, from_fn};
-use crate::directory::credentials::TokenSource;
-use crate::directory::sync::{RetryPolicy, Syncer};
+use crate::directory::subscriptions;
+use crate::directory::sync::Syncer;
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
 use crate::signin::{self, backchannel};
@@ -96,6 +96,27 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
             ..WorkerConfig::new(concurrency)
         };
         worker::register(&mut registry, syncer(state), cfg, stop);
+        let keeper = state.subscriptions();
+        if keeper.enabled() {
+            registry.register(
+                Task::DirectorySubscriptions,
+                subscriptions::PERIOD,
+                from_fn(move || {
+                    let keeper = keeper.clone();
+                    Box::pin(async move {
+                        let kept = keeper.keep_all().await?;
+                        Ok(format!(
+                            "{} created, {} renewed, {} tenants failed",
+                            kept.created, kept.renewed, kept.failed
+                        ))
+                    })
+                }),
+            );
+        } else {
+            tracing::info!(
+                "the public URL is not HTTPS: no change notifications, tenants are polled on their schedules"
+            );
+        }
     }
     registry.register(
         Task::WebhookDeliveries,
@@ -189,17 +210,7 @@ async fn spawn_metrics(
 
 /// The sync engine over the state's database, Entra ID and Graph clients.
 pub fn syncer(state: &AppState) -> Syncer {
-    let tokens = TokenSource::new(
-        state.db.clone(),
-        state.cfg.keys.clone(),
-        state.settings.clone(),
-    );
-    Syncer::new(
-        state.db.clone(),
-        state.graph.clone(),
-        tokens,
-        RetryPolicy::default(),
-    )
+    state.syncer()
 }
 
 /// Ctrl-C, or SIGTERM as sent by `docker stop` and process managers.

@@ -33,6 +33,8 @@ pub struct Emulator {
     ca_pem: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// Delivers change notifications; aborted with the server.
+    notifier: JoinHandle<()>,
 }
 
 impl Emulator {
@@ -55,6 +57,7 @@ impl Emulator {
         tracing::warn!(
             "the admin API under {base_url}/_emulator/ is for tests and demos only: it hands out passwords and changes the directory without authentication"
         );
+        let notifier = tokio::spawn(graph::subscriptions::notify(state.clone()));
         let app = router(state);
         let (stop, stopped) = oneshot::channel::<()>();
 
@@ -86,6 +89,7 @@ impl Emulator {
             ca_pem,
             stop: Some(stop),
             task: Some(task),
+            notifier,
         })
     }
 
@@ -101,6 +105,7 @@ impl Emulator {
 
     /// Stops the server and waits for it to finish.
     pub async fn shutdown(mut self) {
+        self.notifier.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -112,6 +117,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        self.notifier.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -127,6 +133,7 @@ fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(graph::router(&state))
         .merge(control::router())
+        .merge(graph::subscriptions::admin_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             control::faults::inject,

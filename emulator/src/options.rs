@@ -109,6 +109,11 @@ pub struct Options {
     /// until then client-credentials requests for the app in that tenant fail with AADSTS700016.
     #[arg(long, default_value_t = 0)]
     pub consent_propagation_ms: u64,
+
+    /// Accept plain-HTTP notification URLs for change-notification subscriptions (tests and
+    /// demos on loopback); Graph itself requires HTTPS.
+    #[arg(long)]
+    pub notifications_over_http: bool,
 }
 
 #[derive(Parser)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::apps::{NewApp, Permissions, Registry};
 use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
+use crate::graph::subscriptions::Subscriptions;
 use crate::login::forgeries::Forgeries;
 use crate::login::keys::{Keys, SigningKey};
 use crate::options::Options;
@@ -304,6 +305,8 @@ pub struct Shared {
     pub faults: Faults,
     /// A forged ID token waiting to be issued.
     pub forgeries: Forgeries,
+    /// Change-notification subscriptions.
+    pub subscriptions: Subscriptions,
 }
 
 /// Cheap-to-clone handle on [`Shared`].
@@ -397,6 +400,7 @@ impl AppState {
             propagation: Propagation::new(opts.consent_propagation_ms),
             faults: Faults::new(opts.seed),
             forgeries: Forgeries::default(),
+            subscriptions: Subscriptions::new(opts.notifications_over_http),
         })))
     }
 }

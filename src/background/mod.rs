@@ -18,6 +18,8 @@ pub enum Task {
     SyncScheduler,
     /// Runs queued directory syncs.
     SyncWorkers,
+    /// Keeps the tenants' change-notification subscriptions.
+    DirectorySubscriptions,
     /// Delivers queued mail.
     MailOutbox,
     /// Delivers queued webhook events.
@@ -43,6 +45,7 @@ impl Task {
     pub const ALL: [Task; 11] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
+        Task::DirectorySubscriptions,
         Task::MailOutbox,
         Task::WebhookDeliveries,
         Task::WebhookLogPruning,
@@ -59,6 +62,7 @@ impl Task {
         match self {
             Self::SyncScheduler => "sync_scheduler",
             Self::SyncWorkers => "sync_workers",
+            Self::DirectorySubscriptions => "directory_subscriptions",
             Self::MailOutbox => "mail_outbox",
             Self::WebhookDeliveries => "webhook_deliveries",
             Self::WebhookLogPruning => "webhook_log_pruning",
@@ -76,6 +80,7 @@ impl Task {
         match self {
             Self::SyncScheduler => "Sync scheduler",
             Self::SyncWorkers => "Sync workers",
+            Self::DirectorySubscriptions => "Change notifications",
             Self::MailOutbox => "Mail outbox",
             Self::WebhookDeliveries => "Webhook deliveries",
             Self::WebhookLogPruning => "Webhook log pruning",
@@ -96,6 +101,9 @@ impl Task {
             }
             Self::SyncWorkers => {
                 "Takes queued directory syncs into free worker slots and runs them."
+            }
+            Self::DirectorySubscriptions => {
+                "Creates, renews and recreates each synced tenant's Graph subscriptions on users and groups, so changes arrive in seconds."
             }
             Self::MailOutbox => {
                 "Sends queued mail (invitations, operator invitations); failures retry with backoff."

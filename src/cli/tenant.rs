@@ -169,6 +169,13 @@ pub(super) async fn run(command: TenantCommand) -> Result<(), Failure> {
             let cfg = Config::from_env()?;
             let pool = pool(&cfg.database_url).await?;
             let tenant = resolve(&pool, &id).await?;
+            // While a token can still be had: Graph's subscriptions go first.
+            crate::web::AppState::new(cfg, pool.clone())
+                .map_err(Failure::Other)?
+                .subscriptions()
+                .delete_all(tenant)
+                .await
+                .map_err(|e| Failure::Other(e.into()))?;
             let done = tenants::offboard(&pool, tenant, &Actor::Cli)
                 .await
                 .map_err(|e| match e {

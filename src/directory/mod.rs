@@ -5,7 +5,8 @@
 //! transaction, [`sync`] runs a tenant's two chains, [`credentials`] gets its tokens,
 //! [`schedule`] says when it is due and [`worker`] runs jobs from the queue. Operators ask for
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
-//! through [`views`]; scripts page through it with [`feed`].
+//! through [`views`]; scripts page through it with [`feed`]. [`subscriptions`] keeps Graph's
+//! change notifications coming and turns them into rounds.
 
 mod changelog;
 pub mod control;
@@ -16,6 +17,7 @@ pub mod guard;
 pub mod runs;
 pub mod schedule;
 pub mod store;
+pub mod subscriptions;
 pub mod sync;
 pub mod views;
 pub mod worker;

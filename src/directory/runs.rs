@@ -15,6 +15,8 @@ pub enum RunTrigger {
     Forced,
     /// A retry after a failure.
     Retry,
+    /// A change notification from Graph.
+    Notification,
 }
 
 impl RunTrigger {
@@ -26,6 +28,7 @@ impl RunTrigger {
             Self::Manual => "Manual (Sync now)",
             Self::Forced => "Forced (6 days)",
             Self::Retry => "Retry",
+            Self::Notification => "Change notification",
         }
     }
 }

@@ -181,6 +181,16 @@ impl Syncer {
         &self.db
     }
 
+    /// The Graph client.
+    pub fn graph(&self) -> &GraphClient {
+        &self.graph
+    }
+
+    /// Where tokens come from.
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
     /// Syncs `tenant`'s users and groups into the copy, recording progress on run `run_id`
     /// page by page. Stops after the page in hand when `stop` is cancelled. The run's total is
     /// in the `sync_runs` row; the returned tally is this call's.

@@ -10,6 +10,8 @@ use url::Url;
 
 use crate::types::{ClientId, Secret, TenantId};
 
+pub mod subscriptions;
+
 /// Why a Graph call failed. Messages never contain tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -59,6 +61,11 @@ impl GraphError {
     /// True for 403 `Authorization_RequestDenied`: the token lacks the permission for this call.
     pub fn is_permission_denied(&self) -> bool {
         matches!(self, Self::Api { status: 403, .. })
+    }
+
+    /// True for 404: the object (a subscription, say) is gone.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Api { status: 404, .. })
     }
 
     /// True when a delta chain must start over with a full round (see [`Self::Resync`]).

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use queue::{
-    MAX_TAKEOVERS, cancel_for_tenant, claim, complete, enqueue, extend_lease, fail, release,
+    MAX_TAKEOVERS, cancel_for_tenant, claim, complete, enqueue, enqueue_debounced, extend_lease,
+    fail, release,
 };
 pub use runner::{JobFailure, Outcome, try_execute_job};
 

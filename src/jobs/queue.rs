@@ -50,6 +50,39 @@ pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobId, sql
     Ok(JobId(id))
 }
 
+/// Enqueues `job` to run once things are quiet: due `quiet` from now, and a job of the same
+/// kind and payload already queued for the tenant waits `quiet` more at each new request (at
+/// most until `max_wait` after it was first queued), so a burst of requests is one run. A
+/// queued job of another payload absorbs it as [`enqueue`] does (becoming due `quiet` from
+/// now if it was later).
+pub async fn enqueue_debounced(
+    db: impl PgExecutor<'_>,
+    job: &NewJob,
+    quiet: Duration,
+    max_wait: Duration,
+) -> Result<JobId, sqlx::Error> {
+    let id = sqlx::query_scalar!(
+        "insert into jobs (kind, tenant_id, payload, max_attempts, run_at)
+         values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         on conflict (tenant_id, kind) where status = 'queued'
+         do update set run_at = case
+             when jobs.payload = excluded.payload then least(
+                 greatest(jobs.run_at, excluded.run_at),
+                 jobs.created_at + make_interval(secs => $6))
+             else least(jobs.run_at, excluded.run_at) end
+         returning id",
+        job.kind,
+        job.tenant_id,
+        job.payload,
+        job.max_attempts,
+        quiet.as_secs_f64(),
+        max_wait.as_secs_f64(),
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(JobId(id))
+}
+
 /// Leases the most overdue job for `worker_id` for `lease` and commits at once so the work runs
 /// outside any transaction. Takes a due queued job whose tenant has nothing running (counting
 /// an attempt), or takes over a running job whose lease ran out (its worker died: counted as a

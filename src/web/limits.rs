@@ -113,6 +113,13 @@ pub const API_AUTH_FAILURE_RATE: RateLimit = RateLimit {
     period: Duration::from_secs(3),
 };
 
+/// Graph's change-notification deliveries, per client: Graph batches notifications and a
+/// burst of directory changes is a few deliveries, so 200 at once, then 50 a second.
+pub const NOTIFICATION_RATE: RateLimit = RateLimit {
+    burst: 200,
+    period: Duration::from_millis(20),
+};
+
 /// The limiters the portal keeps.
 pub struct Limits {
     /// Opening token links.
@@ -131,6 +138,8 @@ pub struct Limits {
     pub api_auth_failures: Limiter,
     /// Refused requests at the sign-in token and revocation endpoints, per client.
     pub token_failures: Limiter,
+    /// Graph's change-notification deliveries (an endpoint anyone can call), per client.
+    pub notifications: Limiter,
 }
 
 impl Limits {
@@ -145,6 +154,7 @@ impl Limits {
             api_calls: TokenLimiter::default(),
             api_auth_failures: Limiter::new(API_AUTH_FAILURE_RATE),
             token_failures: Limiter::new(API_AUTH_FAILURE_RATE),
+            notifications: Limiter::new(NOTIFICATION_RATE),
         }
     }
 
@@ -159,6 +169,7 @@ impl Limits {
             &self.callbacks,
             &self.api_auth_failures,
             &self.token_failures,
+            &self.notifications,
         ] {
             limiter.prune();
         }

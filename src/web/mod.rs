@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod error;
 pub mod input;
 pub mod limits;
+pub mod notifications;
 pub mod oidc;
 pub mod ops;
 pub mod paths;
@@ -146,6 +147,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         // The OpenID Provider's machine endpoints: client credentials and tokens, no cookies.
         .merge(oidc::machine_router())
+        // Graph's change notifications: no cookies, each notification carries its clientState.
+        .merge(notifications::router())
         // Outside the sessions: refused input touches no session.
         .layer(axum::middleware::from_fn(input::reject_nul))
         .with_state(state);

@@ -24,6 +24,11 @@ pub const METRICS: &str = "/metrics";
 pub const STATIC_CSS: &str = "/static/gangway-7.css";
 /// The script (copy buttons, confirmations, focus on errors); versioned like the stylesheet.
 pub const STATIC_JS: &str = "/static/gangway-7.js";
+/// POST: Graph's change notifications (and its validation request); public, checked by
+/// `clientState`.
+pub const GRAPH_NOTIFICATIONS: &str = "/graph/notifications";
+/// POST: Graph's lifecycle notifications (and its validation request).
+pub const GRAPH_LIFECYCLE: &str = "/graph/lifecycle";
 
 /// Operator sign-in.
 pub const LOGIN: &str = "/console/login";

@@ -9,8 +9,12 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use super::limits::Limits;
+use super::paths;
 use crate::api_tokens::TokenCache;
 use crate::config::Config;
+use crate::directory::credentials::TokenSource;
+use crate::directory::subscriptions::{Endpoint, Keeper};
+use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::graph::GraphClient;
 use crate::identity::EntraConfig;
 use crate::invitations;
@@ -71,6 +75,33 @@ impl AppState {
     /// The settings now, with the Entra client they name.
     pub async fn live(&self) -> Result<Arc<Live>, SettingsError> {
         self.settings.current().await
+    }
+
+    /// The sync engine over this state's database, Graph client and tokens.
+    pub fn syncer(&self) -> Syncer {
+        let tokens = TokenSource::new(
+            self.db.clone(),
+            self.cfg.keys.clone(),
+            self.settings.clone(),
+        );
+        Syncer::new(
+            self.db.clone(),
+            self.graph.clone(),
+            tokens,
+            RetryPolicy::default(),
+        )
+    }
+
+    /// What keeps the tenants' change-notification subscriptions; it keeps none when Graph
+    /// cannot deliver to the public URL.
+    pub fn subscriptions(&self) -> Keeper {
+        let endpoint = Endpoint::at(
+            &self.cfg.public_url,
+            paths::GRAPH_NOTIFICATIONS,
+            paths::GRAPH_LIFECYCLE,
+            self.cfg.sync.notifications_over_http,
+        );
+        Keeper::new(self.syncer(), endpoint)
     }
 
     /// What invitation links and mail need, with the provider as `live` presents it.

@@ -69,6 +69,9 @@ pub struct Setup {
     pub consent_propagation: Duration,
     /// How often an API token's last use is recorded.
     pub api_last_use_every: Duration,
+    /// Graph's change notifications over plain HTTP on loopback: the emulator delivers to
+    /// `http://` and Gangway subscribes with its `http://127.0.0.1` public URL.
+    pub notifications_over_http: bool,
 }
 
 impl Default for Setup {
@@ -89,6 +92,7 @@ impl Default for Setup {
             metrics: gangway::config::MetricsSettings::default(),
             consent_propagation: gangway::config::CONSENT_PROPAGATION,
             api_last_use_every: gangway::config::API_LAST_USE_EVERY,
+            notifications_over_http: false,
         }
     }
 }
@@ -119,6 +123,7 @@ impl TestApp {
             delta_token_lifetime_secs: setup
                 .delta_token_lifetime_secs
                 .unwrap_or(Options::default().delta_token_lifetime_secs),
+            notifications_over_http: setup.notifications_over_http,
             ..Options::default()
         })
         .await
@@ -167,7 +172,10 @@ impl TestApp {
             api_last_use_every: setup.api_last_use_every,
             trusted_proxies: setup.trusted_proxies,
             database_pool_size: None,
-            sync: gangway::config::SyncSettings::default(),
+            sync: gangway::config::SyncSettings {
+                notifications_over_http: setup.notifications_over_http,
+                ..gangway::config::SyncSettings::default()
+            },
             metrics: setup.metrics,
             consent_propagation: setup.consent_propagation,
         };

@@ -20,6 +20,7 @@ mod jobs;
 mod json_api;
 mod limits;
 mod mail;
+mod notifications;
 mod operator_invites;
 mod ops;
 mod polish;

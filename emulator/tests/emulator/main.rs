@@ -14,5 +14,6 @@ mod helpers;
 mod memberships;
 mod msal;
 mod oidc;
+mod subscriptions;
 mod token;
 mod user_sign_in;

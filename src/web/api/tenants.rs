@@ -101,7 +101,8 @@ pub struct SyncOut {
 pub struct RunOut {
     /// Its id (runs are listed newest first; a page's last id is the next cursor).
     pub id: i64,
-    /// `first`, `schedule`, `manual`, `forced` or `retry`.
+    /// `first`, `schedule`, `manual`, `forced`, `retry` or `notification` (Graph said something
+    /// changed).
     pub trigger: String,
     /// `running`, `succeeded`, `failed`, `interrupted` or `abandoned`.
     pub outcome: String,
@@ -295,6 +296,7 @@ pub async fn offboard(
     Path(id): Path<String>,
 ) -> Result<Json<TenantOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
+    state.subscriptions().delete_all(tenant.id.into()).await?;
     let done = tenants::offboard(&state.db, tenant.id.into(), &writer.actor()).await?;
     crate::signin::ends::for_tenant(&state.db, tenant.id.into()).await?;
     Ok(Json(done.into()))

@@ -20,7 +20,9 @@ use uuid::Uuid;
 use super::list::{Empty, ListPage, ListQuery};
 use super::{Chrome, EventRow, FormErrors, Section, When, parse_id};
 use crate::audit::{self, Actor};
+use crate::directory::subscriptions;
 use crate::directory::views::{self, SyncHealth, TenantSync};
+use crate::format;
 use crate::invitations;
 use crate::operators::Operator;
 use crate::tenants::{self, Tenant, TenantStatus};
@@ -312,6 +314,8 @@ struct DetailPage {
     invite_again_url: Option<String>,
     sync: SyncCard,
     guard: guard::GuardCard,
+    /// Whether Graph's change notifications reach this tenant's copy, in a sentence.
+    notifications: String,
     schedule: ScheduleForm,
     errors: ScheduleErrors,
     zones: &'static [String],
@@ -365,6 +369,23 @@ async fn detail(
     detail_page(&state, &operator, csrf, id, notice, None).await
 }
 
+/// The tenant page's line on change notifications.
+fn notifications_line(status: subscriptions::Status) -> String {
+    match status {
+        subscriptions::Status::NoPublicUrl => "Off: this portal has no public HTTPS address Microsoft could deliver them to, so this tenant is polled on its schedule.".into(),
+        subscriptions::Status::On { renew_before } => format!(
+            "On: changes reach the copy within seconds (subscriptions renewed before {}).",
+            format::datetime(renew_before)
+        ),
+        subscriptions::Status::Off { error: Some(e) } => {
+            format!("Not subscribed: {e}. Polled on its schedule meanwhile.")
+        }
+        subscriptions::Status::Off { error: None } => {
+            "Not subscribed yet: they start after the first full sync. Polled on its schedule meanwhile.".into()
+        }
+    }
+}
+
 /// How many sign-ins a tenant's page shows before linking to the Sign-ins page.
 const RECENT_SIGN_INS: i64 = 10;
 
@@ -401,6 +422,9 @@ async fn detail_page(
         id,
         crate::directory::guard::summary(&state.db, id.into()).await?,
         crate::directory::guard::thresholds(&state.db, id.into()).await?,
+    );
+    let notifications = notifications_line(
+        subscriptions::status(&state.db, id.into(), state.subscriptions().enabled()).await?,
     );
     let gone = sync.next_step.as_ref().is_some_and(|s| s.tenant_gone());
     // An active tenant whose syncs fail does not look fine at the top of its page.
@@ -460,6 +484,7 @@ async fn detail_page(
         notice,
         sync,
         guard,
+        notifications,
         schedule,
         errors,
         zones: crate::types::schedule::time_zone_names(),
@@ -497,6 +522,7 @@ async fn offboard(
     Path(id): Path<String>,
 ) -> Result<Redirect> {
     let id: TenantRecordId = parse_id(&id)?;
+    state.subscriptions().delete_all(id.into()).await?;
     tenants::offboard(&state.db, id.into(), &Actor::Operator(operator.email)).await?;
     crate::signin::ends::for_tenant(&state.db, id.into()).await?;
     Ok(Redirect::to(&format!(
