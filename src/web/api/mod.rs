@@ -11,6 +11,7 @@ mod idempotency;
 mod invitations;
 mod links;
 mod problem;
+mod settings;
 mod tenants;
 mod webhook_doc;
 
@@ -51,6 +52,7 @@ use crate::web::paths;
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant"),
         (name = "applications", description = "The provider's applications that sign customers' users in through Gangway (OpenID Connect clients)"),
+        (name = "settings", description = "System Settings, as the console's Settings page edits them (write tokens only)"),
         (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
     )
 )]
@@ -184,6 +186,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(applications::put_keys))
         .routes(routes!(links::list))
         .routes(routes!(links::get, links::put, links::delete))
+        .routes(routes!(settings::get, settings::patch))
         .split_for_parts()
 }
 
