@@ -113,6 +113,8 @@ pub enum Action {
     SyncScheduleChanged,
     /// A tenant's credential stopped working; its syncs stop until the customer consents again.
     TenantReconsentRequired,
+    /// What a tenant grants the provider's app no longer matches its permission profile.
+    TenantConsentDrifted,
     /// A System Setting or permission profile was changed.
     SettingsChanged,
     /// An API token was created.
@@ -157,7 +159,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 45] = [
+    pub const ALL: [Action; 46] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -183,6 +185,7 @@ impl Action {
         Action::SyncRequested,
         Action::SyncScheduleChanged,
         Action::TenantReconsentRequired,
+        Action::TenantConsentDrifted,
         Action::SettingsChanged,
         Action::ApiTokenCreated,
         Action::ApiTokenRevoked,
@@ -233,6 +236,7 @@ impl Action {
             Self::SyncRequested => "sync.requested",
             Self::SyncScheduleChanged => "sync.schedule_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
+            Self::TenantConsentDrifted => "tenant.consent_drifted",
             Self::SettingsChanged => "settings.changed",
             Self::ApiTokenCreated => "api_token.created",
             Self::ApiTokenRevoked => "api_token.revoked",
@@ -288,6 +292,7 @@ impl Action {
             Self::TenantReconsentRequired => {
                 "Access stopped working: the customer must consent again"
             }
+            Self::TenantConsentDrifted => "Consent drifted from the permission profile",
             Self::SettingsChanged => "System settings changed",
             Self::ApiTokenCreated => "API token created",
             Self::ApiTokenRevoked => "API token revoked",

@@ -1,4 +1,5 @@
-//! Microsoft Graph v1.0: users, groups, their delta, organization, me and memberships, behind bearer-token
+//! Microsoft Graph v1.0: users, groups, their delta, organization, me, memberships and service
+//! principals, behind bearer-token
 //! and permission checks, answering errors in Graph's shape.
 
 mod applications;
@@ -8,6 +9,7 @@ pub mod errors;
 mod memberships;
 mod query;
 mod resources;
+mod service_principals;
 
 use std::time::Instant;
 
@@ -44,7 +46,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1.0/me", get(me))
         .route("/v1.0/me/{*rest}", get(memberships::of_me))
         .route("/v1.0/users/{id}/{*rest}", get(memberships::of_user))
-        .route("/v1.0/applications", get(applications::list));
+        .route("/v1.0/applications", get(applications::list))
+        .route("/v1.0/{segment}", get(service_principals::by_app_id))
+        .route(
+            "/v1.0/servicePrincipals/{id}",
+            get(service_principals::by_id),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignments",
+            get(service_principals::app_role_assignments),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/oauth2PermissionGrants",
+            get(service_principals::oauth2_permission_grants),
+        );
     for form in DELTA_FORMS {
         router = router
             .route(&format!("/v1.0/users/{form}"), get(delta::round::<User>))

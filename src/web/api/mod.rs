@@ -5,6 +5,7 @@
 
 mod applications;
 mod auth;
+mod consent;
 mod customers;
 mod directory;
 mod idempotency;
@@ -174,6 +175,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::set_schedule))
         .routes(routes!(tenants::offboard))
         .routes(routes!(tenants::runs))
+        .routes(routes!(consent::last, consent::check))
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))

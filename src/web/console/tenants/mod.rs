@@ -2,6 +2,7 @@
 //! ([`sync`]: "Sync now", the schedule, live progress) and its directory copy ([`directory`]:
 //! users, groups, runs).
 
+mod consent;
 mod directory;
 mod sync;
 
@@ -41,6 +42,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::TENANT, get(detail))
         .route(paths::OFFBOARD_TENANT, post(offboard))
         .route(paths::RECONSENT_TENANT, post(reconsent))
+        .merge(consent::router())
         .merge(sync::router())
         .merge(directory::router())
 }
@@ -304,6 +306,8 @@ struct DetailPage {
     runs_total: i64,
     history: Vec<EventRow>,
     sign_ins: super::sign_ins::Recent,
+    /// What the tenant grants the provider's app against its profile.
+    consent: consent::ConsentCard,
 }
 
 impl DetailPage {
@@ -335,6 +339,7 @@ async fn detail(
             "A sync was already queued, so no second one was added. It starts as soon as possible.",
         ),
         Some("schedule_saved") => Some("Sync schedule saved."),
+        Some("consent_checked") => Some("Consent checked: what the tenant grants is shown below."),
         _ => None,
     };
     detail_page(&state, &operator, csrf, id, notice, None).await
@@ -358,6 +363,7 @@ async fn detail_page(
         .await?
         .ok_or(Error::NotFound)?;
     let (runs, runs_total) = views::runs(&state.db, id.into(), RECENT_RUNS, 0).await?;
+    let consent = consent::ConsentCard::of(&state.db, id).await?;
     let sign_ins = super::sign_ins::recent(state, &tenant, RECENT_SIGN_INS).await?;
     let history = audit::for_tenant(&state.db, id.into())
         .await?
@@ -436,6 +442,7 @@ async fn detail_page(
         runs_total,
         history,
         sign_ins,
+        consent,
     })
 }
 
