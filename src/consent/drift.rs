@@ -127,6 +127,11 @@ impl Drift {
     }
 }
 
+/// How often each tenant is checked.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Tenants checked at most per activation (hourly), so a large installation spreads its checks.
+pub const BATCH: i64 = 200;
+
 /// Sign-in scopes every delegated grant carries; never "beyond the profile".
 const OIDC: &[&str] = &["openid", "profile", "email", "offline_access"];
 
@@ -216,6 +221,38 @@ impl Checker {
         }
         tx.commit().await?;
         Ok(drift)
+    }
+
+    /// Checks every connected tenant not checked for [`EVERY`] (at most [`BATCH`] at a time,
+    /// the longest unchecked first); says how many drifted. One that cannot be checked now is
+    /// tried again at the next activation.
+    pub async fn check_due(&self) -> Result<String, sqlx::Error> {
+        let due = sqlx::query_scalar!(
+            "select id from tenants
+             where status = 'active' and consent_mode <> 'customer_app'
+               and (consent_checked_at is null or consent_checked_at < now() - make_interval(secs => $1))
+             order by consent_checked_at nulls first limit $2",
+            EVERY.as_secs_f64(),
+            BATCH,
+        )
+        .fetch_all(&self.db)
+        .await?;
+        let (mut drifted, mut failed) = (0, 0);
+        for id in &due {
+            match self.check(*id).await {
+                Ok(drift) if drift.drifted() => drifted += 1,
+                Ok(_) => {}
+                Err(DriftError::Db(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(tenant_id = %id, error = %e, "consent check failed");
+                    failed += 1;
+                }
+            }
+        }
+        Ok(format!(
+            "checked {} tenant(s): {drifted} drifted, {failed} could not be checked",
+            due.len()
+        ))
     }
 
     async fn read(&self, tenant: Uuid) -> Result<Drift, DriftError> {

@@ -92,6 +92,20 @@ async fn each_kind_of_drift_is_detected_and_cleared() {
     let client = app.app.client_id.clone();
     let consents = format!("/_emulator/tenants/{tid}/consents/{client}");
 
+    // The daily check finds the new tenant unchecked, and then has nothing due.
+    let checker = app.state.consent_checker();
+    assert_eq!(
+        checker.check_due().await.unwrap(),
+        "checked 1 tenant(s): 0 drifted, 0 could not be checked"
+    );
+    assert!(
+        checker
+            .check_due()
+            .await
+            .unwrap()
+            .starts_with("checked 0 tenant(s)")
+    );
+
     let fine = check(&app, &write, tenant).await;
     assert_eq!(fine["drifted"], false, "{fine}");
     assert_eq!(fine["service_principal"], "enabled");
