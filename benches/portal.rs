@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         smtp_url: None,
         mail_from: "Bench <bench@provider.test>".into(),
         provider_name: "Bench Provider".into(),
+        provider_tenant_id: None,
         extra_ca_pem: None,
         link_rate: unlimited,
         sign_in_rate: unlimited,

@@ -119,6 +119,8 @@ pub enum Action {
     DeletionGuardChanged,
     /// A tenant's credential stopped working; its syncs stop until the customer consents again.
     TenantReconsentRequired,
+    /// What a tenant grants the provider's app no longer matches its permission profile.
+    TenantConsentDrifted,
     /// A System Setting or permission profile was changed.
     SettingsChanged,
     /// An API token was created.
@@ -163,7 +165,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 48] = [
+    pub const ALL: [Action; 49] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -192,6 +194,7 @@ impl Action {
         Action::DeletionsRejected,
         Action::DeletionGuardChanged,
         Action::TenantReconsentRequired,
+        Action::TenantConsentDrifted,
         Action::SettingsChanged,
         Action::ApiTokenCreated,
         Action::ApiTokenRevoked,
@@ -245,6 +248,7 @@ impl Action {
             Self::DeletionsRejected => "sync.deletions_rejected",
             Self::DeletionGuardChanged => "sync.deletion_guard_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
+            Self::TenantConsentDrifted => "tenant.consent_drifted",
             Self::SettingsChanged => "settings.changed",
             Self::ApiTokenCreated => "api_token.created",
             Self::ApiTokenRevoked => "api_token.revoked",
@@ -303,6 +307,7 @@ impl Action {
             Self::TenantReconsentRequired => {
                 "Access stopped working: the customer must consent again"
             }
+            Self::TenantConsentDrifted => "Consent drifted from the permission profile",
             Self::SettingsChanged => "System settings changed",
             Self::ApiTokenCreated => "API token created",
             Self::ApiTokenRevoked => "API token revoked",

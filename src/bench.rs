@@ -395,6 +395,7 @@ fn config(
         smtp_url: None,
         mail_from: "Gangway benchmark <bench@provider.test>".into(),
         provider_name: "Gangway benchmark".into(),
+        provider_tenant_id: None,
         extra_ca_pem: None,
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,

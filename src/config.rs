@@ -35,6 +35,9 @@ pub struct Config {
     pub mail_from: String,
     /// The provider's name as customers see it.
     pub provider_name: String,
+    /// The provider's own tenant (`GANGWAY_PROVIDER_TENANT_ID`): seeds the System Setting on
+    /// first start.
+    pub provider_tenant_id: Option<crate::types::TenantId>,
     /// PEM of an extra root CA to trust for the authority and Graph (a local emulator with TLS).
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Token-link opens allowed per client address: a burst, then one per `period`.
@@ -209,6 +212,7 @@ impl Config {
         crate::settings::Seed {
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
+            provider_tenant_id: self.provider_tenant_id,
             provider_name: self.provider_name.clone(),
             default_schedule: self.sync.schedule.clone(),
             api_calls_per_second: self.api_calls_per_second,
@@ -279,6 +283,12 @@ impl Config {
                 })
         });
         let provider_name = env.optional("GANGWAY_PROVIDER_NAME", "Gangway", |v| Ok(v.to_owned()));
+        let provider_tenant_id = env.maybe("GANGWAY_PROVIDER_TENANT_ID", |v| {
+            crate::types::TenantId::parse(v).map_err(|_| {
+                "must be your tenant's ID, a GUID (Entra admin center → Overview → Tenant ID)"
+                    .into()
+            })
+        });
         let extra_ca_pem = env.maybe("GANGWAY_EXTRA_CA_FILE", |v| {
             std::fs::read(v).map_err(|e| format!("cannot read {v}: {e}"))
         });
@@ -346,6 +356,7 @@ impl Config {
             smtp_url: smtp_url.unwrap(),
             mail_from: mail_from.unwrap(),
             provider_name: provider_name.unwrap(),
+            provider_tenant_id: provider_tenant_id.unwrap(),
             extra_ca_pem: extra_ca_pem.unwrap(),
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,
@@ -507,6 +518,7 @@ mod tests {
             smtp_url: None,
             mail_from: String::new(),
             provider_name: String::new(),
+            provider_tenant_id: None,
             extra_ca_pem: None,
             link_rate: RateLimit::default(),
             sign_in_rate: RateLimit::SIGN_IN,

@@ -143,6 +143,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map(Secret::new),
         mail_from: "Gangway demo <onboarding@gangway.test>".into(),
         provider_name: "Gangway Demo Provider".into(),
+        provider_tenant_id: None,
         extra_ca_pem: None,
         link_rate: RateLimit::default(),
         sign_in_rate: RateLimit::SIGN_IN,

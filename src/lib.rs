@@ -7,6 +7,7 @@ pub mod background;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod customers;
 pub mod db;

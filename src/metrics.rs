@@ -21,6 +21,8 @@ pub const SYNC_THROTTLED_MILLIS: &str = "gangway_sync_throttled_wait_millisecond
 
 /// Sign-ins through Gangway's OpenID Provider, by outcome (succeeded, refused).
 pub const SIGNINS: &str = "gangway_signins_total";
+/// Counter: consent checks of tenants, by result (`ok`, `drifted`, `failed`).
+pub const CONSENT_CHECKS: &str = "gangway_consent_checks_total";
 
 /// Latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
@@ -59,6 +61,10 @@ fn describe() {
     );
     metrics::describe_counter!(SYNC_RUNS, "Directory sync runs finished, by outcome");
     metrics::describe_counter!(SIGNINS, "Sign-ins of customers' users, by outcome");
+    metrics::describe_counter!(
+        CONSENT_CHECKS,
+        "Checks of what tenants grant the provider's app, by result"
+    );
     metrics::describe_counter!(SYNC_OBJECTS, "Directory objects synced, by change");
     metrics::describe_counter!(SYNC_THROTTLED_WAITS, "Waits Graph asked for (429, 503)");
     metrics::describe_counter!(
@@ -89,6 +95,11 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
     ];
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_DURATION, &labels).record(seconds);
+}
+
+/// Counts one consent check with its `result` (`ok`, `drifted`, `failed`).
+pub fn record_consent_check(result: &'static str) {
+    metrics::counter!(CONSENT_CHECKS, "result" => result).increment(1);
 }
 
 /// Counts a sign-in through Gangway's OpenID Provider by `outcome`.

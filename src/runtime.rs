@@ -85,8 +85,8 @@ pub fn portal_tasks(
 }
 
 /// A worker process's background tasks: `concurrency` syncs at once with their scheduler (none
-/// at 0), webhook delivery and its log's pruning, back-channel logouts, sign-in upkeep, metrics
-/// upkeep.
+/// at 0), webhook delivery and its log's pruning, back-channel logouts, sign-in upkeep, consent
+/// checks, metrics upkeep.
 pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToken) -> Registry {
     let mut registry = Registry::new(state.db.clone());
     if concurrency > 0 {
@@ -149,6 +149,15 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         from_fn(move || {
             let (db, keys) = (db.clone(), keys.clone());
             Box::pin(async move { Ok(signin::upkeep(&db, &keys).await?) })
+        }),
+    );
+    let checker = state.consent_checker();
+    registry.register(
+        Task::ConsentChecks,
+        Duration::from_secs(3600),
+        from_fn(move || {
+            let checker = checker.clone();
+            Box::pin(async move { Ok(checker.check_due().await?) })
         }),
     );
     registry.register(

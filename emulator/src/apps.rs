@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -306,6 +307,9 @@ pub struct Grant {
     pub by_user: HashMap<Uuid, BTreeSet<String>>,
     /// A new service principal is not usable for app-only tokens before this.
     pub usable_from: Option<Instant>,
+    /// The service principal's `accountEnabled` turned off by an admin ("Enabled for users
+    /// to sign in?" No): Entra ID issues the app no token in the tenant.
+    pub disabled: bool,
 }
 
 impl Grant {
@@ -702,6 +706,30 @@ impl Registry {
             .map(|r| r.value.clone())
             .collect();
         held.into_iter().collect()
+    }
+
+    /// Removes the permission `name` (delegated or application) from the app's tenant-wide
+    /// grant in `tid`, as an admin removes one under Enterprise applications → Permissions;
+    /// true if it was granted.
+    pub fn remove_permission(&mut self, tid: Uuid, client_id: &str, name: &str) -> bool {
+        let Some(grant) = self.grants.get_mut(&(tid, client_id.to_string())) else {
+            return false;
+        };
+        let granted = &mut grant.tenant_wide;
+        let before = granted.delegated.len() + granted.application.len();
+        granted.delegated.retain(|p| !p.eq_ignore_ascii_case(name));
+        granted
+            .application
+            .retain(|p| !p.eq_ignore_ascii_case(name));
+        before != granted.delegated.len() + granted.application.len()
+    }
+
+    /// The object id of an app's service principal in a tenant: stable, made up from both.
+    pub fn service_principal_id(tid: Uuid, client_id: &str) -> Uuid {
+        let digest = Sha256::digest(format!("sp:{tid}:{client_id}").as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
 
     /// Removes every grant of the app in `tid`; true if there was one.

@@ -38,6 +38,8 @@ pub enum Task {
     RateLimitPruning,
     /// Drains the metrics' histograms (in this process's memory).
     MetricsUpkeep,
+    /// Checks daily what each tenant grants the provider's app.
+    ConsentChecks,
 }
 
 impl Task {
@@ -55,6 +57,7 @@ impl Task {
         Task::SessionSweep,
         Task::RateLimitPruning,
         Task::MetricsUpkeep,
+        Task::ConsentChecks,
     ];
 
     /// The stored and wire name.
@@ -72,6 +75,7 @@ impl Task {
             Self::SessionSweep => "session_sweep",
             Self::RateLimitPruning => "rate_limit_pruning",
             Self::MetricsUpkeep => "metrics_upkeep",
+            Self::ConsentChecks => "consent_checks",
         }
     }
 
@@ -90,6 +94,7 @@ impl Task {
             Self::SessionSweep => "Session sweep",
             Self::RateLimitPruning => "Rate-limit pruning",
             Self::MetricsUpkeep => "Metrics upkeep",
+            Self::ConsentChecks => "Consent checks",
         }
     }
 
@@ -128,6 +133,9 @@ impl Task {
                 "Forgets clients the rate limiters have not seen lately (this process's memory)."
             }
             Self::MetricsUpkeep => "Drains the metrics' histograms (this process's memory).",
+            Self::ConsentChecks => {
+                "Reads what each connected tenant grants the provider's app, once a day per tenant, and flags what drifted from its permission profile."
+            }
         }
     }
 

@@ -1,11 +1,12 @@
-//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation and tenant
-//! administration for scripts, and benchmarks.
+//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation, tenant and
+//! settings administration for scripts, and benchmarks.
 
 mod api_token;
 mod bench;
 mod doctor;
 mod invite;
 mod operator;
+mod settings;
 mod tenant;
 
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ enum Command {
     /// List connected tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Read and set System Settings as JSON; export them to a file and import it elsewhere.
+    #[command(subcommand)]
+    Settings(settings::SettingsCommand),
     /// Create, list and revoke JSON API tokens.
     #[command(subcommand)]
     ApiToken(api_token::ApiTokenCommand),
@@ -189,6 +193,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Invite(command) => invite::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
         Command::ApiToken(command) => api_token::run(command).await,
+        Command::Settings(command) => settings::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

@@ -215,6 +215,7 @@ fn classify(e: IdentityError, customer_secret: bool) -> CredentialError {
         }
         AadErrorKind::ConsentMissing => reconsent::CONSENT_REVOKED,
         AadErrorKind::AppNotFoundInTenant => reconsent::APP_REMOVED,
+        AadErrorKind::AppDisabled => reconsent::APP_DISABLED,
         AadErrorKind::ExpiredSecret if customer_secret => reconsent::SECRET_EXPIRED,
         AadErrorKind::BadSecret if customer_secret => reconsent::SECRET_REFUSED,
         _ if aad.is_invalid_grant() => reconsent::GRANT_ENDED,

@@ -48,6 +48,8 @@ event_types! {
     TenantReconsentRequired => "tenant.reconsent_required",
     /// The tenant was offboarded.
     TenantOffboarded => "tenant.offboarded",
+    /// What the tenant grants the provider's app no longer matches its permission profile.
+    TenantConsentDrifted => "tenant.consent_drifted",
     /// A sync run finished.
     SyncCompleted => "sync.completed",
     /// A sync run failed.

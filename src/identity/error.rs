@@ -112,6 +112,8 @@ pub enum AadErrorKind {
     BadSecret,
     /// The client secret has expired (7000222).
     ExpiredSecret,
+    /// The application's service principal in the tenant is disabled (7000112).
+    AppDisabled,
     /// The application is not known in that tenant (700016): no consent yet, or wrong client id.
     AppNotFoundInTenant,
     /// The application lacks consent for what was asked (65001).
@@ -170,6 +172,7 @@ impl AadError {
             // the secret was not accepted as one, which the admin fixes the same way.
             Some(7000215 | 7000218) => AadErrorKind::BadSecret,
             Some(7000222) => AadErrorKind::ExpiredSecret,
+            Some(7000112) => AadErrorKind::AppDisabled,
             Some(700016) => AadErrorKind::AppNotFoundInTenant,
             Some(65001) => AadErrorKind::ConsentMissing,
             Some(65004) => AadErrorKind::ConsentDeclined,

@@ -25,6 +25,11 @@ pub const APP_REMOVED: Cause = Cause {
     operator: "the application was removed from the customer's tenant",
     customer: "its application was removed from your tenant",
 };
+/// The provider's application (its enterprise application) was disabled in the tenant.
+pub const APP_DISABLED: Cause = Cause {
+    operator: "the application was disabled in the customer's tenant",
+    customer: "its application was disabled in your tenant (Enterprise applications, \"Enabled for users to sign in?\")",
+};
 /// Customer-app mode: the secret of the customer's own app expired.
 pub const SECRET_EXPIRED: Cause = Cause {
     operator: "the customer's client secret expired",
@@ -46,9 +51,10 @@ pub const NO_CREDENTIAL: Cause = Cause {
     customer: "its access is no longer on record",
 };
 
-const CAUSES: [Cause; 6] = [
+const CAUSES: [Cause; 7] = [
     CONSENT_REVOKED,
     APP_REMOVED,
+    APP_DISABLED,
     SECRET_EXPIRED,
     SECRET_REFUSED,
     GRANT_ENDED,

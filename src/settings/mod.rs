@@ -4,6 +4,7 @@
 //! change audited, secrets never shown) and read by every process through [`SettingsCache`],
 //! so a change reaches all of them within seconds, without a restart.
 
+pub mod code;
 pub mod profiles;
 
 use std::collections::BTreeMap;
@@ -135,6 +136,7 @@ impl Key {
         match self {
             Self::ClientId => Some("GANGWAY_CLIENT_ID"),
             Self::ClientSecret => Some("GANGWAY_CLIENT_SECRET"),
+            Self::ProviderTenantId => Some("GANGWAY_PROVIDER_TENANT_ID"),
             Self::ProviderName => Some("GANGWAY_PROVIDER_NAME"),
             Self::DefaultSchedule => Some("GANGWAY_SYNC_SCHEDULE"),
             Self::ApiCallsPerSecond => Some("GANGWAY_API_CALLS_PER_SECOND"),
@@ -243,6 +245,10 @@ pub enum SettingsError {
     /// Values that cannot be saved, each with why (nothing was saved).
     #[error("{}", .0.iter().map(|(k, m)| format!("{}: {m}", k.label())).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<(Key, String)>),
+    /// Settings given as JSON that cannot be read as settings (unknown names, another
+    /// format); nothing was saved.
+    #[error("{0}")]
+    Unreadable(String),
     /// A required value is missing from the database (start `gangway serve` once with it in
     /// the environment, or set it in the console).
     #[error("the {} is not configured", .0.label())]
@@ -262,6 +268,8 @@ pub struct Seed {
     pub client_id: String,
     /// `GANGWAY_CLIENT_SECRET`.
     pub client_secret: Secret,
+    /// `GANGWAY_PROVIDER_TENANT_ID`, when set.
+    pub provider_tenant_id: Option<TenantId>,
     /// `GANGWAY_PROVIDER_NAME`.
     pub provider_name: String,
     /// `GANGWAY_SYNC_SCHEDULE`.
@@ -296,9 +304,14 @@ pub async fn prepare(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sql
 /// Stores the environment's values for every setting not stored yet (first start, or a
 /// setting added since); stored values are left alone.
 pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
-    let rows: [(Key, Option<Value>, Option<&Secret>); 5] = [
+    let rows: [(Key, Option<Value>, Option<&Secret>); 6] = [
         (Key::ClientId, Some(json!(seed.client_id)), None),
         (Key::ClientSecret, None, Some(&seed.client_secret)),
+        (
+            Key::ProviderTenantId,
+            seed.provider_tenant_id.map(|t| json!(t.to_string())),
+            None,
+        ),
         (Key::ProviderName, Some(json!(seed.provider_name)), None),
         (
             Key::DefaultSchedule,
@@ -312,6 +325,9 @@ pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::
         ),
     ];
     for (key, value, secret) in rows {
+        if value.is_none() && secret.is_none() {
+            continue;
+        }
         let sealed = secret.map(|s| keys.seal(s.expose().as_bytes()));
         sqlx::query!(
             "insert into settings (key, value, ciphertext, key_id, from_env) values ($1, $2, $3, $4, true)

@@ -96,6 +96,8 @@ pub const TENANT: &str = "/console/tenants/{id}";
 pub const OFFBOARD_TENANT: &str = "/console/tenants/{id}/offboard";
 /// POST: invite the tenant's admin to consent again (its access stopped working).
 pub const RECONSENT_TENANT: &str = "/console/tenants/{id}/reconsent";
+/// POST: check now what a tenant grants the provider's app.
+pub const CONSENT_CHECK_TENANT: &str = "/console/tenants/{id}/consent-check";
 /// POST: sync a tenant's directory now.
 pub const SYNC_TENANT: &str = "/console/tenants/{id}/sync";
 /// JSON: the progress of a tenant's running sync, polled by its page.
@@ -252,6 +254,8 @@ addresses! {
     offboard_tenant(TenantRecordId) = OFFBOARD_TENANT;
     /// POST: invite a tenant's admin to consent again.
     reconsent_tenant(TenantRecordId) = RECONSENT_TENANT;
+    /// POST: check a tenant's consent now.
+    consent_check_tenant(TenantRecordId) = CONSENT_CHECK_TENANT;
     /// POST: sync a tenant now.
     sync_tenant(TenantRecordId) = SYNC_TENANT;
     /// JSON: a tenant's running sync.

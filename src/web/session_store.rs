@@ -16,6 +16,7 @@ use super::session::{OPERATOR, PRE_LOGIN_IDLE};
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{Keyring, sha256};
 use crate::operators;
+use crate::settings;
 
 /// Sessions in the `sessions` table.
 #[derive(Clone)]
@@ -172,6 +173,32 @@ pub async fn end_matching(
         }
     }
     Ok(ended)
+}
+
+/// Saves `edits` to the settings ([`settings::save`]) and, when that turned local passwords
+/// off, ends every session signed in with one (those signed in with Entra ID carry
+/// [`super::session::SSO`]), audited per operator: the console, the JSON API and the CLI all change
+/// settings through here. Returns the keys that changed.
+pub async fn save_settings(
+    db: &PgPool,
+    keys: &Keyring,
+    edits: &[settings::Edit],
+    actor: &Actor,
+) -> Result<Vec<settings::Key>, settings::SettingsError> {
+    let changed = settings::save(db, keys, edits, actor).await?;
+    if changed.contains(&settings::Key::LocalPasswords)
+        && !settings::load(db, keys).await?.local_passwords
+    {
+        let ended = end_matching(db, keys, |data| !data.contains_key(super::session::SSO)).await?;
+        audit_ended(
+            db,
+            &ended,
+            Action::OperatorSessionsEnded,
+            serde_json::json!({ "reason": "local passwords were turned off" }),
+        )
+        .await?;
+    }
+    Ok(changed)
 }
 
 /// Records, for each operator in `ended` (one entry per session [`end_matching`] ended),

@@ -41,6 +41,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What checks a tenant's consent against its permission profile.
+    pub fn consent_checker(&self) -> crate::consent::drift::Checker {
+        crate::consent::drift::Checker {
+            db: self.db.clone(),
+            keys: self.cfg.keys.clone(),
+            settings: self.settings.clone(),
+            graph: self.graph.clone(),
+        }
+    }
+
     /// State for `cfg` over `db`.
     pub fn new(cfg: Config, db: PgPool) -> anyhow::Result<Self> {
         // Before any request or sync is counted (installed once per process).

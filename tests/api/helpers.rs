@@ -161,6 +161,7 @@ impl TestApp {
             smtp_url: setup.smtp.then(|| Secret::new(mail.url())),
             mail_from: "Test Provider <onboarding@provider.test>".into(),
             provider_name: "Test Provider".into(),
+            provider_tenant_id: None,
             extra_ca_pem: emulator
                 .ca_pem()
                 .filter(|_| setup.trust_emulator_ca)

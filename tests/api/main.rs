@@ -10,6 +10,7 @@ mod console;
 mod customers;
 mod directory;
 mod doctor;
+mod drift;
 mod entra_api;
 mod events;
 mod guard;

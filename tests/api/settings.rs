@@ -454,3 +454,299 @@ async fn the_profile_an_invitation_picks_decides_what_the_wizard_and_the_sign_in
             .contains("Choose one of the permission profiles listed.")
     );
 }
+
+/// Runs `gangway settings …` against `app`, with `stdin` when given.
+async fn settings_cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = gangway(app);
+    command
+        .arg("settings")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(stdin) = stdin {
+        input.write_all(stdin.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+fn out(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn err(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn settings_are_read_and_set_through_the_json_api_with_the_consoles_checks() {
+    use crate::json_api::{call, token};
+    use reqwest::Method;
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    app.sign_in(Role::Admin).await;
+    let write = token(&app, "config-as-code", "write").await;
+    let read = token(&app, "dashboard", "read").await;
+
+    let (status, _, body) = call(&app, Method::GET, "/api/v1/settings", Some(&write), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["format"], "gangway-settings/1");
+    assert_eq!(body["settings"]["provider_name"], "Test Provider");
+    assert_eq!(body["settings"]["client_id"], app.app.client_id.as_str());
+    assert_eq!(body["settings"]["local_passwords"], true);
+    assert!(
+        body["settings"].get("client_secret").is_none(),
+        "the secret is write-only"
+    );
+    assert!(!body.to_string().contains(&app.app.client_secret));
+
+    // Settings are an admin's: a read token neither sees nor changes them.
+    let (status, _, _) = call(&app, Method::GET, "/api/v1/settings", Some(&read), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/settings",
+        Some(&read),
+        Some(json!({"provider_name": "Nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let group = Uuid::new_v4();
+    let (status, _, body) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/settings",
+        Some(&write),
+        Some(json!({
+            "provider_name": "Northwind Telecom",
+            "support_email": "help@northwind.example",
+            "sso_admin_groups": [group.to_string().to_uppercase()],
+            "api_calls_per_second": 40,
+            "client_secret": "a-new-secret-from-the-portal",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["settings"]["provider_name"], "Northwind Telecom");
+    assert_eq!(
+        body["settings"]["sso_admin_groups"],
+        json!([group.to_string()])
+    );
+    assert_eq!(body["settings"]["api_calls_per_second"], 40);
+    assert!(!body.to_string().contains("a-new-secret-from-the-portal"));
+    let audited = audit_details(&app).await;
+    assert!(
+        audited
+            .iter()
+            .any(|d| d.contains("Northwind Telecom") && d.contains("Test Provider")),
+        "{audited:?}"
+    );
+    assert!(audited.iter().any(|d| d.contains("secret replaced")));
+    assert!(
+        !audited
+            .iter()
+            .any(|d| d.contains("a-new-secret-from-the-portal")),
+        "the secret is never audited"
+    );
+    // The console shows what the API set.
+    let page = text(app.get(paths::SETTINGS).await).await;
+    assert!(page.contains("Northwind Telecom"));
+
+    // Bad values are refused by name, all or nothing, as problem details.
+    let before = audit_details(&app).await.len();
+    let (status, headers, body) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/settings",
+        Some(&write),
+        Some(json!({
+            "provider_name": "Contoso",
+            "logo_url": "http://contoso.example/logo.png",
+            "sso_enabled": "yes",
+            "default_schedule": "every 1m",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let detail = body["detail"].as_str().unwrap();
+    for named in [
+        "logo_url",
+        "sso_enabled",
+        "default_schedule",
+        "https",
+        "true or false",
+    ] {
+        assert!(detail.contains(named), "{detail} names {named}");
+    }
+    assert!(!detail.contains("provider_name"), "{detail}");
+    let (_, _, now) = call(&app, Method::GET, "/api/v1/settings", Some(&write), None).await;
+    assert_eq!(now["settings"]["provider_name"], "Northwind Telecom");
+    assert_eq!(audit_details(&app).await.len(), before, "nothing was saved");
+
+    for body in [json!({"colour": "red"}), json!(["provider_name"])] {
+        let (status, _, problem) = call(
+            &app,
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(&write),
+            Some(body),
+        )
+        .await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{status} {problem}"
+        );
+        assert!(problem["detail"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn settings_are_read_and_set_from_the_cli_with_exit_codes_and_no_secret_printed() {
+    let app = TestApp::spawn().await;
+    let set = settings_cli(&app, &["set", "provider_name", "Fabrikam Cloud"], None).await;
+    assert!(set.status.success(), "{}", err(&set));
+    assert_eq!(out(&set).trim(), "\"Fabrikam Cloud\"");
+    let got = settings_cli(&app, &["get", "provider_name"], None).await;
+    assert_eq!(out(&got).trim(), "\"Fabrikam Cloud\"");
+    let set = settings_cli(
+        &app,
+        &["set", "sso_viewer_roles", "Gangway.Viewer,Ops.Read"],
+        None,
+    )
+    .await;
+    assert!(set.status.success(), "{}", err(&set));
+    let set = settings_cli(
+        &app,
+        &["set", "sso_admin_roles", "[\"Gangway.Admin\"]"],
+        None,
+    )
+    .await;
+    assert!(set.status.success(), "{}", err(&set));
+    let all: serde_json::Value =
+        serde_json::from_str(&out(&settings_cli(&app, &["get"], None).await)).unwrap();
+    assert_eq!(
+        all["sso_viewer_roles"],
+        serde_json::json!(["Gangway.Viewer", "Ops.Read"])
+    );
+    assert_eq!(all["sso_admin_roles"], serde_json::json!(["Gangway.Admin"]));
+    assert!(all.get("client_secret").is_none());
+
+    // The secret: set from stdin, never printed, audited as replaced.
+    let secret = settings_cli(
+        &app,
+        &["set", "client_secret", "-"],
+        Some("from-stdin-secret\n"),
+    )
+    .await;
+    assert!(secret.status.success(), "{}", err(&secret));
+    assert_eq!(out(&secret).trim(), "replaced");
+    let refused = settings_cli(&app, &["get", "client_secret"], None).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(err(&refused).contains("write-only"));
+    let live = gangway::settings::load(&app.db, &app.state.cfg.keys)
+        .await
+        .unwrap();
+    assert_eq!(live.client_secret.expose(), "from-stdin-secret");
+    let audited = audit_details(&app).await;
+    assert!(audited.iter().any(|d| d.contains("Fabrikam Cloud")));
+    assert!(!audited.iter().any(|d| d.contains("from-stdin-secret")));
+
+    // Bad input: exit 2 with the reason, nothing saved.
+    for (args, says) in [
+        (vec!["set", "sso_enabled", "yes"], "true or false"),
+        (
+            vec!["set", "logo_url", "http://fabrikam.example/l.png"],
+            "https",
+        ),
+        (vec!["set", "colour", "red"], "no setting is named colour"),
+        (vec!["get", "colour"], "no setting is named colour"),
+        (vec!["import", "/nonexistent/settings.json"], "cannot read"),
+    ] {
+        let output = settings_cli(&app, &args, None).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", err(&output));
+        assert!(err(&output).contains(says), "{args:?}: {}", err(&output));
+    }
+    let got = settings_cli(&app, &["get", "logo_url"], None).await;
+    assert_eq!(out(&got).trim(), "null");
+    let help = settings_cli(&app, &["--help"], None).await;
+    for command in ["get", "set", "export", "import"] {
+        assert!(out(&help).contains(command), "{}", out(&help));
+    }
+}
+
+#[tokio::test]
+async fn an_export_imported_into_a_fresh_installation_gives_identical_settings() {
+    let app = TestApp::spawn().await;
+    for (key, value) in [
+        ("provider_name", "Tailspin Toys"),
+        ("support_url", "https://tailspin.example/help"),
+        ("client_secret_expires", "2027-06-30"),
+        ("provider_tenant_id", "0A5B8C7D-2C3B-4F7A-9E1D-6F1D9A4E6E5F"),
+        ("default_schedule", "daily 02:30 Europe/Berlin"),
+        ("sso_admin_groups", "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f"),
+        (
+            "webhook_allowed_networks",
+            "[\"10.0.0.0/8\", \"hooks.internal\"]",
+        ),
+        ("api_calls_per_second", "35"),
+    ] {
+        let set = settings_cli(&app, &["set", key, value], None).await;
+        assert!(set.status.success(), "{key}: {}", err(&set));
+    }
+    let dir = std::env::temp_dir().join(format!("gangway-settings-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.json");
+    let export = settings_cli(&app, &["export", "--file", file.to_str().unwrap()], None).await;
+    assert!(export.status.success(), "{}", err(&export));
+    assert!(err(&export).contains("client_secret is not exported"));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(!written.contains(&app.app.client_secret));
+
+    let fresh = TestApp::spawn().await;
+    let import = settings_cli(&fresh, &["import", file.to_str().unwrap()], None).await;
+    assert!(import.status.success(), "{}", err(&import));
+    let original = out(&settings_cli(&app, &["get"], None).await);
+    let imported = out(&settings_cli(&fresh, &["get"], None).await);
+    assert_eq!(imported, original);
+    assert!(imported.contains("Tailspin Toys"));
+    // Importing it again changes nothing and records nothing.
+    let before = audit_details(&fresh).await.len();
+    let again = settings_cli(&fresh, &["import", file.to_str().unwrap()], None).await;
+    assert_eq!(out(&again).trim(), "0 setting(s) changed");
+    assert_eq!(audit_details(&fresh).await.len(), before);
+
+    // A file that is not an export is refused with exit 2.
+    std::fs::write(&file, "{\"settings\": {}}").unwrap();
+    let bad = settings_cli(&fresh, &["import", file.to_str().unwrap()], None).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", err(&bad));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_providers_tenant_id_is_seeded_from_the_environment() {
+    let app = TestApp::spawn().await;
+    let tenant = "6f1d9a4e-2c3b-4f7a-9e1d-0a5b8c7d6e5f";
+    let mut command = gangway(&app);
+    command.env("GANGWAY_PROVIDER_TENANT_ID", tenant).args([
+        "settings",
+        "get",
+        "provider_tenant_id",
+    ]);
+    let output = command.output().await.unwrap();
+    assert!(output.status.success(), "{}", err(&output));
+    assert_eq!(out(&output).trim(), format!("\"{tenant}\""));
+    let mut command = gangway(&app);
+    command
+        .env("GANGWAY_PROVIDER_TENANT_ID", "not-a-guid")
+        .args(["settings", "get"]);
+    let output = command.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(78), "{}", err(&output));
+    assert!(err(&output).contains("GANGWAY_PROVIDER_TENANT_ID"));
+}

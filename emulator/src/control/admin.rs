@@ -45,7 +45,11 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             &format!("{t}/consents/{{client_id}}"),
-            delete(revoke_consent),
+            delete(revoke_consent).patch(change_service_principal),
+        )
+        .route(
+            &format!("{t}/consents/{{client_id}}/permissions/{{name}}"),
+            delete(remove_permission),
         )
         .route(&format!("{t}/users"), post(create_user))
         .route(
@@ -363,6 +367,52 @@ async fn grant_consent(
     w.reg.grant(tid, &body.client_id, None, &perms);
     let g = &w.reg.grants[&(tid, body.client_id.clone())].tenant_wide;
     Ok(Json(json!({"tenant": tid, "client_id": body.client_id, "delegated": g.delegated, "application": g.application})).into_response())
+}
+
+/// What `PATCH /_emulator/tenants/{tid}/consents/{client_id}` changes on the app's service
+/// principal in the tenant, as a customer's admin does under Enterprise applications.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServicePrincipalChange {
+    /// "Enabled for users to sign in?" (`accountEnabled`).
+    account_enabled: bool,
+}
+
+async fn change_service_principal(
+    State(st): State<AppState>,
+    Path((tid, client_id)): Path<(String, String)>,
+    Json(change): Json<ServicePrincipalChange>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    let grant = w
+        .reg
+        .grants
+        .get_mut(&(tid, client_id.clone()))
+        .ok_or_else(|| not_found("service principal"))?;
+    grant.disabled = !change.account_enabled;
+    Ok(
+        Json(json!({"client_id": client_id, "account_enabled": change.account_enabled}))
+            .into_response(),
+    )
+}
+
+/// Removes one granted permission, as an admin does under Enterprise applications → the app →
+/// Permissions (its refresh tokens keep working for the rest).
+async fn remove_permission(
+    State(st): State<AppState>,
+    Path((tid, client_id, name)): Path<(String, String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    if !w.reg.remove_permission(tid, &client_id, &name) {
+        return Err(not_found("granted permission"));
+    }
+    let g = &w.reg.grants[&(tid, client_id.clone())].tenant_wide;
+    Ok(Json(
+        json!({"client_id": client_id, "delegated": g.delegated, "application": g.application}),
+    )
+    .into_response())
 }
 
 async fn revoke_consent(

@@ -1,5 +1,5 @@
-//! Microsoft Graph v1.0: users, groups, their delta, organization, me, memberships and change
-//! notification subscriptions, behind bearer-token
+//! Microsoft Graph v1.0: users, groups, their delta, organization, me, memberships, service
+//! principals and change notification subscriptions, behind bearer-token
 //! and permission checks, answering errors in Graph's shape.
 
 mod applications;
@@ -9,6 +9,7 @@ pub mod errors;
 mod memberships;
 mod query;
 mod resources;
+mod service_principals;
 pub mod subscriptions;
 
 use std::time::Instant;
@@ -47,6 +48,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1.0/me/{*rest}", get(memberships::of_me))
         .route("/v1.0/users/{id}/{*rest}", get(memberships::of_user))
         .route("/v1.0/applications", get(applications::list))
+        .route("/v1.0/{segment}", get(service_principals::by_app_id))
+        .route(
+            "/v1.0/servicePrincipals/{id}",
+            get(service_principals::by_id),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignments",
+            get(service_principals::app_role_assignments),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/oauth2PermissionGrants",
+            get(service_principals::oauth2_permission_grants),
+        )
         .merge(subscriptions::router());
     for form in DELTA_FORMS {
         router = router

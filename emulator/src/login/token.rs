@@ -285,6 +285,11 @@ fn redeem_refresh(
             ),
         ));
     }
+    let tid = record.tid;
+    disabled(w, app, tid)?;
+    let Some(record) = w.auth.refresh.get_mut(rt) else {
+        unreachable!("looked up above")
+    };
     let idle = record.last_used.elapsed();
     if idle >= st.cfg.refresh_inactivity {
         return Err(AadError::bad(
@@ -312,6 +317,26 @@ fn redeem_refresh(
             .collect();
     }
     user_tokens(st, w, app, &next, None, params)
+}
+
+/// AADSTS7000112: the app's service principal in `tid` is disabled (`accountEnabled` false),
+/// so Entra ID issues it no token there.
+fn disabled(w: &World, app: &App, tid: Uuid) -> Result<(), AadError> {
+    if w.reg
+        .grants
+        .get(&(tid, app.client_id.clone()))
+        .is_some_and(|g| g.disabled)
+    {
+        return Err(AadError::bad(
+            "unauthorized_client",
+            7000112,
+            format!(
+                "Application '{}'({}) is disabled.",
+                app.client_id, app.display_name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn humanize(d: std::time::Duration) -> String {
@@ -594,14 +619,6 @@ fn api_user_token(
     sign_api_token(st, claims)
 }
 
-/// The object id of an app's service principal in a tenant: stable, made up from both.
-fn service_principal_id(tid: Uuid, client_id: &str) -> Uuid {
-    let digest = Sha256::digest(format!("sp:{tid}:{client_id}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
 /// An app-only access token of `app` for `resource` (client credentials with
 /// `{requested}/.default`, `requested` an application ID URI or client id), in the version the
 /// resource asks for ([`as_version`]): the app roles of the resource granted to the app in
@@ -628,7 +645,7 @@ fn api_app_token(
     }
     let ttl = st.cfg.access_ttl;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let sp = service_principal_id(tid, &app.client_id);
+    let sp = crate::apps::Registry::service_principal_id(tid, &app.client_id);
     let mut claims = json!({
         "aud": resource.client_id,
         "iss": format!("{}/{tid}/v2.0", st.cfg.base_url),
@@ -772,6 +789,7 @@ fn app_only(
         .grants
         .get(&(tid, app.client_id.clone()))
         .is_some_and(|g| !g.usable());
+    disabled(w, app, tid)?;
     // The home tenant always has the app's service principal, even after its grants are revoked.
     let roles = w
         .reg

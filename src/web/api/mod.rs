@@ -5,6 +5,7 @@
 
 mod applications;
 mod auth;
+mod consent;
 mod customers;
 mod directory;
 mod events;
@@ -12,6 +13,7 @@ mod idempotency;
 mod invitations;
 mod links;
 mod problem;
+mod settings;
 mod tenants;
 mod webhook_doc;
 mod webhooks;
@@ -55,6 +57,7 @@ use crate::web::paths;
         (name = "applications", description = "The provider's applications that sign customers' users in through Gangway (OpenID Connect clients)"),
         (name = "events", description = "The event stream: every event Gangway emits, in a stable order, by cursor"),
         (name = "webhook endpoints", description = "The endpoints events are POSTed to, their secrets and delivery logs"),
+        (name = "settings", description = "System Settings, as the console's Settings page edits them (write tokens only)"),
         (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
     )
 )]
@@ -180,6 +183,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::approve_deletions))
         .routes(routes!(tenants::reject_deletions))
         .routes(routes!(tenants::set_deletion_guard))
+        .routes(routes!(consent::last, consent::check))
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))
@@ -199,6 +203,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::send_test))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::send_again))
+        .routes(routes!(settings::get, settings::patch))
         .split_for_parts()
 }
 

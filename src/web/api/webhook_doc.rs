@@ -41,6 +41,16 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
                 &["tenant_id"],
             ),
         ),
+        E::TenantConsentDrifted => (
+            "What the tenant grants the provider's app no longer matches its permission profile: a permission missing, the app disabled or deleted, or permissions granted beyond the profile.",
+            base(
+                json!({ "tenant_id": uuid, "summary": { "type": "string" },
+                        "service_principal": { "type": "string", "enum": ["enabled", "disabled", "missing"] },
+                        "missing": { "type": "array", "items": { "type": "string" } },
+                        "extra": { "type": "array", "items": { "type": "string" } } }),
+                &["tenant_id", "summary"],
+            ),
+        ),
         E::TenantOffboarded => (
             "The tenant was offboarded: credential, directory copy and sync state erased.",
             base(

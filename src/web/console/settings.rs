@@ -12,11 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use serde_json::json;
 use tower_sessions::Session;
 
 use super::{Chrome, FormErrors, Section, parse_id};
-use crate::audit::{Action, Actor};
+use crate::audit::Actor;
 use crate::settings::profiles::{self, NewProfile, ProfileError};
 use crate::settings::{self, Edit, Key, Origin, Settings, SettingsError};
 use crate::types::profile::Permission;
@@ -174,38 +173,7 @@ fn origin(settings: &Settings, key: Key) -> String {
 
 /// The stored value of `key` as the form shows it (never a secret).
 fn shown(settings: &Settings, key: Key) -> String {
-    let b = &settings.branding;
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    match key {
-        Key::ClientId => settings.client_id.to_string(),
-        Key::ClientSecret => String::new(),
-        Key::ClientSecretExpires => opt(settings.client_secret_expires.map(|d| d.to_string())),
-        Key::ProviderTenantId => opt(settings.provider_tenant_id.map(|t| t.to_string())),
-        Key::ProviderName => b.name.clone(),
-        Key::LogoUrl => opt(b.logo_url.as_ref().map(|u| u.to_string())),
-        Key::SupportEmail => opt(b.support_email.as_ref().map(|e| e.as_str().to_owned())),
-        Key::SupportUrl => opt(b.support_url.as_ref().map(|u| u.to_string())),
-        Key::TermsUrl => opt(b.terms_url.as_ref().map(|u| u.to_string())),
-        Key::PrivacyUrl => opt(b.privacy_url.as_ref().map(|u| u.to_string())),
-        Key::DefaultSchedule => settings.default_schedule.to_string(),
-        Key::LocalPasswords => settings.local_passwords.to_string(),
-        Key::SsoEnabled => settings.sso.enabled.to_string(),
-        Key::SsoAdminGroups => join(&settings.sso.admin_groups),
-        Key::SsoViewerGroups => join(&settings.sso.viewer_groups),
-        Key::SsoAdminRoles => settings.sso.admin_roles.join("\n"),
-        Key::SsoViewerRoles => settings.sso.viewer_roles.join("\n"),
-        Key::WebhookAllowedNetworks => settings.webhook_allowed_networks.join("\n"),
-        Key::ApiCallsPerSecond => settings.api_calls_per_second.to_string(),
-        Key::DeletionGuardPercent => settings.deletion_guard_percent.to_string(),
-        Key::DeletionGuardObjects => settings.deletion_guard_objects.to_string(),
-    }
-}
-
-fn join(ids: &[uuid::Uuid]) -> String {
-    ids.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    settings::code::as_field(&settings::code::value_of(settings, key))
 }
 
 /// (kind, hint) per key.
@@ -480,13 +448,16 @@ async fn save(
         })
         .collect();
     let actor = Actor::Operator(operator.email.clone());
-    match settings::save(&state.db, &state.cfg.keys, &edits, &actor).await {
+    match session_store::save_settings(&state.db, &state.cfg.keys, &edits, &actor).await {
         Ok(changed) => {
             state.settings.invalidate();
+            // The caller's own session, if signed in with a password, was ended with the others:
+            // flushed here so the end of this request does not save it again.
             if changed.contains(&Key::LocalPasswords)
                 && !state.live().await?.settings.local_passwords
-                && end_password_sessions(&state, &session).await?
+                && own_password_session(&session).await?
             {
+                session.flush().await?;
                 return Ok(Redirect::to(paths::LOGIN).into_response());
             }
             let done = if changed.is_empty() {
@@ -517,29 +488,13 @@ async fn save(
     }
 }
 
-/// Local passwords were just turned off: ends every session signed in with one (those signed
-/// in with Entra ID carry [`session::SSO`]), audited per operator. Returns whether the
-/// caller's own session was one of them (it is flushed, so nothing saves it again).
-async fn end_password_sessions(state: &AppState, own: &Session) -> Result<bool> {
-    let ended = session_store::end_matching(&state.db, &state.cfg.keys, |data| {
-        !data.contains_key(session::SSO)
-    })
-    .await?;
-    session_store::audit_ended(
-        &state.db,
-        &ended,
-        Action::OperatorSessionsEnded,
-        json!({ "reason": "local passwords were turned off" }),
-    )
-    .await?;
-    let mine = own
+/// Whether `own` was signed in with a local password (one signed in with Entra ID carries
+/// [`session::SSO`]).
+async fn own_password_session(own: &Session) -> Result<bool> {
+    Ok(own
         .get::<session::SsoSession>(session::SSO)
         .await?
-        .is_none();
-    if mine {
-        own.flush().await?;
-    }
-    Ok(mine)
+        .is_none())
 }
 
 async fn create_profile(

@@ -57,7 +57,7 @@ pub fn classify(e: &AadError) -> Problem {
         AadErrorKind::CodeExpiredOrReused => Problem::CodeExpired,
         AadErrorKind::PkceMismatch => Problem::Verification,
         AadErrorKind::BadSecret | AadErrorKind::ExpiredSecret => Problem::ProviderSetup,
-        AadErrorKind::Other => Problem::Other,
+        AadErrorKind::AppDisabled | AadErrorKind::Other => Problem::Other,
     }
 }
 

@@ -2,6 +2,7 @@
 //! ([`sync`]: "Sync now", the schedule, live progress) and its directory copy ([`directory`]:
 //! users, groups, runs).
 
+mod consent;
 mod directory;
 mod guard;
 mod sync;
@@ -44,6 +45,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::TENANT, get(detail))
         .route(paths::OFFBOARD_TENANT, post(offboard))
         .route(paths::RECONSENT_TENANT, post(reconsent))
+        .merge(consent::router())
         .merge(sync::router())
         .merge(guard::router())
         .merge(directory::router())
@@ -323,6 +325,8 @@ struct DetailPage {
     runs_total: i64,
     history: Vec<EventRow>,
     sign_ins: super::sign_ins::Recent,
+    /// What the tenant grants the provider's app against its profile.
+    consent: consent::ConsentCard,
 }
 
 impl DetailPage {
@@ -364,6 +368,7 @@ async fn detail(
             "Nothing is held any more: the deletions were decided meanwhile, or a sync found the objects again.",
         ),
         Some("guard_saved") => Some("Deletion guard thresholds saved."),
+        Some("consent_checked") => Some("Consent checked: what the tenant grants is shown below."),
         _ => None,
     };
     detail_page(&state, &operator, csrf, id, notice, None).await
@@ -404,6 +409,7 @@ async fn detail_page(
         .await?
         .ok_or(Error::NotFound)?;
     let (runs, runs_total) = views::runs(&state.db, id.into(), RECENT_RUNS, 0).await?;
+    let consent = consent::ConsentCard::of(&state.db, id).await?;
     let sign_ins = super::sign_ins::recent(state, &tenant, RECENT_SIGN_INS).await?;
     let history = audit::for_tenant(&state.db, id.into())
         .await?
@@ -492,6 +498,7 @@ async fn detail_page(
         runs_total,
         history,
         sign_ins,
+        consent,
     })
 }
 
