@@ -135,6 +135,14 @@ pub enum Action {
     WebhookDeliveryResent,
     /// An admin asked a background task to run now.
     BackgroundTaskRunRequested,
+    /// A SCIM push connection was added.
+    ScimConnectionCreated,
+    /// A SCIM push connection was changed.
+    ScimConnectionChanged,
+    /// A SCIM push connection was deleted.
+    ScimConnectionDeleted,
+    /// A push (or full reconcile) of a SCIM connection was asked for.
+    ScimPushRequested,
     /// An application was registered for sign-in through Gangway.
     SigninApplicationCreated,
     /// A sign-in application registered its public keys (`private_key_jwt`).
@@ -157,7 +165,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 45] = [
+    pub const ALL: [Action; 49] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -194,6 +202,10 @@ impl Action {
         Action::WebhookTestSent,
         Action::WebhookDeliveryResent,
         Action::BackgroundTaskRunRequested,
+        Action::ScimConnectionCreated,
+        Action::ScimConnectionChanged,
+        Action::ScimConnectionDeleted,
+        Action::ScimPushRequested,
         Action::SigninApplicationCreated,
         Action::SigninApplicationKeysRegistered,
         Action::SignInSucceeded,
@@ -244,6 +256,10 @@ impl Action {
             Self::WebhookTestSent => "webhook.test_sent",
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
             Self::BackgroundTaskRunRequested => "background_task.run_requested",
+            Self::ScimConnectionCreated => "scim.connection_created",
+            Self::ScimConnectionChanged => "scim.connection_changed",
+            Self::ScimConnectionDeleted => "scim.connection_deleted",
+            Self::ScimPushRequested => "scim.push_requested",
             Self::SigninApplicationCreated => "signin.application_created",
             Self::SigninApplicationKeysRegistered => "signin.application_keys_registered",
             Self::SignInSucceeded => "signin.succeeded",
@@ -301,6 +317,10 @@ impl Action {
             Self::WebhookTestSent => "Webhook test event sent",
             Self::WebhookDeliveryResent => "Webhook event sent again",
             Self::BackgroundTaskRunRequested => "Background task run on request",
+            Self::ScimConnectionCreated => "SCIM connection added",
+            Self::ScimConnectionChanged => "SCIM connection changed",
+            Self::ScimConnectionDeleted => "SCIM connection deleted",
+            Self::ScimPushRequested => "SCIM push requested",
             Self::SigninApplicationCreated => "Sign-in application registered",
             Self::SigninApplicationKeysRegistered => "Sign-in application's keys registered",
             Self::SignInSucceeded => "User signed in to an application",

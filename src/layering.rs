@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "private_postgres",
     ],
     &["web", "config"],
-    &["onboarding", "signin", "directory", "doctor"],
+    &["onboarding", "signin", "directory", "doctor", "scim"],
     &[
         "settings",
         "customers",

@@ -34,11 +34,13 @@ pub enum Task {
     RateLimitPruning,
     /// Drains the metrics' histograms (in this process's memory).
     MetricsUpkeep,
+    /// Pushes the directory copy to the provider's SCIM servers.
+    ScimPush,
 }
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 10] = [
+    pub const ALL: [Task; 11] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::MailOutbox,
@@ -49,6 +51,7 @@ impl Task {
         Task::SessionSweep,
         Task::RateLimitPruning,
         Task::MetricsUpkeep,
+        Task::ScimPush,
     ];
 
     /// The stored and wire name.
@@ -64,6 +67,7 @@ impl Task {
             Self::SessionSweep => "session_sweep",
             Self::RateLimitPruning => "rate_limit_pruning",
             Self::MetricsUpkeep => "metrics_upkeep",
+            Self::ScimPush => "scim_push",
         }
     }
 
@@ -80,6 +84,7 @@ impl Task {
             Self::SessionSweep => "Session sweep",
             Self::RateLimitPruning => "Rate-limit pruning",
             Self::MetricsUpkeep => "Metrics upkeep",
+            Self::ScimPush => "SCIM push",
         }
     }
 
@@ -112,6 +117,9 @@ impl Task {
                 "Forgets clients the rate limiters have not seen lately (this process's memory)."
             }
             Self::MetricsUpkeep => "Drains the metrics' histograms (this process's memory).",
+            Self::ScimPush => {
+                "Pushes the directory copy to the SCIM connections whose tenants changed, and reconciles each in full daily or on request."
+            }
         }
     }
 
