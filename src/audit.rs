@@ -143,6 +143,14 @@ pub enum Action {
     WebhookDeliveryResent,
     /// An admin asked a background task to run now.
     BackgroundTaskRunRequested,
+    /// A SCIM push connection was added.
+    ScimConnectionCreated,
+    /// A SCIM push connection was changed.
+    ScimConnectionChanged,
+    /// A SCIM push connection was deleted.
+    ScimConnectionDeleted,
+    /// A push (or full reconcile) of a SCIM connection was asked for.
+    ScimPushRequested,
     /// An application was registered for sign-in through Gangway.
     SigninApplicationCreated,
     /// A sign-in application registered its public keys (`private_key_jwt`).
@@ -206,6 +214,10 @@ impl Action {
         Action::WebhookTestSent,
         Action::WebhookDeliveryResent,
         Action::BackgroundTaskRunRequested,
+        Action::ScimConnectionCreated,
+        Action::ScimConnectionChanged,
+        Action::ScimConnectionDeleted,
+        Action::ScimPushRequested,
         Action::SigninApplicationCreated,
         Action::SigninApplicationKeysRegistered,
         Action::SignInSucceeded,
@@ -260,6 +272,10 @@ impl Action {
             Self::WebhookTestSent => "webhook.test_sent",
             Self::WebhookDeliveryResent => "webhook.delivery_resent",
             Self::BackgroundTaskRunRequested => "background_task.run_requested",
+            Self::ScimConnectionCreated => "scim.connection_created",
+            Self::ScimConnectionChanged => "scim.connection_changed",
+            Self::ScimConnectionDeleted => "scim.connection_deleted",
+            Self::ScimPushRequested => "scim.push_requested",
             Self::SigninApplicationCreated => "signin.application_created",
             Self::SigninApplicationKeysRegistered => "signin.application_keys_registered",
             Self::SignInSucceeded => "signin.succeeded",
@@ -321,6 +337,10 @@ impl Action {
             Self::WebhookTestSent => "Webhook test event sent",
             Self::WebhookDeliveryResent => "Webhook event sent again",
             Self::BackgroundTaskRunRequested => "Background task run on request",
+            Self::ScimConnectionCreated => "SCIM connection added",
+            Self::ScimConnectionChanged => "SCIM connection changed",
+            Self::ScimConnectionDeleted => "SCIM connection deleted",
+            Self::ScimPushRequested => "SCIM push requested",
             Self::SigninApplicationCreated => "Sign-in application registered",
             Self::SigninApplicationKeysRegistered => "Sign-in application's keys registered",
             Self::SignInSucceeded => "User signed in to an application",

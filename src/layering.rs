@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "private_postgres",
     ],
     &["web", "config"],
-    &["onboarding", "signin", "directory", "doctor", "consent"],
+    &["onboarding", "signin", "directory", "doctor", "consent", "scim"],
     &[
         "settings",
         "customers",

@@ -29,6 +29,7 @@ pub mod operators;
 pub mod private_postgres;
 pub mod rekey;
 pub mod runtime;
+pub mod scim;
 pub mod settings;
 pub mod signin;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! What a process runs and how it stops: the portal and its background tasks (mail and webhook
-//! delivery, directory sync workers and scheduler, session sweeping, rate-limit pruning,
+//! delivery, directory sync workers and scheduler, SCIM push, session sweeping, rate-limit pruning,
 //! metrics upkeep) in one [`Registry`], ended by Ctrl-C or SIGTERM: the requests in flight
 //! finish, each task finishes or gives back the item in hand, each running sync stops after
 //! the page in hand. `gangway serve`, `gangway worker` and `gangway demo` run through here.
@@ -13,6 +13,7 @@ use crate::directory::subscriptions;
 use crate::directory::sync::Syncer;
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::mail;
+use crate::scim;
 use crate::signin::{self, backchannel};
 use crate::web::{AppState, Application, MetricsServer, session_store};
 use crate::webhooks::delivery;
@@ -159,6 +160,11 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
             let checker = checker.clone();
             Box::pin(async move { Ok(checker.check_due().await?) })
         }),
+    );
+    registry.register(
+        Task::ScimPush,
+        scim::push::PERIOD,
+        scim::push::PushTask::new(state.db.clone(), state.cfg.keys.clone()),
     );
     registry.register(
         Task::MetricsUpkeep,

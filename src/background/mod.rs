@@ -40,6 +40,8 @@ pub enum Task {
     MetricsUpkeep,
     /// Checks daily what each tenant grants the provider's app.
     ConsentChecks,
+    /// Pushes the directory copy to the provider's SCIM servers.
+    ScimPush,
 }
 
 impl Task {
@@ -58,6 +60,7 @@ impl Task {
         Task::RateLimitPruning,
         Task::MetricsUpkeep,
         Task::ConsentChecks,
+        Task::ScimPush,
     ];
 
     /// The stored and wire name.
@@ -76,6 +79,7 @@ impl Task {
             Self::RateLimitPruning => "rate_limit_pruning",
             Self::MetricsUpkeep => "metrics_upkeep",
             Self::ConsentChecks => "consent_checks",
+            Self::ScimPush => "scim_push",
         }
     }
 
@@ -95,6 +99,7 @@ impl Task {
             Self::RateLimitPruning => "Rate-limit pruning",
             Self::MetricsUpkeep => "Metrics upkeep",
             Self::ConsentChecks => "Consent checks",
+            Self::ScimPush => "SCIM push",
         }
     }
 
@@ -135,6 +140,9 @@ impl Task {
             Self::MetricsUpkeep => "Drains the metrics' histograms (this process's memory).",
             Self::ConsentChecks => {
                 "Reads what each connected tenant grants the provider's app, once a day per tenant, and flags what drifted from its permission profile."
+            }
+            Self::ScimPush => {
+                "Pushes the directory copy to the SCIM connections whose tenants changed, and reconciles each in full daily or on request."
             }
         }
     }

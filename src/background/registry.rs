@@ -129,6 +129,15 @@ pub async fn request_run(db: &PgPool, task: Task, actor: &Actor) -> Result<(), s
     tx.commit().await
 }
 
+/// Wakes `task` in every process running it once the caller's transaction commits, without
+/// an audit event: for work that follows a change (a sync that changed a tenant's copy).
+pub async fn wake(conn: &mut sqlx::PgConnection, task: Task) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!("select pg_notify($1, $2)::text", CHANNEL, task.name())
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
 struct Entry {
     task: Task,
     period: Duration,

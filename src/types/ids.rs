@@ -65,6 +65,8 @@ record_id! {
     OperatorId;
     /// A sign-in application, an OpenID Connect client of Gangway (`signin_applications.id`).
     ApplicationId;
+    /// A SCIM push connection (`scim_connections.id`).
+    ScimConnectionId;
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ pub use branding::Branding;
 pub use consent_mode::ConsentMode;
 pub use email::{DomainName, EmailAddress};
 pub use ids::{
-    ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId,
-    WebhookId,
+    ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, ScimConnectionId,
+    TenantRecordId, WebhookId,
 };
 pub use profile::Profile;
 pub use schedule::{Schedule, ScheduleError};
