@@ -173,7 +173,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 49] = [
+    pub const ALL: [Action; 53] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,

@@ -18,7 +18,14 @@ const LAYERS: &[&[&str]] = &[
         "private_postgres",
     ],
     &["web", "config"],
-    &["onboarding", "signin", "directory", "doctor", "consent", "scim"],
+    &[
+        "onboarding",
+        "signin",
+        "directory",
+        "doctor",
+        "consent",
+        "scim",
+    ],
     &[
         "settings",
         "customers",

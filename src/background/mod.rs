@@ -46,7 +46,7 @@ pub enum Task {
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 11] = [
+    pub const ALL: [Task; 14] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::DirectorySubscriptions,

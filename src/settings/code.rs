@@ -113,6 +113,8 @@ pub fn value_of(settings: &Settings, key: Key) -> Value {
         Key::SsoViewerRoles => json!(settings.sso.viewer_roles),
         Key::WebhookAllowedNetworks => json!(settings.webhook_allowed_networks),
         Key::ApiCallsPerSecond => json!(settings.api_calls_per_second),
+        Key::DeletionGuardPercent => json!(settings.deletion_guard_percent),
+        Key::DeletionGuardObjects => json!(settings.deletion_guard_objects),
     }
 }
 
