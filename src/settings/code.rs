@@ -158,8 +158,21 @@ fn shape(key: Key) -> Shape {
         | Key::SsoAdminRoles
         | Key::SsoViewerRoles
         | Key::WebhookAllowedNetworks => Shape::List,
-        Key::ApiCallsPerSecond => Shape::Number,
-        _ => Shape::Text,
+        Key::ApiCallsPerSecond | Key::DeletionGuardPercent | Key::DeletionGuardObjects => {
+            Shape::Number
+        }
+        // Every key named, so a new one is given its shape here, not read as text by default.
+        Key::ClientId
+        | Key::ClientSecret
+        | Key::ClientSecretExpires
+        | Key::ProviderTenantId
+        | Key::ProviderName
+        | Key::LogoUrl
+        | Key::SupportEmail
+        | Key::SupportUrl
+        | Key::TermsUrl
+        | Key::PrivacyUrl
+        | Key::DefaultSchedule => Shape::Text,
     }
 }
 

@@ -194,12 +194,19 @@ async fn a_mass_deletion_is_held_then_approved_and_in_another_tenant_rejected_an
     assert_eq!(after["held"], false);
     assert_eq!(live(&app, a, doomed).await, 0);
     assert_eq!(audited(&app, a, "sync.deletions_approved").await, 1);
+    // One event per user, each to the recycle bin, none from a run: an operator applied them.
     let deleted = events(&app, a, "directory.user.deleted").await;
-    assert_eq!(deleted.len(), 1);
-    assert_eq!(
-        deleted[0]["data"]["soft_deleted"].as_array().unwrap().len(),
-        11
-    );
+    assert_eq!(deleted.len(), 11);
+    for event in &deleted {
+        assert_eq!(event["data"]["permanent"], false, "{event}");
+        assert!(event["data"].get("run_id").is_none(), "{event}");
+        assert!(
+            doomed
+                .iter()
+                .any(|d| event["data"]["object_id"] == d.to_string()),
+            "{event}"
+        );
+    }
     let (status, headers, again) = call(
         &app,
         Method::POST,
