@@ -66,11 +66,13 @@ pub enum Key {
     WebhookAllowedNetworks,
     /// JSON API calls per second allowed to each token without a rate of its own.
     ApiCallsPerSecond,
+    /// Days the event stream keeps events.
+    EventRetentionDays,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 19] = [
+    pub const ALL: [Key; 20] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -90,6 +92,7 @@ impl Key {
         Key::SsoViewerRoles,
         Key::WebhookAllowedNetworks,
         Key::ApiCallsPerSecond,
+        Key::EventRetentionDays,
     ];
 
     /// The stored name (also the form field's).
@@ -114,6 +117,7 @@ impl Key {
             Self::SsoViewerRoles => "sso_viewer_roles",
             Self::WebhookAllowedNetworks => crate::webhooks::egress::SETTING,
             Self::ApiCallsPerSecond => "api_calls_per_second",
+            Self::EventRetentionDays => crate::events::RETENTION_SETTING,
         }
     }
 
@@ -156,6 +160,7 @@ impl Key {
             Self::SsoViewerRoles => "Viewer app roles",
             Self::WebhookAllowedNetworks => "Webhooks may reach",
             Self::ApiCallsPerSecond => "API calls per second, per token",
+            Self::EventRetentionDays => "Event retention (days)",
         }
     }
 
@@ -203,6 +208,8 @@ pub struct Settings {
     pub webhook_allowed_networks: Vec<String>,
     /// JSON API calls per second allowed to each token without a rate of its own.
     pub api_calls_per_second: u32,
+    /// Days the event stream keeps events.
+    pub event_retention_days: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -401,6 +408,11 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(DEFAULT_API_CALLS_PER_SECOND),
+        event_retention_days: values
+            .get(&Key::EventRetentionDays)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(crate::events::DEFAULT_RETENTION_DAYS),
         origin,
     })
 }
@@ -559,6 +571,14 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok_or_else(|| {
                     format!("must be a whole number of calls per second from 1 to {max}")
                 })?;
+            Some(json!(n))
+        }
+        Key::EventRetentionDays => {
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=3650).contains(n))
+                .ok_or("must be a whole number of days from 1 to 3650")?;
             Some(json!(n))
         }
     })

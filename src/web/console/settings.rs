@@ -196,6 +196,7 @@ fn shown(settings: &Settings, key: Key) -> String {
         Key::SsoViewerRoles => settings.sso.viewer_roles.join("\n"),
         Key::WebhookAllowedNetworks => settings.webhook_allowed_networks.join("\n"),
         Key::ApiCallsPerSecond => settings.api_calls_per_second.to_string(),
+        Key::EventRetentionDays => settings.event_retention_days.to_string(),
     }
 }
 
@@ -266,6 +267,10 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "for each token without a rate of its own (set on the API tokens page); five seconds' worth may come at once. At 1000, a 100,000-user copy reads in about a second in pages of 100",
         ),
+        Key::EventRetentionDays => (
+            Kind::Number,
+            "how long GET /api/v1/events keeps events (30 by default); a consumer's cursor older than this gets a 410 problem and must read again from the start",
+        ),
     }
 }
 
@@ -317,7 +322,7 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
     (
         "JSON API",
         "How fast your systems may call the JSON API. A change reaches every process within seconds.",
-        &[Key::ApiCallsPerSecond],
+        &[Key::ApiCallsPerSecond, Key::EventRetentionDays],
     ),
 ];
 
