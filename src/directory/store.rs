@@ -536,7 +536,7 @@ impl<F: Stored> PageCtx<F> {
             .bind(members)
             .fetch_all(&mut **tx)
             .await?;
-        webhooks::fan_out(&mut **tx, &positions).await?;
+        webhooks::fan_out(tx, &positions).await?;
         Ok(())
     }
 
@@ -639,8 +639,10 @@ async fn apply_memberships<F: Stored>(
     let (joined, left) = apply_members(tx, ctx.tenant, ctx.round, members).await?;
     tally.members_added = joined.len() as i32;
     tally.members_removed = left.len() as i32;
-    ctx.log_pairs(tx, EventType::MembershipAdded, &joined).await?;
-    ctx.log_pairs(tx, EventType::MembershipRemoved, &left).await?;
+    ctx.log_pairs(tx, EventType::MembershipAdded, &joined)
+        .await?;
+    ctx.log_pairs(tx, EventType::MembershipRemoved, &left)
+        .await?;
     Ok(tally)
 }
 
@@ -677,8 +679,14 @@ async fn soft_delete<F: Stored>(
     .await?;
     tally.soft_deleted = moved.len() as i32;
     let event_type = format!("'{}'", F::DELETED.name());
-    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(false), &moved)
-        .await?;
+    ctx.log_objects(
+        tx,
+        &event_type,
+        "d.object_id = any($3)",
+        deletion(false),
+        &moved,
+    )
+    .await?;
     Ok(tally)
 }
 
@@ -695,8 +703,14 @@ async fn delete_for_good<F: Stored>(
     }
     lock_memberships(tx, ctx.tenant).await?;
     let event_type = format!("'{}'", F::DELETED.name());
-    ctx.log_objects(tx, &event_type, "d.object_id = any($3)", deletion(true), ids)
-        .await?;
+    ctx.log_objects(
+        tx,
+        &event_type,
+        "d.object_id = any($3)",
+        deletion(true),
+        ids,
+    )
+    .await?;
     let departing = PageCtx::<F>::departing("o.object_id = any($3)");
     ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, ids)
         .await?;
@@ -731,8 +745,9 @@ async fn follow_link<F: Stored>(
                 }
                 ctx.log_memberships(tx, EventType::MembershipRemoved, &departing, &[])
                     .await?;
-                vanished.removed =
-                    drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round).await?.len() as i32;
+                vanished.removed = drop_vanished(tx, F::RESOURCE, ctx.tenant, state.round)
+                    .await?
+                    .len() as i32;
             }
             ChainState {
                 next_link: None,

@@ -147,19 +147,19 @@ pub async fn read(
     .fetch_all(db)
     .await?;
     // Checked after reading: the mark only grows, so a prune during the read is caught too.
-    let pruned = sqlx::query!(
-        r#"select writer_xid::text::bigint as "xid!", position from events_pruned"#
-    )
-    .fetch_optional(db)
-    .await?;
+    let pruned =
+        sqlx::query!(r#"select writer_xid::text::bigint as "xid!", position from events_pruned"#)
+            .fetch_optional(db)
+            .await?;
     if given
         && pruned.is_some_and(|p| {
-        after
-            < Cursor {
-                xid: p.xid,
-                position: p.position,
-            }
-    }) {
+            after
+                < Cursor {
+                    xid: p.xid,
+                    position: p.position,
+                }
+        })
+    {
         return Err(ReadError::Expired);
     }
     Ok(rows
@@ -274,7 +274,14 @@ mod tests {
             position: 41,
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        for bad in ["", "abc", "djE6MToy0", &URL_SAFE_NO_PAD.encode("v1:1"), &URL_SAFE_NO_PAD.encode("v1:-1:2"), &URL_SAFE_NO_PAD.encode("v2:1:2")] {
+        for bad in [
+            "",
+            "abc",
+            "djE6MToy0",
+            &URL_SAFE_NO_PAD.encode("v1:1"),
+            &URL_SAFE_NO_PAD.encode("v1:-1:2"),
+            &URL_SAFE_NO_PAD.encode("v2:1:2"),
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

@@ -120,7 +120,11 @@ async fn the_stream_reads_the_same_events_in_the_same_order_and_filters_them() {
 
     let (created, _) = drain(&app, &reader, None, "&types=directory.user.created", 2).await;
     assert_eq!(created.len(), 7);
-    assert!(created.iter().all(|e| e["type"] == "directory.user.created"));
+    assert!(
+        created
+            .iter()
+            .all(|e| e["type"] == "directory.user.created")
+    );
     let (of_b, _) = drain(
         &app,
         &reader,
@@ -182,11 +186,12 @@ async fn a_consumer_resuming_from_its_saved_cursor_misses_nothing_and_sees_nothi
                     webhooks::emit(&mut tx, &Event::new(EventType::SyncCompleted, data))
                         .await
                         .unwrap();
-                    let id: Uuid =
-                        sqlx::query_scalar("select id from events where writer_xid = pg_current_xact_id()")
-                            .fetch_one(&mut *tx)
-                            .await
-                            .unwrap();
+                    let id: Uuid = sqlx::query_scalar(
+                        "select id from events where writer_xid = pg_current_xact_id()",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
                     written.push(id.to_string());
                     let hold = if (w + n) % 4 == 0 { 120 } else { 5 };
                     tokio::time::sleep(Duration::from_millis(hold)).await;
@@ -211,7 +216,11 @@ async fn a_consumer_resuming_from_its_saved_cursor_misses_nothing_and_sees_nothi
         if done && seen.len() >= 90 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{}", seen.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            seen.len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut written = HashSet::new();

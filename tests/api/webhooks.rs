@@ -588,10 +588,7 @@ async fn a_sync_emits_one_directory_event_per_object_and_membership_and_sync_com
     assert_eq!(created.len() as i64, users);
     assert!(created[0]["data"]["user_principal_name"].is_string());
     assert_eq!(created[0]["data"]["tenant_id"], tenant.to_string());
-    assert_eq!(
-        of(&events, "directory.group.created").len() as i64,
-        groups
-    );
+    assert_eq!(of(&events, "directory.group.created").len() as i64, groups);
     assert_eq!(
         of(&events, "directory.membership.added").len() as i64,
         memberships
@@ -599,7 +596,10 @@ async fn a_sync_emits_one_directory_event_per_object_and_membership_and_sync_com
     assert!(of(&events, "directory.user.updated").is_empty());
     let completed = of(&events, "sync.completed");
     assert_eq!(completed.len(), 1);
-    assert_eq!(completed[0]["data"]["added"].as_i64().unwrap(), users + groups);
+    assert_eq!(
+        completed[0]["data"]["added"].as_i64().unwrap(),
+        users + groups
+    );
 
     // An incremental round: one edit, one deletion for good (whose memberships go with it).
     let ids: Vec<Uuid> = sqlx::query_scalar(
@@ -654,7 +654,11 @@ async fn a_sync_emits_one_directory_event_per_object_and_membership_and_sync_com
     // Graph may report the departures in the groups' members too: each is logged once.
     let removed = of(later, "directory.membership.removed");
     assert_eq!(removed.len() as i64, gone_memberships, "{removed:?}");
-    assert!(removed.iter().all(|e| e["data"]["member_id"] == gone.to_string()));
+    assert!(
+        removed
+            .iter()
+            .all(|e| e["data"]["member_id"] == gone.to_string())
+    );
     assert!(later.iter().all(|e| e["type"] != "directory.user.created"));
 }
 
@@ -879,7 +883,10 @@ async fn offboarding_erases_the_tenants_directory_data_from_the_delivery_log() {
         .await
         .unwrap();
     let stream = format!("{stream:?}");
-    assert!(!stream.contains("alice") && !stream.contains("bob"), "{stream}");
+    assert!(
+        !stream.contains("alice") && !stream.contains("bob"),
+        "{stream}"
+    );
     assert!(stream.contains("other-tenant-carol"), "{stream}");
     assert!(text.contains("other-tenant-carol"), "{text}");
     let erased: Vec<&Value> = log
@@ -1162,42 +1169,58 @@ async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and
     allow_loopback(&app).await;
     let receiver = Receiver::start().await;
     *receiver.answer.lock().unwrap() = "thanks".into();
-    let body = json!({ "url": receiver.url, "description": "crm", "events": ["invitation.revoked"] });
+    let body =
+        json!({ "url": receiver.url, "description": "crm", "events": ["invitation.revoked"] });
 
-    let (status, _) = api(&app, Method::POST, "/api/v1/webhooks", &read, Some(body.clone())).await;
+    let (status, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/webhooks",
+        &read,
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a read token adds nothing");
     let (status, _) = api(&app, Method::GET, "/api/v1/webhooks", &read, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "nor reads endpoints");
 
     // Bad input: each refused with a problem saying why.
     for (bad, why) in [
-        (json!({ "url": "ftp://hooks.example/x", "events": ["*"] }), "full URL"),
-        (json!({ "url": receiver.url, "events": ["directory.user.exploded"] }), "not an event type"),
+        (
+            json!({ "url": "ftp://hooks.example/x", "events": ["*"] }),
+            "full URL",
+        ),
+        (
+            json!({ "url": receiver.url, "events": ["directory.user.exploded"] }),
+            "not an event type",
+        ),
         (json!({ "url": receiver.url, "events": [] }), "at least one"),
-        (json!({ "url": receiver.url, "events": ["*"], "secret": "mine" }), "unknown field"),
+        (
+            json!({ "url": receiver.url, "events": ["*"], "secret": "mine" }),
+            "unknown field",
+        ),
         (json!({ "events": ["*"] }), "url"),
     ] {
-        let (status, problem) =
-            api(&app, Method::POST, "/api/v1/webhooks", &write, Some(bad.clone())).await;
+        let (status, problem) = api(
+            &app,
+            Method::POST,
+            "/api/v1/webhooks",
+            &write,
+            Some(bad.clone()),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
         assert!(
             problem["detail"].as_str().unwrap().contains(why),
             "{bad}: {problem}"
         );
     }
-    let (status, _, problem) = crate::json_api::call(
-        &app,
-        Method::POST,
-        "/api/v1/webhooks",
-        Some(&write),
-        None,
-    )
-    .await;
+    let (status, _, problem) =
+        crate::json_api::call(&app, Method::POST, "/api/v1/webhooks", Some(&write), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
 
     // Create: the secret once, then never again.
-    let (status, created) =
-        api(&app, Method::POST, "/api/v1/webhooks", &write, Some(body)).await;
+    let (status, created) = api(&app, Method::POST, "/api/v1/webhooks", &write, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
@@ -1236,8 +1259,14 @@ async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and
     assert_eq!(changed["enabled"], true);
 
     // Rotate: a new secret, the old one signing beside it.
-    let (status, rotated) =
-        api(&app, Method::POST, &format!("{one}/rotate-secret"), &write, None).await;
+    let (status, rotated) = api(
+        &app,
+        Method::POST,
+        &format!("{one}/rotate-secret"),
+        &write,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, secret);
@@ -1250,7 +1279,14 @@ async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and
     assert_eq!(deliver(&app).await.delivered, 1);
     let got = receiver.received();
     assert!(verifies(&new_secret, &got[0]) && verifies(&secret, &got[0]));
-    let (status, log) = api(&app, Method::GET, &format!("{one}/deliveries"), &write, None).await;
+    let (status, log) = api(
+        &app,
+        Method::GET,
+        &format!("{one}/deliveries"),
+        &write,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let first = &log["items"][0];
     assert_eq!(first["id"], queued["delivery_id"]);
@@ -1261,7 +1297,10 @@ async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and
     let (status, again) = api(
         &app,
         Method::POST,
-        &format!("{one}/deliveries/{}/send-again", queued["delivery_id"].as_str().unwrap()),
+        &format!(
+            "{one}/deliveries/{}/send-again",
+            queued["delivery_id"].as_str().unwrap()
+        ),
         &write,
         None,
     )
@@ -1282,7 +1321,14 @@ async fn endpoints_are_managed_through_the_json_api_with_the_consoles_checks_and
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Disable: nothing queued while off.
-    let (status, _) = api(&app, Method::PATCH, &one, &write, Some(json!({ "enabled": false }))).await;
+    let (status, _) = api(
+        &app,
+        Method::PATCH,
+        &one,
+        &write,
+        Some(json!({ "enabled": false })),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let issued = app.invite("delegated", "admin@contoso.example", None).await;
     gangway::invitations::revoke(&app.db, issued.invitation.id, &gangway::audit::Actor::Cli)
@@ -1363,8 +1409,9 @@ async fn the_api_refuses_endpoints_on_every_internal_address_class_until_allow_l
     // Allow-listed by an admin: the same addresses are accepted.
     let edit = gangway::settings::Edit {
         key: gangway::settings::Key::WebhookAllowedNetworks,
-        raw: "127.0.0.0/8\n::1\n10.0.0.0/8\n172.16.0.0/12\n192.168.0.0/16\n169.254.0.0/16\nfe80::/10"
-            .into(),
+        raw:
+            "127.0.0.0/8\n::1\n10.0.0.0/8\n172.16.0.0/12\n192.168.0.0/16\n169.254.0.0/16\nfe80::/10"
+                .into(),
     };
     gangway::settings::save(
         &app.db,

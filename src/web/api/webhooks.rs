@@ -183,9 +183,7 @@ pub struct DeliveriesQuery {
 
 /// The endpoint `id` names, or 404.
 fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
-    id.trim()
-        .parse()
-        .map_err(|_| WebhookError::NotFound.into())
+    id.trim().parse().map_err(|_| WebhookError::NotFound.into())
 }
 
 /// Lists the endpoints, oldest first (all of them: `next_cursor` is null).
@@ -243,7 +241,9 @@ pub async fn get(
     _: Writer,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookOut>, ApiError> {
-    Ok(Json(webhooks::get(&state.db, webhook_id(&id)?).await?.into()))
+    Ok(Json(
+        webhooks::get(&state.db, webhook_id(&id)?).await?.into(),
+    ))
 }
 
 /// Changes an endpoint's URL, description, event filter or state.
@@ -265,8 +265,7 @@ pub async fn update(
         events: patch.events,
         enabled: patch.enabled,
     };
-    let endpoint =
-        webhooks::update(&state.db, webhook_id(&id)?, &changes, &writer.actor()).await?;
+    let endpoint = webhooks::update(&state.db, webhook_id(&id)?, &changes, &writer.actor()).await?;
     Ok(Json(endpoint.into()))
 }
 
