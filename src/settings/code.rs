@@ -115,6 +115,7 @@ pub fn value_of(settings: &Settings, key: Key) -> Value {
         Key::ApiCallsPerSecond => json!(settings.api_calls_per_second),
         Key::DeletionGuardPercent => json!(settings.deletion_guard_percent),
         Key::DeletionGuardObjects => json!(settings.deletion_guard_objects),
+        Key::EventRetentionDays => json!(settings.event_retention_days),
     }
 }
 
@@ -158,9 +159,10 @@ fn shape(key: Key) -> Shape {
         | Key::SsoAdminRoles
         | Key::SsoViewerRoles
         | Key::WebhookAllowedNetworks => Shape::List,
-        Key::ApiCallsPerSecond | Key::DeletionGuardPercent | Key::DeletionGuardObjects => {
-            Shape::Number
-        }
+        Key::ApiCallsPerSecond
+        | Key::DeletionGuardPercent
+        | Key::DeletionGuardObjects
+        | Key::EventRetentionDays => Shape::Number,
         // Every key named, so a new one is given its shape here, not read as text by default.
         Key::ClientId
         | Key::ClientSecret

@@ -71,11 +71,13 @@ pub enum Key {
     DeletionGuardPercent,
     /// The deletion guard's number of objects for tenants without their own.
     DeletionGuardObjects,
+    /// Days the event stream keeps events.
+    EventRetentionDays,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 21] = [
+    pub const ALL: [Key; 22] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -97,6 +99,7 @@ impl Key {
         Key::ApiCallsPerSecond,
         Key::DeletionGuardPercent,
         Key::DeletionGuardObjects,
+        Key::EventRetentionDays,
     ];
 
     /// The stored name (also the form field's).
@@ -123,6 +126,7 @@ impl Key {
             Self::ApiCallsPerSecond => "api_calls_per_second",
             Self::DeletionGuardPercent => crate::directory::guard::PERCENT_SETTING,
             Self::DeletionGuardObjects => crate::directory::guard::OBJECTS_SETTING,
+            Self::EventRetentionDays => crate::events::RETENTION_SETTING,
         }
     }
 
@@ -168,6 +172,7 @@ impl Key {
             Self::ApiCallsPerSecond => "API calls per second, per token",
             Self::DeletionGuardPercent => "Hold deletions above (% of a tenant's users or groups)",
             Self::DeletionGuardObjects => "Hold deletions above (objects)",
+            Self::EventRetentionDays => "Event retention (days)",
         }
     }
 
@@ -219,6 +224,8 @@ pub struct Settings {
     pub deletion_guard_percent: i32,
     /// The deletion guard's number of objects for tenants without their own.
     pub deletion_guard_objects: i32,
+    /// Days the event stream keeps events.
+    pub event_retention_days: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -441,6 +448,11 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .unwrap_or(crate::directory::guard::DEFAULT_PERCENT),
         deletion_guard_objects: number(Key::DeletionGuardObjects)
             .unwrap_or(crate::directory::guard::DEFAULT_OBJECTS),
+        event_retention_days: values
+            .get(&Key::EventRetentionDays)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(crate::events::DEFAULT_RETENTION_DAYS),
         origin,
     })
 }
@@ -612,6 +624,14 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| format!("must be a whole number from 1 to {max}"))?;
+            Some(json!(n))
+        }
+        Key::EventRetentionDays => {
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=3650).contains(n))
+                .ok_or("must be a whole number of days from 1 to 3650")?;
             Some(json!(n))
         }
     })

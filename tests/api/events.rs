@@ -286,13 +286,13 @@ async fn a_cursor_older_than_the_retention_period_gets_a_410_problem() {
     assert_eq!(ids(&kept), ids(&items[2..]));
 
     // A shorter retention (System Setting) prunes sooner.
-    sqlx::query(
-        "insert into settings (key, value) values ('event_retention_days', '1')
-         on conflict (key) do update set value = excluded.value",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let edit = gangway::settings::Edit {
+        key: gangway::settings::Key::EventRetentionDays,
+        raw: "1".into(),
+    };
+    gangway::settings::save(&app.db, &app.state.cfg.keys, &[edit], &Actor::Cli)
+        .await
+        .unwrap();
     sqlx::query("update events set occurred_at = now() - interval '2 days'")
         .execute(&app.db)
         .await

@@ -244,6 +244,10 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "a round deleting more than this many users (or groups) waits for an operator; default 500. A tenant's page can set its own",
         ),
+        Key::EventRetentionDays => (
+            Kind::Number,
+            "how long GET /api/v1/events keeps events (30 by default); a consumer's cursor older than this gets a 410 problem and must read again from the start",
+        ),
     }
 }
 
@@ -299,7 +303,7 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
     (
         "JSON API",
         "How fast your systems may call the JSON API. A change reaches every process within seconds.",
-        &[Key::ApiCallsPerSecond],
+        &[Key::ApiCallsPerSecond, Key::EventRetentionDays],
     ),
 ];
 
