@@ -8,7 +8,10 @@ trusted CA.
 
 Prints one JSON line: {"users": N, "pages": P, "first": "<upn>", "delta_users": N,
 "delta_pages": P, "delta_paths": [...], "delta_link": "<url>"}; with --groups also
-"groups": {"<id>": {"name", "sightings": N, "members": {"<id>": "<@odata.type>"}}}.
+"groups": {"<id>": {"name", "sightings": N, "members": {"<id>": "<@odata.type>"}}}; and
+"subscription": what a change-notification subscription on users came to (created with the SDK
+against a listener on loopback that answers the validation request, notified of a change made
+through the admin API, renewed and deleted with the SDK).
 Exit codes: 0 ok, 1 a Graph or token failure, 3 the SDK is not installed.
 """
 import argparse
@@ -29,6 +32,7 @@ try:
     from msgraph.generated.models.user import User
     from msgraph_core import GraphClientFactory
     from msgraph_core.tasks.page_iterator import PageIterator
+    from msgraph.generated.models.subscription import Subscription
 except ImportError as err:  # the Rust test turns this into a clear failure
     print(
         f"The Graph SDK for Python is missing ({err}); install it with: "
@@ -94,7 +98,9 @@ async def run(args) -> dict:
                 continue
             break
         groups = await groups_round(client) if args.groups else None
+        subscription = await subscription_round(client, args) if not args.groups else None
         return {
+            "subscription": subscription,
             "groups": groups,
             "users": len(names),
             "pages": pages,
@@ -129,6 +135,71 @@ async def groups_round(client) -> dict:
         if not page.odata_next_link:
             return groups
         page = await client.groups.delta.with_url(page.odata_next_link).get()
+
+
+async def subscription_round(client, args) -> dict:
+    """Creates a users subscription with the SDK (a plain-HTTP listener on loopback answers the
+    validation request), changes a user through the admin API, waits for the notification,
+    renews and deletes the subscription with the SDK."""
+    import datetime
+    from aiohttp import web
+
+    seen = []
+
+    async def hook(request):
+        token = request.query.get("validationToken")
+        if token is not None:
+            return web.Response(text=token, content_type="text/plain")
+        seen.extend((await request.json())["value"])
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        created = await client.subscriptions.post(
+            Subscription(
+                change_type="updated,deleted",
+                notification_url=url,
+                lifecycle_notification_url=url,
+                resource="users",
+                expiration_date_time=now + datetime.timedelta(hours=2),
+                client_state="sdk-secret",
+            )
+        )
+        async with httpx.AsyncClient(verify=args.ca_file) as admin:
+            users = await client.users.get()
+            target = users.value[-1].id
+            resp = await admin.patch(
+                f"{args.graph}/_emulator/tenants/{args.tenant}/users/{target}",
+                json={"jobTitle": "Notified"},
+            )
+            resp.raise_for_status()
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        renewed = await client.subscriptions.by_subscription_id(created.id).patch(
+            Subscription(expiration_date_time=now + datetime.timedelta(days=20))
+        )
+        await client.subscriptions.by_subscription_id(created.id).delete()
+        left = await client.subscriptions.get()
+        return {
+            "resource": created.resource,
+            "change_type": created.change_type,
+            "notified_client_state": seen[0]["clientState"] if seen else None,
+            "notified_change": seen[0]["changeType"] if seen else None,
+            "renewed": renewed.expiration_date_time > created.expiration_date_time,
+            "left_after_delete": len(left.value or []),
+        }
+    finally:
+        await runner.cleanup()
 
 
 def main() -> int:

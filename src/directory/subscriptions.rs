@@ -5,7 +5,7 @@
 //! delivery is only a trigger: it queues a debounced delta round for the tenant (a burst is one
 //! round), and the delta round stays the source of truth, the schedule the safety net.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -350,7 +350,8 @@ impl Keeper {
 }
 
 /// One notification as Graph delivers it (change or lifecycle); only what a trigger needs.
-#[derive(Debug, Deserialize)]
+/// Its `Debug` leaves the `clientState` out, so it never reaches a log.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// The subscription it is for.
@@ -361,6 +362,15 @@ pub struct Notification {
     /// Set on lifecycle notifications (`reauthorizationRequired`).
     #[serde(default)]
     pub lifecycle_event: Option<String>,
+}
+
+impl std::fmt::Debug for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notification")
+            .field("subscription_id", &self.subscription_id)
+            .field("lifecycle_event", &self.lifecycle_event)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a delivery came to.
@@ -381,22 +391,30 @@ pub struct Accepted {
 pub async fn accept(db: &PgPool, notes: &[Notification]) -> Result<Accepted, sqlx::Error> {
     let mut accepted = Accepted::default();
     let (mut synced, mut reauthorize) = (BTreeSet::new(), BTreeSet::new());
+    // A delivery batches many notifications of one or two subscriptions: each looked up once.
+    let mut rows = HashMap::new();
     for note in notes {
-        let known = sqlx::query!(
-            "select tenant_id, client_state_hash from directory_subscriptions
-             where subscription_id = $1",
-            note.subscription_id
-        )
-        .fetch_optional(db)
-        .await?;
+        if !rows.contains_key(&note.subscription_id) {
+            let row = sqlx::query!(
+                "select tenant_id, client_state_hash from directory_subscriptions
+                 where subscription_id = $1",
+                note.subscription_id
+            )
+            .fetch_optional(db)
+            .await?
+            .map(|r| (r.tenant_id, r.client_state_hash));
+            rows.insert(note.subscription_id.clone(), row);
+        }
+        let known = rows[&note.subscription_id].as_ref();
         let presented = sha256(note.client_state.as_deref().unwrap_or_default().as_bytes());
-        let Some(row) = known.filter(|r| constant_time_eq(&presented, &r.client_state_hash)) else {
+        let Some(&(tenant, _)) = known.filter(|(_, hash)| constant_time_eq(&presented, hash))
+        else {
             accepted.refused += 1;
             continue;
         };
         match note.lifecycle_event.as_deref() {
             None => {
-                synced.insert(row.tenant_id);
+                synced.insert(tenant);
             }
             Some(REAUTHORIZATION_REQUIRED) => {
                 sqlx::query!(
@@ -406,7 +424,7 @@ pub async fn accept(db: &PgPool, notes: &[Notification]) -> Result<Accepted, sql
                 )
                 .execute(db)
                 .await?;
-                reauthorize.insert(row.tenant_id);
+                reauthorize.insert(tenant);
             }
             // Other lifecycle events are not sent for directory resources; the schedule and
             // the next keeping pass cover whatever they would mean.
@@ -493,4 +511,41 @@ pub async fn status(db: &PgPool, tenant: Uuid, enabled: bool) -> Result<Status, 
         },
         None => Status::Off { error: None },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_is_given_an_https_endpoint_and_plain_http_only_when_allowed() {
+        let at = |url: &str, allow_http| {
+            Endpoint::at(
+                &Url::parse(url).unwrap(),
+                "/graph/notifications",
+                "/graph/lifecycle",
+                allow_http,
+            )
+        };
+        let https = at("https://portal.example.com/onboard/", false).unwrap();
+        assert_eq!(
+            https.notifications.as_str(),
+            "https://portal.example.com/onboard/graph/notifications"
+        );
+        assert_eq!(
+            https.lifecycle.as_str(),
+            "https://portal.example.com/onboard/graph/lifecycle"
+        );
+        assert!(at("http://127.0.0.1:8080", false).is_none());
+        assert!(at("http://127.0.0.1:8080", true).is_some());
+    }
+
+    #[test]
+    fn a_notification_never_shows_its_client_state() {
+        let note: Notification = serde_json::from_str(
+            r#"{"subscriptionId":"s1","clientState":"very-secret","changeType":"updated"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{note:?}").contains("very-secret"));
+    }
 }

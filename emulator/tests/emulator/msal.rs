@@ -34,6 +34,8 @@ impl TlsEmulator {
             users,
             groups: 1,
             page_size,
+            // The SDK test's notification listener is plain HTTP on loopback.
+            notifications_over_http: true,
             ..Options::default()
         };
         let emu = Emulator::start(opts).await.expect("TLS emulator starts");
@@ -163,6 +165,15 @@ async fn the_python_graph_sdk_pages_users_and_completes_a_delta_round() {
             "pip install msgraph-sdk azure-identity",
         )
         .await;
+    // A subscription the SDK created, a change notified with its clientState, the renewal
+    // and the deletion the SDK parsed.
+    let sub = &result["subscription"];
+    assert_eq!(sub["resource"], "users", "{result}");
+    assert_eq!(sub["change_type"], "updated,deleted", "{result}");
+    assert_eq!(sub["notified_client_state"], "sdk-secret", "{result}");
+    assert_eq!(sub["notified_change"], "updated", "{result}");
+    assert_eq!(sub["renewed"], true, "{result}");
+    assert_eq!(sub["left_after_delete"], 0, "{result}");
     assert_eq!(result["users"], 23, "{result}");
     assert_eq!(result["pages"], 5, "23 users at $top=5: {result}");
     assert_eq!(result["first"], emu.tenants[1].admin.username);
