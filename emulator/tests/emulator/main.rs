@@ -14,5 +14,6 @@ mod helpers;
 mod memberships;
 mod msal;
 mod oidc;
+mod service_principals;
 mod token;
 mod user_sign_in;

@@ -188,6 +188,8 @@ pub(super) fn failed_attempts(n: i32) -> String {
 struct ListRow {
     tenant: Row,
     sync: SyncCell,
+    /// "consent drifted: …" from the tenant's last consent check.
+    consent: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -212,11 +214,13 @@ async fn list(
     .await?;
     let ids: Vec<Uuid> = found.iter().map(|t| t.id.into()).collect();
     let syncs = views::tenant_syncs(&state.db, &ids).await?;
+    let mut drifts = crate::consent::drift::summaries(&state.db, &ids).await?;
     let rows = found
         .iter()
         .map(|t| ListRow {
             tenant: Row::from(t),
             sync: SyncCell::new(syncs.get(&t.id.into())),
+            consent: drifts.remove(&t.id.into()),
         })
         .collect();
     let list = ListPage::new(
