@@ -308,7 +308,7 @@ impl Checker {
             .settings
             .client_id
             .to_string();
-        match self.from_graph(&token, &client_id, delegated).await {
+        match self.read_graph(&token, &client_id, delegated).await {
             Ok(Some((sp, granted))) => Ok(Drift::compare(&needed, &granted, sp, Source::Graph)),
             Ok(None) => Ok(gone(ServicePrincipal::Missing)),
             Err(GraphError::Api { status: 403, .. }) => {
@@ -328,7 +328,7 @@ impl Checker {
 
     /// The service principal of `client_id` and the permissions granted to it, from Graph;
     /// `None` when there is no service principal.
-    async fn from_graph(
+    async fn read_graph(
         &self,
         token: &Secret,
         client_id: &str,
@@ -413,6 +413,27 @@ pub async fn last(
         let drift = serde_json::from_value(r.consent_drift?).ok()?;
         Some((drift, r.consent_checked_at?))
     }))
+}
+
+/// The drift summaries of those of `tenants` whose last check found one.
+pub async fn summaries(
+    db: &PgPool,
+    tenants: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select id, consent_drift as "drift!" from tenants
+           where id = any($1) and consent_drift is not null"#,
+        tenants,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let drift: Drift = serde_json::from_value(r.drift).ok()?;
+            Some((r.id, drift.summary()?))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -152,6 +152,11 @@ async fn each_kind_of_drift_is_detected_and_cleared() {
         page.contains("consent drifted: Group.Read.All missing"),
         "{page}"
     );
+    let list = app.get("/console/tenants").await.text().await.unwrap();
+    assert!(
+        list.contains("consent drifted: Group.Read.All missing"),
+        "the tenants list says it too"
+    );
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("gangway_consent_checks_total{result=\"drifted\"}"),

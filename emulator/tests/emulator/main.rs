@@ -14,6 +14,7 @@ mod helpers;
 mod memberships;
 mod msal;
 mod oidc;
+mod service_principals;
 mod subscriptions;
 mod token;
 mod user_sign_in;

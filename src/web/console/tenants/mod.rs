@@ -196,6 +196,8 @@ pub(super) fn failed_attempts(n: i32) -> String {
 struct ListRow {
     tenant: Row,
     sync: SyncCell,
+    /// "consent drifted: …" from the tenant's last consent check.
+    consent: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -225,6 +227,7 @@ async fn list(
             .await?
             .into_iter()
             .collect();
+    let mut drifts = crate::consent::drift::summaries(&state.db, &ids).await?;
     let rows = found
         .iter()
         .map(|t| {
@@ -232,6 +235,7 @@ async fn list(
             ListRow {
                 tenant: Row::from(t),
                 sync: SyncCell::new(syncs.get(&id), held.get(&id).copied().unwrap_or(0)),
+                consent: drifts.remove(&id),
             }
         })
         .collect();
