@@ -69,6 +69,8 @@ pub struct Setup {
     pub consent_propagation: Duration,
     /// How often an API token's last use is recorded.
     pub api_last_use_every: Duration,
+    /// Users per emulated tenant.
+    pub users: usize,
 }
 
 impl Default for Setup {
@@ -89,6 +91,7 @@ impl Default for Setup {
             metrics: gangway::config::MetricsSettings::default(),
             consent_propagation: gangway::config::CONSENT_PROPAGATION,
             api_last_use_every: gangway::config::API_LAST_USE_EVERY,
+            users: 12,
         }
     }
 }
@@ -112,7 +115,7 @@ impl TestApp {
         let emulator = Emulator::start(Options {
             listen: "127.0.0.1:0".parse().unwrap(),
             tenants: 3,
-            users: 12,
+            users: setup.users,
             groups: 3,
             seed: 42,
             tls: setup.emulator_tls,

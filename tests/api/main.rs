@@ -21,6 +21,7 @@ mod mail;
 mod operator_invites;
 mod ops;
 mod polish;
+mod scim;
 mod security;
 mod sessions;
 mod settings;

@@ -11,6 +11,7 @@ mod idempotency;
 mod invitations;
 mod links;
 mod problem;
+mod scim;
 mod tenants;
 mod webhook_doc;
 
@@ -51,7 +52,8 @@ use crate::web::paths;
         (name = "tenants", description = "Connected tenants and their syncs"),
         (name = "directory", description = "The directory copy of a tenant"),
         (name = "applications", description = "The provider's applications that sign customers' users in through Gangway (OpenID Connect clients)"),
-        (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
+        (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks"),
+        (name = "scim", description = "SCIM 2.0 push: the directory copy written into the provider's product through its SCIM endpoint")
     )
 )]
 struct ApiDoc;
@@ -184,6 +186,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(applications::put_keys))
         .routes(routes!(links::list))
         .routes(routes!(links::get, links::put, links::delete))
+        .routes(routes!(scim::create, scim::list))
+        .routes(routes!(scim::get, scim::update, scim::delete))
+        .routes(routes!(scim::push))
+        .routes(routes!(scim::log))
         .split_for_parts()
 }
 
