@@ -76,7 +76,10 @@ pub async fn run_scim_bench(
     params: ScimBenchParams,
     server_url: &str,
 ) -> anyhow::Result<ScimBenchReport> {
-    super::on_scratch_database(server_url, "gangway_bench_scim", |db, _| measure(params, db)).await
+    super::on_scratch_database(server_url, "gangway_bench_scim", |db, _| {
+        measure(params, db)
+    })
+    .await
 }
 
 async fn measure(params: ScimBenchParams, db: PgPool) -> anyhow::Result<ScimBenchReport> {

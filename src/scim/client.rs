@@ -133,10 +133,7 @@ impl Client {
         if let Ok((_, Some(schemas))) = self.send(Method::GET, "Schemas", None).await {
             caps.user_attributes = schemas["Resources"]
                 .as_array()
-                .and_then(|all| {
-                    all.iter()
-                        .find(|s| s["id"] == super::mapping::USER_SCHEMA)
-                })
+                .and_then(|all| all.iter().find(|s| s["id"] == super::mapping::USER_SCHEMA))
                 .and_then(|user| user["attributes"].as_array())
                 .map(|attrs| {
                     attrs
@@ -156,7 +153,11 @@ impl Client {
         let mut start = 1;
         loop {
             let path = format!("{}?startIndex={start}&count={count}", kind.endpoint());
-            let page = self.send(Method::GET, &path, None).await?.1.unwrap_or_default();
+            let page = self
+                .send(Method::GET, &path, None)
+                .await?
+                .1
+                .unwrap_or_default();
             let resources = page["Resources"].as_array().cloned().unwrap_or_default();
             let total = page["totalResults"].as_u64().unwrap_or(0);
             start += resources.len() as u64;
@@ -174,7 +175,11 @@ impl Client {
         let mut path = self.base.join(kind.endpoint()).expect("a relative path");
         path.query_pairs_mut().append_pair("filter", &filter);
         let path = path.as_str()[self.base.as_str().len()..].to_owned();
-        let page = self.send(Method::GET, &path, None).await?.1.unwrap_or_default();
+        let page = self
+            .send(Method::GET, &path, None)
+            .await?
+            .1
+            .unwrap_or_default();
         Ok(page["Resources"]
             .as_array()
             .and_then(|r| r.first())
@@ -289,8 +294,8 @@ impl Client {
                         status: Some(status.as_u16()),
                         detail: detail(&text),
                     };
-                    let transient = status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error();
+                    let transient =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     if !transient {
                         return Err(failure);
                     }

@@ -267,7 +267,11 @@ pub fn user(mapping: &Mapping, user: &CopyUser) -> Option<Value> {
                 Target::WorkPhone => (&mut phones, "work"),
                 _ => (&mut phones, "mobile"),
             };
-            list.extend(values.into_iter().map(|v| json!({"value": v, "type": kind})));
+            list.extend(
+                values
+                    .into_iter()
+                    .map(|v| json!({"value": v, "type": kind})),
+            );
             continue;
         }
         let Some(value) = values.into_iter().next() else {
@@ -439,6 +443,9 @@ mod tests {
         assert!(Mapping::parse(&wire(&[("title", "jobTitle")])).is_err());
         let m = Mapping::parse(&wire(&[("userName", "mail"), ("title", "department")])).unwrap();
         assert_eq!(user(&m, &someone()).unwrap()["title"], "R&D");
-        assert_eq!(Mapping::parse(&Mapping::default().wire()).unwrap(), Mapping::default());
+        assert_eq!(
+            Mapping::parse(&Mapping::default().wire()).unwrap(),
+            Mapping::default()
+        );
     }
 }

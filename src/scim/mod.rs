@@ -175,7 +175,11 @@ pub async fn create(
     actor: &Actor,
 ) -> Result<Connection, ScimError> {
     let (name, url, mapping) = check(db, input, true).await?;
-    let token = input.token.as_ref().map(|t| t.expose().trim()).unwrap_or_default();
+    let token = input
+        .token
+        .as_ref()
+        .map(|t| t.expose().trim())
+        .unwrap_or_default();
     let mut tx = db.begin().await?;
     let id = sqlx::query_scalar!(
         r#"insert into scim_connections (name, base_url, token_ciphertext, token_key_id, customer_id,
@@ -217,7 +221,10 @@ pub async fn update(
     actor: &Actor,
 ) -> Result<Connection, ScimError> {
     let (name, url, mapping) = check(db, input, false).await?;
-    let token = input.token.as_ref().map(|t| keys.seal(t.expose().trim().as_bytes()));
+    let token = input
+        .token
+        .as_ref()
+        .map(|t| keys.seal(t.expose().trim().as_bytes()));
     let mut tx = db.begin().await?;
     let done = sqlx::query!(
         "update scim_connections set name = $2, base_url = $3, customer_id = $4, mapping = $5,
@@ -324,7 +331,9 @@ pub async fn get(db: &PgPool, id: ScimConnectionId) -> Result<Connection, ScimEr
         mapping: Mapping::parse(&wire).unwrap_or_default(),
         enabled: row.enabled,
         state: row.state,
-        capabilities: row.capabilities.and_then(|c| serde_json::from_value(c).ok()),
+        capabilities: row
+            .capabilities
+            .and_then(|c| serde_json::from_value(c).ok()),
         last_push_at: row.last_push_at,
         last_reconcile_at: row.last_reconcile_at,
         last_error: row.last_error,

@@ -69,7 +69,11 @@ impl Report {
     fn summary(&self) -> String {
         format!(
             "{}: {} created, {} updated, {} deleted, {} adopted, {} failed in {:.1} s",
-            if self.reconcile { "full reconcile" } else { "push" },
+            if self.reconcile {
+                "full reconcile"
+            } else {
+                "push"
+            },
             self.created,
             self.updated,
             self.deleted,
@@ -272,7 +276,9 @@ async fn run(
     if reconcile {
         pusher.reconcile(&desired, &mut ledger, report).await?;
     } else {
-        pusher.look_up_unknown(&desired, &mut ledger, report).await?;
+        pusher
+            .look_up_unknown(&desired, &mut ledger, report)
+            .await?;
     }
     pusher.write_users(&desired, &mut ledger, report).await;
     pusher.write_groups(&desired, &mut ledger, report).await;
@@ -364,7 +370,11 @@ async fn ledger(db: &PgPool, id: ScimConnectionId) -> Result<Ledger, sqlx::Error
     Ok(rows
         .into_iter()
         .map(|r| {
-            let kind = if r.kind == "group" { Kind::Group } else { Kind::User };
+            let kind = if r.kind == "group" {
+                Kind::Group
+            } else {
+                Kind::User
+            };
             (
                 (kind, r.object_id),
                 Entry {
@@ -517,10 +527,13 @@ impl Pusher<'_> {
                     Kind::User => desired.users.get(&object).and_then(|(body, hash)| {
                         (!mapping::user_drifted(self.mapping, resource, body)).then_some(hash)
                     }),
-                    Kind::Group => desired.groups.get(&object).and_then(|(name, members, hash)| {
-                        let body = self.group_body(object, name, members, ledger);
-                        (!mapping::group_drifted(resource, &body)).then_some(hash)
-                    }),
+                    Kind::Group => desired
+                        .groups
+                        .get(&object)
+                        .and_then(|(name, members, hash)| {
+                            let body = self.group_body(object, name, members, ledger);
+                            (!mapping::group_drifted(resource, &body)).then_some(hash)
+                        }),
                 };
                 let known = ledger.get(&(kind, object));
                 if known.is_some_and(|e| e.scim_id == scim_id && e.hash.as_ref() == current) {
@@ -708,7 +721,11 @@ impl Pusher<'_> {
     ) -> Outcome {
         let external = body["externalId"].as_str().unwrap_or_default();
         if let Some(id) = scim_id {
-            return match self.client.update(kind, &id, body, cleared, self.caps).await {
+            return match self
+                .client
+                .update(kind, &id, body, cleared, self.caps)
+                .await
+            {
                 Ok(()) => Outcome::Updated(id),
                 Err(Failure {
                     status: Some(404), ..

@@ -9,8 +9,7 @@ use uuid::Uuid;
 
 use crate::types::{
     ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, ScimConnectionId,
-    TenantRecordId,
-    WebhookId,
+    TenantRecordId, WebhookId,
 };
 
 /// Liveness for probes (kept beside [`HEALTHZ`], which it aliases).

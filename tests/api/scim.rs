@@ -162,7 +162,12 @@ impl Proxy {
         if self.fault_every > 0 && n % self.fault_every == 0 {
             let fault = self.faults.fetch_add(1, Ordering::SeqCst);
             return if fault % 2 == 0 {
-                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response()
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "0")],
+                    "slow down",
+                )
+                    .into_response()
             } else {
                 (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
             };
@@ -269,24 +274,26 @@ async fn expected(app: &TestApp) -> State {
     let some = |v: Option<String>| v.filter(|s| !s.is_empty());
     let users: BTreeMap<Uuid, User> = rows
         .into_iter()
-        .map(|(id, upn, display, given, sur, mail, phones, mobile, title, enabled, soft)| {
-            let mut numbers: BTreeSet<(String, String)> =
-                phones.into_iter().map(|p| ("work".into(), p)).collect();
-            numbers.extend(some(mobile).map(|m| ("mobile".into(), m)));
-            (
-                id,
-                User {
-                    user_name: upn.unwrap(),
-                    display_name: some(display),
-                    given_name: some(given),
-                    family_name: some(sur),
-                    title: some(title),
-                    emails: some(mail).map(|m| ("work".into(), m)).into_iter().collect(),
-                    phones: numbers,
-                    active: enabled.unwrap_or(true) && !soft,
-                },
-            )
-        })
+        .map(
+            |(id, upn, display, given, sur, mail, phones, mobile, title, enabled, soft)| {
+                let mut numbers: BTreeSet<(String, String)> =
+                    phones.into_iter().map(|p| ("work".into(), p)).collect();
+                numbers.extend(some(mobile).map(|m| ("mobile".into(), m)));
+                (
+                    id,
+                    User {
+                        user_name: upn.unwrap(),
+                        display_name: some(display),
+                        given_name: some(given),
+                        family_name: some(sur),
+                        title: some(title),
+                        emails: some(mail).map(|m| ("work".into(), m)).into_iter().collect(),
+                        phones: numbers,
+                        active: enabled.unwrap_or(true) && !soft,
+                    },
+                )
+            },
+        )
         .collect();
     let groups: Vec<(Uuid, Option<String>)> = sqlx::query_as(
         "select object_id, display_name from directory_groups where soft_deleted_at is null",
@@ -400,31 +407,81 @@ async fn change_everything(app: &TestApp, tid: &str, tenant: Uuid) {
     let ids: Vec<Uuid> = state.users.keys().copied().collect();
     let (edited, soft, hard) = (ids[1], ids[2], ids[3]);
     let domain = app.customer(0).domain.clone();
-    let added = emulator(app, reqwest::Method::POST, &format!("{t}/users"), Some(json!({
-        "userPrincipalName": format!("new.person@{domain}"), "displayName": "New Person",
-        "givenName": "New", "surname": "Person", "mail": format!("new.person@{domain}"),
-        "businessPhones": ["+1 425 555 0100"], "mobilePhone": "+1 425 555 0199",
-        "jobTitle": "Dispatcher", "accountEnabled": true
-    }))).await;
+    let added = emulator(
+        app,
+        reqwest::Method::POST,
+        &format!("{t}/users"),
+        Some(json!({
+            "userPrincipalName": format!("new.person@{domain}"), "displayName": "New Person",
+            "givenName": "New", "surname": "Person", "mail": format!("new.person@{domain}"),
+            "businessPhones": ["+1 425 555 0100"], "mobilePhone": "+1 425 555 0199",
+            "jobTitle": "Dispatcher", "accountEnabled": true
+        })),
+    )
+    .await;
     let added: Uuid = added["id"].as_str().unwrap().parse().unwrap();
-    emulator(app, reqwest::Method::PATCH, &format!("{t}/users/{edited}"), Some(json!({
-        "jobTitle": "Head of Support", "surname": null, "accountEnabled": false,
-        "businessPhones": ["+44 20 7946 0000", "+44 20 7946 0001"]
-    }))).await;
-    emulator(app, reqwest::Method::DELETE, &format!("{t}/users/{soft}"), None).await;
-    emulator(app, reqwest::Method::DELETE, &format!("{t}/users/{hard}?hard=true"), None).await;
+    emulator(
+        app,
+        reqwest::Method::PATCH,
+        &format!("{t}/users/{edited}"),
+        Some(json!({
+            "jobTitle": "Head of Support", "surname": null, "accountEnabled": false,
+            "businessPhones": ["+44 20 7946 0000", "+44 20 7946 0001"]
+        })),
+    )
+    .await;
+    emulator(
+        app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{soft}"),
+        None,
+    )
+    .await;
+    emulator(
+        app,
+        reqwest::Method::DELETE,
+        &format!("{t}/users/{hard}?hard=true"),
+        None,
+    )
+    .await;
     let mut groups = state.groups.iter();
     let (first, g) = groups.next().unwrap();
-    let leaving = g.members.iter().find(|m| ![soft, hard, edited].contains(m)).unwrap();
-    emulator(app, reqwest::Method::DELETE, &format!("{t}/groups/{first}/members/{leaving}"), None)
-        .await;
-    emulator(app, reqwest::Method::POST, &format!("{t}/groups/{first}/members"), Some(json!({"id": added})))
-        .await;
+    let leaving = g
+        .members
+        .iter()
+        .find(|m| ![soft, hard, edited].contains(m))
+        .unwrap();
+    emulator(
+        app,
+        reqwest::Method::DELETE,
+        &format!("{t}/groups/{first}/members/{leaving}"),
+        None,
+    )
+    .await;
+    emulator(
+        app,
+        reqwest::Method::POST,
+        &format!("{t}/groups/{first}/members"),
+        Some(json!({"id": added})),
+    )
+    .await;
     let (doomed, _) = groups.next().unwrap();
-    emulator(app, reqwest::Method::DELETE, &format!("{t}/groups/{doomed}?hard=true"), None).await;
-    emulator(app, reqwest::Method::POST, &format!("{t}/groups"), Some(json!({
-        "displayName": "Night shift", "members": [added, edited, first]
-    }))).await;
+    emulator(
+        app,
+        reqwest::Method::DELETE,
+        &format!("{t}/groups/{doomed}?hard=true"),
+        None,
+    )
+    .await;
+    emulator(
+        app,
+        reqwest::Method::POST,
+        &format!("{t}/groups"),
+        Some(json!({
+            "displayName": "Night shift", "members": [added, edited, first]
+        })),
+    )
+    .await;
     sync_now(app, tenant).await;
     assert_eq!(work(app).await.outcome, RunOutcome::Succeeded);
 }
@@ -441,33 +498,55 @@ async fn a_5000_user_tenant_pushes_whole_and_every_later_change_follows_field_by
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
-    let connection = scim::create(&app.db, &app.state.cfg.keys, &input("All", &server.base), &Actor::Cli)
-        .await
-        .unwrap();
+    let connection = scim::create(
+        &app.db,
+        &app.state.cfg.keys,
+        &input("All", &server.base),
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
 
     let first = push(&app).await;
     assert_eq!(first.len(), 1);
     assert!(first[0].reconcile, "a new connection is reconciled in full");
     assert!(first[0].created > 5000, "{:?}", first[0]);
     assert_equal(&app, &server, "after the full push").await;
-    assert!(push(&app).await.is_empty(), "nothing is due until the copy changes");
+    assert!(
+        push(&app).await.is_empty(),
+        "nothing is due until the copy changes"
+    );
 
     change_everything(&app, &tid, tenant).await;
     let second = push(&app).await;
-    assert_eq!(second.len(), 1, "the sync that changed the copy made a push due");
+    assert_eq!(
+        second.len(),
+        1,
+        "the sync that changed the copy made a push due"
+    );
     assert!(!second[0].reconcile);
-    assert!(second[0].written() < 20, "only what changed is written: {:?}", second[0]);
+    assert!(
+        second[0].written() < 20,
+        "only what changed is written: {:?}",
+        second[0]
+    );
     assert_equal(&app, &server, "after the changes").await;
 
     // Drift made behind Gangway's back is found and fixed by a full reconcile.
     let victim = &server.all("Users").await[7];
     reqwest::Client::new()
-        .delete(format!("{}/Users/{}", server.base, victim["id"].as_str().unwrap()))
+        .delete(format!(
+            "{}/Users/{}",
+            server.base,
+            victim["id"].as_str().unwrap()
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
-    scim::request_push(&app.db, connection.id, true, &Actor::Cli).await.unwrap();
+    scim::request_push(&app.db, connection.id, true, &Actor::Cli)
+        .await
+        .unwrap();
     let reconciled = push(&app).await;
     assert_eq!(reconciled[0].created, 1, "{:?}", reconciled[0]);
     assert_equal(&app, &server, "after the reconcile").await;
@@ -485,15 +564,23 @@ async fn a_server_answering_429_and_500_is_retried_and_ends_equal() {
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
-    scim::create(&app.db, &app.state.cfg.keys, &input("Flaky", &base), &Actor::Cli)
-        .await
-        .unwrap();
+    scim::create(
+        &app.db,
+        &app.state.cfg.keys,
+        &input("Flaky", &base),
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
     push(&app).await;
     assert_equal(&app, &server, "after the full push").await;
     change_everything(&app, &tid, tenant).await;
     push(&app).await;
     assert_equal(&app, &server, "after the changes").await;
-    assert!(proxy.faults.load(Ordering::SeqCst) >= 10, "faults were injected");
+    assert!(
+        proxy.faults.load(Ordering::SeqCst) >= 10,
+        "faults were injected"
+    );
 }
 
 #[tokio::test]
@@ -505,9 +592,14 @@ async fn a_server_without_patch_gets_puts() {
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
-    let connection = scim::create(&app.db, &app.state.cfg.keys, &input("No patch", &base), &Actor::Cli)
-        .await
-        .unwrap();
+    let connection = scim::create(
+        &app.db,
+        &app.state.cfg.keys,
+        &input("No patch", &base),
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
     push(&app).await;
     change_everything(&app, &tid, tenant).await;
     push(&app).await;
@@ -515,7 +607,11 @@ async fn a_server_without_patch_gets_puts() {
     let methods = proxy.methods.lock().unwrap().clone();
     assert!(methods.iter().any(|m| m == "PUT"), "{methods:?}");
     assert!(!methods.iter().any(|m| m == "PATCH"), "{methods:?}");
-    let caps = scim::get(&app.db, connection.id).await.unwrap().capabilities.unwrap();
+    let caps = scim::get(&app.db, connection.id)
+        .await
+        .unwrap()
+        .capabilities
+        .unwrap();
     assert!(!caps.patch);
 }
 
@@ -539,28 +635,58 @@ async fn bad_connection_input_gets_clear_errors_and_a_refused_token_is_shown_in_
     let refused = post(good.clone()).await.unwrap();
     assert_eq!(refused.status(), 422);
     let problem: Value = refused.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("loopback"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("loopback"),
+        "{problem}"
+    );
     allow_loopback(&app).await;
 
     for (body, says) in [
-        (json!({"name": "x", "base_url": "ftp://scim.example/v2", "token": "t"}), "base URL"),
-        (json!({"name": "x", "base_url": "https://169.254.169.254/scim", "token": "t"}), "metadata"),
-        (json!({"name": "x", "base_url": server.base}), "bearer token"),
-        (json!({"name": " ", "base_url": server.base, "token": "t"}), "name"),
-        (json!({"name": "x", "base_url": server.base, "token": "t", "customer_id": Uuid::new_v4()}), "customer"),
-        (json!({"name": "x", "base_url": server.base, "token": "t", "mapping": {"userName": "shoeSize"}}), "shoeSize"),
-        (json!({"name": "x", "base_url": server.base, "token": "t", "mapping": {"title": "jobTitle"}}), "userName"),
+        (
+            json!({"name": "x", "base_url": "ftp://scim.example/v2", "token": "t"}),
+            "base URL",
+        ),
+        (
+            json!({"name": "x", "base_url": "https://169.254.169.254/scim", "token": "t"}),
+            "metadata",
+        ),
+        (
+            json!({"name": "x", "base_url": server.base}),
+            "bearer token",
+        ),
+        (
+            json!({"name": " ", "base_url": server.base, "token": "t"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "base_url": server.base, "token": "t", "customer_id": Uuid::new_v4()}),
+            "customer",
+        ),
+        (
+            json!({"name": "x", "base_url": server.base, "token": "t", "mapping": {"userName": "shoeSize"}}),
+            "shoeSize",
+        ),
+        (
+            json!({"name": "x", "base_url": server.base, "token": "t", "mapping": {"title": "jobTitle"}}),
+            "userName",
+        ),
     ] {
         let resp = post(body.clone()).await.unwrap();
         assert_eq!(resp.status(), 422, "{body}");
         let problem: Value = resp.json().await.unwrap();
-        assert!(problem["detail"].as_str().unwrap().contains(says), "{body}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{body}: {problem}"
+        );
     }
 
     let created = post(good.clone()).await.unwrap();
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
-    assert!(created.get("token").is_none(), "the token is never answered");
+    assert!(
+        created.get("token").is_none(),
+        "the token is never answered"
+    );
     assert_eq!(post(good).await.unwrap().status(), 409, "the name is taken");
 
     // A token the server refuses: the connection fails with the server's own message.
@@ -588,7 +714,10 @@ async fn bad_connection_input_gets_clear_errors_and_a_refused_token_is_shown_in_
         .unwrap();
     assert_eq!(shown["state"], "failing");
     let error = shown["last_error"].as_str().unwrap();
-    assert!(error.contains("401") && error.contains("Authorization failure"), "{error}");
+    assert!(
+        error.contains("401") && error.contains("Authorization failure"),
+        "{error}"
+    );
     let log: Value = api
         .get(app.url(&format!("/api/v1/scim/connections/{id}/log")))
         .bearer_auth(&token)
@@ -599,7 +728,10 @@ async fn bad_connection_input_gets_clear_errors_and_a_refused_token_is_shown_in_
         .await
         .unwrap();
     assert!(
-        log.as_array().unwrap().iter().any(|e| e["entry"] == "failure" && e["status"] == 401),
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["entry"] == "failure" && e["status"] == 401),
         "{log}"
     );
     let pushed = api
@@ -610,4 +742,62 @@ async fn bad_connection_input_gets_clear_errors_and_a_refused_token_is_shown_in_
         .await
         .unwrap();
     assert_eq!(pushed.status(), 202);
+}
+
+#[tokio::test]
+async fn the_console_adds_a_connection_re_shows_a_refused_form_and_shows_its_state_and_log() {
+    let app = TestApp::spawn().await;
+    app.sign_in(gangway::operators::Role::Admin).await;
+    let server = ScimServer::start(true).await;
+    let mapping = "userName = userPrincipalName\nemails.work = mail\n";
+    let fields = |url: &str| {
+        vec![
+            ("name", "Workspace".to_owned()),
+            ("base_url", url.to_owned()),
+            ("token", TOKEN.to_owned()),
+            ("customer", String::new()),
+            ("mapping", mapping.to_owned()),
+            ("enabled", "on".to_owned()),
+        ]
+    };
+    // Refused (loopback not allowed yet): the form comes back with the reason and what was typed.
+    let refused = send(&app, &fields(&server.base)).await;
+    assert_eq!(refused.status(), 422);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("loopback") && page.contains("value=\"Workspace\""),
+        "{page}"
+    );
+    assert!(!page.contains(TOKEN), "the token is not echoed back");
+
+    // A POST without the CSRF token is refused.
+    let forged = reqwest::Client::new()
+        .post(app.url(gangway::web::paths::SCIM))
+        .form(&[("name", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert!(forged.status().is_client_error(), "{}", forged.status());
+
+    allow_loopback(&app).await;
+    let added = send(&app, &fields(&server.base)).await;
+    assert!(added.status().is_redirection(), "{}", added.status());
+    let page_url = crate::helpers::location(added).await;
+    push(&app).await;
+    let page = app.get(&page_url).await.text().await.unwrap();
+    assert!(
+        page.contains("Workspace") && page.contains("full reconcile:"),
+        "{page}"
+    );
+    assert!(page.contains("PATCH yes"), "{page}");
+    assert!(page.contains("emails.work = mail"), "{page}");
+    assert_eq!(
+        on_server(&server).await.users.len(),
+        expected(&app).await.users.len()
+    );
+}
+
+async fn send(app: &TestApp, fields: &[(&str, String)]) -> reqwest::Response {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post_form(gangway::web::paths::SCIM, &pairs).await
 }

@@ -220,7 +220,9 @@ pub async fn get(
     _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
-    Ok(Json(scim::get(&state.db, connection_id(&id)?).await?.into()))
+    Ok(Json(
+        scim::get(&state.db, connection_id(&id)?).await?.into(),
+    ))
 }
 
 /// Replaces a SCIM connection's settings (an absent token keeps the stored one); the next push
@@ -239,7 +241,14 @@ pub async fn update(
     ApiJson(body): ApiJson<ConnectionIn>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
     let id = connection_id(&id)?;
-    let changed = scim::update(&state.db, &state.cfg.keys, id, &body.input(), &writer.actor()).await?;
+    let changed = scim::update(
+        &state.db,
+        &state.cfg.keys,
+        id,
+        &body.input(),
+        &writer.actor(),
+    )
+    .await?;
     Ok(Json(changed.into()))
 }
 
@@ -269,7 +278,13 @@ pub async fn push(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PushIn>,
 ) -> Result<StatusCode, ApiError> {
-    scim::request_push(&state.db, connection_id(&id)?, body.reconcile, &writer.actor()).await?;
+    scim::request_push(
+        &state.db,
+        connection_id(&id)?,
+        body.reconcile,
+        &writer.actor(),
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -73,7 +73,12 @@ impl ConnectionForm {
             ),
         };
         let mut mapping = std::collections::BTreeMap::new();
-        for line in self.mapping.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for line in self
+            .mapping
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
             let (target, source) = line.split_once('=').ok_or_else(|| {
                 ScimError::Invalid(format!(
                     "Write each mapping line as `attribute = field`; `{line}` is not."
@@ -156,7 +161,11 @@ async fn list_page(state: &AppState, chrome: Chrome) -> Result<ListPage> {
             href: paths::scim_connection(c.id),
             scope: scope(&c),
             last_push: c.last_push_at.map(When::new),
-            state: if c.enabled { c.state } else { "disabled".into() },
+            state: if c.enabled {
+                c.state
+            } else {
+                "disabled".into()
+            },
             name: c.name,
             base_url: c.base_url,
         })
@@ -201,8 +210,9 @@ async fn create(
         Err(e) => Err(e),
     };
     match result {
-        Ok(c) => Ok(Redirect::to(&format!("{}?done=added", paths::scim_connection(c.id)))
-            .into_response()),
+        Ok(c) => Ok(
+            Redirect::to(&format!("{}?done=added", paths::scim_connection(c.id))).into_response(),
+        ),
         Err(e @ (ScimError::Invalid(_) | ScimError::NameTaken(_))) => {
             let chrome = Chrome::new(&state, &operator, csrf, Section::Scim);
             let mut page = list_page(&state, chrome).await?;
@@ -250,11 +260,7 @@ struct DetailPage {
     error: Option<String>,
 }
 
-async fn detail_page(
-    state: &AppState,
-    chrome: Chrome,
-    id: ScimConnectionId,
-) -> Result<DetailPage> {
+async fn detail_page(state: &AppState, chrome: Chrome, id: ScimConnectionId) -> Result<DetailPage> {
     let c = scim::get(&state.db, id).await.map_err(refused)?;
     let log = scim::log(&state.db, id, 100)
         .await
