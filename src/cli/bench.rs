@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use super::{Failure, Output};
 use crate::bench::api::{ApiBenchParams, ApiBenchReport, run_api_bench};
 use crate::bench::load::Load;
+use crate::bench::scim::{ScimBenchParams, ScimBenchReport, run_scim_bench};
 use crate::bench::signin::{SigninBenchParams, SigninBenchReport, Step, run_signin_bench};
 use crate::bench::{Machine, Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
 
@@ -28,6 +29,12 @@ pub(crate) enum BenchCommand {
     /// serves in this process on loopback over a scratch database (created on DATABASE_URL's
     /// server, dropped at the end), the emulator in a process of its own. Only 200s count.
     Signin(SigninArgs),
+    /// SCIM push into `scim2-server` (PyPI) on loopback: the first push of a copy of N users
+    /// in G groups (objects per second), then C changes of the copy one after another, each
+    /// timed from its commit to the SCIM server answering it (the delay a sync's change adds
+    /// before the provider's product sees it). A scratch database is created on
+    /// DATABASE_URL's server and dropped at the end.
+    Scim(ScimArgs),
     /// The emulator `bench sync` and `bench signin` run in a process of its own: serves until
     /// stdin closes.
     #[command(hide = true)]
@@ -48,6 +55,32 @@ pub(crate) struct ApiArgs {
     /// Rounds; medians are taken over them.
     #[arg(long, value_name = "R", default_value_t = 3)]
     repeat: usize,
+    /// The Postgres server to create the scratch database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    database_url: String,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScimArgs {
+    /// Users in the copy.
+    #[arg(long, value_name = "N", default_value_t = 5_000)]
+    users: usize,
+    /// Groups, each user a member of one.
+    #[arg(long, value_name = "G", default_value_t = 50)]
+    groups: usize,
+    /// Changes timed, one after another.
+    #[arg(long, value_name = "C", default_value_t = 50)]
+    changes: usize,
+    /// The SCIM server program.
+    #[arg(long, value_name = "PATH", default_value = "scim2-server")]
+    scim_server: String,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -137,6 +170,7 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
         BenchCommand::Sync(args) => sync(args).await,
         BenchCommand::Api(args) => api(args).await,
         BenchCommand::Signin(args) => signin(args).await,
+        BenchCommand::Scim(args) => scim(args).await,
         BenchCommand::Emulator(opts) => Ok(crate::bench::emulator::serve(*opts).await?),
     }
 }
@@ -190,6 +224,40 @@ async fn signin(args: SigninArgs) -> Result<(), Failure> {
     let report = run_signin_bench(params, &args.database_url).await?;
     print(&args.output, &report, signin_text);
     Ok(())
+}
+
+async fn scim(args: ScimArgs) -> Result<(), Failure> {
+    let params = ScimBenchParams {
+        users: args.users,
+        groups: args.groups,
+        changes: args.changes,
+        server: args.scim_server,
+    };
+    if let Some(problem) = params.problem() {
+        return Err(Failure::Usage(problem));
+    }
+    let report = run_scim_bench(params, &args.database_url).await?;
+    print(&args.output, &report, scim_text);
+    Ok(())
+}
+
+fn scim_text(r: &ScimBenchReport) -> String {
+    format!(
+        "{} CPU(s), {}; load average {} before, {} after\n\n\
+         first push: {} users and {} groups in {:.1} s ({} writes): {:.0} objects/s\n\
+         change of the copy to the SCIM server answering it: p50 {:.0} ms, p95 {:.0} ms\n",
+        r.machine.cpus,
+        r.machine.os,
+        r.load_average[0].as_deref().unwrap_or("?"),
+        r.load_average[1].as_deref().unwrap_or("?"),
+        r.users,
+        r.groups,
+        r.full_push_secs,
+        r.writes,
+        r.objects_per_sec,
+        r.delay_p50_ms,
+        r.delay_p95_ms,
+    )
 }
 
 fn print<R: serde::Serialize>(output: &Output, report: &R, text: fn(&R) -> String) {

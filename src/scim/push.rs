@@ -107,6 +107,8 @@ pub async fn push_due(
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
+    // Each connection once per call: one whose push failed is due again at the next activation.
+    let mut pushed: Vec<uuid::Uuid> = Vec::new();
     while !stop.is_cancelled() {
         let Some(due) = sqlx::query!(
             r#"with due as (
@@ -115,6 +117,7 @@ pub async fn push_due(
                           as reconcile
                    from scim_connections
                    where enabled and (leased_until is null or leased_until < now())
+                     and not (id = any($3))
                      and (dirty or reconcile_wanted
                           or coalesce(last_reconcile_at < now() - make_interval(secs => $1), true))
                    order by last_push_at nulls first
@@ -125,13 +128,15 @@ pub async fn push_due(
                  from due where c.id = due.id
                returning c.id as "id: ScimConnectionId", due.reconcile as "reconcile!""#,
             RECONCILE_EVERY_SECS,
-            LEASE_SECS
+            LEASE_SECS,
+            &pushed
         )
         .fetch_optional(db)
         .await?
         else {
             break;
         };
+        pushed.push(due.id.into());
         reports.push(push(db, keys, due.id, due.reconcile).await?);
     }
     Ok(reports)

@@ -8,8 +8,8 @@ use std::fmt::Display;
 use uuid::Uuid;
 
 use crate::types::{
-    ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, TenantRecordId,
-    WebhookId,
+    ApiTokenId, ApplicationId, CustomerId, InvitationId, OperatorId, ProfileId, ScimConnectionId,
+    TenantRecordId, WebhookId,
 };
 
 /// Liveness for probes (kept beside [`HEALTHZ`], which it aliases).
@@ -201,6 +201,14 @@ pub const APPLICATION_KEYS: &str = "/console/applications/{id}/keys";
 pub const APPLICATION_LINK: &str = "/console/applications/{id}/links";
 /// POST: remove a user's account link.
 pub const APPLICATION_UNLINK: &str = "/console/applications/{id}/links/remove";
+/// SCIM push connections (admins).
+pub const SCIM: &str = "/console/scim";
+/// One SCIM connection's page; POST: change it.
+pub const SCIM_CONNECTION: &str = "/console/scim/{id}";
+/// POST: push (or, with `reconcile=true`, reconcile) a SCIM connection now.
+pub const SCIM_PUSH: &str = "/console/scim/{id}/push";
+/// POST: delete a SCIM connection.
+pub const SCIM_DELETE: &str = "/console/scim/{id}/delete";
 /// Every sign-in of a customer's user to one of the applications.
 pub const SIGN_INS: &str = "/console/sign-ins";
 
@@ -248,6 +256,12 @@ addresses! {
     webhook_delete(WebhookId) = WEBHOOK_DELETE;
     /// POST: queue a delivery of an endpoint again.
     webhook_send_again(WebhookId) = WEBHOOK_SEND_AGAIN;
+    /// One SCIM connection's page.
+    scim_connection(ScimConnectionId) = SCIM_CONNECTION;
+    /// POST: push a SCIM connection now.
+    scim_push(ScimConnectionId) = SCIM_PUSH;
+    /// POST: delete a SCIM connection.
+    scim_delete(ScimConnectionId) = SCIM_DELETE;
     /// One tenant's page.
     tenant(TenantRecordId) = TENANT;
     /// POST: offboard a tenant.

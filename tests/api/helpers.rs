@@ -72,6 +72,8 @@ pub struct Setup {
     /// Graph's change notifications over plain HTTP on loopback: the emulator delivers to
     /// `http://` and Gangway subscribes with its `http://127.0.0.1` public URL.
     pub notifications_over_http: bool,
+    /// Users per emulated tenant.
+    pub users: usize,
 }
 
 impl Default for Setup {
@@ -93,6 +95,7 @@ impl Default for Setup {
             consent_propagation: gangway::config::CONSENT_PROPAGATION,
             api_last_use_every: gangway::config::API_LAST_USE_EVERY,
             notifications_over_http: false,
+            users: 12,
         }
     }
 }
@@ -116,7 +119,7 @@ impl TestApp {
         let emulator = Emulator::start(Options {
             listen: "127.0.0.1:0".parse().unwrap(),
             tenants: 3,
-            users: 12,
+            users: setup.users,
             groups: 3,
             seed: 42,
             tls: setup.emulator_tls,

@@ -25,6 +25,7 @@ mod notifications;
 mod operator_invites;
 mod ops;
 mod polish;
+mod scim;
 mod security;
 mod sessions;
 mod settings;

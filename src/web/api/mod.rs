@@ -13,6 +13,7 @@ mod idempotency;
 mod invitations;
 mod links;
 mod problem;
+mod scim;
 mod settings;
 mod tenants;
 mod webhook_doc;
@@ -58,7 +59,8 @@ use crate::web::paths;
         (name = "events", description = "The event stream: every event Gangway emits, in a stable order, by cursor"),
         (name = "webhook endpoints", description = "The endpoints events are POSTed to, their secrets and delivery logs"),
         (name = "settings", description = "System Settings, as the console's Settings page edits them (write tokens only)"),
-        (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks")
+        (name = "webhooks", description = "Events POSTed to the endpoints set up in the console (Webhooks), signed per Standard Webhooks"),
+        (name = "scim", description = "SCIM 2.0 push: the directory copy written into the provider's product through its SCIM endpoint")
     )
 )]
 struct ApiDoc;
@@ -204,6 +206,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::send_again))
         .routes(routes!(settings::get, settings::patch))
+        .routes(routes!(scim::create, scim::list))
+        .routes(routes!(scim::get, scim::update, scim::delete))
+        .routes(routes!(scim::push))
+        .routes(routes!(scim::log))
         .split_for_parts()
 }
 

@@ -21,6 +21,7 @@ mod join;
 mod list;
 mod operators;
 mod reveal;
+mod scim;
 mod settings;
 mod sign_ins;
 pub mod sso;
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .merge(api_tokens::router())
         .merge(api_docs::router())
         .merge(webhooks::router())
+        .merge(scim::router())
         .merge(doctor::router())
         .merge(background::router())
         .merge(applications::router())
@@ -80,6 +82,7 @@ pub(crate) enum Section {
     Doctor,
     Api,
     Webhooks,
+    Scim,
     Background,
     Applications,
     SignIns,
@@ -138,6 +141,7 @@ impl Section {
             Self::Settings => "settings",
             Self::Api => "api",
             Self::Webhooks => "webhooks",
+            Self::Scim => "scim",
             Self::Doctor => "doctor",
             Self::Background => "background",
             Self::Applications => "applications",
