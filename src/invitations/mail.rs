@@ -119,7 +119,7 @@ pub async fn enqueue(
     .fetch_one(&mut *tx)
     .await?;
     let why_again = super::reconsent::why_asked_again(&mut *tx, invitation).await?;
-    let email = render(cx, invitation, link, &profile, why_again);
+    let email = render(cx, invitation, link, &profile, why_again.as_deref());
     enqueue_email(tx, cx.keys, &email, Some(invitation.id.into())).await
 }
 

@@ -74,25 +74,53 @@ pub fn customer_words(sync_error: Option<&str>) -> &'static str {
 }
 
 /// Why `invitation` asks again, in the customer's words, when it is bound to a tenant of its
-/// customer that needs a new consent (as "Send re-consent invitation" binds it); `None` for a
-/// first invitation.
+/// customer that needs a new consent (as "Send re-consent invitation" binds it): its access
+/// stopped working, or its last consent check found permissions or the app taken away (those
+/// are named). `None` for a first invitation.
 pub async fn why_asked_again(
     db: impl PgExecutor<'_>,
     invitation: &Invitation,
-) -> Result<Option<&'static str>, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let Some(domain) = &invitation.tenant_domain else {
         return Ok(None);
     };
-    let error = sqlx::query_scalar!(
-        "select sync_error from tenants
-         where customer_id = $1 and status = 'reconsent_required' and $2 = any(verified_domains)
-         limit 1",
+    let row = sqlx::query!(
+        "select status, sync_error, consent_drift from tenants
+         where customer_id = $1 and $2 = any(verified_domains)
+           and (status = 'reconsent_required' or (status = 'active' and consent_drift is not null))
+         order by status = 'reconsent_required' desc limit 1",
         invitation.customer_id as CustomerId,
         domain,
     )
     .fetch_optional(db)
     .await?;
-    Ok(error.map(|e| customer_words(e.as_deref())))
+    Ok(row.and_then(|r| {
+        if r.status == "reconsent_required" {
+            Some(customer_words(r.sync_error.as_deref()).to_owned())
+        } else {
+            drift_words(&r.consent_drift?)
+        }
+    }))
+}
+
+/// The customer's words for a consent check's finding (`consent::drift`'s stored form), when
+/// it takes a new consent: the app disabled or removed, or permissions no longer granted.
+fn drift_words(drift: &serde_json::Value) -> Option<String> {
+    let missing: Vec<&str> = drift["missing"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    match drift["service_principal"].as_str() {
+        Some("disabled") => Some(APP_DISABLED.customer.to_owned()),
+        Some("missing") => Some(APP_REMOVED.customer.to_owned()),
+        _ if missing.is_empty() => None,
+        _ => Some(format!(
+            "your tenant no longer grants it {}",
+            missing.join(", ")
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +139,19 @@ mod tests {
         );
         assert_eq!(customer_words(Some("AADSTS50001: odd")), UNKNOWN);
         assert_eq!(customer_words(None), UNKNOWN);
+    }
+
+    #[test]
+    fn a_drift_names_what_the_tenant_no_longer_grants() {
+        let drift = serde_json::json!({"service_principal": "enabled", "missing": ["Group.Read.All"], "extra": ["Mail.Read"]});
+        assert_eq!(
+            drift_words(&drift).unwrap(),
+            "your tenant no longer grants it Group.Read.All"
+        );
+        let extra_only = serde_json::json!({"service_principal": "enabled", "missing": [], "extra": ["Mail.Read"]});
+        assert_eq!(drift_words(&extra_only), None);
+        let disabled =
+            serde_json::json!({"service_principal": "disabled", "missing": ["User.Read.All"]});
+        assert_eq!(drift_words(&disabled).unwrap(), APP_DISABLED.customer);
     }
 }

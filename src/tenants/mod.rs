@@ -229,7 +229,8 @@ pub async fn record_consent(
              consented_by_oid = excluded.consented_by_oid, consented_by_upn = excluded.consented_by_upn,
              customer_client_id = excluded.customer_client_id,
              credential_ciphertext = excluded.credential_ciphertext, credential_key_id = excluded.credential_key_id,
-             consented_at = now(), status = 'active'
+             consented_at = now(), status = 'active',
+             consent_drift = null, consent_checked_at = null
          returning id",
         consent.entra_tenant_id,
         consent.display_name,

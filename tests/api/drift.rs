@@ -46,8 +46,8 @@ async fn check(app: &TestApp, write: &str, tenant: Uuid) -> Value {
 }
 
 /// The admin sends a re-consent invitation from the tenant's page; the customer's admin
-/// consents through the wizard.
-async fn reconsent(app: &TestApp, tenant: Uuid) {
+/// consents through the wizard. The invitation mail's text.
+async fn reconsent(app: &TestApp, tenant: Uuid) -> String {
     let page = app
         .get(&format!("/console/tenants/{tenant}"))
         .await
@@ -63,13 +63,15 @@ async fn reconsent(app: &TestApp, tenant: Uuid) {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     app.deliver_mail().await;
-    let link = app.mail.messages().last().unwrap().link();
+    let mail = app.mail.messages().last().unwrap().clone();
+    let link = mail.link();
     let customer = app.customer(0).clone();
     let (_, response) = Customer::open(app, &link)
         .await
         .consent(app, &customer.admin, Decision::Accept)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+    mail.text()
 }
 
 async fn drift_events(app: &TestApp, tenant: Uuid) -> i64 {
@@ -162,7 +164,11 @@ async fn each_kind_of_drift_is_detected_and_cleared() {
         metrics.contains("gangway_consent_checks_total{result=\"drifted\"}"),
         "the check is counted"
     );
-    reconsent(&app, tenant).await;
+    let mail = reconsent(&app, tenant).await;
+    assert!(
+        mail.contains("your tenant no longer grants it Group.Read.All"),
+        "the invitation names what is missing: {mail}"
+    );
     assert_eq!(check(&app, &write, tenant).await["drifted"], false);
 
     // 2. A permission granted beyond the profile (here one that lets Graph show the grants).

@@ -96,7 +96,7 @@ pub struct ReviewPage {
     pub permission_kind: &'static str,
     pub tenant_domain: Option<String>,
     /// Why the customer is asked again, for a re-consent (completes "… stopped working: ").
-    pub why_again: Option<&'static str>,
+    pub why_again: Option<String>,
     pub expires: String,
     /// The same instant for `<time datetime>`, which the page shows in the viewer's zone.
     pub expires_iso: String,

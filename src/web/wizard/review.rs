@@ -93,7 +93,7 @@ pub fn review_page(
     provider: &Branding,
     profile: &Profile,
     invitation: &Invitation,
-    why_again: Option<&'static str>,
+    why_again: Option<String>,
     csrf: String,
     form: Option<CustomerAppForm>,
 ) -> ReviewPage {
