@@ -11,6 +11,7 @@ pub mod control;
 pub mod credentials;
 pub mod delta;
 pub mod feed;
+pub mod nesting;
 pub mod runs;
 pub mod schedule;
 pub mod store;

@@ -18,6 +18,7 @@ mod jobs;
 mod json_api;
 mod limits;
 mod mail;
+mod nesting;
 mod operator_invites;
 mod ops;
 mod polish;
