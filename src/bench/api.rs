@@ -150,7 +150,7 @@ async fn measure(params: ApiBenchParams, db: PgPool) -> anyhow::Result<ApiBenchR
 }
 
 /// A tenant whose copy holds `users` users, as a sync leaves them; returns its id.
-async fn seed(db: &PgPool, users: usize) -> anyhow::Result<Uuid> {
+pub(super) async fn seed(db: &PgPool, users: usize) -> anyhow::Result<Uuid> {
     let mut tx = db.begin().await?;
     let customer =
         sqlx::query_scalar!("insert into customers (name) values ('Benchmark') returning id")

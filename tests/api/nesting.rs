@@ -62,9 +62,7 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
     let app = TestApp::spawn().await;
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
-    let user = |name: &str| {
-        json!({"userPrincipalName": format!("{name}@nesting.example"), "displayName": name})
-    };
+    let user = |name: &str| json!({"userPrincipalName": format!("{name}@nesting.example"), "displayName": name});
     let (ada, bo, cy) = (
         make(&app, &tid, "/users", user("ada")).await,
         make(&app, &tid, "/users", user("bo")).await,
@@ -122,7 +120,13 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
 
     // Every member at any depth, each once, the group itself left out though the cycle
     // leads back to it; two at a time to walk the cursor.
-    let members = all(&app, &read, &format!("{at}/groups/{top}/transitive-members"), 2).await;
+    let members = all(
+        &app,
+        &read,
+        &format!("{at}/groups/{top}/transitive-members"),
+        2,
+    )
+    .await;
     assert_eq!(
         ids(&members, "member_id"),
         sorted(vec![middle, bottom, ada, bo, cy, robot, kiosk])
@@ -142,23 +146,44 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
     let direct = all(&app, &read, &format!("{at}/groups/{top}/members"), 100).await;
     assert_eq!(ids(&direct, "member_id"), sorted(vec![middle, ada, kiosk]));
     // From the bottom the cycle brings every group in, bottom itself left out.
-    let from_bottom = all(&app, &read, &format!("{at}/groups/{bottom}/transitive-members"), 100).await;
+    let from_bottom = all(
+        &app,
+        &read,
+        &format!("{at}/groups/{bottom}/transitive-members"),
+        100,
+    )
+    .await;
     assert_eq!(from_bottom.len(), 7, "{from_bottom:?}");
 
     // Cy is in bottom itself, and through it in middle and top.
     let direct = all(&app, &read, &format!("{at}/users/{cy}/groups"), 100).await;
     assert_eq!(ids(&direct, "object_id"), vec![bottom]);
-    let inherited = all(&app, &read, &format!("{at}/users/{cy}/groups?transitive=true"), 1).await;
-    assert_eq!(ids(&inherited, "object_id"), sorted(vec![top, middle, bottom]));
+    let inherited = all(
+        &app,
+        &read,
+        &format!("{at}/users/{cy}/groups?transitive=true"),
+        1,
+    )
+    .await;
     assert_eq!(
-        inherited.iter().find(|g| g["object_id"] == json!(top)).unwrap()["display_name"],
+        ids(&inherited, "object_id"),
+        sorted(vec![top, middle, bottom])
+    );
+    assert_eq!(
+        inherited
+            .iter()
+            .find(|g| g["object_id"] == json!(top))
+            .unwrap()["display_name"],
         "Top"
     );
     for missing in [
         format!("{at}/users/{}/groups", Uuid::new_v4()),
         format!("{at}/users/nope/groups"),
         format!("{at}/groups/{}/transitive-members", Uuid::new_v4()),
-        format!("/api/v1/tenants/{}/groups/{top}/transitive-members", Uuid::new_v4()),
+        format!(
+            "/api/v1/tenants/{}/groups/{top}/transitive-members",
+            Uuid::new_v4()
+        ),
     ] {
         let (status, ..) = call(&app, Method::GET, &missing, Some(&read), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
@@ -180,8 +205,14 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
         .text()
         .await
         .unwrap();
-    assert!(page.contains("All members, through nested groups"), "{page}");
-    assert!(page.contains("Service principal") && page.contains("Device"), "{page}");
+    assert!(
+        page.contains("All members, through nested groups"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Service principal") && page.contains("Device"),
+        "{page}"
+    );
     assert!(page.contains(&robot.to_string()) && page.contains(&cy.to_string()));
 
     // Cy leaves bottom: the copy follows, and so do the answers.
@@ -195,8 +226,20 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
     sync_now(&app, tenant).await;
     let second = work(&app).await;
     assert_eq!(second.outcome, RunOutcome::Succeeded, "{:?}", second.error);
-    let inherited = all(&app, &read, &format!("{at}/users/{cy}/groups?transitive=true"), 100).await;
+    let inherited = all(
+        &app,
+        &read,
+        &format!("{at}/users/{cy}/groups?transitive=true"),
+        100,
+    )
+    .await;
     assert!(inherited.is_empty(), "{inherited:?}");
-    let members = all(&app, &read, &format!("{at}/groups/{top}/transitive-members"), 100).await;
+    let members = all(
+        &app,
+        &read,
+        &format!("{at}/groups/{top}/transitive-members"),
+        100,
+    )
+    .await;
     assert_eq!(members.len(), 6);
 }
