@@ -197,6 +197,16 @@ async fn nested_groups_answer_transitive_members_and_a_users_groups_through_a_cy
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, _, doc) = call(&app, Method::GET, "/api/v1/openapi.json", None, None).await;
+    for path in [
+        "/api/v1/tenants/{id}/groups/{group_id}/transitive-members",
+        "/api/v1/tenants/{id}/users/{user_id}/groups",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} is documented"
+        );
+    }
 
     // The console's group page shows direct and all members, each with its type.
     let page = app
