@@ -13,6 +13,7 @@
 pub mod api;
 pub mod emulator;
 pub mod load;
+pub mod nesting;
 pub mod scim;
 pub mod signin;
 

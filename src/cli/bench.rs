@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use super::{Failure, Output};
 use crate::bench::api::{ApiBenchParams, ApiBenchReport, run_api_bench};
 use crate::bench::load::Load;
+use crate::bench::nesting::{Answer, NestingBenchParams, NestingBenchReport, run_nesting_bench};
 use crate::bench::scim::{ScimBenchParams, ScimBenchReport, run_scim_bench};
 use crate::bench::signin::{SigninBenchParams, SigninBenchReport, Step, run_signin_bench};
 use crate::bench::{Machine, Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
@@ -35,6 +36,11 @@ pub(crate) enum BenchCommand {
     /// before the provider's product sees it). A scratch database is created on
     /// DATABASE_URL's server and dropped at the end.
     Scim(ScimArgs),
+    /// Nested groups: the time the copy takes to answer "transitive members of a group" (a
+    /// page, and the count) and "all groups of a user" over a tenant of N users and G groups in
+    /// D levels, Q questions of each kind. A scratch database is created on DATABASE_URL's
+    /// server and dropped at the end.
+    Nesting(NestingArgs),
     /// The emulator `bench sync` and `bench signin` run in a process of its own: serves until
     /// stdin closes.
     #[command(hide = true)]
@@ -81,6 +87,32 @@ pub(crate) struct ScimArgs {
     /// The SCIM server program.
     #[arg(long, value_name = "PATH", default_value = "scim2-server")]
     scim_server: String,
+    /// The Postgres server to create the scratch database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    database_url: String,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NestingArgs {
+    /// Users in the tenant's directory copy.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    users: usize,
+    /// Groups, as trees of D levels, five groups in each group.
+    #[arg(long, value_name = "G", default_value_t = 5_000)]
+    groups: usize,
+    /// Levels in each tree.
+    #[arg(long, value_name = "D", default_value_t = 5)]
+    depth: usize,
+    /// Questions of each kind.
+    #[arg(long, value_name = "Q", default_value_t = 20)]
+    queries: usize,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -171,6 +203,7 @@ pub(super) async fn run(command: BenchCommand) -> Result<(), Failure> {
         BenchCommand::Api(args) => api(args).await,
         BenchCommand::Signin(args) => signin(args).await,
         BenchCommand::Scim(args) => scim(args).await,
+        BenchCommand::Nesting(args) => nesting(args).await,
         BenchCommand::Emulator(opts) => Ok(crate::bench::emulator::serve(*opts).await?),
     }
 }
@@ -239,6 +272,52 @@ async fn scim(args: ScimArgs) -> Result<(), Failure> {
     let report = run_scim_bench(params, &args.database_url).await?;
     print(&args.output, &report, scim_text);
     Ok(())
+}
+
+async fn nesting(args: NestingArgs) -> Result<(), Failure> {
+    let params = NestingBenchParams {
+        users: args.users,
+        groups: args.groups,
+        depth: args.depth,
+        queries: args.queries,
+    };
+    if let Some(problem) = params.problem() {
+        return Err(Failure::Usage(problem));
+    }
+    let report = run_nesting_bench(params, &args.database_url).await?;
+    print(&args.output, &report, nesting_text);
+    Ok(())
+}
+
+/// The nesting report: a line per question.
+fn nesting_text(r: &NestingBenchReport) -> String {
+    let p = &r.params;
+    let mut out = format!(
+        "Nested groups: {} users, {} groups in {} levels, {} memberships; {} questions each\n{} CPU(s), {}\n\n{:<34} {:>8} {:>8} {:>11}\n",
+        p.users,
+        p.groups,
+        p.depth,
+        r.memberships,
+        p.queries,
+        r.machine.cpus,
+        r.machine.os,
+        "question",
+        "p50 ms",
+        "p95 ms",
+        "mean found",
+    );
+    let rows: [(&str, &Answer); 3] = [
+        ("transitive members, first 100", &r.transitive_members_page),
+        ("transitive members, count", &r.transitive_members_count),
+        ("groups of a user, transitive", &r.user_groups),
+    ];
+    for (name, a) in rows {
+        out.push_str(&format!(
+            "{name:<34} {:>8.2} {:>8.2} {:>11.1}\n",
+            a.p50_ms, a.p95_ms, a.mean_found
+        ));
+    }
+    out
 }
 
 fn scim_text(r: &ScimBenchReport) -> String {

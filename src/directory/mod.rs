@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod delta;
 pub mod feed;
 pub mod guard;
+pub mod nesting;
 pub mod runs;
 pub mod schedule;
 pub mod store;

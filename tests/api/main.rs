@@ -21,6 +21,7 @@ mod jobs;
 mod json_api;
 mod limits;
 mod mail;
+mod nesting;
 mod notifications;
 mod operator_invites;
 mod ops;

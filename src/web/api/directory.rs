@@ -1,4 +1,5 @@
-//! `/api/v1/tenants/{id}/users|groups`: the directory copy, by cursor, changed-since and search.
+//! `/api/v1/tenants/{id}/users|groups`: the directory copy, by cursor, changed-since and search;
+//! a group's members (direct or through nested groups) and a user's groups.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,8 +14,8 @@ use super::auth::Reader;
 use super::problem::{ApiError, ApiQuery, CommonProblems, NotFoundProblem};
 use super::tenants::{no_such_tenant, tenant_id};
 use super::{Page, cursor_uuid, limit};
-use crate::directory::feed;
 use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
+use crate::directory::{feed, nesting};
 use crate::tenants;
 use crate::types::TenantRecordId;
 use crate::web::AppState;
@@ -146,6 +147,75 @@ pub async fn members(
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::members(&state.db, tenant.into(), group, after, limit).await?;
     Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+}
+
+/// A group's members at any depth: its own and those of every group nested in it, each once,
+/// by member id. Groups count among them; a cycle of groups ends where it closes.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/groups/{group_id}/transitive-members",
+    tag = "directory",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"),
+           ("group_id" = Uuid, Path, description = "the group's object id"),
+           super::tenants::Paging),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<GroupMember>),
+               CommonProblems, NotFoundProblem))]
+pub async fn transitive_members(
+    State(state): State<AppState>,
+    _: Reader,
+    Path((id, group)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<super::tenants::Paging>,
+) -> Result<Json<Page<GroupMember>>, ApiError> {
+    let tenant = super::tenants::tenant(&state, &id).await?.id;
+    let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
+    let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
+    crate::directory::views::group(&state.db, tenant.into(), group)
+        .await?
+        .ok_or_else(not_found)?;
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let rows = nesting::transitive_members(&state.db, tenant.into(), group, after, limit).await?;
+    Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+}
+
+/// Paging, and whether to follow nesting.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupsOfQuery {
+    /// The `next_cursor` of the page before.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 500 (100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// Also the groups its groups are in, at any depth (`false`: only those it is in itself).
+    pub transitive: Option<bool>,
+}
+
+/// The groups a user is in, by group id: directly, or with `transitive=true` also through
+/// nested groups.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/users/{user_id}/groups", tag = "directory",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id"),
+           ("user_id" = Uuid, Path, description = "the user's object id"),
+           GroupsOfQuery),
+    security(("api_token" = [])),
+    responses((status = 200, body = Page<DirectoryGroup>),
+               CommonProblems, NotFoundProblem))]
+pub async fn user_groups(
+    State(state): State<AppState>,
+    _: Reader,
+    Path((id, user)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<GroupsOfQuery>,
+) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
+    let tenant = super::tenants::tenant(&state, &id).await?.id;
+    let not_found = || ApiError::NotFound("no such user in this tenant's copy".into());
+    let user = Uuid::parse_str(&user).map_err(|_| not_found())?;
+    if !nesting::has_user(&state.db, tenant.into(), user).await? {
+        return Err(not_found());
+    }
+    let limit = limit(q.limit)?;
+    let after = cursor_uuid(q.cursor.as_deref())?;
+    let transitive = q.transitive.unwrap_or(false);
+    let rows = nesting::groups_of(&state.db, tenant.into(), user, transitive, after, limit).await?;
+    Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
 }
 
 /// 404 unless tenant `id` exists: a page with rows proves it, so only an `empty` one asks.

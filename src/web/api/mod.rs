@@ -189,6 +189,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))
         .routes(routes!(directory::members))
+        .routes(routes!(directory::transitive_members))
+        .routes(routes!(directory::user_groups))
         .routes(routes!(applications::create, applications::list))
         .routes(routes!(
             applications::get,

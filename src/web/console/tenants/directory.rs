@@ -1,5 +1,5 @@
 //! A tenant's directory copy: its users and groups (searchable, paginated), one group's
-//! members, and all its sync runs.
+//! members (direct, and all through nested groups), and all its sync runs.
 
 use std::collections::HashMap;
 
@@ -15,6 +15,7 @@ use super::super::list::{Empty, Filters, ListPage, ListQuery};
 use super::super::{Chrome, Section, parse_id};
 use super::sync::RunRow;
 use super::{Badge, Head, Tabs};
+use crate::directory::nesting;
 use crate::directory::views::{
     self, DirectoryGroup, DirectoryUser, GroupMember, SyncHealth, SyncSummary, UserState,
 };
@@ -317,6 +318,10 @@ struct GroupPage {
     object_id: String,
     groups_url: String,
     list: ListPage<MemberRow>,
+    /// The first members at any depth, by id (the JSON API pages through the rest).
+    all_members: Vec<MemberRow>,
+    /// How many members it has at any depth.
+    all_total: i64,
 }
 
 async fn group(
@@ -341,6 +346,12 @@ async fn group(
     )
     .await?;
     let rows = members.iter().map(|m| MemberRow::new(id, m)).collect();
+    let all_members = nesting::transitive_members(&state.db, id.into(), group_id, None, PER_PAGE)
+        .await?
+        .iter()
+        .map(|m| MemberRow::new(id, m))
+        .collect();
+    let all_total = nesting::transitive_member_count(&state.db, id.into(), group_id).await?;
     let list = ListPage::new(
         query,
         paths::tenant_group(id, group_id),
@@ -361,6 +372,8 @@ async fn group(
         groups_url: head.tabs.groups.clone(),
         head,
         list,
+        all_members,
+        all_total,
     })
 }
 
