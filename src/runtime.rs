@@ -124,15 +124,29 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         delivery::PERIOD,
         delivery::DeliveryTask::new(state.db.clone(), state.cfg.keys.clone()),
     );
+    let db = state.db.clone();
     registry.register(
         Task::WebhookLogPruning,
         Duration::from_secs(3600),
-        delivery::PruneTask::new(state.db.clone()),
+        from_fn(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let deleted = delivery::prune(&db).await?;
+                Ok(format!("deleted {deleted} old deliveries"))
+            })
+        }),
     );
+    let db = state.db.clone();
     registry.register(
         Task::EventLogPruning,
         Duration::from_secs(3600),
-        crate::events::PruneTask::new(state.db.clone()),
+        from_fn(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let deleted = crate::events::prune(&db).await?;
+                Ok(format!("deleted {deleted} old events"))
+            })
+        }),
     );
     registry.register(
         Task::BackchannelLogouts,

@@ -161,7 +161,7 @@ impl Logger {
             .bind(members)
             .fetch_all(&mut **tx)
             .await?;
-        webhooks::fan_out(&mut **tx, &positions).await?;
+        webhooks::fan_out(tx, &positions).await?;
         Ok(())
     }
 }

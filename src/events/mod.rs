@@ -18,14 +18,10 @@ pub use event::{Event, EventType};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-use crate::background::{Activity, BackgroundTask};
 
 /// The System Setting holding how many days events stay readable.
 pub const RETENTION_SETTING: &str = "event_retention_days";
@@ -233,31 +229,6 @@ pub async fn erase_tenant_data(conn: &mut PgConnection, tenant: Uuid) -> Result<
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Pruning the event log as a background task.
-pub struct PruneTask {
-    db: PgPool,
-}
-
-impl PruneTask {
-    /// The task over `db`.
-    pub fn new(db: PgPool) -> Self {
-        Self { db }
-    }
-}
-
-impl BackgroundTask for PruneTask {
-    fn activate<'a>(
-        &'a mut self,
-        _: &'a Activity,
-        _: &'a CancellationToken,
-    ) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async move {
-            let deleted = prune(&self.db).await?;
-            Ok(format!("deleted {deleted} old events"))
-        })
-    }
 }
 
 #[cfg(test)]

@@ -384,31 +384,6 @@ impl BackgroundTask for DeliveryTask {
     }
 }
 
-/// Pruning the delivery log as a background task.
-pub struct PruneTask {
-    db: PgPool,
-}
-
-impl PruneTask {
-    /// The task over `db`.
-    pub fn new(db: PgPool) -> Self {
-        Self { db }
-    }
-}
-
-impl BackgroundTask for PruneTask {
-    fn activate<'a>(
-        &'a mut self,
-        _: &'a Activity,
-        _: &'a CancellationToken,
-    ) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async move {
-            let deleted = prune(&self.db).await?;
-            Ok(format!("deleted {deleted} old deliveries"))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
