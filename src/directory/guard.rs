@@ -16,22 +16,14 @@ use uuid::Uuid;
 use super::changelog::Logger;
 use super::store::{self, Resource};
 use crate::audit::{self, Action, Actor};
+use crate::settings::{self, Key};
 use crate::webhooks::{self, Event, EventType};
 
-/// Gangway's default share of a chain's objects a round may delete without a hold.
-pub const DEFAULT_PERCENT: i32 = 20;
-/// Gangway's default number of objects a round may delete without a hold.
-pub const DEFAULT_OBJECTS: i32 = 500;
 /// A round deleting at most this many objects is never held by the share alone: in a
 /// five-person directory one departure is 20 %.
 pub const FLOOR: i64 = 10;
 /// How many names the held notice samples.
 const SAMPLE: i64 = 10;
-
-/// The System Setting holding the global share.
-pub const PERCENT_SETTING: &str = "deletion_guard_percent";
-/// The System Setting holding the global number.
-pub const OBJECTS_SETTING: &str = "deletion_guard_objects";
 
 /// How a deletion is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +74,8 @@ pub async fn thresholds(
                   (select (value #>> '{}')::int from settings where key = $3) as global_objects
            from tenants t where t.id = $1"#,
         tenant,
-        PERCENT_SETTING,
-        OBJECTS_SETTING,
+        Key::DeletionGuardPercent.name(),
+        Key::DeletionGuardObjects.name(),
     )
     .fetch_one(db)
     .await?;
@@ -91,11 +83,11 @@ pub async fn thresholds(
         percent: row
             .own_percent
             .or(row.global_percent)
-            .unwrap_or(DEFAULT_PERCENT),
+            .unwrap_or(settings::DEFAULT_DELETION_GUARD_PERCENT),
         objects: row
             .own_objects
             .or(row.global_objects)
-            .unwrap_or(DEFAULT_OBJECTS),
+            .unwrap_or(settings::DEFAULT_DELETION_GUARD_OBJECTS),
         own_percent: row.own_percent,
         own_objects: row.own_objects,
     })

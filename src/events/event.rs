@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn wire_names_are_unique_and_parse_back() {
         let all = EventType::SUBSCRIBABLE;
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 20);
         for t in all {
             assert_eq!(EventType::parse(t.name()), Some(*t));
             assert_eq!(all.iter().filter(|o| o.name() == t.name()).count(), 1);

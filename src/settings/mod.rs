@@ -26,6 +26,12 @@ use crate::types::{Branding, ClientId, EmailAddress, Schedule, Secret, TenantId}
 /// A secret may live at most this long (Microsoft's limit for client secrets).
 pub const MAX_SECRET_MONTHS: i32 = 24;
 
+/// The deletion guard's share (%) of a chain's objects a round may delete without a hold,
+/// unless System Settings or the tenant say otherwise.
+pub const DEFAULT_DELETION_GUARD_PERCENT: i32 = 20;
+/// The deletion guard's number of objects a round may delete without a hold, by default.
+pub const DEFAULT_DELETION_GUARD_OBJECTS: i32 = 500;
+
 /// One setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -124,8 +130,8 @@ impl Key {
             Self::SsoViewerRoles => "sso_viewer_roles",
             Self::WebhookAllowedNetworks => crate::webhooks::egress::SETTING,
             Self::ApiCallsPerSecond => "api_calls_per_second",
-            Self::DeletionGuardPercent => crate::directory::guard::PERCENT_SETTING,
-            Self::DeletionGuardObjects => crate::directory::guard::OBJECTS_SETTING,
+            Self::DeletionGuardPercent => "deletion_guard_percent",
+            Self::DeletionGuardObjects => "deletion_guard_objects",
             Self::EventRetentionDays => crate::events::RETENTION_SETTING,
         }
     }
@@ -445,9 +451,9 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(DEFAULT_API_CALLS_PER_SECOND),
         deletion_guard_percent: number(Key::DeletionGuardPercent)
-            .unwrap_or(crate::directory::guard::DEFAULT_PERCENT),
+            .unwrap_or(DEFAULT_DELETION_GUARD_PERCENT),
         deletion_guard_objects: number(Key::DeletionGuardObjects)
-            .unwrap_or(crate::directory::guard::DEFAULT_OBJECTS),
+            .unwrap_or(DEFAULT_DELETION_GUARD_OBJECTS),
         event_retention_days: values
             .get(&Key::EventRetentionDays)
             .and_then(Value::as_i64)
