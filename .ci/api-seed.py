@@ -72,17 +72,22 @@ def connect(tenant):
 
 def main(config_path):
     customers = call(f"{EMULATOR}/_emulator/tenants")[1:]  # the first is the provider's
-    for tenant in customers[:2]:
+    # A third tenant, for deletions held to reject (the synced one's are approved).
+    customers = customers[:2] + [call(f"{EMULATOR}/_emulator/tenants",
+                                      {"display_name": "Woodgrove", "users": 10, "groups": 2})]
+    for tenant in customers:
         connect(tenant)
     tenants = {t["entra_tenant_id"]: t["id"] for t in api("/tenants")["items"]}
-    synced, offboarded = (tenants[t["id"]] for t in customers[:2])
-    for _ in range(120):
-        groups = api(f"/tenants/{synced}/groups")["items"]
-        if groups:
-            break
-        time.sleep(0.5)
-    else:
-        sys.exit("the first sync brought no groups within a minute")
+    synced, offboarded, guarded = (tenants[t["id"]] for t in customers)
+    for tenant in (synced, guarded):
+        for _ in range(120):
+            groups = api(f"/tenants/{tenant}/groups")["items"]
+            if groups:
+                break
+            time.sleep(0.5)
+        else:
+            sys.exit("the first sync brought no groups within a minute")
+    groups = api(f"/tenants/{synced}/groups")["items"]
     customer = api("/customers")["items"][0]["id"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -104,6 +109,34 @@ def main(config_path):
     for user, account in zip(users[:2], ["seeded-account", "account-to-unlink"]):
         call(f"{PUBLIC}/api/v1/applications/{application}/links/{tid}/{user}",
              {"account_id": account}, headers=auth, method="PUT")
+    # Deletions held in two tenants (a guard of one object, two users deleted at Microsoft).
+    for tenant, entra in ((synced, customers[0]), (guarded, customers[2])):
+        call(f"{PUBLIC}/api/v1/tenants/{tenant}/deletion-guard", {"percent": None, "objects": 1},
+             headers=auth, method="PUT")
+        for user in api(f"/tenants/{tenant}/users")["items"][3:5]:
+            call(f"{EMULATOR}/_emulator/tenants/{entra['id']}/users/{user['object_id']}",
+                 method="DELETE")
+        call(f"{PUBLIC}/api/v1/tenants/{tenant}/sync", {}, headers=auth, method="POST")
+        for _ in range(120):
+            if api(f"/tenants/{tenant}/deletions")["held"]:
+                break
+            time.sleep(0.5)
+        else:
+            sys.exit("no deletions were held within a minute")
+    # SCIM connections (to a public name: saving it resolves nothing it may not reach), one kept
+    # and one to delete; a webhook endpoint with a test delivery to send again.
+    def scim(name):
+        return call(f"{PUBLIC}/api/v1/scim/connections", {
+            "name": name, "base_url": "https://scim.provider.example/scim/v2",
+            "token": "seeded-scim-token", "enabled": False,
+        }, headers=auth)["id"]
+
+    scim_kept, scim_doomed = scim("Seeded SCIM connection"), scim("SCIM connection to delete")
+    hook = call(f"{PUBLIC}/api/v1/webhooks", {
+        "url": "https://hooks.provider.example/seeded", "events": ["*"],
+    }, headers=auth)["webhook"]["id"]
+    call(f"{PUBLIC}/api/v1/webhooks/{hook}/test", {}, headers=auth, method="POST")
+    delivery = api(f"/webhooks/{hook}/deliveries")["items"][0]["id"]
     kept = invite("Contoso", "admin@contoso.example", "delegated")["id"]
     revoked = invite("Contoso", "it@contoso.example", "delegated")["id"]
 
@@ -123,6 +156,16 @@ def main(config_path):
         "POST /api/v1/tenants/{id}/offboard": {"id": offboarded},
         "GET /api/v1/tenants/{id}/groups/{group_id}/members":
             {"id": synced, "group_id": groups[0]["object_id"]},
+        "GET /api/v1/tenants/{id}/users/{user_id}/groups": {"id": synced, "user_id": users[0]},
+        "POST /api/v1/tenants/{id}/deletions/approve": {"id": synced},
+        "POST /api/v1/tenants/{id}/deletions/reject": {"id": guarded},
+        "GET /api/v1/scim/connections/{id}": {"id": scim_kept},
+        "PUT /api/v1/scim/connections/{id}": {"id": scim_kept},
+        "POST /api/v1/scim/connections/{id}/push": {"id": scim_kept},
+        "GET /api/v1/scim/connections/{id}/log": {"id": scim_kept},
+        "DELETE /api/v1/scim/connections/{id}": {"id": scim_doomed},
+        "POST /api/v1/webhooks/{id}/deliveries/{delivery_id}/send-again":
+            {"id": hook, "delivery_id": delivery},
     }
     for operation in ["GET /api/v1/tenants/{id}", "POST /api/v1/tenants/{id}/sync",
                       "PUT /api/v1/tenants/{id}/schedule", "GET /api/v1/tenants/{id}/sync-runs",

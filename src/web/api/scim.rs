@@ -43,6 +43,7 @@ pub struct ConnectionIn {
     pub base_url: String,
     /// The bearer token the server accepts (required to add; absent on a change keeps it).
     #[serde(default)]
+    #[schema(example = "scim-bearer-token-from-the-product")]
     pub token: Option<String>,
     /// The customer whose tenants are pushed; absent or null: every customer's.
     #[serde(default)]
@@ -271,7 +272,8 @@ pub async fn delete(
     params(("id" = Uuid, Path, description = "the connection's id")),
     request_body = PushIn,
     security(("api_token" = [])),
-    responses((status = 202), CommonProblems, ForbiddenProblem, NotFoundProblem))]
+    responses((status = 202), CommonProblems, ForbiddenProblem, NotFoundProblem,
+               (status = 422, body = Problem, content_type = "application/problem+json", description = "the body is not `{\"reconcile\": true|false}`")))]
 pub async fn push(
     State(state): State<AppState>,
     writer: Writer,
