@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Gives the API check something real to work on, through the running demo: two tenants
+"""Gives the API check something real to work on, through the running demo: three tenants
 connected the way a customer does it (an app of their own at the emulator, proved in the
-wizard's customer-app form), the first synced; a customer; invitations. Writes the schemathesis
+wizard's customer-app form), the first synced, and one consented to the provider's app; a customer; invitations. Writes the schemathesis
 configuration (the path given) that hands their ids to the operations that need them, so each
 operation reaches its success path. Reads the CLI's environment (demo.env), GANGWAY_BIN and
 GANGWAY_API_TOKEN."""
@@ -70,6 +70,35 @@ def connect(tenant):
         sys.exit(f"connecting {tenant['display_name']} failed:\n{done}")
 
 
+def consent(tenant):
+    """The tenant's admin grants the provider's app application consent through the wizard and
+    Microsoft's sign-in and consent pages, as a customer does."""
+    issued = invite(tenant["display_name"], tenant["admin"]["username"], "application")
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    page = browser.open(issued["link"]).read().decode()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = browser.open(f"{PUBLIC}/invitation/start",
+                            urllib.parse.urlencode({"csrf_token": csrf}).encode())
+    for _ in range(12):
+        page, here = response.read().decode(), response.geturl()
+        if not here.startswith(EMULATOR):
+            break
+        ctx = re.search(r'name="ctx" value="([^"]*)"', page)
+        action = re.search(r'<form[^>]* action="([^"]+)"', page)
+        if 'name="passwd"' in page:
+            form = {"ctx": ctx.group(1), "login": tenant["admin"]["username"],
+                    "passwd": tenant["admin"]["password"]}
+        elif "idBtn_Accept" in page:
+            form = {"ctx": ctx.group(1), "decision": "accept"}
+        else:
+            sys.exit(f"unexpected page at {here}:\n{page}")
+        target = urllib.parse.urljoin(here, action.group(1).replace("&amp;", "&"))
+        response = browser.open(target, urllib.parse.urlencode(form).encode())
+    if "is connected" not in page:
+        sys.exit(f"consenting {tenant['display_name']} failed:\n{page}")
+
+
 def main(config_path):
     customers = call(f"{EMULATOR}/_emulator/tenants")[1:]  # the first is the provider's
     # A third tenant, for deletions held to reject (the synced one's are approved).
@@ -77,7 +106,13 @@ def main(config_path):
                                       {"display_name": "Woodgrove", "users": 10, "groups": 2})]
     for tenant in customers:
         connect(tenant)
+    # A fourth, consented to the provider's own app (application permissions): its consent is
+    # what the consent check reads.
+    granting = call(f"{EMULATOR}/_emulator/tenants",
+                    {"display_name": "Northwind", "users": 5, "groups": 1})
+    consent(granting)
     tenants = {t["entra_tenant_id"]: t["id"] for t in api("/tenants")["items"]}
+    consented = tenants[granting["id"]]
     synced, offboarded, guarded = (tenants[t["id"]] for t in customers)
     for tenant in (synced, guarded):
         for _ in range(120):
@@ -166,6 +201,8 @@ def main(config_path):
         "DELETE /api/v1/scim/connections/{id}": {"id": scim_doomed},
         "POST /api/v1/webhooks/{id}/deliveries/{delivery_id}/send-again":
             {"id": hook, "delivery_id": delivery},
+        "GET /api/v1/tenants/{id}/consent": {"id": consented},
+        "POST /api/v1/tenants/{id}/consent": {"id": consented},
     }
     for operation in ["GET /api/v1/tenants/{id}", "POST /api/v1/tenants/{id}/sync",
                       "PUT /api/v1/tenants/{id}/schedule", "GET /api/v1/tenants/{id}/sync-runs",
