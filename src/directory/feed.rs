@@ -63,6 +63,22 @@ impl Page {
     }
 }
 
+/// A user's fields as the directory API shows them, in [`DirectoryUser`](super::views::DirectoryUser)'s
+/// order, for `json_build_object`/`jsonb_build_object` over `directory_users {alias}`: the one
+/// list the API's pages and the event log's user events share, so they cannot drift apart.
+pub(super) fn user_fields(alias: &str) -> String {
+    format!(
+        "'object_id', {alias}.object_id, 'user_principal_name', {alias}.user_principal_name,
+         'display_name', {alias}.display_name, 'given_name', {alias}.given_name,
+         'surname', {alias}.surname, 'mail', {alias}.mail, 'business_phones', {alias}.business_phones,
+         'mobile_phone', {alias}.mobile_phone, 'job_title', {alias}.job_title,
+         'department', {alias}.department, 'account_enabled', {alias}.account_enabled,
+         'soft_deleted_at', rfc3339_utc({alias}.soft_deleted_at),
+         'last_seen_at', rfc3339_utc({alias}.last_seen_at),
+         'updated_at', rfc3339_utc({alias}.updated_at)"
+    )
+}
+
 /// A page of users as the JSON API gives it, built by Postgres: how many there are, the last
 /// one's id, and the items as one JSON array (the fields of
 /// [`DirectoryUser`](super::views::DirectoryUser), in its order,
@@ -89,17 +105,9 @@ pub async fn users(
     limit: i64,
 ) -> Result<UsersJson, sqlx::Error> {
     let mut page = Page::new(
-        "select count(*) as count, (array_agg(u.object_id order by u.object_id desc))[1] as last,
-                coalesce(json_agg(json_build_object(
-                    'object_id', u.object_id, 'user_principal_name', u.user_principal_name,
-                    'display_name', u.display_name, 'given_name', u.given_name,
-                    'surname', u.surname, 'mail', u.mail, 'business_phones', u.business_phones,
-                    'mobile_phone', u.mobile_phone, 'job_title', u.job_title,
-                    'department', u.department, 'account_enabled', u.account_enabled,
-                    'soft_deleted_at', rfc3339_utc(u.soft_deleted_at),
-                    'last_seen_at', rfc3339_utc(u.last_seen_at),
-                    'updated_at', rfc3339_utc(u.updated_at)) order by u.object_id), '[]')::text as items
-         from (select * from directory_users",
+        &format!("select count(*) as count, (array_agg(u.object_id order by u.object_id desc))[1] as last,
+                coalesce(json_agg(json_build_object({USER_FIELDS}) order by u.object_id), '[]')::text as items
+         from (select * from directory_users", USER_FIELDS = user_fields("u")),
         "tenant_id",
         tenant_id,
     );

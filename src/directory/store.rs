@@ -777,7 +777,9 @@ async fn stage_vanished(
     if resource == Resource::Groups {
         lock_memberships(tx, tenant).await?;
         let users = guard::guarded(tx, tenant, Resource::Users).await?;
-        let groups = guard::guarded(tx, tenant, Resource::Groups).await?;
+        // Staging put every vanished group in the guard's hands too.
+        let mut groups = guarded;
+        groups.extend(vanished);
         // `$3` the guarded groups, `$5` the guarded users.
         let unseen = "d.seen_round < $4 and d.group_id <> all($3) and d.member_id <> all($3)
                       and d.member_id <> all($5)";

@@ -137,12 +137,7 @@ pub async fn members(
     Path((id, group)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<super::tenants::Paging>,
 ) -> Result<Json<Page<GroupMember>>, ApiError> {
-    let tenant = super::tenants::tenant(&state, &id).await?.id;
-    let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
-    let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
-    crate::directory::views::group(&state.db, tenant.into(), group)
-        .await?
-        .ok_or_else(not_found)?;
+    let (tenant, group) = existing_group(&state, &id, &group).await?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::members(&state.db, tenant.into(), group, after, limit).await?;
@@ -165,12 +160,7 @@ pub async fn transitive_members(
     Path((id, group)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<super::tenants::Paging>,
 ) -> Result<Json<Page<GroupMember>>, ApiError> {
-    let tenant = super::tenants::tenant(&state, &id).await?.id;
-    let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
-    let group = Uuid::parse_str(&group).map_err(|_| not_found())?;
-    crate::directory::views::group(&state.db, tenant.into(), group)
-        .await?
-        .ok_or_else(not_found)?;
+    let (tenant, group) = existing_group(&state, &id, &group).await?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = nesting::transitive_members(&state.db, tenant.into(), group, after, limit).await?;
@@ -216,6 +206,21 @@ pub async fn user_groups(
     let transitive = q.transitive.unwrap_or(false);
     let rows = nesting::groups_of(&state.db, tenant.into(), user, transitive, after, limit).await?;
     Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
+}
+
+/// The tenant and group of a path, or 404 when the group is not in the tenant's copy.
+async fn existing_group(
+    state: &AppState,
+    id: &str,
+    group: &str,
+) -> Result<(TenantRecordId, Uuid), ApiError> {
+    let tenant = super::tenants::tenant(state, id).await?.id;
+    let not_found = || ApiError::NotFound("no such group in this tenant's copy".into());
+    let group = Uuid::parse_str(group).map_err(|_| not_found())?;
+    crate::directory::views::group(&state.db, tenant.into(), group)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((tenant, group))
 }
 
 /// 404 unless tenant `id` exists: a page with rows proves it, so only an `empty` one asks.
