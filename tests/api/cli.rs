@@ -678,6 +678,9 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
         ]
     );
 
+    db.close().await;
+    gangway::db::drop_scratch(url.as_str()).await.unwrap();
+
     let mut unreachable = gangway(&app);
     unreachable.env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere");
     let output = run(unreachable, &["migrate"]).await;
