@@ -10,6 +10,7 @@
 
 mod api_docs;
 mod api_tokens;
+mod certificates;
 mod applications;
 mod audit_log;
 mod auth;
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .merge(join::router())
         .merge(settings::router())
         .merge(api_tokens::router())
+        .merge(certificates::router())
         .merge(api_docs::router())
         .merge(webhooks::router())
         .merge(scim::router())
