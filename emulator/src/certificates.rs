@@ -96,9 +96,12 @@ impl KeyCredential {
 
 impl App {
     /// The registered certificate a client assertion's header names by `x5t` or `x5t#S256`.
+    /// Base64url padding is ignored: MSAL for Python sends it, and Entra ID accepts that.
     pub fn certificate(&self, x5t: Option<&str>, x5t_s256: Option<&str>) -> Option<&KeyCredential> {
+        let bare = |t: &str| t.trim_end_matches('=').to_owned();
         self.certificates.iter().find(|c| {
-            x5t.is_some_and(|t| t == c.x5t()) || x5t_s256.is_some_and(|t| t == c.x5t_s256())
+            x5t.is_some_and(|t| bare(t) == c.x5t())
+                || x5t_s256.is_some_and(|t| bare(t) == c.x5t_s256())
         })
     }
 }
@@ -167,7 +170,9 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         let (bytes, rest) = input.split_at(n);
         input = rest;
-        bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
     };
     (input.len() >= len).then(|| (tag, &input[..len], &input[len..]))
 }
@@ -201,12 +206,19 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2060, 3, 4);
         let cert = params.self_signed(&key).unwrap();
         let parsed = Parsed::read(cert.der()).unwrap();
-        assert_eq!(parsed.not_before.date(), Date::from_calendar_date(2026, Month::January, 2).unwrap());
+        assert_eq!(
+            parsed.not_before.date(),
+            Date::from_calendar_date(2026, Month::January, 2).unwrap()
+        );
         // 2060 needs GeneralizedTime (RFC 5280 §4.1.2.5).
         assert_eq!(parsed.not_after.year(), 2060);
         // An EC key is no RSA key: refused on upload.
         assert!(parsed.rsa_public_key.is_none());
-        assert!(KeyCredential::parse(&cert.pem(), "CN=gangway").unwrap_err().contains("not RSA"));
+        assert!(
+            KeyCredential::parse(&cert.pem(), "CN=gangway")
+                .unwrap_err()
+                .contains("not RSA")
+        );
         assert!(KeyCredential::parse("not a certificate", "x").is_err());
     }
 }

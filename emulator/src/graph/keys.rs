@@ -24,7 +24,11 @@ const PROOF_AUDIENCE: &str = "00000002-0000-0000-c000-000000000000";
 /// The longest a proof may live: `exp` is "nbf + 10 minutes".
 const PROOF_LIFETIME_SECS: i64 = 600;
 /// Permissions that let an app roll the keys of apps other than itself.
-const WRITE_APPS: &[&str] = &["Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.ReadWrite.All"];
+const WRITE_APPS: &[&str] = &[
+    "Application.ReadWrite.OwnedBy",
+    "Application.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
 
 /// The key routes.
 pub fn router() -> Router<AppState> {
@@ -62,15 +66,16 @@ struct RemoveKey {
 struct Proof {
     aud: Option<String>,
     iss: Option<String>,
-    nbf: Option<i64>,
-    exp: Option<i64>,
+    // NumericDate may have a fraction (RFC 7519 §2).
+    nbf: Option<f64>,
+    exp: Option<f64>,
 }
 
 fn bad_request(message: impl Into<String>) -> GraphError {
     GraphError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
 }
 
-/// The app addressed by `id` (its object id, or `(appId='…')`) in the caller's tenant, once
+/// The app addressed by `id` (its object id) in the caller's tenant, once
 /// the caller may roll its keys: the app itself needs no permission, another app one of
 /// [`WRITE_APPS`].
 fn addressed<'w>(
@@ -84,12 +89,14 @@ fn addressed<'w>(
         .apps
         .values()
         .filter(|a| a.home_tenant == access.tid)
-        .find(|a| {
-            a.object_id.to_string() == id || id == format!("(appId='{}')", a.client_id)
-        })
+        .find(|a| a.object_id.to_string() == id)
         .ok_or_else(|| GraphError::not_found(id))?;
     if caller_app(headers).as_deref() != Some(app.client_id.as_str()) {
-        require(access, WRITE_APPS, &["Application.ReadWrite.All", "Directory.ReadWrite.All"])?;
+        require(
+            access,
+            WRITE_APPS,
+            &["Application.ReadWrite.All", "Directory.ReadWrite.All"],
+        )?;
     }
     Ok(app)
 }
@@ -135,11 +142,13 @@ fn check_proof(app: &App, proof: &str) -> Result<(), GraphError> {
         return Err(invalid("iss must be the application's object id"));
     }
     let now = now.unix_timestamp();
-    match (claims.nbf, claims.exp) {
+    match (claims.nbf.map(|n| n as i64), claims.exp.map(|e| e as i64)) {
         (Some(nbf), Some(exp)) if nbf <= now && now < exp && exp - nbf <= PROOF_LIFETIME_SECS => {
             Ok(())
         }
-        _ => Err(invalid("it is expired, not yet valid or lives longer than 10 minutes")),
+        _ => Err(invalid(
+            "it is expired, not yet valid or lives longer than 10 minutes",
+        )),
     }
 }
 
@@ -164,7 +173,9 @@ async fn add_key(
         let cert = KeyCredential::parse(&new.key, new.display_name.as_deref().unwrap_or(""))
             .map_err(bad_request)?;
         if app.certificates.iter().any(|c| c.der == cert.der) {
-            return Err(bad_request("The certificate is already registered on the application."));
+            return Err(bad_request(
+                "The certificate is already registered on the application.",
+            ));
         }
         let client_id = app.client_id.clone();
         let answer = cert.graph();

@@ -5,8 +5,8 @@
 mod applications;
 mod delta;
 mod entity;
-mod keys;
 pub mod errors;
+mod keys;
 mod memberships;
 mod query;
 mod resources;

@@ -18,8 +18,9 @@ struct Claims {
     aud: Option<String>,
     iss: Option<String>,
     sub: Option<String>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
+    // NumericDate may have a fraction (RFC 7519 §2); MSAL for Python sends one.
+    exp: Option<f64>,
+    nbf: Option<f64>,
     jti: Option<String>,
 }
 
@@ -64,9 +65,9 @@ pub fn verify(
         &validation,
     )
     .map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-            bad_signature("The provided signature value did not match the expected signature value.")
-        }
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => bad_signature(
+            "The provided signature value did not match the expected signature value.",
+        ),
         _ => malformed(),
     })?
     .claims;
@@ -84,25 +85,24 @@ pub fn verify(
         ));
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let Some(exp) = claims.exp else {
+    let Some(exp) = claims.exp.map(|e| e as i64) else {
         return Err(malformed());
     };
-    if exp <= now || claims.nbf.is_some_and(|nbf| nbf > now) {
+    if exp <= now || claims.nbf.is_some_and(|nbf| nbf as i64 > now) {
         return Err(AadError::client(
             700024,
             format!(
                 "Client assertion is not within its valid time range. Current time: {now}, assertion valid from {}, expiry time of assertion {exp}. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
-                claims.nbf.map_or_else(|| "(none)".into(), |n| n.to_string())
+                claims
+                    .nbf
+                    .map_or_else(|| "(none)".into(), |n| n.to_string())
             ),
         ));
     }
     let jti = claims.jti.ok_or_else(malformed)?;
     let seen = &mut w.auth.assertion_ids;
     seen.retain(|_, until| *until > now);
-    if seen
-        .insert((app.client_id.clone(), jti), exp)
-        .is_some()
-    {
+    if seen.insert((app.client_id.clone(), jti), exp).is_some() {
         return Err(AadError::client(
             50013,
             "Assertion is invalid: its 'jti' was already used. A client assertion is used once.",

@@ -101,7 +101,12 @@ async fn upload(t: &TestEmu, app: &TestApp, cert: &Cert) -> Value {
     resp.json().await.unwrap()
 }
 
-async fn with_assertion(t: &TestEmu, tid: &str, app: &TestApp, assertion: &str) -> reqwest::Response {
+async fn with_assertion(
+    t: &TestEmu,
+    tid: &str,
+    app: &TestApp,
+    assertion: &str,
+) -> reqwest::Response {
     t.token(
         tid,
         &[
@@ -129,7 +134,10 @@ async fn each_bad_assertion_is_refused_with_its_code() {
     // Graph lists the uploaded certificate, named by its SHA-1 thumbprint.
     let token = t.app_token(&tid, &app).await;
     let apps: Value = t
-        .graph(&token, &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id))
+        .graph(
+            &token,
+            &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id),
+        )
         .await
         .json()
         .await
@@ -148,13 +156,19 @@ async fn each_bad_assertion_is_refused_with_its_code() {
     let resp = with_assertion(&t, &tid, &app, &good).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let ps = cert.sign_as(&cert, &claims(&app.client_id, &aud), true);
-    assert_eq!(with_assertion(&t, &tid, &app, &ps).await.status(), StatusCode::OK);
+    assert_eq!(
+        with_assertion(&t, &tid, &app, &ps).await.status(),
+        StatusCode::OK
+    );
 
     // The same assertion (its jti) only once.
     let again = with_assertion(&t, &tid, &app, &good).await;
     aad_error(again, StatusCode::UNAUTHORIZED, "invalid_client", 50013).await;
 
-    let mut c = claims(&app.client_id, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
+    let mut c = claims(
+        &app.client_id,
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    );
     let resp = with_assertion(&t, &tid, &app, &cert.sign(&c)).await;
     aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 700023).await;
 
@@ -177,20 +191,44 @@ async fn each_bad_assertion_is_refused_with_its_code() {
 
     // A certificate never uploaded, and a registered thumbprint over another key's signature.
     let stranger = Cert::new();
-    let resp = with_assertion(&t, &tid, &app, &stranger.sign(&claims(&app.client_id, &aud))).await;
+    let resp = with_assertion(
+        &t,
+        &tid,
+        &app,
+        &stranger.sign(&claims(&app.client_id, &aud)),
+    )
+    .await;
     let body = aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 700027).await;
-    assert!(body["error_description"].as_str().unwrap().contains("key was not found"), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("key was not found"),
+        "{body}"
+    );
     let forged = stranger.sign_as(&cert, &claims(&app.client_id, &aud), false);
     let resp = with_assertion(&t, &tid, &app, &forged).await;
     let body = aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 700027).await;
-    assert!(body["error_description"].as_str().unwrap().contains("signature"), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{body}"
+    );
 
     let resp = with_assertion(&t, &tid, &app, "not.a.jwt").await;
     aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 50027).await;
 }
 
 /// `addKey`/`removeKey` as the app itself (no permission needed for its own keys).
-async fn key_action(t: &TestEmu, token: &str, object_id: &str, action: &str, body: Value) -> reqwest::Response {
+async fn key_action(
+    t: &TestEmu,
+    token: &str,
+    object_id: &str,
+    action: &str,
+    body: Value,
+) -> reqwest::Response {
     t.http
         .post(format!("{}/v1.0/applications/{object_id}/{action}", t.base))
         .bearer_auth(token)
@@ -214,7 +252,10 @@ async fn add_key_and_remove_key_need_a_proof_signed_by_a_current_certificate() {
     t.grant(&tid, &app, &["Application.Read.All"]).await;
     let token = t.app_token(&tid, &app).await;
     let apps: Value = t
-        .graph(&token, &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id))
+        .graph(
+            &token,
+            &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id),
+        )
         .await
         .json()
         .await
@@ -231,7 +272,14 @@ async fn add_key_and_remove_key_need_a_proof_signed_by_a_current_certificate() {
     };
 
     // Without a registered certificate nothing can prove possession.
-    let resp = key_action(&t, &token, &object_id, "addKey", add(proof(&first, &object_id, PROOF_AUD, 600), &second)).await;
+    let resp = key_action(
+        &t,
+        &token,
+        &object_id,
+        "addKey",
+        add(proof(&first, &object_id, PROOF_AUD, 600), &second),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     upload(&t, &app, &first).await;
 
@@ -248,22 +296,47 @@ async fn add_key_and_remove_key_need_a_proof_signed_by_a_current_certificate() {
         assert_eq!(v["error"]["code"], "Request_BadRequest", "{v}");
     }
 
-    let resp = key_action(&t, &token, &object_id, "addKey", add(proof(&first, &object_id, PROOF_AUD, 600), &second)).await;
+    let resp = key_action(
+        &t,
+        &token,
+        &object_id,
+        "addKey",
+        add(proof(&first, &object_id, PROOF_AUD, 600), &second),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let added: Value = resp.json().await.unwrap();
     assert_eq!(added["type"], "AsymmetricX509Cert");
     let aud = format!("{}/{tid}/oauth2/v2.0/token", t.base);
     let resp = with_assertion(&t, &tid, &app, &second.sign(&claims(&app.client_id, &aud))).await;
-    assert_eq!(resp.status(), StatusCode::OK, "the added certificate authenticates");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the added certificate authenticates"
+    );
 
     // Another app's token may not roll this app's keys without Application.ReadWrite.*.
     let other = t.register(json!({"home_tenant": tid})).await;
     let other_token = t.app_token(&tid, &other).await;
     let first_key = apps_key_id(&t, &token, &app, &first).await;
-    let resp = key_action(&t, &other_token, &object_id, "removeKey", json!({"keyId": first_key, "proof": proof(&second, &object_id, PROOF_AUD, 600)})).await;
+    let resp = key_action(
+        &t,
+        &other_token,
+        &object_id,
+        "removeKey",
+        json!({"keyId": first_key, "proof": proof(&second, &object_id, PROOF_AUD, 600)}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 
-    let resp = key_action(&t, &token, &object_id, "removeKey", json!({"keyId": first_key, "proof": proof(&second, &object_id, PROOF_AUD, 600)})).await;
+    let resp = key_action(
+        &t,
+        &token,
+        &object_id,
+        "removeKey",
+        json!({"keyId": first_key, "proof": proof(&second, &object_id, PROOF_AUD, 600)}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = with_assertion(&t, &tid, &app, &first.sign(&claims(&app.client_id, &aud))).await;
     aad_error(resp, StatusCode::UNAUTHORIZED, "invalid_client", 700027).await;
@@ -272,7 +345,10 @@ async fn add_key_and_remove_key_need_a_proof_signed_by_a_current_certificate() {
 /// The `keyId` of `cert` on `app`, from Graph's `keyCredentials`.
 async fn apps_key_id(t: &TestEmu, token: &str, app: &TestApp, cert: &Cert) -> String {
     let apps: Value = t
-        .graph(token, &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id))
+        .graph(
+            token,
+            &format!("/v1.0/applications?$filter=appId eq '{}'", app.client_id),
+        )
         .await
         .json()
         .await
