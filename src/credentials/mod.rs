@@ -206,7 +206,10 @@ pub async fn create(
 /// `customKeyIdentifier` show).
 pub fn thumbprint(der: &[u8]) -> String {
     use sha1::Sha1;
-    Sha1::digest(der).iter().map(|b| format!("{b:02X}")).collect()
+    Sha1::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 struct Row {

@@ -236,7 +236,8 @@ pub async fn rotate(
     let overlap = Duration::try_from(overlap).unwrap_or(Duration::MAX);
     let mut removed = Vec::new();
     for cert in certs.iter().filter(|c| {
-        c.state == CertificateState::Retiring && c.retiring_since.is_some_and(|t| t + overlap <= now)
+        c.state == CertificateState::Retiring
+            && c.retiring_since.is_some_and(|t| t + overlap <= now)
     }) {
         remove(db, keys, provider, cert).await?;
         removed.push(cert.thumbprint.clone());

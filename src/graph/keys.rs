@@ -41,7 +41,9 @@ impl GraphClient {
             "proof": proof,
         });
         let url = self.url(&format!("v1.0/applications/{object_id}/addKey"))?;
-        let body = self.send(self.http.post(url).json(&body), access_token).await?;
+        let body = self
+            .send(self.http.post(url).json(&body), access_token)
+            .await?;
         serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()))
     }
 

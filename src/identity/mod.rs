@@ -29,8 +29,8 @@ use uuid::Uuid;
 
 use crate::types::Untrusted;
 use crate::types::{Secret, TenantId};
-pub use client_certificate::{BadPrivateKey, ClientCertificate, JWT_BEARER};
 pub use access_token::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE, ApiIdentity, ApiTokenProblem};
+pub use client_certificate::{BadPrivateKey, ClientCertificate, JWT_BEARER};
 pub use error::{
     AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError, UserSignInError,
 };
@@ -285,7 +285,11 @@ macro_rules! authenticated {
         }
     )*};
 }
-authenticated!(CodeTokenRequest, ClientCredentialsTokenRequest, RefreshTokenRequest);
+authenticated!(
+    CodeTokenRequest,
+    ClientCredentialsTokenRequest,
+    RefreshTokenRequest
+);
 
 #[derive(Clone)]
 struct CachedJwks {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use gangway::audit::Actor;
 use gangway::credentials::rotation::{self, Outcome, Provider};
 use gangway::credentials::{self, CertificateState};
+use gangway::directory::runs::RunOutcome;
 use gangway::identity::{ClientCertificate, JWT_BEARER};
 use gangway::operators::Role;
 use gangway::settings::{self, Edit, Key};
@@ -95,8 +96,19 @@ async fn a_certificate_signs_gangways_token_requests() {
     assert_eq!(certs.len(), 1);
     let cert = certs[0].clone();
     assert_eq!(cert.state, CertificateState::Pending);
-    let page = app.client.get(app.url(paths::CERTIFICATES)).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains(&cert.thumbprint), "the thumbprint is shown to copy");
+    let page = app
+        .client
+        .get(app.url(paths::CERTIFICATES))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&cert.thumbprint),
+        "the thumbprint is shown to copy"
+    );
     let pem = app
         .client
         .get(app.url(&paths::certificate_pem(cert.id)))
@@ -107,29 +119,54 @@ async fn a_certificate_signs_gangways_token_requests() {
         .await
         .unwrap();
     assert_eq!(pem, cert.pem());
-    assert!(!pem.contains("PRIVATE"), "only the public certificate leaves Gangway");
+    assert!(
+        !pem.contains("PRIVATE"),
+        "only the public certificate leaves Gangway"
+    );
     let sealed: Vec<u8> = sqlx::query_scalar!("select key_ciphertext from provider_certificates")
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"), "sealed at rest");
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"),
+        "sealed at rest"
+    );
 
     // Not registered yet: activating it is refused with Microsoft's answer, nothing changes.
-    let resp = post_with_csrf(&app.client, &app, &paths::certificate_activate(cert.id), &[]).await;
+    let resp = post_with_csrf(
+        &app.client,
+        &app,
+        &paths::certificate_activate(cert.id),
+        &[],
+    )
+    .await;
     assert_eq!(resp.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
     assert!(resp.text().await.unwrap().contains("AADSTS700027"));
     assert_eq!(
-        credentials::get(&app.db, cert.id).await.unwrap().unwrap().state,
+        credentials::get(&app.db, cert.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         CertificateState::Pending
     );
 
     // Uploaded in the portal, it activates; then the secret may expire and Gangway still works.
     upload(&app, &cert).await;
-    let resp = post_with_csrf(&app.client, &app, &paths::certificate_activate(cert.id), &[]).await;
+    let resp = post_with_csrf(
+        &app.client,
+        &app,
+        &paths::certificate_activate(cert.id),
+        &[],
+    )
+    .await;
     assert_eq!(resp.status(), reqwest::StatusCode::SEE_OTHER);
     expire_secret(&app).await;
     let live = app.state.live().await.unwrap();
-    assert_eq!(live.entra.certificate_thumbprint().as_deref(), Some(cert.x5t_s256.as_str()));
+    assert_eq!(
+        live.entra.certificate_thumbprint().as_deref(),
+        Some(cert.x5t_s256.as_str())
+    );
     live.entra
         .app_token(&tenant, None)
         .await
@@ -139,13 +176,14 @@ async fn a_certificate_signs_gangways_token_requests() {
     let customer = app.customer(0).id.clone();
     let tenant_id = connect(&app, &customer, &all_app_permissions()).await;
     sync_now(&app, tenant_id).await;
-    work(&app).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
 
-    let actions: Vec<String> =
-        sqlx::query_scalar!("select action from audit_events where action like 'certificate.%' order by id")
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let actions: Vec<String> = sqlx::query_scalar!(
+        "select action from audit_events where action like 'certificate.%' order by id"
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
     assert_eq!(actions, ["certificate.created", "certificate.activated"]);
 }
 
@@ -186,9 +224,16 @@ async fn the_emulator_refuses_bad_assertions() {
 
     let assertion = good.assertion(&client_id, &endpoint);
     assert!(post(assertion.clone()).await["access_token"].is_string());
-    assert_eq!(code(&post(assertion).await), Some(50013), "a jti is used once");
+    assert_eq!(
+        code(&post(assertion).await),
+        Some(50013),
+        "a jti is used once"
+    );
 
-    let wrong_aud = good.assertion(&client_id, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
+    let wrong_aud = good.assertion(
+        &client_id,
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    );
     assert_eq!(code(&post(wrong_aud).await), Some(700023));
 
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -215,9 +260,17 @@ async fn the_emulator_refuses_bad_assertions() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    let other_key = app.state.cfg.keys.open(&key.key_id, &key.key_ciphertext).unwrap();
+    let other_key = app
+        .state
+        .cfg
+        .keys
+        .open(&key.key_id, &key.key_ciphertext)
+        .unwrap();
     let forged = ClientCertificate::new(&other_key, &registered.der).unwrap();
-    assert_eq!(code(&post(forged.assertion(&client_id, &endpoint)).await), Some(700027));
+    assert_eq!(
+        code(&post(forged.assertion(&client_id, &endpoint)).await),
+        Some(700027)
+    );
 }
 
 #[tokio::test]
@@ -241,7 +294,9 @@ async fn rotation_overlaps_while_a_sync_runs() {
         tenant: &tenant,
         client_id: &live.settings.client_id,
     };
-    let old_signer = credentials::signer(&app.db, &app.state.cfg.keys, old.id).await.unwrap();
+    let old_signer = credentials::signer(&app.db, &app.state.cfg.keys, old.id)
+        .await
+        .unwrap();
 
     // A sync and the rotation at once: the sync completes on either certificate.
     sync_now(&app, tenant_id).await;
@@ -250,19 +305,25 @@ async fn rotation_overlaps_while_a_sync_runs() {
         work(&app),
         rotation::rotate(&app.db, &keys, provider, 30, Duration::from_secs(3600)),
     );
-    assert!(report.users > 0, "{report:?}");
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
     let Outcome::Rotated(thumbprint) = rotated.unwrap() else {
         panic!("a new certificate was due");
     };
     let certs = credentials::list(&app.db).await.unwrap();
     let new = certs.iter().find(|c| c.thumbprint == thumbprint).unwrap();
     assert_eq!(new.state, CertificateState::Active);
-    assert!(new.graph_key_id.is_some(), "registered by Gangway with addKey");
+    assert!(
+        new.graph_key_id.is_some(),
+        "registered by Gangway with addKey"
+    );
     assert_eq!(
         certs.iter().find(|c| c.id == old.id).unwrap().state,
         CertificateState::Retiring
     );
-    assert_eq!(live.entra.certificate_thumbprint().as_deref(), Some(new.x5t_s256.as_str()));
+    assert_eq!(
+        live.entra.certificate_thumbprint().as_deref(),
+        Some(new.x5t_s256.as_str())
+    );
 
     // During the overlap both work: a process still signing with the old one is fine.
     live.entra
@@ -271,12 +332,16 @@ async fn rotation_overlaps_while_a_sync_runs() {
         .await
         .expect("the old certificate still works during the overlap");
     assert_eq!(
-        rotation::rotate(&app.db, &keys, provider, 30, Duration::from_secs(3600)).await.unwrap(),
+        rotation::rotate(&app.db, &keys, provider, 30, Duration::from_secs(3600))
+            .await
+            .unwrap(),
         Outcome::Idle
     );
 
     // After the overlap the old one is removed from the app and stops working.
-    let removed = rotation::rotate(&app.db, &keys, provider, 30, Duration::ZERO).await.unwrap();
+    let removed = rotation::rotate(&app.db, &keys, provider, 30, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(removed, Outcome::Removed(vec![old.thumbprint.clone()]));
     let refused = live
         .entra
@@ -285,9 +350,12 @@ async fn rotation_overlaps_while_a_sync_runs() {
         .await
         .unwrap_err();
     assert_eq!(aad_code(&refused), Some(700027), "{refused}");
-    live.entra.app_token(&tenant, None).await.expect("the new one signs");
+    live.entra
+        .app_token(&tenant, None)
+        .await
+        .expect("the new one signs");
     sync_now(&app, tenant_id).await;
-    work(&app).await;
+    assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
 
     let actions: Vec<String> = sqlx::query_scalar!(
         "select action from audit_events where action like 'certificate.%' order by id"
@@ -330,23 +398,37 @@ async fn the_doctor_passes_with_a_certificate_and_names_an_unregistered_one() {
         .await
     };
     let report = doctor().await;
-    let check = report.checks.iter().find(|c| c.id == "certificate").unwrap();
-    assert_eq!(check.status, gangway::doctor::CheckStatus::Pass, "{check:?}");
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.id == "certificate")
+        .unwrap();
+    assert_eq!(
+        check.status,
+        gangway::doctor::CheckStatus::Pass,
+        "{check:?}"
+    );
 
     // A certificate that was never registered made active: the token request fails and the
     // doctor names the certificate to upload.
-    sqlx::query!("update provider_certificates set state = 'retiring' where id = $1", cert.id)
-        .execute(&app.db)
-        .await
-        .unwrap();
     let stray = credentials::create(&app.db, &app.state.cfg.keys, &Actor::Cli, 365)
         .await
         .unwrap();
-    credentials::activate(&app.db, &Actor::Cli, stray.id).await.unwrap();
+    credentials::activate(&app.db, &Actor::Cli, stray.id)
+        .await
+        .unwrap();
     app.state.settings.invalidate();
     let report = doctor().await;
-    let check = report.checks.iter().find(|c| c.id == "certificate").unwrap();
-    assert_eq!(check.status, gangway::doctor::CheckStatus::Fail, "{check:?}");
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.id == "certificate")
+        .unwrap();
+    assert_eq!(
+        check.status,
+        gangway::doctor::CheckStatus::Fail,
+        "{check:?}"
+    );
     assert!(check.detail.contains("AADSTS700027"), "{}", check.detail);
     assert!(check.fix.as_deref().unwrap().contains(&stray.thumbprint));
     assert!(!report.passed());

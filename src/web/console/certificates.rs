@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
-use crate::operators::Operator;
 use crate::credentials::rotation::{self, Provider, RotationError};
 use crate::credentials::{self, CertificateState, CredentialsError};
+use crate::operators::Operator;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -104,11 +104,21 @@ async fn list(
     CsrfToken(csrf): CsrfToken,
     Query(query): Query<ListQuery>,
 ) -> Result<ListPage> {
-    let mut page = page(&state, Chrome::new(&state, &operator, csrf, Section::Settings)).await?;
+    let mut page = page(
+        &state,
+        Chrome::new(&state, &operator, csrf, Section::Settings),
+    )
+    .await?;
     page.notice = match query.done.as_deref() {
-        Some("created") => Some("Certificate created. Download it and upload it to the app registration (Certificates & secrets), then activate it here."),
-        Some("activated") => Some("Certificate active: Gangway signs its token requests with it; the one before it is removed after the overlap."),
-        Some("registered") => Some("Certificate registered on the app by Gangway (addKey). Activate it to sign with it."),
+        Some("created") => Some(
+            "Certificate created. Download it and upload it to the app registration (Certificates & secrets), then activate it here.",
+        ),
+        Some("activated") => Some(
+            "Certificate active: Gangway signs its token requests with it; the one before it is removed after the overlap.",
+        ),
+        Some("registered") => Some(
+            "Certificate registered on the app by Gangway (addKey). Activate it to sign with it.",
+        ),
         Some("deleted") => Some("Certificate deleted."),
         _ => None,
     };
@@ -120,10 +130,18 @@ async fn create(
     AdminOperator(operator): AdminOperator,
 ) -> Result<Redirect> {
     let actor = Actor::Operator(operator.email);
-    credentials::create(&state.db, &state.cfg.keys, &actor, credentials::VALIDITY_DAYS)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    Ok(Redirect::to(&format!("{}?done=created", paths::CERTIFICATES)))
+    credentials::create(
+        &state.db,
+        &state.cfg.keys,
+        &actor,
+        credentials::VALIDITY_DAYS,
+    )
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    Ok(Redirect::to(&format!(
+        "{}?done=created",
+        paths::CERTIFICATES
+    )))
 }
 
 /// The public certificate as a PEM file (`.cer` readers take PEM too), for the portal.
@@ -245,5 +263,8 @@ async fn delete(
     credentials::delete(&state.db, &Actor::Operator(operator.email), id)
         .await
         .map_err(|e| Error::Internal(e.into()))?;
-    Ok(Redirect::to(&format!("{}?done=deleted", paths::CERTIFICATES)))
+    Ok(Redirect::to(&format!(
+        "{}?done=deleted",
+        paths::CERTIFICATES
+    )))
 }

@@ -10,11 +10,11 @@
 
 mod api_docs;
 mod api_tokens;
-mod certificates;
 mod applications;
 mod audit_log;
 mod auth;
 mod background;
+mod certificates;
 mod customers;
 mod doctor;
 mod invitations;
