@@ -292,13 +292,19 @@ pub async fn active(
     db: &PgPool,
     keys: &Keyring,
 ) -> Result<Option<ClientCertificate>, CredentialsError> {
-    let id = sqlx::query_scalar!("select id from provider_certificates where state = 'active'")
-        .fetch_optional(db)
-        .await?;
-    match id {
-        Some(id) => Ok(Some(signer(db, keys, id).await?)),
+    match active_id(db).await? {
+        Some((id, _)) => Ok(Some(signer(db, keys, id).await?)),
         None => Ok(None),
     }
+}
+
+/// The active certificate's id and `x5t#S256`, if there is one: cheap to ask often, so the
+/// private key is opened only when it changed.
+pub async fn active_id(db: impl PgExecutor<'_>) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    let row = sqlx::query!("select id, x5t_s256 from provider_certificates where state = 'active'")
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| (r.id, r.x5t_s256)))
 }
 
 /// Makes the pending certificate `id` the active one; the active one before it starts

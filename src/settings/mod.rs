@@ -906,13 +906,18 @@ impl SettingsCache {
                 self.http.clone(),
             ),
         };
-        // Every process picks up a rotated certificate here, within one TTL.
-        match crate::credentials::active(&self.db, &self.keys).await {
-            Ok(certificate) => entra.set_certificate(certificate),
-            Err(e) => {
-                tracing::error!(error = %e, "the active app certificate cannot be used; token requests send the client secret");
-                entra.set_certificate(None);
-            }
+        // Every process picks up a rotated certificate here, within one TTL; its private key
+        // is opened only when the active one changed.
+        match crate::credentials::active_id(&self.db).await? {
+            None => entra.set_certificate(None),
+            Some((_, x5t)) if entra.certificate_thumbprint().as_deref() == Some(x5t.as_str()) => {}
+            Some((id, _)) => match crate::credentials::signer(&self.db, &self.keys, id).await {
+                Ok(certificate) => entra.set_certificate(Some(certificate)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the active app certificate cannot be used; token requests send the client secret");
+                    entra.set_certificate(None);
+                }
+            },
         }
         let customer_secrets = sqlx::query_as!(
             CustomerSecret,
