@@ -169,11 +169,19 @@ pub enum Action {
     SigninAccountLinked,
     /// A directory user's account link was removed.
     SigninAccountUnlinked,
+    /// Gangway generated a key pair and certificate for the provider's app.
+    CertificateCreated,
+    /// Gangway registered a certificate on the provider's app itself (`addKey`).
+    CertificateRegistered,
+    /// A certificate started signing Gangway's token requests (the one before it retires).
+    CertificateActivated,
+    /// A retired certificate was removed from the provider's app and from Gangway.
+    CertificateRemoved,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 53] = [
+    pub const ALL: [Action; 57] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -227,6 +235,10 @@ impl Action {
         Action::SigninSecretRotated,
         Action::SigninAccountLinked,
         Action::SigninAccountUnlinked,
+        Action::CertificateCreated,
+        Action::CertificateRegistered,
+        Action::CertificateActivated,
+        Action::CertificateRemoved,
     ];
 
     /// The stored name.
@@ -285,6 +297,10 @@ impl Action {
             Self::SigninSecretRotated => "signin.secret_rotated",
             Self::SigninAccountLinked => "signin.account_linked",
             Self::SigninAccountUnlinked => "signin.account_unlinked",
+            Self::CertificateCreated => "certificate.created",
+            Self::CertificateRegistered => "certificate.registered",
+            Self::CertificateActivated => "certificate.activated",
+            Self::CertificateRemoved => "certificate.removed",
         }
     }
 
@@ -350,6 +366,10 @@ impl Action {
             Self::SigninSecretRotated => "Sign-in application's client secret replaced",
             Self::SigninAccountLinked => "User linked to an application account",
             Self::SigninAccountUnlinked => "User's application account link removed",
+            Self::CertificateCreated => "App certificate created",
+            Self::CertificateRegistered => "App certificate registered on the app",
+            Self::CertificateActivated => "App certificate activated",
+            Self::CertificateRemoved => "App certificate removed",
         }
     }
 

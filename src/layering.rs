@@ -35,7 +35,14 @@ const LAYERS: &[&[&str]] = &[
         "operator_invites",
         "api_tokens",
     ],
-    &["jobs", "webhooks", "events", "identity", "graph"],
+    &[
+        "jobs",
+        "webhooks",
+        "events",
+        "identity",
+        "graph",
+        "credentials",
+    ],
     &["background"],
     &[
         "types",

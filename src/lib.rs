@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod credentials;
 pub mod crypto;
 pub mod customers;
 pub mod db;

@@ -175,6 +175,15 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
             Box::pin(async move { Ok(checker.check_due().await?) })
         }),
     );
+    let rotating = state.clone();
+    registry.register(
+        Task::CertificateRotation,
+        Duration::from_secs(3600),
+        from_fn(move || {
+            let state = rotating.clone();
+            Box::pin(async move { rotate_certificate(&state).await })
+        }),
+    );
     registry.register(
         Task::ScimPush,
         scim::push::PERIOD,
@@ -189,6 +198,34 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         }),
     );
     registry
+}
+
+/// How long a replaced app certificate stays registered: every process reads the active one
+/// again within seconds (the settings cache), and past five minutes no assertion it signed
+/// (they live five minutes) is still in flight.
+pub const CERTIFICATE_OVERLAP: Duration = Duration::from_secs(15 * 60);
+
+/// One rotation pass over the provider app's certificates, with the live settings.
+async fn rotate_certificate(state: &AppState) -> anyhow::Result<String> {
+    let live = state.settings.current().await?;
+    let Some(tenant) = live.settings.provider_tenant_id else {
+        return Ok("no provider tenant id is set: nothing to rotate".into());
+    };
+    let provider = crate::credentials::rotation::Provider {
+        entra: &live.entra,
+        graph: &state.graph,
+        tenant: &tenant,
+        client_id: &live.settings.client_id,
+    };
+    let outcome = crate::credentials::rotation::rotate(
+        &state.db,
+        &state.cfg.keys,
+        provider,
+        live.settings.certificate_rotation_days.into(),
+        CERTIFICATE_OVERLAP,
+    )
+    .await?;
+    Ok(outcome.to_string())
 }
 
 /// `gangway worker`: sync workers (and the scheduler) and webhook delivery, `concurrency` syncs

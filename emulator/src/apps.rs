@@ -267,6 +267,8 @@ pub struct App {
     pub permissions: Permissions,
     /// Client secrets.
     pub secrets: Vec<Secret>,
+    /// Certificates (`keyCredentials`) whose keys may sign client assertions.
+    pub certificates: Vec<crate::certificates::KeyCredential>,
     /// When it was registered.
     pub created_at: OffsetDateTime,
 }
@@ -457,6 +459,7 @@ impl Registry {
             access_token_version: new.requested_access_token_version,
             permissions,
             secrets: vec![secret],
+            certificates: Vec::new(),
             created_at: now,
         };
         self.grants

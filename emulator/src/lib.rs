@@ -5,6 +5,7 @@
 //! under `/_emulator/…`, all on one port.
 
 mod apps;
+mod certificates;
 pub mod client;
 mod control;
 mod directory;

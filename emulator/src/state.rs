@@ -277,6 +277,9 @@ pub struct AuthStore {
     pub refresh: HashMap<String, Refresh>,
     /// Access tokens.
     pub access: HashMap<String, Access>,
+    /// `jti` of the client assertions accepted, by (client id, jti), until they expire (Unix
+    /// time): each is used once.
+    pub assertion_ids: HashMap<(String, String), i64>,
 }
 
 /// Everything mutable behind one lock; the emulator is small enough that this is simplest.

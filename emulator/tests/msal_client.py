@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Independent-client check: Microsoft's MSAL for Python gets a client-credentials token from the
-emulator (authority pointed at it, instance discovery off) and reads /v1.0/users with it.
+emulator (authority pointed at it, instance discovery off), authenticating with the client secret
+or with a certificate (a signed client assertion), and reads /v1.0/users with it.
 
 Prints one JSON line: {"token_type": ..., "expires_in": ..., "users": N, "first": "<upn>"}.
 Exit codes: 0 ok, 1 token or Graph failure, 3 MSAL not installed.
@@ -22,7 +23,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--authority", required=True, help="https://localhost:PORT/<tenant id>")
     parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret", required=True)
+    parser.add_argument("--client-secret", help="authenticate with this secret, or:")
+    parser.add_argument("--private-key-file", help="PEM private key of a certificate on the app")
+    parser.add_argument("--thumbprint", help="that certificate's SHA-1 thumbprint (hex)")
     parser.add_argument("--ca-file", required=True, help="PEM of the emulator's CA")
     parser.add_argument("--graph", required=True, help="Graph base URL (same as the emulator's)")
     args = parser.parse_args()
@@ -30,9 +33,14 @@ def main() -> int:
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(var, None)
 
+    if args.private_key_file:
+        with open(args.private_key_file, encoding="ascii") as key:
+            credential = {"private_key": key.read(), "thumbprint": args.thumbprint}
+    else:
+        credential = args.client_secret
     app = msal.ConfidentialClientApplication(
         args.client_id,
-        client_credential=args.client_secret,
+        client_credential=credential,
         authority=args.authority,
         instance_discovery=False,
         verify=args.ca_file,

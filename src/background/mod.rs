@@ -42,11 +42,13 @@ pub enum Task {
     ConsentChecks,
     /// Pushes the directory copy to the provider's SCIM servers.
     ScimPush,
+    /// Replaces the provider app's certificate before it expires.
+    CertificateRotation,
 }
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 14] = [
+    pub const ALL: [Task; 15] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::DirectorySubscriptions,
@@ -61,6 +63,7 @@ impl Task {
         Task::MetricsUpkeep,
         Task::ConsentChecks,
         Task::ScimPush,
+        Task::CertificateRotation,
     ];
 
     /// The stored and wire name.
@@ -80,6 +83,7 @@ impl Task {
             Self::MetricsUpkeep => "metrics_upkeep",
             Self::ConsentChecks => "consent_checks",
             Self::ScimPush => "scim_push",
+            Self::CertificateRotation => "certificate_rotation",
         }
     }
 
@@ -100,6 +104,7 @@ impl Task {
             Self::MetricsUpkeep => "Metrics upkeep",
             Self::ConsentChecks => "Consent checks",
             Self::ScimPush => "SCIM push",
+            Self::CertificateRotation => "Certificate rotation",
         }
     }
 
@@ -143,6 +148,9 @@ impl Task {
             }
             Self::ScimPush => {
                 "Pushes the directory copy to the SCIM connections whose tenants changed, and reconciles each in full daily or on request."
+            }
+            Self::CertificateRotation => {
+                "Before the app certificate expires, registers a new one on the app (addKey, proven by the current one), signs with it, and removes the old one (removeKey) once every process has switched."
             }
         }
     }

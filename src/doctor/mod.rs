@@ -9,6 +9,7 @@
 //! `gangway doctor` and the console's Doctor page both run [`run`]; the comparisons themselves
 //! are the pure functions of [`checks`].
 
+mod certificate;
 pub mod checks;
 pub mod graph_ids;
 
@@ -342,6 +343,15 @@ pub async fn run(
         authority,
     ));
 
+    let active_certificate = match crate::credentials::list(db).await {
+        Ok(certs) => certs
+            .into_iter()
+            .find(|c| c.state == crate::credentials::CertificateState::Active),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the app certificates");
+            None
+        }
+    };
     let mut secret_expired = false;
     let registration = match settings.provider_tenant_id {
         None => {
@@ -360,14 +370,24 @@ pub async fn run(
                 &settings.client_id,
                 &tenant,
             ));
-            match token {
+            let registration = match &token {
                 Ok(token) => {
-                    let read = graph.application(&token, &settings.client_id).await;
+                    let read = graph.application(token, &settings.client_id).await;
                     checks.push(checks::registration(&read, &settings.client_id, &tenant));
                     read.ok().flatten()
                 }
                 Err(_) => None,
+            };
+            if let Some(active) = &active_certificate {
+                checks.push(certificate::check(
+                    active,
+                    registration.as_ref(),
+                    &token,
+                    settings.certificate_rotation_days.into(),
+                    OffsetDateTime::now_utc(),
+                ));
             }
+            registration
         }
     };
 

@@ -6,6 +6,7 @@
 //! document has a templated issuer that openidconnect's issuer check cannot use.
 
 mod access_token;
+mod client_certificate;
 mod error;
 mod id_token;
 
@@ -29,6 +30,7 @@ use uuid::Uuid;
 use crate::types::Untrusted;
 use crate::types::{Secret, TenantId};
 pub use access_token::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE, ApiIdentity, ApiTokenProblem};
+pub use client_certificate::{BadPrivateKey, ClientCertificate, JWT_BEARER};
 pub use error::{
     AadError, AadErrorKind, IdTokenProblem, IdentityError, OperatorSignInError, UserSignInError,
 };
@@ -238,7 +240,56 @@ struct Inner {
     jwks: RwLock<Option<CachedJwks>>,
     /// Serialises refetches so a burst of unknown-`kid` tokens causes one fetch.
     jwks_refetch: tokio::sync::Mutex<()>,
+    /// The provider app's active certificate: while set, token requests as the provider
+    /// authenticate with a client assertion instead of the client secret.
+    certificate: RwLock<Option<ClientCertificate>>,
 }
+
+/// A client assertion still to be signed: by the provider app's certificate, for the token
+/// endpoint a request goes to.
+struct PendingAssertion {
+    certificate: ClientCertificate,
+    client_id: String,
+    audience: String,
+}
+
+/// The token requests Gangway makes (code, refresh, client credentials): each carries the
+/// client assertion, when there is one, as extra form parameters.
+trait Authenticated: Sized {
+    fn param(self, name: &'static str, value: String) -> Self;
+
+    /// Adds `client_assertion_type` and a freshly signed `client_assertion`.
+    fn authenticated(self, pending: Option<PendingAssertion>) -> Self {
+        match pending {
+            None => self,
+            Some(p) => self
+                .param("client_assertion_type", JWT_BEARER.to_owned())
+                .param(
+                    "client_assertion",
+                    p.certificate.assertion(&p.client_id, &p.audience),
+                ),
+        }
+    }
+}
+
+macro_rules! authenticated {
+    ($($request:ident),*) => {$(
+        impl<'a, TE, TR> Authenticated for oauth2::$request<'a, TE, TR>
+        where
+            TE: oauth2::ErrorResponse + 'static,
+            TR: TokenResponse,
+        {
+            fn param(self, name: &'static str, value: String) -> Self {
+                self.add_extra_param(name, value)
+            }
+        }
+    )*};
+}
+authenticated!(
+    CodeTokenRequest,
+    ClientCredentialsTokenRequest,
+    RefreshTokenRequest
+);
 
 #[derive(Clone)]
 struct CachedJwks {
@@ -295,6 +346,7 @@ impl EntraClient {
                 http,
                 jwks: RwLock::new(None),
                 jwks_refetch: tokio::sync::Mutex::new(()),
+                certificate: RwLock::new(None),
             }),
         }
     }
@@ -313,12 +365,40 @@ impl EntraClient {
         format!("{}/{path}", self.inner.authority)
     }
 
+    /// Makes token requests as the provider app authenticate with `certificate` (a client
+    /// assertion) from now on, or with the client secret again when `None`.
+    pub fn set_certificate(&self, certificate: Option<ClientCertificate>) {
+        *self
+            .inner
+            .certificate
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = certificate;
+    }
+
+    /// A client for the same app that signs its token requests with `certificate`: proves a
+    /// certificate works before it becomes the active one.
+    pub fn with_certificate(&self, certificate: ClientCertificate) -> Self {
+        let client = Self::new(self.inner.cfg.clone(), self.inner.http.clone());
+        client.set_certificate(Some(certificate));
+        client
+    }
+
+    /// The `x5t#S256` of the certificate token requests are signed with, if any.
+    pub fn certificate_thumbprint(&self) -> Option<String> {
+        self.inner
+            .certificate
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.x5t_s256().to_owned())
+    }
+
     fn oauth_client(
         &self,
         client_id: &str,
         secret: &Secret,
         token_tenant: &str,
-    ) -> Result<OAuthClient<EndpointNotSet>, IdentityError> {
+    ) -> Result<(OAuthClient<EndpointNotSet>, Option<PendingAssertion>), IdentityError> {
         self.oauth_client_for(
             client_id,
             secret,
@@ -328,21 +408,48 @@ impl EntraClient {
     }
 
     /// [`Self::oauth_client`] sending `redirect_uri` (the operator sign-in has its own).
+    ///
+    /// The one place that decides how Gangway authenticates: the provider app with an active
+    /// certificate signs a client assertion (added to the request by
+    /// [`Authenticated::authenticated`]), anything else sends its client secret.
     fn oauth_client_for(
         &self,
         client_id: &str,
         secret: &Secret,
         token_tenant: &str,
         redirect_uri: &Url,
-    ) -> Result<OAuthClient<EndpointNotSet>, IdentityError> {
-        let token_url = TokenUrl::new(self.token_endpoint(token_tenant))
+    ) -> Result<(OAuthClient<EndpointNotSet>, Option<PendingAssertion>), IdentityError> {
+        let audience = self.token_endpoint(token_tenant);
+        let token_url = TokenUrl::new(audience.clone())
             .map_err(|_| IdentityError::Transport("invalid token endpoint URL".into()))?;
-        Ok(Client::new(ClientId::new(client_id.to_owned()))
-            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+        let client = Client::new(ClientId::new(client_id.to_owned()))
             .set_token_uri(token_url)
             // Entra ID documents client_secret_post; MSAL sends the secret in the body too.
             .set_auth_type(AuthType::RequestBody)
-            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone())))
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+        let certificate = (client_id == self.inner.cfg.client_id)
+            .then(|| {
+                self.inner
+                    .certificate
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+            .flatten();
+        Ok(match certificate {
+            Some(certificate) => (
+                client,
+                Some(PendingAssertion {
+                    certificate,
+                    client_id: client_id.to_owned(),
+                    audience,
+                }),
+            ),
+            None => (
+                client.set_client_secret(ClientSecret::new(secret.expose().to_owned())),
+                None,
+            ),
+        })
     }
 
     /// Starts a delegated sign-in: the authorize URL on
@@ -514,7 +621,7 @@ impl EntraClient {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<(EntraTokenResponse, id_token::Verified), IdentityError> {
-        let client = self.oauth_client_for(
+        let (client, assertion) = self.oauth_client_for(
             &self.inner.cfg.client_id,
             &self.inner.cfg.client_secret,
             tenant,
@@ -523,6 +630,7 @@ impl EntraClient {
         let resp = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .authenticated(assertion)
             .request_async(&self.inner.http)
             .await
             .map_err(token_error)?;
@@ -553,6 +661,7 @@ impl EntraClient {
                 redirect_uri,
             )
             .expect("authority joined with a fixed path is a URL")
+            .0
             .set_auth_uri(auth_url);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = CsrfToken::new_random_len(32).into_secret();
@@ -795,10 +904,11 @@ impl EntraClient {
     ) -> Result<AppToken, IdentityError> {
         let (client_id, secret) =
             creds.unwrap_or((&self.inner.cfg.client_id, &self.inner.cfg.client_secret));
-        let client = self.oauth_client(client_id, secret, &tenant.to_string())?;
+        let (client, assertion) = self.oauth_client(client_id, secret, &tenant.to_string())?;
         let resp = client
             .exchange_client_credentials()
             .add_scope(Scope::new(GRAPH_DEFAULT_SCOPE.to_owned()))
+            .authenticated(assertion)
             .request_async(&self.inner.http)
             .await
             .map_err(token_error)?;
@@ -819,13 +929,13 @@ impl EntraClient {
         refresh_token: &Secret,
         scopes: &[&str],
     ) -> Result<RefreshedGrant, IdentityError> {
-        let client = self.oauth_client(
+        let (client, assertion) = self.oauth_client(
             &self.inner.cfg.client_id,
             &self.inner.cfg.client_secret,
             &tenant.to_string(),
         )?;
         let rt = RefreshToken::new(refresh_token.expose().to_owned());
-        let mut req = client.exchange_refresh_token(&rt);
+        let mut req = client.exchange_refresh_token(&rt).authenticated(assertion);
         if scopes.is_empty() {
             req = req.add_scope(Scope::new(GRAPH_DEFAULT_SCOPE.to_owned()));
         } else {

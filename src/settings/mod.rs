@@ -31,6 +31,8 @@ pub const MAX_SECRET_MONTHS: i32 = 24;
 pub const DEFAULT_DELETION_GUARD_PERCENT: i32 = 20;
 /// The deletion guard's number of objects a round may delete without a hold, by default.
 pub const DEFAULT_DELETION_GUARD_OBJECTS: i32 = 500;
+/// Days before the app certificate expires that Gangway replaces it, unless set.
+pub const DEFAULT_CERTIFICATE_ROTATION_DAYS: i32 = 30;
 
 /// One setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,11 +81,13 @@ pub enum Key {
     DeletionGuardObjects,
     /// Days the event stream keeps events.
     EventRetentionDays,
+    /// Days before the app certificate expires that Gangway replaces it.
+    CertificateRotationDays,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 22] = [
+    pub const ALL: [Key; 23] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -106,6 +110,7 @@ impl Key {
         Key::DeletionGuardPercent,
         Key::DeletionGuardObjects,
         Key::EventRetentionDays,
+        Key::CertificateRotationDays,
     ];
 
     /// The stored name (also the form field's).
@@ -133,6 +138,7 @@ impl Key {
             Self::DeletionGuardPercent => "deletion_guard_percent",
             Self::DeletionGuardObjects => "deletion_guard_objects",
             Self::EventRetentionDays => crate::events::RETENTION_SETTING,
+            Self::CertificateRotationDays => "certificate_rotation_days",
         }
     }
 
@@ -179,6 +185,7 @@ impl Key {
             Self::DeletionGuardPercent => "Hold deletions above (% of a tenant's users or groups)",
             Self::DeletionGuardObjects => "Hold deletions above (objects)",
             Self::EventRetentionDays => "Event retention (days)",
+            Self::CertificateRotationDays => "Replace the app certificate (days before expiry)",
         }
     }
 
@@ -232,6 +239,8 @@ pub struct Settings {
     pub deletion_guard_objects: i32,
     /// Days the event stream keeps events.
     pub event_retention_days: i32,
+    /// Days before the app certificate expires that Gangway replaces it.
+    pub certificate_rotation_days: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -459,6 +468,8 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(Value::as_i64)
             .and_then(|n| i32::try_from(n).ok())
             .unwrap_or(crate::events::DEFAULT_RETENTION_DAYS),
+        certificate_rotation_days: number(Key::CertificateRotationDays)
+            .unwrap_or(DEFAULT_CERTIFICATE_ROTATION_DAYS),
         origin,
     })
 }
@@ -638,6 +649,15 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok()
                 .filter(|n| (1..=3650).contains(n))
                 .ok_or("must be a whole number of days from 1 to 3650")?;
+            Some(json!(n))
+        }
+        Key::CertificateRotationDays => {
+            let max = crate::credentials::VALIDITY_DAYS as i32 / 2;
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("must be a whole number of days from 1 to {max}"))?;
             Some(json!(n))
         }
     })
@@ -886,6 +906,19 @@ impl SettingsCache {
                 self.http.clone(),
             ),
         };
+        // Every process picks up a rotated certificate here, within one TTL; its private key
+        // is opened only when the active one changed.
+        match crate::credentials::active_id(&self.db).await? {
+            None => entra.set_certificate(None),
+            Some((_, x5t)) if entra.certificate_thumbprint().as_deref() == Some(x5t.as_str()) => {}
+            Some((id, _)) => match crate::credentials::signer(&self.db, &self.keys, id).await {
+                Ok(certificate) => entra.set_certificate(Some(certificate)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the active app certificate cannot be used; token requests send the client secret");
+                    entra.set_certificate(None);
+                }
+            },
+        }
         let customer_secrets = sqlx::query_as!(
             CustomerSecret,
             r#"select id as "tenant_id: crate::types::TenantRecordId", display_name,

@@ -70,6 +70,16 @@ pub const API_TOKENS: &str = "/console/api-tokens";
 pub const API_TOKEN_REVOKE: &str = "/console/api-tokens/{id}/revoke";
 /// Set an API token's own rate (admins).
 pub const API_TOKEN_RATE: &str = "/console/api-tokens/{id}/rate";
+/// The provider app's certificates (admins).
+pub const CERTIFICATES: &str = "/console/certificates";
+/// A certificate's public part as PEM.
+pub const CERTIFICATE_PEM: &str = "/console/certificates/{id}/certificate.pem";
+/// POST: make a registered certificate the active one.
+pub const CERTIFICATE_ACTIVATE: &str = "/console/certificates/{id}/activate";
+/// POST: register a certificate on the app through Graph (`addKey`).
+pub const CERTIFICATE_REGISTER: &str = "/console/certificates/{id}/register";
+/// POST: delete a pending certificate.
+pub const CERTIFICATE_DELETE: &str = "/console/certificates/{id}/delete";
 /// Webhook endpoints (admins).
 pub const WEBHOOKS: &str = "/console/webhooks";
 /// One webhook endpoint with its delivery log.
@@ -244,6 +254,14 @@ addresses! {
     api_token_revoke(ApiTokenId) = API_TOKEN_REVOKE;
     /// POST: set an API token's rate.
     api_token_rate(ApiTokenId) = API_TOKEN_RATE;
+    /// A certificate's public part as PEM.
+    certificate_pem(Uuid) = CERTIFICATE_PEM;
+    /// POST: activate a certificate.
+    certificate_activate(Uuid) = CERTIFICATE_ACTIVATE;
+    /// POST: register a certificate with `addKey`.
+    certificate_register(Uuid) = CERTIFICATE_REGISTER;
+    /// POST: delete a pending certificate.
+    certificate_delete(Uuid) = CERTIFICATE_DELETE;
     /// One webhook endpoint's page.
     webhook(WebhookId) = WEBHOOK;
     /// POST: rotate an endpoint's secret.

@@ -5,6 +5,7 @@ mod attacks;
 mod background;
 mod browser;
 mod browser_signin;
+mod certificates;
 mod cli;
 mod console;
 mod customers;

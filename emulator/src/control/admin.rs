@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
         .route(t, get(get_tenant).patch(change_tenant))
         .route("/_emulator/apps", post(register_app))
         .route("/_emulator/apps/{client_id}", patch(change_app))
+        .route(
+            "/_emulator/apps/{client_id}/certificates",
+            post(upload_certificate),
+        )
         .route(&format!("{t}/consents"), post(grant_consent))
         .route(
             &format!("{t}/apps/{{client_id}}/role-assignments"),
@@ -235,6 +239,40 @@ async fn register_app(State(st): State<AppState>, Json(new): Json<NewApp>) -> An
         })),
     )
         .into_response())
+}
+
+/// A certificate as a person uploads it in the portal (Certificates & secrets → Upload
+/// certificate): the public certificate only, PEM or Base64 DER.
+#[derive(Deserialize)]
+struct Upload {
+    certificate: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+async fn upload_certificate(
+    State(st): State<AppState>,
+    Path(client_id): Path<String>,
+    Json(upload): Json<Upload>,
+) -> Answer {
+    let cert = crate::certificates::KeyCredential::parse(
+        &upload.certificate,
+        upload.display_name.as_deref().unwrap_or("CN=uploaded"),
+    )
+    .map_err(bad)?;
+    let mut w = st.world();
+    let app = w
+        .reg
+        .apps
+        .get_mut(&client_id)
+        .ok_or_else(|| not_found("app"))?;
+    let answer = json!({
+        "key_id": cert.key_id,
+        "thumbprint": cert.thumbprint(),
+        "end_date_time": cert.expires_at.format(&Rfc3339).unwrap_or_default(),
+    });
+    app.certificates.push(cert);
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 async fn change_app(

@@ -109,7 +109,7 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
             "preAuthorizedApplications": [],
             "requestedAccessTokenVersion": app.access_token_version,
         },
-        "keyCredentials": [],
+        "keyCredentials": app.certificates.iter().map(|c| c.graph()).collect::<Vec<_>>(),
         "optionalClaims": null,
         "passwordCredentials": secrets,
         "publicClient": {"redirectUris": []},

@@ -6,6 +6,7 @@ mod applications;
 mod delta;
 mod entity;
 pub mod errors;
+mod keys;
 mod memberships;
 mod query;
 mod resources;
@@ -61,7 +62,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1.0/servicePrincipals/{id}/oauth2PermissionGrants",
             get(service_principals::oauth2_permission_grants),
         )
-        .merge(subscriptions::router());
+        .merge(subscriptions::router())
+        .merge(keys::router());
     for form in DELTA_FORMS {
         router = router
             .route(&format!("/v1.0/users/{form}"), get(delta::round::<User>))

@@ -1,6 +1,7 @@
 //! The identity platform (login.microsoftonline.com): discovery and keys, the authorize and
 //! admin-consent pages, the token endpoint, and the ID tokens they issue.
 
+mod assertion;
 mod authorize;
 pub mod errors;
 pub mod forgeries;

@@ -1,5 +1,6 @@
 //! `/{tenant}/oauth2/v2.0/token`: authorization_code, refresh_token and client_credentials, with
-//! client authentication by `client_secret_post` or `client_secret_basic`.
+//! client authentication by `client_secret_post`, `client_secret_basic` or a certificate's
+//! client assertion (`private_key_jwt`, [`super::assertion`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use crate::apps::{App, GroupClaims, SecretCheck};
 use crate::directory::Authority;
+use crate::login::assertion;
 use crate::login::errors::AadError;
 use crate::rng::secret_token;
 use crate::scopes::{self, GRAPH, GRAPH_APP_ID};
@@ -69,8 +71,31 @@ fn grant(st: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
         .dir
         .resolve(tenant)
         .ok_or_else(|| super::oidc::unknown_tenant(tenant))?;
-    let (client_id, secret) = client_credentials(headers, &params)?;
-    let app = authenticate(&w, authority, tenant, &client_id, secret.as_deref())?;
+    let app = if let Some(kind) = params.get("client_assertion_type") {
+        if kind != assertion::JWT_BEARER {
+            return Err(malformed());
+        }
+        let client_id = params
+            .get("client_id")
+            .ok_or_else(|| AadError::missing("client_id"))?;
+        let assertion = params
+            .get("client_assertion")
+            .ok_or_else(|| AadError::missing("client_assertion"))?;
+        let app = registered(&w, authority, tenant, client_id)?;
+        // The token endpoint as the client named it, or with the tenant's id.
+        let mut audiences = vec![format!("{}/{tenant}/oauth2/v2.0/token", st.cfg.base_url)];
+        if let Authority::Tenant(t) = authority {
+            audiences.push(format!(
+                "{}/{}/oauth2/v2.0/token",
+                st.cfg.base_url, w.dir.tenants[t].id
+            ));
+        }
+        assertion::verify(&mut w, &app, assertion, &audiences)?;
+        app
+    } else {
+        let (client_id, secret) = client_credentials(headers, &params)?;
+        authenticate(&w, authority, tenant, &client_id, secret.as_deref())?
+    };
     match grant_type.as_str() {
         "authorization_code" => redeem_code(st, &mut w, &app, authority, &params),
         "refresh_token" => redeem_refresh(st, &mut w, &app, &params),
@@ -121,12 +146,12 @@ fn client_credentials(
     Ok((id.clone(), params.get("client_secret").cloned()))
 }
 
-fn authenticate(
+/// The app `client_id` names, if it may get tokens at `tenant`'s endpoint (AADSTS700016).
+fn registered(
     w: &World,
     authority: Authority,
     tenant: &str,
     client_id: &str,
-    secret: Option<&str>,
 ) -> Result<App, AadError> {
     let not_found = || {
         AadError::bad(
@@ -149,6 +174,18 @@ fn authenticate(
         }
         _ => w.reg.apps.get(client_id).ok_or_else(not_found)?,
     };
+    Ok(app.clone())
+}
+
+/// Client authentication by secret (`client_secret_post` or `client_secret_basic`).
+fn authenticate(
+    w: &World,
+    authority: Authority,
+    tenant: &str,
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<App, AadError> {
+    let app = registered(w, authority, tenant, client_id)?;
     let Some(secret) = secret else {
         return Err(AadError::client(
             7000218,
@@ -156,7 +193,7 @@ fn authenticate(
         ));
     };
     match app.check_secret(secret) {
-        SecretCheck::Valid => Ok(app.clone()),
+        SecretCheck::Valid => Ok(app),
         SecretCheck::Wrong => Err(AadError::client(
             7000215,
             format!(

@@ -4,6 +4,7 @@ mod admin;
 mod admin_consent;
 mod applications;
 mod authorize;
+mod certificates;
 mod claims;
 mod cli;
 mod delta;

@@ -147,6 +147,42 @@ async fn msal_python_gets_a_client_credentials_token_and_reads_users() {
 }
 
 #[tokio::test]
+async fn msal_python_gets_a_token_with_a_certificate() {
+    let emu = TlsEmulator::start("msal-cert", 3, 100).await;
+    let cert = crate::certificates::Cert::new();
+    let admin = EmulatorAdmin::new(&emu.emu).unwrap();
+    admin
+        .post(
+            &format!("/_emulator/apps/{}/certificates", emu.app.client_id),
+            &json!({"certificate": cert.pem}),
+        )
+        .await
+        .unwrap();
+    let key_file = emu.dir.join("key.pem");
+    std::fs::write(&key_file, &cert.pkcs8_pem).unwrap();
+    let args = vec![
+        "--authority".to_string(),
+        format!("{}/{}", emu.base(), emu.tenants[1].id),
+        "--client-id".into(),
+        emu.app.client_id.clone(),
+        "--private-key-file".into(),
+        key_file.display().to_string(),
+        "--thumbprint".into(),
+        cert.thumbprint(),
+        "--ca-file".into(),
+        emu.ca_file.display().to_string(),
+        "--graph".into(),
+        emu.base(),
+    ];
+    let result = emu
+        .run_python("msal_client.py", args, "pip install msal")
+        .await;
+    assert_eq!(result["token_type"], "Bearer");
+    assert_eq!(result["users"], 3);
+    emu.stop().await;
+}
+
+#[tokio::test]
 async fn the_python_graph_sdk_pages_users_and_completes_a_delta_round() {
     let emu = TlsEmulator::start("graph-sdk", 23, 10).await;
     let mut args = vec![

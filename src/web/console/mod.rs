@@ -14,6 +14,7 @@ mod applications;
 mod audit_log;
 mod auth;
 mod background;
+mod certificates;
 mod customers;
 mod doctor;
 mod invitations;
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .merge(join::router())
         .merge(settings::router())
         .merge(api_tokens::router())
+        .merge(certificates::router())
         .merge(api_docs::router())
         .merge(webhooks::router())
         .merge(scim::router())

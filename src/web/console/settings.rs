@@ -248,6 +248,10 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "how long GET /api/v1/events keeps events (30 by default); a consumer's cursor older than this gets a 410 problem and must read again from the start",
         ),
+        Key::CertificateRotationDays => (
+            Kind::Number,
+            "this many days before the active app certificate expires (30 by default), Gangway registers a new one on the app with addKey, signs with it, and removes the old one after every process has switched",
+        ),
     }
 }
 
@@ -260,6 +264,7 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
             Key::ClientSecret,
             Key::ClientSecretExpires,
             Key::ProviderTenantId,
+            Key::CertificateRotationDays,
         ],
     ),
     (
