@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use crate::apps::{AppChange, AssignError, NewApp, Permissions};
 use crate::control::faults::FaultConfig;
-use crate::graph::service_principals::{Assignment, DEFAULT_ACCESS};
 use crate::directory::{
     Changes, DirectoryObject, Group, Life, OTHER_TYPES, Tenant, USER_TYPE, User,
 };
+use crate::graph::service_principals::{Assignment, DEFAULT_ACCESS};
 use crate::login::forgeries::{Forgery, ForgeryKind, ForgeryTarget};
 use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
@@ -362,8 +362,8 @@ async fn assign_to_app(
     let (principal, group) = match tenant.user(&body.principal) {
         Some(u) if u.life == Life::Active => (u.id, false),
         _ => {
-            let g = active_group(tenant, &body.principal)
-                .map_err(|_| not_found("user or group"))?;
+            let g =
+                active_group(tenant, &body.principal).map_err(|_| not_found("user or group"))?;
             (tenant.groups[g].id, true)
         }
     };

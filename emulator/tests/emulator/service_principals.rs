@@ -204,7 +204,8 @@ async fn users_and_groups_assigned_to_the_enterprise_app_are_listed_page_by_page
     let gone = t.admin_delete(&format!("{assignments}/{id}")).await;
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
     let gid = group["id"].as_str().unwrap();
-    t.admin_delete(&format!("/tenants/{tid}/groups/{gid}")).await;
+    t.admin_delete(&format!("/tenants/{tid}/groups/{gid}"))
+        .await;
     let after = t.graph_json(&token, &path).await;
     assert_eq!(after["value"], json!([]), "{after}");
 
