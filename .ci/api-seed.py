@@ -194,6 +194,9 @@ def main(config_path):
         "GET /api/v1/tenants/{id}/users/{user_id}/groups": {"id": synced, "user_id": users[0]},
         "POST /api/v1/tenants/{id}/deletions/approve": {"id": synced},
         "POST /api/v1/tenants/{id}/deletions/reject": {"id": guarded},
+        # The scope is read and set on the guarded tenant: a generated scope may stop its syncs.
+        "GET /api/v1/tenants/{id}/scope": {"id": guarded},
+        "PUT /api/v1/tenants/{id}/scope": {"id": guarded},
         "GET /api/v1/scim/connections/{id}": {"id": scim_kept},
         "PUT /api/v1/scim/connections/{id}": {"id": scim_kept},
         "POST /api/v1/scim/connections/{id}/push": {"id": scim_kept},

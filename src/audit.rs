@@ -117,6 +117,8 @@ pub enum Action {
     DeletionsRejected,
     /// A tenant's deletion guard thresholds were changed.
     DeletionGuardChanged,
+    /// A tenant's sync scope (which users and groups the provider sees) was changed.
+    TenantScopeChanged,
     /// A tenant's credential stopped working; its syncs stop until the customer consents again.
     TenantReconsentRequired,
     /// What a tenant grants the provider's app no longer matches its permission profile.
@@ -181,7 +183,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 57] = [
+    pub const ALL: [Action; 58] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -209,6 +211,7 @@ impl Action {
         Action::DeletionsApproved,
         Action::DeletionsRejected,
         Action::DeletionGuardChanged,
+        Action::TenantScopeChanged,
         Action::TenantReconsentRequired,
         Action::TenantConsentDrifted,
         Action::SettingsChanged,
@@ -271,6 +274,7 @@ impl Action {
             Self::DeletionsApproved => "sync.deletions_approved",
             Self::DeletionsRejected => "sync.deletions_rejected",
             Self::DeletionGuardChanged => "sync.deletion_guard_changed",
+            Self::TenantScopeChanged => "tenant.scope_changed",
             Self::TenantReconsentRequired => "tenant.reconsent_required",
             Self::TenantConsentDrifted => "tenant.consent_drifted",
             Self::SettingsChanged => "settings.changed",
@@ -336,6 +340,7 @@ impl Action {
             Self::DeletionsApproved => "Held deletions approved (applied)",
             Self::DeletionsRejected => "Held deletions rejected (objects kept)",
             Self::DeletionGuardChanged => "Deletion guard thresholds changed",
+            Self::TenantScopeChanged => "Sync scope changed",
             Self::TenantReconsentRequired => {
                 "Access stopped working: the customer must consent again"
             }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::apps::{NewApp, Permissions, Registry};
 use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
+use crate::graph::service_principals::Assignment;
 use crate::graph::subscriptions::Subscriptions;
 use crate::login::forgeries::Forgeries;
 use crate::login::keys::{Keys, SigningKey};
@@ -291,6 +292,9 @@ pub struct World {
     pub reg: Registry,
     /// Codes, tokens, sessions.
     pub auth: AuthStore,
+    /// Users and groups assigned to enterprise apps with default access, keyed by (tenant id,
+    /// client id).
+    pub assignments: HashMap<(Uuid, String), Vec<Assignment>>,
 }
 
 /// The state shared by every handler.
@@ -397,6 +401,7 @@ impl AppState {
                 dir,
                 reg,
                 auth: AuthStore::default(),
+                assignments: HashMap::new(),
             }),
             keys: RwLock::new(Keys::new(key_task.await??)),
             graph: GraphSettings::new(opts.graph_latency_ms, opts.page_size),

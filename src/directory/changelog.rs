@@ -1,7 +1,8 @@
 //! The copy's changes as events: one per object and membership a step changed, appended to
 //! the event log set-based (one statement per step, however many objects) in the transaction
 //! of the change, and fanned out to the webhooks. Deletions are logged before the rows go, so
-//! the event carries what went.
+//! the event carries what went. Only objects in the tenant's sync scope, and memberships
+//! between them, are logged (see [`super::scope`]).
 
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -21,6 +22,27 @@ pub(super) fn table(resource: Resource) -> &'static str {
     match resource {
         Resource::Users => "directory_users",
         Resource::Groups => "directory_groups",
+    }
+}
+
+/// Whether the membership of `member` in `group` (SQL expressions) is one consumers see: its
+/// group is in scope, and its member is not a user or group outside it.
+fn visible(group: &str, member: &str) -> String {
+    format!(
+        "exists (select from directory_groups vg
+                 where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
+         and not exists (select from directory_users vu
+                         where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
+         and not exists (select from directory_groups vm
+                         where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)"
+    )
+}
+
+/// The creation event of a resource's objects.
+fn created(resource: Resource) -> EventType {
+    match resource {
+        Resource::Users => EventType::UserCreated,
+        Resource::Groups => EventType::GroupCreated,
     }
 }
 
@@ -73,7 +95,7 @@ impl Logger {
         let sql = events::insert_select(&format!(
             "select {event_type}, jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint))
                     || {object} || {extra}
-             from {} d where d.tenant_id = $1 and {condition} order by d.object_id",
+             from {} d where d.tenant_id = $1 and d.in_scope and {condition} order by d.object_id",
             table(resource)
         ));
         self.run(tx, &sql, ids, &[]).await
@@ -95,6 +117,39 @@ impl Logger {
             .await
     }
 
+    /// Logs the objects among `ids` entering the sync scope (`entered`) as created, or leaving
+    /// it as deleted (for good, as far as consumers are concerned); `scope` in the event says
+    /// which.
+    pub(super) async fn moved(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        resource: Resource,
+        entered: bool,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (event, extra) = if entered {
+            (created(resource), "jsonb_build_object('scope', 'entered')")
+        } else {
+            (
+                deleted(resource),
+                "jsonb_build_object('permanent', true, 'scope', 'left')",
+            )
+        };
+        let event_type = format!("'{}'", event.name());
+        self.objects(
+            tx,
+            resource,
+            &event_type,
+            "d.object_id = any($3)",
+            extra,
+            ids,
+        )
+        .await
+    }
+
     /// Logs one `event_type` event per membership of the tenant that `condition` keeps (over
     /// `directory_group_members d`, with `ids` as `$3` and `members` as `$5`), in (group,
     /// member) order.
@@ -109,9 +164,10 @@ impl Logger {
         let sql = events::insert_select(&format!(
             "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
                         'group_id', d.group_id, 'member_id', d.member_id))
-             from directory_group_members d where d.tenant_id = $1 and {condition}
+             from directory_group_members d where d.tenant_id = $1 and {condition} and {}
              order by d.group_id, d.member_id",
             event_type.name(),
+            visible("d.group_id", "d.member_id"),
         ));
         self.run(tx, &sql, ids, members).await
     }
@@ -130,8 +186,10 @@ impl Logger {
         let sql = events::insert_select(&format!(
             "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
                         'group_id', x.g, 'member_id', x.m))
-             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n) order by x.n",
+             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n)
+             where {} order by x.n",
             event_type.name(),
+            visible("x.g", "x.m"),
         ));
         self.run(tx, &sql, &groups, &members).await
     }

@@ -106,6 +106,24 @@ impl TokenSource {
         Ok(token)
     }
 
+    /// The client id of the app whose tokens read `tenant`: the customer's own app in
+    /// customer-app mode, else the provider's.
+    pub async fn app_id(&self, tenant: &TenantAccess) -> Result<String, CredentialError> {
+        if tenant.consent_mode == ConsentMode::CustomerApp {
+            return tenant.customer_client_id.clone().ok_or_else(|| {
+                CredentialError::ReconsentRequired(
+                    "the customer's app registration is not on record".into(),
+                )
+            });
+        }
+        let live = self
+            .settings
+            .current()
+            .await
+            .map_err(|e| CredentialError::Failed(e.to_string()))?;
+        Ok(live.settings.client_id.to_string())
+    }
+
     /// Drops `tenant`'s cached token (Graph refused it: 401).
     pub fn forget(&self, tenant: Uuid) {
         self.cache.lock().expect("token cache").remove(&tenant);

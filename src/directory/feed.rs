@@ -1,6 +1,6 @@
 //! The directory copy and the sync runs for scripts: pages in a stable order, each going on
 //! after the last item of the one before (a cursor), so rows added meanwhile neither repeat nor
-//! get skipped. Every query is scoped by the tenant.
+//! get skipped. Every query is scoped by the tenant, and shows only what is in its sync scope.
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
@@ -22,6 +22,12 @@ impl Page {
         let mut q = QueryBuilder::new(format!("{select} where {tenant} = "));
         q.push_bind(tenant_id);
         Self(q)
+    }
+
+    /// Rows for which `condition` (without arguments) holds.
+    fn only(&mut self, condition: &str) -> &mut Self {
+        self.0.push(format_args!(" and {condition}"));
+        self
     }
 
     fn and(
@@ -111,7 +117,8 @@ pub async fn users(
         "tenant_id",
         tenant_id,
     );
-    page.and("object_id >", after)
+    page.only("in_scope")
+        .and("object_id >", after)
         .and("updated_at >=", updated_since)
         .search(
             &["display_name", "user_principal_name", "mail"],
@@ -140,6 +147,7 @@ pub async fn groups(
         "g.tenant_id",
         tenant_id,
     )
+    .only("g.in_scope")
     .and("g.object_id >", after)
     .and("g.updated_at >=", updated_since)
     .search(
@@ -173,6 +181,7 @@ pub async fn members(
         "m.tenant_id",
         tenant_id,
     )
+    .only("coalesce(u.in_scope, g.in_scope, true)")
     .and("m.group_id =", Some(group_id))
     .and("m.member_id >", after)
     .ordered("m.member_id", limit)

@@ -6,7 +6,8 @@
 //! [`schedule`] says when it is due and [`worker`] runs jobs from the queue. Operators ask for
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
 //! through [`views`]; scripts page through it with [`feed`]. [`subscriptions`] keeps Graph's
-//! change notifications coming and turns them into rounds.
+//! change notifications coming and turns them into rounds. [`scope`] decides which users and
+//! groups the provider sees.
 
 mod changelog;
 pub mod control;
@@ -17,6 +18,7 @@ pub mod guard;
 pub mod nesting;
 pub mod runs;
 pub mod schedule;
+pub mod scope;
 pub mod store;
 pub mod subscriptions;
 pub mod sync;

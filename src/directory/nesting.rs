@@ -3,7 +3,9 @@
 //! drops a row already reached, so a cycle of groups ends the walk instead of looping.
 //! Downward walks follow only group members (`member_type = 'group'`, as the store keeps
 //! Graph's type without its `#microsoft.graph.` prefix) on the primary key; upward walks use
-//! `directory_group_members_member`. Pages go by object id after a cursor.
+//! `directory_group_members_member`. Pages go by object id after a cursor. Only what is in the
+//! tenant's sync scope is shown: a group in scope has its members in scope, so a downward walk
+//! from one never leaves it, and an upward walk keeps the groups in scope.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -42,6 +44,7 @@ pub async fn transitive_members(
            left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
            left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
            where m.tenant_id = $1 and m.member_id <> $2 and m.member_id > $3
+             and coalesce(u.in_scope, g.in_scope, true)
            order by m.member_id
            limit $4"#,
         tenant_id,
@@ -99,7 +102,7 @@ pub async fn groups_of(
                   (select count(*) from directory_group_members m
                     where m.tenant_id = g.tenant_id and m.group_id = g.object_id) as "members!"
            from directory_groups g join up on g.object_id = up.id
-           where g.tenant_id = $1 and g.object_id > $4
+           where g.tenant_id = $1 and g.in_scope and g.object_id > $4
            order by g.object_id
            limit $5"#,
         tenant_id,
@@ -112,10 +115,10 @@ pub async fn groups_of(
     .await
 }
 
-/// Whether the copy holds user `user_id` (in the recycle bin or not).
+/// Whether the copy holds user `user_id` (in the recycle bin or not) in the sync scope.
 pub async fn has_user(db: &PgPool, tenant_id: Uuid, user_id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"select exists (select from directory_users where tenant_id = $1 and object_id = $2) as "exists!""#,
+        r#"select exists (select from directory_users where tenant_id = $1 and object_id = $2 and in_scope) as "exists!""#,
         tenant_id,
         user_id,
     )

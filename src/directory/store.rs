@@ -643,7 +643,7 @@ const MEMBERSHIPS_LOCK: i32 = 0x6d656d62;
 /// good — and two pages deleting the same memberships in different orders deadlock; so a page
 /// takes this before its first membership write (after which it locks nothing the other
 /// chain's pages hold) and membership-writing pages of a tenant commit one after the other.
-async fn lock_memberships(
+pub(super) async fn lock_memberships(
     tx: &mut Transaction<'_, Postgres>,
     tenant: Uuid,
 ) -> Result<(), sqlx::Error> {

@@ -207,6 +207,8 @@ impl Syncer {
         // One chain's failure does not undo the other's progress: both are committed.
         let (mut total, groups) = (users?, groups?);
         total.add(&groups);
+        // Both chains have ended their rounds: the scope is recomputed over the whole picture.
+        super::scope::after_round(&self.db, &self.graph, &self.tokens, tenant, run_id).await?;
         Ok(total)
     }
 

@@ -199,9 +199,9 @@ pub async fn sync_summary(
         r#"select t.status as "status: TenantStatus", t.sync_schedule, t.next_sync_at,
                   t.last_sync_success_at, t.sync_failures, t.sync_error, t.sync_failure_kind,
                   (select count(*) from directory_users u
-                    where u.tenant_id = t.id and u.soft_deleted_at is null) as "users!",
+                    where u.tenant_id = t.id and u.soft_deleted_at is null and u.in_scope) as "users!",
                   (select count(*) from directory_groups g
-                    where g.tenant_id = t.id and g.soft_deleted_at is null) as "groups!",
+                    where g.tenant_id = t.id and g.soft_deleted_at is null and g.in_scope) as "groups!",
                   (select count(*) from directory_group_members m where m.tenant_id = t.id)
                       as "memberships!",
                   (select min(j.run_at) from jobs j
@@ -332,9 +332,9 @@ pub async fn tenant_syncs(
         r#"select t.id as tenant_id, t.status as "status: TenantStatus", t.next_sync_at,
                   t.last_sync_success_at, t.sync_failures, t.sync_error,
                   (select count(*) from directory_users u
-                    where u.tenant_id = t.id and u.soft_deleted_at is null) as "users!",
+                    where u.tenant_id = t.id and u.soft_deleted_at is null and u.in_scope) as "users!",
                   (select count(*) from directory_groups g
-                    where g.tenant_id = t.id and g.soft_deleted_at is null) as "groups!",
+                    where g.tenant_id = t.id and g.soft_deleted_at is null and g.in_scope) as "groups!",
                   coalesce((select r.outcome = 'running' from sync_runs r
                              where r.tenant_id = t.id order by r.id desc limit 1), false)
                       as "running!"
@@ -398,7 +398,7 @@ pub struct DirectoryUser {
 macro_rules! users_matching {
     ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
         $($query)::+!(
-            $($head)* r"where tenant_id = $1
+            $($head)* r"where tenant_id = $1 and in_scope
                   and ($2::text is null or display_name ilike $2 escape '\'
                        or user_principal_name ilike $2 escape '\' or mail ilike $2 escape '\'
                        or object_id = $3)
@@ -454,6 +454,25 @@ pub async fn users(
     .fetch_one(db)
     .await?;
     Ok((rows, total))
+}
+
+/// One user of the tenant, if it is in the sync scope.
+pub async fn user(
+    db: &PgPool,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<DirectoryUser>, sqlx::Error> {
+    sqlx::query_as!(
+        DirectoryUser,
+        r"select object_id, user_principal_name, display_name, given_name, surname, mail,
+                 business_phones, mobile_phone, job_title, department, account_enabled,
+                 soft_deleted_at, last_seen_at, updated_at
+          from directory_users where tenant_id = $1 and object_id = $2 and in_scope",
+        tenant_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Which users of the copy a list shows: active accounts, disabled ones, or those in Entra's
@@ -559,7 +578,7 @@ macro_rules! select_groups {
 macro_rules! groups_matching {
     ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
         $($query)::+!(
-            $($head)* r"where g.tenant_id = $1
+            $($head)* r"where g.tenant_id = $1 and g.in_scope
                   and ($2::text is null or g.display_name ilike $2 escape '\'
                        or g.mail ilike $2 escape '\' or g.description ilike $2 escape '\'
                        or g.object_id = $3) "
@@ -602,14 +621,14 @@ pub async fn groups(
     Ok((rows, total))
 }
 
-/// One group of the tenant.
+/// One group of the tenant, if it is in the sync scope.
 pub async fn group(
     db: &PgPool,
     tenant_id: Uuid,
     group_id: Uuid,
 ) -> Result<Option<DirectoryGroup>, sqlx::Error> {
     select_groups!(
-        "where g.tenant_id = $1 and g.object_id = $2",
+        "where g.tenant_id = $1 and g.object_id = $2 and g.in_scope",
         tenant_id,
         group_id
     )
@@ -669,7 +688,7 @@ macro_rules! members_matching {
             $($head)* r"from directory_group_members m
                 left join directory_users u on u.tenant_id = m.tenant_id and u.object_id = m.member_id
                 left join directory_groups g on g.tenant_id = m.tenant_id and g.object_id = m.member_id
-                where m.tenant_id = $1 and m.group_id = $2
+                where m.tenant_id = $1 and m.group_id = $2 and coalesce(u.in_scope, g.in_scope, true)
                   and ($3::text is null or coalesce(u.display_name, g.display_name) ilike $3 escape '\'
                        or u.user_principal_name ilike $3 escape '\'
                        or coalesce(u.mail, g.mail) ilike $3 escape '\' or m.member_id = $4) "

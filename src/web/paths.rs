@@ -128,6 +128,10 @@ pub const TENANT_USERS: &str = "/console/tenants/{id}/users";
 pub const TENANT_GROUPS: &str = "/console/tenants/{id}/groups";
 /// One group of a tenant's directory copy, with its members.
 pub const TENANT_GROUP: &str = "/console/tenants/{id}/groups/{group_id}";
+/// One user of a tenant's directory copy, with its groups.
+pub const TENANT_USER: &str = "/console/tenants/{id}/users/{user_id}";
+/// A tenant's sync scope (GET), and changing it (POST).
+pub const TENANT_SCOPE: &str = "/console/tenants/{id}/scope";
 /// The customers list.
 pub const CUSTOMERS: &str = "/console/customers";
 /// The new-customer form.
@@ -306,6 +310,8 @@ addresses! {
     tenant_users(TenantRecordId) = TENANT_USERS;
     /// A tenant's groups.
     tenant_groups(TenantRecordId) = TENANT_GROUPS;
+    /// A tenant's sync scope.
+    tenant_scope(TenantRecordId) = TENANT_SCOPE;
     /// One customer's page.
     customer(CustomerId) = CUSTOMER;
     /// Editing a customer.
@@ -340,6 +346,11 @@ pub fn background_run(name: &str) -> String {
 /// The page of group `group_id` (its object id in Entra ID) of tenant `tenant_id`.
 pub fn tenant_group(tenant_id: TenantRecordId, group_id: Uuid) -> String {
     fill(TENANT_GROUP, tenant_id).replace("{group_id}", &group_id.to_string())
+}
+
+/// The page of user `user_id` (its object id in Entra ID) of tenant `tenant_id`.
+pub fn tenant_user(tenant_id: TenantRecordId, user_id: Uuid) -> String {
+    fill(TENANT_USER, tenant_id).replace("{user_id}", &user_id.to_string())
 }
 
 #[cfg(test)]

@@ -607,6 +607,7 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
         ),
         ("tenant-groups", paths::tenant_groups, "Sales and Marketing"),
         ("tenant-runs", paths::tenant_runs, "Succeeded"),
+        ("tenant-scope", paths::tenant_scope, "Now in scope"),
     ] {
         operator
             .goto(&app.url(&path(tenant_id.into())))
@@ -623,6 +624,14 @@ async fn an_operator_invites_and_the_customer_admin_consents_in_a_real_browser()
     operator.goto(&app.url(&group_url)).await.unwrap();
     wait_for_text(&operator, "Not in the copy").await;
     check_page(&operator, "tenant-group", true).await;
+    operator
+        .goto(&app.url(&paths::tenant_users(tenant_id.into())))
+        .await
+        .unwrap();
+    let user_url = href(&operator, "table a[href*='/users/']").await;
+    operator.goto(&app.url(&user_url)).await.unwrap();
+    wait_for_text(&operator, "All groups, through nested groups").await;
+    check_page(&operator, "tenant-user", true).await;
     operator.goto(&app.url(paths::INVITATIONS)).await.unwrap();
     wait_for_text(&operator, &customer.display_name).await;
     check_page(&operator, "invitations", true).await;

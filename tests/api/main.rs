@@ -28,6 +28,7 @@ mod operator_invites;
 mod ops;
 mod polish;
 mod scim;
+mod scope;
 mod security;
 mod sessions;
 mod settings;

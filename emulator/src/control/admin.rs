@@ -18,6 +18,7 @@ use crate::control::faults::FaultConfig;
 use crate::directory::{
     Changes, DirectoryObject, Group, Life, OTHER_TYPES, Tenant, USER_TYPE, User,
 };
+use crate::graph::service_principals::{Assignment, DEFAULT_ACCESS};
 use crate::login::forgeries::{Forgery, ForgeryKind, ForgeryTarget};
 use crate::login::keys::SigningKey;
 use crate::state::{AppState, Revoked, World};
@@ -42,6 +43,14 @@ pub fn router() -> Router<AppState> {
         .route(
             &format!("{t}/apps/{{client_id}}/role-assignments/{{id}}"),
             delete(unassign_role),
+        )
+        .route(
+            &format!("{t}/apps/{{client_id}}/assignments"),
+            post(assign_to_app),
+        )
+        .route(
+            &format!("{t}/apps/{{client_id}}/assignments/{{id}}"),
+            delete(unassign_from_app),
         )
         .route(
             &format!("{t}/apps/{{client_id}}/app-role-grants"),
@@ -366,6 +375,80 @@ async fn unassign_role(
     let id = Uuid::parse_str(&id).map_err(|_| not_found("role assignment"))?;
     if !w.reg.unassign_role(tid, &client_id, id) {
         return Err(not_found("role assignment"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct AppAssignBody {
+    /// A user's object id or UPN, or a group's object id.
+    principal: String,
+}
+
+/// Assigns a user or group to an enterprise app with default access, as a customer's admin
+/// does under Enterprise applications → Users and groups → Add user/group on an app that
+/// declares no app roles.
+async fn assign_to_app(
+    State(st): State<AppState>,
+    Path((tid, client_id)): Path<(String, String)>,
+    Json(body): Json<AppAssignBody>,
+) -> Answer {
+    let mut w = st.world();
+    let t = tenant_idx(&w, &tid)?;
+    let tenant = &w.dir.tenants[t];
+    let tid = tenant.id;
+    let (principal, group) = match tenant.user(&body.principal) {
+        Some(u) if u.life == Life::Active => (u.id, false),
+        _ => {
+            let g =
+                active_group(tenant, &body.principal).map_err(|_| not_found("user or group"))?;
+            (tenant.groups[g].id, true)
+        }
+    };
+    if !w.reg.grants.contains_key(&(tid, client_id.clone())) {
+        return Err(bad(
+            "the app has no service principal in this tenant (not its home tenant, no consent)",
+        ));
+    }
+    let list = w.assignments.entry((tid, client_id)).or_default();
+    if list.iter().any(|a| a.principal == principal) {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            "the principal is already assigned to the app".into(),
+        ));
+    }
+    let assignment = Assignment {
+        id: Uuid::new_v4(),
+        principal,
+        group,
+        created: crate::graph::errors::now_rfc3339(),
+    };
+    list.push(assignment.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": assignment.id,
+            "appRoleId": DEFAULT_ACCESS,
+            "principalId": principal,
+            "principalType": if group { "Group" } else { "User" },
+        })),
+    )
+        .into_response())
+}
+
+/// Removes a user's or group's assignment to an enterprise app.
+async fn unassign_from_app(
+    State(st): State<AppState>,
+    Path((tid, client_id, id)): Path<(String, String, String)>,
+) -> Answer {
+    let mut w = st.world();
+    let tid = w.dir.tenants[tenant_idx(&w, &tid)?].id;
+    let id = Uuid::parse_str(&id).map_err(|_| not_found("assignment"))?;
+    let list = w.assignments.entry((tid, client_id)).or_default();
+    let before = list.len();
+    list.retain(|a| a.id != id);
+    if list.len() == before {
+        return Err(not_found("assignment"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -10,7 +10,7 @@ mod keys;
 mod memberships;
 mod query;
 mod resources;
-mod service_principals;
+pub mod service_principals;
 pub mod subscriptions;
 
 use std::time::Instant;
@@ -57,6 +57,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/v1.0/servicePrincipals/{id}/appRoleAssignments",
             get(service_principals::app_role_assignments),
+        )
+        .route(
+            "/v1.0/{segment}/appRoleAssignedTo",
+            get(service_principals::assigned_to_by_app_id),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignedTo",
+            get(service_principals::assigned_to_by_id),
         )
         .route(
             "/v1.0/servicePrincipals/{id}/oauth2PermissionGrants",

@@ -1,10 +1,12 @@
 //! A client app's service principal in the caller's tenant, as Graph shows it: the object
 //! (`/servicePrincipals(appId='…')` or by id: present, `accountEnabled`), the application
-//! permissions granted to it (`appRoleAssignments`) and its delegated permission grants
-//! (`oauth2PermissionGrants`), so an app can see what a tenant grants it.
+//! permissions granted to it (`appRoleAssignments`), its delegated permission grants
+//! (`oauth2PermissionGrants`), so an app can see what a tenant grants it, and the users and
+//! groups assigned to it (`appRoleAssignedTo`), as a customer's admin assigns them under
+//! Enterprise applications → Users and groups.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,8 +14,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::errors::GraphError;
+use super::query::{decode_cursor, encode_cursor, page_size, query_options};
 use super::{caller, require};
 use crate::apps::{Grant, Registry};
+use crate::directory::Life;
 use crate::scopes::{self, GRAPH_APP_ID};
 use crate::state::{AppState, World};
 
@@ -205,4 +209,141 @@ pub async fn oauth2_permission_grants(
             "value": value,
         })
     })
+}
+
+/// The app role id of an assignment without a specific role ("Default Access"), used when the
+/// app declares no app roles (appRoleAssignment resource type, `appRoleId`).
+pub const DEFAULT_ACCESS: Uuid = Uuid::nil();
+
+/// A user or group assigned to an enterprise app with default access.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The assignment's id.
+    pub id: Uuid,
+    /// The user or group.
+    pub principal: Uuid,
+    /// Whether the principal is a group (else a user).
+    pub group: bool,
+    /// When it was made (`createdDateTime`).
+    pub created: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AssignedCursor {
+    pos: usize,
+}
+
+/// `GET /v1.0/servicePrincipals(appId='{appId}')/appRoleAssignedTo`.
+pub async fn assigned_to_by_app_id(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(segment): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match key_of(&segment) {
+        Some(key) => assigned_to(&st, &headers, key, raw),
+        None => GraphError::not_found(&segment).into_response(),
+    }
+}
+
+/// `GET /v1.0/servicePrincipals/{id}/appRoleAssignedTo`.
+pub async fn assigned_to_by_id(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    assigned_to(&st, &headers, &id, raw)
+}
+
+/// The users and groups granted an app role of (or assigned to) the service principal `key`:
+/// those given a role and those assigned with default access, in the order they were assigned,
+/// `$top` (or the default page size) a page with an `@odata.nextLink`. Principals since
+/// deleted are left out (their assignments go with them).
+fn assigned_to(st: &AppState, headers: &HeaderMap, key: &str, raw: Option<String>) -> Response {
+    let opts = query_options(raw);
+    let result = caller(st, headers).and_then(|access| {
+        require(&access, READ_APPS, READ_APPS)?;
+        let top = page_size(st, &opts, headers)?;
+        let start = match opts.get("$skiptoken") {
+            Some(t) => {
+                decode_cursor::<AssignedCursor>(t)
+                    .ok_or_else(|| GraphError::bad_query("Invalid $skiptoken."))?
+                    .pos
+            }
+            None => 0,
+        };
+        let w = st.world();
+        let (client, _) = find(&w, access.tid, key)?;
+        let sp = Registry::service_principal_id(access.tid, &client);
+        let app_name = w.reg.apps.get(&client).map(|a| a.display_name.clone());
+        let tenant = w
+            .dir
+            .tenants
+            .iter()
+            .find(|t| t.id == access.tid)
+            .ok_or_else(|| GraphError::not_found(key))?;
+        let now = super::errors::now_rfc3339();
+        let roles = w
+            .reg
+            .role_assignments
+            .get(&(access.tid, client.clone()))
+            .into_iter()
+            .flatten()
+            .map(|a| (a.id, a.user, false, a.role, now.clone()));
+        let plain = w
+            .assignments
+            .get(&(access.tid, client.clone()))
+            .into_iter()
+            .flatten()
+            .map(|a| (a.id, a.principal, a.group, DEFAULT_ACCESS, a.created.clone()));
+        let live: Vec<Value> = roles
+            .chain(plain)
+            .filter_map(|(id, principal, group, role, created)| {
+                let (name, kind) = if group {
+                    let g = tenant.group_index(&principal.to_string())?;
+                    let g = &tenant.groups[g];
+                    (g.life == Life::Active).then(|| (g.display_name.clone(), "Group"))?
+                } else {
+                    let u = tenant.user(&principal.to_string())?;
+                    (u.life == Life::Active).then(|| (u.display_name.clone(), "User"))?
+                };
+                Some(json!({
+                    "id": id,
+                    "deletedDateTime": null,
+                    "appRoleId": role,
+                    "createdDateTime": created,
+                    "principalDisplayName": name,
+                    "principalId": principal,
+                    "principalType": kind,
+                    "resourceDisplayName": app_name,
+                    "resourceId": sp,
+                }))
+            })
+            .collect();
+        let value: Vec<&Value> = live.iter().skip(start).take(top).collect();
+        let mut out = json!({
+            "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('{sp}')/appRoleAssignedTo"),
+            "value": value,
+        });
+        if start + top < live.len() {
+            let mut url = url::Url::parse(&format!(
+                "{}/v1.0/servicePrincipals/{sp}/appRoleAssignedTo",
+                st.cfg.base_url
+            ))
+            .map_err(|_| GraphError::bad_query("bad base URL"))?;
+            url.query_pairs_mut()
+                .append_pair("$top", &top.to_string())
+                .append_pair(
+                    "$skiptoken",
+                    &encode_cursor(&AssignedCursor { pos: start + top }),
+                );
+            out["@odata.nextLink"] = json!(url.to_string());
+        }
+        Ok(out)
+    });
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -185,6 +185,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::approve_deletions))
         .routes(routes!(tenants::reject_deletions))
         .routes(routes!(tenants::set_deletion_guard))
+        .routes(routes!(tenants::get_scope, tenants::set_scope))
         .routes(routes!(consent::last, consent::check))
         .routes(routes!(directory::users))
         .routes(routes!(directory::groups))

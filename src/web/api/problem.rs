@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::api_tokens::TokenError;
 use crate::directory::control::ControlError;
 use crate::directory::guard::GuardError;
+use crate::directory::scope::ScopeError;
 use crate::tenants::OffboardError;
 use crate::types::ScheduleError;
 
@@ -194,6 +195,18 @@ impl From<GuardError> for ApiError {
             GuardError::Invalid(why) => Self::Unprocessable(why),
             GuardError::NotFound => Self::NotFound(e.to_string()),
             GuardError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ScopeError> for ApiError {
+    fn from(e: ScopeError) -> Self {
+        match e {
+            ScopeError::NoTenant => Self::NotFound(e.to_string()),
+            ScopeError::NoGroups | ScopeError::UnknownGroup(_) => {
+                Self::Unprocessable(e.to_string())
+            }
+            ScopeError::Db(e) => e.into(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `/api/v1/tenants`: connected tenants, their sync (now, schedule, runs) and offboarding.
+//! `/api/v1/tenants`: connected tenants, their sync (now, schedule, runs, scope) and
+//! offboarding.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,6 +13,7 @@ use super::problem::{
     ApiError, ApiJson, ApiQuery, CommonProblems, ForbiddenProblem, NotFoundProblem, Problem,
 };
 use super::{Page, cursor_uuid, limit, rfc3339};
+use crate::directory::scope::{self, Scope, ScopeKind};
 use crate::directory::{control, feed, guard, views};
 use crate::tenants::{self, Tenant};
 use crate::types::{Schedule, TenantRecordId};
@@ -471,4 +473,60 @@ pub async fn set_deletion_guard(
     )
     .await?;
     Ok(Json(deletions_of(&state, tenant.id.into()).await?))
+}
+
+/// Which of the tenant's users and groups the provider sees, and how many are in scope now.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/scope", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    security(("api_token" = [])),
+    responses((status = 200, body = Scope), CommonProblems, NotFoundProblem))]
+pub async fn get_scope(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<Json<Scope>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    scope::get(&state.db, tenant.id.into())
+        .await?
+        .map(Json)
+        .ok_or_else(no_such_tenant)
+}
+
+/// A new sync scope.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ScopeIn {
+    /// `all`, `groups` (the groups below and their members at any depth) or
+    /// `app_assignments` (the users and groups assigned to the provider's enterprise app, and
+    /// the assigned groups' members at any depth).
+    pub kind: ScopeKind,
+    /// Kind `groups`: the object ids of groups in the tenant's copy (at least one).
+    #[serde(default)]
+    pub groups: Vec<Uuid>,
+}
+
+/// Sets the tenant's sync scope (audited). Users and groups leaving it are reported deleted
+/// (events and webhooks), those entering created; an app-assignment scope is applied after the
+/// next sync reads the assignments.
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/scope", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Gangway's tenant id")),
+    request_body = ScopeIn,
+    security(("api_token" = [])),
+    responses((status = 200, body = Scope), CommonProblems, ForbiddenProblem,
+               NotFoundProblem, (status = 422, body = Problem, content_type = "application/problem+json", description = "no group, or a group not in the copy")))]
+pub async fn set_scope(
+    State(state): State<AppState>,
+    writer: Writer,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ScopeIn>,
+) -> Result<Json<Scope>, ApiError> {
+    let tenant = tenant(&state, &id).await?;
+    scope::set(
+        &state.db,
+        tenant.id.into(),
+        body.kind,
+        &body.groups,
+        &writer.actor(),
+    )
+    .await?;
+    get_scope(State(state), Reader, Path(id)).await
 }

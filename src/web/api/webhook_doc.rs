@@ -84,9 +84,9 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
             ),
         ),
         E::UserDeleted | E::GroupDeleted => (
-            "An object deleted: one event per object, with its fields as last stored (as the directory API shows them) and `permanent` (false: in Entra ID's recycle bin). A sync round's deletions are logged at its end, once the deletion guard let them through; an operator approving held deletions logs them without a `run_id`.",
+            "An object deleted: one event per object, with its fields as last stored (as the directory API shows them) and `permanent` (false: in Entra ID's recycle bin). A sync round's deletions are logged at its end, once the deletion guard let them through; an operator approving held deletions logs them without a `run_id`. An object that left the tenant's sync scope (it stays in Entra ID) is reported the same way, `permanent` and with `scope`: `left`.",
             base(
-                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid, "permanent": { "type": "boolean" } }),
+                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid, "permanent": { "type": "boolean" }, "scope": { "type": "string", "enum": ["left"] } }),
                 &["tenant_id", "object_id", "permanent"],
             ),
         ),
@@ -100,9 +100,9 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
             ),
         ),
         E::UserCreated | E::UserUpdated | E::GroupCreated | E::GroupUpdated => (
-            "An object created or updated: one event per object, with its fields as now stored (as the directory API shows them; a group without its member count).",
+            "An object created or updated: one event per object, with its fields as now stored (as the directory API shows them; a group without its member count). An object that entered the tenant's sync scope is reported created, with `scope`: `entered`.",
             base(
-                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid }),
+                json!({ "tenant_id": uuid, "run_id": run, "object_id": uuid, "scope": { "type": "string", "enum": ["entered"] } }),
                 &["tenant_id", "object_id"],
             ),
         ),

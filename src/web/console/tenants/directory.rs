@@ -1,13 +1,15 @@
 //! A tenant's directory copy: its users and groups (searchable, paginated), one group's
-//! members (direct, and all through nested groups), and all its sync runs.
+//! members and one user's groups (direct, and all through nested groups, paginated), and all
+//! its sync runs. Only what is in the tenant's sync scope shows.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
+use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -34,11 +36,12 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::TENANT_USERS, get(users))
         .route(paths::TENANT_GROUPS, get(groups))
         .route(paths::TENANT_GROUP, get(group))
+        .route(paths::TENANT_USER, get(user))
         .route(paths::TENANT_RUNS, get(runs))
 }
 
 /// The tenant and its sync summary, or 404.
-async fn load(
+pub(super) async fn load(
     state: &AppState,
     id: TenantRecordId,
     tab: &'static str,
@@ -98,6 +101,7 @@ fn nothing_yet(summary: &SyncSummary, noun: &str, overview: &str) -> Empty {
 // Users
 
 struct UserRow {
+    url: String,
     name: String,
     upn: String,
     mail: String,
@@ -110,8 +114,8 @@ struct UserRow {
     object_id: String,
 }
 
-impl From<&DirectoryUser> for UserRow {
-    fn from(u: &DirectoryUser) -> Self {
+impl UserRow {
+    fn new(tenant_id: TenantRecordId, u: &DirectoryUser) -> Self {
         let name = u
             .display_name
             .clone()
@@ -125,6 +129,7 @@ impl From<&DirectoryUser> for UserRow {
             })
             .unwrap_or_default();
         Self {
+            url: paths::tenant_user(tenant_id, u.object_id),
             name,
             upn: u.user_principal_name.clone().unwrap_or_default(),
             mail: u.mail.clone().unwrap_or_default(),
@@ -193,7 +198,7 @@ async fn users(
         .map(|s| (s.as_str(), s.label(), Some(s) == query.filters.state))
         .collect();
     let empty = nothing_yet(&summary, "users", &head.tabs.overview);
-    let rows = found.iter().map(UserRow::from).collect();
+    let rows = found.iter().map(|u| UserRow::new(id, u)).collect();
     Ok(UsersPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
         list: ListPage::new(
@@ -318,10 +323,32 @@ struct GroupPage {
     object_id: String,
     groups_url: String,
     list: ListPage<MemberRow>,
-    /// The first members at any depth, by id (the JSON API pages through the rest).
+    /// A page of the members at any depth, by id.
     all_members: Vec<MemberRow>,
     /// How many members it has at any depth.
     all_total: i64,
+    /// The next page of those, if any; the first, when this is not it.
+    all_next: Option<String>,
+    all_first: Option<String>,
+}
+
+/// Where a keyset list of a page stands: its cursor (`all_after`, the last id of the page
+/// before), beside the page's other parameters.
+#[derive(Deserialize, Default)]
+struct AllAfter {
+    all_after: Option<Uuid>,
+}
+
+/// Cuts a keyset page fetched one longer than `PER_PAGE`: the rows, and the link to the next
+/// page (from `base`) when there is one.
+fn keyset<T>(mut rows: Vec<T>, base: &str, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > PER_PAGE;
+    rows.truncate(PER_PAGE as usize);
+    let next = match rows.last() {
+        Some(last) if more => Some(format!("{base}?all_after={}#all", id(last))),
+        _ => None,
+    };
+    (rows, next)
 }
 
 async fn group(
@@ -329,6 +356,7 @@ async fn group(
     CurrentOperator(operator): CurrentOperator,
     CsrfToken(csrf): CsrfToken,
     Path((id, group_id)): Path<(String, String)>,
+    Query(cursor): Query<AllAfter>,
     query: ListQuery<()>,
 ) -> Result<GroupPage> {
     let (id, group_id): (TenantRecordId, Uuid) = (parse_id(&id)?, parse_id(&group_id)?);
@@ -346,11 +374,18 @@ async fn group(
     )
     .await?;
     let rows = members.iter().map(|m| MemberRow::new(id, m)).collect();
-    let all_members = nesting::transitive_members(&state.db, id.into(), group_id, None, PER_PAGE)
-        .await?
-        .iter()
-        .map(|m| MemberRow::new(id, m))
-        .collect();
+    let base = paths::tenant_group(id, group_id);
+    let page = nesting::transitive_members(
+        &state.db,
+        id.into(),
+        group_id,
+        cursor.all_after,
+        PER_PAGE + 1,
+    )
+    .await?;
+    let (page, all_next) = keyset(page, &base, |m| m.member_id);
+    let all_members = page.iter().map(|m| MemberRow::new(id, m)).collect();
+    let all_first = cursor.all_after.map(|_| format!("{base}#all"));
     let all_total = nesting::transitive_member_count(&state.db, id.into(), group_id).await?;
     let list = ListPage::new(
         query,
@@ -374,6 +409,69 @@ async fn group(
         list,
         all_members,
         all_total,
+        all_next,
+        all_first,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// One user
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console/tenant_user.html")]
+struct UserPage {
+    chrome: Chrome,
+    head: Head,
+    user: UserRow,
+    users_url: String,
+    /// The groups it is a direct member of (the first page, by id).
+    direct: Vec<GroupRow>,
+    /// More than that page holds.
+    direct_more: bool,
+    /// A page of the groups it is in at any depth, by id, and the links to the next and first.
+    all: Vec<GroupRow>,
+    all_next: Option<String>,
+    all_first: Option<String>,
+}
+
+async fn user(
+    State(state): State<AppState>,
+    CurrentOperator(operator): CurrentOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path((id, user_id)): Path<(String, String)>,
+    Query(cursor): Query<AllAfter>,
+) -> Result<UserPage> {
+    let (id, user_id): (TenantRecordId, Uuid) = (parse_id(&id)?, parse_id(&user_id)?);
+    let (head, _) = load(&state, id, "users").await?;
+    let found = views::user(&state.db, id.into(), user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let groups_of = |transitive: bool, after: Option<Uuid>| {
+        nesting::groups_of(
+            &state.db,
+            id.into(),
+            user_id,
+            transitive,
+            after,
+            PER_PAGE + 1,
+        )
+    };
+    let base = paths::tenant_user(id, user_id);
+    let (direct, direct_next) = keyset(groups_of(false, None).await?, &base, |g| g.object_id);
+    let direct_more = direct_next.is_some();
+    let (all, all_next) = keyset(groups_of(true, cursor.all_after).await?, &base, |g| {
+        g.object_id
+    });
+    Ok(UserPage {
+        chrome: Chrome::new(&state, &operator, csrf, Section::Tenants),
+        user: UserRow::new(id, &found),
+        users_url: head.tabs.users.clone(),
+        head,
+        direct: direct.iter().map(|g| GroupRow::new(id, g)).collect(),
+        direct_more,
+        all: all.iter().map(|g| GroupRow::new(id, g)).collect(),
+        all_next,
+        all_first: cursor.all_after.map(|_| format!("{base}#all")),
     })
 }
 

@@ -5,6 +5,7 @@
 mod consent;
 mod directory;
 mod guard;
+mod scope;
 mod sync;
 
 use askama::Template;
@@ -49,6 +50,7 @@ pub(super) fn router() -> Router<AppState> {
         .merge(sync::router())
         .merge(guard::router())
         .merge(directory::router())
+        .merge(scope::router())
 }
 
 /// A tenant status badge: the CSS class is the stored status.
@@ -266,13 +268,14 @@ pub(super) struct Head {
     pub tabs: Tabs,
 }
 
-/// The tabs every tenant page shows: overview, users, groups, runs.
+/// The tabs every tenant page shows: overview, users, groups, runs, sync scope.
 pub(super) struct Tabs {
     pub current: &'static str,
     pub overview: String,
     pub users: String,
     pub groups: String,
     pub runs: String,
+    pub scope: String,
     pub user_count: i64,
     pub group_count: i64,
 }
@@ -285,6 +288,7 @@ impl Tabs {
             users: paths::tenant_users(id),
             groups: paths::tenant_groups(id),
             runs: paths::tenant_runs(id),
+            scope: paths::tenant_scope(id),
             user_count: users,
             group_count: groups,
         }
