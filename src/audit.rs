@@ -169,11 +169,15 @@ pub enum Action {
     SigninAccountLinked,
     /// A directory user's account link was removed.
     SigninAccountUnlinked,
+    /// The zero-touch setup created or repaired the provider's app registration.
+    ProviderSetupRan,
+    /// Gangway replaced its client secret and removed the old one.
+    ClientSecretRotated,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 53] = [
+    pub const ALL: [Action; 55] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -227,6 +231,8 @@ impl Action {
         Action::SigninSecretRotated,
         Action::SigninAccountLinked,
         Action::SigninAccountUnlinked,
+        Action::ProviderSetupRan,
+        Action::ClientSecretRotated,
     ];
 
     /// The stored name.
@@ -285,6 +291,8 @@ impl Action {
             Self::SigninSecretRotated => "signin.secret_rotated",
             Self::SigninAccountLinked => "signin.account_linked",
             Self::SigninAccountUnlinked => "signin.account_unlinked",
+            Self::ProviderSetupRan => "setup.ran",
+            Self::ClientSecretRotated => "setup.client_secret_rotated",
         }
     }
 
@@ -350,6 +358,8 @@ impl Action {
             Self::SigninSecretRotated => "Sign-in application's client secret replaced",
             Self::SigninAccountLinked => "User linked to an application account",
             Self::SigninAccountUnlinked => "User's application account link removed",
+            Self::ProviderSetupRan => "Setup created or repaired the app registration",
+            Self::ClientSecretRotated => "Client secret rotated (the old one removed)",
         }
     }
 

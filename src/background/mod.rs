@@ -42,11 +42,13 @@ pub enum Task {
     ConsentChecks,
     /// Pushes the directory copy to the provider's SCIM servers.
     ScimPush,
+    /// Rotates the client secret Gangway added to its own registration before it expires.
+    SecretRotation,
 }
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 14] = [
+    pub const ALL: [Task; 15] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::DirectorySubscriptions,
@@ -61,6 +63,7 @@ impl Task {
         Task::MetricsUpkeep,
         Task::ConsentChecks,
         Task::ScimPush,
+        Task::SecretRotation,
     ];
 
     /// The stored and wire name.
@@ -80,6 +83,7 @@ impl Task {
             Self::MetricsUpkeep => "metrics_upkeep",
             Self::ConsentChecks => "consent_checks",
             Self::ScimPush => "scim_push",
+            Self::SecretRotation => "secret_rotation",
         }
     }
 
@@ -100,6 +104,7 @@ impl Task {
             Self::MetricsUpkeep => "Metrics upkeep",
             Self::ConsentChecks => "Consent checks",
             Self::ScimPush => "SCIM push",
+            Self::SecretRotation => "Client secret rotation",
         }
     }
 
@@ -143,6 +148,9 @@ impl Task {
             }
             Self::ScimPush => {
                 "Pushes the directory copy to the SCIM connections whose tenants changed, and reconciles each in full daily or on request."
+            }
+            Self::SecretRotation => {
+                "Adds a new client secret to Gangway's own registration before the one it added expires (a System Setting, 30 days before by default), waits until every process uses it, then removes the old one."
             }
         }
     }

@@ -116,6 +116,7 @@ pub fn value_of(settings: &Settings, key: Key) -> Value {
         Key::DeletionGuardPercent => json!(settings.deletion_guard_percent),
         Key::DeletionGuardObjects => json!(settings.deletion_guard_objects),
         Key::EventRetentionDays => json!(settings.event_retention_days),
+        Key::SecretRotationDays => json!(settings.secret_rotation_days),
     }
 }
 
@@ -162,7 +163,8 @@ fn shape(key: Key) -> Shape {
         Key::ApiCallsPerSecond
         | Key::DeletionGuardPercent
         | Key::DeletionGuardObjects
-        | Key::EventRetentionDays => Shape::Number,
+        | Key::EventRetentionDays
+        | Key::SecretRotationDays => Shape::Number,
         // Every key named, so a new one is given its shape here, not read as text by default.
         Key::ClientId
         | Key::ClientSecret

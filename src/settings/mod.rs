@@ -79,11 +79,13 @@ pub enum Key {
     DeletionGuardObjects,
     /// Days the event stream keeps events.
     EventRetentionDays,
+    /// Gangway rotates its client secret this many days before it expires.
+    SecretRotationDays,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 22] = [
+    pub const ALL: [Key; 23] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -106,6 +108,7 @@ impl Key {
         Key::DeletionGuardPercent,
         Key::DeletionGuardObjects,
         Key::EventRetentionDays,
+        Key::SecretRotationDays,
     ];
 
     /// The stored name (also the form field's).
@@ -133,6 +136,7 @@ impl Key {
             Self::DeletionGuardPercent => "deletion_guard_percent",
             Self::DeletionGuardObjects => "deletion_guard_objects",
             Self::EventRetentionDays => crate::events::RETENTION_SETTING,
+            Self::SecretRotationDays => "secret_rotation_days",
         }
     }
 
@@ -179,6 +183,7 @@ impl Key {
             Self::DeletionGuardPercent => "Hold deletions above (% of a tenant's users or groups)",
             Self::DeletionGuardObjects => "Hold deletions above (objects)",
             Self::EventRetentionDays => "Event retention (days)",
+            Self::SecretRotationDays => "Rotate the client secret (days before expiry)",
         }
     }
 
@@ -232,6 +237,8 @@ pub struct Settings {
     pub deletion_guard_objects: i32,
     /// Days the event stream keeps events.
     pub event_retention_days: i32,
+    /// Gangway rotates the client secret it manages this many days before it expires.
+    pub secret_rotation_days: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -459,6 +466,11 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(Value::as_i64)
             .and_then(|n| i32::try_from(n).ok())
             .unwrap_or(crate::events::DEFAULT_RETENTION_DAYS),
+        secret_rotation_days: values
+            .get(&Key::SecretRotationDays)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(DEFAULT_SECRET_ROTATION_DAYS),
         origin,
     })
 }
@@ -640,6 +652,17 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok_or("must be a whole number of days from 1 to 3650")?;
             Some(json!(n))
         }
+        Key::SecretRotationDays => {
+            // Below the lifetime of the secrets Gangway adds, else every run would rotate.
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=MAX_SECRET_ROTATION_DAYS).contains(n))
+                .ok_or_else(|| {
+                    format!("must be a whole number of days from 1 to {MAX_SECRET_ROTATION_DAYS}")
+                })?;
+            Some(json!(n))
+        }
     })
 }
 
@@ -772,6 +795,12 @@ pub struct Live {
     /// Customer apps' secrets that expire within [`WARN_DAYS`] (or have), soonest first.
     pub customer_secrets: Vec<CustomerSecret>,
 }
+
+/// Days before expiry Gangway rotates the client secret it manages, unless set.
+pub const DEFAULT_SECRET_ROTATION_DAYS: i32 = 30;
+/// The most days before expiry a rotation may start: well below the 180 days the secrets
+/// Gangway adds live.
+pub const MAX_SECRET_ROTATION_DAYS: i32 = 90;
 
 /// Warn this many days before a secret expires.
 pub const WARN_DAYS: i64 = 60;

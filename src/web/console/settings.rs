@@ -248,6 +248,10 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "how long GET /api/v1/events keeps events (30 by default); a consumer's cursor older than this gets a 410 problem and must read again from the start",
         ),
+        Key::SecretRotationDays => (
+            Kind::Number,
+            "when Gangway manages its own client secret (Setup), it adds a new one this many days before the old expires, waits until every process uses it, then removes the old; 30 by default, at most 90",
+        ),
     }
 }
 
@@ -260,6 +264,7 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
             Key::ClientSecret,
             Key::ClientSecretExpires,
             Key::ProviderTenantId,
+            Key::SecretRotationDays,
         ],
     ),
     (
