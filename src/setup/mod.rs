@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::audit::Actor;
+use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
 use crate::doctor::graph_ids::{self, GRAPH_APP_ID, Kind, Lookup};
 use crate::doctor::{Expected, MULTI_TENANT_AUDIENCE, OWN_PERMISSION};
@@ -410,6 +410,24 @@ pub async fn store(
     .execute(&mut *tx)
     .await
     .map_err(SettingsError::from)?;
+    let changed: Vec<&str> = outcome
+        .steps
+        .iter()
+        .filter(|s| s.changed)
+        .map(|s| s.title)
+        .collect();
+    if !changed.is_empty() {
+        audit::record(
+            &mut *tx,
+            actor,
+            Action::ProviderSetupRan,
+            None,
+            None,
+            json!({ "client_id": outcome.client_id, "changed": changed }),
+        )
+        .await
+        .map_err(SettingsError::from)?;
+    }
     tx.commit().await.map_err(SettingsError::from)?;
     Ok(settings::save(db, keys, &edits, actor).await?)
 }

@@ -30,6 +30,7 @@ mod scim;
 mod security;
 mod sessions;
 mod settings;
+mod setup;
 mod signin;
 mod signin_backchannel;
 mod signin_clients;
