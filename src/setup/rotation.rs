@@ -192,8 +192,9 @@ async fn switched(db: &PgPool, switched_at: OffsetDateTime) -> Result<bool, sqlx
     Ok(lagging == 0)
 }
 
-/// The doctor's line on rotation: when the next one starts, or why Gangway cannot rotate.
-pub async fn check(db: &PgPool, live: &Live) -> Check {
+/// The doctor's line on rotation: when the next one starts, or why Gangway cannot rotate;
+/// none for a secret entered by hand (the expiry check covers it).
+pub async fn check(db: &PgPool, live: &Live) -> Option<Check> {
     const TITLE: &str = "Client secret rotation";
     let row = sqlx::query!(
         "select secret_key_id, secret_expires_at, retiring_key_id from provider_registration"
@@ -214,38 +215,31 @@ pub async fn check(db: &PgPool, live: &Live) -> Check {
     .flatten()
     .flatten();
     if let Some(why) = refused {
-        return Check::new("secret_rotation", TITLE, CheckStatus::Warn)
+        return Some(Check::new("secret_rotation", TITLE, CheckStatus::Warn)
             .detail(format!("Gangway {why}."))
             .fix(format!(
-                "Run Setup again (console → Setup, or gangway setup): it grants {} in your tenant and makes Gangway an owner of its registration.",
+                "Run `gangway setup` again: it grants {} in your tenant and makes Gangway an owner of its registration.",
                 super::ROTATION_PERMISSION
-            ));
+            )));
     }
+    let check = |status| Check::new("secret_rotation", TITLE, status);
     match row {
-        Err(e) => Check::new("secret_rotation", TITLE, CheckStatus::Warn).detail(format!(
+        Err(e) => Some(check(CheckStatus::Warn).detail(format!(
             "Gangway could not read its registration record: {e}."
+        ))),
+        Ok(Some(r)) if r.retiring_key_id.is_some() => Some(check(CheckStatus::Pass).detail(
+            "A new client secret is in use; the old one is removed once every process uses it.",
         )),
-        Ok(Some(r)) if r.retiring_key_id.is_some() => {
-            Check::new("secret_rotation", TITLE, CheckStatus::Pass).detail(
-                "A new client secret is in use; the old one is removed once every process uses it.",
-            )
-        }
         Ok(Some(r)) => match (r.secret_key_id, r.secret_expires_at) {
             (Some(_), Some(expires)) => {
                 let starts = (expires - time::Duration::days(renew_days.into())).date();
-                Check::new("secret_rotation", TITLE, CheckStatus::Pass).detail(format!(
-                    "Gangway rotates the client secret it added on {starts}, {renew_days} days before it expires (needs {} in your tenant, granted by Setup).",
+                Some(check(CheckStatus::Pass).detail(format!(
+                    "Gangway rotates the client secret it added on {starts}, {renew_days} days before it expires (with {} in your tenant, which the setup granted).",
                     super::ROTATION_PERMISSION
-                ))
+                )))
             }
-            _ => not_managed(TITLE),
+            _ => None,
         },
-        Ok(None) => not_managed(TITLE),
+        Ok(None) => None,
     }
-}
-
-fn not_managed(title: &str) -> Check {
-    Check::new("secret_rotation", title, CheckStatus::Warn)
-        .detail("The client secret was entered by hand: Gangway does not rotate it.")
-        .fix("Run Setup (console → Setup, or gangway setup) once: Gangway then manages and rotates its own client secret.")
 }

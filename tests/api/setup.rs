@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::cli;
 use crate::helpers::{Decision, TestApp, consent_at_microsoft};
 use crate::wizard::Customer;
 
@@ -310,4 +311,42 @@ async fn rotation_adds_a_secret_keeps_the_old_until_every_process_switched_then_
             .unwrap(),
         Rotation::NotDue(_)
     ));
+}
+
+#[tokio::test]
+async fn gangway_setup_repairs_the_configured_registration_prints_the_checklist_and_the_doctor_then_a_rerun_changes_nothing()
+ {
+    let app = TestApp::spawn().await;
+    let token = admin_token(&app).await;
+    let file = std::env::temp_dir().join(format!("gangway-setup-{}", Uuid::new_v4()));
+    std::fs::write(&file, token.expose()).unwrap();
+    let tenant = provider(&app).await.id;
+    let args = ["setup", "--tenant", tenant.as_str(), "--token-file"];
+    let path = file.to_str().unwrap();
+
+    let first = cli::run(cli::gangway(&app), &[&args[..], &[path]].concat()).await;
+    let out = cli::stdout(&first);
+    assert!(first.status.success(), "{out}{}", cli::stderr(&first));
+    // System Settings name the harness's registration: the setup repairs it, keeping its name.
+    assert!(
+        out.contains("OK    App registration — Found \"Gangway Test Provider\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("DONE  Registration properties — Set "),
+        "{out}"
+    );
+    assert!(
+        out.contains("DONE  Credential — Added a client secret"),
+        "{out}"
+    );
+    assert!(out.contains("0 failed"), "{out}");
+    assert!(!out.contains(token.expose()), "the token is never printed");
+
+    let second = cli::run(cli::gangway(&app), &[&args[..], &[path]].concat()).await;
+    let out = cli::stdout(&second);
+    assert!(second.status.success(), "{out}{}", cli::stderr(&second));
+    assert!(out.contains("Nothing to change"), "{out}");
+    assert!(!out.contains("DONE"), "{out}");
+    std::fs::remove_file(&file).unwrap();
 }
