@@ -54,7 +54,7 @@ pub(super) async fn run(args: SetupArgs) -> Result<(), Failure> {
     let in_use = profiles::in_use(&db).await?;
     // Every redirect URI and permission users' sign-in needs is registered up front.
     let expected = Expected::new(&live.settings, &public_url, &in_use, true);
-    let current = setup::current(&db, Some(live.settings.client_id.clone())).await?;
+    let current = setup::current(&db, Some(live.settings.client_id)).await?;
     let renew = i64::from(live.settings.secret_rotation_days);
     let outcome = setup::run(&state.graph, &token, tenant, &expected, &current, renew)
         .await
