@@ -179,11 +179,15 @@ pub enum Action {
     CertificateActivated,
     /// A retired certificate was removed from the provider's app and from Gangway.
     CertificateRemoved,
+    /// The zero-touch setup created or repaired the provider's app registration.
+    ProviderSetupRan,
+    /// Gangway replaced its client secret and removed the old one.
+    ClientSecretRotated,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 58] = [
+    pub const ALL: [Action; 60] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -242,6 +246,8 @@ impl Action {
         Action::CertificateRegistered,
         Action::CertificateActivated,
         Action::CertificateRemoved,
+        Action::ProviderSetupRan,
+        Action::ClientSecretRotated,
     ];
 
     /// The stored name.
@@ -305,6 +311,8 @@ impl Action {
             Self::CertificateRegistered => "certificate.registered",
             Self::CertificateActivated => "certificate.activated",
             Self::CertificateRemoved => "certificate.removed",
+            Self::ProviderSetupRan => "setup.ran",
+            Self::ClientSecretRotated => "setup.client_secret_rotated",
         }
     }
 
@@ -375,6 +383,8 @@ impl Action {
             Self::CertificateRegistered => "App certificate registered on the app",
             Self::CertificateActivated => "App certificate activated",
             Self::CertificateRemoved => "App certificate removed",
+            Self::ProviderSetupRan => "Setup created or repaired the app registration",
+            Self::ClientSecretRotated => "Client secret rotated (the old one removed)",
         }
     }
 

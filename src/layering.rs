@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "signin",
         "directory",
         "doctor",
+        "setup",
         "consent",
         "scim",
     ],

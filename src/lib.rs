@@ -32,6 +32,7 @@ pub mod rekey;
 pub mod runtime;
 pub mod scim;
 pub mod settings;
+pub mod setup;
 pub mod signin;
 pub mod telemetry;
 pub mod tenants;

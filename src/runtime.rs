@@ -87,7 +87,7 @@ pub fn portal_tasks(
 
 /// A worker process's background tasks: `concurrency` syncs at once with their scheduler (none
 /// at 0), webhook delivery and its log's pruning, back-channel logouts, sign-in upkeep, consent
-/// checks, metrics upkeep.
+/// checks, client secret rotation, metrics upkeep.
 pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToken) -> Registry {
     let mut registry = Registry::new(state.db.clone());
     if concurrency > 0 {
@@ -188,6 +188,25 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
         Task::ScimPush,
         scim::push::PERIOD,
         scim::push::PushTask::new(state.db.clone(), state.cfg.keys.clone()),
+    );
+    let (db, keys, settings, graph) = (
+        state.db.clone(),
+        state.cfg.keys.clone(),
+        state.settings.clone(),
+        state.graph.clone(),
+    );
+    registry.register(
+        Task::SecretRotation,
+        crate::setup::rotation::PERIOD,
+        from_fn(move || {
+            let (db, keys, settings, graph) =
+                (db.clone(), keys.clone(), settings.clone(), graph.clone());
+            Box::pin(async move {
+                let live = settings.current().await?;
+                let done = crate::setup::rotation::try_rotate(&db, &keys, &live, &graph).await?;
+                Ok(done.summary())
+            })
+        }),
     );
     registry.register(
         Task::MetricsUpkeep,

@@ -22,6 +22,8 @@ pub struct Secret {
     pub starts_at: OffsetDateTime,
     /// After this, AADSTS7000222.
     pub expires_at: OffsetDateTime,
+    /// The friendly name given to `addPassword`.
+    pub display_name: Option<String>,
 }
 
 /// Permissions an app requests or a tenant granted.
@@ -271,6 +273,32 @@ pub struct App {
     pub certificates: Vec<crate::certificates::KeyCredential>,
     /// When it was registered.
     pub created_at: OffsetDateTime,
+    /// Object ids of its owners (users, or service principals in the home tenant): app-only
+    /// callers with `Application.ReadWrite.OwnedBy` manage only apps they own.
+    pub owners: BTreeSet<Uuid>,
+    /// The app instance property lock (`servicePrincipalLockConfiguration`), if set.
+    pub lock: Option<LockConfig>,
+}
+
+/// Graph's `servicePrincipalLockConfiguration`: which sensitive properties of the app's
+/// service principals (in every tenant) cannot be changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockConfig {
+    /// The lock is on.
+    pub is_enabled: bool,
+    /// Locks keyCredentials, passwordCredentials and tokenEncryptionKeyId.
+    #[serde(default)]
+    pub all_properties: Option<bool>,
+    /// Locks credentials used to verify (OAuth service principals).
+    #[serde(default)]
+    pub credentials_with_usage_verify: Option<bool>,
+    /// Locks credentials used to sign.
+    #[serde(default)]
+    pub credentials_with_usage_sign: Option<bool>,
+    /// Locks tokenEncryptionKeyId.
+    #[serde(default)]
+    pub token_encryption_key_id: Option<bool>,
 }
 
 /// Outcome of checking a presented client secret.
@@ -441,6 +469,7 @@ impl Registry {
                 .unwrap_or_else(|| format!("emu~{}", crate::rng::secret_token(30))),
             expires_at: now
                 + Duration::days(new.secret_lifetime_days.unwrap_or(default_lifetime_days)),
+            display_name: None,
         };
         let app = App {
             object_id: Uuid::new_v4(),
@@ -461,6 +490,8 @@ impl Registry {
             secrets: vec![secret],
             certificates: Vec::new(),
             created_at: now,
+            owners: BTreeSet::new(),
+            lock: None,
         };
         self.grants
             .entry((app.home_tenant, client_id.clone()))
@@ -725,6 +756,38 @@ impl Registry {
             .application
             .retain(|p| !p.eq_ignore_ascii_case(name));
         before != granted.delegated.len() + granted.application.len()
+    }
+
+    /// Adds a generated client secret to an app (`addPassword`), valid from `starts_at` to
+    /// `expires_at`; `None` if there is no such app.
+    pub fn add_password(
+        &mut self,
+        client_id: &str,
+        display_name: Option<String>,
+        starts_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Option<Secret> {
+        let app = self.apps.get_mut(client_id)?;
+        let secret = Secret {
+            key_id: Uuid::new_v4(),
+            // Graph's secrets are 16 to 64 characters.
+            value: format!("emu~{}", crate::rng::secret_token(30)),
+            starts_at,
+            expires_at,
+            display_name,
+        };
+        app.secrets.push(secret.clone());
+        Some(secret)
+    }
+
+    /// Removes the client secret `key_id` of an app (`removePassword`); true if it had one.
+    pub fn remove_password(&mut self, client_id: &str, key_id: Uuid) -> bool {
+        let Some(app) = self.apps.get_mut(client_id) else {
+            return false;
+        };
+        let before = app.secrets.len();
+        app.secrets.retain(|s| s.key_id != key_id);
+        app.secrets.len() != before
     }
 
     /// The object id of an app's service principal in a tenant: stable, made up from both.

@@ -26,8 +26,9 @@ struct Known {
     name: &'static str,
     /// Whether delegated use needs an administrator's consent.
     admin: bool,
-    /// Microsoft's id of the delegated permission (`Scope` in `requiredResourceAccess`).
-    scope_id: &'static str,
+    /// Microsoft's id of the delegated permission (`Scope` in `requiredResourceAccess`), where
+    /// one exists.
+    scope_id: Option<&'static str>,
     /// Microsoft's id of the application permission (`Role`), where one exists.
     role_id: Option<&'static str>,
 }
@@ -41,7 +42,7 @@ const fn known(
     Known {
         name,
         admin,
-        scope_id,
+        scope_id: Some(scope_id),
         role_id,
     }
 }
@@ -119,6 +120,25 @@ const KNOWN: &[Known] = &[
         true,
         "c79f8feb-a9db-4090-85f9-90d820caa0eb",
         Some("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"),
+    ),
+    known(
+        "Application.ReadWrite.All",
+        true,
+        "bdfbf15f-ee85-4955-8675-146e8e5296b5",
+        Some("1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9"),
+    ),
+    // Application permission only: manage the apps the caller owns.
+    Known {
+        name: "Application.ReadWrite.OwnedBy",
+        admin: true,
+        scope_id: None,
+        role_id: Some("18a4783c-866b-4cc7-a460-3d5e5662c884"),
+    },
+    known(
+        "AppRoleAssignment.ReadWrite.All",
+        true,
+        "84bccea3-f856-4a8a-967b-dbe0a3d53a64",
+        Some("06b708a9-e830-4db3-a914-8e69da51d44f"),
     ),
     known(
         "RoleManagement.Read.Directory",
@@ -211,7 +231,7 @@ pub fn needs_admin(name: &str) -> bool {
 
 /// Microsoft's id of a delegated Graph permission, OIDC scopes included.
 pub fn scope_id(name: &str) -> Option<&'static str> {
-    lookup(name).map(|k| k.scope_id).or_else(|| {
+    lookup(name).and_then(|k| k.scope_id).or_else(|| {
         OIDC_IDS
             .iter()
             .find(|(oidc, _)| oidc.eq_ignore_ascii_case(name))
@@ -222,6 +242,24 @@ pub fn scope_id(name: &str) -> Option<&'static str> {
 /// Microsoft's id of an application Graph permission (app role).
 pub fn role_id(name: &str) -> Option<&'static str> {
     lookup(name).and_then(|k| k.role_id)
+}
+
+/// The Graph permission whose delegated (`Scope`) or application (`Role`) id is `id`, as
+/// `requiredResourceAccess` names it.
+pub fn by_id(id: &str, role: bool) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .find(|k| {
+            let known = if role { k.role_id } else { k.scope_id };
+            known.is_some_and(|k| k.eq_ignore_ascii_case(id))
+        })
+        .map(|k| k.name)
+        .or_else(|| {
+            OIDC_IDS
+                .iter()
+                .find(|(_, oidc)| !role && oidc.eq_ignore_ascii_case(id))
+                .map(|(name, _)| *name)
+        })
 }
 
 /// Full URI of a Graph permission, as Microsoft writes granted scopes.

@@ -245,6 +245,9 @@ pub struct Access {
     pub tid: Uuid,
     /// The signed-in user for delegated tokens; `None` for app-only tokens.
     pub oid: Option<Uuid>,
+    /// The client id of the app the token was issued to (Graph's `appid` claim): app-only
+    /// callers manage the apps their service principal owns.
+    pub client_id: String,
     /// Delegated scopes or application roles.
     pub permissions: BTreeSet<String>,
     /// Graph answers 401 after this.

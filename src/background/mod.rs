@@ -44,11 +44,13 @@ pub enum Task {
     ScimPush,
     /// Replaces the provider app's certificate before it expires.
     CertificateRotation,
+    /// Rotates the client secret Gangway added to its own registration before it expires.
+    SecretRotation,
 }
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 15] = [
+    pub const ALL: [Task; 16] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::DirectorySubscriptions,
@@ -64,6 +66,7 @@ impl Task {
         Task::ConsentChecks,
         Task::ScimPush,
         Task::CertificateRotation,
+        Task::SecretRotation,
     ];
 
     /// The stored and wire name.
@@ -84,6 +87,7 @@ impl Task {
             Self::ConsentChecks => "consent_checks",
             Self::ScimPush => "scim_push",
             Self::CertificateRotation => "certificate_rotation",
+            Self::SecretRotation => "secret_rotation",
         }
     }
 
@@ -105,6 +109,7 @@ impl Task {
             Self::ConsentChecks => "Consent checks",
             Self::ScimPush => "SCIM push",
             Self::CertificateRotation => "Certificate rotation",
+            Self::SecretRotation => "Client secret rotation",
         }
     }
 
@@ -151,6 +156,9 @@ impl Task {
             }
             Self::CertificateRotation => {
                 "Before the app certificate expires, registers a new one on the app (addKey, proven by the current one), signs with it, and removes the old one (removeKey) once every process has switched."
+            }
+            Self::SecretRotation => {
+                "Adds a new client secret to Gangway's own registration before the one it added expires (a System Setting, 30 days before by default), waits until every process uses it, then removes the old one."
             }
         }
     }

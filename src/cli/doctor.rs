@@ -45,7 +45,7 @@ pub(super) async fn run(output: Output) -> Result<(), Failure> {
 }
 
 /// One line per check, `PASS  title — detail`, each fix indented below it, then the counts.
-fn text(report: &Report) -> String {
+pub(super) fn text(report: &Report) -> String {
     let mut out = String::new();
     for check in &report.checks {
         out.push_str(&format!(

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, operator, invitation, tenant and
+//! Command-line interface: `serve`, `migrate`, `demo`, `doctor`, `setup`, operator, invitation, tenant and
 //! settings administration for scripts, and benchmarks.
 
 mod api_token;
@@ -7,6 +7,7 @@ mod doctor;
 mod invite;
 mod operator;
 mod settings;
+mod setup;
 mod tenant;
 
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Create or repair the provider's app registration through Microsoft Graph with an
+    /// administrator's delegated token (one sign-in instead of the portal steps), store the
+    /// client id, tenant id and a client secret, then run the doctor.
+    Setup(setup::SetupArgs),
     /// Try Gangway locally: database, built-in Entra ID emulator, demo operator, all in one.
     Demo(demo::DemoArgs),
     /// Manage console operators.
@@ -189,6 +194,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Demo(args) => Ok(demo::run(args).await?),
         Command::Doctor { output } => doctor::run(output).await,
+        Command::Setup(args) => setup::run(args).await,
         Command::Operator(command) => operator::run(command).await,
         Command::Invite(command) => invite::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,

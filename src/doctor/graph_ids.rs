@@ -104,6 +104,12 @@ const KNOWN: &[Known] = &[
         "bdfbf15f-ee85-4955-8675-146e8e5296b5",
         "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
     ),
+    // Application only: manage the apps the caller owns (secret rotation).
+    Known {
+        name: "Application.ReadWrite.OwnedBy",
+        scope: None,
+        role: Some("18a4783c-866b-4cc7-a460-3d5e5662c884"),
+    },
     known(
         "AppCatalog.Read.All",
         "88e58d74-d3df-44f3-ad47-e89edf4472e4",

@@ -406,6 +406,7 @@ pub async fn run(
         now,
     );
     checks.extend(found);
+    checks.extend(crate::setup::rotation::check(db, live).await);
 
     let stored_secret_expiry = match expiry {
         Some(date) if registration.is_some() && settings.client_secret_expires != Some(date) => {

@@ -11,6 +11,7 @@ use url::Url;
 use crate::types::{ClientId, Secret, TenantId};
 
 pub mod keys;
+pub mod registration;
 pub mod subscriptions;
 
 /// Why a Graph call failed. Messages never contain tokens.

@@ -117,6 +117,7 @@ pub fn value_of(settings: &Settings, key: Key) -> Value {
         Key::DeletionGuardObjects => json!(settings.deletion_guard_objects),
         Key::EventRetentionDays => json!(settings.event_retention_days),
         Key::CertificateRotationDays => json!(settings.certificate_rotation_days),
+        Key::SecretRotationDays => json!(settings.secret_rotation_days),
     }
 }
 
@@ -164,7 +165,8 @@ fn shape(key: Key) -> Shape {
         | Key::DeletionGuardPercent
         | Key::DeletionGuardObjects
         | Key::EventRetentionDays
-        | Key::CertificateRotationDays => Shape::Number,
+        | Key::CertificateRotationDays
+        | Key::SecretRotationDays => Shape::Number,
         // Every key named, so a new one is given its shape here, not read as text by default.
         Key::ClientId
         | Key::ClientSecret

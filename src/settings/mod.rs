@@ -83,11 +83,13 @@ pub enum Key {
     EventRetentionDays,
     /// Days before the app certificate expires that Gangway replaces it.
     CertificateRotationDays,
+    /// Gangway rotates its client secret this many days before it expires.
+    SecretRotationDays,
 }
 
 impl Key {
     /// Every setting, in the page's order.
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 24] = [
         Key::ClientId,
         Key::ClientSecret,
         Key::ClientSecretExpires,
@@ -111,6 +113,7 @@ impl Key {
         Key::DeletionGuardObjects,
         Key::EventRetentionDays,
         Key::CertificateRotationDays,
+        Key::SecretRotationDays,
     ];
 
     /// The stored name (also the form field's).
@@ -139,6 +142,7 @@ impl Key {
             Self::DeletionGuardObjects => "deletion_guard_objects",
             Self::EventRetentionDays => crate::events::RETENTION_SETTING,
             Self::CertificateRotationDays => "certificate_rotation_days",
+            Self::SecretRotationDays => "secret_rotation_days",
         }
     }
 
@@ -186,6 +190,7 @@ impl Key {
             Self::DeletionGuardObjects => "Hold deletions above (objects)",
             Self::EventRetentionDays => "Event retention (days)",
             Self::CertificateRotationDays => "Replace the app certificate (days before expiry)",
+            Self::SecretRotationDays => "Rotate the client secret (days before expiry)",
         }
     }
 
@@ -241,6 +246,8 @@ pub struct Settings {
     pub event_retention_days: i32,
     /// Days before the app certificate expires that Gangway replaces it.
     pub certificate_rotation_days: i32,
+    /// Gangway rotates the client secret it manages this many days before it expires.
+    pub secret_rotation_days: i32,
     /// Each stored key: still as the environment seeded it (`true`) or changed in the console.
     pub origin: BTreeMap<Key, Origin>,
 }
@@ -470,6 +477,11 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .unwrap_or(crate::events::DEFAULT_RETENTION_DAYS),
         certificate_rotation_days: number(Key::CertificateRotationDays)
             .unwrap_or(DEFAULT_CERTIFICATE_ROTATION_DAYS),
+        secret_rotation_days: values
+            .get(&Key::SecretRotationDays)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(DEFAULT_SECRET_ROTATION_DAYS),
         origin,
     })
 }
@@ -660,6 +672,17 @@ fn validate(key: Key, raw: &str, today: Date) -> Result<Option<Value>, String> {
                 .ok_or_else(|| format!("must be a whole number of days from 1 to {max}"))?;
             Some(json!(n))
         }
+        Key::SecretRotationDays => {
+            // Below the lifetime of the secrets Gangway adds, else every run would rotate.
+            let n = raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=MAX_SECRET_ROTATION_DAYS).contains(n))
+                .ok_or_else(|| {
+                    format!("must be a whole number of days from 1 to {MAX_SECRET_ROTATION_DAYS}")
+                })?;
+            Some(json!(n))
+        }
     })
 }
 
@@ -792,6 +815,12 @@ pub struct Live {
     /// Customer apps' secrets that expire within [`WARN_DAYS`] (or have), soonest first.
     pub customer_secrets: Vec<CustomerSecret>,
 }
+
+/// Days before expiry Gangway rotates the client secret it manages, unless set.
+pub const DEFAULT_SECRET_ROTATION_DAYS: i32 = 30;
+/// The most days before expiry a rotation may start: well below the 180 days the secrets
+/// Gangway adds live.
+pub const MAX_SECRET_ROTATION_DAYS: i32 = 90;
 
 /// Warn this many days before a secret expires.
 pub const WARN_DAYS: i64 = 60;

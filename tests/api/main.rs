@@ -32,6 +32,7 @@ mod scope;
 mod security;
 mod sessions;
 mod settings;
+mod setup;
 mod signin;
 mod signin_backchannel;
 mod signin_clients;

@@ -45,6 +45,7 @@ const SELECTABLE: &[&str] = &[
     "passwordCredentials",
     "publicClient",
     "requiredResourceAccess",
+    "servicePrincipalLockConfiguration",
     "spa",
     "web",
 ];
@@ -54,7 +55,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// An app registration as Graph's `application` resource.
-fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
+pub(super) fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
     let mut access: Vec<Value> = app
         .permissions
         .delegated
@@ -80,7 +81,7 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
         .map(|s| {
             json!({
                 "customKeyIdentifier": null,
-                "displayName": "Client secret",
+                "displayName": s.display_name,
                 "endDateTime": rfc3339(s.expires_at),
                 "hint": s.value.chars().take(3).collect::<String>(),
                 "keyId": s.key_id,
@@ -114,6 +115,7 @@ fn application(app: &App, publisher_domain: &str) -> Map<String, Value> {
         "passwordCredentials": secrets,
         "publicClient": {"redirectUris": []},
         "requiredResourceAccess": required,
+        "servicePrincipalLockConfiguration": app.lock,
         "spa": {"redirectUris": []},
         "web": {
             "homePageUrl": null,

@@ -1,7 +1,8 @@
 //! Microsoft Graph v1.0: users, groups, their delta, organization, me, memberships, service
-//! principals and change notification subscriptions, behind bearer-token
+//! principals, app registration writes and change notification subscriptions, behind bearer-token
 //! and permission checks, answering errors in Graph's shape.
 
+mod app_writes;
 mod applications;
 mod delta;
 mod entity;
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -48,7 +49,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1.0/me", get(me))
         .route("/v1.0/me/{*rest}", get(memberships::of_me))
         .route("/v1.0/users/{id}/{*rest}", get(memberships::of_user))
-        .route("/v1.0/applications", get(applications::list))
+        .route(
+            "/v1.0/applications",
+            get(applications::list).post(app_writes::create),
+        )
+        .route("/v1.0/applications/{id}", patch(app_writes::update))
+        .route(
+            "/v1.0/applications/{id}/addPassword",
+            post(app_writes::add_password),
+        )
+        .route(
+            "/v1.0/applications/{id}/removePassword",
+            post(app_writes::remove_password),
+        )
+        .route(
+            "/v1.0/applications/{id}/owners/$ref",
+            post(app_writes::add_owner),
+        )
+        .route("/v1.0/applications/{id}/owners", get(app_writes::owners))
+        .route(
+            "/v1.0/servicePrincipals",
+            post(app_writes::create_service_principal),
+        )
         .route("/v1.0/{segment}", get(service_principals::by_app_id))
         .route(
             "/v1.0/servicePrincipals/{id}",
@@ -56,7 +78,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/v1.0/servicePrincipals/{id}/appRoleAssignments",
-            get(service_principals::app_role_assignments),
+            get(service_principals::app_role_assignments).post(app_writes::assign_app_role),
         )
         .route(
             "/v1.0/{segment}/appRoleAssignedTo",

@@ -103,7 +103,30 @@ pub async fn by_app_id(
         .into_response();
     };
     let key = key.to_owned();
+    if key.eq_ignore_ascii_case(&format!("appId='{GRAPH_APP_ID}'")) {
+        return graph_service_principal(&st, &headers);
+    }
     answer(&st, &headers, &key, READ_APPS, service_principal)
+}
+
+/// Microsoft Graph's own service principal, present in every tenant: clients read its `id`
+/// as the `resourceId` of their app role assignments.
+fn graph_service_principal(st: &AppState, headers: &HeaderMap) -> Response {
+    let result = caller(st, headers).and_then(|access| {
+        require(&access, READ_APPS, READ_APPS)?;
+        Ok(json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
+            "id": Registry::service_principal_id(access.tid, GRAPH_APP_ID),
+            "appId": GRAPH_APP_ID,
+            "displayName": "Microsoft Graph",
+            "accountEnabled": true,
+            "servicePrincipalType": "Application",
+        }))
+    });
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /v1.0/servicePrincipals/{id}`.
@@ -115,7 +138,8 @@ pub async fn by_id(
     answer(&st, &headers, &id, READ_APPS, service_principal)
 }
 
-fn service_principal(tid: Uuid, client: &str, grant: &Grant, w: &World) -> Value {
+/// A service principal as Graph's `servicePrincipal` resource.
+pub(super) fn service_principal(tid: Uuid, client: &str, grant: &Grant, w: &World) -> Value {
     let app = w.reg.apps.get(client);
     json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",

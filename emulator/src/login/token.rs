@@ -416,6 +416,7 @@ fn user_tokens(
                 Access {
                     tid: grant.tid,
                     oid: Some(grant.oid),
+                    client_id: app.client_id.clone(),
                     permissions: grant.graph.clone(),
                     expires: Instant::now() + ttl,
                 },
@@ -873,6 +874,7 @@ fn app_only(
         Access {
             tid,
             oid: None,
+            client_id: app.client_id.clone(),
             permissions: roles,
             expires: Instant::now() + ttl,
         },

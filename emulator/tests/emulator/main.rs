@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_consent;
+mod app_writes;
 mod applications;
 mod authorize;
 mod certificates;

@@ -252,6 +252,10 @@ fn describe(key: Key) -> (Kind, &'static str) {
             Kind::Number,
             "this many days before the active app certificate expires (30 by default), Gangway registers a new one on the app with addKey, signs with it, and removes the old one after every process has switched",
         ),
+        Key::SecretRotationDays => (
+            Kind::Number,
+            "when Gangway manages its own client secret (Setup), it adds a new one this many days before the old expires, waits until every process uses it, then removes the old; 30 by default, at most 90",
+        ),
     }
 }
 
@@ -265,6 +269,7 @@ const GROUPS: [(&str, &str, &[Key]); 6] = [
             Key::ClientSecretExpires,
             Key::ProviderTenantId,
             Key::CertificateRotationDays,
+            Key::SecretRotationDays,
         ],
     ),
     (
