@@ -14,6 +14,7 @@ use crate::apps::{NewApp, Permissions, Registry};
 use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
 use crate::graph::subscriptions::Subscriptions;
+use crate::graph::throttle::Throttle;
 use crate::login::forgeries::Forgeries;
 use crate::login::keys::{Keys, SigningKey};
 use crate::options::Options;
@@ -244,6 +245,8 @@ pub struct Access {
     pub tid: Uuid,
     /// The signed-in user for delegated tokens; `None` for app-only tokens.
     pub oid: Option<Uuid>,
+    /// The client id of the app the token was issued to (Graph throttles per app).
+    pub app: String,
     /// Delegated scopes or application roles.
     pub permissions: BTreeSet<String>,
     /// Graph answers 401 after this.
@@ -303,6 +306,8 @@ pub struct Shared {
     pub propagation: Propagation,
     /// Fault injection.
     pub faults: Faults,
+    /// Graph's resource-unit limits.
+    pub throttle: Throttle,
     /// A forged ID token waiting to be issued.
     pub forgeries: Forgeries,
     /// Change-notification subscriptions.
@@ -399,6 +404,7 @@ impl AppState {
             graph: GraphSettings::new(opts.graph_latency_ms, opts.page_size),
             propagation: Propagation::new(opts.consent_propagation_ms),
             faults: Faults::new(opts.seed),
+            throttle: Throttle::new(opts.throttle_scale),
             forgeries: Forgeries::default(),
             subscriptions: Subscriptions::new(opts.notifications_over_http),
         })))

@@ -379,6 +379,7 @@ fn user_tokens(
                 Access {
                     tid: grant.tid,
                     oid: Some(grant.oid),
+                    app: app.client_id.clone(),
                     permissions: grant.graph.clone(),
                     expires: Instant::now() + ttl,
                 },
@@ -836,6 +837,7 @@ fn app_only(
         Access {
             tid,
             oid: None,
+            app: app.client_id.clone(),
             permissions: roles,
             expires: Instant::now() + ttl,
         },
