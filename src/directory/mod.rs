@@ -6,8 +6,10 @@
 //! [`schedule`] says when it is due and [`worker`] runs jobs from the queue. Operators ask for
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
 //! through [`views`]; scripts page through it with [`feed`]. [`subscriptions`] keeps Graph's
-//! change notifications coming and turns them into rounds.
+//! change notifications coming and turns them into rounds. Every worker's Graph reads draw on
+//! one throttle [`budget`] kept in Postgres.
 
+pub mod budget;
 mod changelog;
 pub mod control;
 pub mod credentials;

@@ -5,6 +5,7 @@ mod attacks;
 mod background;
 mod browser;
 mod browser_signin;
+mod budget;
 mod cli;
 mod console;
 mod customers;
