@@ -31,6 +31,10 @@ const SIZE_TTL: Duration = Duration::from_secs(60);
 const MOST_PER_TRIP: f64 = 20.0;
 const SHARE_PER_TRIP: f64 = 1.0 / 50.0;
 
+/// The budget name of the provider's own app (one app across every tenant that consented to
+/// it); a customer's own app registration goes by its client id.
+pub const PROVIDER_APP: &str = "provider";
+
 /// Microsoft's app+tenant limit for a tenant of `users` users (S under 50, M 50–500, L above).
 pub fn pair_limit(users: i64) -> f64 {
     match users {
@@ -42,16 +46,18 @@ pub fn pair_limit(users: i64) -> f64 {
 
 /// What a GET of `link` (a path under the Graph base or an absolute link) costs, by the
 /// documented table for the paths Gangway reads: `users` and `applications` 2, a group's
-/// `members` 3, `transitiveMembers` 5, `memberOf`/`transitiveMemberOf` 2, any other identity
-/// path 1 (a delta page); `$select` −1, `$expand` +1, `$top` under 20 −1; never below 1.
+/// `members` 3, `transitiveMembers` 5, `memberOf`/`transitiveMemberOf` 2, a service
+/// principal's `appRoleAssignments` 2, any other identity path 1 (a delta page); `$select` −1,
+/// `$expand` +1, `$top` under 20 −1; never below 1.
 pub fn cost(link: &str) -> f64 {
-    let rel = link.split_once("/v1.0/").map_or(link, |(_, r)| r);
+    let rel = link.split_once("v1.0/").map_or(link, |(_, r)| r);
     let (path, query) = rel.split_once('?').unwrap_or((rel, ""));
     let segs: Vec<&str> = path.split('/').collect();
     let base: i32 = match segs.as_slice() {
         ["users"] | ["applications"] => 2,
         ["groups", _, "members", ..] => 3,
         ["groups", _, "transitiveMembers", ..] => 5,
+        ["servicePrincipals", _, "appRoleAssignments"] => 2,
         ["me" | "users", .., "memberOf" | "transitiveMemberOf"]
         | ["me" | "users", .., "memberOf" | "transitiveMemberOf", _] => 2,
         _ => 1,
@@ -313,6 +319,8 @@ mod tests {
             2.0
         );
         assert_eq!(cost("v1.0/organization"), 1.0);
+        assert_eq!(cost("v1.0/servicePrincipals/s/appRoleAssignments"), 2.0);
+        assert_eq!(cost("v1.0/servicePrincipals/s/oauth2PermissionGrants"), 1.0);
     }
 
     #[test]

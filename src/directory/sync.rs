@@ -167,10 +167,6 @@ pub struct Syncer {
     budget: Budget,
 }
 
-/// The budget name of the provider's own app (one app across every tenant that consented to
-/// it); a customer's own app registration goes by its client id.
-const PROVIDER_APP: &str = "provider";
-
 impl Syncer {
     /// A syncer over `db`, reading Graph with tokens from `tokens`.
     pub fn new(db: PgPool, graph: GraphClient, tokens: TokenSource, policy: RetryPolicy) -> Self {
@@ -329,7 +325,10 @@ impl Syncer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let app = tenant.customer_client_id.as_deref().unwrap_or(PROVIDER_APP);
+            let app = tenant
+                .customer_client_id
+                .as_deref()
+                .unwrap_or(budget::PROVIDER_APP);
             let take = self
                 .budget
                 .take(app, tenant.id, tenant.entra_tenant_id, budget::cost(link));

@@ -51,6 +51,7 @@ impl AppState {
             keys: self.cfg.keys.clone(),
             settings: self.settings.clone(),
             graph: self.graph.clone(),
+            budget: self.budget.clone(),
         }
     }
 
