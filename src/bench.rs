@@ -14,6 +14,7 @@ pub mod api;
 pub mod emulator;
 pub mod load;
 pub mod nesting;
+pub mod notify;
 pub mod scim;
 pub mod signin;
 
@@ -37,6 +38,7 @@ use uuid::Uuid;
 use crate::audit::Actor;
 use crate::config::{Config, RateLimit, SyncSettings, TrustedProxies, parse_public_url};
 use crate::crypto::EncryptionKey;
+use crate::directory::budget::Budget;
 use crate::directory::sync::Syncer;
 use crate::directory::worker::{self, WorkerConfig};
 use crate::invitations::{self, NewInvitation};
@@ -47,6 +49,8 @@ use crate::types::Secret;
 use crate::types::permissions;
 use crate::web::AppState;
 use emulator::EmulatorProcess;
+use nesting::{NestingBenchParams, NestingBenchReport, run_nesting_bench};
+use notify::NotifyReport;
 
 /// The emulator's seed: the same directory every run.
 const SEED: u64 = 2026;
@@ -74,6 +78,13 @@ pub struct SyncBenchParams {
     pub latency_ms: u64,
     /// Graph's page size; `None` keeps the emulator's default (reported as used).
     pub page_size: Option<usize>,
+    /// Single-user changes timed from the emulator to the copy through change notifications
+    /// after the other phases (0: none).
+    pub notified_changes: usize,
+    /// The pause between two of those changes, in milliseconds.
+    pub notify_interval_ms: u64,
+    /// Also answer nested-group questions over a copy of this shape (`gangway bench nesting`).
+    pub nesting: Option<NestingBenchParams>,
 }
 
 impl SyncBenchParams {
@@ -96,7 +107,7 @@ impl SyncBenchParams {
         if self.page_size.is_some_and(|p| !(1..=999).contains(&p)) {
             return Some("--page-size must be within 1..=999, as Graph's".into());
         }
-        None
+        self.nesting.as_ref().and_then(NestingBenchParams::problem)
     }
 }
 
@@ -135,6 +146,13 @@ pub struct Phase {
     pub peak_rss_mb: Option<f64>,
     /// Delta pages fetched, per chain.
     pub pages: Pages,
+    /// Graph's 429s seen by the engine (the emulator's count of its throttle, which holds
+    /// Microsoft's limits for each app and tenant and for the app across tenants).
+    pub graph_429s: u64,
+    /// Resource units Graph counted for the phase's requests.
+    pub resource_units: u64,
+    /// Round trips to the shared throttle budget in Postgres (several units per trip).
+    pub budget_round_trips: u64,
     /// Sync runs (one per tenant).
     pub runs: usize,
     /// Changes made through the emulator before this phase, all tenants together.
@@ -179,6 +197,12 @@ pub struct SyncBenchReport {
     /// `serial.seconds / full.seconds`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup_over_serial: Option<f64>,
+    /// Change-to-copy latency through change notifications, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotifyReport>,
+    /// Nested-group answer times, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesting: Option<NestingBenchReport>,
 }
 
 /// Runs the benchmark against a scratch database on the Postgres server `server_url` points
@@ -190,10 +214,16 @@ pub async fn run_sync_bench(
     if let Some(problem) = params.problem() {
         bail!(problem);
     }
-    on_scratch_database(server_url, "gangway_bench_sync", |db, db_url| async move {
-        measure(params, db, &db_url).await
-    })
-    .await
+    let nesting = params.nesting.clone();
+    let mut report =
+        on_scratch_database(server_url, "gangway_bench_sync", |db, db_url| async move {
+            measure(params, db, &db_url).await
+        })
+        .await?;
+    if let Some(nesting) = nesting {
+        report.nesting = Some(run_nesting_bench(nesting, server_url).await?);
+    }
+    Ok(report)
 }
 
 /// Runs `measure` on a scratch database made on the Postgres server `server_url` points at
@@ -239,6 +269,7 @@ struct Bench {
     db_url: String,
     admin: EmulatorAdmin,
     syncer: Syncer,
+    budget: Budget,
     lease: Duration,
     customers: Vec<Customer>,
 }
@@ -260,14 +291,17 @@ async fn measure(
         groups: params.groups,
         memberships: Some(params.memberships),
         seed: SEED,
+        notifications_over_http: true,
         ..Options::default()
     })
     .await
     .context("starting the emulator failed")?;
     let admin = EmulatorAdmin::at(emulator.base_url())?;
     params.changes = params.changes.min(params.users);
-    // Nothing calls the portal's own address: it leads nowhere.
-    let state = connect(emulator.base_url(), &admin, &db, "http://127.0.0.1:9").await?;
+    // The portal serves there only for the notifications phase; Graph delivers to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let portal = format!("http://{}", listener.local_addr()?);
+    let state = connect(emulator.base_url(), &admin, &db, &portal).await?;
     let customers = customers(&admin, &state).await?;
     let mut graph = json!({ "latency_ms": params.latency_ms });
     if let Some(size) = params.page_size {
@@ -278,6 +312,7 @@ async fn measure(
     let bench = Bench {
         lease: state.cfg.sync.lease,
         syncer: crate::runtime::syncer(&state),
+        budget: state.budget.clone(),
         params,
         db,
         db_url: db_url.to_owned(),
@@ -315,6 +350,21 @@ async fn measure(
     let idle = bench.phase(concurrency).await.context("the idle sync")?;
     bench.check_copy().await?;
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
+    let notifications = match (bench.params.notified_changes, bench.customers.first()) {
+        (0, _) | (_, None) => None,
+        (changes, Some(first)) => Some(
+            notify::change_to_copy(
+                &state,
+                listener,
+                &bench.admin,
+                (first.id, &first.entra.id),
+                changes,
+                Duration::from_millis(bench.params.notify_interval_ms),
+            )
+            .await
+            .context("the change-to-copy latency")?,
+        ),
+    };
     let emulator_rss_mb = emulator.resident_mb();
     emulator.stop().await;
     Ok(SyncBenchReport {
@@ -330,6 +380,8 @@ async fn measure(
         copy_floor_rows,
         rss_baseline_mb,
         emulator_rss_mb,
+        notifications,
+        nesting: None,
     })
 }
 
@@ -406,7 +458,11 @@ fn config(
         api_last_use_every: crate::config::API_LAST_USE_EVERY,
         trusted_proxies: TrustedProxies::default(),
         database_pool_size: None,
-        sync: SyncSettings::default(),
+        // The emulator on loopback delivers change notifications over plain HTTP.
+        sync: SyncSettings {
+            notifications_over_http: true,
+            ..SyncSettings::default()
+        },
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
     })
@@ -542,6 +598,12 @@ impl Bench {
             1 => None,
             _ => Some(sqlx::PgConnection::connect(&self.db_url).await?),
         };
+        // Setting the throttle's scale again starts its counts (and buckets) afresh.
+        let scale = self.admin.get("/_emulator/throttle").await?["scale"].clone();
+        self.admin
+            .post("/_emulator/throttle", &json!({ "scale": scale }))
+            .await?;
+        let trips_before = self.budget.round_trips();
         let peak_reset = memory::reset_peak();
         let started = Instant::now();
         let workers = WorkerConfig {
@@ -560,6 +622,8 @@ impl Bench {
         let users_pages = self.admin.get("/_emulator/faults").await?["injected"]["requests"]
             .as_i64()
             .unwrap_or(0);
+        let throttle = &self.admin.get("/_emulator/throttle").await?["counts"];
+        let count = |name: &str| throttle[name].as_u64().unwrap_or(0);
         let runs = sqlx::query_as!(
             RunRow,
             r#"select outcome, error, added, updated, soft_deleted, removed, members_added,
@@ -596,6 +660,9 @@ impl Bench {
             objects_per_second: round(objects as f64 / seconds, 0),
             peak_rss_mb,
             pages,
+            graph_429s: count("throttled"),
+            resource_units: count("resource_units"),
+            budget_round_trips: self.budget.round_trips() - trips_before,
             runs: runs.len(),
             changes: None,
             latency_floor_seconds: (latency > 0.0).then(|| {

@@ -96,6 +96,10 @@ pub struct SyncSettings {
     /// notifications even though the public URL is plain HTTP, for an emulator on loopback.
     /// Graph itself delivers only over HTTPS.
     pub notifications_over_http: bool,
+    /// `GANGWAY_GRAPH_BUDGET_SCALE`: the throttle budget the workers share, as a multiple of
+    /// Microsoft's Graph limits (1 by default; 0 turns it off; a test lowers it to match an
+    /// emulator whose limits are scaled down).
+    pub graph_budget_scale: f64,
 }
 
 impl Default for SyncSettings {
@@ -105,6 +109,7 @@ impl Default for SyncSettings {
             workers: 2,
             lease: Duration::from_secs(60),
             notifications_over_http: false,
+            graph_budget_scale: 1.0,
         }
     }
 }
@@ -322,6 +327,12 @@ impl Config {
             "false" | "0" => Ok(false),
             _ => Err("must be true or false".into()),
         });
+        let graph_budget_scale = env.maybe("GANGWAY_GRAPH_BUDGET_SCALE", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|n| (0.0..=10.0).contains(n))
+                .ok_or_else(|| "must be a number from 0 (off) to 10".into())
+        });
         let metrics_token = env.maybe("GANGWAY_METRICS_TOKEN", |v| {
             if v.len() < 16 {
                 Err("must be at least 16 characters (e.g. openssl rand -hex 32)".into())
@@ -370,6 +381,9 @@ impl Config {
                 workers: sync_workers.unwrap().unwrap_or(defaults.workers),
                 lease: sync_lease.unwrap().unwrap_or(defaults.lease),
                 notifications_over_http: notifications_over_http.unwrap().unwrap_or(false),
+                graph_budget_scale: graph_budget_scale
+                    .unwrap()
+                    .unwrap_or(defaults.graph_budget_scale),
             },
             metrics: MetricsSettings {
                 token: metrics_token.unwrap(),

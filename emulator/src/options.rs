@@ -114,6 +114,11 @@ pub struct Options {
     /// demos on loopback); Graph itself requires HTTPS.
     #[arg(long)]
     pub notifications_over_http: bool,
+
+    /// Graph's resource-unit limits (per app and tenant, per app across tenants) at this many
+    /// times Microsoft's; 0 turns throttling off. Small values let a test reach the limits.
+    #[arg(long, default_value_t = 1.0)]
+    pub throttle_scale: f64,
 }
 
 #[derive(Parser)]

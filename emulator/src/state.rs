@@ -15,6 +15,7 @@ use crate::control::faults::Faults;
 use crate::directory::{Authority, Directory};
 use crate::graph::service_principals::Assignment;
 use crate::graph::subscriptions::Subscriptions;
+use crate::graph::throttle::Throttle;
 use crate::login::forgeries::Forgeries;
 use crate::login::keys::{Keys, SigningKey};
 use crate::options::Options;
@@ -246,7 +247,7 @@ pub struct Access {
     /// The signed-in user for delegated tokens; `None` for app-only tokens.
     pub oid: Option<Uuid>,
     /// The client id of the app the token was issued to (Graph's `appid` claim): app-only
-    /// callers manage the apps their service principal owns.
+    /// callers manage the apps their service principal owns, and Graph throttles per app.
     pub client_id: String,
     /// Delegated scopes or application roles.
     pub permissions: BTreeSet<String>,
@@ -313,6 +314,8 @@ pub struct Shared {
     pub propagation: Propagation,
     /// Fault injection.
     pub faults: Faults,
+    /// Graph's resource-unit limits.
+    pub throttle: Throttle,
     /// A forged ID token waiting to be issued.
     pub forgeries: Forgeries,
     /// Change-notification subscriptions.
@@ -410,6 +413,7 @@ impl AppState {
             graph: GraphSettings::new(opts.graph_latency_ms, opts.page_size),
             propagation: Propagation::new(opts.consent_propagation_ms),
             faults: Faults::new(opts.seed),
+            throttle: Throttle::new(opts.throttle_scale),
             forgeries: Forgeries::default(),
             subscriptions: Subscriptions::new(opts.notifications_over_http),
         })))

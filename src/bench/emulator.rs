@@ -27,6 +27,10 @@ impl EmulatorProcess {
             .args(["--groups", &opts.groups.to_string()])
             .args(["--seed", &opts.seed.to_string()])
             .args(
+                opts.notifications_over_http
+                    .then_some("--notifications-over-http"),
+            )
+            .args(
                 opts.memberships
                     .iter()
                     .flat_map(|m| ["--memberships".to_owned(), m.to_string()]),

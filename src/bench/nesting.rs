@@ -31,6 +31,18 @@ pub struct NestingBenchParams {
     pub queries: usize,
 }
 
+impl Default for NestingBenchParams {
+    /// The shape: 100k users, 5k groups in 5 levels, 20 questions of each kind.
+    fn default() -> Self {
+        Self {
+            users: 100_000,
+            groups: 5_000,
+            depth: 5,
+            queries: 20,
+        }
+    }
+}
+
 impl NestingBenchParams {
     /// The first contradiction between the parameters, if any.
     pub fn problem(&self) -> Option<String> {

@@ -102,16 +102,16 @@ pub(crate) struct ScimArgs {
 #[derive(Debug, Args)]
 pub(crate) struct NestingArgs {
     /// Users in the tenant's directory copy.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = NestingBenchParams::default().users)]
     users: usize,
     /// Groups, as trees of D levels, five groups in each group.
-    #[arg(long, value_name = "G", default_value_t = 5_000)]
+    #[arg(long, value_name = "G", default_value_t = NestingBenchParams::default().groups)]
     groups: usize,
     /// Levels in each tree.
-    #[arg(long, value_name = "D", default_value_t = 5)]
+    #[arg(long, value_name = "D", default_value_t = NestingBenchParams::default().depth)]
     depth: usize,
     /// Questions of each kind.
-    #[arg(long, value_name = "Q", default_value_t = 20)]
+    #[arg(long, value_name = "Q", default_value_t = NestingBenchParams::default().queries)]
     queries: usize,
     /// The Postgres server to create the scratch database on.
     #[arg(
@@ -184,6 +184,18 @@ pub(crate) struct SyncArgs {
     /// for that many workers].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=1000))]
     pool_size: Option<u32>,
+    /// After the other phases: single-user changes made through the emulator one at a time,
+    /// each timed until it is in the copy, with the portal subscribed to Graph's change
+    /// notifications and sync workers running (nobody asks for a sync).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    notified_changes: usize,
+    /// The pause between two notified changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    notify_interval_ms: u64,
+    /// Also time the nested-group questions, as `gangway bench nesting` does with its
+    /// defaults (100k users, 5k groups, depth 5), on a scratch database of their own.
+    #[arg(long)]
+    nesting: bool,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -220,6 +232,9 @@ async fn sync(args: SyncArgs) -> Result<(), Failure> {
         pool_size: args.pool_size,
         latency_ms: args.latency_ms,
         page_size: args.page_size.map(usize::from),
+        notified_changes: args.notified_changes,
+        notify_interval_ms: args.notify_interval_ms,
+        nesting: args.nesting.then(NestingBenchParams::default),
     };
     if let Some(problem) = params.problem() {
         return Err(Failure::Usage(problem));

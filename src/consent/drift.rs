@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
+use crate::directory::budget::{self, Budget};
 use crate::directory::credentials::{CredentialError, TokenSource};
 use crate::directory::sync::tenant_access;
 use crate::doctor::graph_ids::{self, Kind};
@@ -162,6 +163,8 @@ pub struct Checker {
     pub settings: SettingsCache,
     /// Microsoft Graph.
     pub graph: GraphClient,
+    /// Graph's throttle budget, shared with the sync workers.
+    pub budget: Budget,
 }
 
 impl Checker {
@@ -308,6 +311,21 @@ impl Checker {
             .settings
             .client_id
             .to_string();
+        // The service principal, then its grants (delegated) or app role assignments.
+        let grants = if delegated {
+            "v1.0/servicePrincipals/{id}/oauth2PermissionGrants"
+        } else {
+            "v1.0/servicePrincipals/{id}/appRoleAssignments"
+        };
+        let cost = budget::cost("v1.0/servicePrincipals(appId='{appId}')") + budget::cost(grants);
+        self.budget
+            .take(
+                budget::PROVIDER_APP,
+                access.id,
+                access.entra_tenant_id,
+                cost,
+            )
+            .await?;
         match self.read_graph(&token, &client_id, delegated).await {
             Ok(Some((sp, granted))) => Ok(Drift::compare(&needed, &granted, sp, Source::Graph)),
             Ok(None) => Ok(gone(ServicePrincipal::Missing)),

@@ -7,8 +7,10 @@
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
 //! through [`views`]; scripts page through it with [`feed`]. [`subscriptions`] keeps Graph's
 //! change notifications coming and turns them into rounds. [`scope`] decides which users and
-//! groups the provider sees.
+//! groups the provider sees. Every worker's Graph reads draw on one throttle [`budget`] kept
+//! in Postgres.
 
+pub mod budget;
 mod changelog;
 pub mod control;
 pub mod credentials;

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::budget::{self, Budget};
 use super::credentials::{CredentialError, TenantAccess, TokenSource};
 use super::delta::{self, GroupFields, Link, Page, UserFields};
 use super::store::{self, ChainState, StoreError, Stored, Tally};
@@ -163,17 +164,24 @@ pub struct Syncer {
     graph: GraphClient,
     tokens: TokenSource,
     policy: RetryPolicy,
+    budget: Budget,
 }
 
 impl Syncer {
     /// A syncer over `db`, reading Graph with tokens from `tokens`.
     pub fn new(db: PgPool, graph: GraphClient, tokens: TokenSource, policy: RetryPolicy) -> Self {
         Self {
+            budget: Budget::new(db.clone(), 0.0),
             db,
             graph,
             tokens,
             policy,
         }
+    }
+
+    /// The same syncer, its Graph reads drawing on `budget` (without one, they do not wait).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        Self { budget, ..self }
     }
 
     /// The database.
@@ -319,6 +327,17 @@ impl Syncer {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let app = tenant
+                .customer_client_id
+                .as_deref()
+                .unwrap_or(budget::PROVIDER_APP);
+            let take = self
+                .budget
+                .take(app, tenant.id, tenant.entra_tenant_id, budget::cost(link));
+            tokio::select! {
+                taken = take => { taken?; }
+                () = stop.cancelled() => return Err(SyncError::Stopped),
+            }
             let token = self.tokens.token(tenant).await?;
             let error = match self.graph.delta_page(link, &token).await {
                 Ok(body) => {

@@ -303,7 +303,9 @@ impl GraphClient {
     }
 
     /// The raw body of one delta page at `link` (as for [`Self::page`]), asked with
-    /// `Prefer: return=minimal` so an updated object carries only what changed.
+    /// `Prefer: return=minimal` so an updated object carries only what changed, and with
+    /// `x-ms-throttle-priority: low`: a sync is background work, which Graph throttles first
+    /// so that reads a person waits for are spared.
     #[tracing::instrument(skip_all)]
     pub async fn delta_page(
         &self,
@@ -313,7 +315,8 @@ impl GraphClient {
         let request = self
             .http
             .get(self.link(link)?)
-            .header("Prefer", "return=minimal");
+            .header("Prefer", "return=minimal")
+            .header("x-ms-throttle-priority", "low");
         self.send(request, access_token).await
     }
 

@@ -12,6 +12,7 @@ use super::limits::Limits;
 use super::paths;
 use crate::api_tokens::TokenCache;
 use crate::config::Config;
+use crate::directory::budget::Budget;
 use crate::directory::credentials::TokenSource;
 use crate::directory::subscriptions::{Endpoint, Keeper};
 use crate::directory::sync::{RetryPolicy, Syncer};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// API tokens checked in the last seconds, and when their use was last recorded.
     pub api_tokens: Arc<TokenCache>,
+    /// Graph's throttle budget, shared with every other process through the database.
+    pub budget: Budget,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             keys: self.cfg.keys.clone(),
             settings: self.settings.clone(),
             graph: self.graph.clone(),
+            budget: self.budget.clone(),
         }
     }
 
@@ -73,6 +77,7 @@ impl AppState {
         );
         let graph = GraphClient::new(cfg.graph_url.clone(), http);
         Ok(Self {
+            budget: Budget::new(db.clone(), cfg.sync.graph_budget_scale),
             db,
             settings,
             graph,
@@ -100,6 +105,7 @@ impl AppState {
             tokens,
             RetryPolicy::default(),
         )
+        .with_budget(self.budget.clone())
     }
 
     /// What keeps the tenants' change-notification subscriptions; it keeps none when Graph

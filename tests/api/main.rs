@@ -6,6 +6,7 @@ mod background;
 mod browser;
 mod browser_signin;
 mod certificates;
+mod budget;
 mod cli;
 mod console;
 mod customers;

@@ -84,6 +84,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{t}/objects/{{id}}"), delete(delete_object))
         .route(&format!("{t}/delta-reset"), post(delta_reset))
         .route("/_emulator/faults", get(get_faults).post(set_faults))
+        .route("/_emulator/throttle", get(get_throttle).post(set_throttle))
         .route("/_emulator/graph", get(get_graph).post(set_graph))
         .route(
             "/_emulator/propagation",
@@ -946,6 +947,26 @@ async fn set_faults(State(st): State<AppState>, Json(config): Json<FaultConfig>)
     }
     st.faults.configure(config);
     Ok(get_faults(State(st)).await.into_response())
+}
+
+async fn get_throttle(State(st): State<AppState>) -> Json<Value> {
+    let (scale, counts) = st.throttle.report();
+    Json(json!({"scale": scale, "counts": counts}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottleBody {
+    scale: f64,
+}
+
+/// Sets the limits' scale (0: off) and starts over with full buckets and zero counts.
+async fn set_throttle(State(st): State<AppState>, Json(body): Json<ThrottleBody>) -> Answer {
+    if !body.scale.is_finite() || body.scale < 0.0 {
+        return Err(bad("scale must be a non-negative number"));
+    }
+    st.throttle.configure(body.scale);
+    Ok(get_throttle(State(st)).await.into_response())
 }
 
 async fn get_graph(State(st): State<AppState>) -> Json<Value> {

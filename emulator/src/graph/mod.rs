@@ -13,6 +13,7 @@ mod query;
 mod resources;
 pub mod service_principals;
 pub mod subscriptions;
+pub mod throttle;
 
 use std::time::Instant;
 
@@ -100,6 +101,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             .route(&format!("/v1.0/groups/{form}"), get(delta::round::<Group>));
     }
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            throttle::meter,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), latency))
         .layer(axum::middleware::from_fn(request_ids))
 }

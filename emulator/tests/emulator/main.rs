@@ -18,5 +18,6 @@ mod msal;
 mod oidc;
 mod service_principals;
 mod subscriptions;
+mod throttle;
 mod token;
 mod user_sign_in;
