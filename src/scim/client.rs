@@ -381,7 +381,11 @@ pub fn bulk_chunks(caps: &Capabilities, sizes: &[usize]) -> Vec<Range<usize>> {
 /// (answers may come in another order), else by position; `status` may be a number or a
 /// string (RFC 7644's examples write it as a string).
 fn bulk_outcome(op: &BulkOp, answered: &[Value], i: usize) -> Result<String, Failure> {
-    let what = format!("{} {} (bulk)", op.method, op.path.split('/').next().unwrap_or(""));
+    let what = format!(
+        "{} {} (bulk)",
+        op.method,
+        op.path.split('/').next().unwrap_or("")
+    );
     let answer = match &op.bulk_id {
         Some(id) => answered.iter().find(|a| a["bulkId"].as_str() == Some(id)),
         None => answered.get(i),
@@ -418,7 +422,6 @@ fn bulk_outcome(op: &BulkOp, answered: &[Value], i: usize) -> Result<String, Fai
 }
 
 impl Client {
-
     /// Deletes a resource; one already gone counts as deleted.
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<(), Failure> {
         match self
@@ -553,7 +556,10 @@ mod tests {
 
     #[test]
     fn bulk_requests_keep_within_max_operations_and_payload() {
-        assert_eq!(bulk_chunks(&caps(3, 1 << 20), &[10; 7]), vec![0..3, 3..6, 6..7]);
+        assert_eq!(
+            bulk_chunks(&caps(3, 1 << 20), &[10; 7]),
+            vec![0..3, 3..6, 6..7]
+        );
         // 256 bytes of envelope: 300-byte operations fit three to a 1,200-byte request.
         assert_eq!(
             bulk_chunks(&caps(100, 1200), &[300; 7]),
@@ -579,9 +585,15 @@ mod tests {
         let patch = BulkOp::update(Kind::User, "u1", &body, &["title"], &caps(1, 1));
         assert_eq!(patch.method, Method::PATCH);
         assert_eq!(patch.wire()["path"], "/Users/u1");
-        assert_eq!(patch.wire()["data"]["Operations"][1], json!({"op": "remove", "path": "title"}));
+        assert_eq!(
+            patch.wire()["data"]["Operations"][1],
+            json!({"op": "remove", "path": "title"})
+        );
         let put = BulkOp::update(Kind::User, "u1", &body, &[], &Capabilities::default());
-        assert_eq!((put.method.as_str(), &put.wire()["data"]["id"]), ("PUT", &json!("u1")));
+        assert_eq!(
+            (put.method.as_str(), &put.wire()["data"]["id"]),
+            ("PUT", &json!("u1"))
+        );
         assert_eq!(
             BulkOp::delete(Kind::User, "u1").wire(),
             json!({"method": "DELETE", "path": "/Users/u1"})
@@ -604,7 +616,10 @@ mod tests {
         ];
         assert_eq!(bulk_outcome(&ops[0], &answered, 0).unwrap(), "92b7");
         let taken = bulk_outcome(&ops[2], &answered, 2).unwrap_err();
-        assert_eq!((taken.status, taken.detail.as_str()), (Some(409), "userName is taken"));
+        assert_eq!(
+            (taken.status, taken.detail.as_str()),
+            (Some(409), "userName is taken")
+        );
         // Answered by position when there is no bulkId; the second answer is the delete's.
         assert!(bulk_outcome(&ops[1], &answered, 1).is_ok());
         assert!(bulk_outcome(&ops[1], &answered[..1], 1).is_err());

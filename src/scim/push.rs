@@ -55,7 +55,9 @@ const LOGGED_FAILURES: usize = 20;
 /// Events read (and their objects written) per step of the cursor.
 const PAGE: i64 = 1000;
 /// How long a push waits for events committed but held back by an older transaction.
-const HELD_WAIT: Duration = Duration::from_secs(3);
+const HELD_WAIT: Duration = Duration::from_secs(10);
+/// How often it looks again meanwhile.
+const HELD_POLL: Duration = Duration::from_millis(50);
 /// The events a push follows: the copy's changes, and offboarding (a full push forgets the
 /// tenant's objects).
 const FOLLOWED: &[EventType] = &[
@@ -159,7 +161,11 @@ impl Touched {
     /// The object an event is about: a user, a group, or a membership's group (an erased
     /// event names none).
     fn add(&mut self, event: &events::Logged) {
-        let id = |key: &str| event.data[key].as_str().and_then(|v| Uuid::parse_str(v).ok());
+        let id = |key: &str| {
+            event.data[key]
+                .as_str()
+                .and_then(|v| Uuid::parse_str(v).ok())
+        };
         let kind = match event.event_type.split('.').nth(1) {
             Some("user") => Kind::User,
             Some("group" | "membership") => Kind::Group,
@@ -421,7 +427,7 @@ async fn run(
         }
     }
     // Taken before the copy is read: whatever commits later is read from the log next time.
-    let head = events::head(db).await?;
+    let head = settled_head(db).await?;
     let desired = desired(db, &mapping, row.customer_id, scope.as_ref(), None).await?;
     report.considered += desired.users.len() + desired.groups.len();
     if report.reconcile {
@@ -440,6 +446,29 @@ async fn run(
         save_cursor(db, id, head).await?;
     }
     Ok(caps)
+}
+
+/// The log's head, once no followed event is held back behind it by an older transaction
+/// (or after [`HELD_WAIT`]): what is held back would otherwise be read again after a full
+/// push that already wrote it.
+async fn settled_head(db: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let filter = followed();
+    let started = Instant::now();
+    loop {
+        let head = events::head(db).await?;
+        if started.elapsed() >= HELD_WAIT || !events::held_back(db, head, &filter).await? {
+            return Ok(head);
+        }
+        tokio::time::sleep(HELD_POLL).await;
+    }
+}
+
+/// The events a push reads.
+fn followed() -> events::Filter {
+    events::Filter {
+        types: FOLLOWED.to_vec(),
+        tenant: None,
+    }
 }
 
 /// Moves the connection's cursor to `cursor`.
@@ -468,9 +497,9 @@ impl<E: Into<RunError>> From<E> for FollowError {
     }
 }
 
-/// The copy in scope as SCIM users and groups: all of it, or (`only`) the objects touched.
-/// A touched group's members count when the push would write them too, so its users and
-/// groups are read for that, and left out of what is written unless touched themselves.
+/// The copy in scope as SCIM users and groups: all of it, or (`only`) the objects touched
+/// and the users in the touched groups (a group's members count when the push writes them
+/// too, so its users and groups are read for that).
 async fn desired(
     db: &PgPool,
     mapping: &Mapping,
@@ -523,7 +552,7 @@ async fn desired(
     )
     .fetch_all(db)
     .await?;
-    let mut users: BTreeMap<Uuid, (Value, Vec<u8>)> = users
+    let users: BTreeMap<Uuid, (Value, Vec<u8>)> = users
         .iter()
         .filter(|u| in_scope(Kind::User, &u.object_id))
         .filter_map(|u| {
@@ -576,9 +605,6 @@ async fn desired(
             (g.object_id, (g.display_name, members, hash))
         })
         .collect();
-    if let Some(t) = only {
-        users.retain(|object, _| t.users.contains(object));
-    }
     Ok(Desired { users, groups })
 }
 
@@ -674,10 +700,7 @@ impl Pusher<'_> {
                 self.apply(&moved, ledger, report).await?;
             }
         }
-        let filter = events::Filter {
-            types: FOLLOWED.to_vec(),
-            tenant: None,
-        };
+        let filter = followed();
         let waiting_since = Instant::now();
         while report.failures.is_empty() {
             let page = match events::read(self.db, Some(at), &filter, PAGE).await {
@@ -690,7 +713,7 @@ impl Pusher<'_> {
                 if waiting_since.elapsed() < HELD_WAIT
                     && events::held_back(self.db, at, &filter).await?
                 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(HELD_POLL).await;
                     continue;
                 }
                 report.behind = events::held_back(self.db, at, &filter).await?;
@@ -726,7 +749,7 @@ impl Pusher<'_> {
         ledger: &mut Ledger,
         report: &mut Report,
     ) -> Result<(), RunError> {
-        let desired = desired(
+        let mut desired = desired(
             self.db,
             self.mapping,
             self.customer,
@@ -734,7 +757,12 @@ impl Pusher<'_> {
             Some(touched),
         )
         .await?;
-        report.considered += touched.users.len() + touched.groups.len();
+        // A touched group's member whose own event is not read yet is written now, so the
+        // group names it; other members were written before and are left alone.
+        desired.users.retain(|object, _| {
+            touched.users.contains(object) || !ledger.contains_key(&(Kind::User, *object))
+        });
+        report.considered += desired.users.len() + touched.groups.len();
         self.look_up_unknown(&desired, ledger, report).await?;
         self.write_users(&desired, ledger, report).await;
         self.write_groups(&desired, ledger, report).await;
@@ -1027,7 +1055,7 @@ impl Pusher<'_> {
             if e.hash.as_ref() == Some(hash) {
                 continue;
             }
-            let (resolved, _) = self.members(members, ledger, &HashSet::new());
+            let (resolved, complete) = self.members(members, ledger, &HashSet::new());
             writes.push(Write {
                 kind: Kind::Group,
                 object: *object,
@@ -1036,11 +1064,12 @@ impl Pusher<'_> {
                 cleared: Vec::new(),
                 plain: None,
             });
-            hashes.push(hash.clone());
+            // A member the server does not have yet: the group is written again later.
+            hashes.push(complete.then(|| hash.clone()));
         }
         let outcomes = self.send_all(&writes).await;
         for ((w, hash), (outcome, _)) in writes.iter().zip(hashes).zip(outcomes) {
-            self.record(w.kind, w.object, Some(hash), outcome, ledger, report)
+            self.record(w.kind, w.object, hash, outcome, ledger, report)
                 .await;
         }
     }
@@ -1172,21 +1201,30 @@ impl Pusher<'_> {
         let mut outcomes = Vec::with_capacity(writes.len());
         for (w, answer) in writes.iter().zip(answers) {
             outcomes.push(match (answer, &w.body, &w.scim_id) {
-                (Ok(_) | Err(Failure { status: Some(404), .. }), None, _) => {
-                    (Outcome::Deleted, true)
-                }
+                (
+                    Ok(_)
+                    | Err(Failure {
+                        status: Some(404), ..
+                    }),
+                    None,
+                    _,
+                ) => (Outcome::Deleted, true),
                 (Ok(_), Some(_), Some(id)) => (Outcome::Updated(id.clone()), true),
                 (Ok(id), Some(_), None) if !id.is_empty() => (Outcome::Created(id), true),
-                (Err(Failure { status: Some(404 | 409), .. }), Some(_), _) => {
-                    (self.send_one(w).await, w.plain.is_none())
-                }
+                (
+                    Err(Failure {
+                        status: Some(404 | 409),
+                        ..
+                    }),
+                    Some(_),
+                    _,
+                ) => (self.send_one(w).await, w.plain.is_none()),
                 (Err(f), _, _) => (Outcome::Failed(f), true),
                 (Ok(_), Some(_), None) => (
                     Outcome::Failed(Failure {
                         what: format!("POST {} (bulk)", w.kind.endpoint()),
                         status: None,
-                        detail: "the server's bulk answer has no location for the resource"
-                            .into(),
+                        detail: "the server's bulk answer has no location for the resource".into(),
                     }),
                     true,
                 ),

@@ -406,7 +406,24 @@ async fn assert_equal(app: &TestApp, server: &ScimServer, when: &str) {
     for (id, user) in &want.users {
         assert_eq!(&got.users[id], user, "{when}: user {id}");
     }
-    assert_eq!(want.groups, got.groups, "{when}: the groups");
+    assert_eq!(
+        want.groups.keys().collect::<Vec<_>>(),
+        got.groups.keys().collect::<Vec<_>>(),
+        "{when}: the same groups"
+    );
+    for (id, group) in &want.groups {
+        let on = &got.groups[id];
+        assert_eq!(on.display_name, group.display_name, "{when}: group {id}");
+        assert_eq!(
+            (
+                group.members.difference(&on.members).collect::<Vec<_>>(),
+                on.members.difference(&group.members).collect::<Vec<_>>()
+            ),
+            (vec![], vec![]),
+            "{when}: group {id} ({}): members missing, members too many",
+            group.display_name
+        );
+    }
 }
 
 /// Every kind of change in the emulator, then a sync: an added user, an edited one (phones,
@@ -611,7 +628,10 @@ async fn pushed(app: &TestApp) -> (ScimServer, String, Uuid) {
     .await
     .unwrap();
     assert!(push(app).await[0].reconcile);
-    assert!(saved_cursor(app).await.is_some(), "a cursor after the reconcile");
+    assert!(
+        saved_cursor(app).await.is_some(),
+        "a cursor after the reconcile"
+    );
     (server, tid, tenant)
 }
 
@@ -623,7 +643,11 @@ async fn assert_no_doubles(server: &ScimServer) {
             .iter()
             .map(|r| r["externalId"].as_str().unwrap())
             .collect();
-        assert_eq!(distinct.len(), all.len(), "{endpoint}: each externalId once");
+        assert_eq!(
+            distinct.len(),
+            all.len(),
+            "{endpoint}: each externalId once"
+        );
     }
 }
 
@@ -635,7 +659,11 @@ async fn a_push_restarted_from_its_saved_cursor_misses_nothing_and_doubles_nothi
 
     change_everything(&app, &tid, tenant).await;
     let followed = push(&app).await;
-    assert!(!followed[0].reconcile && followed[0].events > 0, "{:?}", followed[0]);
+    assert!(
+        !followed[0].reconcile && followed[0].events > 0,
+        "{:?}",
+        followed[0]
+    );
     assert!(followed[0].written() > 0);
     assert_equal(&app, &server, "after the changes").await;
     assert_ne!(saved_cursor(&app).await, before, "the cursor moved on");
@@ -669,7 +697,12 @@ async fn a_push_restarted_from_its_saved_cursor_misses_nothing_and_doubles_nothi
     sync_now(&app, tenant).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
     let later = push(&app).await;
-    assert_eq!((later[0].created, later[0].updated), (1, 0), "{:?}", later[0]);
+    assert_eq!(
+        (later[0].created, later[0].updated),
+        (1, 0),
+        "{:?}",
+        later[0]
+    );
     assert_equal(&app, &server, "after the late joiner").await;
     assert_no_doubles(&server).await;
 }
@@ -735,27 +768,20 @@ async fn a_group_scoped_connection_pushes_exactly_the_groups_members_at_any_dept
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
-    let state = expected(&app).await;
-    let users: Vec<Uuid> = state.users.keys().copied().collect();
-    let (nested, inner) = state
-        .groups
-        .iter()
-        .find(|(_, g)| !g.members.is_empty())
-        .unwrap();
-    let direct = users
-        .iter()
-        .copied()
-        .filter(|u| !inner.members.contains(u))
-        .take(2)
-        .collect::<Vec<_>>();
-    let root = emulator(
-        &app,
-        reqwest::Method::POST,
-        &format!("/_emulator/tenants/{tid}/groups"),
-        Some(json!({"displayName": "Field team", "members": [direct[0], direct[1], nested]})),
-    )
-    .await;
-    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
+    let users: Vec<Uuid> = expected(&app).await.users.keys().copied().collect();
+    assert!(users.len() >= 6, "{} users", users.len());
+    let group = |name: &str, members: Vec<Uuid>| {
+        let app = &app;
+        let body = json!({"displayName": name, "members": members});
+        let path = format!("/_emulator/tenants/{tid}/groups");
+        async move {
+            let created = emulator(app, reqwest::Method::POST, &path, Some(body)).await;
+            created["id"].as_str().unwrap().parse::<Uuid>().unwrap()
+        }
+    };
+    let nested = group("Night crew", vec![users[2], users[3]]).await;
+    let direct = [users[0], users[1]];
+    let root = group("Field team", vec![direct[0], direct[1], nested]).await;
     sync_now(&app, tenant).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
 
@@ -775,7 +801,10 @@ async fn a_group_scoped_connection_pushes_exactly_the_groups_members_at_any_dept
 
     push(&app).await;
     let (in_scope, _) = transitive(&app, &[root]).await;
-    assert!(in_scope.len() > 2 && in_scope.len() < users.len(), "{in_scope:?}");
+    assert!(
+        in_scope.len() > 2 && in_scope.len() < users.len(),
+        "{in_scope:?}"
+    );
     assert_scoped(&app, &server, &[root], "after the full push").await;
 
     // A member leaves the root, another user joins the nested group: the one leaves the
@@ -788,7 +817,10 @@ async fn a_group_scoped_connection_pushes_exactly_the_groups_members_at_any_dept
     emulator(
         &app,
         reqwest::Method::DELETE,
-        &format!("/_emulator/tenants/{tid}/groups/{root}/members/{}", direct[0]),
+        &format!(
+            "/_emulator/tenants/{tid}/groups/{root}/members/{}",
+            direct[0]
+        ),
         None,
     )
     .await;
@@ -876,11 +908,21 @@ async fn a_bulk_server_gets_bulk_requests_within_its_limits_and_ends_equal() {
     let objects = expected(&app).await;
     let objects = objects.users.len() + objects.groups.len();
     assert_eq!(first[0].created, objects, "{:?}", first[0]);
-    assert_eq!(first[0].updated, 0, "groups were created whole: {:?}", first[0]);
-    assert!(proxy.bulk_refs.load(Ordering::SeqCst) > 0, "a bulkId reference");
+    assert_eq!(
+        first[0].updated, 0,
+        "groups were created whole: {:?}",
+        first[0]
+    );
+    assert!(
+        proxy.bulk_refs.load(Ordering::SeqCst) > 0,
+        "a bulkId reference"
+    );
     let methods = proxy.methods.lock().unwrap().clone();
     let bulks = methods.iter().filter(|m| *m == "POST /v2/Bulk").count();
-    assert!(bulks >= objects.div_ceil(7), "{bulks} bulk requests for {objects} objects");
+    assert!(
+        bulks >= objects.div_ceil(7),
+        "{bulks} bulk requests for {objects} objects"
+    );
     assert!(
         !methods
             .iter()
@@ -890,9 +932,16 @@ async fn a_bulk_server_gets_bulk_requests_within_its_limits_and_ends_equal() {
 
     change_everything(&app, &tid, tenant).await;
     let followed = push(&app).await;
-    assert!(!followed[0].reconcile && followed[0].written() > 0, "{:?}", followed[0]);
+    assert!(
+        !followed[0].reconcile && followed[0].written() > 0,
+        "{:?}",
+        followed[0]
+    );
     assert_equal(&app, &server, "after the changes").await;
-    assert!(proxy.faults.load(Ordering::SeqCst) > 0, "faults were injected");
+    assert!(
+        proxy.faults.load(Ordering::SeqCst) > 0,
+        "faults were injected"
+    );
     let caps = scim::get(&app.db, connection.id)
         .await
         .unwrap()
@@ -924,7 +973,10 @@ async fn a_server_without_patch_gets_puts() {
     assert_equal(&app, &server, "after the changes").await;
     let methods = proxy.methods.lock().unwrap().clone();
     assert!(methods.iter().any(|m| m.starts_with("PUT ")), "{methods:?}");
-    assert!(!methods.iter().any(|m| m.starts_with("PATCH ")), "{methods:?}");
+    assert!(
+        !methods.iter().any(|m| m.starts_with("PATCH ")),
+        "{methods:?}"
+    );
     let caps = scim::get(&app.db, connection.id)
         .await
         .unwrap()

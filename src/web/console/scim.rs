@@ -63,11 +63,7 @@ impl ConnectionForm {
             token: String::new(),
             customer: c.customer_id.map(|id| id.to_string()).unwrap_or_default(),
             mapping: mapping_lines(&c.mapping),
-            scope_groups: c
-                .scope_groups
-                .iter()
-                .map(|g| format!("{g}\n"))
-                .collect(),
+            scope_groups: c.scope_groups.iter().map(|g| format!("{g}\n")).collect(),
             enabled: c.enabled.then(|| "on".into()),
         }
     }
@@ -99,9 +95,8 @@ impl ConnectionForm {
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|g| !g.is_empty())
             .map(|g| {
-                g.parse().map_err(|_| {
-                    ScimError::Invalid(format!("`{g}` is not a group's object id."))
-                })
+                g.parse()
+                    .map_err(|_| ScimError::Invalid(format!("`{g}` is not a group's object id.")))
             })
             .collect::<std::result::Result<Vec<Uuid>, ScimError>>()?;
         let token = self.token.trim();
