@@ -1,10 +1,10 @@
 //! `gangway bench scim`: SCIM push into a real SCIM server (`scim2-server`, started on loopback
 //! as a process of its own). A scratch database's copy holds N users in G groups; the first
 //! push (a full reconcile) writes them all and is timed as objects per second. Then one user is
-//! changed at a time in the copy, in a transaction that ends as a sync run's does (marking the
-//! connections that must push and waking the `scim_push` task), and the time until the SCIM
-//! server answers the new value is the delay; the task runs in this process's background
-//! registry, as in `gangway serve`.
+//! changed at a time in the copy, in a transaction that ends as a sync run's does (logging the
+//! change's event, marking the connections that must push and waking the `scim_push` task),
+//! and the time until the SCIM server answers the new value is the delay; the task runs in
+//! this process's background registry, as in `gangway serve`.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use super::load::load_average;
 use crate::audit::Actor;
 use crate::background::{Registry, Task};
 use crate::crypto::{EncryptionKey, Keyring};
+use crate::events::{self, Event, EventType};
 use crate::scim::{self, ConnectionInput};
 use crate::types::Secret;
 
@@ -102,6 +103,7 @@ async fn measure(params: ScimBenchParams, db: PgPool) -> anyhow::Result<ScimBenc
         token: Some(Secret::new(TOKEN)),
         customer_id: None,
         mapping: None,
+        scope_groups: Vec::new(),
         enabled: true,
     };
     scim::create(&db, &keys, &input, &Actor::Cli).await?;
@@ -142,6 +144,12 @@ async fn measure(params: ScimBenchParams, db: PgPool) -> anyhow::Result<ScimBenc
         )
         .fetch_one(&mut *tx)
         .await?;
+        // The event a sync round writes for the change: the push follows the log.
+        let event = Event::new(
+            EventType::UserUpdated,
+            serde_json::json!({ "tenant_id": tenant, "object_id": object, "job_title": title }),
+        );
+        events::append(&mut tx, &event).await?;
         scim::copy_changed(&mut tx, tenant).await?;
         tx.commit().await?;
         let changed = Instant::now();

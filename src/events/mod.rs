@@ -174,6 +174,50 @@ pub async fn read(
         .collect())
 }
 
+/// The cursor after the last event a reader can see now (after the pruned mark when none is
+/// left): a consumer that took the state of what the events report after this call may read
+/// on from it and miss nothing.
+pub async fn head(db: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select writer_xid::text::bigint as "xid!", position as "position!" from (
+               (select writer_xid, position from events
+                where writer_xid < pg_snapshot_xmin(pg_current_snapshot())
+                order by writer_xid desc, position desc limit 1)
+               union all
+               select writer_xid, position from events_pruned
+           ) s order by writer_xid desc, position desc limit 1"#
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row
+        .map(|r| Cursor {
+            xid: r.xid,
+            position: r.position,
+        })
+        .unwrap_or_default())
+}
+
+/// Whether events after `after` that `filter` keeps are committed but not yet readable (their
+/// transactions are not older than every running one): a reader that found nothing may want
+/// to look again soon.
+pub async fn held_back(db: &PgPool, after: Cursor, filter: &Filter) -> Result<bool, sqlx::Error> {
+    let types: Option<Vec<String>> = (!filter.types.is_empty())
+        .then(|| filter.types.iter().map(|t| t.name().to_owned()).collect());
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from events
+                         where (writer_xid, position) > ($1::bigint::text::xid8, $2)
+                           and writer_xid >= pg_snapshot_xmin(pg_current_snapshot())
+                           and ($3::text[] is null or event_type = any($3))
+                           and ($4::uuid is null or tenant_id = $4)) as "held!""#,
+        after.xid,
+        after.position,
+        types.as_deref(),
+        filter.tenant,
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Days events stay readable: the System Setting, else [`DEFAULT_RETENTION_DAYS`].
 pub async fn retention_days(db: &PgPool) -> Result<i32, sqlx::Error> {
     let stored = sqlx::query_scalar!(

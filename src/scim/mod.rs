@@ -3,10 +3,11 @@
 //! customer to set up provisioning.
 //!
 //! A connection names a SCIM server (base URL checked by the webhooks' outbound rules, bearer
-//! token sealed), an attribute [`mapping`] and a scope (one customer's tenants, or all). The
-//! [`push`] engine writes the copy's state to the server: what changed since the ledger's last
-//! write, soon after a sync changed a tenant in scope, and in full (reading the server's users
-//! and groups back) on demand and on a schedule.
+//! token sealed), an attribute [`mapping`] and a scope (one customer's tenants, or all; inside
+//! them every user and group, or only chosen groups with their members at any depth). The
+//! [`push`] engine writes the copy's changes to the server as the event log reports them, soon
+//! after a sync changed a tenant in scope, and in full (reading the server's users and groups
+//! back) on demand and on a schedule.
 
 pub mod client;
 pub mod mapping;
@@ -43,6 +44,9 @@ pub struct Connection {
     pub customer_name: Option<String>,
     /// SCIM attribute → copy field.
     pub mapping: Mapping,
+    /// Only these groups (object ids), their members at any depth and the groups nested in
+    /// them are pushed; empty: every user and group of the tenants in scope.
+    pub scope_groups: Vec<Uuid>,
     /// Whether pushes run.
     pub enabled: bool,
     /// `new`, `ok` or `failing`.
@@ -74,6 +78,9 @@ pub struct ConnectionInput {
     pub customer_id: Option<CustomerId>,
     /// SCIM attribute → copy field; `None`: the defaults.
     pub mapping: Option<BTreeMap<String, String>>,
+    /// Only these groups, their members at any depth and the groups nested in them; empty:
+    /// everything in the tenants.
+    pub scope_groups: Vec<Uuid>,
     /// Whether pushes run.
     pub enabled: bool,
 }
@@ -110,13 +117,21 @@ pub struct LogEntry {
     pub detail: Option<String>,
 }
 
+/// The most groups a connection's scope names.
+pub const MAX_SCOPE_GROUPS: usize = 100;
+
+/// What [`check`] found usable: the name, the URL, the mapping and the scope's groups (`None`:
+/// everything).
+type Checked = (String, url::Url, Mapping, Option<Vec<Uuid>>);
+
 /// Checks the input: a name, an http(s) base URL webhooks may reach (the same allow-list), a
-/// token when one is needed, a known customer, a valid mapping.
+/// token when one is needed, a known customer, a valid mapping, scope groups that are live
+/// groups of the copy in the connection's tenants.
 async fn check(
     db: &PgPool,
     input: &ConnectionInput,
     token_needed: bool,
-) -> Result<(String, url::Url, Mapping), ScimError> {
+) -> Result<Checked, ScimError> {
     let name: String = input.name.trim().chars().take(200).collect();
     if name.is_empty() {
         return Err(ScimError::Invalid("Give the connection a name.".into()));
@@ -161,7 +176,33 @@ async fn check(
         Some(wire) => Mapping::parse(wire).map_err(ScimError::Invalid)?,
         None => Mapping::default(),
     };
-    Ok((name, url, mapping))
+    let scope: Vec<Uuid> = input
+        .scope_groups
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if scope.len() > MAX_SCOPE_GROUPS {
+        return Err(ScimError::Invalid(format!(
+            "A connection's scope names at most {MAX_SCOPE_GROUPS} groups."
+        )));
+    }
+    let found = sqlx::query_scalar!(
+        r#"select g.object_id from directory_groups g join tenants t on t.id = g.tenant_id
+           where g.object_id = any($1) and g.soft_deleted_at is null and t.status <> 'offboarded'
+             and ($2::uuid is null or t.customer_id = $2)"#,
+        &scope,
+        input.customer_id as Option<CustomerId>
+    )
+    .fetch_all(db)
+    .await?;
+    if let Some(missing) = scope.iter().find(|g| !found.contains(g)) {
+        return Err(ScimError::Invalid(format!(
+            "There is no group {missing} in the copy of the connection's tenants."
+        )));
+    }
+    Ok((name, url, mapping, (!scope.is_empty()).then_some(scope)))
 }
 
 /// The unique name's constraint.
@@ -174,7 +215,7 @@ pub async fn create(
     input: &ConnectionInput,
     actor: &Actor,
 ) -> Result<Connection, ScimError> {
-    let (name, url, mapping) = check(db, input, true).await?;
+    let (name, url, mapping, scope) = check(db, input, true).await?;
     let token = input
         .token
         .as_ref()
@@ -183,8 +224,8 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let id = sqlx::query_scalar!(
         r#"insert into scim_connections (name, base_url, token_ciphertext, token_key_id, customer_id,
-                                         mapping, enabled, created_by)
-           values ($1, $2, $3, $4, $5, $6, $7, $8) returning id as "id: ScimConnectionId""#,
+                                         mapping, enabled, created_by, scope_groups)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id as "id: ScimConnectionId""#,
         name,
         url.as_str(),
         keys.seal(token.as_bytes()),
@@ -193,6 +234,7 @@ pub async fn create(
         json!(mapping.wire()),
         input.enabled,
         actor.to_string(),
+        scope.as_deref(),
     )
     .fetch_one(&mut *tx)
     .await
@@ -203,7 +245,8 @@ pub async fn create(
         Action::ScimConnectionCreated,
         None,
         None,
-        json!({ "connection_id": id, "name": name, "base_url": url.as_str() }),
+        json!({ "connection_id": id, "name": name, "base_url": url.as_str(),
+                "scope_groups": scope }),
     )
     .await?;
     crate::background::registry::wake(&mut tx, Task::ScimPush).await?;
@@ -220,7 +263,7 @@ pub async fn update(
     input: &ConnectionInput,
     actor: &Actor,
 ) -> Result<Connection, ScimError> {
-    let (name, url, mapping) = check(db, input, false).await?;
+    let (name, url, mapping, scope) = check(db, input, false).await?;
     let token = input
         .token
         .as_ref()
@@ -230,7 +273,7 @@ pub async fn update(
         "update scim_connections set name = $2, base_url = $3, customer_id = $4, mapping = $5,
                 enabled = $6, token_ciphertext = coalesce($7, token_ciphertext),
                 token_key_id = case when $7::bytea is null then token_key_id else $8 end,
-                dirty = true, reconcile_wanted = true
+                scope_groups = $9, dirty = true, reconcile_wanted = true
          where id = $1",
         id as ScimConnectionId,
         name,
@@ -240,6 +283,7 @@ pub async fn update(
         input.enabled,
         token,
         keys.id(),
+        scope.as_deref(),
     )
     .execute(&mut *tx)
     .await
@@ -261,7 +305,8 @@ pub async fn update(
         None,
         None,
         json!({ "connection_id": id, "name": name, "base_url": url.as_str(),
-                "enabled": input.enabled, "token_replaced": input.token.is_some() }),
+                "enabled": input.enabled, "token_replaced": input.token.is_some(),
+                "scope_groups": scope }),
     )
     .await?;
     crate::background::registry::wake(&mut tx, Task::ScimPush).await?;
@@ -311,7 +356,7 @@ pub async fn get(db: &PgPool, id: ScimConnectionId) -> Result<Connection, ScimEr
     let row = sqlx::query!(
         r#"select c.id as "id: ScimConnectionId", c.name, c.base_url,
                   c.customer_id as "customer_id: CustomerId", cu.name as "customer_name?",
-                  c.mapping, c.enabled, c.state, c.capabilities, c.last_push_at,
+                  c.mapping, c.scope_groups, c.enabled, c.state, c.capabilities, c.last_push_at,
                   c.last_reconcile_at, c.last_error, c.created_by, c.created_at
            from scim_connections c left join customers cu on cu.id = c.customer_id
            where c.id = $1"#,
@@ -329,6 +374,7 @@ pub async fn get(db: &PgPool, id: ScimConnectionId) -> Result<Connection, ScimEr
         customer_name: row.customer_name.map(|n| n.to_string()),
         // Stored mappings were checked when saved.
         mapping: Mapping::parse(&wire).unwrap_or_default(),
+        scope_groups: row.scope_groups.unwrap_or_default(),
         enabled: row.enabled,
         state: row.state,
         capabilities: row
@@ -393,7 +439,8 @@ pub async fn request_push(
 }
 
 /// The copy of `tenant` changed (a sync round wrote to it): every enabled connection whose
-/// scope holds it pushes soon. Runs in the transaction that ends the sync run.
+/// scope holds it pushes soon, reading the round's events from its cursor. Runs in the
+/// transaction that ends the sync run.
 pub async fn copy_changed(conn: &mut PgConnection, tenant: Uuid) -> Result<(), sqlx::Error> {
     let marked = sqlx::query!(
         "update scim_connections set dirty = true

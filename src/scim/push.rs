@@ -1,15 +1,26 @@
 //! The push engine: one connection at a time, leased so two processes never push it at once.
 //!
-//! A push reads the server's capabilities, computes the desired users and groups from the copy
-//! (the tenants in scope) and compares each with the ledger (object id → the server's id, hash
-//! of what was last written): new objects are looked up by `externalId` (a filter when the
-//! server filters and they are few, one listing otherwise) and adopted or created; changed ones
-//! are PATCHed (PUT when the server has no PATCH); ones gone from the copy are deleted. Users go
+//! A push follows the event log: from the connection's cursor it reads the `directory.*`
+//! events of its tenants a page at a time, gathers the objects each page touched (a user, a
+//! group, a membership's group) and writes only those, as the copy holds them now (the latest
+//! state wins, so events folded per object apply in order). The cursor moves past a page only
+//! once every object of it was written, so a crash replays the page; the replay is idempotent
+//! because the ledger (object id → the server's id, hash of what was last written) skips what
+//! is already there and new objects are looked up by `externalId` first.
+//!
+//! A full push (a new connection's first, on demand, on a schedule, or when the cursor is
+//! older than the log's retention) computes the desired users and groups of the whole scope
+//! and compares each with the ledger; a full reconcile also lists the server's users and
+//! groups and writes whatever drifted. It takes the log's head before reading the copy and
+//! starts the cursor there, so nothing committed after it is missed.
+//!
+//! Writing: new objects are looked up by `externalId` (a filter when the server filters and
+//! they are few, one listing otherwise) and adopted or created; changed ones are PATCHed (PUT
+//! when the server has no PATCH); ones gone from the copy or the scope are deleted. Users go
 //! first, then groups (created bare, then written with members, so nested groups resolve), then
-//! deletions. Each object is one request at a time, retried inside [`Client`]. A full reconcile
-//! also lists the server's users and groups and writes whatever drifted from the copy.
+//! deletions. Each object is one request at a time, retried inside [`Client`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -19,10 +30,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::client::{Capabilities, Client, Failure, Kind};
+use super::client::{BULK_ID_REF, BulkOp, Capabilities, Client, Failure, Kind, bulk_chunks};
 use super::mapping::{self, CopyUser, Mapping, Member};
 use crate::background::{Activity, BackgroundTask};
 use crate::crypto::Keyring;
+use crate::events::{self, Cursor, EventType, ReadError};
 use crate::types::{CustomerId, ScimConnectionId, Secret};
 use crate::webhooks::egress;
 
@@ -36,8 +48,29 @@ const LEASE_SECS: f64 = 30.0 * 60.0;
 const IN_FLIGHT: usize = 8;
 /// Unknown objects up to this many are looked up one filter each; more, by one listing.
 const FILTER_LOOKUPS: usize = 50;
+/// Bytes of a group's body besides its name and members, about.
+const BULK_GROUP: usize = 200;
 /// Failures a push writes to the log (the count is in the summary).
 const LOGGED_FAILURES: usize = 20;
+/// Events read (and their objects written) per step of the cursor.
+const PAGE: i64 = 1000;
+/// How long a push waits for events committed but held back by an older transaction.
+const HELD_WAIT: Duration = Duration::from_secs(10);
+/// How often it looks again meanwhile.
+const HELD_POLL: Duration = Duration::from_millis(50);
+/// The events a push follows: the copy's changes, and offboarding (a full push forgets the
+/// tenant's objects).
+const FOLLOWED: &[EventType] = &[
+    EventType::UserCreated,
+    EventType::UserUpdated,
+    EventType::UserDeleted,
+    EventType::GroupCreated,
+    EventType::GroupUpdated,
+    EventType::GroupDeleted,
+    EventType::MembershipAdded,
+    EventType::MembershipRemoved,
+    EventType::TenantOffboarded,
+];
 
 /// What a push did.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +87,14 @@ pub struct Report {
     pub deleted: usize,
     /// Existing resources found by `externalId` and taken into the ledger.
     pub adopted: usize,
+    /// Copy objects whose SCIM representation was computed and compared with the ledger: the
+    /// whole scope for a full push, the objects the events touched otherwise.
+    pub considered: usize,
+    /// Events read from the log.
+    pub events: usize,
+    /// Events were committed but still held back by an older transaction when the push
+    /// ended: the connection is due again.
+    pub behind: bool,
     /// Requests that failed for good.
     pub failures: Vec<Failure>,
     /// How long it took.
@@ -68,12 +109,15 @@ impl Report {
 
     fn summary(&self) -> String {
         format!(
-            "{}: {} created, {} updated, {} deleted, {} adopted, {} failed in {:.1} s",
+            "{}: {} events, {} objects compared, {} created, {} updated, {} deleted, {} adopted, \
+             {} failed in {:.1} s",
             if self.reconcile {
                 "full reconcile"
             } else {
                 "push"
             },
+            self.events,
+            self.considered,
             self.created,
             self.updated,
             self.deleted,
@@ -97,6 +141,98 @@ type Ledger = HashMap<(Kind, Uuid), Entry>;
 struct Desired {
     users: BTreeMap<Uuid, (Value, Vec<u8>)>,
     groups: BTreeMap<Uuid, (String, BTreeSet<Member>, Vec<u8>)>,
+}
+
+/// The objects a page of events touched: only these are computed and written.
+#[derive(Debug, Default)]
+struct Touched {
+    users: BTreeSet<Uuid>,
+    groups: BTreeSet<Uuid>,
+}
+
+impl Touched {
+    fn insert(&mut self, kind: Kind, object: Uuid) {
+        match kind {
+            Kind::User => self.users.insert(object),
+            Kind::Group => self.groups.insert(object),
+        };
+    }
+
+    /// The object an event is about: a user, a group, or a membership's group (an erased
+    /// event names none).
+    fn add(&mut self, event: &events::Logged) {
+        let id = |key: &str| {
+            event.data[key]
+                .as_str()
+                .and_then(|v| Uuid::parse_str(v).ok())
+        };
+        let kind = match event.event_type.split('.').nth(1) {
+            Some("user") => Kind::User,
+            Some("group" | "membership") => Kind::Group,
+            _ => return,
+        };
+        let key = if event.event_type.starts_with("directory.membership.") {
+            "group_id"
+        } else {
+            "object_id"
+        };
+        if let Some(object) = id(key) {
+            self.insert(kind, object);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    fn contains(&self, kind: Kind, object: &Uuid) -> bool {
+        match kind {
+            Kind::User => self.users.contains(object),
+            Kind::Group => self.groups.contains(object),
+        }
+    }
+}
+
+/// A connection's own scope inside its tenants, when it names groups: their members at any
+/// depth, and they and the groups nested in them.
+#[derive(Debug)]
+struct Scope {
+    users: HashSet<Uuid>,
+    groups: HashSet<Uuid>,
+}
+
+impl Scope {
+    fn contains(&self, kind: Kind, object: &Uuid) -> bool {
+        match kind {
+            Kind::User => self.users.contains(object),
+            Kind::Group => self.groups.contains(object),
+        }
+    }
+}
+
+/// The scope of `groups`: walked down like `directory::nesting` does (`union` ends cycles).
+async fn scope(db: &PgPool, groups: &[Uuid]) -> Result<Scope, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"with recursive down(id) as (
+               select unnest($1::uuid[])
+               union
+               select m.member_id from directory_group_members m join down on m.group_id = down.id
+               where m.member_type = 'group'
+           )
+           select m.member_id as "id!", m.member_type = 'group' as "group!"
+           from directory_group_members m join down on m.group_id = down.id
+           where m.member_type in ('user', 'group')
+           union
+           select id as "id!", true as "group!" from down"#,
+        groups
+    )
+    .fetch_all(db)
+    .await?;
+    let (groups, users): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.group);
+    Ok(Scope {
+        users: users.into_iter().map(|r| r.id).collect(),
+        groups: groups.into_iter().map(|r| r.id).collect(),
+    })
 }
 
 /// The `try_…` entry point tests and the task share: pushes every connection that is due
@@ -156,7 +292,8 @@ async fn push(
         reconcile,
         ..Report::default()
     };
-    let outcome = run(db, keys, id, reconcile, &mut report).await;
+    let outcome = run(db, keys, id, &mut report).await;
+    let reconcile = report.reconcile;
     report.elapsed = started.elapsed();
     let mut caps = None;
     match outcome {
@@ -198,7 +335,7 @@ async fn push(
     sqlx::query!(
         "update scim_connections set leased_until = null, last_push_at = now(),
                 state = case when $2 then 'failing' else 'ok' end,
-                last_error = $3, dirty = dirty or $2,
+                last_error = $3, dirty = dirty or $2 or $6,
                 capabilities = coalesce($4, capabilities),
                 last_reconcile_at = case when $5 and not $2 then now() else last_reconcile_at end,
                 reconcile_wanted = reconcile_wanted or ($5 and $2)
@@ -208,6 +345,7 @@ async fn push(
         report.failures.first().map(ToString::to_string),
         caps.map(|c| json!(c)),
         reconcile,
+        report.behind,
     )
     .execute(&mut *tx)
     .await?;
@@ -234,16 +372,17 @@ impl From<sqlx::Error> for RunError {
     }
 }
 
-/// The push itself; the server's capabilities when discovery worked.
+/// The push itself (following the log, or in full when `report` asks for a reconcile or the
+/// cursor cannot be followed); the server's capabilities when discovery worked.
 async fn run(
     db: &PgPool,
     keys: &Keyring,
     id: ScimConnectionId,
-    reconcile: bool,
     report: &mut Report,
 ) -> Result<Capabilities, RunError> {
     let row = sqlx::query!(
-        r#"select base_url, token_ciphertext, token_key_id, customer_id as "customer_id: CustomerId"
+        r#"select base_url, token_ciphertext, token_key_id, customer_id as "customer_id: CustomerId",
+                  event_cursor, scope_groups
            from scim_connections where id = $1"#,
         id as ScimConnectionId
     )
@@ -264,7 +403,10 @@ async fn run(
         other => RunError::Db(sqlx::Error::Protocol(other.to_string())),
     })?;
     let mapping = stored.mapping.served_by(caps.user_attributes.as_ref());
-    let desired = desired(db, &mapping, row.customer_id).await?;
+    let scope = match &row.scope_groups {
+        Some(groups) => Some(scope(db, groups).await?),
+        None => None,
+    };
     let mut ledger = ledger(db, id).await?;
     let pusher = Pusher {
         db,
@@ -272,8 +414,23 @@ async fn run(
         client: &client,
         caps: &caps,
         mapping: &mapping,
+        customer: row.customer_id,
+        scope: scope.as_ref(),
     };
-    if reconcile {
+    let cursor = row.event_cursor.as_deref().and_then(Cursor::decode);
+    if let (false, Some(cursor)) = (report.reconcile, cursor) {
+        match pusher.follow(cursor, &mut ledger, report).await {
+            Ok(()) => return Ok(caps),
+            // Events are gone or a tenant left: only the whole copy says what to do.
+            Err(FollowError::Reconcile) => report.reconcile = true,
+            Err(FollowError::Run(e)) => return Err(e),
+        }
+    }
+    // Taken before the copy is read: whatever commits later is read from the log next time.
+    let head = settled_head(db).await?;
+    let desired = desired(db, &mapping, row.customer_id, scope.as_ref(), None).await?;
+    report.considered += desired.users.len() + desired.groups.len();
+    if report.reconcile {
         pusher.reconcile(&desired, &mut ledger, report).await?;
     } else {
         pusher
@@ -282,29 +439,122 @@ async fn run(
     }
     pusher.write_users(&desired, &mut ledger, report).await;
     pusher.write_groups(&desired, &mut ledger, report).await;
-    pusher.delete_gone(&desired, &ledger, report).await;
+    pusher
+        .delete_gone(&desired, None, &mut ledger, report)
+        .await;
+    if report.failures.is_empty() {
+        save_cursor(db, id, head).await?;
+    }
     Ok(caps)
 }
 
-/// The copy in scope as SCIM users and groups.
+/// The log's head, once no followed event is held back behind it by an older transaction
+/// (or after [`HELD_WAIT`]): what is held back would otherwise be read again after a full
+/// push that already wrote it.
+async fn settled_head(db: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let filter = followed();
+    let started = Instant::now();
+    loop {
+        let head = events::head(db).await?;
+        if started.elapsed() >= HELD_WAIT || !events::held_back(db, head, &filter).await? {
+            return Ok(head);
+        }
+        tokio::time::sleep(HELD_POLL).await;
+    }
+}
+
+/// The events a push reads.
+fn followed() -> events::Filter {
+    events::Filter {
+        types: FOLLOWED.to_vec(),
+        tenant: None,
+    }
+}
+
+/// Moves the connection's cursor to `cursor`.
+async fn save_cursor(db: &PgPool, id: ScimConnectionId, cursor: Cursor) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update scim_connections set event_cursor = $2 where id = $1",
+        id as ScimConnectionId,
+        cursor.encode()
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Why following the log stopped short.
+enum FollowError {
+    /// The cursor is older than the retention, or a tenant was offboarded: push in full.
+    Reconcile,
+    /// The server or the database failed.
+    Run(RunError),
+}
+
+impl<E: Into<RunError>> From<E> for FollowError {
+    fn from(e: E) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+/// The copy in scope as SCIM users and groups: all of it, or (`only`) the objects touched
+/// and the users in the touched groups (a group's members count when the push writes them
+/// too, so its users and groups are read for that).
 async fn desired(
     db: &PgPool,
     mapping: &Mapping,
     customer: Option<CustomerId>,
+    scope: Option<&Scope>,
+    only: Option<&Touched>,
 ) -> Result<Desired, sqlx::Error> {
+    let touched_groups: Option<Vec<Uuid>> = only.map(|t| t.groups.iter().copied().collect());
+    let members = sqlx::query!(
+        r#"select m.group_id, m.member_id, m.member_type = 'group' as "group!"
+           from directory_group_members m join tenants t on t.id = m.tenant_id
+           where m.member_type in ('user', 'group') and t.status <> 'offboarded'
+             and ($1::uuid is null or t.customer_id = $1)
+             and ($2::uuid[] is null or m.group_id = any($2))"#,
+        customer as Option<CustomerId>,
+        touched_groups.as_deref(),
+    )
+    .fetch_all(db)
+    .await?;
+    // What to read: everything, or the touched objects and their groups' members.
+    let (read_users, read_groups): (Option<Vec<Uuid>>, Option<Vec<Uuid>>) = match only {
+        None => (None, None),
+        Some(t) => {
+            let mut users = t.users.clone();
+            let mut groups = t.groups.clone();
+            for m in &members {
+                if m.group {
+                    groups.insert(m.member_id);
+                } else {
+                    users.insert(m.member_id);
+                }
+            }
+            (
+                Some(users.into_iter().collect()),
+                Some(groups.into_iter().collect()),
+            )
+        }
+    };
+    let in_scope = |kind: Kind, object: &Uuid| scope.is_none_or(|s| s.contains(kind, object));
     let users = sqlx::query_as!(
         CopyUser,
         r#"select u.object_id, u.user_principal_name, u.display_name, u.given_name, u.surname,
                   u.mail, u.business_phones, u.mobile_phone, u.job_title, u.department,
                   u.account_enabled, u.soft_deleted_at is not null as "soft_deleted!"
            from directory_users u join tenants t on t.id = u.tenant_id
-           where t.status <> 'offboarded' and ($1::uuid is null or t.customer_id = $1)"#,
-        customer as Option<CustomerId>
+           where t.status <> 'offboarded' and ($1::uuid is null or t.customer_id = $1)
+             and ($2::uuid[] is null or u.object_id = any($2))"#,
+        customer as Option<CustomerId>,
+        read_users.as_deref(),
     )
     .fetch_all(db)
     .await?;
     let users: BTreeMap<Uuid, (Value, Vec<u8>)> = users
         .iter()
+        .filter(|u| in_scope(Kind::User, &u.object_id))
         .filter_map(|u| {
             let body = mapping::user(mapping, u)?;
             let hash = mapping::hash(&body);
@@ -315,20 +565,17 @@ async fn desired(
         r#"select g.object_id, coalesce(g.display_name, '') as "display_name!"
            from directory_groups g join tenants t on t.id = g.tenant_id
            where g.soft_deleted_at is null and t.status <> 'offboarded'
-             and ($1::uuid is null or t.customer_id = $1)"#,
-        customer as Option<CustomerId>
+             and ($1::uuid is null or t.customer_id = $1)
+             and ($2::uuid[] is null or g.object_id = any($2))"#,
+        customer as Option<CustomerId>,
+        read_groups.as_deref(),
     )
     .fetch_all(db)
     .await?;
-    let members = sqlx::query!(
-        r#"select m.group_id, m.member_id, m.member_type = 'group' as "group!"
-           from directory_group_members m join tenants t on t.id = m.tenant_id
-           where m.member_type in ('user', 'group') and t.status <> 'offboarded'
-             and ($1::uuid is null or t.customer_id = $1)"#,
-        customer as Option<CustomerId>
-    )
-    .fetch_all(db)
-    .await?;
+    let groups: Vec<_> = groups
+        .into_iter()
+        .filter(|g| in_scope(Kind::Group, &g.object_id))
+        .collect();
     let mut by_group: HashMap<Uuid, BTreeSet<Member>> = HashMap::new();
     for m in members {
         by_group.entry(m.group_id).or_default().insert(Member {
@@ -339,6 +586,7 @@ async fn desired(
     let group_ids: BTreeSet<Uuid> = groups.iter().map(|g| g.object_id).collect();
     let groups = groups
         .into_iter()
+        .filter(|g| only.is_none_or(|t| t.groups.contains(&g.object_id)))
         .map(|g| {
             // Only members the push writes too: users it has a representation for, live groups.
             let members: BTreeSet<Member> = by_group
@@ -386,6 +634,17 @@ async fn ledger(db: &PgPool, id: ScimConnectionId) -> Result<Ledger, sqlx::Error
         .collect())
 }
 
+/// One object's write: a creation (no `scim_id`), an update, or a deletion (no `body`).
+struct Write {
+    kind: Kind,
+    object: Uuid,
+    scim_id: Option<String>,
+    body: Option<Value>,
+    cleared: Vec<&'static str>,
+    /// For a creation whose body refers to others of its bulk request: the body without.
+    plain: Option<Value>,
+}
+
 /// What one object's request came to.
 enum Outcome {
     Created(String),
@@ -400,9 +659,118 @@ struct Pusher<'a> {
     client: &'a Client,
     caps: &'a Capabilities,
     mapping: &'a Mapping,
+    customer: Option<CustomerId>,
+    scope: Option<&'a Scope>,
 }
 
 impl Pusher<'_> {
+    /// Reads the log forward from `at` a page at a time and writes what each page touched,
+    /// saving the cursor after each page written without a failure (a failed page is read
+    /// again by the next push). A scoped connection first writes the objects that entered its
+    /// scope and deletes those that left it, by the ledger's keys.
+    async fn follow(
+        &self,
+        mut at: Cursor,
+        ledger: &mut Ledger,
+        report: &mut Report,
+    ) -> Result<(), FollowError> {
+        let tenants: HashSet<Uuid> = sqlx::query_scalar!(
+            "select id from tenants where $1::uuid is null or customer_id = $1",
+            self.customer as Option<CustomerId>
+        )
+        .fetch_all(self.db)
+        .await?
+        .into_iter()
+        .collect();
+        if let Some(scope) = self.scope {
+            let mut moved = Touched::default();
+            for (kind, object) in ledger.keys() {
+                if !scope.contains(*kind, object) {
+                    moved.insert(*kind, *object);
+                }
+            }
+            for (kind, ids) in [(Kind::User, &scope.users), (Kind::Group, &scope.groups)] {
+                for object in ids {
+                    if !ledger.contains_key(&(kind, *object)) {
+                        moved.insert(kind, *object);
+                    }
+                }
+            }
+            if !moved.is_empty() {
+                self.apply(&moved, ledger, report).await?;
+            }
+        }
+        let filter = followed();
+        let waiting_since = Instant::now();
+        while report.failures.is_empty() {
+            let page = match events::read(self.db, Some(at), &filter, PAGE).await {
+                Ok(page) => page,
+                Err(ReadError::Expired) => return Err(FollowError::Reconcile),
+                Err(ReadError::Db(e)) => return Err(e.into()),
+            };
+            let Some(last) = page.last().map(|e| e.cursor) else {
+                // The change that woke this push may wait behind an older transaction.
+                if waiting_since.elapsed() < HELD_WAIT
+                    && events::held_back(self.db, at, &filter).await?
+                {
+                    tokio::time::sleep(HELD_POLL).await;
+                    continue;
+                }
+                report.behind = events::held_back(self.db, at, &filter).await?;
+                break;
+            };
+            report.events += page.len();
+            let mut touched = Touched::default();
+            for event in page
+                .iter()
+                .filter(|e| e.tenant_id.is_some_and(|t| tenants.contains(&t)))
+            {
+                if event.event_type == EventType::TenantOffboarded.name() {
+                    return Err(FollowError::Reconcile);
+                }
+                touched.add(event);
+            }
+            if !touched.is_empty() {
+                self.apply(&touched, ledger, report).await?;
+            }
+            if report.failures.is_empty() {
+                save_cursor(self.db, self.id, last).await?;
+                at = last;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the objects `touched` names as the copy holds them now, and deletes those of
+    /// them the ledger holds and the copy (or the scope) no longer does.
+    async fn apply(
+        &self,
+        touched: &Touched,
+        ledger: &mut Ledger,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let mut desired = desired(
+            self.db,
+            self.mapping,
+            self.customer,
+            self.scope,
+            Some(touched),
+        )
+        .await?;
+        // A touched group's member whose own event is not read yet is written now, so the
+        // group names it; other members were written before and are left alone.
+        desired.users.retain(|object, _| {
+            touched.users.contains(object) || !ledger.contains_key(&(Kind::User, *object))
+        });
+        report.considered += desired.users.len() + touched.groups.len();
+        self.look_up_unknown(&desired, ledger, report).await?;
+        self.write_users(&desired, ledger, report).await;
+        self.write_groups(&desired, ledger, report).await;
+        self.delete_gone(&desired, Some(touched), ledger, report)
+            .await;
+        Ok(())
+    }
+
     /// Records an outcome in the ledger and the report.
     async fn record(
         &self,
@@ -531,7 +899,8 @@ impl Pusher<'_> {
                         .groups
                         .get(&object)
                         .and_then(|(name, members, hash)| {
-                            let body = self.group_body(object, name, members, ledger);
+                            let (resolved, _) = self.members(members, ledger, &HashSet::new());
+                            let body = mapping::group(object, name, &resolved);
                             (!mapping::group_drifted(resource, &body)).then_some(hash)
                         }),
                 };
@@ -597,45 +966,88 @@ impl Pusher<'_> {
 
     /// Creates or updates every user whose representation is not the one last written.
     async fn write_users(&self, desired: &Desired, ledger: &mut Ledger, report: &mut Report) {
-        let mut work: Vec<BoxFuture<'_, (Uuid, Vec<u8>, Outcome)>> = Vec::new();
+        let mut writes = Vec::new();
+        let mut hashes = Vec::new();
         for (object, (body, hash)) in &desired.users {
             let known = ledger.get(&(Kind::User, *object));
             if known.is_some_and(|e| e.hash.as_ref() == Some(hash)) {
                 continue;
             }
-            let scim_id = known.map(|e| e.scim_id.clone());
-            let (object, body, hash) = (*object, body.clone(), hash.clone());
-            work.push(Box::pin(async move {
-                let cleared = self.mapping.cleared(&body);
-                let outcome = self.write(Kind::User, scim_id, &body, &cleared).await;
-                (object, hash, outcome)
-            }));
+            writes.push(Write {
+                kind: Kind::User,
+                object: *object,
+                scim_id: known.map(|e| e.scim_id.clone()),
+                cleared: self.mapping.cleared(body),
+                body: Some(body.clone()),
+                plain: None,
+            });
+            hashes.push(hash.clone());
         }
-        for (object, hash, outcome) in all(work).await {
-            self.record(Kind::User, object, Some(hash), outcome, ledger, report)
+        let outcomes = self.send_all(&writes).await;
+        for ((w, hash), (outcome, _)) in writes.iter().zip(hashes).zip(outcomes) {
+            self.record(w.kind, w.object, Some(hash), outcome, ledger, report)
                 .await;
         }
     }
 
-    /// Creates the groups the server lacks (bare), then writes every group whose name or
-    /// members changed, so members that are groups created in this push resolve.
+    /// Creates the groups the server lacks, then writes every group whose name or members
+    /// changed, so members that are groups created in this push resolve. One at a time, a
+    /// new group is created bare; in a bulk request, with its members, those created earlier
+    /// in the same request referred to by `bulkId` (a group with a member left out, created
+    /// later, is written again in the second step).
     async fn write_groups(&self, desired: &Desired, ledger: &mut Ledger, report: &mut Report) {
-        let mut bare: Vec<BoxFuture<'_, (Uuid, Outcome)>> = Vec::new();
-        for (object, (name, _, _)) in &desired.groups {
-            if ledger.contains_key(&(Kind::Group, *object)) {
-                continue;
+        let new = nested_first(
+            desired
+                .groups
+                .iter()
+                .filter(|(object, _)| !ledger.contains_key(&(Kind::Group, **object)))
+                .collect(),
+        );
+        if self.caps.bulk {
+            // Sized as if every member were written, so the references fit too.
+            let sizes: Vec<usize> = new
+                .iter()
+                .map(|(_, (name, members, _))| name.len() + 100 * members.len() + BULK_GROUP)
+                .collect();
+            // A request at a time: the next one names what this one created by its ids.
+            for chunk in bulk_chunks(self.caps, &sizes) {
+                let batch = &new[chunk];
+                let mut writes = Vec::with_capacity(batch.len());
+                let mut hashes = Vec::with_capacity(batch.len());
+                let mut before = HashSet::new();
+                for (object, (name, members, hash)) in batch {
+                    let (resolved, complete) = self.members(members, ledger, &before);
+                    writes.push(Write {
+                        kind: Kind::Group,
+                        object: **object,
+                        scim_id: None,
+                        body: Some(mapping::group(**object, name, &resolved)),
+                        cleared: Vec::new(),
+                        plain: Some(mapping::group(**object, name, &[])),
+                    });
+                    hashes.push(complete.then(|| hash.clone()));
+                    before.insert(**object);
+                }
+                self.create_groups(&writes, hashes, ledger, report).await;
             }
-            let (object, body) = (*object, mapping::group(*object, name, &[]));
-            bare.push(Box::pin(async move {
-                (object, self.write(Kind::Group, None, &body, &[]).await)
-            }));
+        } else {
+            let writes: Vec<Write> = new
+                .iter()
+                .map(|(object, (name, _, _))| Write {
+                    kind: Kind::Group,
+                    object: **object,
+                    scim_id: None,
+                    body: Some(mapping::group(**object, name, &[])),
+                    cleared: Vec::new(),
+                    plain: None,
+                })
+                .collect();
+            // Bare: their hashes stay unset so the members are written next.
+            let hashes = vec![None; writes.len()];
+            self.create_groups(&writes, hashes, ledger, report).await;
         }
-        for (object, outcome) in all(bare).await {
-            // Bare: its hash stays unset so the members are written next.
-            self.record(Kind::Group, object, None, outcome, ledger, report)
-                .await;
-        }
-        let mut changed: Vec<BoxFuture<'_, (Uuid, Vec<u8>, Outcome)>> = Vec::new();
+        let mut writes = Vec::new();
+        let mut hashes = Vec::new();
         for (object, (name, members, hash)) in &desired.groups {
             let Some(e) = ledger.get(&(Kind::Group, *object)) else {
                 continue;
@@ -643,68 +1055,199 @@ impl Pusher<'_> {
             if e.hash.as_ref() == Some(hash) {
                 continue;
             }
-            let body = self.group_body(*object, name, members, ledger);
-            let (object, hash, scim_id) = (*object, hash.clone(), e.scim_id.clone());
-            changed.push(Box::pin(async move {
-                let outcome = self.write(Kind::Group, Some(scim_id), &body, &[]).await;
-                (object, hash, outcome)
-            }));
+            let (resolved, complete) = self.members(members, ledger, &HashSet::new());
+            writes.push(Write {
+                kind: Kind::Group,
+                object: *object,
+                scim_id: Some(e.scim_id.clone()),
+                body: Some(mapping::group(*object, name, &resolved)),
+                cleared: Vec::new(),
+                plain: None,
+            });
+            // A member the server does not have yet: the group is written again later.
+            hashes.push(complete.then(|| hash.clone()));
         }
-        for (object, hash, outcome) in all(changed).await {
-            self.record(Kind::Group, object, Some(hash), outcome, ledger, report)
+        let outcomes = self.send_all(&writes).await;
+        for ((w, hash), (outcome, _)) in writes.iter().zip(hashes).zip(outcomes) {
+            self.record(w.kind, w.object, hash, outcome, ledger, report)
                 .await;
         }
     }
 
-    /// A group's body with its members by the server's ids.
-    fn group_body(
+    /// Sends group creations and records them with `hashes` (`None`: members still to write).
+    async fn create_groups(
         &self,
-        object: Uuid,
-        name: &str,
+        writes: &[Write],
+        hashes: Vec<Option<Vec<u8>>>,
+        ledger: &mut Ledger,
+        report: &mut Report,
+    ) {
+        let outcomes = self.send_all(writes).await;
+        for ((w, hash), (outcome, whole)) in writes.iter().zip(hashes).zip(outcomes) {
+            // Created bare after its bulk creation was refused: its members are still to write.
+            let hash = hash.filter(|_| whole);
+            self.record(w.kind, w.object, hash, outcome, ledger, report)
+                .await;
+        }
+    }
+
+    /// A group's members by the server's ids (or, for groups of `same_request`, by
+    /// `bulkId`), and whether every member could be named.
+    fn members(
+        &self,
         members: &BTreeSet<Member>,
         ledger: &Ledger,
-    ) -> Value {
-        let resolved: Vec<(String, bool)> = members
+        same_request: &HashSet<Uuid>,
+    ) -> (Vec<(String, bool)>, bool) {
+        let mut complete = true;
+        let resolved = members
             .iter()
             .filter_map(|m| {
                 let kind = if m.group { Kind::Group } else { Kind::User };
-                ledger
+                let named = ledger
                     .get(&(kind, m.object_id))
-                    .map(|e| (e.scim_id.clone(), m.group))
+                    .map(|e| e.scim_id.clone())
+                    .or_else(|| {
+                        (m.group && same_request.contains(&m.object_id))
+                            .then(|| format!("{BULK_ID_REF}{}", m.object_id))
+                    });
+                complete &= named.is_some();
+                named.map(|id| (id, m.group))
             })
             .collect();
-        mapping::group(object, name, &resolved)
+        (resolved, complete)
     }
 
-    /// Deletes what the ledger holds and the copy no longer does: groups first, then users.
-    async fn delete_gone(&self, desired: &Desired, ledger: &Ledger, report: &mut Report) {
+    /// Deletes what the ledger holds (of `only`, when given) and the copy no longer does:
+    /// groups first, then users.
+    async fn delete_gone(
+        &self,
+        desired: &Desired,
+        only: Option<&Touched>,
+        ledger: &mut Ledger,
+        report: &mut Report,
+    ) {
         for kind in [Kind::Group, Kind::User] {
-            let gone: Vec<(Uuid, String)> = ledger
+            let writes: Vec<Write> = ledger
                 .iter()
                 .filter(|((k, object), _)| {
                     *k == kind
+                        && only.is_none_or(|t| t.contains(kind, object))
                         && match kind {
                             Kind::User => !desired.users.contains_key(object),
                             Kind::Group => !desired.groups.contains_key(object),
                         }
                 })
-                .map(|((_, object), e)| (*object, e.scim_id.clone()))
+                .map(|((_, object), e)| Write {
+                    kind,
+                    object: *object,
+                    scim_id: Some(e.scim_id.clone()),
+                    body: None,
+                    cleared: Vec::new(),
+                    plain: None,
+                })
                 .collect();
-            let mut work: Vec<BoxFuture<'_, (Uuid, Outcome)>> = Vec::new();
-            for (object, scim_id) in gone {
-                work.push(Box::pin(async move {
-                    let outcome = match self.client.delete(kind, &scim_id).await {
-                        Ok(()) => Outcome::Deleted,
-                        Err(f) => Outcome::Failed(f),
-                    };
-                    (object, outcome)
-                }));
-            }
-            let done = all(work).await;
-            let mut scratch = ledger.clone();
-            for (object, outcome) in done {
-                self.record(kind, object, None, outcome, &mut scratch, report)
+            let outcomes = self.send_all(&writes).await;
+            for (w, (outcome, _)) in writes.iter().zip(outcomes) {
+                self.record(kind, w.object, None, outcome, ledger, report)
                     .await;
+            }
+        }
+    }
+
+    /// Sends `writes`, as `/Bulk` requests when the server takes them, else one request each
+    /// ([`IN_FLIGHT`] at a time); their outcomes in order, each with whether the body was
+    /// sent whole. A bulk operation the server refuses as a duplicate (409) or a missing
+    /// resource (404) is done again on its own, where adopting by `externalId` and creating
+    /// again live (without its `bulkId` references: not whole).
+    async fn send_all(&self, writes: &[Write]) -> Vec<(Outcome, bool)> {
+        if !self.caps.bulk {
+            let single = ordered(
+                writes
+                    .iter()
+                    .map(|w| -> BoxFuture<'_, Outcome> { Box::pin(self.send_one(w)) })
+                    .collect(),
+            )
+            .await;
+            return single
+                .into_iter()
+                .zip(writes)
+                .map(|(o, w)| (o, w.plain.is_none()))
+                .collect();
+        }
+        let ops: Vec<BulkOp> = writes
+            .iter()
+            .map(|w| match (&w.body, &w.scim_id) {
+                (None, id) => BulkOp::delete(w.kind, id.as_deref().unwrap_or_default()),
+                (Some(body), Some(id)) => BulkOp::update(w.kind, id, body, &w.cleared, self.caps),
+                (Some(body), None) => BulkOp::create(w.kind, body, &w.object.to_string()),
+            })
+            .collect();
+        let sizes: Vec<usize> = ops.iter().map(BulkOp::size).collect();
+        let requests: Vec<BoxFuture<'_, Vec<Result<String, Failure>>>> =
+            bulk_chunks(self.caps, &sizes)
+                .into_iter()
+                .map(|range| -> BoxFuture<'_, _> {
+                    let ops = &ops[range];
+                    Box::pin(async move {
+                        match self.client.bulk(ops).await {
+                            Ok(outcomes) => outcomes,
+                            Err(f) => vec![Err(f); ops.len()],
+                        }
+                    })
+                })
+                .collect();
+        let answers = ordered(requests).await.into_iter().flatten();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for (w, answer) in writes.iter().zip(answers) {
+            outcomes.push(match (answer, &w.body, &w.scim_id) {
+                (
+                    Ok(_)
+                    | Err(Failure {
+                        status: Some(404), ..
+                    }),
+                    None,
+                    _,
+                ) => (Outcome::Deleted, true),
+                (Ok(_), Some(_), Some(id)) => (Outcome::Updated(id.clone()), true),
+                (Ok(id), Some(_), None) if !id.is_empty() => (Outcome::Created(id), true),
+                (
+                    Err(Failure {
+                        status: Some(404 | 409),
+                        ..
+                    }),
+                    Some(_),
+                    _,
+                ) => (self.send_one(w).await, w.plain.is_none()),
+                (Err(f), _, _) => (Outcome::Failed(f), true),
+                (Ok(_), Some(_), None) => (
+                    Outcome::Failed(Failure {
+                        what: format!("POST {} (bulk)", w.kind.endpoint()),
+                        status: None,
+                        detail: "the server's bulk answer has no location for the resource".into(),
+                    }),
+                    true,
+                ),
+            });
+        }
+        outcomes
+    }
+
+    /// Sends one write on its own (a bulk creation's body without its `bulkId` references).
+    async fn send_one(&self, w: &Write) -> Outcome {
+        match &w.body {
+            None => match self
+                .client
+                .delete(w.kind, w.scim_id.as_deref().unwrap_or_default())
+                .await
+            {
+                Ok(()) => Outcome::Deleted,
+                Err(f) => Outcome::Failed(f),
+            },
+            Some(body) => {
+                let body = w.plain.as_ref().unwrap_or(body);
+                self.write(w.kind, w.scim_id.clone(), body, &w.cleared)
+                    .await
             }
         }
     }
@@ -754,10 +1297,56 @@ impl Pusher<'_> {
     }
 }
 
-/// Runs `work`, [`IN_FLIGHT`] at a time.
-async fn all<T>(work: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+/// A desired group: its name, members and hash.
+type GroupEntry<'a> = (&'a Uuid, &'a (String, BTreeSet<Member>, Vec<u8>));
+
+/// `groups` reordered so a group nested in another comes before it (a cycle is cut where the
+/// walk meets it), so a bulk request can refer to it by `bulkId`.
+fn nested_first(groups: Vec<GroupEntry<'_>>) -> Vec<GroupEntry<'_>> {
+    let at: HashMap<Uuid, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, (object, _))| (**object, i))
+        .collect();
+    let nested: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|(_, (_, members, _))| {
+            members
+                .iter()
+                .filter(|m| m.group)
+                .filter_map(|m| at.get(&m.object_id).copied())
+                .collect()
+        })
+        .collect();
+    let mut reached = vec![false; groups.len()];
+    let mut order = Vec::with_capacity(groups.len());
+    for root in 0..groups.len() {
+        if reached[root] {
+            continue;
+        }
+        reached[root] = true;
+        let mut stack = vec![(root, 0)];
+        while let Some(top) = stack.last_mut() {
+            let (i, k) = *top;
+            if let Some(&member) = nested[i].get(k) {
+                top.1 += 1;
+                if !reached[member] {
+                    reached[member] = true;
+                    stack.push((member, 0));
+                }
+            } else {
+                order.push(i);
+                stack.pop();
+            }
+        }
+    }
+    order.into_iter().map(|i| groups[i]).collect()
+}
+
+/// Runs `work`, [`IN_FLIGHT`] at a time; the results in the order of `work`.
+async fn ordered<T>(work: Vec<BoxFuture<'_, T>>) -> Vec<T> {
     futures_util::stream::iter(work)
-        .buffer_unordered(IN_FLIGHT)
+        .buffered(IN_FLIGHT)
         .collect()
         .await
 }
@@ -790,5 +1379,42 @@ impl BackgroundTask for PushTask {
                 reports.len()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use uuid::Uuid;
+
+    use super::{Member, nested_first};
+
+    #[test]
+    fn nested_groups_come_before_the_groups_they_are_in_and_cycles_end() {
+        let [a, b, c, d] = [1u128, 2, 3, 4].map(Uuid::from_u128);
+        let of = |ids: &[Uuid]| -> (String, BTreeSet<Member>, Vec<u8>) {
+            let members = ids
+                .iter()
+                .map(|id| Member {
+                    object_id: *id,
+                    group: true,
+                })
+                .collect();
+            (String::new(), members, Vec::new())
+        };
+        // a ⊃ b ⊃ c, and d ⊃ a ⊃ … with c ⊃ d closing a cycle.
+        let (ga, gb, gc, gd) = (of(&[b]), of(&[c]), of(&[d]), of(&[a]));
+        let order: Vec<Uuid> = nested_first(vec![(&a, &ga), (&b, &gb), (&c, &gc), (&d, &gd)])
+            .into_iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(order, vec![d, c, b, a]);
+        let (gb, gc) = (of(&[]), of(&[b]));
+        let order: Vec<Uuid> = nested_first(vec![(&a, &ga), (&c, &gc), (&b, &gb)])
+            .into_iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(order, vec![b, a, c]);
     }
 }

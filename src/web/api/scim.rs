@@ -56,6 +56,11 @@ pub struct ConnectionIn {
     #[serde(default)]
     #[schema(example = json!({"userName": "userPrincipalName", "emails.work": "mail"}))]
     pub mapping: Option<BTreeMap<String, String>>,
+    /// Only these groups of the copy (object ids, at most 100), their members at any depth and
+    /// the groups nested in them are pushed; absent or empty: every user and group.
+    #[serde(default)]
+    #[schema(example = json!(["4f1b8f2e-9a51-4c8e-8d4e-2f6a0c3b7d11"]))]
+    pub scope_groups: Vec<Uuid>,
     /// Whether pushes run (true).
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -73,6 +78,7 @@ impl ConnectionIn {
             token: self.token.map(Secret::new),
             customer_id: self.customer_id.map(Into::into),
             mapping: self.mapping,
+            scope_groups: self.scope_groups,
             enabled: self.enabled,
         }
     }
@@ -102,6 +108,9 @@ pub struct ConnectionOut {
     pub customer_id: Option<Uuid>,
     /// SCIM attribute → directory field.
     pub mapping: BTreeMap<String, String>,
+    /// The groups whose members (at any depth) and nested groups are pushed; empty: every
+    /// user and group.
+    pub scope_groups: Vec<Uuid>,
     /// Whether pushes run.
     pub enabled: bool,
     /// `new` (never pushed), `ok`, or `failing` (see `last_error`).
@@ -126,6 +135,7 @@ impl From<Connection> for ConnectionOut {
             base_url: c.base_url,
             customer_id: c.customer_id.map(Into::into),
             mapping: c.mapping.wire(),
+            scope_groups: c.scope_groups,
             enabled: c.enabled,
             state: c.state,
             capabilities: c.capabilities.map(|c| CapabilitiesOut {
@@ -172,8 +182,8 @@ impl From<LogEntry> for LogEntryOut {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushIn {
-    /// Read the server's users and groups back and fix whatever drifted (false: only what
-    /// changed since the last push).
+    /// Read the server's users and groups back and fix whatever drifted (false: the events
+    /// since the last push).
     #[serde(default)]
     pub reconcile: bool,
 }

@@ -48,6 +48,9 @@ struct ConnectionForm {
     /// `attribute = field`, one a line.
     #[serde(default)]
     mapping: String,
+    /// Group object ids, one a line; empty: every user and group.
+    #[serde(default)]
+    scope_groups: String,
     #[serde(default)]
     enabled: Option<String>,
 }
@@ -60,6 +63,7 @@ impl ConnectionForm {
             token: String::new(),
             customer: c.customer_id.map(|id| id.to_string()).unwrap_or_default(),
             mapping: mapping_lines(&c.mapping),
+            scope_groups: c.scope_groups.iter().map(|g| format!("{g}\n")).collect(),
             enabled: c.enabled.then(|| "on".into()),
         }
     }
@@ -86,6 +90,15 @@ impl ConnectionForm {
             })?;
             mapping.insert(target.trim().to_owned(), source.trim().to_owned());
         }
+        let scope_groups = self
+            .scope_groups
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                g.parse()
+                    .map_err(|_| ScimError::Invalid(format!("`{g}` is not a group's object id.")))
+            })
+            .collect::<std::result::Result<Vec<Uuid>, ScimError>>()?;
         let token = self.token.trim();
         Ok(ConnectionInput {
             name: self.name.clone(),
@@ -93,6 +106,7 @@ impl ConnectionForm {
             token: (!token.is_empty()).then(|| Secret::new(token)),
             customer_id,
             mapping: Some(mapping),
+            scope_groups,
             enabled: self.enabled.is_some(),
         })
     }
@@ -132,9 +146,15 @@ struct Done {
 }
 
 fn scope(c: &Connection) -> String {
-    c.customer_name
+    let tenants = c
+        .customer_name
         .clone()
-        .unwrap_or_else(|| "Every customer".into())
+        .unwrap_or_else(|| "Every customer".into());
+    match c.scope_groups.len() {
+        0 => tenants,
+        1 => format!("{tenants}, 1 group and its members"),
+        n => format!("{tenants}, {n} groups and their members"),
+    }
 }
 
 async fn customer_choices(state: &AppState) -> Result<Vec<(Uuid, String)>> {
