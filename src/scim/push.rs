@@ -513,7 +513,13 @@ async fn desired(
            from directory_group_members m join tenants t on t.id = m.tenant_id
            where m.member_type in ('user', 'group') and t.status <> 'offboarded'
              and ($1::uuid is null or t.customer_id = $1)
-             and ($2::uuid[] is null or m.group_id = any($2))"#,
+             and ($2::uuid[] is null or m.group_id = any($2))
+             -- The tenant's sync scope: what it hides is not the provider's to see.
+             and case m.member_type
+                   when 'user' then exists (select 1 from directory_users u where u.tenant_id = m.tenant_id
+                                            and u.object_id = m.member_id and u.in_scope)
+                   else exists (select 1 from directory_groups g where g.tenant_id = m.tenant_id
+                                and g.object_id = m.member_id and g.in_scope) end"#,
         customer as Option<CustomerId>,
         touched_groups.as_deref(),
     )
@@ -545,7 +551,7 @@ async fn desired(
                   u.mail, u.business_phones, u.mobile_phone, u.job_title, u.department,
                   u.account_enabled, u.soft_deleted_at is not null as "soft_deleted!"
            from directory_users u join tenants t on t.id = u.tenant_id
-           where t.status <> 'offboarded' and ($1::uuid is null or t.customer_id = $1)
+           where u.in_scope and t.status <> 'offboarded' and ($1::uuid is null or t.customer_id = $1)
              and ($2::uuid[] is null or u.object_id = any($2))"#,
         customer as Option<CustomerId>,
         read_users.as_deref(),
@@ -564,7 +570,7 @@ async fn desired(
     let groups = sqlx::query!(
         r#"select g.object_id, coalesce(g.display_name, '') as "display_name!"
            from directory_groups g join tenants t on t.id = g.tenant_id
-           where g.soft_deleted_at is null and t.status <> 'offboarded'
+           where g.soft_deleted_at is null and g.in_scope and t.status <> 'offboarded'
              and ($1::uuid is null or t.customer_id = $1)
              and ($2::uuid[] is null or g.object_id = any($2))"#,
         customer as Option<CustomerId>,

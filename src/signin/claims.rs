@@ -175,7 +175,7 @@ async fn group_names(
            )
            select g.display_name as "name!" from member_of join directory_groups g
              on g.tenant_id = $1 and g.object_id = member_of.id
-           where g.soft_deleted_at is null and g.display_name is not null
+           where g.soft_deleted_at is null and g.in_scope and g.display_name is not null
            order by 1 limit $3"#,
         tenant_id,
         object_id,
