@@ -252,7 +252,10 @@ pub async fn meter(State(st): State<AppState>, req: Request, next: Next) -> Resp
         .get("x-ms-throttle-priority")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("low"));
-    match st.throttle.take(&access.client_id, access.tid, users, cost, low) {
+    match st
+        .throttle
+        .take(&access.client_id, access.tid, users, cost, low)
+    {
         Ok(used) => {
             let mut resp = next.run(req).await;
             let headers = resp.headers_mut();
@@ -276,7 +279,10 @@ pub async fn meter(State(st): State<AppState>, req: Request, next: Next) -> Resp
             .with_header(header::RETRY_AFTER, secs.to_string());
             e = e.with_header(
                 header::HeaderName::from_static("x-ms-throttle-scope"),
-                format!("{}/ReadWrite/{}/{}", refused.scope, access.client_id, access.tid),
+                format!(
+                    "{}/ReadWrite/{}/{}",
+                    refused.scope, access.client_id, access.tid
+                ),
             );
             e.with_header(
                 header::HeaderName::from_static("x-ms-throttle-information"),
