@@ -155,6 +155,23 @@ async fn a_group_scope_holds_its_groups_transitive_members_and_follows_the_direc
         call(&app, Method::GET, &format!("{at}/scope"), Some(&read), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scope["kind"], "all");
+    // A SCIM connection with nothing left to push.
+    let (status, _, scim) = call(
+        &app,
+        Method::POST,
+        "/api/v1/scim/connections",
+        Some(&write),
+        Some(json!({
+            "name": "Product", "base_url": "https://scim.provider.example/scim/v2",
+            "token": "scim-token", "enabled": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{scim}");
+    sqlx::query("update scim_connections set dirty = false")
+        .execute(&app.db)
+        .await
+        .unwrap();
 
     let (status, scope) = put_scope(
         &app,
@@ -164,6 +181,11 @@ async fn a_group_scope_holds_its_groups_transitive_members_and_follows_the_direc
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{scope}");
+    let due: bool = sqlx::query_scalar("select dirty from scim_connections")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(due, "the SCIM push follows the objects leaving the scope");
     assert_eq!(scope["kind"], "groups");
     assert_eq!(scope["groups"][0]["display_name"], "Sales");
     assert_eq!(scope["users_in_scope"], 2);
