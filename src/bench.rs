@@ -69,7 +69,8 @@ pub struct SyncBenchParams {
     pub changes: usize,
     /// Customer tenants.
     pub tenants: usize,
-    /// Syncs at once when there are several tenants.
+    /// Syncs at once when there are several tenants ([`DEFAULT_CONCURRENCY`] at most unless
+    /// asked for).
     pub concurrency: usize,
     /// Database connections the engine may hold; `None`: as `gangway serve` sizes its pool
     /// for `concurrency` workers (reported as used).
@@ -86,6 +87,10 @@ pub struct SyncBenchParams {
     /// Also answer nested-group questions over a copy of this shape (`gangway bench nesting`).
     pub nesting: Option<NestingBenchParams>,
 }
+
+/// Syncs at once by default: one per tenant up to this many. Each holds a database connection
+/// while it writes, and a pool for hundreds would pass a Postgres server's `max_connections`.
+pub const DEFAULT_CONCURRENCY: usize = 32;
 
 impl SyncBenchParams {
     /// The first contradiction between the parameters, if any.
@@ -269,7 +274,8 @@ struct Bench {
     db_url: String,
     admin: EmulatorAdmin,
     syncer: Syncer,
-    budget: Budget,
+    /// The scale of the throttle budget each phase draws on afresh.
+    budget_scale: f64,
     lease: Duration,
     customers: Vec<Customer>,
 }
@@ -283,6 +289,7 @@ async fn measure(
     let pool_size = *params
         .pool_size
         .get_or_insert(crate::config::default_pool_size(params.concurrency));
+    fits_in_server(&scratch, pool_size, params.concurrency).await?;
     scratch.close().await;
     let db = crate::db::connect(db_url, pool_size).await?;
     let emulator = EmulatorProcess::start(&Options {
@@ -312,7 +319,7 @@ async fn measure(
     let bench = Bench {
         lease: state.cfg.sync.lease,
         syncer: crate::runtime::syncer(&state),
-        budget: state.budget.clone(),
+        budget_scale: state.cfg.sync.graph_budget_scale,
         params,
         db,
         db_url: db_url.to_owned(),
@@ -427,6 +434,47 @@ async fn connect(
     )?;
     crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
     AppState::new(cfg, db.clone())
+}
+
+/// Refuses a pool the Postgres server has no room for (it would fail part-way through with
+/// "too many clients"): `pool_size` connections and the one that watches the runs, against
+/// `max_connections` less those reserved and those in use now.
+async fn fits_in_server(db: &PgPool, pool_size: u32, concurrency: usize) -> anyhow::Result<()> {
+    let room = sqlx::query!(
+        r#"select current_setting('max_connections')::int as "max!",
+                  current_setting('superuser_reserved_connections')::int as "reserved!",
+                  (select count(*) from pg_stat_activity where backend_type = 'client backend')
+                      as "used!""#
+    )
+    .fetch_one(db)
+    .await?;
+    let free = i64::from(room.max - room.reserved) - room.used;
+    if i64::from(pool_size) + 1 > free {
+        bail!(
+            "a pool of {pool_size} connections for {concurrency} sync workers does not fit in this \
+             Postgres server: max_connections is {}, {} reserved, {} in use, so {free} free; \
+             choose fewer workers (--concurrency) or a smaller pool (--pool-size)",
+            room.max,
+            room.reserved,
+            room.used
+        );
+    }
+    Ok(())
+}
+
+/// One worker turn: claims the queued sync, runs and records it.
+async fn sync_one(
+    syncer: &Syncer,
+    workers: &WorkerConfig,
+    started: Instant,
+) -> anyhow::Result<Duration> {
+    let stop = CancellationToken::new();
+    match worker::work_one(syncer, workers, "bench", &stop).await? {
+        // How the run ended is read from `sync_runs` with the others.
+        Outcome::Ran(_, Ok(_)) => Ok(started.elapsed()),
+        Outcome::Ran(_, Err(failure)) => bail!("the sync failed: {}", failure.error),
+        Outcome::Idle => bail!("no sync was queued"),
+    }
 }
 
 /// A portal's settings for a benchmark: `entra` serves as Entra ID and Graph, where the
@@ -603,7 +651,10 @@ impl Bench {
         self.admin
             .post("/_emulator/throttle", &json!({ "scale": scale }))
             .await?;
-        let trips_before = self.budget.round_trips();
+        // A budget of the phase's own: units a process took from Postgres and has not spent
+        // yet would otherwise carry over, and pay for this phase's reads without a round trip.
+        let budget = Budget::new(self.db.clone(), self.budget_scale);
+        let syncer = self.syncer.clone().with_budget(budget.clone());
         let peak_reset = memory::reset_peak();
         let started = Instant::now();
         let workers = WorkerConfig {
@@ -611,8 +662,11 @@ impl Bench {
             ..WorkerConfig::new(concurrency)
         };
         let seconds = match &mut watch {
-            None => self.sync_one(&workers, started).await?,
-            Some(watch) => self.sync_all(&workers, started, before, watch).await?,
+            None => sync_one(&syncer, &workers, started).await?,
+            Some(watch) => {
+                self.sync_all(syncer, &workers, started, before, watch)
+                    .await?
+            }
         }
         .as_secs_f64();
         let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
@@ -662,7 +716,7 @@ impl Bench {
             pages,
             graph_429s: count("throttled"),
             resource_units: count("resource_units"),
-            budget_round_trips: self.budget.round_trips() - trips_before,
+            budget_round_trips: budget.round_trips(),
             runs: runs.len(),
             changes: None,
             latency_floor_seconds: (latency > 0.0).then(|| {
@@ -672,21 +726,11 @@ impl Bench {
         })
     }
 
-    /// One worker turn: claims the queued sync, runs and records it.
-    async fn sync_one(&self, workers: &WorkerConfig, started: Instant) -> anyhow::Result<Duration> {
-        let stop = CancellationToken::new();
-        match worker::work_one(&self.syncer, workers, "bench", &stop).await? {
-            // How the run ended is read from `sync_runs` with the others.
-            Outcome::Ran(_, Ok(_)) => Ok(started.elapsed()),
-            Outcome::Ran(_, Err(failure)) => bail!("the sync failed: {}", failure.error),
-            Outcome::Idle => bail!("no sync was queued"),
-        }
-    }
-
     /// The sync workers, until every tenant's run after `before` is recorded (watched on a
     /// connection of its own, so the workers' pool is theirs alone).
     async fn sync_all(
         &self,
+        syncer: Syncer,
         workers: &WorkerConfig,
         started: Instant,
         before: i64,
@@ -694,11 +738,7 @@ impl Bench {
     ) -> anyhow::Result<Duration> {
         let stop = CancellationToken::new();
         let _stopped_whatever_happens = stop.clone().drop_guard();
-        let workers = tokio::spawn(worker::run(
-            self.syncer.clone(),
-            workers.clone(),
-            stop.clone(),
-        ));
+        let workers = tokio::spawn(worker::run(syncer, workers.clone(), stop.clone()));
         let want = self.customers.len() as i64;
         let took = loop {
             let done = sqlx::query_scalar!(

@@ -9,7 +9,9 @@ use crate::bench::load::Load;
 use crate::bench::nesting::{Answer, NestingBenchParams, NestingBenchReport, run_nesting_bench};
 use crate::bench::scim::{ScimBenchParams, ScimBenchReport, run_scim_bench};
 use crate::bench::signin::{SigninBenchParams, SigninBenchReport, Step, run_signin_bench};
-use crate::bench::{Machine, Phase, SyncBenchParams, SyncBenchReport, run_sync_bench};
+use crate::bench::{
+    DEFAULT_CONCURRENCY, Machine, Phase, SyncBenchParams, SyncBenchReport, run_sync_bench,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -177,7 +179,9 @@ pub(crate) struct SyncArgs {
     /// Customer tenants; more than one are synced concurrently by the sync workers.
     #[arg(long, value_name = "T", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     tenants: u16,
-    /// Syncs at once with several tenants [default: one per tenant].
+    /// Syncs at once with several tenants [default: one per tenant, at most 32]. Each worker
+    /// adds a database connection to the pool; a pool larger than the Postgres server has
+    /// free under its `max_connections` is refused before the run.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
     /// Database connections the engine may hold [default: as `gangway serve` sizes its pool
@@ -228,7 +232,9 @@ async fn sync(args: SyncArgs) -> Result<(), Failure> {
         memberships: args.memberships.unwrap_or(args.users),
         changes: args.changes,
         tenants,
-        concurrency: args.concurrency.map_or(tenants, usize::from),
+        concurrency: args
+            .concurrency
+            .map_or(tenants.min(DEFAULT_CONCURRENCY), usize::from),
         pool_size: args.pool_size,
         latency_ms: args.latency_ms,
         page_size: args.page_size.map(usize::from),

@@ -1102,3 +1102,49 @@ async fn the_doctor_finds_nothing_failing_in_a_fresh_demo() {
     stop_demo(child).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `gangway bench sync` on the Postgres server the tests use.
+async fn bench_sync(args: &[&str]) -> Output {
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .env("DATABASE_URL", server)
+        .env("RUST_LOG", "warn")
+        .args(["bench", "sync"])
+        .args(args)
+        .output()
+        .await
+        .expect("the gangway binary runs")
+}
+
+#[tokio::test]
+async fn bench_sync_counts_each_phases_budget_round_trips_and_refuses_a_pool_past_the_server() {
+    let output = bench_sync(&["--users", "5", "--groups", "1", "--tenants", "2", "--json"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Each phase reads Graph, so each draws on the budget in Postgres at least once: what the
+    // serial phase took and did not spend does not pay for the next ones.
+    for phase in ["serial", "full", "incremental", "idle"] {
+        let trips = report[phase]["budget_round_trips"].as_u64().unwrap();
+        assert!(trips > 0, "{phase}: {}", report[phase]);
+    }
+
+    let output = bench_sync(&[
+        "--users",
+        "1",
+        "--groups",
+        "1",
+        "--tenants",
+        "1000",
+        "--concurrency",
+        "1000",
+    ])
+    .await;
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(
+        said.contains("a pool of 1010 connections for 1000 sync workers does not fit")
+            && said.contains("--concurrency"),
+        "{said}"
+    );
+}
