@@ -18,6 +18,7 @@ use super::Task;
 use crate::audit::{self, Action, Actor};
 
 /// The notification channel "Run now" speaks on; its payload is the task's name.
+/// The trigger of migration 0056 wakes the SCIM push on it by these names too.
 const CHANNEL: &str = "gangway_background_tasks";
 /// How often a process says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);

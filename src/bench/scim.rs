@@ -149,8 +149,8 @@ async fn measure(params: ScimBenchParams, db: PgPool) -> anyhow::Result<ScimBenc
             EventType::UserUpdated,
             serde_json::json!({ "tenant_id": tenant, "object_id": object, "job_title": title }),
         );
+        // Appending it wakes the push (see `migrations/0056_scim_wake_on_events.sql`).
         events::append(&mut tx, &event).await?;
-        scim::copy_changed(&mut tx, tenant).await?;
         tx.commit().await?;
         let changed = Instant::now();
         wait_for_title(&http, &base, object, &title).await?;

@@ -369,8 +369,6 @@ pub async fn approve(db: &PgPool, tenant: Uuid, actor: &Actor) -> Result<Held, G
         apply(&mut tx, &log, resource, rows).await?;
     }
     crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
-    // The copy changed outside a sync run: the SCIM push is told here, as a run's end does.
-    crate::scim::copy_changed(&mut tx, tenant).await?;
     audit::record(
         &mut *tx,
         actor,

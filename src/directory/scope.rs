@@ -475,10 +475,6 @@ pub(super) async fn apply(
         log.memberships(tx, EventType::MembershipAdded, touching, &entering, &[])
             .await?;
     }
-    if !leaving.is_empty() || !entering.is_empty() {
-        // What the provider sees changed, with or without a sync run that changed the copy.
-        crate::scim::copy_changed(tx, log.tenant).await?;
-    }
     Ok(Moves {
         entered: entering.len(),
         left: leaving.len(),

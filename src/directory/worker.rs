@@ -354,9 +354,6 @@ pub async fn sync_once(
     .await?;
     match (&result, outcome) {
         (Ok(tally), _) => {
-            if tally.objects() > 0 || tally.members_added > 0 || tally.members_removed > 0 {
-                crate::scim::copy_changed(&mut tx, tenant).await?;
-            }
             crate::webhooks::emit(
                 &mut tx,
                 &crate::webhooks::Event::new(

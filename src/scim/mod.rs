@@ -16,7 +16,7 @@ pub mod push;
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -435,23 +435,5 @@ pub async fn request_push(
     .await?;
     crate::background::registry::wake(&mut tx, Task::ScimPush).await?;
     tx.commit().await?;
-    Ok(())
-}
-
-/// The copy of `tenant` changed (a sync round wrote to it): every enabled connection whose
-/// scope holds it pushes soon, reading the round's events from its cursor. Runs in the
-/// transaction that ends the sync run.
-pub async fn copy_changed(conn: &mut PgConnection, tenant: Uuid) -> Result<(), sqlx::Error> {
-    let marked = sqlx::query!(
-        "update scim_connections set dirty = true
-         where enabled and (customer_id is null
-                            or customer_id = (select customer_id from tenants where id = $1))",
-        tenant
-    )
-    .execute(&mut *conn)
-    .await?;
-    if marked.rows_affected() > 0 {
-        crate::background::registry::wake(conn, Task::ScimPush).await?;
-    }
     Ok(())
 }
