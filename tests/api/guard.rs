@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, location};
+use crate::helpers::{TestApp, location, scim_connection_up_to_date, scim_push_due};
 use crate::json_api::{call, token};
 use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
 use crate::webhooks::add_endpoint;
@@ -181,23 +181,7 @@ async fn a_mass_deletion_is_held_then_approved_and_in_another_tenant_rejected_an
     let list = page(&app, paths::TENANTS).await;
     assert!(list.contains("Deletions held: 11"), "{list}");
 
-    // A SCIM connection for the customer, with nothing left to push.
-    let (status, _, scim) = call(
-        &app,
-        Method::POST,
-        "/api/v1/scim/connections",
-        Some(&writer),
-        Some(json!({
-            "name": "Product", "base_url": "https://scim.provider.example/scim/v2",
-            "token": "scim-token", "enabled": true,
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{scim}");
-    sqlx::query("update scim_connections set dirty = false")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    scim_connection_up_to_date(&app, &writer).await;
 
     // Approved through the API: applied, audited, and the provider told.
     let (status, _, after) = call(
@@ -212,11 +196,10 @@ async fn a_mass_deletion_is_held_then_approved_and_in_another_tenant_rejected_an
     assert_eq!(after["held"], false);
     assert_eq!(live(&app, a, doomed).await, 0);
     assert_eq!(audited(&app, a, "sync.deletions_approved").await, 1);
-    let due: bool = sqlx::query_scalar("select dirty from scim_connections")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert!(due, "the SCIM push follows the approved deletions");
+    assert!(
+        scim_push_due(&app).await,
+        "the SCIM push follows the approved deletions"
+    );
     // One event per user, each to the recycle bin, none from a run: an operator applied them.
     let deleted = events(&app, a, "directory.user.deleted").await;
     assert_eq!(deleted.len(), 11);

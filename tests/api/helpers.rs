@@ -762,3 +762,33 @@ pub async fn sign_in_as(browser: &reqwest::Client, app: &TestApp, email: &str) -
     assert!(response.status().is_redirection(), "sign-in failed");
     set_cookie(&response, "gangway_session").expect("signing in sets the session cookie")
 }
+
+/// A SCIM connection for every customer, made through the JSON API with the write `token`,
+/// with nothing left to push (as after a push): what follows shows whether it is told of a
+/// change ([`scim_push_due`]).
+pub async fn scim_connection_up_to_date(app: &TestApp, token: &str) {
+    let (status, _, scim) = crate::json_api::call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/scim/connections",
+        Some(token),
+        Some(json!({
+            "name": "Product", "base_url": "https://scim.provider.example/scim/v2",
+            "token": "scim-token", "enabled": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{scim}");
+    sqlx::query("update scim_connections set dirty = false")
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+/// Whether the SCIM connection of [`scim_connection_up_to_date`] is due a push again.
+pub async fn scim_push_due(app: &TestApp) -> bool {
+    sqlx::query_scalar("select dirty from scim_connections")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}

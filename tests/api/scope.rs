@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, scim_connection_up_to_date, scim_push_due};
 use crate::json_api::{call, token};
 use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
 
@@ -155,23 +155,7 @@ async fn a_group_scope_holds_its_groups_transitive_members_and_follows_the_direc
         call(&app, Method::GET, &format!("{at}/scope"), Some(&read), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scope["kind"], "all");
-    // A SCIM connection with nothing left to push.
-    let (status, _, scim) = call(
-        &app,
-        Method::POST,
-        "/api/v1/scim/connections",
-        Some(&write),
-        Some(json!({
-            "name": "Product", "base_url": "https://scim.provider.example/scim/v2",
-            "token": "scim-token", "enabled": true,
-        })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{scim}");
-    sqlx::query("update scim_connections set dirty = false")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    scim_connection_up_to_date(&app, &write).await;
 
     let (status, scope) = put_scope(
         &app,
@@ -181,11 +165,10 @@ async fn a_group_scope_holds_its_groups_transitive_members_and_follows_the_direc
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{scope}");
-    let due: bool = sqlx::query_scalar("select dirty from scim_connections")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert!(due, "the SCIM push follows the objects leaving the scope");
+    assert!(
+        scim_push_due(&app).await,
+        "the SCIM push follows the objects leaving the scope"
+    );
     assert_eq!(scope["kind"], "groups");
     assert_eq!(scope["groups"][0]["display_name"], "Sales");
     assert_eq!(scope["users_in_scope"], 2);
