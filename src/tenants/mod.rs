@@ -452,7 +452,8 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     Ok(tenant)
 }
 
-/// Deletes the tenant's directory copy and sync state; returns the users and groups deleted.
+/// Deletes the tenant's directory copy, sync state and sync scope; returns the users and groups
+/// deleted.
 async fn erase_directory(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     id: Uuid,
@@ -477,6 +478,17 @@ async fn erase_directory(
     sqlx::query!("delete from held_deletions where tenant_id = $1", id)
         .execute(&mut **tx)
         .await?;
+    // The sync scope names objects of the erased copy: a tenant invited again starts from
+    // everyone, as a new one does, with nothing of the old scope left behind.
+    sqlx::query!("delete from sync_scope_principals where tenant_id = $1", id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query!(
+        "update tenants set sync_scope = 'all', scope_assignments_read_at = null where id = $1",
+        id
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok((users + groups) as i64)
 }
 

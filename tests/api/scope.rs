@@ -471,3 +471,49 @@ async fn the_console_sets_the_scope_from_the_tenant_page() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scope["kind"], "groups", "the refused form changed nothing");
 }
+
+#[tokio::test]
+async fn offboarding_erases_the_scope_with_the_copy() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let ada = user(&app, &tid, "ada").await;
+    let sales = group(&app, &tid, "Sales", &[ada]).await;
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "scope-read", "read").await;
+    let write = token(&app, "scope-write", "write").await;
+    let (status, _) = put_scope(
+        &app,
+        &write,
+        tenant,
+        json!({"kind": "groups", "groups": [sales]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let at = format!("/api/v1/tenants/{tenant}");
+    let (status, _, _) = call(
+        &app,
+        Method::POST,
+        &format!("{at}/offboard"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Nothing of the old scope is left: a tenant invited again starts from everyone.
+    let (status, _, scope) =
+        call(&app, Method::GET, &format!("{at}/scope"), Some(&read), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scope["kind"], "all", "{scope}");
+    assert_eq!(scope["groups"], json!([]), "{scope}");
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from sync_scope_principals where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0);
+}
