@@ -463,6 +463,7 @@ pub(super) async fn apply(
             log.moved(tx, resource, false, ids).await?;
         }
         set_in_scope(tx, log.tenant, &leaving, false).await?;
+        crate::signin::ends::after_copy_changed(tx, log.tenant).await?;
     }
     if !entering.is_empty() {
         set_in_scope(tx, log.tenant, &entering, true).await?;
