@@ -384,6 +384,7 @@ async fn read_assignments(
 ) -> Result<Vec<(Uuid, String)>, SyncError> {
     let app_id = tokens.app_id(tenant).await?;
     let token = tokens.token(tenant).await?;
+    let graph = graph.for_tenant(super::budget::app_of(tenant), tenant.entra_tenant_id);
     let mut link = format!("v1.0/servicePrincipals(appId='{app_id}')/appRoleAssignedTo?$top=999");
     let mut out = Vec::new();
     loop {
