@@ -8,6 +8,13 @@
 //! A process takes a few units per round trip and spends them locally, so a sync does not wait
 //! on Postgres for every page. The buckets are a margin below Microsoft's limits, scaled by
 //! `GANGWAY_GRAPH_BUDGET_SCALE` (0 turns the budget off).
+//!
+//! The other calls to a tenant's Graph — onboarding's checks, the subscription keeper's, the
+//! scope's assignment reads — are counted too, by the Graph client itself (the budget is its
+//! [`crate::graph::Meter`], and those callers ask for a client for the tenant): at normal
+//! priority, never waiting. When the budget is short
+//! they go anyway (Graph throttles them last) and leave the buckets below empty, so the
+//! background reads wait for the refill instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use super::credentials::TenantAccess;
 
 /// The share of Microsoft's limits the buckets hold: other callers of the same app (a doctor
 /// run, a consent check) and clock skew between processes use the rest.
@@ -34,6 +43,11 @@ const SHARE_PER_TRIP: f64 = 1.0 / 50.0;
 /// The budget name of the provider's own app (one app across every tenant that consented to
 /// it); a customer's own app registration goes by its client id.
 pub const PROVIDER_APP: &str = "provider";
+
+/// The budget name of the app Gangway reads `tenant` as.
+pub fn app_of(tenant: &TenantAccess) -> &str {
+    tenant.customer_client_id.as_deref().unwrap_or(PROVIDER_APP)
+}
 
 /// Microsoft's app+tenant limit for a tenant of `users` users (S under 50, M 50–500, L above).
 pub fn pair_limit(users: i64) -> f64 {
@@ -230,6 +244,51 @@ impl Budget {
         Ok(n)
     }
 
+    /// Counts a call by `app` in Entra tenant `entra_tenant` that does not wait: takes `cost`
+    /// units at once, below empty if need be.
+    pub async fn spend(&self, app: &str, entra_tenant: Uuid, cost: f64) -> Result<(), sqlx::Error> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        // The tenant's size, as a take counts it (0 before it is connected).
+        let users = sqlx::query_scalar!(
+            r#"select count(*) as "n!" from directory_users u join tenants t on t.id = u.tenant_id
+               where t.entra_tenant_id = $1 and u.soft_deleted_at is null"#,
+            entra_tenant,
+        )
+        .fetch_one(&self.0.db)
+        .await?;
+        let b = self.buckets(app, entra_tenant, users);
+        self.seed(&b).await?;
+        self.0
+            .round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Rows locked in key order, as a take locks them (no deadlock between the two).
+        sqlx::query!(
+            r#"with now as materialized (select clock_timestamp() as t),
+               cur as (
+                   select g.bucket,
+                          least(w.capacity, g.level + w.per_sec
+                                * greatest(0, extract(epoch from (select t from now) - g.refilled_at)::float8))
+                              as level
+                   from graph_budgets g
+                   join unnest($1::text[], $2::float8[], $3::float8[]) as w(bucket, capacity, per_sec)
+                     on w.bucket = g.bucket
+                   order by g.bucket
+                   for update of g
+               )
+               update graph_budgets g set level = cur.level - $4, refilled_at = (select t from now)
+               from cur where g.bucket = cur.bucket"#,
+            &b.keys[..],
+            &b.capacity[..],
+            &b.per_sec[..],
+            cost,
+        )
+        .execute(&self.0.db)
+        .await?;
+        Ok(())
+    }
+
     /// Creates the buckets full, unless some process already has.
     async fn seed(&self, b: &Buckets) -> Result<(), sqlx::Error> {
         sqlx::query!(
@@ -290,6 +349,22 @@ impl Budget {
             None => {
                 self.lock().values_mut().for_each(|l| l.seeded = false);
                 Some(Duration::from_millis(100))
+            }
+        })
+    }
+}
+
+impl crate::graph::Meter for Budget {
+    fn count<'a>(
+        &'a self,
+        app: &'a str,
+        tenant: Uuid,
+        url: &'a url::Url,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // Counting must not fail the call a person waits for.
+            if let Err(e) = self.spend(app, tenant, cost(url.as_str())).await {
+                tracing::warn!(error = %e, "a Graph call could not be counted against the budget");
             }
         })
     }

@@ -25,16 +25,29 @@ pub(super) fn table(resource: Resource) -> &'static str {
     }
 }
 
-/// Whether the membership of `member` in `group` (SQL expressions) is one consumers see: its
-/// group is in scope, and its member is not a user or group outside it.
-fn visible(group: &str, member: &str) -> String {
+/// A membership as the store changed it: group, member and the member's type (`user`,
+/// `group`, `device`, … as Graph's `@odata.type` names it).
+pub(super) type Membership = (Uuid, Uuid, String);
+
+/// Whether the membership of `member` (of type `member_type`) in `group` (SQL expressions) is
+/// one consumers see: its group is in scope, and its member is a user or group in scope, or of
+/// a type the copy does not hold. A user or group the copy does not hold yet (the other chain
+/// has not reached it) counts as in scope only where everyone is: in a scoped tenant it starts
+/// outside when it comes, and its memberships are logged when it enters, once.
+fn visible(group: &str, member: &str, member_type: &str) -> String {
     format!(
         "exists (select from directory_groups vg
                  where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
          and not exists (select from directory_users vu
                          where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
          and not exists (select from directory_groups vm
-                         where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)"
+                         where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)
+         and ({member_type} not in ('user', 'group')
+              or exists (select from directory_users vu
+                         where vu.tenant_id = $1 and vu.object_id = {member})
+              or exists (select from directory_groups vm
+                         where vm.tenant_id = $1 and vm.object_id = {member})
+              or exists (select from tenants vt where vt.id = $1 and vt.sync_scope = 'all'))"
     )
 }
 
@@ -58,7 +71,7 @@ fn deleted(resource: Resource) -> EventType {
 /// decision) and the chain's round.
 ///
 /// In the statements [`Logger::run`] runs: `$1` the tenant, `$2` the run, `$3` object (or
-/// group) ids, `$4` the round, `$5` member ids.
+/// group) ids, `$4` the round, `$5` member ids (and, for [`Logger::pairs`], `$6` their types).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Logger {
     pub(super) tenant: Uuid,
@@ -98,7 +111,7 @@ impl Logger {
              from {} d where d.tenant_id = $1 and d.in_scope and {condition} order by d.object_id",
             table(resource)
         ));
-        self.run(tx, &sql, ids, &[]).await
+        self.run(tx, &sql, ids, &[], None).await
     }
 
     /// Logs the deletion of the objects of `resource` that `condition` keeps, `permanent` (gone
@@ -167,49 +180,60 @@ impl Logger {
              from directory_group_members d where d.tenant_id = $1 and {condition} and {}
              order by d.group_id, d.member_id",
             event_type.name(),
-            visible("d.group_id", "d.member_id"),
+            visible("d.group_id", "d.member_id", "d.member_type"),
         ));
-        self.run(tx, &sql, ids, members).await
+        self.run(tx, &sql, ids, members, None).await
     }
 
-    /// Logs one `event_type` event per (group, member) pair, in the order given.
+    /// Logs one `event_type` event per membership, in the order given.
     pub(super) async fn pairs(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         event_type: EventType,
-        pairs: &[(Uuid, Uuid)],
+        memberships: &[Membership],
     ) -> Result<(), sqlx::Error> {
-        if pairs.is_empty() {
+        if memberships.is_empty() {
             return Ok(());
         }
-        let (groups, members): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+        let mut groups = Vec::with_capacity(memberships.len());
+        let mut members = Vec::with_capacity(memberships.len());
+        let mut types = Vec::with_capacity(memberships.len());
+        for (group, member, kind) in memberships {
+            groups.push(*group);
+            members.push(*member);
+            types.push(kind.as_str());
+        }
         let sql = events::insert_select(&format!(
             "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
                         'group_id', x.g, 'member_id', x.m))
-             from unnest($3::uuid[], $5::uuid[]) with ordinality as x(g, m, n)
+             from unnest($3::uuid[], $5::uuid[], $6::text[]) with ordinality as x(g, m, t, n)
              where {} order by x.n",
             event_type.name(),
-            visible("x.g", "x.m"),
+            visible("x.g", "x.m", "x.t"),
         ));
-        self.run(tx, &sql, &groups, &members).await
+        self.run(tx, &sql, &groups, &members, Some(&types)).await
     }
 
-    /// Runs one event-appending statement and fans what it appended out to the webhooks.
+    /// Runs one event-appending statement and fans what it appended out to the webhooks;
+    /// `types`, when given, is `$6`.
     async fn run(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         sql: &str,
         ids: &[Uuid],
         members: &[Uuid],
+        types: Option<&[&str]>,
     ) -> Result<(), sqlx::Error> {
-        let positions: Vec<i64> = sqlx::query_scalar(sql)
+        let mut query = sqlx::query_scalar(sql)
             .bind(self.tenant)
             .bind(self.run_id)
             .bind(ids)
             .bind(self.round)
-            .bind(members)
-            .fetch_all(&mut **tx)
-            .await?;
+            .bind(members);
+        if let Some(types) = types {
+            query = query.bind(types);
+        }
+        let positions: Vec<i64> = query.fetch_all(&mut **tx).await?;
         webhooks::fan_out(tx, &positions).await?;
         Ok(())
     }

@@ -7,8 +7,8 @@
 //! a sync or change the schedule through [`control`]; the console reads the copy and the runs
 //! through [`views`]; scripts page through it with [`feed`]. [`subscriptions`] keeps Graph's
 //! change notifications coming and turns them into rounds. [`scope`] decides which users and
-//! groups the provider sees. Every worker's Graph reads draw on one throttle [`budget`] kept
-//! in Postgres.
+//! groups the provider sees; [`invited_scope`] resolves the groups an invitation named.
+//! Every worker's Graph reads draw on one throttle [`budget`] kept in Postgres.
 
 pub mod budget;
 mod changelog;
@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod delta;
 pub mod feed;
 pub mod guard;
+pub mod invited_scope;
 pub mod nesting;
 pub mod runs;
 pub mod schedule;

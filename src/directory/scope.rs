@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::changelog::Logger;
 use super::credentials::{TenantAccess, TokenSource};
+use super::invited_scope::{self, PendingGroup};
 use super::store::{self, Resource};
 use super::sync::SyncError;
 use crate::audit::{self, Action, Actor};
@@ -99,6 +100,10 @@ pub struct Scope {
     pub users_in_scope: i64,
     /// Groups in scope now.
     pub groups_in_scope: i64,
+    /// Kind `groups` set by an invitation: the groups it named that are not resolved to one
+    /// group of the copy yet. While any is here the scope holds no one; choosing the scope
+    /// ends it.
+    pub pending_groups: Vec<PendingGroup>,
 }
 
 /// Why a scope was not set.
@@ -152,12 +157,14 @@ pub async fn get(db: &PgPool, tenant: Uuid) -> Result<Option<Scope>, sqlx::Error
     )
     .fetch_all(db)
     .await?;
+    let pending_groups = invited_scope::pending(db, tenant).await?;
     Ok(Some(Scope {
         kind: ScopeKind::parse(&row.sync_scope).unwrap_or(ScopeKind::All),
         groups,
         assignments_read_at: row.scope_assignments_read_at,
         users_in_scope: row.users,
         groups_in_scope: row.groups,
+        pending_groups,
     }))
 }
 
@@ -251,6 +258,8 @@ pub async fn set(
     )
     .fetch_all(&mut *tx)
     .await?;
+    // The operator's choice replaces any groups an invitation named.
+    invited_scope::clear(&mut tx, tenant).await?;
     sqlx::query!(
         "insert into sync_scope_principals (tenant_id, source, principal_id, principal_type)
          select $1, 'chosen', g, 'group' from unnest($2::uuid[]) g",
@@ -342,6 +351,7 @@ pub async fn after_round(
         .execute(&mut *tx)
         .await?;
     }
+    invited_scope::resolve(&mut tx, tenant.id).await?;
     let log = Logger {
         tenant: tenant.id,
         run_id: Some(run_id),
@@ -374,6 +384,7 @@ async fn read_assignments(
 ) -> Result<Vec<(Uuid, String)>, SyncError> {
     let app_id = tokens.app_id(tenant).await?;
     let token = tokens.token(tenant).await?;
+    let graph = graph.for_tenant(super::budget::app_of(tenant), tenant.entra_tenant_id);
     let mut link = format!("v1.0/servicePrincipals(appId='{app_id}')/appRoleAssignedTo?$top=999");
     let mut out = Vec::new();
     loop {
@@ -463,6 +474,7 @@ pub(super) async fn apply(
             log.moved(tx, resource, false, ids).await?;
         }
         set_in_scope(tx, log.tenant, &leaving, false).await?;
+        crate::signin::ends::after_copy_changed(tx, log.tenant).await?;
     }
     if !entering.is_empty() {
         set_in_scope(tx, log.tenant, &entering, true).await?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::changelog::{self, Logger};
+use super::changelog::{self, Logger, Membership};
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
 use super::guard;
 use crate::events::EventType;
@@ -656,13 +656,13 @@ pub(super) async fn lock_memberships(
 }
 
 /// Adds and removes memberships; the last word on each (group, member) in the page wins.
-/// Returns the (group, member) pairs added and removed, in order.
+/// Returns the memberships added and removed, in order.
 async fn apply_members(
     tx: &mut Transaction<'_, Postgres>,
     tenant: Uuid,
     round: i64,
     changes: &[(Uuid, MemberChange)],
-) -> Result<(Vec<(Uuid, Uuid)>, Vec<(Uuid, Uuid)>), sqlx::Error> {
+) -> Result<(Vec<Membership>, Vec<Membership>), sqlx::Error> {
     let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
     for (group, m) in changes {
         last.insert((*group, m.id), m);
@@ -687,8 +687,9 @@ async fn apply_members(
                 select $1, g, m, t, $5 from unnest($2::uuid[], $3::uuid[], $4::text[]) as x(g, m, t)
                 on conflict (tenant_id, group_id, member_id)
                 do update set seen_round = excluded.seen_round, member_type = excluded.member_type
-                returning group_id, member_id, (xmax = 0) as inserted
-             ) select group_id, member_id from ins where inserted order by group_id, member_id",
+                returning group_id, member_id, member_type, (xmax = 0) as inserted
+             ) select group_id, member_id, member_type from ins where inserted
+               order by group_id, member_id",
         )
         .bind(tenant)
         .bind(&add_g)
@@ -702,7 +703,7 @@ async fn apply_members(
         left = sqlx::query_as(
             "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
              where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m
-             returning d.group_id, d.member_id",
+             returning d.group_id, d.member_id, d.member_type",
         )
         .bind(tenant)
         .bind(&del_g)

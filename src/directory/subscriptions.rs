@@ -190,7 +190,7 @@ impl Keeper {
             return Ok((0, 0));
         };
         let token = self.syncer.tokens().token(&access).await?;
-        let graph = self.syncer.graph();
+        let graph = self.syncer.graph_for(&access);
         let live: BTreeSet<String> = graph
             .subscriptions(&token)
             .await?

@@ -194,6 +194,13 @@ impl Syncer {
         &self.graph
     }
 
+    /// The Graph client for calls to `tenant` outside its delta rounds, each counted against
+    /// its throttle budget.
+    pub fn graph_for(&self, tenant: &TenantAccess) -> GraphClient {
+        self.graph
+            .for_tenant(budget::app_of(tenant), tenant.entra_tenant_id)
+    }
+
     /// Where tokens come from.
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
@@ -327,13 +334,12 @@ impl Syncer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let app = tenant
-                .customer_client_id
-                .as_deref()
-                .unwrap_or(budget::PROVIDER_APP);
-            let take = self
-                .budget
-                .take(app, tenant.id, tenant.entra_tenant_id, budget::cost(link));
+            let take = self.budget.take(
+                budget::app_of(tenant),
+                tenant.id,
+                tenant.entra_tenant_id,
+                budget::cost(link),
+            );
             tokio::select! {
                 taken = take => { taken?; }
                 () = stop.cancelled() => return Err(SyncError::Stopped),

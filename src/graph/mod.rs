@@ -1,6 +1,8 @@
 //! Microsoft Graph client: typed reads used by onboarding (`/organization`, a users probe) and a
 //! paging primitive for the replication engine. Access tokens are opaque bearer strings here.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::{fmt, time::Duration};
 
@@ -185,12 +187,36 @@ impl ErrorDetail {
     }
 }
 
+/// Counts Graph calls against the throttle budget every process shares (kept above this
+/// module, in the directory's): told of each call a client made [`GraphClient::for_tenant`]
+/// sends at normal priority. It must not make the call wait: a person waits for it, and Graph
+/// throttles such calls last.
+pub trait Meter: Send + Sync {
+    /// Counts a call to `url` by `app` (its name in the budget) in Entra tenant `tenant`.
+    fn count<'a>(
+        &'a self,
+        app: &'a str,
+        tenant: uuid::Uuid,
+        url: &'a Url,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// Whose budget a client's calls draw on. Graph's tokens are opaque to clients, so the caller
+/// says which app and tenant it calls as.
+#[derive(Clone)]
+struct Charge {
+    app: Arc<str>,
+    tenant: uuid::Uuid,
+}
+
 /// A Microsoft Graph client. Cheap to clone.
 #[derive(Clone)]
 pub struct GraphClient {
     // Behind an `Arc`: the portal's state, which holds this client, is cloned per request.
     base: Arc<Url>,
     http: reqwest::Client,
+    meter: Option<Arc<dyn Meter>>,
+    charge: Option<Charge>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -212,6 +238,31 @@ impl GraphClient {
         Self {
             base: Arc::new(base),
             http,
+            meter: None,
+            charge: None,
+        }
+    }
+
+    /// The same client, counting with `meter` each call that a client made
+    /// [`Self::for_tenant`] sends at normal priority. Reads sent with
+    /// `x-ms-throttle-priority: low` are background work whose callers take from the budget
+    /// themselves (and may wait).
+    pub fn with_meter(self, meter: Arc<dyn Meter>) -> Self {
+        Self {
+            meter: Some(meter),
+            ..self
+        }
+    }
+
+    /// This client for calls by `app` (its name in the throttle budget) in Entra tenant
+    /// `tenant`: each counts against their budget.
+    pub fn for_tenant(&self, app: &str, tenant: uuid::Uuid) -> Self {
+        Self {
+            charge: Some(Charge {
+                app: app.into(),
+                tenant,
+            }),
+            ..self.clone()
         }
     }
 
@@ -352,12 +403,19 @@ impl GraphClient {
         access_token: &Secret,
     ) -> Result<Vec<u8>, GraphError> {
         let transport = |e: reqwest::Error| GraphError::Transport(e.without_url().to_string());
-        let resp = request
+        let request = request
             .bearer_auth(access_token.expose())
             .header(header::ACCEPT, "application/json")
-            .send()
-            .await
+            .build()
             .map_err(transport)?;
+        let background = request
+            .headers()
+            .get("x-ms-throttle-priority")
+            .is_some_and(|p| p == "low");
+        if let (Some(meter), Some(charge), false) = (&self.meter, &self.charge, background) {
+            meter.count(&charge.app, charge.tenant, request.url()).await;
+        }
+        let resp = self.http.execute(request).await.map_err(transport)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.bytes().await.map_err(transport)?.to_vec());

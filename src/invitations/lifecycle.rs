@@ -108,9 +108,9 @@ pub async fn create(
     let customer_id = customers::find_or_create(&mut tx, &new.customer, actor).await?;
     let id = sqlx::query_scalar!(
         r#"insert into invitations (customer_id, admin_email, consent_mode, tenant_domain, token_sha256, expires_at,
-                                    created_by, permission_profile_id)
+                                    created_by, permission_profile_id, sync_scope, scope_groups)
            values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7,
-                   coalesce($8, (select id from permission_profiles where is_default)))
+                   coalesce($8, (select id from permission_profiles where is_default)), $9, $10)
            returning id as "id: InvitationId""#,
         customer_id as CustomerId,
         new.admin_email.as_str() as &str,
@@ -120,6 +120,8 @@ pub async fn create(
         new.valid_for.as_secs_f64(),
         created_by,
         new.profile as Option<ProfileId>,
+        new.scope.as_ref().map(|s| s.as_str()),
+        new.scope.as_ref().map_or(&[][..], |s| s.groups()),
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -128,6 +130,8 @@ pub async fn create(
         "email": new.admin_email.as_str(),
         "mode": new.mode.as_str(),
         "tenant_domain": new.tenant_domain.as_ref().map(DomainName::as_str),
+        "sync_scope": new.scope.as_ref().map(|s| s.as_str()),
+        "scope_groups": new.scope.as_ref().map(|s| s.groups()),
     });
     audit::record(
         &mut *tx,

@@ -4,6 +4,7 @@ mod lifecycle;
 mod listing;
 pub mod mail;
 pub mod reconsent;
+pub mod scope;
 pub mod token;
 mod types;
 
@@ -13,6 +14,7 @@ pub use lifecycle::{
     record_setback, resend, revoke, touch,
 };
 pub use listing::{Filter, list, page_after};
+pub use scope::InvitedScope;
 pub use token::InvitationToken;
 pub use types::{
     Invitation, InvitationError, InvitationStatus, NewInvitation, Setback, parse_validity,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::scope::InvitedScope;
 use crate::customers::{CustomerError, CustomerName};
 use crate::types::{
     ConsentMode, CustomerId, DomainName, EmailAddress, Invalid, InvitationId, ProfileId,
@@ -110,12 +111,24 @@ pub struct Invitation {
     pub tenant_id: Option<TenantRecordId>,
     /// The permission profile it asks for.
     pub permission_profile_id: ProfileId,
+    /// The sync scope it sets for the tenant (`groups` or `app_assignments`), if any: see
+    /// [`Invitation::scope`].
+    pub sync_scope: Option<String>,
+    /// The groups of a `groups` scope, as the operator named them.
+    pub scope_groups: Vec<String>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When anything last happened to it.
     #[serde(with = "time::serde::rfc3339")]
     pub last_activity_at: OffsetDateTime,
+}
+
+impl Invitation {
+    /// The sync scope it sets for the tenant it connects, if any.
+    pub fn scope(&self) -> Option<InvitedScope> {
+        InvitedScope::stored(self.sync_scope.as_deref(), &self.scope_groups)
+    }
 }
 
 /// A checked query reading [`Invitation`] rows from `invitation_view` (whose columns Postgres
@@ -136,6 +149,7 @@ macro_rules! select_invitations {
                       conflict_tenant_id as "conflict_tenant_id: crate::types::TenantRecordId",
                       tenant_id as "tenant_id: crate::types::TenantRecordId",
                       permission_profile_id as "permission_profile_id!: crate::types::ProfileId",
+                      sync_scope, scope_groups as "scope_groups!",
                       created_at as "created_at!", last_activity_at as "last_activity_at!"
                from invitation_view "# + $tail $(+ $more)*
             $(, $arg)*
@@ -222,6 +236,9 @@ pub struct NewInvitation {
     pub valid_for: Duration,
     /// The permission profile asked for; `None` is the default profile.
     pub profile: Option<ProfileId>,
+    /// The sync scope it sets for the tenant; `None`: everyone for a new tenant, its own for
+    /// one already connected.
+    pub scope: Option<InvitedScope>,
 }
 
 impl NewInvitation {
@@ -243,6 +260,7 @@ impl NewInvitation {
                 .transpose()?,
             valid_for: parse_validity(valid_for.filter(|v| !v.trim().is_empty()).unwrap_or("7d"))?,
             profile: None,
+            scope: None,
         })
     }
 }

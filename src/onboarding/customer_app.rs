@@ -58,6 +58,8 @@ pub async fn verify_customer_app(
         .app_token(&creds.tenant, Some((&client_id, &creds.secret)))
         .await
         .map_err(AppRefusal::Token)?;
+    // The customer's own app: its own budget in its tenant.
+    let graph = graph.for_tenant(&client_id, creds.tenant.as_uuid());
     let refused = |read| move |error| AppRefusal::Graph { read, error };
     graph
         .probe_users(&token)

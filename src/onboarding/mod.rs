@@ -8,6 +8,7 @@ mod customer_app;
 
 pub use customer_app::{AppCredentials, AppRefusal, GraphRead, verify_customer_app};
 
+use crate::directory::budget::PROVIDER_APP;
 use crate::graph::{GraphClient, GraphError, Organization};
 use crate::identity::{EntraClient, GLOBAL_ADMIN_ROLE, IdentityError, RoleClaim, SignedInAdmin};
 use crate::tenants::Consent;
@@ -122,6 +123,7 @@ pub async fn verify_delegated(
 ) -> Result<Consent, Refused> {
     let grant = redeem(entra, redemption).await?;
     let identity = grant.identity;
+    let graph = &graph.for_tenant(PROVIDER_APP, identity.tenant_id.as_uuid());
     require_global_admin(graph, &identity, &grant.access_token, None)
         .await
         .map_err(|r| r.after(&identity))?;
@@ -174,6 +176,7 @@ pub async fn confirm_admin_consent(
     granted_scopes: Vec<String>,
 ) -> Result<Consent, Refused> {
     let tenant = &admin.tenant_id;
+    let graph = &graph.for_tenant(PROVIDER_APP, tenant.as_uuid());
     let confirmed = async {
         let token = entra.app_token(tenant, None).await.inspect_err(|e| {
             tracing::info!(error = ?e, "consent could not be confirmed with a client-credentials token")

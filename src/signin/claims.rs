@@ -41,7 +41,8 @@ pub enum Standing {
     Present(DirectoryUser),
     /// Not in the copy, but the first full round of the tenant's users has not finished: the
     /// copy cannot know yet. Admitted on Microsoft's word (it just signed them in, which it
-    /// does only for enabled accounts), with the ID token's name and no groups or roles.
+    /// does only for enabled accounts), with the ID token's name and no groups or roles; only
+    /// where the tenant's sync scope is everyone.
     NotYetCopied,
     /// Not in the copy, whose users are complete: not a member of the directory (anymore).
     Unknown,
@@ -49,6 +50,10 @@ pub enum Standing {
     Disabled,
     /// In Entra ID's recycle bin.
     Deleted,
+    /// Outside the tenant's sync scope (or, in a scoped tenant, not copied yet, so not known to
+    /// be in it): the provider serves only the people the scope holds, as Entra ID refuses a
+    /// user not assigned to an app that requires assignment (AADSTS50105).
+    OutOfScope,
 }
 
 /// Where user `object_id` of tenant `tenant_id` (Gangway's id) stands.
@@ -59,7 +64,7 @@ pub async fn standing(
 ) -> Result<Standing, SigninError> {
     let row = sqlx::query!(
         "select user_principal_name, display_name, given_name, surname, mail, account_enabled,
-                soft_deleted_at
+                soft_deleted_at, in_scope
          from directory_users where tenant_id = $1 and object_id = $2",
         tenant_id,
         object_id
@@ -67,18 +72,19 @@ pub async fn standing(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else {
-        let copied = sqlx::query_scalar!(
+        let tenant = sqlx::query!(
             r#"select exists (select 1 from sync_state
                               where tenant_id = $1 and resource = 'users'
-                                and last_round_at is not null) as "copied!""#,
+                                and last_round_at is not null) as "copied!",
+                      coalesce((select sync_scope = 'all' from tenants where id = $1), true) as "everyone!""#,
             tenant_id
         )
         .fetch_one(db)
         .await?;
-        return Ok(if copied {
-            Standing::Unknown
-        } else {
-            Standing::NotYetCopied
+        return Ok(match (tenant.copied, tenant.everyone) {
+            (true, _) => Standing::Unknown,
+            (false, true) => Standing::NotYetCopied,
+            (false, false) => Standing::OutOfScope,
         });
     };
     if row.soft_deleted_at.is_some() {
@@ -86,6 +92,9 @@ pub async fn standing(
     }
     if row.account_enabled == Some(false) {
         return Ok(Standing::Disabled);
+    }
+    if !row.in_scope {
+        return Ok(Standing::OutOfScope);
     }
     Ok(Standing::Present(DirectoryUser {
         user_principal_name: row.user_principal_name,

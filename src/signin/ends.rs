@@ -1,5 +1,5 @@
-//! Sessions that end without their user's logout: the copy learned that the user was disabled
-//! or deleted, or the tenant was offboarded (or turned off). Each ends the user's (tenant's)
+//! Sessions that end without their user's logout: the copy learned that the user was disabled,
+//! deleted or left the tenant's sync scope, or the tenant was offboarded (or turned off). Each ends the user's (tenant's)
 //! sessions, revokes every grant made through them and queues the back-channel logouts, like a
 //! logout does ([`sessions::end_all`]). The directory store calls [`after_copy_changed`] in the
 //! transaction of each page it applies, offboarding calls [`for_tenant`], and [`sweep`] (run
@@ -12,12 +12,12 @@ use super::SigninError;
 use super::sessions;
 
 /// Why sessions of a user the copy no longer admits end.
-const USER_GONE: &str = "the user was disabled or deleted in the directory";
+const USER_GONE: &str = "the user was disabled or deleted in the directory, or left its sync scope";
 /// Why sessions of an offboarded or disabled tenant end.
 const TENANT_GONE: &str = "the tenant was offboarded or disabled";
 
 /// Ends, in `tx`, the sessions of tenant `tenant_id` (Gangway's id) whose user the copy now
-/// knows as disabled or deleted, or no longer has once its users were copied in full (while
+/// knows as disabled, deleted or outside the sync scope, or no longer has once its users were copied in full (while
 /// the first copy is running an absent user may simply not be copied yet). Returns how many
 /// ended.
 pub async fn after_copy_changed(
@@ -28,7 +28,7 @@ pub async fn after_copy_changed(
         r#"select s.id from signin_sessions s
              left join directory_users u on u.tenant_id = s.tenant_id and u.object_id = s.object_id
            where s.tenant_id = $1 and s.ended_at is null
-             and (u.account_enabled = false or u.soft_deleted_at is not null
+             and (u.account_enabled = false or u.soft_deleted_at is not null or not u.in_scope
                   or (u.object_id is null and exists (
                         select 1 from sync_state st where st.tenant_id = $1
                           and st.resource = 'users' and st.last_round_at is not null)))"#,

@@ -304,8 +304,13 @@ pub async fn refresh(db: &PgPool, app: &Application, token: &str) -> Result<Issu
     };
     match standing {
         Standing::Present(_) | Standing::NotYetCopied => {}
-        Standing::Disabled | Standing::Deleted | Standing::Unknown => {
-            revoke_grant(&mut tx, row.grant_id, "the user is disabled or gone").await?;
+        Standing::Disabled | Standing::Deleted | Standing::Unknown | Standing::OutOfScope => {
+            revoke_grant(
+                &mut tx,
+                row.grant_id,
+                "the user is disabled, gone or out of scope",
+            )
+            .await?;
             tx.commit().await?;
             return Err(TokenError::InvalidGrant("the user may no longer sign in"));
         }

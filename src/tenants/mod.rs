@@ -247,6 +247,15 @@ pub async fn record_consent(
     )
     .fetch_one(&mut *tx)
     .await?;
+    // The scope the invitation chose; a re-consent chooses none and keeps the tenant's.
+    invitations::scope::apply_at_consent(
+        &mut tx,
+        invitation_id.into(),
+        tenant_id,
+        invitation.scope().as_ref(),
+        actor,
+    )
+    .await?;
     sqlx::query!(
         "update invitations set status = 'consented', tenant_id = $2, last_error = null,
                 customer_notice = null, conflict_tenant_id = null, last_activity_at = now()
@@ -452,7 +461,8 @@ pub async fn offboard(db: &PgPool, id: Uuid, actor: &Actor) -> Result<Tenant, Of
     Ok(tenant)
 }
 
-/// Deletes the tenant's directory copy and sync state; returns the users and groups deleted.
+/// Deletes the tenant's directory copy, sync state and sync scope; returns the users and groups
+/// deleted.
 async fn erase_directory(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     id: Uuid,
@@ -477,6 +487,20 @@ async fn erase_directory(
     sqlx::query!("delete from held_deletions where tenant_id = $1", id)
         .execute(&mut **tx)
         .await?;
+    // The sync scope names objects of the erased copy: a tenant invited again starts from
+    // everyone, as a new one does, with nothing of the old scope left behind.
+    sqlx::query!("delete from sync_scope_principals where tenant_id = $1", id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query!("delete from sync_scope_names where tenant_id = $1", id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query!(
+        "update tenants set sync_scope = 'all', scope_assignments_read_at = null where id = $1",
+        id
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok((users + groups) as i64)
 }
 

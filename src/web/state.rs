@@ -75,9 +75,12 @@ impl AppState {
             http.clone(),
             SETTINGS_TTL,
         );
-        let graph = GraphClient::new(cfg.graph_url.clone(), http);
+        let budget = Budget::new(db.clone(), cfg.sync.graph_budget_scale);
+        // Every call to a customer's tenant counts against the budget the workers share.
+        let graph =
+            GraphClient::new(cfg.graph_url.clone(), http).with_meter(Arc::new(budget.clone()));
         Ok(Self {
-            budget: Budget::new(db.clone(), cfg.sync.graph_budget_scale),
+            budget,
             db,
             settings,
             graph,

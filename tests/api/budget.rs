@@ -128,3 +128,53 @@ async fn without_the_shared_budget_the_same_load_meets_429s_and_still_copies_eve
     let counts = sync_all_in_two_processes(&app, &tenants, "0").await;
     assert!(counts["throttled"].as_u64().unwrap() > 0, "{counts}");
 }
+
+#[tokio::test]
+async fn the_wizards_graph_calls_count_against_the_budget_at_normal_priority_without_waiting() {
+    use crate::helpers::Decision;
+    use crate::wizard::Customer;
+    use std::time::Instant;
+
+    let app = TestApp::spawn().await;
+    let tenant = app.customer(0).clone();
+    // The tenant's budget is spent far below empty, and refills only in an hour: a background
+    // read would wait. The admin in the wizard does not.
+    let bucket = format!("app:provider:tenant:{}", tenant.id);
+    sqlx::query(
+        "insert into graph_budgets (bucket, level, refilled_at)
+         values ($1, -1000000, now() + interval '1 hour')",
+    )
+    .bind(&bucket)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let before = emulator(&app, reqwest::Method::GET, "/_emulator/throttle", None).await;
+    let issued = app
+        .invite("delegated", &tenant.admin.username, Some(&tenant.domain))
+        .await;
+    let customer = Customer::open(&app, &issued.link).await;
+    let started = Instant::now();
+    let (_, response) = customer
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("is connected"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wizard did not wait for the budget: {:?}",
+        started.elapsed()
+    );
+    // Counted: the bucket was charged (and refilled up to now) by the wizard's reads.
+    let (level, charged): (f64, bool) =
+        sqlx::query_as("select level, refilled_at <= now() from graph_budgets where bucket = $1")
+            .bind(&bucket)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(charged && level < -999_000.0, "{level} {charged}");
+    let after = emulator(&app, reqwest::Method::GET, "/_emulator/throttle", None).await;
+    assert_eq!(
+        after["counts"]["low_priority"], before["counts"]["low_priority"],
+        "sent at normal priority: {after}"
+    );
+}

@@ -19,6 +19,7 @@ mod guard;
 mod harness;
 mod headers;
 mod helpers;
+mod invitation_scope;
 mod jobs;
 mod json_api;
 mod limits;

@@ -454,3 +454,120 @@ async fn the_console_sets_the_scope_from_the_tenant_page() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scope["kind"], "groups", "the refused form changed nothing");
 }
+
+#[tokio::test]
+async fn offboarding_erases_the_scope_with_the_copy() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let ada = user(&app, &tid, "ada").await;
+    let sales = group(&app, &tid, "Sales", &[ada]).await;
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "scope-read", "read").await;
+    let write = token(&app, "scope-write", "write").await;
+    let (status, _) = put_scope(
+        &app,
+        &write,
+        tenant,
+        json!({"kind": "groups", "groups": [sales]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let at = format!("/api/v1/tenants/{tenant}");
+    let (status, _, _) = call(
+        &app,
+        Method::POST,
+        &format!("{at}/offboard"),
+        Some(&write),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Nothing of the old scope is left: a tenant invited again starts from everyone.
+    let (status, _, scope) =
+        call(&app, Method::GET, &format!("{at}/scope"), Some(&read), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scope["kind"], "all", "{scope}");
+    assert_eq!(scope["groups"], json!([]), "{scope}");
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from sync_scope_principals where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn a_member_entering_the_scope_with_a_membership_already_seen_is_added_once() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let ada = user(&app, &tid, "ada").await;
+    let sales = group(&app, &tid, "Sales", &[ada]).await;
+    let first = work(&app).await;
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
+    app.sign_in(Role::Admin).await;
+    let read = token(&app, "scope-read", "read").await;
+    let write = token(&app, "scope-write", "write").await;
+    let (status, _) = put_scope(
+        &app,
+        &write,
+        tenant,
+        json!({"kind": "groups", "groups": [sales]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Eve joins Sales as a new user; the users chain lags, so the groups chain reads her
+    // membership before the copy holds her.
+    let eve = user(&app, &tid, "eve").await;
+    emulator(
+        &app,
+        Method::POST,
+        &format!("/_emulator/tenants/{tid}/groups/{sales}/members"),
+        Some(json!({"id": eve})),
+    )
+    .await;
+    emulator(
+        &app,
+        Method::POST,
+        "/_emulator/faults",
+        Some(json!({"latency_ms": 1500, "path_prefix": "/v1.0/users"})),
+    )
+    .await;
+    sync(&app, tenant).await;
+
+    assert_eq!(
+        listed(
+            &app,
+            &read,
+            &format!("/api/v1/tenants/{tenant}/users"),
+            "object_id"
+        )
+        .await,
+        sorted(vec![ada, eve])
+    );
+    let created = events_about(&app, &read, tenant, "directory.user.created", eve, 1).await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    let (status, _, page) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/events?tenant={tenant}&types=directory.membership.added&limit=500"),
+        Some(&read),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let added: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["member_id"] == json!(eve))
+        .collect();
+    assert_eq!(added.len(), 1, "Eve joined Sales once: {added:?}");
+    assert_eq!(added[0]["data"]["group_id"], json!(sales));
+}

@@ -1,6 +1,7 @@
 //! Sign-in refusals of the customer's side, driven through HTTP as a browser meets them: an
 //! organization whose connection needs a new consent, that withdrew its consent at Microsoft,
-//! or that the application does not admit; a user deleted in the copy; a Microsoft answer for
+//! or that the application does not admit; a user deleted in the copy or outside the tenant's
+//! sync scope; a Microsoft answer for
 //! another tenant than the one Gangway routed to; a user the first copy has not reached yet
 //! (admitted on Microsoft's word, without groups). And the token endpoint's guards: refused
 //! requests slowed down per address, browsers' calls allowed only from single-page
@@ -164,6 +165,40 @@ async fn a_user_deleted_in_the_copy_is_refused_even_when_microsoft_signs_them_in
     let response = sign_in_through(&case, &browser, &hinted(&case), &case.member).await;
     assert_page(response, StatusCode::FORBIDDEN, "was deleted").await;
     assert_eq!(refusals(&case, "deleted in the directory").await, 1);
+}
+
+#[tokio::test]
+async fn a_user_outside_the_tenants_sync_scope_is_refused_as_entra_refuses_an_unassigned_one() {
+    let case = Case::new(AppKind::Web).await;
+    let made = sync::emulator(
+        &case.app,
+        reqwest::Method::POST,
+        &format!("/_emulator/tenants/{}/groups", case.entra_tenant_id),
+        Some(json!({"displayName": "Sales", "members": []})),
+    )
+    .await;
+    let sales: uuid::Uuid = made["id"].as_str().unwrap().parse().unwrap();
+    sync::sync_now(&case.app, case.tenant_id).await;
+    sync::work(&case.app).await;
+    // The provider serves only Sales, which the member is not in.
+    gangway::directory::scope::set(
+        &case.app.db,
+        case.tenant_id,
+        gangway::directory::scope::ScopeKind::Groups,
+        &[sales],
+        &Actor::Cli,
+    )
+    .await
+    .unwrap();
+    let browser = case.app.new_browser();
+    let response = sign_in_through(&case, &browser, &hinted(&case), &case.member).await;
+    assert_page(
+        response,
+        StatusCode::FORBIDDEN,
+        "your account is not among them",
+    )
+    .await;
+    assert_eq!(refusals(&case, "outside the tenant's sync scope").await, 1);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use super::problem::{
 };
 use super::{Page, cursor_uuid, idempotency, limit, rfc3339};
 use crate::invitations::{
-    self, Invitation, InvitationError, InvitationStatus, Issued, NewInvitation,
+    self, Invitation, InvitationError, InvitationStatus, InvitedScope, Issued, NewInvitation,
 };
 use crate::settings::profiles;
 use crate::types::InvitationId;
@@ -46,15 +46,47 @@ pub struct InvitationOut {
     pub permission_profile_id: Uuid,
     /// The tenant it connected, once consented.
     pub tenant_id: Option<Uuid>,
+    /// The sync scope it sets for that tenant; null: everyone for a new tenant, a tenant
+    /// already connected keeps its own.
+    pub scope: Option<InvitationScope>,
     /// When the link stops working.
     pub expires_at: String,
     /// When it was created.
     pub created_at: String,
 }
 
+/// The sync scope an invitation sets for the tenant it connects; its admin reads it before
+/// consenting.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvitationScope {
+    /// `all` (sets nothing: everyone for a new tenant, a tenant already connected keeps its
+    /// scope), `groups` (the members of the groups below, at any depth) or `app_assignments`
+    /// (the users and groups assigned to the provider's enterprise app in the tenant).
+    #[schema(example = "groups")]
+    pub kind: String,
+    /// Kind `groups`: 1 to 50 groups, each by exact display name or object id (at most 256
+    /// characters). They resolve to groups of the tenant's copy after its first full sync; one
+    /// that matches no group, or several, leaves the scope holding no one until an operator
+    /// chooses the groups on the tenant.
+    #[serde(default)]
+    #[schema(example = json!(["Sales", "Support"]))]
+    pub groups: Vec<String>,
+}
+
+impl From<InvitedScope> for InvitationScope {
+    fn from(s: InvitedScope) -> Self {
+        Self {
+            kind: s.as_str().into(),
+            groups: s.groups().to_vec(),
+        }
+    }
+}
+
 impl From<Invitation> for InvitationOut {
     fn from(i: Invitation) -> Self {
+        let scope = i.scope().map(InvitationScope::from);
         Self {
+            scope,
             id: i.id.into(),
             customer_id: i.customer_id.into(),
             customer_name: i.customer_name,
@@ -111,6 +143,8 @@ pub struct NewInvitationIn {
     /// A permission profile's id; the default profile unless given.
     #[schema(example = "00000000-0000-4000-8000-000000000001")]
     pub profile_id: Option<Uuid>,
+    /// The sync scope for the tenant it connects; everyone unless given.
+    pub scope: Option<InvitationScope>,
 }
 
 /// Filters and paging for invitations.
@@ -194,6 +228,10 @@ async fn issue(
             ApiError::Unprocessable("profile_id names no permission profile".into())
         })?;
         new.profile = Some(id.into());
+    }
+    if let Some(scope) = &body.scope {
+        new.scope = InvitedScope::parse(&scope.kind, &scope.groups)
+            .map_err(|e| ApiError::Unprocessable(format!("scope: {e}")))?;
     }
     let live = state
         .live()

@@ -579,15 +579,23 @@ pub(super) async fn callback(
         Standing::Present(_) | Standing::NotYetCopied => None,
         Standing::Disabled => Some((
             "the user is disabled in the directory",
-            "Your account is disabled in your organization's directory.",
+            "Your account is disabled in your organization's directory.".to_owned(),
         )),
         Standing::Deleted => Some((
             "the user is deleted in the directory",
-            "Your account was deleted from your organization's directory.",
+            "Your account was deleted from your organization's directory.".to_owned(),
         )),
         Standing::Unknown => Some((
             "the user is not in the directory copy",
-            "Your account is not (or no longer) in your organization's directory as Gangway knows it.",
+            "Your account is not (or no longer) in your organization's directory as Gangway knows it.".to_owned(),
+        )),
+        // As Entra ID words AADSTS50105 for an app that requires assignment.
+        Standing::OutOfScope => Some((
+            "the user is outside the tenant's sync scope",
+            format!(
+                "{} has given {} only to some of its people, and your account is not among them.",
+                tenant.display_name, live.settings.branding.name
+            ),
         )),
     };
     if let Some((reason, text)) = refused_user {

@@ -97,6 +97,8 @@ pub struct ReviewPage {
     pub tenant_domain: Option<String>,
     /// Why the customer is asked again, for a re-consent (completes "… stopped working: ").
     pub why_again: Option<String>,
+    /// Who of the directory the provider will copy, when the invitation narrows it.
+    pub scope: Option<String>,
     pub expires: String,
     /// The same instant for `<time datetime>`, which the page shows in the viewer's zone.
     pub expires_iso: String,

@@ -118,6 +118,9 @@ pub fn review_page(
         },
         tenant_domain: invitation.tenant_domain.clone(),
         why_again,
+        scope: invitation
+            .scope()
+            .map(|s| s.told_to_customer(&provider.name)),
         expires: format::datetime(invitation.expires_at),
         expires_iso: format::iso(invitation.expires_at),
         last_error: invitation.customer_notice.clone(),

@@ -16,7 +16,8 @@ use tower_sessions::Session;
 use super::{Choice, link};
 use crate::audit::Actor;
 use crate::customers::{self, CustomerName};
-use crate::invitations::{self, NewInvitation};
+use crate::directory::scope::ScopeKind;
+use crate::invitations::{self, InvitedScope, NewInvitation};
 use crate::settings::profiles;
 use crate::types::ConsentMode;
 use crate::types::{DomainName, EmailAddress, ProfileId};
@@ -42,6 +43,18 @@ struct NewForm {
     valid_for: String,
     /// The permission profile's id; empty: the default profile.
     profile: String,
+    /// The sync scope's kind; empty: everyone.
+    scope: String,
+    /// Its groups, one per line.
+    scope_groups: String,
+}
+
+impl NewForm {
+    /// The sync scope the form sets, or the message for its field.
+    fn scope(&self) -> std::result::Result<Option<InvitedScope>, String> {
+        let groups: Vec<String> = self.scope_groups.lines().map(str::to_owned).collect();
+        InvitedScope::parse(&self.scope, &groups)
+    }
 }
 
 /// One message per field, shown next to it, in the form's order.
@@ -53,6 +66,7 @@ struct FieldErrors {
     tenant_domain: Option<String>,
     valid_for: Option<String>,
     profile: Option<String>,
+    scope: Option<String>,
 }
 
 impl FormErrors for FieldErrors {
@@ -64,6 +78,7 @@ impl FormErrors for FieldErrors {
             ("tenant_domain", &self.tenant_domain),
             ("valid_for", &self.valid_for),
             ("profile", &self.profile),
+            ("scope_groups", &self.scope),
         ]
         .into()
     }
@@ -74,6 +89,29 @@ struct ProfileChoice {
     value: String,
     label: String,
     selected: bool,
+}
+
+/// A sync scope in the form's list: (value, label, what it means, checked).
+struct ScopeChoice {
+    value: &'static str,
+    label: &'static str,
+    explain: &'static str,
+    checked: bool,
+}
+
+/// What each scope an invitation may set means, for the operator.
+fn scope_explanation(kind: ScopeKind) -> &'static str {
+    match kind {
+        ScopeKind::All => {
+            "Every user and group of the tenant (a tenant already connected keeps its scope)."
+        }
+        ScopeKind::Groups => {
+            "The members of the groups named below, at any depth. They resolve after the first sync; a name that matches no group, or several, copies no one until you choose the groups on the tenant."
+        }
+        ScopeKind::AppAssignments => {
+            "The users and groups the customer's admin assigns to your enterprise app; needs Application.Read.All in the permission profile."
+        }
+    }
 }
 
 struct ModeChoice {
@@ -116,6 +154,7 @@ struct NewPage {
     form: NewForm,
     errors: FieldErrors,
     modes: Vec<ModeChoice>,
+    scopes: Vec<ScopeChoice>,
     validities: Vec<Choice>,
     /// The permission profiles to pick from (the default first).
     profiles: Vec<ProfileChoice>,
@@ -141,6 +180,16 @@ impl NewPage {
                 label: m.label(),
                 explain: mode_explanation(m),
                 checked: Some(m) == chosen_mode,
+            })
+            .collect();
+        let chosen_scope = ScopeKind::parse(form.scope.trim()).unwrap_or(ScopeKind::All);
+        let scopes = ScopeKind::ALL
+            .into_iter()
+            .map(|k| ScopeChoice {
+                value: k.as_str(),
+                label: k.label(),
+                explain: scope_explanation(k),
+                checked: k == chosen_scope,
             })
             .collect();
         let validity = if form.valid_for.is_empty() {
@@ -175,6 +224,7 @@ impl NewPage {
             form,
             errors,
             modes,
+            scopes,
             validities,
             profiles,
             customers: customers::names(&state.db, CUSTOMER_CHOICES).await?,
@@ -272,6 +322,7 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, Box<FieldError
             .map(|_| "Choose how long the link works, between 1 hour and 30 days.".into()),
         // Checked against the stored profiles by the handler.
         profile: None,
+        scope: form.scope().err(),
     };
     if errors.any() {
         return Err(Box::new(errors));
@@ -283,6 +334,10 @@ fn validate(form: &NewForm) -> std::result::Result<NewInvitation, Box<FieldError
         Some(&form.tenant_domain),
         Some(&form.valid_for),
     )
+    .map(|new| NewInvitation {
+        scope: form.scope().ok().flatten(),
+        ..new
+    })
     // Every field passed on its own, so the whole passes too; should the rules ever drift
     // apart, the message still lands on the form.
     .map_err(|e| {
@@ -338,6 +393,8 @@ mod tests {
             tenant_domain: domain.into(),
             valid_for: validity.into(),
             profile: String::new(),
+            scope: String::new(),
+            scope_groups: String::new(),
         }
     }
 
