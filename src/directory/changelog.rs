@@ -11,6 +11,15 @@ use super::store::Resource;
 use crate::events::{self, EventType};
 use crate::webhooks;
 
+/// A user as the directory API shows it (`DirectoryUser`'s fields and serde's time format),
+/// from `directory_users d`; a webhook test compares the two.
+const USER_JSON: &str = "jsonb_build_object(
+    'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
+    'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
+    'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
+    'job_title', d.job_title, 'department', d.department, 'account_enabled', d.account_enabled,
+    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at), 'last_seen_at', rfc3339_utc(d.last_seen_at),
+    'updated_at', rfc3339_utc(d.updated_at))";
 /// A group as the directory API shows it (without its member count), from `directory_groups d`.
 const GROUP_JSON: &str = "jsonb_build_object(
     'object_id', d.object_id, 'display_name', d.display_name, 'description', d.description,
@@ -102,8 +111,8 @@ impl Logger {
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
         let object = match resource {
-            Resource::Users => format!("jsonb_build_object({})", super::feed::user_fields("d")),
-            Resource::Groups => GROUP_JSON.to_owned(),
+            Resource::Users => USER_JSON,
+            Resource::Groups => GROUP_JSON,
         };
         let sql = events::insert_select(&format!(
             "select {event_type}, jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint))

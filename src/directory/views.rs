@@ -392,6 +392,12 @@ pub struct DirectoryUser {
     pub updated_at: OffsetDateTime,
 }
 
+/// [`DirectoryUser`]'s columns, for the dynamic feed (the checked queries name them).
+pub(super) const USER_COLUMNS: &str =
+    "object_id, user_principal_name, display_name, given_name, surname, mail, business_phones,
+    mobile_phone, job_title, department, account_enabled, soft_deleted_at, last_seen_at,
+    updated_at";
+
 /// A checked query over a tenant's `directory_users` (`$1`) narrowed by a search (`$2` a
 /// `contains_pattern`, `$3` an object id) and a [`UserState`] (`$4`), given as `query!(head
 /// tokens)` then `$tail` and the arguments: the page and its count share this one condition.

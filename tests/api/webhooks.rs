@@ -588,6 +588,27 @@ async fn a_sync_emits_one_directory_event_per_object_and_membership_and_sync_com
     assert_eq!(created.len() as i64, users);
     assert!(created[0]["data"]["user_principal_name"].is_string());
     assert_eq!(created[0]["data"]["tenant_id"], tenant.to_string());
+    // The event's object is the API's, field for field (events are written by Postgres, the
+    // API's pages by serde: this keeps the two from drifting apart).
+    let read = crate::json_api::token(&app, "events-vs-api", "read").await;
+    let (_, _, page) = crate::json_api::call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/tenants/{tenant}/users?limit=500"),
+        Some(&read),
+        None,
+    )
+    .await;
+    let mut event = created[0]["data"].as_object().unwrap().clone();
+    event.remove("tenant_id");
+    event.remove("run_id");
+    let api = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["object_id"] == event["object_id"])
+        .expect("the event's user is on the API's page");
+    assert_eq!(&Value::Object(event), api);
     assert_eq!(of(&events, "directory.group.created").len() as i64, groups);
     assert_eq!(
         of(&events, "directory.membership.added").len() as i64,

@@ -3,8 +3,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -72,11 +70,11 @@ pub async fn users(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Page<DirectoryUser>>, ApiError> {
     let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
-    let page = feed::users(
+    let rows = feed::users(
         &state.db,
         tenant.into(),
         after,
@@ -85,14 +83,8 @@ pub async fn users(
         limit,
     )
     .await?;
-    known(&state, tenant, page.count == 0).await?;
-    // A `Page<DirectoryUser>` written around the items Postgres wrote.
-    let next_cursor = match page.last.filter(|_| page.count == limit) {
-        Some(last) => format!("\"{last}\""),
-        None => "null".into(),
-    };
-    let body = format!(r#"{{"items":{},"next_cursor":{next_cursor}}}"#, page.items);
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    known(&state, tenant, rows.is_empty()).await?;
+    Ok(Json(Page::new(rows, limit, |u| u.object_id.to_string())))
 }
 
 /// The tenant's groups with member counts, by object id.
