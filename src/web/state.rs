@@ -35,6 +35,8 @@ pub struct AppState {
     pub settings: SettingsCache,
     /// Microsoft Graph.
     pub graph: GraphClient,
+    /// The HTTP client for Entra ID and Graph ([`http_client`]).
+    pub http: reqwest::Client,
     /// Per-client rate limits.
     pub limits: Arc<Limits>,
     /// API tokens checked in the last seconds, and when their use was last recorded.
@@ -75,8 +77,9 @@ impl AppState {
             http.clone(),
             SETTINGS_TTL,
         );
-        let graph = GraphClient::new(cfg.graph_url.clone(), http);
+        let graph = GraphClient::new(cfg.graph_url.clone(), http.clone());
         Ok(Self {
+            http,
             budget: Budget::new(db.clone(), cfg.sync.graph_budget_scale),
             db,
             settings,
