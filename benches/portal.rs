@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         sync: gangway::config::SyncSettings::default(),
         metrics: gangway::config::MetricsSettings::default(),
         consent_propagation: gangway::config::CONSENT_PROPAGATION,
+        setup_client_id: gangway::setup::sign_in::DEFAULT_SETUP_CLIENT_ID.into(),
     };
     gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed()).await?;
     let application = Application::with_listener(cfg, db.clone(), listener)?;

@@ -181,13 +181,17 @@ pub enum Action {
     CertificateRemoved,
     /// The zero-touch setup created or repaired the provider's app registration.
     ProviderSetupRan,
+    /// An admin operator started the setup's sign-in (a device code) in the console.
+    SetupSignInStarted,
+    /// The setup's sign-in ended without a setup: declined, expired or refused.
+    SetupSignInFailed,
     /// Gangway replaced its client secret and removed the old one.
     ClientSecretRotated,
 }
 
 impl Action {
     /// Every action, for parsing stored names.
-    pub const ALL: [Action; 60] = [
+    pub const ALL: [Action; 62] = [
         Action::InvitationCreated,
         Action::InvitationResent,
         Action::InvitationRevoked,
@@ -247,6 +251,8 @@ impl Action {
         Action::CertificateActivated,
         Action::CertificateRemoved,
         Action::ProviderSetupRan,
+        Action::SetupSignInStarted,
+        Action::SetupSignInFailed,
         Action::ClientSecretRotated,
     ];
 
@@ -312,6 +318,8 @@ impl Action {
             Self::CertificateActivated => "certificate.activated",
             Self::CertificateRemoved => "certificate.removed",
             Self::ProviderSetupRan => "setup.ran",
+            Self::SetupSignInStarted => "setup.sign_in_started",
+            Self::SetupSignInFailed => "setup.sign_in_failed",
             Self::ClientSecretRotated => "setup.client_secret_rotated",
         }
     }
@@ -384,6 +392,8 @@ impl Action {
             Self::CertificateActivated => "App certificate activated",
             Self::CertificateRemoved => "App certificate removed",
             Self::ProviderSetupRan => "Setup created or repaired the app registration",
+            Self::SetupSignInStarted => "Setup sign-in started",
+            Self::SetupSignInFailed => "Setup sign-in ended without a setup",
             Self::ClientSecretRotated => "Client secret rotated (the old one removed)",
         }
     }

@@ -513,6 +513,7 @@ fn config(
         },
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
+        setup_client_id: crate::setup::sign_in::DEFAULT_SETUP_CLIENT_ID.into(),
     })
 }
 

@@ -65,6 +65,9 @@ pub struct Config {
     /// How long an admin consent is retried while Entra ID finishes setting it up
     /// (`GANGWAY_CONSENT_PROPAGATION_SECS`, default 60) before its failure is shown.
     pub consent_propagation: Duration,
+    /// The public client the setup's administrator signs in with (`GANGWAY_SETUP_CLIENT_ID`,
+    /// default Microsoft's "Microsoft Graph Command Line Tools").
+    pub setup_client_id: String,
 }
 
 /// How long an admin consent is retried by default while Entra ID sets it up.
@@ -351,6 +354,15 @@ impl Config {
                 .map(Duration::from_secs)
                 .ok_or_else(|| "must be a number of seconds from 0 to 600".into())
         });
+        let setup_client_id = env.optional(
+            "GANGWAY_SETUP_CLIENT_ID",
+            crate::setup::sign_in::DEFAULT_SETUP_CLIENT_ID,
+            |v| {
+                uuid::Uuid::parse_str(v)
+                    .map(|_| v.to_owned())
+                    .map_err(|_| "must be a public client's Application (client) ID, a GUID".into())
+            },
+        );
         env.finish()?;
         Ok(Self {
             database_url: database_url.unwrap(),
@@ -390,6 +402,7 @@ impl Config {
                 listen: metrics_listen.unwrap(),
             },
             consent_propagation: consent_propagation.unwrap().unwrap_or(CONSENT_PROPAGATION),
+            setup_client_id: setup_client_id.unwrap(),
         })
     }
 }
@@ -544,6 +557,7 @@ mod tests {
             sync: SyncSettings::default(),
             metrics: MetricsSettings::default(),
             consent_propagation: CONSENT_PROPAGATION,
+            setup_client_id: crate::setup::sign_in::DEFAULT_SETUP_CLIENT_ID.into(),
         };
         assert!(!cfg.secure_cookies());
         cfg.public_url = parse_public_url("https://portal.example.com").unwrap();

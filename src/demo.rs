@@ -155,6 +155,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sync: SyncSettings::default(),
         metrics: crate::config::MetricsSettings::default(),
         consent_propagation: crate::config::CONSENT_PROPAGATION,
+        setup_client_id: crate::setup::sign_in::DEFAULT_SETUP_CLIENT_ID.into(),
     };
     let password = Secret::new(random_password());
     match operators::add(&pool, DEMO_OPERATOR, Role::Admin, &password, &Actor::System).await {

@@ -11,6 +11,14 @@ use uuid::Uuid;
 
 use crate::scopes;
 
+/// "Microsoft Graph Command Line Tools", the public client Microsoft Graph PowerShell and the
+/// Graph CLI sign in with: Microsoft's app, usable in every tenant without a registration there.
+pub const FIRST_PARTY_PUBLIC_CLIENT: Uuid = uuid::uuid!("14d82eec-204b-4c2f-b7e8-296a70dab67e");
+/// Its display name, as consent pages show it.
+pub const FIRST_PARTY_PUBLIC_CLIENT_NAME: &str = "Microsoft Graph Command Line Tools";
+/// The tenant Microsoft's own applications are registered in (their `appOwnerOrganizationId`).
+pub const MICROSOFT_TENANT: Uuid = uuid::uuid!("f8cdef31-a31e-4b4a-93e4-5f571e91255a");
+
 /// A client secret and when it stops working.
 #[derive(Clone, Debug)]
 pub struct Secret {
@@ -278,6 +286,9 @@ pub struct App {
     pub owners: BTreeSet<Uuid>,
     /// The app instance property lock (`servicePrincipalLockConfiguration`), if set.
     pub lock: Option<LockConfig>,
+    /// A public client ("Allow public client flows"): it has no secret, and the device code
+    /// grant and refreshes need no client authentication.
+    pub public_client: bool,
 }
 
 /// Graph's `servicePrincipalLockConfiguration`: which sensitive properties of the app's
@@ -492,12 +503,42 @@ impl Registry {
             created_at: now,
             owners: BTreeSet::new(),
             lock: None,
+            public_client: false,
         };
         self.grants
             .entry((app.home_tenant, client_id.clone()))
             .or_default();
         self.apps.insert(client_id.clone(), app);
         Ok(&self.apps[&client_id])
+    }
+
+    /// Registers Microsoft's first-party public client [`FIRST_PARTY_PUBLIC_CLIENT`]: owned by
+    /// Microsoft's tenant (so no seeded tenant lists it among its registrations), multi-tenant,
+    /// without secrets, asking for nothing until a user consents to what they request.
+    pub fn add_first_party_public_client(&mut self) {
+        let client_id = FIRST_PARTY_PUBLIC_CLIENT.to_string();
+        let app = App {
+            object_id: Uuid::new_v4(),
+            client_id: client_id.clone(),
+            display_name: FIRST_PARTY_PUBLIC_CLIENT_NAME.into(),
+            home_tenant: MICROSOFT_TENANT,
+            multi_tenant: true,
+            redirect_uris: Vec::new(),
+            logout_url: None,
+            group_claims: GroupClaims::None,
+            app_roles: Vec::new(),
+            identifier_uris: Vec::new(),
+            api_scopes: Vec::new(),
+            access_token_version: None,
+            permissions: Permissions::default(),
+            secrets: Vec::new(),
+            certificates: Vec::new(),
+            created_at: OffsetDateTime::now_utc(),
+            owners: BTreeSet::new(),
+            lock: None,
+            public_client: true,
+        };
+        self.apps.insert(client_id, app);
     }
 
     /// Applies `change` to a registered app; `None` if there is no such app.

@@ -134,6 +134,10 @@ pub enum Flow {
     Authorize,
     /// `/v2.0/adminconsent` (`v2` true) or legacy `/adminconsent`.
     AdminConsent { v2: bool },
+    /// The user's half of a device authorization grant: signed in and consented at the
+    /// verification page, the answer goes to the device code ([`Txn::device_code`]), not to a
+    /// redirect URI.
+    Device,
 }
 
 /// An authorize or admin-consent request between its pages (keyed by the `ctx` form field).
@@ -174,6 +178,8 @@ pub struct Txn {
     pub user: Option<(Uuid, Uuid)>,
     /// The browser session (`ESTSAUTH` value) the user signed in with, once signed in.
     pub session: Option<String>,
+    /// The device code a [`Flow::Device`] sign-in answers.
+    pub device_code: Option<String>,
 }
 
 /// An issued authorization code.
@@ -269,6 +275,39 @@ pub struct BrowserSession {
     pub apps: Vec<String>,
 }
 
+/// Where a device authorization request stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceAnswer {
+    /// The user has not finished signing in at the verification page.
+    Pending,
+    /// The user declined (or could not grant) the consent.
+    Declined,
+    /// The user (tenant, user) signed in and consented; the next poll gets the tokens (and the
+    /// device code is spent).
+    Approved(Uuid, Uuid),
+}
+
+/// A device authorization request (`/oauth2/v2.0/devicecode`).
+#[derive(Clone, Debug)]
+pub struct DeviceCode {
+    /// The app that asked.
+    pub client_id: String,
+    /// The authority (`{tenant}` path) it was requested on: polled there, signed in there.
+    pub authority: Authority,
+    /// That path segment as the app sent it.
+    pub tenant_segment: String,
+    /// What the user types at the verification page.
+    pub user_code: String,
+    /// Requested OIDC scopes.
+    pub oidc: BTreeSet<String>,
+    /// Requested Graph permissions (short names).
+    pub graph: BTreeSet<String>,
+    /// When both codes die (`expires_in` after the request).
+    pub expires: Instant,
+    /// Where the user is.
+    pub answer: DeviceAnswer,
+}
+
 /// Codes, tokens, browser sessions and pending sign-ins.
 #[derive(Debug, Default)]
 pub struct AuthStore {
@@ -282,6 +321,8 @@ pub struct AuthStore {
     pub refresh: HashMap<String, Refresh>,
     /// Access tokens.
     pub access: HashMap<String, Access>,
+    /// Device authorization requests by `device_code`.
+    pub devices: HashMap<String, DeviceCode>,
     /// `jti` of the client assertions accepted, by (client id, jti), until they expire (Unix
     /// time): each is used once.
     pub assertion_ids: HashMap<(String, String), i64>,
@@ -360,6 +401,7 @@ impl AppState {
             "seeded directory"
         );
         let mut reg = Registry::default();
+        reg.add_first_party_public_client();
         if let Some(client_id) = &opts.app_client_id {
             let home = dir
                 .tenants

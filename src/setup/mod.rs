@@ -8,7 +8,9 @@
 //! (audited). Every step compares before it writes, so a second run changes nothing and says
 //! so.
 
+pub mod pending;
 pub mod rotation;
+pub mod sign_in;
 
 use std::collections::BTreeSet;
 
@@ -638,4 +640,32 @@ fn secret_key_ids(app: &Value) -> Vec<Uuid> {
         .iter()
         .filter_map(|c| uuid_at(c, "/keyId"))
         .collect()
+}
+
+/// Runs the setup in `tenant` with the administrator's delegated `token`, making the
+/// registration hold everything users' sign-in and the permission profiles in use need, and
+/// stores the outcome as `actor` — what `gangway setup` and the console's Setup page do.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_and_store(
+    db: &PgPool,
+    keys: &Keyring,
+    graph: &GraphClient,
+    live: &settings::Live,
+    public_url: &url::Url,
+    token: &Secret,
+    tenant: TenantId,
+    actor: &Actor,
+) -> Result<Outcome, SetupError> {
+    let in_use = settings::profiles::in_use(db)
+        .await
+        .map_err(SettingsError::from)?;
+    // Every redirect URI and permission users' sign-in needs is registered up front.
+    let expected = Expected::new(&live.settings, public_url, &in_use, true);
+    let current = current(db, Some(live.settings.client_id))
+        .await
+        .map_err(SettingsError::from)?;
+    let renew = i64::from(live.settings.secret_rotation_days);
+    let outcome = run(graph, token, tenant, &expected, &current, renew).await?;
+    store(db, keys, &outcome, actor).await?;
+    Ok(outcome)
 }

@@ -33,7 +33,7 @@ pub use ops::MetricsServer;
 pub use server::Application;
 use session::{SIGNED_IN_IDLE, cookie_name};
 use session_store::PgSessionStore;
-pub use state::AppState;
+pub use state::{AppState, http_client};
 
 /// Every route: the public wizard, the operator console, probes, metrics (unless they have a
 /// listener of their own) and static assets.

@@ -159,6 +159,10 @@ pub const REMOVE_OPERATOR: &str = "/console/operators/{id}/remove";
 pub const RESTORE_OPERATOR: &str = "/console/operators/restore";
 /// The app-registration doctor (admins only): each check of the provider's app registration.
 pub const DOCTOR: &str = "/console/doctor";
+/// The Setup page (admins only): one sign-in, then Gangway creates or repairs its registration.
+pub const SETUP: &str = "/console/setup";
+/// Starts the setup's sign-in (POST).
+pub const SETUP_SIGN_IN: &str = "/console/setup/sign-in";
 
 /// The background tasks of every process, with their state.
 pub const BACKGROUND: &str = "/console/background";

@@ -35,6 +35,8 @@ pub struct AppState {
     pub settings: SettingsCache,
     /// Microsoft Graph.
     pub graph: GraphClient,
+    /// The HTTP client for Entra ID and Graph ([`http_client`]).
+    pub http: reqwest::Client,
     /// Per-client rate limits.
     pub limits: Arc<Limits>,
     /// API tokens checked in the last seconds, and when their use was last recorded.
@@ -77,9 +79,10 @@ impl AppState {
         );
         let budget = Budget::new(db.clone(), cfg.sync.graph_budget_scale);
         // Every call to a customer's tenant counts against the budget the workers share.
-        let graph =
-            GraphClient::new(cfg.graph_url.clone(), http).with_meter(Arc::new(budget.clone()));
+        let graph = GraphClient::new(cfg.graph_url.clone(), http.clone())
+            .with_meter(Arc::new(budget.clone()));
         Ok(Self {
+            http,
             budget,
             db,
             settings,

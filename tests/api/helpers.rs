@@ -74,6 +74,10 @@ pub struct Setup {
     pub notifications_over_http: bool,
     /// Users per emulated tenant.
     pub users: usize,
+    /// The provider's tenant holds no app registration and the settings name none that exists
+    /// (a fresh installation before its setup): [`TestApp::app`] is a client id nobody
+    /// registered.
+    pub empty_provider: bool,
 }
 
 impl Default for Setup {
@@ -96,6 +100,7 @@ impl Default for Setup {
             api_last_use_every: gangway::config::API_LAST_USE_EVERY,
             notifications_over_http: false,
             users: 12,
+            empty_provider: false,
         }
     }
 }
@@ -139,18 +144,25 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let public_url = parse_public_url(&address).unwrap();
-        let app = admin
-            .register_app(&json!({
-                "home_tenant": provider.id,
-                "multi_tenant": true,
-                "display_name": "Gangway Test Provider",
-                "redirect_uris": [public_url.join("authenticate/OAuth2Callback").unwrap().as_str()],
-                // ID tokens name the signer's directory roles (`wids`), as Gangway needs.
-                "group_membership_claims": "DirectoryRole",
-                "permissions": provider_permissions(),
-            }))
-            .await
-            .expect("the provider app registers");
+        let app = if setup.empty_provider {
+            RegisteredApp {
+                client_id: Uuid::new_v4().to_string(),
+                client_secret: "no registration yet".into(),
+            }
+        } else {
+            admin
+                .register_app(&json!({
+                    "home_tenant": provider.id,
+                    "multi_tenant": true,
+                    "display_name": "Gangway Test Provider",
+                    "redirect_uris": [public_url.join("authenticate/OAuth2Callback").unwrap().as_str()],
+                    // ID tokens name the signer's directory roles (`wids`), as Gangway needs.
+                    "group_membership_claims": "DirectoryRole",
+                    "permissions": provider_permissions(),
+                }))
+                .await
+                .expect("the provider app registers")
+        };
         let mail = MailCatcher::start().await;
         let cfg = Config {
             database_url: String::new(),
@@ -182,6 +194,7 @@ impl TestApp {
             },
             metrics: setup.metrics,
             consent_propagation: setup.consent_propagation,
+            setup_client_id: gangway::setup::sign_in::DEFAULT_SETUP_CLIENT_ID.into(),
         };
         gangway::settings::prepare(&db, &cfg.keys, &cfg.settings_seed())
             .await

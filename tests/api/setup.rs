@@ -1,21 +1,27 @@
 //! Zero-touch setup and client-secret rotation against the emulator: an administrator of the
-//! provider's tenant signs in once; Gangway registers a new multi-tenant app through Graph, the
-//! doctor then passes with no manual step and a customer onboards with the new app; a second run
-//! changes nothing. Rotation adds a secret, keeps the old one working until every process
+//! provider's tenant signs in once (a device code, on the console's Setup page or from `gangway
+//! setup`); Gangway registers a new multi-tenant app through Graph, the doctor then passes with
+//! no manual step and a customer onboards with the new app; a second run changes nothing; a
+//! declined or expired sign-in changes nothing and says why. Rotation adds a secret, keeps the old one working until every process
 //! switched, then removes it.
 
 use gangway::audit::Actor;
 use gangway::doctor::{self, CheckStatus, Expected};
+use gangway::operators::Role;
 use gangway::settings::profiles;
 use gangway::setup::rotation::{self, Rotation};
 use gangway::setup::{self, Credential, Current, SETUP_SCOPES};
 use gangway::types::{ClientId, Secret, TenantId};
+use gangway::web::paths;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::browser::{ChromeDriver, check_page, click, fill, wait_for_text};
 use crate::cli;
-use crate::helpers::{Decision, TestApp, consent_at_microsoft};
+use crate::helpers::{
+    Decision, OPERATOR_PASSWORD, Setup, TestApp, consent_at_microsoft, input_value, location,
+};
 use crate::wizard::Customer;
 
 /// Where the sign-in tool gets its code back (never contacted: the browser stops there).
@@ -349,4 +355,313 @@ async fn gangway_setup_repairs_the_configured_registration_prints_the_checklist_
     assert!(out.contains("Nothing to change"), "{out}");
     assert!(!out.contains("DONE"), "{out}");
     std::fs::remove_file(&file).unwrap();
+}
+
+/// The administrator's part of the device code sign-in, in a browser elsewhere: enters
+/// `user_code` at the emulator's verification page, signs in as `login` and accepts or declines
+/// the permissions; the page they end on.
+async fn enter_code_at_microsoft(
+    app: &TestApp,
+    user_code: &str,
+    login: &entra_emulator::EmulatedLogin,
+    decision: Decision,
+) -> String {
+    let base = app.emulator.base_url().trim_end_matches('/');
+    let browser = app.new_browser();
+    let page = browser
+        .post(format!("{base}/devicelogin"))
+        .form(&[("otc", user_code)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ctx = input_value(&page, "ctx").expect("the sign-in page");
+    let page = browser
+        .post(format!("{base}/{}/login", provider(app).await.id))
+        .form(&[
+            ("ctx", ctx.as_str()),
+            ("login", login.username.as_str()),
+            ("passwd", login.password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ctx = input_value(&page, "ctx").unwrap_or_else(|| panic!("the consent page: {page}"));
+    let decision = if decision == Decision::Accept {
+        "accept"
+    } else {
+        "decline"
+    };
+    browser
+        .post(format!("{base}/{}/consent", provider(app).await.id))
+        .form(&[("ctx", ctx.as_str()), ("decision", decision)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The code the Setup page shows while it waits for the sign-in.
+fn user_code_on(page: &str) -> String {
+    let at = page
+        .find("id=\"user-code\"")
+        .expect("the page shows a code");
+    let value = page[at..].find("value=\"").unwrap() + at + "value=\"".len();
+    page[value..value + page[value..].find('"').unwrap()].to_owned()
+}
+
+/// Loads the Setup page until `marker` shows (it follows the sign-in by itself, polling
+/// Microsoft no faster than the interval it gave, 5 seconds); that page.
+async fn setup_page_showing(app: &TestApp, marker: &str) -> String {
+    for _ in 0..30 {
+        let page = app.get(paths::SETUP).await.text().await.unwrap();
+        if page.contains(marker) {
+            return page;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("the Setup page never showed {marker}");
+}
+
+/// Starts the sign-in on the Setup page; the code it shows.
+async fn sign_in_with_microsoft(app: &TestApp) -> String {
+    let tenant = provider(app).await.id;
+    let response = app
+        .post_form(paths::SETUP_SIGN_IN, &[("tenant", tenant.as_str())])
+        .await;
+    assert_eq!(location(response).await, paths::SETUP);
+    user_code_on(&app.get(paths::SETUP).await.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn from_an_empty_provider_tenant_one_sign_in_on_the_setup_page_registers_the_app_the_doctor_passes_and_a_customer_onboards()
+ {
+    let app = TestApp::spawn_with(Setup {
+        empty_provider: true,
+        ..Setup::default()
+    })
+    .await;
+    app.sign_in(Role::Admin).await;
+    let doctor = app.get(paths::DOCTOR).await.text().await.unwrap();
+    assert!(doctor.contains("id=\"first-run\""), "{doctor}");
+    assert!(doctor.contains(paths::SETUP), "the doctor links the setup");
+
+    let user_code = sign_in_with_microsoft(&app).await;
+    let waiting = app.get(paths::SETUP).await.text().await.unwrap();
+    assert!(waiting.contains("data-reload-after=\"5\""), "{waiting}");
+    assert!(waiting.contains("/devicelogin"), "{waiting}");
+
+    let admin = provider(&app).await.admin;
+    let done = enter_code_at_microsoft(&app, &user_code, &admin, Decision::Accept).await;
+    assert!(done.contains("deviceApproved"), "{done}");
+
+    let page = setup_page_showing(&app, "id=\"setup-checklist\"").await;
+    for step in [
+        "App registration",
+        "Registration properties",
+        "Service principal",
+        "Owner of the registration",
+        "Permissions in your tenant",
+        "Credential",
+    ] {
+        assert!(page.contains(step), "{step} missing: {page}");
+    }
+    assert!(page.contains("The doctor passes."), "{page}");
+    let live = app.state.settings.current().await.unwrap();
+    assert_ne!(live.settings.client_id.to_string(), app.app.client_id);
+    assert_eq!(
+        live.settings.provider_tenant_id.map(|t| t.to_string()),
+        Some(provider(&app).await.id)
+    );
+    assert!(doctor_after(&app).await.passed());
+    let code_left: Option<Vec<u8>> = sqlx::query_scalar("select device_code from setup_sign_ins")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(code_left.is_none(), "the device code is deleted when done");
+
+    // A customer onboards with the app the setup registered, through the real wizard.
+    let tenant = app.customer(0).clone();
+    let issued = app
+        .invite("application", &tenant.admin.username, None)
+        .await;
+    let (_, response) = Customer::open(&app, &issued.link)
+        .await
+        .consent(&app, &tenant.admin, Decision::Accept)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let recorded: i64 =
+        sqlx::query_scalar("select count(*) from tenants where entra_tenant_id = $1")
+            .bind(Uuid::parse_str(&tenant.id).unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1);
+}
+
+async fn doctor_after(app: &TestApp) -> doctor::Report {
+    app.state.settings.invalidate();
+    doctor(app).await
+}
+
+#[tokio::test]
+async fn a_declined_or_expired_sign_in_says_so_keeps_the_tenant_and_changes_nothing() {
+    let app = TestApp::spawn_with(Setup {
+        empty_provider: true,
+        ..Setup::default()
+    })
+    .await;
+    app.sign_in(Role::Admin).await;
+    let tenant = provider(&app).await;
+
+    let user_code = sign_in_with_microsoft(&app).await;
+    enter_code_at_microsoft(&app, &user_code, &tenant.admin, Decision::Decline).await;
+    let page = setup_page_showing(&app, "id=\"setup-failed\"").await;
+    assert!(page.contains("The sign-in was declined"), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{}\"", tenant.id)),
+        "the tenant id is kept"
+    );
+
+    sign_in_with_microsoft(&app).await;
+    app.admin
+        .post("/_emulator/device-codes/expire", &json!({}))
+        .await
+        .unwrap();
+    let page = setup_page_showing(&app, "The code expired").await;
+    assert!(page.contains("Nothing was changed"), "{page}");
+
+    let live = app.state.settings.current().await.unwrap();
+    assert_eq!(live.settings.client_id.to_string(), app.app.client_id);
+    assert!(live.settings.provider_tenant_id.is_none());
+    let failures: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'setup.sign_in_failed'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(failures, 2);
+    let ran: i64 =
+        sqlx::query_scalar("select count(*) from audit_events where action = 'setup.ran'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(ran, 0);
+    let codes: i64 =
+        sqlx::query_scalar("select count(*) from setup_sign_ins where device_code is not null")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(codes, 0);
+
+    // A tenant id that is not one stays in the form with a message.
+    let refused = app
+        .post_form(paths::SETUP_SIGN_IN, &[("tenant", "contoso")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("value=\"contoso\""), "{page}");
+    assert!(page.contains("Tenant ID"), "{page}");
+}
+
+#[tokio::test]
+async fn gangway_setup_without_a_token_file_prints_microsofts_message_waits_for_the_sign_in_and_sets_up()
+ {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let app = TestApp::spawn_with(Setup {
+        empty_provider: true,
+        ..Setup::default()
+    })
+    .await;
+    let tenant = provider(&app).await;
+    let mut child = cli::gangway(&app)
+        .args(["setup", "--tenant", tenant.id.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let message = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("Microsoft's message");
+    assert!(message.contains("/devicelogin"), "{message}");
+    let user_code = message
+        .split("enter the code ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the code in the message")
+        .to_owned();
+    enter_code_at_microsoft(&app, &user_code, &tenant.admin, Decision::Accept).await;
+    let mut out = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("DONE  App registration — Created"), "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+}
+
+#[tokio::test]
+async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_real_browser() {
+    let app = TestApp::spawn_with(Setup {
+        empty_provider: true,
+        ..Setup::default()
+    })
+    .await;
+    app.add_operator("setup@provider.test", Role::Admin).await;
+    let driver = ChromeDriver::start().await;
+    let operator = driver.browser().await;
+    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(&operator, "input[name=email]", "setup@provider.test").await;
+    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(
+        &operator,
+        "form[action='/console/login'] button[type=submit]",
+    )
+    .await;
+    wait_for_text(&operator, "New invitation").await;
+
+    operator.goto(&app.url(paths::DOCTOR)).await.unwrap();
+    click(&operator, "#first-run a").await;
+    wait_for_text(&operator, "Sign in with Microsoft").await;
+    check_page(&operator, "setup", true).await;
+    let tenant = provider(&app).await;
+    fill(&operator, "input[name=tenant]", &tenant.id).await;
+    click(&operator, "form[action='/console/setup/sign-in'] button").await;
+    let waiting = wait_for_text(&operator, "id=\"setup-waiting\"").await;
+    check_page(&operator, "setup-waiting", true).await;
+
+    enter_code_at_microsoft(
+        &app,
+        &user_code_on(&waiting),
+        &tenant.admin,
+        Decision::Accept,
+    )
+    .await;
+    // The page reloads itself every interval (5 s) until the checklist shows.
+    for _ in 0..30 {
+        if operator
+            .source()
+            .await
+            .unwrap()
+            .contains("id=\"setup-checklist\"")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let done = wait_for_text(&operator, "The doctor passes.").await;
+    assert!(done.contains("id=\"setup-checklist\""), "{done}");
+    check_page(&operator, "setup-done", true).await;
 }

@@ -202,7 +202,7 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The browser session's key and signed-in (tenant, user), if still valid for `authority`.
-fn session_user(
+pub(super) fn session_user(
     w: &World,
     headers: &HeaderMap,
     authority: Authority,
@@ -415,6 +415,7 @@ fn authorize(asked: &Trusted) -> Result<Txn, Refusal> {
         realm: asked.realm,
         user: session.as_ref().map(|(_, who)| *who),
         session: session.map(|(key, _)| key),
+        device_code: None,
     })
 }
 
@@ -443,11 +444,12 @@ fn admin_consent(asked: &Trusted, v2: bool) -> Result<Txn, Refusal> {
         realm: asked.realm,
         user: asked.session.as_ref().map(|(_, who)| *who),
         session: asked.session.as_ref().map(|(key, _)| key.clone()),
+        device_code: None,
     })
 }
 
 /// Stores the transaction and shows sign-in, or goes on directly when a session is reused.
-fn start(st: &AppState, w: &mut World, txn: Txn) -> Response {
+pub(super) fn start(st: &AppState, w: &mut World, txn: Txn) -> Response {
     let ctx = secret_token(24);
     let signed_in = txn.user.is_some();
     let hint = txn.login_hint.clone().unwrap_or_default();
@@ -597,14 +599,14 @@ fn after_sign_in(st: &AppState, w: &mut World, ctx: &str) -> Response {
         return error_page(app_not_found(&app.client_id, &tid.to_string()));
     }
     match txn.flow {
-        Flow::Authorize => {
+        Flow::Authorize | Flow::Device => {
             let granted = w.reg.delegated_for(tid, &app.client_id, oid);
             let missing: Vec<&String> =
                 txn.graph.iter().filter(|s| !granted.contains(*s)).collect();
             let consented = w.reg.has_delegated_consent(tid, &app.client_id, oid);
             if missing.is_empty() && consented && txn.prompt.as_deref() != Some("consent") {
                 w.auth.txns.remove(ctx);
-                return issue_code(w, &txn, tid, oid, &reply);
+                return complete(w, &txn, tid, oid, &reply);
             }
             if txn.prompt.as_deref() == Some("none") {
                 return reply.error(
@@ -744,8 +746,10 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
     };
     let accepted = f.decision == "accept";
     match txn.flow {
-        Flow::Authorize if !accepted => reply.error(
-            "access_denied",
+        Flow::Authorize | Flow::Device if !accepted => refuse(
+            &mut w,
+            &txn,
+            &reply,
             65004,
             "User declined to consent to access the app.",
         ),
@@ -755,9 +759,9 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
             65004,
             "User declined to consent to access the app.",
         ),
-        Flow::Authorize => {
+        Flow::Authorize | Flow::Device => {
             if let Some((code, message)) = consent_refusal(&w, t, &user, &app, txn.graph.iter()) {
-                return reply.error("access_denied", code, &message);
+                return refuse(&mut w, &txn, &reply, code, &message);
             }
             let needs_admin = txn.graph.iter().any(|s| scopes::needs_admin(s));
             let perms = crate::apps::Permissions {
@@ -772,7 +776,7 @@ async fn consent(State(st): State<AppState>, Form(f): Form<ConsentForm>) -> Resp
                 Some(oid)
             };
             w.reg.grant(tid, &app.client_id, on_behalf, &perms);
-            issue_code(&mut w, &txn, tid, oid, &reply)
+            complete(&mut w, &txn, tid, oid, &reply)
         }
         Flow::AdminConsent { v2 } => {
             if !is_admin {
@@ -837,7 +841,29 @@ async fn return_without_consent(
         .and_then(|(t, user)| consent_refusal(&w, t, &user, app, txn.graph.iter()));
     let (code, message) =
         refusal.unwrap_or_else(|| (90094, needs_admin_message(&app.display_name)));
-    Reply::from_txn(&st.cfg.base_url, &txn).error("access_denied", code, &message)
+    refuse(
+        &mut w,
+        &txn,
+        &Reply::from_txn(&st.cfg.base_url, &txn),
+        code,
+        &message,
+    )
+}
+
+/// A signed-in, consented user: a code to the app's redirect URI, or the device's approval.
+fn complete(w: &mut World, txn: &Txn, tid: Uuid, oid: Uuid, reply: &Reply) -> Response {
+    match txn.flow {
+        Flow::Device => super::device::approve(w, txn, tid, oid),
+        _ => issue_code(w, txn, tid, oid, reply),
+    }
+}
+
+/// A declined or refused consent: `access_denied` to the app, or the device's decline.
+fn refuse(w: &mut World, txn: &Txn, reply: &Reply, code: u32, message: &str) -> Response {
+    match txn.flow {
+        Flow::Device => super::device::decline(w, txn, code, message),
+        _ => reply.error("access_denied", code, message),
+    }
 }
 
 /// The signed-in user of a transaction: their tenant's index and a copy of them.

@@ -1,8 +1,10 @@
 //! The identity platform (login.microsoftonline.com): discovery and keys, the authorize and
-//! admin-consent pages, the token endpoint, and the ID tokens they issue.
+//! admin-consent pages, the device authorization grant, the token endpoint, and the ID tokens
+//! they issue.
 
 mod assertion;
 mod authorize;
+mod device;
 pub mod errors;
 pub mod forgeries;
 mod html;
@@ -20,4 +22,5 @@ pub fn router() -> Router<AppState> {
         .merge(oidc::router())
         .merge(authorize::router())
         .merge(token::router())
+        .merge(device::router())
 }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::apps::{App, GroupClaims, SecretCheck};
 use crate::directory::Authority;
-use crate::login::assertion;
 use crate::login::errors::AadError;
+use crate::login::{assertion, device};
 use crate::rng::secret_token;
 use crate::scopes::{self, GRAPH, GRAPH_APP_ID};
 use crate::state::{Access, AppState, Refresh, Revoked, World};
@@ -94,12 +94,21 @@ fn grant(st: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
         app
     } else {
         let (client_id, secret) = client_credentials(headers, &params)?;
-        authenticate(&w, authority, tenant, &client_id, secret.as_deref())?
+        let public_ok = grant_type != "client_credentials";
+        authenticate(
+            &w,
+            authority,
+            tenant,
+            &client_id,
+            secret.as_deref(),
+            public_ok,
+        )?
     };
     match grant_type.as_str() {
         "authorization_code" => redeem_code(st, &mut w, &app, authority, &params),
         "refresh_token" => redeem_refresh(st, &mut w, &app, &params),
         "client_credentials" => app_only(st, &mut w, &app, authority, tenant, &params),
+        device::DEVICE_CODE_GRANT => device::redeem(st, &mut w, &app, authority, &params),
         other => Err(AadError::bad(
             "unsupported_grant_type",
             70003,
@@ -109,7 +118,7 @@ fn grant(st: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
 }
 
 /// AADSTS9002313, Microsoft's answer to a request it cannot make sense of.
-fn malformed() -> AadError {
+pub(super) fn malformed() -> AadError {
     AadError::bad(
         "invalid_request",
         9002313,
@@ -147,7 +156,7 @@ fn client_credentials(
 }
 
 /// The app `client_id` names, if it may get tokens at `tenant`'s endpoint (AADSTS700016).
-fn registered(
+pub(super) fn registered(
     w: &World,
     authority: Authority,
     tenant: &str,
@@ -177,15 +186,20 @@ fn registered(
     Ok(app.clone())
 }
 
-/// Client authentication by secret (`client_secret_post` or `client_secret_basic`).
+/// Client authentication by secret (`client_secret_post` or `client_secret_basic`); a public
+/// client sends none, except for client credentials (`public_ok` false).
 fn authenticate(
     w: &World,
     authority: Authority,
     tenant: &str,
     client_id: &str,
     secret: Option<&str>,
+    public_ok: bool,
 ) -> Result<App, AadError> {
     let app = registered(w, authority, tenant, client_id)?;
+    if secret.is_none() && app.public_client && public_ok {
+        return Ok(app);
+    }
     let Some(secret) = secret else {
         return Err(AadError::client(
             7000218,
@@ -382,7 +396,7 @@ fn humanize(d: std::time::Duration) -> String {
 }
 
 /// Access, refresh and ID tokens for a signed-in user; the refresh token always rotates.
-fn user_tokens(
+pub(super) fn user_tokens(
     st: &AppState,
     w: &mut World,
     app: &App,

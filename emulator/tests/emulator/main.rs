@@ -9,6 +9,7 @@ mod certificates;
 mod claims;
 mod cli;
 mod delta;
+mod device_code;
 mod exposed_api;
 mod faults;
 mod graph;

@@ -439,3 +439,86 @@ async fn msal_python_signs_a_plain_member_in_to_the_multi_tenant_app() {
     assert_eq!(claims["preferred_username"], member.username.as_str());
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn msal_python_signs_an_admin_in_with_the_device_code_flow_as_a_public_client() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let emu = TlsEmulator::start("msal-device", 4, 100).await;
+    let tenant = &emu.tenants[0];
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("msal_device_flow.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--authority",
+            &format!("{}/{}", emu.base(), tenant.id),
+            "--client-id",
+            "14d82eec-204b-4c2f-b7e8-296a70dab67e",
+            "--scope",
+            "https://graph.microsoft.com/Application.ReadWrite.All",
+            "--ca-file",
+            &emu.ca_file.display().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 is required for this test and could not be run: {e}"));
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (first, mut lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = stdout.lines();
+        (lines.next(), lines)
+    })
+    .await
+    .unwrap();
+    let first = first
+        .expect("MSAL printed no device code: is it installed? pip install msal")
+        .unwrap();
+    let started: Value = serde_json::from_str(&first).unwrap();
+    assert!(started.get("error").is_none(), "{started}");
+    assert_eq!(started["interval"], 5, "{started}");
+    assert_eq!(
+        started["verification_uri"],
+        format!("{}/devicelogin", emu.base())
+    );
+
+    // The admin's part, in a browser elsewhere, while MSAL polls.
+    let browser = trusting(&emu)
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let admin = (tenant.admin.username.clone(), tenant.admin.password.clone());
+    let (status, html) = device_sign_in(
+        &browser,
+        &emu.base(),
+        started["user_code"].as_str().unwrap(),
+        &admin,
+        "accept",
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{html}");
+
+    let (answer, status) = tokio::task::spawn_blocking(move || {
+        let answer = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        (answer, child.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "MSAL failed: {answer}");
+    let result: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(result["token_type"], "Bearer", "{result}");
+    assert!(
+        result["scope"]
+            .as_str()
+            .unwrap()
+            .contains("Application.ReadWrite.All"),
+        "{result}"
+    );
+    assert_eq!(result["id_token_claims"]["tid"], tenant.id.as_str());
+    assert_eq!(
+        result["id_token_claims"]["aud"],
+        "14d82eec-204b-4c2f-b7e8-296a70dab67e"
+    );
+    emu.stop().await;
+}

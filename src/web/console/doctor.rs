@@ -1,6 +1,7 @@
 //! The Doctor page (admins only): every check of the provider's app registration with its
 //! outcome and fix, and the values to enter in the Entra admin center, each with a copy
-//! button. "Run again" simply loads the page again: every load runs the checks.
+//! button. "Run again" simply loads the page again: every load runs the checks. The Setup page
+//! (one sign-in, then Gangway fixes it all) is linked from here.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -101,6 +102,8 @@ struct Page {
     /// The failed checks, then the warnings: linked from the summary.
     problems: Vec<Row>,
     expected: Expected,
+    /// No setup has named the provider's tenant yet: the page offers the one-sign-in setup.
+    first_run: bool,
     redirects: Vec<(Value, &'static str, bool)>,
     logout: Value,
     needs: Vec<Needs>,
@@ -195,6 +198,7 @@ async fn page(
         stored_expiry: report.stored_secret_expiry.map(|d| d.to_string()),
         rows,
         problems,
+        first_run: live.settings.provider_tenant_id.is_none(),
         expected,
         redirects,
         logout,

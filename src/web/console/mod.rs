@@ -24,6 +24,7 @@ mod operators;
 mod reveal;
 mod scim;
 mod settings;
+mod setup;
 mod sign_ins;
 pub mod sso;
 mod tenants;
@@ -62,6 +63,7 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(scim::router())
         .merge(doctor::router())
+        .merge(setup::router())
         .merge(background::router())
         .merge(applications::router())
         .merge(sign_ins::router())

@@ -145,3 +145,30 @@ pub async fn tokens_for(
 pub async fn id_claims(t: &TestEmu, tid: &str, tokens: &Value, app: &TestApp) -> Value {
     verify_id_token(t, tid, tokens["id_token"].as_str().unwrap(), &app.client_id).await
 }
+
+/// The user's half of a device code sign-in, as a browser does it: enters `user_code` at the
+/// verification page `{base}/devicelogin`, signs in as `user` and clicks `decision` (`accept`
+/// or `decline`) on the consent page; the page the browser ends on.
+pub async fn device_sign_in(
+    client: &Client,
+    base: &str,
+    user_code: &str,
+    user: &(String, String),
+    decision: &str,
+) -> (StatusCode, String) {
+    let (status, html) = page(client, &format!("{base}/devicelogin")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"otc\""), "not the code page:\n{html}");
+    let resp = client
+        .post(format!("{base}/devicelogin"))
+        .form(&[("otc", user_code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    let resp = sign_in(client, base, &html, &user.0, &user.1).await;
+    let html = resp.text().await.unwrap();
+    let resp = decide(client, base, &html, decision).await;
+    (resp.status(), resp.text().await.unwrap())
+}
