@@ -1,15 +1,14 @@
 //! The copy's changes as events: one per object and membership a step changed, appended to
 //! the event log set-based (one statement per step, however many objects) in the transaction
-//! of the change, and fanned out to the webhooks. Deletions are logged before the rows go, so
-//! the event carries what went. Only objects in the tenant's sync scope, and memberships
-//! between them, are logged (see [`super::scope`]).
+//! of the change, and fanned out to the webhooks by the same statement. Deletions are logged
+//! before the rows go, so the event carries what went. Only objects in the tenant's sync scope,
+//! and memberships between them, are logged (see [`super::scope`]).
 
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::store::Resource;
 use crate::events::{self, EventType};
-use crate::webhooks;
 
 /// A group as the directory API shows it (without its member count), from `directory_groups d`.
 const GROUP_JSON: &str = "jsonb_build_object(
@@ -27,14 +26,21 @@ pub(super) fn table(resource: Resource) -> &'static str {
 
 /// Whether the membership of `member` in `group` (SQL expressions) is one consumers see: its
 /// group is in scope, and its member is not a user or group outside it.
+///
+/// Every caller's group is in the copy (a membership's foreign key, or upserted in the same
+/// page), so in a tenant with no object flagged out of scope — one copying everyone — every
+/// membership is seen: two probes of the out-of-scope indexes, once per statement, say so
+/// before any membership is probed on its own.
 fn visible(group: &str, member: &str) -> String {
     format!(
-        "exists (select from directory_groups vg
-                 where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
-         and not exists (select from directory_users vu
-                         where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
-         and not exists (select from directory_groups vm
-                         where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)"
+        "((select not exists (select from directory_users where tenant_id = $1 and not in_scope)
+              and not exists (select from directory_groups where tenant_id = $1 and not in_scope))
+          or (exists (select from directory_groups vg
+                      where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
+              and not exists (select from directory_users vu
+                              where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
+              and not exists (select from directory_groups vm
+                              where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)))"
     )
 }
 
@@ -194,7 +200,7 @@ impl Logger {
         self.run(tx, &sql, &groups, &members).await
     }
 
-    /// Runs one event-appending statement and fans what it appended out to the webhooks.
+    /// Runs one event-appending statement (which fans what it appends out to the webhooks).
     async fn run(
         &self,
         tx: &mut Transaction<'_, Postgres>,
@@ -202,15 +208,14 @@ impl Logger {
         ids: &[Uuid],
         members: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        let positions: Vec<i64> = sqlx::query_scalar(sql)
+        sqlx::query(sql)
             .bind(self.tenant)
             .bind(self.run_id)
             .bind(ids)
             .bind(self.round)
             .bind(members)
-            .fetch_all(&mut **tx)
+            .execute(&mut **tx)
             .await?;
-        webhooks::fan_out(tx, &positions).await?;
         Ok(())
     }
 }
