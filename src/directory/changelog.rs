@@ -1,15 +1,14 @@
 //! The copy's changes as events: one per object and membership a step changed, appended to
 //! the event log set-based (one statement per step, however many objects) in the transaction
-//! of the change, and fanned out to the webhooks. Deletions are logged before the rows go, so
-//! the event carries what went. Only objects in the tenant's sync scope, and memberships
-//! between them, are logged (see [`super::scope`]).
+//! of the change, and fanned out to the webhooks by the same statement. Deletions are logged
+//! before the rows go, so the event carries what went. Only objects in the tenant's sync scope,
+//! and memberships between them, are logged (see [`super::scope`]).
 
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::store::Resource;
 use crate::events::{self, EventType};
-use crate::webhooks;
 
 /// A user as the directory API shows it (`DirectoryUser`'s fields and serde's time format),
 /// from `directory_users d`; a webhook test compares the two.
@@ -43,20 +42,26 @@ pub(super) type Membership = (Uuid, Uuid, String);
 /// a type the copy does not hold. A user or group the copy does not hold yet (the other chain
 /// has not reached it) counts as in scope only where everyone is: in a scoped tenant it starts
 /// outside when it comes, and its memberships are logged when it enters, once.
+///
+/// A tenant copying everyone with no object flagged out of scope sees every membership: three
+/// probes, once per statement, say so before any membership is probed on its own.
 fn visible(group: &str, member: &str, member_type: &str) -> String {
     format!(
-        "exists (select from directory_groups vg
-                 where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
-         and not exists (select from directory_users vu
-                         where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
-         and not exists (select from directory_groups vm
-                         where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)
-         and ({member_type} not in ('user', 'group')
-              or exists (select from directory_users vu
-                         where vu.tenant_id = $1 and vu.object_id = {member})
-              or exists (select from directory_groups vm
-                         where vm.tenant_id = $1 and vm.object_id = {member})
-              or exists (select from tenants vt where vt.id = $1 and vt.sync_scope = 'all'))"
+        "((select exists (select from tenants vt where vt.id = $1 and vt.sync_scope = 'all')
+              and not exists (select from directory_users where tenant_id = $1 and not in_scope)
+              and not exists (select from directory_groups where tenant_id = $1 and not in_scope))
+          or (exists (select from directory_groups vg
+                      where vg.tenant_id = $1 and vg.object_id = {group} and vg.in_scope)
+              and not exists (select from directory_users vu
+                              where vu.tenant_id = $1 and vu.object_id = {member} and not vu.in_scope)
+              and not exists (select from directory_groups vm
+                              where vm.tenant_id = $1 and vm.object_id = {member} and not vm.in_scope)
+              and ({member_type} not in ('user', 'group')
+                   or exists (select from directory_users vu
+                              where vu.tenant_id = $1 and vu.object_id = {member})
+                   or exists (select from directory_groups vm
+                              where vm.tenant_id = $1 and vm.object_id = {member})
+                   or exists (select from tenants vt where vt.id = $1 and vt.sync_scope = 'all'))))"
     )
 }
 
@@ -223,7 +228,7 @@ impl Logger {
         self.run(tx, &sql, &groups, &members, Some(&types)).await
     }
 
-    /// Runs one event-appending statement and fans what it appended out to the webhooks;
+    /// Runs one event-appending statement (which fans what it appends out to the webhooks);
     /// `types`, when given, is `$6`.
     async fn run(
         &self,
@@ -233,7 +238,7 @@ impl Logger {
         members: &[Uuid],
         types: Option<&[&str]>,
     ) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query_scalar(sql)
+        let mut query = sqlx::query(sql)
             .bind(self.tenant)
             .bind(self.run_id)
             .bind(ids)
@@ -242,8 +247,7 @@ impl Logger {
         if let Some(types) = types {
             query = query.bind(types);
         }
-        let positions: Vec<i64> = query.fetch_all(&mut **tx).await?;
-        webhooks::fan_out(tx, &positions).await?;
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 }

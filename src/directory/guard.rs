@@ -185,11 +185,16 @@ pub(super) async fn decide(
     resource: Resource,
 ) -> Result<Decision, sqlx::Error> {
     let tenant = log.tenant;
+    // The copy's size is counted only when something is staged: most rounds (an idle one
+    // always) stage nothing, and counting a 100,000-user copy took longer than the rest of
+    // such a round.
     let staged = sqlx::query!(
-        r#"select count(*) as "n!",
+        r#"select n as "n!", case when n = 0 then 0 else
                   (select count(*) from directory_users where $2 = 'users' and tenant_id = $1)
-                + (select count(*) from directory_groups where $2 = 'groups' and tenant_id = $1) as "total!"
-           from held_deletions where tenant_id = $1 and resource = $2 and status = 'staged'"#,
+                + (select count(*) from directory_groups where $2 = 'groups' and tenant_id = $1)
+                  end as "total!"
+           from (select count(*) as n from held_deletions
+                 where tenant_id = $1 and resource = $2 and status = 'staged') s"#,
         tenant,
         resource.as_str(),
     )

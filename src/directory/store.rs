@@ -242,15 +242,21 @@ impl Stored for UserFields {
         // follow, and a plan kept from when it was small scans every row of the tenant on
         // every page; with the array the lookups stay on the primary key however stale the
         // statistics, and a fresh plan sees the table's size.
+        // A new object starts in the sync scope only in a tenant that copies everyone (`s`, read
+        // once per statement): elsewhere the round's end brings it in, with its `created`
+        // event, if the scope holds it, so no event shows it early.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2) as u(id uuid, m int, upn text, dn text, gn text,
                     sn text, mail text, phones text[], mobile text, title text, dept text, enabled boolean)
+             ), s as (
+                select sync_scope = 'all' as all_in from tenants where id = $1
              ), ins as (
                 insert into directory_users (tenant_id, object_id, user_principal_name, display_name,
                     given_name, surname, mail, business_phones, mobile_phone, job_title, department,
-                    account_enabled, seen_round)
-                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $3
+                    account_enabled, seen_round, in_scope)
+                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $3,
+                    (select all_in from s)
                 from u
                 on conflict (tenant_id, object_id) do nothing
                 returning object_id
@@ -321,15 +327,18 @@ impl Stored for GroupFields {
         round: i64,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
-        // As for users: the ids' array and a fresh plan keep the lookups on the index.
+        // As for users: the ids' array and a fresh plan keep the lookups on the index, and a
+        // new group starts in the scope only in a tenant that copies everyone.
         let q = sqlx::query_as(
             "with u as (
                 select * from jsonb_to_recordset($2)
                     as u(id uuid, m int, dn text, descr text, mail text, me boolean, se boolean)
+             ), s as (
+                select sync_scope = 'all' as all_in from tenants where id = $1
              ), ins as (
                 insert into directory_groups (tenant_id, object_id, display_name, description, mail,
-                    mail_enabled, security_enabled, seen_round)
-                select $1, id, dn, descr, mail, me, se, $3 from u
+                    mail_enabled, security_enabled, seen_round, in_scope)
+                select $1, id, dn, descr, mail, me, se, $3, (select all_in from s) from u
                 on conflict (tenant_id, object_id) do nothing
                 returning object_id
              ), known as (

@@ -90,26 +90,27 @@ pub enum ReadError {
     Db(#[from] sqlx::Error),
 }
 
-/// Appends one event in the caller's transaction; returns its position (for fan-out).
-pub async fn append(conn: &mut PgConnection, event: &Event) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
+/// Appends one event in the caller's transaction (and, by the same statement, queues its
+/// webhook deliveries: the log's fan-out trigger).
+pub async fn append(conn: &mut PgConnection, event: &Event) -> Result<(), sqlx::Error> {
+    sqlx::query!(
         "insert into events (event_type, tenant_id, data)
-         values ($1, ($2::jsonb->>'tenant_id')::uuid, $2) returning position",
+         values ($1, ($2::jsonb->>'tenant_id')::uuid, $2)",
         event.event_type.name(),
         event.data,
     )
-    .fetch_one(conn)
-    .await
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The statement appending the events `select` yields — rows of (type's wire name, data with
-/// the `tenant_id` if any), in order — returning their positions. For callers that build
-/// events set-based from tables of their own.
+/// the `tenant_id` if any), in order — and queueing their webhook deliveries. For callers that
+/// build events set-based from tables of their own.
 pub fn insert_select(select: &str) -> String {
     format!(
         "insert into events (event_type, tenant_id, data)
-         select s.t, (s.d->>'tenant_id')::uuid, s.d from ({select}) as s(t, d)
-         returning position"
+         select s.t, (s.d->>'tenant_id')::uuid, s.d from ({select}) as s(t, d)"
     )
 }
 

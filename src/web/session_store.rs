@@ -55,17 +55,14 @@ impl PgSessionStore {
         };
         // A session write lost to a crash in the moment after it only asks its holder to open
         // the link or sign in again, so it does not wait for the disk (`synchronous_commit`
-        // off for this transaction alone: the commit stays atomic and is on disk within
+        // off for this statement's own transaction alone, set by the statement itself so the
+        // write is one round trip: the commit stays atomic and is on disk within
         // milliseconds). Ending a session (`delete`) still waits.
-        let mut tx = self.db.begin().await.map_err(backend)?;
-        sqlx::query!("set local synchronous_commit = off")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         // Without `replace`, an existing id is left alone and nothing is written (`where false`).
         let written = sqlx::query!(
             "insert into sessions (id_sha256, operator_id, payload_key_id, payload_ciphertext, expires_at)
-             values ($1, $2, $3, $4, $5)
+             select $1, $2, $3, $4, $5
+             from (select set_config('synchronous_commit', 'off', true)) as unsynced
              on conflict (id_sha256) do update set operator_id = excluded.operator_id,
                  payload_key_id = excluded.payload_key_id,
                  payload_ciphertext = excluded.payload_ciphertext,
@@ -78,10 +75,9 @@ impl PgSessionStore {
             expires_at,
             replace,
         )
-        .execute(&mut *tx)
+        .execute(&self.db)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
         Ok(written.rows_affected() == 1)
     }
 }

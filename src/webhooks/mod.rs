@@ -1,7 +1,7 @@
 //! Webhooks to the provider's endpoints, signed per the Standard Webhooks specification.
 //!
 //! Events are written to the event log ([`crate::events`]) in the same transaction as the change
-//! they report, and fanned out from it ([`emit`], [`fan_out`]) to an outbox: one row per
+//! they report ([`emit`]), and the statement appending them fans them out to an outbox: one row per
 //! endpoint whose filter matches, carrying the event's id (the body's `id`, and `webhook-id`). [`delivery`] leases due rows, POSTs them
 //! signed outside any transaction, and marks each under its lease: a delivered event is never
 //! sent again; a failed one is retried with exponential backoff for more than a day, then marked
@@ -368,7 +368,7 @@ pub async fn send_test(db: &PgPool, id: WebhookId, actor: &Actor) -> Result<Uuid
 }
 
 /// The body of an event that is not in the log: `{"id", "type", "timestamp", "data"}`, as
-/// [`fan_out`] writes those that are.
+/// the log's fan-out writes those that are.
 fn envelope(id: Uuid, event: &Event) -> Value {
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -376,36 +376,10 @@ fn envelope(id: Uuid, event: &Event) -> Value {
     json!({ "id": id, "type": event.event_type.name(), "timestamp": now, "data": event.data })
 }
 
-/// Appends `event` to the event log and queues it for every enabled endpoint whose filter
-/// matches, in the caller's transaction; returns how many deliveries were queued.
-pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<u64, sqlx::Error> {
-    let position = events::append(&mut *conn, event).await?;
-    fan_out(conn, &[position]).await
-}
-
-/// Queues the logged events at `positions` for every enabled endpoint whose filter matches, in
-/// the caller's transaction (the one that appended them); returns how many deliveries were
-/// queued. The body is `{"id", "type", "timestamp", "data"}`, as Standard Webhooks suggests,
-/// with the event's own id and time.
-pub async fn fan_out(conn: &mut PgConnection, positions: &[i64]) -> Result<u64, sqlx::Error> {
-    if positions.is_empty() {
-        return Ok(0);
-    }
-    let done = sqlx::query!(
-        "insert into webhook_deliveries (endpoint_id, event_type, payload, event_id)
-         select w.id, e.event_type,
-                jsonb_build_object('id', e.id, 'type', e.event_type,
-                                   'timestamp', rfc3339_utc(e.occurred_at), 'data', e.data),
-                e.id
-         from events e
-         join webhook_endpoints w on w.enabled and ('*' = any(w.events) or e.event_type = any(w.events))
-         where e.position = any($1)
-         order by e.writer_xid, e.position",
-        positions,
-    )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+/// Appends `event` to the event log in the caller's transaction; the same statement queues it
+/// for every enabled endpoint whose filter matches (the log's fan-out trigger, migration 0055).
+pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<(), sqlx::Error> {
+    events::append(conn, event).await
 }
 
 /// Erases the directory data (users, groups, memberships) from the tenant's `directory.*`
