@@ -198,6 +198,8 @@ pub enum SecretSource<'a> {
     ExpiredPerEntra,
     /// Only the date entered in System Settings, if any.
     Stored(Option<Date>),
+    /// Token requests are signed with a certificate: the secret is not used.
+    Unused,
 }
 
 /// Every check of the registration's contents; each is a skip (with what to look at by hand)
@@ -543,6 +545,12 @@ pub fn secret_expiry(
     let title = "Client secret expiry";
     let check = Check::new("secret_expiry", title, CheckStatus::Pass);
     let (end, whence, from_registration) = match source {
+        SecretSource::Unused => {
+            return (
+                check.detail("Not used: token requests are signed with the app certificate."),
+                None,
+            );
+        }
         SecretSource::ExpiredPerEntra => {
             return (
                 Check {

@@ -393,6 +393,7 @@ pub async fn run(
 
     let now = OffsetDateTime::now_utc();
     let secret = match (&registration, secret_expired) {
+        _ if live.entra.certificate_thumbprint().is_some() => checks::SecretSource::Unused,
         (Some(reg), _) => checks::SecretSource::Registration(reg),
         (None, true) => checks::SecretSource::ExpiredPerEntra,
         (None, false) => checks::SecretSource::Stored(settings.client_secret_expires),

@@ -1,14 +1,16 @@
 //! Zero-touch setup and client-secret rotation against the emulator: an administrator of the
-//! provider's tenant signs in once; Gangway registers a new multi-tenant app through Graph, the
-//! doctor then passes with no manual step and a customer onboards with the new app; a second run
-//! changes nothing. Rotation adds a secret, keeps the old one working until every process
-//! switched, then removes it.
+//! provider's tenant signs in once; Gangway registers a new multi-tenant app through Graph with a
+//! certificate it signs its token requests with, the doctor then passes with no manual step and
+//! a customer onboards with the new app; a second run changes nothing. Where a client secret
+//! Gangway added is still used, rotation adds a new one, keeps the old one working until every
+//! process switched, then removes it.
 
 use gangway::audit::Actor;
 use gangway::doctor::{self, CheckStatus, Expected};
 use gangway::settings::profiles;
+use gangway::settings::{self as settings_store, Edit, Key};
 use gangway::setup::rotation::{self, Rotation};
-use gangway::setup::{self, Credential, Current, SETUP_SCOPES};
+use gangway::setup::{self, Credential, Current, SECRET_LIFETIME_DAYS, SECRET_NAME, SETUP_SCOPES};
 use gangway::types::{ClientId, Secret, TenantId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -148,13 +150,45 @@ async fn client_credentials(app: &TestApp, client_id: Uuid, secret: &str) -> Val
         .unwrap()
 }
 
-/// Sets up a fresh registration; its client id and the stored secret.
-async fn set_up(app: &TestApp) -> (Uuid, String) {
+/// An installation that authenticates with a client secret Gangway added (as setups did before
+/// they added certificates): the harness's registration set up, a secret added through Graph
+/// and recorded as Gangway's, and no certificate. Its client id and the secret.
+async fn secret_installation(app: &TestApp) -> (Uuid, String) {
     let token = admin_token(app).await;
-    let outcome = run_setup(app, &token, &Current::default()).await;
-    let Credential::NewSecret(new) = &outcome.credential else {
-        panic!("a first setup adds a secret");
-    };
+    let harness = ClientId::parse(&app.app.client_id).unwrap();
+    let current = setup::current(&app.db, Some(harness)).await.unwrap();
+    let outcome = run_setup(app, &token, &current).await;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(SECRET_LIFETIME_DAYS);
+    let new = app
+        .state
+        .graph
+        .add_password(&token, &outcome.object_id.to_string(), SECRET_NAME, expires)
+        .await
+        .unwrap();
+    let edits = [
+        Edit {
+            key: Key::ClientSecret,
+            raw: new.secret_text.expose().to_owned(),
+        },
+        Edit {
+            key: Key::ClientSecretExpires,
+            raw: new.end_date_time.date().to_string(),
+        },
+    ];
+    settings_store::save(&app.db, &app.state.cfg.keys, &edits, &Actor::Cli)
+        .await
+        .unwrap();
+    sqlx::query("update provider_registration set secret_key_id = $1, secret_expires_at = $2")
+        .bind(new.key_id)
+        .bind(new.end_date_time)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("delete from provider_certificates")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.state.settings.invalidate();
     (outcome.client_id, new.secret_text.expose().to_owned())
 }
 
@@ -211,6 +245,22 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
             .all(|c| c.status != CheckStatus::Skip && c.status != CheckStatus::Fail),
         "{not_passed:#?}"
     );
+    // Token requests are signed with the certificate the setup added, and the doctor says so.
+    let Credential::NewCertificate(made) = &first.credential else {
+        panic!("a first setup adds a certificate");
+    };
+    let certificate = report
+        .checks
+        .iter()
+        .find(|c| c.id == "certificate")
+        .unwrap();
+    assert_eq!(certificate.status, CheckStatus::Pass, "{certificate:?}");
+    assert!(
+        certificate
+            .detail
+            .contains(&gangway::credentials::thumbprint(&made.certificate)),
+        "{certificate:?}"
+    );
 
     // A customer onboards with the new app, through the real wizard.
     let tenant = app.customer(0).clone();
@@ -243,7 +293,7 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
 #[tokio::test]
 async fn rotation_adds_a_secret_keeps_the_old_until_every_process_switched_then_removes_it() {
     let app = TestApp::spawn().await;
-    let (client_id, old_secret) = set_up(&app).await;
+    let (client_id, old_secret) = secret_installation(&app).await;
     let live = app.state.settings.current().await.unwrap();
     assert!(matches!(
         rotation::try_rotate(&app.db, &app.state.cfg.keys, &live, &app.state.graph)
@@ -337,7 +387,7 @@ async fn gangway_setup_repairs_the_configured_registration_prints_the_checklist_
         "{out}"
     );
     assert!(
-        out.contains("DONE  Credential — Added a client secret"),
+        out.contains("DONE  Credential — Added certificate "),
         "{out}"
     );
     assert!(out.contains("0 failed"), "{out}");

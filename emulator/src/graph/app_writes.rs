@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -24,6 +24,7 @@ use super::{caller, require};
 use crate::apps::{
     App, AppChange, AppRole, ExposedScope, GroupClaims, LockConfig, NewApp, Permissions, Registry,
 };
+use crate::certificates::KeyCredential;
 use crate::scopes::{self, GRAPH_APP_ID};
 use crate::state::{Access, AppState, World};
 
@@ -49,6 +50,48 @@ struct ApplicationBody {
     api: Option<ApiBody>,
     app_roles: Option<Vec<AppRole>>,
     service_principal_lock_configuration: Option<LockConfig>,
+    key_credentials: Option<Vec<KeyCredentialBody>>,
+}
+
+/// One of `keyCredentials` as Graph's `keyCredential` resource spells it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyCredentialBody {
+    key: Option<String>,
+    key_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    kind: String,
+    usage: String,
+    display_name: Option<String>,
+    // Accepted and not kept: the emulator reports the thumbprint (Graph's default) and the
+    // certificate's own validity.
+    #[serde(rename = "customKeyIdentifier")]
+    _custom_key_identifier: Option<IgnoredAny>,
+    #[serde(rename = "startDateTime")]
+    _start_date_time: Option<IgnoredAny>,
+    #[serde(rename = "endDateTime")]
+    _end_date_time: Option<IgnoredAny>,
+}
+
+impl KeyCredentialBody {
+    /// The certificate this entry names: a new one from its `key`, kept under its `keyId`.
+    fn certificate(&self) -> Result<KeyCredential, GraphError> {
+        if self.kind != "AsymmetricX509Cert" || self.usage != "Verify" {
+            return Err(bad_request(
+                "keyCredentials: the emulator models certificates of type AsymmetricX509Cert with usage Verify only.",
+            ));
+        }
+        let key = self
+            .key
+            .as_deref()
+            .ok_or_else(|| bad_request("keyCredentials: each credential needs its key."))?;
+        let mut cert = KeyCredential::parse(key, self.display_name.as_deref().unwrap_or(""))
+            .map_err(|e| bad_request(format!("keyCredentials: {e}.")))?;
+        if let Some(id) = self.key_id {
+            cert.key_id = id;
+        }
+        Ok(cert)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +337,16 @@ pub async fn update(
         let access = caller(&st, &headers)?;
         let body: ApplicationBody = parse(&body)?;
         let change = body.change()?;
+        // The collection sent replaces the one before, as a collection property does.
+        let certificates = body
+            .key_credentials
+            .as_ref()
+            .map(|all| {
+                all.iter()
+                    .map(KeyCredentialBody::certificate)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         let mut w = st.world();
         let client_id = app_by_object_id(&w, &access, &id)?;
         may_write(&access, &w.reg.apps[&client_id])?;
@@ -312,6 +365,9 @@ pub async fn update(
         }
         if let Some(lock) = body.service_principal_lock_configuration {
             app.lock = Some(lock);
+        }
+        if let Some(certificates) = certificates {
+            app.certificates = certificates;
         }
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
