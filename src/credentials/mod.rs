@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{CryptoError, Keyring};
 use crate::identity::ClientCertificate;
+use crate::webhooks::{self, EventType};
 
 /// How long a certificate Gangway generates is valid: Microsoft's portal accepts any, and a
 /// year keeps a leaked key short-lived while rotation does the renewing.
@@ -248,6 +249,52 @@ pub async fn insert(
     )
     .await?;
     Ok(id)
+}
+
+/// Which credential of the provider's app rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotated {
+    /// A certificate (`addKey`).
+    Certificate,
+    /// A client secret (`addPassword`).
+    Secret,
+}
+
+impl Rotated {
+    /// The name in the event and the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::Secret => "secret",
+        }
+    }
+}
+
+/// Tells of a rotation whose new credential is in use: the `credential.rotated` event in the
+/// caller's transaction — the new credential's `key_id` on the app, a certificate's
+/// `thumbprint`, its expiry; never the secret — and the metric.
+pub async fn announce_rotation(
+    conn: &mut sqlx::PgConnection,
+    kind: Rotated,
+    key_id: Option<Uuid>,
+    thumbprint: Option<&str>,
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let data = json!({
+        "kind": kind.as_str(),
+        "key_id": key_id,
+        "thumbprint": thumbprint,
+        "expires_at": expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    });
+    webhooks::emit(
+        conn,
+        &webhooks::Event::new(EventType::CredentialRotated, data),
+    )
+    .await?;
+    crate::metrics::record_credential_rotation(kind.as_str());
+    Ok(())
 }
 
 /// SHA-1 thumbprint of `der` in upper-case hex (what the portal and Graph's
