@@ -365,10 +365,12 @@ pub async fn run(
                 &token,
                 Err(e @ IdentityError::Aad(_)) if e.aad_kind() == Some(AadErrorKind::ExpiredSecret)
             );
+            // The same seam token requests use: the certificate they are signed with, if any.
             checks.push(checks::client_credentials(
                 &token,
                 &settings.client_id,
                 &tenant,
+                live.entra.certificate_thumbprint().as_deref(),
             ));
             let registration = match &token {
                 Ok(token) => {

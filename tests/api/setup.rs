@@ -251,6 +251,15 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
     let Credential::NewCertificate(made) = &first.credential else {
         panic!("a first setup adds a certificate");
     };
+    let accepted = report
+        .checks
+        .iter()
+        .find(|c| c.id == "client_credentials")
+        .unwrap();
+    assert_eq!(
+        accepted.title, "Your tenant accepts the app's certificate",
+        "{accepted:?}"
+    );
     let certificate = report
         .checks
         .iter()
