@@ -23,6 +23,8 @@ pub const SYNC_THROTTLED_MILLIS: &str = "gangway_sync_throttled_wait_millisecond
 pub const SIGNINS: &str = "gangway_signins_total";
 /// Counter: consent checks of tenants, by result (`ok`, `drifted`, `failed`).
 pub const CONSENT_CHECKS: &str = "gangway_consent_checks_total";
+/// Counter: the provider app's credentials Gangway rotated, by kind (`certificate`, `secret`).
+pub const CREDENTIAL_ROTATIONS: &str = "gangway_credential_rotations_total";
 
 /// Latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
@@ -65,6 +67,10 @@ fn describe() {
         CONSENT_CHECKS,
         "Checks of what tenants grant the provider's app, by result"
     );
+    metrics::describe_counter!(
+        CREDENTIAL_ROTATIONS,
+        "Credentials of the provider's app Gangway rotated, by kind"
+    );
     metrics::describe_counter!(SYNC_OBJECTS, "Directory objects synced, by change");
     metrics::describe_counter!(SYNC_THROTTLED_WAITS, "Waits Graph asked for (429, 503)");
     metrics::describe_counter!(
@@ -100,6 +106,12 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
 /// Counts one consent check with its `result` (`ok`, `drifted`, `failed`).
 pub fn record_consent_check(result: &'static str) {
     metrics::counter!(CONSENT_CHECKS, "result" => result).increment(1);
+}
+
+/// Counts one rotation of the provider app's credential of `kind` (`certificate`, `secret`).
+pub fn record_credential_rotation(kind: &'static str) {
+    let _ = handle();
+    metrics::counter!(CREDENTIAL_ROTATIONS, "kind" => kind).increment(1);
 }
 
 /// Counts a sign-in through Gangway's OpenID Provider by `outcome`.

@@ -74,8 +74,16 @@ impl KeyCredential {
             .collect()
     }
 
-    /// Graph's `keyCredential` resource (the `key` itself is only returned on `$select`, and
-    /// this emulator leaves it out).
+    /// Graph's `keyCredential` resource with its `key` (Base64 DER), as a single object's
+    /// `$select=keyCredentials` returns it.
+    pub fn graph_with_key(&self) -> serde_json::Value {
+        let mut v = self.graph();
+        v["key"] = serde_json::Value::String(STANDARD.encode(&self.der));
+        v
+    }
+
+    /// Graph's `keyCredential` resource (the `key` itself is only returned on `$select` for a
+    /// single object: [`Self::graph_with_key`]).
     pub fn graph(&self) -> serde_json::Value {
         let rfc = |t: OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)

@@ -291,8 +291,8 @@ impl Checker {
         };
         // A fresh token, never a cached one: it must say what the tenant grants now.
         let source = TokenSource::new(self.db.clone(), self.keys.clone(), self.settings.clone());
-        let token = match source.token(&access).await {
-            Ok(token) => token,
+        let (token, scopes) = match source.fresh(&access).await {
+            Ok(fresh) => fresh,
             Err(CredentialError::ReconsentRequired(why)) => {
                 return Ok(gone(if why.starts_with(reconsent::APP_DISABLED.operator) {
                     ServicePrincipal::Disabled
@@ -330,9 +330,14 @@ impl Checker {
             Ok(Some((sp, granted))) => Ok(Drift::compare(&needed, &granted, sp, Source::Graph)),
             Ok(None) => Ok(gone(ServicePrincipal::Missing)),
             Err(GraphError::Api { status: 403, .. }) => {
-                let granted = from_token(&token, delegated).ok_or_else(|| {
-                    DriftError::Failed("the access token names no permissions".into())
-                })?;
+                // A delegated grant's scopes come with the token response (its `scope`); an
+                // app-only token names its roles.
+                let granted = scopes
+                    .map(|all| all.iter().map(|s| bare_scope(s).to_owned()).collect())
+                    .or_else(|| from_token(&token, delegated))
+                    .ok_or_else(|| {
+                        DriftError::Failed("the access token names no permissions".into())
+                    })?;
                 Ok(Drift::compare(
                     &needed,
                     &granted,
@@ -391,6 +396,14 @@ impl Checker {
         }
         Ok(Some((state, granted)))
     }
+}
+
+/// A scope as the token response may name it (`https://graph.microsoft.com/User.Read.All`)
+/// without Graph's prefix, as the profile names it.
+fn bare_scope(scope: &str) -> &str {
+    scope
+        .strip_prefix("https://graph.microsoft.com/")
+        .unwrap_or(scope)
 }
 
 /// The permissions the access token names: `roles` (application) or `scp` (delegated). The

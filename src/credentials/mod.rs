@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor};
 use crate::crypto::{CryptoError, Keyring};
 use crate::identity::ClientCertificate;
+use crate::webhooks::{self, EventType};
 
 /// How long a certificate Gangway generates is valid: Microsoft's portal accepts any, and a
 /// year keeps a leaked key short-lived while rotation does the renewing.
@@ -119,14 +120,52 @@ impl Certificate {
     }
 }
 
-/// A key pair and the self-signed certificate of its public key.
-struct Generated {
+/// A key pair and the self-signed certificate of its public key, not stored yet.
+pub struct Generated {
     /// PKCS#8 DER.
     private_key: Vec<u8>,
-    /// DER.
-    certificate: Vec<u8>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    /// The certificate (DER).
+    pub certificate: Vec<u8>,
+    /// Valid from.
+    pub not_before: OffsetDateTime,
+    /// Valid until.
+    pub not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generated")
+            .field("thumbprint", &thumbprint(&self.certificate))
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generated {
+    /// A fresh key pair and certificate valid for `days` (RSA key generation takes a while:
+    /// off the async workers).
+    pub async fn new(days: i64) -> Result<Self, CredentialsError> {
+        tokio::task::spawn_blocking(move || generate(days))
+            .await
+            .map_err(|e| CredentialsError::Generate(e.to_string()))?
+    }
+
+    /// The public certificate as Graph's `keyCredential` of a certificate that verifies client
+    /// assertions, named by its subject (Graph sets `customKeyIdentifier` to its thumbprint).
+    pub fn key_credential(&self) -> serde_json::Value {
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        json!({
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+            "key": STANDARD.encode(&self.certificate),
+            "displayName": format!("CN={SUBJECT}"),
+            "startDateTime": rfc(self.not_before),
+            "endDateTime": rfc(self.not_after),
+        })
+    }
 }
 
 /// A fresh RSA-2048 key pair and self-signed certificate valid for `days`.
@@ -168,13 +207,24 @@ pub async fn create(
     actor: &Actor,
     days: i64,
 ) -> Result<Certificate, CredentialsError> {
-    // RSA key generation takes a while: off the async workers.
-    let made = tokio::task::spawn_blocking(move || generate(days))
-        .await
-        .map_err(|e| CredentialsError::Generate(e.to_string()))??;
+    let made = Generated::new(days).await?;
+    let mut tx = db.begin().await?;
+    let id = insert(&mut tx, keys, actor, &made, days).await?;
+    tx.commit().await?;
+    get(db, id).await?.ok_or(CredentialsError::NotFound)
+}
+
+/// Stores `made` (valid for `days`) as a pending certificate, its private key sealed; audited
+/// as done by `actor`. Its id.
+pub async fn insert(
+    tx: &mut sqlx::PgConnection,
+    keys: &Keyring,
+    actor: &Actor,
+    made: &Generated,
+    days: i64,
+) -> Result<Uuid, CredentialsError> {
     let thumbprint = thumbprint(&made.certificate);
     let x5t_s256 = URL_SAFE_NO_PAD.encode(Sha256::digest(&made.certificate));
-    let mut tx = db.begin().await?;
     let id = sqlx::query_scalar!(
         "insert into provider_certificates
              (certificate, thumbprint, x5t_s256, key_ciphertext, key_id, not_before, not_after)
@@ -198,8 +248,53 @@ pub async fn create(
         json!({"thumbprint": thumbprint, "days": days}),
     )
     .await?;
-    tx.commit().await?;
-    get(db, id).await?.ok_or(CredentialsError::NotFound)
+    Ok(id)
+}
+
+/// Which credential of the provider's app rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotated {
+    /// A certificate (`addKey`).
+    Certificate,
+    /// A client secret (`addPassword`).
+    Secret,
+}
+
+impl Rotated {
+    /// The name in the event and the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::Secret => "secret",
+        }
+    }
+}
+
+/// Tells of a rotation whose new credential is in use: the `credential.rotated` event in the
+/// caller's transaction — the new credential's `key_id` on the app, a certificate's
+/// `thumbprint`, its expiry; never the secret — and the metric.
+pub async fn announce_rotation(
+    conn: &mut sqlx::PgConnection,
+    kind: Rotated,
+    key_id: Option<Uuid>,
+    thumbprint: Option<&str>,
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let data = json!({
+        "kind": kind.as_str(),
+        "key_id": key_id,
+        "thumbprint": thumbprint,
+        "expires_at": expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    });
+    webhooks::emit(
+        conn,
+        &webhooks::Event::new(EventType::CredentialRotated, data),
+    )
+    .await?;
+    crate::metrics::record_credential_rotation(kind.as_str());
+    Ok(())
 }
 
 /// SHA-1 thumbprint of `der` in upper-case hex (what the portal and Graph's
@@ -311,6 +406,17 @@ pub async fn active_id(db: impl PgExecutor<'_>) -> Result<Option<(Uuid, String)>
 /// retiring. Every process signs with it from its next settings read.
 pub async fn activate(db: &PgPool, actor: &Actor, id: Uuid) -> Result<(), CredentialsError> {
     let mut tx = db.begin().await?;
+    activate_in(&mut tx, actor, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`activate`] within the caller's transaction.
+pub async fn activate_in(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(), CredentialsError> {
     sqlx::query!(
         "update provider_certificates set state = 'retiring', retiring_since = now()
          where state = 'active'"
@@ -334,7 +440,6 @@ pub async fn activate(db: &PgPool, actor: &Actor, id: Uuid) -> Result<(), Creden
         json!({"thumbprint": thumbprint}),
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

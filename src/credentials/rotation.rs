@@ -260,5 +260,16 @@ pub async fn rotate(
         register(db, keys, provider, &Actor::System, next.id).await?;
     }
     activate_registered(db, keys, provider, &Actor::System, next.id).await?;
+    let key_id = super::get(db, next.id).await?.and_then(|c| c.graph_key_id);
+    let mut tx = db.begin().await?;
+    super::announce_rotation(
+        &mut tx,
+        super::Rotated::Certificate,
+        key_id,
+        Some(&next.thumbprint),
+        next.not_after,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Outcome::Rotated(next.thumbprint))
 }

@@ -95,7 +95,7 @@ impl TokenSource {
         if let Some(token) = self.cached(tenant.id) {
             return Ok(token);
         }
-        let (token, lifetime) = self.fetch(tenant).await?;
+        let (token, lifetime, _) = self.fetch(tenant).await?;
         let lifetime = lifetime.unwrap_or(DEFAULT_LIFETIME);
         // Short-lived tokens (seen in tests) keep at least half their life.
         let keep_until = Instant::now() + lifetime - EXPIRY_MARGIN.min(lifetime / 2);
@@ -104,6 +104,16 @@ impl TokenSource {
             .expect("token cache")
             .insert(tenant.id, (token.clone(), keep_until));
         Ok(token)
+    }
+
+    /// A fresh token for `tenant`, never a cached one, and for a delegated grant the scopes
+    /// Entra ID's token response says it carries (its `scope`): what the tenant grants now.
+    pub async fn fresh(
+        &self,
+        tenant: &TenantAccess,
+    ) -> Result<(Secret, Option<Vec<String>>), CredentialError> {
+        let (token, _, scopes) = self.fetch(tenant).await?;
+        Ok((token, scopes))
     }
 
     /// The client id of the app whose tokens read `tenant`: the customer's own app in
@@ -144,7 +154,7 @@ impl TokenSource {
     async fn fetch(
         &self,
         tenant: &TenantAccess,
-    ) -> Result<(Secret, Option<Duration>), CredentialError> {
+    ) -> Result<(Secret, Option<Duration>, Option<Vec<String>>), CredentialError> {
         let tid = TenantId::from_uuid(tenant.entra_tenant_id);
         let live = self
             .settings
@@ -158,7 +168,7 @@ impl TokenSource {
                     .app_access_token(&tid, None)
                     .await
                     .map_err(|e| classify(e, false))?;
-                Ok((t.token, t.expires_in))
+                Ok((t.token, t.expires_in, None))
             }
             ConsentMode::CustomerApp => {
                 let secret = self.unseal(tenant)?;
@@ -171,7 +181,7 @@ impl TokenSource {
                     .app_access_token(&tid, Some((client_id, &secret)))
                     .await
                     .map_err(|e| classify(e, true))?;
-                Ok((t.token, t.expires_in))
+                Ok((t.token, t.expires_in, None))
             }
             ConsentMode::Delegated => {
                 let refresh_token = self.unseal(tenant)?;
@@ -193,7 +203,7 @@ impl TokenSource {
                     .execute(&self.db)
                     .await?;
                 }
-                Ok((grant.access_token, grant.expires_in))
+                Ok((grant.access_token, grant.expires_in, Some(grant.scopes)))
             }
         }
     }

@@ -87,13 +87,25 @@ pub fn provider_tenant(tenant: Option<&TenantId>) -> Check {
     }
 }
 
-/// How the client-credentials request as the provider app in its own tenant went.
+/// How the client-credentials request as the provider app in its own tenant went;
+/// `certificate` is the `x5t#S256` of the certificate it was signed with, `None` when it sent
+/// the client secret.
 pub fn client_credentials<T>(
     token: &Result<T, IdentityError>,
     client_id: &ClientId,
     tenant: &TenantId,
+    certificate: Option<&str>,
 ) -> Check {
-    let title = "Your tenant accepts the app's client secret";
+    let (title, with) = match certificate {
+        Some(x5t) => (
+            "Your tenant accepts the app's certificate",
+            format!("its certificate (x5t#S256 {x5t}) from Console → App certificates"),
+        ),
+        None => (
+            "Your tenant accepts the app's client secret",
+            "the client secret from System Settings".to_owned(),
+        ),
+    };
     let check = Check::new("client_credentials", title, CheckStatus::Fail);
     let aad = match token {
         Ok(_) => {
@@ -102,7 +114,7 @@ pub fn client_credentials<T>(
                 ..check
             }
             .detail(format!(
-                "App {client_id} got a token in tenant {tenant} with the client secret from System Settings."
+                "App {client_id} got a token in tenant {tenant} with {with}."
             ));
         }
         Err(IdentityError::Aad(aad)) => aad,
@@ -198,6 +210,8 @@ pub enum SecretSource<'a> {
     ExpiredPerEntra,
     /// Only the date entered in System Settings, if any.
     Stored(Option<Date>),
+    /// Token requests are signed with a certificate: the secret is not used.
+    Unused,
 }
 
 /// Every check of the registration's contents; each is a skip (with what to look at by hand)
@@ -543,6 +557,12 @@ pub fn secret_expiry(
     let title = "Client secret expiry";
     let check = Check::new("secret_expiry", title, CheckStatus::Pass);
     let (end, whence, from_registration) = match source {
+        SecretSource::Unused => {
+            return (
+                check.detail("Not used: token requests are signed with the app certificate."),
+                None,
+            );
+        }
         SecretSource::ExpiredPerEntra => {
             return (
                 Check {
@@ -1312,18 +1332,29 @@ mod tests {
             &refused(7000215, "Invalid client secret provided."),
             &client,
             &tenant,
+            None,
         );
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("AADSTS7000215") && c.detail.contains("invalid client secret"));
         assert!(c.fix.unwrap().contains("Value, not its Secret ID"));
-        let c = client_credentials(&refused(7000222, "expired"), &client, &tenant);
+        let c = client_credentials(&refused(7000222, "expired"), &client, &tenant, None);
         assert!(c.detail.contains("expired"));
-        let c = client_credentials(&refused(700016, "not found"), &client, &tenant);
+        let c = client_credentials(&refused(700016, "not found"), &client, &tenant, None);
         assert!(c.detail.contains("has no app"));
         let ok: Result<(), IdentityError> = Ok(());
-        assert_eq!(
-            client_credentials(&ok, &client, &tenant).status,
-            CheckStatus::Pass
+        let c = client_credentials(&ok, &client, &tenant, None);
+        assert_eq!(c.status, CheckStatus::Pass);
+        assert!(c.detail.contains("with the client secret"), "{}", c.detail);
+        // Signed with a certificate: the line names it, never the secret.
+        let c = client_credentials(&ok, &client, &tenant, Some("x5t-of-the-cert"));
+        assert_eq!(c.status, CheckStatus::Pass);
+        assert_eq!(c.title, "Your tenant accepts the app's certificate");
+        assert!(
+            c.detail
+                .contains("its certificate (x5t#S256 x5t-of-the-cert)")
+                && !c.detail.contains("secret"),
+            "{}",
+            c.detail
         );
         assert_eq!(provider_tenant(None).status, CheckStatus::Fail);
         assert!(

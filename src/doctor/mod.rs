@@ -365,10 +365,12 @@ pub async fn run(
                 &token,
                 Err(e @ IdentityError::Aad(_)) if e.aad_kind() == Some(AadErrorKind::ExpiredSecret)
             );
+            // The same seam token requests use: the certificate they are signed with, if any.
             checks.push(checks::client_credentials(
                 &token,
                 &settings.client_id,
                 &tenant,
+                live.entra.certificate_thumbprint().as_deref(),
             ));
             let registration = match &token {
                 Ok(token) => {
@@ -393,6 +395,7 @@ pub async fn run(
 
     let now = OffsetDateTime::now_utc();
     let secret = match (&registration, secret_expired) {
+        _ if live.entra.certificate_thumbprint().is_some() => checks::SecretSource::Unused,
         (Some(reg), _) => checks::SecretSource::Registration(reg),
         (None, true) => checks::SecretSource::ExpiredPerEntra,
         (None, false) => checks::SecretSource::Stored(settings.client_secret_expires),

@@ -73,6 +73,8 @@ event_types! {
     /// A round would have deleted more than the tenant's threshold: its deletions wait for an
     /// operator.
     DeletionsHeld => "directory.deletions_held",
+    /// Gangway rotated the provider app's certificate or client secret: the new one is in use.
+    CredentialRotated => "credential.rotated",
 }
 
 impl EventType {
@@ -114,7 +116,7 @@ mod tests {
     #[test]
     fn wire_names_are_unique_and_parse_back() {
         let all = EventType::SUBSCRIBABLE;
-        assert_eq!(all.len(), 20);
+        assert_eq!(all.len(), 21);
         for t in all {
             assert_eq!(EventType::parse(t.name()), Some(*t));
             assert_eq!(all.iter().filter(|o| o.name() == t.name()).count(), 1);

@@ -1,7 +1,7 @@
 //! Writing the provider's own app registration: create or patch the `application`, create its
 //! service principal, make it an owner of the registration, grant it Graph's application
-//! permissions in the provider's tenant, and add or remove client secrets
-//! (`addPassword`/`removePassword`).
+//! permissions in the provider's tenant, add or remove client secrets
+//! (`addPassword`/`removePassword`), and read its certificates with their keys.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -83,6 +83,28 @@ impl GraphClient {
         self.write(Method::PATCH, &path, body, access_token)
             .await
             .map(drop)
+    }
+
+    /// `GET /v1.0/applications/{object id}?$select=keyCredentials`: the certificates, each
+    /// with its `key` (Graph returns it only on `$select` for a single object), so a `PATCH`
+    /// can send the collection back whole with another added.
+    #[tracing::instrument(skip_all)]
+    pub async fn key_credentials(
+        &self,
+        access_token: &Secret,
+        object_id: &str,
+    ) -> Result<Vec<Value>, GraphError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct KeyCredentials {
+            #[serde(default)]
+            key_credentials: Vec<Value>,
+        }
+        let url = self.url(&format!(
+            "v1.0/applications/{object_id}?$select=keyCredentials"
+        ))?;
+        let app: KeyCredentials = self.get_json(url, access_token).await?;
+        Ok(app.key_credentials)
     }
 
     /// `GET /v1.0/servicePrincipals(appId='…')`; `None` when the tenant has none.

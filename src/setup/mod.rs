@@ -4,9 +4,10 @@
 //! Microsoft Graph — everything the doctor checks ([`Expected`]) plus the exposed API and the
 //! app instance property lock —, creates its service principal, makes it an owner of the
 //! registration and grants it, in the provider's tenant only, what the doctor and secret
-//! rotation need. Then it adds a credential and stores it sealed with the client and tenant ids
-//! (audited). Every step compares before it writes, so a second run changes nothing and says
-//! so.
+//! rotation need. Then it generates a certificate, adds it to the registration's
+//! `keyCredentials` and stores it (private key sealed) as the active credential with the client
+//! and tenant ids (audited). Every step compares before it writes, so a second run changes
+//! nothing and says so.
 
 pub mod pending;
 pub mod rotation;
@@ -21,10 +22,11 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
+use crate::credentials::rotation::registered_key_id;
+use crate::credentials::{self, CredentialsError, Generated, VALIDITY_DAYS};
 use crate::crypto::Keyring;
 use crate::doctor::graph_ids::{self, GRAPH_APP_ID, Kind, Lookup};
 use crate::doctor::{Expected, MULTI_TENANT_AUDIENCE, OWN_PERMISSION};
-use crate::graph::registration::NewPassword;
 use crate::graph::{GraphClient, GraphError};
 use crate::identity::{API_ROLE_READ, API_ROLE_WRITE, API_SCOPE};
 use crate::settings::{self, Edit, Key, SettingsError};
@@ -39,8 +41,7 @@ pub const SETUP_SCOPES: [&str; 3] = [
     "AppRoleAssignment.ReadWrite.All",
     "Directory.Read.All",
 ];
-/// How long a client secret the setup or the rotation adds lives; Microsoft recommends less
-/// than 12 months.
+/// How long a client secret the rotation adds lives; Microsoft recommends less than 12 months.
 pub const SECRET_LIFETIME_DAYS: i64 = 180;
 /// The name new registrations get.
 const DISPLAY_NAME: &str = "Gangway";
@@ -79,6 +80,9 @@ pub enum SetupError {
     /// Storing the outcome in System Settings failed.
     #[error("could not store the settings: {0}")]
     Settings(#[from] SettingsError),
+    /// Generating or storing the certificate failed.
+    #[error("the certificate: {0}")]
+    Certificate(#[from] CredentialsError),
 }
 
 /// What happened in one step of the checklist.
@@ -105,11 +109,11 @@ impl Step {
 /// The credential Gangway holds for its registration, as the setup left it.
 #[derive(Debug)]
 pub enum Credential {
-    /// The stored client secret is Gangway's own and lives long enough: kept.
+    /// Gangway's active certificate is registered on the app and lives long enough: kept.
     Kept,
-    /// A client secret just added (`addPassword`), to be stored sealed. A certificate
-    /// credential (`addKey`) joins here as another variant.
-    NewSecret(NewPassword),
+    /// A certificate just generated and added to the app's `keyCredentials`, to be stored
+    /// (private key sealed) as the one every token request signs with.
+    NewCertificate(Generated),
 }
 
 /// What the setup did: the checklist, and what to store.
@@ -134,20 +138,18 @@ impl Outcome {
     }
 }
 
-/// What Gangway already holds: the client id and the secret's key id and expiry it knows.
+/// What Gangway already holds: the client id and its active certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Current {
     /// The client id in System Settings, if it names a registration in this tenant.
     pub client_id: Option<ClientId>,
-    /// Graph's key id of the stored secret, when Gangway added it.
-    pub secret_key_id: Option<Uuid>,
-    /// When the stored secret expires.
-    pub secret_expires: Option<OffsetDateTime>,
+    /// The SHA-1 thumbprint and expiry of the certificate token requests are signed with.
+    pub certificate: Option<(String, OffsetDateTime)>,
 }
 
 /// Runs the setup in `tenant` with the administrator's delegated `token`, making the
 /// registration hold what `expected` lists. `current` is what Gangway holds already; its
-/// secret is kept while it lives longer than `renew_days`.
+/// certificate is kept while it is registered on the app and lives longer than `renew_days`.
 pub async fn run(
     graph: &GraphClient,
     token: &Secret,
@@ -311,42 +313,51 @@ pub async fn run(
         Step::new(GRANTS, true, format!("Granted {}.", added.join(" and ")))
     });
 
-    // 6. The credential.
+    // 6. The credential: a certificate. `addKey` needs a proof signed by a certificate already
+    // on the app, so the first one goes in by PATCH, with the collection sent back whole (a
+    // collection property is replaced).
     const CREDENTIAL: &str = "Credential";
     let now = OffsetDateTime::now_utc();
-    let known = current.client_id.as_ref().map(ToString::to_string) == Some(client_id.to_string())
-        && secret_key_ids(&app).contains(&current.secret_key_id.unwrap_or_default());
-    let credential = match current.secret_expires {
-        Some(expires) if known && expires - now > Duration::days(renew_days) => {
+    let kept = current
+        .certificate
+        .as_ref()
+        .filter(|(thumbprint, expires)| {
+            registered_key_id(&app, thumbprint).is_some()
+                && *expires - now > Duration::days(renew_days)
+        });
+    let credential = match kept {
+        Some((thumbprint, expires)) => {
             steps.push(Step::new(
                 CREDENTIAL,
                 false,
                 format!(
-                    "The stored client secret is valid until {}.",
+                    "Token requests are signed with certificate {thumbprint}, valid until {}.",
                     expires.date()
                 ),
             ));
             Credential::Kept
         }
-        _ => {
-            let new = graph
-                .add_password(
-                    token,
-                    &object,
-                    SECRET_NAME,
-                    now + Duration::days(SECRET_LIFETIME_DAYS),
-                )
+        None => {
+            let made = Generated::new(VALIDITY_DAYS).await?;
+            let mut all = graph
+                .key_credentials(token, &object)
+                .await
+                .map_err(graph_err(CREDENTIAL))?;
+            all.push(made.key_credential());
+            graph
+                .update_application(token, &object, &json!({ "keyCredentials": all }))
                 .await
                 .map_err(graph_err(CREDENTIAL))?;
             steps.push(Step::new(
                 CREDENTIAL,
                 true,
                 format!(
-                    "Added a client secret valid until {}.",
-                    new.end_date_time.date()
+                    "Added certificate {} valid until {}; token requests are signed with it.",
+                    credentials::thumbprint(&made.certificate),
+                    made.not_after.date()
                 ),
             ));
-            Credential::NewSecret(new)
+            Credential::NewCertificate(made)
         }
     };
 
@@ -359,15 +370,17 @@ pub async fn run(
     })
 }
 
-/// Stores what the setup made: client id, tenant id and, when new, the secret (sealed) and its
-/// expiry in System Settings — audited as `actor` — and the registration's ids for rotation.
+/// Stores what the setup made: client id and tenant id in System Settings and, when new, the
+/// certificate (private key sealed) as the active one — audited as `actor` — and the
+/// registration's ids for rotation. Every process signs with the certificate from its next
+/// settings read.
 pub async fn store(
     db: &PgPool,
     keys: &Keyring,
     outcome: &Outcome,
     actor: &Actor,
 ) -> Result<Vec<Key>, SetupError> {
-    let mut edits = vec![
+    let edits = [
         Edit {
             key: Key::ClientId,
             raw: outcome.client_id.to_string(),
@@ -377,41 +390,28 @@ pub async fn store(
             raw: outcome.tenant_id.to_string(),
         },
     ];
-    if let Credential::NewSecret(new) = &outcome.credential {
-        edits.push(Edit {
-            key: Key::ClientSecret,
-            raw: new.secret_text.expose().to_owned(),
-        });
-        edits.push(Edit {
-            key: Key::ClientSecretExpires,
-            raw: new.end_date_time.date().to_string(),
-        });
-    }
     let mut tx = db.begin().await.map_err(SettingsError::from)?;
-    let key_id = match &outcome.credential {
-        Credential::NewSecret(new) => Some(new.key_id),
-        Credential::Kept => None,
-    };
+    // A secret Gangway added to another registration is not this one's to rotate.
     sqlx::query!(
-        "insert into provider_registration (client_id, object_id, secret_key_id, secret_expires_at)
-         values ($1, $2, $3, $4)
+        "insert into provider_registration (client_id, object_id) values ($1, $2)
          on conflict (singleton) do update
             set client_id = excluded.client_id,
                 object_id = excluded.object_id,
-                secret_key_id = coalesce(excluded.secret_key_id, provider_registration.secret_key_id),
-                secret_expires_at = coalesce(excluded.secret_expires_at, provider_registration.secret_expires_at),
+                secret_key_id = case when provider_registration.client_id = excluded.client_id
+                                     then provider_registration.secret_key_id end,
+                secret_expires_at = case when provider_registration.client_id = excluded.client_id
+                                         then provider_registration.secret_expires_at end,
                 updated_at = now()",
         outcome.client_id,
         outcome.object_id,
-        key_id,
-        match &outcome.credential {
-            Credential::NewSecret(new) => Some(new.end_date_time),
-            Credential::Kept => None,
-        },
     )
     .execute(&mut *tx)
     .await
     .map_err(SettingsError::from)?;
+    if let Credential::NewCertificate(made) = &outcome.credential {
+        let id = credentials::insert(&mut tx, keys, actor, made, VALIDITY_DAYS).await?;
+        credentials::activate_in(&mut tx, actor, id).await?;
+    }
     let changed: Vec<&str> = outcome
         .steps
         .iter()
@@ -434,25 +434,17 @@ pub async fn store(
     Ok(settings::save(db, keys, &edits, actor).await?)
 }
 
-/// What Gangway holds for the registration in `db`, to tell its own secret from others.
+/// What Gangway holds for the registration in `db`: the client id and the active certificate.
 pub async fn current(db: &PgPool, client_id: Option<ClientId>) -> Result<Current, sqlx::Error> {
-    let row = sqlx::query!(
-        "select client_id, secret_key_id, secret_expires_at from provider_registration"
+    let certificate = sqlx::query!(
+        "select thumbprint, not_after from provider_certificates where state = 'active'"
     )
     .fetch_optional(db)
-    .await?;
-    Ok(match row {
-        Some(r) if client_id.as_ref().map(ToString::to_string) == Some(r.client_id.to_string()) => {
-            Current {
-                client_id,
-                secret_key_id: r.secret_key_id,
-                secret_expires: r.secret_expires_at,
-            }
-        }
-        _ => Current {
-            client_id,
-            ..Current::default()
-        },
+    .await?
+    .map(|r| (r.thumbprint, r.not_after));
+    Ok(Current {
+        client_id,
+        certificate,
     })
 }
 
@@ -634,14 +626,6 @@ fn array(v: &Value, pointer: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// The key ids of the registration's client secrets.
-fn secret_key_ids(app: &Value) -> Vec<Uuid> {
-    array(app, "/passwordCredentials")
-        .iter()
-        .filter_map(|c| uuid_at(c, "/keyId"))
-        .collect()
-}
-
 /// Runs the setup in `tenant` with the administrator's delegated `token`, making the
 /// registration hold everything users' sign-in and the permission profiles in use need, and
 /// stores the outcome as `actor` — what `gangway setup` and the console's Setup page do.
@@ -664,7 +648,7 @@ pub async fn run_and_store(
     let current = current(db, Some(live.settings.client_id))
         .await
         .map_err(SettingsError::from)?;
-    let renew = i64::from(live.settings.secret_rotation_days);
+    let renew = i64::from(live.settings.certificate_rotation_days);
     let outcome = run(graph, token, tenant, &expected, &current, renew).await?;
     store(db, keys, &outcome, actor).await?;
     Ok(outcome)

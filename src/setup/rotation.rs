@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{SECRET_LIFETIME_DAYS, SECRET_NAME};
 use crate::audit::{self, Action, Actor};
+use crate::credentials::{self, Rotated};
 use crate::crypto::Keyring;
 use crate::doctor::{Check, CheckStatus};
 use crate::graph::GraphClient;
@@ -149,6 +150,7 @@ pub async fn try_rotate(
     };
     // The registration row first: were the settings saved and this lost, the next activation
     // would add yet another secret and never remove this one.
+    let mut tx = db.begin().await?;
     sqlx::query!(
         "update provider_registration
             set secret_key_id = $1, secret_expires_at = $2, retiring_key_id = $3,
@@ -157,8 +159,17 @@ pub async fn try_rotate(
         new.end_date_time,
         key_id,
     )
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    credentials::announce_rotation(
+        &mut tx,
+        Rotated::Secret,
+        Some(new.key_id),
+        None,
+        new.end_date_time,
+    )
+    .await?;
+    tx.commit().await?;
     let edits = [
         Edit {
             key: Key::ClientSecret,

@@ -357,6 +357,27 @@ async fn rotation_overlaps_while_a_sync_runs() {
     sync_now(&app, tenant_id).await;
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
 
+    // The rotation is announced with the new certificate's key id and expiry, and counted.
+    let events: Vec<Value> = sqlx::query_scalar(
+        "select data from events where event_type = 'credential.rotated' order by position",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"], "certificate");
+    assert_eq!(events[0]["thumbprint"], new.thumbprint.as_str());
+    assert_eq!(
+        events[0]["key_id"],
+        new.graph_key_id.map(|k| k.to_string()).unwrap()
+    );
+    assert!(events[0]["expires_at"].is_string());
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("gangway_credential_rotations_total{kind=\"certificate\"}"),
+        "the rotation is counted"
+    );
+
     let actions: Vec<String> = sqlx::query_scalar!(
         "select action from audit_events where action like 'certificate.%' order by id"
     )

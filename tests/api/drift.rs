@@ -1,7 +1,8 @@
 //! Consent drift: each way a customer's admin can take away what the provider's app was
 //! granted — a permission removed, the enterprise app disabled or deleted — and a permission
 //! granted beyond the profile, detected from the emulator and cleared again, the missing grants
-//! by a re-consent through the real wizard.
+//! by a re-consent through the real wizard; for application permissions and for a delegated
+//! grant.
 
 use gangway::operators::Role;
 use reqwest::{Method, StatusCode};
@@ -13,12 +14,10 @@ use crate::json_api::{call, token};
 use crate::sync::emulator;
 use crate::wizard::Customer;
 
-/// Connects customer 0 in application mode through the wizard; Gangway's tenant id.
-async fn connect(app: &TestApp) -> Uuid {
+/// Connects customer 0 in consent `mode` through the wizard; Gangway's tenant id.
+async fn connect(app: &TestApp, mode: &str) -> Uuid {
     let tenant = app.customer(0).clone();
-    let issued = app
-        .invite("application", &tenant.admin.username, None)
-        .await;
+    let issued = app.invite(mode, &tenant.admin.username, None).await;
     let (_, response) = Customer::open(app, &issued.link)
         .await
         .consent(app, &tenant.admin, Decision::Accept)
@@ -87,7 +86,7 @@ async fn drift_events(app: &TestApp, tenant: Uuid) -> i64 {
 #[tokio::test]
 async fn each_kind_of_drift_is_detected_and_cleared() {
     let app = TestApp::spawn().await;
-    let tenant = connect(&app).await;
+    let tenant = connect(&app, "application").await;
     app.sign_in(Role::Admin).await;
     let write = token(&app, "drift", "write").await;
     let tid = app.customer(0).id.clone();
@@ -229,4 +228,40 @@ async fn each_kind_of_drift_is_detected_and_cleared() {
     let again = check(&app, &write, tenant).await;
     assert_eq!(again["drifted"], false, "{again}");
     assert!(drift_events(&app, tenant).await >= 4);
+}
+
+#[tokio::test]
+async fn a_scope_removed_from_the_delegated_grant_is_drift_that_a_reconsent_clears() {
+    let app = TestApp::spawn().await;
+    let tenant = connect(&app, "delegated").await;
+    app.sign_in(Role::Admin).await;
+    let write = token(&app, "drift", "write").await;
+    let tid = app.customer(0).id.clone();
+    let client = app.app.client_id.clone();
+    let fine = check(&app, &write, tenant).await;
+    assert_eq!(fine["drifted"], false, "{fine}");
+    assert_eq!(fine["service_principal"], "enabled");
+
+    // The customer's admin takes a scope out of the tenant's delegated permission grant.
+    emulator(
+        &app,
+        Method::DELETE,
+        &format!("/_emulator/tenants/{tid}/consents/{client}/permissions/Group.Read.All"),
+        None,
+    )
+    .await;
+    let removed = check(&app, &write, tenant).await;
+    assert_eq!(removed["missing"], json!(["Group.Read.All"]), "{removed}");
+    assert_eq!(
+        removed["summary"],
+        "consent drifted: Group.Read.All missing"
+    );
+    assert_eq!(drift_events(&app, tenant).await, 1);
+
+    // A re-consent through the wizard grants it again.
+    let mail = reconsent(&app, tenant).await;
+    assert!(mail.contains("Group.Read.All"), "{mail}");
+    let again = check(&app, &write, tenant).await;
+    assert_eq!(again["drifted"], false, "{again}");
+    assert_eq!(again["missing"], json!([]));
 }

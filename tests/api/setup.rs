@@ -1,16 +1,19 @@
 //! Zero-touch setup and client-secret rotation against the emulator: an administrator of the
 //! provider's tenant signs in once (a device code, on the console's Setup page or from `gangway
-//! setup`); Gangway registers a new multi-tenant app through Graph, the doctor then passes with
-//! no manual step and a customer onboards with the new app; a second run changes nothing; a
-//! declined or expired sign-in changes nothing and says why. Rotation adds a secret, keeps the old one working until every process
-//! switched, then removes it.
+//! setup`); Gangway registers a new multi-tenant app through Graph with a certificate it signs
+//! its token requests with, the doctor then passes with no manual step and a customer onboards
+//! with the new app; a second run changes nothing; a declined or expired sign-in changes nothing
+//! and says why. Where a client secret Gangway added is still used, rotation adds a new one,
+//! keeps the old one working until every process switched, then removes it.
 
 use gangway::audit::Actor;
+use gangway::directory::runs::RunOutcome;
 use gangway::doctor::{self, CheckStatus, Expected};
 use gangway::operators::Role;
 use gangway::settings::profiles;
+use gangway::settings::{self as settings_store, Edit, Key};
 use gangway::setup::rotation::{self, Rotation};
-use gangway::setup::{self, Credential, Current, SETUP_SCOPES};
+use gangway::setup::{self, Credential, Current, SECRET_LIFETIME_DAYS, SECRET_NAME, SETUP_SCOPES};
 use gangway::types::{ClientId, Secret, TenantId};
 use gangway::web::paths;
 use reqwest::StatusCode;
@@ -22,6 +25,7 @@ use crate::cli;
 use crate::helpers::{
     Decision, OPERATOR_PASSWORD, Setup, TestApp, consent_at_microsoft, input_value, location,
 };
+use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
 use crate::wizard::Customer;
 
 /// Where the sign-in tool gets its code back (never contacted: the browser stops there).
@@ -154,13 +158,45 @@ async fn client_credentials(app: &TestApp, client_id: Uuid, secret: &str) -> Val
         .unwrap()
 }
 
-/// Sets up a fresh registration; its client id and the stored secret.
-async fn set_up(app: &TestApp) -> (Uuid, String) {
+/// An installation that authenticates with a client secret Gangway added (as setups did before
+/// they added certificates): the harness's registration set up, a secret added through Graph
+/// and recorded as Gangway's, and no certificate. Its client id and the secret.
+async fn secret_installation(app: &TestApp) -> (Uuid, String) {
     let token = admin_token(app).await;
-    let outcome = run_setup(app, &token, &Current::default()).await;
-    let Credential::NewSecret(new) = &outcome.credential else {
-        panic!("a first setup adds a secret");
-    };
+    let harness = ClientId::parse(&app.app.client_id).unwrap();
+    let current = setup::current(&app.db, Some(harness)).await.unwrap();
+    let outcome = run_setup(app, &token, &current).await;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(SECRET_LIFETIME_DAYS);
+    let new = app
+        .state
+        .graph
+        .add_password(&token, &outcome.object_id.to_string(), SECRET_NAME, expires)
+        .await
+        .unwrap();
+    let edits = [
+        Edit {
+            key: Key::ClientSecret,
+            raw: new.secret_text.expose().to_owned(),
+        },
+        Edit {
+            key: Key::ClientSecretExpires,
+            raw: new.end_date_time.date().to_string(),
+        },
+    ];
+    settings_store::save(&app.db, &app.state.cfg.keys, &edits, &Actor::Cli)
+        .await
+        .unwrap();
+    sqlx::query("update provider_registration set secret_key_id = $1, secret_expires_at = $2")
+        .bind(new.key_id)
+        .bind(new.end_date_time)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("delete from provider_certificates")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.state.settings.invalidate();
     (outcome.client_id, new.secret_text.expose().to_owned())
 }
 
@@ -217,6 +253,31 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
             .all(|c| c.status != CheckStatus::Skip && c.status != CheckStatus::Fail),
         "{not_passed:#?}"
     );
+    // Token requests are signed with the certificate the setup added, and the doctor says so.
+    let Credential::NewCertificate(made) = &first.credential else {
+        panic!("a first setup adds a certificate");
+    };
+    let accepted = report
+        .checks
+        .iter()
+        .find(|c| c.id == "client_credentials")
+        .unwrap();
+    assert_eq!(
+        accepted.title, "Your tenant accepts the app's certificate",
+        "{accepted:?}"
+    );
+    let certificate = report
+        .checks
+        .iter()
+        .find(|c| c.id == "certificate")
+        .unwrap();
+    assert_eq!(certificate.status, CheckStatus::Pass, "{certificate:?}");
+    assert!(
+        certificate
+            .detail
+            .contains(&gangway::credentials::thumbprint(&made.certificate)),
+        "{certificate:?}"
+    );
 
     // A customer onboards with the new app, through the real wizard.
     let tenant = app.customer(0).clone();
@@ -249,7 +310,7 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
 #[tokio::test]
 async fn rotation_adds_a_secret_keeps_the_old_until_every_process_switched_then_removes_it() {
     let app = TestApp::spawn().await;
-    let (client_id, old_secret) = set_up(&app).await;
+    let (client_id, old_secret) = secret_installation(&app).await;
     let live = app.state.settings.current().await.unwrap();
     assert!(matches!(
         rotation::try_rotate(&app.db, &app.state.cfg.keys, &live, &app.state.graph)
@@ -343,7 +404,7 @@ async fn gangway_setup_repairs_the_configured_registration_prints_the_checklist_
         "{out}"
     );
     assert!(
-        out.contains("DONE  Credential — Added a client secret"),
+        out.contains("DONE  Credential — Added certificate "),
         "{out}"
     );
     assert!(out.contains("0 failed"), "{out}");
@@ -664,4 +725,107 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     let done = wait_for_text(&operator, "The doctor passes.").await;
     assert!(done.contains("id=\"setup-checklist\""), "{done}");
     check_page(&operator, "setup-done", true).await;
+
+#[tokio::test]
+async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_goes_once_every_process_switched()
+ {
+    let app = TestApp::spawn().await;
+    let (client_id, old_secret) = secret_installation(&app).await;
+    let customer = app.customer(0).id.clone();
+    // Connecting queues the tenant's first sync.
+    let tenant_id = connect(&app, &customer, &all_app_permissions()).await;
+    // Graph answers slowly and in small pages: the sync spans the rotation.
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"latency_ms": 150, "page_size": 5})),
+    )
+    .await;
+    // A worker process, alive and reading its settings every few seconds.
+    sqlx::query(
+        "insert into background_tasks (name, process, description, period_ms)
+         values ('secret_rotation', 'worker-2', 'rotates the client secret', 30000)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("update provider_registration set secret_expires_at = now() + interval '5 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let live = app.state.settings.current().await.unwrap();
+    assert_eq!(live.settings.client_secret.expose(), old_secret);
+
+    let keys = app.state.cfg.keys.clone();
+    let (report, added) = tokio::join!(work(&app), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph).await
+    });
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    assert!(
+        report.tally.pages > 2,
+        "the sync ran in pages across the rotation"
+    );
+    let Rotation::Added { key_id } = added.unwrap() else {
+        panic!("the secret was due");
+    };
+    app.state.settings.invalidate();
+    let new_secret = app
+        .state
+        .settings
+        .current()
+        .await
+        .unwrap()
+        .settings
+        .client_secret
+        .expose()
+        .to_owned();
+    assert_ne!(new_secret, old_secret);
+
+    // The new secret is announced (never its text) and counted.
+    let events: Vec<Value> = sqlx::query_scalar(
+        "select data from events where event_type = 'credential.rotated' order by position",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"], "secret");
+    assert_eq!(events[0]["key_id"], key_id.to_string());
+    assert!(events[0]["expires_at"].is_string(), "{}", events[0]);
+    assert!(!events[0].to_string().contains(&new_secret));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("gangway_credential_rotations_total{kind=\"secret\"}"),
+        "the rotation is counted"
+    );
+
+    // Until the worker has read its settings again, the old secret stays: it still works.
+    tokio::time::sleep(rotation::SETTLE + std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
+            .await
+            .unwrap(),
+        Rotation::Waiting
+    );
+    let answer = client_credentials(&app, client_id, &old_secret).await;
+    assert!(answer["access_token"].is_string(), "{answer}");
+
+    // The worker heartbeats (its settings cache has expired since the switch): the old secret
+    // goes, and the next sync runs on the new one.
+    sqlx::query("update background_tasks set heartbeat_at = now() where process = 'worker-2'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let live = app.state.settings.current().await.unwrap();
+    let removed = rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
+        .await
+        .unwrap();
+    assert!(matches!(removed, Rotation::Removed { .. }), "{removed:?}");
+    let refused = client_credentials(&app, client_id, &old_secret).await;
+    assert_eq!(refused["error"], "invalid_client", "{refused}");
+    sync_now(&app, tenant_id).await;
+    let again = work(&app).await;
+    assert_eq!(again.outcome, RunOutcome::Succeeded, "{:?}", again.error);
 }

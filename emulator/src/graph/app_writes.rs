@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -24,6 +24,7 @@ use super::{caller, require};
 use crate::apps::{
     App, AppChange, AppRole, ExposedScope, GroupClaims, LockConfig, NewApp, Permissions, Registry,
 };
+use crate::certificates::KeyCredential;
 use crate::scopes::{self, GRAPH_APP_ID};
 use crate::state::{Access, AppState, World};
 
@@ -49,6 +50,48 @@ struct ApplicationBody {
     api: Option<ApiBody>,
     app_roles: Option<Vec<AppRole>>,
     service_principal_lock_configuration: Option<LockConfig>,
+    key_credentials: Option<Vec<KeyCredentialBody>>,
+}
+
+/// One of `keyCredentials` as Graph's `keyCredential` resource spells it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyCredentialBody {
+    key: Option<String>,
+    key_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    kind: String,
+    usage: String,
+    display_name: Option<String>,
+    // Accepted and not kept: the emulator reports the thumbprint (Graph's default) and the
+    // certificate's own validity.
+    #[serde(rename = "customKeyIdentifier")]
+    _custom_key_identifier: Option<IgnoredAny>,
+    #[serde(rename = "startDateTime")]
+    _start_date_time: Option<IgnoredAny>,
+    #[serde(rename = "endDateTime")]
+    _end_date_time: Option<IgnoredAny>,
+}
+
+impl KeyCredentialBody {
+    /// The certificate this entry names: a new one from its `key`, kept under its `keyId`.
+    fn certificate(&self) -> Result<KeyCredential, GraphError> {
+        if self.kind != "AsymmetricX509Cert" || self.usage != "Verify" {
+            return Err(bad_request(
+                "keyCredentials: the emulator models certificates of type AsymmetricX509Cert with usage Verify only.",
+            ));
+        }
+        let key = self
+            .key
+            .as_deref()
+            .ok_or_else(|| bad_request("keyCredentials: each credential needs its key."))?;
+        let mut cert = KeyCredential::parse(key, self.display_name.as_deref().unwrap_or(""))
+            .map_err(|e| bad_request(format!("keyCredentials: {e}.")))?;
+        if let Some(id) = self.key_id {
+            cert.key_id = id;
+        }
+        Ok(cert)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +265,26 @@ fn answer(result: Result<Response, GraphError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Answers a write to the application `id` (its object id) in the caller's tenant: the caller,
+/// the body read as `B`, the app found and [`may_write`] passed, then `write` changes the world
+/// (under its lock) for the app's client id.
+fn write_app<B: DeserializeOwned + Default>(
+    st: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+    write: impl FnOnce(&mut World, String, B) -> Result<Response, GraphError>,
+) -> Response {
+    answer((|| {
+        let access = caller(st, headers)?;
+        let body: B = parse(body)?;
+        let mut w = st.world();
+        let client_id = app_by_object_id(&w, &access, id)?;
+        may_write(&access, &w.reg.apps[&client_id])?;
+        write(&mut w, client_id, body)
+    })())
+}
+
 /// The caller's tenant's default domain, Graph's `publisherDomain`.
 fn publisher_domain(w: &World, tid: Uuid) -> String {
     w.dir
@@ -290,31 +353,45 @@ pub async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        let body: ApplicationBody = parse(&body)?;
-        let change = body.change()?;
-        let mut w = st.world();
-        let client_id = app_by_object_id(&w, &access, &id)?;
-        may_write(&access, &w.reg.apps[&client_id])?;
-        if let Some(name) = &body.display_name
-            && name.trim().is_empty()
-        {
-            return Err(bad_request("displayName cannot be empty."));
-        }
-        w.reg
-            .change(&client_id, change)
-            .expect("found above")
-            .map_err(bad_request)?;
-        let app = w.reg.apps.get_mut(&client_id).expect("found above");
-        if let Some(name) = body.display_name {
-            app.display_name = name;
-        }
-        if let Some(lock) = body.service_principal_lock_configuration {
-            app.lock = Some(lock);
-        }
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })())
+    write_app(
+        &st,
+        &headers,
+        &id,
+        &body,
+        |w, client_id, body: ApplicationBody| {
+            let change = body.change()?;
+            // The collection sent replaces the one before, as a collection property does.
+            let certificates = body
+                .key_credentials
+                .as_ref()
+                .map(|all| {
+                    all.iter()
+                        .map(KeyCredentialBody::certificate)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?;
+            if let Some(name) = &body.display_name
+                && name.trim().is_empty()
+            {
+                return Err(bad_request("displayName cannot be empty."));
+            }
+            w.reg
+                .change(&client_id, change)
+                .expect("found above")
+                .map_err(bad_request)?;
+            let app = w.reg.apps.get_mut(&client_id).expect("found above");
+            if let Some(name) = body.display_name {
+                app.display_name = name;
+            }
+            if let Some(lock) = body.service_principal_lock_configuration {
+                app.lock = Some(lock);
+            }
+            if let Some(certificates) = certificates {
+                app.certificates = certificates;
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        },
+    )
 }
 
 /// `POST /v1.0/servicePrincipals` with `{"appId"}`: 201 and the service principal, created in
@@ -395,18 +472,13 @@ pub async fn add_password(
         })
         .transpose()
     };
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        let body: Body = parse(&body)?;
+    write_app(&st, &headers, &id, &body, |w, client_id, body: Body| {
         let cred = body.password_credential;
         let starts_at = time(cred.start_date_time)?.unwrap_or_else(OffsetDateTime::now_utc);
         let expires_at = time(cred.end_date_time)?.unwrap_or(starts_at + Duration::days(2 * 365));
         if expires_at <= starts_at {
             return Err(bad_request("endDateTime must be after startDateTime."));
         }
-        let mut w = st.world();
-        let client_id = app_by_object_id(&w, &access, &id)?;
-        may_write(&access, &w.reg.apps[&client_id])?;
         let secret = w
             .reg
             .add_password(&client_id, cred.display_name, starts_at, expires_at)
@@ -423,7 +495,7 @@ pub async fn add_password(
             "startDateTime": secret.starts_at.format(&Rfc3339).unwrap_or_default(),
         }))
         .into_response())
-    })())
+    })
 }
 
 /// `POST /v1.0/applications/{id}/removePassword` with `{"keyId"}`: 204; the secret stops
@@ -439,21 +511,16 @@ pub async fn remove_password(
     struct Body {
         key_id: Option<Uuid>,
     }
-    answer((|| {
-        let access = caller(&st, &headers)?;
-        let body: Body = parse(&body)?;
+    write_app(&st, &headers, &id, &body, |w, client_id, body: Body| {
         let key_id = body
             .key_id
             .ok_or_else(|| bad_request("The keyId property is required."))?;
-        let mut w = st.world();
-        let client_id = app_by_object_id(&w, &access, &id)?;
-        may_write(&access, &w.reg.apps[&client_id])?;
         if !w.reg.remove_password(&client_id, key_id) {
             return Err(GraphError::not_found(&key_id.to_string()));
         }
         tracing::info!(%client_id, %key_id, "password removed through Graph");
         Ok(StatusCode::NO_CONTENT.into_response())
-    })())
+    })
 }
 
 /// `POST /v1.0/applications/{id}/owners/$ref` with `{"@odata.id": ".../directoryObjects/{id}"}`:

@@ -1,8 +1,10 @@
 //! `GET /v1.0/applications`: the app registrations of the caller's tenant as Graph shapes them,
-//! so a client can check its own registration (`$filter=appId eq '…'`).
+//! so a client can check its own registration (`$filter=appId eq '…'`); `GET
+//! /v1.0/applications/{id}` one of them, with its certificates' `key` when `$select` asks for
+//! `keyCredentials`.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -186,6 +188,64 @@ pub async fn list(
             "@odata.context": context(&st.cfg.base_url, "applications", select.as_deref()),
             "value": value,
         }))
+    });
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// GET /v1.0/applications/{id} (the object id) with `$select`. A certificate's `key` is
+/// "returned only on `$select` for a single object": here.
+pub async fn one(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = caller(&st, &headers).and_then(|access| {
+        require(&access, APPLICATIONS, APPLICATIONS)?;
+        let opts = query_options(raw);
+        let w = st.world();
+        let app = w
+            .reg
+            .apps
+            .values()
+            .find(|a| {
+                a.home_tenant == access.tid && a.object_id.to_string().eq_ignore_ascii_case(&id)
+            })
+            .ok_or_else(|| GraphError::not_found(&id))?;
+        let domain = w
+            .dir
+            .tenant_index(access.tid)
+            .map(|t| w.dir.tenants[t].default_domain().to_string())
+            .unwrap_or_default();
+        let mut v = application(app, &domain);
+        let sample: Map<String, Value> = FILTERABLE
+            .iter()
+            .map(|p| (p.to_string(), Value::Null))
+            .collect();
+        let select = select_of("microsoft.graph.application", &sample, &opts, SELECTABLE)?;
+        if let Some(sel) = &select {
+            v.retain(|k, _| k == "id" || sel.contains(k));
+            if sel.iter().any(|k| k == "keyCredentials") {
+                v.insert(
+                    "keyCredentials".into(),
+                    app.certificates
+                        .iter()
+                        .map(|c| c.graph_with_key())
+                        .collect(),
+                );
+            }
+        }
+        v.insert(
+            "@odata.context".into(),
+            json!(format!(
+                "{}/$entity",
+                context(&st.cfg.base_url, "applications", select.as_deref())
+            )),
+        );
+        Ok(Value::Object(v))
     });
     match result {
         Ok(v) => Json(v).into_response(),

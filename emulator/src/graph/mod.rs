@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -54,7 +54,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1.0/applications",
             get(applications::list).post(app_writes::create),
         )
-        .route("/v1.0/applications/{id}", patch(app_writes::update))
+        .route(
+            "/v1.0/applications/{id}",
+            get(applications::one).patch(app_writes::update),
+        )
         .route(
             "/v1.0/applications/{id}/addPassword",
             post(app_writes::add_password),

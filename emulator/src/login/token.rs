@@ -359,6 +359,14 @@ fn redeem_refresh(
     record.last_used = Instant::now();
     let mut next = record.clone();
     next.issued_at = OffsetDateTime::now_utc();
+    // The new access token carries what is granted now: a scope an admin took out of the
+    // tenant's grant (or the user's own) since the refresh token was issued is not in it.
+    if let Some(grant) = w.reg.grants.get(&(tid, app.client_id.clone())) {
+        let own = grant.by_user.get(&next.oid);
+        next.graph.retain(|p| {
+            grant.tenant_wide.delegated.contains(p) || own.is_some_and(|o| o.contains(p))
+        });
+    }
     // A `scope` picks the resource of the new access token: an exposed API's scopes, or Graph.
     if let Some(scope) = params.get("scope") {
         next.api = scope

@@ -5,6 +5,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::certificates::{Cert, claims, with_assertion};
 use crate::helpers::*;
 
 /// A delegated token of tenant 0's Global Administrator for a tool app asking for
@@ -355,4 +359,107 @@ async fn owned_by_reaches_only_the_apps_the_service_principal_owns() {
         graph_error(gone, StatusCode::NOT_FOUND).await,
         "Request_ResourceNotFound"
     );
+}
+
+#[tokio::test]
+async fn a_patch_replaces_the_certificates_and_the_new_one_signs_client_assertions() {
+    let t = TestEmu::start().await;
+    let token = admin_token(&t).await;
+    let created: Value = post(
+        &t,
+        &token,
+        "/v1.0/applications",
+        json!({"displayName": "Daemon", "signInAudience": "AzureADMultipleOrgs"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let (id, app_id) = (
+        created["id"].as_str().unwrap(),
+        created["appId"].as_str().unwrap(),
+    );
+    let resp = post(
+        &t,
+        &token,
+        "/v1.0/servicePrincipals",
+        json!({"appId": app_id}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let path = format!("/v1.0/applications/{id}");
+    let patch = |body: Value| write(&t, reqwest::Method::PATCH, &token, &path, body);
+    let entry = |cert: &Cert| json!({"type": "AsymmetricX509Cert", "usage": "Verify", "key": STANDARD.encode(&cert.der), "displayName": "CN=daemon"});
+    let app = TestApp {
+        client_id: app_id.into(),
+        secret: String::new(),
+    };
+    let aud = format!("{}/{}/oauth2/v2.0/token", t.base, t.tid(0));
+    let token_with = |cert: &Cert| {
+        let assertion = cert.sign(&claims(app_id, &aud));
+        let app = &app;
+        let t = &t;
+        async move { with_assertion(t, &t.tid(0), app, &assertion).await }
+    };
+
+    // The first certificate goes in by PATCH (addKey would need a proof from one already there).
+    let first = Cert::new();
+    let resp = patch(json!({"keyCredentials": [entry(&first)]})).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(token_with(&first).await.status(), StatusCode::OK);
+
+    // Its key is returned only on $select for the single object.
+    let selected = t
+        .graph_json(
+            &token,
+            &format!("/v1.0/applications/{id}?$select=keyCredentials"),
+        )
+        .await;
+    let listed = selected["keyCredentials"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{selected}");
+    assert_eq!(listed[0]["key"], STANDARD.encode(&first.der));
+    assert_eq!(listed[0]["type"], "AsymmetricX509Cert");
+    assert_eq!(listed[0]["usage"], "Verify");
+    let read = t
+        .graph_json(
+            &token,
+            &format!("/v1.0/applications?$filter=appId eq '{app_id}'"),
+        )
+        .await;
+    assert_eq!(read["value"][0]["keyCredentials"][0]["key"], Value::Null);
+
+    // The collection sent back whole with another added keeps the first under its keyId.
+    let second = Cert::new();
+    let mut both = listed.clone();
+    both.push(entry(&second));
+    let resp = patch(json!({"keyCredentials": both})).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let selected = t
+        .graph_json(
+            &token,
+            &format!("/v1.0/applications/{id}?$select=keyCredentials"),
+        )
+        .await;
+    assert_eq!(selected["keyCredentials"][0]["keyId"], listed[0]["keyId"]);
+    assert_eq!(selected["keyCredentials"].as_array().unwrap().len(), 2);
+    assert_eq!(token_with(&second).await.status(), StatusCode::OK);
+
+    // A collection without the first replaces it: the first stops signing.
+    let resp = patch(json!({"keyCredentials": [entry(&second)]})).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let refused = token_with(&first).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(token_with(&second).await.status(), StatusCode::OK);
+
+    // What the emulator does not model, or an entry without its key, is refused.
+    for bad in [
+        json!({"type": "Symmetric", "usage": "Verify", "key": STANDARD.encode(&second.der)}),
+        json!({"type": "AsymmetricX509Cert", "usage": "Verify"}),
+    ] {
+        let resp = patch(json!({"keyCredentials": [bad]})).await;
+        assert_eq!(
+            graph_error(resp, StatusCode::BAD_REQUEST).await,
+            "Request_BadRequest"
+        );
+    }
 }

@@ -73,7 +73,7 @@ impl Cert {
         jsonwebtoken::encode(&header, claims, &self.key).unwrap()
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub fn sign(&self, claims: &Value) -> String {
         self.sign_as(self, claims, false)
     }
 }
@@ -83,7 +83,7 @@ fn now() -> i64 {
 }
 
 /// Assertion claims for `client_id` at `aud`, valid from now for five minutes.
-fn claims(client_id: &str, aud: &str) -> Value {
+pub fn claims(client_id: &str, aud: &str) -> Value {
     json!({
         "aud": aud, "iss": client_id, "sub": client_id,
         "jti": uuid::Uuid::new_v4().to_string(), "nbf": now(), "exp": now() + 300,
@@ -101,7 +101,8 @@ async fn upload(t: &TestEmu, app: &TestApp, cert: &Cert) -> Value {
     resp.json().await.unwrap()
 }
 
-async fn with_assertion(
+/// A client-credentials request of `app` in `tid` authenticated by `assertion`.
+pub async fn with_assertion(
     t: &TestEmu,
     tid: &str,
     app: &TestApp,

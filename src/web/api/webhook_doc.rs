@@ -106,6 +106,15 @@ fn data_schema(event: EventType) -> (&'static str, Value) {
                 &["tenant_id", "object_id"],
             ),
         ),
+        E::CredentialRotated => (
+            "Gangway rotated the provider app's credential before it expired: the new one is in use (the old one is removed once every process switched). `key_id` is the new credential's keyId on the app registration, `thumbprint` a certificate's SHA-1 thumbprint; the secret itself is never sent.",
+            base(
+                json!({ "kind": { "type": "string", "enum": ["certificate", "secret"] },
+                        "key_id": uuid, "thumbprint": { "type": "string" },
+                        "expires_at": { "type": "string", "format": "date-time" } }),
+                &["kind", "expires_at"],
+            ),
+        ),
         E::WebhookTest => (
             "Sent by \"Send test event\" in the console, whatever the endpoint's filter.",
             base(

@@ -17,7 +17,6 @@ use super::{Chrome, Section, When, parse_id};
 use crate::audit::Actor;
 use crate::credentials::rotation::{self, Provider, RotationError};
 use crate::credentials::{self, CertificateState, CredentialsError};
-use crate::operators::Operator;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
 use crate::web::error::{Error, Result};
@@ -28,8 +27,14 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(paths::CERTIFICATES, get(list).post(create))
         .route(paths::CERTIFICATE_PEM, get(download))
-        .route(paths::CERTIFICATE_ACTIVATE, post(activate))
-        .route(paths::CERTIFICATE_REGISTER, post(register))
+        .route(
+            paths::CERTIFICATE_ACTIVATE,
+            post(|state, operator, csrf, id| take(Step::Activate, state, operator, csrf, id)),
+        )
+        .route(
+            paths::CERTIFICATE_REGISTER,
+            post(|state, operator, csrf, id| take(Step::Register, state, operator, csrf, id)),
+        )
         .route(paths::CERTIFICATE_DELETE, post(delete))
 }
 
@@ -166,15 +171,38 @@ async fn download(
         .into_response())
 }
 
-/// Runs `step` with the provider app as the live settings name it; a refusal from Microsoft
-/// (or a missing tenant id) is shown on the page, a database failure is internal.
-async fn with_provider(
-    state: &AppState,
-    operator: &Operator,
-    csrf: String,
-    step: impl AsyncFnOnce(Provider<'_>) -> std::result::Result<(), RotationError>,
-    done: &str,
+/// What an admin asks of a pending certificate that goes through Microsoft.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Make it the active one once a token request signed with it succeeds.
+    Activate,
+    /// Register it on the app with `addKey`, proven by the active one.
+    Register,
+}
+
+impl Step {
+    /// The word the list page's notice is chosen by.
+    fn done(self) -> &'static str {
+        match self {
+            Self::Activate => "activated",
+            Self::Register => "registered",
+        }
+    }
+}
+
+/// Takes `step` for the certificate `id` as the provider app the live settings name; a
+/// refusal from Microsoft (or a missing tenant id) is shown on the page, a database failure is
+/// internal.
+async fn take(
+    step: Step,
+    State(state): State<AppState>,
+    AdminOperator(operator): AdminOperator,
+    CsrfToken(csrf): CsrfToken,
+    Path(id): Path<String>,
 ) -> Result<Response> {
+    let id: Uuid = parse_id(&id)?;
+    let actor = Actor::Operator(operator.email.clone());
+    let (db, keys) = (&state.db, &state.cfg.keys);
     let live = state.live().await?;
     let outcome = match live.settings.provider_tenant_id {
         None => Err("Set your tenant ID in System Settings first: Gangway proves a certificate with a token request there.".to_owned()),
@@ -185,7 +213,13 @@ async fn with_provider(
                 tenant: &tenant,
                 client_id: &live.settings.client_id,
             };
-            match step(provider).await {
+            let taken = match step {
+                Step::Activate => {
+                    rotation::activate_registered(db, keys, provider, &actor, id).await
+                }
+                Step::Register => rotation::register(db, keys, provider, &actor, id).await,
+            };
+            match taken {
                 Ok(()) => Ok(()),
                 Err(RotationError::Credentials(CredentialsError::NotFound)) => {
                     return Err(Error::NotFound);
@@ -199,53 +233,16 @@ async fn with_provider(
         Ok(()) => {
             // This process reads the new active certificate at once, the others within seconds.
             state.settings.invalidate();
+            let done = step.done();
             Ok(Redirect::to(&format!("{}?done={done}", paths::CERTIFICATES)).into_response())
         }
         Err(message) => {
-            let chrome = Chrome::new(state, operator, csrf, Section::Settings);
-            let mut page = page(state, chrome).await?;
+            let chrome = Chrome::new(&state, &operator, csrf, Section::Settings);
+            let mut page = page(&state, chrome).await?;
             page.error = Some(message);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }
-}
-
-async fn activate(
-    State(state): State<AppState>,
-    AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let id: Uuid = parse_id(&id)?;
-    let actor = Actor::Operator(operator.email.clone());
-    let (db, keys) = (state.db.clone(), state.cfg.keys.clone());
-    with_provider(
-        &state,
-        &operator,
-        csrf,
-        async |provider| rotation::activate_registered(&db, &keys, provider, &actor, id).await,
-        "activated",
-    )
-    .await
-}
-
-async fn register(
-    State(state): State<AppState>,
-    AdminOperator(operator): AdminOperator,
-    CsrfToken(csrf): CsrfToken,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let id: Uuid = parse_id(&id)?;
-    let actor = Actor::Operator(operator.email.clone());
-    let (db, keys) = (state.db.clone(), state.cfg.keys.clone());
-    with_provider(
-        &state,
-        &operator,
-        csrf,
-        async |provider| rotation::register(&db, &keys, provider, &actor, id).await,
-        "registered",
-    )
-    .await
 }
 
 async fn delete(
