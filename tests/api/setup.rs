@@ -418,6 +418,110 @@ async fn gangway_setup_repairs_the_configured_registration_prints_the_checklist_
     std::fs::remove_file(&file).unwrap();
 }
 
+#[tokio::test]
+async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_goes_once_every_process_switched()
+ {
+    let app = TestApp::spawn().await;
+    let (client_id, old_secret) = secret_installation(&app).await;
+    let customer = app.customer(0).id.clone();
+    // Connecting queues the tenant's first sync.
+    let tenant_id = connect(&app, &customer, &all_app_permissions()).await;
+    // Graph answers slowly and in small pages: the sync spans the rotation.
+    emulator(
+        &app,
+        reqwest::Method::POST,
+        "/_emulator/graph",
+        Some(json!({"latency_ms": 150, "page_size": 5})),
+    )
+    .await;
+    // A worker process, alive and reading its settings every few seconds.
+    sqlx::query(
+        "insert into background_tasks (name, process, description, period_ms)
+         values ('secret_rotation', 'worker-2', 'rotates the client secret', 30000)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("update provider_registration set secret_expires_at = now() + interval '5 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let live = app.state.settings.current().await.unwrap();
+    assert_eq!(live.settings.client_secret.expose(), old_secret);
+
+    let keys = app.state.cfg.keys.clone();
+    let (report, added) = tokio::join!(work(&app), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph).await
+    });
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
+    assert!(
+        report.tally.pages > 2,
+        "the sync ran in pages across the rotation"
+    );
+    let Rotation::Added { key_id } = added.unwrap() else {
+        panic!("the secret was due");
+    };
+    app.state.settings.invalidate();
+    let new_secret = app
+        .state
+        .settings
+        .current()
+        .await
+        .unwrap()
+        .settings
+        .client_secret
+        .expose()
+        .to_owned();
+    assert_ne!(new_secret, old_secret);
+
+    // The new secret is announced (never its text) and counted.
+    let events: Vec<Value> = sqlx::query_scalar(
+        "select data from events where event_type = 'credential.rotated' order by position",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"], "secret");
+    assert_eq!(events[0]["key_id"], key_id.to_string());
+    assert!(events[0]["expires_at"].is_string(), "{}", events[0]);
+    assert!(!events[0].to_string().contains(&new_secret));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("gangway_credential_rotations_total{kind=\"secret\"}"),
+        "the rotation is counted"
+    );
+
+    // Until the worker has read its settings again, the old secret stays: it still works.
+    tokio::time::sleep(rotation::SETTLE + std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
+            .await
+            .unwrap(),
+        Rotation::Waiting
+    );
+    let answer = client_credentials(&app, client_id, &old_secret).await;
+    assert!(answer["access_token"].is_string(), "{answer}");
+
+    // The worker heartbeats (its settings cache has expired since the switch): the old secret
+    // goes, and the next sync runs on the new one.
+    sqlx::query("update background_tasks set heartbeat_at = now() where process = 'worker-2'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let live = app.state.settings.current().await.unwrap();
+    let removed = rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
+        .await
+        .unwrap();
+    assert!(matches!(removed, Rotation::Removed { .. }), "{removed:?}");
+    let refused = client_credentials(&app, client_id, &old_secret).await;
+    assert_eq!(refused["error"], "invalid_client", "{refused}");
+    sync_now(&app, tenant_id).await;
+    let again = work(&app).await;
+    assert_eq!(again.outcome, RunOutcome::Succeeded, "{:?}", again.error);
+}
+
 /// The administrator's part of the device code sign-in, in a browser elsewhere: enters
 /// `user_code` at the emulator's verification page, signs in as `login` and accepts or declines
 /// the permissions; the page they end on.
@@ -725,107 +829,4 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     let done = wait_for_text(&operator, "The doctor passes.").await;
     assert!(done.contains("id=\"setup-checklist\""), "{done}");
     check_page(&operator, "setup-done", true).await;
-
-#[tokio::test]
-async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_goes_once_every_process_switched()
- {
-    let app = TestApp::spawn().await;
-    let (client_id, old_secret) = secret_installation(&app).await;
-    let customer = app.customer(0).id.clone();
-    // Connecting queues the tenant's first sync.
-    let tenant_id = connect(&app, &customer, &all_app_permissions()).await;
-    // Graph answers slowly and in small pages: the sync spans the rotation.
-    emulator(
-        &app,
-        reqwest::Method::POST,
-        "/_emulator/graph",
-        Some(json!({"latency_ms": 150, "page_size": 5})),
-    )
-    .await;
-    // A worker process, alive and reading its settings every few seconds.
-    sqlx::query(
-        "insert into background_tasks (name, process, description, period_ms)
-         values ('secret_rotation', 'worker-2', 'rotates the client secret', 30000)",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
-    sqlx::query("update provider_registration set secret_expires_at = now() + interval '5 days'")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    let live = app.state.settings.current().await.unwrap();
-    assert_eq!(live.settings.client_secret.expose(), old_secret);
-
-    let keys = app.state.cfg.keys.clone();
-    let (report, added) = tokio::join!(work(&app), async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph).await
-    });
-    assert_eq!(report.outcome, RunOutcome::Succeeded, "{:?}", report.error);
-    assert!(
-        report.tally.pages > 2,
-        "the sync ran in pages across the rotation"
-    );
-    let Rotation::Added { key_id } = added.unwrap() else {
-        panic!("the secret was due");
-    };
-    app.state.settings.invalidate();
-    let new_secret = app
-        .state
-        .settings
-        .current()
-        .await
-        .unwrap()
-        .settings
-        .client_secret
-        .expose()
-        .to_owned();
-    assert_ne!(new_secret, old_secret);
-
-    // The new secret is announced (never its text) and counted.
-    let events: Vec<Value> = sqlx::query_scalar(
-        "select data from events where event_type = 'credential.rotated' order by position",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["kind"], "secret");
-    assert_eq!(events[0]["key_id"], key_id.to_string());
-    assert!(events[0]["expires_at"].is_string(), "{}", events[0]);
-    assert!(!events[0].to_string().contains(&new_secret));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("gangway_credential_rotations_total{kind=\"secret\"}"),
-        "the rotation is counted"
-    );
-
-    // Until the worker has read its settings again, the old secret stays: it still works.
-    tokio::time::sleep(rotation::SETTLE + std::time::Duration::from_secs(1)).await;
-    assert_eq!(
-        rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
-            .await
-            .unwrap(),
-        Rotation::Waiting
-    );
-    let answer = client_credentials(&app, client_id, &old_secret).await;
-    assert!(answer["access_token"].is_string(), "{answer}");
-
-    // The worker heartbeats (its settings cache has expired since the switch): the old secret
-    // goes, and the next sync runs on the new one.
-    sqlx::query("update background_tasks set heartbeat_at = now() where process = 'worker-2'")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    let live = app.state.settings.current().await.unwrap();
-    let removed = rotation::try_rotate(&app.db, &keys, &live, &app.state.graph)
-        .await
-        .unwrap();
-    assert!(matches!(removed, Rotation::Removed { .. }), "{removed:?}");
-    let refused = client_credentials(&app, client_id, &old_secret).await;
-    assert_eq!(refused["error"], "invalid_client", "{refused}");
-    sync_now(&app, tenant_id).await;
-    let again = work(&app).await;
-    assert_eq!(again.outcome, RunOutcome::Succeeded, "{:?}", again.error);
 }
