@@ -472,12 +472,16 @@ async fn change_everything(app: &TestApp, tid: &str, tenant: Uuid) {
         None,
     )
     .await;
-    let mut groups = state.groups.iter();
-    let (first, g) = groups.next().unwrap();
-    let leaving = g
-        .members
+    // A group with a member the edits above leave alone (a seeded group may hold only them).
+    let (first, leaving) = state
+        .groups
         .iter()
-        .find(|m| ![soft, hard, edited].contains(m))
+        .find_map(|(id, g)| {
+            g.members
+                .iter()
+                .find(|m| ![soft, hard, edited].contains(m))
+                .map(|m| (id, m))
+        })
         .unwrap();
     emulator(
         app,
@@ -493,7 +497,7 @@ async fn change_everything(app: &TestApp, tid: &str, tenant: Uuid) {
         Some(json!({"id": added})),
     )
     .await;
-    let (doomed, _) = groups.next().unwrap();
+    let (doomed, _) = state.groups.iter().find(|(id, _)| *id != first).unwrap();
     emulator(
         app,
         reqwest::Method::DELETE,
