@@ -829,4 +829,6 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     let done = wait_for_text(&operator, "The doctor passes.").await;
     assert!(done.contains("id=\"setup-checklist\""), "{done}");
     check_page(&operator, "setup-done", true).await;
+    // Ends the session: killing ChromeDriver alone leaves its Chromium running.
+    operator.close().await.unwrap();
 }
