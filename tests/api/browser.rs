@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -15,10 +15,36 @@ use tokio::process::{Child, Command};
 use crate::helpers::{OPERATOR_PASSWORD, TestApp};
 use crate::wizard::{CUSTOMER_APP_PERMISSIONS, customer_app};
 
-/// A ChromeDriver process on a free loopback port, killed on drop.
+/// A ChromeDriver process on a free loopback port, killed on drop with the browsers it started.
 pub(crate) struct ChromeDriver {
     _process: Child,
     url: String,
+    /// The browsers' profile directories, each naming its browser's processes.
+    profiles: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for ChromeDriver {
+    /// Killing ChromeDriver leaves the Chromium it started running (a new parent adopts it),
+    /// even after a session was closed, and a failed test closes none: each browser is killed
+    /// by its profile directory, which is then removed.
+    fn drop(&mut self) {
+        let profiles = self
+            .profiles
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for profile in profiles {
+            let _ = std::process::Command::new("pkill")
+                .args([
+                    "-KILL",
+                    "-f",
+                    "--",
+                    &format!("--user-data-dir={}", profile.display()),
+                ])
+                .status();
+            let _ = std::fs::remove_dir_all(&profile);
+        }
+    }
 }
 
 impl ChromeDriver {
@@ -52,6 +78,7 @@ impl ChromeDriver {
                 return Self {
                     _process: process,
                     url: format!("http://127.0.0.1:{port}"),
+                    profiles: Mutex::default(),
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -63,6 +90,9 @@ impl ChromeDriver {
     pub(crate) async fn browser(&self) -> Client {
         let profile =
             std::env::temp_dir().join(format!("gangway-chrome-{}", crate::helpers::short_id()));
+        if let Ok(mut profiles) = self.profiles.lock() {
+            profiles.push(profile.clone());
+        }
         let binary = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert(
