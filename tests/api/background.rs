@@ -12,8 +12,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::browser::{ChromeDriver, check_page, click, fill, wait_for_text};
-use crate::helpers::{OPERATOR_PASSWORD, TestApp, location, post_with_csrf, sign_in_as};
+use crate::browser::{ChromeDriver, check_page, click, console_sign_in, wait_for_text};
+use crate::helpers::{TestApp, location, post_with_csrf, sign_in_as};
 use crate::sync::{all_app_permissions, connect};
 use crate::webhooks::{Receiver, add_endpoint};
 
@@ -326,15 +326,7 @@ async fn the_background_tasks_page_reads_well_and_passes_axe_in_a_real_browser()
     app.add_operator("ops@provider.test", Role::Admin).await;
     let driver = ChromeDriver::start().await;
     let browser = driver.browser().await;
-    browser.goto(&app.url(paths::LOGIN)).await.unwrap();
-    fill(&browser, "input[name=email]", "ops@provider.test").await;
-    fill(&browser, "input[name=password]", OPERATOR_PASSWORD).await;
-    click(
-        &browser,
-        "form[action='/console/login'] button[type=submit]",
-    )
-    .await;
-    wait_for_text(&browser, "New invitation").await;
+    console_sign_in(&browser, &app, "ops@provider.test").await;
     browser.goto(&app.url(paths::BACKGROUND)).await.unwrap();
     wait_for_text(&browser, "Sync workers").await;
     check_page(&browser, "background-tasks", true).await;

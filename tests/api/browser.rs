@@ -115,6 +115,16 @@ impl ChromeDriver {
     }
 }
 
+/// Signs `email` (an operator with the tests' password) in to the console in `browser`, and
+/// waits for the console's first page.
+pub(crate) async fn console_sign_in(browser: &Client, app: &TestApp, email: &str) {
+    browser.goto(&app.url(paths::LOGIN)).await.unwrap();
+    fill(browser, "input[name=email]", email).await;
+    fill(browser, "input[name=password]", OPERATOR_PASSWORD).await;
+    click(browser, "form[action='/console/login'] button[type=submit]").await;
+    wait_for_text(browser, "New invitation").await;
+}
+
 pub(crate) async fn fill(browser: &Client, css: &str, text: &str) {
     let field = browser
         .find(Locator::Css(css))
@@ -939,15 +949,7 @@ async fn a_sync_is_followed_from_queued_to_its_result_without_reloading_in_a_rea
     app.add_operator("ops@provider.test", Role::Admin).await;
     let driver = ChromeDriver::start().await;
     let operator = driver.browser().await;
-    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
-    fill(&operator, "input[name=email]", "ops@provider.test").await;
-    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
-    click(
-        &operator,
-        "form[action='/console/login'] button[type=submit]",
-    )
-    .await;
-    wait_for_text(&operator, "New invitation").await;
+    console_sign_in(&operator, &app, "ops@provider.test").await;
     operator
         .goto(&app.url(&paths::tenant(tenant.into())))
         .await
@@ -1101,15 +1103,7 @@ async fn times_read_in_the_viewers_zone_with_utc_on_hover_in_a_real_browser() {
     // So does the operator, on the console's pages.
     app.add_operator("ops@provider.test", Role::Admin).await;
     let operator = driver.browser().await;
-    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
-    fill(&operator, "input[name=email]", "ops@provider.test").await;
-    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
-    click(
-        &operator,
-        "form[action='/console/login'] button[type=submit]",
-    )
-    .await;
-    wait_for_text(&operator, "New invitation").await;
+    console_sign_in(&operator, &app, "ops@provider.test").await;
     operator
         .goto(&app.url(&paths::invitation(issued.invitation.id)))
         .await

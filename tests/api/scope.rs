@@ -455,8 +455,19 @@ async fn the_console_sets_the_scope_from_the_tenant_page() {
     assert_eq!(scope["kind"], "groups", "the refused form changed nothing");
 }
 
-#[tokio::test]
-async fn offboarding_erases_the_scope_with_the_copy() {
+/// A tenant copied once (Ada in Sales), then scoped to Sales through the API by a signed-in
+/// admin; with its read and write tokens.
+struct ScopedToSales {
+    app: TestApp,
+    tid: String,
+    tenant: Uuid,
+    ada: Uuid,
+    sales: Uuid,
+    read: String,
+    write: String,
+}
+
+async fn scoped_to_sales() -> ScopedToSales {
     let app = TestApp::spawn().await;
     let tid = app.customer(0).id.clone();
     let tenant = connect(&app, &tid, &all_app_permissions()).await;
@@ -475,6 +486,26 @@ async fn offboarding_erases_the_scope_with_the_copy() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    ScopedToSales {
+        app,
+        tid,
+        tenant,
+        ada,
+        sales,
+        read,
+        write,
+    }
+}
+
+#[tokio::test]
+async fn offboarding_erases_the_scope_with_the_copy() {
+    let ScopedToSales {
+        app,
+        tenant,
+        read,
+        write,
+        ..
+    } = scoped_to_sales().await;
 
     let at = format!("/api/v1/tenants/{tenant}");
     let (status, _, _) = call(
@@ -503,24 +534,15 @@ async fn offboarding_erases_the_scope_with_the_copy() {
 
 #[tokio::test]
 async fn a_member_entering_the_scope_with_a_membership_already_seen_is_added_once() {
-    let app = TestApp::spawn().await;
-    let tid = app.customer(0).id.clone();
-    let tenant = connect(&app, &tid, &all_app_permissions()).await;
-    let ada = user(&app, &tid, "ada").await;
-    let sales = group(&app, &tid, "Sales", &[ada]).await;
-    let first = work(&app).await;
-    assert_eq!(first.outcome, RunOutcome::Succeeded, "{:?}", first.error);
-    app.sign_in(Role::Admin).await;
-    let read = token(&app, "scope-read", "read").await;
-    let write = token(&app, "scope-write", "write").await;
-    let (status, _) = put_scope(
-        &app,
-        &write,
+    let ScopedToSales {
+        app,
+        tid,
         tenant,
-        json!({"kind": "groups", "groups": [sales]}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+        ada,
+        sales,
+        read,
+        ..
+    } = scoped_to_sales().await;
 
     // Eve joins Sales as a new user; the users chain lags, so the groups chain reads her
     // membership before the copy holds her.

@@ -20,11 +20,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::browser::{ChromeDriver, check_page, click, fill, wait_for_text};
+use crate::browser::{ChromeDriver, check_page, click, console_sign_in, fill, wait_for_text};
 use crate::cli;
-use crate::helpers::{
-    Decision, OPERATOR_PASSWORD, Setup, TestApp, consent_at_microsoft, input_value, location,
-};
+use crate::helpers::{Decision, Setup, TestApp, consent_at_microsoft, input_value, location};
 use crate::sync::{all_app_permissions, connect, emulator, sync_now, work};
 use crate::wizard::Customer;
 
@@ -787,15 +785,7 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     app.add_operator("setup@provider.test", Role::Admin).await;
     let driver = ChromeDriver::start().await;
     let operator = driver.browser().await;
-    operator.goto(&app.url(paths::LOGIN)).await.unwrap();
-    fill(&operator, "input[name=email]", "setup@provider.test").await;
-    fill(&operator, "input[name=password]", OPERATOR_PASSWORD).await;
-    click(
-        &operator,
-        "form[action='/console/login'] button[type=submit]",
-    )
-    .await;
-    wait_for_text(&operator, "New invitation").await;
+    console_sign_in(&operator, &app, "setup@provider.test").await;
 
     operator.goto(&app.url(paths::DOCTOR)).await.unwrap();
     click(&operator, "#first-run a").await;
