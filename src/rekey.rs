@@ -18,6 +18,14 @@ pub struct Resealed {
     pub settings: u64,
     /// Webhook endpoint secrets (current and, during a rotation's overlap, previous) re-sealed.
     pub webhook_secrets: u64,
+    /// Private keys re-sealed: the ID-token signing keys and the provider app's certificates.
+    pub private_keys: u64,
+    /// SCIM connections' bearer tokens re-sealed.
+    pub scim_tokens: u64,
+    /// Device codes of setup sign-ins still waiting re-sealed.
+    pub setup_codes: u64,
+    /// JSON API answers kept for Idempotency-Key replays re-sealed.
+    pub api_responses: u64,
 }
 
 /// Why re-sealing stopped; nothing was changed.
@@ -38,8 +46,11 @@ pub enum RekeyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Re-seals tenant credentials, queued mail, live sessions, secret settings and webhook secrets sealed under any other key than
-/// the current one, in one transaction: all move, or none does.
+/// Re-seals every sealed value — tenant credentials, queued mail, live sessions, secret
+/// settings, webhook secrets, private keys, SCIM tokens, waiting setup sign-ins' device codes,
+/// kept API answers —
+/// sealed under any other key than the current one, in one transaction: all move, or none does.
+/// A sealed column added to the schema belongs here (`every_sealed_column_is_resealed` checks).
 pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
     let mut tx = db.begin().await?;
     let tenant_credentials = reseal(
@@ -98,6 +109,53 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
              where id::text = $1",
         )
         .await?;
+    let private_keys = reseal(
+        &mut tx,
+        keys,
+        "signin_keys",
+        "select id::text, private_key_key_id, private_key_ciphertext from signin_keys
+         where private_key_key_id <> $1 for update",
+        "update signin_keys set private_key_ciphertext = $2, private_key_key_id = $3 where id::text = $1",
+    )
+    .await?
+        + reseal(
+            &mut tx,
+            keys,
+            "provider_certificates",
+            "select id::text, key_id, key_ciphertext from provider_certificates
+             where key_id <> $1 for update",
+            "update provider_certificates set key_ciphertext = $2, key_id = $3 where id::text = $1",
+        )
+        .await?;
+    let scim_tokens = reseal(
+        &mut tx,
+        keys,
+        "scim_connections",
+        "select id::text, token_key_id, token_ciphertext from scim_connections
+         where token_key_id <> $1 for update",
+        "update scim_connections set token_ciphertext = $2, token_key_id = $3 where id::text = $1",
+    )
+    .await?;
+    let setup_codes = reseal(
+        &mut tx,
+        keys,
+        "setup_sign_ins",
+        "select id::text, key_id, device_code from setup_sign_ins
+         where device_code is not null and key_id <> $1 for update",
+        "update setup_sign_ins set device_code = $2, key_id = $3 where id::text = $1",
+    )
+    .await?;
+    // Keyed by (caller, key): the row's id is `{caller uuid}/{key}`, the key from character 38.
+    let api_responses = reseal(
+        &mut tx,
+        keys,
+        "api_idempotency",
+        "select caller_id::text || '/' || key, response_key_id, response_ciphertext
+         from api_idempotency where response_key_id <> $1 for update",
+        "update api_idempotency set response_ciphertext = $2, response_key_id = $3
+         where caller_id = left($1, 36)::uuid and key = substr($1, 38)",
+    )
+    .await?;
     tx.commit().await?;
     Ok(Resealed {
         tenant_credentials,
@@ -105,6 +163,10 @@ pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyEr
         sessions,
         settings,
         webhook_secrets,
+        private_keys,
+        scim_tokens,
+        setup_codes,
+        api_responses,
     })
 }
 
