@@ -40,8 +40,8 @@ async fn main() -> anyhow::Result<()> {
         // Nothing measured here talks to Microsoft.
         authority: Url::parse("http://127.0.0.1:9")?,
         graph_url: Url::parse("http://127.0.0.1:9")?,
-        client_id: uuid::Uuid::new_v4().to_string(),
-        client_secret: Secret::new("unused"),
+        client_id: None,
+        client_secret: None,
         keys: EncryptionKey::from_base64(&EncryptionKey::generate_base64())?.into(),
         smtp_url: None,
         mail_from: "Bench <bench@provider.test>".into(),

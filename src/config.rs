@@ -23,10 +23,11 @@ pub struct Config {
     pub authority: Url,
     /// Microsoft Graph host (`https://graph.microsoft.com` in production).
     pub graph_url: Url,
-    /// The provider's multi-tenant app registration.
-    pub client_id: String,
-    /// Its client secret.
-    pub client_secret: Secret,
+    /// The provider's multi-tenant app registration, when given (the first-run setup registers
+    /// it otherwise).
+    pub client_id: Option<String>,
+    /// Its client secret, when it has one.
+    pub client_secret: Option<Secret>,
     /// Seals refresh tokens, customer secrets and queued mail at rest; earlier keys still open.
     pub keys: Keyring,
     /// `smtp://user:pass@host:port` or `smtps://…`; without it mail waits in the outbox.
@@ -215,6 +216,18 @@ impl Config {
             .unwrap_or_else(|| default_pool_size(sync_workers))
     }
 
+    /// The setup's device-code sign-in to `tenant`, as its public client.
+    pub fn setup_login(
+        &self,
+        tenant: crate::types::TenantId,
+    ) -> crate::setup::sign_in::DeviceLogin {
+        crate::setup::sign_in::DeviceLogin {
+            authority: self.authority.clone(),
+            tenant,
+            client_id: self.setup_client_id.clone(),
+        }
+    }
+
     /// What the environment offers the stored settings on first start.
     pub fn settings_seed(&self) -> crate::settings::Seed {
         crate::settings::Seed {
@@ -259,12 +272,18 @@ impl Config {
             "https://graph.microsoft.com",
             parse_base_url,
         );
-        let client_id = env.required("GANGWAY_CLIENT_ID", |v| {
+        let client_id = env.maybe("GANGWAY_CLIENT_ID", |v| {
             uuid::Uuid::parse_str(v).map(|_| v.to_owned()).map_err(|_| {
                 "must be the app registration's Application (client) ID, a GUID".into()
             })
         });
-        let client_secret = env.required("GANGWAY_CLIENT_SECRET", |v| Ok(Secret::new(v)));
+        let client_secret = env.maybe("GANGWAY_CLIENT_SECRET", |v| Ok(Secret::new(v)));
+        if matches!((&client_id, &client_secret), (Some(None), Some(Some(_)))) {
+            env.problem(
+                "GANGWAY_CLIENT_SECRET",
+                "is a secret of the app GANGWAY_CLIENT_ID names: set both, or neither and run the setup",
+            );
+        }
         let encryption_key = env.required("GANGWAY_ENCRYPTION_KEY", |v| {
             EncryptionKey::from_base64(v).map_err(|e| e.to_string())
         });
@@ -494,6 +513,10 @@ impl Env {
         }
     }
 
+    fn problem(&mut self, name: &str, why: &str) {
+        self.problems.push(format!("  {name}: {why}"));
+    }
+
     fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
             Ok(())
@@ -537,8 +560,8 @@ mod tests {
             public_url: local,
             authority: parse_base_url("https://login.microsoftonline.com").unwrap(),
             graph_url: parse_base_url("https://graph.microsoft.com").unwrap(),
-            client_id: uuid::Uuid::nil().to_string(),
-            client_secret: Secret::new("s"),
+            client_id: Some(uuid::Uuid::nil().to_string()),
+            client_secret: Some(Secret::new("s")),
             keys: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
                 .unwrap()
                 .into(),

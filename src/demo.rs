@@ -134,8 +134,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         authority: Url::parse(emulator.base_url())?,
         graph_url: Url::parse(emulator.base_url())?,
-        client_id: app.client_id.clone(),
-        client_secret: Secret::new(app.client_secret.clone()),
+        client_id: Some(app.client_id.clone()),
+        client_secret: Some(Secret::new(app.client_secret.clone())),
         keys: demo_key().into(),
         smtp_url: std::env::var("GANGWAY_SMTP_URL")
             .ok()
@@ -313,14 +313,15 @@ fn write_cli_env(path: &Path, cfg: &Config) -> anyhow::Result<()> {
         ("GANGWAY_PUBLIC_URL", cfg.public_url.to_string()),
         ("GANGWAY_AUTHORITY", cfg.authority.to_string()),
         ("GANGWAY_GRAPH_URL", cfg.graph_url.to_string()),
-        ("GANGWAY_CLIENT_ID", cfg.client_id.clone()),
-        (
-            "GANGWAY_CLIENT_SECRET",
-            cfg.client_secret.expose().to_owned(),
-        ),
         ("GANGWAY_ENCRYPTION_KEY", demo_key_base64()),
         ("GANGWAY_MAIL_FROM", cfg.mail_from.clone()),
     ];
+    if let Some(client_id) = &cfg.client_id {
+        vars.push(("GANGWAY_CLIENT_ID", client_id.clone()));
+    }
+    if let Some(secret) = &cfg.client_secret {
+        vars.push(("GANGWAY_CLIENT_SECRET", secret.expose().to_owned()));
+    }
     if let Some(smtp) = &cfg.smtp_url {
         vars.push(("GANGWAY_SMTP_URL", smtp.expose().to_owned()));
     }

@@ -42,7 +42,7 @@ pub async fn run_portal(application: Application) -> anyhow::Result<()> {
 }
 
 /// The portal process's background tasks: mail (when SMTP is configured), webhooks, sessions,
-/// rate limits, metrics and `sync_workers` syncs at once (none at 0).
+/// the setup's sign-in, rate limits, metrics and `sync_workers` syncs at once (none at 0).
 pub fn portal_tasks(
     state: &AppState,
     sync_workers: usize,
@@ -71,6 +71,16 @@ pub fn portal_tasks(
                 let deleted = session_store::delete_expired(&db).await?;
                 Ok(format!("deleted {deleted} expired sessions"))
             })
+        }),
+    );
+    let following = state.clone();
+    registry.register(
+        Task::SetupSignIn,
+        // Woken when a sign-in starts; the period only picks up one a stopped process followed.
+        Duration::from_secs(60),
+        from_fn(move || {
+            let state = following.clone();
+            Box::pin(async move { follow_setup(&state).await })
         }),
     );
     let limits = state.limits.clone();
@@ -224,17 +234,97 @@ pub fn worker_tasks(state: &AppState, concurrency: usize, stop: CancellationToke
 /// (they live five minutes) is still in flight.
 pub const CERTIFICATE_OVERLAP: Duration = Duration::from_secs(15 * 60);
 
+/// Follows the newest setup sign-in (Console → Setup) until it ends: polls Entra ID at the
+/// interval it gave and, once the administrator signed in, runs the setup with their token and
+/// records its checklist (or why it stopped). Woken when a sign-in starts.
+async fn follow_setup(state: &AppState) -> anyhow::Result<String> {
+    loop {
+        match follow_setup_step(state).await? {
+            SetupStep::Waiting(next) => tokio::time::sleep(next).await,
+            SetupStep::Ended(summary) => return Ok(summary),
+        }
+    }
+}
+
+/// Where a setup sign-in stands after one [`follow_setup_step`].
+#[derive(Debug)]
+pub enum SetupStep {
+    /// Still waiting for the administrator: look again after this long.
+    Waiting(Duration),
+    /// Nothing (more) to follow: what happened.
+    Ended(String),
+}
+
+/// One step of [`follow_setup`]: polls Entra ID if the newest sign-in's next poll is due (one
+/// process per interval), and runs the setup once it signed in.
+pub async fn follow_setup_step(state: &AppState) -> anyhow::Result<SetupStep> {
+    use crate::setup::pending::{self, Advanced, State};
+
+    let Some(current) = pending::latest(&state.db).await? else {
+        return Ok(SetupStep::Ended("no setup sign-in".into()));
+    };
+    if current.state != State::Waiting {
+        return Ok(SetupStep::Ended("no setup sign-in is waiting".into()));
+    }
+    let actor = current.actor();
+    let advanced = pending::advance(
+        &state.db,
+        &state.cfg.keys,
+        &state.http,
+        |tenant| state.cfg.setup_login(tenant),
+        current.id,
+        &actor,
+    )
+    .await?;
+    let Advanced::SignedIn(id, tenant, token) = advanced else {
+        let interval = u64::try_from(current.interval_secs).unwrap_or(5);
+        return Ok(SetupStep::Waiting(Duration::from_secs(interval)));
+    };
+    let live = state.settings.current().await?;
+    let outcome = crate::setup::run_and_store(
+        &state.db,
+        &state.cfg.keys,
+        &state.graph,
+        &live,
+        &state.cfg.public_url,
+        &token,
+        tenant,
+        &actor,
+    )
+    .await;
+    state.settings.invalidate();
+    let recorded = match &outcome {
+        Ok(o) => Ok(o.steps.as_slice()),
+        Err(e) => Err(format!(
+            "Signed in, but the setup stopped at {e}. Nothing after that step was changed; the administrator needs {} in this tenant. Sign in again to retry.",
+            crate::setup::SETUP_SCOPES.join(", ")
+        )),
+    };
+    pending::finish(&state.db, id, recorded, &actor).await?;
+    Ok(SetupStep::Ended(match outcome {
+        Ok(_) => format!("set up the app registration in tenant {tenant}"),
+        Err(e) => format!("the setup in tenant {tenant} stopped: {e}"),
+    }))
+}
+
 /// One rotation pass over the provider app's certificates, with the live settings.
 async fn rotate_certificate(state: &AppState) -> anyhow::Result<String> {
     let live = state.settings.current().await?;
-    let Some(tenant) = live.settings.provider_tenant_id else {
-        return Ok("no provider tenant id is set: nothing to rotate".into());
+    let (Some(tenant), Ok(entra), Ok(client_id)) = (
+        live.settings.provider_tenant_id,
+        live.entra(),
+        live.client_id(),
+    ) else {
+        return Ok(
+            "the app is not set up yet (no provider tenant id or client id): nothing to rotate"
+                .into(),
+        );
     };
     let provider = crate::credentials::rotation::Provider {
-        entra: &live.entra,
+        entra,
         graph: &state.graph,
         tenant: &tenant,
-        client_id: &live.settings.client_id,
+        client_id,
     };
     let outcome = crate::credentials::rotation::rotate(
         &state.db,

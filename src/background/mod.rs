@@ -46,11 +46,13 @@ pub enum Task {
     CertificateRotation,
     /// Rotates the client secret Gangway added to its own registration before it expires.
     SecretRotation,
+    /// Follows an administrator's setup sign-in and then sets the app registration up.
+    SetupSignIn,
 }
 
 impl Task {
     /// Every task, in the order pages list them.
-    pub const ALL: [Task; 16] = [
+    pub const ALL: [Task; 17] = [
         Task::SyncScheduler,
         Task::SyncWorkers,
         Task::DirectorySubscriptions,
@@ -67,6 +69,7 @@ impl Task {
         Task::ScimPush,
         Task::CertificateRotation,
         Task::SecretRotation,
+        Task::SetupSignIn,
     ];
 
     /// The stored and wire name.
@@ -88,6 +91,7 @@ impl Task {
             Self::ScimPush => "scim_push",
             Self::CertificateRotation => "certificate_rotation",
             Self::SecretRotation => "secret_rotation",
+            Self::SetupSignIn => "setup_sign_in",
         }
     }
 
@@ -110,6 +114,7 @@ impl Task {
             Self::ScimPush => "SCIM push",
             Self::CertificateRotation => "Certificate rotation",
             Self::SecretRotation => "Client secret rotation",
+            Self::SetupSignIn => "Setup sign-in",
         }
     }
 
@@ -159,6 +164,9 @@ impl Task {
             }
             Self::SecretRotation => {
                 "Adds a new client secret to Gangway's own registration before the one it added expires (a System Setting, 30 days before by default), waits until every process uses it, then removes the old one."
+            }
+            Self::SetupSignIn => {
+                "Follows the sign-in started on the Setup page, polling Entra ID at the interval it gave; once the administrator signed in, creates or repairs the app registration."
             }
         }
     }

@@ -209,6 +209,11 @@ async fn measure(params: SigninBenchParams, db: PgPool) -> anyhow::Result<Signin
     let address = listener.local_addr()?;
     let portal = format!("http://{address}");
     let state = super::connect(emulator.base_url(), &admin, &db, &portal).await?;
+    let provider_id = state
+        .cfg
+        .client_id
+        .as_deref()
+        .context("the benchmark registers its app")?;
     let customer = super::customers(&admin, &state)
         .await?
         .into_iter()
@@ -216,12 +221,7 @@ async fn measure(params: SigninBenchParams, db: PgPool) -> anyhow::Result<Signin
         .context("no customer tenant")?;
     // The tenant's admin consent covers the provider app's delegated sign-in permissions.
     admin
-        .grant(
-            &customer.entra.id,
-            &state.cfg.client_id,
-            &["User.Read"],
-            &[],
-        )
+        .grant(&customer.entra.id, provider_id, &["User.Read"], &[])
         .await?;
     // The consent queued the first sync: run it, so the user is in the copy.
     let stop = CancellationToken::new();
@@ -276,8 +276,14 @@ async fn measure(params: SigninBenchParams, db: PgPool) -> anyhow::Result<Signin
             .clone()
             .context("the customer tenant has no plain member")?,
         provider: (
-            state.cfg.client_id.clone(),
-            state.cfg.client_secret.expose().to_owned(),
+            provider_id.to_owned(),
+            state
+                .cfg
+                .client_secret
+                .as_ref()
+                .context("the benchmark's app has a client secret")?
+                .expose()
+                .to_owned(),
         ),
         client_secret: registered
             .client_secret

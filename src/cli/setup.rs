@@ -14,7 +14,6 @@ use crate::audit::Actor;
 use crate::config::Config;
 use crate::doctor::{self, CheckStatus};
 use crate::settings;
-use crate::setup::sign_in::DeviceLogin;
 use crate::setup::{self, SETUP_SCOPES};
 use crate::types::{Secret, TenantId};
 use crate::{db, web};
@@ -41,11 +40,7 @@ async fn admin_token(
     tenant: TenantId,
 ) -> Result<Secret, Failure> {
     let Some(path) = path else {
-        let login = DeviceLogin {
-            authority: cfg.authority.clone(),
-            tenant,
-            client_id: cfg.setup_client_id.clone(),
-        };
+        let login = cfg.setup_login(tenant);
         let http = web::http_client(cfg)?;
         let started = login.start(&http).await.map_err(anyhow::Error::from)?;
         println!("{}\nWaiting for the sign-in…", started.message);

@@ -307,10 +307,8 @@ impl Checker {
             .settings
             .current()
             .await
-            .map_err(|e| DriftError::Failed(e.to_string()))?
-            .settings
-            .client_id
-            .to_string();
+            .and_then(|live| live.client_id().map(ToString::to_string))
+            .map_err(|e| DriftError::Failed(e.to_string()))?;
         // The service principal, then its grants (delegated) or app role assignments.
         let grants = if delegated {
             "v1.0/servicePrincipals/{id}/oauth2PermissionGrants"

@@ -131,7 +131,9 @@ impl TokenSource {
             .current()
             .await
             .map_err(|e| CredentialError::Failed(e.to_string()))?;
-        Ok(live.settings.client_id.to_string())
+        live.client_id()
+            .map(ToString::to_string)
+            .map_err(|e| CredentialError::Failed(e.to_string()))
     }
 
     /// Drops `tenant`'s cached token (Graph refused it: 401).
@@ -161,7 +163,9 @@ impl TokenSource {
             .current()
             .await
             .map_err(|e| CredentialError::Failed(e.to_string()))?;
-        let entra = &live.entra;
+        let entra = live
+            .entra()
+            .map_err(|e| CredentialError::Failed(e.to_string()))?;
         match tenant.consent_mode {
             ConsentMode::Application => {
                 let t = entra

@@ -87,6 +87,14 @@ pub fn provider_tenant(tenant: Option<&TenantId>) -> Check {
     }
 }
 
+/// Before the setup: System Settings hold no Application (client) ID, so nothing that needs the
+/// app can be checked.
+pub fn not_set_up() -> Check {
+    Check::new("app_registration", "Gangway's app registration is set up", CheckStatus::Fail)
+        .detail("Not set up: System Settings hold no Application (client) ID, so customers cannot consent, nothing syncs and no one signs in with Microsoft.")
+        .fix("Run the setup: console → Setup (one sign-in by an administrator of your tenant), or `gangway setup --tenant <your tenant id>`. To use an app registered by hand, enter its Application (client) ID and a client secret in System Settings.")
+}
+
 /// How the client-credentials request as the provider app in its own tenant went;
 /// `certificate` is the `x5t#S256` of the certificate it was signed with, `None` when it sent
 /// the client secret.
@@ -118,6 +126,11 @@ pub fn client_credentials<T>(
             ));
         }
         Err(IdentityError::Aad(aad)) => aad,
+        Err(e @ IdentityError::NoCredential) => {
+            return check.detail(format!("{e}.")).fix(
+                "Run the setup (console → Setup): it registers a certificate. Or enter a client secret of the app in System Settings.",
+            );
+        }
         Err(other) => {
             return check
                 .detail(format!("The token request failed: {other}."))
@@ -221,7 +234,7 @@ pub fn registration_checks(
     reg: Option<&Value>,
     expected: &Expected,
     sso_enabled: bool,
-    secret: &Secret,
+    secret: Option<&Secret>,
     source: SecretSource<'_>,
     now: OffsetDateTime,
 ) -> (Vec<Check>, Option<Date>) {
@@ -551,7 +564,7 @@ pub fn access_token_version(reg: &Value, client_id: &str, tenant: Option<&str>) 
 /// Returns the expiry date read from the registration, if any.
 pub fn secret_expiry(
     source: SecretSource<'_>,
-    secret: &Secret,
+    secret: Option<&Secret>,
     now: OffsetDateTime,
 ) -> (Check, Option<Date>) {
     let title = "Client secret expiry";
@@ -618,7 +631,10 @@ pub fn secret_expiry(
                     None,
                 );
             }
-            let prefix: String = secret.expose().chars().take(3).collect();
+            // No secret stored: none of the registration's is Gangway's.
+            let prefix: String = secret
+                .map(|s| s.expose().chars().take(3).collect())
+                .unwrap_or_default();
             let mine: Vec<_> = credentials
                 .iter()
                 .filter(|(_, hint)| !hint.is_empty() && *hint == prefix)
@@ -993,7 +1009,7 @@ mod tests {
             Some(&reg),
             &expected(),
             true,
-            &Secret::new("abc~secret"),
+            Some(&Secret::new("abc~secret")),
             SecretSource::Registration(&reg),
             NOW,
         );
@@ -1065,7 +1081,7 @@ mod tests {
             Some(&reg),
             &expected,
             true,
-            &Secret::new("abc~secret"),
+            Some(&Secret::new("abc~secret")),
             SecretSource::Registration(&reg),
             NOW,
         )
@@ -1086,7 +1102,7 @@ mod tests {
             Some(&reg),
             &expected,
             true,
-            &Secret::new("abc~secret"),
+            Some(&Secret::new("abc~secret")),
             SecretSource::Registration(&reg),
             NOW,
         )
@@ -1177,7 +1193,7 @@ mod tests {
         let at = |end: &str| {
             let mut reg = good();
             reg["passwordCredentials"][1]["endDateTime"] = json!(end);
-            secret_expiry(SecretSource::Registration(&reg), &secret, NOW)
+            secret_expiry(SecretSource::Registration(&reg), Some(&secret), NOW)
         };
         let (c, date) = at("2026-11-30T00:00:00Z");
         assert_eq!(c.status, CheckStatus::Fail);
@@ -1206,29 +1222,33 @@ mod tests {
         assert_eq!(c.status, CheckStatus::Pass, "{}", c.detail);
         // A secret no hint matches: cannot tell which.
         let reg = good();
-        let (c, date) = secret_expiry(SecretSource::Registration(&reg), &Secret::new("zzz"), NOW);
+        let (c, date) = secret_expiry(
+            SecretSource::Registration(&reg),
+            Some(&Secret::new("zzz")),
+            NOW,
+        );
         assert_eq!((c.status, date), (CheckStatus::Warn, None));
         assert!(c.detail.contains("2026-01-10"));
         let mut reg = good();
         reg["passwordCredentials"] = json!([]);
-        let (c, _) = secret_expiry(SecretSource::Registration(&reg), &secret, NOW);
+        let (c, _) = secret_expiry(SecretSource::Registration(&reg), Some(&secret), NOW);
         assert_eq!(c.status, CheckStatus::Fail);
     }
 
     #[test]
     fn secret_expiry_without_the_registration() {
         let secret = Secret::new("abc");
-        let (c, date) = secret_expiry(SecretSource::ExpiredPerEntra, &secret, NOW);
+        let (c, date) = secret_expiry(SecretSource::ExpiredPerEntra, Some(&secret), NOW);
         assert_eq!((c.status, date), (CheckStatus::Fail, None));
         assert!(c.detail.contains("AADSTS7000222"));
         let (c, date) = secret_expiry(
             SecretSource::Stored(Some(time::macros::date!(2026 - 12 - 20))),
-            &secret,
+            Some(&secret),
             NOW,
         );
         assert_eq!((c.status, date), (CheckStatus::Warn, None));
         assert!(c.detail.contains("as entered in System Settings"));
-        let (c, _) = secret_expiry(SecretSource::Stored(None), &secret, NOW);
+        let (c, _) = secret_expiry(SecretSource::Stored(None), Some(&secret), NOW);
         assert_eq!(c.status, CheckStatus::Skip);
     }
 
@@ -1289,7 +1309,7 @@ mod tests {
             None,
             &expected(),
             false,
-            &Secret::new("abc"),
+            Some(&Secret::new("abc")),
             SecretSource::Stored(None),
             NOW,
         );

@@ -203,7 +203,10 @@ impl Expected {
                 .unwrap_or_else(|_| format!("{public_url}{path}"))
         };
         Self {
-            client_id: settings.client_id.to_string(),
+            client_id: settings
+                .client_id
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             tenant_id: settings.provider_tenant_id.map(|t| t.to_string()),
             redirect_uris: vec![
                 RedirectUri {
@@ -337,9 +340,20 @@ pub async fn run(
                 true
             });
     let expected = Expected::new(settings, public_url, &profiles, signin_in_use);
+    let (Ok(entra), Some(client_id)) = (live.entra(), settings.client_id) else {
+        checks.push(checks::not_set_up());
+        checks.push(checks::provider_tenant(
+            settings.provider_tenant_id.as_ref(),
+        ));
+        return Report {
+            expected,
+            checks,
+            stored_secret_expiry: None,
+        };
+    };
 
     checks.push(checks::discovery(
-        &live.entra.discovery("organizations").await,
+        &entra.discovery("organizations").await,
         authority,
     ));
 
@@ -360,7 +374,7 @@ pub async fn run(
         }
         Some(tenant) => {
             checks.push(checks::provider_tenant(Some(&tenant)));
-            let token = live.entra.app_token(&tenant, None).await;
+            let token = entra.app_token(&tenant, None).await;
             secret_expired = matches!(
                 &token,
                 Err(e @ IdentityError::Aad(_)) if e.aad_kind() == Some(AadErrorKind::ExpiredSecret)
@@ -368,14 +382,14 @@ pub async fn run(
             // The same seam token requests use: the certificate they are signed with, if any.
             checks.push(checks::client_credentials(
                 &token,
-                &settings.client_id,
+                &client_id,
                 &tenant,
-                live.entra.certificate_thumbprint().as_deref(),
+                entra.certificate_thumbprint().as_deref(),
             ));
             let registration = match &token {
                 Ok(token) => {
-                    let read = graph.application(token, &settings.client_id).await;
-                    checks.push(checks::registration(&read, &settings.client_id, &tenant));
+                    let read = graph.application(token, &client_id).await;
+                    checks.push(checks::registration(&read, &client_id, &tenant));
                     read.ok().flatten()
                 }
                 Err(_) => None,
@@ -395,7 +409,7 @@ pub async fn run(
 
     let now = OffsetDateTime::now_utc();
     let secret = match (&registration, secret_expired) {
-        _ if live.entra.certificate_thumbprint().is_some() => checks::SecretSource::Unused,
+        _ if entra.certificate_thumbprint().is_some() => checks::SecretSource::Unused,
         (Some(reg), _) => checks::SecretSource::Registration(reg),
         (None, true) => checks::SecretSource::ExpiredPerEntra,
         (None, false) => checks::SecretSource::Stored(settings.client_secret_expires),
@@ -404,7 +418,7 @@ pub async fn run(
         registration.as_ref(),
         &expected,
         settings.sso.enabled,
-        &settings.client_secret,
+        settings.client_secret.as_ref(),
         secret,
         now,
     );

@@ -16,6 +16,12 @@ pub enum IdentityError {
     /// The request could not be made or its answer could not be read.
     #[error("could not talk to Entra ID: {0}")]
     Transport(String),
+    /// The provider app has neither an active certificate nor a client secret yet: nothing
+    /// was sent.
+    #[error(
+        "the provider app has no credential yet (no certificate, no client secret): run the setup (console → Setup, or `gangway setup`)"
+    )]
+    NoCredential,
 }
 
 impl IdentityError {

@@ -60,10 +60,36 @@ pub struct EntraConfig {
     pub graph_url: Url,
     /// The provider's multi-tenant application (client) id.
     pub client_id: String,
-    /// That application's client secret.
-    pub client_secret: Secret,
+    /// That application's client secret; `None` for an app that only has a certificate (or,
+    /// before the setup, no credential at all).
+    pub client_secret: Option<Secret>,
     /// `{public_url}/authenticate/OAuth2Callback`, registered on the application.
     pub redirect_uri: Url,
+}
+
+/// Where Entra ID and Graph are, and where Microsoft sends users back: everything of an
+/// [`EntraConfig`] but the app's credentials, which System Settings hold.
+#[derive(Debug, Clone)]
+pub struct EntraEndpoints {
+    /// `https://login.microsoftonline.com`, or the emulator's base URL.
+    pub authority: Url,
+    /// `https://graph.microsoft.com`, or the emulator's base URL.
+    pub graph_url: Url,
+    /// `{public_url}/authenticate/OAuth2Callback`.
+    pub redirect_uri: Url,
+}
+
+impl EntraEndpoints {
+    /// The configuration of the app `client_id` (with `client_secret`, if it has one) here.
+    pub fn app(&self, client_id: String, client_secret: Option<Secret>) -> EntraConfig {
+        EntraConfig {
+            authority: self.authority.clone(),
+            graph_url: self.graph_url.clone(),
+            client_id,
+            client_secret,
+            redirect_uri: self.redirect_uri.clone(),
+        }
+    }
 }
 
 /// A delegated sign-in about to start: send the browser to `url`, keep the rest in the session.
@@ -396,7 +422,7 @@ impl EntraClient {
     fn oauth_client(
         &self,
         client_id: &str,
-        secret: &Secret,
+        secret: Option<&Secret>,
         token_tenant: &str,
     ) -> Result<(OAuthClient<EndpointNotSet>, Option<PendingAssertion>), IdentityError> {
         self.oauth_client_for(
@@ -407,18 +433,14 @@ impl EntraClient {
         )
     }
 
-    /// [`Self::oauth_client`] sending `redirect_uri` (the operator sign-in has its own).
-    ///
-    /// The one place that decides how Gangway authenticates: the provider app with an active
-    /// certificate signs a client assertion (added to the request by
-    /// [`Authenticated::authenticated`]), anything else sends its client secret.
-    fn oauth_client_for(
+    /// A client for `client_id` with no credential: enough for an authorize URL, which never
+    /// carries one. Also returns the token endpoint of `token_tenant` (an assertion's audience).
+    fn public_client(
         &self,
         client_id: &str,
-        secret: &Secret,
         token_tenant: &str,
         redirect_uri: &Url,
-    ) -> Result<(OAuthClient<EndpointNotSet>, Option<PendingAssertion>), IdentityError> {
+    ) -> Result<(OAuthClient<EndpointNotSet>, String), IdentityError> {
         let audience = self.token_endpoint(token_tenant);
         let token_url = TokenUrl::new(audience.clone())
             .map_err(|_| IdentityError::Transport("invalid token endpoint URL".into()))?;
@@ -427,6 +449,23 @@ impl EntraClient {
             // Entra ID documents client_secret_post; MSAL sends the secret in the body too.
             .set_auth_type(AuthType::RequestBody)
             .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+        Ok((client, audience))
+    }
+
+    /// [`Self::oauth_client`] sending `redirect_uri` (the operator sign-in has its own).
+    ///
+    /// The one place that decides how Gangway authenticates: the provider app with an active
+    /// certificate signs a client assertion (added to the request by
+    /// [`Authenticated::authenticated`]), anything else sends its client secret; with neither
+    /// (before the setup) nothing is sent to Entra ID.
+    fn oauth_client_for(
+        &self,
+        client_id: &str,
+        secret: Option<&Secret>,
+        token_tenant: &str,
+        redirect_uri: &Url,
+    ) -> Result<(OAuthClient<EndpointNotSet>, Option<PendingAssertion>), IdentityError> {
+        let (client, audience) = self.public_client(client_id, token_tenant, redirect_uri)?;
         let certificate = (client_id == self.inner.cfg.client_id)
             .then(|| {
                 self.inner
@@ -436,20 +475,21 @@ impl EntraClient {
                     .clone()
             })
             .flatten();
-        Ok(match certificate {
-            Some(certificate) => (
+        match (certificate, secret) {
+            (Some(certificate), _) => Ok((
                 client,
                 Some(PendingAssertion {
                     certificate,
                     client_id: client_id.to_owned(),
                     audience,
                 }),
-            ),
-            None => (
+            )),
+            (None, Some(secret)) => Ok((
                 client.set_client_secret(ClientSecret::new(secret.expose().to_owned())),
                 None,
-            ),
-        })
+            )),
+            (None, None) => Err(IdentityError::NoCredential),
+        }
     }
 
     /// Starts a delegated sign-in: the authorize URL on
@@ -623,7 +663,7 @@ impl EntraClient {
     ) -> Result<(EntraTokenResponse, id_token::Verified), IdentityError> {
         let (client, assertion) = self.oauth_client_for(
             &self.inner.cfg.client_id,
-            &self.inner.cfg.client_secret,
+            self.inner.cfg.client_secret.as_ref(),
             tenant,
             redirect_uri,
         )?;
@@ -654,12 +694,7 @@ impl EntraClient {
         let auth_url = AuthUrl::new(self.endpoint(&format!("{tenant}/oauth2/v2.0/authorize")))
             .expect("authority joined with a tenant id and a fixed path is a URL");
         let client = self
-            .oauth_client_for(
-                &self.inner.cfg.client_id,
-                &self.inner.cfg.client_secret,
-                "organizations",
-                redirect_uri,
-            )
+            .public_client(&self.inner.cfg.client_id, "organizations", redirect_uri)
             .expect("authority joined with a fixed path is a URL")
             .0
             .set_auth_uri(auth_url);
@@ -902,8 +937,13 @@ impl EntraClient {
         tenant: &TenantId,
         creds: Option<(&str, &Secret)>,
     ) -> Result<AppToken, IdentityError> {
-        let (client_id, secret) =
-            creds.unwrap_or((&self.inner.cfg.client_id, &self.inner.cfg.client_secret));
+        let (client_id, secret) = match creds {
+            Some((client_id, secret)) => (client_id, Some(secret)),
+            None => (
+                self.inner.cfg.client_id.as_str(),
+                self.inner.cfg.client_secret.as_ref(),
+            ),
+        };
         let (client, assertion) = self.oauth_client(client_id, secret, &tenant.to_string())?;
         let resp = client
             .exchange_client_credentials()
@@ -931,7 +971,7 @@ impl EntraClient {
     ) -> Result<RefreshedGrant, IdentityError> {
         let (client, assertion) = self.oauth_client(
             &self.inner.cfg.client_id,
-            &self.inner.cfg.client_secret,
+            self.inner.cfg.client_secret.as_ref(),
             &tenant.to_string(),
         )?;
         let rt = RefreshToken::new(refresh_token.expose().to_owned());

@@ -642,7 +642,7 @@ fn config(authority: &str) -> EntraConfig {
         authority: Url::parse(authority).unwrap(),
         graph_url: Url::parse("https://graph.microsoft.com").unwrap(),
         client_id: CLIENT_ID.to_owned(),
-        client_secret: Secret::new("provider-secret"),
+        client_secret: Some(Secret::new("provider-secret")),
         redirect_uri: Url::parse("https://gangway.example.com/authenticate/OAuth2Callback")
             .unwrap(),
     }

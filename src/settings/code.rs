@@ -94,7 +94,7 @@ pub fn value_of(settings: &Settings, key: Key) -> Value {
     let url = |u: &Option<Url>| json!(u.as_ref().map(Url::as_str));
     let ids = |ids: &[Uuid]| json!(ids.iter().map(Uuid::to_string).collect::<Vec<_>>());
     match key {
-        Key::ClientId => json!(settings.client_id.to_string()),
+        Key::ClientId => json!(settings.client_id.map(|c| c.to_string())),
         Key::ClientSecret => Value::Null,
         Key::ClientSecretExpires => json!(settings.client_secret_expires.map(|d| d.to_string())),
         Key::ProviderTenantId => json!(settings.provider_tenant_id.map(|t| t.to_string())),

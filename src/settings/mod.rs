@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor};
 use crate::crypto::Keyring;
-use crate::identity::{EntraClient, EntraConfig};
+use crate::identity::{EntraClient, EntraEndpoints};
 use crate::types::schedule::default_schedule;
 use crate::types::{Branding, ClientId, EmailAddress, Schedule, Secret, TenantId};
 
@@ -218,10 +218,11 @@ pub struct SsoSettings {
 /// The settings as one process sees them now.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The provider app's client id.
-    pub client_id: ClientId,
-    /// Its secret.
-    pub client_secret: Secret,
+    /// The provider app's client id; `None` until the setup registered the app (or one was
+    /// entered).
+    pub client_id: Option<ClientId>,
+    /// Its secret; `None` when the app authenticates with a certificate only.
+    pub client_secret: Option<Secret>,
     /// When the secret expires, when known.
     pub client_secret_expires: Option<Date>,
     /// The provider's own tenant, when set.
@@ -278,10 +279,11 @@ pub enum SettingsError {
     /// format); nothing was saved.
     #[error("{0}")]
     Unreadable(String),
-    /// A required value is missing from the database (start `gangway serve` once with it in
-    /// the environment, or set it in the console).
-    #[error("the {} is not configured", .0.label())]
-    Missing(Key),
+    /// The provider app is not registered yet: no Application (client) ID is stored.
+    #[error(
+        "Gangway's app registration is not set up yet: an administrator of your tenant runs the setup (console → Setup, or `gangway setup --tenant <tenant id>`)"
+    )]
+    NotSetUp,
     /// A sealed value no configured key opens.
     #[error("the stored {} is sealed with key {}, which is not configured", .0.label(), .1)]
     Sealed(Key, String),
@@ -293,10 +295,10 @@ pub enum SettingsError {
 /// What the environment offers to seed.
 #[derive(Debug, Clone)]
 pub struct Seed {
-    /// `GANGWAY_CLIENT_ID`.
-    pub client_id: String,
-    /// `GANGWAY_CLIENT_SECRET`.
-    pub client_secret: Secret,
+    /// `GANGWAY_CLIENT_ID`, when set (the setup registers the app otherwise).
+    pub client_id: Option<String>,
+    /// `GANGWAY_CLIENT_SECRET`, when set.
+    pub client_secret: Option<Secret>,
     /// `GANGWAY_PROVIDER_TENANT_ID`, when set.
     pub provider_tenant_id: Option<TenantId>,
     /// `GANGWAY_PROVIDER_NAME`.
@@ -334,8 +336,12 @@ pub async fn prepare(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sql
 /// setting added since); stored values are left alone.
 pub async fn seed(db: &PgPool, keys: &Keyring, seed: &Seed) -> Result<(), sqlx::Error> {
     let rows: [(Key, Option<Value>, Option<&Secret>); 6] = [
-        (Key::ClientId, Some(json!(seed.client_id)), None),
-        (Key::ClientSecret, None, Some(&seed.client_secret)),
+        (
+            Key::ClientId,
+            seed.client_id.as_ref().map(|c| json!(c)),
+            None,
+        ),
+        (Key::ClientSecret, None, seed.client_secret.as_ref()),
         (
             Key::ProviderTenantId,
             seed.provider_tenant_id.map(|t| json!(t.to_string())),
@@ -427,12 +433,9 @@ pub async fn load(db: &PgPool, keys: &Keyring) -> Result<Settings, SettingsError
             .and_then(Value::as_i64)
             .and_then(|n| i32::try_from(n).ok())
     };
-    let client_id = text(Key::ClientId)
-        .and_then(|c| ClientId::parse(&c).ok())
-        .ok_or(SettingsError::Missing(Key::ClientId))?;
     Ok(Settings {
-        client_id,
-        client_secret: secret.ok_or(SettingsError::Missing(Key::ClientSecret))?,
+        client_id: text(Key::ClientId).and_then(|c| ClientId::parse(&c).ok()),
+        client_secret: secret,
         client_secret_expires: text(Key::ClientSecretExpires).and_then(|d| parse_date(&d).ok()),
         provider_tenant_id: text(Key::ProviderTenantId).and_then(|t| TenantId::parse(&t).ok()),
         branding: Branding {
@@ -810,10 +813,27 @@ pub async fn save(
 pub struct Live {
     /// The settings.
     pub settings: Settings,
-    /// Entra ID as the provider app, with the client id and secret above.
-    pub entra: EntraClient,
+    /// Entra ID as the provider app, with the client id and secret above; `None` until the app
+    /// is set up (see [`Live::entra`]).
+    entra: Option<EntraClient>,
     /// Customer apps' secrets that expire within [`WARN_DAYS`] (or have), soonest first.
     pub customer_secrets: Vec<CustomerSecret>,
+}
+
+impl Live {
+    /// Entra ID as the provider app, or [`SettingsError::NotSetUp`] before its registration
+    /// exists: every customer-facing flow and every call as the app starts here.
+    pub fn entra(&self) -> Result<&EntraClient, SettingsError> {
+        self.entra.as_ref().ok_or(SettingsError::NotSetUp)
+    }
+
+    /// The provider app's client id, or [`SettingsError::NotSetUp`].
+    pub fn client_id(&self) -> Result<&ClientId, SettingsError> {
+        self.settings
+            .client_id
+            .as_ref()
+            .ok_or(SettingsError::NotSetUp)
+    }
 }
 
 /// Days before expiry Gangway rotates the client secret it manages, unless set.
@@ -876,7 +896,7 @@ pub struct SettingsCache {
     db: PgPool,
     // Behind `Arc`s: the portal's state, which holds this cache, is cloned per request.
     keys: Arc<Keyring>,
-    entra: Arc<EntraConfig>,
+    endpoints: Arc<EntraEndpoints>,
     http: reqwest::Client,
     ttl: Duration,
     cell: Arc<RwLock<Cached>>,
@@ -891,19 +911,19 @@ impl std::fmt::Debug for SettingsCache {
 }
 
 impl SettingsCache {
-    /// Settings from `db`, opened with `keys`, at most `ttl` old; the Entra client is `entra`
-    /// (authority, redirect URI) with the stored credentials, over `http`.
+    /// Settings from `db`, opened with `keys`, at most `ttl` old; the Entra client talks to
+    /// `endpoints` with the stored credentials, over `http`.
     pub fn new(
         db: PgPool,
         keys: Keyring,
-        entra: EntraConfig,
+        endpoints: EntraEndpoints,
         http: reqwest::Client,
         ttl: Duration,
     ) -> Self {
         Self {
             db,
             keys: Arc::new(keys),
-            entra: Arc::new(entra),
+            endpoints: Arc::new(endpoints),
             http,
             ttl,
             cell: Arc::default(),
@@ -922,31 +942,21 @@ impl SettingsCache {
         let entra = match &previous {
             Some((_, live))
                 if live.settings.client_id == settings.client_id
-                    && live.settings.client_secret.expose() == settings.client_secret.expose() =>
+                    && live.settings.client_secret.as_ref().map(Secret::expose)
+                        == settings.client_secret.as_ref().map(Secret::expose) =>
             {
                 live.entra.clone()
             }
-            _ => EntraClient::new(
-                EntraConfig {
-                    client_id: settings.client_id.to_string(),
-                    client_secret: settings.client_secret.clone(),
-                    ..(*self.entra).clone()
-                },
-                self.http.clone(),
-            ),
+            _ => settings.client_id.as_ref().map(|client_id| {
+                EntraClient::new(
+                    self.endpoints
+                        .app(client_id.to_string(), settings.client_secret.clone()),
+                    self.http.clone(),
+                )
+            }),
         };
-        // Every process picks up a rotated certificate here, within one TTL; its private key
-        // is opened only when the active one changed.
-        match crate::credentials::active_id(&self.db).await? {
-            None => entra.set_certificate(None),
-            Some((_, x5t)) if entra.certificate_thumbprint().as_deref() == Some(x5t.as_str()) => {}
-            Some((id, _)) => match crate::credentials::signer(&self.db, &self.keys, id).await {
-                Ok(certificate) => entra.set_certificate(Some(certificate)),
-                Err(e) => {
-                    tracing::error!(error = %e, "the active app certificate cannot be used; token requests send the client secret");
-                    entra.set_certificate(None);
-                }
-            },
+        if let Some(entra) = &entra {
+            self.use_active_certificate(entra).await?;
         }
         let customer_secrets = sqlx::query_as!(
             CustomerSecret,
@@ -967,6 +977,23 @@ impl SettingsCache {
         });
         *self.cell.write().expect("settings cache") = Some((Instant::now(), Arc::clone(&fresh)));
         Ok(fresh)
+    }
+
+    /// Every process picks up a rotated certificate here, within one TTL; its private key is
+    /// opened only when the active one changed.
+    async fn use_active_certificate(&self, entra: &EntraClient) -> Result<(), SettingsError> {
+        match crate::credentials::active_id(&self.db).await? {
+            None => entra.set_certificate(None),
+            Some((_, x5t)) if entra.certificate_thumbprint().as_deref() == Some(x5t.as_str()) => {}
+            Some((id, _)) => match crate::credentials::signer(&self.db, &self.keys, id).await {
+                Ok(certificate) => entra.set_certificate(Some(certificate)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the active app certificate cannot be used; token requests send the client secret");
+                    entra.set_certificate(None);
+                }
+            },
+        }
+        Ok(())
     }
 
     /// The settings as last read, without reading them again (pages that cannot wait; the

@@ -645,7 +645,7 @@ pub async fn run_and_store(
         .map_err(SettingsError::from)?;
     // Every redirect URI and permission users' sign-in needs is registered up front.
     let expected = Expected::new(&live.settings, public_url, &in_use, true);
-    let current = current(db, Some(live.settings.client_id))
+    let current = current(db, live.settings.client_id)
         .await
         .map_err(SettingsError::from)?;
     let renew = i64::from(live.settings.certificate_rotation_days);

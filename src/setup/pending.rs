@@ -65,6 +65,17 @@ pub struct SignIn {
     pub expires_at: OffsetDateTime,
     /// Where it stands.
     pub state: State,
+    /// The operator who started it (their email), while they exist: what follows is theirs.
+    pub started_by: Option<String>,
+}
+
+impl SignIn {
+    /// Who the audit trail names for what follows from this sign-in.
+    pub fn actor(&self) -> Actor {
+        self.started_by
+            .clone()
+            .map_or(Actor::System, Actor::Operator)
+    }
 }
 
 /// What a page load found.
@@ -147,9 +158,10 @@ pub async fn begin(
 /// The newest console sign-in, if any.
 pub async fn latest(db: &PgPool) -> Result<Option<SignIn>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"select id, tenant_id, user_code, verification_uri, interval_secs, expires_at, state,
-                  steps, error
-           from setup_sign_ins order by created_at desc limit 1"#
+        r#"select s.id, s.tenant_id, s.user_code, s.verification_uri, s.interval_secs,
+                  s.expires_at, s.state, s.steps, s.error, o.email::text as "started_by?"
+           from setup_sign_ins s left join operators o on o.id = s.started_by
+           order by s.created_at desc limit 1"#
     )
     .fetch_optional(db)
     .await?;
@@ -169,6 +181,7 @@ pub async fn latest(db: &PgPool) -> Result<Option<SignIn>, sqlx::Error> {
             "failed" => State::Failed(r.error.unwrap_or_default()),
             _ => State::Waiting,
         },
+        started_by: r.started_by,
     }))
 }
 

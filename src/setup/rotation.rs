@@ -98,7 +98,7 @@ pub async fn try_rotate(
         if !switched(db, switched_at).await? {
             return Ok(Rotation::Waiting);
         }
-        let token = live.entra.app_token(&tenant, None).await?;
+        let token = live.entra()?.app_token(&tenant, None).await?;
         match graph.remove_password(&token, &object, old).await {
             // Already gone (removed by hand, or an earlier activation died after the call).
             Ok(()) | Err(crate::graph::GraphError::Api { status: 404, .. }) => {}
@@ -132,7 +132,7 @@ pub async fn try_rotate(
     if now < starts {
         return Ok(Rotation::NotDue(starts.date()));
     }
-    let token = live.entra.app_token(&tenant, None).await?;
+    let token = live.entra()?.app_token(&tenant, None).await?;
     let new = match graph
         .add_password(
             &token,

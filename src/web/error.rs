@@ -37,6 +37,10 @@ pub enum Error {
         /// Seconds until the next request is allowed.
         retry_after_secs: u64,
     },
+    /// The provider's app registration is not set up yet (503): nothing that needs Microsoft
+    /// works until an administrator runs the setup.
+    #[error("not set up")]
+    NotSetUp,
     /// Our fault (500): logged with a reference, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -44,7 +48,10 @@ pub enum Error {
 
 impl From<crate::settings::SettingsError> for Error {
     fn from(e: crate::settings::SettingsError) -> Self {
-        Self::Internal(e.into())
+        match e {
+            crate::settings::SettingsError::NotSetUp => Self::NotSetUp,
+            e => Self::Internal(e.into()),
+        }
     }
 }
 
@@ -196,6 +203,12 @@ fn page_for(error: Error) -> Response {
         ),
         Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m, None),
         Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None),
+        Error::NotSetUp => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready yet",
+            "This portal is not connected to Microsoft yet: its administrator has to finish the setup first (console → Setup). Nothing was changed; please try again later.".to_owned(),
+            None,
+        ),
         Error::TooManyRequests { retry_after_secs } => {
             let page = ErrorPage::new(
                 "Too many attempts",

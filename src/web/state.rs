@@ -17,7 +17,7 @@ use crate::directory::credentials::TokenSource;
 use crate::directory::subscriptions::{Endpoint, Keeper};
 use crate::directory::sync::{RetryPolicy, Syncer};
 use crate::graph::GraphClient;
-use crate::identity::EntraConfig;
+use crate::identity::EntraEndpoints;
 use crate::invitations;
 use crate::settings::{Live, SettingsCache, SettingsError};
 
@@ -62,12 +62,10 @@ impl AppState {
         // Before any request or sync is counted (installed once per process).
         crate::metrics::handle();
         let http = http_client(&cfg)?;
-        // The credentials here are the environment's; the stored settings replace them.
-        let entra = EntraConfig {
+        // The app's credentials come from the stored settings.
+        let entra = EntraEndpoints {
             authority: cfg.authority.clone(),
             graph_url: cfg.graph_url.clone(),
-            client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
             redirect_uri: cfg.redirect_uri(),
         };
         let settings = SettingsCache::new(

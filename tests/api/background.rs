@@ -18,7 +18,7 @@ use crate::sync::{all_app_permissions, connect};
 use crate::webhooks::{Receiver, add_endpoint};
 
 /// Every task a portal with sync workers registers.
-const PORTAL_TASKS: [&str; 10] = [
+const PORTAL_TASKS: [&str; 11] = [
     "sync_scheduler",
     "sync_workers",
     "mail_outbox",
@@ -29,11 +29,12 @@ const PORTAL_TASKS: [&str; 10] = [
     "session_sweep",
     "rate_limit_pruning",
     "metrics_upkeep",
+    "setup_sign_in",
 ];
 
 /// The portal's background tasks (with `sync_workers` syncs at once), running until the token
 /// is cancelled.
-fn start_tasks(app: &TestApp, sync_workers: usize) -> (CancellationToken, JoinHandle<()>) {
+pub fn start_tasks(app: &TestApp, sync_workers: usize) -> (CancellationToken, JoinHandle<()>) {
     let stop = CancellationToken::new();
     let registry = gangway::runtime::portal_tasks(&app.state, sync_workers, stop.clone()).unwrap();
     (stop.clone(), tokio::spawn(registry.run(stop)))

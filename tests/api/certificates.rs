@@ -64,10 +64,10 @@ async fn expire_secret(app: &TestApp) {
 async fn activate(app: &TestApp, tenant: &TenantId, id: Uuid) {
     let live = app.state.live().await.unwrap();
     let provider = Provider {
-        entra: &live.entra,
+        entra: live.entra().unwrap(),
         graph: &app.state.graph,
         tenant,
-        client_id: &live.settings.client_id,
+        client_id: live.client_id().unwrap(),
     };
     rotation::activate_registered(&app.db, &app.state.cfg.keys, provider, &Actor::Cli, id)
         .await
@@ -164,10 +164,11 @@ async fn a_certificate_signs_gangways_token_requests() {
     expire_secret(&app).await;
     let live = app.state.live().await.unwrap();
     assert_eq!(
-        live.entra.certificate_thumbprint().as_deref(),
+        live.entra().unwrap().certificate_thumbprint().as_deref(),
         Some(cert.x5t_s256.as_str())
     );
-    live.entra
+    live.entra()
+        .unwrap()
         .app_token(&tenant, None)
         .await
         .expect("a certificate-authenticated client-credentials token");
@@ -201,7 +202,7 @@ async fn the_emulator_refuses_bad_assertions() {
     let signer = |id| credentials::signer(&app.db, &app.state.cfg.keys, id);
     let good = signer(registered.id).await.unwrap();
     let live = app.state.live().await.unwrap();
-    let endpoint = live.entra.token_endpoint(&tenant.to_string());
+    let endpoint = live.entra().unwrap().token_endpoint(&tenant.to_string());
     let client_id = app.app.client_id.clone();
     let post = async |assertion: String| -> Value {
         reqwest::Client::new()
@@ -245,7 +246,8 @@ async fn the_emulator_refuses_bad_assertions() {
 
     // A certificate never uploaded: Gangway's client reports Microsoft's refusal.
     let unknown = live
-        .entra
+        .entra()
+        .unwrap()
         .with_certificate(signer(stranger.id).await.unwrap())
         .app_token(&tenant, None)
         .await
@@ -289,10 +291,10 @@ async fn rotation_overlaps_while_a_sync_runs() {
 
     let live = app.state.live().await.unwrap();
     let provider = Provider {
-        entra: &live.entra,
+        entra: live.entra().unwrap(),
         graph: &app.state.graph,
         tenant: &tenant,
-        client_id: &live.settings.client_id,
+        client_id: live.client_id().unwrap(),
     };
     let old_signer = credentials::signer(&app.db, &app.state.cfg.keys, old.id)
         .await
@@ -321,12 +323,13 @@ async fn rotation_overlaps_while_a_sync_runs() {
         CertificateState::Retiring
     );
     assert_eq!(
-        live.entra.certificate_thumbprint().as_deref(),
+        live.entra().unwrap().certificate_thumbprint().as_deref(),
         Some(new.x5t_s256.as_str())
     );
 
     // During the overlap both work: a process still signing with the old one is fine.
-    live.entra
+    live.entra()
+        .unwrap()
         .with_certificate(old_signer.clone())
         .app_token(&tenant, None)
         .await
@@ -344,13 +347,15 @@ async fn rotation_overlaps_while_a_sync_runs() {
         .unwrap();
     assert_eq!(removed, Outcome::Removed(vec![old.thumbprint.clone()]));
     let refused = live
-        .entra
+        .entra()
+        .unwrap()
         .with_certificate(old_signer)
         .app_token(&tenant, None)
         .await
         .unwrap_err();
     assert_eq!(aad_code(&refused), Some(700027), "{refused}");
-    live.entra
+    live.entra()
+        .unwrap()
         .app_token(&tenant, None)
         .await
         .expect("the new one signs");

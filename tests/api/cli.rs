@@ -17,11 +17,15 @@ pub fn gangway(app: &TestApp) -> Command {
         .env("GANGWAY_PUBLIC_URL", &app.address)
         .env("GANGWAY_AUTHORITY", app.emulator.base_url())
         .env("GANGWAY_GRAPH_URL", app.emulator.base_url())
-        .env("GANGWAY_CLIENT_ID", &app.app.client_id)
-        .env("GANGWAY_CLIENT_SECRET", &app.app.client_secret)
         .env("GANGWAY_ENCRYPTION_KEY", &app.key_b64)
         .env("GANGWAY_SMTP_URL", app.mail.url())
         .env("RUST_LOG", "warn");
+    // As the portal was started: a first run has no app in its environment.
+    if let (Some(id), Some(secret)) = (&app.state.cfg.client_id, &app.state.cfg.client_secret) {
+        command
+            .env("GANGWAY_CLIENT_ID", id)
+            .env("GANGWAY_CLIENT_SECRET", secret.expose());
+    }
     command
 }
 
@@ -185,7 +189,7 @@ async fn missing_or_malformed_configuration_exits_78_naming_each_variable() {
     let message = stderr(&output);
     for expected in [
         "GANGWAY_PUBLIC_URL: is not set",
-        "GANGWAY_CLIENT_ID: is not set",
+        "GANGWAY_CLIENT_SECRET: is a secret of the app GANGWAY_CLIENT_ID names",
         "GANGWAY_ENCRYPTION_KEY: must be 32 random bytes",
     ] {
         assert!(
@@ -470,6 +474,35 @@ async fn help_documents_every_command_and_the_exit_codes() {
     }
 }
 
+/// Every column naming the key a value is sealed with (`…key_id`, text) is one `gangway rekey`
+/// re-seals: a sealed column added later and forgotten there would be lost with the old key.
+#[tokio::test]
+async fn every_sealed_column_is_resealed_by_rekey() {
+    let app = TestApp::spawn().await;
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "select table_name::text, column_name::text from information_schema.columns
+         where table_schema = 'public' and column_name like '%key_id' and data_type = 'text'
+         order by 1, 2",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(columns.len() >= 10, "{columns:?}");
+    let rekey = include_str!("../../src/rekey.rs");
+    for (table, column) in columns {
+        // Each statement is `update {table} set {ciphertext} = $2, {key id} = $3 where …`.
+        let resealed = rekey
+            .split(&format!("update {table} set "))
+            .skip(1)
+            .any(|rest| {
+                rest.split("where")
+                    .next()
+                    .is_some_and(|set| set.contains(&format!(", {column} = $3")))
+            });
+        assert!(resealed, "gangway rekey does not re-seal {table}.{column}");
+    }
+}
+
 #[tokio::test]
 async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
     use gangway::crypto::EncryptionKey;
@@ -492,6 +525,18 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
     app.invite("application", "it@fabrikam.example", None).await;
     // And one signed-in operator's session.
     app.sign_in(gangway::operators::Role::Admin).await;
+    // And a setup sign-in still waiting for its administrator: its device code is sealed.
+    sqlx::query(
+        "insert into setup_sign_ins (id, tenant_id, device_code, key_id, user_code, verification_uri,
+                                     interval_secs, expires_at)
+         values ($1, $1, $2, $3, 'ABCD-EFGH', 'https://microsoft.com/devicelogin', 5, now() + interval '15 minutes')",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(app.state.cfg.keys.seal(b"the-device-code"))
+    .bind(app.state.cfg.keys.id())
+    .execute(&app.db)
+    .await
+    .unwrap();
 
     let new_b64 = EncryptionKey::generate_base64();
     let new = EncryptionKey::from_base64(&new_b64).unwrap();
@@ -525,6 +570,13 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
         app.app.client_secret.as_bytes(),
         "the provider's client secret moves too"
     );
+    let (key_id, sealed): (String, Vec<u8>) =
+        sqlx::query_as("select key_id, device_code from setup_sign_ins")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-device-code");
+    assert!(stdout(&output).contains("1 setup device code(s)"));
     for table in ["outbox", "sessions"] {
         let other_keys: i64 = sqlx::query_scalar(&format!(
             "select count(*) from {table} where payload_key_id <> $1"
@@ -551,6 +603,23 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
         .await
         .unwrap();
     assert_eq!(still, new.id(), "nothing moved");
+}
+
+#[tokio::test]
+async fn a_first_run_needs_no_app_in_the_environment_and_the_doctor_says_to_run_the_setup() {
+    let app = TestApp::spawn_with(crate::helpers::Setup {
+        empty_provider: true,
+        ..crate::helpers::Setup::default()
+    })
+    .await;
+    // `gangway(&app)` passes no GANGWAY_CLIENT_ID or GANGWAY_CLIENT_SECRET here.
+    let output = run(gangway(&app), &["doctor"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(report.contains("Not set up"), "{report}");
+    assert!(report.contains("gangway setup --tenant"), "{report}");
+    let output = run(gangway(&app), &["tenant", "list"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[tokio::test]

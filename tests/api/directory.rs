@@ -61,7 +61,8 @@ async fn a_full_delta_round_from_the_emulator_reads_every_user_and_group() {
         .live()
         .await
         .unwrap()
-        .entra
+        .entra()
+        .unwrap()
         .app_token(&tid, None)
         .await
         .unwrap();

@@ -170,8 +170,9 @@ impl TestApp {
             public_url,
             authority: Url::parse(emulator.base_url()).unwrap(),
             graph_url: Url::parse(emulator.base_url()).unwrap(),
-            client_id: app.client_id.clone(),
-            client_secret: Secret::new(app.client_secret.clone()),
+            // A true first run: no app in the environment; the setup registers one.
+            client_id: (!setup.empty_provider).then(|| app.client_id.clone()),
+            client_secret: (!setup.empty_provider).then(|| Secret::new(app.client_secret.clone())),
             keys: EncryptionKey::from_base64(&key_b64).unwrap().into(),
             smtp_url: setup.smtp.then(|| Secret::new(mail.url())),
             mail_from: "Test Provider <onboarding@provider.test>".into(),

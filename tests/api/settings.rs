@@ -653,7 +653,12 @@ async fn settings_are_read_and_set_from_the_cli_with_exit_codes_and_no_secret_pr
     let live = gangway::settings::load(&app.db, &app.state.cfg.keys)
         .await
         .unwrap();
-    assert_eq!(live.client_secret.expose(), "from-stdin-secret");
+    assert_eq!(
+        live.client_secret
+            .as_ref()
+            .map(gangway::types::Secret::expose),
+        Some("from-stdin-secret")
+    );
     let audited = audit_details(&app).await;
     assert!(audited.iter().any(|d| d.contains("Fabrikam Cloud")));
     assert!(!audited.iter().any(|d| d.contains("from-stdin-secret")));

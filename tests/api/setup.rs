@@ -227,7 +227,7 @@ async fn one_sign_in_registers_the_app_the_doctor_passes_a_customer_onboards_and
     );
     let live = app.state.settings.current().await.unwrap();
     assert_eq!(
-        live.settings.client_id.to_string(),
+        live.client_id().unwrap().to_string(),
         first.client_id.to_string()
     );
     assert_eq!(
@@ -336,7 +336,13 @@ async fn rotation_adds_a_secret_keeps_the_old_until_every_process_switched_then_
     assert!(matches!(added, Rotation::Added { .. }), "{added:?}");
     app.state.settings.invalidate();
     let live = app.state.settings.current().await.unwrap();
-    let new_secret = live.settings.client_secret.expose().to_owned();
+    let new_secret = live
+        .settings
+        .client_secret
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
     assert_ne!(new_secret, old_secret, "the new secret is stored");
     // Both work while processes switch.
     for secret in [&old_secret, &new_secret] {
@@ -445,7 +451,10 @@ async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_go
         .await
         .unwrap();
     let live = app.state.settings.current().await.unwrap();
-    assert_eq!(live.settings.client_secret.expose(), old_secret);
+    assert_eq!(
+        live.settings.client_secret.as_ref().unwrap().expose(),
+        old_secret
+    );
 
     let keys = app.state.cfg.keys.clone();
     let (report, added) = tokio::join!(work(&app), async {
@@ -469,6 +478,8 @@ async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_go
         .unwrap()
         .settings
         .client_secret
+        .as_ref()
+        .unwrap()
         .expose()
         .to_owned();
     assert_ne!(new_secret, old_secret);
@@ -580,10 +591,13 @@ fn user_code_on(page: &str) -> String {
     page[value..value + page[value..].find('"').unwrap()].to_owned()
 }
 
-/// Loads the Setup page until `marker` shows (it follows the sign-in by itself, polling
-/// Microsoft no faster than the interval it gave, 5 seconds); that page.
+/// Loads the Setup page until `marker` shows, doing the Setup sign-in background task's steps
+/// meanwhile (it polls Microsoft no faster than the interval it gave, 5 seconds); that page.
 async fn setup_page_showing(app: &TestApp, marker: &str) -> String {
     for _ in 0..30 {
+        gangway::runtime::follow_setup_step(&app.state)
+            .await
+            .unwrap();
         let page = app.get(paths::SETUP).await.text().await.unwrap();
         if page.contains(marker) {
             return page;
@@ -615,6 +629,28 @@ async fn from_an_empty_provider_tenant_one_sign_in_on_the_setup_page_registers_t
     let doctor = app.get(paths::DOCTOR).await.text().await.unwrap();
     assert!(doctor.contains("id=\"first-run\""), "{doctor}");
     assert!(doctor.contains(paths::SETUP), "the doctor links the setup");
+    assert!(doctor.contains("Not set up"), "{doctor}");
+
+    // Started with no app at all: a customer invited now is told the portal is not ready
+    // (nothing is sent to Microsoft), and the same link works once the setup is done.
+    let tenant = app.customer(0).clone();
+    let issued = app
+        .invite("application", &tenant.admin.username, None)
+        .await;
+    let early = Customer::open(&app, &issued.link).await;
+    let page = early.wizard(&app).await;
+    let csrf = input_value(&page, "csrf_token").unwrap();
+    let refused = early
+        .browser
+        .post(app.url(paths::WIZARD_START))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = refused.text().await.unwrap();
+    assert!(refused.contains("Not ready yet"), "{refused}");
+    assert!(!refused.contains(app.emulator.base_url()), "{refused}");
 
     let user_code = sign_in_with_microsoft(&app).await;
     let waiting = app.get(paths::SETUP).await.text().await.unwrap();
@@ -638,7 +674,10 @@ async fn from_an_empty_provider_tenant_one_sign_in_on_the_setup_page_registers_t
     }
     assert!(page.contains("The doctor passes."), "{page}");
     let live = app.state.settings.current().await.unwrap();
-    assert_ne!(live.settings.client_id.to_string(), app.app.client_id);
+    assert!(
+        live.settings.client_id.is_some(),
+        "the setup stored the registered app"
+    );
     assert_eq!(
         live.settings.provider_tenant_id.map(|t| t.to_string()),
         Some(provider(&app).await.id)
@@ -650,11 +689,8 @@ async fn from_an_empty_provider_tenant_one_sign_in_on_the_setup_page_registers_t
         .unwrap();
     assert!(code_left.is_none(), "the device code is deleted when done");
 
-    // A customer onboards with the app the setup registered, through the real wizard.
-    let tenant = app.customer(0).clone();
-    let issued = app
-        .invite("application", &tenant.admin.username, None)
-        .await;
+    // The customer invited before the setup onboards with the app it registered, through
+    // the real wizard.
     let (_, response) = Customer::open(&app, &issued.link)
         .await
         .consent(&app, &tenant.admin, Decision::Accept)
@@ -702,7 +738,7 @@ async fn a_declined_or_expired_sign_in_says_so_keeps_the_tenant_and_changes_noth
     assert!(page.contains("Nothing was changed"), "{page}");
 
     let live = app.state.settings.current().await.unwrap();
-    assert_eq!(live.settings.client_id.to_string(), app.app.client_id);
+    assert!(live.settings.client_id.is_none(), "nothing was registered");
     assert!(live.settings.provider_tenant_id.is_none());
     let failures: i64 = sqlx::query_scalar(
         "select count(*) from audit_events where action = 'setup.sign_in_failed'",
@@ -783,6 +819,8 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     })
     .await;
     app.add_operator("setup@provider.test", Role::Admin).await;
+    // The portal's background tasks: the one that follows the sign-in is woken by its start.
+    let (stop, tasks) = crate::background::start_tasks(&app, 0);
     let driver = ChromeDriver::start().await;
     let operator = driver.browser().await;
     console_sign_in(&operator, &app, "setup@provider.test").await;
@@ -821,4 +859,6 @@ async fn the_setup_page_follows_the_sign_in_by_itself_and_looks_finished_in_a_re
     check_page(&operator, "setup-done", true).await;
     // Ends the session: killing ChromeDriver alone leaves its Chromium running.
     operator.close().await.unwrap();
+    stop.cancel();
+    tasks.await.unwrap();
 }

@@ -109,7 +109,8 @@ impl Observer {
             .live()
             .await
             .unwrap()
-            .entra
+            .entra()
+            .unwrap()
             .app_token(&self.tenant, Some((&self.client_id, &self.secret)))
             .await
             .unwrap()

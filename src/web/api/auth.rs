@@ -136,12 +136,14 @@ async fn entra_caller(state: &AppState, token: &str) -> Result<Caller, ApiError>
                 .into(),
         ));
     };
-    let client_id = live.settings.client_id.to_string();
-    let who = match live
-        .entra
-        .verify_api_token(token, &tenant, &client_id)
-        .await
-    {
+    let (Ok(entra), Ok(client_id)) = (live.entra(), live.client_id()) else {
+        return Err(ApiError::Unauthorized(
+            "Entra ID access tokens are accepted once Gangway's app registration is set up; until then send an API token (gw_…)."
+                .into(),
+        ));
+    };
+    let client_id = client_id.to_string();
+    let who = match entra.verify_api_token(token, &tenant, &client_id).await {
         Ok(who) => who,
         Err(ApiTokenError::Invalid(ApiTokenProblem::MissingScope)) => {
             return Err(ApiError::Forbidden(format!(

@@ -85,7 +85,9 @@ impl LoginPage {
 
 /// The provider's tenant, when operators may sign in with Entra ID there.
 pub(super) fn sso_tenant(settings: &Settings) -> Option<TenantId> {
-    settings.provider_tenant_id.filter(|_| settings.sso.enabled)
+    settings
+        .provider_tenant_id
+        .filter(|_| settings.sso.enabled && settings.client_id.is_some())
 }
 
 /// Where to go after signing in: `next` when it is a console path on this site, else the

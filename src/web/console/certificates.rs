@@ -204,14 +204,15 @@ async fn take(
     let actor = Actor::Operator(operator.email.clone());
     let (db, keys) = (&state.db, &state.cfg.keys);
     let live = state.live().await?;
-    let outcome = match live.settings.provider_tenant_id {
-        None => Err("Set your tenant ID in System Settings first: Gangway proves a certificate with a token request there.".to_owned()),
-        Some(tenant) => {
+    let outcome = match (live.settings.provider_tenant_id, live.entra(), live.client_id()) {
+        (None, _, _) => Err("Set your tenant ID in System Settings first: Gangway proves a certificate with a token request there.".to_owned()),
+        (_, Err(e), _) | (_, _, Err(e)) => Err(e.to_string()),
+        (Some(tenant), Ok(entra), Ok(client_id)) => {
             let provider = Provider {
-                entra: &live.entra,
+                entra,
                 graph: &state.graph,
                 tenant: &tenant,
-                client_id: &live.settings.client_id,
+                client_id,
             };
             let taken = match step {
                 Step::Activate => {

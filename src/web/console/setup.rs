@@ -1,7 +1,8 @@
 //! The Setup page (admins only): an administrator of the provider's tenant signs in once —
 //! a code to enter at Microsoft's page — and Gangway creates or repairs its app registration,
-//! then shows the checklist and the doctor's verdict. The page follows the sign-in by itself:
-//! each load polls Entra ID when the next poll is due ([`pending::advance`]).
+//! then shows the checklist and the doctor's verdict. The **Setup sign-in** background task
+//! follows the sign-in (`runtime::follow_setup`); the page only shows where it stands and
+//! reloads itself while it waits.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -15,11 +16,12 @@ use serde::Deserialize;
 
 use super::{Chrome, Section, When};
 use crate::audit::Actor;
+use crate::background::{self, Task};
 use crate::doctor::{self, CheckStatus};
 use crate::operators::Operator;
-use crate::setup::pending::{self, Advanced, Done, PendingError, SignIn, State as SignInState};
-use crate::setup::sign_in::{DeviceLogin, SignInError};
-use crate::setup::{self, SETUP_SCOPES};
+use crate::setup::SETUP_SCOPES;
+use crate::setup::pending::{self, Done, PendingError, SignIn, State as SignInState};
+use crate::setup::sign_in::SignInError;
 use crate::types::TenantId;
 use crate::web::AppState;
 use crate::web::csrf::CsrfToken;
@@ -85,66 +87,11 @@ async fn show(
     AdminOperator(admin): AdminOperator,
     CsrfToken(csrf): CsrfToken,
 ) -> Result<Page> {
-    follow(&state, &admin).await?;
     let mut page = page(&state, &admin, csrf, None).await?;
     if !page.steps.is_empty() {
         page.verdict = Some(verdict(&state).await?);
     }
     Ok(page)
-}
-
-/// Moves the waiting sign-in on: polls Entra ID when due, and once the administrator signed
-/// in runs the setup with their token and records its checklist (or why it stopped).
-async fn follow(state: &AppState, admin: &Operator) -> Result<()> {
-    let Some(current) = pending::latest(&state.db).await? else {
-        return Ok(());
-    };
-    if current.state != SignInState::Waiting {
-        return Ok(());
-    }
-    let actor = Actor::Operator(admin.email.clone());
-    let advanced = pending::advance(
-        &state.db,
-        &state.cfg.keys,
-        &state.http,
-        |tenant| login(state, tenant),
-        current.id,
-        &actor,
-    )
-    .await
-    .map_err(internal)?;
-    if let Advanced::SignedIn(id, tenant, token) = advanced {
-        let live = state.live().await?;
-        let outcome = setup::run_and_store(
-            &state.db,
-            &state.cfg.keys,
-            &state.graph,
-            &live,
-            &state.cfg.public_url,
-            &token,
-            tenant,
-            &actor,
-        )
-        .await;
-        state.settings.invalidate();
-        let recorded = match &outcome {
-            Ok(o) => Ok(o.steps.as_slice()),
-            Err(e) => Err(format!(
-                "Signed in, but the setup stopped at {e}. Nothing after that step was changed; the administrator needs {} in this tenant. Sign in again to retry.",
-                SETUP_SCOPES.join(", ")
-            )),
-        };
-        pending::finish(&state.db, id, recorded, &actor).await?;
-    }
-    Ok(())
-}
-
-fn login(state: &AppState, tenant: TenantId) -> DeviceLogin {
-    DeviceLogin {
-        authority: state.cfg.authority.clone(),
-        tenant,
-        client_id: state.cfg.setup_client_id.clone(),
-    }
 }
 
 fn internal(e: PendingError) -> crate::web::error::Error {
@@ -245,13 +192,17 @@ async fn start(
         &state.db,
         &state.cfg.keys,
         &state.http,
-        &login(&state, tenant),
+        &state.cfg.setup_login(tenant),
         admin.id,
         &actor,
     )
     .await
     {
-        Ok(_) => Ok(Redirect::to(paths::SETUP).into_response()),
+        Ok(_) => {
+            let mut conn = state.db.acquire().await?;
+            background::registry::wake(&mut conn, Task::SetupSignIn).await?;
+            Ok(Redirect::to(paths::SETUP).into_response())
+        }
         Err(PendingError::SignIn(e @ (SignInError::Refused(_) | SignInError::Unreachable(_)))) => {
             refuse(format!("{e}. Check the tenant ID and try again.")).await
         }

@@ -68,7 +68,7 @@ async fn start(
         return Ok((StatusCode::NOT_FOUND, page).into_response());
     };
     let request = live
-        .entra
+        .entra()?
         .operator_sign_in_request(&tenant, &callback_url(&state.cfg.public_url));
     session
         .insert(
@@ -212,8 +212,10 @@ async fn verify(
             start_again,
         ));
     }
-    let redeemed = live
-        .entra
+    let entra = live
+        .entra()
+        .map_err(|e| SsoRefusal::new(e.to_string(), start_again))?;
+    let redeemed = entra
         .redeem_operator_code(
             &tenant,
             &callback_url(&state.cfg.public_url),
@@ -261,6 +263,10 @@ async fn verify(
                 "Microsoft did not complete the sign-in ({}). Start again.",
                 aad.code().map(|c| format!("AADSTS{c}")).unwrap_or(aad.error.clone())
             ),
+        ),
+        OperatorSignInError::Identity(e @ IdentityError::NoCredential) => SsoRefusal::new(
+            e.to_string(),
+            "Gangway's app has no credential yet, so Microsoft's answer cannot be redeemed. An administrator finishes the setup (console → Setup); until then sign in with your email and password.",
         ),
         OperatorSignInError::Identity(IdentityError::Transport(why)) => SsoRefusal::new(
             format!("could not reach Microsoft: {why}"),

@@ -433,7 +433,7 @@ async fn leave_for_microsoft(
         Prompt::SelectAccount => Some("select_account"),
         Prompt::Default | Prompt::None => None,
     };
-    let request = live.entra.user_sign_in_request(
+    let request = live.entra()?.user_sign_in_request(
         &tenant.entra_tenant_id,
         &super::callback_url(&state.cfg.public_url),
         pending.login_hint.as_deref(),
@@ -530,7 +530,7 @@ pub(super) async fn callback(
             .respond(StatusCode::BAD_REQUEST));
     };
     let redeemed = live
-        .entra
+        .entra()?
         .redeem_user_code(
             &tenant.entra_tenant_id,
             &super::callback_url(&state.cfg.public_url),

@@ -147,7 +147,7 @@ pub async fn callback(
         }
         (Answer::Code(code), ConsentMode::Delegated, None) => {
             let redemption = pending.redemption(code)?;
-            onboarding::verify_delegated(&live.entra, &state.graph, &redemption)
+            onboarding::verify_delegated(live.entra()?, &state.graph, &redemption)
                 .await
                 .map_err(|r| refused(&r, ConsentMode::Delegated, &provider, client))
         }
@@ -166,7 +166,7 @@ pub async fn callback(
         }
         (Answer::Code(code), ConsentMode::Application, Some(leg)) => {
             let redemption = pending.redemption(code)?;
-            match onboarding::verify_admin_sign_in(&live.entra, &leg.tenant, &redemption).await {
+            match onboarding::verify_admin_sign_in(live.entra()?, &leg.tenant, &redemption).await {
                 Ok(admin) => {
                     let confirming = Confirming::new(invitation.id, admin, leg.scopes.clone());
                     return Ok(
@@ -269,7 +269,7 @@ async fn sign_in_admin(
     let request = state
         .live()
         .await?
-        .entra
+        .entra()?
         .admin_sign_in_request(&leg.tenant, None, leg.silent);
     let pending = PendingConsent {
         mode: ConsentMode::Application,

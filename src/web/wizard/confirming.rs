@@ -93,7 +93,7 @@ pub async fn attempt(
     let live = state.live().await?;
     let provider = live.settings.branding.clone();
     let outcome = onboarding::confirm_admin_consent(
-        &live.entra,
+        live.entra()?,
         &state.graph,
         &confirming.admin,
         confirming.scopes.clone(),

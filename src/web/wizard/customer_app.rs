@@ -307,7 +307,7 @@ pub async fn submit(
     let who = Actor::LinkHolder(client.ip());
     let (tenant_id, client_id) = (creds.tenant.to_string(), creds.client_id.to_string());
     let live = state.live().await?;
-    let consent = match onboarding::verify_customer_app(&live.entra, &state.graph, creds).await {
+    let consent = match onboarding::verify_customer_app(live.entra()?, &state.graph, creds).await {
         Ok(consent) => consent,
         Err(refusal) => {
             let finding = explain(&refusal);

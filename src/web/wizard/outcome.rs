@@ -241,7 +241,20 @@ fn for_identity_error(e: &IdentityError, mode: ConsentMode, provider: &Branding)
         IdentityError::Aad(aad) => for_aad_error(aad, mode, provider),
         IdentityError::InvalidIdToken(problem) => for_id_token(*problem),
         IdentityError::Transport(_) => unreachable_microsoft(),
+        IdentityError::NoCredential => not_set_up(provider),
     }
+}
+
+/// The provider's app registration is not set up (or has no credential) yet: nothing a
+/// customer can do.
+pub fn not_set_up(provider: &Branding) -> SetbackReport {
+    SetbackReport::failed(
+        "the provider's app registration is not set up yet",
+        format!("{}'s portal is not ready yet", provider.name),
+    )
+    .say(format!("{} has not finished setting up its connection to Microsoft, so nothing can be connected yet. Nothing was changed in your organisation.", provider.name))
+    .then(format!("Contact {contact}; the link in your email will keep working once they are ready.", contact = provider.contact()))
+    .status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// A consent that did not verify.

@@ -183,7 +183,7 @@ pub async fn start(
             let request = state
                 .live()
                 .await?
-                .entra
+                .entra()?
                 .delegated_request(&scopes, Some(&invitation.admin_email));
             let pending = PendingConsent {
                 mode: ConsentMode::Delegated,
@@ -198,7 +198,7 @@ pub async fn start(
             (request.url, pending)
         }
         ConsentMode::Application => {
-            let request = state.live().await?.entra.admin_consent_request();
+            let request = state.live().await?.entra()?.admin_consent_request();
             let pending = PendingConsent {
                 mode: ConsentMode::Application,
                 state: request.state,
