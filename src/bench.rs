@@ -339,6 +339,9 @@ async fn measure(
         None
     };
     let concurrency = bench.params.concurrency;
+    // The full round and its floor both start from a checkpoint: a checkpoint falling inside
+    // one of them (they write the same WAL volume) made the ratio swing by half.
+    bench.checkpoint().await;
     let full = bench.phase(concurrency).await.context("the full sync")?;
     let floor_rows = bench.capture_floor_rows().await?;
     let mut changes = 0;
@@ -356,6 +359,7 @@ async fn measure(
     bench.enqueue().await?;
     let idle = bench.phase(concurrency).await.context("the idle sync")?;
     bench.check_copy().await?;
+    bench.checkpoint().await;
     let (copy_floor_seconds, copy_floor_rows) = bench.copy_floor(&floor_rows).await?;
     let notifications = match (bench.params.notified_changes, bench.customers.first()) {
         (0, _) | (_, None) => None,
@@ -939,6 +943,14 @@ impl Bench {
             file.flush().await?;
         }
         Ok(rows)
+    }
+
+    /// Writes every dirty page out now (a superuser's or `pg_checkpoint`'s right; without it
+    /// the bench goes on, noisier).
+    async fn checkpoint(&self) {
+        if let Err(e) = sqlx::query("checkpoint").execute(&self.db).await {
+            tracing::warn!(error = %e, "could not checkpoint before a timed phase");
+        }
     }
 
     /// Times Postgres `COPY`ing the captured rows into the same tables under the scratch
