@@ -1,13 +1,17 @@
 //! The groups an invitation named for a tenant's sync scope (`invitations::scope`), until they
 //! resolve to groups of the copy: at the end of each round once the tenant's groups were read
-//! in full, each name to exactly one live group, by object id or by exact display name. Only
-//! when every one does do they become the scope's chosen groups; a name that matches no group,
-//! or several, stays pending with the reason, shown on the tenant's Sync scope page, and while
-//! any is pending the scope holds no one: never everyone by accident. An operator choosing the
-//! scope ends it.
+//! in full, each name to exactly one live group, by object id or by display name (whatever
+//! the case). Only when every one does do they become the scope's chosen groups; a name that
+//! matches no group, or several, stays pending with the reason, shown on the tenant's Sync
+//! scope page, and while any is pending the scope holds no one: never everyone by accident. An
+//! operator choosing the scope ends it.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+/// A name that is an object id: matched to a group by its key (an index lookup) rather than as
+/// text.
+const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 
 /// A group an invitation named that is not (yet) one group of the copy.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -48,16 +52,18 @@ pub(super) async fn resolve(tx: &mut PgConnection, tenant: Uuid) -> Result<(), s
         r#"select n.name,
                   array(select g.object_id from directory_groups g
                         where g.tenant_id = $1 and g.soft_deleted_at is null
-                          and g.object_id::text = lower(n.name)) as "by_id!",
+                          and g.object_id = case when n.name ~* $2 then n.name::uuid end)
+                    as "by_id!",
                   array(select g.object_id from directory_groups g
                         where g.tenant_id = $1 and g.soft_deleted_at is null
-                          and g.display_name = n.name) as "by_name!"
+                          and lower(g.display_name) = lower(n.name)) as "by_name!"
            from sync_scope_names n
            where n.tenant_id = $1
              and exists (select from sync_state s where s.tenant_id = $1 and s.resource = 'groups'
                                                       and s.last_round_at is not null)
            order by n.name"#,
-        tenant
+        tenant,
+        UUID_PATTERN,
     )
     .fetch_all(&mut *tx)
     .await?;
