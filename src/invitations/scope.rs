@@ -71,6 +71,19 @@ impl InvitedScope {
         }
     }
 
+    /// What it is, for operators.
+    pub fn described(&self) -> String {
+        match self {
+            Self::Groups(names) => format!(
+                "Members of {} (and of groups nested in them)",
+                names.join(", ")
+            ),
+            Self::AppAssignments => {
+                "People and groups assigned to the app (and those groups' members)".into()
+            }
+        }
+    }
+
     /// What the customer's admin is told the provider will copy.
     pub fn told_to_customer(&self, provider: &str) -> String {
         match self {

@@ -45,8 +45,14 @@ async fn group(app: &TestApp, tid: &str, name: &str, members: &[Uuid]) -> Uuid {
     .await
 }
 
-/// Creates an invitation through the API with `scope`; its link.
-async fn invite(app: &TestApp, write: &str, mode: &str, admin: &str, scope: Value) -> Url {
+/// Creates an invitation through the API with `scope`; its link and id.
+async fn invite(
+    app: &TestApp,
+    write: &str,
+    mode: &str,
+    admin: &str,
+    scope: Value,
+) -> (Url, String) {
     let (status, _, issued) = call(
         app,
         Method::POST,
@@ -59,7 +65,10 @@ async fn invite(app: &TestApp, write: &str, mode: &str, admin: &str, scope: Valu
     .await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     assert_eq!(issued["invitation"]["scope"], scope);
-    Url::parse(issued["link"].as_str().unwrap()).unwrap()
+    (
+        Url::parse(issued["link"].as_str().unwrap()).unwrap(),
+        issued["invitation"]["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// The tenant's id in Gangway once its admin consented.
@@ -140,7 +149,7 @@ async fn groups_named_on_the_invitation_are_shown_to_the_admin_and_resolve_after
     let write = token(&app, "invite-write", "write").await;
     // Names match whatever their case, as Microsoft's own `displayName eq` does; ids too.
     let field_id = field.to_string().to_uppercase();
-    let link = invite(
+    let (link, invitation) = invite(
         &app,
         &write,
         "delegated",
@@ -148,6 +157,19 @@ async fn groups_named_on_the_invitation_are_shown_to_the_admin_and_resolve_after
         json!({"kind": "groups", "groups": ["northern sales", field_id, "Twins"]}),
     )
     .await;
+    // The operator sees the scope on the invitation too.
+    let detail = app
+        .get(&paths::INVITATION.replace("{id}", &invitation))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        detail.contains(&format!(
+            "Members of northern sales, {field_id}, Twins (and of groups nested in them)"
+        )),
+        "{detail}"
+    );
 
     let customer = Customer::open(&app, &link).await;
     let page = customer.wizard(&app).await;
@@ -233,7 +255,7 @@ async fn an_app_assignment_scope_on_the_invitation_copies_those_assigned_to_the_
     app.sign_in(Role::Admin).await;
     let read = token(&app, "invite-read", "read").await;
     let write = token(&app, "invite-write", "write").await;
-    let link = invite(
+    let (link, _) = invite(
         &app,
         &write,
         "application",

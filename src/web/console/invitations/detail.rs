@@ -70,6 +70,8 @@ struct DetailPage {
     email: String,
     mode: &'static str,
     domain: Option<String>,
+    /// What the tenant will be synced of, as the operator chose it.
+    scope: String,
     badge: Badge,
     created: When,
     /// Only while the link can be used (or has just expired): a used link has no expiry.
@@ -212,6 +214,9 @@ async fn detail(
                 },
                 at: When::new(at),
             });
+    let scope = invitation
+        .scope()
+        .map_or_else(|| "Everyone".to_owned(), |s| s.described());
     Ok(DetailPage {
         chrome: Chrome::new(&state, &operator, csrf, Section::Invitations),
         id,
@@ -220,6 +225,7 @@ async fn detail(
         customer: invitation.customer_name,
         email: invitation.admin_email,
         mode: invitation.consent_mode.label(),
+        scope,
         domain: invitation.tenant_domain,
         badge: status.into(),
         created: When::new(invitation.created_at),
