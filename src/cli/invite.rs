@@ -7,7 +7,7 @@ use super::{Failure, Output, pool, truncate};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::format;
-use crate::invitations::{self, Filter, InvitationStatus, NewInvitation, mail};
+use crate::invitations::{self, Filter, InvitationStatus, InvitedScope, NewInvitation, mail};
 use crate::types::InvitationId;
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +30,14 @@ pub(crate) enum InviteCommand {
         /// How long the link works: e.g. 24h, 7d (1h to 30d).
         #[arg(long, default_value = "7d")]
         expires_in: String,
+        /// What the tenant will be synced of: all (everyone) | groups (the members of each
+        /// --scope-group, nested groups included) | app-assignments (those assigned to the
+        /// provider's app). Default: groups when --scope-group is given, else all.
+        #[arg(long)]
+        scope: Option<String>,
+        /// A group whose members are synced (display name or object id); repeat for more.
+        #[arg(long = "scope-group", value_name = "GROUP")]
+        scope_groups: Vec<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -54,6 +62,21 @@ pub(crate) enum InviteCommand {
     },
 }
 
+/// The scope `--scope` and `--scope-group` give, checked as the console and the API check it.
+fn invited_scope(kind: Option<&str>, groups: &[String]) -> Result<Option<InvitedScope>, Failure> {
+    let kind = match kind {
+        Some(kind) => kind.trim().replace('-', "_"),
+        None if groups.is_empty() => "all".to_owned(),
+        None => "groups".to_owned(),
+    };
+    if kind != "groups" && !groups.is_empty() {
+        return Err(Failure::Usage(
+            "--scope-group goes with --scope groups (or no --scope).".into(),
+        ));
+    }
+    InvitedScope::parse(&kind, groups).map_err(Failure::Usage)
+}
+
 /// Runs an invitation command.
 pub(super) async fn run(command: InviteCommand) -> Result<(), Failure> {
     let cfg = Config::from_env()?;
@@ -74,15 +97,18 @@ pub(super) async fn run(command: InviteCommand) -> Result<(), Failure> {
             mode,
             tenant_domain,
             expires_in,
+            scope,
+            scope_groups,
             output,
         } => {
-            let new = NewInvitation::parse(
+            let mut new = NewInvitation::parse(
                 &customer,
                 &email,
                 &mode,
                 tenant_domain.as_deref(),
                 Some(&expires_in),
             )?;
+            new.scope = invited_scope(scope.as_deref(), &scope_groups)?;
             let issued = invitations::create(&pool, cx, &new, &Actor::Cli, None).await?;
             print_issued(&issued, output.json);
             deliver_now(&cfg, &pool).await;
@@ -152,6 +178,8 @@ fn print_issued(issued: &invitations::Issued, json: bool) {
             "customer": i.customer_name,
             "email": i.admin_email,
             "mode": i.consent_mode,
+            "sync_scope": i.sync_scope,
+            "scope_groups": i.scope_groups,
         });
         println!(
             "{}",
@@ -161,6 +189,9 @@ fn print_issued(issued: &invitations::Issued, json: bool) {
         println!("id:      {}", i.id);
         println!("link:    {}", issued.link);
         println!("expires: {}", format::datetime(i.expires_at));
+        if let Some(scope) = i.scope() {
+            println!("scope:   {}", scope.described());
+        }
         eprintln!("The link is shown only now; Gangway keeps only its hash.");
     }
 }

@@ -60,11 +60,20 @@ async fn invite_create_prints_id_link_and_expiry_and_sends_the_mail() {
         "customer-app",
         "--expires-in",
         "48h",
+        "--scope-group",
+        "Sales",
+        "--scope-group",
+        "Field Team",
         "--json",
     ];
     let output = run(gangway(&app), &args).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let created: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(created["sync_scope"], "groups");
+    assert_eq!(
+        created["scope_groups"],
+        serde_json::json!(["Sales", "Field Team"])
+    );
     let link = created["link"].as_str().unwrap();
     assert!(
         link.starts_with(&format!("{}/authenticate?token=", app.address)),
@@ -150,6 +159,30 @@ async fn bad_input_exits_2_and_says_what_is_wrong() {
                 "not a domain",
             ],
             "not a domain name",
+        ),
+        (
+            vec![
+                "--email",
+                "a@b.example",
+                "--mode",
+                "delegated",
+                "--scope",
+                "sideways",
+            ],
+            "is not a sync scope",
+        ),
+        (
+            vec![
+                "--email",
+                "a@b.example",
+                "--mode",
+                "delegated",
+                "--scope",
+                "app-assignments",
+                "--scope-group",
+                "Sales",
+            ],
+            "--scope-group goes with --scope groups",
         ),
     ] {
         let mut all = vec!["invite", "create", "--customer", "X"];
