@@ -5,27 +5,116 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::crypto::{CryptoError, Keyring};
 
-/// How many sealed values were moved to the current key.
+/// One sealed column: what it holds (as the report names it), its table, the statement reading
+/// its rows sealed under another key than `$1` (id as text, key id, ciphertext), and the one
+/// writing a row back (`$1` id, `$2` ciphertext, `$3` key id).
+struct Sealed {
+    holds: &'static str,
+    table: &'static str,
+    select: &'static str,
+    update: &'static str,
+}
+
+/// Every sealed column. A sealed column added to the schema belongs here
+/// (`every_sealed_column_is_resealed_by_rekey` checks).
+const SEALED: [Sealed; 11] = [
+    Sealed {
+        holds: "tenant credential",
+        table: "tenants",
+        select: "select id::text, credential_key_id, credential_ciphertext from tenants
+                 where credential_key_id <> $1 for update",
+        update: "update tenants set credential_ciphertext = $2, credential_key_id = $3 where id::text = $1",
+    },
+    Sealed {
+        holds: "queued email",
+        table: "outbox",
+        select: "select id::text, payload_key_id, payload_ciphertext from outbox
+                 where payload_key_id <> $1 for update",
+        update: "update outbox set payload_ciphertext = $2, payload_key_id = $3 where id::text = $1",
+    },
+    // Expired sessions are left to the sweeper; live ones move, so nobody is signed out.
+    Sealed {
+        holds: "session",
+        table: "sessions",
+        select: "select encode(id_sha256, 'hex'), payload_key_id, payload_ciphertext from sessions
+                 where payload_key_id <> $1 and expires_at > now() for update",
+        update: "update sessions set payload_ciphertext = $2, payload_key_id = $3
+                 where id_sha256 = decode($1, 'hex')",
+    },
+    Sealed {
+        holds: "secret setting",
+        table: "settings",
+        select: "select key, key_id, ciphertext from settings where key_id <> $1 for update",
+        update: "update settings set ciphertext = $2, key_id = $3 where key = $1",
+    },
+    Sealed {
+        holds: "webhook secret",
+        table: "webhook_endpoints",
+        select: "select id::text, secret_key_id, secret_ciphertext from webhook_endpoints
+                 where secret_key_id <> $1 for update",
+        update: "update webhook_endpoints set secret_ciphertext = $2, secret_key_id = $3 where id::text = $1",
+    },
+    // During a webhook secret's rotation overlap.
+    Sealed {
+        holds: "webhook secret",
+        table: "webhook_endpoints",
+        select: "select id::text, previous_secret_key_id, previous_secret_ciphertext from webhook_endpoints
+                 where previous_secret_key_id <> $1 for update",
+        update: "update webhook_endpoints set previous_secret_ciphertext = $2, previous_secret_key_id = $3
+                 where id::text = $1",
+    },
+    Sealed {
+        holds: "private key",
+        table: "signin_keys",
+        select: "select id::text, private_key_key_id, private_key_ciphertext from signin_keys
+                 where private_key_key_id <> $1 for update",
+        update: "update signin_keys set private_key_ciphertext = $2, private_key_key_id = $3 where id::text = $1",
+    },
+    Sealed {
+        holds: "private key",
+        table: "provider_certificates",
+        select: "select id::text, key_id, key_ciphertext from provider_certificates
+                 where key_id <> $1 for update",
+        update: "update provider_certificates set key_ciphertext = $2, key_id = $3 where id::text = $1",
+    },
+    Sealed {
+        holds: "SCIM token",
+        table: "scim_connections",
+        select: "select id::text, token_key_id, token_ciphertext from scim_connections
+                 where token_key_id <> $1 for update",
+        update: "update scim_connections set token_ciphertext = $2, token_key_id = $3 where id::text = $1",
+    },
+    Sealed {
+        holds: "setup device code",
+        table: "setup_sign_ins",
+        select: "select id::text, key_id, device_code from setup_sign_ins
+                 where device_code is not null and key_id <> $1 for update",
+        update: "update setup_sign_ins set device_code = $2, key_id = $3 where id::text = $1",
+    },
+    // Keyed by (caller, key): the row's id is `{caller uuid}/{key}`, the key from character 38.
+    Sealed {
+        holds: "kept API answer",
+        table: "api_idempotency",
+        select: "select caller_id::text || '/' || key, response_key_id, response_ciphertext
+                 from api_idempotency where response_key_id <> $1 for update",
+        update: "update api_idempotency set response_ciphertext = $2, response_key_id = $3
+                 where caller_id = left($1, 36)::uuid and key = substr($1, 38)",
+    },
+];
+
+/// How many sealed values of each kind moved to the current key, in [`SEALED`]'s order.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Resealed {
-    /// Tenant credentials re-sealed.
-    pub tenant_credentials: u64,
-    /// Queued mails re-sealed.
-    pub queued_mail: u64,
-    /// Sessions re-sealed.
-    pub sessions: u64,
-    /// Secret settings (the provider app's client secret) re-sealed.
-    pub settings: u64,
-    /// Webhook endpoint secrets (current and, during a rotation's overlap, previous) re-sealed.
-    pub webhook_secrets: u64,
-    /// Private keys re-sealed: the ID-token signing keys and the provider app's certificates.
-    pub private_keys: u64,
-    /// SCIM connections' bearer tokens re-sealed.
-    pub scim_tokens: u64,
-    /// Device codes of setup sign-ins still waiting re-sealed.
-    pub setup_codes: u64,
-    /// JSON API answers kept for Idempotency-Key replays re-sealed.
-    pub api_responses: u64,
+pub struct Resealed(pub Vec<(&'static str, u64)>);
+
+impl std::fmt::Display for Resealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(holds, n)| format!("{n} {holds}(s)"))
+            .collect();
+        f.write_str(&counts.join(", "))
+    }
 }
 
 /// Why re-sealing stopped; nothing was changed.
@@ -46,140 +135,26 @@ pub enum RekeyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Re-seals every sealed value — tenant credentials, queued mail, live sessions, secret
-/// settings, webhook secrets, private keys, SCIM tokens, waiting setup sign-ins' device codes,
-/// kept API answers —
-/// sealed under any other key than the current one, in one transaction: all move, or none does.
-/// A sealed column added to the schema belongs here (`every_sealed_column_is_resealed` checks).
+/// Re-seals every value of [`SEALED`] sealed under any other key than the current one, in one
+/// transaction: all move, or none does.
 pub async fn reseal_all(db: &PgPool, keys: &Keyring) -> Result<Resealed, RekeyError> {
     let mut tx = db.begin().await?;
-    let tenant_credentials = reseal(
-        &mut tx,
-        keys,
-        "tenants",
-        "select id::text, credential_key_id, credential_ciphertext from tenants
-         where credential_key_id <> $1 for update",
-        "update tenants set credential_ciphertext = $2, credential_key_id = $3 where id::text = $1",
-    )
-    .await?;
-    let queued_mail = reseal(
-        &mut tx,
-        keys,
-        "outbox",
-        "select id::text, payload_key_id, payload_ciphertext from outbox
-         where payload_key_id <> $1 for update",
-        "update outbox set payload_ciphertext = $2, payload_key_id = $3 where id::text = $1",
-    )
-    .await?;
-    // Expired sessions are left to the sweeper; live ones move, so nobody is signed out.
-    let sessions = reseal(
-        &mut tx,
-        keys,
-        "sessions",
-        "select encode(id_sha256, 'hex'), payload_key_id, payload_ciphertext from sessions
-         where payload_key_id <> $1 and expires_at > now() for update",
-        "update sessions set payload_ciphertext = $2, payload_key_id = $3
-         where id_sha256 = decode($1, 'hex')",
-    )
-    .await?;
-    let settings = reseal(
-        &mut tx,
-        keys,
-        "settings",
-        "select key, key_id, ciphertext from settings where key_id <> $1 for update",
-        "update settings set ciphertext = $2, key_id = $3 where key = $1",
-    )
-    .await?;
-    let webhook_secrets = reseal(
-        &mut tx,
-        keys,
-        "webhook_endpoints",
-        "select id::text, secret_key_id, secret_ciphertext from webhook_endpoints
-         where secret_key_id <> $1 for update",
-        "update webhook_endpoints set secret_ciphertext = $2, secret_key_id = $3 where id::text = $1",
-    )
-    .await?
-        + reseal(
-            &mut tx,
-            keys,
-            "webhook_endpoints",
-            "select id::text, previous_secret_key_id, previous_secret_ciphertext from webhook_endpoints
-             where previous_secret_key_id <> $1 for update",
-            "update webhook_endpoints set previous_secret_ciphertext = $2, previous_secret_key_id = $3
-             where id::text = $1",
-        )
-        .await?;
-    let private_keys = reseal(
-        &mut tx,
-        keys,
-        "signin_keys",
-        "select id::text, private_key_key_id, private_key_ciphertext from signin_keys
-         where private_key_key_id <> $1 for update",
-        "update signin_keys set private_key_ciphertext = $2, private_key_key_id = $3 where id::text = $1",
-    )
-    .await?
-        + reseal(
-            &mut tx,
-            keys,
-            "provider_certificates",
-            "select id::text, key_id, key_ciphertext from provider_certificates
-             where key_id <> $1 for update",
-            "update provider_certificates set key_ciphertext = $2, key_id = $3 where id::text = $1",
-        )
-        .await?;
-    let scim_tokens = reseal(
-        &mut tx,
-        keys,
-        "scim_connections",
-        "select id::text, token_key_id, token_ciphertext from scim_connections
-         where token_key_id <> $1 for update",
-        "update scim_connections set token_ciphertext = $2, token_key_id = $3 where id::text = $1",
-    )
-    .await?;
-    let setup_codes = reseal(
-        &mut tx,
-        keys,
-        "setup_sign_ins",
-        "select id::text, key_id, device_code from setup_sign_ins
-         where device_code is not null and key_id <> $1 for update",
-        "update setup_sign_ins set device_code = $2, key_id = $3 where id::text = $1",
-    )
-    .await?;
-    // Keyed by (caller, key): the row's id is `{caller uuid}/{key}`, the key from character 38.
-    let api_responses = reseal(
-        &mut tx,
-        keys,
-        "api_idempotency",
-        "select caller_id::text || '/' || key, response_key_id, response_ciphertext
-         from api_idempotency where response_key_id <> $1 for update",
-        "update api_idempotency set response_ciphertext = $2, response_key_id = $3
-         where caller_id = left($1, 36)::uuid and key = substr($1, 38)",
-    )
-    .await?;
+    let mut done: Vec<(&'static str, u64)> = Vec::new();
+    for sealed in &SEALED {
+        let moved = reseal(&mut tx, keys, sealed).await?;
+        match done.iter_mut().find(|(holds, _)| *holds == sealed.holds) {
+            Some((_, n)) => *n += moved,
+            None => done.push((sealed.holds, moved)),
+        }
+    }
     tx.commit().await?;
-    Ok(Resealed {
-        tenant_credentials,
-        queued_mail,
-        sessions,
-        settings,
-        webhook_secrets,
-        private_keys,
-        scim_tokens,
-        setup_codes,
-        api_responses,
-    })
+    Ok(Resealed(done))
 }
 
-async fn reseal(
-    tx: &mut PgConnection,
-    keys: &Keyring,
-    table: &'static str,
-    select: &str,
-    update: &str,
-) -> Result<u64, RekeyError> {
-    // The table's statements come from the caller, so one loop reseals every table: checked
+async fn reseal(tx: &mut PgConnection, keys: &Keyring, column: &Sealed) -> Result<u64, RekeyError> {
+    // The statements come from the table above, so one loop reseals every column: checked
     // queries need literal text, which a statement passed in is not.
-    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(select)
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(column.select)
         .bind(keys.id())
         .fetch_all(&mut *tx)
         .await?;
@@ -187,11 +162,11 @@ async fn reseal(
         let plain = keys
             .open(key_id, sealed)
             .map_err(|source| RekeyError::Unreadable {
-                table,
+                table: column.table,
                 id: id.clone(),
                 source,
             })?;
-        sqlx::query(update)
+        sqlx::query(column.update)
             .bind(id)
             .bind(keys.seal(&plain))
             .bind(keys.id())

@@ -175,19 +175,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let done = crate::rekey::reseal_all(&pool, &cfg.keys)
                 .await
                 .map_err(anyhow::Error::from)?;
-            println!(
-                "re-sealed {} tenant credential(s), {} queued email(s), {} session(s) and {} secret setting(s) with key {}; {} webhook secret(s), {} private key(s), {} SCIM token(s), {} setup device code(s), {} kept API answer(s)",
-                done.tenant_credentials,
-                done.queued_mail,
-                done.sessions,
-                done.settings,
-                cfg.keys.id(),
-                done.webhook_secrets,
-                done.private_keys,
-                done.scim_tokens,
-                done.setup_codes,
-                done.api_responses,
-            );
+            println!("re-sealed with key {}: {done}", cfg.keys.id());
             Ok(())
         }
         Command::Migrate => {

@@ -581,7 +581,7 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stdout(&output).contains(
-            "re-sealed 1 tenant credential(s), 1 queued email(s), 1 session(s) and 1 secret setting(s)"
+            ": 1 tenant credential(s), 1 queued email(s), 1 session(s), 1 secret setting(s)"
         ),
         "{}",
         stdout(&output)
@@ -609,7 +609,7 @@ async fn rekey_moves_every_sealed_secret_to_the_new_key_or_nothing() {
             .await
             .unwrap();
     assert_eq!(new.open(&key_id, &sealed).unwrap(), b"the-device-code");
-    assert!(stdout(&output).contains("1 setup device code(s)"));
+    assert!(stdout(&output).contains(", 1 setup device code(s), "));
     for table in ["outbox", "sessions"] {
         let other_keys: i64 = sqlx::query_scalar(&format!(
             "select count(*) from {table} where payload_key_id <> $1"

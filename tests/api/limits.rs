@@ -132,15 +132,7 @@ async fn wizard_start_and_callback_are_rate_limited() {
     for _ in 0..2 {
         customer.start(&app).await;
     }
-    let page = customer.wizard(&app).await;
-    let csrf = crate::helpers::input_value(&page, "csrf_token").unwrap();
-    let response = customer
-        .browser
-        .post(app.url(paths::WIZARD_START))
-        .form(&[("csrf_token", csrf)])
-        .send()
-        .await
-        .unwrap();
+    let response = customer.press_start(&app).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
 

@@ -637,16 +637,10 @@ async fn from_an_empty_provider_tenant_one_sign_in_on_the_setup_page_registers_t
     let issued = app
         .invite("application", &tenant.admin.username, None)
         .await;
-    let early = Customer::open(&app, &issued.link).await;
-    let page = early.wizard(&app).await;
-    let csrf = input_value(&page, "csrf_token").unwrap();
-    let refused = early
-        .browser
-        .post(app.url(paths::WIZARD_START))
-        .form(&[("csrf_token", csrf)])
-        .send()
+    let refused = Customer::open(&app, &issued.link)
         .await
-        .unwrap();
+        .press_start(&app)
+        .await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let refused = refused.text().await.unwrap();
     assert!(refused.contains("Not ready yet"), "{refused}");

@@ -60,17 +60,21 @@ impl Customer {
         response.text().await.unwrap()
     }
 
-    /// Presses "Sign in with Microsoft": returns the Microsoft URL the wizard redirects to.
-    pub async fn start(&self, app: &TestApp) -> String {
+    /// Presses "Sign in with Microsoft": the portal's answer.
+    pub async fn press_start(&self, app: &TestApp) -> reqwest::Response {
         let page = self.wizard(app).await;
         let csrf = input_value(&page, "csrf_token").expect("the wizard has a CSRF token");
-        let response = self
-            .browser
+        self.browser
             .post(app.url(paths::WIZARD_START))
             .form(&[("csrf_token", csrf)])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Presses "Sign in with Microsoft": returns the Microsoft URL the wizard redirects to.
+    pub async fn start(&self, app: &TestApp) -> String {
+        let response = self.press_start(app).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_no_store(&response);
         location(response).await
