@@ -1,6 +1,7 @@
 //! Connecting to Postgres, creating the database when missing, and migrating it.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
@@ -8,12 +9,28 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 /// Connections a pool opens at most when nothing says otherwise (the CLI's commands, tests).
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 
+/// A pooled connection idle this long is pinged before it is handed out.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Opens a pool of at most `size` connections on `url`, each opened when first needed.
 pub async fn connect(url: &str, size: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(size.max(1))
         // Fail within seconds when Postgres is unreachable, instead of the default 30 s.
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out: a round trip per query, as many as the
+        // API's directory page itself. A connection in steady use proves itself with each
+        // query; only one idle long enough to have been cut (a restart, a proxy's timeout) is
+        // pinged, and replaced when the ping fails.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options(url)?)
         .await
 }

@@ -438,6 +438,60 @@ async fn a_users_page_written_by_postgres_is_the_documented_shape_with_times_as_
     assert_eq!(rest, json!({"items": [], "next_cursor": null}));
 }
 
+/// A users page after the first is read from the covering index alone (no heap page per row),
+/// by a statement whose page size is written in, so Postgres may keep its generic plan.
+#[tokio::test]
+async fn a_users_page_is_an_index_only_keyset_scan_with_the_page_size_written_in() {
+    let app = TestApp::spawn().await;
+    let a = tenant(&app, "Contoso").await;
+    sqlx::query(
+        "insert into directory_users (tenant_id, object_id, display_name, user_principal_name,
+                                      seen_round)
+         select $1, gen_random_uuid(), 'User ' || i, 'user' || i || '@contoso.example', 1
+         from generate_series(1, 1000) i",
+    )
+    .bind(a)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // The visibility map an index-only scan needs, as autovacuum sets it after a sync.
+    sqlx::raw_sql("vacuum analyze directory_users")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // One connection: the statements the pages prepared are the ones looked at.
+    let db = gangway::db::connect(&app.database_url, 1).await.unwrap();
+    let mut after = None;
+    for _ in 0..3 {
+        let page = gangway::directory::feed::users(&db, a, after, None, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 100);
+        after = page.last().map(|u| u.object_id);
+    }
+    let (name, statement): (String, String) = sqlx::query_as(
+        "select name, statement from pg_prepared_statements
+         where statement like 'select object_id,%from directory_users%object_id >%'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(statement.ends_with("limit 100"), "{statement}");
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "explain execute {name}('{a}', '{}')",
+        after.unwrap()
+    ))
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("Index Only Scan using directory_users_page")),
+        "{plan:#?}"
+    );
+    db.close().await;
+}
+
 fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -104,6 +104,29 @@ async fn readyz_is_503_when_postgres_is_unreachable() {
     assert_eq!(alive.status(), StatusCode::OK);
 }
 
+/// A pooled connection Postgres cut while it sat idle (a restart, a proxy's timeout) is noticed
+/// before a query gets it: one idle past [`gangway::db::PING_AFTER_IDLE`] is pinged first and
+/// replaced, while one in steady use is handed out without the ping's round trip.
+#[tokio::test]
+async fn a_pooled_connection_cut_while_idle_is_replaced_before_use() {
+    let database = crate::helpers::fresh_database().await;
+    let pool = gangway::db::connect(&database.url, 1).await.unwrap();
+    let backend = || sqlx::query_scalar::<_, i32>("select pg_backend_pid()").fetch_one(&pool);
+    let first = backend().await.unwrap();
+    let cut: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&database.pool)
+        .await
+        .unwrap();
+    assert!(cut);
+    tokio::time::sleep(gangway::db::PING_AFTER_IDLE + std::time::Duration::from_millis(200)).await;
+    let second = backend()
+        .await
+        .expect("a fresh connection, not the cut one");
+    assert_ne!(second, first);
+    pool.close().await;
+}
+
 /// The value of the sample `series` (name and labels exactly as rendered).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
