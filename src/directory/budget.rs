@@ -99,6 +99,9 @@ struct Local {
     users: Option<(i64, Instant)>,
     /// The buckets exist in Postgres (created once, full).
     seeded: bool,
+    /// Held by the take making the round trip: the reads that come meanwhile (a sync's two
+    /// chains start together) wait for its units instead of making trips of their own.
+    trip: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Inner {
@@ -178,17 +181,18 @@ impl Budget {
             return Ok(Duration::ZERO);
         }
         let key = (app.to_owned(), entra_tenant);
+        let trip = match self.spend_local(&key, cost) {
+            Ok(()) => return Ok(Duration::ZERO),
+            Err(trip) => trip,
+        };
+        let _trip = trip.lock().await;
+        // The trip just made may have brought enough for this read too.
+        if self.spend_local(&key, cost).is_ok() {
+            return Ok(Duration::ZERO);
+        }
         let (users, seeded) = {
-            let mut local = self.lock();
-            let entry = local.entry(key.clone()).or_insert(Local {
-                allowance: 0.0,
-                users: None,
-                seeded: false,
-            });
-            if entry.allowance >= cost {
-                entry.allowance -= cost;
-                return Ok(Duration::ZERO);
-            }
+            let local = self.lock();
+            let entry = &local[&key];
             (
                 entry.users.filter(|(_, at)| at.elapsed() < SIZE_TTL),
                 entry.seeded,
@@ -225,6 +229,27 @@ impl Budget {
             e.allowance += amount - cost;
         }
         Ok(started.elapsed())
+    }
+
+    /// Spends `cost` from what this process holds for `key`; when that is short, the lock to
+    /// hold while taking more from Postgres.
+    fn spend_local(
+        &self,
+        key: &(String, Uuid),
+        cost: f64,
+    ) -> Result<(), Arc<tokio::sync::Mutex<()>>> {
+        let mut local = self.lock();
+        let entry = local.entry(key.clone()).or_insert_with(|| Local {
+            allowance: 0.0,
+            users: None,
+            seeded: false,
+            trip: Arc::default(),
+        });
+        if entry.allowance >= cost {
+            entry.allowance -= cost;
+            return Ok(());
+        }
+        Err(entry.trip.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Uuid), Local>> {

@@ -4,7 +4,7 @@
 
 use jiff::civil::{Date, Time};
 use jiff::tz::{AmbiguousOffset, TimeZone};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,13 +23,20 @@ pub async fn effective(db: &PgPool, stored: Option<&str>) -> Result<Schedule, sq
     Ok(Schedule::from_column(stored, &default))
 }
 
-/// The effective schedule of tenant `tenant` (see [`effective`]).
-pub async fn of_tenant(db: &PgPool, tenant: Uuid) -> Result<Schedule, sqlx::Error> {
-    let stored = sqlx::query_scalar!("select sync_schedule from tenants where id = $1", tenant)
-        .fetch_optional(db)
-        .await?
-        .flatten();
-    effective(db, stored.as_deref()).await
+/// The effective schedule of tenant `tenant` (see [`effective`]), read in one round trip (a
+/// sync run's end reads it in its transaction).
+pub async fn of_tenant(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<Schedule, sqlx::Error> {
+    let stored = sqlx::query!(
+        "select t.sync_schedule,
+                (select value from settings where key = 'default_schedule') as default_schedule
+         from tenants t where t.id = $1",
+        tenant
+    )
+    .fetch_optional(db)
+    .await?;
+    let (own, default) = stored.map_or((None, None), |s| (s.sync_schedule, s.default_schedule));
+    let default = crate::settings::default_schedule_from(default.as_ref());
+    Ok(Schedule::from_column(own.as_deref(), &default))
 }
 
 /// When the scheduler should next enqueue a sync for a tenant, given `now`, the schedule and

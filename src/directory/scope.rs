@@ -313,16 +313,29 @@ pub async fn after_round(
     tenant: &TenantAccess,
     run_id: i64,
 ) -> Result<Moves, SyncError> {
-    let kind = sqlx::query_scalar!("select sync_scope from tenants where id = $1", tenant.id)
-        .fetch_optional(db)
-        .await?;
-    let assigned = match kind.as_deref().and_then(ScopeKind::parse) {
+    // The scope's kind and, in a tenant that copies everyone, whether anything is flagged out
+    // of it: one round trip.
+    let Some(scope) = sqlx::query!(
+        r#"select t.sync_scope,
+                  t.sync_scope = 'all'
+                  and not exists (select from directory_users
+                                  where tenant_id = $1 and not in_scope and soft_deleted_at is null)
+                  and not exists (select from directory_groups
+                                  where tenant_id = $1 and not in_scope and soft_deleted_at is null)
+                      as "settled!"
+           from tenants t where t.id = $1"#,
+        tenant.id
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(Moves::default());
+    };
+    let assigned = match ScopeKind::parse(&scope.sync_scope) {
         Some(ScopeKind::AppAssignments) => Some(read_assignments(graph, tokens, tenant).await?),
         // Everyone is copied and nobody is flagged out (new objects start in): nothing can
         // move, and two index probes say so instead of a recomputation over the whole copy.
-        Some(ScopeKind::All) if !any_out_of_scope(db, tenant.id).await? => {
-            return Ok(Moves::default());
-        }
+        Some(ScopeKind::All) if scope.settled => return Ok(Moves::default()),
         _ => None,
     };
     let mut tx = db.begin().await?;
@@ -360,19 +373,6 @@ pub async fn after_round(
     let moves = apply(&mut tx, log).await?;
     tx.commit().await?;
     Ok(moves)
-}
-
-/// Whether any live user or group of the tenant is flagged outside its scope.
-async fn any_out_of_scope(db: &PgPool, tenant: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"select exists (select from directory_users
-                          where tenant_id = $1 and not in_scope and soft_deleted_at is null)
-               or exists (select from directory_groups
-                          where tenant_id = $1 and not in_scope and soft_deleted_at is null) as "any!""#,
-        tenant
-    )
-    .fetch_one(db)
-    .await
 }
 
 /// Every user and group assigned to the app Gangway reads the tenant as (every page), as

@@ -136,21 +136,36 @@ pub async fn chain_state(
     tenant: Uuid,
     resource: Resource,
 ) -> Result<ChainState, sqlx::Error> {
-    sqlx::query(
-        "insert into sync_state (tenant_id, resource) values ($1, $2) on conflict do nothing",
-    )
-    .bind(tenant)
-    .bind(resource.as_str())
-    .execute(db)
-    .await?;
-    sqlx::query_as(
-        "select next_link, delta_link, round, full_round from sync_state
+    // One round trip: the row as created, or (the statement's snapshot does not see what it
+    // inserted) as it was.
+    let state = sqlx::query_as(
+        "with created as (
+            insert into sync_state (tenant_id, resource) values ($1, $2) on conflict do nothing
+            returning next_link, delta_link, round, full_round
+         )
+         select next_link, delta_link, round, full_round from created
+         union all
+         select next_link, delta_link, round, full_round from sync_state
          where tenant_id = $1 and resource = $2",
     )
     .bind(tenant)
     .bind(resource.as_str())
-    .fetch_one(db)
-    .await
+    .fetch_optional(db)
+    .await?;
+    match state {
+        Some(state) => Ok(state),
+        // Created by a transaction that committed after this statement's snapshot was taken.
+        None => {
+            sqlx::query_as(
+                "select next_link, delta_link, round, full_round from sync_state
+                 where tenant_id = $1 and resource = $2",
+            )
+            .bind(tenant)
+            .bind(resource.as_str())
+            .fetch_one(db)
+            .await
+        }
+    }
 }
 
 /// Starts the chain over with a full round (its delta link expired or was reset); what the
@@ -384,7 +399,7 @@ impl Stored for GroupFields {
 /// object and membership it changed: upserts (releasing them from the deletion guard),
 /// memberships, deletions staged for the guard, at a round's end what it did not see staged too
 /// and the guard's decision on them all (the deletions it lets through logged before the rows
-/// go), the link, then the run's counts — all in the same transaction.
+/// go), the link and the run's counts — all in the same transaction.
 pub async fn apply_page<F: Stored>(
     db: &PgPool,
     tenant: Uuid,
@@ -424,10 +439,13 @@ pub async fn apply_page<F: Stored>(
     if matches!(page.link, Link::Delta(_)) {
         done.add(&end_round(&mut tx, &ctx, state).await?);
     }
-    let next = follow_link(&mut tx, &ctx, state, page.link).await?;
-    // Sign-in sessions of users this page disabled or deleted end with it.
-    crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
-    add_to_run(&mut tx, run_id, &done, state.full_round).await?;
+    let next = follow_link(&mut tx, &ctx, state, page.link, run_id, &done).await?;
+    // Sign-in sessions of users this page disabled or deleted end with it (after the link: the
+    // end of a first round also ends those of users it did not copy). A page of an incremental
+    // round that changed no object (an idle round's) changed no session's user.
+    if done.objects() > 0 || state.full_round {
+        crate::signin::ends::after_copy_changed(&mut tx, tenant).await?;
+    }
     tx.commit().await?;
     Ok((next, done))
 }
@@ -602,13 +620,15 @@ async fn end_round<F: Stored>(
     })
 }
 
-/// Moves the chain to the page's link, unless it moved under this worker meanwhile. A delta
-/// link ends the round.
+/// Moves the chain to the page's link, unless it moved under this worker meanwhile, and adds
+/// the page's counts `done` to run `run_id` — one statement. A delta link ends the round.
 async fn follow_link<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     state: &ChainState,
     link: Link,
+    run_id: i64,
+    done: &Tally,
 ) -> Result<ChainState, StoreError> {
     let next = match link {
         Link::Next(next) => ChainState {
@@ -622,11 +642,22 @@ async fn follow_link<F: Stored>(
             full_round: false,
         },
     };
-    let moved = sqlx::query!(
-        "update sync_state set next_link = $5, delta_link = $6, full_round = $7,
-                round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
-                last_round_at = case when $5::text is null then now() else last_round_at end
-         where tenant_id = $1 and resource = $2 and round = $3 and next_link is not distinct from $4",
+    let moved = sqlx::query_scalar!(
+        r#"with moved as (
+             update sync_state set next_link = $5, delta_link = $6, full_round = $7,
+                    round_started_at = case when $5::text is null then null else coalesce(round_started_at, now()) end,
+                    last_round_at = case when $5::text is null then now() else last_round_at end
+             where tenant_id = $1 and resource = $2 and round = $3 and next_link is not distinct from $4
+             returning 1
+         ), counted as (
+             update sync_runs set added = added + $9, updated = updated + $10,
+                    soft_deleted = soft_deleted + $11, removed = removed + $12,
+                    members_added = members_added + $13, members_removed = members_removed + $14,
+                    pages = pages + $15, throttled_waits = throttled_waits + $16,
+                    throttled_seconds = throttled_seconds + $17, full_round = full_round or $18
+             where id = $8 and exists (select from moved)
+         )
+         select count(*) as "moved!" from moved"#,
         ctx.log.tenant,
         F::RESOURCE.as_str(),
         state.round,
@@ -634,10 +665,21 @@ async fn follow_link<F: Stored>(
         next.next_link.as_deref(),
         next.delta_link.as_deref(),
         next.full_round,
+        run_id,
+        done.added,
+        done.updated,
+        done.soft_deleted,
+        done.removed,
+        done.members_added,
+        done.members_removed,
+        done.pages,
+        done.throttled_waits,
+        done.throttled_seconds,
+        state.full_round,
     )
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    if moved.rows_affected() != 1 {
+    if moved != 1 {
         return Err(StoreError::StateMoved);
     }
     Ok(next)
@@ -807,35 +849,5 @@ async fn stage_vanished(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(())
-}
-
-async fn add_to_run(
-    tx: &mut Transaction<'_, Postgres>,
-    run_id: i64,
-    t: &Tally,
-    full_round: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update sync_runs set added = added + $2, updated = updated + $3,
-                soft_deleted = soft_deleted + $4, removed = removed + $5,
-                members_added = members_added + $6, members_removed = members_removed + $7,
-                pages = pages + $8, throttled_waits = throttled_waits + $9,
-                throttled_seconds = throttled_seconds + $10, full_round = full_round or $11
-         where id = $1",
-    )
-    .bind(run_id)
-    .bind(t.added)
-    .bind(t.updated)
-    .bind(t.soft_deleted)
-    .bind(t.removed)
-    .bind(t.members_added)
-    .bind(t.members_removed)
-    .bind(t.pages)
-    .bind(t.throttled_waits)
-    .bind(t.throttled_seconds)
-    .bind(full_round)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }

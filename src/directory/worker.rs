@@ -307,17 +307,14 @@ pub async fn sync_once(
         });
     };
     // Only one sync of a tenant runs at a time, so a run still marked running is one whose
-    // worker died.
-    sqlx::query!(
-        "update sync_runs set outcome = 'abandoned', finished_at = now(),
-                error = 'the worker stopped during this run; the next run went on from its last page'
-         where tenant_id = $1 and outcome = 'running'",
-        tenant
-    )
-    .execute(db)
-    .await?;
+    // worker died. Closing it and starting this one is one statement (one commit).
     let run_id = sqlx::query_scalar!(
-        "insert into sync_runs (tenant_id, job_id, trigger) values ($1, $2, $3) returning id",
+        "with abandoned as (
+             update sync_runs set outcome = 'abandoned', finished_at = now(),
+                    error = 'the worker stopped during this run; the next run went on from its last page'
+             where tenant_id = $1 and outcome = 'running'
+         )
+         insert into sync_runs (tenant_id, job_id, trigger) values ($1, $2, $3) returning id",
         tenant,
         job_id,
         trigger as RunTrigger
@@ -388,7 +385,7 @@ pub async fn sync_once(
     let now = OffsetDateTime::now_utc();
     match &result {
         Ok(_) => {
-            let schedule = schedule::of_tenant(db, tenant).await?;
+            let schedule = schedule::of_tenant(&mut *tx, tenant).await?;
             sqlx::query!(
                 "update tenants set last_sync_success_at = now(), sync_failures = 0, sync_error = null,
                         sync_failure_kind = null, next_sync_at = $2

@@ -318,11 +318,16 @@ pub async fn stored_default_schedule(db: &PgPool) -> Result<Schedule, sqlx::Erro
         .fetch_optional(db)
         .await?
         .flatten();
-    Ok(stored
-        .as_ref()
+    Ok(default_schedule_from(stored.as_ref()))
+}
+
+/// The default sync schedule a stored `default_schedule` setting holds (`None`: none stored),
+/// or Gangway's own default.
+pub fn default_schedule_from(stored: Option<&Value>) -> Schedule {
+    stored
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(default_schedule))
+        .unwrap_or_else(default_schedule)
 }
 
 /// Gets the settings ready at start: the environment seeds what is not stored yet, and the

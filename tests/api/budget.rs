@@ -178,3 +178,24 @@ async fn the_wizards_graph_calls_count_against_the_budget_at_normal_priority_wit
         "sent at normal priority: {after}"
     );
 }
+
+#[tokio::test]
+async fn reads_asking_while_a_take_is_in_postgres_share_its_units_instead_of_a_trip_each() {
+    use gangway::directory::budget::{Budget, PROVIDER_APP};
+
+    let app = TestApp::spawn().await;
+    let budget = Budget::new(app.db.clone(), 1.0);
+    let (tenant, entra_tenant) = (Uuid::new_v4(), Uuid::new_v4());
+    // A sync's two chains read their first pages at once.
+    let (users, groups) = tokio::join!(
+        budget.take(PROVIDER_APP, tenant, entra_tenant, 1.0),
+        budget.take(PROVIDER_APP, tenant, entra_tenant, 1.0),
+    );
+    users.unwrap();
+    groups.unwrap();
+    assert_eq!(
+        budget.round_trips(),
+        1,
+        "one trip took units for both reads"
+    );
+}
