@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use super::limits::Limits;
@@ -24,9 +23,28 @@ use crate::settings::{Live, SettingsCache, SettingsError};
 /// How stale another process's settings change may be here.
 const SETTINGS_TTL: Duration = Duration::from_secs(2);
 
-/// What handlers share. Cheap to clone.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What handlers share: one `Arc`, so the clones axum makes for every request and extractor
+/// cost one atomic increment (cloning each field's handles was a tenth of a cheap request).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+// Extractors that need only the configuration (the client's address) take it from the state.
+impl axum::extract::FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.cfg)
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The database.
     pub db: PgPool,
     /// The settings.
@@ -79,7 +97,7 @@ impl AppState {
         // Every call to a customer's tenant counts against the budget the workers share.
         let graph = GraphClient::new(cfg.graph_url.clone(), http.clone())
             .with_meter(Arc::new(budget.clone()));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             http,
             budget,
             db,
@@ -88,7 +106,7 @@ impl AppState {
             limits: Arc::new(Limits::new(&cfg)),
             api_tokens: Arc::new(TokenCache::new(cfg.api_last_use_every)),
             cfg: Arc::new(cfg),
-        })
+        })))
     }
 
     /// The settings now, with the Entra client they name.
