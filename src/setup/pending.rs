@@ -98,8 +98,8 @@ pub enum PendingError {
     Db(#[from] sqlx::Error),
 }
 
-/// Starts a sign-in for `login`'s tenant, stores it (the device code sealed) and audits it; a
-/// sign-in still waiting is replaced.
+/// Starts a sign-in for `login`'s tenant, stores it (the device code sealed), audits it and wakes
+/// the `setup_sign_in` task that follows it; a sign-in still waiting is replaced.
 pub async fn begin(
     db: &PgPool,
     keys: &Keyring,
@@ -151,6 +151,8 @@ pub async fn begin(
         json!({ "provider_tenant_id": login.tenant.to_string() }),
     )
     .await?;
+    // The task that follows the sign-in starts once it is committed.
+    crate::background::registry::wake(&mut tx, crate::background::Task::SetupSignIn).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -363,12 +363,7 @@ async fn rotation_overlaps_while_a_sync_runs() {
     assert_eq!(work(&app).await.outcome, RunOutcome::Succeeded);
 
     // The rotation is announced with the new certificate's key id and expiry, and counted.
-    let events: Vec<Value> = sqlx::query_scalar(
-        "select data from events where event_type = 'credential.rotated' order by position",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let events = app.event_data("credential.rotated").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["kind"], "certificate");
     assert_eq!(events[0]["thumbprint"], new.thumbprint.as_str());

@@ -16,7 +16,7 @@ use gangway::operators::{self, Role};
 use gangway::tenants::Consent;
 use gangway::types::Secret;
 use gangway::web::{AppState, Application};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -106,6 +106,15 @@ impl Default for Setup {
 }
 
 impl TestApp {
+    /// The data of every event of `event_type` in the event log, oldest first.
+    pub async fn event_data(&self, event_type: &str) -> Vec<Value> {
+        sqlx::query_scalar("select data from events where event_type = $1 order by position")
+            .bind(event_type)
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
     /// A portal with default settings.
     pub async fn spawn() -> Self {
         Self::spawn_with(Setup::default()).await

@@ -485,12 +485,7 @@ async fn a_sync_running_while_the_secret_rotates_completes_and_the_old_secret_go
     assert_ne!(new_secret, old_secret);
 
     // The new secret is announced (never its text) and counted.
-    let events: Vec<Value> = sqlx::query_scalar(
-        "select data from events where event_type = 'credential.rotated' order by position",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let events = app.event_data("credential.rotated").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["kind"], "secret");
     assert_eq!(events[0]["key_id"], key_id.to_string());

@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::{Chrome, Section, When};
 use crate::audit::Actor;
-use crate::background::{self, Task};
 use crate::doctor::{self, CheckStatus};
 use crate::operators::Operator;
 use crate::setup::SETUP_SCOPES;
@@ -198,11 +197,7 @@ async fn start(
     )
     .await
     {
-        Ok(_) => {
-            let mut conn = state.db.acquire().await?;
-            background::registry::wake(&mut conn, Task::SetupSignIn).await?;
-            Ok(Redirect::to(paths::SETUP).into_response())
-        }
+        Ok(_) => Ok(Redirect::to(paths::SETUP).into_response()),
         Err(PendingError::SignIn(e @ (SignInError::Refused(_) | SignInError::Unreachable(_)))) => {
             refuse(format!("{e}. Check the tenant ID and try again.")).await
         }
