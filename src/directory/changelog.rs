@@ -11,19 +11,17 @@ use super::store::Resource;
 use crate::events::{self, EventType};
 
 /// A user as the directory API shows it (`DirectoryUser`'s fields and serde's time format),
-/// from `directory_users d`; a webhook test compares the two.
-const USER_JSON: &str = "jsonb_build_object(
-    'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
+/// from `directory_users d`, as `jsonb_build_object` pairs; a webhook test compares the two.
+const USER_PAIRS: &str = "'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
     'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
     'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
     'job_title', d.job_title, 'department', d.department, 'account_enabled', d.account_enabled,
     'soft_deleted_at', rfc3339_utc(d.soft_deleted_at), 'last_seen_at', rfc3339_utc(d.last_seen_at),
-    'updated_at', rfc3339_utc(d.updated_at))";
+    'updated_at', rfc3339_utc(d.updated_at)";
 /// A group as the directory API shows it (without its member count), from `directory_groups d`.
-const GROUP_JSON: &str = "jsonb_build_object(
-    'object_id', d.object_id, 'display_name', d.display_name, 'description', d.description,
-    'mail', d.mail, 'mail_enabled', d.mail_enabled, 'security_enabled', d.security_enabled,
-    'soft_deleted_at', rfc3339_utc(d.soft_deleted_at))";
+const GROUP_PAIRS: &str = "'object_id', d.object_id, 'display_name', d.display_name,
+    'description', d.description, 'mail', d.mail, 'mail_enabled', d.mail_enabled,
+    'security_enabled', d.security_enabled, 'soft_deleted_at', rfc3339_utc(d.soft_deleted_at)";
 
 /// The table of a resource's objects.
 pub(super) fn table(resource: Resource) -> &'static str {
@@ -32,10 +30,6 @@ pub(super) fn table(resource: Resource) -> &'static str {
         Resource::Groups => "directory_groups",
     }
 }
-
-/// A membership as the store changed it: group, member and the member's type (`user`,
-/// `group`, `device`, … as Graph's `@odata.type` names it).
-pub(super) type Membership = (Uuid, Uuid, String);
 
 /// Whether the membership of `member` (of type `member_type`) in `group` (SQL expressions) is
 /// one consumers see: its group is in scope, and its member is a user or group in scope, or of
@@ -73,6 +67,22 @@ fn created(resource: Resource) -> EventType {
     }
 }
 
+/// The event of a resource's objects whose properties changed.
+fn updated(resource: Resource) -> EventType {
+    match resource {
+        Resource::Users => EventType::UserUpdated,
+        Resource::Groups => EventType::GroupUpdated,
+    }
+}
+
+/// An object of `resource` (over its table's columns as `d`) as `jsonb_build_object` pairs.
+fn pairs(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Users => USER_PAIRS,
+        Resource::Groups => GROUP_PAIRS,
+    }
+}
+
 /// The deletion event of a resource's objects.
 fn deleted(resource: Resource) -> EventType {
     match resource {
@@ -84,10 +94,10 @@ fn deleted(resource: Resource) -> EventType {
 /// Whose changes are logged: the tenant, the run that made them (none for an operator's
 /// decision) and the chain's round.
 ///
-/// In the statements [`Logger::run`] runs: `$1` the tenant, `$2` the run, `$3` object (or
-/// group) ids, `$4` the round, `$5` member ids (and, for [`Logger::pairs`], `$6` their types).
+/// In the statements it writes: `$1` the tenant, `$2` the run, `$3` object (or group) ids,
+/// `$4` the round, `$5` member ids.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Logger {
+pub struct Logger {
     pub(super) tenant: Uuid,
     pub(super) run_id: Option<i64>,
     pub(super) round: i64,
@@ -103,9 +113,20 @@ impl Logger {
         }
     }
 
+    /// The `jsonb_build_object` pairs every event of this logger starts with: the tenant, and
+    /// the run when there is one. Left out of the statement rather than stripped as a null
+    /// afterwards: each event's data is then one object built once, not three joined.
+    fn head(&self) -> &'static str {
+        match self.run_id {
+            Some(_) => "'tenant_id', $1::uuid, 'run_id', $2::bigint",
+            None => "'tenant_id', $1::uuid",
+        }
+    }
+
     /// Logs one event per object of `resource` that `condition` keeps (over its table as `d`),
     /// of the type `event_type` names (an SQL expression over `d`), carrying the object as the
-    /// directory API shows it and `extra` (a jsonb expression), in object id order.
+    /// directory API shows it and `extra` (more `jsonb_build_object` pairs, each after a
+    /// comma), in object id order.
     pub(super) async fn objects(
         &self,
         tx: &mut Transaction<'_, Postgres>,
@@ -115,17 +136,30 @@ impl Logger {
         extra: &str,
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        let object = match resource {
-            Resource::Users => USER_JSON,
-            Resource::Groups => GROUP_JSON,
-        };
         let sql = events::insert_select(&format!(
-            "select {event_type}, jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint))
-                    || {object} || {extra}
+            "select {event_type}, jsonb_build_object({}, {}{extra})
              from {} d where d.tenant_id = $1 and d.in_scope and {condition} order by d.object_id",
+            self.head(),
+            pairs(resource),
             table(resource)
         ));
-        self.run(tx, &sql, ids, &[], None).await
+        self.run(tx, &sql, ids, &[]).await
+    }
+
+    /// The statement appending, per object of `resource` in `source` that is in the sync scope,
+    /// its creation event (where `source`'s `created` holds) or its update event, carrying the
+    /// object as written, in object id order. `source` names the `with` queries of the
+    /// statement that wrote them, returning the table's columns and `created`: the objects are
+    /// logged from what the write returned, not looked up again.
+    pub(super) fn upserted(&self, resource: Resource, source: &str) -> String {
+        events::insert_select(&format!(
+            "select case when d.created then '{}' else '{}' end, jsonb_build_object({}, {})
+             from {source} d where d.in_scope order by d.object_id",
+            created(resource).name(),
+            updated(resource).name(),
+            self.head(),
+            pairs(resource),
+        ))
     }
 
     /// Logs the deletion of the objects of `resource` that `condition` keeps, `permanent` (gone
@@ -139,7 +173,7 @@ impl Logger {
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
         let event_type = format!("'{}'", deleted(resource).name());
-        let extra = format!("jsonb_build_object('permanent', {permanent})");
+        let extra = format!(", 'permanent', {permanent}");
         self.objects(tx, resource, &event_type, condition, &extra, ids)
             .await
     }
@@ -158,12 +192,9 @@ impl Logger {
             return Ok(());
         }
         let (event, extra) = if entered {
-            (created(resource), "jsonb_build_object('scope', 'entered')")
+            (created(resource), ", 'scope', 'entered'")
         } else {
-            (
-                deleted(resource),
-                "jsonb_build_object('permanent', true, 'scope', 'left')",
-            )
+            (deleted(resource), ", 'permanent', true, 'scope', 'left'")
         };
         let event_type = format!("'{}'", event.name());
         self.objects(
@@ -188,66 +219,46 @@ impl Logger {
         ids: &[Uuid],
         members: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        let sql = events::insert_select(&format!(
-            "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
-                        'group_id', d.group_id, 'member_id', d.member_id))
-             from directory_group_members d where d.tenant_id = $1 and {condition} and {}
-             order by d.group_id, d.member_id",
-            event_type.name(),
-            visible("d.group_id", "d.member_id", "d.member_type"),
-        ));
-        self.run(tx, &sql, ids, members, None).await
+        let sql = self.membership_events(
+            event_type,
+            &format!(
+                "(select * from directory_group_members d where d.tenant_id = $1 and {condition})"
+            ),
+        );
+        self.run(tx, &sql, ids, members).await
     }
 
-    /// Logs one `event_type` event per membership, in the order given.
-    pub(super) async fn pairs(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        event_type: EventType,
-        memberships: &[Membership],
-    ) -> Result<(), sqlx::Error> {
-        if memberships.is_empty() {
-            return Ok(());
-        }
-        let mut groups = Vec::with_capacity(memberships.len());
-        let mut members = Vec::with_capacity(memberships.len());
-        let mut types = Vec::with_capacity(memberships.len());
-        for (group, member, kind) in memberships {
-            groups.push(*group);
-            members.push(*member);
-            types.push(kind.as_str());
-        }
-        let sql = events::insert_select(&format!(
-            "select '{}', jsonb_strip_nulls(jsonb_build_object('tenant_id', $1::uuid, 'run_id', $2::bigint,
-                        'group_id', x.g, 'member_id', x.m))
-             from unnest($3::uuid[], $5::uuid[], $6::text[]) with ordinality as x(g, m, t, n)
-             where {} order by x.n",
+    /// The statement appending one `event_type` event per membership in `source` (rows of
+    /// `group_id`, `member_id` and `member_type`: a table expression, or the name of a
+    /// data-modifying `with` query that returned them) that consumers see, in (group, member)
+    /// order. Following the statement that wrote the memberships in its own `with`, it logs
+    /// them without their ids going to the engine and back.
+    pub(super) fn membership_events(&self, event_type: EventType, source: &str) -> String {
+        events::insert_select(&format!(
+            "select '{}', jsonb_build_object({}, 'group_id', x.group_id, 'member_id', x.member_id)
+             from {source} x where {} order by x.group_id, x.member_id",
             event_type.name(),
-            visible("x.g", "x.m", "x.t"),
-        ));
-        self.run(tx, &sql, &groups, &members, Some(&types)).await
+            self.head(),
+            visible("x.group_id", "x.member_id", "x.member_type"),
+        ))
     }
 
-    /// Runs one event-appending statement (which fans what it appends out to the webhooks);
-    /// `types`, when given, is `$6`.
+    /// Runs one event-appending statement (which fans what it appends out to the webhooks).
     async fn run(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         sql: &str,
         ids: &[Uuid],
         members: &[Uuid],
-        types: Option<&[&str]>,
     ) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(sql)
+        sqlx::query(sql)
             .bind(self.tenant)
             .bind(self.run_id)
             .bind(ids)
             .bind(self.round)
-            .bind(members);
-        if let Some(types) = types {
-            query = query.bind(types);
-        }
-        query.execute(&mut **tx).await?;
+            .bind(members)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }

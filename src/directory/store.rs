@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::changelog::{self, Logger, Membership};
+use super::changelog::{self, Logger};
 use super::delta::{Change, GroupFields, Link, MemberChange, Overlay, Page, UserFields, fold};
 use super::guard;
 use crate::events::EventType;
@@ -191,19 +191,15 @@ pub async fn restart_chain(
 pub trait Stored: Overlay + Sized {
     /// Its chain.
     const RESOURCE: Resource;
-    /// The event reporting objects new to the copy.
-    const CREATED: EventType;
-    /// The event reporting objects whose properties changed.
-    const UPDATED: EventType;
     /// The page's upserts as JSON rows for `jsonb_to_recordset`, with a bit mask `m` of the
     /// properties present.
     fn row(id: Uuid, fields: &Self) -> Value;
     /// Inserts new objects and updates the properties present on known ones; restores
-    /// soft-deleted ones. Returns (added, updated).
+    /// soft-deleted ones; logs, with `log`, those created and those changed, each as now
+    /// stored. Returns (added, updated).
     fn upsert<'c>(
         tx: &'c mut Transaction<'_, Postgres>,
-        tenant: Uuid,
-        round: i64,
+        log: &Logger,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c;
 }
@@ -221,8 +217,6 @@ fn bit<T: serde::Serialize>(mask: &mut i32, n: u32, field: &Option<Option<T>>) -
 
 impl Stored for UserFields {
     const RESOURCE: Resource = Resource::Users;
-    const CREATED: EventType = EventType::UserCreated;
-    const UPDATED: EventType = EventType::UserUpdated;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -245,8 +239,7 @@ impl Stored for UserFields {
 
     fn upsert<'c>(
         tx: &'c mut Transaction<'_, Postgres>,
-        tenant: Uuid,
-        round: i64,
+        log: &Logger,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
         // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
@@ -260,9 +253,10 @@ impl Stored for UserFields {
         // A new object starts in the sync scope only in a tenant that copies everyone (`s`, read
         // once per statement): elsewhere the round's end brings it in, with its `created`
         // event, if the scope holds it, so no event shows it early.
-        let q = sqlx::query_as(
+        // The events are built from the rows `ins` and `upd` return, not looked up afterwards.
+        let sql = format!(
             "with u as (
-                select * from jsonb_to_recordset($2) as u(id uuid, m int, upn text, dn text, gn text,
+                select * from jsonb_to_recordset($3) as u(id uuid, m int, upn text, dn text, gn text,
                     sn text, mail text, phones text[], mobile text, title text, dept text, enabled boolean)
              ), s as (
                 select sync_scope = 'all' as all_in from tenants where id = $1
@@ -270,11 +264,11 @@ impl Stored for UserFields {
                 insert into directory_users (tenant_id, object_id, user_principal_name, display_name,
                     given_name, surname, mail, business_phones, mobile_phone, job_title, department,
                     account_enabled, seen_round, in_scope)
-                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $3,
+                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{{}}'), mobile, title, dept, enabled, $4,
                     (select all_in from s)
                 from u
                 on conflict (tenant_id, object_id) do nothing
-                returning object_id
+                returning *, true as changed, true as created
              ), known as (
                 select array_agg(id) as ids from u where id not in (select object_id from ins)
              ), n as (
@@ -292,7 +286,7 @@ impl Stored for UserFields {
                     case when u.m & 4 <> 0 then u.gn else o.given_name end as gn,
                     case when u.m & 8 <> 0 then u.sn else o.surname end as sn,
                     case when u.m & 16 <> 0 then u.mail else o.mail end as mail,
-                    case when u.m & 32 <> 0 then coalesce(u.phones, '{}') else o.business_phones end as phones,
+                    case when u.m & 32 <> 0 then coalesce(u.phones, '{{}}') else o.business_phones end as phones,
                     case when u.m & 64 <> 0 then u.mobile else o.mobile_phone end as mobile,
                     case when u.m & 128 <> 0 then u.title else o.job_title end as title,
                     case when u.m & 256 <> 0 then u.dept else o.department end as dept,
@@ -302,25 +296,32 @@ impl Stored for UserFields {
                     given_name = n.gn, surname = n.sn, mail = n.mail, business_phones = n.phones,
                     mobile_phone = n.mobile, job_title = n.title, department = n.dept,
                     account_enabled = n.enabled, soft_deleted_at = null, last_seen_at = now(),
-                    seen_round = $3, updated_at = case when n.changed then now() else d.updated_at end
+                    seen_round = $4, updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
                     and d.object_id = any((select ids from known)::uuid[])
-                returning n.changed
-             )
+                returning d.*, n.changed, false as created
+             ), written as (
+                select * from ins union all select * from upd where changed
+             ), logged as ({})
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
-        )
-        .bind(tenant)
-        .bind(rows)
-        .bind(round)
-        .persistent(false);
-        q.fetch_one(&mut **tx)
+            log.upserted(Resource::Users, "written")
+        );
+        let log = *log;
+        async move {
+            sqlx::query_as(&sql)
+                .bind(log.tenant)
+                .bind(log.run_id)
+                .bind(rows)
+                .bind(log.round)
+                .persistent(false)
+                .fetch_one(&mut **tx)
+                .await
+        }
     }
 }
 
 impl Stored for GroupFields {
     const RESOURCE: Resource = Resource::Groups;
-    const CREATED: EventType = EventType::GroupCreated;
-    const UPDATED: EventType = EventType::GroupUpdated;
 
     fn row(id: Uuid, f: &Self) -> Value {
         let mut m = 0;
@@ -338,24 +339,24 @@ impl Stored for GroupFields {
 
     fn upsert<'c>(
         tx: &'c mut Transaction<'_, Postgres>,
-        tenant: Uuid,
-        round: i64,
+        log: &Logger,
         rows: Value,
     ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
-        // As for users: the ids' array and a fresh plan keep the lookups on the index, and a
-        // new group starts in the scope only in a tenant that copies everyone.
-        let q = sqlx::query_as(
+        // As for users: the ids' array and a fresh plan keep the lookups on the index, a new
+        // group starts in the scope only in a tenant that copies everyone, and the events are
+        // built from the rows written.
+        let sql = format!(
             "with u as (
-                select * from jsonb_to_recordset($2)
+                select * from jsonb_to_recordset($3)
                     as u(id uuid, m int, dn text, descr text, mail text, me boolean, se boolean)
              ), s as (
                 select sync_scope = 'all' as all_in from tenants where id = $1
              ), ins as (
                 insert into directory_groups (tenant_id, object_id, display_name, description, mail,
                     mail_enabled, security_enabled, seen_round, in_scope)
-                select $1, id, dn, descr, mail, me, se, $3, (select all_in from s) from u
+                select $1, id, dn, descr, mail, me, se, $4, (select all_in from s) from u
                 on conflict (tenant_id, object_id) do nothing
-                returning object_id
+                returning *, true as changed, true as created
              ), known as (
                 select array_agg(id) as ids from u where id not in (select object_id from ins)
              ), n as (
@@ -374,19 +375,28 @@ impl Stored for GroupFields {
              ), upd as (
                 update directory_groups d set display_name = n.dn, description = n.descr,
                     mail = n.mail, mail_enabled = n.me, security_enabled = n.se,
-                    soft_deleted_at = null, last_seen_at = now(), seen_round = $3,
+                    soft_deleted_at = null, last_seen_at = now(), seen_round = $4,
                     updated_at = case when n.changed then now() else d.updated_at end
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
                     and d.object_id = any((select ids from known)::uuid[])
-                returning n.changed
-             )
+                returning d.*, n.changed, false as created
+             ), written as (
+                select * from ins union all select * from upd where changed
+             ), logged as ({})
              select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
-        )
-        .bind(tenant)
-        .bind(rows)
-        .bind(round)
-        .persistent(false);
-        q.fetch_one(&mut **tx)
+            log.upserted(Resource::Groups, "written")
+        );
+        let log = *log;
+        async move {
+            sqlx::query_as(&sql)
+                .bind(log.tenant)
+                .bind(log.run_id)
+                .bind(rows)
+                .bind(log.round)
+                .persistent(false)
+                .fetch_one(&mut **tx)
+                .await
+        }
     }
 }
 
@@ -525,30 +535,7 @@ async fn upsert_objects<F: Stored>(
     if rows.is_empty() {
         return Ok(tally);
     }
-    let ids: Vec<Uuid> = rows
-        .iter()
-        .filter_map(|r| r["id"].as_str().and_then(|i| i.parse().ok()))
-        .collect();
-    let (added, updated) = F::upsert(tx, ctx.log.tenant, ctx.log.round, Value::Array(rows)).await?;
-    tally.added = added;
-    tally.updated = updated;
-    // New and changed rows carry the transaction's `now()` as `updated_at`; new ones as
-    // `first_seen_at` too.
-    let event_type = format!(
-        "case when d.first_seen_at = now() then '{}' else '{}' end",
-        F::CREATED.name(),
-        F::UPDATED.name()
-    );
-    ctx.log
-        .objects(
-            tx,
-            F::RESOURCE,
-            &event_type,
-            "d.object_id = any($3) and d.updated_at = now()",
-            "'{}'::jsonb",
-            &ids,
-        )
-        .await?;
+    (tally.added, tally.updated) = F::upsert(tx, &ctx.log, Value::Array(rows)).await?;
     Ok(tally)
 }
 
@@ -563,15 +550,7 @@ async fn apply_memberships<F: Stored>(
         return Ok(tally);
     }
     lock_memberships(tx, ctx.log.tenant).await?;
-    let (joined, left) = apply_members(tx, ctx.log.tenant, ctx.log.round, members).await?;
-    tally.members_added = joined.len() as i32;
-    tally.members_removed = left.len() as i32;
-    ctx.log
-        .pairs(tx, EventType::MembershipAdded, &joined)
-        .await?;
-    ctx.log
-        .pairs(tx, EventType::MembershipRemoved, &left)
-        .await?;
+    (tally.members_added, tally.members_removed) = apply_members(tx, &ctx.log, members).await?;
     Ok(tally)
 }
 
@@ -706,14 +685,13 @@ pub(super) async fn lock_memberships(
     Ok(())
 }
 
-/// Adds and removes memberships; the last word on each (group, member) in the page wins.
-/// Returns the memberships added and removed, in order.
+/// Adds and removes memberships, each statement logging what it changed; the last word on
+/// each (group, member) in the page wins. Returns how many were added and removed.
 async fn apply_members(
     tx: &mut Transaction<'_, Postgres>,
-    tenant: Uuid,
-    round: i64,
+    log: &Logger,
     changes: &[(Uuid, MemberChange)],
-) -> Result<(Vec<Membership>, Vec<Membership>), sqlx::Error> {
+) -> Result<(i32, i32), sqlx::Error> {
     let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
     for (group, m) in changes {
         last.insert((*group, m.id), m);
@@ -730,38 +708,48 @@ async fn apply_members(
             add_t.push(m.kind.trim_start_matches("#microsoft.graph.").to_owned());
         }
     }
-    let (mut joined, mut left) = (Vec::new(), Vec::new());
+    // In the logger's numbering: `$3` the groups, `$5` the members, `$6` the members' types.
+    let (mut joined, mut left) = (0, 0);
     if !add_g.is_empty() {
-        joined = sqlx::query_as(
+        joined = sqlx::query_scalar(&format!(
             "with ins as (
                 insert into directory_group_members (tenant_id, group_id, member_id, member_type, seen_round)
-                select $1, g, m, t, $5 from unnest($2::uuid[], $3::uuid[], $4::text[]) as x(g, m, t)
+                select $1, g, m, t, $4 from unnest($3::uuid[], $5::uuid[], $6::text[]) as x(g, m, t)
                 on conflict (tenant_id, group_id, member_id)
                 do update set seen_round = excluded.seen_round, member_type = excluded.member_type
                 returning group_id, member_id, member_type, (xmax = 0) as inserted
-             ) select group_id, member_id, member_type from ins where inserted
-               order by group_id, member_id",
-        )
-        .bind(tenant)
+             ), joined as (
+                select group_id, member_id, member_type from ins where inserted
+             ), logged as ({})
+             select count(*)::int from joined",
+            log.membership_events(EventType::MembershipAdded, "joined")
+        ))
+        .bind(log.tenant)
+        .bind(log.run_id)
         .bind(&add_g)
+        .bind(log.round)
         .bind(&add_m)
         .bind(&add_t)
-        .bind(round)
-        .fetch_all(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
     }
     if !del_g.is_empty() {
-        left = sqlx::query_as(
-            "delete from directory_group_members d using unnest($2::uuid[], $3::uuid[]) as x(g, m)
-             where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m
-             returning d.group_id, d.member_id, d.member_type",
-        )
-        .bind(tenant)
+        left = sqlx::query_scalar(&format!(
+            "with gone as (
+                delete from directory_group_members d using unnest($3::uuid[], $5::uuid[]) as x(g, m)
+                where d.tenant_id = $1 and d.group_id = x.g and d.member_id = x.m
+                returning d.group_id, d.member_id, d.member_type
+             ), logged as ({})
+             select count(*)::int from gone",
+            log.membership_events(EventType::MembershipRemoved, "gone")
+        ))
+        .bind(log.tenant)
+        .bind(log.run_id)
         .bind(&del_g)
+        .bind(log.round)
         .bind(&del_m)
-        .fetch_all(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
-        left.sort_unstable();
     }
     Ok((joined, left))
 }
