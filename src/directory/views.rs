@@ -357,7 +357,7 @@ pub(super) fn search_terms(search: Option<&str>) -> (Option<String>, Option<Uuid
 }
 
 /// A user in the directory copy.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DirectoryUser {
     /// Entra's object id.
     pub object_id: Uuid,
@@ -392,11 +392,36 @@ pub struct DirectoryUser {
     pub updated_at: OffsetDateTime,
 }
 
-/// [`DirectoryUser`]'s columns, for the dynamic feed (the checked queries name them).
+/// [`DirectoryUser`]'s columns, for the dynamic feed (the checked queries name them), in the
+/// order its `FromRow` reads them.
 pub(super) const USER_COLUMNS: &str =
     "object_id, user_principal_name, display_name, given_name, surname, mail, business_phones,
     mobile_phone, job_title, department, account_enabled, soft_deleted_at, last_seen_at,
     updated_at";
+
+/// By position, in [`USER_COLUMNS`]' order: an API page decodes a hundred users, and finding
+/// each column by its name was a measurable part of serving it.
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for DirectoryUser {
+    fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            object_id: row.try_get(0)?,
+            user_principal_name: row.try_get(1)?,
+            display_name: row.try_get(2)?,
+            given_name: row.try_get(3)?,
+            surname: row.try_get(4)?,
+            mail: row.try_get(5)?,
+            business_phones: row.try_get(6)?,
+            mobile_phone: row.try_get(7)?,
+            job_title: row.try_get(8)?,
+            department: row.try_get(9)?,
+            account_enabled: row.try_get(10)?,
+            soft_deleted_at: row.try_get(11)?,
+            last_seen_at: row.try_get(12)?,
+            updated_at: row.try_get(13)?,
+        })
+    }
+}
 
 /// A checked query over a tenant's `directory_users` (`$1`) narrowed by a search (`$2` a
 /// `contains_pattern`, `$3` an object id) and a [`UserState`] (`$4`), given as `query!(head

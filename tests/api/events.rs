@@ -117,6 +117,22 @@ async fn the_stream_reads_the_same_events_in_the_same_order_and_filters_them() {
     assert_eq!(first[1]["type"], "sync.completed");
     assert_eq!(first[0]["tenant_id"], a.to_string());
     assert!(first[0]["occurred_at"].as_str().unwrap().ends_with('Z'));
+    // Ids are UUIDv7 (RFC 9562), distinct, and their millisecond times never go back in the
+    // log's order: new ones land at the edge of the id index.
+    let v7: Vec<Uuid> = ids(&first)
+        .iter()
+        .map(|id| Uuid::parse_str(id).unwrap())
+        .collect();
+    assert!(v7.iter().all(|id| id.get_version_num() == 7), "{v7:?}");
+    let times: Vec<u64> = v7
+        .iter()
+        .map(|id| {
+            let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+            seconds * 1000 + u64::from(nanos) / 1_000_000
+        })
+        .collect();
+    assert!(times.is_sorted(), "{v7:?}");
+    assert_eq!(v7.iter().collect::<HashSet<_>>().len(), v7.len());
 
     let (created, _) = drain(&app, &reader, None, "&types=directory.user.created", 2).await;
     assert_eq!(created.len(), 7);

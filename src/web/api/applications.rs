@@ -243,12 +243,10 @@ pub async fn list(
     State(state): State<AppState>,
     _: Reader,
     ApiQuery(q): ApiQuery<Paging>,
-) -> Result<Json<Page<ApplicationOut>>, ApiError> {
+) -> Result<Page<ApplicationOut>, ApiError> {
     let limit = limit(q.limit)?;
     let rows = applications::page_after(&state.db, q.cursor.as_deref(), limit).await?;
-    Ok(Json(Page::new(rows, limit, |a: &Application| {
-        a.name.clone()
-    })))
+    Ok(Page::new(rows, limit, |a: &Application| a.name.clone()))
 }
 
 /// One application.

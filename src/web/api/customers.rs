@@ -48,11 +48,11 @@ pub async fn list(
     State(state): State<AppState>,
     _: Reader,
     ApiQuery(q): ApiQuery<Paging>,
-) -> Result<Json<Page<CustomerOut>>, ApiError> {
+) -> Result<Page<CustomerOut>, ApiError> {
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = customers::page_after(&state.db, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |c| c.id.to_string())))
+    Ok(Page::new(rows, limit, |c| c.id.to_string()))
 }
 
 /// One customer.

@@ -1,7 +1,6 @@
 //! `/api/v1/tenants/{id}/users|groups`: the directory copy, by cursor, changed-since and search;
 //! a group's members (direct or through nested groups) and a user's groups.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -70,7 +69,7 @@ pub async fn users(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
-) -> Result<Json<Page<DirectoryUser>>, ApiError> {
+) -> Result<Page<DirectoryUser>, ApiError> {
     let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
@@ -84,7 +83,7 @@ pub async fn users(
     )
     .await?;
     known(&state, tenant, rows.is_empty()).await?;
-    Ok(Json(Page::new(rows, limit, |u| u.object_id.to_string())))
+    Ok(Page::new(rows, limit, |u| u.object_id.to_string()))
 }
 
 /// The tenant's groups with member counts, by object id.
@@ -98,7 +97,7 @@ pub async fn groups(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
-) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
+) -> Result<Page<DirectoryGroup>, ApiError> {
     let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
@@ -112,7 +111,7 @@ pub async fn groups(
     )
     .await?;
     known(&state, tenant, rows.is_empty()).await?;
-    Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
+    Ok(Page::new(rows, limit, |g| g.object_id.to_string()))
 }
 
 /// A group's members, by member id.
@@ -128,12 +127,12 @@ pub async fn members(
     _: Reader,
     Path((id, group)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<super::tenants::Paging>,
-) -> Result<Json<Page<GroupMember>>, ApiError> {
+) -> Result<Page<GroupMember>, ApiError> {
     let (tenant, group) = existing_group(&state, &id, &group).await?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = feed::members(&state.db, tenant.into(), group, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+    Ok(Page::new(rows, limit, |m| m.member_id.to_string()))
 }
 
 /// A group's members at any depth: its own and those of every group nested in it, each once,
@@ -151,12 +150,12 @@ pub async fn transitive_members(
     _: Reader,
     Path((id, group)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<super::tenants::Paging>,
-) -> Result<Json<Page<GroupMember>>, ApiError> {
+) -> Result<Page<GroupMember>, ApiError> {
     let (tenant, group) = existing_group(&state, &id, &group).await?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = nesting::transitive_members(&state.db, tenant.into(), group, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |m| m.member_id.to_string())))
+    Ok(Page::new(rows, limit, |m| m.member_id.to_string()))
 }
 
 /// Paging, and whether to follow nesting.
@@ -186,7 +185,7 @@ pub async fn user_groups(
     _: Reader,
     Path((id, user)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<GroupsOfQuery>,
-) -> Result<Json<Page<DirectoryGroup>>, ApiError> {
+) -> Result<Page<DirectoryGroup>, ApiError> {
     let tenant = super::tenants::tenant(&state, &id).await?.id;
     let not_found = || ApiError::NotFound("no such user in this tenant's copy".into());
     let user = Uuid::parse_str(&user).map_err(|_| not_found())?;
@@ -197,7 +196,7 @@ pub async fn user_groups(
     let after = cursor_uuid(q.cursor.as_deref())?;
     let transitive = q.transitive.unwrap_or(false);
     let rows = nesting::groups_of(&state.db, tenant.into(), user, transitive, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |g| g.object_id.to_string())))
+    Ok(Page::new(rows, limit, |g| g.object_id.to_string()))
 }
 
 /// The tenant and group of a path, or 404 when the group is not in the tenant's copy.

@@ -256,7 +256,7 @@ pub async fn list(
     State(state): State<AppState>,
     _: Reader,
     ApiQuery(q): ApiQuery<InvitationQuery>,
-) -> Result<Json<Page<InvitationOut>>, ApiError> {
+) -> Result<Page<InvitationOut>, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -265,7 +265,7 @@ pub async fn list(
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = invitations::page_after(&state.db, status, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |i| i.id.to_string())))
+    Ok(Page::new(rows, limit, |i| i.id.to_string()))
 }
 
 fn invitation_id(id: &str) -> Result<InvitationId, ApiError> {

@@ -94,13 +94,11 @@ pub async fn list(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<Paging>,
-) -> Result<Json<Page<LinkOut>>, ApiError> {
+) -> Result<Page<LinkOut>, ApiError> {
     let app = application(&state, &id).await?;
     let limit = limit(q.limit)?;
     let rows = links::page_after(&state.db, app.id, q.cursor.as_deref(), limit).await?;
-    Ok(Json(Page::new(rows, limit, |l: &Link| {
-        l.account_id.clone()
-    })))
+    Ok(Page::new(rows, limit, |l: &Link| l.account_id.clone()))
 }
 
 /// One user's account link.

@@ -181,11 +181,11 @@ pub async fn list(
     State(state): State<AppState>,
     _: Reader,
     ApiQuery(q): ApiQuery<Paging>,
-) -> Result<Json<Page<TenantOut>>, ApiError> {
+) -> Result<Page<TenantOut>, ApiError> {
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
     let rows = tenants::page_after(&state.db, after, limit).await?;
-    Ok(Json(Page::new(rows, limit, |t| t.id.to_string())))
+    Ok(Page::new(rows, limit, |t| t.id.to_string()))
 }
 
 /// The tenant with Gangway's id `id` (from a path), or 404.
@@ -315,7 +315,7 @@ pub async fn runs(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<Paging>,
-) -> Result<Json<Page<RunOut>>, ApiError> {
+) -> Result<Page<RunOut>, ApiError> {
     let tenant = tenant(&state, &id).await?;
     let limit = limit(q.limit)?;
     let before = q
@@ -327,7 +327,7 @@ pub async fn runs(
         })
         .transpose()?;
     let rows = feed::runs(&state.db, tenant.id.into(), before, limit).await?;
-    Ok(Json(Page::new(rows, limit, |r| r.id.to_string())))
+    Ok(Page::new(rows, limit, |r| r.id.to_string()))
 }
 
 /// The tenant's deletion guard: its thresholds and what it holds.

@@ -190,15 +190,12 @@ fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhook endpoints",
     security(("api_token" = [])),
     responses((status = 200, body = Page<WebhookOut>), CommonProblems, ForbiddenProblem))]
-pub async fn list(
-    State(state): State<AppState>,
-    _: Writer,
-) -> Result<Json<Page<WebhookOut>>, ApiError> {
+pub async fn list(State(state): State<AppState>, _: Writer) -> Result<Page<WebhookOut>, ApiError> {
     let rows = webhooks::list(&state.db).await?;
-    Ok(Json(Page {
+    Ok(Page {
         items: rows.into_iter().map(WebhookOut::from).collect(),
         next_cursor: None,
-    }))
+    })
 }
 
 /// Adds an endpoint; its secret is in this answer only.
@@ -330,15 +327,15 @@ pub async fn deliveries(
     _: Writer,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
-) -> Result<Json<Page<DeliveryOut>>, ApiError> {
+) -> Result<Page<DeliveryOut>, ApiError> {
     let id = webhook_id(&id)?;
     let limit = super::limit(q.limit)?;
     webhooks::get(&state.db, id).await?;
     let rows = webhooks::deliveries(&state.db, id, limit).await?;
-    Ok(Json(Page {
+    Ok(Page {
         items: rows.into_iter().map(DeliveryOut::from).collect(),
         next_cursor: None,
-    }))
+    })
 }
 
 /// Queues a delivery's event again for the endpoint: a new delivery with its own attempts, the
