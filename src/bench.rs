@@ -4,8 +4,9 @@
 //! granted, [`tenants::record_consent`] queueing the first sync), and the real engine (the job
 //! queue, [`worker::work_one`] or [`worker::run`], the page store) timed phase by phase: the
 //! first full sync, a round of changes made through the emulator's admin API, a sync with
-//! nothing to do — beside the time Postgres takes to `COPY` as many rows. Figures only; it
-//! asserts nothing but that every sync succeeded and the copy matches the emulator.
+//! nothing to do — beside the time Postgres takes to `COPY` as many rows, and, asked for, the
+//! same full sync done by a [`peer`] with Microsoft's Graph SDK for Python. Figures only; it
+//! asserts nothing but that every sync succeeded and the copies match the emulator.
 //!
 //! `gangway bench api` is in [`api`], `gangway bench signin` in [`signin`]; the HTTP load
 //! generator they share in [`load`].
@@ -15,6 +16,7 @@ pub mod emulator;
 pub mod load;
 pub mod nesting;
 pub mod notify;
+pub mod peer;
 pub mod scim;
 pub mod signin;
 
@@ -51,6 +53,7 @@ use crate::web::AppState;
 use emulator::EmulatorProcess;
 use nesting::{NestingBenchParams, NestingBenchReport, run_nesting_bench};
 use notify::NotifyReport;
+use peer::PeerReport;
 
 /// The emulator's seed: the same directory every run.
 const SEED: u64 = 2026;
@@ -86,6 +89,9 @@ pub struct SyncBenchParams {
     pub notify_interval_ms: u64,
     /// Also answer nested-group questions over a copy of this shape (`gangway bench nesting`).
     pub nesting: Option<NestingBenchParams>,
+    /// After the full sync, the same one by the [`peer`] (one tenant only); the emulator then
+    /// serves HTTPS, the only scheme the Graph SDK speaks, to Gangway too.
+    pub peer: bool,
 }
 
 /// Syncs at once by default: one per tenant up to this many. Each holds a database connection
@@ -111,6 +117,12 @@ impl SyncBenchParams {
         }
         if self.page_size.is_some_and(|p| !(1..=999).contains(&p)) {
             return Some("--page-size must be within 1..=999, as Graph's".into());
+        }
+        if self.peer && self.tenants > 1 {
+            return Some(
+                "--peer compares one tenant's full sync: it cannot be used with --tenants above 1"
+                    .into(),
+            );
         }
         self.nesting.as_ref().and_then(NestingBenchParams::problem)
     }
@@ -208,6 +220,15 @@ pub struct SyncBenchReport {
     /// Nested-group answer times, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nesting: Option<NestingBenchReport>,
+    /// The same full sync by the peer, when asked for and it could run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerReport>,
+    /// `peer.seconds / full.seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_to_full: Option<f64>,
+    /// Why the peer asked for did not run (Python or a library it needs is not installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_skipped: Option<String>,
 }
 
 /// Runs the benchmark against a scratch database on the Postgres server `server_url` points
@@ -299,16 +320,17 @@ async fn measure(
         memberships: Some(params.memberships),
         seed: SEED,
         notifications_over_http: true,
+        tls: params.peer,
         ..Options::default()
     })
     .await
     .context("starting the emulator failed")?;
-    let admin = EmulatorAdmin::at(emulator.base_url())?;
+    let admin = emulator.admin()?;
     params.changes = params.changes.min(params.users);
     // The portal serves there only for the notifications phase; Graph delivers to it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let portal = format!("http://{}", listener.local_addr()?);
-    let state = connect(emulator.base_url(), &admin, &db, &portal).await?;
+    let state = connect(&emulator, &admin, &db, &portal).await?;
     let customers = customers(&admin, &state).await?;
     let mut graph = json!({ "latency_ms": params.latency_ms });
     if let Some(size) = params.page_size {
@@ -344,6 +366,13 @@ async fn measure(
     bench.checkpoint().await;
     let full = bench.phase(concurrency).await.context("the full sync")?;
     let floor_rows = bench.capture_floor_rows().await?;
+    // The peer syncs the directory the full sync did, before the changes.
+    let peer = if bench.params.peer {
+        let peer = bench.peer(&emulator, &state, &full).await;
+        Some(peer.context("the peer's full sync")?)
+    } else {
+        None
+    };
     let mut changes = 0;
     for (n, customer) in bench.customers.iter().enumerate() {
         changes += bench.change_directory(customer, n as u64).await?;
@@ -378,8 +407,16 @@ async fn measure(
     };
     let emulator_rss_mb = emulator.resident_mb();
     emulator.stop().await;
+    let (peer, peer_skipped) = match peer {
+        Some(peer::Outcome::Ran(peer)) => (Some(peer), None),
+        Some(peer::Outcome::Skipped(why)) => (None, Some(why)),
+        None => (None, None),
+    };
     Ok(SyncBenchReport {
         machine: machine(),
+        peer_to_full: peer.as_ref().map(|p| round(p.seconds / full.seconds, 1)),
+        peer,
+        peer_skipped,
         latency_floor_seconds: full.latency_floor_seconds,
         speedup_over_serial: serial.as_ref().map(|s| round(s.seconds / full.seconds, 1)),
         serial,
@@ -397,10 +434,10 @@ async fn measure(
 }
 
 /// The provider's app registered in the emulator's tenant 0 (with both of Gangway's redirect
-/// URIs, consent's and sign-in's) and Gangway configured against it, as `gangway demo` does;
-/// Gangway's public URL is `public_url`.
+/// URIs, consent's and sign-in's) and Gangway configured against it (trusting its CA, with
+/// TLS), as `gangway demo` does; Gangway's public URL is `public_url`.
 async fn connect(
-    emulator: &str,
+    emulator: &EmulatorProcess,
     admin: &EmulatorAdmin,
     db: &PgPool,
     public_url: &str,
@@ -430,12 +467,15 @@ async fn connect(
             )
             .await?;
     }
-    let cfg = config(
-        public_url,
-        Url::parse(emulator)?,
-        app.client_id,
-        app.client_secret,
-    )?;
+    let cfg = Config {
+        extra_ca_pem: emulator.ca_pem().map(|pem| pem.as_bytes().to_vec()),
+        ..config(
+            public_url,
+            Url::parse(emulator.base_url())?,
+            app.client_id,
+            app.client_secret,
+        )?
+    };
     crate::settings::prepare(db, &cfg.keys, &cfg.settings_seed()).await?;
     AppState::new(cfg, db.clone())
 }
@@ -651,11 +691,7 @@ impl Bench {
             1 => None,
             _ => Some(sqlx::PgConnection::connect(&self.db_url).await?),
         };
-        // Setting the throttle's scale again starts its counts (and buckets) afresh.
-        let scale = self.admin.get("/_emulator/throttle").await?["scale"].clone();
-        self.admin
-            .post("/_emulator/throttle", &json!({ "scale": scale }))
-            .await?;
+        fresh_throttle(&self.admin).await?;
         // A budget of the phase's own: units a process took from Postgres and has not spent
         // yet would otherwise carry over, and pay for this phase's reads without a round trip.
         let budget = Budget::new(self.db.clone(), self.budget_scale);
@@ -681,8 +717,7 @@ impl Bench {
         let users_pages = self.admin.get("/_emulator/faults").await?["injected"]["requests"]
             .as_i64()
             .unwrap_or(0);
-        let throttle = &self.admin.get("/_emulator/throttle").await?["counts"];
-        let count = |name: &str| throttle[name].as_u64().unwrap_or(0);
+        let throttle = throttle_counts(&self.admin).await?;
         let runs = sqlx::query_as!(
             RunRow,
             r#"select outcome, error, added, updated, soft_deleted, removed, members_added,
@@ -719,8 +754,8 @@ impl Bench {
             objects_per_second: round(objects as f64 / seconds, 0),
             peak_rss_mb,
             pages,
-            graph_429s: count("throttled"),
-            resource_units: count("resource_units"),
+            graph_429s: throttle.throttled,
+            resource_units: throttle.resource_units,
             budget_round_trips: budget.round_trips(),
             runs: runs.len(),
             changes: None,
@@ -878,13 +913,24 @@ impl Bench {
         Ok(adds + user_edits + group_edits + deletes + removals + additions)
     }
 
+    /// The live users and groups of a tenant's directory in the emulator.
+    async fn in_emulator(&self, customer: &Customer) -> anyhow::Result<(i64, i64)> {
+        let seen = self
+            .admin
+            .get(&format!("/_emulator/tenants/{}", customer.entra.id))
+            .await?;
+        let count = |name: &str| {
+            seen[name]
+                .as_i64()
+                .with_context(|| format!("the emulator did not count the {name}: {seen}"))
+        };
+        Ok((count("users")?, count("groups")?))
+    }
+
     /// Fails unless every tenant's copy has as many live users and groups as the emulator.
     async fn check_copy(&self) -> anyhow::Result<()> {
         for customer in &self.customers {
-            let seen = self
-                .admin
-                .get(&format!("/_emulator/tenants/{}", customer.entra.id))
-                .await?;
+            let seen = self.in_emulator(customer).await?;
             let counts = sqlx::query!(
                 r#"select (select count(*) from directory_users
                            where tenant_id = $1 and soft_deleted_at is null) as "users!",
@@ -895,16 +941,58 @@ impl Bench {
             .fetch_one(&self.db)
             .await?;
             let (users, groups) = (counts.users, counts.groups);
-            if Some(users) != seen["users"].as_i64() || Some(groups) != seen["groups"].as_i64() {
+            if (users, groups) != seen {
                 bail!(
                     "the copy of {} holds {users} users and {groups} groups, the emulator {} and {}",
                     customer.entra.display_name,
-                    seen["users"],
-                    seen["groups"]
+                    seen.0,
+                    seen.1
                 );
             }
         }
         Ok(())
+    }
+
+    /// The peer's full sync of the tenant (there is one) into its own tables in the scratch
+    /// database, checked against the emulator (users, groups) and Gangway's `full` sync
+    /// (memberships); its tables are dropped afterwards, leaving the database to the phases.
+    async fn peer(
+        &self,
+        emulator: &EmulatorProcess,
+        state: &AppState,
+        full: &Phase,
+    ) -> anyhow::Result<peer::Outcome> {
+        let customer = &self.customers[0];
+        let secret = state.cfg.client_secret.as_ref();
+        let target = peer::Target {
+            emulator: emulator.base_url(),
+            ca_file: emulator.ca_file().context("the emulator serves no TLS")?,
+            tenant: &customer.entra.id,
+            client_id: state.cfg.client_id.as_deref().context("no client id")?,
+            client_secret: secret.context("no client secret")?.expose(),
+            database_url: &self.db_url,
+        };
+        let outcome = peer::run(&target, &self.admin).await?;
+        if let peer::Outcome::Ran(report) = &outcome {
+            let seen = self.in_emulator(customer).await?;
+            let copied = (report.users, report.groups, report.memberships);
+            if copied != (seen.0, seen.1, full.memberships) {
+                bail!(
+                    "the peer's copy holds {} users, {} groups and {} memberships; the emulator \
+                     {} users and {} groups, Gangway's copy {} memberships",
+                    copied.0,
+                    copied.1,
+                    copied.2,
+                    seen.0,
+                    seen.1,
+                    full.memberships
+                );
+            }
+        }
+        sqlx::query("drop schema if exists peer cascade")
+            .execute(&self.db)
+            .await?;
+        Ok(outcome)
     }
 
     /// The rows the full sync wrote, as `COPY` text under a scratch tenant (with the same
@@ -980,6 +1068,33 @@ impl Bench {
             .await?;
         Ok((round(seconds, 4), written))
     }
+}
+
+/// Graph's throttle, in the emulator: what it counted since it was last started afresh.
+struct ThrottleCounts {
+    /// Requests answered 429.
+    throttled: u64,
+    /// Resource units the requests cost.
+    resource_units: u64,
+}
+
+/// Starts Graph's throttle afresh, counts and buckets (setting its scale again does).
+async fn fresh_throttle(admin: &EmulatorAdmin) -> anyhow::Result<()> {
+    let scale = admin.get("/_emulator/throttle").await?["scale"].clone();
+    admin
+        .post("/_emulator/throttle", &json!({ "scale": scale }))
+        .await?;
+    Ok(())
+}
+
+/// What Graph's throttle counted since [`fresh_throttle`].
+async fn throttle_counts(admin: &EmulatorAdmin) -> anyhow::Result<ThrottleCounts> {
+    let throttle = admin.get("/_emulator/throttle").await?;
+    let count = |name: &str| throttle["counts"][name].as_u64().unwrap_or(0);
+    Ok(ThrottleCounts {
+        throttled: count("throttled"),
+        resource_units: count("resource_units"),
+    })
 }
 
 /// The tables the full sync writes, with the columns it writes (the others take defaults).

@@ -53,21 +53,19 @@ pub struct EmulatorAdmin {
 impl EmulatorAdmin {
     /// A client for `emulator`, trusting its CA when it serves HTTPS.
     pub fn new(emulator: &Emulator) -> anyhow::Result<Self> {
+        Self::at(emulator.base_url(), emulator.ca_pem())
+    }
+
+    /// A client for the emulator another process serves at `base_url`, trusting `ca_pem`
+    /// when it serves HTTPS.
+    pub fn at(base_url: &str, ca_pem: Option<&str>) -> anyhow::Result<Self> {
         let mut http = reqwest::Client::builder();
-        if let Some(pem) = emulator.ca_pem() {
+        if let Some(pem) = ca_pem {
             http = http.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
         }
         Ok(Self {
-            base: emulator.base_url().trim_end_matches('/').to_owned(),
-            http: http.build()?,
-        })
-    }
-
-    /// A client for the emulator another process serves at `base_url` over plain HTTP.
-    pub fn at(base_url: &str) -> anyhow::Result<Self> {
-        Ok(Self {
             base: base_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder().build()?,
+            http: http.build()?,
         })
     }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use entra_emulator::{EmulatedLogin, EmulatorAdmin, Options};
+use entra_emulator::{EmulatedLogin, Options};
 use futures_util::{StreamExt, TryStreamExt};
 use hyper::header::{self, HeaderValue};
 use serde::Serialize;
@@ -204,11 +204,11 @@ async fn measure(params: SigninBenchParams, db: PgPool) -> anyhow::Result<Signin
     })
     .await
     .context("starting the emulator failed")?;
-    let admin = EmulatorAdmin::at(emulator.base_url())?;
+    let admin = emulator.admin()?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let portal = format!("http://{address}");
-    let state = super::connect(emulator.base_url(), &admin, &db, &portal).await?;
+    let state = super::connect(&emulator, &admin, &db, &portal).await?;
     let provider_id = state
         .cfg
         .client_id

@@ -200,6 +200,13 @@ pub(crate) struct SyncArgs {
     /// defaults (100k users, 5k groups, depth 5), on a scratch database of their own.
     #[arg(long)]
     nesting: bool,
+    /// After the full sync: the same one by a peer, Microsoft's Graph SDK for Python with
+    /// psycopg (scripts/peer-sync.py, run by GANGWAY_PEER_PYTHON or python3), into its own
+    /// tables in the scratch database; one tenant only. The emulator then serves HTTPS, the
+    /// only scheme the SDK speaks, to Gangway too. Skipped, saying why, when Python or its
+    /// libraries (msgraph-sdk, azure-identity, psycopg) are not installed.
+    #[arg(long)]
+    peer: bool,
     /// The Postgres server to create the scratch database on.
     #[arg(
         long,
@@ -241,6 +248,7 @@ async fn sync(args: SyncArgs) -> Result<(), Failure> {
         notified_changes: args.notified_changes,
         notify_interval_ms: args.notify_interval_ms,
         nesting: args.nesting.then(NestingBenchParams::default),
+        peer: args.peer,
     };
     if let Some(problem) = params.problem() {
         return Err(Failure::Usage(problem));
@@ -496,6 +504,24 @@ fn load_line(round: &str, target: &str, l: &Load, share: Option<f64>) -> String 
     )
 }
 
+/// The peer's line, when one was asked for.
+fn peer_text(r: &SyncBenchReport) -> String {
+    match (&r.peer, r.peer_to_full, &r.peer_skipped) {
+        (Some(peer), Some(ratio), _) => format!(
+            "Peer        {:.3} s ({:.3} s with Python's start-up): the same full sync by Microsoft's Graph SDK for Python + psycopg, {} users, {} groups, {} memberships, {} pages, {} 429s; Gangway's was {ratio:.1}× faster\n",
+            peer.seconds,
+            peer.process_seconds,
+            peer.users,
+            peer.groups,
+            peer.memberships,
+            peer.pages,
+            peer.graph_429s,
+        ),
+        (_, _, Some(why)) => format!("Peer        skipped: {why}\n"),
+        _ => String::new(),
+    }
+}
+
 /// The report as a small table.
 fn text(r: &SyncBenchReport) -> String {
     let p = &r.params;
@@ -559,6 +585,7 @@ fn text(r: &SyncBenchReport) -> String {
             serial.seconds
         ));
     }
+    out.push_str(&peer_text(r));
     out.push_str(&format!(
         "Pool        {} database connections\n\"latency s\": the Graph round trips alone.\n",
         p.pool_size.map_or("?".to_owned(), |n| n.to_string())

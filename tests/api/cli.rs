@@ -1250,3 +1250,48 @@ async fn bench_sync_counts_each_phases_budget_round_trips_and_refuses_a_pool_pas
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn bench_sync_peer_copies_what_the_emulator_holds_and_refuses_several_tenants() {
+    let output = bench_sync(&["--users", "1", "--groups", "1", "--tenants", "2", "--peer"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--peer compares one tenant's full sync"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = bench_sync(&[
+        "--users",
+        "50",
+        "--groups",
+        "2",
+        "--changes",
+        "10",
+        "--peer",
+        "--json",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    if let Some(why) = report["peer_skipped"].as_str() {
+        eprintln!("skipped: the peer's Python libraries are missing: {why}");
+        return;
+    }
+    // The emulator holds 50 users (its administrator among them), 2 groups and, by default,
+    // as many memberships as users; the peer's tables hold as many, Gangway's copy too.
+    let peer = &report["peer"];
+    assert_eq!(peer["users"], 50, "{report:#}");
+    assert_eq!(peer["groups"], 2, "{report:#}");
+    assert_eq!(peer["memberships"], 50, "{report:#}");
+    assert_eq!(report["full"]["objects"], 52, "{report:#}");
+    assert_eq!(report["full"]["memberships"], 50, "{report:#}");
+    // One users page and one groups page at least, and a ratio from both timings.
+    assert!(peer["pages"].as_i64().unwrap() >= 2, "{report:#}");
+    assert!(peer["seconds"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert!(
+        peer["process_seconds"].as_f64().unwrap() >= peer["seconds"].as_f64().unwrap(),
+        "{report:#}"
+    );
+    assert!(report["peer_to_full"].as_f64().unwrap() > 0.0, "{report:#}");
+}
