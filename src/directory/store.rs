@@ -194,14 +194,11 @@ pub trait Stored: Overlay + Sized {
     /// The page's upserts as JSON rows for `jsonb_to_recordset`, with a bit mask `m` of the
     /// properties present.
     fn row(id: Uuid, fields: &Self) -> Value;
-    /// Inserts new objects and updates the properties present on known ones; restores
-    /// soft-deleted ones; logs, with `log`, those created and those changed, each as now
-    /// stored. Returns (added, updated).
-    fn upsert<'c>(
-        tx: &'c mut Transaction<'_, Postgres>,
-        log: &Logger,
-        rows: Value,
-    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c;
+    /// The `with` queries that insert the page's new objects (`ins`) and update the
+    /// properties present on known ones (`upd`), restoring soft-deleted ones: over the rows
+    /// `$3` for tenant `$1` and round `$4`, each returning the table's columns, `changed` and
+    /// `created`. [`upsert_objects`] logs what they return.
+    const UPSERT: &'static str;
 }
 
 /// `Some(v)` when the page carried the property, and the bit to say so.
@@ -237,25 +234,19 @@ impl Stored for UserFields {
         row
     }
 
-    fn upsert<'c>(
-        tx: &'c mut Transaction<'_, Postgres>,
-        log: &Logger,
-        rows: Value,
-    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
-        // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
-        // before the statement, so it never touches what `ins` adds; `known` (the ids `ins`
-        // did not add) spares a first round one lookup per row.
-        // The ids as an array, and the statement planned afresh each time (not
-        // kept prepared): a first round fills the table from empty faster than statistics
-        // follow, and a plan kept from when it was small scans every row of the tenant on
-        // every page; with the array the lookups stay on the primary key however stale the
-        // statistics, and a fresh plan sees the table's size.
-        // A new object starts in the sync scope only in a tenant that copies everyone (`s`, read
-        // once per statement): elsewhere the round's end brings it in, with its `created`
-        // event, if the scope holds it, so no event shows it early.
-        // The events are built from the rows `ins` and `upd` return, not looked up afterwards.
-        let sql = format!(
-            "with u as (
+    // Data-modifying CTEs share one snapshot: `upd` sees only the rows that existed
+    // before the statement, so it never touches what `ins` adds; `known` (the ids `ins`
+    // did not add) spares a first round one lookup per row.
+    // The ids as an array, and the statement planned afresh each time (not
+    // kept prepared): a first round fills the table from empty faster than statistics
+    // follow, and a plan kept from when it was small scans every row of the tenant on
+    // every page; with the array the lookups stay on the primary key however stale the
+    // statistics, and a fresh plan sees the table's size.
+    // A new object starts in the sync scope only in a tenant that copies everyone (`s`, read
+    // once per statement): elsewhere the round's end brings it in, with its `created`
+    // event, if the scope holds it, so no event shows it early.
+    // The events are built from the rows `ins` and `upd` return, not looked up afterwards.
+    const UPSERT: &'static str = "with u as (
                 select * from jsonb_to_recordset($3) as u(id uuid, m int, upn text, dn text, gn text,
                     sn text, mail text, phones text[], mobile text, title text, dept text, enabled boolean)
              ), s as (
@@ -264,7 +255,7 @@ impl Stored for UserFields {
                 insert into directory_users (tenant_id, object_id, user_principal_name, display_name,
                     given_name, surname, mail, business_phones, mobile_phone, job_title, department,
                     account_enabled, seen_round, in_scope)
-                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{{}}'), mobile, title, dept, enabled, $4,
+                select $1, id, upn, dn, gn, sn, mail, coalesce(phones, '{}'), mobile, title, dept, enabled, $4,
                     (select all_in from s)
                 from u
                 on conflict (tenant_id, object_id) do nothing
@@ -286,7 +277,7 @@ impl Stored for UserFields {
                     case when u.m & 4 <> 0 then u.gn else o.given_name end as gn,
                     case when u.m & 8 <> 0 then u.sn else o.surname end as sn,
                     case when u.m & 16 <> 0 then u.mail else o.mail end as mail,
-                    case when u.m & 32 <> 0 then coalesce(u.phones, '{{}}') else o.business_phones end as phones,
+                    case when u.m & 32 <> 0 then coalesce(u.phones, '{}') else o.business_phones end as phones,
                     case when u.m & 64 <> 0 then u.mobile else o.mobile_phone end as mobile,
                     case when u.m & 128 <> 0 then u.title else o.job_title end as title,
                     case when u.m & 256 <> 0 then u.dept else o.department end as dept,
@@ -300,24 +291,7 @@ impl Stored for UserFields {
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
                     and d.object_id = any((select ids from known)::uuid[])
                 returning d.*, n.changed, false as created
-             ), written as (
-                select * from ins union all select * from upd where changed
-             ), logged as ({})
-             select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
-            log.upserted(Resource::Users, "written")
-        );
-        let log = *log;
-        async move {
-            sqlx::query_as(&sql)
-                .bind(log.tenant)
-                .bind(log.run_id)
-                .bind(rows)
-                .bind(log.round)
-                .persistent(false)
-                .fetch_one(&mut **tx)
-                .await
-        }
-    }
+             )";
 }
 
 impl Stored for GroupFields {
@@ -337,16 +311,10 @@ impl Stored for GroupFields {
         row
     }
 
-    fn upsert<'c>(
-        tx: &'c mut Transaction<'_, Postgres>,
-        log: &Logger,
-        rows: Value,
-    ) -> impl Future<Output = Result<(i32, i32), sqlx::Error>> + Send + 'c {
-        // As for users: the ids' array and a fresh plan keep the lookups on the index, a new
-        // group starts in the scope only in a tenant that copies everyone, and the events are
-        // built from the rows written.
-        let sql = format!(
-            "with u as (
+    // As for users: the ids' array and a fresh plan keep the lookups on the index, a new
+    // group starts in the scope only in a tenant that copies everyone, and the events are
+    // built from the rows written.
+    const UPSERT: &'static str = "with u as (
                 select * from jsonb_to_recordset($3)
                     as u(id uuid, m int, dn text, descr text, mail text, me boolean, se boolean)
              ), s as (
@@ -380,24 +348,7 @@ impl Stored for GroupFields {
                 from n where d.tenant_id = $1 and d.object_id = n.object_id
                     and d.object_id = any((select ids from known)::uuid[])
                 returning d.*, n.changed, false as created
-             ), written as (
-                select * from ins union all select * from upd where changed
-             ), logged as ({})
-             select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
-            log.upserted(Resource::Groups, "written")
-        );
-        let log = *log;
-        async move {
-            sqlx::query_as(&sql)
-                .bind(log.tenant)
-                .bind(log.run_id)
-                .bind(rows)
-                .bind(log.round)
-                .persistent(false)
-                .fetch_one(&mut **tx)
-                .await
-        }
-    }
+             )";
 }
 
 /// Applies one page of `F` objects for `tenant` to the copy (or several pages of a round,
@@ -525,7 +476,8 @@ impl Changes {
     }
 }
 
-/// Upserts the page's objects; logs those created and those changed, each as now stored.
+/// Upserts the page's objects; logs those created and those changed, each as now stored, from
+/// what the upsert returned.
 async fn upsert_objects<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
@@ -535,7 +487,23 @@ async fn upsert_objects<F: Stored>(
     if rows.is_empty() {
         return Ok(tally);
     }
-    (tally.added, tally.updated) = F::upsert(tx, &ctx.log, Value::Array(rows)).await?;
+    let sql = format!(
+        "{}, written as (
+            select * from ins union all select * from upd where changed
+         ), logged as ({})
+         select (select count(*) from ins)::int, (select count(*) from upd where changed)::int",
+        F::UPSERT,
+        ctx.log.upserted(F::RESOURCE, "written")
+    );
+    // Planned afresh each time (not kept prepared): see the users' `UPSERT`.
+    (tally.added, tally.updated) = sqlx::query_as(&sql)
+        .bind(ctx.log.tenant)
+        .bind(ctx.log.run_id)
+        .bind(Value::Array(rows))
+        .bind(ctx.log.round)
+        .persistent(false)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(tally)
 }
 
