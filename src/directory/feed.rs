@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::views::{
-    DirectoryGroup, DirectoryUser, GROUP_COLUMNS, GroupMember, SyncRun, USER_COLUMNS, search_terms,
+    DirectoryGroup, GROUP_COLUMNS, GroupMember, SyncRun, USER_COLUMNS, UserRow, search_terms,
     select_runs,
 };
 
@@ -84,8 +84,8 @@ pub async fn users(
     updated_since: Option<OffsetDateTime>,
     search: Option<&str>,
     limit: i64,
-) -> Result<Vec<DirectoryUser>, sqlx::Error> {
-    Page::new(
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let rows = Page::new(
         &format!("select {USER_COLUMNS} from directory_users"),
         "tenant_id",
         tenant_id,
@@ -99,9 +99,10 @@ pub async fn users(
         search,
     )
     .ordered("object_id", limit)
-    .build_query_as()
+    .build()
     .fetch_all(db)
-    .await
+    .await?;
+    rows.into_iter().map(UserRow::try_from).collect()
 }
 
 /// The tenant's groups by object id after `after`, optionally only those changed since

@@ -11,7 +11,7 @@ use super::auth::Reader;
 use super::problem::{ApiError, ApiQuery, CommonProblems, NotFoundProblem};
 use super::tenants::{no_such_tenant, tenant_id};
 use super::{Page, cursor_uuid, limit};
-use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember};
+use crate::directory::views::{DirectoryGroup, DirectoryUser, GroupMember, UserRow};
 use crate::directory::{feed, nesting};
 use crate::tenants;
 use crate::types::TenantRecordId;
@@ -69,7 +69,7 @@ pub async fn users(
     _: Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DirectoryQuery>,
-) -> Result<Page<DirectoryUser>, ApiError> {
+) -> Result<Page<UserRow>, ApiError> {
     let tenant = tenant_id(&id)?;
     let limit = limit(q.limit)?;
     let after = cursor_uuid(q.cursor.as_deref())?;
