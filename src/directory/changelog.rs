@@ -136,13 +136,16 @@ impl Logger {
         extra: &str,
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        let sql = events::insert_select(&format!(
-            "select {event_type}, jsonb_build_object({}, {}{extra})
+        let sql = events::insert_select(
+            "$1::uuid",
+            &format!(
+                "select {event_type}, jsonb_build_object({}, {}{extra})
              from {} d where d.tenant_id = $1 and d.in_scope and {condition} order by d.object_id",
-            self.head(),
-            pairs(resource),
-            table(resource)
-        ));
+                self.head(),
+                pairs(resource),
+                table(resource)
+            ),
+        );
         self.run(tx, &sql, ids, &[]).await
     }
 
@@ -152,14 +155,17 @@ impl Logger {
     /// statement that wrote them, returning the table's columns and `created`: the objects are
     /// logged from what the write returned, not looked up again.
     pub(super) fn upserted(&self, resource: Resource, source: &str) -> String {
-        events::insert_select(&format!(
-            "select case when d.created then '{}' else '{}' end, jsonb_build_object({}, {})
+        events::insert_select(
+            "$1::uuid",
+            &format!(
+                "select case when d.created then '{}' else '{}' end, jsonb_build_object({}, {})
              from {source} d where d.in_scope order by d.object_id",
-            created(resource).name(),
-            updated(resource).name(),
-            self.head(),
-            pairs(resource),
-        ))
+                created(resource).name(),
+                updated(resource).name(),
+                self.head(),
+                pairs(resource),
+            ),
+        )
     }
 
     /// Logs the deletion of the objects of `resource` that `condition` keeps, `permanent` (gone
@@ -234,13 +240,16 @@ impl Logger {
     /// order. Following the statement that wrote the memberships in its own `with`, it logs
     /// them without their ids going to the engine and back.
     pub(super) fn membership_events(&self, event_type: EventType, source: &str) -> String {
-        events::insert_select(&format!(
+        events::insert_select(
+            "$1::uuid",
+            &format!(
             "select '{}', jsonb_build_object({}, 'group_id', x.group_id, 'member_id', x.member_id)
              from {source} x where {} order by x.group_id, x.member_id",
             event_type.name(),
             self.head(),
             visible("x.group_id", "x.member_id", "x.member_type"),
-        ))
+        ),
+        )
     }
 
     /// Runs one event-appending statement (which fans what it appends out to the webhooks).

@@ -5,7 +5,7 @@
 //! changes nothing), write only the properties the page carried, and every statement is
 //! scoped by tenant.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -660,7 +660,9 @@ async fn apply_members(
     log: &Logger,
     changes: &[(Uuid, MemberChange)],
 ) -> Result<(i32, i32), sqlx::Error> {
-    let mut last: HashMap<(Uuid, Uuid), &MemberChange> = HashMap::with_capacity(changes.len());
+    // In (group, member) order, the primary key's: the rows go into its index side by side
+    // rather than scattered.
+    let mut last: BTreeMap<(Uuid, Uuid), &MemberChange> = BTreeMap::new();
     for (group, m) in changes {
         last.insert((*group, m.id), m);
     }
