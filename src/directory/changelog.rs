@@ -97,7 +97,7 @@ fn deleted(resource: Resource) -> EventType {
 /// In the statements it writes: `$1` the tenant, `$2` the run, `$3` object (or group) ids,
 /// `$4` the round, `$5` member ids.
 #[derive(Debug, Clone, Copy)]
-pub struct Logger {
+pub(super) struct Logger {
     pub(super) tenant: Uuid,
     pub(super) run_id: Option<i64>,
     pub(super) round: i64,
@@ -123,6 +123,12 @@ impl Logger {
         }
     }
 
+    /// The statement appending the events `select` yields, all of this logger's tenant (`$1`,
+    /// as in their data's [`Self::head`]).
+    fn append(select: &str) -> String {
+        events::insert_select("$1::uuid", select)
+    }
+
     /// Logs one event per object of `resource` that `condition` keeps (over its table as `d`),
     /// of the type `event_type` names (an SQL expression over `d`), carrying the object as the
     /// directory API shows it and `extra` (more `jsonb_build_object` pairs, each after a
@@ -136,16 +142,13 @@ impl Logger {
         extra: &str,
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        let sql = events::insert_select(
-            "$1::uuid",
-            &format!(
-                "select {event_type}, jsonb_build_object({}, {}{extra})
+        let sql = Self::append(&format!(
+            "select {event_type}, jsonb_build_object({}, {}{extra})
              from {} d where d.tenant_id = $1 and d.in_scope and {condition} order by d.object_id",
-                self.head(),
-                pairs(resource),
-                table(resource)
-            ),
-        );
+            self.head(),
+            pairs(resource),
+            table(resource)
+        ));
         self.run(tx, &sql, ids, &[]).await
     }
 
@@ -155,17 +158,14 @@ impl Logger {
     /// statement that wrote them, returning the table's columns and `created`: the objects are
     /// logged from what the write returned, not looked up again.
     pub(super) fn upserted(&self, resource: Resource, source: &str) -> String {
-        events::insert_select(
-            "$1::uuid",
-            &format!(
-                "select case when d.created then '{}' else '{}' end, jsonb_build_object({}, {})
+        Self::append(&format!(
+            "select case when d.created then '{}' else '{}' end, jsonb_build_object({}, {})
              from {source} d where d.in_scope order by d.object_id",
-                created(resource).name(),
-                updated(resource).name(),
-                self.head(),
-                pairs(resource),
-            ),
-        )
+            created(resource).name(),
+            updated(resource).name(),
+            self.head(),
+            pairs(resource),
+        ))
     }
 
     /// Logs the deletion of the objects of `resource` that `condition` keeps, `permanent` (gone
@@ -240,16 +240,13 @@ impl Logger {
     /// order. Following the statement that wrote the memberships in its own `with`, it logs
     /// them without their ids going to the engine and back.
     pub(super) fn membership_events(&self, event_type: EventType, source: &str) -> String {
-        events::insert_select(
-            "$1::uuid",
-            &format!(
+        Self::append(&format!(
             "select '{}', jsonb_build_object({}, 'group_id', x.group_id, 'member_id', x.member_id)
              from {source} x where {} order by x.group_id, x.member_id",
             event_type.name(),
             self.head(),
             visible("x.group_id", "x.member_id", "x.member_type"),
-        ),
-        )
+        ))
     }
 
     /// Runs one event-appending statement (which fans what it appends out to the webhooks).

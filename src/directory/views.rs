@@ -402,7 +402,6 @@ pub(super) const USER_COLUMNS: &str =
 /// A user's row as an API page reads it ([`USER_COLUMNS`]), serialised as [`DirectoryUser`]
 /// is, straight from the row: its strings are written from the row's own bytes, never copied
 /// into strings of their own first (a page of a hundred users held about a thousand).
-#[derive(Debug)]
 pub struct UserRow {
     /// Its object id (the API's cursor).
     pub object_id: Uuid,
