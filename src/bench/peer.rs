@@ -89,6 +89,11 @@ pub async fn run(target: &Target<'_>, admin: &EmulatorAdmin) -> anyhow::Result<O
         .arg(target.ca_file)
         .env("AZURE_CLIENT_SECRET", target.client_secret)
         .env("DATABASE_URL", target.database_url)
+        // libpq speaks to a server on loopback as Gangway does (see `db::options`).
+        .envs(
+            crate::db::in_the_clear_on_loopback(target.database_url)
+                .then_some(("PGSSLMODE", "disable")),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
