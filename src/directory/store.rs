@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::changelog::{self, Logger};
@@ -67,6 +68,23 @@ impl ChainState {
             .as_deref()
             .or(self.delta_link.as_deref())
             .unwrap_or(resource.first_link())
+    }
+
+    /// The chain once a page with `link` is applied: mid-round at its next link, or, at a
+    /// delta link, at the end of an incremental round.
+    pub fn after(&self, link: &Link) -> ChainState {
+        match link {
+            Link::Next(next) => ChainState {
+                next_link: Some(next.clone()),
+                ..self.clone()
+            },
+            Link::Delta(delta) => ChainState {
+                next_link: None,
+                delta_link: Some(delta.clone()),
+                round: self.round,
+                full_round: false,
+            },
+        }
     }
 }
 
@@ -356,6 +374,11 @@ impl Stored for GroupFields {
 /// (the pages fetched and the throttling met) to run `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
 ///
+/// With `earlier`, the page's rows are written while the batch before it is still being
+/// written in a transaction of its own, and its link waits for word that that one committed
+/// (the chain is then where `state` says): no batch commits before the one before it. Without
+/// the word (that write failed), nothing is written.
+///
 /// The steps run in this order, each returning what it counted and logging one event per
 /// object and membership it changed: upserts (releasing them from the deletion guard),
 /// memberships, deletions staged for the guard, at a round's end what it did not see staged too
@@ -368,6 +391,7 @@ pub async fn apply_page<F: Stored>(
     state: &ChainState,
     page: Page<F>,
     fetching: Tally,
+    earlier: Option<oneshot::Receiver<()>>,
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
     ensure_active(&mut tx, tenant).await?;
@@ -400,7 +424,10 @@ pub async fn apply_page<F: Stored>(
     if matches!(page.link, Link::Delta(_)) {
         done.add(&end_round(&mut tx, &ctx, state).await?);
     }
-    let next = follow_link(&mut tx, &ctx, state, page.link, run_id, &done).await?;
+    if let Some(earlier) = earlier {
+        earlier.await.map_err(|_| StoreError::StateMoved)?;
+    }
+    let next = follow_link(&mut tx, &ctx, state, &page.link, run_id, &done).await?;
     // Sign-in sessions of users this page disabled or deleted end with it (after the link: the
     // end of a first round also ends those of users it did not copy). A page of an incremental
     // round that changed no object (an idle round's) changed no session's user.
@@ -426,7 +453,8 @@ async fn ensure_active(tx: &mut Transaction<'_, Postgres>, tenant: Uuid) -> Resu
 /// What every step of one page knows: whose page it is, and how to log what it changed.
 struct PageCtx<F> {
     log: Logger,
-    stored: std::marker::PhantomData<F>,
+    /// The kind of object only (no `F` is held, so the context goes between threads).
+    stored: std::marker::PhantomData<fn() -> F>,
 }
 
 /// A page's changes, sorted by what is done with them.
@@ -573,22 +601,11 @@ async fn follow_link<F: Stored>(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &PageCtx<F>,
     state: &ChainState,
-    link: Link,
+    link: &Link,
     run_id: i64,
     done: &Tally,
 ) -> Result<ChainState, StoreError> {
-    let next = match link {
-        Link::Next(next) => ChainState {
-            next_link: Some(next),
-            ..state.clone()
-        },
-        Link::Delta(delta) => ChainState {
-            next_link: None,
-            delta_link: Some(delta),
-            round: state.round,
-            full_round: false,
-        },
-    };
+    let next = state.after(link);
     let moved = sqlx::query_scalar!(
         r#"with moved as (
              update sync_state set next_link = $5, delta_link = $6, full_round = $7,

@@ -2,14 +2,17 @@
 //! next page while the current one is written. Throttling is waited out as Graph says
 //! (`Retry-After`, fractions too) or with jittered backoff; dropped connections and Graph's
 //! 500/502/504 are retried the same way; an expired or reset delta link (410, or any 4xx with a
-//! resync code) starts a full round. Memory holds at most two pages per chain,
-//! whatever the directory's size.
+//! resync code) starts a full round. Memory holds at most three batches per chain (two being
+//! written, one being fetched), whatever the directory's size.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rand::Rng;
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::budget::{self, Budget};
@@ -229,7 +232,7 @@ impl Syncer {
 
     /// One chain to the end of its round, starting over (once or twice) when Graph says the
     /// delta link is no longer good.
-    async fn chain<F: Stored + serde::de::DeserializeOwned + Default>(
+    async fn chain<F: Stored + serde::de::DeserializeOwned + Default + Send + 'static>(
         &self,
         tenant: &TenantAccess,
         run_id: i64,
@@ -256,8 +259,10 @@ impl Syncer {
     }
 
     /// Pages from `state` to the round's delta link. While a page is written the next one is
-    /// already being fetched.
-    async fn round<F: Stored + serde::de::DeserializeOwned + Default>(
+    /// already being fetched; during a full round, a batch sharing no object with the one being
+    /// written is written beside it (see [`Flight`]), except the round's last, which decides
+    /// what the round did not see and so waits for everything before it.
+    async fn round<F: Stored + serde::de::DeserializeOwned + Default + Send + 'static>(
         &self,
         tenant: &TenantAccess,
         run_id: i64,
@@ -268,30 +273,52 @@ impl Syncer {
         let full = state.full_round;
         let mut fetched = self
             .fetch_batch::<F>(tenant, state.link(F::RESOURCE), full, stop)
-            .await?;
-        loop {
-            let (page, fetching) = fetched;
+            .await;
+        let mut flying: Option<Flight> = None;
+        // The chain as the next batch's write finds it, once those in flight have committed.
+        let mut from = state.clone();
+        let ended = loop {
+            let (page, fetching) = match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => break Err(e),
+            };
             let next = match &page.link {
                 Link::Next(next) => Some(next.clone()),
                 Link::Delta(_) => None,
             };
-            let write = store::apply_page(&self.db, tenant.id, run_id, state, page, fetching);
-            let Some(next) = next else {
-                let (after, tally) = write.await?;
-                *state = after;
-                total.add(&tally);
-                return Ok(());
-            };
-            let (written, prefetched) =
-                tokio::join!(write, self.fetch_batch::<F>(tenant, &next, full, stop));
-            let (after, tally) = written?;
-            *state = after;
-            total.add(&tally);
-            if stop.is_cancelled() {
-                return Err(SyncError::Stopped);
+            let ids: HashSet<Uuid> = page.changes.iter().map(|c| c.id()).collect();
+            let beside =
+                full && next.is_some() && flying.as_ref().is_some_and(|f| f.ids.is_disjoint(&ids));
+            if !beside && let Err(e) = land(flying.take(), state, total).await {
+                break Err(e);
             }
-            fetched = prefetched?;
-        }
+            let after = from.after(&page.link);
+            let flight = Flight::launch(
+                (self.db.clone(), tenant.id, run_id),
+                std::mem::replace(&mut from, after),
+                (page, fetching, ids),
+                flying.as_mut(),
+            );
+            let earlier = flying.replace(flight);
+            let Some(next) = next else {
+                break land(flying.take(), state, total).await;
+            };
+            let (landed, prefetched) = tokio::join!(
+                land(earlier, state, total),
+                self.fetch_batch::<F>(tenant, &next, full, stop)
+            );
+            fetched = prefetched;
+            if let Err(e) = landed {
+                break Err(e);
+            }
+            if stop.is_cancelled() {
+                break Err(SyncError::Stopped);
+            }
+        };
+        // A write still in flight lands before the round says how it ended; when it failed
+        // after the round did, the round's own error is the one reported.
+        let last = land(flying, state, total).await;
+        ended.and(last)
     }
 
     /// The page at `link`; during a full round, with the pages after it until the batch is
@@ -395,6 +422,67 @@ impl Syncer {
             .min(self.policy.max_wait);
         ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
+}
+
+/// A batch being written in a task of its own, so that a full round's next batch can be
+/// written beside it: its object ids (batches sharing one are written one after the other:
+/// each statement sees only what had committed when it began, so the later write would miss
+/// the earlier one's row), and word of its commit for the batch after it, whose link waits for
+/// that word (a page's rows and its link still commit together, one batch after the other).
+struct Flight {
+    task: tokio::task::JoinHandle<Result<(ChainState, Tally), StoreError>>,
+    ids: HashSet<Uuid>,
+    committed: Option<oneshot::Receiver<()>>,
+}
+
+impl Flight {
+    /// Starts writing `batch` (its page, what fetching it met, its ids) for `(db, tenant, run)`
+    /// to the chain at `from`, after `earlier` if one is in flight.
+    fn launch<F: Stored + Send + 'static>(
+        (db, tenant, run_id): (PgPool, Uuid, i64),
+        from: ChainState,
+        (page, fetching, ids): (Page<F>, Tally, HashSet<Uuid>),
+        earlier: Option<&mut Flight>,
+    ) -> Self {
+        let after_earlier = earlier.and_then(|f| f.committed.take());
+        let (done, committed) = oneshot::channel();
+        let task = tokio::spawn(
+            async move {
+                let written =
+                    store::apply_page(&db, tenant, run_id, &from, page, fetching, after_earlier)
+                        .await;
+                if written.is_ok() {
+                    let _ = done.send(());
+                }
+                written
+            }
+            .in_current_span(),
+        );
+        Self {
+            task,
+            ids,
+            committed: Some(committed),
+        }
+    }
+}
+
+/// Waits for `flight`'s write, if any, and moves `state` and `total` on by it.
+async fn land(
+    flight: Option<Flight>,
+    state: &mut ChainState,
+    total: &mut Tally,
+) -> Result<(), SyncError> {
+    let Some(flight) = flight else {
+        return Ok(());
+    };
+    let (after, tally) = match flight.task.await {
+        Ok(written) => written?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => return Err(SyncError::Stopped),
+    };
+    *state = after;
+    total.add(&tally);
+    Ok(())
 }
 
 /// The permission a 403 on `link` says is missing, in the words ipSCAPE's admins know.

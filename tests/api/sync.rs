@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use gangway::audit::Actor;
+use gangway::directory::delta::{Change, Link, Page, UserFields};
 use gangway::directory::runs::RunOutcome;
+use gangway::directory::store::{self, Resource, Tally};
 use gangway::directory::sync::Syncer;
 use gangway::directory::worker::{self, RunReport, WorkerConfig};
 use gangway::jobs::Outcome;
@@ -15,6 +17,7 @@ use gangway::tenants::{self, Consent};
 use gangway::types::permissions;
 use gangway::types::{Secret, TenantId};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -1802,4 +1805,118 @@ async fn offboarding_erases_the_copy_stops_a_running_sync_and_a_new_consent_sync
         .unwrap();
     assert!(full);
     assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
+}
+
+/// A batch of new users with the given ids, and the link Graph gave after it.
+fn user_batch(ids: &[Uuid], next: &str) -> Page<UserFields> {
+    Page {
+        changes: ids
+            .iter()
+            .map(|id| Change::Upsert {
+                id: *id,
+                fields: UserFields {
+                    user_principal_name: Some(Some(format!("{id}@side.example"))),
+                    display_name: Some(Some(format!("User {id}"))),
+                    account_enabled: Some(Some(true)),
+                    ..UserFields::default()
+                },
+                members: Vec::new(),
+            })
+            .collect(),
+        link: Link::Next(next.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_beside_the_one_before_commits_after_it_and_not_at_all_when_that_one_failed()
+ {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let run: i64 = sqlx::query_scalar(
+        "insert into sync_runs (tenant_id, trigger) values ($1, 'manual') returning id",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let start = store::chain_state(&app.db, tenant, Resource::Users)
+        .await
+        .unwrap();
+    let users = |n: usize| (0..n).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
+    let chain_link = async || -> Option<String> {
+        sqlx::query_scalar(
+            "select next_link from sync_state where tenant_id = $1 and resource = 'users'",
+        )
+        .bind(tenant)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let (first, second, third) = (users(3), users(4), users(5));
+    let links = ["https://graph.example/a", "https://graph.example/b"];
+
+    // The second batch is written first, told to wait for the first's commit before its link.
+    let (committed, word) = oneshot::channel();
+    let beside = tokio::spawn({
+        let (db, from) = (app.db.clone(), start.after(&Link::Next(links[0].into())));
+        let batch = user_batch(&second, links[1]);
+        async move {
+            store::apply_page(&db, tenant, run, &from, batch, Tally::default(), Some(word)).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !beside.is_finished(),
+        "the second batch's link waits for the first batch"
+    );
+    let (after_first, _) = store::apply_page(
+        &app.db,
+        tenant,
+        run,
+        &start,
+        user_batch(&first, links[0]),
+        Tally::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(chain_link().await.as_deref(), Some(links[0]));
+    committed.send(()).unwrap();
+    let (after_second, tally) = beside.await.unwrap().unwrap();
+    assert_eq!(tally.added, 4);
+    assert_eq!(
+        after_second,
+        after_first.after(&Link::Next(links[1].into()))
+    );
+    assert_eq!(chain_link().await.as_deref(), Some(links[1]));
+
+    // A batch beside one whose write failed (no word comes) writes nothing, though the chain
+    // stands where it would continue.
+    let (failed, no_word) = oneshot::channel::<()>();
+    drop(failed);
+    let refused = store::apply_page(
+        &app.db,
+        tenant,
+        run,
+        &after_second,
+        user_batch(&third, "https://graph.example/c"),
+        Tally::default(),
+        Some(no_word),
+    )
+    .await;
+    assert!(refused.is_err(), "nothing written beside a failed batch");
+    assert_eq!(chain_link().await.as_deref(), Some(links[1]));
+    let copied: i64 = sqlx::query_scalar(
+        "select count(*) from directory_users where tenant_id = $1 and object_id = any($2)",
+    )
+    .bind(tenant)
+    .bind([first, second, third].concat())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        copied, 7,
+        "the first two batches' users, none of the third's"
+    );
 }
