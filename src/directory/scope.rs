@@ -369,6 +369,8 @@ pub async fn after_round(
         tenant: tenant.id,
         run_id: Some(run_id),
         round: 0,
+        // This transaction moves objects in and out of the scope.
+        all_visible: false,
     };
     let moves = apply(&mut tx, log).await?;
     tx.commit().await?;

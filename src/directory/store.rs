@@ -377,7 +377,9 @@ impl Stored for GroupFields {
 /// With `earlier`, the page's rows are written while the batch before it is still being
 /// written in a transaction of its own, and its link waits for word that that one committed
 /// (the chain is then where `state` says): no batch commits before the one before it. Without
-/// the word (that write failed), nothing is written.
+/// the word (that write failed), nothing is written. Nothing that batch may still lock is
+/// taken before the word: the memberships' lock waits for it too (only the round's last batch,
+/// never written beside another, deletes or decides deletions).
 ///
 /// The steps run in this order, each returning what it counted and logging one event per
 /// object and membership it changed: upserts (releasing them from the deletion guard),
@@ -394,12 +396,13 @@ pub async fn apply_page<F: Stored>(
     earlier: Option<oneshot::Receiver<()>>,
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
-    ensure_active(&mut tx, tenant).await?;
+    let all_visible = ensure_active(&mut tx, tenant).await?;
     let ctx = PageCtx::<F> {
         log: Logger {
             tenant,
             run_id: Some(run_id),
             round: state.round,
+            all_visible,
         },
         stored: std::marker::PhantomData,
     };
@@ -413,6 +416,12 @@ pub async fn apply_page<F: Stored>(
     let upserted = changes.ids();
     done.add(&upsert_objects(&mut tx, &ctx, changes.rows).await?);
     guard::release(&mut tx, tenant, F::RESOURCE, &upserted).await?;
+    // The batch before may still take the memberships' lock: taking it first and then waiting
+    // for that batch (outside Postgres, which would not see the cycle) would wait forever.
+    let mut earlier = earlier;
+    if !changes.members.is_empty() {
+        committed(earlier.take()).await?;
+    }
     done.add(&apply_memberships(&mut tx, &ctx, &changes.members).await?);
     // Deletions wait for the round's end, where the guard decides them all at once.
     for (kind, ids) in [
@@ -424,9 +433,7 @@ pub async fn apply_page<F: Stored>(
     if matches!(page.link, Link::Delta(_)) {
         done.add(&end_round(&mut tx, &ctx, state).await?);
     }
-    if let Some(earlier) = earlier {
-        earlier.await.map_err(|_| StoreError::StateMoved)?;
-    }
+    committed(earlier).await?;
     let next = follow_link(&mut tx, &ctx, state, &page.link, run_id, &done).await?;
     // Sign-in sessions of users this page disabled or deleted end with it (after the link: the
     // end of a first round also ends those of users it did not copy). A page of an incremental
@@ -438,16 +445,37 @@ pub async fn apply_page<F: Stored>(
     Ok((next, done))
 }
 
-/// Holds the tenant row shared for the page's transaction, which keeps an offboarding from
-/// interleaving with the page; refuses a tenant no longer active.
-async fn ensure_active(tx: &mut Transaction<'_, Postgres>, tenant: Uuid) -> Result<(), StoreError> {
-    let status = sqlx::query_scalar!("select status from tenants where id = $1 for share", tenant)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if status.as_deref() != Some("active") {
-        return Err(StoreError::TenantInactive);
+/// Waits for word that the batch written before this one committed; without it (that write
+/// failed), the chain is not where this batch would move it from.
+async fn committed(earlier: Option<oneshot::Receiver<()>>) -> Result<(), StoreError> {
+    match earlier {
+        Some(word) => word.await.map_err(|_| StoreError::StateMoved),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Holds the tenant row shared for the page's transaction, which keeps an offboarding (and a
+/// change of scope) from interleaving with the page; refuses a tenant no longer active. Says
+/// whether the tenant copies everyone and flags nobody out of its scope (see
+/// [`Logger::all_visible`]): a page only ever brings objects into such a tenant's scope.
+async fn ensure_active(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: Uuid,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query!(
+        r#"select status, sync_scope = 'all'
+                  and not exists (select from directory_users where tenant_id = $1 and not in_scope)
+                  and not exists (select from directory_groups where tenant_id = $1 and not in_scope)
+                  as "all_visible!"
+           from tenants where id = $1 for share"#,
+        tenant
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(row) if row.status == "active" => Ok(row.all_visible),
+        _ => Err(StoreError::TenantInactive),
+    }
 }
 
 /// What every step of one page knows: whose page it is, and how to log what it changed.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use gangway::audit::Actor;
-use gangway::directory::delta::{Change, Link, Page, UserFields};
+use gangway::directory::delta::{Change, GroupFields, Link, MemberChange, Page, UserFields};
 use gangway::directory::runs::RunOutcome;
 use gangway::directory::store::{self, Resource, Tally};
 use gangway::directory::sync::Syncer;
@@ -1919,4 +1919,82 @@ async fn a_batch_written_beside_the_one_before_commits_after_it_and_not_at_all_w
         copied, 7,
         "the first two batches' users, none of the third's"
     );
+}
+
+/// A batch of new groups with one member each (the same user), and the link after them.
+fn group_batch(ids: &[Uuid], member: Uuid, next: &str) -> Page<GroupFields> {
+    Page {
+        changes: ids
+            .iter()
+            .map(|id| Change::Upsert {
+                id: *id,
+                fields: GroupFields {
+                    display_name: Some(Some(format!("Group {id}"))),
+                    mail_enabled: Some(Some(false)),
+                    security_enabled: Some(Some(true)),
+                    ..GroupFields::default()
+                },
+                members: vec![MemberChange {
+                    id: member,
+                    kind: "#microsoft.graph.user".into(),
+                    removed: false,
+                }],
+            })
+            .collect(),
+        link: Link::Next(next.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_beside_the_one_before_leaves_it_the_memberships_lock() {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let run: i64 = sqlx::query_scalar(
+        "insert into sync_runs (tenant_id, trigger) values ($1, 'manual') returning id",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let start = store::chain_state(&app.db, tenant, Resource::Groups)
+        .await
+        .unwrap();
+    let groups = |n: usize| (0..n).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
+    let (first, second, member) = (groups(2), groups(3), Uuid::new_v4());
+    let links = ["https://graph.example/g1", "https://graph.example/g2"];
+
+    // The second batch starts first: it would reach the memberships' lock before the first.
+    let (committed, word) = oneshot::channel();
+    let beside = tokio::spawn({
+        let (db, from) = (app.db.clone(), start.after(&Link::Next(links[0].into())));
+        let batch = group_batch(&second, member, links[1]);
+        async move {
+            store::apply_page(&db, tenant, run, &from, batch, Tally::default(), Some(word)).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batch = group_batch(&first, member, links[0]);
+    let written = store::apply_page(&app.db, tenant, run, &start, batch, Tally::default(), None);
+    let (_, tally) = tokio::time::timeout(Duration::from_secs(10), written)
+        .await
+        .expect("the first batch is not kept waiting by the one written beside it")
+        .unwrap();
+    assert_eq!(tally.members_added, 2);
+    committed.send(()).unwrap();
+    let (_, tally) = tokio::time::timeout(Duration::from_secs(10), beside)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(tally.members_added, 3);
+    let members: i64 = sqlx::query_scalar(
+        "select count(*) from directory_group_members where tenant_id = $1 and member_id = $2",
+    )
+    .bind(tenant)
+    .bind(member)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(members, 5);
 }
