@@ -8,7 +8,7 @@ use std::time::Duration;
 use gangway::audit::Actor;
 use gangway::directory::delta::{Change, GroupFields, Link, MemberChange, Page, UserFields};
 use gangway::directory::runs::RunOutcome;
-use gangway::directory::store::{self, Resource, Tally};
+use gangway::directory::store::{self, ChainState, Resource, Tally};
 use gangway::directory::sync::Syncer;
 use gangway::directory::worker::{self, RunReport, WorkerConfig};
 use gangway::jobs::Outcome;
@@ -1807,6 +1807,28 @@ async fn offboarding_erases_the_copy_stops_a_running_sync_and_a_new_consent_sync
     assert_eq!(copy(&app.db, tenant).await, observer.directory(&app).await);
 }
 
+/// A connected tenant, a run started by hand and `resource`'s chain as it starts: for writing
+/// batches with `store::apply_page` directly.
+async fn chain_at_start(resource: Resource) -> (TestApp, Uuid, i64, ChainState) {
+    let app = TestApp::spawn().await;
+    let tid = app.customer(0).id.clone();
+    let tenant = connect(&app, &tid, &all_app_permissions()).await;
+    let run: i64 = sqlx::query_scalar(
+        "insert into sync_runs (tenant_id, trigger) values ($1, 'manual') returning id",
+    )
+    .bind(tenant)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let start = store::chain_state(&app.db, tenant, resource).await.unwrap();
+    (app, tenant, run, start)
+}
+
+/// `n` new object ids.
+fn fresh_ids(n: usize) -> Vec<Uuid> {
+    (0..n).map(|_| Uuid::new_v4()).collect()
+}
+
 /// A batch of new users with the given ids, and the link Graph gave after it.
 fn user_batch(ids: &[Uuid], next: &str) -> Page<UserFields> {
     Page {
@@ -1830,20 +1852,7 @@ fn user_batch(ids: &[Uuid], next: &str) -> Page<UserFields> {
 #[tokio::test]
 async fn a_batch_written_beside_the_one_before_commits_after_it_and_not_at_all_when_that_one_failed()
  {
-    let app = TestApp::spawn().await;
-    let tid = app.customer(0).id.clone();
-    let tenant = connect(&app, &tid, &all_app_permissions()).await;
-    let run: i64 = sqlx::query_scalar(
-        "insert into sync_runs (tenant_id, trigger) values ($1, 'manual') returning id",
-    )
-    .bind(tenant)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    let start = store::chain_state(&app.db, tenant, Resource::Users)
-        .await
-        .unwrap();
-    let users = |n: usize| (0..n).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
+    let (app, tenant, run, start) = chain_at_start(Resource::Users).await;
     let chain_link = async || -> Option<String> {
         sqlx::query_scalar(
             "select next_link from sync_state where tenant_id = $1 and resource = 'users'",
@@ -1853,7 +1862,7 @@ async fn a_batch_written_beside_the_one_before_commits_after_it_and_not_at_all_w
         .await
         .unwrap()
     };
-    let (first, second, third) = (users(3), users(4), users(5));
+    let (first, second, third) = (fresh_ids(3), fresh_ids(4), fresh_ids(5));
     let links = ["https://graph.example/a", "https://graph.example/b"];
 
     // The second batch is written first, told to wait for the first's commit before its link.
@@ -1947,21 +1956,8 @@ fn group_batch(ids: &[Uuid], member: Uuid, next: &str) -> Page<GroupFields> {
 
 #[tokio::test]
 async fn a_batch_written_beside_the_one_before_leaves_it_the_memberships_lock() {
-    let app = TestApp::spawn().await;
-    let tid = app.customer(0).id.clone();
-    let tenant = connect(&app, &tid, &all_app_permissions()).await;
-    let run: i64 = sqlx::query_scalar(
-        "insert into sync_runs (tenant_id, trigger) values ($1, 'manual') returning id",
-    )
-    .bind(tenant)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    let start = store::chain_state(&app.db, tenant, Resource::Groups)
-        .await
-        .unwrap();
-    let groups = |n: usize| (0..n).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
-    let (first, second, member) = (groups(2), groups(3), Uuid::new_v4());
+    let (app, tenant, run, start) = chain_at_start(Resource::Groups).await;
+    let (first, second, member) = (fresh_ids(2), fresh_ids(3), Uuid::new_v4());
     let links = ["https://graph.example/g1", "https://graph.example/g2"];
 
     // The second batch starts first: it would reach the memberships' lock before the first.
