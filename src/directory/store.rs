@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Acquire, PgPool, Postgres, Transaction};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -374,6 +374,8 @@ impl Stored for GroupFields {
 /// (the pages fetched and the throttling met) to run `run_id` — all in one transaction. `state` is the chain as the page was fetched from it:
 /// if the chain moved meanwhile nothing is written. Returns the new state and the page's tally.
 ///
+/// `db` is the pool, or a connection taken from it beforehand.
+///
 /// With `earlier`, the page's rows are written while the batch before it is still being
 /// written in a transaction of its own, and its link waits for word that that one committed
 /// (the chain is then where `state` says): no batch commits before the one before it. Without
@@ -386,8 +388,8 @@ impl Stored for GroupFields {
 /// memberships, deletions staged for the guard, at a round's end what it did not see staged too
 /// and the guard's decision on them all (the deletions it lets through logged before the rows
 /// go), the link and the run's counts — all in the same transaction.
-pub async fn apply_page<F: Stored>(
-    db: &PgPool,
+pub async fn apply_page<'c, F: Stored>(
+    db: impl Acquire<'c, Database = Postgres>,
     tenant: Uuid,
     run_id: i64,
     state: &ChainState,

@@ -292,6 +292,11 @@ impl Syncer {
             if !beside && let Err(e) = land(flying.take(), state, total).await {
                 break Err(e);
             }
+            if let Some(started) = flying.as_mut().and_then(|f| f.started.take()) {
+                // The batch before holds its connection before this one asks for one: a
+                // batch waiting for the one before it never keeps that one from the pool.
+                let _ = started.await;
+            }
             let after = from.after(&page.link);
             let flight = Flight::launch(
                 (self.db.clone(), tenant.id, run_id),
@@ -432,6 +437,8 @@ impl Syncer {
 struct Flight {
     task: tokio::task::JoinHandle<Result<(ChainState, Tally), StoreError>>,
     ids: HashSet<Uuid>,
+    /// Word that it holds its connection.
+    started: Option<oneshot::Receiver<()>>,
     committed: Option<oneshot::Receiver<()>>,
 }
 
@@ -446,11 +453,21 @@ impl Flight {
     ) -> Self {
         let after_earlier = earlier.and_then(|f| f.committed.take());
         let (done, committed) = oneshot::channel();
+        let (holding, started) = oneshot::channel();
         let task = tokio::spawn(
             async move {
-                let written =
-                    store::apply_page(&db, tenant, run_id, &from, page, fetching, after_earlier)
-                        .await;
+                let mut conn = db.acquire().await?;
+                let _ = holding.send(());
+                let written = store::apply_page(
+                    &mut *conn,
+                    tenant,
+                    run_id,
+                    &from,
+                    page,
+                    fetching,
+                    after_earlier,
+                )
+                .await;
                 if written.is_ok() {
                     let _ = done.send(());
                 }
@@ -461,6 +478,7 @@ impl Flight {
         Self {
             task,
             ids,
+            started: Some(started),
             committed: Some(committed),
         }
     }
