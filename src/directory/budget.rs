@@ -261,11 +261,14 @@ impl Budget {
     /// took a sync round longer than the rest of an idle one; 0 (the smallest size) until the
     /// first round has copied them.
     async fn count_users(&self, tenant: Uuid) -> Result<i64, sqlx::Error> {
-        let n = sqlx::query_scalar!(
-            r#"select count(*) as "n!" from (select from directory_users
-               where tenant_id = $1 and soft_deleted_at is null limit 501) as counted"#,
-            tenant,
+        // Planned each time, not kept prepared, as the page's probe of the scope is (`store`'s
+        // `ensure_active`): a plan kept from when the table was small scans all of it.
+        let n = sqlx::query_scalar(
+            "select count(*) from (select from directory_users
+             where tenant_id = $1 and soft_deleted_at is null limit 501) as counted",
         )
+        .bind(tenant)
+        .persistent(false)
         .fetch_one(&self.0.db)
         .await?;
         Ok(n)

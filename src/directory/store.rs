@@ -464,18 +464,21 @@ async fn ensure_active(
     tx: &mut Transaction<'_, Postgres>,
     tenant: Uuid,
 ) -> Result<bool, StoreError> {
-    let row = sqlx::query!(
-        r#"select status, sync_scope = 'all'
-                  and not exists (select from directory_users where tenant_id = $1 and not in_scope)
-                  and not exists (select from directory_groups where tenant_id = $1 and not in_scope)
-                  as "all_visible!"
-           from tenants where id = $1 for share"#,
-        tenant
+    // Planned for each page, not kept prepared: a connection keeps the generic plan it made
+    // while the copy was small (a scan of the whole table, the cheapest then), and went on
+    // scanning the table, 100,000 users later, on every page until an ANALYZE replanned it.
+    let row: Option<(String, bool)> = sqlx::query_as(
+        "select status, sync_scope = 'all'
+                and not exists (select from directory_users where tenant_id = $1 and not in_scope)
+                and not exists (select from directory_groups where tenant_id = $1 and not in_scope)
+         from tenants where id = $1 for share",
     )
+    .bind(tenant)
+    .persistent(false)
     .fetch_optional(&mut **tx)
     .await?;
     match row {
-        Some(row) if row.status == "active" => Ok(row.all_visible),
+        Some((status, all_visible)) if status == "active" => Ok(all_visible),
         _ => Err(StoreError::TenantInactive),
     }
 }

@@ -24,16 +24,19 @@ pub async fn after_copy_changed(
     tx: &mut PgConnection,
     tenant_id: Uuid,
 ) -> Result<usize, sqlx::Error> {
-    let ids = sqlx::query_scalar!(
-        r#"select s.id from signin_sessions s
-             left join directory_users u on u.tenant_id = s.tenant_id and u.object_id = s.object_id
-           where s.tenant_id = $1 and s.ended_at is null
-             and (u.account_enabled = false or u.soft_deleted_at is not null or not u.in_scope
-                  or (u.object_id is null and exists (
-                        select 1 from sync_state st where st.tenant_id = $1
-                          and st.resource = 'users' and st.last_round_at is not null)))"#,
-        tenant_id
+    // Planned each time, not kept prepared (a page of every sync runs it): kept, the plan made
+    // while the copy was small joined each session to a scan of the whole copy.
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select s.id from signin_sessions s
+           left join directory_users u on u.tenant_id = s.tenant_id and u.object_id = s.object_id
+         where s.tenant_id = $1 and s.ended_at is null
+           and (u.account_enabled = false or u.soft_deleted_at is not null or not u.in_scope
+                or (u.object_id is null and exists (
+                      select 1 from sync_state st where st.tenant_id = $1
+                        and st.resource = 'users' and st.last_round_at is not null)))",
     )
+    .bind(tenant_id)
+    .persistent(false)
     .fetch_all(&mut *tx)
     .await?;
     Ok(sessions::end_all(tx, &ids, USER_GONE).await?.len())

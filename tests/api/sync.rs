@@ -1994,3 +1994,74 @@ async fn a_batch_written_beside_the_one_before_leaves_it_the_memberships_lock() 
     .unwrap();
     assert_eq!(members, 5);
 }
+
+/// A statement a connection keeps prepared is planned once for all its later uses. One planned
+/// while the copy held a few rows kept the plan cheapest then, a scan of the whole table, and
+/// every page of 200 tenants' first syncs scanned a copy grown to 100,000 users (8 ms a page).
+/// A page's statements and the budget's, used on one connection while the copy grows, keep no
+/// such plan.
+#[tokio::test]
+async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
+    use gangway::directory::budget::{Budget, PROVIDER_APP};
+
+    let (app, tenant, run, start) = chain_at_start(Resource::Users).await;
+    let entra: Uuid = app.customer(0).id.parse().unwrap();
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*app.db.connect_options()).clone())
+        .await
+        .unwrap();
+    // The copy is small when Postgres last counted it, as autovacuum leaves a young table.
+    sqlx::raw_sql("vacuum analyze directory_users, directory_groups")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Past the five executions after which Postgres may keep a generic plan.
+    let mut chain = start;
+    for n in 0..8 {
+        let batch = user_batch(&fresh_ids(2), &format!("https://graph.example/{n}"));
+        (chain, _) = store::apply_page(&one, tenant, run, &chain, batch, Tally::default(), None)
+            .await
+            .unwrap();
+        Budget::new(one.clone(), 1.0)
+            .take(PROVIDER_APP, tenant, entra, 1.0)
+            .await
+            .unwrap();
+    }
+    // The copy grows; no ANALYZE makes Postgres plan again.
+    sqlx::query(
+        "insert into directory_users (tenant_id, object_id, user_principal_name, seen_round)
+         select $1, gen_random_uuid(), 'user' || i || '@grown.example', 1
+         from generate_series(1, 20000) i",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let mut conn = one.acquire().await.unwrap();
+    let kept: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "select name, statement, parameter_types::text[] from pg_prepared_statements
+         where generic_plans > 0",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(!kept.is_empty(), "the connection kept generic plans");
+    for (name, statement, types) in kept {
+        let nulls: Vec<String> = types.iter().map(|t| format!("null::{t}")).collect();
+        let arguments = match nulls.is_empty() {
+            true => String::new(),
+            false => format!("({})", nulls.join(", ")),
+        };
+        let plan: Vec<String> = sqlx::query_scalar(&format!("explain execute {name}{arguments}"))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert!(
+            !plan.iter().any(|l| l.contains("Seq Scan on directory_")),
+            "{statement}\nkept a plan scanning the whole copy:\n{}",
+            plan.join("\n")
+        );
+    }
+}
