@@ -689,7 +689,7 @@ impl Bench {
             .await?;
         let mut watch = match self.customers.len() {
             1 => None,
-            _ => Some(sqlx::PgConnection::connect(&self.db_url).await?),
+            _ => Some(crate::db::connect_one(&self.db_url).await?),
         };
         fresh_throttle(&self.admin).await?;
         // A budget of the phase's own: units a process took from Postgres and has not spent

@@ -39,6 +39,11 @@ fn pool(options: PgConnectOptions, size: u32) -> impl Future<Output = Result<PgP
         .connect_with(options)
 }
 
+/// One connection to `url`, outside any pool, spoken to as the pools are (see [`options`]).
+pub async fn connect_one(url: &str) -> Result<PgConnection, sqlx::Error> {
+    open(url, options(url)?).await
+}
+
 /// One connection with `options`, which [`options`] made of `url`.
 async fn open(url: &str, options: PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
     with_tls_fallback(
@@ -130,7 +135,7 @@ pub async fn drop_scratch(url: &str) -> Result<(), sqlx::Error> {
 
 async fn sweep_scratch(server_url: &str, prefix: &str) {
     let swept = async {
-        let mut admin = open(server_url, options(server_url)?).await?;
+        let mut admin = connect_one(server_url).await?;
         let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - 3_600;
         let stale = sqlx::query_scalar!(
             r#"select datname::text as "datname!" from pg_database
