@@ -135,7 +135,29 @@ struct Tally {
 /// One connection per call maker on the server at `address` for `time`. A maker is asked for
 /// each next call with the body of the last answer when it was a 200; when it has nothing
 /// more to send, its connection ends early (the rate is over the time the round took).
+///
+/// The load runs on a thread and runtime of its own, as a load generator in a process of its
+/// own would: it then competes with the server for the cores, not for the server's scheduler.
 pub async fn drive<C>(address: SocketAddr, time: Duration, makers: Vec<C>) -> anyhow::Result<Load>
+where
+    C: FnMut(Option<&[u8]>) -> Option<Call> + Send + 'static,
+{
+    let (done, measured) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-load".into())
+        .spawn(move || {
+            let load = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(load(address, time, makers)));
+            // The caller may have gone (Ctrl-C): nobody to tell.
+            let _ = done.send(load);
+        })?;
+    measured.await?
+}
+
+async fn load<C>(address: SocketAddr, time: Duration, makers: Vec<C>) -> anyhow::Result<Load>
 where
     C: FnMut(Option<&[u8]>) -> Option<Call>,
 {
