@@ -146,13 +146,13 @@ where
     std::thread::Builder::new()
         .name("bench-load".into())
         .spawn(move || {
-            let load = tokio::runtime::Builder::new_current_thread()
+            let outcome = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
                 .and_then(|runtime| runtime.block_on(load(address, time, makers)));
             // The caller may have gone (Ctrl-C): nobody to tell.
-            let _ = done.send(load);
+            let _ = done.send(outcome);
         })?;
     measured.await?
 }

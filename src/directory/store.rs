@@ -395,7 +395,7 @@ pub async fn apply_page<'c, F: Stored>(
     state: &ChainState,
     page: Page<F>,
     fetching: Tally,
-    earlier: Option<oneshot::Receiver<()>>,
+    mut earlier: Option<oneshot::Receiver<()>>,
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
     let all_visible = ensure_active(&mut tx, tenant).await?;
@@ -420,7 +420,6 @@ pub async fn apply_page<'c, F: Stored>(
     guard::release(&mut tx, tenant, F::RESOURCE, &upserted).await?;
     // The batch before may still take the memberships' lock: taking it first and then waiting
     // for that batch (outside Postgres, which would not see the cycle) would wait forever.
-    let mut earlier = earlier;
     if !changes.members.is_empty() {
         committed(earlier.take()).await?;
     }
@@ -467,16 +466,15 @@ async fn ensure_active(
     // Planned for each page, not kept prepared: a connection keeps the generic plan it made
     // while the copy was small (a scan of the whole table, the cheapest then), and went on
     // scanning the table, 100,000 users later, on every page until an ANALYZE replanned it.
-    let row: Option<(String, bool)> = sqlx::query_as(
-        "select status, sync_scope = 'all'
-                and not exists (select from directory_users where tenant_id = $1 and not in_scope)
-                and not exists (select from directory_groups where tenant_id = $1 and not in_scope)
-         from tenants where id = $1 for share",
-    )
-    .bind(tenant)
-    .persistent(false)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let sql = format!(
+        "select status, sync_scope = 'all' and {} from tenants where id = $1 for share",
+        changelog::NONE_OUT_OF_SCOPE
+    );
+    let row: Option<(String, bool)> = sqlx::query_as(&sql)
+        .bind(tenant)
+        .persistent(false)
+        .fetch_optional(&mut **tx)
+        .await?;
     match row {
         Some((status, all_visible)) if status == "active" => Ok(all_visible),
         _ => Err(StoreError::TenantInactive),

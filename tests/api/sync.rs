@@ -2050,9 +2050,10 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
     assert!(!kept.is_empty(), "the connection kept generic plans");
     for (name, statement, types) in kept {
         let nulls: Vec<String> = types.iter().map(|t| format!("null::{t}")).collect();
-        let arguments = match nulls.is_empty() {
-            true => String::new(),
-            false => format!("({})", nulls.join(", ")),
+        let arguments = if nulls.is_empty() {
+            String::new()
+        } else {
+            format!("({})", nulls.join(", "))
         };
         let plan: Vec<String> = sqlx::query_scalar(&format!("explain execute {name}{arguments}"))
             .fetch_all(&mut *conn)
