@@ -92,6 +92,7 @@ pub fn cost(link: &str) -> f64 {
 }
 
 /// What a process holds for one app and tenant.
+#[derive(Default)]
 struct Local {
     /// Units taken from the shared buckets and not yet spent.
     allowance: f64,
@@ -190,31 +191,9 @@ impl Budget {
         if self.spend_local(&key, cost).is_ok() {
             return Ok(Duration::ZERO);
         }
-        let (users, seeded) = {
-            let local = self.lock();
-            let entry = &local[&key];
-            (
-                entry.users.filter(|(_, at)| at.elapsed() < SIZE_TTL),
-                entry.seeded,
-            )
-        };
-        let users = match users {
-            Some((n, _)) => n,
-            None => {
-                let n = self.count_users(tenant).await?;
-                if let Some(e) = self.lock().get_mut(&key) {
-                    e.users = Some((n, Instant::now()));
-                }
-                n
-            }
-        };
+        let users = self.size(&key, Some(tenant)).await?;
         let b = self.buckets(app, entra_tenant, users);
-        if !seeded {
-            self.seed(&b).await?;
-            if let Some(e) = self.lock().get_mut(&key) {
-                e.seeded = true;
-            }
-        }
+        self.seed(&key, &b).await?;
         let smallest = b.capacity[0].min(b.capacity[1]);
         // Never more than a bucket holds, or the take could never be granted.
         let cost = cost.min(smallest);
@@ -239,12 +218,7 @@ impl Budget {
         cost: f64,
     ) -> Result<(), Arc<tokio::sync::Mutex<()>>> {
         let mut local = self.lock();
-        let entry = local.entry(key.clone()).or_insert_with(|| Local {
-            allowance: 0.0,
-            users: None,
-            seeded: false,
-            trip: Arc::default(),
-        });
+        let entry = local.entry(key.clone()).or_default();
         if entry.allowance >= cost {
             entry.allowance -= cost;
             return Ok(());
@@ -254,6 +228,30 @@ impl Budget {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Uuid), Local>> {
         self.0.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Users in the copy of the tenant `key` names, as last counted within [`SIZE_TTL`];
+    /// `tenant` is its id in Gangway, `None` to find it by its Entra id (0 until it is
+    /// connected).
+    async fn size(&self, key: &(String, Uuid), tenant: Option<Uuid>) -> Result<i64, sqlx::Error> {
+        let counted = self.lock().get(key).and_then(|e| e.users);
+        if let Some((n, _)) = counted.filter(|(_, at)| at.elapsed() < SIZE_TTL) {
+            return Ok(n);
+        }
+        let tenant = match tenant {
+            Some(id) => Some(id),
+            None => {
+                sqlx::query_scalar!("select id from tenants where entra_tenant_id = $1", key.1)
+                    .fetch_optional(&self.0.db)
+                    .await?
+            }
+        };
+        let n = match tenant {
+            Some(id) => self.count_users(id).await?,
+            None => 0,
+        };
+        self.lock().entry(key.clone()).or_default().users = Some((n, Instant::now()));
+        Ok(n)
     }
 
     /// Users in the copy of `tenant`, without those in the recycle bin, counted up to one past
@@ -280,16 +278,10 @@ impl Budget {
         if !self.is_on() {
             return Ok(());
         }
-        // The tenant's size, as a take counts it (0 before it is connected).
-        let users = sqlx::query_scalar!(
-            r#"select count(*) as "n!" from directory_users u join tenants t on t.id = u.tenant_id
-               where t.entra_tenant_id = $1 and u.soft_deleted_at is null"#,
-            entra_tenant,
-        )
-        .fetch_one(&self.0.db)
-        .await?;
+        let key = (app.to_owned(), entra_tenant);
+        let users = self.size(&key, None).await?;
         let b = self.buckets(app, entra_tenant, users);
-        self.seed(&b).await?;
+        self.seed(&key, &b).await?;
         self.0
             .round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -319,8 +311,11 @@ impl Budget {
         Ok(())
     }
 
-    /// Creates the buckets full, unless some process already has.
-    async fn seed(&self, b: &Buckets) -> Result<(), sqlx::Error> {
+    /// Creates the buckets of `key` full, unless this process or another already has.
+    async fn seed(&self, key: &(String, Uuid), b: &Buckets) -> Result<(), sqlx::Error> {
+        if self.lock().get(key).is_some_and(|e| e.seeded) {
+            return Ok(());
+        }
         sqlx::query!(
             "insert into graph_budgets (bucket, level)
              select * from unnest($1::text[], $2::float8[])
@@ -330,6 +325,7 @@ impl Budget {
         )
         .execute(&self.0.db)
         .await?;
+        self.lock().entry(key.clone()).or_default().seeded = true;
         Ok(())
     }
 
