@@ -615,6 +615,12 @@ async fn end_round<F: Stored>(
     ctx: &PageCtx<F>,
     state: &ChainState,
 ) -> Result<Tally, sqlx::Error> {
+    // Once a round, over the tenant's whole copy: every statement from here to the commit is
+    // planned with this tenant's values, never by a generic plan a long-lived connection kept
+    // from when the copy was small (a scan of every tenant's rows, where the key finds one's).
+    sqlx::query("set local plan_cache_mode = force_custom_plan")
+        .execute(&mut **tx)
+        .await?;
     if state.full_round {
         stage_vanished(tx, &ctx.log, F::RESOURCE).await?;
     }

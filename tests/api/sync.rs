@@ -1998,8 +1998,8 @@ async fn a_batch_written_beside_the_one_before_leaves_it_the_memberships_lock() 
 /// A statement a connection keeps prepared is planned once for all its later uses. One planned
 /// while the copy held a few rows kept the plan cheapest then, a scan of the whole table, and
 /// every page of 200 tenants' first syncs scanned a copy grown to 100,000 users (8 ms a page).
-/// A page's statements and the budget's, used on one connection while the copy grows, keep no
-/// such plan.
+/// A page's statements, a full round's end and the budget's, used on one connection while the
+/// copy grows, keep no such plan.
 #[tokio::test]
 async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
     use gangway::directory::budget::{Budget, PROVIDER_APP};
@@ -2023,8 +2023,36 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
         (chain, _) = store::apply_page(&one, tenant, run, &chain, batch, Tally::default(), None)
             .await
             .unwrap();
-        Budget::new(one.clone(), 1.0)
-            .take(PROVIDER_APP, tenant, entra, 1.0)
+        // Each its own budget, as each process has: every one counts the copy.
+        let budget = Budget::new(one.clone(), 1.0);
+        budget.take(PROVIDER_APP, tenant, entra, 1.0).await.unwrap();
+        budget.spend("onboarding", entra, 1.0).await.unwrap();
+    }
+    // Full rounds of both chains end: what each did not see is staged as gone, and the guard
+    // decides.
+    let mut groups = store::chain_state(&one, tenant, Resource::Groups)
+        .await
+        .unwrap();
+    for n in 0..8 {
+        let delta = Link::Delta(format!("https://graph.example/delta/{n}"));
+        let users = Page {
+            link: delta.clone(),
+            ..user_batch(&fresh_ids(2), "")
+        };
+        store::apply_page(&one, tenant, run, &chain, users, Tally::default(), None)
+            .await
+            .unwrap();
+        chain = store::restart_chain(&one, tenant, Resource::Users)
+            .await
+            .unwrap();
+        let batch = Page {
+            link: delta,
+            ..group_batch(&fresh_ids(1), Uuid::new_v4(), "")
+        };
+        store::apply_page(&one, tenant, run, &groups, batch, Tally::default(), None)
+            .await
+            .unwrap();
+        groups = store::restart_chain(&one, tenant, Resource::Groups)
             .await
             .unwrap();
     }
@@ -2048,6 +2076,7 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
     .await
     .unwrap();
     assert!(!kept.is_empty(), "the connection kept generic plans");
+    let mut scanning = Vec::new();
     for (name, statement, types) in kept {
         let nulls: Vec<String> = types.iter().map(|t| format!("null::{t}")).collect();
         let arguments = if nulls.is_empty() {
@@ -2059,10 +2088,13 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
             .fetch_all(&mut *conn)
             .await
             .unwrap();
-        assert!(
-            !plan.iter().any(|l| l.contains("Seq Scan on directory_")),
-            "{statement}\nkept a plan scanning the whole copy:\n{}",
-            plan.join("\n")
-        );
+        if plan.iter().any(|l| l.contains("Seq Scan on directory_")) {
+            scanning.push(format!("{statement}\n{}", plan.join("\n")));
+        }
     }
+    assert!(
+        scanning.is_empty(),
+        "kept plans scanning the whole copy:\n\n{}",
+        scanning.join("\n\n")
+    );
 }
