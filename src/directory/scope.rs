@@ -314,31 +314,35 @@ pub async fn after_round(
     run_id: i64,
 ) -> Result<Moves, SyncError> {
     // The scope's kind and, in a tenant that copies everyone, whether anything is flagged out
-    // of it: one round trip.
-    let Some(scope) = sqlx::query!(
-        r#"select t.sync_scope,
-                  t.sync_scope = 'all'
-                  and not exists (select from directory_users
-                                  where tenant_id = $1 and not in_scope and soft_deleted_at is null)
-                  and not exists (select from directory_groups
-                                  where tenant_id = $1 and not in_scope and soft_deleted_at is null)
-                      as "settled!"
-           from tenants t where t.id = $1"#,
-        tenant.id
+    // of it: one round trip. Planned each time, not kept prepared, as the page's look at the
+    // scope is (`store`'s `ensure_active`): a plan kept from when the copy was small scans the
+    // whole of both tables.
+    let scope: Option<(String, bool)> = sqlx::query_as(
+        "select t.sync_scope,
+                t.sync_scope = 'all'
+                and not exists (select from directory_users
+                                where tenant_id = $1 and not in_scope and soft_deleted_at is null)
+                and not exists (select from directory_groups
+                                where tenant_id = $1 and not in_scope and soft_deleted_at is null)
+         from tenants t where t.id = $1",
     )
+    .bind(tenant.id)
+    .persistent(false)
     .fetch_optional(db)
-    .await?
-    else {
+    .await?;
+    let Some((kind, settled)) = scope else {
         return Ok(Moves::default());
     };
-    let assigned = match ScopeKind::parse(&scope.sync_scope) {
+    let assigned = match ScopeKind::parse(&kind) {
         Some(ScopeKind::AppAssignments) => Some(read_assignments(graph, tokens, tenant).await?),
         // Everyone is copied and nobody is flagged out (new objects start in): nothing can
         // move, and two index probes say so instead of a recomputation over the whole copy.
-        Some(ScopeKind::All) if scope.settled => return Ok(Moves::default()),
+        Some(ScopeKind::All) if settled => return Ok(Moves::default()),
         _ => None,
     };
     let mut tx = db.begin().await?;
+    // The recomputation reads and moves the whole copy.
+    store::plan_afresh(&mut tx).await?;
     if let Some(assigned) = assigned {
         let (ids, types): (Vec<Uuid>, Vec<String>) = assigned.into_iter().unzip();
         sqlx::query!(

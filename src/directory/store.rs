@@ -399,6 +399,10 @@ pub async fn apply_page<'c, F: Stored>(
 ) -> Result<(ChainState, Tally), StoreError> {
     let mut tx = db.begin().await?;
     let all_visible = ensure_active(&mut tx, tenant).await?;
+    if !all_visible {
+        // The events' look at what the scope shows probes the copy for each row.
+        plan_afresh(&mut tx).await?;
+    }
     let ctx = PageCtx::<F> {
         log: Logger {
             tenant,
@@ -615,12 +619,8 @@ async fn end_round<F: Stored>(
     ctx: &PageCtx<F>,
     state: &ChainState,
 ) -> Result<Tally, sqlx::Error> {
-    // Once a round, over the tenant's whole copy: every statement from here to the commit is
-    // planned with this tenant's values, never by a generic plan a long-lived connection kept
-    // from when the copy was small (a scan of every tenant's rows, where the key finds one's).
-    sqlx::query("set local plan_cache_mode = force_custom_plan")
-        .execute(&mut **tx)
-        .await?;
+    // Once a round, over the tenant's whole copy.
+    plan_afresh(tx).await?;
     if state.full_round {
         stage_vanished(tx, &ctx.log, F::RESOURCE).await?;
     }
@@ -630,6 +630,18 @@ async fn end_round<F: Stored>(
         removed: decision.deleted.len() as i32,
         ..Tally::default()
     })
+}
+
+/// Has every later statement of `tx` planned with its own values, never by the generic plan a
+/// long-lived connection keeps for a prepared statement after five uses, made with the tables
+/// as they were then: one made while the copy was small scans every tenant's rows where the key
+/// finds one's. For the statements that probe a tenant's whole copy (a round's end, the
+/// scope's recomputation, the visibility of a narrowed scope), at the price of planning each.
+pub(super) async fn plan_afresh(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("set local plan_cache_mode = force_custom_plan")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Moves the chain to the page's link, unless it moved under this worker meanwhile, and adds

@@ -1998,11 +1998,13 @@ async fn a_batch_written_beside_the_one_before_leaves_it_the_memberships_lock() 
 /// A statement a connection keeps prepared is planned once for all its later uses. One planned
 /// while the copy held a few rows kept the plan cheapest then, a scan of the whole table, and
 /// every page of 200 tenants' first syncs scanned a copy grown to 100,000 users (8 ms a page).
-/// A page's statements, a full round's end and the budget's, used on one connection while the
-/// copy grows, keep no such plan.
+/// A page's statements, a full round's end, a whole sync's and the budget's, used on one
+/// connection while the copy grows, keep no such plan.
 #[tokio::test]
 async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
     use gangway::directory::budget::{Budget, PROVIDER_APP};
+    use gangway::directory::credentials::TokenSource;
+    use gangway::directory::sync::{self, RetryPolicy};
 
     let (app, tenant, run, start) = chain_at_start(Resource::Users).await;
     let entra: Uuid = app.customer(0).id.parse().unwrap();
@@ -2055,6 +2057,36 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
         groups = store::restart_chain(&one, tenant, Resource::Groups)
             .await
             .unwrap();
+    }
+    // Whole syncs from Graph on the same connection: both chains' full rounds, then the scope
+    // recomputed over the whole copy.
+    let tokens = TokenSource::new(
+        one.clone(),
+        app.state.cfg.keys.clone(),
+        app.state.settings.clone(),
+    );
+    let graph = gangway::runtime::syncer(&app.state).graph().clone();
+    let syncer = Syncer::new(one.clone(), graph, tokens, RetryPolicy::default());
+    let access = sync::tenant_access(&one, tenant).await.unwrap().unwrap();
+    for _ in 0..8 {
+        // One user flagged out of the scope: the scope is recomputed after the rounds.
+        sqlx::query(
+            "update directory_users set in_scope = false
+             where tenant_id = $1 and object_id = (select object_id from directory_users
+                                                   where tenant_id = $1 and soft_deleted_at is null
+                                                   order by object_id limit 1)",
+        )
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        syncer
+            .sync(&access, run, &CancellationToken::new())
+            .await
+            .unwrap();
+        for resource in [Resource::Users, Resource::Groups] {
+            store::restart_chain(&one, tenant, resource).await.unwrap();
+        }
     }
     // The copy grows; no ANALYZE makes Postgres plan again.
     sqlx::query(
