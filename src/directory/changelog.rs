@@ -10,14 +10,14 @@ use uuid::Uuid;
 use super::store::Resource;
 use crate::events::{self, EventType};
 
-/// A user as the directory API shows it (`DirectoryUser`'s fields and serde's time format),
-/// from `directory_users d`, as `jsonb_build_object` pairs; a webhook test compares the two.
 /// Nothing of tenant `$1` is flagged out of its sync scope: with `sync_scope = 'all'`, every
 /// object and membership of the copy is one consumers see.
 pub(super) const NONE_OUT_OF_SCOPE: &str =
     "not exists (select from directory_users where tenant_id = $1 and not in_scope)
      and not exists (select from directory_groups where tenant_id = $1 and not in_scope)";
 
+/// A user as the directory API shows it (`DirectoryUser`'s fields and serde's time format),
+/// from `directory_users d`, as `jsonb_build_object` pairs; a webhook test compares the two.
 const USER_PAIRS: &str = "'object_id', d.object_id, 'user_principal_name', d.user_principal_name,
     'display_name', d.display_name, 'given_name', d.given_name, 'surname', d.surname,
     'mail', d.mail, 'business_phones', d.business_phones, 'mobile_phone', d.mobile_phone,
