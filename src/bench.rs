@@ -12,6 +12,7 @@
 //! generator they share in [`load`].
 
 pub mod api;
+pub mod cpu;
 pub mod emulator;
 pub mod load;
 pub mod nesting;
@@ -50,6 +51,7 @@ use crate::types::ConsentMode;
 use crate::types::Secret;
 use crate::types::permissions;
 use crate::web::AppState;
+use cpu::{CpuClock, CpuSpent};
 use emulator::EmulatorProcess;
 use nesting::{NestingBenchParams, NestingBenchReport, run_nesting_bench};
 use notify::NotifyReport;
@@ -179,6 +181,8 @@ pub struct Phase {
     /// tenant × latency × the tenants one worker has in turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_floor_seconds: Option<f64>,
+    /// Where the machine's CPU time went during the phase; `None` where `/proc` does not say.
+    pub cpu: Option<CpuSpent>,
 }
 
 /// Everything measured.
@@ -299,6 +303,8 @@ struct Bench {
     budget_scale: f64,
     lease: Duration,
     customers: Vec<Customer>,
+    /// The emulator's process, whose CPU time each phase reports apart.
+    emulator_pid: Option<u32>,
 }
 
 async fn measure(
@@ -347,6 +353,7 @@ async fn measure(
         db_url: db_url.to_owned(),
         admin,
         customers,
+        emulator_pid: emulator.pid(),
     };
 
     let rss_baseline_mb = memory::resident_mb();
@@ -697,6 +704,7 @@ impl Bench {
         let budget = Budget::new(self.db.clone(), self.budget_scale);
         let syncer = self.syncer.clone().with_budget(budget.clone());
         let peak_reset = memory::reset_peak();
+        let cpu_before = CpuClock::read(self.emulator_pid);
         let started = Instant::now();
         let workers = WorkerConfig {
             lease: self.lease,
@@ -710,6 +718,9 @@ impl Bench {
             }
         }
         .as_secs_f64();
+        let cpu = cpu_before
+            .zip(CpuClock::read(self.emulator_pid))
+            .map(|(before, after)| before.spent(&after, seconds, machine().cpus));
         let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
         if let Some(watch) = watch {
             watch.close().await?;
@@ -763,6 +774,7 @@ impl Bench {
                 let longer = pages.users.max(pages.groups) as f64 / tenants as f64;
                 round(longer * turns * latency, 4)
             }),
+            cpu,
         })
     }
 

@@ -104,9 +104,14 @@ impl EmulatorProcess {
         EmulatorAdmin::at(&self.base_url, self.ca_pem())
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Its resident set now, MiB.
     pub fn resident_mb(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
         super::memory::field_mb(&status, "VmRSS:")
     }
 

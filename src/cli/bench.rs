@@ -541,7 +541,7 @@ fn text(r: &SyncBenchReport) -> String {
         r.machine.os,
     );
     out.push_str(&format!(
-        "{:<12} {:>9} {:>9} {:>11} {:>10} {:>13} {:>12} {:>10}\n",
+        "{:<12} {:>9} {:>9} {:>11} {:>10} {:>13} {:>12} {:>10} {:>9}\n",
         "phase",
         "seconds",
         "objects",
@@ -549,11 +549,12 @@ fn text(r: &SyncBenchReport) -> String {
         "objects/s",
         "pages u/g",
         "peak RSS MB",
-        "latency s"
+        "latency s",
+        "CPU busy"
     ));
     let row = |name: &str, ph: &Phase| {
         format!(
-            "{:<12} {:>9.3} {:>9} {:>11} {:>10.0} {:>13} {:>12} {:>10}\n",
+            "{:<12} {:>9.3} {:>9} {:>11} {:>10.0} {:>13} {:>12} {:>10} {:>9}\n",
             name,
             ph.seconds,
             ph.objects,
@@ -563,6 +564,8 @@ fn text(r: &SyncBenchReport) -> String {
             mb(ph.peak_rss_mb),
             ph.latency_floor_seconds
                 .map_or("-".to_owned(), |s| format!("{s:.3}")),
+            ph.cpu
+                .map_or("-".to_owned(), |c| format!("{:.0} %", c.busy_share * 100.0)),
         )
     };
     if let Some(serial) = &r.serial {
@@ -585,9 +588,15 @@ fn text(r: &SyncBenchReport) -> String {
             serial.seconds
         ));
     }
+    if let Some(cpu) = r.full.cpu {
+        out.push_str(&format!(
+            "CPU (full)   {:.2} CPU-seconds busy: the engine {:.2}, the emulator {:.2}, Postgres and the rest {:.2}\n",
+            cpu.machine, cpu.engine, cpu.emulator, cpu.rest
+        ));
+    }
     out.push_str(&peer_text(r));
     out.push_str(&format!(
-        "Pool        {} database connections\n\"latency s\": the Graph round trips alone.\n",
+        "Pool        {} database connections\n\"latency s\": the Graph round trips alone; \"CPU busy\": every CPU's busy time over the phase's wall time.\n",
         p.pool_size.map_or("?".to_owned(), |n| n.to_string())
     ));
     out
