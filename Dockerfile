@@ -9,5 +9,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --system --uid 10001 gangway
 COPY --from=build /src/target/release/gangway /src/target/release/entra-emulator /usr/local/bin/
 USER gangway
+# The allocator commits memory as it is used, not a whole arena at once: a sync worker's
+# resident set about halves, at no measured cost in speed (README: Performance).
+ENV MIMALLOC_ARENA_EAGER_COMMIT=0
 ENTRYPOINT ["gangway"]
 CMD ["serve"]
