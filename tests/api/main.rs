@@ -29,6 +29,7 @@ mod notifications;
 mod operator_invites;
 mod ops;
 mod polish;
+mod postgres_tls;
 mod scim;
 mod scope;
 mod security;
