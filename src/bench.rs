@@ -720,7 +720,7 @@ impl Bench {
         .as_secs_f64();
         let cpu = cpu_before
             .zip(CpuClock::read(self.emulator_pid))
-            .map(|(before, after)| before.spent(&after, seconds, machine().cpus));
+            .map(|(before, after)| before.spent(&after, seconds, cpus()));
         let peak_rss_mb = if peak_reset { memory::peak_mb() } else { None };
         if let Some(watch) = watch {
             watch.close().await?;
@@ -1144,9 +1144,14 @@ impl Drop for FloorRows {
 /// This machine.
 fn machine() -> Machine {
     Machine {
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus: cpus(),
         os: os(),
     }
+}
+
+/// CPUs this process may use.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn round(value: f64, decimals: i32) -> f64 {

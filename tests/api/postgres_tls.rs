@@ -75,9 +75,10 @@ fn write(path: &Path, contents: &str, mode: u32) {
     }
 }
 
-async fn over_tls(pool: &sqlx::PgPool) -> bool {
+/// Whether the connection `db` runs on speaks TLS.
+async fn over_tls<'e>(db: impl sqlx::PgExecutor<'e>) -> bool {
     sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
         .unwrap()
 }
@@ -92,11 +93,7 @@ async fn a_loopback_server_that_demands_tls_is_spoken_to_with_tls() {
     pool.close().await;
 
     let mut one = gangway::db::connect_one(&url).await.unwrap();
-    let ssl: bool = sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
-        .fetch_one(&mut one)
-        .await
-        .unwrap();
-    assert!(ssl, "a single connection uses TLS too");
+    assert!(over_tls(&mut one).await, "a single connection uses TLS too");
 
     // The URL's own choice is kept: asked for the clear, the server's refusal stands.
     let refused = gangway::db::connect(&format!("{url}?sslmode=disable"), 2)

@@ -2065,8 +2065,12 @@ async fn no_statement_kept_prepared_scans_the_whole_copy_once_it_has_grown() {
         app.state.cfg.keys.clone(),
         app.state.settings.clone(),
     );
-    let graph = gangway::runtime::syncer(&app.state).graph().clone();
-    let syncer = Syncer::new(one.clone(), graph, tokens, RetryPolicy::default());
+    let syncer = Syncer::new(
+        one.clone(),
+        app.state.graph.clone(),
+        tokens,
+        RetryPolicy::default(),
+    );
     let access = sync::tenant_access(&one, tenant).await.unwrap().unwrap();
     for _ in 0..8 {
         // One user flagged out of the scope: the scope is recomputed after the rounds.
