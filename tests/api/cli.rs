@@ -1229,6 +1229,15 @@ async fn bench_sync_counts_each_phases_budget_round_trips_and_refuses_a_pool_pas
     for phase in ["serial", "full", "incremental", "idle"] {
         let trips = report[phase]["budget_round_trips"].as_u64().unwrap();
         assert!(trips > 0, "{phase}: {}", report[phase]);
+        // And says where the machine's CPU time went (Linux's /proc gives it here).
+        for part in ["machine", "engine", "emulator", "rest", "busy_share"] {
+            let spent = report[phase]["cpu"][part].as_f64();
+            assert!(
+                spent.is_some_and(|s| s >= 0.0),
+                "{phase}.cpu.{part}: {}",
+                report[phase]
+            );
+        }
     }
 
     let output = bench_sync(&[
