@@ -24,14 +24,17 @@ pub struct Filter {
 
 /// A checked query over `invitation_view` narrowed by a [`Filter`] (`$1` status, `$2` search
 /// pattern, `$3` customer), given as `query!(head tokens)` then `$tail` and the arguments: the
-/// list and its count share this one condition.
+/// list and its count share this one condition. The customer's name is searched by id (one
+/// look at `customers` a query) so that the count, reading nothing else of the customer, has
+/// no join.
 macro_rules! invitations_matching {
     ($($query:ident)::+ !($($head:tt)*), $tail:literal $(, $arg:expr)* $(,)?) => {
         $($query)::+!(
             $($head)* r"where ($1::text is null or effective_status = $1
                               or (last_outcome = $1 and effective_status in ('pending', 'opened')))
-                         and ($2::text is null or customer_name ilike $2 escape '\'
-                              or admin_email ilike $2 escape '\' or tenant_domain ilike $2 escape '\')
+                         and ($2::text is null or admin_email ilike $2 escape '\'
+                              or tenant_domain ilike $2 escape '\'
+                              or customer_id in (select id from customers where name ilike $2 escape '\'))
                          and ($3::uuid is null or customer_id = $3) "
                 + $tail
             $(, $arg)*
@@ -40,6 +43,11 @@ macro_rules! invitations_matching {
 }
 
 /// Invitations matching `filter`, open ones first, then newest first; with the total count.
+///
+/// The open ones and the rest are read apart, each newest first along an index on
+/// `created_at` and only as far as the page reaches: the one ordering over both had to work
+/// out every invitation's status (`now()` decides which are expired) and sort them all, 24 ms
+/// a page over 20,000. One transaction, so one `now()` decides for the count and both reads.
 pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64), InvitationError> {
     let status = filter.status.map(InvitationStatus::as_str);
     let pattern = filter
@@ -48,28 +56,56 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(crate::db::contains_pattern);
-    let rows = invitations_matching!(
-        select_invitations!(),
-        "order by (effective_status in ('pending', 'opened', 'declined', 'failed')) desc, created_at desc
-         limit $4 offset $5",
-        status,
-        pattern,
-        filter.customer_id as Option<CustomerId>,
-        filter.limit,
-        filter.offset,
-    )
-    .fetch_all(db)
-    .await?;
-    let total = invitations_matching!(
-        sqlx::query_scalar!(r#"select count(*) as "count!" from invitation_view "# +),
+    let customer = filter.customer_id;
+    let mut tx = db.begin().await?;
+    let counts = invitations_matching!(
+        sqlx::query!(
+            r#"select count(*) filter (where status in ('pending', 'opened', 'declined', 'failed')
+                                        and expires_at > now()) as "open!",
+                      count(*) as "total!"
+               from invitation_view "# +
+        ),
         "",
         status,
         pattern,
-        filter.customer_id as Option<CustomerId>,
+        customer as Option<CustomerId>,
     )
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok((rows, total))
+    let mut rows = Vec::new();
+    if filter.offset < counts.open {
+        rows = invitations_matching!(
+            select_invitations!(),
+            "and status in ('pending', 'opened', 'declined', 'failed') and expires_at > now()
+             order by created_at desc limit $4 offset $5",
+            status,
+            pattern,
+            customer as Option<CustomerId>,
+            filter.limit,
+            filter.offset,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    }
+    let wanted = filter.limit - rows.len() as i64;
+    if wanted > 0 && counts.total > counts.open {
+        rows.extend(
+            invitations_matching!(
+                select_invitations!(),
+                "and not (status in ('pending', 'opened', 'declined', 'failed') and expires_at > now())
+                 order by created_at desc limit $4 offset $5",
+                status,
+                pattern,
+                customer as Option<CustomerId>,
+                wanted,
+                (filter.offset - counts.open).max(0),
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok((rows, counts.total))
 }
 
 /// Invitations by id after `after` (a cursor, for scripts), optionally in `status` only.

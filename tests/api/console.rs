@@ -448,24 +448,43 @@ async fn the_list_filters_searches_and_pages() {
     assert!(empty.contains("No invitations yet — create the first one"));
 
     let issued = create_many(&app, 30).await;
-    // The three oldest are revoked: closed invitations sort after the open ones.
+    // The three oldest are revoked and one of the newest has expired: closed invitations sort
+    // after the open ones, newest first among themselves.
     for i in &issued[..3] {
         invitations::revoke(&app.db, i.invitation.id, &Actor::Cli)
             .await
             .unwrap();
     }
+    sqlx::query("update invitations set expires_at = now() - interval '1 minute' where id = $1")
+        .bind(issued[28].invitation.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
 
     let first = body(app.get(paths::INVITATIONS).await).await;
     assert!(first.contains("Showing 1–25 of 30"), "{first}");
     assert!(first.contains(&format!("href=\"{}?page=2\"", paths::INVITATIONS)));
     assert!(
-        !first.contains("badge revoked"),
+        !first.contains("badge revoked") && !first.contains("badge expired"),
         "open invitations come first"
     );
-    assert!(first.contains("Customer 29") && !first.contains("Customer 00"));
+    assert!(first.contains("Customer 29") && !first.contains("Customer 28"));
+    assert!(first.contains("Customer 04") && !first.contains("Customer 03"));
     let second = body(app.get(&format!("{}?page=2", paths::INVITATIONS)).await).await;
     assert!(second.contains("Showing 26–30 of 30"));
-    assert!(second.contains("badge revoked") && second.contains("Customer 00"));
+    let order: Vec<usize> = ["Customer 03", "Customer 28", "Customer 02", "Customer 00"]
+        .iter()
+        .map(|name| {
+            second
+                .find(name)
+                .unwrap_or_else(|| panic!("{name} on page 2"))
+        })
+        .collect();
+    assert!(
+        order.is_sorted(),
+        "the last open one, then the expired and the revoked ones newest first"
+    );
+    assert!(second.contains("badge revoked") && second.contains("badge expired"));
     assert!(
         second.contains(&format!("href=\"{}\"", paths::INVITATIONS)),
         "a link back to page 1"
@@ -488,7 +507,10 @@ async fn the_list_filters_searches_and_pages() {
             .await,
     )
     .await;
-    assert!(pending.contains("Showing 1–25 of 27"));
+    assert!(
+        pending.contains("Showing 1–25 of 26"),
+        "the expired one is not pending"
+    );
     assert!(
         decoded(&pending).contains("?status=pending&page=2"),
         "next keeps the filter: {}",
