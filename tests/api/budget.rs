@@ -223,14 +223,7 @@ async fn a_tenants_size_is_counted_up_to_its_largest_class_reading_no_more_rows_
     let db = crate::helpers::fresh_database().await;
     let mut tenants = Vec::new();
     for _ in 0..2 {
-        let tenant: Uuid = sqlx::query_scalar(
-            "with customer as (insert into customers (name) values ('Contoso ' || gen_random_uuid()) returning id)
-             insert into tenants (customer_id, entra_tenant_id, display_name, consent_mode)
-             select id, gen_random_uuid(), 'Contoso', 'application' from customer returning id",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+        let tenant = crate::jobs::tenant(&db.pool).await;
         // 3,000 users, every tenth in the recycle bin.
         sqlx::query(
             "insert into directory_users (tenant_id, object_id, user_principal_name, display_name,

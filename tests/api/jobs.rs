@@ -16,7 +16,7 @@ use crate::helpers::fresh_database;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// A consented tenant, as the queue's foreign key needs one.
-async fn tenant(db: &PgPool) -> Uuid {
+pub(crate) async fn tenant(db: &PgPool) -> Uuid {
     sqlx::query_scalar(
         "with customer as (insert into customers (name) values ('Contoso ' || gen_random_uuid()) returning id)
          insert into tenants (customer_id, entra_tenant_id, display_name, consent_mode)
