@@ -72,9 +72,8 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
     )
     .fetch_one(&mut *tx)
     .await?;
-    let mut rows = Vec::new();
-    if filter.offset < counts.open {
-        rows = invitations_matching!(
+    let mut rows = if filter.offset < counts.open {
+        invitations_matching!(
             select_invitations!(),
             "and status in ('pending', 'opened', 'declined', 'failed') and expires_at > now()
              order by created_at desc limit $4 offset $5",
@@ -85,8 +84,10 @@ pub async fn list(db: &PgPool, filter: &Filter) -> Result<(Vec<Invitation>, i64)
             filter.offset,
         )
         .fetch_all(&mut *tx)
-        .await?;
-    }
+        .await?
+    } else {
+        Vec::new()
+    };
     let wanted = filter.limit - rows.len() as i64;
     if wanted > 0 && counts.total > counts.open {
         rows.extend(
